@@ -1,0 +1,1 @@
+"""Serverless automations for Cliniko third-party contacts."""

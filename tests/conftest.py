@@ -1,0 +1,13 @@
+"""Fixtures shared by every test. Feature fixtures live in tests/fixtures/ as plugins."""
+
+import os
+
+# No test may reach real AWS: moto answers, and these credentials are fake on purpose.
+os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_SECURITY_TOKEN"] = "testing"
+os.environ["AWS_SESSION_TOKEN"] = "testing"
+os.environ.pop("AWS_PROFILE", None)
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ClinikoAutomationsTest")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tests")
