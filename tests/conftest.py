@@ -11,3 +11,9 @@ os.environ["AWS_SESSION_TOKEN"] = "testing"
 os.environ.pop("AWS_PROFILE", None)
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ClinikoAutomationsTest")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tests")
+
+# Fixture plugins, one module per concern.
+pytest_plugins = [
+    "tests.fixtures.aws",
+    "tests.fixtures.emulator",
+]

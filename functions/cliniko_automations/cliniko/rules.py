@@ -81,9 +81,8 @@ def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dic
         elif name in LENGTH_LIMITED_FIELDS and len(value) > MAX_LENGTH:
             errors[name] = TOO_LONG
     email = fields.get("email")
-    if isinstance(email, str) and email and "email" not in errors:
-        if not EMAIL_PATTERN.match(email):
-            errors["email"] = INVALID
+    if isinstance(email, str) and email and not EMAIL_PATTERN.match(email):
+        errors.setdefault("email", INVALID)
     code = fields.get("country_code")
     if code not in (None, "") and (not isinstance(code, str) or country_name(code) is None):
         errors["country_code"] = NOT_IN_LIST

@@ -1,0 +1,62 @@
+from cliniko_automations.cliniko.rules import (
+    BLANK,
+    INVALID,
+    NOT_IN_LIST,
+    TOO_LONG,
+    country_code_for,
+    country_name,
+    validate_contact_fields,
+)
+
+
+def test_country_names_come_from_iso_3166():
+    assert country_name("AU") == "Australia"
+    assert country_name("ee") == "Estonia"
+    assert country_name("XX") is None
+    assert country_name("AUS") is None
+
+
+def test_country_code_for_accepts_codes_and_names():
+    assert country_code_for("au") == "AU"
+    assert country_code_for("Australia") == "AU"
+    assert country_code_for("NZL") == "NZ"
+    assert country_code_for("Atlantis") is None
+    assert country_code_for("  ") is None
+
+
+def test_a_valid_body_has_no_errors():
+    body = {
+        "first_name": "John",
+        "email": "a+b@example.com",
+        "country_code": "AU",
+        "doctor_type": "specialist",
+        "type_code": 1,
+        "phone_numbers": [{"number": "0400 000 000", "phone_type": "Mobile"}],
+    }
+    assert validate_contact_fields(body, creating=True) == {}
+
+
+def test_errors_use_clinikos_messages():
+    body = {
+        "first_name": "",
+        "email": "not an email",
+        "last_name": "x" * 256,
+        "country_code": "ZZ",
+        "doctor_type": "surgeon",
+        "type_code": 7,
+        "phone_numbers": [{"number": "1", "phone_type": "Pager"}],
+    }
+    assert validate_contact_fields(body, creating=True) == {
+        "first_name": BLANK,
+        "email": INVALID,
+        "last_name": TOO_LONG,
+        "country_code": NOT_IN_LIST,
+        "doctor_type": NOT_IN_LIST,
+        "type_code": NOT_IN_LIST,
+        "phone_numbers": "phone_type " + NOT_IN_LIST,
+    }
+
+
+def test_an_update_need_not_carry_a_first_name():
+    assert validate_contact_fields({"last_name": "Snow"}, creating=False) == {}
+    assert validate_contact_fields({"last_name": "Snow"}, creating=True) == {"first_name": BLANK}
