@@ -1,0 +1,228 @@
+from http import HTTPStatus
+from typing import Any, cast
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.contact import Contact
+from ...models.contact_write import ContactWrite
+from ...models.error_message import ErrorMessage
+from ...models.validation_error import ValidationError
+from ...types import Response
+
+
+def _get_kwargs(
+    *,
+    body: ContactWrite,
+) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+
+    _kwargs: dict[str, Any] = {
+        "method": "post",
+        "url": "/contacts",
+    }
+
+    _kwargs["json"] = body.to_dict()
+
+    headers["Content-Type"] = "application/json"
+
+    _kwargs["headers"] = headers
+    return _kwargs
+
+
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Any | Contact | ErrorMessage | ValidationError | None:
+    if response.status_code == 201:
+        response_201 = Contact.from_dict(response.json())
+
+        return response_201
+
+    if response.status_code == 400:
+        response_400 = ErrorMessage.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = cast(Any, None)
+        return response_401
+
+    if response.status_code == 403:
+        response_403 = cast(Any, None)
+        return response_403
+
+    if response.status_code == 422:
+        response_422 = ValidationError.from_dict(response.json())
+
+        return response_422
+
+    if response.status_code == 429:
+        response_429 = cast(Any, None)
+        return response_429
+
+    if response.status_code == 500:
+        response_500 = cast(Any, None)
+        return response_500
+
+    if response.status_code == 502:
+        response_502 = cast(Any, None)
+        return response_502
+
+    if response.status_code == 503:
+        response_503 = cast(Any, None)
+        return response_503
+
+    if response.status_code == 504:
+        response_504 = cast(Any, None)
+        return response_504
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[Any | Contact | ErrorMessage | ValidationError]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    *,
+    client: AuthenticatedClient | Client,
+    body: ContactWrite,
+) -> Response[Any | Contact | ErrorMessage | ValidationError]:
+    """Create a contact
+
+     Creates a contact. Cliniko has no idempotency keys: a retried create makes a second contact, so
+    callers deduplicate first (search by lower-cased email) and never retry a create blindly. The
+    country is set with `country_code` only.
+
+    Args:
+        body (ContactWrite): The body of a create or an update: only writable fields, all optional
+            (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
+            fields such as `country`. Which fields a create requires is not documented (a blank
+            `first_name` gets "can’t be blank").
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[Any | Contact | ErrorMessage | ValidationError]
+    """
+
+    kwargs = _get_kwargs(
+        body=body,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    *,
+    client: AuthenticatedClient | Client,
+    body: ContactWrite,
+) -> Any | Contact | ErrorMessage | ValidationError | None:
+    """Create a contact
+
+     Creates a contact. Cliniko has no idempotency keys: a retried create makes a second contact, so
+    callers deduplicate first (search by lower-cased email) and never retry a create blindly. The
+    country is set with `country_code` only.
+
+    Args:
+        body (ContactWrite): The body of a create or an update: only writable fields, all optional
+            (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
+            fields such as `country`. Which fields a create requires is not documented (a blank
+            `first_name` gets "can’t be blank").
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Any | Contact | ErrorMessage | ValidationError
+    """
+
+    return sync_detailed(
+        client=client,
+        body=body,
+    ).parsed
+
+
+async def asyncio_detailed(
+    *,
+    client: AuthenticatedClient | Client,
+    body: ContactWrite,
+) -> Response[Any | Contact | ErrorMessage | ValidationError]:
+    """Create a contact
+
+     Creates a contact. Cliniko has no idempotency keys: a retried create makes a second contact, so
+    callers deduplicate first (search by lower-cased email) and never retry a create blindly. The
+    country is set with `country_code` only.
+
+    Args:
+        body (ContactWrite): The body of a create or an update: only writable fields, all optional
+            (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
+            fields such as `country`. Which fields a create requires is not documented (a blank
+            `first_name` gets "can’t be blank").
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[Any | Contact | ErrorMessage | ValidationError]
+    """
+
+    kwargs = _get_kwargs(
+        body=body,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    *,
+    client: AuthenticatedClient | Client,
+    body: ContactWrite,
+) -> Any | Contact | ErrorMessage | ValidationError | None:
+    """Create a contact
+
+     Creates a contact. Cliniko has no idempotency keys: a retried create makes a second contact, so
+    callers deduplicate first (search by lower-cased email) and never retry a create blindly. The
+    country is set with `country_code` only.
+
+    Args:
+        body (ContactWrite): The body of a create or an update: only writable fields, all optional
+            (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
+            fields such as `country`. Which fields a create requires is not documented (a blank
+            `first_name` gets "can’t be blank").
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Any | Contact | ErrorMessage | ValidationError
+    """
+
+    return (
+        await asyncio_detailed(
+            client=client,
+            body=body,
+        )
+    ).parsed

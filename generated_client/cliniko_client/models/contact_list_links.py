@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from attrs import define as _attrs_define
+from attrs import field as _attrs_field
+
+from ..types import UNSET, Unset
+
+T = TypeVar("T", bound="ContactListLinks")
+
+
+@_attrs_define
+class ContactListLinks:
+    """Pagination links. `next` and `previous` are omitted (never null) when there is no such page.
+
+    Attributes:
+        self_ (str):
+        next_ (str | Unset):
+        previous (str | Unset):
+    """
+
+    self_: str
+    next_: str | Unset = UNSET
+    previous: str | Unset = UNSET
+    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        self_ = self.self_
+
+        next_ = self.next_
+
+        previous = self.previous
+
+        field_dict: dict[str, Any] = {}
+        field_dict.update(self.additional_properties)
+        field_dict.update(
+            {
+                "self": self_,
+            }
+        )
+        if next_ is not UNSET:
+            field_dict["next"] = next_
+        if previous is not UNSET:
+            field_dict["previous"] = previous
+
+        return field_dict
+
+    @classmethod
+    def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        d = dict(src_dict)
+        self_ = d.pop("self")
+
+        next_ = d.pop("next", UNSET)
+
+        previous = d.pop("previous", UNSET)
+
+        contact_list_links = cls(
+            self_=self_,
+            next_=next_,
+            previous=previous,
+        )
+
+        contact_list_links.additional_properties = d
+        return contact_list_links
+
+    @property
+    def additional_keys(self) -> list[str]:
+        return list(self.additional_properties.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.additional_properties[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.additional_properties[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.additional_properties[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.additional_properties
