@@ -72,9 +72,7 @@ def check_tool_versions() -> None:
         words = result.stdout.split()
         ruff_version = words[1] if len(words) > 1 and words[0] == "ruff" else None
     if ruff_version != PINNED["ruff"]:
-        problems.append(
-            f"ruff {ruff_version or f'not found at {ruff}'} (pinned: {PINNED['ruff']})"
-        )
+        problems.append(f"ruff {ruff_version or f'not found at {ruff}'} (pinned: {PINNED['ruff']})")
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     for name, version in PINNED.items():
         if f'"{name}=={version}"' not in pyproject:
@@ -119,9 +117,7 @@ def generate(destination: Path) -> None:
 
 
 def _ignored(relative: Path) -> bool:
-    return any(
-        part in IGNORED_NAMES or part.endswith(IGNORED_SUFFIXES) for part in relative.parts
-    )
+    return any(part in IGNORED_NAMES or part.endswith(IGNORED_SUFFIXES) for part in relative.parts)
 
 
 def _files(root: Path) -> set[Path]:
@@ -134,6 +130,10 @@ def _files(root: Path) -> set[Path]:
     }
 
 
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+
+
 def diff(expected: Path, actual: Path) -> str:
     """A unified diff turning `actual` (committed) into `expected` (fresh output)."""
     chunks = []
@@ -141,8 +141,8 @@ def diff(expected: Path, actual: Path) -> str:
         new, old = expected / relative, actual / relative
         if new.exists() and old.exists() and filecmp.cmp(new, old, shallow=False):
             continue
-        old_lines = old.read_text(encoding="utf-8").splitlines(keepends=True) if old.exists() else []
-        new_lines = new.read_text(encoding="utf-8").splitlines(keepends=True) if new.exists() else []
+        old_lines = _lines(old)
+        new_lines = _lines(new)
         name = f"generated_client/{relative.as_posix()}"
         chunks.extend(
             difflib.unified_diff(
@@ -169,9 +169,9 @@ def sync(source: Path, target: Path) -> None:
             shutil.copyfile(source / relative, destination)
     # Directories emptied by the removals above.
     for directory in sorted(target.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if directory.is_dir() and not _ignored(directory.relative_to(target)):
-            if not any(directory.iterdir()):
-                directory.rmdir()
+        relative = directory.relative_to(target)
+        if directory.is_dir() and not _ignored(relative) and not any(directory.iterdir()):
+            directory.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:
