@@ -1,0 +1,167 @@
+"""HTTP API for erasure requests (both routes behind AWS_IAM authorisation).
+
+POST /erasure-requests        body: {request_id, contact_id?, email?, reason, dry_run?,
+                                     erase_all_matches?}
+GET  /erasure-requests/{id}   status and outcome of a request
+
+The handler is thin: identity check, parse, call the core, map domain errors to HTTP once.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from cliniko_automations.erasure.core import (
+    ErasureRequest,
+    InvalidRequest,
+    Outcome,
+    RequestIdConflict,
+    RequestInProgress,
+    RequestNotFound,
+    SeveralMatches,
+)
+from cliniko_automations.erasure.service import build_eraser
+from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
+
+logger = Logger(service="erasure")
+metrics = Metrics(service="erasure")
+app = APIGatewayHttpResolver()
+
+
+class Unauthenticated(Exception):
+    """The event carries no IAM identity (the route's AWS_IAM authoriser was bypassed)."""
+
+
+def _json(status: HTTPStatus, body: dict[str, Any]) -> Response:
+    return Response(
+        status_code=status.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body),
+    )
+
+
+def _caller() -> str:
+    # API Gateway fills requestContext.authorizer.iam only for SigV4-signed calls to an
+    # AWS_IAM route. Anything else reaching this function (a misconfigured route, a direct
+    # invoke with a hand-made event) is refused rather than trusted.
+    iam = app.current_event.request_context.authorizer.iam
+    if not iam.user_arn or not iam.account_id:
+        raise Unauthenticated
+    return iam.user_arn
+
+
+def _settings() -> ErasureSettings:
+    return ErasureSettings.from_env()
+
+
+def _outcome_response(outcome: Outcome) -> Response:
+    status = HTTPStatus.BAD_GATEWAY if outcome.status == "failed" else HTTPStatus.OK
+    return _json(status, outcome.model_dump(mode="json"))
+
+
+@app.post("/erasure-requests")
+def create_request() -> Response:
+    caller = _caller()
+    try:
+        body = json.loads(app.current_event.decoded_body or "")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest({"body": "must be a JSON object"}) from None
+    request = ErasureRequest.parse(body)
+    logger.append_keys(erasure_request_id=request.request_id)
+    outcome = build_eraser(_settings()).submit(request, caller)
+    logger.info(
+        "erasure request handled",
+        extra={
+            "status": outcome.status,
+            "result": outcome.result,
+            "dry_run": outcome.dry_run,
+            "contact_ids": outcome.contact_ids,
+            "cliniko_requests": outcome.cliniko_requests,
+        },
+    )
+    metrics.add_metric(name=f"Erasure{outcome.status.title()}", unit=MetricUnit.Count, value=1)
+    return _outcome_response(outcome)
+
+
+@app.get("/erasure-requests/<request_id>")
+def get_request(request_id: str) -> Response:
+    _caller()
+    outcome = build_eraser(_settings()).status(request_id)
+    return _json(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
+
+
+@app.exception_handler(Unauthenticated)
+def _unauthenticated(_: Unauthenticated) -> Response:
+    logger.warning("erasure call without IAM identity refused")
+    return _json(HTTPStatus.FORBIDDEN, {"message": "a SigV4-signed IAM caller is required"})
+
+
+@app.exception_handler(InvalidRequest)
+def _invalid(error: InvalidRequest) -> Response:
+    # Field names and rule messages only: the input values are never echoed or logged.
+    logger.info("erasure request rejected", extra={"fields": sorted(error.problems)})
+    return _json(
+        HTTPStatus.UNPROCESSABLE_ENTITY, {"message": "invalid request", "errors": error.problems}
+    )
+
+
+@app.exception_handler(SeveralMatches)
+def _several(error: SeveralMatches) -> Response:
+    logger.info("several contacts match", extra={"contact_ids": error.contact_ids})
+    return _json(
+        HTTPStatus.CONFLICT,
+        {
+            "request_id": error.request_id,
+            "status": "open",
+            "result": "awaiting_confirmation",
+            "contact_ids": error.contact_ids,
+            "message": str(error),
+        },
+    )
+
+
+@app.exception_handler([RequestIdConflict, RequestInProgress])
+def _conflict(error: RequestIdConflict | RequestInProgress) -> Response:
+    logger.info("erasure request conflict", extra={"error": type(error).__name__})
+    return _json(HTTPStatus.CONFLICT, {"request_id": error.request_id, "message": str(error)})
+
+
+@app.exception_handler(RequestNotFound)
+def _not_found(error: RequestNotFound) -> Response:
+    return _json(HTTPStatus.NOT_FOUND, {"message": str(error)})
+
+
+@app.exception_handler(SettingsError)
+def _misconfigured(error: SettingsError) -> Response:
+    logger.error("erasure function misconfigured", extra={"problem": str(error)})
+    return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"message": "erasure is not configured"})
+
+
+@app.exception_handler(ServiceError)
+def _service_error(error: ServiceError) -> Response:
+    # Powertools' own errors (unknown route, wrong method) keep their status.
+    return _json(HTTPStatus(error.status_code), {"message": error.msg})
+
+
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response:
+    # Log the type only: some exception texts (boto3, httpx) quote request data.
+    logger.error("erasure request failed unexpectedly", extra={"error": type(error).__name__})
+    return _json(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        {"message": "internal error; the request can be retried with the same request id"},
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,31 @@
+"""Scheduled daily: count erasure requests past their due date that are not completed.
+
+Publishes `OverdueErasureRequests` every run, 0 included, so the alarm on it always has data
+(a missing datapoint would leave the alarm in INSUFFICIENT_DATA instead of OK).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from cliniko_automations.erasure.audit import DynamoAuditLog
+from cliniko_automations.erasure.core import overdue_request_ids, utcnow
+from cliniko_automations.erasure.settings import AuditSettings
+
+logger = Logger(service="erasure")
+metrics = Metrics(service="erasure")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = AuditSettings.from_env()
+    overdue = overdue_request_ids(DynamoAuditLog(settings.audit_table).summaries(), utcnow())
+    metrics.add_metric(name="OverdueErasureRequests", unit=MetricUnit.Count, value=len(overdue))
+    # Request ids are ours (no personal data): listing them tells the on-call where to look.
+    logger.info("overdue erasure requests", extra={"count": len(overdue), "request_ids": overdue})
+    return {"overdue": len(overdue), "request_ids": overdue}

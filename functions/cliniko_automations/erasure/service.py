@@ -1,0 +1,19 @@
+"""Wiring shared by the Lambda handler and the CLI's local mode: settings -> Eraser."""
+
+from __future__ import annotations
+
+from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.secrets import read_secret
+from cliniko_automations.erasure.audit import DynamoAuditLog
+from cliniko_automations.erasure.core import Eraser
+from cliniko_automations.erasure.settings import ErasureSettings
+
+
+def build_eraser(settings: ErasureSettings) -> Eraser:
+    # client_for_secret reads CLINIKO_USER_AGENT / CLINIKO_BASE_URL itself; the settings model
+    # has already checked they are present and well-formed.
+    return Eraser(
+        client_for_secret(settings.cliniko_api_key_secret_name),
+        DynamoAuditLog(settings.audit_table),
+        read_secret(settings.pepper_secret_name),
+    )

@@ -1,0 +1,51 @@
+"""Erasure settings: one validated model read from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class SettingsError(Exception):
+    """The function is misconfigured (names the variables, never their values)."""
+
+
+class AuditSettings(BaseModel):
+    """What the overdue check needs."""
+
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+
+    audit_table: str = Field(min_length=1)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None):
+        environ = os.environ if environ is None else environ
+        values = {
+            name: environ[name.upper()]
+            for name in cls.model_fields
+            if environ.get(name.upper()) not in (None, "")
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            names = sorted({str(e["loc"][0]).upper() for e in error.errors()})
+            raise SettingsError(f"missing or invalid environment: {', '.join(names)}") from None
+
+
+class ErasureSettings(AuditSettings):
+    """What the erasure API and the local CLI need."""
+
+    pepper_secret_name: str = Field(min_length=1)
+    cliniko_api_key_secret_name: str = Field(min_length=1)
+    # Cliniko blocks requests whose User-Agent lacks a vendor name and a contact email.
+    cliniko_user_agent: str = Field(pattern=r"^\S.* \([^()\s]+@[^()\s]+\)$")
+    cliniko_base_url: str | None = None
+
+    @field_validator("cliniko_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value

@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Erasure requests from the command line: scrub and archive a Cliniko contact, check status.
+
+Two modes, same core and same words:
+  local   (default) runs the erasure core here, with this machine's AWS credentials for the
+          audit table and secrets: --audit-table, --pepper-secret, --cliniko-key-secret,
+          --user-agent, --cliniko-base-url (or the env vars AUDIT_TABLE, PEPPER_SECRET_NAME,
+          CLINIKO_API_KEY_SECRET_NAME, CLINIKO_USER_AGENT, CLINIKO_BASE_URL).
+  remote  --api-url https://ID.execute-api.REGION.amazonaws.com calls the deployed HTTP API,
+          signing each request with SigV4 (the routes use AWS_IAM authorisation).
+
+  erasure.py request --contact-id 123 --reason "GDPR art. 17, ticket 42" [--dry-run]
+  erasure.py request --email person@example.com --reason "..." [--all-matches]
+  erasure.py status REQUEST_ID
+
+Exit status: 0 completed, 1 failed or error, 3 needs attention (several matches, conflict,
+still open), 2 bad arguments.
+
+Cliniko's API cannot delete a contact; this tool scrubs every personal field and archives the
+contact, and says so: Cliniko keeps an archived record with no personal data in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(
+        prog="erasure.py",
+        description="Erasure on request for Cliniko contacts: scrub every personal field, "
+        "archive, verify. Cliniko keeps an archived record; it holds no personal data after.",
+    )
+    where = cli.add_argument_group("where to run")
+    where.add_argument("--api-url", help="deployed HTTP API base URL (remote mode, SigV4)")
+    where.add_argument("--region", help="AWS region for SigV4 (default: from the environment)")
+    where.add_argument("--audit-table", default=os.environ.get("AUDIT_TABLE"))
+    where.add_argument("--pepper-secret", default=os.environ.get("PEPPER_SECRET_NAME"))
+    where.add_argument(
+        "--cliniko-key-secret", default=os.environ.get("CLINIKO_API_KEY_SECRET_NAME")
+    )
+    where.add_argument("--user-agent", default=os.environ.get("CLINIKO_USER_AGENT"))
+    where.add_argument("--cliniko-base-url", default=os.environ.get("CLINIKO_BASE_URL"))
+    where.add_argument(
+        "--caller", help="who is asking, for the audit trail (local mode; default: your AWS ARN)"
+    )
+    cli.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    commands = cli.add_subparsers(dest="command", required=True)
+
+    request = commands.add_parser("request", help="ask for an erasure (or a dry run)")
+    request.add_argument("--contact-id", help="Cliniko contact id")
+    request.add_argument("--email", help="email address (matched lower-cased, archived included)")
+    request.add_argument("--reason", required=True, help="legal basis or ticket reference")
+    request.add_argument("--dry-run", action="store_true", help="report only, change nothing")
+    request.add_argument(
+        "--all-matches", action="store_true", help="erase every contact with this email"
+    )
+    request.add_argument(
+        "--request-id", help="idempotency key; repeat it to retry or to read the stored outcome"
+    )
+
+    status = commands.add_parser("status", help="show a request's status and outcome")
+    status.add_argument("request_id")
+    return cli
+
+
+# ---------------------------------------------------------------------------------------------
+# Two ways to get an answer; both return (HTTP-like status, JSON body).
+
+
+def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    missing = [
+        flag
+        for flag, value in (
+            ("--audit-table", args.audit_table),
+            ("--pepper-secret", args.pepper_secret),
+            ("--cliniko-key-secret", args.cliniko_key_secret),
+            ("--user-agent", args.user_agent),
+        )
+        if not value
+    ]
+    if missing:
+        raise SystemExit(f"erasure.py: local mode needs {', '.join(missing)} (or their env vars)")
+    # The Cliniko client factory reads these two from the environment, like the Lambda does.
+    os.environ["CLINIKO_USER_AGENT"] = args.user_agent
+    if args.cliniko_base_url:
+        os.environ["CLINIKO_BASE_URL"] = args.cliniko_base_url
+
+    from cliniko_automations.erasure import core
+    from cliniko_automations.erasure.service import build_eraser
+    from cliniko_automations.erasure.settings import ErasureSettings
+    from pydantic import ValidationError
+
+    try:
+        settings = ErasureSettings(
+            audit_table=args.audit_table,
+            pepper_secret_name=args.pepper_secret,
+            cliniko_api_key_secret_name=args.cliniko_key_secret,
+            cliniko_user_agent=args.user_agent,
+            cliniko_base_url=args.cliniko_base_url,
+        )
+    except ValidationError as error:
+        names = ", ".join(sorted({str(e["loc"][0]) for e in error.errors()}))
+        raise SystemExit(f"erasure.py: bad settings: {names}") from None
+    eraser = build_eraser(settings)
+    try:
+        if args.command == "status":
+            return 200, eraser.status(args.request_id).model_dump(mode="json")
+        request = core.ErasureRequest.parse(request_body(args))
+        outcome = eraser.submit(request, args.caller or local_caller())
+        return (502 if outcome.status == "failed" else 200), outcome.model_dump(mode="json")
+    except core.InvalidRequest as error:
+        return 422, {"message": "invalid request", "errors": error.problems}
+    except core.SeveralMatches as error:
+        return 409, {
+            "request_id": error.request_id,
+            "status": "open",
+            "result": "awaiting_confirmation",
+            "contact_ids": error.contact_ids,
+            "message": str(error),
+        }
+    except (core.RequestIdConflict, core.RequestInProgress) as error:
+        return 409, {"request_id": error.request_id, "message": str(error)}
+    except core.RequestNotFound as error:
+        return 404, {"message": str(error)}
+
+
+def local_caller() -> str:
+    import boto3
+
+    return boto3.client("sts").get_caller_identity()["Arn"]
+
+
+def run_remote(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    import boto3
+    import httpx
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    base = args.api_url.rstrip("/")
+    if args.command == "status":
+        method, url, body = "GET", f"{base}/erasure-requests/{quote(args.request_id)}", None
+    else:
+        method, url = "POST", f"{base}/erasure-requests"
+        body = json.dumps(request_body(args))
+    session = boto3.Session(region_name=args.region)
+    credentials = session.get_credentials()
+    if credentials is None or not session.region_name:
+        raise SystemExit("erasure.py: remote mode needs AWS credentials and a region (--region)")
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    signed = AWSRequest(method=method, url=url, data=body, headers=headers)
+    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", session.region_name).add_auth(
+        signed
+    )
+    response = httpx.request(
+        method, url, content=body, headers=dict(signed.headers.items()), timeout=60.0
+    )
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {"message": f"unexpected answer from the API (HTTP {response.status_code})"}
+    if not isinstance(payload, dict):
+        payload = {"message": f"unexpected answer from the API (HTTP {response.status_code})"}
+    return response.status_code, payload
+
+
+def request_body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "request_id": args.request_id or f"cli-{uuid.uuid4()}",
+        "reason": args.reason,
+        "dry_run": args.dry_run,
+        "erase_all_matches": args.all_matches,
+    }
+    if args.contact_id:
+        body["contact_id"] = args.contact_id
+    if args.email:
+        body["email"] = args.email
+    return body
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest words.
+
+ACTION_WORDS = {
+    "scrubbed_and_archived": "scrubbed and archived, verified by reading it back",
+    "already_scrubbed_and_archived": "already scrubbed and archived (nothing to write)",
+    "would_scrub_and_archive": "would be scrubbed and archived",
+    "nothing_to_do": "nothing would change (already scrubbed and archived)",
+    "failed": "NOT finished",
+}
+
+
+def render(status: int, body: dict[str, Any]) -> list[str]:
+    lines = []
+    if "status" in body and "request_id" in body:
+        lines.append(
+            f"Request {body['request_id']}: {body['status']}"
+            + (f" ({body['result']})" if body.get("result") else "")
+            + (" [dry run]" if body.get("dry_run") else "")
+        )
+    elif status >= 400:
+        lines.append(f"Refused (HTTP {status}).")
+    for contact in body.get("contacts", []):
+        words = ACTION_WORDS.get(contact["action"], contact["action"])
+        line = f"  Contact {contact['contact_id']}: {words}"
+        if contact.get("fields"):
+            verb = "fields that would be blanked" if body.get("dry_run") else "fields blanked"
+            line += f"; {verb}: {', '.join(contact['fields'])}"
+        if contact.get("error"):
+            line += f"; error: {contact['error']}"
+        lines.append(line)
+    if status == 409 and body.get("contact_ids"):
+        lines.append(f"  Matching contact ids: {', '.join(body['contact_ids'])}")
+    if body.get("message"):
+        lines.append(body["message"])
+    for field, problem in (body.get("errors") or {}).items():
+        lines.append(f"  {field}: {problem}")
+    if body.get("due_at") and body.get("status") != "completed":
+        lines.append(f"Due by {body['due_at']}.")
+    return lines
+
+
+def exit_code(status: int, body: dict[str, Any]) -> int:
+    if status == 200 and body.get("status") == "completed":
+        return EXIT_OK
+    if status in (200, 404, 409):
+        return EXIT_ATTENTION
+    return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "request" and not (args.contact_id or args.email):
+        parser().error("request needs --contact-id, --email or both")
+    status, body = run_remote(args) if args.api_url else run_local(args)
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        print("\n".join(render(status, body)))
+    return exit_code(status, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

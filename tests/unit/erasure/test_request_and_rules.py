@@ -1,0 +1,162 @@
+"""The erasure core's pure parts: request validation, scrub planning, overdue counting."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime
+
+import pytest
+from cliniko_automations.cliniko.rules import WRITABLE_FIELDS, validate_contact_fields
+from cliniko_automations.erasure.core import (
+    PLACEHOLDER_FIRST_NAME,
+    SCRUBBED_VALUES,
+    ErasureRequest,
+    InvalidRequest,
+    email_hash,
+    fields_to_scrub,
+    is_erased,
+    overdue_request_ids,
+)
+
+FULL_CONTACT = {
+    "id": "1390712996921091568",
+    "title": "Dr",
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "preferred_name": "Ada",
+    "company_name": "Analytical Engines",
+    "occupation": "Mathematician",
+    "provider_number": "2004567X",
+    "email": "ada@example.com",
+    "address_1": "1 St James's Square",
+    "address_2": "Level 2",
+    "address_3": "Suite 3",
+    "city": "London",
+    "state": "Greater London",
+    "post_code": "SW1Y 4JU",
+    "country_code": "GB",
+    "country": "United Kingdom",
+    "notes": "Prefers fax",
+    "doctor_type": "specialist",
+    "type_code": 1,
+    "phone_numbers": [{"number": "0400 000 000", "phone_type": "Mobile"}],
+    "archived_at": None,
+}
+
+
+def test_the_scrub_body_is_one_cliniko_accepts_on_update():
+    assert validate_contact_fields(SCRUBBED_VALUES, creating=False) == {}
+    # and even on create, which is where Cliniko insists on a first name
+    assert validate_contact_fields(SCRUBBED_VALUES, creating=True) == {}
+
+
+def test_the_scrub_body_covers_every_writable_field_except_the_category():
+    assert set(SCRUBBED_VALUES) == WRITABLE_FIELDS - {"type_code"}
+
+
+def test_every_personal_field_of_a_full_contact_is_planned():
+    assert sorted(fields_to_scrub(FULL_CONTACT)) == sorted(SCRUBBED_VALUES)
+
+
+def test_a_scrubbed_archived_contact_is_erased():
+    scrubbed = {
+        **FULL_CONTACT,
+        **SCRUBBED_VALUES,
+        "country": None,
+        "archived_at": "2026-01-01T00:00:00Z",
+    }
+    assert fields_to_scrub(scrubbed) == []
+    assert is_erased(scrubbed)
+    # Cliniko returns blanks as "" and may return doctor_type "": still erased
+    assert is_erased({**scrubbed, "country_code": "", "doctor_type": "", "first_name": ""})
+
+
+def test_scrubbed_but_not_archived_is_not_erased():
+    scrubbed = {**FULL_CONTACT, **SCRUBBED_VALUES, "country": None}
+    assert fields_to_scrub(scrubbed) == []
+    assert not is_erased(scrubbed)
+
+
+def test_a_left_over_country_name_counts_as_personal():
+    leftover = {**SCRUBBED_VALUES, "country": "Estonia", "archived_at": "2026-01-01T00:00:00Z"}
+    assert fields_to_scrub(leftover) == ["country_code"]
+    assert not is_erased(leftover)
+
+
+def test_a_request_is_normalised():
+    request = ErasureRequest.parse(
+        {
+            "request_id": "r-1",
+            "email": " Ada+X@Example.COM ",
+            "reason": "GDPR art. 17",
+            "contact_id": 42,
+        }
+    )
+    assert request.email == "ada+x@example.com"
+    assert request.contact_id == "42"
+    assert not request.dry_run and not request.erase_all_matches
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"request_id": "r-1", "reason": "x"}, "body"),
+        ({"request_id": "", "contact_id": "1", "reason": "x"}, "request_id"),
+        ({"request_id": "bad id", "contact_id": "1", "reason": "x"}, "request_id"),
+        ({"request_id": "r-1", "contact_id": "abc", "reason": "x"}, "contact_id"),
+        ({"request_id": "r-1", "contact_id": True, "reason": "x"}, "contact_id"),
+        ({"request_id": "r-1", "email": "not-an-email", "reason": "x"}, "email"),
+        ({"request_id": "r-1", "contact_id": "1"}, "reason"),
+        ({"request_id": "r-1", "contact_id": "1", "reason": "asked by ada@example.com"}, "reason"),
+        ({"request_id": "r-1", "contact_id": "1", "reason": "call 0400 123 456"}, "reason"),
+        ({"request_id": "r-1", "contact_id": "1", "reason": "x", "extra": 1}, "extra"),
+        ({"request_id": "r-1", "contact_id": "1", "reason": "x", "dry_run": "maybe"}, "dry_run"),
+    ],
+)
+def test_bad_requests_name_the_field_and_never_echo_the_value(body, field):
+    with pytest.raises(InvalidRequest) as caught:
+        ErasureRequest.parse(body)
+    assert field in caught.value.problems
+    text = str(caught.value)
+    for value in ("not-an-email", "ada@example.com", "0400 123 456", "maybe"):
+        assert value not in text
+
+
+def test_a_body_that_is_not_an_object_is_invalid():
+    with pytest.raises(InvalidRequest):
+        ErasureRequest.parse(["r-1"])
+
+
+def test_the_email_repr_hides_the_address():
+    request = ErasureRequest.parse({"request_id": "r", "email": "ada@example.com", "reason": "x"})
+    assert "ada@example.com" not in repr(request)
+
+
+def test_email_hash_is_hmac_sha256_of_the_lower_cased_email():
+    pepper = "p" * 32
+    expected = hmac.new(pepper.encode(), b"ada@example.com", hashlib.sha256).hexdigest()
+    assert email_hash(pepper, "Ada@Example.com") == expected
+    assert email_hash("q" * 32, "ada@example.com") != expected
+
+
+def test_overdue_counts_open_and_failed_requests_past_their_due_date():
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    records = [
+        # due, never finished
+        {"request_id": "a", "sk": "000#received", "due_at": "2026-02-01T00:00:00Z"},
+        {"request_id": "a", "sk": "001#failed"},
+        # due, completed
+        {"request_id": "b", "sk": "000#received", "due_at": "2026-02-01T00:00:00Z"},
+        {"request_id": "b", "sk": "999#outcome", "status": "completed"},
+        # not yet due
+        {"request_id": "c", "sk": "000#received", "due_at": "2026-03-02T00:00:00Z"},
+        # due, open
+        {"request_id": "d", "sk": "000#received", "due_at": "2026-02-28T23:59:59Z"},
+    ]
+    assert overdue_request_ids(records, now) == ["a", "d"]
+    assert overdue_request_ids([], now) == []
+
+
+def test_the_placeholder_identifies_nobody():
+    assert PLACEHOLDER_FIRST_NAME == "Erased"
