@@ -1,0 +1,304 @@
+"""Find-or-create decisions for one submission: pure functions, no I/O.
+
+The worker (worker.py) asks Cliniko for candidates and hands them here; this module decides
+what the submission means for Cliniko: create a contact, update the one it matches (per the
+source's update policy), leave it alone, or park it for a person because guessing would be
+wrong. Contacts arrive as plain JSON-shaped mappings (`Contact.to_dict()`), so the rules are
+tested without a client, a server or AWS.
+
+Identity rules (documented in README's intake section and the worker's report):
+- With an email: the contact whose stored (lower-cased) email equals the submitted one.
+- Without an email but with first name, last name and at least one phone number: contacts
+  with that first and last name (compared case-insensitively, Cliniko's filter narrows the
+  list) that share a phone number with the submission (compared digit-wise, so
+  "+61 412 345 678" and "0412 345 678" match).
+- Anything else (no email and no name+phone) has no identity to deduplicate on: it is
+  created, and only a redelivery of the same submission is recognised (the create intent).
+- Archived contacts are looked up too, but never revived silently (Cliniko cannot unarchive
+  a contact, and a re-created duplicate would hide the archive decision): when only archived
+  contacts match, the submission is parked for a person to decide.
+- Several active matches are never guessed between: parked, nothing written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from cliniko_automations.intake.submission import ContactDraft, UpdatePolicy
+
+Contact = Mapping[str, Any]
+
+# A contact whose creation time is at most this much before our create intent is still
+# taken to be ours: Cliniko's clock and ours are not the same clock.
+CLOCK_SKEW = timedelta(minutes=2)
+# Digit strings shorter than this never match by suffix (too many false positives).
+MIN_SUFFIX_DIGITS = 8
+
+# Fields compared when recovering a create that has no email/name+phone identity: the ones a
+# person fills in, not addresses or notes that staff may already have edited.
+RECOVERY_FIELDS = ("title", "first_name", "last_name", "company_name", "occupation")
+
+
+class LookupKind(StrEnum):
+    EMAIL = "email"
+    NAME_PHONE = "name_phone"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """How to find the submission's contact in Cliniko."""
+
+    kind: LookupKind
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phones: tuple[str, ...] = ()
+
+    def claim_key(self, account: str) -> str | None:
+        """A non-personal key that concurrent workers serialise on, or None (no identity).
+
+        A hash, so that the claim item (kept in DynamoDB for a minute) carries no personal
+        data; the account is part of it because two clinics may know the same person.
+        """
+        if self.kind is LookupKind.EMAIL:
+            material = f"{account}\x00email\x00{self.email}"
+        elif self.kind is LookupKind.NAME_PHONE:
+            material = f"{account}\x00name\x00{_fold(self.first_name)}\x00{_fold(self.last_name)}"
+        else:
+            return None
+        return hashlib.sha256(material.encode()).hexdigest()
+
+
+def lookup_for(draft: ContactDraft) -> Lookup:
+    email = draft.lookup_email
+    if email:
+        return Lookup(LookupKind.EMAIL, email=email)
+    first = (draft.first_name or "").strip()
+    last = (draft.last_name or "").strip()
+    phones = tuple(p for p in (phone_digits(n.number) for n in draft.phone_numbers) if p)
+    if first and last and phones:
+        return Lookup(LookupKind.NAME_PHONE, first_name=first, last_name=last, phones=phones)
+    return Lookup(LookupKind.NONE)
+
+
+def _fold(value: str | None) -> str:
+    return " ".join((value or "").split()).casefold()
+
+
+def phone_digits(number: str | None) -> str:
+    """A phone number reduced to comparable digits: no punctuation, no international prefix,
+    no national trunk zero."""
+    digits = re.sub(r"\D", "", number or "")
+    if digits.startswith("00"):
+        digits = digits[2:]
+    return digits.lstrip("0")
+
+
+def phones_match(left: str, right: str) -> bool:
+    if not left or not right:
+        return False
+    if left == right:
+        return True
+    short, long = sorted((left, right), key=len)
+    # "+61 412 345 678" -> 61412345678 and "0412 345 678" -> 412345678: a country code
+    # prefix is the only difference allowed.
+    return len(short) >= MIN_SUFFIX_DIGITS and long.endswith(short) and len(long) - len(short) <= 3
+
+
+def contact_phone_digits(contact: Contact) -> list[str]:
+    found: list[str] = []
+    for phone in contact.get("phone_numbers") or ():
+        for key in ("normalized_number", "number"):
+            digits = phone_digits((phone or {}).get(key))
+            if digits:
+                found.append(digits)
+    return found
+
+
+def is_archived(contact: Contact) -> bool:
+    return bool(contact.get("archived_at"))
+
+
+def matches(lookup: Lookup, contact: Contact) -> bool:
+    """Whether a contact Cliniko returned for the lookup's filters really is a match.
+
+    Cliniko's filters narrow the list; this check is the one that decides (the email filter
+    already compares lower-cased, names are compared folded, phones digit-wise).
+    """
+    if lookup.kind is LookupKind.EMAIL:
+        return (contact.get("email") or "").strip().lower() == lookup.email
+    if lookup.kind is LookupKind.NAME_PHONE:
+        if _fold(contact.get("first_name")) != _fold(lookup.first_name):
+            return False
+        if _fold(contact.get("last_name")) != _fold(lookup.last_name):
+            return False
+        theirs = contact_phone_digits(contact)
+        return any(phones_match(ours, other) for ours in lookup.phones for other in theirs)
+    return False
+
+
+def parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None
+
+
+def created_since(contact: Contact, since: datetime) -> bool:
+    created = parse_time(contact.get("created_at"))
+    return created is not None and created >= since - CLOCK_SKEW
+
+
+def same_person_fields(draft: ContactDraft, contact: Contact) -> bool:
+    """For recovering an identity-less create: the contact carries what the draft sent."""
+    for name in RECOVERY_FIELDS:
+        ours = getattr(draft, name)
+        if _fold(ours) != _fold(contact.get(name)):
+            return False
+    ours_phones = [phone_digits(p.number) for p in draft.phone_numbers]
+    theirs = contact_phone_digits(contact)
+    return all(any(phones_match(p, t) for t in theirs) for p in ours_phones if p)
+
+
+# --- deciding ---------------------------------------------------------------------------
+
+Action = Literal["create", "update", "unchanged", "park", "adopt"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    contact_id: str | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    # Non-personal reason code for parking (goes to logs, metrics and the parked message).
+    reason: str | None = None
+    candidate_ids: tuple[str, ...] = ()
+
+
+def decide(
+    draft: ContactDraft,
+    lookup: Lookup,
+    candidates: Iterable[Contact],
+    policy: UpdatePolicy,
+    *,
+    intent_started_at: datetime | None = None,
+) -> Decision:
+    """What to do, given the contacts Cliniko returned for the lookup.
+
+    `intent_started_at` is set when an earlier attempt at this same submission recorded that
+    it was about to create a contact: a single match created since then is that contact
+    (the earlier attempt crashed, or its create timed out, after Cliniko saved it), so it is
+    adopted as created by us instead of being treated as someone else's record.
+    """
+    found = [c for c in candidates if matches(lookup, c)]
+    active = [c for c in found if not is_archived(c)]
+    archived = [c for c in found if is_archived(c)]
+    if len(active) > 1:
+        return Decision(
+            "park", reason="several_matches", candidate_ids=tuple(str(c["id"]) for c in active)
+        )
+    if len(active) == 1:
+        contact = active[0]
+        if intent_started_at is not None and created_since(contact, intent_started_at):
+            return Decision("adopt", contact_id=str(contact["id"]))
+        changes = plan_update(draft, contact, policy)
+        if not changes:
+            return Decision("unchanged", contact_id=str(contact["id"]))
+        return Decision("update", contact_id=str(contact["id"]), changes=changes)
+    if archived:
+        return Decision(
+            "park", reason="archived_match", candidate_ids=tuple(str(c["id"]) for c in archived)
+        )
+    return Decision("create", changes=draft.cliniko_fields())
+
+
+def decide_recovery(
+    draft: ContactDraft, candidates: Iterable[Contact], intent_started_at: datetime
+) -> Decision:
+    """For an identity-less submission whose earlier attempt may have created the contact:
+    the contacts created since the intent that carry the draft's fields."""
+    ours = [
+        c
+        for c in candidates
+        if not is_archived(c)
+        and created_since(c, intent_started_at)
+        and same_person_fields(draft, c)
+    ]
+    if len(ours) == 1:
+        return Decision("adopt", contact_id=str(ours[0]["id"]))
+    if len(ours) > 1:
+        return Decision(
+            "park", reason="ambiguous_recovery", candidate_ids=tuple(str(c["id"]) for c in ours)
+        )
+    return Decision("create", changes=draft.cliniko_fields())
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == ()
+
+
+def _same_phones(ours: Sequence[Mapping[str, Any]], theirs: Any) -> bool:
+    remaining = [
+        (phone_digits(p.get("number") or p.get("normalized_number")), p.get("phone_type"))
+        for p in theirs or ()
+    ]
+    if len(remaining) != len(ours):
+        return False
+    for phone in ours:
+        digits = phone_digits(phone["number"])
+        hit = next(
+            (
+                item
+                for item in remaining
+                if item[1] == phone.get("phone_type") and phones_match(digits, item[0])
+            ),
+            None,
+        )
+        if hit is None:
+            return False
+        remaining.remove(hit)
+    return True
+
+
+def _same(field_name: str, ours: Any, theirs: Any) -> bool:
+    if field_name == "phone_numbers":
+        return _same_phones(ours, theirs)
+    if field_name == "email":
+        return (ours or "").strip().lower() == (theirs or "").strip().lower()
+    if isinstance(ours, str) and isinstance(theirs, str):
+        return ours.strip() == theirs.strip()
+    return ours == theirs
+
+
+def plan_update(draft: ContactDraft, contact: Contact, policy: UpdatePolicy) -> dict[str, Any]:
+    """The PATCH body a matched contact gets under the policy (empty: nothing to send).
+
+    fill_blanks: only fields blank in Cliniko gain the submitted value; whatever staff typed
+    stays. overwrite: submitted values replace differing ones (a submitted phone list replaces
+    Cliniko's, as Cliniko's update does). create_only: never touches an existing contact.
+    """
+    if policy == "create_only":
+        return {}
+    ours = draft.cliniko_fields()
+    changes: dict[str, Any] = {}
+    for name, value in ours.items():
+        theirs = contact.get(name)
+        if policy == "fill_blanks":
+            if _blank(theirs):
+                changes[name] = value
+        elif not _same(name, value, theirs):
+            changes[name] = value
+    return changes
+
+
+def present_fields(draft: ContactDraft) -> Sequence[str]:
+    """The names (never the values) of the fields a draft sets: safe to log and show."""
+    return sorted(draft.cliniko_fields())

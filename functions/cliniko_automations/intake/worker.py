@@ -1,0 +1,339 @@
+"""The intake worker's core: one queued submission becomes (at most) one Cliniko contact.
+
+Plain Python: it knows nothing of SQS, Lambda or DynamoDB. Its collaborators are ports
+(small protocols) with adapters elsewhere: the Cliniko client, a claim store that serialises
+workers on one identity, a create-intent store, the ledger, and the parking queue. The SQS
+handler (worker_handler.py) wraps `IntakeWorker.process` in Powertools idempotency, so a
+submission that completed once is answered from the idempotency record; everything below is
+about attempts that did not complete.
+
+Exactly-once, in the order things can go wrong:
+1. Two workers, same person (different submissions, or concurrent redeliveries): both take
+   the claim for the person's identity (hash of account + lower-cased email, or account +
+   name); the second waits, then looks up after the first created, and finds the contact.
+2. A crash (or a timeout whose outcome is unknown) after Cliniko created the contact but
+   before the idempotency record says so: before every create the worker writes a *create
+   intent* keyed by the submission's idempotency key, with the time. A retry that finds an
+   intent looks up again; a single match created since the intent is the contact the earlier
+   attempt made, so it is adopted (ledger written, outcome "created") instead of created
+   twice. Submissions with no identity to look up (no email, no name+phone) are recovered by
+   listing the contacts created since the intent and comparing the submitted fields.
+3. Cliniko says no for good (422): the submission is rejected (dead-lettered by the handler).
+   Cliniko is busy (429/5xx after the client's own retries): the attempt fails and the
+   queue delivers it again later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+
+from cliniko_automations.cliniko import errors
+from cliniko_automations.cliniko.filters import DateTimeFilter, StringFilter
+from cliniko_automations.intake import find_or_create as foc
+from cliniko_automations.intake.submission import Submission
+
+# --- failures ---------------------------------------------------------------------------
+
+
+class SubmissionFailure(Exception):
+    """An attempt that did not complete. `reason` is a code safe to log and store: it never
+    carries a submitted value (field names at most)."""
+
+    retryable: bool = True
+    throttled: bool = False
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryLater(SubmissionFailure):
+    """Transient: the queue should deliver the submission again (with backoff)."""
+
+
+class ClinikoBusy(RetryLater):
+    """Cliniko answered 429 or 5xx after the client's own bounded retries."""
+
+    throttled = True
+
+
+class Rejected(SubmissionFailure):
+    """Permanent: retrying the same submission cannot succeed (Cliniko's 422, a malformed
+    message, an unknown account). Goes to the dead-letter queue at once, with its reason."""
+
+    retryable = False
+
+
+class ClaimBusy(RetryLater):
+    def __init__(self) -> None:
+        super().__init__("claim_busy")
+
+
+# --- ports ------------------------------------------------------------------------------
+
+
+class ContactsPort(Protocol):
+    """The part of `ClinikoClient` the worker uses."""
+
+    def list_contacts(self, filters: Sequence[Any] = (), sort: str | None = None) -> list[Any]: ...
+
+    def get_contact(self, contact_id: str) -> Any: ...
+
+    def create_contact(self, body: Mapping[str, Any]) -> Any: ...
+
+    def update_contact(self, contact_id: str, body: Mapping[str, Any]) -> Any: ...
+
+
+class Claims(Protocol):
+    def hold(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the claim on `key` for the block; raise `ClaimBusy` if it cannot be had."""
+        ...
+
+
+@dataclass(frozen=True)
+class Intent:
+    started_at: datetime
+    contact_id: str | None = None
+
+
+class Intents(Protocol):
+    def get(self, idempotency_key: str) -> Intent | None: ...
+
+    def begin(self, idempotency_key: str, started_at: datetime) -> None: ...
+
+    def complete(self, idempotency_key: str, contact_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the intake created: ids and times only, never personal data."""
+
+    contact_id: str
+    account: str
+    source: str
+    submission_id: str
+    created_at: str
+
+
+class Ledger(Protocol):
+    def record(self, entry: LedgerEntry) -> None: ...
+
+
+class Parking(Protocol):
+    def park(self, submission: Submission, reason: str, candidate_ids: Sequence[str]) -> None: ...
+
+
+# --- outcome ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one submission, as stored in the idempotency record (no personal data)."""
+
+    action: str  # created | updated | unchanged | parked
+    submission_id: str
+    contact_id: str | None = None
+    reason: str | None = None
+    recovered: bool = False  # adopted a contact an earlier, interrupted attempt created
+    fields: tuple[str, ...] = ()  # names of fields written (create or update)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["fields"] = list(self.fields)
+        return data
+
+
+def _contact_dict(contact: Any) -> dict[str, Any]:
+    if isinstance(contact, Mapping):
+        return dict(contact)
+    return contact.to_dict()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- the core ---------------------------------------------------------------------------
+
+
+class IntakeWorker:
+    def __init__(
+        self,
+        *,
+        claims: Claims,
+        intents: Intents,
+        ledger: Ledger,
+        parking: Parking,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._claims = claims
+        self._intents = intents
+        self._ledger = ledger
+        self._parking = parking
+        self._now = now
+
+    def process(self, submission: Submission, cliniko: ContactsPort) -> Outcome:
+        """Find or create the submission's contact. Raises `SubmissionFailure` when the
+        attempt did not complete (Cliniko's errors are translated here, once)."""
+        try:
+            return self._process(submission, cliniko)
+        except SubmissionFailure:
+            raise
+        except errors.ValidationFailed as exc:
+            # Field names only: Cliniko's messages are generic, but values never leave here.
+            fields = ",".join(sorted(getattr(exc, "errors", None) or {})) or "-"
+            raise Rejected(f"cliniko_validation_failed:{fields}") from None
+        except errors.RateLimited:
+            raise ClinikoBusy("cliniko_rate_limited") from None
+        except errors.ConnectionFailed:
+            raise ClinikoBusy("cliniko_unreachable") from None
+        except errors.ServerError:
+            raise ClinikoBusy("cliniko_server_error") from None
+        except (errors.Unauthorized, errors.Forbidden) as exc:
+            # A key or permission problem an operator fixes; until then the queue keeps
+            # retrying and the dead-letter queue holds the submission for a replay.
+            raise RetryLater(f"cliniko_{type(exc).__name__.lower()}") from None
+        except errors.ClinikoError as exc:
+            raise RetryLater(f"cliniko_error:{type(exc).__name__}") from None
+        except httpx.TransportError as exc:
+            raise RetryLater(f"cliniko_unreachable:{type(exc).__name__}") from None
+
+    def _process(self, submission: Submission, cliniko: ContactsPort) -> Outcome:
+        draft = submission.draft
+        lookup = foc.lookup_for(draft)
+        claim_key = lookup.claim_key(submission.account)
+        hold = self._claims.hold(claim_key) if claim_key else contextlib.nullcontext()
+        with hold:
+            intent = self._intents.get(submission.idempotency_key)
+            if intent is not None and intent.contact_id is not None:
+                # An earlier attempt created the contact and recorded it, then failed before
+                # the idempotency record was saved: finish its bookkeeping, create nothing.
+                self._record_created(submission, intent.contact_id)
+                return self._created(submission, intent.contact_id, recovered=True)
+            decision = self._decide(submission, lookup, cliniko, intent)
+            return self._apply(submission, lookup, decision, cliniko)
+
+    def _decide(
+        self,
+        submission: Submission,
+        lookup: foc.Lookup,
+        cliniko: ContactsPort,
+        intent: Intent | None,
+    ) -> foc.Decision:
+        draft = submission.draft
+        started = intent.started_at if intent else None
+        if lookup.kind is foc.LookupKind.NONE:
+            if intent is None:
+                return foc.Decision("create", changes=draft.cliniko_fields())
+            return foc.decide_recovery(draft, self._recent(cliniko, draft, started), started)
+        candidates = self._candidates(cliniko, lookup)
+        return foc.decide(
+            draft, lookup, candidates, submission.update_policy, intent_started_at=started
+        )
+
+    def _apply(
+        self,
+        submission: Submission,
+        lookup: foc.Lookup,
+        decision: foc.Decision,
+        cliniko: ContactsPort,
+    ) -> Outcome:
+        sid = submission.submission_id
+        if decision.action == "park":
+            self._parking.park(submission, decision.reason or "review", decision.candidate_ids)
+            return Outcome("parked", sid, reason=decision.reason)
+        if decision.action == "adopt":
+            self._record_created(submission, decision.contact_id)
+            return self._created(submission, decision.contact_id, recovered=True)
+        if decision.action == "unchanged":
+            return Outcome("unchanged", sid, contact_id=decision.contact_id)
+        if decision.action == "update":
+            cliniko.update_contact(decision.contact_id, dict(decision.changes))
+            return Outcome(
+                "updated",
+                sid,
+                contact_id=decision.contact_id,
+                fields=tuple(sorted(decision.changes)),
+            )
+        return self._create(submission, lookup, decision, cliniko)
+
+    def _create(
+        self,
+        submission: Submission,
+        lookup: foc.Lookup,
+        decision: foc.Decision,
+        cliniko: ContactsPort,
+    ) -> Outcome:
+        started = self._now()
+        self._intents.begin(submission.idempotency_key, started)
+        try:
+            contact = cliniko.create_contact(dict(decision.changes))
+        except (errors.CreateOutcomeUnknown, errors.ServerError, httpx.TransportError):
+            # Cliniko may have saved it. Look before anyone creates again: now, and (the
+            # intent stays) on the retry, when a slow create has surely landed.
+            again = self._decide(submission, lookup, cliniko, Intent(started))
+            if again.action == "adopt":
+                self._record_created(submission, again.contact_id)
+                return self._created(submission, again.contact_id, recovered=True)
+            raise RetryLater("create_outcome_unknown") from None
+        contact_id = str(_contact_dict(contact)["id"])
+        self._record_created(submission, contact_id)
+        return Outcome(
+            "created",
+            submission.submission_id,
+            contact_id=contact_id,
+            fields=tuple(sorted(decision.changes)),
+        )
+
+    def _record_created(self, submission: Submission, contact_id: str) -> None:
+        # Ledger first: if we die between the two writes, the intent still lacks the id and
+        # the retry adopts the contact again, rewriting the same ledger item (a put by id).
+        self._ledger.record(
+            LedgerEntry(
+                contact_id=contact_id,
+                account=submission.account,
+                source=submission.source,
+                submission_id=submission.submission_id,
+                created_at=self._now().isoformat(),
+            )
+        )
+        self._intents.complete(submission.idempotency_key, contact_id)
+
+    def _created(self, submission: Submission, contact_id: str, *, recovered: bool) -> Outcome:
+        return Outcome(
+            "created",
+            submission.submission_id,
+            contact_id=contact_id,
+            recovered=recovered,
+            fields=tuple(foc.present_fields(submission.draft)),
+        )
+
+    @staticmethod
+    def _candidates(cliniko: ContactsPort, lookup: foc.Lookup) -> list[dict[str, Any]]:
+        # Archived contacts are included on purpose: a match that is archived is parked,
+        # not silently duplicated (see find_or_create).
+        include_archived = DateTimeFilter("archived_at").any()
+        if lookup.kind is foc.LookupKind.EMAIL:
+            filters = [StringFilter("email").eq(lookup.email), include_archived]
+        else:
+            filters = [
+                StringFilter("first_name").eq(lookup.first_name),
+                StringFilter("last_name").eq(lookup.last_name),
+                include_archived,
+            ]
+        return [_contact_dict(c) for c in cliniko.list_contacts(filters)]
+
+    @staticmethod
+    def _recent(cliniko: ContactsPort, draft: Any, since: datetime) -> list[dict[str, Any]]:
+        filters: list[Any] = [DateTimeFilter("created_at").gt(since - foc.CLOCK_SKEW)]
+        for name in ("first_name", "last_name", "company_name"):
+            value = (getattr(draft, name) or "").strip()
+            if value:
+                filters.append(StringFilter(name).eq(value))
+        return [_contact_dict(c) for c in cliniko.list_contacts(filters)]

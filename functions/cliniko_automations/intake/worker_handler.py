@@ -1,0 +1,284 @@
+"""SQS-triggered Lambda: each queued submission through the intake worker, partial failures.
+
+Thin on purpose: it parses the message, wraps the core (`IntakeWorker.process`) in Powertools
+idempotency keyed on `Submission.idempotency_key` (never the raw SQS record, whose ids and
+receipt handles change on every delivery), and turns the outcome into metrics, logs and a
+batch item result:
+
+- done (created, updated, unchanged, parked): the message is deleted by SQS;
+- `RetryLater` (Cliniko 429/5xx, a busy claim, an unknown create outcome, an attempt of the
+  same submission still in progress): the message fails, its visibility is raised to an
+  exponential backoff by receive count, and its reason is stored by message id; after five
+  receives SQS's redrive moves it to the dead-letter queue, where `scripts/dead_letters.py`
+  shows that reason;
+- `Rejected` (Cliniko 422, malformed message, unknown account): sent to the dead-letter queue
+  at once with its reason and deleted: retrying would only fail again.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.intake.config import load_form_sources
+from cliniko_automations.intake.ledger import DynamoLedger
+from cliniko_automations.intake.parking import SqsParking, SqsQueues
+from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake.worker import (
+    IntakeWorker,
+    Rejected,
+    RetryLater,
+    SubmissionFailure,
+)
+from cliniko_automations.intake.worker_settings import WorkerSettings
+from cliniko_automations.intake.worker_store import (
+    DynamoClaims,
+    DynamoFailures,
+    DynamoIntents,
+    FailureRecord,
+)
+
+logger = Logger(service="intake")
+metrics = Metrics(service="intake")
+
+# httpx logs every request line at INFO, and the lookup's query string carries the email.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+# Powertools idempotency records are named after this, not after the Lambda function, so a
+# redeployed or renamed function still recognises submissions it already handled.
+IDEMPOTENCY_KEY_PREFIX = "intake-worker"
+
+METRIC_FOR_ACTION = {
+    "created": "ContactCreated",
+    "updated": "ContactUpdated",
+    "parked": "SubmissionParked",
+}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: WorkerSettings
+    idempotency: IdempotencyConfig
+    handle: Callable[..., dict[str, Any]]
+    failures: DynamoFailures
+    queues: SqsQueues
+
+
+def _mark_replayed(response: dict[str, Any], _record: Any) -> dict[str, Any]:
+    # Called by Powertools when the answer comes from a completed record: a redelivery,
+    # which must not count as a second ContactCreated.
+    return {**response, "replayed": True}
+
+
+@functools.lru_cache(maxsize=8)
+def _accounts(path: str | None) -> dict[str, str]:
+    sources = load_form_sources(path)
+    return {name: account.api_key_secret for name, account in sources.accounts.items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _runtime(settings: WorkerSettings) -> Runtime:
+    dynamodb = boto3.client("dynamodb")
+    sqs = boto3.client("sqs")
+    worker = IntakeWorker(
+        claims=DynamoClaims(
+            dynamodb,
+            settings.idempotency_table,
+            ttl_seconds=settings.claim_ttl_seconds,
+            wait_seconds=settings.claim_wait_seconds,
+        ),
+        intents=DynamoIntents(dynamodb, settings.idempotency_table),
+        ledger=DynamoLedger(dynamodb, settings.ledger_table),
+        parking=SqsParking(sqs, settings.parked_queue_url),
+    )
+    config = IdempotencyConfig(
+        event_key_jmespath="idempotency_key",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=settings.idempotency_ttl_seconds,
+        response_hook=_mark_replayed,
+    )
+    persistence = DynamoDBPersistenceLayer(
+        table_name=settings.idempotency_table, boto3_client=dynamodb
+    )
+
+    @idempotent_function(
+        data_keyword_argument="submission",
+        persistence_store=persistence,
+        config=config,
+        key_prefix=IDEMPOTENCY_KEY_PREFIX,
+    )
+    def handle(*, submission: Submission) -> dict[str, Any]:
+        secret = _accounts(settings.form_sources_file).get(submission.account)
+        if secret is None:
+            raise Rejected("unknown_account")
+        return worker.process(submission, client_for_secret(secret)).as_dict()
+
+    return Runtime(
+        settings=settings,
+        idempotency=config,
+        handle=handle,
+        failures=DynamoFailures(dynamodb, settings.idempotency_table),
+        queues=SqsQueues(sqs, dead_letter_queue_url=settings.dead_letter_queue_url),
+    )
+
+
+def runtime() -> Runtime:
+    return _runtime(WorkerSettings.from_env())
+
+
+def _receive_count(record: SQSRecord) -> int:
+    try:
+        return int(record.attributes.approximate_receive_count or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _retry(rt: Runtime, record: SQSRecord, submission: Submission | None, exc: Exception) -> None:
+    """Book a failed attempt: reason by message id, metric, backoff. The caller re-raises."""
+    reason = getattr(exc, "reason", None) or f"unexpected_error:{type(exc).__name__}"
+    receives = _receive_count(record)
+    if getattr(exc, "throttled", False):
+        metrics.add_metric(name="ClinikoThrottled", unit=MetricUnit.Count, value=1)
+    retry_in = None
+    try:
+        rt.failures.record(
+            FailureRecord(
+                message_id=record.message_id,
+                reason=reason,
+                submission_id=submission.submission_id if submission else None,
+                source=submission.source if submission else None,
+                receive_count=receives,
+                failed_at=datetime.now(UTC).isoformat(),
+            )
+        )
+        retry_in = rt.queues.back_off(
+            record.event_source_arn,
+            record.receipt_handle,
+            receives,
+            rt.settings.retry_base_seconds,
+            rt.settings.retry_max_seconds,
+        )
+    except Exception as book_exc:  # the retry itself must still happen
+        logger.warning(
+            "could not book the failed attempt", extra={"error": type(book_exc).__name__}
+        )
+    logger.warning(
+        "submission attempt failed",
+        extra={"reason": reason, "receive_count": receives, "retry_in_seconds": retry_in},
+    )
+
+
+def _dead_letter(
+    rt: Runtime, record: SQSRecord, submission: Submission | None, reason: str
+) -> dict[str, Any]:
+    attributes = {
+        "failure_reason": reason,
+        "submission_id": submission.submission_id if submission else None,
+        "source": submission.source if submission else None,
+        "original_message_id": record.message_id,
+        "receive_count": str(_receive_count(record)),
+    }
+    message_id = rt.queues.dead_letter(record.event_source_arn, record.body, attributes)
+    rt.failures.record(
+        FailureRecord(
+            message_id=message_id,
+            reason=reason,
+            submission_id=attributes["submission_id"],
+            source=attributes["source"],
+            receive_count=_receive_count(record),
+            failed_at=datetime.now(UTC).isoformat(),
+        )
+    )
+    logger.error("submission dead-lettered", extra={"reason": reason})
+    return {"action": "dead_lettered", "reason": reason}
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    rt = runtime()
+    logger.append_keys(message_id=record.message_id, receive_count=_receive_count(record))
+    try:
+        submission = Submission.model_validate_json(record.body)
+    except ValidationError as exc:
+        # Only where and what kind: pydantic's own message would quote the input.
+        logger.error(
+            "malformed submission message",
+            extra={"errors": [(".".join(map(str, e["loc"])), e["type"]) for e in exc.errors()]},
+        )
+        logger.set_correlation_id(None)
+        return _dead_letter(rt, record, None, "malformed_message")
+    logger.set_correlation_id(submission.submission_id)
+    logger.append_keys(source=submission.source)
+    try:
+        outcome: dict[str, Any] = rt.handle(submission=submission)
+    except Rejected as exc:
+        return _dead_letter(rt, record, submission, exc.reason)
+    except IdempotencyAlreadyInProgressError:
+        failure = RetryLater("in_progress")
+        _retry(rt, record, submission, failure)
+        raise failure from None
+    except SubmissionFailure as exc:
+        _retry(rt, record, submission, exc)
+        raise
+    except Exception as exc:
+        _retry(rt, record, submission, exc)
+        raise
+    _report(outcome)
+    return outcome
+
+
+def _report(outcome: dict[str, Any]) -> None:
+    action = outcome.get("action")
+    replayed = bool(outcome.get("replayed"))
+    if not replayed and action in METRIC_FOR_ACTION:
+        metrics.add_metric(name=METRIC_FOR_ACTION[action], unit=MetricUnit.Count, value=1)
+    logger.info(
+        "submission processed",
+        extra={
+            "action": action,
+            "contact_id": outcome.get("contact_id"),
+            "reason": outcome.get("reason"),
+            "recovered": outcome.get("recovered"),
+            "replayed": replayed,
+            "fields": outcome.get("fields"),
+        },
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    rt = runtime()
+    # Lets Powertools expire an INPROGRESS record when this invocation would have timed
+    # out, so a crashed attempt does not block its retry for the record's whole lifetime.
+    rt.idempotency.register_lambda_context(context)
+    # One processor per invocation: it keeps per-batch state.
+    processor = BatchProcessor(event_type=EventType.SQS)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,50 @@
+"""The worker's settings: one validated model, read from the environment once per container."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class SettingsError(RuntimeError):
+    """The environment is missing or has a bad worker setting (names only, no values)."""
+
+
+class WorkerSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    idempotency_table: str = Field(min_length=1)
+    ledger_table: str = Field(min_length=1)
+    parked_queue_url: str = Field(min_length=1)
+    # Where permanent failures go directly. Optional: without it the worker asks SQS for the
+    # submission queue's redrive target, the same queue redrive uses.
+    dead_letter_queue_url: str | None = None
+    cliniko_user_agent: str = Field(min_length=1)
+    cliniko_base_url: str | None = None
+    form_sources_file: str | None = None
+    # A completed submission is answered from its record for a day: longer than any provider
+    # keeps redelivering a webhook. After that the email lookup still prevents a duplicate.
+    idempotency_ttl_seconds: int = Field(default=86_400, gt=0)
+    # The claim outlives the worker's timeout, so it is never lost by a live holder; a dead
+    # holder's claim frees itself after this.
+    claim_ttl_seconds: int = Field(default=120, gt=0)
+    claim_wait_seconds: float = Field(default=5.0, ge=0)
+    # Visibility backoff for retried messages: base * 2^(receives-1), capped.
+    retry_base_seconds: int = Field(default=30, ge=0)
+    retry_max_seconds: int = Field(default=900, ge=0)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        env = os.environ if env is None else env
+        values = {
+            name: env[name.upper()]
+            for name in cls.model_fields
+            if env.get(name.upper()) not in (None, "")
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            names = sorted({str(e["loc"][0]).upper() for e in exc.errors() if e["loc"]})
+            raise SettingsError(f"worker settings missing or invalid: {', '.join(names)}") from None

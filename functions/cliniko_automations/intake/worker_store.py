@@ -1,0 +1,206 @@
+"""DynamoDB adapters for the worker's own bookkeeping, kept in the idempotency table.
+
+Three small kinds of item share the table Powertools idempotency already uses (pk `id`, TTL
+attribute `expiration`), each under its own id prefix so none can collide with Powertools'
+records (`intake-worker#<md5>`):
+
+- `intake-claim#<sha256>`: a short lock on one person's identity (the hash of account and
+  lower-cased email, or account and name) so concurrent workers look up and create one at a
+  time. A conditional put takes it; it expires by itself if its holder dies.
+- `intake-intent#<sha256(idempotency key)>`: written just before a create, completed with the
+  contact id just after; how a retry knows an earlier attempt may have created the contact.
+- `intake-failure#<SQS message id>`: the last failure reason of a message, for
+  `scripts/dead_letters.py` (SQS redrive keeps the message id, but not anything we could add
+  to the message, so the reason is stored beside it and found by that id).
+
+None of them holds personal data: hashes, ids, times and reason codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from cliniko_automations.intake.worker import ClaimBusy, Intent
+
+CLAIM_PREFIX = "intake-claim#"
+INTENT_PREFIX = "intake-intent#"
+FAILURE_PREFIX = "intake-failure#"
+# As long as SQS keeps a dead letter at most (14 days): a replay can still find both.
+LONG_TTL_SECONDS = 14 * 24 * 3600
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class DynamoClaims:
+    """`Claims` on DynamoDB: a conditional put with an owner token and an expiry."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        ttl_seconds: int = 90,
+        wait_seconds: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._ttl = ttl_seconds
+        self._wait = wait_seconds
+        self._clock = clock
+        self._sleep = sleep
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        item_id = {"S": CLAIM_PREFIX + key}
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + self._wait
+        delay = 0.05
+        while not self._try_put(item_id, token):
+            if time.monotonic() >= deadline:
+                raise ClaimBusy()
+            # Jitter so that a crowd of waiters does not retry in step.
+            self._sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - not security related
+            delay = min(delay * 2, 0.5)
+        try:
+            yield
+        finally:
+            try:
+                self._client.delete_item(
+                    TableName=self._table,
+                    Key={"id": item_id},
+                    ConditionExpression="#token = :token",
+                    ExpressionAttributeNames={"#token": "token"},
+                    ExpressionAttributeValues={":token": {"S": token}},
+                )
+            except ClientError as exc:
+                # Expired and taken by someone else meanwhile: theirs now, leave it.
+                if not _conditional_failed(exc):
+                    raise
+
+    def _try_put(self, item_id: dict[str, str], token: str) -> bool:
+        now = int(self._clock())
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "id": item_id,
+                    "token": {"S": token},
+                    "expiration": {"N": str(now + self._ttl)},
+                },
+                # DynamoDB's TTL deletes lazily (within days), so an expired claim is free
+                # even while the item is still there.
+                ConditionExpression="attribute_not_exists(id) OR #exp < :now",
+                ExpressionAttributeNames={"#exp": "expiration"},
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+
+def _intent_id(idempotency_key: str) -> dict[str, str]:
+    return {"S": INTENT_PREFIX + hashlib.sha256(idempotency_key.encode()).hexdigest()}
+
+
+class DynamoIntents:
+    """`Intents` on DynamoDB."""
+
+    def __init__(self, client: Any, table: str, *, clock: Callable[[], float] = time.time):
+        self._client = client
+        self._table = table
+        self._clock = clock
+
+    def get(self, idempotency_key: str) -> Intent | None:
+        item = self._client.get_item(
+            TableName=self._table, Key={"id": _intent_id(idempotency_key)}, ConsistentRead=True
+        ).get("Item")
+        if not item:
+            return None
+        contact = item.get("contact_id", {}).get("S")
+        return Intent(datetime.fromisoformat(item["started_at"]["S"]), contact)
+
+    def begin(self, idempotency_key: str, started_at: datetime) -> None:
+        # if_not_exists keeps the first attempt's time, so a late create from that attempt
+        # still falls inside the window a later retry searches.
+        self._client.update_item(
+            TableName=self._table,
+            Key={"id": _intent_id(idempotency_key)},
+            UpdateExpression="SET started_at = if_not_exists(started_at, :t), #exp = :exp",
+            ExpressionAttributeNames={"#exp": "expiration"},
+            ExpressionAttributeValues={
+                ":t": {"S": started_at.isoformat()},
+                ":exp": {"N": str(int(self._clock()) + LONG_TTL_SECONDS)},
+            },
+        )
+
+    def complete(self, idempotency_key: str, contact_id: str) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key={"id": _intent_id(idempotency_key)},
+            UpdateExpression="SET contact_id = :c",
+            ExpressionAttributeValues={":c": {"S": contact_id}},
+        )
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    message_id: str
+    reason: str
+    submission_id: str | None
+    source: str | None
+    receive_count: int
+    failed_at: str
+
+
+class DynamoFailures:
+    """The last failure reason per SQS message id."""
+
+    def __init__(self, client: Any, table: str, *, clock: Callable[[], float] = time.time):
+        self._client = client
+        self._table = table
+        self._clock = clock
+
+    def record(self, failure: FailureRecord) -> None:
+        item: dict[str, Any] = {
+            "id": {"S": FAILURE_PREFIX + failure.message_id},
+            "reason": {"S": failure.reason},
+            "receive_count": {"N": str(failure.receive_count)},
+            "failed_at": {"S": failure.failed_at},
+            "expiration": {"N": str(int(self._clock()) + LONG_TTL_SECONDS)},
+        }
+        if failure.submission_id:
+            item["submission_id"] = {"S": failure.submission_id}
+        if failure.source:
+            item["source"] = {"S": failure.source}
+        self._client.put_item(TableName=self._table, Item=item)
+
+    def get(self, message_id: str) -> FailureRecord | None:
+        item = self._client.get_item(
+            TableName=self._table, Key={"id": {"S": FAILURE_PREFIX + message_id}}
+        ).get("Item")
+        if not item:
+            return None
+        return FailureRecord(
+            message_id=message_id,
+            reason=item["reason"]["S"],
+            submission_id=item.get("submission_id", {}).get("S"),
+            source=item.get("source", {}).get("S"),
+            receive_count=int(item["receive_count"]["N"]),
+            failed_at=item["failed_at"]["S"],
+        )

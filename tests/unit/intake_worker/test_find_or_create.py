@@ -1,0 +1,220 @@
+"""Find-or-create decisions: identity, matching, update policies, parking. Pure functions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cliniko_automations.intake import find_or_create as foc
+from cliniko_automations.intake.submission import ContactDraft, PhoneNumber
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def contact(cid: str = "1001", **fields) -> dict:
+    base = {
+        "id": cid,
+        "first_name": "",
+        "last_name": "",
+        "email": "",
+        "phone_numbers": [],
+        "notes": "",
+        "archived_at": None,
+        "created_at": "2026-01-01T00:00:00Z",
+    }
+    base.update(fields)
+    return base
+
+
+def test_lookup_by_lower_cased_email() -> None:
+    lookup = foc.lookup_for(ContactDraft(email="  Ana.Lima+Ref@Example.COM ", first_name="Ana"))
+    assert lookup.kind is foc.LookupKind.EMAIL
+    assert lookup.email == "ana.lima+ref@example.com"
+
+
+def test_lookup_by_name_and_phone_without_email() -> None:
+    draft = ContactDraft(
+        first_name="Ana", last_name="Lima", phone_numbers=(PhoneNumber(number="+61 412 345 678"),)
+    )
+    lookup = foc.lookup_for(draft)
+    assert lookup.kind is foc.LookupKind.NAME_PHONE
+    assert lookup.phones == ("61412345678",)
+
+
+@pytest.mark.parametrize(
+    "draft",
+    [
+        ContactDraft(first_name="Ana", last_name="Lima"),  # no phone
+        ContactDraft(last_name="Lima", phone_numbers=(PhoneNumber(number="0412345678"),)),
+        ContactDraft(company_name="Acme Health Fund"),
+    ],
+)
+def test_no_identity_without_email_or_full_name_and_phone(draft: ContactDraft) -> None:
+    lookup = foc.lookup_for(draft)
+    assert lookup.kind is foc.LookupKind.NONE
+    assert lookup.claim_key("clinic") is None
+
+
+def test_claim_key_is_a_hash_per_account_and_case_blind() -> None:
+    one = foc.lookup_for(ContactDraft(email="Ana@Example.com")).claim_key("north")
+    two = foc.lookup_for(ContactDraft(email="ana@example.com")).claim_key("north")
+    other_account = foc.lookup_for(ContactDraft(email="ana@example.com")).claim_key("south")
+    assert one == two != other_account
+    assert "ana" not in one and len(one) == 64
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "same"),
+    [
+        ("+61 412 345 678", "0412 345 678", True),
+        ("(03) 9123 4567", "+61 3 9123 4567", True),
+        ("0011 61 412 345 678", "0412345678", False),  # an exit code we do not strip
+        ("0412 345 678", "0412 345 679", False),
+        ("123", "0123", True),  # equal once the trunk zero goes
+        ("5678", "61412345678", False),  # too short to match by suffix
+    ],
+)
+def test_phone_matching(left: str, right: str, same: bool) -> None:
+    assert foc.phones_match(foc.phone_digits(left), foc.phone_digits(right)) is same
+
+
+def test_name_phone_match_needs_a_shared_number_and_folded_names() -> None:
+    draft = ContactDraft(
+        first_name="ana", last_name="LIMA", phone_numbers=(PhoneNumber(number="0412 345 678"),)
+    )
+    lookup = foc.lookup_for(draft)
+    same = contact(
+        first_name="Ana",
+        last_name="Lima",
+        phone_numbers=[{"number": "+61412345678", "phone_type": "Mobile"}],
+    )
+    other_phone = contact(
+        "1002",
+        first_name="Ana",
+        last_name="Lima",
+        phone_numbers=[{"number": "0499 999 999", "phone_type": "Mobile"}],
+    )
+    decision = foc.decide(draft, lookup, [same, other_phone], "fill_blanks")
+    assert decision.contact_id == "1001"
+
+
+def test_no_match_creates_with_the_draft_fields() -> None:
+    draft = ContactDraft(email="ana@example.com", first_name="Ana")
+    decision = foc.decide(draft, foc.lookup_for(draft), [], "fill_blanks")
+    assert decision.action == "create"
+    assert decision.changes == {"email": "ana@example.com", "first_name": "Ana"}
+
+
+def test_email_filter_result_is_checked_again() -> None:
+    # Whatever Cliniko's filter returned, a different email is not a match.
+    draft = ContactDraft(email="ana@example.com")
+    decision = foc.decide(
+        draft, foc.lookup_for(draft), [contact(email="anna@example.com")], "fill_blanks"
+    )
+    assert decision.action == "create"
+
+
+def test_several_matches_park_with_ids_and_no_personal_reason() -> None:
+    draft = ContactDraft(email="ana@example.com", first_name="Ana")
+    found = [contact("1", email="ANA@example.com"), contact("2", email="ana@example.com")]
+    decision = foc.decide(draft, foc.lookup_for(draft), found, "fill_blanks")
+    assert decision.action == "park"
+    assert decision.reason == "several_matches"
+    assert decision.candidate_ids == ("1", "2")
+    assert not decision.changes
+
+
+def test_only_archived_match_parks_instead_of_reviving_or_duplicating() -> None:
+    draft = ContactDraft(email="ana@example.com")
+    archived = contact(email="ana@example.com", archived_at="2026-02-01T00:00:00Z")
+    decision = foc.decide(draft, foc.lookup_for(draft), [archived], "overwrite")
+    assert (decision.action, decision.reason) == ("park", "archived_match")
+
+
+def test_one_active_match_wins_over_archived_ones() -> None:
+    draft = ContactDraft(email="ana@example.com", first_name="Ana")
+    archived = contact("1", email="ana@example.com", archived_at="2026-02-01T00:00:00Z")
+    active = contact("2", email="ana@example.com")
+    decision = foc.decide(draft, foc.lookup_for(draft), [archived, active], "fill_blanks")
+    assert (decision.action, decision.contact_id) == ("update", "2")
+    assert decision.changes == {"first_name": "Ana"}
+
+
+def test_fill_blanks_never_overwrites_staff_edits() -> None:
+    draft = ContactDraft(
+        email="ana@example.com",
+        first_name="Ana",
+        last_name="Lima",
+        city="Hobart",
+        phone_numbers=(PhoneNumber(number="0412 345 678"),),
+    )
+    existing = contact(
+        email="ana@example.com",
+        first_name="Anabel",  # staff corrected it
+        last_name="",
+        city=None,
+        phone_numbers=[{"number": "03 9123 4567", "phone_type": "Work"}],
+    )
+    changes = foc.plan_update(draft, existing, "fill_blanks")
+    assert changes == {"last_name": "Lima", "city": "Hobart"}
+
+
+def test_overwrite_replaces_differing_values_only() -> None:
+    draft = ContactDraft(
+        email="Ana@Example.com",
+        first_name="Ana",
+        city="Hobart",
+        phone_numbers=(PhoneNumber(number="0412 345 678"),),
+    )
+    existing = contact(
+        email="ana@example.com",
+        first_name="Anabel",
+        city="Hobart",
+        phone_numbers=[{"number": "+61 412 345 678", "phone_type": "Mobile"}],
+    )
+    assert foc.plan_update(draft, existing, "overwrite") == {"first_name": "Ana"}
+
+
+def test_create_only_leaves_a_match_alone() -> None:
+    draft = ContactDraft(email="ana@example.com", first_name="Ana")
+    decision = foc.decide(
+        draft, foc.lookup_for(draft), [contact(email="ana@example.com")], "create_only"
+    )
+    assert (decision.action, decision.contact_id) == ("unchanged", "1001")
+
+
+def test_match_created_since_our_intent_is_adopted() -> None:
+    draft = ContactDraft(email="ana@example.com", first_name="Ana")
+    ours = contact(email="ana@example.com", first_name="Ana", created_at="2026-11-23T12:00:01Z")
+    decision = foc.decide(draft, foc.lookup_for(draft), [ours], "fill_blanks", intent_started_at=T0)
+    assert (decision.action, decision.contact_id) == ("adopt", "1001")
+
+
+def test_older_match_is_not_adopted_even_with_an_intent() -> None:
+    draft = ContactDraft(email="ana@example.com", first_name="Ana")
+    old = contact(email="ana@example.com", created_at="2025-01-01T00:00:00Z")
+    decision = foc.decide(draft, foc.lookup_for(draft), [old], "fill_blanks", intent_started_at=T0)
+    assert decision.action == "update"
+
+
+def test_recovery_without_identity_compares_fields_since_the_intent() -> None:
+    draft = ContactDraft(company_name="Acme Health Fund", type_code=2)
+    ours = contact("7", company_name="Acme Health Fund", created_at="2026-11-23T12:00:02Z")
+    before = contact("6", company_name="Acme Health Fund", created_at="2026-11-23T11:00:00Z")
+    other = contact("8", company_name="Other Fund", created_at="2026-11-23T12:00:03Z")
+    decision = foc.decide_recovery(draft, [before, ours, other], T0)
+    assert (decision.action, decision.contact_id) == ("adopt", "7")
+    assert foc.decide_recovery(draft, [before, other], T0).action == "create"
+    twin = dict(ours, id="9")
+    assert foc.decide_recovery(draft, [ours, twin], T0).reason == "ambiguous_recovery"
+
+
+def test_clock_skew_is_tolerated() -> None:
+    skewed = contact(created_at=(T0 - timedelta(seconds=90)).isoformat())
+    assert foc.created_since(skewed, T0)
+    assert not foc.created_since(contact(created_at=(T0 - timedelta(minutes=5)).isoformat()), T0)
+
+
+def test_present_fields_are_names_only() -> None:
+    draft = ContactDraft(email="ana@example.com", phone_numbers=(PhoneNumber(number="1"),))
+    assert foc.present_fields(draft) == ["email", "phone_numbers"]
