@@ -1,0 +1,89 @@
+"""generated_client/ is exactly what the pinned generator makes of openapi.yaml."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+SCRIPT = ROOT / "scripts" / "generate_client.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("generate_client", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_regenerating_changes_nothing() -> None:
+    result = subprocess.run(  # noqa: S603 (fixed argv: our own script)
+        [sys.executable, str(SCRIPT), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "generated_client/ is up to date with openapi.yaml."
+
+
+def test_check_reports_a_changed_file_as_a_unified_diff(tmp_path: Path) -> None:
+    generate_client = _load_script()
+    committed = tmp_path / "generated_client"
+    shutil.copytree(ROOT / "generated_client", committed, ignore=generate_client_ignore)
+    model = committed / "cliniko_client" / "models" / "doctor_type.py"
+    model.write_text(model.read_text().replace("SPECIALIST", "SURGEON"))
+    (committed / "stray.py").write_text("x = 1\n")
+
+    changes = generate_client.diff(ROOT / "generated_client", committed)
+
+    assert "--- a/generated_client/cliniko_client/models/doctor_type.py" in changes
+    assert "+++ b/generated_client/cliniko_client/models/doctor_type.py" in changes
+    assert '-    SURGEON = "specialist"' in changes
+    assert '+    SPECIALIST = "specialist"' in changes
+    assert "--- a/generated_client/stray.py\n+++ /dev/null" in changes
+    assert generate_client.diff(ROOT / "generated_client", ROOT / "generated_client") == ""
+
+
+def generate_client_ignore(directory: str, names: list[str]) -> set[str]:
+    return {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+
+
+def test_wrong_tool_versions_fail_clearly(tmp_path: Path) -> None:
+    # An interpreter whose bin directory holds a ruff of another version.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    ruff = bin_dir / "ruff"
+    ruff.write_text("#!/bin/sh\necho 'ruff 0.0.1'\n")
+    ruff.chmod(0o755)
+    result = subprocess.run(  # noqa: S603 (fixed argv: our own script)
+        [str(bin_dir / "python"), str(SCRIPT), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "ruff 0.0.1 (pinned: 0.17.6)" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("name", ["setup.py", "pyproject.toml"])
+def test_generated_distribution_is_pip_installable_metadata(name: str) -> None:
+    # `--meta setup`: a setup.py that pip builds with setuptools, no other build backend.
+    text = (ROOT / "generated_client" / name).read_text()
+    if name == "setup.py":
+        assert 'name="generated_client"' in text
+        assert "find_packages()" in text
+    else:
+        assert "[build-system]" not in text

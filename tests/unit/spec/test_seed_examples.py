@@ -1,0 +1,157 @@
+"""The seed's example bodies validate against openapi.yaml, as schemas and as HTTP exchanges."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from openapi_core import OpenAPI
+from openapi_core.exceptions import OpenAPIError
+from openapi_core.testing import MockRequest, MockResponse
+from openapi_core.validation.request.exceptions import SecurityValidationError
+
+from .conftest import SPEC_PATH, load_seed_example
+
+HOST = "https://api.au1.cliniko.com"
+# Basic auth: the key is the user name, the password is empty.
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"MS0xtestkey-au1:").decode()}
+
+# (seed example, component schema)
+SCHEMA_CASES = [
+    ("list_response", "ContactList"),
+    ("get_response", "Contact"),
+    ("create_response", "Contact"),
+    ("update_response", "Contact"),
+    ("create_request", "ContactWrite"),
+    ("update_request", "ContactWrite"),
+]
+
+
+@pytest.fixture(scope="module")
+def openapi() -> OpenAPI:
+    return OpenAPI.from_file_path(str(SPEC_PATH))
+
+
+@pytest.mark.parametrize(("example", "component"), SCHEMA_CASES)
+def test_seed_example_validates_against_its_schema(schema_validator, example, component) -> None:
+    errors = list(schema_validator(component).iter_errors(load_seed_example(example)))
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("example", "pointer"),
+    [
+        ("list_response", ("/contacts", "get", "200", "content")),
+        ("get_response", ("/contacts/{id}", "get", "200", "content")),
+        ("create_response", ("/contacts", "post", "201", "content")),
+        ("create_request", ("/contacts", "post", None, "requestBody")),
+        ("update_request", ("/contacts/{id}", "put", None, "requestBody")),
+    ],
+)
+def test_spec_carries_the_seed_examples_verbatim(spec, example, pointer) -> None:
+    path, method, status, where = pointer
+    operation = spec["paths"][path][method]
+    body = operation["requestBody"] if where == "requestBody" else operation["responses"][status]
+    value = body["content"]["application/json"]["examples"]["seed"]["value"]
+    assert value == load_seed_example(example)
+
+
+def test_list_exchange_validates(openapi) -> None:
+    request = MockRequest(
+        HOST,
+        "get",
+        "/v1/contacts",
+        args={"page": "1", "per_page": "100", "q[]": ["id:=1"]},
+        headers=AUTH,
+    )
+    body = json.dumps(load_seed_example("list_response")).encode()
+    openapi.validate_response(request, MockResponse(body, status_code=200))
+
+
+def test_get_exchange_validates(openapi) -> None:
+    request = MockRequest(HOST, "get", "/v1/contacts/1", headers=AUTH)
+    openapi.validate_request(request)
+    body = json.dumps(load_seed_example("get_response")).encode()
+    openapi.validate_response(request, MockResponse(body, status_code=200))
+
+
+def test_create_exchange_validates(openapi) -> None:
+    request = MockRequest(
+        HOST,
+        "post",
+        "/v1/contacts",
+        headers=AUTH,
+        data=json.dumps(load_seed_example("create_request")).encode(),
+    )
+    openapi.validate_request(request)
+    response = MockResponse(
+        json.dumps(load_seed_example("create_response")).encode(),
+        status_code=201,
+        headers={"Location": "http://api.cliniko.com/contacts/1"},
+    )
+    openapi.validate_response(request, response)
+
+
+def test_requests_without_basic_auth_fail_validation(openapi) -> None:
+    with pytest.raises(SecurityValidationError):
+        openapi.validate_request(MockRequest(HOST, "get", "/v1/contacts/1"))
+
+
+def test_ids_in_paths_are_decimal(openapi) -> None:
+    openapi.validate_request(MockRequest(HOST, "get", f"/v1/contacts/{'9' * 19}", headers=AUTH))
+    with pytest.raises(OpenAPIError):
+        openapi.validate_request(MockRequest(HOST, "get", "/v1/contacts/1.5", headers=AUTH))
+
+
+def test_todays_string_ids_validate(schema_validator) -> None:
+    contact = load_seed_example("get_response") | {"id": "1390712996921091568"}
+    assert list(schema_validator("Contact").iter_errors(contact)) == []
+
+
+@pytest.mark.parametrize(
+    ("component", "change"),
+    [
+        ("Contact", {"id": 1.5}),
+        ("Contact", {"id": "12a"}),
+        ("Contact", {"id": None}),
+        ("Contact", {"doctor_type": "surgeon"}),
+        ("Contact", {"type_code": 3}),
+        ("Contact", {"created_at": "yesterday"}),
+        ("Contact", {"links": {}}),
+        ("Contact", {"phone_numbers": [{"phone_type": "Mobile"}]}),
+        ("ContactList", {"links": {"self": "https://x.example/contacts", "next": None}}),
+        ("ContactList", {"total_entries": -1}),
+        ("ContactWrite", {"country_code": "au"}),
+        ("ContactWrite", {"country_code": "AUS"}),
+        ("ContactWrite", {"first_name": "x" * 256}),
+        ("ContactWrite", {"email": "x" * 256}),
+        ("ContactWrite", {"phone_numbers": [{"number": "1", "phone_type": "Pager"}]}),
+        ("ContactWrite", {"phone_numbers": [{"number": "1"}]}),
+        ("ContactWrite", {"type_code": "1"}),
+        ("ContactWrite", {"doctor_type": "surgeon"}),
+    ],
+)
+def test_schemas_reject_what_cliniko_does_not_send_or_take(
+    schema_validator, component, change
+) -> None:
+    base = {
+        "Contact": "get_response",
+        "ContactList": "list_response",
+        "ContactWrite": "create_request",
+    }[component]
+    body = load_seed_example(base) | change
+    assert list(schema_validator(component).iter_errors(body)) != []
+
+
+def test_write_schema_takes_nulls_to_clear_and_blank_doctor_type(schema_validator) -> None:
+    body = {
+        "first_name": "x" * 255,
+        "doctor_type": None,
+        "country_code": None,
+        "type_code": 2,
+        "phone_numbers": [{"number": "0400 000 000", "phone_type": "Fax"}],
+    }
+    assert list(schema_validator("ContactWrite").iter_errors(body)) == []
+    blank = {"doctor_type": ""}
+    assert list(schema_validator("ContactWrite").iter_errors(blank)) == []
