@@ -1,0 +1,199 @@
+"""The worker's AWS resources in moto, as template.yaml declares them (names are local).
+
+Shared by the worker's integration tests, the end-to-end intake tests and
+scripts/bench_intake.py: tables (Powertools layout for idempotency, `contact_id` for the
+ledger), the submission queue with its redrive to the dead-letter queue after five receives,
+the parked queue, and a Cliniko key secret per account.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+MAX_RECEIVE_COUNT = 5
+
+WORKER_CONFIG = """\
+accounts:
+  test-clinic:
+    api_key_secret: tests/cliniko/test-clinic
+sources:
+  test-json:
+    provider: json
+    signing_secret: tests/forms/test-json
+    account: test-clinic
+    fields:
+      - {from: first_name, to: first_name}
+      - {from: last_name, to: last_name}
+      - {from: email, to: email}
+"""
+
+
+@dataclass
+class WorkerStack:
+    idempotency_table: str
+    ledger_table: str
+    queue_url: str
+    queue_arn: str
+    dead_letter_queue_url: str
+    parked_queue_url: str
+    sqs: Any = field(repr=False)
+    dynamodb: Any = field(repr=False)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "IDEMPOTENCY_TABLE": self.idempotency_table,
+            "LEDGER_TABLE": self.ledger_table,
+            "PARKED_QUEUE_URL": self.parked_queue_url,
+            "SUBMISSION_QUEUE_URL": self.queue_url,
+            **extra,
+        }
+
+    # --- queues as a test drives them ---------------------------------------------------
+
+    def receive(
+        self, queue_url: str | None = None, *, max_messages: int = 10, visibility: int = 30
+    ) -> list[dict[str, Any]]:
+        return self.sqs.receive_message(
+            QueueUrl=queue_url or self.queue_url,
+            MaxNumberOfMessages=max_messages,
+            VisibilityTimeout=visibility,
+            WaitTimeSeconds=0,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+
+    def drain(self, queue_url: str) -> list[dict[str, Any]]:
+        """Every message now in a queue (hidden for a while after, so each is read once)."""
+        messages: list[dict[str, Any]] = []
+        empty_reads = 0
+        while empty_reads < 2:
+            batch = self.receive(queue_url, visibility=300)
+            empty_reads = 0 if batch else empty_reads + 1
+            messages.extend(batch)
+        return messages
+
+    def counts(self, queue_url: str) -> tuple[int, int]:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )["Attributes"]
+        return (
+            int(attributes["ApproximateNumberOfMessages"]),
+            int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+        )
+
+    def ledger_items(self) -> list[dict[str, str]]:
+        items = []
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.ledger_table):
+            items += [{k: v["S"] for k, v in item.items()} for item in page["Items"]]
+        return items
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The event Lambda's SQS poller hands the function, built from received messages."""
+    records = []
+    for message in messages:
+        attributes = message.get("Attributes", {})
+        records.append(
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+                    "SentTimestamp": attributes.get("SentTimestamp", "0"),
+                    "SenderId": attributes.get("SenderId", "AIDATEST"),
+                    "ApproximateFirstReceiveTimestamp": attributes.get(
+                        "ApproximateFirstReceiveTimestamp", "0"
+                    ),
+                },
+                "messageAttributes": {
+                    name: {
+                        "stringValue": value.get("StringValue"),
+                        "dataType": value.get("DataType", "String"),
+                    }
+                    for name, value in message.get("MessageAttributes", {}).items()
+                },
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": queue_arn.split(":")[3],
+            }
+        )
+    return {"Records": records}
+
+
+def create_worker_stack(prefix: str = "intake") -> WorkerStack:
+    dynamodb = boto3.client("dynamodb")
+    sqs = boto3.client("sqs")
+    idempotency = f"{prefix}-idempotency"
+    ledger = f"{prefix}-ledger"
+    dynamodb.create_table(
+        TableName=idempotency,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=idempotency,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
+    )
+    dynamodb.create_table(
+        TableName=ledger,
+        KeySchema=[{"AttributeName": "contact_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "contact_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dlq_url = sqs.create_queue(QueueName=f"{prefix}-dead-letters")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName=f"{prefix}-submissions",
+        Attributes={
+            "VisibilityTimeout": "60",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+            ),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    parked_url = sqs.create_queue(QueueName=f"{prefix}-parked")["QueueUrl"]
+    return WorkerStack(
+        idempotency_table=idempotency,
+        ledger_table=ledger,
+        queue_url=queue_url,
+        queue_arn=queue_arn,
+        dead_letter_queue_url=dlq_url,
+        parked_queue_url=parked_url,
+        sqs=sqs,
+        dynamodb=dynamodb,
+    )
+
+
+def put_secrets(secrets: Mapping[str, str]) -> None:
+    client = boto3.client("secretsmanager")
+    for name, value in secrets.items():
+        client.create_secret(Name=name, SecretString=value)
+
+
+def write_worker_config(directory: Path) -> Path:
+    path = directory / "form_sources.yaml"
+    path.write_text(WORKER_CONFIG, encoding="utf-8")
+    return path
+
+
+def iter_batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,172 @@
+"""The worker's DynamoDB and SQS adapters against moto."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from cliniko_automations.intake.ledger import DynamoLedger
+from cliniko_automations.intake.parking import SqsParking, SqsQueues, queue_name_and_owner
+from cliniko_automations.intake.submission import ContactDraft, Submission
+from cliniko_automations.intake.worker import ClaimBusy, LedgerEntry
+from cliniko_automations.intake.worker_store import (
+    DynamoClaims,
+    DynamoFailures,
+    DynamoIntents,
+    FailureRecord,
+)
+
+from tests.integration.intake_worker.resources import WorkerStack, create_worker_stack
+
+
+@pytest.fixture
+def stack(aws: str) -> WorkerStack:
+    return create_worker_stack()
+
+
+def submission() -> Submission:
+    return Submission(
+        submission_id="sub-1",
+        idempotency_key="test-json:abc",
+        source="test-json",
+        provider="json",
+        account="test-clinic",
+        received_at=datetime(2026, 11, 23, tzinfo=UTC),
+        draft=ContactDraft(first_name="Ana", email="ana@example.com"),
+    )
+
+
+def test_claim_excludes_a_second_holder_until_released(stack: WorkerStack) -> None:
+    claims = DynamoClaims(stack.dynamodb, stack.idempotency_table, wait_seconds=0)
+    with claims.hold("k1"):
+        with pytest.raises(ClaimBusy), claims.hold("k1"):
+            pass
+        with claims.hold("k2"):  # another identity is independent
+            pass
+    with claims.hold("k1"):  # released
+        pass
+
+
+def test_expired_claim_is_free_even_before_ttl_deletion(stack: WorkerStack) -> None:
+    now = [1_000_000.0]
+    claims = DynamoClaims(
+        stack.dynamodb,
+        stack.idempotency_table,
+        ttl_seconds=60,
+        wait_seconds=0,
+        clock=lambda: now[0],
+    )
+    holder = claims.hold("k")
+    holder.__enter__()  # a worker that died holding the claim: never released
+    with pytest.raises(ClaimBusy), claims.hold("k"):
+        pass
+    now[0] += 61
+    with claims.hold("k"):
+        pass
+
+
+def test_waiters_take_the_claim_one_at_a_time(stack: WorkerStack) -> None:
+    claims = DynamoClaims(stack.dynamodb, stack.idempotency_table, wait_seconds=30)
+    inside: list[int] = []
+    overlaps: list[int] = []
+    lock = threading.Lock()
+
+    def work(n: int) -> None:
+        with claims.hold("same"):
+            with lock:
+                inside.append(n)
+                if len(inside) > 1:
+                    overlaps.append(n)
+            # Let the others try while this one holds it.
+            threading.Event().wait(0.02)
+            with lock:
+                inside.remove(n)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == []
+    assert inside == []
+
+
+def test_intent_keeps_the_first_start_and_records_the_contact(stack: WorkerStack) -> None:
+    intents = DynamoIntents(stack.dynamodb, stack.idempotency_table)
+    assert intents.get("src:1") is None
+    first = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    intents.begin("src:1", first)
+    intents.begin("src:1", datetime(2026, 11, 23, 12, 5, tzinfo=UTC))
+    assert intents.get("src:1").started_at == first
+    assert intents.get("src:1").contact_id is None
+    intents.complete("src:1", "123")
+    assert intents.get("src:1").contact_id == "123"
+    item = stack.dynamodb.scan(TableName=stack.idempotency_table)["Items"][0]
+    assert "src:1" not in json.dumps(item)  # stored under a hash
+
+
+def test_failure_reason_by_message_id(stack: WorkerStack) -> None:
+    failures = DynamoFailures(stack.dynamodb, stack.idempotency_table)
+    record = FailureRecord("m-1", "cliniko_rate_limited", "sub-1", "test-json", 3, "2026-11-23")
+    failures.record(record)
+    assert failures.get("m-1") == record
+    assert failures.get("m-2") is None
+
+
+def test_ledger_is_keyed_by_contact_id(stack: WorkerStack) -> None:
+    ledger = DynamoLedger(stack.dynamodb, stack.ledger_table)
+    entry = LedgerEntry("42", "test-clinic", "test-json", "sub-1", "2026-11-23T12:00:00+00:00")
+    ledger.record(entry)
+    ledger.record(entry)
+    assert ledger.get("42") == entry
+    assert stack.ledger_items() == [
+        {
+            "contact_id": "42",
+            "account": "test-clinic",
+            "source": "test-json",
+            "submission_id": "sub-1",
+            "created_at": "2026-11-23T12:00:00+00:00",
+        }
+    ]
+
+
+def test_parked_message_is_the_submission_with_a_reason(stack: WorkerStack) -> None:
+    SqsParking(stack.sqs, stack.parked_queue_url).park(submission(), "several_matches", ["1", "2"])
+    [message] = stack.drain(stack.parked_queue_url)
+    assert Submission.model_validate_json(message["Body"]) == submission()
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes == {
+        "reason": "several_matches",
+        "submission_id": "sub-1",
+        "source": "test-json",
+        "candidate_contact_ids": "1,2",
+    }
+
+
+def test_queue_url_and_dead_letter_queue_from_the_event_arn(stack: WorkerStack) -> None:
+    queues = SqsQueues(stack.sqs)
+    assert queues.queue_url(stack.queue_arn) == stack.queue_url
+    assert queues.dead_letter_url(stack.queue_arn) == stack.dead_letter_queue_url
+    new_id = queues.dead_letter(stack.queue_arn, "{}", {"failure_reason": "x", "empty": ""})
+    [message] = stack.drain(stack.dead_letter_queue_url)
+    assert message["MessageId"] == new_id
+    assert set(message["MessageAttributes"]) == {"failure_reason"}
+
+
+def test_back_off_hides_the_message_exponentially(stack: WorkerStack) -> None:
+    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody="x")
+    [message] = stack.receive()
+    delay = SqsQueues(stack.sqs).back_off(
+        stack.queue_arn, message["ReceiptHandle"], receive_count=3, base=30, cap=900
+    )
+    assert 60 <= delay <= 120  # 30 * 2^2 = 120, jittered over its upper half
+    assert stack.receive(visibility=0) == []
+    assert stack.counts(stack.queue_url) == (0, 1)
+
+
+def test_queue_arn_parsing_refuses_other_arns() -> None:
+    assert queue_name_and_owner("arn:aws:sqs:eu-west-1:123456789012:q") == ("q", "123456789012")
+    with pytest.raises(ValueError):
+        queue_name_and_owner("arn:aws:sns:eu-west-1:123456789012:t")
