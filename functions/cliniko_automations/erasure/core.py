@@ -60,9 +60,9 @@ DERIVED_PERSONAL_FIELDS = ("country",)
 PERSONAL_FIELDS = (*SCRUBBED_VALUES, *DERIVED_PERSONAL_FIELDS)
 
 HONEST_NOTE = (
-    "Cliniko's API cannot delete a contact: it keeps an archived record. That record now holds "
-    f"no personal data (every personal field is blank; the first name is the placeholder "
-    f"'{PLACEHOLDER_FIRST_NAME}')."
+    "Cliniko keeps an archived record of each contact (its API has no way to remove one); "
+    "that record now holds no personal data: every personal field is blank and the first name "
+    f"is the placeholder '{PLACEHOLDER_FIRST_NAME}'."
 )
 
 Status = Literal["open", "completed", "failed"]

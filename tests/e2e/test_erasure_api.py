@@ -1,0 +1,351 @@
+"""Erasure end to end: API Gateway v2 events (AWS_IAM context) into the Lambda handler, the
+Cliniko emulator over real HTTP, moto for the audit table and the secrets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from cliniko_automations.erasure import api_handler
+from cliniko_automations.erasure.core import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
+
+from tests.integration.erasure import stack
+from tests.integration.erasure.stack import PERSONAL, LambdaContext, personal_values
+
+erasure_stack = stack.erasure_stack  # the fixture
+
+CALLER_ARN = "arn:aws:iam::123456789012:user/privacy-officer"
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+EMAIL = PERSONAL["email"]
+
+
+IAM_CONTEXT = {
+    "accessKey": "AKIAIOSFODNN7EXAMPLE",
+    "accountId": "123456789012",
+    "callerId": "AIDACKCEVSQ6C2EXAMPLE",
+    "cognitoIdentity": None,
+    "principalOrgId": "o-abc123",
+    "userArn": CALLER_ARN,
+    "userId": "AIDACKCEVSQ6C2EXAMPLE",
+}
+
+
+def http_api_event(
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    iam: dict[str, Any] | None = IAM_CONTEXT,
+    path_parameters: dict[str, str] | None = None,
+    route_key: str | None = None,
+) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) event as API Gateway sends it for an AWS_IAM route."""
+    raw = body if isinstance(body, str) or body is None else json.dumps(body)
+    route_key = route_key or f"{method} {path}"
+    request_context: dict[str, Any] = {
+        "accountId": "123456789012",
+        "apiId": "a1b2c3d4e5",
+        "domainName": "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com",
+        "domainPrefix": "a1b2c3d4e5",
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "192.0.2.10",
+            "userAgent": "erasure-tests",
+        },
+        "requestId": "JKJaXmPLvHcESHA=",
+        "routeKey": route_key,
+        "stage": "$default",
+        "time": "23/Nov/2026:19:03:58 +0000",
+        "timeEpoch": 1795460638390,
+    }
+    if iam is not None:
+        request_context["authorizer"] = {"iam": iam}
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {
+            "content-type": "application/json",
+            "host": "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com",
+        },
+        "requestContext": request_context,
+        "isBase64Encoded": False,
+    }
+    if raw is not None:
+        event["body"] = raw
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    return event
+
+
+def post(body: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    event = http_api_event("POST", "/erasure-requests", body=body, **kwargs)
+    response = api_handler.lambda_handler(event, LambdaContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def get(request_id: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    event = http_api_event(
+        "GET",
+        f"/erasure-requests/{request_id}",
+        path_parameters={"id": request_id},
+        route_key="GET /erasure-requests/{id}",
+        **kwargs,
+    )
+    response = api_handler.lambda_handler(event, LambdaContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def erasure(**values: Any) -> dict[str, Any]:
+    return {"reason": "GDPR art. 17, ticket PRIV-7", **values}
+
+
+def writes(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in entries if e["method"] in WRITES]
+
+
+OUTCOME_KEYS = {
+    "request_id",
+    "status",
+    "result",
+    "dry_run",
+    "received_at",
+    "due_at",
+    "finished_at",
+    "contact_ids",
+    "contacts",
+    "message",
+    "cliniko_requests",
+}
+
+
+def assert_scrubbed_and_archived(erasure_stack, contact_id: str) -> None:
+    stored = erasure_stack.contact(contact_id)
+    assert stored["archived_at"]
+    assert stored["first_name"] == PLACEHOLDER_FIRST_NAME
+    for name in SCRUBBED_VALUES:
+        if name != "first_name":
+            assert stored.get(name) in ("", None, []), name
+    assert not stored.get("country")
+
+
+def test_erase_by_id(erasure_stack):
+    contact_id = erasure_stack.seed()
+    before = len(erasure_stack.log())
+
+    status, body = post(erasure(request_id="by-id", contact_id=contact_id))
+
+    sent = erasure_stack.log()[before:]
+    assert status == 200, body
+    assert set(body) == OUTCOME_KEYS
+    assert body["status"] == "completed" and body["result"] == "erased"
+    assert body["contact_ids"] == [contact_id]
+    [contact] = body["contacts"]
+    assert contact["action"] == "scrubbed_and_archived" and contact["verified"] is True
+    assert set(contact["fields"]) == set(SCRUBBED_VALUES)
+    assert "scrubbed and archived" in body["message"]
+    assert "Cliniko keeps an archived record" in body["message"]
+    assert "deleted" not in json.dumps(body).lower()
+    # lookup, update, archive, verify: the ceiling is 4 per erased contact
+    assert len(sent) == body["cliniko_requests"] <= 4
+    assert_scrubbed_and_archived(erasure_stack, contact_id)
+
+    status, stored = get("by-id")
+    assert status == 200
+    assert stored["status"] == "completed" and stored["contact_ids"] == [contact_id]
+
+
+def test_erase_by_email_matches_lower_cased_and_archived_ones(erasure_stack):
+    contact_id = erasure_stack.seed()
+    erasure_stack.seed(email="someone.else@example.com")
+    before = len(erasure_stack.log())
+
+    status, body = post(erasure(request_id="by-email", email=EMAIL.upper()))
+
+    sent = erasure_stack.log()[before:]
+    assert status == 200, body
+    assert body["result"] == "erased" and body["contact_ids"] == [contact_id]
+    assert len(sent) <= 4
+    assert_scrubbed_and_archived(erasure_stack, contact_id)
+
+
+def test_several_matches_answer_409_with_ids_then_erase_all_when_confirmed(erasure_stack):
+    ids = sorted([erasure_stack.seed(), erasure_stack.seed(first_name="Hortensia")])
+    before = len(erasure_stack.log())
+
+    status, body = post(erasure(request_id="several", email=EMAIL))
+
+    assert status == 409, body
+    assert sorted(body["contact_ids"]) == ids
+    assert body["result"] == "awaiting_confirmation"
+    text = json.dumps(body)
+    assert all(value not in text for value in [*personal_values(PERSONAL), "Hortensia"])
+    assert not writes(erasure_stack.log()[before:])
+
+    before = len(erasure_stack.log())
+    status, body = post(erasure(request_id="several", email=EMAIL, erase_all_matches=True))
+
+    sent = erasure_stack.log()[before:]
+    assert status == 200, body
+    assert sorted(body["contact_ids"]) == ids
+    assert [c["action"] for c in body["contacts"]] == ["scrubbed_and_archived"] * 2
+    assert len(sent) <= 4 * len(ids)
+    for contact_id in ids:
+        assert_scrubbed_and_archived(erasure_stack, contact_id)
+
+
+def test_no_match_says_no_record_found_in_the_same_shape(erasure_stack):
+    erasure_stack.seed()
+    before = len(erasure_stack.log())
+
+    status, body = post(erasure(request_id="nobody", email="nobody@example.com"))
+
+    assert status == 200, body
+    assert set(body) == OUTCOME_KEYS
+    assert body["status"] == "completed" and body["result"] == "no_record_found"
+    assert body["contacts"] == [] and body["contact_ids"] == []
+    assert "No record was found" in body["message"]
+    assert not writes(erasure_stack.log()[before:])
+
+
+def test_dry_run_reports_field_names_and_writes_nothing(erasure_stack):
+    contact_id = erasure_stack.seed(notes="", title="")
+    before = len(erasure_stack.log())
+
+    status, body = post(erasure(request_id="dry", contact_id=contact_id, dry_run=True))
+
+    sent = erasure_stack.log()[before:]
+    assert status == 200, body
+    assert body["result"] == "dry_run" and body["dry_run"] is True
+    [contact] = body["contacts"]
+    assert contact["action"] == "would_scrub_and_archive" and contact["archive"] is True
+    assert set(contact["fields"]) == set(SCRUBBED_VALUES) - {"notes", "title"}
+    assert sent and not writes(sent)
+    stored = erasure_stack.contact(contact_id)
+    assert stored["first_name"] == PERSONAL["first_name"] and not stored["archived_at"]
+
+
+def test_the_same_request_id_returns_the_stored_outcome_without_cliniko(erasure_stack):
+    contact_id = erasure_stack.seed()
+    first_status, first = post(erasure(request_id="again", contact_id=contact_id))
+    before = len(erasure_stack.log())
+
+    status, repeat = post(erasure(request_id="again", contact_id=contact_id))
+
+    assert first_status == status == 200
+    assert erasure_stack.log()[before:] == []
+    first.pop("cliniko_requests")
+    assert repeat.pop("cliniko_requests") == 0
+    assert repeat == first
+
+
+def test_a_reused_request_id_for_another_person_is_409(erasure_stack):
+    contact_id = erasure_stack.seed()
+    post(erasure(request_id="reused", contact_id=contact_id))
+    status, body = post(erasure(request_id="reused", email="other@example.com"))
+    assert status == 409 and "different request" in body["message"]
+
+
+def test_an_already_archived_contact_is_scrubbed_and_stays_archived(erasure_stack):
+    contact_id = erasure_stack.seed()
+    erasure_stack.cliniko.client().archive_contact(contact_id)
+    archived_at = erasure_stack.contact(contact_id)["archived_at"]
+    before = len(erasure_stack.log())
+
+    status, body = post(erasure(request_id="archived", email=EMAIL))
+
+    sent = erasure_stack.log()[before:]
+    assert status == 200, body
+    [contact] = body["contacts"]
+    assert contact["action"] == "scrubbed_and_archived" and contact["archive"] is False
+    assert len(sent) <= 3  # lookup, update, verify: no second archive
+    assert_scrubbed_and_archived(erasure_stack, contact_id)
+    assert erasure_stack.contact(contact_id)["archived_at"] == archived_at
+
+
+def test_an_already_scrubbed_and_archived_contact_counts_as_done(erasure_stack):
+    contact_id = erasure_stack.seed()
+    post(erasure(request_id="earlier", contact_id=contact_id))
+    before = len(erasure_stack.log())
+
+    status, body = post(erasure(request_id="later", contact_id=contact_id))
+
+    sent = erasure_stack.log()[before:]
+    assert status == 200, body
+    assert body["contacts"][0]["action"] == "already_scrubbed_and_archived"
+    assert [e["method"] for e in sent] == ["GET"]
+
+
+@pytest.mark.parametrize(
+    "iam",
+    [None, {}, {**IAM_CONTEXT, "userArn": None}, {**IAM_CONTEXT, "userArn": ""}],
+    ids=["no-authorizer", "empty-iam", "null-arn", "blank-arn"],
+)
+def test_an_event_without_iam_identity_is_refused(erasure_stack, iam):
+    contact_id = erasure_stack.seed()
+    before = len(erasure_stack.log())
+
+    status, body = post(erasure(request_id="unsigned", contact_id=contact_id), iam=iam)
+    assert status == 403, body
+    status, body = get("unsigned", iam=iam)
+    assert status == 403, body
+
+    assert erasure_stack.log()[before:] == []
+    assert erasure_stack.audit_items() == []
+
+
+def test_neither_logs_nor_the_audit_table_hold_personal_values(erasure_stack, capfd):
+    contact_id = erasure_stack.seed()
+    status, body = post(erasure(request_id="pii-check", email=EMAIL))
+    assert status == 200, body
+    # and the paths that talk about a request without erasing anything
+    post(erasure(request_id="pii-dry", email=EMAIL, dry_run=True))
+    post(erasure(request_id="pii-bad", email=EMAIL, reason=f"asked by {EMAIL}"))
+    post(erasure(request_id="pii-check", email="nobody+x@example.com"))
+
+    out, err = capfd.readouterr()
+    logs = out + err
+    assert "pii-check" in logs and contact_id in logs  # the capture really holds the logs
+    items = erasure_stack.audit_items()
+    assert {i["request_id"] for i in items} == {"pii-check", "pii-dry"}
+    table = json.dumps(items, default=str)
+    for value in [*personal_values(PERSONAL), "nobody+x@example.com"]:
+        assert value.lower() not in logs.lower(), value
+        assert value.lower() not in table.lower(), value
+    received = next(
+        i for i in items if i["sk"] == "000#received" and i["request_id"] == "pii-check"
+    )
+    assert received["caller"] == CALLER_ARN
+    assert len(received["email_hmac"]) == 64
+
+
+def test_bad_input_gets_a_clear_error_not_a_500(erasure_stack):
+    status, body = post("{not json")
+    assert status == 422 and "body" in body["errors"]
+    status, body = post(erasure(request_id="no-target"))
+    assert status == 422 and "body" in body["errors"]
+    status, body = post(erasure(request_id="r", contact_id="12ab"))
+    assert status == 422 and "contact_id" in body["errors"]
+    status, body = post([1, 2])
+    assert status == 422
+    status, body = get("never-sent")
+    assert status == 404
+    assert erasure_stack.audit_items() == []
+
+
+def test_cliniko_failure_is_a_502_and_the_request_can_be_retried(erasure_stack):
+    contact_id = erasure_stack.seed()
+    erasure_stack.cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    status, body = post(erasure(request_id="retry-me", contact_id=contact_id))
+    assert status == 502, body
+    assert body["status"] == "failed" and "send it again" in body["message"]
+    assert get("retry-me")[1]["status"] == "failed"
+
+    erasure_stack.cliniko.control.set_faults(error_rate=0.0, statuses=[500])
+    status, body = post(erasure(request_id="retry-me", contact_id=contact_id))
+    assert status == 200 and body["result"] == "erased"
+    assert_scrubbed_and_archived(erasure_stack, contact_id)

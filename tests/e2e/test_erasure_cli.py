@@ -1,0 +1,190 @@
+"""scripts/erasure.py: local mode against the emulator and moto; remote mode signs with SigV4."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.integration.erasure import stack
+from tests.integration.erasure.stack import PERSONAL, personal_values
+
+erasure_stack = stack.erasure_stack  # the fixture
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "erasure.py"
+
+
+def load_cli():
+    spec = importlib.util.spec_from_file_location("erasure_cli", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cli():
+    return load_cli()
+
+
+def test_request_then_status_in_local_mode(erasure_stack, cli, capsys):
+    contact_id = erasure_stack.seed()
+
+    code = cli.main(
+        ["request", "--contact-id", contact_id, "--reason", "GDPR art. 17", "--request-id", "c-1"]
+    )
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Request c-1: completed (erased)" in out
+    assert f"Contact {contact_id}: scrubbed and archived" in out
+    assert "Cliniko keeps an archived record" in out
+    assert "deleted" not in out.lower()
+    for value in personal_values(PERSONAL):
+        assert value.lower() not in out.lower()
+    assert erasure_stack.contact(contact_id)["archived_at"]
+
+    assert cli.main(["status", "c-1"]) == 0
+    assert "Request c-1: completed (erased)" in capsys.readouterr().out
+    received = [i for i in erasure_stack.audit_items() if i["sk"] == "000#received"]
+    assert received[0]["caller"].startswith("arn:aws:")  # the local AWS identity
+
+
+def test_dry_run_several_matches_and_json_output(erasure_stack, cli, capsys):
+    ids = sorted([erasure_stack.seed(), erasure_stack.seed()])
+    before = len(erasure_stack.log())
+
+    code = cli.main(["request", "--email", PERSONAL["email"], "--reason", "ticket 7", "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 3 and "Matching contact ids" in out
+    assert all(contact_id in out for contact_id in ids)
+
+    code = cli.main(
+        [
+            "--json",
+            "request",
+            "--email",
+            PERSONAL["email"],
+            "--reason",
+            "ticket 7",
+            "--dry-run",
+            "--all-matches",
+        ]
+    )
+    body = json.loads(capsys.readouterr().out)
+    assert code == 0 and body["result"] == "dry_run"
+    assert sorted(body["contact_ids"]) == ids
+    assert not [e for e in erasure_stack.log()[before:] if e["method"] != "GET"]
+
+
+def test_the_script_runs_as_a_program(erasure_stack):
+    result = subprocess.run(  # noqa: S603 (our own script, fixed arguments)
+        [
+            sys.executable,
+            str(SCRIPT),
+            "request",
+            "--email",
+            "nobody@example.com",
+            "--reason",
+            "ticket 8",
+            "--caller",
+            "arn:aws:iam::123456789012:user/cli",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **erasure_stack.env},
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "completed (no_record_found)" in result.stdout
+    assert "No record was found" in result.stdout
+
+
+def test_missing_settings_and_targets_are_clear_errors(cli, capsys, monkeypatch):
+    for name in ("AUDIT_TABLE", "PEPPER_SECRET_NAME", "CLINIKO_API_KEY_SECRET_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    fresh = load_cli()  # defaults are read from the environment when the parser is built
+    with pytest.raises(SystemExit) as caught:
+        fresh.main(["status", "x"])
+    assert "--audit-table" in str(caught.value)
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["request", "--reason", "x"])
+    assert caught.value.code == 2
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: list[dict] = []  # noqa: RUF012 (one server per test)
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        type(self).seen.append(
+            {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+        )
+        payload = json.dumps(
+            {
+                "request_id": "remote-1",
+                "status": "completed",
+                "result": "no_record_found",
+                "dry_run": False,
+                "contacts": [],
+                "contact_ids": [],
+                "message": "No record was found.",
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_remote_mode_signs_requests_with_sigv4(cli, capsys):
+    _Recorder.seen = []
+    server = HTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code = cli.main(
+            [
+                "--api-url",
+                url,
+                "--region",
+                "eu-west-1",
+                "request",
+                "--contact-id",
+                "42",
+                "--reason",
+                "GDPR",
+                "--request-id",
+                "remote-1",
+            ]
+        )
+        assert code == 0
+        assert cli.main(["--api-url", url, "--region", "eu-west-1", "status", "remote-1"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    post, get = _Recorder.seen
+    assert post["method"] == "POST" and post["path"] == "/erasure-requests"
+    assert json.loads(post["body"])["contact_id"] == "42"
+    assert get["method"] == "GET" and get["path"] == "/erasure-requests/remote-1"
+    for seen in (post, get):
+        auth = seen["headers"]["Authorization"]
+        assert auth.startswith("AWS4-HMAC-SHA256 Credential=testing/")
+        assert "/eu-west-1/execute-api/aws4_request" in auth
+        assert "x-amz-date" in {h.lower() for h in seen["headers"]}
+    assert "No record was found." in capsys.readouterr().out

@@ -1,0 +1,143 @@
+"""An erasure "stack" for tests: moto DynamoDB table and secrets, the emulator, the env vars.
+
+Imported by the erasure integration and end-to-end tests (pytest registers imported fixtures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+
+PEPPER = "test-pepper-0123456789abcdef0123456789abcdef"
+USER_AGENT = "Erasure Tests (tests@example.com)"
+
+# A contact that fills every personal field, each value distinct so a leak is findable.
+PERSONAL = {
+    "title": "Professor",
+    "first_name": "Grizelda",
+    "last_name": "Thistlewaite",
+    "preferred_name": "Zelda",
+    "company_name": "Thistlewaite Orthopaedics",
+    "occupation": "Orthopaedic Surgeon",
+    "provider_number": "2426754J",
+    "email": "Grizelda.Thistlewaite+ortho@example.com",
+    "address_1": "17 Wattlebird Crescent",
+    "address_2": "Level 3",
+    "address_3": "Suite 305",
+    "city": "Wollongbar",
+    "state": "New South Wales",
+    "post_code": "2477",
+    "country_code": "EE",
+    "notes": "Referred by the Quokka Clinic; prefers morning calls",
+    "doctor_type": "specialist",
+    "type_code": 1,
+    "phone_numbers": [
+        {"number": "0491 570 156", "phone_type": "Mobile"},
+        {"number": "02 5550 1234", "phone_type": "Fax"},
+    ],
+}
+
+
+def personal_values(contact: dict[str, Any]) -> list[str]:
+    """Every personal value of a contact as text, to search logs and tables for."""
+    values = [
+        str(contact[name])
+        for name in PERSONAL
+        if name not in ("type_code", "doctor_type", "country_code", "phone_numbers")
+    ]
+    values.append(contact["email"].lower())
+    values.append("Estonia")  # the country name Cliniko derives from country_code
+    for phone in contact["phone_numbers"]:
+        values.append(phone["number"])
+        values.append(phone["number"].replace(" ", ""))
+    return values
+
+
+@dataclass
+class LambdaContext:
+    """The attributes Powertools' inject_lambda_context reads from a Lambda context."""
+
+    function_name: str = "erasure"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:erasure"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+
+
+@dataclass
+class ErasureStack:
+    cliniko: Any
+    table_name: str
+    pepper_secret: str
+    key_secret: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def seed(self, **overrides: Any) -> str:
+        """Create a contact in the emulator through the real client; returns its id."""
+        body = {**PERSONAL, **overrides}
+        return str(self.cliniko.client().create_contact(body).id)
+
+    def log(self) -> list[dict[str, Any]]:
+        return list(self.cliniko.control.requests())
+
+    def audit_items(self) -> list[dict[str, Any]]:
+        table = boto3.resource("dynamodb").Table(self.table_name)
+        items: list[dict[str, Any]] = []
+        scan: dict[str, Any] = {}
+        while True:
+            page = table.scan(**scan)
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return items
+            scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def contact(self, contact_id: str) -> dict[str, Any]:
+        """The emulator's stored contact (archived included), via its inspection API."""
+        for stored in self.cliniko.control.contacts(include_archived=True):
+            if str(stored["id"]) == contact_id:
+                return stored
+        raise KeyError(contact_id)
+
+
+def make_audit_table(name: str) -> None:
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "request_id", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "request_id", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+@pytest.fixture
+def erasure_stack(
+    aws: str, cliniko: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ErasureStack]:
+    stack = ErasureStack(
+        cliniko=cliniko,
+        table_name="erasure-audit",
+        pepper_secret="erasure/pepper",
+        key_secret="cliniko/erasure-key",
+    )
+    make_audit_table(stack.table_name)
+    secrets = boto3.client("secretsmanager")
+    secrets.create_secret(Name=stack.pepper_secret, SecretString=PEPPER)
+    secrets.create_secret(Name=stack.key_secret, SecretString=cliniko.api_key)
+    stack.env = {
+        "AUDIT_TABLE": stack.table_name,
+        "PEPPER_SECRET_NAME": stack.pepper_secret,
+        "CLINIKO_API_KEY_SECRET_NAME": stack.key_secret,
+        "CLINIKO_USER_AGENT": USER_AGENT,
+        "CLINIKO_BASE_URL": cliniko.base_url_template,
+    }
+    for name, value in stack.env.items():
+        monkeypatch.setenv(name, value)
+    yield stack

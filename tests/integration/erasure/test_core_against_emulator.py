@@ -1,0 +1,158 @@
+"""The erasure core against the Cliniko emulator (real HTTP) and moto's DynamoDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from cliniko_automations.erasure.audit import DynamoAuditLog
+from cliniko_automations.erasure.core import (
+    PLACEHOLDER_FIRST_NAME,
+    SCRUBBED_VALUES,
+    Eraser,
+    ErasureRequest,
+    RequestIdConflict,
+    RequestNotFound,
+    SeveralMatches,
+)
+
+from tests.integration.erasure import stack
+from tests.integration.erasure.stack import PEPPER, USER_AGENT
+
+erasure_stack = stack.erasure_stack  # the fixture, shared with the end-to-end tests
+
+CALLER = "arn:aws:iam::123456789012:user/privacy-officer"
+EMAIL = "grizelda.thistlewaite+ortho@example.com"
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@pytest.fixture
+def eraser(erasure_stack):
+    return Eraser(
+        erasure_stack.cliniko.client(user_agent=USER_AGENT),
+        DynamoAuditLog(erasure_stack.table_name),
+        PEPPER,
+    )
+
+
+def ask(**values) -> ErasureRequest:
+    return ErasureRequest.parse({"reason": "GDPR art. 17", **values})
+
+
+def test_erase_by_id_scrubs_archives_and_verifies_in_four_requests(erasure_stack, eraser):
+    contact_id = erasure_stack.seed()
+    before = len(erasure_stack.log())
+
+    outcome = eraser.submit(ask(request_id="r-1", contact_id=contact_id), CALLER)
+
+    sent = erasure_stack.log()[before:]
+    assert outcome.status == "completed" and outcome.result == "erased"
+    assert [c.action for c in outcome.contacts] == ["scrubbed_and_archived"]
+    assert outcome.contacts[0].verified is True
+    assert "scrubbed and archived" in outcome.message
+    assert "Cliniko keeps an archived record" in outcome.message
+    assert "deleted" not in outcome.message.lower()
+    assert len(sent) <= 4
+    assert outcome.cliniko_requests == len(sent)
+    assert [e["method"] for e in sent] == ["GET", "PATCH", "POST", "GET"]
+    stored = erasure_stack.contact(contact_id)
+    assert stored["archived_at"]
+    assert stored["first_name"] == PLACEHOLDER_FIRST_NAME
+    for name in SCRUBBED_VALUES:
+        if name != "first_name":
+            assert stored.get(name) in ("", None, []), name
+    assert not stored.get("country")
+
+
+def test_a_contact_archived_but_not_scrubbed_is_scrubbed_without_a_second_archive(
+    erasure_stack, eraser
+):
+    contact_id = erasure_stack.seed()
+    erasure_stack.cliniko.client().archive_contact(contact_id)
+    before = len(erasure_stack.log())
+
+    outcome = eraser.submit(ask(request_id="r-arch", contact_id=contact_id), CALLER)
+
+    sent = erasure_stack.log()[before:]
+    assert outcome.result == "erased"
+    assert outcome.contacts[0].action == "scrubbed_and_archived"
+    assert outcome.contacts[0].archive is False
+    assert [e["method"] for e in sent] == ["GET", "PATCH", "GET"]
+    assert erasure_stack.contact(contact_id)["first_name"] == PLACEHOLDER_FIRST_NAME
+
+
+def test_an_erased_contact_counts_as_done_with_one_lookup(erasure_stack, eraser):
+    contact_id = erasure_stack.seed()
+    eraser.submit(ask(request_id="first", contact_id=contact_id), CALLER)
+    before = len(erasure_stack.log())
+
+    outcome = eraser.submit(ask(request_id="second", contact_id=contact_id), CALLER)
+
+    sent = erasure_stack.log()[before:]
+    assert outcome.status == "completed"
+    assert outcome.contacts[0].action == "already_scrubbed_and_archived"
+    assert [e["method"] for e in sent] == ["GET"]
+
+
+def test_several_matches_need_confirmation_then_all_are_erased(erasure_stack, eraser):
+    ids = [erasure_stack.seed(), erasure_stack.seed(first_name="Other")]
+    before = len(erasure_stack.log())
+    with pytest.raises(SeveralMatches) as caught:
+        eraser.submit(
+            ask(request_id="many", email="grizelda.thistlewaite+ortho@example.com"), CALLER
+        )
+    assert sorted(caught.value.contact_ids) == sorted(ids)
+    assert not [e for e in erasure_stack.log()[before:] if e["method"] in WRITES]
+    assert eraser.status("many").result == "awaiting_confirmation"
+
+    confirmed = ask(request_id="many", email=EMAIL, erase_all_matches=True)
+    before = len(erasure_stack.log())
+    outcome = eraser.submit(confirmed, CALLER)
+    sent = erasure_stack.log()[before:]
+    assert outcome.status == "completed"
+    assert sorted(outcome.contact_ids) == sorted(ids)
+    assert len(sent) <= 4 * len(ids)
+    for contact_id in ids:
+        assert erasure_stack.contact(contact_id)["archived_at"]
+
+
+def test_a_cliniko_failure_leaves_the_request_open_for_a_retry(erasure_stack, eraser):
+    contact_id = erasure_stack.seed()
+    erasure_stack.cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    failed = eraser.submit(ask(request_id="flaky", contact_id=contact_id), CALLER)
+    assert failed.status == "failed"
+    assert eraser.status("flaky").status == "failed"
+
+    erasure_stack.cliniko.control.set_faults(error_rate=0.0, statuses=[500])
+    retried = eraser.submit(ask(request_id="flaky", contact_id=contact_id), CALLER)
+    assert retried.status == "completed" and retried.result == "erased"
+    sks = [i["sk"] for i in erasure_stack.audit_items() if i["request_id"] == "flaky"]
+    assert "001#failed" in sks and "002#lookup" in sks and "999#outcome" in sks
+
+
+def test_a_reused_request_id_with_another_target_is_refused(erasure_stack, eraser):
+    contact_id = erasure_stack.seed()
+    eraser.submit(ask(request_id="once", contact_id=contact_id, dry_run=True), CALLER)
+    with pytest.raises(RequestIdConflict):
+        eraser.submit(ask(request_id="once", contact_id=contact_id), CALLER)
+    with pytest.raises(RequestNotFound):
+        eraser.status("never-sent")
+
+
+def test_records_are_append_only_and_carry_a_due_date(erasure_stack, eraser):
+    fixed = datetime(2026, 1, 1, 9, 30, tzinfo=UTC)
+    eraser_at = Eraser(eraser._client, eraser._audit, PEPPER, clock=lambda: fixed)
+    contact_id = erasure_stack.seed()
+    eraser_at.submit(ask(request_id="dated", contact_id=contact_id), CALLER)
+    items = {i["sk"]: i for i in erasure_stack.audit_items()}
+    assert set(items) == {"000#received", "001#lookup", f"001#contact#{contact_id}", "999#outcome"}
+    received = items["000#received"]
+    assert received["received_at"] == "2026-01-01T09:30:00Z"
+    assert received["due_at"] == "2026-01-31T09:30:00Z"
+    assert received["caller"] == CALLER
+    assert items["999#outcome"]["status"] == "completed"
+    assert items[f"001#contact#{contact_id}"]["fields"]
+    from cliniko_automations.erasure.core import AlreadyRecorded
+
+    with pytest.raises(AlreadyRecorded):
+        eraser._audit.append("dated", "999#outcome", {"status": "failed"})

@@ -1,0 +1,75 @@
+"""The daily overdue check against moto's DynamoDB: the metric it publishes, 0 included."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cliniko_automations.erasure import overdue_handler
+from cliniko_automations.erasure.audit import DynamoAuditLog
+from cliniko_automations.erasure.core import iso
+
+from tests.integration.erasure.stack import LambdaContext, make_audit_table
+
+TABLE = "erasure-audit-overdue"
+
+
+@pytest.fixture
+def audit(aws, monkeypatch):
+    make_audit_table(TABLE)
+    monkeypatch.setenv("AUDIT_TABLE", TABLE)
+    return DynamoAuditLog(TABLE)
+
+
+def receive(audit: DynamoAuditLog, request_id: str, days_ago: int) -> None:
+    arrived = datetime.now(UTC) - timedelta(days=days_ago)
+    audit.append(
+        request_id,
+        "000#received",
+        {
+            "received_at": iso(arrived),
+            "due_at": iso(arrived + timedelta(days=30)),
+            "status": "open",
+            "dry_run": False,
+        },
+    )
+
+
+def published(output: str) -> list[float]:
+    """Values of OverdueErasureRequests in the EMF lines Powertools printed."""
+    values = []
+    for line in output.splitlines():
+        try:
+            blob = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(blob, dict) and "_aws" in blob and "OverdueErasureRequests" in blob:
+            metric_names = [
+                m["Name"] for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]
+            ]
+            assert "OverdueErasureRequests" in metric_names
+            value = blob["OverdueErasureRequests"]
+            values.extend(value if isinstance(value, list) else [value])
+    return values
+
+
+def test_zero_is_published_when_nothing_is_overdue(audit, capsys):
+    receive(audit, "fresh", days_ago=2)
+    result = overdue_handler.lambda_handler({}, LambdaContext())
+    assert result["overdue"] == 0
+    assert published(capsys.readouterr().out) == [0]
+
+
+def test_open_and_failed_requests_past_due_are_counted(audit, capsys):
+    receive(audit, "open-late", days_ago=31)
+    receive(audit, "failed-late", days_ago=45)
+    audit.append("failed-late", "001#failed", {"error": "cliniko_ServerError"})
+    receive(audit, "done-late", days_ago=40)
+    audit.append("done-late", "999#outcome", {"status": "completed"})
+    receive(audit, "open-recent", days_ago=29)
+
+    result = overdue_handler.lambda_handler({}, LambdaContext())
+
+    assert result == {"overdue": 2, "request_ids": ["failed-late", "open-late"]}
+    assert published(capsys.readouterr().out) == [2]
