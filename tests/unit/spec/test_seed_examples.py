@@ -104,8 +104,16 @@ def test_ids_in_paths_are_decimal(openapi) -> None:
         openapi.validate_request(MockRequest(HOST, "get", "/v1/contacts/1.5", headers=AUTH))
 
 
-def test_todays_string_ids_validate(schema_validator) -> None:
-    contact = load_seed_example("get_response") | {"id": "1390712996921091568"}
+def test_todays_contacts_validate(schema_validator) -> None:
+    contact = load_seed_example("get_response") | {
+        "id": "1390712996921091568",
+        "doctor_type": "",  # real data: Cliniko's other "not set"
+        "archived_at": "2024-03-01T10:00:00Z",
+        "country_code": None,
+        "phone_numbers": [
+            {"number": "0400 000 000", "phone_type": "Mobile", "normalized_number": "61400000000"}
+        ],
+    }
     assert list(schema_validator("Contact").iter_errors(contact)) == []
 
 

@@ -57,8 +57,7 @@ def _parse_response(
         return response_403
 
     if response.status_code == 404:
-        response_404 = ErrorMessage.from_dict(response.json())
-
+        response_404 = cast(Any, None)
         return response_404
 
     if response.status_code == 422:
