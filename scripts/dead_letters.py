@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""List, show and replay the intake's dead letters (SubmissionDeadLetterQueue).
+
+    python scripts/dead_letters.py list [--json]
+    python scripts/dead_letters.py show ID            # ID: SQS message id or submission id
+    python scripts/dead_letters.py replay ID | --all  # back to the submission queue
+
+Queue URLs and the table come from arguments or the environment:
+`--dlq-url`/DEAD_LETTER_QUEUE_URL, `--queue-url`/SUBMISSION_QUEUE_URL,
+`--table`/IDEMPOTENCY_TABLE. Against a deployed stack, take them from its outputs (or
+`aws cloudformation describe-stack-resource --logical-resource-id SubmissionDeadLetterQueue`);
+credentials and region as for the AWS CLI. AWS_ENDPOINT_URL points it at moto in tests.
+
+Nothing personal is printed: a dead letter shows its ids, source, times, attempts, the
+reason it failed (a code) and the NAMES of the fields it carries, never their values.
+
+Where the reason comes from: a permanent failure (Cliniko's 422, a malformed message) is
+sent here by the worker with a `failure_reason` message attribute. A message SQS's redrive
+moved here after five failed receives keeps its message id but carries nothing the worker
+could add, so the worker stores the last failure reason by message id in the idempotency
+table (`intake-failure#<message id>`), and this script reads it from there.
+
+Listing receives every message (hiding it briefly, so each is seen once) and then makes them
+visible again; replay sends the body to the submission queue and only then deletes the dead
+letter, so a crash in between duplicates a message (which the worker's idempotency absorbs)
+rather than losing one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+import boto3
+from cliniko_automations.intake.find_or_create import present_fields
+from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake.worker_store import DynamoFailures
+from pydantic import ValidationError
+
+NO_REASON = "unknown (no failure recorded)"
+# Long enough to list and replay a few thousand messages; released again when done.
+HIDE_SECONDS = 120
+
+
+@dataclass
+class DeadLetter:
+    message_id: str
+    submission_id: str
+    source: str
+    provider: str
+    account: str
+    received_at: str
+    receive_count: int
+    reason: str
+    failed_at: str
+    fields: list[str]
+    receipt_handle: str = field(repr=False)
+    body: str = field(repr=False)
+
+    def public(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["receipt_handle"], data["body"]
+        return data
+
+
+class DeadLetters:
+    def __init__(
+        self,
+        *,
+        sqs: Any,
+        dead_letter_queue_url: str,
+        queue_url: str | None = None,
+        failures: DynamoFailures | None = None,
+    ) -> None:
+        self._sqs = sqs
+        self._dlq = dead_letter_queue_url
+        self._queue = queue_url
+        self._failures = failures
+        self._received: list[DeadLetter] = []
+
+    def list(self) -> list[DeadLetter]:
+        """Every dead letter, oldest first. Call `release()` when done with them."""
+        self._received = []
+        empty_reads = 0
+        # SQS samples its servers on short polls: one empty answer is not proof of none left.
+        while empty_reads < 3:
+            answer = self._sqs.receive_message(
+                QueueUrl=self._dlq,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=HIDE_SECONDS,
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages = answer.get("Messages", [])
+            empty_reads = 0 if messages else empty_reads + 1
+            self._received += [self._describe(m) for m in messages]
+        self._received.sort(key=lambda d: (d.received_at, d.message_id))
+        return list(self._received)
+
+    def find(self, identifier: str) -> list[DeadLetter]:
+        letters = self._received or self.list()
+        return [d for d in letters if identifier in (d.message_id, d.submission_id)]
+
+    def replay(self, letters: Sequence[DeadLetter]) -> list[str]:
+        if not self._queue:
+            raise SystemExit(
+                "replay needs the submission queue: --queue-url or SUBMISSION_QUEUE_URL"
+            )
+        replayed = []
+        for letter in letters:
+            self._sqs.send_message(
+                QueueUrl=self._queue,
+                MessageBody=letter.body,
+                MessageAttributes={
+                    "replayed_from": {"DataType": "String", "StringValue": letter.message_id}
+                },
+            )
+            self._sqs.delete_message(QueueUrl=self._dlq, ReceiptHandle=letter.receipt_handle)
+            self._received.remove(letter)
+            replayed.append(letter.message_id)
+        return replayed
+
+    def release(self) -> None:
+        """Make the listed (and not replayed) dead letters visible again."""
+        for start in range(0, len(self._received), 10):
+            chunk = self._received[start : start + 10]
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._dlq,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": d.receipt_handle, "VisibilityTimeout": 0}
+                    for n, d in enumerate(chunk)
+                ],
+            )
+        self._received = []
+
+    def _describe(self, message: dict[str, Any]) -> DeadLetter:
+        attributes = {
+            name: value.get("StringValue", "")
+            for name, value in message.get("MessageAttributes", {}).items()
+        }
+        reason = attributes.get("failure_reason")
+        receive_count = attributes.get("receive_count")
+        failed_at = ""
+        stored = self._failures.get(message["MessageId"]) if self._failures else None
+        if stored is not None:
+            reason = reason or stored.reason
+            receive_count = receive_count or str(stored.receive_count)
+            failed_at = stored.failed_at
+        try:
+            submission = Submission.model_validate_json(message["Body"])
+        except ValidationError:
+            submission = None
+        return DeadLetter(
+            message_id=message["MessageId"],
+            submission_id=submission.submission_id if submission else "-",
+            source=submission.source if submission else "-",
+            provider=submission.provider if submission else "-",
+            account=submission.account if submission else "-",
+            received_at=submission.received_at.isoformat() if submission else "-",
+            receive_count=int(receive_count or 0),
+            reason=reason or NO_REASON,
+            failed_at=failed_at,
+            fields=list(present_fields(submission.draft)) if submission else [],
+            receipt_handle=message["ReceiptHandle"],
+            body=message["Body"],
+        )
+
+
+def _table(letters: Sequence[DeadLetter], out: TextIO) -> None:
+    columns = ("submission_id", "source", "received_at", "receive_count", "reason")
+    rows = [columns] + [tuple(str(getattr(d, c)) for c in columns) for d in letters]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)), file=out
+        )
+    print(f"{len(letters)} dead letter(s)", file=out)
+
+
+def _show(letter: DeadLetter, out: TextIO) -> None:
+    for name, value in letter.public().items():
+        if name == "fields":
+            value = ", ".join(value) or "-"
+        print(f"{name + ':':<16}{value}", file=out)
+
+
+def build(args: argparse.Namespace) -> DeadLetters:
+    dlq = args.dlq_url or os.environ.get("DEAD_LETTER_QUEUE_URL")
+    if not dlq:
+        raise SystemExit("no dead-letter queue: pass --dlq-url or set DEAD_LETTER_QUEUE_URL")
+    table = args.table or os.environ.get("IDEMPOTENCY_TABLE")
+    return DeadLetters(
+        sqs=boto3.client("sqs"),
+        dead_letter_queue_url=dlq,
+        queue_url=args.queue_url or os.environ.get("SUBMISSION_QUEUE_URL"),
+        failures=DynamoFailures(boto3.client("dynamodb"), table) if table else None,
+    )
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dlq-url", help="dead-letter queue URL (env DEAD_LETTER_QUEUE_URL)")
+    parser.add_argument("--queue-url", help="submission queue URL (env SUBMISSION_QUEUE_URL)")
+    parser.add_argument("--table", help="idempotency table, for reasons (env IDEMPOTENCY_TABLE)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="list dead letters")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = commands.add_parser("show", help="show one dead letter (no personal values)")
+    show.add_argument("id", help="SQS message id or submission id")
+    replay = commands.add_parser("replay", help="send dead letters back to the submission queue")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", help="SQS message id or submission id")
+    which.add_argument("--all", action="store_true", help="every dead letter")
+    args = parser.parse_args(argv)
+
+    letters = build(args)
+    try:
+        if args.command == "list":
+            found = letters.list()
+            if args.json:
+                for letter in found:
+                    print(json.dumps(letter.public()), file=out)
+            else:
+                _table(found, out)
+            return 0
+        if args.command == "show":
+            found = letters.find(args.id)
+            if not found:
+                print(f"no dead letter with id {args.id}", file=sys.stderr)
+                return 1
+            for n, letter in enumerate(found):
+                if n:
+                    print(file=out)
+                _show(letter, out)
+            return 0
+        chosen = letters.list() if args.all else letters.find(args.id)
+        if not chosen:
+            print(
+                "nothing to replay" if args.all else f"no dead letter with id {args.id}",
+                file=sys.stderr,
+            )
+            return 0 if args.all else 1
+        for message_id in letters.replay(chosen):
+            print(f"replayed {message_id}", file=out)
+        return 0
+    finally:
+        letters.release()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""scripts/dead_letters.py against moto: list, show (no personal values), replay."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
+from cliniko_automations.intake.worker_store import DynamoFailures, FailureRecord
+
+from tests.integration.intake_worker.resources import WorkerStack, create_worker_stack
+
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "dead_letters.py"
+PERSONAL = ("Ana", "Lima", "ana.lima@example.com", "0412 345 678")
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dead_letters_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+dead_letters = load_script()
+
+
+@pytest.fixture
+def stack(aws: str, monkeypatch: pytest.MonkeyPatch) -> WorkerStack:
+    stack = create_worker_stack()
+    for name, value in stack.env(DEAD_LETTER_QUEUE_URL=stack.dead_letter_queue_url).items():
+        monkeypatch.setenv(name, value)
+    return stack
+
+
+def submission(n: int) -> Submission:
+    return Submission(
+        submission_id=f"sub-{n}",
+        idempotency_key=f"test-json:{n}",
+        source="test-json",
+        provider="json",
+        account="test-clinic",
+        received_at=datetime(2026, 11, 23, 12, n, tzinfo=UTC),
+        draft=ContactDraft(
+            first_name="Ana",
+            last_name="Lima",
+            email="ana.lima@example.com",
+            phone_numbers=(PhoneNumber(number="0412 345 678"),),
+        ),
+    )
+
+
+def fill(stack: WorkerStack) -> dict[str, str]:
+    """Three dead letters: redriven (reason stored), sent directly (reason attribute), junk."""
+    ids = {}
+    redriven = stack.sqs.send_message(
+        QueueUrl=stack.dead_letter_queue_url, MessageBody=submission(1).model_dump_json()
+    )["MessageId"]
+    DynamoFailures(stack.dynamodb, stack.idempotency_table).record(
+        FailureRecord(redriven, "cliniko_server_error", "sub-1", "test-json", 5, "2026-11-23")
+    )
+    ids["redriven"] = redriven
+    ids["direct"] = stack.sqs.send_message(
+        QueueUrl=stack.dead_letter_queue_url,
+        MessageBody=submission(2).model_dump_json(),
+        MessageAttributes={
+            "failure_reason": {
+                "DataType": "String",
+                "StringValue": "cliniko_validation_failed:email",
+            },
+            "receive_count": {"DataType": "String", "StringValue": "1"},
+        },
+    )["MessageId"]
+    ids["junk"] = stack.sqs.send_message(
+        QueueUrl=stack.dead_letter_queue_url, MessageBody="not a submission"
+    )["MessageId"]
+    return ids
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = dead_letters.main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def test_list_shows_ids_sources_attempts_and_reasons(stack: WorkerStack) -> None:
+    ids = fill(stack)
+    code, text = run("list")
+    assert code == 0
+    assert "sub-1" in text and "cliniko_server_error" in text
+    assert "sub-2" in text and "cliniko_validation_failed:email" in text
+    assert dead_letters.NO_REASON in text
+    assert "3 dead letter(s)" in text
+    assert not any(value in text for value in PERSONAL)
+    code, text = run("list", "--json")
+    rows = {row["message_id"]: row for row in map(json.loads, text.splitlines())}
+    assert rows[ids["redriven"]]["receive_count"] == 5
+    assert rows[ids["direct"]]["reason"] == "cliniko_validation_failed:email"
+    assert rows[ids["junk"]]["submission_id"] == "-"
+    # Listing hides nothing for good: all three are still there, visible.
+    assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
+
+
+def test_show_names_fields_without_values(stack: WorkerStack) -> None:
+    fill(stack)
+    code, text = run("show", "sub-1")
+    assert code == 0
+    assert "email, first_name, last_name, phone_numbers" in text
+    assert "cliniko_server_error" in text
+    assert not any(value in text for value in PERSONAL)
+    assert run("show", "nope")[0] == 1
+
+
+def test_replay_one_then_all(stack: WorkerStack) -> None:
+    ids = fill(stack)
+    code, text = run("replay", ids["direct"])
+    assert code == 0 and ids["direct"] in text
+    [replayed] = stack.drain(stack.queue_url)
+    assert Submission.model_validate_json(replayed["Body"]).submission_id == "sub-2"
+    assert replayed["MessageAttributes"]["replayed_from"]["StringValue"] == ids["direct"]
+    assert stack.counts(stack.dead_letter_queue_url) == (2, 0)
+
+    code, text = run("replay", "--all")
+    assert code == 0 and text.count("replayed") == 2
+    assert stack.counts(stack.dead_letter_queue_url) == (0, 0)
+
+
+def test_replay_needs_the_submission_queue(stack: WorkerStack, monkeypatch) -> None:
+    fill(stack)
+    monkeypatch.delenv("SUBMISSION_QUEUE_URL")
+    with pytest.raises(SystemExit, match="SUBMISSION_QUEUE_URL"):
+        run("replay", "--all")
+    assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
+
+
+def test_without_a_dead_letter_queue_it_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEAD_LETTER_QUEUE_URL", raising=False)
+    with pytest.raises(SystemExit, match="DEAD_LETTER_QUEUE_URL"):
+        run("list")
