@@ -16,7 +16,7 @@ class PhoneNumberWrite:
     """A phone number to store; the list sent replaces the contact's list.
 
     Attributes:
-        number (str):
+        number (str): The number as written; a blank one gets a 422.
         phone_type (PhoneType):
     """
 
