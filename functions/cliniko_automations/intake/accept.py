@@ -1,0 +1,276 @@
+"""The intake's core: one verified request -> one Submission (or a reason to refuse it).
+
+Plain Python: no API Gateway, no SQS. Secrets and captcha checks arrive as functions, so the
+handler wires the real ones and tests pass their own. Checks run cheapest-first and nothing is
+parsed before it is authenticated:
+
+    source known (404) -> [html: origin allowed (403)] -> size (413) -> content type (415)
+    -> signature / token (401) -> payload shape (400) -> non-submission events acknowledged
+    -> [html: honeypot (dropped quietly), captcha (403)] -> mapping + Cliniko's rules (422)
+
+Once a browser form's origin is trusted, every refusal carries the (allow-listed) error page
+to send the browser to, instead of a bare status it would show as a blank page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from cliniko_automations.intake.config import Captcha, FormSource, FormSources, HtmlOptions
+from cliniko_automations.intake.errors import (
+    BadSignature,
+    BodyTooLarge,
+    FieldsInvalid,
+    IntakeError,
+    OriginNotAllowed,
+    ServiceUnavailable,
+    UnknownSource,
+    UnsupportedMediaType,
+)
+from cliniko_automations.intake.mapping import answer_ids_for, map_answers
+from cliniko_automations.intake.providers import ADAPTERS
+from cliniko_automations.intake.providers.base import Answer, Delivery, as_text, provider_id
+from cliniko_automations.intake.providers.forms import media_type
+from cliniko_automations.intake.submission import ContactDraft, Submission
+from cliniko_automations.intake.validation import validate_draft
+
+DEFAULT_MAX_BODY_BYTES = 65536
+TOKEN_HEADER = "x-intake-token"  # noqa: S105 (a header name, not a secret)
+TOKEN_QUERY = "token"  # noqa: S105 (a query parameter name)
+# Hidden fields a browser form may use to pick one of the allow-listed pages.
+SUCCESS_URL_FIELD = "_success_url"
+ERROR_URL_FIELD = "_error_url"
+
+
+@dataclass(frozen=True)
+class IntakeRequest:
+    source: str
+    body: bytes  # the raw bytes as sent (base64 already undone)
+    headers: Mapping[str, str]  # names lower-cased
+    query: Mapping[str, str] = field(default_factory=dict)
+    source_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class Services:
+    sources: FormSources
+    read_secret: Callable[[str], str]
+    verify_captcha: Callable[[Captcha, str, str | None, str | None], None]
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Redirects:
+    """Where a browser goes next: always one of the source's allow-listed pages."""
+
+    success: str
+    error: str
+
+    @classmethod
+    def pick(cls, html: HtmlOptions, success: Answer = None, error: Answer = None) -> Redirects:
+        wanted_success, wanted_error = as_text(success), as_text(error)
+        return cls(
+            success=wanted_success if wanted_success in html.success_urls else html.success_urls[0],
+            error=wanted_error if wanted_error in html.error_urls else html.error_urls[0],
+        )
+
+    def success_url(self, submission_id: str) -> str:
+        return _with_query(self.success, {"submission_id": submission_id})
+
+    def error_url(self, error: IntakeError, source: FormSource) -> str:
+        if not isinstance(error, FieldsInvalid):
+            return self.error_url_for(error.reason)
+        # The form's own input names, so the page can point at them; never their values.
+        names = [name for field_ in error.errors for name in answer_ids_for(field_, source)]
+        return self.error_url_for(error.reason, list(dict.fromkeys(names)) or list(error.errors))
+
+    def error_url_for(self, reason: str, fields: list[str] | None = None) -> str:
+        params = {"error": reason}
+        if fields:
+            params["fields"] = ",".join(fields)
+        return _with_query(self.error, params)
+
+
+@dataclass
+class _Browser:
+    origin: str
+    redirects: Redirects
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """Verified, mapped and valid: the handler queues `submission`."""
+
+    submission: Submission
+    redirects: Redirects | None = None
+    cors_origin: str | None = None
+
+    @property
+    def redirect_to(self) -> str | None:
+        return self.redirects.success_url(self.submission.submission_id) if self.redirects else None
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """Authentic, but not a submission (a Typeform partial response, another event type)."""
+
+    source: str
+    provider: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Spam caught by the honeypot: answered exactly like an accepted submission, not queued."""
+
+    source: str
+    provider: str
+    submission_id: str
+    redirect_to: str
+    cors_origin: str
+    why: str = "honeypot"
+
+
+Outcome = Accepted | Ignored | Dropped
+
+
+def accept(request: IntakeRequest, services: Services) -> Outcome:
+    source = services.sources.sources.get(request.source)
+    if source is None:
+        raise UnknownSource()
+    browser = None
+    if source.html is not None:
+        browser = _Browser(_trusted_origin(request, source.html), Redirects.pick(source.html))
+    try:
+        return _accept(request, source, services, browser)
+    except IntakeError as exc:
+        if browser is not None:
+            exc.redirect_to = browser.redirects.error_url(exc, source)
+            exc.cors_origin = browser.origin
+        raise
+
+
+def _accept(
+    request: IntakeRequest, source: FormSource, services: Services, browser: _Browser | None
+) -> Outcome:
+    adapter = ADAPTERS[source.provider]
+    if len(request.body) > services.max_body_bytes:
+        raise BodyTooLarge(f"the limit is {services.max_body_bytes} bytes")
+    content_type = request.headers.get("content-type", "")
+    if media_type(content_type) not in adapter.content_types:
+        raise UnsupportedMediaType(
+            f"{source.provider} sources take {' or '.join(sorted(adapter.content_types))}"
+        )
+    delivery = Delivery(request.body, request.headers, request.query, content_type)
+    now = services.clock()
+    if source.signing_secret is not None and adapter.verify is not None:
+        adapter.verify(delivery, _secret(services, source.signing_secret), now.timestamp())
+    if source.token_secret is not None:
+        _check_token(delivery, _secret(services, source.token_secret))
+
+    parsed = adapter.parse(delivery)
+    if parsed.ignored is not None:
+        return Ignored(source.name, source.provider, parsed.ignored)
+    answers = dict(parsed.answers)
+    submission_id = parsed.submission_id
+    if browser is not None and source.html is not None:
+        html = source.html
+        browser.redirects = Redirects.pick(
+            html, answers.pop(SUCCESS_URL_FIELD, None), answers.pop(ERROR_URL_FIELD, None)
+        )
+        if html.nonce_field is not None:
+            submission_id = provider_id(as_text(answers.pop(html.nonce_field, None)))
+        if html.honeypot_field is not None and as_text(answers.pop(html.honeypot_field, None)):
+            dropped_id = str(uuid.uuid4())
+            return Dropped(
+                source.name,
+                source.provider,
+                dropped_id,
+                browser.redirects.success_url(dropped_id),
+                browser.origin,
+            )
+        if html.captcha is not None:
+            token = answers.pop(html.captcha.token_field, None)
+            services.verify_captcha(
+                html.captcha,
+                _secret(services, html.captcha.secret),
+                _first(token),
+                request.source_ip,
+            )
+
+    draft = validate_draft(map_answers(answers, source), source)
+    submission = Submission(
+        submission_id=str(uuid.uuid4()),
+        idempotency_key=idempotency_key(source.name, submission_id, draft),
+        source=source.name,
+        provider=source.provider,
+        account=source.account,
+        received_at=now,
+        update_policy=source.update_policy,
+        draft=draft,
+    )
+    return Accepted(
+        submission,
+        browser.redirects if browser else None,
+        browser.origin if browser else None,
+    )
+
+
+def idempotency_key(source: str, provider_submission_id: str | None, draft: ContactDraft) -> str:
+    """`<source>:<provider id>`, or `<source>:sha256:<hash of the draft>` when there is none.
+
+    The hash covers the normalised draft (not the raw body), so a redelivery, a double click
+    or a re-serialised payload with the same content all land on the same key.
+    """
+    if provider_submission_id:
+        return f"{source}:{provider_submission_id}"
+    canonical = draft.model_dump_json(exclude_none=True).encode("utf-8")
+    return f"{source}:sha256:{hashlib.sha256(canonical).hexdigest()}"
+
+
+def _trusted_origin(request: IntakeRequest, html: HtmlOptions) -> str:
+    # Browsers send Origin with every POST; a request without one is not a browser form post.
+    origin = (request.headers.get("origin") or "").strip()
+    if not origin:
+        raise OriginNotAllowed("Origin header missing")
+    for allowed in html.allowed_origins:
+        if origin.lower() == allowed.lower():
+            return allowed
+    raise OriginNotAllowed()
+
+
+def _check_token(delivery: Delivery, expected: str) -> None:
+    given = delivery.header(TOKEN_HEADER) or delivery.query.get(TOKEN_QUERY)
+    if not given:
+        raise BadSignature("token missing (X-Intake-Token header or ?token=)")
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        raise BadSignature("token does not match")
+
+
+def _secret(services: Services, name: str) -> str:
+    try:
+        value = services.read_secret(name)
+    except Exception as exc:  # any failure to read a secret: the provider should retry
+        raise ServiceUnavailable("secrets", type(exc).__name__) from None
+    if not value:
+        raise ServiceUnavailable("secrets", "empty secret")
+    return value
+
+
+def _first(answer: Answer) -> str | None:
+    if isinstance(answer, list):
+        answer = answer[0] if answer else None
+    return as_text(answer) or None
+
+
+def _with_query(url: str, params: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
+    return urlunsplit(parts._replace(query=urlencode(query)))

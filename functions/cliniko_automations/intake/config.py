@@ -1,0 +1,387 @@
+"""Form-source configuration: which sources exist, how each is verified, mapped and routed.
+
+One YAML file (``form_sources.yaml`` beside this module, or env ``FORM_SOURCES_FILE``) lists
+the Cliniko accounts (each a Secrets Manager name holding that clinic's API key) and the form
+sources. Every mistake is reported with its path in the file, at test time (a test loads the
+shipped file) and at build time::
+
+    python -m cliniko_automations.intake.config --check [path]
+
+The file names secrets; it never holds one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from cliniko_automations.cliniko import rules
+from cliniko_automations.intake.submission import ContactDraft, PhoneType, UpdatePolicy
+
+DEFAULT_PATH = Path(__file__).with_name("form_sources.yaml")
+
+Provider = Literal["typeform", "tally", "webflow", "formspree", "jotform", "html", "json"]
+# Providers whose deliveries carry an HMAC: a source of these kinds must name its secret.
+SIGNED_PROVIDERS = frozenset({"typeform", "tally", "webflow", "formspree", "json"})
+
+# Where a mapped value can go: any draft field but phone_numbers, plus two derived targets.
+# full_name is split into first_name/last_name; phone appends to phone_numbers.
+DIRECT_TARGETS = tuple(name for name in ContactDraft.model_fields if name not in {"phone_numbers"})
+Target = Literal[
+    "title",
+    "first_name",
+    "last_name",
+    "preferred_name",
+    "company_name",
+    "occupation",
+    "provider_number",
+    "email",
+    "address_1",
+    "address_2",
+    "address_3",
+    "city",
+    "state",
+    "post_code",
+    "country_code",
+    "notes",
+    "doctor_type",
+    "type_code",
+    "full_name",
+    "phone",
+]
+assert set(get_args(Target)) == {*DIRECT_TARGETS, "full_name", "phone"}, "Target drifted"
+
+SecretName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$")]
+SourceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+# A notes template names provider field ids in braces; {{ and }} are literal braces.
+PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+PLACEHOLDER_NAME = re.compile(r"^[A-Za-z0-9_.:\- ]{1,100}$")
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class ConfigError(Exception):
+    """The form-source file is missing or invalid; `problems` lists one line per mistake."""
+
+    def __init__(self, path: Path, problems: Sequence[str]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        super().__init__(f"{path}: " + "; ".join(self.problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldRule(_Model):
+    """Copy one provider field (by its stable id) into one Cliniko field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: str = Field(alias="from", min_length=1, max_length=200)
+    to: Target
+    # One key of a compound answer, e.g. Jotform's address {"city": ...}.
+    part: str | None = Field(default=None, min_length=1, max_length=100)
+    # Only for `to: phone`.
+    phone_type: PhoneType | None = None
+    # Translates a provider's choice label into the value Cliniko wants ("GP" -> 1).
+    values: dict[str, str | int] | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> FieldRule:
+        if self.phone_type is not None and self.to != "phone":
+            raise ValueError("phone_type only applies to `to: phone`")
+        for label, value in (self.values or {}).items():
+            bad_code = isinstance(value, bool) or value not in rules.TYPE_NAMES
+            if self.to == "type_code" and bad_code:
+                raise ValueError(
+                    f"values[{label!r}]: type_code must be one of {sorted(rules.TYPE_NAMES)}"
+                )
+            if self.to == "doctor_type" and value not in rules.DOCTOR_TYPES:
+                raise ValueError(
+                    f"values[{label!r}]: doctor_type must be one of {list(rules.DOCTOR_TYPES)}"
+                )
+            if self.to not in {"type_code", "doctor_type"} and not isinstance(value, str):
+                raise ValueError(f"values[{label!r}]: must be text for `to: {self.to}`")
+        return self
+
+
+class Account(_Model):
+    api_key_secret: SecretName
+
+
+CAPTCHA_VERIFY_URLS = {
+    "turnstile": "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+    "recaptcha": "https://www.google.com/recaptcha/api/siteverify",
+}
+CAPTCHA_TOKEN_FIELDS = {"turnstile": "cf-turnstile-response", "recaptcha": "g-recaptcha-response"}
+
+
+class Captcha(_Model):
+    provider: Literal["turnstile", "recaptcha"]
+    secret: SecretName
+    # Overridable so tests (and a proxy, if a clinic must use one) can stand in for siteverify.
+    verify_url: str | None = None
+    # reCAPTCHA v3 only: the lowest acceptable score and the expected action.
+    min_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    action: str | None = None
+
+    @field_validator("verify_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url(value, allow_path=True)
+        return value
+
+    @property
+    def endpoint(self) -> str:
+        return self.verify_url or CAPTCHA_VERIFY_URLS[self.provider]
+
+    @property
+    def token_field(self) -> str:
+        return CAPTCHA_TOKEN_FIELDS[self.provider]
+
+
+class HtmlOptions(_Model):
+    """A browser form: no secret is possible, so origin, honeypot and captcha stand in."""
+
+    allowed_origins: list[str] = Field(min_length=1)
+    honeypot_field: str | None = None
+    # A hidden per-page nonce makes a resubmitted page recognisable as the same submission.
+    nonce_field: str | None = None
+    captcha: Captcha | None = None
+    # The first URL of each list is the default; a form may pick another listed one with the
+    # hidden fields `_success_url` / `_error_url`. Nothing outside these lists is ever used.
+    success_urls: list[str] = Field(min_length=1)
+    error_urls: list[str] = Field(min_length=1)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _check_url(value, allow_path=False)
+        return values
+
+    @field_validator("success_urls", "error_urls")
+    @classmethod
+    def _redirects(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _check_url(value, allow_path=True)
+        return values
+
+
+class FormSource(_Model):
+    name: SourceName
+    provider: Provider
+    # Secrets Manager name of the provider's signing secret (HMAC key).
+    signing_secret: SecretName | None = None
+    # Secrets Manager name of a shared token the sender puts in `X-Intake-Token` or `?token=`;
+    # required for Jotform, which signs nothing.
+    token_secret: SecretName | None = None
+    account: str
+    fields: list[FieldRule] = Field(min_length=1)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    notes_template: str | None = None
+    required: list[str] = Field(default_factory=list)
+    update_policy: UpdatePolicy = "fill_blanks"
+    html: HtmlOptions | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> FormSource:
+        problems: list[str] = []
+        if self.provider in SIGNED_PROVIDERS and not self.signing_secret:
+            problems.append(f"provider {self.provider} signs its deliveries: set signing_secret")
+        if self.provider not in SIGNED_PROVIDERS and self.signing_secret:
+            problems.append(f"provider {self.provider} signs nothing: remove signing_secret")
+        if self.provider == "jotform" and not self.token_secret:
+            problems.append("provider jotform signs nothing: set token_secret")
+        if self.provider == "html" and self.html is None:
+            problems.append("provider html needs the `html` options")
+        if self.provider != "html" and self.html is not None:
+            problems.append("`html` options only apply to provider html")
+        problems += _default_problems(self.defaults)
+        problems += _template_problems(self.notes_template)
+        if self.notes_template is not None and any(r.to == "notes" for r in self.fields):
+            problems.append("notes_template and a field mapped to notes both set notes")
+        produced = _produced_fields(self)
+        for name in self.required:
+            if name not in ContactDraft.model_fields:
+                problems.append(f"required: {name!r} is not a Cliniko contact field")
+            elif name not in produced:
+                problems.append(f"required: {name!r} is never mapped nor defaulted")
+        if "first_name" not in produced:
+            problems.append("no field maps to first_name (or full_name): Cliniko needs one")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+class FormSources(_Model):
+    accounts: dict[str, Account] = Field(min_length=1)
+    sources: dict[str, FormSource] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_sources(cls, data: Any) -> Any:
+        # The key names the source; the model carries it so a FormSource stands alone.
+        if isinstance(data, dict) and isinstance(data.get("sources"), dict):
+            named = {}
+            for key, value in data["sources"].items():
+                if isinstance(value, dict):
+                    if "name" in value and value["name"] != key:
+                        raise ValueError(f"sources.{key}: name differs from its key")
+                    value = {**value, "name": key}
+                named[key] = value
+            data = {**data, "sources": named}
+        return data
+
+    @model_validator(mode="after")
+    def _accounts_exist(self) -> FormSources:
+        missing = [
+            f"sources.{name}.account: {source.account!r} is not in accounts"
+            for name, source in self.sources.items()
+            if source.account not in self.accounts
+        ]
+        if missing:
+            raise ValueError("\n".join(missing))
+        return self
+
+    def account_secret(self, source: FormSource) -> str:
+        return self.accounts[source.account].api_key_secret
+
+
+def _check_url(value: str, *, allow_path: bool) -> None:
+    parts = urlsplit(value)
+    local = parts.hostname in LOCAL_HOSTS
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        raise ValueError(f"{value!r}: must be https (http only for localhost)")
+    if not parts.hostname:
+        raise ValueError(f"{value!r}: has no host")
+    if not allow_path and (parts.path not in ("",) or parts.query or parts.fragment):
+        raise ValueError(f"{value!r}: an origin is scheme://host[:port], nothing more")
+    if parts.fragment:
+        raise ValueError(f"{value!r}: must not have a #fragment")
+
+
+def _default_problems(defaults: dict[str, Any]) -> list[str]:
+    problems = [
+        f"defaults: {name!r} cannot have a default"
+        for name in defaults
+        if name not in DIRECT_TARGETS
+    ]
+    for name, message in rules.validate_contact_fields(defaults, creating=False).items():
+        problems.append(f"defaults.{name}: {message}")
+    return problems
+
+
+def _template_problems(template: str | None) -> list[str]:
+    if template is None:
+        return []
+    problems = []
+    for match in PLACEHOLDER.finditer(template):
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            continue
+        name = match.group(1)
+        if name is None or not PLACEHOLDER_NAME.match(name):
+            problems.append(
+                f"notes_template: {token!r} is not a {{field id}} placeholder (write {{{{ for {{)"
+            )
+    return problems
+
+
+def template_placeholders(template: str) -> list[str]:
+    return [m.group(1) for m in PLACEHOLDER.finditer(template) if m.group(1) is not None]
+
+
+def _produced_fields(source: FormSource) -> set[str]:
+    produced = set(source.defaults)
+    for rule in source.fields:
+        if rule.to == "full_name":
+            produced |= {"first_name", "last_name"}
+        elif rule.to == "phone":
+            produced.add("phone_numbers")
+        else:
+            produced.add(rule.to)
+    if source.notes_template is not None:
+        produced.add("notes")
+    return produced
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get("FORM_SOURCES_FILE") or DEFAULT_PATH)
+
+
+def load_form_sources(path: str | os.PathLike[str] | None = None) -> FormSources:
+    """Read and validate the form-source file; raises ConfigError listing every mistake."""
+    resolved = config_path(path)
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(resolved, [f"cannot read the file ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(resolved, [f"not valid YAML{where}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(resolved, ["the file must be a mapping with `accounts` and `sources`"])
+    try:
+        return FormSources.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(resolved, _readable(exc)) from None
+
+
+def _readable(exc: ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        # A model check reports several problems at once, one per line.
+        for message in error["msg"].removeprefix("Value error, ").splitlines():
+            lines.append(f"{where}: {message}" if where else message)
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cliniko_automations.intake.config",
+        description="Validate a form-source configuration file.",
+    )
+    parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
+    parser.add_argument("path", nargs="?", help=f"the file (default: {DEFAULT_PATH.name})")
+    args = parser.parse_args(argv)
+    try:
+        sources = load_form_sources(args.path)
+    except ConfigError as exc:
+        print(f"{exc.path}: invalid form-source configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(
+        f"{config_path(args.path)}: {len(sources.sources)} form sources, "
+        f"{len(sources.accounts)} accounts: OK"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Answers keyed by a provider's field ids -> a Cliniko write body, per the source's rules.
+
+The result is a plain dict (not yet a ContactDraft) so that validation can report every field
+Cliniko would reject, by Cliniko's field name. Rules run in order; when several rules fill the
+same field, the first one with an answer wins (so a later rule can serve as a fallback).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cliniko_automations.cliniko import rules
+from cliniko_automations.intake.config import PLACEHOLDER, FieldRule, FormSource
+from cliniko_automations.intake.providers.base import Answer, as_text
+
+TYPE_CODES_BY_NAME = {name.casefold(): code for code, name in rules.TYPE_NAMES.items()}
+
+
+def map_answers(answers: Mapping[str, Answer], source: FormSource) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    phones: list[dict[str, str]] = []
+    for rule in source.fields:
+        answer = _answer_for(rule, answers)
+        if not as_text(answer):
+            continue
+        if rule.to == "full_name":
+            for name, value in split_name(answer).items():
+                fields.setdefault(name, value)
+        elif rule.to == "phone":
+            phones.append({"number": as_text(answer), "phone_type": rule.phone_type or "Mobile"})
+        else:
+            fields.setdefault(rule.to, _convert(rule, as_text(answer)))
+    if phones:
+        fields["phone_numbers"] = phones
+    if source.notes_template is not None:
+        notes = render_notes(source.notes_template, answers, source)
+        if notes:
+            fields["notes"] = notes
+    for name, value in source.defaults.items():
+        fields.setdefault(name, value)
+    return fields
+
+
+def answer_ids_for(field: str, source: FormSource) -> list[str]:
+    """The provider field ids that feed a Cliniko field (to point a browser at its inputs)."""
+    ids = []
+    for rule in source.fields:
+        produces = {
+            "full_name": ("first_name", "last_name", "title"),
+            "phone": ("phone_numbers",),
+        }.get(rule.to, (rule.to,))
+        if field in produces and rule.from_ not in ids:
+            ids.append(rule.from_)
+    return ids
+
+
+def split_name(answer: Answer) -> dict[str, str]:
+    """A full name as first_name (first word) and last_name (the rest); compound answers
+    such as Jotform's {"prefix", "first", "middle", "last"} keep their own parts."""
+    if isinstance(answer, dict) and (answer.get("first") or answer.get("last")):
+        parts = {
+            "title": as_text(answer.get("prefix")),
+            "first_name": as_text(answer.get("first")),
+            "last_name": as_text(answer.get("last")),
+        }
+        return {name: value for name, value in parts.items() if value}
+    words = as_text(answer).split()
+    if not words:
+        return {}
+    if len(words) == 1:
+        return {"first_name": words[0]}
+    return {"first_name": words[0], "last_name": " ".join(words[1:])}
+
+
+def render_notes(template: str, answers: Mapping[str, Answer], source: FormSource) -> str:
+    builtins = {"_source": source.name, "_provider": source.provider}
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        name = match.group(1)
+        if name in builtins:
+            return builtins[name]
+        return as_text(answers.get(name))
+
+    return PLACEHOLDER.sub(replace, template).strip()
+
+
+def _answer_for(rule: FieldRule, answers: Mapping[str, Answer]) -> Answer:
+    answer = answers.get(rule.from_)
+    if rule.part is None:
+        return answer
+    return answer.get(rule.part) if isinstance(answer, dict) else None
+
+
+def _convert(rule: FieldRule, text: str) -> Any:
+    if rule.values is not None:
+        # Exact label first, then ignoring case: labels are typed by people.
+        if text in rule.values:
+            return rule.values[text]
+        folded = {label.casefold(): value for label, value in rule.values.items()}
+        if text.casefold() in folded:
+            return folded[text.casefold()]
+    if rule.to == "country_code":
+        # Unknown countries stay as given so validation names the field.
+        return rules.country_code_for(text) or text
+    if rule.to == "type_code":
+        if text.isdigit():
+            return int(text)
+        return TYPE_CODES_BY_NAME.get(text.casefold(), text)
+    if rule.to == "doctor_type":
+        normal = re.sub(r"[\s-]+", "_", text.casefold())
+        return normal if normal in rules.DOCTOR_TYPES else text
+    return text

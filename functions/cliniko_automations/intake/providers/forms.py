@@ -1,0 +1,82 @@
+"""Form-encoded bodies: application/x-www-form-urlencoded and multipart/form-data.
+
+Browsers post the first (the second when a form has file inputs); Jotform posts the second.
+Repeated keys (checkboxes) become lists. File parts are skipped: the intake takes no files.
+"""
+
+from __future__ import annotations
+
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from urllib.parse import parse_qsl
+
+from cliniko_automations.intake.errors import MalformedBody
+
+URLENCODED = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+MAX_FIELDS = 500
+
+FormValues = dict[str, str | list[str]]
+
+
+def media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def parse_form(body: bytes, content_type: str) -> FormValues:
+    kind = media_type(content_type)
+    if kind == URLENCODED:
+        pairs = _urlencoded(body)
+    elif kind == MULTIPART:
+        pairs = _multipart(body, content_type)
+    else:
+        raise MalformedBody(f"not a form body: {kind or 'no content type'}")
+    values: FormValues = {}
+    for key, value in pairs:
+        if key not in values:
+            values[key] = value
+        else:
+            existing = values[key]
+            values[key] = [*existing, value] if isinstance(existing, list) else [existing, value]
+    return values
+
+
+def _urlencoded(body: bytes) -> list[tuple[str, str]]:
+    try:
+        text = body.decode("utf-8")
+        return parse_qsl(
+            text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=MAX_FIELDS
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedBody("form body is not valid url-encoding") from None
+
+
+def _multipart(body: bytes, content_type: str) -> list[tuple[str, str]]:
+    # The stdlib MIME parser reads multipart/form-data once given its Content-Type line
+    # (with the boundary); it is lenient, so its recorded defects decide what is malformed.
+    if "boundary=" not in content_type.lower():
+        raise MalformedBody("multipart body without a boundary")
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    if not isinstance(message, EmailMessage) or not message.is_multipart() or message.defects:
+        raise MalformedBody("multipart body is malformed")
+    pairs = []
+    for part in message.iter_parts():
+        if part.defects or part.get_content_disposition() != "form-data":
+            raise MalformedBody("multipart part is malformed")
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            raise MalformedBody("multipart part without a name")
+        if part.get_filename() is not None:
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            raise MalformedBody("multipart part is malformed")
+        try:
+            pairs.append((name, payload.decode(part.get_content_charset() or "utf-8")))
+        except (UnicodeDecodeError, LookupError):
+            raise MalformedBody("multipart part is not text") from None
+        if len(pairs) > MAX_FIELDS:
+            raise MalformedBody("too many form fields")
+    return pairs

@@ -1,0 +1,32 @@
+"""The project's own JSON for clinics' scripts and servers.
+
+Body: a flat JSON object of answers keyed by the names the source maps (nested objects are
+compound answers). Signature: `X-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw
+body>")>` (Formspree's shape), 5-minute window. `Idempotency-Key` names the submission;
+without it the content hash does.
+"""
+
+from __future__ import annotations
+
+from cliniko_automations.intake.providers.base import (
+    Delivery,
+    Parsed,
+    json_object,
+    normalise,
+    provider_id,
+    verify_t_v1,
+)
+
+content_types = frozenset({"application/json"})
+
+
+def verify(delivery: Delivery, secret: str, now: float) -> None:
+    verify_t_v1(delivery.header("x-signature"), delivery.body, secret, now)
+
+
+def parse(delivery: Delivery) -> Parsed:
+    data = json_object(delivery.body)
+    return Parsed(
+        answers={str(name): normalise(value) for name, value in data.items()},
+        submission_id=provider_id(delivery.header("idempotency-key")),
+    )

@@ -1,0 +1,64 @@
+"""Tally webhooks: `Tally-Signature: <base64 HMAC-SHA256(secret, raw body)>`.
+
+Answers are keyed by the field `key`; choice answers carry option ids, resolved to their text
+through the field's `options`. The response id identifies the submission (eventId fallback).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cliniko_automations.intake.errors import BadSignature, MalformedBody
+from cliniko_automations.intake.providers.base import (
+    Answer,
+    Delivery,
+    Parsed,
+    b64_hmac,
+    json_object,
+    list_at,
+    matches,
+    normalise,
+    object_at,
+    provider_id,
+)
+
+content_types = frozenset({"application/json"})
+
+
+def verify(delivery: Delivery, secret: str, now: float) -> None:
+    given = delivery.header("tally-signature")
+    if not given:
+        raise BadSignature("Tally-Signature header missing")
+    if not matches(b64_hmac(secret, delivery.body), given):
+        raise BadSignature("signature does not match")
+
+
+def parse(delivery: Delivery) -> Parsed:
+    data = json_object(delivery.body)
+    event_type = data.get("eventType")
+    if event_type != "FORM_RESPONSE":
+        return Parsed(answers={}, ignored=f"eventType {event_type}"[:60])
+    response = object_at(data, "data")
+    answers: dict[str, Answer] = {}
+    for item in list_at(response, "fields"):
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            raise MalformedBody("a field is not {key, value}")
+        answers[item["key"]] = _value(item)
+    return Parsed(
+        answers=answers,
+        submission_id=provider_id(response.get("responseId")) or provider_id(data.get("eventId")),
+    )
+
+
+def _value(item: dict[str, Any]) -> Answer:
+    value = item.get("value")
+    options = item.get("options")
+    if isinstance(options, list):
+        text = {
+            option.get("id"): option.get("text") for option in options if isinstance(option, dict)
+        }
+        if isinstance(value, list):
+            return normalise([text.get(choice, choice) for choice in value])
+        if isinstance(value, str) and value in text:
+            return normalise(text[value])
+    return normalise(value)

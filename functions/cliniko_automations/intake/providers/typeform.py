@@ -1,0 +1,72 @@
+"""Typeform webhooks: `Typeform-Signature: sha256=<base64 HMAC-SHA256(secret, raw body)>`.
+
+Answers are keyed by `field.ref` (stable; labels get edited), hidden fields by their names.
+The response token identifies the submission across redeliveries (event_id as a fallback).
+Partial responses are acknowledged and dropped: a 404/410 would disable the webhook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cliniko_automations.intake.errors import BadSignature, MalformedBody
+from cliniko_automations.intake.providers.base import (
+    Answer,
+    Delivery,
+    Parsed,
+    b64_hmac,
+    json_object,
+    list_at,
+    matches,
+    normalise,
+    object_at,
+    provider_id,
+)
+
+content_types = frozenset({"application/json"})
+
+
+def verify(delivery: Delivery, secret: str, now: float) -> None:
+    given = delivery.header("typeform-signature")
+    if not given:
+        raise BadSignature("Typeform-Signature header missing")
+    if not matches("sha256=" + b64_hmac(secret, delivery.body), given):
+        raise BadSignature("signature does not match")
+
+
+def parse(delivery: Delivery) -> Parsed:
+    data = json_object(delivery.body)
+    event_type = data.get("event_type")
+    if event_type != "form_response":
+        return Parsed(answers={}, ignored=f"event_type {event_type}"[:60])
+    response = object_at(data, "form_response")
+    answers: dict[str, Answer] = {}
+    hidden = response.get("hidden") or {}
+    if not isinstance(hidden, dict):
+        raise MalformedBody("`form_response.hidden` is not an object")
+    for name, value in hidden.items():
+        answers[str(name)] = normalise(value)
+    for answer in list_at(response, "answers") if "answers" in response else []:
+        if not isinstance(answer, dict) or not isinstance(answer.get("field"), dict):
+            raise MalformedBody("an answer is not {type, field, value}")
+        ref = answer["field"].get("ref") or answer["field"].get("id")
+        if not isinstance(ref, str):
+            raise MalformedBody("an answer's field has no ref")
+        answers[ref] = _value(answer)
+    return Parsed(
+        answers=answers,
+        submission_id=provider_id(response.get("token")) or provider_id(data.get("event_id")),
+    )
+
+
+def _value(answer: dict[str, Any]) -> Answer:
+    # The value sits under the key the answer's type names: {"type": "email", "email": ...}.
+    kind = answer.get("type")
+    value = answer.get(kind) if isinstance(kind, str) else None
+    if kind == "choice" and isinstance(value, dict):
+        return normalise(value.get("label") or value.get("other"))
+    if kind == "choices" and isinstance(value, dict):
+        labels = value.get("labels") or []
+        other = value.get("other")
+        return normalise([*labels, other] if other else labels)
+    return normalise(value)

@@ -1,0 +1,49 @@
+"""Webflow form webhooks: `x-webflow-signature: <hex HMAC-SHA256(secret, "<ts>:<raw body>")>`.
+
+`x-webflow-timestamp` is in milliseconds; deliveries older (or newer) than 5 minutes are
+refused. Answers are `payload.data` keyed by field name; `payload.id` is the submission id.
+Webhooks made in Webflow's dashboard are unsigned: such a source is refused (fail closed).
+"""
+
+from __future__ import annotations
+
+from cliniko_automations.intake.errors import BadSignature
+from cliniko_automations.intake.providers.base import (
+    Delivery,
+    Parsed,
+    check_window,
+    hex_hmac,
+    json_object,
+    matches,
+    normalise,
+    object_at,
+    provider_id,
+)
+
+content_types = frozenset({"application/json"})
+
+
+def verify(delivery: Delivery, secret: str, now: float) -> None:
+    timestamp = delivery.header("x-webflow-timestamp")
+    given = delivery.header("x-webflow-signature")
+    if not timestamp or not given:
+        raise BadSignature("x-webflow-signature or x-webflow-timestamp header missing")
+    timestamp = timestamp.strip()
+    if not timestamp.isdigit():
+        raise BadSignature("x-webflow-timestamp is not milliseconds since the epoch")
+    if not matches(hex_hmac(secret, timestamp.encode("ascii") + b":" + delivery.body), given):
+        raise BadSignature("signature does not match")
+    check_window(int(timestamp) / 1000, now)
+
+
+def parse(delivery: Delivery) -> Parsed:
+    data = json_object(delivery.body)
+    trigger = data.get("triggerType", "form_submission")
+    if trigger != "form_submission":
+        return Parsed(answers={}, ignored=f"triggerType {trigger}"[:60])
+    payload = object_at(data, "payload")
+    fields = object_at(payload, "data")
+    return Parsed(
+        answers={str(name): normalise(value) for name, value in fields.items()},
+        submission_id=provider_id(payload.get("id")),
+    )
