@@ -1,0 +1,344 @@
+"""`ClinikoClient`: the hand-written runtime around the generated `cliniko_client`.
+
+Every call goes through the generated, typed operations (`cliniko_client.api.contacts.*`,
+`sync_detailed`) on the generated `AuthenticatedClient`; what the generator cannot know lives
+here and in transport.py: the shard, Basic auth, the User-Agent rule, timeouts, pacing and
+retries (an httpx transport given through `httpx_args`), typed errors, pagination, and ids
+kept as strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import attrs
+import httpx
+from cliniko_client import AuthenticatedClient
+from cliniko_client import errors as generated_errors
+from cliniko_client.api.contacts import (
+    archive_contact,
+    create_contact,
+    get_contact,
+    list_contacts,
+    update_contact,
+)
+from cliniko_client.models import Contact, ContactList, ContactWrite
+from cliniko_client.types import UNSET, Response, Unset
+
+from . import errors
+from .config import basic_auth_header, check_user_agent, resolve_base_url, shard_for_key
+from .filters import Filter
+from .pacing import Clock, RateBudget, key_fingerprint, shared_budget
+from .transport import ClinikoTransport, RetryPolicy
+
+logger = logging.getLogger("cliniko_automations.cliniko")
+
+PER_PAGE = 100  # Cliniko's maximum: 1,000 contacts cost 10 requests.
+CONNECT_TIMEOUT = 3.0
+_DIGITS = re.compile(r"[0-9]+")
+_SORT = re.compile(r"[a-z_]+(?::(?:asc|desc))?(?:,[a-z_]+(?::(?:asc|desc))?)*")
+_WRITABLE_FIELDS = frozenset(
+    name for name in attrs.fields_dict(ContactWrite) if name != "additional_properties"
+)
+
+T = TypeVar("T")
+
+
+class ClinikoClient:
+    """A Cliniko contacts client for one API key.
+
+    Thread-safe for concurrent calls (httpx's client and the rate budget are). Build one per
+    key and reuse it: the connection pool and the key's rate budget live as long as it does.
+    `clock`/`rng` are for tests: a client with its own clock gets its own rate budget.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        user_agent: str,
+        *,
+        base_url: str | None = None,
+        requests_per_minute: int = 200,
+        timeout: float = 10.0,
+        retry_policy: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.shard = shard_for_key(api_key)
+        self.user_agent = check_user_agent(user_agent)
+        self.base_url = resolve_base_url(self.shard, base_url)
+        if (
+            isinstance(requests_per_minute, bool)
+            or not isinstance(requests_per_minute, int)
+            or requests_per_minute < 1
+        ):
+            raise errors.ConfigurationError("requests_per_minute must be a positive whole number")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise errors.ConfigurationError("timeout must be a positive number of seconds")
+        self.key_id = key_fingerprint(api_key)  # safe to log; the key itself never is
+        if clock is None:
+            budget = shared_budget(api_key, requests_per_minute)
+            transport = ClinikoTransport(
+                httpx.HTTPTransport(),
+                shard=self.shard,
+                budget=budget,
+                policy=retry_policy,
+                rng=rng,
+            )
+        else:
+            budget = RateBudget(requests_per_minute, 60.0, clock=clock)
+            transport = ClinikoTransport(
+                httpx.HTTPTransport(),
+                shard=self.shard,
+                budget=budget,
+                policy=retry_policy,
+                clock=clock,
+                rng=rng,
+            )
+        self.rate_budget = budget
+        self._transport = transport
+        scheme, token = basic_auth_header(api_key).split(" ", 1)
+        self._api = AuthenticatedClient(
+            base_url=self.base_url,
+            token=token,
+            prefix=scheme,
+            headers={"Accept": "application/json", "User-Agent": self.user_agent},
+            # Well inside a Lambda's own timeout: a stuck connect fails fast and is retried.
+            timeout=httpx.Timeout(float(timeout), connect=min(CONNECT_TIMEOUT, float(timeout))),
+            follow_redirects=False,
+            raise_on_unexpected_status=True,
+            httpx_args={"transport": transport},
+        )
+
+    def __repr__(self) -> str:
+        # Never the key: the generated client's own repr would print the auth token.
+        return (
+            f"ClinikoClient(shard={self.shard!r}, base_url={self.base_url!r}, "
+            f"key_id={self.key_id!r})"
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def request_count(self) -> int:
+        """Requests this client has sent, retries included."""
+        return self._transport.request_count
+
+    def close(self) -> None:
+        self._api.get_httpx_client().close()
+
+    def __enter__(self) -> ClinikoClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- contacts ------------------------------------------------------------------------
+
+    def iter_contacts(
+        self, filters: Sequence[Filter] = (), sort: str | None = None
+    ) -> Iterator[Contact]:
+        """Every contact matching all `filters`, page after page (100 a page).
+
+        Pages are followed through `links.next` until it is absent. The next page's number is
+        read from that link and asked for through the generated list operation with the same
+        filters, so encoding and auth stay in one place and the key is never sent to a host a
+        response body names. At the end the count seen is checked against `total_entries`:
+        when Cliniko's count stayed the same throughout and still differs, `PaginationMismatch`
+        is raised (pages skipped or repeated); when the count itself changed while listing,
+        contacts were added or archived meanwhile, which offset pages cannot show
+        consistently: that is logged, not raised (narrow filters and `updated_at` cursors are
+        how callers stay exact).
+        """
+        queries = _queries(filters)
+        if sort is not None and (not isinstance(sort, str) or not _SORT.fullmatch(sort)):
+            raise ValueError("sort reads like 'created_at', 'last_name,created_at:desc'")
+        page = 1
+        pages = 0
+        first_total: int | None = None
+        last_total = 0
+        seen: set[str] = set()
+        while True:
+            response = self._call(
+                list_contacts.sync_detailed,
+                page=page,
+                per_page=PER_PAGE,
+                sort=UNSET if sort is None else sort,
+                q=queries if queries else UNSET,
+            )
+            listing = self._expect(response, 200, ContactList, "GET /contacts")
+            pages += 1
+            last_total = listing.total_entries
+            if first_total is None:
+                first_total = last_total
+            for contact in listing.contacts:
+                contact = _normalise(contact)
+                if contact.id in seen:
+                    continue  # a page boundary moved under us; never yield a contact twice
+                seen.add(contact.id)
+                yield contact
+            next_link = listing.links.next_
+            if isinstance(next_link, Unset) or not next_link:
+                break
+            if not listing.contacts:
+                raise errors.UnexpectedResponse("Cliniko sent an empty page with a next link")
+            if pages > math.ceil(max(first_total, last_total) / PER_PAGE) + 1:
+                raise errors.UnexpectedResponse(
+                    f"Cliniko kept sending next links after {pages} pages "
+                    f"for {max(first_total, last_total)} contacts"
+                )
+            page = _next_page(next_link, page)
+        if len(seen) != last_total:
+            if first_total == last_total:
+                raise errors.PaginationMismatch(
+                    f"listing contacts saw {len(seen)} contacts over {pages} pages, "
+                    f"but Cliniko counted {last_total}",
+                    seen=len(seen),
+                    total_entries=last_total,
+                )
+            logger.warning(
+                "contacts changed while listing: saw %d, Cliniko counted %d then %d",
+                len(seen),
+                first_total,
+                last_total,
+            )
+
+    def list_contacts(
+        self, filters: Sequence[Filter] = (), sort: str | None = None
+    ) -> list[Contact]:
+        return list(self.iter_contacts(filters, sort))
+
+    def get_contact(self, contact_id: str) -> Contact:
+        contact_id = _check_id(contact_id)
+        response = self._call(get_contact.sync_detailed, contact_id)
+        return _normalise(self._expect(response, 200, Contact, "GET /contacts/{id}"))
+
+    def create_contact(self, body: ContactWrite | Mapping[str, Any]) -> Contact:
+        """Create a contact. Never retried once it may have been sent: on an unknown outcome
+        `errors.CreateOutcomeUnknown` is raised and the caller deduplicates first."""
+        write = _write_body(body)
+        response = self._call(create_contact.sync_detailed, body=write)
+        return _normalise(self._expect(response, 201, Contact, "POST /contacts"))
+
+    def update_contact(self, contact_id: str, body: ContactWrite | Mapping[str, Any]) -> Contact:
+        """PATCH: changes only the fields sent (`None` clears one)."""
+        contact_id = _check_id(contact_id)
+        write = _write_body(body)
+        response = self._call(update_contact.sync_detailed, contact_id, body=write)
+        return _normalise(self._expect(response, 200, Contact, "PATCH /contacts/{id}"))
+
+    def archive_contact(self, contact_id: str) -> None:
+        """Archive (Cliniko's only removal: the record, with its personal fields, remains)."""
+        contact_id = _check_id(contact_id)
+        response = self._call(archive_contact.sync_detailed, contact_id)
+        if response.status_code != 204:
+            raise errors.UnexpectedResponse(
+                f"Cliniko answered POST /contacts/{{id}}/archive with {int(response.status_code)}",
+                status_code=int(response.status_code),
+            )
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _call(self, operation: Any, *args: Any, **kwargs: Any) -> Response[Any]:
+        try:
+            return operation(*args, client=self._api, **kwargs)
+        except errors.ClinikoError:
+            raise
+        except generated_errors.UnexpectedStatus as exc:
+            raise errors.UnexpectedResponse(
+                f"Cliniko answered with a status the spec does not list ({exc.status_code})",
+                status_code=exc.status_code,
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise errors.ConnectionFailed(
+                f"talking to Cliniko failed ({type(exc).__name__})"
+            ) from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # The generated models parse success bodies; a body off the spec lands here.
+            raise errors.UnexpectedResponse(
+                f"Cliniko's answer does not match the spec ({type(exc).__name__})"
+            ) from exc
+
+    @staticmethod
+    def _expect(response: Response[Any], status: int, model: type[T], what: str) -> T:
+        parsed = response.parsed
+        if int(response.status_code) != status or not isinstance(parsed, model):
+            raise errors.UnexpectedResponse(
+                f"Cliniko answered {what} with {int(response.status_code)}, expected {status}",
+                status_code=int(response.status_code),
+            )
+        return parsed
+
+
+def _queries(filters: Sequence[Filter]) -> list[str]:
+    if isinstance(filters, (str, Filter)):
+        raise TypeError("filters is a sequence of Filter objects (build them with filters.py)")
+    queries = []
+    for item in filters:
+        if not isinstance(item, Filter):
+            raise TypeError("filters is a sequence of Filter objects (build them with filters.py)")
+        queries.append(item.to_query())
+    return queries
+
+
+def _next_page(link: str, current: int) -> int:
+    """The page number a `links.next` URL points at; it must move forward."""
+    parts = urlsplit(link)
+    pages = parse_qs(parts.query).get("page", [])
+    if not parts.path.rstrip("/").endswith("/contacts") or len(pages) != 1:
+        raise errors.UnexpectedResponse("Cliniko's links.next is not a contacts page link")
+    if not _DIGITS.fullmatch(pages[0]) or int(pages[0]) <= current:
+        raise errors.UnexpectedResponse("Cliniko's links.next does not point at a later page")
+    return int(pages[0])
+
+
+def _check_id(contact_id: object) -> str:
+    # Ids are 64-bit integers; as strings they never meet a float. An int is accepted and
+    # turned into its string; anything else is a caller's mistake, refused before sending.
+    if isinstance(contact_id, int) and not isinstance(contact_id, bool) and contact_id > 0:
+        return str(contact_id)
+    if isinstance(contact_id, str) and _DIGITS.fullmatch(contact_id):
+        return contact_id
+    raise ValueError("a contact id is a string of digits, e.g. '1390712996921091568'")
+
+
+def _normalise(contact: Contact) -> Contact:
+    """`Contact.id` as a str whatever JSON type carried it (a number in the seed's examples)."""
+    value = contact.id
+    if isinstance(value, int) and not isinstance(value, bool):
+        contact.id = str(value)
+    elif not (isinstance(value, str) and _DIGITS.fullmatch(value)):
+        raise errors.UnexpectedResponse("Cliniko sent a contact whose id is not an integer")
+    return contact
+
+
+def _write_body(body: ContactWrite | Mapping[str, Any]) -> ContactWrite:
+    if isinstance(body, ContactWrite):
+        unknown = set(body.additional_properties)
+        write = body
+    elif isinstance(body, Mapping):
+        unknown = {str(name) for name in body if name not in _WRITABLE_FIELDS}
+        write = None
+    else:
+        raise TypeError("a contact body is a ContactWrite or a mapping of its fields")
+    if unknown:
+        # A typo'd or read-only field would be dropped by Cliniko without a word.
+        raise errors.ValidationFailed(
+            "Validation Failed",
+            {name: "is not a writable contact field" for name in sorted(unknown)},
+            status_code=None,
+        )
+    if write is None:
+        try:
+            write = ContactWrite.from_dict(dict(body))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise errors.ValidationFailed(
+                "Validation Failed", {"phone_numbers": "is invalid"}, status_code=None
+            ) from exc
+    return write

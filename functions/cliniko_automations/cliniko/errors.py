@@ -1,0 +1,102 @@
+"""Typed errors of the Cliniko client runtime.
+
+Every failure the runtime knows about is one of these; nothing answers None in their place.
+Messages carry statuses, shards, field names and Cliniko's own wording, never the API key,
+nor names, emails or phone numbers (Cliniko's messages name fields, not values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class ClinikoError(Exception):
+    """Base of every error the client raises. `status_code` is None when no response came."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class ConfigurationError(ClinikoError):
+    """The client cannot be built as asked: malformed key suffix, bad User-Agent, bad base URL."""
+
+
+class BadRequest(ClinikoError):
+    """400: typically a `q[]` filter on a field that is not filterable, or a malformed filter."""
+
+
+class Unauthorized(ClinikoError):
+    """401: a bad key, or a good key sent to the wrong shard (Cliniko cannot tell them apart)."""
+
+    def __init__(self, message: str, *, shard: str, status_code: int | None = 401) -> None:
+        super().__init__(message, status_code=status_code)
+        self.shard = shard
+
+
+class Forbidden(ClinikoError):
+    """403: the Cliniko user behind the key lacks the permission."""
+
+
+class NotFound(ClinikoError):
+    """404: no such contact (or it is hidden, e.g. archived)."""
+
+
+class ValidationFailed(ClinikoError):
+    """422: Cliniko refused the body. `errors` maps a field to its message (or None)."""
+
+    def __init__(
+        self,
+        message: str,
+        errors: Mapping[str, str | None],
+        *,
+        status_code: int | None = 422,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.errors: dict[str, str | None] = dict(errors)
+
+    def __str__(self) -> str:
+        fields = ", ".join(f"{name}: {text}" for name, text in self.errors.items())
+        return f"{self.message} ({fields})" if fields else self.message
+
+
+class RateLimited(ClinikoError):
+    """429 after the bounded waits were used up. `reset_at` is the UNIX time the window resets."""
+
+    def __init__(
+        self, message: str, *, reset_at: float | None, status_code: int | None = 429
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.reset_at = reset_at
+
+
+class ServerError(ClinikoError):
+    """5xx (after the bounded retries for safe operations), or no usable answer at all."""
+
+
+class ConnectionFailed(ServerError):
+    """Timeouts or dropped connections outlasted the retries (status_code is None)."""
+
+
+class CreateOutcomeUnknown(ServerError):
+    """A create was sent but no answer says whether Cliniko made the contact.
+
+    Cliniko has no idempotency keys, so the runtime never re-sends a create that may have been
+    processed (a dropped connection or timeout after sending, a 502/503/504 gateway answer).
+    Callers deduplicate first (search by email) before trying again. It is a ServerError so
+    code that treats server trouble as transient still retries, through its dedupe path.
+    """
+
+
+class UnexpectedResponse(ClinikoError):
+    """A success status whose body does not match the spec, or a status the spec lacks."""
+
+
+class PaginationMismatch(ClinikoError):
+    """A listing saw a different number of contacts than `total_entries` promised."""
+
+    def __init__(self, message: str, *, seen: int, total_entries: int) -> None:
+        super().__init__(message)
+        self.seen = seen
+        self.total_entries = total_entries

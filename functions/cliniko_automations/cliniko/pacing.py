@@ -1,0 +1,111 @@
+"""Proactive pacing under Cliniko's per-user budget (200 requests a minute), and the clock.
+
+Why a rolling window and not a classic refilling bucket: a bucket of N tokens refilled at
+N/60 per second lets 2N requests through in the first minute (N at once, N more refilled),
+which is exactly the 429 we want to avoid. Here a token comes back 60 s after it was spent,
+so no 60-second window (Cliniko's, whichever way it is aligned) ever sees more than N
+requests from this process, and a burst of up to N still goes out at once.
+
+Every client of the same key (and budget) in the process shares one budget, keyed by a hash
+of the key (the key itself is never stored here). Other processes (other Lambda containers)
+spend the same Cliniko budget unseen: their share shows up as 429s, which the transport waits
+out using `X-RateLimit-Reset`, holding this process's budget until then as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import deque
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Time as the runtime sees it; tests inject a fake one so nothing really sleeps."""
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+class RateBudget:
+    """At most `limit` sends in any `period` seconds; thread-safe."""
+
+    def __init__(self, limit: int, period: float = 60.0, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError("a rate budget needs a positive whole number of requests")
+        if period <= 0:
+            raise ValueError("a rate budget needs a positive period")
+        self.limit = limit
+        self.period = float(period)
+        self.clock = clock
+        self._sent: deque[float] = deque()
+        self._hold_until = float("-inf")
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait until one more send fits, record it, and return the seconds spent waiting."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.clock.monotonic()
+                while self._sent and self._sent[0] <= now - self.period:
+                    self._sent.popleft()
+                wait = self._hold_until - now
+                if len(self._sent) >= self.limit:
+                    wait = max(wait, self._sent[0] + self.period - now)
+                if wait <= 0:
+                    self._sent.append(now)
+                    return waited
+            # Sleep outside the lock so other threads can see the same answer and wait too.
+            self.clock.sleep(wait)
+            waited += wait
+
+    def hold(self, seconds: float) -> None:
+        """Let nobody send for `seconds` (Cliniko said the window is spent: a 429)."""
+        with self._lock:
+            self._hold_until = max(self._hold_until, self.clock.monotonic() + seconds)
+
+    def in_window(self) -> int:
+        """How many sends fall in the current window (for tests and figures)."""
+        with self._lock:
+            now = self.clock.monotonic()
+            return sum(1 for sent in self._sent if sent > now - self.period)
+
+
+_shared: dict[tuple[str, int], RateBudget] = {}
+_shared_lock = threading.Lock()
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A stable, non-reversible name for a key: safe to hold in memory maps and logs."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+def shared_budget(api_key: str, requests_per_minute: int) -> RateBudget:
+    """The process-wide budget of a key. Keyed by (key hash, budget) so a client asking for a
+    different budget (a test, a deliberately slower job) never changes another's pacing."""
+    slot = (key_fingerprint(api_key), requests_per_minute)
+    with _shared_lock:
+        budget = _shared.get(slot)
+        if budget is None:
+            budget = _shared[slot] = RateBudget(requests_per_minute, 60.0)
+        return budget

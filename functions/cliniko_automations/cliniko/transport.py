@@ -1,0 +1,324 @@
+"""The httpx transport under the generated client: pacing, bounded retries, error mapping.
+
+Every request the generated `cliniko_client` functions send passes through `ClinikoTransport`
+(given to the generated client through `httpx_args={"transport": ...}`), so pagination,
+gets, creates and updates all share one policy:
+
+- Before each send: wait for a slot in the key's rate budget (see pacing.py).
+- 429: Cliniko did not process the request, so any request (a create too) is sent again
+  once the window resets: `X-RateLimit-Reset` (UNIX seconds), or `Retry-After` when present
+  (the longer of the two when both are). A bounded number of times; an announced wait
+  longer than the policy allows is not waited at all: `RateLimited` at once.
+- 502/503/504, timeouts, dropped connections: jittered exponential backoff for safe
+  operations only. Safe means idempotent: GET, PUT, PATCH (Cliniko's PATCH sets fields to
+  given values: sending it twice leaves the same contact), DELETE and POST .../archive
+  (archiving an archived contact changes nothing).
+- A create (`POST /contacts`) is never re-sent once it may have reached Cliniko (no
+  idempotency keys there): a timeout, a dropped connection or a 5xx answer after sending
+  raises `CreateOutcomeUnknown`, and the caller deduplicates before trying again. A create
+  whose connection was never made (connect error/timeout) is retried: nothing was sent.
+- Any other 4xx/5xx becomes the typed error of errors.py, so the generated code only ever
+  parses success bodies (error bodies are "anything, not always JSON" at Cliniko).
+
+Logs carry method, path (contact ids only), status, attempt and wait: never the query
+string (filters hold emails), bodies or headers.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from . import errors
+from .pacing import SYSTEM_CLOCK, Clock, RateBudget
+
+logger = logging.getLogger("cliniko_automations.cliniko")
+
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+_ARCHIVE_PATH = re.compile(r"/contacts/[^/]+/archive/?$")
+_MESSAGE_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounds on retrying. The defaults keep a call within about a minute and a half."""
+
+    # Tries of a safe request on 502/503/504, timeouts and drops, the first one included.
+    max_attempts: int = 4
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+    # How many 429s one request waits out, and the longest single wait it accepts.
+    max_rate_limit_waits: int = 3
+    max_rate_limit_wait: float = 65.0
+    # Added to the announced reset: clocks differ a little, and one more 429 costs more.
+    reset_margin: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.max_rate_limit_waits < 0:
+            raise ValueError("a retry policy needs max_attempts >= 1 and max_rate_limit_waits >= 0")
+        if self.backoff_base < 0 or self.backoff_cap < 0 or self.max_rate_limit_wait < 0:
+            raise ValueError("retry delays must not be negative")
+
+    def backoff(self, retry: int, rng: random.Random) -> float:
+        """Full-jitter exponential backoff before retry number `retry` (1-based)."""
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (retry - 1)))
+        return rng.uniform(0.0, ceiling)
+
+
+def is_idempotent(method: str, path: str) -> bool:
+    """Whether sending the request twice leaves Cliniko as sending it once (see module doc)."""
+    method = method.upper()
+    if method in _IDEMPOTENT_METHODS:
+        return True
+    return method == "POST" and bool(_ARCHIVE_PATH.search(path))
+
+
+def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float | None, float | None]:
+    """From a 429's headers: (seconds to wait, the reset as UNIX time), None when unknown.
+
+    `X-RateLimit-Reset` is Cliniko's documented header (UNIX seconds, UTC). `Retry-After` is
+    not documented; when present it is honoured too (seconds or an HTTP date), and when both
+    are present the later moment wins, so the retry does not meet another 429.
+    """
+    reset_at: float | None = None
+    raw_reset = headers.get("x-ratelimit-reset")
+    if raw_reset is not None:
+        try:
+            reset_at = float(raw_reset.strip())
+        except ValueError:
+            reset_at = None
+    retry_after_at: float | None = None
+    raw_retry = headers.get("retry-after")
+    if raw_retry is not None:
+        text = raw_retry.strip()
+        try:
+            retry_after_at = now + max(0.0, float(text))
+        except ValueError:
+            try:
+                retry_after_at = email.utils.parsedate_to_datetime(text).timestamp()
+            except (TypeError, ValueError, IndexError):
+                retry_after_at = None
+    moments = [moment for moment in (reset_at, retry_after_at) if moment is not None]
+    if not moments:
+        return None, None
+    until = max(moments)
+    return max(0.0, until - now), until
+
+
+def _body_json(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+
+
+def error_for_response(
+    status: int,
+    content: bytes,
+    headers: Mapping[str, str],
+    *,
+    shard: str,
+    method: str,
+    path: str,
+    now: float,
+) -> errors.ClinikoError:
+    """The typed error for a final (not retried) 4xx/5xx answer."""
+    body = _body_json(content)
+    message = body.get("message") if isinstance(body, dict) else None
+    detail = f": {_short(message)}" if isinstance(message, str) and message.strip() else ""
+    where = f"{method} {path}"
+    if status == 400:
+        return errors.BadRequest(
+            f"Cliniko refused {where} as a bad request (400){detail}", status_code=400
+        )
+    if status == 401:
+        return errors.Unauthorized(
+            f"Cliniko refused the API key for {where} (401). The key may be wrong or revoked, or "
+            f"belong to another shard than '{shard}': the shard comes from the key's suffix "
+            "(e.g. '-au2'); a key without one is sent to au1",
+            shard=shard,
+        )
+    if status == 403:
+        return errors.Forbidden(
+            f"Cliniko forbade {where} (403): the key's Cliniko user lacks the permission{detail}",
+            status_code=403,
+        )
+    if status == 404:
+        return errors.NotFound(
+            f"Cliniko has no such resource: {where} (404){detail}", status_code=404
+        )
+    if status == 422:
+        raw = body.get("errors") if isinstance(body, dict) else None
+        field_errors: dict[str, str | None] = {}
+        if isinstance(raw, dict):
+            for name, text in raw.items():
+                if text is None or isinstance(text, str):
+                    field_errors[str(name)] = text
+                elif isinstance(text, list):  # tolerated: some APIs send lists of messages
+                    field_errors[str(name)] = "; ".join(str(item) for item in text)
+                else:
+                    field_errors[str(name)] = str(text)
+        title = message if isinstance(message, str) and message.strip() else "Validation Failed"
+        return errors.ValidationFailed(_short(title), field_errors, status_code=422)
+    if status == 429:
+        _, reset_at = rate_limit_wait(headers, now)
+        return errors.RateLimited(
+            f"Cliniko's rate limit held {where} (429) beyond the retry policy",
+            reset_at=reset_at,
+        )
+    if status >= 500:
+        return errors.ServerError(f"Cliniko failed {where} ({status})", status_code=status)
+    return errors.UnexpectedResponse(
+        f"Cliniko answered {where} with an unexpected status {status}", status_code=status
+    )
+
+
+class ClinikoTransport(httpx.BaseTransport):
+    """Wraps a real httpx transport with pacing, bounded retries and typed errors."""
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        *,
+        shard: str,
+        budget: RateBudget,
+        policy: RetryPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._inner = inner
+        self._shard = shard
+        self._budget = budget
+        self._policy = policy or RetryPolicy()
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._count = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def request_count(self) -> int:
+        """Requests handed to the network, retries included."""
+        with self._count_lock:
+            return self._count
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        method = request.method.upper()
+        path = request.url.path
+        safe = is_idempotent(method, path)
+        policy = self._policy
+        failures = 0
+        throttles = 0
+        while True:
+            self._budget.acquire()
+            with self._count_lock:
+                self._count += 1
+            try:
+                response = self._inner.handle_request(request)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # No connection was made, so nothing reached Cliniko: safe for every method.
+                failures += 1
+                if failures >= policy.max_attempts:
+                    raise errors.ConnectionFailed(
+                        f"could not reach Cliniko for {method} {path} after {failures} attempts "
+                        f"({type(exc).__name__})"
+                    ) from exc
+                self._back_off(failures, method, path, type(exc).__name__)
+                continue
+            except httpx.TransportError as exc:
+                if not safe:
+                    raise errors.CreateOutcomeUnknown(
+                        f"{method} {path} was sent but no answer came ({type(exc).__name__}); "
+                        "Cliniko may or may not have made the contact: deduplicate before retrying"
+                    ) from exc
+                failures += 1
+                if failures >= policy.max_attempts:
+                    raise errors.ConnectionFailed(
+                        f"no answer from Cliniko for {method} {path} after {failures} attempts "
+                        f"({type(exc).__name__})"
+                    ) from exc
+                self._back_off(failures, method, path, type(exc).__name__)
+                continue
+
+            status = response.status_code
+            if status < 400:
+                return response
+            response.read()
+            response.close()
+
+            if status == 429:
+                throttles += 1
+                wait, reset_at = rate_limit_wait(response.headers, self._clock.time())
+                if wait is None:
+                    wait = policy.backoff(throttles, self._rng)
+                else:
+                    wait += policy.reset_margin
+                if throttles > policy.max_rate_limit_waits or wait > policy.max_rate_limit_wait:
+                    raise errors.RateLimited(
+                        f"Cliniko's rate limit held {method} {path} (429); the window resets in "
+                        f"{wait:.1f}s, beyond the retry policy",
+                        reset_at=reset_at,
+                    )
+                logger.info(
+                    "Cliniko throttled %s %s (429); waiting %.2fs for the window to reset "
+                    "(wait %d of %d)",
+                    method,
+                    path,
+                    wait,
+                    throttles,
+                    policy.max_rate_limit_waits,
+                )
+                # Holding the shared budget makes every thread of the process wait, not just us.
+                self._budget.hold(wait)
+                continue
+
+            if status >= 500 and not safe:
+                raise errors.CreateOutcomeUnknown(
+                    f"Cliniko answered {method} {path} with {status}; the contact may or may not "
+                    "have been made: deduplicate before retrying",
+                    status_code=status,
+                )
+            if status in RETRYABLE_STATUSES and safe:
+                failures += 1
+                if failures < policy.max_attempts:
+                    self._back_off(failures, method, path, str(status))
+                    continue
+            raise error_for_response(
+                status,
+                response.content,
+                response.headers,
+                shard=self._shard,
+                method=method,
+                path=path,
+                now=self._clock.time(),
+            )
+
+    def _back_off(self, failures: int, method: str, path: str, reason: str) -> None:
+        delay = self._policy.backoff(failures, self._rng)
+        logger.info(
+            "Cliniko %s %s failed (%s); retrying in %.2fs (attempt %d of %d)",
+            method,
+            path,
+            reason,
+            delay,
+            failures + 1,
+            self._policy.max_attempts,
+        )
+        self._clock.sleep(delay)
+
+    def close(self) -> None:
+        self._inner.close()

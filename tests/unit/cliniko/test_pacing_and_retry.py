@@ -1,0 +1,199 @@
+"""The rate budget, backoff computation, 429 header reading and error mapping: pure logic."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+
+import pytest
+from cliniko_automations.cliniko import errors
+from cliniko_automations.cliniko.pacing import RateBudget, key_fingerprint, shared_budget
+from cliniko_automations.cliniko.transport import (
+    RetryPolicy,
+    error_for_response,
+    is_idempotent,
+    rate_limit_wait,
+)
+
+from tests.unit.cliniko.fake_clock import FakeClock
+
+NOW = 1_700_000_000.0
+
+
+def test_budget_lets_a_burst_through_then_waits_for_the_oldest_to_age_out() -> None:
+    clock = FakeClock()
+    budget = RateBudget(3, 60.0, clock=clock)
+    assert [budget.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    clock.advance(10)
+    assert budget.acquire() == pytest.approx(50.0)  # the first send leaves the window at 60 s
+    assert clock.sleeps == [pytest.approx(50.0)]
+
+
+def test_budget_never_allows_more_than_the_limit_in_any_window() -> None:
+    clock = FakeClock()
+    budget = RateBudget(200, 60.0, clock=clock)
+    sends = []
+    for _ in range(1000):
+        budget.acquire()
+        sends.append(clock.monotonic())
+        clock.advance(0.01)
+    for i, start in enumerate(sends):
+        in_window = sum(1 for t in sends[i:] if t < start + 60.0)
+        assert in_window <= 200
+    # and it is not needlessly slow: 1,000 requests in about four and a bit minutes
+    assert sends[-1] - sends[0] < 5 * 60
+
+
+def test_hold_stops_every_sender_until_it_passes() -> None:
+    clock = FakeClock()
+    budget = RateBudget(200, 60.0, clock=clock)
+    budget.acquire()
+    budget.hold(12.5)
+    assert budget.acquire() == pytest.approx(12.5)
+    assert budget.acquire() == 0.0
+
+
+def test_budget_is_thread_safe() -> None:
+    clock = FakeClock()
+    budget = RateBudget(50, 60.0, clock=clock)
+
+    def spend() -> None:
+        for _ in range(25):
+            budget.acquire()
+
+    threads = [threading.Thread(target=spend) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # 100 sends under a 50 budget: at least one window's worth of waiting happened.
+    assert sum(clock.sleeps) >= 60.0 - 1e-6
+
+
+def test_budget_is_shared_per_key_and_budget_and_keyed_by_hash() -> None:
+    key = "MS0xshared0000000000-au3"
+    assert shared_budget(key, 200) is shared_budget(key, 200)
+    assert shared_budget(key, 200) is not shared_budget("MS0xother-au3", 200)
+    assert shared_budget(key, 200) is not shared_budget(key, 100)
+    assert key not in key_fingerprint(key)
+    assert len(key_fingerprint(key)) == 16
+
+
+def test_budget_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RateBudget(0)
+    with pytest.raises(ValueError):
+        RateBudget(10, 0)
+
+
+def test_backoff_is_jittered_exponential_and_capped() -> None:
+    policy = RetryPolicy(backoff_base=0.5, backoff_cap=4.0)
+    rng = random.Random(7)
+    for retry, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 4.0), (9, 4.0)]:
+        delays = [policy.backoff(retry, rng) for _ in range(200)]
+        assert all(0.0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling * 0.8  # jitter spreads over the whole range
+        assert len(set(delays)) > 150  # and is not a constant
+
+
+def test_retry_policy_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError):
+        RetryPolicy(backoff_base=-1)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "safe"),
+    [
+        ("GET", "/au1/v1/contacts", True),
+        ("GET", "/au1/v1/contacts/1", True),
+        ("PUT", "/au1/v1/contacts/1", True),
+        ("PATCH", "/au1/v1/contacts/1", True),
+        ("DELETE", "/au1/v1/contacts/1", True),
+        ("POST", "/au1/v1/contacts/1/archive", True),
+        ("POST", "/au1/v1/contacts", False),
+        ("post", "/au1/v1/contacts/", False),
+    ],
+)
+def test_which_requests_are_idempotent(method: str, path: str, safe: bool) -> None:
+    assert is_idempotent(method, path) is safe
+
+
+def test_reset_header_gives_the_wait() -> None:
+    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW + 42))}, NOW) == (42.0, NOW + 42)
+
+
+def test_retry_after_seconds_is_honoured_and_the_later_moment_wins() -> None:
+    assert rate_limit_wait({"retry-after": "7"}, NOW) == (7.0, NOW + 7)
+    both = {"retry-after": "7", "x-ratelimit-reset": str(int(NOW + 30))}
+    assert rate_limit_wait(both, NOW) == (30.0, NOW + 30)
+    both = {"retry-after": "45", "x-ratelimit-reset": str(int(NOW + 30))}
+    assert rate_limit_wait(both, NOW) == (45.0, NOW + 45)
+
+
+def test_retry_after_http_date_is_honoured() -> None:
+    date = email.utils.formatdate(NOW + 20, usegmt=True)
+    wait, until = rate_limit_wait({"retry-after": date}, NOW)
+    assert wait == pytest.approx(20.0)
+    assert until == pytest.approx(NOW + 20)
+
+
+def test_reset_in_the_past_means_no_wait_and_garbage_means_unknown() -> None:
+    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW - 5))}, NOW) == (0.0, NOW - 5)
+    assert rate_limit_wait({"x-ratelimit-reset": "soon"}, NOW) == (None, None)
+    assert rate_limit_wait({}, NOW) == (None, None)
+
+
+def _error(status: int, body: object = None, headers: dict[str, str] | None = None):
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return error_for_response(
+        status,
+        content,
+        headers or {},
+        shard="au2",
+        method="GET",
+        path="/au2/v1/contacts/7",
+        now=NOW,
+    )
+
+
+def test_error_mapping() -> None:
+    bad = _error(400, {"message": "notes is not filterable"})
+    assert isinstance(bad, errors.BadRequest)
+    assert "notes is not filterable" in str(bad)
+
+    unauthorized = _error(401, b"HTTP Basic: Access denied.\n")
+    assert isinstance(unauthorized, errors.Unauthorized)
+    assert unauthorized.shard == "au2"
+    assert "another shard" in str(unauthorized)
+
+    assert isinstance(_error(403, b"<html>no</html>"), errors.Forbidden)
+    assert isinstance(_error(404, {"message": "Not found"}), errors.NotFound)
+
+    invalid = _error(
+        422,
+        {"message": "Validation Failed", "errors": {"first_name": "can’t be blank", "email": None}},
+    )
+    assert isinstance(invalid, errors.ValidationFailed)
+    assert invalid.errors == {"first_name": "can’t be blank", "email": None}
+    assert invalid.status_code == 422
+
+    limited = _error(429, b"", {"x-ratelimit-reset": str(int(NOW + 9))})
+    assert isinstance(limited, errors.RateLimited)
+    assert limited.reset_at == NOW + 9
+
+    for status in (500, 502, 503, 504):
+        server = _error(status, b"<html>Bad Gateway</html>")
+        assert isinstance(server, errors.ServerError)
+        assert server.status_code == status
+
+    assert isinstance(_error(418, b""), errors.UnexpectedResponse)
+
+
+def test_error_messages_are_short_and_carry_no_body_but_the_message() -> None:
+    long = _error(400, {"message": "x" * 5000, "secret": "s3cr3t"})
+    assert len(str(long)) < 400
+    assert "s3cr3t" not in str(long)
