@@ -174,6 +174,10 @@ def sync(source: Path, target: Path) -> None:
             directory.rmdir()
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -181,26 +185,33 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="regenerate into a temporary folder and fail (exit 1) on any difference",
     )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=OUTPUT,
+        help="the client folder to write or check (default: generated_client/)",
+    )
     args = parser.parse_args(argv)
+    output = args.output.resolve()
     try:
         check_tool_versions()
         with tempfile.TemporaryDirectory(prefix="cliniko-client-") as temp:
             fresh = Path(temp) / "generated_client"
             generate(fresh)
             if args.check:
-                changes = diff(fresh, OUTPUT)
+                changes = diff(fresh, output)
                 if changes:
                     sys.stdout.write(changes)
                     print(
-                        "generated_client/ is out of date with openapi.yaml: run "
+                        f"{_shown(output)}/ is out of date with openapi.yaml: run "
                         "`python scripts/generate_client.py` and commit the result.",
                         file=sys.stderr,
                     )
                     return 1
-                print("generated_client/ is up to date with openapi.yaml.")
+                print(f"{_shown(output)}/ is up to date with openapi.yaml.")
                 return 0
-            sync(fresh, OUTPUT)
-            print(f"wrote {OUTPUT.relative_to(ROOT)}/ from {SPEC.name}")
+            sync(fresh, output)
+            print(f"wrote {_shown(output)}/ from {SPEC.name}")
             return 0
     except ToolError as error:
         print(f"generate_client: {error}", file=sys.stderr)

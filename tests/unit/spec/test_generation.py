@@ -35,26 +35,57 @@ def test_regenerating_changes_nothing() -> None:
     assert result.stdout.strip() == "generated_client/ is up to date with openapi.yaml."
 
 
-def test_check_reports_a_changed_file_as_a_unified_diff(tmp_path: Path) -> None:
-    generate_client = _load_script()
+def test_check_fails_with_a_unified_diff_on_any_difference(tmp_path: Path) -> None:
     committed = tmp_path / "generated_client"
-    shutil.copytree(ROOT / "generated_client", committed, ignore=generate_client_ignore)
+    shutil.copytree(ROOT / "generated_client", committed, ignore=_build_artefacts)
     model = committed / "cliniko_client" / "models" / "doctor_type.py"
     model.write_text(model.read_text().replace("SPECIALIST", "SURGEON"))
     (committed / "stray.py").write_text("x = 1\n")
 
-    changes = generate_client.diff(ROOT / "generated_client", committed)
+    result = subprocess.run(  # noqa: S603 (fixed argv: our own script)
+        [sys.executable, str(SCRIPT), "--check", "--output", str(committed)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "is out of date with openapi.yaml" in result.stderr
+    changes = result.stdout
     assert "--- a/generated_client/cliniko_client/models/doctor_type.py" in changes
     assert "+++ b/generated_client/cliniko_client/models/doctor_type.py" in changes
     assert '-    SURGEON = "specialist"' in changes
     assert '+    SPECIALIST = "specialist"' in changes
     assert "--- a/generated_client/stray.py\n+++ /dev/null" in changes
-    assert generate_client.diff(ROOT / "generated_client", ROOT / "generated_client") == ""
+    assert changes.count("+++ ") == 2  # nothing else differs
 
 
-def generate_client_ignore(directory: str, names: list[str]) -> set[str]:
-    return {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+def test_writing_restores_the_output_and_leaves_build_artefacts(tmp_path: Path) -> None:
+    target = tmp_path / "generated_client"
+    shutil.copytree(ROOT / "generated_client", target, ignore=_build_artefacts)
+    (target / "cliniko_client" / "models" / "contact.py").unlink()
+    (target / "stray.py").write_text("x = 1\n")
+    (target / "thing.egg-info").mkdir()
+    (target / "thing.egg-info" / "PKG-INFO").write_text("kept\n")
+
+    written = subprocess.run(  # noqa: S603 (fixed argv: our own script)
+        [sys.executable, str(SCRIPT), "--output", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert (target / "cliniko_client" / "models" / "contact.py").is_file()
+    assert not (target / "stray.py").exists()
+    assert (target / "thing.egg-info" / "PKG-INFO").read_text() == "kept\n"
+    generate_client = _load_script()
+    assert generate_client.diff(ROOT / "generated_client", target) == ""
+
+
+def _build_artefacts(directory: str, names: list[str]) -> set[str]:
+    return {n for n in names if n in {"__pycache__", "build"} or n.endswith(".egg-info")}
 
 
 def test_wrong_tool_versions_fail_clearly(tmp_path: Path) -> None:
