@@ -3,7 +3,10 @@ Cliniko emulator over real HTTP, moto for the audit table and the secrets."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +14,7 @@ from cliniko_automations.erasure import api_handler
 from cliniko_automations.erasure.core import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
 
 from tests.integration.erasure import stack
-from tests.integration.erasure.stack import PERSONAL, LambdaContext, personal_values
+from tests.integration.erasure.stack import PEPPER, PERSONAL, LambdaContext, personal_values
 
 erasure_stack = stack.erasure_stack  # the fixture
 
@@ -298,7 +301,21 @@ def test_an_event_without_iam_identity_is_refused(erasure_stack, iam):
     assert erasure_stack.audit_items() == []
 
 
-def test_neither_logs_nor_the_audit_table_hold_personal_values(erasure_stack, capfd):
+@pytest.fixture
+def lambda_logs() -> Iterator[io.StringIO]:
+    """The erasure logger's output, formatted by Powertools exactly as in CloudWatch."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(api_handler.logger.registered_formatter)
+    target = logging.getLogger(api_handler.logger.name)
+    target.addHandler(handler)
+    yield stream
+    target.removeHandler(handler)
+
+
+def test_neither_logs_nor_the_audit_table_hold_personal_values(
+    erasure_stack, capfd, caplog, lambda_logs
+):
     contact_id = erasure_stack.seed()
     status, body = post(erasure(request_id="pii-check", email=EMAIL))
     assert status == 200, body
@@ -308,8 +325,11 @@ def test_neither_logs_nor_the_audit_table_hold_personal_values(erasure_stack, ca
     post(erasure(request_id="pii-check", email="nobody+x@example.com"))
 
     out, err = capfd.readouterr()
-    logs = out + err
-    assert "pii-check" in logs and contact_id in logs  # the capture really holds the logs
+    logs = "\n".join([lambda_logs.getvalue(), caplog.text, out, err])
+    # the capture really holds the function's structured logs
+    assert '"erasure_request_id":"pii-check"' in lambda_logs.getvalue().replace(" ", "")
+    assert contact_id in lambda_logs.getvalue()
+    assert PEPPER not in logs and erasure_stack.cliniko.api_key not in logs
     items = erasure_stack.audit_items()
     assert {i["request_id"] for i in items} == {"pii-check", "pii-dry"}
     table = json.dumps(items, default=str)
@@ -349,3 +369,20 @@ def test_cliniko_failure_is_a_502_and_the_request_can_be_retried(erasure_stack):
     status, body = post(erasure(request_id="retry-me", contact_id=contact_id))
     assert status == 200 and body["result"] == "erased"
     assert_scrubbed_and_archived(erasure_stack, contact_id)
+
+
+def test_misconfiguration_is_a_503_that_names_no_value(erasure_stack, monkeypatch):
+    contact_id = erasure_stack.seed()
+    monkeypatch.setenv("PEPPER_SECRET_NAME", "erasure/no-such-pepper")
+    status, body = post(erasure(request_id="cfg", contact_id=contact_id))
+    assert status == 503 and body == {"message": "erasure is not configured"}
+    monkeypatch.delenv("AUDIT_TABLE")
+    status, body = get("cfg")
+    assert status == 503
+    assert erasure_stack.audit_items() == []
+
+
+def test_an_unknown_route_is_a_404_not_a_500(erasure_stack):
+    event = http_api_event("DELETE", "/erasure-requests/x", route_key="$default")
+    response = api_handler.lambda_handler(event, LambdaContext())
+    assert response["statusCode"] == 404

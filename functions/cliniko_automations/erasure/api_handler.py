@@ -19,6 +19,8 @@ from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.secrets import SecretUnavailable
 from cliniko_automations.erasure.core import (
     ErasureRequest,
     InvalidRequest,
@@ -139,8 +141,9 @@ def _not_found(error: RequestNotFound) -> Response:
     return _json(HTTPStatus.NOT_FOUND, {"message": str(error)})
 
 
-@app.exception_handler(SettingsError)
-def _misconfigured(error: SettingsError) -> Response:
+@app.exception_handler([SettingsError, SecretUnavailable, ConfigurationError])
+def _misconfigured(error: Exception) -> Response:
+    # These messages name variables and secrets, never their values.
     logger.error("erasure function misconfigured", extra={"problem": str(error)})
     return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"message": "erasure is not configured"})
 

@@ -384,7 +384,14 @@ class Eraser:
         return self._stored_state(request_id, records)
 
     def submit(self, request: ErasureRequest, caller: str) -> Outcome:
-        requests_before = self._request_count()
+        before = self._request_count()
+        outcome = self._submit(request, caller)
+        after = self._request_count()
+        if after is not None and before is not None:
+            outcome.cliniko_requests = after - before
+        return outcome
+
+    def _submit(self, request: ErasureRequest, caller: str) -> Outcome:
         records = self._audit.records(request.request_id)
         fingerprint = self._fingerprint(request)
         if records:
@@ -400,12 +407,7 @@ class Eraser:
         else:
             received = self._receive(request, caller, fingerprint)
             attempt = 1
-        run = _Attempt(self, request, caller, received, attempt)
-        outcome = run.execute()
-        after = self._request_count()
-        if after is not None and requests_before is not None:
-            outcome.cliniko_requests = after - requests_before
-        return outcome
+        return _Attempt(self, request, caller, received, attempt).execute()
 
     # -- internals ------------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cliniko_automations.cliniko.config import check_user_agent, resolve_base_url
+from cliniko_automations.cliniko.errors import ConfigurationError
+
 
 class SettingsError(Exception):
     """The function is misconfigured (names the variables, never their values)."""
@@ -39,13 +42,24 @@ class ErasureSettings(AuditSettings):
 
     pepper_secret_name: str = Field(min_length=1)
     cliniko_api_key_secret_name: str = Field(min_length=1)
-    # Cliniko blocks requests whose User-Agent lacks a vendor name and a contact email.
-    cliniko_user_agent: str = Field(pattern=r"^\S.* \([^()\s]+@[^()\s]+\)$")
+    cliniko_user_agent: str
     cliniko_base_url: str | None = None
+
+    # The client runtime's own checks, so a bad value fails at start-up with the same rule.
+    @field_validator("cliniko_user_agent")
+    @classmethod
+    def _user_agent(cls, value: str) -> str:
+        try:
+            return check_user_agent(value)
+        except ConfigurationError as error:
+            raise ValueError(error.message) from None
 
     @field_validator("cliniko_base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
+        if value is not None:
+            try:
+                resolve_base_url("au1", value)
+            except ConfigurationError as error:
+                raise ValueError(error.message) from None
         return value

@@ -5,6 +5,7 @@ Imported by the erasure integration and end-to-end tests (pytest registers impor
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,7 +126,9 @@ def erasure_stack(
         cliniko=cliniko,
         table_name="erasure-audit",
         pepper_secret="erasure/pepper",
-        key_secret="cliniko/erasure-key",
+        # A fresh name per test: client_for_secret caches one client per secret name for the
+        # life of the process (as a Lambda container does), and each test has its own key.
+        key_secret=f"cliniko/erasure-key-{uuid.uuid4().hex[:12]}",
     )
     make_audit_table(stack.table_name)
     secrets = boto3.client("secretsmanager")
