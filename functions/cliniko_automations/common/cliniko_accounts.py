@@ -1,0 +1,77 @@
+"""A `ClinikoClient` per Cliniko account, built from the API key held in a secret.
+
+Settings come from the environment (`CLINIKO_USER_AGENT`, required, and `CLINIKO_BASE_URL`,
+optional: the emulator or a local run). Clients are cached per secret name for the life of
+the container, so the connection pool and the key's rate budget are reused across
+invocations; the secret itself is re-read through its five-minute cache on every call, and a
+rotated key (or changed settings) gets a fresh client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from cliniko_automations.cliniko import ClinikoClient
+from cliniko_automations.cliniko.config import check_user_agent
+from cliniko_automations.cliniko.errors import ConfigurationError
+
+from .secrets import read_secret
+
+
+class ClinikoSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    user_agent: str
+    base_url: str | None = None
+
+    @field_validator("user_agent")
+    @classmethod
+    def _user_agent_reads_name_and_email(cls, value: str) -> str:
+        try:
+            return check_user_agent(value)
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from exc
+
+    @field_validator("base_url")
+    @classmethod
+    def _blank_base_url_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @classmethod
+    def from_env(cls) -> ClinikoSettings:
+        user_agent = os.environ.get("CLINIKO_USER_AGENT", "").strip()
+        if not user_agent:
+            raise ConfigurationError(
+                "CLINIKO_USER_AGENT is not set; it must read 'Name (email)', "
+                "e.g. 'Acme Clinic Intake (it@acme.example)'"
+            )
+        try:
+            return cls(user_agent=user_agent, base_url=os.environ.get("CLINIKO_BASE_URL"))
+        except ValidationError as exc:
+            problems = "; ".join(str(error["msg"]) for error in exc.errors())
+            raise ConfigurationError(f"Cliniko settings are invalid: {problems}") from exc
+
+
+_clients: dict[str, tuple[str, ClinikoClient]] = {}
+_lock = threading.Lock()
+
+
+def client_for_secret(secret_name: str) -> ClinikoClient:
+    """The client for the Cliniko account whose API key is the SecretString `secret_name`."""
+    settings = ClinikoSettings.from_env()
+    # Pasted keys often carry a trailing newline; the key itself never has whitespace.
+    api_key = read_secret(secret_name).strip()
+    fingerprint = hashlib.sha256(
+        "\0".join((api_key, settings.user_agent, settings.base_url or "")).encode()
+    ).hexdigest()
+    with _lock:
+        cached = _clients.get(secret_name)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        client = ClinikoClient(api_key, settings.user_agent, base_url=settings.base_url)
+        _clients[secret_name] = (fingerprint, client)
+        return client

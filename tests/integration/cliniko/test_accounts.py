@@ -1,0 +1,108 @@
+"""`read_secret` and `client_for_secret`: a key in Secrets Manager (moto) to a working client."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from cliniko_automations.cliniko import ClinikoClient
+from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.secrets import SecretUnavailable, read_secret
+
+UA = "Tests (tests@example.com)"
+
+
+@pytest.fixture
+def secrets(aws):
+    return boto3.client("secretsmanager")
+
+
+@pytest.fixture
+def account_env(monkeypatch, cliniko) -> None:
+    monkeypatch.setenv("CLINIKO_USER_AGENT", UA)
+    monkeypatch.setenv("CLINIKO_BASE_URL", cliniko.base_url_template)
+
+
+def test_read_secret_returns_the_string_and_caches_it(secrets) -> None:
+    secrets.create_secret(Name="pepper", SecretString="s3cr3t-value")
+    assert read_secret("pepper") == "s3cr3t-value"
+    secrets.put_secret_value(SecretId="pepper", SecretString="rotated")
+    assert read_secret("pepper") == "s3cr3t-value"  # cached for up to five minutes
+    parameters.clear_caches()
+    assert read_secret("pepper") == "rotated"
+
+
+def test_read_secret_decodes_binary_text(secrets) -> None:
+    secrets.create_secret(Name="binary", SecretBinary=b"abc")
+    assert read_secret("binary") == "abc"
+
+
+def test_missing_or_unusable_secrets_are_clear_errors(secrets) -> None:
+    with pytest.raises(SecretUnavailable, match="'nope'"):
+        read_secret("nope")
+    secrets.create_secret(Name="latin1", SecretBinary=b"\xff\xfe")
+    with pytest.raises(SecretUnavailable, match="binary"):
+        read_secret("latin1")
+    secrets.create_secret(Name="blank", SecretString="   ")
+    with pytest.raises(SecretUnavailable, match="empty"):
+        read_secret("blank")
+    with pytest.raises(SecretUnavailable):
+        read_secret("")
+
+
+def test_client_for_secret_talks_to_cliniko_with_the_stored_key(
+    secrets, cliniko, account_env
+) -> None:
+    cliniko.control.seed(3, seed=1)
+    # A pasted key with a trailing newline still works: the key itself has no whitespace.
+    secrets.create_secret(Name="cliniko/clinic-a", SecretString=cliniko.api_key + "\n")
+
+    client = client_for_secret("cliniko/clinic-a")
+
+    assert isinstance(client, ClinikoClient)
+    assert client.shard == "au1"
+    assert len(client.list_contacts()) == 3
+    assert client_for_secret("cliniko/clinic-a") is client  # cached per secret name
+    assert cliniko.control.requests()[-1]["user_agent"] == UA
+
+
+def test_a_rotated_key_gets_a_new_client(secrets, cliniko, account_env) -> None:
+    secrets.create_secret(Name="cliniko/rotating", SecretString=cliniko.api_key)
+    first = client_for_secret("cliniko/rotating")
+    new_key = "MS0xrotatedkey000000000-au1"
+    cliniko.control.add_key(new_key)
+    secrets.put_secret_value(SecretId="cliniko/rotating", SecretString=new_key)
+    parameters.clear_caches()  # what five minutes of cache age would do
+
+    second = client_for_secret("cliniko/rotating")
+
+    assert second is not first
+    assert second.list_contacts() == []
+
+
+def test_user_agent_is_required(secrets, cliniko, monkeypatch) -> None:
+    secrets.create_secret(Name="cliniko/x", SecretString=cliniko.api_key)
+    monkeypatch.delenv("CLINIKO_USER_AGENT", raising=False)
+    with pytest.raises(ConfigurationError, match="CLINIKO_USER_AGENT"):
+        client_for_secret("cliniko/x")
+    monkeypatch.setenv("CLINIKO_USER_AGENT", "no email here")
+    with pytest.raises(ConfigurationError, match="Name \\(email\\)"):
+        client_for_secret("cliniko/x")
+
+
+def test_base_url_defaults_to_cliniko(secrets, monkeypatch) -> None:
+    secrets.create_secret(Name="cliniko/uk", SecretString="MS0xsomekey-uk2")
+    monkeypatch.setenv("CLINIKO_USER_AGENT", UA)
+    monkeypatch.delenv("CLINIKO_BASE_URL", raising=False)
+    assert client_for_secret("cliniko/uk").base_url == "https://api.uk2.cliniko.com/v1"
+    monkeypatch.setenv("CLINIKO_BASE_URL", "  ")
+    assert client_for_secret("cliniko/uk").base_url == "https://api.uk2.cliniko.com/v1"
+
+
+def test_a_malformed_key_in_the_secret_is_a_configuration_error(secrets, monkeypatch) -> None:
+    secrets.create_secret(Name="cliniko/bad", SecretString="MS0xsomekey-AU2")
+    monkeypatch.setenv("CLINIKO_USER_AGENT", UA)
+    with pytest.raises(ConfigurationError) as caught:
+        client_for_secret("cliniko/bad")
+    assert "MS0x" not in str(caught.value)

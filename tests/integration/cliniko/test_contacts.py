@@ -1,0 +1,174 @@
+"""Contacts over real HTTP: filters arriving intact, CRUD, headers, ids and error mapping."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cliniko_automations.cliniko import ClinikoClient, Contact, ContactWrite, errors
+from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
+
+from tests.unit.cliniko.fake_clock import FakeClock
+
+UA = "Tests (tests@example.com)"
+
+
+def test_plus_in_an_email_filter_arrives_intact(cliniko) -> None:
+    cliniko.control.seed(
+        contacts=[
+            {"first_name": "Plus", "email": "a+b@example.com"},
+            {"first_name": "Dash", "email": "a-b@example.com"},
+            {"first_name": "Bare", "email": "ab@example.com"},
+        ]
+    )
+    client = cliniko.client(clock=FakeClock())
+
+    found = client.list_contacts([StringFilter("email").eq("a+b@example.com")])
+
+    assert [c.first_name for c in found] == ["Plus"]
+    logged = cliniko.control.requests()[-1]
+    assert logged["query"]["q[]"] == ["email:=a+b@example.com"]
+    assert "a%2Bb%40example.com" in logged["query_string"]
+
+
+def test_numeric_list_and_date_time_filters(cliniko) -> None:
+    ids = cliniko.control.seed(
+        contacts=[
+            {"first_name": "Old", "created_at": "2019-01-01T00:00:00Z"},
+            {"first_name": "Mid", "created_at": "2020-06-01T12:00:00Z"},
+            {"first_name": "New", "created_at": "2021-01-01T00:00:00Z"},
+        ]
+    )
+    client = cliniko.client(clock=FakeClock())
+
+    by_id = client.list_contacts([NumericFilter("id").eq([ids[0], ids[2]])])
+    assert [c.id for c in by_id] == [ids[0], ids[2]]
+
+    sydney = dt.timezone(dt.timedelta(hours=10))
+    after = dt.datetime(2020, 6, 1, 22, 0, 0, tzinfo=sydney)  # 12:00Z: "Mid" is not after it
+    newer = client.list_contacts([DateTimeFilter("created_at").gt(after)])
+    assert [c.first_name for c in newer] == ["New"]
+    from_mid = client.list_contacts([DateTimeFilter("created_at").ge(after)])
+    assert [c.first_name for c in from_mid] == ["Mid", "New"]
+    assert cliniko.control.requests()[-1]["query"]["q[]"] == ["created_at:>=2020-06-01T12:00:00Z"]
+
+
+def test_create_get_update_archive_round_trip_keeps_ids_as_strings(cliniko) -> None:
+    client = cliniko.client(clock=FakeClock())
+
+    created = client.create_contact(
+        {
+            "first_name": "John",
+            "last_name": "Snow",
+            "country_code": "AU",
+            "phone_numbers": [{"number": "0412 345 678", "phone_type": "Mobile"}],
+        }
+    )
+    assert isinstance(created, Contact)
+    assert isinstance(created.id, str) and created.id.isdigit() and len(created.id) >= 16
+    assert created.country == "Australia"
+
+    fetched = client.get_contact(created.id)
+    assert fetched.id == created.id
+    assert fetched.last_name == "Snow"
+
+    updated = client.update_contact(created.id, ContactWrite(last_name="Stark"))
+    assert updated.id == created.id
+    assert updated.last_name == "Stark"
+    assert updated.first_name == "John"  # PATCH changes only what it sends
+
+    assert client.archive_contact(created.id) is None
+    assert client.list_contacts() == []
+    archived = client.list_contacts([DateTimeFilter("archived_at").any()])
+    assert [c.id for c in archived] == [created.id]
+
+    log = cliniko.control.requests()
+    assert [(r["method"], r["status"]) for r in log] == [
+        ("POST", 201),
+        ("GET", 200),
+        ("PATCH", 200),
+        ("POST", 204),
+        ("GET", 200),
+        ("GET", 200),
+    ]
+    assert all(r["user_agent"] == UA for r in log)
+    assert all(r["content_type"] == "application/json" for r in log if r["body"])
+    assert log[2]["body"] == {"last_name": "Stark"}
+
+
+def test_an_int_id_is_accepted_and_a_bad_one_refused_before_sending(cliniko) -> None:
+    (contact_id,) = cliniko.control.seed(1, seed=9)
+    client = cliniko.client(clock=FakeClock())
+    assert client.get_contact(int(contact_id)).id == contact_id  # type: ignore[arg-type]
+    for bad in ("", "12a", "../1", "1.5", None, True, 1.0):
+        with pytest.raises(ValueError):
+            client.get_contact(bad)  # type: ignore[arg-type]
+    assert client.request_count == 1
+
+
+def test_not_found(cliniko) -> None:
+    client = cliniko.client(clock=FakeClock())
+    with pytest.raises(errors.NotFound) as caught:
+        client.get_contact("1390712996921091568")
+    assert caught.value.status_code == 404
+    with pytest.raises(errors.NotFound):
+        client.archive_contact("1390712996921091568")
+
+
+def test_validation_failed_carries_each_field_message(cliniko) -> None:
+    client = cliniko.client(clock=FakeClock())
+    with pytest.raises(errors.ValidationFailed) as caught:
+        client.create_contact({"first_name": "", "email": "not-an-email", "country_code": "ZZ"})
+    failure = caught.value
+    assert failure.status_code == 422
+    assert failure.errors["first_name"] == "can’t be blank"
+    assert set(failure.errors) == {"first_name", "email", "country_code"}
+    assert "not-an-email" not in str(failure)
+
+
+def test_unknown_fields_are_refused_locally(cliniko) -> None:
+    client = cliniko.client(clock=FakeClock())
+    with pytest.raises(errors.ValidationFailed) as caught:
+        client.create_contact({"first_name": "A", "firstname": "typo", "country": "Australia"})
+    assert set(caught.value.errors) == {"firstname", "country"}
+    assert caught.value.status_code is None
+    with pytest.raises(TypeError):
+        client.create_contact(["first_name", "A"])  # type: ignore[arg-type]
+    assert client.request_count == 0
+
+
+def test_a_filter_on_a_field_that_is_not_filterable_is_a_bad_request(cliniko) -> None:
+    client = cliniko.client(clock=FakeClock())
+    with pytest.raises(errors.BadRequest) as caught:
+        client.list_contacts([StringFilter("notes").eq("x")])
+    assert caught.value.status_code == 400
+    assert "notes" in str(caught.value)
+    assert client.request_count == 1  # a 400 is not retried
+
+
+def test_key_on_the_wrong_shard_is_unauthorized_with_a_hint(cliniko) -> None:
+    wrong_shard_key = cliniko.api_key.rsplit("-", 1)[0] + "-uk1"
+    client = cliniko.client(api_key=wrong_shard_key, clock=FakeClock())
+    with pytest.raises(errors.Unauthorized) as caught:
+        client.list_contacts()
+    assert caught.value.shard == "uk1"
+    assert "another shard" in str(caught.value)
+    assert wrong_shard_key not in str(caught.value)
+    assert cliniko.control.requests()[-1]["path"].startswith("/uk1/v1/")
+    assert client.request_count == 1
+
+
+def test_unknown_key_is_unauthorized(cliniko) -> None:
+    client = cliniko.client(api_key="MS0xnotregistered-au1", clock=FakeClock())
+    with pytest.raises(errors.Unauthorized):
+        client.get_contact("1")
+
+
+def test_key_without_suffix_goes_to_au1(cliniko) -> None:
+    bare = cliniko.api_key.rsplit("-", 1)[0]
+    client = ClinikoClient(bare, UA, base_url=cliniko.base_url_template, clock=FakeClock())
+    try:
+        assert client.list_contacts() == []
+    finally:
+        client.close()
+    assert cliniko.control.requests()[-1]["path"] == "/au1/v1/contacts"

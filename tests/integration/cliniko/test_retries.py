@@ -1,0 +1,234 @@
+"""429s, 5xx, drops and timeouts against the emulator's deterministic faults.
+
+Waiting is checked with an injected clock: the client "sleeps" on it, the test reads how long
+and until when, and nothing here depends on how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import datetime
+
+import pytest
+from cliniko_automations.cliniko import ClinikoClient, RetryPolicy, errors
+
+from tests.unit.cliniko.fake_clock import FakeClock
+
+
+def _statuses(cliniko, method: str | None = None) -> list[object]:
+    return [
+        r["status"] for r in cliniko.control.requests() if method is None or r["method"] == method
+    ]
+
+
+def _logged_at(entry: dict) -> float:
+    return datetime.fromisoformat(entry["time"].replace("Z", "+00:00")).timestamp()
+
+
+# -- 429 -------------------------------------------------------------------------------------
+
+
+def test_429_waits_until_the_reset_then_succeeds(cliniko) -> None:
+    (contact_id,) = cliniko.control.seed(1, seed=1)
+    clock = FakeClock()
+    client = cliniko.client(clock=clock)
+    cliniko.control.set_faults(fail_next=[429])
+
+    assert client.get_contact(contact_id).id == contact_id
+
+    log = cliniko.control.requests()
+    assert [r["status"] for r in log] == [429, 200]
+    # The emulator announced X-RateLimit-Reset = (its second at the 429) + 1.
+    reset = math.floor(_logged_at(log[0])) + 1
+    assert clock.time() >= reset  # the client's clock was taken past the reset before retrying
+    assert len(clock.sleeps) == 1
+    assert 0 < clock.sleeps[0] <= 2 + RetryPolicy().reset_margin
+
+
+def test_a_create_throttled_by_429_is_sent_again_and_made_once(cliniko) -> None:
+    client = cliniko.client(clock=FakeClock())
+    cliniko.control.set_faults(fail_next=[429])
+
+    created = client.create_contact({"first_name": "Once"})
+
+    assert _statuses(cliniko, "POST") == [429, 201]
+    assert [c["id"] for c in cliniko.control.contacts()] == [created.id]
+
+
+def test_429_beyond_the_longest_wait_raises_at_once_with_the_reset(cliniko) -> None:
+    clock = FakeClock()
+    client = cliniko.client(clock=clock)
+    cliniko.control.set_faults(throttle_window_s=600)
+
+    with pytest.raises(errors.RateLimited) as caught:
+        client.list_contacts()
+
+    assert caught.value.reset_at is not None
+    assert caught.value.reset_at > clock.time() + RetryPolicy().max_rate_limit_wait
+    assert _statuses(cliniko) == [429]
+    assert clock.sleeps == []
+
+
+def test_429_waits_are_bounded(cliniko) -> None:
+    clock = FakeClock()
+    client = cliniko.client(clock=clock, retry_policy=RetryPolicy(max_rate_limit_waits=2))
+    cliniko.control.set_faults(fail_next=[429, 429, 429, 429])
+
+    with pytest.raises(errors.RateLimited):
+        client.list_contacts()
+
+    assert _statuses(cliniko) == [429, 429, 429]
+    assert len(clock.sleeps) == 2
+
+
+def test_pacing_waits_before_sending_over_the_budget(cliniko) -> None:
+    """The emulator allows 20 a minute; a client with the same budget sends 20, then waits a
+    full window before the 21st instead of meeting a 429 first."""
+    cliniko.control.set_rate_limit(per_minute=20)
+    clock = FakeClock()
+    client = cliniko.client(
+        clock=clock,
+        requests_per_minute=20,
+        retry_policy=RetryPolicy(max_rate_limit_waits=0),
+    )
+    for _ in range(20):
+        client.list_contacts()
+    assert clock.sleeps == []
+    assert set(_statuses(cliniko)) == {200}
+
+    # The fake clock moves the client's minute on; the emulator's real minute has not passed,
+    # so the emulator still answers 429, which proves the client waited *before* sending.
+    with pytest.raises(errors.RateLimited):
+        client.list_contacts()
+    assert clock.sleeps == [pytest.approx(60.0)]
+    assert _statuses(cliniko)[-1] == 429
+
+
+# -- 5xx, drops, timeouts ------------------------------------------------------------------
+
+
+def test_get_is_retried_on_502_and_504_with_jittered_backoff(cliniko) -> None:
+    cliniko.control.seed(3, seed=2)
+    clock = FakeClock()
+    policy = RetryPolicy(backoff_base=0.5, backoff_cap=8.0)
+    client = cliniko.client(clock=clock, rng=random.Random(3), retry_policy=policy)
+    cliniko.control.set_faults(fail_next=[502, 504, 503])
+
+    assert len(client.list_contacts()) == 3
+
+    assert _statuses(cliniko) == [502, 504, 503, 200]
+    assert client.request_count == 4
+    assert len(clock.sleeps) == 3
+    for retry, delay in enumerate(clock.sleeps, start=1):
+        assert 0 <= delay <= 0.5 * 2 ** (retry - 1)
+
+
+def test_server_errors_escape_after_the_bounded_attempts(cliniko) -> None:
+    client = cliniko.client(clock=FakeClock(), retry_policy=RetryPolicy(max_attempts=3))
+    cliniko.control.set_faults(fail_next=[502, 502, 502, 502])
+
+    with pytest.raises(errors.ServerError) as caught:
+        client.list_contacts()
+
+    assert caught.value.status_code == 502
+    assert _statuses(cliniko) == [502, 502, 502]
+
+
+def test_500_is_not_retried(cliniko) -> None:
+    client = cliniko.client(clock=FakeClock())
+    cliniko.control.set_faults(fail_next=[500])
+    with pytest.raises(errors.ServerError):
+        client.list_contacts()
+    assert _statuses(cliniko) == [500]
+
+
+def test_a_dropped_connection_on_get_is_retried(cliniko) -> None:
+    cliniko.control.seed(2, seed=3)
+    client = cliniko.client(clock=FakeClock())
+    cliniko.control.set_faults(fail_next=["drop"])
+
+    assert len(client.list_contacts()) == 2
+    assert _statuses(cliniko) == ["dropped", 200]
+
+
+@pytest.mark.parametrize("fault", [502, 503, 504, 500, "drop"])
+def test_a_create_is_never_retried_blindly(cliniko, fault: object) -> None:
+    client = cliniko.client(clock=FakeClock())
+    cliniko.control.set_faults(fail_next=[fault])
+
+    with pytest.raises(errors.CreateOutcomeUnknown):
+        client.create_contact({"first_name": "Maybe"})
+
+    assert len(_statuses(cliniko, "POST")) == 1
+    assert client.request_count == 1
+
+
+def test_create_outcome_unknown_when_the_contact_was_in_fact_made(cliniko) -> None:
+    """A gateway 504 after Cliniko made the contact: retrying would make a second one."""
+    client = cliniko.client(clock=FakeClock())
+    cliniko.control.set_faults(fail_next=[504], after_effect=True)
+
+    with pytest.raises(errors.CreateOutcomeUnknown) as caught:
+        client.create_contact({"first_name": "Made"})
+
+    assert isinstance(caught.value, errors.ServerError)
+    assert [c["first_name"] for c in cliniko.control.contacts()] == ["Made"]
+
+
+def test_update_and_archive_are_retried_as_idempotent(cliniko) -> None:
+    (contact_id,) = cliniko.control.seed(1, seed=4)
+    client = cliniko.client(clock=FakeClock())
+
+    cliniko.control.set_faults(fail_next=[502], after_effect=True)
+    assert client.update_contact(contact_id, {"last_name": "Twice"}).last_name == "Twice"
+    cliniko.control.set_faults(fail_next=["drop"], after_effect=True)
+    client.archive_contact(contact_id)
+
+    assert _statuses(cliniko, "PATCH") == [502, 200]
+    assert _statuses(cliniko, "POST") == ["dropped", 204]
+    (stored,) = cliniko.control.contacts()
+    assert stored["last_name"] == "Twice"
+    assert stored["archived_at"]
+
+
+def test_read_timeouts_are_retried_then_reported(cliniko) -> None:
+    client = cliniko.client(
+        clock=FakeClock(), timeout=0.05, retry_policy=RetryPolicy(max_attempts=2)
+    )
+    cliniko.control.set_faults(latency_ms=300, methods=["GET"])
+
+    with pytest.raises(errors.ConnectionFailed) as caught:
+        client.list_contacts()
+
+    assert caught.value.status_code is None
+    assert client.request_count == 2
+
+
+def test_a_create_that_times_out_is_an_unknown_outcome(cliniko) -> None:
+    client = cliniko.client(clock=FakeClock(), timeout=0.05)
+    cliniko.control.set_faults(latency_ms=300, methods=["POST"])
+
+    with pytest.raises(errors.CreateOutcomeUnknown):
+        client.create_contact({"first_name": "Slow"})
+
+    assert client.request_count == 1
+
+
+def test_nothing_listening_is_a_connection_failure(cliniko) -> None:
+    dead = ClinikoClient(
+        cliniko.api_key,
+        cliniko.user_agent,
+        base_url="http://127.0.0.1:9/{shard}/v1",  # the discard port: nothing listens
+        clock=FakeClock(),
+        retry_policy=RetryPolicy(max_attempts=2),
+    )
+    try:
+        with pytest.raises(errors.ConnectionFailed):
+            dead.list_contacts()
+        # A connect error means nothing was sent, so even a create may be retried safely.
+        with pytest.raises(errors.ConnectionFailed):
+            dead.create_contact({"first_name": "Never sent"})
+        assert dead.request_count == 4
+    finally:
+        dead.close()
