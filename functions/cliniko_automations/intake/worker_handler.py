@@ -277,8 +277,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # Lets Powertools expire an INPROGRESS record when this invocation would have timed
     # out, so a crashed attempt does not block its retry for the record's whole lifetime.
     rt.idempotency.register_lambda_context(context)
-    # One processor per invocation: it keeps per-batch state.
-    processor = BatchProcessor(event_type=EventType.SQS)
+    # One processor per invocation: it keeps per-batch state. A batch whose records all
+    # failed is still answered with their ids, not an error: each failure was booked (reason,
+    # backoff) and the function itself did not fail.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -132,6 +132,29 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     return {"Records": records}
 
 
+def poll_once(
+    stack: WorkerStack,
+    handler: Any,
+    context: Any,
+    *,
+    max_messages: int = 10,
+    visibility: int = 60,
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """What Lambda's SQS poller does once: receive a batch, invoke the function, delete the
+    records it did not report as failed. Returns (messages, failed message ids)."""
+    messages = stack.receive(max_messages=max_messages, visibility=visibility)
+    if not messages:
+        return [], set()
+    response = handler(sqs_event(messages, stack.queue_arn), context)
+    failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+    for message in messages:
+        if message["MessageId"] not in failed:
+            stack.sqs.delete_message(
+                QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+    return messages, failed
+
+
 def create_worker_stack(prefix: str = "intake") -> WorkerStack:
     dynamodb = boto3.client("dynamodb")
     sqs = boto3.client("sqs")
@@ -197,3 +220,37 @@ def write_worker_config(directory: Path) -> Path:
 def iter_batches(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+USER_AGENT = "Intake Tests (tests@example.com)"
+
+
+def worker_environment(
+    monkeypatch: Any, stack: WorkerStack, base_url_template: str, config_path: Path, **extra: str
+) -> None:
+    """Point the worker at moto, the emulator and a form-source file, as template.yaml would."""
+    env = stack.env(
+        CLINIKO_USER_AGENT=USER_AGENT,
+        CLINIKO_BASE_URL=base_url_template,
+        FORM_SOURCES_FILE=str(config_path),
+        # Failed messages come back at once in tests; the deployed default backs off from 30 s.
+        RETRY_BASE_SECONDS="0",
+        **extra,
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def emf_metrics(stdout: str) -> dict[str, float]:
+    """Sum of each metric in the EMF lines Powertools Metrics printed."""
+    totals: dict[str, float] = {}
+    for line in stdout.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                values = value if isinstance(value, list) else [value]
+                totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(values)
+    return totals

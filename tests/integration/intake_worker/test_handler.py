@@ -1,0 +1,222 @@
+"""The SQS handler end to end on the worker side: moto SQS/DynamoDB/Secrets Manager, the
+Cliniko emulator over HTTP, and Lambda's poller emulated (receive, invoke, delete)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import itertools
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cliniko_automations.intake import worker_handler
+from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
+
+from tests.fixtures.apigw import LambdaContext
+from tests.integration.intake_worker.resources import (
+    MAX_RECEIVE_COUNT,
+    WorkerStack,
+    create_worker_stack,
+    emf_metrics,
+    poll_once,
+    put_secrets,
+    worker_environment,
+    write_worker_config,
+)
+
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "dead_letters.py"
+_ids = itertools.count(1)
+
+ANA = ContactDraft(
+    first_name="Ana",
+    last_name="Lima",
+    email="ana.lima@example.com",
+    phone_numbers=(PhoneNumber(number="0412 345 678"),),
+)
+
+
+def load_dead_letters():
+    spec = importlib.util.spec_from_file_location("dead_letters_cli", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def submission(draft: ContactDraft = ANA, key: str | None = None) -> Submission:
+    n = next(_ids)
+    return Submission(
+        submission_id=f"sub-{n}",
+        idempotency_key=key or f"test-json:{n}",
+        source="test-json",
+        provider="json",
+        account="test-clinic",
+        received_at=datetime.now(UTC),
+        draft=draft,
+    )
+
+
+@pytest.fixture
+def stack(aws, cliniko, monkeypatch, tmp_path) -> WorkerStack:
+    stack = create_worker_stack()
+    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
+    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    return stack
+
+
+def context() -> LambdaContext:
+    return LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=30_000)
+
+
+def send(stack: WorkerStack, *submissions: Submission) -> None:
+    for sub in submissions:
+        stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=sub.model_dump_json())
+
+
+def run_until_empty(stack: WorkerStack, rounds: int = 20) -> None:
+    for _ in range(rounds):
+        messages, _failed = poll_once(stack, worker_handler.lambda_handler, context())
+        if not messages:
+            return
+
+
+def test_a_submission_becomes_one_contact_with_ledger_and_metric(stack, cliniko, capsys) -> None:
+    send(stack, submission())
+    messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    assert len(messages) == 1 and failed == set()
+    [contact] = cliniko.control.contacts()
+    assert contact["email"] == "ana.lima@example.com"
+    [entry] = stack.ledger_items()
+    assert entry["contact_id"] == contact["id"]
+    assert entry["source"] == "test-json" and entry["account"] == "test-clinic"
+    assert emf_metrics(capsys.readouterr().out).get("ContactCreated") == 1
+    assert stack.counts(stack.queue_url) == (0, 0)
+
+
+def test_redelivery_of_the_same_submission_is_answered_from_the_record(
+    stack, cliniko, capsys
+) -> None:
+    sub = submission()
+    send(stack, sub, sub)
+    send(stack, submission(key=sub.idempotency_key))  # the provider redelivered: new id
+    run_until_empty(stack)
+    assert len(cliniko.control.contacts()) == 1
+    posts = [r for r in cliniko.control.requests() if r["method"] == "POST"]
+    assert len(posts) == 1
+    assert emf_metrics(capsys.readouterr().out).get("ContactCreated") == 1
+
+
+def test_several_matches_park_the_submission(stack, cliniko, capsys) -> None:
+    client = cliniko.client()
+    client.create_contact({"first_name": "Ana", "email": "ana.lima@example.com"})
+    client.create_contact({"first_name": "Ana L", "email": "ana.lima@example.com"})
+    sub = submission()
+    send(stack, sub)
+    run_until_empty(stack)
+    [parked] = stack.drain(stack.parked_queue_url)
+    assert parked["MessageAttributes"]["reason"]["StringValue"] == "several_matches"
+    assert Submission.model_validate_json(parked["Body"]) == sub
+    assert len(cliniko.control.contacts()) == 2
+    assert emf_metrics(capsys.readouterr().out).get("SubmissionParked") == 1
+
+
+def test_cliniko_422_goes_to_the_dead_letter_queue_at_once(stack, cliniko) -> None:
+    sub = submission(ContactDraft(first_name="Ana", email="ana@example"))
+    send(stack, sub)
+    messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    assert failed == set()  # deleted from the main queue, not retried
+    assert stack.counts(stack.queue_url) == (0, 0)
+    [letter] = stack.drain(stack.dead_letter_queue_url)
+    assert letter["Body"] == messages[0]["Body"]
+    reason = letter["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert reason == "cliniko_validation_failed:email"
+    assert cliniko.control.contacts() == []
+
+
+def test_malformed_message_is_dead_lettered_without_echoing_it(stack, capsys) -> None:
+    stack.sqs.send_message(
+        QueueUrl=stack.queue_url, MessageBody='{"submission_id": "x", "draft": "ana@example.com"}'
+    )
+    _messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    assert failed == set()
+    [letter] = stack.drain(stack.dead_letter_queue_url)
+    assert letter["MessageAttributes"]["failure_reason"]["StringValue"] == "malformed_message"
+    assert "ana@example.com" not in capsys.readouterr().out
+
+
+def test_cliniko_down_exhausts_retries_into_the_dlq_then_replay_succeeds(
+    stack, cliniko, monkeypatch, capsys
+) -> None:
+    cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    sub = submission()
+    send(stack, sub)
+    receives = 0
+    for _ in range(MAX_RECEIVE_COUNT + 2):
+        messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+        receives += len(messages)
+        assert failed == {m["MessageId"] for m in messages}
+    assert receives == MAX_RECEIVE_COUNT
+    assert stack.counts(stack.queue_url) == (0, 0)
+    assert emf_metrics(capsys.readouterr().out).get("ClinikoThrottled") == MAX_RECEIVE_COUNT
+
+    dead_letters = load_dead_letters()
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.dead_letter_queue_url)
+    out = io.StringIO()
+    assert dead_letters.main(["list"], out=out) == 0
+    assert sub.submission_id in out.getvalue()
+    assert "cliniko_server_error" in out.getvalue()
+    assert "ana.lima" not in out.getvalue()
+
+    cliniko.control.clear_faults()
+    assert dead_letters.main(["replay", "--all"], out=io.StringIO()) == 0
+    run_until_empty(stack)
+    assert len(cliniko.control.contacts()) == 1
+    assert stack.counts(stack.dead_letter_queue_url) == (0, 0)
+
+
+def test_failed_attempt_backs_off_by_receive_count(stack, cliniko, monkeypatch) -> None:
+    monkeypatch.setenv("RETRY_BASE_SECONDS", "30")
+    cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    send(stack, submission())
+    _messages, failed = poll_once(stack, worker_handler.lambda_handler, context(), visibility=0)
+    assert len(failed) == 1
+    # Received with a zero visibility timeout, it would be back at once; the handler hid it.
+    assert stack.receive(visibility=0) == []
+    assert stack.counts(stack.queue_url) == (0, 1)
+
+
+def test_unknown_create_outcome_is_resolved_by_looking_again(stack, cliniko) -> None:
+    # The create reaches Cliniko, but the connection drops before the answer.
+    cliniko.control.set_faults(fail_next=["drop"], after_effect=True, methods=["POST"])
+    send(stack, submission())
+    run_until_empty(stack)
+    [contact] = cliniko.control.contacts()
+    [entry] = stack.ledger_items()
+    assert entry["contact_id"] == contact["id"]
+    assert [r["method"] for r in cliniko.control.requests()].count("POST") == 1
+
+
+def test_failure_between_create_and_bookkeeping_does_not_duplicate(
+    stack, cliniko, monkeypatch
+) -> None:
+    # The ledger write fails after Cliniko created the contact (its table is missing): the
+    # attempt fails, the queue redelivers, and the retry finds the contact it made.
+    monkeypatch.setenv("LEDGER_TABLE", "no-such-table")
+    send(stack, submission())
+    _messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    assert len(failed) == 1
+    assert len(cliniko.control.contacts()) == 1
+    monkeypatch.setenv("LEDGER_TABLE", stack.ledger_table)
+    run_until_empty(stack)
+    [contact] = cliniko.control.contacts()
+    assert [e["contact_id"] for e in stack.ledger_items()] == [contact["id"]]
+
+
+def test_unknown_account_is_rejected(stack, cliniko) -> None:
+    sub = submission().model_copy(update={"account": "nobody"})
+    send(stack, sub)
+    run_until_empty(stack)
+    [letter] = stack.drain(stack.dead_letter_queue_url)
+    assert letter["MessageAttributes"]["failure_reason"]["StringValue"] == "unknown_account"

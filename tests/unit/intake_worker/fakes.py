@@ -1,0 +1,67 @@
+"""In-memory implementations of the worker's storage ports, for testing the core without AWS.
+
+They keep the semantics the DynamoDB adapters have (a claim excludes others until released,
+an intent keeps its first start time, the ledger is a put by contact id); the adapters
+themselves are tested against moto in tests/integration/intake_worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake.worker import ClaimBusy, Intent, LedgerEntry
+
+
+class MemoryClaims:
+    def __init__(self, wait_seconds: float = 5.0) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._wait = wait_seconds
+        self.taken: list[str] = []
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        if not lock.acquire(timeout=self._wait):
+            raise ClaimBusy()
+        self.taken.append(key)
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+class MemoryIntents:
+    def __init__(self) -> None:
+        self.items: dict[str, Intent] = {}
+
+    def get(self, idempotency_key: str) -> Intent | None:
+        return self.items.get(idempotency_key)
+
+    def begin(self, idempotency_key: str, started_at: datetime) -> None:
+        current = self.items.get(idempotency_key)
+        self.items[idempotency_key] = Intent(current.started_at if current else started_at)
+
+    def complete(self, idempotency_key: str, contact_id: str) -> None:
+        self.items[idempotency_key] = Intent(self.items[idempotency_key].started_at, contact_id)
+
+
+class MemoryLedger:
+    def __init__(self) -> None:
+        self.entries: dict[str, LedgerEntry] = {}
+
+    def record(self, entry: LedgerEntry) -> None:
+        self.entries[entry.contact_id] = entry
+
+
+class MemoryParking:
+    def __init__(self) -> None:
+        self.parked: list[tuple[str, str, tuple[str, ...]]] = []
+
+    def park(self, submission: Submission, reason: str, candidate_ids: Sequence[str]) -> None:
+        self.parked.append((submission.submission_id, reason, tuple(candidate_ids)))

@@ -1,0 +1,252 @@
+"""The worker core against the Cliniko emulator (real HTTP on 127.0.0.1), without AWS."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
+from cliniko_automations.intake.worker import ClinikoBusy, IntakeWorker, Rejected
+
+from tests.unit.intake_worker.fakes import (
+    MemoryClaims,
+    MemoryIntents,
+    MemoryLedger,
+    MemoryParking,
+)
+
+_ids = itertools.count(1)
+
+
+def submit(
+    draft: ContactDraft, *, policy: str = "fill_blanks", key: str | None = None
+) -> Submission:
+    n = next(_ids)
+    return Submission(
+        submission_id=f"sub-{n}",
+        idempotency_key=key or f"test-json:{n}",
+        source="test-json",
+        provider="json",
+        account="test-clinic",
+        received_at=datetime.now(UTC),
+        update_policy=policy,
+        draft=draft,
+    )
+
+
+class Harness:
+    def __init__(self, cliniko) -> None:
+        self.cliniko = cliniko
+        self.client = cliniko.client()
+        self.claims = MemoryClaims()
+        self.intents = MemoryIntents()
+        self.ledger = MemoryLedger()
+        self.parking = MemoryParking()
+        self.worker = IntakeWorker(
+            claims=self.claims, intents=self.intents, ledger=self.ledger, parking=self.parking
+        )
+
+    def process(self, submission: Submission):
+        return self.worker.process(submission, self.client)
+
+    def contacts(self, include_archived: bool = True) -> list[dict]:
+        return [
+            c if isinstance(c, dict) else c.to_dict()
+            for c in self.cliniko.control.contacts(include_archived=include_archived)
+        ]
+
+    def writes(self) -> list[str]:
+        return [
+            r["method"]
+            for r in self.cliniko.control.requests()
+            if r["method"] in ("POST", "PATCH", "PUT")
+        ]
+
+
+@pytest.fixture
+def h(cliniko) -> Harness:
+    return Harness(cliniko)
+
+
+ANA = ContactDraft(
+    first_name="Ana",
+    last_name="Lima",
+    email="Ana.Lima@Example.com",
+    company_name="Lima Physio",
+    phone_numbers=(PhoneNumber(number="0412 345 678", phone_type="Work"),),
+    type_code=1,
+    doctor_type="general_practitioner",
+)
+
+
+def test_new_email_creates_one_contact_with_the_mapped_fields(h: Harness) -> None:
+    before = h.client.request_count
+    outcome = h.process(submit(ANA))
+    assert outcome.action == "created" and not outcome.recovered
+    [contact] = h.contacts()
+    assert contact["id"] == outcome.contact_id
+    assert (contact["first_name"], contact["last_name"]) == ("Ana", "Lima")
+    assert contact["email"].lower() == "ana.lima@example.com"
+    assert contact["company_name"] == "Lima Physio"
+    assert contact["doctor_type"] == "general_practitioner"
+    assert contact["phone_numbers"][0]["number"] == "0412 345 678"
+    # The floor: one lookup, one create.
+    assert h.client.request_count - before == 2
+    assert list(h.ledger.entries) == [outcome.contact_id]
+    assert h.ledger.entries[outcome.contact_id].submission_id == outcome.submission_id
+
+
+def test_same_email_again_fills_blanks_only(h: Harness) -> None:
+    existing = h.client.create_contact(
+        {"first_name": "Anabel", "email": "ana.lima@example.com", "company_name": ""}
+    )
+    outcome = h.process(submit(ANA))
+    assert outcome.action == "updated"
+    assert outcome.contact_id == str(existing.id)
+    [contact] = h.contacts()
+    assert contact["first_name"] == "Anabel"  # staff's value stays
+    assert contact["last_name"] == "Lima"
+    assert contact["company_name"] == "Lima Physio"
+    assert "first_name" not in outcome.fields and "last_name" in outcome.fields
+    assert h.ledger.entries == {}  # only contacts the intake created
+
+
+def test_overwrite_policy_replaces_values(h: Harness) -> None:
+    h.client.create_contact({"first_name": "Anabel", "email": "ana.lima@example.com"})
+    assert h.process(submit(ANA, policy="overwrite")).action == "updated"
+    assert h.contacts()[0]["first_name"] == "Ana"
+
+
+def test_create_only_and_nothing_to_fill_write_nothing(h: Harness) -> None:
+    h.client.create_contact({"first_name": "Anabel", "email": "ana.lima@example.com"})
+    writes = len(h.writes())
+    assert h.process(submit(ANA, policy="create_only")).action == "unchanged"
+    assert h.process(submit(ANA)).action == "updated"
+    assert h.process(submit(ANA)).action == "unchanged"  # nothing blank left
+    assert len(h.writes()) == writes + 1
+
+
+def test_several_matches_are_parked_and_nothing_is_written(h: Harness) -> None:
+    one = h.client.create_contact({"first_name": "Ana", "email": "ana.lima@example.com"})
+    two = h.client.create_contact({"first_name": "A.", "email": "ANA.LIMA@example.com"})
+    writes = len(h.writes())
+    sub = submit(ANA)
+    outcome = h.process(sub)
+    assert (outcome.action, outcome.reason) == ("parked", "several_matches")
+    assert h.parking.parked == [(sub.submission_id, "several_matches", (str(one.id), str(two.id)))]
+    assert len(h.writes()) == writes
+    assert len(h.contacts()) == 2
+
+
+def test_an_archived_match_is_parked_not_revived_nor_duplicated(h: Harness) -> None:
+    old = h.client.create_contact({"first_name": "Ana", "email": "ana.lima@example.com"})
+    h.client.archive_contact(str(old.id))
+    outcome = h.process(submit(ANA))
+    assert (outcome.action, outcome.reason) == ("parked", "archived_match")
+    assert len(h.contacts(include_archived=True)) == 1
+
+
+def test_without_email_name_and_phone_find_the_contact(h: Harness) -> None:
+    existing = h.client.create_contact(
+        {
+            "first_name": "Ana",
+            "last_name": "Lima",
+            "phone_numbers": [{"number": "+61 412 345 678", "phone_type": "Mobile"}],
+        }
+    )
+    draft = ContactDraft(
+        first_name="Ana",
+        last_name="Lima",
+        city="Hobart",
+        phone_numbers=(PhoneNumber(number="0412 345 678"),),
+    )
+    outcome = h.process(submit(draft))
+    assert (outcome.action, outcome.contact_id) == ("updated", str(existing.id))
+    other_phone = draft.model_copy(update={"phone_numbers": (PhoneNumber(number="0499 000 111"),)})
+    assert h.process(submit(other_phone)).action == "created"
+    assert len(h.contacts()) == 2
+
+
+def test_cliniko_validation_failure_is_rejected_with_field_names_only(h: Harness) -> None:
+    draft = ContactDraft(first_name="Ana", email="ana.lima@example")  # Cliniko says invalid
+    with pytest.raises(Rejected) as caught:
+        h.process(submit(draft))
+    assert caught.value.reason == "cliniko_validation_failed:email"
+    assert "ana" not in str(caught.value)
+    assert h.contacts() == []
+
+
+def test_crash_after_create_is_recovered_by_email(h: Harness) -> None:
+    sub = submit(ANA)
+    # What an attempt that died right after Cliniko's create leaves behind: the intent
+    # (without the contact id) and the contact. No ledger entry, no idempotency record.
+    h.intents.begin(sub.idempotency_key, datetime.now(UTC) - timedelta(seconds=5))
+    made = h.client.create_contact(ANA.cliniko_fields())
+    outcome = h.process(sub)
+    assert (outcome.action, outcome.contact_id, outcome.recovered) == (
+        "created",
+        str(made.id),
+        True,
+    )
+    assert len(h.contacts()) == 1
+    assert list(h.ledger.entries) == [str(made.id)]
+
+
+def test_crash_after_create_is_recovered_without_identity(h: Harness) -> None:
+    # Cliniko needs a first name; no last name and no phone leave nothing to look up by.
+    draft = ContactDraft(first_name="Accounts", company_name="Acme Health Fund", type_code=2)
+    sub = submit(draft)
+    h.intents.begin(sub.idempotency_key, datetime.now(UTC) - timedelta(seconds=5))
+    made = h.client.create_contact(draft.cliniko_fields())
+    outcome = h.process(sub)
+    assert (outcome.action, outcome.contact_id, outcome.recovered) == (
+        "created",
+        str(made.id),
+        True,
+    )
+    assert len(h.contacts()) == 1
+    # Without an intent, the same fields from another submission are another contact.
+    assert h.process(submit(draft)).action == "created"
+    assert len(h.contacts()) == 2
+
+
+def test_crash_after_recording_the_contact_id_creates_nothing(h: Harness) -> None:
+    sub = submit(ANA)
+    first = h.process(sub)
+    posts = h.writes().count("POST")
+    # The idempotency record was never saved; the same submission comes again.
+    again = h.process(sub)
+    assert (again.contact_id, again.recovered) == (first.contact_id, True)
+    assert h.writes().count("POST") == posts
+    assert len(h.contacts()) == 1
+
+
+def test_concurrent_same_email_creates_one_contact(h: Harness) -> None:
+    results = []
+    errors = []
+
+    def run() -> None:
+        try:
+            results.append(h.process(submit(ANA)))
+        except Exception as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(r.action for r in results).count("created") == 1
+    assert len(h.contacts()) == 1
+
+
+def test_cliniko_server_errors_are_retryable(h: Harness) -> None:
+    h.cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    with pytest.raises(ClinikoBusy) as caught:
+        h.process(submit(ANA))
+    assert caught.value.retryable and caught.value.throttled
+    h.cliniko.control.set_faults(error_rate=0.0)
+    assert h.contacts() == []
