@@ -13,8 +13,9 @@ import pytest
 from cliniko_automations.erasure import api_handler
 from cliniko_automations.erasure.core import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
 
+from tests.fixtures import apigw
 from tests.integration.erasure import stack
-from tests.integration.erasure.stack import PEPPER, PERSONAL, LambdaContext, personal_values
+from tests.integration.erasure.stack import PEPPER, PERSONAL, personal_values
 
 erasure_stack = stack.erasure_stack  # the fixture
 
@@ -43,46 +44,25 @@ def http_api_event(
     path_parameters: dict[str, str] | None = None,
     route_key: str | None = None,
 ) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event as API Gateway sends it for an AWS_IAM route."""
+    """An HTTP API (payload 2.0) event as API Gateway sends it for an AWS_IAM route: the
+    shared builder's event plus `requestContext.authorizer.iam`, which API Gateway fills in
+    for a SigV4-signed caller."""
     raw = body if isinstance(body, str) or body is None else json.dumps(body)
-    route_key = route_key or f"{method} {path}"
-    request_context: dict[str, Any] = {
-        "accountId": "123456789012",
-        "apiId": "a1b2c3d4e5",
-        "domainName": "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com",
-        "domainPrefix": "a1b2c3d4e5",
-        "http": {
-            "method": method,
-            "path": path,
-            "protocol": "HTTP/1.1",
-            "sourceIp": "192.0.2.10",
-            "userAgent": "erasure-tests",
-        },
-        "requestId": "JKJaXmPLvHcESHA=",
-        "routeKey": route_key,
-        "stage": "$default",
-        "time": "23/Nov/2026:19:03:58 +0000",
-        "timeEpoch": 1795460638390,
-    }
+    event = apigw.http_api_event(
+        method,
+        path,
+        (raw or "").encode(),
+        {"content-type": "application/json"},
+        path_parameters=path_parameters,
+        route_key=route_key,
+    )
     if iam is not None:
-        request_context["authorizer"] = {"iam": iam}
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {
-            "content-type": "application/json",
-            "host": "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com",
-        },
-        "requestContext": request_context,
-        "isBase64Encoded": False,
-    }
-    if raw is not None:
-        event["body"] = raw
-    if path_parameters:
-        event["pathParameters"] = path_parameters
+        event["requestContext"]["authorizer"] = {"iam": iam}
     return event
+
+
+def LambdaContext() -> apigw.LambdaContext:
+    return apigw.LambdaContext(function_name="ErasureApiFunction")
 
 
 def post(body: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:

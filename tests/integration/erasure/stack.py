@@ -59,16 +59,6 @@ def personal_values(contact: dict[str, Any]) -> list[str]:
 
 
 @dataclass
-class LambdaContext:
-    """The attributes Powertools' inject_lambda_context reads from a Lambda context."""
-
-    function_name: str = "erasure"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:erasure"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-
-
-@dataclass
 class ErasureStack:
     cliniko: Any
     table_name: str

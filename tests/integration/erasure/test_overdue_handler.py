@@ -10,9 +10,11 @@ from cliniko_automations.erasure import overdue_handler
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.core import iso
 
-from tests.integration.erasure.stack import LambdaContext, make_audit_table
+from tests.fixtures.apigw import LambdaContext
+from tests.integration.erasure.stack import make_audit_table
 
 TABLE = "erasure-audit-overdue"
+CONTEXT = LambdaContext(function_name="ErasureOverdueFunction")
 
 
 @pytest.fixture
@@ -56,7 +58,9 @@ def published(output: str) -> list[float]:
 
 def test_zero_is_published_when_nothing_is_overdue(audit, capsys):
     receive(audit, "fresh", days_ago=2)
-    result = overdue_handler.lambda_handler({}, LambdaContext())
+    result = overdue_handler.lambda_handler(
+        {}, LambdaContext(function_name="ErasureOverdueFunction")
+    )
     assert result["overdue"] == 0
     assert published(capsys.readouterr().out) == [0]
 
@@ -69,7 +73,9 @@ def test_open_and_failed_requests_past_due_are_counted(audit, capsys):
     audit.append("done-late", "999#outcome", {"status": "completed"})
     receive(audit, "open-recent", days_ago=29)
 
-    result = overdue_handler.lambda_handler({}, LambdaContext())
+    result = overdue_handler.lambda_handler(
+        {}, LambdaContext(function_name="ErasureOverdueFunction")
+    )
 
     assert result == {"overdue": 2, "request_ids": ["failed-late", "open-late"]}
     assert published(capsys.readouterr().out) == [2]
