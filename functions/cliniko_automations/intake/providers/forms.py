@@ -46,7 +46,11 @@ def _urlencoded(body: bytes) -> list[tuple[str, str]]:
     try:
         text = body.decode("utf-8")
         return parse_qsl(
-            text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=MAX_FIELDS
+            text,
+            keep_blank_values=True,
+            strict_parsing=bool(text),
+            max_num_fields=MAX_FIELDS,
+            errors="strict",  # the default would swap bad %-escapes for U+FFFD silently
         )
     except (UnicodeDecodeError, ValueError):
         raise MalformedBody("form body is not valid url-encoding") from None

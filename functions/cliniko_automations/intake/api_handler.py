@@ -1,0 +1,212 @@
+"""HTTP API Lambda for `POST /forms/{source}`: a verified submission is queued and answered 202.
+
+Thin on purpose: it takes the raw bytes out of the API Gateway v2 event, hands them to the core
+(`accept.accept`), queues what is accepted and maps every refusal to an answer in one place:
+
+- 202 `{"submission_id": ...}` once SQS holds it (303 to the success page for a browser form);
+  200 for an authentic delivery that is not a submission (Typeform partial responses);
+- 400 malformed, 401 signature/token, 403 origin/captcha, 404 unknown source, 413 too large,
+  415 content type, 422 `{"message": "Validation failed", "errors": {field: message}}`;
+- 503 with Retry-After when SQS, Secrets Manager or the captcha service fails, or for any
+  unexpected error: providers retry a 503 (Typeform, Tally, Webflow all do), so a passing
+  outage or a bug loses nothing, where a 500 might not be retried. Never a 500; never a
+  stack trace to the caller; the log gets the error's type and where it was raised, not its
+  message (which could quote submitted values).
+
+Logs carry source, provider, submission_id, outcome and field NAMES only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from cliniko_automations.common.secrets import read_secret
+from cliniko_automations.intake.accept import (
+    Accepted,
+    Dropped,
+    Ignored,
+    IntakeRequest,
+    Services,
+    accept,
+)
+from cliniko_automations.intake.api_settings import ApiSettings
+from cliniko_automations.intake.captcha import verify_captcha
+from cliniko_automations.intake.config import FormSources, load_form_sources
+from cliniko_automations.intake.errors import (
+    FieldsInvalid,
+    IntakeError,
+    MalformedBody,
+    ServiceUnavailable,
+)
+from cliniko_automations.intake.queue import SubmissionQueue
+
+logger = Logger(service="intake")
+metrics = Metrics(service="intake")
+app = APIGatewayHttpResolver()
+
+# httpx logs request lines at INFO; keep library chatter out of the submission logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+RETRY_AFTER_SECONDS = "30"
+
+
+@functools.lru_cache(maxsize=8)
+def _form_sources(path: str | None) -> FormSources:
+    # Parsed once per container (and per file, so tests can point FORM_SOURCES_FILE elsewhere).
+    return load_form_sources(path)
+
+
+@app.post("/forms/<source>")
+def post_form(source: str) -> Response[str]:
+    settings = ApiSettings.from_env()
+    sources = _form_sources(settings.form_sources_file)
+    configured = sources.sources.get(source)
+    logger.append_keys(source=source[:64], provider=configured.provider if configured else None)
+    event = app.current_event
+    request = IntakeRequest(
+        source=source,
+        body=raw_body(event.raw_event),
+        headers={name.lower(): value for name, value in (event.headers or {}).items()},
+        query=dict(event.query_string_parameters or {}),
+        source_ip=event.request_context.http.source_ip,
+    )
+    services = Services(
+        sources=sources,
+        read_secret=read_secret,
+        verify_captcha=verify_captcha,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    outcome = accept(request, services)
+
+    if isinstance(outcome, Ignored):
+        logger.info("Delivery acknowledged, not a submission", extra={"outcome": "ignored"})
+        return _json(200, {"message": "Ignored: not a submission"})
+    if isinstance(outcome, Dropped):
+        # Answered exactly as an accepted submission so a bot learns nothing.
+        _count_rejected(outcome.why)
+        logger.info("Submission dropped", extra={"outcome": "dropped", "reason": outcome.why})
+        return _redirect(outcome.redirect_to, outcome.cors_origin)
+
+    _queue(outcome, settings)
+    submission = outcome.submission
+    metrics.add_metric(name="SubmissionAccepted", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "Submission accepted",
+        extra={
+            "outcome": "accepted",
+            "submission_id": submission.submission_id,
+            "fields": sorted(submission.draft.cliniko_fields()),
+            "keyed_by": "content" if ":sha256:" in submission.idempotency_key else "provider_id",
+        },
+    )
+    if outcome.redirect_to:
+        return _redirect(outcome.redirect_to, outcome.cors_origin)
+    return _json(202, {"submission_id": submission.submission_id})
+
+
+def _queue(outcome: Accepted, settings: ApiSettings) -> None:
+    try:
+        SubmissionQueue(settings.submission_queue_url).send(outcome.submission)
+    except ServiceUnavailable as exc:
+        if outcome.redirects is not None:
+            exc.redirect_to = outcome.redirects.error_url_for(exc.reason)
+            exc.cors_origin = outcome.cors_origin
+        raise
+
+
+def raw_body(event: dict[str, Any]) -> bytes:
+    """The body's bytes as the sender sent them: signatures are checked on these."""
+    body = event.get("body")
+    if not body:
+        return b""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedBody("body is not valid base64") from None
+    return body.encode("utf-8")
+
+
+@app.exception_handler(IntakeError)
+def _refused(exc: IntakeError) -> Response[str]:
+    _count_rejected(exc.reason)
+    extra: dict[str, Any] = {"outcome": "rejected", "reason": exc.reason, "status": exc.status}
+    if exc.detail:
+        extra["detail"] = exc.detail
+    if isinstance(exc, FieldsInvalid):
+        extra["fields"] = sorted(exc.errors)
+    if isinstance(exc, ServiceUnavailable):
+        extra |= {"dependency": exc.dependency, "error_type": exc.error_type}
+        logger.error("Submission not accepted: a dependency failed", extra=extra)
+    else:
+        logger.info("Submission refused", extra=extra)
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if exc.status == 503 else {}
+    if exc.redirect_to:
+        return _redirect(exc.redirect_to, exc.cors_origin)
+    return _json(exc.status, exc.body(), headers)
+
+
+@app.not_found
+def _no_route(exc: NotFoundError) -> Response[str]:
+    _count_rejected("no_route")
+    return _json(404, {"message": "Not found"})
+
+
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Response[str]:
+    # The message may quote submitted values: log the type and the raising line only.
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else None
+    _count_rejected("internal")
+    logger.error(
+        "Unexpected error",
+        extra={"outcome": "error", "error_type": type(exc).__name__, "at": where},
+    )
+    return _json(
+        503, {"message": "Service temporarily unavailable"}, {"Retry-After": RETRY_AFTER_SECONDS}
+    )
+
+
+def _count_rejected(reason: str) -> None:
+    # One outcome per invocation, so the dimension only ever applies to this metric.
+    metrics.add_dimension(name="reason", value=reason)
+    metrics.add_metric(name="SubmissionRejected", unit=MetricUnit.Count, value=1)
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(body, ensure_ascii=False),
+        headers=headers or {},
+    )
+
+
+def _redirect(location: str, cors_origin: str | None) -> Response[str]:
+    headers = {"Location": location, "Cache-Control": "no-store"}
+    if cors_origin:
+        headers |= {"Access-Control-Allow-Origin": cors_origin, "Vary": "Origin"}
+    return Response(status_code=303, content_type="text/plain", body="", headers=headers)
+
+
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
+)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,445 @@
+"""The Lambda handler end to end with genuine HTTP API v2 events: moto SQS and Secrets Manager,
+a captcha stand-in on 127.0.0.1. Every answer code, what is queued, what is logged."""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+from cliniko_automations.intake.submission import Submission
+
+from tests.fixtures.apigw import http_api_event
+from tests.unit.intake_api import samples
+from tests.unit.intake_api.samples import (
+    EMAIL,
+    ERROR_URL,
+    FIRST,
+    LAST,
+    NAME,
+    ORIGIN,
+    PHONE,
+    SECRET,
+    SUCCESS_URL,
+)
+
+PERSONAL = [NAME, FIRST, LAST, EMAIL, PHONE, PHONE.replace(" ", ""), "0412987654"]
+SECRETS = [SECRET, samples.TOKEN, samples.CAPTCHA_SECRET]
+
+
+@pytest.fixture(autouse=True)
+def nothing_personal_is_logged(intake, capsys):
+    """After every test: no log line or metric carries a submitted value or a secret."""
+    yield
+    printed = capsys.readouterr()
+    text = intake.logs.getvalue() + printed.out + printed.err
+    for value in PERSONAL + SECRETS:
+        assert value not in text, f"a submitted value or secret was logged: {value[:3]}..."
+
+
+def body_of(answer: dict) -> dict:
+    return json.loads(answer["body"])
+
+
+def only_submission(intake) -> Submission:
+    messages = intake.messages()
+    assert len(messages) == 1
+    attributes = messages[0]["MessageAttributes"]
+    submission = Submission.model_validate_json(messages[0]["Body"])
+    assert attributes["submission_id"]["StringValue"] == submission.submission_id
+    assert attributes["source"]["StringValue"] == submission.source
+    return submission
+
+
+def typeform(body: bytes | None = None) -> tuple[bytes, dict[str, str]]:
+    body = body or samples.typeform_body()
+    return body, {
+        "Content-Type": "application/json",
+        "Typeform-Signature": samples.typeform_signature(body),
+    }
+
+
+def signed(source: str, body: bytes) -> tuple[bytes, dict[str, str]]:
+    """A correctly signed delivery for each provider's shipped sample source."""
+    json_type = {"Content-Type": "application/json"}
+    if source == "referral-typeform":
+        return typeform(body)
+    if source == "gp-referral-tally":
+        return body, {**json_type, "Tally-Signature": samples.tally_signature(body)}
+    if source == "website-webflow":
+        return body, {**json_type, **samples.webflow_headers(body)}
+    if source == "insurer-formspree":
+        return body, {**json_type, "Formspree-Signature": samples.t_v1_signature(body)}
+    if source == "partner-json":
+        return body, {
+            **json_type,
+            "X-Signature": samples.t_v1_signature(body),
+            "Idempotency-Key": "partner-order-1",
+        }
+    raise AssertionError(source)
+
+
+# --- 202 per provider ------------------------------------------------------------------------
+
+PROVIDER_CASES = {
+    "referral-typeform": (
+        samples.typeform_body,
+        "referral-typeform:tf-response-token-1",
+        {"company_name": "Harbour Medical", "country_code": "AU", "type_code": 1},
+    ),
+    "gp-referral-tally": (
+        samples.tally_body,
+        "gp-referral-tally:2wgx4n",
+        {
+            "company_name": "Harbour Medical",
+            "country_code": "NZ",
+            "doctor_type": "general_practitioner",
+        },
+    ),
+    "website-webflow": (
+        samples.webflow_body,
+        "website-webflow:6321a9a5c1b0a5d1d0b1b0a1",
+        {"country_code": "GB", "notes": "Website enquiry: Please call me", "type_code": 0},
+    ),
+    "insurer-formspree": (
+        samples.formspree_body,
+        None,
+        {"company_name": "Blue Shield Health", "type_code": 2},
+    ),
+    "partner-json": (
+        samples.json_body,
+        "partner-json:partner-order-1",
+        {"country_code": "NZ", "doctor_type": "specialist", "type_code": 1},
+    ),
+}
+
+
+@pytest.mark.parametrize("source", list(PROVIDER_CASES))
+@pytest.mark.parametrize("base64", [False, True])
+def test_signed_delivery_is_queued_and_answered_202(intake, source, base64):
+    make_body, key, expected = PROVIDER_CASES[source]
+    body, headers = signed(source, make_body())
+    answer = intake.post(source, body, headers, base64=base64)
+    assert answer["statusCode"] == 202, answer
+    submission = only_submission(intake)
+    assert body_of(answer) == {"submission_id": submission.submission_id}
+    assert submission.source == source
+    if key:
+        assert submission.idempotency_key == key
+    else:
+        assert submission.idempotency_key.startswith(f"{source}:sha256:")
+    draft = submission.draft
+    assert (draft.first_name, draft.last_name, draft.email) == (FIRST, LAST, EMAIL)
+    assert draft.phone_numbers[0].number == PHONE
+    for name, value in expected.items():
+        assert getattr(draft, name) == value
+
+
+def test_jotform_multipart_base64_with_query_token(intake):
+    body, content_type = samples.jotform_body()
+    answer = intake.post(
+        "intake-jotform",
+        body,
+        {"Content-Type": content_type},
+        base64=True,
+        query={"token": samples.TOKEN},
+    )
+    assert answer["statusCode"] == 202, answer
+    submission = only_submission(intake)
+    assert submission.idempotency_key == "intake-jotform:5712345678901234567"
+    assert submission.account == "north-clinic"
+    draft = submission.draft
+    assert (draft.first_name, draft.last_name, draft.city, draft.country_code) == (
+        FIRST,
+        LAST,
+        "Sydney",
+        "AU",
+    )
+
+
+def test_jotform_without_token_is_401(intake):
+    body, content_type = samples.jotform_body()
+    answer = intake.post("intake-jotform", body, {"Content-Type": content_type}, base64=True)
+    assert answer["statusCode"] == 401
+    assert intake.messages() == []
+
+
+# --- logs and metrics ------------------------------------------------------------------------
+
+
+def test_accepted_log_and_metric(intake, capsys):
+    body, headers = typeform()
+    event = http_api_event(
+        "POST",
+        "/forms/referral-typeform",
+        body,
+        headers,
+        path_parameters={"source": "referral-typeform"},
+        route_key="POST /forms/{source}",
+        request_id="Rq-12345=",
+    )
+    answer = intake.invoke(event)
+    submission_id = body_of(answer)["submission_id"]
+    (record,) = [r for r in intake.log_records() if r["message"] == "Submission accepted"]
+    assert record["correlation_id"] == "Rq-12345="
+    assert record["source"] == "referral-typeform" and record["provider"] == "typeform"
+    assert record["submission_id"] == submission_id
+    assert record["outcome"] == "accepted"
+    assert record["fields"] == sorted(
+        [
+            "first_name",
+            "last_name",
+            "email",
+            "phone_numbers",
+            "company_name",
+            "country_code",
+            "doctor_type",
+            "type_code",
+            "notes",
+        ]
+    )
+    metrics = emf(capsys.readouterr().out)
+    assert [m["name"] for m in metrics] == ["SubmissionAccepted"]
+    assert metrics[0]["dimensions"] == {"service": "intake"}
+    intake.messages()
+
+
+def emf(stdout: str) -> list[dict]:
+    found = []
+    for line in stdout.splitlines():
+        if not line.startswith("{") or "_aws" not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                dims = {d: blob[d] for dims in directive["Dimensions"] for d in dims}
+                found.append(
+                    {"name": metric["Name"], "value": blob[metric["Name"]], "dimensions": dims}
+                )
+    return found
+
+
+def rejected_reason(capsys) -> str:
+    metrics = emf(capsys.readouterr().out)
+    assert [m["name"] for m in metrics] == ["SubmissionRejected"]
+    return metrics[0]["dimensions"]["reason"]
+
+
+# --- every refusal ---------------------------------------------------------------------------
+
+
+def test_401_missing_and_bad_signature(intake, capsys):
+    body, headers = typeform()
+    del headers["Typeform-Signature"]
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 401
+    assert body_of(answer)["message"] == "Missing or invalid signature"
+    assert rejected_reason(capsys) == "unauthenticated"
+    _, headers = typeform()
+    tampered = body.replace(EMAIL.encode(), b"attacker@example.org")
+    assert intake.post("referral-typeform", tampered, headers)["statusCode"] == 401
+    assert intake.messages() == []
+
+
+def test_401_replayed_webflow_delivery(intake):
+    body = samples.webflow_body()
+    headers = {
+        "Content-Type": "application/json",
+        **samples.webflow_headers(body, at=time.time() - 600),
+    }
+    answer = intake.post("website-webflow", body, headers)
+    assert answer["statusCode"] == 401
+    assert "5-minute window" in body_of(answer)["detail"]
+
+
+def test_400_malformed_body_and_bad_base64(intake, capsys):
+    body, headers = typeform(b'{"event_type": "form_response", "form_response": 7}')
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 400
+    assert body_of(answer)["message"] == "Malformed request body"
+    assert rejected_reason(capsys) == "malformed"
+    event = http_api_event(
+        "POST",
+        "/forms/referral-typeform",
+        b"x",
+        headers,
+        path_parameters={"source": "referral-typeform"},
+    )
+    event["isBase64Encoded"] = True
+    event["body"] = "***not base64***"
+    assert intake.invoke(event)["statusCode"] == 400
+
+
+def test_404_unknown_source_and_unknown_route(intake, capsys):
+    body, headers = typeform()
+    answer = intake.post("no-such-form", body, headers)
+    assert answer["statusCode"] == 404
+    assert body_of(answer) == {"message": "Unknown form source"}
+    assert rejected_reason(capsys) == "unknown_source"
+    answer = intake.invoke(http_api_event("GET", "/elsewhere"))
+    assert answer["statusCode"] == 404
+
+
+def test_413_body_over_max_body_bytes(intake, monkeypatch, capsys):
+    body, headers = typeform()
+    monkeypatch.setenv("MAX_BODY_BYTES", str(len(body) - 1))
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 413
+    assert rejected_reason(capsys) == "too_large"
+    monkeypatch.setenv("MAX_BODY_BYTES", str(len(body)))
+    assert intake.post("referral-typeform", body, headers)["statusCode"] == 202
+    intake.messages()
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", None])
+def test_415_unsupported_content_type(intake, content_type, capsys):
+    body, headers = typeform()
+    if content_type is None:
+        del headers["Content-Type"]
+    else:
+        headers["Content-Type"] = content_type
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 415
+    assert "application/json" in body_of(answer)["detail"]
+    assert rejected_reason(capsys) == "unsupported_media_type"
+
+
+def test_422_per_field_messages(intake, capsys):
+    body, headers = typeform(samples.typeform_body(email="not-an-email", country="Atlantis"))
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 422
+    assert body_of(answer) == {
+        "message": "Validation failed",
+        "errors": {"country_code": "is not included in the list", "email": "is invalid"},
+    }
+    assert rejected_reason(capsys) == "validation"
+    (record,) = [r for r in intake.log_records() if r["message"] == "Submission refused"]
+    assert record["fields"] == ["country_code", "email"]
+    assert intake.messages() == []
+
+
+def test_200_for_typeform_partial_nothing_queued(intake, capsys):
+    body, headers = typeform(samples.typeform_body(event_type="form_response_partial"))
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 200
+    assert intake.messages() == []
+    assert emf(capsys.readouterr().out) == []
+
+
+def test_503_when_sqs_refuses(intake, monkeypatch, capsys):
+    monkeypatch.setenv("SUBMISSION_QUEUE_URL", intake.queue_url + "-gone")
+    body, headers = typeform()
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 503
+    assert answer["headers"]["Retry-After"] == "30"
+    assert body_of(answer) == {"message": "Service temporarily unavailable"}
+    assert rejected_reason(capsys) == "unavailable"
+    (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
+    assert record["dependency"] == "queue"
+    assert record["error_type"] in {"ClientError", "QueueDoesNotExist"}
+
+
+def test_503_when_a_signing_secret_cannot_be_read(intake):
+    boto3.client("secretsmanager").delete_secret(
+        SecretId="cliniko-automations/forms/referral-typeform/signing-secret",
+        ForceDeleteWithoutRecovery=True,
+    )
+    body, headers = typeform()
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 503
+    (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
+    assert (record["dependency"], record["error_type"]) == ("secrets", "SecretUnavailable")
+
+
+def test_503_not_500_when_the_deployment_is_misconfigured(intake, monkeypatch, capsys):
+    monkeypatch.delenv("SUBMISSION_QUEUE_URL")
+    body, headers = typeform()
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 503
+    assert "SUBMISSION_QUEUE_URL" not in answer["body"]
+    (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
+    assert record["error_type"] == "SettingsError"
+    assert "exception" not in record  # no stack trace, no message
+    assert rejected_reason(capsys) == "internal"
+
+
+# --- browser form posts ----------------------------------------------------------------------
+
+FORM = (
+    f"name={NAME.replace(' ', '+')}&email={EMAIL}&phone=0412987654&organisation=&"
+    "message=Please+call&website="
+)
+
+
+def browser_post(intake, form: str, *, turnstile: str | None = "pass", origin: str = ORIGIN):
+    if turnstile is not None:
+        form += f"&cf-turnstile-response={turnstile}"
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": origin}
+    # HTTP APIs hand url-encoded bodies to Lambda base64-encoded.
+    return intake.post(
+        "website-contact-html", form.encode(), headers, base64=True, source_ip="198.51.100.7"
+    )
+
+
+def location(answer: dict) -> tuple[str, dict[str, list[str]]]:
+    assert answer["statusCode"] == 303, answer
+    target = urlsplit(answer["headers"]["Location"])
+    return f"{target.scheme}://{target.netloc}{target.path}", parse_qs(target.query)
+
+
+def test_html_post_303_to_success_page_and_queued(intake):
+    answer = browser_post(intake, FORM)
+    page, query = location(answer)
+    assert page == SUCCESS_URL
+    submission = only_submission(intake)
+    assert query == {"submission_id": [submission.submission_id]}
+    assert answer["headers"]["Access-Control-Allow-Origin"] == ORIGIN
+    assert submission.draft.notes == "Message from the website form: Please call"
+    assert submission.idempotency_key.startswith("website-contact-html:sha256:")
+    (check,) = intake.captcha.received
+    assert check["secret"] == [samples.CAPTCHA_SECRET]
+    assert check["remoteip"] == ["198.51.100.7"]
+
+
+def test_html_honeypot_looks_accepted_but_is_dropped(intake, capsys):
+    answer = browser_post(intake, FORM + "https%3A%2F%2Fspam.example")
+    page, query = location(answer)
+    assert page == SUCCESS_URL and "submission_id" in query
+    assert intake.messages() == []
+    assert intake.captcha.received == []  # no captcha call spent on a bot
+    assert rejected_reason(capsys) == "honeypot"
+
+
+@pytest.mark.parametrize(
+    ("turnstile", "reason"),
+    [(None, "captcha"), ("fail", "captcha"), ("down", "unavailable")],
+)
+def test_html_captcha_fails_closed(intake, turnstile, reason, capsys):
+    page, query = location(browser_post(intake, FORM, turnstile=turnstile))
+    assert page == ERROR_URL
+    assert query == {"error": [reason]}
+    assert intake.messages() == []
+    assert rejected_reason(capsys) == reason
+
+
+def test_html_validation_errors_go_to_the_error_page(intake):
+    page, query = location(browser_post(intake, "name=&email=nope&website="))
+    assert page == ERROR_URL
+    assert query == {"error": ["validation"], "fields": ["email,name"]}
+    assert intake.messages() == []
+
+
+def test_html_origin_not_allowed_is_403(intake, capsys):
+    answer = browser_post(intake, FORM, origin="https://evil.example")
+    assert answer["statusCode"] == 403
+    assert "Location" not in answer.get("headers", {})
+    assert rejected_reason(capsys) == "origin"
+    assert intake.messages() == []
+
+
+def test_html_queue_outage_sends_the_browser_to_the_error_page(intake, monkeypatch):
+    monkeypatch.setenv("SUBMISSION_QUEUE_URL", intake.queue_url + "-gone")
+    page, query = location(browser_post(intake, FORM))
+    assert (page, query) == (ERROR_URL, {"error": ["unavailable"]})

@@ -1,0 +1,286 @@
+"""The core without AWS: request -> Submission, and the order in which refusals win."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+from cliniko_automations.intake.accept import (
+    Accepted,
+    Dropped,
+    Ignored,
+    IntakeRequest,
+    Services,
+    accept,
+    idempotency_key,
+)
+from cliniko_automations.intake.captcha import verify_captcha
+from cliniko_automations.intake.config import DEFAULT_PATH, FormSources, load_form_sources
+from cliniko_automations.intake.errors import (
+    BadSignature,
+    BodyTooLarge,
+    FieldsInvalid,
+    MalformedBody,
+    OriginNotAllowed,
+    ServiceUnavailable,
+    UnknownSource,
+    UnsupportedMediaType,
+)
+from cliniko_automations.intake.submission import Submission
+
+from tests.unit.intake_api import samples
+from tests.unit.intake_api.samples import EMAIL, ERROR_URL, FIRST, LAST, ORIGIN, SECRET, SUCCESS_URL
+
+SHIPPED = load_form_sources()
+SECRETS = {
+    "cliniko-automations/forms/referral-typeform/signing-secret": SECRET,
+    "cliniko-automations/forms/gp-referral-tally/signing-secret": SECRET,
+    "cliniko-automations/forms/website-webflow/signing-secret": SECRET,
+    "cliniko-automations/forms/insurer-formspree/signing-secret": SECRET,
+    "cliniko-automations/forms/partner-json/signing-secret": SECRET,
+    "cliniko-automations/forms/intake-jotform/token": samples.TOKEN,
+}
+
+
+def services(sources: FormSources = SHIPPED, **change) -> Services:
+    settings = {"read_secret": SECRETS.__getitem__, "verify_captcha": verify_captcha, **change}
+    return Services(sources=sources, **settings)
+
+
+def post(source: str, body: bytes, content_type: str = "application/json", **headers: str):
+    headers = {"content-type": content_type, **{k.replace("_", "-"): v for k, v in headers.items()}}
+    return IntakeRequest(source=source, body=body, headers=headers)
+
+
+def signed_typeform(body: bytes | None = None) -> IntakeRequest:
+    body = body or samples.typeform_body()
+    return post("referral-typeform", body, typeform_signature=samples.typeform_signature(body))
+
+
+def test_typeform_becomes_a_submission():
+    outcome = accept(signed_typeform(), services())
+    assert isinstance(outcome, Accepted)
+    submission = Submission.model_validate_json(outcome.submission.model_dump_json())
+    assert submission.idempotency_key == "referral-typeform:tf-response-token-1"
+    assert (submission.source, submission.provider, submission.account) == (
+        "referral-typeform",
+        "typeform",
+        "main-clinic",
+    )
+    draft = submission.draft
+    assert (draft.first_name, draft.last_name, draft.email) == (FIRST, LAST, EMAIL)
+    assert (draft.country_code, draft.doctor_type, draft.type_code) == (
+        "AU",
+        "general_practitioner",
+        1,
+    )
+    assert draft.phone_numbers[0].phone_type == "Work"
+    assert draft.notes == "Referral received through referral-typeform. Reason: Lower back pain"
+    assert outcome.redirect_to is None
+
+
+def test_each_delivery_gets_its_own_submission_id_but_one_idempotency_key():
+    first = accept(signed_typeform(), services())
+    second = accept(signed_typeform(), services())
+    assert isinstance(first, Accepted) and isinstance(second, Accepted)
+    assert first.submission.submission_id != second.submission.submission_id
+    assert first.submission.idempotency_key == second.submission.idempotency_key
+
+
+def test_content_hash_key_is_stable_and_content_sensitive():
+    def key(email: str) -> str:
+        body = samples.formspree_body(email=email)
+        signature = samples.t_v1_signature(body)
+        outcome = accept(post("insurer-formspree", body, formspree_signature=signature), services())
+        assert isinstance(outcome, Accepted)
+        return outcome.submission.idempotency_key
+
+    assert key(EMAIL).startswith("insurer-formspree:sha256:")
+    assert key(EMAIL) == key(EMAIL)
+    assert key(EMAIL) != key("other@example.org")
+
+
+def test_idempotency_key_shapes():
+    draft = Submission.model_fields["draft"].annotation(first_name="A")  # type: ignore[misc]
+    assert idempotency_key("s", "42", draft) == "s:42"
+    assert len(idempotency_key("s", None, draft)) == len("s:sha256:") + 64
+
+
+def test_partial_typeform_is_ignored_without_a_submission():
+    outcome = accept(
+        signed_typeform(samples.typeform_body(event_type="form_response_partial")), services()
+    )
+    assert isinstance(outcome, Ignored)
+
+
+def test_order_of_refusals():
+    body = samples.typeform_body()
+    with pytest.raises(UnknownSource):
+        accept(post("nope", body), services())
+    # Too large beats everything after it, even a missing signature.
+    with pytest.raises(BodyTooLarge):
+        accept(post("referral-typeform", body), services(max_body_bytes=len(body) - 1))
+    accept(signed_typeform(), services(max_body_bytes=len(body)))
+    with pytest.raises(UnsupportedMediaType):
+        accept(post("referral-typeform", body, "text/plain"), services())
+    with pytest.raises(BadSignature):
+        accept(post("referral-typeform", body), services())
+    # Nothing is parsed before it is authenticated: garbage unsigned is a 401, not a 400.
+    with pytest.raises(BadSignature):
+        accept(post("referral-typeform", b"{garbage"), services())
+    garbage = b"{garbage"
+    with pytest.raises(MalformedBody):
+        accept(signed_typeform(garbage), services())
+
+
+def test_content_type_parameters_and_case_are_tolerated():
+    body = samples.typeform_body()
+    request = post(
+        "referral-typeform",
+        body,
+        "Application/JSON; charset=utf-8",
+        typeform_signature=samples.typeform_signature(body),
+    )
+    assert isinstance(accept(request, services()), Accepted)
+
+
+def test_422_names_fields():
+    with pytest.raises(FieldsInvalid) as caught:
+        accept(signed_typeform(samples.typeform_body(email="nope", country="Atlantis")), services())
+    assert caught.value.errors == {
+        "country_code": "is not included in the list",
+        "email": "is invalid",
+    }
+    assert caught.value.redirect_to is None
+
+
+def test_secret_store_failure_is_a_503():
+    def broken(name: str) -> str:
+        raise ConnectionError("secrets manager unreachable")
+
+    with pytest.raises(ServiceUnavailable) as caught:
+        accept(signed_typeform(), services(read_secret=broken))
+    assert (caught.value.dependency, caught.value.error_type) == ("secrets", "ConnectionError")
+
+
+def test_webflow_replay_refused_by_the_core_clock():
+    body = samples.webflow_body()
+    headers = samples.webflow_headers(body)
+    request = post("website-webflow", body, **{k.replace("-", "_"): v for k, v in headers.items()})
+    assert isinstance(accept(request, services()), Accepted)
+    later = datetime.now(UTC) + timedelta(minutes=6)
+    with pytest.raises(BadSignature, match="window"):
+        accept(request, services(clock=lambda: later))
+
+
+# --- Jotform: token in a header or the query string ------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_jotform_token(where):
+    body, content_type = samples.jotform_body()
+    headers = {"content-type": content_type}
+    query = {}
+    if where == "header":
+        headers["x-intake-token"] = samples.TOKEN
+    else:
+        query["token"] = samples.TOKEN
+    outcome = accept(IntakeRequest("intake-jotform", body, headers, query), services())
+    assert isinstance(outcome, Accepted)
+    draft = outcome.submission.draft
+    assert (draft.first_name, draft.last_name, draft.type_code) == (FIRST, LAST, 1)
+    assert (draft.address_1, draft.city, draft.post_code, draft.country_code) == (
+        "1 Harbour St",
+        "Sydney",
+        "2000",
+        "AU",
+    )
+    assert outcome.submission.idempotency_key == "intake-jotform:5712345678901234567"
+
+
+@pytest.mark.parametrize("token", [None, "", samples.TOKEN + "x", samples.TOKEN[:-1]])
+def test_jotform_bad_or_missing_token(token):
+    body, content_type = samples.jotform_body()
+    query = {} if token is None else {"token": token}
+    with pytest.raises(BadSignature):
+        accept(
+            IntakeRequest("intake-jotform", body, {"content-type": content_type}, query), services()
+        )
+
+
+# --- HTML forms ------------------------------------------------------------------------------
+
+
+def html_sources(**html_change) -> FormSources:
+    """The shipped html source without its captcha (tested against a stand-in elsewhere)."""
+    data = yaml.safe_load(DEFAULT_PATH.read_text())
+    html = data["sources"]["website-contact-html"]["html"]
+    html.pop("captcha")
+    html.update(nonce_field="nonce", **html_change)
+    return FormSources.model_validate(data)
+
+
+def browser(body: bytes, origin: str | None = ORIGIN, **headers: str) -> IntakeRequest:
+    all_headers = {"content-type": "application/x-www-form-urlencoded", **headers}
+    if origin is not None:
+        all_headers["origin"] = origin
+    return IntakeRequest("website-contact-html", body, all_headers)
+
+
+FORM = f"name=Marguerite+Okonkwo-Lindqvist&email={EMAIL}&phone=0412987654&message=Hi&website="
+
+
+def test_html_accepted_with_success_redirect():
+    outcome = accept(browser(FORM.encode() + b"&nonce=n-1"), services(html_sources()))
+    assert isinstance(outcome, Accepted)
+    assert outcome.submission.idempotency_key == "website-contact-html:n-1"
+    assert outcome.cors_origin == ORIGIN
+    target = urlsplit(outcome.redirect_to)
+    assert f"{target.scheme}://{target.netloc}{target.path}" == SUCCESS_URL
+    assert parse_qs(target.query) == {"submission_id": [outcome.submission.submission_id]}
+    assert outcome.submission.draft.notes == "Message from the website form: Hi"
+
+
+def test_html_honeypot_drops_quietly():
+    outcome = accept(browser(FORM.encode() + b"bot.example"), services(html_sources()))
+    assert isinstance(outcome, Dropped)
+    assert outcome.redirect_to.startswith(SUCCESS_URL + "?submission_id=")
+
+
+@pytest.mark.parametrize("origin", [None, "https://evil.example", "null", ORIGIN + ":443x"])
+def test_html_origin_not_allowed_is_a_bare_403(origin):
+    with pytest.raises(OriginNotAllowed) as caught:
+        accept(browser(FORM.encode(), origin=origin), services(html_sources()))
+    assert caught.value.redirect_to is None
+
+
+def test_html_origin_compares_case_insensitively():
+    outcome = accept(browser(FORM.encode(), origin=ORIGIN.upper()), services(html_sources()))
+    assert isinstance(outcome, Accepted) and outcome.cors_origin == ORIGIN
+
+
+def test_html_refusals_redirect_to_the_error_page():
+    sources = html_sources()
+    with pytest.raises(FieldsInvalid) as caught:
+        accept(browser(b"name=&email=not-an-email&website="), services(sources))
+    target = urlsplit(caught.value.redirect_to)
+    assert f"{target.scheme}://{target.netloc}{target.path}" == ERROR_URL
+    assert parse_qs(target.query) == {"error": ["validation"], "fields": ["email,name"]}
+    with pytest.raises(UnsupportedMediaType) as caught:
+        accept(browser(b"{}", **{"content-type": "application/json"}), services(sources))
+    assert caught.value.redirect_to == ERROR_URL + "?error=unsupported_media_type"
+
+
+def test_html_redirect_choices_are_allow_listed():
+    other = "https://www.example-clinic.com.au/referrals/thanks"
+    sources = html_sources(success_urls=[SUCCESS_URL, other])
+    picked = accept(browser(FORM.encode() + f"&_success_url={other}".encode()), services(sources))
+    assert isinstance(picked, Accepted) and picked.redirect_to.startswith(other + "?")
+    evil = accept(
+        browser(FORM.encode() + b"&_success_url=https://evil.example/"), services(sources)
+    )
+    assert isinstance(evil, Accepted) and evil.redirect_to.startswith(SUCCESS_URL + "?")
+    # Control fields are not answers: they never reach notes or the content hash.
+    assert "evil" not in evil.submission.model_dump_json()

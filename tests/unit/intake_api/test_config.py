@@ -1,0 +1,173 @@
+"""The form-source file: the shipped one is valid, and each kind of mistake is named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from cliniko_automations.intake.config import (
+    DEFAULT_PATH,
+    ConfigError,
+    FormSources,
+    load_form_sources,
+    main,
+)
+
+PROVIDERS = {"typeform", "tally", "webflow", "formspree", "jotform", "html", "json"}
+
+
+def minimal(**source: object) -> dict:
+    base = {
+        "provider": "json",
+        "signing_secret": "forms/s/secret",
+        "account": "clinic",
+        "fields": [{"from": "name", "to": "full_name"}],
+    }
+    base.update(source)
+    return {"accounts": {"clinic": {"api_key_secret": "cliniko/key"}}, "sources": {"s": base}}
+
+
+def problems_of(tmp_path: Path, data: object) -> list[str]:
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    with pytest.raises(ConfigError) as caught:
+        load_form_sources(path)
+    return caught.value.problems
+
+
+def test_shipped_file_is_valid_and_has_a_source_per_provider():
+    sources = load_form_sources(DEFAULT_PATH)
+    assert {source.provider for source in sources.sources.values()} == PROVIDERS
+    for name, source in sources.sources.items():
+        assert source.name == name
+        assert sources.account_secret(source)
+
+
+def test_shipped_file_passes_the_check_command():
+    done = subprocess.run(  # noqa: S603 (our own module, fixed arguments)
+        [sys.executable, "-m", "cliniko_automations.intake.config", "--check", str(DEFAULT_PATH)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "OK" in done.stdout
+
+
+def test_env_var_overrides_the_default_path(tmp_path, monkeypatch):
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(minimal()))
+    monkeypatch.setenv("FORM_SOURCES_FILE", str(path))
+    assert list(load_form_sources().sources) == ["s"]
+
+
+def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(minimal(account="nowhere", update_policy="sometimes")))
+    assert main(["--check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "invalid form-source configuration" in err
+    assert "sources.s.update_policy" in err
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"provider": "wufoo"}, "sources.s.provider: Input should be"),
+        ({"signing_secret": None}, "provider json signs its deliveries: set signing_secret"),
+        ({"provider": "jotform", "signing_secret": None}, "provider jotform signs nothing: set"),
+        ({"provider": "html", "signing_secret": None}, "provider html needs the `html` options"),
+        ({"account": "elsewhere"}, "sources.s.account: 'elsewhere' is not in accounts"),
+        ({"fields": [{"from": "e", "to": "email"}]}, "no field maps to first_name"),
+        ({"fields": [{"from": "n", "to": "nickname"}]}, "sources.s.fields.0.to: Input should be"),
+        (
+            {"fields": [{"from": "n", "to": "full_name", "phone_type": "Work"}]},
+            "phone_type only applies to `to: phone`",
+        ),
+        (
+            {
+                "fields": [
+                    {"from": "n", "to": "full_name"},
+                    {"from": "t", "to": "type_code", "values": {"GP": 7}},
+                ]
+            },
+            "type_code must be one of [0, 1, 2]",
+        ),
+        ({"required": ["email"]}, "required: 'email' is never mapped nor defaulted"),
+        ({"required": ["shoe_size"]}, "required: 'shoe_size' is not a Cliniko contact field"),
+        (
+            {"defaults": {"country_code": "XX"}},
+            "defaults.country_code: is not included in the list",
+        ),
+        ({"defaults": {"type_code": 9}}, "defaults.type_code: is not included in the list"),
+        ({"defaults": {"phone_numbers": []}}, "defaults: 'phone_numbers' cannot have a default"),
+        ({"notes_template": "Hi {name"}, "notes_template: '{' is not a {field id} placeholder"),
+        ({"update_policy": "sometimes"}, "sources.s.update_policy: Input should be"),
+        ({"colour": "blue"}, "sources.s.colour: Extra inputs are not permitted"),
+    ],
+)
+def test_mistakes_are_named_with_their_path(tmp_path, change, expected):
+    problems = problems_of(tmp_path, minimal(**change))
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_several_mistakes_in_one_source_are_all_listed(tmp_path):
+    problems = problems_of(
+        tmp_path, minimal(signing_secret=None, required=["email"], defaults={"type_code": 9})
+    )
+    assert len(problems) == 3, problems
+
+
+def html_options(**change: object) -> dict:
+    options = {
+        "allowed_origins": ["https://clinic.example"],
+        "success_urls": ["https://clinic.example/thanks"],
+        "error_urls": ["https://clinic.example/oops"],
+    }
+    options.update(change)
+    return minimal(provider="html", signing_secret=None, html=options)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"allowed_origins": ["https://clinic.example/"]}, "an origin is scheme://host[:port]"),
+        ({"allowed_origins": []}, "allowed_origins: List should have at least 1 item"),
+        ({"success_urls": ["http://clinic.example/thanks"]}, "must be https"),
+        ({"error_urls": ["/oops"]}, "must be https"),
+        ({"captcha": {"provider": "hcaptcha", "secret": "x"}}, "captcha.provider"),
+        ({"captcha": {"provider": "recaptcha", "secret": "x", "min_score": 2}}, "min_score"),
+    ],
+)
+def test_html_option_mistakes(tmp_path, change, expected):
+    problems = problems_of(tmp_path, html_options(**change))
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_html_allows_http_for_localhost_and_a_local_captcha_endpoint(tmp_path):
+    data = html_options(
+        allowed_origins=["http://localhost:3000"],
+        captcha={"provider": "turnstile", "secret": "t", "verify_url": "http://127.0.0.1:9/v"},
+    )
+    source = FormSources.model_validate(data).sources["s"]
+    assert source.html is not None and source.html.captcha is not None
+    assert source.html.captcha.endpoint == "http://127.0.0.1:9/v"
+    assert source.html.captcha.token_field == "cf-turnstile-response"
+
+
+def test_html_options_only_for_html_and_signing_secret_not_for_html(tmp_path):
+    data = html_options()
+    data["sources"]["s"]["signing_secret"] = "forms/x"
+    assert any("html signs nothing" in p for p in problems_of(tmp_path, data))
+    data = minimal(html=html_options()["sources"]["s"]["html"])
+    assert any("only apply to provider html" in p for p in problems_of(tmp_path, data))
+
+
+def test_unreadable_and_non_yaml_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_form_sources(tmp_path / "missing.yaml")
+    assert problems_of(tmp_path, "sources: [unclosed") == ["not valid YAML at line 1, column 19"]
+    assert "must be a mapping" in problems_of(tmp_path, "- a list\n")[0]

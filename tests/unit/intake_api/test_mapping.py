@@ -1,0 +1,188 @@
+"""Answers -> Cliniko fields: transforms, defaults, notes template; then Cliniko's rules."""
+
+from __future__ import annotations
+
+import pytest
+from cliniko_automations.cliniko import rules
+from cliniko_automations.intake.config import FormSource, load_form_sources
+from cliniko_automations.intake.errors import FieldsInvalid
+from cliniko_automations.intake.mapping import answer_ids_for, map_answers, split_name
+from cliniko_automations.intake.validation import validate_draft
+
+
+def source(fields, **extra) -> FormSource:
+    return FormSource.model_validate(
+        {
+            "name": "s",
+            "provider": "json",
+            "signing_secret": "x",
+            "account": "a",
+            "fields": fields,
+            **extra,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Jane", {"first_name": "Jane"}),
+        ("  Jane   van  Dyke ", {"first_name": "Jane", "last_name": "van Dyke"}),
+        ({"first": "Ana", "last": "Lima"}, {"first_name": "Ana", "last_name": "Lima"}),
+        (
+            {"prefix": "Dr", "first": "Ana", "middle": "", "last": "Lima"},
+            {"title": "Dr", "first_name": "Ana", "last_name": "Lima"},
+        ),
+        ({"full": "Ana Lima"}, {"first_name": "Ana", "last_name": "Lima"}),
+        ("", {}),
+    ],
+)
+def test_split_name(answer, expected):
+    assert split_name(answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Australia", "AU"),
+        ("au", "AU"),
+        ("NZL", "NZ"),
+        ("United Kingdom", "GB"),
+        ("Narnia", "Narnia"),
+    ],
+)
+def test_country_name_or_code_to_iso(answer, expected):
+    mapped = map_answers(
+        {"n": "A", "c": answer},
+        source([{"from": "n", "to": "first_name"}, {"from": "c", "to": "country_code"}]),
+    )
+    assert mapped["country_code"] == expected
+
+
+def test_phones_types_and_compound_parts():
+    rules_ = [
+        {"from": "n", "to": "full_name"},
+        {"from": "m", "to": "phone"},
+        {"from": "w", "to": "phone", "phone_type": "Work"},
+        {"from": "addr", "part": "city", "to": "city"},
+        {"from": "addr", "part": "postal", "to": "post_code"},
+    ]
+    mapped = map_answers(
+        {
+            "n": "A B",
+            "m": {"full": "0400 000 000"},
+            "w": " 02 9999 0000 ",
+            "addr": {"city": "Perth", "postal": "6000"},
+        },
+        source(rules_),
+    )
+    assert mapped["phone_numbers"] == [
+        {"number": "0400 000 000", "phone_type": "Mobile"},
+        {"number": "02 9999 0000", "phone_type": "Work"},
+    ]
+    assert (mapped["city"], mapped["post_code"]) == ("Perth", "6000")
+
+
+def test_type_code_doctor_type_values_and_names():
+    rules_ = [
+        {"from": "n", "to": "first_name"},
+        {"from": "kind", "to": "type_code", "values": {"Referrer": 1}},
+        {"from": "role", "to": "doctor_type"},
+    ]
+    by_label = map_answers(
+        {"n": "A", "kind": "referrer", "role": "General Practitioner"}, source(rules_)
+    )
+    assert by_label == {"first_name": "A", "type_code": 1, "doctor_type": "general_practitioner"}
+    by_name = map_answers(
+        {"n": "A", "kind": "3rd Party Payer", "role": "specialist"}, source(rules_)
+    )
+    assert (by_name["type_code"], by_name["doctor_type"]) == (2, "specialist")
+    assert map_answers({"n": "A", "kind": "2"}, source(rules_))["type_code"] == 2
+
+
+def test_defaults_fill_only_what_is_missing_and_first_rule_wins():
+    rules_ = [
+        {"from": "first", "to": "first_name"},
+        {"from": "name", "to": "full_name"},
+        {"from": "kind", "to": "type_code"},
+    ]
+    src = source(rules_, defaults={"type_code": 1, "country_code": "AU"})
+    mapped = map_answers({"name": "Ana Lima", "kind": "0"}, src)
+    assert mapped == {
+        "first_name": "Ana",
+        "last_name": "Lima",
+        "type_code": 0,
+        "country_code": "AU",
+    }
+    assert map_answers({"first": "Bea", "name": "Ana Lima"}, src)["first_name"] == "Bea"
+
+
+def test_notes_template():
+    src = source(
+        [{"from": "n", "to": "first_name"}],
+        notes_template="From {_source} ({_provider}): {reason}; topics {topics}. {{ok}} {missing}",
+    )
+    mapped = map_answers({"n": "A", "reason": "Knee", "topics": ["a", "b"]}, src)
+    assert mapped["notes"] == "From s (json): Knee; topics a, b. {ok}"
+
+
+def test_blank_answers_are_left_out():
+    src = source(
+        [
+            {"from": "n", "to": "first_name"},
+            {"from": "e", "to": "email"},
+            {"from": "p", "to": "phone"},
+        ]
+    )
+    assert map_answers({"n": "A", "e": "  ", "p": None}, src) == {"first_name": "A"}
+
+
+def test_answer_ids_for_points_back_at_form_inputs():
+    src = load_form_sources().sources["intake-jotform"]
+    assert answer_ids_for("first_name", src) == ["q3_name"]
+    assert answer_ids_for("phone_numbers", src) == ["q5_phone"]
+    assert answer_ids_for("city", src) == ["q6_address"]
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def test_valid_draft():
+    src = source([{"from": "n", "to": "full_name"}], required=["last_name"])
+    draft = validate_draft({"first_name": "A", "last_name": "B", "type_code": 1}, src)
+    assert (draft.first_name, draft.type_code) == ("A", 1)
+
+
+def test_every_rejected_field_is_named_with_clinikos_message():
+    src = source(
+        [{"from": "n", "to": "full_name"}, {"from": "e", "to": "email"}], required=["email"]
+    )
+    with pytest.raises(FieldsInvalid) as caught:
+        validate_draft(
+            {
+                "last_name": "x" * 256,
+                "country_code": "Narnia",
+                "doctor_type": "surgeon",
+                "type_code": 7,
+                "phone_numbers": [{"number": "1", "phone_type": "Pager"}],
+            },
+            src,
+        )
+    assert caught.value.errors == {
+        "country_code": rules.NOT_IN_LIST,
+        "doctor_type": rules.NOT_IN_LIST,
+        "email": rules.BLANK,
+        "first_name": rules.BLANK,
+        "last_name": rules.TOO_LONG,
+        "phone_numbers": "phone_type " + rules.NOT_IN_LIST,
+        "type_code": rules.NOT_IN_LIST,
+    }
+    assert caught.value.status == 422
+    assert caught.value.body()["message"] == "Validation failed"
+
+
+def test_bad_email_shape():
+    src = source([{"from": "n", "to": "full_name"}])
+    with pytest.raises(FieldsInvalid) as caught:
+        validate_draft({"first_name": "A", "email": "not an email"}, src)
+    assert caught.value.errors == {"email": rules.INVALID}

@@ -1,0 +1,333 @@
+"""Each adapter: a correctly signed delivery passes; a tampered body, a wrong secret, a missing
+or malformed signature and (where the scheme has a timestamp) a stale one are refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+from cliniko_automations.intake.errors import BadSignature, MalformedBody
+from cliniko_automations.intake.providers import (
+    ADAPTERS,
+    formspree,
+    html,
+    jotform,
+    json_api,
+    tally,
+    typeform,
+    webflow,
+)
+from cliniko_automations.intake.providers.base import Delivery
+
+from tests.unit.intake_api import samples
+from tests.unit.intake_api.samples import EMAIL, FIRST, LAST, NAME, PHONE, SECRET
+
+NOW = time.time()
+
+
+def delivery(body: bytes, headers: dict[str, str], content_type: str = "application/json"):
+    return Delivery(
+        body=body, headers={"content-type": content_type, **headers}, content_type=content_type
+    )
+
+
+def tamper(body: bytes) -> bytes:
+    # Same length, one answer changed: what an attacker on the path would do.
+    return body.replace(EMAIL.encode(), EMAIL.replace("m", "n").encode(), 1)
+
+
+# --- Typeform --------------------------------------------------------------------------------
+
+
+def test_typeform_good_signature_and_parse():
+    body = samples.typeform_body()
+    signed = delivery(body, {"typeform-signature": samples.typeform_signature(body)})
+    typeform.verify(signed, SECRET, NOW)
+    parsed = typeform.parse(signed)
+    assert parsed.submission_id == "tf-response-token-1"
+    assert parsed.answers["referrer_name"] == NAME
+    assert parsed.answers["referrer_email"] == EMAIL
+    assert parsed.answers["referrer_role"] == "General practitioner"
+    assert parsed.answers["utm_source"] == "newsletter"
+    assert parsed.ignored is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"typeform-signature": ""},
+        {"typeform-signature": "sha256=" + base64.b64encode(b"x" * 32).decode()},
+        {"typeform-signature": samples.typeform_signature(samples.typeform_body(), "other")},
+        # Right digest, wrong scheme prefix.
+        {"typeform-signature": samples.tally_signature(samples.typeform_body())},
+    ],
+)
+def test_typeform_bad_signatures(headers):
+    with pytest.raises(BadSignature):
+        typeform.verify(delivery(samples.typeform_body(), headers), SECRET, NOW)
+
+
+def test_typeform_tampered_body():
+    body = samples.typeform_body()
+    signature = samples.typeform_signature(body)
+    with pytest.raises(BadSignature):
+        typeform.verify(delivery(tamper(body), {"typeform-signature": signature}), SECRET, NOW)
+
+
+def test_typeform_signature_is_over_raw_bytes_not_reserialised_json():
+    body = json.dumps(json.loads(samples.typeform_body()), indent=2).encode()
+    signed = delivery(body, {"typeform-signature": samples.typeform_signature(body)})
+    typeform.verify(signed, SECRET, NOW)
+    compact = json.dumps(json.loads(body), separators=(",", ":")).encode()
+    with pytest.raises(BadSignature):
+        typeform.verify(delivery(compact, signed.headers), SECRET, NOW)
+
+
+def test_typeform_partial_responses_are_ignored():
+    body = samples.typeform_body(event_type="form_response_partial")
+    parsed = typeform.parse(delivery(body, {}))
+    assert parsed.ignored and parsed.answers == {}
+
+
+def test_typeform_choices_and_fallback_to_event_id():
+    body = json.dumps(
+        {
+            "event_id": "EV1",
+            "event_type": "form_response",
+            "form_response": {
+                "answers": [
+                    {
+                        "type": "choices",
+                        "choices": {"labels": ["A", "B"], "other": "C"},
+                        "field": {"id": "x", "ref": "many"},
+                    },
+                    {"type": "number", "number": 3, "field": {"id": "y", "ref": "n"}},
+                    {"type": "boolean", "boolean": True, "field": {"id": "z", "ref": "b"}},
+                ]
+            },
+        }
+    ).encode()
+    parsed = typeform.parse(delivery(body, {}))
+    assert parsed.answers == {"many": ["A", "B", "C"], "n": 3, "b": True}
+    assert parsed.submission_id == "EV1"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"event_type": "form_response"}',
+        b'{"event_type": "form_response", "form_response": {"answers": [1]}}',
+    ],
+)
+def test_typeform_malformed(body):
+    with pytest.raises(MalformedBody):
+        typeform.parse(delivery(body, {}))
+
+
+# --- Tally -----------------------------------------------------------------------------------
+
+
+def test_tally_good_signature_and_option_resolution():
+    body = samples.tally_body()
+    signed = delivery(body, {"tally-signature": samples.tally_signature(body)})
+    tally.verify(signed, SECRET, NOW)
+    parsed = tally.parse(signed)
+    assert parsed.submission_id == "2wgx4n"
+    assert parsed.answers["question_first_name"] == FIRST
+    assert parsed.answers["question_country"] == ["New Zealand"]
+
+
+@pytest.mark.parametrize("secret", [SECRET + "x", ""])
+def test_tally_wrong_secret(secret):
+    body = samples.tally_body()
+    headers = {"tally-signature": samples.tally_signature(body, secret or "other")}
+    with pytest.raises(BadSignature):
+        tally.verify(delivery(body, headers), SECRET, NOW)
+
+
+def test_tally_tampered_and_missing():
+    body = samples.tally_body()
+    with pytest.raises(BadSignature):
+        tally.verify(
+            delivery(tamper(body), {"tally-signature": samples.tally_signature(body)}), SECRET, NOW
+        )
+    with pytest.raises(BadSignature):
+        tally.verify(delivery(body, {}), SECRET, NOW)
+
+
+def test_tally_other_events_ignored_and_malformed_fields():
+    assert tally.parse(delivery(b'{"eventType": "FORM_DELETED"}', {})).ignored
+    with pytest.raises(MalformedBody):
+        tally.parse(delivery(b'{"eventType": "FORM_RESPONSE", "data": {"fields": [{}]}}', {}))
+
+
+# --- Webflow ---------------------------------------------------------------------------------
+
+
+def test_webflow_good_signature_and_parse():
+    body = samples.webflow_body()
+    signed = delivery(body, samples.webflow_headers(body, at=NOW))
+    webflow.verify(signed, SECRET, NOW)
+    parsed = webflow.parse(signed)
+    assert parsed.submission_id == "6321a9a5c1b0a5d1d0b1b0a1"
+    assert parsed.answers["Full Name"] == NAME
+
+
+def test_webflow_tampered_body_and_timestamp():
+    body = samples.webflow_body()
+    headers = samples.webflow_headers(body, at=NOW)
+    with pytest.raises(BadSignature):
+        webflow.verify(delivery(tamper(body), headers), SECRET, NOW)
+    moved = {**headers, "x-webflow-timestamp": str(int(headers["x-webflow-timestamp"]) + 1)}
+    with pytest.raises(BadSignature):
+        webflow.verify(delivery(body, moved), SECRET, NOW)
+
+
+@pytest.mark.parametrize(("offset", "ok"), [(-299, True), (-301, False), (299, True), (301, False)])
+def test_webflow_replay_window_in_milliseconds(offset, ok):
+    body = samples.webflow_body()
+    signed = delivery(body, samples.webflow_headers(body, at=NOW + offset))
+    if ok:
+        webflow.verify(signed, SECRET, NOW)
+    else:
+        with pytest.raises(BadSignature, match="5-minute window"):
+            webflow.verify(signed, SECRET, NOW)
+
+
+def test_webflow_timestamp_in_seconds_is_stale():
+    # A sender using seconds instead of milliseconds looks like 1970: refused.
+    body = samples.webflow_body()
+    seconds = str(int(NOW))
+    signature = samples._hmac(SECRET, f"{seconds}:".encode() + body).hex()
+    headers = {"x-webflow-timestamp": seconds, "x-webflow-signature": signature}
+    with pytest.raises(BadSignature):
+        webflow.verify(delivery(body, headers), SECRET, NOW)
+
+
+@pytest.mark.parametrize("drop", ["x-webflow-timestamp", "x-webflow-signature"])
+def test_webflow_missing_headers(drop):
+    body = samples.webflow_body()
+    headers = samples.webflow_headers(body, at=NOW)
+    del headers[drop]
+    with pytest.raises(BadSignature):
+        webflow.verify(delivery(body, headers), SECRET, NOW)
+
+
+# --- Formspree and own JSON (t=,v1=) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("adapter", "header", "body"),
+    [
+        (formspree, "formspree-signature", samples.formspree_body()),
+        (json_api, "x-signature", samples.json_body()),
+    ],
+)
+class TestTimestampedHmac:
+    def test_good(self, adapter, header, body):
+        adapter.verify(delivery(body, {header: samples.t_v1_signature(body, at=NOW)}), SECRET, NOW)
+
+    def test_tampered(self, adapter, header, body):
+        signature = samples.t_v1_signature(body, at=NOW)
+        with pytest.raises(BadSignature):
+            adapter.verify(delivery(tamper(body), {header: signature}), SECRET, NOW)
+
+    def test_timestamp_is_signed(self, adapter, header, body):
+        signature = samples.t_v1_signature(body, at=NOW)
+        moved = signature.replace(f"t={int(NOW)}", f"t={int(NOW) - 1}")
+        with pytest.raises(BadSignature):
+            adapter.verify(delivery(body, {header: moved}), SECRET, NOW)
+
+    @pytest.mark.parametrize(("offset", "ok"), [(-299, True), (-301, False), (301, False)])
+    def test_replay_window(self, adapter, header, body, offset, ok):
+        signed = delivery(body, {header: samples.t_v1_signature(body, at=NOW + offset)})
+        if ok:
+            adapter.verify(signed, SECRET, NOW)
+        else:
+            with pytest.raises(BadSignature, match="5-minute window"):
+                adapter.verify(signed, SECRET, NOW)
+
+    @pytest.mark.parametrize(
+        "value", [None, "", "v1=abc", f"t={int(NOW)}", "t=soon,v1=ab", "garbage"]
+    )
+    def test_malformed_headers(self, adapter, header, body, value):
+        headers = {} if value is None else {header: value}
+        with pytest.raises(BadSignature):
+            adapter.verify(delivery(body, headers), SECRET, NOW)
+
+    def test_rotation_any_v1_may_match(self, adapter, header, body):
+        good = samples.t_v1_signature(body, at=NOW)
+        stamp, v1 = good.split(",")
+        adapter.verify(delivery(body, {header: f"{stamp},v1={'0' * 64},{v1}"}), SECRET, NOW)
+
+
+def test_formspree_parse_takes_submission_object_and_has_no_id():
+    parsed = formspree.parse(delivery(samples.formspree_body(), {}))
+    assert parsed.submission_id is None
+    assert parsed.answers["contact_name"] == NAME
+
+
+def test_json_parse_takes_idempotency_key_header():
+    body = samples.json_body()
+    parsed = json_api.parse(delivery(body, {"idempotency-key": "order-77"}))
+    assert parsed.submission_id == "order-77"
+    assert parsed.answers["email"] == EMAIL
+    assert json_api.parse(delivery(body, {})).submission_id is None
+
+
+# --- Jotform and HTML (no signature) ---------------------------------------------------------
+
+
+def test_unsigned_providers_have_no_verify():
+    assert jotform.verify is None and html.verify is None
+    assert set(ADAPTERS) == {"typeform", "tally", "webflow", "formspree", "jotform", "html", "json"}
+
+
+def test_jotform_parse_multipart_raw_request():
+    body, content_type = samples.jotform_body()
+    parsed = jotform.parse(delivery(body, {}, content_type))
+    assert parsed.submission_id == "5712345678901234567"
+    assert parsed.answers["q3_name"] == {"first": FIRST, "last": LAST}
+    assert parsed.answers["q5_phone"] == {"full": PHONE}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"formID": "1"}, {"rawRequest": "{not json"}, {"rawRequest": "[1, 2]"}],
+)
+def test_jotform_malformed(fields):
+    body, content_type = samples.multipart(fields)
+    with pytest.raises(MalformedBody):
+        jotform.parse(delivery(body, {}, content_type))
+
+
+def test_jotform_multipart_without_boundary_or_garbled():
+    body, _ = samples.jotform_body()
+    with pytest.raises(MalformedBody):
+        jotform.parse(delivery(body, {}, "multipart/form-data"))
+    with pytest.raises(MalformedBody):
+        jotform.parse(delivery(b"no parts here", {}, "multipart/form-data; boundary=zz"))
+
+
+def test_html_urlencoded_repeated_keys_and_utf8():
+    body = b"name=Zo%C3%AB+Smith&topic=a&topic=b&website="
+    parsed = html.parse(delivery(body, {}, "application/x-www-form-urlencoded"))
+    assert parsed.answers == {"name": "Zoë Smith", "topic": ["a", "b"], "website": ""}
+    with pytest.raises(MalformedBody):
+        html.parse(delivery(b"name=%FF%FE", {}, "application/x-www-form-urlencoded"))
+
+
+def test_html_multipart_skips_file_parts():
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\nZoë\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="cv"; filename="cv.pdf"\r\n'
+        f"Content-Type: application/pdf\r\n\r\n%PDF-1.4\r\n--{boundary}--\r\n"
+    ).encode()
+    parsed = html.parse(delivery(body, {}, f"multipart/form-data; boundary={boundary}"))
+    assert parsed.answers == {"name": "Zoë"}
