@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Build the Lambda artifact: stage the code, run `sam build`, compile `.pyc` for python3.13.
+
+`sam build` installs a CodeUri's requirements.txt but cannot install local path requirements
+(our generated client is one), so this script stages one directory for every function:
+
+    build/staged/cliniko_automations/   deployed code (no tests, no caches)
+    build/staged/cliniko_client/        the generated Cliniko client
+    build/staged/requirements.txt       the runtime dependencies of both, from their metadata
+
+then runs `sam build` (SAM CLI from .venv-sam, made by scripts/bootstrap) and compiles every
+module of the built artifact for python3.13 with unchecked-hash invalidation: Lambda's file
+system is read-only, so without shipped `.pyc` files every cold start compiles everything again.
+
+    python scripts/build.py              stage, sam build, compile
+    python scripts/build.py --stage-only stage only
+    python scripts/build.py --no-compile skip the .pyc step (for cold-start comparisons)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGED = ROOT / "build" / "staged"
+SAM_DIR = ROOT / ".aws-sam"
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+TEMPLATE = ROOT / "template.yaml"
+# What template.yaml deploys; --arch x86_64 builds the same artifact for this machine so the
+# packaging smoke test can import it (an aarch64 pydantic-core cannot load on x86_64).
+DEPLOYED_ARCH = "arm64"
+# The Lambda runtime's Python; pyenv resolves python3.13 only when 3.13 is in PYENV_VERSION.
+RUNTIME_PYTHON = "python3.13"
+PYENV_VERSIONS = "3.11.7:3.13.0"
+
+# (source directory, name inside the staged directory)
+PACKAGES = (
+    (ROOT / "functions" / "cliniko_automations", "cliniko_automations"),
+    (ROOT / "generated_client" / "cliniko_client", "cliniko_client"),
+)
+# Distributions whose runtime requirements the artifact needs.
+DISTRIBUTIONS = ("cliniko-contacts-automations", "generated_client")
+# Never deployed: tests, caches, and anything a developer's tools leave behind.
+IGNORED = shutil.ignore_patterns(
+    "__pycache__",
+    "*.pyc",
+    "*.pyo",
+    "tests",
+    "test_*.py",
+    "conftest.py",
+    ".pytest_cache",
+    "*.egg-info",
+)
+
+
+def runtime_requirements() -> list[str]:
+    """Runtime requirement lines of our distributions, without extras or local paths."""
+    lines: list[str] = []
+    for dist in DISTRIBUTIONS:
+        try:
+            requires = metadata.requires(dist) or []
+        except metadata.PackageNotFoundError:
+            raise SystemExit(
+                f"{dist} is not installed in this interpreter: run scripts/bootstrap and use .venv"
+            ) from None
+        for requirement in requires:
+            spec, _, marker = requirement.partition(";")
+            if "extra ==" in marker:
+                continue  # dev tools and optional extras
+            if " @ " in spec or spec.strip().startswith((".", "/", "file:")):
+                continue  # a local path requirement: staged as source instead
+            line = re.sub(r"\s+", "", spec)
+            if marker.strip():
+                line = f"{line}; {marker.strip()}"
+            if line not in lines:
+                lines.append(line)
+    return lines
+
+
+def stage(staged: Path = STAGED) -> Path:
+    if staged.exists():
+        shutil.rmtree(staged)
+    staged.mkdir(parents=True)
+    for source, name in PACKAGES:
+        if not (source / "__init__.py").is_file():
+            raise SystemExit(f"missing package: {source.relative_to(ROOT)}")
+        shutil.copytree(source, staged / name, ignore=IGNORED)
+    requirements = runtime_requirements()
+    (staged / "requirements.txt").write_text(
+        "# Written by scripts/build.py from the distributions' metadata.\n"
+        + "\n".join(requirements)
+        + "\n"
+    )
+    return staged
+
+
+def sam_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["SAM_CLI_TELEMETRY"] = "0"
+    env.setdefault("PYENV_VERSION", PYENV_VERSIONS)
+    # The SAM CLI's own venv must not leak into the pip it runs for the runtime.
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONPATH", None)
+    path = [p for p in env.get("PATH", "").split(os.pathsep) if not p.endswith("/.venv/bin")]
+    env["PATH"] = os.pathsep.join(path)
+    return env
+
+
+def build_dir(arch: str = DEPLOYED_ARCH) -> Path:
+    return SAM_DIR / "build" if arch == DEPLOYED_ARCH else SAM_DIR / f"build-{arch}"
+
+
+def template_for(arch: str) -> Path:
+    """template.yaml itself, or a copy that differs only in architecture and CodeUri path."""
+    if arch == DEPLOYED_ARCH:
+        return TEMPLATE
+    text = TEMPLATE.read_text()
+    for old, new in (
+        (f"Architectures: [{DEPLOYED_ARCH}]", f"Architectures: [{arch}]"),
+        ("CodeUri: build/staged/", f"CodeUri: {STAGED}/"),
+    ):
+        if text.count(old) != 1:
+            raise SystemExit(f"template.yaml must contain exactly one {old!r}")
+        text = text.replace(old, new)
+    SAM_DIR.mkdir(exist_ok=True)
+    derived = SAM_DIR / f"template-{arch}.yaml"
+    derived.write_text(text)
+    return derived
+
+
+def sam_build(arch: str = DEPLOYED_ARCH) -> None:
+    if not SAM.exists():
+        raise SystemExit(f"{SAM.relative_to(ROOT)} not found: run scripts/bootstrap first")
+    suffix = "" if arch == DEPLOYED_ARCH else f"-{arch}"
+    command = [
+        str(SAM),
+        "build",
+        "--template-file",
+        str(template_for(arch)),
+        "--build-dir",
+        str(build_dir(arch)),
+        "--cached",
+        "--cache-dir",
+        str(SAM_DIR / f"cache{suffix}"),
+    ]
+    subprocess.run(command, cwd=ROOT, env=sam_environment(), check=True)
+
+
+def function_artifacts(arch: str = DEPLOYED_ARCH) -> list[Path]:
+    """The built code directory of every function (sam build writes one per function)."""
+    directory = build_dir(arch)
+    return sorted(
+        p for p in directory.iterdir() if p.is_dir() and (p / "cliniko_automations").is_dir()
+    )
+
+
+def compile_pyc(directories: list[Path]) -> None:
+    for directory in directories:
+        subprocess.run(
+            [
+                RUNTIME_PYTHON,
+                "-m",
+                "compileall",
+                "-q",
+                # Lambda cannot write next to the code and never changes it: trust the
+                # shipped .pyc without stat-ing or hashing the source on every import.
+                "--invalidation-mode",
+                "unchecked-hash",
+                str(directory),
+            ],
+            env=sam_environment(),
+            check=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--stage-only", action="store_true", help="stage, skip sam build")
+    parser.add_argument("--no-compile", action="store_true", help="skip the .pyc step")
+    parser.add_argument(
+        "--arch",
+        choices=("arm64", "x86_64"),
+        default=DEPLOYED_ARCH,
+        help=f"target (deployed: {DEPLOYED_ARCH}); others build into .aws-sam/build-ARCH",
+    )
+    args = parser.parse_args(argv)
+    staged = stage()
+    print(f"staged {staged.relative_to(ROOT)}")
+    if args.stage_only:
+        return 0
+    sam_build(args.arch)
+    artifacts = function_artifacts(args.arch)
+    if not artifacts:
+        raise SystemExit("sam build produced no function artifact")
+    if not args.no_compile:
+        compile_pyc(artifacts)
+    for artifact in artifacts:
+        print(f"built {artifact.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
