@@ -156,3 +156,38 @@ def test_records_are_append_only_and_carry_a_due_date(erasure_stack, eraser):
 
     with pytest.raises(AlreadyRecorded):
         eraser._audit.append("dated", "999#outcome", {"status": "failed"})
+
+
+def test_id_and_email_together_must_name_the_same_contact(erasure_stack, eraser):
+    contact_id = erasure_stack.seed()
+    outcome = eraser.submit(
+        ask(request_id="both", contact_id=contact_id, email="someone.else@example.com"), CALLER
+    )
+    assert outcome.result == "no_record_found"
+    assert not erasure_stack.contact(contact_id)["archived_at"]
+    outcome = eraser.submit(ask(request_id="both-ok", contact_id=contact_id, email=EMAIL), CALLER)
+    assert outcome.result == "erased" and outcome.contact_ids == [contact_id]
+
+
+def test_an_interrupted_request_reads_as_open_and_a_repeat_finishes_it(erasure_stack, eraser):
+    contact_id = erasure_stack.seed()
+    request = ask(request_id="cut", contact_id=contact_id)
+    # A first call that stopped (timeout, crash) after recording its lookup.
+    eraser._receive(request, CALLER, eraser._fingerprint(request))
+    eraser._audit.append(
+        "cut", "001#lookup", {"record": "lookup", "contact_ids": [contact_id], "result": "found"}
+    )
+    state = eraser.status("cut")
+    assert (state.status, state.result, state.contact_ids) == ("open", "in_progress", [contact_id])
+
+    outcome = eraser.submit(request, CALLER)
+
+    assert outcome.status == "completed" and outcome.result == "erased"
+    sks = sorted(i["sk"] for i in erasure_stack.audit_items())
+    assert sks == [
+        "000#received",
+        "001#lookup",
+        "002#contact#" + contact_id,
+        "002#lookup",
+        "999#outcome",
+    ]
