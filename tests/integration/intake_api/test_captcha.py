@@ -1,0 +1,87 @@
+"""Turnstile / reCAPTCHA verification over real HTTP against a 127.0.0.1 stand-in."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cliniko_automations.intake.captcha import verify_captcha
+from cliniko_automations.intake.config import Captcha
+from cliniko_automations.intake.errors import CaptchaFailed, ServiceUnavailable
+
+
+@pytest.fixture(scope="module")
+def siteverify() -> Iterator[tuple[str, dict]]:
+    """Answers with whatever `reply` holds: {"status": int, "body": bytes}."""
+    reply: dict = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(reply["status"])
+            self.send_header("content-length", str(len(reply["body"])))
+            self.end_headers()
+            self.wfile.write(reply["body"])
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/siteverify", reply
+    server.shutdown()
+    server.server_close()
+
+
+def answer(reply: dict, status: int = 200, **body) -> None:
+    reply.update(status=status, body=json.dumps(body).encode())
+
+
+def recaptcha(url: str, **options) -> Captcha:
+    return Captcha(provider="recaptcha", secret="s", verify_url=url, **options)
+
+
+def test_success(siteverify):
+    url, reply = siteverify
+    answer(reply, success=True)
+    verify_captcha(recaptcha(url), "secret", "token", "203.0.113.1")
+
+
+def test_rejected_token_and_missing_token(siteverify):
+    url, reply = siteverify
+    answer(reply, success=False, **{"error-codes": ["invalid-input-response"]})
+    with pytest.raises(CaptchaFailed):
+        verify_captcha(recaptcha(url), "secret", "token", None)
+    with pytest.raises(CaptchaFailed, match="missing"):
+        verify_captcha(recaptcha(url), "secret", None, None)
+
+
+def test_v3_score_and_action(siteverify):
+    url, reply = siteverify
+    answer(reply, success=True, score=0.4, action="contact")
+    with pytest.raises(CaptchaFailed, match="score"):
+        verify_captcha(recaptcha(url, min_score=0.5), "secret", "token", None)
+    verify_captcha(recaptcha(url, min_score=0.3, action="contact"), "secret", "token", None)
+    with pytest.raises(CaptchaFailed, match="action"):
+        verify_captcha(recaptcha(url, action="signup"), "secret", "token", None)
+
+
+@pytest.mark.parametrize(("status", "body"), [(500, b"{}"), (200, b"<html>"), (200, b"[true]")])
+def test_service_trouble_fails_closed(siteverify, status, body):
+    url, reply = siteverify
+    reply.update(status=status, body=body)
+    with pytest.raises(ServiceUnavailable):
+        verify_captcha(recaptcha(url), "secret", "token", None)
+
+
+def test_unreachable_service_fails_closed():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ServiceUnavailable) as caught:
+        verify_captcha(recaptcha(f"http://127.0.0.1:{port}/x"), "secret", "token", None)
+    assert caught.value.dependency == "captcha"
