@@ -268,7 +268,7 @@ def test_an_already_scrubbed_and_archived_contact_counts_as_done(erasure_stack):
     [None, {}, {**IAM_CONTEXT, "userArn": None}, {**IAM_CONTEXT, "userArn": ""}],
     ids=["no-authorizer", "empty-iam", "null-arn", "blank-arn"],
 )
-def test_an_event_without_iam_identity_is_refused(erasure_stack, iam):
+def test_an_event_without_iam_identity_is_refused(erasure_stack, iam, capsys):
     contact_id = erasure_stack.seed()
     before = len(erasure_stack.log())
 
@@ -279,6 +279,12 @@ def test_an_event_without_iam_identity_is_refused(erasure_stack, iam):
 
     assert erasure_stack.log()[before:] == []
     assert erasure_stack.audit_items() == []
+    refusals = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if '"ErasureRequestRefused"' in line
+    ]
+    assert [r["reason"] for r in refusals] == ["unauthenticated"] * 2
 
 
 @pytest.fixture

@@ -100,9 +100,15 @@ def get_request(request_id: str) -> Response:
     return _json(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
 
 
+def _refused(reason: str) -> None:
+    metrics.add_dimension(name="reason", value=reason)
+    metrics.add_metric(name="ErasureRequestRefused", unit=MetricUnit.Count, value=1)
+
+
 @app.exception_handler(Unauthenticated)
 def _unauthenticated(_: Unauthenticated) -> Response:
     logger.warning("erasure call without IAM identity refused")
+    _refused("unauthenticated")
     return _json(HTTPStatus.FORBIDDEN, {"message": "a SigV4-signed IAM caller is required"})
 
 
@@ -110,6 +116,7 @@ def _unauthenticated(_: Unauthenticated) -> Response:
 def _invalid(error: InvalidRequest) -> Response:
     # Field names and rule messages only: the input values are never echoed or logged.
     logger.info("erasure request rejected", extra={"fields": sorted(error.problems)})
+    _refused("invalid")
     return _json(
         HTTPStatus.UNPROCESSABLE_ENTITY, {"message": "invalid request", "errors": error.problems}
     )
@@ -118,6 +125,7 @@ def _invalid(error: InvalidRequest) -> Response:
 @app.exception_handler(SeveralMatches)
 def _several(error: SeveralMatches) -> Response:
     logger.info("several contacts match", extra={"contact_ids": error.contact_ids})
+    _refused("several_matches")
     return _json(
         HTTPStatus.CONFLICT,
         {
@@ -133,6 +141,7 @@ def _several(error: SeveralMatches) -> Response:
 @app.exception_handler([RequestIdConflict, RequestInProgress])
 def _conflict(error: RequestIdConflict | RequestInProgress) -> Response:
     logger.info("erasure request conflict", extra={"error": type(error).__name__})
+    _refused("conflict")
     return _json(HTTPStatus.CONFLICT, {"request_id": error.request_id, "message": str(error)})
 
 
