@@ -211,6 +211,8 @@ class FormSource(_Model):
             problems.append(f"provider {self.provider} signs nothing: remove signing_secret")
         if self.provider == "jotform" and not self.token_secret:
             problems.append("provider jotform signs nothing: set token_secret")
+        if self.provider == "html" and self.token_secret:
+            problems.append("a browser cannot keep a token: remove token_secret")
         if self.provider == "html" and self.html is None:
             problems.append("provider html needs the `html` options")
         if self.provider != "html" and self.html is not None:
@@ -265,6 +267,15 @@ class FormSources(_Model):
     def account_secret(self, source: FormSource) -> str:
         return self.accounts[source.account].api_key_secret
 
+    def secret_names(self) -> list[str]:
+        """Every Secrets Manager name the file mentions (for IAM scoping checks)."""
+        names = [account.api_key_secret for account in self.accounts.values()]
+        for source in self.sources.values():
+            names += [name for name in (source.signing_secret, source.token_secret) if name]
+            if source.html is not None and source.html.captcha is not None:
+                names.append(source.html.captcha.secret)
+        return sorted(set(names))
+
 
 def _check_url(value: str, *, allow_path: bool) -> None:
     parts = urlsplit(value)
@@ -304,10 +315,6 @@ def _template_problems(template: str | None) -> list[str]:
                 f"notes_template: {token!r} is not a {{field id}} placeholder (write {{{{ for {{)"
             )
     return problems
-
-
-def template_placeholders(template: str) -> list[str]:
-    return [m.group(1) for m in PLACEHOLDER.finditer(template) if m.group(1) is not None]
 
 
 def _produced_fields(source: FormSource) -> set[str]:
@@ -368,9 +375,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
     parser.add_argument("path", nargs="?", help=f"the file (default: {DEFAULT_PATH.name})")
+    parser.add_argument(
+        "--secrets-prefix",
+        help="fail unless every secret named starts with this (the prefix IAM lets intake read)",
+    )
     args = parser.parse_args(argv)
     try:
         sources = load_form_sources(args.path)
+        if args.secrets_prefix:
+            outside = [n for n in sources.secret_names() if not n.startswith(args.secrets_prefix)]
+            if outside:
+                raise ConfigError(
+                    config_path(args.path),
+                    [f"secret {name!r} is outside {args.secrets_prefix!r}" for name in outside],
+                )
     except ConfigError as exc:
         print(f"{exc.path}: invalid form-source configuration", file=sys.stderr)
         for problem in exc.problems:

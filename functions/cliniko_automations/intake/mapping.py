@@ -16,6 +16,11 @@ from cliniko_automations.intake.config import PLACEHOLDER, FieldRule, FormSource
 from cliniko_automations.intake.providers.base import Answer, as_text
 
 TYPE_CODES_BY_NAME = {name.casefold(): code for code, name in rules.TYPE_NAMES.items()}
+# The Cliniko fields that a derived target fills.
+DERIVED_TARGETS = {
+    "full_name": ("first_name", "last_name", "title"),
+    "phone": ("phone_numbers",),
+}
 
 
 def map_answers(answers: Mapping[str, Answer], source: FormSource) -> dict[str, Any]:
@@ -47,10 +52,7 @@ def answer_ids_for(field: str, source: FormSource) -> list[str]:
     """The provider field ids that feed a Cliniko field (to point a browser at its inputs)."""
     ids = []
     for rule in source.fields:
-        produces = {
-            "full_name": ("first_name", "last_name", "title"),
-            "phone": ("phone_numbers",),
-        }.get(rule.to, (rule.to,))
+        produces = DERIVED_TARGETS.get(rule.to, (rule.to,))
         if field in produces and rule.from_ not in ids:
             ids.append(rule.from_)
     return ids

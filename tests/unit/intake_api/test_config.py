@@ -64,6 +64,14 @@ def test_env_var_overrides_the_default_path(tmp_path, monkeypatch):
     assert list(load_form_sources().sources) == ["s"]
 
 
+def test_check_command_secrets_prefix(tmp_path, capsys):
+    # The template lets intake read secrets under SecretsPrefix (default cliniko-automations/).
+    assert main(["--check", str(DEFAULT_PATH), "--secrets-prefix", "cliniko-automations/"]) == 0
+    assert main(["--check", str(DEFAULT_PATH), "--secrets-prefix", "other/"]) == 1
+    err = capsys.readouterr().err
+    assert "'cliniko-automations/accounts/main-clinic/api-key' is outside 'other/'" in err
+
+
 def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(minimal(account="nowhere", update_policy="sometimes")))
@@ -80,6 +88,10 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
         ({"signing_secret": None}, "provider json signs its deliveries: set signing_secret"),
         ({"provider": "jotform", "signing_secret": None}, "provider jotform signs nothing: set"),
         ({"provider": "html", "signing_secret": None}, "provider html needs the `html` options"),
+        (
+            {"provider": "html", "signing_secret": None, "token_secret": "t"},
+            "a browser cannot keep a token",
+        ),
         ({"account": "elsewhere"}, "sources.s.account: 'elsewhere' is not in accounts"),
         ({"fields": [{"from": "e", "to": "email"}]}, "no field maps to first_name"),
         ({"fields": [{"from": "n", "to": "nickname"}]}, "sources.s.fields.0.to: Input should be"),
