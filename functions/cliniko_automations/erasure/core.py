@@ -81,7 +81,15 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 CONTACT_ID_PATTERN = re.compile(r"^[1-9][0-9]{0,19}$")
 # A reason is a legal basis or a ticket reference. It is kept in the audit trail, so it must
 # not carry personal data: refuse the two shapes that are surely personal (emails, phones).
-PHONE_LIKE = re.compile(r"\d[\d\s().-]{5,}\d")
+# A phone number is a run of 8 or more digits, maybe spaced or punctuated; ISO dates (which
+# a reason may well quote) are taken out first.
+DIGIT_RUN = re.compile(r"\+?\d[\d\s().-]*\d")
+ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+
+
+def _looks_like_a_phone_number(text: str) -> bool:
+    text = ISO_DATE.sub(" ", text)
+    return any(sum(c.isdigit() for c in run) >= 8 for run in DIGIT_RUN.findall(text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +196,7 @@ class ErasureRequest(BaseModel):
     def _reason(cls, value: str) -> str:
         if not 1 <= len(value) <= 200:
             raise ValueError("must be 1-200 characters")
-        if "@" in value or PHONE_LIKE.search(value):
+        if "@" in value or _looks_like_a_phone_number(value):
             raise ValueError(
                 "must not contain personal data such as an email or a phone number; "
                 "give the legal basis or a ticket reference"
@@ -696,8 +704,11 @@ def _find(records: Iterable[Mapping[str, Any]], sk: str) -> dict[str, Any] | Non
 
 
 def _error_kind(error: Exception) -> str:
-    # The class name only: Cliniko's messages may quote values back.
-    return "cliniko_" + type(error).__name__
+    # The class name (and for a 422 the field names) only: Cliniko's messages may quote values.
+    kind = "cliniko_" + type(error).__name__
+    if isinstance(error, cliniko_errors.ValidationFailed) and error.errors:
+        kind += ": " + ", ".join(sorted(error.errors))
+    return kind
 
 
 def _failed_message(error: str) -> str:

@@ -160,3 +160,18 @@ def test_overdue_counts_open_and_failed_requests_past_their_due_date():
 
 def test_the_placeholder_identifies_nobody():
     assert PLACEHOLDER_FIRST_NAME == "Erased"
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["GDPR art. 17", "ticket PRIV-123456", "asked on 2026-11-23 by phone", "APP 11.2 (AU)"],
+)
+def test_ordinary_reasons_pass(reason):
+    assert ErasureRequest.parse({"request_id": "r", "contact_id": "1", "reason": reason}).reason
+
+
+@pytest.mark.parametrize("reason", ["call +61 491 570 156", "fax (02) 5550-1234", "0491570156"])
+def test_reasons_with_phone_numbers_are_refused(reason):
+    with pytest.raises(InvalidRequest) as caught:
+        ErasureRequest.parse({"request_id": "r", "contact_id": "1", "reason": reason})
+    assert "reason" in caught.value.problems
