@@ -229,6 +229,13 @@ class ClinikoTransport(httpx.BaseTransport):
                 self._count += 1
             try:
                 response = self._inner.handle_request(request)
+                # Read the body here, not later in httpx's client: a connection lost halfway
+                # through a create's 201 must count as "sent, outcome unknown", and a GET's
+                # as retryable, like any other drop.
+                try:
+                    response.read()
+                finally:
+                    response.close()
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection was made, so nothing reached Cliniko: safe for every method.
                 failures += 1
@@ -257,8 +264,6 @@ class ClinikoTransport(httpx.BaseTransport):
             status = response.status_code
             if status < 400:
                 return response
-            response.read()
-            response.close()
 
             if status == 429:
                 throttles += 1
