@@ -51,6 +51,9 @@ def published(output: str) -> list[float]:
                 m["Name"] for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]
             ]
             assert "OverdueErasureRequests" in metric_names
+            # the template's alarm watches namespace/metric with the dimension service=erasure
+            assert ["service"] in blob["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+            assert blob["service"] == "erasure"
             value = blob["OverdueErasureRequests"]
             values.extend(value if isinstance(value, list) else [value])
     return values
