@@ -115,6 +115,9 @@ class ClinikoClient:
             raise_on_unexpected_status=True,
             httpx_args={"transport": transport},
         )
+        # Built now, not lazily on the first call, so two threads' first calls cannot race
+        # to build two connection pools.
+        self._api.get_httpx_client()
 
     def __repr__(self) -> str:
         # Never the key: the generated client's own repr would print the auth token.

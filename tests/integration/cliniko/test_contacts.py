@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cliniko_automations.cliniko import ClinikoClient, Contact, ContactWrite, errors
@@ -172,3 +173,15 @@ def test_key_without_suffix_goes_to_au1(cliniko) -> None:
     finally:
         client.close()
     assert cliniko.control.requests()[-1]["path"] == "/au1/v1/contacts"
+
+
+def test_one_client_serves_several_threads(cliniko) -> None:
+    ids = cliniko.control.seed(8, seed=11)
+    client = cliniko.client(clock=FakeClock())
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        fetched = list(pool.map(lambda contact_id: client.get_contact(contact_id).id, ids * 3))
+
+    assert fetched == ids * 3
+    assert client.request_count == 24
+    assert cliniko.control.counters()["by_method_status"]["GET 200"] == 24
