@@ -179,14 +179,14 @@ def _accept(
     if parsed.ignored is not None:
         return Ignored(source.name, source.provider, parsed.ignored)
     answers = dict(parsed.answers)
-    submission_id = parsed.submission_id
+    provider_submission_id = parsed.submission_id
     if browser is not None and source.html is not None:
         html = source.html
         browser.redirects = Redirects.pick(
             html, answers.pop(SUCCESS_URL_FIELD, None), answers.pop(ERROR_URL_FIELD, None)
         )
         if html.nonce_field is not None:
-            submission_id = provider_id(as_text(answers.pop(html.nonce_field, None)))
+            provider_submission_id = provider_id(as_text(answers.pop(html.nonce_field, None)))
         if html.honeypot_field is not None and as_text(answers.pop(html.honeypot_field, None)):
             dropped_id = str(uuid.uuid4())
             return Dropped(
@@ -208,7 +208,7 @@ def _accept(
     draft = validate_draft(map_answers(answers, source), source)
     submission = Submission(
         submission_id=str(uuid.uuid4()),
-        idempotency_key=idempotency_key(source.name, submission_id, draft),
+        idempotency_key=idempotency_key(source.name, provider_submission_id, draft),
         source=source.name,
         provider=source.provider,
         account=source.account,

@@ -23,6 +23,7 @@ import binascii
 import functools
 import json
 import logging
+import os
 import traceback
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,9 @@ from cliniko_automations.intake.accept import (
     Services,
     accept,
 )
-from cliniko_automations.intake.api_settings import ApiSettings
+from cliniko_automations.intake.api_settings import ApiSettings, SettingsError
 from cliniko_automations.intake.captcha import verify_captcha
-from cliniko_automations.intake.config import FormSources, load_form_sources
+from cliniko_automations.intake.config import ConfigError, FormSources, load_form_sources
 from cliniko_automations.intake.errors import (
     FieldsInvalid,
     IntakeError,
@@ -55,7 +56,12 @@ from cliniko_automations.intake.errors import (
 from cliniko_automations.intake.queue import SubmissionQueue
 
 logger = Logger(service="intake")
-metrics = Metrics(service="intake")
+# A namespace is required to flush metrics; without one the flush would raise after the answer
+# was built and API Gateway would turn that into a 500. The template sets the same value.
+metrics = Metrics(
+    service="intake",
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "ClinikoAutomations",
+)
 app = APIGatewayHttpResolver()
 
 # httpx logs request lines at INFO; keep library chatter out of the submission logs.
@@ -167,19 +173,36 @@ def _no_route(exc: NotFoundError) -> Response[str]:
     return _json(404, {"message": "Not found"})
 
 
+@app.exception_handler([ConfigError, SettingsError])
+def _misconfigured(exc: Exception) -> Response[str]:
+    # These messages name settings and config paths, never request content: log them whole.
+    _count_rejected("misconfigured")
+    logger.error(
+        "Deployment misconfigured",
+        extra={"outcome": "error", "error_type": type(exc).__name__, "problem": str(exc)},
+    )
+    return _unavailable()
+
+
 @app.exception_handler(Exception)
 def _unexpected(exc: Exception) -> Response[str]:
     # The message may quote submitted values: log the type and the raising line only.
+    # The deepest frame in our own code says most; a library frame if ours is not involved.
     frames = traceback.extract_tb(exc.__traceback__)
-    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else None
+    ours = [frame for frame in frames if "cliniko_automations" in frame.filename]
+    frame = (ours or frames or [None])[-1]
+    where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else None
     _count_rejected("internal")
     logger.error(
         "Unexpected error",
         extra={"outcome": "error", "error_type": type(exc).__name__, "at": where},
     )
-    return _json(
-        503, {"message": "Service temporarily unavailable"}, {"Retry-After": RETRY_AFTER_SECONDS}
-    )
+    return _unavailable()
+
+
+def _unavailable() -> Response[str]:
+    body = {"message": ServiceUnavailable.message}
+    return _json(503, body, {"Retry-After": RETRY_AFTER_SECONDS})
 
 
 def _count_rejected(reason: str) -> None:

@@ -344,6 +344,8 @@ def load_form_sources(path: str | os.PathLike[str] | None = None) -> FormSources
         text = resolved.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(resolved, [f"cannot read the file ({exc.strerror})"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(resolved, ["the file is not UTF-8 text"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -9,9 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+from cliniko_automations.intake import api_handler
 from cliniko_automations.intake.submission import Submission
 
-from tests.fixtures.apigw import http_api_event
+from tests.fixtures.apigw import form_post_event, http_api_event
 from tests.unit.intake_api import samples
 from tests.unit.intake_api.samples import (
     EMAIL,
@@ -361,8 +362,38 @@ def test_503_not_500_when_the_deployment_is_misconfigured(intake, monkeypatch, c
     assert "SUBMISSION_QUEUE_URL" not in answer["body"]
     (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
     assert record["error_type"] == "SettingsError"
+    assert "SUBMISSION_QUEUE_URL" in record["problem"]
+    assert "exception" not in record  # no stack trace
+    assert rejected_reason(capsys) == "misconfigured"
+
+
+def test_503_when_the_form_source_file_is_broken(intake, capsys):
+    intake.sources_file.write_text("sources: {}\n")
+    api_handler._form_sources.cache_clear()
+    body, headers = typeform()
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 503
+    (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
+    assert record["error_type"] == "ConfigError"
+    assert "accounts: Field required" in record["problem"]
+    assert rejected_reason(capsys) == "misconfigured"
+
+
+def test_503_not_500_for_an_unexpected_error(intake, capsys):
+    # An event API Gateway would never send (no source IP) breaks the handler's own reading.
+    body, headers = typeform()
+    event = form_post_event("referral-typeform", body, headers)
+    del event["requestContext"]["http"]["sourceIp"]
+    answer = intake.invoke(event)
+    assert answer["statusCode"] == 503
+    assert answer["headers"]["Retry-After"] == "30"
+    (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
+    assert record["message"] == "Unexpected error"
+    assert record["error_type"] == "KeyError"
+    assert record["at"].startswith("api_handler.py:")
     assert "exception" not in record  # no stack trace, no message
     assert rejected_reason(capsys) == "internal"
+    assert intake.messages() == []
 
 
 # --- browser form posts ----------------------------------------------------------------------

@@ -182,4 +182,8 @@ def test_unreadable_and_non_yaml_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_form_sources(tmp_path / "missing.yaml")
     assert problems_of(tmp_path, "sources: [unclosed") == ["not valid YAML at line 1, column 19"]
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_form_sources(binary)
     assert "must be a mapping" in problems_of(tmp_path, "- a list\n")[0]
