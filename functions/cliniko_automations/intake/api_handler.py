@@ -82,7 +82,11 @@ def post_form(source: str) -> Response[str]:
     settings = ApiSettings.from_env()
     sources = _form_sources(settings.form_sources_file)
     configured = sources.sources.get(source)
-    logger.append_keys(source=source[:64], provider=configured.provider if configured else None)
+    # The path is the sender's text until it names a configured source: log only known names.
+    logger.append_keys(
+        source=configured.name if configured else "(unknown)",
+        provider=configured.provider if configured else None,
+    )
     event = app.current_event
     request = IntakeRequest(
         source=source,
@@ -100,7 +104,10 @@ def post_form(source: str) -> Response[str]:
     outcome = accept(request, services)
 
     if isinstance(outcome, Ignored):
-        logger.info("Delivery acknowledged, not a submission", extra={"outcome": "ignored"})
+        logger.info(
+            "Delivery acknowledged, not a submission",
+            extra={"outcome": "ignored", "reason": outcome.why},
+        )
         return _json(200, {"message": "Ignored: not a submission"})
     if isinstance(outcome, Dropped):
         # Answered exactly as an accepted submission so a bot learns nothing.

@@ -275,9 +275,12 @@ def test_400_malformed_body_and_bad_base64(intake, capsys):
 
 def test_404_unknown_source_and_unknown_route(intake, capsys):
     body, headers = typeform()
-    answer = intake.post("no-such-form", body, headers)
+    answer = intake.post("jane.doe@example.org", body, headers)
     assert answer["statusCode"] == 404
     assert body_of(answer) == {"message": "Unknown form source"}
+    (record,) = [r for r in intake.log_records() if r["message"] == "Submission refused"]
+    assert record["source"] == "(unknown)"
+    assert "jane.doe" not in intake.logs.getvalue()
     assert rejected_reason(capsys) == "unknown_source"
     answer = intake.invoke(http_api_event("GET", "/elsewhere"))
     assert answer["statusCode"] == 404
