@@ -26,6 +26,9 @@ from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, S
 from cliniko_automations.cliniko.rules import EMAIL_PATTERN, MAX_LENGTH
 
 DUE_AFTER = timedelta(days=30)
+# Longer than the API function's timeout (29 s) and than a CLI run is expected to take: an
+# unfinished attempt younger than this may still be running.
+ATTEMPT_LEASE = timedelta(minutes=2)
 
 # Cliniko insists on a first name (a contact without one fails validation), so the scrubbed
 # contact keeps this neutral placeholder: it says what happened and identifies nobody.
@@ -409,6 +412,8 @@ class Eraser:
             outcome = _find(records, OUTCOME_SK)
             if outcome is not None:
                 return Outcome.model_validate_json(outcome["outcome"])
+            if self._attempt_may_be_running(records):
+                raise RequestInProgress(request.request_id)
             attempt = max((_attempt_of(r["sk"]) or 0) for r in records) + 1
             if attempt > MAX_ATTEMPT:
                 raise RequestInProgress(request.request_id)
@@ -418,6 +423,27 @@ class Eraser:
         return _Attempt(self, request, caller, received, attempt).execute()
 
     # -- internals ------------------------------------------------------------------------
+
+    def _attempt_may_be_running(self, records: list[dict[str, Any]]) -> bool:
+        """True when the latest attempt has not ended and wrote something within the lease.
+
+        An attempt ends with a `failed` record, a lookup awaiting confirmation, or the outcome.
+        One that did not end either crashed (timeout) or is still running in another call;
+        only its age tells them apart, and a second attempt over a live one would repeat its
+        writes, so a young unfinished attempt answers "in progress".
+        """
+        numbers = [n for r in records if (n := _attempt_of(r["sk"])) is not None]
+        if numbers:
+            latest = [r for r in records if _attempt_of(r["sk"]) == max(numbers)]
+            if any(
+                r.get("record") == "failed" or r.get("result") == "awaiting_confirmation"
+                for r in latest
+            ):
+                return False
+            stamps = [r.get("at", "") for r in latest]
+        else:
+            stamps = [r.get("received_at", "") for r in records if r["sk"] == RECEIVED_SK]
+        return max(stamps, default="") > iso(self._clock() - ATTEMPT_LEASE)
 
     def _request_count(self) -> int | None:
         return getattr(self._client, "request_count", None)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cliniko_automations.erasure.audit import DynamoAuditLog
@@ -12,8 +13,10 @@ from cliniko_automations.erasure.core import (
     Eraser,
     ErasureRequest,
     RequestIdConflict,
+    RequestInProgress,
     RequestNotFound,
     SeveralMatches,
+    iso,
 )
 
 from tests.integration.erasure import stack
@@ -22,6 +25,7 @@ from tests.integration.erasure.stack import PEPPER, USER_AGENT
 erasure_stack = stack.erasure_stack  # the fixture, shared with the end-to-end tests
 
 CALLER = "arn:aws:iam::123456789012:user/privacy-officer"
+LATER = timedelta(minutes=3)
 EMAIL = "grizelda.thistlewaite+ortho@example.com"
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -175,12 +179,26 @@ def test_an_interrupted_request_reads_as_open_and_a_repeat_finishes_it(erasure_s
     # A first call that stopped (timeout, crash) after recording its lookup.
     eraser._receive(request, CALLER, eraser._fingerprint(request))
     eraser._audit.append(
-        "cut", "001#lookup", {"record": "lookup", "contact_ids": [contact_id], "result": "found"}
+        "cut",
+        "001#lookup",
+        {
+            "record": "lookup",
+            "at": iso(datetime.now(UTC)),
+            "contact_ids": [contact_id],
+            "result": "found",
+        },
     )
     state = eraser.status("cut")
     assert (state.status, state.result, state.contact_ids) == ("open", "in_progress", [contact_id])
+    # Young, it may still be running in another call: a repeat must not write over it.
+    before = len(erasure_stack.log())
+    with pytest.raises(RequestInProgress):
+        eraser.submit(request, CALLER)
+    assert erasure_stack.log()[before:] == []
 
-    outcome = eraser.submit(request, CALLER)
+    # Past the lease it was cut short: a repeat runs a new attempt and finishes the request.
+    later = Eraser(eraser._client, eraser._audit, PEPPER, clock=lambda: datetime.now(UTC) + LATER)
+    outcome = later.submit(request, CALLER)
 
     assert outcome.status == "completed" and outcome.result == "erased"
     sks = sorted(i["sk"] for i in erasure_stack.audit_items())
@@ -191,3 +209,35 @@ def test_an_interrupted_request_reads_as_open_and_a_repeat_finishes_it(erasure_s
         "002#lookup",
         "999#outcome",
     ]
+
+
+def test_concurrent_calls_with_one_request_id_write_to_cliniko_once(erasure_stack):
+    contact_id = erasure_stack.seed()
+    request = ask(request_id="race", contact_id=contact_id)
+    barrier = threading.Barrier(3)
+    results: list[object] = []
+
+    def call() -> None:
+        eraser = Eraser(
+            erasure_stack.cliniko.client(user_agent=USER_AGENT),
+            DynamoAuditLog(erasure_stack.table_name),
+            PEPPER,
+        )
+        barrier.wait()
+        try:
+            results.append(eraser.submit(request, CALLER).result)
+        except RequestInProgress:
+            results.append("in_progress")
+
+    before = len(erasure_stack.log())
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    writes = [e for e in erasure_stack.log()[before:] if e["method"] in WRITES]
+    assert [e["method"] for e in writes] == ["PATCH", "POST"]
+    assert "erased" in results
+    assert set(results) <= {"erased", "in_progress"}
+    assert [i["sk"] for i in erasure_stack.audit_items()].count("999#outcome") == 1
