@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -188,3 +189,14 @@ def test_remote_mode_signs_requests_with_sigv4(cli, capsys):
         assert "/eu-west-1/execute-api/aws4_request" in auth
         assert "x-amz-date" in {h.lower() for h in seen["headers"]}
     assert "No record was found." in capsys.readouterr().out
+
+
+def test_an_unreachable_api_is_one_clear_line(cli, capsys):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = cli.main(
+        ["--api-url", f"http://127.0.0.1:{port}", "--region", "eu-west-1", "status", "x"]
+    )
+    assert code == 1
+    assert capsys.readouterr().err.startswith("erasure.py: ConnectError")
