@@ -14,7 +14,8 @@ import httpx
 from cliniko_automations.intake.config import Captcha
 from cliniko_automations.intake.errors import CaptchaFailed, ServiceUnavailable
 
-TIMEOUT_SECONDS = 5.0
+# siteverify answers in milliseconds; the browser is waiting and the function times out at 10 s.
+TIMEOUT_SECONDS = 3.0
 
 
 @cache

@@ -16,8 +16,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cliniko_automations.intake.errors import ServiceUnavailable
 from cliniko_automations.intake.submission import Submission
 
-# Fail fast: a provider is waiting (Tally gives 10 s) and will redeliver after a 503.
-_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 2})
+# Fail fast: a provider is waiting (Tally gives 10 s), the function's timeout is 10 s, and a
+# Lambda timeout would reach the sender as API Gateway's 500. A 503 makes the provider retry.
+_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2})
 
 
 @cache

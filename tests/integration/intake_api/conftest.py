@@ -58,8 +58,6 @@ def _captcha_server() -> Iterator[tuple[str, list[dict[str, list[str]]]]]:
                 self.end_headers()
                 return
             answer: dict[str, Any] = {"success": ok, "hostname": "www.example-clinic.com.au"}
-            if token == "pass-low-score":
-                answer["score"] = 0.1
             body = json.dumps(answer).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
