@@ -1,0 +1,163 @@
+"""`python -m local_run`: the whole system on this machine, from template.yaml.
+
+python -m local_run [--demo] [--once] [--port 3000] [--site-port 3001] [--emulator-port 3002]
+python -m local_run fire ErasureOverdueFunction     (a running local run's scheduled function)
+python -m local_run status
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+import httpx
+
+from . import defaults, demo
+from .system import LocalSystem, read_state
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local_run", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    fire = sub.add_parser("fire", help="invoke a scheduled function of the running local run")
+    fire.add_argument("function", help="function (or schedule event) name from template.yaml")
+    sub.add_parser("status", help="what the running local run serves")
+    parser.add_argument("--port", type=int, default=3000, help="HTTP API port (0: any)")
+    parser.add_argument("--site-port", type=int, default=3001, help="clinic website port")
+    parser.add_argument("--emulator-port", type=int, default=3002, help="Cliniko emulator port")
+    parser.add_argument("--demo", action="store_true", help="submit sample forms, show contacts")
+    parser.add_argument("--once", action="store_true", help="stop after start-up (and --demo)")
+    parser.add_argument("--verbose", action="store_true", help="log gateway and consumer lines")
+    return parser.parse_args(argv)
+
+
+def banner(system: LocalSystem) -> str:
+    api, site = system.gateway.url, system.site.url
+    lines = [
+        "Cliniko automations: local run of template.yaml (no AWS account, no Docker)",
+        "",
+        f"  HTTP API        {api}",
+    ]
+    for route in system.app.http_routes():
+        auth = "  [AWS_IAM: send a SigV4-signed request]" if route.authorizer else ""
+        lines.append(f"    {route.route_key:<34} -> {route.function}{auth}")
+    lines += [
+        f"  Clinic website  {site}/   (the embeddable HTML form; thank-you page {site}/thanks)",
+        f"  Cliniko         {system.emulator_url}   (emulator; contacts: "
+        f"{system.emulator_url}/_emulator/contacts)",
+        f"  AWS             {system.moto_endpoint}   (moto_server: queues, tables, secrets)",
+    ]
+    for consumer in system.consumers:
+        lines.append(f"  SQS consumer    {consumer.source.queue} -> {consumer.source.function}")
+    for schedule in system.schedules():
+        lines.append(
+            f"  Scheduled       {schedule.function} ({schedule.expression}): "
+            f"python -m local_run fire {schedule.function}"
+        )
+    lines += [
+        f"  Function logs   {system.log.name if hasattr(system.log, 'name') else '(captured)'}",
+        "  Local only: html captcha settings are dropped (siteverify is on the internet);",
+        "  secrets are made-up values created in moto at start.",
+        "",
+        "Create a contact from the command line (a browser-style form post):",
+        "  " + demo.html_curl(api, site, defaults.HTML_SOURCE),
+    ]
+    secret_name = _json_secret(system)
+    if secret_name:
+        lines += [
+            "or as a signed JSON delivery (source partner-json):",
+            "  " + demo.json_curl_script(api, system.secrets[secret_name]),
+        ]
+    lines += [
+        "then see it in the emulator:",
+        f"  curl -s {system.emulator_url}/_emulator/contacts",
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+def _json_secret(system: LocalSystem) -> str | None:
+    from cliniko_automations.intake.config import load_form_sources
+
+    source = load_form_sources(system.form_sources_file).sources.get("partner-json")
+    return source.signing_secret if source else None
+
+
+def run_demo(system: LocalSystem) -> int:
+    from cliniko_emulator import EmulatorControl
+
+    print("\nDemo: one submission from each of several providers")
+    failures = 0
+    for delivery in demo.deliveries(system):
+        answer = demo.send(system.gateway.url, delivery)
+        where = answer.headers.get("location", "")
+        print(f"  {delivery.label:<34} {answer.status_code} {where or answer.text[:80]}")
+        if answer.status_code not in (202, 303):
+            failures += 1
+    drained = system.drain(60)
+    with EmulatorControl(system.emulator_url) as control:
+        contacts = control.contacts()
+    print(f"\nContacts in the emulator ({len(contacts)}){'' if drained else ' (queue not empty)'}:")
+    for contact in contacts:
+        phones = ", ".join(p.get("number", "") for p in contact.get("phone_numbers") or [])
+        print(
+            f"  #{contact['id']} [{contact.get('shard')}] {contact.get('first_name')} "
+            f"{contact.get('last_name') or ''} <{contact.get('email')}> "
+            f"{contact.get('company_name') or ''} {phones}".rstrip()
+        )
+    return failures
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(message)s",
+    )
+    system = LocalSystem(
+        gateway_port=args.port, site_port=args.site_port, emulator_port=args.emulator_port
+    )
+    system.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        print(banner(system), flush=True)
+        status = 0
+        if args.demo:
+            status = 1 if run_demo(system) else 0
+        if args.once:
+            return status
+        while not stop.wait(0.5):
+            pass
+        return status
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        system.stop()
+
+
+def fire(name: str) -> int:
+    state = read_state()
+    answer = httpx.post(f"{state['site']}/_local/schedules/{name}", timeout=120)
+    body: Any = answer.json() if answer.content else {}
+    print(json.dumps(body, indent=2))
+    return 0 if answer.status_code == 200 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "fire":
+        return fire(args.function)
+    if args.command == "status":
+        print(json.dumps(read_state(), indent=2))
+        return 0
+    return serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The local run's embedded defaults: parameter values, secret values, a local form-source file.
+
+Nothing here is a production value. Secrets are made up per name (stable, so a curl printed
+once keeps working across restarts), the Cliniko keys are registered in the emulator, and the
+form-source file is the repository's own with the browser form pointed at the local website.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STACK_NAME = "cliniko-automations-local"
+REGION = "eu-west-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+USER_AGENT = "Cliniko automations local run (local-run@example.com)"
+# The html source that the sample page posts to.
+HTML_SOURCE = "website-contact-html"
+
+
+def secret_value(name: str) -> str:
+    """A made-up, stable value for a secret the template or form sources name."""
+    return "local-" + hashlib.sha256(f"local-run:{name}".encode()).hexdigest()[:32]
+
+
+def cliniko_key(account: str, index: int) -> str:
+    """An emulator key per account; accounts alternate between two shards to show routing."""
+    shard = ("au1", "au2")[index % 2]
+    body = hashlib.sha256(f"local-run:{account}".encode()).hexdigest()[:24]
+    return f"MS0x{body}-{shard}"
+
+
+def parameter_overrides(site_origin: str) -> dict[str, Any]:
+    """Values for the template's parameters that have no default, or need a local one."""
+    return {"ClinikoUserAgent": USER_AGENT, "AllowedOrigins": site_origin}
+
+
+def local_form_sources(source_file: Path, target: Path, site_url: str) -> Path:
+    """The repository's form sources, with every html source's browser settings pointed at the
+    local website: its origin allowed, its thank-you and problem pages first (the defaults).
+
+    A captcha needs the provider's siteverify service on the internet, which the local run
+    has not: the local copy drops it, and says so in the banner.
+    """
+    data = yaml.safe_load(source_file.read_text())
+    for source in data.get("sources", {}).values():
+        html = source.get("html")
+        if source.get("provider") != "html" or not html:
+            continue
+        html["allowed_origins"] = [site_url, *html.get("allowed_origins", [])]
+        html["success_urls"] = [f"{site_url}/thanks", *html.get("success_urls", [])]
+        html["error_urls"] = [f"{site_url}/problem", *html.get("error_urls", [])]
+        html.pop("captcha", None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
+        "# Written by the local run from form_sources.yaml; edits are overwritten.\n"
+        + yaml.safe_dump(data, sort_keys=False)
+    )
+    return target

@@ -1,0 +1,348 @@
+"""The whole system on this machine: emulator, moto, the template's resources, gateway, consumers.
+
+system = LocalSystem().start()   # or LocalSystem(moto_endpoint=..., emulator_url=...)
+system.gateway.url, system.site.url, system.fire("ErasureOverdueFunction")
+system.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+import httpx
+
+from . import defaults
+from .consumers import QueueConsumer
+from .functions import FunctionRuntime, register_variables
+from .gateway import Gateway
+from .resources import Provisioner
+from .site import Site
+from .template import ROOT, TEMPLATE_PATH, SamApp, ScheduleSource
+
+STATE_DIR = ROOT / ".local-run"
+FORM_SOURCES = ROOT / "functions" / "cliniko_automations" / "intake" / "form_sources.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not come up") from None
+            time.sleep(0.1)
+
+
+class MotoServer:
+    """moto_server in its own process on 127.0.0.1."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoServer:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(f"{self.url}/moto-api/")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+class LocalSystem:
+    def __init__(
+        self,
+        *,
+        template_path: Path = TEMPLATE_PATH,
+        moto_endpoint: str | None = None,
+        emulator_url: str | None = None,
+        gateway_port: int = 0,
+        site_port: int = 0,
+        emulator_port: int = 0,
+        state_dir: Path = STATE_DIR,
+        log: TextIO | None = None,
+        parameter_overrides: dict[str, Any] | None = None,
+        poll_wait_seconds: int = 1,
+    ) -> None:
+        self.app = SamApp.load(template_path)
+        self.moto_endpoint = moto_endpoint
+        self.emulator_url = emulator_url
+        self.gateway_port = gateway_port
+        self.site_port = site_port
+        self.emulator_port = emulator_port
+        self.state_dir = state_dir
+        self.parameter_overrides = parameter_overrides or {}
+        self.poll_wait_seconds = poll_wait_seconds
+        self._log = log
+        self._owned: list[Any] = []
+        self.functions: dict[str, FunctionRuntime] = {}
+        self.consumers: list[QueueConsumer] = []
+        self.secrets: dict[str, str] = {}  # secret name -> local value (for curl and demo)
+        self.account_keys: dict[str, str] = {}  # form-source account -> Cliniko key
+
+    # -- start and stop
+    def start(self) -> LocalSystem:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log = self._log or open(self.state_dir / "functions.log", "a")  # noqa: SIM115
+        if self._log is None:
+            self._owned.append(self.log)
+        if self.emulator_url is None:
+            from cliniko_emulator import EmulatorServer
+
+            server = EmulatorServer(port=self.emulator_port).start()
+            self._owned.append(server)
+            self.emulator_url = server.url
+        if self.moto_endpoint is None:
+            moto = MotoServer().start()
+            self._owned.append(moto)
+            self.moto_endpoint = moto.url
+
+        # The website first: its origin is a parameter (AllowedOrigins) of the stack.
+        self.site = Site(
+            form_action=lambda: f"{self.gateway.url}/forms/{defaults.HTML_SOURCE}",
+            fire=self.fire,
+            status=self.status,
+            port=self.site_port,
+        ).start()
+        self._owned.append(self.site)
+        self.parameters = self.app.parameters(
+            {**defaults.parameter_overrides(self.site.url), **self.parameter_overrides}
+        )
+        provisioner = Provisioner(
+            self.app,
+            self.parameters,
+            endpoint=self.moto_endpoint,
+            stack=defaults.STACK_NAME,
+            region=defaults.REGION,
+            account=defaults.ACCOUNT_ID,
+            secret_value=defaults.secret_value,
+        )
+        self.physical = provisioner.provision()
+        self.form_sources_file = defaults.local_form_sources(
+            FORM_SOURCES, self.state_dir / "form_sources.yaml", self.site.url
+        )
+        self._configuration_secrets(provisioner)
+
+        local_environment = {
+            "AWS_ENDPOINT_URL": self.moto_endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_SESSION_TOKEN": "local",
+            "CLINIKO_BASE_URL": f"{self.emulator_url}/{{shard}}/v1",
+            "FORM_SOURCES_FILE": str(self.form_sources_file),
+        }
+        for name, spec in self.app.functions().items():
+            self.functions[name] = FunctionRuntime(
+                spec,
+                self.physical[name].ref,
+                provisioner.resolver,
+                local_environment,
+                log=self.log,
+                region=defaults.REGION,
+                account=defaults.ACCOUNT_ID,
+            )
+        register_variables(self.functions)
+        for runtime in self.functions.values():
+            runtime.handler()  # import now: a broken handler fails the start, not a request
+
+        self.gateway = Gateway(
+            self.app.http_routes(),
+            self.functions,
+            provisioner.resolver.resolve(self.app.cors()),
+            region=defaults.REGION,
+            account=defaults.ACCOUNT_ID,
+            port=self.gateway_port,
+        ).start()
+        self._owned.append(self.gateway)
+
+        sqs = self.sqs()
+        for source in self.app.sqs_sources():
+            queue = self.physical[source.queue]
+            consumer = QueueConsumer(
+                source,
+                self.functions[source.function],
+                sqs,
+                queue.ref,
+                queue.attributes["Arn"],
+                defaults.REGION,
+                wait_seconds=self.poll_wait_seconds,
+            ).start()
+            self.consumers.append(consumer)
+        self._write_state()
+
+    def _configuration_secrets(self, provisioner: Provisioner) -> None:
+        """Secrets that form_sources.yaml and the parameters name: made-up values in moto, and
+        each account's Cliniko key registered in the emulator."""
+        from cliniko_automations.intake.config import load_form_sources
+        from cliniko_emulator import EmulatorControl
+
+        sources = load_form_sources(self.form_sources_file)
+        control = EmulatorControl(self.emulator_url)
+        key_secrets: dict[str, str] = {}
+        for index, (account, settings) in enumerate(sorted(sources.accounts.items())):
+            key = defaults.cliniko_key(account, index)
+            control.add_key(key)
+            self.account_keys[account] = key
+            key_secrets[settings.api_key_secret] = key
+        erasure_key_secret = self.parameters.get("ClinikoApiKeySecretName")
+        if erasure_key_secret and erasure_key_secret not in key_secrets:
+            key = defaults.cliniko_key("erasure", 0)
+            control.add_key(key)
+            key_secrets[erasure_key_secret] = key
+        control.close()
+        names: dict[str, str] = dict(key_secrets)
+        for source in sources.sources.values():
+            for name in (source.signing_secret, source.token_secret):
+                if name:
+                    names[name] = defaults.secret_value(name)
+            if source.html and source.html.captcha:
+                names[source.html.captcha.secret] = defaults.secret_value(
+                    source.html.captcha.secret
+                )
+        for name, value in names.items():
+            provisioner.put_secret(name, value)
+        self.secrets = names
+
+    def stop(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()
+        self.consumers = []
+        for owned in reversed(self._owned):
+            try:
+                if hasattr(owned, "stop"):
+                    owned.stop()
+                else:
+                    owned.close()
+            except Exception:  # noqa: S112 - best effort on the way out
+                continue
+        self._owned = []
+        state = self.state_dir / "state.json"
+        if state.exists():
+            state.unlink()
+
+    # -- using it
+    def sqs(self) -> Any:
+        return boto3.client(
+            "sqs",
+            endpoint_url=self.moto_endpoint,
+            region_name=defaults.REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 - moto's fake credentials
+        )
+
+    def schedules(self) -> list[ScheduleSource]:
+        return self.app.schedules()
+
+    def fire(self, name: str) -> Any:
+        """Invoke a scheduled function (by function or event name) with a scheduled event."""
+        for schedule in self.schedules():
+            if name in (schedule.function, schedule.name):
+                now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                rule = f"{defaults.STACK_NAME}-{schedule.function}{schedule.name}"
+                event = {
+                    "version": "0",
+                    "id": str(uuid.uuid4()),
+                    "detail-type": "Scheduled Event",
+                    "source": "aws.events",
+                    "account": defaults.ACCOUNT_ID,
+                    "time": now,
+                    "region": defaults.REGION,
+                    "resources": [
+                        f"arn:aws:events:{defaults.REGION}:{defaults.ACCOUNT_ID}:rule/{rule}"
+                    ],
+                    "detail": {},
+                }
+                return self.functions[schedule.function].invoke(event)
+        raise KeyError(name)
+
+    def queue_url(self, logical_id: str) -> str:
+        return self.physical[logical_id].ref
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "api": self.gateway.url,
+            "site": self.site.url,
+            "emulator": self.emulator_url,
+            "moto": self.moto_endpoint,
+            "routes": [route.route_key for route in self.app.http_routes()],
+            "schedules": [s.function for s in self.schedules()],
+            "invocations": {name: f.invocations for name, f in self.functions.items()},
+            "queues": {
+                name: self.physical[name].ref for name in self.app.of_type("AWS::SQS::Queue")
+            },
+            "tables": {
+                name: self.physical[name].ref for name in self.app.of_type("AWS::DynamoDB::Table")
+            },
+        }
+
+    def _write_state(self) -> None:
+        (self.state_dir / "state.json").write_text(json.dumps(self.status(), indent=2))
+
+    def drain(self, seconds: float = 30) -> bool:
+        """Wait until the queues that feed functions are empty (nothing visible or in flight)."""
+        sqs = self.sqs()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            busy = 0
+            for consumer in self.consumers:
+                attributes = sqs.get_queue_attributes(
+                    QueueUrl=consumer.queue_url,
+                    AttributeNames=[
+                        "ApproximateNumberOfMessages",
+                        "ApproximateNumberOfMessagesNotVisible",
+                    ],
+                )["Attributes"]
+                busy += sum(int(v) for v in attributes.values())
+            if not busy:
+                return True
+            time.sleep(0.2)
+        return False
+
+
+def read_state(state_dir: Path = STATE_DIR) -> dict[str, Any]:
+    path = state_dir / "state.json"
+    if not path.exists():
+        raise SystemExit("no local run is up: start it with scripts/run-local")
+    return json.loads(path.read_text())
+
+
+os.environ.setdefault("AWS_DEFAULT_REGION", defaults.REGION)
