@@ -18,15 +18,15 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -42,7 +42,8 @@ Provider = Literal["typeform", "tally", "webflow", "formspree", "jotform", "html
 SIGNED_PROVIDERS = frozenset({"typeform", "tally", "webflow", "formspree", "json"})
 
 # Where a mapped value can go: any draft field but phone_numbers, plus two derived targets.
-# full_name is split into first_name/last_name; phone appends to phone_numbers.
+# full_name is split into first_name/last_name; phone appends to phone_numbers. (A test keeps
+# Target in step with ContactDraft.)
 DIRECT_TARGETS = tuple(name for name in ContactDraft.model_fields if name not in {"phone_numbers"})
 Target = Literal[
     "title",
@@ -66,10 +67,22 @@ Target = Literal[
     "full_name",
     "phone",
 ]
-assert set(get_args(Target)) == {*DIRECT_TARGETS, "full_name", "phone"}, "Target drifted"
 
-SecretName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$")]
-SourceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+def _secret_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9/_+=.@-]{1,512}", value):
+        raise ValueError("not a Secrets Manager name (letters, digits and /_+=.@- only)")
+    return value
+
+
+def _source_name(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", value):
+        raise ValueError("a source name is the {source} in the URL: 1-64 of a-z 0-9 - _")
+    return value
+
+
+SecretName = Annotated[str, AfterValidator(_secret_name)]
+SourceName = Annotated[str, AfterValidator(_source_name)]
 # A notes template names provider field ids in braces; {{ and }} are literal braces.
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 PLACEHOLDER_NAME = re.compile(r"^[A-Za-z0-9_.:\- ]{1,100}$")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
 from cliniko_automations.intake.config import (
     DEFAULT_PATH,
+    DIRECT_TARGETS,
     ConfigError,
     FormSources,
+    Target,
     load_form_sources,
     main,
 )
@@ -36,6 +39,10 @@ def problems_of(tmp_path: Path, data: object) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load_form_sources(path)
     return caught.value.problems
+
+
+def test_mapping_targets_follow_the_draft():
+    assert set(get_args(Target)) == {*DIRECT_TARGETS, "full_name", "phone"}
 
 
 def test_shipped_file_is_valid_and_has_a_source_per_provider():
@@ -124,6 +131,14 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
 def test_mistakes_are_named_with_their_path(tmp_path, change, expected):
     problems = problems_of(tmp_path, minimal(**change))
     assert any(expected in problem for problem in problems), problems
+
+
+def test_bad_names(tmp_path):
+    data = minimal(signing_secret="has spaces")
+    data["sources"]["Bad Name"] = data["sources"]["s"]
+    problems = problems_of(tmp_path, data)
+    assert "sources.Bad Name.name: a source name is the {source} in the URL" in problems[0]
+    assert any("sources.s.signing_secret: not a Secrets Manager name" in p for p in problems)
 
 
 def test_several_mistakes_in_one_source_are_all_listed(tmp_path):
