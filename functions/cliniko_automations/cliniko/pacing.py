@@ -46,6 +46,14 @@ class SystemClock:
 SYSTEM_CLOCK = SystemClock()
 
 
+class BudgetExhausted(Exception):
+    """The next send fits only after a longer wait than the caller allows."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"the rate budget frees a slot in {wait:.1f}s")
+        self.wait = wait
+
+
 class RateBudget:
     """At most `limit` sends in any `period` seconds; thread-safe."""
 
@@ -61,8 +69,12 @@ class RateBudget:
         self._hold_until = float("-inf")
         self._lock = threading.Lock()
 
-    def acquire(self) -> float:
-        """Wait until one more send fits, record it, and return the seconds spent waiting."""
+    def acquire(self, max_wait: float | None = None) -> float:
+        """Wait until one more send fits, record it, and return the seconds spent waiting.
+
+        With `max_wait`, a wait that would take longer is not started: `BudgetExhausted`
+        says how long it would have been, and nothing is recorded.
+        """
         waited = 0.0
         while True:
             with self._lock:
@@ -75,6 +87,8 @@ class RateBudget:
                 if wait <= 0:
                     self._sent.append(now)
                     return waited
+            if max_wait is not None and waited + wait > max_wait:
+                raise BudgetExhausted(wait)
             # Sleep outside the lock so other threads can see the same answer and wait too.
             self.clock.sleep(wait)
             waited += wait

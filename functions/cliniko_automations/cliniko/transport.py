@@ -17,6 +17,9 @@ gets, creates and updates all share one policy:
   idempotency keys there): a timeout, a dropped connection or a 5xx answer after sending
   raises `CreateOutcomeUnknown`, and the caller deduplicates before trying again. A create
   whose connection was never made (connect error/timeout) is retried: nothing was sent.
+- All sleeping one request does (pacing, 429 waits, backoff) stays within
+  `RetryPolicy.max_total_wait`: a wait that would pass it is not started, and the typed error
+  comes at once (a Lambda with a 29 s timeout must not be killed mid-wait).
 - Any other 4xx/5xx becomes the typed error of errors.py, so the generated code only ever
   parses success bodies (error bodies are "anything, not always JSON" at Cliniko).
 
@@ -39,7 +42,7 @@ from typing import Any
 import httpx
 
 from . import errors
-from .pacing import SYSTEM_CLOCK, Clock, RateBudget
+from .pacing import SYSTEM_CLOCK, BudgetExhausted, Clock, RateBudget
 
 logger = logging.getLogger("cliniko_automations.cliniko")
 
@@ -51,23 +54,45 @@ _MESSAGE_LIMIT = 200
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Bounds on retrying. The defaults keep a call within about a minute and a half."""
+    """Bounds on waiting and retrying, per request (each page of a listing is one request).
+
+    Time spent sleeping (pacing, 429 waits, backoff) never exceeds `max_total_wait`: a wait
+    that would pass it is not started and the error is raised at once, so a Lambda with a
+    short timeout gets a typed error rather than being killed mid-wait. Time inside attempts
+    (up to the read timeout each) comes on top: at most `max_attempts` of them, plus a
+    throttled request's `max_rate_limit_waits` re-sends.
+    """
 
     # Tries of a safe request on 502/503/504, timeouts and drops, the first one included.
     max_attempts: int = 4
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
-    # How many 429s one request waits out, and the longest single wait it accepts.
+    # How many 429s one request waits out, and the longest single wait it accepts (Cliniko's
+    # window is a minute, so a reset is never much further away than that).
     max_rate_limit_waits: int = 3
     max_rate_limit_wait: float = 65.0
+    # All sleeping one request may do, whatever the reason.
+    max_total_wait: float = 75.0
     # Added to the announced reset: clocks differ a little, and one more 429 costs more.
     reset_margin: float = 0.25
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.max_rate_limit_waits < 0:
             raise ValueError("a retry policy needs max_attempts >= 1 and max_rate_limit_waits >= 0")
-        if self.backoff_base < 0 or self.backoff_cap < 0 or self.max_rate_limit_wait < 0:
+        delays = (
+            self.backoff_base,
+            self.backoff_cap,
+            self.max_rate_limit_wait,
+            self.max_total_wait,
+            self.reset_margin,
+        )
+        if any(delay < 0 for delay in delays):
             raise ValueError("retry delays must not be negative")
+
+    @classmethod
+    def within(cls, seconds: float) -> RetryPolicy:
+        """A policy that sleeps at most `seconds` per request (e.g. for a 29 s Lambda)."""
+        return cls(max_total_wait=seconds, max_rate_limit_wait=min(65.0, seconds))
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         """Full-jitter exponential backoff before retry number `retry` (1-based)."""
@@ -223,8 +248,17 @@ class ClinikoTransport(httpx.BaseTransport):
         policy = self._policy
         failures = 0
         throttles = 0
+        waited = 0.0
         while True:
-            self._budget.acquire()
+            try:
+                waited += self._budget.acquire(max_wait=policy.max_total_wait - waited)
+            except BudgetExhausted as exc:
+                raise errors.RateLimited(
+                    f"the key's rate budget has no room for {method} {path} within the retry "
+                    f"policy (next slot in {exc.wait:.1f}s); nothing was sent",
+                    reset_at=self._clock.time() + exc.wait,
+                    status_code=None,
+                ) from None
             with self._count_lock:
                 self._count += 1
             try:
@@ -239,12 +273,13 @@ class ClinikoTransport(httpx.BaseTransport):
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection was made, so nothing reached Cliniko: safe for every method.
                 failures += 1
-                if failures >= policy.max_attempts:
+                delay = self._retry_delay(failures, waited)
+                if delay is None:
                     raise errors.ConnectionFailed(
                         f"could not reach Cliniko for {method} {path} after {failures} attempts "
                         f"({type(exc).__name__})"
                     ) from exc
-                self._back_off(failures, method, path, type(exc).__name__)
+                waited += self._back_off(delay, failures, method, path, type(exc).__name__)
                 continue
             except httpx.TransportError as exc:
                 if not safe:
@@ -253,12 +288,13 @@ class ClinikoTransport(httpx.BaseTransport):
                         "Cliniko may or may not have made the contact: deduplicate before retrying"
                     ) from exc
                 failures += 1
-                if failures >= policy.max_attempts:
+                delay = self._retry_delay(failures, waited)
+                if delay is None:
                     raise errors.ConnectionFailed(
                         f"no answer from Cliniko for {method} {path} after {failures} attempts "
                         f"({type(exc).__name__})"
                     ) from exc
-                self._back_off(failures, method, path, type(exc).__name__)
+                waited += self._back_off(delay, failures, method, path, type(exc).__name__)
                 continue
 
             status = response.status_code
@@ -272,7 +308,11 @@ class ClinikoTransport(httpx.BaseTransport):
                     wait = policy.backoff(throttles, self._rng)
                 else:
                     wait += policy.reset_margin
-                if throttles > policy.max_rate_limit_waits or wait > policy.max_rate_limit_wait:
+                if (
+                    throttles > policy.max_rate_limit_waits
+                    or wait > policy.max_rate_limit_wait
+                    or waited + wait > policy.max_total_wait
+                ):
                     raise errors.RateLimited(
                         f"Cliniko's rate limit held {method} {path} (429); the window resets in "
                         f"{wait:.1f}s, beyond the retry policy",
@@ -287,7 +327,8 @@ class ClinikoTransport(httpx.BaseTransport):
                     throttles,
                     policy.max_rate_limit_waits,
                 )
-                # Holding the shared budget makes every thread of the process wait, not just us.
+                # Holding the shared budget makes every thread of the process wait, not just
+                # this one; the next acquire() does the sleeping (and counts it).
                 self._budget.hold(wait)
                 continue
 
@@ -299,8 +340,9 @@ class ClinikoTransport(httpx.BaseTransport):
                 )
             if status in RETRYABLE_STATUSES and safe:
                 failures += 1
-                if failures < policy.max_attempts:
-                    self._back_off(failures, method, path, str(status))
+                delay = self._retry_delay(failures, waited)
+                if delay is not None:
+                    waited += self._back_off(delay, failures, method, path, str(status))
                     continue
             raise error_for_response(
                 status,
@@ -312,8 +354,16 @@ class ClinikoTransport(httpx.BaseTransport):
                 now=self._clock.time(),
             )
 
-    def _back_off(self, failures: int, method: str, path: str, reason: str) -> None:
+    def _retry_delay(self, failures: int, waited: float) -> float | None:
+        """The backoff before the next attempt, or None when the policy says stop."""
+        if failures >= self._policy.max_attempts:
+            return None
         delay = self._policy.backoff(failures, self._rng)
+        if waited + delay > self._policy.max_total_wait:
+            return None
+        return delay
+
+    def _back_off(self, delay: float, failures: int, method: str, path: str, reason: str) -> float:
         logger.info(
             "Cliniko %s %s failed (%s); retrying in %.2fs (attempt %d of %d)",
             method,
@@ -324,6 +374,7 @@ class ClinikoTransport(httpx.BaseTransport):
             self._policy.max_attempts,
         )
         self._clock.sleep(delay)
+        return delay
 
     def close(self) -> None:
         self._inner.close()

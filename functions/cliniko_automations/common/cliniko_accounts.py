@@ -1,10 +1,13 @@
 """A `ClinikoClient` per Cliniko account, built from the API key held in a secret.
 
-Settings come from the environment (`CLINIKO_USER_AGENT`, required, and `CLINIKO_BASE_URL`,
-optional: the emulator or a local run). Clients are cached per secret name for the life of
-the container, so the connection pool and the key's rate budget are reused across
-invocations; the secret itself is re-read through its five-minute cache on every call, and a
-rotated key (or changed settings) gets a fresh client.
+Settings come from the environment: `CLINIKO_USER_AGENT` (required, `Name (email)`),
+`CLINIKO_BASE_URL` (optional: the emulator or a local run) and `CLINIKO_MAX_WAIT_SECONDS`
+(optional: the most one Cliniko request may sleep on rate limits and backoff, so a function
+with a short timeout gets a typed error instead of being killed mid-wait; default 75).
+
+Clients are cached per secret name for the life of the container, so the connection pool and
+the key's rate budget are reused across invocations; the secret itself is re-read through its
+five-minute cache on every call, and a rotated key (or changed settings) gets a fresh client.
 """
 
 from __future__ import annotations
@@ -13,13 +16,19 @@ import hashlib
 import os
 import threading
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cliniko_automations.cliniko import ClinikoClient
+from cliniko_automations.cliniko import ClinikoClient, RetryPolicy
 from cliniko_automations.cliniko.config import check_user_agent
 from cliniko_automations.cliniko.errors import ConfigurationError
 
 from .secrets import read_secret
+
+_ENV_NAMES = {
+    "user_agent": "CLINIKO_USER_AGENT",
+    "base_url": "CLINIKO_BASE_URL",
+    "max_wait_seconds": "CLINIKO_MAX_WAIT_SECONDS",
+}
 
 
 class ClinikoSettings(BaseModel):
@@ -27,6 +36,7 @@ class ClinikoSettings(BaseModel):
 
     user_agent: str
     base_url: str | None = None
+    max_wait_seconds: float | None = Field(default=None, gt=0, le=900)
 
     @field_validator("user_agent")
     @classmethod
@@ -50,9 +60,18 @@ class ClinikoSettings(BaseModel):
                 "e.g. 'Acme Clinic Intake (it@acme.example)'"
             )
         try:
-            return cls(user_agent=user_agent, base_url=os.environ.get("CLINIKO_BASE_URL"))
+            return cls(
+                user_agent=user_agent,
+                base_url=os.environ.get("CLINIKO_BASE_URL"),
+                max_wait_seconds=os.environ.get("CLINIKO_MAX_WAIT_SECONDS", "").strip() or None,
+            )
         except ValidationError as exc:
-            problems = "; ".join(str(error["msg"]) for error in exc.errors())
+            problems = "; ".join(
+                f"{_ENV_NAMES.get(str(error['loc'][0]), error['loc'][0])}: {error['msg']}"
+                if error["loc"]
+                else str(error["msg"])
+                for error in exc.errors()
+            )
             raise ConfigurationError(f"Cliniko settings are invalid: {problems}") from exc
 
 
@@ -66,12 +85,21 @@ def client_for_secret(secret_name: str) -> ClinikoClient:
     # Pasted keys often carry a trailing newline; the key itself never has whitespace.
     api_key = read_secret(secret_name).strip()
     fingerprint = hashlib.sha256(
-        "\0".join((api_key, settings.user_agent, settings.base_url or "")).encode()
+        "\0".join(
+            (api_key, settings.user_agent, settings.base_url or "", str(settings.max_wait_seconds))
+        ).encode()
     ).hexdigest()
     with _lock:
         cached = _clients.get(secret_name)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
-        client = ClinikoClient(api_key, settings.user_agent, base_url=settings.base_url)
+        policy = (
+            None
+            if settings.max_wait_seconds is None
+            else RetryPolicy.within(settings.max_wait_seconds)
+        )
+        client = ClinikoClient(
+            api_key, settings.user_agent, base_url=settings.base_url, retry_policy=policy
+        )
         _clients[secret_name] = (fingerprint, client)
         return client

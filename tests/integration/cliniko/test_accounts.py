@@ -6,7 +6,7 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from cliniko_automations.cliniko import ClinikoClient
-from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.cliniko.errors import ConfigurationError, RateLimited
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 
@@ -87,7 +87,7 @@ def test_user_agent_is_required(secrets, cliniko, monkeypatch) -> None:
     with pytest.raises(ConfigurationError, match="CLINIKO_USER_AGENT"):
         client_for_secret("cliniko/x")
     monkeypatch.setenv("CLINIKO_USER_AGENT", "no email here")
-    with pytest.raises(ConfigurationError, match="Name \\(email\\)"):
+    with pytest.raises(ConfigurationError, match=r"CLINIKO_USER_AGENT: .*Name \(email\)"):
         client_for_secret("cliniko/x")
 
 
@@ -106,3 +106,21 @@ def test_a_malformed_key_in_the_secret_is_a_configuration_error(secrets, monkeyp
     with pytest.raises(ConfigurationError) as caught:
         client_for_secret("cliniko/bad")
     assert "MS0x" not in str(caught.value)
+
+
+def test_max_wait_setting_bounds_the_client_waits(secrets, cliniko, account_env, monkeypatch):
+    secrets.create_secret(Name="cliniko/short", SecretString=cliniko.api_key)
+    monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", "5")
+    cliniko.control.set_faults(throttle_window_s=30)
+
+    client = client_for_secret("cliniko/short")
+    with pytest.raises(RateLimited):
+        client.list_contacts()  # a 30 s reset is not waited for: the error comes at once
+
+    assert [r["status"] for r in cliniko.control.requests()] == [429]
+    monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", "0")
+    with pytest.raises(ConfigurationError, match="CLINIKO_MAX_WAIT_SECONDS"):
+        client_for_secret("cliniko/short")
+    monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", "soon")
+    with pytest.raises(ConfigurationError, match="CLINIKO_MAX_WAIT_SECONDS"):
+        client_for_secret("cliniko/short")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from datetime import datetime
 
 import pytest
@@ -20,6 +21,17 @@ def _statuses(cliniko, method: str | None = None) -> list[object]:
     return [
         r["status"] for r in cliniko.control.requests() if method is None or r["method"] == method
     ]
+
+
+def _settle(cliniko, entries: int) -> list[dict]:
+    """Wait (bounded) until the emulator has logged `entries` requests: a request the client
+    gave up on (a timeout) is still being answered, and must not spill into the next test."""
+    deadline = time.monotonic() + 10
+    while True:
+        log = cliniko.control.requests()
+        if len(log) >= entries or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)
 
 
 def _logged_at(entry: dict) -> float:
@@ -203,6 +215,7 @@ def test_read_timeouts_are_retried_then_reported(cliniko) -> None:
 
     assert caught.value.status_code is None
     assert client.request_count == 2
+    assert [r["status"] for r in _settle(cliniko, 2)] == [200, 200]  # answered too late
 
 
 def test_a_create_that_times_out_is_an_unknown_outcome(cliniko) -> None:
@@ -213,6 +226,9 @@ def test_a_create_that_times_out_is_an_unknown_outcome(cliniko) -> None:
         client.create_contact({"first_name": "Slow"})
 
     assert client.request_count == 1
+    # Cliniko made it all the same: exactly why the client must not send it again.
+    assert [r["status"] for r in _settle(cliniko, 1)] == [201]
+    assert [c["first_name"] for c in cliniko.control.contacts()] == ["Slow"]
 
 
 def test_nothing_listening_is_a_connection_failure(cliniko) -> None:
@@ -232,3 +248,58 @@ def test_nothing_listening_is_a_connection_failure(cliniko) -> None:
         assert dead.request_count == 4
     finally:
         dead.close()
+
+
+# -- the total wait bound (a Lambda with a short timeout) ------------------------------------
+
+
+def test_a_short_wait_budget_turns_a_long_reset_into_an_immediate_error(cliniko) -> None:
+    clock = FakeClock()
+    client = cliniko.client(clock=clock, retry_policy=RetryPolicy.within(5))
+    cliniko.control.set_faults(throttle_window_s=30)
+
+    with pytest.raises(errors.RateLimited) as caught:
+        client.list_contacts()
+
+    assert caught.value.reset_at is not None
+    assert clock.sleeps == []
+    assert _statuses(cliniko) == [429]
+
+
+def test_a_short_wait_budget_still_waits_out_a_near_reset(cliniko) -> None:
+    clock = FakeClock()
+    client = cliniko.client(clock=clock, retry_policy=RetryPolicy.within(5))
+    cliniko.control.set_faults(fail_next=[429])
+
+    assert client.list_contacts() == []
+    assert _statuses(cliniko) == [429, 200]
+    assert 0 < sum(clock.sleeps) <= 5
+
+
+def test_pacing_beyond_the_wait_budget_sends_nothing(cliniko) -> None:
+    clock = FakeClock()
+    client = cliniko.client(clock=clock, requests_per_minute=2, retry_policy=RetryPolicy.within(5))
+    client.list_contacts()
+    client.list_contacts()
+
+    with pytest.raises(errors.RateLimited) as caught:
+        client.list_contacts()
+
+    assert caught.value.status_code is None  # our own budget said no; Cliniko never saw it
+    assert caught.value.reset_at == pytest.approx(clock.time() + 60.0)
+    assert client.request_count == 2
+    assert _statuses(cliniko) == [200, 200]
+
+
+def test_backoff_stops_when_the_wait_budget_is_spent(cliniko) -> None:
+    clock = FakeClock()
+    client = cliniko.client(
+        clock=clock, retry_policy=RetryPolicy(max_attempts=10, max_total_wait=0.0)
+    )
+    cliniko.control.set_faults(fail_next=[503, 503])
+
+    with pytest.raises(errors.ServerError):
+        client.list_contacts()
+
+    assert _statuses(cliniko) == [503]
+    assert clock.sleeps == []

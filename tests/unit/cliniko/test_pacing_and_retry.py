@@ -9,7 +9,12 @@ import threading
 
 import pytest
 from cliniko_automations.cliniko import errors
-from cliniko_automations.cliniko.pacing import RateBudget, key_fingerprint, shared_budget
+from cliniko_automations.cliniko.pacing import (
+    BudgetExhausted,
+    RateBudget,
+    key_fingerprint,
+    shared_budget,
+)
 from cliniko_automations.cliniko.transport import (
     RetryPolicy,
     error_for_response,
@@ -197,3 +202,23 @@ def test_error_messages_are_short_and_carry_no_body_but_the_message() -> None:
     long = _error(400, {"message": "x" * 5000, "secret": "s3cr3t"})
     assert len(str(long)) < 400
     assert "s3cr3t" not in str(long)
+
+
+def test_budget_refuses_a_wait_longer_than_allowed_and_records_nothing() -> None:
+    clock = FakeClock()
+    budget = RateBudget(2, 60.0, clock=clock)
+    budget.acquire()
+    budget.acquire()
+    with pytest.raises(BudgetExhausted) as caught:
+        budget.acquire(max_wait=10.0)
+    assert caught.value.wait == pytest.approx(60.0)
+    assert clock.sleeps == []
+    assert budget.in_window() == 2
+    assert budget.acquire(max_wait=60.0) == pytest.approx(60.0)
+
+
+def test_policy_within_bounds_every_wait() -> None:
+    policy = RetryPolicy.within(10)
+    assert policy.max_total_wait == 10
+    assert policy.max_rate_limit_wait == 10
+    assert RetryPolicy.within(600).max_rate_limit_wait == 65.0
