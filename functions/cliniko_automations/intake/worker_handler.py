@@ -106,22 +106,28 @@ def _accounts(path: str | None) -> dict[str, str]:
 def _runtime(settings: WorkerSettings) -> Runtime:
     dynamodb = boto3.client("dynamodb")
     sqs = boto3.client("sqs")
+    config = IdempotencyConfig(
+        event_key_jmespath="idempotency_key",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=settings.idempotency_ttl_seconds,
+        response_hook=_mark_replayed,
+    )
+
+    def remaining_seconds() -> float | None:
+        context = config.lambda_context
+        return context.get_remaining_time_in_millis() / 1000 if context else None
+
     worker = IntakeWorker(
         claims=DynamoClaims(
             dynamodb,
             settings.idempotency_table,
             ttl_seconds=settings.claim_ttl_seconds,
             wait_seconds=settings.claim_wait_seconds,
+            remaining_seconds=remaining_seconds,
         ),
         intents=DynamoIntents(dynamodb, settings.idempotency_table),
         ledger=DynamoLedger(dynamodb, settings.ledger_table),
         parking=SqsParking(sqs, settings.parked_queue_url),
-    )
-    config = IdempotencyConfig(
-        event_key_jmespath="idempotency_key",
-        raise_on_no_idempotency_key=True,
-        expires_after_seconds=settings.idempotency_ttl_seconds,
-        response_hook=_mark_replayed,
     )
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.idempotency_table, boto3_client=dynamodb

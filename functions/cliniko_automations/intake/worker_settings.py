@@ -27,8 +27,8 @@ class WorkerSettings(BaseModel):
     # A completed submission is answered from its record for a day: longer than any provider
     # keeps redelivering a webhook. After that the email lookup still prevents a duplicate.
     idempotency_ttl_seconds: int = Field(default=86_400, gt=0)
-    # The claim outlives the worker's timeout, so it is never lost by a live holder; a dead
-    # holder's claim frees itself after this.
+    # A claim lasts until its holder's invocation would time out (a dead holder's claim frees
+    # itself then); this caps it, and is the lifetime outside Lambda.
     claim_ttl_seconds: int = Field(default=120, gt=0)
     claim_wait_seconds: float = Field(default=5.0, ge=0)
     # Visibility backoff for retried messages: base * 2^(receives-1), capped.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import random
 import secrets
 import time
@@ -55,10 +56,12 @@ class DynamoClaims:
         wait_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        remaining_seconds: Callable[[], float | None] = lambda: None,
     ) -> None:
         self._client = client
         self._table = table
         self._ttl = ttl_seconds
+        self._remaining = remaining_seconds
         self._wait = wait_seconds
         self._clock = clock
         self._sleep = sleep
@@ -91,6 +94,13 @@ class DynamoClaims:
                 if not _conditional_failed(exc):
                     raise
 
+    def _expiry(self, now: int) -> int:
+        # A claim is worth nothing once its holder's invocation is over: it lasts until the
+        # Lambda would time out (a killed worker frees it then), `ttl_seconds` outside Lambda.
+        remaining = self._remaining()
+        ttl = self._ttl if remaining is None else min(self._ttl, math.ceil(remaining) + 1)
+        return now + max(ttl, 1)
+
     def _try_put(self, item_id: dict[str, str], token: str) -> bool:
         now = int(self._clock())
         try:
@@ -99,7 +109,7 @@ class DynamoClaims:
                 Item={
                     "id": item_id,
                     "token": {"S": token},
-                    "expiration": {"N": str(now + self._ttl)},
+                    "expiration": {"N": str(self._expiry(now))},
                 },
                 # DynamoDB's TTL deletes lazily (within days), so an expired claim is free
                 # even while the item is still there.

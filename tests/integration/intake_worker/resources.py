@@ -8,7 +8,9 @@ the parked queue, and a Cliniko key secret per account.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,10 +235,10 @@ def worker_environment(
         CLINIKO_USER_AGENT=USER_AGENT,
         CLINIKO_BASE_URL=base_url_template,
         FORM_SOURCES_FILE=str(config_path),
-        # Failed messages come back at once in tests; the deployed default backs off from 30 s.
-        RETRY_BASE_SECONDS="0",
-        **extra,
     )
+    # Failed messages come back at once in tests; the deployed default backs off from 30 s.
+    env["RETRY_BASE_SECONDS"] = "0"
+    env.update(extra)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 
@@ -254,3 +256,59 @@ def emf_metrics(stdout: str) -> dict[str, float]:
                 values = value if isinstance(value, list) else [value]
                 totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(values)
     return totals
+
+
+TEST_INFRASTRUCTURE_LOGGERS = frozenset({"werkzeug", "moto", "cliniko_emulator"})
+
+
+class LogLines(logging.Handler):
+    """Every record the intake's Powertools loggers and the root logger emit, formatted as
+    they would reach CloudWatch (Powertools' JSON for the intake loggers)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # The servers standing in for AWS and Cliniko log their own requests; those lines
+        # are the test's infrastructure, not the function's logs.
+        if record.name.split(".")[0] in TEST_INFRASTRUCTURE_LOGGERS:
+            return
+        self.lines.append(self.format(record))
+
+    def json(self, message: str) -> list[dict[str, Any]]:
+        out = []
+        for line in self.lines:
+            if line.startswith("{") and f'"message":"{message}"' in line:
+                out.append(json.loads(line))
+        return out
+
+
+@contextlib.contextmanager
+def captured_logs(*service_loggers: str) -> Iterator[LogLines]:
+    """Attach a collecting handler to the named Powertools service loggers (with their own
+    formatter) and to the root logger (everything else that propagates) at INFO, the level
+    Lambda's runtime logs at unless told otherwise."""
+    handlers: list[tuple[logging.Logger, logging.Handler, int]] = []
+    collected = LogLines()
+    for name in service_loggers:
+        target = logging.getLogger(name)
+        handler = LogLines()
+        existing = next(iter(target.handlers), None)
+        if existing is not None and existing.formatter is not None:
+            handler.setFormatter(existing.formatter)
+        handler.lines = collected.lines
+        handlers.append((target, handler, target.level))
+    root = logging.getLogger()
+    root_handler = LogLines()
+    root_handler.lines = collected.lines
+    handlers.append((root, root_handler, root.level))
+    for target, handler, _level in handlers:
+        target.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield collected
+    finally:
+        for target, handler, level in handlers:
+            target.removeHandler(handler)
+            target.setLevel(level)

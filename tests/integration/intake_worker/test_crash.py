@@ -1,0 +1,123 @@
+"""A worker process killed right after Cliniko created the contact: the retry must not create
+a second one. The kill is real (SIGKILL, no cleanup, no `finally`), in a child process that
+runs the unmodified handler; a profile hook fires it when the worker starts writing the
+ledger, i.e. after the create answered and before any bookkeeping or idempotency record."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cliniko_automations.intake import worker_handler
+from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
+
+from tests.fixtures.apigw import LambdaContext
+from tests.integration.intake_worker.resources import (
+    WorkerStack,
+    captured_logs,
+    create_worker_stack,
+    poll_once,
+    put_secrets,
+    sqs_event,
+    worker_environment,
+    write_worker_config,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+
+CHILD = """
+import json, os, signal, sys
+from cliniko_automations.intake import worker_handler
+from tests.fixtures.apigw import LambdaContext
+
+def die_at_ledger(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == "record" and frame.f_code.co_filename.endswith(
+        os.path.join("intake", "ledger.py")
+    ):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+event = json.load(sys.stdin)
+sys.setprofile(die_at_ledger)
+# A short Lambda timeout: Powertools lets the INPROGRESS record expire when it would end.
+context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=1500)
+worker_handler.lambda_handler(event, context)
+print("not killed")
+"""
+
+
+@pytest.fixture
+def stack(aws, cliniko, monkeypatch, tmp_path) -> WorkerStack:
+    stack = create_worker_stack()
+    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
+    worker_environment(
+        monkeypatch,
+        stack,
+        cliniko.base_url_template,
+        write_worker_config(tmp_path),
+        # Retries spaced 1, 2, 4 s apart: the dead attempt's record expires in between.
+        RETRY_BASE_SECONDS="1",
+    )
+    return stack
+
+
+@pytest.mark.parametrize(
+    "draft",
+    [
+        ContactDraft(first_name="Ana", last_name="Lima", email="ana.lima@example.com"),
+        ContactDraft(
+            first_name="Ana", last_name="Lima", phone_numbers=(PhoneNumber(number="0412 345 678"),)
+        ),
+        ContactDraft(first_name="Accounts", company_name="Acme Health Fund"),
+    ],
+    ids=["email", "name-and-phone", "no-identity"],
+)
+def test_killed_after_create_then_retried_makes_one_contact(stack, cliniko, draft) -> None:
+    sub = Submission(
+        submission_id="sub-crash",
+        idempotency_key="test-json:crash",
+        source="test-json",
+        provider="json",
+        account="test-clinic",
+        received_at=datetime.now(UTC),
+        draft=draft,
+    )
+    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=sub.model_dump_json())
+    messages = stack.receive(visibility=0)
+    child = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", CHILD],
+        input=json.dumps(sqs_event(messages, stack.queue_arn)),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        timeout=60,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stdout + child.stderr
+    # Cliniko has the contact; nothing on our side says so but the create intent.
+    assert len(cliniko.control.contacts()) == 1
+    assert stack.ledger_items() == []
+
+    # The queue delivers it again. Until the dead attempt's INPROGRESS record expires the
+    # retry is refused ("in_progress") and the message comes back; then it goes through.
+    context = LambdaContext(function_name="IntakeWorkerFunction")
+    with captured_logs("intake") as logs:
+        for _ in range(60):
+            got, failed = poll_once(stack, worker_handler.lambda_handler, context, visibility=0)
+            if got and not failed:
+                break
+            time.sleep(0.25)
+        else:
+            pytest.fail("the retried submission never completed")
+    outcome_logs = logs.json("submission processed")
+    [contact] = cliniko.control.contacts()
+    assert [e["contact_id"] for e in stack.ledger_items()] == [contact["id"]]
+    assert [r["method"] for r in cliniko.control.requests()].count("POST") == 1
+    assert outcome_logs[-1]["action"] == "created"
+    assert outcome_logs[-1]["recovered"] is True
