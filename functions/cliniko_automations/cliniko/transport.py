@@ -50,6 +50,7 @@ RETRYABLE_STATUSES = frozenset({502, 503, 504})
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 _ARCHIVE_PATH = re.compile(r"/contacts/[^/]+/archive/?$")
 _MESSAGE_LIMIT = 200
+_EMAIL_LIKE = re.compile(r"[^\s@'\"]+@[^\s@'\"]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +149,9 @@ def _body_json(content: bytes) -> Any:
 
 
 def _short(text: str) -> str:
-    text = " ".join(text.split())
+    # Cliniko's messages name fields, but a refused filter may be quoted back whole, and a
+    # filter can hold an email: errors end up in logs, so email-shaped text is masked.
+    text = _EMAIL_LIKE.sub("<email>", " ".join(text.split()))
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
 

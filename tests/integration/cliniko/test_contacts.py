@@ -185,3 +185,11 @@ def test_one_client_serves_several_threads(cliniko) -> None:
     assert fetched == ids * 3
     assert client.request_count == 24
     assert cliniko.control.counters()["by_method_status"]["GET 200"] == 24
+
+
+def test_a_refused_filter_quoted_back_does_not_leak_the_email(cliniko) -> None:
+    client = cliniko.client(clock=FakeClock())
+    with pytest.raises(errors.BadRequest) as caught:
+        client.list_contacts([StringFilter("id").eq("someone+x@example.com")])
+    assert "@" not in str(caught.value)
+    assert "example.com" not in str(caught.value)
