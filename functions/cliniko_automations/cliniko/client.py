@@ -34,7 +34,7 @@ from cliniko_client.types import UNSET, Response, Unset
 from . import errors
 from .config import basic_auth_header, check_user_agent, resolve_base_url, shard_for_key
 from .filters import Filter
-from .pacing import Clock, RateBudget, key_fingerprint, shared_budget
+from .pacing import SYSTEM_CLOCK, Clock, RateBudget, key_fingerprint, shared_budget
 from .transport import ClinikoTransport, RetryPolicy
 
 logger = logging.getLogger("cliniko_automations.cliniko")
@@ -82,25 +82,21 @@ class ClinikoClient:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise errors.ConfigurationError("timeout must be a positive number of seconds")
         self.key_id = key_fingerprint(api_key)  # safe to log; the key itself never is
-        if clock is None:
-            budget = shared_budget(api_key, requests_per_minute)
-            transport = ClinikoTransport(
-                httpx.HTTPTransport(),
-                shard=self.shard,
-                budget=budget,
-                policy=retry_policy,
-                rng=rng,
-            )
-        else:
-            budget = RateBudget(requests_per_minute, 60.0, clock=clock)
-            transport = ClinikoTransport(
-                httpx.HTTPTransport(),
-                shard=self.shard,
-                budget=budget,
-                policy=retry_policy,
-                clock=clock,
-                rng=rng,
-            )
+        # Clients of one key share the process's budget; an injected (test) clock cannot share
+        # time with it, so such a client paces on its own.
+        budget = (
+            shared_budget(api_key, requests_per_minute)
+            if clock is None
+            else RateBudget(requests_per_minute, 60.0, clock=clock)
+        )
+        transport = ClinikoTransport(
+            httpx.HTTPTransport(),
+            shard=self.shard,
+            budget=budget,
+            policy=retry_policy,
+            clock=clock or SYSTEM_CLOCK,
+            rng=rng,
+        )
         self.rate_budget = budget
         self._transport = transport
         scheme, token = basic_auth_header(api_key).split(" ", 1)
