@@ -1,0 +1,671 @@
+"""The emulator as a WSGI application: Cliniko's contacts routes and the inspection API.
+
+Cliniko routes live at `/{shard}/v1/contacts...` (so the client's base URL template is
+`http://127.0.0.1:PORT/{shard}/v1`); the inspection API at `/_emulator/...` is never
+rate-limited, faulted, logged or validated. Choices where Cliniko's behaviour is not
+documented are listed in README.md beside this file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from openapi_core.templating.paths.exceptions import PathError
+from werkzeug.datastructures import Headers
+
+from . import validation
+from .faults import Faults
+from .filters import FilterError, parse_filters, parse_sort
+from .ratelimit import DEFAULT_PER_MINUTE, RateLimiter
+from .store import ContactStore, NotFound, ValidationFailed, render_contact
+
+SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
+ID_PATTERN = re.compile(r"^\d{1,19}$")
+# `Name (someone@example.com)`: a name, then a contact email in parentheses.
+USER_AGENT_PATTERN = re.compile(r"^\s*[^()\s][^()]*\(\s*[^@\s()]+@[^@\s()]+\.[^@\s()]+\s*\)\s*$")
+ROUTE = re.compile(r"^/(?P<shard>[^/]+)/v1/contacts(?:/(?P<id>[^/]+)(?P<archive>/archive)?)?/?$")
+CLINIKO_PREFIX = re.compile(r"^/[^/]+/v1(/|$)")
+MAX_PER_PAGE = 100
+DEFAULT_PER_PAGE = 50
+LOG_LIMIT = 10_000
+VIOLATION_LIMIT = 1_000
+BODY_LOG_LIMIT = 10_000
+
+
+class DropConnection(Exception):
+    """Raised by the app to make the server close the socket without an answer."""
+
+
+class Reply:
+    """A response under construction (status, headers, body bytes)."""
+
+    def __init__(self, status: int, body: bytes = b"", content_type: str | None = None) -> None:
+        self.status = status
+        self.headers = Headers()
+        if content_type:
+            self.headers["Content-Type"] = content_type
+        self.body = body
+
+    @classmethod
+    def json(cls, status: int, data: Any) -> Reply:
+        body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+        return cls(status, body, "application/json; charset=utf-8")
+
+    @classmethod
+    def text(cls, status: int, text: str, content_type: str = "text/plain") -> Reply:
+        return cls(status, text.encode("utf-8"), f"{content_type}; charset=utf-8")
+
+
+STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def injected_error(status: int) -> Reply:
+    """What an overloaded Cliniko or its load balancer answers: not always JSON."""
+    if status == 500:
+        return Reply.json(500, {"message": "We're sorry, but something went wrong."})
+    title = f"{status} {STATUS_TEXT.get(status, 'Error')}"
+    return Reply.text(
+        status,
+        f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>",
+        "text/html",
+    )
+
+
+def key_shard(key: str) -> str:
+    """The shard of an API key: its suffix after the last '-', au1 without one."""
+    if "-" not in key:
+        return "au1"
+    suffix = key.rsplit("-", 1)[1]
+    if not SHARD_PATTERN.match(suffix):
+        raise ValueError("the key's suffix after the last '-' must be a shard such as au1")
+    return suffix
+
+
+class Emulator:
+    def __init__(
+        self,
+        *,
+        keys: Iterable[str] = (),
+        state_file: str | None = None,
+        per_minute: int | None = DEFAULT_PER_MINUTE,
+        time_scale: float = 1.0,
+        validate: bool = True,
+        strict: bool = False,
+        spec_path: str | None = None,
+        log_limit: int = LOG_LIMIT,
+    ) -> None:
+        self._lock = threading.Lock()
+        self.store = ContactStore(state_file)
+        self.limiter = RateLimiter(per_minute, time_scale)
+        self._default_rate = (per_minute, time_scale)
+        self.faults = Faults()
+        self.validator = validation.SpecValidator(validation.Path(spec_path) if spec_path else None)
+        self.validate = validate
+        self.strict = strict
+        self._initial_keys = list(keys)
+        self._keys: dict[str, str] = {}
+        for key in [*self._initial_keys, *self.store.meta.get("keys", [])]:
+            self.add_key(key)
+        self.archived_get = "visible"
+        self._log: deque[dict[str, Any]] = deque(maxlen=log_limit)
+        self._seq = 0
+        self._counters: Counter[str] = Counter()
+        self._violations: list[dict[str, Any]] = []
+
+    # -- state ----------------------------------------------------------------------
+
+    def add_key(self, key: str) -> str:
+        if not isinstance(key, str) or not key or ":" in key or key != key.strip():
+            raise ValueError("a key must be a non-empty string without ':' or spaces")
+        shard = key_shard(key)
+        with self._lock:
+            self._keys[key] = shard
+            self.store.meta["keys"] = sorted(set(self._keys) - set(self._initial_keys))
+        self.store.save()
+        return shard
+
+    def reset(self) -> None:
+        """Empties contacts, log, counters, violations; faults and rate limit to defaults.
+
+        Keys given at start-up (CLI `--key`, constructor) survive; keys added later do not.
+        """
+        with self._lock:
+            self._keys = {key: key_shard(key) for key in self._initial_keys}
+            self.store.meta["keys"] = []
+            self._log.clear()
+            self._counters.clear()
+            self._violations.clear()
+            self._seq = 0
+        self.archived_get = "visible"
+        self.strict = False
+        self.faults.reset()
+        self.limiter.configure(*self._default_rate)
+        self.store.reset()
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self._log.clear()
+            self._counters.clear()
+
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(entry) for entry in self._log if entry["seq"] > since]
+
+    def counters(self) -> dict[str, Any]:
+        with self._lock:
+            counts = dict(self._counters)
+        out: dict[str, Any] = {"total": counts.get("total", 0)}
+        for prefix in ("by_method", "by_status", "by_method_status"):
+            out[prefix] = {
+                name.split(":", 1)[1]: value
+                for name, value in counts.items()
+                if name.startswith(prefix + ":")
+            }
+        return out
+
+    def violations(self) -> dict[str, Any]:
+        with self._lock:
+            items = list(self._violations)
+        return {
+            "spec": str(self.validator.path),
+            "spec_loaded": self.validator.available,
+            "spec_error": self.validator.load_error,
+            "request": [v for v in items if v["kind"] == "request"],
+            "response": [v for v in items if v["kind"] == "response"],
+        }
+
+    def _record_violation(self, kind: str, entry: Mapping[str, Any], errors: list[str]) -> None:
+        with self._lock:
+            if len(self._violations) < VIOLATION_LIMIT:
+                self._violations.append(
+                    {
+                        "kind": kind,
+                        "seq": entry["seq"],
+                        "method": entry["method"],
+                        "path": entry["path"],
+                        "query": entry["query_string"],
+                        "status": entry.get("status"),
+                        "errors": errors,
+                    }
+                )
+
+    # -- WSGI -----------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "") or "/"
+        if path.startswith("/_emulator/") or path == "/_emulator":
+            reply = self._control(environ, path)
+        elif CLINIKO_PREFIX.match(path):
+            reply = self._cliniko(environ, path)
+        else:
+            reply = Reply.json(404, {"message": "Not found"})
+        reply.headers["Content-Length"] = str(len(reply.body))
+        start_response(f"{reply.status} {STATUS_TEXT.get(reply.status, '')}", list(reply.headers))
+        return [reply.body]
+
+    # -- Cliniko routes -------------------------------------------------------------
+
+    def _cliniko(self, environ: dict[str, Any], path: str) -> Reply:
+        method = environ["REQUEST_METHOD"].upper()
+        query_string = environ.get("QUERY_STRING", "")
+        query = parse_qsl(query_string, keep_blank_values=True)
+        body = _read_body(environ)
+        headers = _headers(environ)
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        match = ROUTE.match(path)
+        shard = match["shard"] if match else path.split("/")[1]
+        entry: dict[str, Any] = {
+            "seq": seq,
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "method": method,
+            "path": path,
+            "query_string": query_string,
+            "query": _multi(query),
+            "shard": shard,
+            "key_shard": None,
+            "user_agent": headers.get("User-Agent"),
+            "content_type": headers.get("Content-Type"),
+            "body": _loggable_body(body),
+            "status": None,
+            "fault": None,
+        }
+        request = validation.make_request(
+            shard=shard if SHARD_PATTERN.match(shard) else "au1",
+            method=method,
+            path=path[len(shard) + 1 :],
+            query=query,
+            headers=headers,
+            content_type=headers.get("Content-Type", ""),
+            body=body,
+        )
+        known_operation = True
+        if self.validate:
+            errors = self.validator.request_errors(request)
+            known_operation = not any(
+                e.startswith(("PathNotFound", "OperationNotFound", "ServerNotFound"))
+                for e in errors
+            )
+            if errors:
+                self._record_violation("request", entry, errors)
+
+        decision = self.faults.decide(method)
+        if decision.latency_s:
+            time.sleep(decision.latency_s)
+        after_effect = self.faults.settings.after_effect
+        try:
+            if decision.is_fault and not after_effect:
+                reply = self._fault_reply(decision, entry)
+            else:
+                reply = self._answer(method, match, shard, query, headers, body, entry, environ)
+                if decision.is_fault and reply.status < 400:
+                    reply = self._fault_reply(decision, entry)
+        except DropConnection:
+            self._finish(entry, "dropped")
+            raise
+
+        if self.validate and known_operation:
+            response = validation.make_response(reply.status, reply.headers, reply.body)
+            try:
+                errors = self.validator.response_errors(request, response)
+            except PathError as exc:
+                errors = [validation.describe_error(exc)]
+            if errors:
+                self._record_violation("response", entry | {"status": reply.status}, errors)
+                if self.strict:
+                    reply = Reply.json(
+                        500,
+                        {"message": "emulator response violates openapi.yaml", "errors": errors},
+                    )
+        self._finish(entry, reply.status)
+        return reply
+
+    def _fault_reply(self, decision, entry: dict[str, Any]) -> Reply:
+        if decision.drop:
+            entry["fault"] = "drop"
+            raise DropConnection()
+        if decision.throttle_reset:
+            entry["fault"] = "throttle"
+            return self._throttled(decision.throttle_reset)
+        entry["fault"] = f"error {decision.status}"
+        return injected_error(decision.status)
+
+    @staticmethod
+    def _throttled(reset: int) -> Reply:
+        reply = Reply.json(429, {"message": "Too many requests"})
+        reply.headers["X-RateLimit-Reset"] = str(reset)
+        return reply
+
+    def _finish(self, entry: dict[str, Any], status: int | str) -> None:
+        entry["status"] = status
+        with self._lock:
+            self._log.append(entry)
+            self._counters["total"] += 1
+            self._counters[f"by_method:{entry['method']}"] += 1
+            self._counters[f"by_status:{status}"] += 1
+            self._counters[f"by_method_status:{entry['method']} {status}"] += 1
+
+    def _authenticate(self, headers: Mapping[str, str], shard: str) -> str | None:
+        """The registered key the request authenticates with on this shard, else None."""
+        scheme, _, token = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic" or not token:
+            return None
+        try:
+            user = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        username = user.split(":", 1)[0]
+        with self._lock:
+            # The key may be sent with or without its shard suffix.
+            for candidate in (username, f"{username}-{shard}"):
+                if candidate in self._keys:
+                    return candidate if self._keys[candidate] == shard else None
+        return None
+
+    def _answer(
+        self,
+        method: str,
+        match: re.Match[str] | None,
+        shard: str,
+        query: list[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: bytes,
+        entry: dict[str, Any],
+        environ: Mapping[str, Any],
+    ) -> Reply:
+        if not USER_AGENT_PATTERN.match(headers.get("User-Agent", "")):
+            return Reply.text(403, "Requires a user agent")
+        key = self._authenticate(headers, shard) if SHARD_PATTERN.match(shard) else None
+        if key is None:
+            reply = Reply.text(401, "HTTP Basic: Access denied.\n")
+            reply.headers["WWW-Authenticate"] = 'Basic realm="Application"'
+            return reply
+        entry["key_shard"] = self._keys.get(key)
+        reset = self.limiter.hit(key)
+        if reset is not None:
+            entry["fault"] = "rate_limit"
+            return self._throttled(reset)
+        if match is None:
+            return Reply.json(404, {"message": "Not found"})
+        base_url = f"http://{environ.get('HTTP_HOST') or '127.0.0.1'}/{shard}/v1"
+        contact_id, archive = match["id"], match["archive"]
+        try:
+            if contact_id is None:
+                if method == "GET":
+                    return self._list(shard, query, base_url)
+                if method == "POST":
+                    fields = _write_body(headers, body)
+                    if isinstance(fields, Reply):
+                        return fields
+                    record = self.store.create(shard, fields)
+                    reply = Reply.json(201, render_contact(record, base_url))
+                    reply.headers["Location"] = f"{base_url}/contacts/{record['id']}"
+                    return reply
+                return _not_allowed("GET, POST")
+            if not ID_PATTERN.match(contact_id):
+                return Reply.json(404, {"message": "Not found"})
+            if archive:
+                if method != "POST":
+                    return _not_allowed("POST")
+                self._visible(shard, contact_id, query)
+                self.store.archive(shard, contact_id)
+                return Reply(204)
+            if method == "GET":
+                record = self._visible(shard, contact_id, query)
+                return Reply.json(200, render_contact(record, base_url))
+            if method in ("PUT", "PATCH"):
+                fields = _write_body(headers, body)
+                if isinstance(fields, Reply):
+                    return fields
+                self._visible(shard, contact_id, query)
+                record = self.store.update(shard, contact_id, fields)
+                return Reply.json(200, render_contact(record, base_url))
+            if method == "DELETE":
+                self._visible(shard, contact_id, query)
+                self.store.archive(shard, contact_id)
+                return Reply(204)
+            return _not_allowed("GET, PUT, PATCH, DELETE")
+        except NotFound:
+            return Reply.json(404, {"message": "Not found"})
+        except ValidationFailed as exc:
+            return Reply.json(422, {"message": "Validation Failed", "errors": exc.errors})
+        except FilterError as exc:
+            return Reply.json(400, {"message": str(exc)})
+
+    def _visible(self, shard: str, contact_id: str, query: list[tuple[str, str]]) -> dict:
+        record = self.store.get(shard, contact_id)
+        if record["archived_at"] is not None and self.archived_get == "hidden":
+            asked = any(k == "q[]" and v.startswith("archived_at:") for k, v in query)
+            if not asked:
+                raise NotFound(contact_id)
+        return record
+
+    def _list(self, shard: str, query: list[tuple[str, str]], base_url: str) -> Reply:
+        params: dict[str, str] = {}
+        raw_filters: list[str] = []
+        for name, value in query:
+            if name == "q[]":
+                raw_filters.append(value)
+            else:
+                params[name] = value
+        page = _positive_int(params.get("page"), "page", default=1)
+        per_page = _positive_int(params.get("per_page"), "per_page", default=DEFAULT_PER_PAGE)
+        if per_page > MAX_PER_PAGE:
+            raise FilterError(f"per_page must be between 1 and {MAX_PER_PAGE}")
+        filters = parse_filters(raw_filters)
+        sort = parse_sort(params.get("sort"), params.get("order"))
+        contacts, total = self.store.query(
+            shard, filters, sort, offset=(page - 1) * per_page, limit=per_page
+        )
+        others = [(k, v) for k, v in query if k != "page"]
+
+        def link(number: int) -> str:
+            return f"{base_url}/contacts?" + urlencode([("page", str(number)), *others])
+
+        links = {"self": link(page)}
+        if page * per_page < total:
+            links["next"] = link(page + 1)
+        if page > 1:
+            links["previous"] = link(page - 1)
+        return Reply.json(
+            200,
+            {
+                "contacts": [render_contact(record, base_url) for record in contacts],
+                "total_entries": total,
+                "links": links,
+            },
+        )
+
+    # -- inspection API -------------------------------------------------------------
+
+    def _control(self, environ: dict[str, Any], path: str) -> Reply:
+        method = environ["REQUEST_METHOD"].upper()
+        name = path[len("/_emulator/") :].strip("/")
+        query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
+        raw = _read_body(environ)
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return Reply.json(400, {"message": "body must be JSON"})
+        if not isinstance(data, dict):
+            return Reply.json(400, {"message": "body must be a JSON object"})
+        handler = CONTROL_ROUTES.get((method, name))
+        if handler is None:
+            return Reply.json(404, {"message": f"no inspection route {method} /_emulator/{name}"})
+        try:
+            return handler(self, data, query)
+        except (ValueError, TypeError, ValidationFailed) as exc:
+            detail = exc.errors if isinstance(exc, ValidationFailed) else str(exc)
+            return Reply.json(400, {"message": "bad inspection request", "detail": detail})
+
+    def _c_health(self, data, query) -> Reply:
+        return Reply.json(200, {"ok": True})
+
+    def _c_reset(self, data, query) -> Reply:
+        self.reset()
+        return Reply.json(200, {"ok": True})
+
+    def _c_add_key(self, data, query) -> Reply:
+        shard = self.add_key(data.get("key"))
+        return Reply.json(201, {"shard": shard})
+
+    def _c_keys(self, data, query) -> Reply:
+        with self._lock:
+            shards = sorted(self._keys.values())
+        # Never the keys themselves: the inspection output may end up in logs.
+        return Reply.json(200, {"count": len(shards), "shards": shards})
+
+    def _c_seed(self, data, query) -> Reply:
+        count = data.get("count", 0)
+        archived = data.get("archived", 0)
+        for name, value in (("count", count), ("archived", archived)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0")
+        shard = data.get("shard", "au1")
+        if not isinstance(shard, str) or not SHARD_PATTERN.match(shard):
+            raise ValueError("shard must look like au1")
+        contacts = data.get("contacts", [])
+        if not isinstance(contacts, list) or not all(isinstance(c, dict) for c in contacts):
+            raise ValueError("contacts must be a list of objects")
+        created = self.store.seed(
+            shard, count, seed=data.get("seed"), archived=min(archived, count), contacts=contacts
+        )
+        return Reply.json(201, {"count": len(created), "ids": [c["id"] for c in created]})
+
+    def _c_requests(self, data, query) -> Reply:
+        return Reply.json(200, {"requests": self.requests(int(query.get("since", 0)))})
+
+    def _c_clear_requests(self, data, query) -> Reply:
+        self.clear_log()
+        return Reply.json(200, {"ok": True})
+
+    def _c_counters(self, data, query) -> Reply:
+        return Reply.json(200, self.counters())
+
+    def _c_faults(self, data, query) -> Reply:
+        return Reply.json(200, self.faults.describe())
+
+    def _c_set_faults(self, data, query) -> Reply:
+        self.faults.configure(data)
+        return Reply.json(200, self.faults.describe())
+
+    def _c_rate_limit(self, data, query) -> Reply:
+        return Reply.json(200, self.limiter.settings())
+
+    def _c_set_rate_limit(self, data, query) -> Reply:
+        per_minute = data.get("per_minute", DEFAULT_PER_MINUTE)
+        time_scale = data.get("time_scale", 1)
+        if per_minute is not None and (
+            isinstance(per_minute, bool) or not isinstance(per_minute, int)
+        ):
+            raise ValueError("per_minute must be an integer (0 or null: no limit)")
+        if isinstance(time_scale, bool) or not isinstance(time_scale, int | float):
+            raise ValueError("time_scale must be a number")
+        self.limiter.configure(per_minute, time_scale)
+        return Reply.json(200, self.limiter.settings())
+
+    def _c_contacts(self, data, query) -> Reply:
+        include_archived = query.get("include_archived", "true").lower() != "false"
+        shard = query.get("shard") or None
+        base = "http://127.0.0.1/{shard}/v1"
+        records = self.store.all(shard, include_archived=include_archived)
+        contacts = []
+        for record in records:
+            rendered = render_contact(record, base.format(shard=record.get("_shard", "")))
+            rendered["shard"] = record.get("_shard")
+            rendered.pop("links", None)
+            contacts.append(rendered)
+        return Reply.json(200, {"contacts": contacts})
+
+    def _c_violations(self, data, query) -> Reply:
+        return Reply.json(200, self.violations())
+
+    def _c_set_validation(self, data, query) -> Reply:
+        if "strict" in data:
+            self.strict = bool(data["strict"])
+        if "enabled" in data:
+            self.validate = bool(data["enabled"])
+        return Reply.json(200, {"strict": self.strict, "enabled": self.validate})
+
+    def _c_set_behaviour(self, data, query) -> Reply:
+        archived_get = data.get("archived_get", self.archived_get)
+        if archived_get not in ("visible", "hidden"):
+            raise ValueError("archived_get must be 'visible' or 'hidden'")
+        self.archived_get = archived_get
+        return Reply.json(200, {"archived_get": self.archived_get})
+
+
+CONTROL_ROUTES: dict[tuple[str, str], Callable[..., Reply]] = {
+    ("GET", "health"): Emulator._c_health,
+    ("POST", "reset"): Emulator._c_reset,
+    ("POST", "keys"): Emulator._c_add_key,
+    ("GET", "keys"): Emulator._c_keys,
+    ("POST", "seed"): Emulator._c_seed,
+    ("GET", "requests"): Emulator._c_requests,
+    ("DELETE", "requests"): Emulator._c_clear_requests,
+    ("GET", "counters"): Emulator._c_counters,
+    ("GET", "faults"): Emulator._c_faults,
+    ("POST", "faults"): Emulator._c_set_faults,
+    ("GET", "rate_limit"): Emulator._c_rate_limit,
+    ("POST", "rate_limit"): Emulator._c_set_rate_limit,
+    ("GET", "contacts"): Emulator._c_contacts,
+    ("GET", "violations"): Emulator._c_violations,
+    ("POST", "validation"): Emulator._c_set_validation,
+    ("POST", "behaviour"): Emulator._c_set_behaviour,
+}
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _read_body(environ: Mapping[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    stream = environ.get("wsgi.input")
+    if stream is None or length <= 0:
+        return b""
+    return stream.read(length)
+
+
+def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in environ.items():
+        if name.startswith("HTTP_"):
+            headers[name[5:].replace("_", "-").title()] = value
+    if environ.get("CONTENT_TYPE"):
+        headers["Content-Type"] = environ["CONTENT_TYPE"]
+    if environ.get("CONTENT_LENGTH"):
+        headers["Content-Length"] = environ["CONTENT_LENGTH"]
+    return headers
+
+
+def _multi(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in pairs:
+        out.setdefault(name, []).append(value)
+    return out
+
+
+def _loggable_body(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body[:BODY_LOG_LIMIT].decode("utf-8", "replace")
+
+
+def _write_body(headers: Mapping[str, str], body: bytes) -> dict[str, Any] | Reply:
+    """The JSON object of a write. Without a JSON content type Cliniko ignores the body."""
+    mimetype = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if mimetype != "application/json" or not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return Reply.json(400, {"message": "The request body is not valid JSON"})
+    if not isinstance(data, dict):
+        return Reply.json(400, {"message": "The request body must be a JSON object"})
+    return data
+
+
+def _positive_int(value: str | None, name: str, *, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if not re.fullmatch(r"\d{1,9}", value.strip()) or int(value) < 1:
+        raise FilterError(f"{name} must be a positive integer")
+    return int(value)
+
+
+def _not_allowed(allow: str) -> Reply:
+    reply = Reply.json(405, {"message": "Method not allowed"})
+    reply.headers["Allow"] = allow
+    return reply

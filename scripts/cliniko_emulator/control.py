@@ -1,0 +1,135 @@
+"""`EmulatorControl`: the inspection API over HTTP, for tests, benchmarks and the local run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+
+class EmulatorControl:
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=f"{self.url}/_emulator", timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> EmulatorControl:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(
+                f"emulator {method} /_emulator/{path}: {response.status_code} {response.text}"
+            )
+        return response.json()
+
+    def health(self) -> bool:
+        return bool(self._call("GET", "health").get("ok"))
+
+    def reset(self) -> None:
+        self._call("POST", "reset")
+
+    def add_key(self, key: str) -> str:
+        """Registers an API key; returns its shard."""
+        return self._call("POST", "keys", json={"key": key})["shard"]
+
+    def seed(
+        self,
+        n: int = 0,
+        *,
+        shard: str = "au1",
+        seed: int | None = None,
+        archived: int = 0,
+        contacts: Iterable[Mapping[str, Any]] = (),
+    ) -> list[str]:
+        """Adds n fake contacts (the last `archived` of them archived) and the given ones.
+
+        A given contact is a write body plus optional `created_at`, `updated_at`,
+        `archived_at` (ISO 8601) or `"archived": true`. Returns the new ids in order.
+        """
+        body = {
+            "count": n,
+            "shard": shard,
+            "seed": seed,
+            "archived": archived,
+            "contacts": list(contacts),
+        }
+        return self._call("POST", "seed", json=body)["ids"]
+
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        """The request log of Cliniko routes: method, path, query, status, key_shard, body..."""
+        return self._call("GET", "requests", params={"since": since})["requests"]
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "requests")
+
+    def counters(self) -> dict[str, Any]:
+        """{"total", "by_method", "by_status", "by_method_status" ("GET 200")}."""
+        return self._call("GET", "counters")
+
+    def set_faults(
+        self,
+        *,
+        error_rate: float = 0.0,
+        statuses: Sequence[int] = (500, 502, 504),
+        latency_ms: int = 0,
+        drop_rate: float = 0.0,
+        throttle_window_s: float = 0.0,
+        after_effect: bool = False,
+        fail_next: Sequence[int | str] = (),
+        seed: int | None = None,
+        methods: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "error_rate": error_rate,
+            "statuses": list(statuses),
+            "latency_ms": latency_ms,
+            "drop_rate": drop_rate,
+            "throttle_window_s": throttle_window_s,
+            "after_effect": after_effect,
+            "fail_next": list(fail_next),
+            "seed": seed,
+            "methods": list(methods) if methods is not None else None,
+        }
+        return self._call("POST", "faults", json=body)
+
+    def clear_faults(self) -> None:
+        self._call("POST", "faults", json={})
+
+    def faults(self) -> dict[str, Any]:
+        return self._call("GET", "faults")
+
+    def set_rate_limit(self, per_minute: int | None = 200, time_scale: float = 1) -> dict:
+        """per_minute 0 or None disables the limit; time_scale 60 makes a minute one second."""
+        return self._call(
+            "POST", "rate_limit", json={"per_minute": per_minute, "time_scale": time_scale}
+        )
+
+    def rate_limit(self) -> dict[str, Any]:
+        return self._call("GET", "rate_limit")
+
+    def contacts(self, include_archived: bool = True, shard: str | None = None) -> list[dict]:
+        """Every stored contact as Cliniko renders it, plus its `shard`, oldest first."""
+        params: dict[str, str] = {"include_archived": str(include_archived).lower()}
+        if shard:
+            params["shard"] = shard
+        return self._call("GET", "contacts", params=params)["contacts"]
+
+    def violations(self) -> dict[str, Any]:
+        """Requests and responses that did not match openapi.yaml."""
+        return self._call("GET", "violations")
+
+    def set_validation(self, *, strict: bool | None = None, enabled: bool | None = None) -> dict:
+        body = {k: v for k, v in (("strict", strict), ("enabled", enabled)) if v is not None}
+        return self._call("POST", "validation", json=body)
+
+    def set_behaviour(self, *, archived_get: str) -> dict[str, Any]:
+        """archived_get: "visible" (default) or "hidden" (GET of an archived contact -> 404)."""
+        return self._call("POST", "behaviour", json={"archived_get": archived_get})
