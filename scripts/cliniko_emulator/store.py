@@ -35,6 +35,17 @@ FIRST_ID = 1_390_712_996_921_091_568
 ID_STEP_MAX = 9_973
 
 
+def validate(body: Mapping[str, Any], *, creating: bool) -> dict[str, str]:
+    """The shared rules, guarded: they assume hashable JSON scalars for the enum fields."""
+    unhashable = {
+        name: "is not included in the list"
+        for name in ("type_code", "doctor_type", "country_code")
+        if isinstance(body.get(name), list | dict)
+    }
+    clean = {k: v for k, v in body.items() if k not in unhashable}
+    return {**validate_contact_fields(clean, creating=creating), **unhashable}
+
+
 class ValidationFailed(Exception):
     def __init__(self, errors: Mapping[str, str | None]) -> None:
         super().__init__("Validation Failed")
@@ -189,7 +200,7 @@ class ContactStore:
 
     def create(self, shard: str, body: Mapping[str, Any], **stamps: Any) -> dict[str, Any]:
         """A new contact from a validated body; `stamps` may preset timestamps (seeding)."""
-        errors = validate_contact_fields(body, creating=True)
+        errors = validate(body, creating=True)
         if errors:
             raise ValidationFailed(errors)
         with self._lock:
@@ -209,7 +220,7 @@ class ContactStore:
     def update(self, shard: str, contact_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         with self._lock:
             record = self._find(shard, contact_id)
-            errors = validate_contact_fields(body, creating=False)
+            errors = validate(body, creating=False)
             if errors:
                 raise ValidationFailed(errors)
             if apply_write(record, body):

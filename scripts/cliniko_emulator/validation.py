@@ -64,12 +64,27 @@ def describe_error(error: BaseException) -> str:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        parts.append(f"{type(current).__name__}: {current}")
+        parts.append(f"{type(current).__name__}: {_text(current)}")
         for schema_error in getattr(current, "schema_errors", None) or ():
             where = "/".join(str(p) for p in getattr(schema_error, "absolute_path", ()))
             parts.append(f"  at {where or '(root)'}: {getattr(schema_error, 'message', '')}")
         current = current.__cause__ or current.__context__
     return "\n".join(parts)
+
+
+def _text(error: BaseException) -> str:
+    # openapi-core's own messages decode a non-UTF-8 body and may raise while formatting.
+    try:
+        return str(error)
+    except Exception:
+        return repr(error.args)
+
+
+def _checked(run) -> list[str]:
+    try:
+        return [describe_error(e) for e in run()]
+    except Exception as exc:  # the validator itself failed: still a finding, never a crash
+        return [f"validator error: {describe_error(exc)}"]
 
 
 class SpecValidator:
@@ -108,13 +123,13 @@ class SpecValidator:
         openapi = self._spec()
         if openapi is None:
             return []
-        return [describe_error(e) for e in openapi.iter_request_errors(request)]
+        return _checked(lambda: openapi.iter_request_errors(request))
 
     def response_errors(self, request: _Request, response: _Response) -> list[str]:
         openapi = self._spec()
         if openapi is None:
             return []
-        return [describe_error(e) for e in openapi.iter_response_errors(request, response)]
+        return _checked(lambda: openapi.iter_response_errors(request, response))
 
 
 def make_request(**kwargs: Any) -> _Request:
