@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from cliniko_automations.cliniko.rules import (
+    INVALID,
+    NOT_IN_LIST,
     STRING_FIELDS,
     TYPE_NAMES,
     country_name,
@@ -36,14 +38,19 @@ ID_STEP_MAX = 9_973
 
 
 def validate(body: Mapping[str, Any], *, creating: bool) -> dict[str, str]:
-    """The shared rules, guarded: they assume hashable JSON scalars for the enum fields."""
-    unhashable = {
-        name: "is not included in the list"
-        for name in ("type_code", "doctor_type", "country_code")
-        if isinstance(body.get(name), list | dict)
-    }
-    clean = {k: v for k, v in body.items() if k not in unhashable}
-    return {**validate_contact_fields(clean, creating=creating), **unhashable}
+    """The shared rules, guarded: they assume strings and hashable scalars where the spec
+    says so, and a JSON body may hold anything (a list as first_name, an object as type_code).
+    """
+    wrong_type: dict[str, str] = {}
+    for name in STRING_FIELDS:
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            wrong_type[name] = INVALID
+    for name in ("type_code", "doctor_type", "country_code"):
+        if isinstance(body.get(name), list | dict):
+            wrong_type[name] = NOT_IN_LIST
+    clean = {k: v for k, v in body.items() if k not in wrong_type}
+    return {**validate_contact_fields(clean, creating=creating), **wrong_type}
 
 
 class ValidationFailed(Exception):
