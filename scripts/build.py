@@ -173,6 +173,11 @@ def compile_pyc(directories: list[Path]) -> None:
                 # shipped .pyc without stat-ing or hashing the source on every import.
                 "--invalidation-mode",
                 "unchecked-hash",
+                # Tracebacks name the file where Lambda has it, not this machine's build path.
+                "-s",
+                str(directory),
+                "-p",
+                "/var/task",
                 str(directory),
             ],
             env=sam_environment(),

@@ -1,0 +1,82 @@
+"""Run one handler from a built artifact in a fresh interpreter, as a Lambda cold start does.
+
+Standard library only: it runs under the runtime's Python (python3.13) with PYTHONPATH set to
+the artifact alone (`python3.13 -S -B lambda_runner.py < spec.json`), so whatever the handler
+imports must come from the artifact or the standard library. The spec (JSON on stdin):
+
+    {"handler": "pkg.module.lambda_handler", "event": {...}, "result_file": "/tmp/out.json",
+     "function_name": "...", "memory": 256, "timeout": 30}
+
+Writes to result_file: the handler's return value, import and first-invocation times, and any
+module loaded from outside the artifact and the standard library (there should be none).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import sysconfig
+import time
+import traceback
+import uuid
+
+
+class Context:
+    def __init__(self, name: str, memory: int, timeout: int) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:eu-west-1:123456789012:function:{name}"
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def main() -> int:
+    started = time.perf_counter()
+    spec = json.load(sys.stdin)
+    out: dict = {"python": sys.version.split()[0]}
+    try:
+        module_name, _, attribute = spec["handler"].rpartition(".")
+        module = importlib.import_module(module_name)
+        handler = getattr(module, attribute)
+        imported = time.perf_counter()
+        context = Context(
+            spec.get("function_name", "function"), spec.get("memory", 256), spec.get("timeout", 30)
+        )
+        result = handler(spec["event"], context)
+        invoked = time.perf_counter()
+        out.update(
+            result=result,
+            import_seconds=imported - started,
+            invoke_seconds=invoked - imported,
+            module_file=module.__file__,
+        )
+    except BaseException as exc:  # noqa: BLE001 - reported to the caller, who decides
+        out["error"] = "".join(traceback.format_exception(exc))
+    artifact = [os.path.realpath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    stdlib = [
+        os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")
+    ]
+    outside = []
+    for name, loaded in list(sys.modules.items()):
+        path = getattr(loaded, "__file__", None)
+        if not path or os.path.realpath(path) == os.path.realpath(__file__):
+            continue
+        real = os.path.realpath(path)
+        if not any(real.startswith(root + os.sep) for root in artifact + stdlib):
+            outside.append(f"{name}: {real}")
+    out["outside_modules"] = outside
+    with open(spec["result_file"], "w") as handle:
+        json.dump(out, handle, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The built artifact, once per test session: `scripts/build.py` for the deployed arm64 and for
+this machine's x86_64 (the packaging smoke test can only import native wheels of its own kind).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+SAM_VENV = ROOT / ".venv-sam"
+CHECKOV_VENV = ROOT / ".venv-checkov"
+HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
+
+
+def tool(venv: Path, name: str) -> Path:
+    path = venv / "bin" / name
+    if not path.exists():
+        pytest.fail(f"{path.relative_to(ROOT)} missing: scripts/bootstrap installs it")
+    return path
+
+
+def tool_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["SAM_CLI_TELEMETRY"] = "0"
+    # The tools run offline: no telemetry, no update checks, no guideline downloads.
+    env["BC_SKIP_MAPPING"] = "TRUE"
+    env["CHECKOV_RUN_SCA_PACKAGE_SCAN_V2"] = "false"
+    env.pop("AWS_ENDPOINT_URL", None)
+    return env
+
+
+def _build(arch: str) -> Path:
+    subprocess.run(  # noqa: S603 - our own build script
+        [sys.executable, str(ROOT / "scripts" / "build.py"), "--arch", arch],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return ROOT / ".aws-sam" / ("build" if arch == "arm64" else f"build-{arch}")
+
+
+@pytest.fixture(scope="session")
+def built() -> dict[str, Path]:
+    """arch -> the sam build directory (one code directory per function inside)."""
+    tool(SAM_VENV, "sam")
+    builds = {"arm64": _build("arm64")}
+    if HOST_ARCH != "arm64":
+        builds[HOST_ARCH] = _build(HOST_ARCH)
+    return builds
+
+
+@pytest.fixture(scope="session")
+def runtime_python() -> str:
+    """The Lambda runtime's Python (3.13) on this machine: pyenv resolves it by PYENV_VERSION."""
+    env = dict(os.environ, PYENV_VERSION="3.11.7:3.13.0")
+    found = subprocess.run(
+        ["python3.13", "-c", "import sys; print(sys.executable)"],  # noqa: S607
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return found.stdout.strip()

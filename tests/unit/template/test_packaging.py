@@ -1,0 +1,305 @@
+"""The built artifact: what is in it, and a smoke test of every handler that template.yaml
+names, imported from the artifact alone in a fresh python3.13 and invoked with a sample event
+against moto and the emulator."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from local_run import defaults
+from local_run.resources import Provisioner
+from local_run.template import SamApp
+
+from tests.fixtures.apigw import form_post_event, http_api_event
+
+from .conftest import HOST_ARCH, ROOT
+
+pytestmark = pytest.mark.sam
+
+RUNNER = ROOT / "scripts" / "local_run" / "lambda_runner.py"
+APP = SamApp.load()
+ELF_MACHINES = {183: "arm64", 62: "x86_64"}
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+
+
+def code_dir(build: Path, function: str = "IntakeApiFunction") -> Path:
+    return build / function
+
+
+def elf_arch(path: Path) -> str:
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF", path
+    return ELF_MACHINES.get(int.from_bytes(header[18:20], "little"), "other")
+
+
+def tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def test_every_function_gets_the_same_code(built):
+    build = built["arm64"]
+    names = sorted(p.name for p in build.iterdir() if p.is_dir())
+    assert names == sorted(APP.functions())
+    sizes = {name: tree_size(build / name) for name in names}
+    assert len(set(sizes.values())) == 1, sizes
+
+
+def test_native_code_is_for_the_deployed_architecture(built):
+    libraries = list(code_dir(built["arm64"]).rglob("*.so"))
+    assert any("pydantic_core" in str(p) for p in libraries)
+    assert {elf_arch(p) for p in libraries} == {"arm64"}
+    assert all("cpython-313" in p.name or "abi3" in p.name for p in libraries)
+
+
+def test_host_build_has_the_same_distributions(built):
+    def distributions(directory: Path) -> set[str]:
+        return {p.name for p in directory.glob("*.dist-info")}
+
+    assert distributions(code_dir(built["arm64"])) == distributions(code_dir(built[HOST_ARCH]))
+
+
+def test_code_is_compiled_for_python313_with_unchecked_hashes(built):
+    package = code_dir(built["arm64"]) / "cliniko_automations"
+    sources = list(package.rglob("*.py"))
+    assert sources
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        assert compiled.exists(), source
+        flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
+        assert flags == 0b01, compiled  # hash-based, source never checked
+
+
+def test_artifact_holds_code_and_config_but_no_tests(built):
+    directory = code_dir(built["arm64"])
+    assert (directory / "cliniko_automations" / "intake" / "form_sources.yaml").exists()
+    assert (directory / "cliniko_client" / "__init__.py").exists()
+    assert not list((directory / "cliniko_automations").rglob("test_*.py"))
+    requirements = (ROOT / "build" / "staged" / "requirements.txt").read_text().splitlines()
+    assert all(" @ " not in line and not line.startswith((".", "/")) for line in requirements)
+    assert tree_size(directory) < LAMBDA_UNZIPPED_LIMIT
+
+
+# -- the smoke test ------------------------------------------------------------------------
+
+
+def _sign(secret: str, body: bytes) -> str:
+    stamp = str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={stamp},v1={digest}"
+
+
+@pytest.fixture
+def stack(aws, cliniko):
+    """The template's queues, tables and secrets in moto; the functions' environments."""
+    from cliniko_automations.intake.config import load_form_sources
+
+    parameters = APP.parameters(
+        {"ClinikoUserAgent": cliniko.user_agent, "AllowedOrigins": "https://clinic.example"}
+    )
+    provisioner = Provisioner(
+        APP,
+        parameters,
+        endpoint=aws,
+        stack="smoke",
+        region="eu-west-1",
+        account=defaults.ACCOUNT_ID,
+        secret_value=defaults.secret_value,
+    )
+    physical = provisioner.provision()
+    sources = load_form_sources()
+    secrets = {account.api_key_secret: cliniko.api_key for account in sources.accounts.values()}
+    secrets[parameters["ClinikoApiKeySecretName"]] = cliniko.api_key
+    json_secret = sources.sources["partner-json"].signing_secret
+    secrets[json_secret] = "smoke-signing-secret"
+    for name, value in secrets.items():
+        provisioner.put_secret(name, value)
+    environments = {
+        name: {
+            key: str(value) for key, value in provisioner.resolver.resolve(spec.environment).items()
+        }
+        for name, spec in APP.functions().items()
+    }
+    return {
+        "physical": physical,
+        "environments": environments,
+        "signing_secret": "smoke-signing-secret",
+        "endpoint": aws,
+        "cliniko": cliniko,
+    }
+
+
+def invoke(runtime_python: str, artifact: Path, stack: dict, function: str, event: Any, tmp):
+    spec = APP.functions()[function]
+    result_file = tmp / f"{function}-{uuid.uuid4().hex}.json"
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(artifact),
+        "AWS_ENDPOINT_URL": stack["endpoint"],
+        "AWS_REGION": "eu-west-1",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_LAMBDA_FUNCTION_NAME": function,
+        "CLINIKO_BASE_URL": stack["cliniko"].base_url_template,
+        **stack["environments"][function],
+    }
+    completed = subprocess.run(  # noqa: S603 - the runtime's Python and our runner
+        [runtime_python, "-S", "-B", str(RUNNER)],
+        input=json.dumps(
+            {
+                "handler": spec.handler,
+                "event": event,
+                "result_file": str(result_file),
+                "function_name": function,
+                "memory": spec.memory,
+                "timeout": spec.timeout,
+            }
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    out = json.loads(result_file.read_text())
+    assert "error" not in out, out["error"]
+    assert out["python"].startswith("3.13")
+    assert Path(out["module_file"]).is_relative_to(artifact)
+    assert out["outside_modules"] == []
+    return out["result"]
+
+
+def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python, stack, tmp_path):
+    artifact = code_dir(built[HOST_ARCH])
+    cliniko = stack["cliniko"]
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    invoked = set()
+
+    # Intake API: a signed JSON delivery is queued and answered 202.
+    body = json.dumps(
+        {"first_name": "Smoke", "last_name": "Test", "email": "smoke.test@example.com"}
+    ).encode()
+    event = form_post_event(
+        "partner-json",
+        body,
+        {"content-type": "application/json", "x-signature": _sign(stack["signing_secret"], body)},
+    )
+    answer = invoke(runtime_python, artifact, stack, "IntakeApiFunction", event, tmp_path)
+    invoked.add("IntakeApiFunction")
+    assert answer["statusCode"] == 202, answer
+    queue_url = stack["physical"]["SubmissionQueue"].ref
+    messages = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+    )["Messages"]
+    assert len(messages) == 1
+
+    # Intake worker: the queued submission becomes a contact; no item fails.
+    record = {
+        "messageId": messages[0]["MessageId"],
+        "receiptHandle": messages[0]["ReceiptHandle"],
+        "body": messages[0]["Body"],
+        "attributes": messages[0]["Attributes"],
+        "messageAttributes": {},
+        "md5OfBody": messages[0]["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": stack["physical"]["SubmissionQueue"].attributes["Arn"],
+        "awsRegion": "eu-west-1",
+    }
+    answer = invoke(
+        runtime_python, artifact, stack, "IntakeWorkerFunction", {"Records": [record]}, tmp_path
+    )
+    invoked.add("IntakeWorkerFunction")
+    assert answer == {"batchItemFailures": []}
+    (contact,) = cliniko.control.contacts()
+    assert contact["email"] == "smoke.test@example.com"
+
+    # Erasure API (IAM-authorised): the contact is scrubbed and archived, then readable.
+    request_id = f"smoke-{uuid.uuid4().hex[:8]}"
+    iam = {
+        "iam": {
+            "accessKey": "AKIASMOKE",
+            "accountId": defaults.ACCOUNT_ID,
+            "callerId": "AIDASMOKE",
+            "principalOrgId": None,
+            "userArn": f"arn:aws:iam::{defaults.ACCOUNT_ID}:user/smoke",
+            "userId": "AIDASMOKE",
+            "cognitoIdentity": None,
+        }
+    }
+    post = http_api_event(
+        "POST",
+        "/erasure-requests",
+        json.dumps(
+            {"request_id": request_id, "contact_id": contact["id"], "reason": "smoke test"}
+        ).encode(),
+        {"content-type": "application/json"},
+        route_key="POST /erasure-requests",
+    )
+    post["requestContext"]["authorizer"] = iam
+    answer = invoke(runtime_python, artifact, stack, "ErasureApiFunction", post, tmp_path)
+    invoked.add("ErasureApiFunction")
+    assert answer["statusCode"] == 200, answer
+    (erased,) = cliniko.control.contacts()
+    assert erased["archived_at"] and not erased.get("email")
+    get = http_api_event(
+        "GET",
+        f"/erasure-requests/{request_id}",
+        route_key="GET /erasure-requests/{id}",
+        path_parameters={"id": request_id},
+    )
+    get["requestContext"]["authorizer"] = iam
+    answer = invoke(runtime_python, artifact, stack, "ErasureApiFunction", get, tmp_path)
+    assert answer["statusCode"] == 200, answer
+    assert json.loads(answer["body"])["request_id"] == request_id
+
+    # Overdue check (scheduled): nothing is overdue yet.
+    scheduled = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": defaults.ACCOUNT_ID,
+        "time": "2026-11-23T00:00:00Z",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {},
+    }
+    answer = invoke(runtime_python, artifact, stack, "ErasureOverdueFunction", scheduled, tmp_path)
+    invoked.add("ErasureOverdueFunction")
+    assert answer["overdue"] == 0
+
+    assert invoked == set(APP.functions())
+
+
+def test_base64_body_reaches_the_api_handler_from_the_artifact(
+    built, runtime_python, stack, tmp_path
+):
+    # HTTP APIs hand non-JSON bodies over base64-encoded: the artifact's handler decodes first.
+    body = json.dumps({"first_name": "Basil", "email": "basil@example.com"}).encode()
+    event = form_post_event(
+        "partner-json",
+        body,
+        {"content-type": "application/json", "x-signature": _sign(stack["signing_secret"], body)},
+        base64=True,
+    )
+    artifact = code_dir(built[HOST_ARCH])
+    answer = invoke(runtime_python, artifact, stack, "IntakeApiFunction", event, tmp_path)
+    assert answer["statusCode"] == 202, answer
+    unsigned = form_post_event(
+        "partner-json", body, {"content-type": "application/json"}, base64=True
+    )
+    answer = invoke(runtime_python, artifact, stack, "IntakeApiFunction", unsigned, tmp_path)
+    assert answer["statusCode"] == 401
+    assert base64.b64decode(event["body"]) == body

@@ -1,0 +1,288 @@
+"""template.yaml's structure: every reference resolves, and the contract's names are there."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+from local_run.template import PSEUDO_PARAMETERS, SamApp, load, sub_variables
+
+ROOT = Path(__file__).resolve().parents[3]
+TEMPLATE = load(ROOT / "template.yaml")
+RESOURCES = TEMPLATE["Resources"]
+PARAMETERS = TEMPLATE.get("Parameters", {})
+CONDITIONS = TEMPLATE.get("Conditions", {})
+APP = SamApp(TEMPLATE)
+FUNCTIONS = APP.functions()
+
+
+def _walk(node: Any):
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _references() -> list[tuple[str, str]]:
+    """(kind, target) for every Ref, GetAtt, Sub variable and Condition use in the template."""
+    found = []
+    for node in _walk(TEMPLATE):
+        if len(node) != 1:
+            continue
+        ((key, value),) = node.items()
+        if key == "Ref":
+            found.append(("Ref", value))
+        elif key == "Fn::GetAtt":
+            found.append(("GetAtt", value[0] if isinstance(value, list) else value.split(".")[0]))
+        elif key == "Fn::Sub":
+            text, variables = (value, {}) if isinstance(value, str) else value
+            for name in sub_variables(text):
+                if name not in variables:
+                    found.append(("Sub", name.split(".")[0]))
+        elif key == "Fn::If":
+            found.append(("Condition", value[0]))
+        elif key == "Condition" and isinstance(value, str):
+            found.append(("Condition", value))
+    for resource in RESOURCES.values():
+        if "Condition" in resource:
+            found.append(("Condition", resource["Condition"]))
+    return found
+
+
+def test_references_are_found():
+    # The walk itself must see the template's references, or the next test proves nothing.
+    kinds = {kind for kind, _ in _references()}
+    assert {"Ref", "GetAtt", "Sub", "Condition"} <= kinds
+
+
+@pytest.mark.parametrize(("kind", "target"), sorted(set(_references())))
+def test_every_reference_has_a_target(kind: str, target: str):
+    if kind == "Condition":
+        assert target in CONDITIONS
+    elif kind == "GetAtt":
+        assert target in RESOURCES
+    else:
+        assert target in RESOURCES or target in PARAMETERS or target in PSEUDO_PARAMETERS
+
+
+def test_every_parameter_is_used():
+    used = {target for kind, target in _references() if kind in ("Ref", "Sub")}
+    assert set(PARAMETERS) - used == set()
+
+
+HANDLERS = {
+    "IntakeApiFunction": "cliniko_automations.intake.api_handler.lambda_handler",
+    "IntakeWorkerFunction": "cliniko_automations.intake.worker_handler.lambda_handler",
+    "ErasureApiFunction": "cliniko_automations.erasure.api_handler.lambda_handler",
+    "ErasureOverdueFunction": "cliniko_automations.erasure.overdue_handler.lambda_handler",
+}
+
+
+def test_functions_and_handlers_are_the_contracts():
+    assert {name: spec.handler for name, spec in FUNCTIONS.items()} == HANDLERS
+
+
+@pytest.mark.parametrize("handler", sorted(HANDLERS.values()))
+def test_handler_module_exists_in_functions(handler: str):
+    module = handler.rpartition(".")[0]
+    assert importlib.util.find_spec(module) is not None
+    path = Path(importlib.util.find_spec(module).origin)
+    assert (ROOT / "functions") in path.parents
+
+
+def test_globals_runtime_architecture_logging_and_powertools():
+    function = TEMPLATE["Globals"]["Function"]
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    assert function["LoggingConfig"]["LogFormat"] == "JSON"
+    assert function["Tracing"] == "Active"
+    assert function["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == (
+        "ClinikoAutomations"
+    )
+    assert function["CodeUri"] == "build/staged/"
+    for name, spec in FUNCTIONS.items():
+        service = spec.environment.get("POWERTOOLS_SERVICE_NAME")
+        assert service == ("intake" if name.startswith("Intake") else "erasure"), name
+
+
+CONTRACT_ENV = {
+    "IntakeApiFunction": {"SUBMISSION_QUEUE_URL", "MAX_BODY_BYTES", "CLINIKO_USER_AGENT"},
+    "IntakeWorkerFunction": {
+        "IDEMPOTENCY_TABLE",
+        "LEDGER_TABLE",
+        "PARKED_QUEUE_URL",
+        "CLINIKO_USER_AGENT",
+    },
+    "ErasureApiFunction": {
+        "AUDIT_TABLE",
+        "PEPPER_SECRET_NAME",
+        "CLINIKO_API_KEY_SECRET_NAME",
+        "CLINIKO_USER_AGENT",
+    },
+    "ErasureOverdueFunction": {"AUDIT_TABLE"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT_ENV))
+def test_function_environment_has_the_contracts_variables(name: str):
+    assert CONTRACT_ENV[name] <= set(FUNCTIONS[name].environment)
+
+
+def test_routes_and_auth():
+    routes = {(r.route_key, r.function, r.authorizer) for r in APP.http_routes()}
+    assert routes == {
+        ("POST /forms/{source}", "IntakeApiFunction", None),
+        ("POST /erasure-requests", "ErasureApiFunction", "AWS_IAM"),
+        ("GET /erasure-requests/{id}", "ErasureApiFunction", "AWS_IAM"),
+    }
+    cors = APP.cors()
+    assert cors["AllowOrigins"] == {"Ref": "AllowedOrigins"}
+
+
+def test_worker_event_source_and_queue_sizing():
+    (source,) = APP.sqs_sources()
+    assert source.function == "IntakeWorkerFunction"
+    assert source.queue == "SubmissionQueue"
+    assert source.report_batch_item_failures
+    assert source.maximum_concurrency == 2  # the lowest SQS allows; Cliniko allows 200/min
+    queue = RESOURCES["SubmissionQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * FUNCTIONS["IntakeWorkerFunction"].timeout
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["SubmissionDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+
+
+def test_schedule():
+    (schedule,) = APP.schedules()
+    assert (schedule.function, schedule.expression) == ("ErasureOverdueFunction", "rate(1 day)")
+
+
+@pytest.mark.parametrize("name", ["SubmissionQueue", "SubmissionDeadLetterQueue", "ParkedQueue"])
+def test_queues_are_encrypted(name: str):
+    props = RESOURCES[name]["Properties"]
+    assert props.get("KmsMasterKeyId") or props.get("SqsManagedSseEnabled")
+
+
+TABLE_KEYS = {
+    "IdempotencyTable": [("id", "HASH")],
+    "LedgerTable": [("contact_id", "HASH")],
+    "ErasureAuditTable": [("request_id", "HASH"), ("sk", "RANGE")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_KEYS))
+def test_tables_keys_encryption_recovery_billing(name: str):
+    props = RESOURCES[name]["Properties"]
+    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == TABLE_KEYS[name]
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_idempotency_table_expires_records():
+    ttl = RESOURCES["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_pepper_is_generated_and_kept():
+    pepper = RESOURCES["PepperSecret"]
+    assert pepper["Type"] == "AWS::SecretsManager::Secret"
+    assert "GenerateSecretString" in pepper["Properties"]
+    assert pepper["DeletionPolicy"] == "Retain"
+
+
+def _policy_statements(function: str) -> list[dict[str, Any]]:
+    statements = []
+    for policy in RESOURCES[function]["Properties"].get("Policies", []):
+        statements.extend(policy.get("Statement", []))
+    return statements
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_no_wildcard_actions_or_resources(name: str):
+    for statement in _policy_statements(name):
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        assert all(not a.endswith(":*") and a != "*" for a in actions), statement
+        resources = statement["Resource"]
+        assert resources != "*", statement
+
+
+def test_secret_reads_are_scoped():
+    for name in ("IntakeApiFunction", "IntakeWorkerFunction"):
+        (statement,) = [s for s in _policy_statements(name) if "secretsmanager" in str(s)]
+        assert "${SecretsPrefix}*" in statement["Resource"]["Fn::Sub"]
+    (statement,) = [
+        s
+        for s in _policy_statements("ErasureApiFunction")
+        if s["Action"] == "secretsmanager:GetSecretValue"
+    ]
+    assert {"Ref": "PepperSecret"} in statement["Resource"]
+
+
+def test_erasure_audit_trail_is_append_only_for_the_api():
+    actions = {
+        action
+        for statement in _policy_statements("ErasureApiFunction")
+        for action in statement["Action"]
+        if action.startswith("dynamodb:")
+    }
+    assert "dynamodb:PutItem" in actions
+    assert not actions & {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"}
+
+
+ALARMED_METRICS = {
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ("AWS/Lambda", "Errors"),
+    ("AWS/Lambda", "Throttles"),
+    ("ClinikoAutomations", "OverdueErasureRequests"),
+}
+
+
+def test_alarms_notify_the_encrypted_topic():
+    alarms = {n: r for n, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    metrics = {
+        (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()
+    }
+    assert metrics >= ALARMED_METRICS
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert RESOURCES["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "OperationsKey"}
+    errors = {
+        a["Properties"]["Dimensions"][0]["Value"]["Ref"]
+        for a in alarms.values()
+        if a["Properties"]["MetricName"] == "Errors"
+    }
+    assert errors == set(FUNCTIONS)
+
+
+def test_dashboard_and_outputs():
+    assert any(r["Type"] == "AWS::CloudWatch::Dashboard" for r in RESOURCES.values())
+    outputs = TEMPLATE["Outputs"]
+    for name in (
+        "ApiUrl",
+        "SubmissionQueueUrl",
+        "SubmissionDeadLetterQueueUrl",
+        "ParkedQueueUrl",
+        "IdempotencyTableName",
+        "LedgerTableName",
+        "ErasureAuditTableName",
+    ):
+        assert name in outputs
+
+
+def test_every_checkov_skip_is_justified():
+    skips = 0
+    for resource in RESOURCES.values():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            skips += 1
+            assert skip["id"].startswith("CKV")
+            assert len(skip["comment"].split()) >= 6, skip
+    assert skips > 0
