@@ -140,7 +140,7 @@ class Emulator:
     # -- state ----------------------------------------------------------------------
 
     def add_key(self, key: str) -> str:
-        if not isinstance(key, str) or not key or ":" in key or key != key.strip():
+        if not isinstance(key, str) or not key or ":" in key or any(c.isspace() for c in key):
             raise ValueError("a key must be a non-empty string without ':' or spaces")
         shard = key_shard(key)
         with self._lock:

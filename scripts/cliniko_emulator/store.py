@@ -216,8 +216,9 @@ class ContactStore:
             apply_write(record, body)
             record["id"] = self._next_id()
             record["created_at"] = parse_stored_datetime(stamps.get("created_at")) or moment
-            record["updated_at"] = parse_stored_datetime(stamps.get("updated_at")) or max(
-                moment, record["created_at"]
+            # A seeded contact given only a creation time was last changed then.
+            record["updated_at"] = (
+                parse_stored_datetime(stamps.get("updated_at")) or record["created_at"]
             )
             record["archived_at"] = parse_stored_datetime(stamps.get("archived_at"))
             self._bucket(shard)[record["id"]] = record
