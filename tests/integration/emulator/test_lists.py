@@ -92,8 +92,9 @@ def people(cliniko) -> dict[str, str]:
     names = ["ann", "bob", "cat", "dan"]
     ids = seed(
         cliniko,
-        {"first_name": "Ann", "last_name": "Lee", "email": "Ann.Lee+x@Example.com", "company_name": "Acme",
-         "occupation": "GP", "type_code": 1, "created_at": "2024-01-01T00:00:00Z"},
+        {"first_name": "Ann", "last_name": "Lee", "email": "Ann.Lee+x@Example.com",
+         "company_name": "Acme", "occupation": "GP", "type_code": 1,
+         "created_at": "2024-01-01T00:00:00Z"},
         {"first_name": "Bob", "last_name": "O'Neil", "email": "bob@example.org", "type_code": 2,
          "created_at": "2024-02-01T00:00:00Z", "updated_at": "2024-04-01T00:00:00Z"},
         {"first_name": "Cat", "last_name": "Lee_Smith", "email": "", "type_code": 0,
