@@ -9,8 +9,10 @@ the parked queue, and a Cliniko key secret per account.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,3 +314,15 @@ def captured_logs(*service_loggers: str) -> Iterator[LogLines]:
         for target, handler, level in handlers:
             target.removeHandler(handler)
             target.setLevel(level)
+
+
+DEAD_LETTERS_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "dead_letters.py"
+
+
+def load_dead_letters_script() -> Any:
+    """scripts/dead_letters.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("dead_letters_script", DEAD_LETTERS_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
