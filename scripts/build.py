@@ -15,6 +15,7 @@ system is read-only, so without shipped `.pyc` files every cold start compiles e
     python scripts/build.py              stage, sam build, compile
     python scripts/build.py --stage-only stage only
     python scripts/build.py --no-compile skip the .pyc step (for cold-start comparisons)
+    python scripts/build.py --arch x86_64 the same artifact for x86_64 (.aws-sam/build-x86_64)
 """
 
 from __future__ import annotations
@@ -139,6 +140,10 @@ def sam_build(arch: str = DEPLOYED_ARCH) -> None:
     if not SAM.exists():
         raise SystemExit(f"{SAM.relative_to(ROOT)} not found: run scripts/bootstrap first")
     suffix = "" if arch == DEPLOYED_ARCH else f"-{arch}"
+    # SAM keeps its build.toml and dependency cache under ./.aws-sam of the working directory:
+    # another architecture gets its own, or each build would invalidate the other's cache.
+    workdir = ROOT if arch == DEPLOYED_ARCH else SAM_DIR / arch
+    workdir.mkdir(parents=True, exist_ok=True)
     command = [
         str(SAM),
         "build",
@@ -150,7 +155,7 @@ def sam_build(arch: str = DEPLOYED_ARCH) -> None:
         "--cache-dir",
         str(SAM_DIR / f"cache{suffix}"),
     ]
-    subprocess.run(command, cwd=ROOT, env=sam_environment(), check=True)
+    subprocess.run(command, cwd=workdir, env=sam_environment(), check=True)
 
 
 def function_artifacts(arch: str = DEPLOYED_ARCH) -> list[Path]:
@@ -192,14 +197,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage-only", action="store_true", help="stage, skip sam build")
     parser.add_argument("--no-compile", action="store_true", help="skip the .pyc step")
     parser.add_argument(
+        "--no-stage", action="store_true", help="build what build/staged holds already"
+    )
+    parser.add_argument(
         "--arch",
         choices=("arm64", "x86_64"),
         default=DEPLOYED_ARCH,
         help=f"target (deployed: {DEPLOYED_ARCH}); others build into .aws-sam/build-ARCH",
     )
     args = parser.parse_args(argv)
-    staged = stage()
-    print(f"staged {staged.relative_to(ROOT)}")
+    if not args.no_stage:
+        staged = stage()
+        print(f"staged {staged.relative_to(ROOT)}")
+    elif not (STAGED / "requirements.txt").exists():
+        raise SystemExit("--no-stage: build/staged is empty; run with --stage-only first")
     if args.stage_only:
         return 0
     sam_build(args.arch)
