@@ -1,0 +1,98 @@
+"""End to end per provider: a signed sample delivery becomes exactly one Cliniko contact.
+
+A genuine HTTP API v2 event goes into the intake API handler (202, or 303 for a browser
+form), the message it queued in SQS (moto) is handed to the worker handler as Lambda's SQS
+poller would, and the worker writes to the Cliniko emulator over HTTP. The contact must carry
+the fields the source's mapping produced; a second delivery of the same sample (a provider
+retry) must not make a second contact.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cliniko_automations.intake.find_or_create import phone_digits, phones_match
+from cliniko_automations.intake.submission import Submission
+
+from tests.integration.intake_worker.e2e_world import (
+    PROVIDER_SOURCES,
+    IntakePath,
+    build_intake_path,
+    delivery,
+)
+from tests.unit.intake_api import samples
+
+# What each shipped source maps beyond the name, email and phone every sample carries.
+EXPECTED = {
+    "typeform": {"company_name": "Harbour Medical", "country_code": "AU", "type_code": 1},
+    "tally": {
+        "company_name": "Harbour Medical",
+        "country_code": "NZ",
+        "doctor_type": "general_practitioner",
+        "type_code": 1,
+    },
+    "webflow": {"country_code": "GB", "notes": "Website enquiry: Please call me", "type_code": 0},
+    "formspree": {"company_name": "Blue Shield Health", "type_code": 2},
+    "jotform": {"city": "Sydney", "state": "NSW", "post_code": "2000", "country_code": "AU"},
+    "html": {
+        "company_name": "Harbour Medical",
+        "notes": "Message from the website form: Please call",
+        "type_code": 0,
+    },
+    "json": {
+        "company_name": "Partner Physio",
+        "country_code": "NZ",
+        "doctor_type": "specialist",
+        "type_code": 1,
+    },
+}
+
+
+@pytest.fixture
+def path(aws, cliniko, monkeypatch, tmp_path) -> IntakePath:
+    return build_intake_path(cliniko, monkeypatch, tmp_path)
+
+
+def accepted(answer: dict) -> None:
+    if answer["statusCode"] == 303:  # a browser form: redirected to the success page
+        assert "submission_id=" in answer["headers"]["Location"]
+    else:
+        assert answer["statusCode"] == 202, answer
+        assert json.loads(answer["body"])["submission_id"]
+
+
+@pytest.mark.parametrize("provider", list(PROVIDER_SOURCES))
+def test_signed_sample_becomes_exactly_one_contact(path: IntakePath, cliniko, provider) -> None:
+    accepted(path.post(delivery(provider)))
+    [queued] = path.stack.receive(visibility=0)
+    submission = Submission.model_validate_json(queued["Body"])
+    assert submission.source == PROVIDER_SOURCES[provider]
+
+    assert path.work() == 1
+    [contact] = cliniko.control.contacts()
+    assert (contact["first_name"], contact["last_name"]) == (samples.FIRST, samples.LAST)
+    assert contact["email"].lower() == samples.EMAIL
+    stored_phone = phone_digits(contact["phone_numbers"][0]["number"])
+    assert phones_match(stored_phone, phone_digits(samples.PHONE))
+    for field, value in EXPECTED[provider].items():
+        assert contact[field] == value, field
+    # Everything the mapping produced arrived, nothing else was invented.
+    for field, value in submission.draft.cliniko_fields().items():
+        if field == "phone_numbers":
+            sent = [(p["number"], p["phone_type"]) for p in value]
+            stored = [(p["number"], p["phone_type"]) for p in contact["phone_numbers"]]
+            assert stored == sent
+        else:
+            assert contact[field] == value, field
+    [entry] = path.stack.ledger_items()
+    assert entry["contact_id"] == contact["id"]
+    assert entry["source"] == submission.source
+    assert entry["submission_id"] == submission.submission_id
+
+    # The provider delivers the same submission again: still one contact.
+    accepted(path.post(delivery(provider)))
+    assert path.work() == 1
+    assert len(cliniko.control.contacts()) == 1
+    assert path.stack.counts(path.stack.queue_url) == (0, 0)
+    assert path.stack.counts(path.stack.dead_letter_queue_url) == (0, 0)
