@@ -9,6 +9,7 @@ a stand-in; here a browser post goes straight through.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,17 @@ HTML_FORM = (
 
 
 def delivery(provider: str, email: str = samples.EMAIL) -> dict[str, Any]:
-    """A correctly signed sample delivery of a provider, as an HTTP API v2 event."""
+    """A correctly signed sample delivery of a provider, as an HTTP API v2 event.
+
+    Another email makes another submission for typeform and json (their provider ids follow
+    it) and for formspree and html (identified by content); the tally, webflow and jotform
+    samples carry fixed provider ids, so another email there is a redelivery of the sample.
+    """
     source = PROVIDER_SOURCES[provider]
+    tag = hashlib.sha256(email.encode()).hexdigest()[:12]
     json_type = {"Content-Type": "application/json"}
     if provider == "typeform":
-        body = samples.typeform_body(email=email)
+        body = samples.typeform_body(email=email, response_token=f"tf-{tag}")
         headers = {**json_type, "Typeform-Signature": samples.typeform_signature(body)}
     elif provider == "tally":
         body = samples.tally_body(email=email)
@@ -73,7 +80,7 @@ def delivery(provider: str, email: str = samples.EMAIL) -> dict[str, Any]:
         headers = {
             **json_type,
             "X-Signature": samples.t_v1_signature(body),
-            "Idempotency-Key": "partner-order-1",
+            "Idempotency-Key": f"partner-order-{tag}",
         }
     elif provider == "jotform":
         body, content_type = samples.jotform_body(email=email)
