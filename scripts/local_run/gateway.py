@@ -78,7 +78,7 @@ class Gateway:
         return f"http://{host}:{port}"
 
     def start(self) -> Gateway:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), daemon=True)
         self._thread.start()
         return self
 

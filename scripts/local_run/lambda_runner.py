@@ -58,12 +58,12 @@ def main() -> int:
             invoke_seconds=invoked - imported,
             module_file=module.__file__,
         )
-    except BaseException as exc:  # noqa: BLE001 - reported to the caller, who decides
+    except BaseException as exc:  # reported to the caller, who decides
         out["error"] = "".join(traceback.format_exception(exc))
-    artifact = [os.path.realpath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    stdlib = [
-        os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")
+    artifact = [
+        os.path.realpath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
     ]
+    stdlib = [os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")]
     outside = []
     for name, loaded in list(sys.modules.items()):
         path = getattr(loaded, "__file__", None)

@@ -74,7 +74,7 @@ class Site:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Site:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.1,), daemon=True).start()
         return self
 
     def stop(self) -> None:
