@@ -137,6 +137,7 @@ class ContactStore:
         self._rng = random.Random(FIRST_ID)
         # Other state the emulator wants kept across restarts (registered keys).
         self.meta: dict[str, Any] = {}
+        self._batching = False
         if self._path and self._path.exists():
             self._load()
 
@@ -155,7 +156,7 @@ class ContactStore:
                 bucket[str(record["id"])] = record
 
     def _save(self) -> None:
-        if self._path is None:
+        if self._path is None or self._batching:
             return
         data = {
             "last_id": self._last_id,
@@ -294,24 +295,46 @@ class ContactStore:
         rng = random.Random(seed)
         created: list[dict[str, Any]] = []
         with self._lock:
-            moment = self._clock()
-            start = moment - timedelta(days=730)
-            span = max(count, 1)
-            for index in range(count):
-                body = fake.contact(rng)
-                created_at = start + timedelta(seconds=int(730 * 86400 * index / span))
-                updated_at = min(moment, created_at + timedelta(days=rng.randint(0, 60)))
-                stamps: dict[str, Any] = {"created_at": created_at, "updated_at": updated_at}
-                if index >= count - archived:
-                    stamps["archived_at"] = updated_at
-                created.append(self.create(shard, body, **stamps))
-            for given in contacts:
-                body = {k: v for k, v in given.items() if k not in DATETIME_FIELDS}
-                stamps = {k: given[k] for k in DATETIME_FIELDS if given.get(k)}
-                if given.get("archived") and "archived_at" not in stamps:
-                    stamps["archived_at"] = moment
-                created.append(self.create(shard, body, **stamps))
+            # One write of the state file for the whole seed, not one per contact.
+            self._batching = True
+            try:
+                self._seed(shard, count, rng, archived, contacts, created)
+            finally:
+                self._batching = False
+            self._save()
         return created
+
+    def _seed(
+        self,
+        shard: str,
+        count: int,
+        rng: random.Random,
+        archived: int,
+        contacts: Iterable[Mapping[str, Any]],
+        created: list[dict[str, Any]],
+    ) -> None:
+        contacts = list(contacts)
+        for index, given in enumerate(contacts):  # all or nothing
+            errors = validate(given, creating=True)
+            if errors:
+                raise ValidationFailed({f"contacts[{index}].{k}": v for k, v in errors.items()})
+        moment = self._clock()
+        start = moment - timedelta(days=730)
+        span = max(count, 1)
+        for index in range(count):
+            body = fake.contact(rng)
+            created_at = start + timedelta(seconds=int(730 * 86400 * index / span))
+            updated_at = min(moment, created_at + timedelta(days=rng.randint(0, 60)))
+            stamps: dict[str, Any] = {"created_at": created_at, "updated_at": updated_at}
+            if index >= count - archived:
+                stamps["archived_at"] = updated_at
+            created.append(self.create(shard, body, **stamps))
+        for given in contacts:
+            body = {k: v for k, v in given.items() if k not in DATETIME_FIELDS}
+            stamps = {k: given[k] for k in DATETIME_FIELDS if given.get(k)}
+            if given.get("archived") and "archived_at" not in stamps:
+                stamps["archived_at"] = moment
+            created.append(self.create(shard, body, **stamps))
 
 
 def render_contact(record: Mapping[str, Any], base_url: str) -> dict[str, Any]:

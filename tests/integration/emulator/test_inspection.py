@@ -76,6 +76,11 @@ def test_seed_refuses_bad_input(cliniko) -> None:
         response = httpx.post(f"{cliniko.url}/_emulator/seed", json=body)
         assert response.status_code == 400, body
     assert httpx.post(f"{cliniko.url}/_emulator/seed", content=b"[").status_code == 400
+    mixed = {"contacts": [{"first_name": "ok"}, {"first_name": "bad", "email": "nope"}]}
+    response = httpx.post(f"{cliniko.url}/_emulator/seed", json=mixed)
+    assert response.status_code == 400
+    assert response.json()["detail"] == {"contacts[1].email": "is invalid"}
+    assert cliniko.control.contacts() == []  # all or nothing
     assert httpx.get(f"{cliniko.url}/_emulator/nothing").status_code == 404
 
 
