@@ -46,6 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--spec", help="openapi.yaml to validate against (default: the repository's)"
     )
+    parser.add_argument(
+        "--archived-get",
+        choices=("visible", "hidden"),
+        default="visible",
+        help="GET of an archived contact: 200 with archived_at (default) or 404",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser.parse_args(argv)
 
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         validate=not args.no_validate,
         strict=args.strict,
         spec_path=args.spec,
+        archived_get=args.archived_get,
     )
     faults = FaultSettings(
         error_rate=args.error_rate,

@@ -118,7 +118,10 @@ class Emulator:
         strict: bool = False,
         spec_path: str | None = None,
         log_limit: int = LOG_LIMIT,
+        archived_get: str = "visible",
     ) -> None:
+        if archived_get not in ("visible", "hidden"):
+            raise ValueError("archived_get must be 'visible' or 'hidden'")
         self._lock = threading.Lock()
         self.store = ContactStore(state_file)
         self.limiter = RateLimiter(per_minute, time_scale)
@@ -127,11 +130,12 @@ class Emulator:
         self.validator = validation.SpecValidator(validation.Path(spec_path) if spec_path else None)
         self.validate = validate
         self.strict = strict
+        self._defaults = {"validate": validate, "strict": strict, "archived_get": archived_get}
         self._initial_keys = list(keys)
         self._keys: dict[str, str] = {}
         for key in [*self._initial_keys, *self.store.meta.get("keys", [])]:
             self.add_key(key)
-        self.archived_get = "visible"
+        self.archived_get = archived_get
         self._log: deque[dict[str, Any]] = deque(maxlen=log_limit)
         self._seq = 0
         self._counters: Counter[str] = Counter()
@@ -150,7 +154,8 @@ class Emulator:
         return shard
 
     def reset(self) -> None:
-        """Empties contacts, log, counters, violations; faults and rate limit to defaults.
+        """Empties contacts, log, counters, violations; faults, rate limit, validation and
+        behaviour back to the start-up settings.
 
         Keys given at start-up (CLI `--key`, constructor) survive; keys added later do not.
         """
@@ -161,8 +166,9 @@ class Emulator:
             self._counters.clear()
             self._violations.clear()
             self._seq = 0
-        self.archived_get = "visible"
-        self.strict = False
+        self.archived_get = self._defaults["archived_get"]
+        self.strict = self._defaults["strict"]
+        self.validate = self._defaults["validate"]
         self.faults.reset()
         self.limiter.configure(*self._default_rate)
         self.store.reset()
