@@ -272,14 +272,13 @@ class Emulator:
             body=body,
         )
         known_operation = True
+        request_errors: list[str] = []
         if self.validate:
-            errors = self.validator.request_errors(request)
+            request_errors = self.validator.request_errors(request)
             known_operation = not any(
                 e.startswith(("PathNotFound", "OperationNotFound", "ServerNotFound"))
-                for e in errors
+                for e in request_errors
             )
-            if errors:
-                self._record_violation("request", entry, errors)
 
         decision = self.faults.decide(method)
         if decision.latency_s:
@@ -293,8 +292,12 @@ class Emulator:
                 if decision.is_fault and reply.status < 400:
                     reply = self._fault_reply(decision, entry)
         except DropConnection:
+            if request_errors:
+                self._record_violation("request", entry | {"status": "dropped"}, request_errors)
             self._finish(entry, "dropped")
             raise
+        if request_errors:
+            self._record_violation("request", entry | {"status": reply.status}, request_errors)
 
         if self.validate and known_operation:
             response = validation.make_response(reply.status, reply.headers, reply.body)
