@@ -80,3 +80,29 @@ def test_delete_and_archive_archive(http: httpx.Client, cliniko) -> None:
         assert stored["first_name"] == "John"  # archived, not deleted
     assert http.get("/contacts").json()["total_entries"] == 0
     assert len(cliniko.control.contacts(include_archived=True)) == 2
+
+
+def test_concurrent_writes_from_many_connections(cliniko) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(n: int) -> list[str]:
+        with httpx.Client(
+            base_url=cliniko.base_url(),
+            auth=(cliniko.api_key, ""),
+            headers={"User-Agent": cliniko.user_agent},
+        ) as client:
+            made = []
+            for i in range(10):
+                response = client.post("/contacts", json={"first_name": f"t{n}-{i}"})
+                assert response.status_code == 201
+                made.append(response.json()["id"])
+                assert client.patch(f"/contacts/{made[-1]}", json={"notes": "x"}).status_code == 200
+            return made
+
+    cliniko.control.set_rate_limit(per_minute=0)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        ids = [i for batch in pool.map(work, range(6)) for i in batch]
+    assert len(set(ids)) == 60
+    stored = cliniko.control.contacts()
+    assert len(stored) == 60 and all(c["notes"] == "x" for c in stored)
+    assert cliniko.control.counters()["by_method_status"] == {"POST 201": 60, "PATCH 200": 60}
