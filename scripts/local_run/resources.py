@@ -26,6 +26,7 @@ NOT_PROVISIONED = {
     "AWS::SNS::TopicPolicy",
     "AWS::SNS::Subscription",
     "AWS::SQS::QueuePolicy",
+    "AWS::IAM::ManagedPolicy",
     "AWS::CloudWatch::Alarm",
     "AWS::CloudWatch::Dashboard",
     "AWS::Serverless::HttpApi",
