@@ -54,12 +54,18 @@ class SqsParking:
         )
 
 
-def queue_name_and_owner(queue_arn: str) -> tuple[str, str]:
-    # arn:aws:sqs:REGION:ACCOUNT:NAME
+def queue_url_for(queue_arn: str) -> str:
+    """The queue URL an SQS ARN names (arn:PARTITION:sqs:REGION:ACCOUNT:NAME).
+
+    Built rather than asked for (GetQueueUrl): the worker's role then needs no permission
+    beyond what Lambda's SQS event source already grants, and no call is spent on it.
+    """
     parts = queue_arn.split(":")
-    if len(parts) != 6 or parts[2] != "sqs":
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not all(parts[3:]):
         raise ValueError("not an SQS queue ARN")
-    return parts[5], parts[4]
+    partition, region, account, name = parts[1], parts[3], parts[4], parts[5]
+    suffix = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://sqs.{region}.{suffix}/{account}/{name}"
 
 
 class SqsQueues:
@@ -69,14 +75,14 @@ class SqsQueues:
         self._client = client
         self._dlq_url = dead_letter_queue_url
 
-    @functools.lru_cache(maxsize=16)  # noqa: B019 - one adapter per container, few queues
-    def queue_url(self, queue_arn: str) -> str:
-        name, owner = queue_name_and_owner(queue_arn)
-        return self._client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=owner)["QueueUrl"]
+    @staticmethod
+    def queue_url(queue_arn: str) -> str:
+        return queue_url_for(queue_arn)
 
-    @functools.lru_cache(maxsize=16)  # noqa: B019
+    @functools.lru_cache(maxsize=16)  # noqa: B019 - one adapter per container, few queues
     def dead_letter_url(self, queue_arn: str) -> str:
-        """DEAD_LETTER_QUEUE_URL when configured, else the main queue's redrive target."""
+        """DEAD_LETTER_QUEUE_URL when configured, else the main queue's redrive target (read
+        with GetQueueAttributes, which Lambda's SQS event source permissions include)."""
         if self._dlq_url:
             return self._dlq_url
         attributes = self._client.get_queue_attributes(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from cliniko_automations.intake.ledger import DynamoLedger
-from cliniko_automations.intake.parking import SqsParking, SqsQueues, queue_name_and_owner
+from cliniko_automations.intake.parking import SqsParking, SqsQueues, queue_url_for
 from cliniko_automations.intake.submission import ContactDraft, Submission
 from cliniko_automations.intake.worker import ClaimBusy, LedgerEntry
 from cliniko_automations.intake.worker_store import (
@@ -147,8 +147,11 @@ def test_parked_message_is_the_submission_with_a_reason(stack: WorkerStack) -> N
 
 def test_queue_url_and_dead_letter_queue_from_the_event_arn(stack: WorkerStack) -> None:
     queues = SqsQueues(stack.sqs)
-    assert queues.queue_url(stack.queue_arn) == stack.queue_url
-    assert queues.dead_letter_url(stack.queue_arn) == stack.dead_letter_queue_url
+    # The built URLs address the same queues as the ones SQS handed out.
+    stack.sqs.send_message(QueueUrl=queues.queue_url(stack.queue_arn), MessageBody="main")
+    assert [m["Body"] for m in stack.drain(stack.queue_url)] == ["main"]
+    dlq = queues.dead_letter_url(stack.queue_arn)
+    assert dlq.endswith("/intake-dead-letters")
     new_id = queues.dead_letter(stack.queue_arn, "{}", {"failure_reason": "x", "empty": ""})
     [message] = stack.drain(stack.dead_letter_queue_url)
     assert message["MessageId"] == new_id
@@ -166,7 +169,14 @@ def test_back_off_hides_the_message_exponentially(stack: WorkerStack) -> None:
     assert stack.counts(stack.queue_url) == (0, 1)
 
 
-def test_queue_arn_parsing_refuses_other_arns() -> None:
-    assert queue_name_and_owner("arn:aws:sqs:eu-west-1:123456789012:q") == ("q", "123456789012")
-    with pytest.raises(ValueError):
-        queue_name_and_owner("arn:aws:sns:eu-west-1:123456789012:t")
+def test_queue_url_from_arn() -> None:
+    assert (
+        queue_url_for("arn:aws:sqs:eu-west-1:123456789012:q")
+        == "https://sqs.eu-west-1.amazonaws.com/123456789012/q"
+    )
+    assert queue_url_for("arn:aws-cn:sqs:cn-north-1:123456789012:q").endswith(
+        ".amazonaws.com.cn/123456789012/q"
+    )
+    for bad in ("arn:aws:sns:eu-west-1:123456789012:t", "arn:aws:sqs:eu-west-1::q", "q"):
+        with pytest.raises(ValueError):
+            queue_url_for(bad)
