@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import pytest
+from local_run.template import load
 
 from .conftest import CHECKOV_VENV, ROOT, SAM_VENV, tool, tool_env
 
@@ -62,3 +63,9 @@ def test_checkov_passes_with_justified_skips_only():
     for check in skipped:
         # A skip names the check it silences, with the reason from the template's Metadata.
         assert check["check_result"]["suppress_comment"].strip(), check["check_id"]
+    # Every skip in the template silences a check that runs: no skip is there for show.
+    declared = set()
+    for name, resource in load(ROOT / "template.yaml")["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            declared.add((skip["id"], f"{resource['Type']}.{name}"))
+    assert {(c["check_id"], c["resource"]) for c in skipped} == declared
