@@ -225,6 +225,19 @@ def _dead_letter(
     return {"action": "dead_lettered", "reason": reason}
 
 
+def _reject(
+    rt: Runtime, record: SQSRecord, submission: Submission | None, reason: str
+) -> dict[str, Any]:
+    try:
+        return _dead_letter(rt, record, submission, reason)
+    except Exception:
+        # The dead-letter queue refused (a missing permission, an outage): fall back on the
+        # queue's own redrive, with the reason booked so the dead letter still explains itself.
+        failure = Rejected(reason)
+        _retry(rt, record, submission, failure)
+        raise failure from None
+
+
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     rt = runtime()
     logger.append_keys(message_id=record.message_id, receive_count=_receive_count(record))
@@ -237,13 +250,13 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
             extra={"errors": [(".".join(map(str, e["loc"])), e["type"]) for e in exc.errors()]},
         )
         logger.set_correlation_id(None)
-        return _dead_letter(rt, record, None, "malformed_message")
+        return _reject(rt, record, None, "malformed_message")
     logger.set_correlation_id(submission.submission_id)
     logger.append_keys(source=submission.source)
     try:
         outcome: dict[str, Any] = rt.handle(submission=submission)
     except Rejected as exc:
-        return _dead_letter(rt, record, submission, exc.reason)
+        return _reject(rt, record, submission, exc.reason)
     except IdempotencyAlreadyInProgressError:
         failure = RetryLater("in_progress")
         _retry(rt, record, submission, failure)

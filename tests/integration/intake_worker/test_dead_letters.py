@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
 from cliniko_automations.intake.worker_store import DynamoFailures, FailureRecord
 
-from tests.integration.intake_worker.resources import WorkerStack, create_worker_stack
+from tests.integration.intake_worker.resources import (
+    WorkerStack,
+    create_worker_stack,
+    load_dead_letters_script,
+)
 
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "dead_letters.py"
 PERSONAL = ("Ana", "Lima", "ana.lima@example.com", "0412 345 678")
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("dead_letters_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-dead_letters = load_script()
+dead_letters = load_dead_letters_script()
 
 
 @pytest.fixture

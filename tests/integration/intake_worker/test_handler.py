@@ -3,12 +3,9 @@ Cliniko emulator over HTTP, and Lambda's poller emulated (receive, invoke, delet
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import itertools
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from cliniko_automations.intake import worker_handler
@@ -20,13 +17,13 @@ from tests.integration.intake_worker.resources import (
     WorkerStack,
     create_worker_stack,
     emf_metrics,
+    load_dead_letters_script,
     poll_once,
     put_secrets,
     worker_environment,
     write_worker_config,
 )
 
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "dead_letters.py"
 _ids = itertools.count(1)
 
 ANA = ContactDraft(
@@ -35,14 +32,6 @@ ANA = ContactDraft(
     email="ana.lima@example.com",
     phone_numbers=(PhoneNumber(number="0412 345 678"),),
 )
-
-
-def load_dead_letters():
-    spec = importlib.util.spec_from_file_location("dead_letters_cli", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def submission(draft: ContactDraft = ANA, key: str | None = None) -> Submission:
@@ -161,7 +150,7 @@ def test_cliniko_down_exhausts_retries_into_the_dlq_then_replay_succeeds(
     assert stack.counts(stack.queue_url) == (0, 0)
     assert emf_metrics(capsys.readouterr().out).get("ClinikoThrottled") == MAX_RECEIVE_COUNT
 
-    dead_letters = load_dead_letters()
+    dead_letters = load_dead_letters_script()
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.dead_letter_queue_url)
     out = io.StringIO()
     assert dead_letters.main(["list"], out=out) == 0
@@ -220,3 +209,22 @@ def test_unknown_account_is_rejected(stack, cliniko) -> None:
     run_until_empty(stack)
     [letter] = stack.drain(stack.dead_letter_queue_url)
     assert letter["MessageAttributes"]["failure_reason"]["StringValue"] == "unknown_account"
+
+
+def test_rejection_falls_back_on_redrive_when_the_dlq_refuses(stack, cliniko, monkeypatch) -> None:
+    # A dead-letter queue the worker cannot write to (here: one that does not exist).
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.dead_letter_queue_url + "-missing")
+    sub = submission(ContactDraft(first_name="Ana", email="ana@example"))
+    send(stack, sub)
+    run_until_empty(stack)
+    [letter] = stack.drain(stack.dead_letter_queue_url)  # moved there by SQS's redrive
+    assert Submission.model_validate_json(letter["Body"]) == sub
+    out = io.StringIO()
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.dead_letter_queue_url)
+    stack.sqs.change_message_visibility(
+        QueueUrl=stack.dead_letter_queue_url,
+        ReceiptHandle=letter["ReceiptHandle"],
+        VisibilityTimeout=0,
+    )
+    assert load_dead_letters_script().main(["show", sub.submission_id], out=out) == 0
+    assert "cliniko_validation_failed:email" in out.getvalue()
