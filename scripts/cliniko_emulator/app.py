@@ -132,9 +132,16 @@ class Emulator:
         self.strict = strict
         self._defaults = {"validate": validate, "strict": strict, "archived_get": archived_get}
         self._initial_keys = list(keys)
-        self._keys: dict[str, str] = {}
-        for key in [*self._initial_keys, *self.store.meta.get("keys", [])]:
+        self._keys: dict[str, str] = {}  # key -> shard
+        self._users: dict[str, str] = {}  # key -> the Cliniko user it belongs to
+        self._read_only: set[str] = set()
+        for key in self._initial_keys:
             self.add_key(key)
+        for saved in self.store.meta.get("keys", []):
+            saved = saved if isinstance(saved, dict) else {"key": saved}
+            self.add_key(
+                saved["key"], user=saved.get("user"), read_only=saved.get("read_only", False)
+            )
         self.archived_get = archived_get
         self._log: deque[dict[str, Any]] = deque(maxlen=log_limit)
         self._seq = 0
@@ -143,13 +150,29 @@ class Emulator:
 
     # -- state ----------------------------------------------------------------------
 
-    def add_key(self, key: str) -> str:
+    def add_key(self, key: str, *, user: str | None = None, read_only: bool = False) -> str:
+        """Registers a key; returns its shard.
+
+        Keys of the same `user` share one rate-limit budget (Cliniko limits per user, across
+        all of that user's keys); a `read_only` key gets 403 on every write, as a key of a
+        Cliniko user without the permission does.
+        """
         if not isinstance(key, str) or not key or ":" in key or any(c.isspace() for c in key):
             raise ValueError("a key must be a non-empty string without ':' or spaces")
+        if user is not None and (not isinstance(user, str) or not user):
+            raise ValueError("user must be a non-empty string")
         shard = key_shard(key)
         with self._lock:
             self._keys[key] = shard
-            self.store.meta["keys"] = sorted(set(self._keys) - set(self._initial_keys))
+            self._users[key] = user or key
+            if read_only:
+                self._read_only.add(key)
+            else:
+                self._read_only.discard(key)
+            self.store.meta["keys"] = [
+                {"key": k, "user": self._users[k], "read_only": k in self._read_only}
+                for k in sorted(set(self._keys) - set(self._initial_keys))
+            ]
         self.store.save()
         return shard
 
@@ -161,6 +184,8 @@ class Emulator:
         """
         with self._lock:
             self._keys = {key: key_shard(key) for key in self._initial_keys}
+            self._users = {key: key for key in self._initial_keys}
+            self._read_only = set()
             self.store.meta["keys"] = []
             self._log.clear()
             self._counters.clear()
@@ -376,12 +401,14 @@ class Emulator:
             reply.headers["WWW-Authenticate"] = 'Basic realm="Application"'
             return reply
         entry["key_shard"] = self._keys.get(key)
-        reset = self.limiter.hit(key)
+        reset = self.limiter.hit(self._users.get(key, key))
         if reset is not None:
             entry["fault"] = "rate_limit"
             return self._throttled(reset)
         if match is None:
             return Reply.json(404, {"message": "Not found"})
+        if key in self._read_only and method not in ("GET", "HEAD"):
+            return Reply.json(403, {"message": "You do not have permission to do this"})
         base_url = f"http://{environ.get('HTTP_HOST') or '127.0.0.1'}/{shard}/v1"
         contact_id, archive = match["id"], match["archive"]
         try:
@@ -501,7 +528,10 @@ class Emulator:
         return Reply.json(200, {"ok": True})
 
     def _c_add_key(self, data, query) -> Reply:
-        shard = self.add_key(data.get("key"))
+        read_only = data.get("read_only", False)
+        if not isinstance(read_only, bool):
+            raise ValueError("read_only must be true or false")
+        shard = self.add_key(data.get("key"), user=data.get("user"), read_only=read_only)
         return Reply.json(201, {"shard": shard})
 
     def _c_keys(self, data, query) -> Reply:

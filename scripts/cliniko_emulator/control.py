@@ -36,9 +36,16 @@ class EmulatorControl:
     def reset(self) -> None:
         self._call("POST", "reset")
 
-    def add_key(self, key: str) -> str:
-        """Registers an API key; returns its shard."""
-        return self._call("POST", "keys", json={"key": key})["shard"]
+    def add_key(self, key: str, *, user: str | None = None, read_only: bool = False) -> str:
+        """Registers an API key; returns its shard.
+
+        Keys with the same `user` share a rate-limit budget; a `read_only` key gets 403 on
+        writes (a Cliniko user without the permission).
+        """
+        body: dict = {"key": key, "read_only": read_only}
+        if user is not None:
+            body["user"] = user
+        return self._call("POST", "keys", json=body)["shard"]
 
     def seed(
         self,

@@ -156,3 +156,40 @@ def test_unknown_routes_and_methods(http: httpx.Client, cliniko) -> None:
     response = http.delete("/contacts")
     assert response.status_code == 405 and response.headers["Allow"] == "GET, POST"
     assert http.get("/contacts/1/archive").status_code == 405
+
+
+def test_read_only_key_gets_403_on_writes(cliniko) -> None:
+    cliniko.control.add_key("MS0xreader-au1", read_only=True)
+    (contact_id,) = cliniko.control.seed(1, seed=1)
+    with httpx.Client(
+        base_url=cliniko.base_url(),
+        auth=("MS0xreader-au1", ""),
+        headers={"User-Agent": USER_AGENT},
+    ) as reader:
+        assert reader.get("/contacts").status_code == 200
+        assert reader.get(f"/contacts/{contact_id}").status_code == 200
+        assert reader.post("/contacts", json={"first_name": "A"}).status_code == 403
+        assert reader.patch(f"/contacts/{contact_id}", json={"notes": ""}).status_code == 403
+        assert reader.post(f"/contacts/{contact_id}/archive").status_code == 403
+        assert reader.delete(f"/contacts/{contact_id}").status_code == 403
+    assert cliniko.control.contacts()[0]["archived_at"] is None
+
+
+def test_keys_of_one_user_share_the_rate_limit(cliniko) -> None:
+    cliniko.control.add_key("MS0xfirst-au1", user="practitioner-1")
+    cliniko.control.add_key("MS0xsecond-au1", user="practitioner-1")
+    cliniko.control.set_rate_limit(per_minute=4)
+    statuses = []
+    for key in ["MS0xfirst-au1", "MS0xsecond-au1"] * 3:
+        response = httpx.get(
+            f"{cliniko.base_url()}/contacts", auth=(key, ""), headers={"User-Agent": USER_AGENT}
+        )
+        statuses.append(response.status_code)
+    assert statuses == [200, 200, 200, 200, 429, 429]
+    # The fixture's own key belongs to another user and still has its whole budget.
+    response = httpx.get(
+        f"{cliniko.base_url()}/contacts",
+        auth=(cliniko.api_key, ""),
+        headers={"User-Agent": USER_AGENT},
+    )
+    assert response.status_code == 200
