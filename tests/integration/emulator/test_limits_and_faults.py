@@ -31,9 +31,13 @@ def test_rate_limit_per_key_with_reset_header(http: httpx.Client, cliniko) -> No
 
 
 def test_time_scale_shrinks_the_minute(http: httpx.Client, cliniko) -> None:
-    cliniko.control.set_rate_limit(per_minute=2, time_scale=600)  # a 0.1 s "minute"
-    assert [http.get("/contacts").status_code for _ in range(3)] == [200, 200, 429]
+    cliniko.control.set_rate_limit(per_minute=2, time_scale=60)  # a one-second "minute"
+    statuses = []
+    while 429 not in statuses and len(statuses) < 100:  # no assumption on this machine's speed
+        statuses.append(http.get("/contacts").status_code)
+    assert statuses[-1] == 429 and statuses[:2] == [200, 200]
     reset = int(http.get("/contacts").headers["X-RateLimit-Reset"])
+    assert reset <= math.ceil(time.time() + 1)
     while time.time() < reset:  # the header is the window end in real UNIX seconds
         time.sleep(0.05)
     assert http.get("/contacts").status_code == 200
@@ -105,13 +109,13 @@ def test_faults_only_for_chosen_methods(http: httpx.Client, cliniko) -> None:
 
 
 def test_throttle_window(http: httpx.Client, cliniko) -> None:
-    cliniko.control.set_faults(throttle_window_s=0.3)
-    response = http.get("/contacts")
-    assert response.status_code == 429
-    assert int(response.headers["X-RateLimit-Reset"]) >= time.time()
-    deadline = time.time() + 5
-    while http.get("/contacts").status_code == 429 and time.time() < deadline:
-        time.sleep(0.05)
+    cliniko.control.set_faults(throttle_window_s=30)
+    for _ in range(3):
+        response = http.get("/contacts")
+        assert response.status_code == 429
+        reset = int(response.headers["X-RateLimit-Reset"])
+        assert time.time() < reset <= math.ceil(time.time() + 31)
+    cliniko.control.clear_faults()  # new settings end the window
     assert http.get("/contacts").status_code == 200
 
 
