@@ -109,7 +109,7 @@ def child_worker(_unused: str) -> dict[str, Any]:
     from cliniko_automations.intake import worker_handler
 
     from tests.fixtures.apigw import LambdaContext
-    from tests.integration.intake_worker.resources import poll_once
+    from tests.integration.intake_worker.resources import WORKER_TIMEOUT_MS, poll_once
 
     import_s = time.perf_counter() - started
     stack = _existing_stack()
@@ -122,7 +122,7 @@ def child_worker(_unused: str) -> dict[str, Any]:
         if trace:
             tracemalloc.start()
         t0 = time.perf_counter()
-        context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=60_000)
+        context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
         messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
         elapsed = time.perf_counter() - t0
         if trace:

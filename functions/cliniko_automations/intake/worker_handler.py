@@ -158,6 +158,11 @@ def runtime() -> Runtime:
     return _runtime(WorkerSettings.from_env())
 
 
+def _remaining_seconds(rt: Runtime) -> float | None:
+    context = rt.idempotency.lambda_context
+    return context.get_remaining_time_in_millis() / 1000 if context else None
+
+
 def _receive_count(record: SQSRecord) -> int:
     try:
         return int(record.attributes.approximate_receive_count or 1)
@@ -165,7 +170,14 @@ def _receive_count(record: SQSRecord) -> int:
         return 1
 
 
-def _retry(rt: Runtime, record: SQSRecord, submission: Submission | None, exc: Exception) -> None:
+def _retry(
+    rt: Runtime,
+    record: SQSRecord,
+    submission: Submission | None,
+    exc: Exception,
+    *,
+    backoff_base: int | None = None,
+) -> None:
     """Book a failed attempt: reason by message id, metric, backoff. The caller re-raises."""
     reason = getattr(exc, "reason", None) or f"unexpected_error:{type(exc).__name__}"
     receives = _receive_count(record)
@@ -187,7 +199,7 @@ def _retry(rt: Runtime, record: SQSRecord, submission: Submission | None, exc: E
             record.event_source_arn,
             record.receipt_handle,
             receives,
-            rt.settings.retry_base_seconds,
+            rt.settings.retry_base_seconds if backoff_base is None else backoff_base,
             rt.settings.retry_max_seconds,
         )
     except Exception as book_exc:  # the retry itself must still happen
@@ -253,6 +265,13 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         return _reject(rt, record, None, "malformed_message")
     logger.set_correlation_id(submission.submission_id)
     logger.append_keys(source=submission.source)
+    remaining = _remaining_seconds(rt)
+    if remaining is not None and remaining < rt.settings.min_remaining_seconds:
+        # Too little time left to finish this one (Cliniko's waits can take a while): hand
+        # it back at once rather than be killed mid-way, which would fail the whole batch.
+        failure = RetryLater("invocation_deadline")
+        _retry(rt, record, submission, failure, backoff_base=0)
+        raise failure
     try:
         outcome: dict[str, Any] = rt.handle(submission=submission)
     except Rejected as exc:

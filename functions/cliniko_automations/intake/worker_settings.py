@@ -31,6 +31,9 @@ class WorkerSettings(BaseModel):
     # itself then); this caps it, and is the lifetime outside Lambda.
     claim_ttl_seconds: int = Field(default=120, gt=0)
     claim_wait_seconds: float = Field(default=5.0, ge=0)
+    # A record is not started with less time than this left in the invocation: the Cliniko
+    # client may sleep up to CLINIKO_MAX_WAIT_SECONDS per request, so keep this above it.
+    min_remaining_seconds: float = Field(default=30.0, ge=0)
     # Visibility backoff for retried messages: base * 2^(receives-1), capped.
     retry_base_seconds: int = Field(default=30, ge=0)
     retry_max_seconds: int = Field(default=900, ge=0)

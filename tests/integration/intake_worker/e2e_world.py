@@ -20,6 +20,7 @@ from cliniko_automations.intake.config import DEFAULT_PATH, load_form_sources
 
 from tests.fixtures.apigw import LambdaContext, form_post_event
 from tests.integration.intake_worker.resources import (
+    WORKER_TIMEOUT_MS,
     WorkerStack,
     create_worker_stack,
     poll_once,
@@ -113,12 +114,12 @@ class IntakePath:
         """Run the worker on whatever is queued until the queue is empty; messages handled."""
         handled = 0
         for _ in range(rounds):
-            context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=30_000)
-            messages, _failed = poll_once(
-                stack := self.stack, worker_handler.lambda_handler, context
+            context = LambdaContext(
+                function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS
             )
+            messages, _failed = poll_once(self.stack, worker_handler.lambda_handler, context)
             handled += len(messages)
-            if not messages and stack.counts(stack.queue_url) == (0, 0):
+            if not messages and self.stack.counts(self.stack.queue_url) == (0, 0):
                 break
         return handled
 

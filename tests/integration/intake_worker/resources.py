@@ -21,6 +21,8 @@ from typing import Any
 import boto3
 
 MAX_RECEIVE_COUNT = 5
+# The worker function's timeout in template.yaml: test invocations get as long.
+WORKER_TIMEOUT_MS = 120_000
 
 WORKER_CONFIG = """\
 accounts:

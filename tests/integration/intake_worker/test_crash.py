@@ -20,6 +20,7 @@ from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Sub
 
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (
+    WORKER_TIMEOUT_MS,
     WorkerStack,
     captured_logs,
     create_worker_stack,
@@ -63,6 +64,8 @@ def stack(aws, cliniko, monkeypatch, tmp_path) -> WorkerStack:
         write_worker_config(tmp_path),
         # Retries spaced 1, 2, 4 s apart: the dead attempt's record expires in between.
         RETRY_BASE_SECONDS="1",
+        # The killed child's invocation is 1.5 s long; it must still start its record.
+        MIN_REMAINING_SECONDS="0",
     )
     return stack
 
@@ -106,7 +109,7 @@ def test_killed_after_create_then_retried_makes_one_contact(stack, cliniko, draf
 
     # The queue delivers it again. Until the dead attempt's INPROGRESS record expires the
     # retry is refused ("in_progress") and the message comes back; then it goes through.
-    context = LambdaContext(function_name="IntakeWorkerFunction")
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
     with captured_logs("intake") as logs:
         for _ in range(60):
             got, failed = poll_once(stack, worker_handler.lambda_handler, context, visibility=0)

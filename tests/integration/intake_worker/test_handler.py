@@ -14,6 +14,7 @@ from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Sub
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (
     MAX_RECEIVE_COUNT,
+    WORKER_TIMEOUT_MS,
     WorkerStack,
     create_worker_stack,
     emf_metrics,
@@ -56,7 +57,7 @@ def stack(aws, cliniko, monkeypatch, tmp_path) -> WorkerStack:
 
 
 def context() -> LambdaContext:
-    return LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=30_000)
+    return LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
 
 
 def send(stack: WorkerStack, *submissions: Submission) -> None:
@@ -228,3 +229,15 @@ def test_rejection_falls_back_on_redrive_when_the_dlq_refuses(stack, cliniko, mo
     )
     assert load_dead_letters_script().main(["show", sub.submission_id], out=out) == 0
     assert "cliniko_validation_failed:email" in out.getvalue()
+
+
+def test_records_are_not_started_too_close_to_the_timeout(stack, cliniko, monkeypatch) -> None:
+    monkeypatch.setenv("MIN_REMAINING_SECONDS", "5")
+    send(stack, submission(), submission())
+    nearly_over = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=3_000)
+    messages, failed = poll_once(stack, worker_handler.lambda_handler, nearly_over, visibility=60)
+    assert len(messages) == 2 and failed == {m["MessageId"] for m in messages}
+    assert cliniko.control.requests() == []  # nothing was started
+    # Handed back at once (not after the batch's visibility timeout), then done in time.
+    run_until_empty(stack)
+    assert len(cliniko.control.contacts()) == 1

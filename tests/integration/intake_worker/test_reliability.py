@@ -37,6 +37,7 @@ from cliniko_automations.intake.worker_store import DynamoFailures
 
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (
+    WORKER_TIMEOUT_MS,
     WorkerStack,
     create_worker_stack,
     load_dead_letters_script,
@@ -204,7 +205,9 @@ def drain_with_workers(stack: WorkerStack, deadline: float) -> Counter:
             while time.monotonic() < deadline:
                 # One invocation per batch, each with its own clock (claims and INPROGRESS
                 # records end when the invocation would time out).
-                context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=60_000)
+                context = LambdaContext(
+                    function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS
+                )
                 messages, failed = poll_once(
                     stack, worker_handler.lambda_handler, context, visibility=30
                 )
