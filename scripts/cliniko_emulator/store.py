@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from cliniko_automations.cliniko.rules import (
-    INVALID,
-    NOT_IN_LIST,
     STRING_FIELDS,
     TYPE_NAMES,
     country_name,
@@ -35,22 +33,6 @@ from .filters import DATETIME_FIELDS, Filter, SortKey, apply_filters, sort_conta
 # Cliniko's ids are 64-bit integers with 19 digits today (e.g. 1390712996921091568).
 FIRST_ID = 1_390_712_996_921_091_568
 ID_STEP_MAX = 9_973
-
-
-def validate(body: Mapping[str, Any], *, creating: bool) -> dict[str, str]:
-    """The shared rules, guarded: they assume strings and hashable scalars where the spec
-    says so, and a JSON body may hold anything (a list as first_name, an object as type_code).
-    """
-    wrong_type: dict[str, str] = {}
-    for name in STRING_FIELDS:
-        value = body.get(name)
-        if value is not None and not isinstance(value, str):
-            wrong_type[name] = INVALID
-    for name in ("type_code", "doctor_type", "country_code"):
-        if isinstance(body.get(name), list | dict):
-            wrong_type[name] = NOT_IN_LIST
-    clean = {k: v for k, v in body.items() if k not in wrong_type}
-    return {**validate_contact_fields(clean, creating=creating), **wrong_type}
 
 
 class ValidationFailed(Exception):
@@ -208,7 +190,7 @@ class ContactStore:
 
     def create(self, shard: str, body: Mapping[str, Any], **stamps: Any) -> dict[str, Any]:
         """A new contact from a validated body; `stamps` may preset timestamps (seeding)."""
-        errors = validate(body, creating=True)
+        errors = validate_contact_fields(body, creating=True)
         if errors:
             raise ValidationFailed(errors)
         with self._lock:
@@ -229,7 +211,7 @@ class ContactStore:
     def update(self, shard: str, contact_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         with self._lock:
             record = self._find(shard, contact_id)
-            errors = validate(body, creating=False)
+            errors = validate_contact_fields(body, creating=False)
             if errors:
                 raise ValidationFailed(errors)
             if apply_write(record, body):
@@ -315,7 +297,7 @@ class ContactStore:
     ) -> None:
         contacts = list(contacts)
         for index, given in enumerate(contacts):  # all or nothing
-            errors = validate(given, creating=True)
+            errors = validate_contact_fields(given, creating=True)
             if errors:
                 raise ValidationFailed({f"contacts[{index}].{k}": v for k, v in errors.items()})
         moment = self._clock()

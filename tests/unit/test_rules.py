@@ -60,3 +60,25 @@ def test_errors_use_clinikos_messages():
 def test_an_update_need_not_carry_a_first_name():
     assert validate_contact_fields({"last_name": "Snow"}, creating=False) == {}
     assert validate_contact_fields({"last_name": "Snow"}, creating=True) == {"first_name": BLANK}
+
+
+def test_wrong_json_types_are_errors_not_exceptions():
+    body = {
+        "first_name": ["x"],
+        "email": 5,
+        "type_code": {},
+        "doctor_type": [],
+        "country_code": 61,
+        "phone_numbers": "0400",
+    }
+    assert validate_contact_fields(body, creating=True) == {
+        "first_name": INVALID,
+        "email": INVALID,
+        "type_code": NOT_IN_LIST,
+        "doctor_type": NOT_IN_LIST,
+        "country_code": NOT_IN_LIST,
+        "phone_numbers": INVALID,
+    }
+    assert validate_contact_fields({"type_code": True}, creating=False) == {
+        "type_code": NOT_IN_LIST
+    }

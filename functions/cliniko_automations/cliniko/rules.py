@@ -68,10 +68,11 @@ def country_code_for(value: str) -> str | None:
 
 
 def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dict[str, str]:
-    """Cliniko's per-field errors for a write body; empty when Cliniko would accept it."""
+    """Cliniko's per-field errors for a write body; empty when Cliniko would accept it.
+
+    `fields` may be raw JSON: a value of the wrong type is an error, never an exception.
+    """
     errors: dict[str, str] = {}
-    if creating and not (fields.get("first_name") or "").strip():
-        errors["first_name"] = BLANK
     for name in STRING_FIELDS & fields.keys():
         value = fields[name]
         if value is None:
@@ -80,17 +81,20 @@ def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dic
             errors[name] = INVALID
         elif name in LENGTH_LIMITED_FIELDS and len(value) > MAX_LENGTH:
             errors[name] = TOO_LONG
+    first_name = fields.get("first_name")
+    if creating and "first_name" not in errors and not (first_name or "").strip():
+        errors["first_name"] = BLANK
     email = fields.get("email")
-    if isinstance(email, str) and email and not EMAIL_PATTERN.match(email):
-        errors.setdefault("email", INVALID)
+    if "email" not in errors and email and not EMAIL_PATTERN.match(email):
+        errors["email"] = INVALID
     code = fields.get("country_code")
     if code not in (None, "") and (not isinstance(code, str) or country_name(code) is None):
         errors["country_code"] = NOT_IN_LIST
     doctor_type = fields.get("doctor_type")
-    if doctor_type not in (None, "") and doctor_type not in DOCTOR_TYPES:
+    if doctor_type is not None and not _is_one_of(doctor_type, ("", *DOCTOR_TYPES)):
         errors["doctor_type"] = NOT_IN_LIST
     type_code = fields.get("type_code")
-    if type_code is not None and (isinstance(type_code, bool) or type_code not in TYPE_NAMES):
+    if type_code is not None and not _is_one_of(type_code, tuple(TYPE_NAMES)):
         errors["type_code"] = NOT_IN_LIST
     phones = fields.get("phone_numbers")
     if phones is not None:
@@ -98,6 +102,11 @@ def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dic
         if problem:
             errors["phone_numbers"] = problem
     return errors
+
+
+def _is_one_of(value: Any, allowed: tuple[Any, ...]) -> bool:
+    # Exact type match: JSON true is not type_code 1, and an object is never hashed.
+    return any(type(value) is type(option) and value == option for option in allowed)
 
 
 def _phone_numbers_problem(phones: Any) -> str | None:

@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cliniko_automations.cliniko.rules import validate_contact_fields
 from cliniko_emulator.faults import Faults
 from cliniko_emulator.filters import SortKey, parse_filter
 from cliniko_emulator.ratelimit import RateLimiter
@@ -16,7 +17,6 @@ from cliniko_emulator.store import (
     ValidationFailed,
     normalize_number,
     render_contact,
-    validate,
 )
 
 ASC = [SortKey("created_at", False)]
@@ -77,7 +77,7 @@ def test_validation_errors_use_the_shared_rules() -> None:
     ],
 )
 def test_wrong_types_are_validation_errors(body: dict, errors: dict) -> None:
-    assert validate(body, creating=False) == errors
+    assert validate_contact_fields(body, creating=False) == errors
 
 
 def test_update_is_partial_and_moves_updated_at_only_on_change() -> None:
@@ -149,7 +149,10 @@ def test_seed_is_realistic_valid_and_deterministic() -> None:
     assert sum(r["archived_at"] is not None for r in a) == 3
     assert [r["created_at"] for r in a] == sorted(r["created_at"] for r in a)
     assert all(
-        validate({k: r[k] for k in ("first_name", "email", "country_code")}, creating=True) == {}
+        validate_contact_fields(
+            {k: r[k] for k in ("first_name", "email", "country_code")}, creating=True
+        )
+        == {}
         for r in a
     )
     given = first.seed(
