@@ -94,8 +94,8 @@ def sync_detailed(
 ) -> Response[Any | Contact | ErrorMessage]:
     """Get a contact
 
-     One contact. Whether an archived contact is returned is not documented by Cliniko; expect a 404 for
-    it.
+     One contact. Whether an archived contact is returned is not documented by Cliniko: it may answer 200
+    with `archived_at` set, or 404. Callers handle both.
 
     Args:
         id (str):
@@ -126,8 +126,8 @@ def sync(
 ) -> Any | Contact | ErrorMessage | None:
     """Get a contact
 
-     One contact. Whether an archived contact is returned is not documented by Cliniko; expect a 404 for
-    it.
+     One contact. Whether an archived contact is returned is not documented by Cliniko: it may answer 200
+    with `archived_at` set, or 404. Callers handle both.
 
     Args:
         id (str):
@@ -153,8 +153,8 @@ async def asyncio_detailed(
 ) -> Response[Any | Contact | ErrorMessage]:
     """Get a contact
 
-     One contact. Whether an archived contact is returned is not documented by Cliniko; expect a 404 for
-    it.
+     One contact. Whether an archived contact is returned is not documented by Cliniko: it may answer 200
+    with `archived_at` set, or 404. Callers handle both.
 
     Args:
         id (str):
@@ -183,8 +183,8 @@ async def asyncio(
 ) -> Any | Contact | ErrorMessage | None:
     """Get a contact
 
-     One contact. Whether an archived contact is returned is not documented by Cliniko; expect a 404 for
-    it.
+     One contact. Whether an archived contact is returned is not documented by Cliniko: it may answer 200
+    with `archived_at` set, or 404. Callers handle both.
 
     Args:
         id (str):
