@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +287,36 @@ def test_every_checkov_skip_is_justified():
             assert skip["id"].startswith("CKV")
             assert len(skip["comment"].split()) >= 6, skip
     assert skips > 0
+
+
+def test_dashboard_body_is_json_naming_the_stacks_resources():
+    from local_run.template import Physical, Resolver
+
+    physical = {
+        name: Physical(f"ref-{name}", {"Arn": f"arn-{name}", "QueueName": f"queue-{name}"})
+        for name in RESOURCES
+    }
+    resolver = Resolver(
+        TEMPLATE,
+        APP.parameters({"ClinikoUserAgent": "Clinic (it@example.com)"}),
+        physical,
+        {"AWS::Region": "eu-west-1", "AWS::StackName": "s", "AWS::AccountId": "1"},
+    )
+    (dashboard,) = [r for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    body = json.loads(resolver.resolve(dashboard["Properties"]["DashboardBody"]))
+    text = json.dumps(body)
+    for name in ("SubmissionDeadLetterQueue", "ParkedQueue"):
+        assert f"queue-{name}" in text
+    for function in FUNCTIONS:
+        assert f"ref-{function}" in text
+    metrics = set()
+    for widget in body["widgets"]:
+        namespace = None
+        for entry in widget["properties"]["metrics"]:
+            if not isinstance(entry[0], str) or entry[0] == "...":
+                continue
+            # "." repeats the row above's value (CloudWatch's dashboard shorthand).
+            namespace = namespace if entry[0] == "." else entry[0]
+            if namespace == "ClinikoAutomations":
+                metrics.add(entry[1])
+    assert {"SubmissionAccepted", "ContactCreated", "OverdueErasureRequests"} <= metrics
