@@ -308,7 +308,7 @@ class Emulator:
         decision = self.faults.decide(method)
         if decision.latency_s:
             time.sleep(decision.latency_s)
-        after_effect = self.faults.settings.after_effect
+        after_effect = self.faults.settings.after_effect and not decision.is_throttle
         try:
             if decision.is_fault and not after_effect:
                 reply = self._fault_reply(decision, entry)

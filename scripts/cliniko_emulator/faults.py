@@ -42,6 +42,11 @@ class Decision:
     def is_fault(self) -> bool:
         return bool(self.status or self.drop or self.throttle_reset)
 
+    @property
+    def is_throttle(self) -> bool:
+        # Cliniko refuses a throttled request before doing anything: never "after effect".
+        return bool(self.throttle_reset) or self.status == 429
+
 
 def _rate(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:

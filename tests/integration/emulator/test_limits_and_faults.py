@@ -102,6 +102,13 @@ def test_error_after_effect_still_creates(http: httpx.Client, cliniko) -> None:
     assert len(cliniko.control.contacts()) == 1
 
 
+def test_a_throttled_request_never_takes_effect(http: httpx.Client, cliniko) -> None:
+    cliniko.control.set_faults(fail_next=[429], after_effect=True)
+    response = http.post("/contacts", json={"first_name": "Refused"})
+    assert response.status_code == 429
+    assert cliniko.control.contacts() == []
+
+
 def test_faults_only_for_chosen_methods(http: httpx.Client, cliniko) -> None:
     cliniko.control.set_faults(error_rate=1.0, statuses=[503], methods=["POST"])
     assert http.get("/contacts").status_code == 200
