@@ -3,6 +3,8 @@
 python -m local_run [--demo] [--once] [--port 3000] [--site-port 3001] [--emulator-port 3002]
 python -m local_run fire ErasureOverdueFunction     (a running local run's scheduled function)
 python -m local_run status
+eval "$(python -m local_run env)"   (then scripts/dead_letters.py and scripts/erasure.py act on
+                                    the running local run, as on a stack)
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -27,6 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     fire = sub.add_parser("fire", help="invoke a scheduled function of the running local run")
     fire.add_argument("function", help="function (or schedule event) name from template.yaml")
     sub.add_parser("status", help="what the running local run serves")
+    sub.add_parser("env", help="export lines for the operating CLIs (dead letters, erasure)")
     parser.add_argument("--port", type=int, default=3000, help="HTTP API port (0: any)")
     parser.add_argument("--site-port", type=int, default=3001, help="clinic website port")
     parser.add_argument("--emulator-port", type=int, default=3002, help="Cliniko emulator port")
@@ -76,6 +80,10 @@ def banner(system: LocalSystem) -> str:
     lines += [
         "then see it in the emulator:",
         f"  curl -s {system.emulator_url}/_emulator/contacts",
+        "Operate it as a deployed stack (dead letters, erasure through the same core):",
+        '  eval "$(python -m local_run env)"; python scripts/dead_letters.py list',
+        "  python scripts/erasure.py --caller local-operator request "
+        '--email ada.lovelace@example.com --reason "ticket 1" --dry-run',
         "",
         "Ctrl-C stops everything.",
     ]
@@ -155,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         return fire(args.function)
     if args.command == "status":
         print(json.dumps(read_state(), indent=2))
+        return 0
+    if args.command == "env":
+        for name, value in read_state()["environment"].items():
+            print(f"export {name}={shlex.quote(value)}")
         return 0
     return serve(args)
 

@@ -256,7 +256,9 @@ class LocalSystem:
                 continue
         self._owned = []
         state = self.state_dir / "state.json"
-        if state.exists():
+        gateway = getattr(self, "gateway", None)
+        # Another local run may have started since: its state stays.
+        if gateway and state.exists() and json.loads(state.read_text()).get("api") == gateway.url:
             state.unlink()
 
     # -- using it
@@ -312,7 +314,28 @@ class LocalSystem:
             "tables": {
                 name: self.physical[name].ref for name in self.app.of_type("AWS::DynamoDB::Table")
             },
+            "environment": self.operator_environment(),
         }
+
+    def operator_environment(self) -> dict[str, str]:
+        """What the operating CLIs (dead_letters.py, erasure.py) need to act on this local
+        run as they would on a stack: every function's resource variables, and moto."""
+        env: dict[str, str] = {}
+        for runtime in self.functions.values():
+            env.update(runtime.template_environment)
+        for name in [n for n in env if n.startswith("POWERTOOLS_")]:
+            del env[name]
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": self.moto_endpoint,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": defaults.REGION,
+                "CLINIKO_BASE_URL": f"{self.emulator_url}/{{shard}}/v1",
+                "FORM_SOURCES_FILE": str(self.form_sources_file),
+            }
+        )
+        return dict(sorted(env.items()))
 
     def _write_state(self) -> None:
         (self.state_dir / "state.json").write_text(json.dumps(self.status(), indent=2))

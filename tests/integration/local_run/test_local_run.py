@@ -4,6 +4,9 @@ consumers, its schedules on demand, over real HTTP, moto and the emulator."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from urllib.parse import urlsplit
 
 import boto3
@@ -14,7 +17,7 @@ from botocore.credentials import Credentials
 from cliniko_emulator import EmulatorControl
 from local_run import defaults, demo
 from local_run.__main__ import banner, run_demo
-from local_run.template import SamApp
+from local_run.template import ROOT, SamApp
 
 APP = SamApp.load()
 
@@ -179,3 +182,25 @@ def test_sample_page_embeds_the_form_snippet(local_system):
     assert f'action="{action}"' in page
     assert 'name="website"' in page  # the honeypot
     assert urlsplit(local_system.site.url).hostname == "127.0.0.1"
+
+
+def test_operating_clis_work_on_the_local_run(local_system):
+    # A malformed message is a permanent failure: the worker sends it to the dead letters.
+    local_system.sqs().send_message(
+        QueueUrl=local_system.queue_url("SubmissionQueue"), MessageBody='{"not": "a submission"}'
+    )
+    assert local_system.drain(60)
+    env = {**os.environ, **local_system.operator_environment()}
+    for name in ("DEAD_LETTER_QUEUE_URL", "SUBMISSION_QUEUE_URL", "IDEMPOTENCY_TABLE"):
+        assert env[name].startswith(("http://127.0.0.1", "cliniko-automations-local-")), name
+    listed = subprocess.run(
+        [sys.executable, "scripts/dead_letters.py", "list", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    (letter,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert letter["reason"]
