@@ -65,11 +65,11 @@ def banner(system: LocalSystem) -> str:
         )
     lines += [
         f"  Function logs   {system.log.name if hasattr(system.log, 'name') else '(captured)'}",
-        "  Local only: html captcha settings are dropped (siteverify is on the internet);",
-        "  secrets are made-up values created in moto at start.",
+        "  Local only: secrets are made-up values created in moto at start; captchas are",
+        "  checked by the website's stand-in for siteverify (Cloudflare's test token passes).",
         "",
         "Create a contact from the command line (a browser-style form post):",
-        "  " + demo.html_curl(api, site, defaults.HTML_SOURCE),
+        "  " + demo.html_curl(api, site, defaults.HTML_SOURCE, system.captcha_field),
     ]
     secret_name = _json_secret(system)
     if secret_name:

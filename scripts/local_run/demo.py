@@ -16,6 +16,8 @@ from urllib.parse import urlencode
 
 import httpx
 
+from . import defaults
+
 
 @dataclass
 class Delivery:
@@ -169,17 +171,18 @@ def webflow_delivery(secret: str) -> Delivery:
     )
 
 
-def html_delivery(origin: str, source: str) -> Delivery:
-    body = urlencode(
-        {
-            "name": "Mary Jackson",
-            "email": "mary.jackson@example.com",
-            "phone": "+61 400 000 005",
-            "organisation": "Langley Podiatry",
-            "message": "Hello from the website form",
-            "website": "",
-        }
-    ).encode()
+def html_delivery(origin: str, source: str, captcha_field: str | None = None) -> Delivery:
+    fields = {
+        "name": "Mary Jackson",
+        "email": "mary.jackson@example.com",
+        "phone": "+61 400 000 005",
+        "organisation": "Langley Podiatry",
+        "message": "Hello from the website form",
+        "website": "",
+    }
+    if captcha_field:
+        fields[captcha_field] = defaults.CAPTCHA_TEST_TOKEN
+    body = urlencode(fields).encode()
     return Delivery(
         "plain HTML form (browser post)",
         source,
@@ -196,14 +199,12 @@ def deliveries(system: Any) -> list[Delivery]:
     def secret(source: str) -> str:
         return system.secrets[sources[source].signing_secret]
 
-    from . import defaults
-
     return [
         json_delivery(secret("partner-json")),
         typeform_delivery(secret("referral-typeform")),
         tally_delivery(secret("gp-referral-tally")),
         webflow_delivery(secret("website-webflow")),
-        html_delivery(system.site.url, defaults.HTML_SOURCE),
+        html_delivery(system.site.url, defaults.HTML_SOURCE, system.captcha_field),
     ]
 
 
@@ -247,9 +248,14 @@ def json_curl_script(api_url: str, secret: str) -> str:
     )
 
 
-def html_curl(api_url: str, origin: str, source: str) -> str:
+def html_curl(api_url: str, origin: str, source: str, captcha_field: str | None = None) -> str:
+    captcha = (
+        f" --data-urlencode '{captcha_field}={defaults.CAPTCHA_TEST_TOKEN}'"
+        if captcha_field
+        else ""
+    )
     return (
         f"curl -i {api_url}/forms/{source} -H 'Origin: {origin}' "
         "--data-urlencode 'name=Ada Lovelace' --data-urlencode 'email=ada.lovelace@example.com' "
-        "--data-urlencode 'organisation=Analytical Physio'"
+        "--data-urlencode 'organisation=Analytical Physio'" + captcha
     )

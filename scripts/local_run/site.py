@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 # What a clinic pastes into its website (README shows the same). `website` is the honeypot:
 # hidden from people, filled in by bots; a filled one is answered like a success and dropped.
@@ -41,11 +41,24 @@ label{{display:block;margin:.5rem 0}}input,textarea{{display:block;width:100%}}<
 </head><body><h1>{title}</h1>{content}</body></html>"""
 
 
-def form_page(action: str) -> str:
+# The Turnstile widget puts its token in this field; the widget's script is on the internet,
+# so the local page fills in Cloudflare's test token itself.
+CAPTCHA_STAND_IN = (
+    '  <input type="hidden" name="{field}" value="{token}">'
+    "  <!-- local stand-in for the Turnstile widget -->\n"
+)
+
+
+def form_page(action: str, captcha_field: str | None = None, token: str = "") -> str:
+    snippet = FORM_SNIPPET.format(action=html.escape(action, quote=True))
+    if captcha_field:
+        marker = '  <button type="submit">'
+        snippet = snippet.replace(
+            marker, CAPTCHA_STAND_IN.format(field=captcha_field, token=token) + marker
+        )
     return PAGE.format(
         title="Contact the clinic",
-        content="<p>Referrers and partners: leave your details and we will add you.</p>"
-        + FORM_SNIPPET.format(action=html.escape(action, quote=True)),
+        content="<p>Referrers and partners: leave your details and we will add you.</p>" + snippet,
     )
 
 
@@ -56,12 +69,19 @@ class Site:
         fire: Callable[[str], Any],
         status: Callable[[], dict[str, Any]],
         *,
+        captcha_field: Callable[[], str | None] = lambda: None,
+        captcha_token: str = "",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.form_action = form_action
         self.fire = fire
         self.status = status
+        self.captcha_field = captcha_field
+        self.captcha_token = captcha_token
+        # Secrets the siteverify stand-in accepts (the local values of the captcha secrets).
+        self.captcha_secrets: set[str] = set()
+        self.captcha_checks = 0
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
 
@@ -101,7 +121,8 @@ def _handler_for(site: Site) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
             if path in ("/", "/contact"):
-                self._send(200, form_page(site.form_action()))
+                page = form_page(site.form_action(), site.captcha_field(), site.captcha_token)
+                self._send(200, page)
             elif path == "/thanks":
                 self._send(200, PAGE.format(title="Thank you", content="<p>We got it.</p>"))
             elif path == "/problem":
@@ -115,8 +136,21 @@ def _handler_for(site: Site) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             path = urlsplit(self.path).path
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            body = self.rfile.read(length) if length else b""
+            if path == "/_local/siteverify":
+                # Answers as Turnstile's siteverify does with test keys: the test token and
+                # the right secret pass, anything else fails.
+                form = dict(parse_qsl(body.decode("utf-8", "replace")))
+                site.captcha_checks += 1
+                success = (
+                    form.get("response") == site.captcha_token
+                    and form.get("secret") in site.captcha_secrets
+                )
+                answer = {"success": success}
+                if not success:
+                    answer["error-codes"] = ["invalid-input-response"]
+                self._send(200, json.dumps(answer), "application/json")
+                return
             prefix = "/_local/schedules/"
             if path.startswith(prefix):
                 name = path[len(prefix) :]

@@ -110,6 +110,7 @@ class LocalSystem:
         self.consumers: list[QueueConsumer] = []
         self.secrets: dict[str, str] = {}  # secret name -> local value (for curl and demo)
         self.account_keys: dict[str, str] = {}  # form-source account -> Cliniko key
+        self.captcha_field: str | None = None  # the sample form's captcha token field
 
     # -- start and stop
     def start(self) -> LocalSystem:
@@ -142,6 +143,8 @@ class LocalSystem:
             fire=self.fire,
             status=self.status,
             port=self.site_port,
+            captcha_field=lambda: self.captcha_field,
+            captcha_token=defaults.CAPTCHA_TEST_TOKEN,
         ).start()
         self._owned.append(self.site)
         self.parameters = self.app.parameters(
@@ -234,10 +237,12 @@ class LocalSystem:
             for name in (source.signing_secret, source.token_secret):
                 if name:
                     names[name] = defaults.secret_value(name)
-            if source.html and source.html.captcha:
-                names[source.html.captcha.secret] = defaults.secret_value(
-                    source.html.captcha.secret
-                )
+            captcha = source.html.captcha if source.html else None
+            if captcha:
+                names[captcha.secret] = defaults.secret_value(captcha.secret)
+                self.site.captcha_secrets.add(names[captcha.secret])
+                if source.name == defaults.HTML_SOURCE:
+                    self.captcha_field = captcha.token_field
         for name, value in names.items():
             provisioner.put_secret(name, value)
         self.secrets = names

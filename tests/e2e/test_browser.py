@@ -92,6 +92,7 @@ def test_a_person_fills_in_the_form_and_becomes_a_contact(system, page):
     assert posted.url == f"{system.gateway.url}/forms/website-contact-html"
     assert posted.response().status == 303
     assert page.locator("h1").inner_text() == "Thank you"
+    assert system.site.captcha_checks == 1  # the form's Turnstile token was verified
     assert system.drain(30)
     (contact,) = contacts(system)
     assert contact["email"] == "dorothy.vaughan@example.com"
@@ -113,11 +114,14 @@ def test_a_filled_honeypot_looks_accepted_and_creates_nothing(system, page):
 
 FETCH = """async ([url, json]) => {
   const init = {method: "POST", redirect: "manual"};
+  // The form's own fields, captcha token included, as a script on the page would send them.
+  const fields = Object.fromEntries(new FormData(document.querySelector("form")));
+  Object.assign(fields, {name: "Script Kiddie", email: "script@example.com"});
   if (json) {
     init.headers = {"Content-Type": "application/json"};
-    init.body = JSON.stringify({name: "Script Kiddie", email: "script@example.com"});
+    init.body = JSON.stringify(fields);
   } else {
-    init.body = new URLSearchParams({name: "Script Kiddie", email: "script@example.com"});
+    init.body = new URLSearchParams(fields);
   }
   try { const r = await fetch(url, init); return "answered:" + r.type; }
   catch (error) { return "refused:" + error.name; }

@@ -59,7 +59,9 @@ def test_queues_and_tables_follow_the_template(local_system):
 
 
 def test_browser_form_post_becomes_a_contact(local_system):
-    delivery = demo.html_delivery(local_system.site.url, defaults.HTML_SOURCE)
+    delivery = demo.html_delivery(
+        local_system.site.url, defaults.HTML_SOURCE, local_system.captcha_field
+    )
     answer = demo.send(local_system.gateway.url, delivery)
     assert answer.status_code == 303
     assert answer.headers["location"].startswith(f"{local_system.site.url}/thanks")
@@ -94,7 +96,12 @@ def test_banner_names_urls_and_a_curl_that_works(local_system):
     text = banner(local_system)
     assert local_system.gateway.url in text and local_system.site.url in text
     assert "python -m local_run fire ErasureOverdueFunction" in text
-    curl = demo.html_curl(local_system.gateway.url, local_system.site.url, defaults.HTML_SOURCE)
+    curl = demo.html_curl(
+        local_system.gateway.url,
+        local_system.site.url,
+        defaults.HTML_SOURCE,
+        local_system.captcha_field,
+    )
     assert curl in text
 
 
@@ -147,7 +154,9 @@ def test_cors_preflight_follows_the_templates_configuration(local_system):
 def test_partial_batch_failures_leave_only_the_failed_message(local_system):
     with EmulatorControl(local_system.emulator_url) as control:
         control.set_faults(error_rate=1.0, statuses=[503])
-        delivery = demo.html_delivery(local_system.site.url, defaults.HTML_SOURCE)
+        delivery = demo.html_delivery(
+            local_system.site.url, defaults.HTML_SOURCE, local_system.captcha_field
+        )
         assert demo.send(local_system.gateway.url, delivery).status_code == 303
         sqs = local_system.sqs()
         queue = local_system.queue_url("SubmissionQueue")
@@ -204,3 +213,21 @@ def test_operating_clis_work_on_the_local_run(local_system):
     assert listed.returncode == 0, listed.stderr
     (letter,) = [json.loads(line) for line in listed.stdout.splitlines()]
     assert letter["reason"]
+
+
+def test_the_forms_captcha_is_checked_by_the_local_siteverify(local_system):
+    field = local_system.captcha_field
+    assert field == "cf-turnstile-response"  # form_sources.yaml's html source uses Turnstile
+    url = f"{local_system.gateway.url}/forms/{defaults.HTML_SOURCE}"
+    origin = {"Origin": local_system.site.url}
+    person = {"name": "Ada Lovelace", "email": "ada@example.com"}
+    for token in (None, "forged-token"):
+        data = dict(person, **({field: token} if token else {}))
+        answer = httpx.post(url, data=data, headers=origin)
+        assert answer.status_code == 303
+        assert answer.headers["location"].startswith(f"{local_system.site.url}/problem")
+    answer = httpx.post(url, data={**person, field: defaults.CAPTCHA_TEST_TOKEN}, headers=origin)
+    assert answer.headers["location"].startswith(f"{local_system.site.url}/thanks")
+    assert local_system.site.captcha_checks == 2  # a missing token is refused without a call
+    assert local_system.drain(30)
+    assert [c["email"] for c in contacts(local_system)] == ["ada@example.com"]
