@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 from pathlib import Path
@@ -320,3 +321,22 @@ def test_dashboard_body_is_json_naming_the_stacks_resources():
             if namespace == "ClinikoAutomations":
                 metrics.add(entry[1])
     assert {"SubmissionAccepted", "ContactCreated", "OverdueErasureRequests"} <= metrics
+
+
+SETTINGS = {
+    "IntakeApiFunction": "cliniko_automations.intake.api_settings:ApiSettings",
+    "IntakeWorkerFunction": "cliniko_automations.intake.worker_settings:WorkerSettings",
+    "ErasureApiFunction": "cliniko_automations.erasure.settings:ErasureSettings",
+    "ErasureOverdueFunction": "cliniko_automations.erasure.settings:AuditSettings",
+}
+
+
+@pytest.mark.parametrize("function", sorted(SETTINGS))
+def test_every_required_setting_is_in_the_functions_environment(function: str):
+    # The settings models read NAME.upper() from the environment: a required one missing from
+    # the template would fail every invocation in AWS, and nothing else would tell.
+    module, _, name = SETTINGS[function].partition(":")
+    model = getattr(importlib.import_module(module), name)
+    required = {field.upper() for field, info in model.model_fields.items() if info.is_required()}
+    assert required
+    assert required <= set(FUNCTIONS[function].environment)
