@@ -340,3 +340,7 @@ def test_every_required_setting_is_in_the_functions_environment(function: str):
     required = {field.upper() for field, info in model.model_fields.items() if info.is_required()}
     assert required
     assert required <= set(FUNCTIONS[function].environment)
+    # And the other way: each variable the function itself declares is a setting (no typo).
+    declared = RESOURCES[function]["Properties"]["Environment"]["Variables"]
+    own = {name for name in declared if not name.startswith("POWERTOOLS_")}
+    assert own <= {field.upper() for field in model.model_fields}
