@@ -130,7 +130,15 @@ def serve(args: argparse.Namespace) -> int:
     system = LocalSystem(
         gateway_port=args.port, site_port=args.site_port, emulator_port=args.emulator_port
     )
-    system.start()
+    try:
+        system.start()
+    except OSError as exc:
+        print(
+            f"cannot start: {exc.strerror or exc}. Another program (or local run) holds a port:"
+            " choose others with --port, --site-port, --emulator-port (0: any free one).",
+            file=sys.stderr,
+        )
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
