@@ -114,6 +114,20 @@ def sam_environment() -> dict[str, str]:
     return env
 
 
+# Installed by a dependency but never used by our code, removed from the built artifact:
+# pycountry's gettext translations of country names (22 MB, a third of the artifact); country
+# lookups read pycountry/databases, which stays.
+PRUNED = ("pycountry/locales",)
+
+
+def prune(directories: list[Path]) -> None:
+    for directory in directories:
+        for relative in PRUNED:
+            target = directory / relative
+            if target.exists():
+                shutil.rmtree(target)
+
+
 def build_dir(arch: str = DEPLOYED_ARCH) -> Path:
     return SAM_DIR / "build" if arch == DEPLOYED_ARCH else SAM_DIR / f"build-{arch}"
 
@@ -217,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     artifacts = function_artifacts(args.arch)
     if not artifacts:
         raise SystemExit("sam build produced no function artifact")
+    prune(artifacts)
     if not args.no_compile:
         compile_pyc(artifacts)
     for artifact in artifacts:

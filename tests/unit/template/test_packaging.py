@@ -85,6 +85,8 @@ def test_artifact_holds_code_and_config_but_no_tests(built):
     assert (directory / "cliniko_automations" / "intake" / "form_sources.yaml").exists()
     assert (directory / "cliniko_client" / "__init__.py").exists()
     assert not list((directory / "cliniko_automations").rglob("test_*.py"))
+    assert (directory / "pycountry" / "databases").is_dir()
+    assert not (directory / "pycountry" / "locales").exists()
     requirements = (ROOT / "build" / "staged" / "requirements.txt").read_text().splitlines()
     assert all(" @ " not in line and not line.startswith((".", "/")) for line in requirements)
     assert tree_size(directory) < LAMBDA_UNZIPPED_LIMIT
@@ -189,7 +191,12 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
 
     # Intake API: a signed JSON delivery is queued and answered 202.
     body = json.dumps(
-        {"first_name": "Smoke", "last_name": "Test", "email": "smoke.test@example.com"}
+        {
+            "first_name": "Smoke",
+            "last_name": "Test",
+            "email": "smoke.test@example.com",
+            "country": "New Zealand",  # pycountry's lookup, without its pruned translations
+        }
     ).encode()
     event = form_post_event(
         "partner-json",
@@ -224,6 +231,7 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     assert answer == {"batchItemFailures": []}
     (contact,) = cliniko.control.contacts()
     assert contact["email"] == "smoke.test@example.com"
+    assert contact["country_code"] == "NZ"
 
     # Erasure API (IAM-authorised): the contact is scrubbed and archived, then readable.
     request_id = f"smoke-{uuid.uuid4().hex[:8]}"
