@@ -24,7 +24,8 @@ from cliniko_automations.cliniko.errors import ConfigurationError
 
 from .secrets import read_secret
 
-_ENV_NAMES = {
+# The environment variables ClinikoSettings reads, by field.
+ENV_NAMES = {
     "user_agent": "CLINIKO_USER_AGENT",
     "base_url": "CLINIKO_BASE_URL",
     "max_wait_seconds": "CLINIKO_MAX_WAIT_SECONDS",
@@ -67,7 +68,7 @@ class ClinikoSettings(BaseModel):
             )
         except ValidationError as exc:
             problems = "; ".join(
-                f"{_ENV_NAMES.get(str(error['loc'][0]), error['loc'][0])}: {error['msg']}"
+                f"{ENV_NAMES.get(str(error['loc'][0]), error['loc'][0])}: {error['msg']}"
                 if error["loc"]
                 else str(error["msg"])
                 for error in exc.errors()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cliniko_automations.common import cliniko_accounts
 from local_run.template import PSEUDO_PARAMETERS, SamApp, load, sub_variables
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -329,6 +330,8 @@ SETTINGS = {
     "ErasureApiFunction": "cliniko_automations.erasure.settings:ErasureSettings",
     "ErasureOverdueFunction": "cliniko_automations.erasure.settings:AuditSettings",
 }
+# These also read the Cliniko client's own settings (cliniko_accounts.ClinikoSettings).
+CLINIKO_CALLERS = {"IntakeWorkerFunction", "ErasureApiFunction"}
 
 
 @pytest.mark.parametrize("function", sorted(SETTINGS))
@@ -343,4 +346,19 @@ def test_every_required_setting_is_in_the_functions_environment(function: str):
     # And the other way: each variable the function itself declares is a setting (no typo).
     declared = RESOURCES[function]["Properties"]["Environment"]["Variables"]
     own = {name for name in declared if not name.startswith("POWERTOOLS_")}
-    assert own <= {field.upper() for field in model.model_fields}
+    settings = {field.upper() for field in model.model_fields}
+    if function in CLINIKO_CALLERS:
+        settings |= set(cliniko_accounts.ENV_NAMES.values())
+    assert own <= settings
+
+
+def test_cliniko_waits_end_before_the_functions_do():
+    # A client sleeping on Cliniko's rate limit past the function's timeout would be killed
+    # mid-request: the worker would redeliver blindly, the erasure caller would get a 503.
+    from cliniko_automations.intake.worker_settings import WorkerSettings
+
+    worker = FUNCTIONS["IntakeWorkerFunction"].environment
+    min_remaining = WorkerSettings.model_fields["min_remaining_seconds"].default
+    assert float(worker["CLINIKO_MAX_WAIT_SECONDS"]) < min_remaining
+    erasure = FUNCTIONS["ErasureApiFunction"]
+    assert 4 * float(erasure.environment["CLINIKO_MAX_WAIT_SECONDS"]) < erasure.timeout
