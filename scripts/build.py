@@ -16,6 +16,10 @@ system is read-only, so without shipped `.pyc` files every cold start compiles e
     python scripts/build.py --stage-only stage only
     python scripts/build.py --no-compile skip the .pyc step (for cold-start comparisons)
     python scripts/build.py --arch x86_64 the same artifact for x86_64 (.aws-sam/build-x86_64)
+
+Staging first validates the staged form_sources.yaml, including that every secret it names
+sits under the SecretsPrefix intake may read (template.yaml's default, or --secrets-prefix):
+a broken configuration fails the build with its problems, not the first submission.
 """
 
 from __future__ import annotations
@@ -85,7 +89,21 @@ def runtime_requirements() -> list[str]:
     return lines
 
 
-def stage(staged: Path = STAGED) -> Path:
+def template_parameter_default(name: str) -> str:
+    from local_run.template import load
+
+    return str(load(TEMPLATE)["Parameters"][name]["Default"])
+
+
+def check_form_sources(staged: Path, secrets_prefix: str) -> None:
+    from cliniko_automations.intake import config
+
+    path = staged / "cliniko_automations" / "intake" / "form_sources.yaml"
+    if config.main(["--check", str(path), "--secrets-prefix", secrets_prefix]) != 0:
+        raise SystemExit("build stopped: the form-source configuration is invalid")
+
+
+def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
     if staged.exists():
         shutil.rmtree(staged)
     staged.mkdir(parents=True)
@@ -93,6 +111,7 @@ def stage(staged: Path = STAGED) -> Path:
         if not (source / "__init__.py").is_file():
             raise SystemExit(f"missing package: {source.relative_to(ROOT)}")
         shutil.copytree(source, staged / name, ignore=IGNORED)
+    check_form_sources(staged, secrets_prefix or template_parameter_default("SecretsPrefix"))
     requirements = runtime_requirements()
     (staged / "requirements.txt").write_text(
         "# Written by scripts/build.py from the distributions' metadata.\n"
@@ -219,9 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         default=DEPLOYED_ARCH,
         help=f"target (deployed: {DEPLOYED_ARCH}); others build into .aws-sam/build-ARCH",
     )
+    parser.add_argument(
+        "--secrets-prefix",
+        help="the SecretsPrefix you deploy with (default: template.yaml's default)",
+    )
     args = parser.parse_args(argv)
     if not args.no_stage:
-        staged = stage()
+        staged = stage(secrets_prefix=args.secrets_prefix)
         print(f"staged {staged.relative_to(ROOT)}")
     elif not (STAGED / "requirements.txt").exists():
         raise SystemExit("--no-stage: build/staged is empty; run with --stage-only first")

@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -311,3 +313,21 @@ def test_base64_body_reaches_the_api_handler_from_the_artifact(
     answer = invoke(runtime_python, artifact, stack, "IntakeApiFunction", unsigned, tmp_path)
     assert answer["statusCode"] == 401
     assert base64.b64decode(event["body"]) == body
+
+
+def _build_script():
+    spec = importlib.util.spec_from_file_location("build_script", ROOT / "scripts" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_staging_checks_the_form_sources_against_the_secrets_prefix(tmp_path, capsys):
+    build = _build_script()
+    intake = tmp_path / "cliniko_automations" / "intake"
+    intake.mkdir(parents=True)
+    shutil.copy(ROOT / "functions/cliniko_automations/intake/form_sources.yaml", intake)
+    build.check_form_sources(tmp_path, build.template_parameter_default("SecretsPrefix"))
+    with pytest.raises(SystemExit, match="form-source configuration is invalid"):
+        build.check_form_sources(tmp_path, "elsewhere/")
+    assert "is outside 'elsewhere/'" in capsys.readouterr().err
