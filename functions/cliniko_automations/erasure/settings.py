@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from cliniko_automations.cliniko.config import check_user_agent, resolve_base_url
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.settings import EnvironmentSettings, SettingsError
+
+__all__ = ["AuditSettings", "ErasureSettings", "SettingsError"]
 
 
-class SettingsError(Exception):
-    """The function is misconfigured (names the variables, never their values)."""
-
-
-class AuditSettings(BaseModel):
+class AuditSettings(EnvironmentSettings):
     """What the overdue check needs."""
 
     model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+    describes = "erasure settings"
 
     audit_table: str = Field(min_length=1)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None):
-        environ = os.environ if environ is None else environ
-        values = {
-            name: environ[name.upper()]
-            for name in cls.model_fields
-            if environ.get(name.upper()) not in (None, "")
-        }
-        try:
-            return cls.model_validate(values)
-        except ValidationError as error:
-            names = sorted({str(e["loc"][0]).upper() for e in error.errors()})
-            raise SettingsError(f"missing or invalid environment: {', '.join(names)}") from None
 
 
 class ErasureSettings(AuditSettings):

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from pydantic import ConfigDict, Field
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from cliniko_automations.common.settings import EnvironmentSettings, SettingsError
 
-
-class SettingsError(RuntimeError):
-    """The environment is missing or has a bad worker setting (names only, no values)."""
+__all__ = ["SettingsError", "WorkerSettings"]
 
 
-class WorkerSettings(BaseModel):
+class WorkerSettings(EnvironmentSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
+    describes = "worker settings"
 
     idempotency_table: str = Field(min_length=1)
     ledger_table: str = Field(min_length=1)
@@ -37,17 +35,3 @@ class WorkerSettings(BaseModel):
     # Visibility backoff for retried messages: base * 2^(receives-1), capped.
     retry_base_seconds: int = Field(default=30, ge=0)
     retry_max_seconds: int = Field(default=900, ge=0)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
-        env = os.environ if env is None else env
-        values = {
-            name: env[name.upper()]
-            for name in cls.model_fields
-            if env.get(name.upper()) not in (None, "")
-        }
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            names = sorted({str(e["loc"][0]).upper() for e in exc.errors() if e["loc"]})
-            raise SettingsError(f"worker settings missing or invalid: {', '.join(names)}") from None
