@@ -36,11 +36,11 @@ sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "functions")]
 import boto3  # noqa: E402
 from cliniko_emulator import EmulatorControl, EmulatorServer  # noqa: E402
 from local_run import defaults  # noqa: E402
+from local_run.cold_start import run_cold  # noqa: E402
 from local_run.resources import Provisioner  # noqa: E402
 from local_run.system import MotoServer  # noqa: E402
 from local_run.template import SamApp  # noqa: E402
 
-RUNNER = ROOT / "scripts" / "local_run" / "lambda_runner.py"
 HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
 USER_AGENT = "Cold start bench (bench@example.com)"
 API_KEY = "MS0xbenchkey000000000000000-au1"
@@ -176,42 +176,15 @@ IAM = {
 
 
 def run(python: str, artifact: Path, stack: Stack, function: str, event: Any) -> dict[str, Any]:
-    spec = stack.app.functions()[function]
-    with tempfile.TemporaryDirectory() as tmp:
-        result_file = Path(tmp) / "result.json"
-        env = {
-            "PATH": os.environ["PATH"],
-            "PYTHONPATH": str(artifact),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "AWS_ENDPOINT_URL": stack.moto.url,
-            "AWS_REGION": defaults.REGION,
-            "AWS_DEFAULT_REGION": defaults.REGION,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_LAMBDA_FUNCTION_NAME": function,
-            "CLINIKO_BASE_URL": stack.emulator.base_url_template,
-            **stack.environments[function],
-        }
-        started = time.perf_counter()
-        subprocess.run(
-            [python, "-S", "-B", str(RUNNER)],
-            input=json.dumps(
-                {
-                    "handler": spec.handler,
-                    "event": event,
-                    "result_file": str(result_file),
-                    "function_name": function,
-                    "memory": spec.memory,
-                    "timeout": spec.timeout,
-                }
-            ),
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        wall = time.perf_counter() - started
-        out = json.loads(result_file.read_text())
+    environment = {
+        "CLINIKO_BASE_URL": stack.emulator.base_url_template,
+        **stack.environments[function],
+    }
+    started = time.perf_counter()
+    out = run_cold(
+        python, artifact, stack.app.functions()[function], event, environment, stack.moto.url
+    )
+    wall = time.perf_counter() - started
     if "error" in out:
         raise RuntimeError(f"{function} failed:\n{out['error']}")
     out["wall_seconds"] = wall

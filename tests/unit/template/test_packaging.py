@@ -9,9 +9,7 @@ import hashlib
 import hmac
 import importlib.util
 import json
-import os
 import shutil
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from local_run import defaults
+from local_run.cold_start import run_cold
 from local_run.resources import Provisioner
 from local_run.template import SamApp
 
@@ -29,7 +28,6 @@ from .conftest import HOST_ARCH, ROOT
 
 pytestmark = pytest.mark.sam
 
-RUNNER = ROOT / "scripts" / "local_run" / "lambda_runner.py"
 APP = SamApp.load()
 ELF_MACHINES = {183: "arm64", 62: "x86_64"}
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
@@ -143,41 +141,13 @@ def stack(aws, cliniko):
     }
 
 
-def invoke(runtime_python: str, artifact: Path, stack: dict, function: str, event: Any, tmp):
-    spec = APP.functions()[function]
-    result_file = tmp / f"{function}-{uuid.uuid4().hex}.json"
-    env = {
-        "PATH": os.environ["PATH"],
-        "PYTHONPATH": str(artifact),
-        "AWS_ENDPOINT_URL": stack["endpoint"],
-        "AWS_REGION": "eu-west-1",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_LAMBDA_FUNCTION_NAME": function,
+def invoke(runtime_python: str, artifact: Path, stack: dict, function: str, event: Any):
+    environment = {
         "CLINIKO_BASE_URL": stack["cliniko"].base_url_template,
         **stack["environments"][function],
     }
-    completed = subprocess.run(  # noqa: S603 - the runtime's Python and our runner
-        [runtime_python, "-S", "-B", str(RUNNER)],
-        input=json.dumps(
-            {
-                "handler": spec.handler,
-                "event": event,
-                "result_file": str(result_file),
-                "function_name": function,
-                "memory": spec.memory,
-                "timeout": spec.timeout,
-            }
-        ),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr
-    out = json.loads(result_file.read_text())
+    spec = APP.functions()[function]
+    out = run_cold(runtime_python, artifact, spec, event, environment, stack["endpoint"])
     assert "error" not in out, out["error"]
     assert out["python"].startswith("3.13")
     assert Path(out["module_file"]).is_relative_to(artifact)
@@ -185,7 +155,7 @@ def invoke(runtime_python: str, artifact: Path, stack: dict, function: str, even
     return out["result"]
 
 
-def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python, stack, tmp_path):
+def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python, stack):
     artifact = code_dir(built[HOST_ARCH])
     cliniko = stack["cliniko"]
     sqs = boto3.client("sqs", region_name="eu-west-1")
@@ -205,7 +175,7 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
         body,
         {"content-type": "application/json", "x-signature": _sign(stack["signing_secret"], body)},
     )
-    answer = invoke(runtime_python, artifact, stack, "IntakeApiFunction", event, tmp_path)
+    answer = invoke(runtime_python, artifact, stack, "IntakeApiFunction", event)
     invoked.add("IntakeApiFunction")
     assert answer["statusCode"] == 202, answer
     queue_url = stack["physical"]["SubmissionQueue"].ref
@@ -226,9 +196,7 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
         "eventSourceARN": stack["physical"]["SubmissionQueue"].attributes["Arn"],
         "awsRegion": "eu-west-1",
     }
-    answer = invoke(
-        runtime_python, artifact, stack, "IntakeWorkerFunction", {"Records": [record]}, tmp_path
-    )
+    answer = invoke(runtime_python, artifact, stack, "IntakeWorkerFunction", {"Records": [record]})
     invoked.add("IntakeWorkerFunction")
     assert answer == {"batchItemFailures": []}
     (contact,) = cliniko.control.contacts()
@@ -258,7 +226,7 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
         route_key="POST /erasure-requests",
     )
     post["requestContext"]["authorizer"] = iam
-    answer = invoke(runtime_python, artifact, stack, "ErasureApiFunction", post, tmp_path)
+    answer = invoke(runtime_python, artifact, stack, "ErasureApiFunction", post)
     invoked.add("ErasureApiFunction")
     assert answer["statusCode"] == 200, answer
     (erased,) = cliniko.control.contacts()
@@ -270,7 +238,7 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
         path_parameters={"id": request_id},
     )
     get["requestContext"]["authorizer"] = iam
-    answer = invoke(runtime_python, artifact, stack, "ErasureApiFunction", get, tmp_path)
+    answer = invoke(runtime_python, artifact, stack, "ErasureApiFunction", get)
     assert answer["statusCode"] == 200, answer
     assert json.loads(answer["body"])["request_id"] == request_id
 
@@ -286,16 +254,14 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
         "resources": [],
         "detail": {},
     }
-    answer = invoke(runtime_python, artifact, stack, "ErasureOverdueFunction", scheduled, tmp_path)
+    answer = invoke(runtime_python, artifact, stack, "ErasureOverdueFunction", scheduled)
     invoked.add("ErasureOverdueFunction")
     assert answer["overdue"] == 0
 
     assert invoked == set(APP.functions())
 
 
-def test_base64_body_reaches_the_api_handler_from_the_artifact(
-    built, runtime_python, stack, tmp_path
-):
+def test_base64_body_reaches_the_api_handler_from_the_artifact(built, runtime_python, stack):
     # HTTP APIs hand non-JSON bodies over base64-encoded: the artifact's handler decodes first.
     body = json.dumps({"first_name": "Basil", "email": "basil@example.com"}).encode()
     event = form_post_event(
@@ -305,12 +271,12 @@ def test_base64_body_reaches_the_api_handler_from_the_artifact(
         base64=True,
     )
     artifact = code_dir(built[HOST_ARCH])
-    answer = invoke(runtime_python, artifact, stack, "IntakeApiFunction", event, tmp_path)
+    answer = invoke(runtime_python, artifact, stack, "IntakeApiFunction", event)
     assert answer["statusCode"] == 202, answer
     unsigned = form_post_event(
         "partner-json", body, {"content-type": "application/json"}, base64=True
     )
-    answer = invoke(runtime_python, artifact, stack, "IntakeApiFunction", unsigned, tmp_path)
+    answer = invoke(runtime_python, artifact, stack, "IntakeApiFunction", unsigned)
     assert answer["statusCode"] == 401
     assert base64.b64decode(event["body"]) == body
 
