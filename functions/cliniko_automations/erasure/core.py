@@ -560,19 +560,10 @@ class _Attempt:
         except cliniko_errors.ClinikoError as error:
             return self.fail(_error_kind(error), [], [])
         contact_ids = [str(contact_fields(m)["id"]) for m in matches]
-        if len(matches) > 1 and not self.request.erase_all_matches:
-            self.record(
-                "lookup",
-                {
-                    "record": "lookup",
-                    "at": iso(self.eraser._clock()),
-                    "caller": self.caller,
-                    "erase_all_matches": self.request.erase_all_matches,
-                    "contact_ids": contact_ids,
-                    "result": "awaiting_confirmation",
-                },
-            )
-            raise SeveralMatches(self.request.request_id, contact_ids)
+        awaiting = len(matches) > 1 and not self.request.erase_all_matches
+        result = "found" if matches else "no_record_found"
+        if awaiting:
+            result = "awaiting_confirmation"
         self.record(
             "lookup",
             {
@@ -581,9 +572,11 @@ class _Attempt:
                 "caller": self.caller,
                 "erase_all_matches": self.request.erase_all_matches,
                 "contact_ids": contact_ids,
-                "result": "found" if matches else "no_record_found",
+                "result": result,
             },
         )
+        if awaiting:
+            raise SeveralMatches(self.request.request_id, contact_ids)
         if not matches:
             return self.finish(
                 self.outcome(
