@@ -60,10 +60,12 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def _peak_rss_mb() -> float:
-    import resource
-
-    # Linux reports ru_maxrss in KiB.
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    # VmHWM is this process's own high-water mark. ru_maxrss is not: Linux carries the
+    # parent's peak (here moto and the emulator) across fork and exec into the child.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)  # in kB
+    raise RuntimeError("/proc/self/status has no VmHWM (Linux only)")
 
 
 def child_api(events_file: str) -> dict[str, Any]:
