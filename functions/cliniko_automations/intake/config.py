@@ -21,18 +21,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from cliniko_automations.cliniko import rules
+from cliniko_automations.common.config_file import ConfigError, load_config_file
 from cliniko_automations.intake.submission import ContactDraft, PhoneType, UpdatePolicy
 
 DEFAULT_PATH = Path(__file__).with_name("form_sources.yaml")
@@ -87,15 +86,6 @@ SourceName = Annotated[str, AfterValidator(_source_name)]
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 PLACEHOLDER_NAME = re.compile(r"^[A-Za-z0-9_.:\- ]{1,100}$")
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-class ConfigError(Exception):
-    """The form-source file is missing or invalid; `problems` lists one line per mistake."""
-
-    def __init__(self, path: Path, problems: Sequence[str]) -> None:
-        self.path = path
-        self.problems = list(problems)
-        super().__init__(f"{path}: " + "; ".join(self.problems))
 
 
 class _Model(BaseModel):
@@ -352,35 +342,7 @@ def config_path(path: str | os.PathLike[str] | None = None) -> Path:
 
 def load_form_sources(path: str | os.PathLike[str] | None = None) -> FormSources:
     """Read and validate the form-source file; raises ConfigError listing every mistake."""
-    resolved = config_path(path)
-    try:
-        text = resolved.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(resolved, [f"cannot read the file ({exc.strerror})"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError(resolved, ["the file is not UTF-8 text"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(resolved, [f"not valid YAML{where}"]) from None
-    if not isinstance(data, dict):
-        raise ConfigError(resolved, ["the file must be a mapping with `accounts` and `sources`"])
-    try:
-        return FormSources.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(resolved, _readable(exc)) from None
-
-
-def _readable(exc: ValidationError) -> list[str]:
-    lines = []
-    for error in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in error["loc"])
-        # A model check reports several problems at once, one per line.
-        for message in error["msg"].removeprefix("Value error, ").splitlines():
-            lines.append(f"{where}: {message}" if where else message)
-    return lines
+    return load_config_file(config_path(path), FormSources, "`accounts` and `sources`")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
