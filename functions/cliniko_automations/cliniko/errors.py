@@ -100,3 +100,12 @@ class PaginationMismatch(ClinikoError):
         super().__init__(message)
         self.seen = seen
         self.total_entries = total_entries
+
+
+def error_kind(error: ClinikoError) -> str:
+    """What went wrong, safe to log and store: the class name (and for a 422 the field names)
+    only, since Cliniko's messages may quote values."""
+    kind = "cliniko_" + type(error).__name__
+    if isinstance(error, ValidationFailed) and error.errors:
+        kind += ": " + ", ".join(sorted(error.errors))
+    return kind

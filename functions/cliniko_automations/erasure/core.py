@@ -558,7 +558,7 @@ class _Attempt:
         try:
             matches = self.lookup()
         except cliniko_errors.ClinikoError as error:
-            return self.fail(_error_kind(error), [], [])
+            return self.fail(cliniko_errors.error_kind(error), [], [])
         contact_ids = [str(contact_fields(m)["id"]) for m in matches]
         awaiting = len(matches) > 1 and not self.request.erase_all_matches
         result = "found" if matches else "no_record_found"
@@ -676,7 +676,7 @@ class _Attempt:
                 fields=changes,
                 archive=archive,
                 verified=False,
-                error=_error_kind(error),
+                error=cliniko_errors.error_kind(error),
             )
         verified = len(read_back) == 1 and is_erased(read_back[0])
         return ContactResult(
@@ -722,14 +722,6 @@ class _Attempt:
 
 def _find(records: Iterable[Mapping[str, Any]], sk: str) -> dict[str, Any] | None:
     return next((dict(r) for r in records if r["sk"] == sk), None)
-
-
-def _error_kind(error: Exception) -> str:
-    # The class name (and for a 422 the field names) only: Cliniko's messages may quote values.
-    kind = "cliniko_" + type(error).__name__
-    if isinstance(error, cliniko_errors.ValidationFailed) and error.errors:
-        kind += ": " + ", ".join(sorted(error.errors))
-    return kind
 
 
 def _failed_message(error: str) -> str:

@@ -7,6 +7,7 @@ the contact id, so writing the same entry again (a recovered attempt) is harmles
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from cliniko_automations.intake.worker import LedgerEntry
@@ -36,3 +37,16 @@ class DynamoLedger:
         if not item:
             return None
         return LedgerEntry(**{key: value["S"] for key, value in item.items()})
+
+    def contact_ids(self, account: str) -> Iterator[str]:
+        """The ids of every contact the intake created in `account` (a paginated scan)."""
+        paginator = self._client.get_paginator("scan")
+        pages = paginator.paginate(
+            TableName=self._table,
+            FilterExpression="account = :account",
+            ExpressionAttributeValues={":account": {"S": account}},
+            ProjectionExpression="contact_id",
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                yield item["contact_id"]["S"]

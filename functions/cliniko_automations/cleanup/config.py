@@ -1,0 +1,159 @@
+"""Cleanup rules: which contacts the scheduled cleanup archives, per Cliniko account.
+
+One YAML file (``cleanup_rules.yaml`` beside this module, or env ``CLEANUP_RULES_FILE``). Each
+rule names an account of the form-source file and conditions, ANDed, that become Cliniko
+``q[]`` filters. By default a rule only touches contacts the form intake created (its ledger):
+staff-made contacts are left alone unless a rule says ``created_by_intake: false``.
+
+    python -m cliniko_automations.cleanup.config --check [path] [--form-sources path]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter, StringFilter
+from cliniko_automations.common.config_file import ConfigError, load_config_file
+
+DEFAULT_PATH = Path(__file__).with_name("cleanup_rules.yaml")
+
+# Cliniko's filterable contact fields, by kind (cliniko-api.md, "Filtering").
+TextField = Literal["email", "first_name", "last_name", "company_name", "occupation"]
+TimeField = Literal["created_at", "updated_at"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextCondition(_Model):
+    field: TextField
+    # like: Cliniko's wildcard match, `%` standing for any text. The email filter compares
+    # with the lower-cased email, so its values are lower-cased too.
+    op: Literal["equals", "not_equals", "contains", "like"]
+    value: str = Field(min_length=1, max_length=255)
+
+    def to_filter(self, now: dt.datetime) -> Filter:
+        value = self.value.lower() if self.field == "email" else self.value
+        field = StringFilter(self.field)
+        make = {
+            "equals": field.eq,
+            "not_equals": field.ne,
+            "contains": field.contains,
+            "like": field.like,
+        }[self.op]
+        return make(value)
+
+
+class TypeCondition(_Model):
+    field: Literal["type_code"]
+    op: Literal["equals"]
+    value: Annotated[list[Literal[0, 1, 2]], Field(min_length=1)]
+
+    def to_filter(self, now: dt.datetime) -> Filter:
+        return NumericFilter("type_code").eq(self.value)
+
+
+class AgeCondition(_Model):
+    field: TimeField
+    op: Literal["older_than_days"]
+    value: int = Field(ge=1, le=36_500)
+
+    def to_filter(self, now: dt.datetime) -> Filter:
+        return DateTimeFilter(self.field).lt(now - dt.timedelta(days=self.value))
+
+
+# Told apart by `field`, so a mistake is reported against the one kind of condition it is.
+Condition = Annotated[TextCondition | TypeCondition | AgeCondition, Field(discriminator="field")]
+
+
+class CleanupRule(_Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    account: str = Field(min_length=1)
+    description: str = ""
+    created_by_intake: bool = True
+    where: Annotated[list[Condition], Field(min_length=1)]
+
+    def filters(self, now: dt.datetime) -> list[Filter]:
+        return [condition.to_filter(now) for condition in self.where]
+
+
+class CleanupRules(_Model):
+    rules: list[CleanupRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> CleanupRules:
+        names = [rule.name for rule in self.rules]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"rule names must be unique: {', '.join(repeated)}")
+        return self
+
+    def unknown_accounts(self, accounts: Mapping[str, object]) -> list[str]:
+        return [
+            f"rules.{index}.account: {rule.account!r} is not an account of the form sources"
+            for index, rule in enumerate(self.rules)
+            if rule.account not in accounts
+        ]
+
+    def selected(self, names: Sequence[str] | None) -> list[CleanupRule]:
+        """The rules called `names` (all when None); an unknown name is a ValueError."""
+        if names is None:
+            return list(self.rules)
+        known = {rule.name for rule in self.rules}
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise ValueError(f"no cleanup rule named {', '.join(unknown)}")
+        return [rule for rule in self.rules if rule.name in set(names)]
+
+
+def rules_path(path: str | os.PathLike[str] | None = None) -> Path:
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get("CLEANUP_RULES_FILE") or DEFAULT_PATH)
+
+
+def load_cleanup_rules(
+    path: str | os.PathLike[str] | None = None, accounts: Mapping[str, object] | None = None
+) -> CleanupRules:
+    """Read and validate the rules; with `accounts`, every rule's account must be one of them."""
+    resolved = rules_path(path)
+    loaded = load_config_file(resolved, CleanupRules, "`rules`")
+    if accounts is not None and (problems := loaded.unknown_accounts(accounts)):
+        raise ConfigError(resolved, problems)
+    return loaded
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from cliniko_automations.intake.config import load_form_sources
+
+    parser = argparse.ArgumentParser(
+        prog="python -m cliniko_automations.cleanup.config",
+        description="Validate a cleanup-rules file against the form sources' accounts.",
+    )
+    parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
+    parser.add_argument("path", nargs="?", help=f"the file (default: {DEFAULT_PATH.name})")
+    parser.add_argument("--form-sources", help="the form-source file naming the accounts")
+    args = parser.parse_args(argv)
+    try:
+        accounts = load_form_sources(args.form_sources).accounts
+        loaded = load_cleanup_rules(args.path, accounts)
+    except ConfigError as exc:
+        print(f"{exc.path}: invalid configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"{rules_path(args.path)}: {len(loaded.rules)} cleanup rules: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

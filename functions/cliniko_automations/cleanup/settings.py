@@ -1,0 +1,23 @@
+"""The cleanup function's settings: one validated model, read from the environment."""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict, Field
+
+from cliniko_automations.common.settings import EnvironmentSettings
+
+
+class CleanupSettings(EnvironmentSettings):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    describes = "cleanup settings"
+
+    ledger_table: str = Field(min_length=1)
+    cliniko_user_agent: str = Field(min_length=1)
+    cliniko_base_url: str | None = None
+    form_sources_file: str | None = None
+    cleanup_rules_file: str | None = None
+    # Safe by default: only an explicit "false" (stack parameter CleanupDryRun) archives.
+    cleanup_dry_run: bool = True
+    # No new Cliniko work starts with less time than this left in the invocation; keep it
+    # above CLINIKO_MAX_WAIT_SECONDS, the longest one request may wait.
+    stop_margin_seconds: float = Field(default=90.0, ge=0)

@@ -1,0 +1,137 @@
+"""Cleanup rules: the shipped file, the filters a rule becomes, and readable mistakes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from cliniko_automations.cleanup import config
+from cliniko_automations.cleanup.config import CleanupRules, load_cleanup_rules
+from cliniko_automations.common.config_file import ConfigError
+from cliniko_automations.intake.config import load_form_sources
+
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cleanup_rules.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_shipped_rules_are_valid_against_the_shipped_accounts():
+    rules = load_cleanup_rules(accounts=load_form_sources().accounts)
+    assert rules.rules
+    assert all(rule.created_by_intake for rule in rules.rules)  # the shipped ones stay narrow
+
+
+def test_a_rule_becomes_anded_cliniko_filters():
+    rules = CleanupRules.model_validate(
+        {
+            "rules": [
+                {
+                    "name": "tests",
+                    "account": "a",
+                    "where": [
+                        {"field": "email", "op": "like", "value": "%@Example.COM"},
+                        {"field": "first_name", "op": "contains", "value": "Test"},
+                        {"field": "type_code", "op": "equals", "value": [1, 2]},
+                        {"field": "updated_at", "op": "older_than_days", "value": 30},
+                    ],
+                }
+            ]
+        }
+    )
+    (rule,) = rules.rules
+    assert rule.created_by_intake is True
+    assert [str(f) for f in rule.filters(NOW)] == [
+        # Cliniko compares emails lower-cased, so the value is lower-cased too.
+        "email:~~%@example.com",
+        "first_name:~Test",
+        "type_code:=1,2",
+        "updated_at:<2026-10-31T12:00:00Z",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({"where": []}, "rules.0.where: List should have at least 1 item"),
+        ({"where": [{"field": "notes", "op": "contains", "value": "x"}]}, "Input tag 'notes'"),
+        (
+            {"where": [{"field": "email", "op": "older_than_days", "value": 3}]},
+            "rules.0.where.0.email.op: Input should be 'equals'",
+        ),
+        (
+            {"where": [{"field": "updated_at", "op": "older_than_days", "value": 0}]},
+            "rules.0.where.0.updated_at.value",
+        ),
+        ({"name": "Bad Name"}, "rules.0.name: String should match pattern"),
+        ({"archive_everything": True}, "rules.0.archive_everything: Extra inputs"),
+    ],
+)
+def test_mistakes_are_reported_with_their_place(tmp_path, rule, expected):
+    body = {
+        "name": "r",
+        "account": "main-clinic",
+        "where": [{"field": "email", "op": "contains", "value": "@example.com"}],
+        **rule,
+    }
+    path = write(tmp_path, json.dumps({"rules": [body]}))  # JSON is YAML
+    with pytest.raises(ConfigError) as caught:
+        load_cleanup_rules(path)
+    assert any(expected in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_names_are_unique_and_accounts_must_exist(tmp_path):
+    path = write(
+        tmp_path,
+        """
+rules:
+  - {name: same, account: main-clinic, where: [{field: email, op: contains, value: a}]}
+  - {name: same, account: nowhere, where: [{field: email, op: contains, value: b}]}
+""",
+    )
+    with pytest.raises(ConfigError, match="rule names must be unique: same"):
+        load_cleanup_rules(path)
+    path.write_text(
+        path.read_text().replace("name: same, account: nowhere", "name: other, account: nowhere")
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_cleanup_rules(path, {"main-clinic": object()})
+    assert caught.value.problems == [
+        "rules.1.account: 'nowhere' is not an account of the form sources"
+    ]
+
+
+def test_selected_rules_by_name():
+    rules = CleanupRules.model_validate(
+        {
+            "rules": [
+                {
+                    "name": n,
+                    "account": "a",
+                    "where": [{"field": "email", "op": "eq" * 0 + "equals", "value": "x"}],
+                }
+                for n in ("one", "two")
+            ]
+        }
+    )
+    assert [r.name for r in rules.selected(None)] == ["one", "two"]
+    assert [r.name for r in rules.selected(["two"])] == ["two"]
+    with pytest.raises(ValueError, match="no cleanup rule named three"):
+        rules.selected(["two", "three"])
+
+
+def test_check_command(tmp_path, capsys):
+    assert config.main(["--check"]) == 0
+    assert "cleanup rules: OK" in capsys.readouterr().out
+    bad = write(tmp_path, "rules: [{name: r, account: nowhere, where: []}]")
+    assert config.main(["--check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "invalid configuration" in err
+    assert "rules.0.where" in err
+    assert config.main(["--check", str(tmp_path / "missing.yaml")]) == 1
+    assert "cannot read the file" in capsys.readouterr().err
