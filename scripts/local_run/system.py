@@ -160,6 +160,7 @@ class LocalSystem:
             secret_value=defaults.secret_value,
         )
         self.physical = provisioner.provision()
+        self.resolver = provisioner.resolver
         self.form_sources_file = defaults.local_form_sources(
             FORM_SOURCES, self.state_dir / "form_sources.yaml", self.site.url
         )
@@ -277,7 +278,11 @@ class LocalSystem:
         )
 
     def schedules(self) -> list[ScheduleSource]:
-        return self.app.schedules()
+        # An expression may be a parameter (CleanupSchedule): show the value this run uses.
+        return [
+            ScheduleSource(s.function, s.name, str(self.resolver.resolve(s.expression)))
+            for s in self.app.schedules()
+        ]
 
     def fire(self, name: str) -> Any:
         """Invoke a scheduled function (by function or event name) with a scheduled event."""

@@ -96,6 +96,8 @@ def test_banner_names_urls_and_a_curl_that_works(local_system):
     text = banner(local_system)
     assert local_system.gateway.url in text and local_system.site.url in text
     assert "python -m local_run fire ErasureOverdueFunction" in text
+    # A schedule given by a parameter shows the value this run resolved.
+    assert "CleanupFunction (rate(1 day)): python -m local_run fire CleanupFunction" in text
     curl = demo.html_curl(
         local_system.gateway.url,
         local_system.site.url,
@@ -183,6 +185,16 @@ def test_fire_a_scheduled_function(local_system):
     assert answer.json()["result"]["overdue"] == 0
     assert httpx.post(f"{local_system.site.url}/_local/schedules/Nope").status_code == 404
     assert "OverdueErasureRequests" in local_system.log_text()
+
+
+def test_fire_the_cleanup_as_a_dry_run(local_system):
+    assert run_demo(local_system) == 0
+    answer = local_system.fire("CleanupFunction")
+    assert answer["dry_run"] is True  # the template's default
+    assert [r["rule"] for r in answer["rules"]] == ["form-test-submissions", "stale-form-contacts"]
+    # The demo's contacts are new: no rule matches them yet, and nothing was archived.
+    assert all(r["matched"] == 0 and r["complete"] for r in answer["rules"])
+    assert contacts(local_system) and not [c for c in contacts(local_system) if c["archived_at"]]
 
 
 def test_sample_page_embeds_the_form_snippet(local_system):

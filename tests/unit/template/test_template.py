@@ -83,6 +83,7 @@ HANDLERS = {
     "IntakeWorkerFunction": "cliniko_automations.intake.worker_handler.lambda_handler",
     "ErasureApiFunction": "cliniko_automations.erasure.api_handler.lambda_handler",
     "ErasureOverdueFunction": "cliniko_automations.erasure.overdue_handler.lambda_handler",
+    "CleanupFunction": "cliniko_automations.cleanup.handler.lambda_handler",
 }
 
 
@@ -110,7 +111,9 @@ def test_globals_runtime_architecture_logging_and_powertools():
     assert function["CodeUri"] == "build/staged/"
     for name, spec in FUNCTIONS.items():
         service = spec.environment.get("POWERTOOLS_SERVICE_NAME")
-        assert service == ("intake" if name.startswith("Intake") else "erasure"), name
+        # The metric dimension `service` the alarms and the dashboard select on.
+        expected = next(s for s in ("intake", "erasure", "cleanup") if name.lower().startswith(s))
+        assert service == expected, name
 
 
 CONTRACT_ENV = {
@@ -121,6 +124,7 @@ CONTRACT_ENV = {
         "PARKED_QUEUE_URL",
         "CLINIKO_USER_AGENT",
     },
+    "CleanupFunction": {"LEDGER_TABLE", "CLEANUP_DRY_RUN", "CLINIKO_USER_AGENT"},
     "ErasureApiFunction": {
         "AUDIT_TABLE",
         "PEPPER_SECRET_NAME",
@@ -161,9 +165,18 @@ def test_worker_event_source_and_queue_sizing():
     }
 
 
-def test_schedule():
-    (schedule,) = APP.schedules()
-    assert (schedule.function, schedule.expression) == ("ErasureOverdueFunction", "rate(1 day)")
+def test_schedules():
+    schedules = {s.function: s.expression for s in APP.schedules()}
+    assert schedules == {
+        "ErasureOverdueFunction": "rate(1 day)",
+        "CleanupFunction": {"Ref": "CleanupSchedule"},
+    }
+    parameters = TEMPLATE["Parameters"]
+    assert parameters["CleanupSchedule"]["Default"] == "rate(1 day)"
+    # Dry run unless the operator says otherwise.
+    assert parameters["CleanupDryRun"]["Default"] == "true"
+    environment = FUNCTIONS["CleanupFunction"].environment
+    assert environment["CLEANUP_DRY_RUN"] == {"Ref": "CleanupDryRun"}
 
 
 @pytest.mark.parametrize("name", ["SubmissionQueue", "SubmissionDeadLetterQueue", "ParkedQueue"])
@@ -329,9 +342,10 @@ SETTINGS = {
     "IntakeWorkerFunction": "cliniko_automations.intake.worker_settings:WorkerSettings",
     "ErasureApiFunction": "cliniko_automations.erasure.settings:ErasureSettings",
     "ErasureOverdueFunction": "cliniko_automations.erasure.settings:AuditSettings",
+    "CleanupFunction": "cliniko_automations.cleanup.settings:CleanupSettings",
 }
 # These also read the Cliniko client's own settings (cliniko_accounts.ClinikoSettings).
-CLINIKO_CALLERS = {"IntakeWorkerFunction", "ErasureApiFunction"}
+CLINIKO_CALLERS = {"IntakeWorkerFunction", "ErasureApiFunction", "CleanupFunction"}
 
 
 @pytest.mark.parametrize("function", sorted(SETTINGS))
@@ -362,3 +376,8 @@ def test_cliniko_waits_end_before_the_functions_do():
     assert float(worker["CLINIKO_MAX_WAIT_SECONDS"]) < min_remaining
     erasure = FUNCTIONS["ErasureApiFunction"]
     assert 4 * float(erasure.environment["CLINIKO_MAX_WAIT_SECONDS"]) < erasure.timeout
+    from cliniko_automations.cleanup.settings import CleanupSettings
+
+    cleanup = FUNCTIONS["CleanupFunction"].environment
+    margin = CleanupSettings.model_fields["stop_margin_seconds"].default
+    assert float(cleanup["CLINIKO_MAX_WAIT_SECONDS"]) < margin
