@@ -266,6 +266,9 @@ def one_round(python: str, artifact: Path, stack: Stack) -> dict[str, dict[str, 
     results["ErasureOverdueFunction"] = run(
         python, artifact, stack, "ErasureOverdueFunction", scheduled
     )
+    out = run(python, artifact, stack, "CleanupFunction", scheduled)
+    assert out["result"]["dry_run"] is True, out["result"]
+    results["CleanupFunction"] = out
     return results
 
 

@@ -258,6 +258,12 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     invoked.add("ErasureOverdueFunction")
     assert answer["overdue"] == 0
 
+    # Cleanup (scheduled): a dry run of the shipped rules, which scans the intake's ledger.
+    answer = invoke(runtime_python, artifact, stack, "CleanupFunction", scheduled)
+    invoked.add("CleanupFunction")
+    assert answer["dry_run"] is True
+    assert answer["rules"] and all(rule["complete"] for rule in answer["rules"])
+
     assert invoked == set(APP.functions())
 
 
