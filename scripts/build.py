@@ -18,8 +18,9 @@ system is read-only, so without shipped `.pyc` files every cold start compiles e
     python scripts/build.py --arch x86_64 the same artifact for x86_64 (.aws-sam/build-x86_64)
 
 Staging first validates the staged form_sources.yaml, including that every secret it names
-sits under the SecretsPrefix intake may read (template.yaml's default, or --secrets-prefix):
-a broken configuration fails the build with its problems, not the first submission.
+sits under the SecretsPrefix the functions may read (template.yaml's default, or
+--secrets-prefix), and cleanup_rules.yaml against its accounts: a broken configuration fails
+the build with its problems, not the first submission or scheduled run.
 """
 
 from __future__ import annotations
@@ -95,12 +96,18 @@ def template_parameter_default(name: str) -> str:
     return str(load(TEMPLATE)["Parameters"][name]["Default"])
 
 
-def check_form_sources(staged: Path, secrets_prefix: str) -> None:
-    from cliniko_automations.intake import config
+def check_configuration(staged: Path, secrets_prefix: str) -> None:
+    """The staged form sources (secrets under the prefix) and cleanup rules (their accounts)."""
+    from cliniko_automations.cleanup import config as cleanup_config
+    from cliniko_automations.intake import config as intake_config
 
-    path = staged / "cliniko_automations" / "intake" / "form_sources.yaml"
-    if config.main(["--check", str(path), "--secrets-prefix", secrets_prefix]) != 0:
+    package = staged / "cliniko_automations"
+    sources = str(package / "intake" / "form_sources.yaml")
+    if intake_config.main(["--check", sources, "--secrets-prefix", secrets_prefix]) != 0:
         raise SystemExit("build stopped: the form-source configuration is invalid")
+    rules = str(package / "cleanup" / "cleanup_rules.yaml")
+    if cleanup_config.main(["--check", rules, "--form-sources", sources]) != 0:
+        raise SystemExit("build stopped: the cleanup rules are invalid")
 
 
 def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
@@ -111,7 +118,7 @@ def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
         if not (source / "__init__.py").is_file():
             raise SystemExit(f"missing package: {source.relative_to(ROOT)}")
         shutil.copytree(source, staged / name, ignore=IGNORED)
-    check_form_sources(staged, secrets_prefix or template_parameter_default("SecretsPrefix"))
+    check_configuration(staged, secrets_prefix or template_parameter_default("SecretsPrefix"))
     requirements = runtime_requirements()
     (staged / "requirements.txt").write_text(
         "# Written by scripts/build.py from the distributions' metadata.\n"

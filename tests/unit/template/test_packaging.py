@@ -294,12 +294,18 @@ def _build_script():
     return module
 
 
-def test_staging_checks_the_form_sources_against_the_secrets_prefix(tmp_path, capsys):
+def test_staging_checks_the_configuration(tmp_path, capsys):
     build = _build_script()
-    intake = tmp_path / "cliniko_automations" / "intake"
-    intake.mkdir(parents=True)
-    shutil.copy(ROOT / "functions/cliniko_automations/intake/form_sources.yaml", intake)
-    build.check_form_sources(tmp_path, build.template_parameter_default("SecretsPrefix"))
+    package = tmp_path / "cliniko_automations"
+    for part in ("intake/form_sources.yaml", "cleanup/cleanup_rules.yaml"):
+        (package / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "functions/cliniko_automations" / part, package / part)
+    build.check_configuration(tmp_path, build.template_parameter_default("SecretsPrefix"))
     with pytest.raises(SystemExit, match="form-source configuration is invalid"):
-        build.check_form_sources(tmp_path, "elsewhere/")
+        build.check_configuration(tmp_path, "elsewhere/")
     assert "is outside 'elsewhere/'" in capsys.readouterr().err
+    rules = package / "cleanup/cleanup_rules.yaml"
+    rules.write_text(rules.read_text().replace("account: main-clinic", "account: no-such-clinic"))
+    with pytest.raises(SystemExit, match="cleanup rules are invalid"):
+        build.check_configuration(tmp_path, build.template_parameter_default("SecretsPrefix"))
+    assert "'no-such-clinic' is not an account" in capsys.readouterr().err
