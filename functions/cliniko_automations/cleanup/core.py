@@ -93,14 +93,11 @@ class Cleanup:
                 client.archive_contact(contact_id)
             except cliniko_errors.NotFound:
                 continue  # archived or removed since it was listed: nothing left to do
-            except (cliniko_errors.RateLimited, cliniko_errors.ServerError) as error:
-                # Cliniko is refusing for now: the next run retries what is left.
-                result.failed += 1
-                result.complete, result.error = False, cliniko_errors.error_kind(error)
-                break
             except cliniko_errors.ClinikoError as error:
                 result.failed += 1
                 result.complete, result.error = False, cliniko_errors.error_kind(error)
+                if isinstance(error, cliniko_errors.RateLimited | cliniko_errors.ServerError):
+                    break  # Cliniko is refusing for now: the next run retries what is left
                 continue
             result.archived += 1
         return result
