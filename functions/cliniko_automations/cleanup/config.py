@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter, StringFilter
-from cliniko_automations.common.config_file import ConfigError, load_config_file
+from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
 
 DEFAULT_PATH = Path(__file__).with_name("cleanup_rules.yaml")
 
@@ -147,10 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         accounts = load_form_sources(args.form_sources).accounts
         loaded = load_cleanup_rules(args.path, accounts)
     except ConfigError as exc:
-        print(f"{exc.path}: invalid configuration", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
+        return print_problems(exc, "configuration")
     print(f"{rules_path(args.path)}: {len(loaded.rules)} cleanup rules: OK")
     return 0
 

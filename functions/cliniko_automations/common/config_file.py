@@ -6,6 +6,7 @@ build and the functions' start-up all say the same thing.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -56,3 +57,11 @@ def readable(exc: ValidationError) -> list[str]:
         for message in error["msg"].removeprefix("Value error, ").splitlines():
             lines.append(f"{where}: {message}" if where else message)
     return lines
+
+
+def print_problems(error: ConfigError, what: str) -> int:
+    """A `--check` command's report of `error` on stderr; its exit status."""
+    print(f"{error.path}: invalid {what}", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1

@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from cliniko_automations.cliniko import rules
-from cliniko_automations.common.config_file import ConfigError, load_config_file
+from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
 from cliniko_automations.intake.submission import ContactDraft, PhoneType, UpdatePolicy
 
 DEFAULT_PATH = Path(__file__).with_name("form_sources.yaml")
@@ -367,10 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     [f"secret {name!r} is outside {args.secrets_prefix!r}" for name in outside],
                 )
     except ConfigError as exc:
-        print(f"{exc.path}: invalid form-source configuration", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
+        return print_problems(exc, "form-source configuration")
     print(
         f"{config_path(args.path)}: {len(sources.sources)} form sources, "
         f"{len(sources.accounts)} accounts: OK"
