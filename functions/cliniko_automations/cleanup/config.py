@@ -108,11 +108,11 @@ class CleanupRules(_Model):
         """The rules called `names` (all when None); an unknown name is a ValueError."""
         if names is None:
             return list(self.rules)
-        known = {rule.name for rule in self.rules}
-        unknown = sorted(set(names) - known)
+        wanted = set(names)
+        unknown = sorted(wanted - {rule.name for rule in self.rules})
         if unknown:
             raise ValueError(f"no cleanup rule named {', '.join(unknown)}")
-        return [rule for rule in self.rules if rule.name in set(names)]
+        return [rule for rule in self.rules if rule.name in wanted]
 
 
 def rules_path(path: str | os.PathLike[str] | None = None) -> Path:

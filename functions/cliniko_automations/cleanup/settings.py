@@ -11,9 +11,9 @@ class CleanupSettings(EnvironmentSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
     describes = "cleanup settings"
 
+    # The Cliniko client's own settings (CLINIKO_USER_AGENT, ...) are read and checked by
+    # cliniko_accounts.ClinikoSettings when a rule first needs its account's client.
     ledger_table: str = Field(min_length=1)
-    cliniko_user_agent: str = Field(min_length=1)
-    cliniko_base_url: str | None = None
     form_sources_file: str | None = None
     cleanup_rules_file: str | None = None
     # Safe by default: only an explicit "false" (stack parameter CleanupDryRun) archives.

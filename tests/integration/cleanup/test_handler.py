@@ -9,6 +9,7 @@ import json
 import boto3
 import pytest
 from cliniko_automations.cleanup import handler
+from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common.settings import SettingsError
 from cliniko_automations.intake.ledger import DynamoLedger
 from cliniko_automations.intake.worker import LedgerEntry
@@ -137,6 +138,14 @@ def test_misconfiguration_fails_the_run_naming_the_setting(deployed, monkeypatch
     monkeypatch.delenv("LEDGER_TABLE")
     with pytest.raises(SettingsError, match="LEDGER_TABLE"):
         handler.lambda_handler(SCHEDULED_EVENT, context())
+
+
+def test_a_missing_user_agent_fails_the_run_naming_it(deployed, cliniko, monkeypatch):
+    monkeypatch.delenv("CLINIKO_USER_AGENT")
+    cliniko.control.clear_requests()
+    with pytest.raises(ConfigurationError, match="CLINIKO_USER_AGENT"):
+        handler.lambda_handler(SCHEDULED_EVENT, context())
+    assert cliniko.control.requests() == []
 
 
 def test_the_answer_is_json(deployed):
