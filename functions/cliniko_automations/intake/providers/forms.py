@@ -6,6 +6,7 @@ Repeated keys (checkboxes) become lists. File parts are skipped: the intake take
 
 from __future__ import annotations
 
+import codecs
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -16,6 +17,10 @@ from cliniko_automations.intake.errors import MalformedBody
 URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 MAX_FIELDS = 500
+# The charsets a part may name. Python has codecs that turn ASCII into any text at all
+# (unicode_escape, raw_unicode_escape: lone surrogates included) or are not text codecs at
+# all (base64, zlib): a sender must never pick the decoder. Keyed by codecs' canonical name.
+PART_CHARSETS = frozenset({"utf-8", "ascii", "iso8859-1", "cp1252"})
 
 FormValues = dict[str, str | list[str]]
 
@@ -31,7 +36,7 @@ def parse_form(body: bytes, content_type: str) -> FormValues:
     elif kind == MULTIPART:
         pairs = _multipart(body, content_type)
     else:
-        raise MalformedBody(f"not a form body: {kind or 'no content type'}")
+        raise MalformedBody("not a form body")
     values: FormValues = {}
     for key, value in pairs:
         if key not in values:
@@ -78,9 +83,21 @@ def _multipart(body: bytes, content_type: str) -> list[tuple[str, str]]:
         if not isinstance(payload, bytes):
             raise MalformedBody("multipart part is malformed")
         try:
-            pairs.append((name, payload.decode(part.get_content_charset() or "utf-8")))
-        except (UnicodeDecodeError, LookupError):
+            pairs.append((name, payload.decode(_part_charset(part.get_content_charset()))))
+        except UnicodeDecodeError:
             raise MalformedBody("multipart part is not text") from None
         if len(pairs) > MAX_FIELDS:
             raise MalformedBody("too many form fields")
     return pairs
+
+
+def _part_charset(named: str | None) -> str:
+    if named is None:
+        return "utf-8"
+    try:
+        codec = codecs.lookup(named).name
+    except (LookupError, ValueError):
+        codec = None
+    if codec not in PART_CHARSETS:
+        raise MalformedBody("multipart part charset is not utf-8, us-ascii, iso-8859-1 or windows-1252")
+    return codec
