@@ -22,7 +22,15 @@ pytest_plugins = [
 
 # Property-based runs (the fuzz suite in tests/fuzz, and any test without its own
 # max_examples): "quick" in the default run, "long" on demand with --hypothesis-profile=long.
-_FUZZ_HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile("quick", max_examples=25, deadline=None, suppress_health_check=_FUZZ_HEALTH)
-settings.register_profile("long", max_examples=400, deadline=None, suppress_health_check=_FUZZ_HEALTH)
+_FUZZ_HEALTH = [
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.too_slow,
+    HealthCheck.data_too_large,
+]
+settings.register_profile(
+    "quick", max_examples=25, deadline=None, suppress_health_check=_FUZZ_HEALTH
+)
+settings.register_profile(
+    "long", max_examples=400, deadline=None, suppress_health_check=_FUZZ_HEALTH
+)
 settings.load_profile("quick")

@@ -24,9 +24,7 @@ from urllib.parse import quote, quote_plus
 import yaml
 from cliniko_automations.cleanup import handler as cleanup_handler
 from cliniko_automations.common.logs import configure_logging
-from cliniko_automations.erasure import api_handler as erasure_api
 from cliniko_automations.erasure import overdue_handler
-from cliniko_automations.intake import api_handler as intake_api
 from cliniko_automations.intake.find_or_create import phone_digits
 
 from tests.e2e.test_erasure_api import erasure, get, post

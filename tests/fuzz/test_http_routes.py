@@ -168,8 +168,18 @@ def intake_body(draw: st.DrawFn, provider: str) -> tuple[bytes, str]:
     kind = draw(
         st.sampled_from(
             # Mostly bodies of the provider's shape, so the cases reach mapping and validation.
-            ["sample", "sample_values", "sample_values", "sample_values", "mutated", "json"]
-            + ["deep", "bytes", "large", "empty"]
+            [
+                "sample",
+                "sample_values",
+                "sample_values",
+                "sample_values",
+                "mutated",
+                "json",
+                "deep",
+                "bytes",
+                "large",
+                "empty",
+            ]
         )
     )
     replacements = draw(st.lists(st.tuples(st.integers(0, 99), JSON_VALUES), max_size=4))
@@ -198,8 +208,9 @@ def intake_body(draw: st.DrawFn, provider: str) -> tuple[bytes, str]:
     else:
         fields = dict(HTML_FIELDS)
         if provider == "jotform":
-            raw = json.loads(samples.jotform_body()[0].split(b'name="rawRequest"\r\n\r\n')[1]
-                             .split(b"\r\n--")[0])
+            raw = json.loads(
+                samples.jotform_body()[0].split(b'name="rawRequest"\r\n\r\n')[1].split(b"\r\n--")[0]
+            )
             raw_text = json.dumps(_with_values(raw, replacements), ensure_ascii=ascii_only)
             if kind == "deep":
                 depth = draw(st.sampled_from([33, 1000, 10_000]))
@@ -226,7 +237,11 @@ def intake_body(draw: st.DrawFn, provider: str) -> tuple[bytes, str]:
             ).encode()
             content_type = "application/x-www-form-urlencoded"
     if kind == "mutated":
-        for position, byte in draw(st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=3)), min_size=1, max_size=4)):
+        for position, byte in draw(
+            st.lists(
+                st.tuples(st.integers(0, 10**6), st.binary(max_size=3)), min_size=1, max_size=4
+            )
+        ):
             at = position % (len(body) + 1)
             body = body[:at] + byte + body[at + 1 :]
     elif kind == "bytes":
@@ -264,7 +279,9 @@ def intake_request(draw: st.DrawFn, source_name: str) -> dict[str, Any]:
         )
     headers: dict[str, str] = {}
     if provider == "typeform":
-        headers["Typeform-Signature"] = "sha256=" + base64.b64encode(_hmac(secret, signed_body)).decode()
+        headers["Typeform-Signature"] = (
+            "sha256=" + base64.b64encode(_hmac(secret, signed_body)).decode()
+        )
     elif provider == "tally":
         headers["Tally-Signature"] = base64.b64encode(_hmac(secret, signed_body)).decode()
     elif provider == "webflow":

@@ -117,7 +117,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a bad format string must not lose the record  # noqa: BLE001
+        except Exception:  # a bad format string must not lose the record
             message = str(record.msg)
         record.msg, record.args = redact(message), None
         for name, value in list(vars(record).items()):

@@ -20,9 +20,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cliniko_automations.common.logs import function_logger
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common.json_input import JsonRefused, load_json
+from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.secrets import SecretUnavailable
 from cliniko_automations.erasure.core import (
     ErasureRequest,
@@ -61,7 +61,9 @@ def _json(
 
 
 def _unavailable(message: str) -> Response:
-    return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"message": message}, {"Retry-After": RETRY_AFTER_SECONDS})
+    return _json(
+        HTTPStatus.SERVICE_UNAVAILABLE, {"message": message}, {"Retry-After": RETRY_AFTER_SECONDS}
+    )
 
 
 def _caller() -> str:
@@ -174,7 +176,8 @@ def _misconfigured(error: Exception) -> Response:
 @app.exception_handler([BotoCoreError, ClientError])
 def _aws_failed(error: BotoCoreError | ClientError) -> Response:
     # The audit table (or another AWS service) failed or is missing: a dependency failure,
-    # answered 503 so the caller sends the same request id again later. Log the type and AWS's error code only: botocore's messages may quote request data.
+    # answered 503 so the caller sends the same request id again later. Log the type and
+    # AWS's error code only: botocore's messages may quote request data.
     code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else None
     logger.error(
         "erasure request failed: an AWS dependency failed",

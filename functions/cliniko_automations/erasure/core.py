@@ -238,8 +238,7 @@ def _problems(error: ValidationError) -> dict[str, str]:
     if unknown:
         problems.setdefault(
             "body",
-            f"{unknown} unknown field(s); the fields are "
-            + ", ".join(ErasureRequest.model_fields),
+            f"{unknown} unknown field(s); the fields are " + ", ".join(ErasureRequest.model_fields),
         )
     return problems
 

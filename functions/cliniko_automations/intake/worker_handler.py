@@ -43,8 +43,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.logs import function_logger
 from cliniko_automations.intake.config import load_form_sources
 from cliniko_automations.intake.ledger import DynamoLedger
 from cliniko_automations.intake.parking import SqsParking, SqsQueues

@@ -131,8 +131,8 @@ def test_a_multipart_part_naming_a_codec_outside_the_allow_list_is_400(intake):
     boundary = "b0undary"
     raw = json.dumps({"q3_name": {"first": "A", "last": "B"}, "q4_email": "a@example.org"})
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"submissionID\"\r\n\r\n1\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"rawRequest\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="submissionID"\r\n\r\n1\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="rawRequest"\r\n'
         "Content-Type: text/plain; charset=unicode_escape\r\n\r\n"
         f"{raw}\r\n--{boundary}--\r\n"
     ).encode()
@@ -153,8 +153,8 @@ def test_a_multipart_part_in_an_allowed_charset_is_read(intake, charset):
         {"q3_name": {"first": samples.FIRST, "last": samples.LAST}, "q4_email": samples.EMAIL}
     )
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"submissionID\"\r\n\r\n77\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"rawRequest\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="submissionID"\r\n\r\n77\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="rawRequest"\r\n'
         f"Content-Type: application/json; charset={charset}\r\n\r\n"
         f"{raw}\r\n--{boundary}--\r\n"
     ).encode()

@@ -21,7 +21,9 @@ from cliniko_automations.common.logs import (
 SECRET = "sk_live_Zq81-secret+/value=="
 
 
-@pytest.mark.parametrize("name", ["httpx", "httpcore", "botocore", "boto3", "urllib3", "s3transfer"])
+@pytest.mark.parametrize(
+    "name", ["httpx", "httpcore", "botocore", "boto3", "urllib3", "s3transfer"]
+)
 def test_library_loggers_stay_at_warning_when_the_root_logger_is_at_debug(name):
     root = logging.getLogger()
     previous = root.level

@@ -99,5 +99,7 @@ def _part_charset(named: str | None) -> str:
     except (LookupError, ValueError):
         codec = None
     if codec not in PART_CHARSETS:
-        raise MalformedBody("multipart part charset is not utf-8, us-ascii, iso-8859-1 or windows-1252")
+        raise MalformedBody(
+            "multipart part charset is not utf-8, us-ascii, iso-8859-1 or windows-1252"
+        )
     return codec

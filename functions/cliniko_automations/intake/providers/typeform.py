@@ -40,7 +40,9 @@ def parse(delivery: Delivery) -> Parsed:
     event_type = data.get("event_type")
     if event_type != "form_response":
         # The event type is the sender's text: the log gets a fixed reason, not the text.
-        return Parsed(answers={}, ignored="partial_response" if event_type == PARTIAL else "other_event")
+        return Parsed(
+            answers={}, ignored="partial_response" if event_type == PARTIAL else "other_event"
+        )
     response = object_at(data, "form_response")
     answers: dict[str, Answer] = {}
     hidden = response.get("hidden") or {}
