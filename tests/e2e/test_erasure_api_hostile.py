@@ -61,3 +61,13 @@ def test_a_missing_pepper_is_a_503_with_retry_after(erasure_stack, monkeypatch):
     assert response["statusCode"] == 503, response
     assert response["headers"]["Retry-After"] == "30"
     assert erasure_stack.audit_items() == []
+
+
+def test_a_pepper_too_short_is_a_503_with_retry_after(erasure_stack):
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=erasure_stack.pepper_secret, SecretString="short"
+    )
+    response = raw_post(erasure(request_id="short-pepper", contact_id="1"))
+    assert response["statusCode"] == 503, response
+    assert response["headers"]["Retry-After"] == "30"
+    assert erasure_stack.audit_items() == []

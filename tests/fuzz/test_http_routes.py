@@ -414,6 +414,34 @@ def test_intake_route(fuzz_intake, tally, source_name):
     run()
 
 
+def test_intake_unknown_sources_and_routes(fuzz_intake, tally):
+    known = set(SOURCES)
+
+    @given(
+        method=st.sampled_from(["POST", "GET", "PUT", "DELETE", "OPTIONS"]),
+        name=st.text(max_size=40).filter(lambda name: name not in known),
+        body=st.binary(max_size=200),
+    )
+    def run(method, name, body):
+        path = f"/forms/{name}"
+        event = http_api_event(
+            method,
+            path,
+            body,
+            {"content-type": "application/json"},
+            path_parameters={"source": name},
+            route_key="$default",
+            base64=True,
+        )
+        answer = fuzz_intake.invoke(event)
+        tally.record("other paths and unknown sources", answer["statusCode"])
+        assert answer["statusCode"] in (404, 405), answer
+        assert json.loads(answer["body"])["message"]
+        assert fuzz_intake.messages() == []
+
+    run()
+
+
 # --- erasure ---------------------------------------------------------------------------------
 
 IAM = {
