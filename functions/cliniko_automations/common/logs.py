@@ -115,11 +115,14 @@ class RedactingFilter(logging.Filter):
     """Redacts a record in place: its message, its extra keys and its exception text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string must not lose the record
-            message = str(record.msg)
-        record.msg, record.args = redact(message), None
+        if isinstance(record.msg, dict) and not record.args:
+            record.msg = redact_value(record.msg)  # Powertools logs a dict message as JSON
+        else:
+            try:
+                message = record.getMessage()
+            except Exception:  # a bad format string must not lose the record
+                message = str(record.msg)
+            record.msg, record.args = redact(message), None
         for name, value in list(vars(record).items()):
             if name not in _RECORD_ATTRIBUTES:
                 setattr(record, name, redact_value(value))

@@ -107,3 +107,16 @@ def test_the_filter_is_added_once():
     function_logger("tests-logs")
     target = logging.getLogger("tests-logs")
     assert sum(isinstance(f, logs.RedactingFilter) for f in target.filters) == 1
+
+
+def test_a_dict_message_stays_structured():
+    logger = function_logger("tests-logs")
+    stream = io.StringIO()
+    handler = logger.registered_handler
+    previous = handler.setStream(stream)
+    try:
+        logger.info({"outcome": "ok", "to": "ada+x@example.com", "count": 3})
+    finally:
+        handler.setStream(previous)
+    record = json.loads(stream.getvalue())
+    assert record["message"] == {"outcome": "ok", "to": "[email]", "count": 3}

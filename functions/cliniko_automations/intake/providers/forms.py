@@ -6,7 +6,6 @@ Repeated keys (checkboxes) become lists. File parts are skipped: the intake take
 
 from __future__ import annotations
 
-import codecs
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -17,10 +16,22 @@ from cliniko_automations.intake.errors import MalformedBody
 URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 MAX_FIELDS = 500
-# The charsets a part may name. Python has codecs that turn ASCII into any text at all
-# (unicode_escape, raw_unicode_escape: lone surrogates included) or are not text codecs at
-# all (base64, zlib): a sender must never pick the decoder. Keyed by codecs' canonical name.
-PART_CHARSETS = frozenset({"utf-8", "ascii", "iso8859-1", "cp1252"})
+# The charsets a part may name, by the names browsers and form services use, and the codec
+# each is read with. Python has codecs that turn ASCII into any text at all (unicode_escape,
+# raw_unicode_escape: lone surrogates included) or are not text codecs (base64, zlib): the
+# sender's name is only ever looked up here, never handed to the codec registry.
+PART_CHARSETS = {
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "us-ascii": "ascii",
+    "ascii": "ascii",
+    "iso-8859-1": "latin-1",
+    "iso8859-1": "latin-1",
+    "latin-1": "latin-1",
+    "latin1": "latin-1",
+    "windows-1252": "cp1252",
+    "cp1252": "cp1252",
+}
 
 FormValues = dict[str, str | list[str]]
 
@@ -94,11 +105,8 @@ def _multipart(body: bytes, content_type: str) -> list[tuple[str, str]]:
 def _part_charset(named: str | None) -> str:
     if named is None:
         return "utf-8"
-    try:
-        codec = codecs.lookup(named).name
-    except (LookupError, ValueError):
-        codec = None
-    if codec not in PART_CHARSETS:
+    codec = PART_CHARSETS.get(named.strip().lower())
+    if codec is None:
         raise MalformedBody(
             "multipart part charset is not utf-8, us-ascii, iso-8859-1 or windows-1252"
         )
