@@ -2,6 +2,8 @@
 
 import os
 
+from hypothesis import HealthCheck, settings
+
 # No test may reach real AWS: moto answers, and these credentials are fake on purpose.
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
@@ -17,3 +19,18 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.emulator",
 ]
+
+# Property-based runs (the fuzz suite in tests/fuzz, and any test without its own
+# max_examples): "quick" in the default run, "long" on demand with --hypothesis-profile=long.
+_FUZZ_HEALTH = [
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.too_slow,
+    HealthCheck.data_too_large,
+]
+settings.register_profile(
+    "quick", max_examples=25, deadline=None, suppress_health_check=_FUZZ_HEALTH
+)
+settings.register_profile(
+    "long", max_examples=400, deadline=None, suppress_health_check=_FUZZ_HEALTH
+)
+settings.load_profile("quick")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -18,10 +18,11 @@ from cliniko_automations.cleanup.config import load_cleanup_rules
 from cliniko_automations.cleanup.core import Cleanup
 from cliniko_automations.cleanup.settings import CleanupSettings
 from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.logs import function_logger
 from cliniko_automations.intake.config import load_form_sources
 from cliniko_automations.intake.ledger import DynamoLedger
 
-logger = Logger(service="cleanup")
+logger = function_logger("cleanup")
 metrics = Metrics(service="cleanup")
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
+from cliniko_automations.common.logs import register_secret
+
 SECRET_MAX_AGE = 300
 
 
@@ -32,4 +34,5 @@ def read_secret(name: str) -> str:
             raise SecretUnavailable(f"secret {name!r} is binary, not text") from exc
     if not isinstance(value, str) or not value.strip():
         raise SecretUnavailable(f"secret {name!r} is empty")
+    register_secret(value)  # the logs' redacting filter blanks it from now on
     return value

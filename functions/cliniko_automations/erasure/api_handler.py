@@ -13,13 +13,16 @@ import json
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.json_input import JsonRefused, load_json
+from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.secrets import SecretUnavailable
 from cliniko_automations.erasure.core import (
     ErasureRequest,
@@ -33,20 +36,33 @@ from cliniko_automations.erasure.core import (
 from cliniko_automations.erasure.service import build_eraser
 from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
 
-logger = Logger(service="erasure")
+logger = function_logger("erasure")
 metrics = Metrics(service="erasure")
 app = APIGatewayHttpResolver()
+
+# Every dependency failure (settings, secrets, DynamoDB) answers 503 with this: the same
+# request id may be sent again once it passes.
+RETRY_AFTER_SECONDS = "30"
 
 
 class Unauthenticated(Exception):
     """The event carries no IAM identity (the route's AWS_IAM authoriser was bypassed)."""
 
 
-def _json(status: HTTPStatus, body: dict[str, Any]) -> Response:
+def _json(
+    status: HTTPStatus, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         status_code=status.value,
         content_type=content_types.APPLICATION_JSON,
         body=json.dumps(body),
+        headers=headers or {},
+    )
+
+
+def _unavailable(message: str) -> Response:
+    return _json(
+        HTTPStatus.SERVICE_UNAVAILABLE, {"message": message}, {"Retry-After": RETRY_AFTER_SECONDS}
     )
 
 
@@ -73,8 +89,8 @@ def _outcome_response(outcome: Outcome) -> Response:
 def create_request() -> Response:
     caller = _caller()
     try:
-        body = json.loads(app.current_event.decoded_body or "")
-    except (ValueError, UnicodeDecodeError):
+        body = load_json(app.current_event.decoded_body or "")
+    except (JsonRefused, UnicodeDecodeError, ValueError):
         raise InvalidRequest({"body": "must be a JSON object"}) from None
     request = ErasureRequest.parse(body)
     logger.append_keys(erasure_request_id=request.request_id)
@@ -154,7 +170,20 @@ def _not_found(error: RequestNotFound) -> Response:
 def _misconfigured(error: Exception) -> Response:
     # These messages name variables and secrets, never their values.
     logger.error("erasure function misconfigured", extra={"problem": str(error)})
-    return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"message": "erasure is not configured"})
+    return _unavailable("erasure is not configured")
+
+
+@app.exception_handler([BotoCoreError, ClientError])
+def _aws_failed(error: BotoCoreError | ClientError) -> Response:
+    # The audit table (or another AWS service) failed or is missing: a dependency failure,
+    # answered 503 so the caller sends the same request id again later. Log the type and
+    # AWS's error code only: botocore's messages may quote request data.
+    code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else None
+    logger.error(
+        "erasure request failed: an AWS dependency failed",
+        extra={"error": type(error).__name__, "code": code},
+    )
+    return _unavailable("erasure is temporarily unavailable; send the same request again later")
 
 
 @app.exception_handler(ServiceError)

@@ -225,10 +225,21 @@ class ErasureRequest(BaseModel):
 
 def _problems(error: ValidationError) -> dict[str, str]:
     problems: dict[str, str] = {}
+    unknown = 0
     for item in error.errors(include_input=False, include_url=False):
-        field = ".".join(str(part) for part in item["loc"]) or "body"
+        field = str(item["loc"][0]) if item["loc"] else "body"
+        if field not in ErasureRequest.model_fields and field != "body":
+            # An unknown key is the caller's text (it could be an email): count it, never
+            # echo or log it.
+            unknown += 1
+            continue
         message = item["msg"].removeprefix("Value error, ")
         problems.setdefault(field, message)
+    if unknown:
+        problems.setdefault(
+            "body",
+            f"{unknown} unknown field(s); the fields are " + ", ".join(ErasureRequest.model_fields),
+        )
     return problems
 
 

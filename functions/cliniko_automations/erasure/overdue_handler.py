@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.common.logs import function_logger
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.core import overdue_request_ids, utcnow
 from cliniko_automations.erasure.settings import AuditSettings
 
-logger = Logger(service="erasure")
+logger = function_logger("erasure")
 metrics = Metrics(service="erasure")
 
 

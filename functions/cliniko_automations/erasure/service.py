@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cliniko_automations.common.cliniko_accounts import client_for_secret
-from cliniko_automations.common.secrets import read_secret
+from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.core import Eraser
 from cliniko_automations.erasure.settings import ErasureSettings
@@ -12,8 +12,9 @@ from cliniko_automations.erasure.settings import ErasureSettings
 def build_eraser(settings: ErasureSettings) -> Eraser:
     # client_for_secret reads CLINIKO_USER_AGENT / CLINIKO_BASE_URL itself; the settings model
     # has already checked they are present and well-formed.
-    return Eraser(
-        client_for_secret(settings.cliniko_api_key_secret_name),
-        DynamoAuditLog(settings.audit_table),
-        read_secret(settings.pepper_secret_name),
-    )
+    client = client_for_secret(settings.cliniko_api_key_secret_name)
+    pepper = read_secret(settings.pepper_secret_name)
+    try:
+        return Eraser(client, DynamoAuditLog(settings.audit_table), pepper)
+    except ValueError as error:  # a pepper too short to hide emails: the secret is unusable
+        raise SecretUnavailable(f"secret {settings.pepper_secret_name!r}: {error}") from None

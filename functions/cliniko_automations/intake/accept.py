@@ -250,7 +250,7 @@ def _check_token(delivery: Delivery, expected: str) -> None:
     given = delivery.header(TOKEN_HEADER) or delivery.query.get(TOKEN_QUERY)
     if not given:
         raise BadSignature("token missing (X-Intake-Token header or ?token=)")
-    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+    if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8")):
         raise BadSignature("token does not match")
 
 

@@ -22,19 +22,19 @@ import base64
 import binascii
 import functools
 import json
-import logging
 import os
 import traceback
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.secrets import read_secret
 from cliniko_automations.intake.accept import (
     Accepted,
@@ -55,7 +55,7 @@ from cliniko_automations.intake.errors import (
 )
 from cliniko_automations.intake.queue import SubmissionQueue
 
-logger = Logger(service="intake")
+logger = function_logger("intake")
 # A namespace is required to flush metrics; without one the flush would raise after the answer
 # was built and API Gateway would turn that into a 500. The template sets the same value.
 metrics = Metrics(
@@ -63,10 +63,6 @@ metrics = Metrics(
     namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "ClinikoAutomations",
 )
 app = APIGatewayHttpResolver()
-
-# httpx logs request lines at INFO; keep library chatter out of the submission logs.
-logging.getLogger("httpx").setLevel(logging.WARNING)
-logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 RETRY_AFTER_SECONDS = "30"
 
@@ -152,7 +148,9 @@ def raw_body(event: dict[str, Any]) -> bytes:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise MalformedBody("body is not valid base64") from None
-    return body.encode("utf-8")
+    # surrogatepass: a lone surrogate in the event's text becomes bytes that are not UTF-8,
+    # refused by the parsers as malformed instead of raising here.
+    return body.encode("utf-8", "surrogatepass")
 
 
 @app.exception_handler(IntakeError)

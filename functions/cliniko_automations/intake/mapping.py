@@ -110,7 +110,7 @@ def _convert(rule: FieldRule, text: str) -> Any:
         # Unknown countries stay as given so validation names the field.
         return rules.country_code_for(text) or text
     if rule.to == "type_code":
-        if text.isdigit():
+        if text.isascii() and text.isdigit() and len(text) <= 3:  # int() takes other digits
             return int(text)
         return TYPE_CODES_BY_NAME.get(text.casefold(), text)
     if rule.to == "doctor_type":

@@ -18,14 +18,13 @@ batch item result:
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -45,6 +44,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.logs import function_logger
 from cliniko_automations.intake.config import load_form_sources
 from cliniko_automations.intake.ledger import DynamoLedger
 from cliniko_automations.intake.parking import SqsParking, SqsQueues
@@ -63,12 +63,8 @@ from cliniko_automations.intake.worker_store import (
     FailureRecord,
 )
 
-logger = Logger(service="intake")
+logger = function_logger("intake")
 metrics = Metrics(service="intake")
-
-# httpx logs every request line at INFO, and the lookup's query string carries the email.
-logging.getLogger("httpx").setLevel(logging.WARNING)
-logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 # Powertools idempotency records are named after this, not after the Lambda function, so a
 # redeployed or renamed function still recognises submissions it already handled.

@@ -10,15 +10,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cliniko_automations.common.json_input import JsonRefused, load_json
 from cliniko_automations.intake.errors import BadSignature, MalformedBody
 
 # Deliveries whose scheme carries a timestamp are refused outside this window.
 REPLAY_WINDOW_SECONDS = 300
+# Unix time in milliseconds has 13 digits until the year 2286; more is not a timestamp (and a
+# few hundred digits would overflow the float the window check compares with).
+MAX_TIMESTAMP_DIGITS = 15
 
 # An answer after normalisation: text, number, yes/no, several choices, or a compound answer
 # (Jotform's {"first": ..., "last": ...}).
@@ -63,7 +66,11 @@ def matches(expected: str, given: str | None) -> bool:
     """Constant-time comparison of a computed signature with the one received."""
     if given is None:
         return False
-    return hmac.compare_digest(expected.encode("ascii"), given.strip().encode("utf-8"))
+    # surrogatepass: a header the runtime decoded to a lone surrogate compares unequal, it
+    # does not raise.
+    return hmac.compare_digest(
+        expected.encode("ascii"), given.strip().encode("utf-8", "surrogatepass")
+    )
 
 
 def b64_hmac(secret: str, message: bytes) -> str:
@@ -72,6 +79,17 @@ def b64_hmac(secret: str, message: bytes) -> str:
 
 def hex_hmac(secret: str, message: bytes) -> str:
     return hmac_sha256(secret, message).hex()
+
+
+def timestamp_digits(value: str | None) -> str | None:
+    """`value` when it is a plausible unix timestamp: ASCII digits only (`isdigit()` also
+    takes '١٧٠٠' and '¹²³', which `int()` or the ASCII encoding of the signed text refuse)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if 0 < len(value) <= MAX_TIMESTAMP_DIGITS and value.isascii() and value.isdigit():
+        return value
+    return None
 
 
 def check_window(timestamp_seconds: float, now: float) -> None:
@@ -95,7 +113,8 @@ def verify_t_v1(header: str | None, body: bytes, secret: str, now: float) -> Non
             timestamp = value
         elif key == "v1":
             signatures.append(value)
-    if timestamp is None or not timestamp.isdigit() or not signatures:
+    timestamp = timestamp_digits(timestamp)
+    if timestamp is None or not signatures:
         raise BadSignature("signature header is not t=<unix>,v1=<hex>")
     expected = hex_hmac(secret, timestamp.encode("ascii") + b"." + body)
     # Check every candidate so timing does not depend on which one matched.
@@ -105,13 +124,18 @@ def verify_t_v1(header: str | None, body: bytes, secret: str, now: float) -> Non
 
 
 def json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise MalformedBody("body is not JSON") from None
+    data = json_value(body, "body")
     if not isinstance(data, dict):
         raise MalformedBody("body is not a JSON object")
     return data
+
+
+def json_value(raw: bytes | str, what: str) -> Any:
+    """`raw` as JSON (see common.json_input); MalformedBody naming `what` otherwise."""
+    try:
+        return load_json(raw)
+    except JsonRefused as exc:
+        raise MalformedBody(f"{what} is {exc.problem}") from None
 
 
 def object_at(data: Mapping[str, Any], key: str) -> dict[str, Any]:

@@ -16,6 +16,22 @@ from cliniko_automations.intake.errors import MalformedBody
 URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 MAX_FIELDS = 500
+# The charsets a part may name, by the names browsers and form services use, and the codec
+# each is read with. Python has codecs that turn ASCII into any text at all (unicode_escape,
+# raw_unicode_escape: lone surrogates included) or are not text codecs (base64, zlib): the
+# sender's name is only ever looked up here, never handed to the codec registry.
+PART_CHARSETS = {
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "us-ascii": "ascii",
+    "ascii": "ascii",
+    "iso-8859-1": "latin-1",
+    "iso8859-1": "latin-1",
+    "latin-1": "latin-1",
+    "latin1": "latin-1",
+    "windows-1252": "cp1252",
+    "cp1252": "cp1252",
+}
 
 FormValues = dict[str, str | list[str]]
 
@@ -31,7 +47,7 @@ def parse_form(body: bytes, content_type: str) -> FormValues:
     elif kind == MULTIPART:
         pairs = _multipart(body, content_type)
     else:
-        raise MalformedBody(f"not a form body: {kind or 'no content type'}")
+        raise MalformedBody("not a form body")
     values: FormValues = {}
     for key, value in pairs:
         if key not in values:
@@ -78,9 +94,20 @@ def _multipart(body: bytes, content_type: str) -> list[tuple[str, str]]:
         if not isinstance(payload, bytes):
             raise MalformedBody("multipart part is malformed")
         try:
-            pairs.append((name, payload.decode(part.get_content_charset() or "utf-8")))
-        except (UnicodeDecodeError, LookupError):
+            pairs.append((name, payload.decode(_part_charset(part.get_content_charset()))))
+        except UnicodeDecodeError:
             raise MalformedBody("multipart part is not text") from None
         if len(pairs) > MAX_FIELDS:
             raise MalformedBody("too many form fields")
     return pairs
+
+
+def _part_charset(named: str | None) -> str:
+    if named is None:
+        return "utf-8"
+    codec = PART_CHARSETS.get(named.strip().lower())
+    if codec is None:
+        raise MalformedBody(
+            "multipart part charset is not utf-8, us-ascii, iso-8859-1 or windows-1252"
+        )
+    return codec

@@ -6,10 +6,14 @@ Jotform signs nothing: the core checks the source's shared token instead (token_
 
 from __future__ import annotations
 
-import json
-
 from cliniko_automations.intake.errors import MalformedBody
-from cliniko_automations.intake.providers.base import Delivery, Parsed, normalise, provider_id
+from cliniko_automations.intake.providers.base import (
+    Delivery,
+    Parsed,
+    json_value,
+    normalise,
+    provider_id,
+)
 from cliniko_automations.intake.providers.forms import MULTIPART, URLENCODED, parse_form
 
 content_types = frozenset({MULTIPART, URLENCODED})
@@ -24,10 +28,7 @@ def parse(delivery: Delivery) -> Parsed:
     raw = form.get("rawRequest")
     if not isinstance(raw, str):
         raise MalformedBody("`rawRequest` is missing")
-    try:
-        answers = json.loads(raw)
-    except ValueError:
-        raise MalformedBody("`rawRequest` is not JSON") from None
+    answers = json_value(raw, "`rawRequest`")
     if not isinstance(answers, dict):
         raise MalformedBody("`rawRequest` is not a JSON object")
     submission_id = form.get("submissionID")

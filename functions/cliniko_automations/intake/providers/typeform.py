@@ -24,6 +24,7 @@ from cliniko_automations.intake.providers.base import (
 )
 
 content_types = frozenset({"application/json"})
+PARTIAL = "form_response_partial"
 
 
 def verify(delivery: Delivery, secret: str, now: float) -> None:
@@ -38,7 +39,10 @@ def parse(delivery: Delivery) -> Parsed:
     data = json_object(delivery.body)
     event_type = data.get("event_type")
     if event_type != "form_response":
-        return Parsed(answers={}, ignored=f"event_type {event_type}"[:60])
+        # The event type is the sender's text: the log gets a fixed reason, not the text.
+        return Parsed(
+            answers={}, ignored="partial_response" if event_type == PARTIAL else "other_event"
+        )
     response = object_at(data, "form_response")
     answers: dict[str, Answer] = {}
     hidden = response.get("hidden") or {}

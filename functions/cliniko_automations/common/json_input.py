@@ -1,0 +1,73 @@
+"""JSON from a sender, read defensively: one loader for every body the functions parse.
+
+`json.loads` alone lets a hostile body through in three ways: nesting deep enough to raise
+RecursionError (here, or later in any code that walks the value), integers too long to
+convert (ValueError on Python 3.11+), and lone UTF-16 surrogates ("\\ud800", what JavaScript
+writes for a string cut mid-emoji) that no UTF-8 encoder accepts, so the value could never be
+queued or stored. The loader refuses the first two and replaces each lone surrogate with
+U+FFFD (the text is kept, the broken character marked), so a submission is accepted once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+# Real payloads (Typeform, Tally, Webflow) nest 6-8 levels; this leaves room to spare and
+# keeps every later walk of the value far from the recursion limit.
+MAX_DEPTH = 32
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+class JsonRefused(ValueError):
+    """The body is not JSON, or is JSON nested too deeply; `problem` is a fixed phrase."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(problem)
+
+
+def load_json(raw: bytes | str) -> Any:
+    """The JSON value of `raw`, nested at most MAX_DEPTH deep, without lone surrogates."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise JsonRefused("nested too deeply") from None
+    except (UnicodeDecodeError, ValueError):
+        raise JsonRefused("not JSON") from None
+    if _depth_exceeds(data, MAX_DEPTH):
+        raise JsonRefused("nested too deeply")
+    return _without_lone_surrogates(data)
+
+
+def without_lone_surrogates(text: str) -> str:
+    return LONE_SURROGATE.sub(REPLACEMENT_CHARACTER, text)
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    # Iterative, so the check itself cannot recurse too deep.
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    # Depth is bounded by MAX_DEPTH here.
+    if isinstance(value, str):
+        return without_lone_surrogates(value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            without_lone_surrogates(key): _without_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    return value

@@ -1,0 +1,165 @@
+"""The one logging set-up every function uses: `function_logger(service)`.
+
+Lambda's JSON logging sets the root logger's level from the function's `LogLevel`, and every
+library logger without a level of its own inherits it. At DEBUG, botocore logs Secrets
+Manager answers (signing secrets, Cliniko keys, the pepper) and SQS message bodies; at INFO,
+httpx logs each request line, query string included (an erasure by email). So the libraries'
+loggers are pinned to WARNING on their own, whatever `LogLevel` says.
+
+Behind that, a redacting filter on the function's logger and on the root logger's handlers
+(the Lambda runtime's) is the last line of defence: it blanks emails, phone-like digit runs
+and every secret value this container has read, whole or URL-encoded, from messages, extra
+keys and exception texts. The code still logs only ids, counts, field names and fixed reason
+codes; the filter is for the line someone adds later without thinking.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import traceback
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from aws_lambda_powertools import Logger
+
+# Libraries whose DEBUG/INFO lines carry request lines, bodies or secrets.
+THIRD_PARTY_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "botocore",
+    "boto3",
+    "urllib3",
+    "s3transfer",
+    "aws_lambda_powertools",
+)
+THIRD_PARTY_LEVEL = logging.WARNING
+
+EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# A phone number: 8-15 digits, led by "+", "0" or "(", or grouped by spaces, dashes or
+# parentheses. A bare run of digits that starts with 1-9 is left alone (Cliniko's ids look
+# so), as are digits inside a word, a uuid or a dotted number.
+DIGIT_RUN = re.compile(r"(?<![\w%.-])\+?\(?\d[\d\s()-]*\d(?![\w%-])")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+# Secrets shorter than this are not searched for (they would blank ordinary words).
+MIN_SECRET_LENGTH = 8
+
+REDACTED_EMAIL = "[email]"
+REDACTED_PHONE = "[phone]"
+REDACTED_SECRET = "[secret]"  # noqa: S105 (the placeholder, not a secret)
+
+# Attributes every LogRecord has; anything else on a record is an `extra` key.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+}
+
+_secrets: set[str] = set()
+_secret_pattern: re.Pattern[str] | None = None
+_lock = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    """Blank `value` (and its URL-encodings) wherever it would be logged from now on."""
+    forms = {value, value.strip()}
+    forms |= {quote(form, safe="") for form in list(forms)}
+    forms |= {quote_plus(form) for form in list(forms)}
+    forms = {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+    global _secret_pattern
+    with _lock:
+        if forms <= _secrets:
+            return
+        _secrets.update(forms)
+        # Longest first, so a secret's encoding is not half-replaced by the secret itself.
+        alternatives = "|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True))
+        _secret_pattern = re.compile(alternatives, re.IGNORECASE)
+
+
+def _phone(match: re.Match[str]) -> str:
+    run = match.group(0)
+    digits = sum(c.isdigit() for c in run)
+    if not 8 <= digits <= 15 or ISO_DATE.match(run):
+        return run
+    grouped = any(not c.isdigit() for c in run.lstrip("+("))
+    if run[0] in "+(0" or grouped:
+        return REDACTED_PHONE
+    return run
+
+
+def redact(text: str) -> str:
+    """`text` with secrets, emails and phone-like digit runs blanked."""
+    pattern = _secret_pattern
+    if pattern is not None:
+        text = pattern.sub(REDACTED_SECRET, text)
+    text = EMAIL.sub(REDACTED_EMAIL, text)
+    return DIGIT_RUN.sub(_phone, text)
+
+
+def redact_value(value: Any, depth: int = 0) -> Any:
+    """A logged value with every string in it redacted (containers copied, not changed)."""
+    if isinstance(value, str):
+        return redact(value)
+    if depth > 8:
+        return value if isinstance(value, int | float | bool | None) else "[nested]"
+    if isinstance(value, dict):
+        return {redact_value(k, depth + 1): redact_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(item, depth + 1) for item in value]
+    if value is None or isinstance(value, int | float | bool):
+        return value
+    return redact(str(value))
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record in place: its message, its extra keys and its exception text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, dict) and not record.args:
+            record.msg = redact_value(record.msg)  # Powertools logs a dict message as JSON
+        else:
+            try:
+                message = record.getMessage()
+            except Exception:  # a bad format string must not lose the record
+                message = str(record.msg)
+            record.msg, record.args = redact(message), None
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_ATTRIBUTES:
+                setattr(record, name, redact_value(value))
+        if record.exc_info and record.exc_info[0] is not None:
+            text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
+            # Formatters format exc_info again (Powertools adds the exception's value as a
+            # structured stack trace): hand them the redacted text instead.
+            record.exc_text = text
+            record.exception = text
+            record.exception_name = record.exc_info[0].__name__
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+REDACTING_FILTER = RedactingFilter()
+
+
+def configure_logging() -> None:
+    """Pin the libraries' loggers and filter the root logger's handlers (idempotent)."""
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(THIRD_PARTY_LEVEL)
+    for handler in logging.getLogger().handlers:
+        _add_filter(handler)
+
+
+def function_logger(service: str) -> Logger:
+    """The Powertools logger of one function (`service` names it), set up as above."""
+    configure_logging()
+    logger = Logger(service=service)
+    _add_filter(logger)
+    return logger
+
+
+def _add_filter(target: logging.Logger | logging.Handler | Logger) -> None:
+    if not any(isinstance(existing, RedactingFilter) for existing in target.filters):
+        target.addFilter(REDACTING_FILTER)

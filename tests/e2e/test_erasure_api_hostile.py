@@ -1,0 +1,73 @@
+"""The erasure API against hostile and careless bodies and failing dependencies (issue 10):
+a 4xx with a JSON `message` for bad input, never an echo of what the caller wrote beyond the
+known field names, and a 503 with Retry-After for every dependency failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from cliniko_automations.erasure import api_handler
+
+from tests.e2e.test_erasure_api import (
+    LambdaContext,
+    erasure,
+    erasure_stack,
+    get,
+    http_api_event,
+    post,
+)
+
+__all__ = ["erasure_stack"]  # the fixture
+
+UNKNOWN_KEY = "grizelda.thistlewaite+ortho@example.com"
+
+
+def raw_post(body: Any) -> dict[str, Any]:
+    """The whole Lambda answer (headers included) to a POST of `body`."""
+    event = http_api_event("POST", "/erasure-requests", body=body)
+    return api_handler.lambda_handler(event, LambdaContext())
+
+
+def test_json_nested_10000_deep_is_a_422(erasure_stack):
+    deep = "[" * 10_000 + "]" * 10_000
+    response = raw_post('{"request_id": "deep", "reason": "x", "x": ' + deep + "}")
+    assert response["statusCode"] == 422, response
+    assert erasure_stack.audit_items() == []
+
+
+def test_an_unknown_key_is_counted_never_echoed_or_logged(erasure_stack, capfd):
+    status, body = post(erasure(request_id="unknown-key", contact_id="1", **{UNKNOWN_KEY: 1}))
+    assert status == 422
+    assert body["message"]
+    assert "1 unknown field(s)" in body["errors"]["body"]
+    text = str(body) + "".join(capfd.readouterr())
+    assert "grizelda" not in text.lower()
+    assert erasure_stack.audit_items() == []
+
+
+def test_a_missing_audit_table_is_a_503_with_retry_after(erasure_stack):
+    boto3.client("dynamodb").delete_table(TableName=erasure_stack.table_name)
+    response = raw_post(erasure(request_id="no-table", contact_id="1"))
+    assert response["statusCode"] == 503, response
+    assert response["headers"]["Retry-After"] == "30"
+    status, body = get("no-table")
+    assert status == 503 and body["message"]
+
+
+def test_a_missing_pepper_is_a_503_with_retry_after(erasure_stack, monkeypatch):
+    monkeypatch.setenv("PEPPER_SECRET_NAME", "erasure/no-such-pepper")
+    response = raw_post(erasure(request_id="no-pepper", contact_id="1"))
+    assert response["statusCode"] == 503, response
+    assert response["headers"]["Retry-After"] == "30"
+    assert erasure_stack.audit_items() == []
+
+
+def test_a_pepper_too_short_is_a_503_with_retry_after(erasure_stack):
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=erasure_stack.pepper_secret, SecretString="short"
+    )
+    response = raw_post(erasure(request_id="short-pepper", contact_id="1"))
+    assert response["statusCode"] == 503, response
+    assert response["headers"]["Retry-After"] == "30"
+    assert erasure_stack.audit_items() == []

@@ -1,0 +1,122 @@
+"""The shared logging set-up: library loggers pinned to WARNING whatever the root level, and
+the redacting filter blanking emails, phones and secrets from every part of a record."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from urllib.parse import quote, quote_plus
+
+import pytest
+from cliniko_automations.common import logs
+from cliniko_automations.common.logs import (
+    THIRD_PARTY_LOGGERS,
+    configure_logging,
+    function_logger,
+    redact,
+    register_secret,
+)
+
+SECRET = "sk_live_Zq81-secret+/value=="
+
+
+@pytest.mark.parametrize(
+    "name", ["httpx", "httpcore", "botocore", "boto3", "urllib3", "s3transfer"]
+)
+def test_library_loggers_stay_at_warning_when_the_root_logger_is_at_debug(name):
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(logging.DEBUG)  # what Lambda's JSON logging does for LogLevel=DEBUG
+    try:
+        configure_logging()
+        child = logging.getLogger(f"{name}.endpoint")
+        assert not child.isEnabledFor(logging.INFO)
+        assert child.isEnabledFor(logging.WARNING)
+    finally:
+        root.setLevel(previous)
+    assert name in THIRD_PARTY_LOGGERS
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("contact 1234567890123456789 archived", "1234567890123456789"),
+        ("submission 3f2a1b4c-1234-5678-9abc-def012345678", "3f2a1b4c-1234-5678-9abc-def012345678"),
+        ("received 2026-11-23T10:00:00+00:00", "2026-11-23T10:00:00+00:00"),
+        ("retrying in 0.25s (attempt 2 of 4)", "retrying in 0.25s (attempt 2 of 4)"),
+        ("trace 1-5759e988-bd862e3fe1be46a994272793", "1-5759e988-bd862e3fe1be46a994272793"),
+    ],
+)
+def test_ids_dates_and_counts_are_kept(text, kept):
+    assert kept in redact(text)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Grizelda.Thistlewaite+ortho@example.com",
+        "grizelda.thistlewaite%2Bortho%40example.com",
+        "+61 412 987 654",
+        "0412987654",
+        "(02) 5550 1234",
+        "0491-570-156",
+    ],
+)
+def test_emails_and_phones_are_blanked(value):
+    assert value not in redact(f"q[]=email:={value} and more")
+
+
+def test_a_registered_secret_is_blanked_whole_and_url_encoded():
+    register_secret(SECRET)
+    for form in (SECRET, quote(SECRET, safe=""), quote_plus(SECRET), SECRET.lower()):
+        assert SECRET.lower() not in redact(f"key={form}").lower()
+        assert form not in redact(f"key={form}")
+
+
+def test_short_secrets_are_not_searched_for():
+    register_secret("abc")
+    assert redact("abc") == "abc"
+
+
+def test_the_function_logger_redacts_messages_extras_and_exceptions():
+    register_secret(SECRET)
+    logger = function_logger("tests-logs")
+    stream = io.StringIO()
+    handler = logger.registered_handler
+    previous = handler.setStream(stream)
+    try:
+        logger.info("looked up %s", "ada+x@example.com", extra={"detail": {"k": SECRET}})
+        try:
+            raise ValueError(f"bad key {SECRET} for 0412 987 654")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        handler.setStream(previous)
+    text = stream.getvalue()
+    assert "ada+x@example.com" not in text and SECRET not in text and "987 654" not in text
+    first, second = (json.loads(line) for line in text.splitlines())
+    assert first["message"] == "looked up [email]"
+    assert first["detail"] == {"k": "[secret]"}
+    assert second["exception_name"] == "ValueError"
+    assert "[secret]" in second["exception"]
+
+
+def test_the_filter_is_added_once():
+    function_logger("tests-logs")
+    function_logger("tests-logs")
+    target = logging.getLogger("tests-logs")
+    assert sum(isinstance(f, logs.RedactingFilter) for f in target.filters) == 1
+
+
+def test_a_dict_message_stays_structured():
+    logger = function_logger("tests-logs")
+    stream = io.StringIO()
+    handler = logger.registered_handler
+    previous = handler.setStream(stream)
+    try:
+        logger.info({"outcome": "ok", "to": "ada+x@example.com", "count": 3})
+    finally:
+        handler.setStream(previous)
+    record = json.loads(stream.getvalue())
+    assert record["message"] == {"outcome": "ok", "to": "[email]", "count": 3}
