@@ -27,6 +27,10 @@ just before the request to when its answer was lost, a clock-skew margin either 
 every field the create sent must be on the contact as sent (compared as Cliniko stores them).
 A contact that fails either test was made by someone else (staff, another submission) and is
 treated as any existing contact: the source's update policy, outcome "updated", no ledger.
+No marker is added to the contacts the intake creates: Cliniko has no hidden or custom field
+on contacts, and `notes` is what staff read and edit (and what some sources fill from the
+form), so a token there would be noise in the record, could be deleted by hand, and would
+still need these checks when it is missing.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from tests.integration.intake_worker.resources import (
     WORKER_TIMEOUT_MS,
     WorldClock,
     captured_logs,
+    emf_metrics,
     load_dead_letters_script,
     poll_once,
 )
@@ -211,7 +212,9 @@ def run(aws, cliniko, monkeypatch, tmp_path) -> Run:
     return Run(path, cliniko, WorldClock(monkeypatch, path.stack, cliniko.control), people, rng)
 
 
-def test_no_person_is_lost_doubled_adopted_by_a_stranger_or_robbed_of_a_field(run: Run) -> None:
+def test_no_person_is_lost_doubled_adopted_by_a_stranger_or_robbed_of_a_field(
+    run: Run, capsys
+) -> None:
     control = run.cliniko.control
     everyone = list(run.people.values())
     outage = everyone[-max(4, PEOPLE // 4) :]
@@ -291,15 +294,18 @@ def test_no_person_is_lost_doubled_adopted_by_a_stranger_or_robbed_of_a_field(ru
         and "after effect" in (r["fault"] or "")
     ]
     faults = Counter(f"{r['method']} {r['fault']}" for r in requests if r["fault"])
-    print(
+    metrics = emf_metrics(capsys.readouterr().out)
+    summary = (
         f"\nintake path reliability ({PEOPLE} people): {run.deliveries} deliveries, "
         f"{len(processed)} outcomes {dict(Counter(o['action'] for o in processed))}, "
         f"dead letters replayed {run.dead_letters_replayed} over {day} days, "
         f"faults {dict(sorted(faults.items()))}, creates committed but answer lost "
         f"{len(lost)}, contacts adopted {len(adopted)}, staff contacts {len(staff_ids)}, "
         f"staff contacts in the ledger {len(staff_ids & set(ledger))}, "
-        f"fields dropped {len(dropped)}"
+        f"fields dropped {len(dropped)}, ContactCreated {metrics.get('ContactCreated', 0):g}"
     )
+    with capsys.disabled():
+        print(summary)
     assert dropped == []
     assert staff_ids & set(ledger) == set()
     assert set(ledger) == intake_made
@@ -308,6 +314,7 @@ def test_no_person_is_lost_doubled_adopted_by_a_stranger_or_robbed_of_a_field(ru
     assert len(adopted) == len(lost)
     # Reported created once per contact, by the submission the ledger names.
     assert sorted(o["contact_id"] for o in created) == sorted(ledger)
+    assert metrics["ContactCreated"] == len(ledger)
     for outcome in created:
         entry = ledger[outcome["contact_id"]]
         assert entry["submission_id"] == outcome["correlation_id"]
