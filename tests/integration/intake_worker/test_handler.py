@@ -99,6 +99,24 @@ def test_redelivery_of_the_same_submission_is_answered_from_the_record(
     assert emf_metrics(capsys.readouterr().out).get("ContactCreated") == 1
 
 
+def test_a_replay_after_the_idempotency_window_counts_no_second_contact(
+    stack, cliniko, monkeypatch, capsys
+) -> None:
+    clock = WorldClock(monkeypatch, stack, cliniko.control)
+    sub = submission()
+    send(stack, sub)
+    run_until_empty(stack)
+    [entry] = stack.ledger_items()
+    # A duplicate of the message, replayed from the dead-letter queue three days later: the
+    # idempotency record is gone, the create intent still names the contact.
+    clock.advance(timedelta(days=3))
+    send(stack, sub)
+    run_until_empty(stack)
+    assert [c["id"] for c in cliniko.control.contacts()] == [entry["contact_id"]]
+    assert stack.ledger_items() == [entry]
+    assert emf_metrics(capsys.readouterr().out).get("ContactCreated") == 1
+
+
 def test_several_matches_park_the_submission(stack, cliniko, capsys) -> None:
     client = cliniko.client()
     client.create_contact({"first_name": "Ana", "email": "ana.lima@example.com"})
