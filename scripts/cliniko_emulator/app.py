@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -27,7 +27,7 @@ from . import validation
 from .faults import Faults
 from .filters import FilterError, parse_filters, parse_sort
 from .ratelimit import DEFAULT_PER_MINUTE, RateLimiter
-from .store import ContactStore, NotFound, ValidationFailed, render_contact
+from .store import ContactStore, NotFound, ValidationFailed, now_utc, render_contact
 
 SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
 ID_PATTERN = re.compile(r"^\d{1,19}$")
@@ -123,7 +123,10 @@ class Emulator:
         if archived_get not in ("visible", "hidden"):
             raise ValueError("archived_get must be 'visible' or 'hidden'")
         self._lock = threading.Lock()
-        self.store = ContactStore(state_file)
+        # Moved forward by `POST clock` so a test can replay a message "days later": the
+        # contacts' timestamps then follow the same clock as the code under test.
+        self.clock_offset = timedelta(0)
+        self.store = ContactStore(state_file, clock=lambda: now_utc() + self.clock_offset)
         self.limiter = RateLimiter(per_minute, time_scale)
         self._default_rate = (per_minute, time_scale)
         self.faults = Faults()
@@ -195,6 +198,7 @@ class Emulator:
         self.strict = self._defaults["strict"]
         self.validate = self._defaults["validate"]
         self.faults.reset()
+        self.clock_offset = timedelta(0)
         self.limiter.configure(*self._default_rate)
         self.store.reset()
 
@@ -308,14 +312,14 @@ class Emulator:
         decision = self.faults.decide(method)
         if decision.latency_s:
             time.sleep(decision.latency_s)
-        after_effect = self.faults.settings.after_effect and not decision.is_throttle
+        after_effect = decision.after_effect and not decision.is_throttle
         try:
             if decision.is_fault and not after_effect:
                 reply = self._fault_reply(decision, entry)
             else:
                 reply = self._answer(method, match, shard, query, headers, body, entry, environ)
                 if decision.is_fault and reply.status < 400:
-                    reply = self._fault_reply(decision, entry)
+                    reply = self._fault_reply(decision, entry, after_effect=True)
         except DropConnection:
             if request_errors:
                 self._record_violation("request", entry | {"status": "dropped"}, request_errors)
@@ -340,14 +344,17 @@ class Emulator:
         self._finish(entry, reply.status)
         return reply
 
-    def _fault_reply(self, decision, entry: dict[str, Any]) -> Reply:
+    def _fault_reply(self, decision, entry: dict[str, Any], *, after_effect: bool = False) -> Reply:
+        # The log says whether the request took effect first: "drop after effect" is a write
+        # Cliniko committed whose answer never arrived.
+        suffix = " after effect" if after_effect else ""
         if decision.drop:
-            entry["fault"] = "drop"
+            entry["fault"] = "drop" + suffix
             raise DropConnection()
         if decision.throttle_reset:
             entry["fault"] = "throttle"
             return self._throttled(decision.throttle_reset)
-        entry["fault"] = f"error {decision.status}"
+        entry["fault"] = f"error {decision.status}{suffix}"
         return injected_error(decision.status)
 
     @staticmethod
@@ -557,6 +564,16 @@ class Emulator:
         )
         return Reply.json(201, {"count": len(created), "ids": [c["id"] for c in created]})
 
+    def _c_clock(self, data, query) -> Reply:
+        return Reply.json(200, {"offset_seconds": self.clock_offset.total_seconds()})
+
+    def _c_set_clock(self, data, query) -> Reply:
+        offset = data.get("offset_seconds", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int | float) or offset < 0:
+            raise ValueError("offset_seconds must be a number >= 0")
+        self.clock_offset = timedelta(seconds=offset)
+        return self._c_clock(data, query)
+
     def _c_requests(self, data, query) -> Reply:
         return Reply.json(200, {"requests": self.requests(int(query.get("since", 0)))})
 
@@ -637,6 +654,8 @@ CONTROL_ROUTES: dict[tuple[str, str], Callable[..., Reply]] = {
     ("GET", "violations"): Emulator._c_violations,
     ("POST", "validation"): Emulator._c_set_validation,
     ("POST", "behaviour"): Emulator._c_set_behaviour,
+    ("GET", "clock"): Emulator._c_clock,
+    ("POST", "clock"): Emulator._c_set_clock,
 }
 
 

@@ -90,6 +90,7 @@ class EmulatorControl:
         drop_rate: float = 0.0,
         throttle_window_s: float = 0.0,
         after_effect: bool = False,
+        after_effect_rate: float = 0.0,
         fail_next: Sequence[int | str] = (),
         seed: int | None = None,
         methods: Sequence[str] | None = None,
@@ -101,6 +102,7 @@ class EmulatorControl:
             "drop_rate": drop_rate,
             "throttle_window_s": throttle_window_s,
             "after_effect": after_effect,
+            "after_effect_rate": after_effect_rate,
             "fail_next": list(fail_next),
             "seed": seed,
             "methods": list(methods) if methods is not None else None,
@@ -112,6 +114,12 @@ class EmulatorControl:
 
     def faults(self) -> dict[str, Any]:
         return self._call("GET", "faults")
+
+    def set_clock(self, offset_seconds: float) -> float:
+        """Moves the emulator's clock (contacts' created_at/updated_at) this far ahead of now."""
+        return self._call("POST", "clock", json={"offset_seconds": offset_seconds})[
+            "offset_seconds"
+        ]
 
     def set_rate_limit(self, per_minute: int | None = 200, time_scale: float = 1) -> dict:
         """per_minute 0 or None disables the limit; time_scale 60 makes a minute one second."""

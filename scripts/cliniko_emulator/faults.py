@@ -24,8 +24,12 @@ class FaultSettings:
     # Answer the error or drop the connection after the request took effect (a create that
     # "failed" but happened), as a gateway timing out in front of a busy Cliniko does.
     after_effect: bool = False
-    # Statuses (or "drop") answered to the next requests in order, before any random fault:
-    # deterministic faults for tests.
+    # The share of the random errors and drops answered after the request took effect when
+    # `after_effect` is off (a mix of "refused" and "committed, then the answer was lost").
+    after_effect_rate: float = 0.0
+    # Statuses (or "drop", or "drop_after": commit the request, then drop the connection)
+    # answered to the next requests in order, before any random fault: deterministic faults
+    # for tests.
     fail_next: list[int | str] = field(default_factory=list)
     seed: int | None = None
     methods: list[str] | None = None  # only these methods get faults; None means all
@@ -37,6 +41,7 @@ class Decision:
     drop: bool = False
     throttle_reset: int | None = None  # UNIX seconds when the 429 window ends
     latency_s: float = 0.0
+    after_effect: bool = False  # the request takes effect before the fault is answered
 
     @property
     def is_fault(self) -> bool:
@@ -70,6 +75,7 @@ class Faults:
         settings = FaultSettings(**{k: v for k, v in body.items() if v is not None})
         settings.error_rate = _rate(settings.error_rate, "error_rate")
         settings.drop_rate = _rate(settings.drop_rate, "drop_rate")
+        settings.after_effect_rate = _rate(settings.after_effect_rate, "after_effect_rate")
         if not settings.statuses or any(s not in ALLOWED_STATUSES for s in settings.statuses):
             raise ValueError(f"statuses must be some of {sorted(ALLOWED_STATUSES)}")
         for name in ("latency_ms", "throttle_window_s"):
@@ -77,8 +83,10 @@ class Faults:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0")
         for item in settings.fail_next:
-            if item != "drop" and item not in ALLOWED_STATUSES | {429}:
-                raise ValueError("fail_next items must be 429, 500, 502, 503, 504 or 'drop'")
+            if item not in ("drop", "drop_after") and item not in ALLOWED_STATUSES | {429}:
+                raise ValueError(
+                    "fail_next items must be 429, 500, 502, 503, 504, 'drop' or 'drop_after'"
+                )
         if settings.methods is not None:
             settings.methods = [str(m).upper() for m in settings.methods]
         with self._lock:
@@ -107,19 +115,23 @@ class Faults:
                 return Decision(latency_s=latency)
             if settings.fail_next:
                 item = settings.fail_next.pop(0)
-                if item == "drop":
-                    return Decision(drop=True, latency_s=latency)
+                if item in ("drop", "drop_after"):
+                    after = item == "drop_after" or settings.after_effect
+                    return Decision(drop=True, latency_s=latency, after_effect=after)
                 if item == 429:
                     return Decision(throttle_reset=int(time.time()) + 1, latency_s=latency)
-                return Decision(status=int(item), latency_s=latency)
+                return Decision(
+                    status=int(item), latency_s=latency, after_effect=settings.after_effect
+                )
             now = time.time()
             if now < self._throttle_until:
                 return Decision(throttle_reset=int(self._throttle_until) + 1, latency_s=latency)
-            # Draw both numbers every time so one setting does not shift the other's sequence.
+            # Draw every number every time so one setting does not shift another's sequence.
             drop_draw, error_draw = self._rng.random(), self._rng.random()
             status_draw = self._rng.choice(settings.statuses)
+            after = settings.after_effect or self._rng.random() < settings.after_effect_rate
             if drop_draw < settings.drop_rate:
-                return Decision(drop=True, latency_s=latency)
+                return Decision(drop=True, latency_s=latency, after_effect=after)
             if error_draw < settings.error_rate:
-                return Decision(status=status_draw, latency_s=latency)
+                return Decision(status=status_draw, latency_s=latency, after_effect=after)
             return Decision(latency_s=latency)

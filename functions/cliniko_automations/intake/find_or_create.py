@@ -18,6 +18,19 @@ Identity rules (documented in README's intake section and the worker's report):
   a contact, and a re-created duplicate would hide the archive decision): when only archived
   contacts match, the submission is parked for a person to decide.
 - Several active matches are never guessed between: parked, nothing written.
+
+Adopting a contact as the result of this submission's own lost create (the create reached
+Cliniko but its answer did not reach us) needs proof, because anything adopted is recorded
+as made by the intake (the ledger the cleanup trusts) and gets none of the submission's
+fields written: Cliniko's `created_at` must fall inside that create attempt's window (from
+just before the request to when its answer was lost, a clock-skew margin either side), and
+every field the create sent must be on the contact as sent (compared as Cliniko stores them).
+A contact that fails either test was made by someone else (staff, another submission) and is
+treated as any existing contact: the source's update policy, outcome "updated", no ledger.
+No marker is added to the contacts the intake creates: Cliniko has no hidden or custom field
+on contacts, and `notes` is what staff read and edit (and what some sources fill from the
+form), so a token there would be noise in the record, could be deleted by hand, and would
+still need these checks when it is missing.
 """
 
 from __future__ import annotations
@@ -34,15 +47,15 @@ from cliniko_automations.intake.submission import ContactDraft, UpdatePolicy
 
 Contact = Mapping[str, Any]
 
-# A contact whose creation time is at most this much before our create intent is still
-# taken to be ours: Cliniko's clock and ours are not the same clock.
+# Cliniko's clock and ours are not the same clock: a create attempt's window is widened by
+# this much on both sides.
 CLOCK_SKEW = timedelta(minutes=2)
+# When an attempt died without noting when its create's answer was lost (a crash, a killed
+# invocation), its window ends this long after it began: a Lambda invocation cannot run
+# longer, and a request it sent is answered (or abandoned by Cliniko) well within that.
+ATTEMPT_LIMIT = timedelta(minutes=15)
 # Digit strings shorter than this never match by suffix (too many false positives).
 MIN_SUFFIX_DIGITS = 8
-
-# Fields compared when recovering a create that has no email/name+phone identity: the ones a
-# person fills in, not addresses or notes that staff may already have edited.
-RECOVERY_FIELDS = ("title", "first_name", "last_name", "company_name", "occupation")
 
 
 class LookupKind(StrEnum):
@@ -152,20 +165,28 @@ def parse_time(value: Any) -> datetime | None:
     return None
 
 
-def created_since(contact: Contact, since: datetime) -> bool:
+@dataclass(frozen=True)
+class CreateWindow:
+    """When one create attempt could have made a contact: from just before its request to
+    when its answer was lost (or, unknown, the longest an attempt can last)."""
+
+    started_at: datetime
+    lost_at: datetime | None = None
+
+    def contains(self, moment: datetime) -> bool:
+        end = self.lost_at or self.started_at + ATTEMPT_LIMIT
+        return self.started_at - CLOCK_SKEW <= moment <= end + CLOCK_SKEW
+
+
+def made_by_create(draft: ContactDraft, contact: Contact, window: CreateWindow) -> bool:
+    """Whether `contact` is provably what this draft's create made in `window`: created in
+    it, and carrying every field the create sent, as sent."""
     created = parse_time(contact.get("created_at"))
-    return created is not None and created >= since - CLOCK_SKEW
-
-
-def same_person_fields(draft: ContactDraft, contact: Contact) -> bool:
-    """For recovering an identity-less create: the contact carries what the draft sent."""
-    for name in RECOVERY_FIELDS:
-        ours = getattr(draft, name)
-        if _fold(ours) != _fold(contact.get(name)):
-            return False
-    ours_phones = [phone_digits(p.number) for p in draft.phone_numbers]
-    theirs = contact_phone_digits(contact)
-    return all(any(phones_match(p, t) for t in theirs) for p in ours_phones if p)
+    if created is None or not window.contains(created):
+        return False
+    return all(
+        _same(name, value, contact.get(name)) for name, value in draft.cliniko_fields().items()
+    )
 
 
 # --- deciding ---------------------------------------------------------------------------
@@ -189,14 +210,13 @@ def decide(
     candidates: Iterable[Contact],
     policy: UpdatePolicy,
     *,
-    intent_started_at: datetime | None = None,
+    lost_create: CreateWindow | None = None,
 ) -> Decision:
     """What to do, given the contacts Cliniko returned for the lookup.
 
-    `intent_started_at` is set when an earlier attempt at this same submission recorded that
-    it was about to create a contact: a single match created since then is that contact
-    (the earlier attempt crashed, or its create timed out, after Cliniko saved it), so it is
-    adopted as created by us instead of being treated as someone else's record.
+    `lost_create` is set when an earlier attempt at this same submission sent a create whose
+    answer it never had: a single match that this create provably made (see
+    `made_by_create`) is adopted as created by us; any other match is someone else's.
     """
     found = [c for c in candidates if matches(lookup, c)]
     active = [c for c in found if not is_archived(c)]
@@ -207,7 +227,7 @@ def decide(
         )
     if len(active) == 1:
         contact = active[0]
-        if intent_started_at is not None and created_since(contact, intent_started_at):
+        if lost_create is not None and made_by_create(draft, contact, lost_create):
             return Decision("adopt", contact_id=str(contact["id"]))
         changes = plan_update(draft, contact, policy)
         if not changes:
@@ -221,17 +241,11 @@ def decide(
 
 
 def decide_recovery(
-    draft: ContactDraft, candidates: Iterable[Contact], intent_started_at: datetime
+    draft: ContactDraft, candidates: Iterable[Contact], lost_create: CreateWindow
 ) -> Decision:
-    """For an identity-less submission whose earlier attempt may have created the contact:
-    the contacts created since the intent that carry the draft's fields."""
-    ours = [
-        c
-        for c in candidates
-        if not is_archived(c)
-        and created_since(c, intent_started_at)
-        and same_person_fields(draft, c)
-    ]
+    """For an identity-less submission whose earlier attempt's create lost its answer: the
+    contact that create provably made, else a create (the others are other people)."""
+    ours = [c for c in candidates if not is_archived(c) and made_by_create(draft, c, lost_create)]
     if len(ours) == 1:
         return Decision("adopt", contact_id=str(ours[0]["id"]))
     if len(ours) > 1:
@@ -269,9 +283,11 @@ def _same_phones(ours: Sequence[Mapping[str, Any]], theirs: Any) -> bool:
 
 
 def _same(field_name: str, ours: Any, theirs: Any) -> bool:
+    """Whether a submitted value and a stored one are the same, as Cliniko stores values
+    (emails and country codes in any case, phones by their digits, blanks as "")."""
     if field_name == "phone_numbers":
         return _same_phones(ours, theirs)
-    if field_name == "email":
+    if field_name in ("email", "country_code"):
         return (ours or "").strip().lower() == (theirs or "").strip().lower()
     if isinstance(ours, str) and isinstance(theirs, str):
         return ours.strip() == theirs.strip()

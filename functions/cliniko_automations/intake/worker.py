@@ -13,11 +13,15 @@ Exactly-once, in the order things can go wrong:
    name); the second waits, then looks up after the first created, and finds the contact.
 2. A crash (or a timeout whose outcome is unknown) after Cliniko created the contact but
    before the idempotency record says so: before every create the worker writes a *create
-   intent* keyed by the submission's idempotency key, with the time. A retry that finds an
-   intent looks up again; a single match created since the intent is the contact the earlier
-   attempt made, so it is adopted (ledger written, outcome "created") instead of created
-   twice. Submissions with no identity to look up (no email, no name+phone) are recovered by
-   listing the contacts created since the intent and comparing the submitted fields.
+   intent* keyed by the submission's idempotency key with that attempt's start, and notes
+   when the create's answer was lost. A retry that finds an intent looks up again; a match
+   that this create provably made (Cliniko's `created_at` inside that attempt's window and
+   every field as the create sent it, see find_or_create) is adopted (ledger written,
+   outcome "created") instead of created twice. Any other match was made by someone else
+   while the submission waited (staff, another submission of the same person: the claim is
+   not held between attempts), so it is updated per the source's policy like any existing
+   contact, and stays out of the ledger. Submissions with no identity to look up (no email,
+   no name+phone) are recovered by listing the contacts created in the window.
 3. Cliniko says no for good (422): the submission is rejected (dead-lettered by the handler).
    Cliniko is busy (429/5xx after the client's own retries): the attempt fails and the
    queue delivers it again later.
@@ -98,14 +102,28 @@ class Claims(Protocol):
 
 @dataclass(frozen=True)
 class Intent:
+    """The latest create attempt of one submission: when it began, when its answer was lost
+    (None: unknown, the attempt died), and the contact once the create is known."""
+
     started_at: datetime
+    lost_at: datetime | None = None
     contact_id: str | None = None
+
+    @property
+    def window(self) -> foc.CreateWindow:
+        return foc.CreateWindow(self.started_at, self.lost_at)
 
 
 class Intents(Protocol):
     def get(self, idempotency_key: str) -> Intent | None: ...
 
-    def begin(self, idempotency_key: str, started_at: datetime) -> None: ...
+    def begin(self, idempotency_key: str, started_at: datetime) -> None:
+        """A create attempt starts: replaces any earlier attempt's times."""
+        ...
+
+    def lost(self, idempotency_key: str, lost_at: datetime) -> None:
+        """The attempt's create answer was lost (its window ends here)."""
+        ...
 
     def complete(self, idempotency_key: str, contact_id: str) -> None: ...
 
@@ -122,7 +140,10 @@ class LedgerEntry:
 
 
 class Ledger(Protocol):
-    def record(self, entry: LedgerEntry) -> None: ...
+    def record(self, entry: LedgerEntry) -> None:
+        """Records the contact as made by `entry.submission_id`; an entry another
+        submission already holds for the contact is kept, never overwritten."""
+        ...
 
 
 class Parking(Protocol):
@@ -142,6 +163,9 @@ class Outcome:
     reason: str | None = None
     recovered: bool = False  # adopted a contact an earlier, interrupted attempt created
     fields: tuple[str, ...] = ()  # names of fields written (create or update)
+    # An earlier attempt of this submission already completed this outcome (and reported
+    # it, unless its invocation died): not a second ContactCreated.
+    replayed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -213,9 +237,10 @@ class IntakeWorker:
             intent = self._intents.get(submission.idempotency_key)
             if intent is not None and intent.contact_id is not None:
                 # An earlier attempt created the contact and recorded it, then failed before
-                # the idempotency record was saved: finish its bookkeeping, create nothing.
+                # the idempotency record was saved (or that record expired before this
+                # replay): finish its bookkeeping, create nothing, count nothing again.
                 self._record_created(submission, intent.contact_id)
-                return self._created(submission, intent.contact_id, recovered=True)
+                return self._created(submission, intent.contact_id, recovered=True, replayed=True)
             decision = self._decide(submission, lookup, cliniko, intent)
             return self._apply(submission, lookup, decision, cliniko)
 
@@ -227,15 +252,13 @@ class IntakeWorker:
         intent: Intent | None,
     ) -> foc.Decision:
         draft = submission.draft
-        started = intent.started_at if intent else None
+        window = intent.window if intent else None
         if lookup.kind is foc.LookupKind.NONE:
-            if intent is None:
+            if window is None:
                 return foc.Decision("create", changes=draft.cliniko_fields())
-            return foc.decide_recovery(draft, self._recent(cliniko, draft, started), started)
+            return foc.decide_recovery(draft, self._recent(cliniko, draft, window), window)
         candidates = self._candidates(cliniko, lookup)
-        return foc.decide(
-            draft, lookup, candidates, submission.update_policy, intent_started_at=started
-        )
+        return foc.decide(draft, lookup, candidates, submission.update_policy, lost_create=window)
 
     def _apply(
         self,
@@ -276,8 +299,10 @@ class IntakeWorker:
             contact = cliniko.create_contact(dict(decision.changes))
         except (errors.CreateOutcomeUnknown, errors.ServerError, httpx.TransportError):
             # Cliniko may have saved it. Look before anyone creates again: now, and (the
-            # intent stays) on the retry, when a slow create has surely landed.
-            again = self._decide(submission, lookup, cliniko, Intent(started))
+            # intent stays, with this attempt's window) on the retry.
+            lost = self._now()
+            self._intents.lost(submission.idempotency_key, lost)
+            again = self._decide(submission, lookup, cliniko, Intent(started, lost))
             if again.action == "adopt":
                 self._record_created(submission, again.contact_id)
                 return self._created(submission, again.contact_id, recovered=True)
@@ -293,7 +318,8 @@ class IntakeWorker:
 
     def _record_created(self, submission: Submission, contact_id: str) -> None:
         # Ledger first: if we die between the two writes, the intent still lacks the id and
-        # the retry adopts the contact again, rewriting the same ledger item (a put by id).
+        # the retry adopts the contact again, writing the same ledger entry (the ledger keeps
+        # the first submission's entry for a contact, so nothing can rewrite it).
         self._ledger.record(
             LedgerEntry(
                 contact_id=contact_id,
@@ -305,13 +331,18 @@ class IntakeWorker:
         )
         self._intents.complete(submission.idempotency_key, contact_id)
 
-    def _created(self, submission: Submission, contact_id: str, *, recovered: bool) -> Outcome:
+    def _created(
+        self, submission: Submission, contact_id: str, *, recovered: bool, replayed: bool = False
+    ) -> Outcome:
+        # An adopted contact carries every field the create sent (that is how it was
+        # recognised), so those are the fields written.
         return Outcome(
             "created",
             submission.submission_id,
             contact_id=contact_id,
             recovered=recovered,
             fields=tuple(foc.present_fields(submission.draft)),
+            replayed=replayed,
         )
 
     @staticmethod
@@ -330,8 +361,10 @@ class IntakeWorker:
         return [_contact_dict(c) for c in cliniko.list_contacts(filters)]
 
     @staticmethod
-    def _recent(cliniko: ContactsPort, draft: Any, since: datetime) -> list[dict[str, Any]]:
-        filters: list[Any] = [DateTimeFilter("created_at").gt(since - foc.CLOCK_SKEW)]
+    def _recent(
+        cliniko: ContactsPort, draft: Any, window: foc.CreateWindow
+    ) -> list[dict[str, Any]]:
+        filters: list[Any] = [DateTimeFilter("created_at").gt(window.started_at - foc.CLOCK_SKEW)]
         for name in ("first_name", "last_name", "company_name"):
             value = (getattr(draft, name) or "").strip()
             if value:

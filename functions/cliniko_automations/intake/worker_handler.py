@@ -5,7 +5,11 @@ idempotency keyed on `Submission.idempotency_key` (never the raw SQS record, who
 receipt handles change on every delivery), and turns the outcome into metrics, logs and a
 batch item result:
 
-- done (created, updated, unchanged, parked): the message is deleted by SQS;
+- done (created, updated, unchanged, parked): the message is deleted by SQS. A parked
+  submission is done here but not complete: it waits on the parked queue for a person to
+  merge the duplicates and replay it, so its idempotency record is dropped rather than
+  saved, and the replay (within the idempotency window or after it) is looked up afresh:
+  updated or created once the duplicates are gone, parked again while they remain;
 - `RetryLater` (Cliniko 429/5xx, a busy claim, an unknown create outcome, an attempt of the
   same submission still in progress): the message fails, its visibility is raised to an
   exponential backoff by receive count, and its reason is stored by message id; after five
@@ -86,6 +90,22 @@ class Runtime:
     queues: SqsQueues
 
 
+class _Parked(Exception):
+    """Raised out of the idempotent function with a parked outcome: Powertools deletes the
+    submission's record on an exception, so a replay of the parked message is processed
+    again instead of being answered "parked" from the record."""
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        super().__init__("parked")
+        self.outcome = outcome
+
+
+def now() -> datetime:
+    """The worker's clock, which Cliniko's `created_at` is compared with (a module function
+    so that tests replaying a message days later move it with the emulator's)."""
+    return datetime.now(UTC)
+
+
 def _mark_replayed(response: dict[str, Any], _record: Any) -> dict[str, Any]:
     # Called by Powertools when the answer comes from a completed record: a redelivery,
     # which must not count as a second ContactCreated.
@@ -124,6 +144,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         intents=DynamoIntents(dynamodb, settings.idempotency_table),
         ledger=DynamoLedger(dynamodb, settings.ledger_table),
         parking=SqsParking(sqs, settings.parked_queue_url),
+        now=lambda: now(),  # looked up at each call, so tests can move the clock
     )
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.idempotency_table, boto3_client=dynamodb
@@ -139,7 +160,10 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         secret = _accounts(settings.form_sources_file).get(submission.account)
         if secret is None:
             raise Rejected("unknown_account")
-        return worker.process(submission, client_for_secret(secret)).as_dict()
+        outcome = worker.process(submission, client_for_secret(secret)).as_dict()
+        if outcome["action"] == "parked":
+            raise _Parked(outcome)
+        return outcome
 
     return Runtime(
         settings=settings,
@@ -270,6 +294,8 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         raise failure
     try:
         outcome: dict[str, Any] = rt.handle(submission=submission)
+    except _Parked as parked:
+        outcome = parked.outcome
     except Rejected as exc:
         return _reject(rt, record, submission, exc.reason)
     except IdempotencyAlreadyInProgressError:

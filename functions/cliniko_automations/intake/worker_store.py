@@ -7,8 +7,9 @@ records (`intake-worker#<md5>`):
 - `intake-claim#<sha256>`: a short lock on one person's identity (the hash of account and
   lower-cased email, or account and name) so concurrent workers look up and create one at a
   time. A conditional put takes it; it expires by itself if its holder dies.
-- `intake-intent#<sha256(idempotency key)>`: written just before a create, completed with the
-  contact id just after; how a retry knows an earlier attempt may have created the contact.
+- `intake-intent#<sha256(idempotency key)>`: written just before each create attempt (its
+  start), stamped when the create's answer is lost, completed with the contact id just
+  after; how a retry knows an earlier attempt may have created the contact, and when.
 - `intake-failure#<SQS message id>`: the last failure reason of a message, for
   `scripts/dead_letters.py` (SQS redrive keeps the message id, but not anything we could add
   to the message, so the reason is stored beside it and found by that id).
@@ -142,21 +143,33 @@ class DynamoIntents:
         ).get("Item")
         if not item:
             return None
-        contact = item.get("contact_id", {}).get("S")
-        return Intent(datetime.fromisoformat(item["started_at"]["S"]), contact)
+        lost = item.get("lost_at", {}).get("S")
+        return Intent(
+            started_at=datetime.fromisoformat(item["started_at"]["S"]),
+            lost_at=datetime.fromisoformat(lost) if lost else None,
+            contact_id=item.get("contact_id", {}).get("S"),
+        )
 
     def begin(self, idempotency_key: str, started_at: datetime) -> None:
-        # if_not_exists keeps the first attempt's time, so a late create from that attempt
-        # still falls inside the window a later retry searches.
+        # Each attempt replaces the last one's window: a retry adopts only what the latest
+        # create could have made (the earlier ones were looked for before this one began).
         self._client.update_item(
             TableName=self._table,
             Key={"id": _intent_id(idempotency_key)},
-            UpdateExpression="SET started_at = if_not_exists(started_at, :t), #exp = :exp",
+            UpdateExpression="SET started_at = :t, #exp = :exp REMOVE lost_at",
             ExpressionAttributeNames={"#exp": "expiration"},
             ExpressionAttributeValues={
                 ":t": {"S": started_at.isoformat()},
                 ":exp": {"N": str(int(self._clock()) + LONG_TTL_SECONDS)},
             },
+        )
+
+    def lost(self, idempotency_key: str, lost_at: datetime) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key={"id": _intent_id(idempotency_key)},
+            UpdateExpression="SET lost_at = :t",
+            ExpressionAttributeValues={":t": {"S": lost_at.isoformat()}},
         )
 
     def complete(self, idempotency_key: str, contact_id: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -100,6 +101,36 @@ def test_error_after_effect_still_creates(http: httpx.Client, cliniko) -> None:
     cliniko.control.set_faults(fail_next=[502])
     assert http.post("/contacts", json={"first_name": "Never"}).status_code == 502
     assert len(cliniko.control.contacts()) == 1
+
+
+def test_commit_then_drop_and_a_share_of_faults_after_effect(http: httpx.Client, cliniko) -> None:
+    cliniko.control.set_faults(fail_next=["drop_after", "drop"], methods=["POST"])
+    for name in ("Committed", "Refused"):
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.post("/contacts", json={"first_name": name})
+    assert [c["first_name"] for c in cliniko.control.contacts()] == ["Committed"]
+    # Half of the random faults after the write, half before; the log says which.
+    cliniko.control.set_faults(error_rate=1.0, statuses=[500], after_effect_rate=0.5, seed=7)
+    answers = [http.post("/contacts", json={"first_name": f"N{n}"}) for n in range(40)]
+    assert {a.status_code for a in answers} == {500}
+    faults = [e["fault"] for e in cliniko.control.requests()[2:]]
+    committed = faults.count("error 500 after effect")
+    assert committed + faults.count("error 500") == 40 and 10 <= committed <= 30
+    assert len(cliniko.control.contacts()) == 1 + committed
+    assert [e["fault"] for e in cliniko.control.requests()[:2]] == ["drop after effect", "drop"]
+
+
+def test_the_clock_moves_creation_times_forward(http: httpx.Client, cliniko) -> None:
+    def days_ahead() -> float:
+        created = http.post("/contacts", json={"first_name": "Later"}).json()["created_at"]
+        moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        return (moment - datetime.now(UTC)).total_seconds() / 86400
+
+    assert cliniko.control.set_clock(3 * 86400) == 3 * 86400
+    assert 2.99 < days_ahead() < 3.01
+    cliniko.control.reset()  # back to the real time
+    cliniko.control.add_key(cliniko.api_key)
+    assert abs(days_ahead()) < 0.01
 
 
 def test_a_throttled_request_never_takes_effect(http: httpx.Client, cliniko) -> None:

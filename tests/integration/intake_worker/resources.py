@@ -13,8 +13,10 @@ import importlib.util
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,35 @@ class WorkerStack:
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.ledger_table):
             items += [{k: v["S"] for k, v in item.items()} for item in page["Items"]]
         return items
+
+
+class WorldClock:
+    """Days pass for the worker: its clock and the Cliniko emulator's move forward together,
+    and the idempotency table loses what DynamoDB's TTL would have deleted by then
+    (Powertools' records after a day; intents, failures and claims by their own expiry).
+    Everything else (moto, the request signatures of the intake API) keeps the real time."""
+
+    def __init__(self, monkeypatch: Any, stack: WorkerStack, control: Any) -> None:
+        from cliniko_automations.intake import worker_handler
+
+        self.offset = timedelta(0)
+        self._stack = stack
+        self._control = control
+        monkeypatch.setattr(worker_handler, "now", self.now, raising=False)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+        self._control.set_clock(self.offset.total_seconds())
+        now = time.time() + self.offset.total_seconds()
+        table = self._stack.idempotency_table
+        for page in self._stack.dynamodb.get_paginator("scan").paginate(TableName=table):
+            for item in page["Items"]:
+                expiration = item.get("expiration", {}).get("N")
+                if expiration is not None and float(expiration) < now:
+                    self._stack.dynamodb.delete_item(TableName=table, Key={"id": item["id"]})
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cliniko_automations.intake.ledger import DynamoLedger
 from cliniko_automations.intake.parking import SqsParking, SqsQueues, queue_url_for
 from cliniko_automations.intake.submission import ContactDraft, Submission
-from cliniko_automations.intake.worker import ClaimBusy, LedgerEntry
+from cliniko_automations.intake.worker import ClaimBusy, Intent, LedgerEntry
 from cliniko_automations.intake.worker_store import (
     DynamoClaims,
     DynamoFailures,
@@ -93,16 +93,21 @@ def test_waiters_take_the_claim_one_at_a_time(stack: WorkerStack) -> None:
     assert inside == []
 
 
-def test_intent_keeps_the_first_start_and_records_the_contact(stack: WorkerStack) -> None:
+def test_intent_holds_the_latest_attempts_window_and_records_the_contact(
+    stack: WorkerStack,
+) -> None:
     intents = DynamoIntents(stack.dynamodb, stack.idempotency_table)
     assert intents.get("src:1") is None
     first = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     intents.begin("src:1", first)
-    intents.begin("src:1", datetime(2026, 11, 23, 12, 5, tzinfo=UTC))
-    assert intents.get("src:1").started_at == first
-    assert intents.get("src:1").contact_id is None
+    intents.lost("src:1", first + timedelta(seconds=20))
+    assert intents.get("src:1") == Intent(first, first + timedelta(seconds=20))
+    # The next attempt (days later, a dead-letter replay) starts a window of its own.
+    retry = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    intents.begin("src:1", retry)
+    assert intents.get("src:1") == Intent(retry)
     intents.complete("src:1", "123")
-    assert intents.get("src:1").contact_id == "123"
+    assert intents.get("src:1") == Intent(retry, None, "123")
     item = stack.dynamodb.scan(TableName=stack.idempotency_table)["Items"][0]
     assert "src:1" not in json.dumps(item)  # stored under a hash
 
@@ -115,11 +120,13 @@ def test_failure_reason_by_message_id(stack: WorkerStack) -> None:
     assert failures.get("m-2") is None
 
 
-def test_ledger_is_keyed_by_contact_id(stack: WorkerStack) -> None:
+def test_ledger_is_keyed_by_contact_id_and_never_overwritten(stack: WorkerStack) -> None:
     ledger = DynamoLedger(stack.dynamodb, stack.ledger_table)
     entry = LedgerEntry("42", "test-clinic", "test-json", "sub-1", "2026-11-23T12:00:00+00:00")
     ledger.record(entry)
     ledger.record(entry)
+    # A later submission never replaces the one that created the contact.
+    ledger.record(LedgerEntry("42", "test-clinic", "test-json", "sub-2", "2026-11-24"))
     assert ledger.get("42") == entry
     assert stack.ledger_items() == [
         {

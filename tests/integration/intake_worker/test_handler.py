@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cliniko_automations.intake import worker_handler
@@ -16,6 +16,7 @@ from tests.integration.intake_worker.resources import (
     MAX_RECEIVE_COUNT,
     WORKER_TIMEOUT_MS,
     WorkerStack,
+    WorldClock,
     create_worker_stack,
     emf_metrics,
     load_dead_letters_script,
@@ -95,6 +96,24 @@ def test_redelivery_of_the_same_submission_is_answered_from_the_record(
     assert len(cliniko.control.contacts()) == 1
     posts = [r for r in cliniko.control.requests() if r["method"] == "POST"]
     assert len(posts) == 1
+    assert emf_metrics(capsys.readouterr().out).get("ContactCreated") == 1
+
+
+def test_a_replay_after_the_idempotency_window_counts_no_second_contact(
+    stack, cliniko, monkeypatch, capsys
+) -> None:
+    clock = WorldClock(monkeypatch, stack, cliniko.control)
+    sub = submission()
+    send(stack, sub)
+    run_until_empty(stack)
+    [entry] = stack.ledger_items()
+    # A duplicate of the message, replayed from the dead-letter queue three days later: the
+    # idempotency record is gone, the create intent still names the contact.
+    clock.advance(timedelta(days=3))
+    send(stack, sub)
+    run_until_empty(stack)
+    assert [c["id"] for c in cliniko.control.contacts()] == [entry["contact_id"]]
+    assert stack.ledger_items() == [entry]
     assert emf_metrics(capsys.readouterr().out).get("ContactCreated") == 1
 
 
@@ -241,3 +260,60 @@ def test_records_are_not_started_too_close_to_the_timeout(stack, cliniko, monkey
     # Handed back at once (not after the batch's visibility timeout), then done in time.
     run_until_empty(stack)
     assert len(cliniko.control.contacts()) == 1
+
+
+def replay_parked(stack: WorkerStack) -> list[Submission]:
+    """What the operator does after looking at the parked queue: every parked message back
+    to the submission queue (then deleted from the parked queue)."""
+    replayed = []
+    for message in stack.drain(stack.parked_queue_url):
+        stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=message["Body"])
+        stack.sqs.delete_message(
+            QueueUrl=stack.parked_queue_url, ReceiptHandle=message["ReceiptHandle"]
+        )
+        replayed.append(Submission.model_validate_json(message["Body"]))
+    return replayed
+
+
+@pytest.mark.parametrize(
+    "replayed_after",
+    [timedelta(hours=2), timedelta(days=3)],
+    ids=["within-idempotency-window", "after-idempotency-window"],
+)
+def test_a_parked_submission_stays_replayable(stack, cliniko, monkeypatch, replayed_after) -> None:
+    clock = WorldClock(monkeypatch, stack, cliniko.control)
+    client = cliniko.client()
+    keep = client.create_contact({"first_name": "Ana", "email": "ana.lima@example.com"})
+    duplicate = client.create_contact({"first_name": "A.", "email": "ANA.LIMA@example.com"})
+    sub = submission()
+    send(stack, sub)
+    run_until_empty(stack)
+    assert [s.submission_id for s in replay_parked(stack)] == [sub.submission_id]
+
+    # Replayed while both contacts still exist: parked again, nothing written.
+    clock.advance(replayed_after)
+    run_until_empty(stack)
+    again = stack.drain(stack.parked_queue_url)
+    assert [Submission.model_validate_json(m["Body"]) for m in again] == [sub]
+    attributes = again[0]["MessageAttributes"]
+    assert attributes["reason"]["StringValue"] == "several_matches"
+    for message in again:  # visible again for the operator's replay below
+        stack.sqs.change_message_visibility(
+            QueueUrl=stack.parked_queue_url,
+            ReceiptHandle=message["ReceiptHandle"],
+            VisibilityTimeout=0,
+        )
+    assert [c["last_name"] for c in cliniko.control.contacts()] == ["", ""]
+
+    # Staff merge the duplicates (Cliniko keeps one, archives the other), then replay.
+    client.archive_contact(str(duplicate.id))
+    clock.advance(replayed_after)
+    assert replay_parked(stack) == [sub]
+    run_until_empty(stack)
+    assert stack.drain(stack.parked_queue_url) == []
+    active = cliniko.control.contacts(include_archived=False)
+    assert [(c["id"], c["first_name"], c["last_name"]) for c in active] == [
+        (str(keep.id), "Ana", "Lima")  # fill_blanks: staff's first name stays
+    ]
+    assert active[0]["phone_numbers"][0]["number"] == "0412 345 678"
+    assert stack.ledger_items() == []  # staff made it: never the intake's

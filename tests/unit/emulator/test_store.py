@@ -243,6 +243,7 @@ def test_fail_next_methods_and_bad_settings() -> None:
     assert faults.decide("POST").is_fault is False
     for bad in (
         {"error_rate": 2},
+        {"after_effect_rate": -0.1},
         {"statuses": [404]},
         {"latency_ms": -1},
         {"bogus": 1},

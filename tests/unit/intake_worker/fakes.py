@@ -1,7 +1,8 @@
 """In-memory implementations of the worker's storage ports, for testing the core without AWS.
 
 They keep the semantics the DynamoDB adapters have (a claim excludes others until released,
-an intent keeps its first start time, the ledger is a put by contact id); the adapters
+an intent holds the latest attempt's window, the ledger keeps the first submission's entry
+for a contact); the adapters
 themselves are tested against moto in tests/integration/intake_worker.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from cliniko_automations.intake.submission import Submission
@@ -44,11 +46,13 @@ class MemoryIntents:
         return self.items.get(idempotency_key)
 
     def begin(self, idempotency_key: str, started_at: datetime) -> None:
-        current = self.items.get(idempotency_key)
-        self.items[idempotency_key] = Intent(current.started_at if current else started_at)
+        self.items[idempotency_key] = Intent(started_at)
+
+    def lost(self, idempotency_key: str, lost_at: datetime) -> None:
+        self.items[idempotency_key] = replace(self.items[idempotency_key], lost_at=lost_at)
 
     def complete(self, idempotency_key: str, contact_id: str) -> None:
-        self.items[idempotency_key] = Intent(self.items[idempotency_key].started_at, contact_id)
+        self.items[idempotency_key] = replace(self.items[idempotency_key], contact_id=contact_id)
 
 
 class MemoryLedger:
@@ -56,7 +60,7 @@ class MemoryLedger:
         self.entries: dict[str, LedgerEntry] = {}
 
     def record(self, entry: LedgerEntry) -> None:
-        self.entries[entry.contact_id] = entry
+        self.entries.setdefault(entry.contact_id, entry)
 
 
 class MemoryParking:

@@ -183,36 +183,83 @@ def test_create_only_leaves_a_match_alone() -> None:
     assert (decision.action, decision.contact_id) == ("unchanged", "1001")
 
 
-def test_match_created_since_our_intent_is_adopted() -> None:
-    draft = ContactDraft(email="ana@example.com", first_name="Ana")
-    ours = contact(email="ana@example.com", first_name="Ana", created_at="2026-11-23T12:00:01Z")
-    decision = foc.decide(draft, foc.lookup_for(draft), [ours], "fill_blanks", intent_started_at=T0)
+# A create attempt that began at T0 and lost its answer 20 seconds later.
+LOST = foc.CreateWindow(T0, T0 + timedelta(seconds=20))
+
+
+def test_match_our_lost_create_made_is_adopted() -> None:
+    draft = ContactDraft(email="Ana@Example.com", first_name="Ana", country_code="au")
+    ours = contact(
+        email="Ana@Example.com",
+        first_name="Ana",
+        country_code="AU",
+        created_at="2026-11-23T12:00:01Z",
+    )
+    decision = foc.decide(draft, foc.lookup_for(draft), [ours], "fill_blanks", lost_create=LOST)
     assert (decision.action, decision.contact_id) == ("adopt", "1001")
 
 
 def test_older_match_is_not_adopted_even_with_an_intent() -> None:
     draft = ContactDraft(email="ana@example.com", first_name="Ana")
     old = contact(email="ana@example.com", created_at="2025-01-01T00:00:00Z")
-    decision = foc.decide(draft, foc.lookup_for(draft), [old], "fill_blanks", intent_started_at=T0)
+    decision = foc.decide(draft, foc.lookup_for(draft), [old], "fill_blanks", lost_create=LOST)
     assert decision.action == "update"
 
 
-def test_recovery_without_identity_compares_fields_since_the_intent() -> None:
+def test_a_match_made_after_the_attempt_is_not_adopted_even_with_our_fields() -> None:
+    # Staff typed the same values an hour after the create's answer was lost.
+    draft = ContactDraft(email="ana@example.com", first_name="Ana")
+    later = contact(email="ana@example.com", first_name="Ana", created_at="2026-11-23T13:00:20Z")
+    decision = foc.decide(draft, foc.lookup_for(draft), [later], "fill_blanks", lost_create=LOST)
+    assert (decision.action, decision.contact_id) == ("unchanged", "1001")
+    # An attempt that died without noting the loss ends at most ATTEMPT_LIMIT after it began.
+    died = foc.CreateWindow(T0)
+    assert not foc.made_by_create(draft, later, died)
+
+
+def test_a_match_in_the_window_without_our_fields_is_not_adopted() -> None:
+    draft = ContactDraft(
+        email="ana@example.com",
+        first_name="Ana",
+        company_name="Lima Physio",
+        phone_numbers=(PhoneNumber(number="0412 345 678"),),
+    )
+    staff = contact(email="ana@example.com", first_name="Ana", created_at="2026-11-23T12:00:05Z")
+    decision = foc.decide(draft, foc.lookup_for(draft), [staff], "fill_blanks", lost_create=LOST)
+    assert decision.action == "update"
+    assert set(decision.changes) == {"company_name", "phone_numbers"}
+    # The same fields as Cliniko returns them (a phone also carries its normalised form).
+    ours = dict(
+        staff,
+        company_name="Lima Physio",
+        phone_numbers=[
+            {"number": "0412 345 678", "normalized_number": "+61412345678", "phone_type": "Mobile"}
+        ],
+    )
+    assert foc.made_by_create(draft, ours, LOST)
+
+
+def test_recovery_without_identity_compares_fields_in_the_window() -> None:
     draft = ContactDraft(company_name="Acme Health Fund", type_code=2)
-    ours = contact("7", company_name="Acme Health Fund", created_at="2026-11-23T12:00:02Z")
-    before = contact("6", company_name="Acme Health Fund", created_at="2026-11-23T11:00:00Z")
-    other = contact("8", company_name="Other Fund", created_at="2026-11-23T12:00:03Z")
-    decision = foc.decide_recovery(draft, [before, ours, other], T0)
+    ours = contact(
+        "7", company_name="Acme Health Fund", type_code=2, created_at="2026-11-23T12:00:02Z"
+    )
+    before = contact(
+        "6", company_name="Acme Health Fund", type_code=2, created_at="2026-11-23T11:00:00Z"
+    )
+    other = contact("8", company_name="Other Fund", type_code=2, created_at="2026-11-23T12:00:03Z")
+    decision = foc.decide_recovery(draft, [before, ours, other], LOST)
     assert (decision.action, decision.contact_id) == ("adopt", "7")
-    assert foc.decide_recovery(draft, [before, other], T0).action == "create"
+    assert foc.decide_recovery(draft, [before, other], LOST).action == "create"
     twin = dict(ours, id="9")
-    assert foc.decide_recovery(draft, [ours, twin], T0).reason == "ambiguous_recovery"
+    assert foc.decide_recovery(draft, [ours, twin], LOST).reason == "ambiguous_recovery"
 
 
-def test_clock_skew_is_tolerated() -> None:
-    skewed = contact(created_at=(T0 - timedelta(seconds=90)).isoformat())
-    assert foc.created_since(skewed, T0)
-    assert not foc.created_since(contact(created_at=(T0 - timedelta(minutes=5)).isoformat()), T0)
+def test_clock_skew_is_tolerated_on_both_sides() -> None:
+    assert LOST.contains(T0 - timedelta(seconds=90))
+    assert not LOST.contains(T0 - timedelta(minutes=5))
+    assert LOST.contains(T0 + timedelta(seconds=20 + 90))
+    assert not LOST.contains(T0 + timedelta(minutes=5))
 
 
 def test_present_fields_are_names_only() -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
-from cliniko_automations.intake.worker import ClinikoBusy, IntakeWorker, Rejected
+from cliniko_automations.intake.worker import ClinikoBusy, IntakeWorker, Rejected, RetryLater
 
 from tests.unit.intake_worker.fakes import (
     MemoryClaims,
@@ -44,9 +44,31 @@ class Harness:
         self.intents = MemoryIntents()
         self.ledger = MemoryLedger()
         self.parking = MemoryParking()
+        # The worker's clock, moved forward with the emulator's by `later()`.
+        self.offset = timedelta(0)
         self.worker = IntakeWorker(
-            claims=self.claims, intents=self.intents, ledger=self.ledger, parking=self.parking
+            claims=self.claims,
+            intents=self.intents,
+            ledger=self.ledger,
+            parking=self.parking,
+            now=lambda: datetime.now(UTC) + self.offset,
         )
+
+    def later(self, delta: timedelta) -> datetime:
+        """Time passes (for the worker and Cliniko alike); returns the new now."""
+        self.offset += delta
+        self.cliniko.control.set_clock(self.offset.total_seconds())
+        return datetime.now(UTC) + self.offset
+
+    def staff_create(self, body: dict, at: datetime) -> str:
+        """A contact a member of staff typed in by hand at `at`."""
+        [contact_id] = self.cliniko.control.seed(
+            contacts=[{**body, "created_at": at.isoformat().replace("+00:00", "Z")}]
+        )
+        return contact_id
+
+    def last_write_body(self, method: str) -> dict:
+        return [r for r in self.cliniko.control.requests() if r["method"] == method][-1]["body"]
 
     def process(self, submission: Submission):
         return self.worker.process(submission, self.client)
@@ -250,3 +272,115 @@ def test_cliniko_server_errors_are_retryable(h: Harness) -> None:
     assert caught.value.retryable and caught.value.throttled
     h.cliniko.control.set_faults(error_rate=0.0)
     assert h.contacts() == []
+
+
+# --- a retry adopts only the contact its own lost create made (issue 11) -----------------
+
+STAFF_ANA = {"first_name": "Ana", "last_name": "Lima", "email": "ana.lima@example.com"}
+
+
+def test_a_contact_staff_made_after_a_lost_create_is_updated_not_adopted(h: Harness) -> None:
+    sub = submit(ANA)
+    # Attempt 1: Cliniko answers the create with a 500 without saving anything.
+    h.cliniko.control.set_faults(fail_next=[500], methods=["POST"])
+    with pytest.raises(RetryLater):
+        h.process(sub)
+    assert h.contacts() == []
+    # An hour later a receptionist types the person in by hand; the retry comes after that.
+    staff_id = h.staff_create({**STAFF_ANA, "notes": "Walk-in"}, h.later(timedelta(hours=1)))
+    h.later(timedelta(minutes=30))
+    outcome = h.process(sub)
+    assert (outcome.action, outcome.contact_id, outcome.recovered) == ("updated", staff_id, False)
+    # Not the intake's contact: the cleanup must never see it as one.
+    assert h.ledger.entries == {}
+    [contact] = h.contacts()
+    assert contact["company_name"] == "Lima Physio"
+    assert contact["phone_numbers"][0]["number"] == "0412 345 678"
+    assert contact["notes"] == "Walk-in"
+    # The reported fields are the ones written.
+    assert set(outcome.fields) == set(h.last_write_body("PATCH"))
+
+
+def test_a_contact_another_submission_made_between_attempts_is_not_adopted(h: Harness) -> None:
+    first = submit(ANA)
+    h.cliniko.control.set_faults(fail_next=[500], methods=["POST"])
+    with pytest.raises(RetryLater):
+        h.process(first)
+    # Another submission of the same person, with other fields, creates the contact.
+    second = submit(ContactDraft(**STAFF_ANA, occupation="Physiotherapist"))
+    made = h.process(second)
+    assert made.action == "created"
+    outcome = h.process(first)  # the first one's retry
+    assert (outcome.action, outcome.contact_id, outcome.recovered) == (
+        "updated",
+        made.contact_id,
+        False,
+    )
+    [contact] = h.contacts()
+    assert (contact["occupation"], contact["company_name"]) == ("Physiotherapist", "Lima Physio")
+    assert set(outcome.fields) == set(h.last_write_body("PATCH"))
+    # The ledger still names the submission that created the contact.
+    assert list(h.ledger.entries) == [made.contact_id]
+    assert h.ledger.entries[made.contact_id].submission_id == second.submission_id
+
+
+def test_the_same_fields_typed_long_after_a_crashed_attempt_are_not_adopted(h: Harness) -> None:
+    sub = submit(ANA)
+    # An attempt a day ago was about to create, and died before Cliniko saw the request.
+    h.intents.begin(sub.idempotency_key, datetime.now(UTC) - timedelta(days=1))
+    # Today staff type in exactly what the form said.
+    made = h.client.create_contact(ANA.cliniko_fields())
+    outcome = h.process(sub)
+    assert (outcome.action, outcome.contact_id, outcome.recovered) == (
+        "unchanged",
+        str(made.id),
+        False,
+    )
+    assert h.ledger.entries == {}
+
+
+def test_a_retry_days_later_adopts_its_own_lost_create_not_the_first_attempts(h: Harness) -> None:
+    sub = submit(ANA)
+    h.cliniko.control.set_faults(fail_next=[500], methods=["POST"])
+    with pytest.raises(RetryLater):
+        h.process(sub)
+    # Replayed from the dead-letter queue three days later: Cliniko commits the create, then
+    # the connection drops before the answer arrives.
+    h.later(timedelta(days=3))
+    h.cliniko.control.set_faults(fail_next=["drop_after"], methods=["POST"])
+    outcome = h.process(sub)
+    [contact] = h.contacts()
+    assert (outcome.action, outcome.contact_id, outcome.recovered) == (
+        "created",
+        contact["id"],
+        True,
+    )
+    assert outcome.fields == tuple(sorted(ANA.cliniko_fields()))
+    assert h.ledger.entries[contact["id"]].submission_id == sub.submission_id
+
+
+def test_a_lost_create_of_another_person_with_the_same_name_is_not_adopted(h: Harness) -> None:
+    # No email, name + phone: staff made "Ana Lima" with this phone but another company.
+    draft = ContactDraft(
+        first_name="Ana",
+        last_name="Lima",
+        company_name="Lima Physio",
+        phone_numbers=(PhoneNumber(number="0412 345 678"),),
+    )
+    sub = submit(draft)
+    h.cliniko.control.set_faults(fail_next=[500], methods=["POST"])
+    with pytest.raises(RetryLater):
+        h.process(sub)
+    staff_id = h.staff_create(
+        {
+            "first_name": "Ana",
+            "last_name": "Lima",
+            "company_name": "Other Practice",
+            "phone_numbers": [{"number": "+61 412 345 678", "phone_type": "Mobile"}],
+        },
+        h.later(timedelta(seconds=20)),  # inside the attempt's clock-skew margin
+    )
+    outcome = h.process(sub)
+    assert (outcome.action, outcome.contact_id) == ("unchanged", staff_id)
+    assert h.contacts()[0]["company_name"] == "Other Practice"  # fill_blanks: staff's stays
+    assert h.ledger.entries == {}
