@@ -38,6 +38,7 @@ from cliniko_emulator import EmulatorControl, EmulatorServer  # noqa: E402
 from local_run import defaults  # noqa: E402
 from local_run.cold_start import run_cold  # noqa: E402
 from local_run.resources import Provisioner  # noqa: E402
+from local_run.runtime_python import find_runtime_python  # noqa: E402
 from local_run.system import MotoServer  # noqa: E402
 from local_run.template import SamApp  # noqa: E402
 
@@ -64,18 +65,6 @@ def zip_size(path: Path) -> int:
                 if file.is_file():
                     archive.write(file, file.relative_to(path))
         return target.stat().st_size
-
-
-def runtime_python() -> str:
-    env = dict(os.environ, PYENV_VERSION="3.11.7:3.13.0")
-    found = subprocess.run(
-        ["python3.13", "-c", "import sys; print(sys.executable)"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return found.stdout.strip()
 
 
 class Stack:
@@ -305,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
-    python = runtime_python()
+    python = find_runtime_python()
     stack = Stack()
     try:
         with tempfile.TemporaryDirectory() as tmp:

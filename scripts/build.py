@@ -17,10 +17,11 @@ system is read-only, so without shipped `.pyc` files every cold start compiles e
     python scripts/build.py --no-compile skip the .pyc step (for cold-start comparisons)
     python scripts/build.py --arch x86_64 the same artifact for x86_64 (.aws-sam/build-x86_64)
 
-Staging first validates the staged form_sources.yaml, including that every secret it names
-sits under the SecretsPrefix the functions may read (template.yaml's default, or
---secrets-prefix), and cleanup_rules.yaml against its accounts: a broken configuration fails
-the build with its problems, not the first submission or scheduled run.
+Staging first validates form_sources.yaml (the file in functions/, so a mistake names the file
+to edit), including that every secret it names sits under the SecretsPrefix the functions may
+read (template.yaml's default, or --secrets-prefix), and cleanup_rules.yaml against its
+accounts: a broken configuration fails the build with its problems, not the first submission
+or scheduled run. The runtime's python3.13 is found by local_run.runtime_python.
 """
 
 from __future__ import annotations
@@ -42,9 +43,6 @@ TEMPLATE = ROOT / "template.yaml"
 # What template.yaml deploys; --arch x86_64 builds the same artifact for this machine so the
 # packaging smoke test can import it (an aarch64 pydantic-core cannot load on x86_64).
 DEPLOYED_ARCH = "arm64"
-# The Lambda runtime's Python; pyenv resolves python3.13 only when 3.13 is in PYENV_VERSION.
-RUNTIME_PYTHON = "python3.13"
-PYENV_VERSIONS = "3.11.7:3.13.0"
 
 # (source directory, name inside the staged directory)
 PACKAGES = (
@@ -96,12 +94,13 @@ def template_parameter_default(name: str) -> str:
     return str(load(TEMPLATE)["Parameters"][name]["Default"])
 
 
-def check_configuration(staged: Path, secrets_prefix: str) -> None:
-    """The staged form sources (secrets under the prefix) and cleanup rules (their accounts)."""
+def check_configuration(directory: Path, secrets_prefix: str) -> None:
+    """The form sources (secrets under the prefix) and cleanup rules (their accounts) of the
+    cliniko_automations package in `directory`."""
     from cliniko_automations.cleanup import config as cleanup_config
     from cliniko_automations.intake import config as intake_config
 
-    package = staged / "cliniko_automations"
+    package = directory / "cliniko_automations"
     sources = str(package / "intake" / "form_sources.yaml")
     if intake_config.main(["--check", sources, "--secrets-prefix", secrets_prefix]) != 0:
         raise SystemExit("build stopped: the form-source configuration is invalid")
@@ -111,6 +110,9 @@ def check_configuration(staged: Path, secrets_prefix: str) -> None:
 
 
 def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
+    # The files in functions/ (not their staged copies): a mistake names the file to edit.
+    deployed = PACKAGES[0][0].parent
+    check_configuration(deployed, secrets_prefix or template_parameter_default("SecretsPrefix"))
     if staged.exists():
         shutil.rmtree(staged)
     staged.mkdir(parents=True)
@@ -118,7 +120,6 @@ def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
         if not (source / "__init__.py").is_file():
             raise SystemExit(f"missing package: {source.relative_to(ROOT)}")
         shutil.copytree(source, staged / name, ignore=IGNORED)
-    check_configuration(staged, secrets_prefix or template_parameter_default("SecretsPrefix"))
     requirements = runtime_requirements()
     (staged / "requirements.txt").write_text(
         "# Written by scripts/build.py from the distributions' metadata.\n"
@@ -128,15 +129,25 @@ def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
     return staged
 
 
+def runtime_python() -> str:
+    """The Lambda runtime's python3.13, or the build stops saying how to install it."""
+    from local_run.runtime_python import RuntimePythonMissing, find_runtime_python
+
+    try:
+        return find_runtime_python()
+    except RuntimePythonMissing as exc:
+        raise SystemExit(f"build stopped: {exc}") from None
+
+
 def sam_environment() -> dict[str, str]:
     env = dict(os.environ)
     env["SAM_CLI_TELEMETRY"] = "0"
-    env.setdefault("PYENV_VERSION", PYENV_VERSIONS)
     # The SAM CLI's own venv must not leak into the pip it runs for the runtime.
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
     path = [p for p in env.get("PATH", "").split(os.pathsep) if not p.endswith("/.venv/bin")]
-    env["PATH"] = os.pathsep.join(path)
+    # sam build looks the runtime up as `python3.13` on PATH: the one found comes first.
+    env["PATH"] = os.pathsep.join([str(Path(runtime_python()).parent), *path])
     return env
 
 
@@ -210,7 +221,7 @@ def compile_pyc(directories: list[Path]) -> None:
     for directory in directories:
         subprocess.run(
             [
-                RUNTIME_PYTHON,
+                runtime_python(),
                 "-m",
                 "compileall",
                 "-q",

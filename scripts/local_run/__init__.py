@@ -8,4 +8,5 @@ consumers    SQS event sources: batches, partial batch failures
 site         a clinic's website with the embeddable form; the local console
 system       starts and stops all of it; demo: sample deliveries and curls
 lambda_runner  one handler from a built artifact in a fresh python3.13 (smoke test, bench)
+runtime_python  where this machine's python3.13 is (build, packaging tests, bench)
 """

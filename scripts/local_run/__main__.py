@@ -3,8 +3,9 @@
 python -m local_run [--demo] [--once] [--port 3000] [--site-port 3001] [--emulator-port 3002]
 python -m local_run fire ErasureOverdueFunction     (a running local run's scheduled function)
 python -m local_run status
-eval "$(python -m local_run env)"   (then scripts/dead_letters.py and scripts/erasure.py act on
-                                    the running local run, as on a stack)
+python -m local_run shell           (a subshell in which scripts/dead_letters.py, scripts/erasure.py
+                                    and every AWS tool act on the running local run: `exit` ends it)
+eval "$(python -m local_run env)"   (the same in this shell, until you run the `unset` it prints)
 """
 
 from __future__ import annotations
@@ -12,16 +13,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
 
 from . import defaults, demo
-from .system import LocalSystem, read_state
+from .system import FORM_SOURCES, STATE_DIR, LocalSystem, PortTaken, read_state
+
+# Marks a shell whose AWS tools talk to the local run's moto instead of AWS.
+PROMPT_MARK = "(local-run: AWS is moto) "
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,10 +39,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     fire = sub.add_parser("fire", help="invoke a scheduled function of the running local run")
     fire.add_argument("function", help="function (or schedule event) name from template.yaml")
     sub.add_parser("status", help="what the running local run serves")
-    sub.add_parser("env", help="export lines for the operating CLIs (dead letters, erasure)")
+    sub.add_parser(
+        "env", help="export lines for the operating CLIs (they point every AWS tool at moto)"
+    )
+    shell_parser = sub.add_parser(
+        "shell",
+        help="a subshell (marked prompt) whose AWS tools act on the local run; `exit` leaves it",
+    )
+    shell_parser.add_argument(
+        "shell_command", nargs=argparse.REMAINDER, help="run this command in it instead"
+    )
     parser.add_argument("--port", type=int, default=3000, help="HTTP API port (0: any)")
     parser.add_argument("--site-port", type=int, default=3001, help="clinic website port")
     parser.add_argument("--emulator-port", type=int, default=3002, help="Cliniko emulator port")
+    parser.add_argument(
+        "--form-sources",
+        type=Path,
+        default=FORM_SOURCES,
+        help="the form-source file to run with (default: the repository's form_sources.yaml)",
+    )
     parser.add_argument("--demo", action="store_true", help="submit sample forms, show contacts")
     parser.add_argument("--once", action="store_true", help="stop after start-up (and --demo)")
     parser.add_argument("--verbose", action="store_true", help="log gateway and consumer lines")
@@ -80,8 +104,10 @@ def banner(system: LocalSystem) -> str:
     lines += [
         "then see it in the emulator:",
         f"  curl -s {system.emulator_url}/_emulator/contacts",
-        "Operate it as a deployed stack (dead letters, erasure through the same core):",
-        '  eval "$(python -m local_run env)"; python scripts/dead_letters.py list',
+        "Operate it as a deployed stack (dead letters, erasure through the same core), from a",
+        "subshell whose AWS tools all talk to moto (`exit` leaves it):",
+        "  python -m local_run shell",
+        "  python scripts/dead_letters.py list",
         "  python scripts/erasure.py --caller local-operator request "
         '--email ada.lovelace@example.com --reason "ticket 1" --dry-run',
         "",
@@ -122,16 +148,33 @@ def run_demo(system: LocalSystem) -> int:
     return failures
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace, state_dir: Path = STATE_DIR) -> int:
+    from cliniko_automations.common.config_file import ConfigError, print_problems
+
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(message)s",
     )
     system = LocalSystem(
-        gateway_port=args.port, site_port=args.site_port, emulator_port=args.emulator_port
+        gateway_port=args.port,
+        site_port=args.site_port,
+        emulator_port=args.emulator_port,
+        state_dir=state_dir,
+        form_sources=args.form_sources,
     )
     try:
         system.start()
+    except ConfigError as exc:
+        print_problems(exc, "form-source configuration")
+        print("cannot start: fix the file above, then run again", file=sys.stderr)
+        return 2
+    except PortTaken as exc:
+        print(
+            f"cannot start: {exc}: another program (or local run) holds it. Choose another"
+            f" with {exc.option} (0: any free one).",
+            file=sys.stderr,
+        )
+        return 2
     except OSError as exc:
         print(
             f"cannot start: {exc.strerror or exc}. Another program (or local run) holds a port:"
@@ -157,26 +200,64 @@ def serve(args: argparse.Namespace) -> int:
         system.stop()
 
 
-def fire(name: str) -> int:
-    state = read_state()
+def fire(name: str, state_dir: Path = STATE_DIR) -> int:
+    state = read_state(state_dir)
     answer = httpx.post(f"{state['site']}/_local/schedules/{name}", timeout=120)
     body: Any = answer.json() if answer.content else {}
     print(json.dumps(body, indent=2))
     return 0 if answer.status_code == 200 else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def env_lines(state: dict[str, Any]) -> list[str]:
+    """What `eval "$(python -m local_run env)"` runs: the exports, and a warning (on stderr, so
+    it shows when eval'd) that every AWS tool in this shell now talks to moto, with the undo."""
+    environment = state["environment"]
+    undo = "unset " + " ".join(environment)
+    warning = (
+        f"local_run: every AWS tool in this shell (aws, sam, boto3) now talks to the local run's"
+        f" moto at {state['moto']}, not to AWS. Undo: {undo}"
+    )
+    lines = [f"# {warning}", f"echo {shlex.quote(warning)} >&2"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in environment.items()]
+    return lines
+
+
+def shell(state: dict[str, Any], command: Sequence[str] = (), stdin: IO[Any] | None = None) -> int:
+    """A subshell with the operating environment: the redirection to moto ends with it, and
+    its prompt says so. With `command`, runs that instead of an interactive shell."""
+    env = {**os.environ, **state["environment"], "LOCAL_RUN_API": state["api"]}
+    if command:
+        return subprocess.call(list(command), env=env, stdin=stdin)
+    user_shell = os.environ.get("SHELL") or "/bin/sh"
+    print(
+        f"local_run: a subshell whose AWS tools (aws, sam, boto3) talk to the local run's moto"
+        f" at {state['moto']}, not to AWS; `exit` leaves it.",
+        file=sys.stderr,
+    )
+    if Path(user_shell).name != "bash":
+        env["PS1"] = PROMPT_MARK + env.get("PS1", "$ ")
+        return subprocess.call([user_shell, "-i"], env=env, stdin=stdin)
+    # bash sets its prompt in ~/.bashrc: read that first, then mark the prompt.
+    with tempfile.NamedTemporaryFile("w", suffix=".bashrc") as rc:
+        rc.write(f'[ -f ~/.bashrc ] && . ~/.bashrc\nPS1={shlex.quote(PROMPT_MARK)}"$PS1"\n')
+        rc.flush()
+        return subprocess.call([user_shell, "--rcfile", rc.name, "-i"], env=env, stdin=stdin)
+
+
+def main(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
     args = parse_args(argv)
     if args.command == "fire":
-        return fire(args.function)
+        return fire(args.function, state_dir)
     if args.command == "status":
-        print(json.dumps(read_state(), indent=2))
+        print(json.dumps(read_state(state_dir), indent=2))
         return 0
     if args.command == "env":
-        for name, value in read_state()["environment"].items():
-            print(f"export {name}={shlex.quote(value)}")
+        print("\n".join(env_lines(read_state(state_dir))))
         return 0
-    return serve(args)
+    if args.command == "shell":
+        command = args.shell_command
+        return shell(read_state(state_dir), command[1:] if command[:1] == ["--"] else command)
+    return serve(args, state_dir)
 
 
 if __name__ == "__main__":

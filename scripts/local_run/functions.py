@@ -117,6 +117,8 @@ class FunctionRuntime:
         }
         self._handler: Callable[[Any, Any], Any] | None = None
         self.invocations = 0
+        # Called after each invocation (the local run records its state for `status`).
+        self.on_invoked: Callable[[], None] | None = None
 
     @contextlib.contextmanager
     def _as_lambda(self) -> Iterator[None]:
@@ -146,16 +148,20 @@ class FunctionRuntime:
 
     def invoke(self, event: Any) -> Any:
         handler = self.handler()
-        with self._as_lambda():
-            self.invocations += 1
-            context = LambdaContext(
-                function_name=self.name,
-                memory_limit_in_mb=self.spec.memory,
-                timeout_ms=self.spec.timeout * 1000,
-                region=self.region,
-                account=self.account,
-            )
-            return handler(event, context)
+        try:
+            with self._as_lambda():
+                self.invocations += 1
+                context = LambdaContext(
+                    function_name=self.name,
+                    memory_limit_in_mb=self.spec.memory,
+                    timeout_ms=self.spec.timeout * 1000,
+                    region=self.region,
+                    account=self.account,
+                )
+                return handler(event, context)
+        finally:
+            if self.on_invoked:
+                self.on_invoked()
 
 
 _OTHER_FUNCTIONS_VARIABLES: set[str] = set()

@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-# What a clinic pastes into its website (README shows the same). `website` is the honeypot:
-# hidden from people, filled in by bots; a filled one is answered like a success and dropped.
+# What a clinic pastes into its website (README shows the same). Each field has its own label;
+# required ones carry `required` (announced by screen readers) and a visible marker.
+# `website` is the honeypot: hidden from people, filled in by bots; a filled one is answered like
+# a success and dropped.
 FORM_SNIPPET = """\
 <form action="{action}" method="post">
-  <label>Name <input name="name" autocomplete="name" required></label>
-  <label>Email <input name="email" type="email" autocomplete="email" required></label>
-  <label>Phone <input name="phone" type="tel" autocomplete="tel"></label>
-  <label>Organisation <input name="organisation" autocomplete="organization"></label>
-  <label>Message <textarea name="message"></textarea></label>
+  <p>Required fields are marked with an asterisk (*).</p>
+  <label for="contact-name">Name <span aria-hidden="true">*</span></label>
+  <input id="contact-name" name="name" autocomplete="name" required>
+  <label for="contact-email">Email <span aria-hidden="true">*</span></label>
+  <input id="contact-email" name="email" type="email" autocomplete="email" required>
+  <label for="contact-phone">Phone</label>
+  <input id="contact-phone" name="phone" type="tel" autocomplete="tel">
+  <label for="contact-organisation">Organisation</label>
+  <input id="contact-organisation" name="organisation" autocomplete="organization">
+  <label for="contact-message">Message</label>
+  <textarea id="contact-message" name="message" rows="4"></textarea>
   <div style="position:absolute;left:-10000px" aria-hidden="true">
     <label>Website <input name="website" tabindex="-1" autocomplete="off"></label>
   </div>
@@ -34,11 +43,69 @@ FORM_SNIPPET = """\
   <button type="submit">Send</button>
 </form>"""
 
+# The form's input names and what the page calls them (the problem page names fields by these).
+FIELD_LABELS = {
+    "name": "Name",
+    "email": "Email",
+    "phone": "Phone",
+    "organisation": "Organisation",
+    "message": "Message",
+}
+
+# Responsive down to a phone (390 px and less): the viewport follows the device, nothing is
+# wider than the screen, inputs use 16 px text (so phones do not zoom in on focus).
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;max-width:40rem;margin:2rem auto}}
-label{{display:block;margin:.5rem 0}}input,textarea{{display:block;width:100%}}</style>
-</head><body><h1>{title}</h1>{content}</body></html>"""
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+*,*::before,*::after{{box-sizing:border-box}}
+body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:0 auto;padding:1rem;color:#1a1a1a}}
+h1{{font-size:1.6rem;line-height:1.25}}
+label{{display:block;margin:.9rem 0 .25rem;font-weight:600}}
+label span{{color:#b00020}}
+input,textarea{{display:block;width:100%;font:inherit;padding:.55rem;
+  border:1px solid #6b6b6b;border-radius:4px}}
+button,.button{{display:inline-block;font:inherit;margin-top:1.2rem;padding:.65rem 1.4rem;
+  border:0;border-radius:4px;background:#0b5cad;color:#fff;text-decoration:none}}
+.problem{{border-left:4px solid #b00020;background:#fdecee;padding:.75rem 1rem;margin:1rem 0}}
+</style>
+</head><body><main><h1>{title}</h1>{content}</main></body></html>"""
+
+# The intake's fixed reasons (`error=` on the problem page's address): what a person is told.
+# Anything else gets the generic text: the page never shows what the address says verbatim.
+PROBLEMS = {
+    "validation": "Some details need another look.",
+    "captcha": (
+        "We could not confirm that a person sent the form: the captcha check was missing or"
+        " failed. Please complete the check again and resend."
+    ),
+    "too_large": "The form was too long to send. Please shorten your message.",
+    "unavailable": "We could not take your details just now. Please try again in a few minutes.",
+}
+GENERIC_PROBLEM = "Your details could not be sent. Please check them and try again."
+# A form input's name as the problem page may show it (after escaping): letters, digits, _-.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def problem_page(query: str) -> str:
+    """The problem page for the intake's redirect: `error` (a reason) picks a fixed message,
+    `fields` (comma-separated input names) is shown by their labels. Both are whitelisted and
+    escaped: nothing from the address reaches the page as markup."""
+    params = dict(parse_qsl(query))
+    reason = params.get("error", "")
+    lines = [f'<div class="problem" role="alert"><p>{PROBLEMS.get(reason, GENERIC_PROBLEM)}</p>']
+    names = [n for n in params.get("fields", "").split(",") if _SAFE_NAME.fullmatch(n)]
+    if names:
+        lines.append("<p>Please check:</p><ul>")
+        lines += [f"<li>{html.escape(FIELD_LABELS.get(n, n))}</li>" for n in dict.fromkeys(names)]
+        lines.append("</ul>")
+    lines.append("</div>")
+    lines.append(
+        "<p>Your browser's Back button returns to the form with what you typed.</p>"
+        '<a class="button" href="/">Back to the form</a>'
+    )
+    return PAGE.format(title="Your details were not sent", content="".join(lines))
 
 
 # The Turnstile widget puts its token in this field; the widget's script is on the internet,
@@ -126,8 +193,7 @@ def _handler_for(site: Site) -> type[BaseHTTPRequestHandler]:
             elif path == "/thanks":
                 self._send(200, PAGE.format(title="Thank you", content="<p>We got it.</p>"))
             elif path == "/problem":
-                content = "<p>Your details could not be sent. Please check them and try again.</p>"
-                self._send(200, PAGE.format(title="Something went wrong", content=content))
+                self._send(200, problem_page(urlsplit(self.path).query))
             elif path == "/_local/status":
                 self._send(200, json.dumps(site.status(), indent=2), "application/json")
             else:

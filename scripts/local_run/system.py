@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -31,6 +32,29 @@ from .template import ROOT, TEMPLATE_PATH, SamApp, ScheduleSource
 
 STATE_DIR = ROOT / ".local-run"
 FORM_SOURCES = ROOT / "functions" / "cliniko_automations" / "intake" / "form_sources.yaml"
+
+
+class PortTaken(OSError):
+    """A port the local run was asked to listen on is held by another program."""
+
+    def __init__(self, port: int, what: str, option: str) -> None:
+        self.port, self.what, self.option = port, what, option
+        super().__init__(f"port {port} ({what}, {option}) is taken")
+
+
+def check_ports_free(ports: dict[str, tuple[int, str]]) -> None:
+    """Refuse before anything starts or is written when a requested port is taken: a second
+    local run must not disturb the first (its state, its form-source copy)."""
+    for what, (port, option) in ports.items():
+        if not port:
+            continue  # 0: any free port
+        with socket.socket() as sock:
+            # As the servers bind (a port in TIME_WAIT is free for them, and so for this check).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                raise PortTaken(port, what, option) from None
 
 
 def free_port() -> int:
@@ -91,6 +115,7 @@ class LocalSystem:
         site_port: int = 0,
         emulator_port: int = 0,
         state_dir: Path = STATE_DIR,
+        form_sources: Path = FORM_SOURCES,
         log: TextIO | None = None,
         parameter_overrides: dict[str, Any] | None = None,
         poll_wait_seconds: int = 1,
@@ -102,6 +127,7 @@ class LocalSystem:
         self.site_port = site_port
         self.emulator_port = emulator_port
         self.state_dir = state_dir
+        self.form_sources = form_sources
         self.parameter_overrides = parameter_overrides or {}
         self.poll_wait_seconds = poll_wait_seconds
         self._log = log
@@ -111,6 +137,8 @@ class LocalSystem:
         self.secrets: dict[str, str] = {}  # secret name -> local value (for curl and demo)
         self.account_keys: dict[str, str] = {}  # form-source account -> Cliniko key
         self.captcha_field: str | None = None  # the sample form's captcha token field
+        self._state_lock = threading.Lock()
+        self._state_live = False  # state.json follows invocations between start and stop
 
     # -- start and stop
     def start(self) -> LocalSystem:
@@ -122,6 +150,18 @@ class LocalSystem:
         return self
 
     def _start(self) -> None:
+        from cliniko_automations.intake.config import load_form_sources
+
+        check_ports_free(
+            {
+                "the HTTP API": (self.gateway_port, "--port"),
+                "the clinic website": (self.site_port, "--site-port"),
+                "the Cliniko emulator": (self.emulator_port, "--emulator-port"),
+            }
+        )
+        # The file the person edits, checked before its local copy is written: a mistake is
+        # reported (ConfigError) against it, not against .local-run/form_sources.yaml.
+        load_form_sources(self.form_sources)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log = self._log or open(self.state_dir / "functions.log", "a")  # noqa: SIM115
         if self._log is None:
@@ -162,7 +202,7 @@ class LocalSystem:
         self.physical = provisioner.provision()
         self.resolver = provisioner.resolver
         self.form_sources_file = defaults.local_form_sources(
-            FORM_SOURCES, self.state_dir / "form_sources.yaml", self.site.url
+            self.form_sources, self.state_dir / "form_sources.yaml", self.site.url
         )
         self._configuration_secrets(provisioner)
 
@@ -211,6 +251,9 @@ class LocalSystem:
                 wait_seconds=self.poll_wait_seconds,
             ).start()
             self.consumers.append(consumer)
+        for runtime in self.functions.values():
+            runtime.on_invoked = self._write_state
+        self._state_live = True
         self._write_state()
 
     def _configuration_secrets(self, provisioner: Provisioner) -> None:
@@ -249,6 +292,7 @@ class LocalSystem:
         self.secrets = names
 
     def stop(self) -> None:
+        self._state_live = False
         for consumer in self.consumers:
             consumer.stop()
         self.consumers = []
@@ -348,7 +392,15 @@ class LocalSystem:
         return dict(sorted(env.items()))
 
     def _write_state(self) -> None:
-        (self.state_dir / "state.json").write_text(json.dumps(self.status(), indent=2))
+        """state.json, for `python -m local_run status|env|shell|fire`: written at start and
+        after every invocation (its counts), replaced whole so a reader never sees half."""
+        with self._state_lock:
+            if not self._state_live:
+                return
+            path = self.state_dir / "state.json"
+            partial = path.with_suffix(".json.partial")
+            partial.write_text(json.dumps(self.status(), indent=2))
+            partial.replace(path)
 
     def drain(self, seconds: float = 30) -> bool:
         """Wait until the queues that feed functions are empty (nothing visible or in flight)."""

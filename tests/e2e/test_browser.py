@@ -1,5 +1,7 @@
 """The browser path, in real headless Chromium (Debian's, driven by Playwright): the clinic's
-page with the embeddable form, served by the local run, posting to the local HTTP API."""
+page with the embeddable form, served by the local run, posting to the local HTTP API.
+
+Screenshots of the pages at a phone's width go to test-artifacts/browser/ (git ignores it)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,12 @@ from pathlib import Path
 import pytest
 from cliniko_emulator import EmulatorControl
 from local_run.system import LocalSystem
+from local_run.template import ROOT
 
 pytestmark = pytest.mark.browser
+
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+PHONE = {"width": 390, "height": 844}  # a current phone's viewport in CSS pixels
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -57,6 +63,15 @@ def system(aws, cliniko, tmp_path) -> Iterator[LocalSystem]:
 @pytest.fixture
 def page(browser):
     context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def phone(browser):
+    context = browser.new_context(viewport=PHONE, device_scale_factor=1, is_mobile=True)
     page = context.new_page()
     page.set_default_timeout(20_000)
     yield page
@@ -144,3 +159,78 @@ def test_a_page_from_another_origin_is_refused_by_cors(system, page):
     assert page.evaluate(FETCH, [api, False]).startswith("answered:")
     assert system.drain(30)
     assert [c["email"] for c in contacts(system)] == ["script@example.com"]
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def fits_the_phone(page) -> None:
+    """Nothing wider than the screen, and text kept off its edges."""
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    for selector in ("h1", "p", "label", "input[name=email]", "button, .button", "li"):
+        for element in page.locator(selector).all():
+            if element.evaluate("e => !!e.closest('[aria-hidden=true]')"):
+                continue  # the honeypot: off screen on purpose
+            box = element.bounding_box()
+            assert box["x"] >= 8 and box["x"] + box["width"] <= PHONE["width"] - 8, selector
+
+
+def test_the_form_on_a_phone_has_labels_and_required_markers(system, phone):
+    phone.goto(f"{system.site.url}/")
+    viewport = phone.locator("meta[name=viewport]").get_attribute("content")
+    assert "width=device-width" in viewport
+    for label, required in [("Name", True), ("Email", True), ("Phone", False), ("Message", False)]:
+        field = phone.get_by_label(label, exact=False).first
+        assert field.evaluate("e => e.required") is required, label
+        marker = phone.locator(f"label[for='{field.get_attribute('id')}']").inner_text()
+        assert marker.strip().endswith("*") is required, label
+    fits_the_phone(phone)
+    assert screenshot(phone, "form-390px").stat().st_size > 0
+
+
+def send_without_browser_checks(page, **values: str) -> None:
+    """Submit as a browser would once its own checks are passed (the server checks again)."""
+    page.evaluate("document.querySelector('form').noValidate = true")
+    fill_form(page, **values)
+    page.click("button[type=submit]")
+
+
+def test_the_problem_page_names_the_fields_to_check(system, phone):
+    phone.goto(f"{system.site.url}/")
+    with phone.expect_navigation(url=f"{system.site.url}/problem**"):
+        send_without_browser_checks(phone, name="Dorothy Vaughan", email="not-an-email")
+    assert "error=validation" in phone.url and "fields=email" in phone.url
+    alert = phone.get_by_role("alert")
+    assert "Some details need another look" in alert.inner_text()
+    assert alert.locator("li").all_inner_texts() == ["Email"]
+    fits_the_phone(phone)
+    assert screenshot(phone, "problem-fields-390px").stat().st_size > 0
+    phone.get_by_role("link", name="Back to the form").click()
+    assert phone.locator("h1").inner_text() == "Contact the clinic"
+    assert system.drain(30)
+    assert contacts(system) == []
+
+
+def test_the_problem_page_says_the_captcha_failed(system, phone):
+    phone.goto(f"{system.site.url}/")
+    # As if the Turnstile widget had not run: no token in the form.
+    phone.evaluate(f"document.querySelector('[name={system.captcha_field}]').remove()")
+    with phone.expect_navigation(url=f"{system.site.url}/problem**"):
+        send_without_browser_checks(phone, name="Dorothy Vaughan", email="dv@example.com")
+    assert "error=captcha" in phone.url
+    assert "captcha check was missing or failed" in phone.get_by_role("alert").inner_text()
+    fits_the_phone(phone)
+    assert screenshot(phone, "problem-captcha-390px").stat().st_size > 0
+
+
+def test_the_problem_page_shows_nothing_of_a_crafted_address(system, phone):
+    crafted = "error=%3Cimg%20src%3Dx%3E&fields=email,%3Cscript%3Ealert(1)%3C/script%3E,phone"
+    phone.goto(f"{system.site.url}/problem?{crafted}")
+    alert = phone.get_by_role("alert")
+    assert "could not be sent" in alert.inner_text()
+    assert alert.locator("li").all_inner_texts() == ["Email", "Phone"]
+    assert phone.locator("img, script").count() == 0

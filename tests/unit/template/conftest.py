@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from local_run.runtime_python import RuntimePythonMissing, find_runtime_python
 
 ROOT = Path(__file__).resolve().parents[3]
 SAM_VENV = ROOT / ".venv-sam"
@@ -61,13 +62,8 @@ def built() -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def runtime_python() -> str:
-    """The Lambda runtime's Python (3.13) on this machine: pyenv resolves it by PYENV_VERSION."""
-    env = dict(os.environ, PYENV_VERSION="3.11.7:3.13.0")
-    found = subprocess.run(
-        ["python3.13", "-c", "import sys; print(sys.executable)"],  # noqa: S607
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return found.stdout.strip()
+    """The Lambda runtime's Python (3.13) on this machine."""
+    try:
+        return find_runtime_python()
+    except RuntimePythonMissing as exc:
+        pytest.fail(str(exc))

@@ -309,3 +309,22 @@ def test_staging_checks_the_configuration(tmp_path, capsys):
     with pytest.raises(SystemExit, match="cleanup rules are invalid"):
         build.check_configuration(tmp_path, build.template_parameter_default("SecretsPrefix"))
     assert "'no-such-clinic' is not an account" in capsys.readouterr().err
+
+
+def test_staging_names_the_form_sources_file_a_person_edits(tmp_path, monkeypatch, capsys):
+    build = _build_script()
+    functions = tmp_path / "functions"
+    package = functions / "cliniko_automations"
+    for part in ("intake/form_sources.yaml", "cleanup/cleanup_rules.yaml"):
+        (package / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "functions/cliniko_automations" / part, package / part)
+    edited = package / "intake/form_sources.yaml"
+    edited.write_text(edited.read_text().replace("provider: tally", "provider: talley"))
+    monkeypatch.setattr(build, "PACKAGES", ((package, "cliniko_automations"),))
+    staged = tmp_path / "build" / "staged"
+    with pytest.raises(SystemExit, match="form-source configuration is invalid"):
+        build.stage(staged)
+    err = capsys.readouterr().err
+    assert err.startswith(f"{edited}: invalid form-source configuration")
+    assert "staged" not in err
+    assert not staged.exists()  # stopped before copying anything
