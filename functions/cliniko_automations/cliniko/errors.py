@@ -115,9 +115,9 @@ def access_hint(error: ClinikoError) -> str | None:
     if isinstance(error, Unauthorized):
         return (
             f"Cliniko refused the API key on shard {error.shard} (401): the key is wrong or "
-            "revoked, or belongs to another shard. Paste the whole key, with its shard suffix "
-            "such as '-uk2' (a key without one is sent to au1), from Cliniko's My Info > "
-            "Manage API Keys"
+            "revoked, or belongs to another shard. Paste the whole key as Cliniko showed it, "
+            "shard suffix included (the part after the last '-', e.g. '-au2'; a key without "
+            "one is sent to au1)"
         )
     if isinstance(error, Forbidden):
         return (

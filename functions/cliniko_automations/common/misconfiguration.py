@@ -17,7 +17,6 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from cliniko_automations.cliniko.config import USER_AGENT_RULE_TEXT
 from cliniko_automations.cliniko.errors import (
     ConfigurationError,
     Forbidden,
@@ -34,28 +33,28 @@ from cliniko_automations.common.secrets import (
 
 METRIC = "Misconfigured"
 
-# The deployment's name for each of the client's settings: (what to change, how).
+# The deployment's name for each of the client's settings, and how to fix it; keyed by the
+# client's name (ConfigurationError.setting) and by the environment variable.
+_USER_AGENT = (
+    "ClinikoUserAgent",
+    "redeploy with the stack parameter ClinikoUserAgent set to such a value, quoted in "
+    'samconfig.toml\'s parameter_overrides: ClinikoUserAgent="Acme Clinic (it@acme.example)"',
+)
+_BASE_URL = (
+    "CLINIKO_BASE_URL",
+    "unset CLINIKO_BASE_URL (Cliniko's own https://api.{shard}.cliniko.com/v1 is used) or "
+    "give an absolute http(s) URL with at most a {shard} placeholder",
+)
 _CLIENT_SETTINGS = {
-    "user_agent": (
-        "ClinikoUserAgent",
-        "redeploy with the parameter ClinikoUserAgent (quoted in samconfig.toml's "
-        'parameter_overrides: ClinikoUserAgent="Acme Clinic (it@acme.example)"); it '
-        + USER_AGENT_RULE_TEXT,
-    ),
-    "CLINIKO_USER_AGENT": None,  # same as user_agent, filled below
-    "base_url": (
-        "CLINIKO_BASE_URL",
-        "unset CLINIKO_BASE_URL (Cliniko's own https://api.{shard}.cliniko.com/v1 is used) or "
-        "give an absolute http(s) URL with at most a {shard} placeholder",
-    ),
-    "CLINIKO_BASE_URL": None,
+    "user_agent": _USER_AGENT,
+    "CLINIKO_USER_AGENT": _USER_AGENT,
+    "base_url": _BASE_URL,
+    "CLINIKO_BASE_URL": _BASE_URL,
     "CLINIKO_MAX_WAIT_SECONDS": (
         "CLINIKO_MAX_WAIT_SECONDS",
         "set it to a number of seconds above 0 and at most 900, or unset it",
     ),
 }
-_CLIENT_SETTINGS["CLINIKO_USER_AGENT"] = _CLIENT_SETTINGS["user_agent"]
-_CLIENT_SETTINGS["CLINIKO_BASE_URL"] = _CLIENT_SETTINGS["base_url"]
 
 
 @dataclass(frozen=True)

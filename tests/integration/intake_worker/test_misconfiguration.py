@@ -100,8 +100,8 @@ def test_key_on_the_wrong_shard(stack, cliniko, capsys) -> None:
         message=(
             f"misconfigured secret '{SECRET}' ({WHERE}): Cliniko refused the API key on shard "
             "uk2 (401). Fix: the key is wrong or revoked, or belongs to another shard. Paste "
-            "the whole key, with its shard suffix such as '-uk2' (a key without one is sent to "
-            "au1), from Cliniko's My Info > Manage API Keys, into secret "
+            "the whole key as Cliniko showed it, shard suffix included (the part after the "
+            "last '-', e.g. '-au2'; a key without one is sent to au1), into secret "
             f"'{SECRET}'"
         ),
     )
@@ -183,11 +183,9 @@ def test_a_user_agent_the_runtime_refuses(stack, cliniko, monkeypatch, capsys, u
             "misconfigured ClinikoUserAgent: Cliniko settings are invalid: CLINIKO_USER_AGENT: "
             "the User-Agent must read 'Name (email)': ASCII only (HTTP headers are ASCII, so no "
             "accented letters), single spaces, an e-mail whose domain has a dot, e.g. 'Acme "
-            "Clinic Intake (it@acme.example)'. Fix: redeploy with the parameter ClinikoUserAgent "
-            "(quoted in samconfig.toml's parameter_overrides: ClinikoUserAgent=\"Acme Clinic "
-            "(it@acme.example)\"); it must read 'Name (email)': ASCII only (HTTP headers are "
-            "ASCII, so no accented letters), single spaces, an e-mail whose domain has a dot, "
-            "e.g. 'Acme Clinic Intake (it@acme.example)'"
+            "Clinic Intake (it@acme.example)'. Fix: redeploy with the stack parameter "
+            "ClinikoUserAgent set to such a value, quoted in samconfig.toml's "
+            'parameter_overrides: ClinikoUserAgent="Acme Clinic (it@acme.example)"'
         ),
     )
     assert cliniko.control.requests() == []
