@@ -59,6 +59,8 @@ class DeadLetter:
     reason: str
     failed_at: str
     fields: list[str]
+    # What an operator must change before a replay can succeed (misconfiguration only).
+    fix: str
     receipt_handle: str = field(repr=False)
     body: str = field(repr=False)
 
@@ -167,6 +169,7 @@ class DeadLetters:
             reason=reason or NO_REASON,
             failed_at=failed_at,
             fields=list(present_fields(submission.draft)) if submission else [],
+            fix=attributes.get("fix", ""),
             receipt_handle=message["ReceiptHandle"],
             body=message["Body"],
         )
@@ -187,6 +190,8 @@ def _show(letter: DeadLetter, out: TextIO) -> None:
     for name, value in letter.public().items():
         if name == "fields":
             value = ", ".join(value) or "-"
+        if name == "fix" and not value:
+            continue
         print(f"{name + ':':<16}{value}", file=out)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from cliniko_automations.cleanup.config import CleanupRule
@@ -42,9 +42,18 @@ class RuleResult:
     complete: bool = True
     error: str | None = None
     contact_ids: list[str] = field(default_factory=list)
+    # Cliniko refused the account's key (401) or its user (403): the deployment needs fixing,
+    # and the handler tells the operator how. Not part of the reported result.
+    refused: cliniko_errors.Unauthorized | cliniko_errors.Forbidden | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {
+            f.name: list(value) if isinstance(value := getattr(self, f.name), list) else value
+            for f in fields(self)
+            if f.name != "refused"
+        }
 
 
 class ContactsClient(Protocol):
@@ -80,6 +89,8 @@ class Cleanup:
             matched, result.complete = self._matches(rule, client)
         except cliniko_errors.ClinikoError as error:
             result.complete, result.error = False, cliniko_errors.error_kind(error)
+            if isinstance(error, cliniko_errors.Unauthorized | cliniko_errors.Forbidden):
+                result.refused = error
             return result
         result.matched = len(matched)
         result.contact_ids = matched[:LISTED_IDS]
@@ -96,6 +107,9 @@ class Cleanup:
             except cliniko_errors.ClinikoError as error:
                 result.failed += 1
                 result.complete, result.error = False, cliniko_errors.error_kind(error)
+                if isinstance(error, cliniko_errors.Unauthorized | cliniko_errors.Forbidden):
+                    result.refused = error
+                    break  # every other archive would be refused alike
                 if isinstance(error, cliniko_errors.RateLimited | cliniko_errors.ServerError):
                     break  # Cliniko is refusing for now: the next run retries what is left
                 continue

@@ -17,8 +17,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cliniko_automations.cleanup.config import load_cleanup_rules
 from cliniko_automations.cleanup.core import Cleanup
 from cliniko_automations.cleanup.settings import CleanupSettings
+from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.logs import function_logger
+from cliniko_automations.common.misconfiguration import diagnose, report
+from cliniko_automations.common.secrets import SecretMisconfigured
 from cliniko_automations.intake.config import load_form_sources
 from cliniko_automations.intake.ledger import DynamoLedger
 
@@ -60,10 +63,18 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
 
     ledger = DynamoLedger(boto3.client("dynamodb"), settings.ledger_table)
     margin_ms = settings.stop_margin_seconds * 1000
+
+    def client_for_account(account: str) -> Any:
+        secret = sources.accounts[account].api_key_secret
+        try:
+            return client_for_secret(secret, secrets_prefix=settings.secrets_prefix)
+        except (ConfigurationError, SecretMisconfigured) as error:
+            # The run fails (CleanupErrorsAlarm); this line says what to fix.
+            _misconfigured(error, account, secret)
+            raise
+
     cleanup = Cleanup(
-        client_for_account=lambda account: client_for_secret(
-            sources.accounts[account].api_key_secret
-        ),
+        client_for_account=client_for_account,
         ledger_ids=ledger.contact_ids,
         out_of_time=lambda: context.get_remaining_time_in_millis() < margin_ms,
     )
@@ -73,9 +84,19 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         summary = result.as_dict()
         del summary["contact_ids"]
         logger.info("cleanup rule finished", extra=summary)
+        if result.refused is not None:
+            account = result.account
+            _misconfigured(result.refused, account, sources.accounts[account].api_key_secret)
         metrics.add_metric(name="CleanupMatched", unit=MetricUnit.Count, value=result.matched)
         metrics.add_metric(name="CleanupArchived", unit=MetricUnit.Count, value=result.archived)
         metrics.add_metric(name="CleanupFailed", unit=MetricUnit.Count, value=result.failed)
     incomplete = sum(1 for result in results if not result.complete)
     metrics.add_metric(name="CleanupIncomplete", unit=MetricUnit.Count, value=incomplete)
     return {"dry_run": dry_run, "rules": [result.as_dict() for result in results]}
+
+
+def _misconfigured(error: Exception, account: str, secret: str) -> None:
+    where = f"form_sources.yaml accounts.{account}.api_key_secret"
+    problem = diagnose(error, secret=secret, where=where)
+    if problem is not None:
+        report(problem, logger=logger, metrics=metrics, account=account)

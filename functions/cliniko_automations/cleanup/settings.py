@@ -16,6 +16,8 @@ class CleanupSettings(EnvironmentSettings):
     ledger_table: str = Field(min_length=1)
     form_sources_file: str | None = None
     cleanup_rules_file: str | None = None
+    # The template's SecretsPrefix: an account key named outside it is refused naming the fix.
+    secrets_prefix: str | None = None
     # Safe by default: only an explicit "false" (stack parameter CleanupDryRun) archives.
     cleanup_dry_run: bool = True
     # No new Cliniko work starts with less time than this left in the invocation; keep it

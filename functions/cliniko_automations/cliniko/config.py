@@ -17,15 +17,21 @@ DEFAULT_SHARD = "au1"
 
 # New shards appear over time (au5, us1), so the suffix is checked by shape, not by a list.
 SHARD_PATTERN = re.compile(r"[a-z]{2}[0-9]{1,2}")
-# "Name (email)": a name without parentheses, one space, an email in parentheses. Loose on
-# the email like Cliniko's own check, strict on the shape so a bare name is refused. Printable
-# ASCII only: a header value must encode as ASCII, and control characters would split it.
-_NAME_CHAR = r"[\x20-\x27\x2a-\x7e]"
-_NAME_EDGE = r"[\x21-\x27\x2a-\x7e]"
-_EMAIL_CHAR = r"[\x21-\x27\x2a-\x3f\x41-\x7e]"
-USER_AGENT_PATTERN = re.compile(
-    rf"(?P<name>{_NAME_EDGE}(?:{_NAME_CHAR}*{_NAME_EDGE})?) "
-    rf"\((?P<email>{_EMAIL_CHAR}+@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+)\)"
+# The User-Agent rule, stated once: template.yaml's ClinikoUserAgent AllowedPattern is this very
+# string (a test keeps them equal), so CloudFormation refuses at deploy what the runtime would.
+# "Name (email)": a name of printable-ASCII words without parentheses, one space between words,
+# then one space and an e-mail in parentheses whose domain has a dot (Cliniko wants a contact
+# address, "it@localhost" is none). ASCII only: an HTTP header value must encode as ASCII, and
+# control characters would split it. The syntax is common to Python and Java (CloudFormation).
+USER_AGENT_RULE = (
+    r"^[\x21-\x27\x2a-\x7e]+( [\x21-\x27\x2a-\x7e]+)*"
+    r" \([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\)$"
+)
+USER_AGENT_PATTERN = re.compile(USER_AGENT_RULE)
+# Said wherever a User-Agent is refused, and in the parameter's ConstraintDescription.
+USER_AGENT_RULE_TEXT = (
+    "must read 'Name (email)': ASCII only (HTTP headers are ASCII, so no accented letters), "
+    "single spaces, an e-mail whose domain has a dot, e.g. 'Acme Clinic Intake (it@acme.example)'"
 )
 # Keys are printable ASCII; anything else is a copy-paste accident (a newline in a secret).
 _KEY_FORBIDDEN = re.compile(r"[^\x21-\x7e]")
@@ -44,18 +50,20 @@ def shard_for_key(api_key: str) -> str:
     if not SHARD_PATTERN.fullmatch(suffix):
         raise ConfigurationError(
             "the API key's suffix after the last '-' is not a shard name like 'au1' or 'uk2' "
-            "(two lower-case letters and one or two digits); check the key was copied whole"
+            "(two lower-case letters and one or two digits); check the key was copied whole",
+            setting="api_key",
         )
     return suffix
 
 
 def check_api_key(api_key: object) -> None:
     if not isinstance(api_key, str) or not api_key:
-        raise ConfigurationError("the Cliniko API key is empty or not a string")
+        raise ConfigurationError("the Cliniko API key is empty or not a string", setting="api_key")
     if _KEY_FORBIDDEN.search(api_key):
         raise ConfigurationError(
             "the Cliniko API key contains whitespace, control or non-ASCII characters; "
-            "check the secret holds the key alone"
+            "check the secret holds the key alone",
+            setting="api_key",
         )
 
 
@@ -69,9 +77,7 @@ def basic_auth_header(api_key: str) -> str:
 def check_user_agent(user_agent: object) -> str:
     """The User-Agent if it reads `Name (email)`; Cliniko may block anything else."""
     if not isinstance(user_agent, str) or not USER_AGENT_PATTERN.fullmatch(user_agent):
-        raise ConfigurationError(
-            "the User-Agent must read 'Name (email)', e.g. 'Acme Clinic Intake (it@acme.example)'"
-        )
+        raise ConfigurationError(f"the User-Agent {USER_AGENT_RULE_TEXT}", setting="user_agent")
     return user_agent
 
 
@@ -79,17 +85,22 @@ def resolve_base_url(shard: str, base_url: str | None = None) -> str:
     """The API root for a shard: Cliniko's by default, or an override (may hold `{shard}`)."""
     template = DEFAULT_BASE_URL if base_url is None else base_url
     if not isinstance(template, str) or not template.strip():
-        raise ConfigurationError("the Cliniko base URL is empty")
+        raise ConfigurationError("the Cliniko base URL is empty", setting="base_url")
     template = template.strip()
     unknown = set(re.findall(r"\{([^{}]*)\}", template)) - {"shard"}
     if unknown:
-        raise ConfigurationError("the Cliniko base URL may contain only the {shard} placeholder")
+        raise ConfigurationError(
+            "the Cliniko base URL may contain only the {shard} placeholder", setting="base_url"
+        )
     url = template.replace("{shard}", shard).rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError("the Cliniko base URL must be an absolute http(s) URL")
+        raise ConfigurationError(
+            "the Cliniko base URL must be an absolute http(s) URL", setting="base_url"
+        )
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ConfigurationError(
-            "the Cliniko base URL must not carry a query, a fragment or credentials"
+            "the Cliniko base URL must not carry a query, a fragment or credentials",
+            setting="base_url",
         )
     return url

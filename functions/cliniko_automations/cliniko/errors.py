@@ -20,7 +20,13 @@ class ClinikoError(Exception):
 
 
 class ConfigurationError(ClinikoError):
-    """The client cannot be built as asked: malformed key suffix, bad User-Agent, bad base URL."""
+    """The client cannot be built as asked: malformed key suffix, bad User-Agent, bad base URL.
+    `setting` names what to fix: "api_key", "user_agent", "base_url" from the client itself, or
+    the environment variable when a settings reader raised it."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class BadRequest(ClinikoError):
@@ -100,6 +106,25 @@ class PaginationMismatch(ClinikoError):
         super().__init__(message)
         self.seen = seen
         self.total_entries = total_entries
+
+
+def access_hint(error: ClinikoError) -> str | None:
+    """What an operator does about Cliniko refusing the key (401) or its user (403), else None.
+
+    Safe to log and to show: it names the shard, never the key."""
+    if isinstance(error, Unauthorized):
+        return (
+            f"Cliniko refused the API key on shard {error.shard} (401): the key is wrong or "
+            "revoked, or belongs to another shard. Paste the whole key as Cliniko showed it, "
+            "shard suffix included (the part after the last '-', e.g. '-au2'; a key without "
+            "one is sent to au1)"
+        )
+    if isinstance(error, Forbidden):
+        return (
+            "Cliniko refused the request (403): the Cliniko user who owns the API key lacks the "
+            "permission. Use the key of a user whose role may create and edit contacts"
+        )
+    return None
 
 
 def error_kind(error: ClinikoError) -> str:

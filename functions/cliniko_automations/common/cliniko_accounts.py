@@ -19,7 +19,7 @@ import threading
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cliniko_automations.cliniko import ClinikoClient, RetryPolicy
-from cliniko_automations.cliniko.config import check_user_agent
+from cliniko_automations.cliniko.config import USER_AGENT_RULE_TEXT, check_user_agent
 from cliniko_automations.cliniko.errors import ConfigurationError
 
 from .secrets import read_secret
@@ -57,8 +57,8 @@ class ClinikoSettings(BaseModel):
         user_agent = os.environ.get("CLINIKO_USER_AGENT", "").strip()
         if not user_agent:
             raise ConfigurationError(
-                "CLINIKO_USER_AGENT is not set; it must read 'Name (email)', "
-                "e.g. 'Acme Clinic Intake (it@acme.example)'"
+                f"CLINIKO_USER_AGENT is not set; it {USER_AGENT_RULE_TEXT}",
+                setting="CLINIKO_USER_AGENT",
             )
         try:
             return cls(
@@ -67,24 +67,31 @@ class ClinikoSettings(BaseModel):
                 max_wait_seconds=os.environ.get("CLINIKO_MAX_WAIT_SECONDS", "").strip() or None,
             )
         except ValidationError as exc:
+            names = [
+                ENV_NAMES.get(str(e["loc"][0]), str(e["loc"][0])) for e in exc.errors() if e["loc"]
+            ]
             problems = "; ".join(
-                f"{ENV_NAMES.get(str(error['loc'][0]), error['loc'][0])}: {error['msg']}"
+                f"{ENV_NAMES.get(str(error['loc'][0]), error['loc'][0])}: "
+                + str(error["msg"]).removeprefix("Value error, ")
                 if error["loc"]
                 else str(error["msg"])
                 for error in exc.errors()
             )
-            raise ConfigurationError(f"Cliniko settings are invalid: {problems}") from exc
+            raise ConfigurationError(
+                f"Cliniko settings are invalid: {problems}", setting=", ".join(names) or None
+            ) from exc
 
 
 _clients: dict[str, tuple[str, ClinikoClient]] = {}
 _lock = threading.Lock()
 
 
-def client_for_secret(secret_name: str) -> ClinikoClient:
-    """The client for the Cliniko account whose API key is the SecretString `secret_name`."""
+def client_for_secret(secret_name: str, *, secrets_prefix: str | None = None) -> ClinikoClient:
+    """The client for the Cliniko account whose API key is the SecretString `secret_name`
+    (which must start with `secrets_prefix` when one is given)."""
     settings = ClinikoSettings.from_env()
     # Pasted keys often carry a trailing newline; the key itself never has whitespace.
-    api_key = read_secret(secret_name).strip()
+    api_key = read_secret(secret_name, prefix=secrets_prefix).strip()
     fingerprint = hashlib.sha256(
         "\0".join(
             (api_key, settings.user_agent, settings.base_url or "", str(settings.max_wait_seconds))

@@ -41,6 +41,9 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)
 # parentheses. A bare run of digits that starts with 1-9 is left alone (Cliniko's ids look
 # so), as are digits inside a word, a uuid or a dotted number.
 DIGIT_RUN = re.compile(r"(?<![\w%.-])\+?\(?\d[\d\s()-]*\d(?![\w%-])")
+# RFC 2606 reserves the ".example" top-level domain for documentation: no person has such an
+# address, and the misconfiguration fixes show the User-Agent rule with one.
+DOCUMENTATION_EMAIL = re.compile(r".*\.example", re.IGNORECASE)
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 # Secrets shorter than this are not searched for (they would blank ordinary words).
 MIN_SECRET_LENGTH = 8
@@ -76,6 +79,11 @@ def register_secret(value: str) -> None:
         _secret_pattern = re.compile(alternatives, re.IGNORECASE)
 
 
+def _email(match: re.Match[str]) -> str:
+    address = match.group(0)
+    return address if DOCUMENTATION_EMAIL.fullmatch(address) else REDACTED_EMAIL
+
+
 def _phone(match: re.Match[str]) -> str:
     run = match.group(0)
     digits = sum(c.isdigit() for c in run)
@@ -92,7 +100,7 @@ def redact(text: str) -> str:
     pattern = _secret_pattern
     if pattern is not None:
         text = pattern.sub(REDACTED_SECRET, text)
-    text = EMAIL.sub(REDACTED_EMAIL, text)
+    text = EMAIL.sub(_email, text)
     return DIGIT_RUN.sub(_phone, text)
 
 

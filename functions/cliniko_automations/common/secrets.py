@@ -2,12 +2,17 @@
 
 A rotated secret is picked up within `SECRET_MAX_AGE` seconds without a cold start, and a warm
 container does not call Secrets Manager on every invocation. Values are never logged.
+
+Failures an operator must fix (the secret does not exist, the function may not read it, it lies
+outside `SECRETS_PREFIX`, it is empty) have their own classes: retrying cannot help. Anything
+else (throttling, a network error) stays a plain `SecretUnavailable`, worth retrying.
 """
 
 from __future__ import annotations
 
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import ClientError
 
 from cliniko_automations.common.logs import register_secret
 
@@ -18,21 +23,75 @@ class SecretUnavailable(RuntimeError):
     """The secret could not be read, or holds nothing usable. The message names the secret,
     never its value."""
 
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
 
-def read_secret(name: str) -> str:
-    """The SecretString (or UTF-8 SecretBinary) of secret `name`."""
+
+class SecretMisconfigured(SecretUnavailable):
+    """A secret problem only an operator can fix; `reason` is a fixed code."""
+
+    reason = "secret_misconfigured"
+
+
+class SecretMissing(SecretMisconfigured):
+    reason = "secret_missing"
+
+
+class SecretDenied(SecretMisconfigured):
+    reason = "secret_access_denied"
+
+
+class SecretOutsidePrefix(SecretMisconfigured):
+    reason = "secret_outside_prefix"
+
+    def __init__(self, message: str, *, name: str, prefix: str) -> None:
+        super().__init__(message, name=name)
+        self.prefix = prefix
+
+
+class SecretEmpty(SecretMisconfigured):
+    reason = "secret_empty"
+
+
+# Secrets Manager's error codes that no retry can change.
+_PERMANENT = {
+    "ResourceNotFoundException": SecretMissing,
+    "AccessDeniedException": SecretDenied,
+}
+
+
+def check_secret_prefix(name: str, prefix: str | None) -> None:
+    """Refuse a secret the function's IAM policy (`SecretsPrefix*`) will not let it read, before
+    asking Secrets Manager (which would answer a bare AccessDenied)."""
+    if prefix and not name.startswith(prefix):
+        raise SecretOutsidePrefix(
+            f"secret {name!r} is outside SecretsPrefix {prefix!r}", name=name, prefix=prefix
+        )
+
+
+def read_secret(name: str, *, prefix: str | None = None) -> str:
+    """The SecretString (or UTF-8 SecretBinary) of secret `name`, which must start with
+    `prefix` when one is given."""
     if not isinstance(name, str) or not name.strip():
         raise SecretUnavailable("a secret name is required")
+    check_secret_prefix(name, prefix)
     try:
         value = parameters.get_secret(name, max_age=SECRET_MAX_AGE)
     except GetParameterError as exc:
-        raise SecretUnavailable(f"secret {name!r} could not be read") from exc
+        # Powertools re-raises inside its handler, so the AWS error is the context.
+        cause = exc.__cause__ or exc.__context__
+        code = (
+            cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+        )
+        kind = _PERMANENT.get(code or "", SecretUnavailable)
+        raise kind(f"secret {name!r} could not be read ({code or 'error'})", name=name) from exc
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise SecretUnavailable(f"secret {name!r} is binary, not text") from exc
+            raise SecretEmpty(f"secret {name!r} is binary, not text", name=name) from exc
     if not isinstance(value, str) or not value.strip():
-        raise SecretUnavailable(f"secret {name!r} is empty")
+        raise SecretEmpty(f"secret {name!r} is empty", name=name)
     register_secret(value)  # the logs' redacting filter blanks it from now on
     return value

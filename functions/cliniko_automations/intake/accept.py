@@ -258,7 +258,8 @@ def _secret(services: Services, name: str) -> str:
     try:
         value = services.read_secret(name)
     except Exception as exc:  # any failure to read a secret: the provider should retry
-        raise ServiceUnavailable("secrets", type(exc).__name__) from None
+        # Chained: the handler tells an operator's mistake (a missing secret) from an outage.
+        raise ServiceUnavailable("secrets", type(exc).__name__) from exc
     if not value:
         raise ServiceUnavailable("secrets", "empty secret")
     return value

@@ -35,6 +35,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common.logs import function_logger
+from cliniko_automations.common.misconfiguration import Misconfiguration, diagnose, report
 from cliniko_automations.common.secrets import read_secret
 from cliniko_automations.intake.accept import (
     Accepted,
@@ -93,7 +94,7 @@ def post_form(source: str) -> Response[str]:
     )
     services = Services(
         sources=sources,
-        read_secret=read_secret,
+        read_secret=functools.partial(read_secret, prefix=settings.secrets_prefix),
         verify_captcha=verify_captcha,
         max_body_bytes=settings.max_body_bytes,
     )
@@ -161,7 +162,10 @@ def _refused(exc: IntakeError) -> Response[str]:
         extra["detail"] = exc.detail
     if isinstance(exc, FieldsInvalid):
         extra["fields"] = sorted(exc.errors)
-    if isinstance(exc, ServiceUnavailable):
+    problem = _misconfiguration(exc)
+    if problem is not None:
+        report(problem, logger=logger, metrics=metrics, **extra)
+    elif isinstance(exc, ServiceUnavailable):
         extra |= {"dependency": exc.dependency, "error_type": exc.error_type}
         logger.error("Submission not accepted: a dependency failed", extra=extra)
     else:
@@ -170,6 +174,16 @@ def _refused(exc: IntakeError) -> Response[str]:
     if exc.redirect_to:
         return _redirect(exc.redirect_to, exc.cors_origin)
     return _json(exc.status, exc.body(), headers)
+
+
+def _misconfiguration(exc: IntakeError) -> Misconfiguration | None:
+    """A secret the operator must create or rename (the provider is answered 503 and retries)."""
+    if not isinstance(exc, ServiceUnavailable) or exc.__cause__ is None:
+        return None
+    name = getattr(exc.__cause__, "name", None)
+    sources = _form_sources(ApiSettings.from_env().form_sources_file)
+    where = ", ".join(w for w, n in sources.secret_references() if n == name) or None
+    return diagnose(exc.__cause__, where=f"form_sources.yaml {where}" if where else None)
 
 
 @app.not_found

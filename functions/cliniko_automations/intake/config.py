@@ -35,6 +35,9 @@ from cliniko_automations.common.config_file import ConfigError, load_config_file
 from cliniko_automations.intake.submission import ContactDraft, PhoneType, UpdatePolicy
 
 DEFAULT_PATH = Path(__file__).with_name("form_sources.yaml")
+# template.yaml's default SecretsPrefix (a test keeps them equal): the intake functions may read
+# only secrets under the prefix deployed, so --check holds the file to it unless told another.
+DEFAULT_SECRETS_PREFIX = "cliniko-automations/"
 
 Provider = Literal["typeform", "tally", "webflow", "formspree", "jotform", "html", "json"]
 # Providers whose deliveries carry an HMAC: a source of these kinds must name its secret.
@@ -272,12 +275,31 @@ class FormSources(_Model):
 
     def secret_names(self) -> list[str]:
         """Every Secrets Manager name the file mentions (for IAM scoping checks)."""
-        names = [account.api_key_secret for account in self.accounts.values()]
-        for source in self.sources.values():
-            names += [name for name in (source.signing_secret, source.token_secret) if name]
+        return sorted({name for _where, name in self.secret_references()})
+
+    def secret_references(self) -> list[tuple[str, str]]:
+        """(where in the file, secret name) for every secret the file names."""
+        found = [
+            (f"accounts.{name}.api_key_secret", account.api_key_secret)
+            for name, account in self.accounts.items()
+        ]
+        for name, source in self.sources.items():
+            for key in ("signing_secret", "token_secret"):
+                if getattr(source, key):
+                    found.append((f"sources.{name}.{key}", getattr(source, key)))
             if source.html is not None and source.html.captcha is not None:
-                names.append(source.html.captcha.secret)
-        return sorted(set(names))
+                found.append((f"sources.{name}.html.captcha.secret", source.html.captcha.secret))
+        return found
+
+    def secrets_outside(self, prefix: str) -> list[str]:
+        """One problem per secret the intake functions could not read under `prefix`."""
+        return [
+            f"{where}: secret {name!r} is outside SecretsPrefix {prefix!r}, so the intake "
+            f"functions may not read it: name a secret that starts with {prefix!r}, or deploy "
+            "with a SecretsPrefix the name starts with and check with --secrets-prefix set to it"
+            for where, name in self.secret_references()
+            if not name.startswith(prefix)
+        ]
 
 
 def _check_url(value: str, *, allow_path: bool) -> None:
@@ -354,18 +376,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("path", nargs="?", help=f"the file (default: {DEFAULT_PATH.name})")
     parser.add_argument(
         "--secrets-prefix",
-        help="fail unless every secret named starts with this (the prefix IAM lets intake read)",
+        default=DEFAULT_SECRETS_PREFIX,
+        help="the SecretsPrefix you deploy with: every secret named must start with it, as IAM "
+        f"lets intake read nothing else (default: the template's, {DEFAULT_SECRETS_PREFIX})",
     )
     args = parser.parse_args(argv)
     try:
         sources = load_form_sources(args.path)
-        if args.secrets_prefix:
-            outside = [n for n in sources.secret_names() if not n.startswith(args.secrets_prefix)]
-            if outside:
-                raise ConfigError(
-                    config_path(args.path),
-                    [f"secret {name!r} is outside {args.secrets_prefix!r}" for name in outside],
-                )
+        outside = sources.secrets_outside(args.secrets_prefix)
+        if outside:
+            raise ConfigError(config_path(args.path), outside)
     except ConfigError as exc:
         return print_problems(exc, "form-source configuration")
     print(

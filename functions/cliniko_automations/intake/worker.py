@@ -74,6 +74,16 @@ class Rejected(SubmissionFailure):
     retryable = False
 
 
+class Misconfigured(Rejected):
+    """Permanent until an operator changes the deployment: Cliniko refused the key (401) or
+    its user (403), or the key's secret or the client's settings are wrong. Dead-lettered at
+    once with the fix (replayable once fixed); `error` is what revealed it."""
+
+    def __init__(self, reason: str, error: BaseException) -> None:
+        super().__init__(reason)
+        self.error = error
+
+
 class ClaimBusy(RetryLater):
     def __init__(self) -> None:
         super().__init__("claim_busy")
@@ -220,9 +230,9 @@ class IntakeWorker:
         except errors.ServerError:
             raise ClinikoBusy("cliniko_server_error") from None
         except (errors.Unauthorized, errors.Forbidden) as exc:
-            # A key or permission problem an operator fixes; until then the queue keeps
-            # retrying and the dead-letter queue holds the submission for a replay.
-            raise RetryLater(f"cliniko_{type(exc).__name__.lower()}") from None
+            # A key or permission problem an operator fixes: retries would fail alike, so the
+            # dead-letter queue holds the submission for a replay once it is fixed.
+            raise Misconfigured(f"cliniko_{type(exc).__name__.lower()}", exc) from None
         except errors.ClinikoError as exc:
             raise RetryLater(f"cliniko_error:{type(exc).__name__}") from None
         except httpx.TransportError as exc:

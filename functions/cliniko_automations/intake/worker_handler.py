@@ -16,7 +16,11 @@ batch item result:
   receives SQS's redrive moves it to the dead-letter queue, where `scripts/dead_letters.py`
   shows that reason;
 - `Rejected` (Cliniko 422, malformed message, unknown account): sent to the dead-letter queue
-  at once with its reason and deleted: retrying would only fail again.
+  at once with its reason and deleted: retrying would only fail again;
+- `Misconfigured` (Cliniko refused the key, 401/403; the key's secret missing, empty, denied
+  or outside SECRETS_PREFIX; a User-Agent or other client setting the runtime refuses): the
+  same, plus one log line naming the setting and the fix, the `Misconfigured` metric (alarmed)
+  and the fix as the dead letter's `fix` attribute. Replay once the deployment is fixed.
 """
 
 from __future__ import annotations
@@ -47,14 +51,18 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.logs import function_logger
+from cliniko_automations.common.misconfiguration import Misconfiguration, diagnose, report
+from cliniko_automations.common.secrets import SecretMisconfigured
 from cliniko_automations.intake.config import load_form_sources
 from cliniko_automations.intake.ledger import DynamoLedger
 from cliniko_automations.intake.parking import SqsParking, SqsQueues
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake.worker import (
     IntakeWorker,
+    Misconfigured,
     Rejected,
     RetryLater,
     SubmissionFailure,
@@ -160,7 +168,11 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         secret = _accounts(settings.form_sources_file).get(submission.account)
         if secret is None:
             raise Rejected("unknown_account")
-        outcome = worker.process(submission, client_for_secret(secret)).as_dict()
+        try:
+            client = client_for_secret(secret, secrets_prefix=settings.secrets_prefix)
+        except (ConfigurationError, SecretMisconfigured) as exc:
+            raise Misconfigured("misconfigured", exc) from None
+        outcome = worker.process(submission, client).as_dict()
         if outcome["action"] == "parked":
             raise _Parked(outcome)
         return outcome
@@ -233,10 +245,15 @@ def _retry(
 
 
 def _dead_letter(
-    rt: Runtime, record: SQSRecord, submission: Submission | None, reason: str
+    rt: Runtime,
+    record: SQSRecord,
+    submission: Submission | None,
+    reason: str,
+    problem: Misconfiguration | None = None,
 ) -> dict[str, Any]:
     attributes = {
         "failure_reason": reason,
+        "fix": problem.message if problem else None,
         "submission_id": submission.submission_id if submission else None,
         "source": submission.source if submission else None,
         "original_message_id": record.message_id,
@@ -253,16 +270,25 @@ def _dead_letter(
             failed_at=datetime.now(UTC).isoformat(),
         )
     )
-    logger.error("submission dead-lettered", extra={"reason": reason})
+    if problem is not None:
+        report(problem, logger=logger, metrics=metrics, action="dead_lettered")
+    else:
+        logger.error("submission dead-lettered", extra={"reason": reason})
     return {"action": "dead_lettered", "reason": reason}
 
 
 def _reject(
-    rt: Runtime, record: SQSRecord, submission: Submission | None, reason: str
+    rt: Runtime,
+    record: SQSRecord,
+    submission: Submission | None,
+    reason: str,
+    problem: Misconfiguration | None = None,
 ) -> dict[str, Any]:
     try:
-        return _dead_letter(rt, record, submission, reason)
+        return _dead_letter(rt, record, submission, reason, problem)
     except Exception:
+        if problem is not None:
+            report(problem, logger=logger, metrics=metrics, action="retried")
         # The dead-letter queue refused (a missing permission, an outage): fall back on the
         # queue's own redrive, with the reason booked so the dead letter still explains itself.
         failure = Rejected(reason)
@@ -296,6 +322,9 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         outcome: dict[str, Any] = rt.handle(submission=submission)
     except _Parked as parked:
         outcome = parked.outcome
+    except Misconfigured as exc:
+        problem = _diagnose(rt, submission, exc)
+        return _reject(rt, record, submission, problem.reason, problem)
     except Rejected as exc:
         return _reject(rt, record, submission, exc.reason)
     except IdempotencyAlreadyInProgressError:
@@ -310,6 +339,14 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         raise
     _report(outcome)
     return outcome
+
+
+def _diagnose(rt: Runtime, submission: Submission, failure: Misconfigured) -> Misconfiguration:
+    """What the operator must fix, naming the account's secret and where the file names it."""
+    secret = _accounts(rt.settings.form_sources_file).get(submission.account)
+    where = f"form_sources.yaml accounts.{submission.account}.api_key_secret"
+    problem = diagnose(failure.error, secret=secret, where=where)
+    return problem or Misconfiguration(failure.reason, where, str(failure), "see the error")
 
 
 def _report(outcome: dict[str, Any]) -> None:

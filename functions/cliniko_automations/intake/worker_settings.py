@@ -22,6 +22,9 @@ class WorkerSettings(EnvironmentSettings):
     cliniko_user_agent: str = Field(min_length=1)
     cliniko_base_url: str | None = None
     form_sources_file: str | None = None
+    # The template's SecretsPrefix: the worker's role may read only secrets under it, so an
+    # account key named outside it is refused up front, naming the fix.
+    secrets_prefix: str | None = None
     # A completed submission is answered from its record for a day: longer than any provider
     # keeps redelivering a webhook. After that the email lookup still prevents a duplicate.
     idempotency_ttl_seconds: int = Field(default=86_400, gt=0)

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from cliniko_automations.cleanup import handler
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.secrets import SecretOutsidePrefix
 from cliniko_automations.common.settings import SettingsError
 from cliniko_automations.intake.ledger import DynamoLedger
 from cliniko_automations.intake.worker import LedgerEntry
@@ -17,6 +18,7 @@ from cliniko_automations.intake.worker import LedgerEntry
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (
     USER_AGENT,
+    captured_logs,
     create_worker_stack,
     emf_metrics,
     put_secrets,
@@ -150,3 +152,36 @@ def test_a_missing_user_agent_fails_the_run_naming_it(deployed, cliniko, monkeyp
 
 def test_the_answer_is_json(deployed):
     assert json.loads(json.dumps(handler.lambda_handler(SCHEDULED_EVENT, context())))
+
+
+def _errors(logs) -> list[dict]:
+    lines = [json.loads(line) for line in logs.lines if line.startswith("{")]
+    return [line for line in lines if line.get("level") == "ERROR"]
+
+
+def test_a_key_on_the_wrong_shard_is_told_with_its_fix(deployed, cliniko, capsys):
+    wrong_shard = cliniko.api_key.rsplit("-", 1)[0] + "-uk2"
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId="tests/cliniko/test-clinic", SecretString=wrong_shard
+    )
+    with captured_logs("cleanup") as logs:
+        answer = handler.lambda_handler(SCHEDULED_EVENT, context())
+    assert answer["rules"][0]["error"] == "cliniko_Unauthorized"
+    (line,) = _errors(logs)
+    assert line["message"].startswith(
+        "misconfigured secret 'tests/cliniko/test-clinic' (form_sources.yaml "
+        "accounts.test-clinic.api_key_secret): Cliniko refused the API key on shard uk2 (401)."
+    )
+    assert line["reason"] == "cliniko_unauthorized"
+    assert emf_metrics(capsys.readouterr().out)["Misconfigured"] == 1
+    assert wrong_shard not in "".join(logs.lines)
+
+
+def test_a_secret_outside_the_prefix_fails_the_run_with_its_fix(deployed, monkeypatch, capsys):
+    monkeypatch.setenv("SECRETS_PREFIX", "cliniko-automations/")
+    with captured_logs("cleanup") as logs, pytest.raises(SecretOutsidePrefix):
+        handler.lambda_handler(SCHEDULED_EVENT, context())
+    (line,) = _errors(logs)
+    assert line["reason"] == "secret_outside_prefix"
+    assert "SecretsPrefix 'cliniko-automations/'" in line["message"]
+    assert emf_metrics(capsys.readouterr().out)["Misconfigured"] == 1

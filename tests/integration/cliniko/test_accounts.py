@@ -8,7 +8,13 @@ from aws_lambda_powertools.utilities import parameters
 from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.cliniko.errors import ConfigurationError, RateLimited
 from cliniko_automations.common.cliniko_accounts import client_for_secret
-from cliniko_automations.common.secrets import SecretUnavailable, read_secret
+from cliniko_automations.common.secrets import (
+    SecretEmpty,
+    SecretMissing,
+    SecretOutsidePrefix,
+    SecretUnavailable,
+    read_secret,
+)
 
 UA = "Tests (tests@example.com)"
 
@@ -39,16 +45,24 @@ def test_read_secret_decodes_binary_text(secrets) -> None:
 
 
 def test_missing_or_unusable_secrets_are_clear_errors(secrets) -> None:
-    with pytest.raises(SecretUnavailable, match="'nope'"):
+    # Each an operator's mistake no retry can mend, told apart from a passing outage.
+    with pytest.raises(SecretMissing, match="'nope'"):
         read_secret("nope")
     secrets.create_secret(Name="latin1", SecretBinary=b"\xff\xfe")
-    with pytest.raises(SecretUnavailable, match="binary"):
+    with pytest.raises(SecretEmpty, match="binary"):
         read_secret("latin1")
     secrets.create_secret(Name="blank", SecretString="   ")
-    with pytest.raises(SecretUnavailable, match="empty"):
+    with pytest.raises(SecretEmpty, match="empty"):
         read_secret("blank")
     with pytest.raises(SecretUnavailable):
         read_secret("")
+
+
+def test_a_secret_outside_the_prefix_is_refused_before_asking(secrets, monkeypatch) -> None:
+    secrets.create_secret(Name="elsewhere/key", SecretString="value")
+    with pytest.raises(SecretOutsidePrefix, match="'elsewhere/key' is outside SecretsPrefix"):
+        read_secret("elsewhere/key", prefix="cliniko-automations/")
+    assert read_secret("elsewhere/key", prefix="elsewhere/") == "value"
 
 
 def test_client_for_secret_talks_to_cliniko_with_the_stored_key(

@@ -345,16 +345,48 @@ def test_503_when_sqs_refuses(intake, monkeypatch, capsys):
     assert record["error_type"] in {"ClientError", "QueueDoesNotExist"}
 
 
-def test_503_when_a_signing_secret_cannot_be_read(intake):
-    boto3.client("secretsmanager").delete_secret(
-        SecretId="cliniko-automations/forms/referral-typeform/signing-secret",
-        ForceDeleteWithoutRecovery=True,
-    )
+def test_503_and_the_fix_when_a_signing_secret_is_missing(intake, capsys):
+    # The provider retries on 503; the operator is told which secret and what to do.
+    name = "cliniko-automations/forms/referral-typeform/signing-secret"
+    boto3.client("secretsmanager").delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
     body, headers = typeform()
     answer = intake.post("referral-typeform", body, headers)
     assert answer["statusCode"] == 503
     (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
-    assert (record["dependency"], record["error_type"]) == ("secrets", "SecretUnavailable")
+    assert record["message"] == (
+        f"misconfigured secret '{name}' (form_sources.yaml "
+        "sources.referral-typeform.signing_secret): no such secret. Fix: create it in this "
+        f"account and region (aws secretsmanager create-secret --name {name} "
+        "--secret-string file://value.txt), or correct the name"
+    )
+    assert record["reason"] == "secret_missing"
+    # Dimensioned by service alone, as MisconfigurationAlarm watches it.
+    misconfigured = [m for m in emf(capsys.readouterr().out) if m["name"] == "Misconfigured"]
+    assert misconfigured == [
+        {"name": "Misconfigured", "value": [1.0], "dimensions": {"service": "intake"}}
+    ]
+
+
+def test_503_and_the_fix_when_a_secret_is_outside_the_prefix(intake, monkeypatch, capsys):
+    monkeypatch.setenv("SECRETS_PREFIX", "clinic-secrets/")
+    body, headers = typeform()
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 503
+    (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
+    assert record["message"] == (
+        "misconfigured secret 'cliniko-automations/forms/referral-typeform/signing-secret' "
+        "(form_sources.yaml sources.referral-typeform.signing_secret): outside SecretsPrefix. "
+        "Fix: the function may read only secrets whose names start with SecretsPrefix "
+        "'clinic-secrets/': create the secret under it and name that one in form_sources.yaml "
+        "sources.referral-typeform.signing_secret, or redeploy with a SecretsPrefix the name "
+        "starts with"
+    )
+    assert record["reason"] == "secret_outside_prefix"
+    # Dimensioned by service alone, as MisconfigurationAlarm watches it.
+    misconfigured = [m for m in emf(capsys.readouterr().out) if m["name"] == "Misconfigured"]
+    assert misconfigured == [
+        {"name": "Misconfigured", "value": [1.0], "dimensions": {"service": "intake"}}
+    ]
 
 
 def test_503_not_500_when_the_deployment_is_misconfigured(intake, monkeypatch, capsys):

@@ -120,3 +120,11 @@ def test_a_dict_message_stays_structured():
         handler.setStream(previous)
     record = json.loads(stream.getvalue())
     assert record["message"] == {"outcome": "ok", "to": "[email]", "count": 3}
+
+
+def test_documentation_addresses_are_kept_and_lookalikes_are_not():
+    # ".example" is reserved for documentation (RFC 2606): the fixes logged for a refused
+    # User-Agent quote one. A real domain that merely contains "example" is still blanked.
+    assert "it@acme.example" in redact("e.g. 'Acme Clinic (it@acme.example)'")
+    assert "ada@example.example.org" not in redact("to ada@example.example.org")
+    assert "ada@my.example.com" not in redact("to ada@my.example.com")

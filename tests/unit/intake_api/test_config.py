@@ -11,6 +11,7 @@ import pytest
 import yaml
 from cliniko_automations.intake.config import (
     DEFAULT_PATH,
+    DEFAULT_SECRETS_PREFIX,
     DIRECT_TARGETS,
     ConfigError,
     FormSources,
@@ -76,7 +77,33 @@ def test_check_command_secrets_prefix(tmp_path, capsys):
     assert main(["--check", str(DEFAULT_PATH), "--secrets-prefix", "cliniko-automations/"]) == 0
     assert main(["--check", str(DEFAULT_PATH), "--secrets-prefix", "other/"]) == 1
     err = capsys.readouterr().err
-    assert "'cliniko-automations/accounts/main-clinic/api-key' is outside 'other/'" in err
+    assert (
+        "accounts.main-clinic.api_key_secret: secret "
+        "'cliniko-automations/accounts/main-clinic/api-key' is outside SecretsPrefix 'other/'"
+    ) in err
+
+
+def test_check_command_holds_secrets_to_the_templates_prefix_by_default(tmp_path, capsys):
+    path = tmp_path / "outside.yaml"
+    path.write_text(yaml.safe_dump(minimal(signing_secret="clinic/forms/s/signing-secret")))
+    assert main(["--check", str(path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    # The source, the secret, the prefix and the fix, in one line.
+    assert (
+        "  - sources.s.signing_secret: secret 'clinic/forms/s/signing-secret' is outside "
+        "SecretsPrefix 'cliniko-automations/', so the intake functions may not read it: name a "
+        "secret that starts with 'cliniko-automations/', or deploy with a SecretsPrefix the name "
+        "starts with and check with --secrets-prefix set to it"
+    ) in err
+    assert main(["--check", str(path), "--secrets-prefix", "clinic/"]) == 1  # the account's
+    assert main(["--check", str(path), "--secrets-prefix", ""]) == 0
+
+
+def test_default_secrets_prefix_is_the_templates():
+    from local_run.template import load
+
+    template = load(Path(__file__).resolve().parents[3] / "template.yaml")
+    assert template["Parameters"]["SecretsPrefix"]["Default"] == DEFAULT_SECRETS_PREFIX
 
 
 def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):

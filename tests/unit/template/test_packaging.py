@@ -303,7 +303,7 @@ def test_staging_checks_the_configuration(tmp_path, capsys):
     build.check_configuration(tmp_path, build.template_parameter_default("SecretsPrefix"))
     with pytest.raises(SystemExit, match="form-source configuration is invalid"):
         build.check_configuration(tmp_path, "elsewhere/")
-    assert "is outside 'elsewhere/'" in capsys.readouterr().err
+    assert "is outside SecretsPrefix 'elsewhere/'" in capsys.readouterr().err
     rules = package / "cleanup/cleanup_rules.yaml"
     rules.write_text(rules.read_text().replace("account: main-clinic", "account: no-such-clinic"))
     with pytest.raises(SystemExit, match="cleanup rules are invalid"):

@@ -259,6 +259,7 @@ ALARMED_METRICS = {
     ("AWS/Lambda", "Errors"),
     ("AWS/Lambda", "Throttles"),
     ("ClinikoAutomations", "OverdueErasureRequests"),
+    ("ClinikoAutomations", "Misconfigured"),
 }
 
 

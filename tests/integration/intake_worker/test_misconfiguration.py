@@ -1,0 +1,211 @@
+"""A misconfigured deployment, seen by the operator: the worker through its SQS handler (moto,
+the Cliniko emulator over HTTP). Each mistake dead-letters the submission at once (no retries
+that can only fail alike), with the fix as the dead letter's `fix`, one log line naming the
+setting and the fix, and one `Misconfigured` count, the metric template.yaml alarms on."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from cliniko_automations.intake import worker_handler
+from cliniko_automations.intake.submission import ContactDraft, Submission
+
+from tests.fixtures.apigw import LambdaContext
+from tests.integration.intake_worker.resources import (
+    WORKER_TIMEOUT_MS,
+    WorkerStack,
+    captured_logs,
+    create_worker_stack,
+    emf_metrics,
+    load_dead_letters_script,
+    poll_once,
+    put_secrets,
+    worker_environment,
+    write_worker_config,
+)
+
+SECRET = "tests/cliniko/test-clinic"
+WHERE = "form_sources.yaml accounts.test-clinic.api_key_secret"
+_ids = itertools.count(1)
+
+
+def submission() -> Submission:
+    n = next(_ids)
+    return Submission(
+        submission_id=f"sub-m{n}",
+        idempotency_key=f"test-json:m{n}",
+        source="test-json",
+        provider="json",
+        account="test-clinic",
+        received_at=datetime.now(UTC),
+        draft=ContactDraft(first_name="Ana", last_name="Lima", email="ana.lima@example.com"),
+    )
+
+
+@pytest.fixture
+def stack(aws, cliniko, monkeypatch, tmp_path) -> WorkerStack:
+    stack = create_worker_stack()
+    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    return stack
+
+
+def deliver_once(stack: WorkerStack, sub: Submission) -> list[dict]:
+    """Send `sub` and run one delivery; the JSON log lines at ERROR. Fails unless the message
+    left the main queue at once (dead-lettered, not handed back for a retry)."""
+    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=sub.model_dump_json())
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
+    with captured_logs("intake") as logs:
+        messages, failed = poll_once(stack, worker_handler.lambda_handler, context, visibility=0)
+    assert len(messages) == 1
+    assert failed == set()
+    assert stack.counts(stack.queue_url) == (0, 0)
+    lines = [json.loads(line) for line in logs.lines if line.startswith("{")]
+    return [line for line in lines if line.get("level") == "ERROR"]
+
+
+def attempt_once(stack: WorkerStack, capsys) -> tuple[dict, list[dict], dict[str, float]]:
+    """One submission, one delivery: its dead letter's attributes, the ERROR log lines and
+    the metrics."""
+    errors = deliver_once(stack, submission())
+    [letter] = stack.drain(stack.dead_letter_queue_url)
+    attributes = {k: v["StringValue"] for k, v in letter["MessageAttributes"].items()}
+    return attributes, errors, emf_metrics(capsys.readouterr().out)
+
+
+def assert_told_once(attributes, errors, metrics, *, reason: str, message: str) -> None:
+    assert attributes["failure_reason"] == reason
+    assert attributes["fix"] == message
+    [line] = errors  # one line, and it is the fix
+    assert line["message"] == message
+    assert line["reason"] == reason
+    assert metrics.get("Misconfigured") == 1
+
+
+def test_key_on_the_wrong_shard(stack, cliniko, capsys) -> None:
+    # The account is on au1; the key says uk2, so it is sent to uk2, where Cliniko says 401.
+    wrong_shard = cliniko.api_key.rsplit("-", 1)[0] + "-uk2"
+    put_secrets({SECRET: wrong_shard})
+    attributes, errors, metrics = attempt_once(stack, capsys)
+    assert_told_once(
+        attributes,
+        errors,
+        metrics,
+        reason="cliniko_unauthorized",
+        message=(
+            f"misconfigured secret '{SECRET}' ({WHERE}): Cliniko refused the API key on shard "
+            "uk2 (401). Fix: the key is wrong or revoked, or belongs to another shard. Paste "
+            "the whole key as Cliniko showed it, shard suffix included (the part after the "
+            "last '-', e.g. '-au2'; a key without one is sent to au1), into secret "
+            f"'{SECRET}'"
+        ),
+    )
+    assert len(cliniko.control.requests()) == 1  # one refused lookup, no retries
+    assert wrong_shard not in "".join(map(str, errors))
+    assert cliniko.control.contacts() == []
+
+
+def test_a_user_without_the_permission(stack, cliniko, capsys) -> None:
+    read_only = cliniko.api_key.rsplit("-", 1)[0] + "ro-au1"
+    cliniko.control.add_key(read_only, read_only=True)
+    put_secrets({SECRET: read_only})
+    attributes, errors, metrics = attempt_once(stack, capsys)
+    assert_told_once(
+        attributes,
+        errors,
+        metrics,
+        reason="cliniko_forbidden",
+        message=(
+            f"misconfigured secret '{SECRET}' ({WHERE}): Cliniko refused the request (403). "
+            "Fix: the Cliniko user who owns the API key lacks the permission. Use the key of a "
+            f"user whose role may create and edit contacts, into secret '{SECRET}'"
+        ),
+    )
+
+
+def test_a_missing_secret(stack, capsys) -> None:
+    attributes, errors, metrics = attempt_once(stack, capsys)
+    assert_told_once(
+        attributes,
+        errors,
+        metrics,
+        reason="secret_missing",
+        message=(
+            f"misconfigured secret '{SECRET}' ({WHERE}): no such secret. Fix: create it in "
+            f"this account and region (aws secretsmanager create-secret --name {SECRET} "
+            "--secret-string file://value.txt), or correct the name"
+        ),
+    )
+
+
+def test_a_secret_outside_the_prefix(stack, cliniko, monkeypatch, capsys) -> None:
+    put_secrets({SECRET: cliniko.api_key})
+    monkeypatch.setenv("SECRETS_PREFIX", "cliniko-automations/")
+    attributes, errors, metrics = attempt_once(stack, capsys)
+    assert_told_once(
+        attributes,
+        errors,
+        metrics,
+        reason="secret_outside_prefix",
+        message=(
+            f"misconfigured secret '{SECRET}' ({WHERE}): outside SecretsPrefix. Fix: the "
+            "function may read only secrets whose names start with SecretsPrefix "
+            "'cliniko-automations/': create the secret under it and name that one in "
+            f"{WHERE}, or redeploy with a SecretsPrefix the name starts with"
+        ),
+    )
+    assert cliniko.control.requests() == []
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        "Clinique \u00c9lan (it@clinique.fr)",
+        "Clinic automations (it@localhost)",
+        "Clinic  automations (it@example.com)",
+    ],
+)
+def test_a_user_agent_the_runtime_refuses(stack, cliniko, monkeypatch, capsys, user_agent) -> None:
+    put_secrets({SECRET: cliniko.api_key})
+    monkeypatch.setenv("CLINIKO_USER_AGENT", user_agent)
+    attributes, errors, metrics = attempt_once(stack, capsys)
+    assert_told_once(
+        attributes,
+        errors,
+        metrics,
+        reason="cliniko_user_agent_invalid",
+        message=(
+            "misconfigured ClinikoUserAgent: Cliniko settings are invalid: CLINIKO_USER_AGENT: "
+            "the User-Agent must read 'Name (email)': ASCII only (HTTP headers are ASCII, so no "
+            "accented letters), single spaces, an e-mail whose domain has a dot, e.g. 'Acme "
+            "Clinic Intake (it@acme.example)'. Fix: redeploy with the stack parameter "
+            "ClinikoUserAgent set to such a value, quoted in samconfig.toml's "
+            'parameter_overrides: ClinikoUserAgent="Acme Clinic (it@acme.example)"'
+        ),
+    )
+    assert cliniko.control.requests() == []
+
+
+def test_once_fixed_a_replay_creates_the_contact(stack, cliniko, monkeypatch) -> None:
+    put_secrets({SECRET: cliniko.api_key.rsplit("-", 1)[0] + "-uk2"})
+    sub = submission()
+    deliver_once(stack, sub)
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.dead_letter_queue_url)
+    dead_letters = load_dead_letters_script()
+    out = io.StringIO()
+    assert dead_letters.main(["show", sub.submission_id], out=out) == 0
+    assert "cliniko_unauthorized" in out.getvalue()
+    assert "fix:" in out.getvalue() and "shard uk2" in out.getvalue()
+
+    boto3.client("secretsmanager").put_secret_value(SecretId=SECRET, SecretString=cliniko.api_key)
+    parameters.clear_caches()  # what the five-minute secret cache does in a deployment
+    assert dead_letters.main(["replay", "--all"], out=io.StringIO()) == 0
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
+    poll_once(stack, worker_handler.lambda_handler, context, visibility=0)
+    [contact] = cliniko.control.contacts()
+    assert contact["email"] == "ana.lima@example.com"
