@@ -60,8 +60,9 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     ledger = DynamoLedger(boto3.client("dynamodb"), settings.ledger_table)
     margin_ms = settings.stop_margin_seconds * 1000
     cleanup = Cleanup(
+        # Bulk: the cleanup takes only what intake and erasure leave of the key's budget.
         client_for_account=lambda account: client_for_secret(
-            sources.accounts[account].api_key_secret
+            sources.accounts[account].api_key_secret, priority="bulk"
         ),
         ledger_ids=ledger.contact_ids,
         out_of_time=lambda: context.get_remaining_time_in_millis() < margin_ms,
