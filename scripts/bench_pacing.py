@@ -117,10 +117,23 @@ class TimedStore:
 
 
 def run_process(
-    role: Role, index: int, key: str, base_url: str, moto: str, ids: list[str], start: float, end: float
-) -> dict[str, Any]:
-    """One process of a case (a multiprocessing target): its operations until `end`."""
+    role: Role,
+    index: int,
+    key: str,
+    base_url: str,
+    moto: str,
+    ids: list[str],
+    ready: Any,
+    go: Any,
+    window: Any,
+    results: Any,
+) -> None:
+    """One process of a case (a multiprocessing target): its operations from the start the
+    main process sets once every process is ready, until the end; its figures to `results`."""
+    import logging
     import threading
+
+    logging.disable(logging.WARNING)
 
     import boto3
     from cliniko_automations.cliniko import ClinikoClient, RetryPolicy, errors
@@ -148,6 +161,9 @@ def run_process(
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     lock = threading.Lock()
+    ready.put(index)
+    go.wait()
+    start, end = window[0], window[1]
     while time.time() < start:
         time.sleep(min(0.05, start - time.time()))
 
@@ -173,7 +189,7 @@ def run_process(
         while True:
             if interval is not None:
                 while time.time() < due and due < end:
-                    time.sleep(min(0.1, due - time.time()))
+                    time.sleep(max(0.0, min(0.1, due - time.time())))
                 arrived = due
                 due += interval
             else:
@@ -195,15 +211,17 @@ def run_process(
     for thread in threads:
         thread.join()
     client.close()
-    return {
-        "kind": role.kind,
-        "requests": client.request_count,
-        "outcomes": outcomes,
-        "latencies": latencies,
-        "store_calls": store.calls,
-        "store_seconds": store.seconds,
-        "fallbacks": client._transport._budget.fallbacks,
-    }
+    results.put(
+        {
+            "kind": role.kind,
+            "requests": client.request_count,
+            "outcomes": outcomes,
+            "latencies": latencies,
+            "store_calls": inner.calls,  # DynamoDB calls (a booking may take two)
+            "store_seconds": store.seconds,
+            "fallbacks": client._transport._budget.fallbacks,
+        }
+    )
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -221,18 +239,39 @@ def run_case(
     control.add_key(key)
     ids = control.seed(2000, seed=serial) if _has_cleanup(case) else []
     since = max((entry["seq"] for entry in control.requests()), default=0)
-    start = time.time() + 3.0  # every process is up before the first request
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter, as a Lambda has
+    ready, results, go = context.Queue(), context.Queue(), context.Event()
+    window = context.Array("d", 2)
+    processes = []
+    index = 0
+    for role in case.roles:
+        for _ in range(role.processes):
+            args = (
+                role,
+                index,
+                key,
+                server.base_url_template,
+                moto,
+                ids,
+                ready,
+                go,
+                window,
+                results,
+            )
+            processes.append(context.Process(target=run_process, args=args))
+            index += 1
+    for process in processes:
+        process.start()
+    for _ in processes:
+        ready.get(timeout=300)  # imports and clients built: start them together
+    start = time.time() + 1.0
     end = start + seconds
-    context = multiprocessing.get_context("spawn")
-    jobs = []
-    with context.Pool(sum(role.processes for role in case.roles)) as pool:
-        index = 0
-        for role in case.roles:
-            for _ in range(role.processes):
-                args = (role, index, key, server.base_url_template, moto, ids, start, end)
-                jobs.append(pool.apply_async(run_process, args))
-                index += 1
-        results = [job.get() for job in jobs]
+    window[0], window[1] = start, end
+    go.set()
+    outcome = [results.get(timeout=seconds + 600) for _ in processes]
+    for process in processes:
+        process.join()
+    results = outcome
     log = control.requests(since)
     in_case = [e for e in log if start <= _logged_at(e) < end]
     answered = [e for e in in_case if e["status"] != 429]
@@ -266,6 +305,36 @@ def run_case(
         "store_ms_per_request": store_seconds / requests * 1000 if requests else None,
         "fallbacks": sum(r["fallbacks"] for r in results),
         "baseline": case.baseline,
+    }
+
+
+def store_round_trip_ms(moto: str, calls: int = 200) -> dict[str, float]:
+    """One process booking on an idle table: the milliseconds of one UpdateItem (moto)."""
+    import boto3
+    from cliniko_automations.cliniko.shared_pacing import TAT, Booking
+    from cliniko_automations.common.rate_limit_table import CLIENT_CONFIG, DynamoBudgetStore
+
+    store = DynamoBudgetStore(
+        boto3.client(
+            "dynamodb",
+            endpoint_url=moto,
+            region_name="eu-west-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",  # noqa: S106 - moto's fake credentials
+            config=CLIENT_CONFIG,
+        ),
+        TABLE,
+    )
+    timings = []
+    for _ in range(calls):
+        now = time.time()
+        started = time.perf_counter()
+        store.book("round-trip", now, [Booking(TAT, 0.001, now + 1e9)])
+        timings.append((time.perf_counter() - started) * 1000)
+    return {
+        "calls": store.calls,
+        "median_ms": statistics.median(timings),
+        "p95_ms": _percentile(timings, 95) or 0.0,
     }
 
 
@@ -307,13 +376,19 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=120.0)
-    parser.add_argument("--cases", default="all", help="comma-separated: " + ", ".join(c.name for c in CASES))
+    parser.add_argument(
+        "--cases", default="all", help="comma-separated: " + ", ".join(c.name for c in CASES)
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     chosen = CASES if args.cases == "all" else [c for c in CASES if c.name in args.cases.split(",")]
 
+    import logging
+
     import boto3
     from cliniko_emulator import EmulatorControl, EmulatorServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto_server's access log
     from moto.server import ThreadedMotoServer
 
     moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -347,15 +422,22 @@ def main() -> None:
                 f"429s {row['throttled']} ({row['share_429']:.2%}), outcomes {row['outcomes']}",
                 flush=True,
             )
-            _write(args.out / "pacing.json", rows)
+            _write(args.out / "pacing.json", rows, None)
+        round_trip = store_round_trip_ms(moto)
+        _write(args.out / "pacing.json", rows, round_trip)
     finally:
         server.stop()
         moto_server.stop()
     print_table(rows)
-    print(f"\nwritten: {args.out / 'pacing.json'}")
+    print(
+        f"\none booking (UpdateItem) on moto_server, one process, idle: "
+        f"median {round_trip['median_ms']:.1f} ms, p95 {round_trip['p95_ms']:.1f} ms "
+        f"({round_trip['calls']} calls for 200 bookings)"
+    )
+    print(f"written: {args.out / 'pacing.json'}")
 
 
-def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write(path: Path, rows: list[dict[str, Any]], round_trip: dict | None) -> None:
     path.write_text(
         json.dumps(
             {
@@ -365,6 +447,7 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
                 f"{platform.python_version()}",
                 "when": datetime.now().astimezone().isoformat(timespec="seconds"),
                 "cases": rows,
+                "store_round_trip": round_trip,
             },
             indent=2,
         )

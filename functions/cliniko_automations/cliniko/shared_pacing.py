@@ -16,10 +16,10 @@ Cliniko aligns its window) sees at most `rate + depth + late + 1` requests: `rat
 so that stays `safety` requests under Cliniko's limit (200 -> 192 a minute by default).
 
 Priorities: interactive callers (intake, erasure) book up to `depth` slots ahead. Bulk callers
-(the cleanup, a change feed) book only when nothing is booked ahead (what interactive callers
-leave), and at most `bulk_share` of the rate (their own second schedule, `bulk_tat`), so a
-cleanup never starves intake: an intake request arriving during a cleanup finds at most the
-bulk lease in front of it.
+(the cleanup, a change feed) book one slot at a time and only when at most one slot is booked
+ahead (what interactive callers leave), and at most `bulk_share` of the rate (their own second
+schedule, `bulk_tat`), so a cleanup never starves intake: an intake submission arriving during
+a cleanup finds at most two slots booked in front of it, and its two requests go at once.
 
 A 429, whoever receives it, blocks the shared item until `X-RateLimit-Reset`; everyone waits
 it out, each resuming after a random part of `resume_jitter` so they do not all send at the
@@ -49,6 +49,7 @@ logger = logging.getLogger("cliniko_automations.cliniko")
 TAT = "tat"
 BULK_TAT = "bulk_tat"
 BLOCKED_UNTIL = "blocked_until"
+_ROUNDING = 1e-5  # seconds
 
 
 class Priority(StrEnum):
@@ -86,8 +87,12 @@ class SharingPolicy:
             raise ValueError("a sharing policy needs a positive whole number of requests")
         if self.period <= 0:
             raise ValueError("a sharing policy needs a positive period")
-        if not 1 <= self.lease <= self.depth or self.late < 1 or self.safety < 0:
-            raise ValueError("a sharing policy needs 1 <= lease <= depth, late >= 1, safety >= 0")
+        # depth >= lease + 2: a busy interactive lease still fits behind the two slots a bulk
+        # caller may leave booked ahead.
+        if not 1 <= self.lease <= self.depth - 2 or self.late < 1 or self.safety < 0:
+            raise ValueError(
+                "a sharing policy needs 1 <= lease <= depth - 2, late >= 1, safety >= 0"
+            )
         if self.rate < 1:
             raise ValueError("the limit is too small for the policy's depth, late and safety")
         if not 0 < self.bulk_share <= 1 or not 0 < self.fallback_share <= 1:
@@ -173,7 +178,7 @@ class SharedBudget:
         self._slots: deque[float] = deque()  # scheduled times of this process's booked slots
         # Slots booked by the next round trip (None: not decided yet, see _take_slot).
         self._lease: int | None = None
-        self._last_handed = float("-inf")  # when this process last took a slot
+        self._handed: deque[float] = deque(maxlen=self.policy.lease)  # when slots were taken
         self._seen: dict[str, float] = {}  # the shared item as this process last saw it
         self._not_before = float("-inf")  # wall time: the store said wait (or a 429 did)
         self._fallback = RateBudget(self.policy.fallback_limit, self.policy.period, clock=clock)
@@ -233,15 +238,20 @@ class SharedBudget:
             self._slots.popleft()  # booked but not sent in time: spending it now is unsafe
         if self._slots:
             self._slots.popleft()
-            self._last_handed = now
+            self._handed.append(now)
             return 0.0
         if now < self._not_before:
             return self._not_before - now
         if self._lease is None:
-            # Back for more within a slot interval: busy, book full leases. Otherwise one:
-            # slots booked and left unsent would be taken from everyone else.
-            busy = now - self._last_handed <= policy.interval
-            self._lease = policy.lease if busy else 1
+            # Busy (the last `lease` slots all went within as many intervals): book full
+            # leases. Otherwise one: slots booked and left unsent are taken from everyone else
+            # (an intake submission's lookup and create are two requests, not a stream).
+            # Bulk callers book one at a time, so they keep no more than a slot ahead of now.
+            recent = self._handed
+            busy = (
+                len(recent) == recent.maxlen and now - recent[0] <= policy.lease * policy.interval
+            )
+            self._lease = policy.lease if busy and self.priority is Priority.INTERACTIVE else 1
         # Other processes only ever move the schedules on: when what this process last saw
         # already refuses the booking, wait without asking (a round trip saved per lease).
         wait = self._wait_for(now, self._seen)
@@ -261,7 +271,7 @@ class SharedBudget:
             start = max(answer.value(TAT), now)
             self._slots.extend(start + i * policy.interval for i in range(self._lease))
             self._slots.popleft()
-            self._last_handed = now
+            self._handed.append(now)
             self._lease = None
             return 0.0
         # Refused: the answer says until when (never 0: the booking did not fit).
@@ -272,12 +282,16 @@ class SharedBudget:
     def _bookings(self, now: float) -> list[Booking]:
         policy = self.policy
         cost = (self._lease or 1) * policy.interval
+        now += _ROUNDING  # ceilings: sums of floats (and the store's microseconds) may round up
         if self.priority is Priority.INTERACTIVE:
             return [Booking(TAT, cost, now + policy.depth * policy.interval)]
-        # Bulk books only when nothing is booked ahead of now, and on its own slower schedule.
+        # Bulk books only when at most one slot is booked ahead of now, one slot at a time, so
+        # `depth - 2` interactive slots (a submission's lookup and create) always still fit;
+        # and on its own slower schedule.
+        bulk_cost = cost / policy.bulk_share
         return [
-            Booking(TAT, cost, now + cost),
-            Booking(BULK_TAT, cost / policy.bulk_share, now + cost / policy.bulk_share),
+            Booking(TAT, cost, now + cost + policy.interval),
+            Booking(BULK_TAT, bulk_cost, now + 2 * bulk_cost),
         ]
 
     def _wait_for(self, now: float, values: Mapping[str, float]) -> float:

@@ -19,10 +19,9 @@ import hashlib
 import os
 import threading
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cliniko_automations.cliniko import ClinikoClient, RetryPolicy
 from cliniko_automations.cliniko.config import check_user_agent
@@ -123,9 +122,9 @@ def client_for_secret(
             else RetryPolicy.within(settings.max_wait_seconds)
         )
         sharing = (
-            SharingPolicy() if settings.bulk_share is None else SharingPolicy(
-                bulk_share=settings.bulk_share
-            )
+            SharingPolicy()
+            if settings.bulk_share is None
+            else SharingPolicy(bulk_share=settings.bulk_share)
         )
         client = ClinikoClient(
             api_key,
@@ -155,7 +154,5 @@ def _store(table: str | None) -> DynamoBudgetStore | None:
 
 def _count_fallback(reason: str) -> None:
     """A metric for the alarm-worthy moment the shared budget could not be reached."""
-    with single_metric(
-        name="ClinikoPacingFallback", unit=MetricUnit.Count, value=1
-    ) as metric:
+    with single_metric(name="ClinikoPacingFallback", unit=MetricUnit.Count, value=1) as metric:
         metric.add_dimension(name="reason", value="rate_budget_store_unavailable")

@@ -5,8 +5,9 @@ One item per Cliniko key, keyed by the key's fingerprint (a hash; the key is nev
 reset) and `expires_at` (TTL: a key unused for a day leaves no item behind).
 
 A booking is one conditional UpdateItem. DynamoDB cannot compute max(tat, now) in an update,
-so the adapter picks the branch from the values it last saw: "idle" (the schedule is in the
-past: set it to now + cost) or "busy" (add the cost, if the result stays under the ceiling).
+so the adapter picks the branch the last booking of the key met: "idle" (the schedule is in
+the past: set it to now + cost) or "busy" (add the cost, if the result stays under the
+ceiling).
 When the guess was wrong the refused answer carries the item as it is
 (ReturnValuesOnConditionCheckFailure), and the booking is tried once more with the right
 branch: no read is ever needed.
@@ -56,29 +57,24 @@ class DynamoBudgetStore:
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
         self._table = table
-        self._seen: dict[str, dict[str, float]] = {}
+        # Per (key, schedule): was it booked ahead of now at the last booking? The likely
+        # branch of the next one (a busy key stays busy, a quiet one stays quiet).
+        self._ahead: dict[tuple[str, str], bool] = {}
         self._lock = threading.Lock()
         self.calls = 0  # UpdateItem calls made, for benchmarks
 
     def book(self, budget_id: str, now: float, bookings: Sequence[Booking]) -> StoreAnswer:
         with self._lock:
-            seen = dict(self._seen.get(budget_id, {}))
+            ahead = {b.name: self._ahead.get((budget_id, b.name), False) for b in bookings}
         for _ in range(2):
-            granted, values = self._try(budget_id, now, bookings, seen)
-            latest = dict(values)
-            if granted:  # the values before the booking; the item now holds them moved on
-                for booking in bookings:
-                    latest[booking.name] = max(values.get(booking.name, 0.0), now) + booking.cost
+            granted, values = self._try(budget_id, now, bookings, ahead)
+            actual = {b.name: values.get(b.name, 0.0) >= now for b in bookings}
             with self._lock:
-                self._seen[budget_id] = latest
-            if granted:
-                return StoreAnswer(True, values)
-            wrong_branch = any(
-                (values.get(b.name, 0.0) < now) != (seen.get(b.name, 0.0) < now) for b in bookings
-            )
-            if not wrong_branch or values.get(BLOCKED_UNTIL, 0.0) > now:
-                break
-            seen = values
+                for name, is_ahead in actual.items():
+                    self._ahead[(budget_id, name)] = is_ahead
+            if granted or actual == ahead or values.get(BLOCKED_UNTIL, 0.0) > now:
+                return StoreAnswer(granted, values)
+            ahead = actual  # the wrong branch was guessed: once more with the right one
         return StoreAnswer(False, values)
 
     def block(self, budget_id: str, until: float) -> None:
@@ -102,7 +98,7 @@ class DynamoBudgetStore:
             raise BudgetStoreUnavailable(f"rate limit table: {type(exc).__name__}") from exc
 
     def _try(
-        self, budget_id: str, now: float, bookings: Sequence[Booking], seen: Mapping[str, float]
+        self, budget_id: str, now: float, bookings: Sequence[Booking], ahead: Mapping[str, bool]
     ) -> tuple[bool, dict[str, float]]:
         names = {"#b": BLOCKED_UNTIL, "#e": "expires_at"}
         values = {":now": _number(now), ":expires": {"N": str(int(now) + EXPIRES_AFTER)}}
@@ -111,7 +107,7 @@ class DynamoBudgetStore:
         for index, booking in enumerate(bookings):
             name = f"#s{index}"
             names[name] = booking.name
-            if seen.get(booking.name, 0.0) < now:  # idle: the schedule restarts at now
+            if not ahead[booking.name]:  # idle: the schedule restarts at now
                 values[f":v{index}"] = _number(now + booking.cost)
                 conditions.append(f"(attribute_not_exists({name}) OR {name} < :now)")
                 updates.append(f"{name} = :v{index}")
