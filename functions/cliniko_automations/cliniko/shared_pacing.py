@@ -306,8 +306,15 @@ class SharedBudget:
         )
         if wait <= 0:
             return 0.0
-        # A little jitter so the processes waiting for the same moment do not all ask at once.
-        return wait + self._rng.uniform(0.0, policy.interval / 2)
+        # Jitter, so the processes waiting for the same moment do not all ask at once. Within
+        # the slots still booked ahead at that moment, waking later loses nothing: up to
+        # depth - lease of them for interactive callers; bulk callers wait for one slot ahead,
+        # and spread over half of it so they book before it runs out.
+        if self.priority is Priority.BULK:
+            spread = policy.interval / 2
+        else:
+            spread = max(policy.depth - (self._lease or 1), 1) * policy.interval
+        return wait + self._rng.uniform(0.0, spread)
 
     def _fall_back(self, now: float, reason: str) -> None:
         self._slots.clear()

@@ -5,8 +5,8 @@ One item per Cliniko key, keyed by the key's fingerprint (a hash; the key is nev
 reset) and `expires_at` (TTL: a key unused for a day leaves no item behind).
 
 A booking is one conditional UpdateItem. DynamoDB cannot compute max(tat, now) in an update,
-so the adapter picks the branch the last booking of the key met: "idle" (the schedule is in
-the past: set it to now + cost) or "busy" (add the cost, if the result stays under the
+so the adapter guesses the branch from the last booking of the key: "idle" (the schedule is
+in the past: set it to now + cost) or "busy" (add the cost, if the result stays under the
 ceiling).
 When the guess was wrong the refused answer carries the item as it is
 (ReturnValuesOnConditionCheckFailure), and the booking is tried once more with the right
@@ -57,25 +57,36 @@ class DynamoBudgetStore:
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
         self._table = table
-        # Per (key, schedule): was it booked ahead of now at the last booking? The likely
-        # branch of the next one (a busy key stays busy, a quiet one stays quiet).
-        self._ahead: dict[tuple[str, str], bool] = {}
+        # Per (key, schedule): its value after the last booking, and whether that booking
+        # found it ahead of now; from them the likely branch of the next booking.
+        self._last: dict[tuple[str, str], tuple[float, bool]] = {}
         self._lock = threading.Lock()
         self.calls = 0  # UpdateItem calls made, for benchmarks
 
     def book(self, budget_id: str, now: float, bookings: Sequence[Booking]) -> StoreAnswer:
         with self._lock:
-            ahead = {b.name: self._ahead.get((budget_id, b.name), False) for b in bookings}
+            ahead = {b.name: self._likely_ahead(budget_id, b.name, now) for b in bookings}
         for _ in range(2):
             granted, values = self._try(budget_id, now, bookings, ahead)
             actual = {b.name: values.get(b.name, 0.0) >= now for b in bookings}
             with self._lock:
-                for name, is_ahead in actual.items():
-                    self._ahead[(budget_id, name)] = is_ahead
+                for booking in bookings:
+                    value = values.get(booking.name, 0.0)
+                    after = max(value, now) + booking.cost if granted else value
+                    mine, _ = self._last.get((budget_id, booking.name), (0.0, False))
+                    # Ahead of now, and further than this process itself had booked it.
+                    others = actual[booking.name] and value > mine + 1e-3
+                    self._last[(budget_id, booking.name)] = (after, others)
             if granted or actual == ahead or values.get(BLOCKED_UNTIL, 0.0) > now:
                 return StoreAnswer(granted, values)
             ahead = actual  # the wrong branch was guessed: once more with the right one
         return StoreAnswer(False, values)
+
+    def _likely_ahead(self, budget_id: str, name: str, now: float) -> bool:
+        # Booked ahead when last seen and not yet run out, or others had booked it ahead at
+        # the last booking (they keep the key busy: a cleanup running beside intake).
+        after, others = self._last.get((budget_id, name), (0.0, False))
+        return after >= now or others
 
     def block(self, budget_id: str, until: float) -> None:
         try:
