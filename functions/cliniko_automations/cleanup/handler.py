@@ -67,7 +67,10 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     def client_for_account(account: str) -> Any:
         secret = sources.accounts[account].api_key_secret
         try:
-            return client_for_secret(secret, secrets_prefix=settings.secrets_prefix)
+            # Bulk: the cleanup takes only what intake and erasure leave of the key's budget.
+            return client_for_secret(
+                secret, secrets_prefix=settings.secrets_prefix, priority="bulk"
+            )
         except (ConfigurationError, SecretMisconfigured) as error:
             # The run fails (CleanupErrorsAlarm); this line says what to fix.
             _misconfigured(error, account, secret)

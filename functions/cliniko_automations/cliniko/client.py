@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -34,7 +34,14 @@ from cliniko_client.types import UNSET, Response, Unset
 from . import errors
 from .config import basic_auth_header, check_user_agent, resolve_base_url, shard_for_key
 from .filters import Filter
-from .pacing import SYSTEM_CLOCK, Clock, RateBudget, key_fingerprint, shared_budget
+from .pacing import SYSTEM_CLOCK, Budget, Clock, RateBudget, key_fingerprint, shared_budget
+from .shared_pacing import (
+    BudgetStore,
+    Priority,
+    SharedBudget,
+    SharingPolicy,
+    shared_store_budget,
+)
 from .transport import ClinikoTransport, RetryPolicy
 
 logger = logging.getLogger("cliniko_automations.cliniko")
@@ -56,6 +63,13 @@ class ClinikoClient:
     Thread-safe for concurrent calls (httpx's client and the rate budget are). Build one per
     key and reuse it: the connection pool and the key's rate budget live as long as it does.
     `clock`/`rng` are for tests: a client with its own clock gets its own rate budget.
+
+    With a `budget_store`, the key's budget is shared by every process that holds the key
+    (shared_pacing.py); `priority` says who is asking: `"interactive"` (intake, erasure;
+    the default) or `"bulk"` (cleanup, a change feed: only what interactive callers leave, up
+    to `sharing.bulk_share`). `on_pacing_fallback(reason)` hears when the store is unreachable
+    and the process paces itself at a fraction of the budget. Without a store the process
+    paces only itself (tests, the CLI).
     """
 
     def __init__(
@@ -69,6 +83,10 @@ class ClinikoClient:
         retry_policy: RetryPolicy | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        budget_store: BudgetStore | None = None,
+        priority: Priority | str = Priority.INTERACTIVE,
+        sharing: SharingPolicy | None = None,
+        on_pacing_fallback: Callable[[str], None] | None = None,
     ) -> None:
         self.shard = shard_for_key(api_key)
         self.user_agent = check_user_agent(user_agent)
@@ -82,13 +100,36 @@ class ClinikoClient:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise errors.ConfigurationError("timeout must be a positive number of seconds")
         self.key_id = key_fingerprint(api_key)  # safe to log; the key itself never is
-        # Clients of one key share the process's budget; an injected (test) clock cannot share
-        # time with it, so such a client paces on its own.
-        budget = (
-            shared_budget(api_key, requests_per_minute)
-            if clock is None
-            else RateBudget(requests_per_minute, 60.0, clock=clock)
-        )
+        self.priority = Priority(priority)
+        budget: Budget
+        if budget_store is not None:
+            # Every process of the key books on one shared budget (shared_pacing.py).
+            sharing = sharing or SharingPolicy(limit=requests_per_minute)
+            budget = (
+                shared_store_budget(
+                    self.key_id,
+                    budget_store,
+                    policy=sharing,
+                    priority=self.priority,
+                    on_fallback=on_pacing_fallback,
+                )
+                if clock is None
+                else SharedBudget(
+                    self.key_id,
+                    budget_store,
+                    policy=sharing,
+                    priority=self.priority,
+                    clock=clock,
+                    rng=rng,
+                    on_fallback=on_pacing_fallback,
+                )
+            )
+        elif clock is None:
+            # Clients of one key share the process's budget.
+            budget = shared_budget(api_key, requests_per_minute)
+        else:
+            # An injected (test) clock cannot share time with it: such a client paces alone.
+            budget = RateBudget(requests_per_minute, 60.0, clock=clock)
         transport = ClinikoTransport(
             httpx.HTTPTransport(),
             shard=self.shard,

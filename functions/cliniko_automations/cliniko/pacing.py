@@ -7,9 +7,13 @@ so no 60-second window (Cliniko's, whichever way it is aligned) ever sees more t
 requests from this process, and a burst of up to N still goes out at once.
 
 Every client of the same key (and budget) in the process shares one budget, keyed by a hash
-of the key (the key itself is never stored here). Other processes (other Lambda containers)
-spend the same Cliniko budget unseen: their share shows up as 429s, which the transport waits
-out using `X-RateLimit-Reset`, holding this process's budget until then as well.
+of the key (the key itself is never stored here). This budget knows only its own process: it
+serves tests, the CLI and any client built without a shared store. Deployed functions book
+on the key's budget shared by all processes (shared_pacing.py), and fall back to this one.
+
+A send counts against the window for `WINDOW_MARGIN` seconds more than Cliniko's minute: its
+slot is taken just before it is sent and it reaches Cliniko a moment later, so a slot reused
+exactly 60 s on could arrive inside the same window as the send it replaces.
 """
 
 from __future__ import annotations
@@ -44,6 +48,16 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+WINDOW_MARGIN = 1.0
+
+
+class Budget(Protocol):
+    """What the transport asks of a rate budget: this process's (`RateBudget`) or the key's
+    budget shared by every process (`shared_pacing.SharedBudget`)."""
+
+    def acquire(self, max_wait: float | None = None) -> float: ...
+
+    def hold(self, seconds: float) -> None: ...
 
 
 class BudgetExhausted(Exception):
@@ -121,7 +135,7 @@ def shared_budget(api_key: str, requests_per_minute: int) -> RateBudget:
     with _shared_lock:
         budget = _shared.get(slot)
         if budget is None:
-            budget = _shared[slot] = RateBudget(requests_per_minute, 60.0)
+            budget = _shared[slot] = RateBudget(requests_per_minute, 60.0 + WINDOW_MARGIN)
         return budget
 
 

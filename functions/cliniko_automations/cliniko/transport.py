@@ -4,11 +4,13 @@ Every request the generated `cliniko_client` functions send passes through `Clin
 (given to the generated client through `httpx_args={"transport": ...}`), so pagination,
 gets, creates and updates all share one policy:
 
-- Before each send: wait for a slot in the key's rate budget (see pacing.py).
+- Before each send: wait for a slot in the key's rate budget (pacing.py in one process,
+  shared_pacing.py across processes).
 - 429: Cliniko did not process the request, so any request (a create too) is sent again
   once the window resets: `X-RateLimit-Reset` (UNIX seconds), or `Retry-After` when present
   (the longer of the two when both are). A bounded number of times; an announced wait
-  longer than the policy allows is not waited at all: `RateLimited` at once.
+  longer than the policy allows is not waited at all: `RateLimited` at once. Either way the
+  key's budget is held until the reset (shared_pacing.py: in every process of the key).
 - 502/503/504, timeouts, dropped connections: jittered exponential backoff for safe
   operations only. Safe means idempotent: GET, PUT, PATCH (Cliniko's PATCH sets fields to
   given values: sending it twice leaves the same contact), DELETE and POST .../archive
@@ -42,7 +44,7 @@ from typing import Any
 import httpx
 
 from . import errors
-from .pacing import SYSTEM_CLOCK, BudgetExhausted, Clock, RateBudget
+from .pacing import SYSTEM_CLOCK, Budget, BudgetExhausted, Clock
 
 logger = logging.getLogger("cliniko_automations.cliniko")
 
@@ -224,7 +226,7 @@ class ClinikoTransport(httpx.BaseTransport):
         inner: httpx.BaseTransport,
         *,
         shard: str,
-        budget: RateBudget,
+        budget: Budget,
         policy: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
@@ -311,6 +313,10 @@ class ClinikoTransport(httpx.BaseTransport):
                     wait = policy.backoff(throttles, self._rng)
                 else:
                     wait += policy.reset_margin
+                # Hold the budget (the process's, and the shared one when there is one) even
+                # when this request gives up: the window is spent for every sender of the key,
+                # and a process that kept sending into it would only collect more 429s.
+                self._budget.hold(wait)
                 if (
                     throttles > policy.max_rate_limit_waits
                     or wait > policy.max_rate_limit_wait
@@ -330,9 +336,8 @@ class ClinikoTransport(httpx.BaseTransport):
                     throttles,
                     policy.max_rate_limit_waits,
                 )
-                # Holding the shared budget makes every thread of the process wait, not just
-                # this one; the next acquire() does the sleeping (and counts it).
-                self._budget.hold(wait)
+                # The hold above makes every thread (and process) wait, not just this one; the
+                # next acquire() does the sleeping (and counts it).
                 continue
 
             if status >= 500 and not safe:

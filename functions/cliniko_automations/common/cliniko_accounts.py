@@ -1,9 +1,12 @@
 """A `ClinikoClient` per Cliniko account, built from the API key held in a secret.
 
 Settings come from the environment: `CLINIKO_USER_AGENT` (required, `Name (email)`),
-`CLINIKO_BASE_URL` (optional: the emulator or a local run) and `CLINIKO_MAX_WAIT_SECONDS`
+`CLINIKO_BASE_URL` (optional: the emulator or a local run), `CLINIKO_MAX_WAIT_SECONDS`
 (optional: the most one Cliniko request may sleep on rate limits and backoff, so a function
-with a short timeout gets a typed error instead of being killed mid-wait; default 75).
+with a short timeout gets a typed error instead of being killed mid-wait; default 75),
+`CLINIKO_RATE_LIMIT_TABLE` (the DynamoDB table of the key's budget shared by every function;
+unset, each process paces only itself) and `CLINIKO_BULK_SHARE` (the most of that budget a
+bulk caller may take; default 0.8).
 
 Clients are cached per secret name for the life of the container, so the connection pool and
 the key's rate budget are reused across invocations; the secret itself is re-read through its
@@ -16,12 +19,16 @@ import hashlib
 import os
 import threading
 
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cliniko_automations.cliniko import ClinikoClient, RetryPolicy
 from cliniko_automations.cliniko.config import USER_AGENT_RULE_TEXT, check_user_agent
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.cliniko.shared_pacing import Priority, SharingPolicy
 
+from .rate_limit_table import CLIENT_CONFIG, DynamoBudgetStore
 from .secrets import read_secret
 
 # The environment variables ClinikoSettings reads, by field.
@@ -29,6 +36,8 @@ ENV_NAMES = {
     "user_agent": "CLINIKO_USER_AGENT",
     "base_url": "CLINIKO_BASE_URL",
     "max_wait_seconds": "CLINIKO_MAX_WAIT_SECONDS",
+    "rate_limit_table": "CLINIKO_RATE_LIMIT_TABLE",
+    "bulk_share": "CLINIKO_BULK_SHARE",
 }
 
 
@@ -38,6 +47,11 @@ class ClinikoSettings(BaseModel):
     user_agent: str
     base_url: str | None = None
     max_wait_seconds: float | None = Field(default=None, gt=0, le=900)
+    # The DynamoDB table holding each key's budget shared by all functions; unset: each
+    # process paces only itself (tests, the CLI).
+    rate_limit_table: str | None = None
+    # The most of the budget bulk callers (the cleanup) may take, when intake leaves it.
+    bulk_share: float | None = Field(default=None, gt=0, le=1)
 
     @field_validator("user_agent")
     @classmethod
@@ -47,9 +61,9 @@ class ClinikoSettings(BaseModel):
         except ConfigurationError as exc:
             raise ValueError(exc.message) from exc
 
-    @field_validator("base_url")
+    @field_validator("base_url", "rate_limit_table")
     @classmethod
-    def _blank_base_url_is_none(cls, value: str | None) -> str | None:
+    def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
 
     @classmethod
@@ -65,6 +79,8 @@ class ClinikoSettings(BaseModel):
                 user_agent=user_agent,
                 base_url=os.environ.get("CLINIKO_BASE_URL"),
                 max_wait_seconds=os.environ.get("CLINIKO_MAX_WAIT_SECONDS", "").strip() or None,
+                rate_limit_table=os.environ.get("CLINIKO_RATE_LIMIT_TABLE"),
+                bulk_share=os.environ.get("CLINIKO_BULK_SHARE", "").strip() or None,
             )
         except ValidationError as exc:
             names = [
@@ -82,23 +98,32 @@ class ClinikoSettings(BaseModel):
             ) from exc
 
 
-_clients: dict[str, tuple[str, ClinikoClient]] = {}
+_clients: dict[tuple[str, Priority], tuple[str, ClinikoClient]] = {}
+_stores: dict[str, DynamoBudgetStore] = {}
 _lock = threading.Lock()
 
 
-def client_for_secret(secret_name: str, *, secrets_prefix: str | None = None) -> ClinikoClient:
+def client_for_secret(
+    secret_name: str,
+    *,
+    secrets_prefix: str | None = None,
+    priority: Priority | str = Priority.INTERACTIVE,
+) -> ClinikoClient:
     """The client for the Cliniko account whose API key is the SecretString `secret_name`
-    (which must start with `secrets_prefix` when one is given)."""
+    (which must start with `secrets_prefix` when one is given).
+
+    `priority`: `"interactive"` (intake, erasure) or `"bulk"` (the cleanup): bulk callers take
+    only what interactive ones leave of the key's shared budget.
+    """
+    priority = Priority(priority)
     settings = ClinikoSettings.from_env()
     # Pasted keys often carry a trailing newline; the key itself never has whitespace.
     api_key = read_secret(secret_name, prefix=secrets_prefix).strip()
     fingerprint = hashlib.sha256(
-        "\0".join(
-            (api_key, settings.user_agent, settings.base_url or "", str(settings.max_wait_seconds))
-        ).encode()
+        "\0".join((api_key, settings.model_dump_json())).encode()
     ).hexdigest()
     with _lock:
-        cached = _clients.get(secret_name)
+        cached = _clients.get((secret_name, priority))
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
         policy = (
@@ -106,8 +131,38 @@ def client_for_secret(secret_name: str, *, secrets_prefix: str | None = None) ->
             if settings.max_wait_seconds is None
             else RetryPolicy.within(settings.max_wait_seconds)
         )
-        client = ClinikoClient(
-            api_key, settings.user_agent, base_url=settings.base_url, retry_policy=policy
+        sharing = (
+            SharingPolicy()
+            if settings.bulk_share is None
+            else SharingPolicy(bulk_share=settings.bulk_share)
         )
-        _clients[secret_name] = (fingerprint, client)
+        client = ClinikoClient(
+            api_key,
+            settings.user_agent,
+            base_url=settings.base_url,
+            retry_policy=policy,
+            budget_store=_store(settings.rate_limit_table),
+            priority=priority,
+            sharing=sharing,
+            on_pacing_fallback=_count_fallback,
+        )
+        _clients[(secret_name, priority)] = (fingerprint, client)
         return client
+
+
+def _store(table: str | None) -> DynamoBudgetStore | None:
+    # One store per table for the container: the budgets it holds are shared process-wide.
+    if table is None:
+        return None
+    store = _stores.get(table)
+    if store is None:
+        store = _stores[table] = DynamoBudgetStore(
+            boto3.client("dynamodb", config=CLIENT_CONFIG), table
+        )
+    return store
+
+
+def _count_fallback(reason: str) -> None:
+    """A metric for the alarm-worthy moment the shared budget could not be reached."""
+    with single_metric(name="ClinikoPacingFallback", unit=MetricUnit.Count, value=1) as metric:
+        metric.add_dimension(name="reason", value="rate_budget_store_unavailable")

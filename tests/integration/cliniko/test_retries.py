@@ -266,6 +266,26 @@ def test_a_short_wait_budget_turns_a_long_reset_into_an_immediate_error(cliniko)
     assert _statuses(cliniko) == [429]
 
 
+def test_a_429_beyond_the_wait_budget_still_holds_the_budget(cliniko) -> None:
+    # The window is spent for every sender of the key: a request that gives up must not leave
+    # its process sending into it (issue 15: 50-75 % 429s at the worker's 25 s limit).
+    clock = FakeClock()
+    client = cliniko.client(clock=clock, retry_policy=RetryPolicy.within(5))
+    cliniko.control.set_faults(throttle_window_s=30)
+    with pytest.raises(errors.RateLimited):
+        client.list_contacts()
+
+    with pytest.raises(errors.RateLimited) as caught:
+        client.list_contacts()
+
+    assert caught.value.status_code is None  # held by our own budget: not sent
+    assert _statuses(cliniko) == [429]
+    cliniko.control.clear_faults()
+    clock.advance(31)  # past the reset: sending resumes
+    assert client.list_contacts() == []
+    assert _statuses(cliniko) == [429, 200]
+
+
 def test_a_short_wait_budget_still_waits_out_a_near_reset(cliniko) -> None:
     clock = FakeClock()
     client = cliniko.client(clock=clock, retry_policy=RetryPolicy.within(5))

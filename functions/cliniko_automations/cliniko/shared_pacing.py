@@ -1,0 +1,366 @@
+"""One Cliniko budget per user, shared by every process that holds the key.
+
+Cliniko allows 200 requests a minute per user, across every client of that user: the intake
+worker's concurrent batches, erasure and the cleanup all spend the same budget. Each process
+pacing itself (pacing.py) cannot see the others, so their share shows up as 429s. Here the
+processes book their requests on one shared schedule held by a `BudgetStore` (a DynamoDB item
+in AWS: common/rate_limit_table.py), a few slots per round trip.
+
+The schedule (a GCRA, "generic cell rate algorithm", i.e. a token bucket kept as one time):
+`tat` is the moment up to which the budget is already booked. Booking n slots moves it to
+max(tat, now) + n * interval, allowed only while that stays within `depth` slots of now. The
+n slots are then this process's, each to be sent by its scheduled time plus `late` slots
+(a process that is not back for more while its last slot is valid books one at a time).
+Every slot occupies its own `interval` of the schedule, so any 60-second span (however
+Cliniko aligns its window) sees at most `rate + depth + late + 1` requests: `rate` is chosen
+so that stays `safety` requests under Cliniko's limit (200 -> 192 a minute by default).
+
+Priorities: interactive callers (intake, erasure) book up to `depth` slots ahead. Bulk callers
+(the cleanup, a change feed) book one slot at a time and only when at most one slot is booked
+ahead (what interactive callers leave), and at most `bulk_share` of the rate (their own second
+schedule, `bulk_tat`), so a cleanup never starves intake: an intake submission arriving during
+a cleanup finds at most two slots booked in front of it, and its two requests go at once.
+
+A 429, whoever receives it, blocks the shared item until `X-RateLimit-Reset`; everyone waits
+it out, each resuming after a random part of `resume_jitter` so they do not all send at the
+same instant. When the store cannot be reached, the process paces itself at `fallback_share`
+of the budget (never unpaced), logs it and tells `on_fallback` (a metric in AWS), and tries
+the store again after `store_retry_after` seconds.
+
+This module knows no AWS: the store is a Protocol, its DynamoDB adapter lives in common/.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from .pacing import SYSTEM_CLOCK, BudgetExhausted, Clock, RateBudget
+
+logger = logging.getLogger("cliniko_automations.cliniko")
+
+# The shared item's schedules: all callers book on TAT; bulk callers on BULK_TAT too.
+TAT = "tat"
+BULK_TAT = "bulk_tat"
+BLOCKED_UNTIL = "blocked_until"
+_ROUNDING = 1e-5  # seconds
+
+
+class Priority(StrEnum):
+    """Who is asking: interactive callers are served first, bulk jobs take what is left."""
+
+    INTERACTIVE = "interactive"
+    BULK = "bulk"
+
+
+@dataclass(frozen=True, slots=True)
+class SharingPolicy:
+    """How a key's budget is shared. The defaults are Cliniko's window (200 per 60 s)."""
+
+    limit: int = 200
+    period: float = 60.0
+    # Requests of Cliniko's limit never booked: clock differences and network jitter.
+    safety: int = 2
+    # How many slots interactive callers may book ahead of now (their burst).
+    depth: int = 4
+    # Slots booked per round trip to the store (<= depth).
+    lease: int = 2
+    # A booked slot may still be sent this many slot intervals after its scheduled time.
+    late: int = 1
+    # The most of the rate bulk callers may take, and only when interactive callers leave it.
+    bulk_share: float = 0.8
+    # Without the store: each process paces itself at this share of the limit.
+    fallback_share: float = 0.25
+    # Seconds before a process that fell back tries the store again.
+    store_retry_after: float = 30.0
+    # Throttled processes resume after a 429's reset plus a random part of this (seconds).
+    resume_jitter: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
+            raise ValueError("a sharing policy needs a positive whole number of requests")
+        if self.period <= 0:
+            raise ValueError("a sharing policy needs a positive period")
+        # depth >= lease + 2: a busy interactive lease still fits behind the two slots a bulk
+        # caller may leave booked ahead.
+        if not 1 <= self.lease <= self.depth - 2 or self.late < 1 or self.safety < 0:
+            raise ValueError(
+                "a sharing policy needs 1 <= lease <= depth - 2, late >= 1, safety >= 0"
+            )
+        if self.rate < 1:
+            raise ValueError("the limit is too small for the policy's depth, late and safety")
+        if not 0 < self.bulk_share <= 1 or not 0 < self.fallback_share <= 1:
+            raise ValueError("bulk_share and fallback_share are shares in (0, 1]")
+
+    @property
+    def rate(self) -> int:
+        """Slots booked per period: any period then sees at most `limit - safety` requests."""
+        return self.limit - self.safety - self.depth - self.late - 1
+
+    @property
+    def interval(self) -> float:
+        return self.period / self.rate
+
+    @property
+    def fallback_limit(self) -> int:
+        return max(1, int(self.limit * self.fallback_share))
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """Move schedule `name` to max(its value, now) + `cost`, if that stays <= `ceiling`."""
+
+    name: str
+    cost: float
+    ceiling: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreAnswer:
+    """`granted`: every booking was made. `values`: the schedules and `blocked_until` as
+    they were just before the booking (granted) or as they are (refused); absent ones are 0."""
+
+    granted: bool
+    values: Mapping[str, float]
+
+    def value(self, name: str) -> float:
+        return float(self.values.get(name, 0.0))
+
+
+class BudgetStoreUnavailable(Exception):
+    """The store could not be reached or refused us (missing table, no permission, timeout).
+    The message names the reason, never a key."""
+
+
+class BudgetStore(Protocol):
+    """Where the shared schedule of every key lives, keyed by the key's fingerprint."""
+
+    def book(self, budget_id: str, now: float, bookings: Sequence[Booking]) -> StoreAnswer:
+        """All `bookings` at once, or none; none either while `blocked_until` > `now`."""
+        ...
+
+    def block(self, budget_id: str, until: float) -> None:
+        """Nobody books before `until` (UNIX seconds); an earlier `until` changes nothing."""
+        ...
+
+
+class SharedBudget:
+    """The budget of one key for one priority in this process, booked on a shared store.
+
+    Same interface as `RateBudget` (`acquire`, `hold`), so the transport uses either.
+    Thread-safe: the threads of a process share its booked slots and one round trip at a time.
+    """
+
+    def __init__(
+        self,
+        budget_id: str,
+        store: BudgetStore,
+        *,
+        policy: SharingPolicy | None = None,
+        priority: Priority | str = Priority.INTERACTIVE,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+        on_fallback: Callable[[str], None] | None = None,
+    ) -> None:
+        self.budget_id = budget_id
+        self.store = store
+        self.policy = policy or SharingPolicy()
+        self.priority = Priority(priority)
+        self.clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._on_fallback = on_fallback
+        self._slots: deque[float] = deque()  # scheduled times of this process's booked slots
+        # Slots booked by the next round trip (None: not decided yet, see _take_slot).
+        self._lease: int | None = None
+        self._handed: deque[float] = deque(maxlen=self.policy.lease)  # when slots were taken
+        self._seen: dict[str, float] = {}  # the shared item as this process last saw it
+        self._not_before = float("-inf")  # wall time: the store said wait (or a 429 did)
+        self._fallback = RateBudget(self.policy.fallback_limit, self.policy.period, clock=clock)
+        self._fallback_until = float("-inf")  # wall time: pace locally until then
+        self._lock = threading.Lock()
+        # Figures for benchmarks and tests.
+        self.store_calls = 0
+        self.fallbacks = 0
+
+    @property
+    def in_fallback(self) -> bool:
+        return self.clock.time() < self._fallback_until
+
+    def acquire(self, max_wait: float | None = None) -> float:
+        """Wait for a slot of the shared budget; the seconds waited. `BudgetExhausted` when the
+        wait would pass `max_wait` (then nothing is booked for this request)."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.clock.time()
+                wait = None if now < self._fallback_until else self._take_slot(now)
+                if wait is not None and wait <= 0:
+                    return waited
+            if wait is None:  # paced locally, outside the lock
+                remaining = None if max_wait is None else max_wait - waited
+                return waited + self._fallback.acquire(max_wait=remaining)
+            if max_wait is not None and waited + wait > max_wait:
+                raise BudgetExhausted(wait)
+            self.clock.sleep(wait)
+            waited += wait
+
+    def hold(self, seconds: float) -> None:
+        """Cliniko answered 429: nobody sending on this key (in any process) before it resets."""
+        with self._lock:
+            now = self.clock.time()
+            until = now + seconds
+            self._slots.clear()  # the window is spent: slots booked for it are worthless
+            # Whoever resumes after a 429 resumes at a random moment just after the reset.
+            resume = until + self._rng.uniform(0.0, self.policy.resume_jitter)
+            self._not_before = max(self._not_before, resume)
+            self._fallback.hold(seconds)
+            if now < self._fallback_until:
+                return
+            try:
+                self.store_calls += 1
+                self.store.block(self.budget_id, until)
+            except BudgetStoreUnavailable as exc:
+                self._fall_back(now, str(exc))
+
+    # -- inside the lock -----------------------------------------------------------------
+
+    def _take_slot(self, now: float) -> float | None:
+        """0 when a slot was taken, else the seconds to wait (None: the store is unreachable)."""
+        policy = self.policy
+        late = policy.late * policy.interval
+        while self._slots and self._slots[0] + late < now:
+            self._slots.popleft()  # booked but not sent in time: spending it now is unsafe
+        if self._slots:
+            self._slots.popleft()
+            self._handed.append(now)
+            return 0.0
+        if now < self._not_before:
+            return self._not_before - now
+        if self._lease is None:
+            # Busy (the last `lease` slots all went within as many intervals): book full
+            # leases. Otherwise one: slots booked and left unsent are taken from everyone else
+            # (an intake submission's lookup and create are two requests, not a stream).
+            # Bulk callers book one at a time, so they keep no more than a slot ahead of now.
+            recent = self._handed
+            busy = (
+                len(recent) == recent.maxlen and now - recent[0] <= policy.lease * policy.interval
+            )
+            self._lease = policy.lease if busy and self.priority is Priority.INTERACTIVE else 1
+        # Other processes only ever move the schedules on: when what this process last saw
+        # already refuses the booking, wait without asking (a round trip saved per lease).
+        wait = self._wait_for(now, self._seen)
+        if wait > 0:
+            self._not_before = now + wait
+            return wait
+        try:
+            self.store_calls += 1
+            answer = self.store.book(self.budget_id, now, self._bookings(now))
+        except BudgetStoreUnavailable as exc:
+            self._fall_back(now, str(exc))
+            return None
+        self._seen = dict(answer.values)
+        if answer.granted:
+            for booking in self._bookings(now):
+                self._seen[booking.name] = max(answer.value(booking.name), now) + booking.cost
+            start = max(answer.value(TAT), now)
+            self._slots.extend(start + i * policy.interval for i in range(self._lease))
+            self._slots.popleft()
+            self._handed.append(now)
+            self._lease = None
+            return 0.0
+        # Refused: the answer says until when (never 0: the booking did not fit).
+        wait = max(self._wait_for(now, answer.values), policy.interval / 10)
+        self._not_before = now + wait
+        return wait
+
+    def _bookings(self, now: float) -> list[Booking]:
+        policy = self.policy
+        cost = (self._lease or 1) * policy.interval
+        now += _ROUNDING  # ceilings: sums of floats (and the store's microseconds) may round up
+        if self.priority is Priority.INTERACTIVE:
+            return [Booking(TAT, cost, now + policy.depth * policy.interval)]
+        # Bulk books only when at most one slot is booked ahead of now, one slot at a time, so
+        # `depth - 2` interactive slots (a submission's lookup and create) always still fit;
+        # and on its own slower schedule.
+        bulk_cost = cost / policy.bulk_share
+        return [
+            Booking(TAT, cost, now + cost + policy.interval),
+            Booking(BULK_TAT, bulk_cost, now + 2 * bulk_cost),
+        ]
+
+    def _wait_for(self, now: float, values: Mapping[str, float]) -> float:
+        """Seconds until the bookings fit the shared item as `values` has it; 0: they may."""
+        policy = self.policy
+        blocked = values.get(BLOCKED_UNTIL, 0.0) - now
+        if blocked > 0:
+            # Everyone throttled resumes at the reset: spread them out.
+            return blocked + self._rng.uniform(0.0, policy.resume_jitter)
+        wait = max(
+            max(values.get(b.name, 0.0), now) + b.cost - b.ceiling for b in self._bookings(now)
+        )
+        if wait <= 0:
+            return 0.0
+        # Jitter, so the processes waiting for the same moment do not all ask at once. Within
+        # the slots still booked ahead at that moment, waking later loses nothing: up to
+        # depth - lease of them for interactive callers; bulk callers wait for one slot ahead,
+        # and spread over half of it so they book before it runs out.
+        if self.priority is Priority.BULK:
+            spread = policy.interval / 2
+        else:
+            spread = max(policy.depth - (self._lease or 1), 1) * policy.interval
+        return wait + self._rng.uniform(0.0, spread)
+
+    def _fall_back(self, now: float, reason: str) -> None:
+        self._slots.clear()
+        self._fallback_until = now + self.policy.store_retry_after
+        self.fallbacks += 1
+        logger.warning(
+            "the shared rate budget is unreachable (%s); pacing this process alone at %d "
+            "requests per %.0f s for %.0f s",
+            reason,
+            self.policy.fallback_limit,
+            self.policy.period,
+            self.policy.store_retry_after,
+            extra={"reason": "rate_budget_store_unavailable", "key_id": self.budget_id},
+        )
+        if self._on_fallback is not None:
+            try:
+                self._on_fallback(reason)
+            except Exception:  # a metric must never stop a request
+                logger.exception("reporting the rate budget fallback failed")
+
+
+_shared: dict[tuple[str, Priority, int, SharingPolicy], SharedBudget] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_store_budget(
+    budget_id: str,
+    store: BudgetStore,
+    *,
+    policy: SharingPolicy,
+    priority: Priority | str,
+    on_fallback: Callable[[str], None] | None = None,
+) -> SharedBudget:
+    """The process-wide `SharedBudget` of a key (by fingerprint), store, priority and policy:
+    every client of them in the process shares its booked slots."""
+    slot = (budget_id, Priority(priority), id(store), policy)
+    with _shared_lock:
+        budget = _shared.get(slot)
+        if budget is None or budget.store is not store:
+            budget = _shared[slot] = SharedBudget(
+                budget_id, store, policy=policy, priority=priority, on_fallback=on_fallback
+            )
+        return budget
+
+
+def clear_shared_store_budgets() -> None:
+    """Forget every process-wide shared budget (test fixtures)."""
+    with _shared_lock:
+        _shared.clear()

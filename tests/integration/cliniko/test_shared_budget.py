@@ -1,0 +1,106 @@
+"""The key's budget shared by every process, end to end: clients, the emulator, moto.
+
+Two clients with their own store objects stand for two Lambda processes holding one key:
+they share nothing but the DynamoDB table (moto). The emulator runs a scaled window (3 s
+instead of 60) so a few windows pass in seconds; what is asserted is that no request met a
+429, never how fast anything went.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import boto3
+import pytest
+from cliniko_automations.cliniko.shared_pacing import SharingPolicy, clear_shared_store_budgets
+from cliniko_automations.common import cliniko_accounts
+from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.rate_limit_table import DynamoBudgetStore
+
+TABLE = "rate-limit"
+UA = "Tests (tests@example.com)"
+
+
+@pytest.fixture
+def table(aws: str, monkeypatch) -> str:
+    # Budgets and stores live as long as the process; this test's table is new.
+    clear_shared_store_budgets()
+    monkeypatch.setattr(cliniko_accounts, "_stores", {})
+    boto3.client("dynamodb").create_table(
+        TableName=TABLE,
+        AttributeDefinitions=[{"AttributeName": "key_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "key_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return TABLE
+
+
+def test_two_processes_on_one_key_share_the_window_without_429s(cliniko, table) -> None:
+    # 60 requests per 3 s window; a wide safety margin covers a slow, shared test machine.
+    cliniko.control.set_rate_limit(per_minute=60, time_scale=20)
+    policy = SharingPolicy(limit=60, period=3.0, safety=10)
+    clients = [
+        cliniko.client(
+            budget_store=DynamoBudgetStore(boto3.client("dynamodb"), table), sharing=policy
+        )
+        for _ in range(2)
+    ]
+    end = time.monotonic() + 3 * policy.period
+    errors: list[Exception] = []
+
+    def send(client) -> None:
+        try:
+            while time.monotonic() < end:
+                client.create_contact({"first_name": "Shared"})
+        except Exception as exc:  # reported below, with the thread's failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    statuses = [entry["status"] for entry in cliniko.control.requests()]
+    assert 429 not in statuses
+    assert all(client.request_count > 0 for client in clients)
+    # Between them they sent more than one process's share of a window could hold.
+    assert len(statuses) > policy.limit
+
+
+def test_client_for_secret_books_on_the_table_the_function_names(
+    cliniko, table, monkeypatch
+) -> None:
+    monkeypatch.setenv("CLINIKO_USER_AGENT", UA)
+    monkeypatch.setenv("CLINIKO_BASE_URL", cliniko.base_url_template)
+    monkeypatch.setenv("CLINIKO_RATE_LIMIT_TABLE", table)
+    boto3.client("secretsmanager").create_secret(Name="cliniko/a", SecretString=cliniko.api_key)
+    monkeypatch.setattr(cliniko_accounts, "_clients", {})
+
+    client = client_for_secret("cliniko/a")
+    client.list_contacts()
+
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    assert [item["key_id"]["S"] for item in items] == [client.key_id]
+    assert cliniko.api_key not in str(items)  # the key's hash, never the key
+    assert client_for_secret("cliniko/a", priority="bulk").priority == "bulk"
+
+
+def test_an_unreachable_table_paces_locally_and_counts_a_metric(
+    cliniko, table, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("CLINIKO_USER_AGENT", UA)
+    monkeypatch.setenv("CLINIKO_BASE_URL", cliniko.base_url_template)
+    monkeypatch.setenv("CLINIKO_RATE_LIMIT_TABLE", "no-such-table")
+    boto3.client("secretsmanager").create_secret(Name="cliniko/b", SecretString=cliniko.api_key)
+    monkeypatch.setattr(cliniko_accounts, "_clients", {})
+
+    client = client_for_secret("cliniko/b")
+    assert client.list_contacts() == []  # still served, paced by the process alone
+
+    assert client._transport._budget.in_fallback
+    emitted = capsys.readouterr().out
+    assert '"ClinikoPacingFallback"' in emitted
+    assert "rate_budget_store_unavailable" in emitted

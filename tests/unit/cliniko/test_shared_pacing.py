@@ -1,0 +1,223 @@
+"""The key's budget shared by every process (shared_pacing.py) on its DynamoDB table (moto).
+
+Two `SharedBudget`s on one table and key stand for two processes (two Lambda containers):
+they share nothing but the table. Waiting runs on a fake clock shared by both, so nothing
+really sleeps and nothing depends on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import random
+
+import boto3
+import pytest
+from cliniko_automations.cliniko.pacing import BudgetExhausted
+from cliniko_automations.cliniko.shared_pacing import (
+    BULK_TAT,
+    TAT,
+    Priority,
+    SharedBudget,
+    SharingPolicy,
+)
+from cliniko_automations.common.rate_limit_table import DynamoBudgetStore
+
+from tests.unit.cliniko.fake_clock import FakeClock
+
+TABLE = "rate-limit"
+KEY_ID = "0123456789abcdef"
+# Small numbers keep the tests short; the arithmetic is the same as at 200 a minute.
+POLICY = SharingPolicy(limit=40, period=60.0)
+
+
+@pytest.fixture
+def store(aws: str) -> DynamoBudgetStore:
+    client = boto3.client("dynamodb")
+    client.create_table(
+        TableName=TABLE,
+        AttributeDefinitions=[{"AttributeName": "key_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "key_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return DynamoBudgetStore(client, TABLE)
+
+
+def _process(store, clock, *, priority=Priority.INTERACTIVE, policy=POLICY, seed=7):
+    """A process's budget: its own `SharedBudget` (own slots) and its own store object."""
+    own_store = DynamoBudgetStore(store._client, TABLE)
+    return SharedBudget(
+        KEY_ID, own_store, policy=policy, priority=priority, clock=clock, rng=random.Random(seed)
+    )
+
+
+def _item(store) -> dict:
+    item = store._client.get_item(TableName=TABLE, Key={"key_id": {"S": KEY_ID}}).get("Item", {})
+    return {name: value.get("N", value.get("S")) for name, value in item.items()}
+
+
+def _most_in_any_window(sends: list[float], period: float) -> int:
+    sends = sorted(sends)
+    return max(sum(1 for t in sends[i:] if t < start + period) for i, start in enumerate(sends))
+
+
+def test_policy_books_under_the_limit_with_room_for_its_burst_and_jitter() -> None:
+    policy = SharingPolicy()
+    # 200 - 2 safety - 4 booked ahead - 1 sent late - 1 (a span starts inside a slot)
+    assert policy.rate == 192
+    assert policy.interval == pytest.approx(60 / 192)
+    with pytest.raises(ValueError):
+        SharingPolicy(lease=3, depth=4)
+
+
+def test_a_busy_process_books_a_lease_of_slots_per_round_trip(store) -> None:
+    clock = FakeClock()
+    budget = _process(store, clock)
+    # The first requests book one slot each: nothing is left unsent by a process that needs
+    # one or two (an intake submission's lookup and create).
+    assert [budget.acquire(), budget.acquire()] == [0.0, 0.0]
+    assert budget.store_calls == 2
+
+    # Still coming back: busy, so one round trip books a lease.
+    assert [budget.acquire() for _ in range(POLICY.lease)] == [0.0] * POLICY.lease
+    assert budget.store_calls == 3
+    # The item holds times and the key's hash, nothing else.
+    assert set(_item(store)) == {"key_id", TAT, "expires_at"}
+    assert _item(store)["key_id"] == KEY_ID
+
+
+def test_processes_sharing_a_key_never_pass_the_limit_in_any_window(store) -> None:
+    clock = FakeClock()
+    processes = [_process(store, clock) for _ in range(3)]
+    sends = []
+    for turn in range(120):
+        processes[turn % 3].acquire()
+        sends.append(clock.time())
+        clock.advance(0.05)  # the request itself
+
+    assert _most_in_any_window(sends, POLICY.period) <= POLICY.limit - POLICY.safety
+    # ...and the budget is used: 120 requests take about 120 / rate periods, not more.
+    assert sends[-1] - sends[0] < (120 / POLICY.rate + 0.5) * POLICY.period
+
+
+def test_a_quiet_spell_gives_back_the_burst(store) -> None:
+    clock = FakeClock()
+    budget = _process(store, clock)
+
+    def burst() -> int:
+        sent = 0
+        while budget.acquire() == 0.0:
+            sent += 1
+        return sent
+
+    first = burst()
+    for _ in range(20):
+        budget.acquire()  # a busy spell
+    clock.advance(POLICY.period)  # then a quiet minute: the window rolls over
+
+    assert 1 < first <= POLICY.depth
+    assert burst() == first
+
+
+def test_slots_booked_but_not_sent_in_time_are_not_spent_late(store) -> None:
+    clock = FakeClock()
+    budget = _process(store, clock)
+    budget.acquire()  # books a lease; one slot is left over
+    calls = budget.store_calls
+    clock.advance(10)  # far past the spare slot's time
+
+    budget.acquire()
+
+    assert budget.store_calls == calls + 1  # a fresh booking, not the stale slot
+
+
+def test_bulk_takes_only_what_interactive_callers_leave(store) -> None:
+    clock = FakeClock()
+    intake = _process(store, clock)
+    cleanup = _process(store, clock, priority=Priority.BULK)
+    for _ in range(POLICY.depth):
+        intake.acquire()  # intake has booked ahead of now
+
+    booked = _item(store)[TAT]
+
+    with pytest.raises(BudgetExhausted):
+        cleanup.acquire(max_wait=0.0)
+    # Interactive callers are still served first: the bulk caller booked nothing meanwhile.
+    assert _item(store)[TAT] == booked
+    assert BULK_TAT not in _item(store)
+
+
+def test_an_intake_request_during_a_cleanup_does_not_wait(store) -> None:
+    clock = FakeClock()
+    intake = _process(store, clock)
+    cleanup = _process(store, clock, priority=Priority.BULK)
+    for _ in range(50):
+        cleanup.acquire()  # the cleanup keeps the budget busy
+
+    assert intake.acquire() == 0.0
+
+
+def test_bulk_alone_takes_at_most_its_share(store) -> None:
+    clock = FakeClock()
+    policy = SharingPolicy(limit=40, period=60.0, bulk_share=0.5)
+    cleanup = _process(store, clock, priority=Priority.BULK, policy=policy)
+    sends = []
+    for _ in range(60):
+        cleanup.acquire()
+        sends.append(clock.time())
+
+    per_period = (len(sends) - 1) / (sends[-1] - sends[0]) * policy.period
+    assert per_period <= policy.rate * policy.bulk_share * 1.05
+    assert per_period >= policy.rate * policy.bulk_share * 0.8  # and it does use it
+
+
+def test_a_429_in_one_process_holds_every_process_until_the_reset(store) -> None:
+    clock = FakeClock()
+    throttled = _process(store, clock, seed=1)
+    other = _process(store, clock, seed=2)
+    throttled.acquire()
+    start = clock.time()
+
+    throttled.hold(12.0)
+
+    with pytest.raises(BudgetExhausted):
+        throttled.acquire(max_wait=0.0)
+    with pytest.raises(BudgetExhausted) as caught:
+        other.acquire(max_wait=0.0)
+    assert 12.0 <= caught.value.wait <= 12.0 + POLICY.resume_jitter
+    assert other.acquire() > 0
+    assert clock.time() >= start + 12.0
+    assert float(_item(store)["blocked_until"]) == pytest.approx(start + 12.0, abs=1e-3)
+
+
+def test_throttled_processes_resume_at_different_moments(store) -> None:
+    clock = FakeClock()
+    processes = [_process(store, clock, seed=seed) for seed in range(4)]
+    processes[0].hold(5.0)
+
+    waits = []
+    for process in processes[1:]:
+        with pytest.raises(BudgetExhausted) as caught:
+            process.acquire(max_wait=0.0)
+        waits.append(caught.value.wait)
+
+    assert all(5.0 <= wait <= 5.0 + POLICY.resume_jitter for wait in waits)
+    assert len(set(waits)) == len(waits)
+
+
+def test_a_missing_table_falls_back_to_cautious_local_pacing_and_says_so(aws: str) -> None:
+    clock = FakeClock()
+    reasons: list[str] = []
+    budget = SharedBudget(
+        KEY_ID,
+        DynamoBudgetStore(boto3.client("dynamodb"), "no-such-table"),
+        policy=POLICY,
+        clock=clock,
+        on_fallback=reasons.append,
+    )
+    for _ in range(POLICY.fallback_limit):
+        assert budget.acquire() == 0.0  # paced, never refused for want of the table
+
+    with pytest.raises(BudgetExhausted):
+        budget.acquire(max_wait=1.0)  # a fraction of the budget, then it waits
+    assert budget.in_fallback
+    assert reasons == ["rate limit table: ResourceNotFoundException"]
+    assert budget.fallbacks == 1
