@@ -14,8 +14,8 @@ Whatever arrives, these hold:
 - every refusal is JSON with a `message`, or, for a trusted browser form, a 303 to the
   source's error page;
 - a refusal queues nothing, an acceptance queues exactly one readable submission;
-- every invocation answers within HANDLER_BOUND_SECONDS (a bound against hangs and
-  pathological parsing, far above the normal few milliseconds; not a speed measurement).
+- every invocation answers within HANDLER_BOUND_SECONDS, the intake function's timeout (a
+  bound against hangs and pathological parsing, not a speed measurement).
 
 Cases per route are printed at the end of the run (tests/fuzz/conftest.py). Run the long
 profile with `pytest tests/fuzz --hypothesis-profile=long`.
@@ -44,7 +44,10 @@ from tests.fixtures.apigw import LambdaContext, form_post_event, http_api_event
 from tests.unit.intake_api import samples
 
 SOURCES = load_form_sources(DEFAULT_PATH).sources
-HANDLER_BOUND_SECONDS = 5.0
+# The intake API function's timeout in template.yaml (10 s): an answer later than that would
+# reach the sender as API Gateway's 500. Normal answers take milliseconds; a shared, loaded
+# test machine needs the headroom.
+HANDLER_BOUND_SECONDS = 10.0
 MAX_BODY_BYTES = 65536
 
 
