@@ -109,3 +109,20 @@ def error_kind(error: ClinikoError) -> str:
     if isinstance(error, ValidationFailed) and error.errors:
         kind += ": " + ", ".join(sorted(error.errors))
     return kind
+
+
+def access_hint(error: ClinikoError) -> str | None:
+    """What an operator must check when Cliniko refuses the key (401) or its user (403), or
+    None for other errors. Names the shard, never the key."""
+    if isinstance(error, Unauthorized):
+        return (
+            f"Cliniko refused the API key (401) on shard '{error.shard}'. Check that the key is "
+            "current and that its suffix names the account's shard (e.g. '-au2'; a key without "
+            "one is sent to au1)."
+        )
+    if isinstance(error, Forbidden):
+        return (
+            "Cliniko refused the key's user (403). Check that the Cliniko user the key belongs "
+            "to may view, edit and archive contacts."
+        )
+    return None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import boto3
+
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.secrets import read_secret
+from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.core import Eraser
 from cliniko_automations.erasure.settings import ErasureSettings
@@ -16,4 +19,5 @@ def build_eraser(settings: ErasureSettings) -> Eraser:
         client_for_secret(settings.cliniko_api_key_secret_name),
         DynamoAuditLog(settings.audit_table),
         read_secret(settings.pepper_secret_name),
+        submissions=DynamoSubmissionStore(boto3.client("dynamodb"), settings.submission_table),
     )

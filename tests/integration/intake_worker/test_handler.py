@@ -62,7 +62,7 @@ def context() -> LambdaContext:
 
 def send(stack: WorkerStack, *submissions: Submission) -> None:
     for sub in submissions:
-        stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=sub.model_dump_json())
+        stack.enqueue(sub)
 
 
 def run_until_empty(stack: WorkerStack, rounds: int = 20) -> None:

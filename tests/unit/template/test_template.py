@@ -117,16 +117,24 @@ def test_globals_runtime_architecture_logging_and_powertools():
 
 
 CONTRACT_ENV = {
-    "IntakeApiFunction": {"SUBMISSION_QUEUE_URL", "MAX_BODY_BYTES", "CLINIKO_USER_AGENT"},
+    "IntakeApiFunction": {
+        "SUBMISSION_QUEUE_URL",
+        "SUBMISSION_TABLE",
+        "PEPPER_SECRET_NAME",
+        "MAX_BODY_BYTES",
+        "CLINIKO_USER_AGENT",
+    },
     "IntakeWorkerFunction": {
         "IDEMPOTENCY_TABLE",
         "LEDGER_TABLE",
+        "SUBMISSION_TABLE",
         "PARKED_QUEUE_URL",
         "CLINIKO_USER_AGENT",
     },
     "CleanupFunction": {"LEDGER_TABLE", "CLEANUP_DRY_RUN", "CLINIKO_USER_AGENT"},
     "ErasureApiFunction": {
         "AUDIT_TABLE",
+        "SUBMISSION_TABLE",
         "PEPPER_SECRET_NAME",
         "CLINIKO_API_KEY_SECRET_NAME",
         "CLINIKO_USER_AGENT",
@@ -189,6 +197,7 @@ TABLE_KEYS = {
     "IdempotencyTable": [("id", "HASH")],
     "LedgerTable": [("contact_id", "HASH")],
     "ErasureAuditTable": [("request_id", "HASH"), ("sk", "RANGE")],
+    "SubmissionStoreTable": [("id", "HASH")],
 }
 
 
@@ -204,6 +213,21 @@ def test_tables_keys_encryption_recovery_billing(name: str):
 def test_idempotency_table_expires_records():
     ttl = RESOURCES["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_submission_store_is_kms_encrypted_expiring_and_indexed_by_email_hash():
+    props = RESOURCES["SubmissionStoreTable"]["Properties"]
+    assert props["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Ref": "OperationsKey"},
+    }
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    [index] = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by-email-hmac"
+    assert index["KeySchema"] == [{"AttributeName": "email_hmac", "KeyType": "HASH"}]
+    # Keys only: the index itself never holds a submitted value.
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
 
 
 def test_pepper_is_generated_and_kept():
