@@ -585,11 +585,11 @@ class Eraser:
         received = _find(records, RECEIVED_SK)
         if received is None:
             raise RequestNotFound(request_id)
+        if received.get("dry_run"):
+            raise ExtensionRefused(request_id, "a dry run erases nobody and is owed nothing")
         finished = _find(records, OUTCOME_SK)
         if finished is not None:
             raise ExtensionRefused(request_id, f"it is already {finished.get('status')}")
-        if received.get("dry_run"):
-            raise ExtensionRefused(request_id, "a dry run erases nobody and is owed nothing")
         if _find(records, EXTENSION_SK) is not None:
             raise ExtensionRefused(request_id, "it was already extended (the law allows once)")
         now = self._clock()
