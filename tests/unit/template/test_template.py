@@ -154,6 +154,7 @@ def test_routes_and_auth():
         ("POST /forms/{source}", "IntakeApiFunction", None),
         ("POST /erasure-requests", "ErasureApiFunction", "AWS_IAM"),
         ("GET /erasure-requests/{id}", "ErasureApiFunction", "AWS_IAM"),
+        ("POST /erasure-requests/{id}/extension", "ErasureApiFunction", "AWS_IAM"),
     }
     cors = APP.cors()
     assert cors["AllowOrigins"] == {"Ref": "AllowedOrigins"}
@@ -257,8 +258,15 @@ def test_no_wildcard_actions_or_resources(name: str):
 
 def test_secret_reads_are_scoped():
     for name in ("IntakeApiFunction", "IntakeWorkerFunction"):
-        (statement,) = [s for s in _policy_statements(name) if "secretsmanager" in str(s)]
+        reads = [
+            s for s in _policy_statements(name) if s["Action"] == "secretsmanager:GetSecretValue"
+        ]
+        prefixed = [s for s in reads if "Fn::Sub" in str(s["Resource"])]
+        (statement,) = prefixed
         assert "${SecretsPrefix}*" in statement["Resource"]["Fn::Sub"]
+        # The intake API also reads the erasure pepper, to index stored submissions by it.
+        others = [s["Resource"] for s in reads if s not in prefixed]
+        assert others == ([{"Ref": "PepperSecret"}] if name == "IntakeApiFunction" else [])
     (statement,) = [
         s
         for s in _policy_statements("ErasureApiFunction")
@@ -268,14 +276,27 @@ def test_secret_reads_are_scoped():
 
 
 def test_erasure_audit_trail_is_append_only_for_the_api():
+    audit = {"Fn::GetAtt": ["ErasureAuditTable", "Arn"]}
     actions = {
         action
         for statement in _policy_statements("ErasureApiFunction")
+        if audit == statement["Resource"] or audit in list(statement["Resource"])
         for action in statement["Action"]
         if action.startswith("dynamodb:")
     }
     assert "dynamodb:PutItem" in actions
     assert not actions & {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"}
+
+
+def test_erasure_may_purge_the_submission_store_only_through_its_email_index():
+    store = {"Fn::GetAtt": ["SubmissionStoreTable", "Arn"]}
+    [statement] = [
+        s
+        for s in _policy_statements("ErasureApiFunction")
+        if isinstance(s["Resource"], list) and store in s["Resource"]
+    ]
+    assert set(statement["Action"]) == {"dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:PutItem"}
+    assert {"Fn::Sub": "${SubmissionStoreTable.Arn}/index/by-email-hmac"} in statement["Resource"]
 
 
 ALARMED_METRICS = {
