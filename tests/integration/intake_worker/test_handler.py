@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cliniko_automations.intake import worker_handler
@@ -16,6 +16,7 @@ from tests.integration.intake_worker.resources import (
     MAX_RECEIVE_COUNT,
     WORKER_TIMEOUT_MS,
     WorkerStack,
+    captured_logs,
     create_worker_stack,
     emf_metrics,
     load_dead_letters_script,
@@ -243,3 +244,49 @@ def test_records_are_not_started_too_close_to_the_timeout(stack, cliniko, monkey
     # Handed back at once (not after the batch's visibility timeout), then done in time.
     run_until_empty(stack)
     assert len(cliniko.control.contacts()) == 1
+
+
+def test_a_handled_submission_leaves_no_body_behind(stack, cliniko) -> None:
+    sub = submission()
+    send(stack, sub)
+    run_until_empty(stack)
+    assert len(cliniko.control.contacts()) == 1
+    assert stack.store().get(sub.submission_id) is None
+
+
+def test_a_queued_id_whose_body_is_gone_is_dropped_with_metric(stack, cliniko, capsys) -> None:
+    sub = submission()
+    send(stack, sub)
+    stack.store().delete(sub.submission_id)  # erased, or past the store's TTL
+    with captured_logs("intake") as logs:
+        messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    [drop] = logs.json("submission dropped")
+    assert (drop["submission_id"], drop["reason"]) == (sub.submission_id, "submission_body_gone")
+    assert len(messages) == 1 and failed == set()  # acknowledged, not retried
+    assert cliniko.control.requests() == []
+    assert emf_metrics(capsys.readouterr().out).get("SubmissionDropped") == 1
+
+
+EMAIL_HMAC = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("erased_minutes_after_made", "dropped"),
+    [(10, True), (0, True), (-10, False)],
+    ids=["erased-after", "erased-at-the-same-time", "made-after-the-erasure"],
+)
+def test_a_tombstone_drops_only_submissions_made_before_the_erasure(
+    stack, cliniko, capsys, erased_minutes_after_made, dropped
+) -> None:
+    made = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    sub = submission().model_copy(update={"submitted_at": made})
+    stack.store().tombstone(EMAIL_HMAC, made + timedelta(minutes=erased_minutes_after_made))
+    stack.enqueue(sub, email_hmac=EMAIL_HMAC)
+    with captured_logs("intake") as logs:
+        run_until_empty(stack)
+    out = capsys.readouterr().out
+    assert len(cliniko.control.contacts()) == (0 if dropped else 1)
+    assert (emf_metrics(out).get("SubmissionDropped") == 1) is dropped
+    drops = [(r["submission_id"], r["reason"]) for r in logs.json("submission dropped")]
+    assert drops == ([(sub.submission_id, "erased")] if dropped else [])
+    assert stack.store().get(sub.submission_id) is None  # dropped or done: no body kept
