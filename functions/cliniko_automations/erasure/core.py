@@ -569,12 +569,6 @@ class Eraser:
         outcome.receipt = _receipt(outcome, *chain_head(records))
         return outcome
 
-    def verify(self, request_id: str) -> Verification:
-        records = self._audit.records(request_id)
-        if not records:
-            raise RequestNotFound(request_id)
-        return verify_chain(request_id, records)
-
     def extend(self, request_id: str, reason: str, caller: str) -> Outcome:
         """Extend a request's due date by two months: once, and only within its first month."""
         try:
