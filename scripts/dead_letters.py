@@ -5,14 +5,19 @@
     python scripts/dead_letters.py show ID            # ID: SQS message id or submission id
     python scripts/dead_letters.py replay ID | --all  # back to the submission queue
 
-Queue URLs and the table come from arguments or the environment:
+Queue URLs and the tables come from arguments or the environment:
 `--dlq-url`/DEAD_LETTER_QUEUE_URL, `--queue-url`/SUBMISSION_QUEUE_URL,
-`--table`/IDEMPOTENCY_TABLE. Against a deployed stack, take them from its outputs (or
+`--table`/IDEMPOTENCY_TABLE, `--submission-table`/SUBMISSION_TABLE. Against a deployed
+stack, take them from its outputs (or
 `aws cloudformation describe-stack-resource --logical-resource-id SubmissionDeadLetterQueue`);
 credentials and region as for the AWS CLI. AWS_ENDPOINT_URL points it at moto in tests.
 
 Nothing personal is printed: a dead letter shows its ids, source, times, attempts, the
 reason it failed (a code) and the NAMES of the fields it carries, never their values.
+
+A dead letter carries only a submission id (the claim check): the values are in the
+submission store. When that body is gone (an erasure deleted it, or it expired) the letter
+says `body: gone`, and a replay of it is dropped by the worker, creating nobody.
 
 Where the reason comes from: a permanent failure (Cliniko's 422, a malformed message) is
 sent here by the worker with a `failure_reason` message attribute. A message SQS's redrive
@@ -37,8 +42,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 import boto3
+from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.find_or_create import present_fields
-from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake.submission import QueuedSubmission, Submission
 from cliniko_automations.intake.worker_store import DynamoFailures
 from pydantic import ValidationError
 
@@ -59,14 +65,15 @@ class DeadLetter:
     reason: str
     failed_at: str
     fields: list[str]
+    body: str
     # What an operator must change before a replay can succeed (misconfiguration only).
     fix: str
     receipt_handle: str = field(repr=False)
-    body: str = field(repr=False)
+    message: str = field(repr=False)
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["receipt_handle"], data["body"]
+        del data["receipt_handle"], data["message"]
         return data
 
 
@@ -78,11 +85,13 @@ class DeadLetters:
         dead_letter_queue_url: str,
         queue_url: str | None = None,
         failures: DynamoFailures | None = None,
+        store: DynamoSubmissionStore | None = None,
     ) -> None:
         self._sqs = sqs
         self._dlq = dead_letter_queue_url
         self._queue = queue_url
         self._failures = failures
+        self._store = store
         self._received: list[DeadLetter] = []
 
     def list(self) -> list[DeadLetter]:
@@ -118,7 +127,7 @@ class DeadLetters:
         for letter in letters:
             self._sqs.send_message(
                 QueueUrl=self._queue,
-                MessageBody=letter.body,
+                MessageBody=letter.message,
                 MessageAttributes={
                     "replayed_from": {"DataType": "String", "StringValue": letter.message_id}
                 },
@@ -154,14 +163,12 @@ class DeadLetters:
             reason = reason or stored.reason
             receive_count = receive_count or str(stored.receive_count)
             failed_at = stored.failed_at
-        try:
-            submission = Submission.model_validate_json(message["Body"])
-        except ValidationError:
-            submission = None
+        queued = _queued(message["Body"])
+        submission, body = self._submission(queued)
         return DeadLetter(
             message_id=message["MessageId"],
-            submission_id=submission.submission_id if submission else "-",
-            source=submission.source if submission else "-",
+            submission_id=queued.submission_id if queued else "-",
+            source=queued.source if queued else "-",
             provider=submission.provider if submission else "-",
             account=submission.account if submission else "-",
             received_at=submission.received_at.isoformat() if submission else "-",
@@ -169,14 +176,36 @@ class DeadLetters:
             reason=reason or NO_REASON,
             failed_at=failed_at,
             fields=list(present_fields(submission.draft)) if submission else [],
+            body=body,
             fix=attributes.get("fix", ""),
             receipt_handle=message["ReceiptHandle"],
-            body=message["Body"],
+            message=message["Body"],
         )
+
+    def _submission(self, queued: QueuedSubmission | None) -> tuple[Submission | None, str]:
+        """The letter's submission from the store, and the state of its body."""
+        if queued is None:
+            return None, "not a queued submission"
+        if self._store is None:
+            return None, "unknown (no --submission-table)"
+        stored = self._store.get(queued.submission_id)
+        if stored is None:
+            return None, "gone (erased or expired): a replay is dropped"
+        try:
+            return Submission.model_validate_json(stored.body), "stored"
+        except ValidationError:
+            return None, "malformed"
+
+
+def _queued(message_body: str) -> QueuedSubmission | None:
+    try:
+        return QueuedSubmission.model_validate_json(message_body)
+    except ValidationError:
+        return None
 
 
 def _table(letters: Sequence[DeadLetter], out: TextIO) -> None:
-    columns = ("submission_id", "source", "received_at", "receive_count", "reason")
+    columns = ("submission_id", "source", "received_at", "receive_count", "reason", "body")
     rows = [columns] + [tuple(str(getattr(d, c)) for c in columns) for d in letters]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     for row in rows:
@@ -200,11 +229,17 @@ def build(args: argparse.Namespace) -> DeadLetters:
     if not dlq:
         raise SystemExit("no dead-letter queue: pass --dlq-url or set DEAD_LETTER_QUEUE_URL")
     table = args.table or os.environ.get("IDEMPOTENCY_TABLE")
+    submission_table = args.submission_table or os.environ.get("SUBMISSION_TABLE")
     return DeadLetters(
         sqs=boto3.client("sqs"),
         dead_letter_queue_url=dlq,
         queue_url=args.queue_url or os.environ.get("SUBMISSION_QUEUE_URL"),
         failures=DynamoFailures(boto3.client("dynamodb"), table) if table else None,
+        store=(
+            DynamoSubmissionStore(boto3.client("dynamodb"), submission_table)
+            if submission_table
+            else None
+        ),
     )
 
 
@@ -213,6 +248,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser.add_argument("--dlq-url", help="dead-letter queue URL (env DEAD_LETTER_QUEUE_URL)")
     parser.add_argument("--queue-url", help="submission queue URL (env SUBMISSION_QUEUE_URL)")
     parser.add_argument("--table", help="idempotency table, for reasons (env IDEMPOTENCY_TABLE)")
+    parser.add_argument(
+        "--submission-table", help="submission store, for field names (env SUBMISSION_TABLE)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="list dead letters")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -3,18 +3,21 @@
 
 Two modes, same core and same words:
   local   (default) runs the erasure core here, with this machine's AWS credentials for the
-          audit table and secrets: --audit-table, --pepper-secret, --cliniko-key-secret,
-          --user-agent, --cliniko-base-url (or the env vars AUDIT_TABLE, PEPPER_SECRET_NAME,
-          CLINIKO_API_KEY_SECRET_NAME, CLINIKO_USER_AGENT, CLINIKO_BASE_URL).
+          audit table, the submission store and secrets: --audit-table, --submission-table,
+          --pepper-secret, --cliniko-key-secret, --user-agent, --cliniko-base-url (or the env
+          vars AUDIT_TABLE, SUBMISSION_TABLE, PEPPER_SECRET_NAME, CLINIKO_API_KEY_SECRET_NAME,
+          CLINIKO_USER_AGENT, CLINIKO_BASE_URL).
   remote  --api-url https://ID.execute-api.REGION.amazonaws.com calls the deployed HTTP API,
           signing each request with SigV4 (the routes use AWS_IAM authorisation).
 
   erasure.py request --contact-id 123 --reason "GDPR art. 17, ticket 42" [--dry-run]
   erasure.py request --email person@example.com --reason "..." [--all-matches]
-  erasure.py status REQUEST_ID
+  erasure.py status REQUEST_ID                 (due date, outcome and receipt)
+  erasure.py extend REQUEST_ID --reason "..."  (due + 2 months; once, within the first month)
+  erasure.py verify REQUEST_ID | --all         (local: recompute the audit trail's hash chain)
 
-Exit status: 0 completed, 1 failed or error, 3 needs attention (several matches, conflict,
-still open), 2 bad arguments.
+Exit status: 0 completed (verify: intact), 1 failed or error (verify: a changed or missing
+record), 3 needs attention (several matches, conflict, still open), 2 bad arguments.
 
 Cliniko's API cannot delete a contact; this tool scrubs every personal field and archives the
 contact, and says so: Cliniko keeps an archived record with no personal data in it.
@@ -44,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--api-url", help="deployed HTTP API base URL (remote mode, SigV4)")
     where.add_argument("--region", help="AWS region for SigV4 (default: from the environment)")
     where.add_argument("--audit-table", default=os.environ.get("AUDIT_TABLE"))
+    where.add_argument("--submission-table", default=os.environ.get("SUBMISSION_TABLE"))
     where.add_argument("--pepper-secret", default=os.environ.get("PEPPER_SECRET_NAME"))
     where.add_argument(
         "--cliniko-key-secret", default=os.environ.get("CLINIKO_API_KEY_SECRET_NAME")
@@ -70,6 +74,17 @@ def parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="show a request's status and outcome")
     status.add_argument("request_id")
+
+    extend = commands.add_parser(
+        "extend", help="extend the due date by two months (once, within the first month)"
+    )
+    extend.add_argument("request_id")
+    extend.add_argument("--reason", required=True, help="why (recorded; no personal data)")
+
+    verify = commands.add_parser("verify", help="check the audit trail's hash chain (local)")
+    which = verify.add_mutually_exclusive_group(required=True)
+    which.add_argument("request_id", nargs="?")
+    which.add_argument("--all", action="store_true", help="every request in the trail")
     return cli
 
 
@@ -77,11 +92,34 @@ def parser() -> argparse.ArgumentParser:
 # Two ways to get an answer; both return (HTTP-like status, JSON body).
 
 
+def run_verify(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    """Recompute the chain of one request, or of all: reads the audit table only."""
+    if not args.audit_table:
+        raise SystemExit("erasure.py: verify needs --audit-table (or AUDIT_TABLE)")
+    from cliniko_automations.erasure.audit import DynamoAuditLog
+    from cliniko_automations.erasure.core import verify_chain
+
+    audit = DynamoAuditLog(args.audit_table)
+    ids = audit.request_ids() if args.all else [args.request_id]
+    results = []
+    for request_id in ids:
+        records = audit.records(request_id)
+        if not records:
+            return 404, {"message": f"no erasure request with id {request_id}"}
+        check = verify_chain(request_id, records)
+        results.append({**check.model_dump(), "intact": check.intact})
+    # The exit status tells intact from not (see exit_code); the answer itself is complete.
+    return 200, {"verified": results, "intact": all(r["intact"] for r in results)}
+
+
 def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    if args.command == "verify":
+        return run_verify(args)
     missing = [
         flag
         for flag, value in (
             ("--audit-table", args.audit_table),
+            ("--submission-table", args.submission_table),
             ("--pepper-secret", args.pepper_secret),
             ("--cliniko-key-secret", args.cliniko_key_secret),
             ("--user-agent", args.user_agent),
@@ -103,6 +141,7 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     try:
         settings = ErasureSettings(
             audit_table=args.audit_table,
+            submission_table=args.submission_table,
             pepper_secret_name=args.pepper_secret,
             cliniko_api_key_secret_name=args.cliniko_key_secret,
             cliniko_user_agent=args.user_agent,
@@ -115,6 +154,9 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     try:
         if args.command == "status":
             return 200, eraser.status(args.request_id).model_dump(mode="json")
+        if args.command == "extend":
+            caller = args.caller or local_caller()
+            return 200, eraser.extend(args.request_id, args.reason, caller).model_dump(mode="json")
         request = core.ErasureRequest.parse(request_body(args))
         outcome = eraser.submit(request, args.caller or local_caller())
         return (502 if outcome.status == "failed" else 200), outcome.model_dump(mode="json")
@@ -128,7 +170,7 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             "contact_ids": error.contact_ids,
             "message": str(error),
         }
-    except (core.RequestIdConflict, core.RequestInProgress) as error:
+    except (core.RequestIdConflict, core.RequestInProgress, core.ExtensionRefused) as error:
         return 409, {"request_id": error.request_id, "message": str(error)}
     except core.RequestNotFound as error:
         return 404, {"message": str(error)}
@@ -147,8 +189,14 @@ def run_remote(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     from botocore.awsrequest import AWSRequest
 
     base = args.api_url.rstrip("/")
+    if args.command == "verify":
+        raise SystemExit("erasure.py: verify reads the audit table: run it in local mode")
     if args.command == "status":
         method, url, body = "GET", f"{base}/erasure-requests/{quote(args.request_id)}", None
+    elif args.command == "extend":
+        method = "POST"
+        url = f"{base}/erasure-requests/{quote(args.request_id)}/extension"
+        body = json.dumps({"reason": args.reason})
     else:
         method, url = "POST", f"{base}/erasure-requests"
         body = json.dumps(request_body(args))
@@ -224,12 +272,35 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
         lines.append(body["message"])
     for field, problem in (body.get("errors") or {}).items():
         lines.append(f"  {field}: {problem}")
-    if body.get("due_at") and body.get("status") != "completed":
-        lines.append(f"Due by {body['due_at']}.")
+    for purged in body.get("purged") or []:
+        lines.append(
+            f"  Purged from {purged['store']}: {purged['count']} stored submission(s)"
+            + (f" ({', '.join(purged['submission_ids'])})" if purged["submission_ids"] else "")
+        )
+    if body.get("due_at"):
+        lines.append(
+            f"Due by {body['due_at']}" + (" (extended)." if body.get("due_extended") else ".")
+        )
+    receipt = body.get("receipt")
+    if receipt:
+        lines.append(
+            f"Receipt: request {receipt['request_id']}, {receipt['outcome']}"
+            + (f", completed {receipt['completed_at']}" if receipt.get("completed_at") else "")
+            + f", audit chain head {receipt['chain_head']} ({receipt['records']} records)."
+        )
+    for check in body.get("verified") or []:
+        state = "intact" if check["intact"] else "NOT INTACT"
+        lines.append(
+            f"Request {check['request_id']}: audit trail {state} ({check['records']} "
+            f"records, head {check['chain_head']})"
+        )
+        lines += [f"  {problem}" for problem in check["problems"]]
     return lines
 
 
 def exit_code(status: int, body: dict[str, Any]) -> int:
+    if "verified" in body:
+        return EXIT_OK if body.get("intact") else EXIT_FAILED
     if status == 200 and body.get("status") == "completed":
         return EXIT_OK
     if status in (200, 404, 409):
@@ -256,6 +327,8 @@ def _expected_failure(error: Exception) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "verify" and args.all and args.request_id:
+        parser().error("verify takes a request id or --all, not both")
     if args.command == "request" and not (args.contact_id or args.email):
         parser().error("request needs --contact-id, --email or both")
     try:

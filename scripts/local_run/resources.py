@@ -136,12 +136,18 @@ class Provisioner:
         for logical_id, resource in self.app.of_type("AWS::DynamoDB::Table").items():
             props = self.resolver.resolve(resource["Properties"])
             name = props.get("TableName") or self._name(logical_id)
-            arn = dynamodb.create_table(
-                TableName=name,
-                AttributeDefinitions=props["AttributeDefinitions"],
-                KeySchema=props["KeySchema"],
-                BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
-            )["TableDescription"]["TableArn"]
+            table: dict[str, Any] = {
+                "TableName": name,
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "KeySchema": props["KeySchema"],
+                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+            }
+            if props.get("GlobalSecondaryIndexes"):
+                table["GlobalSecondaryIndexes"] = [
+                    {key: index[key] for key in ("IndexName", "KeySchema", "Projection")}
+                    for index in props["GlobalSecondaryIndexes"]
+                ]
+            arn = dynamodb.create_table(**table)["TableDescription"]["TableArn"]
             ttl = props.get("TimeToLiveSpecification")
             if ttl and ttl.get("Enabled"):
                 dynamodb.update_time_to_live(

@@ -98,11 +98,14 @@ OUTCOME_KEYS = {
     "dry_run",
     "received_at",
     "due_at",
+    "due_extended",
     "finished_at",
     "contact_ids",
     "contacts",
+    "purged",
     "message",
     "cliniko_requests",
+    "receipt",
 }
 
 
@@ -373,3 +376,53 @@ def test_an_unknown_route_is_a_404_not_a_500(erasure_stack):
     event = http_api_event("DELETE", "/erasure-requests/x", route_key="$default")
     response = api_handler.lambda_handler(event, LambdaContext())
     assert response["statusCode"] == 404
+
+
+def extend(request_id: str, body: Any) -> tuple[int, dict[str, Any]]:
+    event = http_api_event(
+        "POST",
+        f"/erasure-requests/{request_id}/extension",
+        body=body,
+        path_parameters={"id": request_id},
+        route_key="POST /erasure-requests/{id}/extension",
+    )
+    response = api_handler.lambda_handler(event, LambdaContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_status_carries_due_date_and_receipt_and_an_open_request_is_extended(erasure_stack):
+    contact_id = erasure_stack.seed()
+    erasure_stack.cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    status, first = post(erasure(request_id="ext-1", contact_id=contact_id))
+    erasure_stack.cliniko.control.clear_faults()
+    assert status == 502 and first["receipt"]["outcome"] == "failed"
+
+    status, body = extend("ext-1", {"reason": "complex request, ticket PRIV-8"})
+    assert status == 200, body
+    assert body["due_extended"] is True and body["due_at"] > first["due_at"]
+    status, body = extend("ext-1", {"reason": "again"})
+    assert status == 409 and "already extended" in body["message"]
+    status, body = extend("ext-1", {"reason": "call 0412 345 678"})
+    assert status == 422  # the reason is refused: it looks like a phone number
+    status, body = extend("ext-1", {})
+    assert status == 422 and "reason" in body["errors"]
+
+    status, done = post(erasure(request_id="ext-1", contact_id=contact_id))
+    assert status == 200 and done["result"] == "erased"
+    assert done["due_extended"] is True
+    status, body = get("ext-1")
+    assert body["receipt"]["completed_at"] == done["finished_at"]
+    assert body["receipt"]["chain_head"] == done["receipt"]["chain_head"]
+
+
+def test_a_key_cliniko_refuses_answers_what_to_check(erasure_stack):
+    import boto3
+
+    contact_id = erasure_stack.seed()
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=erasure_stack.key_secret, SecretString="not-a-known-key-au1"
+    )
+    status, body = post(erasure(request_id="bad-key", contact_id=contact_id))
+    assert status == 502 and body["status"] == "failed"
+    assert "suffix names the account's shard" in body["message"]
+    assert "to retry" not in body["message"]

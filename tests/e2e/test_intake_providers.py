@@ -13,7 +13,6 @@ import json
 
 import pytest
 from cliniko_automations.intake.find_or_create import phone_digits, phones_match
-from cliniko_automations.intake.submission import Submission
 
 from tests.integration.intake_worker.e2e_world import (
     PROVIDER_SOURCES,
@@ -21,6 +20,7 @@ from tests.integration.intake_worker.e2e_world import (
     build_intake_path,
     delivery,
 )
+from tests.integration.intake_worker.resources import stored_submission
 from tests.unit.intake_api import samples
 
 # What each shipped source maps beyond the name, email and phone every sample carries.
@@ -66,7 +66,7 @@ def accepted(answer: dict) -> None:
 def test_signed_sample_becomes_exactly_one_contact(path: IntakePath, cliniko, provider) -> None:
     accepted(path.post(delivery(provider)))
     [queued] = path.stack.receive(visibility=0)
-    submission = Submission.model_validate_json(queued["Body"])
+    submission = stored_submission(path.stack.dynamodb, path.stack.submission_table, queued["Body"])
     assert submission.source == PROVIDER_SOURCES[provider]
 
     assert path.work() == 1

@@ -122,7 +122,8 @@ def access_hint(error: ClinikoError) -> str | None:
     if isinstance(error, Forbidden):
         return (
             "Cliniko refused the request (403): the Cliniko user who owns the API key lacks the "
-            "permission. Use the key of a user whose role may create and edit contacts"
+            "permission. Use the key of a user whose role may view, create, edit and archive "
+            "contacts"
         )
     return None
 

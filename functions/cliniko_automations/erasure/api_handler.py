@@ -2,7 +2,8 @@
 
 POST /erasure-requests        body: {request_id, contact_id?, email?, reason, dry_run?,
                                      erase_all_matches?}
-GET  /erasure-requests/{id}   status and outcome of a request
+GET  /erasure-requests/{id}   status and outcome of a request (with its due date and receipt)
+POST /erasure-requests/{id}/extension   body: {reason}; due date + 2 months, within the first
 
 The handler is thin: identity check, parse, call the core, map domain errors to HTTP once.
 """
@@ -26,6 +27,7 @@ from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.secrets import SecretUnavailable
 from cliniko_automations.erasure.core import (
     ErasureRequest,
+    ExtensionRefused,
     InvalidRequest,
     Outcome,
     RequestIdConflict,
@@ -116,6 +118,20 @@ def get_request(request_id: str) -> Response:
     return _json(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
 
 
+@app.post("/erasure-requests/<request_id>/extension")
+def extend_request(request_id: str) -> Response:
+    caller = _caller()
+    try:
+        body = json.loads(app.current_event.decoded_body or "")
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("reason"), str):
+        raise InvalidRequest({"reason": "give the reason for the extension (no personal data)"})
+    outcome = build_eraser(_settings()).extend(request_id, body["reason"], caller)
+    logger.info("erasure request extended", extra={"erasure_request_id": request_id})
+    return _json(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
+
+
 def _refused(reason: str) -> None:
     metrics.add_dimension(name="reason", value=reason)
     metrics.add_metric(name="ErasureRequestRefused", unit=MetricUnit.Count, value=1)
@@ -154,8 +170,8 @@ def _several(error: SeveralMatches) -> Response:
     )
 
 
-@app.exception_handler([RequestIdConflict, RequestInProgress])
-def _conflict(error: RequestIdConflict | RequestInProgress) -> Response:
+@app.exception_handler([RequestIdConflict, RequestInProgress, ExtensionRefused])
+def _conflict(error: RequestIdConflict | RequestInProgress | ExtensionRefused) -> Response:
     logger.info("erasure request conflict", extra={"error": type(error).__name__})
     _refused("conflict")
     return _json(HTTPStatus.CONFLICT, {"request_id": error.request_id, "message": str(error)})

@@ -13,7 +13,12 @@ import boto3
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from cliniko_automations.erasure.core import AlreadyRecorded
+from cliniko_automations.erasure.core import (
+    EXTENSION_SK,
+    OUTCOME_SK,
+    RECEIVED_SK,
+    AlreadyRecorded,
+)
 
 
 class DynamoAuditLog:
@@ -48,20 +53,26 @@ class DynamoAuditLog:
             raise
 
     def summaries(self) -> Iterator[dict[str, Any]]:
-        """The received and outcome records of every request (for the overdue count).
+        """The received, extension and outcome records of every request (for the overdue count).
 
         A scan: erasure requests are few (a handful a month), so a full read once a day costs
         less than an index kept up on every write.
         """
-        scan: dict[str, Any] = {
-            "ProjectionExpression": "request_id, sk, due_at, #s",
-            "ExpressionAttributeNames": {"#s": "status"},
-        }
+        for item in self._scan("request_id, sk, due_at, dry_run, #s"):
+            if item["sk"] in (RECEIVED_SK, EXTENSION_SK, OUTCOME_SK):
+                yield item
+
+    def request_ids(self) -> list[str]:
+        """Every request in the trail (for `verify --all`)."""
+        return sorted({item["request_id"] for item in self._scan("request_id, sk")})
+
+    def _scan(self, projection: str) -> Iterator[dict[str, Any]]:
+        scan: dict[str, Any] = {"ProjectionExpression": projection}
+        if "#s" in projection:
+            scan["ExpressionAttributeNames"] = {"#s": "status"}
         while True:
             page = self._table.scan(**scan)
-            for item in page.get("Items", []):
-                if item["sk"] in ("000#received", "999#outcome"):
-                    yield item
+            yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
                 return
             scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -5,18 +5,28 @@ name, email and phones), so an honest erasure blanks every personal field first,
 archives, then reads the contact back to prove both happened. The audit trail written here
 holds ids, field names, actions and a keyed hash of the email: never a personal value.
 
-This module knows nothing of API Gateway or DynamoDB: it takes a Cliniko client and an
-`AuditLog` (see audit.py for the DynamoDB one) so the API handler and the CLI share it.
+Erasure also reaches what this system keeps of the person: every submission body stored for
+their email (by keyed hash; the queues carry only ids) is deleted, and a tombstone keeps
+older submissions of theirs from bringing them back (see common/submission_store.py).
+
+The trail is tamper-evident: each record carries `seq`, `prev_hash` and `hash` (SHA-256 over
+its content and the previous record's hash, per request), and `verify_chain` recomputes it.
+
+This module knows nothing of API Gateway or DynamoDB: it takes a Cliniko client, an
+`AuditLog` and a `SubmissionStore` (see audit.py and common/submission_store.py for the
+DynamoDB ones) so the API handler and the CLI share it.
 """
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import hmac
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,7 +35,11 @@ from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
 from cliniko_automations.cliniko.rules import EMAIL_PATTERN, MAX_LENGTH
 
-DUE_AFTER = timedelta(days=30)
+# A request is due one calendar month after receipt (GDPR art. 12(3), counted as the UK
+# regulator does: the same date next month, or that month's last day), extendable once, within
+# the first month, by two further months.
+DUE_MONTHS = 1
+EXTENSION_MONTHS = 2
 # Longer than the API function's timeout (29 s) and than a CLI run is expected to take: an
 # unfinished attempt younger than this may still be running.
 ATTEMPT_LEASE = timedelta(minutes=2)
@@ -68,6 +82,9 @@ HONEST_NOTE = (
     f"is the placeholder '{PLACEHOLDER_FIRST_NAME}'."
 )
 
+GENESIS_HASH = "0" * 64
+SUBMISSION_STORE = "submission_store"
+
 Status = Literal["open", "completed", "failed"]
 Result = Literal[
     "erased", "no_record_found", "dry_run", "awaiting_confirmation", "in_progress", "failed"
@@ -93,6 +110,19 @@ ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 def _looks_like_a_phone_number(text: str) -> bool:
     text = ISO_DATE.sub(" ", text)
     return any(sum(c.isdigit() for c in run) >= 8 for run in DIGIT_RUN.findall(text))
+
+
+def check_reason(value: str) -> str:
+    """A reason kept in the audit trail: short, and surely not personal data."""
+    value = value.strip()
+    if not 1 <= len(value) <= 200:
+        raise ValueError("must be 1-200 characters")
+    if "@" in value or _looks_like_a_phone_number(value):
+        raise ValueError(
+            "must not contain personal data such as an email or a phone number; "
+            "give the legal basis or a ticket reference"
+        )
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,6 +169,12 @@ class RequestNotFound(ErasureError):
     def __init__(self, request_id: str):
         self.request_id = request_id
         super().__init__(f"no erasure request with id {request_id}")
+
+
+class ExtensionRefused(ErasureError):
+    def __init__(self, request_id: str, why: str):
+        self.request_id = request_id
+        super().__init__(f"request {request_id} cannot be extended: {why}")
 
 
 class AlreadyRecorded(Exception):
@@ -197,14 +233,7 @@ class ErasureRequest(BaseModel):
     @field_validator("reason")
     @classmethod
     def _reason(cls, value: str) -> str:
-        if not 1 <= len(value) <= 200:
-            raise ValueError("must be 1-200 characters")
-        if "@" in value or _looks_like_a_phone_number(value):
-            raise ValueError(
-                "must not contain personal data such as an email or a phone number; "
-                "give the legal basis or a ticket reference"
-            )
-        return value
+        return check_reason(value)
 
     @model_validator(mode="after")
     def _identified(self) -> ErasureRequest:
@@ -256,6 +285,25 @@ class ContactResult(BaseModel):
     error: str | None = None
 
 
+class Purged(BaseModel):
+    """What an erasure removed from one of this system's own stores: ids, never values."""
+
+    store: str
+    count: int
+    submission_ids: list[str] = Field(default_factory=list)
+
+
+class Receipt(BaseModel):
+    """What an operator can hand to the person: checkable against the audit trail's chain."""
+
+    request_id: str
+    status: Status
+    outcome: Result
+    completed_at: str | None = None
+    chain_head: str = Field(description="Hash of the request's latest audit record.")
+    records: int
+
+
 class Outcome(BaseModel):
     """The answer to a request, stored in the audit trail and returned again on repeats."""
 
@@ -265,13 +313,20 @@ class Outcome(BaseModel):
     dry_run: bool
     received_at: str
     due_at: str
+    due_extended: bool = False
     finished_at: str | None = None
     contact_ids: list[str] = Field(default_factory=list)
     contacts: list[ContactResult] = Field(default_factory=list)
+    purged: list[Purged] = Field(default_factory=list)
     message: str
     cliniko_requests: int | None = Field(
         default=None, description="Requests sent to Cliniko by the call that produced this."
     )
+    receipt: Receipt | None = None
+
+
+# Not part of the stored outcome: per call (cliniko_requests) or read from the trail (receipt).
+PER_CALL = {"cliniko_requests", "receipt"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,6 +339,14 @@ class AuditLog(Protocol):
 
     def append(self, request_id: str, sk: str, record: Mapping[str, Any]) -> None:
         """Add one record; AlreadyRecorded when the key exists (the log is append-only)."""
+
+
+class SubmissionStore(Protocol):  # see common/submission_store.py
+    def tombstone(self, email_hmac: str, erased_at: datetime) -> None:
+        """Keep submissions for this email made before `erased_at` from being processed."""
+
+    def purge(self, email_hmac: str) -> list[str]:
+        """Delete every stored submission body for this email; their submission ids."""
 
 
 class ContactsClient(Protocol):  # the part of ClinikoClient the core uses
@@ -336,18 +399,123 @@ def is_erased(fields: Mapping[str, Any]) -> bool:
     return not fields_to_scrub(fields) and is_archived(fields)
 
 
+def add_months(day: date, months: int) -> date:
+    """The same date `months` later, or that month's last day when it has no such date."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def due_date(received: date) -> date:
+    """One calendar month after receipt: 31 Jan -> 28/29 Feb, 31 Mar -> 30 Apr, 10 Feb -> 10 Mar."""
+    return add_months(received, DUE_MONTHS)
+
+
+def end_of_day(day: date) -> str:
+    """A due date as a time: the request may be answered until that day ends (UTC)."""
+    return iso(datetime.combine(day, time(23, 59, 59), tzinfo=UTC))
+
+
 def overdue_request_ids(records: Iterable[Mapping[str, Any]], now: datetime) -> list[str]:
-    """Requests received whose due date has passed and that have no completed outcome."""
+    """Requests past their (possibly extended) due date that are neither completed nor dry
+    runs: a dry run erases nobody, so it can never be owed."""
     due: dict[str, str] = {}
-    completed: set[str] = set()
+    extended: dict[str, str] = {}
+    settled: set[str] = set()
     for record in records:
         request_id = record["request_id"]
         if record["sk"] == RECEIVED_SK:
             due[request_id] = record["due_at"]
+            if record.get("dry_run"):
+                settled.add(request_id)
+        elif record["sk"] == EXTENSION_SK:
+            extended[request_id] = record["due_at"]
         elif record["sk"] == OUTCOME_SK and record.get("status") == "completed":
-            completed.add(request_id)
+            settled.add(request_id)
     cutoff = iso(now)
-    return sorted(rid for rid, due_at in due.items() if rid not in completed and due_at < cutoff)
+    return sorted(
+        rid
+        for rid, due_at in due.items()
+        if rid not in settled and extended.get(rid, due_at) < cutoff
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The tamper-evident chain.
+
+
+def _plain(value: Any) -> Any:
+    """A stored value as JSON: DynamoDB hands numbers back as Decimal."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value
+
+
+def record_hash(request_id: str, sk: str, record: Mapping[str, Any]) -> str:
+    """SHA-256 over a record's content (its `prev_hash` included, its own `hash` not)."""
+    content = {k: _plain(v) for k, v in record.items() if k != "hash" and v is not None}
+    content.update(request_id=request_id, sk=sk)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def chain_head(records: Iterable[Mapping[str, Any]]) -> tuple[int, str]:
+    """The latest (seq, hash) of a request's records, (0, GENESIS_HASH) when none is chained."""
+    chained = [r for r in records if "seq" in r and "hash" in r]
+    if not chained:
+        return 0, GENESIS_HASH
+    latest = max(chained, key=lambda r: int(r["seq"]))
+    return int(latest["seq"]), str(latest["hash"])
+
+
+class Verification(BaseModel):
+    request_id: str
+    records: int
+    chain_head: str
+    problems: list[str] = Field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def verify_chain(request_id: str, records: Sequence[Mapping[str, Any]]) -> Verification:
+    """Recompute a request's chain: a changed record no longer matches its hash, a missing one
+    leaves a gap in `seq` (or a `prev_hash` that names nothing), an added one breaks both."""
+    problems: list[str] = []
+    by_seq: dict[int, Mapping[str, Any]] = {}
+    for record in records:
+        if "seq" not in record or "hash" not in record:
+            problems.append(f"record {record.get('sk')} carries no chain hash")
+            continue
+        seq = int(record["seq"])
+        if seq in by_seq:
+            problems.append(f"records {by_seq[seq].get('sk')} and {record.get('sk')} share #{seq}")
+        by_seq[seq] = record
+    previous = GENESIS_HASH
+    for seq in range(1, max(by_seq, default=0) + 1):
+        record = by_seq.get(seq)
+        if record is None:
+            problems.append(f"record #{seq} is missing")
+            previous = None
+            continue
+        sk = str(record.get("sk"))
+        if record_hash(request_id, sk, record) != record["hash"]:
+            problems.append(f"record #{seq} ({sk}) was changed: its hash does not match")
+        if previous is not None and record.get("prev_hash") != previous:
+            problems.append(f"record #{seq} ({sk}) does not follow record #{seq - 1}")
+        previous = str(record["hash"])
+    outcome = _find(records, OUTCOME_SK)
+    if outcome is not None and by_seq and int(outcome.get("seq", 0)) != max(by_seq):
+        problems.append("records were added after the outcome")
+    _, head = chain_head(records)
+    return Verification(
+        request_id=request_id, records=len(records), chain_head=head, problems=problems
+    )
 
 
 def iso(moment: datetime) -> str:
@@ -363,13 +531,14 @@ def utcnow() -> datetime:
 # unreachable, verification failed) or that stopped for confirmation leaves the request open,
 # and the same request id may be sent again: the next attempt gets the next number.
 RECEIVED_SK = "000#received"
+EXTENSION_SK = "000#extension"
 OUTCOME_SK = "999#outcome"
 MAX_ATTEMPT = 998
 
 
 def _attempt_of(sk: str) -> int | None:
     head = sk.split("#", 1)[0]
-    if sk in (RECEIVED_SK, OUTCOME_SK) or not head.isdigit():
+    if sk in (RECEIVED_SK, EXTENSION_SK, OUTCOME_SK) or not head.isdigit():
         return None
     return int(head)
 
@@ -385,6 +554,7 @@ class Eraser:
         audit: AuditLog,
         pepper: str,
         *,
+        submissions: SubmissionStore | None = None,
         clock: Callable[[], datetime] = utcnow,
     ):
         if len(pepper) < 16:
@@ -393,7 +563,10 @@ class Eraser:
         self._client = client
         self._audit = audit
         self._pepper = pepper
+        self._submissions = submissions
         self._clock = clock
+        # The latest (seq, hash) of each request's chain, as read or written by this call.
+        self._heads: dict[str, tuple[int, str]] = {}
 
     # -- public ---------------------------------------------------------------------------
 
@@ -403,7 +576,61 @@ class Eraser:
         records = self._audit.records(request_id)
         if not records:
             raise RequestNotFound(request_id)
-        return self._stored_state(request_id, records)
+        outcome = self._stored_state(request_id, records)
+        outcome.receipt = _receipt(outcome, *chain_head(records))
+        return outcome
+
+    def extend(self, request_id: str, reason: str, caller: str) -> Outcome:
+        """Extend a request's due date by two months: once, and only within its first month."""
+        try:
+            reason = check_reason(reason)
+        except ValueError as error:
+            raise InvalidRequest({"reason": str(error)}) from None
+        records = self._audit.records(request_id) if REQUEST_ID_PATTERN.match(request_id) else []
+        received = _find(records, RECEIVED_SK)
+        if received is None:
+            raise RequestNotFound(request_id)
+        if received.get("dry_run"):
+            raise ExtensionRefused(request_id, "a dry run erases nobody and is owed nothing")
+        finished = _find(records, OUTCOME_SK)
+        if finished is not None:
+            raise ExtensionRefused(request_id, f"it is already {finished.get('status')}")
+        if _find(records, EXTENSION_SK) is not None:
+            raise ExtensionRefused(request_id, "it was already extended (the law allows once)")
+        now = self._clock()
+        if iso(now) > received["due_at"]:
+            raise ExtensionRefused(
+                request_id,
+                f"an extension is only allowed within the first month (until {received['due_at']})",
+            )
+        due = date.fromisoformat(received["due_at"][:10])
+        self._heads[request_id] = chain_head(records)
+        try:
+            self._append(
+                request_id,
+                EXTENSION_SK,
+                {
+                    "record": "extension",
+                    "at": iso(now),
+                    "caller": caller,
+                    "reason": reason,
+                    "previous_due_at": received["due_at"],
+                    "due_at": end_of_day(add_months(due, EXTENSION_MONTHS)),
+                },
+            )
+        except AlreadyRecorded:
+            raise ExtensionRefused(request_id, "it was already extended") from None
+        return self.status(request_id)
+
+    def _append(self, request_id: str, sk: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one record, chained to the request's previous one."""
+        seq, previous = self._heads.get(request_id, (0, GENESIS_HASH))
+        chained = {key: value for key, value in record.items() if value is not None}
+        chained.update(seq=seq + 1, prev_hash=previous)
+        chained["hash"] = record_hash(request_id, sk, chained)
+        self._audit.append(request_id, sk, chained)
+        self._heads[request_id] = (seq + 1, chained["hash"])
+        return chained
 
     def submit(self, request: ErasureRequest, caller: str) -> Outcome:
         before = self._request_count()
@@ -416,13 +643,17 @@ class Eraser:
     def _submit(self, request: ErasureRequest, caller: str) -> Outcome:
         records = self._audit.records(request.request_id)
         fingerprint = self._fingerprint(request)
+        self._heads[request.request_id] = chain_head(records)
         if records:
             received = _find(records, RECEIVED_SK)
             if received is None or received.get("fingerprint") != fingerprint:
                 raise RequestIdConflict(request.request_id)
             outcome = _find(records, OUTCOME_SK)
             if outcome is not None:
-                return Outcome.model_validate_json(outcome["outcome"])
+                stored = Outcome.model_validate_json(outcome["outcome"])
+                stored.receipt = _receipt(stored, *chain_head(records))
+                return stored
+            received = {**received, **_due(records)}
             if self._attempt_may_be_running(records):
                 raise RequestInProgress(request.request_id)
             attempt = max((_attempt_of(r["sk"]) or 0) for r in records) + 1
@@ -431,7 +662,9 @@ class Eraser:
         else:
             received = self._receive(request, caller, fingerprint)
             attempt = 1
-        return _Attempt(self, request, caller, received, attempt).execute()
+        outcome = _Attempt(self, request, caller, received, attempt).execute()
+        outcome.receipt = _receipt(outcome, *self._heads[request.request_id])
+        return outcome
 
     # -- internals ------------------------------------------------------------------------
 
@@ -475,7 +708,7 @@ class Eraser:
         record = {
             "record": "received",
             "received_at": iso(now),
-            "due_at": iso(now + DUE_AFTER),
+            "due_at": end_of_day(due_date(now.date())),
             "caller": caller,
             "contact_id": request.contact_id,
             "email_hmac": email_hash(self._pepper, request.email) if request.email else None,
@@ -486,10 +719,10 @@ class Eraser:
             "status": "open",
         }
         try:
-            self._audit.append(request.request_id, RECEIVED_SK, record)
+            stored = self._append(request.request_id, RECEIVED_SK, record)
         except AlreadyRecorded:
             raise RequestInProgress(request.request_id) from None
-        return {"request_id": request.request_id, "sk": RECEIVED_SK, **record}
+        return {"request_id": request.request_id, "sk": RECEIVED_SK, **stored}
 
     def _stored_state(self, request_id: str, records: list[dict[str, Any]]) -> Outcome:
         outcome = _find(records, OUTCOME_SK)
@@ -510,7 +743,7 @@ class Eraser:
         if failed is not None:
             status: Status = "failed"
             result: Result = "failed"
-            message = _failed_message(failed.get("error", "unknown"))
+            message = _failed_message(failed.get("error", "unknown"), failed.get("hint"))
         elif lookup is not None and lookup.get("result") == "awaiting_confirmation":
             status, result = "open", "awaiting_confirmation"
             message = SeveralMatches(request_id, contact_ids).args[0]
@@ -523,10 +756,11 @@ class Eraser:
             result=result,
             dry_run=bool(received.get("dry_run")),
             received_at=received.get("received_at", ""),
-            due_at=received.get("due_at", ""),
             contact_ids=contact_ids,
             contacts=contacts,
+            purged=_purged(latest),
             message=message,
+            **_due(records),
         )
 
 
@@ -548,10 +782,13 @@ class _Attempt:
         self.caller = caller
         self.received = received
         self.prefix = f"{number:03d}"
+        self.purged: list[Purged] = []
+        # What to check when Cliniko refused the key or its user while erasing a contact.
+        self.access_hint: str | None = None
 
     def record(self, suffix: str, record: Mapping[str, Any]) -> None:
         try:
-            self.audit.append(self.request.request_id, f"{self.prefix}#{suffix}", record)
+            self.eraser._append(self.request.request_id, f"{self.prefix}#{suffix}", record)
         except AlreadyRecorded:
             # Another call is working on the same attempt of this request.
             raise RequestInProgress(self.request.request_id) from None
@@ -562,6 +799,8 @@ class _Attempt:
             dry_run=self.request.dry_run,
             received_at=self.received["received_at"],
             due_at=self.received["due_at"],
+            due_extended=bool(self.received.get("due_extended")),
+            purged=self.purged,
             **values,
         )
 
@@ -569,7 +808,9 @@ class _Attempt:
         try:
             matches = self.lookup()
         except cliniko_errors.ClinikoError as error:
-            return self.fail(cliniko_errors.error_kind(error), [], [])
+            return self.fail(
+                cliniko_errors.error_kind(error), [], [], cliniko_errors.access_hint(error)
+            )
         contact_ids = [str(contact_fields(m)["id"]) for m in matches]
         awaiting = len(matches) > 1 and not self.request.erase_all_matches
         result = "found" if matches else "no_record_found"
@@ -588,6 +829,11 @@ class _Attempt:
         )
         if awaiting:
             raise SeveralMatches(self.request.request_id, contact_ids)
+        if not self.request.dry_run:
+            try:
+                self.purge([contact_fields(m).get("email") for m in matches])
+            except Exception as error:  # the store's own errors: the core knows no boto
+                return self.fail(f"submission_store_error:{type(error).__name__}", contact_ids, [])
         if not matches:
             return self.finish(
                 self.outcome(
@@ -602,7 +848,7 @@ class _Attempt:
         results = [self.handle(contact_fields(match)) for match in matches]
         failures = [r for r in results if r.action == "failed"]
         if failures:
-            return self.fail("contact_failed", contact_ids, results)
+            return self.fail("contact_failed", contact_ids, results, self.access_hint)
         if self.request.dry_run:
             message = (
                 f"Dry run: nothing was changed. {len(results)} contact(s) would be scrubbed and "
@@ -624,6 +870,34 @@ class _Attempt:
                 contacts=results,
                 message=message,
             )
+        )
+
+    def purge(self, contact_emails: Iterable[Any]) -> None:
+        """Tombstone, then delete, every stored submission of the request's email and of the
+        matched contacts' emails: nothing this system keeps brings the person back."""
+        if self.eraser._submissions is None:
+            return
+        emails = {self.request.email} | {e for e in contact_emails if isinstance(e, str)}
+        hashes = sorted({email_hash(self.eraser._pepper, e) for e in emails if e and e.strip()})
+        if not hashes:
+            return
+        now = self.eraser._clock()
+        deleted: list[str] = []
+        for digest in hashes:
+            # Tombstone first: a submission read after it is dropped, so none slips between.
+            self.eraser._submissions.tombstone(digest, now)
+            deleted += self.eraser._submissions.purge(digest)
+        self.purged = [
+            Purged(store=SUBMISSION_STORE, count=len(deleted), submission_ids=sorted(deleted))
+        ]
+        self.record(
+            "purge",
+            {
+                "record": "purge",
+                "at": iso(now),
+                "tombstones": len(hashes),
+                "purged": [p.model_dump() for p in self.purged],
+            },
         )
 
     def lookup(self) -> list[Any]:
@@ -681,6 +955,7 @@ class _Attempt:
             check = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq([contact_id])]
             read_back = [contact_fields(c) for c in self.client.list_contacts(check)]
         except cliniko_errors.ClinikoError as error:
+            self.access_hint = self.access_hint or cliniko_errors.access_hint(error)
             return ContactResult(
                 contact_id=contact_id,
                 action="failed",
@@ -699,20 +974,29 @@ class _Attempt:
             error=None if verified else "verification_failed",
         )
 
-    def fail(self, error: str, contact_ids: list[str], results: list[ContactResult]) -> Outcome:
-        self.record("failed", {"record": "failed", "at": iso(self.eraser._clock()), "error": error})
+    def fail(
+        self,
+        error: str,
+        contact_ids: list[str],
+        results: list[ContactResult],
+        hint: str | None = None,
+    ) -> Outcome:
+        self.record(
+            "failed",
+            {"record": "failed", "at": iso(self.eraser._clock()), "error": error, "hint": hint},
+        )
         return self.outcome(
             status="failed",
             result="failed",
             contact_ids=contact_ids,
             contacts=results,
-            message=_failed_message(error),
+            message=_failed_message(error, hint),
         )
 
     def finish(self, outcome: Outcome) -> Outcome:
         outcome.finished_at = iso(self.eraser._clock())
         try:
-            self.audit.append(
+            self.eraser._append(
                 self.request.request_id,
                 OUTCOME_SK,
                 {
@@ -723,7 +1007,7 @@ class _Attempt:
                     "result": outcome.result,
                     "dry_run": outcome.dry_run,
                     "contact_ids": outcome.contact_ids,
-                    "outcome": outcome.model_dump_json(exclude={"cliniko_requests"}),
+                    "outcome": outcome.model_dump_json(exclude=PER_CALL),
                 },
             )
         except AlreadyRecorded:
@@ -735,8 +1019,39 @@ def _find(records: Iterable[Mapping[str, Any]], sk: str) -> dict[str, Any] | Non
     return next((dict(r) for r in records if r["sk"] == sk), None)
 
 
-def _failed_message(error: str) -> str:
+def _failed_message(error: str, hint: str | None = None) -> str:
+    if hint:
+        # Misconfiguration: sending the request again changes nothing until it is fixed.
+        return (
+            f"The erasure did not finish ({error}): {hint} Sending the request again will fail "
+            "the same way until that is fixed; then send it with the same request id."
+        )
     return (
         f"The erasure did not finish ({error}). The request stays open: send it again with "
         "the same request id to retry. Contacts already scrubbed and archived count as done."
+    )
+
+
+def _due(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The request's due date: the extended one when it was extended."""
+    extension = _find(records, EXTENSION_SK)
+    if extension is not None:
+        return {"due_at": extension["due_at"], "due_extended": True}
+    received = _find(records, RECEIVED_SK) or {}
+    return {"due_at": received.get("due_at", ""), "due_extended": False}
+
+
+def _purged(records: Iterable[Mapping[str, Any]]) -> list[Purged]:
+    purge = next((r for r in records if r.get("record") == "purge"), None)
+    return [Purged.model_validate(_plain(p)) for p in purge.get("purged", [])] if purge else []
+
+
+def _receipt(outcome: Outcome, records: int, head: str) -> Receipt:
+    return Receipt(
+        request_id=outcome.request_id,
+        status=outcome.status,
+        outcome=outcome.result,
+        completed_at=outcome.finished_at if outcome.status == "completed" else None,
+        chain_head=head,
+        records=records,
     )

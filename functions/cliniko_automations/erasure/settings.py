@@ -24,6 +24,9 @@ class ErasureSettings(AuditSettings):
     """What the erasure API and the local CLI need."""
 
     pepper_secret_name: str = Field(min_length=1)
+    # The intake's claim-check store: an erasure deletes the person's submission bodies there
+    # and leaves a tombstone against older submissions of theirs.
+    submission_table: str = Field(min_length=1)
     cliniko_api_key_secret_name: str = Field(min_length=1)
     cliniko_user_agent: str
     cliniko_base_url: str | None = None

@@ -215,6 +215,7 @@ def _accept(
         received_at=now,
         update_policy=source.update_policy,
         draft=draft,
+        submitted_at=parsed.submitted_at,
     )
     return Accepted(
         submission,

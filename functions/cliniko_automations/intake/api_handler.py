@@ -36,7 +36,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import Misconfiguration, diagnose, report
-from cliniko_automations.common.secrets import read_secret
+from cliniko_automations.common.secrets import SecretUnavailable, read_secret
+from cliniko_automations.erasure.core import email_hash
 from cliniko_automations.intake.accept import (
     Accepted,
     Dropped,
@@ -55,6 +56,7 @@ from cliniko_automations.intake.errors import (
     ServiceUnavailable,
 )
 from cliniko_automations.intake.queue import SubmissionQueue
+from cliniko_automations.intake.submission import Submission
 
 logger = function_logger("intake")
 # A namespace is required to flush metrics; without one the flush would raise after the answer
@@ -129,9 +131,22 @@ def post_form(source: str) -> Response[str]:
     return _json(202, {"submission_id": submission.submission_id})
 
 
+def _email_hmac(submission: Submission, settings: ApiSettings) -> str | None:
+    """The keyed hash erasure finds this submission's body by (the erasure's own helper)."""
+    email = submission.draft.lookup_email
+    if not email:
+        return None
+    try:
+        return email_hash(read_secret(settings.pepper_secret_name), email)
+    except SecretUnavailable:
+        raise ServiceUnavailable("secrets", "pepper") from None
+
+
 def _queue(outcome: Accepted, settings: ApiSettings) -> None:
     try:
-        SubmissionQueue(settings.submission_queue_url).send(outcome.submission)
+        SubmissionQueue(settings.submission_queue_url, settings.submission_table).send(
+            outcome.submission, _email_hmac(outcome.submission, settings)
+        )
     except ServiceUnavailable as exc:
         if outcome.redirects is not None:
             exc.redirect_to = outcome.redirects.error_url_for(exc.reason)

@@ -15,6 +15,10 @@ class ApiSettings(EnvironmentSettings):
     describes = "intake API settings"
 
     submission_queue_url: str = Field(min_length=1)
+    # The claim-check store of submission bodies, indexed by the email's keyed hash (HMAC
+    # with the erasure pepper), so an erasure reaches what the queues hold.
+    submission_table: str = Field(min_length=1)
+    pepper_secret_name: str = Field(min_length=1)
     form_sources_file: str | None = None
     # The template's SecretsPrefix: a secret named outside it is refused naming the fix.
     secrets_prefix: str | None = None

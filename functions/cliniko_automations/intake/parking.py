@@ -1,9 +1,10 @@
 """SQS adapters for the worker: the parked queue, the dead-letter queue, retry backoff.
 
 - Parked (`PARKED_QUEUE_URL`): submissions a person must look at (several contacts match, or
-  only an archived one). The body is the submission itself, so once the duplicates are
-  sorted out it can be sent back to the main queue as is; the attributes say why (a reason
-  code and candidate contact ids, no personal data).
+  only an archived one). The body is the queued submission (its id and source: the values
+  stay in the submission store), so once the duplicates are sorted out it can be sent back
+  to the main queue as is; the attributes say why (a reason code and candidate contact ids,
+  no personal data).
 - Dead letters: SQS's redrive moves a message there after five failed receives. Permanent
   failures (Cliniko's 422, a malformed message) are sent there directly, with the reason as
   message attributes, and deleted from the main queue: retrying them would only fail again.
@@ -19,7 +20,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake.submission import QueuedSubmission, Submission
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS's ceiling for a visibility timeout
 
@@ -40,7 +41,7 @@ class SqsParking:
     def park(self, submission: Submission, reason: str, candidate_ids: Sequence[str]) -> None:
         self._client.send_message(
             QueueUrl=self._url,
-            MessageBody=submission.model_dump_json(),
+            MessageBody=QueuedSubmission.of(submission).model_dump_json(),
             MessageAttributes=_string_attributes(
                 {
                     "reason": reason,

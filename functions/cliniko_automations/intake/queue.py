@@ -1,7 +1,9 @@
 """The submission queue (SQS): the only place the API side touches it.
 
-A submission is accepted once SendMessage returns; if SQS cannot take it, the caller answers
-503 so the provider delivers again (nothing is half-accepted).
+Claim check: the body goes to the submission store (with the keyed hash of its email, for
+erasure), the queue gets the submission id and source only. A submission is accepted once
+SendMessage returns; if the store or SQS cannot take it, the caller answers 503 so the
+provider delivers again (nothing is half-accepted: a stored body nobody queued expires).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.errors import ServiceUnavailable
-from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake.submission import QueuedSubmission, Submission
 
 # Fail fast: a provider is waiting (Tally gives 10 s), the function's timeout is 10 s, and a
 # Lambda timeout would reach the sender as API Gateway's 500. A 503 makes the provider retry.
@@ -26,18 +29,42 @@ def _sqs() -> BaseClient:
     return boto3.client("sqs", config=_CONFIG)
 
 
-class SubmissionQueue:
-    def __init__(self, queue_url: str, client: BaseClient | None = None) -> None:
-        self.queue_url = queue_url
-        self._client = client
+@cache
+def _dynamodb() -> BaseClient:
+    return boto3.client("dynamodb", config=_CONFIG)
 
-    def send(self, submission: Submission) -> str:
-        """Queue the submission; returns SQS's message id."""
+
+class SubmissionQueue:
+    def __init__(
+        self,
+        queue_url: str,
+        submission_table: str,
+        client: BaseClient | None = None,
+        dynamodb: BaseClient | None = None,
+    ) -> None:
+        self.queue_url = queue_url
+        self._table = submission_table
+        self._client = client
+        self._dynamodb = dynamodb
+
+    def send(self, submission: Submission, email_hmac: str | None) -> str:
+        """Store the body, queue its id; returns SQS's message id.
+
+        `email_hmac` is the keyed hash of the submission's email (erasure/core.email_hash),
+        the store's index: an erasure finds this body by it.
+        """
+        store = DynamoSubmissionStore(self._dynamodb or _dynamodb(), self._table)
+        try:
+            first = store.first_received(submission.idempotency_key, submission.received_at)
+            submission = submission.model_copy(update={"first_received_at": first})
+            store.put(submission.submission_id, submission.model_dump_json(), email_hmac)
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable("submission_store", type(exc).__name__) from None
         client = self._client or _sqs()
         try:
             answer = client.send_message(
                 QueueUrl=self.queue_url,
-                MessageBody=submission.model_dump_json(),
+                MessageBody=QueuedSubmission.of(submission).model_dump_json(),
                 # Ids only, so dead letters can be listed without opening their bodies.
                 MessageAttributes={
                     "submission_id": {

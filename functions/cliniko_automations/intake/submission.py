@@ -1,8 +1,10 @@
 """The contract between the intake endpoint and the worker: one queued submission.
 
-The endpoint builds a `Submission` from a verified provider payload and writes its JSON to
-SQS; the worker reads it back. The draft carries personal data, so it travels only inside the
-(encrypted) queue and is never logged: log `submission_id`, `source` and outcomes instead.
+The endpoint builds a `Submission` from a verified provider payload, stores its JSON in the
+submission store (common/submission_store.py) and queues a `QueuedSubmission`: the id and
+source only (the claim-check pattern), so no queue ever holds a personal value and an erasure
+can delete a person's submissions from the one place they live. The draft carries personal
+data and is never logged: log `submission_id`, `source` and outcomes instead.
 """
 
 from __future__ import annotations
@@ -80,3 +82,30 @@ class Submission(BaseModel):
     received_at: datetime
     update_policy: UpdatePolicy = "fill_blanks"
     draft: ContactDraft
+    submitted_at: datetime | None = Field(
+        default=None, description="The provider's own submission time, when its payload has one."
+    )
+    first_received_at: datetime | None = Field(
+        default=None, description="When the API first received this idempotency key."
+    )
+
+    @property
+    def made_at(self) -> datetime:
+        """When the person made this submission, as far as we can know: the provider's time,
+        else when we first received it (a redelivery days later is not a new submission).
+        Never later than our first receipt: a submission cannot be made after it arrived."""
+        first = self.first_received_at or self.received_at
+        return min(self.submitted_at, first) if self.submitted_at else first
+
+
+class QueuedSubmission(BaseModel):
+    """What a queue message carries: ids only. The body is in the submission store."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    submission_id: str = Field(min_length=1, max_length=100)
+    source: str = Field(min_length=1, max_length=200)
+
+    @classmethod
+    def of(cls, submission: Submission) -> QueuedSubmission:
+        return cls(submission_id=submission.submission_id, source=submission.source)

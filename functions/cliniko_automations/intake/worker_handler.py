@@ -1,15 +1,21 @@
 """SQS-triggered Lambda: each queued submission through the intake worker, partial failures.
 
-Thin on purpose: it parses the message, wraps the core (`IntakeWorker.process`) in Powertools
-idempotency keyed on `Submission.idempotency_key` (never the raw SQS record, whose ids and
-receipt handles change on every delivery), and turns the outcome into metrics, logs and a
-batch item result:
+Thin on purpose: it parses the message (a submission id: the claim check), loads the body
+from the submission store, drops a submission whose body is gone (erased, or expired) or
+whose person was erased after making it (the tombstone), wraps the core
+(`IntakeWorker.process`) in Powertools idempotency keyed on `Submission.idempotency_key`
+(never the raw SQS record, whose ids and receipt handles change on every delivery; the
+record stores the outcome, which holds ids and field names only), and turns the outcome
+into metrics, logs and a batch item result:
 
-- done (created, updated, unchanged, parked): the message is deleted by SQS. A parked
-  submission is done here but not complete: it waits on the parked queue for a person to
-  merge the duplicates and replay it, so its idempotency record is dropped rather than
-  saved, and the replay (within the idempotency window or after it) is looked up afresh:
-  updated or created once the duplicates are gone, parked again while they remain;
+- done (created, updated, unchanged, parked): the message is deleted by SQS, and the stored
+  body too unless parked. A parked submission is done here but not complete: it waits on
+  the parked queue for a person to merge the duplicates and replay it (by id), so its
+  idempotency record is dropped rather than saved, and the replay (within the idempotency
+  window or after it) is looked up afresh: updated or created once the duplicates are
+  gone, parked again while they remain;
+- dropped (`submission_body_gone`, `erased`): metric `SubmissionDropped` and a log line with
+  the submission id and reason; the message is deleted;
 - `RetryLater` (Cliniko 429/5xx, a busy claim, an unknown create outcome, an attempt of the
   same submission still in progress): the message fails, its visibility is raised to an
   exponential backoff by receive count, and its reason is stored by message id; after five
@@ -56,10 +62,11 @@ from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import Misconfiguration, diagnose, report
 from cliniko_automations.common.secrets import SecretMisconfigured
+from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.config import load_form_sources
 from cliniko_automations.intake.ledger import DynamoLedger
 from cliniko_automations.intake.parking import SqsParking, SqsQueues
-from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake.submission import QueuedSubmission, Submission
 from cliniko_automations.intake.worker import (
     IntakeWorker,
     Misconfigured,
@@ -96,6 +103,7 @@ class Runtime:
     handle: Callable[..., dict[str, Any]]
     failures: DynamoFailures
     queues: SqsQueues
+    store: DynamoSubmissionStore
 
 
 class _Parked(Exception):
@@ -183,6 +191,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         handle=handle,
         failures=DynamoFailures(dynamodb, settings.idempotency_table),
         queues=SqsQueues(sqs, dead_letter_queue_url=settings.dead_letter_queue_url),
+        store=DynamoSubmissionStore(dynamodb, settings.submission_table),
     )
 
 
@@ -296,21 +305,72 @@ def _reject(
         raise failure from None
 
 
+def _drop(submission_id: str, reason: str) -> dict[str, Any]:
+    metrics.add_metric(name="SubmissionDropped", unit=MetricUnit.Count, value=1)
+    logger.warning("submission dropped", extra={"submission_id": submission_id, "reason": reason})
+    return {"action": "dropped", "submission_id": submission_id, "reason": reason}
+
+
+def _malformed(exc: ValidationError, what: str) -> None:
+    # Only where and what kind: pydantic's own message would quote the input.
+    logger.error(
+        what,
+        extra={"errors": [(".".join(map(str, e["loc"])), e["type"]) for e in exc.errors()]},
+    )
+
+
+def _load(rt: Runtime, record: SQSRecord) -> Submission | dict[str, Any]:
+    """The queued submission's body from the store, or the outcome that ends the message."""
+    try:
+        queued = QueuedSubmission.model_validate_json(record.body)
+    except ValidationError as exc:
+        _malformed(exc, "malformed submission message")
+        logger.set_correlation_id(None)
+        return _reject(rt, record, None, "malformed_message")
+    logger.set_correlation_id(queued.submission_id)
+    logger.append_keys(source=queued.source)
+    try:
+        stored = rt.store.get(queued.submission_id)
+    except Exception as exc:  # the store is unreachable: try again later
+        _retry(rt, record, None, exc)
+        raise
+    if stored is None:
+        # Erased, or kept past the store's TTL: nothing left to process.
+        return _drop(queued.submission_id, "submission_body_gone")
+    try:
+        submission = Submission.model_validate_json(stored.body)
+    except ValidationError as exc:
+        _malformed(exc, "malformed stored submission")
+        return _reject(rt, record, None, "malformed_submission")
+    try:
+        erased_at = rt.store.erased_at(stored.email_hmac) if stored.email_hmac else None
+        if erased_at is not None and submission.made_at <= erased_at:
+            # Made before its person was erased (a retry, a replay, a provider's redelivery):
+            # processing it would bring them back.
+            rt.store.delete(submission.submission_id)
+            return _drop(submission.submission_id, "erased")
+    except Exception as exc:
+        _retry(rt, record, submission, exc)
+        raise
+    return submission
+
+
+def _forget_body(rt: Runtime, submission: Submission) -> None:
+    # Done with it: its values need not wait for the store's TTL. A failure here costs only
+    # that wait, so it does not fail the message.
+    try:
+        rt.store.delete(submission.submission_id)
+    except Exception as exc:
+        logger.warning("stored body not deleted", extra={"error": type(exc).__name__})
+
+
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     rt = runtime()
     logger.append_keys(message_id=record.message_id, receive_count=_receive_count(record))
-    try:
-        submission = Submission.model_validate_json(record.body)
-    except ValidationError as exc:
-        # Only where and what kind: pydantic's own message would quote the input.
-        logger.error(
-            "malformed submission message",
-            extra={"errors": [(".".join(map(str, e["loc"])), e["type"]) for e in exc.errors()]},
-        )
-        logger.set_correlation_id(None)
-        return _reject(rt, record, None, "malformed_message")
-    logger.set_correlation_id(submission.submission_id)
-    logger.append_keys(source=submission.source)
+    loaded = _load(rt, record)
+    if isinstance(loaded, dict):
+        return loaded
+    submission = loaded
     remaining = _remaining_seconds(rt)
     if remaining is not None and remaining < rt.settings.min_remaining_seconds:
         # Too little time left to finish this one (Cliniko's waits can take a while): hand
@@ -338,6 +398,8 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         _retry(rt, record, submission, exc)
         raise
     _report(outcome)
+    if outcome.get("action") != "parked":
+        _forget_body(rt, submission)
     return outcome
 
 

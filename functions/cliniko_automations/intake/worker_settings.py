@@ -15,6 +15,8 @@ class WorkerSettings(EnvironmentSettings):
 
     idempotency_table: str = Field(min_length=1)
     ledger_table: str = Field(min_length=1)
+    # Where the bodies of queued submissions live (queues carry ids) and erasure tombstones.
+    submission_table: str = Field(min_length=1)
     parked_queue_url: str = Field(min_length=1)
     # Where permanent failures go directly. Optional: without it the worker asks SQS for the
     # submission queue's redrive target, the same queue redrive uses.

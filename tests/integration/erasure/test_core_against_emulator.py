@@ -152,7 +152,7 @@ def test_records_are_append_only_and_carry_a_due_date(erasure_stack, eraser):
     assert set(items) == {"000#received", "001#lookup", f"001#contact#{contact_id}", "999#outcome"}
     received = items["000#received"]
     assert received["received_at"] == "2026-01-01T09:30:00Z"
-    assert received["due_at"] == "2026-01-31T09:30:00Z"
+    assert received["due_at"] == "2026-02-01T23:59:59Z"  # one calendar month, to its end
     assert received["caller"] == CALLER
     assert items["999#outcome"]["status"] == "completed"
     assert items[f"001#contact#{contact_id}"]["fields"]

@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cliniko_automations.erasure import overdue_handler
 from cliniko_automations.erasure.audit import DynamoAuditLog
-from cliniko_automations.erasure.core import iso
+from cliniko_automations.erasure.core import due_date, end_of_day, iso
 
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.erasure.stack import make_audit_table
 
 TABLE = "erasure-audit-overdue"
+LATER = timedelta(days=20)
 CONTEXT = LambdaContext(function_name="ErasureOverdueFunction")
 
 
@@ -24,16 +25,16 @@ def audit(aws, monkeypatch):
     return DynamoAuditLog(TABLE)
 
 
-def receive(audit: DynamoAuditLog, request_id: str, days_ago: int) -> None:
+def receive(audit: DynamoAuditLog, request_id: str, days_ago: int, *, dry_run=False) -> None:
     arrived = datetime.now(UTC) - timedelta(days=days_ago)
     audit.append(
         request_id,
         "000#received",
         {
             "received_at": iso(arrived),
-            "due_at": iso(arrived + timedelta(days=30)),
+            "due_at": end_of_day(due_date(arrived.date())),
             "status": "open",
-            "dry_run": False,
+            "dry_run": dry_run,
         },
     )
 
@@ -69,12 +70,18 @@ def test_zero_is_published_when_nothing_is_overdue(audit, capsys):
 
 
 def test_open_and_failed_requests_past_due_are_counted(audit, capsys):
-    receive(audit, "open-late", days_ago=31)
+    receive(audit, "open-late", days_ago=33)
     receive(audit, "failed-late", days_ago=45)
     audit.append("failed-late", "001#failed", {"error": "cliniko_ServerError"})
     receive(audit, "done-late", days_ago=40)
     audit.append("done-late", "999#outcome", {"status": "completed"})
-    receive(audit, "open-recent", days_ago=29)
+    receive(audit, "open-recent", days_ago=20)
+    # A failed dry run past its date erases nobody: never owed, never overdue.
+    receive(audit, "dry-late", days_ago=45, dry_run=True)
+    audit.append("dry-late", "001#failed", {"error": "cliniko_ServerError"})
+    # Extended within its first month: due two months later.
+    receive(audit, "extended", days_ago=40)
+    audit.append("extended", "000#extension", {"due_at": iso(datetime.now(UTC) + LATER)})
 
     result = overdue_handler.lambda_handler(
         {}, LambdaContext(function_name="ErasureOverdueFunction")

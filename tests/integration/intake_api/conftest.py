@@ -19,10 +19,13 @@ import pytest
 import yaml
 from cliniko_automations.intake import api_handler
 from cliniko_automations.intake.config import DEFAULT_PATH
+from cliniko_automations.intake.submission import Submission
 
 from tests.fixtures.apigw import LambdaContext, form_post_event
+from tests.integration.intake_worker.resources import create_submission_store, stored_submission
 from tests.unit.intake_api import samples
 
+PEPPER = "intake-test-pepper-0123456789abcdef"
 SIGNING_SECRETS = {
     "cliniko-automations/forms/referral-typeform/signing-secret": samples.SECRET,
     "cliniko-automations/forms/gp-referral-tally/signing-secret": samples.SECRET,
@@ -90,6 +93,11 @@ class IntakeWorld:
     logs: io.StringIO
     captcha: CaptchaStandIn
     sources_file: Path
+    submission_table: str = "intake-submission-store"
+
+    def stored(self, message: dict[str, Any]) -> Submission:
+        """The submission a queued message names: its body is in the submission store."""
+        return stored_submission(boto3.client("dynamodb"), self.submission_table, message["Body"])
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         return api_handler.lambda_handler(event, LambdaContext())
@@ -128,7 +136,11 @@ def intake(aws, captcha, tmp_path, monkeypatch) -> Iterator[IntakeWorld]:
     data["sources"]["website-contact-html"]["html"]["captcha"]["verify_url"] = captcha.url
     sources_file = tmp_path / "form_sources.yaml"
     sources_file.write_text(yaml.safe_dump(data))
+    create_submission_store(boto3.client("dynamodb"), "intake-submission-store")
+    secrets.create_secret(Name="intake/pepper", SecretString=PEPPER)
     monkeypatch.setenv("SUBMISSION_QUEUE_URL", queue_url)
+    monkeypatch.setenv("SUBMISSION_TABLE", "intake-submission-store")
+    monkeypatch.setenv("PEPPER_SECRET_NAME", "intake/pepper")
     monkeypatch.setenv("FORM_SOURCES_FILE", str(sources_file))
     monkeypatch.delenv("MAX_BODY_BYTES", raising=False)
     logs = io.StringIO()

@@ -39,6 +39,10 @@ PERSONAL = [
     "0412987654",
     "412 987 654",
 ]
+# The erasure pepper: the intake API hashes each submission's email with it for the store's
+# index, so an erasure finds the body.
+PEPPER_SECRET = "e2e/erasure-pepper"
+PEPPER = "e2e-test-pepper-0123456789abcdef0123"
 PROVIDER_SOURCES = {
     "typeform": "referral-typeform",
     "tally": "gp-referral-tally",
@@ -139,7 +143,10 @@ def build_intake_path(cliniko: Any, monkeypatch: Any, tmp_path: Path) -> IntakeP
             secrets[source.signing_secret] = samples.SECRET
         if source.token_secret:
             secrets[source.token_secret] = samples.TOKEN
+    secrets[PEPPER_SECRET] = PEPPER
     put_secrets(secrets)
-    worker_environment(monkeypatch, stack, cliniko.base_url_template, config)
+    worker_environment(
+        monkeypatch, stack, cliniko.base_url_template, config, PEPPER_SECRET_NAME=PEPPER_SECRET
+    )
     monkeypatch.delenv("MAX_BODY_BYTES", raising=False)
     return IntakePath(stack, cliniko)

@@ -2,8 +2,9 @@
 
 Shared by the worker's integration tests, the end-to-end intake tests and
 scripts/bench_intake.py: tables (Powertools layout for idempotency, `contact_id` for the
-ledger), the submission queue with its redrive to the dead-letter queue after five receives,
-the parked queue, and a Cliniko key secret per account.
+ledger, the submission store with its email-hash index), the submission queue with its
+redrive to the dead-letter queue after five receives, the parked queue, and a Cliniko key
+secret per account.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from cliniko_automations.common.submission_store import EMAIL_INDEX, DynamoSubmissionStore
+from cliniko_automations.intake.submission import QueuedSubmission, Submission
 
 MAX_RECEIVE_COUNT = 5
 # The worker function's timeout in template.yaml: test invocations get as long.
@@ -50,6 +53,7 @@ class WorkerStack:
     queue_arn: str
     dead_letter_queue_url: str
     parked_queue_url: str
+    submission_table: str
     sqs: Any = field(repr=False)
     dynamodb: Any = field(repr=False)
 
@@ -57,12 +61,35 @@ class WorkerStack:
         return {
             "IDEMPOTENCY_TABLE": self.idempotency_table,
             "LEDGER_TABLE": self.ledger_table,
+            "SUBMISSION_TABLE": self.submission_table,
             "PARKED_QUEUE_URL": self.parked_queue_url,
             "SUBMISSION_QUEUE_URL": self.queue_url,
             **extra,
         }
 
     # --- queues as a test drives them ---------------------------------------------------
+
+    def store(self) -> DynamoSubmissionStore:
+        return DynamoSubmissionStore(self.dynamodb, self.submission_table)
+
+    def enqueue(
+        self,
+        submission: Submission,
+        *,
+        email_hmac: str | None = None,
+        queue_url: str | None = None,
+    ) -> str:
+        """Queue a submission as the intake API does (claim check): body to the store, id to
+        the queue. Returns the SQS message id."""
+        self.store().put(submission.submission_id, submission.model_dump_json(), email_hmac)
+        return self.sqs.send_message(
+            QueueUrl=queue_url or self.queue_url,
+            MessageBody=QueuedSubmission.of(submission).model_dump_json(),
+        )["MessageId"]
+
+    def queued_message(self, submission: Submission) -> str:
+        """A queue message body for a submission whose body is already stored."""
+        return QueuedSubmission.of(submission).model_dump_json()
 
     def receive(
         self, queue_url: str | None = None, *, max_messages: int = 10, visibility: int = 30
@@ -192,6 +219,38 @@ def poll_once(
     return messages, failed
 
 
+def create_submission_store(dynamodb: Any, name: str) -> str:
+    """The SubmissionStoreTable of template.yaml: pk `id`, the email-hash index, TTL."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": "email_hmac", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": EMAIL_INDEX,
+                "KeySchema": [{"AttributeName": "email_hmac", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+    )
+    return name
+
+
+def stored_submission(dynamodb: Any, table: str, message_body: str) -> Submission:
+    """The submission a queue message names, read from the store (the claim check)."""
+    queued = QueuedSubmission.model_validate_json(message_body)
+    stored = DynamoSubmissionStore(dynamodb, table).get(queued.submission_id)
+    assert stored is not None, f"no stored body for {queued.submission_id}"
+    return Submission.model_validate_json(stored.body)
+
+
 def create_worker_stack(prefix: str = "intake") -> WorkerStack:
     dynamodb = boto3.client("dynamodb")
     sqs = boto3.client("sqs")
@@ -207,6 +266,7 @@ def create_worker_stack(prefix: str = "intake") -> WorkerStack:
         TableName=idempotency,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
+    submissions = create_submission_store(dynamodb, f"{prefix}-submission-store")
     dynamodb.create_table(
         TableName=ledger,
         KeySchema=[{"AttributeName": "contact_id", "KeyType": "HASH"}],
@@ -237,6 +297,7 @@ def create_worker_stack(prefix: str = "intake") -> WorkerStack:
         queue_arn=queue_arn,
         dead_letter_queue_url=dlq_url,
         parked_queue_url=parked_url,
+        submission_table=submissions,
         sqs=sqs,
         dynamodb=dynamodb,
     )

@@ -91,7 +91,7 @@ def test_killed_after_create_then_retried_makes_one_contact(stack, cliniko, draf
         received_at=datetime.now(UTC),
         draft=draft,
     )
-    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=sub.model_dump_json())
+    stack.enqueue(sub)
     messages = stack.receive(visibility=0)
     child = subprocess.run(  # noqa: S603 - our own interpreter and code
         [sys.executable, "-c", CHILD],

@@ -7,7 +7,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
+from cliniko_automations.intake.submission import (
+    ContactDraft,
+    PhoneNumber,
+    QueuedSubmission,
+    Submission,
+)
 from cliniko_automations.intake.worker_store import DynamoFailures, FailureRecord
 
 from tests.integration.intake_worker.resources import (
@@ -50,16 +55,15 @@ def submission(n: int) -> Submission:
 def fill(stack: WorkerStack) -> dict[str, str]:
     """Three dead letters: redriven (reason stored), sent directly (reason attribute), junk."""
     ids = {}
-    redriven = stack.sqs.send_message(
-        QueueUrl=stack.dead_letter_queue_url, MessageBody=submission(1).model_dump_json()
-    )["MessageId"]
+    redriven = stack.enqueue(submission(1), queue_url=stack.dead_letter_queue_url)
     DynamoFailures(stack.dynamodb, stack.idempotency_table).record(
         FailureRecord(redriven, "cliniko_server_error", "sub-1", "test-json", 5, "2026-11-23")
     )
     ids["redriven"] = redriven
+    stack.store().put("sub-2", submission(2).model_dump_json(), None)
     ids["direct"] = stack.sqs.send_message(
         QueueUrl=stack.dead_letter_queue_url,
-        MessageBody=submission(2).model_dump_json(),
+        MessageBody=stack.queued_message(submission(2)),
         MessageAttributes={
             "failure_reason": {
                 "DataType": "String",
@@ -113,7 +117,7 @@ def test_replay_one_then_all(stack: WorkerStack) -> None:
     code, text = run("replay", ids["direct"])
     assert code == 0 and ids["direct"] in text
     [replayed] = stack.drain(stack.queue_url)
-    assert Submission.model_validate_json(replayed["Body"]).submission_id == "sub-2"
+    assert QueuedSubmission.model_validate_json(replayed["Body"]).submission_id == "sub-2"
     assert replayed["MessageAttributes"]["replayed_from"]["StringValue"] == ids["direct"]
     assert stack.counts(stack.dead_letter_queue_url) == (2, 0)
 

@@ -9,7 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cliniko_automations.intake import worker_handler
-from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
+from cliniko_automations.intake.submission import (
+    ContactDraft,
+    PhoneNumber,
+    QueuedSubmission,
+    Submission,
+)
 
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (
@@ -17,11 +22,13 @@ from tests.integration.intake_worker.resources import (
     WORKER_TIMEOUT_MS,
     WorkerStack,
     WorldClock,
+    captured_logs,
     create_worker_stack,
     emf_metrics,
     load_dead_letters_script,
     poll_once,
     put_secrets,
+    stored_submission,
     worker_environment,
     write_worker_config,
 )
@@ -63,7 +70,7 @@ def context() -> LambdaContext:
 
 def send(stack: WorkerStack, *submissions: Submission) -> None:
     for sub in submissions:
-        stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=sub.model_dump_json())
+        stack.enqueue(sub)
 
 
 def run_until_empty(stack: WorkerStack, rounds: int = 20) -> None:
@@ -126,7 +133,8 @@ def test_several_matches_park_the_submission(stack, cliniko, capsys) -> None:
     run_until_empty(stack)
     [parked] = stack.drain(stack.parked_queue_url)
     assert parked["MessageAttributes"]["reason"]["StringValue"] == "several_matches"
-    assert Submission.model_validate_json(parked["Body"]) == sub
+    # The parked message names the submission; its body stays in the store for a replay.
+    assert stored_submission(stack.dynamodb, stack.submission_table, parked["Body"]) == sub
     assert len(cliniko.control.contacts()) == 2
     assert emf_metrics(capsys.readouterr().out).get("SubmissionParked") == 1
 
@@ -238,7 +246,7 @@ def test_rejection_falls_back_on_redrive_when_the_dlq_refuses(stack, cliniko, mo
     send(stack, sub)
     run_until_empty(stack)
     [letter] = stack.drain(stack.dead_letter_queue_url)  # moved there by SQS's redrive
-    assert Submission.model_validate_json(letter["Body"]) == sub
+    assert stored_submission(stack.dynamodb, stack.submission_table, letter["Body"]) == sub
     out = io.StringIO()
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.dead_letter_queue_url)
     stack.sqs.change_message_visibility(
@@ -262,7 +270,7 @@ def test_records_are_not_started_too_close_to_the_timeout(stack, cliniko, monkey
     assert len(cliniko.control.contacts()) == 1
 
 
-def replay_parked(stack: WorkerStack) -> list[Submission]:
+def replay_parked(stack: WorkerStack) -> list[str]:
     """What the operator does after looking at the parked queue: every parked message back
     to the submission queue (then deleted from the parked queue)."""
     replayed = []
@@ -271,7 +279,7 @@ def replay_parked(stack: WorkerStack) -> list[Submission]:
         stack.sqs.delete_message(
             QueueUrl=stack.parked_queue_url, ReceiptHandle=message["ReceiptHandle"]
         )
-        replayed.append(Submission.model_validate_json(message["Body"]))
+        replayed.append(QueuedSubmission.model_validate_json(message["Body"]).submission_id)
     return replayed
 
 
@@ -288,13 +296,15 @@ def test_a_parked_submission_stays_replayable(stack, cliniko, monkeypatch, repla
     sub = submission()
     send(stack, sub)
     run_until_empty(stack)
-    assert [s.submission_id for s in replay_parked(stack)] == [sub.submission_id]
+    assert replay_parked(stack) == [sub.submission_id]
 
     # Replayed while both contacts still exist: parked again, nothing written.
     clock.advance(replayed_after)
     run_until_empty(stack)
     again = stack.drain(stack.parked_queue_url)
-    assert [Submission.model_validate_json(m["Body"]) for m in again] == [sub]
+    assert [QueuedSubmission.model_validate_json(m["Body"]).submission_id for m in again] == [
+        sub.submission_id
+    ]
     attributes = again[0]["MessageAttributes"]
     assert attributes["reason"]["StringValue"] == "several_matches"
     for message in again:  # visible again for the operator's replay below
@@ -308,7 +318,7 @@ def test_a_parked_submission_stays_replayable(stack, cliniko, monkeypatch, repla
     # Staff merge the duplicates (Cliniko keeps one, archives the other), then replay.
     client.archive_contact(str(duplicate.id))
     clock.advance(replayed_after)
-    assert replay_parked(stack) == [sub]
+    assert replay_parked(stack) == [sub.submission_id]
     run_until_empty(stack)
     assert stack.drain(stack.parked_queue_url) == []
     active = cliniko.control.contacts(include_archived=False)
@@ -317,3 +327,49 @@ def test_a_parked_submission_stays_replayable(stack, cliniko, monkeypatch, repla
     ]
     assert active[0]["phone_numbers"][0]["number"] == "0412 345 678"
     assert stack.ledger_items() == []  # staff made it: never the intake's
+
+
+def test_a_handled_submission_leaves_no_body_behind(stack, cliniko) -> None:
+    sub = submission()
+    send(stack, sub)
+    run_until_empty(stack)
+    assert len(cliniko.control.contacts()) == 1
+    assert stack.store().get(sub.submission_id) is None
+
+
+def test_a_queued_id_whose_body_is_gone_is_dropped_with_metric(stack, cliniko, capsys) -> None:
+    sub = submission()
+    send(stack, sub)
+    stack.store().delete(sub.submission_id)  # erased, or past the store's TTL
+    with captured_logs("intake") as logs:
+        messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    [drop] = logs.json("submission dropped")
+    assert (drop["submission_id"], drop["reason"]) == (sub.submission_id, "submission_body_gone")
+    assert len(messages) == 1 and failed == set()  # acknowledged, not retried
+    assert cliniko.control.requests() == []
+    assert emf_metrics(capsys.readouterr().out).get("SubmissionDropped") == 1
+
+
+EMAIL_HMAC = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("erased_minutes_after_made", "dropped"),
+    [(10, True), (0, True), (-10, False)],
+    ids=["erased-after", "erased-at-the-same-time", "made-after-the-erasure"],
+)
+def test_a_tombstone_drops_only_submissions_made_before_the_erasure(
+    stack, cliniko, capsys, erased_minutes_after_made, dropped
+) -> None:
+    made = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    sub = submission().model_copy(update={"submitted_at": made})
+    stack.store().tombstone(EMAIL_HMAC, made + timedelta(minutes=erased_minutes_after_made))
+    stack.enqueue(sub, email_hmac=EMAIL_HMAC)
+    with captured_logs("intake") as logs:
+        run_until_empty(stack)
+    out = capsys.readouterr().out
+    assert len(cliniko.control.contacts()) == (0 if dropped else 1)
+    assert (emf_metrics(out).get("SubmissionDropped") == 1) is dropped
+    drops = [(r["submission_id"], r["reason"]) for r in logs.json("submission dropped")]
+    assert drops == ([(sub.submission_id, "erased")] if dropped else [])
+    assert stack.store().get(sub.submission_id) is None  # dropped or done: no body kept

@@ -123,7 +123,7 @@ def test_a_user_without_the_permission(stack, cliniko, capsys) -> None:
         message=(
             f"misconfigured secret '{SECRET}' ({WHERE}): Cliniko refused the request (403). "
             "Fix: the Cliniko user who owns the API key lacks the permission. Use the key of a "
-            f"user whose role may create and edit contacts, into secret '{SECRET}'"
+            f"user whose role may view, create, edit and archive contacts, into secret '{SECRET}'"
         ),
     )
 

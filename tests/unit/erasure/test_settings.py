@@ -5,6 +5,7 @@ from cliniko_automations.erasure.settings import AuditSettings, ErasureSettings,
 
 GOOD = {
     "AUDIT_TABLE": "audit",
+    "SUBMISSION_TABLE": "submissions",
     "PEPPER_SECRET_NAME": "pepper",
     "CLINIKO_API_KEY_SECRET_NAME": "cliniko-key",
     "CLINIKO_USER_AGENT": "Acme Erasure (it@acme.example)",

@@ -117,16 +117,24 @@ def test_globals_runtime_architecture_logging_and_powertools():
 
 
 CONTRACT_ENV = {
-    "IntakeApiFunction": {"SUBMISSION_QUEUE_URL", "MAX_BODY_BYTES", "CLINIKO_USER_AGENT"},
+    "IntakeApiFunction": {
+        "SUBMISSION_QUEUE_URL",
+        "SUBMISSION_TABLE",
+        "PEPPER_SECRET_NAME",
+        "MAX_BODY_BYTES",
+        "CLINIKO_USER_AGENT",
+    },
     "IntakeWorkerFunction": {
         "IDEMPOTENCY_TABLE",
         "LEDGER_TABLE",
+        "SUBMISSION_TABLE",
         "PARKED_QUEUE_URL",
         "CLINIKO_USER_AGENT",
     },
     "CleanupFunction": {"LEDGER_TABLE", "CLEANUP_DRY_RUN", "CLINIKO_USER_AGENT"},
     "ErasureApiFunction": {
         "AUDIT_TABLE",
+        "SUBMISSION_TABLE",
         "PEPPER_SECRET_NAME",
         "CLINIKO_API_KEY_SECRET_NAME",
         "CLINIKO_USER_AGENT",
@@ -146,6 +154,7 @@ def test_routes_and_auth():
         ("POST /forms/{source}", "IntakeApiFunction", None),
         ("POST /erasure-requests", "ErasureApiFunction", "AWS_IAM"),
         ("GET /erasure-requests/{id}", "ErasureApiFunction", "AWS_IAM"),
+        ("POST /erasure-requests/{id}/extension", "ErasureApiFunction", "AWS_IAM"),
     }
     cors = APP.cors()
     assert cors["AllowOrigins"] == {"Ref": "AllowedOrigins"}
@@ -189,6 +198,7 @@ TABLE_KEYS = {
     "IdempotencyTable": [("id", "HASH")],
     "LedgerTable": [("contact_id", "HASH")],
     "ErasureAuditTable": [("request_id", "HASH"), ("sk", "RANGE")],
+    "SubmissionStoreTable": [("id", "HASH")],
 }
 
 
@@ -204,6 +214,21 @@ def test_tables_keys_encryption_recovery_billing(name: str):
 def test_idempotency_table_expires_records():
     ttl = RESOURCES["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_submission_store_is_kms_encrypted_expiring_and_indexed_by_email_hash():
+    props = RESOURCES["SubmissionStoreTable"]["Properties"]
+    assert props["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Ref": "OperationsKey"},
+    }
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    [index] = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by-email-hmac"
+    assert index["KeySchema"] == [{"AttributeName": "email_hmac", "KeyType": "HASH"}]
+    # Keys only: the index itself never holds a submitted value.
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
 
 
 def test_pepper_is_generated_and_kept():
@@ -233,8 +258,15 @@ def test_no_wildcard_actions_or_resources(name: str):
 
 def test_secret_reads_are_scoped():
     for name in ("IntakeApiFunction", "IntakeWorkerFunction"):
-        (statement,) = [s for s in _policy_statements(name) if "secretsmanager" in str(s)]
+        reads = [
+            s for s in _policy_statements(name) if s["Action"] == "secretsmanager:GetSecretValue"
+        ]
+        prefixed = [s for s in reads if "Fn::Sub" in str(s["Resource"])]
+        (statement,) = prefixed
         assert "${SecretsPrefix}*" in statement["Resource"]["Fn::Sub"]
+        # The intake API also reads the erasure pepper, to index stored submissions by it.
+        others = [s["Resource"] for s in reads if s not in prefixed]
+        assert others == ([{"Ref": "PepperSecret"}] if name == "IntakeApiFunction" else [])
     (statement,) = [
         s
         for s in _policy_statements("ErasureApiFunction")
@@ -244,14 +276,27 @@ def test_secret_reads_are_scoped():
 
 
 def test_erasure_audit_trail_is_append_only_for_the_api():
+    audit = {"Fn::GetAtt": ["ErasureAuditTable", "Arn"]}
     actions = {
         action
         for statement in _policy_statements("ErasureApiFunction")
+        if audit == statement["Resource"] or audit in list(statement["Resource"])
         for action in statement["Action"]
         if action.startswith("dynamodb:")
     }
     assert "dynamodb:PutItem" in actions
     assert not actions & {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"}
+
+
+def test_erasure_may_purge_the_submission_store_only_through_its_email_index():
+    store = {"Fn::GetAtt": ["SubmissionStoreTable", "Arn"]}
+    [statement] = [
+        s
+        for s in _policy_statements("ErasureApiFunction")
+        if isinstance(s["Resource"], list) and store in s["Resource"]
+    ]
+    assert set(statement["Action"]) == {"dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:PutItem"}
+    assert {"Fn::Sub": "${SubmissionStoreTable.Arn}/index/by-email-hmac"} in statement["Resource"]
 
 
 ALARMED_METRICS = {

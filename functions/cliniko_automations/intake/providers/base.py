@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cliniko_automations.common.json_input import JsonRefused, load_json
@@ -46,6 +47,8 @@ class Parsed:
     submission_id: str | None = None
     # Deliveries to acknowledge without queueing (Typeform partial responses, other events).
     ignored: str | None = None
+    # When the person submitted, by the provider's own clock, where the payload says so.
+    submitted_at: datetime | None = None
 
 
 class Adapter(Protocol):
@@ -158,6 +161,18 @@ def provider_id(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return text if 0 < len(text) <= 200 and text.isprintable() else None
+
+
+def provider_time(value: Any) -> datetime | None:
+    """An ISO 8601 time with a zone (`2026-01-31T09:30:00Z`) as UTC, else None: a time we
+    cannot read, or one without a zone, is ignored (the receive time stands in)."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None
 
 
 def normalise(value: Any) -> Answer:

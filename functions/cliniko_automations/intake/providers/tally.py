@@ -20,6 +20,7 @@ from cliniko_automations.intake.providers.base import (
     normalise,
     object_at,
     provider_id,
+    provider_time,
 )
 
 content_types = frozenset({"application/json"})
@@ -48,6 +49,7 @@ def parse(delivery: Delivery) -> Parsed:
     return Parsed(
         answers=answers,
         submission_id=provider_id(response.get("responseId")) or provider_id(data.get("eventId")),
+        submitted_at=provider_time(response.get("createdAt") or data.get("createdAt")),
     )
 
 

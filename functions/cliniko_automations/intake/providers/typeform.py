@@ -21,6 +21,7 @@ from cliniko_automations.intake.providers.base import (
     normalise,
     object_at,
     provider_id,
+    provider_time,
 )
 
 content_types = frozenset({"application/json"})
@@ -60,6 +61,7 @@ def parse(delivery: Delivery) -> Parsed:
     return Parsed(
         answers=answers,
         submission_id=provider_id(response.get("token")) or provider_id(data.get("event_id")),
+        submitted_at=provider_time(response.get("submitted_at")),
     )
 
 

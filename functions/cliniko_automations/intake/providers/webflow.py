@@ -18,6 +18,7 @@ from cliniko_automations.intake.providers.base import (
     normalise,
     object_at,
     provider_id,
+    provider_time,
     timestamp_digits,
 )
 
@@ -47,4 +48,5 @@ def parse(delivery: Delivery) -> Parsed:
     return Parsed(
         answers={str(name): normalise(value) for name, value in fields.items()},
         submission_id=provider_id(payload.get("id")),
+        submitted_at=provider_time(payload.get("submittedAt")),
     )

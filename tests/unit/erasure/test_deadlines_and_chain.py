@@ -1,0 +1,132 @@
+"""Due dates as the law counts them, the overdue rule, and the audit trail's hash chain."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from cliniko_automations.erasure.core import (
+    add_months,
+    due_date,
+    end_of_day,
+    overdue_request_ids,
+    record_hash,
+    verify_chain,
+)
+
+# The UK regulator's worked examples (a calendar month from the day of receipt; the month's
+# last day when the next month has no such date), and leap years both ways.
+DUE_DATES = [
+    (date(2026, 1, 31), date(2026, 2, 28)),  # no 31 February
+    (date(2028, 1, 31), date(2028, 2, 29)),  # leap year
+    (date(2028, 1, 30), date(2028, 2, 29)),
+    (date(2026, 1, 29), date(2026, 2, 28)),
+    (date(2026, 2, 10), date(2026, 3, 10)),  # the same date next month
+    (date(2026, 2, 28), date(2026, 3, 28)),  # not "end of February -> end of March"
+    (date(2028, 2, 29), date(2028, 3, 29)),
+    (date(2026, 3, 31), date(2026, 4, 30)),  # no 31 April
+    (date(2026, 8, 31), date(2026, 9, 30)),
+    (date(2026, 12, 31), date(2027, 1, 31)),  # across the year
+    (date(2026, 12, 15), date(2027, 1, 15)),
+    (date(2026, 1, 1), date(2026, 2, 1)),
+]
+
+
+@pytest.mark.parametrize(("received", "due"), DUE_DATES, ids=[str(r) for r, _ in DUE_DATES])
+def test_due_one_calendar_month_after_receipt(received: date, due: date) -> None:
+    assert due_date(received) == due
+
+
+EXTENDED = [
+    (date(2026, 2, 28), date(2026, 4, 28)),  # received 28 Jan: due 28 Feb, extended 28 Apr
+    (date(2026, 4, 30), date(2026, 6, 30)),
+    (date(2026, 12, 31), date(2027, 2, 28)),
+    (date(2027, 12, 31), date(2028, 2, 29)),  # into a leap February
+]
+
+
+@pytest.mark.parametrize(("due", "extended"), EXTENDED, ids=[str(d) for d, _ in EXTENDED])
+def test_an_extension_adds_two_further_months(due: date, extended: date) -> None:
+    assert add_months(due, 2) == extended
+
+
+def test_a_due_date_lasts_to_the_end_of_its_day() -> None:
+    assert end_of_day(date(2026, 2, 28)) == "2026-02-28T23:59:59Z"
+
+
+def received(rid: str, due_at: str, *, dry_run: bool = False) -> dict:
+    return {"request_id": rid, "sk": "000#received", "due_at": due_at, "dry_run": dry_run}
+
+
+def test_overdue_counts_only_requests_neither_completed_nor_dry_runs() -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    records = [
+        received("open", "2026-02-28T23:59:59Z"),
+        received("failed", "2026-02-28T23:59:59Z"),
+        {"request_id": "failed", "sk": "001#failed", "error": "cliniko_ServerError"},
+        received("done", "2026-02-28T23:59:59Z"),
+        {"request_id": "done", "sk": "999#outcome", "status": "completed"},
+        # A failed dry run changes nobody's data and is owed nothing.
+        received("dry", "2026-02-28T23:59:59Z", dry_run=True),
+        {"request_id": "dry", "sk": "001#failed", "error": "cliniko_ServerError"},
+        # Extended within its first month: due later.
+        received("extended", "2026-02-28T23:59:59Z"),
+        {"request_id": "extended", "sk": "000#extension", "due_at": "2026-04-28T23:59:59Z"},
+        received("not-yet", "2026-03-01T23:59:59Z"),
+    ]
+    assert overdue_request_ids(records, now) == ["failed", "open"]
+
+
+def chain(request_id: str, *contents: dict) -> list[dict]:
+    records, previous = [], "0" * 64
+    for seq, (sk, content) in enumerate((c.pop("sk"), c) for c in contents):
+        record = {**content, "sk": sk, "seq": seq + 1, "prev_hash": previous}
+        record["hash"] = record_hash(request_id, sk, {k: v for k, v in record.items() if k != "sk"})
+        previous = record["hash"]
+        records.append(record)
+    return records
+
+
+def trail() -> list[dict]:
+    return chain(
+        "r-1",
+        {"sk": "000#received", "record": "received", "dry_run": False, "reason": "art. 17"},
+        {"sk": "001#lookup", "record": "lookup", "contact_ids": ["7"]},
+        {"sk": "999#outcome", "record": "outcome", "status": "completed"},
+    )
+
+
+def test_an_intact_chain_verifies() -> None:
+    records = trail()
+    result = verify_chain("r-1", records)
+    assert result.intact and result.problems == []
+    assert result.chain_head == records[-1]["hash"]
+
+
+def test_a_changed_record_is_found() -> None:
+    records = trail()
+    records[1]["contact_ids"] = ["8"]
+    result = verify_chain("r-1", records)
+    assert result.problems == ["record #2 (001#lookup) was changed: its hash does not match"]
+
+
+def test_a_missing_record_is_found() -> None:
+    records = trail()
+    del records[1]
+    problems = verify_chain("r-1", records).problems
+    assert "record #2 is missing" in problems
+
+
+def test_a_record_rehashed_after_a_change_breaks_the_next_link() -> None:
+    records = trail()
+    records[0]["reason"] = "something else"
+    content = {k: v for k, v in records[0].items() if k not in ("sk", "hash")}
+    records[0]["hash"] = record_hash("r-1", "000#received", content)
+    problems = verify_chain("r-1", records).problems
+    assert problems == ["record #2 (001#lookup) does not follow record #1"]
+
+
+def test_a_record_without_a_hash_is_reported() -> None:
+    records = trail()
+    del records[2]["hash"]
+    assert "record 999#outcome carries no chain hash" in verify_chain("r-1", records).problems
