@@ -424,5 +424,5 @@ def test_a_key_cliniko_refuses_answers_what_to_check(erasure_stack):
     )
     status, body = post(erasure(request_id="bad-key", contact_id=contact_id))
     assert status == 502 and body["status"] == "failed"
-    assert "suffix names the account's shard" in body["message"]
+    assert "belongs to another shard" in body["message"]
     assert "to retry" not in body["message"]
