@@ -137,15 +137,24 @@ class WorldClock:
     """Days pass for the worker: its clock and the Cliniko emulator's move forward together,
     and the idempotency table loses what DynamoDB's TTL would have deleted by then
     (Powertools' records after a day; intents, failures and claims by their own expiry).
-    Everything else (moto, the request signatures of the intake API) keeps the real time."""
+    The process's Cliniko rate budgets move too: the requests they counted were days ago.
+    Everything else (moto, the request signatures of the intake API, the wall-clock time a
+    429's reset is measured against) keeps the real time."""
 
     def __init__(self, monkeypatch: Any, stack: WorkerStack, control: Any) -> None:
+        from cliniko_automations.cliniko import pacing
         from cliniko_automations.intake import worker_handler
 
         self.offset = timedelta(0)
         self._stack = stack
         self._control = control
         monkeypatch.setattr(worker_handler, "now", self.now, raising=False)
+        monkeypatch.setattr(
+            pacing.SYSTEM_CLOCK,
+            "monotonic",
+            lambda: time.monotonic() + self.offset.total_seconds(),
+            raising=False,
+        )
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset

@@ -58,7 +58,7 @@ def stack(aws, cliniko, monkeypatch, tmp_path) -> WorkerStack:
 def deliver_once(stack: WorkerStack, sub: Submission) -> list[dict]:
     """Send `sub` and run one delivery; the JSON log lines at ERROR. Fails unless the message
     left the main queue at once (dead-lettered, not handed back for a retry)."""
-    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=sub.model_dump_json())
+    stack.enqueue(sub)
     context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
     with captured_logs("intake") as logs:
         messages, failed = poll_once(stack, worker_handler.lambda_handler, context, visibility=0)
