@@ -31,6 +31,8 @@ NOT_PROVISIONED = {
     "AWS::CloudWatch::Dashboard",
     "AWS::Serverless::HttpApi",
     "AWS::Serverless::Function",
+    # Driven by local_run.state_machine's loop, not by a Step Functions emulation.
+    "AWS::Serverless::StateMachine",
 }
 PROVISIONED = {"AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::SecretsManager::Secret"}
 
@@ -136,11 +138,14 @@ class Provisioner:
         for logical_id, resource in self.app.of_type("AWS::DynamoDB::Table").items():
             props = self.resolver.resolve(resource["Properties"])
             name = props.get("TableName") or self._name(logical_id)
+            gsis = props.get("GlobalSecondaryIndexes")
+            indexes = {"GlobalSecondaryIndexes": gsis} if gsis else {}
             arn = dynamodb.create_table(
                 TableName=name,
                 AttributeDefinitions=props["AttributeDefinitions"],
                 KeySchema=props["KeySchema"],
                 BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+                **indexes,
             )["TableDescription"]["TableArn"]
             ttl = props.get("TimeToLiveSpecification")
             if ttl and ttl.get("Enabled"):

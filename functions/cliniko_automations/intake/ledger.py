@@ -3,14 +3,26 @@
 For the cleanup rules: which Cliniko contacts came from a form, from which source and
 submission, when. Ids and times only, never personal data. Written with a plain put keyed by
 the contact id, so writing the same entry again (a recovered attempt) is harmless.
+
+Each entry has a `state`: "active" when the intake writes it, "archived" once the cleanup has
+archived the contact. Active entries also carry `active_account` (their account), the key of
+the sparse index `ActiveByAccount`: an archived entry loses it and so leaves the index, and a
+cleanup run only ever pages through the contacts that may still need archiving.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from cliniko_automations.intake.worker import LedgerEntry
+
+ACTIVE_INDEX = "ActiveByAccount"
+ACTIVE = "active"
+ARCHIVED = "archived"
+# DynamoDB's limit of actions in one transaction.
+MAX_TRANSACTION_ITEMS = 100
 
 
 class DynamoLedger:
@@ -27,6 +39,8 @@ class DynamoLedger:
                 "source": {"S": entry.source},
                 "submission_id": {"S": entry.submission_id},
                 "created_at": {"S": entry.created_at},
+                "state": {"S": ACTIVE},
+                "active_account": {"S": entry.account},
             },
         )
 
@@ -36,17 +50,71 @@ class DynamoLedger:
         ).get("Item")
         if not item:
             return None
-        return LedgerEntry(**{key: value["S"] for key, value in item.items()})
+        fields = {f.name for f in dataclasses.fields(LedgerEntry)}
+        return LedgerEntry(**{key: value["S"] for key, value in item.items() if key in fields})
 
-    def contact_ids(self, account: str) -> Iterator[str]:
-        """The ids of every contact the intake created in `account` (a paginated scan)."""
-        paginator = self._client.get_paginator("scan")
-        pages = paginator.paginate(
-            TableName=self._table,
-            FilterExpression="account = :account",
-            ExpressionAttributeValues={":account": {"S": account}},
-            ProjectionExpression="contact_id",
-        )
-        for page in pages:
-            for item in page.get("Items", []):
-                yield item["contact_id"]["S"]
+    def active_ids(self, account: str, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` ids of `account`'s active entries, in id order, after the id `after`
+        (None: from the start). A keyset page: entries archived meanwhile never shift it."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": ACTIVE_INDEX,
+            "KeyConditionExpression": "active_account = :account",
+            "ExpressionAttributeValues": {":account": {"S": account}},
+            "ProjectionExpression": "contact_id",
+        }
+        if after is not None:
+            query["KeyConditionExpression"] += " AND contact_id > :after"
+            query["ExpressionAttributeValues"][":after"] = {"S": after}
+        ids: list[str] = []
+        while len(ids) < limit:
+            page = self._client.query(**query, Limit=limit - len(ids))
+            ids += [item["contact_id"]["S"] for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                break
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return ids
+
+    def count_active(self, account: str, after: str | None = None) -> int:
+        """How many of `account`'s entries are active (after the id `after`): for progress."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": ACTIVE_INDEX,
+            "KeyConditionExpression": "active_account = :account",
+            "ExpressionAttributeValues": {":account": {"S": account}},
+            "Select": "COUNT",
+        }
+        if after is not None:
+            query["KeyConditionExpression"] += " AND contact_id > :after"
+            query["ExpressionAttributeValues"][":after"] = {"S": after}
+        count = 0
+        while True:
+            page = self._client.query(**query)
+            count += page["Count"]
+            if "LastEvaluatedKey" not in page:
+                return count
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def mark_archived(self, contact_ids: Sequence[str], archived_at: str) -> None:
+        """The contacts leave the active set (one transaction per 100 ids, so a batch is marked
+        all or nothing). Called only with ids the ledger listed; nothing deletes entries."""
+        for start in range(0, len(contact_ids), MAX_TRANSACTION_ITEMS):
+            chunk = contact_ids[start : start + MAX_TRANSACTION_ITEMS]
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": {"contact_id": {"S": contact_id}},
+                            "UpdateExpression": "SET #state = :archived, archived_at = "
+                            "if_not_exists(archived_at, :at) REMOVE active_account",
+                            "ExpressionAttributeNames": {"#state": "state"},
+                            "ExpressionAttributeValues": {
+                                ":archived": {"S": ARCHIVED},
+                                ":at": {"S": archived_at},
+                            },
+                        }
+                    }
+                    for contact_id in chunk
+                ]
+            )
