@@ -26,7 +26,7 @@ STEP_RETRIES = 3
 
 @dataclass
 class LoopResult:
-    status: str  # "finished", "refused", "stopped"
+    status: str  # "finished", "refused" (another run holds the lock), "stopped"
     run_id: str | None
     executions: list[str] = field(default_factory=list)
     steps: int = 0
@@ -55,6 +55,8 @@ def run_loop(
     answer = invoke({"action": "begin", "execution": execution, **start})
     result.last = answer
     if answer.get("next") != "step":
+        # As the definition: "refused" ends the execution quietly, anything else fails it.
+        result.status = "refused" if answer.get("next") == "refused" else "stopped"
         return result
     run_id, iterations = answer["run_id"], answer["iterations"]
     result.run_id = run_id

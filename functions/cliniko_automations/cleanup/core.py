@@ -282,7 +282,8 @@ class CleanupStep:
         finally:
             # Whatever happens next, what was archived is counted and leaves the ledger.
             self._archived(state, progress, done)
-            progress.pending = [i for i in progress.pending if i not in set(done)]
+            archived = set(done)
+            progress.pending = [i for i in progress.pending if i not in archived]
         if not progress.pending:
             self._finish_batch(progress)
 

@@ -4,7 +4,8 @@
 - `{"action": "begin", "execution": ARN, "dry_run": bool?, "rules": [names]?, "run_id"?}`:
   take the rule set's lock and start a run (or, with `run_id`, carry on a run in a new
   execution: continue-as-new). Answers `{"run_id", "next": "step"}`, or `{"next": "refused"}`
-  while another run holds the lock (a second start is refused, never doubled).
+  while another run holds the lock (a second start is refused, never doubled). An event the
+  function cannot act on gets `{"error": message, "next": "invalid"}` (the execution fails).
 - `{"action": "step", "run_id", "iterations"}`: one bounded step (`core.CleanupStep`).
   Answers `{"run_id", "iterations", "next": "step" | "wait" | "continue" | "done",
   "wait_seconds", ...counts}`; "continue" once `iterations` reaches STEPS_PER_EXECUTION, so the
@@ -105,7 +106,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             raise InvalidEvent("action must be begin, step or release")
     except ValueError as error:
         logger.warning("cleanup invocation refused", extra={"problem": str(error)})
-        return {"error": str(error), "next": "refused"}
+        return {"error": str(error), "next": "invalid"}
 
     logger.append_keys(run_id=run_id)
     if not runs.renew(rule_set, run_id):

@@ -192,7 +192,7 @@ def test_a_bad_invocation_gets_a_clear_answer_and_changes_nothing(
 ):
     cliniko.control.clear_requests()
     answer = invoke(event)
-    assert answer == {"error": message, "next": "refused"}
+    assert answer == {"error": message, "next": "invalid"}
     assert cliniko.control.requests() == []
     assert deployed["runs"].holder("cleanup_rules") is None
 

@@ -434,9 +434,12 @@ def test_cleanup_is_a_standard_state_machine_looping_the_step_function():
 def test_a_second_start_is_refused_not_doubled():
     # Begin takes the rule set's lock; anything but "step" ends the execution at once.
     assert STATES["Started"]["Choices"] == [
-        {"Variable": "$.next", "StringEquals": "step", "Next": "Step"}
+        {"Variable": "$.next", "StringEquals": "step", "Next": "Step"},
+        {"Variable": "$.next", "StringEquals": "refused", "Next": "AlreadyRunning"},
     ]
     assert STATES["AlreadyRunning"]["Type"] == "Succeed"
+    # Input the step cannot act on fails the execution (and alarms).
+    assert STATES[STATES["Started"]["Default"]]["Type"] == "Fail"
     assert STATES["Begin"]["Parameters"]["Payload"]["execution.$"] == "$$.Execution.Id"
 
 
