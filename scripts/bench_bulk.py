@@ -61,7 +61,14 @@ FORM_SOURCES = f"""\
 accounts:
   bench-clinic:
     api_key_secret: {SECRET}
-sources: {{}}
+sources:
+  bench-form:
+    provider: json
+    signing_secret: cliniko-automations/forms/bench-form/signing-secret
+    account: bench-clinic
+    fields:
+      - {{from: first_name, to: first_name}}
+      - {{from: email, to: email}}
 """
 
 # The step subprocess: the cleanup's handler with a client paced on a scaled clock.
@@ -229,6 +236,11 @@ def main() -> int:
         # The intake created both kinds: the ledger lists every contact of the account.
         seed_ledger(dynamodb, ledger, matching + not_matching)
         seeded_ledger = time.perf_counter() - t0
+        from cliniko_automations.intake.ledger import DynamoLedger
+
+        t0 = time.perf_counter()
+        DynamoLedger(dynamodb, ledger).active_ids("bench-clinic", None, 100)
+        ledger_page_seconds = time.perf_counter() - t0  # moto's index query reads every item
         (work / "rules.yaml").write_text(RULES)
         (work / "sources.yaml").write_text(FORM_SOURCES)
         env.update(
@@ -256,12 +268,14 @@ def main() -> int:
             nonlocal kills
             result_file = work / "answer.json"
             result_file.unlink(missing_ok=True)
-            process = subprocess.Popen(
-                [sys.executable, "-c", STEP, json.dumps(event), str(result_file)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            errors = work / "step.err"
+            with errors.open("w") as stderr:
+                process = subprocess.Popen(
+                    [sys.executable, "-c", STEP, json.dumps(event), str(result_file)],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
             began = time.perf_counter()
             kill_at = (
                 rng.uniform(0, step_seconds)
@@ -279,7 +293,8 @@ def main() -> int:
                 tally.read()
             step_walls.append(time.perf_counter() - began)
             if process.returncode != 0 or not result_file.exists():
-                raise RuntimeError(f"step failed with exit status {process.returncode}")
+                tail = errors.read_text()[-2000:]
+                raise RuntimeError(f"step failed ({process.returncode}):\n{tail}")
             return json.loads(result_file.read_text())
 
         def progress(answer: dict[str, Any]) -> None:
@@ -328,6 +343,7 @@ def main() -> int:
                 "cliniko": round(seeded_cliniko, 1),
                 "ledger": round(seeded_ledger, 1),
             },
+            "moto_ledger_page_seconds": round(ledger_page_seconds, 2),
             "mean_step_wall_seconds": round(sum(step_walls) / max(1, len(step_walls)), 2),
             "real_time_equivalent_hours": round(wall * scale / 3600, 2),
             "budget_bound_hours": round(tally.total * 60 / BUDGET_PER_MINUTE / 3600, 2),

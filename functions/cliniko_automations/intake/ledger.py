@@ -21,8 +21,6 @@ from cliniko_automations.intake.worker import LedgerEntry
 ACTIVE_INDEX = "ActiveByAccount"
 ACTIVE = "active"
 ARCHIVED = "archived"
-# DynamoDB's limit of actions in one transaction.
-MAX_TRANSACTION_ITEMS = 100
 
 
 class DynamoLedger:
@@ -96,25 +94,15 @@ class DynamoLedger:
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def mark_archived(self, contact_ids: Sequence[str], archived_at: str) -> None:
-        """The contacts leave the active set (one transaction per 100 ids, so a batch is marked
-        all or nothing). Called only with ids the ledger listed; nothing deletes entries."""
-        for start in range(0, len(contact_ids), MAX_TRANSACTION_ITEMS):
-            chunk = contact_ids[start : start + MAX_TRANSACTION_ITEMS]
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": {"contact_id": {"S": contact_id}},
-                            "UpdateExpression": "SET #state = :archived, archived_at = "
-                            "if_not_exists(archived_at, :at) REMOVE active_account",
-                            "ExpressionAttributeNames": {"#state": "state"},
-                            "ExpressionAttributeValues": {
-                                ":archived": {"S": ARCHIVED},
-                                ":at": {"S": archived_at},
-                            },
-                        }
-                    }
-                    for contact_id in chunk
-                ]
+        """The contacts leave the active set. One update each (a transaction would make the
+        batch all or nothing, which nothing needs: each update stands on its own, and one
+        that is lost to a crash is made again by the next step's check of the batch)."""
+        for contact_id in contact_ids:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"contact_id": {"S": contact_id}},
+                UpdateExpression="SET #state = :archived, archived_at = "
+                "if_not_exists(archived_at, :at) REMOVE active_account",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":archived": {"S": ARCHIVED}, ":at": {"S": archived_at}},
             )
