@@ -16,9 +16,11 @@ Time scale S: the emulator's rate-limit window is 60/S s (200 requests per windo
 Lambda budget is 900/S s (stop margin 90/S s), and the Cliniko client paces 200 requests per
 60 "client seconds" on a clock running S times faster (a bench-only client factory in the step
 subprocess; 429 waits are then under-slept, which costs extra requests, counted against the
-result). Real-time equivalent = wall time x S: an upper bound, since where this machine is
-slower than the scaled budget the wall time holds our own processing as well, which at real
-scale hides inside the rate-limit waits. The lower bound is requests x 60 / 200 s.
+result; its HTTP timeout is 60 s, so that a loaded machine's slow answer is not retried, which
+would show as a second archive request). Real-time equivalent = wall time x S: an upper bound,
+since where this machine is slower than the scaled budget the wall time holds our own
+processing as well, which at real scale hides inside the rate-limit waits. The lower bound is
+requests x 60 / 200 s.
 
 Checks: every matching contact archived, each by exactly one archive request (the emulator's
 request log), none of the others touched. Prints a table and writes results/bench_bulk.json.
@@ -94,7 +96,7 @@ STEP = textwrap.dedent(
             CLIENTS[secret_name] = ClinikoClient(
                 read_secret(secret_name).strip(), os.environ["CLINIKO_USER_AGENT"],
                 base_url=os.environ["CLINIKO_BASE_URL"], clock=CLOCK,
-                retry_policy=RetryPolicy.within(60),
+                retry_policy=RetryPolicy.within(60), timeout=60,
             )
         return CLIENTS[secret_name]
 

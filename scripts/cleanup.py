@@ -137,8 +137,10 @@ def start_execution(payload: dict[str, Any]) -> int:
 
 
 def progress_bar(done: int, total: int | None) -> str:
-    if not total:
+    if total is None:  # a rule that pages Cliniko itself: its total is not known ahead
         return "[" + "?" * BAR_WIDTH + "]"
+    if total == 0:
+        done, total = 1, 1
     filled = min(BAR_WIDTH, round(BAR_WIDTH * done / total))
     return "[" + "#" * filled + "." * (BAR_WIDTH - filled) + f"] {100 * done / total:5.1f}%"
 

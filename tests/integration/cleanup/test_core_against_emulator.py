@@ -47,7 +47,9 @@ class Killed(BaseException):
 class World:
     def __init__(self, cliniko, **client_options) -> None:
         self.cliniko = cliniko
-        self.client = cliniko.client(**client_options)
+        # A long timeout: on a loaded machine a slow answer would otherwise be retried (archive
+        # is idempotent), and the request log would show two archive requests for one contact.
+        self.client = cliniko.client(timeout=60, **client_options)
         dynamodb = boto3.client("dynamodb")
         ledger_table, runs_table = create_cleanup_tables(f"t{uuid.uuid4().hex[:8]}")
         self.ledger = DynamoLedger(dynamodb, ledger_table)

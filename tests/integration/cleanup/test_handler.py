@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import boto3
@@ -18,6 +21,7 @@ from cliniko_automations.common.settings import SettingsError
 from cliniko_automations.intake.ledger import DynamoLedger
 from cliniko_automations.intake.worker import LedgerEntry
 from local_run.state_machine import run_loop
+from local_run.template import ROOT
 
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.cleanup.tables import create_cleanup_tables
@@ -217,3 +221,33 @@ def test_the_answers_are_json(deployed):
     started = begin()
     assert json.loads(json.dumps(started))
     assert json.loads(json.dumps(invoke({"action": "step", "run_id": started["run_id"]})))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, str(ROOT / "scripts" / "cleanup.py"), *args],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_cleanup_cli_plans_runs_and_shows_status_locally(deployed, cliniko):
+    planned = run_cli("--json", "plan", "--local")
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    assert plan["dry_run"] is True and plan["status"] == "finished"
+    (rule,) = plan["rules"]
+    assert (rule["rule"], rule["matched"], rule["archived"]) == ("form-tests", 1, 0)
+    assert plan["matched_ids"] == {"form-tests": [deployed["test"]]}
+    assert archived(cliniko) == set()
+
+    ran = run_cli("run", "--local", "--archive")
+    assert ran.returncode == 0, ran.stderr
+    assert archived(cliniko) == {deployed["test"]}
+    shown = run_cli("status")
+    assert shown.returncode == 0, shown.stderr
+    assert "form-tests" in shown.stdout and "[" + "#" * 30 + "] 100.0%" in shown.stdout
+    # Ids and counts only.
+    assert "Tess" not in shown.stdout + shown.stderr + planned.stdout
