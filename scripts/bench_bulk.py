@@ -192,6 +192,12 @@ def main() -> int:
     )
     cli.add_argument("--time-scale", type=float, default=60.0)
     cli.add_argument("--kill-rate", type=float, default=0.3)
+    cli.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=3,
+        help="continue-as-new after this many steps (deployed: 500); low here to exercise it",
+    )
     cli.add_argument("--seed", type=int, default=15)
     cli.add_argument("--out", default=str(RESULTS / "bench_bulk.json"))
     args = cli.parse_args()
@@ -255,6 +261,7 @@ def main() -> int:
                 "CLINIKO_USER_AGENT": USER_AGENT,
                 "CLINIKO_BASE_URL": started["base_url_template"],
                 "STOP_MARGIN_SECONDS": str(REAL_MARGIN_SECONDS / scale),
+                "STEPS_PER_EXECUTION": str(args.steps_per_execution),
                 "BENCH_TIME_SCALE": str(scale),
                 "BENCH_STEP_SECONDS": str(step_seconds),
                 "POWERTOOLS_METRICS_NAMESPACE": "Bench",

@@ -19,6 +19,7 @@ Prints rule names, counts and contact ids only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -97,10 +98,14 @@ class _LocalContext:
 
 
 def local_invoke(step_seconds: float = 900) -> Any:
-    from cliniko_automations.cleanup.handler import lambda_handler
+    # The step's own output (JSON logs, metrics) goes to stderr: stdout is this tool's answer.
+    # Its logger takes the stream it writes to when the module is imported.
+    with contextlib.redirect_stdout(sys.stderr):
+        from cliniko_automations.cleanup.handler import lambda_handler
 
     def invoke(event: dict[str, Any]) -> Any:
-        return lambda_handler(event, _LocalContext(step_seconds))
+        with contextlib.redirect_stdout(sys.stderr):
+            return lambda_handler(event, _LocalContext(step_seconds))
 
     return invoke
 

@@ -95,10 +95,12 @@ class World:
         return {c["id"] for c in self.cliniko.control.contacts() if c["archived_at"]}
 
     def archive_requests(self) -> Counter:
+        """Archive requests Cliniko carried out, per contact. A 429 is refused before anything
+        is done (and retried by the client); it is not an archive."""
         return Counter(
             r["path"].split("/")[-2]
             for r in self.cliniko.control.requests()
-            if r["method"] == "POST" and r["path"].endswith("/archive")
+            if r["method"] == "POST" and r["path"].endswith("/archive") and r["status"] != 429
         )
 
     def active(self) -> list[str]:
