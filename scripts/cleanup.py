@@ -4,6 +4,7 @@
   cleanup.py plan   [--rules a,b] [--local]      a dry run: what each rule would archive
   cleanup.py run    [--archive] [--rules a,b] [--local] [--follow]
   cleanup.py status [--run-id ID] [--watch]      progress bar and ETA of the newest run
+  cleanup.py backfill-ledger                     once after upgrading (entries get a state)
 
 On a stack, `run` and `plan` start an execution of the cleanup state machine
 (CLEANUP_STATE_MACHINE_ARN, the stack output CleanupStateMachineArn; a start while a run is
@@ -51,6 +52,10 @@ def parser() -> argparse.ArgumentParser:
                 "--archive", action="store_true", help="really archive (default: dry run)"
             )
             command.add_argument("--follow", action="store_true", help="watch until it ends")
+    sub.add_parser(
+        "backfill-ledger",
+        help="once after upgrading: ledger entries from before entries had a state become active",
+    )
     status = sub.add_parser("status", help="progress of the newest (or a given) run")
     status.add_argument("--run-id")
     status.add_argument("--watch", action="store_true", help="refresh until the run ends")
@@ -222,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         time.sleep(5)  # the execution's first step creates the run
         args.watch, args.run_id = True, None
     runs, ledger, rule_set = _runs_and_ledger()
+    if args.command == "backfill-ledger":
+        print(f"{ledger.activate_unmarked()} ledger entries made active")
+        return EXIT_OK
     while True:
         code = print_status(runs, ledger, rule_set, args.run_id, args.json)
         state = runs.load(args.run_id or runs.latest(rule_set) or "")

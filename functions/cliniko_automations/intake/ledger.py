@@ -93,6 +93,36 @@ class DynamoLedger:
                 return count
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def activate_unmarked(self) -> int:
+        """Entries written before entries had a state (no `state`) become active, so the
+        cleanup sees them: a one-off after upgrading (`scripts/cleanup.py backfill-ledger`).
+        Returns how many were changed; running it again changes nothing."""
+        changed = 0
+        pages = self._client.get_paginator("scan").paginate(
+            TableName=self._table,
+            FilterExpression="attribute_not_exists(#state)",
+            ExpressionAttributeNames={"#state": "state"},
+            ProjectionExpression="contact_id, account",
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                try:
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key={"contact_id": item["contact_id"]},
+                        UpdateExpression="SET #state = :active, active_account = :account",
+                        ConditionExpression="attribute_not_exists(#state)",
+                        ExpressionAttributeNames={"#state": "state"},
+                        ExpressionAttributeValues={
+                            ":active": {"S": ACTIVE},
+                            ":account": item["account"],
+                        },
+                    )
+                except self._client.exceptions.ConditionalCheckFailedException:
+                    continue  # marked meanwhile (by the intake or the cleanup)
+                changed += 1
+        return changed
+
     def mark_archived(self, contact_ids: Sequence[str], archived_at: str) -> None:
         """The contacts leave the active set. One update each (a transaction would make the
         batch all or nothing, which nothing needs: each update stands on its own, and one

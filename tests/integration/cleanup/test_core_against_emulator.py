@@ -309,3 +309,25 @@ def test_contacts_cliniko_refuses_are_reported_and_left_active(aws, cliniko):
     assert progress.error == "cliniko_Forbidden" and sorted(progress.failed_ids) == sorted(ids)
     # Still active: the next run tries them again.
     assert sorted(world.active()) == sorted(ids)
+
+
+def test_entries_from_before_the_ledger_had_states_are_backfilled_once(world):
+    (old,) = world.seed_matching(1, from_intake=False)
+    # As the intake wrote entries before they had a state: not in the active index.
+    boto3.client("dynamodb").put_item(
+        TableName=world.ledger._table,
+        Item={
+            "contact_id": {"S": old},
+            "account": {"S": "clinic"},
+            "source": {"S": "form"},
+            "submission_id": {"S": "sub"},
+            "created_at": {"S": ago(30)},
+        },
+    )
+    assert world.active() == []
+
+    assert world.ledger.activate_unmarked() == 1
+    assert world.ledger.activate_unmarked() == 0
+    assert world.active() == [old]
+    world.step(world.start(rule()), rule())
+    assert world.archived() == {old}
