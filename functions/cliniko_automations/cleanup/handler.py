@@ -109,12 +109,14 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         return {"error": str(error), "next": "invalid"}
 
     logger.append_keys(run_id=run_id)
+    state = runs.load(run_id)
+    if state is None:
+        return {"error": "no such run", "run_id": run_id, "next": "invalid"}
+    if state.status == "finished":  # a retried last step whose answer was lost
+        return {"run_id": run_id, "iterations": iterations, "next": "done"}
     if not runs.renew(rule_set, run_id):
         logger.warning("cleanup run no longer holds the lock; stopping")
         return {"run_id": run_id, "next": "refused"}
-    state = runs.load(run_id)
-    if state is None:
-        return {"error": "no such run", "run_id": run_id, "next": "refused"}
     margin_ms = settings.stop_margin_seconds * 1000
     step = CleanupStep(
         rules={rule.name: rule for rule in configured.rules},

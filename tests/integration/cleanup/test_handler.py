@@ -132,6 +132,16 @@ def test_a_second_start_while_a_run_holds_the_lock_is_refused(deployed, cliniko)
     assert list(archives.values()) == [1]
 
 
+def test_a_retried_last_step_of_a_finished_run_is_done_again(deployed, cliniko):
+    started = begin(dry_run=False)
+    step = {"action": "step", "run_id": started["run_id"], "iterations": 0}
+    assert invoke(step)["next"] == "done"
+    cliniko.control.clear_requests()
+    # Step Functions retries a step whose answer it lost: the run is over, nothing is redone.
+    assert invoke(step) == {"run_id": started["run_id"], "iterations": 0, "next": "done"}
+    assert cliniko.control.requests() == []
+
+
 def test_a_lock_left_by_a_dead_run_expires(deployed, monkeypatch):
     first = begin()
     assert begin()["next"] == "refused"
