@@ -559,8 +559,16 @@ class Emulator:
         contacts = data.get("contacts", [])
         if not isinstance(contacts, list) or not all(isinstance(c, dict) for c in contacts):
             raise ValueError("contacts must be a list of objects")
+        fields = data.get("fields") or {}
+        if not isinstance(fields, dict):
+            raise ValueError("fields must be an object (a contact write body)")
         created = self.store.seed(
-            shard, count, seed=data.get("seed"), archived=min(archived, count), contacts=contacts
+            shard,
+            count,
+            seed=data.get("seed"),
+            archived=min(archived, count),
+            contacts=contacts,
+            fields=fields,
         )
         return Reply.json(201, {"count": len(created), "ids": [c["id"] for c in created]})
 

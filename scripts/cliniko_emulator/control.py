@@ -55,11 +55,14 @@ class EmulatorControl:
         seed: int | None = None,
         archived: int = 0,
         contacts: Iterable[Mapping[str, Any]] = (),
+        fields: Mapping[str, Any] | None = None,
     ) -> list[str]:
         """Adds n fake contacts (the last `archived` of them archived) and the given ones.
 
         A given contact is a write body plus optional `created_at`, `updated_at`,
-        `archived_at` (ISO 8601) or `"archived": true`. Returns the new ids in order.
+        `archived_at` (ISO 8601) or `"archived": true`. `fields` (a write body) is laid over
+        each of the n fake contacts, e.g. `{"email": "bulk@example.com"}` for 100,000
+        contacts a cleanup rule matches. Returns the new ids in order.
         """
         body = {
             "count": n,
@@ -67,6 +70,7 @@ class EmulatorControl:
             "seed": seed,
             "archived": archived,
             "contacts": list(contacts),
+            "fields": dict(fields or {}),
         }
         return self._call("POST", "seed", json=body)["ids"]
 

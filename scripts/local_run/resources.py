@@ -31,6 +31,8 @@ NOT_PROVISIONED = {
     "AWS::CloudWatch::Dashboard",
     "AWS::Serverless::HttpApi",
     "AWS::Serverless::Function",
+    # Driven by local_run.state_machine's loop, not by a Step Functions emulation.
+    "AWS::Serverless::StateMachine",
 }
 PROVISIONED = {"AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::SecretsManager::Secret"}
 

@@ -7,6 +7,7 @@ system.stop()
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -28,6 +29,7 @@ from .functions import FunctionRuntime, register_variables
 from .gateway import Gateway
 from .resources import Provisioner
 from .site import Site
+from .state_machine import run_loop
 from .template import ROOT, TEMPLATE_PATH, SamApp, ScheduleSource
 
 STATE_DIR = ROOT / ".local-run"
@@ -324,13 +326,24 @@ class LocalSystem:
     def schedules(self) -> list[ScheduleSource]:
         # An expression may be a parameter (CleanupSchedule): show the value this run uses.
         return [
-            ScheduleSource(s.function, s.name, str(self.resolver.resolve(s.expression)))
+            dataclasses.replace(s, expression=str(self.resolver.resolve(s.expression)))
             for s in self.app.schedules()
         ]
 
+    def run_state_machine(self, logical_id: str, start_input: dict[str, Any] | None = None) -> Any:
+        """Start a state machine's run and drive its loop to the end (local_run.state_machine:
+        the loop the definition encodes, in this process; not Step Functions)."""
+        spec = self.app.state_machines()[logical_id]
+        result = run_loop(self.functions[spec.function].invoke, start_input)
+        return dataclasses.asdict(result)
+
     def fire(self, name: str) -> Any:
-        """Invoke a scheduled function (by function or event name) with a scheduled event."""
+        """Invoke a scheduled function (by function or event name) with a scheduled event, or
+        run a scheduled state machine with its schedule's input."""
         for schedule in self.schedules():
+            if schedule.state_machine and name in (schedule.function, schedule.name):
+                start_input = json.loads(schedule.input) if schedule.input else {}
+                return self.run_state_machine(schedule.function, start_input)
             if name in (schedule.function, schedule.name):
                 now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 rule = f"{defaults.STACK_NAME}-{schedule.function}{schedule.name}"

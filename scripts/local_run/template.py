@@ -232,9 +232,17 @@ class SqsSource:
 
 @dataclass
 class ScheduleSource:
-    function: str
+    function: str  # the target: a function, or a state machine (see `state_machine`)
     name: str
     expression: str
+    input: str | None = None  # the event's fixed Input, when the template sets one
+    state_machine: bool = False
+
+
+@dataclass
+class StateMachineSpec:
+    logical_id: str
+    function: str  # the one function its definition invokes (via DefinitionSubstitutions)
 
 
 @dataclass
@@ -363,7 +371,31 @@ class SamApp:
                         "ScheduleExpression"
                     )
                     found.append(ScheduleSource(name, event_name, expression))
+        for name, resource in self.of_type("AWS::Serverless::StateMachine").items():
+            for event_name, event in resource["Properties"].get("Events", {}).items():
+                if event.get("Type") in ("Schedule", "ScheduleV2"):
+                    props = event["Properties"]
+                    expression = props.get("Schedule") or props.get("ScheduleExpression")
+                    found.append(
+                        ScheduleSource(name, event_name, expression, props.get("Input"), True)
+                    )
         return found
+
+    def state_machines(self) -> dict[str, StateMachineSpec]:
+        """State machines, each with the function it loops; the local run drives that loop
+        itself (local_run.state_machine), it does not interpret the definition."""
+        specs = {}
+        for name, resource in self.of_type("AWS::Serverless::StateMachine").items():
+            substitutions = resource["Properties"].get("DefinitionSubstitutions", {})
+            targets = {
+                value["Fn::GetAtt"][0]
+                for value in substitutions.values()
+                if isinstance(value, dict) and "Fn::GetAtt" in value
+            }
+            if len(targets) != 1:
+                raise TemplateError(f"{name}: the local run drives one function per state machine")
+            specs[name] = StateMachineSpec(name, targets.pop())
+        return specs
 
     def cors(self) -> dict[str, Any] | None:
         apis = self.of_type("AWS::Serverless::HttpApi")

@@ -1,59 +1,103 @@
-"""Run cleanup rules: find the contacts each rule matches, then archive them (or, in a dry
-run, only report them by id).
+"""One bounded step of a cleanup run: find a batch of contacts a rule matches, archive it (or,
+in a dry run, only report it by id), checkpoint, and go on to the next rule's batch.
 
-A rule's candidates are found before anything is archived: archiving while paging through a
-filtered list would shift the pages under the listing and skip contacts. Rules limited to the
-intake's contacts ask Cliniko about the ledger's ids, 100 at a time (one `id:=` filter a
-request), so staff-made contacts cost nothing however many there are; other rules page
-through Cliniko's filtered list.
+A run is many steps (a Step Functions loop, or the local run's loop); everything a step needs
+to carry on is in `RunState`, which the step checkpoints after every batch, so a step killed
+at any point costs at most the batch it was on.
 
-A run stops starting work when `out_of_time()` says so and reports the rule incomplete:
-archived contacts never match again, so the next run carries on where this one stopped.
-Nothing here knows about Lambda, EventBridge or DynamoDB.
+- Find once, then archive. A rule limited to the intake's contacts pages through the ledger's
+  *active* entries (archived ones left that set) by id, 100 at a time, and asks Cliniko which
+  of them match (one request with an `id:=` filter). Other rules page through Cliniko's
+  filtered list by id (`id:>cursor`, `sort=id`): a keyset page, so contacts archived meanwhile
+  never shift the pages. The cursor is the last id of the batch.
+- Exactly once. A step that starts with a batch still to archive (the last step stopped or was
+  killed inside it) first asks Cliniko about that batch again, archived contacts included
+  (`archived_at:*`): those already archived are counted, not archived a second time.
+- Fair. Rules take turns, one batch each, so a backlogged rule never starves the others.
+- A refusal for now (429 past the wait the client allows, 5xx, no connection) never abandons a
+  rule: the step checkpoints and asks to be called again after a wait.
+
+Nothing here knows about Lambda, Step Functions or DynamoDB.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from cliniko_automations.cleanup.config import CleanupRule
 from cliniko_automations.cliniko import errors as cliniko_errors
-from cliniko_automations.cliniko.filters import Filter, NumericFilter
+from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter
 
 # Cliniko's largest page; also how many ledger ids go into one `id:=` filter.
-ID_BATCH = 100
-# How many matched ids a result lists (the counts are always complete).
-LISTED_IDS = 100
+BATCH = 100
+# How many failed contact ids a rule's progress keeps (the count is always complete).
+LISTED_FAILURES = 100
+# The wait asked for after a refusal that names no reset time (5xx, no connection).
+RETRY_WAIT_SECONDS = 30
+
+Phase = Literal["find", "archive", "done"]
 
 
 @dataclass
-class RuleResult:
+class RuleProgress:
     rule: str
     account: str
-    dry_run: bool
+    created_by_intake: bool
+    phase: Phase = "find"
+    # The last id of the last batch found (a ledger id, or a Cliniko contact id).
+    cursor: str | None = None
+    # The batch found and not archived yet.
+    pending: list[str] = field(default_factory=list)
+    # True once the batch in `pending` is the last one.
+    exhausted: bool = False
+    asked: int = 0  # ledger ids asked about, or contacts listed
     matched: int = 0
     archived: int = 0
     failed: int = 0
-    # False when the run stopped early (time, or a Cliniko error); the next run continues.
-    complete: bool = True
-    error: str | None = None
-    contact_ids: list[str] = field(default_factory=list)
-    # Cliniko refused the account's key (401) or its user (403): the deployment needs fixing,
-    # and the handler tells the operator how. Not part of the reported result.
-    refused: cliniko_errors.Unauthorized | cliniko_errors.Forbidden | None = field(
-        default=None, repr=False, compare=False
-    )
+    batches: int = 0
+    error: str | None = None  # the kind of the last Cliniko error
+    failed_ids: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            f.name: list(value) if isinstance(value := getattr(self, f.name), list) else value
-            for f in fields(self)
-            if f.name != "refused"
-        }
+    @classmethod
+    def start(cls, rule: CleanupRule) -> RuleProgress:
+        return cls(rule.name, rule.account, rule.created_by_intake)
+
+
+@dataclass
+class RunState:
+    run_id: str
+    dry_run: bool
+    started_at: str  # ISO 8601; rules' ages are measured from it, the same in every step
+    rules: list[RuleProgress]
+    next_rule: int = 0  # whose turn it is (round robin)
+    steps: int = 0
+    status: Literal["running", "finished"] = "running"
+
+    @property
+    def done(self) -> bool:
+        return all(progress.phase == "done" for progress in self.rules)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunState:
+        values = dict(data)
+        values["rules"] = [RuleProgress(**progress) for progress in data["rules"]]
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What the loop does next: another step now, one after `wait_seconds`, or stop."""
+
+    next: Literal["step", "wait", "done"]
+    wait_seconds: int = 0
 
 
 class ContactsClient(Protocol):
@@ -66,70 +110,210 @@ class ContactsClient(Protocol):
     def archive_contact(self, contact_id: str) -> None: ...
 
 
-class Cleanup:
+class ActiveLedger(Protocol):
+    """The intake's ledger as the cleanup uses it (`intake.ledger.DynamoLedger`)."""
+
+    def active_ids(self, account: str, after: str | None, limit: int) -> list[str]: ...
+
+    def mark_archived(self, contact_ids: Sequence[str], archived_at: str) -> None: ...
+
+
+class Checkpoints(Protocol):
+    """Where a run's progress and report go (`cleanup.runs.DynamoRuns`)."""
+
+    def save(self, state: RunState) -> None: ...
+
+    def record_ids(
+        self, run_id: str, rule: str, batch: int, kind: str, contact_ids: Sequence[str]
+    ) -> None: ...
+
+
+class _Refused(Exception):
+    """Cliniko refuses for now: checkpoint, then wait `seconds` before the next step."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+
+def _wait_after(error: cliniko_errors.ClinikoError, now: float) -> int:
+    if isinstance(error, cliniko_errors.RateLimited) and error.reset_at is not None:
+        return max(1, int(error.reset_at - now) + 1)
+    return RETRY_WAIT_SECONDS
+
+
+def _transient(error: cliniko_errors.ClinikoError) -> bool:
+    return isinstance(error, cliniko_errors.RateLimited | cliniko_errors.ServerError)
+
+
+def _access_refused(error: cliniko_errors.ClinikoError) -> bool:
+    """Cliniko refused the account's key (401) or its user (403): every other request of the
+    rule would be refused alike, and the deployment needs fixing."""
+    return isinstance(error, cliniko_errors.Unauthorized | cliniko_errors.Forbidden)
+
+
+class CleanupStep:
     def __init__(
         self,
+        rules: Mapping[str, CleanupRule],
         client_for_account: Callable[[str], ContactsClient],
-        ledger_ids: Callable[[str], Iterable[str]],
+        ledger: ActiveLedger,
+        checkpoints: Checkpoints,
         out_of_time: Callable[[], bool] = lambda: False,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        on_access_refused: Callable[[str, cliniko_errors.ClinikoError], None] = lambda *_: None,
     ) -> None:
+        self._rules = rules
+        self._on_access_refused = on_access_refused  # (account, error): tell the operator
         self._client_for_account = client_for_account
-        self._ledger_ids = ledger_ids
+        self._ledger = ledger
+        self._checkpoints = checkpoints
         self._out_of_time = out_of_time
         self._clock = clock
 
-    def run(self, rules: Sequence[CleanupRule], *, dry_run: bool) -> list[RuleResult]:
-        return [self.run_rule(rule, dry_run=dry_run) for rule in rules]
-
-    def run_rule(self, rule: CleanupRule, *, dry_run: bool) -> RuleResult:
-        result = RuleResult(rule=rule.name, account=rule.account, dry_run=dry_run)
-        client = self._client_for_account(rule.account)
+    def run(self, state: RunState) -> StepOutcome:
+        """Work through batches, rules taking turns, until the run is done or time is up."""
+        state.steps += 1
+        # A batch found by an earlier step may be partly archived already (a killed step).
+        unverified = {p.rule for p in state.rules if p.phase == "archive"}
         try:
-            matched, result.complete = self._matches(rule, client)
-        except cliniko_errors.ClinikoError as error:
-            result.complete, result.error = False, cliniko_errors.error_kind(error)
-            if isinstance(error, cliniko_errors.Unauthorized | cliniko_errors.Forbidden):
-                result.refused = error
-            return result
-        result.matched = len(matched)
-        result.contact_ids = matched[:LISTED_IDS]
-        if dry_run:
-            return result
-        for contact_id in matched:
-            if self._out_of_time():
-                result.complete = False
-                break
-            try:
-                client.archive_contact(contact_id)
-            except cliniko_errors.NotFound:
-                continue  # archived or removed since it was listed: nothing left to do
-            except cliniko_errors.ClinikoError as error:
-                result.failed += 1
-                result.complete, result.error = False, cliniko_errors.error_kind(error)
-                if isinstance(error, cliniko_errors.Unauthorized | cliniko_errors.Forbidden):
-                    result.refused = error
-                    break  # every other archive would be refused alike
-                if isinstance(error, cliniko_errors.RateLimited | cliniko_errors.ServerError):
-                    break  # Cliniko is refusing for now: the next run retries what is left
-                continue
-            result.archived += 1
-        return result
+            while not state.done and not self._out_of_time():
+                progress = self._next_turn(state)
+                self._advance(state, progress, verify=progress.rule in unverified)
+                unverified.discard(progress.rule)
+                self._checkpoints.save(state)
+        except _Refused as refused:
+            self._checkpoints.save(state)
+            return StepOutcome("wait", refused.seconds)
+        if state.done:
+            state.status = "finished"
+            self._checkpoints.save(state)
+            return StepOutcome("done")
+        return StepOutcome("step")
 
-    def _matches(self, rule: CleanupRule, client: ContactsClient) -> tuple[list[str], bool]:
-        """The ids of the contacts `rule` matches, and whether the search finished in time."""
-        filters = rule.filters(self._clock())
-        matched: list[str] = []
-        if rule.created_by_intake:
-            ids = iter(self._ledger_ids(rule.account))
-            while batch := list(itertools.islice(ids, ID_BATCH)):
+    def _next_turn(self, state: RunState) -> RuleProgress:
+        count = len(state.rules)
+        for offset in range(count):
+            index = (state.next_rule + offset) % count
+            if state.rules[index].phase != "done":
+                state.next_rule = (index + 1) % count
+                return state.rules[index]
+        raise AssertionError("no rule left to advance")  # run() checks state.done first
+
+    def _advance(self, state: RunState, progress: RuleProgress, *, verify: bool) -> None:
+        """One turn of a rule: find its next batch, then archive it (not in a dry run)."""
+        rule = self._rules[progress.rule]
+        client = self._client_for_account(progress.account)
+        filters = rule.filters(dt.datetime.fromisoformat(state.started_at))
+        try:
+            if progress.phase == "find":
+                self._find(progress, client, filters)
+                progress.batches += 1
+                if state.dry_run:
+                    self._record(state, progress, "matched", progress.pending)
+                    self._finish_batch(progress)
+                    return
+                progress.phase = "archive"
+                self._checkpoints.save(state)  # the batch is known before any archive
+            if progress.phase == "archive":
+                if verify:
+                    self._verify(state, progress, client, filters)
+                self._archive(state, progress, client)
+        except cliniko_errors.ClinikoError as error:
+            progress.error = cliniko_errors.error_kind(error)
+            if _transient(error):
+                raise _Refused(_wait_after(error, self._clock().timestamp())) from error
+            # Refused for good (a filter Cliniko rejects, a key without access): this rule
+            # stops with its error in the report; the other rules go on.
+            if _access_refused(error):
+                self._on_access_refused(progress.account, error)
+            progress.pending = []
+            progress.phase = "done"
+
+    def _find(self, progress: RuleProgress, client: ContactsClient, filters: list[Filter]) -> None:
+        if progress.created_by_intake:
+            ids = self._ledger.active_ids(progress.account, progress.cursor, BATCH)
+            matched = (
+                [c.id for c in client.iter_contacts([*filters, NumericFilter("id").eq(ids)])]
+                if ids
+                else []
+            )
+            progress.asked += len(ids)
+            found = ids
+        else:
+            after = [NumericFilter("id").gt(progress.cursor)] if progress.cursor else []
+            listing = client.iter_contacts([*filters, *after], sort="id")
+            # One page: stop reading before the client asks for the next one.
+            matched = [c.id for c in itertools.islice(listing, BATCH)]
+            progress.asked += len(matched)
+            found = matched
+        progress.exhausted = len(found) < BATCH
+        if found:
+            progress.cursor = found[-1]
+        progress.pending = matched
+        progress.matched += len(matched)
+
+    def _verify(
+        self, state: RunState, progress: RuleProgress, client: ContactsClient, filters: list
+    ) -> None:
+        """Drop from the batch what an earlier, cut-off step archived (and count it)."""
+        if not progress.pending:
+            return
+        batch = [
+            *filters,
+            NumericFilter("id").eq(progress.pending),
+            DateTimeFilter("archived_at").any(),
+        ]
+        seen = {c.id: c for c in client.iter_contacts(batch)}
+        done = [i for i in progress.pending if i in seen and seen[i].archived_at]
+        self._archived(state, progress, done)
+        # Not seen: it no longer matches (changed meanwhile): left alone.
+        progress.pending = [i for i in progress.pending if i in seen and i not in done]
+
+    def _archive(self, state: RunState, progress: RuleProgress, client: ContactsClient) -> None:
+        done: list[str] = []
+        try:
+            for contact_id in list(progress.pending):
                 if self._out_of_time():
-                    return matched, False
-                by_id = [*filters, NumericFilter("id").eq(batch)]
-                matched += [contact.id for contact in client.iter_contacts(by_id)]
-            return matched, True
-        for contact in client.iter_contacts(filters, sort="created_at"):
-            if self._out_of_time():
-                return matched, False
-            matched.append(contact.id)
-        return matched, True
+                    break
+                try:
+                    client.archive_contact(contact_id)
+                except cliniko_errors.NotFound:
+                    pass  # removed since it was found: nothing left to archive
+                except cliniko_errors.ClinikoError as error:
+                    if _transient(error) or _access_refused(error):
+                        raise
+                    progress.failed += 1
+                    progress.error = cliniko_errors.error_kind(error)
+                    if len(progress.failed_ids) < LISTED_FAILURES:
+                        progress.failed_ids.append(contact_id)
+                    progress.pending.remove(contact_id)
+                    continue
+                done.append(contact_id)
+        finally:
+            # Whatever happens next, what was archived is counted and leaves the ledger.
+            self._archived(state, progress, done)
+            archived = set(done)
+            progress.pending = [i for i in progress.pending if i not in archived]
+        if not progress.pending:
+            self._finish_batch(progress)
+
+    def _archived(self, state: RunState, progress: RuleProgress, contact_ids: list[str]) -> None:
+        if not contact_ids:
+            return
+        if progress.created_by_intake:
+            self._ledger.mark_archived(contact_ids, self._clock().isoformat())
+        progress.archived += len(contact_ids)
+        self._record(state, progress, "archived", contact_ids)
+
+    def _record(
+        self, state: RunState, progress: RuleProgress, kind: str, contact_ids: list[str]
+    ) -> None:
+        if contact_ids:
+            self._checkpoints.record_ids(
+                state.run_id, progress.rule, progress.batches, kind, contact_ids
+            )
+
+    @staticmethod
+    def _finish_batch(progress: RuleProgress) -> None:
+        progress.pending = []
+        progress.phase = "done" if progress.exhausted else "find"

@@ -14,6 +14,8 @@ class CleanupSettings(EnvironmentSettings):
     # The Cliniko client's own settings (CLINIKO_USER_AGENT, ...) are read and checked by
     # cliniko_accounts.ClinikoSettings when a rule first needs its account's client.
     ledger_table: str = Field(min_length=1)
+    # The runs' locks, checkpoints and reports (cleanup.runs).
+    cleanup_runs_table: str = Field(min_length=1)
     form_sources_file: str | None = None
     cleanup_rules_file: str | None = None
     # The template's SecretsPrefix: an account key named outside it is refused naming the fix.
@@ -23,3 +25,6 @@ class CleanupSettings(EnvironmentSettings):
     # No new Cliniko work starts with less time than this left in the invocation; keep it
     # above CLINIKO_MAX_WAIT_SECONDS, the longest one request may wait.
     stop_margin_seconds: float = Field(default=90.0, ge=0)
+    # Steps one state machine execution takes before it starts a fresh one with the run's id
+    # (continue-as-new): about 10 history events a step, far below the limit of 25,000.
+    steps_per_execution: int = Field(default=500, ge=1, le=2000)

@@ -5,16 +5,26 @@ submission, when. Ids and times only, never personal data. Keyed by the contact 
 written only if absent: the first entry for a contact names the submission that created it
 for good; a later write (a recovered attempt recording its entry again, or any bug that
 would name another submission) leaves it as it is.
+
+Each entry has a `state`: "active" when the intake writes it, "archived" once the cleanup has
+archived the contact. Active entries also carry `active_account` (their account), the key of
+the sparse index `ActiveByAccount`: an archived entry loses it and so leaves the index, and a
+cleanup run only ever pages through the contacts that may still need archiving.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from cliniko_automations.intake.worker import LedgerEntry
+
+ACTIVE_INDEX = "ActiveByAccount"
+ACTIVE = "active"
+ARCHIVED = "archived"
 
 
 class DynamoLedger:
@@ -32,6 +42,8 @@ class DynamoLedger:
                     "source": {"S": entry.source},
                     "submission_id": {"S": entry.submission_id},
                     "created_at": {"S": entry.created_at},
+                    "state": {"S": ACTIVE},
+                    "active_account": {"S": entry.account},
                 },
                 ConditionExpression="attribute_not_exists(contact_id)",
             )
@@ -46,17 +58,91 @@ class DynamoLedger:
         ).get("Item")
         if not item:
             return None
-        return LedgerEntry(**{key: value["S"] for key, value in item.items()})
+        fields = {f.name for f in dataclasses.fields(LedgerEntry)}
+        return LedgerEntry(**{key: value["S"] for key, value in item.items() if key in fields})
 
-    def contact_ids(self, account: str) -> Iterator[str]:
-        """The ids of every contact the intake created in `account` (a paginated scan)."""
-        paginator = self._client.get_paginator("scan")
-        pages = paginator.paginate(
+    def active_ids(self, account: str, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` ids of `account`'s active entries, in id order, after the id `after`
+        (None: from the start). A keyset page: entries archived meanwhile never shift it."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": ACTIVE_INDEX,
+            "KeyConditionExpression": "active_account = :account",
+            "ExpressionAttributeValues": {":account": {"S": account}},
+            "ProjectionExpression": "contact_id",
+        }
+        if after is not None:
+            query["KeyConditionExpression"] += " AND contact_id > :after"
+            query["ExpressionAttributeValues"][":after"] = {"S": after}
+        ids: list[str] = []
+        while len(ids) < limit:
+            page = self._client.query(**query, Limit=limit - len(ids))
+            ids += [item["contact_id"]["S"] for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                break
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return ids
+
+    def count_active(self, account: str, after: str | None = None) -> int:
+        """How many of `account`'s entries are active (after the id `after`): for progress."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": ACTIVE_INDEX,
+            "KeyConditionExpression": "active_account = :account",
+            "ExpressionAttributeValues": {":account": {"S": account}},
+            "Select": "COUNT",
+        }
+        if after is not None:
+            query["KeyConditionExpression"] += " AND contact_id > :after"
+            query["ExpressionAttributeValues"][":after"] = {"S": after}
+        count = 0
+        while True:
+            page = self._client.query(**query)
+            count += page["Count"]
+            if "LastEvaluatedKey" not in page:
+                return count
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def activate_unmarked(self) -> int:
+        """Entries written before entries had a state (no `state`) become active, so the
+        cleanup sees them: a one-off after upgrading (`scripts/cleanup.py backfill-ledger`).
+        Returns how many were changed; running it again changes nothing."""
+        changed = 0
+        pages = self._client.get_paginator("scan").paginate(
             TableName=self._table,
-            FilterExpression="account = :account",
-            ExpressionAttributeValues={":account": {"S": account}},
-            ProjectionExpression="contact_id",
+            FilterExpression="attribute_not_exists(#state)",
+            ExpressionAttributeNames={"#state": "state"},
+            ProjectionExpression="contact_id, account",
         )
         for page in pages:
             for item in page.get("Items", []):
-                yield item["contact_id"]["S"]
+                try:
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key={"contact_id": item["contact_id"]},
+                        UpdateExpression="SET #state = :active, active_account = :account",
+                        ConditionExpression="attribute_not_exists(#state)",
+                        ExpressionAttributeNames={"#state": "state"},
+                        ExpressionAttributeValues={
+                            ":active": {"S": ACTIVE},
+                            ":account": item["account"],
+                        },
+                    )
+                except self._client.exceptions.ConditionalCheckFailedException:
+                    continue  # marked meanwhile (by the intake or the cleanup)
+                changed += 1
+        return changed
+
+    def mark_archived(self, contact_ids: Sequence[str], archived_at: str) -> None:
+        """The contacts leave the active set. One update each (a transaction would make the
+        batch all or nothing, which nothing needs: each update stands on its own, and one
+        that is lost to a crash is made again by the next step's check of the batch)."""
+        for contact_id in contact_ids:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"contact_id": {"S": contact_id}},
+                UpdateExpression="SET #state = :archived, archived_at = "
+                "if_not_exists(archived_at, :at) REMOVE active_account",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":archived": {"S": ARCHIVED}, ":at": {"S": archived_at}},
+            )

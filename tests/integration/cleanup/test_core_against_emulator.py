@@ -1,15 +1,23 @@
-"""The cleanup core against the emulator over real HTTP: what each rule archives, what a dry
-run leaves alone, and how an interrupted run is finished by the next one."""
+"""The cleanup step against the emulator over real HTTP and the ledger and runs tables in moto:
+what each rule archives, what a dry run leaves alone, how a cut or killed step resumes (each
+contact archived exactly once, by the emulator's request log), and that rules take turns."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections import Counter
 
+import boto3
 import pytest
 from cliniko_automations.cleanup.config import CleanupRule
-from cliniko_automations.cleanup.core import Cleanup
+from cliniko_automations.cleanup.core import CleanupStep, RuleProgress, RunState
+from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cliniko import RetryPolicy
+from cliniko_automations.intake.ledger import DynamoLedger
+from cliniko_automations.intake.worker import LedgerEntry
+
+from tests.integration.cleanup.tables import create_cleanup_tables
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -18,10 +26,10 @@ def ago(days: int) -> str:
     return (NOW - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def rule(**overrides) -> CleanupRule:
+def rule(name: str = "test-submissions", **overrides) -> CleanupRule:
     return CleanupRule.model_validate(
         {
-            "name": "test-submissions",
+            "name": name,
             "account": "clinic",
             "where": [
                 {"field": "email", "op": "like", "value": "%@example.com"},
@@ -32,38 +40,90 @@ def rule(**overrides) -> CleanupRule:
     )
 
 
+class Killed(BaseException):
+    """Stands for the process dying inside a step (not an Exception: nothing handles it)."""
+
+
 class World:
     def __init__(self, cliniko, **client_options) -> None:
         self.cliniko = cliniko
-        self.client = cliniko.client(**client_options)
-        self.ledger: list[str] = []
+        # A long timeout: on a loaded machine a slow answer would otherwise be retried (archive
+        # is idempotent), and the request log would show two archive requests for one contact.
+        self.client = cliniko.client(timeout=60, **client_options)
+        dynamodb = boto3.client("dynamodb")
+        ledger_table, runs_table = create_cleanup_tables(f"t{uuid.uuid4().hex[:8]}")
+        self.ledger = DynamoLedger(dynamodb, ledger_table)
+        self.runs = DynamoRuns(dynamodb, runs_table)
 
     def seed(self, *contacts: dict, from_intake: bool = True) -> list[str]:
         ids = self.cliniko.control.seed(contacts=list(contacts))
         if from_intake:
-            self.ledger += ids
+            for contact_id in ids:
+                self.ledger.record(LedgerEntry(contact_id, "clinic", "form", "sub", ago(0)))
         return ids
 
-    def cleanup(self, out_of_time=lambda: False) -> Cleanup:
-        return Cleanup(
-            client_for_account=lambda account: self.client,
-            ledger_ids=lambda account: list(self.ledger),
-            out_of_time=out_of_time,
+    def seed_matching(self, count: int, from_intake: bool = True) -> list[str]:
+        return self.seed(
+            *({"first_name": "T", "email": f"t{i}@example.com", "created_at": ago(10)}
+              for i in range(count)),
+            from_intake=from_intake,
+        )  # fmt: skip
+
+    def start(self, *rules: CleanupRule, dry_run: bool = False) -> RunState:
+        state = RunState(
+            run_id=uuid.uuid4().hex,
+            dry_run=dry_run,
+            started_at=NOW.isoformat(),
+            rules=[RuleProgress.start(r) for r in rules],
         )
+        self.runs.create("cleanup_rules", state)
+        return state
+
+    def step(self, state: RunState, *rules: CleanupRule, out_of_time=lambda: False):
+        """One step from the last checkpoint, as a new Lambda invocation would run it."""
+        loaded = self.runs.load(state.run_id)
+        outcome = CleanupStep(
+            rules={r.name: r for r in rules},
+            client_for_account=lambda account: self.client,
+            ledger=self.ledger,
+            checkpoints=self.runs,
+            out_of_time=out_of_time,
+        ).run(loaded)
+        return outcome, loaded
 
     def archived(self) -> set[str]:
         return {c["id"] for c in self.cliniko.control.contacts() if c["archived_at"]}
 
-    def writes(self) -> Counter:
+    def archive_requests(self) -> Counter:
+        """Archive requests Cliniko carried out, per contact. A 429 is refused before anything
+        is done (and retried by the client); it is not an archive."""
         return Counter(
-            r["path"].rsplit("/", 1)[-1]
+            r["path"].split("/")[-2]
             for r in self.cliniko.control.requests()
-            if r["method"] != "GET"
+            if r["method"] == "POST" and r["path"].endswith("/archive") and r["status"] != 429
         )
+
+    def active(self) -> list[str]:
+        return self.ledger.active_ids("clinic", None, 10_000)
+
+
+def after_calls(count: int, then=True):
+    """out_of_time that answers False `count` times, then `then` (or raises it)."""
+    calls = {"n": 0}
+
+    def out_of_time() -> bool:
+        calls["n"] += 1
+        if calls["n"] <= count:
+            return False
+        if isinstance(then, BaseException):
+            raise then
+        return then
+
+    return out_of_time
 
 
 @pytest.fixture
-def world(cliniko) -> World:
+def world(aws, cliniko) -> World:
     return World(cliniko)
 
 
@@ -71,122 +131,203 @@ def test_only_matching_contacts_the_intake_created_are_archived(world):
     (test_one,) = world.seed({"first_name": "T", "email": "t1@example.com", "created_at": ago(10)})
     (recent,) = world.seed({"first_name": "T", "email": "t2@example.com", "created_at": ago(2)})
     (real,) = world.seed({"first_name": "R", "email": "r@clinic.example", "created_at": ago(10)})
-    (staff,) = world.seed(
+    world.seed(  # staff-made: not in the ledger
         {"first_name": "S", "email": "s@example.com", "created_at": ago(10)}, from_intake=False
     )
+    state = world.start(rule())
 
-    (result,) = world.cleanup().run([rule()], dry_run=False)
+    outcome, done = world.step(state, rule())
 
-    assert (result.matched, result.archived, result.failed, result.complete) == (1, 1, 0, True)
-    assert result.contact_ids == [test_one]
+    assert outcome.next == "done" and done.status == "finished"
+    (progress,) = done.rules
+    assert (progress.asked, progress.matched, progress.archived, progress.failed) == (3, 1, 1, 0)
     assert world.archived() == {test_one}
-    assert {recent, real, staff}.isdisjoint(world.archived())
+    # The archived entry left the ledger's active set; the others stay.
+    assert sorted(world.active()) == sorted([recent, real])
+    assert world.runs.contact_ids(state.run_id, "archived") == {"test-submissions": [test_one]}
 
 
-def test_a_dry_run_reports_ids_and_writes_nothing(world):
-    ids = world.seed(
-        {"first_name": "A", "email": "a@example.com", "created_at": ago(30)},
-        {"first_name": "B", "email": "b@example.com", "created_at": ago(30)},
-    )
+def test_a_dry_run_archives_nothing_and_reports_by_id(world):
+    ids = world.seed_matching(3)
+    state = world.start(rule(), dry_run=True)
+
+    outcome, done = world.step(state, rule())
+
+    assert outcome.next == "done"
+    assert done.rules[0].matched == 3 and done.rules[0].archived == 0
+    assert world.archived() == set()
+    assert world.archive_requests() == Counter()
+    assert world.runs.contact_ids(state.run_id, "matched") == {"test-submissions": sorted(ids)}
+    assert sorted(world.active()) == sorted(ids)
+
+
+def test_archived_contacts_are_never_asked_about_again(world):
+    ids = world.seed_matching(150)
+    world.step(world.start(rule()), rule())
+    assert world.archived() == set(ids)
     world.cliniko.control.clear_requests()
 
-    (result,) = world.cleanup().run([rule()], dry_run=True)
+    outcome, done = world.step(world.start(rule()), rule())
 
-    assert result.dry_run is True
-    assert (result.matched, result.archived) == (2, 0)
-    assert sorted(result.contact_ids) == sorted(ids)
-    assert {r["method"] for r in world.cliniko.control.requests()} == {"GET"}
-    assert world.archived() == set()
+    assert outcome.next == "done" and done.rules[0].asked == 0
+    assert world.cliniko.control.requests() == []
 
 
-def test_a_rule_not_limited_to_the_intake_sees_staff_contacts_too(world):
-    (mine,) = world.seed({"first_name": "A", "email": "a@example.com", "created_at": ago(9)})
-    (staff,) = world.seed(
-        {"first_name": "S", "email": "s@example.com", "created_at": ago(8)}, from_intake=False
-    )
-    (result,) = world.cleanup().run([rule(created_by_intake=False)], dry_run=False)
-    assert result.contact_ids == [mine, staff]  # oldest first
-    assert world.archived() == {mine, staff}
+def test_a_cut_step_resumes_where_it_stopped_archiving_each_contact_once(world):
+    ids = world.seed_matching(250)
+    state = world.start(rule())
 
-
-def test_stale_contacts_by_last_update(world):
-    (stale,) = world.seed({"first_name": "Old", "created_at": ago(900), "updated_at": ago(800)})
-    (fresh,) = world.seed({"first_name": "New", "created_at": ago(900), "updated_at": ago(10)})
-    stale_rule = rule(
-        name="stale", where=[{"field": "updated_at", "op": "older_than_days", "value": 365}]
-    )
-    (result,) = world.cleanup().run([stale_rule], dry_run=False)
-    assert result.contact_ids == [stale]
-    assert world.archived() == {stale}
-    assert fresh not in world.archived()
-
-
-def test_ledger_ids_are_asked_about_a_hundred_at_a_time(world):
-    world.seed(
-        *(
-            {"first_name": f"T{i}", "email": f"t{i}@example.com", "created_at": ago(20)}
-            for i in range(150)
-        )
-    )
-    world.cliniko.control.clear_requests()
-
-    (result,) = world.cleanup().run([rule()], dry_run=False)
-
-    assert (result.matched, result.archived, result.complete) == (150, 150, True)
-    assert len(result.contact_ids) == 100  # the answer lists a hundred; the counts are complete
-    methods = Counter(r["method"] for r in world.cliniko.control.requests())
-    assert methods == {"GET": 2, "POST": 150}  # 2 lookups for 150 ledger ids, 1 archive each
-
-
-def test_a_run_out_of_time_is_finished_by_the_next_without_archiving_twice(world):
-    ids = world.seed(
-        *(
-            {"first_name": f"T{i}", "email": f"t{i}@example.com", "created_at": ago(20)}
-            for i in range(12)
-        )
-    )
-    checks = iter(range(10_000))
-    # Time runs out after a few checks: during the archiving of the first run.
-    (first,) = world.cleanup(out_of_time=lambda: next(checks) >= 6).run([rule()], dry_run=False)
-    assert first.complete is False
-    assert 0 < first.archived < 12
-
-    (second,) = world.cleanup().run([rule()], dry_run=False)
-    assert second.complete is True
-    assert second.matched == 12 - first.archived  # archived contacts no longer match
+    steps = 0
+    while True:
+        steps += 1
+        outcome, _ = world.step(state, rule(), out_of_time=after_calls(40))
+        if outcome.next == "done":
+            break
+        assert outcome.next == "step"
+    assert steps > 3
     assert world.archived() == set(ids)
-    assert world.writes() == {"archive": 12}
-
-    (third,) = world.cleanup().run([rule()], dry_run=False)
-    assert (third.matched, third.archived) == (0, 0)
-
-
-def test_cliniko_refusing_stops_the_rule_and_the_next_run_retries(cliniko):
-    world = World(cliniko, retry_policy=RetryPolicy(max_attempts=1))
-    ids = world.seed(
-        *(
-            {"first_name": f"T{i}", "email": f"t{i}@example.com", "created_at": ago(20)}
-            for i in range(3)
-        )
+    assert world.archive_requests() == Counter(dict.fromkeys(ids, 1))
+    final = world.runs.load(state.run_id)
+    assert final.rules[0].archived == 250 and final.status == "finished"
+    assert sorted(world.runs.contact_ids(state.run_id, "archived")["test-submissions"]) == sorted(
+        ids
     )
-    cliniko.control.set_faults(fail_next=[503], methods=["POST"])
 
-    (result,) = world.cleanup().run([rule()], dry_run=False)
 
-    assert (result.matched, result.archived, result.failed) == (3, 0, 1)
-    assert result.complete is False
-    assert result.error == "cliniko_ServerError"
-    assert world.archived() == set()
+@pytest.mark.parametrize("kill_after", [1, 2, 30, 101, 140])
+def test_a_killed_step_is_rerun_and_each_contact_is_archived_exactly_once(world, kill_after):
+    ids = world.seed_matching(150)
+    state = world.start(rule())
+    with pytest.raises(Killed):
+        world.step(state, rule(), out_of_time=after_calls(kill_after, Killed()))
 
-    (retry,) = world.cleanup().run([rule()], dry_run=False)
-    assert (retry.archived, retry.complete) == (3, True)
+    outcome, final = world.step(state, rule())
+
+    assert outcome.next == "done"
     assert world.archived() == set(ids)
+    assert world.archive_requests() == Counter(dict.fromkeys(ids, 1))
+    assert final.rules[0].archived == 150
+    assert world.active() == []
 
 
-def test_a_failed_search_is_reported_not_raised(cliniko):
-    world = World(cliniko, retry_policy=RetryPolicy(max_attempts=1))
-    world.seed({"first_name": "T", "email": "t@example.com", "created_at": ago(20)})
-    cliniko.control.set_faults(fail_next=[502], methods=["GET"])
-    (result,) = world.cleanup().run([rule()], dry_run=False)
-    assert (result.matched, result.complete, result.error) == (0, False, "cliniko_ServerError")
+def test_a_kill_between_archiving_and_recording_is_caught_by_verifying_the_batch(world):
+    """The harshest cut: Cliniko archived contacts but neither the ledger nor the checkpoint
+    knows (the process died right after the requests). The rerun asks about the batch again."""
+    ids = world.seed_matching(5)
+    state = world.start(rule())
+    # The first step found the batch and checkpointed it, then died ...
+    with pytest.raises(Killed):
+        world.step(state, rule(), out_of_time=after_calls(1, Killed()))
+    assert world.runs.load(state.run_id).rules[0].phase == "archive"
+    # ... after two archive requests had reached Cliniko.
+    for contact_id in ids[:2]:
+        world.client.archive_contact(contact_id)
+
+    outcome, final = world.step(state, rule())
+
+    assert outcome.next == "done"
+    assert world.archive_requests() == Counter(dict.fromkeys(ids, 1))
+    assert final.rules[0].archived == 5
+    assert world.active() == []
+
+
+def test_rules_take_turns_so_a_backlog_never_starves_the_others(world):
+    backlog = world.seed_matching(500)
+    (other,) = world.seed(
+        {"first_name": "O", "email": "o@example.org", "created_at": ago(10)}, from_intake=False
+    )
+    big = rule("big-backlog")
+    small = rule(
+        "other-rule",
+        created_by_intake=False,
+        where=[
+            {"field": "email", "op": "like", "value": "%@example.org"},
+            {"field": "created_at", "op": "older_than_days", "value": 7},
+        ],
+    )
+    state = world.start(big, small)
+
+    # A step with time for two turns only: the backlogged rule gets one, the other one too.
+    outcome, after = world.step(state, big, small, out_of_time=after_calls(2 + 100 + 1))
+
+    assert outcome.next == "step"
+    assert other in world.archived()
+    assert after.rules[1].phase == "done" and after.rules[1].archived == 1
+    assert after.rules[0].archived == 100 < len(backlog)
+    assert after.next_rule == 0  # the backlog's turn again
+
+
+def test_rate_limited_keeps_the_rule_and_asks_for_a_wait(aws, cliniko):
+    world = World(cliniko, retry_policy=RetryPolicy.within(0.5))
+    ids = world.seed_matching(3)
+    state = world.start(rule())
+    cliniko.control.set_faults(throttle_window_s=2, methods=["POST"])
+
+    outcome, after = world.step(state, rule())
+
+    assert outcome.next == "wait" and outcome.wait_seconds >= 1
+    assert after.rules[0].phase == "archive" and after.rules[0].error == "cliniko_RateLimited"
+    cliniko.control.clear_faults()
+    outcome, final = world.step(state, rule())
+    assert outcome.next == "done"
+    assert world.archived() == set(ids)
+    assert final.rules[0].archived == 3
+
+
+def test_rules_beyond_the_ledger_page_cliniko_by_id(world):
+    staff = world.seed_matching(230, from_intake=False)
+    (real,) = world.seed(
+        {"first_name": "R", "email": "r@clinic.example", "created_at": ago(10)}, from_intake=False
+    )
+    any_contact = rule(created_by_intake=False)
+
+    plan, planned = world.step(world.start(any_contact, dry_run=True), any_contact)
+    assert plan.next == "done" and planned.rules[0].matched == 230
     assert world.archived() == set()
+
+    outcome, final = world.step(world.start(any_contact), any_contact)
+
+    assert outcome.next == "done"
+    assert world.archived() == set(staff)
+    assert world.archive_requests() == Counter(dict.fromkeys(staff, 1))
+    assert final.rules[0].archived == 230
+    assert real not in world.archived()
+
+
+def test_contacts_cliniko_refuses_are_reported_and_left_active(aws, cliniko):
+    read_only = "MS0xreadonlykey000000000000-au1"
+    cliniko.control.add_key(read_only, read_only=True)  # a user without archive permission
+    world = World(cliniko, api_key=read_only)
+    ids = world.seed_matching(3)
+    state = world.start(rule())
+
+    outcome, final = world.step(state, rule())
+
+    assert outcome.next == "done"
+    (progress,) = final.rules
+    assert (progress.matched, progress.archived, progress.failed) == (3, 0, 3)
+    assert progress.error == "cliniko_Forbidden" and sorted(progress.failed_ids) == sorted(ids)
+    # Still active: the next run tries them again.
+    assert sorted(world.active()) == sorted(ids)
+
+
+def test_entries_from_before_the_ledger_had_states_are_backfilled_once(world):
+    (old,) = world.seed_matching(1, from_intake=False)
+    # As the intake wrote entries before they had a state: not in the active index.
+    boto3.client("dynamodb").put_item(
+        TableName=world.ledger._table,
+        Item={
+            "contact_id": {"S": old},
+            "account": {"S": "clinic"},
+            "source": {"S": "form"},
+            "submission_id": {"S": "sub"},
+            "created_at": {"S": ago(30)},
+        },
+    )
+    assert world.active() == []
+
+    assert world.ledger.activate_unmarked() == 1
+    assert world.ledger.activate_unmarked() == 0
+    assert world.active() == [old]
+    world.step(world.start(rule()), rule())
+    assert world.archived() == {old}

@@ -1,25 +1,34 @@
-"""The scheduled cleanup function: moto (ledger table, key secret), the emulator, and the
-function's environment as template.yaml sets it."""
+"""The cleanup step function as the state machine (and the local run's loop) invokes it: moto
+(ledger, runs table, key secret), the emulator, and the function's environment as
+template.yaml sets it. Begin takes the rule set's lock, steps loop until done, a second start
+while a run holds the lock is refused, continue-as-new carries the run on."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
+from collections import Counter
 
 import boto3
 import pytest
 from cliniko_automations.cleanup import handler
+from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common.secrets import SecretOutsidePrefix
 from cliniko_automations.common.settings import SettingsError
 from cliniko_automations.intake.ledger import DynamoLedger
 from cliniko_automations.intake.worker import LedgerEntry
+from local_run.state_machine import run_loop
+from local_run.template import ROOT
 
 from tests.fixtures.apigw import LambdaContext
+from tests.integration.cleanup.tables import create_cleanup_tables
 from tests.integration.intake_worker.resources import (
     USER_AGENT,
     captured_logs,
-    create_worker_stack,
     emf_metrics,
     put_secrets,
     write_worker_config,
@@ -32,32 +41,31 @@ rules:
     where:
       - {field: email, op: like, value: "%@example.com"}
 """
-SCHEDULED_EVENT = {
-    "version": "0",
-    "id": "5d1c5e0e-7a41-4d1b-9c4c-0a9d3f1e2b3c",
-    "detail-type": "Scheduled Event",
-    "source": "aws.events",
-    "account": "123456789012",
-    "time": "2026-11-30T03:00:00Z",
-    "region": "eu-west-1",
-    "resources": ["arn:aws:events:eu-west-1:123456789012:rule/cleanup"],
-    "detail": {},
-}
+EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:stack-cleanup:first"
 
 
 def context() -> LambdaContext:
     return LambdaContext(function_name="CleanupFunction", timeout_ms=900_000)
 
 
+def invoke(event):
+    return handler.lambda_handler(event, context())
+
+
+def begin(**fields):
+    return invoke({"action": "begin", "execution": EXECUTION, **fields})
+
+
 @pytest.fixture
 def deployed(aws, cliniko, tmp_path, monkeypatch):
     """The function's environment and what it reads: returns the seeded contacts' ids."""
-    stack = create_worker_stack("cleanup")
+    ledger_table, runs_table = create_cleanup_tables()
     put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
     rules = tmp_path / "cleanup_rules.yaml"
     rules.write_text(RULES, encoding="utf-8")
     for name, value in {
-        "LEDGER_TABLE": stack.ledger_table,
+        "LEDGER_TABLE": ledger_table,
+        "CLEANUP_RUNS_TABLE": runs_table,
         "CLINIKO_USER_AGENT": USER_AGENT,
         "CLINIKO_BASE_URL": cliniko.base_url_template,
         "FORM_SOURCES_FILE": str(write_worker_config(tmp_path)),
@@ -71,11 +79,15 @@ def deployed(aws, cliniko, tmp_path, monkeypatch):
             {"first_name": "Rhea", "last_name": "Real", "email": "rhea.real@clinic.example"},
         ]
     )
-    ledger = DynamoLedger(boto3.client("dynamodb"), stack.ledger_table)
+    ledger = DynamoLedger(boto3.client("dynamodb"), ledger_table)
     now = dt.datetime.now(dt.UTC).isoformat()
     for contact_id in (test_id, real_id):
         ledger.record(LedgerEntry(contact_id, "test-clinic", "test-json", "sub-1", now))
-    return {"test": test_id, "real": real_id}
+    return {
+        "test": test_id,
+        "real": real_id,
+        "runs": DynamoRuns(boto3.client("dynamodb"), runs_table),
+    }
 
 
 def archived(cliniko) -> set[str]:
@@ -83,13 +95,18 @@ def archived(cliniko) -> set[str]:
 
 
 def test_a_scheduled_run_is_a_dry_run_unless_configured(deployed, cliniko, capsys):
-    answer = handler.lambda_handler(SCHEDULED_EVENT, context())
+    # The schedule's input: nothing chosen.
+    started = begin(dry_run=None, rules=None, run_id=None)
+    assert started["next"] == "step" and started["dry_run"] is True
 
-    assert answer["dry_run"] is True
-    (rule,) = answer["rules"]
-    assert (rule["rule"], rule["matched"], rule["archived"]) == ("form-tests", 1, 0)
-    assert rule["contact_ids"] == [deployed["test"]]
+    answer = invoke({"action": "step", "run_id": started["run_id"], "iterations": 0})
+
+    assert answer["next"] == "done" and answer["iterations"] == 1
+    assert (answer["matched"], answer["archived"]) == (1, 0)
     assert archived(cliniko) == set()
+    runs = deployed["runs"]
+    assert runs.contact_ids(started["run_id"], "matched") == {"form-tests": [deployed["test"]]}
+    assert runs.load(started["run_id"]).status == "finished"
     output = capsys.readouterr().out
     assert emf_metrics(output)["CleanupMatched"] == 1
     # Ids and counts only: nothing of the person reaches the logs.
@@ -97,32 +114,92 @@ def test_a_scheduled_run_is_a_dry_run_unless_configured(deployed, cliniko, capsy
         assert value not in output
 
 
-def test_configured_live_runs_archive(deployed, cliniko, monkeypatch, capsys):
+def test_the_local_loop_runs_a_configured_live_run_to_the_end(deployed, cliniko, monkeypatch):
     monkeypatch.setenv("CLEANUP_DRY_RUN", "false")
-    answer = handler.lambda_handler(SCHEDULED_EVENT, context())
-    assert answer["dry_run"] is False
-    assert answer["rules"][0]["archived"] == 1
+    result = run_loop(invoke)
+    assert result.status == "finished" and result.steps == 1
     assert archived(cliniko) == {deployed["test"]}
-    metrics = emf_metrics(capsys.readouterr().out)
-    assert (metrics["CleanupArchived"], metrics["CleanupIncomplete"]) == (1, 0)
+    report = deployed["runs"].contact_ids(result.run_id, "archived")
+    assert report == {"form-tests": [deployed["test"]]}
 
 
-def test_an_operator_may_preview_or_run_named_rules(deployed, cliniko, monkeypatch):
-    monkeypatch.setenv("CLEANUP_DRY_RUN", "false")
-    preview = handler.lambda_handler({"dry_run": True, "rules": ["form-tests"]}, context())
-    assert preview["dry_run"] is True
-    assert archived(cliniko) == set()
-    monkeypatch.setenv("CLEANUP_DRY_RUN", "true")
-    live = handler.lambda_handler({"dry_run": False}, context())
-    assert live["rules"][0]["archived"] == 1
+def test_a_second_start_while_a_run_holds_the_lock_is_refused(deployed, cliniko):
+    first = begin(dry_run=False)
+    second = begin(dry_run=False)
+    assert second == {"next": "refused", "running": first["run_id"]}
+    # The first run goes on and, once done, frees the rule set.
+    assert invoke({"action": "step", "run_id": first["run_id"], "iterations": 0})["next"] == "done"
+    assert begin(dry_run=True)["next"] == "step"
+    archives = Counter(r["path"] for r in cliniko.control.requests() if r["method"] == "POST")
+    assert list(archives.values()) == [1]
+
+
+def test_a_retried_last_step_of_a_finished_run_is_done_again(deployed, cliniko):
+    started = begin(dry_run=False)
+    step = {"action": "step", "run_id": started["run_id"], "iterations": 0}
+    assert invoke(step)["next"] == "done"
+    cliniko.control.clear_requests()
+    # Step Functions retries a step whose answer it lost: the run is over, nothing is redone.
+    assert invoke(step) == {"run_id": started["run_id"], "iterations": 0, "next": "done"}
+    assert cliniko.control.requests() == []
+
+
+def test_a_lock_left_by_a_dead_run_expires(deployed, monkeypatch):
+    first = begin()
+    assert begin()["next"] == "refused"
+    runs = deployed["runs"]
+    holder = runs.holder("cleanup_rules")
+    assert holder["run_id"] == first["run_id"]
+    # Past the lease (the dead run renewed it no more): the next start takes over.
+    monkeypatch.setattr("cliniko_automations.cleanup.runs.LEASE_SECONDS", -1)
+    assert runs.renew("cleanup_rules", first["run_id"])
+    taken = begin()
+    assert taken["next"] == "step" and taken["run_id"] != first["run_id"]
+    # The old run finds its lock gone and stops rather than running beside the new one.
+    assert invoke({"action": "step", "run_id": first["run_id"], "iterations": 0}) == {
+        "run_id": first["run_id"],
+        "next": "refused",
+    }
+
+
+def test_continue_as_new_carries_the_run_into_a_fresh_execution(deployed, monkeypatch):
+    monkeypatch.setenv("STEPS_PER_EXECUTION", "1")
+    monkeypatch.setenv("STOP_MARGIN_SECONDS", "900")  # every step is out of time at once
+    started = begin()
+    answer = invoke({"action": "step", "run_id": started["run_id"], "iterations": 0})
+    assert answer["next"] == "continue"
+    # The new execution's begin carries the run id: same run, same lock.
+    again = invoke({"action": "begin", "execution": EXECUTION + "-2", "run_id": started["run_id"]})
+    assert again == {"run_id": started["run_id"], "iterations": 0, "next": "step"}
+    assert deployed["runs"].holder("cleanup_rules")["execution"] == EXECUTION + "-2"
+
+
+def test_a_failed_run_is_released_and_marked(deployed):
+    started = begin()
+    assert invoke({"action": "release", "run_id": started["run_id"]})["next"] == "done"
+    assert deployed["runs"].holder("cleanup_rules") is None
+    assert deployed["runs"].load(started["run_id"]) is not None
+    assert begin()["next"] == "step"
 
 
 @pytest.mark.parametrize(
     ("event", "message"),
     [
-        ({"dry_run": "no"}, "dry_run must be true or false"),
-        ({"rules": "form-tests"}, "rules must be a non-empty list of rule names"),
-        ({"rules": ["nope"]}, "no cleanup rule named nope"),
+        (
+            {"action": "begin", "execution": EXECUTION, "dry_run": "no"},
+            "dry_run must be true or false",
+        ),
+        (
+            {"action": "begin", "execution": EXECUTION, "rules": "form-tests"},
+            "rules must be a non-empty list of rule names",
+        ),
+        (
+            {"action": "begin", "execution": EXECUTION, "rules": ["nope"]},
+            "no cleanup rule named nope",
+        ),
+        ({"action": "step", "iterations": 0}, "run_id must be a non-empty string"),
+        ({"action": "step", "run_id": "x", "iterations": -1}, "iterations must be a whole number"),
+        ({"dry_run": True}, "action must be begin, step or release"),
         (["dry_run"], "the event must be a JSON object"),
     ],
 )
@@ -130,28 +207,26 @@ def test_a_bad_invocation_gets_a_clear_answer_and_changes_nothing(
     deployed, cliniko, event, message
 ):
     cliniko.control.clear_requests()
-    answer = handler.lambda_handler(event, context())
-    assert answer == {"error": message}
+    answer = invoke(event)
+    assert answer == {"error": message, "next": "invalid"}
     assert cliniko.control.requests() == []
+    assert deployed["runs"].holder("cleanup_rules") is None
 
 
-def test_misconfiguration_fails_the_run_naming_the_setting(deployed, monkeypatch):
-    # A scheduled run that cannot work must fail (the Errors alarm), not quietly do nothing.
-    monkeypatch.delenv("LEDGER_TABLE")
-    with pytest.raises(SettingsError, match="LEDGER_TABLE"):
-        handler.lambda_handler(SCHEDULED_EVENT, context())
+def test_misconfiguration_fails_the_step_naming_the_setting(deployed, monkeypatch):
+    # A run that cannot work must fail (the state machine's Catch, the alarms), not idle.
+    monkeypatch.delenv("CLEANUP_RUNS_TABLE")
+    with pytest.raises(SettingsError, match="CLEANUP_RUNS_TABLE"):
+        begin()
 
 
-def test_a_missing_user_agent_fails_the_run_naming_it(deployed, cliniko, monkeypatch):
+def test_a_missing_user_agent_fails_the_step_naming_it(deployed, cliniko, monkeypatch):
+    started = begin()
     monkeypatch.delenv("CLINIKO_USER_AGENT")
     cliniko.control.clear_requests()
     with pytest.raises(ConfigurationError, match="CLINIKO_USER_AGENT"):
-        handler.lambda_handler(SCHEDULED_EVENT, context())
+        invoke({"action": "step", "run_id": started["run_id"], "iterations": 0})
     assert cliniko.control.requests() == []
-
-
-def test_the_answer_is_json(deployed):
-    assert json.loads(json.dumps(handler.lambda_handler(SCHEDULED_EVENT, context())))
 
 
 def _errors(logs) -> list[dict]:
@@ -164,9 +239,12 @@ def test_a_key_on_the_wrong_shard_is_told_with_its_fix(deployed, cliniko, capsys
     boto3.client("secretsmanager").put_secret_value(
         SecretId="tests/cliniko/test-clinic", SecretString=wrong_shard
     )
+    started = begin()
     with captured_logs("cleanup") as logs:
-        answer = handler.lambda_handler(SCHEDULED_EVENT, context())
-    assert answer["rules"][0]["error"] == "cliniko_Unauthorized"
+        answer = invoke({"action": "step", "run_id": started["run_id"]})
+    assert answer["next"] == "done"  # refused for good: the rule stops, it is not retried
+    (progress,) = deployed["runs"].load(started["run_id"]).rules
+    assert progress.error == "cliniko_Unauthorized"
     (line,) = _errors(logs)
     assert line["message"].startswith(
         "misconfigured secret 'tests/cliniko/test-clinic' (form_sources.yaml "
@@ -177,11 +255,48 @@ def test_a_key_on_the_wrong_shard_is_told_with_its_fix(deployed, cliniko, capsys
     assert wrong_shard not in "".join(logs.lines)
 
 
-def test_a_secret_outside_the_prefix_fails_the_run_with_its_fix(deployed, monkeypatch, capsys):
+def test_a_secret_outside_the_prefix_fails_the_step_with_its_fix(deployed, monkeypatch, capsys):
     monkeypatch.setenv("SECRETS_PREFIX", "cliniko-automations/")
+    started = begin()
     with captured_logs("cleanup") as logs, pytest.raises(SecretOutsidePrefix):
-        handler.lambda_handler(SCHEDULED_EVENT, context())
+        invoke({"action": "step", "run_id": started["run_id"]})
     (line,) = _errors(logs)
     assert line["reason"] == "secret_outside_prefix"
     assert "SecretsPrefix 'cliniko-automations/'" in line["message"]
     assert emf_metrics(capsys.readouterr().out)["Misconfigured"] == 1
+
+
+def test_the_answers_are_json(deployed):
+    started = begin()
+    assert json.loads(json.dumps(started))
+    assert json.loads(json.dumps(invoke({"action": "step", "run_id": started["run_id"]})))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, str(ROOT / "scripts" / "cleanup.py"), *args],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_cleanup_cli_plans_runs_and_shows_status_locally(deployed, cliniko):
+    planned = run_cli("--json", "plan", "--local")
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    assert plan["dry_run"] is True and plan["status"] == "finished"
+    (rule,) = plan["rules"]
+    assert (rule["rule"], rule["matched"], rule["archived"]) == ("form-tests", 1, 0)
+    assert plan["matched_ids"] == {"form-tests": [deployed["test"]]}
+    assert archived(cliniko) == set()
+
+    ran = run_cli("run", "--local", "--archive")
+    assert ran.returncode == 0, ran.stderr
+    assert archived(cliniko) == {deployed["test"]}
+    shown = run_cli("status")
+    assert shown.returncode == 0, shown.stderr
+    assert "form-tests" in shown.stdout and "[" + "#" * 30 + "] 100.0%" in shown.stdout
+    # Ids and counts only.
+    assert "Tess" not in shown.stdout + shown.stderr + planned.stdout

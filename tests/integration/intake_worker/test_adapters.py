@@ -135,6 +135,9 @@ def test_ledger_is_keyed_by_contact_id_and_never_overwritten(stack: WorkerStack)
             "source": "test-json",
             "submission_id": "sub-1",
             "created_at": "2026-11-23T12:00:00+00:00",
+            # Active until the cleanup archives the contact (the cleanup's sparse index key).
+            "state": "active",
+            "active_account": "test-clinic",
         }
     ]
 

@@ -187,14 +187,29 @@ def test_fire_a_scheduled_function(local_system):
     assert "OverdueErasureRequests" in local_system.log_text()
 
 
-def test_fire_the_cleanup_as_a_dry_run(local_system):
+def test_fire_the_cleanup_state_machine_as_a_dry_run(local_system):
     assert run_demo(local_system) == 0
-    answer = local_system.fire("CleanupFunction")
-    assert answer["dry_run"] is True  # the template's default
-    assert [r["rule"] for r in answer["rules"]] == ["form-test-submissions", "stale-form-contacts"]
+    # The schedule starts the state machine; the local run drives its loop to the end.
+    answer = local_system.fire("CleanupStateMachine")
+    assert answer["status"] == "finished" and answer["steps"] == 1
+    assert answer["last"]["dry_run"] is True  # the template's default
     # The demo's contacts are new: no rule matches them yet, and nothing was archived.
-    assert all(r["matched"] == 0 and r["complete"] for r in answer["rules"])
+    assert (answer["last"]["matched"], answer["last"]["archived"]) == (0, 0)
     assert contacts(local_system) and not [c for c in contacts(local_system) if c["archived_at"]]
+    # The run's report is in the runs table, read by the cleanup CLI as on a stack.
+    env = {**os.environ, **local_system.operator_environment()}
+    shown = subprocess.run(
+        [sys.executable, "scripts/cleanup.py", "--json", "status"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["run_id"] == answer["run_id"] and report["status"] == "finished"
+    assert [r["rule"] for r in report["rules"]] == ["form-test-submissions", "stale-form-contacts"]
 
 
 def test_sample_page_embeds_the_form_snippet(local_system):

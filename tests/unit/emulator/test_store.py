@@ -219,6 +219,32 @@ def test_rate_limiter_windows_and_reset() -> None:
         limiter.configure(5, time_scale=0)
 
 
+def test_bulk_seeding_lays_fields_over_every_fake_contact() -> None:
+    store = ContactStore()
+    seeded = store.seed("au1", 50, seed=3, fields={"email": "bulk@bench.example.com"})
+    assert {r["email"] for r in seeded} == {"bulk@bench.example.com"}
+    assert len({r["last_name"] for r in seeded}) > 1  # the rest stays realistic
+    with pytest.raises(ValidationFailed) as failed:
+        store.seed("au1", 1, fields={"email": "not an email"})
+    assert list(failed.value.errors) == ["fields.email"]
+
+
+def test_an_id_filter_finds_what_a_full_scan_finds() -> None:
+    # The id lookup is a shortcut: the other filters and archived contacts still apply.
+    store = ContactStore()
+    seeded = store.seed("au1", 40, seed=5, archived=5)
+    ids = [r["id"] for r in seeded[::3]] + ["1", seeded[0]["id"]]
+    by_id = parse_filter("id:=" + ",".join(ids))
+    typed = parse_filter("type_code:=1")
+    page, total = store.query("au1", [by_id, typed], [SortKey("id", False)], 0, 100)
+    expected = [
+        r["id"]
+        for r in sorted(seeded, key=lambda r: r["id"])
+        if r["id"] in ids and r["type_code"] == 1 and r["archived_at"] is None
+    ]
+    assert [r["id"] for r in page] == expected and total == len(expected)
+
+
 def test_faults_are_reproducible_with_a_seed() -> None:
     def run() -> list:
         faults = Faults()

@@ -258,11 +258,21 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     invoked.add("ErasureOverdueFunction")
     assert answer["overdue"] == 0
 
-    # Cleanup (scheduled): a dry run of the shipped rules, which scans the intake's ledger.
-    answer = invoke(runtime_python, artifact, stack, "CleanupFunction", scheduled)
+    # Cleanup (the state machine's steps): a dry run of the shipped rules, which pages the
+    # ledger's active index and keeps its lock and report in the runs table.
+    begin = {
+        "action": "begin",
+        "execution": "arn:aws:states:eu-west-1:123456789012:execution:cleanup:packaged",
+        "dry_run": None,
+        "rules": None,
+        "run_id": None,
+    }
+    answer = invoke(runtime_python, artifact, stack, "CleanupFunction", begin)
     invoked.add("CleanupFunction")
-    assert answer["dry_run"] is True
-    assert answer["rules"] and all(rule["complete"] for rule in answer["rules"])
+    assert answer["next"] == "step" and answer["dry_run"] is True, answer
+    step = {"action": "step", "run_id": answer["run_id"], "iterations": 0}
+    answer = invoke(runtime_python, artifact, stack, "CleanupFunction", step)
+    assert answer["next"] == "done" and answer["archived"] == 0, answer
 
     assert invoked == set(APP.functions())
 

@@ -176,9 +176,10 @@ def test_worker_event_source_and_queue_sizing():
 
 def test_schedules():
     schedules = {s.function: s.expression for s in APP.schedules()}
+    # The cleanup's schedule starts its state machine, not the step function.
     assert schedules == {
         "ErasureOverdueFunction": "rate(1 day)",
-        "CleanupFunction": {"Ref": "CleanupSchedule"},
+        "CleanupStateMachine": {"Ref": "CleanupSchedule"},
     }
     parameters = TEMPLATE["Parameters"]
     assert parameters["CleanupSchedule"]["Default"] == "rate(1 day)"
@@ -199,6 +200,7 @@ TABLE_KEYS = {
     "LedgerTable": [("contact_id", "HASH")],
     "ErasureAuditTable": [("request_id", "HASH"), ("sk", "RANGE")],
     "SubmissionStoreTable": [("id", "HASH")],
+    "CleanupRunsTable": [("pk", "HASH"), ("sk", "RANGE")],
 }
 
 
@@ -427,3 +429,124 @@ def test_cliniko_waits_end_before_the_functions_do():
     cleanup = FUNCTIONS["CleanupFunction"].environment
     margin = CleanupSettings.model_fields["stop_margin_seconds"].default
     assert float(cleanup["CLINIKO_MAX_WAIT_SECONDS"]) < margin
+
+
+# -- the cleanup state machine ------------------------------------------------------------------
+
+CLEANUP = RESOURCES["CleanupStateMachine"]["Properties"]
+STATES = CLEANUP["Definition"]["States"]
+
+
+def _lambda_actions() -> dict[str, str]:
+    """state name -> the step handler's action it invokes."""
+    return {
+        name: state["Parameters"]["Payload"]["action"]
+        for name, state in STATES.items()
+        if state.get("Resource") == "arn:aws:states:::lambda:invoke"
+    }
+
+
+def test_cleanup_is_a_standard_state_machine_looping_the_step_function():
+    assert RESOURCES["CleanupStateMachine"]["Type"] == "AWS::Serverless::StateMachine"
+    assert CLEANUP["Type"] == "STANDARD"
+    assert CLEANUP["DefinitionSubstitutions"] == {
+        "CleanupFunctionArn": {"Fn::GetAtt": ["CleanupFunction", "Arn"]}
+    }
+    for name in _lambda_actions():
+        assert STATES[name]["Parameters"]["FunctionName"] == "${CleanupFunctionArn}"
+    assert _lambda_actions() == {"Begin": "begin", "Step": "step", "Release": "release"}
+    assert CLEANUP["Definition"]["StartAt"] == "Begin"
+    # Every transition lands on a state; every state is reachable.
+    targets = {"Begin"}
+    for state in STATES.values():
+        targets |= {state[k] for k in ("Next", "Default") if k in state}
+        targets |= {c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])}
+    assert targets == set(STATES)
+    # The loop: Step -> Continue -> Step (or wait, continue-as-new, finish).
+    loop = {c["StringEquals"]: c["Next"] for c in STATES["Continue"]["Choices"]}
+    assert loop == {
+        "step": "Step",
+        "wait": "WaitForCliniko",
+        "continue": "ContinueAsNew",
+        "done": "Finished",
+    }
+    assert STATES["WaitForCliniko"] == {
+        "Type": "Wait",
+        "SecondsPath": "$.wait_seconds",
+        "Next": "Step",
+    }
+
+
+def test_a_second_start_is_refused_not_doubled():
+    # Begin takes the rule set's lock; anything but "step" ends the execution at once.
+    assert STATES["Started"]["Choices"] == [
+        {"Variable": "$.next", "StringEquals": "step", "Next": "Step"},
+        {"Variable": "$.next", "StringEquals": "refused", "Next": "AlreadyRunning"},
+    ]
+    assert STATES["AlreadyRunning"]["Type"] == "Succeed"
+    # Input the step cannot act on fails the execution (and alarms).
+    assert STATES[STATES["Started"]["Default"]]["Type"] == "Fail"
+    assert STATES["Begin"]["Parameters"]["Payload"]["execution.$"] == "$$.Execution.Id"
+
+
+def test_continue_as_new_starts_the_same_state_machine_with_the_run():
+    state = STATES["ContinueAsNew"]
+    assert state["Resource"] == "arn:aws:states:::states:startExecution"
+    assert state["Parameters"]["StateMachineArn.$"] == "$$.StateMachine.Id"
+    assert state["Parameters"]["Input"]["run_id.$"] == "$.run_id"
+    assert STATES[state["Next"]]["Type"] == "Succeed"
+    # Its permission names the machine by the name the template gives it.
+    (statement,) = [
+        s
+        for policy in CLEANUP["Policies"]
+        for s in policy.get("Statement", [])
+        if s["Action"] == "states:StartExecution"
+    ]
+    assert CLEANUP["Name"] == {"Fn::Sub": "${AWS::StackName}-cleanup"}
+    assert statement["Resource"]["Fn::Sub"].endswith(":stateMachine:${AWS::StackName}-cleanup")
+    # The begin input a new execution gets has every field Begin's Parameters read.
+    begin_paths = {
+        key[:-2] for key in STATES["Begin"]["Parameters"]["Payload"] if key.endswith(".$")
+    } - {"execution"}
+    assert begin_paths <= set(state["Parameters"]["Input"]) | {"run_id"}
+    schedule_input = json.loads(CLEANUP["Events"]["Scheduled"]["Properties"]["Input"])
+    assert begin_paths <= set(schedule_input)
+
+
+def test_a_failing_step_is_retried_then_releases_the_run():
+    step = STATES["Step"]
+    assert any(r["ErrorEquals"] == ["States.ALL"] for r in step["Retry"])
+    (catch,) = step["Catch"]
+    assert catch["Next"] == "Release" and catch["ResultPath"] == "$.error"
+    assert STATES[STATES["Release"]["Next"]]["Type"] == "Fail"
+
+
+def test_the_cleanup_function_is_a_bounded_step_without_its_own_schedule():
+    assert not FUNCTIONS["CleanupFunction"].events
+    assert FUNCTIONS["CleanupFunction"].timeout <= 900
+    environment = FUNCTIONS["CleanupFunction"].environment
+    assert environment["CLEANUP_RUNS_TABLE"] == {"Ref": "CleanupRunsTable"}
+
+
+def test_the_ledger_index_of_active_contacts_is_sparse_and_keys_only():
+    (index,) = RESOURCES["LedgerTable"]["Properties"]["GlobalSecondaryIndexes"]
+    from cliniko_automations.intake.ledger import ACTIVE_INDEX
+
+    assert index["IndexName"] == ACTIVE_INDEX
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        ("active_account", "HASH"),
+        ("contact_id", "RANGE"),
+    ]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    # The cleanup queries that index only, and updates entries; it no longer scans.
+    statements = _policy_statements("CleanupFunction")
+    ledger = [s for s in statements if "LedgerTable" in json.dumps(s["Resource"])]
+    assert {s["Action"] for s in ledger} == {"dynamodb:Query", "dynamodb:UpdateItem"}
+
+
+def test_cleanup_runs_expire_and_a_failed_run_alarms():
+    ttl = RESOURCES["CleanupRunsTable"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": "expiration", "Enabled": True}
+    alarm = RESOURCES["CleanupRunFailedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/States", "ExecutionsFailed")
+    assert alarm["Dimensions"][0]["Value"] == {"Ref": "CleanupStateMachine"}

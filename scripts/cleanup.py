@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Cleanup runs from the command line: plan, run, and follow them.
+
+  cleanup.py plan   [--rules a,b] [--local]      a dry run: what each rule would archive
+  cleanup.py run    [--archive] [--rules a,b] [--local] [--follow]
+  cleanup.py status [--run-id ID] [--watch]      progress bar and ETA of the newest run
+  cleanup.py backfill-ledger                     once after upgrading (entries get a state)
+
+On a stack, `run` and `plan` start an execution of the cleanup state machine
+(CLEANUP_STATE_MACHINE_ARN, the stack output CleanupStateMachineArn; a start while a run is
+going is refused by the state machine's first step) and `status` reads the runs table
+(CLEANUP_RUNS_TABLE) and the ledger (LEDGER_TABLE). With `--local`, the state machine's loop is
+driven in this process through the same step handler (local_run.state_machine: not Step
+Functions), with the cleanup function's environment: `eval "$(python -m local_run env)"` sets
+it for a local run. AWS_ENDPOINT_URL points boto3 at moto. Dry run unless `--archive`.
+
+Prints rule names, counts and contact ids only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+BAR_WIDTH = 30
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(prog="cleanup.py", description=__doc__.split("\n\n")[0])
+    cli.add_argument("--json", action="store_true", help="print raw JSON")
+    sub = cli.add_subparsers(dest="command", required=True)
+    for name, text in (("plan", "dry run: counts per rule"), ("run", "start a run")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("--rules", help="comma-separated rule names (default: all)")
+        command.add_argument(
+            "--local", action="store_true", help="drive the loop here (same step code)"
+        )
+        if name == "run":
+            command.add_argument(
+                "--archive", action="store_true", help="really archive (default: dry run)"
+            )
+            command.add_argument("--follow", action="store_true", help="watch until it ends")
+    sub.add_parser(
+        "backfill-ledger",
+        help="once after upgrading: ledger entries from before entries had a state become active",
+    )
+    status = sub.add_parser("status", help="progress of the newest (or a given) run")
+    status.add_argument("--run-id")
+    status.add_argument("--watch", action="store_true", help="refresh until the run ends")
+    return cli
+
+
+def _boto(service: str) -> Any:
+    import boto3
+
+    return boto3.client(service)
+
+
+def _runs_and_ledger() -> tuple[Any, Any, str]:
+    from cliniko_automations.cleanup.handler import rule_set_name
+    from cliniko_automations.cleanup.runs import DynamoRuns
+    from cliniko_automations.cleanup.settings import CleanupSettings
+    from cliniko_automations.intake.ledger import DynamoLedger
+
+    settings = CleanupSettings.from_env()
+    dynamodb = _boto("dynamodb")
+    return (
+        DynamoRuns(dynamodb, settings.cleanup_runs_table),
+        DynamoLedger(dynamodb, settings.ledger_table),
+        rule_set_name(settings),
+    )
+
+
+def start_input(rules: str | None, dry_run: bool) -> dict[str, Any]:
+    names = [name.strip() for name in rules.split(",") if name.strip()] if rules else None
+    return {"dry_run": dry_run, "rules": names, "run_id": None}
+
+
+class _LocalContext:
+    """What the step handler reads of Lambda's context, for a step run in this process."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.function_name = "CleanupFunction-local"
+        self.memory_limit_in_mb = 256
+        self.invoked_function_arn = "arn:aws:lambda:local:000000000000:function:cleanup"
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def local_invoke(step_seconds: float = 900) -> Any:
+    # The step's own output (JSON logs, metrics) goes to stderr: stdout is this tool's answer.
+    # Its logger takes the stream it writes to when the module is imported.
+    with contextlib.redirect_stdout(sys.stderr):
+        from cliniko_automations.cleanup.handler import lambda_handler
+
+    def invoke(event: dict[str, Any]) -> Any:
+        with contextlib.redirect_stdout(sys.stderr):
+            return lambda_handler(event, _LocalContext(step_seconds))
+
+    return invoke
+
+
+def run_locally(payload: dict[str, Any], as_json: bool) -> int:
+    from local_run.state_machine import run_loop
+
+    def show(answer: dict[str, Any]) -> None:
+        if not as_json:
+            print(
+                f"  step {answer.get('iterations')}: next={answer.get('next')} "
+                f"matched={answer.get('matched')} archived={answer.get('archived')}",
+                file=sys.stderr,
+            )
+
+    result = run_loop(local_invoke(), payload, on_step=show)
+    if result.status == "refused":
+        print("refused: another run of the rule set is going", file=sys.stderr)
+        return EXIT_REFUSED
+    runs, ledger, rule_set = _runs_and_ledger()
+    return print_status(runs, ledger, rule_set, result.run_id, as_json)
+
+
+def start_execution(payload: dict[str, Any]) -> int:
+    arn = os.environ.get("CLEANUP_STATE_MACHINE_ARN")
+    if not arn:
+        print(
+            "set CLEANUP_STATE_MACHINE_ARN (stack output CleanupStateMachineArn)", file=sys.stderr
+        )
+        return EXIT_USAGE
+    started = _boto("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(payload))
+    print(started["executionArn"])
+    return EXIT_OK
+
+
+def progress_bar(done: int, total: int | None) -> str:
+    if total is None:  # a rule that pages Cliniko itself: its total is not known ahead
+        return "[" + "?" * BAR_WIDTH + "]"
+    if total == 0:
+        done, total = 1, 1
+    filled = min(BAR_WIDTH, round(BAR_WIDTH * done / total))
+    return "[" + "#" * filled + "." * (BAR_WIDTH - filled) + f"] {100 * done / total:5.1f}%"
+
+
+def rule_status(progress: Any, ledger: Any, elapsed: float) -> dict[str, Any]:
+    """Counts of one rule, its share done and an ETA from the rate measured so far."""
+    remaining: int | None = None
+    if progress.phase == "done":
+        remaining = 0
+    elif progress.created_by_intake:
+        remaining = ledger.count_active(progress.account, progress.cursor) + len(progress.pending)
+    total = None if remaining is None else progress.asked + remaining
+    rate = progress.asked / elapsed if elapsed > 0 else 0.0
+    eta = None if remaining is None or not rate else remaining / rate
+    return {
+        "rule": progress.rule,
+        "phase": progress.phase,
+        "asked": progress.asked,
+        "total": total,
+        "matched": progress.matched,
+        "archived": progress.archived,
+        "failed": progress.failed,
+        "error": progress.error,
+        "eta_seconds": None if eta is None else round(eta),
+    }
+
+
+def print_status(runs: Any, ledger: Any, rule_set: str, run_id: str | None, as_json: bool) -> int:
+    run_id = run_id or runs.latest(rule_set)
+    state = runs.load(run_id) if run_id else None
+    if state is None:
+        print("no cleanup run yet" if not run_id else f"no run {run_id}", file=sys.stderr)
+        return EXIT_FAILED
+    started = dt.datetime.fromisoformat(state.started_at)
+    elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()
+    rules = [rule_status(progress, ledger, elapsed) for progress in state.rules]
+    report = {
+        "run_id": state.run_id,
+        "status": state.status,
+        "dry_run": state.dry_run,
+        "started_at": state.started_at,
+        "steps": state.steps,
+        "rules": rules,
+        "archived_ids": runs.contact_ids(state.run_id, "archived"),
+        "matched_ids": runs.contact_ids(state.run_id, "matched") if state.dry_run else {},
+    }
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    mode = "dry run" if state.dry_run else "archiving"
+    print(f"run {state.run_id} ({mode}) {state.status}, started {state.started_at}, "
+          f"{state.steps} steps")  # fmt: skip
+    for rule in rules:
+        eta = "" if rule["eta_seconds"] is None else f" ETA {rule['eta_seconds'] // 60} min"
+        print(
+            f"  {rule['rule']:<28} {progress_bar(rule['asked'], rule['total'])} "
+            f"{rule['phase']:<8} matched {rule['matched']} archived {rule['archived']} "
+            f"failed {rule['failed']}{eta}" + (f" ({rule['error']})" if rule["error"] else "")
+        )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command in ("plan", "run"):
+        dry_run = args.command == "plan" or not args.archive
+        payload = start_input(args.rules, dry_run)
+        if args.local:
+            return run_locally(payload, args.json)
+        code = start_execution(payload)
+        # A plan is only its counts: follow it to the end.
+        if code or not (args.command == "plan" or args.follow):
+            return code
+        time.sleep(5)  # the execution's first step creates the run
+        args.watch, args.run_id = True, None
+    runs, ledger, rule_set = _runs_and_ledger()
+    if args.command == "backfill-ledger":
+        print(f"{ledger.activate_unmarked()} ledger entries made active")
+        return EXIT_OK
+    while True:
+        code = print_status(runs, ledger, rule_set, args.run_id, args.json)
+        state = runs.load(args.run_id or runs.latest(rule_set) or "")
+        if not args.watch or state is None or state.status != "running":
+            return code
+        time.sleep(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

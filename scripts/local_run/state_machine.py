@@ -1,0 +1,98 @@
+"""The cleanup state machine's loop, run locally. This is NOT Step Functions and does not read
+the state machine's definition: it is the few lines of control flow that definition encodes
+(template.yaml, `CleanupStateMachine`), calling the same step function the same way:
+
+    begin -> (refused: stop) -> step -> step ... -> done
+                                  "wait": sleep wait_seconds, then step
+                                  "continue": begin again with the run's id (continue-as-new)
+    a step that raises is retried (the definition's Retry on States.ALL); past that, the run is
+    released ("release") and the error raised (the definition's Catch -> Release -> Fail)
+
+`invoke(event) -> answer` is how a step runs: in this process (the local run's
+FunctionRuntime.invoke), or in a subprocess that a benchmark kills at random points.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# As in the definition's Retry of the Step state on States.ALL.
+STEP_RETRIES = 3
+
+
+@dataclass
+class LoopResult:
+    status: str  # "finished", "refused" (another run holds the lock), "stopped"
+    run_id: str | None
+    executions: list[str] = field(default_factory=list)
+    steps: int = 0
+    failed_steps: int = 0
+    waits: int = 0
+    last: dict[str, Any] = field(default_factory=dict)
+
+
+def execution_arn(name: str | None = None, state_machine: str = "local-cleanup") -> str:
+    name = name or uuid.uuid4().hex
+    return f"arn:aws:states:local:000000000000:execution:{state_machine}:{name}"
+
+
+def run_loop(
+    invoke: Callable[[dict[str, Any]], Any],
+    start_input: dict[str, Any] | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    step_retries: int = STEP_RETRIES,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> LoopResult:
+    start = {"dry_run": None, "rules": None, "run_id": None, **(start_input or {})}
+    result = LoopResult(status="refused", run_id=None)
+    execution = execution_arn()
+    result.executions.append(execution)
+    answer = invoke({"action": "begin", "execution": execution, **start})
+    result.last = answer
+    if answer.get("next") != "step":
+        # As the definition: "refused" ends the execution quietly, anything else fails it.
+        result.status = "refused" if answer.get("next") == "refused" else "stopped"
+        return result
+    run_id, iterations = answer["run_id"], answer["iterations"]
+    result.run_id = run_id
+    failures = 0
+    while True:
+        try:
+            answer = invoke({"action": "step", "run_id": run_id, "iterations": iterations})
+        except Exception:
+            result.failed_steps += 1
+            failures += 1
+            if failures > step_retries:
+                invoke({"action": "release", "run_id": run_id})
+                result.status = "stopped"
+                raise
+            continue
+        failures = 0
+        result.steps += 1
+        result.last = answer
+        if on_step is not None:
+            on_step(answer)
+        next_action = answer.get("next")
+        iterations = answer.get("iterations", iterations)
+        if next_action == "step":
+            continue
+        if next_action == "wait":
+            result.waits += 1
+            sleep(answer.get("wait_seconds", 0))
+            continue
+        if next_action == "continue":
+            execution = execution_arn()
+            result.executions.append(execution)
+            begun = invoke({"action": "begin", "execution": execution, **start, "run_id": run_id})
+            if begun.get("next") != "step":
+                result.status = "stopped"
+                return result
+            iterations = begun["iterations"]
+            continue
+        result.status = "finished" if next_action == "done" else "stopped"
+        return result
