@@ -80,8 +80,11 @@ _clients: dict[str, tuple[str, ClinikoClient]] = {}
 _lock = threading.Lock()
 
 
-def client_for_secret(secret_name: str) -> ClinikoClient:
-    """The client for the Cliniko account whose API key is the SecretString `secret_name`."""
+def client_for_secret(secret_name: str, *, requests_per_minute: int = 200) -> ClinikoClient:
+    """The client for the Cliniko account whose API key is the SecretString `secret_name`.
+
+    `requests_per_minute` below Cliniko's 200 caps this caller's own share of the user's
+    budget (the change feed's bulk polling)."""
     settings = ClinikoSettings.from_env()
     # Pasted keys often carry a trailing newline; the key itself never has whitespace.
     api_key = read_secret(secret_name).strip()
@@ -90,8 +93,9 @@ def client_for_secret(secret_name: str) -> ClinikoClient:
             (api_key, settings.user_agent, settings.base_url or "", str(settings.max_wait_seconds))
         ).encode()
     ).hexdigest()
+    slot = f"{secret_name}\0{requests_per_minute}"
     with _lock:
-        cached = _clients.get(secret_name)
+        cached = _clients.get(slot)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
         policy = (
@@ -100,7 +104,11 @@ def client_for_secret(secret_name: str) -> ClinikoClient:
             else RetryPolicy.within(settings.max_wait_seconds)
         )
         client = ClinikoClient(
-            api_key, settings.user_agent, base_url=settings.base_url, retry_policy=policy
+            api_key,
+            settings.user_agent,
+            base_url=settings.base_url,
+            retry_policy=policy,
+            requests_per_minute=requests_per_minute,
         )
-        _clients[secret_name] = (fingerprint, client)
+        _clients[slot] = (fingerprint, client)
         return client
