@@ -356,7 +356,6 @@ class ContactStore:
                 stamps["archived_at"] = moment
             created.append(self.create(shard, body, **stamps))
 
-
     def churn(
         self,
         shard: str,
@@ -423,7 +422,8 @@ class ContactStore:
         if kind in ("update", "archive", "unarchive") and active:
             record = rng.choice(active)
             field = rng.choice(("occupation", "company_name", "city", "notes", "last_name"))
-            return self.update(shard, record["id"], {field: f"{field} {rng.randrange(10**9)}"})["id"]
+            body = {field: f"{field} {rng.randrange(10**9)}"}
+            return self.update(shard, record["id"], body)["id"]
         record = self.create(shard, fake.contact(rng))
         self._journal_change(shard, record, "created")
         return record["id"]

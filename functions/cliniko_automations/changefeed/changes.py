@@ -127,8 +127,7 @@ class FieldHasher:
         values = dict(snapshot.fields)
         values["archived_at"] = iso(snapshot.archived_at) if snapshot.archived_at else None
         return {
-            name: self._hash(snapshot.contact_id, name, values.get(name))
-            for name in TRACKED_FIELDS
+            name: self._hash(snapshot.contact_id, name, values.get(name)) for name in TRACKED_FIELDS
         }
 
     def _hash(self, contact_id: str, name: str, value: Any) -> str:
@@ -163,9 +162,12 @@ def classify(
     digest = hashlib.sha256(
         json.dumps(sorted(hashes.items()), separators=(",", ":")).encode()
     ).hexdigest()
-    event_id = "msg_" + hashlib.sha256(
-        f"{account}\0{snapshot.contact_id}\0{updated_at}\0{digest}".encode()
-    ).hexdigest()[:32]
+    event_id = (
+        "msg_"
+        + hashlib.sha256(
+            f"{account}\0{snapshot.contact_id}\0{updated_at}\0{digest}".encode()
+        ).hexdigest()[:32]
+    )
     if previous is None:
         first_seen = True
         changed = tuple(

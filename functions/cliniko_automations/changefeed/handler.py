@@ -17,9 +17,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.changefeed.bus import EventBridgeSink
 from cliniko_automations.changefeed.changes import FieldHasher
 from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
-from cliniko_automations.changefeed.bus import EventBridgeSink
 from cliniko_automations.changefeed.core import AccountResult, ChangeFeed
 from cliniko_automations.changefeed.events import EventBuilder
 from cliniko_automations.changefeed.settings import FeedSettings

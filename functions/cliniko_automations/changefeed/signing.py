@@ -14,7 +14,7 @@ import binascii
 import hashlib
 import hmac
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 MIN_KEY_BYTES = 24
 
 

@@ -115,7 +115,9 @@ class DynamoFeedStore:
         found: dict[str, PublishedState] = {}
         ids = list(dict.fromkeys(contact_ids))
         for start in range(0, len(ids), BATCH_GET):
-            keys = [{"pk": {"S": f"contact#{account}#{cid}"}} for cid in ids[start : start + BATCH_GET]]
+            keys = [
+                {"pk": {"S": f"contact#{account}#{cid}"}} for cid in ids[start : start + BATCH_GET]
+            ]
             request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
             for attempt in range(_RETRIES):
                 answer = self._db.batch_get_item(RequestItems=request)

@@ -95,7 +95,10 @@ def render(subscribers: Subscribers) -> dict[str, Any]:
                 "Namespace": "AWS/SQS",
                 "MetricName": "ApproximateNumberOfMessagesVisible",
                 "Dimensions": [
-                    {"Name": "QueueName", "Value": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "QueueName"]}}
+                    {
+                        "Name": "QueueName",
+                        "Value": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "QueueName"]},
+                    }
                 ],
                 "Statistic": "Maximum",
                 "Period": 300,

@@ -30,6 +30,7 @@ sources:
     signing_secret: tests/forms/test-json
     account: test-clinic
     fields:
+      - {from: first_name, to: first_name}
       - {from: email, to: email}
 """
 # ChangeFeedFunction's timeout in template.yaml.
@@ -118,9 +119,7 @@ def create_feed_stack() -> FeedStack:
             EventBusName=bus,
             EventPattern=json.dumps({"source": [source]}),
         )
-        events.put_targets(
-            Rule=f"to-{name}", EventBusName=bus, Targets=[{"Id": name, "Arn": arn}]
-        )
+        events.put_targets(Rule=f"to-{name}", EventBusName=bus, Targets=[{"Id": name, "Arn": arn}])
         queues[name] = url
     secrets.create_secret(Name=HASH_KEY_SECRET, SecretString=uuid.uuid4().hex * 2)
     return FeedStack(table, bus, queues["tap"], queues["webhooks"], sqs, dynamodb)

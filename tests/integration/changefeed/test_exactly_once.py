@@ -93,7 +93,10 @@ def churn_500(cliniko, cursor: dt.datetime) -> list[dict]:
     """500 changes between two polls: 25 stamped in the cursor's own second (changes committed
     after the last poll read that second), then 475 of every kind as fast as they go."""
     made = cliniko.control.churn(
-        25, kinds=["create", "update", "archive", "unarchive"], at=iso(cursor), seed=4,
+        25,
+        kinds=["create", "update", "archive", "unarchive"],
+        at=iso(cursor),
+        seed=4,
         distinct=True,
     )
     made += cliniko.control.churn(475, seed=5, distinct=True)
@@ -159,9 +162,7 @@ def test_a_run_killed_mid_page_and_rerun_still_publishes_each_change_once(stack,
 
 
 @pytest.mark.slow
-def test_a_kill_between_a_publish_and_its_record_repeats_only_that_batch_same_ids(
-    stack, cliniko
-):
+def test_a_kill_between_a_publish_and_its_record_repeats_only_that_batch_same_ids(stack, cliniko):
     # The one window no ordering closes: EventBridge took the batch, the run died before
     # recording it. The rerun publishes that batch again with the same event ids (the
     # webhook-id), which is what subscribers dedupe on; everything else stays exactly once.

@@ -46,10 +46,21 @@ def test_the_first_run_starts_from_now_and_publishes_no_history(stack, cliniko):
 def test_each_kind_of_change_becomes_its_event_with_field_names_only(stack, cliniko, capsys):
     cliniko.control.seed(
         contacts=[
-            {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
-             "created_at": PAST, "updated_at": PAST},
-            {"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com",
-             "created_at": PAST, "updated_at": PAST, "archived_at": PAST},
+            {
+                "first_name": "Ada",
+                "last_name": "Lovelace",
+                "email": "ada@example.com",
+                "created_at": PAST,
+                "updated_at": PAST,
+            },
+            {
+                "first_name": "Grace",
+                "last_name": "Hopper",
+                "email": "grace@example.com",
+                "created_at": PAST,
+                "updated_at": PAST,
+                "archived_at": PAST,
+            },
         ]
     )
     ada, grace = (c["id"] for c in cliniko.control.contacts())
@@ -77,7 +88,12 @@ def test_each_kind_of_change_becomes_its_event_with_field_names_only(stack, clin
     assert by_contact[grace]["changed_fields"] == ["archived_at"]
     assert by_contact[created.id]["type"] == "contact.created"
     assert set(by_contact[ada]) == {
-        "event_id", "type", "account", "contact_id", "updated_at", "changed_fields",
+        "event_id",
+        "type",
+        "account",
+        "contact_id",
+        "updated_at",
+        "changed_fields",
         "first_seen",
     }
     client.archive_contact(ada)
@@ -138,9 +154,7 @@ def test_lag_is_measured_from_updated_at(stack, cliniko, capsys):
 
 def test_an_operator_may_poll_named_accounts_only(stack):
     assert run({"accounts": ["nope"]}) == {"error": "no account named nope"}
-    assert [a["account"] for a in run({"accounts": ["test-clinic"]})["accounts"]] == [
-        "test-clinic"
-    ]
+    assert [a["account"] for a in run({"accounts": ["test-clinic"]})["accounts"]] == ["test-clinic"]
 
 
 def test_a_run_while_another_polls_the_account_does_nothing(stack, cliniko):
@@ -160,12 +174,12 @@ def test_a_run_while_another_polls_the_account_does_nothing(stack, cliniko):
 
 def test_cliniko_refusing_leaves_the_cursor_and_reports_it(stack, cliniko):
     run()
-    cursor = [i for i in stack.items() if i["pk"]["S"] == "cursor#test-clinic"][0]
+    cursor = next(i for i in stack.items() if i["pk"]["S"] == "cursor#test-clinic")
     cliniko.control.churn(3, kinds=["create"])
     cliniko.control.set_faults(fail_next=[500, 500, 500, 500])
     (account,) = run()["accounts"]
     assert (account["complete"], account["error"]) == (False, "cliniko_ServerError")
-    assert [i for i in stack.items() if i["pk"]["S"] == "cursor#test-clinic"][0] == cursor
+    assert next(i for i in stack.items() if i["pk"]["S"] == "cursor#test-clinic") == cursor
     cliniko.control.clear_faults()
     assert run()["accounts"][0]["changes"] == 3
 
