@@ -146,6 +146,6 @@ def feed_environment(
         "REQUESTS_PER_MINUTE": "200",
         **extra,
     }
+    monkeypatch.delenv("BACKFILL_FROM", raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("BACKFILL_FROM", raising=False)

@@ -75,12 +75,12 @@ def kill_at_put_events(number: int, *, after: bool = False):
 
 def prepare(stack, cliniko):
     """Contacts the feed has seen (a backfill run), then a poll whose cursor lands on `now`."""
-    cliniko.control.churn(600, kinds=["create"], at=iso(BASE_TIME), seed=1)
+    cliniko.control.churn(300, kinds=["create"], at=iso(BASE_TIME), seed=1)
     cliniko.control.churn(
-        120, kinds=["archive"], at=iso(BASE_TIME + dt.timedelta(seconds=1)), seed=2, distinct=True
+        60, kinds=["archive"], at=iso(BASE_TIME + dt.timedelta(seconds=1)), seed=2, distinct=True
     )
     backfill = run()
-    assert backfill["complete"] and backfill["changes"] == 600
+    assert backfill["complete"] and backfill["changes"] == 300, backfill
     stack.drain()
     cliniko.control.churn(5, seed=3, distinct=True)
     polled = run()
