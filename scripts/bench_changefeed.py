@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import threading
 import time
@@ -56,6 +57,7 @@ def main() -> int:
     parser.add_argument("--quiet-polls", type=int, default=5)
     args = parser.parse_args()
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request lines
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto._server.server_address
