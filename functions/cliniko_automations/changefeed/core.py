@@ -139,8 +139,10 @@ class ChangeFeed:
     def _poll(self, account: str, result: AccountResult) -> AccountResult:
         cursor = self._store.cursor(account)
         if cursor is None:
-            # First run: from now (no history), or from the configured backfill date.
+            # First run: from now (no history), or from the configured backfill date. Saved at
+            # once: if this run fails, the next starts here, not from its own "now".
             cursor = self._start_at or self._clock().replace(microsecond=0)
+            self._store.save_cursor(account, cursor, caught_up=False)
         source = self._source_for_account(account)
         since = cursor - self._overlap
         page = 1

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from pydantic import ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from cliniko_automations.common.settings import EnvironmentSettings
 
@@ -25,7 +23,7 @@ class FeedSettings(EnvironmentSettings):
     # a second the last poll already read is still seen (the dedupe drops the rest).
     overlap_seconds: int = Field(default=5, ge=1, le=3600)
     # Where a first run starts; unset: from now (no history).
-    backfill_from: dt.datetime | None = None
+    backfill_from: AwareDatetime | None = None
     # The feed's own share of the Cliniko user's 200 requests a minute.
     requests_per_minute: int = Field(default=20, ge=1, le=200)
     # How long a contact's last published state is kept (its field hashes, for naming

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pytest
 from cliniko_automations.changefeed import handler
@@ -187,4 +188,21 @@ def test_cliniko_refusing_leaves_the_cursor_and_reports_it(stack, cliniko):
 def test_misconfiguration_fails_the_run_naming_the_setting(stack, monkeypatch):
     monkeypatch.delenv("EVENT_BUS_NAME")
     with pytest.raises(SettingsError, match="EVENT_BUS_NAME"):
+        run()
+
+
+def test_a_failed_first_run_still_fixes_where_the_feed_starts(stack, cliniko, monkeypatch):
+    # Otherwise the next run would start from its own "now" and miss what changed between.
+    monkeypatch.setenv("OVERLAP_SECONDS", "1")
+    cliniko.control.set_faults(fail_next=[500, 500, 500, 500])
+    assert run()["accounts"][0]["error"] == "cliniko_ServerError"
+    cliniko.control.clear_faults()
+    cliniko.control.churn(4, kinds=["create"])
+    time.sleep(2.5)  # longer than the overlap
+    assert run()["accounts"][0]["changes"] == 4
+
+
+def test_a_backfill_date_without_a_zone_is_refused(stack, monkeypatch):
+    monkeypatch.setenv("BACKFILL_FROM", "2026-01-01T00:00:00")
+    with pytest.raises(SettingsError, match="BACKFILL_FROM"):
         run()
