@@ -264,6 +264,12 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     assert answer["dry_run"] is True
     assert answer["rules"] and all(rule["complete"] for rule in answer["rules"])
 
+    # Change feed (scheduled): each account's first poll, published to the template's bus.
+    answer = invoke(runtime_python, artifact, stack, "ChangeFeedFunction", scheduled)
+    invoked.add("ChangeFeedFunction")
+    assert answer["accounts"]
+    assert all(a["complete"] and a["error"] is None for a in answer["accounts"]), answer
+
     assert invoked == set(APP.functions())
 
 
