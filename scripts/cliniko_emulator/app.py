@@ -27,7 +27,16 @@ from . import validation
 from .faults import Faults
 from .filters import FilterError, parse_filters, parse_sort
 from .ratelimit import DEFAULT_PER_MINUTE, RateLimiter
-from .store import ContactStore, NotFound, ValidationFailed, now_utc, render_contact
+from .store import (
+    CHURN_KINDS,
+    ContactStore,
+    NotFound,
+    ValidationFailed,
+    format_datetime,
+    now_utc,
+    parse_stored_datetime,
+    render_contact,
+)
 
 SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
 ID_PATTERN = re.compile(r"^\d{1,19}$")
@@ -627,6 +636,40 @@ class Emulator:
             contacts.append(rendered)
         return Reply.json(200, {"contacts": contacts})
 
+    def _c_changes(self, data, query) -> Reply:
+        return Reply.json(200, {"changes": self.store.changes(int(query.get("since", 0)))})
+
+    def _c_churn(self, data, query) -> Reply:
+        count = data.get("count", 0)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 100_000:
+            raise ValueError("count must be an integer from 0 to 100000")
+        shard = data.get("shard", "au1")
+        if not isinstance(shard, str) or not SHARD_PATTERN.match(shard):
+            raise ValueError("shard must look like au1")
+        kinds = data.get("kinds", list(CHURN_KINDS))
+        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+            raise ValueError("kinds must be a list of names")
+        at = data.get("at")
+        if at is not None and not isinstance(at, str):
+            raise ValueError("at must be an ISO 8601 date-time")
+        changes = self.store.churn(
+            shard,
+            count,
+            seed=data.get("seed"),
+            at=parse_stored_datetime(at) if at else None,
+            kinds=kinds,
+            distinct=bool(data.get("distinct", False)),
+        )
+        return Reply.json(201, {"changes": changes})
+
+    def _c_unarchive(self, data, query) -> Reply:
+        try:
+            record = self.store.unarchive(data.get("shard", "au1"), str(data.get("id", "")))
+        except NotFound:
+            return Reply.json(404, {"message": "no such contact"})
+        updated_at = format_datetime(record["updated_at"])
+        return Reply.json(200, {"id": record["id"], "updated_at": updated_at})
+
     def _c_violations(self, data, query) -> Reply:
         return Reply.json(200, self.violations())
 
@@ -660,6 +703,9 @@ CONTROL_ROUTES: dict[tuple[str, str], Callable[..., Reply]] = {
     ("POST", "rate_limit"): Emulator._c_set_rate_limit,
     ("GET", "contacts"): Emulator._c_contacts,
     ("GET", "violations"): Emulator._c_violations,
+    ("GET", "changes"): Emulator._c_changes,
+    ("POST", "churn"): Emulator._c_churn,
+    ("POST", "unarchive"): Emulator._c_unarchive,
     ("POST", "validation"): Emulator._c_set_validation,
     ("POST", "behaviour"): Emulator._c_set_behaviour,
     ("GET", "clock"): Emulator._c_clock,

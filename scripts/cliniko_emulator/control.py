@@ -152,3 +152,35 @@ class EmulatorControl:
     def set_behaviour(self, *, archived_get: str) -> dict[str, Any]:
         """archived_get: "visible" (default) or "hidden" (GET of an archived contact -> 404)."""
         return self._call("POST", "behaviour", json={"archived_get": archived_get})
+
+    def changes(self, since: int = 0) -> list[dict[str, Any]]:
+        """The journal of changes (creates, updates, archives, unarchives) after the
+        `since`-th: each {"seq", "shard", "id", "kind", "updated_at"}. Seeding is not journaled."""
+        return self._call("GET", "changes", params={"since": since})["changes"]
+
+    def churn(
+        self,
+        count: int,
+        *,
+        shard: str = "au1",
+        seed: int | None = None,
+        at: str | None = None,
+        kinds: Sequence[str] = ("create", "update", "archive", "unarchive"),
+        distinct: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Makes `count` changes of the given kinds at once (many inside one second), or all
+        stamped `at` (ISO 8601, a past second); `distinct`: each to another contact. Returns
+        their journal entries."""
+        body = {
+            "count": count,
+            "shard": shard,
+            "seed": seed,
+            "at": at,
+            "kinds": list(kinds),
+            "distinct": distinct,
+        }
+        return self._call("POST", "churn", json=body)["changes"]
+
+    def unarchive(self, contact_id: str, *, shard: str = "au1") -> dict[str, Any]:
+        """Restores an archived contact as Cliniko's app can (its API cannot)."""
+        return self._call("POST", "unarchive", json={"id": contact_id, "shard": shard})

@@ -33,6 +33,8 @@ from .filters import DATETIME_FIELDS, Filter, SortKey, apply_filters, sort_conta
 # Cliniko's ids are 64-bit integers with 19 digits today (e.g. 1390712996921091568).
 FIRST_ID = 1_390_712_996_921_091_568
 ID_STEP_MAX = 9_973
+# The kinds of change `ContactStore.churn` makes.
+CHURN_KINDS = ("create", "update", "archive", "unarchive")
 
 
 class ValidationFailed(Exception):
@@ -120,6 +122,9 @@ class ContactStore:
         # Other state the emulator wants kept across restarts (registered keys).
         self.meta: dict[str, Any] = {}
         self._batching = False
+        # Every change as the change feed must see it: (seq, shard, id, kind, updated_at).
+        # In memory only: it is the tests' record of what happened, not Cliniko state.
+        self._journal: list[dict[str, Any]] = []
         if self._path and self._path.exists():
             self._load()
 
@@ -175,6 +180,22 @@ class ContactStore:
     def _bucket(self, shard: str) -> dict[str, dict[str, Any]]:
         return self._shards.setdefault(shard, {})
 
+    def _journal_change(self, shard: str, record: Mapping[str, Any], kind: str) -> None:
+        self._journal.append(
+            {
+                "seq": len(self._journal) + 1,
+                "shard": shard,
+                "id": record["id"],
+                "kind": kind,
+                "updated_at": format_datetime(record["updated_at"]),
+            }
+        )
+
+    def changes(self, since: int = 0) -> list[dict[str, Any]]:
+        """The journal of creates, updates, archives and unarchives after `since`."""
+        with self._lock:
+            return [dict(entry) for entry in self._journal[since:]]
+
     def _find(self, shard: str, contact_id: str) -> dict[str, Any]:
         record = self._bucket(shard).get(str(contact_id))
         if record is None:
@@ -186,6 +207,7 @@ class ContactStore:
     def reset(self) -> None:
         with self._lock:
             self._shards.clear()
+            self._journal.clear()
             self._save()
 
     def create(self, shard: str, body: Mapping[str, Any], **stamps: Any) -> dict[str, Any]:
@@ -205,6 +227,8 @@ class ContactStore:
             )
             record["archived_at"] = parse_stored_datetime(stamps.get("archived_at"))
             self._bucket(shard)[record["id"]] = record
+            if not self._batching:
+                self._journal_change(shard, record, "created")
             self._save()
             return copy.deepcopy(record)
 
@@ -217,6 +241,7 @@ class ContactStore:
             if apply_write(record, body):
                 # Like Rails, updated_at moves only when a value really changed.
                 record["updated_at"] = self._clock()
+                self._journal_change(shard, record, "updated")
                 self._save()
             return copy.deepcopy(record)
 
@@ -227,6 +252,19 @@ class ContactStore:
                 moment = self._clock()
                 record["archived_at"] = moment
                 record["updated_at"] = moment
+                self._journal_change(shard, record, "archived")
+                self._save()
+            return copy.deepcopy(record)
+
+    def unarchive(self, shard: str, contact_id: str) -> dict[str, Any]:
+        """Cliniko's API cannot unarchive a contact, but its app can (staff restore one):
+        `archived_at` clears and `updated_at` moves, which is what a poller sees."""
+        with self._lock:
+            record = self._find(shard, contact_id)
+            if record["archived_at"] is not None:
+                record["archived_at"] = None
+                record["updated_at"] = self._clock()
+                self._journal_change(shard, record, "unarchived")
                 self._save()
             return copy.deepcopy(record)
 
@@ -334,6 +372,78 @@ class ContactStore:
             if given.get("archived") and "archived_at" not in stamps:
                 stamps["archived_at"] = moment
             created.append(self.create(shard, body, **stamps))
+
+    def churn(
+        self,
+        shard: str,
+        count: int,
+        *,
+        seed: int | None = None,
+        at: datetime | None = None,
+        kinds: Sequence[str] = CHURN_KINDS,
+        distinct: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Makes `count` changes of the given kinds to random contacts of `shard`, as fast as
+        they can be made (so many share a second), or all stamped `at` (a past second: a
+        change whose transaction committed after a poll had already read that second).
+
+        With `distinct`, no contact is changed twice by one call (so each change is a state a
+        poller can see). With `at`, only contacts last changed at or before `at` are touched
+        (updated_at never goes back). Returns the journal entries of the changes made. A kind
+        with nothing to act on (no archived contact to unarchive) falls back to an update, or
+        to a create.
+        """
+        unknown = set(kinds) - set(CHURN_KINDS)
+        if unknown or not kinds:
+            raise ValueError(f"kinds must be some of {', '.join(CHURN_KINDS)}")
+        rng = random.Random(seed)
+        with self._lock:
+            clock = self._clock
+            if at is not None:
+                moment = parse_stored_datetime(at)
+                self._clock = lambda: moment
+            start = len(self._journal)
+            limit = parse_stored_datetime(at) if at is not None else None
+            touched: set[str] = set()
+            self._batching = True
+            try:
+                for _ in range(count):
+                    changed = self._churn_one(shard, rng, rng.choice(list(kinds)), touched, limit)
+                    if distinct:
+                        touched.add(changed)
+            finally:
+                self._batching = False
+                self._clock = clock
+            self._save()
+            return [dict(entry) for entry in self._journal[start:]]
+
+    def _churn_one(
+        self,
+        shard: str,
+        rng: random.Random,
+        kind: str,
+        touched: set[str],
+        limit: datetime | None,
+    ) -> str:
+        candidates = [
+            r
+            for r in self._bucket(shard).values()
+            if r["id"] not in touched and (limit is None or r["updated_at"] <= limit)
+        ]
+        active = [r for r in candidates if r["archived_at"] is None]
+        archived = [r for r in candidates if r["archived_at"] is not None]
+        if kind == "unarchive" and archived:
+            return self.unarchive(shard, rng.choice(archived)["id"])["id"]
+        if kind == "archive" and active:
+            return self.archive(shard, rng.choice(active)["id"])["id"]
+        if kind in ("update", "archive", "unarchive") and active:
+            record = rng.choice(active)
+            field = rng.choice(("occupation", "company_name", "city", "notes", "last_name"))
+            body = {field: f"{field} {rng.randrange(10**9)}"}
+            return self.update(shard, record["id"], body)["id"]
+        record = self.create(shard, fake.contact(rng))
+        self._journal_change(shard, record, "created")
+        return record["id"]
 
 
 def render_contact(record: Mapping[str, Any], base_url: str) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 python -m local_run [--demo] [--once] [--port 3000] [--site-port 3001] [--emulator-port 3002]
 python -m local_run fire ErasureOverdueFunction     (a running local run's scheduled function)
+python -m local_run fire ChangeFeedFunction; python -m local_run events
+                                    (contact events on the bus, signed webhooks received)
 python -m local_run status
 python -m local_run shell           (a subshell in which scripts/dead_letters.py, scripts/erasure.py
                                     and every AWS tool act on the running local run: `exit` ends it)
@@ -39,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     fire = sub.add_parser("fire", help="invoke a scheduled function of the running local run")
     fire.add_argument("function", help="function (or schedule event) name from template.yaml")
     sub.add_parser("status", help="what the running local run serves")
+    sub.add_parser("events", help="contact events on the bus and signed webhooks received")
     sub.add_parser(
         "env", help="export lines for the operating CLIs (they point every AWS tool at moto)"
     )
@@ -80,6 +83,11 @@ def banner(system: LocalSystem) -> str:
         f"{system.emulator_url}/_emulator/contacts)",
         f"  AWS             {system.moto_endpoint}   (moto_server: queues, tables, secrets)",
     ]
+    if getattr(system, "contact_events", None):
+        lines.append(
+            f"  Contact events  bus tapped by an SQS queue; signed webhooks to "
+            f"{system.contact_events.receiver.url} (python -m local_run events)"
+        )
     for consumer in system.consumers:
         lines.append(f"  SQS consumer    {consumer.source.queue} -> {consumer.source.function}")
     for schedule in system.schedules():
@@ -248,6 +256,10 @@ def main(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
     args = parse_args(argv)
     if args.command == "fire":
         return fire(args.function, state_dir)
+    if args.command == "events":
+        state = read_state(state_dir)
+        print(json.dumps(httpx.get(f"{state['site']}/_local/events", timeout=30).json(), indent=2))
+        return 0
     if args.command == "status":
         print(json.dumps(read_state(state_dir), indent=2))
         return 0

@@ -34,7 +34,12 @@ NOT_PROVISIONED = {
     # Driven by local_run.state_machine's loop, not by a Step Functions emulation.
     "AWS::Serverless::StateMachine",
 }
-PROVISIONED = {"AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::SecretsManager::Secret"}
+PROVISIONED = {
+    "AWS::SQS::Queue",
+    "AWS::DynamoDB::Table",
+    "AWS::SecretsManager::Secret",
+    "AWS::Events::EventBus",
+}
 
 
 def pseudo_parameters(stack: str, region: str, account: str) -> dict[str, str]:
@@ -93,6 +98,7 @@ class Provisioner:
         self._queues()
         self._tables()
         self._secrets()
+        self._event_buses()
         self._functions()
         return self.physical
 
@@ -174,6 +180,14 @@ class Provisioner:
                 raise RuntimeError(f"{logical_id}: no SecretString nor GenerateSecretString")
             arn = manager.create_secret(Name=name, SecretString=value)["ARN"]
             self.physical[logical_id] = Physical(arn, {"Id": arn})
+
+    def _event_buses(self) -> None:
+        events = self.client("events")
+        for logical_id, resource in self.app.of_type("AWS::Events::EventBus").items():
+            props = self.resolver.resolve(resource.get("Properties", {}))
+            name = props.get("Name") or self._name(logical_id)
+            arn = events.create_event_bus(Name=name)["EventBusArn"]
+            self.physical[logical_id] = Physical(name, {"Arn": arn, "Name": name})
 
     def _functions(self) -> None:
         for logical_id in self.app.functions():

@@ -138,12 +138,14 @@ class Site:
         *,
         captcha_field: Callable[[], str | None] = lambda: None,
         captcha_token: str = "",
+        events: Callable[[], dict[str, Any]] = dict,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.form_action = form_action
         self.fire = fire
         self.status = status
+        self.events = events
         self.captcha_field = captcha_field
         self.captcha_token = captcha_token
         # Secrets the siteverify stand-in accepts (the local values of the captcha secrets).
@@ -196,6 +198,8 @@ def _handler_for(site: Site) -> type[BaseHTTPRequestHandler]:
                 self._send(200, problem_page(urlsplit(self.path).query))
             elif path == "/_local/status":
                 self._send(200, json.dumps(site.status(), indent=2), "application/json")
+            elif path == "/_local/events":
+                self._send(200, json.dumps(site.events(), indent=2), "application/json")
             else:
                 self._send(404, PAGE.format(title="Not found", content=""))
 

@@ -25,6 +25,12 @@ import httpx
 
 from . import defaults
 from .consumers import QueueConsumer
+from .contact_events import (
+    LOCAL_SUBSCRIBER_SECRET,
+    ContactEvents,
+    local_webhook_secret,
+    write_local_webhooks,
+)
 from .functions import FunctionRuntime, register_variables
 from .gateway import Gateway
 from .resources import Provisioner
@@ -184,6 +190,7 @@ class LocalSystem:
             form_action=lambda: f"{self.gateway.url}/forms/{defaults.HTML_SOURCE}",
             fire=self.fire,
             status=self.status,
+            events=self.events,
             port=self.site_port,
             captcha_field=lambda: self.captcha_field,
             captcha_token=defaults.CAPTCHA_TEST_TOKEN,
@@ -207,6 +214,8 @@ class LocalSystem:
             self.form_sources, self.state_dir / "form_sources.yaml", self.site.url
         )
         self._configuration_secrets(provisioner)
+        self.webhooks_file = write_local_webhooks(self.state_dir / "webhooks.yaml")
+        provisioner.put_secret(LOCAL_SUBSCRIBER_SECRET, local_webhook_secret())
 
         local_environment = {
             "AWS_ENDPOINT_URL": self.moto_endpoint,
@@ -215,6 +224,7 @@ class LocalSystem:
             "AWS_SESSION_TOKEN": "local",
             "CLINIKO_BASE_URL": f"{self.emulator_url}/{{shard}}/v1",
             "FORM_SOURCES_FILE": str(self.form_sources_file),
+            "WEBHOOKS_FILE": str(self.webhooks_file),
         }
         for name, spec in self.app.functions().items():
             self.functions[name] = FunctionRuntime(
@@ -253,6 +263,17 @@ class LocalSystem:
                 wait_seconds=self.poll_wait_seconds,
             ).start()
             self.consumers.append(consumer)
+        buses = [self.physical[n].ref for n in self.app.of_type("AWS::Events::EventBus")]
+        if buses:
+            boto = {"endpoint_url": self.moto_endpoint, "region_name": defaults.REGION}
+            credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+            self.contact_events = ContactEvents(
+                boto3.client("events", **boto, **credentials),
+                boto3.client("sqs", **boto, **credentials),
+                buses,
+                self.webhooks_file,
+            ).start()
+            self._owned.append(self.contact_events)
         for runtime in self.functions.values():
             runtime.on_invoked = self._write_state
         self._state_live = True
@@ -362,6 +383,12 @@ class LocalSystem:
                 }
                 return self.functions[schedule.function].invoke(event)
         raise KeyError(name)
+
+    def events(self) -> dict[str, Any]:
+        """The contact events the local tap saw on the bus, and the signed webhooks the local
+        receiver got (verified or not)."""
+        view = getattr(self, "contact_events", None)
+        return view.summary() if view else {"bus": [], "webhooks": []}
 
     def queue_url(self, logical_id: str) -> str:
         return self.physical[logical_id].ref

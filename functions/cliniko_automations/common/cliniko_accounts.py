@@ -98,7 +98,7 @@ class ClinikoSettings(BaseModel):
             ) from exc
 
 
-_clients: dict[tuple[str, Priority], tuple[str, ClinikoClient]] = {}
+_clients: dict[tuple[str, Priority, int], tuple[str, ClinikoClient]] = {}
 _stores: dict[str, DynamoBudgetStore] = {}
 _lock = threading.Lock()
 
@@ -108,12 +108,15 @@ def client_for_secret(
     *,
     secrets_prefix: str | None = None,
     priority: Priority | str = Priority.INTERACTIVE,
+    requests_per_minute: int = 200,
 ) -> ClinikoClient:
     """The client for the Cliniko account whose API key is the SecretString `secret_name`
     (which must start with `secrets_prefix` when one is given).
 
-    `priority`: `"interactive"` (intake, erasure) or `"bulk"` (the cleanup): bulk callers take
-    only what interactive ones leave of the key's shared budget.
+    `priority`: `"interactive"` (intake, erasure) or `"bulk"` (the cleanup, the change feed):
+    bulk callers take only what interactive ones leave of the key's shared budget.
+    `requests_per_minute` below Cliniko's 200 caps this caller's own pace where no shared
+    budget is configured (the local pacer).
     """
     priority = Priority(priority)
     settings = ClinikoSettings.from_env()
@@ -122,8 +125,9 @@ def client_for_secret(
     fingerprint = hashlib.sha256(
         "\0".join((api_key, settings.model_dump_json())).encode()
     ).hexdigest()
+    slot = (secret_name, priority, requests_per_minute)
     with _lock:
-        cached = _clients.get((secret_name, priority))
+        cached = _clients.get(slot)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
         policy = (
@@ -141,12 +145,13 @@ def client_for_secret(
             settings.user_agent,
             base_url=settings.base_url,
             retry_policy=policy,
+            requests_per_minute=requests_per_minute,
             budget_store=_store(settings.rate_limit_table),
             priority=priority,
             sharing=sharing,
             on_pacing_fallback=_count_fallback,
         )
-        _clients[(secret_name, priority)] = (fingerprint, client)
+        _clients[slot] = (fingerprint, client)
         return client
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from urllib.parse import urlsplit
 
 import boto3
@@ -258,3 +259,24 @@ def test_the_forms_captcha_is_checked_by_the_local_siteverify(local_system):
     assert local_system.site.captcha_checks == 2  # a missing token is refused without a call
     assert local_system.drain(30)
     assert [c["email"] for c in contacts(local_system)] == ["ada@example.com"]
+
+
+def test_fire_the_change_feed_shows_events_on_the_bus_and_signed_webhooks(local_system):
+    first = local_system.fire("ChangeFeedFunction")  # the first run: the cursor starts now
+    assert {a["account"] for a in first["accounts"]} == {"main-clinic", "north-clinic"}
+    assert run_demo(local_system) == 0
+    answer = local_system.fire("ChangeFeedFunction")
+    created = sum(a["by_type"].get("contact.created", 0) for a in answer["accounts"])
+    assert created == len(contacts(local_system))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        seen = httpx.get(f"{local_system.site.url}/_local/events").json()
+        if len(seen["bus"]) >= created and len(seen["webhooks"]) >= created:
+            break
+        time.sleep(0.5)
+    assert {e["detail-type"] for e in seen["bus"]} == {"contact.created"}
+    assert len(seen["webhooks"]) == created
+    assert all(w["verified"] for w in seen["webhooks"]), seen["webhooks"]
+    # The bus shows ids and field names; nothing of the people the demo submitted.
+    names = {c["email"] for c in contacts(local_system)}
+    assert not [n for n in names if n and n in json.dumps(seen)]

@@ -274,6 +274,12 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     answer = invoke(runtime_python, artifact, stack, "CleanupFunction", step)
     assert answer["next"] == "done" and answer["archived"] == 0, answer
 
+    # Change feed (scheduled): each account's first poll, published to the template's bus.
+    answer = invoke(runtime_python, artifact, stack, "ChangeFeedFunction", scheduled)
+    invoked.add("ChangeFeedFunction")
+    assert answer["accounts"]
+    assert all(a["complete"] and a["error"] is None for a in answer["accounts"]), answer
+
     assert invoked == set(APP.functions())
 
 

@@ -84,6 +84,7 @@ HANDLERS = {
     "ErasureApiFunction": "cliniko_automations.erasure.api_handler.lambda_handler",
     "ErasureOverdueFunction": "cliniko_automations.erasure.overdue_handler.lambda_handler",
     "CleanupFunction": "cliniko_automations.cleanup.handler.lambda_handler",
+    "ChangeFeedFunction": "cliniko_automations.changefeed.handler.lambda_handler",
 }
 
 
@@ -112,7 +113,9 @@ def test_globals_runtime_architecture_logging_and_powertools():
     for name, spec in FUNCTIONS.items():
         service = spec.environment.get("POWERTOOLS_SERVICE_NAME")
         # The metric dimension `service` the alarms and the dashboard select on.
-        expected = next(s for s in ("intake", "erasure", "cleanup") if name.lower().startswith(s))
+        expected = next(
+            s for s in ("intake", "erasure", "cleanup", "changefeed") if name.lower().startswith(s)
+        )
         assert service == expected, name
 
 
@@ -140,6 +143,13 @@ CONTRACT_ENV = {
         "CLINIKO_USER_AGENT",
     },
     "ErasureOverdueFunction": {"AUDIT_TABLE"},
+    "ChangeFeedFunction": {
+        "FEED_TABLE",
+        "EVENT_BUS_NAME",
+        "HASH_KEY_SECRET_NAME",
+        "REQUESTS_PER_MINUTE",
+        "CLINIKO_USER_AGENT",
+    },
 }
 
 
@@ -180,9 +190,11 @@ def test_schedules():
     assert schedules == {
         "ErasureOverdueFunction": "rate(1 day)",
         "CleanupStateMachine": {"Ref": "CleanupSchedule"},
+        "ChangeFeedFunction": {"Ref": "ChangeFeedSchedule"},
     }
     parameters = TEMPLATE["Parameters"]
     assert parameters["CleanupSchedule"]["Default"] == "rate(1 day)"
+    assert parameters["ChangeFeedSchedule"]["Default"] == "rate(1 minute)"
     # Dry run unless the operator says otherwise.
     assert parameters["CleanupDryRun"]["Default"] == "true"
     environment = FUNCTIONS["CleanupFunction"].environment
@@ -201,6 +213,7 @@ TABLE_KEYS = {
     "ErasureAuditTable": [("request_id", "HASH"), ("sk", "RANGE")],
     "SubmissionStoreTable": [("id", "HASH")],
     "CleanupRunsTable": [("pk", "HASH"), ("sk", "RANGE")],
+    "ChangeFeedTable": [("pk", "HASH")],
 }
 
 
@@ -307,6 +320,7 @@ ALARMED_METRICS = {
     ("AWS/Lambda", "Throttles"),
     ("ClinikoAutomations", "OverdueErasureRequests"),
     ("ClinikoAutomations", "Misconfigured"),
+    ("ClinikoAutomations", "FeedBehindMinutes"),
 }
 
 
@@ -391,9 +405,15 @@ SETTINGS = {
     "ErasureApiFunction": "cliniko_automations.erasure.settings:ErasureSettings",
     "ErasureOverdueFunction": "cliniko_automations.erasure.settings:AuditSettings",
     "CleanupFunction": "cliniko_automations.cleanup.settings:CleanupSettings",
+    "ChangeFeedFunction": "cliniko_automations.changefeed.settings:FeedSettings",
 }
 # These also read the Cliniko client's own settings (cliniko_accounts.ClinikoSettings).
-CLINIKO_CALLERS = {"IntakeWorkerFunction", "ErasureApiFunction", "CleanupFunction"}
+CLINIKO_CALLERS = {
+    "IntakeWorkerFunction",
+    "ErasureApiFunction",
+    "CleanupFunction",
+    "ChangeFeedFunction",
+}
 
 
 @pytest.mark.parametrize("function", sorted(SETTINGS))
@@ -550,3 +570,25 @@ def test_cleanup_runs_expire_and_a_failed_run_alarms():
     alarm = RESOURCES["CleanupRunFailedAlarm"]["Properties"]
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/States", "ExecutionsFailed")
     assert alarm["Dimensions"][0]["Value"] == {"Ref": "CleanupStateMachine"}
+    from cliniko_automations.changefeed.settings import FeedSettings
+
+    feed = FUNCTIONS["ChangeFeedFunction"]
+    feed_margin = FeedSettings.model_fields["stop_margin_seconds"].default
+    assert float(feed.environment["CLINIKO_MAX_WAIT_SECONDS"]) < feed_margin < feed.timeout
+
+
+def test_the_change_feed_publishes_to_its_bus_and_alarms_when_behind():
+    bus = RESOURCES["ContactEventBus"]
+    assert bus["Type"] == "AWS::Events::EventBus"
+    environment = FUNCTIONS["ChangeFeedFunction"].environment
+    assert environment["EVENT_BUS_NAME"] == {"Ref": "ContactEventBus"}
+    (publish,) = [
+        s for s in _policy_statements("ChangeFeedFunction") if s["Action"] == "events:PutEvents"
+    ]
+    assert publish["Resource"] == {"Fn::GetAtt": ["ContactEventBus", "Arn"]}
+    ttl = RESOURCES["ChangeFeedTable"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": "expires_at", "Enabled": True}
+    alarm = RESOURCES["ChangeFeedBehindAlarm"]["Properties"]
+    assert alarm["Threshold"] == {"Ref": "ChangeFeedLagAlarmMinutes"}
+    # A feed that stops running reports nothing: that is the worst way of falling behind.
+    assert alarm["TreatMissingData"] == "breaching"

@@ -1,0 +1,197 @@
+"""What changed: a contact as listed, its last published state, and the event it makes.
+
+Field values are never kept: each field is remembered as a keyed hash (HMAC-SHA256 with a key
+from Secrets Manager, bound to the contact id so equal values of two contacts do not match),
+and a change names the fields whose hashes moved. Classification:
+
+- contact.created     first seen, and created_at == updated_at (nothing changed since)
+- contact.archived    archived_at set, and it was not set when last published (or first
+                      seen archived)
+- contact.unarchived  archived_at cleared since last published (Cliniko's app can restore
+                      a contact; its API cannot)
+- contact.updated     anything else; a contact first seen after it was created lists every
+                      field with a value as changed, with `first_seen` true
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# The fields whose changes are named. Derived ones (`country`, `type`) follow these.
+TRACKED_FIELDS = (
+    "title",
+    "first_name",
+    "last_name",
+    "preferred_name",
+    "company_name",
+    "occupation",
+    "provider_number",
+    "email",
+    "address_1",
+    "address_2",
+    "address_3",
+    "city",
+    "state",
+    "post_code",
+    "country_code",
+    "notes",
+    "doctor_type",
+    "type_code",
+    "phone_numbers",
+    "archived_at",
+)
+
+
+def iso(moment: dt.datetime) -> str:
+    """Cliniko's shape, `2018-02-12T17:58:18Z` (whole seconds, UTC)."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ContactSnapshot:
+    """A contact as a listing showed it. `fields` hold personal data: never log them."""
+
+    contact_id: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    archived_at: dt.datetime | None
+    fields: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PublishedState:
+    """What the feed last published for a contact: no values, only hashes."""
+
+    contact_id: str
+    updated_at: str
+    archived: bool
+    hashes: Mapping[str, str]
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Change:
+    event_id: str
+    type: str
+    account: str
+    snapshot: ContactSnapshot
+    changed_fields: tuple[str, ...]
+    first_seen: bool
+    state: PublishedState
+
+    @property
+    def contact_id(self) -> str:
+        return self.snapshot.contact_id
+
+    @property
+    def updated_at(self) -> str:
+        return iso(self.snapshot.updated_at)
+
+    def summary(self) -> dict[str, Any]:
+        """The event's detail: ids, type, time and field names, no personal data."""
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "account": self.account,
+            "contact_id": self.contact_id,
+            "updated_at": self.updated_at,
+            "changed_fields": list(self.changed_fields),
+            "first_seen": self.first_seen,
+        }
+
+    def with_fields(self) -> dict[str, Any]:
+        """The summary plus the contact's fields, for subscribers an operator opted in."""
+        contact = {name: self.snapshot.fields.get(name) for name in sorted(self.snapshot.fields)}
+        contact["id"] = self.contact_id
+        contact["created_at"] = iso(self.snapshot.created_at)
+        contact["updated_at"] = self.updated_at
+        contact["archived_at"] = (
+            iso(self.snapshot.archived_at) if self.snapshot.archived_at else None
+        )
+        return {**self.summary(), "contact": contact}
+
+
+class FieldHasher:
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the field-hash key must have at least 16 bytes")
+        self._key = key
+
+    def hashes(self, snapshot: ContactSnapshot) -> dict[str, str]:
+        values = dict(snapshot.fields)
+        values["archived_at"] = iso(snapshot.archived_at) if snapshot.archived_at else None
+        return {
+            name: self._hash(snapshot.contact_id, name, values.get(name)) for name in TRACKED_FIELDS
+        }
+
+    def _hash(self, contact_id: str, name: str, value: Any) -> str:
+        canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+        message = f"{contact_id}\0{name}\0{canonical}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+
+
+def _blank(value: Any) -> bool:
+    return value in (None, "", [], {})
+
+
+def classify(
+    account: str,
+    snapshot: ContactSnapshot,
+    previous: PublishedState | None,
+    hashes: Mapping[str, str],
+) -> Change | None:
+    """The change `snapshot` is since `previous`, or None when it was already published.
+
+    A duplicate is the same (contact id, updated_at) with the same field hashes: the overlap
+    window and retried runs list it again. The same updated_at with other hashes is a second
+    change inside the same second, and is published.
+    """
+    updated_at = iso(snapshot.updated_at)
+    archived = snapshot.archived_at is not None
+    if previous is not None:
+        if previous.updated_at > updated_at:
+            return None  # an older state than the one published (a late, stale listing)
+        if previous.updated_at == updated_at and dict(previous.hashes) == dict(hashes):
+            return None
+    digest = hashlib.sha256(
+        json.dumps(sorted(hashes.items()), separators=(",", ":")).encode()
+    ).hexdigest()
+    event_id = (
+        "msg_"
+        + hashlib.sha256(
+            f"{account}\0{snapshot.contact_id}\0{updated_at}\0{digest}".encode()
+        ).hexdigest()[:32]
+    )
+    if previous is None:
+        first_seen = True
+        changed = tuple(
+            name
+            for name in TRACKED_FIELDS
+            if name != "archived_at" and not _blank(snapshot.fields.get(name))
+        )
+        if archived:
+            kind = "contact.archived"
+            changed = ("archived_at",)
+        elif snapshot.created_at == snapshot.updated_at:
+            kind = "contact.created"
+        else:
+            kind = "contact.updated"
+    else:
+        first_seen = False
+        changed = tuple(
+            name for name in TRACKED_FIELDS if hashes.get(name) != previous.hashes.get(name)
+        )
+        if archived and not previous.archived:
+            kind = "contact.archived"
+        elif not archived and previous.archived:
+            kind = "contact.unarchived"
+        else:
+            kind = "contact.updated"
+    state = PublishedState(snapshot.contact_id, updated_at, archived, dict(hashes), event_id)
+    return Change(event_id, kind, account, snapshot, changed, first_seen, state)

@@ -1,0 +1,240 @@
+"""Poll an account's contacts by `updated_at` and publish each change exactly once.
+
+Per account: list `updated_at >= cursor - overlap` (archived contacts included), sorted by
+`updated_at`, 100 a request. Between requests the listing moves as a cursor (keyset), not by
+page number: the next request starts at the last `updated_at` the page showed, so a contact
+changed while the feed is listing moves later in the order and is met again, never skipped.
+Only when a whole page shares one second does the feed ask for the next page of that second.
+
+Each page: the contacts' last published states are read, the changes classified (duplicates
+dropped: the overlap and re-runs list contacts again), their events published, their states
+recorded, and only then the cursor saved. A run that dies anywhere re-lists from the saved
+cursor and the recorded states drop what was already published; a crash between a publish
+and its record (milliseconds) re-publishes that batch with the same event ids, which
+subscribers dedupe on (`webhook-id`).
+
+A quiet minute costs one request: one page, holding only the overlap's contacts.
+Nothing here knows about Lambda, EventBridge or DynamoDB.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cliniko_automations.cliniko import errors as cliniko_errors
+
+from .changes import Change, ContactSnapshot, FieldHasher, PublishedState, classify
+from .events import EventBuilder, OutgoingEvent
+
+# EventBridge takes at most 10 entries a PutEvents call.
+MAX_ENTRIES = 10
+
+
+@dataclass(frozen=True)
+class ContactsPage:
+    contacts: Sequence[ContactSnapshot]
+    has_next: bool
+
+
+class ContactsSource(Protocol):
+    """An account's contacts changed at or after `since` (archived ones included), in
+    `updated_at` order, page `page` of 100."""
+
+    def changed_since(self, since: dt.datetime, page: int) -> ContactsPage: ...
+
+
+class FeedStore(Protocol):
+    def lease(self, account: str, owner: str, seconds: float) -> bool:
+        """Hold the account for one run (scheduled runs may overlap); False if another has it."""
+        ...
+
+    def release(self, account: str, owner: str) -> None: ...
+
+    def cursor(self, account: str) -> dt.datetime | None: ...
+
+    def save_cursor(self, account: str, cursor: dt.datetime, *, caught_up: bool) -> None: ...
+
+    def published(self, account: str, contact_ids: Sequence[str]) -> dict[str, PublishedState]: ...
+
+    def record(self, account: str, states: Sequence[PublishedState]) -> None: ...
+
+
+class EventSink(Protocol):
+    def publish(self, events: Sequence[OutgoingEvent]) -> None:
+        """Put every event on the bus, or raise `PublishFailed`."""
+        ...
+
+
+class PublishFailed(Exception):
+    """Some events could not be put on the bus (the message names counts and codes only)."""
+
+
+@dataclass
+class AccountResult:
+    account: str
+    listed: int = 0
+    changes: int = 0
+    events: int = 0
+    duplicates: int = 0
+    requests: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    # Seconds from each published change's updated_at to its publication.
+    lags: list[float] = field(default_factory=list, repr=False)
+    complete: bool = True
+    error: str | None = None
+    cursor: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        summary = {k: v for k, v in self.__dict__.items() if k != "lags"}
+        summary["max_lag_seconds"] = round(max(self.lags), 3) if self.lags else None
+        return summary
+
+
+class ChangeFeed:
+    def __init__(
+        self,
+        source_for_account: Callable[[str], ContactsSource],
+        store: FeedStore,
+        sink: EventSink,
+        hasher: FieldHasher,
+        builder: EventBuilder,
+        *,
+        overlap: dt.timedelta,
+        start_at: dt.datetime | None = None,
+        run_id: str,
+        lease_seconds: float,
+        out_of_time: Callable[[], bool] = lambda: False,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._run_id = run_id
+        self._lease_seconds = lease_seconds
+        self._source_for_account = source_for_account
+        self._store = store
+        self._sink = sink
+        self._hasher = hasher
+        self._builder = builder
+        self._overlap = overlap
+        self._start_at = start_at
+        self._out_of_time = out_of_time
+        self._clock = clock
+
+    def run(self, accounts: Sequence[str]) -> list[AccountResult]:
+        return [self.poll(account) for account in accounts]
+
+    def poll(self, account: str) -> AccountResult:
+        result = AccountResult(account)
+        if not self._store.lease(account, self._run_id, self._lease_seconds):
+            # Two runs of one account would publish the same changes twice.
+            result.complete, result.error = False, "another_run_is_polling"
+            return result
+        try:
+            return self._poll(account, result)
+        finally:
+            self._store.release(account, self._run_id)
+
+    def _poll(self, account: str, result: AccountResult) -> AccountResult:
+        cursor = self._store.cursor(account)
+        if cursor is None:
+            # First run: from now (no history), or from the configured backfill date. Saved at
+            # once: if this run fails, the next starts here, not from its own "now".
+            cursor = self._start_at or self._clock().replace(microsecond=0)
+            self._store.save_cursor(account, cursor, caught_up=False)
+        source = self._source_for_account(account)
+        since = cursor - self._overlap
+        page = 1
+        try:
+            while True:
+                if self._out_of_time():
+                    result.complete = False
+                    break
+                listing = source.changed_since(since, page)
+                result.requests += 1
+                self._publish_page(account, listing.contacts, result)
+                if listing.contacts:
+                    cursor = max(cursor, max(c.updated_at for c in listing.contacts))
+                caught_up = not listing.has_next
+                self._store.save_cursor(account, cursor, caught_up=caught_up)
+                if caught_up:
+                    break
+                if not listing.contacts:
+                    result.complete, result.error = False, "empty_page_with_next_link"
+                    break
+                last = max(c.updated_at for c in listing.contacts)
+                if last > since:
+                    since, page = last, 1
+                else:
+                    page += 1  # a full page inside one second: that second's next page
+        except cliniko_errors.ClinikoError as error:
+            result.complete, result.error = False, cliniko_errors.error_kind(error)
+        except PublishFailed:
+            result.complete, result.error = False, "publish_failed"
+        result.cursor = cursor.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return result
+
+    def _publish_page(
+        self, account: str, contacts: Sequence[ContactSnapshot], result: AccountResult
+    ) -> None:
+        result.listed += len(contacts)
+        latest: dict[str, ContactSnapshot] = {}
+        for contact in contacts:
+            # A page may show a contact once; keep its newest state if it somehow shows twice.
+            known = latest.get(contact.contact_id)
+            if known is None or contact.updated_at >= known.updated_at:
+                latest[contact.contact_id] = contact
+        published = self._store.published(account, list(latest))
+        changes: list[Change] = []
+        for contact in latest.values():
+            change = classify(
+                account, contact, published.get(contact.contact_id), self._hasher.hashes(contact)
+            )
+            if change is None:
+                result.duplicates += 1
+            else:
+                changes.append(change)
+        result.duplicates += len(contacts) - len(latest)
+        for batch in _batches([(c, self._builder.events_for(c)) for c in changes]):
+            self._sink.publish([event for _, events in batch for event in events])
+            self._store.record(account, [change.state for change, _ in batch])
+            published_at = self._clock()
+            for change, events in batch:
+                result.changes += 1
+                result.events += len(events)
+                result.by_type[change.type] = result.by_type.get(change.type, 0) + 1
+                result.lags.append((published_at - change.snapshot.updated_at).total_seconds())
+
+
+def _batches(
+    items: Sequence[tuple[Change, list[OutgoingEvent]]],
+) -> list[list[tuple[Change, list[OutgoingEvent]]]]:
+    """Changes packed into PutEvents calls of at most 10 entries, never splitting a change's
+    events across calls (a change is recorded only once all its events are on the bus)."""
+    batches: list[list[tuple[Change, list[OutgoingEvent]]]] = []
+    current: list[tuple[Change, list[OutgoingEvent]]] = []
+    size = 0
+    for change, events in items:
+        if len(events) > MAX_ENTRIES:
+            raise ValueError("a change has more events than one PutEvents call takes")
+        if size + len(events) > MAX_ENTRIES:
+            batches.append(current)
+            current, size = [], 0
+        current.append((change, events))
+        size += len(events)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def lag_percentiles(lags: Sequence[float]) -> Mapping[str, float]:
+    """p50 and p95 of lags (nearest rank), for figures and logs."""
+    if not lags:
+        return {}
+    ordered = sorted(lags)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
+
+    return {"p50": rank(0.50), "p95": rank(0.95)}

@@ -1,0 +1,87 @@
+"""The events a change becomes: one on the bus for AWS subscribers, and one signed delivery
+per webhook subscriber that asked for its type.
+
+Bus event (source `cliniko-automations.contacts`, detail-type the change's type): the
+change's summary (ids, type, account, updated_at, changed field names), never field values.
+
+Webhook delivery (source `cliniko-automations.webhooks`): `detail.subscriber` (its rule
+matches on it), `detail.body` (the exact body, a Standard Webhooks payload
+{"type", "timestamp", "data"}, fields only for a subscriber opted in) and `detail.webhook`
+(the id, timestamp and signature headers, signed over that body with the subscriber's key).
+The subscriber's rule sends `detail.body` (InputPath) with those headers (HttpParameters JSON
+paths) to its API destination.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .changes import Change
+from .signing import sign
+from .subscribers import Subscriber
+
+CONTACTS_SOURCE = "cliniko-automations.contacts"
+WEBHOOKS_SOURCE = "cliniko-automations.webhooks"
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    source: str
+    detail_type: str
+    detail: Mapping[str, Any]
+
+    def detail_json(self) -> str:
+        return json.dumps(self.detail, separators=(",", ":"), sort_keys=True)
+
+
+def webhook_body(payload: Mapping[str, Any]) -> str:
+    """The body as signed: compact UTF-8 JSON with sorted keys, the same text as `detail.body`
+    inside the event's detail (serialised the same way), which the rule's target delivers by
+    InputPath. That EventBridge re-serialises that subtree compactly and in order is the one
+    assumption AWS's documentation does not settle (the README's change-feed section)."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+class EventBuilder:
+    def __init__(
+        self,
+        subscribers: Sequence[Subscriber],
+        signing_keys: Mapping[str, bytes],
+        clock: Callable[[], float],
+    ) -> None:
+        missing = [s.name for s in subscribers if s.name not in signing_keys]
+        if missing:
+            raise ValueError(f"no signing key for subscribers {', '.join(missing)}")
+        self._subscribers = list(subscribers)
+        self._keys = dict(signing_keys)
+        self._clock = clock
+
+    def events_for(self, change: Change) -> list[OutgoingEvent]:
+        events = [OutgoingEvent(CONTACTS_SOURCE, change.type, change.summary())]
+        for subscriber in self._subscribers:
+            if subscriber.wants(change.type, change.account):
+                events.append(self._delivery(subscriber, change))
+        return events
+
+    def _delivery(self, subscriber: Subscriber, change: Change) -> OutgoingEvent:
+        payload = {
+            "type": change.type,
+            "timestamp": change.updated_at,
+            "data": change.with_fields() if subscriber.include_fields else change.summary(),
+        }
+        body = webhook_body(payload)
+        timestamp = int(self._clock())
+        signature = sign(self._keys[subscriber.name], change.event_id, timestamp, body)
+        detail = {
+            "subscriber": subscriber.name,
+            "webhook": {
+                "id": change.event_id,
+                "timestamp": str(timestamp),
+                "signature": signature,
+            },
+            "body": payload,
+        }
+        return OutgoingEvent(WEBHOOKS_SOURCE, change.type, detail)

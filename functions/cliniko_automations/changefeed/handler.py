@@ -1,0 +1,113 @@
+"""Scheduled change feed (EventBridge schedule): poll each Cliniko account's contacts and
+publish their changes to the contacts event bus, and signed deliveries for webhook subscribers.
+
+An operator may invoke it with `{"accounts": ["name", ...]}` to poll some accounts only.
+Logs and the answer carry account names, counts, event types and lags only: never fields.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from cliniko_automations.changefeed.bus import EventBridgeSink
+from cliniko_automations.changefeed.changes import FieldHasher
+from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
+from cliniko_automations.changefeed.core import AccountResult, ChangeFeed
+from cliniko_automations.changefeed.events import EventBuilder
+from cliniko_automations.changefeed.settings import FeedSettings
+from cliniko_automations.changefeed.signing import signing_key
+from cliniko_automations.changefeed.store import DynamoFeedStore
+from cliniko_automations.changefeed.subscribers import load_subscribers
+from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.logs import function_logger
+from cliniko_automations.common.secrets import read_secret
+from cliniko_automations.intake.config import load_form_sources
+
+logger = function_logger("changefeed")
+metrics = Metrics(service="changefeed")
+
+# CloudWatch takes at most 100 values of one metric in one record.
+LAG_SAMPLES = 100
+
+
+def _accounts(event: Any, configured: list[str]) -> list[str]:
+    names = event.get("accounts") if isinstance(event, dict) else None
+    if names is None:
+        return configured
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ValueError("accounts must be a non-empty list of account names")
+    unknown = sorted(set(names) - set(configured))
+    if unknown:
+        raise ValueError(f"no account named {', '.join(unknown)}")
+    return names
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    settings = FeedSettings.from_env()
+    sources = load_form_sources(settings.form_sources_file)
+    try:
+        accounts = _accounts(event, sorted(sources.accounts))
+    except ValueError as error:
+        logger.warning("change feed invocation refused", extra={"problem": str(error)})
+        return {"error": str(error)}
+    subscribers = load_subscribers(settings.webhooks_file).subscribers
+    store = DynamoFeedStore(
+        boto3.client("dynamodb"), settings.feed_table, state_days=settings.state_days
+    )
+    margin_ms = settings.stop_margin_seconds * 1000
+    feed = ChangeFeed(
+        source_for_account=lambda account: ClinikoContactsSource(
+            # The feed's one place that builds its Cliniko clients: bulk, so intake and
+            # erasure are served first from the user's shared budget; its own pace is capped
+            # where no shared budget is configured.
+            client_for_secret(
+                sources.accounts[account].api_key_secret,
+                priority="bulk",
+                requests_per_minute=settings.requests_per_minute,
+            )
+        ),
+        store=store,
+        sink=EventBridgeSink(boto3.client("events"), settings.event_bus_name),
+        hasher=FieldHasher(read_secret(settings.hash_key_secret_name).encode()),
+        builder=EventBuilder(
+            subscribers,
+            {s.name: signing_key(read_secret(s.secret)) for s in subscribers},
+            clock=time.time,
+        ),
+        overlap=dt.timedelta(seconds=settings.overlap_seconds),
+        start_at=settings.backfill_from,
+        run_id=context.aws_request_id or str(uuid.uuid4()),
+        lease_seconds=context.get_remaining_time_in_millis() / 1000,
+        out_of_time=lambda: context.get_remaining_time_in_millis() < margin_ms,
+    )
+    results = feed.run(accounts)
+    for result in results:
+        _report(result, store.caught_up_at(result.account))
+    return {"accounts": [result.as_dict() for result in results]}
+
+
+def _report(result: AccountResult, caught_up_at: dt.datetime | None) -> None:
+    logger.info("change feed polled an account", extra=result.as_dict())
+    metrics.add_metric(name="ChangesSeen", unit=MetricUnit.Count, value=result.changes)
+    metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=result.events)
+    metrics.add_metric(name="DuplicatesDropped", unit=MetricUnit.Count, value=result.duplicates)
+    metrics.add_metric(name="FeedRequests", unit=MetricUnit.Count, value=result.requests)
+    step = max(1, len(result.lags) // LAG_SAMPLES)
+    for lag in sorted(result.lags)[::step][:LAG_SAMPLES]:
+        metrics.add_metric(name="ChangeLagSeconds", unit=MetricUnit.Seconds, value=lag)
+    # Minutes since this account's changes were last all published: the lag alarm's metric
+    # (in minutes, so the alarm's threshold is the ChangeFeedLagAlarmMinutes parameter).
+    behind = (
+        (dt.datetime.now(dt.UTC) - caught_up_at).total_seconds() / 60 if caught_up_at else 1440.0
+    )
+    metrics.add_metric(name="FeedBehindMinutes", unit=MetricUnit.Count, value=max(0.0, behind))

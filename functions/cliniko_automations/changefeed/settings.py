@@ -1,0 +1,33 @@
+"""The change feed's settings: one validated model, read from the environment."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, ConfigDict, Field
+
+from cliniko_automations.common.settings import EnvironmentSettings
+
+
+class FeedSettings(EnvironmentSettings):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    describes = "change feed settings"
+
+    # The Cliniko client's own settings (CLINIKO_USER_AGENT, ...) are read and checked by
+    # cliniko_accounts.ClinikoSettings when an account's client is first needed.
+    feed_table: str = Field(min_length=1)
+    event_bus_name: str = Field(min_length=1)
+    # The HMAC key of the per-field hashes kept to name changed fields (never the values).
+    hash_key_secret_name: str = Field(min_length=1)
+    form_sources_file: str | None = None
+    webhooks_file: str | None = None
+    # Each poll re-reads this many seconds before the cursor: a change committed late in
+    # a second the last poll already read is still seen (the dedupe drops the rest).
+    overlap_seconds: int = Field(default=5, ge=1, le=3600)
+    # Where a first run starts; unset: from now (no history).
+    backfill_from: AwareDatetime | None = None
+    # The feed's own share of the Cliniko user's 200 requests a minute.
+    requests_per_minute: int = Field(default=20, ge=1, le=200)
+    # How long a contact's last published state is kept (its field hashes, for naming
+    # changed fields; and its updated_at, for dropping duplicates).
+    state_days: int = Field(default=400, ge=1, le=3650)
+    # No new Cliniko request starts with less time than this left in the invocation.
+    stop_margin_seconds: float = Field(default=15.0, ge=0)

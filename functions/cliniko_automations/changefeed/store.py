@@ -1,0 +1,172 @@
+"""The feed's DynamoDB table: each account's cursor and run lease, each contact's last
+published state (updated_at, archived, field hashes; never values), expiring by TTL.
+
+    pk "cursor#{account}"                cursor, caught_up_at (the last poll that reached the end)
+    pk "lease#{account}"                 owner, until (one run per account at a time)
+    pk "contact#{account}#{contact_id}"  updated_at, archived, hashes, event_id, expires_at
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .changes import PublishedState
+
+BATCH_GET = 100
+BATCH_WRITE = 25
+_RETRIES = 8
+
+
+def _parse(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class DynamoFeedStore:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        state_days: int,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._db = client
+        self._table = table
+        self._state_seconds = state_days * 86400
+        self._clock = clock
+        self._sleep = sleep
+
+    # -- cursor and lease ------------------------------------------------------------------
+
+    def cursor(self, account: str) -> dt.datetime | None:
+        item = self._db.get_item(
+            TableName=self._table, Key={"pk": {"S": f"cursor#{account}"}}, ConsistentRead=True
+        ).get("Item")
+        return _parse(item["cursor"]["S"]) if item else None
+
+    def caught_up_at(self, account: str) -> dt.datetime | None:
+        item = self._db.get_item(
+            TableName=self._table, Key={"pk": {"S": f"cursor#{account}"}}, ConsistentRead=True
+        ).get("Item")
+        return _parse(item["caught_up_at"]["S"]) if item and "caught_up_at" in item else None
+
+    def save_cursor(self, account: str, cursor: dt.datetime, *, caught_up: bool) -> None:
+        names = {"#c": "cursor"}
+        values: dict[str, Any] = {":c": {"S": _iso(cursor)}}
+        update = "SET #c = :c"
+        if caught_up:
+            update += ", caught_up_at = :now"
+            values[":now"] = {"S": _iso(dt.datetime.fromtimestamp(self._clock(), dt.UTC))}
+        self._db.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"cursor#{account}"}},
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def lease(self, account: str, owner: str, seconds: float) -> bool:
+        """Take the account's run lease until now + seconds, unless another run holds it."""
+        now = self._clock()
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": f"lease#{account}"},
+                    "owner": {"S": owner},
+                    "until": {"N": str(int(now + seconds))},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR #u < :now OR #o = :owner",
+                ExpressionAttributeNames={"#u": "until", "#o": "owner"},
+                ExpressionAttributeValues={":now": {"N": str(int(now))}, ":owner": {"S": owner}},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release(self, account: str, owner: str) -> None:
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"lease#{account}"}},
+                ConditionExpression="#o = :owner",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    # -- published states ------------------------------------------------------------------
+
+    def published(self, account: str, contact_ids: Sequence[str]) -> dict[str, PublishedState]:
+        found: dict[str, PublishedState] = {}
+        ids = list(dict.fromkeys(contact_ids))
+        for start in range(0, len(ids), BATCH_GET):
+            keys = [
+                {"pk": {"S": f"contact#{account}#{cid}"}} for cid in ids[start : start + BATCH_GET]
+            ]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            for attempt in range(_RETRIES):
+                answer = self._db.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    state = _state(item)
+                    found[state.contact_id] = state
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                self._sleep(min(2.0, 0.05 * 2**attempt))
+            else:
+                raise RuntimeError("DynamoDB kept keys unprocessed")
+        return found
+
+    def record(self, account: str, states: Sequence[PublishedState]) -> None:
+        expires = str(int(self._clock()) + self._state_seconds)
+        for start in range(0, len(states), BATCH_WRITE):
+            writes = [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "pk": {"S": f"contact#{account}#{state.contact_id}"},
+                            "contact_id": {"S": state.contact_id},
+                            "updated_at": {"S": state.updated_at},
+                            "archived": {"BOOL": state.archived},
+                            "hashes": {"M": {k: {"S": v} for k, v in state.hashes.items()}},
+                            "event_id": {"S": state.event_id},
+                            "expires_at": {"N": expires},
+                        }
+                    }
+                }
+                for state in states[start : start + BATCH_WRITE]
+            ]
+            request: dict[str, Any] = {self._table: writes}
+            for attempt in range(_RETRIES):
+                answer = self._db.batch_write_item(RequestItems=request)
+                request = answer.get("UnprocessedItems") or {}
+                if not request:
+                    break
+                self._sleep(min(2.0, 0.05 * 2**attempt))
+            else:
+                raise RuntimeError("DynamoDB kept writes unprocessed")
+
+
+def _state(item: dict[str, Any]) -> PublishedState:
+    return PublishedState(
+        contact_id=item["contact_id"]["S"],
+        updated_at=item["updated_at"]["S"],
+        archived=item["archived"]["BOOL"],
+        hashes={k: v["S"] for k, v in item["hashes"]["M"].items()},
+        event_id=item["event_id"]["S"],
+    )

@@ -1,0 +1,103 @@
+"""Webhook subscribers: who gets which contact events, signed with which secret.
+
+One YAML file (``webhooks.yaml`` beside this module, or env ``WEBHOOKS_FILE``). The change
+feed reads it to sign each subscriber's deliveries; ``scripts/webhook_stack.py`` turns the same
+file into EventBridge rules with API destinations (delivery, retries and rate limits are
+AWS's).
+
+    python -m cliniko_automations.changefeed.subscribers --check [path]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
+
+DEFAULT_PATH = Path(__file__).with_name("webhooks.yaml")
+
+EventType = Literal["contact.created", "contact.updated", "contact.archived", "contact.unarchived"]
+EVENT_TYPES: tuple[str, ...] = EventType.__args__
+
+
+class Subscriber(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Names the rule, the API destination and the connection: CloudFormation-safe.
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+    url: str
+    events: list[EventType] = Field(min_length=1)
+    # Secrets Manager name of the Standard Webhooks secret ("whsec_" + base64 of the key).
+    secret: str = Field(pattern=r"^[A-Za-z0-9/_+=.@-]+$")
+    # Optional Secrets Manager name of a token sent as header `x-webhook-sender` (the API
+    # destination connection's key), for receivers that also want a bearer-style check.
+    auth_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9/_+=.@-]+$")
+    # Accounts whose events are delivered (default: every account).
+    accounts: list[str] | None = None
+    # Full contact fields in the body: personal data leaves the stack; opt in per subscriber.
+    include_fields: bool = False
+    # API destination's InvocationRateLimitPerSecond.
+    rate_per_second: int = Field(default=5, ge=1, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+            raise ValueError("must be an https URL without credentials")
+        return value
+
+    def wants(self, event_type: str, account: str) -> bool:
+        return event_type in self.events and (self.accounts is None or account in self.accounts)
+
+
+class Subscribers(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subscribers: list[Subscriber] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> Subscribers:
+        names = [subscriber.name for subscriber in self.subscribers]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"subscriber names must be unique: {', '.join(repeated)}")
+        return self
+
+
+def subscribers_path(path: str | os.PathLike[str] | None = None) -> Path:
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get("WEBHOOKS_FILE") or DEFAULT_PATH)
+
+
+def load_subscribers(path: str | os.PathLike[str] | None = None) -> Subscribers:
+    return load_config_file(subscribers_path(path), Subscribers, "`subscribers`")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cliniko_automations.changefeed.subscribers",
+        description="Validate a webhook-subscribers file.",
+    )
+    parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
+    parser.add_argument("path", nargs="?", help=f"the file (default: {DEFAULT_PATH.name})")
+    args = parser.parse_args(argv)
+    try:
+        loaded = load_subscribers(args.path)
+    except ConfigError as exc:
+        return print_problems(exc, "configuration")
+    print(f"{subscribers_path(args.path)}: {len(loaded.subscribers)} webhook subscribers: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The change feed's AWS side in moto, as template.yaml declares it (the feed table, the
+contacts bus, the hash-key secret), plus an SQS queue subscribed to the bus by a rule: the
+tests read the bus through it, as any AWS subscriber would."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from cliniko_automations.changefeed.events import CONTACTS_SOURCE, WEBHOOKS_SOURCE
+
+from tests.fixtures.apigw import LambdaContext
+
+ACCOUNT = "test-clinic"
+KEY_SECRET = "tests/cliniko/test-clinic"
+HASH_KEY_SECRET = "tests/changefeed/hash-key"
+USER_AGENT = "Change Feed Tests (tests@example.com)"
+FORM_SOURCES = """\
+accounts:
+  test-clinic:
+    api_key_secret: tests/cliniko/test-clinic
+sources:
+  test-json:
+    provider: json
+    signing_secret: tests/forms/test-json
+    account: test-clinic
+    fields:
+      - {from: first_name, to: first_name}
+      - {from: email, to: email}
+"""
+# ChangeFeedFunction's timeout in template.yaml.
+TIMEOUT_MS = 120_000
+SCHEDULED_EVENT = {
+    "version": "0",
+    "id": "0f7c4f5e-1a2b-4c3d-8e9f-001122334455",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2026-12-01T12:00:00Z",
+    "region": "eu-west-1",
+    "resources": ["arn:aws:events:eu-west-1:123456789012:rule/changefeed"],
+    "detail": {},
+}
+
+
+def context(timeout_ms: int = TIMEOUT_MS) -> LambdaContext:
+    return LambdaContext(function_name="ChangeFeedFunction", timeout_ms=timeout_ms)
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
+
+
+@dataclass
+class FeedStack:
+    table: str
+    bus: str
+    tap_queue_url: str
+    webhook_queue_url: str
+    sqs: Any = field(repr=False)
+    dynamodb: Any = field(repr=False)
+
+    def drain(self, queue_url: str | None = None) -> list[dict[str, Any]]:
+        """Every event delivered to a tap queue so far (the EventBridge envelopes)."""
+        url = queue_url or self.tap_queue_url
+        events = []
+        while True:
+            answer = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                return events
+            for message in messages:
+                events.append(json.loads(message["Body"]))
+            self.sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                ],
+            )
+
+    def expire_lease(self, account: str = ACCOUNT) -> None:
+        """What the passing of a killed run's Lambda timeout does to its lease."""
+        self.dynamodb.delete_item(TableName=self.table, Key={"pk": {"S": f"lease#{account}"}})
+
+    def items(self) -> list[dict[str, Any]]:
+        return self.dynamodb.scan(TableName=self.table)["Items"]
+
+
+def create_feed_stack() -> FeedStack:
+    dynamodb = boto3.client("dynamodb")
+    events = boto3.client("events")
+    sqs = boto3.client("sqs")
+    secrets = boto3.client("secretsmanager")
+    table = "changefeed-test"
+    dynamodb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    bus = "stack-contacts"
+    events.create_event_bus(Name=bus)
+    queues = {}
+    for name, source in (("tap", CONTACTS_SOURCE), ("webhooks", WEBHOOKS_SOURCE)):
+        url = sqs.create_queue(QueueName=f"changefeed-{name}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        events.put_rule(
+            Name=f"to-{name}",
+            EventBusName=bus,
+            EventPattern=json.dumps({"source": [source]}),
+        )
+        events.put_targets(Rule=f"to-{name}", EventBusName=bus, Targets=[{"Id": name, "Arn": arn}])
+        queues[name] = url
+    secrets.create_secret(Name=HASH_KEY_SECRET, SecretString=uuid.uuid4().hex * 2)
+    return FeedStack(table, bus, queues["tap"], queues["webhooks"], sqs, dynamodb)
+
+
+def feed_environment(
+    monkeypatch: Any, stack: FeedStack, cliniko: Any, directory: Path, **extra: str
+) -> None:
+    boto3.client("secretsmanager").create_secret(Name=KEY_SECRET, SecretString=cliniko.api_key)
+    sources = directory / "form_sources.yaml"
+    sources.write_text(FORM_SOURCES, encoding="utf-8")
+    webhooks = directory / "webhooks.yaml"
+    if not webhooks.exists():
+        webhooks.write_text("subscribers: []\n", encoding="utf-8")
+    env = {
+        "FEED_TABLE": stack.table,
+        "EVENT_BUS_NAME": stack.bus,
+        "HASH_KEY_SECRET_NAME": HASH_KEY_SECRET,
+        "FORM_SOURCES_FILE": str(sources),
+        "WEBHOOKS_FILE": str(webhooks),
+        "CLINIKO_USER_AGENT": USER_AGENT,
+        "CLINIKO_BASE_URL": cliniko.base_url_template,
+        # Tests make hundreds of changes at once; the deployed default share is 20 a minute.
+        "REQUESTS_PER_MINUTE": "200",
+        **extra,
+    }
+    monkeypatch.delenv("BACKFILL_FROM", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)

@@ -1,0 +1,197 @@
+"""500 changes of every kind between two polls, several in the same second as the cursor:
+the emulator's journal of changes against the events on the bus (read through an SQS rule).
+
+A poller sees a contact's state, not each edit: a contact changed twice between two polls
+makes one event (its latest state). So the expectation is each changed contact's last change
+since the previous poll; the churn changes each contact at most once per call, so nearly all
+of the 500 changes are states the feed can see, and each must be published exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import boto3
+import pytest
+from cliniko_automations.changefeed import handler
+
+from tests.integration.changefeed.stack import (
+    SCHEDULED_EVENT,
+    context,
+    create_feed_stack,
+    feed_environment,
+)
+
+KIND_TO_TYPE = {
+    "created": "contact.created",
+    "updated": "contact.updated",
+    "archived": "contact.archived",
+    "unarchived": "contact.unarchived",
+}
+BASE_TIME = dt.datetime(2026, 1, 5, 9, 0, 0, tzinfo=dt.UTC)
+
+
+class Killed(BaseException):
+    """The Lambda dying (timeout, out of memory): nothing after it runs, no handler catches it."""
+
+
+@pytest.fixture
+def stack(aws, cliniko, tmp_path, monkeypatch):
+    created = create_feed_stack()
+    feed_environment(
+        monkeypatch,
+        created,
+        cliniko,
+        tmp_path,
+        BACKFILL_FROM=(BASE_TIME - dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    return created
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run():
+    return handler.lambda_handler(SCHEDULED_EVENT, context())["accounts"][0]
+
+
+def catch_up() -> dict:
+    """Runs until one reaches the end, as the schedule would (a slow machine may stop a run
+    at its time limit: the next continues from its cursor). The runs' counts, summed."""
+    total = {"changes": 0, "duplicates": 0, "runs": 0}
+    for _ in range(10):
+        result = run()
+        assert result["error"] is None, result
+        total["changes"] += result["changes"]
+        total["duplicates"] += result["duplicates"]
+        total["runs"] += 1
+        if result["complete"]:
+            return {**result, **total}
+    raise AssertionError("the feed did not catch up in 10 runs")
+
+
+def kill_at_put_events(number: int, *, after: bool = False):
+    """Kill the run at its `number`-th PutEvents call: before it is sent, or after EventBridge
+    accepted it (before the feed could record it). A botocore hook: the AWS boundary."""
+    calls = {"n": 0}
+
+    def hook(**_: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == number:
+            raise Killed
+
+    stage = "after-call" if after else "before-call"
+    session = boto3._get_default_session()
+    session.events.register(f"{stage}.events.PutEvents", hook, unique_id="kill")
+    return lambda: session.events.unregister(f"{stage}.events.PutEvents", unique_id="kill")
+
+
+def prepare(stack, cliniko):
+    """Contacts the feed has seen (a backfill run), then a poll whose cursor lands on `now`."""
+    cliniko.control.churn(300, kinds=["create"], at=iso(BASE_TIME), seed=1)
+    cliniko.control.churn(
+        60, kinds=["archive"], at=iso(BASE_TIME + dt.timedelta(seconds=1)), seed=2, distinct=True
+    )
+    backfill = catch_up()
+    assert backfill["changes"] == 300, backfill
+    stack.sqs.purge_queue(QueueUrl=stack.tap_queue_url)  # the backfill's events: not under test
+    cliniko.control.churn(5, seed=3, distinct=True)
+    polled = catch_up()
+    assert len(stack.drain()) == polled["changes"]
+    return dt.datetime.fromisoformat(polled["cursor"].replace("Z", "+00:00"))
+
+
+def churn_500(cliniko, cursor: dt.datetime) -> list[dict]:
+    """500 changes between two polls: 25 stamped in the cursor's own second (changes committed
+    after the last poll read that second), then 475 of every kind as fast as they go."""
+    made = cliniko.control.churn(
+        25,
+        kinds=["create", "update", "archive", "unarchive"],
+        at=iso(cursor),
+        seed=4,
+        distinct=True,
+    )
+    made += cliniko.control.churn(475, seed=5, distinct=True)
+    assert len(made) == 500
+    assert Counter(c["kind"] for c in made).keys() == KIND_TO_TYPE.keys()
+    return made
+
+
+def expected_events(made: list[dict]) -> dict[str, dict]:
+    last: dict[str, dict] = {}
+    for change in made:
+        last[change["id"]] = change
+    return last
+
+
+def check_exactly_once(events: list[dict], made: list[dict]) -> None:
+    details = [event["detail"] for event in events]
+    expected = expected_events(made)
+    published = Counter((d["contact_id"], d["updated_at"]) for d in details)
+    # Nothing published twice, nothing missed, nothing extra.
+    assert max(published.values()) == 1
+    assert set(published) == {(cid, c["updated_at"]) for cid, c in expected.items()}
+    changes_per_contact = Counter(c["id"] for c in made)
+    for detail in details:
+        if changes_per_contact[detail["contact_id"]] == 1:
+            assert detail["type"] == KIND_TO_TYPE[expected[detail["contact_id"]]["kind"]]
+
+
+@pytest.mark.slow
+def test_500_changes_between_two_polls_are_each_published_once(stack, cliniko):
+    cursor = prepare(stack, cliniko)
+    made = churn_500(cliniko, cursor)
+    assert sum(1 for c in made if c["updated_at"] == iso(cursor)) >= 25
+
+    result = catch_up()
+    events = stack.drain()
+    check_exactly_once(events, made)
+    assert result["changes"] == len(events) == len(expected_events(made))
+    # And once more: the overlap lists the last seconds again, nothing is re-published.
+    again = catch_up()
+    assert again["changes"] == 0 and stack.drain() == []
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_page_and_rerun_still_publishes_each_change_once(stack, cliniko):
+    cursor = prepare(stack, cliniko)
+    made = churn_500(cliniko, cursor)
+
+    undo = kill_at_put_events(13)  # inside the second page of 100
+    try:
+        with pytest.raises(Killed):
+            run()
+    finally:
+        undo()
+    first_part = stack.drain()
+    assert 0 < len(first_part) < len(expected_events(made))
+    stack.expire_lease()
+    rerun = catch_up()
+    assert rerun["duplicates"] >= len(first_part) - 100  # the re-listed page, dropped
+    check_exactly_once(first_part + stack.drain(), made)
+
+
+@pytest.mark.slow
+def test_a_kill_between_a_publish_and_its_record_repeats_only_that_batch_same_ids(stack, cliniko):
+    # The one window no ordering closes: EventBridge took the batch, the run died before
+    # recording it. The rerun publishes that batch again with the same event ids (the
+    # webhook-id), which is what subscribers dedupe on; everything else stays exactly once.
+    cursor = prepare(stack, cliniko)
+    made = churn_500(cliniko, cursor)
+    undo = kill_at_put_events(4, after=True)
+    try:
+        with pytest.raises(Killed):
+            run()
+    finally:
+        undo()
+    events = stack.drain()
+    stack.expire_lease()
+    catch_up()
+    events += stack.drain()
+    ids = Counter(event["detail"]["event_id"] for event in events)
+    repeated = [event_id for event_id, n in ids.items() if n > 1]
+    assert 0 < len(repeated) <= 10 and max(ids.values()) == 2
+    unique = {event["detail"]["event_id"]: event for event in events}
+    check_exactly_once(list(unique.values()), made)

@@ -1,0 +1,208 @@
+"""The scheduled change feed: moto (feed table, contacts bus read through an SQS rule, secrets),
+the emulator over HTTP, and the function's environment as template.yaml sets it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import pytest
+from cliniko_automations.changefeed import handler
+from cliniko_automations.common.settings import SettingsError
+
+from tests.integration.changefeed.stack import (
+    SCHEDULED_EVENT,
+    context,
+    create_feed_stack,
+    feed_environment,
+)
+from tests.integration.intake_worker.resources import emf_metrics
+
+PAST = "2026-01-05T09:00:00Z"
+
+
+@pytest.fixture
+def stack(aws, cliniko, tmp_path, monkeypatch):
+    created = create_feed_stack()
+    feed_environment(monkeypatch, created, cliniko, tmp_path)
+    return created
+
+
+def run(event=SCHEDULED_EVENT):
+    return handler.lambda_handler(event, context())
+
+
+def details(stack):
+    return [event["detail"] for event in stack.drain()]
+
+
+def test_the_first_run_starts_from_now_and_publishes_no_history(stack, cliniko):
+    cliniko.control.churn(30, at=PAST)
+    (account,) = run()["accounts"]
+    assert (account["changes"], account["complete"], account["requests"]) == (0, True, 1)
+    assert details(stack) == []
+
+
+def test_each_kind_of_change_becomes_its_event_with_field_names_only(stack, cliniko, capsys):
+    cliniko.control.seed(
+        contacts=[
+            {
+                "first_name": "Ada",
+                "last_name": "Lovelace",
+                "email": "ada@example.com",
+                "created_at": PAST,
+                "updated_at": PAST,
+            },
+            {
+                "first_name": "Grace",
+                "last_name": "Hopper",
+                "email": "grace@example.com",
+                "created_at": PAST,
+                "updated_at": PAST,
+                "archived_at": PAST,
+            },
+        ]
+    )
+    ada, grace = (c["id"] for c in cliniko.control.contacts())
+    backfill = "2026-01-05T08:59:00Z"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BACKFILL_FROM", backfill)
+        first = run()["accounts"][0]
+    assert first["by_type"] == {"contact.created": 1, "contact.archived": 1}
+    stack.drain()
+
+    client = cliniko.client()
+    client.update_contact(ada, {"email": "ada.l@example.com", "city": "London"})
+    cliniko.control.unarchive(grace)
+    created = client.create_contact({"first_name": "Alan", "last_name": "Turing"})
+    answer = run()["accounts"][0]
+    assert answer["by_type"] == {
+        "contact.updated": 1,
+        "contact.unarchived": 1,
+        "contact.created": 1,
+    }
+    by_contact = {d["contact_id"]: d for d in details(stack)}
+    assert by_contact[ada]["type"] == "contact.updated"
+    assert by_contact[ada]["changed_fields"] == ["email", "city"]
+    assert by_contact[grace]["type"] == "contact.unarchived"
+    assert by_contact[grace]["changed_fields"] == ["archived_at"]
+    assert by_contact[created.id]["type"] == "contact.created"
+    assert set(by_contact[ada]) == {
+        "event_id",
+        "type",
+        "account",
+        "contact_id",
+        "updated_at",
+        "changed_fields",
+        "first_seen",
+    }
+    client.archive_contact(ada)
+    run()
+    (archived,) = details(stack)
+    assert (archived["type"], archived["changed_fields"]) == ("contact.archived", ["archived_at"])
+    # Neither the events nor the logs carry a value of the person.
+    output = capsys.readouterr().out
+    for value in ("Ada", "Lovelace", "ada.l@example.com", "London", "Turing", "Hopper"):
+        assert value not in output
+        assert value not in json.dumps(by_contact)
+
+
+def test_the_bus_events_have_a_detail_type_per_change(stack, cliniko):
+    run()
+    cliniko.client().create_contact({"first_name": "Alan", "last_name": "Turing"})
+    run()
+    (event,) = stack.drain()
+    assert (event["source"], event["detail-type"]) == (
+        "cliniko-automations.contacts",
+        "contact.created",
+    )
+
+
+def test_a_quiet_minute_costs_one_request(stack, cliniko):
+    run()
+    cliniko.control.clear_requests()
+    for _ in range(3):
+        (account,) = run()["accounts"]
+        assert account["requests"] == 1
+    requests = cliniko.control.requests()
+    assert len(requests) == 3
+    query = requests[0]["query"]
+    assert "q[]" in json.dumps(query) and "archived_at:*" in json.dumps(query)
+
+
+def test_metrics_count_changes_events_duplicates_and_lag(stack, cliniko, capsys):
+    run()
+    cliniko.control.churn(12, kinds=["create"])
+    run()
+    capsys.readouterr()
+    run()  # the overlap lists the same contacts again: all dropped as duplicates
+    metrics = emf_metrics(capsys.readouterr().out)
+    assert metrics["ChangesSeen"] == 0
+    assert metrics["DuplicatesDropped"] >= 1
+    assert metrics["FeedRequests"] == 1
+    assert metrics["FeedBehindMinutes"] < 1
+
+
+def test_lag_is_measured_from_updated_at(stack, cliniko, capsys):
+    run()
+    cliniko.control.churn(5, kinds=["create"])
+    answer = run()["accounts"][0]
+    assert answer["changes"] == 5
+    assert 0 <= answer["max_lag_seconds"] < 60
+    assert emf_metrics(capsys.readouterr().out)["ChangeLagSeconds"] >= 0
+
+
+def test_an_operator_may_poll_named_accounts_only(stack):
+    assert run({"accounts": ["nope"]}) == {"error": "no account named nope"}
+    assert [a["account"] for a in run({"accounts": ["test-clinic"]})["accounts"]] == ["test-clinic"]
+
+
+def test_a_run_while_another_polls_the_account_does_nothing(stack, cliniko):
+    stack.dynamodb.put_item(
+        TableName=stack.table,
+        Item={
+            "pk": {"S": "lease#test-clinic"},
+            "owner": {"S": "other-run"},
+            "until": {"N": str(int(dt.datetime.now(dt.UTC).timestamp()) + 60)},
+        },
+    )
+    cliniko.control.clear_requests()
+    (account,) = run()["accounts"]
+    assert (account["complete"], account["error"]) == (False, "another_run_is_polling")
+    assert cliniko.control.requests() == []
+
+
+def test_cliniko_refusing_leaves_the_cursor_and_reports_it(stack, cliniko):
+    run()
+    cursor = next(i for i in stack.items() if i["pk"]["S"] == "cursor#test-clinic")
+    cliniko.control.churn(3, kinds=["create"])
+    cliniko.control.set_faults(fail_next=[500, 500, 500, 500])
+    (account,) = run()["accounts"]
+    assert (account["complete"], account["error"]) == (False, "cliniko_ServerError")
+    assert next(i for i in stack.items() if i["pk"]["S"] == "cursor#test-clinic") == cursor
+    cliniko.control.clear_faults()
+    assert run()["accounts"][0]["changes"] == 3
+
+
+def test_misconfiguration_fails_the_run_naming_the_setting(stack, monkeypatch):
+    monkeypatch.delenv("EVENT_BUS_NAME")
+    with pytest.raises(SettingsError, match="EVENT_BUS_NAME"):
+        run()
+
+
+def test_a_failed_first_run_still_fixes_where_the_feed_starts(stack, cliniko, monkeypatch):
+    # Otherwise the next run would start from its own "now" and miss what changed between.
+    monkeypatch.setenv("OVERLAP_SECONDS", "1")
+    cliniko.control.set_faults(fail_next=[500, 500, 500, 500])
+    assert run()["accounts"][0]["error"] == "cliniko_ServerError"
+    cliniko.control.clear_faults()
+    cliniko.control.churn(4, kinds=["create"])
+    time.sleep(2.5)  # longer than the overlap
+    assert run()["accounts"][0]["changes"] == 4
+
+
+def test_a_backfill_date_without_a_zone_is_refused(stack, monkeypatch):
+    monkeypatch.setenv("BACKFILL_FROM", "2026-01-01T00:00:00")
+    with pytest.raises(SettingsError, match="BACKFILL_FROM"):
+        run()

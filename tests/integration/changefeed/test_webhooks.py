@@ -1,0 +1,104 @@
+"""A signed webhook, end to end: the feed publishes, the rule webhook_stack.py renders routes
+it (moto, with the local stand-in for the API destination's HTTP call), and a receiver built on
+the Standard Webhooks reference library verifies it."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from cliniko_automations.changefeed import handler
+from cliniko_automations.changefeed.subscribers import load_subscribers
+from cliniko_automations.changefeed.webhook_stack import render
+from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
+
+from tests.integration.changefeed.stack import (
+    SCHEDULED_EVENT,
+    context,
+    create_feed_stack,
+    feed_environment,
+    new_webhook_secret,
+)
+
+SUBSCRIBERS = """\
+subscribers:
+  - name: crm-sync
+    url: https://hooks.example.com/cliniko
+    events: [contact.created, contact.archived]
+    secret: tests/webhooks/crm-sync
+  - name: full-copy
+    url: https://copy.example.com/in
+    events: [contact.created]
+    secret: tests/webhooks/full-copy
+    include_fields: true
+"""
+
+
+@pytest.fixture
+def world(aws, cliniko, tmp_path, monkeypatch):
+    stack = create_feed_stack()
+    (tmp_path / "webhooks.yaml").write_text(SUBSCRIBERS, encoding="utf-8")
+    feed_environment(monkeypatch, stack, cliniko, tmp_path)
+    secrets = {"crm-sync": new_webhook_secret(), "full-copy": new_webhook_secret()}
+    manager = boto3.client("secretsmanager")
+    for name, value in secrets.items():
+        manager.create_secret(Name=f"tests/webhooks/{name}", SecretString=value)
+    receivers = {name: SignedWebhookReceiver(secret).start() for name, secret in secrets.items()}
+    stand_in = ApiDestinationStandIn(
+        render(load_subscribers(tmp_path / "webhooks.yaml")),
+        boto3.client("events"),
+        boto3.client("sqs"),
+        stack.bus,
+        {name: receiver.url for name, receiver in receivers.items()},
+    )
+    yield stack, receivers, stand_in
+    for receiver in receivers.values():
+        receiver.stop()
+
+
+def run():
+    return handler.lambda_handler(SCHEDULED_EVENT, context())["accounts"][0]
+
+
+def test_a_signed_webhook_is_received_and_verified(world, cliniko):
+    _, receivers, stand_in = world
+    run()
+    client = cliniko.client()
+    created = client.create_contact({"first_name": "Zoë", "last_name": "Ångström"})
+    assert run()["events"] == 3  # the bus event, and one delivery per subscriber
+    assert stand_in.deliver_pending() == 2
+
+    (crm,) = receivers["crm-sync"].received
+    assert crm.verified, crm.problem
+    assert crm.payload["type"] == "contact.created"
+    assert crm.payload["data"]["contact_id"] == created.id
+    assert "contact" not in crm.payload["data"]
+    assert crm.headers["webhook-id"].startswith("msg_")
+    (copy,) = receivers["full-copy"].received
+    assert copy.verified, copy.problem
+    assert copy.payload["data"]["contact"]["last_name"] == "Ångström"
+
+    client.update_contact(created.id, {"city": "Uppsala"})  # neither subscriber wants updates
+    client.archive_contact(created.id)
+    run()
+    stand_in.deliver_pending()
+    assert [r.payload["type"] for r in receivers["crm-sync"].received] == [
+        "contact.created",
+        "contact.archived",
+    ]
+    assert len(receivers["full-copy"].received) == 1
+
+
+def test_a_receiver_with_another_secret_refuses_the_delivery(world, cliniko):
+    _, _, stand_in = world
+    impostor = SignedWebhookReceiver(new_webhook_secret()).start()
+    try:
+        stand_in.routes[0].url = impostor.url
+        run()
+        cliniko.client().create_contact({"first_name": "Alan", "last_name": "Turing"})
+        run()
+        stand_in.deliver_pending()
+        (refused,) = impostor.received
+        assert not refused.verified and refused.problem == "No matching signature found"
+        assert ("local-CrmSyncRule", 401) in stand_in.deliveries
+    finally:
+        impostor.stop()

@@ -1,0 +1,96 @@
+"""Classifying a listed contact against its last published state, and the field hashes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from cliniko_automations.changefeed.changes import (
+    ContactSnapshot,
+    FieldHasher,
+    classify,
+)
+
+T0 = dt.datetime(2026, 3, 1, 10, 0, 0, tzinfo=dt.UTC)
+T1 = T0 + dt.timedelta(minutes=5)
+HASHER = FieldHasher(b"k" * 32)
+
+
+def snapshot(updated_at=T0, archived_at=None, created_at=T0, **fields):
+    values = {"first_name": "Ada", "email": "ada@example.com", **fields}
+    return ContactSnapshot("1390712996921091568", created_at, updated_at, archived_at, values)
+
+
+def change(current, previous=None):
+    return classify("main", current, previous, HASHER.hashes(current))
+
+
+def test_a_new_contact_is_created_with_its_filled_fields():
+    made = change(snapshot())
+    assert (made.type, made.first_seen) == ("contact.created", True)
+    assert made.changed_fields == ("first_name", "email")
+
+
+def test_a_contact_first_seen_after_changes_is_updated_and_says_so():
+    made = change(snapshot(updated_at=T1))
+    assert (made.type, made.first_seen) == ("contact.updated", True)
+
+
+def test_an_update_names_exactly_the_fields_whose_values_changed():
+    before = change(snapshot()).state
+    made = change(snapshot(updated_at=T1, email="ada.l@example.com", city="London"), before)
+    assert (made.type, made.first_seen) == ("contact.updated", False)
+    assert made.changed_fields == ("email", "city")
+
+
+def test_archive_and_unarchive_are_told_from_the_last_published_state():
+    before = change(snapshot()).state
+    archived = change(snapshot(updated_at=T1, archived_at=T1), before)
+    assert (archived.type, archived.changed_fields) == ("contact.archived", ("archived_at",))
+    later = T1 + dt.timedelta(seconds=1)
+    restored = change(snapshot(updated_at=later), archived.state)
+    assert (restored.type, restored.changed_fields) == ("contact.unarchived", ("archived_at",))
+
+
+def test_the_same_state_listed_again_is_a_duplicate():
+    published = change(snapshot(updated_at=T1)).state
+    assert change(snapshot(updated_at=T1), published) is None
+
+
+def test_a_second_change_in_the_same_second_is_not_a_duplicate():
+    published = change(snapshot(updated_at=T1)).state
+    again = change(snapshot(updated_at=T1, occupation="Engineer"), published)
+    assert again is not None and again.changed_fields == ("occupation",)
+    assert again.event_id != published.event_id
+
+
+def test_an_older_state_than_the_published_one_is_dropped():
+    published = change(snapshot(updated_at=T1)).state
+    assert change(snapshot(updated_at=T0, occupation="x"), published) is None
+
+
+def test_event_ids_are_stable_for_one_state_so_retries_repeat_them():
+    assert change(snapshot(updated_at=T1)).event_id == change(snapshot(updated_at=T1)).event_id
+    assert change(snapshot(updated_at=T1)).event_id.startswith("msg_")
+
+
+def test_hashes_are_keyed_bound_to_the_contact_and_hold_no_value():
+    hashes = HASHER.hashes(snapshot())
+    other_key = FieldHasher(b"j" * 32).hashes(snapshot())
+    assert hashes["email"] != other_key["email"]
+    other_contact = ContactSnapshot("2", T0, T0, None, {"email": "ada@example.com"})
+    assert HASHER.hashes(other_contact)["email"] != hashes["email"]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in hashes.values())
+
+
+def test_the_summary_carries_no_values_and_fields_only_on_request():
+    made = change(snapshot(updated_at=T1))
+    assert "ada@example.com" not in str(made.summary())
+    assert "ada@example.com" not in repr(made.snapshot)
+    assert made.with_fields()["contact"]["email"] == "ada@example.com"
+
+
+def test_a_short_hash_key_is_refused():
+    with pytest.raises(ValueError, match="16 bytes"):
+        FieldHasher(b"short")

@@ -1,0 +1,162 @@
+"""Signed deliveries: our signatures checked by the Standard Webhooks reference library
+(`standardwebhooks`, an independent implementation of the specification), the subscriber
+file, and the stack the subscriber file renders."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import time
+
+import pytest
+from cliniko_automations.changefeed.changes import ContactSnapshot, FieldHasher, classify
+from cliniko_automations.changefeed.events import WEBHOOKS_SOURCE, EventBuilder, webhook_body
+from cliniko_automations.changefeed.signing import BadSigningSecret, sign, signing_key
+from cliniko_automations.changefeed.subscribers import Subscribers
+from cliniko_automations.changefeed.webhook_stack import render
+from pydantic import ValidationError
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+T0 = dt.datetime(2026, 3, 1, 10, 0, 0, tzinfo=dt.UTC)
+
+
+def subscribers(**extra):
+    return Subscribers.model_validate(
+        {
+            "subscribers": [
+                {
+                    "name": "crm-sync",
+                    "url": "https://hooks.example.com/cliniko",
+                    "events": ["contact.created", "contact.archived"],
+                    "secret": "cliniko-automations/webhooks/crm-sync",
+                    **extra,
+                }
+            ]
+        }
+    )
+
+
+def a_change(**fields):
+    snapshot = ContactSnapshot("17", T0, T0, None, {"first_name": "Zoë", **fields})
+    hasher = FieldHasher(b"k" * 32)
+    return classify("main", snapshot, None, hasher.hashes(snapshot))
+
+
+def headers(detail):
+    webhook = detail["webhook"]
+    return {
+        "webhook-id": webhook["id"],
+        "webhook-timestamp": webhook["timestamp"],
+        "webhook-signature": webhook["signature"],
+    }
+
+
+def test_the_reference_library_verifies_our_signature():
+    now = int(time.time())
+    body = '{"type":"contact.created"}'
+    signature = sign(signing_key(SECRET), "msg_1", now, body)
+    assert Webhook(SECRET).verify(
+        body, {"webhook-id": "msg_1", "webhook-timestamp": str(now), "webhook-signature": signature}
+    ) == {"type": "contact.created"}
+
+
+def test_a_delivery_event_carries_a_body_and_headers_that_verify():
+    builder = EventBuilder(subscribers().subscribers, {"crm-sync": signing_key(SECRET)}, time.time)
+    bus, delivery = builder.events_for(a_change())
+    assert delivery.source == WEBHOOKS_SOURCE and delivery.detail_type == "contact.created"
+    detail = json.loads(delivery.detail_json())
+    assert detail["subscriber"] == "crm-sync"
+    body = webhook_body(detail["body"])
+    verified = Webhook(SECRET).verify(body, headers(detail))
+    assert verified["type"] == "contact.created"
+    assert verified["data"]["contact_id"] == "17"
+    assert "contact" not in verified["data"] and "Zoë" not in body
+    # The webhook id is the event id: the same on a retry, for receivers to dedupe on.
+    assert detail["webhook"]["id"] == bus.detail["event_id"]
+
+
+def test_a_tampered_body_or_an_old_timestamp_fails_verification():
+    builder = EventBuilder(subscribers().subscribers, {"crm-sync": signing_key(SECRET)}, time.time)
+    detail = json.loads(builder.events_for(a_change())[1].detail_json())
+    body = webhook_body(detail["body"])
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(body.replace("17", "18"), headers(detail))
+    stale = EventBuilder(
+        subscribers().subscribers, {"crm-sync": signing_key(SECRET)}, lambda: time.time() - 600
+    )
+    old = json.loads(stale.events_for(a_change())[1].detail_json())
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook(SECRET).verify(webhook_body(old["body"]), headers(old))
+
+
+def test_fields_are_in_the_body_only_for_a_subscriber_opted_in():
+    opted = subscribers(include_fields=True).subscribers
+    builder = EventBuilder(opted, {"crm-sync": signing_key(SECRET)}, time.time)
+    bus, delivery = builder.events_for(a_change())
+    detail = json.loads(delivery.detail_json())
+    verified = Webhook(SECRET).verify(webhook_body(detail["body"]), headers(detail))
+    assert verified["data"]["contact"]["first_name"] == "Zoë"
+    assert "Zoë" not in bus.detail_json()
+
+
+def test_a_subscriber_gets_only_the_types_and_accounts_it_asked_for():
+    listed = subscribers(accounts=["north"]).subscribers
+    builder = EventBuilder(listed, {"crm-sync": signing_key(SECRET)}, time.time)
+    assert len(builder.events_for(a_change())) == 1  # account main: the bus event only
+
+
+@pytest.mark.parametrize(
+    "secret", ["whsec_", "whsec_!!notbase64", "whsec_" + base64.b64encode(b"short").decode()]
+)
+def test_bad_signing_secrets_are_refused_without_quoting_them(secret):
+    with pytest.raises(BadSigningSecret) as raised:
+        signing_key(secret)
+    assert secret[6:] not in str(raised.value) or secret == "whsec_"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"url": "http://hooks.example.com"}, "https"),
+        ({"events": ["contact.deleted"]}, "events"),
+        ({"name": "Bad Name"}, "name"),
+    ],
+)
+def test_subscriber_mistakes_are_refused(change, problem):
+    with pytest.raises(ValidationError, match=problem):
+        subscribers(**change)
+
+
+def test_the_rendered_stack_delivers_by_api_destination_with_aws_retries():
+    template = render(subscribers(rate_per_second=3))
+    resources = template["Resources"]
+    destination = resources["CrmSyncDestination"]["Properties"]
+    assert destination["InvocationEndpoint"] == "https://hooks.example.com/cliniko"
+    assert destination["InvocationRateLimitPerSecond"] == 3
+    connection = resources["CrmSyncConnection"]["Properties"]
+    assert "crm-sync" not in json.dumps(connection["AuthParameters"])  # never the signing secret
+    rule = resources["CrmSyncRule"]["Properties"]
+    assert rule["EventPattern"] == {
+        "source": [WEBHOOKS_SOURCE],
+        "detail-type": ["contact.created", "contact.archived"],
+        "detail": {"subscriber": ["crm-sync"]},
+    }
+    (target,) = rule["Targets"]
+    assert target["InputPath"] == "$.detail.body"
+    assert target["HttpParameters"]["HeaderParameters"] == {
+        "webhook-id": "$.detail.webhook.id",
+        "webhook-timestamp": "$.detail.webhook.timestamp",
+        "webhook-signature": "$.detail.webhook.signature",
+    }
+    # Retries stop when a receiver would refuse the signature's age; then the dead letters.
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == 300
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}}
+
+
+def test_the_shipped_subscriber_file_is_valid():
+    from cliniko_automations.changefeed.subscribers import load_subscribers
+
+    assert load_subscribers().subscribers == []
