@@ -23,27 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# The fields whose changes are named. Derived ones (`country`, `type`) follow these.
+import attrs
+from cliniko_client.models.contact_write import ContactWrite
+
+# The fields whose changes are named: every field a client may write (the spec's
+# `ContactWrite`) and the archive. Derived ones (`country`, `type`) follow these.
 TRACKED_FIELDS = (
-    "title",
-    "first_name",
-    "last_name",
-    "preferred_name",
-    "company_name",
-    "occupation",
-    "provider_number",
-    "email",
-    "address_1",
-    "address_2",
-    "address_3",
-    "city",
-    "state",
-    "post_code",
-    "country_code",
-    "notes",
-    "doctor_type",
-    "type_code",
-    "phone_numbers",
+    *(f.name for f in attrs.fields(ContactWrite) if f.name != "additional_properties"),
     "archived_at",
 )
 

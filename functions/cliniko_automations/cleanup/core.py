@@ -280,13 +280,15 @@ class CleanupStep:
                 except cliniko_errors.NotFound:
                     pass  # removed since it was found: nothing left to archive
                 except cliniko_errors.ClinikoError as error:
-                    if _transient(error) or _access_refused(error):
+                    if _transient(error):
                         raise
-                    progress.failed += 1
+                    if _access_refused(error):
+                        # Every other archive of the batch would be refused alike: they all
+                        # count as failed, and the rule stops (`_advance` tells the fix once).
+                        self._failed(progress, [i for i in progress.pending if i not in done])
+                        raise
+                    self._failed(progress, [contact_id])
                     progress.error = cliniko_errors.error_kind(error)
-                    if len(progress.failed_ids) < LISTED_FAILURES:
-                        progress.failed_ids.append(contact_id)
-                    progress.pending.remove(contact_id)
                     continue
                 done.append(contact_id)
         finally:
@@ -296,6 +298,15 @@ class CleanupStep:
             progress.pending = [i for i in progress.pending if i not in archived]
         if not progress.pending:
             self._finish_batch(progress)
+
+    @staticmethod
+    def _failed(progress: RuleProgress, contact_ids: list[str]) -> None:
+        """Refused for good: counted, listed (up to LISTED_FAILURES) and left active."""
+        progress.failed += len(contact_ids)
+        room = LISTED_FAILURES - len(progress.failed_ids)
+        progress.failed_ids.extend(contact_ids[: max(0, room)])
+        failed = set(contact_ids)
+        progress.pending = [i for i in progress.pending if i not in failed]
 
     def _archived(self, state: RunState, progress: RuleProgress, contact_ids: list[str]) -> None:
         if not contact_ids:
