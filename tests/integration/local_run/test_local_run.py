@@ -98,7 +98,7 @@ def test_banner_names_urls_and_a_curl_that_works(local_system):
     assert local_system.gateway.url in text and local_system.site.url in text
     assert "python -m local_run fire ErasureOverdueFunction" in text
     # A schedule given by a parameter shows the value this run resolved.
-    assert "CleanupFunction (rate(1 day)): python -m local_run fire CleanupFunction" in text
+    assert "CleanupStateMachine (rate(1 day)): python -m local_run fire CleanupStateMachine" in text
     curl = demo.html_curl(
         local_system.gateway.url,
         local_system.site.url,
