@@ -26,9 +26,11 @@ from cliniko_automations.cleanup import handler as cleanup_handler
 from cliniko_automations.common.logs import configure_logging
 from cliniko_automations.erasure import overdue_handler
 from cliniko_automations.intake.find_or_create import phone_digits
+from local_run.state_machine import run_loop
 
 from tests.e2e.test_erasure_api import erasure, get, post
 from tests.fixtures.apigw import LambdaContext
+from tests.integration.cleanup.tables import create_table
 from tests.integration.erasure.stack import PEPPER, PERSONAL, erasure_stack, personal_values
 from tests.integration.intake_worker.e2e_world import (
     PERSONAL as SUBMITTED,
@@ -121,6 +123,7 @@ def test_no_personal_value_or_secret_at_debug(
         encoding="utf-8",
     )
     monkeypatch.setenv("CLEANUP_RULES_FILE", str(rules))
+    monkeypatch.setenv("CLEANUP_RUNS_TABLE", create_table("CleanupRunsTable", "leak-cleanup-runs"))
     monkeypatch.setenv("CLEANUP_DRY_RUN", "false")
     capfd.readouterr()
 
@@ -142,9 +145,8 @@ def test_no_personal_value_or_secret_at_debug(
         by_id = post(erasure(request_id="leak-by-id", contact_id=erasure_ids[0]))
         by_email = post(erasure(request_id="leak-by-email", email=ERASE_BY_EMAIL))
         status = get("leak-by-email")
-        cleaned = cleanup_handler.lambda_handler(
-            {"dry_run": False}, LambdaContext(function_name="CleanupFunction", timeout_ms=900_000)
-        )
+        cleanup_context = LambdaContext(function_name="CleanupFunction", timeout_ms=900_000)
+        cleaned = run_loop(lambda event: cleanup_handler.lambda_handler(event, cleanup_context))
         overdue = overdue_handler.lambda_handler({}, LambdaContext(function_name="Overdue"))
         printed = capfd.readouterr()
 
@@ -156,7 +158,7 @@ def test_no_personal_value_or_secret_at_debug(
     assert by_id[0] == 200 and by_id[1]["result"] == "erased", by_id
     assert by_email[0] == 200 and by_email[1]["result"] == "erased", by_email
     assert status[0] == 200
-    assert [rule["archived"] for rule in cleaned["rules"]] == [1], cleaned
+    assert cleaned.status == "finished", cleaned
     assert overdue["overdue"] == 0
 
     lines = [

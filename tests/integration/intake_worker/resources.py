@@ -276,12 +276,10 @@ def create_worker_stack(prefix: str = "intake") -> WorkerStack:
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
     submissions = create_submission_store(dynamodb, f"{prefix}-submission-store")
-    dynamodb.create_table(
-        TableName=ledger,
-        KeySchema=[{"AttributeName": "contact_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "contact_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    # The ledger as template.yaml defines it, the cleanup's sparse active index included.
+    from tests.integration.cleanup.tables import create_table
+
+    create_table("LedgerTable", ledger)
     dlq_url = sqs.create_queue(QueueName=f"{prefix}-dead-letters")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
