@@ -158,7 +158,7 @@ def start_process(args: list[str]) -> tuple[subprocess.Popen[str], dict[str, Any
 
 
 def seed_ledger(dynamodb: Any, table: str, ids: list[str]) -> None:
-    from cliniko_automations.intake.ledger import ACTIVE
+    from cliniko_automations.common.ledger import ACTIVE
 
     # The item DynamoLedger.record writes, 25 at a time.
     for start in range(0, len(ids), 25):
@@ -244,7 +244,7 @@ def main() -> int:
         # The intake created both kinds: the ledger lists every contact of the account.
         seed_ledger(dynamodb, ledger, matching + not_matching)
         seeded_ledger = time.perf_counter() - t0
-        from cliniko_automations.intake.ledger import DynamoLedger
+        from cliniko_automations.common.ledger import DynamoLedger
 
         t0 = time.perf_counter()
         DynamoLedger(dynamodb, ledger).active_ids("bench-clinic", None, 100)

@@ -72,7 +72,7 @@ def child_api(events_file: str) -> dict[str, Any]:
     import tracemalloc
 
     started = time.perf_counter()
-    from cliniko_automations.intake import api_handler
+    from cliniko_automations.intake_api import handler as api_handler
 
     from tests.fixtures.apigw import LambdaContext
 
@@ -108,7 +108,7 @@ def child_worker(_unused: str) -> dict[str, Any]:
     import tracemalloc
 
     started = time.perf_counter()
-    from cliniko_automations.intake import worker_handler
+    from cliniko_automations.intake_worker import handler as worker_handler
 
     from tests.fixtures.apigw import LambdaContext
     from tests.integration.intake_worker.resources import WORKER_TIMEOUT_MS, poll_once

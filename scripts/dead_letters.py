@@ -43,9 +43,9 @@ from typing import Any, TextIO
 
 import boto3
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
-from cliniko_automations.intake.find_or_create import present_fields
 from cliniko_automations.intake.submission import QueuedSubmission, Submission
-from cliniko_automations.intake.worker_store import DynamoFailures
+from cliniko_automations.intake_worker.find_or_create import present_fields
+from cliniko_automations.intake_worker.store import DynamoFailures
 from pydantic import ValidationError
 
 NO_REASON = "unknown (no failure recorded)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 
-from cliniko_automations.intake.find_or_create import phone_digits
+from cliniko_automations.intake_worker.find_or_create import phone_digits
 
 from tests.integration.intake_worker.e2e_world import (
     PERSONAL,

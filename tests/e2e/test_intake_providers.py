@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from cliniko_automations.intake.find_or_create import phone_digits, phones_match
+from cliniko_automations.intake_worker.find_or_create import phone_digits, phones_match
 
 from tests.integration.intake_worker.e2e_world import (
     PROVIDER_SOURCES,

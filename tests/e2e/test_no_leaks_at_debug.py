@@ -25,7 +25,7 @@ import yaml
 from cliniko_automations.cleanup import handler as cleanup_handler
 from cliniko_automations.common.logs import configure_logging
 from cliniko_automations.erasure import overdue_handler
-from cliniko_automations.intake.find_or_create import phone_digits
+from cliniko_automations.intake_worker.find_or_create import phone_digits
 from local_run.state_machine import run_loop
 
 from tests.e2e.test_erasure_api import erasure, get, post

@@ -111,7 +111,7 @@ class ContactsClient(Protocol):
 
 
 class ActiveLedger(Protocol):
-    """The intake's ledger as the cleanup uses it (`intake.ledger.DynamoLedger`)."""
+    """The intake's ledger as the cleanup uses it (`common.ledger.DynamoLedger`)."""
 
     def active_ids(self, account: str, after: str | None, limit: int) -> list[str]: ...
 

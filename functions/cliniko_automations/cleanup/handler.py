@@ -35,11 +35,11 @@ from cliniko_automations.cleanup.settings import CleanupSettings
 from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.ledger import DynamoLedger
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import diagnose, report
 from cliniko_automations.common.secrets import SecretMisconfigured
 from cliniko_automations.intake.config import load_form_sources
-from cliniko_automations.intake.ledger import DynamoLedger
 
 logger = function_logger("cleanup")
 metrics = Metrics(service="cleanup")

@@ -15,8 +15,7 @@ from cliniko_automations.cleanup.config import CleanupRule
 from cliniko_automations.cleanup.core import CleanupStep, RuleProgress, RunState
 from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cliniko import RetryPolicy
-from cliniko_automations.intake.ledger import DynamoLedger
-from cliniko_automations.intake.worker import LedgerEntry
+from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
 
 from tests.integration.cleanup.tables import create_cleanup_tables
 

@@ -17,10 +17,9 @@ import pytest
 from cliniko_automations.cleanup import handler
 from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
 from cliniko_automations.common.secrets import SecretOutsidePrefix
 from cliniko_automations.common.settings import SettingsError
-from cliniko_automations.intake.ledger import DynamoLedger
-from cliniko_automations.intake.worker import LedgerEntry
 from local_run.state_machine import run_loop
 from local_run.template import ROOT
 

@@ -17,9 +17,9 @@ from urllib.parse import parse_qs
 import boto3
 import pytest
 import yaml
-from cliniko_automations.intake import api_handler
 from cliniko_automations.intake.config import DEFAULT_PATH
 from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake_api import handler as api_handler
 
 from tests.fixtures.apigw import LambdaContext, form_post_event
 from tests.integration.intake_worker.resources import create_submission_store, stored_submission

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
-from cliniko_automations.intake import api_handler
 from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake_api import handler as api_handler
 
 from tests.fixtures.apigw import form_post_event, http_api_event
 from tests.unit.intake_api import samples
@@ -427,7 +427,7 @@ def test_503_not_500_for_an_unexpected_error(intake, capsys):
     (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
     assert record["message"] == "Unexpected error"
     assert record["error_type"] == "KeyError"
-    assert record["at"].startswith("api_handler.py:")
+    assert record["at"].startswith("handler.py:")
     assert "exception" not in record  # no stack trace, no message
     assert rejected_reason(capsys) == "internal"
     assert intake.messages() == []

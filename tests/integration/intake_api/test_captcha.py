@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from cliniko_automations.intake.captcha import verify_captcha
 from cliniko_automations.intake.config import Captcha
-from cliniko_automations.intake.errors import CaptchaFailed, ServiceUnavailable
+from cliniko_automations.intake_api.captcha import verify_captcha
+from cliniko_automations.intake_api.errors import CaptchaFailed, ServiceUnavailable
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cliniko_automations.intake import api_handler, worker_handler
 from cliniko_automations.intake.config import DEFAULT_PATH, load_form_sources
+from cliniko_automations.intake_api import handler as api_handler
+from cliniko_automations.intake_worker import handler as worker_handler
 
 from tests.fixtures.apigw import LambdaContext, form_post_event
 from tests.integration.intake_worker.resources import (

@@ -143,7 +143,7 @@ class WorldClock:
 
     def __init__(self, monkeypatch: Any, stack: WorkerStack, control: Any) -> None:
         from cliniko_automations.cliniko import pacing
-        from cliniko_automations.intake import worker_handler
+        from cliniko_automations.intake_worker import handler as worker_handler
 
         self.offset = timedelta(0)
         self._stack = stack

@@ -7,16 +7,16 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cliniko_automations.intake.ledger import DynamoLedger
-from cliniko_automations.intake.parking import SqsParking, SqsQueues, queue_url_for
+from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
 from cliniko_automations.intake.submission import ContactDraft, Submission
-from cliniko_automations.intake.worker import ClaimBusy, Intent, LedgerEntry
-from cliniko_automations.intake.worker_store import (
+from cliniko_automations.intake_worker.parking import SqsParking, SqsQueues, queue_url_for
+from cliniko_automations.intake_worker.store import (
     DynamoClaims,
     DynamoFailures,
     DynamoIntents,
     FailureRecord,
 )
+from cliniko_automations.intake_worker.worker import ClaimBusy, Intent
 
 from tests.integration.intake_worker.resources import WorkerStack, create_worker_stack
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cliniko_automations.intake import worker_handler
 from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
+from cliniko_automations.intake_worker import handler as worker_handler
 
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 CHILD = """
 import json, os, signal, sys
-from cliniko_automations.intake import worker_handler
+from cliniko_automations.intake_worker import handler as worker_handler
 from tests.fixtures.apigw import LambdaContext
 
 def die_at_ledger(frame, event, arg):

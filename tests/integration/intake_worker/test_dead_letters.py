@@ -13,7 +13,7 @@ from cliniko_automations.intake.submission import (
     QueuedSubmission,
     Submission,
 )
-from cliniko_automations.intake.worker_store import DynamoFailures, FailureRecord
+from cliniko_automations.intake_worker.store import DynamoFailures, FailureRecord
 
 from tests.integration.intake_worker.resources import (
     WorkerStack,

@@ -8,13 +8,13 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cliniko_automations.intake import worker_handler
 from cliniko_automations.intake.submission import (
     ContactDraft,
     PhoneNumber,
     QueuedSubmission,
     Submission,
 )
+from cliniko_automations.intake_worker import handler as worker_handler
 
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (

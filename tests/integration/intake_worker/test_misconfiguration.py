@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from cliniko_automations.intake import worker_handler
 from cliniko_automations.intake.submission import ContactDraft, Submission
+from cliniko_automations.intake_worker import handler as worker_handler
 
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (

@@ -30,15 +30,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cliniko_automations.intake import worker_handler
-from cliniko_automations.intake.find_or_create import phone_digits
 from cliniko_automations.intake.submission import (
     ContactDraft,
     PhoneNumber,
     QueuedSubmission,
     Submission,
 )
-from cliniko_automations.intake.worker_store import DynamoFailures
+from cliniko_automations.intake_worker import handler as worker_handler
+from cliniko_automations.intake_worker.find_or_create import phone_digits
+from cliniko_automations.intake_worker.store import DynamoFailures
 
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (

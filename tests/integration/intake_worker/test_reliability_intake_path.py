@@ -41,8 +41,8 @@ from typing import Any
 
 import boto3
 import pytest
-from cliniko_automations.intake import worker_handler
-from cliniko_automations.intake.find_or_create import phone_digits, phones_match
+from cliniko_automations.intake_worker import handler as worker_handler
+from cliniko_automations.intake_worker.find_or_create import phone_digits, phones_match
 
 from tests.fixtures.apigw import LambdaContext, form_post_event
 from tests.integration.intake_worker.e2e_world import IntakePath, build_intake_path

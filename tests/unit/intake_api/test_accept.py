@@ -7,7 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from cliniko_automations.intake.accept import (
+from cliniko_automations.intake.config import DEFAULT_PATH, FormSources, load_form_sources
+from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake_api.accept import (
     Accepted,
     Dropped,
     Ignored,
@@ -16,9 +18,8 @@ from cliniko_automations.intake.accept import (
     accept,
     idempotency_key,
 )
-from cliniko_automations.intake.captcha import verify_captcha
-from cliniko_automations.intake.config import DEFAULT_PATH, FormSources, load_form_sources
-from cliniko_automations.intake.errors import (
+from cliniko_automations.intake_api.captcha import verify_captcha
+from cliniko_automations.intake_api.errors import (
     BadSignature,
     BodyTooLarge,
     FieldsInvalid,
@@ -28,7 +29,6 @@ from cliniko_automations.intake.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
-from cliniko_automations.intake.submission import Submission
 
 from tests.unit.intake_api import samples
 from tests.unit.intake_api.samples import EMAIL, ERROR_URL, FIRST, LAST, ORIGIN, SECRET, SUCCESS_URL

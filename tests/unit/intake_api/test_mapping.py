@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from cliniko_automations.cliniko import rules
 from cliniko_automations.intake.config import FormSource, load_form_sources
-from cliniko_automations.intake.errors import FieldsInvalid
-from cliniko_automations.intake.mapping import answer_ids_for, map_answers, split_name
-from cliniko_automations.intake.validation import validate_draft
+from cliniko_automations.intake_api.errors import FieldsInvalid
+from cliniko_automations.intake_api.mapping import answer_ids_for, map_answers, split_name
+from cliniko_automations.intake_api.validation import validate_draft
 
 
 def source(fields, **extra) -> FormSource:

@@ -8,8 +8,8 @@ import json
 import time
 
 import pytest
-from cliniko_automations.intake.errors import BadSignature, MalformedBody
-from cliniko_automations.intake.providers import (
+from cliniko_automations.intake_api.errors import BadSignature, MalformedBody
+from cliniko_automations.intake_api.providers import (
     ADAPTERS,
     formspree,
     html,
@@ -19,7 +19,7 @@ from cliniko_automations.intake.providers import (
     typeform,
     webflow,
 )
-from cliniko_automations.intake.providers.base import Delivery
+from cliniko_automations.intake_api.providers.base import Delivery
 
 from tests.unit.intake_api import samples
 from tests.unit.intake_api.samples import EMAIL, FIRST, LAST, NAME, PHONE, SECRET

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 from cliniko_automations.intake.config import load_form_sources
-from cliniko_automations.intake.errors import FieldsInvalid, MalformedBody
-from cliniko_automations.intake.mapping import map_answers
-from cliniko_automations.intake.providers import ADAPTERS
-from cliniko_automations.intake.providers.base import Delivery, Parsed
-from cliniko_automations.intake.validation import validate_draft
+from cliniko_automations.intake_api.errors import FieldsInvalid, MalformedBody
+from cliniko_automations.intake_api.mapping import map_answers
+from cliniko_automations.intake_api.providers import ADAPTERS
+from cliniko_automations.intake_api.providers.base import Delivery, Parsed
+from cliniko_automations.intake_api.validation import validate_draft
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

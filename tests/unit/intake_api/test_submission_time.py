@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from cliniko_automations.intake.providers import jotform, json_api, tally, typeform, webflow
-from cliniko_automations.intake.providers.base import Delivery, provider_time
 from cliniko_automations.intake.submission import ContactDraft, Submission
+from cliniko_automations.intake_api.providers import jotform, json_api, tally, typeform, webflow
+from cliniko_automations.intake_api.providers.base import Delivery, provider_time
 
 from tests.unit.intake_api import samples
 

@@ -14,8 +14,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from cliniko_automations.common.ledger import LedgerEntry
 from cliniko_automations.intake.submission import Submission
-from cliniko_automations.intake.worker import ClaimBusy, Intent, LedgerEntry
+from cliniko_automations.intake_worker.worker import ClaimBusy, Intent
 
 
 class MemoryClaims:

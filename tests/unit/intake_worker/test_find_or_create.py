@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cliniko_automations.intake import find_or_create as foc
 from cliniko_automations.intake.submission import ContactDraft, PhoneNumber
+from cliniko_automations.intake_worker import find_or_create as foc
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

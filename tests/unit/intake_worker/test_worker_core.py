@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
-from cliniko_automations.intake.worker import ClinikoBusy, IntakeWorker, Rejected, RetryLater
+from cliniko_automations.intake_worker.worker import ClinikoBusy, IntakeWorker, Rejected, RetryLater
 
 from tests.unit.intake_worker.fakes import (
     MemoryClaims,

@@ -79,8 +79,8 @@ def test_every_parameter_is_used():
 
 
 HANDLERS = {
-    "IntakeApiFunction": "cliniko_automations.intake.api_handler.lambda_handler",
-    "IntakeWorkerFunction": "cliniko_automations.intake.worker_handler.lambda_handler",
+    "IntakeApiFunction": "cliniko_automations.intake_api.handler.lambda_handler",
+    "IntakeWorkerFunction": "cliniko_automations.intake_worker.handler.lambda_handler",
     "ErasureApiFunction": "cliniko_automations.erasure.api_handler.lambda_handler",
     "ErasureOverdueFunction": "cliniko_automations.erasure.overdue_handler.lambda_handler",
     "CleanupFunction": "cliniko_automations.cleanup.handler.lambda_handler",
@@ -400,8 +400,8 @@ def test_dashboard_body_is_json_naming_the_stacks_resources():
 
 
 SETTINGS = {
-    "IntakeApiFunction": "cliniko_automations.intake.api_settings:ApiSettings",
-    "IntakeWorkerFunction": "cliniko_automations.intake.worker_settings:WorkerSettings",
+    "IntakeApiFunction": "cliniko_automations.intake_api.settings:ApiSettings",
+    "IntakeWorkerFunction": "cliniko_automations.intake_worker.settings:WorkerSettings",
     "ErasureApiFunction": "cliniko_automations.erasure.settings:ErasureSettings",
     "ErasureOverdueFunction": "cliniko_automations.erasure.settings:AuditSettings",
     "CleanupFunction": "cliniko_automations.cleanup.settings:CleanupSettings",
@@ -437,7 +437,7 @@ def test_every_required_setting_is_in_the_functions_environment(function: str):
 def test_cliniko_waits_end_before_the_functions_do():
     # A client sleeping on Cliniko's rate limit past the function's timeout would be killed
     # mid-request: the worker would redeliver blindly, the erasure caller would get a 503.
-    from cliniko_automations.intake.worker_settings import WorkerSettings
+    from cliniko_automations.intake_worker.settings import WorkerSettings
 
     worker = FUNCTIONS["IntakeWorkerFunction"].environment
     min_remaining = WorkerSettings.model_fields["min_remaining_seconds"].default
@@ -550,7 +550,7 @@ def test_the_cleanup_function_is_a_bounded_step_without_its_own_schedule():
 
 def test_the_ledger_index_of_active_contacts_is_sparse_and_keys_only():
     (index,) = RESOURCES["LedgerTable"]["Properties"]["GlobalSecondaryIndexes"]
-    from cliniko_automations.intake.ledger import ACTIVE_INDEX
+    from cliniko_automations.common.ledger import ACTIVE_INDEX
 
     assert index["IndexName"] == ACTIVE_INDEX
     assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [

@@ -59,27 +59,27 @@ from pydantic import ValidationError
 
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.ledger import DynamoLedger
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import Misconfiguration, diagnose, report
 from cliniko_automations.common.secrets import SecretMisconfigured
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.config import load_form_sources
-from cliniko_automations.intake.ledger import DynamoLedger
-from cliniko_automations.intake.parking import SqsParking, SqsQueues
 from cliniko_automations.intake.submission import QueuedSubmission, Submission
-from cliniko_automations.intake.worker import (
+from cliniko_automations.intake_worker.parking import SqsParking, SqsQueues
+from cliniko_automations.intake_worker.settings import WorkerSettings
+from cliniko_automations.intake_worker.store import (
+    DynamoClaims,
+    DynamoFailures,
+    DynamoIntents,
+    FailureRecord,
+)
+from cliniko_automations.intake_worker.worker import (
     IntakeWorker,
     Misconfigured,
     Rejected,
     RetryLater,
     SubmissionFailure,
-)
-from cliniko_automations.intake.worker_settings import WorkerSettings
-from cliniko_automations.intake.worker_store import (
-    DynamoClaims,
-    DynamoFailures,
-    DynamoIntents,
-    FailureRecord,
 )
 
 logger = function_logger("intake")

@@ -7,8 +7,8 @@ Webhooks made in Webflow's dashboard are unsigned: such a source is refused (fai
 
 from __future__ import annotations
 
-from cliniko_automations.intake.errors import BadSignature
-from cliniko_automations.intake.providers.base import (
+from cliniko_automations.intake_api.errors import BadSignature
+from cliniko_automations.intake_api.providers.base import (
     Delivery,
     Parsed,
     check_window,

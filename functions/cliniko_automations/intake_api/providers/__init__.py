@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from cliniko_automations.intake.providers import (
+from cliniko_automations.intake_api.providers import (
     formspree,
     html,
     jotform,
@@ -13,7 +13,7 @@ from cliniko_automations.intake.providers import (
     typeform,
     webflow,
 )
-from cliniko_automations.intake.providers.base import Adapter
+from cliniko_automations.intake_api.providers.base import Adapter
 
 ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(
     {

@@ -16,8 +16,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
-from cliniko_automations.intake.errors import ServiceUnavailable
 from cliniko_automations.intake.submission import QueuedSubmission, Submission
+from cliniko_automations.intake_api.errors import ServiceUnavailable
 
 # Fail fast: a provider is waiting (Tally gives 10 s), the function's timeout is 10 s, and a
 # Lambda timeout would reach the sender as API Gateway's 500. A 503 makes the provider retry.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cliniko_automations.intake.errors import BadSignature, MalformedBody
-from cliniko_automations.intake.providers.base import (
+from cliniko_automations.intake_api.errors import BadSignature, MalformedBody
+from cliniko_automations.intake_api.providers.base import (
     Answer,
     Delivery,
     Parsed,

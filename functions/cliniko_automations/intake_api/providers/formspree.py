@@ -6,7 +6,7 @@ shape is partly undocumented). Formspree gives no reliable id, so the content ha
 
 from __future__ import annotations
 
-from cliniko_automations.intake.providers.base import (
+from cliniko_automations.intake_api.providers.base import (
     Delivery,
     Parsed,
     json_object,

@@ -6,8 +6,8 @@ the honeypot and the captcha from the source's `html` options.
 
 from __future__ import annotations
 
-from cliniko_automations.intake.providers.base import Delivery, Parsed
-from cliniko_automations.intake.providers.forms import MULTIPART, URLENCODED, parse_form
+from cliniko_automations.intake_api.providers.base import Delivery, Parsed
+from cliniko_automations.intake_api.providers.forms import MULTIPART, URLENCODED, parse_form
 
 content_types = frozenset({URLENCODED, MULTIPART})
 

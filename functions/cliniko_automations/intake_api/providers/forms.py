@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from urllib.parse import parse_qsl
 
-from cliniko_automations.intake.errors import MalformedBody
+from cliniko_automations.intake_api.errors import MalformedBody
 
 URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"

@@ -3,7 +3,7 @@
 Plain Python: it knows nothing of SQS, Lambda or DynamoDB. Its collaborators are ports
 (small protocols) with adapters elsewhere: the Cliniko client, a claim store that serialises
 workers on one identity, a create-intent store, the ledger, and the parking queue. The SQS
-handler (worker_handler.py) wraps `IntakeWorker.process` in Powertools idempotency, so a
+handler (intake_worker/handler.py) wraps `IntakeWorker.process` in Powertools idempotency, so a
 submission that completed once is answered from the idempotency record; everything below is
 about attempts that did not complete.
 
@@ -39,8 +39,9 @@ import httpx
 
 from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, StringFilter
-from cliniko_automations.intake import find_or_create as foc
+from cliniko_automations.common.ledger import LedgerEntry
 from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake_worker import find_or_create as foc
 
 # --- failures ---------------------------------------------------------------------------
 
@@ -136,17 +137,6 @@ class Intents(Protocol):
         ...
 
     def complete(self, idempotency_key: str, contact_id: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """What the intake created: ids and times only, never personal data."""
-
-    contact_id: str
-    account: str
-    source: str
-    submission_id: str
-    created_at: str
 
 
 class Ledger(Protocol):

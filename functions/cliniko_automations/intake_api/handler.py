@@ -38,7 +38,9 @@ from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import Misconfiguration, diagnose, report
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.erasure.core import email_hash
-from cliniko_automations.intake.accept import (
+from cliniko_automations.intake.config import ConfigError, FormSources, load_form_sources
+from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake_api.accept import (
     Accepted,
     Dropped,
     Ignored,
@@ -46,17 +48,15 @@ from cliniko_automations.intake.accept import (
     Services,
     accept,
 )
-from cliniko_automations.intake.api_settings import ApiSettings, SettingsError
-from cliniko_automations.intake.captcha import verify_captcha
-from cliniko_automations.intake.config import ConfigError, FormSources, load_form_sources
-from cliniko_automations.intake.errors import (
+from cliniko_automations.intake_api.captcha import verify_captcha
+from cliniko_automations.intake_api.errors import (
     FieldsInvalid,
     IntakeError,
     MalformedBody,
     ServiceUnavailable,
 )
-from cliniko_automations.intake.queue import SubmissionQueue
-from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake_api.queue import SubmissionQueue
+from cliniko_automations.intake_api.settings import ApiSettings, SettingsError
 
 logger = function_logger("intake")
 # A namespace is required to flush metrics; without one the flush would raise after the answer

@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from cliniko_automations.intake.config import Captcha, FormSource, FormSources, HtmlOptions
-from cliniko_automations.intake.errors import (
+from cliniko_automations.intake.submission import ContactDraft, Submission
+from cliniko_automations.intake_api.errors import (
     BadSignature,
     BodyTooLarge,
     FieldsInvalid,
@@ -33,12 +34,11 @@ from cliniko_automations.intake.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
-from cliniko_automations.intake.mapping import answer_ids_for, map_answers
-from cliniko_automations.intake.providers import ADAPTERS
-from cliniko_automations.intake.providers.base import Answer, Delivery, as_text, provider_id
-from cliniko_automations.intake.providers.forms import media_type
-from cliniko_automations.intake.submission import ContactDraft, Submission
-from cliniko_automations.intake.validation import validate_draft
+from cliniko_automations.intake_api.mapping import answer_ids_for, map_answers
+from cliniko_automations.intake_api.providers import ADAPTERS
+from cliniko_automations.intake_api.providers.base import Answer, Delivery, as_text, provider_id
+from cliniko_automations.intake_api.providers.forms import media_type
+from cliniko_automations.intake_api.validation import validate_draft
 
 DEFAULT_MAX_BODY_BYTES = 65536
 TOKEN_HEADER = "x-intake-token"  # noqa: S105 (a header name, not a secret)

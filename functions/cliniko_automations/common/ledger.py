@@ -16,15 +16,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from cliniko_automations.intake.worker import LedgerEntry
-
 ACTIVE_INDEX = "ActiveByAccount"
 ACTIVE = "active"
 ARCHIVED = "archived"
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the intake created (the worker writes it, the cleanup reads it): ids and times
+    only, never personal data."""
+
+    contact_id: str
+    account: str
+    source: str
+    submission_id: str
+    created_at: str
 
 
 class DynamoLedger:

@@ -8,7 +8,7 @@ without it the content hash does.
 
 from __future__ import annotations
 
-from cliniko_automations.intake.providers.base import (
+from cliniko_automations.intake_api.providers.base import (
     Delivery,
     Parsed,
     json_object,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field
 
 from cliniko_automations.common.settings import EnvironmentSettings, SettingsError
-from cliniko_automations.intake.accept import DEFAULT_MAX_BODY_BYTES
+from cliniko_automations.intake_api.accept import DEFAULT_MAX_BODY_BYTES
 
 __all__ = ["ApiSettings", "SettingsError"]
 

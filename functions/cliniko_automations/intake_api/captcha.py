@@ -12,7 +12,7 @@ from functools import cache
 import httpx
 
 from cliniko_automations.intake.config import Captcha
-from cliniko_automations.intake.errors import CaptchaFailed, ServiceUnavailable
+from cliniko_automations.intake_api.errors import CaptchaFailed, ServiceUnavailable
 
 # siteverify answers in milliseconds; the browser is waiting and the function times out at 10 s.
 TIMEOUT_SECONDS = 3.0

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cliniko_automations.common.json_input import JsonRefused, load_json
-from cliniko_automations.intake.errors import BadSignature, MalformedBody
+from cliniko_automations.intake_api.errors import BadSignature, MalformedBody
 
 # Deliveries whose scheme carries a timestamp are refused outside this window.
 REPLAY_WINDOW_SECONDS = 300

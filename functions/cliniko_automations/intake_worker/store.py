@@ -32,7 +32,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from cliniko_automations.intake.worker import ClaimBusy, Intent
+from cliniko_automations.intake_worker.worker import ClaimBusy, Intent
 
 CLAIM_PREFIX = "intake-claim#"
 INTENT_PREFIX = "intake-intent#"

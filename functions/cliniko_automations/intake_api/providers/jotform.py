@@ -6,15 +6,15 @@ Jotform signs nothing: the core checks the source's shared token instead (token_
 
 from __future__ import annotations
 
-from cliniko_automations.intake.errors import MalformedBody
-from cliniko_automations.intake.providers.base import (
+from cliniko_automations.intake_api.errors import MalformedBody
+from cliniko_automations.intake_api.providers.base import (
     Delivery,
     Parsed,
     json_value,
     normalise,
     provider_id,
 )
-from cliniko_automations.intake.providers.forms import MULTIPART, URLENCODED, parse_form
+from cliniko_automations.intake_api.providers.forms import MULTIPART, URLENCODED, parse_form
 
 content_types = frozenset({MULTIPART, URLENCODED})
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from cliniko_automations.cliniko import rules
 from cliniko_automations.intake.config import PLACEHOLDER, FieldRule, FormSource
-from cliniko_automations.intake.providers.base import Answer, as_text
+from cliniko_automations.intake_api.providers.base import Answer, as_text
 
 TYPE_CODES_BY_NAME = {name.casefold(): code for code, name in rules.TYPE_NAMES.items()}
 # The Cliniko fields that a derived target fills.

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from cliniko_automations.cliniko import rules
 from cliniko_automations.intake.config import FormSource
-from cliniko_automations.intake.errors import FieldsInvalid
 from cliniko_automations.intake.submission import ContactDraft
+from cliniko_automations.intake_api.errors import FieldsInvalid
 
 
 def validate_draft(fields: Mapping[str, Any], source: FormSource) -> ContactDraft:
