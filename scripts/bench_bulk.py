@@ -59,18 +59,10 @@ rules:
     where:
       - {field: email, op: like, value: "%@bulk-test.example.com"}
 """
-FORM_SOURCES = f"""\
+ACCOUNTS = f"""\
 accounts:
   bench-clinic:
     api_key_secret: {SECRET}
-sources:
-  bench-form:
-    provider: json
-    signing_secret: cliniko-automations/forms/bench-form/signing-secret
-    account: bench-clinic
-    fields:
-      - {{from: first_name, to: first_name}}
-      - {{from: email, to: email}}
 """
 
 # The step subprocess: the cleanup's handler with a client paced on a scaled clock.
@@ -250,14 +242,14 @@ def main() -> int:
         DynamoLedger(dynamodb, ledger).active_ids("bench-clinic", None, 100)
         ledger_page_seconds = time.perf_counter() - t0  # moto's index query reads every item
         (work / "rules.yaml").write_text(RULES)
-        (work / "sources.yaml").write_text(FORM_SOURCES)
+        (work / "accounts.yaml").write_text(ACCOUNTS)
         env.update(
             {
                 "LEDGER_TABLE": ledger,
                 "CLEANUP_RUNS_TABLE": runs,
                 "CLEANUP_DRY_RUN": "false",
                 "CLEANUP_RULES_FILE": str(work / "rules.yaml"),
-                "FORM_SOURCES_FILE": str(work / "sources.yaml"),
+                "CLINIKO_ACCOUNTS_FILE": str(work / "accounts.yaml"),
                 "CLINIKO_USER_AGENT": USER_AGENT,
                 "CLINIKO_BASE_URL": started["base_url_template"],
                 "STOP_MARGIN_SECONDS": str(REAL_MARGIN_SECONDS / scale),

@@ -80,6 +80,7 @@ class Stack:
         control.seed(3, shard="au1")
         self.seeded = [c["id"] for c in control.contacts()]
         control.close()
+        from cliniko_automations.common.accounts import load_accounts
         from cliniko_automations.intake.config import load_form_sources
 
         parameters = self.app.parameters(
@@ -96,8 +97,8 @@ class Stack:
         )
         self.physical = provisioner.provision()
         sources = load_form_sources()
-        for account in sources.accounts.values():
-            provisioner.put_secret(account.api_key_secret, API_KEY)
+        for _where, secret in load_accounts().secret_references():
+            provisioner.put_secret(secret, API_KEY)
         provisioner.put_secret(parameters["ClinikoApiKeySecretName"], API_KEY)
         provisioner.put_secret(sources.sources["partner-json"].signing_secret, JSON_SECRET)
         self.environments = {

@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _bench(args: argparse.Namespace, control: Any, emulator: Any, key: str) -> int:
     import boto3
-    from cliniko_automations.intake.config import load_form_sources
+    from cliniko_automations.common.accounts import load_accounts
 
     from tests.integration.intake_worker.e2e_world import build_intake_path, delivery
 
@@ -266,11 +266,11 @@ def _bench(args: argparse.Namespace, control: Any, emulator: Any, key: str) -> i
         path = build_intake_path(cliniko, _Env(), Path(tmp))
         # One key per clinic, as deployed: each has its own 200-a-minute budget.
         secrets = boto3.client("secretsmanager")
-        sources = load_form_sources(os.environ["FORM_SOURCES_FILE"])
-        for n, account in enumerate(sorted(sources.accounts.values(), key=str)):
+        accounts = load_accounts(os.environ["CLINIKO_ACCOUNTS_FILE"])
+        for n, (_where, secret) in enumerate(accounts.secret_references()):
             own_key = f"MS0xbenchkey{n:02d}0000000000000-au1"
             control.add_key(own_key)
-            secrets.put_secret_value(SecretId=account.api_key_secret, SecretString=own_key)
+            secrets.put_secret_value(SecretId=secret, SecretString=own_key)
         os.environ["DEAD_LETTER_QUEUE_URL"] = path.stack.dead_letter_queue_url
         os.environ["SUBMISSION_QUEUE_URL"] = path.stack.queue_url
         total = args.submissions + MEMORY_SAMPLES

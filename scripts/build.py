@@ -17,11 +17,12 @@ system is read-only, so without shipped `.pyc` files every cold start compiles e
     python scripts/build.py --no-compile skip the .pyc step (for cold-start comparisons)
     python scripts/build.py --arch x86_64 the same artifact for x86_64 (.aws-sam/build-x86_64)
 
-Staging first validates form_sources.yaml (the file in functions/, so a mistake names the file
-to edit), including that every secret it names sits under the SecretsPrefix the functions may
-read (template.yaml's default, or --secrets-prefix), and cleanup_rules.yaml against its
-accounts: a broken configuration fails the build with its problems, not the first submission
-or scheduled run. The runtime's python3.13 is found by local_run.runtime_python.
+Staging first validates cliniko_accounts.yaml and form_sources.yaml (the files in functions/,
+so a mistake names the file to edit), including that every secret they name sits under the
+SecretsPrefix the functions may read (template.yaml's default, or --secrets-prefix), and
+cleanup_rules.yaml against the accounts: a broken configuration fails the build with its
+problems, not the first submission or scheduled run. The runtime's python3.13 is found by
+local_run.runtime_python.
 """
 
 from __future__ import annotations
@@ -95,17 +96,19 @@ def template_parameter_default(name: str) -> str:
 
 
 def check_configuration(directory: Path, secrets_prefix: str) -> None:
-    """The form sources (secrets under the prefix) and cleanup rules (their accounts) of the
-    cliniko_automations package in `directory`."""
+    """The Cliniko accounts and form sources (secrets under the prefix, each source's account)
+    and cleanup rules (their accounts) of the cliniko_automations package in `directory`."""
     from cliniko_automations.cleanup import config as cleanup_config
     from cliniko_automations.intake import config as intake_config
 
     package = directory / "cliniko_automations"
+    accounts = str(package / "common" / "cliniko_accounts.yaml")
     sources = str(package / "intake" / "form_sources.yaml")
-    if intake_config.main(["--check", sources, "--secrets-prefix", secrets_prefix]) != 0:
+    checked = ["--check", sources, "--accounts", accounts, "--secrets-prefix", secrets_prefix]
+    if intake_config.main(checked) != 0:
         raise SystemExit("build stopped: the form-source configuration is invalid")
     rules = str(package / "cleanup" / "cleanup_rules.yaml")
-    if cleanup_config.main(["--check", rules, "--form-sources", sources]) != 0:
+    if cleanup_config.main(["--check", rules, "--accounts", accounts]) != 0:
         raise SystemExit("build stopped: the cleanup rules are invalid")
 
 

@@ -158,6 +158,7 @@ class LocalSystem:
         return self
 
     def _start(self) -> None:
+        from cliniko_automations.common.accounts import load_accounts
         from cliniko_automations.intake.config import load_form_sources
 
         check_ports_free(
@@ -169,7 +170,7 @@ class LocalSystem:
         )
         # The file the person edits, checked before its local copy is written: a mistake is
         # reported (ConfigError) against it, not against .local-run/form_sources.yaml.
-        load_form_sources(self.form_sources)
+        load_form_sources(self.form_sources, load_accounts().accounts)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log = self._log or open(self.state_dir / "functions.log", "a")  # noqa: SIM115
         if self._log is None:
@@ -280,15 +281,16 @@ class LocalSystem:
         self._write_state()
 
     def _configuration_secrets(self, provisioner: Provisioner) -> None:
-        """Secrets that form_sources.yaml and the parameters name: made-up values in moto, and
-        each account's Cliniko key registered in the emulator."""
+        """Secrets that cliniko_accounts.yaml, form_sources.yaml and the parameters name:
+        made-up values in moto, and each account's Cliniko key registered in the emulator."""
+        from cliniko_automations.common.accounts import load_accounts
         from cliniko_automations.intake.config import load_form_sources
         from cliniko_emulator import EmulatorControl
 
         sources = load_form_sources(self.form_sources_file)
         control = EmulatorControl(self.emulator_url)
         key_secrets: dict[str, str] = {}
-        for index, (account, settings) in enumerate(sorted(sources.accounts.items())):
+        for index, (account, settings) in enumerate(sorted(load_accounts().accounts.items())):
             key = defaults.cliniko_key(account, index)
             control.add_key(key)
             self.account_keys[account] = key

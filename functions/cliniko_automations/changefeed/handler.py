@@ -26,10 +26,10 @@ from cliniko_automations.changefeed.settings import FeedSettings
 from cliniko_automations.changefeed.signing import signing_key
 from cliniko_automations.changefeed.store import DynamoFeedStore
 from cliniko_automations.changefeed.subscribers import load_subscribers
+from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.secrets import read_secret
-from cliniko_automations.intake.config import load_form_sources
 
 logger = function_logger("changefeed")
 metrics = Metrics(service="changefeed")
@@ -54,9 +54,9 @@ def _accounts(event: Any, configured: list[str]) -> list[str]:
 @metrics.log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     settings = FeedSettings.from_env()
-    sources = load_form_sources(settings.form_sources_file)
+    configured = load_accounts(settings.cliniko_accounts_file)
     try:
-        accounts = _accounts(event, sorted(sources.accounts))
+        accounts = _accounts(event, configured.names())
     except ValueError as error:
         logger.warning("change feed invocation refused", extra={"problem": str(error)})
         return {"error": str(error)}
@@ -71,7 +71,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             # erasure are served first from the user's shared budget; its own pace is capped
             # where no shared budget is configured.
             client_for_secret(
-                sources.accounts[account].api_key_secret,
+                configured.accounts[account].api_key_secret,
                 priority="bulk",
                 requests_per_minute=settings.requests_per_minute,
             )

@@ -17,7 +17,7 @@ class FeedSettings(EnvironmentSettings):
     event_bus_name: str = Field(min_length=1)
     # The HMAC key of the per-field hashes kept to name changed fields (never the values).
     hash_key_secret_name: str = Field(min_length=1)
-    form_sources_file: str | None = None
+    cliniko_accounts_file: str | None = None
     webhooks_file: str | None = None
     # Each poll re-reads this many seconds before the cursor: a change committed late in
     # a second the last poll already read is still seen (the dedupe drops the rest).

@@ -1,11 +1,11 @@
 """Cleanup rules: which contacts the scheduled cleanup archives, per Cliniko account.
 
 One YAML file (``cleanup_rules.yaml`` beside this module, or env ``CLEANUP_RULES_FILE``). Each
-rule names an account of the form-source file and conditions, ANDed, that become Cliniko
+rule names an account of the Cliniko accounts file and conditions, ANDed, that become Cliniko
 ``q[]`` filters. By default a rule only touches contacts the form intake created (its ledger):
 staff-made contacts are left alone unless a rule says ``created_by_intake: false``.
 
-    python -m cliniko_automations.cleanup.config --check [path] [--form-sources path]
+    python -m cliniko_automations.cleanup.config --check [path] [--accounts path]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter, StringFilter
+from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
 
 DEFAULT_PATH = Path(__file__).with_name("cleanup_rules.yaml")
@@ -99,7 +100,7 @@ class CleanupRules(_Model):
 
     def unknown_accounts(self, accounts: Mapping[str, object]) -> list[str]:
         return [
-            f"rules.{index}.account: {rule.account!r} is not an account of the form sources"
+            f"rules.{index}.account: {rule.account!r} is not in the Cliniko accounts file"
             for index, rule in enumerate(self.rules)
             if rule.account not in accounts
         ]
@@ -133,18 +134,16 @@ def load_cleanup_rules(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cliniko_automations.intake.config import load_form_sources
-
     parser = argparse.ArgumentParser(
         prog="python -m cliniko_automations.cleanup.config",
-        description="Validate a cleanup-rules file against the form sources' accounts.",
+        description="Validate a cleanup-rules file against the Cliniko accounts file.",
     )
     parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
     parser.add_argument("path", nargs="?", help=f"the file (default: {DEFAULT_PATH.name})")
-    parser.add_argument("--form-sources", help="the form-source file naming the accounts")
+    parser.add_argument("--accounts", help="the Cliniko accounts file (default: the shipped one)")
     args = parser.parse_args(argv)
     try:
-        accounts = load_form_sources(args.form_sources).accounts
+        accounts = load_accounts(args.accounts).accounts
         loaded = load_cleanup_rules(args.path, accounts)
     except ConfigError as exc:
         return print_problems(exc, "configuration")

@@ -34,12 +34,12 @@ from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cleanup.settings import CleanupSettings
 from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.accounts import key_secret_setting, load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.ledger import DynamoLedger
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import diagnose, report
 from cliniko_automations.common.secrets import SecretMisconfigured
-from cliniko_automations.intake.config import load_form_sources
 
 logger = function_logger("cleanup")
 metrics = Metrics(service="cleanup")
@@ -84,8 +84,8 @@ def rule_set_name(settings: CleanupSettings) -> str:
 @metrics.log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     settings = CleanupSettings.from_env()
-    sources = load_form_sources(settings.form_sources_file)
-    configured = load_cleanup_rules(settings.cleanup_rules_file, sources.accounts)
+    accounts = load_accounts(settings.cliniko_accounts_file)
+    configured = load_cleanup_rules(settings.cleanup_rules_file, accounts.accounts)
     dynamodb = boto3.client("dynamodb")
     runs = DynamoRuns(dynamodb, settings.cleanup_runs_table)
     rule_set = rule_set_name(settings)
@@ -124,7 +124,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     margin_ms = settings.stop_margin_seconds * 1000
 
     def client_for_account(account: str) -> ClinikoClient:
-        secret = sources.accounts[account].api_key_secret
+        secret = accounts.accounts[account].api_key_secret
         try:
             return bulk_client(secret, settings.secrets_prefix)
         except (ConfigurationError, SecretMisconfigured) as error:
@@ -139,7 +139,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         checkpoints=runs,
         out_of_time=lambda: context.get_remaining_time_in_millis() < margin_ms,
         on_access_refused=lambda account, error: _misconfigured(
-            error, account, sources.accounts[account].api_key_secret
+            error, account, accounts.accounts[account].api_key_secret
         ),
     )
     before = {p.rule: (p.matched, p.archived, p.failed) for p in state.rules}
@@ -212,7 +212,6 @@ def _report(state: RunState, before: dict[str, tuple[int, int, int]]) -> None:
 
 
 def _misconfigured(error: Exception, account: str, secret: str) -> None:
-    where = f"form_sources.yaml accounts.{account}.api_key_secret"
-    problem = diagnose(error, secret=secret, where=where)
+    problem = diagnose(error, secret=secret, where=key_secret_setting(account))
     if problem is not None:
         report(problem, logger=logger, metrics=metrics, account=account)

@@ -16,7 +16,7 @@ class CleanupSettings(EnvironmentSettings):
     ledger_table: str = Field(min_length=1)
     # The runs' locks, checkpoints and reports (cleanup.runs).
     cleanup_runs_table: str = Field(min_length=1)
-    form_sources_file: str | None = None
+    cliniko_accounts_file: str | None = None
     cleanup_rules_file: str | None = None
     # The template's SecretsPrefix: an account key named outside it is refused naming the fix.
     secrets_prefix: str | None = None

@@ -80,7 +80,7 @@ def diagnose(
     """The misconfiguration `error` reveals, or None when it may be transient.
 
     `secret` is the secret that holds the Cliniko key used, `where` where the deployment names
-    it (e.g. "form_sources.yaml accounts.main-clinic.api_key_secret")."""
+    it (e.g. "cliniko_accounts.yaml accounts.main-clinic.api_key_secret")."""
     if isinstance(error, Unauthorized | Forbidden):
         hint = access_hint(error) or ""
         problem, _, fix = hint.partition(": ")

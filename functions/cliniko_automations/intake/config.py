@@ -1,11 +1,11 @@
 """Form-source configuration: which sources exist, how each is verified, mapped and routed.
 
 One YAML file (``form_sources.yaml`` beside this module, or env ``FORM_SOURCES_FILE``) lists
-the Cliniko accounts (each a Secrets Manager name holding that clinic's API key) and the form
-sources. Every mistake is reported with its path in the file, at test time (a test loads the
-shipped file) and at build time::
+the form sources; each names its Cliniko account, a key of the accounts file
+(``common/cliniko_accounts.yaml``, see ``common.accounts``). Every mistake is reported with
+its path in the file, at test time (a test loads the shipped file) and at build time::
 
-    python -m cliniko_automations.intake.config --check [path]
+    python -m cliniko_automations.intake.config --check [path] [--accounts path]
 
 The file names secrets; it never holds one.
 """
@@ -16,7 +16,7 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -31,13 +31,17 @@ from pydantic import (
 )
 
 from cliniko_automations.cliniko import rules
+from cliniko_automations.common.accounts import (
+    DEFAULT_SECRETS_PREFIX,
+    SecretName,
+    accounts_path,
+    load_accounts,
+    secrets_outside,
+)
 from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
 from cliniko_automations.intake.submission import ContactDraft, PhoneType, UpdatePolicy
 
 DEFAULT_PATH = Path(__file__).with_name("form_sources.yaml")
-# template.yaml's default SecretsPrefix (a test keeps them equal): the intake functions may read
-# only secrets under the prefix deployed, so --check holds the file to it unless told another.
-DEFAULT_SECRETS_PREFIX = "cliniko-automations/"
 
 Provider = Literal["typeform", "tally", "webflow", "formspree", "jotform", "html", "json"]
 # Providers whose deliveries carry an HMAC: a source of these kinds must name its secret.
@@ -71,19 +75,12 @@ Target = Literal[
 ]
 
 
-def _secret_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9/_+=.@-]{1,512}", value):
-        raise ValueError("not a Secrets Manager name (letters, digits and /_+=.@- only)")
-    return value
-
-
 def _source_name(value: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", value):
         raise ValueError("a source name is the {source} in the URL: 1-64 of a-z 0-9 - _")
     return value
 
 
-SecretName = Annotated[str, AfterValidator(_secret_name)]
 SourceName = Annotated[str, AfterValidator(_source_name)]
 # A notes template names provider field ids in braces; {{ and }} are literal braces.
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -126,10 +123,6 @@ class FieldRule(_Model):
             if self.to not in {"type_code", "doctor_type"} and not isinstance(value, str):
                 raise ValueError(f"values[{label!r}]: must be text for `to: {self.to}`")
         return self
-
-
-class Account(_Model):
-    api_key_secret: SecretName
 
 
 CAPTCHA_VERIFY_URLS = {
@@ -200,6 +193,7 @@ class FormSource(_Model):
     # Secrets Manager name of a shared token the sender puts in `X-Intake-Token` or `?token=`;
     # required for Jotform, which signs nothing.
     token_secret: SecretName | None = None
+    # A key of the Cliniko accounts file.
     account: str
     fields: list[FieldRule] = Field(min_length=1)
     defaults: dict[str, Any] = Field(default_factory=dict)
@@ -241,12 +235,17 @@ class FormSource(_Model):
 
 
 class FormSources(_Model):
-    accounts: dict[str, Account] = Field(min_length=1)
     sources: dict[str, FormSource] = Field(min_length=1)
 
     @model_validator(mode="before")
     @classmethod
     def _name_sources(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "accounts" in data:
+            # The accounts used to live here; say where they went rather than "extra input".
+            raise ValueError(
+                "accounts: the Cliniko accounts live in their own file now "
+                "(common/cliniko_accounts.yaml, or CLINIKO_ACCOUNTS_FILE): move them there"
+            )
         # The key names the source; the model carries it so a FormSource stands alone.
         if isinstance(data, dict) and isinstance(data.get("sources"), dict):
             named = {}
@@ -259,19 +258,13 @@ class FormSources(_Model):
             data = {**data, "sources": named}
         return data
 
-    @model_validator(mode="after")
-    def _accounts_exist(self) -> FormSources:
-        missing = [
-            f"sources.{name}.account: {source.account!r} is not in accounts"
+    def unknown_accounts(self, accounts: Container[str]) -> list[str]:
+        """One problem per source whose account is not among `accounts`."""
+        return [
+            f"sources.{name}.account: {source.account!r} is not in the Cliniko accounts file"
             for name, source in self.sources.items()
-            if source.account not in self.accounts
+            if source.account not in accounts
         ]
-        if missing:
-            raise ValueError("\n".join(missing))
-        return self
-
-    def account_secret(self, source: FormSource) -> str:
-        return self.accounts[source.account].api_key_secret
 
     def secret_names(self) -> list[str]:
         """Every Secrets Manager name the file mentions (for IAM scoping checks)."""
@@ -279,10 +272,7 @@ class FormSources(_Model):
 
     def secret_references(self) -> list[tuple[str, str]]:
         """(where in the file, secret name) for every secret the file names."""
-        found = [
-            (f"accounts.{name}.api_key_secret", account.api_key_secret)
-            for name, account in self.accounts.items()
-        ]
+        found: list[tuple[str, str]] = []
         for name, source in self.sources.items():
             for key in ("signing_secret", "token_secret"):
                 if getattr(source, key):
@@ -293,13 +283,7 @@ class FormSources(_Model):
 
     def secrets_outside(self, prefix: str) -> list[str]:
         """One problem per secret the intake functions could not read under `prefix`."""
-        return [
-            f"{where}: secret {name!r} is outside SecretsPrefix {prefix!r}, so the intake "
-            f"functions may not read it: name a secret that starts with {prefix!r}, or deploy "
-            "with a SecretsPrefix the name starts with and check with --secrets-prefix set to it"
-            for where, name in self.secret_references()
-            if not name.startswith(prefix)
-        ]
+        return secrets_outside(self.secret_references(), prefix)
 
 
 def _check_url(value: str, *, allow_path: bool) -> None:
@@ -362,9 +346,16 @@ def config_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get("FORM_SOURCES_FILE") or DEFAULT_PATH)
 
 
-def load_form_sources(path: str | os.PathLike[str] | None = None) -> FormSources:
-    """Read and validate the form-source file; raises ConfigError listing every mistake."""
-    return load_config_file(config_path(path), FormSources, "`accounts` and `sources`")
+def load_form_sources(
+    path: str | os.PathLike[str] | None = None, accounts: Container[str] | None = None
+) -> FormSources:
+    """Read and validate the form-source file; with `accounts`, every source's account must be
+    one of them. Raises ConfigError listing every mistake."""
+    resolved = config_path(path)
+    loaded = load_config_file(resolved, FormSources, "`sources`")
+    if accounts is not None and (problems := loaded.unknown_accounts(accounts)):
+        raise ConfigError(resolved, problems)
+    return loaded
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -380,9 +371,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the SecretsPrefix you deploy with: every secret named must start with it, as IAM "
         f"lets intake read nothing else (default: the template's, {DEFAULT_SECRETS_PREFIX})",
     )
+    parser.add_argument(
+        "--accounts", help="the Cliniko accounts file the sources name (default: the shipped one)"
+    )
     args = parser.parse_args(argv)
     try:
-        sources = load_form_sources(args.path)
+        accounts = load_accounts(args.accounts)
+        outside = secrets_outside(accounts.secret_references(), args.secrets_prefix)
+        if outside:
+            raise ConfigError(accounts_path(args.accounts), outside)
+        sources = load_form_sources(args.path, accounts.accounts)
         outside = sources.secrets_outside(args.secrets_prefix)
         if outside:
             raise ConfigError(config_path(args.path), outside)
@@ -390,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return print_problems(exc, "form-source configuration")
     print(
         f"{config_path(args.path)}: {len(sources.sources)} form sources, "
-        f"{len(sources.accounts)} accounts: OK"
+        f"accounts from {accounts_path(args.accounts)}: OK"
     )
     return 0
 

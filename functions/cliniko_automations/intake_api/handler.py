@@ -34,6 +34,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import Misconfiguration, diagnose, report
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
@@ -71,15 +72,15 @@ RETRY_AFTER_SECONDS = "30"
 
 
 @functools.lru_cache(maxsize=8)
-def _form_sources(path: str | None) -> FormSources:
+def _form_sources(path: str | None, accounts_path: str | None) -> FormSources:
     # Parsed once per container (and per file, so tests can point FORM_SOURCES_FILE elsewhere).
-    return load_form_sources(path)
+    return load_form_sources(path, load_accounts(accounts_path).accounts)
 
 
 @app.post("/forms/<source>")
 def post_form(source: str) -> Response[str]:
     settings = ApiSettings.from_env()
-    sources = _form_sources(settings.form_sources_file)
+    sources = _form_sources(settings.form_sources_file, settings.cliniko_accounts_file)
     configured = sources.sources.get(source)
     # The path is the sender's text until it names a configured source: log only known names.
     logger.append_keys(
@@ -196,7 +197,8 @@ def _misconfiguration(exc: IntakeError) -> Misconfiguration | None:
     if not isinstance(exc, ServiceUnavailable) or exc.__cause__ is None:
         return None
     name = getattr(exc.__cause__, "name", None)
-    sources = _form_sources(ApiSettings.from_env().form_sources_file)
+    settings = ApiSettings.from_env()
+    sources = _form_sources(settings.form_sources_file, settings.cliniko_accounts_file)
     where = ", ".join(w for w, n in sources.secret_references() if n == name) or None
     return diagnose(exc.__cause__, where=f"form_sources.yaml {where}" if where else None)
 

@@ -20,6 +20,8 @@ class ApiSettings(EnvironmentSettings):
     submission_table: str = Field(min_length=1)
     pepper_secret_name: str = Field(min_length=1)
     form_sources_file: str | None = None
+    # The accounts the sources name (each source's account is checked against it at load).
+    cliniko_accounts_file: str | None = None
     # The template's SecretsPrefix: a secret named outside it is refused naming the fix.
     secrets_prefix: str | None = None
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0, le=6 * 1024 * 1024)

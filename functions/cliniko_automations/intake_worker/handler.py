@@ -58,13 +58,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.accounts import ClinikoAccounts, key_secret_setting, load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.ledger import DynamoLedger
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import Misconfiguration, diagnose, report
 from cliniko_automations.common.secrets import SecretMisconfigured
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
-from cliniko_automations.intake.config import load_form_sources
 from cliniko_automations.intake.submission import QueuedSubmission, Submission
 from cliniko_automations.intake_worker.parking import SqsParking, SqsQueues
 from cliniko_automations.intake_worker.settings import WorkerSettings
@@ -129,9 +129,8 @@ def _mark_replayed(response: dict[str, Any], _record: Any) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=8)
-def _accounts(path: str | None) -> dict[str, str]:
-    sources = load_form_sources(path)
-    return {name: account.api_key_secret for name, account in sources.accounts.items()}
+def _accounts(path: str | None) -> ClinikoAccounts:
+    return load_accounts(path)
 
 
 @functools.lru_cache(maxsize=4)
@@ -173,7 +172,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         key_prefix=IDEMPOTENCY_KEY_PREFIX,
     )
     def handle(*, submission: Submission) -> dict[str, Any]:
-        secret = _accounts(settings.form_sources_file).get(submission.account)
+        secret = _accounts(settings.cliniko_accounts_file).key_secret(submission.account)
         if secret is None:
             raise Rejected("unknown_account")
         try:
@@ -405,8 +404,8 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 
 def _diagnose(rt: Runtime, submission: Submission, failure: Misconfigured) -> Misconfiguration:
     """What the operator must fix, naming the account's secret and where the file names it."""
-    secret = _accounts(rt.settings.form_sources_file).get(submission.account)
-    where = f"form_sources.yaml accounts.{submission.account}.api_key_secret"
+    secret = _accounts(rt.settings.cliniko_accounts_file).key_secret(submission.account)
+    where = key_secret_setting(submission.account)
     problem = diagnose(failure.error, secret=secret, where=where)
     return problem or Misconfiguration(failure.reason, where, str(failure), "see the error")
 

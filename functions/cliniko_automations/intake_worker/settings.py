@@ -23,7 +23,7 @@ class WorkerSettings(EnvironmentSettings):
     dead_letter_queue_url: str | None = None
     cliniko_user_agent: str = Field(min_length=1)
     cliniko_base_url: str | None = None
-    form_sources_file: str | None = None
+    cliniko_accounts_file: str | None = None
     # The template's SecretsPrefix: the worker's role may read only secrets under it, so an
     # account key named outside it is refused up front, naming the fix.
     secrets_prefix: str | None = None

@@ -20,18 +20,10 @@ ACCOUNT = "test-clinic"
 KEY_SECRET = "tests/cliniko/test-clinic"
 HASH_KEY_SECRET = "tests/changefeed/hash-key"
 USER_AGENT = "Change Feed Tests (tests@example.com)"
-FORM_SOURCES = """\
+ACCOUNTS = """\
 accounts:
   test-clinic:
     api_key_secret: tests/cliniko/test-clinic
-sources:
-  test-json:
-    provider: json
-    signing_secret: tests/forms/test-json
-    account: test-clinic
-    fields:
-      - {from: first_name, to: first_name}
-      - {from: email, to: email}
 """
 # ChangeFeedFunction's timeout in template.yaml.
 TIMEOUT_MS = 120_000
@@ -129,8 +121,8 @@ def feed_environment(
     monkeypatch: Any, stack: FeedStack, cliniko: Any, directory: Path, **extra: str
 ) -> None:
     boto3.client("secretsmanager").create_secret(Name=KEY_SECRET, SecretString=cliniko.api_key)
-    sources = directory / "form_sources.yaml"
-    sources.write_text(FORM_SOURCES, encoding="utf-8")
+    accounts = directory / "cliniko_accounts.yaml"
+    accounts.write_text(ACCOUNTS, encoding="utf-8")
     webhooks = directory / "webhooks.yaml"
     if not webhooks.exists():
         webhooks.write_text("subscribers: []\n", encoding="utf-8")
@@ -138,7 +130,7 @@ def feed_environment(
         "FEED_TABLE": stack.table,
         "EVENT_BUS_NAME": stack.bus,
         "HASH_KEY_SECRET_NAME": HASH_KEY_SECRET,
-        "FORM_SOURCES_FILE": str(sources),
+        "CLINIKO_ACCOUNTS_FILE": str(accounts),
         "WEBHOOKS_FILE": str(webhooks),
         "CLINIKO_USER_AGENT": USER_AGENT,
         "CLINIKO_BASE_URL": cliniko.base_url_template,

@@ -67,7 +67,7 @@ def deployed(aws, cliniko, tmp_path, monkeypatch):
         "CLEANUP_RUNS_TABLE": runs_table,
         "CLINIKO_USER_AGENT": USER_AGENT,
         "CLINIKO_BASE_URL": cliniko.base_url_template,
-        "FORM_SOURCES_FILE": str(write_worker_config(tmp_path)),
+        "CLINIKO_ACCOUNTS_FILE": str(write_worker_config(tmp_path)),
         "CLEANUP_RULES_FILE": str(rules),
     }.items():
         monkeypatch.setenv(name, value)
@@ -246,7 +246,7 @@ def test_a_key_on_the_wrong_shard_is_told_with_its_fix(deployed, cliniko, capsys
     assert progress.error == "cliniko_Unauthorized"
     (line,) = _errors(logs)
     assert line["message"].startswith(
-        "misconfigured secret 'tests/cliniko/test-clinic' (form_sources.yaml "
+        "misconfigured secret 'tests/cliniko/test-clinic' (cliniko_accounts.yaml "
         "accounts.test-clinic.api_key_secret): Cliniko refused the API key on shard uk2 (401)."
     )
     assert line["reason"] == "cliniko_unauthorized"

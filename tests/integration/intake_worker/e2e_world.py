@@ -2,9 +2,9 @@
 API handler, the message it queues in moto SQS, Lambda's SQS poller emulated into the worker
 handler, and the Cliniko emulator over HTTP.
 
-Uses the shipped form sources (tests see what deploys), with one change: the html source's
-captcha is dropped, since checking Turnstile is the API's business and is tested there with
-a stand-in; here a browser post goes straight through.
+Uses the shipped form sources and Cliniko accounts (tests see what deploys), with one change:
+the html source's captcha is dropped, since checking Turnstile is the API's business and is
+tested there with a stand-in; here a browser post goes straight through.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cliniko_automations.common.accounts import DEFAULT_PATH as ACCOUNTS_PATH
+from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.intake.config import DEFAULT_PATH, load_form_sources
 from cliniko_automations.intake_api import handler as api_handler
 from cliniko_automations.intake_worker import handler as worker_handler
@@ -138,7 +140,8 @@ def build_intake_path(cliniko: Any, monkeypatch: Any, tmp_path: Path) -> IntakeP
     config = tmp_path / "form_sources.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     sources = load_form_sources(config)
-    secrets = {account.api_key_secret: cliniko.api_key for account in sources.accounts.values()}
+    accounts = load_accounts(ACCOUNTS_PATH)
+    secrets = {secret: cliniko.api_key for _where, secret in accounts.secret_references()}
     for source in sources.sources.values():
         if source.signing_secret:
             secrets[source.signing_secret] = samples.SECRET
@@ -147,7 +150,12 @@ def build_intake_path(cliniko: Any, monkeypatch: Any, tmp_path: Path) -> IntakeP
     secrets[PEPPER_SECRET] = PEPPER
     put_secrets(secrets)
     worker_environment(
-        monkeypatch, stack, cliniko.base_url_template, config, PEPPER_SECRET_NAME=PEPPER_SECRET
+        monkeypatch,
+        stack,
+        cliniko.base_url_template,
+        ACCOUNTS_PATH,
+        FORM_SOURCES_FILE=str(config),
+        PEPPER_SECRET_NAME=PEPPER_SECRET,
     )
     monkeypatch.delenv("MAX_BODY_BYTES", raising=False)
     return IntakePath(stack, cliniko)

@@ -29,19 +29,11 @@ MAX_RECEIVE_COUNT = 5
 # The worker function's timeout in template.yaml: test invocations get as long.
 WORKER_TIMEOUT_MS = 120_000
 
+# The worker's configuration file: the Cliniko accounts (the submission carries the rest).
 WORKER_CONFIG = """\
 accounts:
   test-clinic:
     api_key_secret: tests/cliniko/test-clinic
-sources:
-  test-json:
-    provider: json
-    signing_secret: tests/forms/test-json
-    account: test-clinic
-    fields:
-      - {from: first_name, to: first_name}
-      - {from: last_name, to: last_name}
-      - {from: email, to: email}
 """
 
 
@@ -317,7 +309,7 @@ def put_secrets(secrets: Mapping[str, str]) -> None:
 
 
 def write_worker_config(directory: Path) -> Path:
-    path = directory / "form_sources.yaml"
+    path = directory / "cliniko_accounts.yaml"
     path.write_text(WORKER_CONFIG, encoding="utf-8")
     return path
 
@@ -333,11 +325,11 @@ USER_AGENT = "Intake Tests (tests@example.com)"
 def worker_environment(
     monkeypatch: Any, stack: WorkerStack, base_url_template: str, config_path: Path, **extra: str
 ) -> None:
-    """Point the worker at moto, the emulator and a form-source file, as template.yaml would."""
+    """Point the worker at moto, the emulator and an accounts file, as template.yaml would."""
     env = stack.env(
         CLINIKO_USER_AGENT=USER_AGENT,
         CLINIKO_BASE_URL=base_url_template,
-        FORM_SOURCES_FILE=str(config_path),
+        CLINIKO_ACCOUNTS_FILE=str(config_path),
     )
     # Failed messages come back at once in tests; the deployed default backs off from 30 s.
     env["RETRY_BASE_SECONDS"] = "0"

@@ -31,7 +31,7 @@ from tests.integration.intake_worker.resources import (
 )
 
 SECRET = "tests/cliniko/test-clinic"
-WHERE = "form_sources.yaml accounts.test-clinic.api_key_secret"
+WHERE = "cliniko_accounts.yaml accounts.test-clinic.api_key_secret"
 _ids = itertools.count(1)
 
 

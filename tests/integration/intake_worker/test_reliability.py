@@ -257,18 +257,9 @@ def setup(aws, cliniko, monkeypatch, tmp_path: Path):
     for name in accounts:  # the broken clinic's key is missing from Cliniko for now
         cliniko.control.add_key(keys[name])
     put_secrets({f"tests/cliniko/{name}": key for name, key in keys.items()})
-    config = tmp_path / "form_sources.yaml"
+    config = tmp_path / "cliniko_accounts.yaml"
     lines = ["accounts:"]
     lines += [f"  {name}: {{api_key_secret: tests/cliniko/{name}}}" for name in keys]
-    lines += [
-        "sources:",
-        "  test-json:",
-        "    provider: json",
-        "    signing_secret: tests/forms/test-json",
-        "    account: acct-00",
-        "    fields:",
-        "      - {from: first_name, to: first_name}",
-    ]
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     worker_environment(
         monkeypatch,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from cliniko_automations.cleanup import config
 from cliniko_automations.cleanup.config import CleanupRules, load_cleanup_rules
+from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.config_file import ConfigError
-from cliniko_automations.intake.config import load_form_sources
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 
@@ -22,7 +22,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_shipped_rules_are_valid_against_the_shipped_accounts():
-    rules = load_cleanup_rules(accounts=load_form_sources().accounts)
+    rules = load_cleanup_rules(accounts=load_accounts().accounts)
     assert rules.rules
     assert all(rule.created_by_intake for rule in rules.rules)  # the shipped ones stay narrow
 
@@ -102,7 +102,7 @@ rules:
     with pytest.raises(ConfigError) as caught:
         load_cleanup_rules(path, {"main-clinic": object()})
     assert caught.value.problems == [
-        "rules.1.account: 'nowhere' is not an account of the form sources"
+        "rules.1.account: 'nowhere' is not in the Cliniko accounts file"
     ]
 
 

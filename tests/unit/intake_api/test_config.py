@@ -9,6 +9,7 @@ from typing import get_args
 
 import pytest
 import yaml
+from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.intake.config import (
     DEFAULT_PATH,
     DEFAULT_SECRETS_PREFIX,
@@ -27,18 +28,18 @@ def minimal(**source: object) -> dict:
     base = {
         "provider": "json",
         "signing_secret": "forms/s/secret",
-        "account": "clinic",
+        "account": "main-clinic",  # an account of the shipped accounts file
         "fields": [{"from": "name", "to": "full_name"}],
     }
     base.update(source)
-    return {"accounts": {"clinic": {"api_key_secret": "cliniko/key"}}, "sources": {"s": base}}
+    return {"sources": {"s": base}}
 
 
 def problems_of(tmp_path: Path, data: object) -> list[str]:
     path = tmp_path / "sources.yaml"
     path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
     with pytest.raises(ConfigError) as caught:
-        load_form_sources(path)
+        load_form_sources(path, accounts={"main-clinic"})
     return caught.value.problems
 
 
@@ -47,11 +48,16 @@ def test_mapping_targets_follow_the_draft():
 
 
 def test_shipped_file_is_valid_and_has_a_source_per_provider():
-    sources = load_form_sources(DEFAULT_PATH)
+    sources = load_form_sources(DEFAULT_PATH, load_accounts().accounts)
     assert {source.provider for source in sources.sources.values()} == PROVIDERS
     for name, source in sources.sources.items():
         assert source.name == name
-        assert sources.account_secret(source)
+
+
+def test_accounts_are_not_kept_in_the_form_source_file(tmp_path):
+    # They moved to common/cliniko_accounts.yaml: an old file is told where, not "extra input".
+    data = {"accounts": {"main-clinic": {"api_key_secret": "cliniko/key"}}, **minimal()}
+    assert any("their own file now" in problem for problem in problems_of(tmp_path, data))
 
 
 def test_shipped_file_passes_the_check_command():
@@ -91,7 +97,7 @@ def test_check_command_holds_secrets_to_the_templates_prefix_by_default(tmp_path
     # The source, the secret, the prefix and the fix, in one line.
     assert (
         "  - sources.s.signing_secret: secret 'clinic/forms/s/signing-secret' is outside "
-        "SecretsPrefix 'cliniko-automations/', so the intake functions may not read it: name a "
+        "SecretsPrefix 'cliniko-automations/', so the functions may not read it: name a "
         "secret that starts with 'cliniko-automations/', or deploy with a SecretsPrefix the name "
         "starts with and check with --secrets-prefix set to it"
     ) in err
@@ -126,7 +132,10 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
             {"provider": "html", "signing_secret": None, "token_secret": "t"},
             "a browser cannot keep a token",
         ),
-        ({"account": "elsewhere"}, "sources.s.account: 'elsewhere' is not in accounts"),
+        (
+            {"account": "elsewhere"},
+            "sources.s.account: 'elsewhere' is not in the Cliniko accounts file",
+        ),
         ({"fields": [{"from": "e", "to": "email"}]}, "no field maps to first_name"),
         ({"fields": [{"from": "n", "to": "nickname"}]}, "sources.s.fields.0.to: Input should be"),
         (

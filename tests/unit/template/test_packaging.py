@@ -83,6 +83,7 @@ def test_code_is_compiled_for_python313_with_unchecked_hashes(built):
 def test_artifact_holds_code_and_config_but_no_tests(built):
     directory = code_dir(built["arm64"])
     assert (directory / "cliniko_automations" / "intake" / "form_sources.yaml").exists()
+    assert (directory / "cliniko_automations" / "common" / "cliniko_accounts.yaml").exists()
     assert (directory / "cliniko_client" / "__init__.py").exists()
     assert not list((directory / "cliniko_automations").rglob("test_*.py"))
     assert (directory / "pycountry" / "databases").is_dir()
@@ -104,6 +105,7 @@ def _sign(secret: str, body: bytes) -> str:
 @pytest.fixture
 def stack(aws, cliniko):
     """The template's queues, tables and secrets in moto; the functions' environments."""
+    from cliniko_automations.common.accounts import load_accounts
     from cliniko_automations.intake.config import load_form_sources
 
     parameters = APP.parameters(
@@ -120,7 +122,7 @@ def stack(aws, cliniko):
     )
     physical = provisioner.provision()
     sources = load_form_sources()
-    secrets = {account.api_key_secret: cliniko.api_key for account in sources.accounts.values()}
+    secrets = {name: cliniko.api_key for _where, name in load_accounts().secret_references()}
     secrets[parameters["ClinikoApiKeySecretName"]] = cliniko.api_key
     json_secret = sources.sources["partner-json"].signing_secret
     secrets[json_secret] = "smoke-signing-secret"
@@ -310,10 +312,17 @@ def _build_script():
     return module
 
 
+CONFIGURATION_FILES = (
+    "common/cliniko_accounts.yaml",
+    "intake/form_sources.yaml",
+    "cleanup/cleanup_rules.yaml",
+)
+
+
 def test_staging_checks_the_configuration(tmp_path, capsys):
     build = _build_script()
     package = tmp_path / "cliniko_automations"
-    for part in ("intake/form_sources.yaml", "cleanup/cleanup_rules.yaml"):
+    for part in CONFIGURATION_FILES:
         (package / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / "functions/cliniko_automations" / part, package / part)
     build.check_configuration(tmp_path, build.template_parameter_default("SecretsPrefix"))
@@ -324,14 +333,14 @@ def test_staging_checks_the_configuration(tmp_path, capsys):
     rules.write_text(rules.read_text().replace("account: main-clinic", "account: no-such-clinic"))
     with pytest.raises(SystemExit, match="cleanup rules are invalid"):
         build.check_configuration(tmp_path, build.template_parameter_default("SecretsPrefix"))
-    assert "'no-such-clinic' is not an account" in capsys.readouterr().err
+    assert "'no-such-clinic' is not in the Cliniko accounts file" in capsys.readouterr().err
 
 
 def test_staging_names_the_form_sources_file_a_person_edits(tmp_path, monkeypatch, capsys):
     build = _build_script()
     functions = tmp_path / "functions"
     package = functions / "cliniko_automations"
-    for part in ("intake/form_sources.yaml", "cleanup/cleanup_rules.yaml"):
+    for part in CONFIGURATION_FILES:
         (package / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / "functions/cliniko_automations" / part, package / part)
     edited = package / "intake/form_sources.yaml"

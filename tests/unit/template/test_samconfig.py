@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from cliniko_automations.cliniko.config import check_user_agent
+from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.intake.config import load_form_sources
 from local_run.template import load
 
@@ -112,8 +113,10 @@ def test_every_user_agent_is_accepted_by_the_runtime(overrides, env):
 
 @pytest.mark.parametrize("env", _environments())
 def test_the_shipped_form_sources_are_readable_under_every_prefix(overrides, env):
-    # The intake functions may read only SecretsPrefix*, and form_sources.yaml is the same
-    # file in every environment's artifact.
+    # The functions may read only SecretsPrefix*, and form_sources.yaml and
+    # cliniko_accounts.yaml are the same files in every environment's artifact.
     prefix = overrides[env].get("SecretsPrefix", PARAMETERS["SecretsPrefix"]["Default"])
-    outside = [n for n in load_form_sources().secret_names() if not n.startswith(prefix)]
+    named = load_form_sources().secret_names()
+    named += [name for _where, name in load_accounts().secret_references()]
+    outside = [n for n in named if not n.startswith(prefix)]
     assert not outside, f"{env}: SecretsPrefix {prefix!r} does not cover {outside}"

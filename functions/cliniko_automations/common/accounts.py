@@ -1,0 +1,124 @@
+"""Which Cliniko accounts the functions work for: one file, `cliniko_accounts.yaml`.
+
+Every function that talks to Cliniko (the intake worker, the cleanup, the change feed) finds
+an account's API key through this file (env `CLINIKO_ACCOUNTS_FILE` overrides the shipped
+one); the form sources and the cleanup rules name accounts by their key here. The file
+names secrets; it never holds one. Check it with::
+
+    python -m cliniko_automations.common.accounts --check [path]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
+
+DEFAULT_PATH = Path(__file__).with_name("cliniko_accounts.yaml")
+FILE_NAME = DEFAULT_PATH.name
+# template.yaml's default SecretsPrefix (a test keeps them equal): the functions may read only
+# secrets under the prefix deployed, so --check holds the files to it unless told another.
+DEFAULT_SECRETS_PREFIX = "cliniko-automations/"
+
+
+def _secret_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9/_+=.@-]{1,512}", value):
+        raise ValueError("not a Secrets Manager name (letters, digits and /_+=.@- only)")
+    return value
+
+
+SecretName = Annotated[str, AfterValidator(_secret_name)]
+
+
+class Account(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key_secret: SecretName
+
+
+class ClinikoAccounts(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accounts: dict[str, Account] = Field(min_length=1)
+
+    def __contains__(self, account: object) -> bool:
+        return account in self.accounts
+
+    def names(self) -> list[str]:
+        return sorted(self.accounts)
+
+    def key_secret(self, account: str) -> str | None:
+        """The Secrets Manager name of `account`'s API key; None for an unknown account."""
+        found = self.accounts.get(account)
+        return found.api_key_secret if found else None
+
+    def secret_references(self) -> list[tuple[str, str]]:
+        """(where in the file, secret name) for every secret the file names."""
+        return [
+            (f"accounts.{name}.api_key_secret", account.api_key_secret)
+            for name, account in self.accounts.items()
+        ]
+
+
+def key_secret_setting(account: str) -> str:
+    """Where the deployment names `account`'s key, for a misconfiguration's message."""
+    return f"{FILE_NAME} accounts.{account}.api_key_secret"
+
+
+def secrets_outside(references: Iterable[tuple[str, str]], prefix: str) -> list[str]:
+    """One problem per (where, secret name) the functions could not read under `prefix`."""
+    return [
+        f"{where}: secret {name!r} is outside SecretsPrefix {prefix!r}, so the functions may "
+        f"not read it: name a secret that starts with {prefix!r}, or deploy with a "
+        "SecretsPrefix the name starts with and check with --secrets-prefix set to it"
+        for where, name in references
+        if not name.startswith(prefix)
+    ]
+
+
+def accounts_path(path: str | os.PathLike[str] | None = None) -> Path:
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get("CLINIKO_ACCOUNTS_FILE") or DEFAULT_PATH)
+
+
+def load_accounts(path: str | os.PathLike[str] | None = None) -> ClinikoAccounts:
+    """Read and validate the accounts file; raises ConfigError listing every mistake."""
+    return load_config_file(accounts_path(path), ClinikoAccounts, "`accounts`")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cliniko_automations.common.accounts",
+        description="Validate a Cliniko accounts file.",
+    )
+    parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
+    parser.add_argument("path", nargs="?", help=f"the file (default: {FILE_NAME})")
+    parser.add_argument(
+        "--secrets-prefix",
+        default=DEFAULT_SECRETS_PREFIX,
+        help="the SecretsPrefix you deploy with: every secret named must start with it "
+        f"(default: the template's, {DEFAULT_SECRETS_PREFIX})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        accounts = load_accounts(args.path)
+        outside = secrets_outside(accounts.secret_references(), args.secrets_prefix)
+        if outside:
+            raise ConfigError(accounts_path(args.path), outside)
+    except ConfigError as exc:
+        return print_problems(exc, "Cliniko accounts file")
+    print(f"{accounts_path(args.path)}: {len(accounts.accounts)} accounts: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
