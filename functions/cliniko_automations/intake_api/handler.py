@@ -37,8 +37,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import Misconfiguration, diagnose, report
+from cliniko_automations.common.person_keys import email_hash
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
-from cliniko_automations.erasure.core import email_hash
 from cliniko_automations.intake.config import ConfigError, FormSources, load_form_sources
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_api.accept import (
