@@ -137,10 +137,3 @@ def shared_budget(api_key: str, requests_per_minute: int) -> RateBudget:
         if budget is None:
             budget = _shared[slot] = RateBudget(requests_per_minute, 60.0 + WINDOW_MARGIN)
         return budget
-
-
-def clear_shared_budgets() -> None:
-    """Forget every process-wide budget. For test fixtures whose emulator resets its own rate
-    windows between tests; production code has no reason to call it."""
-    with _shared_lock:
-        _shared.clear()

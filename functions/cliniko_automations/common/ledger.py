@@ -14,7 +14,6 @@ cleanup run only ever pages through the contacts that may still need archiving.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,15 +61,6 @@ class DynamoLedger:
             # Already recorded: the first entry stays (see the module docstring).
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-
-    def get(self, contact_id: str) -> LedgerEntry | None:
-        item = self._client.get_item(
-            TableName=self._table, Key={"contact_id": {"S": contact_id}}, ConsistentRead=True
-        ).get("Item")
-        if not item:
-            return None
-        fields = {f.name for f in dataclasses.fields(LedgerEntry)}
-        return LedgerEntry(**{key: value["S"] for key, value in item.items() if key in fields})
 
     def active_ids(self, account: str, after: str | None, limit: int) -> list[str]:
         """Up to `limit` ids of `account`'s active entries, in id order, after the id `after`

@@ -1,36 +1,19 @@
-"""SQS adapters for the worker: the parked queue, the dead-letter queue, retry backoff.
+"""The parked queue's SQS adapter (`PARKED_QUEUE_URL`): the worker's `Parking` port.
 
-- Parked (`PARKED_QUEUE_URL`): submissions a person must look at (several contacts match, or
-  only an archived one). The body is the queued submission (its id and source: the values
-  stay in the submission store), so once the duplicates are sorted out it can be sent back
-  to the main queue as is; the attributes say why (a reason code and candidate contact ids,
-  no personal data).
-- Dead letters: SQS's redrive moves a message there after five failed receives. Permanent
-  failures (Cliniko's 422, a malformed message) are sent there directly, with the reason as
-  message attributes, and deleted from the main queue: retrying them would only fail again.
-- Backoff: a failed message's visibility timeout is raised to an exponential delay based
-  on its receive count, so Cliniko gets room instead of five retries in a row.
+Parked are the submissions a person must look at (several contacts match, or only an
+archived one: the decision is find_or_create's). The body is the queued submission (its id
+and source: the values stay in the submission store), so once the duplicates are sorted out
+it can be sent back to the main queue as is; the attributes say why (a reason code and
+candidate contact ids, no personal data).
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from cliniko_automations.intake.submission import QueuedSubmission, Submission
-
-MAX_VISIBILITY_SECONDS = 43_200  # SQS's ceiling for a visibility timeout
-
-
-def _string_attributes(values: Mapping[str, str | None]) -> dict[str, dict[str, str]]:
-    return {
-        key: {"DataType": "String", "StringValue": value}
-        for key, value in values.items()
-        if value  # SQS rejects empty string attributes
-    }
+from cliniko_automations.intake_worker.queues import string_attributes
 
 
 class SqsParking:
@@ -42,7 +25,7 @@ class SqsParking:
         self._client.send_message(
             QueueUrl=self._url,
             MessageBody=QueuedSubmission.of(submission).model_dump_json(),
-            MessageAttributes=_string_attributes(
+            MessageAttributes=string_attributes(
                 {
                     "reason": reason,
                     "submission_id": submission.submission_id,
@@ -53,65 +36,3 @@ class SqsParking:
                 }
             ),
         )
-
-
-def queue_url_for(queue_arn: str) -> str:
-    """The queue URL an SQS ARN names (arn:PARTITION:sqs:REGION:ACCOUNT:NAME).
-
-    Built rather than asked for (GetQueueUrl): the worker's role then needs no permission
-    beyond what Lambda's SQS event source already grants, and no call is spent on it.
-    """
-    parts = queue_arn.split(":")
-    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not all(parts[3:]):
-        raise ValueError("not an SQS queue ARN")
-    partition, region, account, name = parts[1], parts[3], parts[4], parts[5]
-    suffix = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
-    return f"https://sqs.{region}.{suffix}/{account}/{name}"
-
-
-class SqsQueues:
-    """Main-queue backoff and dead-lettering, from the queue ARN an SQS event carries."""
-
-    def __init__(self, client: Any, *, dead_letter_queue_url: str | None = None) -> None:
-        self._client = client
-        self._dlq_url = dead_letter_queue_url
-
-    @staticmethod
-    def queue_url(queue_arn: str) -> str:
-        return queue_url_for(queue_arn)
-
-    @functools.lru_cache(maxsize=16)  # noqa: B019 - one adapter per container, few queues
-    def dead_letter_url(self, queue_arn: str) -> str:
-        """DEAD_LETTER_QUEUE_URL when configured, else the main queue's redrive target (read
-        with GetQueueAttributes, which Lambda's SQS event source permissions include)."""
-        if self._dlq_url:
-            return self._dlq_url
-        attributes = self._client.get_queue_attributes(
-            QueueUrl=self.queue_url(queue_arn), AttributeNames=["RedrivePolicy"]
-        ).get("Attributes", {})
-        policy = attributes.get("RedrivePolicy")
-        if not policy:
-            raise RuntimeError("the submission queue has no redrive policy (dead-letter queue)")
-        return self.queue_url(json.loads(policy)["deadLetterTargetArn"])
-
-    def back_off(
-        self, queue_arn: str, receipt_handle: str, receive_count: int, base: int, cap: int
-    ) -> int:
-        """Hide the message for base * 2^(receives-1) seconds (full jitter above half)."""
-        delay = min(cap, base * 2 ** max(0, receive_count - 1), MAX_VISIBILITY_SECONDS)
-        delay = int(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311
-        self._client.change_message_visibility(
-            QueueUrl=self.queue_url(queue_arn),
-            ReceiptHandle=receipt_handle,
-            VisibilityTimeout=delay,
-        )
-        return delay
-
-    def dead_letter(self, queue_arn: str, body: str, attributes: Mapping[str, str | None]) -> str:
-        """Send a message body to the dead-letter queue with its reason; returns its new id."""
-        answer = self._client.send_message(
-            QueueUrl=self.dead_letter_url(queue_arn),
-            MessageBody=body,
-            MessageAttributes=_string_attributes(attributes),
-        )
-        return answer["MessageId"]

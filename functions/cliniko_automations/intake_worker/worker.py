@@ -50,7 +50,6 @@ class SubmissionFailure(Exception):
     """An attempt that did not complete. `reason` is a code safe to log and store: it never
     carries a submitted value (field names at most)."""
 
-    retryable: bool = True
     throttled: bool = False
 
     def __init__(self, reason: str) -> None:
@@ -71,8 +70,6 @@ class ClinikoBusy(RetryLater):
 class Rejected(SubmissionFailure):
     """Permanent: retrying the same submission cannot succeed (Cliniko's 422, a malformed
     message, an unknown account). Goes to the dead-letter queue at once, with its reason."""
-
-    retryable = False
 
 
 class Misconfigured(Rejected):

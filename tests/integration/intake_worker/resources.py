@@ -135,12 +135,12 @@ class WorldClock:
 
     def __init__(self, monkeypatch: Any, stack: WorkerStack, control: Any) -> None:
         from cliniko_automations.cliniko import pacing
-        from cliniko_automations.intake_worker import handler as worker_handler
+        from cliniko_automations.intake_worker import runtime
 
         self.offset = timedelta(0)
         self._stack = stack
         self._control = control
-        monkeypatch.setattr(worker_handler, "now", self.now, raising=False)
+        monkeypatch.setattr(runtime, "now", self.now, raising=False)
         monkeypatch.setattr(
             pacing.SYSTEM_CLOCK,
             "monotonic",

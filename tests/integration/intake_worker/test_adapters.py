@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
 from cliniko_automations.intake.submission import ContactDraft, Submission
-from cliniko_automations.intake_worker.parking import SqsParking, SqsQueues, queue_url_for
+from cliniko_automations.intake_worker.parking import SqsParking
+from cliniko_automations.intake_worker.queues import SqsQueues, queue_url_for
 from cliniko_automations.intake_worker.store import (
     DynamoClaims,
     DynamoFailures,
@@ -127,7 +128,6 @@ def test_ledger_is_keyed_by_contact_id_and_never_overwritten(stack: WorkerStack)
     ledger.record(entry)
     # A later submission never replaces the one that created the contact.
     ledger.record(LedgerEntry("42", "test-clinic", "test-json", "sub-2", "2026-11-24"))
-    assert ledger.get("42") == entry
     assert stack.ledger_items() == [
         {
             "contact_id": "42",

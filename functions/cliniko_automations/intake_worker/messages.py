@@ -1,0 +1,71 @@
+"""From an SQS record to the submission to process, or the outcome that ends its message.
+
+The message is a claim check (the submission id); the body is loaded from the submission
+store. A submission whose body is gone (erased, or expired) or whose person was erased after
+making it (the tombstone) is dropped, not processed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
+
+from cliniko_automations.intake.submission import QueuedSubmission, Submission
+from cliniko_automations.intake_worker.retries import reject, retry
+from cliniko_automations.intake_worker.runtime import Runtime
+from cliniko_automations.intake_worker.telemetry import logger, report_dropped
+
+
+def _malformed(exc: ValidationError, what: str) -> None:
+    # Only where and what kind: pydantic's own message would quote the input.
+    logger.error(
+        what,
+        extra={"errors": [(".".join(map(str, e["loc"])), e["type"]) for e in exc.errors()]},
+    )
+
+
+def load_submission(rt: Runtime, record: SQSRecord) -> Submission | dict[str, Any]:
+    """The queued submission's body from the store, or the outcome that ends the message."""
+    try:
+        queued = QueuedSubmission.model_validate_json(record.body)
+    except ValidationError as exc:
+        _malformed(exc, "malformed submission message")
+        logger.set_correlation_id(None)
+        return reject(rt, record, None, "malformed_message")
+    logger.set_correlation_id(queued.submission_id)
+    logger.append_keys(source=queued.source)
+    try:
+        stored = rt.store.get(queued.submission_id)
+    except Exception as exc:  # the store is unreachable: try again later
+        retry(rt, record, None, exc)
+        raise
+    if stored is None:
+        # Erased, or kept past the store's TTL: nothing left to process.
+        return report_dropped(queued.submission_id, "submission_body_gone")
+    try:
+        submission = Submission.model_validate_json(stored.body)
+    except ValidationError as exc:
+        _malformed(exc, "malformed stored submission")
+        return reject(rt, record, None, "malformed_submission")
+    try:
+        erased_at = rt.store.erased_at(stored.email_hmac) if stored.email_hmac else None
+        if erased_at is not None and submission.made_at <= erased_at:
+            # Made before its person was erased (a retry, a replay, a provider's redelivery):
+            # processing it would bring them back.
+            rt.store.delete(submission.submission_id)
+            return report_dropped(submission.submission_id, "erased")
+    except Exception as exc:
+        retry(rt, record, submission, exc)
+        raise
+    return submission
+
+
+def forget_body(rt: Runtime, submission: Submission) -> None:
+    # Done with it: its values need not wait for the store's TTL. A failure here costs only
+    # that wait, so it does not fail the message.
+    try:
+        rt.store.delete(submission.submission_id)
+    except Exception as exc:
+        logger.warning("stored body not deleted", extra={"error": type(exc).__name__})

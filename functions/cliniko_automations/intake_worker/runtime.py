@@ -1,0 +1,148 @@
+"""The worker's wiring: its adapters and the idempotent core, built once per container.
+
+`handle(submission=...)` is `IntakeWorker.process` wrapped in Powertools idempotency keyed on
+`Submission.idempotency_key` (never the raw SQS record, whose ids and receipt handles change
+on every delivery; the record stores the outcome, which holds ids and field names only).
+A parked outcome leaves as the `Parked` exception, so that its record is dropped rather than
+saved: the replay of a parked submission (within the idempotency window or after it) is
+looked up afresh, updated or created once the duplicates are gone, parked again while they
+remain.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+
+from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
+from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.ledger import DynamoLedger
+from cliniko_automations.common.secrets import SecretMisconfigured
+from cliniko_automations.common.submission_store import DynamoSubmissionStore
+from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake_worker.parking import SqsParking
+from cliniko_automations.intake_worker.queues import SqsQueues
+from cliniko_automations.intake_worker.settings import WorkerSettings
+from cliniko_automations.intake_worker.store import DynamoClaims, DynamoFailures, DynamoIntents
+from cliniko_automations.intake_worker.worker import IntakeWorker, Misconfigured, Rejected
+
+# Powertools idempotency records are named after this, not after the Lambda function, so a
+# redeployed or renamed function still recognises submissions it already handled.
+IDEMPOTENCY_KEY_PREFIX = "intake-worker"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: WorkerSettings
+    idempotency: IdempotencyConfig
+    handle: Callable[..., dict[str, Any]]
+    failures: DynamoFailures
+    queues: SqsQueues
+    store: DynamoSubmissionStore
+
+    def remaining_seconds(self) -> float | None:
+        """Time left in the invocation (None outside Lambda)."""
+        return remaining_seconds(self.idempotency)
+
+
+class Parked(Exception):
+    """Raised out of the idempotent function with a parked outcome: Powertools deletes the
+    submission's record on an exception, so a replay of the parked message is processed
+    again instead of being answered "parked" from the record."""
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        super().__init__("parked")
+        self.outcome = outcome
+
+
+def now() -> datetime:
+    """The worker's clock, which Cliniko's `created_at` is compared with (a module function
+    so that tests replaying a message days later move it with the emulator's)."""
+    return datetime.now(UTC)
+
+
+def remaining_seconds(config: IdempotencyConfig) -> float | None:
+    context = config.lambda_context
+    return context.get_remaining_time_in_millis() / 1000 if context else None
+
+
+def _mark_replayed(response: dict[str, Any], _record: Any) -> dict[str, Any]:
+    # Called by Powertools when the answer comes from a completed record: a redelivery,
+    # which must not count as a second ContactCreated.
+    return {**response, "replayed": True}
+
+
+@functools.lru_cache(maxsize=8)
+def accounts(path: str | None) -> ClinikoAccounts:
+    return load_accounts(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _runtime(settings: WorkerSettings) -> Runtime:
+    dynamodb = boto3.client("dynamodb")
+    sqs = boto3.client("sqs")
+    config = IdempotencyConfig(
+        event_key_jmespath="idempotency_key",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=settings.idempotency_ttl_seconds,
+        response_hook=_mark_replayed,
+    )
+    worker = IntakeWorker(
+        claims=DynamoClaims(
+            dynamodb,
+            settings.idempotency_table,
+            ttl_seconds=settings.claim_ttl_seconds,
+            wait_seconds=settings.claim_wait_seconds,
+            remaining_seconds=lambda: remaining_seconds(config),
+        ),
+        intents=DynamoIntents(dynamodb, settings.idempotency_table),
+        ledger=DynamoLedger(dynamodb, settings.ledger_table),
+        parking=SqsParking(sqs, settings.parked_queue_url),
+        now=lambda: now(),  # looked up at each call, so tests can move the clock
+    )
+    persistence = DynamoDBPersistenceLayer(
+        table_name=settings.idempotency_table, boto3_client=dynamodb
+    )
+
+    @idempotent_function(
+        data_keyword_argument="submission",
+        persistence_store=persistence,
+        config=config,
+        key_prefix=IDEMPOTENCY_KEY_PREFIX,
+    )
+    def handle(*, submission: Submission) -> dict[str, Any]:
+        secret = accounts(settings.cliniko_accounts_file).key_secret(submission.account)
+        if secret is None:
+            raise Rejected("unknown_account")
+        try:
+            client = client_for_secret(secret, secrets_prefix=settings.secrets_prefix)
+        except (ConfigurationError, SecretMisconfigured) as exc:
+            raise Misconfigured("misconfigured", exc) from None
+        outcome = worker.process(submission, client).as_dict()
+        if outcome["action"] == "parked":
+            raise Parked(outcome)
+        return outcome
+
+    return Runtime(
+        settings=settings,
+        idempotency=config,
+        handle=handle,
+        failures=DynamoFailures(dynamodb, settings.idempotency_table),
+        queues=SqsQueues(sqs, dead_letter_queue_url=settings.dead_letter_queue_url),
+        store=DynamoSubmissionStore(dynamodb, settings.submission_table),
+    )
+
+
+def runtime() -> Runtime:
+    return _runtime(WorkerSettings.from_env())
