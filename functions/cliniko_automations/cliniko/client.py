@@ -31,7 +31,7 @@ from cliniko_client.api.contacts import (
 from cliniko_client.models import Contact, ContactList, ContactWrite
 from cliniko_client.types import UNSET, Response, Unset
 
-from . import errors
+from . import errors, rules
 from .config import basic_auth_header, check_user_agent, resolve_base_url, shard_for_key
 from .filters import Filter
 from .pacing import SYSTEM_CLOCK, Budget, Clock, RateBudget, key_fingerprint, shared_budget
@@ -50,9 +50,6 @@ PER_PAGE = 100  # Cliniko's maximum: 1,000 contacts cost 10 requests.
 CONNECT_TIMEOUT = 3.0
 _DIGITS = re.compile(r"[0-9]+")
 _SORT = re.compile(r"[a-z_]+(?::(?:asc|desc))?(?:,[a-z_]+(?::(?:asc|desc))?)*")
-_WRITABLE_FIELDS = frozenset(
-    name for name in attrs.fields_dict(ContactWrite) if name != "additional_properties"
-)
 
 T = TypeVar("T")
 
@@ -400,7 +397,7 @@ def _write_body(body: ContactWrite | Mapping[str, Any]) -> ContactWrite:
         unknown = set(body.additional_properties)
         write = body
     elif isinstance(body, Mapping):
-        unknown = {str(name) for name in body if name not in _WRITABLE_FIELDS}
+        unknown = {str(name) for name in body if name not in rules.WRITABLE_FIELDS}
         write = None
     else:
         raise TypeError("a contact body is a ContactWrite or a mapping of its fields")

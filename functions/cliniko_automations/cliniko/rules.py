@@ -1,5 +1,8 @@
 """Cliniko's documented rules for a contact's writable fields, in one place.
 
+The fields themselves are the generated `ContactWrite`'s (openapi.yaml is the one list);
+what the model cannot say (which strings are length-limited, the allowed choices) is here.
+
 The intake validates drafts with them (so a sender gets a 422 before anything is queued) and
 the emulator enforces them (so tests meet the same answers Cliniko gives). Messages follow
 Cliniko's wording, including its U+2019 apostrophe.
@@ -11,31 +14,28 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import pycountry
+from cliniko_client.models.contact_write import ContactWrite
+from cliniko_client.models.doctor_type import DoctorType
+from cliniko_client.models.phone_type import PhoneType
 
 MAX_LENGTH = 255
-LENGTH_LIMITED_FIELDS = frozenset(
-    {
-        "first_name",
-        "last_name",
-        "company_name",
-        "occupation",
-        "provider_number",
-        "email",
-        "address_1",
-        "address_2",
-        "address_3",
-        "city",
-        "state",
-        "post_code",
-    }
+# Every writable field, in the order openapi.yaml lists them.
+WRITABLE_FIELD_NAMES: tuple[str, ...] = tuple(
+    field.name for field in attrs.fields(ContactWrite) if field.name != "additional_properties"
 )
+WRITABLE_FIELDS = frozenset(WRITABLE_FIELD_NAMES)
+# The fields that are not free text: each has its own check below.
+CODED_FIELDS = frozenset({"country_code", "doctor_type", "type_code", "phone_numbers"})
+STRING_FIELDS = WRITABLE_FIELDS - CODED_FIELDS
+# The free-text fields Cliniko does not cut at MAX_LENGTH (a test holds openapi.yaml to it).
 UNBOUNDED_STRING_FIELDS = frozenset({"title", "preferred_name", "notes"})
-STRING_FIELDS = LENGTH_LIMITED_FIELDS | UNBOUNDED_STRING_FIELDS
-DOCTOR_TYPES = ("general_practitioner", "specialist")
+LENGTH_LIMITED_FIELDS = STRING_FIELDS - UNBOUNDED_STRING_FIELDS
+# "" (clearing it) is allowed too; the choices a sender may name are these.
+DOCTOR_TYPES = tuple(kind.value for kind in DoctorType if kind.value)
 TYPE_NAMES = {0: "Standard", 1: "Doctor", 2: "3rd Party Payer"}
-PHONE_TYPES = ("Mobile", "Home", "Work", "Other", "Fax")
-WRITABLE_FIELDS = STRING_FIELDS | {"country_code", "doctor_type", "type_code", "phone_numbers"}
+PHONE_TYPES = tuple(kind.value for kind in PhoneType)
 
 # Deliberately loose, like Cliniko's own check: something@something.tld, no spaces.
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

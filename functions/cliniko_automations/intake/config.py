@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Container, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -47,32 +47,13 @@ Provider = Literal["typeform", "tally", "webflow", "formspree", "jotform", "html
 # Providers whose deliveries carry an HMAC: a source of these kinds must name its secret.
 SIGNED_PROVIDERS = frozenset({"typeform", "tally", "webflow", "formspree", "json"})
 
-# Where a mapped value can go: any draft field but phone_numbers, plus two derived targets.
-# full_name is split into first_name/last_name; phone appends to phone_numbers. (A test keeps
-# Target in step with ContactDraft.)
-DIRECT_TARGETS = tuple(name for name in ContactDraft.model_fields if name not in {"phone_numbers"})
-Target = Literal[
-    "title",
-    "first_name",
-    "last_name",
-    "preferred_name",
-    "company_name",
-    "occupation",
-    "provider_number",
-    "email",
-    "address_1",
-    "address_2",
-    "address_3",
-    "city",
-    "state",
-    "post_code",
-    "country_code",
-    "notes",
-    "doctor_type",
-    "type_code",
-    "full_name",
-    "phone",
-]
+# Where a mapped value can go: any writable Cliniko field but phone_numbers, plus two derived
+# targets: full_name is split into first_name/last_name; phone appends to phone_numbers.
+DIRECT_TARGETS = tuple(name for name in rules.WRITABLE_FIELD_NAMES if name != "phone_numbers")
+if TYPE_CHECKING:
+    Target = str
+else:  # a Literal built from the generated model, so pydantic names every allowed value
+    Target = Literal[(*DIRECT_TARGETS, "full_name", "phone")]
 
 
 def _source_name(value: str) -> str:

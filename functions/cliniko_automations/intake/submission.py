@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cliniko_automations.cliniko import rules
+
 PhoneType = Literal["Mobile", "Home", "Work", "Other", "Fax"]
 DoctorType = Literal["general_practitioner", "specialist"]
 # fill_blanks: an existing contact only gains values for fields that are blank in Cliniko
@@ -65,6 +67,12 @@ class ContactDraft(BaseModel):
     def lookup_email(self) -> str | None:
         """The email as Cliniko's email filter compares it: lower-cased."""
         return self.email.strip().lower() if self.email else None
+
+
+# The draft's fields are typed by hand (for the type checker) but must be exactly the
+# generated ContactWrite's: a field openapi.yaml gains or loses stops every function's import.
+if set(ContactDraft.model_fields) != rules.WRITABLE_FIELDS:  # pragma: no cover - spec drift
+    raise RuntimeError("ContactDraft's fields differ from the generated ContactWrite's")
 
 
 class Submission(BaseModel):
