@@ -40,7 +40,7 @@ from tests.fixtures.apigw import LambdaContext
 
 def die_at_ledger(frame, event, arg):
     if event == "call" and frame.f_code.co_name == "record" and frame.f_code.co_filename.endswith(
-        os.path.join("intake", "ledger.py")
+        os.path.join("common", "ledger.py")
     ):
         os.kill(os.getpid(), signal.SIGKILL)
 
