@@ -1,4 +1,9 @@
-"""The worker's settings: one validated model, read from the environment once per container."""
+"""The worker's settings: one validated model, read from the environment once per container.
+
+The Cliniko client's own settings (CLINIKO_USER_AGENT, ...) are read and checked by
+`common.cliniko_accounts.ClinikoSettings` when a submission's client is built, so a value the
+runtime refuses dead-letters the submission with the fix (see retries.py).
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,6 @@ class WorkerSettings(EnvironmentSettings):
     # Where permanent failures go directly. Optional: without it the worker asks SQS for the
     # submission queue's redrive target, the same queue redrive uses.
     dead_letter_queue_url: str | None = None
-    cliniko_user_agent: str = Field(min_length=1)
-    cliniko_base_url: str | None = None
     cliniko_accounts_file: str | None = None
     # The template's SecretsPrefix: the worker's role may read only secrets under it, so an
     # account key named outside it is refused up front, naming the fix.
