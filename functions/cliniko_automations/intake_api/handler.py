@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import os
 import traceback
 from pathlib import Path
@@ -57,6 +56,12 @@ from cliniko_automations.intake_api.errors import (
     ServiceUnavailable,
 )
 from cliniko_automations.intake_api.queue import SubmissionQueue
+from cliniko_automations.intake_api.responses import (
+    RETRY_AFTER_SECONDS,
+    json_response,
+    redirect,
+    unavailable,
+)
 from cliniko_automations.intake_api.settings import ApiSettings, SettingsError
 
 logger = function_logger("intake")
@@ -67,8 +72,6 @@ metrics = Metrics(
     namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "ClinikoAutomations",
 )
 app = APIGatewayHttpResolver()
-
-RETRY_AFTER_SECONDS = "30"
 
 
 @functools.lru_cache(maxsize=8)
@@ -108,12 +111,12 @@ def post_form(source: str) -> Response[str]:
             "Delivery acknowledged, not a submission",
             extra={"outcome": "ignored", "reason": outcome.why},
         )
-        return _json(200, {"message": "Ignored: not a submission"})
+        return json_response(200, {"message": "Ignored: not a submission"})
     if isinstance(outcome, Dropped):
         # Answered exactly as an accepted submission so a bot learns nothing.
         _count_rejected(outcome.why)
         logger.info("Submission dropped", extra={"outcome": "dropped", "reason": outcome.why})
-        return _redirect(outcome.redirect_to, outcome.cors_origin)
+        return redirect(outcome.redirect_to, outcome.cors_origin)
 
     _queue(outcome, settings)
     submission = outcome.submission
@@ -128,8 +131,8 @@ def post_form(source: str) -> Response[str]:
         },
     )
     if outcome.redirect_to:
-        return _redirect(outcome.redirect_to, outcome.cors_origin)
-    return _json(202, {"submission_id": submission.submission_id})
+        return redirect(outcome.redirect_to, outcome.cors_origin)
+    return json_response(202, {"submission_id": submission.submission_id})
 
 
 def _email_hmac(submission: Submission, settings: ApiSettings) -> str | None:
@@ -188,8 +191,8 @@ def _refused(exc: IntakeError) -> Response[str]:
         logger.info("Submission refused", extra=extra)
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if exc.status == 503 else {}
     if exc.redirect_to:
-        return _redirect(exc.redirect_to, exc.cors_origin)
-    return _json(exc.status, exc.body(), headers)
+        return redirect(exc.redirect_to, exc.cors_origin)
+    return json_response(exc.status, exc.body(), headers)
 
 
 def _misconfiguration(exc: IntakeError) -> Misconfiguration | None:
@@ -206,7 +209,7 @@ def _misconfiguration(exc: IntakeError) -> Misconfiguration | None:
 @app.not_found
 def _no_route(exc: NotFoundError) -> Response[str]:
     _count_rejected("no_route")
-    return _json(404, {"message": "Not found"})
+    return json_response(404, {"message": "Not found"})
 
 
 @app.exception_handler([ConfigError, SettingsError])
@@ -217,7 +220,7 @@ def _misconfigured(exc: Exception) -> Response[str]:
         "Deployment misconfigured",
         extra={"outcome": "error", "error_type": type(exc).__name__, "problem": str(exc)},
     )
-    return _unavailable()
+    return unavailable()
 
 
 @app.exception_handler(Exception)
@@ -233,34 +236,13 @@ def _unexpected(exc: Exception) -> Response[str]:
         "Unexpected error",
         extra={"outcome": "error", "error_type": type(exc).__name__, "at": where},
     )
-    return _unavailable()
-
-
-def _unavailable() -> Response[str]:
-    body = {"message": ServiceUnavailable.message}
-    return _json(503, body, {"Retry-After": RETRY_AFTER_SECONDS})
+    return unavailable()
 
 
 def _count_rejected(reason: str) -> None:
     # One outcome per invocation, so the dimension only ever applies to this metric.
     metrics.add_dimension(name="reason", value=reason)
     metrics.add_metric(name="SubmissionRejected", unit=MetricUnit.Count, value=1)
-
-
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        status_code=status,
-        content_type="application/json",
-        body=json.dumps(body, ensure_ascii=False),
-        headers=headers or {},
-    )
-
-
-def _redirect(location: str, cors_origin: str | None) -> Response[str]:
-    headers = {"Location": location, "Cache-Control": "no-store"}
-    if cors_origin:
-        headers |= {"Access-Control-Allow-Origin": cors_origin, "Vary": "Origin"}
-    return Response(status_code=303, content_type="text/plain", body="", headers=headers)
 
 
 @logger.inject_lambda_context(

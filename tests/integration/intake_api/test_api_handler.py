@@ -412,7 +412,7 @@ def test_503_when_the_form_source_file_is_broken(intake, capsys):
     assert answer["statusCode"] == 503
     (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
     assert record["error_type"] == "ConfigError"
-    assert "accounts: Field required" in record["problem"]
+    assert "sources: Dictionary should have at least 1 item" in record["problem"]
     assert rejected_reason(capsys) == "misconfigured"
 
 
