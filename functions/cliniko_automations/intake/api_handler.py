@@ -36,8 +36,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import Misconfiguration, diagnose, report
+from cliniko_automations.common.person_keys import email_hash
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
-from cliniko_automations.erasure.core import email_hash
 from cliniko_automations.intake.accept import (
     Accepted,
     Dropped,
