@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from cliniko_automations.erasure import api_handler
-from cliniko_automations.erasure.core import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
+from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
 
 from tests.fixtures import apigw
 from tests.integration.erasure import stack
