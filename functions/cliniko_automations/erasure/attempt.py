@@ -101,9 +101,9 @@ class Attempt:
             )
         contact_ids = [str(contact_fields(m)["id"]) for m in matches]
         awaiting = len(matches) > 1 and not self.request.erase_all_matches
-        result = "found" if matches else "no_record_found"
+        found = "found" if matches else "no_record_found"
         if awaiting:
-            result = "awaiting_confirmation"
+            found = "awaiting_confirmation"
         self.record(
             "lookup",
             {
@@ -112,7 +112,7 @@ class Attempt:
                 "caller": self.caller,
                 "erase_all_matches": self.request.erase_all_matches,
                 "contact_ids": contact_ids,
-                "result": result,
+                "result": found,
             },
         )
         if awaiting:

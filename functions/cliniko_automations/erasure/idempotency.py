@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -47,9 +47,9 @@ EXPIRES_AFTER = timedelta(days=30)
 LOCAL_LEASE = timedelta(minutes=2)
 
 
-class Lease(LambdaContext):
-    """The time an attempt has, where no Lambda context gives it (the CLI). Powertools reads
-    only this from a context: an attempt still marked in progress after it was cut short."""
+class Lease:
+    """The time an attempt has, where no Lambda context gives it (the CLI). The only part of
+    a context Powertools reads: when an attempt still marked in progress was cut short."""
 
     def __init__(self, duration: timedelta) -> None:
         self._remaining_ms = int(duration.total_seconds() * 1000)
@@ -77,7 +77,11 @@ class PowertoolsOnce:
     """The workflow's OncePerRequest port on a DynamoDB table in Powertools' layout."""
 
     def __init__(
-        self, table_name: str, *, context: LambdaContext | None = None, dynamodb: Any = None
+        self,
+        table_name: str,
+        *,
+        context: LambdaContext | Lease | None = None,
+        dynamodb: Any = None,
     ) -> None:
         config = IdempotencyConfig(
             event_key_jmespath="request_id",
@@ -85,7 +89,7 @@ class PowertoolsOnce:
             raise_on_no_idempotency_key=True,
             expires_after_seconds=int(EXPIRES_AFTER.total_seconds()),
         )
-        config.register_lambda_context(context or Lease(LOCAL_LEASE))
+        config.register_lambda_context(cast(LambdaContext, context or Lease(LOCAL_LEASE)))
         self._run = idempotent_function(
             data_keyword_argument="identity",
             persistence_store=DynamoDBPersistenceLayer(

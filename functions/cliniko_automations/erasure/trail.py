@@ -111,17 +111,17 @@ def verify_chain(request_id: str, records: Sequence[Mapping[str, Any]]) -> Verif
         by_seq[seq] = record
     previous: str | None = GENESIS_HASH
     for seq in range(1, max(by_seq, default=0) + 1):
-        record = by_seq.get(seq)
-        if record is None:
+        linked = by_seq.get(seq)
+        if linked is None:
             problems.append(f"record #{seq} is missing")
             previous = None
             continue
-        sk = str(record.get("sk"))
-        if record_hash(request_id, sk, record) != record["hash"]:
+        sk = str(linked.get("sk"))
+        if record_hash(request_id, sk, linked) != linked["hash"]:
             problems.append(f"record #{seq} ({sk}) was changed: its hash does not match")
-        if previous is not None and record.get("prev_hash") != previous:
+        if previous is not None and linked.get("prev_hash") != previous:
             problems.append(f"record #{seq} ({sk}) does not follow record #{seq - 1}")
-        previous = str(record["hash"])
+        previous = str(linked["hash"])
     outcome = find_record(records, OUTCOME_SK)
     if outcome is not None and by_seq and int(outcome.get("seq", 0)) != max(by_seq):
         problems.append("records were added after the outcome")
