@@ -1,4 +1,4 @@
-"""Keyed hashes that find a person's records without storing who they are."""
+"""Keys that recognise a person without holding their details (the erasure's pepper HMAC)."""
 
 from __future__ import annotations
 
