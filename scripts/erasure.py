@@ -3,10 +3,11 @@
 
 Two modes, same core and same words:
   local   (default) runs the erasure core here, with this machine's AWS credentials for the
-          audit table, the submission store and secrets: --audit-table, --submission-table,
-          --pepper-secret, --cliniko-key-secret, --user-agent, --cliniko-base-url (or the env
-          vars AUDIT_TABLE, SUBMISSION_TABLE, PEPPER_SECRET_NAME, CLINIKO_API_KEY_SECRET_NAME,
-          CLINIKO_USER_AGENT, CLINIKO_BASE_URL).
+          audit and idempotency tables, the submission store and secrets: --audit-table,
+          --idempotency-table, --submission-table, --pepper-secret, --cliniko-key-secret,
+          --user-agent, --cliniko-base-url (or the env vars AUDIT_TABLE, IDEMPOTENCY_TABLE,
+          SUBMISSION_TABLE, PEPPER_SECRET_NAME, CLINIKO_API_KEY_SECRET_NAME, CLINIKO_USER_AGENT,
+          CLINIKO_BASE_URL; the other CLINIKO_* settings from the environment as in the Lambda).
   remote  --api-url https://ID.execute-api.REGION.amazonaws.com calls the deployed HTTP API,
           signing each request with SigV4 (the routes use AWS_IAM authorisation).
 
@@ -47,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--api-url", help="deployed HTTP API base URL (remote mode, SigV4)")
     where.add_argument("--region", help="AWS region for SigV4 (default: from the environment)")
     where.add_argument("--audit-table", default=os.environ.get("AUDIT_TABLE"))
+    where.add_argument("--idempotency-table", default=os.environ.get("IDEMPOTENCY_TABLE"))
     where.add_argument("--submission-table", default=os.environ.get("SUBMISSION_TABLE"))
     where.add_argument("--pepper-secret", default=os.environ.get("PEPPER_SECRET_NAME"))
     where.add_argument(
@@ -97,7 +99,7 @@ def run_verify(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     if not args.audit_table:
         raise SystemExit("erasure.py: verify needs --audit-table (or AUDIT_TABLE)")
     from cliniko_automations.erasure.audit import DynamoAuditLog
-    from cliniko_automations.erasure.core import verify_chain
+    from cliniko_automations.erasure.trail import verify_chain
 
     audit = DynamoAuditLog(args.audit_table)
     ids = audit.request_ids() if args.all else [args.request_id]
@@ -119,6 +121,7 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         flag
         for flag, value in (
             ("--audit-table", args.audit_table),
+            ("--idempotency-table", args.idempotency_table),
             ("--submission-table", args.submission_table),
             ("--pepper-secret", args.pepper_secret),
             ("--cliniko-key-secret", args.cliniko_key_secret),
@@ -128,28 +131,27 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     ]
     if missing:
         raise SystemExit(f"erasure.py: local mode needs {', '.join(missing)} (or their env vars)")
-    # The Cliniko client factory reads these two from the environment, like the Lambda does.
-    os.environ["CLINIKO_USER_AGENT"] = args.user_agent
-    if args.cliniko_base_url:
-        os.environ["CLINIKO_BASE_URL"] = args.cliniko_base_url
-
-    from cliniko_automations.erasure import core
+    from cliniko_automations.erasure import errors
+    from cliniko_automations.erasure.models import ErasureRequest
     from cliniko_automations.erasure.service import build_eraser
-    from cliniko_automations.erasure.settings import ErasureSettings
-    from pydantic import ValidationError
+    from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
 
+    # The Lambda's settings model, read from the environment with the flags laid over it.
+    flags = {
+        "AUDIT_TABLE": args.audit_table,
+        "IDEMPOTENCY_TABLE": args.idempotency_table,
+        "SUBMISSION_TABLE": args.submission_table,
+        "PEPPER_SECRET_NAME": args.pepper_secret,
+        "CLINIKO_API_KEY_SECRET_NAME": args.cliniko_key_secret,
+        "CLINIKO_USER_AGENT": args.user_agent,
+        "CLINIKO_BASE_URL": args.cliniko_base_url,
+    }
     try:
-        settings = ErasureSettings(
-            audit_table=args.audit_table,
-            submission_table=args.submission_table,
-            pepper_secret_name=args.pepper_secret,
-            cliniko_api_key_secret_name=args.cliniko_key_secret,
-            cliniko_user_agent=args.user_agent,
-            cliniko_base_url=args.cliniko_base_url,
+        settings = ErasureSettings.from_env(
+            {**os.environ, **{name: value for name, value in flags.items() if value}}
         )
-    except ValidationError as error:
-        names = ", ".join(sorted({str(e["loc"][0]) for e in error.errors()}))
-        raise SystemExit(f"erasure.py: bad settings: {names}") from None
+    except SettingsError as error:
+        raise SystemExit(f"erasure.py: bad settings: {error}") from None
     eraser = build_eraser(settings)
     try:
         if args.command == "status":
@@ -157,12 +159,12 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         if args.command == "extend":
             caller = args.caller or local_caller()
             return 200, eraser.extend(args.request_id, args.reason, caller).model_dump(mode="json")
-        request = core.ErasureRequest.parse(request_body(args))
+        request = ErasureRequest.parse(request_body(args))
         outcome = eraser.submit(request, args.caller or local_caller())
         return (502 if outcome.status == "failed" else 200), outcome.model_dump(mode="json")
-    except core.InvalidRequest as error:
+    except errors.InvalidRequest as error:
         return 422, {"message": "invalid request", "errors": error.problems}
-    except core.SeveralMatches as error:
+    except errors.SeveralMatches as error:
         return 409, {
             "request_id": error.request_id,
             "status": "open",
@@ -170,9 +172,9 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             "contact_ids": error.contact_ids,
             "message": str(error),
         }
-    except (core.RequestIdConflict, core.RequestInProgress, core.ExtensionRefused) as error:
+    except (errors.RequestIdConflict, errors.RequestInProgress, errors.ExtensionRefused) as error:
         return 409, {"request_id": error.request_id, "message": str(error)}
-    except core.RequestNotFound as error:
+    except errors.RequestNotFound as error:
         return 404, {"message": str(error)}
 
 
@@ -312,6 +314,9 @@ def _expected_failure(error: Exception) -> bool:
     """Failures of the environment (network, AWS, secrets, settings) rather than of this code."""
     import botocore.exceptions
     import httpx
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyPersistenceLayerError,
+    )
     from cliniko_automations.cliniko.errors import ClinikoError
     from cliniko_automations.common.secrets import SecretUnavailable
 
@@ -321,6 +326,7 @@ def _expected_failure(error: Exception) -> bool:
         | botocore.exceptions.BotoCoreError
         | botocore.exceptions.ClientError
         | ClinikoError
+        | IdempotencyPersistenceLayerError
         | SecretUnavailable,
     )
 

@@ -9,9 +9,10 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from cliniko_automations.erasure import api_handler
-from cliniko_automations.erasure.core import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
+from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
 
 from tests.fixtures import apigw
 from tests.integration.erasure import stack
@@ -322,7 +323,9 @@ def test_neither_logs_nor_the_audit_table_hold_personal_values(
     assert PEPPER not in logs and erasure_stack.cliniko.api_key not in logs
     items = erasure_stack.audit_items()
     assert {i["request_id"] for i in items} == {"pii-check", "pii-dry"}
-    table = json.dumps(items, default=str)
+    idempotency = boto3.resource("dynamodb").Table(erasure_stack.idempotency_table)
+    table = json.dumps([items, idempotency.scan()["Items"]], default=str)
+    assert "pii-check" in table and "erasure-request#" in table  # both tables were read
     for value in [*personal_values(PERSONAL), "nobody+x@example.com"]:
         assert value.lower() not in logs.lower(), value
         assert value.lower() not in table.lower(), value
@@ -370,6 +373,21 @@ def test_misconfiguration_is_a_503_that_names_no_value(erasure_stack, monkeypatc
     status, body = get("cfg")
     assert status == 503
     assert erasure_stack.audit_items() == []
+
+
+def test_an_unreachable_idempotency_table_is_a_503_and_the_same_id_goes_through_later(
+    erasure_stack, monkeypatch
+):
+    contact_id = erasure_stack.seed()
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", "no-such-table")
+    before = len(erasure_stack.log())
+    status, body = post(erasure(request_id="idem-down", contact_id=contact_id))
+    assert status == 503 and "send the same request again later" in body["message"]
+    assert erasure_stack.log()[before:] == [] and erasure_stack.audit_items() == []
+
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", erasure_stack.idempotency_table)
+    status, body = post(erasure(request_id="idem-down", contact_id=contact_id))
+    assert status == 200 and body["result"] == "erased"
 
 
 def test_an_unknown_route_is_a_404_not_a_500(erasure_stack):

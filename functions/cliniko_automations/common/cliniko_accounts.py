@@ -109,6 +109,7 @@ def client_for_secret(
     secrets_prefix: str | None = None,
     priority: Priority | str = Priority.INTERACTIVE,
     requests_per_minute: int = 200,
+    settings: ClinikoSettings | None = None,
 ) -> ClinikoClient:
     """The client for the Cliniko account whose API key is the SecretString `secret_name`
     (which must start with `secrets_prefix` when one is given).
@@ -116,10 +117,11 @@ def client_for_secret(
     `priority`: `"interactive"` (intake, erasure) or `"bulk"` (the cleanup, the change feed):
     bulk callers take only what interactive ones leave of the key's shared budget.
     `requests_per_minute` below Cliniko's 200 caps this caller's own pace where no shared
-    budget is configured (the local pacer).
+    budget is configured (the local pacer). `settings`: the caller's own, read once with its
+    other settings; without them, read from the environment.
     """
     priority = Priority(priority)
-    settings = ClinikoSettings.from_env()
+    settings = settings or ClinikoSettings.from_env()
     # Pasted keys often carry a trailing newline; the key itself never has whitespace.
     api_key = read_secret(secret_name, prefix=secrets_prefix).strip()
     fingerprint = hashlib.sha256(

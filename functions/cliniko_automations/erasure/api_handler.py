@@ -18,6 +18,9 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyPersistenceLayerError,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -25,18 +28,18 @@ from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common.json_input import JsonRefused, load_json
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.secrets import SecretUnavailable
-from cliniko_automations.erasure.core import (
-    ErasureRequest,
+from cliniko_automations.erasure.errors import (
     ExtensionRefused,
     InvalidRequest,
-    Outcome,
     RequestIdConflict,
     RequestInProgress,
     RequestNotFound,
     SeveralMatches,
 )
+from cliniko_automations.erasure.models import ErasureRequest, Outcome
 from cliniko_automations.erasure.service import build_eraser
 from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
+from cliniko_automations.erasure.workflow import Eraser
 
 logger = function_logger("erasure")
 metrics = Metrics(service="erasure")
@@ -78,8 +81,8 @@ def _caller() -> str:
     return iam.user_arn
 
 
-def _settings() -> ErasureSettings:
-    return ErasureSettings.from_env()
+def _eraser() -> Eraser:
+    return build_eraser(ErasureSettings.from_env(), app.lambda_context)
 
 
 def _outcome_response(outcome: Outcome) -> Response:
@@ -96,7 +99,7 @@ def create_request() -> Response:
         raise InvalidRequest({"body": "must be a JSON object"}) from None
     request = ErasureRequest.parse(body)
     logger.append_keys(erasure_request_id=request.request_id)
-    outcome = build_eraser(_settings()).submit(request, caller)
+    outcome = _eraser().submit(request, caller)
     logger.info(
         "erasure request handled",
         extra={
@@ -114,7 +117,7 @@ def create_request() -> Response:
 @app.get("/erasure-requests/<request_id>")
 def get_request(request_id: str) -> Response:
     _caller()
-    outcome = build_eraser(_settings()).status(request_id)
+    outcome = _eraser().status(request_id)
     return _json(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
 
 
@@ -127,7 +130,7 @@ def extend_request(request_id: str) -> Response:
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("reason"), str):
         raise InvalidRequest({"reason": "give the reason for the extension (no personal data)"})
-    outcome = build_eraser(_settings()).extend(request_id, body["reason"], caller)
+    outcome = _eraser().extend(request_id, body["reason"], caller)
     logger.info("erasure request extended", extra={"erasure_request_id": request_id})
     return _json(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
 
@@ -189,12 +192,13 @@ def _misconfigured(error: Exception) -> Response:
     return _unavailable("erasure is not configured")
 
 
-@app.exception_handler([BotoCoreError, ClientError])
-def _aws_failed(error: BotoCoreError | ClientError) -> Response:
-    # The audit table (or another AWS service) failed or is missing: a dependency failure,
-    # answered 503 so the caller sends the same request id again later. Log the type and
-    # AWS's error code only: botocore's messages may quote request data.
-    code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else None
+@app.exception_handler([BotoCoreError, ClientError, IdempotencyPersistenceLayerError])
+def _aws_failed(error: BotoCoreError | ClientError | IdempotencyPersistenceLayerError) -> Response:
+    # The audit or idempotency table (or another AWS service) failed or is missing: a
+    # dependency failure, answered 503 so the caller sends the same request id again later.
+    # Log the type and AWS's error code only: botocore's messages may quote request data.
+    cause = error.__cause__ if isinstance(error, IdempotencyPersistenceLayerError) else error
+    code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
     logger.error(
         "erasure request failed: an AWS dependency failed",
         extra={"error": type(error).__name__, "code": code},

@@ -1,7 +1,7 @@
 """The erasure audit trail in DynamoDB: append-only records, pk `request_id`, sk `sk`.
 
 Every write is conditional on the key being new, so nothing in the trail is ever overwritten;
-a request's status is read from its records (see core.py for the sort keys).
+a request's status is read from its records (trail.py: the sort keys and the chain).
 """
 
 from __future__ import annotations
@@ -13,16 +13,12 @@ import boto3
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from cliniko_automations.erasure.core import (
-    EXTENSION_SK,
-    OUTCOME_SK,
-    RECEIVED_SK,
-    AlreadyRecorded,
-)
+from cliniko_automations.erasure.errors import AlreadyRecorded
+from cliniko_automations.erasure.trail import SUMMARY_SKS
 
 
 class DynamoAuditLog:
-    def __init__(self, table_name: str, *, resource: Any = None):
+    def __init__(self, table_name: str, *, resource: Any = None) -> None:
         self._table = (resource or boto3.resource("dynamodb")).Table(table_name)
 
     def records(self, request_id: str) -> list[dict[str, Any]]:
@@ -59,7 +55,7 @@ class DynamoAuditLog:
         less than an index kept up on every write.
         """
         for item in self._scan("request_id, sk, due_at, dry_run, #s"):
-            if item["sk"] in (RECEIVED_SK, EXTENSION_SK, OUTCOME_SK):
+            if item["sk"] in SUMMARY_SKS:
                 yield item
 
     def request_ids(self) -> list[str]:

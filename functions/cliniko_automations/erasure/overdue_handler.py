@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.erasure.audit import DynamoAuditLog
-from cliniko_automations.erasure.core import overdue_request_ids, utcnow
+from cliniko_automations.erasure.deadlines import overdue_request_ids, utcnow
 from cliniko_automations.erasure.settings import AuditSettings
 
 logger = function_logger("erasure")

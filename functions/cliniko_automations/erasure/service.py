@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.erasure.audit import DynamoAuditLog
-from cliniko_automations.erasure.core import Eraser
+from cliniko_automations.erasure.idempotency import PowertoolsOnce
 from cliniko_automations.erasure.settings import ErasureSettings
+from cliniko_automations.erasure.workflow import Eraser
 
 
-def build_eraser(settings: ErasureSettings) -> Eraser:
-    # client_for_secret reads CLINIKO_USER_AGENT / CLINIKO_BASE_URL itself; the settings model
-    # has already checked they are present and well-formed.
-    client = client_for_secret(settings.cliniko_api_key_secret_name)
+def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None) -> Eraser:
+    """`context`: the Lambda invocation's, which bounds how long an attempt holds its request
+    id if it is cut short (None outside Lambda: idempotency.LOCAL_LEASE)."""
+    client = client_for_secret(settings.cliniko_api_key_secret_name, settings=settings.cliniko)
     pepper = read_secret(settings.pepper_secret_name)
-    submissions = DynamoSubmissionStore(boto3.client("dynamodb"), settings.submission_table)
+    dynamodb = boto3.client("dynamodb")
+    submissions = DynamoSubmissionStore(dynamodb, settings.submission_table)
+    once = PowertoolsOnce(settings.idempotency_table, context=context, dynamodb=dynamodb)
     try:
-        return Eraser(client, DynamoAuditLog(settings.audit_table), pepper, submissions=submissions)
+        return Eraser(
+            client,
+            DynamoAuditLog(settings.audit_table),
+            pepper,
+            once=once,
+            submissions=submissions,
+        )
     except ValueError as error:  # a pepper too short to hide emails: the secret is unusable
         raise SecretUnavailable(f"secret {settings.pepper_secret_name!r}: {error}") from None

@@ -1,11 +1,18 @@
-"""Erasure settings: one validated model read from the environment."""
+"""Erasure settings: one validated model per function, read from the environment once.
+
+The Cliniko client's settings (`CLINIKO_*`, common/cliniko_accounts.ClinikoSettings) are
+nested in the erasure's and handed to the client factory, which reads nothing itself.
+"""
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field, field_validator
+import os
+from collections.abc import Mapping
+from typing import Self
 
-from cliniko_automations.cliniko.config import check_user_agent, resolve_base_url
-from cliniko_automations.cliniko.errors import ConfigurationError
+from pydantic import ConfigDict, Field, ValidationError
+
+from cliniko_automations.common.cliniko_accounts import ENV_NAMES, ClinikoSettings
 from cliniko_automations.common.settings import EnvironmentSettings, SettingsError
 
 __all__ = ["AuditSettings", "ErasureSettings", "SettingsError"]
@@ -23,29 +30,39 @@ class AuditSettings(EnvironmentSettings):
 class ErasureSettings(AuditSettings):
     """What the erasure API and the local CLI need."""
 
+    # Powertools' idempotency records of the requests (shared with the intake worker's, each
+    # under its own key prefix).
+    idempotency_table: str = Field(min_length=1)
     pepper_secret_name: str = Field(min_length=1)
     # The intake's claim-check store: an erasure deletes the person's submission bodies there
     # and leaves a tombstone against older submissions of theirs.
     submission_table: str = Field(min_length=1)
     cliniko_api_key_secret_name: str = Field(min_length=1)
-    cliniko_user_agent: str
-    cliniko_base_url: str | None = None
+    cliniko: ClinikoSettings
 
-    # The client runtime's own checks, so a bad value fails at start-up with the same rule.
-    @field_validator("cliniko_user_agent")
     @classmethod
-    def _user_agent(cls, value: str) -> str:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Each own field from `NAME`, the Cliniko ones from their `CLINIKO_*` variables;
+        every missing or bad one named in one SettingsError, never its value."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {
+            name: env[name.upper()]
+            for name in cls.model_fields
+            if name != "cliniko" and env.get(name.upper(), "").strip()
+        }
+        values["cliniko"] = {
+            name: env[variable]
+            for name, variable in ENV_NAMES.items()
+            if env.get(variable, "").strip()
+        }
         try:
-            return check_user_agent(value)
-        except ConfigurationError as error:
-            raise ValueError(error.message) from None
+            return cls.model_validate(values)
+        except ValidationError as error:
+            names = sorted({_variable(error["loc"]) for error in error.errors() if error["loc"]})
+            raise SettingsError(f"{cls.describes} missing or invalid: {', '.join(names)}") from None
 
-    @field_validator("cliniko_base_url")
-    @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                resolve_base_url("au1", value)
-            except ConfigurationError as error:
-                raise ValueError(error.message) from None
-        return value
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    if loc[0] == "cliniko" and len(loc) > 1:
+        return ENV_NAMES.get(str(loc[1]), "CLINIKO_SETTINGS")
+    return str(loc[0]).upper()

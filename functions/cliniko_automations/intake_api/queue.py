@@ -50,7 +50,7 @@ class SubmissionQueue:
     def send(self, submission: Submission, email_hmac: str | None) -> str:
         """Store the body, queue its id; returns SQS's message id.
 
-        `email_hmac` is the keyed hash of the submission's email (erasure/core.email_hash),
+        `email_hmac` is the keyed hash of the submission's email (common/person_keys.email_hash),
         the store's index: an erasure finds this body by it.
         """
         store = DynamoSubmissionStore(self._dynamodb or _dynamodb(), self._table)

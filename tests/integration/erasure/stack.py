@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.integration.cleanup.tables import create_table
 from tests.integration.intake_worker.resources import create_submission_store
 
 PEPPER = "test-pepper-0123456789abcdef0123456789abcdef"
@@ -67,6 +68,7 @@ class ErasureStack:
     pepper_secret: str
     key_secret: str
     submission_table: str = "erasure-submission-store"
+    idempotency_table: str = "erasure-idempotency"
     env: dict[str, str] = field(default_factory=dict)
 
     def seed(self, **overrides: Any) -> str:
@@ -124,12 +126,14 @@ def erasure_stack(
         key_secret=f"cliniko/erasure-key-{uuid.uuid4().hex[:12]}",
     )
     make_audit_table(stack.table_name)
+    create_table("IdempotencyTable", stack.idempotency_table)
     create_submission_store(boto3.client("dynamodb"), stack.submission_table)
     secrets = boto3.client("secretsmanager")
     secrets.create_secret(Name=stack.pepper_secret, SecretString=PEPPER)
     secrets.create_secret(Name=stack.key_secret, SecretString=cliniko.api_key)
     stack.env = {
         "AUDIT_TABLE": stack.table_name,
+        "IDEMPOTENCY_TABLE": stack.idempotency_table,
         "SUBMISSION_TABLE": stack.submission_table,
         "PEPPER_SECRET_NAME": stack.pepper_secret,
         "CLINIKO_API_KEY_SECRET_NAME": stack.key_secret,

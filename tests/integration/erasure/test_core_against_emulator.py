@@ -1,23 +1,26 @@
-"""The erasure core against the Cliniko emulator (real HTTP) and moto's DynamoDB."""
+"""The erasure core against the Cliniko emulator (real HTTP) and moto's DynamoDB, with its
+request idempotency on Powertools (erasure/idempotency.py)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cliniko_automations.erasure.audit import DynamoAuditLog
-from cliniko_automations.erasure.core import (
-    PLACEHOLDER_FIRST_NAME,
-    SCRUBBED_VALUES,
-    Eraser,
-    ErasureRequest,
+from cliniko_automations.erasure.errors import (
+    AlreadyRecorded,
     RequestIdConflict,
     RequestInProgress,
     RequestNotFound,
     SeveralMatches,
-    iso,
 )
+from cliniko_automations.erasure.idempotency import Lease, PowertoolsOnce
+from cliniko_automations.erasure.models import ErasureRequest
+from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
+from cliniko_automations.erasure.workflow import Eraser
 
 from tests.integration.erasure import stack
 from tests.integration.erasure.stack import PEPPER, USER_AGENT
@@ -25,18 +28,25 @@ from tests.integration.erasure.stack import PEPPER, USER_AGENT
 erasure_stack = stack.erasure_stack  # the fixture, shared with the end-to-end tests
 
 CALLER = "arn:aws:iam::123456789012:user/privacy-officer"
-LATER = timedelta(minutes=3)
 EMAIL = "grizelda.thistlewaite+ortho@example.com"
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-@pytest.fixture
-def eraser(erasure_stack):
+def make_eraser(
+    erasure_stack: stack.ErasureStack, client: Any = None, lease: Lease | None = None, **kw: Any
+) -> Eraser:
     return Eraser(
-        erasure_stack.cliniko.client(user_agent=USER_AGENT),
+        client or erasure_stack.cliniko.client(user_agent=USER_AGENT),
         DynamoAuditLog(erasure_stack.table_name),
         PEPPER,
+        once=PowertoolsOnce(erasure_stack.idempotency_table, context=lease),
+        **kw,
     )
+
+
+@pytest.fixture
+def eraser(erasure_stack):
+    return make_eraser(erasure_stack)
 
 
 def ask(**values) -> ErasureRequest:
@@ -145,7 +155,7 @@ def test_a_reused_request_id_with_another_target_is_refused(erasure_stack, erase
 
 def test_records_are_append_only_and_carry_a_due_date(erasure_stack, eraser):
     fixed = datetime(2026, 1, 1, 9, 30, tzinfo=UTC)
-    eraser_at = Eraser(eraser._client, eraser._audit, PEPPER, clock=lambda: fixed)
+    eraser_at = make_eraser(erasure_stack, clock=lambda: fixed)
     contact_id = erasure_stack.seed()
     eraser_at.submit(ask(request_id="dated", contact_id=contact_id), CALLER)
     items = {i["sk"]: i for i in erasure_stack.audit_items()}
@@ -156,8 +166,6 @@ def test_records_are_append_only_and_carry_a_due_date(erasure_stack, eraser):
     assert received["caller"] == CALLER
     assert items["999#outcome"]["status"] == "completed"
     assert items[f"001#contact#{contact_id}"]["fields"]
-    from cliniko_automations.erasure.core import AlreadyRecorded
-
     with pytest.raises(AlreadyRecorded):
         eraser._audit.append("dated", "999#outcome", {"status": "failed"})
 
@@ -173,32 +181,52 @@ def test_id_and_email_together_must_name_the_same_contact(erasure_stack, eraser)
     assert outcome.result == "erased" and outcome.contact_ids == [contact_id]
 
 
-def test_an_interrupted_request_reads_as_open_and_a_repeat_finishes_it(erasure_stack, eraser):
+class Killed(BaseException):
+    """What the Lambda runtime does at the timeout: the call ends with no code of ours (nor
+    of Powertools, which cleans up after an Exception) running after it."""
+
+
+class KilledBeforeWriting:
+    """The real client, except that the call is killed when it first writes to Cliniko."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def list_contacts(self, *args: Any, **kwargs: Any) -> Any:
+        return self._client.list_contacts(*args, **kwargs)
+
+    def update_contact(self, *args: Any, **kwargs: Any) -> Any:
+        raise Killed
+
+    archive_contact = update_contact
+
+
+def test_an_interrupted_request_reads_as_open_and_a_repeat_finishes_it(erasure_stack):
     contact_id = erasure_stack.seed()
     request = ask(request_id="cut", contact_id=contact_id)
-    # A first call that stopped (timeout, crash) after recording its lookup.
-    eraser._receive(request, CALLER, eraser._fingerprint(request))
-    eraser._audit.append(
-        "cut",
-        "001#lookup",
-        {
-            "record": "lookup",
-            "at": iso(datetime.now(UTC)),
-            "contact_ids": [contact_id],
-            "result": "found",
-        },
-    )
+    lease = timedelta(seconds=2)
+    client = erasure_stack.cliniko.client(user_agent=USER_AGENT)
+    started = time.monotonic()
+    # A first call cut short (the Lambda's timeout) after recording its lookup: the time it
+    # had left was the lease.
+    with pytest.raises(Killed):
+        make_eraser(erasure_stack, KilledBeforeWriting(client), Lease(lease)).submit(
+            request, CALLER
+        )
+    killed = time.monotonic()  # its time ran out between started + lease and killed + lease
+    eraser = make_eraser(erasure_stack, client, Lease(lease))
     state = eraser.status("cut")
     assert (state.status, state.result, state.contact_ids) == ("open", "in_progress", [contact_id])
-    # Young, it may still be running in another call: a repeat must not write over it.
+    # Within its time it may still be running: a repeat must not write over it.
     before = len(erasure_stack.log())
     with pytest.raises(RequestInProgress):
         eraser.submit(request, CALLER)
+    assert time.monotonic() - started < lease.total_seconds(), "the repeat came too late"
     assert erasure_stack.log()[before:] == []
 
-    # Past the lease it was cut short: a repeat runs a new attempt and finishes the request.
-    later = Eraser(eraser._client, eraser._audit, PEPPER, clock=lambda: datetime.now(UTC) + LATER)
-    outcome = later.submit(request, CALLER)
+    # Past its time it was cut short: a repeat runs a new attempt and finishes the request.
+    time.sleep(max(0.0, killed + lease.total_seconds() + 0.1 - time.monotonic()))
+    outcome = eraser.submit(request, CALLER)
 
     assert outcome.status == "completed" and outcome.result == "erased"
     sks = sorted(i["sk"] for i in erasure_stack.audit_items())
@@ -211,6 +239,55 @@ def test_an_interrupted_request_reads_as_open_and_a_repeat_finishes_it(erasure_s
     ]
 
 
+def test_a_completed_request_is_answered_from_its_idempotency_record(erasure_stack, eraser):
+    contact_id = erasure_stack.seed()
+    first = eraser.submit(ask(request_id="twice", contact_id=contact_id), CALLER)
+    records = len(erasure_stack.audit_items())
+    before = len(erasure_stack.log())
+
+    again = eraser.submit(ask(request_id="twice", contact_id=contact_id), CALLER)
+
+    assert again.model_dump(exclude={"cliniko_requests"}) == first.model_dump(
+        exclude={"cliniko_requests"}
+    )
+    assert again.cliniko_requests == 0 and erasure_stack.log()[before:] == []
+    assert len(erasure_stack.audit_items()) == records  # nothing appended to the trail
+    with pytest.raises(RequestIdConflict):
+        eraser.submit(ask(request_id="twice", contact_id=contact_id, dry_run=True), CALLER)
+
+
+def test_the_trail_still_answers_once_the_idempotency_record_is_gone(erasure_stack, eraser):
+    # DynamoDB's TTL removes the record after idempotency.EXPIRES_AFTER; the trail does not
+    # forget: a repeat gets the same outcome, another identity the same refusal.
+    import boto3
+
+    contact_id = erasure_stack.seed()
+    first = eraser.submit(ask(request_id="kept", contact_id=contact_id), CALLER)
+    table = boto3.resource("dynamodb").Table(erasure_stack.idempotency_table)
+    for item in table.scan()["Items"]:
+        table.delete_item(Key={"id": item["id"]})
+    before = len(erasure_stack.log())
+
+    again = eraser.submit(ask(request_id="kept", contact_id=contact_id), CALLER)
+
+    assert again.model_dump(exclude={"cliniko_requests"}) == first.model_dump(
+        exclude={"cliniko_requests"}
+    )
+    assert erasure_stack.log()[before:] == []
+    with pytest.raises(RequestIdConflict):
+        eraser.submit(ask(request_id="kept", contact_id=contact_id, dry_run=True), CALLER)
+
+
+def test_the_idempotency_table_holds_no_email(erasure_stack, eraser):
+    erasure_stack.seed()
+    eraser.submit(ask(request_id="by-email", email=EMAIL), CALLER)
+    import boto3
+
+    items = boto3.resource("dynamodb").Table(erasure_stack.idempotency_table).scan()["Items"]
+    assert [i["id"].split("#")[0] for i in items] == ["erasure-request"]
+    assert "grizelda" not in str(items).lower()
+
+
 def test_concurrent_calls_with_one_request_id_write_to_cliniko_once(erasure_stack):
     contact_id = erasure_stack.seed()
     request = ask(request_id="race", contact_id=contact_id)
@@ -218,11 +295,7 @@ def test_concurrent_calls_with_one_request_id_write_to_cliniko_once(erasure_stac
     results: list[object] = []
 
     def call() -> None:
-        eraser = Eraser(
-            erasure_stack.cliniko.client(user_agent=USER_AGENT),
-            DynamoAuditLog(erasure_stack.table_name),
-            PEPPER,
-        )
+        eraser = make_eraser(erasure_stack)
         barrier.wait()
         try:
             results.append(eraser.submit(request, CALLER).result)

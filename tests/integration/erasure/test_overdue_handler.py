@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cliniko_automations.erasure import overdue_handler
 from cliniko_automations.erasure.audit import DynamoAuditLog
-from cliniko_automations.erasure.core import due_date, end_of_day, iso
+from cliniko_automations.erasure.deadlines import due_date, end_of_day, iso
 
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.erasure.stack import make_audit_table

@@ -8,15 +8,15 @@ from datetime import UTC, datetime
 
 import pytest
 from cliniko_automations.cliniko.rules import WRITABLE_FIELDS, validate_contact_fields
-from cliniko_automations.erasure.core import (
+from cliniko_automations.common.person_keys import email_hash
+from cliniko_automations.erasure.deadlines import overdue_request_ids
+from cliniko_automations.erasure.errors import InvalidRequest
+from cliniko_automations.erasure.models import ErasureRequest
+from cliniko_automations.erasure.scrub import (
     PLACEHOLDER_FIRST_NAME,
     SCRUBBED_VALUES,
-    ErasureRequest,
-    InvalidRequest,
-    email_hash,
     fields_to_scrub,
     is_erased,
-    overdue_request_ids,
 )
 
 FULL_CONTACT = {
@@ -53,6 +53,18 @@ def test_the_scrub_body_is_one_cliniko_accepts_on_update():
 
 def test_the_scrub_body_covers_every_writable_field_except_the_category():
     assert set(SCRUBBED_VALUES) == WRITABLE_FIELDS - {"type_code"}
+
+
+def test_each_erased_value_follows_the_field_type_in_the_spec():
+    # Derived from the generated ContactWrite: strings blank, the list empty, the enum and
+    # the country code null (how Cliniko clears them), the first name the placeholder.
+    assert SCRUBBED_VALUES["first_name"] == PLACEHOLDER_FIRST_NAME
+    assert SCRUBBED_VALUES["phone_numbers"] == []
+    assert SCRUBBED_VALUES["doctor_type"] is None
+    assert SCRUBBED_VALUES["country_code"] is None
+    strings = set(SCRUBBED_VALUES) - {"first_name", "phone_numbers", "doctor_type", "country_code"}
+    assert {"email", "last_name", "notes", "address_1"} <= strings
+    assert {SCRUBBED_VALUES[name] for name in strings} == {""}
 
 
 def test_every_personal_field_of_a_full_contact_is_planned():

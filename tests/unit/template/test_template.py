@@ -137,6 +137,7 @@ CONTRACT_ENV = {
     "CleanupFunction": {"LEDGER_TABLE", "CLEANUP_DRY_RUN", "CLINIKO_USER_AGENT"},
     "ErasureApiFunction": {
         "AUDIT_TABLE",
+        "IDEMPOTENCY_TABLE",
         "SUBMISSION_TABLE",
         "PEPPER_SECRET_NAME",
         "CLINIKO_API_KEY_SECRET_NAME",
@@ -303,6 +304,24 @@ def test_erasure_audit_trail_is_append_only_for_the_api():
     assert not actions & {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"}
 
 
+def test_erasure_reaches_the_idempotency_table_only_under_its_key_prefix():
+    from cliniko_automations.erasure.idempotency import KEY_PREFIX
+
+    table = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    statements = [
+        s
+        for s in _policy_statements("ErasureApiFunction")
+        if table == s["Resource"] or table in list(s["Resource"])
+    ]
+    assert statements
+    for statement in statements:
+        # The intake worker's records (claims, intents, its own idempotency) stay out of reach.
+        leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        assert leading == [f"{KEY_PREFIX}#*"]
+        assert not {a for a in statement["Action"] if not a.startswith("dynamodb:")}
+        assert not set(statement["Action"]) & {"dynamodb:Scan", "dynamodb:Query", "dynamodb:*"}
+
+
 def test_erasure_may_purge_the_submission_store_only_through_its_email_index():
     store = {"Fn::GetAtt": ["SubmissionStoreTable", "Arn"]}
     [statement] = [
@@ -423,6 +442,10 @@ def test_every_required_setting_is_in_the_functions_environment(function: str):
     module, _, name = SETTINGS[function].partition(":")
     model = getattr(importlib.import_module(module), name)
     required = {field.upper() for field, info in model.model_fields.items() if info.is_required()}
+    if "CLINIKO" in required:  # the Cliniko settings nested, read from their own variables
+        required.remove("CLINIKO")
+        nested = cliniko_accounts.ClinikoSettings.model_fields.items()
+        required |= {cliniko_accounts.ENV_NAMES[f] for f, info in nested if info.is_required()}
     assert required
     assert required <= set(FUNCTIONS[function].environment)
     # And the other way: each variable the function itself declares is a setting (no typo).

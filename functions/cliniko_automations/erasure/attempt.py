@@ -1,0 +1,316 @@
+"""One attempt at an erasure request: look up the contacts, purge what this system keeps of
+the person, then scrub, archive and verify each contact, recording each step in the trail.
+
+Erasure also reaches what this system keeps of the person: every submission body stored for
+their email (by keyed hash; the queues carry only ids) is deleted, and a tombstone keeps
+older submissions of theirs from bringing them back (see common/submission_store.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cliniko_automations.cliniko import errors as cliniko_errors
+from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
+from cliniko_automations.common.person_keys import email_hash
+from cliniko_automations.erasure.deadlines import iso
+from cliniko_automations.erasure.errors import AlreadyRecorded, RequestInProgress, SeveralMatches
+from cliniko_automations.erasure.models import (
+    PER_CALL,
+    ContactResult,
+    ErasureRequest,
+    Outcome,
+    Purged,
+    Result,
+)
+from cliniko_automations.erasure.ports import ContactsClient, SubmissionStore
+from cliniko_automations.erasure.scrub import (
+    HONEST_NOTE,
+    SCRUBBED_VALUES,
+    contact_fields,
+    fields_to_scrub,
+    is_archived,
+    is_erased,
+)
+from cliniko_automations.erasure.trail import OUTCOME_SK, attempt_sk
+
+SUBMISSION_STORE = "submission_store"
+
+
+@dataclass(frozen=True)
+class Tools:
+    """What every attempt works with: Cliniko, the submission store (None: not reached, as in
+    tests of Cliniko alone), the pepper for email hashes, the clock, and `append(request_id,
+    sk, record)`, which chains a record into the trail (AlreadyRecorded if its key exists)."""
+
+    client: ContactsClient
+    submissions: SubmissionStore | None
+    pepper: str
+    clock: Callable[[], datetime]
+    append: Callable[[str, str, Mapping[str, Any]], Any]
+
+
+class Attempt:
+    """One pass over a request: look up, then scrub, archive and verify each contact."""
+
+    def __init__(
+        self,
+        tools: Tools,
+        request: ErasureRequest,
+        caller: str,
+        received: Mapping[str, Any],
+        number: int,
+    ) -> None:
+        self.tools = tools
+        self.client = tools.client
+        self.request = request
+        self.caller = caller
+        self.received = received
+        self.number = number
+        self.purged: list[Purged] = []
+        # What to check when Cliniko refused the key or its user while erasing a contact.
+        self.access_hint: str | None = None
+
+    def record(self, suffix: str, record: Mapping[str, Any]) -> None:
+        try:
+            self.tools.append(self.request.request_id, attempt_sk(self.number, suffix), record)
+        except AlreadyRecorded:
+            # Another call is working on the same attempt of this request.
+            raise RequestInProgress(self.request.request_id) from None
+
+    def outcome(self, **values: Any) -> Outcome:
+        return Outcome(
+            request_id=self.request.request_id,
+            dry_run=self.request.dry_run,
+            received_at=self.received["received_at"],
+            due_at=self.received["due_at"],
+            due_extended=bool(self.received.get("due_extended")),
+            purged=self.purged,
+            **values,
+        )
+
+    def execute(self) -> Outcome:
+        try:
+            matches = self.lookup()
+        except cliniko_errors.ClinikoError as error:
+            return self.fail(
+                cliniko_errors.error_kind(error), [], [], cliniko_errors.access_hint(error)
+            )
+        contact_ids = [str(contact_fields(m)["id"]) for m in matches]
+        awaiting = len(matches) > 1 and not self.request.erase_all_matches
+        found = "found" if matches else "no_record_found"
+        if awaiting:
+            found = "awaiting_confirmation"
+        self.record(
+            "lookup",
+            {
+                "record": "lookup",
+                "at": iso(self.tools.clock()),
+                "caller": self.caller,
+                "erase_all_matches": self.request.erase_all_matches,
+                "contact_ids": contact_ids,
+                "result": found,
+            },
+        )
+        if awaiting:
+            raise SeveralMatches(self.request.request_id, contact_ids)
+        if not self.request.dry_run:
+            try:
+                self.purge([contact_fields(m).get("email") for m in matches])
+            except Exception as error:  # the store's own errors: the core knows no boto
+                return self.fail(f"submission_store_error:{type(error).__name__}", contact_ids, [])
+        if not matches:
+            return self.finish(
+                self.outcome(
+                    status="completed",
+                    result="no_record_found",
+                    message=(
+                        "No record was found: no Cliniko contact, archived ones included, "
+                        "matches the request. Nothing was changed."
+                    ),
+                )
+            )
+        results = [self.handle(contact_fields(match)) for match in matches]
+        failures = [r for r in results if r.action == "failed"]
+        if failures:
+            return self.fail("contact_failed", contact_ids, results, self.access_hint)
+        if self.request.dry_run:
+            message = (
+                f"Dry run: nothing was changed. {len(results)} contact(s) would be scrubbed and "
+                "archived; the field names that would change are listed. "
+                "Cliniko would keep an archived record with no personal data."
+            )
+            result: Result = "dry_run"
+        else:
+            message = (
+                f"{len(results)} contact(s) scrubbed and archived, and verified by reading them "
+                "back. " + HONEST_NOTE
+            )
+            result = "erased"
+        return self.finish(
+            self.outcome(
+                status="completed",
+                result=result,
+                contact_ids=contact_ids,
+                contacts=results,
+                message=message,
+            )
+        )
+
+    def purge(self, contact_emails: Iterable[Any]) -> None:
+        """Tombstone, then delete, every stored submission of the request's email and of the
+        matched contacts' emails: nothing this system keeps brings the person back."""
+        if self.tools.submissions is None:
+            return
+        emails = {self.request.email} | {e for e in contact_emails if isinstance(e, str)}
+        hashes = sorted({email_hash(self.tools.pepper, e) for e in emails if e and e.strip()})
+        if not hashes:
+            return
+        now = self.tools.clock()
+        deleted: list[str] = []
+        for digest in hashes:
+            # Tombstone first: a submission read after it is dropped, so none slips between.
+            self.tools.submissions.tombstone(digest, now)
+            deleted += self.tools.submissions.purge(digest)
+        self.purged = [
+            Purged(store=SUBMISSION_STORE, count=len(deleted), submission_ids=sorted(deleted))
+        ]
+        self.record(
+            "purge",
+            {
+                "record": "purge",
+                "at": iso(now),
+                "tombstones": len(hashes),
+                "purged": [p.model_dump() for p in self.purged],
+            },
+        )
+
+    def lookup(self) -> list[Any]:
+        filters: list[Any] = [DateTimeFilter("archived_at").any()]
+        if self.request.contact_id:
+            filters.append(NumericFilter("id").eq([self.request.contact_id]))
+        if self.request.email:
+            filters.append(StringFilter("email").eq(self.request.email))
+        return list(self.client.list_contacts(filters))
+
+    def handle(self, fields: dict[str, Any]) -> ContactResult:
+        contact_id = str(fields["id"])
+        changes = fields_to_scrub(fields)
+        archive = not is_archived(fields)
+        if self.request.dry_run:
+            result = ContactResult(
+                contact_id=contact_id,
+                action="would_scrub_and_archive" if changes or archive else "nothing_to_do",
+                fields=changes,
+                archive=archive,
+            )
+        elif not changes and not archive:
+            # Already scrubbed and archived (an earlier request, or by hand): nothing to write.
+            result = ContactResult(
+                contact_id=contact_id,
+                action="already_scrubbed_and_archived",
+                verified=True,
+            )
+        else:
+            result = self.erase(contact_id, changes, archive)
+        self.record(
+            f"contact#{contact_id}",
+            {
+                "record": "contact",
+                "at": iso(self.tools.clock()),
+                "contact_id": contact_id,
+                "action": result.action,
+                "fields": result.fields,
+                "archive": result.archive,
+                "verified": result.verified,
+                "dry_run": self.request.dry_run,
+                "result": result.model_dump_json(),
+            },
+        )
+        return result
+
+    def erase(self, contact_id: str, changes: list[str], archive: bool) -> ContactResult:
+        try:
+            if changes:
+                # The whole scrub body, not only the changed fields: one write leaves no
+                # personal field behind even if the read raced with an edit.
+                self.client.update_contact(contact_id, dict(SCRUBBED_VALUES))
+            if archive:
+                self.client.archive_contact(contact_id)
+            check = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq([contact_id])]
+            read_back = [contact_fields(c) for c in self.client.list_contacts(check)]
+        except cliniko_errors.ClinikoError as error:
+            self.access_hint = self.access_hint or cliniko_errors.access_hint(error)
+            return ContactResult(
+                contact_id=contact_id,
+                action="failed",
+                fields=changes,
+                archive=archive,
+                verified=False,
+                error=cliniko_errors.error_kind(error),
+            )
+        verified = len(read_back) == 1 and is_erased(read_back[0])
+        return ContactResult(
+            contact_id=contact_id,
+            action="scrubbed_and_archived" if verified else "failed",
+            fields=changes,
+            archive=archive,
+            verified=verified,
+            error=None if verified else "verification_failed",
+        )
+
+    def fail(
+        self,
+        error: str,
+        contact_ids: list[str],
+        results: list[ContactResult],
+        hint: str | None = None,
+    ) -> Outcome:
+        self.record(
+            "failed",
+            {"record": "failed", "at": iso(self.tools.clock()), "error": error, "hint": hint},
+        )
+        return self.outcome(
+            status="failed",
+            result="failed",
+            contact_ids=contact_ids,
+            contacts=results,
+            message=failed_message(error, hint),
+        )
+
+    def finish(self, outcome: Outcome) -> Outcome:
+        outcome.finished_at = iso(self.tools.clock())
+        try:
+            self.tools.append(
+                self.request.request_id,
+                OUTCOME_SK,
+                {
+                    "record": "outcome",
+                    "at": outcome.finished_at,
+                    "caller": self.caller,
+                    "status": outcome.status,
+                    "result": outcome.result,
+                    "dry_run": outcome.dry_run,
+                    "contact_ids": outcome.contact_ids,
+                    "outcome": outcome.model_dump_json(exclude=PER_CALL),
+                },
+            )
+        except AlreadyRecorded:
+            raise RequestInProgress(self.request.request_id) from None
+        return outcome
+
+
+def failed_message(error: str, hint: str | None = None) -> str:
+    if hint:
+        # Misconfiguration: sending the request again changes nothing until it is fixed.
+        return (
+            f"The erasure did not finish ({error}): {hint} Sending the request again will fail "
+            "the same way until that is fixed; then send it with the same request id."
+        )
+    return (
+        f"The erasure did not finish ({error}). The request stays open: send it again with "
+        "the same request id to retry. Contacts already scrubbed and archived count as done."
+    )

@@ -1,0 +1,58 @@
+"""The erasure's domain errors, mapped to HTTP once (api_handler.py) and to exit codes once
+(scripts/erasure.py). Messages carry ids, never personal values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+
+class ErasureError(Exception):
+    """Base of the domain errors."""
+
+
+class InvalidRequest(ErasureError):
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems.items()))
+
+
+class SeveralMatches(ErasureError):
+    """One email identifies several contacts and the request did not say to erase them all."""
+
+    def __init__(self, request_id: str, contact_ids: Sequence[str]) -> None:
+        self.request_id = request_id
+        self.contact_ids = list(contact_ids)
+        super().__init__(
+            f"{len(self.contact_ids)} contacts match; nothing was changed. Send the same request "
+            "again with erase_all_matches set to erase all of them, or identify one by contact id."
+        )
+
+
+class RequestIdConflict(ErasureError):
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(
+            f"request id {request_id} was already used for a different request; use a new id"
+        )
+
+
+class RequestInProgress(ErasureError):
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(f"request {request_id} is being processed by another call; try again")
+
+
+class RequestNotFound(ErasureError):
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(f"no erasure request with id {request_id}")
+
+
+class ExtensionRefused(ErasureError):
+    def __init__(self, request_id: str, why: str) -> None:
+        self.request_id = request_id
+        super().__init__(f"request {request_id} cannot be extended: {why}")
+
+
+class AlreadyRecorded(Exception):
+    """An audit record with this key exists (the log is append-only)."""

@@ -1,0 +1,44 @@
+"""What the erasure workflow needs from the world, as protocols: the adapters are audit.py,
+idempotency.py, common/submission_store.py and the Cliniko client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from cliniko_automations.erasure.models import Outcome
+
+
+class AuditLog(Protocol):
+    def records(self, request_id: str) -> list[dict[str, Any]]:
+        """Every record of a request, ordered by sort key."""
+        ...
+
+    def append(self, request_id: str, sk: str, record: Mapping[str, Any]) -> None:
+        """Add one record; AlreadyRecorded when the key exists (the log is append-only)."""
+        ...
+
+
+class SubmissionStore(Protocol):  # see common/submission_store.py
+    def tombstone(self, email_hmac: str, erased_at: datetime) -> None:
+        """Keep submissions for this email made before `erased_at` from being processed."""
+        ...
+
+    def purge(self, email_hmac: str) -> list[str]:
+        """Delete every stored submission body for this email; their submission ids."""
+        ...
+
+
+class ContactsClient(Protocol):  # the part of ClinikoClient the core uses
+    def list_contacts(self, filters: Sequence[Any] = (), sort: str | None = None) -> list[Any]: ...
+    def update_contact(self, contact_id: str, body: Mapping[str, Any]) -> Any: ...
+    def archive_contact(self, contact_id: str) -> None: ...
+
+
+class OncePerRequest(Protocol):  # see idempotency.py
+    def __call__(self, identity: Mapping[str, Any], attempt: Callable[[], Outcome]) -> Outcome:
+        """Run `attempt` for the request `identity["request_id"]`, or answer without running it:
+        its stored outcome once it completed, RequestInProgress while another attempt runs,
+        RequestIdConflict when the id came before with another identity."""
+        ...

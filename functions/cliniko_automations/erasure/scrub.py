@@ -1,0 +1,90 @@
+"""What erasing a contact writes, and how to tell an erased contact from one that is not.
+
+Cliniko's API cannot delete a contact (DELETE only archives, and the archived record keeps its
+name, email and phones), so an honest erasure blanks every personal field first, then
+archives, then reads the contact back to prove both happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from cliniko_client.models.contact_write import ContactWrite
+
+# Cliniko insists on a first name (a contact without one fails validation), so the scrubbed
+# contact keeps this neutral placeholder: it says what happened and identifies nobody.
+PLACEHOLDER_FIRST_NAME = "Erased"
+# type_code (Standard / Doctor / 3rd Party Payer) is a category, not personal data: it stays.
+KEPT_FIELDS = frozenset({"type_code"})
+# A string Cliniko clears with null rather than "": "" is no ISO country code (a 422).
+CLEARED_WITH_NULL = frozenset({"country_code"})
+
+
+def _erased_value(name: str, annotation: str) -> Any:
+    """The value that erases a writable field, by its type in the generated model: strings
+    become "" (Cliniko returns blanks as ""), lists (the phone numbers) an empty list, and
+    the rest (enums such as doctor_type) null, which is how Cliniko clears them."""
+    if name == "first_name":
+        return PLACEHOLDER_FIRST_NAME
+    kinds = {kind.strip() for kind in annotation.split("|")}
+    if any(kind.startswith("list[") for kind in kinds):
+        return []
+    if "str" in kinds and name not in CLEARED_WITH_NULL:
+        return ""
+    return None
+
+
+# Every writable personal field of a contact (the spec's `ContactWrite`) and the value that
+# erases it.
+SCRUBBED_VALUES: dict[str, Any] = {
+    field.name: _erased_value(field.name, str(field.type))
+    for field in attrs.fields(ContactWrite)
+    if field.name != "additional_properties" and field.name not in KEPT_FIELDS
+}
+# Read-only fields that still carry personal data: `country` follows country_code.
+DERIVED_PERSONAL_FIELDS = ("country",)
+PERSONAL_FIELDS = (*SCRUBBED_VALUES, *DERIVED_PERSONAL_FIELDS)
+
+HONEST_NOTE = (
+    "Cliniko keeps an archived record of each contact (its API has no way to remove one); "
+    "that record now holds no personal data: every personal field is blank and the first name "
+    f"is the placeholder '{PLACEHOLDER_FIRST_NAME}'."
+)
+
+
+def contact_fields(contact: Any) -> dict[str, Any]:
+    """A contact as a JSON-shaped dict (the generated model's to_dict, or a plain mapping)."""
+    if isinstance(contact, Mapping):
+        return dict(contact)
+    fields: dict[str, Any] = contact.to_dict()
+    return fields
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == ()
+
+
+def fields_to_scrub(fields: Mapping[str, Any]) -> list[str]:
+    """Names of the personal fields that still hold something other than the erased value."""
+    names = []
+    for name, target in SCRUBBED_VALUES.items():
+        value = fields.get(name)
+        if name == "first_name":
+            if value not in (PLACEHOLDER_FIRST_NAME, "", None):
+                names.append(name)
+        elif not _is_blank(value) and value != target:
+            names.append(name)
+    # `country` is read-only and follows country_code; report it with its source field.
+    if not _is_blank(fields.get("country")) and "country_code" not in names:
+        names.append("country_code")
+    return names
+
+
+def is_archived(fields: Mapping[str, Any]) -> bool:
+    return not _is_blank(fields.get("archived_at"))
+
+
+def is_erased(fields: Mapping[str, Any]) -> bool:
+    return not fields_to_scrub(fields) and is_archived(fields)

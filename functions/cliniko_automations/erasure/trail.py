@@ -1,0 +1,131 @@
+"""The audit trail's layout: its sort keys and the hash chain that makes it tamper-evident.
+
+A request's records, by sort key: `000#received`, `000#extension` (at most once), then per
+attempt NNN `NNN#lookup`, `NNN#purge`, `NNN#contact#<id>`, `NNN#failed`, and `999#outcome`
+once the request is done. An attempt that failed (Cliniko unreachable, verification failed)
+or that stopped for confirmation leaves the request open, and the same request id may be sent
+again: the next attempt gets the next number.
+
+Each record carries `seq`, `prev_hash` and `hash` (SHA-256 over its content and the previous
+record's hash, per request); `verify_chain` recomputes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+RECEIVED_SK = "000#received"
+EXTENSION_SK = "000#extension"
+OUTCOME_SK = "999#outcome"
+MAX_ATTEMPT = 998
+# The sort keys of the records that say when a request is due and whether it is settled.
+SUMMARY_SKS = (RECEIVED_SK, EXTENSION_SK, OUTCOME_SK)
+
+GENESIS_HASH = "0" * 64
+
+
+def attempt_sk(attempt: int, suffix: str) -> str:
+    return f"{attempt:03d}#{suffix}"
+
+
+def attempt_of(sk: str) -> int | None:
+    """The attempt number a record belongs to; None for the request's own records."""
+    head = sk.split("#", 1)[0]
+    if sk in SUMMARY_SKS or not head.isdigit():
+        return None
+    return int(head)
+
+
+def find_record(records: Iterable[Mapping[str, Any]], sk: str) -> dict[str, Any] | None:
+    return next((dict(r) for r in records if r["sk"] == sk), None)
+
+
+def plain(value: Any) -> Any:
+    """A stored value as JSON: DynamoDB hands numbers back as Decimal."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    return value
+
+
+def record_hash(request_id: str, sk: str, record: Mapping[str, Any]) -> str:
+    """SHA-256 over a record's content (its `prev_hash` included, its own `hash` not)."""
+    content = {k: plain(v) for k, v in record.items() if k != "hash" and v is not None}
+    content.update(request_id=request_id, sk=sk)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def chain_head(records: Iterable[Mapping[str, Any]]) -> tuple[int, str]:
+    """The latest (seq, hash) of a request's records, (0, GENESIS_HASH) when none is chained."""
+    chained = [r for r in records if "seq" in r and "hash" in r]
+    if not chained:
+        return 0, GENESIS_HASH
+    latest = max(chained, key=lambda r: int(r["seq"]))
+    return int(latest["seq"]), str(latest["hash"])
+
+
+def chained(
+    request_id: str, sk: str, record: Mapping[str, Any], head: tuple[int, str]
+) -> dict[str, Any]:
+    """`record` linked after the chain's `head`: its seq, the previous hash and its own."""
+    seq, previous = head
+    linked = {key: value for key, value in record.items() if value is not None}
+    linked.update(seq=seq + 1, prev_hash=previous)
+    linked["hash"] = record_hash(request_id, sk, linked)
+    return linked
+
+
+class Verification(BaseModel):
+    request_id: str
+    records: int
+    chain_head: str
+    problems: list[str] = Field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def verify_chain(request_id: str, records: Sequence[Mapping[str, Any]]) -> Verification:
+    """Recompute a request's chain: a changed record no longer matches its hash, a missing one
+    leaves a gap in `seq` (or a `prev_hash` that names nothing), an added one breaks both."""
+    problems: list[str] = []
+    by_seq: dict[int, Mapping[str, Any]] = {}
+    for record in records:
+        if "seq" not in record or "hash" not in record:
+            problems.append(f"record {record.get('sk')} carries no chain hash")
+            continue
+        seq = int(record["seq"])
+        if seq in by_seq:
+            problems.append(f"records {by_seq[seq].get('sk')} and {record.get('sk')} share #{seq}")
+        by_seq[seq] = record
+    previous: str | None = GENESIS_HASH
+    for seq in range(1, max(by_seq, default=0) + 1):
+        linked = by_seq.get(seq)
+        if linked is None:
+            problems.append(f"record #{seq} is missing")
+            previous = None
+            continue
+        sk = str(linked.get("sk"))
+        if record_hash(request_id, sk, linked) != linked["hash"]:
+            problems.append(f"record #{seq} ({sk}) was changed: its hash does not match")
+        if previous is not None and linked.get("prev_hash") != previous:
+            problems.append(f"record #{seq} ({sk}) does not follow record #{seq - 1}")
+        previous = str(linked["hash"])
+    outcome = find_record(records, OUTCOME_SK)
+    if outcome is not None and by_seq and int(outcome.get("seq", 0)) != max(by_seq):
+        problems.append("records were added after the outcome")
+    _, head = chain_head(records)
+    return Verification(
+        request_id=request_id, records=len(records), chain_head=head, problems=problems
+    )
