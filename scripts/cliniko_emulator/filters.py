@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-STRING_FIELDS = ("email", "first_name", "last_name", "company_name", "occupation")
-NUMERIC_FIELDS = ("id", "type_code")
-DATETIME_FIELDS = ("created_at", "updated_at", "archived_at", "deleted_at")
+from .contact_rules import COLUMN_FIELDS, TIMESTAMP_FIELDS
+
+# "Filterable contact fields" of cliniko-api.md (the contacts documentation lists seven).
+FILTERABLE_STRINGS = ("email", "first_name", "last_name", "company_name", "occupation")
+FILTERABLE_NUMBERS = ("id", "type_code")
+DATETIME_FIELDS = TIMESTAMP_FIELDS
 FILTERABLE = {
-    **dict.fromkeys(STRING_FIELDS, "string"),
-    **dict.fromkeys(NUMERIC_FIELDS, "numeric"),
+    **dict.fromkeys(FILTERABLE_STRINGS, "string"),
+    **dict.fromkeys(FILTERABLE_NUMBERS, "numeric"),
     **dict.fromkeys(DATETIME_FIELDS, "datetime"),
 }
 
@@ -32,27 +35,11 @@ OPERATORS = {
 }
 VALUELESS = frozenset({"?", "!?", "*"})
 
-# Every attribute of a contact: a filter on one of these that is not filterable gets Cliniko's
-# "FIELD is not filterable"; the same message answers a name that is not an attribute at all.
-SORTABLE = frozenset(
-    {
-        *FILTERABLE,
-        "title",
-        "preferred_name",
-        "provider_number",
-        "address_1",
-        "address_2",
-        "address_3",
-        "city",
-        "state",
-        "post_code",
-        "country_code",
-        "country",
-        "notes",
-        "doctor_type",
-        "type",
-    }
-)
+# A filter on an attribute that is not filterable gets Cliniko's "FIELD is not filterable"
+# (cliniko-api.md); the same message answers a name that is not an attribute at all. Which
+# columns a `sort` may name is not documented: the emulator takes every column of the contact
+# (not the nested `phone_numbers` nor `links`), and a 400 for anything else.
+SORTABLE = COLUMN_FIELDS
 
 INT64_MAX = 2**63 - 1
 

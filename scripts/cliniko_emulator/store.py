@@ -20,14 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cliniko_automations.cliniko.rules import (
-    STRING_FIELDS,
-    TYPE_NAMES,
-    country_name,
-    validate_contact_fields,
-)
-
 from . import fake
+from .contact_rules import STRING_FIELDS, TYPE_NAMES, country_name, validate_contact_fields
 from .filters import DATETIME_FIELDS, Filter, SortKey, apply_filters, sort_contacts
 
 # Cliniko's ids are 64-bit integers with 19 digits today (e.g. 1390712996921091568).

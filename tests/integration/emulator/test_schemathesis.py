@@ -24,8 +24,9 @@ schema = schemathesis.openapi.from_path(str(spec_path()))
 # purpose: the spec cannot express the grammar of `q[]` and `sort` (any string is
 # schema-valid, yet a meaningless filter gets Cliniko's 400), and Cliniko accepts some
 # requests the spec forbids (unknown query parameters, a blank or lower-case `country_code`,
-# which the shared rules accept). Every other built-in check runs, and the emulator's own
-# openapi-core validation of every response is asserted by the `cliniko` fixture.
+# which both the emulator's and the client's rules accept). Every other built-in check runs,
+# and the emulator's own openapi-core validation of every response is asserted by the
+# `cliniko` fixture.
 EXCLUDED = [checks.positive_data_acceptance, checks.negative_data_rejection]
 
 

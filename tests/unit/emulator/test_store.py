@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cliniko_automations.cliniko.rules import validate_contact_fields
+from cliniko_emulator.contact_rules import validate_contact_fields
 from cliniko_emulator.faults import Faults
 from cliniko_emulator.filters import SortKey, parse_filter
 from cliniko_emulator.ratelimit import RateLimiter
@@ -54,7 +54,7 @@ def test_read_only_and_unknown_fields_are_ignored() -> None:
     assert "x" not in out
 
 
-def test_validation_errors_use_the_shared_rules() -> None:
+def test_validation_errors_use_clinikos_messages() -> None:
     store = ContactStore()
     with pytest.raises(ValidationFailed) as failed:
         store.create("au1", {"email": "nope", "country_code": "ZZ", "last_name": "x" * 256})
