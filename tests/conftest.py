@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # No test may reach real AWS: moto answers, and these credentials are fake on purpose.
@@ -34,3 +35,12 @@ settings.register_profile(
     "long", max_examples=400, deadline=None, suppress_health_check=_FUZZ_HEALTH
 )
 settings.load_profile("quick")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (scripts/test runs several workers), the tests of the built artifact
+    share one worker: `scripts/build.py` writes one build directory, which two builds at once
+    would corrupt."""
+    for item in items:
+        if "built" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("built-artifact"))
