@@ -6,7 +6,8 @@
 
     build/staged/cliniko_automations/   deployed code (no tests, no caches)
     build/staged/cliniko_client/        the generated Cliniko client
-    build/staged/requirements.txt       the runtime dependencies of both, from their metadata
+    build/staged/requirements.txt       the runtime dependencies of both: locks/runtime.txt
+                                        (exact versions with hashes; scripts/lock.py writes it)
 
 then runs `sam build` (SAM CLI from .venv-sam, made by scripts/bootstrap) and compiles every
 module of the built artifact for python3.13 with unchecked-hash invalidation: Lambda's file
@@ -28,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +48,9 @@ PACKAGES = (
     (ROOT / "functions" / "cliniko_automations", "cliniko_automations"),
     (ROOT / "generated_client" / "cliniko_client", "cliniko_client"),
 )
-# Distributions whose runtime requirements the artifact needs.
-DISTRIBUTIONS = ("cliniko-contacts-automations", "generated_client")
+# The runtime dependencies of both packages, every version pinned with its hashes, resolved for
+# the Lambda runtime (python3.13 on Linux) by scripts/lock.py.
+RUNTIME_LOCK = ROOT / "locks" / "runtime.txt"
 # Never deployed: tests, caches, and anything a developer's tools leave behind.
 IGNORED = shutil.ignore_patterns(
     "__pycache__",
@@ -62,30 +62,6 @@ IGNORED = shutil.ignore_patterns(
     ".pytest_cache",
     "*.egg-info",
 )
-
-
-def runtime_requirements() -> list[str]:
-    """Runtime requirement lines of our distributions, without extras or local paths."""
-    lines: list[str] = []
-    for dist in DISTRIBUTIONS:
-        try:
-            requires = metadata.requires(dist) or []
-        except metadata.PackageNotFoundError:
-            raise SystemExit(
-                f"{dist} is not installed in this interpreter: run scripts/bootstrap and use .venv"
-            ) from None
-        for requirement in requires:
-            spec, _, marker = requirement.partition(";")
-            if "extra ==" in marker:
-                continue  # dev tools and optional extras
-            if " @ " in spec or spec.strip().startswith((".", "/", "file:")):
-                continue  # a local path requirement: staged as source instead
-            line = re.sub(r"\s+", "", spec)
-            if marker.strip():
-                line = f"{line}; {marker.strip()}"
-            if line not in lines:
-                lines.append(line)
-    return lines
 
 
 def template_parameter_default(name: str) -> str:
@@ -120,12 +96,8 @@ def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
         if not (source / "__init__.py").is_file():
             raise SystemExit(f"missing package: {source.relative_to(ROOT)}")
         shutil.copytree(source, staged / name, ignore=IGNORED)
-    requirements = runtime_requirements()
-    (staged / "requirements.txt").write_text(
-        "# Written by scripts/build.py from the distributions' metadata.\n"
-        + "\n".join(requirements)
-        + "\n"
-    )
+    # sam build hands it to pip, which checks every hash it lists.
+    shutil.copyfile(RUNTIME_LOCK, staged / "requirements.txt")
     return staged
 
 
