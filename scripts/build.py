@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,7 +97,8 @@ def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
         if not (source / "__init__.py").is_file():
             raise SystemExit(f"missing package: {source.relative_to(ROOT)}")
         shutil.copytree(source, staged / name, ignore=IGNORED)
-    # sam build hands it to pip, which checks every hash it lists.
+    # sam build's pip checks the hashes of what it downloads from it; it then fetches the arm64
+    # builds of native wheels by name and exact version, so check_against_lock checks the result.
     shutil.copyfile(RUNTIME_LOCK, staged / "requirements.txt")
     return staged
 
@@ -135,6 +137,31 @@ def prune(directories: list[Path]) -> None:
             target = directory / relative
             if target.exists():
                 shutil.rmtree(target)
+
+
+def locked_versions(lock: Path = RUNTIME_LOCK) -> dict[str, str]:
+    """Normalised name -> version of every package the lock pins."""
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", lock.read_text(), flags=re.MULTILINE)
+    return {normalise(name): version for name, version in pins}
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def check_against_lock(directories: list[Path]) -> None:
+    """Every built artifact holds exactly the distributions and versions the lock pins."""
+    locked = locked_versions()
+    for directory in directories:
+        built = {}
+        for info in directory.glob("*.dist-info"):
+            name, _, version = info.name.removesuffix(".dist-info").partition("-")
+            built[normalise(name)] = version
+        if built != locked:
+            differences = sorted(set(built.items()) ^ set(locked.items()))
+            raise SystemExit(
+                f"build stopped: {directory.name} differs from locks/runtime.txt: {differences}"
+            )
 
 
 def build_dir(arch: str = DEPLOYED_ARCH) -> Path:
@@ -244,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     artifacts = function_artifacts(args.arch)
     if not artifacts:
         raise SystemExit("sam build produced no function artifact")
+    check_against_lock(artifacts)
     prune(artifacts)
     if not args.no_compile:
         compile_pyc(artifacts)

@@ -109,3 +109,29 @@ def test_the_development_locks_are_resolved_for_the_development_python():
     assert pyproject()["project"]["requires-python"] == f">={script.DEV_PYTHON}"
     target = "py" + script.DEV_PYTHON.replace(".", "")
     assert pyproject()["tool"]["ruff"]["target-version"] == target
+
+
+def build_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("build_script", ROOT / "scripts" / "build.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def artifact(path: Path, distributions: dict[str, str]) -> Path:
+    for name, version in distributions.items():
+        (path / f"{name.replace('-', '_')}-{version}.dist-info").mkdir(parents=True)
+    return path
+
+
+def test_the_build_stops_on_an_artifact_that_differs_from_the_runtime_lock(tmp_path):
+    build = build_script()
+    locked = build.locked_versions()
+    assert locked == {name: version for name, (version, _) in pins("runtime").items()}
+    build.check_against_lock([artifact(tmp_path / "exact", locked)])
+    older = {**locked, "pydantic": "2.0.0"}
+    extra = {**locked, "requests": "2.32.0"}
+    for name, built in (("older", older), ("extra", extra)):
+        with pytest.raises(SystemExit, match=f"{name} differs from locks/runtime.txt"):
+            build.check_against_lock([artifact(tmp_path / name, built)])
