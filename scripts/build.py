@@ -6,7 +6,8 @@
 
     build/staged/cliniko_automations/   deployed code (no tests, no caches)
     build/staged/cliniko_client/        the generated Cliniko client
-    build/staged/requirements.txt       the runtime dependencies of both, from their metadata
+    build/staged/requirements.txt       the runtime dependencies of both: locks/runtime.txt
+                                        (exact versions with hashes; scripts/lock.py writes it)
 
 then runs `sam build` (SAM CLI from .venv-sam, made by scripts/bootstrap) and compiles every
 module of the built artifact for python3.13 with unchecked-hash invalidation: Lambda's file
@@ -33,7 +34,6 @@ import re
 import shutil
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,8 +50,9 @@ PACKAGES = (
     (ROOT / "functions" / "cliniko_automations", "cliniko_automations"),
     (ROOT / "generated_client" / "cliniko_client", "cliniko_client"),
 )
-# Distributions whose runtime requirements the artifact needs.
-DISTRIBUTIONS = ("cliniko-contacts-automations", "generated_client")
+# The runtime dependencies of both packages, every version pinned with its hashes, resolved for
+# the Lambda runtime (python3.13 on Linux) by scripts/lock.py.
+RUNTIME_LOCK = ROOT / "locks" / "runtime.txt"
 # Never deployed: tests, caches, and anything a developer's tools leave behind.
 IGNORED = shutil.ignore_patterns(
     "__pycache__",
@@ -63,30 +64,6 @@ IGNORED = shutil.ignore_patterns(
     ".pytest_cache",
     "*.egg-info",
 )
-
-
-def runtime_requirements() -> list[str]:
-    """Runtime requirement lines of our distributions, without extras or local paths."""
-    lines: list[str] = []
-    for dist in DISTRIBUTIONS:
-        try:
-            requires = metadata.requires(dist) or []
-        except metadata.PackageNotFoundError:
-            raise SystemExit(
-                f"{dist} is not installed in this interpreter: run scripts/bootstrap and use .venv"
-            ) from None
-        for requirement in requires:
-            spec, _, marker = requirement.partition(";")
-            if "extra ==" in marker:
-                continue  # dev tools and optional extras
-            if " @ " in spec or spec.strip().startswith((".", "/", "file:")):
-                continue  # a local path requirement: staged as source instead
-            line = re.sub(r"\s+", "", spec)
-            if marker.strip():
-                line = f"{line}; {marker.strip()}"
-            if line not in lines:
-                lines.append(line)
-    return lines
 
 
 def template_parameter_default(name: str) -> str:
@@ -123,12 +100,9 @@ def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
         if not (source / "__init__.py").is_file():
             raise SystemExit(f"missing package: {source.relative_to(ROOT)}")
         shutil.copytree(source, staged / name, ignore=IGNORED)
-    requirements = runtime_requirements()
-    (staged / "requirements.txt").write_text(
-        "# Written by scripts/build.py from the distributions' metadata.\n"
-        + "\n".join(requirements)
-        + "\n"
-    )
+    # sam build's pip checks the hashes of what it downloads from it; it then fetches the arm64
+    # builds of native wheels by name and exact version, so check_against_lock checks the result.
+    shutil.copyfile(RUNTIME_LOCK, staged / "requirements.txt")
     return staged
 
 
@@ -166,6 +140,31 @@ def prune(directories: list[Path]) -> None:
             target = directory / relative
             if target.exists():
                 shutil.rmtree(target)
+
+
+def locked_versions(lock: Path = RUNTIME_LOCK) -> dict[str, str]:
+    """Normalised name -> version of every package the lock pins."""
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", lock.read_text(), flags=re.MULTILINE)
+    return {normalise(name): version for name, version in pins}
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def check_against_lock(directories: list[Path]) -> None:
+    """Every built artifact holds exactly the distributions and versions the lock pins."""
+    locked = locked_versions()
+    for directory in directories:
+        built = {}
+        for info in directory.glob("*.dist-info"):
+            name, _, version = info.name.removesuffix(".dist-info").partition("-")
+            built[normalise(name)] = version
+        if built != locked:
+            differences = sorted(set(built.items()) ^ set(locked.items()))
+            raise SystemExit(
+                f"build stopped: {directory.name} differs from locks/runtime.txt: {differences}"
+            )
 
 
 def build_dir(arch: str = DEPLOYED_ARCH) -> Path:
@@ -275,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     artifacts = function_artifacts(args.arch)
     if not artifacts:
         raise SystemExit("sam build produced no function artifact")
+    check_against_lock(artifacts)
     prune(artifacts)
     if not args.no_compile:
         compile_pyc(artifacts)
