@@ -37,6 +37,8 @@ settings.register_profile(
 settings.load_profile("quick")
 
 
+# First: pytest-xdist reads the groups in its own hook of the same name.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (scripts/test runs several workers), the tests of the built artifact
     share one worker: `scripts/build.py` writes one build directory, which two builds at once
