@@ -26,7 +26,8 @@ from tests.fixtures.apigw import form_post_event, http_api_event
 
 from .conftest import HOST_ARCH, ROOT
 
-pytestmark = pytest.mark.sam
+# The first test here pays for the session's two `sam build`s (minutes on a loaded machine).
+pytestmark = [pytest.mark.sam, pytest.mark.timeout(1200)]
 
 APP = SamApp.load()
 ELF_MACHINES = {183: "arm64", 62: "x86_64"}
