@@ -18,3 +18,14 @@ def test_shipped_file_passes_the_check_command():
     )
     assert done.returncode == 0, done.stderr
     assert "OK" in done.stdout
+
+
+def test_shipped_accounts_file_passes_the_check_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "cliniko_automations.common.accounts", "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 accounts: OK" in done.stdout

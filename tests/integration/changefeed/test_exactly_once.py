@@ -30,6 +30,9 @@ KIND_TO_TYPE = {
     "unarchived": "contact.unarchived",
 }
 BASE_TIME = dt.datetime(2026, 1, 5, 9, 0, 0, tzinfo=dt.UTC)
+# moto's EventBridge evaluates every rule for every one of the 500 events: minutes on a loaded
+# machine (the full run's parallel workers), so the bound is wider than the default.
+pytestmark = pytest.mark.timeout(900)
 
 
 class Killed(BaseException):

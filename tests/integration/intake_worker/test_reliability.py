@@ -216,7 +216,12 @@ def drain_with_workers(stack: WorkerStack, deadline: float) -> Counter:
                     function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS
                 )
                 messages, failed = poll_once(
-                    stack, worker_handler.lambda_handler, context, visibility=30
+                    stack,
+                    worker_handler.lambda_handler,
+                    context,
+                    # Longer than an invocation may run, as the template's queue is: a slow
+                    # batch on a loaded machine is not handed to a second worker meanwhile.
+                    visibility=WORKER_TIMEOUT_MS // 1000 + 30,
                 )
                 with lock:
                     outcomes["received"] += len(messages)
