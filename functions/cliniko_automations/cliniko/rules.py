@@ -99,7 +99,7 @@ def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dic
         errors["type_code"] = NOT_IN_LIST
     phones = fields.get("phone_numbers")
     if phones is not None:
-        problem = _phone_numbers_problem(phones)
+        problem = phone_numbers_problem(phones)
         if problem:
             errors["phone_numbers"] = problem
     return errors
@@ -110,7 +110,8 @@ def _is_one_of(value: Any, allowed: tuple[Any, ...]) -> bool:
     return any(type(value) is type(option) and value == option for option in allowed)
 
 
-def _phone_numbers_problem(phones: Any) -> str | None:
+def phone_numbers_problem(phones: Any) -> str | None:
+    """What is wrong with a `phone_numbers` list (Cliniko's wording), or None."""
     if not isinstance(phones, list):
         return INVALID
     for phone in phones:
