@@ -69,7 +69,7 @@ accounts:
 STEP = textwrap.dedent(
     """
     import json, os, sys, time, uuid
-    from cliniko_automations.cleanup import handler
+    from cliniko_automations.cleanup import handler, wiring
     from cliniko_automations.cliniko import ClinikoClient, RetryPolicy
     from cliniko_automations.common.secrets import read_secret
 
@@ -83,7 +83,7 @@ STEP = textwrap.dedent(
 
     CLOCK, CLIENTS = ScaledClock(), {}
 
-    def bulk_client(secret_name):
+    def bulk_client(secret_name, _settings=None):
         if secret_name not in CLIENTS:
             CLIENTS[secret_name] = ClinikoClient(
                 read_secret(secret_name).strip(), os.environ["CLINIKO_USER_AGENT"],
@@ -92,7 +92,7 @@ STEP = textwrap.dedent(
             )
         return CLIENTS[secret_name]
 
-    handler.bulk_client = bulk_client
+    wiring.bulk_client = bulk_client
 
     class Context:
         function_name = "CleanupFunction"

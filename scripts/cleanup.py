@@ -69,9 +69,9 @@ def _boto(service: str) -> Any:
 
 
 def _runs_and_ledger() -> tuple[Any, Any, str]:
-    from cliniko_automations.cleanup.handler import rule_set_name
     from cliniko_automations.cleanup.runs import DynamoRuns
     from cliniko_automations.cleanup.settings import CleanupSettings
+    from cliniko_automations.cleanup.wiring import rule_set_name
     from cliniko_automations.common.ledger import DynamoLedger
 
     settings = CleanupSettings.from_env()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 import boto3
@@ -65,8 +66,26 @@ def every_item(table: str) -> list[dict[str, Any]]:
 
 
 def values_found(text: str) -> list[str]:
+    """The personal values `text` holds as whole values: not inside a longer run of letters
+    and digits, where a post code like "2477" occurs by chance (a hex hash, an id)."""
     values = [*PERSONAL, *personal_values(SEEDED)]
-    return sorted({v for v in values if v and v.lower() in text.lower()})
+    return sorted(
+        {
+            value
+            for value in values
+            if value
+            and re.search(rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])", text, re.I)
+        }
+    )
+
+
+def test_the_leak_search_finds_whole_values_only() -> None:
+    post_code, email = SEEDED["post_code"], SEEDED["email"]
+    found = values_found(json.dumps({"body": f"city=Wollongbar&post_code={post_code}"}))
+    assert found == sorted(["Wollongbar", post_code])
+    found = values_found(json.dumps({"Body": json.dumps({"email": email.upper()})}))
+    assert {email, email.lower()} <= set(found)
+    assert values_found(f"sha256:9f{post_code}0c, id 1{post_code}2, {post_code}ab") == []
 
 
 def dropped(logs: Any) -> list[tuple[str, str]]:

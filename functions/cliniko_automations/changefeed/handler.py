@@ -74,6 +74,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
                 configured.accounts[account].api_key_secret,
                 priority="bulk",
                 requests_per_minute=settings.requests_per_minute,
+                settings=settings.cliniko,
             )
         ),
         store=store,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, ConfigDict, Field
 
+from cliniko_automations.common.cliniko_settings import ClinikoVariables
 from cliniko_automations.common.settings import EnvironmentSettings
 
 
@@ -11,8 +12,6 @@ class FeedSettings(EnvironmentSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
     describes = "change feed settings"
 
-    # The Cliniko client's own settings (CLINIKO_USER_AGENT, ...) are read and checked by
-    # cliniko_accounts.ClinikoSettings when an account's client is first needed.
     feed_table: str = Field(min_length=1)
     event_bus_name: str = Field(min_length=1)
     # The HMAC key of the per-field hashes kept to name changed fields (never the values).
@@ -31,3 +30,6 @@ class FeedSettings(EnvironmentSettings):
     state_days: int = Field(default=400, ge=1, le=3650)
     # No new Cliniko request starts with less time than this left in the invocation.
     stop_margin_seconds: float = Field(default=15.0, ge=0)
+    # The Cliniko client's settings (CLINIKO_USER_AGENT, ...), as given: checked when an
+    # account's client is first needed, so one account's run fails, not the others'.
+    cliniko: ClinikoVariables = ClinikoVariables()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
+from cliniko_automations.common.cliniko_settings import ClinikoVariables
 from cliniko_automations.common.settings import EnvironmentSettings
 
 
@@ -11,8 +12,6 @@ class CleanupSettings(EnvironmentSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
     describes = "cleanup settings"
 
-    # The Cliniko client's own settings (CLINIKO_USER_AGENT, ...) are read and checked by
-    # cliniko_accounts.ClinikoSettings when a rule first needs its account's client.
     ledger_table: str = Field(min_length=1)
     # The runs' locks, checkpoints and reports (cleanup.runs).
     cleanup_runs_table: str = Field(min_length=1)
@@ -28,3 +27,6 @@ class CleanupSettings(EnvironmentSettings):
     # Steps one state machine execution takes before it starts a fresh one with the run's id
     # (continue-as-new): about 10 history events a step, far below the limit of 25,000.
     steps_per_execution: int = Field(default=500, ge=1, le=2000)
+    # The Cliniko client's settings (CLINIKO_USER_AGENT, ...), as given: checked when a rule
+    # first needs its account's client, so a bad one fails that step naming the variable.
+    cliniko: ClinikoVariables = ClinikoVariables()

@@ -28,7 +28,7 @@ from cliniko_client.api.contacts import (
     list_contacts,
     update_contact,
 )
-from cliniko_client.models import Contact, ContactList, ContactWrite
+from cliniko_client.models import Contact, ContactList, ContactWrite, PhoneNumberWrite
 from cliniko_client.types import UNSET, Response, Unset
 
 from . import errors, rules
@@ -393,12 +393,22 @@ def _normalise(contact: Contact) -> Contact:
 
 
 def _write_body(body: ContactWrite | Mapping[str, Any]) -> ContactWrite:
+    """The generated model of a contact body, checked to serialise before anything is sent.
+
+    The generated `from_dict` keeps a value it cannot parse as it is (its unions fall back to
+    the raw data), and `to_dict` then fails on a phone given as a plain mapping; so phones are
+    parsed here, whether they come in a mapping or in a hand-built `ContactWrite`.
+    """
     if isinstance(body, ContactWrite):
         unknown = set(body.additional_properties)
-        write = body
+        fields = {
+            name: value
+            for name in rules.WRITABLE_FIELDS
+            if not isinstance(value := getattr(body, name), Unset)
+        }
     elif isinstance(body, Mapping):
         unknown = {str(name) for name in body if name not in rules.WRITABLE_FIELDS}
-        write = None
+        fields = dict(body)
     else:
         raise TypeError("a contact body is a ContactWrite or a mapping of its fields")
     if unknown:
@@ -408,11 +418,15 @@ def _write_body(body: ContactWrite | Mapping[str, Any]) -> ContactWrite:
             {name: "is not a writable contact field" for name in sorted(unknown)},
             status_code=None,
         )
-    if write is None:
-        try:
-            write = ContactWrite.from_dict(dict(body))
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    phones = fields.get("phone_numbers")
+    if isinstance(phones, list):
+        wire = [p.to_dict() if isinstance(p, PhoneNumberWrite) else p for p in phones]
+        problem = rules.phone_numbers_problem(wire)
+        if problem is not None:
+            # Cannot be serialised by the generated model, so it is refused here, in
+            # Cliniko's words, before anything is sent.
             raise errors.ValidationFailed(
-                "Validation Failed", {"phone_numbers": "is invalid"}, status_code=None
-            ) from exc
-    return write
+                "Validation Failed", {"phone_numbers": problem}, status_code=None
+            )
+        fields["phone_numbers"] = wire
+    return ContactWrite.from_dict(fields)

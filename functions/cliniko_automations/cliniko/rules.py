@@ -37,8 +37,9 @@ DOCTOR_TYPES = tuple(kind.value for kind in DoctorType if kind.value)
 TYPE_NAMES = {0: "Standard", 1: "Doctor", 2: "3rd Party Payer"}
 PHONE_TYPES = tuple(kind.value for kind in PhoneType)
 
-# Deliberately loose, like Cliniko's own check: something@something.tld, no spaces.
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Deliberately loose, like Cliniko's own check: something@something.tld, no spaces. Always
+# applied with fullmatch: `$` would let a final newline through ("a@b.co\n").
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 BLANK = "can’t be blank"
 INVALID = "is invalid"
@@ -85,7 +86,7 @@ def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dic
     if creating and "first_name" not in errors and not (first_name or "").strip():
         errors["first_name"] = BLANK
     email = fields.get("email")
-    if "email" not in errors and email and not EMAIL_PATTERN.match(email):
+    if "email" not in errors and email and not EMAIL_PATTERN.fullmatch(email):
         errors["email"] = INVALID
     code = fields.get("country_code")
     if code not in (None, "") and (not isinstance(code, str) or country_name(code) is None):
@@ -98,7 +99,7 @@ def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dic
         errors["type_code"] = NOT_IN_LIST
     phones = fields.get("phone_numbers")
     if phones is not None:
-        problem = _phone_numbers_problem(phones)
+        problem = phone_numbers_problem(phones)
         if problem:
             errors["phone_numbers"] = problem
     return errors
@@ -109,7 +110,8 @@ def _is_one_of(value: Any, allowed: tuple[Any, ...]) -> bool:
     return any(type(value) is type(option) and value == option for option in allowed)
 
 
-def _phone_numbers_problem(phones: Any) -> str | None:
+def phone_numbers_problem(phones: Any) -> str | None:
+    """What is wrong with a `phone_numbers` list (Cliniko's wording), or None."""
     if not isinstance(phones, list):
         return INVALID
     for phone in phones:

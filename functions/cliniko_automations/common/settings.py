@@ -1,4 +1,5 @@
-"""Settings models read from the environment: each field `name` from the variable `NAME`."""
+"""Settings models read from the environment: each field `name` from the variable `NAME`, and
+the nested Cliniko settings from their `CLINIKO_*` variables (common/cliniko_settings.py)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,38 @@ class EnvironmentSettings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Each field from `NAME`; a nested model with a `variables` map (the Cliniko
+        settings) from its own variables. Every missing or bad one is named in one
+        SettingsError, never its value."""
         env = os.environ if env is None else env
-        values = {
-            name: env[name.upper()]
-            for name in cls.model_fields
-            if env.get(name.upper()) not in (None, "")
-        }
+        values: dict[str, object] = {}
+        for name, field in cls.model_fields.items():
+            variables = _variables(field.annotation)
+            if variables is not None:
+                values[name] = {
+                    inner: env[variable]
+                    for inner, variable in variables.items()
+                    if env.get(variable, "").strip()
+                }
+            elif env.get(name.upper(), "").strip():
+                values[name] = env[name.upper()]
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            names = sorted({str(e["loc"][0]).upper() for e in exc.errors() if e["loc"]})
+            names = sorted({cls._variable(e["loc"]) for e in exc.errors() if e["loc"]})
             raise SettingsError(f"{cls.describes} missing or invalid: {', '.join(names)}") from None
+
+    @classmethod
+    def _variable(cls, loc: tuple[int | str, ...]) -> str:
+        field = cls.model_fields.get(str(loc[0]))
+        variables = _variables(field.annotation) if field is not None else None
+        if variables is not None and len(loc) > 1:
+            return variables.get(str(loc[1]), str(loc[0]).upper())
+        return str(loc[0]).upper()
+
+
+def _variables(annotation: object) -> dict[str, str] | None:
+    """The variables of a nested settings model, by field; None for a plain value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return getattr(annotation, "variables", None)
+    return None

@@ -5,17 +5,17 @@ POST /erasure-requests        body: {request_id, contact_id?, email?, reason, dr
 GET  /erasure-requests/{id}   status and outcome of a request (with its due date and receipt)
 POST /erasure-requests/{id}/extension   body: {reason}; due date + 2 months, within the first
 
-The handler is thin: identity check, parse, call the core, map domain errors to HTTP once.
+The handler is thin: identity check, parse (api_io.py), call the core (wiring in
+service.py), map domain errors to HTTP once.
 """
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -25,9 +25,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.cliniko.errors import ConfigurationError
-from cliniko_automations.common.json_input import JsonRefused, load_json
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.secrets import SecretUnavailable
+from cliniko_automations.erasure.api_io import (
+    Unauthenticated,
+    extension_reason,
+    iam_caller,
+    json_answer,
+    request_body,
+    unavailable,
+)
 from cliniko_automations.erasure.errors import (
     ExtensionRefused,
     InvalidRequest,
@@ -45,41 +52,6 @@ logger = function_logger("erasure")
 metrics = Metrics(service="erasure")
 app = APIGatewayHttpResolver()
 
-# Every dependency failure (settings, secrets, DynamoDB) answers 503 with this: the same
-# request id may be sent again once it passes.
-RETRY_AFTER_SECONDS = "30"
-
-
-class Unauthenticated(Exception):
-    """The event carries no IAM identity (the route's AWS_IAM authoriser was bypassed)."""
-
-
-def _json(
-    status: HTTPStatus, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Response:
-    return Response(
-        status_code=status.value,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(body),
-        headers=headers or {},
-    )
-
-
-def _unavailable(message: str) -> Response:
-    return _json(
-        HTTPStatus.SERVICE_UNAVAILABLE, {"message": message}, {"Retry-After": RETRY_AFTER_SECONDS}
-    )
-
-
-def _caller() -> str:
-    # API Gateway fills requestContext.authorizer.iam only for SigV4-signed calls to an
-    # AWS_IAM route. Anything else reaching this function (a misconfigured route, a direct
-    # invoke with a hand-made event) is refused rather than trusted.
-    iam = app.current_event.request_context.authorizer.iam
-    if not iam.user_arn or not iam.account_id:
-        raise Unauthenticated
-    return iam.user_arn
-
 
 def _eraser() -> Eraser:
     return build_eraser(ErasureSettings.from_env(), app.lambda_context)
@@ -87,17 +59,13 @@ def _eraser() -> Eraser:
 
 def _outcome_response(outcome: Outcome) -> Response:
     status = HTTPStatus.BAD_GATEWAY if outcome.status == "failed" else HTTPStatus.OK
-    return _json(status, outcome.model_dump(mode="json"))
+    return json_answer(status, outcome.model_dump(mode="json"))
 
 
 @app.post("/erasure-requests")
 def create_request() -> Response:
-    caller = _caller()
-    try:
-        body = load_json(app.current_event.decoded_body or "")
-    except (JsonRefused, UnicodeDecodeError, ValueError):
-        raise InvalidRequest({"body": "must be a JSON object"}) from None
-    request = ErasureRequest.parse(body)
+    caller = iam_caller(app.current_event)
+    request = ErasureRequest.parse(request_body(app.current_event))
     logger.append_keys(erasure_request_id=request.request_id)
     outcome = _eraser().submit(request, caller)
     logger.info(
@@ -116,23 +84,18 @@ def create_request() -> Response:
 
 @app.get("/erasure-requests/<request_id>")
 def get_request(request_id: str) -> Response:
-    _caller()
+    iam_caller(app.current_event)
     outcome = _eraser().status(request_id)
-    return _json(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
+    return json_answer(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
 
 
 @app.post("/erasure-requests/<request_id>/extension")
 def extend_request(request_id: str) -> Response:
-    caller = _caller()
-    try:
-        body = json.loads(app.current_event.decoded_body or "")
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("reason"), str):
-        raise InvalidRequest({"reason": "give the reason for the extension (no personal data)"})
-    outcome = _eraser().extend(request_id, body["reason"], caller)
+    caller = iam_caller(app.current_event)
+    reason = extension_reason(app.current_event)
+    outcome = _eraser().extend(request_id, reason, caller)
     logger.info("erasure request extended", extra={"erasure_request_id": request_id})
-    return _json(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
+    return json_answer(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
 
 
 def _refused(reason: str) -> None:
@@ -144,7 +107,7 @@ def _refused(reason: str) -> None:
 def _unauthenticated(_: Unauthenticated) -> Response:
     logger.warning("erasure call without IAM identity refused")
     _refused("unauthenticated")
-    return _json(HTTPStatus.FORBIDDEN, {"message": "a SigV4-signed IAM caller is required"})
+    return json_answer(HTTPStatus.FORBIDDEN, {"message": "a SigV4-signed IAM caller is required"})
 
 
 @app.exception_handler(InvalidRequest)
@@ -152,7 +115,7 @@ def _invalid(error: InvalidRequest) -> Response:
     # Field names and rule messages only: the input values are never echoed or logged.
     logger.info("erasure request rejected", extra={"fields": sorted(error.problems)})
     _refused("invalid")
-    return _json(
+    return json_answer(
         HTTPStatus.UNPROCESSABLE_ENTITY, {"message": "invalid request", "errors": error.problems}
     )
 
@@ -161,7 +124,7 @@ def _invalid(error: InvalidRequest) -> Response:
 def _several(error: SeveralMatches) -> Response:
     logger.info("several contacts match", extra={"contact_ids": error.contact_ids})
     _refused("several_matches")
-    return _json(
+    return json_answer(
         HTTPStatus.CONFLICT,
         {
             "request_id": error.request_id,
@@ -177,19 +140,19 @@ def _several(error: SeveralMatches) -> Response:
 def _conflict(error: RequestIdConflict | RequestInProgress | ExtensionRefused) -> Response:
     logger.info("erasure request conflict", extra={"error": type(error).__name__})
     _refused("conflict")
-    return _json(HTTPStatus.CONFLICT, {"request_id": error.request_id, "message": str(error)})
+    return json_answer(HTTPStatus.CONFLICT, {"request_id": error.request_id, "message": str(error)})
 
 
 @app.exception_handler(RequestNotFound)
 def _not_found(error: RequestNotFound) -> Response:
-    return _json(HTTPStatus.NOT_FOUND, {"message": str(error)})
+    return json_answer(HTTPStatus.NOT_FOUND, {"message": str(error)})
 
 
 @app.exception_handler([SettingsError, SecretUnavailable, ConfigurationError])
 def _misconfigured(error: Exception) -> Response:
     # These messages name variables and secrets, never their values.
     logger.error("erasure function misconfigured", extra={"problem": str(error)})
-    return _unavailable("erasure is not configured")
+    return unavailable("erasure is not configured")
 
 
 @app.exception_handler([BotoCoreError, ClientError, IdempotencyPersistenceLayerError])
@@ -203,20 +166,20 @@ def _aws_failed(error: BotoCoreError | ClientError | IdempotencyPersistenceLayer
         "erasure request failed: an AWS dependency failed",
         extra={"error": type(error).__name__, "code": code},
     )
-    return _unavailable("erasure is temporarily unavailable; send the same request again later")
+    return unavailable("erasure is temporarily unavailable; send the same request again later")
 
 
 @app.exception_handler(ServiceError)
 def _service_error(error: ServiceError) -> Response:
     # Powertools' own errors (unknown route, wrong method) keep their status.
-    return _json(HTTPStatus(error.status_code), {"message": error.msg})
+    return json_answer(HTTPStatus(error.status_code), {"message": error.msg})
 
 
 @app.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response:
     # Log the type only: some exception texts (boto3, httpx) quote request data.
     logger.error("erasure request failed unexpectedly", extra={"error": type(error).__name__})
-    return _json(
+    return json_answer(
         HTTPStatus.INTERNAL_SERVER_ERROR,
         {"message": "internal error; the request can be retried with the same request id"},
     )

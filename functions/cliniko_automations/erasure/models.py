@@ -96,7 +96,7 @@ class ErasureRequest(BaseModel):
             return None
         # Cliniko's email filter compares against the lower-cased stored email.
         value = value.lower()
-        if len(value) > MAX_LENGTH or not EMAIL_PATTERN.match(value):
+        if len(value) > MAX_LENGTH or not EMAIL_PATTERN.fullmatch(value):
             raise ValueError("must be an email address")
         return value
 

@@ -1,18 +1,15 @@
 """Erasure settings: one validated model per function, read from the environment once.
 
-The Cliniko client's settings (`CLINIKO_*`, common/cliniko_accounts.ClinikoSettings) are
-nested in the erasure's and handed to the client factory, which reads nothing itself.
+The Cliniko client's settings (`CLINIKO_*`, common/cliniko_settings.ClinikoSettings) are
+nested in the erasure's, checked at load with the others (a bad value fails every request
+alike, named in one SettingsError), and handed to the client factory, which reads nothing.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from typing import Self
+from pydantic import ConfigDict, Field
 
-from pydantic import ConfigDict, Field, ValidationError
-
-from cliniko_automations.common.cliniko_accounts import ENV_NAMES, ClinikoSettings
+from cliniko_automations.common.cliniko_settings import ClinikoSettings
 from cliniko_automations.common.settings import EnvironmentSettings, SettingsError
 
 __all__ = ["AuditSettings", "ErasureSettings", "SettingsError"]
@@ -39,30 +36,3 @@ class ErasureSettings(AuditSettings):
     submission_table: str = Field(min_length=1)
     cliniko_api_key_secret_name: str = Field(min_length=1)
     cliniko: ClinikoSettings
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
-        """Each own field from `NAME`, the Cliniko ones from their `CLINIKO_*` variables;
-        every missing or bad one named in one SettingsError, never its value."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {
-            name: env[name.upper()]
-            for name in cls.model_fields
-            if name != "cliniko" and env.get(name.upper(), "").strip()
-        }
-        values["cliniko"] = {
-            name: env[variable]
-            for name, variable in ENV_NAMES.items()
-            if env.get(variable, "").strip()
-        }
-        try:
-            return cls.model_validate(values)
-        except ValidationError as error:
-            names = sorted({_variable(error["loc"]) for error in error.errors() if error["loc"]})
-            raise SettingsError(f"{cls.describes} missing or invalid: {', '.join(names)}") from None
-
-
-def _variable(loc: tuple[int | str, ...]) -> str:
-    if loc[0] == "cliniko" and len(loc) > 1:
-        return ENV_NAMES.get(str(loc[1]), "CLINIKO_SETTINGS")
-    return str(loc[0]).upper()

@@ -126,7 +126,9 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         if secret is None:
             raise Rejected("unknown_account")
         try:
-            client = client_for_secret(secret, secrets_prefix=settings.secrets_prefix)
+            client = client_for_secret(
+                secret, secrets_prefix=settings.secrets_prefix, settings=settings.cliniko
+            )
         except (ConfigurationError, SecretMisconfigured) as exc:
             raise Misconfigured("misconfigured", exc) from None
         outcome = worker.process(submission, client).as_dict()

@@ -1,14 +1,15 @@
 """The worker's settings: one validated model, read from the environment once per container.
 
-The Cliniko client's own settings (CLINIKO_USER_AGENT, ...) are read and checked by
-`common.cliniko_accounts.ClinikoSettings` when a submission's client is built, so a value the
-runtime refuses dead-letters the submission with the fix (see retries.py).
+The Cliniko client's settings (CLINIKO_USER_AGENT, ...) are read with these, as given, and
+checked when a submission's client is built, so a value the runtime refuses dead-letters the
+submission with the fix (see retries.py) rather than failing every message of the batch.
 """
 
 from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
+from cliniko_automations.common.cliniko_settings import ClinikoVariables
 from cliniko_automations.common.settings import EnvironmentSettings, SettingsError
 
 __all__ = ["SettingsError", "WorkerSettings"]
@@ -43,3 +44,4 @@ class WorkerSettings(EnvironmentSettings):
     # Visibility backoff for retried messages: base * 2^(receives-1), capped.
     retry_base_seconds: int = Field(default=30, ge=0)
     retry_max_seconds: int = Field(default=900, ge=0)
+    cliniko: ClinikoVariables = ClinikoVariables()

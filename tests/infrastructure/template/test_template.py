@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cliniko_automations.common import cliniko_accounts
+from cliniko_automations.common import cliniko_settings
 from local_run.template import PSEUDO_PARAMETERS, SamApp, load, sub_variables
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -426,7 +426,7 @@ SETTINGS = {
     "CleanupFunction": "cliniko_automations.cleanup.settings:CleanupSettings",
     "ChangeFeedFunction": "cliniko_automations.changefeed.settings:FeedSettings",
 }
-# These also read the Cliniko client's own settings (cliniko_accounts.ClinikoSettings).
+# These also read the Cliniko client's settings (common/cliniko_settings.py), nested as `cliniko`.
 CLINIKO_CALLERS = {
     "IntakeWorkerFunction",
     "ErasureApiFunction",
@@ -442,10 +442,11 @@ def test_every_required_setting_is_in_the_functions_environment(function: str):
     module, _, name = SETTINGS[function].partition(":")
     model = getattr(importlib.import_module(module), name)
     required = {field.upper() for field, info in model.model_fields.items() if info.is_required()}
-    if "CLINIKO" in required:  # the Cliniko settings nested, read from their own variables
-        required.remove("CLINIKO")
-        nested = cliniko_accounts.ClinikoSettings.model_fields.items()
-        required |= {cliniko_accounts.ENV_NAMES[f] for f, info in nested if info.is_required()}
+    if function in CLINIKO_CALLERS:  # the Cliniko settings nested, read from their variables
+        assert "cliniko" in model.model_fields
+        required.discard("CLINIKO")
+        nested = cliniko_settings.ClinikoSettings.model_fields.items()
+        required |= {cliniko_settings.ENV_NAMES[f] for f, info in nested if info.is_required()}
     assert required
     assert required <= set(FUNCTIONS[function].environment)
     # And the other way: each variable the function itself declares is a setting (no typo).
@@ -453,7 +454,7 @@ def test_every_required_setting_is_in_the_functions_environment(function: str):
     own = {name for name in declared if not name.startswith("POWERTOOLS_")}
     settings = {field.upper() for field in model.model_fields}
     if function in CLINIKO_CALLERS:
-        settings |= set(cliniko_accounts.ENV_NAMES.values())
+        settings |= set(cliniko_settings.ENV_NAMES.values())
     assert own <= settings
 
 

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities import parameters
 from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.cliniko.errors import ConfigurationError, RateLimited
 from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.cliniko_settings import ClinikoVariables
 from cliniko_automations.common.secrets import (
     SecretEmpty,
     SecretMissing,
@@ -25,9 +26,9 @@ def secrets(aws):
 
 
 @pytest.fixture
-def account_env(monkeypatch, cliniko) -> None:
-    monkeypatch.setenv("CLINIKO_USER_AGENT", UA)
-    monkeypatch.setenv("CLINIKO_BASE_URL", cliniko.base_url_template)
+def account_env(cliniko) -> ClinikoVariables:
+    """The Cliniko settings of a function talking to the emulator, as its environment has them."""
+    return ClinikoVariables(user_agent=UA, base_url=cliniko.base_url_template)
 
 
 def test_read_secret_returns_the_string_and_caches_it(secrets) -> None:
@@ -72,69 +73,71 @@ def test_client_for_secret_talks_to_cliniko_with_the_stored_key(
     # A pasted key with a trailing newline still works: the key itself has no whitespace.
     secrets.create_secret(Name="cliniko/clinic-a", SecretString=cliniko.api_key + "\n")
 
-    client = client_for_secret("cliniko/clinic-a")
+    client = client_for_secret("cliniko/clinic-a", settings=account_env)
 
     assert isinstance(client, ClinikoClient)
     assert client.shard == "au1"
     assert len(client.list_contacts()) == 3
-    assert client_for_secret("cliniko/clinic-a") is client  # cached per secret name
+    # cached per secret name (the settings checked again, equal)
+    assert client_for_secret("cliniko/clinic-a", settings=account_env) is client
+    assert client_for_secret("cliniko/clinic-a", settings=account_env.checked()) is client
     assert cliniko.control.requests()[-1]["user_agent"] == UA
 
 
 def test_a_rotated_key_gets_a_new_client(secrets, cliniko, account_env) -> None:
     secrets.create_secret(Name="cliniko/rotating", SecretString=cliniko.api_key)
-    first = client_for_secret("cliniko/rotating")
+    first = client_for_secret("cliniko/rotating", settings=account_env)
     new_key = "MS0xrotatedkey000000000-au1"
     cliniko.control.add_key(new_key)
     secrets.put_secret_value(SecretId="cliniko/rotating", SecretString=new_key)
     parameters.clear_caches()  # what five minutes of cache age would do
 
-    second = client_for_secret("cliniko/rotating")
+    second = client_for_secret("cliniko/rotating", settings=account_env)
 
     assert second is not first
     assert second.list_contacts() == []
 
 
-def test_user_agent_is_required(secrets, cliniko, monkeypatch) -> None:
+def test_user_agent_is_required(secrets, cliniko) -> None:
     secrets.create_secret(Name="cliniko/x", SecretString=cliniko.api_key)
-    monkeypatch.delenv("CLINIKO_USER_AGENT", raising=False)
-    with pytest.raises(ConfigurationError, match="CLINIKO_USER_AGENT"):
-        client_for_secret("cliniko/x")
-    monkeypatch.setenv("CLINIKO_USER_AGENT", "no email here")
-    with pytest.raises(ConfigurationError, match=r"CLINIKO_USER_AGENT: .*Name \(email\)"):
-        client_for_secret("cliniko/x")
+    base_url = cliniko.base_url_template
+    for unset in (ClinikoVariables(base_url=base_url), ClinikoVariables(user_agent="  ")):
+        with pytest.raises(ConfigurationError, match="CLINIKO_USER_AGENT is not set"):
+            client_for_secret("cliniko/x", settings=unset)
+    bad = ClinikoVariables(user_agent="no email here", base_url=base_url)
+    with pytest.raises(ConfigurationError, match=r"CLINIKO_USER_AGENT: .*Name \(email\)") as caught:
+        client_for_secret("cliniko/x", settings=bad)
+    assert caught.value.setting == "CLINIKO_USER_AGENT"
+    assert "no email here" not in str(caught.value)
+    assert cliniko.control.requests() == []
 
 
-def test_base_url_defaults_to_cliniko(secrets, monkeypatch) -> None:
+def test_base_url_defaults_to_cliniko(secrets) -> None:
     secrets.create_secret(Name="cliniko/uk", SecretString="MS0xsomekey-uk2")
-    monkeypatch.setenv("CLINIKO_USER_AGENT", UA)
-    monkeypatch.delenv("CLINIKO_BASE_URL", raising=False)
-    assert client_for_secret("cliniko/uk").base_url == "https://api.uk2.cliniko.com/v1"
-    monkeypatch.setenv("CLINIKO_BASE_URL", "  ")
-    assert client_for_secret("cliniko/uk").base_url == "https://api.uk2.cliniko.com/v1"
+    for unset in (None, "  "):
+        settings = ClinikoVariables(user_agent=UA, base_url=unset)
+        client = client_for_secret("cliniko/uk", settings=settings)
+        assert client.base_url == "https://api.uk2.cliniko.com/v1"
 
 
-def test_a_malformed_key_in_the_secret_is_a_configuration_error(secrets, monkeypatch) -> None:
+def test_a_malformed_key_in_the_secret_is_a_configuration_error(secrets) -> None:
     secrets.create_secret(Name="cliniko/bad", SecretString="MS0xsomekey-AU2")
-    monkeypatch.setenv("CLINIKO_USER_AGENT", UA)
     with pytest.raises(ConfigurationError) as caught:
-        client_for_secret("cliniko/bad")
+        client_for_secret("cliniko/bad", settings=ClinikoVariables(user_agent=UA))
     assert "MS0x" not in str(caught.value)
 
 
-def test_max_wait_setting_bounds_the_client_waits(secrets, cliniko, account_env, monkeypatch):
+def test_max_wait_setting_bounds_the_client_waits(secrets, cliniko, account_env):
     secrets.create_secret(Name="cliniko/short", SecretString=cliniko.api_key)
-    monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", "5")
     cliniko.control.set_faults(throttle_window_s=30)
 
-    client = client_for_secret("cliniko/short")
+    short = account_env.model_copy(update={"max_wait_seconds": " 5 "})
+    client = client_for_secret("cliniko/short", settings=short)
     with pytest.raises(RateLimited):
         client.list_contacts()  # a 30 s reset is not waited for: the error comes at once
 
     assert [r["status"] for r in cliniko.control.requests()] == [429]
-    monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", "0")
-    with pytest.raises(ConfigurationError, match="CLINIKO_MAX_WAIT_SECONDS"):
-        client_for_secret("cliniko/short")
-    monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", "soon")
-    with pytest.raises(ConfigurationError, match="CLINIKO_MAX_WAIT_SECONDS"):
-        client_for_secret("cliniko/short")
+    for bad in ("0", "soon"):
+        settings = account_env.model_copy(update={"max_wait_seconds": bad})
+        with pytest.raises(ConfigurationError, match="CLINIKO_MAX_WAIT_SECONDS"):
+            client_for_secret("cliniko/short", settings=settings)

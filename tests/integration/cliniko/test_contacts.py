@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from cliniko_automations.cliniko import ClinikoClient, Contact, ContactWrite, errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
+from cliniko_client.models import PhoneNumberWrite, PhoneType
 
 from tests.unit.cliniko.fake_clock import FakeClock
 
@@ -95,6 +96,57 @@ def test_create_get_update_archive_round_trip_keeps_ids_as_strings(cliniko) -> N
     assert all(r["user_agent"] == UA for r in log)
     assert all(r["content_type"] == "application/json" for r in log if r["body"])
     assert log[2]["body"] == {"last_name": "Stark"}
+
+
+@pytest.mark.parametrize(
+    "phones",
+    [
+        [{"number": "1", "phone_type": "Home"}],
+        [PhoneNumberWrite(number="1", phone_type=PhoneType.HOME)],
+    ],
+    ids=["mappings", "models"],
+)
+@pytest.mark.parametrize("as_model", [False, True], ids=["body-mapping", "body-ContactWrite"])
+def test_a_contact_is_created_and_updated_with_phone_numbers(cliniko, phones, as_model) -> None:
+    # A hand-built ContactWrite holding plain phone mappings used to fail in the generated
+    # to_dict (AttributeError), reported as an answer off the spec.
+    client = cliniko.client(clock=FakeClock())
+
+    def body(**fields):
+        return ContactWrite(**fields) if as_model else fields
+
+    created = client.create_contact(body(first_name="Ana", phone_numbers=phones))
+    mobile = [{"number": "0412 345 678", "phone_type": "Mobile"}]
+    client.update_contact(created.id, body(phone_numbers=mobile))
+
+    [create, update] = cliniko.control.requests()
+    assert create["status"] == 201 and update["status"] == 200
+    assert create["body"]["phone_numbers"] == [{"number": "1", "phone_type": "Home"}]
+    assert update["body"] == {"phone_numbers": mobile}
+    [stored] = cliniko.control.contacts()
+    assert [(p["number"], p["phone_type"]) for p in stored["phone_numbers"]] == [
+        ("0412 345 678", "Mobile")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("phones", "problem"),
+    [
+        ([{"number": "1", "phone_type": "home"}], "phone_type is not included in the list"),
+        ([{"number": " ", "phone_type": "Home"}], "number can’t be blank"),
+        ([{"phone_type": "Home"}], "is invalid"),
+    ],
+)
+def test_a_phone_list_the_model_cannot_hold_is_refused_before_sending(cliniko, phones, problem):
+    client = cliniko.client(clock=FakeClock())
+    for body in (
+        {"first_name": "Ana", "phone_numbers": phones},
+        ContactWrite(first_name="Ana", phone_numbers=phones),
+    ):
+        with pytest.raises(errors.ValidationFailed) as caught:
+            client.create_contact(body)
+        assert caught.value.errors == {"phone_numbers": problem}
+    assert cliniko.control.requests() == []
 
 
 def test_an_int_id_is_accepted_and_a_bad_one_refused_before_sending(cliniko) -> None:

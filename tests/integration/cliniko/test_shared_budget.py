@@ -16,6 +16,7 @@ import pytest
 from cliniko_automations.cliniko.shared_pacing import SharingPolicy, clear_shared_store_budgets
 from cliniko_automations.common import cliniko_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.cliniko_settings import ClinikoVariables
 from cliniko_automations.common.rate_limit_table import DynamoBudgetStore
 
 TABLE = "rate-limit"
@@ -73,31 +74,31 @@ def test_two_processes_on_one_key_share_the_window_without_429s(cliniko, table) 
 def test_client_for_secret_books_on_the_table_the_function_names(
     cliniko, table, monkeypatch
 ) -> None:
-    monkeypatch.setenv("CLINIKO_USER_AGENT", UA)
-    monkeypatch.setenv("CLINIKO_BASE_URL", cliniko.base_url_template)
-    monkeypatch.setenv("CLINIKO_RATE_LIMIT_TABLE", table)
+    settings = ClinikoVariables(
+        user_agent=UA, base_url=cliniko.base_url_template, rate_limit_table=table
+    )
     boto3.client("secretsmanager").create_secret(Name="cliniko/a", SecretString=cliniko.api_key)
     monkeypatch.setattr(cliniko_accounts, "_clients", {})
 
-    client = client_for_secret("cliniko/a")
+    client = client_for_secret("cliniko/a", settings=settings)
     client.list_contacts()
 
     items = boto3.client("dynamodb").scan(TableName=table)["Items"]
     assert [item["key_id"]["S"] for item in items] == [client.key_id]
     assert cliniko.api_key not in str(items)  # the key's hash, never the key
-    assert client_for_secret("cliniko/a", priority="bulk").priority == "bulk"
+    assert client_for_secret("cliniko/a", priority="bulk", settings=settings).priority == "bulk"
 
 
 def test_an_unreachable_table_paces_locally_and_counts_a_metric(
     cliniko, table, monkeypatch, capsys
 ) -> None:
-    monkeypatch.setenv("CLINIKO_USER_AGENT", UA)
-    monkeypatch.setenv("CLINIKO_BASE_URL", cliniko.base_url_template)
-    monkeypatch.setenv("CLINIKO_RATE_LIMIT_TABLE", "no-such-table")
+    settings = ClinikoVariables(
+        user_agent=UA, base_url=cliniko.base_url_template, rate_limit_table="no-such-table"
+    )
     boto3.client("secretsmanager").create_secret(Name="cliniko/b", SecretString=cliniko.api_key)
     monkeypatch.setattr(cliniko_accounts, "_clients", {})
 
-    client = client_for_secret("cliniko/b")
+    client = client_for_secret("cliniko/b", settings=settings)
     assert client.list_contacts() == []  # still served, paced by the process alone
 
     assert client._transport._budget.in_fallback

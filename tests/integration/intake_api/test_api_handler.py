@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 from cliniko_automations.intake.submission import Submission
-from cliniko_automations.intake_api import handler as api_handler
+from cliniko_automations.intake_api import wiring
 
 from tests.fixtures.apigw import form_post_event, http_api_event
 from tests.unit.intake_api import samples
@@ -406,7 +406,7 @@ def test_503_not_500_when_the_deployment_is_misconfigured(intake, monkeypatch, c
 
 def test_503_when_the_form_source_file_is_broken(intake, capsys):
     intake.sources_file.write_text("sources: {}\n")
-    api_handler._form_sources.cache_clear()
+    wiring.load_sources.cache_clear()
     body, headers = typeform()
     answer = intake.post("referral-typeform", body, headers)
     assert answer["statusCode"] == 503
@@ -427,7 +427,7 @@ def test_503_not_500_for_an_unexpected_error(intake, capsys):
     (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
     assert record["message"] == "Unexpected error"
     assert record["error_type"] == "KeyError"
-    assert record["at"].startswith("handler.py:")
+    assert record["at"].startswith("http_request.py:")  # where the event was read
     assert "exception" not in record  # no stack trace, no message
     assert rejected_reason(capsys) == "internal"
     assert intake.messages() == []

@@ -1,0 +1,88 @@
+"""What each of the state machine's events does: begin a run under the rule set's lock, take
+one bounded step of it, or release it after a failure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from cliniko_automations.cleanup.core import RuleProgress, RunState
+from cliniko_automations.cleanup.events import Begin, Release, Step
+from cliniko_automations.cleanup.telemetry import counts, logger, report_step
+from cliniko_automations.cleanup.wiring import Cleanup, cleanup_step
+
+
+def begin(event: Begin, cleanup: Cleanup) -> dict[str, Any]:
+    runs, rule_set = cleanup.runs, cleanup.rule_set
+    if event.run_id is not None:  # continue-as-new: the same run in a fresh execution
+        run_id = event.run_id
+        if runs.load(run_id) is None or not runs.acquire(rule_set, run_id, event.execution):
+            logger.warning("cleanup run cannot continue", extra={"run_id": run_id})
+            return {"run_id": run_id, "next": "refused"}
+        return {"run_id": run_id, "iterations": 0, "next": "step"}
+    rules = cleanup.rules.selected(event.rules)
+    dry_run = cleanup.settings.cleanup_dry_run if event.dry_run is None else event.dry_run
+    run_id = uuid.uuid4().hex
+    if not runs.acquire(rule_set, run_id, event.execution):
+        holder = runs.holder(rule_set) or {}
+        logger.info(
+            "cleanup already running; start refused", extra={"holder": holder.get("run_id")}
+        )
+        return {"next": "refused", "running": holder.get("run_id")}
+    state = RunState(
+        run_id=run_id,
+        dry_run=dry_run,
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        rules=[RuleProgress.start(rule) for rule in rules],
+    )
+    runs.create(rule_set, state)
+    logger.info("cleanup run started", extra={"run_id": run_id, "dry_run": dry_run})
+    return {"run_id": run_id, "iterations": 0, "next": "step", "dry_run": dry_run}
+
+
+def step(event: Step, cleanup: Cleanup, context: LambdaContext) -> dict[str, Any]:
+    run_id, runs = event.run_id, cleanup.runs
+    logger.append_keys(run_id=run_id)
+    state = runs.load(run_id)
+    if state is None:
+        return {"error": "no such run", "run_id": run_id, "next": "invalid"}
+    if state.status == "finished":  # a retried last step whose answer was lost
+        return {"run_id": run_id, "iterations": event.iterations, "next": "done"}
+    if not runs.renew(cleanup.rule_set, run_id):
+        logger.warning("cleanup run no longer holds the lock; stopping")
+        return {"run_id": run_id, "next": "refused"}
+    margin_ms = cleanup.settings.stop_margin_seconds * 1000
+    bounded = cleanup_step(
+        cleanup, out_of_time=lambda: context.get_remaining_time_in_millis() < margin_ms
+    )
+    before = counts(state)
+    outcome = bounded.run(state)
+    iterations = event.iterations + 1
+    next_action: str = outcome.next
+    if outcome.next == "done":
+        runs.release(cleanup.rule_set, run_id)
+    elif iterations >= cleanup.settings.steps_per_execution:
+        next_action = "continue"
+    report_step(state, before)
+    answer = {
+        "run_id": run_id,
+        "iterations": iterations,
+        "next": next_action,
+        "wait_seconds": outcome.wait_seconds,
+        "dry_run": state.dry_run,
+        "matched": sum(p.matched for p in state.rules),
+        "archived": sum(p.archived for p in state.rules),
+        "failed": sum(p.failed for p in state.rules),
+    }
+    logger.info("cleanup step finished", extra=answer)
+    return answer
+
+
+def release(event: Release, cleanup: Cleanup) -> dict[str, Any]:
+    cleanup.runs.mark_failed(event.run_id)
+    cleanup.runs.release(cleanup.rule_set, event.run_id)
+    logger.warning("cleanup run failed; lock released", extra={"run_id": event.run_id})
+    return {"run_id": event.run_id, "next": "done"}

@@ -1,0 +1,87 @@
+"""The cleanup's adapters, built from its settings: accounts, rules, runs table, ledger, and
+the Cliniko clients of its steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+
+from cliniko_automations.cleanup.config import CleanupRules, load_cleanup_rules, rules_path
+from cliniko_automations.cleanup.core import CleanupStep
+from cliniko_automations.cleanup.runs import DynamoRuns
+from cliniko_automations.cleanup.settings import CleanupSettings
+from cliniko_automations.cleanup.telemetry import report_misconfigured
+from cliniko_automations.cliniko import ClinikoClient
+from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
+from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.ledger import DynamoLedger
+from cliniko_automations.common.secrets import SecretMisconfigured
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    settings: CleanupSettings
+    accounts: ClinikoAccounts
+    rules: CleanupRules
+    runs: DynamoRuns
+    ledger: DynamoLedger
+    # The lock's name: one run at a time per rule set.
+    rule_set: str
+
+
+def cleanup_for(settings: CleanupSettings) -> Cleanup:
+    accounts = load_accounts(settings.cliniko_accounts_file)
+    dynamodb = boto3.client("dynamodb")
+    return Cleanup(
+        settings=settings,
+        accounts=accounts,
+        rules=load_cleanup_rules(settings.cleanup_rules_file, accounts.accounts),
+        runs=DynamoRuns(dynamodb, settings.cleanup_runs_table),
+        ledger=DynamoLedger(dynamodb, settings.ledger_table),
+        rule_set=rule_set_name(settings),
+    )
+
+
+def rule_set_name(settings: CleanupSettings) -> str:
+    """One run at a time per rule set (the rules file), whichever of its rules a run selects:
+    two runs never archive the same contact."""
+    return Path(rules_path(settings.cleanup_rules_file)).stem
+
+
+def bulk_client(secret_name: str, settings: CleanupSettings) -> ClinikoClient:
+    """The Cliniko client of a bulk job: the one place the cleanup's clients are made. Bulk:
+    the cleanup takes only what intake and erasure leave of the key's budget."""
+    return client_for_secret(
+        secret_name,
+        secrets_prefix=settings.secrets_prefix,
+        priority="bulk",
+        settings=settings.cliniko,
+    )
+
+
+def cleanup_step(cleanup: Cleanup, out_of_time: Callable[[], bool]) -> CleanupStep:
+    accounts = cleanup.accounts.accounts
+
+    def client_for_account(account: str) -> ClinikoClient:
+        secret = accounts[account].api_key_secret
+        try:
+            return bulk_client(secret, cleanup.settings)
+        except (ConfigurationError, SecretMisconfigured) as error:
+            # The step fails (the run's failure alarm); this line says what to fix.
+            report_misconfigured(error, account, secret)
+            raise
+
+    return CleanupStep(
+        rules={rule.name: rule for rule in cleanup.rules.rules},
+        client_for_account=client_for_account,
+        ledger=cleanup.ledger,
+        checkpoints=cleanup.runs,
+        out_of_time=out_of_time,
+        on_access_refused=lambda account, error: report_misconfigured(
+            error, account, accounts[account].api_key_secret
+        ),
+    )

@@ -1,0 +1,102 @@
+"""The Cliniko client's settings, nested in each function's settings model (common/settings.py
+reads them from their `CLINIKO_*` variables with the function's own).
+
+`CLINIKO_USER_AGENT` (required, `Name (email)`), `CLINIKO_BASE_URL` (optional: the emulator or
+a local run), `CLINIKO_MAX_WAIT_SECONDS` (optional: the most one Cliniko request may sleep on
+rate limits and backoff, so a function with a short timeout gets a typed error instead of
+being killed mid-wait; default 75), `CLINIKO_RATE_LIMIT_TABLE` (the DynamoDB table of the
+key's budget shared by every function; unset, each process paces only itself) and
+`CLINIKO_BULK_SHARE` (the most of that budget a bulk caller may take; default 0.8).
+
+Two shapes, one set of rules: `ClinikoSettings` is checked when the function's settings are
+loaded (the erasure: a bad value fails every request alike); `ClinikoVariables` holds the
+values as given and is checked where a client is built (`client_for_secret`), so the intake
+worker dead-letters one submission with the fix and the cleanup fails one step naming the
+variable, instead of the whole batch or run failing before it can say what to fix.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cliniko_automations.cliniko.config import USER_AGENT_RULE_TEXT, check_user_agent
+from cliniko_automations.cliniko.errors import ConfigurationError
+
+# The environment variable of each Cliniko setting, by field.
+ENV_NAMES = {
+    "user_agent": "CLINIKO_USER_AGENT",
+    "base_url": "CLINIKO_BASE_URL",
+    "max_wait_seconds": "CLINIKO_MAX_WAIT_SECONDS",
+    "rate_limit_table": "CLINIKO_RATE_LIMIT_TABLE",
+    "bulk_share": "CLINIKO_BULK_SHARE",
+}
+
+
+class ClinikoSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    # Read by common/settings.EnvironmentSettings.from_env for a nested model.
+    variables: ClassVar[dict[str, str]] = ENV_NAMES
+
+    user_agent: str
+    base_url: str | None = None
+    max_wait_seconds: float | None = Field(default=None, gt=0, le=900)
+    # The DynamoDB table holding each key's budget shared by all functions; unset: each
+    # process paces only itself (tests, the CLI).
+    rate_limit_table: str | None = None
+    # The most of the budget bulk callers (the cleanup) may take, when intake leaves it.
+    bulk_share: float | None = Field(default=None, gt=0, le=1)
+
+    @field_validator("user_agent")
+    @classmethod
+    def _user_agent_reads_name_and_email(cls, value: str) -> str:
+        try:
+            return check_user_agent(value)
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from exc
+
+    @field_validator("base_url", "rate_limit_table")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+
+class ClinikoVariables(BaseModel):
+    """The `CLINIKO_*` values as the environment gave them, checked by `checked()`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    variables: ClassVar[dict[str, str]] = ENV_NAMES
+
+    user_agent: str | None = None
+    base_url: str | None = None
+    max_wait_seconds: str | None = None
+    rate_limit_table: str | None = None
+    bulk_share: str | None = None
+
+    def checked(self) -> ClinikoSettings:
+        """The settings, or a ConfigurationError naming each bad variable (never its value)."""
+        given = {
+            name: value.strip()
+            for name, value in self.model_dump().items()
+            if value is not None and value.strip()
+        }
+        if "user_agent" not in given:
+            raise ConfigurationError(
+                f"CLINIKO_USER_AGENT is not set; it {USER_AGENT_RULE_TEXT}",
+                setting="CLINIKO_USER_AGENT",
+            )
+        try:
+            return ClinikoSettings.model_validate(given)
+        except ValidationError as exc:
+            names = [ENV_NAMES[str(e["loc"][0])] for e in exc.errors() if e["loc"]]
+            problems = "; ".join(
+                f"{ENV_NAMES[str(error['loc'][0])]}: "
+                + str(error["msg"]).removeprefix("Value error, ")
+                if error["loc"]
+                else str(error["msg"])
+                for error in exc.errors()
+            )
+            raise ConfigurationError(
+                f"Cliniko settings are invalid: {problems}", setting=", ".join(names) or None
+            ) from exc

@@ -1,0 +1,60 @@
+"""The intake API's collaborators, built from its settings: the form sources (parsed once per
+container), the core's `Services`, and the claim-check queue an accepted submission goes to."""
+
+from __future__ import annotations
+
+import functools
+
+from cliniko_automations.common.accounts import load_accounts
+from cliniko_automations.common.person_keys import email_hash
+from cliniko_automations.common.secrets import SecretUnavailable, read_secret
+from cliniko_automations.intake.config import FormSources, load_form_sources
+from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake_api.accept import Accepted, Services
+from cliniko_automations.intake_api.captcha import verify_captcha
+from cliniko_automations.intake_api.errors import ServiceUnavailable
+from cliniko_automations.intake_api.queue import SubmissionQueue
+from cliniko_automations.intake_api.settings import ApiSettings
+
+
+@functools.lru_cache(maxsize=8)
+def load_sources(path: str | None, accounts_path: str | None) -> FormSources:
+    # Parsed once per container (and per file, so tests can point FORM_SOURCES_FILE elsewhere).
+    return load_form_sources(path, load_accounts(accounts_path).accounts)
+
+
+def form_sources(settings: ApiSettings) -> FormSources:
+    return load_sources(settings.form_sources_file, settings.cliniko_accounts_file)
+
+
+def services(settings: ApiSettings) -> Services:
+    return Services(
+        sources=form_sources(settings),
+        read_secret=functools.partial(read_secret, prefix=settings.secrets_prefix),
+        verify_captcha=verify_captcha,
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+
+def queue_accepted(outcome: Accepted, settings: ApiSettings) -> None:
+    """Body into the store, id onto the queue; a failure sends a browser to the error page."""
+    try:
+        SubmissionQueue(settings.submission_queue_url, settings.submission_table).send(
+            outcome.submission, _email_hmac(outcome.submission, settings)
+        )
+    except ServiceUnavailable as exc:
+        if outcome.redirects is not None:
+            exc.redirect_to = outcome.redirects.error_url_for(exc.reason)
+            exc.cors_origin = outcome.cors_origin
+        raise
+
+
+def _email_hmac(submission: Submission, settings: ApiSettings) -> str | None:
+    """The keyed hash erasure finds this submission's body by (the erasure's own helper)."""
+    email = submission.draft.lookup_email
+    if not email:
+        return None
+    try:
+        return email_hash(read_secret(settings.pepper_secret_name), email)
+    except SecretUnavailable:
+        raise ServiceUnavailable("secrets", "pepper") from None
