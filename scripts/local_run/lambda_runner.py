@@ -7,8 +7,9 @@ imports must come from the artifact or the standard library. The spec (JSON on s
     {"handler": "pkg.module.lambda_handler", "event": {...}, "result_file": "/tmp/out.json",
      "function_name": "...", "memory": 256, "timeout": 30}
 
-Writes to result_file: the handler's return value, import and first-invocation times, and any
-module loaded from outside the artifact and the standard library (there should be none).
+Writes to result_file: the handler's return value, import and first-invocation times, the
+process's peak memory, and any module loaded from outside the artifact and the standard library
+(there should be none).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import resource
 import sys
 import sysconfig
 import time
@@ -73,6 +75,9 @@ def main() -> int:
         if not any(real.startswith(root + os.sep) for root in artifact + stdlib):
             outside.append(f"{name}: {real}")
     out["outside_modules"] = outside
+    # Peak resident memory of this process (Linux reports KiB), what Lambda's "Max Memory Used"
+    # would show for the cold start.
+    out["max_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with open(spec["result_file"], "w") as handle:
         json.dump(out, handle, default=str)
     return 0
