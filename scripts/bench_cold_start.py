@@ -115,13 +115,22 @@ class Stack:
             name: {k: str(v) for k, v in provisioner.resolver.resolve(spec.environment).items()}
             for name, spec in self.app.functions().items()
         }
-        self.sqs = boto3.client(
-            "sqs",
-            endpoint_url=self.moto.url,
-            region_name=defaults.REGION,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106
-        )
+        local = {
+            "endpoint_url": self.moto.url,
+            "region_name": defaults.REGION,
+            "aws_access_key_id": "local",
+            "aws_secret_access_key": "local",
+        }
+        self.sqs = boto3.client("sqs", **local)
+        self.dynamodb = boto3.client("dynamodb", **local)
+
+    def release_cleanup_locks(self) -> None:
+        """Free the rule sets' locks, so the next round's cleanup starts a run again."""
+        table = self.physical["CleanupRunsTable"].ref
+        items = self.dynamodb.scan(TableName=table)["Items"]
+        for item in items:
+            if item["pk"]["S"].startswith("lock#"):
+                self.dynamodb.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
 
     def stop(self) -> None:
         self.emulator.stop()
@@ -358,6 +367,7 @@ def one_round(
     out = run(python, artifact, stack, "CleanupFunction", begin, baseline)
     assert out["result"]["next"] == "step" and out["result"]["dry_run"] is True, out["result"]
     results["CleanupFunction"] = out
+    stack.release_cleanup_locks()
     return results
 
 
