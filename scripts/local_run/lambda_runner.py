@@ -40,6 +40,19 @@ class Context:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+def peak_memory_kib() -> int:
+    """Peak resident memory of this process, what Lambda's "Max Memory Used" would show.
+    Linux's VmHWM: ru_maxrss would carry the parent's peak over from before the exec."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main() -> int:
     started = time.perf_counter()
     spec = json.load(sys.stdin)
@@ -75,9 +88,7 @@ def main() -> int:
         if not any(real.startswith(root + os.sep) for root in artifact + stdlib):
             outside.append(f"{name}: {real}")
     out["outside_modules"] = outside
-    # Peak resident memory of this process (Linux reports KiB), what Lambda's "Max Memory Used"
-    # would show for the cold start.
-    out["max_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out["max_rss_kib"] = peak_memory_kib()
     with open(spec["result_file"], "w") as handle:
         json.dump(out, handle, default=str)
     return 0
