@@ -23,7 +23,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -34,6 +33,7 @@ from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cleanup.settings import CleanupSettings
 from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import key_secret_setting, load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.ledger import DynamoLedger
@@ -86,7 +86,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     settings = CleanupSettings.from_env()
     accounts = load_accounts(settings.cliniko_accounts_file)
     configured = load_cleanup_rules(settings.cleanup_rules_file, accounts.accounts)
-    dynamodb = boto3.client("dynamodb")
+    dynamodb = aws.client("dynamodb")
     runs = DynamoRuns(dynamodb, settings.cleanup_runs_table)
     rule_set = rule_set_name(settings)
     try:

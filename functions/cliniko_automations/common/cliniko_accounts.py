@@ -19,7 +19,6 @@ import hashlib
 import os
 import threading
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -27,6 +26,7 @@ from cliniko_automations.cliniko import ClinikoClient, RetryPolicy
 from cliniko_automations.cliniko.config import USER_AGENT_RULE_TEXT, check_user_agent
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.cliniko.shared_pacing import Priority, SharingPolicy
+from cliniko_automations.common import aws
 
 from .rate_limit_table import CLIENT_CONFIG, DynamoBudgetStore
 from .secrets import read_secret
@@ -164,7 +164,7 @@ def _store(table: str | None) -> DynamoBudgetStore | None:
     store = _stores.get(table)
     if store is None:
         store = _stores[table] = DynamoBudgetStore(
-            boto3.client("dynamodb", config=CLIENT_CONFIG), table
+            aws.client("dynamodb", config=CLIENT_CONFIG), table
         )
     return store
 
