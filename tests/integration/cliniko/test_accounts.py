@@ -5,8 +5,8 @@ from __future__ import annotations
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from cliniko_automations.cliniko import ClinikoClient
 from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.cliniko.errors import ConfigurationError, RateLimited
 from cliniko_automations.common import aws
 from cliniko_automations.common.cliniko_accounts import client_for_secret
