@@ -90,6 +90,12 @@ def _parse_yaml(path: Path, text: str) -> Any:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        pass
+    # A broken file: the pure-Python parser names the place (the C one can point past the end
+    # of a line), so the build, `--check` and a cold start report the same line and column.
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
