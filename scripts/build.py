@@ -22,7 +22,9 @@ Staging first validates cliniko_accounts.yaml and form_sources.yaml (the files i
 so a mistake names the file to edit), including that every secret they name sits under the
 SecretsPrefix the functions may read (template.yaml's default, or --secrets-prefix), and
 cleanup_rules.yaml against the accounts: a broken configuration fails the build with its
-problems, not the first submission or scheduled run. The runtime's python3.13 is found by
+problems, not the first submission or scheduled run. Every YAML configuration file is then
+shipped with its data as JSON next to it (`form_sources.json`), which the functions read at a
+cold start instead of parsing YAML. The runtime's python3.13 is found by
 local_run.runtime_python.
 """
 
@@ -89,6 +91,15 @@ def check_configuration(directory: Path, secrets_prefix: str) -> None:
         raise SystemExit("build stopped: the cleanup rules are invalid")
 
 
+def compile_configuration(package: Path) -> None:
+    """Ship every configuration file's data as JSON next to it (common/config_file): the
+    functions then read JSON at a cold start instead of parsing YAML."""
+    from cliniko_automations.common.config_file import compile_config_file
+
+    for path in sorted(package.rglob("*.yaml")):
+        compile_config_file(path)
+
+
 def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
     # The files in functions/ (not their staged copies): a mistake names the file to edit.
     deployed = PACKAGES[0][0].parent
@@ -100,6 +111,7 @@ def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
         if not (source / "__init__.py").is_file():
             raise SystemExit(f"missing package: {source.relative_to(ROOT)}")
         shutil.copytree(source, staged / name, ignore=IGNORED)
+    compile_configuration(staged / PACKAGES[0][1])
     # sam build's pip checks the hashes of what it downloads from it; it then fetches the arm64
     # builds of native wheels by name and exact version, so check_against_lock checks the result.
     shutil.copyfile(RUNTIME_LOCK, staged / "requirements.txt")

@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "openapi.yaml"
 CONFIG = ROOT / "scripts" / "openapi-generator-config.yaml"
+TEMPLATES = ROOT / "scripts" / "client_templates"
 OUTPUT = ROOT / "generated_client"
 # Kept in step with pyproject.toml's dev extra (checked below).
 PINNED = {"openapi-python-client": "0.29.1", "ruff": "0.17.6"}
@@ -102,6 +103,9 @@ def generate(destination: Path) -> None:
         META,
         "--output-path",
         str(destination),
+        # Our overrides of the generator's templates (a lazy package __init__).
+        "--custom-template-path",
+        str(TEMPLATES),
         "--fail-on-warning",
     ]
     result = subprocess.run(

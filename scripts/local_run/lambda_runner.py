@@ -7,8 +7,9 @@ imports must come from the artifact or the standard library. The spec (JSON on s
     {"handler": "pkg.module.lambda_handler", "event": {...}, "result_file": "/tmp/out.json",
      "function_name": "...", "memory": 256, "timeout": 30}
 
-Writes to result_file: the handler's return value, import and first-invocation times, and any
-module loaded from outside the artifact and the standard library (there should be none).
+Writes to result_file: the handler's return value, import and first-invocation times, the
+process's peak memory, and any module loaded from outside the artifact and the standard library
+(there should be none).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import resource
 import sys
 import sysconfig
 import time
@@ -36,6 +38,19 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def peak_memory_kib() -> int:
+    """Peak resident memory of this process, what Lambda's "Max Memory Used" would show.
+    Linux's VmHWM: ru_maxrss would carry the parent's peak over from before the exec."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main() -> int:
@@ -73,6 +88,7 @@ def main() -> int:
         if not any(real.startswith(root + os.sep) for root in artifact + stdlib):
             outside.append(f"{name}: {real}")
     out["outside_modules"] = outside
+    out["max_rss_kib"] = peak_memory_kib()
     with open(spec["result_file"], "w") as handle:
         json.dump(out, handle, default=str)
     return 0

@@ -12,7 +12,6 @@ import time
 import uuid
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -26,6 +25,7 @@ from cliniko_automations.changefeed.settings import FeedSettings
 from cliniko_automations.changefeed.signing import signing_key
 from cliniko_automations.changefeed.store import DynamoFeedStore
 from cliniko_automations.changefeed.subscribers import load_subscribers
+from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.logs import function_logger
@@ -62,7 +62,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         return {"error": str(error)}
     subscribers = load_subscribers(settings.webhooks_file).subscribers
     store = DynamoFeedStore(
-        boto3.client("dynamodb"), settings.feed_table, state_days=settings.state_days
+        aws.client("dynamodb"), settings.feed_table, state_days=settings.state_days
     )
     margin_ms = settings.stop_margin_seconds * 1000
     feed = ChangeFeed(
@@ -78,7 +78,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             )
         ),
         store=store,
-        sink=EventBridgeSink(boto3.client("events"), settings.event_bus_name),
+        sink=EventBridgeSink(aws.client("events"), settings.event_bus_name),
         hasher=FieldHasher(read_secret(settings.hash_key_secret_name).encode()),
         builder=EventBuilder(
             subscribers,

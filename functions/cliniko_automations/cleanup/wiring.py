@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
-
 from cliniko_automations.cleanup.config import CleanupRules, load_cleanup_rules, rules_path
 from cliniko_automations.cleanup.core import CleanupStep
 from cliniko_automations.cleanup.runs import DynamoRuns
@@ -16,6 +14,7 @@ from cliniko_automations.cleanup.settings import CleanupSettings
 from cliniko_automations.cleanup.telemetry import report_misconfigured
 from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.ledger import DynamoLedger
@@ -35,7 +34,7 @@ class Cleanup:
 
 def cleanup_for(settings: CleanupSettings) -> Cleanup:
     accounts = load_accounts(settings.cliniko_accounts_file)
-    dynamodb = boto3.client("dynamodb")
+    dynamodb = aws.client("dynamodb")
     return Cleanup(
         settings=settings,
         accounts=accounts,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import threading
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from cliniko_automations.cliniko import ClinikoClient, RetryPolicy
 from cliniko_automations.cliniko.shared_pacing import Priority, SharingPolicy
+from cliniko_automations.common import aws
 
 from .cliniko_settings import ClinikoSettings, ClinikoVariables
 from .rate_limit_table import CLIENT_CONFIG, DynamoBudgetStore
@@ -88,7 +88,7 @@ def _store(table: str | None) -> DynamoBudgetStore | None:
     store = _stores.get(table)
     if store is None:
         store = _stores[table] = DynamoBudgetStore(
-            boto3.client("dynamodb", config=CLIENT_CONFIG), table
+            aws.client("dynamodb", config=CLIENT_CONFIG), table
         )
     return store
 

@@ -11,9 +11,12 @@ else (throttling, a network error) stays a plain `SecretUnavailable`, worth retr
 from __future__ import annotations
 
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from aws_lambda_powertools.utilities.parameters.secrets import SecretsProvider
 from botocore.exceptions import ClientError
 
+from cliniko_automations.common import aws
 from cliniko_automations.common.logs import register_secret
 
 SECRET_MAX_AGE = 300
@@ -70,12 +73,21 @@ def check_secret_prefix(name: str, prefix: str | None) -> None:
         )
 
 
+def _use_shared_session() -> None:
+    """Make Powertools' default Secrets Manager provider (the one `parameters.get_secret` and
+    `parameters.clear_caches` use) a client of the process's shared session: left to itself it
+    builds a boto3 session of its own on the first read."""
+    if "secrets" not in DEFAULT_PROVIDERS:
+        DEFAULT_PROVIDERS["secrets"] = SecretsProvider(boto3_client=aws.client("secretsmanager"))
+
+
 def read_secret(name: str, *, prefix: str | None = None) -> str:
     """The SecretString (or UTF-8 SecretBinary) of secret `name`, which must start with
     `prefix` when one is given."""
     if not isinstance(name, str) or not name.strip():
         raise SecretUnavailable("a secret name is required")
     check_secret_prefix(name, prefix)
+    _use_shared_session()
     try:
         value = parameters.get_secret(name, max_age=SECRET_MAX_AGE)
     except GetParameterError as exc:

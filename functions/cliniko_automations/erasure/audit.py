@@ -9,17 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import boto3
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
+from cliniko_automations.common import aws
 from cliniko_automations.erasure.errors import AlreadyRecorded
 from cliniko_automations.erasure.trail import SUMMARY_SKS
 
 
 class DynamoAuditLog:
     def __init__(self, table_name: str, *, resource: Any = None) -> None:
-        self._table = (resource or boto3.resource("dynamodb")).Table(table_name)
+        self._table = (resource or aws.dynamodb_resource()).Table(table_name)
 
     def records(self, request_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

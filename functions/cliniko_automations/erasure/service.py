@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.common import aws
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
@@ -19,7 +19,7 @@ def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None
     id if it is cut short (None outside Lambda: idempotency.LOCAL_LEASE)."""
     client = client_for_secret(settings.cliniko_api_key_secret_name, settings=settings.cliniko)
     pepper = read_secret(settings.pepper_secret_name)
-    dynamodb = boto3.client("dynamodb")
+    dynamodb = aws.client("dynamodb")
     submissions = DynamoSubmissionStore(dynamodb, settings.submission_table)
     once = PowertoolsOnce(settings.idempotency_table, context=context, dynamodb=dynamodb)
     try:

@@ -8,11 +8,13 @@ cannot be reached is ours (ServiceUnavailable, so the browser is told to try aga
 from __future__ import annotations
 
 from functools import cache
-
-import httpx
+from typing import TYPE_CHECKING
 
 from cliniko_automations.intake.config import Captcha
 from cliniko_automations.intake_api.errors import CaptchaFailed, ServiceUnavailable
+
+if TYPE_CHECKING:
+    import httpx
 
 # siteverify answers in milliseconds; the browser is waiting and the function times out at 10 s.
 TIMEOUT_SECONDS = 3.0
@@ -20,7 +22,10 @@ TIMEOUT_SECONDS = 3.0
 
 @cache
 def _client() -> httpx.Client:
-    # One pooled client per container, made on first use (not on every cold start).
+    # One pooled client per container, made on first use (not on every cold start). httpx is
+    # imported here too: only HTML forms with a captcha need it, and it costs ~20 ms to import.
+    import httpx
+
     return httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False)
 
 
@@ -30,8 +35,11 @@ def verify_captcha(captcha: Captcha, secret: str, token: str | None, remote_ip: 
     form = {"secret": secret, "response": token}
     if remote_ip:
         form["remoteip"] = remote_ip
+    client = _client()
+    import httpx  # loaded by _client() already
+
     try:
-        answer = _client().post(captcha.endpoint, data=form)
+        answer = client.post(captcha.endpoint, data=form)
     except httpx.HTTPError as exc:
         raise ServiceUnavailable("captcha", type(exc).__name__) from None
     if answer.status_code != 200:

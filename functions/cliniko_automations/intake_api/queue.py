@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from functools import cache
 
-import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cliniko_automations.common import aws
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.submission import QueuedSubmission, Submission
 from cliniko_automations.intake_api.errors import ServiceUnavailable
@@ -26,12 +26,12 @@ _CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard",
 
 @cache
 def _sqs() -> BaseClient:
-    return boto3.client("sqs", config=_CONFIG)
+    return aws.client("sqs", config=_CONFIG)
 
 
 @cache
 def _dynamodb() -> BaseClient:
-    return boto3.client("dynamodb", config=_CONFIG)
+    return aws.client("dynamodb", config=_CONFIG)
 
 
 class SubmissionQueue:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -25,6 +24,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.ledger import DynamoLedger
@@ -90,8 +90,8 @@ def accounts(path: str | None) -> ClinikoAccounts:
 
 @functools.lru_cache(maxsize=4)
 def _runtime(settings: WorkerSettings) -> Runtime:
-    dynamodb = boto3.client("dynamodb")
-    sqs = boto3.client("sqs")
+    dynamodb = aws.client("dynamodb")
+    sqs = aws.client("sqs")
     config = IdempotencyConfig(
         event_key_jmespath="idempotency_key",
         raise_on_no_idempotency_key=True,

@@ -86,6 +86,10 @@ def test_artifact_holds_code_and_config_but_no_tests(built):
     assert (directory / "cliniko_automations" / "intake" / "form_sources.yaml").exists()
     assert (directory / "cliniko_automations" / "common" / "cliniko_accounts.yaml").exists()
     assert (directory / "cliniko_client" / "__init__.py").exists()
+    for part in CONFIGURATION_FILES:  # each with its data as JSON, read at a cold start
+        shipped = directory / "cliniko_automations" / part
+        stamped = json.loads(shipped.with_suffix(".json").read_text())
+        assert stamped["yaml_sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
     assert not list((directory / "cliniko_automations").rglob("test_*.py"))
     assert (directory / "pycountry" / "databases").is_dir()
     assert not (directory / "pycountry" / "locales").exists()

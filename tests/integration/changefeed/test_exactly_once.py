@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-import boto3
 import pytest
 from cliniko_automations.changefeed import handler
+from cliniko_automations.common import aws
 
 from tests.integration.changefeed.stack import (
     SCHEDULED_EVENT,
@@ -86,9 +86,10 @@ def kill_at_put_events(number: int, *, after: bool = False):
             raise Killed
 
     stage = "after-call" if after else "before-call"
-    session = boto3._get_default_session()
-    session.events.register(f"{stage}.events.PutEvents", hook, unique_id="kill")
-    return lambda: session.events.unregister(f"{stage}.events.PutEvents", unique_id="kill")
+    # The process's one EventBridge client (common.aws), which the feed publishes through.
+    emitter = aws.client("events").meta.events
+    emitter.register(f"{stage}.events.PutEvents", hook, unique_id="kill")
+    return lambda: emitter.unregister(f"{stage}.events.PutEvents", unique_id="kill")
 
 
 def prepare(stack, cliniko):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.cliniko.errors import ConfigurationError, RateLimited
+from cliniko_automations.common import aws
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.cliniko_settings import ClinikoVariables
 from cliniko_automations.common.secrets import (
@@ -38,6 +40,15 @@ def test_read_secret_returns_the_string_and_caches_it(secrets) -> None:
     assert read_secret("pepper") == "s3cr3t-value"  # cached for up to five minutes
     parameters.clear_caches()
     assert read_secret("pepper") == "rotated"
+
+
+def test_secrets_are_read_on_the_process_s_one_boto3_session(secrets) -> None:
+    # A second boto3 session costs a cold start ~70 ms; Powertools would build its own.
+    secrets.create_secret(Name="pepper", SecretString="s3cr3t-value")
+    assert read_secret("pepper") == "s3cr3t-value"
+    provider_client = DEFAULT_PROVIDERS["secrets"].client
+    assert provider_client is aws.client("secretsmanager")
+    assert aws.client("sqs") is aws.client("sqs")
 
 
 def test_read_secret_decodes_binary_text(secrets) -> None:

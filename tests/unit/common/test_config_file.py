@@ -1,0 +1,65 @@
+"""Configuration files compiled at build time: the JSON is used only for the YAML it came from."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cliniko_automations.common.accounts import load_accounts
+from cliniko_automations.common.config_file import (
+    ConfigError,
+    compile_config_file,
+    compiled_path,
+    read_config_data,
+)
+
+ACCOUNTS = "accounts:\n  other: {api_key_secret: cliniko-automations/other}\n"
+
+
+def test_the_compiled_json_holds_the_yaml_s_data(tmp_path):
+    path = tmp_path / "cliniko_accounts.yaml"
+    path.write_text(ACCOUNTS)
+    target = compile_config_file(path)
+    assert target == tmp_path / "cliniko_accounts.json"
+    assert json.loads(target.read_text())["data"] == {
+        "accounts": {"other": {"api_key_secret": "cliniko-automations/other"}}
+    }
+    assert load_accounts(path).names() == ["other"]
+
+
+def test_the_loader_reads_the_json_made_from_this_very_yaml(tmp_path):
+    path = tmp_path / "cliniko_accounts.yaml"
+    path.write_text(ACCOUNTS)
+    target = compile_config_file(path)
+    # Same stamp, other data: only a loader that reads the JSON sees "from-json".
+    stamped = json.loads(target.read_text())
+    stamped["data"] = {"accounts": {"from-json": {"api_key_secret": "cliniko-automations/j"}}}
+    target.write_text(json.dumps(stamped))
+    assert load_accounts(path).names() == ["from-json"]
+
+
+def test_an_edited_yaml_is_parsed_again_not_its_stale_json(tmp_path):
+    path = tmp_path / "cliniko_accounts.yaml"
+    path.write_text(ACCOUNTS)
+    compile_config_file(path)
+    path.write_text("accounts:\n  edited: {api_key_secret: cliniko-automations/edited}\n")
+    assert load_accounts(path).names() == ["edited"]
+
+
+@pytest.mark.parametrize("junk", ["", "not json", "[]", '{"yaml_sha256": 1}'])
+def test_a_broken_json_falls_back_to_the_yaml(tmp_path, junk):
+    path = tmp_path / "cliniko_accounts.yaml"
+    path.write_text(ACCOUNTS)
+    compiled_path(path).write_text(junk)
+    assert read_config_data(path) == {
+        "accounts": {"other": {"api_key_secret": "cliniko-automations/other"}}
+    }
+
+
+def test_invalid_yaml_is_named_with_its_place_by_the_build_and_the_loader(tmp_path):
+    path = tmp_path / "cliniko_accounts.yaml"
+    path.write_text("accounts: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        compile_config_file(path)
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        read_config_data(path)
