@@ -28,7 +28,7 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cliniko_automations.cleanup.config import load_cleanup_rules, rules_path
+from cliniko_automations.cleanup.config import CleanupRules, load_cleanup_rules, rules_path
 from cliniko_automations.cleanup.core import CleanupStep, RuleProgress, RunState
 from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cleanup.settings import CleanupSettings
@@ -165,7 +165,13 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     return answer
 
 
-def _begin(event, settings, configured, runs: DynamoRuns, rule_set: str) -> dict[str, Any]:
+def _begin(
+    event: dict[str, Any],
+    settings: CleanupSettings,
+    configured: CleanupRules,
+    runs: DynamoRuns,
+    rule_set: str,
+) -> dict[str, Any]:
     execution = _text(event, "execution")
     carried = event.get("run_id")
     if carried is not None:  # continue-as-new: the same run in a fresh execution

@@ -77,7 +77,8 @@ def read_secret(name: str, *, prefix: str | None = None) -> str:
         raise SecretUnavailable("a secret name is required")
     check_secret_prefix(name, prefix)
     try:
-        value = parameters.get_secret(name, max_age=SECRET_MAX_AGE)
+        # Powertools annotates this overload as str, but a SecretBinary comes back as bytes.
+        value: str | bytes = parameters.get_secret(name, max_age=SECRET_MAX_AGE)
     except GetParameterError as exc:
         # Powertools re-raises inside its handler, so the AWS error is the context.
         cause = exc.__cause__ or exc.__context__

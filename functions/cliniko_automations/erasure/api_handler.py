@@ -56,7 +56,7 @@ class Unauthenticated(Exception):
 
 def _json(
     status: HTTPStatus, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Response:
+) -> Response[str]:
     return Response(
         status_code=status.value,
         content_type=content_types.APPLICATION_JSON,
@@ -65,7 +65,7 @@ def _json(
     )
 
 
-def _unavailable(message: str) -> Response:
+def _unavailable(message: str) -> Response[str]:
     return _json(
         HTTPStatus.SERVICE_UNAVAILABLE, {"message": message}, {"Retry-After": RETRY_AFTER_SECONDS}
     )
@@ -85,13 +85,13 @@ def _eraser() -> Eraser:
     return build_eraser(ErasureSettings.from_env(), app.lambda_context)
 
 
-def _outcome_response(outcome: Outcome) -> Response:
+def _outcome_response(outcome: Outcome) -> Response[str]:
     status = HTTPStatus.BAD_GATEWAY if outcome.status == "failed" else HTTPStatus.OK
     return _json(status, outcome.model_dump(mode="json"))
 
 
 @app.post("/erasure-requests")
-def create_request() -> Response:
+def create_request() -> Response[str]:
     caller = _caller()
     try:
         body = load_json(app.current_event.decoded_body or "")
@@ -115,14 +115,14 @@ def create_request() -> Response:
 
 
 @app.get("/erasure-requests/<request_id>")
-def get_request(request_id: str) -> Response:
+def get_request(request_id: str) -> Response[str]:
     _caller()
     outcome = _eraser().status(request_id)
     return _json(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
 
 
 @app.post("/erasure-requests/<request_id>/extension")
-def extend_request(request_id: str) -> Response:
+def extend_request(request_id: str) -> Response[str]:
     caller = _caller()
     try:
         body = json.loads(app.current_event.decoded_body or "")
@@ -140,15 +140,15 @@ def _refused(reason: str) -> None:
     metrics.add_metric(name="ErasureRequestRefused", unit=MetricUnit.Count, value=1)
 
 
-@app.exception_handler(Unauthenticated)
-def _unauthenticated(_: Unauthenticated) -> Response:
+@app.exception_handler(Unauthenticated)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _unauthenticated(_: Unauthenticated) -> Response[str]:
     logger.warning("erasure call without IAM identity refused")
     _refused("unauthenticated")
     return _json(HTTPStatus.FORBIDDEN, {"message": "a SigV4-signed IAM caller is required"})
 
 
-@app.exception_handler(InvalidRequest)
-def _invalid(error: InvalidRequest) -> Response:
+@app.exception_handler(InvalidRequest)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _invalid(error: InvalidRequest) -> Response[str]:
     # Field names and rule messages only: the input values are never echoed or logged.
     logger.info("erasure request rejected", extra={"fields": sorted(error.problems)})
     _refused("invalid")
@@ -157,8 +157,8 @@ def _invalid(error: InvalidRequest) -> Response:
     )
 
 
-@app.exception_handler(SeveralMatches)
-def _several(error: SeveralMatches) -> Response:
+@app.exception_handler(SeveralMatches)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _several(error: SeveralMatches) -> Response[str]:
     logger.info("several contacts match", extra={"contact_ids": error.contact_ids})
     _refused("several_matches")
     return _json(
@@ -173,27 +173,29 @@ def _several(error: SeveralMatches) -> Response:
     )
 
 
-@app.exception_handler([RequestIdConflict, RequestInProgress, ExtensionRefused])
-def _conflict(error: RequestIdConflict | RequestInProgress | ExtensionRefused) -> Response:
+@app.exception_handler([RequestIdConflict, RequestInProgress, ExtensionRefused])  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _conflict(error: RequestIdConflict | RequestInProgress | ExtensionRefused) -> Response[str]:
     logger.info("erasure request conflict", extra={"error": type(error).__name__})
     _refused("conflict")
     return _json(HTTPStatus.CONFLICT, {"request_id": error.request_id, "message": str(error)})
 
 
-@app.exception_handler(RequestNotFound)
-def _not_found(error: RequestNotFound) -> Response:
+@app.exception_handler(RequestNotFound)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _not_found(error: RequestNotFound) -> Response[str]:
     return _json(HTTPStatus.NOT_FOUND, {"message": str(error)})
 
 
-@app.exception_handler([SettingsError, SecretUnavailable, ConfigurationError])
-def _misconfigured(error: Exception) -> Response:
+@app.exception_handler([SettingsError, SecretUnavailable, ConfigurationError])  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _misconfigured(error: Exception) -> Response[str]:
     # These messages name variables and secrets, never their values.
     logger.error("erasure function misconfigured", extra={"problem": str(error)})
     return _unavailable("erasure is not configured")
 
 
-@app.exception_handler([BotoCoreError, ClientError, IdempotencyPersistenceLayerError])
-def _aws_failed(error: BotoCoreError | ClientError | IdempotencyPersistenceLayerError) -> Response:
+@app.exception_handler([BotoCoreError, ClientError, IdempotencyPersistenceLayerError])  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _aws_failed(
+    error: BotoCoreError | ClientError | IdempotencyPersistenceLayerError,
+) -> Response[str]:
     # The audit or idempotency table (or another AWS service) failed or is missing: a
     # dependency failure, answered 503 so the caller sends the same request id again later.
     # Log the type and AWS's error code only: botocore's messages may quote request data.
@@ -206,14 +208,14 @@ def _aws_failed(error: BotoCoreError | ClientError | IdempotencyPersistenceLayer
     return _unavailable("erasure is temporarily unavailable; send the same request again later")
 
 
-@app.exception_handler(ServiceError)
-def _service_error(error: ServiceError) -> Response:
+@app.exception_handler(ServiceError)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _service_error(error: ServiceError) -> Response[str]:
     # Powertools' own errors (unknown route, wrong method) keep their status.
     return _json(HTTPStatus(error.status_code), {"message": error.msg})
 
 
-@app.exception_handler(Exception)
-def _unexpected(error: Exception) -> Response:
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _unexpected(error: Exception) -> Response[str]:
     # Log the type only: some exception texts (boto3, httpx) quote request data.
     logger.error("erasure request failed unexpectedly", extra={"error": type(error).__name__})
     return _json(

@@ -34,11 +34,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common.accounts import load_accounts
+from cliniko_automations.common.config_file import ConfigError
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import Misconfiguration, diagnose, report
 from cliniko_automations.common.person_keys import email_hash
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
-from cliniko_automations.intake.config import ConfigError, FormSources, load_form_sources
+from cliniko_automations.intake.config import FormSources, load_form_sources
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_api.accept import (
     Accepted,
@@ -160,7 +161,7 @@ def _queue(outcome: Accepted, settings: ApiSettings) -> None:
 
 def raw_body(event: dict[str, Any]) -> bytes:
     """The body's bytes as the sender sent them: signatures are checked on these."""
-    body = event.get("body")
+    body: str | None = event.get("body")
     if not body:
         return b""
     if event.get("isBase64Encoded"):
@@ -173,7 +174,7 @@ def raw_body(event: dict[str, Any]) -> bytes:
     return body.encode("utf-8", "surrogatepass")
 
 
-@app.exception_handler(IntakeError)
+@app.exception_handler(IntakeError)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
 def _refused(exc: IntakeError) -> Response[str]:
     _count_rejected(exc.reason)
     extra: dict[str, Any] = {"outcome": "rejected", "reason": exc.reason, "status": exc.status}
@@ -212,7 +213,7 @@ def _no_route(exc: NotFoundError) -> Response[str]:
     return json_response(404, {"message": "Not found"})
 
 
-@app.exception_handler([ConfigError, SettingsError])
+@app.exception_handler([ConfigError, SettingsError])  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
 def _misconfigured(exc: Exception) -> Response[str]:
     # These messages name settings and config paths, never request content: log them whole.
     _count_rejected("misconfigured")
@@ -223,13 +224,13 @@ def _misconfigured(exc: Exception) -> Response[str]:
     return unavailable()
 
 
-@app.exception_handler(Exception)
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
 def _unexpected(exc: Exception) -> Response[str]:
     # The message may quote submitted values: log the type and the raising line only.
     # The deepest frame in our own code says most; a library frame if ours is not involved.
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [frame for frame in frames if "cliniko_automations" in frame.filename]
-    frame = (ours or frames or [None])[-1]
+    frame = (ours or frames)[-1] if (ours or frames) else None
     where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else None
     _count_rejected("internal")
     logger.error(
