@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,7 +25,7 @@ from cliniko_automations.common.config_file import ConfigError, load_config_file
 DEFAULT_PATH = Path(__file__).with_name("webhooks.yaml")
 
 EventType = Literal["contact.created", "contact.updated", "contact.archived", "contact.unarchived"]
-EVENT_TYPES: tuple[str, ...] = EventType.__args__
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
 class Subscriber(BaseModel):

@@ -253,7 +253,7 @@ class CleanupStep:
         progress.matched += len(matched)
 
     def _verify(
-        self, state: RunState, progress: RuleProgress, client: ContactsClient, filters: list
+        self, state: RunState, progress: RuleProgress, client: ContactsClient, filters: list[Filter]
     ) -> None:
         """Drop from the batch what an earlier, cut-off step archived (and count it)."""
         if not progress.pending:

@@ -192,6 +192,7 @@ class DynamoRuns:
         return found
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        return self._client.get_item(
+        item: dict[str, Any] | None = self._client.get_item(
             TableName=self._table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
         ).get("Item")
+        return item

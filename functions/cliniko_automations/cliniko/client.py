@@ -209,7 +209,7 @@ class ClinikoClient:
         pages = 0
         first_total: int | None = None
         last_total = 0
-        seen: set[str] = set()
+        seen: set[int | str] = set()
         while True:
             response = self._call(
                 list_contacts.sync_detailed,
@@ -275,7 +275,7 @@ class ClinikoClient:
         listing = self._expect(response, 200, ContactList, "GET /contacts")
         next_link = listing.links.next_
         has_next = not isinstance(next_link, Unset) and bool(next_link)
-        if has_next:
+        if has_next and isinstance(next_link, str):
             _next_page(next_link, page)  # a link elsewhere is refused, as iter_contacts does
         return ContactPage(
             contacts=[_normalise(contact) for contact in listing.contacts],
@@ -321,7 +321,8 @@ class ClinikoClient:
 
     def _call(self, operation: Any, *args: Any, **kwargs: Any) -> Response[Any]:
         try:
-            return operation(*args, client=self._api, **kwargs)
+            response: Response[Any] = operation(*args, client=self._api, **kwargs)
+            return response
         except errors.ClinikoError:
             raise
         except generated_errors.UnexpectedStatus as exc:

@@ -25,7 +25,7 @@ def session() -> boto3.session.Session:
 @cache
 def client(service: str, config: Config | None = None) -> BaseClient:
     """The process's client for `service` (one per distinct `config` object)."""
-    return session().client(service, config=config)  # type: ignore[call-overload]
+    return session().client(service, config=config)
 
 
 @cache

@@ -96,7 +96,7 @@ class DynamoLedger:
         if after is not None:
             query["KeyConditionExpression"] += " AND contact_id > :after"
             query["ExpressionAttributeValues"][":after"] = {"S": after}
-        count = 0
+        count: int = 0
         while True:
             page = self._client.query(**query)
             count += page["Count"]

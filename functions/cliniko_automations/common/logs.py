@@ -164,10 +164,12 @@ def function_logger(service: str) -> Logger:
     """The Powertools logger of one function (`service` names it), set up as above."""
     configure_logging()
     logger = Logger(service=service)
-    _add_filter(logger)
+    # The standard logger Powertools writes through (named after the service): its `filters`
+    # are what the check below reads, which Powertools' Logger only exposes untyped.
+    _add_filter(logging.getLogger(logger.name))
     return logger
 
 
-def _add_filter(target: logging.Logger | logging.Handler | Logger) -> None:
+def _add_filter(target: logging.Logger | logging.Handler) -> None:
     if not any(isinstance(existing, RedactingFilter) for existing in target.filters):
         target.addFilter(REDACTING_FILTER)

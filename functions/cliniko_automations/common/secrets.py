@@ -11,7 +11,7 @@ else (throttling, a network error) stays a plain `SecretUnavailable`, worth retr
 from __future__ import annotations
 
 from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from aws_lambda_powertools.utilities.parameters.secrets import SecretsProvider
 from botocore.exceptions import ClientError
@@ -89,7 +89,8 @@ def read_secret(name: str, *, prefix: str | None = None) -> str:
     check_secret_prefix(name, prefix)
     _use_shared_session()
     try:
-        value = parameters.get_secret(name, max_age=SECRET_MAX_AGE)
+        # Powertools annotates this overload as str, but a SecretBinary comes back as bytes.
+        value: str | bytes = parameters.get_secret(name, max_age=SECRET_MAX_AGE)
     except GetParameterError as exc:
         # Powertools re-raises inside its handler, so the AWS error is the context.
         cause = exc.__cause__ or exc.__context__

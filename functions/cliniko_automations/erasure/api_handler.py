@@ -57,13 +57,13 @@ def _eraser() -> Eraser:
     return build_eraser(ErasureSettings.from_env(), app.lambda_context)
 
 
-def _outcome_response(outcome: Outcome) -> Response:
+def _outcome_response(outcome: Outcome) -> Response[str]:
     status = HTTPStatus.BAD_GATEWAY if outcome.status == "failed" else HTTPStatus.OK
     return json_answer(status, outcome.model_dump(mode="json"))
 
 
 @app.post("/erasure-requests")
-def create_request() -> Response:
+def create_request() -> Response[str]:
     caller = iam_caller(app.current_event)
     request = ErasureRequest.parse(request_body(app.current_event))
     logger.append_keys(erasure_request_id=request.request_id)
@@ -83,14 +83,14 @@ def create_request() -> Response:
 
 
 @app.get("/erasure-requests/<request_id>")
-def get_request(request_id: str) -> Response:
+def get_request(request_id: str) -> Response[str]:
     iam_caller(app.current_event)
     outcome = _eraser().status(request_id)
     return json_answer(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
 
 
 @app.post("/erasure-requests/<request_id>/extension")
-def extend_request(request_id: str) -> Response:
+def extend_request(request_id: str) -> Response[str]:
     caller = iam_caller(app.current_event)
     reason = extension_reason(app.current_event)
     outcome = _eraser().extend(request_id, reason, caller)
@@ -103,15 +103,15 @@ def _refused(reason: str) -> None:
     metrics.add_metric(name="ErasureRequestRefused", unit=MetricUnit.Count, value=1)
 
 
-@app.exception_handler(Unauthenticated)
-def _unauthenticated(_: Unauthenticated) -> Response:
+@app.exception_handler(Unauthenticated)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _unauthenticated(_: Unauthenticated) -> Response[str]:
     logger.warning("erasure call without IAM identity refused")
     _refused("unauthenticated")
     return json_answer(HTTPStatus.FORBIDDEN, {"message": "a SigV4-signed IAM caller is required"})
 
 
-@app.exception_handler(InvalidRequest)
-def _invalid(error: InvalidRequest) -> Response:
+@app.exception_handler(InvalidRequest)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _invalid(error: InvalidRequest) -> Response[str]:
     # Field names and rule messages only: the input values are never echoed or logged.
     logger.info("erasure request rejected", extra={"fields": sorted(error.problems)})
     _refused("invalid")
@@ -120,8 +120,8 @@ def _invalid(error: InvalidRequest) -> Response:
     )
 
 
-@app.exception_handler(SeveralMatches)
-def _several(error: SeveralMatches) -> Response:
+@app.exception_handler(SeveralMatches)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _several(error: SeveralMatches) -> Response[str]:
     logger.info("several contacts match", extra={"contact_ids": error.contact_ids})
     _refused("several_matches")
     return json_answer(
@@ -136,27 +136,29 @@ def _several(error: SeveralMatches) -> Response:
     )
 
 
-@app.exception_handler([RequestIdConflict, RequestInProgress, ExtensionRefused])
-def _conflict(error: RequestIdConflict | RequestInProgress | ExtensionRefused) -> Response:
+@app.exception_handler([RequestIdConflict, RequestInProgress, ExtensionRefused])  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _conflict(error: RequestIdConflict | RequestInProgress | ExtensionRefused) -> Response[str]:
     logger.info("erasure request conflict", extra={"error": type(error).__name__})
     _refused("conflict")
     return json_answer(HTTPStatus.CONFLICT, {"request_id": error.request_id, "message": str(error)})
 
 
-@app.exception_handler(RequestNotFound)
-def _not_found(error: RequestNotFound) -> Response:
+@app.exception_handler(RequestNotFound)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _not_found(error: RequestNotFound) -> Response[str]:
     return json_answer(HTTPStatus.NOT_FOUND, {"message": str(error)})
 
 
-@app.exception_handler([SettingsError, SecretUnavailable, ConfigurationError])
-def _misconfigured(error: Exception) -> Response:
+@app.exception_handler([SettingsError, SecretUnavailable, ConfigurationError])  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _misconfigured(error: Exception) -> Response[str]:
     # These messages name variables and secrets, never their values.
     logger.error("erasure function misconfigured", extra={"problem": str(error)})
     return unavailable("erasure is not configured")
 
 
-@app.exception_handler([BotoCoreError, ClientError, IdempotencyPersistenceLayerError])
-def _aws_failed(error: BotoCoreError | ClientError | IdempotencyPersistenceLayerError) -> Response:
+@app.exception_handler([BotoCoreError, ClientError, IdempotencyPersistenceLayerError])  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _aws_failed(
+    error: BotoCoreError | ClientError | IdempotencyPersistenceLayerError,
+) -> Response[str]:
     # The audit or idempotency table (or another AWS service) failed or is missing: a
     # dependency failure, answered 503 so the caller sends the same request id again later.
     # Log the type and AWS's error code only: botocore's messages may quote request data.
@@ -169,14 +171,14 @@ def _aws_failed(error: BotoCoreError | ClientError | IdempotencyPersistenceLayer
     return unavailable("erasure is temporarily unavailable; send the same request again later")
 
 
-@app.exception_handler(ServiceError)
-def _service_error(error: ServiceError) -> Response:
+@app.exception_handler(ServiceError)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _service_error(error: ServiceError) -> Response[str]:
     # Powertools' own errors (unknown route, wrong method) keep their status.
     return json_answer(HTTPStatus(error.status_code), {"message": error.msg})
 
 
-@app.exception_handler(Exception)
-def _unexpected(error: Exception) -> Response:
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _unexpected(error: Exception) -> Response[str]:
     # Log the type only: some exception texts (boto3, httpx) quote request data.
     logger.error("erasure request failed unexpectedly", extra={"error": type(error).__name__})
     return json_answer(

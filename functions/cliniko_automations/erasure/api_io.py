@@ -46,7 +46,8 @@ def extension_reason(event: APIGatewayProxyEventV2) -> str:
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("reason"), str):
         raise InvalidRequest({"reason": "give the reason for the extension (no personal data)"})
-    return body["reason"]
+    reason: str = body["reason"]
+    return reason
 
 
 def json_answer(

@@ -23,7 +23,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cliniko_automations.intake.config import ConfigError
+from cliniko_automations.common.config_file import ConfigError
 from cliniko_automations.intake_api import telemetry, wiring
 from cliniko_automations.intake_api.accept import Dropped, Ignored, accept
 from cliniko_automations.intake_api.errors import IntakeError
@@ -61,7 +61,7 @@ def post_form(source: str) -> Response[str]:
     return json_response(202, {"submission_id": outcome.submission.submission_id})
 
 
-@app.exception_handler(IntakeError)
+@app.exception_handler(IntakeError)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
 def _refused(exc: IntakeError) -> Response[str]:
     telemetry.report_refused(exc, secret_misconfiguration(exc))
     if exc.redirect_to:
@@ -76,13 +76,13 @@ def _no_route(exc: NotFoundError) -> Response[str]:
     return json_response(404, {"message": "Not found"})
 
 
-@app.exception_handler([ConfigError, SettingsError])
+@app.exception_handler([ConfigError, SettingsError])  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
 def _misconfigured(exc: Exception) -> Response[str]:
     telemetry.report_misconfigured(exc)
     return unavailable()
 
 
-@app.exception_handler(Exception)
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
 def _unexpected(exc: Exception) -> Response[str]:
     telemetry.report_unexpected(exc)
     return unavailable()

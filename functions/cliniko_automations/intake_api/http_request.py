@@ -34,4 +34,5 @@ def raw_body(event: dict[str, Any]) -> bytes:
             raise MalformedBody("body is not valid base64") from None
     # surrogatepass: a lone surrogate in the event's text becomes bytes that are not UTF-8,
     # refused by the parsers as malformed instead of raising here.
-    return body.encode("utf-8", "surrogatepass")
+    text: str = body
+    return text.encode("utf-8", "surrogatepass")

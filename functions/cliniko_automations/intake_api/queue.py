@@ -76,4 +76,5 @@ class SubmissionQueue:
             )
         except (BotoCoreError, ClientError) as exc:
             raise ServiceUnavailable("queue", type(exc).__name__) from None
-        return answer["MessageId"]
+        message_id: str = answer["MessageId"]
+        return message_id

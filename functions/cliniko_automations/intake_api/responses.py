@@ -20,7 +20,7 @@ def unavailable() -> Response[str]:
 
 def json_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Response:
+) -> Response[str]:
     return Response(
         status_code=status,
         content_type="application/json",

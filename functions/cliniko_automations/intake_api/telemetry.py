@@ -93,8 +93,8 @@ def report_unexpected(exc: Exception) -> None:
     # The deepest frame in our own code says most; a library frame if ours is not involved.
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [frame for frame in frames if "cliniko_automations" in frame.filename]
-    frame = (ours or frames or [None])[-1]
-    where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else None
+    chosen = ours or list(frames)
+    where = f"{Path(chosen[-1].filename).name}:{chosen[-1].lineno}" if chosen else None
     count_rejected("internal")
     logger.error(
         "Unexpected error",

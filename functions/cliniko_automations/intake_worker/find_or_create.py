@@ -291,7 +291,8 @@ def _same(field_name: str, ours: Any, theirs: Any) -> bool:
         return (ours or "").strip().lower() == (theirs or "").strip().lower()
     if isinstance(ours, str) and isinstance(theirs, str):
         return ours.strip() == theirs.strip()
-    return ours == theirs
+    same: bool = ours == theirs
+    return same
 
 
 def plan_update(draft: ContactDraft, contact: Contact, policy: UpdatePolicy) -> dict[str, Any]:

@@ -85,4 +85,5 @@ class SqsQueues:
             MessageBody=body,
             MessageAttributes=string_attributes(attributes),
         )
-        return answer["MessageId"]
+        message_id: str = answer["MessageId"]
+        return message_id

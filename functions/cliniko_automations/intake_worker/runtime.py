@@ -77,7 +77,7 @@ def remaining_seconds(config: IdempotencyConfig) -> float | None:
     return context.get_remaining_time_in_millis() / 1000 if context else None
 
 
-def _mark_replayed(response: dict[str, Any], _record: Any) -> dict[str, Any]:
+def _mark_replayed(response: dict[str, Any], idempotent_data: Any) -> dict[str, Any]:
     # Called by Powertools when the answer comes from a completed record: a redelivery,
     # which must not count as a second ContactCreated.
     return {**response, "replayed": True}
@@ -115,7 +115,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         table_name=settings.idempotency_table, boto3_client=dynamodb
     )
 
-    @idempotent_function(
+    @idempotent_function(  # type: ignore[untyped-decorator]  # Powertools: it returns Any
         data_keyword_argument="submission",
         persistence_store=persistence,
         config=config,

@@ -42,7 +42,8 @@ LONG_TTL_SECONDS = 14 * 24 * 3600
 
 
 def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    code: str | None = exc.response.get("Error", {}).get("Code")
+    return code == "ConditionalCheckFailedException"
 
 
 class DynamoClaims:

@@ -173,7 +173,8 @@ class Outcome:
 def _contact_dict(contact: Any) -> dict[str, Any]:
     if isinstance(contact, Mapping):
         return dict(contact)
-    return contact.to_dict()
+    fields: dict[str, Any] = contact.to_dict()
+    return fields
 
 
 def _utcnow() -> datetime:
@@ -268,12 +269,15 @@ class IntakeWorker:
         if decision.action == "park":
             self._parking.park(submission, decision.reason or "review", decision.candidate_ids)
             return Outcome("parked", sid, reason=decision.reason)
+        # decide() names the contact for every action but park and create.
         if decision.action == "adopt":
+            assert decision.contact_id is not None
             self._record_created(submission, decision.contact_id)
             return self._created(submission, decision.contact_id, recovered=True)
         if decision.action == "unchanged":
             return Outcome("unchanged", sid, contact_id=decision.contact_id)
         if decision.action == "update":
+            assert decision.contact_id is not None
             cliniko.update_contact(decision.contact_id, dict(decision.changes))
             return Outcome(
                 "updated",
@@ -301,6 +305,7 @@ class IntakeWorker:
             self._intents.lost(submission.idempotency_key, lost)
             again = self._decide(submission, lookup, cliniko, Intent(started, lost))
             if again.action == "adopt":
+                assert again.contact_id is not None  # an adoption names its contact
                 self._record_created(submission, again.contact_id)
                 return self._created(submission, again.contact_id, recovered=True)
             raise RetryLater("create_outcome_unknown") from None
@@ -347,9 +352,12 @@ class IntakeWorker:
         # Archived contacts are included on purpose: a match that is archived is parked,
         # not silently duplicated (see find_or_create).
         include_archived = DateTimeFilter("archived_at").any()
+        # lookup_for() sets what its kind searches by; a lookup of kind NONE never gets here.
         if lookup.kind is foc.LookupKind.EMAIL:
+            assert lookup.email is not None
             filters = [StringFilter("email").eq(lookup.email), include_archived]
         else:
+            assert lookup.first_name is not None and lookup.last_name is not None
             filters = [
                 StringFilter("first_name").eq(lookup.first_name),
                 StringFilter("last_name").eq(lookup.last_name),

@@ -52,10 +52,15 @@ class Parsed:
 
 
 class Adapter(Protocol):
-    content_types: frozenset[str]
+    # Read-only members (properties): an adapter is a module, whose `verify` is a function or
+    # None, and a settable protocol attribute would demand exactly the declared union.
+    @property
+    def content_types(self) -> frozenset[str]: ...
+
     # Raises BadSignature unless the delivery is signed with the secret (and fresh); None for
     # providers that sign nothing (Jotform, browsers).
-    verify: Callable[[Delivery, str, float], None] | None
+    @property
+    def verify(self) -> Callable[[Delivery, str, float], None] | None: ...
 
     def parse(self, delivery: Delivery) -> Parsed:
         """The answers and the provider's id; MalformedBody when the payload is not its shape."""
