@@ -170,7 +170,8 @@ class Dynalite:
         "server.listen(0, '127.0.0.1', () => console.log(JSON.stringify(server.address())));"
     )
 
-    def __init__(self) -> None:
+    def __init__(self, log: Path | None = None) -> None:
+        self.log = log
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -208,18 +209,27 @@ class Dynalite:
 
     def start(self) -> Dynalite:
         package = self.install()
-        self.process = subprocess.Popen(
-            ["node", "-e", self.LAUNCH, str(package)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        with self.log.open("w") if self.log else open(os.devnull, "w") as errors:
+            self.process = subprocess.Popen(
+                ["node", "-e", self.LAUNCH, str(package)],
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+            )
         line = self.process.stdout.readline() if self.process.stdout else ""
         if not line.startswith("{"):
             self.stop()
             raise RuntimeError("dynalite did not start")
         self.url = f"http://127.0.0.1:{json.loads(line)['port']}"
         return self
+
+    def check(self) -> None:
+        """Ends the bench (SystemExit, which the loop does not retry) if dynalite has exited:
+        its tables were in its memory."""
+        code = self.process.poll() if self.process else None
+        if code is not None:
+            log = self.log.read_text()[-2000:] if self.log and self.log.exists() else ""
+            raise SystemExit(f"dynalite exited with {code}:\n{log}")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -293,8 +303,8 @@ def main() -> int:
 
     emulator, started = start_process(["-m", "cliniko_emulator", "--port", "0", "--key", KEY])
     moto = MotoServer().start()
-    dynalite = Dynalite().start() if args.dynamodb == "dynalite" else None
     work = Path(tempfile.mkdtemp(prefix="bench-bulk-"))
+    dynalite = Dynalite(work / "dynalite.err").start() if args.dynamodb == "dynalite" else None
     try:
         control = EmulatorControl(started["url"], timeout=600)
         control.set_validation(enabled=False)
@@ -363,6 +373,8 @@ def main() -> int:
 
         def invoke(event: dict[str, Any]) -> Any:
             nonlocal kills
+            if dynalite is not None:
+                dynalite.check()  # not a step failure to retry: the tables are gone
             result_file = work / "answer.json"
             result_file.unlink(missing_ok=True)
             errors = work / "step.err"
