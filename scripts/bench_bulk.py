@@ -6,14 +6,16 @@
 
 What runs: the Cliniko emulator (its own process, validation off, Cliniko's limit of 200
 requests per window with the window shrunk by --time-scale) holding N contacts that the rule
-matches plus as many that it does not; moto_server (its own process) with the ledger (the N
+matches plus --others that it does not; moto_server (its own process) with the ledger (the N
 contacts, as the intake would have written them) and the runs table, made from template.yaml.
 With --dynamodb dynalite the two tables live in dynalite instead (a DynamoDB in Node on
 127.0.0.1, pinned in scripts/dynalite/, installed by this script into .tools/dynalite with
-`npm ci`): moto answers the ledger's index query by reading and sorting the whole table
-(seconds a page at 10,000 items), dynalite reads one page of its sorted index, as DynamoDB
-does. The secret stays in moto (AWS_ENDPOINT_URL); DynamoDB calls go to dynalite
-(AWS_ENDPOINT_URL_DYNAMODB). Dynalite ignores TTL, which no step relies on.
+`npm ci`; it needs Node 18+ and npm): moto answers the ledger's index query by reading and
+sorting the whole table (9 s a page at 100,000 items: scripts/bench_ledger_page.py),
+dynalite reads one page of its sorted index, as DynamoDB does (0.01 s). The secret stays
+in moto (AWS_ENDPOINT_URL); DynamoDB calls go to dynalite (AWS_ENDPOINT_URL_DYNAMODB).
+Dynalite ignores TTL, which no step relies on.
+
 The state machine's loop is local_run.state_machine.run_loop; every step is a fresh
 subprocess running the cleanup's Lambda handler, and with probability --kill-rate a step is
 SIGKILLed at a uniformly random moment of its time budget (a crash or a timeout at any point;
