@@ -2,11 +2,20 @@
 """Bulk benchmark of the cleanup: N matching contacts, steps killed at random points.
 
     python scripts/bench_bulk.py [--contacts 100000] [--time-scale 60] [--kill-rate 0.3]
+                                 [--dynamodb moto|dynalite]
 
 What runs: the Cliniko emulator (its own process, validation off, Cliniko's limit of 200
 requests per window with the window shrunk by --time-scale) holding N contacts that the rule
-matches plus as many that it does not; moto_server (its own process) with the ledger (the N
+matches plus --others that it does not; moto_server (its own process) with the ledger (the N
 contacts, as the intake would have written them) and the runs table, made from template.yaml.
+With --dynamodb dynalite the two tables live in dynalite instead (a DynamoDB in Node on
+127.0.0.1, pinned in scripts/dynalite/, installed by this script into .tools/dynalite with
+`npm ci`; it needs Node 18+ and npm): moto answers the ledger's index query by reading and
+sorting the whole table (9 s a page at 100,000 items: scripts/bench_ledger_page.py),
+dynalite reads one page of its sorted index, as DynamoDB does (0.01 s). The secret stays
+in moto (AWS_ENDPOINT_URL); DynamoDB calls go to dynalite (AWS_ENDPOINT_URL_DYNAMODB).
+Dynalite ignores TTL, which no step relies on.
+
 The state machine's loop is local_run.state_machine.run_loop; every step is a fresh
 subprocess running the cleanup's Lambda handler, and with probability --kill-rate a step is
 SIGKILLed at a uniformly random moment of its time budget (a crash or a timeout at any point;
@@ -51,6 +60,8 @@ SECRET = "cliniko-automations/accounts/bench-clinic/api-key"  # noqa: S105 - a n
 REAL_STEP_SECONDS = 900
 REAL_MARGIN_SECONDS = 90
 BUDGET_PER_MINUTE = 200
+DYNALITE_PACKAGE = ROOT / "scripts" / "dynalite"
+DYNALITE_HOME = ROOT / ".tools" / "dynalite"
 
 RULES = """\
 rules:
@@ -83,10 +94,11 @@ STEP = textwrap.dedent(
 
     CLOCK, CLIENTS = ScaledClock(), {}
 
-    def bulk_client(secret_name, _settings=None):
+    def bulk_client(secret_name, settings):
         if secret_name not in CLIENTS:
             CLIENTS[secret_name] = ClinikoClient(
-                read_secret(secret_name).strip(), os.environ["CLINIKO_USER_AGENT"],
+                read_secret(secret_name, prefix=settings.secrets_prefix).strip(),
+                os.environ["CLINIKO_USER_AGENT"],
                 base_url=os.environ["CLINIKO_BASE_URL"], clock=CLOCK,
                 retry_policy=RetryPolicy.within(60), timeout=60,
             )
@@ -149,6 +161,87 @@ def start_process(args: list[str]) -> tuple[subprocess.Popen[str], dict[str, Any
     return process, json.loads(line) if line.startswith("{") else {}
 
 
+class Dynalite:
+    """dynalite (scripts/dynalite's pinned version) in its own Node process, in memory, on
+    127.0.0.1 and a free port: its CLI cannot take port 0, so a one-line launcher listens and
+    prints the port."""
+
+    LAUNCH = (
+        "const server = require(process.argv[1])({createTableMs: 0, deleteTableMs: 0,"
+        " updateTableMs: 0});"
+        "server.listen(0, '127.0.0.1', () => console.log(JSON.stringify(server.address())));"
+    )
+
+    def __init__(self, log: Path | None = None) -> None:
+        self.log = log
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    @staticmethod
+    def install() -> Path:
+        """`npm ci` of the pinned lock into .tools/dynalite (git-ignored), once. Install
+        scripts are skipped: they build LevelDB's native binding, which the in-memory store
+        does not use."""
+        package = DYNALITE_HOME / "node_modules" / "dynalite"
+        lock = DYNALITE_PACKAGE / "package-lock.json"
+        installed_lock = DYNALITE_HOME / "package-lock.json"
+        if (
+            package.is_dir()
+            and installed_lock.exists()
+            and installed_lock.read_bytes() == lock.read_bytes()
+        ):
+            return package
+        DYNALITE_HOME.mkdir(parents=True, exist_ok=True)
+        for name in ("package.json", "package-lock.json"):
+            (DYNALITE_HOME / name).write_bytes((DYNALITE_PACKAGE / name).read_bytes())
+        subprocess.run(
+            [
+                "npm",
+                "ci",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(DYNALITE_HOME),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        return package
+
+    def start(self) -> Dynalite:
+        package = self.install()
+        with self.log.open("w") if self.log else open(os.devnull, "w") as errors:
+            self.process = subprocess.Popen(
+                ["node", "-e", self.LAUNCH, str(package)],
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+            )
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        if not line.startswith("{"):
+            self.stop()
+            raise RuntimeError("dynalite did not start")
+        self.url = f"http://127.0.0.1:{json.loads(line)['port']}"
+        return self
+
+    def check(self) -> None:
+        """Ends the bench (SystemExit, which the loop does not retry) if dynalite has exited:
+        its tables were in its memory."""
+        code = self.process.poll() if self.process else None
+        if code is not None:
+            log = self.log.read_text()[-2000:] if self.log and self.log.exists() else ""
+            raise SystemExit(f"dynalite exited with {code}:\n{log}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
 def seed_ledger(dynamodb: Any, table: str, ids: list[str]) -> None:
     from cliniko_automations.common.ledger import ACTIVE
 
@@ -191,6 +284,13 @@ def main() -> int:
         help="continue-as-new after this many steps (deployed: 500); low here to exercise it",
     )
     cli.add_argument("--seed", type=int, default=15)
+    cli.add_argument(
+        "--dynamodb",
+        choices=("moto", "dynalite"),
+        default="moto",
+        help="where the ledger and runs tables live (moto: as the tests; dynalite: fast "
+        "index queries at 100,000 items)",
+    )
     cli.add_argument("--out", default=str(RESULTS / "bench_bulk.json"))
     args = cli.parse_args()
     others = args.others
@@ -206,6 +306,7 @@ def main() -> int:
     emulator, started = start_process(["-m", "cliniko_emulator", "--port", "0", "--key", KEY])
     moto = MotoServer().start()
     work = Path(tempfile.mkdtemp(prefix="bench-bulk-"))
+    dynalite = Dynalite(work / "dynalite.err").start() if args.dynamodb == "dynalite" else None
     try:
         control = EmulatorControl(started["url"], timeout=600)
         control.set_validation(enabled=False)
@@ -224,6 +325,8 @@ def main() -> int:
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": "eu-west-1",
         }
+        if dynalite is not None:
+            env["AWS_ENDPOINT_URL_DYNAMODB"] = dynalite.url
         os.environ.update({k: env[k] for k in env if k.startswith("AWS_")})
         dynamodb = boto3.client("dynamodb")
         sys.path.insert(0, str(ROOT))
@@ -231,6 +334,10 @@ def main() -> int:
 
         ledger = create_table("LedgerTable", "bench-ledger")
         runs = create_table("CleanupRunsTable", "bench-runs")
+        for table in (ledger, runs):
+            dynamodb.get_waiter("table_exists").wait(
+                TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+            )
         boto3.client("secretsmanager").create_secret(Name=SECRET, SecretString=KEY)
         t0 = time.perf_counter()
         # The intake created both kinds: the ledger lists every contact of the account.
@@ -240,7 +347,8 @@ def main() -> int:
 
         t0 = time.perf_counter()
         DynamoLedger(dynamodb, ledger).active_ids("bench-clinic", None, 100)
-        ledger_page_seconds = time.perf_counter() - t0  # moto's index query reads every item
+        # moto's index query reads and sorts every item; dynalite's reads one page.
+        ledger_page_seconds = time.perf_counter() - t0
         (work / "rules.yaml").write_text(RULES)
         (work / "accounts.yaml").write_text(ACCOUNTS)
         env.update(
@@ -267,6 +375,8 @@ def main() -> int:
 
         def invoke(event: dict[str, Any]) -> Any:
             nonlocal kills
+            if dynalite is not None:
+                dynalite.check()  # not a step failure to retry: the tables are gone
             result_file = work / "answer.json"
             result_file.unlink(missing_ok=True)
             errors = work / "step.err"
@@ -344,7 +454,8 @@ def main() -> int:
                 "cliniko": round(seeded_cliniko, 1),
                 "ledger": round(seeded_ledger, 1),
             },
-            "moto_ledger_page_seconds": round(ledger_page_seconds, 2),
+            "dynamodb": args.dynamodb,
+            "ledger_page_seconds": round(ledger_page_seconds, 3),
             "mean_step_wall_seconds": round(sum(step_walls) / max(1, len(step_walls)), 2),
             "real_time_equivalent_hours": round(wall * scale / 3600, 2),
             "budget_bound_hours": round(tally.total * 60 / BUDGET_PER_MINUTE / 3600, 2),
@@ -352,6 +463,8 @@ def main() -> int:
     finally:
         emulator.terminate()
         moto.stop()
+        if dynalite is not None:
+            dynalite.stop()
 
     rows = [
         ("matching contacts (+ others)", f"{args.contacts:,} (+{others:,})"),

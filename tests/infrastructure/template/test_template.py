@@ -343,10 +343,18 @@ ALARMED_METRICS = {
 }
 
 
+def alarmed_metrics(alarm: dict) -> list[dict]:
+    """The metrics an alarm watches: its own, or those its metric-math expression sums."""
+    props = alarm["Properties"]
+    if "Metrics" in props:
+        return [q["MetricStat"]["Metric"] for q in props["Metrics"] if "MetricStat" in q]
+    return [{k: props[k] for k in ("Namespace", "MetricName", "Dimensions") if k in props}]
+
+
 def test_alarms_notify_the_encrypted_topic():
     alarms = {n: r for n, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
     metrics = {
-        (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()
+        (m["Namespace"], m["MetricName"]) for a in alarms.values() for m in alarmed_metrics(a)
     }
     assert metrics >= ALARMED_METRICS
     for alarm in alarms.values():
@@ -355,9 +363,36 @@ def test_alarms_notify_the_encrypted_topic():
     errors = {
         a["Properties"]["Dimensions"][0]["Value"]["Ref"]
         for a in alarms.values()
-        if a["Properties"]["MetricName"] == "Errors"
+        if a["Properties"].get("MetricName") == "Errors"
     }
     assert errors == set(FUNCTIONS)
+
+
+def test_every_function_on_the_shared_budget_alarms_when_it_paces_alone():
+    """`ClinikoPacingFallback` is published with the function's `service` and a `reason`
+    (tests/integration/cliniko/test_shared_budget.py checks the emitted dimensions): the alarm
+    must select exactly those, for every function that books on RateLimitTable."""
+    alarm = RESOURCES["PacingFallbackAlarm"]["Properties"]
+    watched = {
+        tuple((d["Name"], d["Value"]) for d in m["Dimensions"])
+        for m in alarmed_metrics(RESOURCES["PacingFallbackAlarm"])
+        if m["MetricName"] == "ClinikoPacingFallback"
+    }
+    booking = {
+        spec.environment["POWERTOOLS_SERVICE_NAME"]
+        for spec in FUNCTIONS.values()
+        if "CLINIKO_RATE_LIMIT_TABLE" in spec.environment
+    }
+    assert booking
+    assert watched == {
+        (("service", service), ("reason", "rate_budget_store_unavailable")) for service in booking
+    }
+    (expression,) = [q for q in alarm["Metrics"] if "Expression" in q]
+    assert expression["ReturnData"] is True
+    assert set(expression["Expression"].removeprefix("SUM([").removesuffix("])").split(", ")) == {
+        q["Id"] for q in alarm["Metrics"] if "MetricStat" in q
+    }
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
 def test_dashboard_and_outputs():

@@ -8,6 +8,8 @@ instead of 60) so a few windows pass in seconds; what is asserted is that no req
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 
@@ -102,6 +104,14 @@ def test_an_unreachable_table_paces_locally_and_counts_a_metric(
     assert client.list_contacts() == []  # still served, paced by the process alone
 
     assert client._transport._budget.in_fallback
-    emitted = capsys.readouterr().out
-    assert '"ClinikoPacingFallback"' in emitted
-    assert "rate_budget_store_unavailable" in emitted
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    (metric,) = [m for m in emitted if "ClinikoPacingFallback" in m]
+    # Exactly the dimensions PacingFallbackAlarm selects (tests/infrastructure/template).
+    (dimensions,) = metric["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert sorted(dimensions) == ["reason", "service"]
+    assert metric["service"] == os.environ["POWERTOOLS_SERVICE_NAME"]
+    assert metric["reason"] == "rate_budget_store_unavailable"
+    assert (
+        metric["_aws"]["CloudWatchMetrics"][0]["Namespace"]
+        == (os.environ["POWERTOOLS_METRICS_NAMESPACE"])
+    )
