@@ -18,7 +18,7 @@ Roles of a process:
 
     python scripts/bench_pacing.py [--seconds 120] [--cases all] [--out DIR]
 
-It prints a table and writes DIR/pacing.json (default benchmarks/results/).
+It prints a table and writes DIR/pacing.json (default results/).
 """
 
 from __future__ import annotations
@@ -379,7 +379,7 @@ def main() -> None:
     parser.add_argument(
         "--cases", default="all", help="comma-separated: " + ", ".join(c.name for c in CASES)
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args()
     chosen = CASES if args.cases == "all" else [c for c in CASES if c.name in args.cases.split(",")]
 
