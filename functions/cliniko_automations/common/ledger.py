@@ -62,19 +62,24 @@ class DynamoLedger:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
 
-    def active_ids(self, account: str, after: str | None, limit: int) -> list[str]:
-        """Up to `limit` ids of `account`'s active entries, in id order, after the id `after`
-        (None: from the start). A keyset page: entries archived meanwhile never shift it."""
+    def _active_query(self, account: str, after: str | None, **extra: str) -> dict[str, Any]:
+        """A query of `account`'s active entries on the sparse index, after the id `after`."""
         query: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": ACTIVE_INDEX,
             "KeyConditionExpression": "active_account = :account",
             "ExpressionAttributeValues": {":account": {"S": account}},
-            "ProjectionExpression": "contact_id",
+            **extra,
         }
         if after is not None:
             query["KeyConditionExpression"] += " AND contact_id > :after"
             query["ExpressionAttributeValues"][":after"] = {"S": after}
+        return query
+
+    def active_ids(self, account: str, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` ids of `account`'s active entries, in id order, after the id `after`
+        (None: from the start). A keyset page: entries archived meanwhile never shift it."""
+        query = self._active_query(account, after, ProjectionExpression="contact_id")
         ids: list[str] = []
         while len(ids) < limit:
             page = self._client.query(**query, Limit=limit - len(ids))
@@ -86,16 +91,7 @@ class DynamoLedger:
 
     def count_active(self, account: str, after: str | None = None) -> int:
         """How many of `account`'s entries are active (after the id `after`): for progress."""
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": ACTIVE_INDEX,
-            "KeyConditionExpression": "active_account = :account",
-            "ExpressionAttributeValues": {":account": {"S": account}},
-            "Select": "COUNT",
-        }
-        if after is not None:
-            query["KeyConditionExpression"] += " AND contact_id > :after"
-            query["ExpressionAttributeValues"][":after"] = {"S": after}
+        query = self._active_query(account, after, Select="COUNT")
         count: int = 0
         while True:
             page = self._client.query(**query)
