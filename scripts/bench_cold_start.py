@@ -14,17 +14,25 @@ ru_maxrss) and the artifact's size. The deployed artifact is arm64; this machine
 build for its own architecture (same staging, same requirements), because arm64 wheels cannot
 load here.
 
-    python scripts/bench_cold_start.py [--runs 7] [--no-build] [--json]
+    python scripts/bench_cold_start.py [--runs 7] [--no-build] [--json] [--profile DIR]
+
+`--profile DIR` adds one round, not counted, whose cold starts run under cProfile: DIR gets
+FUNCTION.prof each (read them with `python -m pstats` or snakeviz) and FUNCTION.txt, the
+top of the cumulative list.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import hmac
+import io
 import json
 import os
 import platform
+import pstats
+import re
 import shutil
 import statistics
 import subprocess
@@ -33,8 +41,9 @@ import tempfile
 import time
 import uuid
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "functions")]
@@ -48,7 +57,7 @@ from local_run.runtime_python import find_runtime_python  # noqa: E402
 from local_run.system import MotoServer  # noqa: E402
 from local_run.template import FunctionSpec, SamApp  # noqa: E402
 
-from build import compile_pyc  # noqa: E402
+from build import RUNTIME_LOCK, compile_pyc  # noqa: E402
 
 HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
 USER_AGENT = "Cold start bench (bench@example.com)"
@@ -106,7 +115,7 @@ class Stack:
             secret_value=defaults.secret_value,
         )
         self.physical = provisioner.provision()
-        sources = load_form_sources()
+        self.sources = sources = load_form_sources()
         for _where, secret in load_accounts().secret_references():
             provisioner.put_secret(secret, API_KEY)
         provisioner.put_secret(parameters["ClinikoApiKeySecretName"], API_KEY)
@@ -123,6 +132,19 @@ class Stack:
         }
         self.sqs = boto3.client("sqs", **local)
         self.dynamodb = boto3.client("dynamodb", **local)
+        self.floor_queue_url = self.sqs.create_queue(QueueName="bench-floor")["QueueUrl"]
+
+    def floor_environment(self) -> dict[str, str]:
+        """Where the floor handler does the intake API's AWS work (the same resources)."""
+        intake = self.environments["IntakeApiFunction"]
+        return {
+            "FLOOR_SECRETS": ",".join(
+                (self.sources.sources["partner-json"].signing_secret, intake["PEPPER_SECRET_NAME"])
+            ),
+            "FLOOR_TABLE": intake["SUBMISSION_TABLE"],
+            # A queue of its own: the worker's round takes the one message of the real queue.
+            "FLOOR_QUEUE_URL": self.floor_queue_url,
+        }
 
     def release_cleanup_locks(self) -> None:
         """Free the rule sets' locks, so the next round's cleanup starts a run again."""
@@ -203,6 +225,82 @@ def accept(source):
 def lambda_handler(event, context):
     return app.resolve(event, context)
 """
+# The floor under the intake API: the baseline plus the AWS work its first call cannot skip
+# (the source's signing secret and the pepper from Secrets Manager, the body's first-seen
+# record and the body in DynamoDB, the message to SQS), on one boto3 session, and nothing else.
+# What the intake API takes above it is its own code: validation, mapping, configuration.
+FLOOR_HANDLER = """\
+import json
+import os
+import time
+import uuid
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+logger = Logger(service="floor")
+app = APIGatewayHttpResolver()
+session = boto3.session.Session()
+sqs = session.client("sqs")
+
+
+@app.post("/forms/<source>")
+def accept(source):
+    secrets = session.client("secretsmanager")
+    for name in os.environ["FLOOR_SECRETS"].split(","):
+        secrets.get_secret_value(SecretId=name)
+    dynamodb = session.client("dynamodb")
+    table = os.environ["FLOOR_TABLE"]
+    submission_id = uuid.uuid4().hex
+    dynamodb.update_item(
+        TableName=table,
+        Key={"id": {"S": "floor-first#" + submission_id}},
+        UpdateExpression="SET received_at = if_not_exists(received_at, :now)",
+        ExpressionAttributeValues={":now": {"S": str(time.time())}},
+    )
+    body = app.current_event.body or ""
+    dynamodb.put_item(
+        TableName=table, Item={"id": {"S": "floor-body#" + submission_id}, "body": {"S": body}}
+    )
+    sqs.send_message(QueueUrl=os.environ["FLOOR_QUEUE_URL"], MessageBody=submission_id)
+    return {"submission_id": submission_id}
+
+
+@logger.inject_lambda_context
+def lambda_handler(event, context):
+    return app.resolve(event, context)
+"""
+# The baseline plus importing what every function's own code stands on: pydantic (one model
+# built), the generated client's models (attrs), httpx and Powertools' idempotency utility, and
+# no code of ours. The libraries' own share of a cold start, before any of our code runs.
+LIBRARIES_HANDLER = BASELINE_HANDLER.replace(
+    "import boto3\n",
+    """\
+import boto3
+import cliniko_client.models
+import httpx
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from pydantic import BaseModel
+
+
+class Model(BaseModel):
+    name: str
+""",
+)
+LIBRARY_DISTRIBUTIONS = (
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "typing_inspection",
+    "attrs",
+    "httpx",
+    "httpcore",
+    "h11",
+    "anyio",
+    "certifi",
+    "idna",
+)
 # The distributions the baseline handler imports (and theirs), copied from the built artifact.
 BASELINE_DISTRIBUTIONS = (
     "aws_lambda_powertools",
@@ -223,12 +321,25 @@ BASELINE = FunctionSpec(
     environment={},
     events={},
 )
+FLOOR = dataclasses.replace(
+    BASELINE, logical_id="IntakeFloorFunction", handler="floor_handler.lambda_handler"
+)
+LIBRARIES = dataclasses.replace(
+    BASELINE, logical_id="LibrariesFunction", handler="libraries_handler.lambda_handler"
+)
 
 
-def baseline_artifact(built: Path, target: Path) -> Path:
-    """The minimal handler plus the files of BASELINE_DISTRIBUTIONS (as their RECORDs list
-    them) from `built`, compiled like the real artifact."""
-    for name in BASELINE_DISTRIBUTIONS:
+class References(NamedTuple):
+    """The artifacts of the reference handlers: the baseline (and the intake's floor), and
+    the baseline with the functions' libraries."""
+
+    baseline: Path
+    libraries: Path
+
+
+def copy_distributions(built: Path, target: Path, names: Sequence[str]) -> None:
+    """The files of distributions `names`, as their RECORDs list them, from `built`."""
+    for name in names:
         (info,) = built.glob(f"{name}-*.dist-info")
         for line in (info / "RECORD").read_text().splitlines():
             relative = line.split(",", 1)[0]
@@ -237,13 +348,63 @@ def baseline_artifact(built: Path, target: Path) -> Path:
                 continue
             (target / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target / relative)
+
+
+def baseline_artifact(built: Path, target: Path) -> Path:
+    """The minimal handler (and the floor's) plus the files of BASELINE_DISTRIBUTIONS from
+    `built`, compiled like the real artifact."""
+    copy_distributions(built, target, BASELINE_DISTRIBUTIONS)
+    restore_botocore_models(target)
     (target / "baseline_handler.py").write_text(BASELINE_HANDLER)
+    (target / "floor_handler.py").write_text(FLOOR_HANDLER)
     compile_pyc([target])
     return target
 
 
+def libraries_artifact(built: Path, baseline: Path, target: Path) -> Path:
+    """The baseline's artifact plus the libraries the functions import (LIBRARIES_HANDLER)."""
+    shutil.copytree(baseline, target)
+    copy_distributions(built, target, LIBRARY_DISTRIBUTIONS)
+    shutil.copytree(built / "cliniko_client", target / "cliniko_client")
+    (target / "libraries_handler.py").write_text(LIBRARIES_HANDLER)
+    compile_pyc([target])
+    return target
+
+
+def restore_botocore_models(target: Path) -> None:
+    """Every botocore service model, as a stock artifact has them: build.py prunes those the
+    functions never load, and that saving is the functions', not the baseline's. From the
+    botocore wheel the runtime lock pins (its hashes checked by pip)."""
+    pinned = re.search(
+        r"^botocore==\S+(?: \\\n\s+--hash=\S+)+", RUNTIME_LOCK.read_text(), flags=re.MULTILINE
+    )
+    if pinned is None:
+        raise SystemExit(f"{RUNTIME_LOCK.name} pins no botocore")
+    with tempfile.TemporaryDirectory() as tmp:
+        requirement = Path(tmp) / "botocore.txt"
+        requirement.write_text(pinned.group(0) + "\n")
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
+                *("--only-binary=:all:", "--dest", tmp, "--requirement", str(requirement)),
+            ],
+            check=True,
+        )
+        (wheel,) = Path(tmp).glob("botocore-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(
+                target, [name for name in archive.namelist() if name.startswith("botocore/data/")]
+            )
+
+
 def run(
-    python: str, artifact: Path, stack: Stack, function: str, event: Any, baseline: Path
+    python: str,
+    artifact: Path,
+    stack: Stack,
+    function: str,
+    event: Any,
+    references: References,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     """One cold start of `function`, right after one of the baseline (same event shape)."""
     base_event = http_event(
@@ -254,22 +415,58 @@ def run(
         {"content-type": "application/json"},
         pathParameters={"source": "partner-json"},
     )
-    reference = timed(python, baseline, BASELINE, base_event, {}, stack.moto.url)
+    reference = timed(python, references.baseline, BASELINE, base_event, {}, stack.moto.url)
     assert reference["result"]["statusCode"] == 200, reference["result"]
     environment = {
         "CLINIKO_BASE_URL": stack.emulator.base_url_template,
         **stack.environments[function],
     }
+    profile = None
+    if profile_dir is not None:
+        profile = profile_dir / f"{function}.prof"
     out = timed(
-        python, artifact, stack.app.functions()[function], event, environment, stack.moto.url
+        python,
+        artifact,
+        stack.app.functions()[function],
+        event,
+        environment,
+        stack.moto.url,
+        profile=profile,
     )
+    if profile is not None:
+        write_profile_summary(profile)
     out["baseline"] = reference
+    if function == "IntakeApiFunction":
+        # The references, in the same interleaved round: the intake's floor, then the libraries.
+        floor = timed(
+            python, references.baseline, FLOOR, event, stack.floor_environment(), stack.moto.url
+        )
+        assert floor["result"]["statusCode"] == 200, floor["result"]
+        out["floor"] = floor
+        libraries = timed(python, references.libraries, LIBRARIES, base_event, {}, stack.moto.url)
+        assert libraries["result"]["statusCode"] == 200, libraries["result"]
+        out["libraries"] = libraries
     return out
 
 
-def timed(python: str, artifact: Path, spec: FunctionSpec, event: Any, environment, endpoint):
+def write_profile_summary(profile: Path, lines: int = 60) -> None:
+    text = io.StringIO()
+    stats = pstats.Stats(str(profile), stream=text)
+    stats.sort_stats("cumulative").print_stats(lines)
+    profile.with_suffix(".txt").write_text(text.getvalue())
+
+
+def timed(
+    python: str,
+    artifact: Path,
+    spec: FunctionSpec,
+    event: Any,
+    environment,
+    endpoint,
+    profile: Path | None = None,
+):
     started = time.perf_counter()
-    out = run_cold(python, artifact, spec, event, environment, endpoint)
+    out = run_cold(python, artifact, spec, event, environment, endpoint, profile=profile)
     out["wall_seconds"] = time.perf_counter() - started
     if "error" in out:
         raise RuntimeError(f"{spec.logical_id} failed:\n{out['error']}")
@@ -278,7 +475,12 @@ def timed(python: str, artifact: Path, spec: FunctionSpec, event: Any, environme
 
 
 def one_round(
-    python: str, artifact: Path, stack: Stack, baseline: Path, contact: str
+    python: str,
+    artifact: Path,
+    stack: Stack,
+    references: References,
+    contact: str,
+    profile_dir: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     results = {}
     body = json.dumps(
@@ -298,7 +500,7 @@ def one_round(
         pathParameters={"source": "partner-json"},
     )
     results["IntakeApiFunction"] = out = run(
-        python, artifact, stack, "IntakeApiFunction", event, baseline
+        python, artifact, stack, "IntakeApiFunction", event, references, profile_dir
     )
     assert out["result"]["statusCode"] == 202, out["result"]
 
@@ -317,7 +519,15 @@ def one_round(
         "eventSourceARN": queue.attributes["Arn"],
         "awsRegion": defaults.REGION,
     }
-    out = run(python, artifact, stack, "IntakeWorkerFunction", {"Records": [record]}, baseline)
+    out = run(
+        python,
+        artifact,
+        stack,
+        "IntakeWorkerFunction",
+        {"Records": [record]},
+        references,
+        profile_dir,
+    )
     assert out["result"] == {"batchItemFailures": []}, out["result"]
     stack.sqs.delete_message(QueueUrl=queue.ref, ReceiptHandle=message["ReceiptHandle"])
     results["IntakeWorkerFunction"] = out
@@ -338,7 +548,7 @@ def one_round(
         {"content-type": "application/json"},
     )
     event["requestContext"]["authorizer"] = IAM
-    out = run(python, artifact, stack, "ErasureApiFunction", event, baseline)
+    out = run(python, artifact, stack, "ErasureApiFunction", event, references, profile_dir)
     assert out["result"]["statusCode"] == 200, out["result"]
     results["ErasureApiFunction"] = out
 
@@ -354,7 +564,7 @@ def one_round(
         "detail": {},
     }
     results["ErasureOverdueFunction"] = run(
-        python, artifact, stack, "ErasureOverdueFunction", scheduled, baseline
+        python, artifact, stack, "ErasureOverdueFunction", scheduled, references, profile_dir
     )
     # The cleanup's first step of a run (what its state machine invokes first).
     begin = {
@@ -364,10 +574,14 @@ def one_round(
         "rules": None,
         "run_id": None,
     }
-    out = run(python, artifact, stack, "CleanupFunction", begin, baseline)
+    out = run(python, artifact, stack, "CleanupFunction", begin, references, profile_dir)
     assert out["result"]["next"] == "step" and out["result"]["dry_run"] is True, out["result"]
     results["CleanupFunction"] = out
     stack.release_cleanup_locks()
+    # The change feed's scheduled poll: every account, one page of contacts each.
+    out = run(python, artifact, stack, "ChangeFeedFunction", scheduled, references, profile_dir)
+    assert "error" not in out["result"], out["result"]
+    results["ChangeFeedFunction"] = out
     return results
 
 
@@ -379,7 +593,11 @@ def summarise(outs: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians of one function's cold starts and of the baseline runs paired with them."""
     base = [o["baseline"] for o in outs]
     figures: dict[str, Any] = {}
-    for who, runs in (("function", outs), ("baseline", base)):
+    groups = [("function", outs), ("baseline", base)]
+    for reference in ("floor", "libraries"):
+        if all(reference in o for o in outs):
+            groups.append((reference, [o[reference] for o in outs]))
+    for who, runs in groups:
         figures[who] = {
             "import_ms": median_ms(runs, "import_seconds"),
             "first_call_ms": median_ms(runs, "invoke_seconds"),
@@ -388,9 +606,13 @@ def summarise(outs: list[dict[str, Any]]) -> dict[str, Any]:
             "max_rss_mib": round(statistics.median(o["max_rss_kib"] for o in runs) / 1024, 1),
         }
     for key in ("import_and_first_call_ms", "process_ms", "max_rss_mib"):
-        figures[f"ratio_{key.removesuffix('_ms').removesuffix('_mib')}"] = round(
-            figures["function"][key] / figures["baseline"][key], 2
-        )
+        name = key.removesuffix("_ms").removesuffix("_mib")
+        figures[f"ratio_{name}"] = round(figures["function"][key] / figures["baseline"][key], 2)
+        for reference in ("floor", "libraries"):
+            if reference in figures:
+                figures[f"{reference}_ratio_{name}"] = round(
+                    figures[reference][key] / figures["baseline"][key], 2
+                )
     return figures
 
 
@@ -404,8 +626,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="cold starts per handler")
     parser.add_argument("--no-build", action="store_true", help="use the existing builds")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="add a profiled round, its profiles in DIR"
+    )
     args = parser.parse_args(argv)
-    if args.runs > SEEDED:
+    if args.runs >= SEEDED:
         parser.error(f"--runs: at most {SEEDED} (one real erasure per round)")
 
     if not args.no_build:
@@ -427,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             artifact = build_dir(HOST_ARCH) / "IntakeApiFunction"
             baseline = baseline_artifact(artifact, Path(tmp) / "baseline")
+            references = References(
+                baseline, libraries_artifact(artifact, baseline, Path(tmp) / "libraries")
+            )
             figures["artifact"] = {
                 "function": {
                     "arch": "arm64" if deployed.is_dir() else HOST_ARCH,
@@ -438,8 +666,15 @@ def main(argv: list[str] | None = None) -> int:
             samples: dict[str, list[dict[str, Any]]] = {}
             for index in range(args.runs):
                 contact = stack.seeded[index]
-                for function, out in one_round(python, artifact, stack, baseline, contact).items():
+                for function, out in one_round(
+                    python, artifact, stack, references, contact
+                ).items():
                     samples.setdefault(function, []).append(out)
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                one_round(
+                    python, artifact, stack, references, stack.seeded[args.runs], args.profile
+                )
     finally:
         stack.stop()
     for function, outs in samples.items():
@@ -473,6 +708,22 @@ def print_table(figures: dict[str, Any]) -> None:
             f" {f['process_ms']:>6} (b {b['process_ms']:>4}) ms {row['ratio_process']:>5.2f}x"
             f" {f['max_rss_mib']:>5} (b {b['max_rss_mib']:>4})"
         )
+    meanings = {
+        "floor": "the baseline + the intake API's AWS calls",
+        "libraries": "the baseline + importing pydantic, attrs models, httpx, idempotency",
+    }
+    for row in figures["cold_start"].values():
+        for reference, meaning in meanings.items():
+            if reference not in row:
+                continue
+            f = row[reference]
+            first = f"{f['import_ms']} + {f['first_call_ms']} ms"
+            print(
+                f"  {reference:<24} {first:>22}"
+                f" {row[f'{reference}_ratio_import_and_first_call']:>5.2f}x {f['process_ms']:>6}"
+                f" {'':>8} ms {row[f'{reference}_ratio_process']:>5.2f}x {f['max_rss_mib']:>5}"
+                f"  ({meaning})"
+            )
     rows = list(figures["cold_start"].values())
     base_first = statistics.median(r["baseline"]["import_and_first_call_ms"] for r in rows)
     base_process = statistics.median(r["baseline"]["process_ms"] for r in rows)

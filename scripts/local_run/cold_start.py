@@ -30,9 +30,12 @@ def run_cold(
     event: Any,
     environment: Mapping[str, str],
     aws_endpoint: str,
+    *,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """The runner's result: the handler's return value (or `error`), import and first-call
-    times, the module's file, and any module loaded from outside the artifact."""
+    times, the module's file, and any module loaded from outside the artifact. With `profile`,
+    cProfile's statistics of the import and the first call are written there."""
     env = {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(artifact),
@@ -58,6 +61,7 @@ def run_cold(
                     "function_name": spec.logical_id,
                     "memory": spec.memory,
                     "timeout": spec.timeout,
+                    "profile": str(profile) if profile else None,
                 }
             ),
             env=env,

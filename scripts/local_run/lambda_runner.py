@@ -5,7 +5,10 @@ the artifact alone (`python3.13 -S -B lambda_runner.py < spec.json`), so whateve
 imports must come from the artifact or the standard library. The spec (JSON on stdin):
 
     {"handler": "pkg.module.lambda_handler", "event": {...}, "result_file": "/tmp/out.json",
-     "function_name": "...", "memory": 256, "timeout": 30}
+     "function_name": "...", "memory": 256, "timeout": 30, "profile": "/tmp/out.prof"}
+
+With "profile", the import and the first invocation run under cProfile and its statistics are
+written there (the cold-start benchmark's --profile: where a cold start's time goes).
 
 Writes to result_file: the handler's return value, import and first-invocation times, the
 process's peak memory, and any module loaded from outside the artifact and the standard library
@@ -57,6 +60,12 @@ def main() -> int:
     started = time.perf_counter()
     spec = json.load(sys.stdin)
     out: dict = {"python": sys.version.split()[0]}
+    profiler = None
+    if spec.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         module_name, _, attribute = spec["handler"].rpartition(".")
         module = importlib.import_module(module_name)
@@ -75,6 +84,9 @@ def main() -> int:
         )
     except BaseException as exc:  # reported to the caller, who decides
         out["error"] = "".join(traceback.format_exception(exc))
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(spec["profile"])
     artifact = [
         os.path.realpath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
     ]
