@@ -144,6 +144,12 @@ def sam_environment() -> dict[str, str]:
 # pycountry's gettext translations of country names (22 MB, a third of the artifact); country
 # lookups read pycountry/databases, which stays.
 PRUNED = ("pycountry/locales",)
+# The AWS services whose botocore models the functions load: their clients (`aws.client(...)`)
+# and Powertools' secrets provider and idempotency table; sts for credentials a deployment may
+# assume. botocore ships about 440 models (28 MB of a 38 MB artifact), and every client's
+# creation lists them all, twice (the service and its endpoint rules): about 25 ms each at a
+# cold start. tests/infrastructure/template/test_packaging.py checks the list against the code.
+BOTOCORE_SERVICES = ("dynamodb", "events", "secretsmanager", "sqs", "sts")
 
 
 def prune(directories: list[Path]) -> None:
@@ -152,6 +158,10 @@ def prune(directories: list[Path]) -> None:
             target = directory / relative
             if target.exists():
                 shutil.rmtree(target)
+        models = directory / "botocore" / "data"
+        for service in models.iterdir() if models.is_dir() else ():
+            if service.is_dir() and service.name not in BOTOCORE_SERVICES:
+                shutil.rmtree(service)
 
 
 def locked_versions(lock: Path = RUNTIME_LOCK) -> dict[str, str]:

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import importlib.util
 import json
+import re
 import shutil
 import time
 import uuid
@@ -46,6 +47,35 @@ def elf_arch(path: Path) -> str:
 
 def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# How the functions' code names an AWS service: `aws.client("sqs")`, boto3's own clients and
+# resources, and Powertools' providers and persistence layers, which make their own clients.
+SERVICE_USES = (
+    re.compile(r"""\.(?:client|resource)\(\s*["']([a-z0-9-]+)["']"""),
+    re.compile(r"\b(SecretsProvider|DynamoDBPersistenceLayer|SSMProvider|AppConfigProvider)\("),
+)
+POWERTOOLS_SERVICES = {
+    "SecretsProvider": "secretsmanager",
+    "DynamoDBPersistenceLayer": "dynamodb",
+    "SSMProvider": "ssm",
+    "AppConfigProvider": "appconfigdata",
+}
+
+
+def services_the_code_uses() -> set[str]:
+    found = set()
+    for path in (ROOT / "functions" / "cliniko_automations").rglob("*.py"):
+        text = path.read_text()
+        found.update(SERVICE_USES[0].findall(text))
+        found.update(POWERTOOLS_SERVICES[name] for name in SERVICE_USES[1].findall(text))
+    return found
+
+
+def test_the_artifact_keeps_the_botocore_model_of_every_service_the_code_uses():
+    used = services_the_code_uses()
+    assert {"dynamodb", "events", "secretsmanager", "sqs"} <= used  # the scan finds them
+    assert used <= set(_build_script().BOTOCORE_SERVICES)
 
 
 def test_every_function_gets_the_same_code(built):
@@ -93,6 +123,9 @@ def test_artifact_holds_code_and_config_but_no_tests(built):
     assert not list((directory / "cliniko_automations").rglob("test_*.py"))
     assert (directory / "pycountry" / "databases").is_dir()
     assert not (directory / "pycountry" / "locales").exists()
+    models = {p.name for p in (directory / "botocore" / "data").iterdir() if p.is_dir()}
+    assert models == set(_build_script().BOTOCORE_SERVICES)
+    assert (directory / "botocore" / "data" / "endpoints.json").is_file()
     requirements = (ROOT / "build" / "staged" / "requirements.txt").read_text().splitlines()
     assert all(" @ " not in line and not line.startswith((".", "/")) for line in requirements)
     assert tree_size(directory) < LAMBDA_UNZIPPED_LIMIT
