@@ -10,7 +10,6 @@ boto3 clients are thread-safe, so one per service and configuration serves the w
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 import boto3
 from botocore.client import BaseClient
@@ -26,9 +25,3 @@ def session() -> boto3.session.Session:
 def client(service: str, config: Config | None = None) -> BaseClient:
     """The process's client for `service` (one per distinct `config` object)."""
     return session().client(service, config=config)
-
-
-@cache
-def dynamodb_resource() -> Any:
-    """A DynamoDB resource on the shared session's DynamoDB client."""
-    return session().resource("dynamodb")
