@@ -95,7 +95,7 @@ class WebhookDeadLetters:
         self._clock = clock
         self._received: list[WebhookDeadLetter] = []
 
-    def list(self) -> list[WebhookDeadLetter]:
+    def list_letters(self) -> list[WebhookDeadLetter]:
         """Every dead letter, oldest first. Call `release()` when done with them."""
         self._received = []
         empty_reads = 0
@@ -116,7 +116,7 @@ class WebhookDeadLetters:
         return list(self._received)
 
     def find(self, identifier: str) -> list[WebhookDeadLetter]:
-        letters = self._received or self.list()
+        letters = self._received or self.list_letters()
         return [d for d in letters if identifier in (d.message_id, d.webhook_id)]
 
     def replay(self, letters: Sequence[WebhookDeadLetter]) -> tuple[list[str], list[str]]:
@@ -174,7 +174,7 @@ class WebhookDeadLetters:
         detail = event.get("detail", {}) if event else {}
         subscriber = str(detail.get("subscriber", "-")) if event else "-"
         payload = detail.get("body") if event else None
-        if event and not problem:
+        if event and payload is not None and not problem:
             problem = self._refusal(subscriber, str(event["detail-type"]), payload)
         return WebhookDeadLetter(
             message_id=str(message.get("MessageId", "-")),
@@ -223,8 +223,10 @@ def _delivery_event(body: str) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(event, dict) or event.get("source") != WEBHOOKS_SOURCE:
         return None, f"not a webhook delivery (source is not {WEBHOOKS_SOURCE})"
     detail = event.get("detail")
-    webhook = detail.get("webhook") if isinstance(detail, dict) else None
-    payload = detail.get("body") if isinstance(detail, dict) else None
+    if not isinstance(detail, dict):
+        return None, "malformed webhook delivery (no detail)"
+    webhook = detail.get("webhook")
+    payload = detail.get("body")
     if (
         not isinstance(webhook, dict)
         or not isinstance(webhook.get("id"), str)
@@ -319,7 +321,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     letters = build(args)
     try:
         if args.command == "list":
-            found = letters.list()
+            found = letters.list_letters()
             if args.json:
                 for letter in found:
                     print(json.dumps(letter.public()), file=out)
@@ -336,7 +338,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                     print(file=out)
                 _show(letter, out)
             return 0
-        chosen = letters.list() if args.all else letters.find(args.id)
+        chosen = letters.list_letters() if args.all else letters.find(args.id)
         if not chosen:
             print(
                 "nothing to replay" if args.all else f"no dead letter with id {args.id}",
