@@ -72,16 +72,23 @@ class EventBuilder:
             "timestamp": change.updated_at,
             "data": change.with_fields() if subscriber.include_fields else change.summary(),
         }
+        return self.signed_delivery(subscriber.name, change.type, change.event_id, payload)
+
+    def signed_delivery(
+        self, subscriber: str, event_type: str, message_id: str, payload: Mapping[str, Any]
+    ) -> OutgoingEvent:
+        """A delivery of `payload` to `subscriber`, signed now: a change's first delivery, or
+        a dead letter's replay (the same `message_id`, so receivers drop a duplicate)."""
         body = webhook_body(payload)
         timestamp = int(self._clock())
-        signature = sign(self._keys[subscriber.name], change.event_id, timestamp, body)
+        signature = sign(self._keys[subscriber], message_id, timestamp, body)
         detail = {
-            "subscriber": subscriber.name,
+            "subscriber": subscriber,
             "webhook": {
-                "id": change.event_id,
+                "id": message_id,
                 "timestamp": str(timestamp),
                 "signature": signature,
             },
             "body": payload,
         }
-        return OutgoingEvent(WEBHOOKS_SOURCE, change.type, detail)
+        return OutgoingEvent(WEBHOOKS_SOURCE, event_type, detail)

@@ -68,12 +68,13 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     feed = ChangeFeed(
         source_for_account=lambda account: ClinikoContactsSource(
             # The feed's one place that builds its Cliniko clients: bulk, so intake and
-            # erasure are served first from the user's shared budget; its own pace is capped
-            # where no shared budget is configured.
+            # erasure are served first from the user's shared budget; capped at its own share
+            # (every feed process together when the budget is shared).
             client_for_secret(
                 configured.accounts[account].api_key_secret,
                 priority="bulk",
                 requests_per_minute=settings.requests_per_minute,
+                caller="changefeed",
                 settings=settings.cliniko,
             )
         ),

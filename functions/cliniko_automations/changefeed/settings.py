@@ -23,7 +23,8 @@ class FeedSettings(EnvironmentSettings):
     overlap_seconds: int = Field(default=5, ge=1, le=3600)
     # Where a first run starts; unset: from now (no history).
     backfill_from: AwareDatetime | None = None
-    # The feed's own share of the Cliniko user's 200 requests a minute.
+    # The feed's own share of the Cliniko user's 200 requests a minute: a cap for all the
+    # feed's processes together on the shared budget (or this process's pace without it).
     requests_per_minute: int = Field(default=20, ge=1, le=200)
     # How long a contact's last published state is kept (its field hashes, for naming
     # changed fields; and its updated_at, for dropping duplicates).

@@ -90,7 +90,9 @@ def render(subscribers: Subscribers) -> dict[str, Any]:
             "Type": "AWS::CloudWatch::Alarm",
             "Properties": {
                 "AlarmDescription": (
-                    "Webhook deliveries failed for 5 minutes and wait in the dead-letter queue."
+                    "Webhook deliveries failed for 5 minutes and wait in the dead-letter queue. "
+                    "Fix the receiver, then: python -m "
+                    "cliniko_automations.changefeed.webhook_dead_letters list | replay --all"
                 ),
                 "Namespace": "AWS/SQS",
                 "MetricName": "ApproximateNumberOfMessagesVisible",

@@ -39,6 +39,7 @@ from .filters import Filter
 from .pacing import SYSTEM_CLOCK, Budget, Clock, RateBudget, key_fingerprint, shared_budget
 from .shared_pacing import (
     BudgetStore,
+    CallerCap,
     Priority,
     SharedBudget,
     SharingPolicy,
@@ -86,6 +87,10 @@ class ClinikoClient:
     to `sharing.bulk_share`). `on_pacing_fallback(reason)` hears when the store is unreachable
     and the process paces itself at a fraction of the budget. Without a store the process
     paces only itself (tests, the CLI).
+
+    `requests_per_minute` below the limit caps this caller: without a store, this process's
+    pace; with one, every process of the caller named `caller` (default: its priority)
+    together, on the key's shared budget (a `CallerCap`, per the sharing policy's period).
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class ClinikoClient:
         priority: Priority | str = Priority.INTERACTIVE,
         sharing: SharingPolicy | None = None,
         on_pacing_fallback: Callable[[str], None] | None = None,
+        caller: str | None = None,
     ) -> None:
         self.shard = shard_for_key(api_key)
         self.user_agent = check_user_agent(user_agent)
@@ -120,13 +126,22 @@ class ClinikoClient:
         budget: Budget
         if budget_store is not None:
             # Every process of the key books on one shared budget (shared_pacing.py).
-            sharing = sharing or SharingPolicy(limit=requests_per_minute)
+            sharing = sharing or SharingPolicy()
+            try:
+                cap = (
+                    CallerCap(caller or self.priority.value, requests_per_minute)
+                    if requests_per_minute < sharing.limit
+                    else None
+                )
+            except ValueError as exc:
+                raise errors.ConfigurationError(str(exc)) from exc
             budget = (
                 shared_store_budget(
                     self.key_id,
                     budget_store,
                     policy=sharing,
                     priority=self.priority,
+                    cap=cap,
                     on_fallback=on_pacing_fallback,
                 )
                 if clock is None
@@ -135,6 +150,7 @@ class ClinikoClient:
                     budget_store,
                     policy=sharing,
                     priority=self.priority,
+                    cap=cap,
                     clock=clock,
                     rng=rng,
                     on_fallback=on_pacing_fallback,

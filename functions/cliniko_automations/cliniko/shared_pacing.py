@@ -21,6 +21,13 @@ ahead (what interactive callers leave), and at most `bulk_share` of the rate (th
 schedule, `bulk_tat`), so a cleanup never starves intake: an intake submission arriving during
 a cleanup finds at most two slots booked in front of it, and its two requests go at once.
 
+A caller may also have its own cap (`CallerCap`: a name and requests per period, e.g. the
+change feed's 20 a minute): one more schedule on the same item, `cap_<name>`, booked with every
+slot like `bulk_tat` is (at most one slot ahead), so all the processes of that caller together
+stay under their cap while interactive callers keep their priority. Any period then sees at
+most `cap.rate + 2` of that caller's requests (GCRA: the one slot booked ahead, and a span that
+starts inside a slot).
+
 A 429, whoever receives it, blocks the shared item until `X-RateLimit-Reset`; everyone waits
 it out, each resuming after a random part of `resume_jitter` so they do not all send at the
 same instant. When the store cannot be reached, the process paces itself at `fallback_share`
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -49,7 +57,9 @@ logger = logging.getLogger("cliniko_automations.cliniko")
 TAT = "tat"
 BULK_TAT = "bulk_tat"
 BLOCKED_UNTIL = "blocked_until"
+CAP_PREFIX = "cap_"
 _ROUNDING = 1e-5  # seconds
+_CAP_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 class Priority(StrEnum):
@@ -113,6 +123,25 @@ class SharingPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class CallerCap:
+    """At most `rate` requests per policy period for every process of the caller `name`
+    together (on the key's shared item, as the schedule `cap_<name>`)."""
+
+    name: str
+    rate: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _CAP_NAME.fullmatch(self.name):
+            raise ValueError("a caller cap's name is lowercase letters, digits and _")
+        if isinstance(self.rate, bool) or not isinstance(self.rate, int) or self.rate < 1:
+            raise ValueError("a caller cap needs a positive whole number of requests")
+
+    @property
+    def schedule(self) -> str:
+        return CAP_PREFIX + self.name
+
+
+@dataclass(frozen=True, slots=True)
 class Booking:
     """Move schedule `name` to max(its value, now) + `cost`, if that stays <= `ceiling`."""
 
@@ -164,6 +193,7 @@ class SharedBudget:
         *,
         policy: SharingPolicy | None = None,
         priority: Priority | str = Priority.INTERACTIVE,
+        cap: CallerCap | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         on_fallback: Callable[[str], None] | None = None,
@@ -172,6 +202,7 @@ class SharedBudget:
         self.store = store
         self.policy = policy or SharingPolicy()
         self.priority = Priority(priority)
+        self.cap = cap
         self.clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._on_fallback = on_fallback
@@ -181,7 +212,11 @@ class SharedBudget:
         self._handed: deque[float] = deque(maxlen=self.policy.lease)  # when slots were taken
         self._seen: dict[str, float] = {}  # the shared item as this process last saw it
         self._not_before = float("-inf")  # wall time: the store said wait (or a 429 did)
-        self._fallback = RateBudget(self.policy.fallback_limit, self.policy.period, clock=clock)
+        # Without the store, a capped caller's process paces itself at no more than its cap.
+        fallback_limit = self.policy.fallback_limit
+        if cap is not None:
+            fallback_limit = min(fallback_limit, cap.rate)
+        self._fallback = RateBudget(fallback_limit, self.policy.period, clock=clock)
         self._fallback_until = float("-inf")  # wall time: pace locally until then
         self._lock = threading.Lock()
         # Figures for benchmarks and tests.
@@ -284,15 +319,22 @@ class SharedBudget:
         cost = (self._lease or 1) * policy.interval
         now += _ROUNDING  # ceilings: sums of floats (and the store's microseconds) may round up
         if self.priority is Priority.INTERACTIVE:
-            return [Booking(TAT, cost, now + policy.depth * policy.interval)]
-        # Bulk books only when at most one slot is booked ahead of now, one slot at a time, so
-        # `depth - 2` interactive slots (a submission's lookup and create) always still fit;
-        # and on its own slower schedule.
-        bulk_cost = cost / policy.bulk_share
-        return [
-            Booking(TAT, cost, now + cost + policy.interval),
-            Booking(BULK_TAT, bulk_cost, now + 2 * bulk_cost),
-        ]
+            bookings = [Booking(TAT, cost, now + policy.depth * policy.interval)]
+        else:
+            # Bulk books only when at most one slot is booked ahead of now, one slot at a
+            # time, so `depth - 2` interactive slots (a submission's lookup and create) always
+            # still fit; and on its own slower schedule.
+            bulk_cost = cost / policy.bulk_share
+            bookings = [
+                Booking(TAT, cost, now + cost + policy.interval),
+                Booking(BULK_TAT, bulk_cost, now + 2 * bulk_cost),
+            ]
+        if self.cap is not None:
+            # The caller's own schedule, shared by all its processes: one slot ahead at most.
+            slot = policy.period / self.cap.rate
+            cap_cost = (self._lease or 1) * slot
+            bookings.append(Booking(self.cap.schedule, cap_cost, now + cap_cost + slot))
+        return bookings
 
     def _wait_for(self, now: float, values: Mapping[str, float]) -> float:
         """Seconds until the bookings fit the shared item as `values` has it; 0: they may."""
@@ -310,7 +352,7 @@ class SharedBudget:
         # the slots still booked ahead at that moment, waking later loses nothing: up to
         # depth - lease of them for interactive callers; bulk callers wait for one slot ahead,
         # and spread over half of it so they book before it runs out.
-        if self.priority is Priority.BULK:
+        if self.priority is Priority.BULK or self.cap is not None:
             spread = policy.interval / 2
         else:
             spread = max(policy.depth - (self._lease or 1), 1) * policy.interval
@@ -336,7 +378,7 @@ class SharedBudget:
                 logger.exception("reporting the rate budget fallback failed")
 
 
-_shared: dict[tuple[str, Priority, int, SharingPolicy], SharedBudget] = {}
+_shared: dict[tuple[str, Priority, int, SharingPolicy, CallerCap | None], SharedBudget] = {}
 _shared_lock = threading.Lock()
 
 
@@ -346,16 +388,22 @@ def shared_store_budget(
     *,
     policy: SharingPolicy,
     priority: Priority | str,
+    cap: CallerCap | None = None,
     on_fallback: Callable[[str], None] | None = None,
 ) -> SharedBudget:
-    """The process-wide `SharedBudget` of a key (by fingerprint), store, priority and policy:
-    every client of them in the process shares its booked slots."""
-    slot = (budget_id, Priority(priority), id(store), policy)
+    """The process-wide `SharedBudget` of a key (by fingerprint), store, priority, policy and
+    caller cap: every client of them in the process shares its booked slots."""
+    slot = (budget_id, Priority(priority), id(store), policy, cap)
     with _shared_lock:
         budget = _shared.get(slot)
         if budget is None or budget.store is not store:
             budget = _shared[slot] = SharedBudget(
-                budget_id, store, policy=policy, priority=priority, on_fallback=on_fallback
+                budget_id,
+                store,
+                policy=policy,
+                priority=priority,
+                cap=cap,
+                on_fallback=on_fallback,
             )
         return budget
 

@@ -21,7 +21,7 @@ from .cliniko_settings import ClinikoSettings, ClinikoVariables
 from .rate_limit_table import CLIENT_CONFIG, DynamoBudgetStore
 from .secrets import read_secret
 
-_clients: dict[tuple[str, Priority, int], tuple[str, ClinikoClient]] = {}
+_clients: dict[tuple[str, Priority, int, str | None], tuple[str, ClinikoClient]] = {}
 _stores: dict[str, DynamoBudgetStore] = {}
 _lock = threading.Lock()
 
@@ -32,6 +32,7 @@ def client_for_secret(
     secrets_prefix: str | None = None,
     priority: Priority | str = Priority.INTERACTIVE,
     requests_per_minute: int = 200,
+    caller: str | None = None,
     settings: ClinikoSettings | ClinikoVariables,
 ) -> ClinikoClient:
     """The client for the Cliniko account whose API key is the SecretString `secret_name`
@@ -39,9 +40,11 @@ def client_for_secret(
 
     `priority`: `"interactive"` (intake, erasure) or `"bulk"` (the cleanup, the change feed):
     bulk callers take only what interactive ones leave of the key's shared budget.
-    `requests_per_minute` below Cliniko's 200 caps this caller's own pace where no shared
-    budget is configured (the local pacer). `settings`: the caller's, read once with its other
-    settings; `ClinikoVariables` are checked here (ConfigurationError naming the variable).
+    `requests_per_minute` below Cliniko's 200 caps this caller (named `caller`, default its
+    priority): on the key's shared budget when a rate-limit table is configured, every
+    process of the caller together; otherwise this process's own pace. `settings`: the
+    caller's, read once with its other settings; `ClinikoVariables` are checked here
+    (ConfigurationError naming the variable).
     """
     priority = Priority(priority)
     if isinstance(settings, ClinikoVariables):
@@ -51,7 +54,7 @@ def client_for_secret(
     fingerprint = hashlib.sha256(
         "\0".join((api_key, settings.model_dump_json())).encode()
     ).hexdigest()
-    slot = (secret_name, priority, requests_per_minute)
+    slot = (secret_name, priority, requests_per_minute, caller)
     with _lock:
         cached = _clients.get(slot)
         if cached is not None and cached[0] == fingerprint:
@@ -76,6 +79,7 @@ def client_for_secret(
             priority=priority,
             sharing=sharing,
             on_pacing_fallback=_count_fallback,
+            caller=caller,
         )
         _clients[slot] = (fingerprint, client)
         return client

@@ -91,6 +91,28 @@ def test_client_for_secret_books_on_the_table_the_function_names(
     assert client_for_secret("cliniko/a", priority="bulk", settings=settings).priority == "bulk"
 
 
+def test_client_for_secret_caps_a_named_caller_on_the_shared_table(
+    cliniko, table, monkeypatch
+) -> None:
+    settings = ClinikoVariables(
+        user_agent=UA, base_url=cliniko.base_url_template, rate_limit_table=table
+    )
+    boto3.client("secretsmanager").create_secret(Name="cliniko/c", SecretString=cliniko.api_key)
+    monkeypatch.setattr(cliniko_accounts, "_clients", {})
+
+    feed = client_for_secret(
+        "cliniko/c", priority="bulk", requests_per_minute=20, caller="changefeed", settings=settings
+    )
+    feed.list_contacts()
+    # Uncapped, the same secret and priority is another client (the cache slot has the cap).
+    cleanup = client_for_secret("cliniko/c", priority="bulk", settings=settings)
+
+    (item,) = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    assert "cap_changefeed" in item and "bulk_tat" in item
+    assert feed.rate_budget.cap.rate == 20
+    assert cleanup is not feed and cleanup.rate_budget.cap is None
+
+
 def test_an_unreachable_table_paces_locally_and_counts_a_metric(
     cliniko, table, monkeypatch, capsys
 ) -> None:

@@ -7,6 +7,7 @@ really sleeps and nothing depends on the machine's speed.
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import boto3
@@ -15,6 +16,7 @@ from cliniko_automations.cliniko.pacing import BudgetExhausted
 from cliniko_automations.cliniko.shared_pacing import (
     BULK_TAT,
     TAT,
+    CallerCap,
     Priority,
     SharedBudget,
     SharingPolicy,
@@ -41,11 +43,17 @@ def store(aws: str) -> DynamoBudgetStore:
     return DynamoBudgetStore(client, TABLE)
 
 
-def _process(store, clock, *, priority=Priority.INTERACTIVE, policy=POLICY, seed=7):
+def _process(store, clock, *, priority=Priority.INTERACTIVE, policy=POLICY, seed=7, cap=None):
     """A process's budget: its own `SharedBudget` (own slots) and its own store object."""
     own_store = DynamoBudgetStore(store._client, TABLE)
     return SharedBudget(
-        KEY_ID, own_store, policy=policy, priority=priority, clock=clock, rng=random.Random(seed)
+        KEY_ID,
+        own_store,
+        policy=policy,
+        priority=priority,
+        cap=cap,
+        clock=clock,
+        rng=random.Random(seed),
     )
 
 
@@ -221,3 +229,29 @@ def test_a_missing_table_falls_back_to_cautious_local_pacing_and_says_so(aws: st
     assert budget.in_fallback
     assert reasons == ["rate limit table: ResourceNotFoundException"]
     assert budget.fallbacks == 1
+
+
+def test_a_capped_caller_stays_under_its_cap_across_processes(store) -> None:
+    clock = FakeClock()
+    cap = CallerCap("changefeed", 6)
+    feeds = [_process(store, clock, priority=Priority.BULK, cap=cap, seed=s) for s in range(3)]
+    intake = _process(store, clock, seed=9)
+    sends, intake_waits = [], []
+    end = clock.time() + 3 * POLICY.period
+    for step in itertools.count():
+        if clock.time() >= end:
+            break
+        for feed in feeds:
+            try:
+                feed.acquire(max_wait=0.0)
+                sends.append(clock.time())
+            except BudgetExhausted:
+                pass  # this feed process waits for its cap
+        if step % 5 == 0:  # an intake submission every 10 s: a lookup and a create
+            intake_waits += [intake.acquire(), intake.acquire()]
+        clock.advance(2.0)
+
+    assert _most_in_any_window(sends, POLICY.period) <= cap.rate + 2
+    assert len(sends) >= 3 * cap.rate - 2  # the feed does get its share
+    assert max(intake_waits) <= 2 * POLICY.interval  # intake is not held back by the feed
+    assert float(_item(store)["cap_changefeed"]) > 0  # one more schedule on the key's item

@@ -1,0 +1,359 @@
+"""List, show and replay the webhook deliveries EventBridge gave up on (WebhookDeadLetterQueue).
+
+    python -m cliniko_automations.changefeed.webhook_dead_letters list [--json]
+    python -m cliniko_automations.changefeed.webhook_dead_letters show ID
+    python -m cliniko_automations.changefeed.webhook_dead_letters replay ID | --all
+
+ID: the SQS message id, or a webhook-id (a change's id: its letters to every subscriber that
+took it). The queue, the bus and the subscribers
+come from arguments or the environment: `--dlq-url`/WEBHOOK_DEAD_LETTER_QUEUE_URL (the webhook
+stack's WebhookDeadLetterQueueUrl output), `--bus`/EVENT_BUS_NAME (the main stack's
+ContactEventBusName output), `--webhooks-file`/WEBHOOKS_FILE (default: the deployed
+webhooks.yaml). Credentials and region as for the AWS CLI; AWS_ENDPOINT_URL points it at moto.
+
+A dead letter is the event as EventBridge sent it (its `detail` holds the subscriber, the
+Standard Webhooks headers and the body), with EventBridge's ERROR_CODE, RETRY_ATTEMPTS,
+RULE_ARN and TARGET_ARN attributes. Its signature was made when the change was published, and
+receivers refuse one older than five minutes, so a replay re-publishes the delivery to the
+bus signed afresh (a new webhook-timestamp and signature, through the same EventBuilder and
+the subscriber's current secret) with the SAME webhook-id: a receiver that got it after all
+drops the duplicate. The subscriber's rule then delivers it as any other.
+
+Nothing personal is printed: ids, subscriber, event type, error code, age, attempts and the
+NAMES of the body's fields, never their values (nor EventBridge's ERROR_MESSAGE, which may
+quote the receiver's answer). A letter that is not a webhook delivery, or whose subscriber is
+no longer in webhooks.yaml, is reported and left in the queue.
+
+Listing receives every message (hiding it briefly, so each is seen once) and then makes them
+visible again; replay publishes first and deletes the dead letter only once EventBridge has
+accepted the event, so a crash in between duplicates a delivery (same webhook-id) rather
+than losing one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+import boto3
+
+from cliniko_automations.common.secrets import read_secret
+
+from .bus import EventBridgeSink
+from .core import PublishFailed
+from .events import WEBHOOKS_SOURCE, EventBuilder
+from .signing import signing_key
+from .subscribers import EVENT_TYPES, Subscribers, load_subscribers
+
+# Long enough to list and replay a few thousand messages; released again when done.
+HIDE_SECONDS = 120
+
+
+@dataclass
+class WebhookDeadLetter:
+    message_id: str
+    webhook_id: str
+    subscriber: str
+    detail_type: str
+    error_code: str
+    attempts: int
+    age_seconds: int
+    fields: list[str]
+    # Why it cannot be replayed as it is ("" when it can).
+    problem: str
+    receipt_handle: str = field(repr=False)
+    payload: Any = field(repr=False)
+
+    def public(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["receipt_handle"], data["payload"]
+        return data
+
+
+class WebhookDeadLetters:
+    def __init__(
+        self,
+        *,
+        sqs: Any,
+        dead_letter_queue_url: str,
+        subscribers: Subscribers,
+        sink: EventBridgeSink | None = None,
+        read_secret: Callable[[str], str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sqs = sqs
+        self._dlq = dead_letter_queue_url
+        self._subscribers = {s.name: s for s in subscribers.subscribers}
+        self._sink = sink
+        self._read_secret = read_secret
+        self._clock = clock
+        self._received: list[WebhookDeadLetter] = []
+
+    def list_letters(self) -> list[WebhookDeadLetter]:
+        """Every dead letter, oldest first. Call `release()` when done with them."""
+        self._received = []
+        empty_reads = 0
+        # SQS samples its servers on short polls: one empty answer is not proof of none left.
+        while empty_reads < 3:
+            answer = self._sqs.receive_message(
+                QueueUrl=self._dlq,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=HIDE_SECONDS,
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages = answer.get("Messages", [])
+            empty_reads = 0 if messages else empty_reads + 1
+            self._received += [self._describe(m) for m in messages]
+        self._received.sort(key=lambda d: (-d.age_seconds, d.message_id))
+        return list(self._received)
+
+    def find(self, identifier: str) -> list[WebhookDeadLetter]:
+        letters = self._received or self.list_letters()
+        return [d for d in letters if identifier in (d.message_id, d.webhook_id)]
+
+    def replay(self, letters: Sequence[WebhookDeadLetter]) -> tuple[list[str], list[str]]:
+        """Re-publish each replayable letter signed afresh, then delete it: (the replayed
+        message ids, a line per letter refused)."""
+        if self._sink is None or self._read_secret is None:
+            raise SystemExit("replay needs the contacts bus: --bus or EVENT_BUS_NAME")
+        replayable = [d for d in letters if not d.problem]
+        refused = [f"{d.message_id}: {d.problem}" for d in letters if d.problem]
+        names = sorted({d.subscriber for d in replayable})
+        # The subscribers' current secrets: a receiver checks against the one it holds now.
+        subscribers = [self._subscribers[name] for name in names]
+        builder = EventBuilder(
+            subscribers,
+            {s.name: signing_key(self._read_secret(s.secret)) for s in subscribers},
+            clock=self._clock,
+        )
+        replayed = []
+        for letter in replayable:
+            event = builder.signed_delivery(
+                letter.subscriber, letter.detail_type, letter.webhook_id, letter.payload
+            )
+            try:
+                self._sink.publish([event])
+            except PublishFailed as exc:
+                refused.append(f"{letter.message_id}: not accepted by EventBridge ({exc})")
+                continue
+            self._sqs.delete_message(QueueUrl=self._dlq, ReceiptHandle=letter.receipt_handle)
+            self._received.remove(letter)
+            replayed.append(letter.message_id)
+        return replayed, refused
+
+    def release(self) -> None:
+        """Make the listed (and not replayed) dead letters visible again."""
+        for start in range(0, len(self._received), 10):
+            chunk = self._received[start : start + 10]
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._dlq,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": d.receipt_handle, "VisibilityTimeout": 0}
+                    for n, d in enumerate(chunk)
+                ],
+            )
+        self._received = []
+
+    def _describe(self, message: Mapping[str, Any]) -> WebhookDeadLetter:
+        attributes = {
+            name: value.get("StringValue", "")
+            for name, value in message.get("MessageAttributes", {}).items()
+        }
+        system = message.get("Attributes", {})
+        sent_ms = _whole(system.get("SentTimestamp"))
+        attempts = _whole(attributes.get("RETRY_ATTEMPTS"))
+        event, problem = _delivery_event(message.get("Body", ""))
+        detail = event.get("detail", {}) if event else {}
+        subscriber = str(detail.get("subscriber", "-")) if event else "-"
+        payload = detail.get("body") if event else None
+        if event and payload is not None and not problem:
+            problem = self._refusal(subscriber, str(event["detail-type"]), payload)
+        return WebhookDeadLetter(
+            message_id=str(message.get("MessageId", "-")),
+            webhook_id=str(detail["webhook"]["id"]) if event else "-",
+            subscriber=subscriber,
+            detail_type=str(event.get("detail-type", "-")) if event else "-",
+            error_code=attributes.get("ERROR_CODE") or "-",
+            attempts=attempts if attempts is not None else 0,
+            age_seconds=max(0, int(self._clock() - sent_ms / 1000)) if sent_ms else 0,
+            fields=_field_names(payload),
+            problem=problem,
+            receipt_handle=str(message.get("ReceiptHandle", "")),
+            payload=payload,
+        )
+
+    def _refusal(self, name: str, event_type: str, payload: Mapping[str, Any]) -> str:
+        """Why webhooks.yaml as it is now forbids this replay ("" when it allows it)."""
+        subscriber = self._subscribers.get(name)
+        if subscriber is None:
+            return (
+                f"subscriber {name!r} is no longer in webhooks.yaml: "
+                "add it back to replay, or delete the letter"
+            )
+        if event_type not in subscriber.events:
+            # Its rule would no longer route it: a replay would be deleted and go nowhere.
+            return f"subscriber {name!r} no longer takes {event_type}"
+        if "contact" in payload.get("data", {}) and not subscriber.include_fields:
+            return f"carries contact fields, and subscriber {name!r} no longer opts in to them"
+        return ""
+
+
+def _whole(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _delivery_event(body: str) -> tuple[dict[str, Any] | None, str]:
+    """The dead letter's event when it is a webhook delivery this feed published; else a
+    fixed reason (never the body's content)."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return None, "not JSON: not an EventBridge event"
+    if not isinstance(event, dict) or event.get("source") != WEBHOOKS_SOURCE:
+        return None, f"not a webhook delivery (source is not {WEBHOOKS_SOURCE})"
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        return None, "malformed webhook delivery (no detail)"
+    webhook = detail.get("webhook")
+    payload = detail.get("body")
+    if (
+        not isinstance(webhook, dict)
+        or not isinstance(webhook.get("id"), str)
+        or not webhook["id"]
+        or not isinstance(detail.get("subscriber"), str)
+        or not isinstance(payload, dict)
+        or not isinstance(payload.get("data", {}), dict)
+        or event.get("detail-type") not in EVENT_TYPES
+        or payload.get("type") != event.get("detail-type")
+    ):
+        return None, "malformed webhook delivery (subscriber, webhook id, type or body missing)"
+    return event, ""
+
+
+def _field_names(payload: Any) -> list[str]:
+    """The body's field names (`data.contact.*` for subscribers that get the contact)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
+        return []
+    names = []
+    for name, value in payload["data"].items():
+        if isinstance(value, dict):
+            names += [f"{name}.{inner}" for inner in value]
+        else:
+            names.append(name)
+    return sorted(names)
+
+
+def _table(letters: Sequence[WebhookDeadLetter], out: TextIO) -> None:
+    columns = (
+        "message_id",
+        "webhook_id",
+        "subscriber",
+        "detail_type",
+        "error_code",
+        "attempts",
+        "age_seconds",
+    )
+    rows = [columns] + [tuple(str(getattr(d, c)) for c in columns) for d in letters]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)), file=out
+        )
+    refused = sum(1 for d in letters if d.problem)
+    print(f"{len(letters)} dead letter(s), {refused} not replayable", file=out)
+
+
+def _show(letter: WebhookDeadLetter, out: TextIO) -> None:
+    for name, value in letter.public().items():
+        if name == "fields":
+            value = ", ".join(value) or "-"
+        if name == "problem" and not value:
+            continue
+        print(f"{name + ':':<14}{value}", file=out)
+
+
+def build(args: argparse.Namespace) -> WebhookDeadLetters:
+    dlq = args.dlq_url or os.environ.get("WEBHOOK_DEAD_LETTER_QUEUE_URL")
+    if not dlq:
+        raise SystemExit(
+            "no dead-letter queue: pass --dlq-url or set WEBHOOK_DEAD_LETTER_QUEUE_URL"
+        )
+    bus = args.bus or os.environ.get("EVENT_BUS_NAME")
+    return WebhookDeadLetters(
+        sqs=boto3.client("sqs"),
+        dead_letter_queue_url=dlq,
+        subscribers=load_subscribers(args.webhooks_file),
+        sink=EventBridgeSink(boto3.client("events"), bus) if bus else None,
+        read_secret=read_secret,
+    )
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cliniko_automations.changefeed.webhook_dead_letters",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    parser.add_argument("--dlq-url", help="dead-letter queue (env WEBHOOK_DEAD_LETTER_QUEUE_URL)")
+    parser.add_argument("--bus", help="the contacts event bus, for replay (env EVENT_BUS_NAME)")
+    parser.add_argument("--webhooks-file", help="subscribers (env WEBHOOKS_FILE)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="list dead letters")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = commands.add_parser("show", help="show one dead letter (no personal values)")
+    show.add_argument("id", help="SQS message id or webhook-id")
+    replay = commands.add_parser("replay", help="re-publish dead letters, signed afresh")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", help="SQS message id or webhook-id")
+    which.add_argument("--all", action="store_true", help="every dead letter")
+    args = parser.parse_args(argv)
+
+    letters = build(args)
+    try:
+        if args.command == "list":
+            found = letters.list_letters()
+            if args.json:
+                for letter in found:
+                    print(json.dumps(letter.public()), file=out)
+            else:
+                _table(found, out)
+            return 0
+        if args.command == "show":
+            found = letters.find(args.id)
+            if not found:
+                print(f"no dead letter with id {args.id}", file=sys.stderr)
+                return 1
+            for n, letter in enumerate(found):
+                if n:
+                    print(file=out)
+                _show(letter, out)
+            return 0
+        chosen = letters.list_letters() if args.all else letters.find(args.id)
+        if not chosen:
+            print(
+                "nothing to replay" if args.all else f"no dead letter with id {args.id}",
+                file=sys.stderr,
+            )
+            return 0 if args.all else 1
+        replayed, refused = letters.replay(chosen)
+        for message_id in replayed:
+            print(f"replayed {message_id}", file=out)
+        for line in refused:
+            print(f"not replayed {line}", file=sys.stderr)
+        return 1 if refused else 0
+    finally:
+        letters.release()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Webhook dead letters replayed: the feed publishes a delivery, EventBridge gives up on it
+(its dead letter is put on the queue as EventBridge puts it: the event, with ERROR_CODE,
+RETRY_ATTEMPTS, RULE_ARN and TARGET_ARN attributes), and the replay tool re-publishes it
+signed afresh; the subscriber's rule (the local stand-in for its API destination) delivers it
+to a receiver built on the Standard Webhooks reference library."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+
+import boto3
+import pytest
+from cliniko_automations.changefeed import handler
+from cliniko_automations.changefeed.bus import EventBridgeSink
+from cliniko_automations.changefeed.subscribers import load_subscribers
+from cliniko_automations.changefeed.webhook_dead_letters import WebhookDeadLetters, main
+from cliniko_automations.changefeed.webhook_stack import render
+from cliniko_automations.common.secrets import read_secret
+from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
+
+from tests.integration.changefeed.stack import (
+    SCHEDULED_EVENT,
+    context,
+    create_feed_stack,
+    feed_environment,
+    new_webhook_secret,
+)
+
+SUBSCRIBERS = """\
+subscribers:
+  - name: crm-sync
+    url: https://hooks.example.com/cliniko
+    events: [contact.created]
+    secret: tests/webhooks/crm-sync
+  - name: full-copy
+    url: https://copy.example.com/in
+    events: [contact.created]
+    secret: tests/webhooks/full-copy
+    include_fields: true
+"""
+PERSONAL = ("Zoë", "Ångström", "zoe@example.com")
+STALE = int(time.time()) - 3600  # signed an hour ago: every receiver refuses it now
+
+
+@pytest.fixture
+def world(aws, cliniko, tmp_path, monkeypatch):
+    stack = create_feed_stack()
+    webhooks = tmp_path / "webhooks.yaml"
+    webhooks.write_text(SUBSCRIBERS, encoding="utf-8")
+    feed_environment(monkeypatch, stack, cliniko, tmp_path)
+    secrets = {"crm-sync": new_webhook_secret(), "full-copy": new_webhook_secret()}
+    for name, value in secrets.items():
+        boto3.client("secretsmanager").create_secret(
+            Name=f"tests/webhooks/{name}", SecretString=value
+        )
+    receivers = {name: SignedWebhookReceiver(secret).start() for name, secret in secrets.items()}
+    stand_in = ApiDestinationStandIn(
+        render(load_subscribers(webhooks)),
+        boto3.client("events"),
+        boto3.client("sqs"),
+        stack.bus,
+        {name: receiver.url for name, receiver in receivers.items()},
+    )
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName="webhook-dead-letters")["QueueUrl"]
+
+    # One change, published as a delivery per subscriber; AWS never manages to deliver them.
+    handler.lambda_handler(SCHEDULED_EVENT, context())
+    cliniko.client().create_contact(
+        {"first_name": "Zoë", "last_name": "Ångström", "email": "zoe@example.com"}
+    )
+    handler.lambda_handler(SCHEDULED_EVENT, context())
+    for route in stand_in.routes:
+        sqs.purge_queue(QueueUrl=route.queue_url)
+    deliveries = {e["detail"]["subscriber"]: e for e in stack.drain(stack.webhook_queue_url)}
+    letters = {}
+    for name, event in deliveries.items():
+        event["detail"]["webhook"]["timestamp"] = str(STALE)
+        letters[name] = dead_letter(sqs, dlq, json.dumps(event))
+
+    def cli(*args: str) -> tuple[int, str]:
+        out = io.StringIO()
+        code = main(
+            ["--dlq-url", dlq, "--bus", stack.bus, "--webhooks-file", str(webhooks), *args], out
+        )
+        return code, out.getvalue()
+
+    yield cli, deliveries, letters, receivers, stand_in, sqs, dlq
+    for receiver in receivers.values():
+        receiver.stop()
+
+
+def dead_letter(sqs, queue_url: str, body: str) -> str:
+    """What EventBridge puts on a rule target's dead-letter queue."""
+    text = lambda value: {"DataType": "String", "StringValue": value}  # noqa: E731
+    return sqs.send_message(
+        QueueUrl=queue_url,
+        MessageBody=body,
+        MessageAttributes={
+            "ERROR_CODE": text("SDK_CLIENT_ERROR"),
+            "ERROR_MESSAGE": text("Zoë's receiver said: 503 for zoe@example.com"),
+            "EXHAUSTED_RETRY_CONDITION": text("MaximumEventAgeInSeconds"),
+            "RETRY_ATTEMPTS": text("7"),
+            "RULE_ARN": text("arn:aws:events:eu-west-1:123456789012:rule/crm-sync"),
+            "TARGET_ARN": text("arn:aws:events:eu-west-1:123456789012:api-destination/x"),
+        },
+    )["MessageId"]
+
+
+def test_a_replayed_dead_letter_arrives_signed_afresh_with_its_webhook_id(world) -> None:
+    cli, deliveries, letters, receivers, stand_in, _, _ = world
+    webhook_id = deliveries["crm-sync"]["detail"]["webhook"]["id"]
+
+    code, out = cli("replay", letters["crm-sync"])
+
+    assert code == 0 and out.startswith("replayed ")
+    assert stand_in.deliver_pending() == 1
+    (received,) = receivers["crm-sync"].received
+    assert received.verified, received.problem  # the reference library's check
+    assert received.headers["webhook-id"] == webhook_id
+    assert int(received.headers["webhook-timestamp"]) > STALE
+    assert received.payload == deliveries["crm-sync"]["detail"]["body"]
+    assert receivers["full-copy"].received == []  # only the letter replayed
+
+
+def test_replaying_twice_is_safe(world) -> None:
+    cli, _, letters, receivers, stand_in, _, _ = world
+    assert cli("replay", letters["crm-sync"])[0] == 0
+
+    assert cli("replay", letters["crm-sync"])[0] == 1  # the letter is gone: nothing to send
+
+    stand_in.deliver_pending()
+    assert len(receivers["crm-sync"].received) == 1
+    code, out = cli("list")
+    assert code == 0 and "1 dead letter(s)" in out  # full-copy's, released again
+
+
+def test_a_webhook_id_names_the_changes_letters_to_every_subscriber(world) -> None:
+    cli, deliveries, _, receivers, stand_in, _, _ = world
+    webhook_id = deliveries["crm-sync"]["detail"]["webhook"]["id"]
+
+    assert cli("replay", webhook_id)[0] == 0
+
+    assert stand_in.deliver_pending() == 2
+    for receiver in receivers.values():
+        (received,) = receiver.received
+        assert received.verified and received.headers["webhook-id"] == webhook_id
+
+
+def test_list_and_show_name_fields_and_never_print_values(world) -> None:
+    cli, _, letters, _, _, _, _ = world
+
+    listed = [json.loads(line) for line in cli("list", "--json")[1].splitlines()]
+    code, shown = cli("show", letters["full-copy"])
+
+    assert sorted(d["subscriber"] for d in listed) == ["crm-sync", "full-copy"]
+    assert {d["error_code"] for d in listed} == {"SDK_CLIENT_ERROR"}
+    assert {d["attempts"] for d in listed} == {7}
+    assert code == 0 and "contact.first_name" in shown and "contact.email" in shown
+    text = json.dumps(listed) + shown
+    assert not [value for value in PERSONAL if value in text]
+
+
+def test_bogus_and_orphaned_letters_are_reported_and_kept(world) -> None:
+    cli, deliveries, _, receivers, stand_in, sqs, dlq = world
+    orphan = json.loads(json.dumps(deliveries["crm-sync"]))
+    orphan["detail"]["subscriber"] = "left-us"
+    orphan["detail"]["webhook"]["id"] = "msg_orphan"
+    dead_letter(sqs, dlq, json.dumps(orphan))
+    dead_letter(sqs, dlq, "not json {")
+    dead_letter(sqs, dlq, json.dumps({"source": "aws.events", "detail-type": "x", "detail": {}}))
+
+    code, out = cli("replay", "--all")
+
+    assert code == 1  # some refused, and said so
+    assert out.count("replayed ") == 2
+    stand_in.deliver_pending()
+    assert all(len(r.received) == 1 and r.received[0].verified for r in receivers.values())
+    listed = [json.loads(line) for line in cli("list", "--json")[1].splitlines()]
+    problems = sorted(d["problem"] for d in listed)
+    assert len(problems) == 3
+    assert any("'left-us' is no longer in webhooks.yaml" in p for p in problems)
+    assert any(p.startswith("not JSON") for p in problems)
+    assert any(p.startswith("not a webhook delivery") for p in problems)
+
+
+def test_a_crash_between_publish_and_delete_duplicates_rather_than_loses(world) -> None:
+    cli, _, letters, receivers, stand_in, sqs, dlq = world
+    letters_tool = WebhookDeadLetters(
+        sqs=_DeleteFails(sqs),
+        dead_letter_queue_url=dlq,
+        subscribers=load_subscribers(os.environ["WEBHOOKS_FILE"]),
+        sink=EventBridgeSink(boto3.client("events"), os.environ["EVENT_BUS_NAME"]),
+        read_secret=read_secret,
+    )
+    with pytest.raises(ConnectionError):
+        letters_tool.replay(letters_tool.find(letters["crm-sync"]))
+    letters_tool.release()
+
+    assert cli("replay", letters["crm-sync"])[0] == 0  # the letter was kept: replay again
+
+    stand_in.deliver_pending()
+    first, second = receivers["crm-sync"].received
+    assert first.verified and second.verified
+    # The same webhook-id: the receiver drops the second as a duplicate.
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+
+
+class _DeleteFails:
+    """The SQS client of a process that dies just after EventBridge accepted the event."""
+
+    def __init__(self, sqs) -> None:
+        self._sqs = sqs
+
+    def __getattr__(self, name: str):
+        return getattr(self._sqs, name)
+
+    def delete_message(self, **kwargs):
+        raise ConnectionError("the process died here")
