@@ -7,8 +7,9 @@ imports the handler and runs its first invocation against moto and the Cliniko e
 artifact (Powertools Logger, an `APIGatewayHttpResolver` with one route, one boto3 client created
 at import), built from the same locked Powertools/boto3 distributions and compiled the same way
 (unchecked-hash .pyc). Before every function's cold start the baseline starts cold too
-(interleaved, so a busy machine slows both alike); each function's ratio is its median over
-the median of the baseline runs paired with it. Reported per function: import + first call and
+(interleaved, so a busy machine slows both alike); each function's ratio is the median of its
+runs' ratios to the baseline run just before each (a slow moment of a shared machine slows a
+pair alike, and their ratio keeps little of it). Reported per function: import + first call and
 the whole process (spawn to exit), in ms and as a ratio, the peak memory (the child's
 ru_maxrss) and the artifact's size. The deployed artifact is arm64; this machine runs the same
 build for its own architecture (same staging, same requirements), because arm64 wheels cannot
@@ -590,7 +591,8 @@ def median_ms(outs: list[dict[str, Any]], key: str) -> int:
 
 
 def summarise(outs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians of one function's cold starts and of the baseline runs paired with them."""
+    """Medians of one function's cold starts and of the baseline runs paired with them, and
+    the medians of the pairs' ratios."""
     base = [o["baseline"] for o in outs]
     figures: dict[str, Any] = {}
     groups = [("function", outs), ("baseline", base)]
@@ -605,14 +607,19 @@ def summarise(outs: list[dict[str, Any]]) -> dict[str, Any]:
             "process_ms": median_ms(runs, "wall_seconds"),
             "max_rss_mib": round(statistics.median(o["max_rss_kib"] for o in runs) / 1024, 1),
         }
-    for key in ("import_and_first_call_ms", "process_ms", "max_rss_mib"):
-        name = key.removesuffix("_ms").removesuffix("_mib")
-        figures[f"ratio_{name}"] = round(figures["function"][key] / figures["baseline"][key], 2)
-        for reference in ("floor", "libraries"):
-            if reference in figures:
-                figures[f"{reference}_ratio_{name}"] = round(
-                    figures[reference][key] / figures["baseline"][key], 2
-                )
+    for key, sample in (
+        ("import_and_first_call", "first_seconds"),
+        ("process", "wall_seconds"),
+        ("max_rss", "max_rss_kib"),
+    ):
+        for who, runs in groups:
+            if who == "baseline":
+                continue
+            prefix = "" if who == "function" else f"{who}_"
+            figures[f"{prefix}ratio_{key}"] = round(
+                statistics.median(r[sample] / b[sample] for r, b in zip(runs, base, strict=True)),
+                2,
+            )
     return figures
 
 
