@@ -16,6 +16,7 @@ build for its own architecture (same staging, same requirements), because arm64 
 load here.
 
     python scripts/bench_cold_start.py [--runs 7] [--no-build] [--json] [--profile DIR]
+                                       [--out results/cold_start.json]
 
 `--profile DIR` adds one round, not counted, whose cold starts run under cProfile: DIR gets
 FUNCTION.prof each (read them with `python -m pstats` or snakeviz) and FUNCTION.txt, the
@@ -634,6 +635,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-build", action="store_true", help="use the existing builds")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument(
+        "--out", type=Path, default=ROOT / "results" / "cold_start.json", help="figures as JSON"
+    )
+    parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="add a profiled round, its profiles in DIR"
     )
     args = parser.parse_args(argv)
@@ -686,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
     for function, outs in samples.items():
         figures["cold_start"][function] = summarise(outs)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
