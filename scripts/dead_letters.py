@@ -34,14 +34,20 @@ rather than losing one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 import boto3
+from cliniko_automations.common.dead_letter_tool import (
+    DeadLetterQueue,
+    add_commands,
+    print_table,
+    run_command,
+    string_attributes,
+)
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.submission import QueuedSubmission, Submission
 from cliniko_automations.intake_worker.find_or_create import present_fields
@@ -49,8 +55,6 @@ from cliniko_automations.intake_worker.store import DynamoFailures
 from pydantic import ValidationError
 
 NO_REASON = "unknown (no failure recorded)"
-# Long enough to list and replay a few thousand messages; released again when done.
-HIDE_SECONDS = 120
 
 
 @dataclass
@@ -88,37 +92,25 @@ class DeadLetters:
         store: DynamoSubmissionStore | None = None,
     ) -> None:
         self._sqs = sqs
-        self._dlq = dead_letter_queue_url
+        self._dlq = DeadLetterQueue(sqs, dead_letter_queue_url)
         self._queue = queue_url
         self._failures = failures
         self._store = store
         self._received: list[DeadLetter] = []
 
-    def list(self) -> list[DeadLetter]:
+    def list_letters(self) -> list[DeadLetter]:
         """Every dead letter, oldest first. Call `release()` when done with them."""
-        self._received = []
-        empty_reads = 0
-        # SQS samples its servers on short polls: one empty answer is not proof of none left.
-        while empty_reads < 3:
-            answer = self._sqs.receive_message(
-                QueueUrl=self._dlq,
-                MaxNumberOfMessages=10,
-                VisibilityTimeout=HIDE_SECONDS,
-                WaitTimeSeconds=0,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
-            messages = answer.get("Messages", [])
-            empty_reads = 0 if messages else empty_reads + 1
-            self._received += [self._describe(m) for m in messages]
+        self._received = [self._describe(m) for m in self._dlq.receive_all()]
         self._received.sort(key=lambda d: (d.received_at, d.message_id))
         return list(self._received)
 
     def find(self, identifier: str) -> list[DeadLetter]:
-        letters = self._received or self.list()
+        letters = self._received or self.list_letters()
         return [d for d in letters if identifier in (d.message_id, d.submission_id)]
 
-    def replay(self, letters: Sequence[DeadLetter]) -> list[str]:
+    def replay(self, letters: Sequence[DeadLetter]) -> tuple[list[str], list[str]]:
+        """Send each letter back to the submission queue, then delete it: (the replayed
+        message ids, no refusals: the worker decides what a replay does)."""
         if not self._queue:
             raise SystemExit(
                 "replay needs the submission queue: --queue-url or SUBMISSION_QUEUE_URL"
@@ -132,29 +124,18 @@ class DeadLetters:
                     "replayed_from": {"DataType": "String", "StringValue": letter.message_id}
                 },
             )
-            self._sqs.delete_message(QueueUrl=self._dlq, ReceiptHandle=letter.receipt_handle)
+            self._dlq.delete(letter.receipt_handle)
             self._received.remove(letter)
             replayed.append(letter.message_id)
-        return replayed
+        return replayed, []
 
     def release(self) -> None:
         """Make the listed (and not replayed) dead letters visible again."""
-        for start in range(0, len(self._received), 10):
-            chunk = self._received[start : start + 10]
-            self._sqs.change_message_visibility_batch(
-                QueueUrl=self._dlq,
-                Entries=[
-                    {"Id": str(n), "ReceiptHandle": d.receipt_handle, "VisibilityTimeout": 0}
-                    for n, d in enumerate(chunk)
-                ],
-            )
+        self._dlq.release(self._received)
         self._received = []
 
-    def _describe(self, message: dict[str, Any]) -> DeadLetter:
-        attributes = {
-            name: value.get("StringValue", "")
-            for name, value in message.get("MessageAttributes", {}).items()
-        }
+    def _describe(self, message: Mapping[str, Any]) -> DeadLetter:
+        attributes = string_attributes(message)
         reason = attributes.get("failure_reason")
         receive_count = attributes.get("receive_count")
         failed_at = ""
@@ -206,12 +187,7 @@ def _queued(message_body: str) -> QueuedSubmission | None:
 
 def _table(letters: Sequence[DeadLetter], out: TextIO) -> None:
     columns = ("submission_id", "source", "received_at", "receive_count", "reason", "body")
-    rows = [columns] + [tuple(str(getattr(d, c)) for c in columns) for d in letters]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)), file=out
-        )
+    print_table(letters, columns, out)
     print(f"{len(letters)} dead letter(s)", file=out)
 
 
@@ -251,49 +227,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser.add_argument(
         "--submission-table", help="submission store, for field names (env SUBMISSION_TABLE)"
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="list dead letters")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    show = commands.add_parser("show", help="show one dead letter (no personal values)")
-    show.add_argument("id", help="SQS message id or submission id")
-    replay = commands.add_parser("replay", help="send dead letters back to the submission queue")
-    which = replay.add_mutually_exclusive_group(required=True)
-    which.add_argument("id", nargs="?", help="SQS message id or submission id")
-    which.add_argument("--all", action="store_true", help="every dead letter")
+    add_commands(
+        parser,
+        id_help="SQS message id or submission id",
+        replay_help="send dead letters back to the submission queue",
+    )
     args = parser.parse_args(argv)
-
-    letters = build(args)
-    try:
-        if args.command == "list":
-            found = letters.list()
-            if args.json:
-                for letter in found:
-                    print(json.dumps(letter.public()), file=out)
-            else:
-                _table(found, out)
-            return 0
-        if args.command == "show":
-            found = letters.find(args.id)
-            if not found:
-                print(f"no dead letter with id {args.id}", file=sys.stderr)
-                return 1
-            for n, letter in enumerate(found):
-                if n:
-                    print(file=out)
-                _show(letter, out)
-            return 0
-        chosen = letters.list() if args.all else letters.find(args.id)
-        if not chosen:
-            print(
-                "nothing to replay" if args.all else f"no dead letter with id {args.id}",
-                file=sys.stderr,
-            )
-            return 0 if args.all else 1
-        for message_id in letters.replay(chosen):
-            print(f"replayed {message_id}", file=out)
-        return 0
-    finally:
-        letters.release()
+    return run_command(args, build(args), out, table=_table, show=_show)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,13 @@ from typing import Any, TextIO
 
 import boto3
 
+from cliniko_automations.common.dead_letter_tool import (
+    DeadLetterQueue,
+    add_commands,
+    print_table,
+    run_command,
+    string_attributes,
+)
 from cliniko_automations.common.secrets import read_secret
 
 from .bus import EventBridgeSink
@@ -50,9 +57,6 @@ from .core import PublishFailed
 from .events import WEBHOOKS_SOURCE, EventBuilder
 from .signing import signing_key
 from .subscribers import EVENT_TYPES, Subscribers, load_subscribers
-
-# Long enough to list and replay a few thousand messages; released again when done.
-HIDE_SECONDS = 120
 
 
 @dataclass
@@ -87,8 +91,7 @@ class WebhookDeadLetters:
         read_secret: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._sqs = sqs
-        self._dlq = dead_letter_queue_url
+        self._dlq = DeadLetterQueue(sqs, dead_letter_queue_url)
         self._subscribers = {s.name: s for s in subscribers.subscribers}
         self._sink = sink
         self._read_secret = read_secret
@@ -97,21 +100,7 @@ class WebhookDeadLetters:
 
     def list_letters(self) -> list[WebhookDeadLetter]:
         """Every dead letter, oldest first. Call `release()` when done with them."""
-        self._received = []
-        empty_reads = 0
-        # SQS samples its servers on short polls: one empty answer is not proof of none left.
-        while empty_reads < 3:
-            answer = self._sqs.receive_message(
-                QueueUrl=self._dlq,
-                MaxNumberOfMessages=10,
-                VisibilityTimeout=HIDE_SECONDS,
-                WaitTimeSeconds=0,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
-            messages = answer.get("Messages", [])
-            empty_reads = 0 if messages else empty_reads + 1
-            self._received += [self._describe(m) for m in messages]
+        self._received = [self._describe(m) for m in self._dlq.receive_all()]
         self._received.sort(key=lambda d: (-d.age_seconds, d.message_id))
         return list(self._received)
 
@@ -144,29 +133,18 @@ class WebhookDeadLetters:
             except PublishFailed as exc:
                 refused.append(f"{letter.message_id}: not accepted by EventBridge ({exc})")
                 continue
-            self._sqs.delete_message(QueueUrl=self._dlq, ReceiptHandle=letter.receipt_handle)
+            self._dlq.delete(letter.receipt_handle)
             self._received.remove(letter)
             replayed.append(letter.message_id)
         return replayed, refused
 
     def release(self) -> None:
         """Make the listed (and not replayed) dead letters visible again."""
-        for start in range(0, len(self._received), 10):
-            chunk = self._received[start : start + 10]
-            self._sqs.change_message_visibility_batch(
-                QueueUrl=self._dlq,
-                Entries=[
-                    {"Id": str(n), "ReceiptHandle": d.receipt_handle, "VisibilityTimeout": 0}
-                    for n, d in enumerate(chunk)
-                ],
-            )
+        self._dlq.release(self._received)
         self._received = []
 
     def _describe(self, message: Mapping[str, Any]) -> WebhookDeadLetter:
-        attributes = {
-            name: value.get("StringValue", "")
-            for name, value in message.get("MessageAttributes", {}).items()
-        }
+        attributes = string_attributes(message)
         system = message.get("Attributes", {})
         sent_ms = _whole(system.get("SentTimestamp"))
         attempts = _whole(attributes.get("RETRY_ATTEMPTS"))
@@ -264,12 +242,7 @@ def _table(letters: Sequence[WebhookDeadLetter], out: TextIO) -> None:
         "attempts",
         "age_seconds",
     )
-    rows = [columns] + [tuple(str(getattr(d, c)) for c in columns) for d in letters]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)), file=out
-        )
+    print_table(letters, columns, out)
     refused = sum(1 for d in letters if d.problem)
     print(f"{len(letters)} dead letter(s), {refused} not replayable", file=out)
 
@@ -307,52 +280,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser.add_argument("--dlq-url", help="dead-letter queue (env WEBHOOK_DEAD_LETTER_QUEUE_URL)")
     parser.add_argument("--bus", help="the contacts event bus, for replay (env EVENT_BUS_NAME)")
     parser.add_argument("--webhooks-file", help="subscribers (env WEBHOOKS_FILE)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="list dead letters")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    show = commands.add_parser("show", help="show one dead letter (no personal values)")
-    show.add_argument("id", help="SQS message id or webhook-id")
-    replay = commands.add_parser("replay", help="re-publish dead letters, signed afresh")
-    which = replay.add_mutually_exclusive_group(required=True)
-    which.add_argument("id", nargs="?", help="SQS message id or webhook-id")
-    which.add_argument("--all", action="store_true", help="every dead letter")
+    add_commands(
+        parser,
+        id_help="SQS message id or webhook-id",
+        replay_help="re-publish dead letters, signed afresh",
+    )
     args = parser.parse_args(argv)
-
-    letters = build(args)
-    try:
-        if args.command == "list":
-            found = letters.list_letters()
-            if args.json:
-                for letter in found:
-                    print(json.dumps(letter.public()), file=out)
-            else:
-                _table(found, out)
-            return 0
-        if args.command == "show":
-            found = letters.find(args.id)
-            if not found:
-                print(f"no dead letter with id {args.id}", file=sys.stderr)
-                return 1
-            for n, letter in enumerate(found):
-                if n:
-                    print(file=out)
-                _show(letter, out)
-            return 0
-        chosen = letters.list_letters() if args.all else letters.find(args.id)
-        if not chosen:
-            print(
-                "nothing to replay" if args.all else f"no dead letter with id {args.id}",
-                file=sys.stderr,
-            )
-            return 0 if args.all else 1
-        replayed, refused = letters.replay(chosen)
-        for message_id in replayed:
-            print(f"replayed {message_id}", file=out)
-        for line in refused:
-            print(f"not replayed {line}", file=sys.stderr)
-        return 1 if refused else 0
-    finally:
-        letters.release()
+    return run_command(args, build(args), out, table=_table, show=_show)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,158 @@
+"""What the operators' dead-letter tools share: reading an SQS dead-letter queue and their
+`list` / `show` / `replay` commands (scripts/dead_letters.py for the intake's submissions,
+changefeed/webhook_dead_letters.py for webhook deliveries).
+
+Listing receives every message, hiding it for `HIDE_SECONDS` so each is seen once, and
+`release` makes those not replayed visible again; a tool deletes a letter only after its
+replay was accepted, so a crash in between duplicates a message rather than losing one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TextIO, TypeVar
+
+# Long enough to list and replay a few thousand messages; released again when done.
+HIDE_SECONDS = 120
+
+
+class Letter(Protocol):
+    @property
+    def receipt_handle(self) -> str: ...
+
+    def public(self) -> dict[str, Any]: ...
+
+
+L = TypeVar("L", bound=Letter)
+
+
+class LetterTool(Protocol[L]):
+    def list_letters(self) -> list[L]: ...
+
+    def find(self, identifier: str) -> list[L]: ...
+
+    def replay(self, letters: Sequence[L]) -> tuple[list[str], list[str]]:
+        """(the replayed message ids, a line per letter refused)."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class DeadLetterQueue:
+    """One SQS dead-letter queue, as the tools read it."""
+
+    def __init__(self, sqs: Any, url: str) -> None:
+        self._sqs = sqs
+        self.url = url
+
+    def receive_all(self) -> list[Mapping[str, Any]]:
+        """Every message in the queue, each hidden for HIDE_SECONDS."""
+        received: list[Mapping[str, Any]] = []
+        empty_reads = 0
+        # SQS samples its servers on short polls: one empty answer is not proof of none left.
+        while empty_reads < 3:
+            answer = self._sqs.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=HIDE_SECONDS,
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages = answer.get("Messages", [])
+            empty_reads = 0 if messages else empty_reads + 1
+            received += messages
+        return received
+
+    def delete(self, receipt_handle: str) -> None:
+        self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+
+    def release(self, letters: Sequence[Letter]) -> None:
+        """Make these received letters visible again."""
+        for start in range(0, len(letters), 10):
+            chunk = letters[start : start + 10]
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": d.receipt_handle, "VisibilityTimeout": 0}
+                    for n, d in enumerate(chunk)
+                ],
+            )
+
+
+def string_attributes(message: Mapping[str, Any]) -> dict[str, str]:
+    """A message's message attributes, by name, as strings."""
+    return {
+        name: value.get("StringValue", "")
+        for name, value in message.get("MessageAttributes", {}).items()
+    }
+
+
+def add_commands(parser: argparse.ArgumentParser, *, id_help: str, replay_help: str) -> None:
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="list dead letters")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = commands.add_parser("show", help="show one dead letter (no personal values)")
+    show.add_argument("id", help=id_help)
+    replay = commands.add_parser("replay", help=replay_help)
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", help=id_help)
+    which.add_argument("--all", action="store_true", help="every dead letter")
+
+
+def run_command(
+    args: argparse.Namespace,
+    letters: LetterTool[L],
+    out: TextIO,
+    *,
+    table: Callable[[Sequence[L], TextIO], None],
+    show: Callable[[L, TextIO], None],
+) -> int:
+    """Carry out the parsed `list`, `show` or `replay`; release what was listed."""
+    try:
+        if args.command == "list":
+            found = letters.list_letters()
+            if args.json:
+                for letter in found:
+                    print(json.dumps(letter.public()), file=out)
+            else:
+                table(found, out)
+            return 0
+        if args.command == "show":
+            found = letters.find(args.id)
+            if not found:
+                print(f"no dead letter with id {args.id}", file=sys.stderr)
+                return 1
+            for n, letter in enumerate(found):
+                if n:
+                    print(file=out)
+                show(letter, out)
+            return 0
+        chosen = letters.list_letters() if args.all else letters.find(args.id)
+        if not chosen:
+            print(
+                "nothing to replay" if args.all else f"no dead letter with id {args.id}",
+                file=sys.stderr,
+            )
+            return 0 if args.all else 1
+        replayed, refused = letters.replay(chosen)
+        for message_id in replayed:
+            print(f"replayed {message_id}", file=out)
+        for line in refused:
+            print(f"not replayed {line}", file=sys.stderr)
+        return 1 if refused else 0
+    finally:
+        letters.release()
+
+
+def print_table(letters: Sequence[Letter], columns: Sequence[str], out: TextIO) -> None:
+    """The letters' `columns`, aligned, a line each."""
+    rows = [tuple(columns)] + [tuple(str(getattr(d, c)) for c in columns) for d in letters]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)), file=out
+        )
