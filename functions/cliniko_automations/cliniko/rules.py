@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import pycountry
 from cliniko_client.models.contact_write import ContactWrite
 from cliniko_client.models.doctor_type import DoctorType
 from cliniko_client.models.phone_type import PhoneType
@@ -51,6 +50,9 @@ def country_name(country_code: str) -> str | None:
     """The ISO 3166-1 name of an alpha-2 code, or None when the code is not assigned."""
     if len(country_code) != 2 or not country_code.isalpha():
         return None
+    # Imported on the first country, not at a cold start: most contacts give none.
+    import pycountry
+
     country = pycountry.countries.get(alpha_2=country_code.upper())
     return country.name if country else None
 
@@ -62,6 +64,8 @@ def country_code_for(value: str) -> str | None:
         return None
     if country_name(text):
         return text.upper()
+    import pycountry
+
     try:
         return pycountry.countries.lookup(text).alpha_2
     except LookupError:
