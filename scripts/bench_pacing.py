@@ -15,6 +15,8 @@ Roles of a process:
             saturating (as fast as it can) or at an offered load (submissions per minute,
             latency counted from when a submission arrived);
   cleanup   what the cleanup does: archives contacts in a loop, at bulk priority.
+  feed      what the change feed does: polls (a list request) in a loop, at bulk priority
+            and under its own cap (FEED_CAP a minute for all its processes together).
 
     python scripts/bench_pacing.py [--seconds 120] [--cases all] [--out DIR]
 
@@ -42,11 +44,12 @@ TABLE = "bench-rate-limit"
 USER_AGENT = "Pacing benchmark (bench@example.com)"
 WORKER_WAIT = 25.0  # the intake worker's CLINIKO_MAX_WAIT_SECONDS
 CLEANUP_WAIT = 60.0  # the cleanup's
+FEED_CAP = 20  # requests a minute: ChangeFeedRequestsPerMinute's default
 
 
 @dataclass(frozen=True)
 class Role:
-    kind: str  # creator | intake | cleanup
+    kind: str  # creator | intake | cleanup | feed
     processes: int = 1
     threads: int = 1
     max_wait: float = 75.0
@@ -85,6 +88,16 @@ CASES = (
         (
             Role("intake", 2, max_wait=WORKER_WAIT, per_minute=20),
             Role("cleanup", 1, max_wait=CLEANUP_WAIT),
+        ),
+        baseline="i2",
+    ),
+    Case(
+        "i2cf",
+        "2 intake at 40 % + cleanup + 2 change feeds (capped)",
+        (
+            Role("intake", 2, max_wait=WORKER_WAIT, per_minute=20),
+            Role("cleanup", 1, max_wait=CLEANUP_WAIT),
+            Role("feed", 2, max_wait=CLEANUP_WAIT),
         ),
         baseline="i2",
     ),
@@ -156,7 +169,10 @@ def run_process(
         base_url=base_url,
         retry_policy=RetryPolicy.within(role.max_wait),
         budget_store=store,
-        priority="bulk" if role.kind == "cleanup" else "interactive",
+        priority="bulk" if role.kind in ("cleanup", "feed") else "interactive",
+        **(
+            {"requests_per_minute": FEED_CAP, "caller": "changefeed"} if role.kind == "feed" else {}
+        ),
     )
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
@@ -176,6 +192,9 @@ def run_process(
     def operation(n: int) -> None:
         if role.kind == "cleanup":
             client.archive_contact(ids[n % len(ids)])
+            return
+        if role.kind == "feed":  # a quiet poll: one list request
+            client.list_contacts([StringFilter("email").eq(f"nobody-{index}@example.com")])
             return
         email = f"bench-{index}-{n}@example.com"
         if role.kind == "intake":
@@ -277,7 +296,10 @@ def run_case(
     answered = [e for e in in_case if e["status"] != 429]
     throttled = len(in_case) - len(answered)
     bulk_paths = sum(1 for e in answered if e["path"].endswith("/archive"))
-    intake_latencies = [x for r in results if r["kind"] != "cleanup" for x in r["latencies"]]
+    intake_latencies = [
+        x for r in results if r["kind"] not in ("cleanup", "feed") for x in r["latencies"]
+    ]
+    feed_polls = sum(r["outcomes"].get("ok", 0) for r in results if r["kind"] == "feed")
     requests = sum(r["requests"] for r in results)
     store_calls = sum(r["store_calls"] for r in results)
     store_seconds = sum(r["store_seconds"] for r in results)
@@ -304,6 +326,7 @@ def run_case(
         "store_ms_per_call": store_seconds / store_calls * 1000 if store_calls else None,
         "store_ms_per_request": store_seconds / requests * 1000 if requests else None,
         "fallbacks": sum(r["fallbacks"] for r in results),
+        "feed_polls_per_minute": feed_polls / seconds * 60 if _has_feed(case) else None,
         "baseline": case.baseline,
     }
 
@@ -336,6 +359,10 @@ def store_round_trip_ms(moto: str, calls: int = 200) -> dict[str, float]:
         "median_ms": statistics.median(timings),
         "p95_ms": _percentile(timings, 95) or 0.0,
     }
+
+
+def _has_feed(case: Case) -> bool:
+    return any(role.kind == "feed" for role in case.roles)
 
 
 def _has_cleanup(case: Case) -> bool:
@@ -371,6 +398,11 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{_fmt(row['store_calls_per_request'], '.2f'):>7} "
             f"{_fmt(row['store_ms_per_request'], '.2f'):>6}"
         )
+        if row.get("feed_polls_per_minute") is not None:
+            print(
+                f"{'':<4}the change feeds together: {row['feed_polls_per_minute']:.1f} requests"
+                f" a minute (cap {FEED_CAP})"
+            )
 
 
 def main() -> None:
