@@ -13,6 +13,7 @@ from tests.e2e.test_erasure_api import (
     LambdaContext,
     erasure,
     erasure_stack,
+    extend,
     get,
     http_api_event,
     post,
@@ -71,3 +72,20 @@ def test_a_pepper_too_short_is_a_503_with_retry_after(erasure_stack):
     assert response["statusCode"] == 503, response
     assert response["headers"]["Retry-After"] == "30"
     assert erasure_stack.audit_items() == []
+
+
+def test_an_extension_reason_with_a_lone_surrogate_or_deep_nesting_is_never_a_500(erasure_stack):
+    contact_id = erasure_stack.seed()
+    erasure_stack.cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    status, _ = post(erasure(request_id="ext-hostile", contact_id=contact_id))
+    erasure_stack.cliniko.control.clear_faults()
+    assert status == 502  # an open request, to extend
+
+    deep = "[" * 10_000 + "]" * 10_000
+    status, body = extend("ext-hostile", '{"reason": "ticket 7", "x": ' + deep + "}")
+    assert status == 422 and "reason" in body["errors"]
+    # A lone surrogate (a string cut mid-emoji) is repaired as in every other body, so the
+    # reason can be hashed into the audit chain: extended, not a 500 on every retry.
+    status, body = extend("ext-hostile", '{"reason": "ticket \\ud800 7"}')
+    assert status == 200, body
+    assert body["due_extended"] is True

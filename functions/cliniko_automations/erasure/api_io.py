@@ -40,9 +40,11 @@ def request_body(event: APIGatewayProxyEventV2) -> Any:
 
 
 def extension_reason(event: APIGatewayProxyEventV2) -> str:
+    # The same loader as a request's body: a lone surrogate or a deep nesting is refused or
+    # repaired here, not left to fail later when the reason is hashed into the audit chain.
     try:
-        body = json.loads(event.decoded_body or "")
-    except (ValueError, UnicodeDecodeError):
+        body = request_body(event)
+    except InvalidRequest:
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("reason"), str):
         raise InvalidRequest({"reason": "give the reason for the extension (no personal data)"})
