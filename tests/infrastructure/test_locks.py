@@ -4,8 +4,10 @@ deploys. Offline: this reads the files; resolving again is scripts/lock.py's job
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
+import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -135,3 +137,56 @@ def test_the_build_stops_on_an_artifact_that_differs_from_the_runtime_lock(tmp_p
     for name, built in (("older", older), ("extra", extra)):
         with pytest.raises(SystemExit, match=f"{name} differs from locks/runtime.txt"):
             build.check_against_lock([artifact(tmp_path / name, built)])
+
+
+def third_party_imports(*folders: str) -> set[str]:
+    """The top-level modules the code under `folders` imports that are neither the standard
+    library nor the project's own packages (nor the generated client)."""
+    own = {"cliniko_automations", "cliniko_emulator", "local_run", "cliniko_client", "build"}
+    found: set[str] = set()
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            optional = {  # `try: import x` / `except ImportError`: used when installed
+                id(inner)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Try)
+                and any(
+                    isinstance(h.type, ast.Name)
+                    and h.type.id in ("ImportError", "ModuleNotFoundError")
+                    for h in node.handlers
+                )
+                for statement in node.body
+                for inner in ast.walk(statement)
+            }
+            for node in ast.walk(tree):
+                if id(node) in optional:
+                    continue
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                found.update(name.split(".")[0] for name in names)
+    return {name for name in found - own if name not in sys.stdlib_module_names}
+
+
+@pytest.mark.parametrize(
+    ("lock", "folders"),
+    [
+        # What `scripts/bootstrap --local` installs must run the local run (README's first
+        # command): the functions, the emulator and the local runner.
+        ("local", ("functions", "scripts/cliniko_emulator", "scripts/local_run")),
+        ("runtime", ("functions/cliniko_automations",)),
+    ],
+)
+def test_every_third_party_import_is_in_the_lock_that_runs_it(lock, folders):
+    distributions = metadata.packages_distributions()
+    locked = pins(lock)
+    missing = {
+        module
+        for module in third_party_imports(*folders)
+        if not any(canonicalize_name(d) in locked for d in distributions.get(module, [module]))
+    }
+    assert missing == set(), f"imported but not in locks/{lock}.txt"
