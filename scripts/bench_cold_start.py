@@ -10,10 +10,10 @@ at import), built from the same locked Powertools/boto3 distributions and compil
 (interleaved, so a busy machine slows both alike); each function's ratio is the median of its
 runs' ratios to the baseline run just before each (a slow moment of a shared machine slows a
 pair alike, and their ratio keeps little of it). Reported per function: import + first call and
-the whole process (spawn to exit), in ms and as a ratio, the peak memory (the child's
-ru_maxrss) and the artifact's size. The deployed artifact is arm64; this machine runs the same
-build for its own architecture (same staging, same requirements), because arm64 wheels cannot
-load here.
+the whole process (spawn to exit), in ms and as a ratio, the peak memory (the child's peak
+resident memory, Linux's VmHWM) and the artifact's size. The deployed artifact is arm64; this
+machine runs the same build for its own architecture (same staging, same requirements),
+because arm64 wheels cannot load here.
 
     python scripts/bench_cold_start.py [--runs 7] [--no-build] [--json] [--profile DIR]
                                        [--out results/cold_start.json]
@@ -59,7 +59,7 @@ from local_run.runtime_python import find_runtime_python  # noqa: E402
 from local_run.system import MotoServer  # noqa: E402
 from local_run.template import FunctionSpec, SamApp  # noqa: E402
 
-from build import RUNTIME_LOCK, compile_pyc  # noqa: E402
+from build import RUNTIME_LOCK, build_dir, compile_pyc  # noqa: E402
 
 HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
 USER_AGENT = "Cold start bench (bench@example.com)"
@@ -67,10 +67,6 @@ API_KEY = "MS0xbenchkey000000000000000-au1"
 JSON_SECRET = "bench-signing-secret"  # noqa: S105 - a made-up local value
 # Contacts in the emulator: each round erases one for real.
 SEEDED = 50
-
-
-def build_dir(arch: str) -> Path:
-    return ROOT / ".aws-sam" / ("build" if arch == "arm64" else f"build-{arch}")
 
 
 def tree_size(path: Path) -> tuple[int, int]:

@@ -15,7 +15,7 @@ system is read-only, so without shipped `.pyc` files every cold start compiles e
 
     python scripts/build.py              stage, sam build, compile
     python scripts/build.py --stage-only stage only
-    python scripts/build.py --no-compile skip the .pyc step (for cold-start comparisons)
+    python scripts/build.py --no-compile skip the .pyc step
     python scripts/build.py --arch x86_64 the same artifact for x86_64 (.aws-sam/build-x86_64)
 
 Staging first validates cliniko_accounts.yaml and form_sources.yaml (the files in functions/,
@@ -31,6 +31,7 @@ local_run.runtime_python.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shutil
@@ -118,8 +119,10 @@ def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
     return staged
 
 
+@functools.cache
 def runtime_python() -> str:
-    """The Lambda runtime's python3.13, or the build stops saying how to install it."""
+    """The Lambda runtime's python3.13, or the build stops saying how to install it (looked up
+    once: each lookup starts a python3.13 to ask its version)."""
     from local_run.runtime_python import RuntimePythonMissing, find_runtime_python
 
     try:
