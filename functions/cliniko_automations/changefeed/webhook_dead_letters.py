@@ -179,6 +179,11 @@ class WebhookDeadLetters:
         if event_type not in subscriber.events:
             # Its rule would no longer route it: a replay would be deleted and go nowhere.
             return f"subscriber {name!r} no longer takes {event_type}"
+        account = str(payload.get("data", {}).get("account", "-"))
+        if not subscriber.wants(event_type, account):
+            # Its rule routes by subscriber, not account: only this check keeps a clinic's
+            # contacts from a receiver that no longer serves it.
+            return f"subscriber {name!r} no longer takes account {account!r}"
         if "contact" in payload.get("data", {}) and not subscriber.include_fields:
             return f"carries contact fields, and subscriber {name!r} no longer opts in to them"
         return ""

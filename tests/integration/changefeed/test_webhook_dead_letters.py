@@ -187,6 +187,26 @@ def test_bogus_and_orphaned_letters_are_reported_and_kept(world) -> None:
     assert any(p.startswith("not a webhook delivery") for p in problems)
 
 
+def test_a_letter_for_an_account_its_subscriber_no_longer_takes_is_kept(world, tmp_path) -> None:
+    cli, _, letters, receivers, stand_in, _, _ = world
+    webhooks = tmp_path / "webhooks.yaml"
+    webhooks.write_text(
+        SUBSCRIBERS.replace(
+            "    secret: tests/webhooks/crm-sync\n",
+            "    secret: tests/webhooks/crm-sync\n    accounts: [another-clinic]\n",
+        ),
+        encoding="utf-8",
+    )
+
+    code, _ = cli("replay", letters["crm-sync"])
+
+    assert code == 1
+    assert stand_in.deliver_pending() == 0 and receivers["crm-sync"].received == []
+    listed = [json.loads(line) for line in cli("list", "--json")[1].splitlines()]
+    problems = {d["subscriber"]: d["problem"] for d in listed}
+    assert problems["crm-sync"] == "subscriber 'crm-sync' no longer takes account 'test-clinic'"
+
+
 def test_a_crash_between_publish_and_delete_duplicates_rather_than_loses(world) -> None:
     cli, _, letters, receivers, stand_in, sqs, dlq = world
     letters_tool = WebhookDeadLetters(
