@@ -94,6 +94,11 @@ class AccountResult:
         return summary
 
 
+class SourceUnavailable(Exception):
+    """An account's Cliniko source cannot be built (its key's secret is missing or unreadable):
+    that account's run fails, not the others'. The message is a fixed reason, safe to log."""
+
+
 class ChangeFeed:
     def __init__(
         self,
@@ -143,10 +148,10 @@ class ChangeFeed:
             # once: if this run fails, the next starts here, not from its own "now".
             cursor = self._start_at or self._clock().replace(microsecond=0)
             self._store.save_cursor(account, cursor, caught_up=False)
-        source = self._source_for_account(account)
         since = cursor - self._overlap
         page = 1
         try:
+            source = self._source_for_account(account)
             while True:
                 if self._out_of_time():
                     result.complete = False
@@ -172,6 +177,8 @@ class ChangeFeed:
             result.complete, result.error = False, cliniko_errors.error_kind(error)
         except PublishFailed:
             result.complete, result.error = False, "publish_failed"
+        except SourceUnavailable as error:
+            result.complete, result.error = False, str(error)
         result.cursor = cursor.strftime("%Y-%m-%dT%H:%M:%SZ")
         return result
 

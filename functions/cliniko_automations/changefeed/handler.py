@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cliniko_automations.changefeed.bus import EventBridgeSink
 from cliniko_automations.changefeed.changes import FieldHasher
 from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
-from cliniko_automations.changefeed.core import AccountResult, ChangeFeed
+from cliniko_automations.changefeed.core import AccountResult, ChangeFeed, SourceUnavailable
 from cliniko_automations.changefeed.events import EventBuilder
 from cliniko_automations.changefeed.settings import FeedSettings
 from cliniko_automations.changefeed.signing import signing_key
@@ -29,7 +29,7 @@ from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.logs import function_logger
-from cliniko_automations.common.secrets import read_secret
+from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 
 logger = function_logger("changefeed")
 metrics = Metrics(service="changefeed")
@@ -65,19 +65,25 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         aws.client("dynamodb"), settings.feed_table, state_days=settings.state_days
     )
     margin_ms = settings.stop_margin_seconds * 1000
-    feed = ChangeFeed(
-        source_for_account=lambda account: ClinikoContactsSource(
-            # The feed's one place that builds its Cliniko clients: bulk, so intake and
-            # erasure are served first from the user's shared budget; capped at its own share
-            # (every feed process together when the budget is shared).
-            client_for_secret(
+
+    def source_for_account(account: str) -> ClinikoContactsSource:
+        # The feed's one place that builds its Cliniko clients: bulk, so intake and erasure
+        # are served first from the user's shared budget; capped at its own share (every feed
+        # process together when the budget is shared).
+        try:
+            client = client_for_secret(
                 configured.accounts[account].api_key_secret,
                 priority="bulk",
                 requests_per_minute=settings.requests_per_minute,
                 caller="changefeed",
                 settings=settings.cliniko,
             )
-        ),
+        except SecretUnavailable as exc:
+            raise SourceUnavailable(f"secret_{type(exc).__name__}") from None
+        return ClinikoContactsSource(client)
+
+    feed = ChangeFeed(
+        source_for_account=source_for_account,
         store=store,
         sink=EventBridgeSink(aws.client("events"), settings.event_bus_name),
         hasher=FieldHasher(read_secret(settings.hash_key_secret_name).encode()),

@@ -32,5 +32,5 @@ class FeedSettings(EnvironmentSettings):
     # No new Cliniko request starts with less time than this left in the invocation.
     stop_margin_seconds: float = Field(default=15.0, ge=0)
     # The Cliniko client's settings (CLINIKO_USER_AGENT, ...), as given: checked when an
-    # account's client is first needed, so one account's run fails, not the others'.
+    # account's client is built, and a problem is reported as that account's error.
     cliniko: ClinikoVariables = ClinikoVariables()

@@ -206,3 +206,22 @@ def test_a_backfill_date_without_a_zone_is_refused(stack, monkeypatch):
     monkeypatch.setenv("BACKFILL_FROM", "2026-01-01T00:00:00")
     with pytest.raises(SettingsError, match="BACKFILL_FROM"):
         run()
+
+
+def test_an_account_whose_key_secret_is_missing_fails_alone(stack, cliniko, tmp_path, monkeypatch):
+    accounts = tmp_path / "two_accounts.yaml"
+    accounts.write_text(
+        "accounts:\n"
+        "  a-gone-clinic:\n    api_key_secret: tests/cliniko/no-such-secret\n"
+        "  test-clinic:\n    api_key_secret: tests/cliniko/test-clinic\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("CLINIKO_ACCOUNTS_FILE", str(accounts))
+    run()
+    cliniko.control.churn(2, kinds=["create"])
+
+    results = {a["account"]: a for a in run()["accounts"]}
+
+    assert results["a-gone-clinic"]["complete"] is False
+    assert results["a-gone-clinic"]["error"] == "secret_SecretMissing"
+    assert results["test-clinic"]["complete"] is True and results["test-clinic"]["changes"] == 2
