@@ -445,9 +445,13 @@ def _write_body(body: ContactWrite | Mapping[str, Any]) -> ContactWrite:
             {name: "is not a writable contact field" for name in sorted(unknown)},
             status_code=None,
         )
-    phones = fields.get("phone_numbers")
-    if isinstance(phones, list):
-        wire = [p.to_dict() if isinstance(p, PhoneNumberWrite) else p for p in phones]
+    if "phone_numbers" in fields:
+        phones = fields["phone_numbers"]
+        wire = (
+            [p.to_dict() if isinstance(p, PhoneNumberWrite) else p for p in phones]
+            if isinstance(phones, list)
+            else phones  # not a list: refused below, as Cliniko would
+        )
         problem = rules.phone_numbers_problem(wire)
         if problem is not None:
             # Cannot be serialised by the generated model, so it is refused here, in

@@ -366,7 +366,7 @@ class SharedBudget:
             "the shared rate budget is unreachable (%s); pacing this process alone at %d "
             "requests per %.0f s for %.0f s",
             reason,
-            self.policy.fallback_limit,
+            self._fallback.limit,
             self.policy.period,
             self.policy.store_retry_after,
             extra={"reason": "rate_budget_store_unavailable", "key_id": self.budget_id},

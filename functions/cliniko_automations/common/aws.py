@@ -3,7 +3,8 @@
 A boto3 session loads botocore's endpoint and service data; each extra session pays that again
 (about 70 ms on a cold start), while another client on the same session costs a few ms, and
 the same client again costs nothing. So every adapter takes its clients from here, and
-Powertools' Secrets Manager provider is built on the same session (`secrets_provider`).
+Powertools' Secrets Manager provider is built on the same session
+(`secrets._use_shared_session`).
 boto3 clients are thread-safe, so one per service and configuration serves the whole process.
 """
 

@@ -135,6 +135,8 @@ def test_a_contact_is_created_and_updated_with_phone_numbers(cliniko, phones, as
         ([{"number": "1", "phone_type": "home"}], "phone_type is not included in the list"),
         ([{"number": " ", "phone_type": "Home"}], "number can’t be blank"),
         ([{"phone_type": "Home"}], "is invalid"),
+        ("0412 345 678", "is invalid"),  # not a list at all
+        ({"number": "1", "phone_type": "Home"}, "is invalid"),
     ],
 )
 def test_a_phone_list_the_model_cannot_hold_is_refused_before_sending(cliniko, phones, problem):
