@@ -97,16 +97,23 @@ def _dead_letter(
         "receive_count": str(receive_count(record)),
     }
     message_id = rt.queues.dead_letter(record.event_source_arn, record.body, attributes)
-    rt.failures.record(
-        FailureRecord(
-            message_id=message_id,
-            reason=reason,
-            submission_id=attributes["submission_id"],
-            source=attributes["source"],
-            receive_count=receive_count(record),
-            failed_at=datetime.now(UTC).isoformat(),
+    # The letter is sent and carries its reason: the failure record only adds its time, so a
+    # failure to write it must not send the message round again (a second dead letter).
+    try:
+        rt.failures.record(
+            FailureRecord(
+                message_id=message_id,
+                reason=reason,
+                submission_id=attributes["submission_id"],
+                source=attributes["source"],
+                receive_count=receive_count(record),
+                failed_at=datetime.now(UTC).isoformat(),
+            )
         )
-    )
+    except Exception as book_exc:
+        logger.warning(
+            "could not book the dead letter's failure", extra={"error": type(book_exc).__name__}
+        )
     if problem is not None:
         report(problem, logger=logger, metrics=metrics, action="dead_lettered")
     else:

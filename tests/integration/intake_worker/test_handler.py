@@ -163,6 +163,20 @@ def test_malformed_message_is_dead_lettered_without_echoing_it(stack, capsys) ->
     assert "ana@example.com" not in capsys.readouterr().out
 
 
+def test_a_dead_letter_whose_failure_record_cannot_be_written_is_sent_once(
+    stack, monkeypatch
+) -> None:
+    # The failure record only adds a time to a letter that already carries its reason: losing
+    # it must not send the message round again into a second dead letter.
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", "no-such-table")
+    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody='{"not": "a submission"}')
+    _messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    assert failed == set()
+    assert stack.counts(stack.queue_url) == (0, 0)
+    [letter] = stack.drain(stack.dead_letter_queue_url)
+    assert letter["MessageAttributes"]["failure_reason"]["StringValue"] == "malformed_message"
+
+
 def test_cliniko_down_exhausts_retries_into_the_dlq_then_replay_succeeds(
     stack, cliniko, monkeypatch, capsys
 ) -> None:
