@@ -38,6 +38,8 @@ from cliniko_automations.intake_worker.worker import Misconfigured, Rejected, Re
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     rt = runtime()
+    # Keys stay for the whole batch: the previous record's source must not label this one.
+    logger.remove_keys(["source"])
     logger.append_keys(message_id=record.message_id, receive_count=receive_count(record))
     submission = load_submission(rt, record)
     if not isinstance(submission, Submission):

@@ -28,6 +28,7 @@ from tests.integration.intake_worker.resources import (
     load_dead_letters_script,
     poll_once,
     put_secrets,
+    sqs_event,
     stored_submission,
     worker_environment,
     write_worker_config,
@@ -175,6 +176,22 @@ def test_a_dead_letter_whose_failure_record_cannot_be_written_is_sent_once(
     assert stack.counts(stack.queue_url) == (0, 0)
     [letter] = stack.drain(stack.dead_letter_queue_url)
     assert letter["MessageAttributes"]["failure_reason"]["StringValue"] == "malformed_message"
+
+
+def test_a_record_is_not_logged_with_the_previous_records_source(stack, cliniko) -> None:
+    send(stack, submission())
+    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody='{"not": "a submission"}')
+    messages: list[dict] = []
+    while len(messages) < 2:
+        messages += stack.receive(max_messages=10, visibility=60)
+    # The good record first, so its source is in the logger's keys when the bad one comes.
+    messages.sort(key=lambda m: "not" in m["Body"])
+    with captured_logs("intake") as logs:
+        worker_handler.lambda_handler(sqs_event(messages, stack.queue_arn), context())
+    [line] = logs.json("malformed submission message")
+    assert "source" not in line
+    [done] = logs.json("submission processed")
+    assert done["source"] == "test-json"
 
 
 def test_cliniko_down_exhausts_retries_into_the_dlq_then_replay_succeeds(
