@@ -247,10 +247,6 @@ class FormSources(_Model):
             if source.account not in accounts
         ]
 
-    def secret_names(self) -> list[str]:
-        """Every Secrets Manager name the file mentions (for IAM scoping checks)."""
-        return sorted({name for _where, name in self.secret_references()})
-
     def secret_references(self) -> list[tuple[str, str]]:
         """(where in the file, secret name) for every secret the file names."""
         found: list[tuple[str, str]] = []
@@ -261,10 +257,6 @@ class FormSources(_Model):
             if source.html is not None and source.html.captcha is not None:
                 found.append((f"sources.{name}.html.captcha.secret", source.html.captcha.secret))
         return found
-
-    def secrets_outside(self, prefix: str) -> list[str]:
-        """One problem per secret the intake functions could not read under `prefix`."""
-        return secrets_outside(self.secret_references(), prefix)
 
 
 def _check_url(value: str, *, allow_path: bool) -> None:
@@ -362,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if outside:
             raise ConfigError(accounts_path(args.accounts), outside)
         sources = load_form_sources(args.path, accounts.accounts)
-        outside = sources.secrets_outside(args.secrets_prefix)
+        outside = secrets_outside(sources.secret_references(), args.secrets_prefix)
         if outside:
             raise ConfigError(config_path(args.path), outside)
     except ConfigError as exc:

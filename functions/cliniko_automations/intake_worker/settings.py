@@ -1,4 +1,5 @@
-"""The worker's settings: one validated model, read from the environment once per container.
+"""The worker's settings: one validated model, read from the environment at each invocation
+(cheap; the runtime built from them is cached per container).
 
 The Cliniko client's settings (CLINIKO_USER_AGENT, ...) are read with these, as given, and
 checked when a submission's client is built, so a value the runtime refuses dead-letters the

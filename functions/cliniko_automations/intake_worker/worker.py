@@ -2,8 +2,8 @@
 
 Plain Python: it knows nothing of SQS, Lambda or DynamoDB. Its collaborators are ports
 (small protocols) with adapters elsewhere: the Cliniko client, a claim store that serialises
-workers on one identity, a create-intent store, the ledger, and the parking queue. The SQS
-handler (intake_worker/handler.py) wraps `IntakeWorker.process` in Powertools idempotency, so a
+workers on one identity, a create-intent store, the ledger, and the parking queue. The
+runtime (intake_worker/runtime.py) wraps `IntakeWorker.process` in Powertools idempotency, so a
 submission that completed once is answered from the idempotency record; everything below is
 about attempts that did not complete.
 

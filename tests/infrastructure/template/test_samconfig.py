@@ -116,7 +116,7 @@ def test_the_shipped_form_sources_are_readable_under_every_prefix(overrides, env
     # The functions may read only SecretsPrefix*, and form_sources.yaml and
     # cliniko_accounts.yaml are the same files in every environment's artifact.
     prefix = overrides[env].get("SecretsPrefix", PARAMETERS["SecretsPrefix"]["Default"])
-    named = load_form_sources().secret_names()
-    named += [name for _where, name in load_accounts().secret_references()]
+    references = load_form_sources().secret_references() + load_accounts().secret_references()
+    named = [name for _where, name in references]
     outside = [n for n in named if not n.startswith(prefix)]
     assert not outside, f"{env}: SecretsPrefix {prefix!r} does not cover {outside}"
