@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -66,11 +67,19 @@ class SqsQueues:
         return self.queue_url(json.loads(policy)["deadLetterTargetArn"])
 
     def back_off(
-        self, queue_arn: str, receipt_handle: str, receive_count: int, base: int, cap: int
+        self,
+        queue_arn: str,
+        receipt_handle: str,
+        receive_count: int,
+        base: int,
+        cap: int,
+        at_least: float = 0.0,
     ) -> int:
-        """Hide the message for base * 2^(receives-1) seconds (full jitter above half)."""
+        """Hide the message for base * 2^(receives-1) seconds (full jitter above half), and
+        for at least `at_least` seconds (a rate limit's reset: sooner is refused again)."""
         delay = min(cap, base * 2 ** max(0, receive_count - 1), MAX_VISIBILITY_SECONDS)
         delay = int(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311
+        delay = min(max(delay, math.ceil(at_least)), MAX_VISIBILITY_SECONDS)
         self._client.change_message_visibility(
             QueueUrl=self.queue_url(queue_arn),
             ReceiptHandle=receipt_handle,

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,12 +65,14 @@ def retry(
                 failed_at=datetime.now(UTC).isoformat(),
             )
         )
+        not_before = getattr(exc, "not_before", None)
         retry_in = rt.queues.back_off(
             record.event_source_arn,
             record.receipt_handle,
             receives,
             rt.settings.retry_base_seconds if backoff_base is None else backoff_base,
             rt.settings.retry_max_seconds,
+            at_least=not_before - time.time() if not_before else 0.0,
         )
     except Exception as book_exc:  # the retry itself must still happen
         logger.warning(

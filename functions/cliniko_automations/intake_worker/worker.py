@@ -62,9 +62,14 @@ class RetryLater(SubmissionFailure):
 
 
 class ClinikoBusy(RetryLater):
-    """Cliniko answered 429 or 5xx after the client's own bounded retries."""
+    """Cliniko answered 429 or 5xx after the client's own bounded retries. `not_before`: a
+    429's X-RateLimit-Reset (UNIX time); a delivery before it would be refused again."""
 
     throttled = True
+
+    def __init__(self, reason: str, *, not_before: float | None = None) -> None:
+        super().__init__(reason)
+        self.not_before = not_before
 
 
 class Rejected(SubmissionFailure):
@@ -211,8 +216,8 @@ class IntakeWorker:
             # Field names only: Cliniko's messages are generic, but values never leave here.
             fields = ",".join(sorted(getattr(exc, "errors", None) or {})) or "-"
             raise Rejected(f"cliniko_validation_failed:{fields}") from None
-        except errors.RateLimited:
-            raise ClinikoBusy("cliniko_rate_limited") from None
+        except errors.RateLimited as exc:
+            raise ClinikoBusy("cliniko_rate_limited", not_before=exc.reset_at) from None
         except errors.ConnectionFailed:
             raise ClinikoBusy("cliniko_unreachable") from None
         except errors.ServerError:

@@ -180,6 +180,15 @@ def test_back_off_hides_the_message_exponentially(stack: WorkerStack) -> None:
     assert stack.counts(stack.queue_url) == (0, 1)
 
 
+def test_back_off_waits_at_least_until_a_rate_limit_resets(stack: WorkerStack) -> None:
+    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody="x")
+    [message] = stack.receive()
+    delay = SqsQueues(stack.sqs).back_off(
+        stack.queue_arn, message["ReceiptHandle"], receive_count=1, base=2, cap=900, at_least=89.2
+    )
+    assert delay == 90  # not the 1-2 s of the first backoff: sooner is refused again
+
+
 def test_queue_url_from_arn() -> None:
     assert (
         queue_url_for("arn:aws:sqs:eu-west-1:123456789012:q")

@@ -235,6 +235,21 @@ def test_failed_attempt_backs_off_by_receive_count(stack, cliniko, monkeypatch) 
     assert stack.counts(stack.queue_url) == (0, 1)
 
 
+def test_a_429_hides_the_submission_until_the_rate_limit_resets(stack, cliniko, monkeypatch):
+    # Cliniko says when its window resets (X-RateLimit-Reset, ~120 s away here); the worker
+    # gives up waiting after 1 s, and the queue must not deliver it again before the reset.
+    monkeypatch.setenv("RETRY_BASE_SECONDS", "1")
+    monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", "1")
+    cliniko.control.set_faults(throttle_window_s=120)
+    send(stack, submission())
+    with captured_logs("intake") as logs:
+        _messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    assert len(failed) == 1
+    [attempt] = logs.json("submission attempt failed")
+    assert attempt["reason"] == "cliniko_rate_limited"
+    assert attempt["retry_in_seconds"] >= 100
+
+
 def test_unknown_create_outcome_is_resolved_by_looking_again(stack, cliniko) -> None:
     # The create reaches Cliniko, but the connection drops before the answer.
     cliniko.control.set_faults(fail_next=["drop"], after_effect=True, methods=["POST"])
