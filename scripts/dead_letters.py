@@ -42,7 +42,7 @@ from typing import Any, TextIO
 
 import boto3
 from cliniko_automations.common.dead_letter_tool import (
-    DeadLetterQueue,
+    DeadLetterTool,
     add_commands,
     print_table,
     run_command,
@@ -81,7 +81,7 @@ class DeadLetter:
         return data
 
 
-class DeadLetters:
+class DeadLetters(DeadLetterTool[DeadLetter]):
     def __init__(
         self,
         *,
@@ -92,21 +92,16 @@ class DeadLetters:
         store: DynamoSubmissionStore | None = None,
     ) -> None:
         self._sqs = sqs
-        self._dlq = DeadLetterQueue(sqs, dead_letter_queue_url)
+        super().__init__(sqs, dead_letter_queue_url)
         self._queue = queue_url
         self._failures = failures
         self._store = store
-        self._received: list[DeadLetter] = []
 
-    def list_letters(self) -> list[DeadLetter]:
-        """Every dead letter, oldest first. Call `release()` when done with them."""
-        self._received = [self._describe(m) for m in self._dlq.receive_all()]
-        self._received.sort(key=lambda d: (d.received_at, d.message_id))
-        return list(self._received)
+    def _order(self, letter: DeadLetter) -> Any:
+        return (letter.received_at, letter.message_id)
 
-    def find(self, identifier: str) -> list[DeadLetter]:
-        letters = self._received or self.list_letters()
-        return [d for d in letters if identifier in (d.message_id, d.submission_id)]
+    def _ids(self, letter: DeadLetter) -> tuple[str, ...]:
+        return (letter.message_id, letter.submission_id)
 
     def replay(self, letters: Sequence[DeadLetter]) -> tuple[list[str], list[str]]:
         """Send each letter back to the submission queue, then delete it: (the replayed
@@ -124,15 +119,9 @@ class DeadLetters:
                     "replayed_from": {"DataType": "String", "StringValue": letter.message_id}
                 },
             )
-            self._dlq.delete(letter.receipt_handle)
-            self._received.remove(letter)
+            self._replayed(letter)
             replayed.append(letter.message_id)
         return replayed, []
-
-    def release(self) -> None:
-        """Make the listed (and not replayed) dead letters visible again."""
-        self._dlq.release(self._received)
-        self._received = []
 
     def _describe(self, message: Mapping[str, Any]) -> DeadLetter:
         attributes = string_attributes(message)

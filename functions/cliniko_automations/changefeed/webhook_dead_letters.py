@@ -44,7 +44,7 @@ from typing import Any, TextIO
 import boto3
 
 from cliniko_automations.common.dead_letter_tool import (
-    DeadLetterQueue,
+    DeadLetterTool,
     add_commands,
     print_table,
     run_command,
@@ -80,7 +80,7 @@ class WebhookDeadLetter:
         return data
 
 
-class WebhookDeadLetters:
+class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
     def __init__(
         self,
         *,
@@ -91,22 +91,17 @@ class WebhookDeadLetters:
         read_secret: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._dlq = DeadLetterQueue(sqs, dead_letter_queue_url)
+        super().__init__(sqs, dead_letter_queue_url)
         self._subscribers = {s.name: s for s in subscribers.subscribers}
         self._sink = sink
         self._read_secret = read_secret
         self._clock = clock
-        self._received: list[WebhookDeadLetter] = []
 
-    def list_letters(self) -> list[WebhookDeadLetter]:
-        """Every dead letter, oldest first. Call `release()` when done with them."""
-        self._received = [self._describe(m) for m in self._dlq.receive_all()]
-        self._received.sort(key=lambda d: (-d.age_seconds, d.message_id))
-        return list(self._received)
+    def _order(self, letter: WebhookDeadLetter) -> Any:
+        return (-letter.age_seconds, letter.message_id)
 
-    def find(self, identifier: str) -> list[WebhookDeadLetter]:
-        letters = self._received or self.list_letters()
-        return [d for d in letters if identifier in (d.message_id, d.webhook_id)]
+    def _ids(self, letter: WebhookDeadLetter) -> tuple[str, ...]:
+        return (letter.message_id, letter.webhook_id)
 
     def replay(self, letters: Sequence[WebhookDeadLetter]) -> tuple[list[str], list[str]]:
         """Re-publish each replayable letter signed afresh, then delete it: (the replayed
@@ -133,15 +128,9 @@ class WebhookDeadLetters:
             except PublishFailed as exc:
                 refused.append(f"{letter.message_id}: not accepted by EventBridge ({exc})")
                 continue
-            self._dlq.delete(letter.receipt_handle)
-            self._received.remove(letter)
+            self._replayed(letter)
             replayed.append(letter.message_id)
         return replayed, refused
-
-    def release(self) -> None:
-        """Make the listed (and not replayed) dead letters visible again."""
-        self._dlq.release(self._received)
-        self._received = []
 
     def _describe(self, message: Mapping[str, Any]) -> WebhookDeadLetter:
         attributes = string_attributes(message)

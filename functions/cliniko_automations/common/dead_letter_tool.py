@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TextIO, TypeVar
+from typing import Any, Generic, Protocol, TextIO, TypeVar
 
 # Long enough to list and replay a few thousand messages; released again when done.
 HIDE_SECONDS = 120
@@ -27,18 +27,6 @@ class Letter(Protocol):
 
 
 L = TypeVar("L", bound=Letter)
-
-
-class LetterTool(Protocol[L]):
-    def list_letters(self) -> list[L]: ...
-
-    def find(self, identifier: str) -> list[L]: ...
-
-    def replay(self, letters: Sequence[L]) -> tuple[list[str], list[str]]:
-        """(the replayed message ids, a line per letter refused)."""
-        ...
-
-    def release(self) -> None: ...
 
 
 class DeadLetterQueue:
@@ -83,6 +71,50 @@ class DeadLetterQueue:
             )
 
 
+class DeadLetterTool(Generic[L]):
+    """A tool's letters: listed (and hidden) once, found by id, deleted once replayed, the
+    rest released. A tool says how a message reads (`_describe`), their order (`_order`),
+    the ids an operator may name one by (`_ids`), and how a replay goes (`replay`)."""
+
+    def __init__(self, sqs: Any, dead_letter_queue_url: str) -> None:
+        self._dlq = DeadLetterQueue(sqs, dead_letter_queue_url)
+        self._received: list[L] = []
+
+    def _describe(self, message: Mapping[str, Any]) -> L:
+        raise NotImplementedError
+
+    def _order(self, letter: L) -> Any:
+        raise NotImplementedError
+
+    def _ids(self, letter: L) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def replay(self, letters: Sequence[L]) -> tuple[list[str], list[str]]:
+        """(the replayed message ids, a line per letter refused)."""
+        raise NotImplementedError
+
+    def list_letters(self) -> list[L]:
+        """Every dead letter, in the tool's order. Call `release()` when done with them."""
+        self._received = sorted(
+            (self._describe(m) for m in self._dlq.receive_all()), key=self._order
+        )
+        return list(self._received)
+
+    def find(self, identifier: str) -> list[L]:
+        letters = self._received or self.list_letters()
+        return [d for d in letters if identifier in self._ids(d)]
+
+    def release(self) -> None:
+        """Make the listed (and not replayed) dead letters visible again."""
+        self._dlq.release(self._received)
+        self._received = []
+
+    def _replayed(self, letter: L) -> None:
+        """The letter's replay was accepted: it leaves the queue."""
+        self._dlq.delete(letter.receipt_handle)
+        self._received.remove(letter)
+
+
 def string_attributes(message: Mapping[str, Any]) -> dict[str, str]:
     """A message's message attributes, by name, as strings."""
     return {
@@ -105,7 +137,7 @@ def add_commands(parser: argparse.ArgumentParser, *, id_help: str, replay_help: 
 
 def run_command(
     args: argparse.Namespace,
-    letters: LetterTool[L],
+    letters: DeadLetterTool[L],
     out: TextIO,
     *,
     table: Callable[[Sequence[L], TextIO], None],
