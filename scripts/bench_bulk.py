@@ -243,29 +243,22 @@ class Dynalite:
 
 
 def seed_ledger(dynamodb: Any, table: str, ids: list[str]) -> None:
-    from cliniko_automations.common.ledger import ACTIVE
+    from cliniko_automations.common.ledger import LedgerEntry, ledger_item
 
-    # The item DynamoLedger.record writes, 25 at a time.
+    # The items DynamoLedger.record writes, 25 at a time.
     for start in range(0, len(ids), 25):
+        entries = [
+            LedgerEntry(
+                contact_id,
+                "bench-clinic",
+                "bench",
+                f"sub-{contact_id}",
+                "2026-01-01T00:00:00+00:00",
+            )
+            for contact_id in ids[start : start + 25]
+        ]
         dynamodb.batch_write_item(
-            RequestItems={
-                table: [
-                    {
-                        "PutRequest": {
-                            "Item": {
-                                "contact_id": {"S": contact_id},
-                                "account": {"S": "bench-clinic"},
-                                "source": {"S": "bench"},
-                                "submission_id": {"S": f"sub-{contact_id}"},
-                                "created_at": {"S": "2026-01-01T00:00:00+00:00"},
-                                "state": {"S": ACTIVE},
-                                "active_account": {"S": "bench-clinic"},
-                            }
-                        }
-                    }
-                    for contact_id in ids[start : start + 25]
-                ]
-            }
+            RequestItems={table: [{"PutRequest": {"Item": ledger_item(e)}} for e in entries]}
         )
 
 

@@ -37,6 +37,19 @@ class LedgerEntry:
     created_at: str
 
 
+def ledger_item(entry: LedgerEntry) -> dict[str, Any]:
+    """The DynamoDB item of a new, active entry (on the sparse index of active entries)."""
+    return {
+        "contact_id": {"S": entry.contact_id},
+        "account": {"S": entry.account},
+        "source": {"S": entry.source},
+        "submission_id": {"S": entry.submission_id},
+        "created_at": {"S": entry.created_at},
+        "state": {"S": ACTIVE},
+        "active_account": {"S": entry.account},
+    }
+
+
 class DynamoLedger:
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
@@ -46,15 +59,7 @@ class DynamoLedger:
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item={
-                    "contact_id": {"S": entry.contact_id},
-                    "account": {"S": entry.account},
-                    "source": {"S": entry.source},
-                    "submission_id": {"S": entry.submission_id},
-                    "created_at": {"S": entry.created_at},
-                    "state": {"S": ACTIVE},
-                    "active_account": {"S": entry.account},
-                },
+                Item=ledger_item(entry),
                 ConditionExpression="attribute_not_exists(contact_id)",
             )
         except ClientError as exc:
