@@ -16,11 +16,15 @@ machine runs the same build for its own architecture (same staging, same require
 because arm64 wheels cannot load here.
 
     python scripts/bench_cold_start.py [--runs 7] [--no-build] [--json] [--profile DIR]
-                                       [--out results/cold_start.json]
+                                       [--instructions] [--out results/cold_start.json]
 
 `--profile DIR` adds one round, not counted, whose cold starts run under cProfile: DIR gets
 FUNCTION.prof each (read them with `python -m pstats` or snakeviz) and FUNCTION.txt, the
-top of the cumulative list.
+top of the cumulative list. `--instructions` adds one round, not counted in the timings, whose
+cold starts run under valgrind's callgrind: each function's instructions executed (the import
+alone and the whole process) and their ratios to the baseline's. The count does not move with
+the machine's load, so it tells a lever's effect where the timings' noise (up to 0.25x between
+runs here) would hide it; it leaves out time spent waiting on moto and the emulator.
 """
 
 from __future__ import annotations
@@ -325,6 +329,7 @@ FLOOR = dataclasses.replace(
 LIBRARIES = dataclasses.replace(
     BASELINE, logical_id="LibrariesFunction", handler="libraries_handler.lambda_handler"
 )
+REFERENCE_IDS = frozenset(spec.logical_id for spec in (BASELINE, FLOOR, LIBRARIES))
 
 
 class References(NamedTuple):
@@ -395,14 +400,81 @@ def restore_botocore_models(target: Path) -> None:
             )
 
 
+class Timed:
+    """Measures a cold start by the clock (the counted rounds); with `profile_dir`, each
+    function's (not the references') under cProfile too, its profile written there."""
+
+    def __init__(self, python: str, endpoint: str, profile_dir: Path | None = None) -> None:
+        self.python, self.endpoint, self.profile_dir = python, endpoint, profile_dir
+
+    def __call__(self, artifact: Path, spec: FunctionSpec, event: Any, environment) -> dict:
+        profile = None
+        if self.profile_dir is not None and spec.logical_id not in REFERENCE_IDS:
+            profile = self.profile_dir / f"{spec.logical_id}.prof"
+        started = time.perf_counter()
+        out = run_cold(
+            self.python, artifact, spec, event, environment, self.endpoint, profile=profile
+        )
+        out["wall_seconds"] = time.perf_counter() - started
+        if "error" in out:
+            raise RuntimeError(f"{spec.logical_id} failed:\n{out['error']}")
+        out["first_seconds"] = out["import_seconds"] + out["invoke_seconds"]
+        if profile is not None:
+            write_profile_summary(profile)
+        return out
+
+
+class Counted:
+    """Measures a cold start by the instructions it executes, as valgrind's callgrind counts
+    them: the whole process, and a second process that only imports the handler. Unlike time,
+    the count does not move with the machine's load: the same code and inputs give the same
+    figure to within a fraction of a percent (the hash seed is fixed), so a reference handler
+    is counted once per run, not before every function. It counts this process's work only,
+    not the time spent waiting for moto or the emulator."""
+
+    def __init__(self, python: str, endpoint: str) -> None:
+        if shutil.which("valgrind") is None:
+            raise SystemExit("--instructions needs valgrind (Debian's package valgrind)")
+        self.python, self.endpoint = python, endpoint
+        self.references: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, artifact: Path, spec: FunctionSpec, event: Any, environment) -> dict:
+        if spec.logical_id in self.references:
+            return self.references[spec.logical_id]
+        out = self.count(artifact, spec, event, environment, import_only=False)
+        imported = self.count(artifact, spec, event, environment, import_only=True)
+        out["import_instructions"] = imported["instructions"]
+        if spec.logical_id in REFERENCE_IDS:
+            self.references[spec.logical_id] = out
+        return out
+
+    def count(self, artifact, spec, event, environment, *, import_only: bool) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            counts = Path(tmp) / "callgrind.out"
+            out = run_cold(
+                self.python,
+                artifact,
+                spec,
+                event,
+                {**environment, "PYTHONHASHSEED": "0"},
+                self.endpoint,
+                import_only=import_only,
+                wrapper=("valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}"),
+            )
+            if "error" in out:
+                raise RuntimeError(f"{spec.logical_id} failed:\n{out['error']}")
+            (total,) = re.findall(r"^totals: (\d+)$", counts.read_text(), flags=re.MULTILINE)
+        out["instructions"] = int(total)
+        return out
+
+
 def run(
-    python: str,
+    measure: Timed | Counted,
     artifact: Path,
     stack: Stack,
     function: str,
     event: Any,
     references: References,
-    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     """One cold start of `function`, right after one of the baseline (same event shape)."""
     base_event = http_event(
@@ -413,35 +485,20 @@ def run(
         {"content-type": "application/json"},
         pathParameters={"source": "partner-json"},
     )
-    reference = timed(python, references.baseline, BASELINE, base_event, {}, stack.moto.url)
+    reference = measure(references.baseline, BASELINE, base_event, {})
     assert reference["result"]["statusCode"] == 200, reference["result"]
     environment = {
         "CLINIKO_BASE_URL": stack.emulator.base_url_template,
         **stack.environments[function],
     }
-    profile = None
-    if profile_dir is not None:
-        profile = profile_dir / f"{function}.prof"
-    out = timed(
-        python,
-        artifact,
-        stack.app.functions()[function],
-        event,
-        environment,
-        stack.moto.url,
-        profile=profile,
-    )
-    if profile is not None:
-        write_profile_summary(profile)
+    out = measure(artifact, stack.app.functions()[function], event, environment)
     out["baseline"] = reference
     if function == "IntakeApiFunction":
         # The references, in the same interleaved round: the intake's floor, then the libraries.
-        floor = timed(
-            python, references.baseline, FLOOR, event, stack.floor_environment(), stack.moto.url
-        )
+        floor = measure(references.baseline, FLOOR, event, stack.floor_environment())
         assert floor["result"]["statusCode"] == 200, floor["result"]
         out["floor"] = floor
-        libraries = timed(python, references.libraries, LIBRARIES, base_event, {}, stack.moto.url)
+        libraries = measure(references.libraries, LIBRARIES, base_event, {})
         assert libraries["result"]["statusCode"] == 200, libraries["result"]
         out["libraries"] = libraries
     return out
@@ -454,31 +511,12 @@ def write_profile_summary(profile: Path, lines: int = 60) -> None:
     profile.with_suffix(".txt").write_text(text.getvalue())
 
 
-def timed(
-    python: str,
-    artifact: Path,
-    spec: FunctionSpec,
-    event: Any,
-    environment,
-    endpoint,
-    profile: Path | None = None,
-):
-    started = time.perf_counter()
-    out = run_cold(python, artifact, spec, event, environment, endpoint, profile=profile)
-    out["wall_seconds"] = time.perf_counter() - started
-    if "error" in out:
-        raise RuntimeError(f"{spec.logical_id} failed:\n{out['error']}")
-    out["first_seconds"] = out["import_seconds"] + out["invoke_seconds"]
-    return out
-
-
 def one_round(
-    python: str,
+    measure: Timed | Counted,
     artifact: Path,
     stack: Stack,
     references: References,
     contact: str,
-    profile_dir: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     results = {}
     body = json.dumps(
@@ -498,7 +536,7 @@ def one_round(
         pathParameters={"source": "partner-json"},
     )
     results["IntakeApiFunction"] = out = run(
-        python, artifact, stack, "IntakeApiFunction", event, references, profile_dir
+        measure, artifact, stack, "IntakeApiFunction", event, references
     )
     assert out["result"]["statusCode"] == 202, out["result"]
 
@@ -517,15 +555,7 @@ def one_round(
         "eventSourceARN": queue.attributes["Arn"],
         "awsRegion": defaults.REGION,
     }
-    out = run(
-        python,
-        artifact,
-        stack,
-        "IntakeWorkerFunction",
-        {"Records": [record]},
-        references,
-        profile_dir,
-    )
+    out = run(measure, artifact, stack, "IntakeWorkerFunction", {"Records": [record]}, references)
     assert out["result"] == {"batchItemFailures": []}, out["result"]
     stack.sqs.delete_message(QueueUrl=queue.ref, ReceiptHandle=message["ReceiptHandle"])
     results["IntakeWorkerFunction"] = out
@@ -546,7 +576,7 @@ def one_round(
         {"content-type": "application/json"},
     )
     event["requestContext"]["authorizer"] = IAM
-    out = run(python, artifact, stack, "ErasureApiFunction", event, references, profile_dir)
+    out = run(measure, artifact, stack, "ErasureApiFunction", event, references)
     assert out["result"]["statusCode"] == 200, out["result"]
     results["ErasureApiFunction"] = out
 
@@ -562,7 +592,7 @@ def one_round(
         "detail": {},
     }
     results["ErasureOverdueFunction"] = run(
-        python, artifact, stack, "ErasureOverdueFunction", scheduled, references, profile_dir
+        measure, artifact, stack, "ErasureOverdueFunction", scheduled, references
     )
     # The cleanup's first step of a run (what its state machine invokes first).
     begin = {
@@ -572,12 +602,12 @@ def one_round(
         "rules": None,
         "run_id": None,
     }
-    out = run(python, artifact, stack, "CleanupFunction", begin, references, profile_dir)
+    out = run(measure, artifact, stack, "CleanupFunction", begin, references)
     assert out["result"]["next"] == "step" and out["result"]["dry_run"] is True, out["result"]
     results["CleanupFunction"] = out
     stack.release_cleanup_locks()
     # The change feed's scheduled poll: every account, one page of contacts each.
-    out = run(python, artifact, stack, "ChangeFeedFunction", scheduled, references, profile_dir)
+    out = run(measure, artifact, stack, "ChangeFeedFunction", scheduled, references)
     assert "error" not in out["result"], out["result"]
     results["ChangeFeedFunction"] = out
     return results
@@ -620,6 +650,35 @@ def summarise(outs: list[dict[str, Any]]) -> dict[str, Any]:
     return figures
 
 
+def summarise_counts(out: dict[str, Any]) -> dict[str, Any]:
+    """One function's instructions (and its references'), in millions, and the ratios to the
+    baseline's: the import alone, and the whole process (import, first call, exit)."""
+    figures: dict[str, Any] = {}
+    base = out["baseline"]
+    for who, counted in (
+        ("function", out),
+        *((r, out[r]) for r in ("floor", "libraries") if r in out),
+    ):
+        prefix = "" if who == "function" else f"{who}_"
+        figures[who] = {
+            "import_minstr": round(counted["import_instructions"] / 1e6, 1),
+            "first_call_minstr": round(
+                (counted["instructions"] - counted["import_instructions"]) / 1e6, 1
+            ),
+            "process_minstr": round(counted["instructions"] / 1e6, 1),
+        }
+        figures[f"{prefix}ratio_import"] = round(
+            counted["import_instructions"] / base["import_instructions"], 2
+        )
+        figures[f"{prefix}ratio_process"] = round(counted["instructions"] / base["instructions"], 2)
+    figures["baseline"] = {
+        "import_minstr": round(base["import_instructions"] / 1e6, 1),
+        "first_call_minstr": round((base["instructions"] - base["import_instructions"]) / 1e6, 1),
+        "process_minstr": round(base["instructions"] / 1e6, 1),
+    }
+    return figures
+
+
 def artifact_figures(directory: Path) -> dict[str, int]:
     size, files = tree_size(directory)
     return {"unzipped_bytes": size, "files": files, "zipped_bytes": zip_size(directory)}
@@ -636,9 +695,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="add a profiled round, its profiles in DIR"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="add a round counted in instructions (valgrind; some 15 minutes)",
+    )
     args = parser.parse_args(argv)
-    if args.runs >= SEEDED:
-        parser.error(f"--runs: at most {SEEDED} (one real erasure per round)")
+    if args.runs + 2 > SEEDED:
+        parser.error(f"--runs: at most {SEEDED - 2} (one real erasure per round)")
 
     if not args.no_build:
         for arch in dict.fromkeys(["arm64", HOST_ARCH]):
@@ -671,17 +735,23 @@ def main(argv: list[str] | None = None) -> int:
                 "baseline": {"arch": HOST_ARCH, **artifact_figures(baseline)},
             }
             samples: dict[str, list[dict[str, Any]]] = {}
+            timed = Timed(python, stack.moto.url)
             for index in range(args.runs):
                 contact = stack.seeded[index]
-                for function, out in one_round(
-                    python, artifact, stack, references, contact
-                ).items():
+                for function, out in one_round(timed, artifact, stack, references, contact).items():
                     samples.setdefault(function, []).append(out)
+            spare = iter(stack.seeded[args.runs :])
             if args.profile is not None:
                 args.profile.mkdir(parents=True, exist_ok=True)
-                one_round(
-                    python, artifact, stack, references, stack.seeded[args.runs], args.profile
+                profiled = Timed(python, stack.moto.url, args.profile)
+                one_round(profiled, artifact, stack, references, next(spare))
+            if args.instructions:
+                counted = one_round(
+                    Counted(python, stack.moto.url), artifact, stack, references, next(spare)
                 )
+                figures["instructions"] = {
+                    function: summarise_counts(out) for function, out in counted.items()
+                }
     finally:
         stack.stop()
     for function, outs in samples.items():
@@ -733,6 +803,8 @@ def print_table(figures: dict[str, Any]) -> None:
                 f" {'':>8} ms {row[f'{reference}_ratio_process']:>5.2f}x {f['max_rss_mib']:>5}"
                 f"  ({meaning})"
             )
+    if "instructions" in figures:
+        print_counts(figures["instructions"])
     rows = list(figures["cold_start"].values())
     base_first = statistics.median(r["baseline"]["import_and_first_call_ms"] for r in rows)
     base_process = statistics.median(r["baseline"]["process_ms"] for r in rows)
@@ -740,6 +812,34 @@ def print_table(figures: dict[str, Any]) -> None:
         f"  baseline (median over all): import + 1st call {base_first:.0f} ms,"
         f" process {base_process:.0f} ms"
     )
+
+
+def print_counts(counts: dict[str, Any]) -> None:
+    """The instruction round's table: millions of instructions, and ratios to the baseline."""
+    print("instructions executed (callgrind, one cold start each, millions):")
+    print(
+        f"  {'function':<24} {'import':>8} {'ratio':>6} {'1st call':>9} {'process':>9} {'ratio':>6}"
+    )
+    rows: list[tuple[str, dict[str, Any], float, float]] = []
+    for function, row in counts.items():
+        rows.append((function, row["function"], row["ratio_import"], row["ratio_process"]))
+        for reference in ("floor", "libraries"):
+            if reference in row:
+                rows.append(
+                    (
+                        reference,
+                        row[reference],
+                        row[f"{reference}_ratio_import"],
+                        row[f"{reference}_ratio_process"],
+                    )
+                )
+    base = next(iter(counts.values()))["baseline"]
+    rows.append(("baseline", base, 1.0, 1.0))
+    for name, f, ratio_import, ratio_process in rows:
+        print(
+            f"  {name:<24} {f['import_minstr']:>8.0f} {ratio_import:>5.2f}x"
+            f" {f['first_call_minstr']:>9.0f} {f['process_minstr']:>9.0f} {ratio_process:>5.2f}x"
+        )
 
 
 if __name__ == "__main__":

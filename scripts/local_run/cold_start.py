@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,14 @@ def run_cold(
     aws_endpoint: str,
     *,
     profile: Path | None = None,
+    import_only: bool = False,
+    wrapper: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The runner's result: the handler's return value (or `error`), import and first-call
     times, the module's file, and any module loaded from outside the artifact. With `profile`,
-    cProfile's statistics of the import and the first call are written there."""
+    cProfile's statistics of the import and the first call are written there; with
+    `import_only`, the handler is imported and not invoked. `wrapper` is a command the
+    interpreter runs under (valgrind, for the benchmark's instruction counts)."""
     env = {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(artifact),
@@ -52,7 +56,7 @@ def run_cold(
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "result.json"
         completed = subprocess.run(
-            [python, "-S", "-B", str(RUNNER)],
+            [*wrapper, python, "-S", "-B", str(RUNNER)],
             input=json.dumps(
                 {
                     "handler": spec.handler,
@@ -62,12 +66,14 @@ def run_cold(
                     "memory": spec.memory,
                     "timeout": spec.timeout,
                     "profile": str(profile) if profile else None,
+                    "import_only": import_only,
                 }
             ),
             env=env,
             capture_output=True,
             text=True,
-            timeout=120,
+            # Under valgrind a cold start runs some 50 times slower.
+            timeout=1800 if wrapper else 120,
         )
         if completed.returncode != 0 or not result_file.exists():
             raise ColdStartFailed(

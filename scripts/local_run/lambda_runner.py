@@ -5,10 +5,13 @@ the artifact alone (`python3.13 -S -B lambda_runner.py < spec.json`), so whateve
 imports must come from the artifact or the standard library. The spec (JSON on stdin):
 
     {"handler": "pkg.module.lambda_handler", "event": {...}, "result_file": "/tmp/out.json",
-     "function_name": "...", "memory": 256, "timeout": 30, "profile": "/tmp/out.prof"}
+     "function_name": "...", "memory": 256, "timeout": 30, "profile": "/tmp/out.prof",
+     "import_only": false}
 
 With "profile", the import and the first invocation run under cProfile and its statistics are
-written there (the cold-start benchmark's --profile: where a cold start's time goes).
+written there (the cold-start benchmark's --profile: where a cold start's time goes). With
+"import_only", the handler is imported and not invoked (the benchmark's --instructions counts
+such a process to tell the import's share from the first call's).
 
 Writes to result_file: the handler's return value, import and first-invocation times, the
 process's peak memory, and any module loaded from outside the artifact and the standard library
@@ -71,6 +74,9 @@ def main() -> int:
         module = importlib.import_module(module_name)
         handler = getattr(module, attribute)
         imported = time.perf_counter()
+        if spec.get("import_only"):
+            out.update(result=None, import_seconds=imported - started, invoke_seconds=0.0)
+            return finish(out, profiler, spec)
         context = Context(
             spec.get("function_name", "function"), spec.get("memory", 256), spec.get("timeout", 30)
         )
@@ -84,6 +90,11 @@ def main() -> int:
         )
     except BaseException as exc:  # reported to the caller, who decides
         out["error"] = "".join(traceback.format_exception(exc))
+    return finish(out, profiler, spec)
+
+
+def finish(out: dict, profiler, spec: dict) -> int:
+    """Write the result file: the figures so far, the modules from outside, the peak memory."""
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(spec["profile"])
