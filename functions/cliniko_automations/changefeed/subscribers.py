@@ -10,7 +10,6 @@ AWS's).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -84,6 +83,8 @@ def load_subscribers(path: str | os.PathLike[str] | None = None) -> Subscribers:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse  # the command line's alone: the functions import this module at a cold start
+
     parser = argparse.ArgumentParser(
         prog="python -m cliniko_automations.changefeed.subscribers",
         description="Validate a webhook-subscribers file.",

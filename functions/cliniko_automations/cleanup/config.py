@@ -10,7 +10,6 @@ staff-made contacts are left alone unless a rule says ``created_by_intake: false
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import sys
@@ -134,6 +133,8 @@ def load_cleanup_rules(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse  # the command line's alone: the functions import this module at a cold start
+
     parser = argparse.ArgumentParser(
         prog="python -m cliniko_automations.cleanup.config",
         description="Validate a cleanup-rules file against the Cliniko accounts file.",

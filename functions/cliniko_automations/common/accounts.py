@@ -10,7 +10,6 @@ names secrets; it never holds one. Check it with::
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -96,6 +95,8 @@ def load_accounts(path: str | os.PathLike[str] | None = None) -> ClinikoAccounts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse  # the command line's alone: the functions import this module at a cold start
+
     parser = argparse.ArgumentParser(
         prog="python -m cliniko_automations.common.accounts",
         description="Validate a Cliniko accounts file.",

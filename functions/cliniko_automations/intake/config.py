@@ -12,7 +12,6 @@ The file names secrets; it never holds one.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -332,6 +331,8 @@ def load_form_sources(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse  # the command line's alone: the functions import this module at a cold start
+
     parser = argparse.ArgumentParser(
         prog="python -m cliniko_automations.intake.config",
         description="Validate a form-source configuration file.",

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import re
 import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -129,6 +130,32 @@ def test_artifact_holds_code_and_config_but_no_tests(built):
     requirements = (ROOT / "build" / "staged" / "requirements.txt").read_text().splitlines()
     assert all(" @ " not in line and not line.startswith((".", "/")) for line in requirements)
     assert tree_size(directory) < LAMBDA_UNZIPPED_LIMIT
+
+
+def test_the_intake_api_imports_only_what_its_cold_start_needs(built, runtime_python):
+    """The cold-start levers stay pulled: the intake API's import loads neither httpx, the YAML
+    parser nor pycountry (each loads on first use), nor argparse (the configuration modules'
+    command lines alone use it), and of the generated client only the models its field rules
+    read."""
+    artifact = code_dir(built[HOST_ARCH])
+    listing = subprocess.run(  # noqa: S603 - the runtime's python, our own artifact
+        [
+            runtime_python,
+            *("-S", "-B", "-c"),
+            "import sys, cliniko_automations.intake_api.handler; print(*sorted(sys.modules))",
+        ],
+        env={"PYTHONPATH": str(artifact), "AWS_DEFAULT_REGION": defaults.REGION},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = set(listing.stdout.split())
+    assert "cliniko_automations.intake_api.handler" in loaded
+    assert not {name.split(".")[0] for name in loaded} & {"httpx", "yaml", "pycountry", "argparse"}
+    models = {name for name in loaded if name.startswith("cliniko_client.models.")}
+    assert "cliniko_client.models.contact_write" in models
+    assert "cliniko_client.models.contact" not in models
+    assert "cliniko_client.client" not in loaded
 
 
 # -- the smoke test ------------------------------------------------------------------------
