@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gzip
+import json
 import os
 import re
 import shutil
@@ -155,6 +157,10 @@ PRUNED = ("pycountry/locales",)
 BOTOCORE_SERVICES = ("dynamodb", "events", "secretsmanager", "sqs", "sts")
 
 
+# Text for people (botocore writes docstrings from it, lazily), never read to make a call.
+BOTOCORE_DOC_KEYS = ("documentation", "documentationUrl")
+
+
 def prune(directories: list[Path]) -> None:
     for directory in directories:
         for relative in PRUNED:
@@ -162,9 +168,56 @@ def prune(directories: list[Path]) -> None:
             if target.exists():
                 shutil.rmtree(target)
         models = directory / "botocore" / "data"
-        for service in models.iterdir() if models.is_dir() else ():
-            if service.is_dir() and service.name not in BOTOCORE_SERVICES:
-                shutil.rmtree(service)
+        if models.is_dir():
+            slim_botocore_data(models)
+
+
+def slim_botocore_data(models: Path) -> None:
+    """botocore's data folder cut to what the functions' clients read at a cold start.
+
+    - Only the models of BOTOCORE_SERVICES.
+    - endpoints.json (1.3 MB, every service's endpoints in every partition, parsed by every
+      process's first client: 10-30 ms) keeps only those services' entries; partitions and
+      their regions stay whole.
+    - Each kept service-2.json (gzipped in the wheel: a process decompresses and parses it when
+      it makes that client) is written plain, without its documentation strings: DynamoDB's
+      556 kB becomes 113 kB, its load 2 ms instead of 8.
+    """
+    for service in models.iterdir():
+        if service.is_dir() and service.name not in BOTOCORE_SERVICES:
+            shutil.rmtree(service)
+    prefixes = set()
+    for packed in models.glob("*/*/service-2.json.gz"):
+        with gzip.open(packed, "rt", encoding="utf-8") as handle:
+            model = json.load(handle)
+        prefixes.add(model["metadata"]["endpointPrefix"])
+        write_json(packed.with_suffix(""), without_documentation(model))
+        packed.unlink()
+    endpoints_file = models / "endpoints.json"
+    endpoints = json.loads(endpoints_file.read_text(encoding="utf-8"))
+    for partition in endpoints["partitions"]:
+        partition["services"] = {
+            name: entry for name, entry in partition["services"].items() if name in prefixes
+        }
+    write_json(endpoints_file, endpoints)
+
+
+def without_documentation(value: object) -> object:
+    """`value` with every documentation string dropped. Only strings: a shape may have a member
+    named "documentation", whose definition is a mapping and stays."""
+    if isinstance(value, dict):
+        return {
+            key: without_documentation(item)
+            for key, item in value.items()
+            if not (key in BOTOCORE_DOC_KEYS and isinstance(item, str))
+        }
+    if isinstance(value, list):
+        return [without_documentation(item) for item in value]
+    return value
+
+
+def write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
 
 
 def locked_versions(lock: Path = RUNTIME_LOCK) -> dict[str, str]:
