@@ -6,19 +6,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cliniko_automations.cleanup.config import CleanupRules, load_cleanup_rules, rules_path
 from cliniko_automations.cleanup.core import CleanupStep
 from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cleanup.settings import CleanupSettings
 from cliniko_automations.cleanup.telemetry import report_misconfigured
-from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.ledger import DynamoLedger
 from cliniko_automations.common.secrets import SecretMisconfigured
+
+if TYPE_CHECKING:
+    from cliniko_automations.cliniko import ClinikoClient
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from cliniko_automations.cliniko import ClinikoClient, RetryPolicy
+from cliniko_automations import cliniko
 from cliniko_automations.cliniko.shared_pacing import Priority, SharingPolicy
 from cliniko_automations.common import aws
 
 from .cliniko_settings import ClinikoSettings, ClinikoVariables
 from .rate_limit_table import CLIENT_CONFIG, DynamoBudgetStore
 from .secrets import read_secret
+
+if TYPE_CHECKING:
+    from cliniko_automations.cliniko import ClinikoClient
 
 _clients: dict[tuple[str, Priority, int, str | None], tuple[str, ClinikoClient]] = {}
 _stores: dict[str, DynamoBudgetStore] = {}
@@ -62,14 +66,16 @@ def client_for_secret(
         policy = (
             None
             if settings.max_wait_seconds is None
-            else RetryPolicy.within(settings.max_wait_seconds)
+            else cliniko.RetryPolicy.within(settings.max_wait_seconds)
         )
         sharing = (
             SharingPolicy()
             if settings.bulk_share is None
             else SharingPolicy(bulk_share=settings.bulk_share)
         )
-        client = ClinikoClient(
+        # Through the package, which loads the client (and httpx) on first use: a function's
+        # step that makes no client (the cleanup's begin) does not load them.
+        client = cliniko.ClinikoClient(
             api_key,
             settings.user_agent,
             base_url=settings.base_url,
