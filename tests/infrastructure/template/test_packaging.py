@@ -132,30 +132,40 @@ def test_artifact_holds_code_and_config_but_no_tests(built):
     assert tree_size(directory) < LAMBDA_UNZIPPED_LIMIT
 
 
-def test_the_intake_api_imports_only_what_its_cold_start_needs(built, runtime_python):
-    """The cold-start levers stay pulled: the intake API's import loads neither httpx, the YAML
-    parser nor pycountry (each loads on first use), nor argparse (the configuration modules'
-    command lines alone use it), and of the generated client only the models its field rules
-    read."""
-    artifact = code_dir(built[HOST_ARCH])
+# What a handler's import must not load: each loads on first use, on the paths that need it
+# (the cold-start levers of README's "Checks"). argparse serves the configuration modules'
+# command lines alone; the cleanup's handler serves its begin step, which calls no Cliniko.
+NOT_AT_IMPORT = {
+    "IntakeApiFunction": (
+        "httpx",
+        "yaml",
+        "pycountry",
+        "argparse",
+        "cliniko_client.client",
+        "cliniko_client.models.contact",
+    ),
+    "CleanupFunction": ("httpx", "yaml", "argparse", "cliniko_client"),
+    "ErasureOverdueFunction": ("httpx", "yaml", "argparse", "cliniko_client"),
+}
+
+
+@pytest.mark.parametrize("function", sorted(NOT_AT_IMPORT))
+def test_a_handler_imports_only_what_its_cold_start_needs(built, runtime_python, function):
+    handler = APP.functions()[function].handler.rpartition(".")[0]
     listing = subprocess.run(  # noqa: S603 - the runtime's python, our own artifact
-        [
-            runtime_python,
-            *("-S", "-B", "-c"),
-            "import sys, cliniko_automations.intake_api.handler; print(*sorted(sys.modules))",
-        ],
-        env={"PYTHONPATH": str(artifact), "AWS_DEFAULT_REGION": defaults.REGION},
+        [runtime_python, "-S", "-B", "-c", f"import sys, {handler}; print(*sorted(sys.modules))"],
+        env={"PYTHONPATH": str(code_dir(built[HOST_ARCH])), "AWS_DEFAULT_REGION": defaults.REGION},
         capture_output=True,
         text=True,
         check=True,
     )
     loaded = set(listing.stdout.split())
-    assert "cliniko_automations.intake_api.handler" in loaded
-    assert not {name.split(".")[0] for name in loaded} & {"httpx", "yaml", "pycountry", "argparse"}
-    models = {name for name in loaded if name.startswith("cliniko_client.models.")}
-    assert "cliniko_client.models.contact_write" in models
-    assert "cliniko_client.models.contact" not in models
-    assert "cliniko_client.client" not in loaded
+    assert handler in loaded
+    for name in NOT_AT_IMPORT[function]:
+        assert not {m for m in loaded if m == name or m.startswith(f"{name}.")}, name
+    if function == "IntakeApiFunction":
+        # Of the generated client, only the models its field rules read.
+        assert "cliniko_client.models.contact_write" in loaded
 
 
 # -- the smoke test ------------------------------------------------------------------------
