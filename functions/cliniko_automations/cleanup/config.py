@@ -141,7 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
     parser.add_argument("path", nargs="?", help=f"the file (default: {DEFAULT_PATH.name})")
-    parser.add_argument("--accounts", help="the Cliniko accounts file (default: the shipped one)")
+    parser.add_argument(
+        "--accounts",
+        help="the Cliniko accounts file (default: $CLINIKO_ACCOUNTS_FILE, else the shipped one)",
+    )
     args = parser.parse_args(argv)
     try:
         accounts = load_accounts(args.accounts).accounts

@@ -346,7 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"lets intake read nothing else (default: the template's, {DEFAULT_SECRETS_PREFIX})",
     )
     parser.add_argument(
-        "--accounts", help="the Cliniko accounts file the sources name (default: the shipped one)"
+        "--accounts",
+        help="the Cliniko accounts file the sources name (default: $CLINIKO_ACCOUNTS_FILE, else"
+        " the shipped one)",
     )
     args = parser.parse_args(argv)
     try:
