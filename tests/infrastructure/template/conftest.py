@@ -4,11 +4,14 @@ this machine's x86_64 (the packaging smoke test can only import native wheels of
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from local_run.runtime_python import RuntimePythonMissing, find_runtime_python
@@ -17,6 +20,15 @@ ROOT = Path(__file__).resolve().parents[3]
 SAM_VENV = ROOT / ".venv-sam"
 CHECKOV_VENV = ROOT / ".venv-checkov"
 HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
+
+
+@functools.cache
+def build_script() -> ModuleType:
+    """scripts/build.py, loaded by path (scripts/ is no package): its constants and helpers."""
+    spec = importlib.util.spec_from_file_location("build_script", ROOT / "scripts" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tool(venv: Path, name: str) -> Path:
@@ -54,10 +66,7 @@ def built() -> dict[str, Path]:
     builds = {arch: _build("--no-stage", "--arch", arch) for arch in arches}
     for arch, process in builds.items():
         assert process.wait() == 0, f"build for {arch} failed"
-    return {
-        arch: ROOT / ".aws-sam" / ("build" if arch == "arm64" else f"build-{arch}")
-        for arch in arches
-    }
+    return {arch: build_script().build_dir(arch) for arch in arches}
 
 
 @pytest.fixture(scope="session")

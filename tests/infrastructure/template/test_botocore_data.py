@@ -17,7 +17,7 @@ import botocore.session
 import pytest
 from botocore.model import Shape
 
-from tests.infrastructure.template.test_packaging import _build_script
+from .conftest import build_script
 
 STOCK = Path(botocore.__file__).parent / "data"
 # A region of each partition, and a region endpoints.json does not list (resolved by the
@@ -35,7 +35,7 @@ REGIONS = (
 
 @pytest.fixture(scope="module")
 def build():
-    return _build_script()
+    return build_script()
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_only_the_kept_services_remain_plain_and_without_documentation(build, sl
     assert (slim / "endpoints.json").stat().st_size < (STOCK / "endpoints.json").stat().st_size / 10
 
 
-@pytest.mark.parametrize("service", _build_script().BOTOCORE_SERVICES)
+@pytest.mark.parametrize("service", build_script().BOTOCORE_SERVICES)
 def test_clients_resolve_and_sign_as_with_the_stock_data(slim, service):
     stock_session, slim_session = session_on(STOCK), session_on(slim)
     for region in REGIONS:
@@ -107,7 +107,7 @@ def test_clients_resolve_and_sign_as_with_the_stock_data(slim, service):
         assert cut._request_signer.region_name == stock._request_signer.region_name, region
 
 
-@pytest.mark.parametrize("service", _build_script().BOTOCORE_SERVICES)
+@pytest.mark.parametrize("service", build_script().BOTOCORE_SERVICES)
 def test_every_operation_keeps_its_shapes(slim, service):
     stock = client_of(session_on(STOCK), service, "us-east-1").meta.service_model
     cut = client_of(session_on(slim), service, "us-east-1").meta.service_model

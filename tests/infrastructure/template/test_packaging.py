@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import importlib.util
 import json
 import re
 import shutil
@@ -26,7 +25,7 @@ from local_run.template import SamApp
 
 from tests.fixtures.apigw import form_post_event, http_api_event
 
-from .conftest import HOST_ARCH, ROOT
+from .conftest import HOST_ARCH, ROOT, build_script
 
 # The first test here pays for the session's two `sam build`s (minutes on a loaded machine).
 pytestmark = [pytest.mark.sam, pytest.mark.timeout(1200)]
@@ -76,7 +75,7 @@ def services_the_code_uses() -> set[str]:
 def test_the_artifact_keeps_the_botocore_model_of_every_service_the_code_uses():
     used = services_the_code_uses()
     assert {"dynamodb", "events", "secretsmanager", "sqs"} <= used  # the scan finds them
-    assert used <= set(_build_script().BOTOCORE_SERVICES)
+    assert used <= set(build_script().BOTOCORE_SERVICES)
 
 
 def test_every_function_gets_the_same_code(built):
@@ -125,7 +124,7 @@ def test_artifact_holds_code_and_config_but_no_tests(built):
     assert (directory / "pycountry" / "databases").is_dir()
     assert not (directory / "pycountry" / "locales").exists()
     models = {p.name for p in (directory / "botocore" / "data").iterdir() if p.is_dir()}
-    assert models == set(_build_script().BOTOCORE_SERVICES)
+    assert models == set(build_script().BOTOCORE_SERVICES)
     assert (directory / "botocore" / "data" / "endpoints.json").is_file()
     requirements = (ROOT / "build" / "staged" / "requirements.txt").read_text().splitlines()
     assert all(" @ " not in line and not line.startswith((".", "/")) for line in requirements)
@@ -380,13 +379,6 @@ def test_base64_body_reaches_the_api_handler_from_the_artifact(built, runtime_py
     assert base64.b64decode(event["body"]) == body
 
 
-def _build_script():
-    spec = importlib.util.spec_from_file_location("build_script", ROOT / "scripts" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 CONFIGURATION_FILES = (
     "common/cliniko_accounts.yaml",
     "intake/form_sources.yaml",
@@ -395,7 +387,7 @@ CONFIGURATION_FILES = (
 
 
 def test_staging_checks_the_configuration(tmp_path, capsys):
-    build = _build_script()
+    build = build_script()
     package = tmp_path / "cliniko_automations"
     for part in CONFIGURATION_FILES:
         (package / part).parent.mkdir(parents=True, exist_ok=True)
@@ -412,7 +404,7 @@ def test_staging_checks_the_configuration(tmp_path, capsys):
 
 
 def test_staging_names_the_form_sources_file_a_person_edits(tmp_path, monkeypatch, capsys):
-    build = _build_script()
+    build = build_script()
     functions = tmp_path / "functions"
     package = functions / "cliniko_automations"
     for part in CONFIGURATION_FILES:
