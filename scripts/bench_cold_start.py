@@ -280,8 +280,8 @@ LIBRARIES_HANDLER = BASELINE_HANDLER.replace(
     "import boto3\n",
     """\
 import boto3
-import cliniko_client.models
 import httpx
+from cliniko_client.models import *  # every model: the package itself loads them on first use
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from pydantic import BaseModel
 
