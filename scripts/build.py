@@ -187,12 +187,13 @@ def slim_botocore_data(models: Path) -> None:
         if service.is_dir() and service.name not in BOTOCORE_SERVICES:
             shutil.rmtree(service)
     prefixes = set()
-    for packed in models.glob("*/*/service-2.json.gz"):
-        with gzip.open(packed, "rt", encoding="utf-8") as handle:
+    # Plain ones too: a second cut of the same folder finds them so.
+    for model_file in sorted(models.glob("*/*/service-2.json*")):
+        with (gzip.open if model_file.suffix == ".gz" else open)(model_file, "rb") as handle:
             model = json.load(handle)
         prefixes.add(model["metadata"]["endpointPrefix"])
-        write_json(packed.with_suffix(""), without_documentation(model))
-        packed.unlink()
+        model_file.unlink()
+        write_json(model_file.parent / "service-2.json", without_documentation(model))
     endpoints_file = models / "endpoints.json"
     endpoints = json.loads(endpoints_file.read_text(encoding="utf-8"))
     for partition in endpoints["partitions"]:

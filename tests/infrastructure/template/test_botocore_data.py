@@ -94,6 +94,16 @@ def test_only_the_kept_services_remain_plain_and_without_documentation(build, sl
     assert (slim / "endpoints.json").stat().st_size < (STOCK / "endpoints.json").stat().st_size / 10
 
 
+def test_cutting_a_cut_folder_again_changes_nothing(build, slim, tmp_path):
+    again = tmp_path / "data"
+    shutil.copytree(slim, again)
+    build.slim_botocore_data(again)
+    files = sorted(p.relative_to(slim) for p in slim.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file()) == files
+    for relative in files:
+        assert (again / relative).read_bytes() == (slim / relative).read_bytes(), relative
+
+
 @pytest.mark.parametrize("service", build_script().BOTOCORE_SERVICES)
 def test_clients_resolve_and_sign_as_with_the_stock_data(slim, service):
     stock_session, slim_session = session_on(STOCK), session_on(slim)
