@@ -653,30 +653,26 @@ def summarise(outs: list[dict[str, Any]]) -> dict[str, Any]:
 def summarise_counts(out: dict[str, Any]) -> dict[str, Any]:
     """One function's instructions (and its references'), in millions, and the ratios to the
     baseline's: the import alone, and the whole process (import, first call, exit)."""
-    figures: dict[str, Any] = {}
     base = out["baseline"]
-    for who, counted in (
-        ("function", out),
-        *((r, out[r]) for r in ("floor", "libraries") if r in out),
-    ):
+    figures: dict[str, Any] = {"baseline": in_millions(base)}
+    for who in ("function", "floor", "libraries"):
+        counted = out if who == "function" else out.get(who)
+        if counted is None:
+            continue
         prefix = "" if who == "function" else f"{who}_"
-        figures[who] = {
-            "import_minstr": round(counted["import_instructions"] / 1e6, 1),
-            "first_call_minstr": round(
-                (counted["instructions"] - counted["import_instructions"]) / 1e6, 1
-            ),
-            "process_minstr": round(counted["instructions"] / 1e6, 1),
-        }
-        figures[f"{prefix}ratio_import"] = round(
-            counted["import_instructions"] / base["import_instructions"], 2
-        )
-        figures[f"{prefix}ratio_process"] = round(counted["instructions"] / base["instructions"], 2)
-    figures["baseline"] = {
-        "import_minstr": round(base["import_instructions"] / 1e6, 1),
-        "first_call_minstr": round((base["instructions"] - base["import_instructions"]) / 1e6, 1),
-        "process_minstr": round(base["instructions"] / 1e6, 1),
-    }
+        figures[who] = in_millions(counted)
+        for ratio, key in (("import", "import_instructions"), ("process", "instructions")):
+            figures[f"{prefix}ratio_{ratio}"] = round(counted[key] / base[key], 2)
     return figures
+
+
+def in_millions(counted: dict[str, Any]) -> dict[str, float]:
+    whole, imported = counted["instructions"], counted["import_instructions"]
+    return {
+        "import_minstr": round(imported / 1e6, 1),
+        "first_call_minstr": round((whole - imported) / 1e6, 1),
+        "process_minstr": round(whole / 1e6, 1),
+    }
 
 
 def artifact_figures(directory: Path) -> dict[str, int]:
