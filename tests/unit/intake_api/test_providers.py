@@ -166,6 +166,32 @@ def test_tally_other_events_ignored_and_malformed_fields():
         tally.parse(delivery(b'{"eventType": "FORM_RESPONSE", "data": {"fields": [{}]}}', {}))
 
 
+def test_tally_answers_of_any_shape_parse_to_text():
+    # Matrix and ranking fields answer with nested lists and objects; option ids arrive as the
+    # sender sent them. Neither may break the option lookup (it once raised TypeError: a 503).
+    body = json.dumps(
+        {
+            "eventType": "FORM_RESPONSE",
+            "data": {
+                "responseId": "r1",
+                "fields": [
+                    {
+                        "key": "question_matrix",
+                        "value": [["a1", "b2"], {"row": "a1"}, "a1", None],
+                        "options": [{"id": "a1", "text": "Morning"}, {"id": ["x"], "text": "?"}],
+                    },
+                    {"key": "question_ranking", "value": {"a1": 1}, "options": [{"id": {}}]},
+                    {"key": "question_pick", "value": ["b2"], "options": [{"id": 7, "text": "7"}]},
+                ],
+            },
+        }
+    ).encode()
+    answers = tally.parse(delivery(body, {})).answers
+    assert answers["question_matrix"] == ["a1, b2", "a1", "Morning"]
+    assert answers["question_ranking"] == {"a1": "1"}
+    assert answers["question_pick"] == ["b2"]
+
+
 # --- Webflow ---------------------------------------------------------------------------------
 
 

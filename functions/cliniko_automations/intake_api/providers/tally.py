@@ -57,11 +57,20 @@ def _value(item: dict[str, Any]) -> Answer:
     value = item.get("value")
     options = item.get("options")
     if isinstance(options, list):
+        # Option ids are strings; anything else in a payload (a matrix's nested answers) is
+        # text to keep, never a key to look up.
         text = {
-            option.get("id"): option.get("text") for option in options if isinstance(option, dict)
+            option["id"]: option.get("text")
+            for option in options
+            if isinstance(option, dict) and isinstance(option.get("id"), str)
         }
         if isinstance(value, list):
-            return normalise([text.get(choice, choice) for choice in value])
+            return normalise(
+                [
+                    text.get(choice, choice) if isinstance(choice, str) else choice
+                    for choice in value
+                ]
+            )
         if isinstance(value, str) and value in text:
             return normalise(text[value])
     return normalise(value)
