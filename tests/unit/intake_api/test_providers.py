@@ -167,8 +167,8 @@ def test_tally_other_events_ignored_and_malformed_fields():
 
 
 def test_tally_answers_of_any_shape_parse_to_text():
-    # Matrix and ranking fields answer with nested lists and objects; option ids arrive as the
-    # sender sent them. Neither may break the option lookup (it once raised TypeError: a 503).
+    # A field may answer with a structure (a matrix, say), and option ids arrive as the sender
+    # wrote them. Neither may break the option lookup (it once raised TypeError: a 503).
     body = json.dumps(
         {
             "eventType": "FORM_RESPONSE",
