@@ -124,27 +124,6 @@ def _dumps(value: Any, ascii_only: bool) -> bytes:
         return b"[]"
 
 
-def _with_values(sample: Any, replacements: list[tuple[int, Any]]) -> Any:
-    """The sample with some of its leaves (by index in walk order) replaced."""
-    leaves: list[tuple[Any, Any]] = []
-
-    def walk(node: Any) -> None:
-        items = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, value in list(items):
-            if isinstance(value, dict | list):
-                walk(value)
-            else:
-                leaves.append((node, key))
-
-    copy = json.loads(json.dumps(sample))
-    walk(copy)
-    for index, value in replacements:
-        if leaves:
-            parent, key = leaves[index % len(leaves)]
-            parent[key] = value
-    return copy
-
-
 # --- intake deliveries -----------------------------------------------------------------------
 
 SAMPLE_JSON = {
@@ -193,7 +172,7 @@ def intake_body(draw: st.DrawFn, provider: str) -> tuple[bytes, str]:
         if kind == "sample":
             body = _dumps(sample, True)
         elif kind == "sample_values":
-            body = _dumps(_with_values(sample, replacements), ascii_only)
+            body = _dumps(samples.with_values(sample, replacements), ascii_only)
         elif kind == "json":
             body = _dumps(draw(JSON_VALUES), ascii_only)
         elif kind == "deep":
@@ -205,16 +184,14 @@ def intake_body(draw: st.DrawFn, provider: str) -> tuple[bytes, str]:
                 + b"}"
             )
             if depth <= 900 and draw(st.booleans()):
-                body = _dumps(_with_values(sample, [(0, inner)]), True)
+                body = _dumps(samples.with_values(sample, [(0, inner)]), True)
         else:
             body = _dumps(sample, True)
     else:
         fields = dict(HTML_FIELDS)
         if provider == "jotform":
-            raw = json.loads(
-                samples.jotform_body()[0].split(b'name="rawRequest"\r\n\r\n')[1].split(b"\r\n--")[0]
-            )
-            raw_text = json.dumps(_with_values(raw, replacements), ensure_ascii=ascii_only)
+            raw = samples.jotform_raw_request()
+            raw_text = json.dumps(samples.with_values(raw, replacements), ensure_ascii=ascii_only)
             if kind == "deep":
                 depth = draw(st.sampled_from([33, 1000, 10_000]))
                 raw_text = "[" * depth + "]" * depth

@@ -205,8 +205,9 @@ def multipart(
     return "\r\n".join(lines).encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def jotform_body(*, email: str = EMAIL, raw: dict[str, Any] | None = None) -> tuple[bytes, str]:
-    raw_request = raw or {
+def jotform_raw_request(*, email: str = EMAIL) -> dict[str, Any]:
+    """A Jotform submission's `rawRequest`, decoded."""
+    return {
         "slug": "submit/230000000000000",
         "q3_name": {"first": FIRST, "last": LAST},
         "q4_email": email,
@@ -221,6 +222,10 @@ def jotform_body(*, email: str = EMAIL, raw: dict[str, Any] | None = None) -> tu
         },
         "q7_contactType": "Doctor",
     }
+
+
+def jotform_body(*, email: str = EMAIL, raw: dict[str, Any] | None = None) -> tuple[bytes, str]:
+    raw_request = raw or jotform_raw_request(email=email)
     return multipart(
         {
             "formID": "230000000000000",
@@ -230,3 +235,24 @@ def jotform_body(*, email: str = EMAIL, raw: dict[str, Any] | None = None) -> tu
             "pretty": "Name:Someone",
         }
     )
+
+
+def with_values(sample: Any, replacements: list[tuple[int, Any]]) -> Any:
+    """The sample with some of its leaves (by index in walk order) replaced."""
+    leaves: list[tuple[Any, Any]] = []
+
+    def walk(node: Any) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in list(items):
+            if isinstance(value, dict | list):
+                walk(value)
+            else:
+                leaves.append((node, key))
+
+    copy = json.loads(json.dumps(sample))
+    walk(copy)
+    for index, value in replacements:
+        if leaves:
+            parent, key = leaves[index % len(leaves)]
+            parent[key] = value
+    return copy
