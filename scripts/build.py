@@ -37,8 +37,10 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,6 +219,84 @@ def without_documentation(value: object) -> object:
     return value
 
 
+PEM_CERTIFICATE = re.compile(
+    r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+?-----END CERTIFICATE-----\n"
+)
+
+
+def ship_ca_directory(artifact: Path) -> Path | None:
+    """certifi's roots in `artifact` written again as an OpenSSL hashed directory beside
+    common/tls.py, which the functions' TLS context reads instead of the bundle: OpenSSL then
+    loads only the roots a handshake asks for, not all of them at every cold start.
+
+    One PEM file per root, named `<subject hash>.<n>` (n counts roots whose subject names hash
+    alike), the names `openssl rehash` gives. Returns the directory; None when the artifact has
+    no certifi, or when this Python's OpenSSL cannot be reached to name the files: the functions
+    then load the bundle, as from the source tree.
+    """
+    from cliniko_automations.common.tls import CA_DIRECTORY_NAME
+
+    bundle = artifact / "certifi" / "cacert.pem"
+    target = artifact / "cliniko_automations" / "common" / CA_DIRECTORY_NAME
+    if target.exists():
+        shutil.rmtree(target)
+    subject_hash = openssl_subject_hash()
+    if not bundle.is_file() or subject_hash is None:
+        if bundle.is_file():
+            print(f"{artifact.name}: no OpenSSL to hash CA roots; shipping the bundle alone")
+        return None
+    text = bundle.read_text(encoding="utf-8")
+    certificates = PEM_CERTIFICATE.findall(text)
+    if len(certificates) != text.count("-----BEGIN CERTIFICATE-----"):
+        # Never a directory missing a root the bundle has.
+        raise SystemExit(f"{bundle}: a certificate in a form this build cannot split")
+    target.mkdir()
+    for pem in certificates:
+        stem = f"{subject_hash(ssl.PEM_cert_to_DER_cert(pem)):08x}"
+        number = 0
+        while (target / f"{stem}.{number}").exists():
+            number += 1
+        (target / f"{stem}.{number}").write_text(pem, encoding="ascii")
+    return target
+
+
+def openssl_subject_hash() -> Callable[[bytes], int] | None:
+    """OpenSSL's own X509_subject_name_hash of a DER certificate, from the libcrypto this
+    Python's ssl module runs on (the hash is the same on every OpenSSL since 1.0 and every
+    architecture); None when that library cannot be reached."""
+    import _ssl
+    import ctypes
+
+    try:
+        # _ssl's handle finds libcrypto's symbols too; a Python built with _ssl inside has them.
+        library = ctypes.CDLL(getattr(_ssl, "__file__", None))
+        decode, subject_hash, free = (
+            library.d2i_X509,
+            library.X509_subject_name_hash,
+            library.X509_free,
+        )
+    except (OSError, AttributeError):
+        return None
+    decode.restype = ctypes.c_void_p
+    decode.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_long]
+    subject_hash.restype = ctypes.c_ulong
+    subject_hash.argtypes = [ctypes.c_void_p]
+    free.restype = None
+    free.argtypes = [ctypes.c_void_p]
+
+    def hash_of(der: bytes) -> int:
+        cursor = ctypes.c_char_p(der)
+        certificate = decode(None, ctypes.byref(cursor), len(der))
+        if not certificate:
+            raise ValueError("OpenSSL cannot read a certificate of certifi's bundle")
+        try:
+            return int(subject_hash(certificate))
+        finally:
+            free(certificate)
+
+    return hash_of
+
+
 def write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
 
@@ -355,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("sam build produced no function artifact")
     check_against_lock(artifacts)
     prune(artifacts)
+    for artifact in artifacts:
+        ship_ca_directory(artifact)
     if not args.no_compile:
         compile_pyc(artifacts)
     for artifact in artifacts:

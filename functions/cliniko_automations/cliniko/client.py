@@ -9,12 +9,10 @@ kept as strings.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import random
 import re
-import ssl
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -32,6 +30,8 @@ from cliniko_client.api.contacts import (
 )
 from cliniko_client.models import Contact, ContactList, ContactWrite, PhoneNumberWrite
 from cliniko_client.types import UNSET, Response, Unset
+
+from cliniko_automations.common.tls import tls_context
 
 from . import errors, rules
 from .config import basic_auth_header, check_user_agent, resolve_base_url, shard_for_key
@@ -64,14 +64,6 @@ class ContactPage:
     contacts: list[Contact]
     total_entries: int
     has_next: bool
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The process's TLS context, shared by every client: httpx's default (certifi's CA bundle,
-    or SSL_CERT_FILE / SSL_CERT_DIR), whose loading costs 30-60 ms at each client's creation.
-    SSLContext is thread-safe once configured."""
-    return httpx.create_ssl_context()
 
 
 class ClinikoClient:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
+from cliniko_automations.common.tls import tls_context
 from cliniko_automations.intake.config import Captcha
 from cliniko_automations.intake_api.errors import CaptchaFailed, ServiceUnavailable
 
@@ -26,7 +27,7 @@ def _client() -> httpx.Client:
     # imported here too: only HTML forms with a captcha need it, and it costs ~20 ms to import.
     import httpx
 
-    return httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False)
+    return httpx.Client(verify=tls_context(), timeout=TIMEOUT_SECONDS, follow_redirects=False)
 
 
 def verify_captcha(captcha: Captcha, secret: str, token: str | None, remote_ip: str | None) -> None:

@@ -167,6 +167,42 @@ def test_a_handler_imports_only_what_its_cold_start_needs(built, runtime_python,
         assert "cliniko_client.models.contact_write" in loaded
 
 
+# What the artifact's shared TLS context holds once made: roots loaded, certificate and host
+# name checked.
+TLS_CONTEXT_FIGURES = (
+    "import json, ssl; from cliniko_automations.common.tls import tls_context; c = tls_context();"
+    " print(json.dumps([c.cert_store_stats()['x509_ca'], c.verify_mode == ssl.CERT_REQUIRED,"
+    " c.check_hostname]))"
+)
+
+
+def tls_context_figures(runtime_python: str, directory: Path, **env: str) -> list[object]:
+    made = subprocess.run(  # noqa: S603 - the runtime's python, our own artifact
+        [runtime_python, "-S", "-B", "-c", TLS_CONTEXT_FIGURES],
+        env={"PYTHONPATH": str(directory), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(made.stdout)
+
+
+def test_the_tls_context_reads_the_shipped_ca_folder_not_the_whole_bundle(built, runtime_python):
+    # The folder's naming is held by real handshakes in test_ca_directory.py; here, that every
+    # function's artifact has it whole and that its TLS context loads no root before a
+    # handshake asks for one (from the source tree it loads them all).
+    for function in APP.functions():
+        directory = code_dir(built[HOST_ARCH], function)
+        bundle = directory / "certifi" / "cacert.pem"
+        roots = bundle.read_text(encoding="utf-8").count("BEGIN CERTIFICATE")
+        folder = directory / "cliniko_automations" / "common" / "ca_certificates"
+        assert len(list(folder.iterdir())) == roots > 100, function
+        assert tls_context_figures(runtime_python, directory) == [0, True, True], function
+    # An operator's SSL_CERT_FILE (a proxy's CA, say) still wins, as it does for httpx.
+    chosen = tls_context_figures(runtime_python, directory, SSL_CERT_FILE=str(bundle))
+    assert chosen == [roots, True, True]
+
+
 # -- the smoke test ------------------------------------------------------------------------
 
 
