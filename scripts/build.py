@@ -24,8 +24,10 @@ SecretsPrefix the functions may read (template.yaml's default, or --secrets-pref
 cleanup_rules.yaml against the accounts: a broken configuration fails the build with its
 problems, not the first submission or scheduled run. Every YAML configuration file is then
 shipped with its data as JSON next to it (`form_sources.json`), which the functions read at a
-cold start instead of parsing YAML. The runtime's python3.13 is found by
-local_run.runtime_python.
+cold start instead of parsing YAML. After `sam build`, each artifact's botocore data is cut to
+what its clients read, and certifi's CA bundle is shipped again as an OpenSSL hashed folder
+(`ship_ca_directory`) that the functions' TLS context reads root by root. The runtime's
+python3.13 is found by local_run.runtime_python.
 """
 
 from __future__ import annotations
