@@ -242,10 +242,11 @@ def ship_ca_directory(artifact: Path) -> Path | None:
     target = artifact / "cliniko_automations" / "common" / CA_DIRECTORY_NAME
     if target.exists():
         shutil.rmtree(target)
+    if not bundle.is_file():
+        return None
     subject_hash = openssl_subject_hash()
-    if not bundle.is_file() or subject_hash is None:
-        if bundle.is_file():
-            print(f"{artifact.name}: no OpenSSL to hash CA roots; shipping the bundle alone")
+    if subject_hash is None:
+        print(f"{artifact.name}: no OpenSSL to hash CA roots with; shipping the bundle alone")
         return None
     text = bundle.read_text(encoding="utf-8")
     certificates = PEM_CERTIFICATE.findall(text)
@@ -290,7 +291,7 @@ def openssl_subject_hash() -> Callable[[bytes], int] | None:
         cursor = ctypes.c_char_p(der)
         certificate = decode(None, ctypes.byref(cursor), len(der))
         if not certificate:
-            raise ValueError("OpenSSL cannot read a certificate of certifi's bundle")
+            raise SystemExit("OpenSSL cannot read a certificate of certifi's bundle")
         try:
             return int(subject_hash(certificate))
         finally:

@@ -1,7 +1,7 @@
 """The process's TLS context for outgoing HTTPS (Cliniko, captcha services): one per process.
 
 Loading certifi's bundle (`cafile`) makes OpenSSL decode all of its ~120 roots before the first
-request: some 240 M instructions, a sixth of a minimal handler's whole cold start. So the build
+request: about 200 M instructions, a seventh of a minimal handler's whole cold start. The build
 (scripts/build.py) ships the same roots as an OpenSSL hashed directory beside this module, one
 file per root named by its subject hash, from which OpenSSL reads only the roots a handshake
 asks for (`capath`). Run from the source tree (tests, the local run) there is no directory and
