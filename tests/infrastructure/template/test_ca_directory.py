@@ -1,10 +1,10 @@
 """The build's CA folder (`ship_ca_directory` in scripts/build.py): certifi's roots as an OpenSSL
 hashed directory, which the functions' TLS context reads instead of the whole bundle.
 
-A file under the wrong name is a root OpenSSL never finds, so every check here is a real TLS
-handshake on 127.0.0.1 with a certificate authority made for the test (trustme) and added to a
+A file under the wrong name is a root OpenSSL never finds, so the naming is checked by real TLS
+handshakes on 127.0.0.1 with a certificate authority made for the test (trustme) and added to a
 copy of certifi's bundle: OpenSSL must find it by the name the build gave it, and must refuse a
-server whose root the folder lacks.
+server whose root the folder lacks. The rest holds the folder to the bundle, root for root.
 """
 
 from __future__ import annotations
