@@ -148,17 +148,26 @@ NOT_AT_IMPORT = {
 }
 
 
-@pytest.mark.parametrize("function", sorted(NOT_AT_IMPORT))
-def test_a_handler_imports_only_what_its_cold_start_needs(built, runtime_python, function):
-    handler = APP.functions()[function].handler.rpartition(".")[0]
-    listing = subprocess.run(  # noqa: S603 - the runtime's python, our own artifact
-        [runtime_python, "-S", "-B", "-c", f"import sys, {handler}; print(*sorted(sys.modules))"],
-        env={"PYTHONPATH": str(code_dir(built[HOST_ARCH])), "AWS_DEFAULT_REGION": defaults.REGION},
+def run_in_artifact(runtime_python: str, directory: Path, code: str, **env: str) -> str:
+    """What `code` prints, run by the runtime's python with the artifact alone on its path."""
+    return subprocess.run(  # noqa: S603 - the runtime's python, our own artifact
+        [runtime_python, "-S", "-B", "-c", code],
+        env={"PYTHONPATH": str(directory), "AWS_DEFAULT_REGION": defaults.REGION, **env},
         capture_output=True,
         text=True,
         check=True,
+    ).stdout
+
+
+@pytest.mark.parametrize("function", sorted(NOT_AT_IMPORT))
+def test_a_handler_imports_only_what_its_cold_start_needs(built, runtime_python, function):
+    handler = APP.functions()[function].handler.rpartition(".")[0]
+    listing = run_in_artifact(
+        runtime_python,
+        code_dir(built[HOST_ARCH]),
+        f"import sys, {handler}; print(*sorted(sys.modules))",
     )
-    loaded = set(listing.stdout.split())
+    loaded = set(listing.split())
     assert handler in loaded
     for name in NOT_AT_IMPORT[function]:
         assert not {m for m in loaded if m == name or m.startswith(f"{name}.")}, name
@@ -177,14 +186,7 @@ TLS_CONTEXT_FIGURES = (
 
 
 def tls_context_figures(runtime_python: str, directory: Path, **env: str) -> list[object]:
-    made = subprocess.run(  # noqa: S603 - the runtime's python, our own artifact
-        [runtime_python, "-S", "-B", "-c", TLS_CONTEXT_FIGURES],
-        env={"PYTHONPATH": str(directory), **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(made.stdout)
+    return json.loads(run_in_artifact(runtime_python, directory, TLS_CONTEXT_FIGURES, **env))
 
 
 def test_the_tls_context_reads_the_shipped_ca_folder_not_the_whole_bundle(built, runtime_python):
