@@ -1,3 +1,5 @@
+import attrs
+from cliniko_automations.cliniko import rules
 from cliniko_automations.cliniko.rules import (
     BLANK,
     INVALID,
@@ -7,6 +9,23 @@ from cliniko_automations.cliniko.rules import (
     country_name,
     validate_contact_fields,
 )
+from cliniko_client.models.contact_write import ContactWrite
+from cliniko_client.models.doctor_type import DoctorType
+from cliniko_client.models.phone_type import PhoneType
+from cliniko_client.models.type_code import TypeCode
+
+
+def test_the_written_out_lists_are_the_generated_models():
+    # rules.py spells these out so the intake API need not load attrs at a cold start; the
+    # generated client (regenerated from openapi.yaml in CI) is what they must equal.
+    generated = tuple(
+        f.name for f in attrs.fields(ContactWrite) if f.name != "additional_properties"
+    )
+    assert generated == rules.WRITABLE_FIELD_NAMES
+    assert tuple(kind.value for kind in DoctorType if kind.value) == rules.DOCTOR_TYPES
+    assert "" in {kind.value for kind in DoctorType}
+    assert tuple(kind.value for kind in PhoneType) == rules.PHONE_TYPES
+    assert rules.TYPE_NAMES.keys() == {kind.value for kind in TypeCode}
 
 
 def test_country_names_come_from_iso_3166():

@@ -23,15 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import attrs
-from cliniko_client.models.contact_write import ContactWrite
+from cliniko_automations.cliniko.rules import WRITABLE_FIELD_NAMES
 
 # The fields whose changes are named: every field a client may write (the spec's
 # `ContactWrite`) and the archive. Derived ones (`country`, `type`) follow these.
-TRACKED_FIELDS = (
-    *(f.name for f in attrs.fields(ContactWrite) if f.name != "additional_properties"),
-    "archived_at",
-)
+TRACKED_FIELDS = (*WRITABLE_FIELD_NAMES, "archived_at")
 
 
 def iso(moment: dt.datetime) -> str:
