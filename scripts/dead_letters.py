@@ -162,14 +162,14 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
         if stored is None:
             return None, "gone (erased or expired): a replay is dropped"
         try:
-            return Submission.model_validate_json(stored.body), "stored"
+            return Submission.from_json(stored.body), "stored"
         except ValidationError:
             return None, "malformed"
 
 
 def _queued(message_body: str) -> QueuedSubmission | None:
     try:
-        return QueuedSubmission.model_validate_json(message_body)
+        return QueuedSubmission.from_json(message_body)
     except ValidationError:
         return None
 

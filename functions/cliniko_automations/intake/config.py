@@ -38,7 +38,7 @@ from cliniko_automations.common.accounts import (
     secrets_outside,
 )
 from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
-from cliniko_automations.intake.submission import ContactDraft, PhoneType, UpdatePolicy
+from cliniko_automations.intake.submission import PhoneType, UpdatePolicy
 
 DEFAULT_PATH = Path(__file__).with_name("form_sources.yaml")
 
@@ -203,7 +203,7 @@ class FormSource(_Model):
             problems.append("notes_template and a field mapped to notes both set notes")
         produced = _produced_fields(self)
         for name in self.required:
-            if name not in ContactDraft.model_fields:
+            if name not in rules.WRITABLE_FIELDS:
                 problems.append(f"required: {name!r} is not a Cliniko contact field")
             elif name not in produced:
                 problems.append(f"required: {name!r} is never mapped nor defaulted")

@@ -232,7 +232,7 @@ def idempotency_key(source: str, provider_submission_id: str | None, draft: Cont
     """
     if provider_submission_id:
         return f"{source}:{provider_submission_id}"
-    canonical = draft.model_dump_json(exclude_none=True).encode("utf-8")
+    canonical = draft.canonical_json().encode("utf-8")
     return f"{source}:sha256:{hashlib.sha256(canonical).hexdigest()}"
 
 

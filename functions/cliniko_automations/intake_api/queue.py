@@ -8,6 +8,7 @@ provider delivers again (nothing is half-accepted: a stored body nobody queued e
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 
 from botocore.client import BaseClient
@@ -56,15 +57,15 @@ class SubmissionQueue:
         store = DynamoSubmissionStore(self._dynamodb or _dynamodb(), self._table)
         try:
             first = store.first_received(submission.idempotency_key, submission.received_at)
-            submission = submission.model_copy(update={"first_received_at": first})
-            store.put(submission.submission_id, submission.model_dump_json(), email_hmac)
+            submission = dataclasses.replace(submission, first_received_at=first)
+            store.put(submission.submission_id, submission.to_json(), email_hmac)
         except (BotoCoreError, ClientError) as exc:
             raise ServiceUnavailable("submission_store", type(exc).__name__) from None
         client = self._client or _sqs()
         try:
             answer = client.send_message(
                 QueueUrl=self.queue_url,
-                MessageBody=QueuedSubmission.of(submission).model_dump_json(),
+                MessageBody=QueuedSubmission.of(submission).to_json(),
                 # Ids only, so dead letters can be listed without opening their bodies.
                 MessageAttributes={
                     "submission_id": {

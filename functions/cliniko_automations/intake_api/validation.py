@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
 from cliniko_automations.cliniko import rules
 from cliniko_automations.intake.config import FormSource
-from cliniko_automations.intake.submission import ContactDraft
+from cliniko_automations.intake.submission import ContactDraft, DraftInvalid
 from cliniko_automations.intake_api.errors import FieldsInvalid
 
 
@@ -27,9 +25,8 @@ def validate_draft(fields: Mapping[str, Any], source: FormSource) -> ContactDraf
     if errors:
         raise FieldsInvalid(errors)
     try:
-        return ContactDraft.model_validate(fields)
-    except ValidationError as exc:
-        # The rules above should already have caught this; name the fields, never the values.
-        raise FieldsInvalid(
-            {str(error["loc"][0]): rules.INVALID for error in exc.errors(include_input=False)}
-        ) from None
+        return ContactDraft.from_fields(fields)
+    except DraftInvalid as exc:
+        # What the rules above allow but a draft cannot hold (a created contact's doctor_type
+        # cleared with ""); named by field, never by value.
+        raise FieldsInvalid(dict.fromkeys(exc.fields, rules.INVALID)) from None

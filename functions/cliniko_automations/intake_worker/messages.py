@@ -29,7 +29,7 @@ def _malformed(exc: ValidationError, what: str) -> None:
 def load_submission(rt: Runtime, record: SQSRecord) -> Submission | dict[str, Any]:
     """The queued submission's body from the store, or the outcome that ends the message."""
     try:
-        queued = QueuedSubmission.model_validate_json(record.body)
+        queued = QueuedSubmission.from_json(record.body)
     except ValidationError as exc:
         _malformed(exc, "malformed submission message")
         logger.set_correlation_id(None)
@@ -45,7 +45,7 @@ def load_submission(rt: Runtime, record: SQSRecord) -> Submission | dict[str, An
         # Erased, or kept past the store's TTL: nothing left to process.
         return report_dropped(queued.submission_id, "submission_body_gone")
     try:
-        submission = Submission.model_validate_json(stored.body)
+        submission = Submission.from_json(stored.body)
     except ValidationError as exc:
         _malformed(exc, "malformed stored submission")
         return reject(rt, record, None, "malformed_submission")

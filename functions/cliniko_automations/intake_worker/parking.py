@@ -24,7 +24,7 @@ class SqsParking:
     def park(self, submission: Submission, reason: str, candidate_ids: Sequence[str]) -> None:
         self._client.send_message(
             QueueUrl=self._url,
-            MessageBody=QueuedSubmission.of(submission).model_dump_json(),
+            MessageBody=QueuedSubmission.of(submission).to_json(),
             MessageAttributes=string_attributes(
                 {
                     "reason": reason,

@@ -73,15 +73,15 @@ class WorkerStack:
     ) -> str:
         """Queue a submission as the intake API does (claim check): body to the store, id to
         the queue. Returns the SQS message id."""
-        self.store().put(submission.submission_id, submission.model_dump_json(), email_hmac)
+        self.store().put(submission.submission_id, submission.to_json(), email_hmac)
         return self.sqs.send_message(
             QueueUrl=queue_url or self.queue_url,
-            MessageBody=QueuedSubmission.of(submission).model_dump_json(),
+            MessageBody=QueuedSubmission.of(submission).to_json(),
         )["MessageId"]
 
     def queued_message(self, submission: Submission) -> str:
         """A queue message body for a submission whose body is already stored."""
-        return QueuedSubmission.of(submission).model_dump_json()
+        return QueuedSubmission.of(submission).to_json()
 
     def receive(
         self, queue_url: str | None = None, *, max_messages: int = 10, visibility: int = 30
@@ -246,10 +246,10 @@ def create_submission_store(dynamodb: Any, name: str) -> str:
 
 def stored_submission(dynamodb: Any, table: str, message_body: str) -> Submission:
     """The submission a queue message names, read from the store (the claim check)."""
-    queued = QueuedSubmission.model_validate_json(message_body)
+    queued = QueuedSubmission.from_json(message_body)
     stored = DynamoSubmissionStore(dynamodb, table).get(queued.submission_id)
     assert stored is not None, f"no stored body for {queued.submission_id}"
-    return Submission.model_validate_json(stored.body)
+    return Submission.from_json(stored.body)
 
 
 def create_worker_stack(prefix: str = "intake") -> WorkerStack:

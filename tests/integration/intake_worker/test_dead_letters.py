@@ -60,7 +60,7 @@ def fill(stack: WorkerStack) -> dict[str, str]:
         FailureRecord(redriven, "cliniko_server_error", "sub-1", "test-json", 5, "2026-11-23")
     )
     ids["redriven"] = redriven
-    stack.store().put("sub-2", submission(2).model_dump_json(), None)
+    stack.store().put("sub-2", submission(2).to_json(), None)
     ids["direct"] = stack.sqs.send_message(
         QueueUrl=stack.dead_letter_queue_url,
         MessageBody=stack.queued_message(submission(2)),
@@ -117,7 +117,7 @@ def test_replay_one_then_all(stack: WorkerStack) -> None:
     code, text = run("replay", ids["direct"])
     assert code == 0 and ids["direct"] in text
     [replayed] = stack.drain(stack.queue_url)
-    assert QueuedSubmission.model_validate_json(replayed["Body"]).submission_id == "sub-2"
+    assert QueuedSubmission.from_json(replayed["Body"]).submission_id == "sub-2"
     assert replayed["MessageAttributes"]["replayed_from"]["StringValue"] == ids["direct"]
     assert stack.counts(stack.dead_letter_queue_url) == (2, 0)
 

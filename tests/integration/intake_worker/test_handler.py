@@ -3,6 +3,7 @@ Cliniko emulator over HTTP, and Lambda's poller emulated (receive, invoke, delet
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 from datetime import UTC, datetime, timedelta
@@ -278,7 +279,7 @@ def test_failure_between_create_and_bookkeeping_does_not_duplicate(
 
 
 def test_unknown_account_is_rejected(stack, cliniko) -> None:
-    sub = submission().model_copy(update={"account": "nobody"})
+    sub = dataclasses.replace(submission(), account="nobody")
     send(stack, sub)
     run_until_empty(stack)
     [letter] = stack.drain(stack.dead_letter_queue_url)
@@ -325,7 +326,7 @@ def replay_parked(stack: WorkerStack) -> list[str]:
         stack.sqs.delete_message(
             QueueUrl=stack.parked_queue_url, ReceiptHandle=message["ReceiptHandle"]
         )
-        replayed.append(QueuedSubmission.model_validate_json(message["Body"]).submission_id)
+        replayed.append(QueuedSubmission.from_json(message["Body"]).submission_id)
     return replayed
 
 
@@ -348,7 +349,7 @@ def test_a_parked_submission_stays_replayable(stack, cliniko, monkeypatch, repla
     clock.advance(replayed_after)
     run_until_empty(stack)
     again = stack.drain(stack.parked_queue_url)
-    assert [QueuedSubmission.model_validate_json(m["Body"]).submission_id for m in again] == [
+    assert [QueuedSubmission.from_json(m["Body"]).submission_id for m in again] == [
         sub.submission_id
     ]
     attributes = again[0]["MessageAttributes"]
@@ -408,7 +409,7 @@ def test_a_tombstone_drops_only_submissions_made_before_the_erasure(
     stack, cliniko, capsys, erased_minutes_after_made, dropped
 ) -> None:
     made = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-    sub = submission().model_copy(update={"submitted_at": made})
+    sub = dataclasses.replace(submission(), submitted_at=made)
     stack.store().tombstone(EMAIL_HMAC, made + timedelta(minutes=erased_minutes_after_made))
     stack.enqueue(sub, email_hmac=EMAIL_HMAC)
     with captured_logs("intake") as logs:

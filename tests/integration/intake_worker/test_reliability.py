@@ -165,7 +165,7 @@ def build_messages(rng: random.Random, groups: dict[str, list[Person]]):
     # Provider redeliveries: the same provider submission again, as a new queued message.
     rest += [make(owner[s.submission_id], key=s.idempotency_key) for s in rng.sample(rest, 30)]
     rng.shuffle(rest)
-    bodies = [s.model_dump_json() for s in first + rest]
+    bodies = [s.to_json() for s in first + rest]
     # SQS delivers at least once: some messages exist twice.
     for body in rng.sample(bodies[60:], 45):
         bodies.insert(rng.randrange(60, len(bodies)), body)
@@ -289,8 +289,8 @@ def test_five_hundred_submissions_under_faults(setup, cliniko) -> None:
     # The claim check, as the intake API does it: bodies in the store, ids in the queue.
     store = stack.store()
     for body in set(bodies):
-        store.put(Submission.model_validate_json(body).submission_id, body, None)
-    queued = [stack.queued_message(Submission.model_validate_json(b)) for b in bodies]
+        store.put(Submission.from_json(body).submission_id, body, None)
+    queued = [stack.queued_message(Submission.from_json(b)) for b in bodies]
     for start in range(0, len(queued), 10):
         stack.sqs.send_message_batch(
             QueueUrl=stack.queue_url,
@@ -319,14 +319,14 @@ def test_five_hundred_submissions_under_faults(setup, cliniko) -> None:
     script = load_dead_letters_script()
     failures = DynamoFailures(stack.dynamodb, stack.idempotency_table)
     for message in dead:
-        sub = QueuedSubmission.model_validate_json(message["Body"])
+        sub = QueuedSubmission.from_json(message["Body"])
         attribute = message.get("MessageAttributes", {}).get("failure_reason", {})
         stored = failures.get(message["MessageId"])
         reason = attribute.get("StringValue") or (stored.reason if stored else None)
         assert reason, f"dead letter {message['MessageId']} has no reason"
         dead_reasons[sub.submission_id] = reason
     for body in set(bodies):
-        sub = Submission.model_validate_json(body)
+        sub = Submission.from_json(body)
         person = owner[sub.submission_id]
         assert person.identity in per_identity or sub.submission_id in dead_reasons, (
             f"{sub.submission_id} is neither a contact nor a dead letter"

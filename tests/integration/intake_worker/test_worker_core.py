@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 from datetime import UTC, datetime, timedelta
@@ -186,7 +187,7 @@ def test_without_email_name_and_phone_find_the_contact(h: Harness) -> None:
     )
     outcome = h.process(submit(draft))
     assert (outcome.action, outcome.contact_id) == ("updated", str(existing.id))
-    other_phone = draft.model_copy(update={"phone_numbers": (PhoneNumber(number="0499 000 111"),)})
+    other_phone = dataclasses.replace(draft, phone_numbers=(PhoneNumber(number="0499 000 111"),))
     assert h.process(submit(other_phone)).action == "created"
     assert len(h.contacts()) == 2
 
