@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, ConfigDict, Field
+import dataclasses
+import datetime as dt
 
 from cliniko_automations.common.cliniko_settings import ClinikoVariables
-from cliniko_automations.common.settings import EnvironmentSettings
+from cliniko_automations.common.settings import EnvironmentSettings, bounded
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class FeedSettings(EnvironmentSettings):
-    model_config = ConfigDict(frozen=True, extra="forbid")
     describes = "change feed settings"
 
-    feed_table: str = Field(min_length=1)
-    event_bus_name: str = Field(min_length=1)
+    feed_table: str
+    event_bus_name: str
     # The HMAC key of the per-field hashes kept to name changed fields (never the values).
-    hash_key_secret_name: str = Field(min_length=1)
+    hash_key_secret_name: str
     cliniko_accounts_file: str | None = None
     webhooks_file: str | None = None
     # Each poll re-reads this many seconds before the cursor: a change committed late in
     # a second the last poll already read is still seen (the dedupe drops the rest).
-    overlap_seconds: int = Field(default=5, ge=1, le=3600)
+    overlap_seconds: int = bounded(5, ge=1, le=3600)
     # Where a first run starts; unset: from now (no history).
-    backfill_from: AwareDatetime | None = None
+    backfill_from: dt.datetime | None = None
     # The feed's own share of the Cliniko user's 200 requests a minute: a cap for all the
     # feed's processes together on the shared budget (or this process's pace without it).
-    requests_per_minute: int = Field(default=20, ge=1, le=200)
+    requests_per_minute: int = bounded(20, ge=1, le=200)
     # How long a contact's last published state is kept (its field hashes, for naming
     # changed fields; and its updated_at, for dropping duplicates).
-    state_days: int = Field(default=400, ge=1, le=3650)
+    state_days: int = bounded(400, ge=1, le=3650)
     # No new Cliniko request starts with less time than this left in the invocation.
-    stop_margin_seconds: float = Field(default=15.0, ge=0)
+    stop_margin_seconds: float = bounded(15.0, ge=0)
     # The Cliniko client's settings (CLINIKO_USER_AGENT, ...), as given: checked when an
     # account's client is built, and a problem is reported as that account's error.
-    cliniko: ClinikoVariables = ClinikoVariables()
+    cliniko: ClinikoVariables = dataclasses.field(default_factory=ClinikoVariables)

@@ -17,12 +17,14 @@ variable, instead of the whole batch or run failing before it can say what to fi
 
 from __future__ import annotations
 
-from typing import ClassVar
+import dataclasses
+from typing import ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cliniko_automations.cliniko.config import USER_AGENT_RULE_TEXT, check_user_agent
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.settings import SettingInvalid
 
 # The environment variable of each Cliniko setting, by field.
 ENV_NAMES = {
@@ -61,11 +63,19 @@ class ClinikoSettings(BaseModel):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
 
+    @classmethod
+    def from_variables(cls, given: dict[str, str]) -> Self:
+        """Read nested in a function's settings (common/settings.py): checked at load."""
+        try:
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            raise SettingInvalid([ENV_NAMES[str(e["loc"][0])] for e in exc.errors()]) from None
 
-class ClinikoVariables(BaseModel):
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClinikoVariables:
     """The `CLINIKO_*` values as the environment gave them, checked by `checked()`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     variables: ClassVar[dict[str, str]] = ENV_NAMES
 
     user_agent: str | None = None
@@ -74,11 +84,16 @@ class ClinikoVariables(BaseModel):
     rate_limit_table: str | None = None
     bulk_share: str | None = None
 
+    @classmethod
+    def from_variables(cls, given: dict[str, str]) -> Self:
+        """Read nested in a function's settings (common/settings.py): as given."""
+        return cls(**given)
+
     def checked(self) -> ClinikoSettings:
         """The settings, or a ConfigurationError naming each bad variable (never its value)."""
         given = {
             name: value.strip()
-            for name, value in self.model_dump().items()
+            for name, value in dataclasses.asdict(self).items()
             if value is not None and value.strip()
         }
         if "user_agent" not in given:

@@ -7,7 +7,7 @@ alike, named in one SettingsError), and handed to the client factory, which read
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+import dataclasses
 
 from cliniko_automations.common.cliniko_settings import ClinikoSettings
 from cliniko_automations.common.settings import EnvironmentSettings, SettingsError
@@ -15,24 +15,25 @@ from cliniko_automations.common.settings import EnvironmentSettings, SettingsErr
 __all__ = ["AuditSettings", "ErasureSettings", "SettingsError"]
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class AuditSettings(EnvironmentSettings):
     """What the overdue check needs."""
 
-    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
     describes = "erasure settings"
 
-    audit_table: str = Field(min_length=1)
+    audit_table: str
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ErasureSettings(AuditSettings):
     """What the erasure API and the local CLI need."""
 
     # Powertools' idempotency records of the requests (shared with the intake worker's, each
     # under its own key prefix).
-    idempotency_table: str = Field(min_length=1)
-    pepper_secret_name: str = Field(min_length=1)
+    idempotency_table: str
+    pepper_secret_name: str
     # The intake's claim-check store: an erasure deletes the person's submission bodies there
     # and leaves a tombstone against older submissions of theirs.
-    submission_table: str = Field(min_length=1)
-    cliniko_api_key_secret_name: str = Field(min_length=1)
+    submission_table: str
+    cliniko_api_key_secret_name: str
     cliniko: ClinikoSettings

@@ -8,23 +8,23 @@ submission with the fix (see retries.py) rather than failing every message of th
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+import dataclasses
 
 from cliniko_automations.common.cliniko_settings import ClinikoVariables
-from cliniko_automations.common.settings import EnvironmentSettings, SettingsError
+from cliniko_automations.common.settings import EnvironmentSettings, SettingsError, bounded
 
 __all__ = ["SettingsError", "WorkerSettings"]
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class WorkerSettings(EnvironmentSettings):
-    model_config = ConfigDict(frozen=True, extra="forbid")
     describes = "worker settings"
 
-    idempotency_table: str = Field(min_length=1)
-    ledger_table: str = Field(min_length=1)
+    idempotency_table: str
+    ledger_table: str
     # Where the bodies of queued submissions live (queues carry ids) and erasure tombstones.
-    submission_table: str = Field(min_length=1)
-    parked_queue_url: str = Field(min_length=1)
+    submission_table: str
+    parked_queue_url: str
     # Where permanent failures go directly. Optional: without it the worker asks SQS for the
     # submission queue's redrive target, the same queue redrive uses.
     dead_letter_queue_url: str | None = None
@@ -34,15 +34,15 @@ class WorkerSettings(EnvironmentSettings):
     secrets_prefix: str | None = None
     # A completed submission is answered from its record for a day: longer than any provider
     # keeps redelivering a webhook. After that the email lookup still prevents a duplicate.
-    idempotency_ttl_seconds: int = Field(default=86_400, gt=0)
+    idempotency_ttl_seconds: int = bounded(86_400, gt=0)
     # A claim lasts until its holder's invocation would time out (a dead holder's claim frees
     # itself then); this caps it, and is the lifetime outside Lambda.
-    claim_ttl_seconds: int = Field(default=120, gt=0)
-    claim_wait_seconds: float = Field(default=5.0, ge=0)
+    claim_ttl_seconds: int = bounded(120, gt=0)
+    claim_wait_seconds: float = bounded(5.0, ge=0)
     # A record is not started with less time than this left in the invocation: the Cliniko
     # client may sleep up to CLINIKO_MAX_WAIT_SECONDS per request, so keep this above it.
-    min_remaining_seconds: float = Field(default=30.0, ge=0)
+    min_remaining_seconds: float = bounded(30.0, ge=0)
     # Visibility backoff for retried messages: base * 2^(receives-1), capped.
-    retry_base_seconds: int = Field(default=30, ge=0)
-    retry_max_seconds: int = Field(default=900, ge=0)
-    cliniko: ClinikoVariables = ClinikoVariables()
+    retry_base_seconds: int = bounded(30, ge=0)
+    retry_max_seconds: int = bounded(900, ge=0)
+    cliniko: ClinikoVariables = dataclasses.field(default_factory=ClinikoVariables)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from cliniko_automations.common import cliniko_settings
+from cliniko_automations.common.settings import is_required
 from local_run.template import PSEUDO_PARAMETERS, SamApp, load, sub_variables
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -476,9 +478,10 @@ def test_every_required_setting_is_in_the_functions_environment(function: str):
     # the template would fail every invocation in AWS, and nothing else would tell.
     module, _, name = SETTINGS[function].partition(":")
     model = getattr(importlib.import_module(module), name)
-    required = {field.upper() for field, info in model.model_fields.items() if info.is_required()}
+    fields = {field.name: field for field in dataclasses.fields(model)}
+    required = {name.upper() for name, field in fields.items() if is_required(field)}
     if function in CLINIKO_CALLERS:  # the Cliniko settings nested, read from their variables
-        assert "cliniko" in model.model_fields
+        assert "cliniko" in fields
         required.discard("CLINIKO")
         nested = cliniko_settings.ClinikoSettings.model_fields.items()
         required |= {cliniko_settings.ENV_NAMES[f] for f, info in nested if info.is_required()}
@@ -487,10 +490,14 @@ def test_every_required_setting_is_in_the_functions_environment(function: str):
     # And the other way: each variable the function itself declares is a setting (no typo).
     declared = RESOURCES[function]["Properties"]["Environment"]["Variables"]
     own = {name for name in declared if not name.startswith("POWERTOOLS_")}
-    settings = {field.upper() for field in model.model_fields}
+    settings = {name.upper() for name in fields}
     if function in CLINIKO_CALLERS:
         settings |= set(cliniko_settings.ENV_NAMES.values())
     assert own <= settings
+
+
+def _default(model: type, name: str) -> object:
+    return next(field.default for field in dataclasses.fields(model) if field.name == name)
 
 
 def test_cliniko_waits_end_before_the_functions_do():
@@ -499,14 +506,14 @@ def test_cliniko_waits_end_before_the_functions_do():
     from cliniko_automations.intake_worker.settings import WorkerSettings
 
     worker = FUNCTIONS["IntakeWorkerFunction"].environment
-    min_remaining = WorkerSettings.model_fields["min_remaining_seconds"].default
+    min_remaining = _default(WorkerSettings, "min_remaining_seconds")
     assert float(worker["CLINIKO_MAX_WAIT_SECONDS"]) < min_remaining
     erasure = FUNCTIONS["ErasureApiFunction"]
     assert 4 * float(erasure.environment["CLINIKO_MAX_WAIT_SECONDS"]) < erasure.timeout
     from cliniko_automations.cleanup.settings import CleanupSettings
 
     cleanup = FUNCTIONS["CleanupFunction"].environment
-    margin = CleanupSettings.model_fields["stop_margin_seconds"].default
+    margin = _default(CleanupSettings, "stop_margin_seconds")
     assert float(cleanup["CLINIKO_MAX_WAIT_SECONDS"]) < margin
 
 
@@ -632,7 +639,7 @@ def test_cleanup_runs_expire_and_a_failed_run_alarms():
     from cliniko_automations.changefeed.settings import FeedSettings
 
     feed = FUNCTIONS["ChangeFeedFunction"]
-    feed_margin = FeedSettings.model_fields["stop_margin_seconds"].default
+    feed_margin = _default(FeedSettings, "stop_margin_seconds")
     assert float(feed.environment["CLINIKO_MAX_WAIT_SECONDS"]) < feed_margin < feed.timeout
 
 

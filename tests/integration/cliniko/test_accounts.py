@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
@@ -142,13 +144,13 @@ def test_max_wait_setting_bounds_the_client_waits(secrets, cliniko, account_env)
     secrets.create_secret(Name="cliniko/short", SecretString=cliniko.api_key)
     cliniko.control.set_faults(throttle_window_s=30)
 
-    short = account_env.model_copy(update={"max_wait_seconds": " 5 "})
+    short = dataclasses.replace(account_env, max_wait_seconds=" 5 ")
     client = client_for_secret("cliniko/short", settings=short)
     with pytest.raises(RateLimited):
         client.list_contacts()  # a 30 s reset is not waited for: the error comes at once
 
     assert [r["status"] for r in cliniko.control.requests()] == [429]
     for bad in ("0", "soon"):
-        settings = account_env.model_copy(update={"max_wait_seconds": bad})
+        settings = dataclasses.replace(account_env, max_wait_seconds=bad)
         with pytest.raises(ConfigurationError, match="CLINIKO_MAX_WAIT_SECONDS"):
             client_for_secret("cliniko/short", settings=settings)

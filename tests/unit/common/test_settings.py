@@ -3,6 +3,8 @@ settings nested in it (checked at load for the erasure, where a client is built 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from cliniko_automations.changefeed.settings import FeedSettings
 from cliniko_automations.cleanup.settings import CleanupSettings
@@ -70,3 +72,54 @@ def test_a_missing_own_setting_is_named(model) -> None:
     env = {name: value for name, value in OWN[model].items() if name != missing}
     with pytest.raises(SettingsError, match=missing):
         model.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "read"),
+    [
+        ("CLEANUP_DRY_RUN", "false", False),
+        ("CLEANUP_DRY_RUN", " Off ", False),
+        ("CLEANUP_DRY_RUN", "YES", True),
+        ("STEPS_PER_EXECUTION", "2000", 2000),
+        ("STEPS_PER_EXECUTION", "+7", 7),
+        ("STOP_MARGIN_SECONDS", "0", 0.0),
+        ("STOP_MARGIN_SECONDS", "12.5", 12.5),
+    ],
+)
+def test_values_are_read_as_their_types(name, value, read) -> None:
+    settings = CleanupSettings.from_env(OWN[CleanupSettings] | {name: value})
+    assert getattr(settings, name.lower()) == read
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CLEANUP_DRY_RUN", "maybe"),
+        ("STEPS_PER_EXECUTION", "0"),  # below its bound
+        ("STEPS_PER_EXECUTION", "2001"),  # above it
+        ("STEPS_PER_EXECUTION", "1.5"),
+        ("STEPS_PER_EXECUTION", "1_000"),
+        ("STOP_MARGIN_SECONDS", "-1"),
+        ("STOP_MARGIN_SECONDS", "nan"),
+        ("STOP_MARGIN_SECONDS", "inf"),
+    ],
+)
+def test_a_bad_value_is_named_never_shown(name, value) -> None:
+    with pytest.raises(SettingsError) as caught:
+        CleanupSettings.from_env(OWN[CleanupSettings] | {name: value})
+    assert str(caught.value) == f"cleanup settings missing or invalid: {name}"
+
+
+def test_a_time_needs_its_offset() -> None:
+    own = OWN[FeedSettings]
+    settings = FeedSettings.from_env(own | {"BACKFILL_FROM": "2026-01-02T03:04:05Z"})
+    assert settings.backfill_from == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with pytest.raises(SettingsError, match="BACKFILL_FROM"):
+        FeedSettings.from_env(own | {"BACKFILL_FROM": "2026-01-02T03:04:05"})
+
+
+def test_values_are_read_without_surrounding_space_and_blank_is_unset() -> None:
+    settings = CleanupSettings.from_env(OWN[CleanupSettings] | {"LEDGER_TABLE": " l2 "})
+    assert settings.ledger_table == "l2"
+    with pytest.raises(SettingsError, match="LEDGER_TABLE"):
+        CleanupSettings.from_env(OWN[CleanupSettings] | {"LEDGER_TABLE": "  "})
