@@ -81,6 +81,15 @@ def template_parameter_default(name: str) -> str:
     return str(load(TEMPLATE)["Parameters"][name]["Default"])
 
 
+# The configuration files check_configuration validates, under the package: their JSON is
+# stamped checked, so the functions build their configuration from it without validating.
+CHECKED_CONFIGURATION = (
+    "common/cliniko_accounts.yaml",
+    "intake/form_sources.yaml",
+    "cleanup/cleanup_rules.yaml",
+)
+
+
 def check_configuration(directory: Path, secrets_prefix: str) -> None:
     """The Cliniko accounts and form sources (secrets under the prefix, each source's account)
     and cleanup rules (their accounts) of the cliniko_automations package in `directory`."""
@@ -88,23 +97,23 @@ def check_configuration(directory: Path, secrets_prefix: str) -> None:
     from cliniko_automations.intake import config as intake_config
 
     package = directory / "cliniko_automations"
-    accounts = str(package / "common" / "cliniko_accounts.yaml")
-    sources = str(package / "intake" / "form_sources.yaml")
+    accounts, sources, rules = (str(package / name) for name in CHECKED_CONFIGURATION)
     checked = ["--check", sources, "--accounts", accounts, "--secrets-prefix", secrets_prefix]
     if intake_config.main(checked) != 0:
         raise SystemExit("build stopped: the form-source configuration is invalid")
-    rules = str(package / "cleanup" / "cleanup_rules.yaml")
     if cleanup_config.main(["--check", rules, "--accounts", accounts]) != 0:
         raise SystemExit("build stopped: the cleanup rules are invalid")
 
 
 def compile_configuration(package: Path) -> None:
     """Ship every configuration file's data as JSON next to it (common/config_file): the
-    functions then read JSON at a cold start instead of parsing YAML."""
+    functions then read JSON at a cold start instead of parsing YAML. Call only after
+    check_configuration: the JSON of the files it checks says so."""
     from cliniko_automations.common.config_file import compile_config_file
 
+    checked = {package / name for name in CHECKED_CONFIGURATION}
     for path in sorted(package.rglob("*.yaml")):
-        compile_config_file(path)
+        compile_config_file(path, checked=path in checked)
 
 
 def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:

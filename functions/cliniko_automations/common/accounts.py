@@ -10,6 +10,7 @@ names secrets; it never holds one. Check it with::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -17,9 +18,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
-from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
+from cliniko_automations.common.config_file import (
+    FORBID_EXTRA,
+    Checked,
+    ConfigError,
+    Limits,
+    load_config_file,
+    print_problems,
+)
 
 DEFAULT_PATH = Path(__file__).with_name("cliniko_accounts.yaml")
 FILE_NAME = DEFAULT_PATH.name
@@ -34,19 +40,21 @@ def _secret_name(value: str) -> str:
     return value
 
 
-SecretName = Annotated[str, AfterValidator(_secret_name)]
+SecretName = Annotated[str, Checked(_secret_name)]
 
 
-class Account(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclasses.dataclass(frozen=True)
+class Account:
+    __pydantic_config__ = FORBID_EXTRA
 
     api_key_secret: SecretName
 
 
-class ClinikoAccounts(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclasses.dataclass(frozen=True)
+class ClinikoAccounts:
+    __pydantic_config__ = FORBID_EXTRA
 
-    accounts: dict[str, Account] = Field(min_length=1)
+    accounts: Annotated[dict[str, Account], Limits(min_length=1)]
 
     def __contains__(self, account: object) -> bool:
         return account in self.accounts

@@ -1,4 +1,4 @@
-"""Configuration files shipped with the functions (YAML, validated by pydantic models).
+"""Configuration files shipped with the functions (YAML, validated by pydantic).
 
 Every mistake is reported as one line with its path in the file, so `--check` commands, the
 build and the functions' start-up all say the same thing.
@@ -7,20 +7,34 @@ Parsing YAML is the slow part of loading one at a cold start, so the build ships
 data as JSON next to it (`compile_config_file`: `form_sources.json` beside `form_sources.yaml`),
 stamped with the SHA-256 of the YAML it came from. A loader uses the JSON only while that stamp
 matches the YAML it was asked for; an edited YAML (or one with no JSON) is parsed as before.
+
+Validating is the other slow part: pydantic's import and schema building. A file's type may be
+a plain dataclass (the intake's, which must start fastest): pydantic validates it through a
+TypeAdapter, with the checks pydantic cannot infer from its types attached as `Checked`
+metadata and its cross-field checks in `__post_init__`. The build stamps the JSON of a file it
+has validated `checked`; a loader builds a dataclass from such JSON directly (`from_data`),
+without importing pydantic. Anything else is validated as it is read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler, ValidationError
+    from pydantic_core import CoreSchema
 
-Model = TypeVar("Model", bound=BaseModel)
+Config = TypeVar("Config")
+# A plain dataclass's pydantic configuration: a key it does not know is a mistake.
+FORBID_EXTRA = {"extra": "forbid"}
 
 
 class ConfigError(Exception):
@@ -32,14 +46,33 @@ class ConfigError(Exception):
         super().__init__(f"{path}: " + "; ".join(self.problems))
 
 
-def load_config_file(path: Path, model: type[Model], expected: str) -> Model:
-    """Read `path` as a YAML mapping and validate it as `model`; `expected` describes the
-    mapping's top-level keys for the error when the file holds something else."""
-    data = read_config_data(path)
+def load_config_file(
+    path: Path,
+    kind: type[Config],
+    expected: str,
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Config:
+    """Read `path` as a YAML mapping and validate it as `kind` (a pydantic model or a plain
+    dataclass); `expected` describes the mapping's top-level keys for the error when the file
+    holds something else. `prepare` reshapes the data first (a ValueError is a mistake)."""
+    data, checked = _config_data(path)
     if not isinstance(data, dict):
         raise ConfigError(path, [f"the file must be a mapping with {expected}"])
     try:
-        return model.model_validate(data)
+        data = prepare(data) if prepare else data
+    except ValueError as exc:
+        raise ConfigError(path, str(exc).splitlines()) from None
+    if checked and dataclasses.is_dataclass(kind):
+        return from_data(kind, data)
+    return validated(path, kind, data)
+
+
+def validated(path: Path, kind: type[Config], data: Any) -> Config:
+    """`data` validated as `kind` by pydantic; a ConfigError names every mistake in `path`."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(kind).validate_python(data)
     except ValidationError as exc:
         raise ConfigError(path, readable(exc)) from None
 
@@ -47,6 +80,11 @@ def load_config_file(path: Path, model: type[Model], expected: str) -> Model:
 def read_config_data(path: Path) -> Any:
     """The data of YAML file `path`: from its compiled JSON when that was made from this very
     text, else parsed."""
+    return _config_data(path)[0]
+
+
+def _config_data(path: Path) -> tuple[Any, bool]:
+    """`path`'s data, and whether the build validated it (its compiled JSON says so)."""
     try:
         raw = path.read_bytes()
         text = raw.decode("utf-8")
@@ -54,32 +92,97 @@ def read_config_data(path: Path) -> Any:
         raise ConfigError(path, [f"cannot read the file ({exc.strerror})"]) from None
     except UnicodeDecodeError:
         raise ConfigError(path, ["the file is not UTF-8 text"]) from None
-    compiled = _compiled_data(path, hashlib.sha256(raw).hexdigest())
-    return compiled if compiled is not None else _parse_yaml(path, text)
+    stamped = _compiled(path, hashlib.sha256(raw).hexdigest())
+    if stamped is None:
+        return _parse_yaml(path, text), False
+    return stamped.get("data"), stamped.get("checked") is True
 
 
 def compiled_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def compile_config_file(path: Path) -> Path:
-    """Write `path`'s data as JSON next to it (what the build ships); returns the JSON's path."""
+def compile_config_file(path: Path, *, checked: bool = False) -> Path:
+    """Write `path`'s data as JSON next to it (what the build ships); returns the JSON's path.
+    `checked`: the build has validated this very file, so a loader may skip validating it."""
     raw = path.read_bytes()
     data = _parse_yaml(path, raw.decode("utf-8"))
     target = compiled_path(path)
-    stamped = {"yaml_sha256": hashlib.sha256(raw).hexdigest(), "data": data}
+    stamped = {"yaml_sha256": hashlib.sha256(raw).hexdigest(), "checked": checked, "data": data}
     target.write_text(json.dumps(stamped, separators=(",", ":")), encoding="utf-8")
     return target
 
 
-def _compiled_data(path: Path, digest: str) -> Any:
+def _compiled(path: Path, digest: str) -> dict[str, Any] | None:
     try:
         stamped = json.loads(compiled_path(path).read_bytes())
     except (OSError, ValueError):
         return None
     if not isinstance(stamped, dict) or stamped.get("yaml_sha256") != digest:
         return None
-    return stamped.get("data")
+    return stamped
+
+
+class Checked:
+    """Metadata of an `Annotated` field type: pydantic runs `check` on the value once its type
+    is validated (a ValueError is a mistake at that field). Defined here, not with pydantic's
+    AfterValidator, so that a module of dataclasses imports no pydantic until it validates."""
+
+    def __init__(self, check: Callable[[Any], Any]) -> None:
+        self.check = check
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+
+class Limits:
+    """Metadata of an `Annotated` field type: pydantic's own bounds on it (`min_length`,
+    `max_length`, `ge`, `le`), with pydantic's messages. Here rather than annotated_types,
+    whose import costs more than everything else a configuration module loads."""
+
+    def __init__(self, **limits: float) -> None:
+        self.limits = limits
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return typing.cast("CoreSchema", {**handler(source), **self.limits})
+
+
+def from_data(kind: type[Config], data: Any) -> Config:
+    """A dataclass (nested ones too) built from data the build has validated as one: no check
+    is made, only the nesting followed."""
+    return _built(kind, data)  # type: ignore[no-any-return]
+
+
+def _built(kind: Any, data: Any) -> Any:
+    if data is None:
+        return None
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        hints = _field_types(kind)
+        return kind(**{name: _built(hints[name], value) for name, value in data.items()})
+    origin = typing.get_origin(kind)
+    if origin in (types.UnionType, typing.Union):
+        inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        return _built(inner[0], data) if len(inner) == 1 else data
+    if origin is list:
+        return [_built(typing.get_args(kind)[0], item) for item in data]
+    if origin is dict:
+        return {key: _built(typing.get_args(kind)[1], item) for key, item in data.items()}
+    return data
+
+
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+
+
+def _field_types(kind: type) -> dict[str, Any]:
+    if kind not in _FIELD_TYPES:
+        _FIELD_TYPES[kind] = typing.get_type_hints(kind)
+    return _FIELD_TYPES[kind]
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
@@ -105,9 +208,16 @@ def _parse_yaml(path: Path, text: str) -> Any:
 def readable(exc: ValidationError) -> list[str]:
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in error["loc"])
+        # A field named for a keyword (`from_`) is written as the keyword in the file.
+        where = ".".join("from" if part == "from_" else str(part) for part in error["loc"])
+        # A dataclass says "Unexpected keyword argument" where a model says this.
+        text = (
+            "Extra inputs are not permitted"
+            if error["type"] == "unexpected_keyword_argument"
+            else error["msg"]
+        )
         # A model check reports several problems at once, one per line.
-        for message in error["msg"].removeprefix("Value error, ").splitlines():
+        for message in text.removeprefix("Value error, ").splitlines():
             lines.append(f"{where}: {message}" if where else message)
     return lines
 

@@ -12,6 +12,7 @@ The file names secrets; it never holds one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -19,15 +20,6 @@ from collections.abc import Container, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
-
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
 
 from cliniko_automations.cliniko import rules
 from cliniko_automations.common.accounts import (
@@ -37,7 +29,15 @@ from cliniko_automations.common.accounts import (
     load_accounts,
     secrets_outside,
 )
-from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
+from cliniko_automations.common.config_file import (
+    FORBID_EXTRA,
+    Checked,
+    ConfigError,
+    Limits,
+    load_config_file,
+    print_problems,
+    validated,
+)
 from cliniko_automations.intake.submission import PhoneType, UpdatePolicy
 
 DEFAULT_PATH = Path(__file__).with_name("form_sources.yaml")
@@ -61,33 +61,48 @@ def _source_name(value: str) -> str:
     return value
 
 
-SourceName = Annotated[str, AfterValidator(_source_name)]
+SourceName = Annotated[str, Checked(_source_name)]
 # A notes template names provider field ids in braces; {{ and }} are literal braces.
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 PLACEHOLDER_NAME = re.compile(r"^[A-Za-z0-9_.:\- ]{1,100}$")
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _url_with_path(value: str) -> str:
+    _check_url(value, allow_path=True)
+    return value
 
 
-class FieldRule(_Model):
-    """Copy one provider field (by its stable id) into one Cliniko field."""
+def _origins(values: list[str]) -> list[str]:
+    for value in values:
+        _check_url(value, allow_path=False)
+    return values
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    from_: str = Field(alias="from", min_length=1, max_length=200)
+def _redirects(values: list[str]) -> list[str]:
+    for value in values:
+        _check_url(value, allow_path=True)
+    return values
+
+
+# The file's types are plain frozen dataclasses (common/config_file.py says why): pydantic
+# validates them from the YAML; the intake API builds them from the build's checked JSON.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FieldRule:
+    """Copy one provider field (by its stable id) into one Cliniko field (`from` in the file)."""
+
+    __pydantic_config__ = FORBID_EXTRA
+
+    from_: Annotated[str, Limits(min_length=1, max_length=200)]
     to: Target
     # One key of a compound answer, e.g. Jotform's address {"city": ...}.
-    part: str | None = Field(default=None, min_length=1, max_length=100)
+    part: Annotated[str, Limits(min_length=1, max_length=100)] | None = None
     # Only for `to: phone`.
     phone_type: PhoneType | None = None
     # Translates a provider's choice label into the value Cliniko wants ("GP" -> 1).
     values: dict[str, str | int] | None = None
 
-    @model_validator(mode="after")
-    def _coherent(self) -> FieldRule:
+    def __post_init__(self) -> None:
         if self.phone_type is not None and self.to != "phone":
             raise ValueError("phone_type only applies to `to: phone`")
         for label, value in (self.values or {}).items():
@@ -102,7 +117,6 @@ class FieldRule(_Model):
                 )
             if self.to not in {"type_code", "doctor_type"} and not isinstance(value, str):
                 raise ValueError(f"values[{label!r}]: must be text for `to: {self.to}`")
-        return self
 
 
 CAPTCHA_VERIFY_URLS = {
@@ -112,21 +126,17 @@ CAPTCHA_VERIFY_URLS = {
 CAPTCHA_TOKEN_FIELDS = {"turnstile": "cf-turnstile-response", "recaptcha": "g-recaptcha-response"}
 
 
-class Captcha(_Model):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Captcha:
+    __pydantic_config__ = FORBID_EXTRA
+
     provider: Literal["turnstile", "recaptcha"]
     secret: SecretName
     # Overridable so tests (and a proxy, if a clinic must use one) can stand in for siteverify.
-    verify_url: str | None = None
+    verify_url: Annotated[str, Checked(_url_with_path)] | None = None
     # reCAPTCHA v3 only: the lowest acceptable score and the expected action.
-    min_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_score: Annotated[float, Limits(ge=0.0, le=1.0)] | None = None
     action: str | None = None
-
-    @field_validator("verify_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None:
-            _check_url(value, allow_path=True)
-        return value
 
     @property
     def endpoint(self) -> str:
@@ -137,35 +147,27 @@ class Captcha(_Model):
         return CAPTCHA_TOKEN_FIELDS[self.provider]
 
 
-class HtmlOptions(_Model):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HtmlOptions:
     """A browser form: no secret is possible, so origin, honeypot and captcha stand in."""
 
-    allowed_origins: list[str] = Field(min_length=1)
+    __pydantic_config__ = FORBID_EXTRA
+
+    allowed_origins: Annotated[list[str], Limits(min_length=1), Checked(_origins)]
     honeypot_field: str | None = None
     # A hidden per-page nonce makes a resubmitted page recognisable as the same submission.
     nonce_field: str | None = None
     captcha: Captcha | None = None
     # The first URL of each list is the default; a form may pick another listed one with the
     # hidden fields `_success_url` / `_error_url`. Nothing outside these lists is ever used.
-    success_urls: list[str] = Field(min_length=1)
-    error_urls: list[str] = Field(min_length=1)
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins(cls, values: list[str]) -> list[str]:
-        for value in values:
-            _check_url(value, allow_path=False)
-        return values
-
-    @field_validator("success_urls", "error_urls")
-    @classmethod
-    def _redirects(cls, values: list[str]) -> list[str]:
-        for value in values:
-            _check_url(value, allow_path=True)
-        return values
+    success_urls: Annotated[list[str], Limits(min_length=1), Checked(_redirects)]
+    error_urls: Annotated[list[str], Limits(min_length=1), Checked(_redirects)]
 
 
-class FormSource(_Model):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FormSource:
+    __pydantic_config__ = FORBID_EXTRA
+
     name: SourceName
     provider: Provider
     # Secrets Manager name of the provider's signing secret (HMAC key).
@@ -175,15 +177,14 @@ class FormSource(_Model):
     token_secret: SecretName | None = None
     # A key of the Cliniko accounts file.
     account: str
-    fields: list[FieldRule] = Field(min_length=1)
-    defaults: dict[str, Any] = Field(default_factory=dict)
+    fields: Annotated[list[FieldRule], Limits(min_length=1)]
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes_template: str | None = None
-    required: list[str] = Field(default_factory=list)
+    required: list[str] = dataclasses.field(default_factory=list)
     update_policy: UpdatePolicy = "fill_blanks"
     html: HtmlOptions | None = None
 
-    @model_validator(mode="after")
-    def _coherent(self) -> FormSource:
+    def __post_init__(self) -> None:
         problems: list[str] = []
         if self.provider in SIGNED_PROVIDERS and not self.signing_secret:
             problems.append(f"provider {self.provider} signs its deliveries: set signing_secret")
@@ -211,32 +212,13 @@ class FormSource(_Model):
             problems.append("no field maps to first_name (or full_name): Cliniko needs one")
         if problems:
             raise ValueError("\n".join(problems))
-        return self
 
 
-class FormSources(_Model):
-    sources: dict[str, FormSource] = Field(min_length=1)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FormSources:
+    __pydantic_config__ = FORBID_EXTRA
 
-    @model_validator(mode="before")
-    @classmethod
-    def _name_sources(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "accounts" in data:
-            # The accounts used to live here; say where they went rather than "extra input".
-            raise ValueError(
-                "accounts: the Cliniko accounts live in their own file now "
-                "(common/cliniko_accounts.yaml, or CLINIKO_ACCOUNTS_FILE): move them there"
-            )
-        # The key names the source; the model carries it so a FormSource stands alone.
-        if isinstance(data, dict) and isinstance(data.get("sources"), dict):
-            named = {}
-            for key, value in data["sources"].items():
-                if isinstance(value, dict):
-                    if "name" in value and value["name"] != key:
-                        raise ValueError(f"sources.{key}: name differs from its key")
-                    value = {**value, "name": key}
-                named[key] = value
-            data = {**data, "sources": named}
-        return data
+    sources: Annotated[dict[str, FormSource], Limits(min_length=1)]
 
     def unknown_accounts(self, accounts: Container[str]) -> list[str]:
         """One problem per source whose account is not among `accounts`."""
@@ -256,6 +238,44 @@ class FormSources(_Model):
             if source.html is not None and source.html.captcha is not None:
                 found.append((f"sources.{name}.html.captcha.secret", source.html.captcha.secret))
         return found
+
+
+def prepared(data: dict[str, Any]) -> dict[str, Any]:
+    """The file's data shaped as FormSources: each source carries its key as its name (so a
+    FormSource stands alone) and each field rule's `from` is its `from_`."""
+    if "accounts" in data:
+        # The accounts used to live here; say where they went rather than "extra input".
+        raise ValueError(
+            "accounts: the Cliniko accounts live in their own file now "
+            "(common/cliniko_accounts.yaml, or CLINIKO_ACCOUNTS_FILE): move them there"
+        )
+    if not isinstance(data.get("sources"), dict):
+        return data
+    named = {}
+    for key, value in data["sources"].items():
+        if isinstance(value, dict):
+            if "name" in value and value["name"] != key:
+                raise ValueError(f"sources.{key}: name differs from its key")
+            value = {**value, "name": key}
+            if isinstance(value.get("fields"), list):
+                value["fields"] = [_keyword_named(rule) for rule in value["fields"]]
+        named[key] = value
+    return {**data, "sources": named}
+
+
+def _keyword_named(rule: Any) -> Any:
+    if isinstance(rule, dict) and "from" in rule and "from_" not in rule:
+        return {("from_" if key == "from" else key): value for key, value in rule.items()}
+    return rule
+
+
+def form_sources_of(data: Any, path: Path = DEFAULT_PATH) -> FormSources:
+    """`data` (as the file holds it) validated as FormSources; ConfigError names each mistake."""
+    try:
+        shaped = prepared(data) if isinstance(data, dict) else data
+    except ValueError as exc:
+        raise ConfigError(path, str(exc).splitlines()) from None
+    return validated(path, FormSources, shaped)
 
 
 def _check_url(value: str, *, allow_path: bool) -> None:
@@ -324,7 +344,7 @@ def load_form_sources(
     """Read and validate the form-source file; with `accounts`, every source's account must be
     one of them. Raises ConfigError listing every mistake."""
     resolved = config_path(path)
-    loaded = load_config_file(resolved, FormSources, "`sources`")
+    loaded = load_config_file(resolved, FormSources, "`sources`", prepared)
     if accounts is not None and (problems := loaded.unknown_accounts(accounts)):
         raise ConfigError(resolved, problems)
     return loaded

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cliniko_automations.cliniko import rules
+from cliniko_automations.common.config_file import FORBID_EXTRA
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -33,12 +34,11 @@ Read = TypeVar("Read", "Submission", "QueuedSubmission")
 # handler's cold start. pydantic still validates them wherever they are read back in
 # (`Submission.from_json`, `QueuedSubmission.from_json`), through a TypeAdapter that honours
 # the types below and `__pydantic_config__`.
-_FORBID_EXTRA = {"extra": "forbid"}
 
 
 @dataclasses.dataclass(frozen=True)
 class PhoneNumber:
-    __pydantic_config__ = _FORBID_EXTRA
+    __pydantic_config__ = FORBID_EXTRA
 
     number: str
     phone_type: PhoneType = "Mobile"
@@ -48,7 +48,7 @@ class PhoneNumber:
 class ContactDraft:
     """A normalised contact from one submission: Cliniko's writable fields, None when absent."""
 
-    __pydantic_config__ = _FORBID_EXTRA
+    __pydantic_config__ = FORBID_EXTRA
 
     title: str | None = None
     first_name: str | None = None
@@ -158,7 +158,7 @@ class Submission:
     received this idempotency key.
     """
 
-    __pydantic_config__ = _FORBID_EXTRA
+    __pydantic_config__ = FORBID_EXTRA
 
     submission_id: str
     idempotency_key: str
@@ -195,7 +195,7 @@ class Submission:
 class QueuedSubmission:
     """What a queue message carries: ids only. The body is in the submission store."""
 
-    __pydantic_config__ = _FORBID_EXTRA
+    __pydantic_config__ = FORBID_EXTRA
 
     submission_id: str
     source: str

@@ -144,6 +144,9 @@ NOT_AT_IMPORT = {
         "cliniko_client",
         "attrs",
         "attr",
+        # Nor, on its first call either (below), pydantic.
+        "pydantic",
+        "pydantic_core",
     ),
     "CleanupFunction": ("httpx", "yaml", "argparse", "cliniko_client"),
     "ErasureOverdueFunction": ("httpx", "yaml", "argparse", "cliniko_client"),
@@ -173,6 +176,35 @@ def test_a_handler_imports_only_what_its_cold_start_needs(built, runtime_python,
     assert handler in loaded
     for name in NOT_AT_IMPORT[function]:
         assert not {m for m in loaded if m == name or m.startswith(f"{name}.")}, name
+
+
+# The intake API's first call, but for its AWS calls: settings, the form sources (from the
+# JSON the build checked), a draft validated and a submission written as the store keeps it.
+INTAKE_FIRST_CALL = """
+import sys, datetime
+from cliniko_automations.intake_api import handler, wiring
+from cliniko_automations.intake_api.settings import ApiSettings
+from cliniko_automations.intake_api.validation import validate_draft
+from cliniko_automations.intake.submission import Submission
+sources = wiring.form_sources(ApiSettings.from_env()).sources
+source = next(iter(sources.values()))
+phones = [{"number": "1", "phone_type": "Work"}]
+fields = {"first_name": "Ana", "email": "ana@example.com", "phone_numbers": phones}
+draft = validate_draft({**dict.fromkeys(source.required, "x"), **fields}, source)
+Submission(submission_id="1", idempotency_key="k", source=source.name, provider="p",
+           account=source.account, received_at=datetime.datetime.now(datetime.UTC),
+           draft=draft).to_json()
+print(len(sources), *sorted(m for m in sys.modules if m.startswith("pydantic")))
+"""
+
+
+def test_the_intake_api_first_call_runs_without_pydantic(built, runtime_python):
+    env = {"SUBMISSION_QUEUE_URL": "q", "SUBMISSION_TABLE": "t", "PEPPER_SECRET_NAME": "p"}
+    printed = run_in_artifact(
+        runtime_python, code_dir(built[HOST_ARCH]), INTAKE_FIRST_CALL, **env
+    ).split()
+    assert int(printed[0]) > 0
+    assert printed[1:] == []
 
 
 # What the artifact's shared TLS context holds once made: roots loaded, certificate and host

@@ -63,3 +63,30 @@ def test_invalid_yaml_is_named_with_its_place_by_the_build_and_the_loader(tmp_pa
         compile_config_file(path)
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         read_config_data(path)
+
+
+def test_json_the_build_checked_is_built_without_validating_and_equals_the_validated(tmp_path):
+    from cliniko_automations.common.accounts import ClinikoAccounts
+    from cliniko_automations.common.config_file import from_data, validated
+    from cliniko_automations.intake.config import DEFAULT_PATH, FormSources, prepared
+
+    for shipped, kind, prepare in (
+        (DEFAULT_PATH, FormSources, prepared),
+        (DEFAULT_PATH.parents[1] / "common" / "cliniko_accounts.yaml", ClinikoAccounts, None),
+    ):
+        data = read_config_data(shipped)
+        data = prepare(data) if prepare else data
+        assert from_data(kind, data) == validated(shipped, kind, data)
+    path = tmp_path / "cliniko_accounts.yaml"
+    path.write_text(ACCOUNTS)
+    target = compile_config_file(path, checked=True)
+    assert json.loads(target.read_text())["checked"] is True
+    # What validation would refuse, the build's stamp vouches for: it is not checked again.
+    stamped = json.loads(target.read_text())
+    stamped["data"] = {"accounts": {"x": {"api_key_secret": "no spaces allowed"}}}
+    target.write_text(json.dumps(stamped))
+    assert load_accounts(path).key_secret("x") == "no spaces allowed"
+    stamped["checked"] = False
+    target.write_text(json.dumps(stamped))
+    with pytest.raises(ConfigError, match="not a Secrets Manager name"):
+        load_accounts(path)

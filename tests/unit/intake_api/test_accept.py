@@ -7,7 +7,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from cliniko_automations.intake.config import DEFAULT_PATH, FormSources, load_form_sources
+from cliniko_automations.intake.config import (
+    DEFAULT_PATH,
+    FormSources,
+    form_sources_of,
+    load_form_sources,
+)
 from cliniko_automations.intake.submission import ContactDraft, Submission
 from cliniko_automations.intake_api.accept import (
     Accepted,
@@ -219,7 +224,7 @@ def html_sources(**html_change) -> FormSources:
     html = data["sources"]["website-contact-html"]["html"]
     html.pop("captcha")
     html.update(nonce_field="nonce", **html_change)
-    return FormSources.model_validate(data)
+    return form_sources_of(data)
 
 
 def browser(body: bytes, origin: str | None = ORIGIN, **headers: str) -> IntakeRequest:

@@ -13,8 +13,8 @@ from cliniko_automations.intake.config import (
     DEFAULT_SECRETS_PREFIX,
     DIRECT_TARGETS,
     ConfigError,
-    FormSources,
     Target,
+    form_sources_of,
     load_form_sources,
     main,
 )
@@ -202,7 +202,7 @@ def test_html_allows_http_for_localhost_and_a_local_captcha_endpoint(tmp_path):
         allowed_origins=["http://localhost:3000"],
         captcha={"provider": "turnstile", "secret": "t", "verify_url": "http://127.0.0.1:9/v"},
     )
-    source = FormSources.model_validate(data).sources["s"]
+    source = form_sources_of(data).sources["s"]
     assert source.html is not None and source.html.captcha is not None
     assert source.html.captcha.endpoint == "http://127.0.0.1:9/v"
     assert source.html.captcha.token_field == "cf-turnstile-response"

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import pytest
 from cliniko_automations.cliniko import rules
-from cliniko_automations.intake.config import FormSource, load_form_sources
+from cliniko_automations.intake.config import FormSource, form_sources_of, load_form_sources
 from cliniko_automations.intake_api.errors import FieldsInvalid
 from cliniko_automations.intake_api.mapping import answer_ids_for, map_answers, split_name
 from cliniko_automations.intake_api.validation import validate_draft
 
 
 def source(fields, **extra) -> FormSource:
-    return FormSource.model_validate(
-        {
-            "name": "s",
-            "provider": "json",
-            "signing_secret": "x",
-            "account": "a",
-            "fields": fields,
-            **extra,
-        }
-    )
+    data = {"provider": "json", "signing_secret": "x", "account": "a", "fields": fields, **extra}
+    return form_sources_of({"sources": {"s": data}}).sources["s"]
 
 
 @pytest.mark.parametrize(
