@@ -21,13 +21,14 @@ system is read-only, so without shipped `.pyc` files every cold start compiles e
 Staging first validates cliniko_accounts.yaml and form_sources.yaml (the files in functions/,
 so a mistake names the file to edit), including that every secret they name sits under the
 SecretsPrefix the functions may read (template.yaml's default, or --secrets-prefix), and
-cleanup_rules.yaml against the accounts: a broken configuration fails the build with its
-problems, not the first submission or scheduled run. Every YAML configuration file is then
-shipped with its data as JSON next to it (`form_sources.json`), which the functions read at a
-cold start instead of parsing YAML. After `sam build`, each artifact's botocore data is cut to
-what its clients read, and certifi's CA bundle is shipped again as an OpenSSL hashed folder
-(`ship_ca_directory`) that the functions' TLS context reads root by root. The runtime's
-python3.13 is found by local_run.runtime_python.
+cleanup_rules.yaml against the accounts, and webhooks.yaml: a broken configuration fails the
+build with its problems, not the first submission or scheduled run. Every YAML configuration
+file is then shipped with its data as JSON next to it (`form_sources.json`), which the
+functions read at a cold start instead of parsing YAML; the JSON of a file validated here says
+so, and the functions build their configuration from it without validating it again. After
+`sam build`, each artifact's botocore data is cut to what its clients read, and certifi's CA
+bundle is shipped again as an OpenSSL hashed folder (`ship_ca_directory`) that the functions'
+TLS context reads root by root. The runtime's python3.13 is found by local_run.runtime_python.
 """
 
 from __future__ import annotations
@@ -87,22 +88,27 @@ CHECKED_CONFIGURATION = (
     "common/cliniko_accounts.yaml",
     "intake/form_sources.yaml",
     "cleanup/cleanup_rules.yaml",
+    "changefeed/webhooks.yaml",
 )
 
 
 def check_configuration(directory: Path, secrets_prefix: str) -> None:
-    """The Cliniko accounts and form sources (secrets under the prefix, each source's account)
-    and cleanup rules (their accounts) of the cliniko_automations package in `directory`."""
+    """The Cliniko accounts and form sources (secrets under the prefix, each source's account),
+    the cleanup rules (their accounts) and the webhook subscribers of the cliniko_automations
+    package in `directory`."""
+    from cliniko_automations.changefeed import subscribers
     from cliniko_automations.cleanup import config as cleanup_config
     from cliniko_automations.intake import config as intake_config
 
     package = directory / "cliniko_automations"
-    accounts, sources, rules = (str(package / name) for name in CHECKED_CONFIGURATION)
+    accounts, sources, rules, webhooks = (str(package / name) for name in CHECKED_CONFIGURATION)
     checked = ["--check", sources, "--accounts", accounts, "--secrets-prefix", secrets_prefix]
     if intake_config.main(checked) != 0:
         raise SystemExit("build stopped: the form-source configuration is invalid")
     if cleanup_config.main(["--check", rules, "--accounts", accounts]) != 0:
         raise SystemExit("build stopped: the cleanup rules are invalid")
+    if subscribers.main(["--check", webhooks]) != 0:
+        raise SystemExit("build stopped: the webhook subscribers are invalid")
 
 
 def compile_configuration(package: Path) -> None:

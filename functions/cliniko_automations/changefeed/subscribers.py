@@ -10,16 +10,22 @@ AWS's).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
+from cliniko_automations.common.config_file import (
+    FORBID_EXTRA,
+    Checked,
+    ConfigError,
+    Limits,
+    load_config_file,
+    print_problems,
+)
 
 DEFAULT_PATH = Path(__file__).with_name("webhooks.yaml")
 
@@ -27,49 +33,53 @@ EventType = Literal["contact.created", "contact.updated", "contact.archived", "c
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
-class Subscriber(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _https(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+        raise ValueError("must be an https URL without credentials")
+    return value
+
+
+SecretName = Annotated[str, Limits(pattern=r"^[A-Za-z0-9/_+=.@-]+$")]
+
+
+# Plain frozen dataclasses (common/config_file.py says why): pydantic validates them from the
+# YAML; the change feed builds them from the build's checked JSON.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Subscriber:
+    __pydantic_config__ = FORBID_EXTRA
 
     # Names the rule, the API destination and the connection: CloudFormation-safe.
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
-    url: str
-    events: list[EventType] = Field(min_length=1)
+    name: Annotated[str, Limits(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+    url: Annotated[str, Checked(_https)]
+    events: Annotated[list[EventType], Limits(min_length=1)]
     # Secrets Manager name of the Standard Webhooks secret ("whsec_" + base64 of the key).
-    secret: str = Field(pattern=r"^[A-Za-z0-9/_+=.@-]+$")
+    secret: SecretName
     # Optional Secrets Manager name of a token sent as header `x-webhook-sender` (the API
     # destination connection's key), for receivers that also want a bearer-style check.
-    auth_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9/_+=.@-]+$")
+    auth_secret: SecretName | None = None
     # Accounts whose events are delivered (default: every account).
     accounts: list[str] | None = None
     # Full contact fields in the body: personal data leaves the stack; opt in per subscriber.
     include_fields: bool = False
     # API destination's InvocationRateLimitPerSecond.
-    rate_per_second: int = Field(default=5, ge=1, le=300)
-
-    @field_validator("url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
-            raise ValueError("must be an https URL without credentials")
-        return value
+    rate_per_second: Annotated[int, Limits(ge=1, le=300)] = 5
 
     def wants(self, event_type: str, account: str) -> bool:
         return event_type in self.events and (self.accounts is None or account in self.accounts)
 
 
-class Subscribers(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Subscribers:
+    __pydantic_config__ = FORBID_EXTRA
 
-    subscribers: list[Subscriber] = Field(default_factory=list)
+    subscribers: list[Subscriber] = dataclasses.field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _names_are_unique(self) -> Subscribers:
+    def __post_init__(self) -> None:
         names = [subscriber.name for subscriber in self.subscribers]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"subscriber names must be unique: {', '.join(repeated)}")
-        return self
 
 
 def subscribers_path(path: str | os.PathLike[str] | None = None) -> Path:

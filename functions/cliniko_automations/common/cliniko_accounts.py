@@ -55,9 +55,7 @@ def client_for_secret(
         settings = settings.checked()
     # Pasted keys often carry a trailing newline; the key itself never has whitespace.
     api_key = read_secret(secret_name, prefix=secrets_prefix).strip()
-    fingerprint = hashlib.sha256(
-        "\0".join((api_key, settings.model_dump_json())).encode()
-    ).hexdigest()
+    fingerprint = hashlib.sha256("\0".join((api_key, settings.fingerprint())).encode()).hexdigest()
     slot = (secret_name, priority, requests_per_minute, caller)
     with _lock:
         cached = _clients.get(slot)

@@ -18,13 +18,12 @@ variable, instead of the whole batch or run failing before it can say what to fi
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import ClassVar, Self
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cliniko_automations.cliniko.config import USER_AGENT_RULE_TEXT, check_user_agent
 from cliniko_automations.cliniko.errors import ConfigurationError
-from cliniko_automations.common.settings import SettingInvalid
+from cliniko_automations.common.settings import SettingInvalid, parsed_setting
 
 # The environment variable of each Cliniko setting, by field.
 ENV_NAMES = {
@@ -34,42 +33,40 @@ ENV_NAMES = {
     "rate_limit_table": "CLINIKO_RATE_LIMIT_TABLE",
     "bulk_share": "CLINIKO_BULK_SHARE",
 }
+# The bounds of the numeric ones, and what a value outside them is told.
+BOUNDS = {
+    "max_wait_seconds": ({"gt": 0, "le": 900}, "a number of seconds above 0, at most 900"),
+    "bulk_share": ({"gt": 0, "le": 1}, "a number above 0, at most 1"),
+}
 
 
-class ClinikoSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    # Read by common/settings.EnvironmentSettings.from_env for a nested model.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClinikoSettings:
+    """The checked settings (`ClinikoVariables.checked()`)."""
+
+    # Read by common/settings.EnvironmentSettings.from_env for a nested settings type.
     variables: ClassVar[dict[str, str]] = ENV_NAMES
 
     user_agent: str
     base_url: str | None = None
-    max_wait_seconds: float | None = Field(default=None, gt=0, le=900)
+    max_wait_seconds: float | None = None
     # The DynamoDB table holding each key's budget shared by all functions; unset: each
     # process paces only itself (tests, the CLI).
     rate_limit_table: str | None = None
     # The most of the budget bulk callers (the cleanup) may take, when intake leaves it.
-    bulk_share: float | None = Field(default=None, gt=0, le=1)
-
-    @field_validator("user_agent")
-    @classmethod
-    def _user_agent_reads_name_and_email(cls, value: str) -> str:
-        try:
-            return check_user_agent(value)
-        except ConfigurationError as exc:
-            raise ValueError(exc.message) from exc
-
-    @field_validator("base_url", "rate_limit_table")
-    @classmethod
-    def _blank_is_none(cls, value: str | None) -> str | None:
-        return value.strip() or None if value is not None else None
+    bulk_share: float | None = None
 
     @classmethod
     def from_variables(cls, given: dict[str, str]) -> Self:
         """Read nested in a function's settings (common/settings.py): checked at load."""
         try:
-            return cls.model_validate(given)
-        except ValidationError as exc:
-            raise SettingInvalid([ENV_NAMES[str(e["loc"][0])] for e in exc.errors()]) from None
+            return ClinikoVariables(**given).checked()  # type: ignore[return-value]
+        except ConfigurationError as exc:
+            raise SettingInvalid((exc.setting or "").split(", ")) from None
+
+    def fingerprint(self) -> str:
+        """The settings as one string: a client made with others is made again."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -96,22 +93,28 @@ class ClinikoVariables:
             for name, value in dataclasses.asdict(self).items()
             if value is not None and value.strip()
         }
-        if "user_agent" not in given:
+        values: dict[str, object] = dict(given)
+        problems: dict[str, str] = {}
+        try:
+            check_user_agent(given.get("user_agent"))
+        except ConfigurationError as exc:
+            problems["user_agent"] = exc.message
+        for name, (limits, meaning) in BOUNDS.items():
+            if name in given:
+                try:
+                    values[name] = parsed_setting(given[name], float, limits)
+                except ValueError:
+                    problems[name] = f"must be {meaning}"
+        unset = "user_agent" not in given
+        if unset and len(problems) == 1:
             raise ConfigurationError(
                 f"CLINIKO_USER_AGENT is not set; it {USER_AGENT_RULE_TEXT}",
                 setting="CLINIKO_USER_AGENT",
             )
-        try:
-            return ClinikoSettings.model_validate(given)
-        except ValidationError as exc:
-            names = [ENV_NAMES[str(e["loc"][0])] for e in exc.errors() if e["loc"]]
-            problems = "; ".join(
-                f"{ENV_NAMES[str(error['loc'][0])]}: "
-                + str(error["msg"]).removeprefix("Value error, ")
-                if error["loc"]
-                else str(error["msg"])
-                for error in exc.errors()
-            )
+        if problems:
             raise ConfigurationError(
-                f"Cliniko settings are invalid: {problems}", setting=", ".join(names) or None
-            ) from exc
+                "Cliniko settings are invalid: "
+                + "; ".join(f"{ENV_NAMES[name]}: {message}" for name, message in problems.items()),
+                setting=", ".join(ENV_NAMES[name] for name in problems),
+            )
+        return ClinikoSettings(**values)  # type: ignore[arg-type]

@@ -141,10 +141,10 @@ class Checked:
 
 class Limits:
     """Metadata of an `Annotated` field type: pydantic's own bounds on it (`min_length`,
-    `max_length`, `ge`, `le`), with pydantic's messages. Here rather than annotated_types,
-    whose import costs more than everything else a configuration module loads."""
+    `max_length`, `ge`, `le`, `pattern`), with pydantic's messages. Here rather than
+    annotated_types, whose import (with typing_extensions) took 41 ms (`-X importtime`)."""
 
-    def __init__(self, **limits: float) -> None:
+    def __init__(self, **limits: object) -> None:
         self.limits = limits
 
     def __get_pydantic_core_schema__(

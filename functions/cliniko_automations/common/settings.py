@@ -83,7 +83,7 @@ class EnvironmentSettings:
                     bad.append(field.name.upper())
                 continue
             try:
-                values[field.name] = _parsed(raw, kind, field.metadata)
+                values[field.name] = parsed_setting(raw, kind, field.metadata)
             except ValueError:
                 bad.append(field.name.upper())
         if bad:
@@ -102,7 +102,7 @@ _FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
-def _parsed(raw: str, kind: object, limits: Mapping[str, float]) -> object:
+def parsed_setting(raw: str, kind: object, limits: Mapping[str, float]) -> object:
     """`raw` as a value of `kind` within `limits`; ValueError when it is not one."""
     if isinstance(kind, types.UnionType):  # `X | None`: unset was handled by the caller
         kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))

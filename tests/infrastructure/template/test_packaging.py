@@ -116,10 +116,12 @@ def test_artifact_holds_code_and_config_but_no_tests(built):
     assert (directory / "cliniko_automations" / "intake" / "form_sources.yaml").exists()
     assert (directory / "cliniko_automations" / "common" / "cliniko_accounts.yaml").exists()
     assert (directory / "cliniko_client" / "__init__.py").exists()
-    for part in CONFIGURATION_FILES:  # each with its data as JSON, read at a cold start
+    # Each with its data as JSON, read at a cold start, stamped checked by the build.
+    for part in build_script().CHECKED_CONFIGURATION:
         shipped = directory / "cliniko_automations" / part
         stamped = json.loads(shipped.with_suffix(".json").read_text())
         assert stamped["yaml_sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
+        assert stamped["checked"] is True
     assert not list((directory / "cliniko_automations").rglob("test_*.py"))
     assert (directory / "pycountry" / "databases").is_dir()
     assert not (directory / "pycountry" / "locales").exists()
@@ -149,6 +151,8 @@ NOT_AT_IMPORT = {
         "pydantic_core",
     ),
     "CleanupFunction": ("httpx", "yaml", "argparse", "cliniko_client"),
+    # Its settings, webhook subscribers and Cliniko settings are plain dataclasses.
+    "ChangeFeedFunction": ("yaml", "argparse", "pydantic"),
     "ErasureOverdueFunction": ("httpx", "yaml", "argparse", "cliniko_client"),
 }
 
@@ -448,17 +452,10 @@ def test_base64_body_reaches_the_api_handler_from_the_artifact(built, runtime_py
     assert base64.b64decode(event["body"]) == body
 
 
-CONFIGURATION_FILES = (
-    "common/cliniko_accounts.yaml",
-    "intake/form_sources.yaml",
-    "cleanup/cleanup_rules.yaml",
-)
-
-
 def test_staging_checks_the_configuration(tmp_path, capsys):
     build = build_script()
     package = tmp_path / "cliniko_automations"
-    for part in CONFIGURATION_FILES:
+    for part in build.CHECKED_CONFIGURATION:
         (package / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / "functions/cliniko_automations" / part, package / part)
     build.check_configuration(tmp_path, build.template_parameter_default("SecretsPrefix"))
@@ -470,13 +467,19 @@ def test_staging_checks_the_configuration(tmp_path, capsys):
     with pytest.raises(SystemExit, match="cleanup rules are invalid"):
         build.check_configuration(tmp_path, build.template_parameter_default("SecretsPrefix"))
     assert "'no-such-clinic' is not in the Cliniko accounts file" in capsys.readouterr().err
+    rules.write_text(rules.read_text().replace("account: no-such-clinic", "account: main-clinic"))
+    webhooks = package / "changefeed/webhooks.yaml"
+    webhooks.write_text("subscribers:\n  - {name: Bad Name}\n")
+    with pytest.raises(SystemExit, match="webhook subscribers are invalid"):
+        build.check_configuration(tmp_path, build.template_parameter_default("SecretsPrefix"))
+    assert "subscribers.0.name" in capsys.readouterr().err
 
 
 def test_staging_names_the_form_sources_file_a_person_edits(tmp_path, monkeypatch, capsys):
     build = build_script()
     functions = tmp_path / "functions"
     package = functions / "cliniko_automations"
-    for part in CONFIGURATION_FILES:
+    for part in build.CHECKED_CONFIGURATION:
         (package / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / "functions/cliniko_automations" / part, package / part)
     edited = package / "intake/form_sources.yaml"

@@ -483,8 +483,8 @@ def test_every_required_setting_is_in_the_functions_environment(function: str):
     if function in CLINIKO_CALLERS:  # the Cliniko settings nested, read from their variables
         assert "cliniko" in fields
         required.discard("CLINIKO")
-        nested = cliniko_settings.ClinikoSettings.model_fields.items()
-        required |= {cliniko_settings.ENV_NAMES[f] for f, info in nested if info.is_required()}
+        nested = dataclasses.fields(cliniko_settings.ClinikoSettings)
+        required |= {cliniko_settings.ENV_NAMES[f.name] for f in nested if is_required(f)}
     assert required
     assert required <= set(FUNCTIONS[function].environment)
     # And the other way: each variable the function itself declares is a setting (no typo).

@@ -7,8 +7,9 @@ import json
 import subprocess
 
 import pytest
-from cliniko_automations.changefeed.subscribers import Subscribers
+from cliniko_automations.changefeed.subscribers import DEFAULT_PATH, Subscribers
 from cliniko_automations.changefeed.webhook_stack import render
+from cliniko_automations.common.config_file import validated
 
 from .conftest import ROOT, SAM_VENV, tool, tool_env
 
@@ -36,7 +37,7 @@ SUBSCRIBERS = {
 
 def test_the_rendered_webhook_stack_passes_cfn_lint(tmp_path):
     path = tmp_path / "webhooks.json"
-    path.write_text(json.dumps(render(Subscribers.model_validate(SUBSCRIBERS))))
+    path.write_text(json.dumps(render(validated(DEFAULT_PATH, Subscribers, SUBSCRIBERS))))
     result = subprocess.run(  # noqa: S603 - our own tool, fixed arguments
         [str(tool(SAM_VENV, "cfn-lint")), str(path)],
         cwd=ROOT,

@@ -13,9 +13,9 @@ import pytest
 from cliniko_automations.changefeed.changes import ContactSnapshot, FieldHasher, classify
 from cliniko_automations.changefeed.events import WEBHOOKS_SOURCE, EventBuilder, webhook_body
 from cliniko_automations.changefeed.signing import BadSigningSecret, sign, signing_key
-from cliniko_automations.changefeed.subscribers import Subscribers
+from cliniko_automations.changefeed.subscribers import DEFAULT_PATH, Subscribers
 from cliniko_automations.changefeed.webhook_stack import render
-from pydantic import ValidationError
+from cliniko_automations.common.config_file import ConfigError, validated
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -24,7 +24,9 @@ T0 = dt.datetime(2026, 3, 1, 10, 0, 0, tzinfo=dt.UTC)
 
 
 def subscribers(**extra):
-    return Subscribers.model_validate(
+    return validated(
+        DEFAULT_PATH,
+        Subscribers,
         {
             "subscribers": [
                 {
@@ -35,7 +37,7 @@ def subscribers(**extra):
                     **extra,
                 }
             ]
-        }
+        },
     )
 
 
@@ -126,7 +128,7 @@ def test_bad_signing_secrets_are_refused_without_quoting_them(secret):
     ],
 )
 def test_subscriber_mistakes_are_refused(change, problem):
-    with pytest.raises(ValidationError, match=problem):
+    with pytest.raises(ConfigError, match=problem):
         subscribers(**change)
 
 
