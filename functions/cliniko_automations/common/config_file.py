@@ -163,7 +163,7 @@ def _built(kind: Any, data: Any) -> Any:
     if data is None:
         return None
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        hints = _field_types(kind)
+        hints = field_types(kind)
         return kind(**{name: _built(hints[name], value) for name, value in data.items()})
     origin = typing.get_origin(kind)
     if origin in (types.UnionType, typing.Union):
@@ -179,7 +179,8 @@ def _built(kind: Any, data: Any) -> Any:
 _FIELD_TYPES: dict[type, dict[str, Any]] = {}
 
 
-def _field_types(kind: type) -> dict[str, Any]:
+def field_types(kind: type) -> dict[str, Any]:
+    """A dataclass's field types, its string annotations resolved once per process."""
     if kind not in _FIELD_TYPES:
         _FIELD_TYPES[kind] = typing.get_type_hints(kind)
     return _FIELD_TYPES[kind]

@@ -19,6 +19,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
 
+from cliniko_automations.common.config_file import field_types
+
 
 class SettingsError(RuntimeError):
     """The environment is missing or has a bad setting (names the variables, never values)."""
@@ -62,7 +64,8 @@ class EnvironmentSettings:
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         bad: list[str] = []
-        types_by_name = typing.get_type_hints(cls)
+        # Resolved once per process: the intake API and the worker read their settings per event.
+        types_by_name = field_types(cls)
         for field in dataclasses.fields(cls):
             kind = types_by_name[field.name]
             variables: dict[str, str] | None = getattr(kind, "variables", None)
