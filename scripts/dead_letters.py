@@ -49,10 +49,9 @@ from cliniko_automations.common.dead_letter_tool import (
     string_attributes,
 )
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
-from cliniko_automations.intake.submission import QueuedSubmission, Submission
+from cliniko_automations.intake.submission import QueuedSubmission, Submission, SubmissionInvalid
 from cliniko_automations.intake_worker.find_or_create import present_fields
 from cliniko_automations.intake_worker.store import DynamoFailures
-from pydantic import ValidationError
 
 NO_REASON = "unknown (no failure recorded)"
 
@@ -163,14 +162,14 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             return None, "gone (erased or expired): a replay is dropped"
         try:
             return Submission.from_json(stored.body), "stored"
-        except ValidationError:
+        except SubmissionInvalid:
             return None, "malformed"
 
 
 def _queued(message_body: str) -> QueuedSubmission | None:
     try:
         return QueuedSubmission.from_json(message_body)
-    except ValidationError:
+    except SubmissionInvalid:
         return None
 
 

@@ -10,27 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import ValidationError
 
-from cliniko_automations.intake.submission import QueuedSubmission, Submission
+from cliniko_automations.intake.submission import QueuedSubmission, Submission, SubmissionInvalid
 from cliniko_automations.intake_worker.retries import reject, retry
 from cliniko_automations.intake_worker.runtime import Runtime
 from cliniko_automations.intake_worker.telemetry import logger, report_dropped
 
 
-def _malformed(exc: ValidationError, what: str) -> None:
-    # Only where and what kind: pydantic's own message would quote the input.
-    logger.error(
-        what,
-        extra={"errors": [(".".join(map(str, e["loc"])), e["type"]) for e in exc.errors()]},
-    )
+def _malformed(exc: SubmissionInvalid, what: str) -> None:
+    logger.error(what, extra={"errors": exc.problems})
 
 
 def load_submission(rt: Runtime, record: SQSRecord) -> Submission | dict[str, Any]:
     """The queued submission's body from the store, or the outcome that ends the message."""
     try:
         queued = QueuedSubmission.from_json(record.body)
-    except ValidationError as exc:
+    except SubmissionInvalid as exc:
         _malformed(exc, "malformed submission message")
         logger.set_correlation_id(None)
         return reject(rt, record, None, "malformed_message")
@@ -46,7 +41,7 @@ def load_submission(rt: Runtime, record: SQSRecord) -> Submission | dict[str, An
         return report_dropped(queued.submission_id, "submission_body_gone")
     try:
         submission = Submission.from_json(stored.body)
-    except ValidationError as exc:
+    except SubmissionInvalid as exc:
         _malformed(exc, "malformed stored submission")
         return reject(rt, record, None, "malformed_submission")
     try:

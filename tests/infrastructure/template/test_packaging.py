@@ -150,6 +150,8 @@ NOT_AT_IMPORT = {
         "pydantic",
         "pydantic_core",
     ),
+    # Nor, reading its message and the stored submission (below), pydantic.
+    "IntakeWorkerFunction": ("yaml", "argparse", "pydantic", "pydantic_core"),
     "CleanupFunction": ("httpx", "yaml", "argparse", "cliniko_client"),
     # Its settings, webhook subscribers and Cliniko settings are plain dataclasses.
     "ChangeFeedFunction": ("yaml", "argparse", "pydantic"),
@@ -209,6 +211,28 @@ def test_the_intake_api_first_call_runs_without_pydantic(built, runtime_python):
     ).split()
     assert int(printed[0]) > 0
     assert printed[1:] == []
+
+
+# The worker's reads on its first call: the queue message and the submission the store holds.
+WORKER_FIRST_READ = """
+import sys, datetime
+from cliniko_automations.intake_worker import handler
+from cliniko_automations.intake.submission import ContactDraft, QueuedSubmission, Submission
+written = Submission(submission_id="1", idempotency_key="k", source="s", provider="p",
+    account="a", received_at=datetime.datetime.now(datetime.UTC),
+    draft=ContactDraft(first_name="Ana", email="ana@example.com"))
+read = Submission.from_json(written.to_json())
+queued = QueuedSubmission.from_json(QueuedSubmission.of(read).to_json())
+print(read == written, *sorted(m for m in sys.modules if m.startswith("pydantic")))
+"""
+
+
+def test_the_worker_reads_its_submission_without_pydantic(built, runtime_python):
+    env = {"SUBMISSION_TABLE": "t", "IDEMPOTENCY_TABLE": "i", "FAILURE_TABLE": "f"}
+    printed = run_in_artifact(
+        runtime_python, code_dir(built[HOST_ARCH]), WORKER_FIRST_READ, **env
+    ).split()
+    assert printed == ["True"]
 
 
 # What the artifact's shared TLS context holds once made: roots loaded, certificate and host
