@@ -98,6 +98,7 @@ def run_verify(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     """Recompute the chain of one request, or of all: reads the audit table only."""
     if not args.audit_table:
         raise SystemExit("erasure.py: verify needs --audit-table (or AUDIT_TABLE)")
+    from cliniko_automations.common.plain_data import as_data
     from cliniko_automations.erasure.audit import DynamoAuditLog
     from cliniko_automations.erasure.trail import verify_chain
 
@@ -109,7 +110,7 @@ def run_verify(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         if not records:
             return 404, {"message": f"no erasure request with id {request_id}"}
         check = verify_chain(request_id, records)
-        results.append({**check.model_dump(), "intact": check.intact})
+        results.append({**as_data(check), "intact": check.intact})
     # The exit status tells intact from not (see exit_code); the answer itself is complete.
     return 200, {"verified": results, "intact": all(r["intact"] for r in results)}
 
@@ -131,6 +132,7 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     ]
     if missing:
         raise SystemExit(f"erasure.py: local mode needs {', '.join(missing)} (or their env vars)")
+    from cliniko_automations.common.plain_data import as_data
     from cliniko_automations.erasure import errors
     from cliniko_automations.erasure.models import ErasureRequest
     from cliniko_automations.erasure.service import build_eraser
@@ -155,13 +157,13 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     eraser = build_eraser(settings)
     try:
         if args.command == "status":
-            return 200, eraser.status(args.request_id).model_dump(mode="json")
+            return 200, as_data(eraser.status(args.request_id))
         if args.command == "extend":
             caller = args.caller or local_caller()
-            return 200, eraser.extend(args.request_id, args.reason, caller).model_dump(mode="json")
+            return 200, as_data(eraser.extend(args.request_id, args.reason, caller))
         request = ErasureRequest.parse(request_body(args))
         outcome = eraser.submit(request, args.caller or local_caller())
-        return (502 if outcome.status == "failed" else 200), outcome.model_dump(mode="json")
+        return (502 if outcome.status == "failed" else 200), as_data(outcome)
     except errors.InvalidRequest as error:
         return 422, {"message": "invalid request", "errors": error.problems}
     except errors.SeveralMatches as error:

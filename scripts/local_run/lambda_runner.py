@@ -14,8 +14,8 @@ written there (the cold-start benchmark's --profile: where a cold start's time g
 such a process to tell the import's share from the first call's).
 
 Writes to result_file: the handler's return value, import and first-invocation times, the
-process's peak memory, and any module loaded from outside the artifact and the standard library
-(there should be none).
+process's peak memory, the top-level packages loaded, and any module loaded from outside the
+artifact and the standard library (there should be none).
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ def finish(out: dict, profiler, spec: dict) -> int:
         if not any(real.startswith(root + os.sep) for root in artifact + stdlib):
             outside.append(f"{name}: {real}")
     out["outside_modules"] = outside
+    out["packages"] = sorted({name.partition(".")[0] for name in sys.modules})
     out["max_rss_kib"] = peak_memory_kib()
     with open(spec["result_file"], "w") as handle:
         json.dump(out, handle, default=str)

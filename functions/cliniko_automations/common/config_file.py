@@ -22,11 +22,12 @@ import dataclasses
 import hashlib
 import json
 import sys
-import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from cliniko_automations.common.plain_data import from_data
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, ValidationError
@@ -151,39 +152,6 @@ class Limits:
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> CoreSchema:
         return typing.cast("CoreSchema", {**handler(source), **self.limits})
-
-
-def from_data(kind: type[Config], data: Any) -> Config:
-    """A dataclass (nested ones too) built from data the build has validated as one: no check
-    is made, only the nesting followed."""
-    return _built(kind, data)  # type: ignore[no-any-return]
-
-
-def _built(kind: Any, data: Any) -> Any:
-    if data is None:
-        return None
-    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        hints = field_types(kind)
-        return kind(**{name: _built(hints[name], value) for name, value in data.items()})
-    origin = typing.get_origin(kind)
-    if origin in (types.UnionType, typing.Union):
-        inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-        return _built(inner[0], data) if len(inner) == 1 else data
-    if origin is list:
-        return [_built(typing.get_args(kind)[0], item) for item in data]
-    if origin is dict:
-        return {key: _built(typing.get_args(kind)[1], item) for key, item in data.items()}
-    return data
-
-
-_FIELD_TYPES: dict[type, dict[str, Any]] = {}
-
-
-def field_types(kind: type) -> dict[str, Any]:
-    """A dataclass's field types, its string annotations resolved once per process."""
-    if kind not in _FIELD_TYPES:
-        _FIELD_TYPES[kind] = typing.get_type_hints(kind)
-    return _FIELD_TYPES[kind]
 
 
 def _parse_yaml(path: Path, text: str) -> Any:

@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
 
-from cliniko_automations.common.config_file import field_types
+from cliniko_automations.common.plain_data import field_types
 
 
 class SettingsError(RuntimeError):

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common.logs import function_logger
+from cliniko_automations.common.plain_data import as_data
 from cliniko_automations.common.secrets import SecretUnavailable
 from cliniko_automations.erasure.api_io import (
     Unauthenticated,
@@ -59,7 +60,7 @@ def _eraser() -> Eraser:
 
 def _outcome_response(outcome: Outcome) -> Response[str]:
     status = HTTPStatus.BAD_GATEWAY if outcome.status == "failed" else HTTPStatus.OK
-    return json_answer(status, outcome.model_dump(mode="json"))
+    return json_answer(status, as_data(outcome))
 
 
 @app.post("/erasure-requests")
@@ -86,7 +87,7 @@ def create_request() -> Response[str]:
 def get_request(request_id: str) -> Response[str]:
     iam_caller(app.current_event)
     outcome = _eraser().status(request_id)
-    return json_answer(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
+    return json_answer(HTTPStatus.OK, as_data(outcome, exclude={"cliniko_requests"}))
 
 
 @app.post("/erasure-requests/<request_id>/extension")
@@ -95,7 +96,7 @@ def extend_request(request_id: str) -> Response[str]:
     reason = extension_reason(app.current_event)
     outcome = _eraser().extend(request_id, reason, caller)
     logger.info("erasure request extended", extra={"erasure_request_id": request_id})
-    return json_answer(HTTPStatus.OK, outcome.model_dump(mode="json", exclude={"cliniko_requests"}))
+    return json_answer(HTTPStatus.OK, as_data(outcome, exclude={"cliniko_requests"}))
 
 
 def _refused(reason: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
 from cliniko_automations.common.person_keys import email_hash
+from cliniko_automations.common.plain_data import as_data, as_json
 from cliniko_automations.erasure.deadlines import iso
 from cliniko_automations.erasure.errors import AlreadyRecorded, RequestInProgress, SeveralMatches
 from cliniko_automations.erasure.models import (
@@ -184,7 +185,7 @@ class Attempt:
                 "record": "purge",
                 "at": iso(now),
                 "tombstones": len(hashes),
-                "purged": [p.model_dump() for p in self.purged],
+                "purged": [as_data(p) for p in self.purged],
             },
         )
 
@@ -227,7 +228,7 @@ class Attempt:
                 "archive": result.archive,
                 "verified": result.verified,
                 "dry_run": self.request.dry_run,
-                "result": result.model_dump_json(),
+                "result": as_json(result),
             },
         )
         return result
@@ -295,7 +296,7 @@ class Attempt:
                     "result": outcome.result,
                     "dry_run": outcome.dry_run,
                     "contact_ids": outcome.contact_ids,
-                    "outcome": outcome.model_dump_json(exclude=PER_CALL),
+                    "outcome": as_json(outcome, exclude=PER_CALL),
                 },
             )
         except AlreadyRecorded:

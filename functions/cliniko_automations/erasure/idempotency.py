@@ -29,11 +29,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
 )
-from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import (
-    PydanticSerializer,
+from aws_lambda_powertools.utilities.idempotency.serialization.custom_dict import (
+    CustomDictSerializer,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.common.plain_data import as_data, from_data
 from cliniko_automations.erasure.errors import RequestIdConflict, RequestInProgress
 from cliniko_automations.erasure.models import Outcome
 
@@ -96,7 +97,9 @@ class PowertoolsOnce:
                 table_name=table_name, boto3_client=dynamodb
             ),
             config=config,
-            output_serializer=PydanticSerializer(Outcome),
+            output_serializer=CustomDictSerializer(
+                to_dict=as_data, from_dict=lambda data: from_data(Outcome, data)
+            ),
             key_prefix=KEY_PREFIX,
         )(_completed_or_raise)
 

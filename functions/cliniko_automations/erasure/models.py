@@ -1,18 +1,21 @@
 """An erasure request as a caller sends it, and the outcome it gets back (stored and replayed).
 
-The request is validated here with messages that never echo its values; its email never
-leaves the request object except as a keyed hash (common/person_keys.py).
+The request is checked here with messages that never echo its values; its email never
+leaves the request object except as a keyed hash (common/person_keys.py). Plain dataclasses
+checked by hand, not pydantic models: importing pydantic and building the models was over a
+quarter of a minimal handler's cold start. The outcomes are this system's own records, written
+and read back as plain data (common/plain_data.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from cliniko_automations.cliniko.rules import EMAIL_PATTERN, MAX_LENGTH
+from cliniko_automations.common.settings import parsed_setting
 from cliniko_automations.erasure.errors import InvalidRequest
 
 Status = Literal["open", "completed", "failed"]
@@ -55,126 +58,142 @@ def check_reason(value: str) -> str:
     return value
 
 
-class ErasureRequest(BaseModel):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ErasureRequest:
     """What a caller asks for. The email never leaves this object except as a keyed hash."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-    request_id: str = Field(description="Caller-chosen id; the same id returns the same outcome.")
+    # Caller-chosen id; the same id returns the same outcome.
+    request_id: str
     contact_id: str | None = None
-    email: str | None = Field(default=None, repr=False)
-    reason: str = Field(description="Legal basis or ticket reference; no personal data.")
+    email: str | None = dataclasses.field(default=None, repr=False)
+    # Legal basis or ticket reference; no personal data.
+    reason: str
     dry_run: bool = False
     erase_all_matches: bool = False
 
-    @field_validator("request_id")
-    @classmethod
-    def _request_id(cls, value: str) -> str:
-        if not REQUEST_ID_PATTERN.match(value):
-            raise ValueError(
-                "must be 1-128 characters: letters, digits, '.', '_', ':' or '-', "
-                "starting with a letter or digit"
-            )
-        return value
-
-    @field_validator("contact_id", mode="before")
-    @classmethod
-    def _contact_id(cls, value: Any) -> Any:
-        # Ids are 64-bit integers that Cliniko serialises as strings; accept an int, keep a str.
-        if isinstance(value, bool):
-            raise ValueError("must be a Cliniko contact id (digits)")
-        if isinstance(value, int):
-            value = str(value)
-        if isinstance(value, str) and not CONTACT_ID_PATTERN.match(value.strip()):
-            raise ValueError("must be a Cliniko contact id (digits)")
-        return value
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        # Cliniko's email filter compares against the lower-cased stored email.
-        value = value.lower()
-        if len(value) > MAX_LENGTH or not EMAIL_PATTERN.fullmatch(value):
-            raise ValueError("must be an email address")
-        return value
-
-    @field_validator("reason")
-    @classmethod
-    def _reason(cls, value: str) -> str:
-        return check_reason(value)
-
-    @model_validator(mode="after")
-    def _identified(self) -> ErasureRequest:
-        if not self.contact_id and not self.email:
-            raise ValueError("give contact_id, email or both")
-        return self
-
     @classmethod
     def parse(cls, data: Any) -> ErasureRequest:
-        """Validate, raising InvalidRequest with messages that never echo the input values."""
+        """Check a request body, raising InvalidRequest with messages that never echo the
+        input values (nor a key the caller made up: those are counted)."""
         if not isinstance(data, Mapping):
             raise InvalidRequest({"body": "must be a JSON object"})
-        try:
-            return cls.model_validate(dict(data))
-        except ValidationError as error:
-            raise InvalidRequest(_problems(error)) from None
+        problems: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        for name, check in _CHECKS.items():
+            if data.get(name) is None and name in _OPTIONAL:
+                continue
+            try:
+                values[name] = check(data.get(name))
+            except ValueError as exc:
+                problems[name] = str(exc)
+        if not problems and not values.get("contact_id") and not values.get("email"):
+            problems["body"] = "give contact_id, email or both"
+        unknown = sum(1 for key in data if key not in _CHECKS)
+        if unknown:
+            problems.setdefault(
+                "body", f"{unknown} unknown field(s); the fields are " + ", ".join(_CHECKS)
+            )
+        if problems:
+            raise InvalidRequest(problems)
+        return cls(**values)
 
 
-def _problems(error: ValidationError) -> dict[str, str]:
-    problems: dict[str, str] = {}
-    unknown = 0
-    for item in error.errors(include_input=False, include_url=False):
-        field = str(item["loc"][0]) if item["loc"] else "body"
-        if field not in ErasureRequest.model_fields and field != "body":
-            # An unknown key is the caller's text (it could be an email): count it, never
-            # echo or log it.
-            unknown += 1
-            continue
-        message = item["msg"].removeprefix("Value error, ")
-        problems.setdefault(field, message)
-    if unknown:
-        problems.setdefault(
-            "body",
-            f"{unknown} unknown field(s); the fields are " + ", ".join(ErasureRequest.model_fields),
+def _text(value: Any) -> str:
+    if value is None:
+        raise ValueError("is required")
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value.strip()
+
+
+def _request_id(value: Any) -> str:
+    value = _text(value)
+    if not REQUEST_ID_PATTERN.match(value):
+        raise ValueError(
+            "must be 1-128 characters: letters, digits, '.', '_', ':' or '-', "
+            "starting with a letter or digit"
         )
-    return problems
+    return value
 
 
-class ContactResult(BaseModel):
+def _contact_id(value: Any) -> str:
+    # Ids are 64-bit integers that Cliniko serialises as strings; accept an int, keep a str.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not CONTACT_ID_PATTERN.match(value.strip()):
+        raise ValueError("must be a Cliniko contact id (digits)")
+    return value.strip()
+
+
+def _email(value: Any) -> str:
+    # Cliniko's email filter compares against the lower-cased stored email.
+    value = _text(value).lower()
+    if len(value) > MAX_LENGTH or not EMAIL_PATTERN.fullmatch(value):
+        raise ValueError("must be an email address")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    # JSON's true and false, and the numbers and words pydantic took for them (0, 1, "yes").
+    if isinstance(value, bool):
+        return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        try:
+            return bool(parsed_setting(value.strip(), bool, {}))
+        except ValueError:
+            pass
+    raise ValueError("must be true or false")
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "request_id": _request_id,
+    "contact_id": _contact_id,
+    "email": _email,
+    "reason": lambda value: check_reason(_text(value)),
+    "dry_run": _flag,
+    "erase_all_matches": _flag,
+}
+_OPTIONAL = frozenset({"contact_id", "email", "dry_run", "erase_all_matches"})
+
+
+@dataclasses.dataclass(kw_only=True)
+class ContactResult:
     contact_id: str
     action: ContactAction
-    fields: list[str] = Field(
-        default_factory=list, description="Names of the personal fields changed (or to change)."
-    )
-    archive: bool = Field(
-        default=False, description="Archived by this request (or would be, in a dry run)."
-    )
+    # Names of the personal fields changed (or to change).
+    fields: list[str] = dataclasses.field(default_factory=list)
+    # Archived by this request (or would be, in a dry run).
+    archive: bool = False
     verified: bool | None = None
     error: str | None = None
 
 
-class Purged(BaseModel):
+@dataclasses.dataclass(kw_only=True)
+class Purged:
     """What an erasure removed from one of this system's own stores: ids, never values."""
 
     store: str
     count: int
-    submission_ids: list[str] = Field(default_factory=list)
+    submission_ids: list[str] = dataclasses.field(default_factory=list)
 
 
-class Receipt(BaseModel):
+@dataclasses.dataclass(kw_only=True)
+class Receipt:
     """What an operator can hand to the person: checkable against the audit trail's chain."""
 
     request_id: str
     status: Status
     outcome: Result
     completed_at: str | None = None
-    chain_head: str = Field(description="Hash of the request's latest audit record.")
+    # Hash of the request's latest audit record.
+    chain_head: str
     records: int
 
 
-class Outcome(BaseModel):
+@dataclasses.dataclass(kw_only=True)
+class Outcome:
     """The answer to a request, stored in the audit trail and returned again on repeats."""
 
     request_id: str
@@ -185,13 +204,12 @@ class Outcome(BaseModel):
     due_at: str
     due_extended: bool = False
     finished_at: str | None = None
-    contact_ids: list[str] = Field(default_factory=list)
-    contacts: list[ContactResult] = Field(default_factory=list)
-    purged: list[Purged] = Field(default_factory=list)
+    contact_ids: list[str] = dataclasses.field(default_factory=list)
+    contacts: list[ContactResult] = dataclasses.field(default_factory=list)
+    purged: list[Purged] = dataclasses.field(default_factory=list)
     message: str
-    cliniko_requests: int | None = Field(
-        default=None, description="Requests sent to Cliniko by the call that produced this."
-    )
+    # Requests sent to Cliniko by the call that produced this.
+    cliniko_requests: int | None = None
     receipt: Receipt | None = None
 
 

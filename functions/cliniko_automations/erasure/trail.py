@@ -12,13 +12,12 @@ record's hash, per request); `verify_chain` recomputes it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
-
-from pydantic import BaseModel, Field
 
 RECEIVED_SK = "000#received"
 EXTENSION_SK = "000#extension"
@@ -85,11 +84,12 @@ def chained(
     return linked
 
 
-class Verification(BaseModel):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Verification:
     request_id: str
     records: int
     chain_head: str
-    problems: list[str] = Field(default_factory=list)
+    problems: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def intact(self) -> bool:

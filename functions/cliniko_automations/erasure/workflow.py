@@ -21,6 +21,7 @@ from datetime import date, datetime
 from typing import Any
 
 from cliniko_automations.common.person_keys import email_hash
+from cliniko_automations.common.plain_data import from_data
 from cliniko_automations.erasure.attempt import Attempt, Tools, failed_message
 from cliniko_automations.erasure.deadlines import (
     EXTENSION_MONTHS,
@@ -192,7 +193,7 @@ class Eraser:
                 raise RequestIdConflict(request.request_id)
             stored = find_record(records, OUTCOME_SK)
             if stored is not None:
-                outcome = Outcome.model_validate_json(stored["outcome"])
+                outcome = from_data(Outcome, json.loads(stored["outcome"]))
                 outcome.receipt = _receipt(outcome, *chain_head(records))
                 return outcome
             received = {**received, **_due(records)}
@@ -243,13 +244,13 @@ class Eraser:
     def _stored_state(self, request_id: str, records: list[dict[str, Any]]) -> Outcome:
         outcome = find_record(records, OUTCOME_SK)
         if outcome is not None:
-            return Outcome.model_validate_json(outcome["outcome"])
+            return from_data(Outcome, json.loads(outcome["outcome"]))
         received = find_record(records, RECEIVED_SK) or {}
         attempts = [r for r in records if attempt_of(r["sk"]) is not None]
         last = max((attempt_of(r["sk"]) or 0 for r in attempts), default=0)
         latest = [r for r in attempts if attempt_of(r["sk"]) == last]
         contacts = [
-            ContactResult.model_validate_json(r["result"])
+            from_data(ContactResult, json.loads(r["result"]))
             for r in latest
             if r.get("record") == "contact"
         ]
@@ -292,7 +293,7 @@ def _due(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def _purged(records: Iterable[Mapping[str, Any]]) -> list[Purged]:
     purge = next((r for r in records if r.get("record") == "purge"), None)
-    return [Purged.model_validate(plain(p)) for p in purge.get("purged", [])] if purge else []
+    return [from_data(Purged, plain(p)) for p in purge.get("purged", [])] if purge else []
 
 
 def _receipt(outcome: Outcome, records: int, head: str) -> Receipt:

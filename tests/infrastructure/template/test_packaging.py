@@ -146,16 +146,15 @@ NOT_AT_IMPORT = {
         "cliniko_client",
         "attrs",
         "attr",
-        # Nor, on its first call either (below), pydantic.
         "pydantic",
         "pydantic_core",
     ),
-    # Nor, reading its message and the stored submission (below), pydantic.
     "IntakeWorkerFunction": ("yaml", "argparse", "pydantic", "pydantic_core"),
     "CleanupFunction": ("httpx", "yaml", "argparse", "cliniko_client"),
     # Its settings, webhook subscribers and Cliniko settings are plain dataclasses.
     "ChangeFeedFunction": ("yaml", "argparse", "pydantic"),
-    "ErasureOverdueFunction": ("httpx", "yaml", "argparse", "cliniko_client"),
+    "ErasureApiFunction": ("yaml", "argparse", "pydantic", "pydantic_core"),
+    "ErasureOverdueFunction": ("httpx", "yaml", "argparse", "cliniko_client", "pydantic"),
 }
 
 
@@ -182,57 +181,6 @@ def test_a_handler_imports_only_what_its_cold_start_needs(built, runtime_python,
     assert handler in loaded
     for name in NOT_AT_IMPORT[function]:
         assert not {m for m in loaded if m == name or m.startswith(f"{name}.")}, name
-
-
-# The intake API's first call, but for its AWS calls: settings, the form sources (from the
-# JSON the build checked), a draft validated and a submission written as the store keeps it.
-INTAKE_FIRST_CALL = """
-import sys, datetime
-from cliniko_automations.intake_api import handler, wiring
-from cliniko_automations.intake_api.settings import ApiSettings
-from cliniko_automations.intake_api.validation import validate_draft
-from cliniko_automations.intake.submission import Submission
-sources = wiring.form_sources(ApiSettings.from_env()).sources
-source = next(iter(sources.values()))
-phones = [{"number": "1", "phone_type": "Work"}]
-fields = {"first_name": "Ana", "email": "ana@example.com", "phone_numbers": phones}
-draft = validate_draft({**dict.fromkeys(source.required, "x"), **fields}, source)
-Submission(submission_id="1", idempotency_key="k", source=source.name, provider="p",
-           account=source.account, received_at=datetime.datetime.now(datetime.UTC),
-           draft=draft).to_json()
-print(len(sources), *sorted(m for m in sys.modules if m.startswith("pydantic")))
-"""
-
-
-def test_the_intake_api_first_call_runs_without_pydantic(built, runtime_python):
-    env = {"SUBMISSION_QUEUE_URL": "q", "SUBMISSION_TABLE": "t", "PEPPER_SECRET_NAME": "p"}
-    printed = run_in_artifact(
-        runtime_python, code_dir(built[HOST_ARCH]), INTAKE_FIRST_CALL, **env
-    ).split()
-    assert int(printed[0]) > 0
-    assert printed[1:] == []
-
-
-# The worker's reads on its first call: the queue message and the submission the store holds.
-WORKER_FIRST_READ = """
-import sys, datetime
-from cliniko_automations.intake_worker import handler
-from cliniko_automations.intake.submission import ContactDraft, QueuedSubmission, Submission
-written = Submission(submission_id="1", idempotency_key="k", source="s", provider="p",
-    account="a", received_at=datetime.datetime.now(datetime.UTC),
-    draft=ContactDraft(first_name="Ana", email="ana@example.com"))
-read = Submission.from_json(written.to_json())
-queued = QueuedSubmission.from_json(QueuedSubmission.of(read).to_json())
-print(read == written, *sorted(m for m in sys.modules if m.startswith("pydantic")))
-"""
-
-
-def test_the_worker_reads_its_submission_without_pydantic(built, runtime_python):
-    env = {"SUBMISSION_TABLE": "t", "IDEMPOTENCY_TABLE": "i", "FAILURE_TABLE": "f"}
-    printed = run_in_artifact(
-        runtime_python, code_dir(built[HOST_ARCH]), WORKER_FIRST_READ, **env
-    ).split()
-    assert printed == ["True"]
 
 
 # What the artifact's shared TLS context holds once made: roots loaded, certificate and host
@@ -325,7 +273,17 @@ def invoke(runtime_python: str, artifact: Path, stack: dict, function: str, even
     assert out["python"].startswith("3.13")
     assert Path(out["module_file"]).is_relative_to(artifact)
     assert out["outside_modules"] == []
+    assert not set(out["packages"]) & set(NOT_ON_FIRST_CALL.get(function, ())), function
     return out["result"]
+
+
+# What a handler's first call (a real one, below) must not load either: pydantic validates
+# configuration files at build time, and the cleanup's rules where they are read.
+NOT_ON_FIRST_CALL = {
+    function: ("pydantic", "pydantic_core")
+    for function in APP.functions()
+    if function != "CleanupFunction"
+}
 
 
 def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python, stack):

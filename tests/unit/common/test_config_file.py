@@ -67,7 +67,8 @@ def test_invalid_yaml_is_named_with_its_place_by_the_build_and_the_loader(tmp_pa
 
 def test_json_the_build_checked_is_built_without_validating_and_equals_the_validated(tmp_path):
     from cliniko_automations.common.accounts import ClinikoAccounts
-    from cliniko_automations.common.config_file import from_data, validated
+    from cliniko_automations.common.config_file import validated
+    from cliniko_automations.common.plain_data import from_data
     from cliniko_automations.intake.config import DEFAULT_PATH, FormSources, prepared
 
     for shipped, kind, prepare in (
