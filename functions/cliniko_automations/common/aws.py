@@ -6,11 +6,15 @@ the same client again costs nothing. So every adapter takes its clients from her
 Powertools' Secrets Manager provider is built on the same session
 (`secrets._use_shared_session`).
 boto3 clients are thread-safe, so one per service and configuration serves the whole process.
+A client that a function needs only off its usual path (the worker's SQS client, for retries,
+dead letters and parking) is made on its first use (`ClientOnFirstUse`): another client costs
+some 24 million instructions, 1.7 % of a minimal handler's cold start.
 """
 
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import boto3
 from botocore.client import BaseClient
@@ -26,3 +30,15 @@ def session() -> boto3.session.Session:
 def client(service: str, config: Config | None = None) -> BaseClient:
     """The process's client for `service` (one per distinct `config` object)."""
     return session().client(service, config=config)
+
+
+class ClientOnFirstUse:
+    """Stands for `client(service, config)`, made when one of its methods is first used."""
+
+    def __init__(self, service: str, config: Config | None = None) -> None:
+        self._service, self._config = service, config
+
+    def __getattr__(self, name: str) -> Any:
+        # Called as the adapters call it (the cache tells `config=None` from no config).
+        made = client(self._service, config=self._config) if self._config else client(self._service)
+        return getattr(made, name)

@@ -91,7 +91,7 @@ def accounts(path: str | None) -> ClinikoAccounts:
 @functools.lru_cache(maxsize=4)
 def _runtime(settings: WorkerSettings) -> Runtime:
     dynamodb = aws.client("dynamodb")
-    sqs = aws.client("sqs")
+    sqs = aws.ClientOnFirstUse("sqs")
     config = IdempotencyConfig(
         event_key_jmespath="idempotency_key",
         raise_on_no_idempotency_key=True,

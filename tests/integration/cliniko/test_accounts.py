@@ -53,6 +53,18 @@ def test_secrets_are_read_on_the_process_s_one_boto3_session(secrets) -> None:
     assert aws.client("sqs") is aws.client("sqs")
 
 
+def test_a_client_on_first_use_is_made_then_and_is_the_process_s_one(aws) -> None:
+    from cliniko_automations.common import aws as shared
+
+    shared.client.cache_clear()
+    sqs = shared.ClientOnFirstUse("sqs")
+    assert shared.client.cache_info().currsize == 0
+    url = sqs.create_queue(QueueName="first-use")["QueueUrl"]
+    assert shared.client.cache_info().currsize == 1
+    assert sqs.get_queue_url(QueueName="first-use")["QueueUrl"] == url
+    assert sqs.meta is shared.client("sqs").meta
+
+
 def test_read_secret_decodes_binary_text(secrets) -> None:
     secrets.create_secret(Name="binary", SecretBinary=b"abc")
     assert read_secret("binary") == "abc"
