@@ -107,13 +107,13 @@ def _text(value: Any) -> str:
 
 
 def _request_id(value: Any) -> str:
-    value = _text(value)
-    if not REQUEST_ID_PATTERN.match(value):
+    text = _text(value)
+    if not REQUEST_ID_PATTERN.match(text):
         raise ValueError(
             "must be 1-128 characters: letters, digits, '.', '_', ':' or '-', "
             "starting with a letter or digit"
         )
-    return value
+    return text
 
 
 def _contact_id(value: Any) -> str:
@@ -127,10 +127,10 @@ def _contact_id(value: Any) -> str:
 
 def _email(value: Any) -> str:
     # Cliniko's email filter compares against the lower-cased stored email.
-    value = _text(value).lower()
-    if len(value) > MAX_LENGTH or not EMAIL_PATTERN.fullmatch(value):
+    email = _text(value).lower()
+    if len(email) > MAX_LENGTH or not EMAIL_PATTERN.fullmatch(email):
         raise ValueError("must be an email address")
-    return value
+    return email
 
 
 def _flag(value: Any) -> bool:
