@@ -274,7 +274,7 @@ def lambda_handler(event, context):
     return app.resolve(event, context)
 """
 # The baseline plus importing what every function's own code stands on: pydantic (one model
-# built), the generated client's models (attrs), httpx and Powertools' idempotency utility, and
+# built), the generated client's models, httpx and Powertools' idempotency utility, and
 # no code of ours. The libraries' own share of a cold start, before any of our code runs.
 LIBRARIES_HANDLER = BASELINE_HANDLER.replace(
     "import boto3\n",
@@ -295,7 +295,6 @@ LIBRARY_DISTRIBUTIONS = (
     "pydantic_core",
     "annotated_types",
     "typing_inspection",
-    "attrs",
     "httpx",
     "httpcore",
     "h11",
@@ -785,7 +784,7 @@ def print_table(figures: dict[str, Any]) -> None:
         )
     meanings = {
         "floor": "the baseline + the intake API's AWS calls",
-        "libraries": "the baseline + importing pydantic, attrs models, httpx, idempotency",
+        "libraries": "the baseline + importing pydantic, the generated models, httpx, idempotency",
     }
     for row in figures["cold_start"].values():
         for reference, meaning in meanings.items():

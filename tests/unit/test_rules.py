@@ -1,4 +1,5 @@
-import attrs
+import dataclasses
+
 from cliniko_automations.cliniko import rules
 from cliniko_automations.cliniko.rules import (
     BLANK,
@@ -16,10 +17,10 @@ from cliniko_client.models.type_code import TypeCode
 
 
 def test_the_written_out_lists_are_the_generated_models():
-    # rules.py spells these out so the intake API need not load attrs at a cold start; the
-    # generated client (regenerated from openapi.yaml in CI) is what they must equal.
+    # rules.py spells these out so the intake API need not load the generated models at a cold
+    # start; the generated client (regenerated from openapi.yaml in CI) is what they must equal.
     generated = tuple(
-        f.name for f in attrs.fields(ContactWrite) if f.name != "additional_properties"
+        f.name for f in dataclasses.fields(ContactWrite) if f.name != "additional_properties"
     )
     assert generated == rules.WRITABLE_FIELD_NAMES
     assert tuple(kind.value for kind in DoctorType if kind.value) == rules.DOCTOR_TYPES

@@ -9,6 +9,7 @@ kept as strings.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -17,7 +18,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-import attrs
 import httpx
 from cliniko_client import AuthenticatedClient
 from cliniko_client import errors as generated_errors
@@ -57,7 +57,7 @@ _SORT = re.compile(r"[a-z_]+(?::(?:asc|desc))?(?:,[a-z_]+(?::(?:asc|desc))?)*")
 T = TypeVar("T")
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True)
 class ContactPage:
     """One page of a contacts listing."""
 

@@ -7,10 +7,10 @@ archives, then reads the contact back to prove both happened.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
 from cliniko_client.models.contact_write import ContactWrite
 
 # Cliniko insists on a first name (a contact without one fails validation), so the scrubbed
@@ -40,7 +40,7 @@ def _erased_value(name: str, annotation: str) -> Any:
 # erases it.
 SCRUBBED_VALUES: dict[str, Any] = {
     field.name: _erased_value(field.name, str(field.type))
-    for field in attrs.fields(ContactWrite)
+    for field in dataclasses.fields(ContactWrite)
     if field.name != "additional_properties" and field.name not in KEPT_FIELDS
 }
 # Read-only fields that still carry personal data: `country` follows country_code.

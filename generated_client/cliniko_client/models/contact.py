@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
+from dataclasses import dataclass as _dataclass
+from dataclasses import field as _dataclass_field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-
-from attrs import define as _attrs_define
-from attrs import field as _attrs_field
 
 from ..models.contact_type import ContactType
 from ..models.doctor_type import DoctorType
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 T = TypeVar("T", bound="Contact")
 
 
-@_attrs_define
+@_dataclass
 class Contact:
     """A contact as Cliniko returns it. Blank strings come back as `""`, not `null`.
 
@@ -83,7 +82,7 @@ class Contact:
     type_code: None | TypeCode | Unset = UNSET
     type_: ContactType | None | Unset = UNSET
     phone_numbers: list[PhoneNumber] | None | Unset = UNSET
-    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+    additional_properties: dict[str, Any] = _dataclass_field(init=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         id: int | str

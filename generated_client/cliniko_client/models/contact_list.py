@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass as _dataclass
+from dataclasses import field as _dataclass_field
 from typing import TYPE_CHECKING, Any, TypeVar
-
-from attrs import define as _attrs_define
-from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
     from ..models.contact import Contact
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
 T = TypeVar("T", bound="ContactList")
 
 
-@_attrs_define
+@_dataclass
 class ContactList:
     """One page of contacts.
 
@@ -28,7 +27,7 @@ class ContactList:
     contacts: list[Contact]
     total_entries: int
     links: ContactListLinks
-    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+    additional_properties: dict[str, Any] = _dataclass_field(init=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         contacts = []

@@ -1,17 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass as _dataclass
+from dataclasses import field as _dataclass_field
 from typing import Any, TypeVar
-
-from attrs import define as _attrs_define
-from attrs import field as _attrs_field
 
 from ..types import UNSET, Unset
 
 T = TypeVar("T", bound="ContactListLinks")
 
 
-@_attrs_define
+@_dataclass
 class ContactListLinks:
     """Pagination links. `next` and `previous` are omitted (never null) when there is no such page.
 
@@ -24,7 +23,7 @@ class ContactListLinks:
     self_: str
     next_: str | Unset = UNSET
     previous: str | Unset = UNSET
-    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+    additional_properties: dict[str, Any] = _dataclass_field(init=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         self_ = self.self_

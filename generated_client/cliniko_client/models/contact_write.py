@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass as _dataclass
+from dataclasses import field as _dataclass_field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-
-from attrs import define as _attrs_define
-from attrs import field as _attrs_field
 
 from ..models.doctor_type import DoctorType
 from ..models.type_code import TypeCode
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
 T = TypeVar("T", bound="ContactWrite")
 
 
-@_attrs_define
+@_dataclass
 class ContactWrite:
     """The body of a create or an update: only writable fields, all optional (an update changes only what it sends; `null`
     clears a field). Cliniko ignores read-only fields such as `country`. Which fields a create requires is not
@@ -65,7 +64,7 @@ class ContactWrite:
     doctor_type: DoctorType | None | Unset = UNSET
     type_code: None | TypeCode | Unset = UNSET
     phone_numbers: list[PhoneNumberWrite] | None | Unset = UNSET
-    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+    additional_properties: dict[str, Any] = _dataclass_field(init=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         title: None | str | Unset

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass as _dataclass
+from dataclasses import field as _dataclass_field
 from typing import Any, TypeVar, cast
-
-from attrs import define as _attrs_define
-from attrs import field as _attrs_field
 
 from ..models.phone_type import PhoneType
 from ..types import UNSET, Unset
@@ -12,7 +11,7 @@ from ..types import UNSET, Unset
 T = TypeVar("T", bound="PhoneNumber")
 
 
-@_attrs_define
+@_dataclass
 class PhoneNumber:
     """A phone number as Cliniko returns it.
 
@@ -25,7 +24,7 @@ class PhoneNumber:
     number: str
     phone_type: None | PhoneType | Unset = UNSET
     normalized_number: None | str | Unset = UNSET
-    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+    additional_properties: dict[str, Any] = _dataclass_field(init=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         number = self.number

@@ -1,17 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass as _dataclass
+from dataclasses import field as _dataclass_field
 from typing import Any, TypeVar
-
-from attrs import define as _attrs_define
-from attrs import field as _attrs_field
 
 from ..models.phone_type import PhoneType
 
 T = TypeVar("T", bound="PhoneNumberWrite")
 
 
-@_attrs_define
+@_dataclass
 class PhoneNumberWrite:
     """A phone number to store; the list sent replaces the contact's list.
 
@@ -22,7 +21,7 @@ class PhoneNumberWrite:
 
     number: str
     phone_type: PhoneType
-    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+    additional_properties: dict[str, Any] = _dataclass_field(init=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         number = self.number

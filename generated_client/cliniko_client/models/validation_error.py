@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass as _dataclass
+from dataclasses import field as _dataclass_field
 from typing import TYPE_CHECKING, Any, TypeVar
-
-from attrs import define as _attrs_define
-from attrs import field as _attrs_field
 
 from ..types import UNSET, Unset
 
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
 T = TypeVar("T", bound="ValidationError")
 
 
-@_attrs_define
+@_dataclass
 class ValidationError:
     """
     Attributes:
@@ -26,7 +25,7 @@ class ValidationError:
 
     message: str
     errors: ValidationErrorErrors | Unset = UNSET
-    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+    additional_properties: dict[str, Any] = _dataclass_field(init=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         message = self.message

@@ -1,19 +1,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass as _dataclass
+from dataclasses import field as _dataclass_field
 from typing import Any, TypeVar, cast
-
-from attrs import define as _attrs_define
-from attrs import field as _attrs_field
 
 T = TypeVar("T", bound="ValidationErrorErrors")
 
 
-@_attrs_define
+@_dataclass
 class ValidationErrorErrors:
     """Each failing field's message (a string, not a list); a value may be null."""
 
-    additional_properties: dict[str, None | str] = _attrs_field(init=False, factory=dict)
+    additional_properties: dict[str, None | str] = _dataclass_field(init=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
 

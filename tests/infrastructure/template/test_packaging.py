@@ -142,10 +142,8 @@ NOT_AT_IMPORT = {
         "yaml",
         "pycountry",
         "argparse",
-        # Its field rules spell out the contact's fields: no generated model, no attrs.
+        # Its field rules spell out the contact's fields: no generated model.
         "cliniko_client",
-        "attrs",
-        "attr",
         "pydantic",
         "pydantic_core",
     ),
