@@ -100,7 +100,7 @@ def run_verify(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         raise SystemExit("erasure.py: verify needs --audit-table (or AUDIT_TABLE)")
     from cliniko_automations.common.plain_data import as_data
     from cliniko_automations.erasure.audit import DynamoAuditLog
-    from cliniko_automations.erasure.trail import verify_chain
+    from cliniko_automations.erasure.chain_check import verify_chain
 
     audit = DynamoAuditLog(args.audit_table)
     ids = audit.request_ids() if args.all else [args.request_id]

@@ -7,15 +7,14 @@ or that stopped for confirmation leaves the request open, and the same request i
 again: the next attempt gets the next number.
 
 Each record carries `seq`, `prev_hash` and `hash` (SHA-256 over its content and the previous
-record's hash, per request); `verify_chain` recomputes it.
+record's hash, per request); `erasure/chain_check.py` recomputes it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -82,50 +81,3 @@ def chained(
     linked.update(seq=seq + 1, prev_hash=previous)
     linked["hash"] = record_hash(request_id, sk, linked)
     return linked
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Verification:
-    request_id: str
-    records: int
-    chain_head: str
-    problems: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def intact(self) -> bool:
-        return not self.problems
-
-
-def verify_chain(request_id: str, records: Sequence[Mapping[str, Any]]) -> Verification:
-    """Recompute a request's chain: a changed record no longer matches its hash, a missing one
-    leaves a gap in `seq` (or a `prev_hash` that names nothing), an added one breaks both."""
-    problems: list[str] = []
-    by_seq: dict[int, Mapping[str, Any]] = {}
-    for record in records:
-        if "seq" not in record or "hash" not in record:
-            problems.append(f"record {record.get('sk')} carries no chain hash")
-            continue
-        seq = int(record["seq"])
-        if seq in by_seq:
-            problems.append(f"records {by_seq[seq].get('sk')} and {record.get('sk')} share #{seq}")
-        by_seq[seq] = record
-    previous: str | None = GENESIS_HASH
-    for seq in range(1, max(by_seq, default=0) + 1):
-        linked = by_seq.get(seq)
-        if linked is None:
-            problems.append(f"record #{seq} is missing")
-            previous = None
-            continue
-        sk = str(linked.get("sk"))
-        if record_hash(request_id, sk, linked) != linked["hash"]:
-            problems.append(f"record #{seq} ({sk}) was changed: its hash does not match")
-        if previous is not None and linked.get("prev_hash") != previous:
-            problems.append(f"record #{seq} ({sk}) does not follow record #{seq - 1}")
-        previous = str(linked["hash"])
-    outcome = find_record(records, OUTCOME_SK)
-    if outcome is not None and by_seq and int(outcome.get("seq", 0)) != max(by_seq):
-        problems.append("records were added after the outcome")
-    _, head = chain_head(records)
-    return Verification(
-        request_id=request_id, records=len(records), chain_head=head, problems=problems
-    )

@@ -151,8 +151,22 @@ NOT_AT_IMPORT = {
     "CleanupFunction": ("httpx", "yaml", "argparse", "cliniko_client"),
     # Its settings, webhook subscribers and Cliniko settings are plain dataclasses.
     "ChangeFeedFunction": ("yaml", "argparse", "pydantic"),
-    "ErasureApiFunction": ("yaml", "argparse", "pydantic", "pydantic_core"),
-    "ErasureOverdueFunction": ("httpx", "yaml", "argparse", "cliniko_client", "pydantic"),
+    # The chain check serves the command line's `verify` alone.
+    "ErasureApiFunction": (
+        "yaml",
+        "argparse",
+        "pydantic",
+        "pydantic_core",
+        "cliniko_automations.erasure.chain_check",
+    ),
+    "ErasureOverdueFunction": (
+        "httpx",
+        "yaml",
+        "argparse",
+        "cliniko_client",
+        "pydantic",
+        "cliniko_automations.erasure.chain_check",
+    ),
 }
 
 

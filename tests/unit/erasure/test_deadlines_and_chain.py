@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from cliniko_automations.erasure.chain_check import verify_chain
 from cliniko_automations.erasure.deadlines import (
     add_months,
     due_date,
     end_of_day,
     overdue_request_ids,
 )
-from cliniko_automations.erasure.trail import record_hash, verify_chain
+from cliniko_automations.erasure.trail import record_hash
 
 # The UK regulator's worked examples (a calendar month from the day of receipt; the month's
 # last day when the next month has no such date), and leap years both ways.
