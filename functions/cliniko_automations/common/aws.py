@@ -26,9 +26,16 @@ def session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-@cache
 def client(service: str, config: Config | None = None) -> BaseClient:
-    """The process's client for `service` (one per distinct `config` object)."""
+    """The process's client for `service` (one per distinct `config` object; no config,
+    however it is passed, is one)."""
+    return _client(service, config)
+
+
+@cache
+def _client(service: str, config: Config | None) -> BaseClient:
+    # Keyed on the arguments as given here: a cache on `client` itself would tell
+    # `client("sqs")` from `client("sqs", None)` and make two clients.
     return session().client(service, config=config)
 
 
@@ -39,6 +46,4 @@ class ClientOnFirstUse:
         self._service, self._config = service, config
 
     def __getattr__(self, name: str) -> Any:
-        # Called as the adapters call it (the cache tells `config=None` from no config).
-        made = client(self._service, config=self._config) if self._config else client(self._service)
-        return getattr(made, name)
+        return getattr(client(self._service, self._config), name)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import typing
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 from cliniko_automations.cliniko import rules
+from cliniko_automations.common.settings import parsed_setting
 
 PhoneType = Literal["Mobile", "Home", "Work", "Other", "Fax"]
 DoctorType = Literal["general_practitioner", "specialist"]
@@ -269,11 +271,12 @@ def _missing_or_unknown(cls: type[Any], values: Mapping[str, Any]) -> list[tuple
 
 def _aware_time(value: Any) -> dt.datetime | None:
     """An ISO 8601 time with its offset, as `to_json` writes it; None for anything else."""
-    try:
-        parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    try:  # read as a time setting is: the same rule, one reader
+        return typing.cast(dt.datetime, parsed_setting(value, dt.datetime, {}))
     except ValueError:
         return None
-    return parsed if parsed is not None and parsed.utcoffset() is not None else None
 
 
 def _draft_problems(values: dict[str, Any]) -> list[tuple[str, str]]:

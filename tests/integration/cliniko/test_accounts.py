@@ -56,13 +56,16 @@ def test_secrets_are_read_on_the_process_s_one_boto3_session(secrets) -> None:
 def test_a_client_on_first_use_is_made_then_and_is_the_process_s_one(aws) -> None:
     from cliniko_automations.common import aws as shared
 
-    shared.client.cache_clear()
+    shared._client.cache_clear()
     sqs = shared.ClientOnFirstUse("sqs")
-    assert shared.client.cache_info().currsize == 0
+    assert shared._client.cache_info().currsize == 0
     url = sqs.create_queue(QueueName="first-use")["QueueUrl"]
-    assert shared.client.cache_info().currsize == 1
+    assert shared._client.cache_info().currsize == 1
     assert sqs.get_queue_url(QueueName="first-use")["QueueUrl"] == url
     assert sqs.meta is shared.client("sqs").meta
+    # However no config is passed, it is the same client.
+    assert shared.client("sqs") is shared.client("sqs", None) is shared.client("sqs", config=None)
+    assert shared._client.cache_info().currsize == 1
 
 
 def test_read_secret_decodes_binary_text(secrets) -> None:
