@@ -29,7 +29,7 @@ from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret
 from cliniko_automations.common.logs import function_logger
-from cliniko_automations.common.secrets import SecretUnavailable, read_secret
+from cliniko_automations.common.secrets import SecretUnavailable, prefetch_secrets, read_secret
 
 logger = function_logger("changefeed")
 metrics = Metrics(service="changefeed")
@@ -119,3 +119,19 @@ def _report(result: AccountResult, caught_up_at: dt.datetime | None) -> None:
         (dt.datetime.now(dt.UTC) - caught_up_at).total_seconds() / 60 if caught_up_at else 1440.0
     )
     metrics.add_metric(name="FeedBehindMinutes", unit=MetricUnit.Count, value=max(0.0, behind))
+
+
+def _secrets_read() -> list[str]:
+    """Every secret a poll reads: the hash key, each account's key, each subscriber's."""
+    settings = FeedSettings.from_env()
+    accounts = load_accounts(settings.cliniko_accounts_file).accounts.values()
+    subscribers = load_subscribers(settings.webhooks_file).subscribers
+    return [
+        settings.hash_key_secret_name,
+        *(account.api_key_secret for account in accounts),
+        *(subscriber.secret for subscriber in subscribers),
+    ]
+
+
+# Their reads start now, during Lambda's init, and overlap the first poll's work.
+prefetch_secrets(_secrets_read)

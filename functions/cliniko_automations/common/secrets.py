@@ -3,12 +3,20 @@
 A rotated secret is picked up within `SECRET_MAX_AGE` seconds without a cold start, and a warm
 container does not call Secrets Manager on every invocation. Values are never logged.
 
+A cold start can start its first call's reads during Lambda's init (`prefetch_secrets`): each
+round trip then overlaps the rest of the import instead of adding to the first call.
+
 Failures an operator must fix (the secret does not exist, the function may not read it, it lies
 outside `SECRETS_PREFIX`, it is empty) have their own classes: retrying cannot help. Anything
 else (throttling, a network error) stays a plain `SecretUnavailable`, worth retrying.
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterable
 
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
@@ -81,12 +89,62 @@ def _use_shared_session() -> None:
         DEFAULT_PROVIDERS["secrets"] = SecretsProvider(boto3_client=aws.client("secretsmanager"))
 
 
+# Reads started by `prefetch_secrets` and not yet waited for, by secret name.
+_prefetching: dict[str, threading.Thread] = {}
+
+
+def prefetch_secrets(names: Callable[[], Iterable[str | None]]) -> None:
+    """Start reading the secrets `names()` lists, each on a thread of its own, into the cache
+    `read_secret` reads: called at import, a cold start's first call finds them there instead
+    of waiting on one round trip after another. `read_secret` waits for a read in flight.
+
+    Inside a Lambda only (AWS_LAMBDA_FUNCTION_NAME set): imported anywhere else (tests, the
+    command line) no AWS endpoint or credentials need be set yet, and a client made now would
+    keep them. Never raises, so an import cannot fail here: names that cannot be worked out
+    (settings not set) are skipped, and a read that fails is made again, and reported, by
+    `read_secret`. The prefix check stays with `read_secret`: a secret outside it may be read
+    here (or refused by IAM), and is never handed out.
+    """
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return
+    try:
+        wanted = [n for n in dict.fromkeys(names()) if isinstance(n, str) and n.strip()]
+        if not wanted:
+            return
+        # The client is made here, on this thread: a boto3 session may not make clients on
+        # two threads at once, and the import goes on making its own.
+        _use_shared_session()
+        for name in wanted:
+            if name in _prefetching:
+                continue
+            reader = threading.Thread(
+                target=_prefetch_one, args=(name,), name="secret-prefetch", daemon=True
+            )
+            _prefetching[name] = reader
+            reader.start()
+    except Exception:  # an optimisation only: the first call reads whatever is missing
+        return
+
+
+def _prefetch_one(name: str) -> None:
+    # A failed read is made again, and reported, by read_secret.
+    with contextlib.suppress(Exception):
+        _read(name)
+
+
 def read_secret(name: str, *, prefix: str | None = None) -> str:
     """The SecretString (or UTF-8 SecretBinary) of secret `name`, which must start with
     `prefix` when one is given."""
     if not isinstance(name, str) or not name.strip():
         raise SecretUnavailable("a secret name is required")
     check_secret_prefix(name, prefix)
+    in_flight = _prefetching.pop(name, None)
+    if in_flight is not None:
+        in_flight.join()
+    return _read(name)
+
+
+def _read(name: str) -> str:
     _use_shared_session()
     try:
         # Powertools annotates this overload as str, but a SecretBinary comes back as bytes.

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.plain_data import as_data
-from cliniko_automations.common.secrets import SecretUnavailable
+from cliniko_automations.common.secrets import SecretUnavailable, prefetch_secrets
 from cliniko_automations.erasure.api_io import (
     Unauthenticated,
     extension_reason,
@@ -45,7 +45,7 @@ from cliniko_automations.erasure.errors import (
     SeveralMatches,
 )
 from cliniko_automations.erasure.models import ErasureRequest, Outcome
-from cliniko_automations.erasure.service import build_eraser
+from cliniko_automations.erasure.service import build_eraser, secrets_read
 from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
 from cliniko_automations.erasure.workflow import Eraser
 
@@ -192,3 +192,7 @@ def _unexpected(error: Exception) -> Response[str]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+# The key's and the pepper's reads start now, during Lambda's init, and overlap the first call.
+prefetch_secrets(lambda: secrets_read(ErasureSettings.from_env()))

@@ -14,11 +14,17 @@ from cliniko_automations.erasure.settings import ErasureSettings
 from cliniko_automations.erasure.workflow import Eraser
 
 
+def secrets_read(settings: ErasureSettings) -> list[str]:
+    """The secrets `build_eraser` reads: the account's API key and the pepper."""
+    return [settings.cliniko_api_key_secret_name, settings.pepper_secret_name]
+
+
 def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None) -> Eraser:
     """`context`: the Lambda invocation's, which bounds how long an attempt holds its request
     id if it is cut short (None outside Lambda: idempotency.LOCAL_LEASE)."""
-    client = client_for_secret(settings.cliniko_api_key_secret_name, settings=settings.cliniko)
-    pepper = read_secret(settings.pepper_secret_name)
+    key_secret, pepper_secret = secrets_read(settings)
+    client = client_for_secret(key_secret, settings=settings.cliniko)
+    pepper = read_secret(pepper_secret)
     dynamodb = aws.client("dynamodb")
     submissions = DynamoSubmissionStore(dynamodb, settings.submission_table)
     once = PowertoolsOnce(settings.idempotency_table, context=context, dynamodb=dynamodb)

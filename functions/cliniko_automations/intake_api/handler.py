@@ -24,6 +24,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common.config_file import ConfigError
+from cliniko_automations.common.secrets import prefetch_secrets
 from cliniko_automations.intake_api import telemetry, wiring
 from cliniko_automations.intake_api.accept import Dropped, Ignored, accept
 from cliniko_automations.intake_api.errors import IntakeError
@@ -94,3 +95,7 @@ def _unexpected(exc: Exception) -> Response[str]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+# The pepper's read starts now, during Lambda's init, and overlaps the first call's work.
+prefetch_secrets(lambda: [ApiSettings.from_env().pepper_secret_name])

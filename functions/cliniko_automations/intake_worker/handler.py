@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.common.secrets import prefetch_secrets
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_worker.messages import forget_body, load_submission
 from cliniko_automations.intake_worker.retries import (
@@ -31,7 +32,7 @@ from cliniko_automations.intake_worker.retries import (
     reject,
     retry,
 )
-from cliniko_automations.intake_worker.runtime import Parked, runtime
+from cliniko_automations.intake_worker.runtime import Parked, key_secrets, runtime
 from cliniko_automations.intake_worker.telemetry import logger, metrics, report_outcome
 from cliniko_automations.intake_worker.worker import Misconfigured, Rejected, RetryLater
 
@@ -87,3 +88,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+
+
+# The API keys' reads start now, during Lambda's init, and overlap the first call's work.
+prefetch_secrets(key_secrets)

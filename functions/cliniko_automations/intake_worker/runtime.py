@@ -148,3 +148,9 @@ def _runtime(settings: WorkerSettings) -> Runtime:
 
 def runtime() -> Runtime:
     return _runtime(WorkerSettings.from_env())
+
+
+def key_secrets() -> list[str]:
+    """Every account's API key secret: a message may be for any of them."""
+    settings = WorkerSettings.from_env()
+    return [name for _, name in accounts(settings.cliniko_accounts_file).secret_references()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -18,6 +19,8 @@ from cliniko_automations.common.secrets import (
     SecretMissing,
     SecretOutsidePrefix,
     SecretUnavailable,
+    _use_shared_session,
+    prefetch_secrets,
     read_secret,
 )
 
@@ -92,6 +95,81 @@ def test_a_secret_outside_the_prefix_is_refused_before_asking(secrets, monkeypat
     with pytest.raises(SecretOutsidePrefix, match="'elsewhere/key' is outside SecretsPrefix"):
         read_secret("elsewhere/key", prefix="cliniko-automations/")
     assert read_secret("elsewhere/key", prefix="elsewhere/") == "value"
+
+
+@pytest.fixture
+def secret_reads(secrets) -> Iterator[list[str]]:
+    """The names of the secrets read from Secrets Manager (not the cache), in order."""
+    reads: list[str] = []
+
+    def count(params, **_) -> None:
+        reads.append(params["SecretId"])
+
+    _use_shared_session()  # the provider read_secret reads with
+    events = DEFAULT_PROVIDERS["secrets"].client.meta.events
+    events.register("provide-client-params.secrets-manager.GetSecretValue", count)
+    yield reads
+    events.unregister("provide-client-params.secrets-manager.GetSecretValue", count)
+
+
+@pytest.fixture
+def in_lambda(monkeypatch) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "tests")
+
+
+def test_prefetched_secrets_are_read_once_and_handed_out_from_the_cache(
+    secrets, secret_reads, in_lambda
+) -> None:
+    secrets.create_secret(Name="pepper", SecretString="s3cr3t-value")
+    secrets.create_secret(Name="key", SecretString="MS0xkey-au1")
+    prefetch_secrets(lambda: ["pepper", "key", "pepper", None])
+    # read_secret waits for the read in flight rather than making a second one.
+    assert read_secret("key") == "MS0xkey-au1"
+    assert read_secret("pepper") == "s3cr3t-value"
+    assert sorted(secret_reads) == ["key", "pepper"]
+    # A name already read is in the cache, not read again.
+    prefetch_secrets(lambda: ["pepper"])
+    assert read_secret("pepper") == "s3cr3t-value"
+    assert sorted(secret_reads) == ["key", "pepper"]
+
+
+def test_a_failed_prefetch_is_read_again_and_reported_by_read_secret(
+    secrets, secret_reads, in_lambda
+) -> None:
+    prefetch_secrets(lambda: ["later"])
+    with pytest.raises(SecretMissing, match="'later'"):
+        read_secret("later")
+    assert secret_reads == ["later", "later"]
+    secrets.create_secret(Name="later", SecretString="now-here")
+    assert read_secret("later") == "now-here"
+
+
+def test_a_prefetched_secret_outside_the_prefix_is_still_refused(
+    secrets, secret_reads, in_lambda
+) -> None:
+    secrets.create_secret(Name="elsewhere/key", SecretString="value")
+    prefetch_secrets(lambda: ["elsewhere/key"])
+    with pytest.raises(SecretOutsidePrefix):
+        read_secret("elsewhere/key", prefix="cliniko-automations/")
+    assert read_secret("elsewhere/key") == "value"
+    assert secret_reads == ["elsewhere/key"]
+
+
+def test_prefetch_never_raises_and_reads_nothing_outside_a_lambda(
+    secrets, secret_reads, monkeypatch
+) -> None:
+    secrets.create_secret(Name="pepper", SecretString="s3cr3t-value")
+
+    def unset() -> list[str]:
+        raise KeyError("PEPPER_SECRET_NAME")
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "tests")
+    prefetch_secrets(unset)  # settings not set: the first call reports them
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
+    prefetch_secrets(lambda: ["pepper"])  # imported by a test or the command line
+    assert secret_reads == []
+    assert read_secret("pepper") == "s3cr3t-value"
+    assert secret_reads == ["pepper"]
 
 
 def test_client_for_secret_talks_to_cliniko_with_the_stored_key(
