@@ -301,6 +301,12 @@ class ClinikoClient:
             has_next=has_next,
         )
 
+    def expect_requests(self, count: int) -> None:
+        """The caller's next `count` requests are one piece of work (a lookup, then the
+        create or update it decides): with a shared budget they are booked together, one
+        round trip to its store instead of one per request."""
+        self.rate_budget.expect(count)
+
     def list_contacts(
         self, filters: Sequence[Filter] = (), sort: str | None = None
     ) -> list[Contact]:

@@ -59,6 +59,11 @@ class Budget(Protocol):
 
     def hold(self, seconds: float) -> None: ...
 
+    def expect(self, requests: int) -> None:
+        """The next `requests` sends are one piece of work: a shared budget books them in as
+        few round trips to its store as its policy allows."""
+        ...
+
 
 class BudgetExhausted(Exception):
     """The next send fits only after a longer wait than the caller allows."""
@@ -111,6 +116,9 @@ class RateBudget:
         """Let nobody send for `seconds` (Cliniko said the window is spent: a 429)."""
         with self._lock:
             self._hold_until = max(self._hold_until, self.clock.monotonic() + seconds)
+
+    def expect(self, requests: int) -> None:
+        """Nothing to do: this budget books nothing ahead, it counts the sends."""
 
     def in_window(self) -> int:
         """How many sends fall in the current window (for tests and figures)."""

@@ -245,6 +245,15 @@ class SharedBudget:
             self.clock.sleep(wait)
             waited += wait
 
+    def expect(self, requests: int) -> None:
+        """The next `requests` sends are one piece of work (a lookup and its create, an
+        erasure's writes): an interactive caller with no slot in hand books up to `lease` of
+        them in its next round trip to the store, where it would book one when not busy. A
+        slot the work does not use in the end lapses (`late`) like any other."""
+        with self._lock:
+            if self.priority is Priority.INTERACTIVE and not self._slots and requests > 1:
+                self._lease = min(requests, self.policy.lease)
+
     def hold(self, seconds: float) -> None:
         """Cliniko answered 429: nobody sending on this key (in any process) before it resets."""
         with self._lock:

@@ -195,6 +195,9 @@ class Attempt:
             filters.append(NumericFilter("id").eq([self.request.contact_id]))
         if self.request.email:
             filters.append(StringFilter("email").eq(self.request.email))
+        if not self.request.dry_run:
+            # The lookup, then a match's scrub, archive and read back: booked two at a time.
+            self.client.expect_requests(4)
         return list(self.client.list_contacts(filters))
 
     def handle(self, fields: dict[str, Any]) -> ContactResult:

@@ -98,6 +98,8 @@ class ClaimBusy(RetryLater):
 class ContactsPort(Protocol):
     """The part of `ClinikoClient` the worker uses."""
 
+    def expect_requests(self, count: int) -> None: ...
+
     def list_contacts(self, filters: Sequence[Any] = (), sort: str | None = None) -> list[Any]: ...
 
     def get_contact(self, contact_id: str) -> Any: ...
@@ -259,7 +261,10 @@ class IntakeWorker:
         if lookup.kind is foc.LookupKind.NONE:
             if window is None:
                 return foc.Decision("create", changes=draft.cliniko_fields())
+            cliniko.expect_requests(2)  # the recent contacts, then most often the create
             return foc.decide_recovery(draft, self._recent(cliniko, draft, window), window)
+        # A lookup, then most often the create or update it decides: booked together.
+        cliniko.expect_requests(2)
         candidates = self._candidates(cliniko, lookup)
         return foc.decide(draft, lookup, candidates, submission.update_policy, lost_create=window)
 

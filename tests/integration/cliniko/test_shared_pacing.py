@@ -92,6 +92,45 @@ def test_a_busy_process_books_a_lease_of_slots_per_round_trip(store) -> None:
     assert _item(store)["key_id"] == KEY_ID
 
 
+def test_requests_expected_together_are_booked_in_one_round_trip(store) -> None:
+    clock = FakeClock()
+    budget = _process(store, clock)
+    # A lookup and the create it decides: one booking of both, not one each.
+    budget.expect(2)
+    assert [budget.acquire(), budget.acquire()] == [0.0, 0.0]
+    assert budget.store_calls == 1
+    clock.advance(POLICY.period)
+
+    # More than a lease: booked a lease at a time.
+    budget.expect(4)
+    assert [budget.acquire() for _ in range(4)] == [0.0] * 4
+    assert budget.store_calls == 1 + 4 // POLICY.lease
+    clock.advance(POLICY.period)
+
+    # One request expected, or a bulk caller: one slot per round trip as before.
+    budget.expect(1)
+    budget.acquire()
+    assert budget.store_calls == 4
+    bulk = _process(store, clock, priority=Priority.BULK)
+    bulk.expect(2)
+    bulk.acquire()
+    clock.advance(1.0)
+    bulk.acquire()
+    assert bulk.store_calls == 2
+
+
+def test_an_expected_request_never_sent_is_not_spent_later(store) -> None:
+    clock = FakeClock()
+    budget = _process(store, clock)
+    budget.expect(2)
+    budget.acquire()  # the lookup; it found the contact unchanged, so no second request
+    clock.advance(10)
+
+    budget.acquire()
+
+    assert budget.store_calls == 2  # the spare slot lapsed: a fresh booking
+
+
 def test_processes_sharing_a_key_never_pass_the_limit_in_any_window(store) -> None:
     clock = FakeClock()
     processes = [_process(store, clock) for _ in range(3)]

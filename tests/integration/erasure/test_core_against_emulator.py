@@ -193,6 +193,9 @@ class KilledBeforeWriting:
     def __init__(self, client: Any) -> None:
         self._client = client
 
+    def expect_requests(self, count: int) -> None:
+        self._client.expect_requests(count)
+
     def list_contacts(self, *args: Any, **kwargs: Any) -> Any:
         return self._client.list_contacts(*args, **kwargs)
 
