@@ -45,28 +45,39 @@ class DynamoFeedStore:
         self._state_seconds = state_days * 86400
         self._clock = clock
         self._sleep = sleep
+        # caught_up_at by account, as this store last read or wrote it.
+        self._caught_up: dict[str, dt.datetime | None] = {}
 
     # -- cursor and lease ------------------------------------------------------------------
 
     def cursor(self, account: str) -> dt.datetime | None:
-        item = self._db.get_item(
-            TableName=self._table, Key={"pk": {"S": f"cursor#{account}"}}, ConsistentRead=True
-        ).get("Item")
+        item = self._cursor_item(account)
         return _parse(item["cursor"]["S"]) if item else None
 
     def caught_up_at(self, account: str) -> dt.datetime | None:
-        item = self._db.get_item(
+        """When a poll of `account` last reached the end. As this store read or wrote it
+        while it held the account's lease (no other run moves it then), else read."""
+        if account not in self._caught_up:
+            self._cursor_item(account)
+        return self._caught_up[account]
+
+    def _cursor_item(self, account: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._db.get_item(
             TableName=self._table, Key={"pk": {"S": f"cursor#{account}"}}, ConsistentRead=True
         ).get("Item")
-        return _parse(item["caught_up_at"]["S"]) if item and "caught_up_at" in item else None
+        caught_up = item.get("caught_up_at") if item else None
+        self._caught_up[account] = _parse(caught_up["S"]) if caught_up else None
+        return item
 
     def save_cursor(self, account: str, cursor: dt.datetime, *, caught_up: bool) -> None:
         names = {"#c": "cursor"}
         values: dict[str, Any] = {":c": {"S": _iso(cursor)}}
         update = "SET #c = :c"
+        now = None
         if caught_up:
+            now = _iso(dt.datetime.fromtimestamp(self._clock(), dt.UTC))
             update += ", caught_up_at = :now"
-            values[":now"] = {"S": _iso(dt.datetime.fromtimestamp(self._clock(), dt.UTC))}
+            values[":now"] = {"S": now}
         self._db.update_item(
             TableName=self._table,
             Key={"pk": {"S": f"cursor#{account}"}},
@@ -74,6 +85,8 @@ class DynamoFeedStore:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+        if now is not None:
+            self._caught_up[account] = _parse(now)
 
     def lease(self, account: str, owner: str, seconds: float) -> bool:
         """Take the account's run lease until now + seconds, unless another run holds it."""

@@ -185,6 +185,38 @@ def test_cliniko_refusing_leaves_the_cursor_and_reports_it(stack, cliniko):
     assert run()["accounts"][0]["changes"] == 3
 
 
+def test_minutes_behind_count_from_the_last_poll_that_reached_the_end(stack, cliniko, capsys):
+    def behind() -> float:
+        return emf_metrics(capsys.readouterr().out)["FeedBehindMinutes"]
+
+    run()
+    assert behind() < 1
+    two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    stack.dynamodb.update_item(
+        TableName=stack.table,
+        Key={"pk": {"S": "cursor#test-clinic"}},
+        UpdateExpression="SET caught_up_at = :t",
+        ExpressionAttributeValues={":t": {"S": two_hours_ago.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+    )
+    cliniko.control.set_faults(fail_next=[500, 500, 500, 500])
+    run()  # never reached the end: still two hours behind
+    assert 119 < behind() < 121
+    stack.dynamodb.put_item(
+        TableName=stack.table,
+        Item={
+            "pk": {"S": "lease#test-clinic"},
+            "owner": {"S": "other-run"},
+            "until": {"N": str(int(dt.datetime.now(dt.UTC).timestamp()) + 60)},
+        },
+    )
+    run()  # another run holds the account: what the table says
+    assert 119 < behind() < 121
+    stack.expire_lease()
+    cliniko.control.clear_faults()
+    run()
+    assert behind() < 1
+
+
 def test_misconfiguration_fails_the_run_naming_the_setting(stack, monkeypatch):
     monkeypatch.delenv("EVENT_BUS_NAME")
     with pytest.raises(SettingsError, match="EVENT_BUS_NAME"):
