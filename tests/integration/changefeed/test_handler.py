@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import time
 
+import boto3
 import pytest
 from cliniko_automations.changefeed import handler
 from cliniko_automations.common.settings import SettingsError
@@ -257,3 +258,33 @@ def test_an_account_whose_key_secret_is_missing_fails_alone(stack, cliniko, tmp_
     assert results["a-gone-clinic"]["complete"] is False
     assert results["a-gone-clinic"]["error"] == "secret_SecretMissing"
     assert results["test-clinic"]["complete"] is True and results["test-clinic"]["changes"] == 2
+
+
+def test_accounts_polled_side_by_side_each_publish_their_changes_once(
+    stack, cliniko, tmp_path, monkeypatch
+):
+    # Three accounts on one Cliniko user (one key, three secrets): each lists the same
+    # contacts and publishes its own events; the answer keeps the configured order.
+    names = ["clinic-a", "clinic-b", "clinic-c"]
+    secrets = boto3.client("secretsmanager")
+    accounts = tmp_path / "three_accounts.yaml"
+    lines = ["accounts:"]
+    for name in names:
+        secrets.create_secret(Name=f"tests/cliniko/{name}", SecretString=cliniko.api_key)
+        lines.append(f"  {name}:\n    api_key_secret: tests/cliniko/{name}")
+    accounts.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setenv("CLINIKO_ACCOUNTS_FILE", str(accounts))
+    run()
+    cliniko.control.churn(4, kinds=["create"])
+
+    answer = run()["accounts"]
+    again = run()["accounts"]
+
+    assert [a["account"] for a in answer] == names
+    assert [(a["complete"], a["changes"], a["events"]) for a in answer] == [(True, 4, 4)] * 3
+    published = details(stack)
+    assert len(published) == 12
+    assert {(e["account"], e["contact_id"]) for e in published} == {
+        (name, contact["id"]) for name in names for contact in cliniko.control.contacts()
+    }
+    assert [a["changes"] for a in again] == [0, 0, 0]
