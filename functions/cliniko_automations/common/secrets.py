@@ -89,6 +89,11 @@ def _use_shared_session() -> None:
         DEFAULT_PROVIDERS["secrets"] = SecretsProvider(boto3_client=aws.client("secretsmanager"))
 
 
+def _in_snapshot_init() -> bool:
+    """Lambda's init for a SnapStart snapshot (the environment Lambda documents)."""
+    return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
+
+
 # Reads started by `prefetch_secrets` and not yet waited for, by secret name.
 _prefetching: dict[str, threading.Thread] = {}
 
@@ -100,12 +105,14 @@ def prefetch_secrets(names: Callable[[], Iterable[str | None]]) -> None:
 
     Inside a Lambda only (AWS_LAMBDA_FUNCTION_NAME set): imported anywhere else (tests, the
     command line) no AWS endpoint or credentials need be set yet, and a client made now would
-    keep them. Never raises, so an import cannot fail here: names that cannot be worked out
-    (settings not set) are skipped, and a read that fails is made again, and reported, by
+    keep them. Not in an init that SnapStart snapshots: the values would be in the snapshot.
+
+    Never raises, so an import cannot fail here: names that cannot be worked out (settings
+    not set) are skipped, and a read that fails is made again, and reported, by
     `read_secret`. The prefix check stays with `read_secret`: a secret outside it may be read
     here (or refused by IAM), and is never handed out.
     """
-    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or _in_snapshot_init():
         return
     try:
         wanted = [n for n in dict.fromkeys(names()) if isinstance(n, str) and n.strip()]

@@ -155,7 +155,7 @@ def test_a_prefetched_secret_outside_the_prefix_is_still_refused(
     assert secret_reads == ["elsewhere/key"]
 
 
-def test_prefetch_never_raises_and_reads_nothing_outside_a_lambda(
+def test_prefetch_never_raises_and_reads_nothing_outside_a_lambda_or_into_a_snapshot(
     secrets, secret_reads, monkeypatch
 ) -> None:
     secrets.create_secret(Name="pepper", SecretString="s3cr3t-value")
@@ -165,6 +165,9 @@ def test_prefetch_never_raises_and_reads_nothing_outside_a_lambda(
 
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "tests")
     prefetch_secrets(unset)  # settings not set: the first call reports them
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
+    prefetch_secrets(lambda: ["pepper"])  # the value would be in SnapStart's snapshot
+    monkeypatch.delenv("AWS_LAMBDA_INITIALIZATION_TYPE")
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
     prefetch_secrets(lambda: ["pepper"])  # imported by a test or the command line
     assert secret_reads == []
