@@ -94,6 +94,8 @@ def _in_snapshot_init() -> bool:
     return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
 
 
+# Secrets read ahead by one `prefetch_secrets`, at most.
+MAX_PREFETCHED = 8
 # Reads started by `prefetch_secrets` and not yet waited for, by secret name.
 _prefetching: dict[str, threading.Thread] = {}
 
@@ -116,6 +118,9 @@ def prefetch_secrets(names: Callable[[], Iterable[str | None]]) -> None:
         return
     try:
         wanted = [n for n in dict.fromkeys(names()) if isinstance(n, str) and n.strip()]
+        # Each read holds a connection: stay inside boto3's pool of 10 (the rest are read
+        # on first use).
+        wanted = wanted[:MAX_PREFETCHED]
         if not wanted:
             return
         # The client is made here, on this thread: a boto3 session may not make clients on

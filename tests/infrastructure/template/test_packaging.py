@@ -31,6 +31,7 @@ from .conftest import HOST_ARCH, ROOT, build_script
 pytestmark = [pytest.mark.sam, pytest.mark.timeout(1200)]
 
 APP = SamApp.load()
+CALL_TRACER = ROOT / "scripts" / "local_run" / "call_tracer.py"
 ELF_MACHINES = {183: "arm64", 62: "x86_64"}
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 
@@ -234,7 +235,7 @@ def _sign(secret: str, body: bytes) -> str:
 
 
 @pytest.fixture
-def stack(aws, cliniko):
+def stack(aws, cliniko, tmp_path):
     """The template's queues, tables and secrets in moto; the functions' environments."""
     from cliniko_automations.common.accounts import load_accounts
     from cliniko_automations.intake.config import load_form_sources
@@ -271,16 +272,30 @@ def stack(aws, cliniko):
         "signing_secret": "smoke-signing-secret",
         "endpoint": aws,
         "cliniko": cliniko,
+        "traces": tmp_path,
+        "calls": {},
     }
 
 
 def invoke(runtime_python: str, artifact: Path, stack: dict, function: str, event: Any):
+    """The handler's answer to its first call; every AWS call and Cliniko request it made
+    (local_run/call_tracer.py) in `stack["calls"][function]`."""
     environment = {
         "CLINIKO_BASE_URL": stack["cliniko"].base_url_template,
         **stack["environments"][function],
+        "CALL_TRACE_FILE": str(stack["traces"] / f"{function}.json"),
     }
     spec = APP.functions()[function]
-    out = run_cold(runtime_python, artifact, spec, event, environment, stack["endpoint"])
+    out = run_cold(
+        runtime_python,
+        artifact,
+        spec,
+        event,
+        environment,
+        stack["endpoint"],
+        wrapper=(runtime_python, "-S", "-B", str(CALL_TRACER)),
+    )
+    stack["calls"][function] = json.loads(Path(environment["CALL_TRACE_FILE"]).read_text())
     assert "error" not in out, out["error"]
     assert out["python"].startswith("3.13")
     assert Path(out["module_file"]).is_relative_to(artifact)
@@ -296,6 +311,15 @@ NOT_ON_FIRST_CALL = {
     for function in APP.functions()
     if function != "CleanupFunction"
 }
+
+
+def calls_of(stack: dict, function: str, what: str, resource: str = "") -> list[str]:
+    """The threads `function`'s first call made `what` on (a resource containing `resource`)."""
+    return [
+        call["thread"]
+        for call in stack["calls"][function]
+        if call["what"] == what and resource in (call["resource"] or "")
+    ]
 
 
 def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python, stack):
@@ -321,6 +345,10 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     answer = invoke(runtime_python, artifact, stack, "IntakeApiFunction", event)
     invoked.add("IntakeApiFunction")
     assert answer["statusCode"] == 202, answer
+    # The pepper was read during init, on a thread of its own; the source's secret on the call.
+    read = "secretsmanager.GetSecretValue"
+    assert calls_of(stack, "IntakeApiFunction", read, "pepper") == ["secret-prefetch"]
+    assert calls_of(stack, "IntakeApiFunction", read, "signing-secret") == ["MainThread"]
     queue_url = stack["physical"]["SubmissionQueue"].ref
     messages = sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
@@ -345,6 +373,16 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     (contact,) = cliniko.control.contacts()
     assert contact["email"] == "smoke.test@example.com"
     assert contact["country_code"] == "NZ"
+    # Every account's key read during init; the lookup and the create booked on the shared
+    # budget in one round trip.
+    keys = calls_of(stack, "IntakeWorkerFunction", read)
+    assert keys and set(keys) == {"secret-prefetch"}
+    assert len(calls_of(stack, "IntakeWorkerFunction", "dynamodb.UpdateItem", "RateLimit")) == 1
+    assert [
+        c["what"].split()[0]
+        for c in stack["calls"]["IntakeWorkerFunction"]
+        if c["kind"] == "cliniko"
+    ] == ["GET", "POST"]
 
     # Erasure API (IAM-authorised): the contact is scrubbed and archived, then readable.
     request_id = f"smoke-{uuid.uuid4().hex[:8]}"
@@ -374,6 +412,10 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     assert answer["statusCode"] == 200, answer
     (erased,) = cliniko.control.contacts()
     assert erased["archived_at"] and not erased.get("email")
+    # The key and the pepper read during init; four requests booked two at a time.
+    assert calls_of(stack, "ErasureApiFunction", read) == ["secret-prefetch"] * 2
+    assert len(calls_of(stack, "ErasureApiFunction", "dynamodb.UpdateItem", "RateLimit")) == 2
+    assert sum(c["kind"] == "cliniko" for c in stack["calls"]["ErasureApiFunction"]) == 4
     get = http_api_event(
         "GET",
         f"/erasure-requests/{request_id}",
@@ -422,6 +464,12 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     invoked.add("ChangeFeedFunction")
     assert answer["accounts"]
     assert all(a["complete"] and a["error"] is None for a in answer["accounts"]), answer
+    # Its secrets read during init; the accounts polled side by side, each cursor read once.
+    accounts = len(answer["accounts"])
+    feed = stack["calls"]["ChangeFeedFunction"]
+    assert set(calls_of(stack, "ChangeFeedFunction", read)) == {"secret-prefetch"}
+    assert len({c["thread"] for c in feed if c["kind"] == "cliniko"}) == accounts > 1
+    assert len(calls_of(stack, "ChangeFeedFunction", "dynamodb.GetItem", "ChangeFeed")) == accounts
 
     assert invoked == set(APP.functions())
 

@@ -133,6 +133,17 @@ def test_prefetched_secrets_are_read_once_and_handed_out_from_the_cache(
     assert sorted(secret_reads) == ["key", "pepper"]
 
 
+def test_at_most_eight_secrets_are_read_ahead(secrets, secret_reads, in_lambda) -> None:
+    names = [f"key-{n}" for n in range(10)]
+    for name in names:
+        secrets.create_secret(Name=name, SecretString=f"value-of-{name}")
+    prefetch_secrets(lambda: names)
+    assert [read_secret(name) for name in names[:8]] == [f"value-of-{n}" for n in names[:8]]
+    assert sorted(secret_reads) == names[:8]  # waited for, then from the cache
+    assert read_secret(names[9]) == "value-of-key-9"
+    assert secret_reads[-1] == "key-9"
+
+
 def test_a_failed_prefetch_is_read_again_and_reported_by_read_secret(
     secrets, secret_reads, in_lambda
 ) -> None:

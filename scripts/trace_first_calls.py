@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Every AWS call and Cliniko request of each handler's first call, in one cold start each.
+
+The cold-start benchmark's round (scripts/bench_cold_start.py: the same stack, events and
+artifact), each handler run under `local_run/call_tracer.py`: what a first call waits on, and
+on which thread (the caller's path is the main thread; reads started during init run on
+`secret-prefetch`, the change feed's accounts on `poll_N`). Times are this machine's, against
+moto and the emulator: the calls and their order are the figure, not the milliseconds.
+
+    python scripts/trace_first_calls.py [--no-build] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "functions")]
+
+import bench_cold_start as bench  # noqa: E402
+from local_run.cold_start import run_cold  # noqa: E402
+
+TRACER = ROOT / "scripts" / "local_run" / "call_tracer.py"
+
+
+class Traced:
+    """A cold start under the call tracer (the bench's `measure`); its calls in `calls`."""
+
+    def __init__(self, python: str, endpoint: str, directory: Path) -> None:
+        self.python, self.endpoint, self.directory = python, endpoint, directory
+
+    def __call__(self, artifact: Path, spec, event: Any, environment) -> dict[str, Any]:
+        trace = self.directory / f"{spec.logical_id}.json"
+        out = run_cold(
+            self.python,
+            artifact,
+            spec,
+            event,
+            {**environment, "CALL_TRACE_FILE": str(trace)},
+            self.endpoint,
+            wrapper=(self.python, "-S", "-B", str(TRACER)),
+        )
+        if "error" in out:
+            raise RuntimeError(f"{spec.logical_id} failed:\n{out['error']}")
+        out["calls"] = json.loads(trace.read_text())
+        return out
+
+
+def summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The calls, and how many AWS calls + Cliniko requests each thread made."""
+    by_thread: dict[str, str] = {}
+    for thread in sorted({c["thread"] for c in calls}, key=lambda t: (t != "MainThread", t)):
+        mine = [c for c in calls if c["thread"] == thread]
+        aws = sum(c["kind"] == "aws" for c in mine)
+        by_thread[thread] = f"{aws} + {len(mine) - aws}"
+    return {"by_thread": by_thread, "calls": calls}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-build", action="store_true", help="use the built artifact as is")
+    parser.add_argument("--json", action="store_true", help="print every call as JSON")
+    args = parser.parse_args(argv)
+    if not args.no_build:
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "build.py"), "--arch", bench.HOST_ARCH],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    python = bench.find_runtime_python()
+    stack = bench.Stack()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            artifact = bench.build_dir(bench.HOST_ARCH) / "IntakeApiFunction"
+            baseline = bench.baseline_artifact(artifact, Path(tmp) / "baseline")
+            references = bench.References(
+                baseline, bench.libraries_artifact(artifact, baseline, Path(tmp) / "libraries")
+            )
+            measure = Traced(python, stack.moto.url, Path(tmp))
+            results = bench.one_round(measure, artifact, stack, references, stack.seeded[0])
+    finally:
+        stack.stop()
+    traced = {function: summary(out["calls"]) for function, out in results.items()}
+    if args.json:
+        print(json.dumps(traced, indent=2))
+        return 0
+    print("first calls: AWS calls + Cliniko requests, by thread, then each call")
+    for function, figures in traced.items():
+        print(f"{function}: " + ", ".join(f"{t} {n}" for t, n in figures["by_thread"].items()))
+        for call in sorted(figures["calls"], key=lambda c: c["at_ms"]):
+            print(
+                f"  {call['at_ms']:8.1f} ms  {call['ms']:6.1f} ms  {call['thread']:<16} "
+                f"{call['what']:<32} {call['resource'] or ''}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
