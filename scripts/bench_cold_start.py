@@ -381,6 +381,12 @@ def libraries_artifact(built: Path, baseline: Path, target: Path) -> Path:
     return target
 
 
+def reference_artifacts(built: Path, directory: Path) -> References:
+    """Both references' artifacts, made in `directory` from the functions' `built` one."""
+    baseline = baseline_artifact(built, directory / "baseline")
+    return References(baseline, libraries_artifact(built, baseline, directory / "libraries"))
+
+
 def restore_botocore_models(target: Path) -> None:
     """Every botocore service model, as a stock artifact has them: build.py prunes those the
     functions never load, and that saving is the functions', not the baseline's. From the
@@ -725,17 +731,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             artifact = build_dir(HOST_ARCH) / "IntakeApiFunction"
-            baseline = baseline_artifact(artifact, Path(tmp) / "baseline")
-            references = References(
-                baseline, libraries_artifact(artifact, baseline, Path(tmp) / "libraries")
-            )
+            references = reference_artifacts(artifact, Path(tmp))
             figures["artifact"] = {
                 "function": {
                     "arch": "arm64" if deployed.is_dir() else HOST_ARCH,
                     "functions_sharing_it": len(stack.app.functions()),
                     **artifact_figures(deployed if deployed.is_dir() else artifact),
                 },
-                "baseline": {"arch": HOST_ARCH, **artifact_figures(baseline)},
+                "baseline": {"arch": HOST_ARCH, **artifact_figures(references.baseline)},
             }
             samples: dict[str, list[dict[str, Any]]] = {}
             timed = Timed(python, stack.moto.url)

@@ -78,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             artifact = bench.build_dir(bench.HOST_ARCH) / "IntakeApiFunction"
-            baseline = bench.baseline_artifact(artifact, Path(tmp) / "baseline")
-            references = bench.References(
-                baseline, bench.libraries_artifact(artifact, baseline, Path(tmp) / "libraries")
-            )
+            references = bench.reference_artifacts(artifact, Path(tmp))
             measure = Traced(python, stack.moto.url, Path(tmp))
             results = bench.one_round(measure, artifact, stack, references, stack.seeded[0])
     finally:

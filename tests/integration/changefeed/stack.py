@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,17 @@ class FeedStack:
                     for i, m in enumerate(messages)
                 ],
             )
+
+    def hold_lease(self, account: str = ACCOUNT, seconds: int = 60) -> None:
+        """Another run polling `account` for the next `seconds`."""
+        self.dynamodb.put_item(
+            TableName=self.table,
+            Item={
+                "pk": {"S": f"lease#{account}"},
+                "owner": {"S": "other-run"},
+                "until": {"N": str(int(time.time()) + seconds)},
+            },
+        )
 
     def expire_lease(self, account: str = ACCOUNT) -> None:
         """What the passing of a killed run's Lambda timeout does to its lease."""

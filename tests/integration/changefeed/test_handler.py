@@ -160,14 +160,7 @@ def test_an_operator_may_poll_named_accounts_only(stack):
 
 
 def test_a_run_while_another_polls_the_account_does_nothing(stack, cliniko):
-    stack.dynamodb.put_item(
-        TableName=stack.table,
-        Item={
-            "pk": {"S": "lease#test-clinic"},
-            "owner": {"S": "other-run"},
-            "until": {"N": str(int(dt.datetime.now(dt.UTC).timestamp()) + 60)},
-        },
-    )
+    stack.hold_lease()
     cliniko.control.clear_requests()
     (account,) = run()["accounts"]
     assert (account["complete"], account["error"]) == (False, "another_run_is_polling")
@@ -202,14 +195,7 @@ def test_minutes_behind_count_from_the_last_poll_that_reached_the_end(stack, cli
     cliniko.control.set_faults(fail_next=[500, 500, 500, 500])
     run()  # never reached the end: still two hours behind
     assert 119 < behind() < 121
-    stack.dynamodb.put_item(
-        TableName=stack.table,
-        Item={
-            "pk": {"S": "lease#test-clinic"},
-            "owner": {"S": "other-run"},
-            "until": {"N": str(int(dt.datetime.now(dt.UTC).timestamp()) + 60)},
-        },
-    )
+    stack.hold_lease()
     run()  # another run holds the account: what the table says
     assert 119 < behind() < 121
     stack.expire_lease()
