@@ -43,6 +43,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
+from cliniko_automations.cliniko.rules import country_code_for
 from cliniko_automations.intake.submission import ContactDraft, UpdatePolicy
 
 Contact = Mapping[str, Any]
@@ -184,9 +185,12 @@ def made_by_create(draft: ContactDraft, contact: Contact, window: CreateWindow) 
     created = parse_time(contact.get("created_at"))
     if created is None or not window.contains(created):
         return False
-    return all(
-        _same(name, value, contact.get(name)) for name, value in draft.cliniko_fields().items()
-    )
+    for name, value in draft.cliniko_fields().items():
+        known, theirs = stored_value(contact, name)
+        # A field the answer left out cannot disprove it; every one it carries must agree.
+        if known and not _same(name, value, theirs):
+            return False
+    return True
 
 
 # --- deciding ---------------------------------------------------------------------------
@@ -255,6 +259,22 @@ def decide_recovery(
     return Decision("create", changes=draft.cliniko_fields())
 
 
+def stored_value(contact: Contact, name: str) -> tuple[bool, Any]:
+    """(known, value) of a writable field as Cliniko returned it. A field the answer left out
+    is unknown, not blank: Cliniko's documented list of contacts carries `country` (the name)
+    but no `country_code`, and no `doctor_type`, and a blank would be filled over what staff
+    set. The code is then read from the name."""
+    if name in contact:
+        return True, contact[name]
+    if name == "country_code" and "country" in contact:
+        country = contact["country"]
+        if _blank(country) or not isinstance(country, str):
+            return True, None
+        # A name no code is known for stays as it is: not blank, and never equal to a code.
+        return True, country_code_for(country) or country
+    return False, None
+
+
 def _blank(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == ()
 
@@ -299,19 +319,20 @@ def plan_update(draft: ContactDraft, contact: Contact, policy: UpdatePolicy) -> 
     """The PATCH body a matched contact gets under the policy (empty: nothing to send).
 
     fill_blanks: only fields blank in Cliniko gain the submitted value; whatever staff typed
-    stays. overwrite: submitted values replace differing ones (a submitted phone list replaces
-    Cliniko's, as Cliniko's update does). create_only: never touches an existing contact.
+    stays, and a field the answer left out is left alone. overwrite: submitted values replace
+    differing ones, and ones the answer left out (a submitted phone list replaces Cliniko's, as
+    Cliniko's update does). create_only: never touches an existing contact.
     """
     if policy == "create_only":
         return {}
     ours = draft.cliniko_fields()
     changes: dict[str, Any] = {}
     for name, value in ours.items():
-        theirs = contact.get(name)
+        known, theirs = stored_value(contact, name)
         if policy == "fill_blanks":
-            if _blank(theirs):
+            if known and _blank(theirs):
                 changes[name] = value
-        elif not _same(name, value, theirs):
+        elif not known or not _same(name, value, theirs):
             changes[name] = value
     return changes
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cliniko_automations.cliniko.rules import STRING_FIELDS
 from cliniko_automations.intake.submission import ContactDraft, PhoneNumber
 from cliniko_automations.intake_worker import find_or_create as foc
 
@@ -12,18 +13,28 @@ T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def contact(cid: str = "1001", **fields) -> dict:
-    base = {
-        "id": cid,
-        "first_name": "",
-        "last_name": "",
-        "email": "",
-        "phone_numbers": [],
-        "notes": "",
-        "archived_at": None,
-        "created_at": "2026-01-01T00:00:00Z",
-    }
+    """A contact as Cliniko answers it: every writable field, blank ones as "" (or null)."""
+    base: dict = {name: "" for name in STRING_FIELDS}
+    base.update(
+        id=cid,
+        country_code=None,
+        country=None,
+        doctor_type=None,
+        type_code=None,
+        phone_numbers=[],
+        archived_at=None,
+        created_at="2026-01-01T00:00:00Z",
+    )
     base.update(fields)
     return base
+
+
+def listed(cid: str = "1001", **fields) -> dict:
+    """A contact as Cliniko's documented list shows it: `country` (the name) but no
+    `country_code`, and no `doctor_type`."""
+    found = contact(cid, **fields)
+    del found["country_code"], found["doctor_type"]
+    return found
 
 
 def test_lookup_by_lower_cased_email() -> None:
@@ -157,6 +168,42 @@ def test_fill_blanks_never_overwrites_staff_edits() -> None:
     )
     changes = foc.plan_update(draft, existing, "fill_blanks")
     assert changes == {"last_name": "Lima", "city": "Hobart"}
+
+
+def test_fields_a_listed_contact_leaves_out_are_unknown_not_blank() -> None:
+    draft = ContactDraft(
+        email="ana@example.com", first_name="Ana", country_code="AU", doctor_type="specialist"
+    )
+    # Staff set Estonia: the list names the country, and says nothing of the doctor type.
+    staff = listed(email="ana@example.com", first_name="", country="Estonia")
+    assert foc.plan_update(draft, staff, "fill_blanks") == {"first_name": "Ana"}
+    assert foc.plan_update(draft, staff, "overwrite") == {
+        "first_name": "Ana",
+        "country_code": "AU",
+        "doctor_type": "specialist",
+    }
+    # A blank country is known blank, and filled; the same country by name is no change.
+    assert "country_code" in foc.plan_update(draft, listed(country=""), "fill_blanks")
+    same = listed(email="ana@example.com", first_name="Ana", country="Australia")
+    assert foc.plan_update(draft, same, "overwrite") == {"doctor_type": "specialist"}
+
+
+def test_a_listed_contact_our_lost_create_made_is_adopted() -> None:
+    draft = ContactDraft(
+        email="ana@example.com", first_name="Ana", country_code="AU", doctor_type="specialist"
+    )
+    ours = listed(
+        email="ana@example.com",
+        first_name="Ana",
+        country="Australia",
+        created_at="2026-11-23T12:00:01Z",
+    )
+    assert foc.made_by_create(draft, ours, LOST)
+    decision = foc.decide(draft, foc.lookup_for(draft), [ours], "fill_blanks", lost_create=LOST)
+    assert (decision.action, decision.contact_id) == ("adopt", "1001")
+    # A field it does carry still has to agree: another country is someone else's contact.
+    assert not foc.made_by_create(draft, dict(ours, country="New Zealand"), LOST)
+    assert not foc.made_by_create(draft, dict(ours, country="Atlantis"), LOST)
 
 
 def test_overwrite_replaces_differing_values_only() -> None:
