@@ -270,8 +270,16 @@ def test_an_already_scrubbed_and_archived_contact_counts_as_done(erasure_stack):
 
 @pytest.mark.parametrize(
     "iam",
-    [None, {}, {**IAM_CONTEXT, "userArn": None}, {**IAM_CONTEXT, "userArn": ""}],
-    ids=["no-authorizer", "empty-iam", "null-arn", "blank-arn"],
+    [
+        None,
+        {},
+        {**IAM_CONTEXT, "userArn": None},
+        {**IAM_CONTEXT, "userArn": ""},
+        # hand-made events of other shapes (a direct invoke): no identity, not a 500
+        "arn:aws:iam::123456789012:user/ops",
+        {**IAM_CONTEXT, "userArn": ["arn:aws:iam::123456789012:user/ops"]},
+    ],
+    ids=["no-authorizer", "empty-iam", "null-arn", "blank-arn", "iam-a-string", "arn-a-list"],
 )
 def test_an_event_without_iam_identity_is_refused(erasure_stack, iam, capsys):
     contact_id = erasure_stack.seed()

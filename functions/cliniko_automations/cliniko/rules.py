@@ -52,9 +52,10 @@ DOCTOR_TYPES = ("general_practitioner", "specialist")
 TYPE_NAMES = {0: "Standard", 1: "Doctor", 2: "3rd Party Payer"}
 PHONE_TYPES = ("Fax", "Home", "Mobile", "Other", "Work")
 
-# Deliberately loose, like Cliniko's own check: something@something.tld, no spaces. Always
-# applied with fullmatch: `$` would let a final newline through ("a@b.co\n").
-EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Deliberately loose, like Cliniko's own check: something@something.tld, no spaces and no
+# control characters (which no Cliniko filter can carry either). Always applied with
+# fullmatch: `$` would let a final newline through ("a@b.co\n").
+EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")
 
 BLANK = "can’t be blank"
 INVALID = "is invalid"

@@ -26,10 +26,14 @@ def iam_caller(event: APIGatewayProxyEventV2) -> str:
     # API Gateway fills requestContext.authorizer.iam only for SigV4-signed calls to an
     # AWS_IAM route. Anything else reaching this function (a misconfigured route, a direct
     # invoke with a hand-made event) is refused rather than trusted.
-    iam = event.request_context.authorizer.iam
-    if not iam.user_arn or not iam.account_id:
+    try:
+        iam = event.request_context.authorizer.iam
+        user_arn, account_id = iam.user_arn, iam.account_id
+    except (AttributeError, KeyError, TypeError):  # a context of another shape: no identity
+        raise Unauthenticated from None
+    if not isinstance(user_arn, str) or not user_arn or not account_id:
         raise Unauthenticated
-    return iam.user_arn
+    return user_arn
 
 
 def request_body(event: APIGatewayProxyEventV2) -> Any:

@@ -31,7 +31,10 @@ ContactAction = Literal[
 ]
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-CONTACT_ID_PATTERN = re.compile(r"^[1-9][0-9]{0,19}$")
+CONTACT_ID_PATTERN = re.compile(r"^[1-9][0-9]{0,18}$")
+# Cliniko's ids are signed 64-bit integers: a larger one cannot name a contact, and Cliniko
+# answers its filter 400, not "no such contact".
+MAX_CONTACT_ID = 2**63 - 1
 # A reason is a legal basis or a ticket reference. It is kept in the audit trail, so it must
 # not carry personal data: refuse the two shapes that are surely personal (emails, phones).
 # A phone number is a run of 8 or more digits, maybe spaced or punctuated; ISO dates (which
@@ -120,7 +123,11 @@ def _contact_id(value: Any) -> str:
     # Ids are 64-bit integers that Cliniko serialises as strings; accept an int, keep a str.
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not CONTACT_ID_PATTERN.match(value.strip()):
+    if (
+        not isinstance(value, str)
+        or not CONTACT_ID_PATTERN.match(value.strip())
+        or int(value) > MAX_CONTACT_ID
+    ):
         raise ValueError("must be a Cliniko contact id (digits)")
     return value.strip()
 

@@ -119,6 +119,12 @@ def test_a_request_is_normalised():
         ({"request_id": "r-1", "contact_id": "abc", "reason": "x"}, "contact_id"),
         ({"request_id": "r-1", "contact_id": True, "reason": "x"}, "contact_id"),
         ({"request_id": "r-1", "email": "not-an-email", "reason": "x"}, "email"),
+        # no Cliniko filter can carry a control character: refused here, not a failed lookup
+        ({"request_id": "r-1", "email": "a\u0001b@example.com", "reason": "x"}, "email"),
+        ({"request_id": "r-1", "email": "ab@example.com\u007f", "reason": "x"}, "email"),
+        # Cliniko's ids are signed 64-bit: one past the largest names no contact
+        ({"request_id": "r-1", "contact_id": "9223372036854775808", "reason": "x"}, "contact_id"),
+        ({"request_id": "r-1", "contact_id": 10**19, "reason": "x"}, "contact_id"),
         ({"request_id": "r-1", "contact_id": "1"}, "reason"),
         ({"request_id": "r-1", "contact_id": "1", "reason": "asked by ada@example.com"}, "reason"),
         ({"request_id": "r-1", "contact_id": "1", "reason": "call 0400 123 456"}, "reason"),
@@ -134,6 +140,11 @@ def test_bad_requests_name_the_field_and_never_echo_the_value(body, field):
     text = str(caught.value)
     for value in ("not-an-email", "ada@example.com", "0400 123 456", "maybe"):
         assert value not in text
+
+
+def test_the_largest_cliniko_id_is_a_contact_id():
+    body = {"request_id": "r-1", "contact_id": str(2**63 - 1), "reason": "x"}
+    assert ErasureRequest.parse(body).contact_id == "9223372036854775807"
 
 
 def test_a_body_that_is_not_an_object_is_invalid():
