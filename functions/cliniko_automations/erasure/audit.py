@@ -1,7 +1,10 @@
 """The erasure audit trail in DynamoDB: append-only records, pk `request_id`, sk `sk`.
 
 Every write is conditional on the key being new, so nothing in the trail is ever overwritten;
-a request's status is read from its records (trail.py: the sort keys and the chain).
+a request's status is read from its records (trail.py: the sort keys and the chain). A chained
+record is written with a claim on its place in the chain (`link#<seq>`), in one transaction:
+two writers that read the same head (an attempt and an extension) cannot both link to it, so
+the chain stays one line; the second is told to read the head again (`ChainMoved`).
 
 On the shared session's low-level client, with boto3's own (de)serialiser: items read and
 written exactly as the resource API would (numbers as Decimal), without the resource's second
@@ -17,9 +20,11 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from cliniko_automations.common import aws
-from cliniko_automations.erasure.errors import AlreadyRecorded
+from cliniko_automations.erasure.errors import AlreadyRecorded, ChainMoved
 from cliniko_automations.erasure.trail import SUMMARY_SKS
 
+# The sort key prefix of the items that claim a place in a request's chain (no other field).
+LINK_PREFIX = "link#"
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
@@ -48,7 +53,11 @@ class DynamoAuditLog:
         }
         while True:
             page = self._client.query(**query)
-            items.extend(_values(item) for item in page.get("Items", []))
+            items.extend(
+                _values(item)
+                for item in page.get("Items", [])
+                if not item["sk"]["S"].startswith(LINK_PREFIX)
+            )
             if "LastEvaluatedKey" not in page:
                 return items
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -56,15 +65,24 @@ class DynamoAuditLog:
     def append(self, request_id: str, sk: str, record: Mapping[str, Any]) -> None:
         item = {key: value for key, value in record.items() if value is not None}
         item.update(request_id=request_id, sk=sk)
-        try:
-            self._client.put_item(
-                TableName=self._table_name,
-                Item=_item(item),
-                ConditionExpression="attribute_not_exists(request_id) AND attribute_not_exists(sk)",
+        new = "attribute_not_exists(request_id) AND attribute_not_exists(sk)"
+        puts = [{"TableName": self._table_name, "Item": _item(item), "ConditionExpression": new}]
+        if "seq" in item:
+            place = {"request_id": request_id, "sk": f"{LINK_PREFIX}{int(item['seq']):06d}"}
+            puts.append(
+                {"TableName": self._table_name, "Item": _item(place), "ConditionExpression": new}
             )
+        try:
+            self._client.transact_write_items(TransactItems=[{"Put": put} for put in puts])
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
                 raise AlreadyRecorded(f"{request_id} {sk}") from None
+            # The place is taken, or another transaction is writing it right now.
+            if {"ConditionalCheckFailed", "TransactionConflict"} & set(reasons):
+                raise ChainMoved(f"{request_id} {sk}") from None
             raise
 
     def summaries(self) -> Iterator[dict[str, Any]]:

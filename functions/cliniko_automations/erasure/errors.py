@@ -56,3 +56,8 @@ class ExtensionRefused(ErasureError):
 
 class AlreadyRecorded(Exception):
     """An audit record with this key exists (the log is append-only)."""
+
+
+class ChainMoved(Exception):
+    """Another writer took the chain's next place since this one read its head (an extension
+    sent while an attempt runs): read the head again and link to it."""

@@ -33,6 +33,7 @@ from cliniko_automations.erasure.deadlines import (
 )
 from cliniko_automations.erasure.errors import (
     AlreadyRecorded,
+    ChainMoved,
     ExtensionRefused,
     InvalidRequest,
     RequestIdConflict,
@@ -69,6 +70,9 @@ from cliniko_automations.erasure.trail import (
     find_record,
     plain,
 )
+
+# How many times a write reads the chain's head again when another writer took its place.
+RELINKS = 5
 
 
 def request_identity(request: ErasureRequest, pepper: str) -> dict[str, Any]:
@@ -133,6 +137,10 @@ class Eraser:
         if not records:
             raise RequestNotFound(request_id)
         outcome = self._stored_state(request_id, records)
+        # The trail's due date: an extension recorded while an attempt ran is not in the
+        # outcome that attempt stored.
+        due = _due(records)
+        outcome.due_at, outcome.due_extended = due["due_at"], due["due_extended"]
         outcome.receipt = _receipt(outcome, *chain_head(records))
         return outcome
 
@@ -142,6 +150,14 @@ class Eraser:
             reason = check_reason(reason)
         except ValueError as error:
             raise InvalidRequest({"reason": str(error)}) from None
+        for _ in range(RELINKS):
+            try:
+                return self._extend(request_id, reason, caller)
+            except ChainMoved:
+                continue  # an attempt wrote meanwhile: read the trail again, decide again
+        raise RequestInProgress(request_id)
+
+    def _extend(self, request_id: str, reason: str, caller: str) -> Outcome:
         records = self._audit.records(request_id) if REQUEST_ID_PATTERN.match(request_id) else []
         received = find_record(records, RECEIVED_SK)
         if received is None:
@@ -173,6 +189,7 @@ class Eraser:
                     "previous_due_at": received["due_at"],
                     "due_at": end_of_day(add_months(due, EXTENSION_MONTHS)),
                 },
+                relink=False,
             )
         except AlreadyRecorded:
             raise ExtensionRefused(request_id, "it was already extended") from None
@@ -207,13 +224,25 @@ class Eraser:
         outcome.receipt = _receipt(outcome, *self._heads[request.request_id])
         return outcome
 
-    def _append(self, request_id: str, sk: str, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Append one record, chained to the request's previous one."""
-        head = self._heads.get(request_id, (0, GENESIS_HASH))
-        linked = chained(request_id, sk, record, head)
-        self._audit.append(request_id, sk, linked)
-        self._heads[request_id] = (head[0] + 1, linked["hash"])
-        return linked
+    def _append(
+        self, request_id: str, sk: str, record: Mapping[str, Any], *, relink: bool = True
+    ) -> dict[str, Any]:
+        """Append one record, chained to the request's previous one. When another writer took
+        the next place first, the record is linked to the new head (unless `relink` is off: the
+        caller decides again on what it reads)."""
+        for _ in range(RELINKS):
+            head = self._heads.get(request_id, (0, GENESIS_HASH))
+            linked = chained(request_id, sk, record, head)
+            try:
+                self._audit.append(request_id, sk, linked)
+            except ChainMoved:
+                if not relink:
+                    raise
+                self._heads[request_id] = chain_head(self._audit.records(request_id))
+                continue
+            self._heads[request_id] = (head[0] + 1, linked["hash"])
+            return linked
+        raise RequestInProgress(request_id)
 
     def _request_count(self) -> int | None:
         return getattr(self._client, "request_count", None)

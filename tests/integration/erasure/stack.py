@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from cliniko_automations.erasure.audit import LINK_PREFIX
 
 from tests.integration.cleanup.tables import create_table
 from tests.integration.intake_worker.resources import create_submission_store
@@ -79,13 +80,15 @@ class ErasureStack:
     def log(self) -> list[dict[str, Any]]:
         return list(self.cliniko.control.requests())
 
-    def audit_items(self) -> list[dict[str, Any]]:
+    def audit_items(self, *, links: bool = False) -> list[dict[str, Any]]:
+        """Every record in the audit table; with `links`, the items that claim each record's
+        place in its chain (`link#<seq>`) too."""
         table = boto3.resource("dynamodb").Table(self.table_name)
         items: list[dict[str, Any]] = []
         scan: dict[str, Any] = {}
         while True:
             page = table.scan(**scan)
-            items.extend(page["Items"])
+            items.extend(i for i in page["Items"] if links or not i["sk"].startswith(LINK_PREFIX))
             if "LastEvaluatedKey" not in page:
                 return items
             scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]

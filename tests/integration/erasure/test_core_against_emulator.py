@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from cliniko_automations.common.plain_data import as_data
 from cliniko_automations.erasure.audit import DynamoAuditLog
+from cliniko_automations.erasure.chain_check import verify_chain
 from cliniko_automations.erasure.errors import (
     AlreadyRecorded,
+    ChainMoved,
     RequestIdConflict,
     RequestInProgress,
     RequestNotFound,
@@ -21,6 +23,7 @@ from cliniko_automations.erasure.errors import (
 from cliniko_automations.erasure.idempotency import Lease, PowertoolsOnce
 from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
+from cliniko_automations.erasure.trail import chain_head, chained
 from cliniko_automations.erasure.workflow import Eraser
 
 from tests.integration.erasure import stack
@@ -175,8 +178,11 @@ def test_records_are_append_only_and_carry_a_due_date(erasure_stack, eraser):
     eraser_at = make_eraser(erasure_stack, clock=lambda: fixed)
     contact_id = erasure_stack.seed()
     eraser_at.submit(ask(request_id="dated", contact_id=contact_id), CALLER)
+    stored = {i["sk"]: i for i in erasure_stack.audit_items(links=True)}
     items = {i["sk"]: i for i in erasure_stack.audit_items()}
     assert set(items) == {"000#received", "001#lookup", f"001#contact#{contact_id}", "999#outcome"}
+    # Each record claimed its place in the chain, in the same transaction.
+    assert sorted(set(stored) - set(items)) == [f"link#{n:06d}" for n in range(1, 5)]
     received = items["000#received"]
     assert received["received_at"] == "2026-01-01T09:30:00Z"
     assert received["due_at"] == "2026-02-01T23:59:59Z"  # one calendar month, to its end
@@ -185,6 +191,54 @@ def test_records_are_append_only_and_carry_a_due_date(erasure_stack, eraser):
     assert items[f"001#contact#{contact_id}"]["fields"]
     with pytest.raises(AlreadyRecorded):
         eraser._audit.append("dated", "999#outcome", {"status": "failed"})
+
+
+def test_two_writers_cannot_link_to_the_same_head(erasure_stack, eraser):
+    contact_id = erasure_stack.seed()
+    erasure_stack.cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    eraser.submit(ask(request_id="one-line", contact_id=contact_id), CALLER)  # failed, open
+    erasure_stack.cliniko.control.clear_faults()
+    log = DynamoAuditLog(erasure_stack.table_name)
+    records = log.records("one-line")
+    head = chain_head(records)
+    log.append("one-line", "001#first", chained("one-line", "001#first", {"n": 1}, head))
+    with pytest.raises(ChainMoved):
+        log.append("one-line", "001#second", chained("one-line", "001#second", {"n": 2}, head))
+    # The loser wrote nothing: the trail is one line, as verify reads it.
+    after = log.records("one-line")
+    assert [r["sk"] for r in after if r["sk"] not in {r["sk"] for r in records}] == ["001#first"]
+    assert verify_chain("one-line", after).intact
+    with pytest.raises(AlreadyRecorded):  # a key already written is still that, first
+        log.append("one-line", "001#first", chained("one-line", "001#first", {"n": 3}, head))
+
+
+def test_an_extension_sent_while_an_attempt_runs_keeps_the_chain_one_line(erasure_stack, eraser):
+    contact_id = erasure_stack.seed()
+    erasure_stack.cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    assert eraser.submit(ask(request_id="race", contact_id=contact_id), CALLER).status == "failed"
+    # The retry's every Cliniko request takes 800 ms: the extension lands between its lookup
+    # and its scrub, after the attempt read the chain's head.
+    erasure_stack.cliniko.control.set_faults(latency_ms=800)
+    retry = threading.Thread(
+        target=make_eraser(erasure_stack).submit,
+        args=(ask(request_id="race", contact_id=contact_id), CALLER),
+    )
+    retry.start()
+    deadline = time.monotonic() + 30
+    while not any(i["sk"] == "002#lookup" for i in erasure_stack.audit_items()):
+        assert time.monotonic() < deadline, "the retry never looked the contact up"
+        time.sleep(0.02)
+    extended = make_eraser(erasure_stack).extend("race", "ticket PRIV-9", CALLER)
+    retry.join()
+    erasure_stack.cliniko.control.clear_faults()
+
+    assert extended.due_extended
+    records = DynamoAuditLog(erasure_stack.table_name).records("race")
+    assert verify_chain("race", records).problems == []
+    finished = eraser.status("race")
+    assert finished.status == "completed"
+    assert (finished.due_at, finished.due_extended) == (extended.due_at, True)
+    assert finished.receipt is not None and finished.receipt.records == len(records)
 
 
 def test_id_and_email_together_must_name_the_same_contact(erasure_stack, eraser):
