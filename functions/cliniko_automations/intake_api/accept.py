@@ -41,6 +41,10 @@ from cliniko_automations.intake_api.providers.forms import media_type
 from cliniko_automations.intake_api.validation import validate_draft
 
 DEFAULT_MAX_BODY_BYTES = 65536
+# The stored submission is one DynamoDB item, 400 KB at most with its attribute names: one
+# that would not fit is refused as too large here, not answered 503 by the store on every
+# retry of its sender.
+MAX_STORED_BYTES = 300 * 1024
 TOKEN_HEADER = "x-intake-token"  # noqa: S105 (a header name, not a secret)
 TOKEN_QUERY = "token"  # noqa: S105 (a query parameter name)
 # Hidden fields a browser form may use to pick one of the allow-listed pages.
@@ -217,6 +221,8 @@ def _accept(
         draft=draft,
         submitted_at=parsed.submitted_at,
     )
+    if len(submission.to_json().encode("utf-8")) > MAX_STORED_BYTES:
+        raise BodyTooLarge(f"the submission's fields come to over {MAX_STORED_BYTES} bytes")
     return Accepted(
         submission,
         browser.redirects if browser else None,

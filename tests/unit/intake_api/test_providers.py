@@ -19,7 +19,7 @@ from cliniko_automations.intake_api.providers import (
     typeform,
     webflow,
 )
-from cliniko_automations.intake_api.providers.base import Delivery
+from cliniko_automations.intake_api.providers.base import Delivery, as_text
 
 from tests.unit.intake_api import samples
 from tests.unit.intake_api.samples import EMAIL, FIRST, LAST, NAME, PHONE, SECRET
@@ -113,6 +113,25 @@ def test_typeform_choices_and_fallback_to_event_id():
     parsed = typeform.parse(delivery(body, {}))
     assert parsed.answers == {"many": ["A", "B", "C"], "n": 3, "b": True}
     assert parsed.submission_id == "EV1"
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"), [(5, ["5", "C"]), (None, ["C"]), ("A", ["A", "C"])]
+)
+def test_typeform_choices_whose_labels_are_not_a_list_are_read_not_a_503(labels, expected):
+    answer = {"type": "choices", "choices": {"labels": labels, "other": "C"}, "field": {"ref": "m"}}
+    body = json.dumps(
+        {"event_id": "EV2", "event_type": "form_response", "form_response": {"answers": [answer]}}
+    ).encode()
+    assert typeform.parse(delivery(body, {})).answers == {"m": expected}
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(3.0, "3"), (1e14, "100000000000000"), (1e308, "1e+308"), (2.5, "2.5")]
+)
+def test_a_whole_float_is_written_as_an_integer_only_while_that_is_short(value, text):
+    # 1e308 is 5 bytes of JSON: as 309 digits, a small body became a 3 MB submission.
+    assert as_text(value) == text
 
 
 @pytest.mark.parametrize(

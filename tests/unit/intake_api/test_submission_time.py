@@ -50,6 +50,9 @@ def test_providers_without_a_submission_time_give_none() -> None:
         (1764000000, None),
         (None, None),
         ("9" * 100, None),
+        # the calendar's edges do not fit once moved to UTC: ignored, not a 503
+        ("0001-01-01T00:00:00+01:00", None),
+        ("9999-12-31T23:59:59-01:00", None),
     ],
 )
 def test_provider_time_reads_zoned_iso_times_only(value, expected) -> None:

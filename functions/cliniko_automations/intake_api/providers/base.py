@@ -175,9 +175,10 @@ def provider_time(value: Any) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        # A time at the calendar's very edge (year 1 or 9999) may not fit once in UTC.
+        return moment.astimezone(UTC) if moment.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
-    return moment.astimezone(UTC) if moment.tzinfo is not None else None
 
 
 def normalise(value: Any) -> Answer:
@@ -191,13 +192,18 @@ def normalise(value: Any) -> Answer:
     return as_text(value)
 
 
+# A whole float below this is written as the integer it is (3.0 -> "3"); above, as Python
+# writes floats (1e+308), not as the 309 digits 5 bytes of JSON would become.
+WHOLE_FLOAT_LIMIT = 1e15
+
+
 def as_text(value: Any) -> str:
     """An answer as text: lists joined with ', ', compound answers with spaces."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "Yes" if value else "No"
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < WHOLE_FLOAT_LIMIT:
         return str(int(value))
     if isinstance(value, str):
         return value.strip()

@@ -72,7 +72,9 @@ def _value(answer: dict[str, Any]) -> Answer:
     if kind == "choice" and isinstance(value, dict):
         return normalise(value.get("label") or value.get("other"))
     if kind == "choices" and isinstance(value, dict):
-        labels = value.get("labels") or []
+        labels = value.get("labels")
+        if not isinstance(labels, list):  # a careless sender's single label, or nothing
+            labels = [labels] if labels else []
         other = value.get("other")
         return normalise([*labels, other] if other else labels)
     return normalise(value)
