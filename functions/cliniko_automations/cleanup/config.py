@@ -68,7 +68,9 @@ class AgeCondition(_Model):
     value: int = Field(ge=1, le=36_500)
 
     def to_filter(self, now: dt.datetime) -> Filter:
-        return DateTimeFilter(self.field).lt(now - dt.timedelta(days=self.value))
+        # Whole seconds, the form Cliniko documents its date-time filters in.
+        cutoff = (now - dt.timedelta(days=self.value)).replace(microsecond=0)
+        return DateTimeFilter(self.field).lt(cutoff)
 
 
 # Told apart by `field`, so a mistake is reported against the one kind of condition it is.

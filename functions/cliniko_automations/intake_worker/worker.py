@@ -379,7 +379,10 @@ class IntakeWorker:
     def _recent(
         cliniko: ContactsPort, draft: Any, window: foc.CreateWindow
     ) -> list[dict[str, Any]]:
-        filters: list[Any] = [DateTimeFilter("created_at").gt(window.started_at - foc.CLOCK_SKEW)]
+        # Whole seconds, the form Cliniko documents its date-time filters in (one second more
+        # of candidates, which made_by_create then sorts out).
+        since = (window.started_at - foc.CLOCK_SKEW).replace(microsecond=0)
+        filters: list[Any] = [DateTimeFilter("created_at").gt(since)]
         for name in ("first_name", "last_name", "company_name"):
             value = (getattr(draft, name) or "").strip()
             if value:

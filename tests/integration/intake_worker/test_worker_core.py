@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -242,6 +243,10 @@ def test_crash_after_create_is_recovered_without_identity(h: Harness) -> None:
         True,
     )
     assert len(h.contacts()) == 1
+    # The recovery's list asks in whole seconds, the form Cliniko documents.
+    asked = [q for r in h.cliniko.control.requests() for q in r["query"].get("q[]", [])]
+    (since,) = [q for q in asked if q.startswith("created_at:")]
+    assert re.fullmatch(r"created_at:>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", since), since
     # Without an intent, the same fields from another submission are another contact.
     assert h.process(submit(draft)).action == "created"
     assert len(h.contacts()) == 2

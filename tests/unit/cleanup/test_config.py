@@ -53,6 +53,10 @@ def test_a_rule_becomes_anded_cliniko_filters():
         "type_code:=1,2",
         "updated_at:<2026-10-31T12:00:00Z",
     ]
+    # Whole seconds, as Cliniko documents its date-time filters, whatever the clock says.
+    assert str(rule.filters(NOW.replace(microsecond=654321))[-1]) == (
+        "updated_at:<2026-10-31T12:00:00Z"
+    )
 
 
 @pytest.mark.parametrize(
