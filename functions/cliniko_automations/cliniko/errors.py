@@ -45,6 +45,11 @@ class Forbidden(ClinikoError):
     """403: the Cliniko user behind the key lacks the permission."""
 
 
+class UserAgentRefused(Forbidden):
+    """Cliniko refused the request for its User-Agent ("Requires a user agent"): Cliniko blocks
+    requests that do not name the app and a contact email. Not the key's fault."""
+
+
 class NotFound(ClinikoError):
     """404: no such contact (or it is hidden, e.g. archived)."""
 
@@ -118,6 +123,12 @@ def access_hint(error: ClinikoError) -> str | None:
             "revoked, or belongs to another shard. Paste the whole key as Cliniko showed it, "
             "shard suffix included (the part after the last '-', e.g. '-au2'; a key without "
             "one is sent to au1)"
+        )
+    if isinstance(error, UserAgentRefused):
+        return (
+            f"Cliniko refused the request's User-Agent ({error.status_code}): set the stack "
+            "parameter ClinikoUserAgent (CLINIKO_USER_AGENT) to your app's name and a contact "
+            "email, 'Name (email)', e.g. 'Acme Clinic Intake (it@acme.example)'"
         )
     if isinstance(error, Forbidden):
         return (

@@ -172,6 +172,13 @@ def error_for_response(
     message = body.get("message") if isinstance(body, dict) else None
     detail = f": {_short(message)}" if isinstance(message, str) and message.strip() else ""
     where = f"{method} {path}"
+    if status in (400, 403) and b"user agent" in content[:_MESSAGE_LIMIT].lower():
+        # Cliniko's block of an unnamed client ("Requires a user agent"), JSON or plain text.
+        return errors.UserAgentRefused(
+            f"Cliniko refused {where} for its User-Agent ({status}): it must name the app and "
+            "a contact email, 'Name (email)'",
+            status_code=status,
+        )
     if status == 400:
         return errors.BadRequest(
             f"Cliniko refused {where} as a bad request (400){detail}", status_code=400

@@ -21,6 +21,7 @@ from cliniko_automations.cliniko.errors import (
     ConfigurationError,
     Forbidden,
     Unauthorized,
+    UserAgentRefused,
     access_hint,
 )
 from cliniko_automations.common.secrets import (
@@ -81,6 +82,9 @@ def diagnose(
 
     `secret` is the secret that holds the Cliniko key used, `where` where the deployment names
     it (e.g. "cliniko_accounts.yaml accounts.main-clinic.api_key_secret")."""
+    if isinstance(error, UserAgentRefused):  # the deployment's User-Agent, not the key
+        setting, fix = _USER_AGENT
+        return Misconfiguration("cliniko_user_agent_refused", setting, error.message, fix)
     if isinstance(error, Unauthorized | Forbidden):
         hint = access_hint(error) or ""
         problem, _, fix = hint.partition(": ")

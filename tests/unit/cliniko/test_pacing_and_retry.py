@@ -176,6 +176,15 @@ def test_error_mapping() -> None:
     assert "another shard" in str(unauthorized)
 
     assert isinstance(_error(403, b"<html>no</html>"), errors.Forbidden)
+    assert not isinstance(_error(403, b"<html>no</html>"), errors.UserAgentRefused)
+    # Cliniko's block of a client that names no app: the User-Agent to fix, not the key.
+    for status, body in [
+        (403, b"Requires a user agent"),
+        (400, {"message": "Requires a User Agent"}),
+    ]:
+        refused = _error(status, body)
+        assert isinstance(refused, errors.UserAgentRefused) and refused.status_code == status
+        assert "ClinikoUserAgent" in (errors.access_hint(refused) or "")
     assert isinstance(_error(404, {"message": "Not found"}), errors.NotFound)
 
     invalid = _error(
