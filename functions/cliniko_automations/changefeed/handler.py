@@ -50,7 +50,8 @@ def _accounts(event: Any, configured: list[str]) -> list[str]:
     return names
 
 
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: an event holds personal data.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @metrics.log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     settings = FeedSettings.from_env()

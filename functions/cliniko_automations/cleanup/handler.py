@@ -27,7 +27,8 @@ from cliniko_automations.cleanup.telemetry import logger, metrics
 from cliniko_automations.cleanup.wiring import cleanup_for
 
 
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: an event holds personal data.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @metrics.log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     cleanup = cleanup_for(CleanupSettings.from_env())

@@ -51,7 +51,9 @@ from cliniko_automations.erasure.workflow import Eraser
 
 logger = function_logger("erasure")
 metrics = Metrics(service="erasure")
-app = APIGatewayHttpResolver()
+# debug=False whatever POWERTOOLS_DEV or POWERTOOLS_EVENT_HANDLER_DEBUG say: debug mode
+# prints every event, submitted values included, past the logs' redaction.
+app = APIGatewayHttpResolver(debug=False)
 
 
 def _eraser() -> Eraser:
@@ -188,7 +190,8 @@ def _unexpected(error: Exception) -> Response[str]:
     )
 
 
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: an event holds personal data.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -21,7 +21,8 @@ logger = function_logger("erasure")
 metrics = Metrics(service="erasure")
 
 
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: an event holds personal data.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = AuditSettings.from_env()

@@ -40,7 +40,9 @@ from cliniko_automations.intake_api.responses import (
 from cliniko_automations.intake_api.settings import ApiSettings, SettingsError
 
 logger, metrics = telemetry.logger, telemetry.metrics
-app = APIGatewayHttpResolver()
+# debug=False whatever POWERTOOLS_DEV or POWERTOOLS_EVENT_HANDLER_DEBUG say: debug mode
+# prints every event, submitted values included, past the logs' redaction.
+app = APIGatewayHttpResolver(debug=False)
 
 
 @app.post("/forms/<source>")
@@ -90,8 +92,9 @@ def _unexpected(exc: Exception) -> Response[str]:
     return unavailable()
 
 
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: an event holds personal data.
 @logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
+    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True, log_event=False
 )
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

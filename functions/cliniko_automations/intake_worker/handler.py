@@ -74,7 +74,8 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     return outcome
 
 
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: an event holds personal data.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     rt = runtime()
