@@ -80,6 +80,10 @@ class DeadLetter:
         return data
 
 
+# How a letter whose submission body is no longer stored reads in `body`.
+GONE = "gone"
+
+
 class DeadLetters(DeadLetterTool[DeadLetter]):
     def __init__(
         self,
@@ -104,13 +108,17 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
 
     def replay(self, letters: Sequence[DeadLetter]) -> tuple[list[str], list[str]]:
         """Send each letter back to the submission queue, then delete it: (the replayed
-        message ids, no refusals: the worker decides what a replay does)."""
+        message ids, a line per letter refused). A letter whose body is gone is refused and
+        stays: the worker would drop its replay, and the letter is the last trace of it."""
         if not self._queue:
             raise SystemExit(
                 "replay needs the submission queue: --queue-url or SUBMISSION_QUEUE_URL"
             )
-        replayed = []
+        replayed, refused = [], []
         for letter in letters:
+            if letter.body.startswith(GONE):
+                refused.append(f"{letter.message_id}: its body is {letter.body}; kept")
+                continue
             self._sqs.send_message(
                 QueueUrl=self._queue,
                 MessageBody=letter.message,
@@ -120,7 +128,7 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             )
             self._replayed(letter)
             replayed.append(letter.message_id)
-        return replayed, []
+        return replayed, refused
 
     def _describe(self, message: Mapping[str, Any]) -> DeadLetter:
         attributes = string_attributes(message)
@@ -159,7 +167,7 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             return None, "unknown (no --submission-table)"
         stored = self._store.get(queued.submission_id)
         if stored is None:
-            return None, "gone (erased or expired): a replay is dropped"
+            return None, f"{GONE} (erased or expired): a replay would be dropped"
         try:
             return Submission.from_json(stored.body), "stored"
         except SubmissionInvalid:

@@ -100,6 +100,25 @@ class DynamoSubmissionStore:
             submission_id, item["body"]["S"], item.get("email_hmac", {}).get("S")
         )
 
+    def keep(self, submission_id: str) -> None:
+        """Push a body's expiry back to BODY_TTL_SECONDS from now: its id was just sent to the
+        parked or dead-letter queue again, in a message that queue keeps 14 days from now, and
+        must find its body when replayed. A body already gone (erased, expired) stays gone."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": BODY_PREFIX + submission_id}},
+                UpdateExpression="SET #exp = :exp",
+                ConditionExpression="attribute_exists(id) AND #exp >= :now",
+                ExpressionAttributeNames={"#exp": "expiration"},
+                ExpressionAttributeValues={
+                    ":exp": self._expires(BODY_TTL_SECONDS),
+                    ":now": {"N": str(int(self._clock()))},
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return
+
     def delete(self, submission_id: str) -> None:
         self._client.delete_item(
             TableName=self._table, Key={"id": {"S": BODY_PREFIX + submission_id}}

@@ -28,6 +28,7 @@ from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_worker.messages import forget_body, load_submission
 from cliniko_automations.intake_worker.retries import (
     diagnose_misconfigured,
+    keep_body,
     receive_count,
     reject,
     retry,
@@ -39,8 +40,10 @@ from cliniko_automations.intake_worker.worker import Misconfigured, Rejected, Re
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     rt = runtime()
-    # Keys stay for the whole batch: the previous record's source must not label this one.
+    # Keys stay for the whole batch: the previous record's source and submission id must not
+    # label this one.
     logger.remove_keys(["source"])
+    logger.set_correlation_id(None)
     logger.append_keys(message_id=record.message_id, receive_count=receive_count(record))
     submission = load_submission(rt, record)
     if not isinstance(submission, Submission):
@@ -69,7 +72,9 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         retry(rt, record, submission, exc)
         raise
     report_outcome(outcome)
-    if outcome.get("action") != "parked":
+    if outcome.get("action") == "parked":
+        keep_body(rt, submission.submission_id)
+    else:
         forget_body(rt, submission)
     return outcome
 

@@ -36,7 +36,7 @@ from cliniko_automations.intake_worker.worker import Misconfigured, Rejected
 def receive_count(record: SQSRecord) -> int:
     try:
         return int(record.attributes.approximate_receive_count or 1)
-    except (TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):  # absent (a hand-made event) or not a number
         return 1
 
 
@@ -84,6 +84,15 @@ def retry(
     )
 
 
+def keep_body(rt: Runtime, submission_id: str) -> None:
+    # Sent to the parked or dead-letter queue again, for 14 more days: its replay must find
+    # the body. A failure here shortens that wait only, so it does not fail the message.
+    try:
+        rt.store.keep(submission_id)
+    except Exception as exc:
+        logger.warning("stored body's expiry not extended", extra={"error": type(exc).__name__})
+
+
 def _dead_letter(
     rt: Runtime,
     record: SQSRecord,
@@ -100,6 +109,8 @@ def _dead_letter(
         "receive_count": str(receive_count(record)),
     }
     message_id = rt.queues.dead_letter(record.event_source_arn, record.body, attributes)
+    if submission is not None:
+        keep_body(rt, submission.submission_id)
     # The letter is sent and carries its reason: the failure record only adds its time, so a
     # failure to write it must not send the message round again (a second dead letter).
     try:

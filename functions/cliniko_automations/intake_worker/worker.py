@@ -368,9 +368,12 @@ class IntakeWorker:
             filters = [StringFilter("email").eq(lookup.email), include_archived]
         else:
             assert lookup.first_name is not None and lookup.last_name is not None
+            # `~~` without a `%` is the whole name ignoring case (Cliniko's `=` minds case, and
+            # "ana lima" is the contact "Ana Lima"); a `%` in a name only widens the list, and
+            # foc.matches decides.
             filters = [
-                StringFilter("first_name").eq(lookup.first_name),
-                StringFilter("last_name").eq(lookup.last_name),
+                StringFilter("first_name").like(lookup.first_name),
+                StringFilter("last_name").like(lookup.last_name),
                 include_archived,
             ]
         return [_contact_dict(c) for c in cliniko.list_contacts(filters)]

@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cliniko_automations.common.submission_store import DAY
 from cliniko_automations.intake.submission import (
     ContactDraft,
     PhoneNumber,
@@ -154,6 +156,43 @@ def test_cliniko_422_goes_to_the_dead_letter_queue_at_once(stack, cliniko) -> No
     assert cliniko.control.contacts() == []
 
 
+def body_expires_in(stack, sub) -> float:
+    """Seconds until the stored body of `sub` expires."""
+    item = stack.dynamodb.get_item(
+        TableName=stack.submission_table, Key={"id": {"S": "submission#" + sub.submission_id}}
+    )["Item"]
+    return int(item["expiration"]["N"]) - time.time()
+
+
+def age_body(stack, sub, *, days_left: int) -> None:
+    """As if the body had been stored long ago: `days_left` days before it expires."""
+    stack.dynamodb.update_item(
+        TableName=stack.submission_table,
+        Key={"id": {"S": "submission#" + sub.submission_id}},
+        UpdateExpression="SET expiration = :exp",
+        ExpressionAttributeValues={":exp": {"N": str(int(time.time()) + days_left * DAY)}},
+    )
+
+
+@pytest.mark.parametrize("fate", ["parked", "dead_lettered"])
+def test_a_parked_or_dead_lettered_body_outlives_its_new_message(stack, cliniko, fate) -> None:
+    # Each send to the parked or dead-letter queue is kept 14 days from then: a body stored
+    # days ago must not expire under it (a replay on day 17 of a re-parked one found nothing).
+    client = cliniko.client()
+    if fate == "parked":
+        client.create_contact({"first_name": "Ana", "email": "ana.lima@example.com"})
+        client.create_contact({"first_name": "Ana L", "email": "ana.lima@example.com"})
+        sub = submission()
+    else:
+        sub = submission(ContactDraft(first_name="Ana", email="ana@example"))  # Cliniko's 422
+    send(stack, sub)
+    age_body(stack, sub, days_left=2)
+    run_until_empty(stack)
+    queue = stack.parked_queue_url if fate == "parked" else stack.dead_letter_queue_url
+    assert len(stack.drain(queue)) == 1
+    assert body_expires_in(stack, sub) > 15 * DAY
+
+
 def test_malformed_message_is_dead_lettered_without_echoing_it(stack, capsys) -> None:
     stack.sqs.send_message(
         QueueUrl=stack.queue_url, MessageBody='{"submission_id": "x", "draft": "ana@example.com"}'
@@ -180,7 +219,8 @@ def test_a_dead_letter_whose_failure_record_cannot_be_written_is_sent_once(
 
 
 def test_a_record_is_not_logged_with_the_previous_records_source(stack, cliniko) -> None:
-    send(stack, submission())
+    good = submission()
+    send(stack, good)
     stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody='{"not": "a submission"}')
     messages: list[dict] = []
     while len(messages) < 2:
@@ -191,6 +231,7 @@ def test_a_record_is_not_logged_with_the_previous_records_source(stack, cliniko)
         worker_handler.lambda_handler(sqs_event(messages, stack.queue_arn), context())
     [line] = logs.json("malformed submission message")
     assert "source" not in line
+    assert line.get("correlation_id") != good.submission_id  # nor its submission id
     [done] = logs.json("submission processed")
     assert done["source"] == "test-json"
 

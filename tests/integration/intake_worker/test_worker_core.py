@@ -205,6 +205,22 @@ def test_without_email_name_and_phone_find_the_contact(h: Harness) -> None:
     assert len(h.contacts()) == 2
 
 
+def test_without_email_a_name_typed_in_another_case_is_the_same_contact(h: Harness) -> None:
+    existing = h.client.create_contact(
+        {
+            "first_name": "ana",
+            "last_name": "LIMA",
+            "phone_numbers": [{"number": "0412 345 678", "phone_type": "Mobile"}],
+        }
+    )
+    draft = ContactDraft(
+        first_name="Ana", last_name="Lima", phone_numbers=(PhoneNumber(number="+61 412 345 678"),)
+    )
+    outcome = h.process(submit(draft))
+    assert outcome.contact_id == str(existing.id) and outcome.action != "created"
+    assert len(h.contacts()) == 1
+
+
 def test_cliniko_validation_failure_is_rejected_with_field_names_only(h: Harness) -> None:
     draft = ContactDraft(first_name="Ana", email="ana.lima@example")  # Cliniko says invalid
     with pytest.raises(Rejected) as caught:
