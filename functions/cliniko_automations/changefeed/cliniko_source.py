@@ -8,10 +8,10 @@ from typing import Any
 
 from cliniko_client.types import Unset
 
-from cliniko_automations.cliniko.filters import DateTimeFilter
+from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter
 
 from .changes import TRACKED_FIELDS, ContactSnapshot
-from .core import ContactsPage
+from .core import SECOND, ContactsPage
 
 # `id` breaks ties inside a second, so the order is stable from one request to the next.
 SORT = "updated_at,id"
@@ -29,6 +29,17 @@ class ClinikoContactsSource:
             DateTimeFilter("archived_at").any(),
         ]
         listing = self._client.contacts_page(filters, sort=SORT, page=page)
+        return ContactsPage([_snapshot(c) for c in listing.contacts], listing.has_next)
+
+    def changed_in_second(self, second: dt.datetime, after_id: int) -> ContactsPage:
+        start = second.replace(microsecond=0)
+        filters = [
+            DateTimeFilter("updated_at").ge(start),
+            DateTimeFilter("updated_at").lt(start + SECOND),
+            NumericFilter("id").gt(after_id),
+            DateTimeFilter("archived_at").any(),
+        ]
+        listing = self._client.contacts_page(filters, sort="id", page=1)
         return ContactsPage([_snapshot(c) for c in listing.contacts], listing.has_next)
 
 

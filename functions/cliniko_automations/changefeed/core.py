@@ -34,6 +34,7 @@ from .events import EventBuilder, OutgoingEvent
 
 # EventBridge takes at most 10 entries a PutEvents call.
 MAX_ENTRIES = 10
+SECOND = dt.timedelta(seconds=1)
 # Accounts polled at once: inside boto3's default pool of 10 connections per client.
 MAX_PARALLEL_ACCOUNTS = 8
 
@@ -49,6 +50,12 @@ class ContactsSource(Protocol):
     `updated_at` order, page `page` of 100."""
 
     def changed_since(self, since: dt.datetime, page: int) -> ContactsPage: ...
+
+    def changed_in_second(self, second: dt.datetime, after_id: int) -> ContactsPage:
+        """The contacts changed within that one second whose id is above `after_id`, in id
+        order, the first 100: a second holding more than a page is read by id, not by page
+        number, so a contact that leaves it mid-read (changed again) moves none past us."""
+        ...
 
 
 class FeedStore(Protocol):
@@ -163,18 +170,32 @@ class ChangeFeed:
             cursor = self._start_at or self._clock().replace(microsecond=0)
             self._store.save_cursor(account, cursor, caught_up=False)
         since = cursor - self._overlap
-        page = 1
+        # Inside a second that holds more than a page: the last id read there.
+        after_id: int | None = None
         try:
             source = self._source_for_account(account)
             while True:
                 if self._out_of_time():
                     result.complete = False
                     break
-                listing = source.changed_since(since, page)
+                if after_id is None:
+                    listing = source.changed_since(since, 1)
+                else:
+                    listing = source.changed_in_second(since, after_id)
                 result.requests += 1
                 self._publish_page(account, listing.contacts, result)
                 if listing.contacts:
-                    cursor = max(cursor, max(c.updated_at for c in listing.contacts))
+                    newest = max(c.updated_at for c in listing.contacts)
+                    # Never past this run's own clock: a Cliniko clock running ahead would
+                    # otherwise carry the cursor past changes made once it is set right.
+                    cursor = max(cursor, min(newest, self._clock().replace(microsecond=0)))
+                if after_id is not None:
+                    if listing.has_next and listing.contacts:
+                        after_id = max(int(c.contact_id) for c in listing.contacts)
+                    else:  # that second is read: on from the next one
+                        since, after_id = since.replace(microsecond=0) + SECOND, None
+                    self._store.save_cursor(account, cursor, caught_up=False)
+                    continue
                 caught_up = not listing.has_next
                 self._store.save_cursor(account, cursor, caught_up=caught_up)
                 if caught_up:
@@ -184,9 +205,9 @@ class ChangeFeed:
                     break
                 last = max(c.updated_at for c in listing.contacts)
                 if last > since:
-                    since, page = last, 1
-                else:
-                    page += 1  # a full page inside one second: that second's next page
+                    since = last
+                else:  # a full page inside one second: read the rest of it by id
+                    after_id = max(int(c.contact_id) for c in listing.contacts)
         except cliniko_errors.ClinikoError as error:
             result.complete, result.error = False, cliniko_errors.error_kind(error)
         except PublishFailed:

@@ -13,7 +13,7 @@ import datetime as dt
 from collections import Counter
 
 import pytest
-from cliniko_automations.changefeed import handler
+from cliniko_automations.changefeed import cliniko_source, handler
 from cliniko_automations.common import aws
 
 from tests.integration.changefeed.stack import (
@@ -199,3 +199,34 @@ def test_a_kill_between_a_publish_and_its_record_repeats_only_that_batch_same_id
     assert 0 < len(repeated) <= 10 and max(ids.values()) == 2
     unique = {event["detail"]["event_id"]: event for event in events}
     check_exactly_once(list(unique.values()), made)
+
+
+def test_a_second_holding_more_than_a_page_loses_no_contact_changed_while_read(
+    stack, cliniko, monkeypatch
+):
+    # 150 contacts changed in one second (an import): the second page of that second used to
+    # be asked by number, and a contact of the first page changed meanwhile moved every later
+    # one up a place, so one was never read, and the cursor went past it.
+    at = iso(BASE_TIME)
+    ids = cliniko.control.seed(
+        contacts=[
+            {"first_name": f"P{n}", "last_name": "X", "created_at": at, "updated_at": at}
+            for n in range(150)
+        ]
+    )
+    read_by_id = cliniko_source.ClinikoContactsSource.changed_in_second
+    client = cliniko.client()
+    edited: list[str] = []
+
+    def edit_then_read(self, second, after_id):
+        if not edited:  # staff edit a contact the feed has already read, then the feed goes on
+            edited.append(ids[0])
+            client.update_contact(ids[0], {"city": "Elsewhere"})
+        return read_by_id(self, second, after_id)
+
+    monkeypatch.setattr(cliniko_source.ClinikoContactsSource, "changed_in_second", edit_then_read)
+    run()
+    details = [e["detail"] for e in stack.drain()]
+    assert edited == [ids[0]]
+    assert {d["contact_id"] for d in details} == set(ids)
+    assert Counter(d["type"] for d in details)["contact.created"] == 150

@@ -154,6 +154,18 @@ def test_lag_is_measured_from_updated_at(stack, cliniko, capsys):
     assert emf_metrics(capsys.readouterr().out)["ChangeLagSeconds"] >= 0
 
 
+def test_a_cliniko_clock_running_ahead_does_not_carry_the_cursor_past_later_changes(stack, cliniko):
+    run()
+    cliniko.control.set_clock(600)  # Cliniko's clock ten minutes ahead, then set right
+    ahead = cliniko.client().create_contact({"first_name": "Ahead", "last_name": "X"})
+    run()
+    cliniko.control.set_clock(0)
+    back = cliniko.client().create_contact({"first_name": "Back", "last_name": "Y"})
+    run()
+    published = [d["contact_id"] for d in details(stack)]
+    assert published == [str(ahead.id), str(back.id)]  # each once, none lost
+
+
 def test_an_operator_may_poll_named_accounts_only(stack):
     assert run({"accounts": ["nope"]}) == {"error": "no account named nope"}
     assert [a["account"] for a in run({"accounts": ["test-clinic"]})["accounts"]] == ["test-clinic"]
