@@ -41,6 +41,9 @@ def _https(value: str) -> str:
 
 
 SecretName = Annotated[str, Limits(pattern=r"^[A-Za-z0-9/_+=.@-]+$")]
+# A change is published in one PutEvents call (10 entries at most): its event on the bus and a
+# signed delivery for each subscriber that wants it.
+MAX_SUBSCRIBERS_PER_EVENT = 9
 
 
 # Plain frozen dataclasses (common/config_file.py says why): pydantic validates them from the
@@ -80,6 +83,29 @@ class Subscribers:
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"subscriber names must be unique: {', '.join(repeated)}")
+        # The webhook stack names each subscriber's resources by its logical name: two names
+        # that give one (crm-1, crm1) would leave one subscriber without a rule.
+        by_logical: dict[str, list[str]] = {}
+        for name in names:
+            by_logical.setdefault(logical_name(name), []).append(name)
+        clashes = sorted(" and ".join(n) for n in by_logical.values() if len(n) > 1)
+        if clashes:
+            raise ValueError(
+                "subscriber names must differ by more than their hyphens (they name the "
+                f"webhook stack's resources): {'; '.join(clashes)}"
+            )
+        for event_type in EVENT_TYPES:
+            wanting = [s.name for s in self.subscribers if event_type in s.events]
+            if len(wanting) > MAX_SUBSCRIBERS_PER_EVENT:
+                raise ValueError(
+                    f"at most {MAX_SUBSCRIBERS_PER_EVENT} subscribers per event type: "
+                    f"{event_type} has {len(wanting)}"
+                )
+
+
+def logical_name(name: str) -> str:
+    """A subscriber's name as CloudFormation logical ids carry it: `crm-main` is `CrmMain`."""
+    return "".join(part.capitalize() for part in name.split("-"))
 
 
 def subscribers_path(path: str | os.PathLike[str] | None = None) -> Path:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .events import WEBHOOKS_SOURCE
-from .subscribers import Subscriber, Subscribers, load_subscribers
+from .subscribers import Subscriber, Subscribers, load_subscribers, logical_name
 
 # Standard Webhooks' default tolerance: a delivery signed longer ago than this is refused by
 # the receiver, so AWS stops retrying then and the dead-letter queue keeps it for a replay.
@@ -33,10 +33,6 @@ HEADER_PATHS = {
     "webhook-signature": "$.detail.webhook.signature",
 }
 BODY_PATH = "$.detail.body"
-
-
-def logical_name(subscriber: Subscriber) -> str:
-    return "".join(part.capitalize() for part in subscriber.name.split("-"))
 
 
 def event_pattern(subscriber: Subscriber) -> dict[str, Any]:
@@ -114,7 +110,7 @@ def render(subscribers: Subscribers) -> dict[str, Any]:
     }
     rule_arns = []
     for subscriber in subscribers.subscribers:
-        name = logical_name(subscriber)
+        name = logical_name(subscriber.name)
         resources[f"{name}Connection"] = {
             "Type": "AWS::Events::Connection",
             "Properties": {

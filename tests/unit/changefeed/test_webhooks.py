@@ -132,6 +132,33 @@ def test_subscriber_mistakes_are_refused(change, problem):
         subscribers(**change)
 
 
+def several(*names, events=("contact.created",)):
+    return {
+        "subscribers": [
+            {
+                "name": name,
+                "url": f"https://hooks.example.com/{name}",
+                "events": list(events),
+                "secret": f"cliniko-automations/webhooks/{name}",
+            }
+            for name in names
+        ]
+    }
+
+
+def test_names_that_name_one_stack_resource_are_refused():
+    # crm-1 and crm1 are both Crm1 in the webhook stack: one would get no rule.
+    with pytest.raises(ConfigError, match="crm-1 and crm1"):
+        validated(DEFAULT_PATH, Subscribers, several("crm-1", "crm1", "other"))
+
+
+def test_a_change_s_event_and_deliveries_fit_one_put_events_call():
+    nine = [f"hook-{n}" for n in range(9)]
+    assert len(validated(DEFAULT_PATH, Subscribers, several(*nine)).subscribers) == 9
+    with pytest.raises(ConfigError, match="at most 9 subscribers per event type"):
+        validated(DEFAULT_PATH, Subscribers, several(*nine, "hook-9"))
+
+
 def test_the_rendered_stack_delivers_by_api_destination_with_aws_retries():
     template = render(subscribers(rate_per_second=3))
     resources = template["Resources"]
