@@ -21,32 +21,34 @@ class EventBridgeSink:
         self._sleep = sleep
 
     def publish(self, events: Sequence[OutgoingEvent]) -> None:
+        # Each entry with its position in `events`, so a failure can say which were accepted.
         pending = [
-            {
-                "EventBusName": self._bus,
-                "Source": event.source,
-                "DetailType": event.detail_type,
-                "Detail": event.detail_json(),
-            }
-            for event in events
+            (
+                position,
+                {
+                    "EventBusName": self._bus,
+                    "Source": event.source,
+                    "DetailType": event.detail_type,
+                    "Detail": event.detail_json(),
+                },
+            )
+            for position, event in enumerate(events)
         ]
         codes: set[str] = set()
         for attempt in range(_ATTEMPTS):
             if not pending:
                 return
-            answer = self._events.put_events(Entries=pending)
+            answer = self._events.put_events(Entries=[entry for _, entry in pending])
             if not answer.get("FailedEntryCount"):
                 return
             # Entries are answered in order; only the failed ones are sent again.
-            failed = [
-                entry
-                for entry, outcome in zip(pending, answer["Entries"], strict=True)
-                if outcome.get("ErrorCode")
-            ]
-            codes = {o["ErrorCode"] for o in answer["Entries"] if o.get("ErrorCode")}
-            pending = failed
+            outcomes = list(zip(pending, answer["Entries"], strict=True))
+            pending = [sent for sent, outcome in outcomes if outcome.get("ErrorCode")]
+            codes = {outcome["ErrorCode"] for _, outcome in outcomes if outcome.get("ErrorCode")}
             self._sleep(0.1 * 2**attempt)
         if pending:
+            left = {position for position, _ in pending}
             raise PublishFailed(
-                f"{len(pending)} events not accepted by EventBridge ({', '.join(sorted(codes))})"
+                f"{len(pending)} events not accepted by EventBridge ({', '.join(sorted(codes))})",
+                accepted=frozenset(range(len(events))) - left,
             )

@@ -81,7 +81,12 @@ class EventSink(Protocol):
 
 
 class PublishFailed(Exception):
-    """Some events could not be put on the bus (the message names counts and codes only)."""
+    """Some events could not be put on the bus (the message names counts and codes only).
+    `accepted`: the positions, in the list given to `publish`, of the events that were."""
+
+    def __init__(self, message: str, accepted: frozenset[int] = frozenset()) -> None:
+        super().__init__(message)
+        self.accepted = accepted
 
 
 @dataclass
@@ -239,14 +244,42 @@ class ChangeFeed:
                 changes.append(change)
         result.duplicates += len(contacts) - len(latest)
         for batch in _batches([(c, self._builder.events_for(c)) for c in changes]):
-            self._sink.publish([event for _, events in batch for event in events])
-            self._store.record(account, [change.state for change, _ in batch])
-            published_at = self._clock()
-            for change, events in batch:
-                result.changes += 1
-                result.events += len(events)
-                result.by_type[change.type] = result.by_type.get(change.type, 0) + 1
-                result.lags.append((published_at - change.snapshot.updated_at).total_seconds())
+            try:
+                self._sink.publish([event for _, events in batch for event in events])
+            except PublishFailed as failed:
+                # The changes whose every event is on the bus are recorded all the same: the
+                # next run must not send them again.
+                self._record(account, _fully_accepted(batch, failed.accepted), result)
+                raise
+            self._record(account, batch, result)
+
+    def _record(
+        self,
+        account: str,
+        published: Sequence[tuple[Change, list[OutgoingEvent]]],
+        result: AccountResult,
+    ) -> None:
+        if not published:
+            return
+        self._store.record(account, [change.state for change, _ in published])
+        published_at = self._clock()
+        for change, events in published:
+            result.changes += 1
+            result.events += len(events)
+            result.by_type[change.type] = result.by_type.get(change.type, 0) + 1
+            result.lags.append((published_at - change.snapshot.updated_at).total_seconds())
+
+
+def _fully_accepted(
+    batch: Sequence[tuple[Change, list[OutgoingEvent]]], accepted: frozenset[int]
+) -> list[tuple[Change, list[OutgoingEvent]]]:
+    """The changes of a batch whose every event's position is in `accepted`."""
+    done, position = [], 0
+    for change, events in batch:
+        if all(position + n in accepted for n in range(len(events))):
+            done.append((change, events))
+        position += len(events)
+    return done
 
 
 def _batches(

@@ -230,3 +230,41 @@ def test_a_second_holding_more_than_a_page_loses_no_contact_changed_while_read(
     assert edited == [ids[0]]
     assert {d["contact_id"] for d in details} == set(ids)
     assert Counter(d["type"] for d in details)["contact.created"] == 150
+
+
+def test_a_put_events_call_failing_in_part_records_the_changes_it_did_publish(stack, cliniko):
+    ids = cliniko.control.seed(
+        contacts=[
+            {"first_name": f"P{n}", "last_name": "X", "created_at": iso(BASE_TIME)}
+            for n in range(10)
+        ]
+    )
+    refused = ids[6]
+    sent: list[list[dict]] = []
+
+    def remember(params, **_):
+        sent.append(params["Entries"])
+
+    def refuse_one(parsed, **_):
+        # EventBridge accepting all but one entry of the call (throttled), attempt after attempt.
+        for n, entry in enumerate(sent[-1]):
+            if f'"contact_id":"{refused}"' in entry["Detail"]:
+                parsed["Entries"][n] = {"ErrorCode": "ThrottlingException", "ErrorMessage": "-"}
+                parsed["FailedEntryCount"] = parsed.get("FailedEntryCount", 0) + 1
+
+    emitter = aws.client("events").meta.events
+    emitter.register("provide-client-params.events.PutEvents", remember, unique_id="remember")
+    emitter.register("after-call.events.PutEvents", refuse_one, unique_id="refuse")
+    try:
+        first = run()
+    finally:
+        emitter.unregister("provide-client-params.events.PutEvents", unique_id="remember")
+        emitter.unregister("after-call.events.PutEvents", unique_id="refuse")
+    assert (first["complete"], first["error"]) == (False, "publish_failed")
+    second = run()
+    assert second["complete"] and second["changes"] == 1
+    counts = Counter(e["detail"]["contact_id"] for e in stack.drain())
+    # Each change the first run got onto the bus is there once: none sent again.
+    assert {cid: counts[cid] for cid in ids if cid != refused} == {
+        cid: 1 for cid in ids if cid != refused
+    }
