@@ -30,7 +30,7 @@ from typing import Protocol
 from cliniko_automations.cliniko import errors as cliniko_errors
 
 from .changes import Change, ContactSnapshot, FieldHasher, PublishedState, classify
-from .events import EventBuilder, OutgoingEvent
+from .events import MAX_CALL_BYTES, EventBuilder, OutgoingEvent
 
 # EventBridge takes at most 10 entries a PutEvents call.
 MAX_ENTRIES = 10
@@ -285,19 +285,22 @@ def _fully_accepted(
 def _batches(
     items: Sequence[tuple[Change, list[OutgoingEvent]]],
 ) -> list[list[tuple[Change, list[OutgoingEvent]]]]:
-    """Changes packed into PutEvents calls of at most 10 entries, never splitting a change's
-    events across calls (a change is recorded only once all its events are on the bus)."""
+    """Changes packed into PutEvents calls of at most 10 entries and MAX_CALL_BYTES, never
+    splitting a change's events across calls (a change is recorded only once all its events
+    are on the bus)."""
     batches: list[list[tuple[Change, list[OutgoingEvent]]]] = []
     current: list[tuple[Change, list[OutgoingEvent]]] = []
-    size = 0
+    entries = size = 0
     for change, events in items:
         if len(events) > MAX_ENTRIES:
             raise ValueError("a change has more events than one PutEvents call takes")
-        if size + len(events) > MAX_ENTRIES:
+        weight = sum(event.size() for event in events)
+        if current and (entries + len(events) > MAX_ENTRIES or size + weight > MAX_CALL_BYTES):
             batches.append(current)
-            current, size = [], 0
+            current, entries, size = [], 0, 0
         current.append((change, events))
-        size += len(events)
+        entries += len(events)
+        size += weight
     if current:
         batches.append(current)
     return batches

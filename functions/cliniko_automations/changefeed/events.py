@@ -25,6 +25,9 @@ from .subscribers import Subscriber
 
 CONTACTS_SOURCE = "cliniko-automations.contacts"
 WEBHOOKS_SOURCE = "cliniko-automations.webhooks"
+# A PutEvents call carries at most 256 KB of entries (source, detail-type and detail, as
+# EventBridge counts them); a change goes out in one call. Kept a little under it.
+MAX_CALL_BYTES = 250_000
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class OutgoingEvent:
 
     def detail_json(self) -> str:
         return json.dumps(self.detail, separators=(",", ":"), sort_keys=True)
+
+    def size(self) -> int:
+        """The entry's size as EventBridge counts it against a call's 256 KB."""
+        return sum(
+            len(text.encode()) for text in (self.source, self.detail_type, self.detail_json())
+        )
 
 
 def webhook_body(payload: Mapping[str, Any]) -> str:
@@ -60,18 +69,20 @@ class EventBuilder:
         self._clock = clock
 
     def events_for(self, change: Change) -> list[OutgoingEvent]:
-        events = [OutgoingEvent(CONTACTS_SOURCE, change.type, change.summary())]
-        for subscriber in self._subscribers:
-            if subscriber.wants(change.type, change.account):
-                events.append(self._delivery(subscriber, change))
+        bus = OutgoingEvent(CONTACTS_SOURCE, change.type, change.summary())
+        wanting = [s for s in self._subscribers if s.wants(change.type, change.account)]
+        events = [bus, *(self._delivery(s, change, s.include_fields) for s in wanting)]
+        if sum(event.size() for event in events) > MAX_CALL_BYTES:
+            # Fields too large for the one call a change goes out in (long notes): each
+            # delivery carries the summary, marked, and its receiver reads the contact itself.
+            events = [bus, *(self._delivery(s, change, False) for s in wanting)]
         return events
 
-    def _delivery(self, subscriber: Subscriber, change: Change) -> OutgoingEvent:
-        payload = {
-            "type": change.type,
-            "timestamp": change.updated_at,
-            "data": change.with_fields() if subscriber.include_fields else change.summary(),
-        }
+    def _delivery(self, subscriber: Subscriber, change: Change, fields: bool) -> OutgoingEvent:
+        data: dict[str, Any] = dict(change.with_fields() if fields else change.summary())
+        if subscriber.include_fields and not fields:
+            data["fields_omitted"] = "too_large"
+        payload = {"type": change.type, "timestamp": change.updated_at, "data": data}
         return self.signed_delivery(subscriber.name, change.type, change.event_id, payload)
 
     def signed_delivery(

@@ -9,6 +9,7 @@ import pytest
 from cliniko_automations.changefeed import handler
 from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.changefeed.webhook_stack import render
+from cliniko_automations.common import aws
 from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
 
 from tests.integration.changefeed.stack import (
@@ -102,3 +103,29 @@ def test_a_receiver_with_another_secret_refuses_the_delivery(world, cliniko):
         assert ("local-CrmSyncRule", 401) in stand_in.deliveries
     finally:
         impostor.stop()
+
+
+def test_put_events_calls_stay_within_eventbridge_s_256_kb(world, cliniko):
+    run()
+    client = cliniko.client()
+    for n in range(3):  # about 100 KB of fields each, for the subscriber that takes them
+        client.create_contact({"first_name": f"Long{n}", "notes": "n" * 100_000})
+    calls: list[int] = []
+
+    def measure(params, **_):
+        calls.append(
+            sum(
+                len(e[k].encode())
+                for e in params["Entries"]
+                for k in ("Source", "DetailType", "Detail")
+            )
+        )
+
+    emitter = aws.client("events").meta.events
+    emitter.register("provide-client-params.events.PutEvents", measure, unique_id="measure")
+    try:
+        result = run()
+    finally:
+        emitter.unregister("provide-client-params.events.PutEvents", unique_id="measure")
+    assert result["complete"] and result["changes"] == 3
+    assert len(calls) >= 2 and max(calls) <= 256 * 1024  # 10 entries would have fit one call

@@ -11,7 +11,12 @@ import time
 
 import pytest
 from cliniko_automations.changefeed.changes import ContactSnapshot, FieldHasher, classify
-from cliniko_automations.changefeed.events import WEBHOOKS_SOURCE, EventBuilder, webhook_body
+from cliniko_automations.changefeed.events import (
+    MAX_CALL_BYTES,
+    WEBHOOKS_SOURCE,
+    EventBuilder,
+    webhook_body,
+)
 from cliniko_automations.changefeed.signing import BadSigningSecret, sign, signing_key
 from cliniko_automations.changefeed.subscribers import DEFAULT_PATH, Subscribers
 from cliniko_automations.changefeed.webhook_stack import render
@@ -102,6 +107,21 @@ def test_fields_are_in_the_body_only_for_a_subscriber_opted_in():
     verified = Webhook(SECRET).verify(webhook_body(detail["body"]), headers(detail))
     assert verified["data"]["contact"]["first_name"] == "Zoë"
     assert "Zoë" not in bus.detail_json()
+
+
+@pytest.mark.parametrize("notes", ["n" * 260_000, "長" * 60_000])
+def test_fields_too_large_for_one_put_events_call_are_left_out_and_said_so(notes):
+    opted = subscribers(include_fields=True).subscribers
+    builder = EventBuilder(opted, {"crm-sync": signing_key(SECRET)}, time.time)
+    events = builder.events_for(a_change(notes=notes))
+    assert sum(event.size() for event in events) <= MAX_CALL_BYTES
+    detail = json.loads(events[1].detail_json())
+    verified = Webhook(SECRET).verify(webhook_body(detail["body"]), headers(detail))
+    assert verified["data"]["fields_omitted"] == "too_large"
+    assert "contact" not in verified["data"] and verified["data"]["contact_id"] == "17"
+    # Notes that fit are sent as they are.
+    fits = builder.events_for(a_change(notes="n" * 20_000))[1]
+    assert json.loads(fits.detail_json())["body"]["data"]["contact"]["notes"] == "n" * 20_000
 
 
 def test_a_subscriber_gets_only_the_types_and_accounts_it_asked_for():
