@@ -115,6 +115,12 @@ class SourceUnavailable(Exception):
     that account's run fails, not the others'. The message is a fixed reason, safe to log."""
 
 
+class CorruptState(Exception):
+    """An item of the feed's own table cannot be read (edited by hand, or by another
+    version): that account's runs fail with the fixed reason this carries (corrupt_cursor,
+    corrupt_state) until an operator mends or deletes the item; other accounts go on."""
+
+
 class ChangeFeed:
     def __init__(
         self,
@@ -168,7 +174,11 @@ class ChangeFeed:
             self._store.release(account, self._run_id)
 
     def _poll(self, account: str, result: AccountResult) -> AccountResult:
-        cursor = self._store.cursor(account)
+        try:
+            cursor = self._store.cursor(account)
+        except CorruptState as error:
+            result.complete, result.error = False, str(error)
+            return result
         if cursor is None:
             # First run: from now (no history), or from the configured backfill date. Saved at
             # once: if this run fails, the next starts here, not from its own "now".
@@ -217,7 +227,7 @@ class ChangeFeed:
             result.complete, result.error = False, cliniko_errors.error_kind(error)
         except PublishFailed:
             result.complete, result.error = False, "publish_failed"
-        except SourceUnavailable as error:
+        except (SourceUnavailable, CorruptState) as error:
             result.complete, result.error = False, str(error)
         result.cursor = cursor.strftime("%Y-%m-%dT%H:%M:%SZ")
         return result

@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .changes import PublishedState
+from .core import CorruptState
 
 BATCH_GET = 100
 BATCH_WRITE = 25
@@ -52,7 +53,15 @@ class DynamoFeedStore:
 
     def cursor(self, account: str) -> dt.datetime | None:
         item = self._cursor_item(account)
-        return _parse(item["cursor"]["S"]) if item else None
+        if not item:
+            return None
+        try:
+            cursor = _parse(item["cursor"]["S"])
+        except (KeyError, TypeError, ValueError):
+            raise CorruptState("corrupt_cursor") from None
+        if cursor.tzinfo is None:
+            raise CorruptState("corrupt_cursor")
+        return cursor
 
     def caught_up_at(self, account: str) -> dt.datetime | None:
         """When a poll of `account` last reached the end. As this store read or wrote it
@@ -66,7 +75,10 @@ class DynamoFeedStore:
             TableName=self._table, Key={"pk": {"S": f"cursor#{account}"}}, ConsistentRead=True
         ).get("Item")
         caught_up = item.get("caught_up_at") if item else None
-        self._caught_up[account] = _parse(caught_up["S"]) if caught_up else None
+        try:
+            self._caught_up[account] = _parse(caught_up["S"]) if caught_up else None
+        except (KeyError, TypeError, ValueError):  # unreadable: as if never caught up
+            self._caught_up[account] = None
         return item
 
     def save_cursor(self, account: str, cursor: dt.datetime, *, caught_up: bool) -> None:
@@ -176,10 +188,13 @@ class DynamoFeedStore:
 
 
 def _state(item: dict[str, Any]) -> PublishedState:
-    return PublishedState(
-        contact_id=item["contact_id"]["S"],
-        updated_at=item["updated_at"]["S"],
-        archived=item["archived"]["BOOL"],
-        hashes={k: v["S"] for k, v in item["hashes"]["M"].items()},
-        event_id=item["event_id"]["S"],
-    )
+    try:
+        return PublishedState(
+            contact_id=item["contact_id"]["S"],
+            updated_at=item["updated_at"]["S"],
+            archived=item["archived"]["BOOL"],
+            hashes={k: v["S"] for k, v in item["hashes"]["M"].items()},
+            event_id=item["event_id"]["S"],
+        )
+    except (AttributeError, KeyError, TypeError):
+        raise CorruptState("corrupt_state") from None

@@ -191,6 +191,26 @@ def test_cliniko_refusing_leaves_the_cursor_and_reports_it(stack, cliniko):
     assert run()["accounts"][0]["changes"] == 3
 
 
+def test_an_unreadable_item_of_the_feed_s_table_fails_its_account_by_name(stack, cliniko):
+    run()
+    cliniko.control.churn(2, kinds=["create"])
+    run()
+    # A published state without its `archived` flag (edited by hand): that account stops on it.
+    state = next(i for i in stack.items() if i["pk"]["S"].startswith("contact#test-clinic#"))
+    del state["archived"]
+    stack.dynamodb.put_item(TableName=stack.table, Item=state)
+    cliniko.client().update_contact(state["contact_id"]["S"], {"city": "Elsewhere"})
+    (account,) = run()["accounts"]
+    assert (account["complete"], account["error"]) == (False, "corrupt_state")
+    # A cursor that is no time: refused the same way, every run, until it is mended.
+    stack.dynamodb.put_item(
+        TableName=stack.table,
+        Item={"pk": {"S": "cursor#test-clinic"}, "cursor": {"S": "not-a-date"}},
+    )
+    (account,) = run()["accounts"]
+    assert (account["complete"], account["error"]) == (False, "corrupt_cursor")
+
+
 def test_minutes_behind_count_from_the_last_poll_that_reached_the_end(stack, cliniko, capsys):
     def behind() -> float:
         return emf_metrics(capsys.readouterr().out)["FeedBehindMinutes"]
