@@ -34,7 +34,15 @@ EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
 def _https(value: str) -> str:
+    # No whitespace, no control character and no CloudFormation syntax ({{resolve:...}}, ${...}):
+    # the URL goes into the webhook stack's template as it is written here.
+    if any(c.isspace() or not c.isprintable() for c in value) or "{{" in value or "${" in value:
+        raise ValueError("must be a plain https URL (no spaces, no template syntax)")
     parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (read to check it: urlsplit raises on a port out of range)
+    except ValueError:
+        raise ValueError("must be an https URL with a valid port") from None
     if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
         raise ValueError("must be an https URL without credentials")
     return value

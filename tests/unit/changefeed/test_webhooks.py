@@ -143,6 +143,10 @@ def test_bad_signing_secrets_are_refused_without_quoting_them(secret):
     ("change", "problem"),
     [
         ({"url": "http://hooks.example.com"}, "https"),
+        ({"url": "https://{{resolve:secretsmanager:cliniko-key}}.example.com"}, "template"),
+        ({"url": "https://hooks.example.com/${AWS::AccountId}"}, "template"),
+        ({"url": "https://hooks.example.com/a b"}, "spaces"),
+        ({"url": "https://hooks.example.com:99999/"}, "port"),
         ({"events": ["contact.deleted"]}, "events"),
         ({"name": "Bad Name"}, "name"),
     ],
