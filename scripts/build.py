@@ -107,7 +107,7 @@ def check_configuration(directory: Path, secrets_prefix: str) -> None:
         raise SystemExit("build stopped: the form-source configuration is invalid")
     if cleanup_config.main(["--check", rules, "--accounts", accounts]) != 0:
         raise SystemExit("build stopped: the cleanup rules are invalid")
-    if subscribers.main(["--check", webhooks]) != 0:
+    if subscribers.main(["--check", webhooks, "--accounts", accounts]) != 0:
         raise SystemExit("build stopped: the webhook subscribers are invalid")
 
 

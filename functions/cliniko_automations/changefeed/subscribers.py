@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
+from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.config_file import (
     FORBID_EXTRA,
     Checked,
@@ -110,6 +111,16 @@ class Subscribers:
                     f"{event_type} has {len(wanting)}"
                 )
 
+    def unknown_accounts(self, accounts: Container[str]) -> list[str]:
+        """One problem per account a subscriber names that is not among `accounts` (its
+        deliveries for it would never come)."""
+        return [
+            f"subscribers.{index}.accounts: {account!r} is not in the Cliniko accounts file"
+            for index, subscriber in enumerate(self.subscribers)
+            for account in subscriber.accounts or ()
+            if account not in accounts
+        ]
+
 
 def logical_name(name: str) -> str:
     """A subscriber's name as CloudFormation logical ids carry it: `crm-main` is `CrmMain`."""
@@ -122,8 +133,16 @@ def subscribers_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get("WEBHOOKS_FILE") or DEFAULT_PATH)
 
 
-def load_subscribers(path: str | os.PathLike[str] | None = None) -> Subscribers:
-    return load_config_file(subscribers_path(path), Subscribers, "`subscribers`")
+def load_subscribers(
+    path: str | os.PathLike[str] | None = None, accounts: Container[str] | None = None
+) -> Subscribers:
+    """Read and validate the subscribers; with `accounts`, every account a subscriber names
+    must be one of them."""
+    resolved = subscribers_path(path)
+    loaded = load_config_file(resolved, Subscribers, "`subscribers`")
+    if accounts is not None and (problems := loaded.unknown_accounts(accounts)):
+        raise ConfigError(resolved, problems)
+    return loaded
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,9 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
     parser.add_argument("path", nargs="?", help=f"the file (default: {DEFAULT_PATH.name})")
+    parser.add_argument(
+        "--accounts",
+        help="the Cliniko accounts file (default: $CLINIKO_ACCOUNTS_FILE, else the shipped one)",
+    )
     args = parser.parse_args(argv)
     try:
-        loaded = load_subscribers(args.path)
+        loaded = load_subscribers(args.path, load_accounts(args.accounts).accounts)
     except ConfigError as exc:
         return print_problems(exc, "configuration")
     print(f"{subscribers_path(args.path)}: {len(loaded.subscribers)} webhook subscribers: OK")

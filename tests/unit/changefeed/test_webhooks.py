@@ -18,7 +18,7 @@ from cliniko_automations.changefeed.events import (
     webhook_body,
 )
 from cliniko_automations.changefeed.signing import BadSigningSecret, sign, signing_key
-from cliniko_automations.changefeed.subscribers import DEFAULT_PATH, Subscribers
+from cliniko_automations.changefeed.subscribers import DEFAULT_PATH, Subscribers, load_subscribers
 from cliniko_automations.changefeed.webhook_stack import render
 from cliniko_automations.common.config_file import ConfigError, validated
 from standardwebhooks import Webhook
@@ -181,6 +181,22 @@ def test_a_change_s_event_and_deliveries_fit_one_put_events_call():
     assert len(validated(DEFAULT_PATH, Subscribers, several(*nine)).subscribers) == 9
     with pytest.raises(ConfigError, match="at most 9 subscribers per event type"):
         validated(DEFAULT_PATH, Subscribers, several(*nine, "hook-9"))
+
+
+def test_a_subscriber_naming_an_account_not_in_the_accounts_file_is_refused(tmp_path):
+    path = tmp_path / "webhooks.yaml"
+    path.write_text(
+        "subscribers:\n"
+        "  - name: crm-sync\n"
+        "    url: https://hooks.example.com/cliniko\n"
+        "    events: [contact.created]\n"
+        "    secret: cliniko-automations/webhooks/crm-sync\n"
+        "    accounts: [main-clinic, no-such-clinic]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="'no-such-clinic' is not in the Cliniko accounts file"):
+        load_subscribers(path, {"main-clinic": object()})
+    assert load_subscribers(path, {"main-clinic": 1, "no-such-clinic": 2}).subscribers
 
 
 def test_the_rendered_stack_delivers_by_api_destination_with_aws_retries():
