@@ -30,8 +30,8 @@ def string_attributes(values: Mapping[str, str | None]) -> dict[str, dict[str, s
 def queue_url_for(queue_arn: str) -> str:
     """The queue URL an SQS ARN names (arn:PARTITION:sqs:REGION:ACCOUNT:NAME).
 
-    Built rather than asked for (GetQueueUrl): the worker's role then needs no permission
-    beyond what Lambda's SQS event source already grants, and no call is spent on it.
+    Built rather than asked for (GetQueueUrl): the worker's role then needs no permission for
+    it, and no call is spent on it.
     """
     parts = queue_arn.split(":")
     if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not all(parts[3:]):

@@ -274,6 +274,23 @@ def test_no_wildcard_actions_or_resources(name: str):
         assert resources != "*", statement
 
 
+def test_the_worker_may_back_off_and_keep_bodies_beyond_what_its_event_source_grants():
+    # Lambda's SQS event source grants receive, delete and the queue's attributes only: the
+    # worker's backoff (a failed attempt's, a 429's reset) changes the message's visibility.
+    granted = {
+        (action, json.dumps(statement["Resource"], sort_keys=True))
+        for statement in _policy_statements("IntakeWorkerFunction")
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    }
+    queue = json.dumps({"Fn::GetAtt": ["SubmissionQueue", "Arn"]})
+    store = json.dumps({"Fn::GetAtt": ["SubmissionStoreTable", "Arn"]})
+    assert ("sqs:ChangeMessageVisibility", queue) in granted
+    # A parked or dead-lettered body's expiry is moved on (its replay must find it).
+    assert ("dynamodb:UpdateItem", store) in granted
+
+
 def test_secret_reads_are_scoped():
     for name in ("IntakeApiFunction", "IntakeWorkerFunction"):
         reads = [
