@@ -15,9 +15,9 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter, StringFilter
 from cliniko_automations.common.accounts import load_accounts
@@ -41,6 +41,14 @@ class TextCondition(_Model):
     op: Literal["equals", "not_equals", "contains", "like"]
     value: str = Field(min_length=1, max_length=255)
 
+    @field_validator("value")
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        # No Cliniko filter can carry one: refused here, by its place, not by every run.
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must not contain control characters (a tab, a line break)")
+        return value
+
     def to_filter(self, now: dt.datetime) -> Filter:
         value = self.value.lower() if self.field == "email" else self.value
         field = StringFilter(self.field)
@@ -58,6 +66,14 @@ class TypeCondition(_Model):
     op: Literal["equals"]
     value: Annotated[list[Literal[0, 1, 2]], Field(min_length=1)]
 
+    @field_validator("value", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        # pydantic would read `true` as the type code 1.
+        if isinstance(value, list) and any(isinstance(item, bool) for item in value):
+            raise ValueError("type codes are 0, 1 or 2, not true or false")
+        return value
+
     def to_filter(self, now: dt.datetime) -> Filter:
         return NumericFilter("type_code").eq(self.value)
 
@@ -65,7 +81,7 @@ class TypeCondition(_Model):
 class AgeCondition(_Model):
     field: TimeField
     op: Literal["older_than_days"]
-    value: int = Field(ge=1, le=36_500)
+    value: int = Field(ge=1, le=36_500, strict=True)  # `true` is no number of days
 
     def to_filter(self, now: dt.datetime) -> Filter:
         # Whole seconds, the form Cliniko documents its date-time filters in.

@@ -73,6 +73,19 @@ def test_a_rule_becomes_anded_cliniko_filters():
             "rules.0.where.0.updated_at.value",
         ),
         ({"name": "Bad Name"}, "rules.0.name: String should match pattern"),
+        # A tab no filter can carry, and `true` for a number: refused here, not every run.
+        (
+            {"where": [{"field": "last_name", "op": "equals", "value": "a\tb"}]},
+            "rules.0.where.0.last_name.value: must not contain control characters",
+        ),
+        (
+            {"where": [{"field": "created_at", "op": "older_than_days", "value": True}]},
+            "rules.0.where.0.created_at.value: Input should be a valid integer",
+        ),
+        (
+            {"where": [{"field": "type_code", "op": "equals", "value": [True]}]},
+            "rules.0.where.0.type_code.value: type codes are 0, 1 or 2",
+        ),
         ({"archive_everything": True}, "rules.0.archive_everything: Extra inputs"),
     ],
 )
