@@ -19,7 +19,13 @@ def begin(event: Begin, cleanup: Cleanup) -> dict[str, Any]:
     runs, rule_set = cleanup.runs, cleanup.rule_set
     if event.run_id is not None:  # continue-as-new: the same run in a fresh execution
         run_id = event.run_id
-        if runs.load(run_id) is None or not runs.acquire(rule_set, run_id, event.execution):
+        state = runs.load(run_id)
+        # A finished or failed run is over: continuing it would only hold the lock.
+        if (
+            state is None
+            or state.status != "running"
+            or not runs.acquire(rule_set, run_id, event.execution)
+        ):
             logger.warning("cleanup run cannot continue", extra={"run_id": run_id})
             return {"run_id": run_id, "next": "refused"}
         return {"run_id": run_id, "iterations": 0, "next": "step"}
@@ -49,7 +55,8 @@ def step(event: Step, cleanup: Cleanup, context: LambdaContext) -> dict[str, Any
     state = runs.load(run_id)
     if state is None:
         return {"error": "no such run", "run_id": run_id, "next": "invalid"}
-    if state.status == "finished":  # a retried last step whose answer was lost
+    if state.status != "running":  # a retried last step whose answer was lost, or failed
+        runs.release(cleanup.rule_set, run_id)  # if it still holds the lock, it is done with it
         return {"run_id": run_id, "iterations": event.iterations, "next": "done"}
     if not runs.renew(cleanup.rule_set, run_id):
         logger.warning("cleanup run no longer holds the lock; stopping")

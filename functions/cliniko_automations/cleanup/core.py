@@ -76,7 +76,8 @@ class RunState:
     rules: list[RuleProgress]
     next_rule: int = 0  # whose turn it is (round robin)
     steps: int = 0
-    status: Literal["running", "finished"] = "running"
+    # failed: the state machine gave up on it (its steps kept failing) and released it.
+    status: Literal["running", "finished", "failed"] = "running"
 
     @property
     def done(self) -> bool:

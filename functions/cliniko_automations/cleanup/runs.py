@@ -143,7 +143,12 @@ class DynamoRuns:
 
     def load(self, run_id: str) -> RunState | None:
         item = self._get(f"run#{run_id}", "state")
-        return None if item is None else RunState.from_dict(json.loads(item["state"]["S"]))
+        if item is None:
+            return None
+        state = RunState.from_dict(json.loads(item["state"]["S"]))
+        if item.get("status", {}).get("S") == "failed":  # `mark_failed` writes the status only
+            state.status = "failed"
+        return state
 
     def latest(self, rule_set: str) -> str | None:
         item = self._get(f"rule-set#{rule_set}", "latest")

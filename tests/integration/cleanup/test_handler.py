@@ -141,6 +141,10 @@ def test_a_retried_last_step_of_a_finished_run_is_done_again(deployed, cliniko):
     # Step Functions retries a step whose answer it lost: the run is over, nothing is redone.
     assert invoke(step) == {"run_id": started["run_id"], "iterations": 0, "next": "done"}
     assert cliniko.control.requests() == []
+    # Nor is a finished run carried into another execution: it would only hold the lock.
+    again = invoke({"action": "begin", "execution": EXECUTION + "-2", "run_id": started["run_id"]})
+    assert again["next"] == "refused"
+    assert deployed["runs"].holder("cleanup_rules") is None
 
 
 def test_a_lock_left_by_a_dead_run_expires(deployed, monkeypatch):
@@ -177,7 +181,10 @@ def test_a_failed_run_is_released_and_marked(deployed):
     started = begin()
     assert invoke({"action": "release", "run_id": started["run_id"]})["next"] == "done"
     assert deployed["runs"].holder("cleanup_rules") is None
-    assert deployed["runs"].load(started["run_id"]) is not None
+    # It reads as failed (`cleanup.py status` and `--follow` stop on it), and stays over.
+    assert deployed["runs"].load(started["run_id"]).status == "failed"
+    again = invoke({"action": "begin", "execution": EXECUTION + "-2", "run_id": started["run_id"]})
+    assert again["next"] == "refused"
     assert begin()["next"] == "step"
 
 
