@@ -259,16 +259,24 @@ class CleanupStep:
         """Drop from the batch what an earlier, cut-off step archived (and count it)."""
         if not progress.pending:
             return
-        batch = [
-            *filters,
-            NumericFilter("id").eq(progress.pending),
-            DateTimeFilter("archived_at").any(),
-        ]
-        seen = {c.id: c for c in client.iter_contacts(batch)}
-        done = [i for i in progress.pending if i in seen and seen[i].archived_at]
+        # Archived ones first, by id alone: archiving moves updated_at, so a rule on it would
+        # no longer see the contacts it archived itself.
+        archived = {
+            c.id
+            for c in client.iter_contacts(
+                [NumericFilter("id").eq(progress.pending), DateTimeFilter("archived_at").present()]
+            )
+        }
+        done = [i for i in progress.pending if i in archived]
         self._archived(state, progress, done)
+        rest = [i for i in progress.pending if i not in archived]
+        if not rest:
+            progress.pending = []
+            return
+        # Lists leave archived contacts out: what the rule still selects, active.
+        seen = {c.id for c in client.iter_contacts([*filters, NumericFilter("id").eq(rest)])}
         # Not seen: it no longer matches (changed meanwhile): left alone.
-        progress.pending = [i for i in progress.pending if i in seen and i not in done]
+        progress.pending = [i for i in rest if i in seen]
 
     def _archive(self, state: RunState, progress: RuleProgress, client: ContactsClient) -> None:
         done: list[str] = []

@@ -232,6 +232,35 @@ def test_a_kill_between_archiving_and_recording_is_caught_by_verifying_the_batch
     assert world.active() == []
 
 
+def test_a_rule_on_updated_at_counts_what_a_cut_step_archived_though_archiving_moved_it(world):
+    # Archiving moves updated_at: checked against the rule again, the contacts a cut step had
+    # archived no longer matched, went uncounted and stayed active in the ledger for good.
+    ids = world.seed(
+        *(
+            {
+                "first_name": "T",
+                "email": f"t{n}@example.com",
+                "created_at": ago(90),
+                "updated_at": ago(60),
+            }
+            for n in range(5)
+        )
+    )
+    stale = rule("stale", where=[{"field": "updated_at", "op": "older_than_days", "value": 30}])
+    state = world.start(stale)
+    with pytest.raises(Killed):
+        world.step(state, stale, out_of_time=after_calls(1, Killed()))
+    for contact_id in ids[:2]:  # reached Cliniko before the kill, not recorded
+        world.client.archive_contact(contact_id)
+
+    outcome, final = world.step(state, stale)
+
+    assert outcome.next == "done"
+    assert world.archive_requests() == Counter(dict.fromkeys(ids, 1))
+    assert final.rules[0].archived == 5
+    assert world.active() == []
+
+
 def test_rules_take_turns_so_a_backlog_never_starves_the_others(world):
     backlog = world.seed_matching(500)
     (other,) = world.seed(
