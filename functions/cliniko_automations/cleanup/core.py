@@ -62,10 +62,15 @@ class RuleProgress:
     batches: int = 0
     error: str | None = None  # the kind of the last Cliniko error
     failed_ids: list[str] = field(default_factory=list)
+    # The rule as the run began with it (its JSON): the rules file may change while a run goes
+    # on for hours, and a changed rule stops the run's work on it (`_advance`).
+    definition: dict[str, Any] | None = None
 
     @classmethod
     def start(cls, rule: CleanupRule) -> RuleProgress:
-        return cls(rule.name, rule.account, rule.created_by_intake)
+        return cls(
+            rule.name, rule.account, rule.created_by_intake, definition=rule.model_dump(mode="json")
+        )
 
 
 @dataclass
@@ -202,7 +207,15 @@ class CleanupStep:
 
     def _advance(self, state: RunState, progress: RuleProgress, *, verify: bool) -> None:
         """One turn of a rule: find its next batch, then archive it (not in a dry run)."""
-        rule = self._rules[progress.rule]
+        rule = self._rules.get(progress.rule)
+        # A rule taken out of the file, or changed, since the run began stops here: an operator
+        # who narrows a rule mid-run wants no more archived under what it said before.
+        if rule is None:
+            progress.phase, progress.error = "done", "rule_removed"
+            return
+        if progress.definition is not None and rule.model_dump(mode="json") != progress.definition:
+            progress.phase, progress.error = "done", "rule_changed"
+            return
         client = self._client_for_account(progress.account)
         filters = rule.filters(dt.datetime.fromisoformat(state.started_at))
         try:

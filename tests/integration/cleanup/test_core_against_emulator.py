@@ -261,6 +261,31 @@ def test_a_rule_on_updated_at_counts_what_a_cut_step_archived_though_archiving_m
     assert world.active() == []
 
 
+def test_a_rule_changed_or_removed_mid_run_stops_there_and_the_others_go_on(world):
+    # A run lasts hours at 200 requests a minute; an operator who narrows a rule meanwhile (to
+    # spare the contacts staff made) must not see more archived under what it said before.
+    intake = world.seed_matching(150)
+    staff = world.seed_matching(150, from_intake=False)
+    broad, other = rule("broad", created_by_intake=False), rule("other")
+    state = world.start(broad, other)
+    world.step(state, broad, other, out_of_time=after_calls(1))  # the run is under way
+    archived_before = world.archived()
+    narrowed = rule("broad")  # the file now says created_by_intake: true
+    while (result := world.step(state, narrowed, other))[0].next != "done":
+        pass
+    final = result[1]
+    assert [(p.rule, p.phase, p.error) for p in final.rules] == [
+        ("broad", "done", "rule_changed"),
+        ("other", "done", None),
+    ]
+    assert set(staff) & world.archived() <= archived_before  # no staff contact since
+    # Taken out of the file altogether: the same, by its own reason, not a failed step.
+    state = world.start(rule("gone"), other)
+    _, final = world.step(state, other)
+    assert final.rules[0].error == "rule_removed"
+    assert set(intake) <= world.archived()
+
+
 def test_rules_take_turns_so_a_backlog_never_starves_the_others(world):
     backlog = world.seed_matching(500)
     (other,) = world.seed(
