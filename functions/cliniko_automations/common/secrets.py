@@ -100,9 +100,7 @@ MAX_PREFETCHED = 8
 _prefetching: dict[str, threading.Thread] = {}
 
 
-def prefetch_secrets(
-    names: Callable[[], Iterable[str | None]], *, meanwhile: Callable[[], object] | None = None
-) -> None:
+def prefetch_secrets(names: Callable[[], Iterable[str | None]]) -> None:
     """Start reading the secrets `names()` lists, each on a thread of its own, into the cache
     `read_secret` reads: called at import, a cold start's first call finds them there instead
     of waiting on one round trip after another. `read_secret` waits for a read in flight.
@@ -115,23 +113,9 @@ def prefetch_secrets(
     not set) are skipped, and a read that fails is made again, and reported, by
     `read_secret`. The prefix check stays with `read_secret`: a secret outside it may be read
     here (or refused by IAM), and is never handed out.
-
-    `meanwhile` is init work the first call would otherwise do (its clients, its
-    configuration), run on this thread once the reads are in flight: their round trips then
-    overlap it, and a secret the first call needs at once is there when it starts. It runs
-    inside a Lambda only, in a snapshot's init too; an exception in it is dropped, for the
-    first call to meet again.
     """
-    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or _in_snapshot_init():
         return
-    if not _in_snapshot_init():
-        _start_reads(names)
-    if meanwhile is not None:
-        with contextlib.suppress(Exception):  # the first call does it again, and reports
-            meanwhile()
-
-
-def _start_reads(names: Callable[[], Iterable[str | None]]) -> None:
     try:
         wanted = [n for n in dict.fromkeys(names()) if isinstance(n, str) and n.strip()]
         # Each read holds a connection: stay inside boto3's pool of 10 (the rest are read

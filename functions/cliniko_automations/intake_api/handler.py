@@ -30,7 +30,6 @@ from cliniko_automations.intake_api.accept import Dropped, Ignored, accept
 from cliniko_automations.intake_api.errors import IntakeError
 from cliniko_automations.intake_api.http_request import intake_request
 from cliniko_automations.intake_api.misconfiguration import secret_misconfiguration
-from cliniko_automations.intake_api.queue import make_clients
 from cliniko_automations.intake_api.responses import (
     RETRY_AFTER_SECONDS,
     json_response,
@@ -101,6 +100,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return app.resolve(event, context)
 
 
-# During Lambda's init, the secrets are read on threads of their own while the queue's clients
-# are made here: a delivery's signature is checked on the first call without a round trip.
-prefetch_secrets(lambda: wiring.secrets_read(ApiSettings.from_env()), meanwhile=make_clients)
+# The pepper's read starts now, during Lambda's init, and overlaps the first call's work.
+prefetch_secrets(lambda: [ApiSettings.from_env().pepper_secret_name])

@@ -35,13 +35,6 @@ def _dynamodb() -> BaseClient:
     return aws.client("dynamodb", config=_CONFIG)
 
 
-def make_clients() -> None:
-    """The clients `SubmissionQueue.send` uses, made now (during Lambda's init) rather than on
-    the first call."""
-    _dynamodb()
-    _sqs()
-
-
 class SubmissionQueue:
     def __init__(
         self,

@@ -27,13 +27,6 @@ def form_sources(settings: ApiSettings) -> FormSources:
     return load_sources(settings.form_sources_file, settings.cliniko_accounts_file)
 
 
-def secrets_read(settings: ApiSettings) -> list[str]:
-    """The secrets a call may read: the pepper (any submission with an email), then every
-    form source's (a delivery's signature or token, a browser form's captcha)."""
-    sources = form_sources(settings)
-    return [settings.pepper_secret_name, *(name for _, name in sources.secret_references())]
-
-
 def services(settings: ApiSettings) -> Services:
     return Services(
         sources=form_sources(settings),

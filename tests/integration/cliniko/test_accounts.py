@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Iterator
 
 import boto3
@@ -184,50 +183,6 @@ def test_prefetch_never_raises_and_reads_nothing_outside_a_lambda_or_into_a_snap
     prefetch_secrets(lambda: ["pepper"])  # imported by a test or the command line
     assert secret_reads == []
     assert read_secret("pepper") == "s3cr3t-value"
-    assert secret_reads == ["pepper"]
-
-
-def test_init_work_runs_once_the_reads_are_in_flight_and_only_inside_a_lambda(
-    secrets, secret_reads, monkeypatch
-) -> None:
-    secrets.create_secret(Name="pepper", SecretString="s3cr3t-value")
-    seen: list[str] = []
-    readers: list[str] = []
-
-    def reader(**_) -> None:
-        readers.append(threading.current_thread().name)
-
-    events = DEFAULT_PROVIDERS["secrets"].client.meta.events
-    events.register("provide-client-params.secrets-manager.GetSecretValue", reader)
-
-    def meanwhile() -> None:
-        # The read started first: this one waits for it rather than making its own.
-        seen.append(read_secret("pepper"))
-
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "tests")
-    prefetch_secrets(lambda: ["pepper"], meanwhile=meanwhile)
-    events.unregister("provide-client-params.secrets-manager.GetSecretValue", reader)
-    assert seen == ["s3cr3t-value"]
-    assert read_secret("pepper") == "s3cr3t-value"
-    assert secret_reads == ["pepper"]
-    assert readers == ["secret-prefetch"]
-    # A snapshot's init makes its clients too, and reads nothing into the snapshot.
-    parameters.clear_caches()
-    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
-    prefetch_secrets(lambda: ["pepper"], meanwhile=lambda: seen.append("snapshot"))
-    assert seen[-1] == "snapshot"
-    assert secret_reads == ["pepper"]
-
-    def broken() -> None:
-        seen.append("broken")
-        raise RuntimeError("no endpoint yet")
-
-    prefetch_secrets(lambda: ["pepper"], meanwhile=broken)  # the first call meets it again
-    assert seen[-1] == "broken"
-    # Imported by a test or the command line: nothing runs.
-    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
-    prefetch_secrets(lambda: ["pepper"], meanwhile=lambda: seen.append("outside"))
-    assert seen == ["s3cr3t-value", "snapshot", "broken"]
     assert secret_reads == ["pepper"]
 
 

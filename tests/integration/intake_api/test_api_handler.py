@@ -11,10 +11,8 @@ import boto3
 import pytest
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_api import wiring
-from cliniko_automations.intake_api.settings import ApiSettings
 
 from tests.fixtures.apigw import form_post_event, http_api_event
-from tests.integration.intake_api.conftest import SIGNING_SECRETS
 from tests.unit.intake_api import samples
 from tests.unit.intake_api.samples import (
     EMAIL,
@@ -84,12 +82,6 @@ def signed(source: str, body: bytes) -> tuple[bytes, dict[str, str]]:
             "Idempotency-Key": "partner-order-1",
         }
     raise AssertionError(source)
-
-
-def test_the_secrets_read_during_init_are_the_pepper_then_every_form_source_s(intake):
-    names = wiring.secrets_read(ApiSettings.from_env())
-    assert names[0] == "intake/pepper"
-    assert sorted(names[1:]) == sorted(SIGNING_SECRETS)
 
 
 # --- 202 per provider ------------------------------------------------------------------------
