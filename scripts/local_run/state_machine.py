@@ -63,7 +63,14 @@ def run_loop(
     failures = 0
     while True:
         try:
-            answer = invoke({"action": "step", "run_id": run_id, "iterations": iterations})
+            answer = invoke(
+                {
+                    "action": "step",
+                    "run_id": run_id,
+                    "iterations": iterations,
+                    "execution": execution,
+                }
+            )
         except Exception:
             result.failed_steps += 1
             failures += 1

@@ -58,7 +58,7 @@ def step(event: Step, cleanup: Cleanup, context: LambdaContext) -> dict[str, Any
     if state.status != "running":  # a retried last step whose answer was lost, or failed
         runs.release(cleanup.rule_set, run_id)  # if it still holds the lock, it is done with it
         return {"run_id": run_id, "iterations": event.iterations, "next": "done"}
-    if not runs.renew(cleanup.rule_set, run_id):
+    if not runs.renew(cleanup.rule_set, run_id, event.execution):
         logger.warning("cleanup run no longer holds the lock; stopping")
         return {"run_id": run_id, "next": "refused"}
     margin_ms = cleanup.settings.stop_margin_seconds * 1000

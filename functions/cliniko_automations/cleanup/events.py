@@ -29,6 +29,9 @@ class Begin:
 class Step:
     run_id: str
     iterations: int
+    # The execution taking the step (the state machine's $$.Execution.Id): a run's lock goes
+    # on only for the execution holding it. None from an older definition: any execution.
+    execution: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ def parse_event(event: Any) -> Begin | Step | Release:
         iterations = event.get("iterations", 0)
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
             raise InvalidEvent("iterations must be a whole number")
-        return Step(run_id, iterations)
+        step_execution = _text(event, "execution") if "execution" in event else None
+        return Step(run_id, iterations, step_execution)
     if action == "release":
         return Release(_text(event, "run_id"))
     raise InvalidEvent("action must be begin, step or release")

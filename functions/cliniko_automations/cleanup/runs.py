@@ -61,18 +61,25 @@ class DynamoRuns:
             return False
         return True
 
-    def renew(self, rule_set: str, run_id: str) -> bool:
-        """Extend the lease; False when the lock is no longer this run's."""
+    def renew(self, rule_set: str, run_id: str, execution: str | None = None) -> bool:
+        """Extend the lease; False when the lock is no longer this run's, or (`execution`
+        given) no longer held by that execution: two executions of one run (a start retried
+        after its answer was lost, a hand-made begin) would archive everything twice."""
+        condition = "run_id = :run"
+        values = {
+            ":run": {"S": run_id},
+            ":until": {"N": str(int(self._clock()) + LEASE_SECONDS)},
+        }
+        if execution is not None:
+            condition += " AND execution = :execution"
+            values[":execution"] = {"S": execution}
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": f"lock#{rule_set}"}, "sk": {"S": "lock"}},
                 UpdateExpression="SET lease_until = :until",
-                ConditionExpression="run_id = :run",
-                ExpressionAttributeValues={
-                    ":run": {"S": run_id},
-                    ":until": {"N": str(int(self._clock()) + LEASE_SECONDS)},
-                },
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return False

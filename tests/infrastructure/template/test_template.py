@@ -590,6 +590,8 @@ def test_a_second_start_is_refused_not_doubled():
     # Input the step cannot act on fails the execution (and alarms).
     assert STATES[STATES["Started"]["Default"]]["Type"] == "Fail"
     assert STATES["Begin"]["Parameters"]["Payload"]["execution.$"] == "$$.Execution.Id"
+    # Each step names its execution: only the one holding the run's lock goes on.
+    assert STATES["Step"]["Parameters"]["Payload"]["execution.$"] == "$$.Execution.Id"
 
 
 def test_continue_as_new_starts_the_same_state_machine_with_the_run():

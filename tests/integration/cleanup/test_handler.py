@@ -177,6 +177,24 @@ def test_continue_as_new_carries_the_run_into_a_fresh_execution(deployed, monkey
     assert deployed["runs"].holder("cleanup_rules")["execution"] == EXECUTION + "-2"
 
 
+def test_two_executions_of_one_run_never_both_go_on(deployed, cliniko):
+    # A second execution naming a running run (a start retried after its answer was lost, a
+    # hand-made begin) takes the lock over; the first stops at its next step rather than
+    # archive everything a second time beside it.
+    started = begin(dry_run=False)
+    second = EXECUTION + "-again"
+    again = invoke({"action": "begin", "execution": second, "run_id": started["run_id"]})
+    assert again["next"] == "step"
+    first_step = {"action": "step", "run_id": started["run_id"], "iterations": 0}
+    assert invoke({**first_step, "execution": EXECUTION}) == {
+        "run_id": started["run_id"],
+        "next": "refused",
+    }
+    assert invoke({**first_step, "execution": second})["next"] == "done"
+    archives = Counter(r["path"] for r in cliniko.control.requests() if r["method"] == "POST")
+    assert archives and set(archives.values()) == {1}
+
+
 def test_a_failed_run_is_released_and_marked(deployed):
     started = begin()
     assert invoke({"action": "release", "run_id": started["run_id"]})["next"] == "done"
