@@ -14,6 +14,7 @@ CLI share it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -137,10 +138,6 @@ class Eraser:
         if not records:
             raise RequestNotFound(request_id)
         outcome = self._stored_state(request_id, records)
-        # The trail's due date: an extension recorded while an attempt ran is not in the
-        # outcome that attempt stored.
-        due = _due(records)
-        outcome.due_at, outcome.due_extended = due["due_at"], due["due_extended"]
         outcome.receipt = _receipt(outcome, *chain_head(records))
         return outcome
 
@@ -208,9 +205,8 @@ class Eraser:
             received = find_record(records, RECEIVED_SK)
             if received is None or received.get("fingerprint") != fingerprint(identity):
                 raise RequestIdConflict(request.request_id)
-            stored = find_record(records, OUTCOME_SK)
-            if stored is not None:
-                outcome = from_data(Outcome, json.loads(stored["outcome"]))
+            if find_record(records, OUTCOME_SK) is not None:
+                outcome = self._stored_state(request.request_id, records)
                 outcome.receipt = _receipt(outcome, *chain_head(records))
                 return outcome
             received = {**received, **_due(records)}
@@ -273,7 +269,11 @@ class Eraser:
     def _stored_state(self, request_id: str, records: list[dict[str, Any]]) -> Outcome:
         outcome = find_record(records, OUTCOME_SK)
         if outcome is not None:
-            return from_data(Outcome, json.loads(outcome["outcome"]))
+            # The trail's due date: an extension recorded while the attempt ran is not in the
+            # outcome that attempt stored.
+            return dataclasses.replace(
+                from_data(Outcome, json.loads(outcome["outcome"])), **_due(records)
+            )
         received = find_record(records, RECEIVED_SK) or {}
         attempts = [r for r in records if attempt_of(r["sk"]) is not None]
         last = max((attempt_of(r["sk"]) or 0 for r in attempts), default=0)
