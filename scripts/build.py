@@ -94,20 +94,20 @@ CHECKED_CONFIGURATION = (
 
 def check_configuration(directory: Path, secrets_prefix: str) -> None:
     """The Cliniko accounts and form sources (secrets under the prefix, each source's account),
-    the cleanup rules (their accounts) and the webhook subscribers of the cliniko_automations
-    package in `directory`."""
+    the cleanup rules (their accounts) and the webhook subscribers (their accounts, their secrets
+    under the prefix) of the cliniko_automations package in `directory`."""
     from cliniko_automations.changefeed import subscribers
     from cliniko_automations.cleanup import config as cleanup_config
     from cliniko_automations.intake import config as intake_config
 
     package = directory / "cliniko_automations"
     accounts, sources, rules, webhooks = (str(package / name) for name in CHECKED_CONFIGURATION)
-    checked = ["--check", sources, "--accounts", accounts, "--secrets-prefix", secrets_prefix]
-    if intake_config.main(checked) != 0:
+    against = ["--accounts", accounts, "--secrets-prefix", secrets_prefix]
+    if intake_config.main(["--check", sources, *against]) != 0:
         raise SystemExit("build stopped: the form-source configuration is invalid")
     if cleanup_config.main(["--check", rules, "--accounts", accounts]) != 0:
         raise SystemExit("build stopped: the cleanup rules are invalid")
-    if subscribers.main(["--check", webhooks, "--accounts", accounts]) != 0:
+    if subscribers.main(["--check", webhooks, *against]) != 0:
         raise SystemExit("build stopped: the webhook subscribers are invalid")
 
 

@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
-from cliniko_automations.common.accounts import load_accounts
+from cliniko_automations.common.accounts import (
+    DEFAULT_SECRETS_PREFIX,
+    load_accounts,
+    secrets_outside,
+)
 from cliniko_automations.common.config_file import (
     FORBID_EXTRA,
     Checked,
@@ -111,6 +115,14 @@ class Subscribers:
                     f"{event_type} has {len(wanting)}"
                 )
 
+    def secret_references(self) -> list[tuple[str, str]]:
+        """(where in the file, secret name) for every secret the change feed reads: the signing
+        secrets (an `auth_secret` is read by CloudFormation, at deploy time)."""
+        return [
+            (f"subscribers.{index}.secret", subscriber.secret)
+            for index, subscriber in enumerate(self.subscribers)
+        ]
+
     def unknown_accounts(self, accounts: Container[str]) -> list[str]:
         """One problem per account a subscriber names that is not among `accounts` (its
         deliveries for it would never come)."""
@@ -158,9 +170,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--accounts",
         help="the Cliniko accounts file (default: $CLINIKO_ACCOUNTS_FILE, else the shipped one)",
     )
+    parser.add_argument(
+        "--secrets-prefix",
+        default=DEFAULT_SECRETS_PREFIX,
+        help="the SecretsPrefix you deploy with: the change feed may read no other signing "
+        f"secret, and one it cannot read stops every poll (default: the template's, "
+        f"{DEFAULT_SECRETS_PREFIX})",
+    )
     args = parser.parse_args(argv)
     try:
         loaded = load_subscribers(args.path, load_accounts(args.accounts).accounts)
+        outside = secrets_outside(loaded.secret_references(), args.secrets_prefix)
+        if outside:
+            raise ConfigError(subscribers_path(args.path), outside)
     except ConfigError as exc:
         return print_problems(exc, "configuration")
     print(f"{subscribers_path(args.path)}: {len(loaded.subscribers)} webhook subscribers: OK")

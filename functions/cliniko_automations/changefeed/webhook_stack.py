@@ -47,7 +47,10 @@ def render(subscribers: Subscribers) -> dict[str, Any]:
     resources: dict[str, Any] = {
         "WebhookDeadLetterQueue": {
             "Type": "AWS::SQS::Queue",
-            "Properties": {"KmsMasterKeyId": "alias/aws/sqs", "MessageRetentionPeriod": 1209600},
+            # SQS-managed encryption, not the AWS-managed KMS key the stack's own queues use:
+            # EventBridge writes the dead letters as events.amazonaws.com, which that key's
+            # policy (not editable) does not let in, so every dead letter would be dropped.
+            "Properties": {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600},
         },
         "WebhookDeliveryRole": {
             "Type": "AWS::IAM::Role",

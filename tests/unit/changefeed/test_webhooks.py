@@ -199,6 +199,27 @@ def test_a_subscriber_naming_an_account_not_in_the_accounts_file_is_refused(tmp_
     assert load_subscribers(path, {"main-clinic": 1, "no-such-clinic": 2}).subscribers
 
 
+def test_a_signing_secret_outside_the_secrets_prefix_is_refused(tmp_path, capsys):
+    # The feed reads every subscriber's secret at each poll, and IAM lets it read only under
+    # SecretsPrefix: one outside would stop the feed for every account, deployed.
+    from cliniko_automations.changefeed import subscribers as command
+
+    path = tmp_path / "webhooks.yaml"
+    path.write_text(
+        "subscribers:\n"
+        "  - name: crm-sync\n"
+        "    url: https://hooks.example.com/cliniko\n"
+        "    events: [contact.created]\n"
+        "    secret: elsewhere/webhooks/crm-sync\n",
+        encoding="utf-8",
+    )
+    assert command.main(["--check", str(path)]) != 0
+    assert "subscribers.0.secret: secret 'elsewhere/webhooks/crm-sync' is outside" in (
+        capsys.readouterr().err
+    )
+    assert command.main(["--check", str(path), "--secrets-prefix", "elsewhere/"]) == 0
+
+
 def test_the_rendered_stack_delivers_by_api_destination_with_aws_retries():
     template = render(subscribers(rate_per_second=3))
     resources = template["Resources"]
@@ -223,6 +244,15 @@ def test_the_rendered_stack_delivers_by_api_destination_with_aws_retries():
     # Retries stop when a receiver would refuse the signature's age; then the dead letters.
     assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == 300
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}}
+
+
+def test_the_webhook_dead_letter_queue_takes_eventbridge_writes():
+    # EventBridge sends dead letters as events.amazonaws.com: a queue under the AWS-managed
+    # KMS key (whose policy admits only the account's callers) would drop every one of them.
+    stack = render(subscribers())
+    properties = stack["Resources"]["WebhookDeadLetterQueue"]["Properties"]
+    assert properties["SqsManagedSseEnabled"] is True
+    assert "KmsMasterKeyId" not in properties
 
 
 def test_the_shipped_subscriber_file_is_valid():
