@@ -241,7 +241,12 @@ class Attempt:
             if changes:
                 # The whole scrub body, not only the changed fields: one write leaves no
                 # personal field behind even if the read raced with an edit.
-                self.client.update_contact(contact_id, dict(SCRUBBED_VALUES))
+                # A contact already archived (by the cleanup, or staff) is likely reached by id
+                # only with a filter on archived_at (ClinikoClient._scope); one that is not
+                # is asked for as it always was.
+                self.client.update_contact(
+                    contact_id, dict(SCRUBBED_VALUES), include_archived=not archive
+                )
             if archive:
                 self.client.archive_contact(contact_id)
             check = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq([contact_id])]

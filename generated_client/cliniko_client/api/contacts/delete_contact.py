@@ -7,18 +7,31 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.error_message import ErrorMessage
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     id: str,
+    *,
+    q: list[str] | Unset = UNSET,
 ) -> dict[str, Any]:
+
+    params: dict[str, Any] = {}
+
+    json_q: list[str] | Unset = UNSET
+    if not isinstance(q, Unset):
+        json_q = q
+
+    params["q[]"] = json_q
+
+    params = {k: v for k, v in params.items() if v is not UNSET and v is not None}
 
     _kwargs: dict[str, Any] = {
         "method": "delete",
         "url": "/contacts/{id}".format(
             id=quote(str(id), safe=""),
         ),
+        "params": params,
     }
 
     return _kwargs
@@ -85,6 +98,7 @@ def sync_detailed(
     id: str,
     *,
     client: AuthenticatedClient | Client,
+    q: list[str] | Unset = UNSET,
 ) -> Response[Any | ErrorMessage]:
     """Archive a contact (legacy DELETE)
 
@@ -96,6 +110,7 @@ def sync_detailed(
 
     Args:
         id (str):
+        q (list[str] | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -107,6 +122,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         id=id,
+        q=q,
     )
 
     response = client.get_httpx_client().request(
@@ -120,6 +136,7 @@ def sync(
     id: str,
     *,
     client: AuthenticatedClient | Client,
+    q: list[str] | Unset = UNSET,
 ) -> Any | ErrorMessage | None:
     """Archive a contact (legacy DELETE)
 
@@ -131,6 +148,7 @@ def sync(
 
     Args:
         id (str):
+        q (list[str] | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -143,6 +161,7 @@ def sync(
     return sync_detailed(
         id=id,
         client=client,
+        q=q,
     ).parsed
 
 
@@ -150,6 +169,7 @@ async def asyncio_detailed(
     id: str,
     *,
     client: AuthenticatedClient | Client,
+    q: list[str] | Unset = UNSET,
 ) -> Response[Any | ErrorMessage]:
     """Archive a contact (legacy DELETE)
 
@@ -161,6 +181,7 @@ async def asyncio_detailed(
 
     Args:
         id (str):
+        q (list[str] | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -172,6 +193,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         id=id,
+        q=q,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -183,6 +205,7 @@ async def asyncio(
     id: str,
     *,
     client: AuthenticatedClient | Client,
+    q: list[str] | Unset = UNSET,
 ) -> Any | ErrorMessage | None:
     """Archive a contact (legacy DELETE)
 
@@ -194,6 +217,7 @@ async def asyncio(
 
     Args:
         id (str):
+        q (list[str] | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -207,5 +231,6 @@ async def asyncio(
         await asyncio_detailed(
             id=id,
             client=client,
+            q=q,
         )
     ).parsed

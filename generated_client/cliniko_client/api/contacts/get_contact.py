@@ -8,18 +8,31 @@ from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.contact import Contact
 from ...models.error_message import ErrorMessage
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     id: str,
+    *,
+    q: list[str] | Unset = UNSET,
 ) -> dict[str, Any]:
+
+    params: dict[str, Any] = {}
+
+    json_q: list[str] | Unset = UNSET
+    if not isinstance(q, Unset):
+        json_q = q
+
+    params["q[]"] = json_q
+
+    params = {k: v for k, v in params.items() if v is not UNSET and v is not None}
 
     _kwargs: dict[str, Any] = {
         "method": "get",
         "url": "/contacts/{id}".format(
             id=quote(str(id), safe=""),
         ),
+        "params": params,
     }
 
     return _kwargs
@@ -91,6 +104,7 @@ def sync_detailed(
     id: str,
     *,
     client: AuthenticatedClient | Client,
+    q: list[str] | Unset = UNSET,
 ) -> Response[Any | Contact | ErrorMessage]:
     """Get a contact
 
@@ -99,6 +113,7 @@ def sync_detailed(
 
     Args:
         id (str):
+        q (list[str] | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -110,6 +125,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         id=id,
+        q=q,
     )
 
     response = client.get_httpx_client().request(
@@ -123,6 +139,7 @@ def sync(
     id: str,
     *,
     client: AuthenticatedClient | Client,
+    q: list[str] | Unset = UNSET,
 ) -> Any | Contact | ErrorMessage | None:
     """Get a contact
 
@@ -131,6 +148,7 @@ def sync(
 
     Args:
         id (str):
+        q (list[str] | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -143,6 +161,7 @@ def sync(
     return sync_detailed(
         id=id,
         client=client,
+        q=q,
     ).parsed
 
 
@@ -150,6 +169,7 @@ async def asyncio_detailed(
     id: str,
     *,
     client: AuthenticatedClient | Client,
+    q: list[str] | Unset = UNSET,
 ) -> Response[Any | Contact | ErrorMessage]:
     """Get a contact
 
@@ -158,6 +178,7 @@ async def asyncio_detailed(
 
     Args:
         id (str):
+        q (list[str] | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -169,6 +190,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         id=id,
+        q=q,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -180,6 +202,7 @@ async def asyncio(
     id: str,
     *,
     client: AuthenticatedClient | Client,
+    q: list[str] | Unset = UNSET,
 ) -> Any | Contact | ErrorMessage | None:
     """Get a contact
 
@@ -188,6 +211,7 @@ async def asyncio(
 
     Args:
         id (str):
+        q (list[str] | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -201,5 +225,6 @@ async def asyncio(
         await asyncio_detailed(
             id=id,
             client=client,
+            q=q,
         )
     ).parsed

@@ -10,21 +10,33 @@ from ...models.contact import Contact
 from ...models.contact_write import ContactWrite
 from ...models.error_message import ErrorMessage
 from ...models.validation_error import ValidationError
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     id: str,
     *,
     body: ContactWrite,
+    q: list[str] | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+
+    params: dict[str, Any] = {}
+
+    json_q: list[str] | Unset = UNSET
+    if not isinstance(q, Unset):
+        json_q = q
+
+    params["q[]"] = json_q
+
+    params = {k: v for k, v in params.items() if v is not UNSET and v is not None}
 
     _kwargs: dict[str, Any] = {
         "method": "patch",
         "url": "/contacts/{id}".format(
             id=quote(str(id), safe=""),
         ),
+        "params": params,
     }
 
     _kwargs["json"] = body.to_dict()
@@ -107,6 +119,7 @@ def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
     body: ContactWrite,
+    q: list[str] | Unset = UNSET,
 ) -> Response[Any | Contact | ErrorMessage | ValidationError]:
     """Update a contact
 
@@ -115,6 +128,7 @@ def sync_detailed(
 
     Args:
         id (str):
+        q (list[str] | Unset):
         body (ContactWrite): The body of a create or an update: only writable fields, all optional
             (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
             fields such as `country`. Which fields a create requires is not documented (a blank
@@ -131,6 +145,7 @@ def sync_detailed(
     kwargs = _get_kwargs(
         id=id,
         body=body,
+        q=q,
     )
 
     response = client.get_httpx_client().request(
@@ -145,6 +160,7 @@ def sync(
     *,
     client: AuthenticatedClient | Client,
     body: ContactWrite,
+    q: list[str] | Unset = UNSET,
 ) -> Any | Contact | ErrorMessage | ValidationError | None:
     """Update a contact
 
@@ -153,6 +169,7 @@ def sync(
 
     Args:
         id (str):
+        q (list[str] | Unset):
         body (ContactWrite): The body of a create or an update: only writable fields, all optional
             (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
             fields such as `country`. Which fields a create requires is not documented (a blank
@@ -170,6 +187,7 @@ def sync(
         id=id,
         client=client,
         body=body,
+        q=q,
     ).parsed
 
 
@@ -178,6 +196,7 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
     body: ContactWrite,
+    q: list[str] | Unset = UNSET,
 ) -> Response[Any | Contact | ErrorMessage | ValidationError]:
     """Update a contact
 
@@ -186,6 +205,7 @@ async def asyncio_detailed(
 
     Args:
         id (str):
+        q (list[str] | Unset):
         body (ContactWrite): The body of a create or an update: only writable fields, all optional
             (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
             fields such as `country`. Which fields a create requires is not documented (a blank
@@ -202,6 +222,7 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         id=id,
         body=body,
+        q=q,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -214,6 +235,7 @@ async def asyncio(
     *,
     client: AuthenticatedClient | Client,
     body: ContactWrite,
+    q: list[str] | Unset = UNSET,
 ) -> Any | Contact | ErrorMessage | ValidationError | None:
     """Update a contact
 
@@ -222,6 +244,7 @@ async def asyncio(
 
     Args:
         id (str):
+        q (list[str] | Unset):
         body (ContactWrite): The body of a create or an update: only writable fields, all optional
             (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
             fields such as `country`. Which fields a create requires is not documented (a blank
@@ -240,5 +263,6 @@ async def asyncio(
             id=id,
             client=client,
             body=body,
+            q=q,
         )
     ).parsed
