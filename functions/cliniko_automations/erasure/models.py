@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from cliniko_automations.cliniko.rules import EMAIL_PATTERN, MAX_LENGTH
+from cliniko_automations.common.person_keys import clean_email
 from cliniko_automations.common.settings import parsed_setting
 from cliniko_automations.erasure.errors import InvalidRequest
 
@@ -133,8 +134,9 @@ def _contact_id(value: Any) -> str:
 
 
 def _email(value: Any) -> str:
+    # Cleaned as the intake cleans the emails it stores, so both hash the same address;
     # Cliniko's email filter compares against the lower-cased stored email.
-    email = _text(value).lower()
+    email = clean_email(_text(value)).lower()
     if len(email) > MAX_LENGTH or not EMAIL_PATTERN.fullmatch(email):
         raise ValueError("must be an email address")
     return email

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 from cliniko_automations.cliniko import rules
+from cliniko_automations.common.person_keys import clean_email
 from cliniko_automations.common.settings import parsed_setting
 
 PhoneType = Literal["Mobile", "Home", "Work", "Other", "Fax"]
@@ -99,7 +100,7 @@ class ContactDraft:
     @property
     def lookup_email(self) -> str | None:
         """The email as Cliniko's email filter compares it: lower-cased."""
-        return self.email.strip().lower() if self.email else None
+        return clean_email(self.email).lower() if self.email else None
 
     def _values(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cliniko_automations.cliniko import rules
+from cliniko_automations.common.person_keys import clean_email
 from cliniko_automations.intake.config import PLACEHOLDER, FieldRule, FormSource
 from cliniko_automations.intake_api.providers.base import Answer, as_text
 
@@ -28,15 +29,17 @@ def map_answers(answers: Mapping[str, Answer], source: FormSource) -> dict[str, 
     phones: list[dict[str, str]] = []
     for rule in source.fields:
         answer = _answer_for(rule, answers)
-        if not as_text(answer):
+        # An email of invisible characters alone is no answer, like one of spaces.
+        text = clean_email(as_text(answer)) if rule.to == "email" else as_text(answer)
+        if not text:
             continue
         if rule.to == "full_name":
             for name, value in split_name(answer).items():
                 fields.setdefault(name, value)
         elif rule.to == "phone":
-            phones.append({"number": as_text(answer), "phone_type": rule.phone_type or "Mobile"})
+            phones.append({"number": text, "phone_type": rule.phone_type or "Mobile"})
         else:
-            fields.setdefault(rule.to, _convert(rule, as_text(answer)))
+            fields.setdefault(rule.to, _convert(rule, text))
     if phones:
         fields["phone_numbers"] = phones
     if source.notes_template is not None:

@@ -8,9 +8,14 @@ import hashlib
 import hmac
 import json
 
+import boto3
 import pytest
+from cliniko_automations.common.person_keys import email_hash
+from cliniko_automations.common.submission_store import DynamoSubmissionStore
+from cliniko_automations.erasure.models import ErasureRequest
 
 from tests.fixtures.apigw import form_post_event
+from tests.integration.intake_api.conftest import PEPPER
 from tests.integration.intake_api.test_api_handler import signed
 from tests.unit.intake_api import samples
 
@@ -123,6 +128,27 @@ def test_a_lone_surrogate_is_replaced_and_the_submission_accepted(intake, source
     assert answer["statusCode"] == 202, answer
     [message] = intake.messages()
     assert "\ufffd" in intake.stored(message).draft.canonical_json()
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200e", "\u00ad", "\ufeff", "\u2060"])
+def test_an_email_with_invisible_characters_is_stored_as_the_address_meant(intake, invisible):
+    # Pasted along unseen; kept, the worker's lookup by email would miss the contact and an
+    # erasure of the address would miss this stored body.
+    typed = samples.EMAIL.replace("@", f"{invisible}@") + invisible
+    body, headers = signed("gp-referral-tally", samples.tally_body(email=typed))
+    answer = intake.post("gp-referral-tally", body, headers)
+    assert answer["statusCode"] == 202, answer
+    [message] = intake.messages()
+    submission = intake.stored(message)
+    assert submission.draft.email == samples.EMAIL
+    stored = DynamoSubmissionStore(boto3.client("dynamodb"), intake.submission_table).get(
+        submission.submission_id
+    )
+    assert stored is not None
+    erasure = ErasureRequest.parse({"request_id": "r-1", "email": typed, "reason": "x"})
+    assert erasure.email is not None
+    assert stored.email_hmac == email_hash(PEPPER, erasure.email)
+    assert stored.email_hmac == email_hash(PEPPER, samples.EMAIL)
 
 
 def test_a_multipart_part_naming_a_codec_outside_the_allow_list_is_400(intake):

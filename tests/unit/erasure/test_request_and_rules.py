@@ -164,6 +164,18 @@ def test_email_hash_is_hmac_sha256_of_the_lower_cased_email():
     assert email_hash("q" * 32, "ada@example.com") != expected
 
 
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200e", "\u00ad", "\ufeff", "\u2060"])
+def test_an_email_with_invisible_characters_is_the_address_meant(invisible):
+    # The intake stores the address without them (tests/unit/intake_api/test_mapping.py):
+    # the erasure's hash must be of the same address, or it misses the stored submission.
+    body = {"request_id": "r-1", "email": f"Ada@Exam{invisible}ple.com{invisible}", "reason": "x"}
+    assert ErasureRequest.parse(body).email == "ada@example.com"
+    pepper = "p" * 32
+    assert email_hash(pepper, f"{invisible}ada@example.com") == email_hash(
+        pepper, "ada@example.com"
+    )
+
+
 def test_overdue_counts_open_and_failed_requests_past_their_due_date():
     now = datetime(2026, 3, 1, tzinfo=UTC)
     records = [

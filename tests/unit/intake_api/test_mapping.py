@@ -129,6 +129,29 @@ def test_blank_answers_are_left_out():
     assert map_answers({"n": "A", "e": "  ", "p": None}, src) == {"first_name": "A"}
 
 
+# Unicode format characters (category Cf) that a copy-paste carries along unseen.
+INVISIBLE = ["\u200b", "\u200e", "\u00ad", "\ufeff", "\u2060"]
+
+
+@pytest.mark.parametrize("invisible", INVISIBLE)
+def test_invisible_characters_are_taken_out_of_an_email(invisible):
+    src = source([{"from": "n", "to": "full_name"}, {"from": "e", "to": "email"}])
+    typed = f" {invisible}ann.lee@exam{invisible}ple.org{invisible} "
+    mapped = map_answers({"n": "Ann Lee", "e": typed}, src)
+    assert mapped["email"] == "ann.lee@example.org"
+    assert map_answers({"n": "Ann Lee", "e": invisible * 3}, src) == {
+        "first_name": "Ann",
+        "last_name": "Lee",
+    }
+
+
+def test_a_names_joiners_are_kept():
+    # ZWNJ and ZWJ are part of how names are spelt in Persian, Hindi and other scripts.
+    src = source([{"from": "n", "to": "full_name"}])
+    mapped = map_answers({"n": "Mehr\u200cnaz Kau\u200dr"}, src)
+    assert mapped == {"first_name": "Mehr\u200cnaz", "last_name": "Kau\u200dr"}
+
+
 def test_answer_ids_for_points_back_at_form_inputs():
     src = load_form_sources().sources["intake-jotform"]
     assert answer_ids_for("first_name", src) == ["q3_name"]
