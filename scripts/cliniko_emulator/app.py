@@ -135,7 +135,7 @@ class Emulator:
         # Moved forward by `POST clock` so a test can replay a message "days later": the
         # contacts' timestamps then follow the same clock as the code under test.
         self.clock_offset = timedelta(0)
-        self.store = ContactStore(state_file, clock=lambda: now_utc() + self.clock_offset)
+        self.store = ContactStore(state_file, clock=self._now)
         self.limiter = RateLimiter(per_minute, time_scale)
         self._default_rate = (per_minute, time_scale)
         self.faults = Faults()
@@ -204,6 +204,7 @@ class Emulator:
             self._violations.clear()
             self._seq = 0
         self.archived_get = self._defaults["archived_get"]
+        self.store.subsecond = False
         self.strict = self._defaults["strict"]
         self.validate = self._defaults["validate"]
         self.faults.reset()
@@ -680,12 +681,21 @@ class Emulator:
             self.validate = bool(data["enabled"])
         return Reply.json(200, {"strict": self.strict, "enabled": self.validate})
 
+    def _now(self) -> datetime:
+        moment = datetime.now(UTC) if self.store.subsecond else now_utc()
+        return moment + self.clock_offset
+
     def _c_set_behaviour(self, data, query) -> Reply:
         archived_get = data.get("archived_get", self.archived_get)
         if archived_get not in ("visible", "hidden"):
             raise ValueError("archived_get must be 'visible' or 'hidden'")
-        self.archived_get = archived_get
-        return Reply.json(200, {"archived_get": self.archived_get})
+        subsecond = data.get("subsecond_times", self.store.subsecond)
+        if not isinstance(subsecond, bool):
+            raise ValueError("subsecond_times must be true or false")
+        self.archived_get, self.store.subsecond = archived_get, subsecond
+        return Reply.json(
+            200, {"archived_get": self.archived_get, "subsecond_times": self.store.subsecond}
+        )
 
 
 CONTROL_ROUTES: dict[tuple[str, str], Callable[..., Reply]] = {

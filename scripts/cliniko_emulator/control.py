@@ -149,9 +149,17 @@ class EmulatorControl:
         body = {k: v for k, v in (("strict", strict), ("enabled", enabled)) if v is not None}
         return self._call("POST", "validation", json=body)
 
-    def set_behaviour(self, *, archived_get: str) -> dict[str, Any]:
-        """archived_get: "visible" (default) or "hidden" (GET of an archived contact -> 404)."""
-        return self._call("POST", "behaviour", json={"archived_get": archived_get})
+    def set_behaviour(
+        self, *, archived_get: str | None = None, subsecond_times: bool | None = None
+    ) -> dict[str, Any]:
+        """archived_get: "visible" (default) or "hidden" (GET of an archived contact -> 404).
+        subsecond_times: contacts' times keep their fractions (shown in whole seconds)."""
+        body = {
+            k: v
+            for k, v in (("archived_get", archived_get), ("subsecond_times", subsecond_times))
+            if v is not None
+        }
+        return self._call("POST", "behaviour", json=body)
 
     def changes(self, since: int = 0) -> list[dict[str, Any]]:
         """The journal of changes (creates, updates, archives, unarchives) after the

@@ -51,13 +51,14 @@ def format_datetime(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_stored_datetime(value: Any) -> datetime | None:
+def parse_stored_datetime(value: Any, *, subsecond: bool = False) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     moment = datetime.fromisoformat(str(value))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0)
+    moment = moment.astimezone(UTC)
+    return moment if subsecond else moment.replace(microsecond=0)
 
 
 def normalize_number(number: str) -> str:
@@ -119,6 +120,9 @@ class ContactStore:
         # Every change as the change feed must see it: (seq, shard, id, kind, updated_at).
         # In memory only: it is the tests' record of what happened, not Cliniko state.
         self._journal: list[dict[str, Any]] = []
+        # Seeded times keep their fractions (the emulator's `subsecond_times`): shown in whole
+        # seconds, as Cliniko shows them, but sorted and filtered by the instant.
+        self.subsecond = False
         if self._path and self._path.exists():
             self._load()
 
@@ -214,12 +218,16 @@ class ContactStore:
             record = _blank_contact()
             apply_write(record, body)
             record["id"] = self._next_id()
-            record["created_at"] = parse_stored_datetime(stamps.get("created_at")) or moment
+            fine = self.subsecond
+            record["created_at"] = (
+                parse_stored_datetime(stamps.get("created_at"), subsecond=fine) or moment
+            )
             # A seeded contact given only a creation time was last changed then.
             record["updated_at"] = (
-                parse_stored_datetime(stamps.get("updated_at")) or record["created_at"]
+                parse_stored_datetime(stamps.get("updated_at"), subsecond=fine)
+                or record["created_at"]
             )
-            record["archived_at"] = parse_stored_datetime(stamps.get("archived_at"))
+            record["archived_at"] = parse_stored_datetime(stamps.get("archived_at"), subsecond=fine)
             self._bucket(shard)[record["id"]] = record
             if not self._batching:
                 self._journal_change(shard, record, "created")

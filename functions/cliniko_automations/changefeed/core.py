@@ -221,8 +221,12 @@ class ChangeFeed:
                 last = max(c.updated_at for c in listing.contacts)
                 if last > since:
                     since = last
-                else:  # a full page inside one second: read the rest of it by id
-                    after_id = max(int(c.contact_id) for c in listing.contacts)
+                else:
+                    # A full page inside one second: read that whole second again, by id. Not
+                    # on from the page's highest id: Cliniko shows whole seconds but may keep
+                    # fractions, so that page was the second's earliest changes, not its
+                    # lowest ids (the ones read again are dropped as duplicates).
+                    after_id = 0
         except cliniko_errors.ClinikoError as error:
             result.complete, result.error = False, cliniko_errors.error_kind(error)
         except PublishFailed:

@@ -232,6 +232,31 @@ def test_a_second_holding_more_than_a_page_loses_no_contact_changed_while_read(
     assert Counter(d["type"] for d in details)["contact.created"] == 150
 
 
+def test_a_crowded_second_is_read_whole_when_cliniko_keeps_fractions_of_seconds(stack, cliniko):
+    # Cliniko shows whole seconds but may keep fractions: 150 contacts changed in one second,
+    # the later ids earlier in it. The first page (sorted by updated_at) is then not the
+    # second's lowest ids, and reading on from its highest id skipped the other 50 for good.
+    cliniko.control.set_behaviour(subsecond_times=True)
+    ids = cliniko.control.seed(
+        contacts=[
+            {
+                "first_name": f"P{n}",
+                "last_name": "X",
+                "updated_at": iso(BASE_TIME).replace("Z", f".{999_000 - n * 6_000:06d}Z"),
+                "created_at": iso(BASE_TIME - dt.timedelta(days=1)),
+            }
+            for n in range(150)
+        ]
+    )
+    listed = cliniko.client().contacts_page(sort="updated_at,id").contacts
+    assert [c.id for c in listed[:2]] == ids[:-3:-1]  # shown in one second, latest id first
+
+    run()
+    published = {e["detail"]["contact_id"] for e in stack.drain()}
+    assert published == set(ids)
+    assert catch_up()["changes"] == 0 and stack.drain() == []
+
+
 def test_a_put_events_call_failing_in_part_records_the_changes_it_did_publish(stack, cliniko):
     ids = cliniko.control.seed(
         contacts=[
