@@ -1,16 +1,20 @@
 """JSON from a sender, read defensively: one loader for every body the functions parse.
 
-`json.loads` alone lets a hostile body through in three ways: nesting deep enough to raise
+`json.loads` alone lets a hostile body through in four ways: nesting deep enough to raise
 RecursionError (here, or later in any code that walks the value), integers too long to
-convert (ValueError on Python 3.11+), and lone UTF-16 surrogates ("\\ud800", what JavaScript
-writes for a string cut mid-emoji) that no UTF-8 encoder accepts, so the value could never be
-queued or stored. The loader refuses the first two and replaces each lone surrogate with
-U+FFFD (the text is kept, the broken character marked), so a submission is accepted once.
+convert (ValueError on Python 3.11+), numbers that are not finite (the non-JSON `NaN`,
+`Infinity` and `-Infinity` that Python's and pandas' `json.dumps` write for empty cells, and
+valid JSON such as `1e400` that overflows a float), which would reach a contact as the text
+"nan" or "inf", and lone UTF-16 surrogates ("\\ud800", what JavaScript writes for a string cut
+mid-emoji) that no UTF-8 encoder accepts, so the value could never be queued or stored. The
+loader refuses the first three and replaces each lone surrogate with U+FFFD (the text is
+kept, the broken character marked), so a submission is accepted once.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -22,7 +26,8 @@ REPLACEMENT_CHARACTER = "\ufffd"
 
 
 class JsonRefused(ValueError):
-    """The body is not JSON, or is JSON nested too deeply; `problem` is a fixed phrase."""
+    """The body is not JSON, is JSON nested too deeply or holds a number no float can hold;
+    `problem` is a fixed phrase."""
 
     def __init__(self, problem: str) -> None:
         self.problem = problem
@@ -32,14 +37,28 @@ class JsonRefused(ValueError):
 def load_json(raw: bytes | str) -> Any:
     """The JSON value of `raw`, nested at most MAX_DEPTH deep, without lone surrogates."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise JsonRefused("nested too deeply") from None
+    except JsonRefused:
+        raise
     except (UnicodeDecodeError, ValueError):
         raise JsonRefused("not JSON") from None
     if _depth_exceeds(data, MAX_DEPTH):
         raise JsonRefused("nested too deeply")
     return _without_lone_surrogates(data)
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN, Infinity, -Infinity: Python's extensions, not JSON.
+    raise JsonRefused("not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonRefused("holding a number too large")
+    return value
 
 
 def without_lone_surrogates(text: str) -> str:

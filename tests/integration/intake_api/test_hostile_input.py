@@ -112,6 +112,27 @@ def test_answers_nested_5000_lists_deep_are_400(intake):
     assert intake.messages() == []
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        # What Python's json.dumps (and pandas, for every empty cell) writes: not JSON.
+        (b"NaN", "not JSON"),
+        (b"Infinity", "not JSON"),
+        (b"-Infinity", "not JSON"),
+        # JSON, but past a float's range.
+        (b"1e400", "holding a number too large"),
+        (b"-1e400", "holding a number too large"),
+    ],
+)
+def test_a_number_that_is_not_finite_is_400_not_the_text_nan_or_inf(intake, value, problem):
+    body = samples.json_body().replace(b'"Partner Physio"', value)
+    assert value in body
+    body, headers = signed("partner-json", body)
+    answer = refused(intake.post("partner-json", body, headers), 400)
+    assert answer["detail"] == f"body is {problem}"
+    assert intake.messages() == []
+
+
 @pytest.mark.parametrize("source", JSON_SOURCES)
 def test_a_lone_surrogate_is_replaced_and_the_submission_accepted(intake, source):
     # What JavaScript writes for a string cut in the middle of an emoji.
