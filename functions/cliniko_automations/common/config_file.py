@@ -23,7 +23,7 @@ import hashlib
 import json
 import sys
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -159,19 +159,49 @@ def _parse_yaml(path: Path, text: str) -> Any:
     import yaml
 
     # The C parser when the artifact has it (PyYAML's wheels do): several times faster.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    fast = _refusing_duplicates(yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    careful = _refusing_duplicates(yaml, yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+        return yaml.load(text, Loader=fast)  # noqa: S506 - a safe loader
     except yaml.YAMLError:
         pass
     # A broken file: the pure-Python parser names the place (the C one can point past the end
     # of a line), so the build, `--check` and a cold start report the same line and column.
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=careful)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None)
+        if isinstance(problem, str) and problem.startswith(DUPLICATE_KEY):
+            raise ConfigError(path, [f"{problem}{where}"]) from None
         raise ConfigError(path, [f"not valid YAML{where}"]) from None
+
+
+DUPLICATE_KEY = "a key given twice"
+
+
+def _refusing_duplicates(yaml: Any, base: type) -> type:
+    """`base` (a safe loader) refusing a mapping that names a key twice. YAML forbids it, but
+    PyYAML keeps the last: a rule's second `where:` silently replaced its first."""
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults` then a key of its own overrides, as meant
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, Hashable):
+                    continue  # the base loader refuses it, with its own message
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{DUPLICATE_KEY} ({key!r})", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
 
 
 def readable(exc: ValidationError) -> list[str]:

@@ -65,6 +65,34 @@ def test_invalid_yaml_is_named_with_its_place_by_the_build_and_the_loader(tmp_pa
         read_config_data(path)
 
 
+def test_a_key_given_twice_is_refused_by_the_build_and_the_loader(tmp_path):
+    # PyYAML keeps the last of two equal keys: a cleanup rule's second `where:` silently
+    # replaced its first (an email filter gone, every intake contact matched), a subscriber's
+    # second `include_fields:` sent personal data.
+    path = tmp_path / "cliniko_accounts.yaml"
+    path.write_text(
+        "accounts:\n"
+        "  main: {api_key_secret: cliniko-automations/main}\n"
+        "  main: {api_key_secret: cliniko-automations/other}\n"
+    )
+    for read in (compile_config_file, read_config_data):
+        with pytest.raises(ConfigError, match=r"a key given twice \('main'\) at line 3"):
+            read(path)
+
+
+def test_a_merge_key_s_values_may_be_overridden(tmp_path):
+    path = tmp_path / "cliniko_accounts.yaml"
+    path.write_text(
+        "defaults: &defaults {api_key_secret: cliniko-automations/main}\n"
+        "accounts:\n"
+        "  other:\n"
+        "    <<: *defaults\n"
+        "    api_key_secret: cliniko-automations/other\n"
+    )
+    data = read_config_data(path)
+    assert data["accounts"] == {"other": {"api_key_secret": "cliniko-automations/other"}}
+
+
 def test_json_the_build_checked_is_built_without_validating_and_equals_the_validated(tmp_path):
     from cliniko_automations.common.accounts import ClinikoAccounts
     from cliniko_automations.common.config_file import validated
