@@ -61,45 +61,54 @@ def run_loop(
     run_id, iterations = answer["run_id"], answer["iterations"]
     result.run_id = run_id
     failures = 0
-    while True:
-        try:
-            answer = invoke(
-                {
-                    "action": "step",
-                    "run_id": run_id,
-                    "iterations": iterations,
-                    "execution": execution,
-                }
-            )
-        except Exception:
-            result.failed_steps += 1
-            failures += 1
-            if failures > step_retries:
-                invoke({"action": "release", "run_id": run_id})
-                result.status = "stopped"
-                raise
-            continue
-        failures = 0
-        result.steps += 1
-        result.last = answer
-        if on_step is not None:
-            on_step(answer)
-        next_action = answer.get("next")
-        iterations = answer.get("iterations", iterations)
-        if next_action == "step":
-            continue
-        if next_action == "wait":
-            result.waits += 1
-            sleep(answer.get("wait_seconds", 0))
-            continue
-        if next_action == "continue":
-            execution = execution_arn()
-            result.executions.append(execution)
-            begun = invoke({"action": "begin", "execution": execution, **start, "run_id": run_id})
-            if begun.get("next") != "step":
-                result.status = "stopped"
-                return result
-            iterations = begun["iterations"]
-            continue
-        result.status = "finished" if next_action == "done" else "stopped"
-        return result
+    try:
+        while True:
+            try:
+                answer = invoke(
+                    {
+                        "action": "step",
+                        "run_id": run_id,
+                        "iterations": iterations,
+                        "execution": execution,
+                    }
+                )
+            except Exception:
+                result.failed_steps += 1
+                failures += 1
+                if failures > step_retries:
+                    invoke({"action": "release", "run_id": run_id})
+                    result.status = "stopped"
+                    raise
+                continue
+            failures = 0
+            result.steps += 1
+            result.last = answer
+            if on_step is not None:
+                on_step(answer)
+            next_action = answer.get("next")
+            iterations = answer.get("iterations", iterations)
+            if next_action == "step":
+                continue
+            if next_action == "wait":
+                result.waits += 1
+                sleep(answer.get("wait_seconds", 0))
+                continue
+            if next_action == "continue":
+                execution = execution_arn()
+                result.executions.append(execution)
+                begun = invoke(
+                    {"action": "begin", "execution": execution, **start, "run_id": run_id}
+                )
+                if begun.get("next") != "step":
+                    result.status = "stopped"
+                    return result
+                iterations = begun["iterations"]
+                continue
+            result.status = "finished" if next_action == "done" else "stopped"
+            return result
+    except KeyboardInterrupt:
+        # Stopped by hand (Ctrl-C): the run is released, as a failed execution releases it,
+        # or its lock would turn every other run of the rule set away for an hour.
+        invoke({"action": "release", "run_id": run_id})
+        result.status = "stopped"
+        raise

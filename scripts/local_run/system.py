@@ -419,8 +419,11 @@ class LocalSystem:
         env: dict[str, str] = {}
         for runtime in self.functions.values():
             env.update(runtime.template_environment)
+        # Each function's own Powertools settings are not the CLIs' (its service name, log
+        # event switches); the metrics namespace is, as the cleanup's local steps publish.
         for name in [n for n in env if n.startswith("POWERTOOLS_")]:
-            del env[name]
+            if name != "POWERTOOLS_METRICS_NAMESPACE":
+                del env[name]
         env.update(
             {
                 "AWS_ENDPOINT_URL": self.moto_endpoint,

@@ -122,6 +122,19 @@ def test_the_local_loop_runs_a_configured_live_run_to_the_end(deployed, cliniko,
     assert report == {"form-tests": [deployed["test"]]}
 
 
+def test_a_local_loop_stopped_by_hand_releases_its_run(deployed, cliniko):
+    # Ctrl-C during a local run: its lock would otherwise refuse every run of the rule set
+    # for an hour.
+    def interrupted(event):
+        if event["action"] == "step":
+            raise KeyboardInterrupt
+        return invoke(event)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(interrupted)
+    assert begin(dry_run=True)["next"] == "step"
+
+
 def test_a_second_start_while_a_run_holds_the_lock_is_refused(deployed, cliniko):
     first = begin(dry_run=False)
     second = begin(dry_run=False)

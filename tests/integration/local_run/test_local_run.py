@@ -228,6 +228,11 @@ def test_operating_clis_work_on_the_local_run(local_system):
     )
     assert local_system.drain(60)
     env = {**os.environ, **local_system.operator_environment()}
+    # The cleanup's local steps publish metrics: without the template's namespace (the tests
+    # set one of their own) `cleanup.py plan --local` failed in a local_run shell.
+    assert local_system.operator_environment()["POWERTOOLS_METRICS_NAMESPACE"] == (
+        "ClinikoAutomations"
+    )
     for name in ("DEAD_LETTER_QUEUE_URL", "SUBMISSION_QUEUE_URL", "IDEMPOTENCY_TABLE"):
         assert env[name].startswith(("http://127.0.0.1", "cliniko-automations-local-")), name
     listed = subprocess.run(
