@@ -83,8 +83,27 @@ def _runs_and_ledger() -> tuple[Any, Any, str]:
     )
 
 
+class BadRules(ValueError):
+    """`--rules` names nothing, or a rule the rules file does not have."""
+
+
 def start_input(rules: str | None, dry_run: bool) -> dict[str, Any]:
-    names = [name.strip() for name in rules.split(",") if name.strip()] if rules else None
+    """The state machine's input. `--rules` is checked against the rules file here, before
+    anything starts: the step would refuse an unknown name only after the run had begun, and
+    an empty list (`--rules ""`) is a mistake, not "every rule"."""
+    from cliniko_automations.cleanup.config import load_cleanup_rules, rules_path
+
+    names = None
+    if rules is not None:
+        names = [name.strip() for name in rules.split(",") if name.strip()]
+        if not names:
+            raise BadRules("--rules names no rule; leave it out to run every rule")
+        known = load_cleanup_rules()
+        try:
+            known.selected(names)
+        except ValueError as error:
+            available = ", ".join(rule.name for rule in known.rules) or "none"
+            raise BadRules(f"{error} in {rules_path()} (its rules: {available})") from None
     return {"dry_run": dry_run, "rules": names, "run_id": None}
 
 
@@ -130,20 +149,62 @@ def run_locally(payload: dict[str, Any], as_json: bool) -> int:
     if result.status == "refused":
         print("refused: another run of the rule set is going", file=sys.stderr)
         return EXIT_REFUSED
+    if result.run_id is None:  # the start itself was refused as invalid: no run of ours
+        problem = result.last.get("error", result.last.get("next"))
+        print(f"cleanup.py: the run did not start: {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    # This run's report only, never another (older) run's.
     runs, ledger, rule_set = _runs_and_ledger()
-    return print_status(runs, ledger, rule_set, result.run_id, as_json)
+    code = print_status(runs, ledger, rule_set, result.run_id, as_json)
+    if result.status != "finished":
+        problem = result.last.get("error", result.last.get("next"))
+        print(f"cleanup.py: run {result.run_id} stopped: {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    return code
 
 
-def start_execution(payload: dict[str, Any]) -> int:
+def start_execution(payload: dict[str, Any]) -> tuple[int, str | None]:
+    """(exit status, the execution's ARN)."""
     arn = os.environ.get("CLEANUP_STATE_MACHINE_ARN")
     if not arn:
         print(
             "set CLEANUP_STATE_MACHINE_ARN (stack output CleanupStateMachineArn)", file=sys.stderr
         )
-        return EXIT_USAGE
+        return EXIT_USAGE, None
     started = _boto("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(payload))
     print(started["executionArn"])
-    return EXIT_OK
+    return EXIT_OK, started["executionArn"]
+
+
+def run_of_execution(execution_arn: str, wait_seconds: float = 120) -> tuple[int, str | None]:
+    """(exit status, the run id) of the run this execution began, read from the output of its
+    Begin step in the execution's history: never "the newest run", which may be another.
+    An execution that ended without beginning a run was refused (another run holds the lock)
+    or failed (its error is printed)."""
+    sfn = _boto("stepfunctions")
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+        for page in pages:
+            for event in page["events"]:
+                details = event.get("taskSucceededEventDetails") or {}
+                with contextlib.suppress(ValueError, TypeError):
+                    answer = json.loads(details.get("output") or "{}")
+                    answer = answer.get("Payload", answer)
+                    if answer.get("run_id"):
+                        return EXIT_OK, str(answer["run_id"])
+        described = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] == "SUCCEEDED":
+            print("refused: another run of the rule set is going", file=sys.stderr)
+            return EXIT_REFUSED, None
+        if described["status"] != "RUNNING":
+            cause = described.get("error") or described["status"]
+            print(f"cleanup.py: the execution ended without a run: {cause}", file=sys.stderr)
+            return EXIT_FAILED, None
+        if time.monotonic() > deadline:
+            print(f"cleanup.py: no run began within {wait_seconds:.0f}s", file=sys.stderr)
+            return EXIT_FAILED, None
+        time.sleep(2)
 
 
 def progress_bar(done: int, total: int | None) -> str:
@@ -217,15 +278,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command in ("plan", "run"):
         dry_run = args.command == "plan" or not args.archive
-        payload = start_input(args.rules, dry_run)
+        try:
+            payload = start_input(args.rules, dry_run)
+        except BadRules as error:
+            print(f"cleanup.py: {error}", file=sys.stderr)
+            return EXIT_USAGE
         if args.local:
             return run_locally(payload, args.json)
-        code = start_execution(payload)
+        code, execution_arn = start_execution(payload)
         # A plan is only its counts: follow it to the end.
-        if code or not (args.command == "plan" or args.follow):
+        if code or execution_arn is None or not (args.command == "plan" or args.follow):
             return code
-        time.sleep(5)  # the execution's first step creates the run
-        args.watch, args.run_id = True, None
+        code, args.run_id = run_of_execution(execution_arn)
+        if code:
+            return code
+        args.watch = True
     runs, ledger, rule_set = _runs_and_ledger()
     if args.command == "backfill-ledger":
         print(f"{ledger.activate_unmarked()} ledger entries made active")
@@ -234,7 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = print_status(runs, ledger, rule_set, args.run_id, args.json)
         state = runs.load(args.run_id or runs.latest(rule_set) or "")
         if not args.watch or state is None or state.status != "running":
-            return code
+            # A run this command started and followed answers for its end; `status` for itself.
+            started_here = args.command in ("plan", "run")
+            return EXIT_FAILED if started_here and state and state.status == "failed" else code
         time.sleep(10)
 
 

@@ -337,3 +337,34 @@ def test_the_cleanup_cli_plans_runs_and_shows_status_locally(deployed, cliniko):
     assert "form-tests" in shown.stdout and "[" + "#" * 30 + "] 100.0%" in shown.stdout
     # Ids and counts only.
     assert "Tess" not in shown.stdout + shown.stderr + planned.stdout
+
+
+def test_the_cli_refuses_unknown_or_no_rule_names_before_starting(deployed, cliniko):
+    assert run_cli("run", "--local", "--archive").returncode == 0  # an earlier run to mistake
+    archived_before = archived(cliniko)
+    runs_before = deployed["runs"].latest("cleanup_rules")
+
+    typo = run_cli("run", "--local", "--archive", "--rules", "form-test")
+    assert typo.returncode == 2, typo.stderr
+    assert "no cleanup rule named form-test" in typo.stderr and "form-tests" in typo.stderr
+    assert typo.stdout == ""  # not the earlier run's report
+    empty = run_cli("run", "--local", "--rules", " , ")
+    assert empty.returncode == 2 and "names no rule" in empty.stderr
+    assert deployed["runs"].latest("cleanup_rules") == runs_before
+    assert archived(cliniko) == archived_before
+
+
+def test_the_cli_starts_no_execution_for_an_unknown_rule(deployed, monkeypatch):
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name="cleanup",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn="arn:aws:iam::123456789012:role/cleanup",
+    )["stateMachineArn"]
+    monkeypatch.setenv("CLEANUP_STATE_MACHINE_ARN", machine)
+
+    planned = run_cli("plan", "--rules", "no-such-rule")
+
+    assert planned.returncode == 2, planned.stderr
+    assert "no cleanup rule named no-such-rule" in planned.stderr
+    assert sfn.list_executions(stateMachineArn=machine)["executions"] == []
