@@ -152,7 +152,8 @@ def run_process(
     import boto3
     from cliniko_automations.cliniko import ClinikoClient, RetryPolicy, errors
     from cliniko_automations.cliniko.filters import StringFilter
-    from cliniko_automations.common.rate_limit_table import CLIENT_CONFIG, DynamoBudgetStore
+    from cliniko_automations.common.aws import FAIL_FAST
+    from cliniko_automations.common.rate_limit_table import DynamoBudgetStore
 
     dynamodb = boto3.client(
         "dynamodb",
@@ -160,7 +161,7 @@ def run_process(
         region_name="eu-west-1",
         aws_access_key_id="bench",
         aws_secret_access_key="bench",  # noqa: S106 - moto's fake credentials
-        config=CLIENT_CONFIG,
+        config=FAIL_FAST,
     )
     inner = DynamoBudgetStore(dynamodb, TABLE)
     store = TimedStore(inner)
@@ -337,7 +338,8 @@ def store_round_trip_ms(moto: str, calls: int = 200) -> dict[str, float]:
     """One process booking on an idle table: the milliseconds of one UpdateItem (moto)."""
     import boto3
     from cliniko_automations.cliniko.shared_pacing import TAT, Booking
-    from cliniko_automations.common.rate_limit_table import CLIENT_CONFIG, DynamoBudgetStore
+    from cliniko_automations.common.aws import FAIL_FAST
+    from cliniko_automations.common.rate_limit_table import DynamoBudgetStore
 
     store = DynamoBudgetStore(
         boto3.client(
@@ -346,7 +348,7 @@ def store_round_trip_ms(moto: str, calls: int = 200) -> dict[str, float]:
             region_name="eu-west-1",
             aws_access_key_id="bench",
             aws_secret_access_key="bench",  # noqa: S106 - moto's fake credentials
-            config=CLIENT_CONFIG,
+            config=FAIL_FAST,
         ),
         TABLE,
     )

@@ -9,6 +9,11 @@ boto3 clients are thread-safe, so one per service and configuration serves the w
 A client that a function needs only off its usual path (the worker's SQS client, for retries,
 dead letters and parking) is made on its first use (`ClientOnFirstUse`): another client costs
 some 24 million instructions, 1.7 % of a minimal handler's cold start.
+
+botocore's defaults wait 60 s to connect and 60 s for an answer, and retry: longer than the
+intake API's whole 10 s Lambda timeout, which API Gateway turns into a 500 that providers do
+not retry. A client someone is waiting on is made with `FAIL_FAST`, so a stalled service
+becomes the caller's own error (a 503 the sender retries, a fallback) in a few seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ from typing import Any
 import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
+
+# Two attempts of at most 1 s to connect and 2 s to answer: a healthy call takes tens of ms.
+FAIL_FAST = Config(
+    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2}
+)
 
 
 @cache

@@ -19,7 +19,7 @@ from cliniko_automations.cliniko.shared_pacing import Priority, SharingPolicy
 from cliniko_automations.common import aws
 
 from .cliniko_settings import ClinikoSettings, ClinikoVariables
-from .rate_limit_table import CLIENT_CONFIG, DynamoBudgetStore
+from .rate_limit_table import DynamoBudgetStore
 from .secrets import read_secret
 
 if TYPE_CHECKING:
@@ -95,8 +95,10 @@ def _store(table: str | None) -> DynamoBudgetStore | None:
         return None
     store = _stores.get(table)
     if store is None:
+        # A budget check must not stall a Cliniko request: fail fast and fall back to local
+        # pacing.
         store = _stores[table] = DynamoBudgetStore(
-            aws.client("dynamodb", config=CLIENT_CONFIG), table
+            aws.client("dynamodb", config=aws.FAIL_FAST), table
         )
     return store
 

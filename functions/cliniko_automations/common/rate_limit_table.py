@@ -20,7 +20,6 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.cliniko.shared_pacing import (
@@ -32,10 +31,6 @@ from cliniko_automations.cliniko.shared_pacing import (
 
 KEY_ATTRIBUTE = "key_id"
 EXPIRES_AFTER = 24 * 3600
-# A budget check must not stall a Cliniko request: fail fast and fall back to local pacing.
-CLIENT_CONFIG = Config(
-    connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"}
-)
 
 
 def _number(value: float) -> dict[str, str]:

@@ -84,9 +84,16 @@ def check_secret_prefix(name: str, prefix: str | None) -> None:
 def _use_shared_session() -> None:
     """Make Powertools' default Secrets Manager provider (the one `parameters.get_secret` and
     `parameters.clear_caches` use) a client of the process's shared session: left to itself it
-    builds a boto3 session of its own on the first read."""
+    builds a boto3 session of its own on the first read.
+
+    Its client fails fast (`aws.FAIL_FAST`): every function reads its secrets while someone
+    waits (a form provider on the intake API's 10 s timeout, an erasure caller on 29 s), and
+    each treats a secret it cannot read as a dependency failure to retry (503, the queue's
+    redelivery, the next run), which a stalled read held for botocore's 60 s never became."""
     if "secrets" not in DEFAULT_PROVIDERS:
-        DEFAULT_PROVIDERS["secrets"] = SecretsProvider(boto3_client=aws.client("secretsmanager"))
+        DEFAULT_PROVIDERS["secrets"] = SecretsProvider(
+            boto3_client=aws.client("secretsmanager", config=aws.FAIL_FAST)
+        )
 
 
 def _in_snapshot_init() -> bool:

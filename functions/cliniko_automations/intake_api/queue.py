@@ -12,7 +12,6 @@ import dataclasses
 from functools import cache
 
 from botocore.client import BaseClient
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.common import aws
@@ -20,19 +19,17 @@ from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.submission import QueuedSubmission, Submission
 from cliniko_automations.intake_api.errors import ServiceUnavailable
 
+
 # Fail fast: a provider is waiting (Tally gives 10 s), the function's timeout is 10 s, and a
 # Lambda timeout would reach the sender as API Gateway's 500. A 503 makes the provider retry.
-_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2})
-
-
 @cache
 def _sqs() -> BaseClient:
-    return aws.client("sqs", config=_CONFIG)
+    return aws.client("sqs", config=aws.FAIL_FAST)
 
 
 @cache
 def _dynamodb() -> BaseClient:
-    return aws.client("dynamodb", config=_CONFIG)
+    return aws.client("dynamodb", config=aws.FAIL_FAST)
 
 
 class SubmissionQueue:

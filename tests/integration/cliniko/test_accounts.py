@@ -52,7 +52,7 @@ def test_secrets_are_read_on_the_process_s_one_boto3_session(secrets) -> None:
     secrets.create_secret(Name="pepper", SecretString="s3cr3t-value")
     assert read_secret("pepper") == "s3cr3t-value"
     provider_client = DEFAULT_PROVIDERS["secrets"].client
-    assert provider_client is aws.client("secretsmanager")
+    assert provider_client is aws.client("secretsmanager", aws.FAIL_FAST)
     assert aws.client("sqs") is aws.client("sqs")
 
 

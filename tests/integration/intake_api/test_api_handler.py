@@ -4,11 +4,17 @@ a captcha stand-in on 127.0.0.1. Every answer code, what is queued, what is logg
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+from cliniko_automations.common import aws
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_api import wiring
 
@@ -400,6 +406,67 @@ def test_503_and_the_fix_when_a_secret_is_outside_the_prefix(intake, monkeypatch
     assert misconfigured == [
         {"name": "Misconfigured", "value": [1.0], "dimensions": {"service": "intake"}}
     ]
+
+
+# IntakeApiFunction's Timeout in template.yaml: past it Lambda stops the function and API
+# Gateway answers 500, which form providers do not retry.
+INTAKE_TIMEOUT_SECONDS = 10
+
+
+@pytest.fixture
+def stalled_secrets_manager(monkeypatch) -> Iterator[None]:
+    """Secrets Manager at an address that takes every connection and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+
+    def hold_connections() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:  # the server socket was closed: the test is over
+                return
+
+    threading.Thread(target=hold_connections, daemon=True).start()
+    monkeypatch.setenv(
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER", f"http://127.0.0.1:{server.getsockname()[1]}"
+    )
+
+    def forget_clients() -> None:
+        # The secrets provider and its client are the process's, made once: made again here
+        # they are made as a Lambda would make them, against the endpoint of the moment.
+        DEFAULT_PROVIDERS.pop("secrets", None)
+        aws._client.cache_clear()
+        parameters.clear_caches()
+
+    forget_clients()
+    yield
+    server.close()
+    for connection in held:
+        connection.close()
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+    forget_clients()
+
+
+def test_503_in_time_when_secrets_manager_stalls(intake, stalled_secrets_manager, capsys):
+    body, headers = typeform()
+    answers: list[dict] = []
+    started = time.monotonic()
+    call = threading.Thread(
+        target=lambda: answers.append(intake.post("referral-typeform", body, headers)),
+        daemon=True,
+    )
+    call.start()
+    call.join(timeout=INTAKE_TIMEOUT_SECONDS - 1)
+    assert answers, f"still waiting on Secrets Manager after {time.monotonic() - started:.1f} s"
+    [answer] = answers
+    assert answer["statusCode"] == 503
+    assert answer["headers"]["Retry-After"] == "30"
+    assert rejected_reason(capsys) == "unavailable"
+    (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
+    assert record["dependency"] == "secrets"
+    assert intake.messages() == []
 
 
 def test_503_not_500_when_the_deployment_is_misconfigured(intake, monkeypatch, capsys):
