@@ -30,14 +30,18 @@ L = TypeVar("L", bound=Letter)
 
 
 class DeadLetterQueue:
-    """One SQS dead-letter queue, as the tools read it."""
+    """One SQS dead-letter queue, as the tools read it. Every receipt handle it receives is
+    held from the moment it arrives until the message is deleted or released: an error or a
+    Ctrl-C part-way through a listing must not leave what was already received hidden (a
+    `list` would then say 0, and `replay --all` "nothing to replay", for HIDE_SECONDS)."""
 
     def __init__(self, sqs: Any, url: str) -> None:
         self._sqs = sqs
         self.url = url
+        self._held: dict[str, None] = {}  # receipt handles, in the order received
 
     def receive_all(self) -> list[Mapping[str, Any]]:
-        """Every message in the queue, each hidden for HIDE_SECONDS."""
+        """Every message in the queue, each hidden for HIDE_SECONDS (and held for release)."""
         received: list[Mapping[str, Any]] = []
         empty_reads = 0
         # SQS samples its servers on short polls: one empty answer is not proof of none left.
@@ -51,24 +55,29 @@ class DeadLetterQueue:
                 MessageAttributeNames=["All"],
             )
             messages = answer.get("Messages", [])
+            self._held.update(dict.fromkeys(m["ReceiptHandle"] for m in messages))
             empty_reads = 0 if messages else empty_reads + 1
             received += messages
         return received
 
     def delete(self, receipt_handle: str) -> None:
         self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+        self._held.pop(receipt_handle, None)
 
-    def release(self, letters: Sequence[Letter]) -> None:
-        """Make these received letters visible again."""
-        for start in range(0, len(letters), 10):
-            chunk = letters[start : start + 10]
+    def release(self) -> None:
+        """Make every message received and not deleted visible again."""
+        handles = list(self._held)
+        for start in range(0, len(handles), 10):
+            chunk = handles[start : start + 10]
             self._sqs.change_message_visibility_batch(
                 QueueUrl=self.url,
                 Entries=[
-                    {"Id": str(n), "ReceiptHandle": d.receipt_handle, "VisibilityTimeout": 0}
-                    for n, d in enumerate(chunk)
+                    {"Id": str(n), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                    for n, handle in enumerate(chunk)
                 ],
             )
+            for handle in chunk:
+                del self._held[handle]
 
 
 class DeadLetterTool(Generic[L]):
@@ -105,8 +114,9 @@ class DeadLetterTool(Generic[L]):
         return [d for d in letters if identifier in self._ids(d)]
 
     def release(self) -> None:
-        """Make the listed (and not replayed) dead letters visible again."""
-        self._dlq.release(self._received)
+        """Make every received (and not replayed) dead letter visible again, those whose
+        listing failed part-way included."""
+        self._dlq.release()
         self._received = []
 
     def _replayed(self, letter: L) -> None:
@@ -143,7 +153,8 @@ def run_command(
     table: Callable[[Sequence[L], TextIO], None],
     show: Callable[[L, TextIO], None],
 ) -> int:
-    """Carry out the parsed `list`, `show` or `replay`; release what was listed."""
+    """Carry out the parsed `list`, `show` or `replay`; release what was received, whatever
+    ends it (an error, a closed pipe, Ctrl-C: `finally` runs on KeyboardInterrupt too)."""
     try:
         if args.command == "list":
             found = letters.list_letters()

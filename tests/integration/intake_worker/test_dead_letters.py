@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 from datetime import UTC, datetime
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
+from cliniko_automations.common.dead_letter_tool import run_command
 from cliniko_automations.intake.submission import (
     ContactDraft,
     PhoneNumber,
@@ -138,3 +142,35 @@ def test_without_a_dead_letter_queue_it_says_so(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("DEAD_LETTER_QUEUE_URL", raising=False)
     with pytest.raises(SystemExit, match="DEAD_LETTER_QUEUE_URL"):
         run("list")
+
+
+def test_a_listing_that_fails_part_way_hides_nothing(stack: WorkerStack) -> None:
+    """A wrong table fails the listing after SQS has handed over (and hidden) every letter:
+    they are visible again at once, not for the visibility timeout."""
+    ids = fill(stack)
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        run("--submission-table", "no-such-table", "list")
+    assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
+    code, text = run("replay", "--all")
+    assert code == 0 and all(f"replayed {ids[kind]}" in text for kind in ("direct", "junk"))
+
+
+def test_ctrl_c_while_listing_releases_what_was_received(stack: WorkerStack) -> None:
+    fill(stack)
+    sqs = boto3.client("sqs")
+    receives = []
+
+    def interrupt_the_second_receive(**_: object) -> None:
+        receives.append(1)
+        if len(receives) == 2:  # the first answer's letters are already hidden
+            raise KeyboardInterrupt
+
+    sqs.meta.events.register("before-call.sqs.ReceiveMessage", interrupt_the_second_receive)
+    tool = dead_letters.DeadLetters(sqs=sqs, dead_letter_queue_url=stack.dead_letter_queue_url)
+    listing = argparse.Namespace(command="list", json=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_command(
+            listing, tool, io.StringIO(), table=dead_letters._table, show=dead_letters._show
+        )
+    assert len(receives) == 2
+    assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
