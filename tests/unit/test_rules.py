@@ -1,5 +1,6 @@
 import dataclasses
 
+import pytest
 from cliniko_automations.cliniko import rules
 from cliniko_automations.cliniko.rules import (
     BLANK,
@@ -42,6 +43,48 @@ def test_country_code_for_accepts_codes_and_names():
     assert country_code_for("NZL") == "NZ"
     assert country_code_for("Atlantis") is None
     assert country_code_for("  ") is None
+
+
+@pytest.mark.parametrize(
+    ("typed", "code"),
+    [
+        ("UK", "GB"),
+        ("U.K.", "GB"),
+        ("the UK", "GB"),
+        ("England", "GB"),
+        ("Scotland", "GB"),
+        ("Wales", "GB"),
+        ("Northern Ireland", "GB"),
+        ("Great Britain", "GB"),
+        ("Russia", "RU"),
+        ("Turkey", "TR"),
+        ("Holland", "NL"),
+        ("The Netherlands", "NL"),
+        ("Ivory Coast", "CI"),
+        ("U.S.A.", "US"),
+        ("Trinidad & Tobago", "TT"),
+        ("St Lucia", "LC"),
+        ("The Gambia", "GM"),
+        # pycountry's own common names, for the record: no alias needed.
+        ("South Korea", "KR"),
+        ("Vietnam", "VN"),
+        ("Czech Republic", "CZ"),
+        # Namibia's code, whatever else "NA" is typed for.
+        ("NA", "NA"),
+    ],
+)
+def test_country_code_for_reads_the_names_people_type(typed, code):
+    assert country_code_for(typed) == code
+
+
+@pytest.mark.parametrize("alias", sorted(rules.COUNTRY_ALIASES))
+def test_each_country_alias_is_one_iso_3166_does_not_know(alias):
+    # The table stays small: a name pycountry reads needs no alias.
+    import pycountry
+
+    with pytest.raises(LookupError):
+        pycountry.countries.lookup(alias)
+    assert country_name(rules.COUNTRY_ALIASES[alias]) is not None
 
 
 def test_a_valid_body_has_no_errors():

@@ -74,6 +74,62 @@ def country_name(country_code: str) -> str | None:
     return country.name if country else None
 
 
+# Names people type that ISO 3166 (pycountry) does not list: its names are official ones
+# ("Russian Federation", "Türkiye", "Côte d'Ivoire"), and the UK's nations are no countries of
+# it. Keyed as `_alias_key` writes them. Each is here because `pycountry.countries.lookup`
+# refuses it (tests/unit/test_rules.py holds them to that), and an unknown country refuses
+# the whole submission (422).
+COUNTRY_ALIASES = {
+    "uk": "GB",
+    "britain": "GB",
+    "great britain": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northern ireland": "GB",
+    "america": "US",
+    "russia": "RU",
+    "turkey": "TR",
+    "turkiye": "TR",
+    "holland": "NL",
+    "korea": "KR",
+    "republic of korea": "KR",
+    "ivory coast": "CI",
+    "cote d'ivoire": "CI",
+    "uae": "AE",
+    "macedonia": "MK",
+    "swaziland": "SZ",
+    "burma": "MM",
+    "cape verde": "CV",
+    "east timor": "TL",
+    "vatican": "VA",
+    "vatican city": "VA",
+    "palestine": "PS",
+    "brunei": "BN",
+    "micronesia": "FM",
+    "dr congo": "CD",
+    "drc": "CD",
+    "democratic republic of the congo": "CD",
+    "macau": "MO",
+    "bosnia": "BA",
+    "guinea bissau": "GW",
+    "falklands": "FK",
+    "reunion": "RE",
+    "curacao": "CW",
+    "republic of ireland": "IE",
+    "eire": "IE",
+    "aotearoa": "NZ",
+}
+
+
+def _alias_key(text: str) -> str:
+    """A typed country as COUNTRY_ALIASES and a second ISO lookup read it: folded, without
+    dots, a leading "the" or an ampersand ("The U.K.", "Trinidad & Tobago", "St Lucia")."""
+    key = " ".join(text.casefold().replace(".", "").replace("&", " and ").split())
+    key = key.removeprefix("the ")
+    return "saint " + key[3:] if key.startswith("st ") else key
+
+
 def country_code_for(value: str) -> str | None:
     """An alpha-2 code for a country given by code, alpha-3 code or (common) name."""
     text = value.strip()
@@ -83,10 +139,15 @@ def country_code_for(value: str) -> str | None:
         return text.upper()
     import pycountry
 
-    try:
-        return pycountry.countries.lookup(text).alpha_2
-    except LookupError:
-        return None
+    key = _alias_key(text)
+    if key in COUNTRY_ALIASES:
+        return COUNTRY_ALIASES[key]
+    for name in dict.fromkeys((text, key)):
+        try:
+            return pycountry.countries.lookup(name).alpha_2
+        except LookupError:
+            continue
+    return None
 
 
 def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dict[str, str]:

@@ -161,6 +161,15 @@ def test_422_names_fields():
     assert caught.value.redirect_to is None
 
 
+@pytest.mark.parametrize(("country", "code"), [("UK", "GB"), ("England", "GB"), ("Russia", "RU")])
+def test_a_country_named_as_people_name_it_is_accepted(country, code):
+    # ISO 3166 lists neither name; refused, the whole referral was lost (Typeform does not
+    # deliver a 422 again).
+    outcome = accept(signed_typeform(samples.typeform_body(country=country)), services())
+    assert isinstance(outcome, Accepted)
+    assert outcome.submission.draft.country_code == code
+
+
 def test_secret_store_failure_is_a_503():
     def broken(name: str) -> str:
         raise ConnectionError("secrets manager unreachable")
