@@ -15,6 +15,11 @@ Functions), with the cleanup function's environment: `eval "$(python -m local_ru
 it for a local run. AWS_ENDPOINT_URL points boto3 at moto. Dry run unless `--archive`.
 
 Prints rule names, counts and contact ids only.
+
+Exit status: 0 done, 1 the run failed or a mistake of the environment (no region or
+credentials, a table or setting missing, a bad CLEANUP_RULES_FILE: one line naming it),
+2 bad arguments (a rule name the rules file does not have), 3 refused (another run is going),
+130 interrupted, 141 output cut short by its reader (`| head`).
 """
 
 from __future__ import annotations
@@ -275,7 +280,13 @@ def print_status(runs: Any, ledger: Any, rule_set: str, run_id: str | None, as_j
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cliniko_automations.common.operator_cli import run_tool
+
     args = parser().parse_args(argv)
+    return run_tool("cleanup.py", lambda: command(args))
+
+
+def command(args: argparse.Namespace) -> int:
     if args.command in ("plan", "run"):
         dry_run = args.command == "plan" or not args.archive
         try:

@@ -29,6 +29,10 @@ Listing receives every message (hiding it briefly, so each is seen once) and the
 visible again; replay sends the body to the submission queue and only then deletes the dead
 letter, so a crash in between duplicates a message (which the worker's idempotency absorbs)
 rather than losing one.
+
+Exit status: 0 done, 1 a letter not found or not replayed, or a mistake of the environment
+(no region or credentials, a queue or table that is not there: one line naming it), 2 bad
+arguments, 130 interrupted, 141 output cut short by its reader (`| head`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from cliniko_automations.common.dead_letter_tool import (
     run_command,
     string_attributes,
 )
+from cliniko_automations.common.operator_cli import run_tool
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.submission import QueuedSubmission, Submission, SubmissionInvalid
 from cliniko_automations.intake_worker.find_or_create import present_fields
@@ -229,7 +234,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         replay_help="send dead letters back to the submission queue",
     )
     args = parser.parse_args(argv)
-    return run_command(args, build(args), out, table=_table, show=_show)
+    return run_tool(
+        "dead_letters.py", lambda: run_command(args, build(args), out, table=_table, show=_show)
+    )
 
 
 if __name__ == "__main__":

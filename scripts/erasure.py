@@ -312,40 +312,20 @@ def exit_code(status: int, body: dict[str, Any]) -> int:
     return EXIT_FAILED
 
 
-def _expected_failure(error: Exception) -> bool:
-    """Failures of the environment (network, AWS, secrets, settings) rather than of this code."""
-    import botocore.exceptions
-    import httpx
-    from aws_lambda_powertools.utilities.idempotency.exceptions import (
-        IdempotencyPersistenceLayerError,
-    )
-    from cliniko_automations.cliniko.errors import ClinikoError
-    from cliniko_automations.common.secrets import SecretUnavailable
-
-    return isinstance(
-        error,
-        httpx.HTTPError
-        | botocore.exceptions.BotoCoreError
-        | botocore.exceptions.ClientError
-        | ClinikoError
-        | IdempotencyPersistenceLayerError
-        | SecretUnavailable,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    from cliniko_automations.common.operator_cli import run_tool
+
     args = parser().parse_args(argv)
     if args.command == "verify" and args.all and args.request_id:
         parser().error("verify takes a request id or --all, not both")
     if args.command == "request" and not (args.contact_id or args.email):
         parser().error("request needs --contact-id, --email or both")
-    try:
-        status, body = run_remote(args) if args.api_url else run_local(args)
-    except Exception as error:  # a clear line, not a traceback, for a person at a terminal
-        if not _expected_failure(error):
-            raise
-        print(f"erasure.py: {type(error).__name__}: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    # A mistake of the environment is a clear line, not a traceback, for a person at a terminal.
+    return run_tool("erasure.py", lambda: answer(args))
+
+
+def answer(args: argparse.Namespace) -> int:
+    status, body = run_remote(args) if args.api_url else run_local(args)
     if args.json:
         print(json.dumps(body, indent=2))
     else:

@@ -368,3 +368,19 @@ def test_the_cli_starts_no_execution_for_an_unknown_rule(deployed, monkeypatch):
     assert planned.returncode == 2, planned.stderr
     assert "no cleanup rule named no-such-rule" in planned.stderr
     assert sfn.list_executions(stateMachineArn=machine)["executions"] == []
+
+
+def test_the_cli_names_environment_mistakes_in_one_line(deployed, tmp_path, monkeypatch):
+    broken = tmp_path / "rules.yaml"
+    broken.write_text("rules: [{name: x}]\n", encoding="utf-8")
+    monkeypatch.setenv("CLEANUP_RULES_FILE", str(broken))
+    bad_rules = run_cli("plan", "--local", "--rules", "x")
+    assert bad_rules.returncode == 1
+    assert bad_rules.stderr.startswith(f"cleanup.py: ConfigError: {broken}")
+    assert "Traceback" not in bad_rules.stderr
+
+    monkeypatch.delenv("CLEANUP_RUNS_TABLE")
+    no_table = run_cli("status")
+    assert no_table.returncode == 1
+    (line,) = no_table.stderr.splitlines()
+    assert line.startswith("cleanup.py: SettingsError") and "CLEANUP_RUNS_TABLE" in line

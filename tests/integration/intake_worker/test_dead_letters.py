@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from cliniko_automations.common.dead_letter_tool import run_command
 from cliniko_automations.intake.submission import (
     ContactDraft,
@@ -20,6 +22,7 @@ from cliniko_automations.intake.submission import (
 from cliniko_automations.intake_worker.store import DynamoFailures, FailureRecord
 
 from tests.integration.intake_worker.resources import (
+    DEAD_LETTERS_SCRIPT,
     WorkerStack,
     create_worker_stack,
     load_dead_letters_script,
@@ -148,8 +151,7 @@ def test_a_listing_that_fails_part_way_hides_nothing(stack: WorkerStack) -> None
     """A wrong table fails the listing after SQS has handed over (and hidden) every letter:
     they are visible again at once, not for the visibility timeout."""
     ids = fill(stack)
-    with pytest.raises(ClientError, match="ResourceNotFoundException"):
-        run("--submission-table", "no-such-table", "list")
+    assert run("--submission-table", "no-such-table", "list")[0] == 1
     assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
     code, text = run("replay", "--all")
     assert code == 0 and all(f"replayed {ids[kind]}" in text for kind in ("direct", "junk"))
@@ -173,4 +175,41 @@ def test_ctrl_c_while_listing_releases_what_was_received(stack: WorkerStack) -> 
             listing, tool, io.StringIO(), table=dead_letters._table, show=dead_letters._show
         )
     assert len(receives) == 2
+    assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
+
+
+def test_environment_mistakes_are_one_line_and_exit_1(stack: WorkerStack, capsys) -> None:
+    fill(stack)
+    assert run("--dlq-url", stack.dead_letter_queue_url + "-typo", "list")[0] == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("dead_letters.py: QueueDoesNotExist") and "does not exist" in line
+    assert run("--submission-table", "no-such-table", "show", "sub-1")[0] == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("dead_letters.py: ResourceNotFoundException")
+
+
+def script(*argv: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # noqa: S603 - our own script
+        [sys.executable, str(DEAD_LETTERS_SCRIPT), *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_no_region_is_one_line(stack: WorkerStack) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_DEFAULT_REGION", "AWS_REGION")}
+    env["AWS_CONFIG_FILE"] = os.devnull
+    _, err = script("list", env=env).communicate(timeout=60)
+    assert err.strip() == "dead_letters.py: NoRegionError: You must specify a region."
+
+
+def test_a_reader_that_stops_reading_ends_it_quietly(stack: WorkerStack) -> None:
+    fill(stack)
+    listing = script("list", "--json", env=dict(os.environ))
+    listing.stdout.close()  # as `| head -1` does once it has its line
+    err = listing.stderr.read()
+    assert listing.wait(timeout=60) == 141
+    assert err == ""
     assert stack.counts(stack.dead_letter_queue_url) == (3, 0)

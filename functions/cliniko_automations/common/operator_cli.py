@@ -1,0 +1,79 @@
+"""How the operators' command-line tools (scripts/erasure.py, scripts/cleanup.py,
+scripts/dead_letters.py) end when something goes wrong that is not a bug of theirs.
+
+A mistake of the environment (no region or credentials, an endpoint out of reach, a queue or
+table that is not there, a bad setting or configuration file, a secret that cannot be read)
+is one line on stderr naming it, exit 1: a person at a terminal needs the cause, not a
+traceback. Anything else is a bug and keeps its traceback. Output cut short by its reader
+(`| head -1`) ends quietly; Ctrl-C ends with one line and 130, as a shell reports SIGINT.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+EXIT_FAILED = 1
+# What a shell reports for a command killed by SIGINT, or by SIGPIPE (128 + the signal).
+EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141
+
+
+def environment_failure(error: BaseException) -> bool:
+    """A failure of the environment (network, AWS, secrets, settings, configuration files)
+    rather than of the tool's own code."""
+    import botocore.exceptions
+    import httpx
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyPersistenceLayerError,
+    )
+
+    from cliniko_automations.cliniko.errors import ClinikoError
+    from cliniko_automations.common.config_file import ConfigError
+    from cliniko_automations.common.secrets import SecretUnavailable
+    from cliniko_automations.common.settings import SettingsError
+
+    return isinstance(
+        error,
+        httpx.HTTPError
+        | botocore.exceptions.BotoCoreError
+        | botocore.exceptions.ClientError  # QueueDoesNotExist, ResourceNotFoundException too
+        | ClinikoError
+        | IdempotencyPersistenceLayerError
+        | SecretUnavailable
+        | SettingsError
+        | ConfigError,
+    )
+
+
+def stdout_closed() -> None:
+    """The reader of stdout went away (`| head`): point stdout at /dev/null, so that the
+    interpreter's own flush at exit does not raise BrokenPipeError again (the Python docs'
+    recipe, "Note on SIGPIPE")."""
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's StringIO)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fileno)
+    os.close(devnull)
+
+
+def run_tool(prog: str, command: Callable[[], int]) -> int:
+    """`command()`'s exit status; an environment failure is one line and EXIT_FAILED."""
+    try:
+        code = command()
+        sys.stdout.flush()  # here, not at exit, where a closed pipe's error is printed
+        return code
+    except BrokenPipeError:
+        stdout_closed()
+        return EXIT_PIPE_CLOSED
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if not environment_failure(error):
+            raise
+        print(f"{prog}: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
