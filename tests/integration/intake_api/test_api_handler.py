@@ -535,6 +535,34 @@ def location(answer: dict) -> tuple[str, dict[str, list[str]]]:
     return f"{target.scheme}://{target.netloc}{target.path}", parse_qs(target.query)
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        # A page served as windows-1252 posts in it, without saying so.
+        (b"name=Jos%E9+Lee&email=jose%40example.org", "application/x-www-form-urlencoded"),
+        (
+            b"name=Jos%E9+Lee&email=jose%40example.org",
+            "application/x-www-form-urlencoded; charset=windows-1252",
+        ),
+        # A hand-built body: a trailing "&", a key without "=", a byte-order mark.
+        (b"name=Jos%C3%A9+Lee&email=jose%40example.org&", "application/x-www-form-urlencoded"),
+        (b"name=Jos%C3%A9+Lee&email=jose%40example.org&ok", "application/x-www-form-urlencoded"),
+        (
+            b"\xef\xbb\xbfemail=jose%40example.org&name=Jos%C3%A9+Lee",
+            "application/x-www-form-urlencoded",
+        ),
+    ],
+)
+def test_html_post_as_browsers_and_scripts_send_it_is_read(intake, body, content_type):
+    headers = {"Content-Type": content_type, "Origin": ORIGIN}
+    body += b"&cf-turnstile-response=pass"
+    answer = intake.post("website-contact-html", body, headers, base64=True)
+    page, _ = location(answer)
+    assert page == SUCCESS_URL
+    draft = only_submission(intake).draft
+    assert (draft.first_name, draft.last_name, draft.email) == ("José", "Lee", "jose@example.org")
+
+
 def test_html_post_303_to_success_page_and_queued(intake):
     answer = browser_post(intake, FORM)
     page, query = location(answer)

@@ -366,8 +366,61 @@ def test_html_urlencoded_repeated_keys_and_utf8():
     body = b"name=Zo%C3%AB+Smith&topic=a&topic=b&website="
     parsed = html.parse(delivery(body, {}, "application/x-www-form-urlencoded"))
     assert parsed.answers == {"name": "Zoë Smith", "topic": ["a", "b"], "website": ""}
+
+
+URLENCODED = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(
+    ("body", "answers"),
+    [
+        # A hand-built body's trailing "&", a bare key (a checkbox without a value).
+        (b"name=Ann+Lee&email=ann%40example.org&", {"name": "Ann Lee", "email": "ann@example.org"}),
+        (b"name=Ann&subscribe", {"name": "Ann", "subscribe": ""}),
+        (b"&&name=Ann", {"name": "Ann"}),
+        # A UTF-8 byte-order mark before the first key: that key was "\ufeffphone".
+        ("\ufeffphone=0412&name=Ann".encode(), {"phone": "0412", "name": "Ann"}),
+        (b"", {}),
+    ],
+)
+def test_html_urlencoded_as_careless_senders_write_it(body, answers):
+    assert html.parse(delivery(body, {}, URLENCODED)).answers == answers
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "name"),
+    [
+        # Not UTF-8, no charset named: what a page served as windows-1252 posts.
+        (b"name=Jos%E9+L%FCber", URLENCODED, "José Lüber"),
+        (b"name=%93Jo%94+%80", URLENCODED, "\u201cJo\u201d \u20ac"),
+        (b"name=Jos\xe9", URLENCODED, "José"),
+        # The charset the Content-Type names.
+        (b"name=Jos%E9", URLENCODED + "; charset=windows-1252", "José"),
+        (b"name=Jos%E9", URLENCODED + '; charset="ISO-8859-1"', "José"),
+        (b"name=Jos%C3%A9", URLENCODED + "; charset=UTF-8", "José"),
+        # UTF-8 whenever the body is UTF-8.
+        (b"name=Jos%C3%A9", URLENCODED, "José"),
+    ],
+)
+def test_html_urlencoded_charsets(body, content_type, name):
+    assert html.parse(delivery(body, {}, content_type)).answers == {"name": name}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        # Named UTF-8, but not UTF-8.
+        (b"name=%FF%FE", URLENCODED + "; charset=utf-8"),
+        # A byte windows-1252 leaves undefined: neither charset.
+        (b"name=%81", URLENCODED),
+        # A codec that turns ASCII into any text is never looked up.
+        (b"name=%5Cud800", URLENCODED + "; charset=unicode_escape"),
+        (b"name=x", URLENCODED + "; charset=utf-16"),
+    ],
+)
+def test_html_urlencoded_in_no_charset_it_may_be_is_malformed(body, content_type):
     with pytest.raises(MalformedBody):
-        html.parse(delivery(b"name=%FF%FE", {}, "application/x-www-form-urlencoded"))
+        html.parse(delivery(body, {}, content_type))
 
 
 def test_html_multipart_skips_file_parts():

@@ -6,6 +6,7 @@ Repeated keys (checkboxes) become lists. File parts are skipped: the intake take
 
 from __future__ import annotations
 
+import codecs
 from urllib.parse import parse_qsl
 
 from cliniko_automations.intake_api.errors import MalformedBody
@@ -13,11 +14,12 @@ from cliniko_automations.intake_api.errors import MalformedBody
 URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 MAX_FIELDS = 500
-# The charsets a part may name, by the names browsers and form services use, and the codec
-# each is read with. Python has codecs that turn ASCII into any text at all (unicode_escape,
-# raw_unicode_escape: lone surrogates included) or are not text codecs (base64, zlib): the
-# sender's name is only ever looked up here, never handed to the codec registry.
-PART_CHARSETS = {
+# The charsets a multipart part or a url-encoded body may name, by the names browsers and
+# form services use, and the codec each is read with. Python has codecs that turn ASCII into
+# any text at all (unicode_escape, raw_unicode_escape: lone surrogates included) or are not
+# text codecs (base64, zlib): the sender's name is only ever looked up here, never handed to
+# the codec registry.
+FORM_CHARSETS = {
     "utf-8": "utf-8",
     "utf8": "utf-8",
     "us-ascii": "ascii",
@@ -30,6 +32,10 @@ PART_CHARSETS = {
     "cp1252": "cp1252",
 }
 
+# What a browser sends from a page served in the legacy charset, without naming it: the
+# url-encoded body's fallback when its bytes are not UTF-8.
+LEGACY_BROWSER_CODEC = "cp1252"
+
 FormValues = dict[str, str | list[str]]
 
 
@@ -40,7 +46,7 @@ def media_type(content_type: str) -> str:
 def parse_form(body: bytes, content_type: str) -> FormValues:
     kind = media_type(content_type)
     if kind == URLENCODED:
-        pairs = _urlencoded(body)
+        pairs = _urlencoded(body, _charset_parameter(content_type))
     elif kind == MULTIPART:
         pairs = _multipart(body, content_type)
     else:
@@ -55,18 +61,43 @@ def parse_form(body: bytes, content_type: str) -> FormValues:
     return values
 
 
-def _urlencoded(body: bytes) -> list[tuple[str, str]]:
+def _urlencoded(body: bytes, charset: str | None) -> list[tuple[str, str]]:
+    """The pairs of a url-encoded body in `charset` (the Content-Type's), else in UTF-8, else
+    in windows-1252: a page served in that legacy charset posts its form in it unnamed, and
+    a text that is not UTF-8 was not written in UTF-8."""
+    # A BOM is never a form's content: left in, it hid the first field (read as "\ufeffphone").
+    body = body.removeprefix(codecs.BOM_UTF8)
+    if charset is not None:
+        return _urlencoded_in(body, _charset_codec(charset, "form body"))
     try:
-        text = body.decode("utf-8")
+        return _urlencoded_in(body, "utf-8")
+    except MalformedBody:
+        return _urlencoded_in(body, LEGACY_BROWSER_CODEC)
+
+
+def _urlencoded_in(body: bytes, codec: str) -> list[tuple[str, str]]:
+    try:
         return parse_qsl(
-            text,
+            body.decode(codec),
+            # A key without "=" (a bare checkbox name) is a blank answer, and an empty pair (a
+            # trailing "&" of a hand-built body) is nothing: neither is a broken body.
             keep_blank_values=True,
-            strict_parsing=bool(text),
+            strict_parsing=False,
             max_num_fields=MAX_FIELDS,
+            encoding=codec,
             errors="strict",  # the default would swap bad %-escapes for U+FFFD silently
         )
     except (UnicodeDecodeError, ValueError):
         raise MalformedBody("form body is not valid url-encoding") from None
+
+
+def _charset_parameter(content_type: str) -> str | None:
+    """The `charset` parameter of a Content-Type header, unquoted; None when it has none."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"')
+    return None
 
 
 def _multipart(body: bytes, content_type: str) -> list[tuple[str, str]]:
@@ -96,7 +127,8 @@ def _multipart(body: bytes, content_type: str) -> list[tuple[str, str]]:
         if not isinstance(payload, bytes):
             raise MalformedBody("multipart part is malformed")
         try:
-            pairs.append((name, payload.decode(_part_charset(part.get_content_charset()))))
+            codec = _charset_codec(part.get_content_charset(), "multipart part")
+            pairs.append((name, payload.decode(codec)))
         except UnicodeDecodeError:
             raise MalformedBody("multipart part is not text") from None
         if len(pairs) > MAX_FIELDS:
@@ -104,12 +136,12 @@ def _multipart(body: bytes, content_type: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _part_charset(named: str | None) -> str:
+def _charset_codec(named: str | None, what: str) -> str:
+    """The codec for a charset a sender named (UTF-8 when none); MalformedBody naming `what`
+    when it is not one of FORM_CHARSETS."""
     if named is None:
         return "utf-8"
-    codec = PART_CHARSETS.get(named.strip().lower())
+    codec = FORM_CHARSETS.get(named.strip().lower())
     if codec is None:
-        raise MalformedBody(
-            "multipart part charset is not utf-8, us-ascii, iso-8859-1 or windows-1252"
-        )
+        raise MalformedBody(f"{what} charset is not utf-8, us-ascii, iso-8859-1 or windows-1252")
     return codec
