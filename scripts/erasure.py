@@ -17,8 +17,14 @@ Two modes, same core and same words:
   erasure.py extend REQUEST_ID --reason "..."  (due + 2 months; once, within the first month)
   erasure.py verify REQUEST_ID | --all         (local: recompute the audit trail's hash chain)
 
-Exit status: 0 completed (verify: intact), 1 failed or error (verify: a changed or missing
-record), 3 needs attention (several matches, conflict, still open), 2 bad arguments.
+Exit status: 0 completed (verify: every request's trail intact, or a trail with no requests
+in it, which it says: "0 requests in the audit trail"), 1 failed or error (verify: a changed
+or missing record; a mistake of the environment such as no credentials, a table that is not
+there or not an audit table: one line naming it), 2 bad arguments (refused before anything
+changed: a missing or malformed flag, an --api-url without http(s):// and a host, a request
+the core or the API refuses as invalid, such as a malformed email: HTTP 422), 3 needs
+attention (several matches, conflict, still open), 130 interrupted. A reader that stops
+reading (`verify --all | head -1`) ends the output quietly; the status is still the answer's.
 
 Cliniko's API cannot delete a contact; this tool scrubs every personal field and archives the
 contact, and says so: Cliniko keeps an archived record with no personal data in it.
@@ -33,7 +39,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
 
@@ -99,11 +105,17 @@ def run_verify(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     if not args.audit_table:
         raise SystemExit("erasure.py: verify needs --audit-table (or AUDIT_TABLE)")
     from cliniko_automations.common.plain_data import as_data
-    from cliniko_automations.erasure.audit import DynamoAuditLog
+    from cliniko_automations.erasure.audit import DynamoAuditLog, NotAnAuditTable
     from cliniko_automations.erasure.chain_check import verify_chain
 
     audit = DynamoAuditLog(args.audit_table)
-    ids = audit.request_ids() if args.all else [args.request_id]
+    try:
+        ids = audit.request_ids() if args.all else [args.request_id]
+    except NotAnAuditTable as error:
+        raise SystemExit(f"erasure.py: {error}") from None
+    if not ids:
+        # Not "intact": an empty trail is as likely a wrong --audit-table as a quiet month.
+        return 200, {"verified": [], "requests": 0, "intact": None}
     results = []
     for request_id in ids:
         records = audit.records(request_id)
@@ -112,7 +124,11 @@ def run_verify(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         check = verify_chain(request_id, records)
         results.append({**as_data(check), "intact": check.intact})
     # The exit status tells intact from not (see exit_code); the answer itself is complete.
-    return 200, {"verified": results, "intact": all(r["intact"] for r in results)}
+    return 200, {
+        "verified": results,
+        "requests": len(results),
+        "intact": all(r["intact"] for r in results),
+    }
 
 
 def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
@@ -292,6 +308,8 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
             + (f", completed {receipt['completed_at']}" if receipt.get("completed_at") else "")
             + f", audit chain head {receipt['chain_head']} ({receipt['records']} records)."
         )
+    if body.get("requests") == 0:
+        lines.append("0 requests in the audit trail: nothing to verify (is it the right table?)")
     for check in body.get("verified") or []:
         state = "intact" if check["intact"] else "NOT INTACT"
         lines.append(
@@ -304,7 +322,9 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
 
 def exit_code(status: int, body: dict[str, Any]) -> int:
     if "verified" in body:
-        return EXIT_OK if body.get("intact") else EXIT_FAILED
+        return EXIT_OK if body.get("intact") or body.get("requests") == 0 else EXIT_FAILED
+    if status == 422:  # the request's arguments were refused before anything was done
+        return EXIT_USAGE
     if status == 200 and body.get("status") == "completed":
         return EXIT_OK
     if status in (200, 404, 409):
@@ -320,16 +340,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("verify takes a request id or --all, not both")
     if args.command == "request" and not (args.contact_id or args.email):
         parser().error("request needs --contact-id, --email or both")
+    if args.api_url is not None:
+        url = urlsplit(args.api_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            parser().error(
+                f"--api-url needs http(s):// and a host, as https://ID.execute-api.REGION."
+                f"amazonaws.com (not {args.api_url!r})"
+            )
     # A mistake of the environment is a clear line, not a traceback, for a person at a terminal.
     return run_tool("erasure.py", lambda: answer(args))
 
 
 def answer(args: argparse.Namespace) -> int:
+    from cliniko_automations.common.operator_cli import stdout_closed
+
     status, body = run_remote(args) if args.api_url else run_local(args)
-    if args.json:
-        print(json.dumps(body, indent=2))
-    else:
-        print("\n".join(render(status, body)))
+    try:
+        if args.json:
+            print(json.dumps(body, indent=2))
+        else:
+            print("\n".join(render(status, body)))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the answer stands, whoever stopped reading it
+        stdout_closed()
     return exit_code(status, body)
 
 

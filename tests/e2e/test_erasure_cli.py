@@ -200,3 +200,49 @@ def test_an_unreachable_api_is_one_clear_line(cli, capsys):
     )
     assert code == 1
     assert capsys.readouterr().err.startswith("erasure.py: ConnectError")
+
+
+def test_verify_of_an_empty_trail_says_so_and_claims_nothing(erasure_stack, cli, capsys):
+    assert cli.main(["verify", "--all"]) == 0
+    assert capsys.readouterr().out.startswith("0 requests in the audit trail")
+    assert cli.main(["--json", "verify", "--all"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["requests"] == 0 and body["intact"] is None
+
+
+def test_verify_of_a_table_that_is_not_the_trail_is_one_line(erasure_stack, cli):
+    contact_id = erasure_stack.seed()
+    assert cli.main(["request", "--contact-id", contact_id, "--reason", "t", "--dry-run"]) == 0
+    wrong = erasure_stack.env["IDEMPOTENCY_TABLE"]  # it has an item now, keyed otherwise
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--audit-table", wrong, "verify", "--all"])
+    assert caught.value.code == f"erasure.py: table {wrong} is not an erasure audit table " + (
+        "(it holds items without request_id and sk)"
+    )
+
+
+def test_argument_errors_exit_2(erasure_stack, cli, capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--api-url", "example.com", "--region", "eu-west-1", "status", "x"])
+    assert caught.value.code == 2
+    assert "--api-url needs http(s):// and a host" in capsys.readouterr().err
+    # A malformed email is refused before anything is done: an argument error, as documented.
+    assert cli.main(["request", "--email", "not-an-address", "--reason", "t"]) == 2
+    assert "invalid request" in capsys.readouterr().out
+    assert "2 bad arguments" in cli.__doc__ and "malformed email" in cli.__doc__
+
+
+def test_a_reader_that_stops_reading_gets_the_verdict_quietly(erasure_stack, cli):
+    contact_id = erasure_stack.seed()
+    assert cli.main(["request", "--contact-id", contact_id, "--reason", "t"]) == 0
+    verify = subprocess.Popen(  # noqa: S603 (our own script, fixed arguments)
+        [sys.executable, str(SCRIPT), "verify", "--all"],
+        env={**os.environ, **erasure_stack.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    verify.stdout.close()  # as `| head -1` does once it has its line
+    err = verify.stderr.read()
+    assert verify.wait(timeout=120) == 0  # intact, whoever stopped reading
+    assert err == ""
