@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from aws_lambda_powertools.utilities.parameters.secrets import SecretsProvider
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.common import aws
 from cliniko_automations.common.logs import register_secret
@@ -175,7 +175,9 @@ def _read(name: str) -> str:
             cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
         )
         kind = _PERMANENT.get(code or "", SecretUnavailable)
-        raise kind(f"secret {name!r} could not be read ({code or 'error'})", name=name) from exc
+        raise kind(
+            f"secret {name!r} could not be read ({code or _named(cause)})", name=name
+        ) from exc
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
@@ -185,3 +187,14 @@ def _read(name: str) -> str:
         raise SecretEmpty(f"secret {name!r} is empty", name=name)
     register_secret(value)  # the logs' redacting filter blanks it from now on
     return value
+
+
+def _named(cause: BaseException | None) -> str:
+    """What went wrong, for the operator: the cause's class, and for botocore's own errors
+    (no credentials, no region, an endpoint out of reach) its message too, which is a fixed
+    template holding no secret. Another cause's message might quote what was read: never."""
+    if cause is None:
+        return "error"
+    if isinstance(cause, BotoCoreError):
+        return f"{type(cause).__name__}: {cause}"
+    return type(cause).__name__

@@ -9,6 +9,7 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+from botocore.exceptions import NoCredentialsError
 from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.cliniko.errors import ConfigurationError, RateLimited
 from cliniko_automations.common import aws
@@ -261,3 +262,24 @@ def test_max_wait_setting_bounds_the_client_waits(secrets, cliniko, account_env)
         settings = dataclasses.replace(account_env, max_wait_seconds=bad)
         with pytest.raises(ConfigurationError, match="CLINIKO_MAX_WAIT_SECONDS"):
             client_for_secret("cliniko/short", settings=settings)
+
+
+def test_an_unreadable_secret_names_its_cause(secrets) -> None:
+    """Not only an AWS error code: no credentials (or no endpoint) is named, with botocore's
+    own words, so the operator sees what to fix."""
+    secrets.create_secret(Name="held", SecretString="s3cret-value")
+
+    def no_credentials(**_) -> None:  # what botocore's signer raises without credentials
+        raise NoCredentialsError
+
+    _use_shared_session()  # the provider read_secret reads with
+    events = DEFAULT_PROVIDERS["secrets"].client.meta.events
+    events.register("before-sign.secrets-manager.GetSecretValue", no_credentials)
+    try:
+        with pytest.raises(SecretUnavailable) as caught:
+            read_secret("held")
+    finally:
+        events.unregister("before-sign.secrets-manager.GetSecretValue", no_credentials)
+    assert str(caught.value) == (
+        "secret 'held' could not be read (NoCredentialsError: Unable to locate credentials)"
+    )
