@@ -34,7 +34,7 @@ def map_answers(answers: Mapping[str, Answer], source: FormSource) -> dict[str, 
         if not text:
             continue
         if rule.to == "full_name":
-            for name, value in split_name(answer).items():
+            for name, value in split_name(answer, _parts_mapped(rule.from_, source)).items():
                 fields.setdefault(name, value)
         elif rule.to == "phone":
             phones.append({"number": text, "phone_type": rule.phone_type or "Mobile"})
@@ -61,14 +61,24 @@ def answer_ids_for(field: str, source: FormSource) -> list[str]:
     return ids
 
 
-def split_name(answer: Answer) -> dict[str, str]:
+def split_name(answer: Answer, mapped_elsewhere: frozenset[str] = frozenset()) -> dict[str, str]:
     """A full name as first_name (first word) and last_name (the rest); compound answers
-    such as Jotform's {"prefix", "first", "middle", "last"} keep their own parts."""
+    such as Jotform's {"prefix", "first", "middle", "last", "suffix"} keep their own parts,
+    the middle name after the first ("Mary Jane"), the suffix after the last ("Watson Jr"):
+    Cliniko has no field for either. A middle name or suffix in `mapped_elsewhere` (a rule of
+    the source maps that part to a field of its own) is left to that rule."""
     if isinstance(answer, dict) and (answer.get("first") or answer.get("last")):
+
+        def with_added(name: str, added: str) -> str:
+            texts = [as_text(answer.get(name))]
+            if added not in mapped_elsewhere:
+                texts.append(as_text(answer.get(added)))
+            return " ".join(text for text in texts if text)
+
         parts = {
             "title": as_text(answer.get("prefix")),
-            "first_name": as_text(answer.get("first")),
-            "last_name": as_text(answer.get("last")),
+            "first_name": with_added("first", "middle"),
+            "last_name": with_added("last", "suffix"),
         }
         return {name: value for name, value in parts.items() if value}
     words = as_text(answer).split()
@@ -92,6 +102,13 @@ def render_notes(template: str, answers: Mapping[str, Answer], source: FormSourc
         return as_text(answers.get(name))
 
     return PLACEHOLDER.sub(replace, template).strip()
+
+
+def _parts_mapped(answer_id: str, source: FormSource) -> frozenset[str]:
+    """The parts of a compound answer that the source's rules map on their own."""
+    return frozenset(
+        rule.part for rule in source.fields if rule.from_ == answer_id and rule.part is not None
+    )
 
 
 def _answer_for(rule: FieldRule, answers: Mapping[str, Answer]) -> Answer:

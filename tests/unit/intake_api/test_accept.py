@@ -214,6 +214,25 @@ def test_jotform_token(where):
     assert outcome.submission.idempotency_key == "intake-jotform:5712345678901234567"
 
 
+def test_jotform_middle_name_and_suffix_are_kept():
+    raw = samples.jotform_raw_request()
+    raw["q3_name"] = {
+        "prefix": "Dr",
+        "first": "Mary",
+        "middle": "Jane",
+        "last": "Watson",
+        "suffix": "Jr",
+    }
+    body, content_type = samples.jotform_body(raw=raw)
+    request = IntakeRequest(
+        "intake-jotform", body, {"content-type": content_type, "x-intake-token": samples.TOKEN}
+    )
+    outcome = accept(request, services())
+    assert isinstance(outcome, Accepted)
+    draft = outcome.submission.draft
+    assert (draft.title, draft.first_name, draft.last_name) == ("Dr", "Mary Jane", "Watson Jr")
+
+
 @pytest.mark.parametrize("token", [None, "", samples.TOKEN + "x", samples.TOKEN[:-1]])
 def test_jotform_bad_or_missing_token(token):
     body, content_type = samples.jotform_body()

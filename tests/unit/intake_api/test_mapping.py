@@ -27,10 +27,40 @@ def source(fields, **extra) -> FormSource:
         ),
         ({"full": "Ana Lima"}, {"first_name": "Ana", "last_name": "Lima"}),
         ("", {}),
+        # Jotform's Full Name with its middle name and suffix shown: Cliniko has no field for
+        # either, so each joins the name it belongs with.
+        (
+            {"prefix": "Dr", "first": "Mary", "middle": "Jane", "last": "Watson", "suffix": "Jr"},
+            {"title": "Dr", "first_name": "Mary Jane", "last_name": "Watson Jr"},
+        ),
+        (
+            {"first": " Mary ", "middle": " ", "last": "Watson", "suffix": ""},
+            {
+                "first_name": "Mary",
+                "last_name": "Watson",
+            },
+        ),
     ],
 )
 def test_split_name(answer, expected):
     assert split_name(answer) == expected
+
+
+def test_a_middle_name_or_suffix_the_source_maps_itself_is_left_to_its_rule():
+    src = source(
+        [
+            {"from": "n", "to": "full_name"},
+            {"from": "n", "part": "middle", "to": "preferred_name"},
+            {"from": "n", "part": "first", "to": "occupation"},
+        ]
+    )
+    name = {"first": "Mary", "middle": "Jane", "last": "Watson", "suffix": "Jr"}
+    assert map_answers({"n": name}, src) == {
+        "first_name": "Mary",
+        "last_name": "Watson Jr",
+        "preferred_name": "Jane",
+        "occupation": "Mary",
+    }
 
 
 @pytest.mark.parametrize(
