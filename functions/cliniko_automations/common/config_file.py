@@ -185,7 +185,7 @@ def _refusing_duplicates(yaml: Any, base: type) -> type:
     """`base` (a safe loader) refusing a mapping that names a key twice. YAML forbids it, but
     PyYAML keeps the last: a rule's second `where:` silently replaced its first."""
 
-    class Loader(base):  # type: ignore[misc, valid-type]
+    class Loader(base):  # type: ignore[misc]
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen: set[Any] = set()
             for key_node, _ in node.value:
