@@ -45,6 +45,9 @@ DEFAULT_PATH = Path(__file__).with_name("form_sources.yaml")
 Provider = Literal["typeform", "tally", "webflow", "formspree", "jotform", "html", "json"]
 # Providers whose deliveries carry an HMAC: a source of these kinds must name its secret.
 SIGNED_PROVIDERS = frozenset({"typeform", "tally", "webflow", "formspree", "json"})
+# Of those, the ones whose sender may carry a static token (X-Intake-Token) instead: tools
+# that cannot sign but can add a header to their webhook (Gravity Forms, WPForms) post JSON.
+TOKEN_INSTEAD_PROVIDERS = frozenset({"json"})
 
 # Where a mapped value can go: any writable Cliniko field but phone_numbers, plus two derived
 # targets: full_name is split into first_name/last_name; phone appends to phone_numbers.
@@ -173,7 +176,8 @@ class FormSource:
     # Secrets Manager name of the provider's signing secret (HMAC key).
     signing_secret: SecretName | None = None
     # Secrets Manager name of a shared token the sender puts in `X-Intake-Token` or `?token=`;
-    # required for Jotform, which signs nothing.
+    # required for Jotform, which signs nothing, and what a json source takes instead of a
+    # signing secret from a sender that cannot sign (Gravity Forms, WPForms).
     token_secret: SecretName | None = None
     # A key of the Cliniko accounts file.
     account: str
@@ -186,7 +190,13 @@ class FormSource:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        if self.provider in SIGNED_PROVIDERS and not self.signing_secret:
+        if self.provider in TOKEN_INSTEAD_PROVIDERS:
+            if not self.signing_secret and not self.token_secret:
+                problems.append(
+                    f"provider {self.provider} needs signing_secret (its sender signs with it) "
+                    "or token_secret (a sender that cannot sign sends it as X-Intake-Token)"
+                )
+        elif self.provider in SIGNED_PROVIDERS and not self.signing_secret:
             problems.append(f"provider {self.provider} signs its deliveries: set signing_secret")
         if self.provider not in SIGNED_PROVIDERS and self.signing_secret:
             problems.append(f"provider {self.provider} signs nothing: remove signing_secret")

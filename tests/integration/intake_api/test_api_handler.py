@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+import yaml
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 from cliniko_automations.common import aws
@@ -509,6 +510,39 @@ def test_503_not_500_for_an_unexpected_error(intake, capsys):
     assert "exception" not in record  # no stack trace, no message
     assert rejected_reason(capsys) == "internal"
     assert intake.messages() == []
+
+
+# --- a json source with a static token (Gravity Forms, WPForms) ----------------------------
+
+
+def test_a_gravity_forms_webhook_with_its_static_header_is_queued(intake):
+    token_name = "cliniko-automations/forms/gravity/token"
+    token = "gravity-token-0123456789abcdef"
+    boto3.client("secretsmanager").create_secret(Name=token_name, SecretString=token)
+    sources = yaml.safe_load(intake.sources_file.read_text())
+    sources["sources"]["gravity"] = {
+        "provider": "json",
+        "token_secret": token_name,
+        "account": "main-clinic",
+        "fields": [
+            {"from": "1.3", "to": "first_name"},
+            {"from": "1.6", "to": "last_name"},
+            {"from": "2", "to": "email"},
+        ],
+    }
+    intake.sources_file.write_text(yaml.safe_dump(sources))
+    wiring.load_sources.cache_clear()
+    entry = json.dumps({"id": "12", "form_id": "1", "1.3": FIRST, "1.6": LAST, "2": EMAIL})
+    headers = {"Content-Type": "application/json"}
+
+    answer = intake.post("gravity", entry.encode(), {**headers, "X-Intake-Token": "guess"})
+    assert answer["statusCode"] == 401
+    assert intake.messages() == []
+
+    answer = intake.post("gravity", entry.encode(), {**headers, "X-Intake-Token": token})
+    assert answer["statusCode"] == 202, answer
+    draft = only_submission(intake).draft
+    assert (draft.first_name, draft.last_name, draft.email) == (FIRST, LAST, EMAIL)
 
 
 # --- browser form posts ----------------------------------------------------------------------

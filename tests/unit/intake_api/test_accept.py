@@ -243,6 +243,57 @@ def test_jotform_bad_or_missing_token(token):
         )
 
 
+# --- json sources with a static token (Gravity Forms, WPForms) -------------------------------
+
+GRAVITY_TOKEN = "gravity-token-0123456789abcdef"
+GRAVITY = form_sources_of(
+    {
+        "sources": {
+            "gravity": {
+                "provider": "json",
+                "token_secret": "cliniko-automations/forms/gravity/token",
+                "account": "main-clinic",
+                "fields": [
+                    {"from": "1.3", "to": "first_name"},
+                    {"from": "1.6", "to": "last_name"},
+                    {"from": "2", "to": "email"},
+                ],
+            }
+        }
+    }
+)
+GRAVITY_ENTRY = samples.dumps({"id": "12", "form_id": "1", "1.3": FIRST, "1.6": LAST, "2": EMAIL})
+
+
+def gravity_services() -> Services:
+    return services(
+        GRAVITY, read_secret={"cliniko-automations/forms/gravity/token": GRAVITY_TOKEN}.__getitem__
+    )
+
+
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_a_json_source_with_a_token_takes_it_instead_of_a_signature(where):
+    headers = {"content-type": "application/json"}
+    query = {}
+    if where == "header":
+        headers["x-intake-token"] = GRAVITY_TOKEN
+    else:
+        query["token"] = GRAVITY_TOKEN
+    outcome = accept(IntakeRequest("gravity", GRAVITY_ENTRY, headers, query), gravity_services())
+    assert isinstance(outcome, Accepted)
+    draft = outcome.submission.draft
+    assert (draft.first_name, draft.last_name, draft.email) == (FIRST, LAST, EMAIL)
+
+
+@pytest.mark.parametrize("token", [None, "", GRAVITY_TOKEN + "x", GRAVITY_TOKEN[:-1], SECRET])
+def test_a_json_source_with_a_token_refuses_any_other(token):
+    headers = {"content-type": "application/json"}
+    if token is not None:
+        headers["x-intake-token"] = token
+    with pytest.raises(BadSignature):
+        accept(IntakeRequest("gravity", GRAVITY_ENTRY, headers), gravity_services())
+
+
 # --- HTML forms ------------------------------------------------------------------------------
 
 

@@ -112,7 +112,8 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
     ("change", "expected"),
     [
         ({"provider": "wufoo"}, "sources.s.provider: Input should be"),
-        ({"signing_secret": None}, "provider json signs its deliveries: set signing_secret"),
+        ({"signing_secret": None}, "provider json needs signing_secret (its sender signs"),
+        ({"provider": "tally", "signing_secret": None, "token_secret": "t"}, "set signing_secret"),
         ({"provider": "jotform", "signing_secret": None}, "provider jotform signs nothing: set"),
         ({"provider": "html", "signing_secret": None}, "provider html needs the `html` options"),
         (
@@ -154,6 +155,13 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
 def test_mistakes_are_named_with_their_path(tmp_path, change, expected):
     problems = problems_of(tmp_path, minimal(**change))
     assert any(expected in problem for problem in problems), problems
+
+
+def test_a_json_source_takes_a_token_instead_of_a_signing_secret():
+    # Gravity Forms and WPForms cannot sign: their webhooks can add a static header.
+    data = minimal(signing_secret=None, token_secret="forms/gravity/token")
+    source = form_sources_of(data).sources["s"]
+    assert (source.signing_secret, source.token_secret) == (None, "forms/gravity/token")
 
 
 def test_bad_names(tmp_path):
