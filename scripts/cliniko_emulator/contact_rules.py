@@ -101,14 +101,14 @@ def email_is_valid(email: str) -> bool:
     """Cliniko "validates the shape" of an email [sheet]; the exact check is not documented.
 
     Choice (production's, `cliniko/rules.py` `EMAIL_PATTERN`: "something@something.tld, no
-    spaces"): no whitespace, exactly one `@`, something before it, and after it a domain with
+    spaces"): no whitespace and no control character, exactly one `@`, something before it, and after it a domain with
     a dot that has something on both sides of its last dot. Deliberately loose: a stricter
     emulator would refuse what Cliniko may accept, a looser one would hide a refusal. One
     known difference: production's regex ends in `$`, which Python lets match before a final
     newline, so the client accepts an address ending in a newline; this check (like Rails'
     end-of-string anchor) does not.
     """
-    if any(char.isspace() for char in email):
+    if any(char.isspace() or char < " " or char == "\x7f" for char in email):
         return False
     local, at, domain = email.partition("@")
     if not at or not local or "@" in domain:
