@@ -101,8 +101,9 @@ def email_is_valid(email: str) -> bool:
     """Cliniko "validates the shape" of an email [sheet]; the exact check is not documented.
 
     Choice (production's, `cliniko/rules.py` `EMAIL_PATTERN`: "something@something.tld, no
-    spaces"): no whitespace and no control character, exactly one `@`, something before it, and after it a domain with
-    a dot that has something on both sides of its last dot. Deliberately loose: a stricter
+    spaces"): no whitespace and no control character, exactly one `@`, something before it,
+    and after it a domain with a dot that has something on both sides of its last dot.
+    Deliberately loose: a stricter
     emulator would refuse what Cliniko may accept, a looser one would hide a refusal. One
     known difference: production's regex ends in `$`, which Python lets match before a final
     newline, so the client accepts an address ending in a newline; this check (like Rails'

@@ -27,7 +27,7 @@ from cliniko_automations.changefeed.store import DynamoFeedStore
 from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import load_accounts
-from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.cliniko_accounts import client_for_secret, time_left_after
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.secrets import SecretUnavailable, prefetch_secrets, read_secret
 
@@ -36,6 +36,9 @@ metrics = Metrics(service="changefeed")
 
 # CloudWatch takes at most 100 values of one metric in one record.
 LAG_SAMPLES = 100
+# Kept from Cliniko's requests for what follows their last answer: the page's events and
+# records, the cursor.
+RESERVE_SECONDS = 5.0
 
 
 def _accounts(event: Any, configured: list[str]) -> list[str]:
@@ -78,6 +81,9 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
                 requests_per_minute=settings.requests_per_minute,
                 caller="changefeed",
                 settings=settings.cliniko,
+                time_left=time_left_after(
+                    lambda: context.get_remaining_time_in_millis() / 1000, RESERVE_SECONDS
+                ),
             )
         except SecretUnavailable as exc:
             raise SourceUnavailable(f"secret_{type(exc).__name__}") from None

@@ -63,7 +63,9 @@ def step(event: Step, cleanup: Cleanup, context: LambdaContext) -> dict[str, Any
         return {"run_id": run_id, "next": "refused"}
     margin_ms = cleanup.settings.stop_margin_seconds * 1000
     bounded = cleanup_step(
-        cleanup, out_of_time=lambda: context.get_remaining_time_in_millis() < margin_ms
+        cleanup,
+        out_of_time=lambda: context.get_remaining_time_in_millis() < margin_ms,
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
     )
     before = counts(state)
     outcome = bounded.run(state)

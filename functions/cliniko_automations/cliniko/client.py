@@ -45,7 +45,7 @@ from .shared_pacing import (
     SharingPolicy,
     shared_store_budget,
 )
-from .transport import ClinikoTransport, RetryPolicy
+from .transport import ClinikoTransport, RetryPolicy, TimeLeft
 
 logger = logging.getLogger("cliniko_automations.cliniko")
 
@@ -101,6 +101,7 @@ class ClinikoClient:
         sharing: SharingPolicy | None = None,
         on_pacing_fallback: Callable[[str], None] | None = None,
         caller: str | None = None,
+        time_left: TimeLeft | None = None,
     ) -> None:
         self.shard = shard_for_key(api_key)
         self.user_agent = check_user_agent(user_agent)
@@ -161,6 +162,7 @@ class ClinikoClient:
             policy=retry_policy,
             clock=clock or SYSTEM_CLOCK,
             rng=rng,
+            time_left=time_left,
         )
         self.rate_budget = budget
         self._transport = transport
@@ -193,6 +195,12 @@ class ClinikoClient:
     def request_count(self) -> int:
         """Requests this client has sent, retries included."""
         return self._transport.request_count
+
+    def finish_within(self, time_left: TimeLeft | None) -> None:
+        """Every request from now on ends within `time_left()` seconds, retries and waits
+        included (None: no bound): see transport.py. A client kept across invocations is
+        given each invocation's."""
+        self._transport.time_left = time_left or (lambda: None)
 
     def close(self) -> None:
         self._api.get_httpx_client().close()

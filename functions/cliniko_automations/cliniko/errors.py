@@ -90,6 +90,11 @@ class ConnectionFailed(ServerError):
     """Timeouts or dropped connections outlasted the retries (status_code is None)."""
 
 
+class OutOfTime(ConnectionFailed):
+    """The invocation's time ran out before Cliniko answered (the transport's `time_left`):
+    nothing more was sent. Retryable, like any failure to reach Cliniko."""
+
+
 class CreateOutcomeUnknown(ServerError):
     """A create was sent but no answer says whether Cliniko made the contact.
 

@@ -22,6 +22,11 @@ gets, creates and updates all share one policy:
 - All sleeping one request does (pacing, 429 waits, backoff) stays within
   `RetryPolicy.max_total_wait`: a wait that would pass it is not started, and the typed error
   comes at once (a Lambda with a 29 s timeout must not be killed mid-wait).
+- With `time_left` (the invocation's remaining time, less what the caller keeps for itself),
+  the whole request ends within it, attempts included: each attempt's timeouts shrink to what
+  is left, an answer still arriving when it runs out (trickled, a byte at a time, which the
+  per-read timeout never ends) is cut off as a read timeout, and no wait or attempt starts
+  with less than `MIN_ATTEMPT_SECONDS` left (`OutOfTime`, nothing more sent).
 - Any other 4xx/5xx becomes the typed error of errors.py, so the generated code only ever
   parses success bodies (error bodies are "anything, not always JSON" at Cliniko).
 
@@ -37,7 +42,8 @@ import logging
 import random
 import re
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +55,10 @@ from .pacing import SYSTEM_CLOCK, Budget, BudgetExhausted, Clock
 logger = logging.getLogger("cliniko_automations.cliniko")
 
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
+# No attempt or wait is started with less time left than this: it could only time out.
+MIN_ATTEMPT_SECONDS = 1.0
+# Seconds the caller still has (None: no bound).
+TimeLeft = Callable[[], float | None]
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 _ARCHIVE_PATH = re.compile(r"/contacts/[^/]+/archive/?$")
 _MESSAGE_LIMIT = 200
@@ -237,8 +247,11 @@ class ClinikoTransport(httpx.BaseTransport):
         policy: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        time_left: TimeLeft | None = None,
     ) -> None:
         self._inner = inner
+        # Settable: a client kept across invocations gets each invocation's.
+        self.time_left: TimeLeft = time_left or _unbounded
         self._shard = shard
         self._budget = budget
         self._policy = policy or RetryPolicy()
@@ -262,8 +275,12 @@ class ClinikoTransport(httpx.BaseTransport):
         throttles = 0
         waited = 0.0
         while True:
+            left = self._left(method, path)
+            max_wait = policy.max_total_wait - waited
+            if left is not None:
+                max_wait = min(max_wait, left - MIN_ATTEMPT_SECONDS)
             try:
-                waited += self._budget.acquire(max_wait=policy.max_total_wait - waited)
+                waited += self._budget.acquire(max_wait=max_wait)
             except BudgetExhausted as exc:
                 raise errors.RateLimited(
                     f"the key's rate budget has no room for {method} {path} within the retry "
@@ -273,8 +290,13 @@ class ClinikoTransport(httpx.BaseTransport):
                 ) from None
             with self._count_lock:
                 self._count += 1
+            left = self._left(method, path)
+            if left is not None:
+                request.extensions["timeout"] = _shrunk(request.extensions.get("timeout"), left)
             try:
                 response = self._inner.handle_request(request)
+                if left is not None:
+                    response.stream = _ReadWithin(response.stream, time.monotonic() + left, request)
                 # Read the body here, not later in httpx's client: a connection lost halfway
                 # through a create's 201 must count as "sent, outcome unknown", and a GET's
                 # as retryable, like any other drop.
@@ -324,10 +346,12 @@ class ClinikoTransport(httpx.BaseTransport):
                 # when this request gives up: the window is spent for every sender of the key,
                 # and a process that kept sending into it would only collect more 429s.
                 self._budget.hold(wait)
+                left = self.time_left()
                 if (
                     throttles > policy.max_rate_limit_waits
                     or wait > policy.max_rate_limit_wait
                     or waited + wait > policy.max_total_wait
+                    or (left is not None and wait > left - MIN_ATTEMPT_SECONDS)
                 ):
                     raise errors.RateLimited(
                         f"Cliniko's rate limit held {method} {path} (429); the window resets in "
@@ -376,7 +400,20 @@ class ClinikoTransport(httpx.BaseTransport):
         delay = self._policy.backoff(failures, self._rng)
         if waited + delay > self._policy.max_total_wait:
             return None
+        left = self.time_left()
+        if left is not None and delay > left - MIN_ATTEMPT_SECONDS:
+            return None
         return delay
+
+    def _left(self, method: str, path: str) -> float | None:
+        """The time left for the next attempt; `OutOfTime` when too little is."""
+        left = self.time_left()
+        if left is not None and left < MIN_ATTEMPT_SECONDS:
+            raise errors.OutOfTime(
+                f"no time left in this invocation for {method} {path} ({max(left, 0):.1f}s); "
+                "nothing more was sent"
+            )
+        return left
 
     def _back_off(self, delay: float, failures: int, method: str, path: str, reason: str) -> float:
         logger.info(
@@ -393,3 +430,36 @@ class ClinikoTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+
+
+def _unbounded() -> float | None:
+    return None
+
+
+def _shrunk(timeout: Any, left: float) -> dict[str, float | None]:
+    """httpx's per-request timeouts (connect, read, write, pool), none longer than `left`."""
+    given = timeout if isinstance(timeout, dict) else {}
+    return {
+        name: left if given.get(name) is None else min(given[name], left)
+        for name in ("connect", "read", "write", "pool")
+    }
+
+
+class _ReadWithin(httpx.SyncByteStream):
+    """An answer's body, cut off as a read timeout once `deadline` (time.monotonic) passes:
+    httpx's read timeout bounds each read, so a body trickled a byte at a time never ends."""
+
+    def __init__(self, stream: Any, deadline: float, request: httpx.Request) -> None:
+        self._stream, self._deadline, self._request = stream, deadline, request
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            if time.monotonic() > self._deadline:
+                raise httpx.ReadTimeout(
+                    "the answer was still arriving when the time left ran out",
+                    request=self._request,
+                )
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -24,6 +25,7 @@ from .secrets import read_secret
 
 if TYPE_CHECKING:
     from cliniko_automations.cliniko import ClinikoClient
+    from cliniko_automations.cliniko.transport import TimeLeft
 
 _clients: dict[tuple[str, Priority, int, str | None], tuple[str, ClinikoClient]] = {}
 _stores: dict[str, DynamoBudgetStore] = {}
@@ -38,6 +40,7 @@ def client_for_secret(
     requests_per_minute: int = 200,
     caller: str | None = None,
     settings: ClinikoSettings | ClinikoVariables,
+    time_left: TimeLeft | None = None,
 ) -> ClinikoClient:
     """The client for the Cliniko account whose API key is the SecretString `secret_name`
     (which must start with `secrets_prefix` when one is given).
@@ -48,7 +51,8 @@ def client_for_secret(
     priority): on the key's shared budget when a rate-limit table is configured, every
     process of the caller together; otherwise this process's own pace. `settings`: the
     caller's, read once with its other settings; `ClinikoVariables` are checked here
-    (ConfigurationError naming the variable).
+    (ConfigurationError naming the variable). `time_left`: the seconds this invocation still
+    gives Cliniko's requests (ClinikoClient.finish_within), set on the client each call.
     """
     priority = Priority(priority)
     if isinstance(settings, ClinikoVariables):
@@ -60,6 +64,7 @@ def client_for_secret(
     with _lock:
         cached = _clients.get(slot)
         if cached is not None and cached[0] == fingerprint:
+            cached[1].finish_within(time_left)
             return cached[1]
         policy = (
             None
@@ -84,9 +89,24 @@ def client_for_secret(
             sharing=sharing,
             on_pacing_fallback=_count_fallback,
             caller=caller,
+            time_left=time_left,
         )
         _clients[slot] = (fingerprint, client)
         return client
+
+
+def time_left_after(
+    remaining_seconds: Callable[[], float | None], reserve_seconds: float
+) -> TimeLeft:
+    """What an invocation leaves Cliniko's requests (`client_for_secret`'s `time_left`): its
+    remaining time (None outside Lambda: no bound) less `reserve_seconds`, kept for the work
+    after Cliniko's last answer (recording the outcome, answering)."""
+
+    def left() -> float | None:
+        remaining = remaining_seconds()
+        return None if remaining is None else remaining - reserve_seconds
+
+    return left
 
 
 def _store(table: str | None) -> DynamoBudgetStore | None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common import aws
-from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.cliniko_accounts import client_for_secret, time_left_after
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.idempotency import PowertoolsOnce
 from cliniko_automations.erasure.settings import ErasureSettings
 from cliniko_automations.erasure.workflow import Eraser
+
+# Kept from Cliniko's requests for what follows their last answer: the attempt's audit records
+# and the answer (a failed outcome recorded, not API Gateway's timeout).
+RESERVE_SECONDS = 4.0
 
 
 def secrets_read(settings: ErasureSettings) -> list[str]:
@@ -23,7 +27,14 @@ def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None
     """`context`: the Lambda invocation's, which bounds how long an attempt holds its request
     id if it is cut short (None outside Lambda: idempotency.LOCAL_LEASE)."""
     key_secret, pepper_secret = secrets_read(settings)
-    client = client_for_secret(key_secret, settings=settings.cliniko)
+    client = client_for_secret(
+        key_secret,
+        settings=settings.cliniko,
+        time_left=time_left_after(
+            lambda: context.get_remaining_time_in_millis() / 1000 if context else None,
+            RESERVE_SECONDS,
+        ),
+    )
     pepper = read_secret(pepper_secret)
     dynamodb = aws.client("dynamodb")
     submissions = DynamoSubmissionStore(dynamodb, settings.submission_table)

@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
-from cliniko_automations.common.cliniko_accounts import client_for_secret
+from cliniko_automations.common.cliniko_accounts import client_for_secret, time_left_after
 from cliniko_automations.common.ledger import DynamoLedger
 from cliniko_automations.common.secrets import SecretMisconfigured
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
@@ -127,7 +127,12 @@ def _runtime(settings: WorkerSettings) -> Runtime:
             raise Rejected("unknown_account")
         try:
             client = client_for_secret(
-                secret, secrets_prefix=settings.secrets_prefix, settings=settings.cliniko
+                secret,
+                secrets_prefix=settings.secrets_prefix,
+                settings=settings.cliniko,
+                time_left=time_left_after(
+                    lambda: remaining_seconds(config), settings.reserve_seconds
+                ),
             )
         except (ConfigurationError, SecretMisconfigured) as exc:
             raise Misconfigured("misconfigured", exc) from None

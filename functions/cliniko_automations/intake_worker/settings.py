@@ -42,6 +42,10 @@ class WorkerSettings(EnvironmentSettings):
     # A record is not started with less time than this left in the invocation: the Cliniko
     # client may sleep up to CLINIKO_MAX_WAIT_SECONDS per request, so keep this above it.
     min_remaining_seconds: float = bounded(30.0, ge=0)
+    # Kept from Cliniko's requests for what follows their last answer (the ledger, the intent,
+    # the idempotency record, the message's visibility): each ends this long before the
+    # invocation would.
+    reserve_seconds: float = bounded(10.0, ge=0)
     # Visibility backoff for retried messages: base * 2^(receives-1), capped.
     retry_base_seconds: int = bounded(30, ge=0)
     retry_max_seconds: int = bounded(900, ge=0)

@@ -46,8 +46,9 @@ def die_at_ledger(frame, event, arg):
 
 event = json.load(sys.stdin)
 sys.setprofile(die_at_ledger)
-# A short Lambda timeout: Powertools lets the INPROGRESS record expire when it would end.
-context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=1500)
+# A short Lambda timeout: Powertools lets the INPROGRESS record expire when it would end. Long
+# enough for its Cliniko requests, which end before it does (the client's time_left).
+context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=4000)
 worker_handler.lambda_handler(event, context)
 print("not killed")
 """
@@ -64,8 +65,10 @@ def stack(aws, cliniko, monkeypatch, tmp_path) -> WorkerStack:
         write_worker_config(tmp_path),
         # Retries spaced 1, 2, 4 s apart: the dead attempt's record expires in between.
         RETRY_BASE_SECONDS="1",
-        # The killed child's invocation is 1.5 s long; it must still start its record.
+        # The killed child's invocation is 4 s long; it must still start its record, and
+        # reach Cliniko.
         MIN_REMAINING_SECONDS="0",
+        RESERVE_SECONDS="0",
     )
     return stack
 
