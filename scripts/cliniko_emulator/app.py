@@ -155,6 +155,7 @@ class Emulator:
                 saved["key"], user=saved.get("user"), read_only=saved.get("read_only", False)
             )
         self.archived_get = archived_get
+        self.like_minds_case = False
         self._log: deque[dict[str, Any]] = deque(maxlen=log_limit)
         self._seq = 0
         self._counters: Counter[str] = Counter()
@@ -205,6 +206,7 @@ class Emulator:
             self._seq = 0
         self.archived_get = self._defaults["archived_get"]
         self.store.subsecond = False
+        self.like_minds_case = False
         self.strict = self._defaults["strict"]
         self.validate = self._defaults["validate"]
         self.faults.reset()
@@ -491,7 +493,7 @@ class Emulator:
         per_page = _positive_int(params.get("per_page"), "per_page", default=DEFAULT_PER_PAGE)
         if per_page > MAX_PER_PAGE:
             raise FilterError(f"per_page must be between 1 and {MAX_PER_PAGE}")
-        filters = parse_filters(raw_filters)
+        filters = parse_filters(raw_filters, like_minds_case=self.like_minds_case)
         sort = parse_sort(params.get("sort"), params.get("order"))
         contacts, total = self.store.query(
             shard, filters, sort, offset=(page - 1) * per_page, limit=per_page
@@ -689,13 +691,20 @@ class Emulator:
         archived_get = data.get("archived_get", self.archived_get)
         if archived_get not in ("visible", "hidden"):
             raise ValueError("archived_get must be 'visible' or 'hidden'")
-        subsecond = data.get("subsecond_times", self.store.subsecond)
-        if not isinstance(subsecond, bool):
-            raise ValueError("subsecond_times must be true or false")
-        self.archived_get, self.store.subsecond = archived_get, subsecond
-        return Reply.json(
-            200, {"archived_get": self.archived_get, "subsecond_times": self.store.subsecond}
-        )
+        switches = {
+            name: data.get(name, current)
+            for name, current in (
+                ("subsecond_times", self.store.subsecond),
+                ("like_minds_case", self.like_minds_case),
+            )
+        }
+        for name, value in switches.items():
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false")
+        self.archived_get = archived_get
+        self.store.subsecond = switches["subsecond_times"]
+        self.like_minds_case = switches["like_minds_case"]
+        return Reply.json(200, {"archived_get": self.archived_get, **switches})
 
 
 CONTROL_ROUTES: dict[tuple[str, str], Callable[..., Reply]] = {

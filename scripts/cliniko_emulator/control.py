@@ -150,15 +150,21 @@ class EmulatorControl:
         return self._call("POST", "validation", json=body)
 
     def set_behaviour(
-        self, *, archived_get: str | None = None, subsecond_times: bool | None = None
+        self,
+        *,
+        archived_get: str | None = None,
+        subsecond_times: bool | None = None,
+        like_minds_case: bool | None = None,
     ) -> dict[str, Any]:
         """archived_get: "visible" (default) or "hidden" (GET of an archived contact -> 404).
-        subsecond_times: contacts' times keep their fractions (shown in whole seconds)."""
-        body = {
-            k: v
-            for k, v in (("archived_get", archived_get), ("subsecond_times", subsecond_times))
-            if v is not None
-        }
+        subsecond_times: contacts' times keep their fractions (shown in whole seconds).
+        like_minds_case: the `~` and `~~` filters mind case (they ignore it by default)."""
+        given = (
+            ("archived_get", archived_get),
+            ("subsecond_times", subsecond_times),
+            ("like_minds_case", like_minds_case),
+        )
+        body = {k: v for k, v in given if v is not None}
         return self._call("POST", "behaviour", json=body)
 
     def changes(self, since: int = 0) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 A filter is `FIELD:OPERATORVALUE`. Operators depend on the field's type (Cliniko's
 "Filtering Results" documentation); several filters are ANDed. Emulator choices where Cliniko
 is silent (see README.md in this package): a blank string counts as "no value" for `?` and
-`!?`; `=`/`!=` are case-sensitive while `~`/`~~` ignore case (SQL ILIKE); the email filter
+`!?`; `=`/`!=` are case-sensitive while `~`/`~~` ignore case (SQL ILIKE; the behaviour
+`like_minds_case` makes them mind it too, as Cliniko may: its docs do not say); the email filter
 compares against the lower-cased stored email, the value is used as sent.
 """
 
@@ -53,6 +54,7 @@ class Filter:
     field: str
     operator: str
     value: Any = None  # str, int, tuple[int, ...], datetime or None (valueless operators)
+    minds_case: bool = False  # `~` and `~~` (the emulator's like_minds_case)
 
     def matches(self, contact: Mapping[str, Any]) -> bool:
         return _MATCHERS[FILTERABLE[self.field]](self, contact.get(self.field))
@@ -76,7 +78,7 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
-def parse_filter(raw: str) -> Filter:
+def parse_filter(raw: str, *, like_minds_case: bool = False) -> Filter:
     field, sep, rest = raw.partition(":")
     field = field.strip()
     if not sep or not field:
@@ -93,7 +95,7 @@ def parse_filter(raw: str) -> Filter:
             raise FilterError(f"Invalid filter {raw!r}: {operator} takes no value")
         return Filter(field, operator)
     if kind == "string":
-        return Filter(field, operator, text)
+        return Filter(field, operator, text, minds_case=like_minds_case)
     if kind == "numeric":
         if operator == "=" and "," in text:
             return Filter(field, operator, tuple(_parse_int(part) for part in text.split(",")))
@@ -103,14 +105,14 @@ def parse_filter(raw: str) -> Filter:
     return Filter(field, operator, parse_datetime(text))
 
 
-def parse_filters(raws: Iterable[str]) -> list[Filter]:
-    return [parse_filter(raw) for raw in raws]
+def parse_filters(raws: Iterable[str], *, like_minds_case: bool = False) -> list[Filter]:
+    return [parse_filter(raw, like_minds_case=like_minds_case) for raw in raws]
 
 
-def wildcard_pattern(value: str) -> re.Pattern[str]:
+def wildcard_pattern(value: str, *, minds_case: bool = False) -> re.Pattern[str]:
     """`~~` patterns: `%` matches any run of characters; everything else is literal."""
     body = ".*".join(re.escape(part) for part in value.split("%"))
-    return re.compile(body, re.IGNORECASE | re.DOTALL)
+    return re.compile(body, re.DOTALL if minds_case else re.IGNORECASE | re.DOTALL)
 
 
 def _string_matches(flt: Filter, stored: Any) -> bool:
@@ -127,8 +129,8 @@ def _string_matches(flt: Filter, stored: Any) -> bool:
     if op == "!=":
         return text != flt.value
     if op == "~":
-        return flt.value.lower() in text.lower()
-    return wildcard_pattern(flt.value).fullmatch(text) is not None  # "~~"
+        return flt.value in text if flt.minds_case else flt.value.lower() in text.lower()
+    return wildcard_pattern(flt.value, minds_case=flt.minds_case).fullmatch(text) is not None
 
 
 def _compare(op: str, left: Any, right: Any) -> bool:

@@ -102,6 +102,17 @@ def lookup_for(draft: ContactDraft) -> Lookup:
     return Lookup(LookupKind.NONE)
 
 
+def name_spellings(first: str, last: str) -> list[tuple[str, str]]:
+    """The name as typed, then as staff most often type one (Title Case, lower, UPPER): the
+    spellings a lookup that minds case must try in turn."""
+    spellings: list[tuple[str, str]] = []
+    for spell in (str, str.title, str.lower, str.upper):
+        spelled = (spell(first), spell(last))
+        if spelled not in spellings:
+            spellings.append(spelled)
+    return spellings
+
+
 def _fold(value: str | None) -> str:
     return " ".join((value or "").split()).casefold()
 

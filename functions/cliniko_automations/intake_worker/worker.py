@@ -366,17 +366,24 @@ class IntakeWorker:
         if lookup.kind is foc.LookupKind.EMAIL:
             assert lookup.email is not None
             filters = [StringFilter("email").eq(lookup.email), include_archived]
-        else:
-            assert lookup.first_name is not None and lookup.last_name is not None
-            # `~~` without a `%` is the whole name ignoring case (Cliniko's `=` minds case, and
-            # "ana lima" is the contact "Ana Lima"); a `%` in a name only widens the list, and
-            # foc.matches decides.
+            return [_contact_dict(c) for c in cliniko.list_contacts(filters)]
+        assert lookup.first_name is not None and lookup.last_name is not None
+        # `~~` without a `%` is the whole name (`=` minds case, and "ana lima" is the contact
+        # "Ana Lima"); a `%` in a name only widens the list, and foc.matches decides. Whether
+        # Cliniko's `~~` minds case is not documented: the name as typed first, then as staff
+        # most often type it, until one finds the contact (a new contact costs them all).
+        found: dict[str, dict[str, Any]] = {}
+        for first, last in foc.name_spellings(lookup.first_name, lookup.last_name):
             filters = [
-                StringFilter("first_name").like(lookup.first_name),
-                StringFilter("last_name").like(lookup.last_name),
+                StringFilter("first_name").like(first),
+                StringFilter("last_name").like(last),
                 include_archived,
             ]
-        return [_contact_dict(c) for c in cliniko.list_contacts(filters)]
+            listed = [_contact_dict(c) for c in cliniko.list_contacts(filters)]
+            found.update((str(c["id"]), c) for c in listed)
+            if any(foc.matches(lookup, c) for c in listed):
+                break
+        return list(found.values())
 
     @staticmethod
     def _recent(

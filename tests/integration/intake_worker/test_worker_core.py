@@ -184,9 +184,16 @@ def test_an_archived_match_is_parked_not_revived_nor_duplicated(h: Harness) -> N
     assert len(h.contacts(include_archived=True)) == 1
 
 
-# As staff typed the name: the same case, or another ("ana LIMA": Cliniko's `=` minds case).
-@pytest.mark.parametrize("stored", [("Ana", "Lima"), ("ana", "LIMA")], ids=["same", "other-case"])
-def test_without_email_name_and_phone_find_the_contact(h: Harness, stored) -> None:
+# As staff typed the name: the same case, or another ("ana lima": Cliniko's `=` minds case),
+# whether Cliniko's `~~` ignores case (as the emulator's does by default) or minds it.
+@pytest.mark.parametrize("like_minds_case", [False, True], ids=["like-ignores-case", "minds"])
+@pytest.mark.parametrize(
+    "stored",
+    [("Ana", "Lima"), ("ana", "lima"), ("ANA", "LIMA")],
+    ids=["same", "lower", "upper"],
+)
+def test_without_email_name_and_phone_find_the_contact(h: Harness, stored, like_minds_case) -> None:
+    h.cliniko.control.set_behaviour(like_minds_case=like_minds_case)
     existing = h.client.create_contact(
         {
             "first_name": stored[0],
