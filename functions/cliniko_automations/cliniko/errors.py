@@ -73,7 +73,8 @@ class ValidationFailed(ClinikoError):
 
 
 class RateLimited(ClinikoError):
-    """429 after the bounded waits were used up. `reset_at` is the UNIX time the window resets."""
+    """429 after the bounded waits were used up. `reset_at` is the UNIX time the window resets,
+    on this machine's clock (Cliniko's `X-RateLimit-Reset` read against its answer's `Date`)."""
 
     def __init__(
         self, message: str, *, reset_at: float | None, status_code: int | None = 429

@@ -36,9 +36,11 @@ string (filters hold emails), bodies or headers.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
+import math
 import random
 import re
 import threading
@@ -122,35 +124,48 @@ def is_idempotent(method: str, path: str) -> bool:
 
 
 def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float | None, float | None]:
-    """From a 429's headers: (seconds to wait, the reset as UNIX time), None when unknown.
+    """From a 429's headers: (seconds to wait, when that is as UNIX time on this machine's
+    clock `now`), None when unknown.
 
-    `X-RateLimit-Reset` is Cliniko's documented header (UNIX seconds, UTC). `Retry-After` is
-    not documented; when present it is honoured too (seconds or an HTTP date), and when both
-    are present the later moment wins, so the retry does not meet another 429.
+    `X-RateLimit-Reset` is Cliniko's documented header (UNIX seconds, UTC), a moment on
+    Cliniko's clock: it is read against the answer's `Date` (Cliniko's clock too), not this
+    machine's, which may run seconds ahead of it; a reset that looked past then had every
+    process of the key send again into the spent window, 429 after 429. `Retry-After` is not
+    documented; when present it is honoured too (seconds or an HTTP date), and when both are
+    present the longer wait wins, so the retry does not meet another 429.
     """
-    reset_at: float | None = None
+    # Cliniko's "now": whole seconds, so waiting until the reset from it is never too short.
+    server_now = _http_date(headers.get("date"))
+    if server_now is None:
+        server_now = now
+    waits: list[float] = []
     raw_reset = headers.get("x-ratelimit-reset")
     if raw_reset is not None:
-        try:
-            reset_at = float(raw_reset.strip())
-        except ValueError:
-            reset_at = None
-    retry_after_at: float | None = None
+        with contextlib.suppress(ValueError):
+            waits.append(float(raw_reset.strip()) - server_now)
     raw_retry = headers.get("retry-after")
     if raw_retry is not None:
         text = raw_retry.strip()
         try:
-            retry_after_at = now + max(0.0, float(text))
+            waits.append(float(text))
         except ValueError:
-            try:
-                retry_after_at = email.utils.parsedate_to_datetime(text).timestamp()
-            except (TypeError, ValueError, IndexError):
-                retry_after_at = None
-    moments = [moment for moment in (reset_at, retry_after_at) if moment is not None]
-    if not moments:
+            retry_at = _http_date(text)
+            if retry_at is not None:
+                waits.append(retry_at - server_now)
+    waits = [wait for wait in waits if math.isfinite(wait)]
+    if not waits:
         return None, None
-    until = max(moments)
-    return max(0.0, until - now), until
+    wait = max(0.0, *waits)
+    return wait, now + wait
+
+
+def _http_date(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(text.strip()).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _body_json(content: bytes) -> Any:

@@ -323,3 +323,30 @@ def test_backoff_stops_when_the_wait_budget_is_spent(cliniko) -> None:
 
     assert _statuses(cliniko) == [503]
     assert clock.sleeps == []
+
+
+class ClockAhead:
+    """This machine's clock, `seconds` ahead of Cliniko's (the emulator's): real waits."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time() + self.seconds
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def test_a_429_s_reset_is_read_on_cliniko_s_clock_not_this_machine_s(cliniko) -> None:
+    # A Lambda whose clock runs 5 s ahead of Cliniko's took a reset 2 s away for one already
+    # past: it sent again at once into the spent window, 429 after 429 (an audit's stand-in
+    # lost 30% of its requests so with 2 s of skew). The answer's Date is Cliniko's clock.
+    client = cliniko.client(clock=ClockAhead(5.0))
+    cliniko.control.set_faults(throttle_window_s=2)
+
+    assert client.list_contacts() == []
+    assert _statuses(cliniko) == [429, 200]

@@ -147,9 +147,22 @@ def test_retry_after_http_date_is_honoured() -> None:
 
 
 def test_reset_in_the_past_means_no_wait_and_garbage_means_unknown() -> None:
-    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW - 5))}, NOW) == (0.0, NOW - 5)
+    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW - 5))}, NOW) == (0.0, NOW)
     assert rate_limit_wait({"x-ratelimit-reset": "soon"}, NOW) == (None, None)
     assert rate_limit_wait({}, NOW) == (None, None)
+
+
+def test_the_reset_is_read_against_the_answer_s_date_cliniko_s_clock() -> None:
+    # This machine 5 s ahead of Cliniko: the reset, 2 s away on Cliniko's clock, is 2 s away.
+    cliniko_now = int(NOW) - 5
+    headers = {
+        "x-ratelimit-reset": str(cliniko_now + 2),
+        "date": email.utils.formatdate(cliniko_now, usegmt=True),
+    }
+    assert rate_limit_wait(headers, NOW) == (2.0, NOW + 2)
+    # A Date that cannot be read: this machine's clock, as before.
+    headers["date"] = "yesterday"
+    assert rate_limit_wait(headers, NOW) == (0.0, NOW)
 
 
 def _error(status: int, body: object = None, headers: dict[str, str] | None = None):
