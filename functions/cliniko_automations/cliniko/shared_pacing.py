@@ -216,7 +216,12 @@ class SharedBudget:
         fallback_limit = self.policy.fallback_limit
         if cap is not None:
             fallback_limit = min(fallback_limit, cap.rate)
-        self._fallback = RateBudget(fallback_limit, self.policy.period, clock=clock)
+        # Evenly spaced, one send per period/limit, not `limit` at once: every process of the
+        # key falls back together when the table fails, and each sending its share in a
+        # burst (an audit saw some 200 requests in the first 20 s) spent Cliniko's window,
+        # then a minute of 429s.
+        self.fallback_limit = fallback_limit
+        self._fallback = RateBudget(1, self.policy.period / fallback_limit, clock=clock)
         self._fallback_until = float("-inf")  # wall time: pace locally until then
         self._lock = threading.Lock()
         # Figures for benchmarks and tests.
@@ -373,9 +378,9 @@ class SharedBudget:
         self.fallbacks += 1
         logger.warning(
             "the shared rate budget is unreachable (%s); pacing this process alone at %d "
-            "requests per %.0f s for %.0f s",
+            "requests per %.0f s, evenly spaced, for %.0f s",
             reason,
-            self._fallback.limit,
+            self.fallback_limit,
             self.policy.period,
             self.policy.store_retry_after,
             extra={"reason": "rate_budget_store_unavailable", "key_id": self.budget_id},
