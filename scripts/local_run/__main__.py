@@ -52,9 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     shell_parser.add_argument(
         "shell_command", nargs=argparse.REMAINDER, help="run this command in it instead"
     )
-    parser.add_argument("--port", type=int, default=3000, help="HTTP API port (0: any)")
-    parser.add_argument("--site-port", type=int, default=3001, help="clinic website port")
-    parser.add_argument("--emulator-port", type=int, default=3002, help="Cliniko emulator port")
+    parser.add_argument("--port", type=port, default=3000, help="HTTP API port (0: any)")
+    parser.add_argument("--site-port", type=port, default=3001, help="clinic website port")
+    parser.add_argument("--emulator-port", type=port, default=3002, help="Cliniko emulator port")
     parser.add_argument(
         "--form-sources",
         type=Path,
@@ -191,7 +191,10 @@ def serve(args: argparse.Namespace, state_dir: Path = STATE_DIR) -> int:
         )
         return 2
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Closing the terminal (SIGHUP) stops the run like SIGTERM: moto_server and the state file
+    # were left behind otherwise.
+    for ending in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(ending, lambda *_: stop.set())
     try:
         print(banner(system), flush=True)
         status = 0
@@ -206,6 +209,17 @@ def serve(args: argparse.Namespace, state_dir: Path = STATE_DIR) -> int:
         return 0
     finally:
         system.stop()
+
+
+def port(text: str) -> int:
+    """A TCP port for argparse: 0 (any free one) to 65535."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a port: 0 (any free one) to 65535")
+    return number
 
 
 def fire(name: str, state_dir: Path = STATE_DIR) -> int:

@@ -99,6 +99,9 @@ class MotoServer:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Out of the terminal's process group: Ctrl-C reaches the local run alone, which
+            # stops moto last, after the consumers still talking to it.
+            start_new_session=True,
         )
         wait_for(f"{self.url}/moto-api/")
         return self

@@ -89,6 +89,15 @@ def test_a_broken_form_sources_file_is_named_in_a_short_error(tmp_path, capsys):
     assert ".local-run" not in err and not (state_dir / "form_sources.yaml").exists()
 
 
+@pytest.mark.parametrize("given", ["-1", "65536", "web"])
+def test_a_port_that_is_no_port_is_an_argument_error(tmp_path, capsys, given):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--port", given], state_dir=tmp_path / "state")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--port" in err and "Traceback" not in err
+
+
 def test_a_form_sources_mistake_is_named_in_the_edited_file(tmp_path, capsys):
     edited = tmp_path / "form_sources.yaml"
     edited.write_text(FORM_SOURCES.read_text().replace("provider: tally", "provider: talley"))
