@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Sequence
@@ -63,7 +64,10 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--user-agent", default=os.environ.get("CLINIKO_USER_AGENT"))
     where.add_argument("--cliniko-base-url", default=os.environ.get("CLINIKO_BASE_URL"))
     where.add_argument(
-        "--caller", help="who is asking, for the audit trail (local mode; default: your AWS ARN)"
+        "--caller",
+        type=caller_id,
+        help="who is asking, for the audit trail: an IAM ARN or a user id, no spaces (local "
+        "mode; default: your AWS ARN)",
     )
     cli.add_argument("--json", action="store_true", help="print the raw JSON answer")
     commands = cli.add_subparsers(dest="command", required=True)
@@ -330,6 +334,19 @@ def exit_code(status: int, body: dict[str, Any]) -> int:
     if status in (200, 404, 409):
         return EXIT_ATTENTION
     return EXIT_FAILED
+
+
+# An IAM ARN or a user id (IAM user names take `+=,.@_-`): one token, never free text, since
+# the trail is kept for years and a name typed here would be personal data in it.
+CALLER_ID = re.compile(r"[A-Za-z0-9+=,.@_:/-]{1,256}")
+
+
+def caller_id(text: str) -> str:
+    if not CALLER_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            "give an IAM ARN or a user id (letters, digits and +=,.@_:/-, no spaces)"
+        )
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -230,6 +230,11 @@ def test_argument_errors_exit_2(erasure_stack, cli, capsys):
     assert cli.main(["request", "--email", "not-an-address", "--reason", "t"]) == 2
     assert "invalid request" in capsys.readouterr().out
     assert "2 bad arguments" in cli.__doc__ and "malformed email" in cli.__doc__
+    # Who asks is one token: a name typed here would stay in the audit trail for years.
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--caller", "Grizelda Thistlewaite <g@example.com>", "status", "x"])
+    assert caught.value.code == 2
+    assert "IAM ARN or a user id" in capsys.readouterr().err
 
 
 def test_a_reader_that_stops_reading_gets_the_verdict_quietly(erasure_stack, cli):
