@@ -61,6 +61,11 @@ RETRYABLE_STATUSES = frozenset({502, 503, 504})
 MIN_ATTEMPT_SECONDS = 1.0
 # Seconds the caller still has (None: no bound).
 TimeLeft = Callable[[], float | None]
+# Cliniko's window is a minute: no 429 holds the key's budget longer than this.
+LONGEST_HOLD_SECONDS = 65.0
+# A 429's Date further than this from this machine's clock is not believed (a proxy's, or a
+# clock gone wrong): the reset is then read against this machine's clock.
+BELIEVABLE_SKEW_SECONDS = 300.0
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 _ARCHIVE_PATH = re.compile(r"/contacts/[^/]+/archive/?$")
 _MESSAGE_LIMIT = 200
@@ -136,7 +141,7 @@ def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float | Non
     """
     # Cliniko's "now": whole seconds, so waiting until the reset from it is never too short.
     server_now = _http_date(headers.get("date"))
-    if server_now is None:
+    if server_now is None or abs(server_now - now) > BELIEVABLE_SKEW_SECONDS:
         server_now = now
     waits: list[float] = []
     raw_reset = headers.get("x-ratelimit-reset")
@@ -359,8 +364,10 @@ class ClinikoTransport(httpx.BaseTransport):
                     wait += policy.reset_margin
                 # Hold the budget (the process's, and the shared one when there is one) even
                 # when this request gives up: the window is spent for every sender of the key,
-                # and a process that kept sending into it would only collect more 429s.
-                self._budget.hold(wait)
+                # and a process that kept sending into it would only collect more 429s. Never
+                # longer than a window: a reset further off is a header or a clock gone wrong,
+                # and a 429 after the hold brings a fresh one.
+                self._budget.hold(min(wait, LONGEST_HOLD_SECONDS))
                 left = self.time_left()
                 if (
                     throttles > policy.max_rate_limit_waits

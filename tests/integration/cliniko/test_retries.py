@@ -350,3 +350,20 @@ def test_a_429_s_reset_is_read_on_cliniko_s_clock_not_this_machine_s(cliniko) ->
 
     assert client.list_contacts() == []
     assert _statuses(cliniko) == [429, 200]
+
+
+def test_a_reset_beyond_a_minute_holds_the_budget_a_minute_at_most(cliniko) -> None:
+    # Cliniko's window is a minute: a reset ten minutes off is a header or a clock gone wrong,
+    # and must not freeze the key for every process that long.
+    clock = FakeClock()
+    client = cliniko.client(clock=clock)
+    cliniko.control.set_faults(throttle_window_s=600)
+    with pytest.raises(errors.RateLimited):
+        client.list_contacts()
+    assert clock.sleeps == []
+
+    with pytest.raises(errors.RateLimited) as sent:
+        client.list_contacts()  # waits out the hold, a minute, then asks again
+    assert sent.value.status_code == 429
+    assert 60 <= sum(clock.sleeps) <= 66
+    assert _statuses(cliniko) == [429, 429]
