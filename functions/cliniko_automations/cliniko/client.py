@@ -200,7 +200,7 @@ class ClinikoClient:
         """Every request from now on ends within `time_left()` seconds, retries and waits
         included (None: no bound): see transport.py. A client kept across invocations is
         given each invocation's."""
-        self._transport.time_left = time_left or (lambda: None)
+        self._transport.finish_within(time_left)
 
     def close(self) -> None:
         self._api.get_httpx_client().close()

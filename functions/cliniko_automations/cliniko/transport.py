@@ -270,8 +270,8 @@ class ClinikoTransport(httpx.BaseTransport):
         time_left: TimeLeft | None = None,
     ) -> None:
         self._inner = inner
-        # Settable: a client kept across invocations gets each invocation's.
-        self.time_left: TimeLeft = time_left or _unbounded
+        self.time_left: TimeLeft = _unbounded
+        self.finish_within(time_left)
         self._shard = shard
         self._budget = budget
         self._policy = policy or RetryPolicy()
@@ -426,6 +426,11 @@ class ClinikoTransport(httpx.BaseTransport):
         if left is not None and delay > left - MIN_ATTEMPT_SECONDS:
             return None
         return delay
+
+    def finish_within(self, time_left: TimeLeft | None) -> None:
+        """Bound every request from now on by `time_left()` (None: no bound). A client kept
+        across invocations is given each invocation's."""
+        self.time_left = time_left or _unbounded
 
     def _left(self, method: str, path: str) -> float | None:
         """The time left for the next attempt; `OutOfTime` when too little is."""

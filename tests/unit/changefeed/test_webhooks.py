@@ -183,17 +183,23 @@ def test_a_change_s_event_and_deliveries_fit_one_put_events_call():
         validated(DEFAULT_PATH, Subscribers, several(*nine, "hook-9"))
 
 
-def test_a_subscriber_naming_an_account_not_in_the_accounts_file_is_refused(tmp_path):
+def webhooks_file(tmp_path, *, under="cliniko-automations/", more=""):
+    """A webhooks.yaml of one subscriber, its signing secret named `under` a prefix, `more`
+    its further lines."""
     path = tmp_path / "webhooks.yaml"
     path.write_text(
         "subscribers:\n"
         "  - name: crm-sync\n"
         "    url: https://hooks.example.com/cliniko\n"
         "    events: [contact.created]\n"
-        "    secret: cliniko-automations/webhooks/crm-sync\n"
-        "    accounts: [main-clinic, no-such-clinic]\n",
+        f"    secret: {under}webhooks/crm-sync\n" + more,
         encoding="utf-8",
     )
+    return path
+
+
+def test_a_subscriber_naming_an_account_not_in_the_accounts_file_is_refused(tmp_path):
+    path = webhooks_file(tmp_path, more="    accounts: [main-clinic, no-such-clinic]\n")
     with pytest.raises(ConfigError, match="'no-such-clinic' is not in the Cliniko accounts file"):
         load_subscribers(path, {"main-clinic": object()})
     assert load_subscribers(path, {"main-clinic": 1, "no-such-clinic": 2}).subscribers
@@ -204,15 +210,7 @@ def test_a_signing_secret_outside_the_secrets_prefix_is_refused(tmp_path, capsys
     # SecretsPrefix: one outside would stop the feed for every account, deployed.
     from cliniko_automations.changefeed import subscribers as command
 
-    path = tmp_path / "webhooks.yaml"
-    path.write_text(
-        "subscribers:\n"
-        "  - name: crm-sync\n"
-        "    url: https://hooks.example.com/cliniko\n"
-        "    events: [contact.created]\n"
-        "    secret: elsewhere/webhooks/crm-sync\n",
-        encoding="utf-8",
-    )
+    path = webhooks_file(tmp_path, under="elsewhere/")
     assert command.main(["--check", str(path)]) != 0
     assert "subscribers.0.secret: secret 'elsewhere/webhooks/crm-sync' is outside" in (
         capsys.readouterr().err
