@@ -5,9 +5,11 @@ Processes (not threads: concurrent Lambdas are processes) send on one key agains
 at Cliniko's real window (200 requests per 60 s, time scale 1), sharing the key's budget
 through the DynamoDB rate-limit table on a moto_server (127.0.0.1). Per case: the requests
 Cliniko answered (not 429) per minute over the case, as a share of 200; the share of 429
-answers; the latency of each intake operation (p50/p95); and the cost of the shared budget
+answers; the latency of each intake operation (p50/p95); the cost of the shared budget
 (store round trips and their milliseconds per Cliniko request; moto on this machine is slower
-than DynamoDB in a region, so the milliseconds are an upper bound).
+than DynamoDB in a region, so the milliseconds are an upper bound); and how evenly the
+interactive processes shared what they sent (the least and the most one process sent, as parts
+of their total).
 
 Roles of a process:
   creator   creates contacts in a loop (as fast as the budget allows);
@@ -71,6 +73,7 @@ CASES = (
     Case("p4", "4 processes", (Role("creator", 4),)),
     Case("p2w", "2 processes, the worker's 25 s wait limit", (Role("creator", 2, max_wait=25),)),
     Case("p4w", "4 processes, the worker's 25 s wait limit", (Role("creator", 4, max_wait=25),)),
+    Case("p8w", "8 processes, the worker's 25 s wait limit", (Role("creator", 8, max_wait=25),)),
     Case("i4", "4 intake processes (saturating), no cleanup", (Role("intake", 4, max_wait=25),)),
     Case(
         "i4c",
@@ -304,6 +307,10 @@ def run_case(
     ]
     feed_polls = sum(r["outcomes"].get("ok", 0) for r in results if r["kind"] == "feed")
     requests = sum(r["requests"] for r in results)
+    # Each interactive process's part of what the interactive processes sent: all equal
+    # (1 / their number) when the budget is shared fairly.
+    interactive = [r["requests"] for r in results if r["kind"] not in ("cleanup", "feed")]
+    shares = [n / sum(interactive) for n in interactive] if sum(interactive) else []
     store_calls = sum(r["store_calls"] for r in results)
     store_seconds = sum(r["store_seconds"] for r in results)
     outcomes: dict[str, int] = {}
@@ -325,6 +332,8 @@ def run_case(
         "intake_p50_s": _percentile(intake_latencies, 50),
         "intake_p95_s": _percentile(intake_latencies, 95),
         "outcomes": outcomes,
+        "process_share_min": min(shares, default=None),
+        "process_share_max": max(shares, default=None),
         "store_calls_per_request": store_calls / requests if requests else None,
         "store_ms_per_call": store_seconds / store_calls * 1000 if store_calls else None,
         "store_ms_per_request": store_seconds / requests * 1000 if requests else None,
@@ -381,12 +390,18 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _shares(row: dict[str, Any]) -> str:
+    low, high = row.get("process_share_min"), row.get("process_share_max")
+    return "-" if low is None or low == high else f"{low:.1%}-{high:.1%}"
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
     by_name = {row["case"]: row for row in rows}
     print()
     print(
         f"{'case':<52} {'answered/200':>12} {'429 share':>9} {'bulk':>5} "
-        f"{'p50 s':>6} {'p95 s':>6} {'p95 x':>6} {'ddb/req':>7} {'ms/req':>6}"
+        f"{'p50 s':>6} {'p95 s':>6} {'p95 x':>6} {'ddb/req':>7} {'ms/req':>6} "
+        f"{'shares':>11}"
     )
     for row in rows:
         base = by_name.get(row["baseline"] or "")
@@ -400,7 +415,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{row['bulk_answered']:>5} {_fmt(row['intake_p50_s'], '.2f'):>6} "
             f"{_fmt(row['intake_p95_s'], '.2f'):>6} {_fmt(ratio, '.2f'):>6} "
             f"{_fmt(row['store_calls_per_request'], '.2f'):>7} "
-            f"{_fmt(row['store_ms_per_request'], '.2f'):>6}"
+            f"{_fmt(row['store_ms_per_request'], '.2f'):>6} "
+            f"{_shares(row):>11}"
         )
         if row.get("feed_polls_per_minute") is not None:
             print(

@@ -145,6 +145,19 @@ def test_processes_sharing_a_key_never_pass_the_limit_in_any_window(store) -> No
     assert sends[-1] - sends[0] < (120 / POLICY.rate + 0.5) * POLICY.period
 
 
+def test_a_process_behind_a_spent_burst_books_its_turn_in_one_booking(store) -> None:
+    clock = FakeClock()
+    first, second = _process(store, clock, seed=1), _process(store, clock, seed=2)
+    for _ in range(POLICY.depth):
+        assert first.acquire() == 0.0
+    booked = float(_item(store)[TAT])
+
+    # First come, first served: the next free slot is booked at once, and sent at its turn.
+    assert second.acquire() == pytest.approx(POLICY.interval, abs=1e-3)
+    assert second.store_calls == 1
+    assert float(_item(store)[TAT]) == pytest.approx(booked + POLICY.interval, abs=1e-3)
+
+
 def test_a_quiet_spell_gives_back_the_burst(store) -> None:
     clock = FakeClock()
     budget = _process(store, clock)
