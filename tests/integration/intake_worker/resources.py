@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,12 @@ from cliniko_automations.intake.submission import QueuedSubmission, Submission
 MAX_RECEIVE_COUNT = 5
 # The worker function's timeout in template.yaml: test invocations get as long.
 WORKER_TIMEOUT_MS = 120_000
+# moto's SQS rebuilds a queue's message list on every delete without a lock, so concurrent
+# deletes (the reliability tests' worker threads) can bring a deleted message back or drop one
+# another thread received, which then fails to delete as ReceiptHandleIsInvalid: 242 of 600
+# messages came back from six threads deleting at once. Real SQS does neither, so the harness
+# standing in for Lambda's poller receives and deletes one call at a time.
+_QUEUE_CALLS = threading.Lock()
 
 # The worker's configuration file: the Cliniko accounts (the submission carries the rest).
 WORKER_CONFIG = """\
@@ -86,14 +93,16 @@ class WorkerStack:
     def receive(
         self, queue_url: str | None = None, *, max_messages: int = 10, visibility: int = 30
     ) -> list[dict[str, Any]]:
-        return self.sqs.receive_message(
-            QueueUrl=queue_url or self.queue_url,
-            MaxNumberOfMessages=max_messages,
-            VisibilityTimeout=visibility,
-            WaitTimeSeconds=0,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        with _QUEUE_CALLS:
+            answer = self.sqs.receive_message(
+                QueueUrl=queue_url or self.queue_url,
+                MaxNumberOfMessages=max_messages,
+                VisibilityTimeout=visibility,
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        return answer.get("Messages", [])
 
     def drain(self, queue_url: str) -> list[dict[str, Any]]:
         """Every message now in a queue (hidden for a while after, so each is read once)."""
@@ -214,9 +223,10 @@ def poll_once(
     failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
     for message in messages:
         if message["MessageId"] not in failed:
-            stack.sqs.delete_message(
-                QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"]
-            )
+            with _QUEUE_CALLS:
+                stack.sqs.delete_message(
+                    QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
     return messages, failed
 
 
