@@ -6,8 +6,9 @@ PYTHONPATH the artifact alone). botocore's and httpx's send methods are wrapped 
 their modules have loaded (the handler imports them, lazily or not), and each call is written
 to the JSON file `CALL_TRACE_FILE` as the process exits: what it was (service and
 operation, or method and path), when it started (ms from the process's start), how long it
-took, on which thread, and the resource it named (a table, secret or queue name, as the
-deployment names them). No other parameter, no body and no header is written.
+took, on which thread, and the resource it named (a table, index, secret or queue name, as
+the deployment names them; a transaction's parts as `Put:table;Update:table`). No other
+parameter, no body and no header is written.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ def _record(kind: str, what: str, began: float, resource: str | None = None) -> 
 
 
 def _resource(params) -> str | None:
+    items = params.get("TransactItems")
+    if isinstance(items, list):  # IAM authorises each part: "Put:table;Update:table"
+        return ";".join(
+            f"{kind}:{part.get('TableName')}"
+            for item in items
+            if isinstance(item, dict)
+            for kind, part in item.items()
+            if isinstance(part, dict)
+        )
+    if isinstance(params.get("TableName"), str) and isinstance(params.get("IndexName"), str):
+        return f"{params['TableName']}/index/{params['IndexName']}"  # as IAM names an index
     for key in ("TableName", "SecretId", "EventBusName"):
         if isinstance(params.get(key), str):
             return params[key]

@@ -26,6 +26,7 @@ from local_run.template import SamApp
 from tests.fixtures.apigw import form_post_event, http_api_event
 
 from .conftest import HOST_ARCH, ROOT, build_script
+from .iam_calls import calls_not_allowed
 
 # The first test here pays for the session's two `sam build`s (minutes on a loaded machine).
 pytestmark = [pytest.mark.sam, pytest.mark.timeout(1200)]
@@ -274,6 +275,7 @@ def stack(aws, cliniko, tmp_path):
         "cliniko": cliniko,
         "traces": tmp_path,
         "calls": {},
+        "resolver": provisioner.resolver,
     }
 
 
@@ -296,6 +298,8 @@ def invoke(runtime_python: str, artifact: Path, stack: dict, function: str, even
         wrapper=(runtime_python, "-S", "-B", str(CALL_TRACER)),
     )
     stack["calls"][function] = json.loads(Path(environment["CALL_TRACE_FILE"]).read_text())
+    # Every AWS call it made, allowed by its role in the template (moto checks no IAM).
+    assert calls_not_allowed(stack["resolver"], function, stack["calls"][function]) == []
     assert "error" not in out, out["error"]
     assert out["python"].startswith("3.13")
     assert Path(out["module_file"]).is_relative_to(artifact)
@@ -470,6 +474,32 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     assert len(calls_of(stack, "ChangeFeedFunction", "dynamodb.GetItem", "ChangeFeed")) == accounts
 
     assert invoked == set(APP.functions())
+
+
+def test_the_call_check_refuses_what_a_role_does_not_allow(stack):
+    resolver = stack["resolver"]
+    audit = resolver.physical["ErasureAuditTable"].ref
+    ledger = resolver.physical["LedgerTable"].ref
+    calls = [
+        {"kind": "aws", "what": "dynamodb.Scan", "resource": audit},
+        {"kind": "aws", "what": "dynamodb.PutItem", "resource": audit},
+        {"kind": "aws", "what": "dynamodb.Query", "resource": f"{ledger}/index/ActiveByAccount"},
+        {"kind": "aws", "what": "secretsmanager.GetSecretValue", "resource": "elsewhere/key"},
+        {"kind": "cliniko", "what": "GET /contacts", "resource": None},
+    ]
+    region, account = resolver.pseudo["AWS::Region"], resolver.pseudo["AWS::AccountId"]
+
+    assert calls_not_allowed(resolver, "ErasureOverdueFunction", calls) == [
+        f"dynamodb:PutItem on arn:aws:dynamodb:{region}:{account}:table/{audit}",
+        f"dynamodb:Query on arn:aws:dynamodb:{region}:{account}:table/{ledger}/index/"
+        "ActiveByAccount",
+        f"secretsmanager:GetSecretValue on arn:aws:secretsmanager:{region}:{account}:secret:"
+        "elsewhere/key-AbCdEf",
+    ]
+    # The cleanup may query the ledger's index; the worker may not.
+    index_query = calls[2:3]
+    assert calls_not_allowed(resolver, "CleanupFunction", index_query) == []
+    assert calls_not_allowed(resolver, "IntakeWorkerFunction", index_query) != []
 
 
 def test_base64_body_reaches_the_api_handler_from_the_artifact(built, runtime_python, stack):

@@ -323,6 +323,60 @@ def test_erasure_audit_trail_is_append_only_for_the_api():
     assert not actions & {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"}
 
 
+def _table_actions(function: str, table: str) -> list[tuple[set[str], Any]]:
+    """(actions, condition) of each statement of `function` on `table` (no SAM templates)."""
+    arn = {"Fn::GetAtt": [table, "Arn"]}
+    found = []
+    for statement in _policy_statements(function):
+        resources = statement["Resource"]
+        if arn == resources or (isinstance(resources, list) and arn in resources):
+            actions = statement["Action"]
+            found.append(
+                (
+                    set(actions if isinstance(actions, list) else [actions]),
+                    statement.get("Condition"),
+                )
+            )
+    return found
+
+
+def test_the_worker_reaches_the_idempotency_table_only_under_intake_keys():
+    from cliniko_automations.erasure.idempotency import KEY_PREFIX as ERASURE_PREFIX
+    from cliniko_automations.intake_worker.runtime import IDEMPOTENCY_KEY_PREFIX
+    from cliniko_automations.intake_worker.store import (
+        CLAIM_PREFIX,
+        FAILURE_PREFIX,
+        INTENT_PREFIX,
+    )
+
+    policies = RESOURCES["IntakeWorkerFunction"]["Properties"]["Policies"]
+    assert not [p for p in policies if "DynamoDBCrudPolicy" in p]  # a grant of every action
+    ((actions, condition),) = _table_actions("IntakeWorkerFunction", "IdempotencyTable")
+    assert actions == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
+    (pattern,) = condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    # Every key the worker writes matches it (Powertools keys are `<prefix>#<hash>`), an
+    # erasure request's does not.
+    prefix = pattern.removesuffix("*")
+    worker_keys = [CLAIM_PREFIX, INTENT_PREFIX, FAILURE_PREFIX, IDEMPOTENCY_KEY_PREFIX + "#"]
+    assert pattern.endswith("*") and all(key.startswith(prefix) for key in worker_keys)
+    assert not ERASURE_PREFIX.startswith(prefix)
+
+
+def test_the_worker_only_adds_to_the_ledger_and_the_overdue_check_only_reads():
+    assert _table_actions("IntakeWorkerFunction", "LedgerTable") == [({"dynamodb:PutItem"}, None)]
+    assert _table_actions("ErasureOverdueFunction", "ErasureAuditTable") == [
+        ({"dynamodb:Scan"}, None)
+    ]
+    # ...and has no other grant (a SAM policy template would not show in the statements).
+    assert len(RESOURCES["ErasureOverdueFunction"]["Properties"]["Policies"]) == 1
+    assert len(_policy_statements("ErasureOverdueFunction")) == 1
+
+
 def test_erasure_reaches_the_idempotency_table_only_under_its_key_prefix():
     from cliniko_automations.erasure.idempotency import KEY_PREFIX
 
