@@ -392,7 +392,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def _shares(row: dict[str, Any]) -> str:
     low, high = row.get("process_share_min"), row.get("process_share_max")
-    return "-" if low is None or low == high else f"{low:.1%}-{high:.1%}"
+    return "-" if low is None or high == 1.0 else f"{low:.1%}-{high:.1%}"
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
