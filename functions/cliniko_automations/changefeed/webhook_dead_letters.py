@@ -37,13 +37,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 import boto3
 
 from cliniko_automations.common.dead_letter_tool import (
+    DeadLetterQueue,
     DeadLetterTool,
     add_commands,
     print_table,
@@ -176,6 +177,37 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
         if "contact" in payload.get("data", {}) and not subscriber.include_fields:
             return f"carries contact fields, and subscriber {name!r} no longer opts in to them"
         return ""
+
+
+class WebhookLetterPurge:
+    """What an erasure deletes here: the letters that carry the fields of a contact it erases.
+
+    A letter for a subscriber opted in to contact fields holds the contact's name, email and
+    phone until the queue's retention (14 days) ends, and a replay would send them again. An
+    erasure deletes those of its contacts (by `data.contact_id`); letters without fields (ids
+    and field names only) stay for the replay tool. A letter held by an operator's listing at
+    that moment (hidden for HIDE_SECONDS) is not seen.
+    """
+
+    def __init__(self, sqs: Any, dead_letter_queue_url: str) -> None:
+        self._sqs = sqs
+        self._url = dead_letter_queue_url
+
+    def purge(self, contact_ids: Collection[str]) -> int:
+        """Delete the letters carrying fields of `contact_ids`; how many were deleted."""
+        wanted = {str(contact_id) for contact_id in contact_ids}
+        queue = DeadLetterQueue(self._sqs, self._url)
+        deleted = 0
+        try:
+            for message in queue.receive_all():
+                event, problem = _delivery_event(str(message.get("Body", "")))
+                data = event["detail"]["body"].get("data", {}) if event and not problem else {}
+                if "contact" in data and str(data.get("contact_id")) in wanted:
+                    queue.delete(str(message["ReceiptHandle"]))
+                    deleted += 1
+        finally:
+            queue.release()
+        return deleted
 
 
 def _whole(value: Any) -> int | None:

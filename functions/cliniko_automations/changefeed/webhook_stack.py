@@ -207,6 +207,10 @@ def render(subscribers: Subscribers) -> dict[str, Any]:
         "Resources": resources,
         "Outputs": {
             "WebhookDeadLetterQueueUrl": {"Value": {"Ref": "WebhookDeadLetterQueue"}},
+            # The main stack's WebhookDeadLetterQueueArn: erasure reaches the letters then.
+            "WebhookDeadLetterQueueArn": {
+                "Value": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}
+            },
         },
     }
 

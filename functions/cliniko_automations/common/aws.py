@@ -57,3 +57,17 @@ class ClientOnFirstUse:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(client(self._service, self._config), name)
+
+
+def queue_url_for(queue_arn: str) -> str:
+    """The queue URL an SQS ARN names (arn:PARTITION:sqs:REGION:ACCOUNT:NAME).
+
+    Built rather than asked for (GetQueueUrl): a role then needs no permission for it, and no
+    call is spent on it.
+    """
+    parts = queue_arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not all(parts[3:]):
+        raise ValueError("not an SQS queue ARN")
+    partition, region, account, name = parts[1], parts[3], parts[4], parts[5]
+    suffix = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://sqs.{region}.{suffix}/{account}/{name}"

@@ -3,12 +3,14 @@ the person, then scrub, archive and verify each contact, recording each step in 
 
 Erasure also reaches what this system keeps of the person: every submission body stored for
 their email (by keyed hash; the queues carry only ids) is deleted, and a tombstone keeps
-older submissions of theirs from bringing them back (see common/submission_store.py).
+older submissions of theirs from bringing them back (see common/submission_store.py); and
+the webhook deliveries EventBridge gave up on that carry the fields of a matched contact
+(changefeed/webhook_dead_letters.py), when the webhook stack's queue is configured.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +29,7 @@ from cliniko_automations.erasure.models import (
     Purged,
     Result,
 )
-from cliniko_automations.erasure.ports import ContactsClient, SubmissionStore
+from cliniko_automations.erasure.ports import ContactsClient, SubmissionStore, WebhookLetters
 from cliniko_automations.erasure.scrub import (
     HONEST_NOTE,
     SCRUBBED_VALUES,
@@ -39,19 +41,29 @@ from cliniko_automations.erasure.scrub import (
 from cliniko_automations.erasure.trail import OUTCOME_SK, attempt_sk
 
 SUBMISSION_STORE = "submission_store"
+WEBHOOK_DEAD_LETTERS = "webhook_dead_letters"
+
+
+class _StoreFailed(Exception):
+    """One of this system's own stores failed during the purge: `kind` names it."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
 
 
 @dataclass(frozen=True)
 class Tools:
     """What every attempt works with: Cliniko, the submission store (None: not reached, as in
-    tests of Cliniko alone), the pepper for email hashes, the clock, and `append(request_id,
-    sk, record)`, which chains a record into the trail (AlreadyRecorded if its key exists)."""
+    tests of Cliniko alone), the pepper for email hashes, the clock, `append(request_id,
+    sk, record)`, which chains a record into the trail (AlreadyRecorded if its key exists),
+    and the webhook dead letters (None: no webhook stack's queue configured)."""
 
     client: ContactsClient
     submissions: SubmissionStore | None
     pepper: str
     clock: Callable[[], datetime]
     append: Callable[[str, str, Mapping[str, Any]], Any]
+    webhook_letters: WebhookLetters | None = None
 
 
 class Attempt:
@@ -119,10 +131,13 @@ class Attempt:
         if awaiting:
             raise SeveralMatches(self.request.request_id, contact_ids)
         if not self.request.dry_run:
+            # Before the scrub: a retry finds the contacts by email only while they still
+            # have it, so a failed purge must stop the attempt before Cliniko changes.
             try:
                 self.purge([contact_fields(m).get("email") for m in matches])
-            except Exception as error:  # the store's own errors: the core knows no boto
-                return self.fail(f"submission_store_error:{type(error).__name__}", contact_ids, [])
+                self.purge_webhook_letters(contact_ids)
+            except _StoreFailed as failed:
+                return self.fail(failed.kind, contact_ids, [])
         if not matches:
             return self.finish(
                 self.outcome(
@@ -164,7 +179,8 @@ class Attempt:
     def purge(self, contact_emails: Iterable[Any]) -> None:
         """Tombstone, then delete, every stored submission of the request's email and of the
         matched contacts' emails: nothing this system keeps brings the person back."""
-        if self.tools.submissions is None:
+        submissions = self.tools.submissions
+        if submissions is None:
             return
         emails = {self.request.email} | {e for e in contact_emails if isinstance(e, str)}
         hashes = sorted({email_hash(self.tools.pepper, e) for e in emails if e and e.strip()})
@@ -172,10 +188,13 @@ class Attempt:
             return
         now = self.tools.clock()
         deleted: list[str] = []
-        for digest in hashes:
-            # Tombstone first: a submission read after it is dropped, so none slips between.
-            self.tools.submissions.tombstone(digest, now)
-            deleted += self.tools.submissions.purge(digest)
+        try:  # the store's own errors: the core knows no boto
+            for digest in hashes:
+                # Tombstone first: a submission read after it is dropped, so none slips between.
+                submissions.tombstone(digest, now)
+                deleted += submissions.purge(digest)
+        except Exception as error:
+            raise _StoreFailed(f"submission_store_error:{type(error).__name__}") from error
         self.purged = [
             Purged(store=SUBMISSION_STORE, count=len(deleted), submission_ids=sorted(deleted))
         ]
@@ -187,6 +206,22 @@ class Attempt:
                 "tombstones": len(hashes),
                 "purged": [as_data(p) for p in self.purged],
             },
+        )
+
+    def purge_webhook_letters(self, contact_ids: Sequence[str]) -> None:
+        """Delete the undelivered webhooks that carry the erased contacts' fields."""
+        letters = self.tools.webhook_letters
+        if letters is None or not contact_ids:
+            return
+        try:
+            count = letters.purge(contact_ids)
+        except Exception as error:
+            raise _StoreFailed(f"webhook_dead_letters_error:{type(error).__name__}") from error
+        purged = Purged(store=WEBHOOK_DEAD_LETTERS, count=count)
+        self.purged = [*self.purged, purged]
+        self.record(
+            "purge-webhooks",
+            {"record": "purge", "at": iso(self.tools.clock()), "purged": [as_data(purged)]},
         )
 
     def lookup(self) -> list[Any]:

@@ -185,6 +185,7 @@ class Purged:
 
     store: str
     count: int
+    # The submission store's ids; the webhook dead letters are counted only.
     submission_ids: list[str] = dataclasses.field(default_factory=list)
 
 

@@ -1,9 +1,10 @@
 """What the erasure workflow needs from the world, as protocols: the adapters are audit.py,
-idempotency.py, common/submission_store.py and the Cliniko client."""
+idempotency.py, common/submission_store.py, changefeed/webhook_dead_letters.py and the Cliniko
+client."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,6 +28,12 @@ class SubmissionStore(Protocol):  # see common/submission_store.py
 
     def purge(self, email_hmac: str) -> list[str]:
         """Delete every stored submission body for this email; their submission ids."""
+        ...
+
+
+class WebhookLetters(Protocol):  # see changefeed/webhook_dead_letters.py
+    def purge(self, contact_ids: Collection[str]) -> int:
+        """Delete the undelivered webhooks that carry these contacts' fields; how many."""
         ...
 
 

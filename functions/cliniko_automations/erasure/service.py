@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common import aws
@@ -10,12 +12,30 @@ from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.idempotency import PowertoolsOnce
-from cliniko_automations.erasure.settings import ErasureSettings
+from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
 from cliniko_automations.erasure.workflow import Eraser
+
+if TYPE_CHECKING:
+    from cliniko_automations.changefeed.webhook_dead_letters import WebhookLetterPurge
 
 # Kept from Cliniko's requests for what follows their last answer: the attempt's audit records
 # and the answer (a failed outcome recorded, not API Gateway's timeout).
 RESERVE_SECONDS = 4.0
+
+
+def _webhook_letters(queue_arn: str | None) -> WebhookLetterPurge | None:
+    if not queue_arn:
+        return None
+    try:
+        url = aws.queue_url_for(queue_arn)
+    except ValueError:
+        raise SettingsError(
+            "erasure settings missing or invalid: WEBHOOK_DEAD_LETTER_QUEUE_ARN"
+        ) from None
+    # Imported here: only a deployment with webhooks pays for the dead-letter tool's modules.
+    from cliniko_automations.changefeed.webhook_dead_letters import WebhookLetterPurge
+
+    return WebhookLetterPurge(aws.client("sqs"), url)
 
 
 def secrets_read(settings: ErasureSettings) -> list[str]:
@@ -46,6 +66,7 @@ def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None
             pepper,
             once=once,
             submissions=submissions,
+            webhook_letters=_webhook_letters(settings.webhook_dead_letter_queue_arn),
         )
     except ValueError as error:  # a pepper too short to hide emails: the secret is unusable
         raise SecretUnavailable(f"secret {settings.pepper_secret_name!r}: {error}") from None

@@ -37,3 +37,6 @@ class ErasureSettings(AuditSettings):
     submission_table: str
     cliniko_api_key_secret_name: str
     cliniko: ClinikoSettings
+    # The webhook stack's dead-letter queue (its ARN), when webhooks are deployed: an erasure
+    # deletes the undelivered webhooks there that carry the fields of a contact it erases.
+    webhook_dead_letter_queue_arn: str | None = None

@@ -1,10 +1,10 @@
 """The audit trail's layout: its sort keys and the hash chain that makes it tamper-evident.
 
 A request's records, by sort key: `000#received`, `000#extension` (at most once), then per
-attempt NNN `NNN#lookup`, `NNN#purge`, `NNN#contact#<id>`, `NNN#failed`, and `999#outcome`
-once the request is done. An attempt that failed (Cliniko unreachable, verification failed)
-or that stopped for confirmation leaves the request open, and the same request id may be sent
-again: the next attempt gets the next number.
+attempt NNN `NNN#lookup`, `NNN#purge`, `NNN#purge-webhooks`, `NNN#contact#<id>`, `NNN#failed`,
+and `999#outcome` once the request is done. An attempt that failed (Cliniko unreachable,
+verification failed) or that stopped for confirmation leaves the request open, and the same
+request id may be sent again: the next attempt gets the next number.
 
 Each record carries `seq`, `prev_hash` and `hash` (SHA-256 over its content and the previous
 record's hash, per request); `erasure/chain_check.py` recomputes it.

@@ -58,6 +58,7 @@ from cliniko_automations.erasure.ports import (
     ContactsClient,
     OncePerRequest,
     SubmissionStore,
+    WebhookLetters,
 )
 from cliniko_automations.erasure.trail import (
     EXTENSION_SK,
@@ -103,6 +104,7 @@ class Eraser:
         *,
         once: OncePerRequest,
         submissions: SubmissionStore | None = None,
+        webhook_letters: WebhookLetters | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         if len(pepper) < 16:
@@ -113,7 +115,7 @@ class Eraser:
         self._pepper = pepper
         self._once = once
         self._clock = clock
-        self._tools = Tools(client, submissions, pepper, clock, self._append)
+        self._tools = Tools(client, submissions, pepper, clock, self._append, webhook_letters)
         # The latest (seq, hash) of each request's chain, as read or written by this call.
         self._heads: dict[str, tuple[int, str]] = {}
 
@@ -321,8 +323,12 @@ def _due(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _purged(records: Iterable[Mapping[str, Any]]) -> list[Purged]:
-    purge = next((r for r in records if r.get("record") == "purge"), None)
-    return [from_data(Purged, plain(p)) for p in purge.get("purged", [])] if purge else []
+    return [
+        from_data(Purged, plain(p))
+        for record in records
+        if record.get("record") == "purge"
+        for p in record.get("purged", [])
+    ]
 
 
 def _receipt(outcome: Outcome, records: int, head: str) -> Receipt:

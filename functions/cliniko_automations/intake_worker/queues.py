@@ -16,6 +16,8 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+from cliniko_automations.common.aws import queue_url_for
+
 MAX_VISIBILITY_SECONDS = 43_200  # SQS's ceiling for a visibility timeout
 
 
@@ -25,20 +27,6 @@ def string_attributes(values: Mapping[str, str | None]) -> dict[str, dict[str, s
         for key, value in values.items()
         if value  # SQS rejects empty string attributes
     }
-
-
-def queue_url_for(queue_arn: str) -> str:
-    """The queue URL an SQS ARN names (arn:PARTITION:sqs:REGION:ACCOUNT:NAME).
-
-    Built rather than asked for (GetQueueUrl): the worker's role then needs no permission for
-    it, and no call is spent on it.
-    """
-    parts = queue_arn.split(":")
-    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not all(parts[3:]):
-        raise ValueError("not an SQS queue ARN")
-    partition, region, account, name = parts[1], parts[3], parts[4], parts[5]
-    suffix = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
-    return f"https://sqs.{region}.{suffix}/{account}/{name}"
 
 
 class SqsQueues:

@@ -42,13 +42,14 @@ def _sam_template(resolver: Resolver, name: str, arguments: Mapping[str, Any]) -
 
 
 def role_statements(resolver: Resolver, function: str) -> list[dict[str, Any]]:
-    """The Allow statements of `function`'s policies, resolved against the stack."""
+    """The Allow statements of `function`'s policies, resolved against the stack (a policy
+    under a false `Fn::If` drops out)."""
     resource = resolver.template["Resources"][function]
     statements: list[dict[str, Any]] = []
-    for policy in resource["Properties"].get("Policies", []):
+    for policy in resolver.resolve(resource["Properties"].get("Policies", [])):
         for name, value in policy.items():
             if name == "Statement":
-                statements.extend(resolver.resolve(statement) for statement in value)
+                statements.extend(value)
             else:
                 statements.append(_sam_template(resolver, name, value))
     return [s for s in statements if s.get("Effect", "Allow") == "Allow"]
@@ -109,6 +110,8 @@ def _authorised(resolver: Resolver, what: str, named: str | None) -> list[tuple[
             (f"dynamodb:{_TRANSACTION_PARTS[operation][kind]}", _call_arn(resolver, service, table))
             for kind, table in parts
         ]
+    if service == "sqs" and operation.endswith("Batch"):
+        operation = operation.removesuffix("Batch")  # SQS authorises a batch as its action
     return [
         (f"{_IAM_PREFIX.get(service, service)}:{operation}", _call_arn(resolver, service, named))
     ]

@@ -241,8 +241,18 @@ def stack(aws, cliniko, tmp_path):
     from cliniko_automations.common.accounts import load_accounts
     from cliniko_automations.intake.config import load_form_sources
 
+    # The webhook stack's dead-letter queue, so the erasure's first call reads it too.
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    webhook_letters = sqs.create_queue(QueueName="smoke-webhook-dead-letters")["QueueUrl"]
+    sqs.send_message(QueueUrl=webhook_letters, MessageBody="not a delivery: kept")
     parameters = APP.parameters(
-        {"ClinikoUserAgent": cliniko.user_agent, "AllowedOrigins": "https://clinic.example"}
+        {
+            "ClinikoUserAgent": cliniko.user_agent,
+            "AllowedOrigins": "https://clinic.example",
+            "WebhookDeadLetterQueueArn": sqs.get_queue_attributes(
+                QueueUrl=webhook_letters, AttributeNames=["QueueArn"]
+            )["Attributes"]["QueueArn"],
+        }
     )
     provisioner = Provisioner(
         APP,
@@ -418,6 +428,8 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     assert erased["archived_at"] and not erased.get("email")
     # The key and the pepper read during init.
     assert calls_of(stack, "ErasureApiFunction", read) == ["secret-prefetch"] * 2
+    # It read the webhook stack's dead letters too (the one there is not its contact's).
+    assert calls_of(stack, "ErasureApiFunction", "sqs.ReceiveMessage", "webhook-dead-letters")
     get = http_api_event(
         "GET",
         f"/erasure-requests/{request_id}",

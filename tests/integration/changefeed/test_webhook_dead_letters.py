@@ -19,6 +19,9 @@ from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.changefeed.webhook_dead_letters import WebhookDeadLetters, main
 from cliniko_automations.changefeed.webhook_stack import render
 from cliniko_automations.common.secrets import read_secret
+from cliniko_automations.erasure.models import ErasureRequest
+from cliniko_automations.erasure.service import build_eraser
+from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
 from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
 
 from tests.integration.changefeed.stack import (
@@ -28,6 +31,7 @@ from tests.integration.changefeed.stack import (
     feed_environment,
     new_webhook_secret,
 )
+from tests.integration.erasure import stack as erasure
 
 SUBSCRIBERS = """\
 subscribers:
@@ -42,6 +46,7 @@ subscribers:
     include_fields: true
 """
 PERSONAL = ("Zoë", "Ångström", "zoe@example.com")
+erasure_stack = erasure.erasure_stack  # the fixture
 STALE = int(time.time()) - 3600  # signed an hour ago: every receiver refuses it now
 
 
@@ -240,3 +245,80 @@ class _DeleteFails:
 
     def delete_message(self, **kwargs):
         raise ConnectionError("the process died here")
+
+
+def test_an_erasure_deletes_the_letters_that_carry_its_contacts_fields(
+    world, erasure_stack, monkeypatch
+) -> None:
+    _, deliveries, letters, _, _, sqs, dlq = world
+    # Another contact's delivery with fields, and something that is not a delivery at all.
+    other = json.loads(json.dumps(deliveries["full-copy"]))
+    other["detail"]["body"]["data"]["contact_id"] = "999999"
+    other["detail"]["body"]["data"]["contact"]["id"] = "999999"
+    kept = [letters["crm-sync"], dead_letter(sqs, dlq, json.dumps(other))]
+    kept.append(dead_letter(sqs, dlq, "not an event"))
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
+    monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", arn["QueueArn"])
+    eraser = build_eraser(ErasureSettings.from_env())
+
+    request = {"request_id": "r-webhooks", "email": "zoe@example.com", "reason": "GDPR art. 17"}
+    outcome = eraser.submit(ErasureRequest.parse(request), "arn:aws:iam::123456789012:user/dpo")
+
+    assert outcome.result == "erased"
+    by_store = {p.store: p.count for p in outcome.purged}
+    assert by_store["webhook_dead_letters"] == 1
+    # Only full-copy's letter carried Zoë's fields; the rest stay, visible again.
+    remaining = {m["MessageId"] for m in every_message(sqs, dlq)}
+    assert remaining == set(kept)
+    assert letters["full-copy"] not in remaining
+    # The trail counts what went, a number only; the request's status shows it too.
+    (purge,) = [i for i in erasure_stack.audit_items() if i["sk"].endswith("#purge-webhooks")]
+    assert [(p["store"], p["count"], p["submission_ids"]) for p in purge["purged"]] == [
+        ("webhook_dead_letters", 1, [])
+    ]
+    assert not [v for v in PERSONAL if v in json.dumps(purge, default=str)]
+    status = {p.store: p.count for p in eraser.status("r-webhooks").purged}
+    assert status["webhook_dead_letters"] == 1
+
+
+def test_an_unreachable_letter_queue_stops_the_erasure_before_cliniko_changes(
+    world, erasure_stack, monkeypatch
+) -> None:
+    _, _, letters, _, _, sqs, dlq = world
+    arn = "arn:aws:sqs:eu-west-1:123456789012:no-such-webhook-letters"
+    monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", arn)
+    request = {"request_id": "r-unreachable", "email": "zoe@example.com", "reason": "GDPR"}
+    caller = "arn:aws:iam::123456789012:user/dpo"
+
+    outcome = build_eraser(ErasureSettings.from_env()).submit(ErasureRequest.parse(request), caller)
+
+    # Nothing changed in Cliniko yet: a retry must still find the contact by its email.
+    assert outcome.status == "failed"
+    assert "webhook_dead_letters_error:" in outcome.message
+    (contact_id,) = outcome.contact_ids
+    assert not erasure_stack.contact(contact_id)["archived_at"]
+    # Once the queue is right, the same request id finishes the job.
+    real = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
+    monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", real["QueueArn"])
+    again = build_eraser(ErasureSettings.from_env()).submit(ErasureRequest.parse(request), caller)
+    assert again.status == "completed"
+    assert {p.store: p.count for p in again.purged}["webhook_dead_letters"] == 1
+    assert letters["full-copy"] not in {m["MessageId"] for m in every_message(sqs, dlq)}
+
+
+def test_a_malformed_queue_arn_is_a_settings_error(erasure_stack, monkeypatch) -> None:
+    monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", "https://sqs.example/queue")
+    with pytest.raises(SettingsError, match="WEBHOOK_DEAD_LETTER_QUEUE_ARN"):
+        build_eraser(ErasureSettings.from_env())
+
+
+def every_message(sqs, queue_url: str) -> list[dict]:
+    """Every message in the queue (each hidden briefly, so read once)."""
+    messages, empty = [], 0
+    while empty < 2:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
+        ).get("Messages", [])
+        empty = 0 if batch else empty + 1
+        messages += batch
+    return messages

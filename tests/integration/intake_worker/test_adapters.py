@@ -7,10 +7,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cliniko_automations.common.aws import queue_url_for
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
 from cliniko_automations.intake.submission import ContactDraft, Submission
 from cliniko_automations.intake_worker.parking import SqsParking
-from cliniko_automations.intake_worker.queues import SqsQueues, queue_url_for
+from cliniko_automations.intake_worker.queues import SqsQueues
 from cliniko_automations.intake_worker.store import (
     DynamoClaims,
     DynamoFailures,
