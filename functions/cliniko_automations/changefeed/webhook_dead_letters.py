@@ -9,7 +9,11 @@ took it). The queue, the bus and the subscribers
 come from arguments or the environment: `--dlq-url`/WEBHOOK_DEAD_LETTER_QUEUE_URL (the webhook
 stack's WebhookDeadLetterQueueUrl output), `--bus`/EVENT_BUS_NAME (the main stack's
 ContactEventBusName output), `--webhooks-file`/WEBHOOKS_FILE (default: the deployed
-webhooks.yaml). Credentials and region as for the AWS CLI; AWS_ENDPOINT_URL points it at moto.
+webhooks.yaml), `--audit-table`/AUDIT_TABLE (the main stack's ErasureAuditTableName output:
+a letter carrying contact fields is replayed only once the erasure trail shows its contact
+was not erased, since an erasure running while EventBridge still retried a delivery, or while
+a listing held its letter, cannot have deleted it). Credentials and region as for the AWS
+CLI; AWS_ENDPOINT_URL points it at moto.
 
 A dead letter is the event as EventBridge sent it (its `detail` holds the subscriber, the
 Standard Webhooks headers and the body), with EventBridge's ERROR_CODE, RETRY_ATTEMPTS,
@@ -52,6 +56,7 @@ from cliniko_automations.common.dead_letter_tool import (
     string_attributes,
 )
 from cliniko_automations.common.secrets import read_secret
+from cliniko_automations.erasure.audit import DynamoAuditLog
 
 from .bus import EventBridgeSink
 from .core import PublishFailed
@@ -90,9 +95,12 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
         subscribers: Subscribers,
         sink: EventBridgeSink | None = None,
         read_secret: Callable[[str], str] | None = None,
+        erased_contacts: Callable[[], Collection[str]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(sqs, dead_letter_queue_url)
+        self._erased_contacts = erased_contacts
+        self._erased: frozenset[str] | None = None  # read once, when a letter needs it
         self._subscribers = {s.name: s for s in subscribers.subscribers}
         self._sink = sink
         self._read_secret = read_secret
@@ -174,8 +182,20 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
             # Its rule routes by subscriber, not account: only this check keeps a clinic's
             # contacts from a receiver that no longer serves it.
             return f"subscriber {name!r} no longer takes account {account!r}"
-        if "contact" in payload.get("data", {}) and not subscriber.include_fields:
+        data = payload.get("data", {})
+        if "contact" not in data:
+            return ""
+        if not subscriber.include_fields:
             return f"carries contact fields, and subscriber {name!r} no longer opts in to them"
+        if self._erased_contacts is None:
+            return (
+                "carries contact fields: give --audit-table (the main stack's "
+                "ErasureAuditTableName) to check its contact was not erased"
+            )
+        if self._erased is None:
+            self._erased = frozenset(self._erased_contacts())
+        if str(data.get("contact_id")) in self._erased:
+            return "its contact was erased: its fields are not sent again (the letter expires)"
         return ""
 
 
@@ -288,6 +308,7 @@ def build(args: argparse.Namespace) -> WebhookDeadLetters:
         raise SystemExit(
             "no dead-letter queue: pass --dlq-url or set WEBHOOK_DEAD_LETTER_QUEUE_URL"
         )
+    audit_table = args.audit_table or os.environ.get("AUDIT_TABLE")
     bus = args.bus or os.environ.get("EVENT_BUS_NAME")
     return WebhookDeadLetters(
         sqs=boto3.client("sqs"),
@@ -295,6 +316,7 @@ def build(args: argparse.Namespace) -> WebhookDeadLetters:
         subscribers=load_subscribers(args.webhooks_file),
         sink=EventBridgeSink(boto3.client("events"), bus) if bus else None,
         read_secret=read_secret,
+        erased_contacts=DynamoAuditLog(audit_table).erased_contact_ids if audit_table else None,
     )
 
 
@@ -306,6 +328,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser.add_argument("--dlq-url", help="dead-letter queue (env WEBHOOK_DEAD_LETTER_QUEUE_URL)")
     parser.add_argument("--bus", help="the contacts event bus, for replay (env EVENT_BUS_NAME)")
     parser.add_argument("--webhooks-file", help="subscribers (env WEBHOOKS_FILE)")
+    parser.add_argument("--audit-table", help="the erasure audit trail (env AUDIT_TABLE)")
     add_commands(
         parser,
         id_help="SQS message id or webhook-id",

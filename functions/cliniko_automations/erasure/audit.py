@@ -23,6 +23,9 @@ from cliniko_automations.common import aws
 from cliniko_automations.erasure.errors import AlreadyRecorded, ChainMoved
 from cliniko_automations.erasure.trail import SUMMARY_SKS
 
+# An attempt's lookup record (`NNN#lookup`): the contact ids it matched.
+LOOKUP_SUFFIX = "#lookup"
+
 # The sort key prefix of the items that claim a place in a request's chain (no other field).
 LINK_PREFIX = "link#"
 _SERIALIZER = TypeSerializer()
@@ -98,6 +101,19 @@ class DynamoAuditLog:
         for item in self._scan("request_id, sk, due_at, dry_run, #s"):
             if item["sk"] in SUMMARY_SKS:
                 yield item
+
+    def erased_contact_ids(self) -> set[str]:
+        """Every contact an erasure request (not a dry run) matched, done or still open: the
+        webhook replay sends none of their fields again."""
+        matched: dict[str, set[str]] = {}
+        dry_runs: set[str] = set()
+        for item in self._scan("request_id, sk, dry_run, contact_ids"):
+            if item["sk"].endswith(LOOKUP_SUFFIX):
+                ids = matched.setdefault(item["request_id"], set())
+                ids.update(str(contact_id) for contact_id in item.get("contact_ids") or [])
+            if item.get("dry_run"):
+                dry_runs.add(item["request_id"])
+        return {c for request, ids in matched.items() if request not in dry_runs for c in ids}
 
     def request_ids(self) -> list[str]:
         """Every request in the trail (for `verify --all`)."""

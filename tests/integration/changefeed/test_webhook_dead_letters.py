@@ -71,6 +71,9 @@ def world(aws, cliniko, tmp_path, monkeypatch):
     )
     sqs = boto3.client("sqs")
     dlq = sqs.create_queue(QueueName="webhook-dead-letters")["QueueUrl"]
+    # The erasure trail a replay of contact fields checks (an erasure test's own, if it has one).
+    erasure.make_audit_table("replay-audit")
+    monkeypatch.setenv("AUDIT_TABLE", "replay-audit")
 
     # One change, published as a delivery per subscriber; AWS never manages to deliver them.
     handler.lambda_handler(SCHEDULED_EVENT, context())
@@ -279,6 +282,32 @@ def test_an_erasure_deletes_the_letters_that_carry_its_contacts_fields(
     assert not [v for v in PERSONAL if v in json.dumps(purge, default=str)]
     status = {p.store: p.count for p in eraser.status("r-webhooks").purged}
     assert status["webhook_dead_letters"] == 1
+
+
+def test_a_letter_an_erasure_missed_is_never_replayed(
+    world, erasure_stack, monkeypatch, capsys
+) -> None:
+    # The erasure ran without the webhook queue (or while EventBridge still retried, or while
+    # a listing held the letter): full-copy's letter with Zoë's fields is still there.
+    cli, _, letters, receivers, stand_in, _, _ = world
+    monkeypatch.delenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", raising=False)
+    request = {"request_id": "r-missed", "email": "zoe@example.com", "reason": "GDPR art. 17"}
+    outcome = build_eraser(ErasureSettings.from_env()).submit(
+        ErasureRequest.parse(request), "arn:aws:iam::123456789012:user/dpo"
+    )
+    assert outcome.result == "erased"
+
+    code, out = cli("replay", "--all")  # the trail is the erasure's (AUDIT_TABLE)
+
+    assert code == 1
+    assert out.count("replayed ") == 1  # crm-sync's, which carries ids only
+    assert f"{letters['full-copy']}: its contact was erased" in capsys.readouterr().err
+    assert stand_in.deliver_pending() == 1
+    assert receivers["full-copy"].received == []
+    # Without the trail, no letter carrying fields is sent at all.
+    monkeypatch.delenv("AUDIT_TABLE")
+    code, out = cli("replay", letters["full-copy"])
+    assert code == 1 and "give --audit-table" in capsys.readouterr().err
 
 
 def test_an_unreachable_letter_queue_stops_the_erasure_before_cliniko_changes(
