@@ -53,9 +53,10 @@ TYPE_NAMES = {0: "Standard", 1: "Doctor", 2: "3rd Party Payer"}
 PHONE_TYPES = ("Fax", "Home", "Mobile", "Other", "Work")
 
 # Deliberately loose, like Cliniko's own check: something@something.tld, no spaces and no
-# control characters (which no Cliniko filter can carry either). Always applied with
+# control characters (which no Cliniko filter can carry either), and something after the
+# domain's last dot ("a@b.co." is refused, as the emulator refuses it). Always applied with
 # fullmatch: `$` would let a final newline through ("a@b.co\n").
-EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")
+EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]+")
 
 BLANK = "can’t be blank"
 INVALID = "is invalid"
