@@ -40,12 +40,13 @@ class DeadLetterQueue:
         self.url = url
         self._held: dict[str, None] = {}  # receipt handles, in the order received
 
-    def receive_all(self) -> list[Mapping[str, Any]]:
-        """Every message in the queue, each hidden for HIDE_SECONDS (and held for release)."""
+    def receive_all(self, limit: int | None = None) -> list[Mapping[str, Any]]:
+        """Every message in the queue (or the first `limit` or so), each hidden for
+        HIDE_SECONDS (and held for release)."""
         received: list[Mapping[str, Any]] = []
         empty_reads = 0
         # SQS samples its servers on short polls: one empty answer is not proof of none left.
-        while empty_reads < 3:
+        while empty_reads < 3 and (limit is None or len(received) < limit):
             answer = self._sqs.receive_message(
                 QueueUrl=self.url,
                 MaxNumberOfMessages=10,

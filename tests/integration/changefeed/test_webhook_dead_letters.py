@@ -16,7 +16,11 @@ import pytest
 from cliniko_automations.changefeed import handler
 from cliniko_automations.changefeed.bus import EventBridgeSink
 from cliniko_automations.changefeed.subscribers import load_subscribers
-from cliniko_automations.changefeed.webhook_dead_letters import WebhookDeadLetters, main
+from cliniko_automations.changefeed.webhook_dead_letters import (
+    WebhookDeadLetters,
+    WebhookLetterPurge,
+    main,
+)
 from cliniko_automations.changefeed.webhook_stack import render
 from cliniko_automations.common.secrets import read_secret
 from cliniko_automations.erasure.models import ErasureRequest
@@ -282,6 +286,32 @@ def test_an_erasure_deletes_the_letters_that_carry_its_contacts_fields(
     assert not [v for v in PERSONAL if v in json.dumps(purge, default=str)]
     status = {p.store: p.count for p in eraser.status("r-webhooks").purged}
     assert status["webhook_dead_letters"] == 1
+
+
+def test_the_purge_reads_a_bounded_number_of_letters_and_releases_them(world) -> None:
+    _, deliveries, _, _, _, sqs, dlq = world
+    contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
+    for n in range(25):
+        dead_letter(sqs, dlq, json.dumps({"not": "a delivery", "n": n}))
+
+    receives = []
+
+    class CountedSqs:  # boto3's client, its receives counted
+        def __getattr__(self, name):
+            return getattr(sqs, name)
+
+        def receive_message(self, **kwargs):
+            answer = sqs.receive_message(**kwargs)
+            receives.append(len(answer.get("Messages", [])))
+            return answer
+
+    deleted = WebhookLetterPurge(CountedSqs(), dlq, max_read=10).purge([contact_id])
+
+    # It stopped once it had read ten (a receive brings up to ten), not at the 27th.
+    assert sum(receives) >= 10 and sum(receives) - receives[-1] < 10
+    assert sum(receives) < 27
+    assert deleted <= 1
+    assert len(every_message(sqs, dlq)) == 27 - deleted  # the rest visible again at once
 
 
 def test_a_letter_an_erasure_missed_is_never_replayed(
