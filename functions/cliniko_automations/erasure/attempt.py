@@ -38,7 +38,7 @@ from cliniko_automations.erasure.scrub import (
     is_archived,
     is_erased,
 )
-from cliniko_automations.erasure.trail import OUTCOME_SK, attempt_sk
+from cliniko_automations.erasure.trail import LOOKUP, OUTCOME_SK, attempt_sk
 
 SUBMISSION_STORE = "submission_store"
 WEBHOOK_DEAD_LETTERS = "webhook_dead_letters"
@@ -118,7 +118,7 @@ class Attempt:
         if awaiting:
             found = "awaiting_confirmation"
         self.record(
-            "lookup",
+            LOOKUP,
             {
                 "record": "lookup",
                 "at": iso(self.tools.clock()),

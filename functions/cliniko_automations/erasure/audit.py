@@ -21,10 +21,7 @@ from botocore.exceptions import ClientError
 
 from cliniko_automations.common import aws
 from cliniko_automations.erasure.errors import AlreadyRecorded, ChainMoved
-from cliniko_automations.erasure.trail import SUMMARY_SKS
-
-# An attempt's lookup record (`NNN#lookup`): the contact ids it matched.
-LOOKUP_SUFFIX = "#lookup"
+from cliniko_automations.erasure.trail import LOOKUP, SUMMARY_SKS
 
 # The sort key prefix of the items that claim a place in a request's chain (no other field).
 LINK_PREFIX = "link#"
@@ -108,7 +105,7 @@ class DynamoAuditLog:
         matched: dict[str, set[str]] = {}
         dry_runs: set[str] = set()
         for item in self._scan("request_id, sk, dry_run, contact_ids"):
-            if item["sk"].endswith(LOOKUP_SUFFIX):
+            if item["sk"].endswith(f"#{LOOKUP}"):
                 ids = matched.setdefault(item["request_id"], set())
                 ids.update(str(contact_id) for contact_id in item.get("contact_ids") or [])
             if item.get("dry_run"):

@@ -26,6 +26,8 @@ MAX_ATTEMPT = 998
 SUMMARY_SKS = (RECEIVED_SK, EXTENSION_SK, OUTCOME_SK)
 
 GENESIS_HASH = "0" * 64
+# An attempt's lookup record (`NNN#lookup`): the contact ids it matched.
+LOOKUP = "lookup"
 
 
 def attempt_sk(attempt: int, suffix: str) -> str:

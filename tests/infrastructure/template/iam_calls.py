@@ -30,13 +30,13 @@ def _arn(resolver: Resolver, service: str, resource: str) -> str:
 
 
 def _sam_template(resolver: Resolver, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The statement SAM writes for the policy templates this template uses."""
+    """The statement SAM writes for the policy templates this template uses (`arguments`
+    already resolved)."""
     if name == "SQSSendMessagePolicy":
-        queue = resolver.resolve(arguments["QueueName"])
+        queue = arguments["QueueName"]
         return {"Action": "sqs:SendMessage*", "Resource": _arn(resolver, "sqs", queue)}
     if name == "LambdaInvokePolicy":
-        function = resolver.resolve(arguments["FunctionName"])
-        resource = _arn(resolver, "lambda", f"function:{function}*")
+        resource = _arn(resolver, "lambda", f"function:{arguments['FunctionName']}*")
         return {"Action": "lambda:InvokeFunction", "Resource": resource}
     raise AssertionError(f"the call check does not know SAM's policy template {name}")
 
@@ -67,13 +67,15 @@ def _call_arn(resolver: Resolver, service: str, named: str | None) -> str | None
     if service == "events":
         return _arn(resolver, "events", f"event-bus/{named}")
     if service == "secretsmanager":
-        # A secret's ARN ends in a random suffix: the stack's own secrets have theirs.
-        for physical in resolver.physical.values():
-            if physical.ref.startswith("arn:aws:secretsmanager:") and physical.ref.rsplit(":", 1)[
-                -1
-            ].startswith(named + "-"):
-                return physical.ref
-        return _arn(resolver, "secretsmanager", f"secret:{named}-AbCdEf")
+        # A secret's ARN ends in "-" and 6 random characters: the stack's own secrets have
+        # theirs, any other gets one made up.
+        arn = _arn(resolver, "secretsmanager", f"secret:{named}-")
+        own = [
+            p.ref
+            for p in resolver.physical.values()
+            if p.ref.startswith(arn) and len(p.ref) == len(arn) + 6
+        ]
+        return own[0] if own else arn + "AbCdEf"
     raise AssertionError(f"the call check cannot name the resource of a {service} call")
 
 
