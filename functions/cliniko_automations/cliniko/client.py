@@ -31,6 +31,7 @@ from cliniko_client.api.contacts import (
 from cliniko_client.models import Contact, ContactList, ContactWrite, PhoneNumberWrite
 from cliniko_client.types import UNSET, Response, Unset
 
+from cliniko_automations.common.http_transport import Urllib3Transport
 from cliniko_automations.common.tls import tls_context
 
 from . import errors, rules
@@ -156,7 +157,7 @@ class ClinikoClient:
             # An injected (test) clock cannot share time with it: such a client paces alone.
             budget = RateBudget(requests_per_minute, 60.0, clock=clock)
         transport = ClinikoTransport(
-            httpx.HTTPTransport(verify=tls_context()),
+            Urllib3Transport(tls_context()),
             shard=self.shard,
             budget=budget,
             policy=retry_policy,

@@ -4,7 +4,8 @@ Lambda's JSON logging sets the root logger's level from the function's `LogLevel
 library logger without a level of its own inherits it. At DEBUG, botocore logs Secrets
 Manager answers (signing secrets, Cliniko keys, the pepper) and SQS message bodies; at INFO,
 httpx logs each request line, query string included (an erasure by email). So the libraries'
-loggers are pinned to WARNING on their own, whatever `LogLevel` says.
+loggers are pinned to WARNING on their own, whatever `LogLevel` says (urllib3's connections,
+which warn with a request's whole URL, to ERROR).
 
 Behind that, a redacting filter on the function's logger and on the root logger's handlers
 (the Lambda runtime's) is the last line of defence: it blanks emails, phone-like digit runs
@@ -35,6 +36,11 @@ THIRD_PARTY_LOGGERS = (
     "aws_lambda_powertools",
 )
 THIRD_PARTY_LEVEL = logging.WARNING
+# Loggers quieter still: urllib3's connections log a request's whole URL, query string (a
+# lookup's name or email) included, at WARNING when an answer's headers do not parse, which
+# any server can make happen. What they warn of reaches the caller as an exception anyway.
+URL_LOGGERS = ("urllib3.connection",)
+URL_LOGGERS_LEVEL = logging.ERROR
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # A phone number: 8-15 digits, led by "+", "0" or "(", or grouped by spaces, dashes or
@@ -156,6 +162,8 @@ def configure_logging() -> None:
     """Pin the libraries' loggers and filter the root logger's handlers (idempotent)."""
     for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(THIRD_PARTY_LEVEL)
+    for name in URL_LOGGERS:
+        logging.getLogger(name).setLevel(URL_LOGGERS_LEVEL)
     for handler in logging.getLogger().handlers:
         _add_filter(handler)
 

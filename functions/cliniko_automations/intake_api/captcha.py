@@ -27,7 +27,14 @@ def _client() -> httpx.Client:
     # imported here too: only HTML forms with a captcha need it, and it costs ~20 ms to import.
     import httpx
 
-    return httpx.Client(verify=tls_context(), timeout=TIMEOUT_SECONDS, follow_redirects=False)
+    from cliniko_automations.common.http_transport import Urllib3Transport
+
+    return httpx.Client(
+        transport=Urllib3Transport(tls_context()),
+        verify=tls_context(),  # for a proxy from the environment, which has its own transport
+        timeout=TIMEOUT_SECONDS,
+        follow_redirects=False,
+    )
 
 
 def verify_captcha(captcha: Captcha, secret: str, token: str | None, remote_ip: str | None) -> None:

@@ -319,11 +319,12 @@ def invoke(runtime_python: str, artifact: Path, stack: dict, function: str, even
 
 
 # What a handler's first call (a real one, below) must not load either: pydantic validates
-# configuration files at build time, and the cleanup's rules where they are read.
+# configuration files at build time, and the cleanup's rules where they are read; httpx
+# sends over urllib3, which boto3 has loaded, not httpcore (common/http_transport.py).
 NOT_ON_FIRST_CALL = {
-    function: ("pydantic", "pydantic_core")
+    function: ("httpcore", "h11")
+    + (() if function == "CleanupFunction" else ("pydantic", "pydantic_core"))
     for function in APP.functions()
-    if function != "CleanupFunction"
 }
 
 

@@ -165,7 +165,7 @@ def test_client_sends_json_auth_and_user_agent_headers() -> None:
 
 def test_clients_share_one_tls_context_that_verifies_certificates() -> None:
     # Loading the CA bundle costs 30-60 ms: a second client (a second account) reuses it.
-    first = ClinikoClient(DOCS_KEY, UA)._transport._inner._pool._ssl_context  # type: ignore[attr-defined]
-    second = ClinikoClient("MS0xotherkey-uk1", UA)._transport._inner._pool._ssl_context  # type: ignore[attr-defined]
+    first = ClinikoClient(DOCS_KEY, UA)._transport._inner.ssl_context  # type: ignore[attr-defined]
+    second = ClinikoClient("MS0xotherkey-uk1", UA)._transport._inner.ssl_context  # type: ignore[attr-defined]
     assert first is second
     assert first.verify_mode is ssl.CERT_REQUIRED and first.check_hostname

@@ -1,0 +1,156 @@
+"""The httpx transport every outgoing HTTPS request of ours is sent through (Cliniko, captcha
+services): httpx's client API over urllib3's connection pools.
+
+httpx's own transport sends through httpcore, whose import (with h11, its HTTP/1.1 parser)
+is about 84 million instructions, 6 % of a minimal Lambda handler's whole cold start, paid on
+the first Cliniko request of every function. urllib3 is loaded already in every function,
+since boto3 sends through it. The generated client, its typed models and our
+`ClinikoTransport` (pacing, retries, typed errors) are unchanged: they see httpx requests,
+responses and exceptions.
+
+What the layer above relies on, and this transport keeps:
+
+- Nothing is retried or redirected here (`retries=False`): every retry is ClinikoTransport's
+  decision, by method.
+- The exception says whether the request may have reached the server. `httpx.ConnectError` /
+  `httpx.ConnectTimeout` only when no connection was made (name resolution, refused, the
+  connect timed out, the server's certificate refused during the handshake), so nothing was
+  sent. Anything later, and anything this transport cannot place, is a read or protocol error:
+  a create that meets it is an unknown outcome, never sent twice.
+- httpx's per-request timeouts: connect bounds the connect and the TLS handshake, read bounds
+  each read of the answer (urllib3 bounds the sending by the connect timeout). There is no
+  pool wait: a busy pool opens another connection.
+- The body is handed over as it arrives, undecoded: httpx decodes `Content-Encoding` itself,
+  and ClinikoTransport can cut a trickled answer off.
+- A connection is kept for the next request only when its answer was read to the end.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+
+import httpx
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+# Connections kept per host: httpx's default keep-alive limit. More may be open at once (a
+# busy pool makes another), the extras are closed when their answer is read.
+KEEP_ALIVE_CONNECTIONS = 20
+CHUNK_BYTES = 65_536
+
+
+class Urllib3Transport(httpx.BaseTransport):
+    """Sends httpx requests over urllib3, its TLS checked against `ssl_context`."""
+
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        self.ssl_context = ssl_context
+        self._pools = urllib3.PoolManager(
+            maxsize=KEEP_ALIVE_CONNECTIONS, block=False, ssl_context=ssl_context, retries=False
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout") or {}
+        headers = urllib3.HTTPHeaderDict()
+        for name, value in request.headers.raw:
+            headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        body = request.read()
+        url = request.url
+        try:
+            pool = self._pools.connection_from_host(
+                url.raw_host.decode("ascii"), port=url.port, scheme=url.scheme
+            )
+            answer = pool.urlopen(
+                request.method,
+                url.raw_path.decode("ascii"),
+                body=body or None,
+                headers=headers,
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                timeout=urllib3.Timeout(connect=timeouts.get("connect"), read=timeouts.get("read")),
+                preload_content=False,
+                decode_content=False,
+            )
+        except (HTTPError, OSError, ValueError) as exc:
+            raise _as_httpx(exc, request) from exc
+        return httpx.Response(
+            status_code=answer.status,
+            headers=list(answer.headers.items()),
+            stream=_Body(answer, request),
+            extensions={
+                "http_version": b"HTTP/1.0" if answer.version == 10 else b"HTTP/1.1",
+                "reason_phrase": answer.reason.encode("latin-1", "replace")
+                if answer.reason
+                else b"",
+            },
+        )
+
+    def close(self) -> None:
+        self._pools.clear()
+
+
+class _Body(httpx.SyncByteStream):
+    """An answer's body as urllib3 reads it, its failures as httpx's."""
+
+    def __init__(self, answer: urllib3.BaseHTTPResponse, request: httpx.Request) -> None:
+        self._answer, self._request = answer, request
+        self._complete = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            try:
+                # What has arrived, not a full chunk: a read that waits to fill one would keep
+                # a trickled answer from ClinikoTransport's deadline.
+                chunk = self._answer.read1(CHUNK_BYTES, decode_content=False)
+            except (HTTPError, OSError, ValueError) as exc:
+                raise _as_httpx(exc, self._request, reading=True) from exc
+            if not chunk:
+                break
+            yield chunk
+        self._complete = True
+
+    def close(self) -> None:
+        if not self._complete:
+            # Part of the answer is still on the wire: the connection cannot be reused.
+            self._answer.close()
+        self._answer.release_conn()
+
+
+def _as_httpx(
+    exc: BaseException, request: httpx.Request, *, reading: bool = False
+) -> httpx.TransportError:
+    """httpx's exception for a failure of urllib3's, by whether the request may have been
+    sent: only a connection never made is a connect error."""
+    message = f"{type(exc).__name__}: {exc}"
+    if not reading:
+        if isinstance(exc, NewConnectionError):  # before ConnectTimeoutError: a subclass
+            return httpx.ConnectError(message, request=request)
+        if isinstance(exc, ConnectTimeoutError):
+            return httpx.ConnectTimeout(message, request=request)
+        if isinstance(exc, SSLError) and _refused_certificate(exc):
+            # Refused during the handshake, before a byte of the request was sent.
+            return httpx.ConnectError(message, request=request)
+    if isinstance(exc, ReadTimeoutError | TimeoutError):
+        return httpx.ReadTimeout(message, request=request)
+    if isinstance(exc, ProtocolError):
+        return httpx.RemoteProtocolError(message, request=request)
+    return httpx.ReadError(message, request=request)
+
+
+def _refused_certificate(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError | ssl.CertificateError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+        if cause is exc:
+            break
+    return False

@@ -1,0 +1,263 @@
+"""The httpx transport over urllib3 (`common/http_transport.py`), against servers on 127.0.0.1
+that answer as scripted, down to the byte: what ClinikoTransport's guarantees rest on is
+which exception a failure becomes (a connect error only when nothing was sent), that the
+request goes out as httpx built it, and that a connection is reused only after a whole answer.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+import trustme
+from cliniko_automations.common.http_transport import Urllib3Transport
+from cliniko_automations.common.logs import configure_logging
+
+Script = Callable[[socket.socket, bytes], None]
+
+
+class ScriptedServer:
+    """Accepts connections on 127.0.0.1 and hands each request's bytes (head and body, read
+    as Content-Length says) to `script`, which writes whatever answer it likes."""
+
+    def __init__(self, script: Script, tls: ssl.SSLContext | None = None) -> None:
+        self.script, self.tls = script, tls
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return self._listener.getsockname()[1]
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(connection,), daemon=True).start()
+
+    def _handle(self, connection: socket.socket) -> None:
+        connection.settimeout(5)
+        try:
+            if self.tls is not None:
+                connection = self.tls.wrap_socket(connection, server_side=True)
+            buffered = b""
+            while True:
+                while b"\r\n\r\n" not in buffered:
+                    data = connection.recv(65536)
+                    if not data:
+                        return
+                    buffered += data
+                head, _, rest = buffered.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(rest) < length:
+                    rest += connection.recv(65536)
+                request, buffered = head + b"\r\n\r\n" + rest[:length], rest[length:]
+                self.requests.append(request)
+                self.script(connection, request)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def start(script: Script, tls: ssl.SSLContext | None = None) -> ScriptedServer:
+        servers.append(ScriptedServer(script, tls))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def answer(body: bytes = b'{"ok": true}', *headers: str, status: str = "200 OK") -> Script:
+    lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *headers]
+
+    def script(connection: socket.socket, request: bytes) -> None:
+        connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+    return script
+
+
+def client(timeout: float = 2.0, context: ssl.SSLContext | None = None) -> httpx.Client:
+    return httpx.Client(
+        transport=Urllib3Transport(context or ssl.create_default_context()),
+        timeout=httpx.Timeout(timeout),
+    )
+
+
+QUERY = {"q[]": "email:=grizelda.thistlewaite@example.com", "sort": "updated_at:desc"}
+
+
+def test_the_request_goes_out_as_httpx_built_it_and_the_answer_comes_back_whole(serve):
+    body = gzip.compress(b'{"contacts": []}')
+    server = serve(
+        answer(body, "Content-Encoding: gzip", "Link: <a>; rel=next", "Link: <b>; rel=prev")
+    )
+    with client() as http:
+        sent = http.build_request(
+            "POST", f"http://127.0.0.1:{server.port}/v1/contacts", params=QUERY, json={"a": 1}
+        )
+        response = http.send(sent)
+    request = server.requests[0]
+    head, _, content = request.partition(b"\r\n\r\n")
+    request_line, *header_lines = head.split(b"\r\n")
+    assert request_line == b"POST " + sent.url.raw_path + b" HTTP/1.1"
+    assert content == sent.content
+    assert sorted(h.split(b":")[0].lower() for h in header_lines) == sorted(
+        name.lower() for name, _ in sent.headers.raw
+    )
+    assert response.status_code == 200
+    assert response.json() == {"contacts": []}  # httpx decoded the gzip, urllib3 did not
+    assert response.headers.get_list("link") == ["<a>; rel=next", "<b>; rel=prev"]
+    assert response.http_version == "HTTP/1.1"
+    assert response.reason_phrase == "OK"
+
+
+def test_a_connection_is_reused_after_a_whole_answer_and_not_after_a_partial_one(serve):
+    server = serve(answer(b"x" * 300_000))
+    url = f"http://127.0.0.1:{server.port}/v1/contacts"
+    with client() as http:
+        http.get(url)
+        http.get(url)
+        assert server.connections == 1
+        with http.stream("GET", url) as partial:
+            next(partial.iter_raw(1024))  # the rest stays on the wire
+        http.get(url)
+        assert server.connections == 2
+
+
+def test_nothing_listening_is_a_connect_error():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with client() as http, pytest.raises(httpx.ConnectError):
+        http.get(f"http://127.0.0.1:{port}/v1/contacts")
+
+
+def close_without_answering(connection: socket.socket, request: bytes) -> None:
+    connection.shutdown(socket.SHUT_RDWR)
+
+
+def answer_then_stall(connection: socket.socket, request: bytes) -> None:
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+    time.sleep(3)
+
+
+def answer_then_drop(connection: socket.socket, request: bytes) -> None:
+    connection.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{")
+    connection.shutdown(socket.SHUT_RDWR)
+
+
+def garbage(connection: socket.socket, request: bytes) -> None:
+    connection.sendall(b"this is not HTTP at all\r\n\r\n")
+
+
+def stall(connection: socket.socket, request: bytes) -> None:
+    time.sleep(3)
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (close_without_answering, httpx.RemoteProtocolError),
+        (stall, httpx.ReadTimeout),
+        (answer_then_stall, httpx.ReadTimeout),
+        (answer_then_drop, httpx.RemoteProtocolError),
+        (garbage, httpx.RemoteProtocolError),
+    ],
+    ids=["closed-unanswered", "no-answer", "body-stalls", "body-cut-short", "not-http"],
+)
+def test_a_failure_after_the_request_was_sent_is_never_a_connect_error(serve, script, expected):
+    """ClinikoTransport sends a create again only after a connect error: each of these reached
+    the server, so each must be a read or protocol error."""
+    server = serve(script)
+    with client(timeout=0.5) as http, pytest.raises(httpx.TransportError) as raised:
+        http.post(f"http://127.0.0.1:{server.port}/v1/contacts", json={"first_name": "A"})
+    assert isinstance(raised.value, expected), repr(raised.value)
+    assert not isinstance(raised.value, httpx.ConnectError | httpx.ConnectTimeout)
+    assert len(server.requests) == 1
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+def tls_server_context(authority: trustme.CA, name: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    authority.issue_cert(name).configure_cert(context)
+    return context
+
+
+def test_https_to_a_trusted_server_is_answered(serve, authority):
+    server = serve(answer(), tls_server_context(authority, "localhost"))
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    with client(context=trusting) as http:
+        assert http.get(f"https://localhost:{server.port}/v1/contacts").json() == {"ok": True}
+
+
+@pytest.mark.parametrize("certificate_for", ["localhost", "someone-else.example"])
+def test_a_refused_certificate_is_a_connect_error_with_nothing_sent(
+    serve, authority, certificate_for
+):
+    server = serve(answer(), tls_server_context(authority, certificate_for))
+    trusting = ssl.create_default_context()
+    if certificate_for != "localhost":
+        authority.configure_trust(trusting)  # trusted, but for another name
+    with client(context=trusting) as http, pytest.raises(httpx.ConnectError):
+        http.post(f"https://localhost:{server.port}/v1/contacts", json={"first_name": "A"})
+    assert server.requests == []
+
+
+def test_an_answer_urllib3_cannot_parse_logs_no_url_at_debug(serve, caplog):
+    """urllib3 logs the request's URL, query string included, when an answer's headers do not
+    parse: a lookup's query holds a name, which the redacting filter cannot know."""
+    server = serve(
+        lambda connection, request: connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nnot a header\r\n\r\n{}"
+        )
+    )
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        configure_logging()
+        with caplog.at_level(logging.DEBUG), client() as http:
+            response = http.get(
+                f"http://127.0.0.1:{server.port}/v1/contacts",
+                params={"q[]": "last_name:=Thistlewaite"},
+            )
+    finally:
+        root.setLevel(previous)
+    assert response.json() == {}  # the answer is read all the same
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert "thistlewaite" not in logged.lower()
