@@ -22,13 +22,17 @@ What the layer above relies on, and this transport keeps:
   pool wait: a busy pool opens another connection.
 - The body is handed over as it arrives, undecoded: httpx decodes `Content-Encoding` itself,
   and ClinikoTransport can cut a trickled answer off.
-- A connection is kept for the next request only when its answer was read to the end.
+- A connection is kept for the next request only when its answer was read to the end, and
+  not past httpx's keep-alive expiry (5 s idle): a server or a NAT may have dropped it
+  meanwhile (a Lambda frozen between invocations), and a create sent on a dead connection is
+  an unknown outcome.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import httpx
 import urllib3
@@ -45,13 +49,19 @@ from urllib3.exceptions import (
 # busy pool makes another), the extras are closed when their answer is read.
 KEEP_ALIVE_CONNECTIONS = 20
 CHUNK_BYTES = 65_536
+# httpx's own default: a connection idle longer is not used again.
+KEEP_ALIVE_EXPIRY_SECONDS = 5.0
 
 
 class Urllib3Transport(httpx.BaseTransport):
     """Sends httpx requests over urllib3, its TLS checked against `ssl_context`."""
 
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+    def __init__(
+        self, ssl_context: ssl.SSLContext, *, keep_alive_expiry: float = KEEP_ALIVE_EXPIRY_SECONDS
+    ) -> None:
         self.ssl_context = ssl_context
+        self._keep_alive_expiry = keep_alive_expiry
+        self._last_answer_at = time.monotonic()
         self._pools = urllib3.PoolManager(
             maxsize=KEEP_ALIVE_CONNECTIONS, block=False, ssl_context=ssl_context, retries=False
         )
@@ -63,6 +73,9 @@ class Urllib3Transport(httpx.BaseTransport):
             headers.add(name.decode("latin-1"), value.decode("latin-1"))
         body = request.read()
         url = request.url
+        if time.monotonic() - self._last_answer_at > self._keep_alive_expiry:
+            # Every kept connection has been idle since: close them, connect afresh.
+            self._pools.clear()
         try:
             pool = self._pools.connection_from_host(
                 url.raw_host.decode("ascii"), port=url.port, scheme=url.scheme
@@ -83,8 +96,13 @@ class Urllib3Transport(httpx.BaseTransport):
             raise _as_httpx(exc, request) from exc
         return httpx.Response(
             status_code=answer.status,
-            headers=list(answer.headers.items()),
-            stream=_Body(answer, request),
+            # As bytes, as they came: http.client read them as Latin-1, and a value beyond
+            # ASCII given to httpx as text would fail its encoding.
+            headers=[
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in answer.headers.items()
+            ],
+            stream=_Body(answer, request, on_close=self._answered),
             extensions={
                 "http_version": b"HTTP/1.0" if answer.version == 10 else b"HTTP/1.1",
                 "reason_phrase": answer.reason.encode("latin-1", "replace")
@@ -93,6 +111,9 @@ class Urllib3Transport(httpx.BaseTransport):
             },
         )
 
+    def _answered(self) -> None:
+        self._last_answer_at = time.monotonic()
+
     def close(self) -> None:
         self._pools.clear()
 
@@ -100,8 +121,14 @@ class Urllib3Transport(httpx.BaseTransport):
 class _Body(httpx.SyncByteStream):
     """An answer's body as urllib3 reads it, its failures as httpx's."""
 
-    def __init__(self, answer: urllib3.BaseHTTPResponse, request: httpx.Request) -> None:
-        self._answer, self._request = answer, request
+    def __init__(
+        self,
+        answer: urllib3.BaseHTTPResponse,
+        request: httpx.Request,
+        *,
+        on_close: Callable[[], None],
+    ) -> None:
+        self._answer, self._request, self._on_close = answer, request, on_close
         self._complete = False
 
     def __iter__(self) -> Iterator[bytes]:
@@ -122,6 +149,7 @@ class _Body(httpx.SyncByteStream):
             # Part of the answer is still on the wire: the connection cannot be reused.
             self._answer.close()
         self._answer.release_conn()
+        self._on_close()
 
 
 def _as_httpx(

@@ -141,6 +141,18 @@ def test_the_request_goes_out_as_httpx_built_it_and_the_answer_comes_back_whole(
     assert response.reason_phrase == "OK"
 
 
+def test_header_bytes_beyond_ascii_reach_httpx_as_they_came(serve):
+    server = serve(
+        lambda connection, request: connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Clinic: Caf\xe9\r\n\r\n{}"
+        )
+    )
+    with client() as http:
+        response = http.get(f"http://127.0.0.1:{server.port}/v1/contacts")
+    assert response.headers.raw[-1] == (b"X-Clinic", b"Caf\xe9")
+    assert response.json() == {}
+
+
 def test_a_connection_is_reused_after_a_whole_answer_and_not_after_a_partial_one(serve):
     server = serve(answer(b"x" * 300_000))
     url = f"http://127.0.0.1:{server.port}/v1/contacts"
@@ -150,6 +162,19 @@ def test_a_connection_is_reused_after_a_whole_answer_and_not_after_a_partial_one
         assert server.connections == 1
         with http.stream("GET", url) as partial:
             next(partial.iter_raw(1024))  # the rest stays on the wire
+        http.get(url)
+        assert server.connections == 2
+
+
+def test_a_connection_idle_past_the_keep_alive_expiry_is_not_used_again(serve):
+    server = serve(answer())
+    url = f"http://127.0.0.1:{server.port}/v1/contacts"
+    transport = Urllib3Transport(ssl.create_default_context(), keep_alive_expiry=0.3)
+    with httpx.Client(transport=transport) as http:
+        http.get(url)
+        http.get(url)
+        assert server.connections == 1
+        time.sleep(0.5)
         http.get(url)
         assert server.connections == 2
 
@@ -204,6 +229,27 @@ def test_a_failure_after_the_request_was_sent_is_never_a_connect_error(serve, sc
     assert isinstance(raised.value, expected), repr(raised.value)
     assert not isinstance(raised.value, httpx.ConnectError | httpx.ConnectTimeout)
     assert len(server.requests) == 1
+
+
+MALFORMED = {
+    "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    "length-not-a-number": b"HTTP/1.1 200 OK\r\nContent-Length: two\r\n\r\n{}",
+    "status-not-a-number": b"HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\n{}",
+    "status-below-100": b"HTTP/1.1 42 Odd\r\nContent-Length: 2\r\n\r\n{}",
+    "header-line-70kb": b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n{}",
+    "200-headers": b"HTTP/1.1 200 OK\r\n" + b"X-Many: 1\r\n" * 200 + b"\r\n{}",
+    "bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_answer_is_an_httpx_error_or_an_answer_never_another_exception(serve, raw):
+    server = serve(lambda connection, request: (connection.sendall(raw), connection.close()))
+    with client(timeout=1.0) as http:
+        try:
+            http.get(f"http://127.0.0.1:{server.port}/v1/contacts").read()
+        except httpx.TransportError as exc:
+            assert not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout), repr(exc)
 
 
 @pytest.fixture(scope="module")
