@@ -16,7 +16,8 @@ machine runs the same build for its own architecture (same staging, same require
 because arm64 wheels cannot load here.
 
     python scripts/bench_cold_start.py [--runs 7] [--no-build] [--json] [--profile DIR]
-                                       [--instructions] [--out results/cold_start.json]
+                                       [--instructions] [--against DIR]
+                                       [--out results/cold_start.json]
 
 `--profile DIR` adds one round, not counted, whose cold starts run under cProfile: DIR gets
 FUNCTION.prof each (read them with `python -m pstats` or snakeviz) and FUNCTION.txt, the
@@ -25,6 +26,11 @@ cold starts run under valgrind's callgrind: each function's instructions execute
 alone and the whole process) and their ratios to the baseline's. The count does not move with
 the machine's load, so it tells a lever's effect where the timings' noise (up to 0.25x between
 runs here) would hide it; it leaves out time spent waiting on moto and the emulator.
+`--against DIR` times another build of the functions in the same rounds (DIR: its function
+folder, `.aws-sam/build-<arch>/IntakeApiFunction` of an earlier commit's build, kept aside):
+each round runs every handler from both, in alternating order, each after a baseline run of
+its own, so a lever is measured before and after under the same load. The figures above stay
+this build's; a second table gives both builds' medians and ratios side by side.
 """
 
 from __future__ import annotations
@@ -437,6 +443,18 @@ class Timed:
         return out
 
 
+class FromArtifact:
+    """A measure that runs the functions (not the references) from another build (`--against`)."""
+
+    def __init__(self, measure: Timed, artifact: Path) -> None:
+        self.measure, self.artifact = measure, artifact
+
+    def __call__(self, artifact: Path, spec: FunctionSpec, event: Any, environment) -> dict:
+        if spec.logical_id not in REFERENCE_IDS:
+            artifact = self.artifact
+        return self.measure(artifact, spec, event, environment)
+
+
 class Counted:
     """Measures a cold start by the instructions it executes, as valgrind's callgrind counts
     them: the whole process, and a second process that only imports the handler. Unlike time,
@@ -482,7 +500,7 @@ class Counted:
 
 
 def run(
-    measure: Timed | Counted,
+    measure: Timed | Counted | FromArtifact,
     artifact: Path,
     stack: Stack,
     function: str,
@@ -525,7 +543,7 @@ def write_profile_summary(profile: Path, lines: int = 60) -> None:
 
 
 def one_round(
-    measure: Timed | Counted,
+    measure: Timed | Counted | FromArtifact,
     artifact: Path,
     stack: Stack,
     references: References,
@@ -709,9 +727,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="add a round counted in instructions (valgrind; some 15 minutes)",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="DIR",
+        help="another build's function folder, timed in the same rounds, interleaved",
+    )
     args = parser.parse_args(argv)
-    if args.runs + 2 > SEEDED:
-        parser.error(f"--runs: at most {SEEDED - 2} (one real erasure per round)")
+    builds = 2 if args.against else 1
+    if args.runs * builds + 2 > SEEDED:
+        parser.error(f"--runs: at most {(SEEDED - 2) // builds} (one real erasure per round)")
+    if args.against and not (args.against / "cliniko_automations").is_dir():
+        parser.error(f"--against: {args.against} holds no built function")
 
     if not args.no_build:
         for arch in dict.fromkeys(["arm64", HOST_ARCH]):
@@ -741,12 +768,20 @@ def main(argv: list[str] | None = None) -> int:
                 "baseline": {"arch": HOST_ARCH, **artifact_figures(references.baseline)},
             }
             samples: dict[str, list[dict[str, Any]]] = {}
+            against: dict[str, list[dict[str, Any]]] = {}
             timed = Timed(python, stack.moto.url)
+            contacts = iter(stack.seeded)
             for index in range(args.runs):
-                contact = stack.seeded[index]
-                for function, out in one_round(timed, artifact, stack, references, contact).items():
-                    samples.setdefault(function, []).append(out)
-            spare = iter(stack.seeded[args.runs :])
+                rounds = [(timed, samples)]
+                if args.against:
+                    rounds.append((FromArtifact(timed, args.against), against))
+                    if index % 2:
+                        rounds.reverse()  # each build goes first in every other round
+                for measure, into in rounds:
+                    results = one_round(measure, artifact, stack, references, next(contacts))
+                    for function, out in results.items():
+                        into.setdefault(function, []).append(out)
+            spare = contacts
             if args.profile is not None:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 profiled = Timed(python, stack.moto.url, args.profile)
@@ -762,6 +797,11 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
     for function, outs in samples.items():
         figures["cold_start"][function] = summarise(outs)
+    if args.against:
+        figures["against"] = {
+            "artifact": str(args.against),
+            "cold_start": {function: summarise(outs) for function, outs in against.items()},
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n")
     if args.json:
@@ -811,6 +851,8 @@ def print_table(figures: dict[str, Any]) -> None:
             )
     if "instructions" in figures:
         print_counts(figures["instructions"])
+    if "against" in figures:
+        print_against(figures)
     rows = list(figures["cold_start"].values())
     base_first = statistics.median(r["baseline"]["import_and_first_call_ms"] for r in rows)
     base_process = statistics.median(r["baseline"]["process_ms"] for r in rows)
@@ -818,6 +860,24 @@ def print_table(figures: dict[str, Any]) -> None:
         f"  baseline (median over all): import + 1st call {base_first:.0f} ms,"
         f" process {base_process:.0f} ms"
     )
+
+
+def print_against(figures: dict[str, Any]) -> None:
+    """This build and the `--against` build, timed in the same rounds."""
+    print(f"this build and {figures['against']['artifact']}, in the same rounds (medians):")
+    print(
+        f"  {'function':<24} {'this: import + 1st call':>24} {'ratio':>6}"
+        f" {'against: import + 1st call':>27} {'ratio':>6}"
+    )
+    for function, row in figures["cold_start"].items():
+        other = figures["against"]["cold_start"][function]
+        mine, theirs = row["function"], other["function"]
+        print(
+            f"  {function:<24} {mine['import_ms']:>13} + {mine['first_call_ms']:>4} ms"
+            f" {row['ratio_import_and_first_call']:>5.2f}x"
+            f" {theirs['import_ms']:>16} + {theirs['first_call_ms']:>4} ms"
+            f" {other['ratio_import_and_first_call']:>5.2f}x"
+        )
 
 
 def print_counts(counts: dict[str, Any]) -> None:
