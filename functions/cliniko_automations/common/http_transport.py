@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import urllib3
 from urllib3.exceptions import (
+    ClosedPoolError,
     ConnectTimeoutError,
     HTTPError,
     NewConnectionError,
@@ -160,6 +161,10 @@ def _as_httpx(
     message = f"{type(exc).__name__}: {exc}"
     if not reading:
         if isinstance(exc, NewConnectionError):  # before ConnectTimeoutError: a subclass
+            return httpx.ConnectError(message, request=request)
+        if isinstance(exc, ClosedPoolError):
+            # Another thread closed the idle pools (the keep-alive expiry) as this request
+            # took one: no connection was taken from it.
             return httpx.ConnectError(message, request=request)
         if isinstance(exc, ConnectTimeoutError):
             return httpx.ConnectTimeout(message, request=request)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 import trustme
+import urllib3
+from cliniko_automations.common import http_transport
 from cliniko_automations.common.http_transport import Urllib3Transport
 from cliniko_automations.common.logs import configure_logging
 
@@ -185,6 +187,23 @@ def test_nothing_listening_is_a_connect_error():
         port = probe.getsockname()[1]
     with client() as http, pytest.raises(httpx.ConnectError):
         http.get(f"http://127.0.0.1:{port}/v1/contacts")
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (urllib3.exceptions.ConnectTimeoutError("connect timed out"), httpx.ConnectTimeout),
+        (urllib3.exceptions.ClosedPoolError(None, "Pool is closed."), httpx.ConnectError),
+        (urllib3.exceptions.ReadTimeoutError(None, "/", "read timed out"), httpx.ReadTimeout),
+    ],
+    ids=["connect-timeout", "pool-closed-meanwhile", "read-timeout"],
+)
+def test_failures_a_local_server_cannot_stage_are_placed_by_whether_anything_was_sent(
+    failure, expected
+):
+    request = httpx.Request("POST", "https://api.au1.cliniko.com/v1/contacts")
+    placed = http_transport._as_httpx(failure, request)
+    assert type(placed) is expected
 
 
 def close_without_answering(connection: socket.socket, request: bytes) -> None:
