@@ -179,11 +179,12 @@ def _as_httpx(
 
 
 def _refused_certificate(exc: BaseException) -> bool:
+    """Whether a certificate check failed somewhere in `exc`'s chain of causes."""
+    seen: set[int] = set()
     cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError | ssl.CertificateError):
+    while cause is not None and id(cause) not in seen:  # a chain may loop back on itself
+        if isinstance(cause, ssl.SSLCertVerificationError):  # CertificateError is its alias
             return True
+        seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
-        if cause is exc:
-            break
     return False
