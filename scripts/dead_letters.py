@@ -51,6 +51,7 @@ from cliniko_automations.common.dead_letter_tool import (
     print_table,
     run_command,
     string_attributes,
+    whole_number,
 )
 from cliniko_automations.common.operator_cli import run_tool
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
@@ -154,7 +155,7 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             provider=submission.provider if submission else "-",
             account=submission.account if submission else "-",
             received_at=submission.received_at.isoformat() if submission else "-",
-            receive_count=int(receive_count or 0),
+            receive_count=whole_number(receive_count) or 0,
             reason=reason or NO_REASON,
             failed_at=failed_at,
             fields=list(present_fields(submission.draft)) if submission else [],

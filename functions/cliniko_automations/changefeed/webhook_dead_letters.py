@@ -37,7 +37,6 @@ than losing one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -54,7 +53,9 @@ from cliniko_automations.common.dead_letter_tool import (
     print_table,
     run_command,
     string_attributes,
+    whole_number,
 )
+from cliniko_automations.common.json_input import load_json
 from cliniko_automations.common.secrets import read_secret
 from cliniko_automations.erasure.audit import DynamoAuditLog
 
@@ -144,8 +145,8 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
     def _describe(self, message: Mapping[str, Any]) -> WebhookDeadLetter:
         attributes = string_attributes(message)
         system = message.get("Attributes", {})
-        sent_ms = _whole(system.get("SentTimestamp"))
-        attempts = _whole(attributes.get("RETRY_ATTEMPTS"))
+        sent_ms = whole_number(system.get("SentTimestamp"))
+        attempts = whole_number(attributes.get("RETRY_ATTEMPTS"))
         event, problem = _delivery_event(message.get("Body", ""))
         detail = event.get("detail", {}) if event else {}
         subscriber = str(detail.get("subscriber", "-")) if event else "-"
@@ -233,18 +234,12 @@ class WebhookLetterPurge:
         return deleted
 
 
-def _whole(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _delivery_event(body: str) -> tuple[dict[str, Any] | None, str]:
     """The dead letter's event when it is a webhook delivery this feed published; else a
     fixed reason (never the body's content)."""
     try:
-        event = json.loads(body)
+        # The loader's limits: a letter nested too deep must not stop a listing or a purge.
+        event = load_json(body)
     except ValueError:
         return None, "not JSON: not an EventBridge event"
     if not isinstance(event, dict) or event.get("source") != WEBHOOKS_SOURCE:

@@ -126,6 +126,15 @@ class DeadLetterTool(Generic[L]):
         self._received.remove(letter)
 
 
+def whole_number(value: Any) -> int | None:
+    """An attribute read as a whole number, or None: anyone who can send to a queue can set
+    a letter's attributes, and one malformed letter must not stop a listing."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def string_attributes(message: Mapping[str, Any]) -> dict[str, str]:
     """A message's message attributes, by name, as strings."""
     return {

@@ -60,7 +60,8 @@ def submission(n: int) -> Submission:
 
 
 def fill(stack: WorkerStack) -> dict[str, str]:
-    """Three dead letters: redriven (reason stored), sent directly (reason attribute), junk."""
+    """Three dead letters: redriven (reason stored), sent directly (reason attribute), junk
+    (with an attempt count that is not a number: anyone who can send to the queue sets it)."""
     ids = {}
     redriven = stack.enqueue(submission(1), queue_url=stack.dead_letter_queue_url)
     DynamoFailures(stack.dynamodb, stack.idempotency_table).record(
@@ -80,7 +81,9 @@ def fill(stack: WorkerStack) -> dict[str, str]:
         },
     )["MessageId"]
     ids["junk"] = stack.sqs.send_message(
-        QueueUrl=stack.dead_letter_queue_url, MessageBody="not a submission"
+        QueueUrl=stack.dead_letter_queue_url,
+        MessageBody="not a submission",
+        MessageAttributes={"receive_count": {"DataType": "String", "StringValue": "many"}},
     )["MessageId"]
     return ids
 
@@ -105,6 +108,7 @@ def test_list_shows_ids_sources_attempts_and_reasons(stack: WorkerStack) -> None
     assert rows[ids["redriven"]]["receive_count"] == 5
     assert rows[ids["direct"]]["reason"] == "cliniko_validation_failed:email"
     assert rows[ids["junk"]]["submission_id"] == "-"
+    assert rows[ids["junk"]]["receive_count"] == 0
     # Listing hides nothing for good: all three are still there, visible.
     assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
 
