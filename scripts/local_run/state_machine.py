@@ -76,7 +76,7 @@ def run_loop(
                 result.failed_steps += 1
                 failures += 1
                 if failures > step_retries:
-                    invoke({"action": "release", "run_id": run_id})
+                    invoke({"action": "release", "run_id": run_id, "execution": execution})
                     result.status = "stopped"
                     raise
                 continue
@@ -109,6 +109,6 @@ def run_loop(
     except KeyboardInterrupt:
         # Stopped by hand (Ctrl-C): the run is released, as a failed execution releases it,
         # or its lock would turn every other run of the rule set away for an hour.
-        invoke({"action": "release", "run_id": run_id})
+        invoke({"action": "release", "run_id": run_id, "execution": execution})
         result.status = "stopped"
         raise

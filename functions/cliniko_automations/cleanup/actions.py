@@ -91,7 +91,21 @@ def step(event: Step, cleanup: Cleanup, context: LambdaContext) -> dict[str, Any
 
 
 def release(event: Release, cleanup: Cleanup) -> dict[str, Any]:
-    cleanup.runs.mark_failed(event.run_id)
-    cleanup.runs.release(cleanup.rule_set, event.run_id)
-    logger.warning("cleanup run failed; lock released", extra={"run_id": event.run_id})
-    return {"run_id": event.run_id, "next": "done"}
+    """End a run whose step kept failing: mark it failed and give up its lock. Only a running
+    run, and not one another execution took on (a continue-as-new, a start retried): a late
+    or replayed release must not end a live run, nor turn a finished one into a failure."""
+    runs, run_id = cleanup.runs, event.run_id
+    if event.execution is not None and runs.held_elsewhere(
+        cleanup.rule_set, run_id, event.execution
+    ):
+        logger.warning("cleanup run goes on in another execution; release refused")
+        return {"run_id": run_id, "next": "refused"}
+    if runs.load(run_id) is None:
+        return {"error": "no such run", "run_id": run_id, "next": "invalid"}
+    failed = runs.mark_failed(run_id)
+    runs.release(cleanup.rule_set, run_id, event.execution)
+    if failed:
+        logger.warning("cleanup run failed; lock released", extra={"run_id": run_id})
+    else:
+        logger.info("cleanup run was already over; released", extra={"run_id": run_id})
+    return {"run_id": run_id, "next": "done"}

@@ -37,6 +37,9 @@ class Step:
 @dataclass(frozen=True)
 class Release:
     run_id: str
+    # The execution whose step kept failing: a run another execution holds goes on. None from
+    # an older definition.
+    execution: str | None = None
 
 
 def parse_event(event: Any) -> Begin | Step | Release:
@@ -56,7 +59,8 @@ def parse_event(event: Any) -> Begin | Step | Release:
         step_execution = _text(event, "execution") if "execution" in event else None
         return Step(run_id, iterations, step_execution)
     if action == "release":
-        return Release(_text(event, "run_id"))
+        release_execution = _text(event, "execution") if "execution" in event else None
+        return Release(_text(event, "run_id"), release_execution)
     raise InvalidEvent("action must be begin, step or release")
 
 

@@ -85,14 +85,20 @@ class DynamoRuns:
             return False
         return True
 
-    def release(self, rule_set: str, run_id: str) -> None:
+    def release(self, rule_set: str, run_id: str, execution: str | None = None) -> None:
+        """Give up the lock if `run_id` holds it (and, `execution` given, that execution)."""
+        condition = "run_id = :run"
+        values = {":run": {"S": run_id}}
+        if execution is not None:
+            condition += " AND execution = :execution"
+            values[":execution"] = {"S": execution}
         # Not ours (any more): nothing to release.
         with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
             self._client.delete_item(
                 TableName=self._table,
                 Key={"pk": {"S": f"lock#{rule_set}"}, "sk": {"S": "lock"}},
-                ConditionExpression="run_id = :run",
-                ExpressionAttributeValues={":run": {"S": run_id}},
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
 
     def holder(self, rule_set: str) -> dict[str, Any] | None:
@@ -104,6 +110,16 @@ class DynamoRuns:
             "execution": item["execution"]["S"],
             "lease_until": int(item["lease_until"]["N"]),
         }
+
+    def held_elsewhere(self, rule_set: str, run_id: str, execution: str) -> bool:
+        """True while another execution of `run_id` holds a live lease on the lock."""
+        holder = self.holder(rule_set)
+        return (
+            holder is not None
+            and holder["run_id"] == run_id
+            and holder["execution"] != execution
+            and holder["lease_until"] >= int(self._clock())
+        )
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -161,15 +177,24 @@ class DynamoRuns:
         item = self._get(f"rule-set#{rule_set}", "latest")
         return None if item is None else item["run_id"]["S"]
 
-    def mark_failed(self, run_id: str) -> None:
-        self._client.update_item(
-            TableName=self._table,
-            Key={"pk": {"S": f"run#{run_id}"}, "sk": {"S": "state"}},
-            UpdateExpression="SET #status = :failed",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":failed": {"S": "failed"}},
-        )
+    def mark_failed(self, run_id: str) -> bool:
+        """Mark a running run failed; False when there is no such run or it is over already
+        (finished, or failed): a late or repeated release changes no run's outcome."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"run#{run_id}"}, "sk": {"S": "state"}},
+                UpdateExpression="SET #status = :failed",
+                ConditionExpression="#status = :running",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": "failed"},
+                    ":running": {"S": "running"},
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     # -- contact ids ---------------------------------------------------------------------
 

@@ -678,6 +678,8 @@ def test_a_failing_step_is_retried_then_releases_the_run():
     (catch,) = step["Catch"]
     assert catch["Next"] == "Release" and catch["ResultPath"] == "$.error"
     assert STATES[STATES["Release"]["Next"]]["Type"] == "Fail"
+    # The release names its execution: a run another execution carries on is left running.
+    assert STATES["Release"]["Parameters"]["Payload"]["execution.$"] == "$$.Execution.Id"
 
 
 def test_the_cleanup_function_is_a_bounded_step_without_its_own_schedule():

@@ -219,6 +219,46 @@ def test_a_failed_run_is_released_and_marked(deployed):
     assert begin()["next"] == "step"
 
 
+def test_a_release_from_the_failing_execution_marks_its_run_failed(deployed):
+    started = begin()
+    release = {"action": "release", "run_id": started["run_id"], "execution": EXECUTION}
+    assert invoke(release)["next"] == "done"
+    assert deployed["runs"].holder("cleanup_rules") is None
+    assert deployed["runs"].load(started["run_id"]).status == "failed"
+
+
+def test_a_late_release_leaves_a_finished_run_finished(deployed):
+    started = begin(dry_run=False)
+    step = {"action": "step", "run_id": started["run_id"], "iterations": 0}
+    assert invoke({**step, "execution": EXECUTION})["next"] == "done"
+
+    release = {"action": "release", "run_id": started["run_id"], "execution": EXECUTION}
+    assert invoke(release)["next"] == "done"
+
+    assert deployed["runs"].load(started["run_id"]).status == "finished"
+
+
+def test_a_release_from_an_execution_that_no_longer_holds_the_run_changes_nothing(deployed):
+    # Another execution took the run on (continue-as-new): the old one's release is stale.
+    started = begin(dry_run=False)
+    second = EXECUTION + "-again"
+    invoke({"action": "begin", "execution": second, "run_id": started["run_id"]})
+
+    stale = {"action": "release", "run_id": started["run_id"], "execution": EXECUTION}
+    assert invoke(stale)["next"] == "refused"
+
+    assert deployed["runs"].load(started["run_id"]).status == "running"
+    assert deployed["runs"].holder("cleanup_rules")["execution"] == second
+    step = {"action": "step", "run_id": started["run_id"], "iterations": 0, "execution": second}
+    assert invoke(step)["next"] == "done"
+    assert deployed["runs"].load(started["run_id"]).status == "finished"
+
+
+def test_a_release_of_an_unknown_run_is_a_clear_answer(deployed):
+    answer = invoke({"action": "release", "run_id": "no-such-run", "execution": EXECUTION})
+    assert answer == {"error": "no such run", "run_id": "no-such-run", "next": "invalid"}
+
+
 @pytest.mark.parametrize(
     ("event", "message"),
     [
