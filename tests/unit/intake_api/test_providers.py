@@ -432,3 +432,85 @@ def test_html_multipart_skips_file_parts():
     ).encode()
     parsed = html.parse(delivery(body, {}, f"multipart/form-data; boundary={boundary}"))
     assert parsed.answers == {"name": "Zoë"}
+
+
+def _one_part(disposition: str, *, extra: str = "", value: str = "Zoë") -> bytes:
+    return (
+        f"--B\r\nContent-Disposition: {disposition}\r\n{extra}\r\n{value}\r\n--B--\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        # An unbalanced RFC 822 comment: the stdlib's header parser recursed past the stack.
+        (_one_part('form-data; name="name" ' + "(" * 500), "multipart/form-data; boundary=B"),
+        (_one_part('form-data; name="name"'), "multipart/form-data; boundary=B; " + "(" * 500),
+        # RFC 2231 values name any codec: the stdlib decoded them with it (UnicodeError).
+        (_one_part("form-data; name*=idna''name"), "multipart/form-data; boundary=B"),
+        (_one_part("form-data; name*=unicode_escape''%5CN"), "multipart/form-data; boundary=B"),
+        (_one_part('form-data; name="name"'), "multipart/form-data; boundary*=idna''B"),
+        # Many parameters or a long header: quadratic in the stdlib, refused here at once.
+        (_one_part('form-data; name="name"' + ";" * 32_000), "multipart/form-data; boundary=B"),
+        (_one_part('form-data; name="name"' + "; a=b" * 2_000), "multipart/form-data; boundary=B"),
+        (_one_part('form-data; name="name"; name="other"'), "multipart/form-data; boundary=B"),
+        (_one_part("attachment; name=name"), "multipart/form-data; boundary=B"),
+        (_one_part("form-data"), "multipart/form-data; boundary=B"),
+        (
+            _one_part('form-data; name="name"', extra="Content-Transfer-Encoding: base64\r\n"),
+            "multipart/form-data; boundary=B",
+        ),
+        (
+            _one_part(
+                'form-data; name="name"', extra="Content-Type: text/plain; charset=utf-7\r\n"
+            ),
+            "multipart/form-data; boundary=B",
+        ),
+        (
+            _one_part('form-data; name="name"', extra=" folded\r\n"),
+            "multipart/form-data; boundary=B",
+        ),
+        (
+            _one_part('form-data; name="name"').removesuffix(b"--B--\r\n"),
+            "multipart/form-data; boundary=B",
+        ),
+        (_one_part('form-data; name="name"'), "multipart/form-data; boundary=Bé"),
+        (_one_part('form-data; name="name"'), "multipart/form-data; boundary=" + "B" * 201),
+        (
+            '--B\r\nContent-Disposition: form-data; name="n"\r\n\r\n\xff\r\n--B--'.encode(
+                "latin-1"
+            ),
+            "multipart/form-data; boundary=B",
+        ),
+    ],
+)
+def test_html_multipart_hostile_headers_are_malformed_bodies(body, content_type):
+    with pytest.raises(MalformedBody):
+        html.parse(delivery(body, {}, content_type))
+
+
+def test_html_multipart_reads_what_browsers_send():
+    body = (
+        b"preamble\r\n"
+        b'--B \r\nContent-Disposition: form-data; name="pr\xc3\xa9nom"\r\n\r\nZo\xc3\xab\r\n'
+        b"--B\r\ncontent-disposition: FORM-DATA; name=email\r\n"
+        b"Content-Type: text/plain; charset=ISO-8859-1\r\n\r\nz\xf6e@example.com\r\n"
+        b'--B\r\nContent-Disposition: form-data; name="a\\"b"\r\n\r\nline one\r\n--Bx\r\n\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="topics"\r\n\r\nA\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="topics"\r\n\r\nB\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="cv"; filename="cv (1).pdf"\r\n'
+        b"Content-Type: application/pdf\r\n\r\n%PDF\r\n--B--\r\nepilogue"
+    )
+    parsed = html.parse(delivery(body, {}, 'multipart/form-data; boundary="B"'))
+    assert parsed.answers == {
+        "prénom": "Zoë",
+        "email": "zöe@example.com",
+        'a"b': "line one\r\n--Bx\r\n",
+        "topics": ["A", "B"],
+    }
+
+
+def test_multipart_with_bare_line_feeds_reads_alike():
+    body = b'--B\nContent-Disposition: form-data; name="name"\n\nZo\xc3\xab\n--B--\n'
+    parsed = html.parse(delivery(body, {}, "multipart/form-data; boundary=B"))
+    assert parsed.answers == {"name": "Zoë"}
