@@ -37,6 +37,16 @@ def test_json_nested_10000_deep_is_a_422(erasure_stack):
     assert erasure_stack.audit_items() == []
 
 
+def test_a_key_given_twice_is_a_422_not_its_last_value(erasure_stack):
+    # Read as its last value, this body erased contact 222 without a word about 111.
+    response = raw_post(
+        '{"request_id": "twice", "contact_id": "111", "contact_id": "222", '
+        '"reason": "GDPR art. 17"}'
+    )
+    assert response["statusCode"] == 422, response
+    assert erasure_stack.audit_items() == []
+
+
 def test_an_unknown_key_is_counted_never_echoed_or_logged(erasure_stack, capfd):
     status, body = post(erasure(request_id="unknown-key", contact_id="1", **{UNKNOWN_KEY: 1}))
     assert status == 422

@@ -1,6 +1,6 @@
 """JSON from a sender, read defensively: one loader for every body the functions parse.
 
-`json.loads` alone lets a hostile body through in four ways: nesting deep enough to raise
+`json.loads` alone lets a hostile body through in five ways: nesting deep enough to raise
 RecursionError (here, or later in any code that walks the value), integers too long to
 convert (ValueError on Python 3.11+), numbers that are not finite (the non-JSON `NaN`,
 `Infinity` and `-Infinity` that Python's and pandas' `json.dumps` write for empty cells, and
@@ -8,7 +8,10 @@ valid JSON such as `1e400` that overflows a float), which would reach a contact 
 "nan" or "inf", and lone UTF-16 surrogates ("\\ud800", what JavaScript writes for a string cut
 mid-emoji) that no UTF-8 encoder accepts, so the value could never be queued or stored. The
 loader refuses the first three and replaces each lone surrogate with U+FFFD (the text is
-kept, the broken character marked), so a submission is accepted once.
+kept, the broken character marked), so a submission is accepted once. And an object that
+names a key twice, which `json.loads` reads as its last value: an erasure of
+`{"contact_id": "111", "contact_id": "222"}` would erase 222 without a word about 111. No
+form service or operator's tool writes one, so it is refused as ambiguous.
 """
 
 from __future__ import annotations
@@ -37,7 +40,12 @@ class JsonRefused(ValueError):
 def load_json(raw: bytes | str) -> Any:
     """The JSON value of `raw`, nested at most MAX_DEPTH deep, without lone surrogates."""
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        data = json.loads(
+            raw,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_object_without_repeated_keys,
+        )
     except RecursionError:
         raise JsonRefused("nested too deeply") from None
     except JsonRefused:
@@ -47,6 +55,13 @@ def load_json(raw: bytes | str) -> Any:
     if _depth_exceeds(data, MAX_DEPTH):
         raise JsonRefused("nested too deeply")
     return _without_lone_surrogates(data)
+
+
+def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise JsonRefused("holding a key twice")
+    return data
 
 
 def _refuse_constant(name: str) -> Any:

@@ -16,7 +16,12 @@ def clean_email(email: str) -> str:
     erasure's hash would miss the stored submission. Every email the intake takes and every
     email an erasure names goes through here, so both hash the same address.
     """
-    return "".join(char for char in email if unicodedata.category(char) != "Cf").strip()
+    return without_format_characters(email).strip()
+
+
+def without_format_characters(text: str) -> str:
+    """`text` without the invisible format characters (Unicode category Cf) in it."""
+    return "".join(char for char in text if unicodedata.category(char) != "Cf")
 
 
 def email_hash(pepper: str, email: str) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from cliniko_automations.cliniko.rules import EMAIL_PATTERN, MAX_LENGTH
-from cliniko_automations.common.person_keys import clean_email
+from cliniko_automations.common.person_keys import clean_email, without_format_characters
 from cliniko_automations.common.settings import parsed_setting
 from cliniko_automations.erasure.errors import InvalidRequest
 
@@ -50,8 +51,12 @@ def _looks_like_a_phone_number(text: str) -> bool:
 
 
 def check_reason(value: str) -> str:
-    """A reason kept in the audit trail: short, and surely not personal data."""
-    value = value.strip()
+    """A reason kept in the audit trail: short, and surely not personal data.
+
+    Checked, and kept, as a person reads it: without invisible format characters (a reason of
+    one zero-width space is empty) and in Unicode's compatibility form (a full-width "＠" is
+    an "@"), since once hashed into the trail's chain it can never be taken out."""
+    value = unicodedata.normalize("NFKC", without_format_characters(value)).strip()
     if not 1 <= len(value) <= 200:
         raise ValueError("must be 1-200 characters")
     if "@" in value or _looks_like_a_phone_number(value):

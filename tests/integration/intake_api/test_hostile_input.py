@@ -133,6 +133,15 @@ def test_a_number_that_is_not_finite_is_400_not_the_text_nan_or_inf(intake, valu
     assert intake.messages() == []
 
 
+def test_an_object_holding_a_key_twice_is_400(intake):
+    # Which of the two emails is the person's? Neither is guessed.
+    body = samples.json_body().replace(b'"email":', b'"email": "other@example.com", "email":', 1)
+    body, headers = signed("partner-json", body)
+    answer = refused(intake.post("partner-json", body, headers), 400)
+    assert answer["detail"] == "body is holding a key twice"
+    assert intake.messages() == []
+
+
 @pytest.mark.parametrize("source", JSON_SOURCES)
 def test_a_lone_surrogate_is_replaced_and_the_submission_accepted(intake, source):
     # What JavaScript writes for a string cut in the middle of an emoji.

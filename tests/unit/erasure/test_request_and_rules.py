@@ -211,3 +211,26 @@ def test_reasons_with_phone_numbers_are_refused(reason):
     with pytest.raises(InvalidRequest) as caught:
         ErasureRequest.parse({"request_id": "r", "contact_id": "1", "reason": reason})
     assert "reason" in caught.value.problems
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "jane.doe\uff20example.com asked",  # a full-width "@"
+        "jane.doe\ufe6bexample.com asked",  # a small "@"
+        "call \uff10\uff14\uff19\uff11 570 156",  # full-width digits
+        "\u200b",  # only a zero-width space
+        "\u200b \ufeff\u2060",
+    ],
+)
+def test_reasons_are_checked_as_a_person_reads_them(reason):
+    with pytest.raises(InvalidRequest) as caught:
+        ErasureRequest.parse({"request_id": "r", "contact_id": "1", "reason": reason})
+    assert "reason" in caught.value.problems
+
+
+def test_a_reason_is_kept_without_its_invisible_characters():
+    request = ErasureRequest.parse(
+        {"request_id": "r", "contact_id": "1", "reason": "GDPR\u200b art.\u00a017 "}
+    )
+    assert request.reason == "GDPR art. 17"
