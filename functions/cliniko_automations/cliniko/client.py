@@ -24,6 +24,7 @@ from cliniko_client import errors as generated_errors
 from cliniko_client.api.contacts import (
     archive_contact,
     create_contact,
+    delete_contact,
     get_contact,
     list_contacts,
     update_contact,
@@ -182,6 +183,8 @@ class ClinikoClient:
         # Built now, not lazily on the first call, so two threads' first calls cannot race
         # to build two connection pools.
         self._api.get_httpx_client()
+        # Set once the legacy DELETE archived where POST .../archive was missing.
+        self._archive_by_delete = False
 
     def __repr__(self) -> str:
         # Never the key: the generated client's own repr would print the auth token.
@@ -351,13 +354,34 @@ class ClinikoClient:
         return _normalise(self._expect(response, 200, Contact, "PATCH /contacts/{id}"))
 
     def archive_contact(self, contact_id: str) -> None:
-        """Archive (Cliniko's only removal: the record, with its personal fields, remains)."""
+        """Archive (Cliniko's only removal: the record, with its personal fields, remains).
+
+        `POST /contacts/{id}/archive`, Cliniko's current route; when it answers 404, the
+        legacy `DELETE /contacts/{id}`, which archives too: the contacts page of Cliniko's
+        docs still names only that one, so a Cliniko (or a stand-in) without the newer route
+        archives all the same, and a 404 from both is a contact that is not there. Once the
+        legacy route has archived where the current one was missing, this client uses it.
+        Any 2xx is archived: the docs say 204, and a body beside it changes nothing."""
         contact_id = _check_id(contact_id)
-        response = self._call(archive_contact.sync_detailed, contact_id)
-        if response.status_code != 204:
+        if not self._archive_by_delete:
+            try:
+                self._archive_with(archive_contact.sync_detailed, contact_id)
+                return
+            except errors.NotFound:
+                pass
+        self._archive_with(delete_contact.sync_detailed, contact_id)
+        self._archive_by_delete = True
+
+    def _archive_with(self, operation: Any, contact_id: str) -> None:
+        try:
+            status = int(self._call(operation, contact_id).status_code)
+        except errors.UnexpectedResponse as exc:
+            if exc.status_code is None:
+                raise
+            status = exc.status_code
+        if not 200 <= status < 300:
             raise errors.UnexpectedResponse(
-                f"Cliniko answered POST /contacts/{{id}}/archive with {int(response.status_code)}",
-                status_code=int(response.status_code),
+                f"Cliniko answered an archive with {status}", status_code=status
             )
 
     # -- plumbing ------------------------------------------------------------------------

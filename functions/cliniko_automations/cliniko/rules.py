@@ -151,6 +151,13 @@ def country_code_for(value: str) -> str | None:
     return None
 
 
+def is_archived(contact: Mapping[str, Any]) -> bool:
+    """Whether a contact (its fields as Cliniko sent them) is archived: `archived_at` set, or
+    `deleted_at`, the only mark the contacts page of Cliniko's docs shows (its legacy DELETE
+    archives)."""
+    return any(contact.get(mark) not in (None, "") for mark in ("archived_at", "deleted_at"))
+
+
 def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dict[str, str]:
     """Cliniko's per-field errors for a write body; empty when Cliniko would accept it.
 

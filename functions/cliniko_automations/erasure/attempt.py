@@ -17,6 +17,7 @@ from typing import Any
 
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
+from cliniko_automations.cliniko.rules import is_archived
 from cliniko_automations.common.person_keys import email_hash
 from cliniko_automations.common.plain_data import as_data, as_json
 from cliniko_automations.erasure.deadlines import iso
@@ -35,7 +36,6 @@ from cliniko_automations.erasure.scrub import (
     SCRUBBED_VALUES,
     contact_fields,
     fields_to_scrub,
-    is_archived,
     is_erased,
 )
 from cliniko_automations.erasure.trail import LOOKUP, OUTCOME_SK, attempt_sk

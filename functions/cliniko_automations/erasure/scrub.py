@@ -13,6 +13,8 @@ from typing import Any
 
 from cliniko_client.models.contact_write import ContactWrite
 
+from cliniko_automations.cliniko.rules import is_archived
+
 # Cliniko insists on a first name (a contact without one fails validation), so the scrubbed
 # contact keeps this neutral placeholder: it says what happened and identifies nobody.
 PLACEHOLDER_FIRST_NAME = "Erased"
@@ -80,10 +82,6 @@ def fields_to_scrub(fields: Mapping[str, Any]) -> list[str]:
     if not _is_blank(fields.get("country")) and "country_code" not in names:
         names.append("country_code")
     return names
-
-
-def is_archived(fields: Mapping[str, Any]) -> bool:
-    return not _is_blank(fields.get("archived_at"))
 
 
 def is_erased(fields: Mapping[str, Any]) -> bool:

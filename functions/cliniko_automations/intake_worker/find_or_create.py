@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from cliniko_automations.cliniko.rules import country_code_for
+from cliniko_automations.cliniko.rules import country_code_for, is_archived
 from cliniko_automations.intake.submission import ContactDraft, UpdatePolicy
 
 Contact = Mapping[str, Any]
@@ -145,10 +145,6 @@ def contact_phone_digits(contact: Contact) -> list[str]:
             if digits:
                 found.append(digits)
     return found
-
-
-def is_archived(contact: Contact) -> bool:
-    return bool(contact.get("archived_at"))
 
 
 def matches(lookup: Lookup, contact: Contact) -> bool:

@@ -10,6 +10,7 @@ from cliniko_automations.cliniko import ClinikoClient, Contact, ContactWrite, er
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
 from cliniko_client.models import PhoneNumberWrite, PhoneType
 
+from tests.integration.common.test_http_transport import ScriptedServer, answer
 from tests.unit.cliniko.fake_clock import FakeClock
 
 UA = "Tests (tests@example.com)"
@@ -247,3 +248,51 @@ def test_a_refused_filter_quoted_back_does_not_leak_the_email(cliniko) -> None:
         client.list_contacts([StringFilter("id").eq("someone+x@example.com")])
     assert "@" not in str(caught.value)
     assert "example.com" not in str(caught.value)
+
+
+ID = "1390712996921091568"
+
+
+def scripted_client(script) -> tuple[ClinikoClient, ScriptedServer]:
+    server = ScriptedServer(script)
+    client = ClinikoClient(
+        "MS0xtestkey0000000000000000-au1",
+        "Tests (tests@example.com)",
+        base_url=f"http://127.0.0.1:{server.port}/{{shard}}/v1",
+        clock=FakeClock(),
+    )
+    return client, server
+
+
+def only_the_legacy_archive(connection, request: bytes) -> None:
+    # A Cliniko as the contacts page of its docs describes it: DELETE /contacts/{id} archives;
+    # POST /contacts/{id}/archive is not a route.
+    if request.startswith(b"DELETE "):
+        answer(b"", status="204 No Content")(connection, request)
+    else:
+        answer(b'{"message": "Not found"}', status="404 Not Found")(connection, request)
+
+
+def test_a_missing_archive_route_falls_back_to_the_legacy_delete() -> None:
+    client, server = scripted_client(only_the_legacy_archive)
+    try:
+        client.archive_contact(ID)
+        client.archive_contact(ID)
+    finally:
+        server.stop()
+    # Archived, and the next archive goes by DELETE at once.
+    assert [r.split(b" ", 2)[:2] for r in server.requests] == [
+        [b"POST", f"/au1/v1/contacts/{ID}/archive".encode()],
+        [b"DELETE", f"/au1/v1/contacts/{ID}".encode()],
+        [b"DELETE", f"/au1/v1/contacts/{ID}".encode()],
+    ]
+
+
+def test_an_archive_answered_200_with_a_body_is_archived() -> None:
+    body = b'{"id": "1390712996921091568", "archived_at": "2026-12-03T00:00:00Z"}'
+    client, server = scripted_client(answer(body, "Content-Type: application/json"))
+    try:
+        assert client.archive_contact(ID) is None
+    finally:
+        server.stop()
+    assert len(server.requests) == 1

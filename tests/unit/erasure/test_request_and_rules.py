@@ -84,6 +84,14 @@ def test_a_scrubbed_archived_contact_is_erased():
     assert is_erased({**scrubbed, "country_code": "", "doctor_type": "", "first_name": ""})
 
 
+def test_a_scrubbed_contact_marked_deleted_is_erased():
+    # deleted_at: the only mark the contacts page of Cliniko's docs shows (its DELETE archives).
+    scrubbed = {**FULL_CONTACT, **SCRUBBED_VALUES, "country": None}
+    del scrubbed["archived_at"]
+    assert is_erased({**scrubbed, "deleted_at": "2026-01-01T00:00:00Z"})
+    assert not is_erased({**scrubbed, "deleted_at": None})
+
+
 def test_scrubbed_but_not_archived_is_not_erased():
     scrubbed = {**FULL_CONTACT, **SCRUBBED_VALUES, "country": None}
     assert fields_to_scrub(scrubbed) == []

@@ -135,9 +135,11 @@ def test_several_matches_park_with_ids_and_no_personal_reason() -> None:
     assert not decision.changes
 
 
-def test_only_archived_match_parks_instead_of_reviving_or_duplicating() -> None:
+@pytest.mark.parametrize("mark", ["archived_at", "deleted_at"])
+def test_only_archived_match_parks_instead_of_reviving_or_duplicating(mark) -> None:
+    # deleted_at: the only mark the contacts page of Cliniko's docs shows.
     draft = ContactDraft(email="ana@example.com")
-    archived = contact(email="ana@example.com", archived_at="2026-02-01T00:00:00Z")
+    archived = contact(email="ana@example.com", **{mark: "2026-02-01T00:00:00Z"})
     decision = foc.decide(draft, foc.lookup_for(draft), [archived], "overwrite")
     assert (decision.action, decision.reason) == ("park", "archived_match")
 
