@@ -8,7 +8,8 @@ gets, creates and updates all share one policy:
   shared_pacing.py across processes).
 - 429: Cliniko did not process the request, so any request (a create too) is sent again
   once the window resets: `X-RateLimit-Reset` (UNIX seconds), or `Retry-After` when present
-  (the longer of the two when both are). A bounded number of times; an announced wait
+  (the longer of the two when both are); a whole window (a minute) when neither says anything
+  believable. A bounded number of times; an announced wait
   longer than the policy allows is not waited at all: `RateLimited` at once. Either way the
   key's budget is held until the reset (shared_pacing.py: in every process of the key).
 - 502/503/504, timeouts, dropped connections: jittered exponential backoff for safe
@@ -63,6 +64,11 @@ MIN_ATTEMPT_SECONDS = 1.0
 TimeLeft = Callable[[], float | None]
 # Cliniko's window is a minute: no 429 holds the key's budget longer than this.
 LONGEST_HOLD_SECONDS = 65.0
+# A 429 that says nothing believable of its reset (no header, an unreadable one, or one further
+# off than a window could be: milliseconds read as seconds, a clock gone wrong) is taken to
+# spend the whole of a window: a short backoff would only meet 429 after 429.
+UNKNOWN_RESET_SECONDS = 60.0
+LONGEST_BELIEVABLE_RESET_SECONDS = 3600.0
 # A 429's Date further than this from this machine's clock is not believed (a proxy's, or a
 # clock gone wrong): the reset is then read against this machine's clock.
 BELIEVABLE_SKEW_SECONDS = 300.0
@@ -128,9 +134,9 @@ def is_idempotent(method: str, path: str) -> bool:
     return method == "POST" and bool(_ARCHIVE_PATH.search(path))
 
 
-def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float | None, float | None]:
+def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float, float]:
     """From a 429's headers: (seconds to wait, when that is as UNIX time on this machine's
-    clock `now`), None when unknown.
+    clock `now`); a whole window (UNKNOWN_RESET_SECONDS) when they tell nothing believable.
 
     `X-RateLimit-Reset` is Cliniko's documented header (UNIX seconds, UTC), a moment on
     Cliniko's clock: it is read against the answer's `Date` (Cliniko's clock too), not this
@@ -157,10 +163,8 @@ def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float | Non
             retry_at = _http_date(text)
             if retry_at is not None:
                 waits.append(retry_at - server_now)
-    waits = [wait for wait in waits if math.isfinite(wait)]
-    if not waits:
-        return None, None
-    wait = max(0.0, *waits)
+    waits = [w for w in waits if math.isfinite(w) and w <= LONGEST_BELIEVABLE_RESET_SECONDS]
+    wait = max(0.0, *waits) if waits else UNKNOWN_RESET_SECONDS
     return wait, now + wait
 
 
@@ -358,10 +362,7 @@ class ClinikoTransport(httpx.BaseTransport):
             if status == 429:
                 throttles += 1
                 wait, reset_at = rate_limit_wait(response.headers, self._clock.time())
-                if wait is None:
-                    wait = policy.backoff(throttles, self._rng)
-                else:
-                    wait += policy.reset_margin
+                wait += policy.reset_margin
                 # Hold the budget (the process's, and the shared one when there is one) even
                 # when this request gives up: the window is spent for every sender of the key,
                 # and a process that kept sending into it would only collect more 429s. Never

@@ -253,13 +253,14 @@ def test_a_refused_filter_quoted_back_does_not_leak_the_email(cliniko) -> None:
 ID = "1390712996921091568"
 
 
-def scripted_client(script) -> tuple[ClinikoClient, ScriptedServer]:
+def scripted_client(script, clock: FakeClock | None = None) -> tuple[ClinikoClient, ScriptedServer]:
+    """A client of a server on 127.0.0.1 that answers as `script` writes."""
     server = ScriptedServer(script)
     client = ClinikoClient(
         "MS0xtestkey0000000000000000-au1",
         "Tests (tests@example.com)",
         base_url=f"http://127.0.0.1:{server.port}/{{shard}}/v1",
-        clock=FakeClock(),
+        clock=clock or FakeClock(),
     )
     return client, server
 

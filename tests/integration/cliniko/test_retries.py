@@ -13,8 +13,13 @@ from datetime import datetime
 
 import pytest
 from cliniko_automations.cliniko import ClinikoClient, RetryPolicy, errors
+from cliniko_automations.cliniko.transport import UNKNOWN_RESET_SECONDS
 
+from tests.integration.cliniko.test_contacts import scripted_client
+from tests.integration.common.test_http_transport import answer
 from tests.unit.cliniko.fake_clock import FakeClock
+
+EMPTY_LIST = b'{"contacts": [], "total_entries": 0, "links": {"self": "x"}}'
 
 
 def _statuses(cliniko, method: str | None = None) -> list[object]:
@@ -367,3 +372,18 @@ def test_a_reset_beyond_a_minute_holds_the_budget_a_minute_at_most(cliniko) -> N
     assert sent.value.status_code == 429
     assert 60 <= sum(clock.sleeps) <= 66
     assert _statuses(cliniko) == [429, 429]
+
+
+def test_a_429_that_tells_no_reset_waits_a_whole_window_not_a_short_backoff() -> None:
+    # A short backoff without the reset met 429 after 429 (16 in 7 s from four threads).
+    answers = iter([answer(b"{}", status="429 Too Many Requests"), answer(EMPTY_LIST)])
+    clock = FakeClock()
+    client, server = scripted_client(
+        lambda connection, request: next(answers)(connection, request), clock
+    )
+    try:
+        assert client.list_contacts() == []
+    finally:
+        server.stop()
+    assert len(server.requests) == 2
+    assert clock.sleeps == [UNKNOWN_RESET_SECONDS + RetryPolicy().reset_margin]

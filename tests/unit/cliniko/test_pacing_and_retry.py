@@ -16,6 +16,7 @@ from cliniko_automations.cliniko.pacing import (
     shared_budget,
 )
 from cliniko_automations.cliniko.transport import (
+    UNKNOWN_RESET_SECONDS,
     RetryPolicy,
     error_for_response,
     is_idempotent,
@@ -146,10 +147,16 @@ def test_retry_after_http_date_is_honoured() -> None:
     assert until == pytest.approx(NOW + 20)
 
 
-def test_reset_in_the_past_means_no_wait_and_garbage_means_unknown() -> None:
+def test_reset_in_the_past_means_no_wait_and_garbage_means_a_whole_window() -> None:
     assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW - 5))}, NOW) == (0.0, NOW)
-    assert rate_limit_wait({"x-ratelimit-reset": "soon"}, NOW) == (None, None)
-    assert rate_limit_wait({}, NOW) == (None, None)
+    # Nothing believable of the reset: the rest of the window is not known, so all of it is
+    # waited, not a short backoff that meets 429 after 429.
+    whole_window = (UNKNOWN_RESET_SECONDS, NOW + UNKNOWN_RESET_SECONDS)
+    assert rate_limit_wait({"x-ratelimit-reset": "soon"}, NOW) == whole_window
+    assert rate_limit_wait({"x-ratelimit-reset": "2026-12-03T10:00:00Z"}, NOW) == whole_window
+    assert rate_limit_wait({}, NOW) == whole_window
+    # Milliseconds where seconds are documented: 56,000 years off, not believed.
+    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW * 1000))}, NOW) == whole_window
 
 
 def test_the_reset_is_read_against_the_answer_s_date_cliniko_s_clock() -> None:
