@@ -239,6 +239,7 @@ class ClinikoClient:
         pages = 0
         first_total: int | None = None
         last_total = 0
+        page_size = PER_PAGE
         seen: set[int | str] = set()
         while True:
             response = self._call(
@@ -250,9 +251,12 @@ class ClinikoClient:
             )
             listing = self._expect(response, 200, ContactList, "GET /contacts")
             pages += 1
-            last_total = listing.total_entries
+            last_total = _whole_count(listing.total_entries)
             if first_total is None:
                 first_total = last_total
+                # The pages Cliniko really serves: a server that pages by fewer than asked
+                # (its default is 50) is followed all the same.
+                page_size = min(PER_PAGE, max(1, len(listing.contacts)))
             for contact in listing.contacts:
                 contact = _normalise(contact)
                 if contact.id in seen:
@@ -264,7 +268,7 @@ class ClinikoClient:
                 break
             if not listing.contacts:
                 raise errors.UnexpectedResponse("Cliniko sent an empty page with a next link")
-            if pages > math.ceil(max(first_total, last_total) / PER_PAGE) + 1:
+            if pages > math.ceil(max(first_total, last_total) / page_size) + 1:
                 raise errors.UnexpectedResponse(
                     f"Cliniko kept sending next links after {pages} pages "
                     f"for {max(first_total, last_total)} contacts"
@@ -309,7 +313,7 @@ class ClinikoClient:
             _next_page(next_link, page)  # a link elsewhere is refused, as iter_contacts does
         return ContactPage(
             contacts=[_normalise(contact) for contact in listing.contacts],
-            total_entries=listing.total_entries,
+            total_entries=_whole_count(listing.total_entries),
             has_next=has_next,
         )
 
@@ -416,6 +420,14 @@ class ClinikoClient:
                 status_code=int(response.status_code),
             )
         return parsed
+
+
+def _whole_count(value: Any) -> int:
+    """`total_entries` as Cliniko documents it, a whole number; anything else is an answer off
+    the spec (a count sent as text would fail the page arithmetic with a TypeError)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise errors.UnexpectedResponse("Cliniko's total_entries is not a whole number")
+    return value
 
 
 def _queries(filters: Sequence[Filter]) -> list[str]:

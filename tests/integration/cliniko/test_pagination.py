@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, StringFilter
 
+from tests.integration.cliniko.test_contacts import scripted_client
+from tests.integration.common.test_http_transport import answer
 from tests.unit.cliniko.fake_clock import FakeClock
 
 
@@ -120,3 +124,52 @@ def test_bad_sort_is_refused_before_sending(cliniko) -> None:
     with pytest.raises(TypeError):
         client.list_contacts(["email:=x@example.com"])  # type: ignore[list-item]
     assert client.request_count == 0
+
+
+def _pages_of(size: int, total: int, total_entries: object = None):
+    """A Cliniko that pages by `size` whatever per_page asks (its default is 50)."""
+
+    def script(connection, request: bytes) -> None:
+        target = request.split(b" ", 2)[1].decode()
+        page = int(parse_qs(urlsplit(target).query).get("page", ["1"])[0])
+        ids = range((page - 1) * size + 1, min(page * size, total) + 1)
+        links = {"self": f"https://api.au1.cliniko.com/v1/contacts?page={page}"}
+        if page * size < total:
+            links["next"] = f"https://api.au1.cliniko.com/v1/contacts?page={page + 1}"
+        body = {
+            "contacts": [_contact(1390712996921090000 + i) for i in ids],
+            "total_entries": total if total_entries is None else total_entries,
+            "links": links,
+        }
+        answer(json.dumps(body).encode(), "Content-Type: application/json")(connection, request)
+
+    return script
+
+
+def test_a_cliniko_that_pages_by_fewer_than_asked_is_followed_to_the_end() -> None:
+    client, server = scripted_client(_pages_of(50, 260))
+    try:
+        listed = client.list_contacts()
+    finally:
+        server.stop()
+    assert len({c.id for c in listed}) == 260
+    assert len(server.requests) == 6
+
+
+def test_a_count_that_is_not_a_whole_number_is_an_answer_off_the_spec() -> None:
+    client, server = scripted_client(_pages_of(100, 230, total_entries="230"))
+    try:
+        with pytest.raises(errors.UnexpectedResponse):
+            client.list_contacts()
+    finally:
+        server.stop()
+
+
+def _contact(contact_id: int) -> dict[str, object]:
+    return {
+        "id": str(contact_id),
+        "first_name": "A",
+        "created_at": "2026-12-01T00:00:00Z",
+        "updated_at": "2026-12-01T00:00:00Z",
+        "links": {"self": f"https://api.au1.cliniko.com/v1/contacts/{contact_id}"},
+    }
