@@ -29,7 +29,13 @@ from cliniko_client.api.contacts import (
     list_contacts,
     update_contact,
 )
-from cliniko_client.models import Contact, ContactList, ContactWrite, PhoneNumberWrite
+from cliniko_client.models import (
+    Contact,
+    ContactList,
+    ContactWrite,
+    PhoneNumber,
+    PhoneNumberWrite,
+)
 from cliniko_client.types import UNSET, Response, Unset
 
 from cliniko_automations.common.http_transport import Urllib3Transport
@@ -476,7 +482,24 @@ def _normalise(contact: Contact) -> Contact:
         contact.id = str(value)
     elif not (isinstance(value, str) and _DIGITS.fullmatch(value)):
         raise errors.UnexpectedResponse("Cliniko sent a contact whose id is not an integer")
+    phones = contact.phone_numbers
+    if isinstance(phones, list) and not all(isinstance(p, PhoneNumber) for p in phones):
+        # The generated parser keeps the whole raw list when one entry is off the spec (a
+        # phone without its number); left raw, every caller's `to_dict` fails on it. Such an
+        # entry has no number to match, keep or erase: it is left out.
+        contact.phone_numbers = [p for p in map(_phone_number, phones) if p is not None]
     return contact
+
+
+def _phone_number(entry: Any) -> PhoneNumber | None:
+    if isinstance(entry, PhoneNumber):
+        return entry
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("number"), str):
+        return None
+    try:
+        return PhoneNumber.from_dict(dict(entry))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _write_body(body: ContactWrite | Mapping[str, Any]) -> ContactWrite:

@@ -173,3 +173,16 @@ def _contact(contact_id: int) -> dict[str, object]:
         "updated_at": "2026-12-01T00:00:00Z",
         "links": {"self": f"https://api.au1.cliniko.com/v1/contacts/{contact_id}"},
     }
+
+
+def test_a_phone_without_its_number_is_left_out_not_a_failure_of_every_caller() -> None:
+    # The generated parser kept the raw list, and to_dict() raised AttributeError on it.
+    contact = _contact(1390712996921090001)
+    contact["phone_numbers"] = [{"phone_type": "Mobile"}, {"number": "0412 345 678"}, "x"]
+    body = {"contacts": [contact], "total_entries": 1, "links": {"self": "x"}}
+    client, server = scripted_client(answer(json.dumps(body).encode()))
+    try:
+        (listed,) = client.list_contacts()
+    finally:
+        server.stop()
+    assert [p["number"] for p in listed.to_dict()["phone_numbers"]] == ["0412 345 678"]
