@@ -288,7 +288,15 @@ class IntakeWorker:
             return Outcome("unchanged", sid, contact_id=decision.contact_id)
         if decision.action == "update":
             assert decision.contact_id is not None
-            cliniko.update_contact(decision.contact_id, dict(decision.changes))
+            try:
+                cliniko.update_contact(decision.contact_id, dict(decision.changes))
+            except errors.NotFound:
+                # Listed a moment ago, not there to update now: archived since (Cliniko's own
+                # route hides an archived contact), or listed without the mark that says so.
+                # As an archived match: staff decide; nothing is revived or duplicated, and
+                # retries would only meet the same 404 until the dead-letter queue.
+                self._parking.park(submission, "match_not_found", (decision.contact_id,))
+                return Outcome("parked", sid, reason="match_not_found")
             return Outcome(
                 "updated",
                 sid,

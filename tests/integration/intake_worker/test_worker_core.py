@@ -184,6 +184,31 @@ def test_an_archived_match_is_parked_not_revived_nor_duplicated(h: Harness) -> N
     assert len(h.contacts(include_archived=True)) == 1
 
 
+class ArchivedBeforeTheUpdate:
+    """Cliniko as the worker meets it when staff archive the match between its lookup and its
+    update: the update finds the contact gone (Cliniko's own route hides archived ones)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def update_contact(self, contact_id: str, body):
+        self._client.archive_contact(contact_id)
+        return self._client.update_contact(contact_id, body)
+
+
+def test_a_match_gone_before_its_update_is_parked_not_retried_until_dead(h: Harness) -> None:
+    h.cliniko.control.set_behaviour(archived_get="hidden")
+    old = h.client.create_contact({"first_name": "Ana", "email": "ana.lima@example.com"})
+    sub = submit(ANA)
+    outcome = h.worker.process(sub, ArchivedBeforeTheUpdate(h.client))
+    assert (outcome.action, outcome.reason) == ("parked", "match_not_found")
+    assert h.parking.parked == [(sub.submission_id, "match_not_found", (str(old.id),))]
+    assert len(h.contacts(include_archived=True)) == 1
+
+
 # As staff typed the name: the same case, or another ("ana lima": Cliniko's `=` minds case),
 # whether Cliniko's `~~` ignores case (as the emulator's does by default) or minds it.
 @pytest.mark.parametrize("like_minds_case", [False, True], ids=["like-ignores-case", "minds"])
