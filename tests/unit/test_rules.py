@@ -43,6 +43,10 @@ def test_country_code_for_accepts_codes_and_names():
     assert country_code_for("NZL") == "NZ"
     assert country_code_for("Atlantis") is None
     assert country_code_for("  ") is None
+    # "&" folds to "and" for "Trinidad & Tobago": alone, it is not Andorra's code AND.
+    assert country_code_for("&") is None
+    assert country_code_for(" & ") is None
+    assert country_code_for("AND") == "AD"
 
 
 @pytest.mark.parametrize(

@@ -143,7 +143,13 @@ def country_code_for(value: str) -> str | None:
     key = _alias_key(text)
     if key in COUNTRY_ALIASES:
         return COUNTRY_ALIASES[key]
-    for name in dict.fromkeys((text, key)):
+    names = [text]
+    # The folded form is looked up as a code only when it is what was typed ("U.S.A."): a
+    # lone "&" folds to "and", Andorra's code.
+    letters = "".join(char for char in text.casefold() if char.isalpha())
+    if key != text and (len(key) > 3 or key == letters):
+        names.append(key)
+    for name in names:
         try:
             return pycountry.countries.lookup(name).alpha_2
         except LookupError:
