@@ -247,7 +247,8 @@ def run_remote(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
 
 def request_body(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "request_id": args.request_id or f"cli-{uuid.uuid4()}",
+        # Only a missing id is made up: an empty one is refused, not replaced by a new request.
+        "request_id": f"cli-{uuid.uuid4()}" if args.request_id is None else args.request_id,
         "reason": args.reason,
         "dry_run": args.dry_run,
         "erase_all_matches": args.all_matches,

@@ -230,6 +230,11 @@ def test_argument_errors_exit_2(erasure_stack, cli, capsys):
     assert cli.main(["request", "--email", "not-an-address", "--reason", "t"]) == 2
     assert "invalid request" in capsys.readouterr().out
     assert "2 bad arguments" in cli.__doc__ and "malformed email" in cli.__doc__
+    # An empty request id is refused, not swapped for a new one (a retry must be a retry).
+    args = ["request", "--contact-id", "1", "--reason", "t", "--request-id", ""]
+    assert cli.main(args) == 2
+    assert "request_id" in capsys.readouterr().out
+    assert erasure_stack.audit_items() == []
     # Who asks is one token: a name typed here would stay in the audit trail for years.
     with pytest.raises(SystemExit) as caught:
         cli.main(["--caller", "Grizelda Thistlewaite <g@example.com>", "status", "x"])
