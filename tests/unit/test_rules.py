@@ -66,6 +66,8 @@ def test_country_code_for_accepts_codes_and_names():
         ("The Netherlands", "NL"),
         ("Ivory Coast", "CI"),
         ("U.S.A.", "US"),
+        ("The USA", "US"),
+        ("the U.S.", "US"),
         ("Trinidad & Tobago", "TT"),
         ("St Lucia", "LC"),
         ("The Gambia", "GM"),

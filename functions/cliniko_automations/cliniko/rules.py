@@ -144,10 +144,9 @@ def country_code_for(value: str) -> str | None:
     if key in COUNTRY_ALIASES:
         return COUNTRY_ALIASES[key]
     names = [text]
-    # The folded form is looked up as a code only when it is what was typed ("U.S.A."): a
-    # lone "&" folds to "and", Andorra's code.
-    letters = "".join(char for char in text.casefold() if char.isalpha())
-    if key != text and (len(key) > 3 or key == letters):
+    # The folded form is not looked up as a code when an ampersand made it: a lone "&" folds
+    # to "and", Andorra's code ("The U.S.A." still folds to "usa").
+    if key != text and (len(key) > 3 or "&" not in text):
         names.append(key)
     for name in names:
         try:
