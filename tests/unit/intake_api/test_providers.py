@@ -514,3 +514,44 @@ def test_multipart_with_bare_line_feeds_reads_alike():
     body = b'--B\nContent-Disposition: form-data; name="name"\n\nZo\xc3\xab\n--B--\n'
     parsed = html.parse(delivery(body, {}, "multipart/form-data; boundary=B"))
     assert parsed.answers == {"name": "Zoë"}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "answers"),
+    [
+        # Browsers escape only CR, LF and '"' in a name: a backslash stays as typed.
+        (
+            b'--B\r\nContent-Disposition: form-data; name="cv"; filename="notes\\"\r\n\r\nx\r\n'
+            b'--B\r\nContent-Disposition: form-data; name="email"\r\n\r\na@example.com\r\n--B--',
+            "multipart/form-data; boundary=B",
+            {"email": "a@example.com"},
+        ),
+        # A file's name from a page served in windows-1252.
+        (
+            b'--B\r\nContent-Disposition: form-data; name="cv"; filename="r\xe9sum\xe9.pdf"\r\n'
+            b'\r\nx\r\n--B\r\nContent-Disposition: form-data; name="email"\r\n\r\na@example.com'
+            b"\r\n--B--",
+            "multipart/form-data; boundary=B",
+            {"email": "a@example.com"},
+        ),
+        (
+            b'--B\r\nContent-Disposition: form-data; name="email";\r\n\r\na@example.com\r\n--B--',
+            "multipart/form-data; boundary=B;",
+            {"email": "a@example.com"},
+        ),
+        # A value's own leading line breaks are the value's.
+        (
+            b'--B\r\nContent-Disposition: form-data; name="notes"\r\n\r\n\n\nline 3\r\n--B--',
+            "multipart/form-data; boundary=B",
+            {"notes": "\n\nline 3"},
+        ),
+        # An empty value whose blank line's break is the next delimiter's.
+        (
+            b'--B\r\nContent-Disposition: form-data; name="email"\r\n\r\n--B--\r\n',
+            "multipart/form-data; boundary=B",
+            {"email": ""},
+        ),
+    ],
+)
+def test_html_multipart_reads_what_senders_write_beyond_the_rfc(body, content_type, answers):
+    assert html.parse(delivery(body, {}, content_type)).answers == answers

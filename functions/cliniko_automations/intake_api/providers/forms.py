@@ -41,10 +41,12 @@ MAX_PARAMETERS = 8
 PLAIN_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 # `; name=token` or `; name="quoted"`: each alternative consumes distinct characters, so a
-# match takes time linear in what it reads, whatever the sender puts there.
+# match takes time linear in what it reads, whatever the sender puts there. A quoted value is
+# read with backslash escapes (RFC 2045) unless that leaves it unclosed, then as browsers
+# write it (HTML: `"` as %22, a backslash as itself: `filename="C:\notes\"`).
 PARAMETER = re.compile(
     r"[ \t]*;[ \t]*(?P<name>[!#$%&\'*+.^_`|~0-9A-Za-z-]+)[ \t]*=[ \t]*"
-    r'(?:(?P<quoted>"(?:[^"\\]|\\.)*")|(?P<token>[^";\s]*))[ \t]*'
+    r'(?:(?P<quoted>"(?:[^"\\]|\\.)*")|(?P<literal>"[^"]*")|(?P<token>[^";\s]*))[ \t]*'
 )
 QUOTED_PAIR = re.compile(r"\\(.)")
 
@@ -152,14 +154,8 @@ def _part(section: bytes) -> tuple[str, str] | None:
         section = section[1:]
     else:
         raise MalformedBody("multipart part is malformed")
-    ends = [i for i in (section.find(b"\r\n\r\n"), section.find(b"\n\n")) if i >= 0]
-    if not ends and not section.startswith((b"\r\n", b"\n")):
-        raise MalformedBody("multipart part is malformed")
-    end = min(ends) if ends else 0
-    if end > MAX_PART_HEADERS:
-        raise MalformedBody("multipart part headers are too long")
-    payload = section[end:].removeprefix(b"\r\n\r\n").removeprefix(b"\n\n")
-    headers = _part_headers(section[:end])
+    block, payload = _split_part(section)
+    headers = _part_headers(block)
     disposition = headers.get("content-disposition")
     if disposition is None:
         raise MalformedBody("multipart part is malformed")
@@ -184,12 +180,29 @@ def _part(section: bytes) -> tuple[str, str] | None:
         raise MalformedBody("multipart part is not text") from None
 
 
+def _split_part(section: bytes) -> tuple[bytes, bytes]:
+    """A part's header block and its value: they part at the first blank line."""
+    found = [(i, len(s)) for s in (b"\r\n\r\n", b"\n\n") if (i := section.find(s)) >= 0]
+    if found:
+        end, length = min(found)
+        block, payload = section[:end], section[end + length :]
+    elif section.endswith(b"\n"):
+        # The blank line's break is the next delimiter's: the value is empty.
+        block, payload = section.rstrip(b"\r\n"), b""
+    else:
+        raise MalformedBody("multipart part is malformed")
+    if len(block) > MAX_PART_HEADERS:
+        raise MalformedBody("multipart part headers are too long")
+    return block, payload
+
+
 def _part_headers(block: bytes) -> dict[str, str]:
     """A part's headers by lower-cased name; a header given twice is malformed."""
     try:
         text = block.decode("utf-8")  # browsers send a field's name as UTF-8, unescaped
     except UnicodeDecodeError:
-        raise MalformedBody("multipart part headers are not text") from None
+        # A page served in that legacy charset, as for url-encoded bodies (a file's name).
+        text = block.decode(LEGACY_BROWSER_CODEC, errors="replace")
     headers: dict[str, str] = {}
     for line in text.replace("\r\n", "\n").split("\n"):
         name, colon, value = line.partition(":")
@@ -204,7 +217,8 @@ def _parameters(value: str, what: str) -> tuple[str, dict[str, str]]:
     """A header value's first item and its `; name=value` parameters (names lower-cased,
     quoted values unquoted); MalformedBody naming `what` when it does not read as such."""
     first, separator, rest = value.partition(";")
-    rest = separator + rest
+    # A trailing ";" (some senders end every header with one) introduces nothing.
+    rest = (separator + rest).rstrip(" \t;")
     parameters: dict[str, str] = {}
     position = 0
     while position < len(rest):
@@ -214,8 +228,11 @@ def _parameters(value: str, what: str) -> tuple[str, dict[str, str]]:
         name = match["name"].lower()
         if name in parameters:
             raise MalformedBody(f"{what} names a parameter twice")
-        quoted = match["quoted"]
-        parameters[name] = QUOTED_PAIR.sub(r"\1", quoted[1:-1]) if quoted else match["token"]
+        quoted, literal = match["quoted"], match["literal"]
+        if quoted:
+            parameters[name] = QUOTED_PAIR.sub(r"\1", quoted[1:-1])
+        else:
+            parameters[name] = literal[1:-1] if literal else match["token"]
         position = match.end()
     return first.strip(), parameters
 
