@@ -94,21 +94,23 @@ def run_loop(
                 sleep(answer.get("wait_seconds", 0))
                 continue
             if next_action == "continue":
-                execution = execution_arn()
-                result.executions.append(execution)
+                successor = execution_arn()
+                result.executions.append(successor)
                 begun = invoke(
-                    {"action": "begin", "execution": execution, **start, "run_id": run_id}
+                    {"action": "begin", "execution": successor, **start, "run_id": run_id}
                 )
                 if begun.get("next") != "step":
                     result.status = "stopped"
                     return result
-                iterations = begun["iterations"]
+                execution, iterations = successor, begun["iterations"]
                 continue
             result.status = "finished" if next_action == "done" else "stopped"
             return result
     except KeyboardInterrupt:
         # Stopped by hand (Ctrl-C): the run is released, as a failed execution releases it,
-        # or its lock would turn every other run of the rule set away for an hour.
-        invoke({"action": "release", "run_id": run_id, "execution": execution})
+        # or its lock would turn every other run of the rule set away for an hour. Named by
+        # its run alone: the operator stops the run, whichever execution (a continue-as-new's
+        # begin may have been cut short) holds it.
+        invoke({"action": "release", "run_id": run_id})
         result.status = "stopped"
         raise

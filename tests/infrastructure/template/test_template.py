@@ -680,6 +680,8 @@ def test_a_failing_step_is_retried_then_releases_the_run():
     assert STATES[STATES["Release"]["Next"]]["Type"] == "Fail"
     # The release names its execution: a run another execution carries on is left running.
     assert STATES["Release"]["Parameters"]["Payload"]["execution.$"] == "$$.Execution.Id"
+    # And is retried: a throttled release left the run running, its lock held for an hour.
+    assert [r["ErrorEquals"] for r in STATES["Release"]["Retry"]] == [["States.ALL"]]
 
 
 def test_the_cleanup_function_is_a_bounded_step_without_its_own_schedule():

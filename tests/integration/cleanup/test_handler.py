@@ -254,6 +254,28 @@ def test_a_release_from_an_execution_that_no_longer_holds_the_run_changes_nothin
     assert deployed["runs"].load(started["run_id"]).status == "finished"
 
 
+def test_ctrl_c_during_a_continue_as_new_begin_releases_the_run(deployed):
+    # The local loop's stop by hand names the run alone: the execution being begun may not
+    # hold the lock yet, and a release naming it was refused, the lock held for an hour.
+    begins = []
+
+    def invoke_until_ctrl_c(event):
+        if event["action"] == "begin":
+            begins.append(event)
+            if len(begins) == 2:
+                raise KeyboardInterrupt
+        if event["action"] == "step":  # as a step answers once its execution's share is done
+            return {"run_id": event["run_id"], "iterations": 1, "next": "continue"}
+        return invoke(event)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(invoke_until_ctrl_c)
+
+    run_id = deployed["runs"].latest("cleanup_rules")
+    assert deployed["runs"].load(run_id).status == "failed"
+    assert deployed["runs"].holder("cleanup_rules") is None
+
+
 def test_a_release_of_an_unknown_run_is_a_clear_answer(deployed):
     answer = invoke({"action": "release", "run_id": "no-such-run", "execution": EXECUTION})
     assert answer == {"error": "no such run", "run_id": "no-such-run", "next": "invalid"}
