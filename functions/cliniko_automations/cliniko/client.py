@@ -15,6 +15,7 @@ import math
 import random
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -366,7 +367,7 @@ class ClinikoClient:
     def archive_contact(self, contact_id: str) -> None:
         """Archive (Cliniko's only removal: the record, with its personal fields, remains).
 
-        `POST /contacts/{id}/archive`, Cliniko's current route; when it answers 404, the
+        `POST /contacts/{id}/archive`, Cliniko's current route; when it answers 404 (or 405), the
         legacy `DELETE /contacts/{id}`, which archives too: the contacts page of Cliniko's
         docs still names only that one, so a Cliniko (or a stand-in) without the newer route
         archives all the same, and a 404 from both is a contact that is not there. Once the
@@ -379,6 +380,9 @@ class ClinikoClient:
                 return
             except errors.NotFound:
                 pass
+            except errors.UnexpectedResponse as exc:
+                if exc.status_code != HTTPStatus.METHOD_NOT_ALLOWED:
+                    raise
         self._archive_with(delete_contact.sync_detailed, contact_id)
         self._archive_by_delete = True
 
@@ -485,21 +489,23 @@ def _normalise(contact: Contact) -> Contact:
     phones = contact.phone_numbers
     if isinstance(phones, list) and not all(isinstance(p, PhoneNumber) for p in phones):
         # The generated parser keeps the whole raw list when one entry is off the spec (a
-        # phone without its number); left raw, every caller's `to_dict` fails on it. Such an
-        # entry has no number to match, keep or erase: it is left out.
-        contact.phone_numbers = [p for p in map(_phone_number, phones) if p is not None]
+        # phone without its number); left raw, every caller's `to_dict` fails on it. Each
+        # entry is kept, with a blank number where it had none: an erasure still sees a
+        # phone to scrub, and whatever else it held stays readable.
+        contact.phone_numbers = [_phone_number(p) for p in phones]
     return contact
 
 
-def _phone_number(entry: Any) -> PhoneNumber | None:
+def _phone_number(entry: Any) -> PhoneNumber:
     if isinstance(entry, PhoneNumber):
         return entry
-    if not isinstance(entry, Mapping) or not isinstance(entry.get("number"), str):
-        return None
+    fields = dict(entry) if isinstance(entry, Mapping) else {}
+    if not isinstance(fields.get("number"), str):
+        fields["number"] = ""
     try:
-        return PhoneNumber.from_dict(dict(entry))
+        return PhoneNumber.from_dict(fields)
     except (KeyError, TypeError, ValueError, AttributeError):
-        return None
+        return PhoneNumber(number="")
 
 
 def _write_body(body: ContactWrite | Mapping[str, Any]) -> ContactWrite:
