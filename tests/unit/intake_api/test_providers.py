@@ -185,6 +185,15 @@ def test_tally_other_events_ignored_and_malformed_fields():
         tally.parse(delivery(b'{"eventType": "FORM_RESPONSE", "data": {"fields": [{}]}}', {}))
 
 
+def test_a_tally_response_that_names_no_event_type_is_a_response():
+    # Answered 200 and dropped, it was lost: Tally does not resend what got a 2xx.
+    body = json.loads(samples.tally_body())
+    del body["eventType"]
+    parsed = tally.parse(delivery(json.dumps(body).encode(), {}))
+    assert not parsed.ignored
+    assert parsed.answers
+
+
 def test_tally_answers_of_any_shape_parse_to_text():
     # A field may answer with a structure (a matrix, say), and option ids arrive as the sender
     # wrote them. Neither may break the option lookup (it once raised TypeError: a 503).
