@@ -31,22 +31,41 @@ def begin(event: Begin, cleanup: Cleanup) -> dict[str, Any]:
         return {"run_id": run_id, "iterations": 0, "next": "step"}
     rules = cleanup.rules.selected(event.rules)
     dry_run = cleanup.settings.cleanup_dry_run if event.dry_run is None else event.dry_run
-    run_id = uuid.uuid4().hex
+    run_id = run_id_of(event.execution)
     if not runs.acquire(rule_set, run_id, event.execution):
         holder = runs.holder(rule_set) or {}
         logger.info(
             "cleanup already running; start refused", extra={"holder": holder.get("run_id")}
         )
         return {"next": "refused", "running": holder.get("run_id")}
+    begun = runs.load(run_id)
+    if begun is not None:
+        # This execution's begin ran before and its answer was lost (Step Functions retried
+        # it): the run it started goes on, once.
+        if begun.status != "running":
+            runs.release(rule_set, run_id, event.execution)
+            return {"run_id": run_id, "next": "refused"}
+        return {"run_id": run_id, "iterations": 0, "next": "step", "dry_run": begun.dry_run}
     state = RunState(
         run_id=run_id,
         dry_run=dry_run,
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         rules=[RuleProgress.start(rule) for rule in rules],
     )
-    runs.create(rule_set, state)
+    try:
+        runs.create(rule_set, state)
+    except Exception:
+        # No run to step or to release: the lock would turn every start away for an hour.
+        runs.release(rule_set, run_id, event.execution)
+        raise
     logger.info("cleanup run started", extra={"run_id": run_id, "dry_run": dry_run})
     return {"run_id": run_id, "iterations": 0, "next": "step", "dry_run": dry_run}
+
+
+def run_id_of(execution: str) -> str:
+    """The run an execution begins: the same for each attempt of its begin, so a begin retried
+    after its answer was lost finds its own run (and lock) instead of being refused by them."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, execution).hex
 
 
 def step(event: Step, cleanup: Cleanup, context: LambdaContext) -> dict[str, Any]:

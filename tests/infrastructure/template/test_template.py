@@ -684,6 +684,15 @@ def test_a_failing_step_is_retried_then_releases_the_run():
     assert [r["ErrorEquals"] for r in STATES["Release"]["Retry"]] == [["States.ALL"]]
 
 
+def test_a_failing_begin_is_retried_and_a_failed_hand_over_releases_the_run():
+    # A begin that failed is repeated (the execution names its run, so a repeat finds it);
+    # without a retry the execution failed with the lock taken and no run going on.
+    assert any(r["ErrorEquals"] == ["States.ALL"] for r in STATES["Begin"]["Retry"])
+    # A continue-as-new that cannot start its successor releases the run it still holds.
+    (catch,) = STATES["ContinueAsNew"]["Catch"]
+    assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Release"}
+
+
 def test_the_cleanup_function_is_a_bounded_step_without_its_own_schedule():
     assert not FUNCTIONS["CleanupFunction"].events
     assert FUNCTIONS["CleanupFunction"].timeout <= 900

@@ -14,9 +14,11 @@ from collections import Counter
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from cliniko_automations.cleanup import handler
 from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common import aws
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
 from cliniko_automations.common.secrets import SecretOutsidePrefix
 from cliniko_automations.common.settings import SettingsError
@@ -51,8 +53,8 @@ def invoke(event):
     return handler.lambda_handler(event, context())
 
 
-def begin(**fields):
-    return invoke({"action": "begin", "execution": EXECUTION, **fields})
+def begin(execution: str = EXECUTION, **fields):
+    return invoke({"action": "begin", "execution": execution, **fields})
 
 
 @pytest.fixture
@@ -137,11 +139,11 @@ def test_a_local_loop_stopped_by_hand_releases_its_run(deployed, cliniko):
 
 def test_a_second_start_while_a_run_holds_the_lock_is_refused(deployed, cliniko):
     first = begin(dry_run=False)
-    second = begin(dry_run=False)
+    second = begin(EXECUTION + "-2", dry_run=False)
     assert second == {"next": "refused", "running": first["run_id"]}
     # The first run goes on and, once done, frees the rule set.
     assert invoke({"action": "step", "run_id": first["run_id"], "iterations": 0})["next"] == "done"
-    assert begin(dry_run=True)["next"] == "step"
+    assert begin(EXECUTION + "-3", dry_run=True)["next"] == "step"
     archives = Counter(r["path"] for r in cliniko.control.requests() if r["method"] == "POST")
     assert list(archives.values()) == [1]
 
@@ -162,14 +164,14 @@ def test_a_retried_last_step_of_a_finished_run_is_done_again(deployed, cliniko):
 
 def test_a_lock_left_by_a_dead_run_expires(deployed, monkeypatch):
     first = begin()
-    assert begin()["next"] == "refused"
+    assert begin(EXECUTION + "-2")["next"] == "refused"
     runs = deployed["runs"]
     holder = runs.holder("cleanup_rules")
     assert holder["run_id"] == first["run_id"]
     # Past the lease (the dead run renewed it no more): the next start takes over.
     monkeypatch.setattr("cliniko_automations.cleanup.runs.LEASE_SECONDS", -1)
     assert runs.renew("cleanup_rules", first["run_id"])
-    taken = begin()
+    taken = begin(EXECUTION + "-3")
     assert taken["next"] == "step" and taken["run_id"] != first["run_id"]
     # The old run finds its lock gone and stops rather than running beside the new one.
     assert invoke({"action": "step", "run_id": first["run_id"], "iterations": 0}) == {
@@ -208,6 +210,45 @@ def test_two_executions_of_one_run_never_both_go_on(deployed, cliniko):
     assert archives and set(archives.values()) == {1}
 
 
+def test_a_begin_retried_after_its_answer_was_lost_goes_on_with_its_run(deployed, cliniko):
+    # Step Functions repeats a begin whose answer it lost: the repeat was refused by the
+    # lock its first attempt took, and that run stayed `running` with no execution stepping
+    # it, every start refused for an hour.
+    first = begin(dry_run=False)
+    again = begin(dry_run=False)
+    assert again == first
+    assert deployed["runs"].holder("cleanup_rules")["execution"] == EXECUTION
+    step = {"action": "step", "run_id": first["run_id"], "iterations": 0, "execution": EXECUTION}
+    assert invoke(step)["next"] == "done"
+    assert archived(cliniko) == {deployed["test"]}
+    # The run is over: a begin of the same execution now starts nothing.
+    assert begin(dry_run=False)["next"] == "refused"
+    assert deployed["runs"].holder("cleanup_rules") is None
+
+
+def test_a_begin_that_cannot_write_its_run_frees_the_lock(deployed):
+    # The run's state is written after the lock is taken; a throttled write failed the
+    # execution with the lock held by a run that did not exist: no start for an hour.
+    emitter, event = aws.client("dynamodb").meta.events, "before-parameter-build.dynamodb.PutItem"
+
+    def throttle_the_run_state(params, **_: object) -> None:
+        if params.get("Item", {}).get("sk", {}).get("S") == "state":
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                "PutItem",
+            )
+
+    emitter.register(event, throttle_the_run_state, unique_id="slow")
+    try:
+        with pytest.raises(ClientError):
+            begin()
+    finally:
+        emitter.unregister(event, unique_id="slow")
+    assert deployed["runs"].holder("cleanup_rules") is None
+    # The state machine's retry of the begin (or any later start) begins the run.
+    assert begin()["next"] == "step"
+
+
 def test_a_failed_run_is_released_and_marked(deployed):
     started = begin()
     assert invoke({"action": "release", "run_id": started["run_id"]})["next"] == "done"
@@ -216,7 +257,7 @@ def test_a_failed_run_is_released_and_marked(deployed):
     assert deployed["runs"].load(started["run_id"]).status == "failed"
     again = invoke({"action": "begin", "execution": EXECUTION + "-2", "run_id": started["run_id"]})
     assert again["next"] == "refused"
-    assert begin()["next"] == "step"
+    assert begin(EXECUTION + "-3")["next"] == "step"
 
 
 def test_a_release_from_the_failing_execution_marks_its_run_failed(deployed):
