@@ -175,7 +175,8 @@ def test_an_erased_person_stays_erased_everywhere(world, erasure_stack, cliniko,
     assert purged["store"] == "submission_store"
     assert int(purged["count"]) == 2
     assert purged["submission_ids"] == sorted([failed_id, parked_id])
-    assert int(purge["tombstones"]) == 1
+    # The email's, and one per phone of the contacts' name (both contacts hold the same two).
+    assert int(purge["tombstones"]) == 1 + len(SEEDED["phone_numbers"])
 
     # 5. A provider redelivers the pre-erasure submission days later: dropped, nobody created.
     with captured_logs("intake") as logs:
@@ -198,3 +199,64 @@ def test_an_erased_person_stays_erased_everywhere(world, erasure_stack, cliniko,
     assert path.work() == 1
     [created] = [c for c in cliniko.control.contacts() if str(c["id"]) not in contact_ids]
     assert created["email"].lower() == EMAIL
+
+
+def test_an_erasure_reaches_the_submissions_of_a_person_without_an_email(
+    world, erasure_stack, cliniko, capsys
+):
+    # Without an email the worker knows a person by name and phone; their stored submissions
+    # were out of the erasure's reach (found by email hash alone), and a dead-letter replay or
+    # a provider's redelivery brought them back after the erasure.
+    path, stack = world, world.stack
+    namesake_phone = "+64 21 555 0199"
+
+    def post(mobile: str, key: str) -> str:
+        body = samples.json_body(email=None, mobile=mobile)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Signature": samples.t_v1_signature(body),
+            "Idempotency-Key": key,
+        }
+        return answered_id(path.post(form_post_event("partner-json", body, headers)))
+
+    # Their submission and a namesake's (another phone) dead-letter: every create fails.
+    cliniko.control.set_faults(error_rate=1.0, statuses=[500], methods=["POST"])
+    theirs, namesakes = post(samples.PHONE, "no-email-theirs"), post(namesake_phone, "namesake")
+    path.work(rounds=MAX_RECEIVE_COUNT + 3)
+    cliniko.control.clear_faults()
+    assert stack.counts(stack.dead_letter_queue_url) == (2, 0)
+    # Staff typed the person into Cliniko themselves, as "0412 987 654".
+    contact_id = erasure_stack.seed(
+        first_name=samples.FIRST.upper(),
+        last_name=samples.LAST,
+        email="",
+        phone_numbers=[{"number": "0412 987 654", "phone_type": "Mobile"}],
+    )
+
+    code = load_cli().main(
+        [
+            *("request", "--contact-id", contact_id),
+            *("--reason", "GDPR art. 17, ticket 12", "--request-id", "erase-no-email"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().out
+
+    # Their body is gone, the namesake's is kept; the trail names what was purged.
+    [purge] = [i for i in erasure_stack.audit_items() if i["sk"].endswith("#purge")]
+    [purged] = purge["purged"]
+    assert purged["submission_ids"] == [theirs]
+    assert int(purge["tombstones"]) == 1
+    bodies = {i["id"]["S"] for i in every_item(stack.submission_table)}
+    assert "submission#" + theirs not in bodies and "submission#" + namesakes in bodies
+
+    # A redelivery of their submission, made before the erasure, is dropped; the namesake's
+    # replay creates the namesake.
+    with captured_logs("intake") as logs:
+        again = post(samples.PHONE, "no-email-theirs")
+        assert path.work() == 1
+    assert dropped(logs) == [(again, "erased")]
+    dead_letters = load_dead_letters_script()
+    assert dead_letters.main(["replay", "--all"], out=io.StringIO()) == 1  # theirs: body gone
+    assert path.work() == 1
+    active = [c for c in cliniko.control.contacts() if not c["archived_at"]]
+    assert [c["phone_numbers"][0]["number"] for c in active] == [namesake_phone]

@@ -3,15 +3,18 @@
 The claim-check pattern: the intake's queues (submission, parked, dead-letter) carry only a
 submission id and its source; the body, the one copy of what a person submitted, lives here,
 encrypted with the stack's KMS key and expiring by itself (TTL). Each body is indexed by the
-keyed hash (HMAC with the erasure pepper) of its email, so an erasure finds and deletes exactly
-that person's bodies with one query, and a queued id whose body is gone is dropped.
+keyed hashes (HMAC with the erasure pepper, common/person_keys) of its email and of its name,
+so an erasure finds and deletes exactly that person's bodies with a query each, and a queued
+id whose body is gone is dropped.
 
 Three kinds of item:
 - `submission#<submission id>`: `body` (the Submission's JSON), `email_hmac` (index key;
-  absent when the submission has no email), `expiration`.
-- `tombstone#<email hmac>`: `erased_at`, the time of the latest erasure of that email. A
-  submission for that email made before it is dropped wherever it comes from (a retry, a
-  replay, a provider's redelivery). Hashes and times only.
+  absent when the submission has no email), `name_hmac` (index key) and `name_phone` (one
+  hash of name and phone per phone; both absent without a first and last name and a phone),
+  `expiration`.
+- `tombstone#<key>`: `erased_at`, the time of the latest erasure of that email (or that name
+  and phone). A submission of that person made before it is dropped wherever it comes from
+  (a retry, a replay, a provider's redelivery). Hashes and times only.
 - `first-seen#<sha256(idempotency key)>`: when the API first received a submission, for
   payloads without a submission time of their own: a redelivery days later is not new.
 
@@ -22,15 +25,20 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from cliniko_automations.common.person_keys import PersonKeys
 
 BODY_PREFIX = "submission#"
 TOMBSTONE_PREFIX = "tombstone#"
 FIRST_SEEN_PREFIX = "first-seen#"
 EMAIL_INDEX = "by-email-hmac"
+NAME_INDEX = "by-name-hmac"
+# BatchGetItem's most keys in one request.
+BATCH_GET_KEYS = 100
 DAY = 24 * 3600
 # The parked and dead-letter queues keep a message 14 days (SQS's maximum); a body outlives
 # them by two days so an id still queued always finds its body until the queue drops it.
@@ -44,7 +52,7 @@ TOMBSTONE_TTL_SECONDS = 21 * DAY
 class StoredSubmission:
     submission_id: str
     body: str
-    email_hmac: str | None
+    keys: PersonKeys
 
 
 class DynamoSubmissionStore:
@@ -75,14 +83,17 @@ class DynamoSubmissionStore:
         )
         return datetime.fromisoformat(answer["Attributes"]["first_received_at"]["S"])
 
-    def put(self, submission_id: str, body: str, email_hmac: str | None) -> None:
+    def put(self, submission_id: str, body: str, keys: PersonKeys) -> None:
         item: dict[str, Any] = {
             "id": {"S": BODY_PREFIX + submission_id},
             "body": {"S": body},
             "expiration": self._expires(BODY_TTL_SECONDS),
         }
-        if email_hmac:
-            item["email_hmac"] = {"S": email_hmac}
+        if keys.email_hmac:
+            item["email_hmac"] = {"S": keys.email_hmac}
+        if keys.name_hmac and keys.name_phone:
+            item["name_hmac"] = {"S": keys.name_hmac}
+            item["name_phone"] = {"SS": list(keys.name_phone)}
         self._client.put_item(TableName=self._table, Item=item)
 
     # -- the worker and the dead-letter tool ------------------------------------------------
@@ -96,9 +107,13 @@ class DynamoSubmissionStore:
         # DynamoDB's TTL deletes lazily (within days): an expired body counts as gone.
         if not item or int(item["expiration"]["N"]) < self._clock():
             return None
-        return StoredSubmission(
-            submission_id, item["body"]["S"], item.get("email_hmac", {}).get("S")
+        name_phone = tuple(sorted(item.get("name_phone", {}).get("SS", ())))
+        keys = PersonKeys(
+            item.get("email_hmac", {}).get("S"),
+            item.get("name_hmac", {}).get("S") if name_phone else None,
+            name_phone,
         )
+        return StoredSubmission(submission_id, item["body"]["S"], keys)
 
     def keep(self, submission_id: str) -> None:
         """Push a body's expiry back to BODY_TTL_SECONDS from now: its id was just sent to the
@@ -124,21 +139,39 @@ class DynamoSubmissionStore:
             TableName=self._table, Key={"id": {"S": BODY_PREFIX + submission_id}}
         )
 
-    def erased_at(self, email_hmac: str) -> datetime | None:
-        item = self._client.get_item(
-            TableName=self._table,
-            Key={"id": {"S": TOMBSTONE_PREFIX + email_hmac}},
-            ConsistentRead=True,
-        ).get("Item")
-        return datetime.fromisoformat(item["erased_at"]["S"]) if item else None
+    def erased_at(self, keys: Sequence[str]) -> datetime | None:
+        """The latest erasure of any of these keys (a person's `tombstone_keys`); None when
+        none was erased. One request, whatever the number of keys."""
+        wanted = [{"id": {"S": TOMBSTONE_PREFIX + key}} for key in dict.fromkeys(keys)]
+        if not wanted:
+            return None
+        if len(wanted) == 1:
+            item = self._client.get_item(
+                TableName=self._table, Key=wanted[0], ConsistentRead=True
+            ).get("Item")
+            return _erased_at([item] if item else [])
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), BATCH_GET_KEYS):
+            request = {
+                self._table: {
+                    "Keys": wanted[start : start + BATCH_GET_KEYS],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                answer = self._client.batch_get_item(RequestItems=request)
+                found += answer.get("Responses", {}).get(self._table, [])
+                # Keys DynamoDB left for later (throttling): asked again until none are left.
+                request = answer.get("UnprocessedKeys") or {}
+        return _erased_at(found)
 
     # -- the erasure ------------------------------------------------------------------------
 
-    def tombstone(self, email_hmac: str, erased_at: datetime) -> None:
+    def tombstone(self, key: str, erased_at: datetime) -> None:
         self._client.put_item(
             TableName=self._table,
             Item={
-                "id": {"S": TOMBSTONE_PREFIX + email_hmac},
+                "id": {"S": TOMBSTONE_PREFIX + key},
                 "erased_at": {"S": erased_at.isoformat()},
                 "expiration": self._expires(TOMBSTONE_TTL_SECONDS),
             },
@@ -160,3 +193,31 @@ class DynamoSubmissionStore:
                 self._client.delete_item(TableName=self._table, Key={"id": item["id"]})
                 ids.append(item["id"]["S"].removeprefix(BODY_PREFIX))
         return sorted(ids)
+
+    def purge_person(self, name_hmac: str, name_phone: Collection[str]) -> list[str]:
+        """Delete every body stored under this name that shares a name-and-phone key with
+        `name_phone` (the same name and a phone in common: the worker's identity for a
+        submission without an email); returns their submission ids. A namesake with other
+        phones keeps theirs."""
+        ids: list[str] = []
+        paginator = self._client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table,
+            IndexName=NAME_INDEX,
+            KeyConditionExpression="name_hmac = :h",
+            ExpressionAttributeValues={":h": {"S": name_hmac}},
+            ProjectionExpression="id, name_phone",
+        )
+        wanted = set(name_phone)
+        for page in pages:
+            for item in page.get("Items", []):
+                if wanted.isdisjoint(item.get("name_phone", {}).get("SS", ())):
+                    continue
+                self._client.delete_item(TableName=self._table, Key={"id": item["id"]})
+                ids.append(item["id"]["S"].removeprefix(BODY_PREFIX))
+        return sorted(ids)
+
+
+def _erased_at(tombstones: Sequence[dict[str, Any]]) -> datetime | None:
+    times = [datetime.fromisoformat(item["erased_at"]["S"]) for item in tombstones]
+    return max(times, default=None)

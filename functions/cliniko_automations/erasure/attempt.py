@@ -2,8 +2,9 @@
 the person, then scrub, archive and verify each contact, recording each step in the trail.
 
 Erasure also reaches what this system keeps of the person: every submission body stored for
-their email (by keyed hash; the queues carry only ids) is deleted, and a tombstone keeps
-older submissions of theirs from bringing them back (see common/submission_store.py); and
+their email, or for a matched contact's name and one of its phones (by keyed hash; the queues
+carry only ids), is deleted, and tombstones keep older submissions of theirs from bringing
+them back (see common/submission_store.py); and
 the webhook deliveries EventBridge gave up on that carry the fields of a matched contact
 (changefeed/webhook_dead_letters.py), when the webhook stack's queue is configured.
 """
@@ -18,7 +19,7 @@ from typing import Any
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
 from cliniko_automations.cliniko.rules import is_archived
-from cliniko_automations.common.person_keys import email_hash
+from cliniko_automations.common.person_keys import PersonKeys, person_keys
 from cliniko_automations.common.plain_data import as_data, as_json
 from cliniko_automations.erasure.deadlines import iso
 from cliniko_automations.erasure.errors import AlreadyRecorded, RequestInProgress, SeveralMatches
@@ -134,7 +135,7 @@ class Attempt:
             # Before the scrub: a retry finds the contacts by email only while they still
             # have it, so a failed purge must stop the attempt before Cliniko changes.
             try:
-                self.purge([contact_fields(m).get("email") for m in matches])
+                self.purge([contact_fields(m) for m in matches])
                 self.purge_webhook_letters(contact_ids)
             except _StoreFailed as failed:
                 return self.fail(failed.kind, contact_ids, [])
@@ -176,23 +177,34 @@ class Attempt:
             )
         )
 
-    def purge(self, contact_emails: Iterable[Any]) -> None:
+    def purge(self, contacts: Iterable[Mapping[str, Any]]) -> None:
         """Tombstone, then delete, every stored submission of the request's email and of the
-        matched contacts' emails: nothing this system keeps brings the person back."""
+        matched contacts (their emails, and their names with one of their phones, the
+        worker's identity without an email): nothing this system keeps brings them back."""
         submissions = self.tools.submissions
         if submissions is None:
             return
-        emails = {self.request.email} | {e for e in contact_emails if isinstance(e, str)}
-        hashes = sorted({email_hash(self.tools.pepper, e) for e in emails if e and e.strip()})
-        if not hashes:
+        people = [self._keys(self.request.email, {})] + [
+            self._keys(contact.get("email"), contact) for contact in contacts
+        ]
+        emails = sorted({k.email_hmac for k in people if k.email_hmac})
+        names: dict[str, set[str]] = {}
+        for keys in people:
+            if keys.name_hmac:
+                names.setdefault(keys.name_hmac, set()).update(keys.name_phone)
+        tombstones = sorted({*emails, *(key for phones in names.values() for key in phones)})
+        if not tombstones:
             return
         now = self.tools.clock()
-        deleted: list[str] = []
+        deleted: set[str] = set()
         try:  # the store's own errors: the core knows no boto
-            for digest in hashes:
-                # Tombstone first: a submission read after it is dropped, so none slips between.
-                submissions.tombstone(digest, now)
-                deleted += submissions.purge(digest)
+            # Tombstones first: a submission read after them is dropped, so none slips between.
+            for key in tombstones:
+                submissions.tombstone(key, now)
+            for digest in emails:
+                deleted.update(submissions.purge(digest))
+            for name_hmac, name_phone in sorted(names.items()):
+                deleted.update(submissions.purge_person(name_hmac, name_phone))
         except Exception as error:
             raise _StoreFailed(f"submission_store_error:{type(error).__name__}") from error
         self.purged = [
@@ -203,9 +215,28 @@ class Attempt:
             {
                 "record": "purge",
                 "at": iso(now),
-                "tombstones": len(hashes),
+                "tombstones": len(tombstones),
                 "purged": [as_data(p) for p in self.purged],
             },
+        )
+
+    def _keys(self, email: Any, contact: Mapping[str, Any]) -> PersonKeys:
+        """The keys of one person's details, as Cliniko (or the request) gives them: values of
+        another type than text are no details."""
+
+        def text(value: Any) -> str | None:
+            return value if isinstance(value, str) else None
+
+        phones = [
+            text(phone.get("number")) if isinstance(phone, Mapping) else None
+            for phone in contact.get("phone_numbers") or ()
+        ]
+        return person_keys(
+            self.tools.pepper,
+            text(email),
+            text(contact.get("first_name")),
+            text(contact.get("last_name")),
+            phones,
         )
 
     def purge_webhook_letters(self, contact_ids: Sequence[str]) -> None:

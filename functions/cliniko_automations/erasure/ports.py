@@ -22,12 +22,18 @@ class AuditLog(Protocol):
 
 
 class SubmissionStore(Protocol):  # see common/submission_store.py
-    def tombstone(self, email_hmac: str, erased_at: datetime) -> None:
-        """Keep submissions for this email made before `erased_at` from being processed."""
+    def tombstone(self, key: str, erased_at: datetime) -> None:
+        """Keep submissions for this email (or name and phone) key made before `erased_at`
+        from being processed."""
         ...
 
     def purge(self, email_hmac: str) -> list[str]:
         """Delete every stored submission body for this email; their submission ids."""
+        ...
+
+    def purge_person(self, name_hmac: str, name_phone: Collection[str]) -> list[str]:
+        """Delete every stored submission body for this name that shares one of these
+        name-and-phone keys; their submission ids."""
         ...
 
 

@@ -15,6 +15,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.common import aws
+from cliniko_automations.common.person_keys import PersonKeys
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.submission import QueuedSubmission, Submission
 from cliniko_automations.intake_api.errors import ServiceUnavailable
@@ -45,17 +46,17 @@ class SubmissionQueue:
         self._client = client
         self._dynamodb = dynamodb
 
-    def send(self, submission: Submission, email_hmac: str | None) -> str:
+    def send(self, submission: Submission, keys: PersonKeys) -> str:
         """Store the body, queue its id; returns SQS's message id.
 
-        `email_hmac` is the keyed hash of the submission's email (common/person_keys.email_hash),
-        the store's index: an erasure finds this body by it.
+        `keys` are the keyed hashes of the submission's email, name and phones
+        (common/person_keys), the store's indexes: an erasure finds this body by them.
         """
         store = DynamoSubmissionStore(self._dynamodb or _dynamodb(), self._table)
         try:
             first = store.first_received(submission.idempotency_key, submission.received_at)
             submission = dataclasses.replace(submission, first_received_at=first)
-            store.put(submission.submission_id, submission.to_json(), email_hmac)
+            store.put(submission.submission_id, submission.to_json(), keys)
         except (BotoCoreError, ClientError) as exc:
             raise ServiceUnavailable("submission_store", type(exc).__name__) from None
         client = self._client or _sqs()

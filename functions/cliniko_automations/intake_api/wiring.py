@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from cliniko_automations.common.accounts import load_accounts
-from cliniko_automations.common.person_keys import email_hash
+from cliniko_automations.common.person_keys import PersonKeys, person_keys
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.intake.config import FormSources, load_form_sources
 from cliniko_automations.intake.submission import Submission
@@ -40,7 +40,7 @@ def queue_accepted(outcome: Accepted, settings: ApiSettings) -> None:
     """Body into the store, id onto the queue; a failure sends a browser to the error page."""
     try:
         SubmissionQueue(settings.submission_queue_url, settings.submission_table).send(
-            outcome.submission, _email_hmac(outcome.submission, settings)
+            outcome.submission, _person_keys(outcome.submission, settings)
         )
     except ServiceUnavailable as exc:
         if outcome.redirects is not None:
@@ -49,12 +49,15 @@ def queue_accepted(outcome: Accepted, settings: ApiSettings) -> None:
         raise
 
 
-def _email_hmac(submission: Submission, settings: ApiSettings) -> str | None:
-    """The keyed hash erasure finds this submission's body by (the erasure's own helper)."""
-    email = submission.draft.lookup_email
-    if not email:
-        return None
+def _person_keys(submission: Submission, settings: ApiSettings) -> PersonKeys:
+    """The keyed hashes an erasure finds this submission's body by (the erasure's own helper):
+    its email's, and its name's and phones' (the worker's identity without an email)."""
+    draft = submission.draft
+    phones = [phone.number for phone in draft.phone_numbers]
+    if not draft.lookup_email and not (draft.first_name and draft.last_name and phones):
+        return PersonKeys()  # nothing to hash: the pepper is not needed
     try:
-        return email_hash(read_secret(settings.pepper_secret_name), email)
+        pepper = read_secret(settings.pepper_secret_name)
     except SecretUnavailable:
         raise ServiceUnavailable("secrets", "pepper") from None
+    return person_keys(pepper, draft.lookup_email, draft.first_name, draft.last_name, phones)

@@ -36,7 +36,6 @@ still need these checks when it is missing.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,6 +43,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from cliniko_automations.cliniko.rules import country_code_for, is_archived
+from cliniko_automations.common.person_keys import MIN_SUFFIX_DIGITS, fold_name, phone_digits
 from cliniko_automations.intake.submission import ContactDraft, UpdatePolicy
 
 Contact = Mapping[str, Any]
@@ -55,8 +55,6 @@ CLOCK_SKEW = timedelta(minutes=2)
 # invocation), its window ends this long after it began: a Lambda invocation cannot run
 # longer, and a request it sent is answered (or abandoned by Cliniko) well within that.
 ATTEMPT_LIMIT = timedelta(minutes=15)
-# Digit strings shorter than this never match by suffix (too many false positives).
-MIN_SUFFIX_DIGITS = 8
 
 
 class LookupKind(StrEnum):
@@ -84,7 +82,8 @@ class Lookup:
         if self.kind is LookupKind.EMAIL:
             material = f"{account}\x00email\x00{self.email}"
         elif self.kind is LookupKind.NAME_PHONE:
-            material = f"{account}\x00name\x00{_fold(self.first_name)}\x00{_fold(self.last_name)}"
+            first, last = fold_name(self.first_name), fold_name(self.last_name)
+            material = f"{account}\x00name\x00{first}\x00{last}"
         else:
             return None
         return hashlib.sha256(material.encode()).hexdigest()
@@ -111,19 +110,6 @@ def name_spellings(first: str, last: str) -> list[tuple[str, str]]:
         if spelled not in spellings:
             spellings.append(spelled)
     return spellings
-
-
-def _fold(value: str | None) -> str:
-    return " ".join((value or "").split()).casefold()
-
-
-def phone_digits(number: str | None) -> str:
-    """A phone number reduced to comparable digits: no punctuation, no international prefix,
-    no national trunk zero."""
-    digits = re.sub(r"\D", "", number or "")
-    if digits.startswith("00"):
-        digits = digits[2:]
-    return digits.lstrip("0")
 
 
 def phones_match(left: str, right: str) -> bool:
@@ -156,9 +142,9 @@ def matches(lookup: Lookup, contact: Contact) -> bool:
     if lookup.kind is LookupKind.EMAIL:
         return (contact.get("email") or "").strip().lower() == lookup.email
     if lookup.kind is LookupKind.NAME_PHONE:
-        if _fold(contact.get("first_name")) != _fold(lookup.first_name):
+        if fold_name(contact.get("first_name")) != fold_name(lookup.first_name):
             return False
-        if _fold(contact.get("last_name")) != _fold(lookup.last_name):
+        if fold_name(contact.get("last_name")) != fold_name(lookup.last_name):
             return False
         theirs = contact_phone_digits(contact)
         return any(phones_match(ours, other) for ours in lookup.phones for other in theirs)

@@ -45,7 +45,7 @@ def load_submission(rt: Runtime, record: SQSRecord) -> Submission | dict[str, An
         _malformed(exc, "malformed stored submission")
         return reject(rt, record, None, "malformed_submission")
     try:
-        erased_at = rt.store.erased_at(stored.email_hmac) if stored.email_hmac else None
+        erased_at = rt.store.erased_at(stored.keys.tombstone_keys)
         if erased_at is not None and submission.made_at <= erased_at:
             # Made before its person was erased (a retry, a replay, a provider's redelivery):
             # processing it would bring them back.

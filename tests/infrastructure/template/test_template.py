@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cliniko_automations.common import cliniko_settings
 from cliniko_automations.common.settings import is_required
+from cliniko_automations.common.submission_store import EMAIL_INDEX, NAME_INDEX
 from local_run.template import PSEUDO_PARAMETERS, SamApp, load, sub_variables
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -234,7 +235,7 @@ def test_idempotency_table_expires_records():
     assert ttl == {"AttributeName": "expiration", "Enabled": True}
 
 
-def test_submission_store_is_kms_encrypted_expiring_and_indexed_by_email_hash():
+def test_submission_store_is_kms_encrypted_expiring_and_indexed_by_email_and_name_hash():
     props = RESOURCES["SubmissionStoreTable"]["Properties"]
     assert props["SSESpecification"] == {
         "SSEEnabled": True,
@@ -242,11 +243,18 @@ def test_submission_store_is_kms_encrypted_expiring_and_indexed_by_email_hash():
         "KMSMasterKeyId": {"Ref": "OperationsKey"},
     }
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
-    [index] = props["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by-email-hmac"
-    assert index["KeySchema"] == [{"AttributeName": "email_hmac", "KeyType": "HASH"}]
+    by_email, by_name = props["GlobalSecondaryIndexes"]
+    assert by_email["IndexName"] == EMAIL_INDEX
+    assert by_email["KeySchema"] == [{"AttributeName": "email_hmac", "KeyType": "HASH"}]
     # Keys only: the index itself never holds a submitted value.
-    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert by_email["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    # The name index holds the name-and-phone hashes that tell namesakes apart, no value.
+    assert by_name["IndexName"] == NAME_INDEX
+    assert by_name["KeySchema"] == [{"AttributeName": "name_hmac", "KeyType": "HASH"}]
+    assert by_name["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["name_phone"],
+    }
 
 
 def test_pepper_is_generated_and_kept():
@@ -403,7 +411,10 @@ def test_erasure_may_purge_the_submission_store_only_through_its_email_index():
         if isinstance(s["Resource"], list) and store in s["Resource"]
     ]
     assert set(statement["Action"]) == {"dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:PutItem"}
-    assert {"Fn::Sub": "${SubmissionStoreTable.Arn}/index/by-email-hmac"} in statement["Resource"]
+    assert statement["Resource"][1:] == [
+        {"Fn::Sub": "${SubmissionStoreTable.Arn}/index/by-email-hmac"},
+        {"Fn::Sub": "${SubmissionStoreTable.Arn}/index/by-name-hmac"},
+    ]
 
 
 ALARMED_METRICS = {

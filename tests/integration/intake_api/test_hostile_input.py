@@ -177,8 +177,8 @@ def test_an_email_with_invisible_characters_is_stored_as_the_address_meant(intak
     assert stored is not None
     erasure = ErasureRequest.parse({"request_id": "r-1", "email": typed, "reason": "x"})
     assert erasure.email is not None
-    assert stored.email_hmac == email_hash(PEPPER, erasure.email)
-    assert stored.email_hmac == email_hash(PEPPER, samples.EMAIL)
+    assert stored.keys.email_hmac == email_hash(PEPPER, erasure.email)
+    assert stored.keys.email_hmac == email_hash(PEPPER, samples.EMAIL)
 
 
 def test_a_multipart_part_naming_a_codec_outside_the_allow_list_is_400(intake):

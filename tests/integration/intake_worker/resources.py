@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from cliniko_automations.common.submission_store import EMAIL_INDEX, DynamoSubmissionStore
+from cliniko_automations.common.person_keys import PersonKeys
+from cliniko_automations.common.submission_store import (
+    EMAIL_INDEX,
+    NAME_INDEX,
+    DynamoSubmissionStore,
+)
 from cliniko_automations.intake.submission import QueuedSubmission, Submission
 
 MAX_RECEIVE_COUNT = 5
@@ -80,7 +85,7 @@ class WorkerStack:
     ) -> str:
         """Queue a submission as the intake API does (claim check): body to the store, id to
         the queue. Returns the SQS message id."""
-        self.store().put(submission.submission_id, submission.to_json(), email_hmac)
+        self.store().put(submission.submission_id, submission.to_json(), PersonKeys(email_hmac))
         return self.sqs.send_message(
             QueueUrl=queue_url or self.queue_url,
             MessageBody=QueuedSubmission.of(submission).to_json(),
@@ -231,20 +236,27 @@ def poll_once(
 
 
 def create_submission_store(dynamodb: Any, name: str) -> str:
-    """The SubmissionStoreTable of template.yaml: pk `id`, the email-hash index, TTL."""
+    """The SubmissionStoreTable of template.yaml: pk `id`, the email- and name-hash indexes,
+    TTL."""
     dynamodb.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[
             {"AttributeName": "id", "AttributeType": "S"},
             {"AttributeName": "email_hmac", "AttributeType": "S"},
+            {"AttributeName": "name_hmac", "AttributeType": "S"},
         ],
         GlobalSecondaryIndexes=[
             {
                 "IndexName": EMAIL_INDEX,
                 "KeySchema": [{"AttributeName": "email_hmac", "KeyType": "HASH"}],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
+            },
+            {
+                "IndexName": NAME_INDEX,
+                "KeySchema": [{"AttributeName": "name_hmac", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["name_phone"]},
+            },
         ],
         BillingMode="PAY_PER_REQUEST",
     )

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 from cliniko_automations.common.dead_letter_tool import run_command
+from cliniko_automations.common.person_keys import PersonKeys
 from cliniko_automations.intake.submission import (
     ContactDraft,
     PhoneNumber,
@@ -68,7 +69,7 @@ def fill(stack: WorkerStack) -> dict[str, str]:
         FailureRecord(redriven, "cliniko_server_error", "sub-1", "test-json", 5, "2026-11-23")
     )
     ids["redriven"] = redriven
-    stack.store().put("sub-2", submission(2).to_json(), None)
+    stack.store().put("sub-2", submission(2).to_json(), PersonKeys())
     ids["direct"] = stack.sqs.send_message(
         QueueUrl=stack.dead_letter_queue_url,
         MessageBody=stack.queued_message(submission(2)),

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cliniko_automations.common.person_keys import PersonKeys
 from cliniko_automations.intake.submission import (
     ContactDraft,
     PhoneNumber,
@@ -289,7 +290,7 @@ def test_five_hundred_submissions_under_faults(setup, cliniko) -> None:
     # The claim check, as the intake API does it: bodies in the store, ids in the queue.
     store = stack.store()
     for body in set(bodies):
-        store.put(Submission.from_json(body).submission_id, body, None)
+        store.put(Submission.from_json(body).submission_id, body, PersonKeys())
     queued = [stack.queued_message(Submission.from_json(b)) for b in bodies]
     for start in range(0, len(queued), 10):
         stack.sqs.send_message_batch(
