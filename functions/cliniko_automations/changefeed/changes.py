@@ -5,8 +5,8 @@ from Secrets Manager, bound to the contact id so equal values of two contacts do
 and a change names the fields whose hashes moved. Classification:
 
 - contact.created     first seen, and created_at == updated_at (nothing changed since)
-- contact.archived    archived_at set, and it was not set when last published (or first
-                      seen archived)
+- contact.archived    archived_at set (or the legacy deleted_at, cliniko_source.py), and
+                      it was not set when last published (or first seen archived)
 - contact.unarchived  archived_at cleared since last published (Cliniko's app can restore
                       a contact; its API cannot)
 - contact.updated     anything else; a contact first seen after it was created lists every

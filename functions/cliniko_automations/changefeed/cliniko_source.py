@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cliniko_client.types import Unset
-
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter
 
 from .changes import TRACKED_FIELDS, ContactSnapshot
@@ -45,11 +43,20 @@ class ClinikoContactsSource:
 
 def _snapshot(contact: Any) -> ContactSnapshot:
     body = contact.to_dict()
-    archived_at = contact.archived_at
     return ContactSnapshot(
         contact_id=str(contact.id),
         created_at=contact.created_at,
         updated_at=contact.updated_at,
-        archived_at=None if archived_at is None or isinstance(archived_at, Unset) else archived_at,
+        archived_at=_archived_at(contact),
         fields={name: body.get(name) for name in _FIELDS},
     )
+
+
+def _archived_at(contact: Any) -> dt.datetime | None:
+    """When the contact was archived: `archived_at`, else `deleted_at`, the only mark the
+    contacts page of Cliniko's docs shows (its legacy DELETE archives), as `rules.is_archived`
+    reads them."""
+    for mark in (contact.archived_at, contact.deleted_at):
+        if isinstance(mark, dt.datetime):
+            return mark
+    return None

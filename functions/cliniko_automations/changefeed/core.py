@@ -29,7 +29,7 @@ from typing import Protocol
 
 from cliniko_automations.cliniko import errors as cliniko_errors
 
-from .changes import Change, ContactSnapshot, FieldHasher, PublishedState, classify
+from .changes import Change, ContactSnapshot, FieldHasher, PublishedState, classify, iso
 from .events import MAX_CALL_BYTES, EventBuilder, OutgoingEvent
 
 # EventBridge takes at most 10 entries a PutEvents call.
@@ -211,12 +211,12 @@ class ChangeFeed:
                         since, after_id = since.replace(microsecond=0) + SECOND, None
                     self._store.save_cursor(account, cursor, caught_up=False)
                     continue
-                caught_up = not listing.has_next
+                # An empty page ends the listing too, with or without a next link: nothing
+                # changed at or after `since` (the first page of a keyset is never empty
+                # while something follows it).
+                caught_up = not listing.has_next or not listing.contacts
                 self._store.save_cursor(account, cursor, caught_up=caught_up)
                 if caught_up:
-                    break
-                if not listing.contacts:
-                    result.complete, result.error = False, "empty_page_with_next_link"
                     break
                 last = max(c.updated_at for c in listing.contacts)
                 if last > since:
@@ -233,7 +233,7 @@ class ChangeFeed:
             result.complete, result.error = False, "publish_failed"
         except (SourceUnavailable, CorruptState) as error:
             result.complete, result.error = False, str(error)
-        result.cursor = cursor.strftime("%Y-%m-%dT%H:%M:%SZ")
+        result.cursor = iso(cursor)
         return result
 
     def _publish_page(

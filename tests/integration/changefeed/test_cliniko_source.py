@@ -1,0 +1,133 @@
+"""The feed against servers answering as Cliniko's docs show a contact (the spec's example of
+the contacts page, over real HTTP) and as a careless Cliniko might page: what it reads as
+archived, where a listing ends, and the cursor it reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cliniko_automations.changefeed import handler
+from cliniko_automations.changefeed.changes import FieldHasher, classify
+from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
+
+from tests.integration.changefeed.stack import (
+    SCHEDULED_EVENT,
+    context,
+    create_feed_stack,
+    feed_environment,
+)
+from tests.integration.cliniko.test_contacts import scripted_client
+from tests.integration.common.test_http_transport import ScriptedServer
+
+SPEC = yaml.safe_load((Path(__file__).resolve().parents[3] / "openapi.yaml").read_text())
+# The example contact of Cliniko's contacts documentation, as the spec quotes it.
+[DOCUMENTED] = SPEC["paths"]["/contacts"]["get"]["responses"]["200"]["content"]["application/json"][
+    "examples"
+]["seed"]["value"]["contacts"]
+HASHER = FieldHasher(b"feed-hash-key-for-tests-only-32b")
+SINCE = dt.datetime(2016, 10, 28, tzinfo=dt.UTC)
+
+
+def listed(*contacts: dict[str, Any], next_page: bool = False) -> bytes:
+    links = {"self": "https://api.au1.cliniko.com/v1/contacts?page=1"}
+    if next_page:
+        links["next"] = "https://api.au1.cliniko.com/v1/contacts?page=2"
+    return json.dumps(
+        {"contacts": list(contacts), "total_entries": len(contacts), "links": links}
+    ).encode()
+
+
+def answering(*listings: bytes):
+    """A script answering each request with the next listing, the last one from then on."""
+    answers = list(listings)
+
+    def script(connection, request: bytes) -> None:
+        body = answers.pop(0) if len(answers) > 1 else answers[0]
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        connection.sendall(head.encode() + b"\r\n\r\n" + body)
+
+    return script
+
+
+def read(*listings: bytes) -> list[Any]:
+    """One snapshot a request, the server answering each listing in turn."""
+    client, server = scripted_client(answering(*listings))
+    try:
+        source = ClinikoContactsSource(client)
+        return [source.changed_since(SINCE, 1).contacts[0] for _ in listings]
+    finally:
+        server.stop()
+
+
+ARCHIVED_BY_DELETE = {
+    **DOCUMENTED,
+    "updated_at": "2016-10-29T08:00:00Z",
+    "deleted_at": "2016-10-29T08:00:00Z",
+}
+
+
+@pytest.mark.parametrize("mark", ["deleted_at", "archived_at"])
+def test_a_contact_archived_with_either_mark_is_an_archive(mark: str) -> None:
+    # deleted_at: the only mark the contacts page of Cliniko's docs shows (its DELETE
+    # archives). Read by archived_at alone it was an update naming no field, and a restore
+    # was never an unarchive.
+    archived = {**DOCUMENTED, "updated_at": "2016-10-29T08:00:00Z", mark: "2016-10-29T08:00:00Z"}
+    restored = {**DOCUMENTED, "updated_at": "2016-10-30T08:00:00Z"}
+    before, after, back = read(listed(DOCUMENTED), listed(archived), listed(restored))
+
+    first = classify("main", before, None, HASHER.hashes(before))
+    assert first is not None and first.type == "contact.updated"
+    change = classify("main", after, first.state, HASHER.hashes(after))
+    assert change is not None
+    assert (change.type, change.changed_fields) == ("contact.archived", ("archived_at",))
+    restore = classify("main", back, change.state, HASHER.hashes(back))
+    assert restore is not None and restore.type == "contact.unarchived"
+
+
+def test_a_contact_first_seen_archived_by_delete_is_an_archive() -> None:
+    [snapshot] = read(listed(ARCHIVED_BY_DELETE))
+    change = classify("main", snapshot, None, HASHER.hashes(snapshot))
+    assert change is not None
+    assert (change.type, change.changed_fields) == ("contact.archived", ("archived_at",))
+    assert change.with_fields()["contact"]["archived_at"] == "2016-10-29T08:00:00Z"
+
+
+@pytest.fixture
+def feed(aws, cliniko, tmp_path, monkeypatch):
+    """The feed's stack, its first run starting at 09:00:00Z, its Cliniko a scripted server:
+    `feed(script)` runs the handler once and answers the account's result."""
+    created = create_feed_stack()
+    feed_environment(monkeypatch, created, cliniko, tmp_path, BACKFILL_FROM="2026-01-05T09:00:00Z")
+    servers: list[ScriptedServer] = []
+
+    def run(script) -> dict[str, Any]:
+        server = ScriptedServer(script)
+        servers.append(server)
+        monkeypatch.setenv("CLINIKO_BASE_URL", f"http://127.0.0.1:{server.port}/{{shard}}/v1")
+        (account,) = handler.lambda_handler(SCHEDULED_EVENT, context())["accounts"]
+        return account
+
+    yield run
+    for server in servers:
+        server.stop()
+
+
+def test_an_empty_page_with_a_next_link_ends_the_listing(feed) -> None:
+    # A next link where there is no next page (nothing after it): every run was reported
+    # incomplete (`empty_page_with_next_link`), the feed never caught up, and its behind
+    # alarm fired on a quiet account.
+    account = feed(answering(listed(next_page=True)))
+    assert (account["complete"], account["error"], account["requests"]) == (True, None, 1)
+
+
+def test_the_cursor_is_reported_in_utc_whatever_offset_cliniko_writes(feed) -> None:
+    # Stored right, reported (the handler's answer, its log) as Cliniko's local time with a Z.
+    changed = {**DOCUMENTED, "created_at": "2026-01-05T19:00:00+10:00"}
+    changed["updated_at"] = "2026-01-05T19:00:30+10:00"
+    account = feed(answering(listed(changed)))
+    assert (account["changes"], account["cursor"]) == (1, "2026-01-05T09:00:30Z")
