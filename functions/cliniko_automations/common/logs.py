@@ -159,13 +159,33 @@ REDACTING_FILTER = RedactingFilter()
 
 
 def configure_logging() -> None:
-    """Pin the libraries' loggers and filter the root logger's handlers (idempotent)."""
+    """Pin the libraries' loggers and filter the root logger's handlers (idempotent).
+
+    The libraries' own child loggers set louder before this ran (`botocore.endpoint` at DEBUG
+    by a layer, `boto3.set_stream_logger`) take the pinned level again: a child's own level
+    wins over its parent's, and botocore's DEBUG lines hold secrets' values and request
+    bodies before any redaction knows them. Their handlers get the redacting filter too.
+    """
     for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(THIRD_PARTY_LEVEL)
+    for name, child in list(logging.root.manager.loggerDict.items()):
+        if not isinstance(child, logging.Logger) or not _of_a_library(name):
+            continue
+        if child.level != logging.NOTSET and child.level < THIRD_PARTY_LEVEL:
+            child.setLevel(logging.NOTSET)  # as its pinned parent
+        for handler in child.handlers:
+            _add_filter(handler)
     for name in URL_LOGGERS:
         logging.getLogger(name).setLevel(URL_LOGGERS_LEVEL)
+    for name in THIRD_PARTY_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            _add_filter(handler)
     for handler in logging.getLogger().handlers:
         _add_filter(handler)
+
+
+def _of_a_library(name: str) -> bool:
+    return any(name.startswith(f"{library}.") for library in THIRD_PARTY_LOGGERS)
 
 
 def function_logger(service: str) -> Logger:

@@ -38,6 +38,30 @@ def test_library_loggers_stay_at_warning_when_the_root_logger_is_at_debug(name):
     assert name in THIRD_PARTY_LOGGERS
 
 
+def test_library_child_loggers_set_louder_beforehand_are_pinned_and_filtered():
+    # A layer or wrapper that set `botocore.endpoint` to DEBUG (or called
+    # boto3.set_stream_logger) before the handler's import: the child's own level won over the
+    # pinned parent, and botocore logged a secret's value and a stored body in clear.
+    endpoint, parsers = logging.getLogger("botocore.endpoint"), logging.getLogger("urllib3.util")
+    stream = io.StringIO()
+    own = logging.StreamHandler(stream)
+    endpoint.setLevel(logging.DEBUG)
+    parsers.setLevel(logging.INFO)
+    endpoint.addHandler(own)
+    try:
+        configure_logging()
+        assert not endpoint.isEnabledFor(logging.INFO)
+        assert not parsers.isEnabledFor(logging.INFO)
+        register_secret(SECRET)
+        endpoint.warning("answer %s for ana.lima@clinic.org.au", SECRET)
+        assert stream.getvalue().count("[") >= 2
+        assert SECRET not in stream.getvalue() and "ana.lima" not in stream.getvalue()
+    finally:
+        endpoint.removeHandler(own)
+        endpoint.setLevel(logging.NOTSET)
+        parsers.setLevel(logging.NOTSET)
+
+
 @pytest.mark.parametrize(
     ("text", "kept"),
     [
