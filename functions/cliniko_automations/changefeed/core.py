@@ -40,6 +40,16 @@ MAX_PARALLEL_ACCOUNTS = 8
 
 
 @dataclass(frozen=True)
+class SecondPosition:
+    """How far a run read a busy second by id before its time ran out: the second, the last id
+    read in it, and when its reading from the first id began."""
+
+    second: dt.datetime
+    after_id: int
+    read_from: dt.datetime
+
+
+@dataclass(frozen=True)
 class ContactsPage:
     contacts: Sequence[ContactSnapshot]
     has_next: bool
@@ -67,7 +77,18 @@ class FeedStore(Protocol):
 
     def cursor(self, account: str) -> dt.datetime | None: ...
 
-    def save_cursor(self, account: str, cursor: dt.datetime, *, caught_up: bool) -> None: ...
+    def position(self, account: str) -> SecondPosition | None:
+        """Where the last run left a busy second's reading by id, as `cursor` read it."""
+        ...
+
+    def save_cursor(
+        self,
+        account: str,
+        cursor: dt.datetime,
+        *,
+        caught_up: bool,
+        position: SecondPosition | None = None,
+    ) -> None: ...
 
     def published(self, account: str, contact_ids: Sequence[str]) -> dict[str, PublishedState]: ...
 
@@ -185,8 +206,11 @@ class ChangeFeed:
             cursor = self._start_at or self._clock().replace(microsecond=0)
             self._store.save_cursor(account, cursor, caught_up=False)
         since = cursor - self._overlap
-        # Inside a second that holds more than a page: the last id read there.
+        left_at = self._store.position(account)
+        # Inside a second that holds more than a page: the last id read there, and when its
+        # reading began.
         after_id: int | None = None
+        read_from = self._clock()
         try:
             source = self._source_for_account(account)
             while True:
@@ -205,11 +229,13 @@ class ChangeFeed:
                     # otherwise carry the cursor past changes made once it is set right.
                     cursor = max(cursor, min(newest, self._clock().replace(microsecond=0)))
                 if after_id is not None:
+                    position = None
                     if listing.has_next and listing.contacts:
                         after_id = max(int(c.contact_id) for c in listing.contacts)
+                        position = SecondPosition(since.replace(microsecond=0), after_id, read_from)
                     else:  # that second is read: on from the next one
                         since, after_id = since.replace(microsecond=0) + SECOND, None
-                    self._store.save_cursor(account, cursor, caught_up=False)
+                    self._store.save_cursor(account, cursor, caught_up=False, position=position)
                     continue
                 # An empty page ends the listing too, with or without a next link: nothing
                 # changed at or after `since` (the first page of a keyset is never empty
@@ -226,7 +252,7 @@ class ChangeFeed:
                     # on from the page's highest id: Cliniko shows whole seconds but may keep
                     # fractions, so that page was the second's earliest changes, not its
                     # lowest ids (the ones read again are dropped as duplicates).
-                    after_id = 0
+                    after_id, read_from = self._resume(left_at, since)
         except cliniko_errors.ClinikoError as error:
             result.complete, result.error = False, cliniko_errors.error_kind(error)
         except PublishFailed:
@@ -235,6 +261,24 @@ class ChangeFeed:
             result.complete, result.error = False, str(error)
         result.cursor = iso(cursor)
         return result
+
+    def _resume(
+        self, left_at: SecondPosition | None, second: dt.datetime
+    ) -> tuple[int, dt.datetime]:
+        """Where to read a busy second by id from: its first id, or where an earlier run's time
+        ran out. A second holding more than one run can read was read from its first id by
+        every run, and the feed never got past it. The earlier run's ids are not read again
+        only when its reading began more than the overlap after the second: every change
+        stamped in it was committed by then (the overlap's own premise), so none hides among
+        the ids already read."""
+        second = second.replace(microsecond=0)
+        if (
+            left_at is not None
+            and left_at.second == second
+            and left_at.read_from - second > self._overlap
+        ):
+            return left_at.after_id, left_at.read_from
+        return 0, self._clock()
 
     def _publish_page(
         self, account: str, contacts: Sequence[ContactSnapshot], result: AccountResult

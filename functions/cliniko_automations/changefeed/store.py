@@ -1,7 +1,9 @@
 """The feed's DynamoDB table: each account's cursor and run lease, each contact's last
 published state (updated_at, archived, field hashes; never values), expiring by TTL.
 
-    pk "cursor#{account}"                cursor, caught_up_at (the last poll that reached the end)
+    pk "cursor#{account}"                cursor, caught_up_at (the last poll that reached the end),
+                                         in_second, after_id, read_from (a busy second's
+                                         reading by id, where a run left it: core.py)
     pk "lease#{account}"                 owner, until (one run per account at a time)
     pk "contact#{account}#{contact_id}"  updated_at, archived, hashes, event_id, expires_at
 """
@@ -15,8 +17,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .changes import PublishedState
-from .core import CorruptState
+from .changes import PublishedState, iso
+from .core import CorruptState, SecondPosition
 
 BATCH_GET = 100
 BATCH_WRITE = 25
@@ -25,10 +27,6 @@ _RETRIES = 8
 
 def _parse(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class DynamoFeedStore:
@@ -46,8 +44,10 @@ class DynamoFeedStore:
         self._state_seconds = state_days * 86400
         self._clock = clock
         self._sleep = sleep
-        # caught_up_at by account, as this store last read or wrote it.
+        # caught_up_at and a busy second's position by account, as this store last read or
+        # wrote them.
         self._caught_up: dict[str, dt.datetime | None] = {}
+        self._positions: dict[str, SecondPosition | None] = {}
 
     # -- cursor and lease ------------------------------------------------------------------
 
@@ -79,17 +79,37 @@ class DynamoFeedStore:
             self._caught_up[account] = _parse(caught_up["S"]) if caught_up else None
         except (KeyError, TypeError, ValueError):  # unreadable: as if never caught up
             self._caught_up[account] = None
+        self._positions[account] = _position(item or {})
         return item
 
-    def save_cursor(self, account: str, cursor: dt.datetime, *, caught_up: bool) -> None:
+    def position(self, account: str) -> SecondPosition | None:
+        """Where a run left off reading a busy second by id (None: it did not), as the last
+        `cursor` read found it."""
+        return self._positions.get(account)
+
+    def save_cursor(
+        self,
+        account: str,
+        cursor: dt.datetime,
+        *,
+        caught_up: bool,
+        position: SecondPosition | None = None,
+    ) -> None:
         names = {"#c": "cursor"}
-        values: dict[str, Any] = {":c": {"S": _iso(cursor)}}
+        values: dict[str, Any] = {":c": {"S": iso(cursor)}}
         update = "SET #c = :c"
         now = None
         if caught_up:
-            now = _iso(dt.datetime.fromtimestamp(self._clock(), dt.UTC))
+            now = iso(dt.datetime.fromtimestamp(self._clock(), dt.UTC))
             update += ", caught_up_at = :now"
             values[":now"] = {"S": now}
+        if position is None:
+            update += " REMOVE in_second, after_id, read_from"
+        else:
+            update += ", in_second = :second, after_id = :after, read_from = :read"
+            values[":second"] = {"S": iso(position.second)}
+            values[":after"] = {"S": str(position.after_id)}
+            values[":read"] = {"S": iso(position.read_from)}
         self._db.update_item(
             TableName=self._table,
             Key={"pk": {"S": f"cursor#{account}"}},
@@ -99,6 +119,7 @@ class DynamoFeedStore:
         )
         if now is not None:
             self._caught_up[account] = _parse(now)
+        self._positions[account] = position
 
     def lease(self, account: str, owner: str, seconds: float) -> bool:
         """Take the account's run lease until now + seconds, unless another run holds it."""
@@ -198,3 +219,16 @@ def _state(item: dict[str, Any]) -> PublishedState:
         )
     except (AttributeError, KeyError, TypeError):
         raise CorruptState("corrupt_state") from None
+
+
+def _position(item: dict[str, Any]) -> SecondPosition | None:
+    """A busy second's position in the cursor item; an unreadable one is as none (the second
+    is read again from its first id: slower, never a change missed)."""
+    try:
+        second, read_from = _parse(item["in_second"]["S"]), _parse(item["read_from"]["S"])
+        after_id = int(item["after_id"]["S"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if second.tzinfo is None or read_from.tzinfo is None:
+        return None
+    return SecondPosition(second, after_id, read_from)

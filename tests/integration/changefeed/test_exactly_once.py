@@ -10,10 +10,18 @@ of the 500 changes are states the feed can see, and each must be published exact
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 
+import boto3
 import pytest
 from cliniko_automations.changefeed import cliniko_source, handler
+from cliniko_automations.changefeed.bus import EventBridgeSink
+from cliniko_automations.changefeed.changes import FieldHasher
+from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
+from cliniko_automations.changefeed.core import ChangeFeed
+from cliniko_automations.changefeed.events import EventBuilder
+from cliniko_automations.changefeed.store import DynamoFeedStore
 from cliniko_automations.common import aws
 
 from tests.integration.changefeed.stack import (
@@ -293,3 +301,58 @@ def test_a_put_events_call_failing_in_part_records_the_changes_it_did_publish(st
     assert {cid: counts[cid] for cid in ids if cid != refused} == {
         cid: 1 for cid in ids if cid != refused
     }
+
+
+@pytest.mark.parametrize(
+    ("first_read_after", "completes"),
+    [
+        # Read long after the second: the next run reads on from the last id read.
+        (None, [False, True, True, True]),
+        # Read within the overlap of the second, when a change stamped in it may not have
+        # been committed: the next run reads it from its first id once more, then reads on.
+        (dt.timedelta(seconds=2), [False, False, True, True]),
+    ],
+)
+def test_a_second_busier_than_one_run_can_read_is_read_on_where_the_last_run_stopped(
+    aws, cliniko, first_read_after, completes
+):
+    # 250 contacts stamped in one second, read by id a page of 100 at a time, and runs that
+    # each have time for four requests. Every run read that second from its first id again,
+    # ran out of time inside it, and the feed never got past it: nothing after it was
+    # published again.
+    boto3.client("dynamodb").create_table(
+        TableName="feed",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    boto3.client("events").create_event_bus(Name="quiet")  # no rule: the events go nowhere
+    made = cliniko.control.churn(250, kinds=["create"], at=iso(BASE_TIME), seed=7)
+    later = cliniko.control.churn(1, kinds=["create"], at=iso(BASE_TIME + dt.timedelta(seconds=30)))
+    store = DynamoFeedStore(boto3.client("dynamodb"), "feed", state_days=400)
+    client = cliniko.client()
+
+    def run(clock=lambda: dt.datetime.now(dt.UTC)) -> dict:
+        checks = iter(range(5))  # out of time at the fifth look: four requests
+        feed = ChangeFeed(
+            lambda account: ClinikoContactsSource(client),
+            store,
+            EventBridgeSink(boto3.client("events"), "quiet"),
+            FieldHasher(b"feed-hash-key-for-tests-only-32b"),
+            EventBuilder([], {}, clock=time.time),
+            overlap=dt.timedelta(seconds=5),
+            start_at=BASE_TIME - dt.timedelta(minutes=1),
+            run_id="run",
+            lease_seconds=60,
+            out_of_time=lambda: next(checks) >= 4,
+            clock=clock,
+        )
+        return feed.poll("test-clinic").as_dict()
+
+    first = run(lambda: BASE_TIME + first_read_after) if first_read_after else run()
+    results = [first, *(run() for _ in range(3))]
+
+    assert [r["complete"] for r in results] == completes
+    # Each change published once: the second run read on from the first one's last id.
+    assert sum(r["changes"] for r in results) == len(made) + len(later) == 251
+    assert results[-1]["cursor"] == iso(BASE_TIME + dt.timedelta(seconds=30))
