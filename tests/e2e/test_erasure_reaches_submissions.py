@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
+from cliniko_automations.common.person_keys import contact_keys
 
 from tests.e2e.test_erasure_cli import load_cli
 from tests.fixtures.apigw import form_post_event
@@ -63,6 +64,10 @@ def every_message(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
 def every_item(table: str) -> list[dict[str, Any]]:
     pages = boto3.client("dynamodb").get_paginator("scan").paginate(TableName=table)
     return [item for page in pages for item in page["Items"]]
+
+
+def phones() -> list[str]:
+    return [phone["number"] for phone in SEEDED["phone_numbers"]]
 
 
 def values_found(text: str) -> list[str]:
@@ -175,8 +180,9 @@ def test_an_erased_person_stays_erased_everywhere(world, erasure_stack, cliniko,
     assert purged["store"] == "submission_store"
     assert int(purged["count"]) == 2
     assert purged["submission_ids"] == sorted([failed_id, parked_id])
-    # The email's, and one per phone of the contacts' name (both contacts hold the same two).
-    assert int(purge["tombstones"]) == 1 + len(SEEDED["phone_numbers"])
+    # The email's, and the name-and-phone keys of the contacts (both hold the same details).
+    keys = contact_keys("any pepper", EMAIL, SEEDED["first_name"], SEEDED["last_name"], phones())
+    assert int(purge["tombstones"]) == len(keys.tombstone_keys) > 1
 
     # 5. A provider redelivers the pre-erasure submission days later: dropped, nobody created.
     with captured_logs("intake") as logs:
@@ -208,10 +214,13 @@ def test_an_erasure_reaches_the_submissions_of_a_person_without_an_email(
     # were out of the erasure's reach (found by email hash alone), and a dead-letter replay or
     # a provider's redelivery brought them back after the erasure.
     path, stack = world, world.stack
-    namesake_phone = "+64 21 555 0199"
+    # Two namesakes the worker tells from them, whose submissions must outlive the erasure:
+    # one with another number that ends in the same eight digits as theirs, one with their
+    # number and an email of their own (the worker knows that one by the email).
+    other_number, other_email = "(02) 1298 7654", "m.okonkwo-lindqvist@clinic.example"
 
-    def post(mobile: str, key: str) -> str:
-        body = samples.json_body(email=None, mobile=mobile)
+    def post(mobile: str, key: str, email: str | None = None) -> str:
+        body = samples.json_body(email=email, mobile=mobile)
         headers = {
             "Content-Type": "application/json",
             "X-Signature": samples.t_v1_signature(body),
@@ -219,12 +228,13 @@ def test_an_erasure_reaches_the_submissions_of_a_person_without_an_email(
         }
         return answered_id(path.post(form_post_event("partner-json", body, headers)))
 
-    # Their submission and a namesake's (another phone) dead-letter: every create fails.
+    # Their submission and the namesakes' dead-letter: every create fails.
     cliniko.control.set_faults(error_rate=1.0, statuses=[500], methods=["POST"])
-    theirs, namesakes = post(samples.PHONE, "no-email-theirs"), post(namesake_phone, "namesake")
+    theirs = post(samples.PHONE, "no-email-theirs")
+    namesakes = [post(other_number, "namesake"), post(samples.PHONE, "with-email", other_email)]
     path.work(rounds=MAX_RECEIVE_COUNT + 3)
     cliniko.control.clear_faults()
-    assert stack.counts(stack.dead_letter_queue_url) == (2, 0)
+    assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
     # Staff typed the person into Cliniko themselves, as "0412 987 654".
     contact_id = erasure_stack.seed(
         first_name=samples.FIRST.upper(),
@@ -241,22 +251,26 @@ def test_an_erasure_reaches_the_submissions_of_a_person_without_an_email(
     )
     assert code == 0, capsys.readouterr().out
 
-    # Their body is gone, the namesake's is kept; the trail names what was purged.
+    # Their body is gone, the namesakes' are kept; the trail names what was purged.
     [purge] = [i for i in erasure_stack.audit_items() if i["sk"].endswith("#purge")]
     [purged] = purge["purged"]
     assert purged["submission_ids"] == [theirs]
-    assert int(purge["tombstones"]) == 1
+    keys = contact_keys("any pepper", None, samples.FIRST, samples.LAST, ["0412 987 654"])
+    assert int(purge["tombstones"]) == len(keys.tombstone_keys)
     bodies = {i["id"]["S"] for i in every_item(stack.submission_table)}
-    assert "submission#" + theirs not in bodies and "submission#" + namesakes in bodies
+    assert "submission#" + theirs not in bodies
+    assert {"submission#" + n for n in namesakes} <= bodies
 
-    # A redelivery of their submission, made before the erasure, is dropped; the namesake's
-    # replay creates the namesake.
+    # A redelivery of their submission, made before the erasure, is dropped; the namesakes'
+    # replays create the namesakes.
     with captured_logs("intake") as logs:
         again = post(samples.PHONE, "no-email-theirs")
         assert path.work() == 1
     assert dropped(logs) == [(again, "erased")]
     dead_letters = load_dead_letters_script()
     assert dead_letters.main(["replay", "--all"], out=io.StringIO()) == 1  # theirs: body gone
-    assert path.work() == 1
+    assert path.work() == 2
     active = [c for c in cliniko.control.contacts() if not c["archived_at"]]
-    assert [c["phone_numbers"][0]["number"] for c in active] == [namesake_phone]
+    assert sorted((c["phone_numbers"][0]["number"], c["email"]) for c in active) == sorted(
+        [(other_number, ""), (samples.PHONE, other_email)]
+    )

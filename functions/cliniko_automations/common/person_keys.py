@@ -36,6 +36,9 @@ def email_hash(pepper: str, email: str) -> str:
 
 # Digit strings shorter than this never match by suffix (too many false positives).
 MIN_SUFFIX_DIGITS = 8
+# Two numbers are one when one is the other with at most this many digits (a country code)
+# in front.
+MAX_PREFIX_DIGITS = 3
 
 
 def fold_name(value: str | None) -> str:
@@ -55,8 +58,9 @@ def phone_digits(number: str | None) -> str:
 @dataclass(frozen=True)
 class PersonKeys:
     """The keyed hashes that find a person's stored submissions: their email's, and, for a
-    person with a first and last name and a phone, their name's and one per phone of name and
-    phone together (the identity the worker matches an email-less submission on)."""
+    submission without an email that has a first and last name and a phone (the identity the
+    worker matches it on), their name's and the name-and-phone keys (`submission_keys`,
+    `contact_keys`: a submission's and a contact's meet where the worker's do)."""
 
     email_hmac: str | None = None
     name_hmac: str | None = None
@@ -68,30 +72,76 @@ class PersonKeys:
         return (*((self.email_hmac,) if self.email_hmac else ()), *self.name_phone)
 
 
-def person_keys(
+def submission_keys(
     pepper: str,
     email: str | None,
     first_name: str | None,
     last_name: str | None,
     phone_numbers: Iterable[str | None],
 ) -> PersonKeys:
-    """The keys of one person's details (a submission's, or a Cliniko contact's).
+    """The keys a submission is stored under: its email's when it has one (the worker knows it
+    by its email alone, so a namesake with a shared phone and another email is someone
+    else); else its name's and, per phone, the name with the number and with each shorter
+    number it is the same as (a country code dropped), plus the name with the number as the
+    shorter one of a pair."""
+    if email and clean_email(email):
+        return PersonKeys(email_hash(pepper, email))
+    return _name_keys(pepper, first_name, last_name, phone_numbers, stored=True)
 
-    One name-and-phone key per phone, made of the name and the phone's last MIN_SUFFIX_DIGITS
-    digits: two numbers the worker takes for the same (`find_or_create.phones_match`: equal,
-    or one a country-code prefix longer) share them.
-    """
+
+def contact_keys(
+    pepper: str,
+    email: str | None,
+    first_name: str | None,
+    last_name: str | None,
+    phone_numbers: Iterable[str | None],
+) -> PersonKeys:
+    """The keys that find a person's submissions (a Cliniko contact's, or a request's email):
+    the email's, and per phone the name with the number and with each shorter number it is
+    the same as, tagged as the shorter one. One of them is among a submission's keys exactly
+    when the worker would match the two (`find_or_create.phones_match`: the numbers equal, or
+    one at least MIN_SUFFIX_DIGITS long and the other that with 1-MAX_PREFIX_DIGITS digits in
+    front)."""
+    names = _name_keys(pepper, first_name, last_name, phone_numbers, stored=False)
     email_hmac = email_hash(pepper, email) if email and clean_email(email) else None
+    return PersonKeys(email_hmac, names.name_hmac, names.name_phone)
+
+
+def _name_keys(
+    pepper: str,
+    first_name: str | None,
+    last_name: str | None,
+    phone_numbers: Iterable[str | None],
+    *,
+    stored: bool,
+) -> PersonKeys:
     first, last = fold_name(first_name), fold_name(last_name)
     if not first or not last:
-        return PersonKeys(email_hmac)
-    suffixes = {phone_digits(number)[-MIN_SUFFIX_DIGITS:] for number in phone_numbers}
-    name_phone = tuple(
-        sorted(_keyed(pepper, f"name-phone\0{first}\0{last}\0{s}") for s in suffixes if s)
-    )
-    if not name_phone:
-        return PersonKeys(email_hmac)
-    return PersonKeys(email_hmac, _keyed(pepper, f"name\0{first}\0{last}"), name_phone)
+        return PersonKeys()
+    keys: set[str] = set()
+    for digits in {phone_digits(number) for number in phone_numbers}:
+        if not digits:
+            continue
+        keys.add(_keyed(pepper, f"number\0{first}\0{last}\0{digits}"))
+        shorter = _shorter_numbers(digits)
+        if stored:
+            keys.update(_keyed(pepper, f"number\0{first}\0{last}\0{s}") for s in shorter)
+            keys.add(_keyed(pepper, f"shorter\0{first}\0{last}\0{digits}"))
+        else:
+            keys.update(_keyed(pepper, f"shorter\0{first}\0{last}\0{s}") for s in shorter)
+    if not keys:
+        return PersonKeys()
+    return PersonKeys(None, _keyed(pepper, f"name\0{first}\0{last}"), tuple(sorted(keys)))
+
+
+def _shorter_numbers(digits: str) -> list[str]:
+    """The numbers `digits` is the same as with its first 1-MAX_PREFIX_DIGITS digits (a
+    country code) dropped, each at least MIN_SUFFIX_DIGITS long."""
+    return [
+        digits[drop:]
+        for drop in range(1, MAX_PREFIX_DIGITS + 1)
+        if len(digits) - drop >= MIN_SUFFIX_DIGITS
+    ]
 
 
 def _keyed(pepper: str, material: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
 from cliniko_automations.cliniko.rules import is_archived
-from cliniko_automations.common.person_keys import PersonKeys, person_keys
+from cliniko_automations.common.person_keys import PersonKeys, contact_keys
 from cliniko_automations.common.plain_data import as_data, as_json
 from cliniko_automations.erasure.deadlines import iso
 from cliniko_automations.erasure.errors import AlreadyRecorded, RequestInProgress, SeveralMatches
@@ -231,7 +231,7 @@ class Attempt:
             text(phone.get("number")) if isinstance(phone, Mapping) else None
             for phone in contact.get("phone_numbers") or ()
         ]
-        return person_keys(
+        return contact_keys(
             self.tools.pepper,
             text(email),
             text(contact.get("first_name")),

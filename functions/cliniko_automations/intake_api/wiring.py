@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from cliniko_automations.common.accounts import load_accounts
-from cliniko_automations.common.person_keys import PersonKeys, person_keys
+from cliniko_automations.common.person_keys import PersonKeys, submission_keys
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.intake.config import FormSources, load_form_sources
 from cliniko_automations.intake.submission import Submission
@@ -51,7 +51,7 @@ def queue_accepted(outcome: Accepted, settings: ApiSettings) -> None:
 
 def _person_keys(submission: Submission, settings: ApiSettings) -> PersonKeys:
     """The keyed hashes an erasure finds this submission's body by (the erasure's own helper):
-    its email's, and its name's and phones' (the worker's identity without an email)."""
+    its email's, or without one its name's and phones' (the worker's identity then)."""
     draft = submission.draft
     phones = [phone.number for phone in draft.phone_numbers]
     if not draft.lookup_email and not (draft.first_name and draft.last_name and phones):
@@ -60,4 +60,4 @@ def _person_keys(submission: Submission, settings: ApiSettings) -> PersonKeys:
         pepper = read_secret(settings.pepper_secret_name)
     except SecretUnavailable:
         raise ServiceUnavailable("secrets", "pepper") from None
-    return person_keys(pepper, draft.lookup_email, draft.first_name, draft.last_name, phones)
+    return submission_keys(pepper, draft.lookup_email, draft.first_name, draft.last_name, phones)

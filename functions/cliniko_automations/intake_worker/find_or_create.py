@@ -43,7 +43,12 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from cliniko_automations.cliniko.rules import country_code_for, is_archived
-from cliniko_automations.common.person_keys import MIN_SUFFIX_DIGITS, fold_name, phone_digits
+from cliniko_automations.common.person_keys import (
+    MAX_PREFIX_DIGITS,
+    MIN_SUFFIX_DIGITS,
+    fold_name,
+    phone_digits,
+)
 from cliniko_automations.intake.submission import ContactDraft, UpdatePolicy
 
 Contact = Mapping[str, Any]
@@ -120,7 +125,11 @@ def phones_match(left: str, right: str) -> bool:
     short, long = sorted((left, right), key=len)
     # "+61 412 345 678" -> 61412345678 and "0412 345 678" -> 412345678: a country code
     # prefix is the only difference allowed.
-    return len(short) >= MIN_SUFFIX_DIGITS and long.endswith(short) and len(long) - len(short) <= 3
+    return (
+        len(short) >= MIN_SUFFIX_DIGITS
+        and long.endswith(short)
+        and len(long) - len(short) <= MAX_PREFIX_DIGITS
+    )
 
 
 def contact_phone_digits(contact: Contact) -> list[str]:

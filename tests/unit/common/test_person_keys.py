@@ -8,7 +8,12 @@ import sys
 import unicodedata
 
 import pytest
-from cliniko_automations.common.person_keys import clean_email, person_keys
+from cliniko_automations.common.person_keys import (
+    PersonKeys,
+    clean_email,
+    contact_keys,
+    submission_keys,
+)
 from cliniko_automations.intake_worker.find_or_create import phone_digits, phones_match
 
 PEPPER = "pepper-for-tests"
@@ -30,45 +35,60 @@ def test_an_address_keeps_every_visible_character():
 PHONES = [
     "+61 412 345 678",
     "0412 345 678",
+    "(02) 1234 5678",
     "(03) 9123 4567",
     "+61 3 9123 4567",
+    "(07) 9123 4567",
+    "+44 7912 345 678",
     "0011 61 412 345 678",
     "0412 345 679",
     "123",
     "0123",
     "5678",
     "61412345678",
+    "1 61412345678",
     "+64 21 555 0199",
 ]
 
 
-@pytest.mark.parametrize("left", PHONES)
-@pytest.mark.parametrize("right", PHONES)
-def test_numbers_the_worker_takes_for_one_share_a_key(left: str, right: str) -> None:
-    # Whatever the worker matches a submission to a contact by, an erasure finds it by.
-    ours = person_keys(PEPPER, None, "Ana", "Lima", [left]).name_phone
-    theirs = person_keys(PEPPER, None, " ANA ", "lima", [right]).name_phone
-    if phones_match(phone_digits(left), phone_digits(right)):
-        assert ours == theirs
+@pytest.mark.parametrize("theirs", PHONES)
+@pytest.mark.parametrize("ours", PHONES)
+def test_a_submission_and_a_contact_share_a_key_exactly_when_the_worker_matches_them(
+    ours: str, theirs: str
+) -> None:
+    # Whatever the worker matches a submission to a contact by, an erasure finds it by; and
+    # nothing else: "(03) 9123 4567" and "(07) 9123 4567" are two people's.
+    stored = submission_keys(PEPPER, None, "Ana", "Lima", [ours])
+    probe = contact_keys(PEPPER, None, " ANA ", "lima", [theirs])
+    assert stored.name_hmac == probe.name_hmac
+    shared = bool(set(stored.name_phone) & set(probe.name_phone))
+    assert shared is phones_match(phone_digits(ours), phone_digits(theirs))
+
+
+def test_a_submission_with_an_email_is_stored_under_its_email_alone() -> None:
+    # The worker knows it by its email: a namesake sharing a landline, with another email, is
+    # someone else, whose erasure must not reach it.
+    keys = submission_keys(PEPPER, "Ana@Example.com", "Ana", "Lima", ["0412 345 678"])
+    assert keys == PersonKeys(contact_keys(PEPPER, "ana@example.com", None, None, []).email_hmac)
+    # A contact's keys hold both: its email finds the submissions with it, its name and phones
+    # those without one.
+    contact = contact_keys(PEPPER, "Ana@Example.com", "Ana", "Lima", ["0412 345 678"])
+    assert contact.email_hmac == keys.email_hmac and contact.name_hmac and contact.name_phone
+    assert contact.tombstone_keys == (contact.email_hmac, *contact.name_phone)
 
 
 def test_a_name_and_phone_make_keys_only_together() -> None:
-    keys = person_keys(
-        PEPPER, "Ana@Example.com", "Ana", "Lima", ["0412 345 678", "+61 3 9123 4567"]
-    )
-    assert keys.email_hmac == person_keys(PEPPER, "ana@example.com", None, None, []).email_hmac
-    assert keys.name_hmac and len(keys.name_phone) == 2
-    assert keys.tombstone_keys == (keys.email_hmac, *keys.name_phone)
     # A namesake with another phone shares the name's key, not a name-and-phone one.
-    namesake = person_keys(PEPPER, None, "Ana", "Lima", ["0499 999 999"])
-    assert namesake.name_hmac == keys.name_hmac
-    assert not set(namesake.name_phone) & set(keys.name_phone)
-    # No name, no last name, or no phone with a digit: no name keys.
+    ana = submission_keys(PEPPER, None, "Ana", "Lima", ["0412 345 678"])
+    namesake = contact_keys(PEPPER, None, "Ana", "Lima", ["0499 999 999"])
+    assert namesake.name_hmac == ana.name_hmac
+    assert not set(namesake.name_phone) & set(ana.name_phone)
+    # No first name, no last name, or no phone with a digit: no name keys.
     for first, last, phones in [
         ("Ana", "", ["0412 345 678"]),
         ("", "Lima", ["1"]),
         ("Ana", "Lima", ["n/a"]),
     ]:
-        assert person_keys(PEPPER, None, first, last, phones).tombstone_keys == ()
+        assert submission_keys(PEPPER, None, first, last, phones) == PersonKeys()
     # Hashes only: nothing of the person is in a key.
-    assert all(len(key) == 64 and int(key, 16) >= 0 for key in keys.tombstone_keys)
+    assert all(len(key) == 64 and int(key, 16) >= 0 for key in ana.tombstone_keys)
