@@ -17,12 +17,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cliniko_automations.common.dynamodb_batches import get_items, write_items
+
 from .changes import PublishedState, iso
 from .core import CorruptState, SecondPosition
-
-BATCH_GET = 100
-BATCH_WRITE = 25
-_RETRIES = 8
 
 
 def _parse(text: str) -> dt.datetime:
@@ -158,54 +156,31 @@ class DynamoFeedStore:
     # -- published states ------------------------------------------------------------------
 
     def published(self, account: str, contact_ids: Sequence[str]) -> dict[str, PublishedState]:
-        found: dict[str, PublishedState] = {}
-        ids = list(dict.fromkeys(contact_ids))
-        for start in range(0, len(ids), BATCH_GET):
-            keys = [
-                {"pk": {"S": f"contact#{account}#{cid}"}} for cid in ids[start : start + BATCH_GET]
-            ]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            for attempt in range(_RETRIES):
-                answer = self._db.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    state = _state(item)
-                    found[state.contact_id] = state
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                self._sleep(min(2.0, 0.05 * 2**attempt))
-            else:
-                raise RuntimeError("DynamoDB kept keys unprocessed")
-        return found
+        keys = [{"pk": {"S": f"contact#{account}#{cid}"}} for cid in dict.fromkeys(contact_ids)]
+        states = [
+            _state(item) for item in get_items(self._db, self._table, keys, sleep=self._sleep)
+        ]
+        return {state.contact_id: state for state in states}
 
     def record(self, account: str, states: Sequence[PublishedState]) -> None:
         expires = str(int(self._clock()) + self._state_seconds)
-        for start in range(0, len(states), BATCH_WRITE):
-            writes = [
-                {
-                    "PutRequest": {
-                        "Item": {
-                            "pk": {"S": f"contact#{account}#{state.contact_id}"},
-                            "contact_id": {"S": state.contact_id},
-                            "updated_at": {"S": state.updated_at},
-                            "archived": {"BOOL": state.archived},
-                            "hashes": {"M": {k: {"S": v} for k, v in state.hashes.items()}},
-                            "event_id": {"S": state.event_id},
-                            "expires_at": {"N": expires},
-                        }
+        writes = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "pk": {"S": f"contact#{account}#{state.contact_id}"},
+                        "contact_id": {"S": state.contact_id},
+                        "updated_at": {"S": state.updated_at},
+                        "archived": {"BOOL": state.archived},
+                        "hashes": {"M": {k: {"S": v} for k, v in state.hashes.items()}},
+                        "event_id": {"S": state.event_id},
+                        "expires_at": {"N": expires},
                     }
                 }
-                for state in states[start : start + BATCH_WRITE]
-            ]
-            request: dict[str, Any] = {self._table: writes}
-            for attempt in range(_RETRIES):
-                answer = self._db.batch_write_item(RequestItems=request)
-                request = answer.get("UnprocessedItems") or {}
-                if not request:
-                    break
-                self._sleep(min(2.0, 0.05 * 2**attempt))
-            else:
-                raise RuntimeError("DynamoDB kept writes unprocessed")
+            }
+            for state in states
+        ]
+        write_items(self._db, self._table, writes, sleep=self._sleep)
 
 
 def _state(item: dict[str, Any]) -> PublishedState:

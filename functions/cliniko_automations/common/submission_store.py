@@ -3,15 +3,15 @@
 The claim-check pattern: the intake's queues (submission, parked, dead-letter) carry only a
 submission id and its source; the body, the one copy of what a person submitted, lives here,
 encrypted with the stack's KMS key and expiring by itself (TTL). Each body is indexed by the
-keyed hashes (HMAC with the erasure pepper, common/person_keys) of its email and of its name,
-so an erasure finds and deletes exactly that person's bodies with a query each, and a queued
-id whose body is gone is dropped.
+keyed hashes (HMAC with the erasure pepper, common/person_keys) of its email, or without one
+of its name, so an erasure finds and deletes exactly that person's bodies with a query each,
+and a queued id whose body is gone is dropped.
 
 Three kinds of item:
 - `submission#<submission id>`: `body` (the Submission's JSON), `email_hmac` (index key;
-  absent when the submission has no email), `name_hmac` (index key) and `name_phone` (one
-  hash of name and phone per phone; both absent without a first and last name and a phone),
-  `expiration`.
+  absent when the submission has no email), `name_hmac` (index key) and `name_phone` (its
+  name-and-phone hashes, person_keys.submission_keys; both only on a submission without an
+  email that has a first and last name and a phone), `expiration`.
 - `tombstone#<key>`: `erased_at`, the time of the latest erasure of that email (or that name
   and phone). A submission of that person made before it is dropped wherever it comes from
   (a retry, a replay, a provider's redelivery). Hashes and times only.
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cliniko_automations.common.dynamodb_batches import get_items
 from cliniko_automations.common.person_keys import PersonKeys
 
 BODY_PREFIX = "submission#"
@@ -37,8 +38,6 @@ TOMBSTONE_PREFIX = "tombstone#"
 FIRST_SEEN_PREFIX = "first-seen#"
 EMAIL_INDEX = "by-email-hmac"
 NAME_INDEX = "by-name-hmac"
-# BatchGetItem's most keys in one request.
-BATCH_GET_KEYS = 100
 DAY = 24 * 3600
 # The parked and dead-letter queues keep a message 14 days (SQS's maximum); a body outlives
 # them by two days so an id still queued always finds its body until the queue drops it.
@@ -56,10 +55,18 @@ class StoredSubmission:
 
 
 class DynamoSubmissionStore:
-    def __init__(self, client: Any, table: str, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self._client = client
         self._table = table
         self._clock = clock
+        self._sleep = sleep
 
     def _expires(self, seconds: int) -> dict[str, str]:
         return {"N": str(int(self._clock()) + seconds)}
@@ -141,7 +148,7 @@ class DynamoSubmissionStore:
 
     def erased_at(self, keys: Sequence[str]) -> datetime | None:
         """The latest erasure of any of these keys (a person's `tombstone_keys`); None when
-        none was erased. One request, whatever the number of keys."""
+        none was erased. One request for up to 100 keys."""
         wanted = [{"id": {"S": TOMBSTONE_PREFIX + key}} for key in dict.fromkeys(keys)]
         if not wanted:
             return None
@@ -150,19 +157,7 @@ class DynamoSubmissionStore:
                 TableName=self._table, Key=wanted[0], ConsistentRead=True
             ).get("Item")
             return _erased_at([item] if item else [])
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(wanted), BATCH_GET_KEYS):
-            request = {
-                self._table: {
-                    "Keys": wanted[start : start + BATCH_GET_KEYS],
-                    "ConsistentRead": True,
-                }
-            }
-            while request:
-                answer = self._client.batch_get_item(RequestItems=request)
-                found += answer.get("Responses", {}).get(self._table, [])
-                # Keys DynamoDB left for later (throttling): asked again until none are left.
-                request = answer.get("UnprocessedKeys") or {}
+        found = get_items(self._client, self._table, wanted, sleep=self._sleep)
         return _erased_at(found)
 
     # -- the erasure ------------------------------------------------------------------------
