@@ -7,6 +7,7 @@ the state machine's definition: it is the few lines of control flow that definit
                                   "continue": begin again with the run's id (continue-as-new)
     a step that raises is retried (the definition's Retry on States.ALL); past that, the run is
     released ("release") and the error raised (the definition's Catch -> Release -> Fail)
+    a begin that raises is retried as well, after a pause (the definition's Retry of Begin)
 
 `invoke(event) -> answer` is how a step runs: in this process (the local run's
 FunctionRuntime.invoke), or in a subprocess that a benchmark kills at random points.
@@ -20,8 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# As in the definition's Retry of the Step state on States.ALL.
+# As in the definition's Retry of the Step and Begin states on States.ALL.
 STEP_RETRIES = 3
+BEGIN_RETRIES = 3
+BEGIN_RETRY_SECONDS = 10
 
 
 @dataclass
@@ -52,7 +55,7 @@ def run_loop(
     result = LoopResult(status="refused", run_id=None)
     execution = execution_arn()
     result.executions.append(execution)
-    answer = invoke({"action": "begin", "execution": execution, **start})
+    answer = _begin(invoke, {"action": "begin", "execution": execution, **start}, sleep)
     result.last = answer
     if answer.get("next") != "step":
         # As the definition: "refused" ends the execution quietly, anything else fails it.
@@ -96,8 +99,10 @@ def run_loop(
             if next_action == "continue":
                 successor = execution_arn()
                 result.executions.append(successor)
-                begun = invoke(
-                    {"action": "begin", "execution": successor, **start, "run_id": run_id}
+                begun = _begin(
+                    invoke,
+                    {"action": "begin", "execution": successor, **start, "run_id": run_id},
+                    sleep,
                 )
                 if begun.get("next") != "step":
                     result.status = "stopped"
@@ -114,3 +119,18 @@ def run_loop(
         invoke({"action": "release", "run_id": run_id})
         result.status = "stopped"
         raise
+
+
+def _begin(
+    invoke: Callable[[dict[str, Any]], Any],
+    event: dict[str, Any],
+    sleep: Callable[[float], None],
+) -> Any:
+    """A begin, repeated after a failure (safe: its execution names its run); the last
+    attempt's error is raised."""
+    for attempt in range(BEGIN_RETRIES):
+        try:
+            return invoke(event)
+        except Exception:
+            sleep(BEGIN_RETRY_SECONDS * 2**attempt)
+    return invoke(event)

@@ -124,6 +124,21 @@ def test_the_local_loop_runs_a_configured_live_run_to_the_end(deployed, cliniko,
     assert report == {"form-tests": [deployed["test"]]}
 
 
+def test_the_local_loop_repeats_a_begin_that_failed(deployed, cliniko, monkeypatch):
+    # As the definition's Retry of Begin: one throttle no longer ended a local run.
+    monkeypatch.setenv("CLEANUP_DRY_RUN", "false")
+    failures, pauses = ["throttled"], []
+
+    def throttled_once(event):
+        if event["action"] == "begin" and failures:
+            raise RuntimeError(failures.pop())
+        return invoke(event)
+
+    result = run_loop(throttled_once, sleep=pauses.append)
+    assert result.status == "finished" and pauses == [10]
+    assert archived(cliniko) == {deployed["test"]}
+
+
 def test_a_local_loop_stopped_by_hand_releases_its_run(deployed, cliniko):
     # Ctrl-C during a local run: its lock would otherwise refuse every run of the rule set
     # for an hour.
