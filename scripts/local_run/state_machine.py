@@ -7,7 +7,8 @@ the state machine's definition: it is the few lines of control flow that definit
                                   "continue": begin again with the run's id (continue-as-new)
     a step that raises is retried (the definition's Retry on States.ALL); past that, the run is
     released ("release") and the error raised (the definition's Catch -> Release -> Fail)
-    a begin that raises is retried as well, after a pause (the definition's Retry of Begin)
+    a begin that raises is retried as well, after a pause (the definition's Retry of Begin);
+    past that, a continue-as-new's begin hands the run back (BeginFailed -> HandBack)
 
 `invoke(event) -> answer` is how a step runs: in this process (the local run's
 FunctionRuntime.invoke), or in a subprocess that a benchmark kills at random points.
@@ -99,11 +100,18 @@ def run_loop(
             if next_action == "continue":
                 successor = execution_arn()
                 result.executions.append(successor)
-                begun = _begin(
-                    invoke,
-                    {"action": "begin", "execution": successor, **start, "run_id": run_id},
-                    sleep,
-                )
+                try:
+                    begun = _begin(
+                        invoke,
+                        {"action": "begin", "execution": successor, **start, "run_id": run_id},
+                        sleep,
+                    )
+                except Exception:
+                    # As the definition's HandBack: released as the execution that handed the
+                    # run over, which still holds it.
+                    invoke({"action": "release", "run_id": run_id, "execution": execution})
+                    result.status = "stopped"
+                    raise
                 if begun.get("next") != "step":
                     result.status = "stopped"
                     return result

@@ -16,19 +16,25 @@ from cliniko_automations.cleanup.wiring import Cleanup, cleanup_step
 
 
 def begin(event: Begin, cleanup: Cleanup) -> dict[str, Any]:
+    if event.run_id is None:
+        return _start(event, cleanup)
+    # Continue-as-new: the same run in a fresh execution.
+    runs, rule_set, run_id = cleanup.runs, cleanup.rule_set, event.run_id
+    state = runs.load(run_id)
+    # A finished or failed run is over: continuing it would only hold the lock.
+    if (
+        state is None
+        or state.status != "running"
+        or not runs.acquire(rule_set, run_id, event.execution)
+    ):
+        logger.warning("cleanup run cannot continue", extra={"run_id": run_id})
+        return {"run_id": run_id, "next": "refused"}
+    return {"run_id": run_id, "iterations": 0, "next": "step"}
+
+
+def _start(event: Begin, cleanup: Cleanup) -> dict[str, Any]:
+    """A new run under the rule set's lock; a retried start finds the run it began."""
     runs, rule_set = cleanup.runs, cleanup.rule_set
-    if event.run_id is not None:  # continue-as-new: the same run in a fresh execution
-        run_id = event.run_id
-        state = runs.load(run_id)
-        # A finished or failed run is over: continuing it would only hold the lock.
-        if (
-            state is None
-            or state.status != "running"
-            or not runs.acquire(rule_set, run_id, event.execution)
-        ):
-            logger.warning("cleanup run cannot continue", extra={"run_id": run_id})
-            return {"run_id": run_id, "next": "refused"}
-        return {"run_id": run_id, "iterations": 0, "next": "step"}
     rules = cleanup.rules.selected(event.rules)
     dry_run = cleanup.settings.cleanup_dry_run if event.dry_run is None else event.dry_run
     run_id = run_id_of(event.execution)
@@ -38,14 +44,6 @@ def begin(event: Begin, cleanup: Cleanup) -> dict[str, Any]:
             "cleanup already running; start refused", extra={"holder": holder.get("run_id")}
         )
         return {"next": "refused", "running": holder.get("run_id")}
-    begun = runs.load(run_id)
-    if begun is not None:
-        # This execution's begin ran before and its answer was lost (Step Functions retried
-        # it): the run it started goes on, once.
-        if begun.status != "running":
-            runs.release(rule_set, run_id, event.execution)
-            return {"run_id": run_id, "next": "refused"}
-        return {"run_id": run_id, "iterations": 0, "next": "step", "dry_run": begun.dry_run}
     state = RunState(
         run_id=run_id,
         dry_run=dry_run,
@@ -53,11 +51,20 @@ def begin(event: Begin, cleanup: Cleanup) -> dict[str, Any]:
         rules=[RuleProgress.start(rule) for rule in rules],
     )
     try:
-        runs.create(rule_set, state)
+        # Written only if new: a run already there is this execution's own.
+        begun = None if runs.create(rule_set, state) else runs.load(run_id)
     except Exception:
         # No run to step or to release: the lock would turn every start away for an hour.
+        # (A retry of this begin takes it again and finds the run if it was written.)
         runs.release(rule_set, run_id, event.execution)
         raise
+    if begun is not None:
+        # This execution's begin ran before and its answer was lost (Step Functions retried
+        # it): the run it started goes on, once.
+        if begun.status != "running":
+            runs.release(rule_set, run_id, event.execution)
+            return {"run_id": run_id, "next": "refused"}
+        return {"run_id": run_id, "iterations": 0, "next": "step", "dry_run": begun.dry_run}
     logger.info("cleanup run started", extra={"run_id": run_id, "dry_run": dry_run})
     return {"run_id": run_id, "iterations": 0, "next": "step", "dry_run": dry_run}
 

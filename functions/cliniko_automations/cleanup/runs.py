@@ -123,8 +123,12 @@ class DynamoRuns:
 
     # -- runs ----------------------------------------------------------------------------
 
-    def create(self, rule_set: str, state: RunState) -> None:
-        self._put_state(state, rule_set)
+    def create(self, rule_set: str, state: RunState) -> bool:
+        """Write a new run; False, writing nothing, when a run with its id exists already."""
+        try:
+            self._put_state(state, rule_set)
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
         self._client.put_item(
             TableName=self._table,
             Item={
@@ -133,6 +137,7 @@ class DynamoRuns:
                 "run_id": {"S": state.run_id},
             },
         )
+        return True
 
     def save(self, state: RunState) -> None:
         self._client.update_item(

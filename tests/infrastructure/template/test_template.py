@@ -622,7 +622,12 @@ def test_cleanup_is_a_standard_state_machine_looping_the_step_function():
     }
     for name in _lambda_actions():
         assert STATES[name]["Parameters"]["FunctionName"] == "${CleanupFunctionArn}"
-    assert _lambda_actions() == {"Begin": "begin", "Step": "step", "Release": "release"}
+    assert _lambda_actions() == {
+        "Begin": "begin",
+        "Step": "step",
+        "Release": "release",
+        "HandBack": "release",
+    }
     assert CLEANUP["Definition"]["StartAt"] == "Begin"
     # Every transition lands on a state; every state is reachable.
     targets = {"Begin"}
@@ -699,6 +704,29 @@ def test_a_failing_begin_is_retried_and_a_failed_hand_over_releases_the_run():
     # A begin that failed is repeated (the execution names its run, so a repeat finds it);
     # without a retry the execution failed with the lock taken and no run going on.
     assert any(r["ErrorEquals"] == ["States.ALL"] for r in STATES["Begin"]["Retry"])
+    # Past its retries, a continue-as-new's begin hands the run back: released as the
+    # execution that handed it over (its input names it), which still holds the lock.
+    (catch,) = STATES["Begin"]["Catch"]
+    assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "BeginFailed"}
+    (carried_on,) = STATES["BeginFailed"]["Choices"]
+    assert carried_on["Next"] == "HandBack"
+    assert {c["Variable"] for c in carried_on["And"]} == {
+        "$.run_id",
+        "$.AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID",
+    }
+    assert STATES["HandBack"]["Parameters"]["Payload"] == {
+        "action": "release",
+        "run_id.$": "$.run_id",
+        "execution.$": "$.AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID",
+    }
+    assert (
+        STATES["ContinueAsNew"]["Parameters"]["Input"][
+            "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$"
+        ]
+        == "$$.Execution.Id"
+    )
+    for name in (STATES["BeginFailed"]["Default"], STATES["HandBack"]["Next"]):
+        assert STATES[name]["Type"] == "Fail"
     # A continue-as-new that cannot start its successor releases the run it still holds.
     (catch,) = STATES["ContinueAsNew"]["Catch"]
     assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Release"}

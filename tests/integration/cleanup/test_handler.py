@@ -139,6 +139,35 @@ def test_the_local_loop_repeats_a_begin_that_failed(deployed, cliniko, monkeypat
     assert archived(cliniko) == {deployed["test"]}
 
 
+def test_a_continue_as_new_whose_begin_keeps_failing_hands_the_run_back(deployed):
+    # The successor's begin failed through its retries: the run stayed running, its lock
+    # held by the execution that handed it over, every start refused for an hour.
+    def successor_throttled(event):
+        if event["action"] == "begin" and event.get("run_id"):
+            raise RuntimeError("throttled")
+        if event["action"] == "step":
+            return {"run_id": event["run_id"], "iterations": 1, "next": "continue"}
+        return invoke(event)
+
+    with pytest.raises(RuntimeError):
+        run_loop(successor_throttled, sleep=lambda _: None)
+
+    run_id = deployed["runs"].latest("cleanup_rules")
+    assert deployed["runs"].load(run_id).status == "failed"
+    assert deployed["runs"].holder("cleanup_rules") is None
+    assert begin(EXECUTION + "-next")["next"] == "step"
+
+
+def test_a_hand_back_is_refused_when_another_execution_took_the_run_on(deployed):
+    # A start retried after its answer was lost made two successors: the one that failed
+    # leaves the run to the one going on.
+    started = begin()
+    invoke({"action": "begin", "execution": EXECUTION + "-live", "run_id": started["run_id"]})
+    hand_back = {"action": "release", "run_id": started["run_id"], "execution": EXECUTION}
+    assert invoke(hand_back)["next"] == "refused"
+    assert deployed["runs"].load(started["run_id"]).status == "running"
+
+
 def test_a_local_loop_stopped_by_hand_releases_its_run(deployed, cliniko):
     # Ctrl-C during a local run: its lock would otherwise refuse every run of the rule set
     # for an hour.
