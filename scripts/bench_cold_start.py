@@ -642,10 +642,11 @@ def one_round(
     results["ErasureOverdueFunction"] = run(
         measure, artifact, stack, "ErasureOverdueFunction", scheduled, references
     )
-    # The cleanup's first step of a run (what its state machine invokes first).
+    # The cleanup's first step of a run (what its state machine invokes first), each round in
+    # an execution of its own, as each scheduled start is: the run's id is derived from it.
     begin = {
         "action": "begin",
-        "execution": "arn:aws:states:eu-west-1:123456789012:execution:cleanup:bench",
+        "execution": f"arn:aws:states:eu-west-1:123456789012:execution:cleanup:{uuid.uuid4()}",
         "dry_run": None,
         "rules": None,
         "run_id": None,
