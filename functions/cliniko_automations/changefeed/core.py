@@ -210,7 +210,7 @@ class ChangeFeed:
         # Inside a second that holds more than a page: the last id read there, and when its
         # reading began.
         after_id: int | None = None
-        read_from = self._clock()
+        read_from = self._clock()  # replaced, with after_id, by _resume
         try:
             source = self._source_for_account(account)
             while True:

@@ -28,18 +28,9 @@ def get_items(
     """Every item of `keys` that exists (consistent reads, any number of keys)."""
     found: list[dict[str, Any]] = []
     for start in range(0, len(keys), BATCH_GET):
-        request: dict[str, Any] = {
-            table: {"Keys": list(keys[start : start + BATCH_GET]), "ConsistentRead": True}
-        }
-        for attempt in range(ATTEMPTS):
-            answer = client.batch_get_item(RequestItems=request)
+        request = {table: {"Keys": list(keys[start : start + BATCH_GET]), "ConsistentRead": True}}
+        for answer in _until_processed(client.batch_get_item, request, "UnprocessedKeys", sleep):
             found += answer.get("Responses", {}).get(table, [])
-            request = answer.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            _pause(attempt, sleep)
-        else:
-            raise LeftUnprocessed("DynamoDB kept keys unprocessed")
     return found
 
 
@@ -52,15 +43,27 @@ def write_items(
 ) -> None:
     """Every write request of `writes` (PutRequest / DeleteRequest), 25 a call."""
     for start in range(0, len(writes), BATCH_WRITE):
-        request: dict[str, Any] = {table: list(writes[start : start + BATCH_WRITE])}
-        for attempt in range(ATTEMPTS):
-            answer = client.batch_write_item(RequestItems=request)
-            request = answer.get("UnprocessedItems") or {}
-            if not request:
-                break
-            _pause(attempt, sleep)
-        else:
-            raise LeftUnprocessed("DynamoDB kept writes unprocessed")
+        request = {table: list(writes[start : start + BATCH_WRITE])}
+        _until_processed(client.batch_write_item, request, "UnprocessedItems", sleep)
+
+
+def _until_processed(
+    send: Callable[..., dict[str, Any]],
+    request: Mapping[str, Any],
+    leftover: str,
+    sleep: Callable[[float], None],
+) -> list[dict[str, Any]]:
+    """The answers of `send` until none leaves part of the request under `leftover`, which is
+    sent again; LeftUnprocessed after ATTEMPTS."""
+    answers: list[dict[str, Any]] = []
+    for attempt in range(ATTEMPTS):
+        answer = send(RequestItems=request)
+        answers.append(answer)
+        request = answer.get(leftover) or {}
+        if not request:
+            return answers
+        _pause(attempt, sleep)
+    raise LeftUnprocessed(f"DynamoDB kept part of a batch unprocessed ({leftover})")
 
 
 def _pause(attempt: int, sleep: Callable[[float], None]) -> None:

@@ -167,7 +167,10 @@ def configure_logging() -> None:
     bodies before any redaction knows them. Their handlers get the redacting filter too.
     """
     for name in THIRD_PARTY_LOGGERS:
-        logging.getLogger(name).setLevel(THIRD_PARTY_LEVEL)
+        library = logging.getLogger(name)
+        library.setLevel(THIRD_PARTY_LEVEL)
+        for handler in library.handlers:
+            _add_filter(handler)
     for name, child in list(logging.root.manager.loggerDict.items()):
         if not isinstance(child, logging.Logger) or not _of_a_library(name):
             continue
@@ -177,9 +180,6 @@ def configure_logging() -> None:
             _add_filter(handler)
     for name in URL_LOGGERS:
         logging.getLogger(name).setLevel(URL_LOGGERS_LEVEL)
-    for name in THIRD_PARTY_LOGGERS:
-        for handler in logging.getLogger(name).handlers:
-            _add_filter(handler)
     for handler in logging.getLogger().handlers:
         _add_filter(handler)
 

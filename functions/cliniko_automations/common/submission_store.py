@@ -174,42 +174,45 @@ class DynamoSubmissionStore:
 
     def purge(self, email_hmac: str) -> list[str]:
         """Delete every body stored for this email hash; returns their submission ids."""
-        ids: list[str] = []
-        paginator = self._client.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self._table,
-            IndexName=EMAIL_INDEX,
-            KeyConditionExpression="email_hmac = :h",
-            ExpressionAttributeValues={":h": {"S": email_hmac}},
-            ProjectionExpression="id",
-        )
-        for page in pages:
-            for item in page.get("Items", []):
-                self._client.delete_item(TableName=self._table, Key={"id": item["id"]})
-                ids.append(item["id"]["S"].removeprefix(BODY_PREFIX))
-        return sorted(ids)
+        return self._purge(EMAIL_INDEX, "email_hmac", email_hmac)
 
     def purge_person(self, name_hmac: str, name_phone: Collection[str]) -> list[str]:
         """Delete every body stored under this name that shares a name-and-phone key with
         `name_phone` (the same name and a phone in common: the worker's identity for a
         submission without an email); returns their submission ids. A namesake with other
         phones keeps theirs."""
-        ids: list[str] = []
-        paginator = self._client.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self._table,
-            IndexName=NAME_INDEX,
-            KeyConditionExpression="name_hmac = :h",
-            ExpressionAttributeValues={":h": {"S": name_hmac}},
-            ProjectionExpression="id, name_phone",
-        )
         wanted = set(name_phone)
+        return self._purge(
+            NAME_INDEX,
+            "name_hmac",
+            name_hmac,
+            reaches=lambda item: not wanted.isdisjoint(item.get("name_phone", {}).get("SS", ())),
+            attributes="id, name_phone",
+        )
+
+    def _purge(
+        self,
+        index: str,
+        key: str,
+        value: str,
+        *,
+        reaches: Callable[[dict[str, Any]], bool] = lambda item: True,
+        attributes: str = "id",
+    ) -> list[str]:
+        """Delete the bodies the index holds under `value` that `reaches` takes; their ids."""
+        ids: list[str] = []
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self._table,
+            IndexName=index,
+            KeyConditionExpression=f"{key} = :h",
+            ExpressionAttributeValues={":h": {"S": value}},
+            ProjectionExpression=attributes,
+        )
         for page in pages:
             for item in page.get("Items", []):
-                if wanted.isdisjoint(item.get("name_phone", {}).get("SS", ())):
-                    continue
-                self._client.delete_item(TableName=self._table, Key={"id": item["id"]})
-                ids.append(item["id"]["S"].removeprefix(BODY_PREFIX))
+                if reaches(item):
+                    self._client.delete_item(TableName=self._table, Key={"id": item["id"]})
+                    ids.append(item["id"]["S"].removeprefix(BODY_PREFIX))
         return sorted(ids)
 
 
