@@ -77,6 +77,7 @@ class Attempt:
         caller: str,
         received: Mapping[str, Any],
         number: int,
+        matched_before: Sequence[str] = (),
     ) -> None:
         self.tools = tools
         self.client = tools.client
@@ -84,6 +85,7 @@ class Attempt:
         self.caller = caller
         self.received = received
         self.number = number
+        self.matched_before = matched_before
         self.purged: list[Purged] = []
         # What to check when Cliniko refused the key or its user while erasing a contact.
         self.access_hint: str | None = None
@@ -264,7 +266,15 @@ class Attempt:
         if not self.request.dry_run:
             # The lookup, then a match's scrub, archive and read back: booked two at a time.
             self.client.expect_requests(4)
-        return list(self.client.list_contacts(filters))
+        matches = list(self.client.list_contacts(filters))
+        found = {str(contact_fields(m)["id"]) for m in matches}
+        unfinished = [i for i in self.matched_before if i not in found]
+        if unfinished:
+            # An earlier attempt matched these and may have scrubbed them (their email, which
+            # the lookup finds them by, blanked) before it failed: found by id, and finished.
+            again = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq(unfinished)]
+            matches.extend(self.client.list_contacts(again))
+        return matches
 
     def handle(self, fields: dict[str, Any]) -> ContactResult:
         contact_id = str(fields["id"])

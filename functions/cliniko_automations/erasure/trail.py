@@ -42,6 +42,17 @@ def attempt_of(sk: str) -> int | None:
     return int(head)
 
 
+def matched_before(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The contacts earlier attempts of a request matched and went on to erase (a lookup that
+    stopped for confirmation touched none): a retry finishes them even when its own lookup no
+    longer finds them, as the scrub blanked the email they were found by."""
+    found: dict[str, None] = {}
+    for record in sorted(records, key=lambda r: str(r["sk"])):
+        if record.get("record") == "lookup" and record.get("result") == "found":
+            found.update((str(contact_id), None) for contact_id in record.get("contact_ids") or [])
+    return list(found)
+
+
 def find_record(records: Iterable[Mapping[str, Any]], sk: str) -> dict[str, Any] | None:
     return next((dict(r) for r in records if r["sk"] == sk), None)
 

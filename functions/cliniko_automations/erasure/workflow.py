@@ -70,6 +70,7 @@ from cliniko_automations.erasure.trail import (
     chain_head,
     chained,
     find_record,
+    matched_before,
     plain,
 )
 
@@ -218,7 +219,8 @@ class Eraser:
         else:
             received = self._receive(request, caller, identity)
             attempt = 1
-        outcome = Attempt(self._tools, request, caller, received, attempt).execute()
+        earlier = matched_before(records)
+        outcome = Attempt(self._tools, request, caller, received, attempt, earlier).execute()
         outcome.receipt = _receipt(outcome, *self._heads[request.request_id])
         return outcome
 

@@ -171,6 +171,34 @@ def test_a_cliniko_failure_leaves_the_request_open_for_a_retry(erasure_stack, er
     assert "001#failed" in sks and "002#lookup" in sks and "999#outcome" in sks
 
 
+@pytest.mark.parametrize("by_id", [False, True], ids=["email", "id-and-email"])
+def test_a_retry_finishes_the_contact_an_attempt_scrubbed_but_did_not_archive(
+    erasure_stack, eraser, by_id
+):
+    # The scrub blanks the email the request finds the contact by: the retry must still reach
+    # the contact the failed attempt matched, not answer "nothing was found".
+    contact_id = erasure_stack.seed()
+    target = {"email": EMAIL, **({"contact_id": contact_id} if by_id else {})}
+    erasure_stack.cliniko.control.set_faults(fail_next=[503] * 20, methods=["POST"])
+    try:
+        failed = eraser.submit(ask(request_id="half-done", **target), CALLER)
+    finally:
+        erasure_stack.cliniko.control.clear_faults()
+    assert failed.status == "failed"
+    assert erasure_stack.contact(contact_id)["email"] in (None, "")
+    assert not erasure_stack.contact(contact_id)["archived_at"]
+
+    retried = make_eraser(erasure_stack).submit(ask(request_id="half-done", **target), CALLER)
+
+    assert (retried.status, retried.result, retried.contact_ids) == (
+        "completed",
+        "erased",
+        [contact_id],
+    )
+    assert erasure_stack.contact(contact_id)["archived_at"]
+    assert [c.verified for c in retried.contacts] == [True]
+
+
 def test_a_reused_request_id_with_another_target_is_refused(erasure_stack, eraser):
     contact_id = erasure_stack.seed()
     eraser.submit(ask(request_id="once", contact_id=contact_id, dry_run=True), CALLER)
