@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from cliniko_automations.cliniko.rules import EMAIL_PATTERN, MAX_LENGTH
+from cliniko_automations.common.json_input import LONE_SURROGATE
 from cliniko_automations.common.person_keys import clean_email, without_format_characters
 from cliniko_automations.common.settings import parsed_setting
 from cliniko_automations.erasure.errors import InvalidRequest
@@ -50,13 +51,13 @@ def _looks_like_a_phone_number(text: str) -> bool:
     return any(sum(c.isdigit() for c in run) >= 8 for run in DIGIT_RUN.findall(text))
 
 
-def check_reason(value: str) -> str:
+def check_reason(value: Any) -> str:
     """A reason kept in the audit trail: short, and surely not personal data.
 
     Checked, and kept, as a person reads it: without invisible format characters (a reason of
     one zero-width space is empty) and in Unicode's compatibility form (a full-width "＠" is
     an "@"), since once hashed into the trail's chain it can never be taken out."""
-    value = unicodedata.normalize("NFKC", without_format_characters(value)).strip()
+    value = unicodedata.normalize("NFKC", without_format_characters(_text(value))).strip()
     if not 1 <= len(value) <= 200:
         raise ValueError("must be 1-200 characters")
     if "@" in value or _looks_like_a_phone_number(value):
@@ -112,6 +113,9 @@ def _text(value: Any) -> str:
         raise ValueError("is required")
     if not isinstance(value, str):
         raise ValueError("must be a string")
+    if LONE_SURROGATE.search(value):
+        # What a non-UTF-8 terminal's bytes become in Python's arguments: no text to keep.
+        raise ValueError("must be valid text (it holds bytes that are not UTF-8)")
     return value.strip()
 
 
@@ -165,7 +169,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "request_id": _request_id,
     "contact_id": _contact_id,
     "email": _email,
-    "reason": lambda value: check_reason(_text(value)),
+    "reason": check_reason,
     "dry_run": _flag,
     "erase_all_matches": _flag,
 }

@@ -136,6 +136,9 @@ def test_a_request_is_normalised():
         ({"request_id": "r-1", "contact_id": "1"}, "reason"),
         ({"request_id": "r-1", "contact_id": "1", "reason": "asked by ada@example.com"}, "reason"),
         ({"request_id": "r-1", "contact_id": "1", "reason": "call 0400 123 456"}, "reason"),
+        # a non-UTF-8 terminal's byte, as Python's arguments carry it: no text to keep
+        ({"request_id": "r-1", "contact_id": "1", "reason": "ticket Jos\udce9"}, "reason"),
+        ({"request_id": "r-1", "email": "jos\udce9@example.com", "reason": "x"}, "email"),
         # an unknown key is the caller's text: counted under "body", never echoed
         ({"request_id": "r-1", "contact_id": "1", "reason": "x", "extra": 1}, "body"),
         ({"request_id": "r-1", "contact_id": "1", "reason": "x", "dry_run": "maybe"}, "dry_run"),
