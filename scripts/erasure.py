@@ -15,7 +15,8 @@ Two modes, same core and same words:
   erasure.py request --email person@example.com --reason "..." [--all-matches]
   erasure.py status REQUEST_ID                 (due date, outcome and receipt)
   erasure.py extend REQUEST_ID --reason "..."  (due + 2 months; once, within the first month)
-  erasure.py verify REQUEST_ID | --all         (local: recompute the audit trail's hash chain)
+  erasure.py verify REQUEST_ID | --all         (local: recompute the audit trail's hash chain;
+                   [--receipt-head HASH]         the receipt's chain head must still be in it)
 
 Exit status: 0 completed (verify: every request's trail intact, or a trail with no requests
 in it, which it says: "0 requests in the audit trail"), 1 failed or error (verify: a changed
@@ -97,6 +98,11 @@ def parser() -> argparse.ArgumentParser:
     which = verify.add_mutually_exclusive_group(required=True)
     which.add_argument("request_id", nargs="?")
     which.add_argument("--all", action="store_true", help="every request in the trail")
+    verify.add_argument(
+        "--receipt-head",
+        metavar="HASH",
+        help="the chain head of the request's receipt: it must still be in the trail",
+    )
     return cli
 
 
@@ -122,10 +128,10 @@ def run_verify(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         return 200, {"verified": [], "requests": 0, "intact": None}
     results = []
     for request_id in ids:
-        records = audit.records(request_id)
-        if not records:
+        records, places = audit.records_and_places(request_id)
+        if not records and not places and args.receipt_head is None:
             return 404, {"message": f"no erasure request with id {request_id}"}
-        check = verify_chain(request_id, records)
+        check = verify_chain(request_id, records, places, args.receipt_head)
         results.append({**as_data(check), "intact": check.intact})
     # The exit status tells intact from not (see exit_code); the answer itself is complete.
     return 200, {
@@ -356,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "verify" and args.all and args.request_id:
         parser().error("verify takes a request id or --all, not both")
+    if args.command == "verify" and args.all and args.receipt_head:
+        parser().error("--receipt-head is one request's: give its request id, not --all")
     if args.command == "request" and not (args.contact_id or args.email):
         parser().error("request needs --contact-id, --email or both")
     if args.api_url is not None:

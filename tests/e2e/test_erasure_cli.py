@@ -12,6 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import boto3
 import pytest
 
 from tests.integration.erasure import stack
@@ -221,6 +222,36 @@ def test_verify_of_a_table_that_is_not_the_trail_is_one_line(erasure_stack, cli)
     )
 
 
+def test_verify_finds_a_trail_cut_short(erasure_stack, cli, capsys):
+    contact_id = erasure_stack.seed()
+    assert cli.main(["--json", "request", "--contact-id", contact_id, "--reason", "t"]) == 0
+    receipt = json.loads(capsys.readouterr().out)["receipt"]
+    request_id, head = receipt["request_id"], receipt["chain_head"]
+    assert cli.main(["verify", request_id, "--receipt-head", head]) == 0
+    capsys.readouterr()
+    # The last record deleted: its chain shows no gap, but its claimed place still counts it.
+    table = boto3.client("dynamodb")
+    key = {"request_id": {"S": request_id}}
+    table.delete_item(TableName=erasure_stack.table_name, Key={**key, "sk": {"S": "999#outcome"}})
+    assert cli.main(["verify", request_id]) == 1
+    assert f"record #{receipt['records']} is missing" in capsys.readouterr().out
+    # Every record deleted, the claims kept: reported, not "no such request".
+    for item in erasure_stack.audit_items():
+        table.delete_item(TableName=erasure_stack.table_name, Key={**key, "sk": {"S": item["sk"]}})
+    assert cli.main(["verify", "--all"]) == 1
+    assert "NOT INTACT" in capsys.readouterr().out
+    # The claims deleted too: the receipt's head the person holds still tells.
+    for item in erasure_stack.audit_items(links=True):
+        table.delete_item(TableName=erasure_stack.table_name, Key={**key, "sk": {"S": item["sk"]}})
+    assert cli.main(["verify", request_id]) == 3  # no such request, as far as the table says
+    capsys.readouterr()
+    assert cli.main(["verify", request_id, "--receipt-head", head]) == 1
+    assert "the receipt's chain head is in no record" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["verify", "--all", "--receipt-head", head])
+    assert caught.value.code == 2
+
+
 def test_argument_errors_exit_2(erasure_stack, cli, capsys):
     with pytest.raises(SystemExit) as caught:
         cli.main(["--api-url", "example.com", "--region", "eu-west-1", "status", "x"])
@@ -234,6 +265,11 @@ def test_argument_errors_exit_2(erasure_stack, cli, capsys):
     args = ["request", "--contact-id", "1", "--reason", "t", "--request-id", ""]
     assert cli.main(args) == 2
     assert "request_id" in capsys.readouterr().out
+    # A byte a non-UTF-8 terminal typed (Python's arguments carry it as a lone surrogate).
+    assert cli.main(["request", "--contact-id", "1", "--reason", "ticket Jos\udce9"]) == 2
+    assert "reason" in capsys.readouterr().out
+    assert cli.main(["extend", "r-none", "--reason", "Jos\udce9"]) == 2
+    assert "reason" in capsys.readouterr().out
     assert erasure_stack.audit_items() == []
     # Who asks is one token: a name typed here would stay in the audit trail for years.
     with pytest.raises(SystemExit) as caught:

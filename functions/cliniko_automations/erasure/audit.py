@@ -47,7 +47,13 @@ class DynamoAuditLog:
         self._table_name = table_name
 
     def records(self, request_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+        return self.records_and_places(request_id)[0]
+
+    def records_and_places(self, request_id: str) -> tuple[list[dict[str, Any]], list[int]]:
+        """A request's records, and the places in its chain that writes claimed (`link#`):
+        a record deleted with nothing after it leaves no gap in `seq`, but its claim."""
+        records: list[dict[str, Any]] = []
+        places: list[int] = []
         query: dict[str, Any] = {
             "TableName": self._table_name,
             "KeyConditionExpression": "request_id = :id",
@@ -57,13 +63,14 @@ class DynamoAuditLog:
         }
         while True:
             page = self._client.query(**query)
-            items.extend(
-                _values(item)
-                for item in page.get("Items", [])
-                if not item["sk"]["S"].startswith(LINK_PREFIX)
-            )
+            for item in page.get("Items", []):
+                sk = item["sk"]["S"]
+                if not sk.startswith(LINK_PREFIX):
+                    records.append(_values(item))
+                elif sk[len(LINK_PREFIX) :].isdigit():
+                    places.append(int(sk[len(LINK_PREFIX) :]))
             if "LastEvaluatedKey" not in page:
-                return items
+                return records, places
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def append(self, request_id: str, sk: str, record: Mapping[str, Any]) -> None:

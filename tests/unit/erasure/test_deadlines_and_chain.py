@@ -130,3 +130,20 @@ def test_a_record_without_a_hash_is_reported() -> None:
     records = trail()
     del records[2]["hash"]
     assert "record 999#outcome carries no chain hash" in verify_chain("r-1", records).problems
+
+
+def test_a_deleted_last_record_is_found_by_its_claimed_place() -> None:
+    records = trail()
+    del records[-1]  # no gap in seq is left: only the place its write claimed counts it
+    assert verify_chain("r-1", records).intact
+    assert verify_chain("r-1", records, places=[1, 2, 3]).problems == ["record #3 is missing"]
+
+
+def test_a_receipt_s_head_must_still_be_in_the_trail() -> None:
+    records = trail()
+    head = records[-1]["hash"]
+    assert verify_chain("r-1", records, receipt_head=head).intact
+    del records[-1]  # and its claim with it: the receipt the person holds still tells
+    assert verify_chain("r-1", records, receipt_head=head).problems == [
+        "the receipt's chain head is in no record: records were removed or rewritten"
+    ]
