@@ -7,7 +7,8 @@ samples with adversarial values put in, mutated bytes, random JSON (surrogates, 
 nesting), random bytes and oversized bodies, sent as text or base64 (and base64 that is not);
 content types, header names in any case and duplicated (API Gateway joins them with commas),
 signatures valid over the body, valid over another body, made with another source's secret,
-garbage, with odd timestamps; random query strings.
+garbage, with odd timestamps; random query strings. And events of another shape than API
+Gateway's (a direct invoke's), one part removed or of another type, at both functions.
 
 Whatever arrives, these hold:
 - no 5xx (the dependencies are up: a 503 here would be a bug answered as an outage);
@@ -518,3 +519,71 @@ def test_erasure_routes(erasure_stack, tally):
     run()
     # Whatever the callers sent, what reached Cliniko kept to openapi.yaml.
     assert erasure_stack.cliniko.violations()["request"] == []
+
+
+# --- events of another shape -----------------------------------------------------------------
+
+# Where an event's parts sit: API Gateway always sends these with these types; a direct invoke
+# may send anything.
+EVENT_PARTS = [
+    (),
+    ("requestContext",),
+    ("requestContext", "http"),
+    ("requestContext", "http", "method"),
+    ("requestContext", "stage"),
+    ("rawPath",),
+    ("rawQueryString",),
+    ("headers",),
+    ("headers", "content-type"),
+    ("queryStringParameters",),
+    ("pathParameters",),
+    ("cookies",),
+    ("body",),
+    ("isBase64Encoded",),
+]
+
+
+@st.composite
+def reshaped(draw: st.DrawFn, event: dict[str, Any]) -> Any:
+    """`event` with one of its parts removed or of another type (the whole event too)."""
+    path = draw(st.sampled_from(EVENT_PARTS))
+    value = draw(JSON_VALUES)
+    if not path:
+        return value
+    event = json.loads(json.dumps(event))
+    parent = event
+    for key in path[:-1]:
+        parent = parent[key]
+    if draw(st.booleans()):
+        parent.pop(path[-1], None)
+    else:
+        parent[path[-1]] = value
+    return event
+
+
+def test_events_of_another_shape_are_answered_not_raised(fuzz_intake, erasure_stack, tally):
+    intake_event = form_post_event("partner-json", b"{}", {"content-type": "application/json"})
+    erasure_event = http_api_event(
+        "POST", "/erasure-requests", b"{}", route_key="POST /erasure-requests"
+    )
+    erasure_event["requestContext"]["authorizer"] = {"iam": IAM}
+
+    @given(
+        intake=reshaped(intake_event),
+        erasure=reshaped(erasure_event),
+    )
+    def run(intake, erasure):
+        for route, answer in (
+            ("intake: an event of another shape", fuzz_intake.invoke(intake)),
+            (
+                "erasure: an event of another shape",
+                erasure_api.lambda_handler(erasure, LambdaContext(function_name="ErasureApi")),
+            ),
+        ):
+            tally.record(route, answer["statusCode"])
+            assert answer["statusCode"] < 500, answer
+            if answer["statusCode"] >= 400:
+                assert json.loads(answer["body"])["message"], answer
+        assert fuzz_intake.messages() == []
+
+    run()

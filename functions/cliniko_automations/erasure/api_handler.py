@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.common.http_events import is_http_api_event, refusal
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.plain_data import as_data
 from cliniko_automations.common.secrets import SecretUnavailable, prefetch_secrets
@@ -54,6 +55,7 @@ metrics = Metrics(service="erasure")
 # debug=False whatever POWERTOOLS_DEV or POWERTOOLS_EVENT_HANDLER_DEBUG say: debug mode
 # prints every event, submitted values included, past the logs' redaction.
 app = APIGatewayHttpResolver(debug=False)
+UNAUTHENTICATED = "a SigV4-signed IAM caller is required"
 
 
 def _eraser() -> Eraser:
@@ -110,7 +112,7 @@ def _refused(reason: str) -> None:
 def _unauthenticated(_: Unauthenticated) -> Response[str]:
     logger.warning("erasure call without IAM identity refused")
     _refused("unauthenticated")
-    return json_answer(HTTPStatus.FORBIDDEN, {"message": "a SigV4-signed IAM caller is required"})
+    return json_answer(HTTPStatus.FORBIDDEN, {"message": UNAUTHENTICATED})
 
 
 @app.exception_handler(InvalidRequest)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
@@ -194,6 +196,11 @@ def _unexpected(error: Exception) -> Response[str]:
 @logger.inject_lambda_context(clear_state=True, log_event=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if not is_http_api_event(event):
+        # Not from the API's AWS_IAM routes, so no identity either: refused as one without.
+        logger.warning("erasure call without IAM identity refused")
+        _refused("unauthenticated")
+        return refusal(HTTPStatus.FORBIDDEN, UNAUTHENTICATED)
     return app.resolve(event, context)
 
 

@@ -57,15 +57,15 @@ def check_reason(value: Any) -> str:
     Checked, and kept, as a person reads it: without invisible format characters (a reason of
     one zero-width space is empty) and in Unicode's compatibility form (a full-width "＠" is
     an "@"), since once hashed into the trail's chain it can never be taken out."""
-    value = unicodedata.normalize("NFKC", without_format_characters(_text(value))).strip()
-    if not 1 <= len(value) <= 200:
+    text = unicodedata.normalize("NFKC", without_format_characters(_text(value))).strip()
+    if not 1 <= len(text) <= 200:
         raise ValueError("must be 1-200 characters")
-    if "@" in value or _looks_like_a_phone_number(value):
+    if "@" in text or _looks_like_a_phone_number(text):
         raise ValueError(
             "must not contain personal data such as an email or a phone number; "
             "give the legal basis or a ticket reference"
         )
-    return value
+    return text
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

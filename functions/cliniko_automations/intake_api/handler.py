@@ -6,8 +6,9 @@ handlers below (their log lines and metrics in `telemetry.py`):
 
 - 202 `{"submission_id": ...}` once SQS holds it (303 to the success page for a browser form);
   200 for an authentic delivery that is not a submission (Typeform partial responses);
-- 400 malformed, 401 signature/token, 403 origin/captcha, 404 unknown source, 413 too large,
-  415 content type, 422 `{"message": "Validation failed", "errors": {field: message}}`;
+- 400 malformed (an event that is not API Gateway's too: `common/http_events.py`),
+  401 signature/token, 403 origin/captcha, 404 unknown source, 413 too large, 415 content type,
+  422 `{"message": "Validation failed", "errors": {field: message}}`;
 - 503 with Retry-After when SQS, Secrets Manager or the captcha service fails, or for any
   unexpected error: providers retry a 503 (Typeform, Tally, Webflow all do), so a passing
   outage or a bug loses nothing, where a 500 might not be retried. Never a 500; never a
@@ -24,6 +25,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common.config_file import ConfigError
+from cliniko_automations.common.http_events import is_http_api_event, refusal
 from cliniko_automations.common.secrets import prefetch_secrets
 from cliniko_automations.intake_api import telemetry, wiring
 from cliniko_automations.intake_api.accept import Dropped, Ignored, accept
@@ -97,6 +99,9 @@ def _unexpected(exc: Exception) -> Response[str]:
 )
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if not is_http_api_event(event):
+        telemetry.count_rejected("not_an_http_event")
+        return refusal(400, "not an API Gateway HTTP API (payload 2.0) request")
     return app.resolve(event, context)
 
 
