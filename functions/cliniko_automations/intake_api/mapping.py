@@ -17,6 +17,11 @@ from cliniko_automations.intake.config import PLACEHOLDER, FieldRule, FormSource
 from cliniko_automations.intake_api.providers.base import Answer, as_text
 
 TYPE_CODES_BY_NAME = {name.casefold(): code for code, name in rules.TYPE_NAMES.items()}
+# Every Cliniko field but `notes` is one line: a textarea's address or a pasted name keeps its
+# words, its line breaks and tabs become spaces (the worker's lookup filters by name, and no
+# Cliniko filter can carry a control character).
+MULTI_LINE_FIELDS = frozenset({"notes"})
+LINE_BREAKS = re.compile(r"[ \t]*[\t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]+[ \t]*")
 # The Cliniko fields that a derived target fills.
 DERIVED_TARGETS = {
     "full_name": ("first_name", "last_name", "title"),
@@ -48,7 +53,16 @@ def map_answers(answers: Mapping[str, Answer], source: FormSource) -> dict[str, 
             fields["notes"] = notes
     for name, value in source.defaults.items():
         fields.setdefault(name, value)
+    for name, value in fields.items():
+        if isinstance(value, str) and name not in MULTI_LINE_FIELDS:
+            fields[name] = one_line(value)
+    for phone in phones:
+        phone["number"] = one_line(phone["number"])
     return fields
+
+
+def one_line(text: str) -> str:
+    return LINE_BREAKS.sub(" ", text)
 
 
 def answer_ids_for(field: str, source: FormSource) -> list[str]:

@@ -7,6 +7,7 @@ the worker creates when no contact matches.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,10 +15,21 @@ from cliniko_automations.cliniko import rules
 from cliniko_automations.intake.config import FormSource
 from cliniko_automations.intake.submission import ContactDraft, DraftInvalid
 from cliniko_automations.intake_api.errors import FieldsInvalid
+from cliniko_automations.intake_api.mapping import MULTI_LINE_FIELDS
+
+# Left in a one-line field once its line breaks are spaces (mapping.one_line): what no form
+# means to send, and what no Cliniko filter can carry (the worker looks a person up by email
+# and by name). A NUL, which a database's text cannot hold, in any field.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+NUL = "\x00"
+CONTROL_CHARACTER = "must not contain control characters"
 
 
 def validate_draft(fields: Mapping[str, Any], source: FormSource) -> ContactDraft:
     errors = rules.validate_contact_fields(fields, creating=True)
+    for name, value in fields.items():
+        if name not in errors and _holds_control_characters(name, value):
+            errors[name] = CONTROL_CHARACTER
     for name in source.required:
         value = fields.get(name)
         if value is None or value == "" or value == [] or value == ():
@@ -30,3 +42,14 @@ def validate_draft(fields: Mapping[str, Any], source: FormSource) -> ContactDraf
         # What the rules above allow but a draft cannot hold (a created contact's doctor_type
         # cleared with ""); named by field, never by value.
         raise FieldsInvalid(dict.fromkeys(exc.fields, rules.INVALID)) from None
+
+
+def _holds_control_characters(name: str, value: Any) -> bool:
+    if name == "phone_numbers" and isinstance(value, list):
+        numbers = [p.get("number") for p in value if isinstance(p, Mapping)]
+        return any(isinstance(n, str) and CONTROL_CHARACTERS.search(n) for n in numbers)
+    if not isinstance(value, str):
+        return False
+    if name in MULTI_LINE_FIELDS:
+        return NUL in value
+    return CONTROL_CHARACTERS.search(value) is not None

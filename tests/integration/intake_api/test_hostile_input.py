@@ -255,3 +255,34 @@ def test_a_json_body_sent_as_text_with_a_lone_surrogate_is_400(intake):
     answer = intake.invoke(event)
     refused(answer, 401)  # the signature was over other bytes
     assert intake.messages() == []
+
+
+def test_line_breaks_and_tabs_in_a_one_line_field_become_spaces(intake):
+    # A pasted name, a textarea's company: the words are the answer. Left in, the worker's
+    # lookup by name (no email here) could never be sent: Cliniko's filters carry no tab.
+    body, headers = signed(
+        "partner-json",
+        samples.json_body(email=None, first_name="Ana\tMaria", company_name="Partner\r\n Physio\n"),
+    )
+    answer = intake.post("partner-json", body, headers)
+    assert answer["statusCode"] == 202, answer
+    [message] = intake.messages()
+    draft = intake.stored(message).draft
+    assert (draft.first_name, draft.company_name) == ("Ana Maria", "Partner Physio")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("first_name", "Ana\x00"),
+        ("last_name", "Ng\x1b[31m"),
+        ("company_name", "Physio\x07"),
+        ("email", "ana\x9b31m@example.org"),
+        ("email", "ana\x80@example.org"),
+    ],
+)
+def test_a_control_character_left_in_a_field_is_a_422_naming_it(intake, field, value):
+    body, headers = signed("partner-json", samples.json_body(**{field: value}))
+    answer = refused(intake.post("partner-json", body, headers), 422)
+    assert field in answer["errors"]
+    assert intake.messages() == []
