@@ -409,6 +409,10 @@ def test_html_urlencoded_as_careless_senders_write_it(body, answers):
         (b"name=Jos%C3%A9", URLENCODED + "; charset=UTF-8", "José"),
         # UTF-8 whenever the body is UTF-8.
         (b"name=Jos%C3%A9", URLENCODED, "José"),
+        # UTF-8 too when only some of it is: a character cut in two is U+FFFD, and the rest
+        # is not read as Windows-1252 ("JosÃ©").
+        (b"name=Jos%C3%A9+N%C3%BA%C3%B1ez+%F0%9F%98", URLENCODED, "José Núñez \ufffd"),
+        (b"name=Jos%C3%A9+%E9", URLENCODED, "José \ufffd"),
     ],
 )
 def test_html_urlencoded_charsets(body, content_type, name):
@@ -430,6 +434,23 @@ def test_html_urlencoded_charsets(body, content_type, name):
 def test_html_urlencoded_in_no_charset_it_may_be_is_malformed(body, content_type):
     with pytest.raises(MalformedBody):
         html.parse(delivery(body, {}, content_type))
+
+
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [
+        # Unlabelled, as a page served in windows-1252 posts it: read as its url-encoded
+        # posts are.
+        ("José Café".encode("cp1252"), "José Café"),
+        ("\u201cJo\u201d \u20ac".encode("cp1252"), "\u201cJo\u201d \u20ac"),
+        ("José".encode() + b"\xf0\x9f\x98", "José\ufffd"),
+        ("Zoë".encode(), "Zoë"),
+    ],
+)
+def test_html_multipart_unlabelled_parts_read_as_urlencoded_bodies(value, read):
+    body = b'--B\r\nContent-Disposition: form-data; name="name"\r\n\r\n' + value + b"\r\n--B--"
+    parsed = html.parse(delivery(body, {}, "multipart/form-data; boundary=B"))
+    assert parsed.answers == {"name": read}
 
 
 def test_html_multipart_skips_file_parts():
@@ -485,8 +506,9 @@ def _one_part(disposition: str, *, extra: str = "", value: str = "Zoë") -> byte
         ),
         (_one_part('form-data; name="name"'), "multipart/form-data; boundary=Bé"),
         (_one_part('form-data; name="name"'), "multipart/form-data; boundary=" + "B" * 201),
+        # A byte windows-1252 leaves undefined, in a part that is not UTF-8: neither charset.
         (
-            '--B\r\nContent-Disposition: form-data; name="n"\r\n\r\n\xff\r\n--B--'.encode(
+            '--B\r\nContent-Disposition: form-data; name="n"\r\n\r\n\x81\r\n--B--'.encode(
                 "latin-1"
             ),
             "multipart/form-data; boundary=B",

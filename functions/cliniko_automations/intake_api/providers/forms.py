@@ -7,7 +7,7 @@ Repeated keys (checkboxes) become lists. File parts are skipped: the intake take
 from __future__ import annotations
 
 import codecs
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from cliniko_automations.intake_api.errors import MalformedBody
 
@@ -33,7 +33,7 @@ FORM_CHARSETS = {
 }
 
 # What a browser sends from a page served in the legacy charset, without naming it: the
-# url-encoded body's fallback when its bytes are not UTF-8.
+# fallback for form text whose bytes are not UTF-8 (see `unlabelled_decoding`).
 LEGACY_BROWSER_CODEC = "cp1252"
 
 FormValues = dict[str, str | list[str]]
@@ -75,23 +75,36 @@ def _urlencoded(body: bytes, charset: str | None) -> list[tuple[str, str]]:
     try:
         return _urlencoded_in(body, "utf-8")
     except MalformedBody:
-        return _urlencoded_in(body, LEGACY_BROWSER_CODEC)
+        return _urlencoded_in(body, *unlabelled_decoding(unquote_to_bytes(body)))
 
 
-def _urlencoded_in(body: bytes, codec: str) -> list[tuple[str, str]]:
+def _urlencoded_in(body: bytes, codec: str, errors: str = "strict") -> list[tuple[str, str]]:
     try:
         return parse_qsl(
-            body.decode(codec),
+            body.decode(codec, errors),
             # A key without "=" (a bare checkbox name) is a blank answer, and an empty pair (a
             # trailing "&" of a hand-built body) is nothing: neither is a broken body.
             keep_blank_values=True,
             strict_parsing=False,
             max_num_fields=MAX_FIELDS,
             encoding=codec,
-            errors="strict",  # the default would swap bad %-escapes for U+FFFD silently
+            errors=errors,  # "replace" only by choice (unlabelled_decoding), never by default
         )
     except (UnicodeDecodeError, ValueError):
         raise MalformedBody("form body is not valid url-encoding") from None
+
+
+def unlabelled_decoding(data: bytes) -> tuple[str, str]:
+    """How to read form text that names no charset and is not UTF-8: (codec, errors).
+
+    Windows-1252, what a page served in that legacy charset posts, when none of it is UTF-8;
+    but UTF-8 with the broken sequences as U+FFFD when some of it is (a client that cut a
+    character in two), as JSON's lone surrogates are: read as Windows-1252, every other
+    accented letter of the form came out as two ("JosÃ©")."""
+    text = data.decode("utf-8", "replace")
+    if any(ord(character) > 0x7F and character != "\ufffd" for character in text):
+        return "utf-8", "replace"
+    return LEGACY_BROWSER_CODEC, "strict"
 
 
 def _charset_parameter(content_type: str) -> str | None:
@@ -103,11 +116,9 @@ def _charset_parameter(content_type: str) -> str | None:
     return None
 
 
-def charset_codec(named: str | None, what: str) -> str:
-    """The codec for a charset a sender named (UTF-8 when none); MalformedBody naming `what`
-    when it is not one of FORM_CHARSETS."""
-    if named is None:
-        return "utf-8"
+def charset_codec(named: str, what: str) -> str:
+    """The codec for a charset a sender named; MalformedBody naming `what` when it is not one
+    of FORM_CHARSETS."""
     codec = FORM_CHARSETS.get(named.strip().lower())
     if codec is None:
         raise MalformedBody(f"{what} charset is not utf-8, us-ascii, iso-8859-1 or windows-1252")

@@ -13,9 +13,9 @@ import re
 
 from cliniko_automations.intake_api.errors import MalformedBody
 from cliniko_automations.intake_api.providers.forms import (
-    LEGACY_BROWSER_CODEC,
     MAX_FIELDS,
     charset_codec,
+    unlabelled_decoding,
 )
 
 # Multipart limits: RFC 2046 allows a boundary of 70 characters; browsers send a part's
@@ -85,11 +85,21 @@ def _part(section: bytes) -> tuple[str, str] | None:
     charset = None
     if "content-type" in headers:
         charset = _parameters(headers["content-type"], "multipart part")[1].get("charset")
-    codec = charset_codec(charset, "multipart part")
     try:
-        return name, payload.decode(codec)
+        if charset is None:
+            # HTML posts a part in the page's charset, unlabelled, as it posts url-encoded
+            # bodies: read the same way.
+            return name, _unlabelled_text(payload)
+        return name, payload.decode(charset_codec(charset, "multipart part"))
     except UnicodeDecodeError:
         raise MalformedBody("multipart part is not text") from None
+
+
+def _unlabelled_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode(*unlabelled_decoding(data))
 
 
 def _split_part(section: bytes) -> tuple[bytes, bytes]:
@@ -114,7 +124,7 @@ def _part_headers(block: bytes) -> dict[str, str]:
         text = block.decode("utf-8")  # browsers send a field's name as UTF-8, unescaped
     except UnicodeDecodeError:
         # A page served in that legacy charset, as for url-encoded bodies (a file's name).
-        text = block.decode(LEGACY_BROWSER_CODEC, errors="replace")
+        text = block.decode(unlabelled_decoding(block)[0], errors="replace")
     headers: dict[str, str] = {}
     for line in text.replace("\r\n", "\n").split("\n"):
         name, colon, value = line.partition(":")
