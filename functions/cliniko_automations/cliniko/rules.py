@@ -17,6 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from cliniko_automations.common.person_keys import without_format_characters
+
 MAX_LENGTH = 255
 # Every writable field, in the order openapi.yaml lists them.
 WRITABLE_FIELD_NAMES: tuple[str, ...] = (
@@ -133,9 +135,14 @@ def _alias_key(text: str) -> str:
     return "saint " + key[3:] if key.startswith("st ") else key
 
 
+# The apostrophes phones and word processors type for "'" ("Côte d’Ivoire").
+TYPED_APOSTROPHES = str.maketrans(dict.fromkeys("\u2018\u2019\u02bc\u2032", "'"))
+
+
 def country_code_for(value: str) -> str | None:
-    """An alpha-2 code for a country given by code, alpha-3 code or (common) name."""
-    text = value.strip()
+    """An alpha-2 code for a country given by code, alpha-3 code or (common) name, read as a
+    person reads it: invisible format characters left out, a typed apostrophe as "'"."""
+    text = without_format_characters(value).translate(TYPED_APOSTROPHES).strip()
     if not text:
         return None
     if country_name(text):

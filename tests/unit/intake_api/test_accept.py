@@ -161,7 +161,18 @@ def test_422_names_fields():
     assert caught.value.redirect_to is None
 
 
-@pytest.mark.parametrize(("country", "code"), [("UK", "GB"), ("England", "GB"), ("Russia", "RU")])
+@pytest.mark.parametrize(
+    ("country", "code"),
+    [
+        ("UK", "GB"),
+        ("England", "GB"),
+        ("Russia", "RU"),
+        # As phones type it (a curly apostrophe), or pasted with an invisible character.
+        ("Côte d\u2019Ivoire", "CI"),
+        ("Cote d\u2019Ivoire", "CI"),
+        ("Australia\u200b", "AU"),
+    ],
+)
 def test_a_country_named_as_people_name_it_is_accepted(country, code):
     # ISO 3166 lists neither name; refused, the whole referral was lost (Typeform does not
     # deliver a 422 again).
