@@ -75,7 +75,10 @@ BELIEVABLE_SKEW_SECONDS = 300.0
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 _ARCHIVE_PATH = re.compile(r"/contacts/[^/]+/archive/?$")
 _MESSAGE_LIMIT = 200
-_EMAIL_LIKE = re.compile(r"[^\s@'\"]+@[^\s@'\"]+")
+# Cliniko's contacts have 19 writable fields: a 422 naming more is not telling anything more.
+_MAX_FIELD_ERRORS = 25
+# From where a run of such characters starts only, so the scan is linear (logs.EMAIL).
+_EMAIL_LIKE = re.compile(r"(?<![^\s@'\"])[^\s@'\"]+@[^\s@'\"]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,8 @@ def is_idempotent(method: str, path: str) -> bool:
 
 def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float, float]:
     """From a 429's headers: (seconds to wait, when that is as UNIX time on this machine's
-    clock `now`); a whole window (UNKNOWN_RESET_SECONDS) when they tell nothing believable.
+    clock `now`); a whole window (UNKNOWN_RESET_SECONDS) when they tell nothing believable
+    (a reset already past included).
 
     `X-RateLimit-Reset` is Cliniko's documented header (UNIX seconds, UTC), a moment on
     Cliniko's clock: it is read against the answer's `Date` (Cliniko's clock too), not this
@@ -163,8 +167,10 @@ def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float, floa
             retry_at = _http_date(text)
             if retry_at is not None:
                 waits.append(retry_at - server_now)
-    waits = [w for w in waits if math.isfinite(w) and w <= LONGEST_BELIEVABLE_RESET_SECONDS]
-    wait = max(0.0, *waits) if waits else UNKNOWN_RESET_SECONDS
+    # A reset already past is as unbelievable as one an hour off: the 429 says the window is
+    # spent now. Taken as no wait, every process sent again at once, 429 after 429.
+    waits = [w for w in waits if math.isfinite(w) and 0 < w <= LONGEST_BELIEVABLE_RESET_SECONDS]
+    wait = max(waits) if waits else UNKNOWN_RESET_SECONDS
     return wait, now + wait
 
 
@@ -187,7 +193,8 @@ def _body_json(content: bytes) -> Any:
 def _short(text: str) -> str:
     # Cliniko's messages name fields, but a refused filter may be quoted back whole, and a
     # filter can hold an email: errors end up in logs, so email-shaped text is masked.
-    text = _EMAIL_LIKE.sub("<email>", " ".join(text.split()))
+    # Cut before it is read: a proxy's page or a hostile answer may be megabytes long.
+    text = _EMAIL_LIKE.sub("<email>", " ".join(text[: 4 * _MESSAGE_LIMIT].split()))
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
 
@@ -237,13 +244,11 @@ def error_for_response(
         raw = body.get("errors") if isinstance(body, dict) else None
         field_errors: dict[str, str | None] = {}
         if isinstance(raw, dict):
-            for name, text in raw.items():
-                if text is None or isinstance(text, str):
-                    field_errors[str(name)] = text
-                elif isinstance(text, list):  # tolerated: some APIs send lists of messages
-                    field_errors[str(name)] = "; ".join(str(item) for item in text)
-                else:
-                    field_errors[str(name)] = str(text)
+            # Shortened and masked as the message is: a text may quote the value refused.
+            for name, text in list(raw.items())[:_MAX_FIELD_ERRORS]:
+                if isinstance(text, list):  # tolerated: some APIs send lists of messages
+                    text = "; ".join(str(item) for item in text[:_MAX_FIELD_ERRORS])
+                field_errors[_short(str(name))] = None if text is None else _short(str(text))
         title = message if isinstance(message, str) and message.strip() else "Validation Failed"
         return errors.ValidationFailed(_short(title), field_errors, status_code=422)
     if status == 429:

@@ -6,6 +6,7 @@ import email.utils
 import json
 import random
 import threading
+import time
 
 import pytest
 from cliniko_automations.cliniko import errors
@@ -147,11 +148,14 @@ def test_retry_after_http_date_is_honoured() -> None:
     assert until == pytest.approx(NOW + 20)
 
 
-def test_reset_in_the_past_means_no_wait_and_garbage_means_a_whole_window() -> None:
-    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW - 5))}, NOW) == (0.0, NOW)
+def test_a_reset_in_the_past_or_garbage_means_a_whole_window() -> None:
     # Nothing believable of the reset: the rest of the window is not known, so all of it is
-    # waited, not a short backoff that meets 429 after 429.
+    # waited, not a short backoff that meets 429 after 429. A reset already past contradicts
+    # the 429 that says the window is spent now.
     whole_window = (UNKNOWN_RESET_SECONDS, NOW + UNKNOWN_RESET_SECONDS)
+    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW - 5))}, NOW) == whole_window
+    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW))}, NOW) == whole_window
+    assert rate_limit_wait({"retry-after": "0"}, NOW) == whole_window
     assert rate_limit_wait({"x-ratelimit-reset": "soon"}, NOW) == whole_window
     assert rate_limit_wait({"x-ratelimit-reset": "2026-12-03T10:00:00Z"}, NOW) == whole_window
     assert rate_limit_wait({}, NOW) == whole_window
@@ -167,10 +171,11 @@ def test_the_reset_is_read_against_the_answer_s_date_cliniko_s_clock() -> None:
         "date": email.utils.formatdate(cliniko_now, usegmt=True),
     }
     assert rate_limit_wait(headers, NOW) == (2.0, NOW + 2)
-    # A Date that cannot be read, or that is an hour out: this machine's clock, as before.
+    # A Date that cannot be read, or that is an hour out: this machine's clock, on which the
+    # reset is past, so not believed either.
     for date in ("yesterday", email.utils.formatdate(NOW - 3600, usegmt=True)):
         headers["date"] = date
-        assert rate_limit_wait(headers, NOW) == (0.0, NOW)
+        assert rate_limit_wait(headers, NOW) == (UNKNOWN_RESET_SECONDS, NOW + 60)
 
 
 def _error(status: int, body: object = None, headers: dict[str, str] | None = None):
@@ -232,6 +237,32 @@ def test_error_messages_are_short_and_carry_no_body_but_the_message() -> None:
     long = _error(400, {"message": "x" * 5000, "secret": "s3cr3t"})
     assert len(str(long)) < 400
     assert "s3cr3t" not in str(long)
+
+
+def test_a_megabyte_message_is_read_no_further_than_it_is_kept() -> None:
+    # Masked whole first, a run without spaces took time quadratic in its length (a 60,000
+    # character message 12 s): the bound is against a hang, not a speed measurement.
+    started = time.monotonic()
+    for run in ("a" * 1_000_000, "%40" * 300_000, "1-" * 500_000):
+        assert len(str(_error(404, {"message": run}))) < 400
+    assert time.monotonic() - started < 10
+
+
+def test_a_validation_failure_s_field_texts_carry_no_email() -> None:
+    failed = _error(
+        422,
+        {
+            "message": "Validation Failed",
+            "errors": {
+                "email": "jo.bloggs@example.net has already been taken",
+                "phone_numbers": ["ann@example.org is not a number", "x" * 5000],
+            },
+        },
+    )
+    assert isinstance(failed, errors.ValidationFailed)
+    assert "@" not in str(failed) and "example" not in str(failed)
+    assert failed.errors["email"] == "<email> has already been taken"
+    assert len(str(failed)) < 800
 
 
 def test_budget_refuses_a_wait_longer_than_allowed_and_records_nothing() -> None:
