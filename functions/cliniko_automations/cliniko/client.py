@@ -270,8 +270,8 @@ class ClinikoClient:
                     continue  # a page boundary moved under us; never yield a contact twice
                 seen.add(contact.id)
                 yield contact
-            next_link = listing.links.next_
-            if isinstance(next_link, Unset) or not next_link:
+            next_link = _next_link(listing)
+            if next_link is None:
                 break
             if not listing.contacts:
                 raise errors.UnexpectedResponse("Cliniko sent an empty page with a next link")
@@ -314,9 +314,9 @@ class ClinikoClient:
             q=queries if queries else UNSET,
         )
         listing = self._expect(response, 200, ContactList, "GET /contacts")
-        next_link = listing.links.next_
-        has_next = not isinstance(next_link, Unset) and bool(next_link)
-        if has_next and isinstance(next_link, str):
+        next_link = _next_link(listing)
+        has_next = next_link is not None
+        if next_link is not None:
             _next_page(next_link, page)  # a link elsewhere is refused, as iter_contacts does
         return ContactPage(
             contacts=[_normalise(contact) for contact in listing.contacts],
@@ -449,6 +449,17 @@ def _queries(filters: Sequence[Filter]) -> list[str]:
             raise TypeError("filters is a sequence of Filter objects (build them with filters.py)")
         queries.append(item.to_query())
     return queries
+
+
+def _next_link(listing: ContactList) -> str | None:
+    """`links.next`, None when there is no next page (left out, null or ""); a value that is
+    not a link is an answer off the spec."""
+    link: Any = listing.links.next_
+    if isinstance(link, Unset) or link is None or link == "":
+        return None
+    if not isinstance(link, str):
+        raise errors.UnexpectedResponse("Cliniko's links.next is not a link")
+    return link
 
 
 def _next_page(link: str, current: int) -> int:

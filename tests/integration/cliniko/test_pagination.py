@@ -193,3 +193,20 @@ def test_a_phone_without_its_number_is_kept_blank_not_a_failure_of_every_caller(
     phones = listed.to_dict()["phone_numbers"]
     assert [p["number"] for p in phones] == ["", "0412 345 678", ""]
     assert phones[0]["normalized_number"] == "+61400111222"
+
+
+@pytest.mark.parametrize("link", [2, True, ["https://api.au1.cliniko.com/v1/contacts?page=2"]])
+def test_a_next_link_that_is_not_a_link_is_an_answer_off_the_spec(link) -> None:
+    body = {
+        "contacts": [_contact(1390712996921090001)],
+        "total_entries": 2,
+        "links": {"self": "x", "next": link},
+    }
+    client, server = scripted_client(answer(json.dumps(body).encode()))
+    try:
+        with pytest.raises(errors.UnexpectedResponse):
+            client.list_contacts()
+        with pytest.raises(errors.UnexpectedResponse):
+            client.contacts_page()
+    finally:
+        server.stop()
