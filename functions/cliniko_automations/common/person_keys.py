@@ -41,15 +41,16 @@ MIN_SUFFIX_DIGITS = 8
 MAX_PREFIX_DIGITS = 3
 
 
-def fold_name(value: str | None) -> str:
-    """A name as the intake compares names: spaces collapsed, case folded."""
-    return " ".join((value or "").split()).casefold()
+def fold_name(value: object) -> str:
+    """A name as the intake compares names: spaces collapsed, case folded (a value that is not
+    text, as an answer off Cliniko's spec may hold, is no name)."""
+    return " ".join(value.split()).casefold() if isinstance(value, str) else ""
 
 
-def phone_digits(number: str | None) -> str:
+def phone_digits(number: object) -> str:
     """A phone number reduced to comparable digits: no punctuation, no international prefix,
-    no national trunk zero."""
-    digits = re.sub(r"\D", "", number or "")
+    no national trunk zero (a value that is not text is no number)."""
+    digits = re.sub(r"\D", "", number) if isinstance(number, str) else ""
     if digits.startswith("00"):
         digits = digits[2:]
     return digits.lstrip("0")

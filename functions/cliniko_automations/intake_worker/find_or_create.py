@@ -132,11 +132,21 @@ def phones_match(left: str, right: str) -> bool:
     )
 
 
+def phone_entries(value: Any) -> list[Mapping[str, Any]]:
+    """A contact's phone numbers as Cliniko lists them; an answer off the spec (an object, an
+    entry that is not one) holds none to compare."""
+    return [p for p in value if isinstance(p, Mapping)] if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def contact_phone_digits(contact: Contact) -> list[str]:
     found: list[str] = []
-    for phone in contact.get("phone_numbers") or ():
+    for phone in phone_entries(contact.get("phone_numbers")):
         for key in ("normalized_number", "number"):
-            digits = phone_digits((phone or {}).get(key))
+            digits = phone_digits(phone.get(key))
             if digits:
                 found.append(digits)
     return found
@@ -149,7 +159,7 @@ def matches(lookup: Lookup, contact: Contact) -> bool:
     already compares lower-cased, names are compared folded, phones digit-wise).
     """
     if lookup.kind is LookupKind.EMAIL:
-        return (contact.get("email") or "").strip().lower() == lookup.email
+        return _text(contact.get("email")).strip().lower() == lookup.email
     if lookup.kind is LookupKind.NAME_PHONE:
         if fold_name(contact.get("first_name")) != fold_name(lookup.first_name):
             return False
@@ -284,7 +294,7 @@ def _blank(value: Any) -> bool:
 def _same_phones(ours: Sequence[Mapping[str, Any]], theirs: Any) -> bool:
     remaining = [
         (phone_digits(p.get("number") or p.get("normalized_number")), p.get("phone_type"))
-        for p in theirs or ()
+        for p in phone_entries(theirs)
     ]
     if len(remaining) != len(ours):
         return False
@@ -310,7 +320,7 @@ def _same(field_name: str, ours: Any, theirs: Any) -> bool:
     if field_name == "phone_numbers":
         return _same_phones(ours, theirs)
     if field_name in ("email", "country_code"):
-        return (ours or "").strip().lower() == (theirs or "").strip().lower()
+        return _text(ours).strip().lower() == _text(theirs).strip().lower()
     if isinstance(ours, str) and isinstance(theirs, str):
         return ours.strip() == theirs.strip()
     same: bool = ours == theirs

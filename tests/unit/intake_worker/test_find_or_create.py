@@ -125,6 +125,33 @@ def test_email_filter_result_is_checked_again() -> None:
     assert decision.action == "create"
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"email": 5, "first_name": 5},
+        {"email": ["ana@example.com"]},
+        {"first_name": {"x": 1}, "last_name": 7},
+        {"phone_numbers": [{"number": 412345678, "phone_type": "Mobile"}, "0412 345 678", None]},
+        {"phone_numbers": {"number": "0412 345 678"}},
+    ],
+)
+def test_a_candidate_with_values_off_the_spec_is_no_match_and_no_crash(fields) -> None:
+    # Cliniko sends text; an answer that does not is compared as holding none, never read as
+    # text (the worker failed with a bare AttributeError, retry after retry).
+    for draft in (
+        ContactDraft(email="ana@example.com", first_name="Ana"),
+        ContactDraft(
+            first_name="Ana", last_name="Lima", phone_numbers=(PhoneNumber("0412 345 678"),)
+        ),
+    ):
+        candidate = contact(**fields)
+        decision = foc.decide(draft, foc.lookup_for(draft), [candidate], "overwrite")
+        assert decision.action == "create"
+        window = foc.CreateWindow(T0)
+        assert not foc.made_by_create(draft, {**candidate, "created_at": T0.isoformat()}, window)
+        assert isinstance(foc.plan_update(draft, candidate, "overwrite"), dict)
+
+
 def test_several_matches_park_with_ids_and_no_personal_reason() -> None:
     draft = ContactDraft(email="ana@example.com", first_name="Ana")
     found = [contact("1", email="ANA@example.com"), contact("2", email="ana@example.com")]
