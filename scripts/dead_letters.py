@@ -120,6 +120,13 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             raise SystemExit(
                 "replay needs the submission queue: --queue-url or SUBMISSION_QUEUE_URL"
             )
+        if self._store is None:
+            # Without it no letter's body is known gone, and a letter whose body is gone would
+            # be replayed, dropped by the worker, and its last trace deleted here.
+            raise SystemExit(
+                "replay needs the submission store: --submission-table or SUBMISSION_TABLE "
+                "(the SubmissionStoreTableName output)"
+            )
         replayed, refused = [], []
         for letter in letters:
             if letter.body.startswith(GONE):

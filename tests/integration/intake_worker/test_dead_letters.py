@@ -146,6 +146,16 @@ def test_replay_needs_the_submission_queue(stack: WorkerStack, monkeypatch) -> N
     assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
 
 
+def test_replay_needs_the_submission_store(stack: WorkerStack, monkeypatch) -> None:
+    # Without it a letter whose body is gone reads "unknown": replayed, the worker would drop
+    # it and the letter, its last trace, would be deleted.
+    fill(stack)
+    monkeypatch.delenv("SUBMISSION_TABLE")
+    with pytest.raises(SystemExit, match="SUBMISSION_TABLE"):
+        run("replay", "--all")
+    assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
+
+
 def test_without_a_dead_letter_queue_it_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEAD_LETTER_QUEUE_URL", raising=False)
     with pytest.raises(SystemExit, match="DEAD_LETTER_QUEUE_URL"):
