@@ -140,7 +140,13 @@ def local_invoke(step_seconds: float = 900) -> Any:
 
 
 def run_locally(payload: dict[str, Any], as_json: bool) -> int:
+    from cliniko_automations.cleanup.settings import CleanupSettings
+    from cliniko_automations.cleanup.wiring import cleanup_for
     from local_run.state_machine import run_loop
+
+    # The settings and the rules file read now: in the loop, a begin that fails is repeated
+    # for over a minute first, as Step Functions repeats it.
+    cleanup_for(CleanupSettings.from_env())
 
     def show(answer: dict[str, Any]) -> None:
         if not as_json:
@@ -173,9 +179,10 @@ def start_execution(payload: dict[str, Any]) -> tuple[int, str | None]:
     arn = os.environ.get("CLEANUP_STATE_MACHINE_ARN")
     if not arn:
         print(
-            "set CLEANUP_STATE_MACHINE_ARN (stack output CleanupStateMachineArn)", file=sys.stderr
+            "cleanup.py: set CLEANUP_STATE_MACHINE_ARN (stack output CleanupStateMachineArn)",
+            file=sys.stderr,
         )
-        return EXIT_USAGE, None
+        return EXIT_FAILED, None
     started = _boto("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(payload))
     print(started["executionArn"])
     return EXIT_OK, started["executionArn"]

@@ -456,13 +456,13 @@ def test_the_answers_are_json(deployed):
     assert json.loads(json.dumps(invoke({"action": "step", "run_id": started["run_id"]})))
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own CLI
         [sys.executable, str(ROOT / "scripts" / "cleanup.py"), *args],
         env=dict(os.environ),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 
@@ -526,8 +526,24 @@ def test_the_cli_names_environment_mistakes_in_one_line(deployed, tmp_path, monk
     assert bad_rules.stderr.startswith(f"cleanup.py: ConfigError: {broken}")
     assert "Traceback" not in bad_rules.stderr
 
+    # Told at once, not after the loop's begin was repeated for over a minute (the bound is
+    # against that wait, not a speed measurement).
+    all_rules = run_cli("plan", "--local", timeout=45)
+    assert all_rules.returncode == 1
+    assert all_rules.stderr.startswith(f"cleanup.py: ConfigError: {broken}")
+
     monkeypatch.delenv("CLEANUP_RUNS_TABLE")
     no_table = run_cli("status")
     assert no_table.returncode == 1
     (line,) = no_table.stderr.splitlines()
     assert line.startswith("cleanup.py: SettingsError") and "CLEANUP_RUNS_TABLE" in line
+    monkeypatch.delenv("CLEANUP_RULES_FILE")
+    not_local = run_cli("plan", "--local", timeout=45)
+    assert not_local.returncode == 1
+    (line,) = not_local.stderr.splitlines()
+    assert line.startswith("cleanup.py: SettingsError") and "CLEANUP_RUNS_TABLE" in line
+
+    monkeypatch.delenv("CLEANUP_STATE_MACHINE_ARN", raising=False)
+    no_machine = run_cli("plan")
+    assert no_machine.returncode == 1  # a setting missing, not bad arguments
+    assert no_machine.stderr.startswith("cleanup.py: set CLEANUP_STATE_MACHINE_ARN")
