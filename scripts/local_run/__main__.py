@@ -1,5 +1,8 @@
 """`python -m local_run`: the whole system on this machine, from template.yaml.
 
+In the checkout, with its virtual environment (`. .venv/bin/activate`; scripts/run-local
+starts it so):
+
 python -m local_run [--demo] [--once] [--port 3000] [--site-port 3001] [--emulator-port 3002]
 python -m local_run fire ErasureOverdueFunction     (a running local run's scheduled function)
 python -m local_run fire ChangeFeedFunction; python -m local_run events
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+from cliniko_automations.common.operator_cli import EXIT_PIPE_CLOSED, stdout_closed
 
 from . import defaults, demo
 from .system import FORM_SOURCES, STATE_DIR, LocalSystem, PortTaken, read_state
@@ -112,8 +116,10 @@ def banner(system: LocalSystem) -> str:
     lines += [
         "then see it in the emulator:",
         f"  curl -s {system.emulator_url}/_emulator/contacts",
-        "Operate it as a deployed stack (dead letters, erasure through the same core), from a",
-        "subshell whose AWS tools all talk to moto (`exit` leaves it):",
+        "Operate it as a deployed stack (dead letters, erasure through the same core): in",
+        "another terminal, in this checkout, with its virtual environment, from a subshell",
+        "whose AWS tools all talk to moto (`exit` leaves it):",
+        "  . .venv/bin/activate",
         "  python -m local_run shell",
         "  python scripts/dead_letters.py list",
         "  python scripts/erasure.py --caller local-operator request "
@@ -286,5 +292,17 @@ def main(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
     return serve(args, state_dir)
 
 
+def main_quietly_piped(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
+    """`main`, ending quietly when its reader stops reading (`python -m local_run env | head`),
+    as the operating CLIs do."""
+    try:
+        code = main(argv, state_dir)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe's error is printed
+        return code
+    except BrokenPipeError:
+        stdout_closed()
+        return EXIT_PIPE_CLOSED
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_quietly_piped())

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from cliniko_automations.common.config_file import ConfigError
 from local_run import defaults
-from local_run.__main__ import PROMPT_MARK, env_lines, main, shell
+from local_run.__main__ import PROMPT_MARK, env_lines, main, main_quietly_piped, shell
 from local_run.system import FORM_SOURCES, LocalSystem, PortTaken, read_state
 
 BASH = shutil.which("bash") or "/bin/bash"
@@ -45,6 +45,22 @@ def test_status_counts_the_invocations_as_they_happen(local_system, capsys):
     assert after["IntakeApiFunction"] == 1
     assert after["IntakeWorkerFunction"] >= 1
     assert after["ErasureApiFunction"] == 0
+
+
+class ClosedPipe:
+    """stdout once its reader stopped reading (`| head`)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError
+
+    def flush(self) -> None:
+        raise BrokenPipeError
+
+
+def test_a_reader_that_stops_reading_ends_it_quietly(local_system, monkeypatch):
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    for command in (["env"], ["status"]):
+        assert main_quietly_piped(command, state_dir=local_system.state_dir) == 141
 
 
 def test_a_second_run_on_a_taken_port_leaves_the_first_alone(local_system, aws, cliniko, capsys):
