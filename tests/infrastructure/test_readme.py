@@ -1,0 +1,45 @@
+"""What README.md tells an operator to run or to set still exists: the set-up snippet that
+lists the secrets to create runs, every stack output it reads is one the template has, and the
+configuration table names every stack parameter (a walkthrough of the set-up steps found the
+snippet calling a method that was gone, and four parameters missing from the table)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from cliniko_automations.common.accounts import load_accounts
+from cliniko_automations.intake.config import load_form_sources
+from local_run.template import load
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_snippet_that_lists_the_secrets_to_create_runs() -> None:
+    (snippet,) = re.findall(
+        r'^python -c "(from cliniko_automations\.intake\.config.*?)"$',
+        README,
+        flags=re.MULTILINE | re.DOTALL,
+    )
+    listed = subprocess.run(  # noqa: S603 - README's own snippet
+        [sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert listed.returncode == 0, listed.stderr
+    wanted = [name for _, name in load_form_sources().secret_references()]
+    wanted += [name for _, name in load_accounts().secret_references()]
+    assert listed.stdout.split() == wanted
+
+
+def test_every_stack_output_it_reads_is_the_template_s() -> None:
+    read = set(re.findall(r"\$\(output (\w+)\)", README))
+    assert read, "README reads no stack output"
+    assert read <= set(load()["Outputs"])
+
+
+def test_the_configuration_table_names_every_stack_parameter() -> None:
+    table = README[README.index("Stack parameters (") : README.index("Form sources, field")]
+    named = set(re.findall(r"`(\w+)`", table))
+    assert set(load()["Parameters"]) <= named
