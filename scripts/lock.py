@@ -6,13 +6,16 @@
                                       the change does not touch
     python scripts/lock.py --upgrade  take the newest releases the requirements allow
 
-Commit the locks with the change. Three locks, because three environments:
+Commit the locks with the change. A lock per environment:
 
     locks/runtime.txt  the Lambda artifact (scripts/build.py): python3.13 on Linux for the
                        architecture template.yaml deploys; it holds the hashes of every wheel
                        of each version, so it also builds the x86_64 copy the tests import
     locks/local.txt    .venv for the local run (`scripts/bootstrap --local`): python3.11
     locks/dev.txt      .venv for the tests and tools (`scripts/bootstrap`, CI): python3.11
+    locks/sam.txt      .venv-sam, the SAM CLI (with cfn-lint), and
+    locks/checkov.txt  .venv-checkov: each platform tool in a venv of its own, so its
+                       dependencies never meet the project's; pinned in TOOLS below
 
 Resolved by uv (`uv pip compile`, pinned below, installed into its own .venv-uv): unlike
 pip-tools it resolves for a Python version and platform other than the one it runs on (the
@@ -48,6 +51,10 @@ LOCK_TARGETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+# The platform tools (lock name: requirement), each resolved on its own for python3.11.
+TOOLS = {"sam": "aws-sam-cli==1.170.0", "checkov": "checkov==3.3.30"}
+
+
 def ensure_uv() -> Path:
     stamp = UV_VENV / f".installed-{UV_REQUIREMENT}"
     if not stamp.exists():
@@ -67,8 +74,18 @@ def build_requirements() -> list[str]:
 
 
 def compile_lock(uv: Path, name: str, upgrade: bool) -> None:
-    extras, target = LOCK_TARGETS[name]
-    build = name != "runtime"
+    if name in TOOLS:
+        # The tool's own pin: --upgrade moves its dependencies, never the tool.
+        sources: tuple[str, ...] = ("-",)
+        extras: tuple[str, ...] = ()
+        target: tuple[str, ...] = ("--python-version", DEV_PYTHON, "--universal")
+        stdin = f"{TOOLS[name]}\n"
+    else:
+        extras, target = LOCK_TARGETS[name]
+        # The development locks take the build backend too, read from standard input.
+        build = name != "runtime"
+        sources = (*SOURCES, *(["-"] if build else []))
+        stdin = "".join(f"{line}\n" for line in build_requirements()) if build else ""
     command = [
         str(uv),
         "pip",
@@ -84,15 +101,14 @@ def compile_lock(uv: Path, name: str, upgrade: bool) -> None:
         *target,
         *(arg for extra in extras for arg in ("--extra", extra)),
         *(["--upgrade"] if upgrade else []),
-        *SOURCES,
-        *(["-"] if build else []),  # the build backend, read from standard input
+        *sources,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
     env["UV_CACHE_DIR"] = str(UV_VENV / "cache")
     subprocess.run(
         command,
         cwd=ROOT,
-        input="".join(f"{line}\n" for line in build_requirements()) if build else "",
+        input=stdin,
         text=True,
         env=env,
         check=True,
@@ -108,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     LOCKS.mkdir(exist_ok=True)
     uv = ensure_uv()
-    for name in LOCK_TARGETS:
+    for name in [*LOCK_TARGETS, *TOOLS]:
         compile_lock(uv, name, args.upgrade)
     return 0
 

@@ -88,6 +88,17 @@ def test_every_requirement_is_pinned_at_a_version_it_allows(lock):
     assert not problems, "run `python scripts/lock.py`:\n" + "\n".join(problems)
 
 
+@pytest.mark.parametrize("lock", sorted(lock_script().TOOLS))
+def test_each_platform_tool_is_locked_at_its_pin_with_hashes(lock):
+    tool = Requirement(lock_script().TOOLS[lock])
+    pinned = pins(lock)
+    name = canonicalize_name(tool.name)
+    assert name in pinned, "run `python scripts/lock.py`"
+    assert tool.specifier.contains(pinned[name][0]), "run `python scripts/lock.py`"
+    assert [name for name, (_, hashes) in pinned.items() if hashes == 0] == []
+    assert PROJECT not in pinned
+
+
 @pytest.mark.parametrize("lock", sorted(LOCKS))
 def test_every_pin_has_hashes_and_the_project_is_not_locked(lock):
     pinned = pins(lock)
