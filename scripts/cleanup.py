@@ -140,12 +140,15 @@ def local_invoke(step_seconds: float = 900) -> Any:
 
 
 def run_locally(payload: dict[str, Any], as_json: bool) -> int:
-    from cliniko_automations.cleanup.settings import CleanupSettings
-    from cliniko_automations.cleanup.wiring import cleanup_for
     from local_run.state_machine import run_loop
 
+    invoke = local_invoke()
     # The settings and the rules file read now: in the loop, a begin that fails is repeated
-    # for over a minute first, as Step Functions repeats it.
+    # for over a minute first, as Step Functions repeats it. After local_invoke, which
+    # imports the step's modules with their logs pointed at stderr.
+    from cliniko_automations.cleanup.settings import CleanupSettings
+    from cliniko_automations.cleanup.wiring import cleanup_for
+
     cleanup_for(CleanupSettings.from_env())
 
     def show(answer: dict[str, Any]) -> None:
@@ -156,7 +159,7 @@ def run_locally(payload: dict[str, Any], as_json: bool) -> int:
                 file=sys.stderr,
             )
 
-    result = run_loop(local_invoke(), payload, on_step=show)
+    result = run_loop(invoke, payload, on_step=show)
     if result.status == "refused":
         print("refused: another run of the rule set is going", file=sys.stderr)
         return EXIT_REFUSED
