@@ -406,6 +406,10 @@ def test_html_urlencoded_as_careless_senders_write_it(body, answers):
         # The charset the Content-Type names.
         (b"name=Jos%E9", URLENCODED + "; charset=windows-1252", "José"),
         (b"name=Jos%E9", URLENCODED + '; charset="ISO-8859-1"', "José"),
+        # Labelled Latin-1, read as browsers read that label (windows-1252): a typed
+        # apostrophe, not the C1 control Latin-1 has at 0x92.
+        (b"name=O%92Brien", URLENCODED + "; charset=iso-8859-1", "O\u2019Brien"),
+        (b"name=O%92Brien", URLENCODED + "; charset=us-ascii", "O\u2019Brien"),
         (b"name=Jos%C3%A9", URLENCODED + "; charset=UTF-8", "José"),
         # UTF-8 whenever the body is UTF-8.
         (b"name=Jos%C3%A9", URLENCODED, "José"),

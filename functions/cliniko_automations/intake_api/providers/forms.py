@@ -15,19 +15,21 @@ URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 MAX_FIELDS = 500
 # The charsets a multipart part or a url-encoded body may name, by the names browsers and
-# form services use, and the codec each is read with. Python has codecs that turn ASCII into
+# form services use, and the codec each is read with: as the WHATWG Encoding standard reads
+# them, so "iso-8859-1" and "us-ascii" are windows-1252 (a typed ’ is 0x92 there, a C1
+# control in Latin-1). Python has codecs that turn ASCII into
 # any text at all (unicode_escape, raw_unicode_escape: lone surrogates included) or are not
 # text codecs (base64, zlib): the sender's name is only ever looked up here, never handed to
 # the codec registry.
 FORM_CHARSETS = {
     "utf-8": "utf-8",
     "utf8": "utf-8",
-    "us-ascii": "ascii",
-    "ascii": "ascii",
-    "iso-8859-1": "latin-1",
-    "iso8859-1": "latin-1",
-    "latin-1": "latin-1",
-    "latin1": "latin-1",
+    "us-ascii": "cp1252",
+    "ascii": "cp1252",
+    "iso-8859-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "latin-1": "cp1252",
+    "latin1": "cp1252",
     "windows-1252": "cp1252",
     "cp1252": "cp1252",
 }
