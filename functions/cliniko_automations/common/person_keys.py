@@ -6,8 +6,9 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 def clean_email(email: str) -> str:
@@ -39,6 +40,18 @@ MIN_SUFFIX_DIGITS = 8
 # Two numbers are one when one is the other with at most this many digits (a country code)
 # in front.
 MAX_PREFIX_DIGITS = 3
+
+
+def text_of(value: object) -> str:
+    """A value given as text, or "" for any other: a field of another JSON type (an answer off
+    Cliniko's spec) holds no text to compare or key."""
+    return value if isinstance(value, str) else ""
+
+
+def phone_entries(value: object) -> list[Mapping[str, Any]]:
+    """A contact's phone numbers as Cliniko lists them; a value off the spec (an object, an
+    entry that is not one) holds none."""
+    return [p for p in value if isinstance(p, Mapping)] if isinstance(value, list) else []
 
 
 def fold_name(value: object) -> str:

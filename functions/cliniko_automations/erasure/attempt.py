@@ -19,7 +19,12 @@ from typing import Any
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
 from cliniko_automations.cliniko.rules import is_archived
-from cliniko_automations.common.person_keys import PersonKeys, contact_keys
+from cliniko_automations.common.person_keys import (
+    PersonKeys,
+    contact_keys,
+    phone_entries,
+    text_of,
+)
 from cliniko_automations.common.plain_data import as_data, as_json
 from cliniko_automations.erasure.deadlines import iso
 from cliniko_automations.erasure.errors import AlreadyRecorded, RequestInProgress, SeveralMatches
@@ -226,18 +231,14 @@ class Attempt:
         """The keys of one person's details, as Cliniko (or the request) gives them: values of
         another type than text are no details."""
 
-        def text(value: Any) -> str | None:
-            return value if isinstance(value, str) else None
-
         phones = [
-            text(phone.get("number")) if isinstance(phone, Mapping) else None
-            for phone in contact.get("phone_numbers") or ()
+            text_of(phone.get("number")) for phone in phone_entries(contact.get("phone_numbers"))
         ]
         return contact_keys(
             self.tools.pepper,
-            text(email),
-            text(contact.get("first_name")),
-            text(contact.get("last_name")),
+            text_of(email),
+            text_of(contact.get("first_name")),
+            text_of(contact.get("last_name")),
             phones,
         )
 
@@ -271,9 +272,15 @@ class Attempt:
         unfinished = [i for i in self.matched_before if i not in found]
         if unfinished:
             # An earlier attempt matched these and may have scrubbed them (their email, which
-            # the lookup finds them by, blanked) before it failed: found by id, and finished.
+            # the lookup finds them by, blanked) before it failed: found by id, and finished
+            # if scrubbed. One that still has an email other than the request's was never
+            # scrubbed, and is no longer this person's (staff changed it since).
             again = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq(unfinished)]
-            matches.extend(self.client.list_contacts(again))
+            matches.extend(
+                contact
+                for contact in self.client.list_contacts(again)
+                if not text_of(contact_fields(contact).get("email")).strip()
+            )
         return matches
 
     def handle(self, fields: dict[str, Any]) -> ContactResult:

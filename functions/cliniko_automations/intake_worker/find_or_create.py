@@ -48,6 +48,8 @@ from cliniko_automations.common.person_keys import (
     MIN_SUFFIX_DIGITS,
     fold_name,
     phone_digits,
+    phone_entries,
+    text_of,
 )
 from cliniko_automations.intake.submission import ContactDraft, UpdatePolicy
 
@@ -132,16 +134,6 @@ def phones_match(left: str, right: str) -> bool:
     )
 
 
-def phone_entries(value: Any) -> list[Mapping[str, Any]]:
-    """A contact's phone numbers as Cliniko lists them; an answer off the spec (an object, an
-    entry that is not one) holds none to compare."""
-    return [p for p in value if isinstance(p, Mapping)] if isinstance(value, list) else []
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
 def contact_phone_digits(contact: Contact) -> list[str]:
     found: list[str] = []
     for phone in phone_entries(contact.get("phone_numbers")):
@@ -159,7 +151,7 @@ def matches(lookup: Lookup, contact: Contact) -> bool:
     already compares lower-cased, names are compared folded, phones digit-wise).
     """
     if lookup.kind is LookupKind.EMAIL:
-        return _text(contact.get("email")).strip().lower() == lookup.email
+        return text_of(contact.get("email")).strip().lower() == lookup.email
     if lookup.kind is LookupKind.NAME_PHONE:
         if fold_name(contact.get("first_name")) != fold_name(lookup.first_name):
             return False
@@ -320,7 +312,7 @@ def _same(field_name: str, ours: Any, theirs: Any) -> bool:
     if field_name == "phone_numbers":
         return _same_phones(ours, theirs)
     if field_name in ("email", "country_code"):
-        return _text(ours).strip().lower() == _text(theirs).strip().lower()
+        return text_of(ours).strip().lower() == text_of(theirs).strip().lower()
     if isinstance(ours, str) and isinstance(theirs, str):
         return ours.strip() == theirs.strip()
     same: bool = ours == theirs

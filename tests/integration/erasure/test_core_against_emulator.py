@@ -199,6 +199,28 @@ def test_a_retry_finishes_the_contact_an_attempt_scrubbed_but_did_not_archive(
     assert [c.verified for c in retried.contacts] == [True]
 
 
+def test_a_retry_leaves_a_contact_the_failed_attempt_never_changed_and_staff_re_addressed(
+    erasure_stack, eraser
+):
+    # Attempt 1 matched it by email and failed before writing anything; staff then gave the
+    # contact another person's email. It is no longer the person's: the retry must not erase
+    # it because the trail once named it.
+    contact_id = erasure_stack.seed()
+    erasure_stack.cliniko.control.set_faults(fail_next=[503] * 20, methods=["PATCH"])
+    try:
+        failed = eraser.submit(ask(request_id="re-addressed", email=EMAIL), CALLER)
+    finally:
+        erasure_stack.cliniko.control.clear_faults()
+    assert failed.status == "failed"
+    erasure_stack.cliniko.client().update_contact(contact_id, {"email": "someone.else@example.org"})
+
+    retried = make_eraser(erasure_stack).submit(ask(request_id="re-addressed", email=EMAIL), CALLER)
+
+    assert (retried.status, retried.result) == ("completed", "no_record_found")
+    kept = erasure_stack.contact(contact_id)
+    assert kept["email"] == "someone.else@example.org" and not kept["archived_at"]
+
+
 def test_a_reused_request_id_with_another_target_is_refused(erasure_stack, eraser):
     contact_id = erasure_stack.seed()
     eraser.submit(ask(request_id="once", contact_id=contact_id, dry_run=True), CALLER)

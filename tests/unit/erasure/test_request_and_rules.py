@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from cliniko_automations.cliniko.rules import WRITABLE_FIELDS, validate_contact_fields
 from cliniko_automations.common.person_keys import email_hash
+from cliniko_automations.erasure.attempt import Attempt, Tools
 from cliniko_automations.erasure.deadlines import overdue_request_ids
 from cliniko_automations.erasure.errors import InvalidRequest
 from cliniko_automations.erasure.models import ErasureRequest
@@ -245,3 +246,15 @@ def test_a_reason_is_kept_without_its_invisible_characters():
         {"request_id": "r", "contact_id": "1", "reason": "GDPR\u200b art.\u00a017 "}
     )
     assert request.reason == "GDPR art. 17"
+
+
+@pytest.mark.parametrize("phones", [5, {"number": "0412 345 678"}, ["0412 345 678", None, 7]])
+def test_a_contact_s_phone_numbers_off_the_spec_are_no_phones_to_the_purge(phones):
+    # The generated parser keeps such a value as it came; the purge read it as a list of
+    # mappings and failed the erasure (a 500) on every retry.
+    tools = Tools(None, None, "p" * 16, lambda: datetime.now(UTC), lambda *_: None)
+    request = ErasureRequest.parse({"request_id": "r-1", "contact_id": "1", "reason": "x"})
+    attempt = Attempt(tools, request, "caller", {}, 1)
+    contact = {"first_name": "Ann", "last_name": "Lee", "phone_numbers": phones}
+    keys = attempt._keys("ann@example.org", contact)
+    assert keys.email_hmac and keys.name_phone == ()
