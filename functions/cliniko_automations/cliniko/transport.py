@@ -72,6 +72,11 @@ LONGEST_BELIEVABLE_RESET_SECONDS = 3600.0
 # A 429's Date further than this from this machine's clock is not believed (a proxy's, or a
 # clock gone wrong): the reset is then read against this machine's clock.
 BELIEVABLE_SKEW_SECONDS = 300.0
+# A reset this close behind the 429's "now" (or at it) is the window ending within the second
+# (a reset rounded down to whole seconds, clocks a little apart): the next second is waited.
+# One further behind contradicts the 429, which says the window is spent now: a whole window.
+RECENT_RESET_SECONDS = 5.0
+NEXT_SECOND = 1.0
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 _ARCHIVE_PATH = re.compile(r"/contacts/[^/]+/archive/?$")
 _MESSAGE_LIMIT = 200
@@ -139,8 +144,9 @@ def is_idempotent(method: str, path: str) -> bool:
 
 def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float, float]:
     """From a 429's headers: (seconds to wait, when that is as UNIX time on this machine's
-    clock `now`); a whole window (UNKNOWN_RESET_SECONDS) when they tell nothing believable
-    (a reset already past included).
+    clock `now`); the next second for a reset at or just behind Cliniko's "now"; a whole
+    window (UNKNOWN_RESET_SECONDS) when they tell nothing believable (a reset long past
+    included).
 
     `X-RateLimit-Reset` is Cliniko's documented header (UNIX seconds, UTC), a moment on
     Cliniko's clock: it is read against the answer's `Date` (Cliniko's clock too), not this
@@ -167,9 +173,13 @@ def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float, floa
             retry_at = _http_date(text)
             if retry_at is not None:
                 waits.append(retry_at - server_now)
-    # A reset already past is as unbelievable as one an hour off: the 429 says the window is
-    # spent now. Taken as no wait, every process sent again at once, 429 after 429.
-    waits = [w for w in waits if math.isfinite(w) and 0 < w <= LONGEST_BELIEVABLE_RESET_SECONDS]
+    # A reset already past is no reason to send again at once (every process did, 429 after
+    # 429): the next second when it is just past, else as unbelievable as one an hour off.
+    waits = [
+        NEXT_SECOND if -RECENT_RESET_SECONDS <= w <= 0 else w
+        for w in waits
+        if math.isfinite(w) and -RECENT_RESET_SECONDS <= w <= LONGEST_BELIEVABLE_RESET_SECONDS
+    ]
     wait = max(waits) if waits else UNKNOWN_RESET_SECONDS
     return wait, now + wait
 

@@ -148,14 +148,18 @@ def test_retry_after_http_date_is_honoured() -> None:
     assert until == pytest.approx(NOW + 20)
 
 
-def test_a_reset_in_the_past_or_garbage_means_a_whole_window() -> None:
+def test_a_reset_just_past_waits_a_second_and_one_long_past_or_garbage_a_whole_window() -> None:
+    # The window ending within this second (a reset rounded down, clocks a little apart): the
+    # next second, not no wait (every process sent again at once, 429 after 429) and not a
+    # whole window.
+    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW))}, NOW) == (1.0, NOW + 1)
+    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW - 5))}, NOW) == (1.0, NOW + 1)
+    assert rate_limit_wait({"retry-after": "0"}, NOW) == (1.0, NOW + 1)
     # Nothing believable of the reset: the rest of the window is not known, so all of it is
-    # waited, not a short backoff that meets 429 after 429. A reset already past contradicts
-    # the 429 that says the window is spent now.
+    # waited, not a short backoff that meets 429 after 429. A reset long past contradicts the
+    # 429 that says the window is spent now.
     whole_window = (UNKNOWN_RESET_SECONDS, NOW + UNKNOWN_RESET_SECONDS)
-    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW - 5))}, NOW) == whole_window
-    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW))}, NOW) == whole_window
-    assert rate_limit_wait({"retry-after": "0"}, NOW) == whole_window
+    assert rate_limit_wait({"x-ratelimit-reset": str(int(NOW - 6))}, NOW) == whole_window
     assert rate_limit_wait({"x-ratelimit-reset": "soon"}, NOW) == whole_window
     assert rate_limit_wait({"x-ratelimit-reset": "2026-12-03T10:00:00Z"}, NOW) == whole_window
     assert rate_limit_wait({}, NOW) == whole_window
@@ -172,10 +176,10 @@ def test_the_reset_is_read_against_the_answer_s_date_cliniko_s_clock() -> None:
     }
     assert rate_limit_wait(headers, NOW) == (2.0, NOW + 2)
     # A Date that cannot be read, or that is an hour out: this machine's clock, on which the
-    # reset is past, so not believed either.
+    # reset is 3 s past: the next second.
     for date in ("yesterday", email.utils.formatdate(NOW - 3600, usegmt=True)):
         headers["date"] = date
-        assert rate_limit_wait(headers, NOW) == (UNKNOWN_RESET_SECONDS, NOW + 60)
+        assert rate_limit_wait(headers, NOW) == (1.0, NOW + 1)
 
 
 def _error(status: int, body: object = None, headers: dict[str, str] | None = None):
