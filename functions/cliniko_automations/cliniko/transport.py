@@ -203,8 +203,16 @@ def _body_json(content: bytes) -> Any:
 def _short(text: str) -> str:
     # Cliniko's messages name fields, but a refused filter may be quoted back whole, and a
     # filter can hold an email: errors end up in logs, so email-shaped text is masked.
-    # Cut before it is read: a proxy's page or a hostile answer may be megabytes long.
-    text = _EMAIL_LIKE.sub("<email>", " ".join(text[: 4 * _MESSAGE_LIMIT].split()))
+    # Cut before it is read: a proxy's page or a hostile answer may be megabytes long. A word
+    # the cut goes through is left out: half an address no longer reads as one to be masked.
+    window = text[: 4 * _MESSAGE_LIMIT]
+    words = window.split()
+    cut_through_a_word = len(window) < len(text) and not (
+        window[-1].isspace() or text[len(window)].isspace()
+    )
+    if words and cut_through_a_word:
+        words.pop()
+    text = _EMAIL_LIKE.sub("<email>", " ".join(words))
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
 

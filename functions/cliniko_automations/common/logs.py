@@ -51,8 +51,10 @@ EMAIL = re.compile(
 )
 # A phone number: 8-15 digits, led by "+", "0" or "(", or grouped by spaces, dashes or
 # parentheses. A bare run of digits that starts with 1-9 is left alone (Cliniko's ids look
-# so), as are digits inside a word, a uuid or a dotted number.
-DIGIT_RUN = re.compile(r"(?<![\w%.-])\+?\(?\d[\d\s()-]*\d(?![\w%-])")
+# so), as are digits inside a word, a uuid or a dotted number. At most 40 characters, more
+# than the longest number written out: unbounded, a long run of digits and spaces was read
+# from each of its digits to its end (24,000 characters: 6 s).
+DIGIT_RUN = re.compile(r"(?<![\w%.-])\+?\(?\d[\d\s()-]{0,38}\d(?![\w%-])")
 # RFC 2606 reserves the ".example" top-level domain for documentation: no person has such an
 # address, and the misconfiguration fixes show the User-Agent rule with one.
 DOCUMENTATION_EMAIL = re.compile(r".*\.example", re.IGNORECASE)

@@ -287,3 +287,10 @@ def test_policy_within_bounds_every_wait() -> None:
     assert policy.max_total_wait == 10
     assert policy.max_rate_limit_wait == 10
     assert RetryPolicy.within(600).max_rate_limit_wait == 65.0
+
+
+def test_an_address_the_cut_goes_through_is_left_out_not_half_shown() -> None:
+    cut = _error(404, {"message": " " * 788 + "jane.citizen@example.com"})
+    assert "jane" not in str(cut) and "citizen" not in str(cut)
+    kept = _error(404, {"message": "contact" + " " * 793 + "jane.citizen@example.com"})
+    assert "contact" in str(kept) and "jane" not in str(kept)
