@@ -530,6 +530,7 @@ EVENT_PARTS = [
     ("requestContext",),
     ("requestContext", "http"),
     ("requestContext", "http", "method"),
+    ("requestContext", "http", "sourceIp"),
     ("requestContext", "stage"),
     ("rawPath",),
     ("rawQueryString",),

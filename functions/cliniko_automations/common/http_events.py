@@ -1,7 +1,8 @@
 """The one check an HTTP API function makes before Powertools' resolver reads its event.
 
-API Gateway's HTTP API (payload 2.0) always sends what the resolver reads to route a request:
-`requestContext.http.method`, `requestContext.stage` and `rawPath`. Anything else (a direct
+API Gateway's HTTP API (payload 2.0) always sends what the resolver reads to route a request
+(`requestContext.http.method`, `requestContext.stage` and `rawPath`) and what the handlers
+read of it (`requestContext.http.sourceIp`, the headers). Anything else (a direct
 invoke with a hand-made or v1 event, a console test) would fail inside the resolver, before any
 route or exception handler of ours runs, as an unhandled error and Lambda's stack trace: it is
 answered here instead, with a fixed JSON message.
@@ -28,6 +29,7 @@ def is_http_api_event(event: Any) -> bool:
     return (
         isinstance(http, Mapping)
         and isinstance(http.get("method"), str)
+        and isinstance(http.get("sourceIp"), str)
         and isinstance(context.get("stage"), str)
         and isinstance(event.get("rawPath"), str)
         and isinstance(event.get("headers"), Mapping)  # never without: Host at least
