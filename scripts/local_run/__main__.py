@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from cliniko_automations.common.operator_cli import EXIT_PIPE_CLOSED, stdout_closed
+from cliniko_automations.common.operator_cli import run_tool
 
 from . import defaults, demo
 from .system import FORM_SOURCES, STATE_DIR, LocalSystem, PortTaken, read_state
@@ -292,17 +292,11 @@ def main(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
     return serve(args, state_dir)
 
 
-def main_quietly_piped(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
-    """`main`, ending quietly when its reader stops reading (`python -m local_run env | head`),
-    as the operating CLIs do."""
-    try:
-        code = main(argv, state_dir)
-        sys.stdout.flush()  # here, not at exit, where a closed pipe's error is printed
-        return code
-    except BrokenPipeError:
-        stdout_closed()
-        return EXIT_PIPE_CLOSED
+def main_as_tool(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
+    """`main`, ending as the operating CLIs end: quietly when its reader stops reading
+    (`python -m local_run env | head`), in one line when the local run is out of reach."""
+    return run_tool("local_run", lambda: main(argv, state_dir))
 
 
 if __name__ == "__main__":
-    sys.exit(main_quietly_piped())
+    sys.exit(main_as_tool())

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from cliniko_automations.common.config_file import ConfigError
 from local_run import defaults
-from local_run.__main__ import PROMPT_MARK, env_lines, main, main_quietly_piped, shell
+from local_run.__main__ import PROMPT_MARK, env_lines, main, main_as_tool, shell
 from local_run.system import FORM_SOURCES, LocalSystem, PortTaken, read_state
 
 BASH = shutil.which("bash") or "/bin/bash"
@@ -60,7 +60,7 @@ class ClosedPipe:
 def test_a_reader_that_stops_reading_ends_it_quietly(local_system, monkeypatch):
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     for command in (["env"], ["status"]):
-        assert main_quietly_piped(command, state_dir=local_system.state_dir) == 141
+        assert main_as_tool(command, state_dir=local_system.state_dir) == 141
 
 
 def test_a_second_run_on_a_taken_port_leaves_the_first_alone(local_system, aws, cliniko, capsys):
