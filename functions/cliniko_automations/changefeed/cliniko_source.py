@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter
+from cliniko_automations.common.json_input import value_without_lone_surrogates
 
 from .changes import TRACKED_FIELDS, ContactSnapshot
 from .core import SECOND, ContactsPage
@@ -48,7 +49,10 @@ def _snapshot(contact: Any) -> ContactSnapshot:
         created_at=contact.created_at,
         updated_at=contact.updated_at,
         archived_at=_archived_at(contact),
-        fields={name: body.get(name) for name in _FIELDS},
+        # A text Cliniko holds with half an emoji (a lone surrogate, which its JSON can carry)
+        # could never be encoded into an event or a signed webhook: every run failed on it,
+        # and the account's feed stopped there.
+        fields={name: value_without_lone_surrogates(body.get(name)) for name in _FIELDS},
     )
 
 

@@ -54,7 +54,7 @@ def load_json(raw: bytes | str) -> Any:
         raise JsonRefused("not JSON") from None
     if _depth_exceeds(data, MAX_DEPTH):
         raise JsonRefused("nested too deeply")
-    return _without_lone_surrogates(data)
+    return value_without_lone_surrogates(data)
 
 
 def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -93,15 +93,16 @@ def _depth_exceeds(data: Any, limit: int) -> bool:
     return False
 
 
-def _without_lone_surrogates(value: Any) -> Any:
-    # Depth is bounded by MAX_DEPTH here.
+def value_without_lone_surrogates(value: Any) -> Any:
+    """A JSON value (as json.loads makes it, nested no deeper than its parser allows) with
+    each lone surrogate of its texts, keys included, replaced by U+FFFD."""
     if isinstance(value, str):
         return without_lone_surrogates(value)
     if isinstance(value, list):
-        return [_without_lone_surrogates(item) for item in value]
+        return [value_without_lone_surrogates(item) for item in value]
     if isinstance(value, dict):
         return {
-            without_lone_surrogates(key): _without_lone_surrogates(item)
+            without_lone_surrogates(key): value_without_lone_surrogates(item)
             for key, item in value.items()
         }
     return value

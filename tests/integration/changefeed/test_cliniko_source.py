@@ -14,6 +14,8 @@ import yaml
 from cliniko_automations.changefeed import handler
 from cliniko_automations.changefeed.changes import FieldHasher, classify
 from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
+from cliniko_automations.changefeed.events import webhook_body
+from cliniko_automations.changefeed.signing import sign, signing_key
 
 from tests.integration.changefeed.stack import (
     SCHEDULED_EVENT,
@@ -131,3 +133,14 @@ def test_the_cursor_is_reported_in_utc_whatever_offset_cliniko_writes(feed) -> N
     changed["updated_at"] = "2026-01-05T19:00:30+10:00"
     account = feed(answering(listed(changed)))
     assert (account["changes"], account["cursor"]) == (1, "2026-01-05T09:00:30Z")
+
+
+def test_a_text_with_half_an_emoji_is_read_with_the_broken_character_marked() -> None:
+    # Cliniko's JSON can carry a lone surrogate (an emoji cut in two); kept, it could never be
+    # encoded into a signed webhook, and every run failed on the contact.
+    body = listed({**DOCUMENTED, "notes": "Allergic "}).replace(
+        b'"notes": "Allergic "', b'"notes": "Allergic \\ud83d"'
+    )
+    (snapshot,) = read(body)
+    assert snapshot.fields["notes"] == "Allergic \ufffd"
+    sign(signing_key("whsec_" + "A" * 32), "msg_1", 1, webhook_body(snapshot.fields))
