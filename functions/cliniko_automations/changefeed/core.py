@@ -208,7 +208,8 @@ class ChangeFeed:
         since = cursor - self._overlap
         left_at = self._store.position(account)
         # Inside a second that holds more than a page: the last id read there, and when its
-        # reading began.
+        # reading began; kept with the cursor while the overlap still reads that second.
+        kept = left_at
         after_id: int | None = None
         read_from = self._clock()  # replaced, with after_id, by _resume
         try:
@@ -229,25 +230,34 @@ class ChangeFeed:
                     # otherwise carry the cursor past changes made once it is set right.
                     cursor = max(cursor, min(newest, self._clock().replace(microsecond=0)))
                 if after_id is not None:
-                    position = None
+                    last_id = max((int(c.contact_id) for c in listing.contacts), default=after_id)
+                    kept = SecondPosition(since.replace(microsecond=0), last_id, read_from)
                     if listing.has_next and listing.contacts:
-                        after_id = max(int(c.contact_id) for c in listing.contacts)
-                        position = SecondPosition(since.replace(microsecond=0), after_id, read_from)
-                    else:  # that second is read: on from the next one
+                        after_id = last_id
+                    else:
+                        # That second is read: on from the next one. Its position stays, read
+                        # to its last id: the next polls' overlap reads the second again, and
+                        # resumed from its first id every quiet poll re-read all of it.
                         since, after_id = since.replace(microsecond=0) + SECOND, None
-                    self._store.save_cursor(account, cursor, caught_up=False, position=position)
+                    self._store.save_cursor(
+                        account, cursor, caught_up=False, position=self._in_overlap(kept, cursor)
+                    )
                     continue
                 # An empty page ends the listing too, with or without a next link: nothing
                 # changed at or after `since` (the first page of a keyset is never empty
                 # while something follows it).
                 caught_up = not listing.has_next or not listing.contacts
-                self._store.save_cursor(account, cursor, caught_up=caught_up)
+                self._store.save_cursor(
+                    account, cursor, caught_up=caught_up, position=self._in_overlap(kept, cursor)
+                )
                 if caught_up:
                     break
                 last = max(c.updated_at for c in listing.contacts)
-                if last > since:
+                first = min(c.updated_at for c in listing.contacts)
+                if last > since and first.replace(microsecond=0) < last.replace(microsecond=0):
                     since = last
                 else:
+                    since = max(since, last)
                     # A full page inside one second: read that whole second again, by id. Not
                     # on from the page's highest id: Cliniko shows whole seconds but may keep
                     # fractions, so that page was the second's earliest changes, not its
@@ -261,6 +271,14 @@ class ChangeFeed:
             result.complete, result.error = False, str(error)
         result.cursor = iso(cursor)
         return result
+
+    def _in_overlap(
+        self, kept: SecondPosition | None, cursor: dt.datetime
+    ) -> SecondPosition | None:
+        """A busy second's position while a poll from `cursor` still reads that second."""
+        if kept is not None and kept.second >= (cursor - self._overlap).replace(microsecond=0):
+            return kept
+        return None
 
     def _resume(
         self, left_at: SecondPosition | None, second: dt.datetime

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
+from typing import Any
 
 import boto3
 import pytest
@@ -303,6 +304,42 @@ def test_a_put_events_call_failing_in_part_records_the_changes_it_did_publish(st
     }
 
 
+def quiet_feed_store() -> DynamoFeedStore:
+    """The feed's table, and a bus with no rule (the events go nowhere)."""
+    boto3.client("dynamodb").create_table(
+        TableName="feed",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    boto3.client("events").create_event_bus(Name="quiet")
+    return DynamoFeedStore(boto3.client("dynamodb"), "feed", state_days=400)
+
+
+def poll_once(
+    client: Any,
+    store: DynamoFeedStore,
+    requests: int = 1000,
+    clock: Any = lambda: dt.datetime.now(dt.UTC),
+) -> dict:
+    """One run of the feed over test-clinic, with time for `requests` requests."""
+    checks = iter(range(requests + 1))  # out of time at the look after the last request
+    feed = ChangeFeed(
+        lambda account: ClinikoContactsSource(client),
+        store,
+        EventBridgeSink(boto3.client("events"), "quiet"),
+        FieldHasher(b"feed-hash-key-for-tests-only-32b"),
+        EventBuilder([], {}, clock=time.time),
+        overlap=dt.timedelta(seconds=5),
+        start_at=BASE_TIME - dt.timedelta(minutes=1),
+        run_id="run",
+        lease_seconds=60,
+        out_of_time=lambda: next(checks) >= requests,
+        clock=clock,
+    )
+    return feed.poll("test-clinic").as_dict()
+
+
 @pytest.mark.parametrize(
     ("first_read_after", "completes"),
     [
@@ -320,39 +357,35 @@ def test_a_second_busier_than_one_run_can_read_is_read_on_where_the_last_run_sto
     # each have time for four requests. Every run read that second from its first id again,
     # ran out of time inside it, and the feed never got past it: nothing after it was
     # published again.
-    boto3.client("dynamodb").create_table(
-        TableName="feed",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    boto3.client("events").create_event_bus(Name="quiet")  # no rule: the events go nowhere
+    store = quiet_feed_store()
     made = cliniko.control.churn(250, kinds=["create"], at=iso(BASE_TIME), seed=7)
     later = cliniko.control.churn(1, kinds=["create"], at=iso(BASE_TIME + dt.timedelta(seconds=30)))
-    store = DynamoFeedStore(boto3.client("dynamodb"), "feed", state_days=400)
     client = cliniko.client()
 
-    def run(clock=lambda: dt.datetime.now(dt.UTC)) -> dict:
-        checks = iter(range(5))  # out of time at the fifth look: four requests
-        feed = ChangeFeed(
-            lambda account: ClinikoContactsSource(client),
-            store,
-            EventBridgeSink(boto3.client("events"), "quiet"),
-            FieldHasher(b"feed-hash-key-for-tests-only-32b"),
-            EventBuilder([], {}, clock=time.time),
-            overlap=dt.timedelta(seconds=5),
-            start_at=BASE_TIME - dt.timedelta(minutes=1),
-            run_id="run",
-            lease_seconds=60,
-            out_of_time=lambda: next(checks) >= 4,
-            clock=clock,
-        )
-        return feed.poll("test-clinic").as_dict()
-
-    first = run(lambda: BASE_TIME + first_read_after) if first_read_after else run()
-    results = [first, *(run() for _ in range(3))]
+    if first_read_after:
+        first = poll_once(client, store, 4, lambda: BASE_TIME + first_read_after)
+    else:
+        first = poll_once(client, store, 4)
+    results = [first, *(poll_once(client, store, 4) for _ in range(3))]
 
     assert [r["complete"] for r in results] == completes
     # Each change published once: the second run read on from the first one's last id.
     assert sum(r["changes"] for r in results) == len(made) + len(later) == 251
     assert results[-1]["cursor"] == iso(BASE_TIME + dt.timedelta(seconds=30))
+
+
+def test_quiet_polls_after_a_busy_second_do_not_read_it_all_again(aws, cliniko):
+    # The account's last change is a second holding 450 (an import): the cursor stays on it,
+    # and each poll's overlap reads it again. Read again from its first id, every quiet
+    # minute cost 2 + 450/100 requests, and with time for 4 requests no run ever completed.
+    store = quiet_feed_store()
+    cliniko.control.churn(450, kinds=["create"], at=iso(BASE_TIME), seed=8)
+    client = cliniko.client()
+    published = [poll_once(client, store, 4) for _ in range(3)]
+    assert sum(r["changes"] for r in published) == 450
+
+    quiet = [poll_once(client, store, 4) for _ in range(3)]
+
+    assert [(r["complete"], r["changes"]) for r in quiet] == [(True, 0)] * 3
+    # The second's first page, on by id from its last id read, then the next second.
+    assert [r["requests"] for r in quiet] == [3, 3, 3]
