@@ -144,10 +144,14 @@ def classify(
     digest = hashlib.sha256(
         json.dumps(sorted(hashes.items()), separators=(",", ":")).encode()
     ).hexdigest()
+    # The previous event's id is in it too: a contact back in a state it had within the same
+    # second (A, B, A) is a change of its own, not the first A again, which a subscriber
+    # deduping on the id would drop. A retry of this change sees the same previous one.
+    after = previous.event_id if previous is not None else ""
     event_id = (
         "msg_"
         + hashlib.sha256(
-            f"{account}\0{snapshot.contact_id}\0{updated_at}\0{digest}".encode()
+            f"{account}\0{snapshot.contact_id}\0{updated_at}\0{digest}\0{after}".encode()
         ).hexdigest()[:32]
     )
     if previous is None:

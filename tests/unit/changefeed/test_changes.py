@@ -65,6 +65,18 @@ def test_a_second_change_in_the_same_second_is_not_a_duplicate():
     assert again.event_id != published.event_id
 
 
+def test_a_state_come_back_within_its_second_has_an_id_of_its_own():
+    # A, B, A in one second: the third is a change (back to A), not the first A again, which
+    # a subscriber deduping on the id would drop, believing the contact still B.
+    first = change(snapshot(updated_at=T1))
+    second = change(snapshot(updated_at=T1, occupation="Engineer"), first.state)
+    back = change(snapshot(updated_at=T1), second.state)
+    assert back is not None
+    assert len({first.event_id, second.event_id, back.event_id}) == 3
+    # A retry of a change, from the same last published state, repeats its id.
+    assert change(snapshot(updated_at=T1), second.state).event_id == back.event_id
+
+
 def test_an_older_state_than_the_published_one_is_dropped():
     published = change(snapshot(updated_at=T1)).state
     assert change(snapshot(updated_at=T0, occupation="x"), published) is None
