@@ -119,6 +119,12 @@ def name_spellings(first: str, last: str) -> list[tuple[str, str]]:
     return spellings
 
 
+def spacing_free(name: str) -> str:
+    """A name as a `~~` pattern that any spacing of its words meets ("Mary  Ann" and "Mary Ann"
+    are one name to `matches`, which decides; the filter only narrows)."""
+    return "%".join(name.split())
+
+
 def phones_match(left: str, right: str) -> bool:
     if not left or not right:
         return False

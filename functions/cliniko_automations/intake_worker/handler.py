@@ -24,8 +24,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common.secrets import prefetch_secrets
-from cliniko_automations.intake.submission import Submission
-from cliniko_automations.intake_worker.messages import forget_body, load_submission
+from cliniko_automations.intake_worker.messages import (
+    Loaded,
+    drop_erased,
+    forget_body,
+    load_submission,
+)
 from cliniko_automations.intake_worker.retries import (
     diagnose_misconfigured,
     keep_body,
@@ -35,7 +39,7 @@ from cliniko_automations.intake_worker.retries import (
 )
 from cliniko_automations.intake_worker.runtime import Parked, key_secrets, runtime
 from cliniko_automations.intake_worker.telemetry import logger, metrics, report_outcome
-from cliniko_automations.intake_worker.worker import Misconfigured, Rejected, RetryLater
+from cliniko_automations.intake_worker.worker import Erased, Misconfigured, Rejected, RetryLater
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
@@ -45,9 +49,10 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     logger.remove_keys(["source"])
     logger.set_correlation_id(None)
     logger.append_keys(message_id=record.message_id, receive_count=receive_count(record))
-    submission = load_submission(rt, record)
-    if not isinstance(submission, Submission):
-        return submission  # dropped or rejected: the message ends here
+    loaded = load_submission(rt, record)
+    if not isinstance(loaded, Loaded):
+        return loaded  # dropped or rejected: the message ends here
+    submission = loaded.submission
     remaining = rt.remaining_seconds()
     if remaining is not None and remaining < rt.settings.min_remaining_seconds:
         # Too little time left to finish this one (Cliniko's waits can take a while): hand
@@ -56,9 +61,11 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         retry(rt, record, submission, failure, backoff_base=0)
         raise failure
     try:
-        outcome: dict[str, Any] = rt.handle(submission=submission)
+        outcome: dict[str, Any] = rt.handle(submission=submission, erased=lambda: loaded.erased(rt))
     except Parked as parked:
         outcome = parked.outcome
+    except Erased:
+        return drop_erased(rt, submission)
     except Misconfigured as exc:
         problem = diagnose_misconfigured(rt, submission, exc)
         return reject(rt, record, submission, problem.reason, problem)

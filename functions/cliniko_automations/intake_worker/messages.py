@@ -7,6 +7,7 @@ making it (the tombstone) is dropped, not processed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -21,7 +22,20 @@ def _malformed(exc: SubmissionInvalid, what: str) -> None:
     logger.error(what, extra={"errors": exc.problems})
 
 
-def load_submission(rt: Runtime, record: SQSRecord) -> Submission | dict[str, Any]:
+@dataclass(frozen=True)
+class Loaded:
+    """A queued submission, and the keys its person's erasure would leave a tombstone under."""
+
+    submission: Submission
+    tombstone_keys: tuple[str, ...]
+
+    def erased(self, rt: Runtime) -> bool:
+        """Whether its person was erased after it was made."""
+        erased_at = rt.store.erased_at(self.tombstone_keys)
+        return erased_at is not None and self.submission.made_at <= erased_at
+
+
+def load_submission(rt: Runtime, record: SQSRecord) -> Loaded | dict[str, Any]:
     """The queued submission's body from the store, or the outcome that ends the message."""
     try:
         queued = QueuedSubmission.from_json(record.body)
@@ -44,17 +58,21 @@ def load_submission(rt: Runtime, record: SQSRecord) -> Submission | dict[str, An
     except SubmissionInvalid as exc:
         _malformed(exc, "malformed stored submission")
         return reject(rt, record, None, "malformed_submission")
+    loaded = Loaded(submission, stored.keys.tombstone_keys)
     try:
-        erased_at = rt.store.erased_at(stored.keys.tombstone_keys)
-        if erased_at is not None and submission.made_at <= erased_at:
+        if loaded.erased(rt):
             # Made before its person was erased (a retry, a replay, a provider's redelivery):
             # processing it would bring them back.
-            rt.store.delete(submission.submission_id)
-            return report_dropped(submission.submission_id, "erased")
+            return drop_erased(rt, submission)
     except Exception as exc:
         retry(rt, record, submission, exc)
         raise
-    return submission
+    return loaded
+
+
+def drop_erased(rt: Runtime, submission: Submission) -> dict[str, Any]:
+    rt.store.delete(submission.submission_id)
+    return report_dropped(submission.submission_id, "erased")
 
 
 def forget_body(rt: Runtime, submission: Submission) -> None:

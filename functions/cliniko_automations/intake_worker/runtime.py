@@ -121,7 +121,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         config=config,
         key_prefix=IDEMPOTENCY_KEY_PREFIX,
     )
-    def handle(*, submission: Submission) -> dict[str, Any]:
+    def handle(*, submission: Submission, erased: Callable[[], bool]) -> dict[str, Any]:
         secret = accounts(settings.cliniko_accounts_file).key_secret(submission.account)
         if secret is None:
             raise Rejected("unknown_account")
@@ -136,7 +136,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
             )
         except (ConfigurationError, SecretMisconfigured) as exc:
             raise Misconfigured("misconfigured", exc) from None
-        outcome = worker.process(submission, client).as_dict()
+        outcome = worker.process(submission, client, erased).as_dict()
         if outcome["action"] == "parked":
             raise Parked(outcome)
         return outcome

@@ -181,6 +181,9 @@ class DynamoIntents:
             ExpressionAttributeValues={":c": {"S": contact_id}},
         )
 
+    def abandon(self, idempotency_key: str) -> None:
+        self._client.delete_item(TableName=self._table, Key={"id": _intent_id(idempotency_key)})
+
 
 @dataclass(frozen=True)
 class FailureRecord:

@@ -92,6 +92,14 @@ class ClaimBusy(RetryLater):
         super().__init__("claim_busy")
 
 
+class Erased(SubmissionFailure):
+    """The submission's person was erased after it was made, found just before it would have
+    written to Cliniko: it is dropped, never processed (it would bring them back)."""
+
+    def __init__(self) -> None:
+        super().__init__("erased")
+
+
 # --- ports ------------------------------------------------------------------------------
 
 
@@ -141,6 +149,11 @@ class Intents(Protocol):
         ...
 
     def complete(self, idempotency_key: str, contact_id: str) -> None: ...
+
+    def abandon(self, idempotency_key: str) -> None:
+        """The attempt's create provably made nothing (Cliniko refused it, or it was never
+        sent): no window is left open for a retry to adopt a look-alike from."""
+        ...
 
 
 class Ledger(Protocol):
@@ -207,11 +220,19 @@ class IntakeWorker:
         self._parking = parking
         self._now = now
 
-    def process(self, submission: Submission, cliniko: ContactsPort) -> Outcome:
+    def process(
+        self,
+        submission: Submission,
+        cliniko: ContactsPort,
+        erased: Callable[[], bool] = lambda: False,
+    ) -> Outcome:
         """Find or create the submission's contact. Raises `SubmissionFailure` when the
-        attempt did not complete (Cliniko's errors are translated here, once)."""
+        attempt did not complete (Cliniko's errors are translated here, once). `erased()`
+        says whether the person was erased since the submission was loaded: asked again just
+        before a create or an update, since the claim, the lookups and Cliniko's waits may
+        have taken long enough for an erasure to happen in between."""
         try:
-            return self._process(submission, cliniko)
+            return self._process(submission, cliniko, erased)
         except SubmissionFailure:
             raise
         except errors.ValidationFailed as exc:
@@ -233,7 +254,9 @@ class IntakeWorker:
         except httpx.TransportError as exc:
             raise RetryLater(f"cliniko_unreachable:{type(exc).__name__}") from None
 
-    def _process(self, submission: Submission, cliniko: ContactsPort) -> Outcome:
+    def _process(
+        self, submission: Submission, cliniko: ContactsPort, erased: Callable[[], bool]
+    ) -> Outcome:
         draft = submission.draft
         lookup = foc.lookup_for(draft)
         claim_key = lookup.claim_key(submission.account)
@@ -247,6 +270,8 @@ class IntakeWorker:
                 self._record_created(submission, intent.contact_id)
                 return self._created(submission, intent.contact_id, recovered=True, replayed=True)
             decision = self._decide(submission, lookup, cliniko, intent)
+            if decision.action in ("create", "update") and erased():
+                raise Erased()
             return self._apply(submission, lookup, decision, cliniko)
 
     def _decide(
@@ -316,6 +341,10 @@ class IntakeWorker:
         self._intents.begin(submission.idempotency_key, started)
         try:
             contact = cliniko.create_contact(dict(decision.changes))
+        except errors.ConnectionFailed:
+            # Never sent (no connection made, or no time left to send): nothing was made.
+            self._intents.abandon(submission.idempotency_key)
+            raise
         except (errors.CreateOutcomeUnknown, errors.ServerError, httpx.TransportError):
             # Cliniko may have saved it. Look before anyone creates again: now, and (the
             # intent stays, with this attempt's window) on the retry.
@@ -327,6 +356,11 @@ class IntakeWorker:
                 self._record_created(submission, again.contact_id)
                 return self._created(submission, again.contact_id, recovered=True)
             raise RetryLater("create_outcome_unknown") from None
+        except errors.ClinikoError:
+            # Refused (a 429 after the client's waits, a 4xx): Cliniko made nothing. Left open,
+            # the window let a retry adopt a contact staff typed in meanwhile as this one's.
+            self._intents.abandon(submission.idempotency_key)
+            raise
         contact_id = str(_contact_dict(contact)["id"])
         self._record_created(submission, contact_id)
         return Outcome(
@@ -383,8 +417,8 @@ class IntakeWorker:
         found: dict[str, dict[str, Any]] = {}
         for first, last in foc.name_spellings(lookup.first_name, lookup.last_name):
             filters = [
-                StringFilter("first_name").like(first),
-                StringFilter("last_name").like(last),
+                StringFilter("first_name").like(foc.spacing_free(first)),
+                StringFilter("last_name").like(foc.spacing_free(last)),
                 include_archived,
             ]
             listed = [_contact_dict(c) for c in cliniko.list_contacts(filters)]

@@ -18,6 +18,7 @@ from cliniko_automations.intake.submission import (
     Submission,
 )
 from cliniko_automations.intake_worker import handler as worker_handler
+from cliniko_automations.intake_worker.store import DynamoClaims
 
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (
@@ -461,3 +462,28 @@ def test_a_tombstone_drops_only_submissions_made_before_the_erasure(
     drops = [(r["submission_id"], r["reason"]) for r in logs.json("submission dropped")]
     assert drops == ([(sub.submission_id, "erased")] if dropped else [])
     assert stack.store().get(sub.submission_id) is None  # dropped or done: no body kept
+
+
+def test_an_erasure_while_the_worker_holds_the_submission_stops_it_before_cliniko(
+    stack, cliniko, capsys, monkeypatch
+) -> None:
+    # The erasure lands after the worker loaded the submission (its tombstone was read then)
+    # and before it writes: the claim's wait, the lookups and Cliniko's waits can take that
+    # long. Created, it brought the person back.
+    sub = submission()
+    stack.enqueue(sub, email_hmac=EMAIL_HMAC)
+    hold = DynamoClaims.hold
+
+    def erasure_then_hold(claims, key):
+        stack.store().tombstone(EMAIL_HMAC, datetime.now(UTC))
+        return hold(claims, key)
+
+    monkeypatch.setattr(DynamoClaims, "hold", erasure_then_hold)
+    with captured_logs("intake") as logs:
+        run_until_empty(stack)
+    assert cliniko.control.contacts() == []
+    assert [r for r in cliniko.control.requests() if r["method"] != "GET"] == []
+    drops = [(r["submission_id"], r["reason"]) for r in logs.json("submission dropped")]
+    assert drops == [(sub.submission_id, "erased")]
+    assert stack.store().get(sub.submission_id) is None
+    assert emf_metrics(capsys.readouterr().out).get("ContactCreated") is None

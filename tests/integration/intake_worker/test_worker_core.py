@@ -10,7 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
-from cliniko_automations.intake_worker.worker import ClinikoBusy, IntakeWorker, Rejected, RetryLater
+from cliniko_automations.intake_worker.worker import (
+    ClinikoBusy,
+    IntakeWorker,
+    Rejected,
+    RetryLater,
+    SubmissionFailure,
+)
 
 from tests.unit.cliniko.fake_clock import FakeClock
 from tests.unit.cliniko.memory_budget_store import MemoryBudgetStore
@@ -351,6 +357,38 @@ def test_a_contact_staff_made_after_a_lost_create_is_updated_not_adopted(h: Harn
     assert contact["notes"] == "Walk-in"
     # The reported fields are the ones written.
     assert set(outcome.fields) == set(h.last_write_body("PATCH"))
+
+
+def test_a_contact_staff_made_after_a_refused_create_is_not_adopted(h: Harness) -> None:
+    # Cliniko refused the create (its rate limit, after the client's waits): it made nothing.
+    # The attempt's window stayed open, and the retry adopted the identical contact a
+    # receptionist typed in meanwhile as its own, into the ledger the cleanup trusts.
+    draft = ContactDraft(first_name="Ana", last_name="Lima", email="ana.lima@example.com")
+    sub = submit(draft)
+    h.cliniko.control.set_faults(fail_next=[429] * 4, methods=["POST"])
+    with pytest.raises(SubmissionFailure):
+        h.process(sub)
+    h.cliniko.control.clear_faults()
+    assert h.contacts() == []
+    staff_id = h.staff_create(STAFF_ANA, datetime.now(UTC) + h.offset)
+    outcome = h.process(sub)
+    assert (outcome.action, outcome.contact_id, outcome.recovered) == ("unchanged", staff_id, False)
+    assert h.ledger.entries == {}
+
+
+def test_a_name_spaced_otherwise_finds_the_same_contact(h: Harness) -> None:
+    # The worker compares names with their spacing folded ("Mary  Ann" is "Mary Ann"); its
+    # lookup sent the name as typed, Cliniko never listed the contact, and a second was made.
+    phone = (PhoneNumber(number="0412 345 678"),)
+    first = h.process(
+        submit(ContactDraft(first_name="Mary  Ann", last_name="Lee", phone_numbers=phone))
+    )
+    again = h.process(
+        submit(ContactDraft(first_name="Mary Ann", last_name=" Lee", phone_numbers=phone))
+    )
+    assert first.action == "created"
+    assert (again.action, again.contact_id) == ("unchanged", first.contact_id)
+    assert len(h.contacts()) == 1
 
 
 def test_a_contact_another_submission_made_between_attempts_is_not_adopted(h: Harness) -> None:

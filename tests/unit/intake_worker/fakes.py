@@ -55,6 +55,9 @@ class MemoryIntents:
     def complete(self, idempotency_key: str, contact_id: str) -> None:
         self.items[idempotency_key] = replace(self.items[idempotency_key], contact_id=contact_id)
 
+    def abandon(self, idempotency_key: str) -> None:
+        self.items.pop(idempotency_key, None)
+
 
 class MemoryLedger:
     def __init__(self) -> None:
