@@ -151,8 +151,8 @@ class Intents(Protocol):
     def complete(self, idempotency_key: str, contact_id: str) -> None: ...
 
     def abandon(self, idempotency_key: str) -> None:
-        """The attempt's create provably made nothing (Cliniko refused it, or it was never
-        sent): no window is left open for a retry to adopt a look-alike from."""
+        """The attempt's create provably made nothing (Cliniko refused it): no window is left
+        open for a retry to adopt a look-alike from."""
         ...
 
 
@@ -341,10 +341,6 @@ class IntakeWorker:
         self._intents.begin(submission.idempotency_key, started)
         try:
             contact = cliniko.create_contact(dict(decision.changes))
-        except errors.ConnectionFailed:
-            # Never sent (no connection made, or no time left to send): nothing was made.
-            self._intents.abandon(submission.idempotency_key)
-            raise
         except (errors.CreateOutcomeUnknown, errors.ServerError, httpx.TransportError):
             # Cliniko may have saved it. Look before anyone creates again: now, and (the
             # intent stays, with this attempt's window) on the retry.
@@ -359,6 +355,8 @@ class IntakeWorker:
         except errors.ClinikoError:
             # Refused (a 429 after the client's waits, a 4xx): Cliniko made nothing. Left open,
             # the window let a retry adopt a contact staff typed in meanwhile as this one's.
+            # (A failure to connect stays a lost answer above: the client reports some errors
+            # that come after sending, an answer it could not decode, as one.)
             self._intents.abandon(submission.idempotency_key)
             raise
         contact_id = str(_contact_dict(contact)["id"])
