@@ -138,20 +138,15 @@ def test_replay_one_then_all(stack: WorkerStack) -> None:
     assert stack.counts(stack.dead_letter_queue_url) == (0, 0)
 
 
-def test_replay_needs_the_submission_queue(stack: WorkerStack, monkeypatch) -> None:
+# The store too: without it a letter whose body is gone reads "unknown", and replayed, the
+# worker would drop it and the letter, its last trace, would be deleted.
+@pytest.mark.parametrize("setting", ["SUBMISSION_QUEUE_URL", "SUBMISSION_TABLE"])
+def test_replay_needs_the_submission_queue_and_store(
+    stack: WorkerStack, monkeypatch, setting
+) -> None:
     fill(stack)
-    monkeypatch.delenv("SUBMISSION_QUEUE_URL")
-    with pytest.raises(SystemExit, match="SUBMISSION_QUEUE_URL"):
-        run("replay", "--all")
-    assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
-
-
-def test_replay_needs_the_submission_store(stack: WorkerStack, monkeypatch) -> None:
-    # Without it a letter whose body is gone reads "unknown": replayed, the worker would drop
-    # it and the letter, its last trace, would be deleted.
-    fill(stack)
-    monkeypatch.delenv("SUBMISSION_TABLE")
-    with pytest.raises(SystemExit, match="SUBMISSION_TABLE"):
+    monkeypatch.delenv(setting)
+    with pytest.raises(SystemExit, match=setting):
         run("replay", "--all")
     assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
 
