@@ -197,6 +197,25 @@ def _contact_dict(contact: Any) -> dict[str, Any]:
     return fields
 
 
+def _refused(error: Exception) -> bool:
+    """A create Cliniko refused (its rate limit, a 4xx) or the client did not send (a body it
+    would refuse): nothing was made."""
+    if isinstance(error, errors.RateLimited | errors.ValidationFailed):
+        return True
+    status = getattr(error, "status_code", None)
+    return isinstance(error, errors.ClinikoError) and status is not None and 400 <= status < 500
+
+
+def _maybe_made(error: Exception) -> bool:
+    """A create that may have reached Cliniko and been saved: its answer lost, a 5xx, or an
+    answer off the spec (a 2xx the client could not read, a connection failure it reports
+    for an answer it could not decode)."""
+    if isinstance(error, errors.CreateOutcomeUnknown | errors.ServerError | httpx.TransportError):
+        return True
+    status = getattr(error, "status_code", None)
+    return isinstance(error, errors.UnexpectedResponse) and (status is None or status < 400)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -341,7 +360,14 @@ class IntakeWorker:
         self._intents.begin(submission.idempotency_key, started)
         try:
             contact = cliniko.create_contact(dict(decision.changes))
-        except (errors.CreateOutcomeUnknown, errors.ServerError, httpx.TransportError):
+        except (errors.ClinikoError, httpx.TransportError) as error:
+            if _refused(error):
+                # Cliniko made nothing. Left open, the window let a retry adopt a contact
+                # staff typed in meanwhile as this one's.
+                self._intents.abandon(submission.idempotency_key)
+                raise
+            if not _maybe_made(error):
+                raise
             # Cliniko may have saved it. Look before anyone creates again: now, and (the
             # intent stays, with this attempt's window) on the retry.
             lost = self._now()
@@ -352,13 +378,6 @@ class IntakeWorker:
                 self._record_created(submission, again.contact_id)
                 return self._created(submission, again.contact_id, recovered=True)
             raise RetryLater("create_outcome_unknown") from None
-        except errors.ClinikoError:
-            # Refused (a 429 after the client's waits, a 4xx): Cliniko made nothing. Left open,
-            # the window let a retry adopt a contact staff typed in meanwhile as this one's.
-            # (A failure to connect stays a lost answer above: the client reports some errors
-            # that come after sending, an answer it could not decode, as one.)
-            self._intents.abandon(submission.idempotency_key)
-            raise
         contact_id = str(_contact_dict(contact)["id"])
         self._record_created(submission, contact_id)
         return Outcome(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import re
 import threading
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
 from cliniko_automations.intake_worker.worker import (
@@ -374,6 +376,38 @@ def test_a_contact_staff_made_after_a_refused_create_is_not_adopted(h: Harness) 
     outcome = h.process(sub)
     assert (outcome.action, outcome.contact_id, outcome.recovered) == ("unchanged", staff_id, False)
     assert h.ledger.entries == {}
+
+
+class OffSpecCreateAnswer(httpx.BaseTransport):
+    """Cliniko's transport, but a create's 201 comes back off the spec (an id that is not an
+    integer: a proxy, a spec drift): the contact is made, its answer unreadable."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method == "POST" and request.url.path.endswith("/contacts"):
+            response.read()
+            body = {**json.loads(response.content), "id": "not-a-number"}
+            return httpx.Response(201, json=body, request=request)
+        return response
+
+
+@pytest.mark.parametrize("draft", [ANA, ContactDraft(first_name="Ana", last_name="Lima")])
+def test_a_create_answered_off_the_spec_is_looked_for_not_made_again(h: Harness, draft) -> None:
+    # Made, but its answer unreadable: treated as refused, its window was closed, and the
+    # retry of a submission with no identity made a second contact.
+    transport = h.client._transport
+    inner = transport._inner
+    transport._inner = OffSpecCreateAnswer(inner)
+    try:
+        outcome = h.process(submit(draft))
+    finally:
+        transport._inner = inner
+    assert (outcome.action, outcome.recovered) == ("created", True)
+    [contact] = h.contacts()
+    assert list(h.ledger.entries) == [str(contact["id"])]
 
 
 def test_a_name_spaced_otherwise_finds_the_same_contact(h: Harness) -> None:
