@@ -237,7 +237,8 @@ def rule_status(progress: Any, ledger: Any, elapsed: float) -> dict[str, Any]:
     if progress.phase == "done":
         remaining = 0
     elif progress.created_by_intake:
-        remaining = ledger.count_active(progress.account, progress.cursor) + len(progress.pending)
+        # Entries still to ask about: the batch in hand was asked about when it was found.
+        remaining = ledger.count_active(progress.account, progress.cursor)
     total = None if remaining is None else progress.asked + remaining
     rate = progress.asked / elapsed if elapsed > 0 else 0.0
     eta = None if remaining is None or not rate else remaining / rate

@@ -220,7 +220,7 @@ class CleanupStep:
         filters = rule.filters(dt.datetime.fromisoformat(state.started_at))
         try:
             if progress.phase == "find":
-                self._find(progress, client, filters)
+                self._find(state, progress, client, filters)
                 progress.batches += 1
                 if state.dry_run:
                     self._record(state, progress, "matched", progress.pending)
@@ -243,7 +243,9 @@ class CleanupStep:
             progress.pending = []
             progress.phase = "done"
 
-    def _find(self, progress: RuleProgress, client: ContactsClient, filters: list[Filter]) -> None:
+    def _find(
+        self, state: RunState, progress: RuleProgress, client: ContactsClient, filters: list[Filter]
+    ) -> None:
         if progress.created_by_intake:
             ids = self._ledger.active_ids(progress.account, progress.cursor, BATCH)
             matched = (
@@ -263,6 +265,10 @@ class CleanupStep:
         progress.exhausted = len(found) < BATCH
         if found:
             progress.cursor = found[-1]
+        # A contact in another rule's batch (one a cut-off step left) is that rule's to archive
+        # and to count: taken here too, it was archived by this rule, then counted by both.
+        others = {i for other in state.rules if other is not progress for i in other.pending}
+        matched = [i for i in matched if i not in others]
         progress.pending = matched
         progress.matched += len(matched)
 
@@ -281,10 +287,12 @@ class CleanupStep:
             )
         }
         done = [i for i in progress.pending if i in archived]
-        self._archived(state, progress, done)
         rest = [i for i in progress.pending if i not in archived]
+        # Counted and out of the batch together: a refusal of the query below would otherwise
+        # save the count with the batch unchanged, and the next step count them again.
+        self._archived(state, progress, done)
+        progress.pending = rest
         if not rest:
-            progress.pending = []
             return
         # Lists leave archived contacts out: what the rule still selects, active.
         seen = {c.id for c in client.iter_contacts([*filters, NumericFilter("id").eq(rest)])}

@@ -15,6 +15,7 @@ from cliniko_automations.cleanup.config import CleanupRule
 from cliniko_automations.cleanup.core import CleanupStep, RuleProgress, RunState
 from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cliniko import RetryPolicy
+from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
 
 from tests.integration.cleanup.tables import create_cleanup_tables
@@ -79,12 +80,12 @@ class World:
         self.runs.create("cleanup_rules", state)
         return state
 
-    def step(self, state: RunState, *rules: CleanupRule, out_of_time=lambda: False):
+    def step(self, state: RunState, *rules: CleanupRule, out_of_time=lambda: False, client=None):
         """One step from the last checkpoint, as a new Lambda invocation would run it."""
         loaded = self.runs.load(state.run_id)
         outcome = CleanupStep(
             rules={r.name: r for r in rules},
-            client_for_account=lambda account: self.client,
+            client_for_account=lambda account: client or self.client,
             ledger=self.ledger,
             checkpoints=self.runs,
             out_of_time=out_of_time,
@@ -230,6 +231,61 @@ def test_a_kill_between_archiving_and_recording_is_caught_by_verifying_the_batch
     assert world.archive_requests() == Counter(dict.fromkeys(ids, 1))
     assert final.rules[0].archived == 5
     assert world.active() == []
+
+
+class RefusesItsSecondListing:
+    """The client, but the step's second listing is refused (a 503 after the client's
+    retries): verifying a batch is two listings, the archived ones and what still matches."""
+
+    def __init__(self, client) -> None:
+        self.client, self.listings = client, 0
+
+    def iter_contacts(self, filters=(), sort=None):
+        self.listings += 1
+        if self.listings == 2:
+            raise cliniko_errors.ServerError("503 after retries", status_code=503)
+        return self.client.iter_contacts(filters, sort)
+
+    def archive_contact(self, contact_id):
+        return self.client.archive_contact(contact_id)
+
+
+def test_what_a_verify_counted_is_not_counted_again_after_a_refusal(world):
+    # Verifying counted the cut step's archives but kept them in the batch until its second
+    # listing; that one refused, the count was saved with the batch, and the next step counted
+    # them again.
+    ids = world.seed_matching(5)
+    state = world.start(rule())
+    with pytest.raises(Killed):
+        world.step(state, rule(), out_of_time=after_calls(1, Killed()))
+    for contact_id in ids[:2]:
+        world.client.archive_contact(contact_id)
+    world.step(state, rule(), client=RefusesItsSecondListing(world.client))
+
+    outcome, final = world.step(state, rule())
+
+    assert outcome.next == "done"
+    assert (final.rules[0].matched, final.rules[0].archived) == (5, 5)
+    assert world.archive_requests() == Counter(dict.fromkeys(ids, 1))
+
+
+def test_a_contact_two_rules_match_is_archived_and_counted_by_one(world):
+    # The first rule's step is cut mid-batch; the second rule took what was left of it, and
+    # the first rule's verify then counted those as its own too: reported under both.
+    ids = world.seed_matching(5)
+    first = rule("rule-a")
+    second = rule("rule-b", where=[{"field": "created_at", "op": "older_than_days", "value": 7}])
+    state = world.start(first, second)
+    world.step(state, first, second, out_of_time=after_calls(3))
+    while (stepped := world.step(state, first, second))[0].next != "done":
+        pass
+
+    final = stepped[1]
+    reported = world.runs.contact_ids(state.run_id, "archived")
+    assert sum(p.archived for p in final.rules) == 5
+    assert set(reported.get("rule-a", [])).isdisjoint(reported.get("rule-b", []))
+    assert set(reported.get("rule-a", [])) | set(reported.get("rule-b", [])) == set(ids)
+    assert world.archive_requests() == Counter(dict.fromkeys(ids, 1))
 
 
 def test_a_rule_on_updated_at_counts_what_a_cut_step_archived_though_archiving_moved_it(world):
