@@ -341,8 +341,9 @@ class CleanupStep:
     def _archived(self, state: RunState, progress: RuleProgress, contact_ids: list[str]) -> None:
         if not contact_ids:
             return
-        if progress.created_by_intake:
-            self._ledger.mark_archived(contact_ids, self._clock().isoformat())
+        # Whichever rule archived it: a contact the intake made leaves the ledger's active set
+        # (archived by a rule on every contact, it was asked about again on every run).
+        self._ledger.mark_archived(contact_ids, self._clock().isoformat())
         progress.archived += len(contact_ids)
         self._record(state, progress, "archived", contact_ids)
 

@@ -136,15 +136,25 @@ class DynamoLedger:
         return changed
 
     def mark_archived(self, contact_ids: Sequence[str], archived_at: str) -> None:
-        """The contacts leave the active set. One update each (a transaction would make the
-        batch all or nothing, which nothing needs: each update stands on its own, and one
-        that is lost to a crash is made again by the next step's check of the batch)."""
+        """The contacts the ledger holds leave the active set; any other is none of its
+        business (a contact staff made, archived by a rule on every contact), and gets no entry.
+        One update each (a transaction would make the batch all or nothing, which nothing
+        needs: each update stands on its own, and one that is lost to a crash is made again by
+        the next step's check of the batch)."""
         for contact_id in contact_ids:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"contact_id": {"S": contact_id}},
-                UpdateExpression="SET #state = :archived, archived_at = "
-                "if_not_exists(archived_at, :at) REMOVE active_account",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={":archived": {"S": ARCHIVED}, ":at": {"S": archived_at}},
-            )
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"contact_id": {"S": contact_id}},
+                    UpdateExpression="SET #state = :archived, archived_at = "
+                    "if_not_exists(archived_at, :at) REMOVE active_account",
+                    ConditionExpression="attribute_exists(contact_id)",
+                    ExpressionAttributeNames={"#state": "state"},
+                    ExpressionAttributeValues={
+                        ":archived": {"S": ARCHIVED},
+                        ":at": {"S": archived_at},
+                    },
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise

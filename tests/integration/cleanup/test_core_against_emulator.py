@@ -288,6 +288,29 @@ def test_a_contact_two_rules_match_is_archived_and_counted_by_one(world):
     assert world.archive_requests() == Counter(dict.fromkeys(ids, 1))
 
 
+def test_a_rule_on_every_contact_takes_the_intake_s_ones_out_of_the_ledger_too(world):
+    # Archived by a rule that is not the intake's, a contact the intake made stayed in the
+    # ledger's active set, and every intake rule's run asked Cliniko about it again.
+    (made,) = world.seed({"first_name": "I", "email": "i@example.org", "created_at": ago(10)})
+    (typed,) = world.seed(
+        {"first_name": "S", "email": "s@example.org", "created_at": ago(10)}, from_intake=False
+    )
+    every = rule(
+        "every-contact",
+        created_by_intake=False,
+        where=[
+            {"field": "email", "op": "like", "value": "%@example.org"},
+            {"field": "created_at", "op": "older_than_days", "value": 7},
+        ],
+    )
+    state = world.start(every)
+    outcome, final = world.step(state, every)
+
+    assert outcome.next == "done" and final.rules[0].archived == 2
+    assert world.archived() == {made, typed}
+    assert world.active() == []
+
+
 def test_a_rule_on_updated_at_counts_what_a_cut_step_archived_though_archiving_moved_it(world):
     # Archiving moves updated_at: checked against the rule again, the contacts a cut step had
     # archived no longer matched, went uncounted and stayed active in the ledger for good.
