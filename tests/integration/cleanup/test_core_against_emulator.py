@@ -41,6 +41,18 @@ def rule(name: str = "test-submissions", **overrides) -> CleanupRule:
     )
 
 
+def org_contacts_rule(name: str) -> CleanupRule:
+    """A rule on every contact, not only the intake's: @example.org ones a week old."""
+    return rule(
+        name,
+        created_by_intake=False,
+        where=[
+            {"field": "email", "op": "like", "value": "%@example.org"},
+            {"field": "created_at", "op": "older_than_days", "value": 7},
+        ],
+    )
+
+
 class Killed(BaseException):
     """Stands for the process dying inside a step (not an Exception: nothing handles it)."""
 
@@ -295,14 +307,7 @@ def test_a_rule_on_every_contact_takes_the_intake_s_ones_out_of_the_ledger_too(w
     (typed,) = world.seed(
         {"first_name": "S", "email": "s@example.org", "created_at": ago(10)}, from_intake=False
     )
-    every = rule(
-        "every-contact",
-        created_by_intake=False,
-        where=[
-            {"field": "email", "op": "like", "value": "%@example.org"},
-            {"field": "created_at", "op": "older_than_days", "value": 7},
-        ],
-    )
+    every = org_contacts_rule("every-contact")
     state = world.start(every)
     outcome, final = world.step(state, every)
 
@@ -371,14 +376,7 @@ def test_rules_take_turns_so_a_backlog_never_starves_the_others(world):
         {"first_name": "O", "email": "o@example.org", "created_at": ago(10)}, from_intake=False
     )
     big = rule("big-backlog")
-    small = rule(
-        "other-rule",
-        created_by_intake=False,
-        where=[
-            {"field": "email", "op": "like", "value": "%@example.org"},
-            {"field": "created_at", "op": "older_than_days", "value": 7},
-        ],
-    )
+    small = org_contacts_rule("other-rule")
     state = world.start(big, small)
 
     # A step with time for two turns only: the backlogged rule gets one, the other one too.
