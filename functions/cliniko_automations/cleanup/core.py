@@ -220,7 +220,7 @@ class CleanupStep:
         filters = rule.filters(dt.datetime.fromisoformat(state.started_at))
         try:
             if progress.phase == "find":
-                self._find(state, progress, client, filters)
+                self._find(progress, client, filters)
                 progress.batches += 1
                 if state.dry_run:
                     self._record(state, progress, "matched", progress.pending)
@@ -243,9 +243,7 @@ class CleanupStep:
             progress.pending = []
             progress.phase = "done"
 
-    def _find(
-        self, state: RunState, progress: RuleProgress, client: ContactsClient, filters: list[Filter]
-    ) -> None:
+    def _find(self, progress: RuleProgress, client: ContactsClient, filters: list[Filter]) -> None:
         if progress.created_by_intake:
             ids = self._ledger.active_ids(progress.account, progress.cursor, BATCH)
             matched = (
@@ -265,10 +263,6 @@ class CleanupStep:
         progress.exhausted = len(found) < BATCH
         if found:
             progress.cursor = found[-1]
-        # A contact in another rule's batch (one a cut-off step left) is that rule's to archive
-        # and to count: taken here too, it was archived by this rule, then counted by both.
-        others = {i for other in state.rules if other is not progress for i in other.pending}
-        matched = [i for i in matched if i not in others]
         progress.pending = matched
         progress.matched += len(matched)
 
@@ -345,6 +339,12 @@ class CleanupStep:
         # (archived by a rule on every contact, it was asked about again on every run).
         self._ledger.mark_archived(contact_ids, self._clock().isoformat())
         progress.archived += len(contact_ids)
+        # This rule's, from now on: left in another rule's batch (a cut-off step's), that
+        # rule's verify found it archived and counted it too.
+        archived = set(contact_ids)
+        for other in state.rules:
+            if other is not progress:
+                other.pending = [i for i in other.pending if i not in archived]
         self._record(state, progress, "archived", contact_ids)
 
     def _record(

@@ -300,6 +300,38 @@ def test_a_contact_two_rules_match_is_archived_and_counted_by_one(world):
     assert world.archive_requests() == Counter(dict.fromkeys(ids, 1))
 
 
+def older_than_a_week(name: str) -> CleanupRule:
+    """A rule on every contact a week old: it matches whatever `rule()` matches, and more."""
+    return rule(
+        name,
+        created_by_intake=False,
+        where=[{"field": "created_at", "op": "older_than_days", "value": 7}],
+    )
+
+
+@pytest.mark.parametrize("first_rule_then", ["changed", "removed", "kept, a contact edited"])
+def test_a_contact_in_a_cut_batch_is_still_archived_by_a_rule_that_matches_it(
+    world, first_rule_then
+):
+    # Left out of every other rule while in the cut rule's batch, a contact was archived by no
+    # rule when the cut rule stopped (changed, removed) or no longer matched it (edited).
+    ids = world.seed_matching(5)
+    first, second = rule("rule-a"), older_than_a_week("rule-b")
+    state = world.start(first, second)
+    _, cut = world.step(state, first, second, out_of_time=after_calls(3))
+    rules: tuple[CleanupRule, ...] = (first, second)
+    if first_rule_then == "changed":
+        rules = (older_than_a_week("rule-a"), second)
+    elif first_rule_then == "removed":
+        rules = (second,)
+    else:
+        world.client.update_contact(cut.rules[0].pending[0], {"email": "x@example.net"})
+    while world.step(state, *rules)[0].next != "done":
+        pass
+    assert world.archived() == set(ids)
+    assert world.archive_requests() == Counter(dict.fromkeys(ids, 1))
+
+
 def test_a_rule_on_every_contact_takes_the_intake_s_ones_out_of_the_ledger_too(world):
     # Archived by a rule that is not the intake's, a contact the intake made stayed in the
     # ledger's active set, and every intake rule's run asked Cliniko about it again.
