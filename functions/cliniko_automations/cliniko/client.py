@@ -10,6 +10,7 @@ kept as strings.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import random
@@ -560,4 +561,13 @@ def _write_body(body: ContactWrite | Mapping[str, Any]) -> ContactWrite:
                 "Validation Failed", {"phone_numbers": problem}, status_code=None
             )
         fields["phone_numbers"] = wire
-    return ContactWrite.from_dict(fields)
+    model = ContactWrite.from_dict(fields)
+    try:
+        # As httpx will write it: a text no UTF-8 holds (a lone surrogate) or a number JSON
+        # cannot carry fails here, refused before sending, not as if Cliniko had answered.
+        json.dumps(model.to_dict(), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, TypeError):
+        raise errors.ValidationFailed(
+            "Validation Failed", {"body": "cannot be sent as JSON"}, status_code=None
+        ) from None
+    return model
