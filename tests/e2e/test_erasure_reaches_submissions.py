@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from typing import Any
 
 import boto3
@@ -23,7 +22,7 @@ from tests.e2e.test_erasure_cli import load_cli
 from tests.fixtures.apigw import form_post_event
 from tests.integration.erasure import stack as erasure
 from tests.integration.erasure.stack import PERSONAL as SEEDED
-from tests.integration.erasure.stack import personal_values
+from tests.integration.erasure.stack import personal_values, whole_values_in
 from tests.integration.intake_worker.e2e_world import PERSONAL, build_intake_path, delivery
 from tests.integration.intake_worker.resources import (
     MAX_RECEIVE_COUNT,
@@ -71,17 +70,7 @@ def phones() -> list[str]:
 
 
 def values_found(text: str) -> list[str]:
-    """The personal values `text` holds as whole values: not inside a longer run of letters
-    and digits, where a post code like "2477" occurs by chance (a hex hash, an id)."""
-    values = [*PERSONAL, *personal_values(SEEDED)]
-    return sorted(
-        {
-            value
-            for value in values
-            if value
-            and re.search(rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])", text, re.I)
-        }
-    )
+    return whole_values_in(text, [*PERSONAL, *personal_values(SEEDED)])
 
 
 def test_the_leak_search_finds_whole_values_only() -> None:

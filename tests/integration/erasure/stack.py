@@ -5,6 +5,7 @@ Imported by the erasure integration and end-to-end tests (pytest registers impor
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -60,6 +61,19 @@ def personal_values(contact: dict[str, Any]) -> list[str]:
         values.append(phone["number"])
         values.append(phone["number"].replace(" ", ""))
     return values
+
+
+def whole_values_in(text: str, values: list[str]) -> list[str]:
+    """The values `text` holds as whole values, any case: not inside a longer run of letters
+    and digits, where a post code like "2477" occurs by chance (a hex hash, an id)."""
+    return sorted(
+        {
+            value
+            for value in values
+            if value
+            and re.search(rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])", text, re.I)
+        }
+    )
 
 
 @dataclass
