@@ -35,6 +35,10 @@ def test_country_names_come_from_iso_3166():
     assert country_name("ee") == "Estonia"
     assert country_name("XX") is None
     assert country_name("AUS") is None
+    # U+212A KELVIN SIGN: pycountry folds it to "k", but it is no ISO code.
+    assert country_name("\u212aE") is None
+    assert validate_contact_fields({"country_code": "\u212aE"}, creating=False)
+    assert country_code_for("\u212aE") == "KE"  # as a name is read: the code is ASCII
 
 
 def test_country_code_for_accepts_codes_and_names():

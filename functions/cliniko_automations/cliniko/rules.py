@@ -68,7 +68,8 @@ TOO_LONG = f"is too long (maximum is {MAX_LENGTH} characters)"
 
 def country_name(country_code: str) -> str | None:
     """The ISO 3166-1 name of an alpha-2 code, or None when the code is not assigned."""
-    if len(country_code) != 2 or not country_code.isalpha():
+    # isascii: pycountry folds case, and U+212A KELVIN SIGN folds to "k" ("\u212aE" as Kenya).
+    if len(country_code) != 2 or not (country_code.isascii() and country_code.isalpha()):
         return None
     # Imported on the first country, not at a cold start: most contacts give none.
     import pycountry

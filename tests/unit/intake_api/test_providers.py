@@ -263,6 +263,15 @@ def test_webflow_timestamp_in_seconds_is_stale():
         webflow.verify(delivery(body, headers), SECRET, NOW)
 
 
+def test_webflow_takes_hex_in_upper_case():
+    body = samples.webflow_body()
+    headers = samples.webflow_headers(body, at=NOW)
+    upper = {**headers, "x-webflow-signature": headers["x-webflow-signature"].upper()}
+    webflow.verify(delivery(body, upper), SECRET, NOW)
+    with pytest.raises(BadSignature):
+        webflow.verify(delivery(tamper(body), upper), SECRET, NOW)
+
+
 @pytest.mark.parametrize("drop", ["x-webflow-timestamp", "x-webflow-signature"])
 def test_webflow_missing_headers(drop):
     body = samples.webflow_body()
@@ -316,6 +325,14 @@ class TestTimestampedHmac:
         headers = {} if value is None else {header: value}
         with pytest.raises(BadSignature):
             adapter.verify(delivery(body, headers), SECRET, NOW)
+
+    def test_hex_in_upper_case(self, adapter, header, body):
+        # .NET's Convert.ToHexString and Java's printHexBinary write upper case.
+        stamp, v1 = samples.t_v1_signature(body, at=NOW).split(",")
+        upper = f"{stamp},v1={v1.removeprefix('v1=').upper()}"
+        adapter.verify(delivery(body, {header: upper}), SECRET, NOW)
+        with pytest.raises(BadSignature):
+            adapter.verify(delivery(tamper(body), {header: upper}), SECRET, NOW)
 
     def test_rotation_any_v1_may_match(self, adapter, header, body):
         good = samples.t_v1_signature(body, at=NOW)

@@ -81,6 +81,12 @@ def matches(expected: str, given: str | None) -> bool:
     )
 
 
+def hex_matches(expected: str, given: str | None) -> bool:
+    """`matches` for a hex signature, whose digits may come in either case (.NET's
+    `Convert.ToHexString` and Java's `printHexBinary` write upper case)."""
+    return matches(expected, None if given is None else given.lower())
+
+
 def b64_hmac(secret: str, message: bytes) -> str:
     return base64.b64encode(hmac_sha256(secret, message)).decode("ascii")
 
@@ -126,7 +132,7 @@ def verify_t_v1(header: str | None, body: bytes, secret: str, now: float) -> Non
         raise BadSignature("signature header is not t=<unix>,v1=<hex>")
     expected = hex_hmac(secret, timestamp.encode("ascii") + b"." + body)
     # Check every candidate so timing does not depend on which one matched.
-    if not any([matches(expected, candidate) for candidate in signatures]):
+    if not any([hex_matches(expected, candidate) for candidate in signatures]):
         raise BadSignature("signature does not match")
     check_window(int(timestamp), now)
 

@@ -13,8 +13,8 @@ from cliniko_automations.intake_api.providers.base import (
     Parsed,
     check_window,
     hex_hmac,
+    hex_matches,
     json_object,
-    matches,
     normalise,
     object_at,
     provider_id,
@@ -32,7 +32,7 @@ def verify(delivery: Delivery, secret: str, now: float) -> None:
     timestamp = timestamp_digits(delivery.header("x-webflow-timestamp"))
     if timestamp is None:
         raise BadSignature("x-webflow-timestamp is not milliseconds since the epoch")
-    if not matches(hex_hmac(secret, timestamp.encode("ascii") + b":" + delivery.body), given):
+    if not hex_matches(hex_hmac(secret, timestamp.encode("ascii") + b":" + delivery.body), given):
         raise BadSignature("signature does not match")
     check_window(int(timestamp) / 1000, now)
 
