@@ -6,7 +6,10 @@ import dataclasses
 import datetime as dt
 
 from cliniko_automations.common.cliniko_settings import ClinikoVariables
-from cliniko_automations.common.settings import EnvironmentSettings, bounded
+from cliniko_automations.common.settings import EnvironmentSettings, SettingsError, bounded
+
+# How far ahead of this machine's clock BACKFILL_FROM may be (another clock's "now").
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,3 +38,12 @@ class FeedSettings(EnvironmentSettings):
     # The Cliniko client's settings (CLINIKO_USER_AGENT, ...), as given: checked when an
     # account's client is built, and a problem is reported as that account's error.
     cliniko: ClinikoVariables = dataclasses.field(default_factory=ClinikoVariables)
+
+    def __post_init__(self) -> None:
+        # A first run saves its start as the cursor: one in the future (2062 for 2026) would
+        # publish nothing until then, each run reporting itself complete and caught up.
+        if self.backfill_from and self.backfill_from > dt.datetime.now(dt.UTC) + CLOCK_SKEW:
+            raise SettingsError(
+                f"{self.describes} invalid: BACKFILL_FROM is in the future (the feed would "
+                "start there: no change made before then would ever be published)"
+            )

@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,15 @@ def test_schedules():
     parameters = TEMPLATE["Parameters"]
     assert parameters["CleanupSchedule"]["Default"] == "rate(1 day)"
     assert parameters["ChangeFeedSchedule"]["Default"] == "rate(1 minute)"
+    # A run at least every 5 minutes: ChangeFeedBehindAlarm takes a 5-minute period without
+    # a run's figure for a feed that stopped.
+    feed_schedule = re.compile(parameters["ChangeFeedSchedule"]["AllowedPattern"])
+    every = ["rate(1 minute)", "rate(2 minutes)", "rate(5 minutes)"]
+    assert all(feed_schedule.fullmatch(expression) for expression in every)
+    slower = ["rate(6 minutes)", "rate(15 minutes)", "rate(1 hour)", "cron(0/10 * * * ? *)"]
+    assert not any(feed_schedule.fullmatch(expression) for expression in slower)
+    behind = TEMPLATE["Resources"]["ChangeFeedBehindAlarm"]["Properties"]
+    assert (behind["Period"], behind["TreatMissingData"]) == (300, "breaching")
     # Dry run unless the operator says otherwise.
     assert parameters["CleanupDryRun"]["Default"] == "true"
     environment = FUNCTIONS["CleanupFunction"].environment

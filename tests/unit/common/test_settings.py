@@ -3,7 +3,7 @@ settings nested in it (checked at load for the erasure, where a client is built 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cliniko_automations.changefeed.settings import FeedSettings
@@ -116,6 +116,17 @@ def test_a_time_needs_its_offset() -> None:
     assert settings.backfill_from == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     with pytest.raises(SettingsError, match="BACKFILL_FROM"):
         FeedSettings.from_env(own | {"BACKFILL_FROM": "2026-01-02T03:04:05"})
+
+
+def test_a_backfill_from_the_future_is_refused() -> None:
+    # 2062 for 2026: the feed would start there and never publish what changes before then.
+    own = OWN[FeedSettings]
+    soon = datetime.now(UTC) + timedelta(minutes=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    settings = FeedSettings.from_env(own | {"BACKFILL_FROM": soon.isoformat()})
+    assert settings.backfill_from == soon  # within another clock's skew
+    with pytest.raises(SettingsError, match="BACKFILL_FROM is in the future"):
+        FeedSettings.from_env(own | {"BACKFILL_FROM": later.isoformat()})
 
 
 def test_values_are_read_without_surrounding_space_and_blank_is_unset() -> None:
