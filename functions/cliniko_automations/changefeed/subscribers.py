@@ -74,8 +74,9 @@ class Subscriber:
     # Optional Secrets Manager name of a token sent as header `x-webhook-sender` (the API
     # destination connection's key), for receivers that also want a bearer-style check.
     auth_secret: SecretName | None = None
-    # Accounts whose events are delivered (default: every account).
-    accounts: list[str] | None = None
+    # Accounts whose events are delivered (left out: every account; an empty list would be
+    # none, a subscriber that never gets a delivery).
+    accounts: Annotated[list[str], Limits(min_length=1)] | None = None
     # Full contact fields in the body: personal data leaves the stack; opt in per subscriber.
     include_fields: bool = False
     # API destination's InvocationRateLimitPerSecond.

@@ -56,6 +56,21 @@ class ClinikoAccounts:
 
     accounts: Annotated[dict[str, Account], Limits(min_length=1)]
 
+    def __post_init__(self) -> None:
+        # One key is one Cliniko user of one account: under two names, the change feed would
+        # publish each change twice (with two event ids) and the rate budget be kept twice.
+        by_secret: dict[str, list[str]] = {}
+        for name, account in self.accounts.items():
+            by_secret.setdefault(account.api_key_secret, []).append(name)
+        repeated = [names for names in by_secret.values() if len(names) > 1]
+        if repeated:
+            raise ValueError(
+                "\n".join(
+                    f"accounts {' and '.join(names)} name one api_key_secret: list an account once"
+                    for names in repeated
+                )
+            )
+
     def __contains__(self, account: object) -> bool:
         return account in self.accounts
 

@@ -73,9 +73,52 @@ def validated(path: Path, kind: type[Config], data: Any) -> Config:
     from pydantic import TypeAdapter, ValidationError
 
     try:
-        return TypeAdapter(kind).validate_python(data)
+        result = TypeAdapter(kind).validate_python(data)
     except ValidationError as exc:
         raise ConfigError(path, readable(exc)) from None
+    if dataclasses.is_dataclass(kind) and (problems := converted_values(result, data)):
+        raise ConfigError(path, problems)
+    return result
+
+
+def converted_values(value: Any, written: Any, where: tuple[Any, ...] = ()) -> list[str]:
+    """One problem per value pydantic read as another type than the file wrote it (the text
+    "false" as false, "0.5" as 0.5, 1.0 as 1, a !!set as a list). The build ships the data as
+    written and a function builds its dataclasses from it unchecked (`from_data`), so such a
+    value would be read differently there than it was checked: "false" is true to Python."""
+    if dataclasses.is_dataclass(value) and isinstance(written, dict):
+        return [
+            problem
+            for field in dataclasses.fields(value)
+            if field.name in written
+            for problem in converted_values(
+                getattr(value, field.name), written[field.name], (*where, field.name)
+            )
+        ]
+    if isinstance(value, list) and isinstance(written, list) and len(value) == len(written):
+        return [
+            problem
+            for index, (item, as_written) in enumerate(zip(value, written, strict=True))
+            for problem in converted_values(item, as_written, (*where, index))
+        ]
+    if isinstance(value, dict) and isinstance(written, dict) and value.keys() == written.keys():
+        return [
+            problem
+            for key, item in value.items()
+            for problem in converted_values(item, written[key], (*where, key))
+        ]
+    same_number = type(value) is float and type(written) is int  # 1 for a float reads as 1.0
+    if (type(value) is type(written) or same_number) and value == written:
+        return []
+    shown = json.dumps(value) if isinstance(value, (bool, int, float, str)) else "a list"
+    if isinstance(value, dict):
+        shown = "a mapping"
+    return [f"{_path(where) or 'the file'}: {written!r} is read as {shown}: write {shown} itself"]
+
+
+def _path(where: Sequence[Any]) -> str:
+    # A field named for a keyword (`from_`) is written as the keyword in the file.
+    return ".".join("from" if part == "from_" else str(part) for part in where)
 
 
 def read_config_data(path: Path) -> Any:
@@ -110,7 +153,15 @@ def compile_config_file(path: Path, *, checked: bool = False) -> Path:
     data = _parse_yaml(path, raw.decode("utf-8"))
     target = compiled_path(path)
     stamped = {"yaml_sha256": hashlib.sha256(raw).hexdigest(), "checked": checked, "data": data}
-    target.write_text(json.dumps(stamped, separators=(",", ":")), encoding="utf-8")
+    try:
+        text = json.dumps(stamped, separators=(",", ":"))
+    except (TypeError, ValueError):
+        # A YAML value JSON has no type for (a date, a !!set, a !!binary) in a file no check
+        # read (a checked file's types refuse them first).
+        raise ConfigError(
+            path, ["holds a value JSON cannot carry (a date, set or binary)"]
+        ) from None
+    target.write_text(text, encoding="utf-8")
     return target
 
 
@@ -207,8 +258,7 @@ def _refusing_duplicates(yaml: Any, base: type) -> type:
 def readable(exc: ValidationError) -> list[str]:
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
-        # A field named for a keyword (`from_`) is written as the keyword in the file.
-        where = ".".join("from" if part == "from_" else str(part) for part in error["loc"])
+        where = _path(error["loc"])
         # A dataclass says "Unexpected keyword argument" where a model says this.
         text = (
             "Extra inputs are not permitted"

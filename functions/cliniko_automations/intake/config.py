@@ -76,9 +76,25 @@ def _url_with_path(value: str) -> str:
     return value
 
 
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
 def _origins(values: list[str]) -> list[str]:
+    # Each is compared with the browser's Origin header as text, so it must be written as a
+    # browser writes it.
     for value in values:
         _check_url(value, allow_path=False)
+        parts = urlsplit(value)
+        if parts.port is not None and parts.port == DEFAULT_PORTS.get(parts.scheme):
+            raise ValueError(
+                f"{value!r}: browsers leave the default port out of Origin: write "
+                f"{parts.scheme}://{parts.hostname}"
+            )
+        if not value.isascii():
+            raise ValueError(
+                f"{value!r}: browsers send a host of other letters in its xn-- (punycode) "
+                "form: write that"
+            )
     return values
 
 
@@ -127,6 +143,9 @@ CAPTCHA_VERIFY_URLS = {
     "recaptcha": "https://www.google.com/recaptcha/api/siteverify",
 }
 CAPTCHA_TOKEN_FIELDS = {"turnstile": "cf-turnstile-response", "recaptcha": "g-recaptcha-response"}
+# Hidden fields a browser form may use to pick one of the allow-listed pages.
+SUCCESS_URL_FIELD = "_success_url"
+ERROR_URL_FIELD = "_error_url"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -137,9 +156,17 @@ class Captcha:
     secret: SecretName
     # Overridable so tests (and a proxy, if a clinic must use one) can stand in for siteverify.
     verify_url: Annotated[str, Checked(_url_with_path)] | None = None
-    # reCAPTCHA v3 only: the lowest acceptable score and the expected action.
+    # reCAPTCHA v3 only: the lowest acceptable score (Turnstile's answer has none).
     min_score: Annotated[float, Limits(ge=0.0, le=1.0)] | None = None
+    # The action the page gave the widget (both siteverify answers carry it).
     action: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.provider != "recaptcha" and self.min_score is not None:
+            raise ValueError(
+                f"min_score: {self.provider} answers no score (only reCAPTCHA v3 does), so "
+                "every submission would be refused: remove it"
+            )
 
     @property
     def endpoint(self) -> str:
@@ -208,6 +235,7 @@ class FormSource:
             problems.append("provider html needs the `html` options")
         if self.provider != "html" and self.html is not None:
             problems.append("`html` options only apply to provider html")
+        problems += _html_field_problems(self)
         problems += _default_problems(self.defaults)
         problems += _template_problems(self.notes_template)
         if self.notes_template is not None and any(r.to == "notes" for r in self.fields):
@@ -299,6 +327,31 @@ def _check_url(value: str, *, allow_path: bool) -> None:
         raise ValueError(f"{value!r}: an origin is scheme://host[:port], nothing more")
     if parts.fragment:
         raise ValueError(f"{value!r}: must not have a #fragment")
+
+
+def _html_field_problems(source: FormSource) -> list[str]:
+    """The form inputs the intake takes out before mapping (honeypot, nonce) must be inputs of
+    their own: one a rule maps or notes_template names would drop the submissions that fill
+    it (a honeypot) or lose its value into the submission's id (a nonce)."""
+    if source.html is None:
+        return []
+    mapped = {rule.from_ for rule in source.fields}
+    named = {m.group(1) for m in PLACEHOLDER.finditer(source.notes_template or "") if m.group(1)}
+    problems = []
+    taken = {"honeypot_field": source.html.honeypot_field, "nonce_field": source.html.nonce_field}
+    for key, field in taken.items():
+        if field is None:
+            continue
+        if field in mapped or field in named:
+            problems.append(
+                f"html.{key}: {field!r} is also a field the form's data is read from: "
+                "name an input of its own"
+            )
+        if field in (SUCCESS_URL_FIELD, ERROR_URL_FIELD, *CAPTCHA_TOKEN_FIELDS.values()):
+            problems.append(f"html.{key}: {field!r} is an input the intake reads itself")
+    if taken["honeypot_field"] is not None and taken["honeypot_field"] == taken["nonce_field"]:
+        problems.append("html.nonce_field: the same input as honeypot_field")
+    return problems
 
 
 def _default_problems(defaults: dict[str, Any]) -> list[str]:

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from cliniko_automations.intake.config import Captcha, FormSource, FormSources, HtmlOptions
+from cliniko_automations.intake.config import (
+    ERROR_URL_FIELD,
+    SUCCESS_URL_FIELD,
+    Captcha,
+    FormSource,
+    FormSources,
+    HtmlOptions,
+)
 from cliniko_automations.intake.submission import ContactDraft, Submission
 from cliniko_automations.intake_api.errors import (
     BadSignature,
@@ -47,9 +54,6 @@ DEFAULT_MAX_BODY_BYTES = 65536
 MAX_STORED_BYTES = 300 * 1024
 TOKEN_HEADER = "x-intake-token"  # noqa: S105 (a header name, not a secret)
 TOKEN_QUERY = "token"  # noqa: S105 (a query parameter name)
-# Hidden fields a browser form may use to pick one of the allow-listed pages.
-SUCCESS_URL_FIELD = "_success_url"
-ERROR_URL_FIELD = "_error_url"
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,32 @@ def test_a_subscriber_naming_an_account_not_in_the_accounts_file_is_refused(tmp_
     assert load_subscribers(path, {"main-clinic": 1, "no-such-clinic": 2}).subscribers
 
 
+@pytest.mark.parametrize(
+    ("more", "expected"),
+    [
+        # An empty list would deliver nothing; leaving the key out means every account.
+        ("    accounts: []\n", "subscribers.0.accounts: List should have at least 1 item"),
+        # Read as false here, but "false" is true to the feed that builds the file unchecked
+        # from the build's JSON: the contact's fields would go out.
+        (
+            "    include_fields: 'false'\n",
+            "subscribers.0.include_fields: 'false' is read as false: write false itself",
+        ),
+        ("    rate_per_second: 5.0\n", "subscribers.0.rate_per_second: 5.0 is read as 5"),
+        (
+            "    accounts: !!set {main-clinic}\n",
+            "subscribers.0.accounts: {'main-clinic'} is read as a list: write a list itself",
+        ),
+    ],
+)
+def test_a_value_read_otherwise_than_written_is_refused(tmp_path, more, expected):
+    path = webhooks_file(tmp_path, more=more)
+    with pytest.raises(ConfigError) as caught:
+        load_subscribers(path, {"main-clinic": 1})
+    [problem] = caught.value.problems
+    assert problem.startswith(expected), problem
+
+
 def test_a_signing_secret_outside_the_secrets_prefix_is_refused(tmp_path, capsys):
     # The feed reads every subscriber's secret at each poll, and IAM lets it read only under
     # SecretsPrefix: one outside would stop the feed for every account, deployed.

@@ -33,6 +33,11 @@ def test_the_env_var_points_the_functions_at_another_file(tmp_path, monkeypatch)
         ("accounts:\n  a: {api_key_secret: 'no spaces'}\n", "accounts.a.api_key_secret: not a"),
         ("accounts:\n  a: {api_key: x}\n", "accounts.a.api_key: Extra inputs"),
         ("sources: {}\n", "accounts: Field required"),
+        # One key is one account: under two names, the change feed publishes each change twice.
+        (
+            "accounts:\n  a: {api_key_secret: k}\n  b: {api_key_secret: k}\n",
+            "accounts a and b name one api_key_secret: list an account once",
+        ),
     ],
 )
 def test_each_mistake_is_named_with_its_place(tmp_path, text, expected):

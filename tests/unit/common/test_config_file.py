@@ -27,6 +27,14 @@ def test_the_compiled_json_holds_the_yaml_s_data(tmp_path):
     assert load_accounts(path).names() == ["other"]
 
 
+def test_a_value_json_has_no_type_for_stops_the_build_with_a_message(tmp_path):
+    path = tmp_path / "notes.yaml"
+    path.write_text("since: 2026-12-03\n")  # a YAML date
+    with pytest.raises(ConfigError, match="holds a value JSON cannot carry"):
+        compile_config_file(path)
+    assert not compiled_path(path).exists()
+
+
 def test_the_loader_reads_the_json_made_from_this_very_yaml(tmp_path):
     path = tmp_path / "cliniko_accounts.yaml"
     path.write_text(ACCOUNTS)

@@ -139,6 +139,15 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
             },
             "type_code must be one of [0, 1, 2]",
         ),
+        (
+            {
+                "fields": [
+                    {"from": "n", "to": "full_name"},
+                    {"from": "t", "to": "type_code", "values": {"GP": 1.0}},
+                ]
+            },
+            "sources.s.fields.1.values.GP: 1.0 is read as 1: write 1 itself",
+        ),
         ({"required": ["email"]}, "required: 'email' is never mapped nor defaulted"),
         ({"required": ["shoe_size"]}, "required: 'shoe_size' is not a Cliniko contact field"),
         (
@@ -198,6 +207,28 @@ def html_options(**change: object) -> dict:
         ({"error_urls": ["/oops"]}, "must be https"),
         ({"captcha": {"provider": "hcaptcha", "secret": "x"}}, "captcha.provider"),
         ({"captcha": {"provider": "recaptcha", "secret": "x", "min_score": 2}}, "min_score"),
+        (
+            {"captcha": {"provider": "turnstile", "secret": "x", "min_score": 0.5}},
+            "min_score: turnstile answers no score (only reCAPTCHA v3 does)",
+        ),
+        (
+            {"captcha": {"provider": "recaptcha", "secret": "x", "min_score": "0.5"}},
+            "html.captcha.min_score: '0.5' is read as 0.5: write 0.5 itself",
+        ),
+        (
+            {"allowed_origins": ["https://clinic.example:443"]},
+            "browsers leave the default port out of Origin: write https://clinic.example",
+        ),
+        ({"allowed_origins": ["https://bücher.example"]}, "in its xn-- (punycode) form"),
+        # Taken out before mapping: a honeypot a rule maps drops whoever fills it in, a nonce
+        # a rule maps loses its value into the submission's id.
+        ({"honeypot_field": "name"}, "html.honeypot_field: 'name' is also a field the form"),
+        ({"nonce_field": "name"}, "html.nonce_field: 'name' is also a field the form's data"),
+        ({"nonce_field": "_success_url"}, "'_success_url' is an input the intake reads itself"),
+        (
+            {"honeypot_field": "website", "nonce_field": "website"},
+            "html.nonce_field: the same input as honeypot_field",
+        ),
     ],
 )
 def test_html_option_mistakes(tmp_path, change, expected):
