@@ -187,6 +187,11 @@ def test_worker_event_source_and_queue_sizing():
         "deadLetterTargetArn": {"Fn::GetAtt": ["SubmissionDeadLetterQueue", "Arn"]},
         "maxReceiveCount": 5,
     }
+    # A reserved concurrency below the batches SQS runs at once throttles one of them back
+    # to the queue, towards the dead-letter queue: 0 (unreserved) or at least that many.
+    reserved = TEMPLATE["Parameters"]["WorkerReservedConcurrency"]
+    allowed = {int(value) for value in reserved["AllowedValues"]}
+    assert 0 in allowed and min(allowed - {0}) >= source.maximum_concurrency
 
 
 def test_schedules():
