@@ -314,23 +314,46 @@ def test_the_worker_may_back_off_and_keep_bodies_beyond_what_its_event_source_gr
     assert ("dynamodb:UpdateItem", store) in granted
 
 
+def secret_reads(function: str, effect: str = "Allow") -> list[dict[str, Any]]:
+    return [
+        statement
+        for statement in _policy_statements(function)
+        if statement["Action"] == "secretsmanager:GetSecretValue"
+        and statement.get("Effect") == effect
+    ]
+
+
 def test_secret_reads_are_scoped():
     for name in ("IntakeApiFunction", "IntakeWorkerFunction"):
-        reads = [
-            s for s in _policy_statements(name) if s["Action"] == "secretsmanager:GetSecretValue"
-        ]
+        reads = secret_reads(name)
         prefixed = [s for s in reads if "Fn::Sub" in str(s["Resource"])]
         (statement,) = prefixed
         assert "${SecretsPrefix}*" in statement["Resource"]["Fn::Sub"]
         # The intake API also reads the erasure pepper, to index stored submissions by it.
         others = [s["Resource"] for s in reads if s not in prefixed]
         assert others == ([{"Ref": "PepperSecret"}] if name == "IntakeApiFunction" else [])
-    (statement,) = [
-        s
-        for s in _policy_statements("ErasureApiFunction")
-        if s["Action"] == "secretsmanager:GetSecretValue"
-    ]
+    (statement,) = secret_reads("ErasureApiFunction")
     assert {"Ref": "PepperSecret"} in statement["Resource"]
+
+
+def test_a_stack_named_like_the_secrets_prefix_keeps_each_own_secret_to_its_readers():
+    # The stack names its secrets under its own name: with stack cliniko-automations and
+    # SecretsPrefix cliniko-automations/ (as samconfig.toml deploys), a read of the prefix
+    # covers them, and the functions that may decrypt a secret would read the other's.
+    denied = {
+        function: [s["Resource"] for s in secret_reads(function, "Deny")]
+        for function in ("IntakeApiFunction", "ChangeFeedFunction")
+    }
+    assert denied == {
+        "IntakeApiFunction": [{"Ref": "ChangeFeedHashKeySecret"}],
+        "ChangeFeedFunction": [{"Ref": "PepperSecret"}],
+    }
+    for function in ("IntakeWorkerFunction", "CleanupFunction"):
+        # They read under the prefix too, but may not decrypt through Secrets Manager.
+        assert not any(
+            "kms:Decrypt" in str(s["Action"]) and "secretsmanager" in str(s.get("Condition"))
+            for s in _policy_statements(function)
+        )
 
 
 def test_erasure_audit_trail_is_append_only_for_the_api():
