@@ -40,7 +40,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
@@ -112,7 +112,9 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
     def _ids(self, letter: DeadLetter) -> tuple[str, ...]:
         return (letter.message_id, letter.submission_id)
 
-    def replay(self, letters: Sequence[DeadLetter]) -> tuple[list[str], list[str]]:
+    def replay(
+        self, letters: Sequence[DeadLetter], report: Callable[[str], None] = lambda _: None
+    ) -> tuple[list[str], list[str]]:
         """Send each letter back to the submission queue, then delete it: (the replayed
         message ids, a line per letter refused). A letter whose body is gone is refused and
         stays: the worker would drop its replay, and the letter is the last trace of it."""
@@ -139,7 +141,7 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
                     "replayed_from": {"DataType": "String", "StringValue": letter.message_id}
                 },
             )
-            self._replayed(letter)
+            self._replayed(letter, report)
             replayed.append(letter.message_id)
         return replayed, refused
 

@@ -56,6 +56,7 @@ from cliniko_automations.common.dead_letter_tool import (
     whole_number,
 )
 from cliniko_automations.common.json_input import load_json
+from cliniko_automations.common.operator_cli import run_tool
 from cliniko_automations.common.secrets import read_secret
 from cliniko_automations.erasure.audit import DynamoAuditLog
 
@@ -113,7 +114,9 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
     def _ids(self, letter: WebhookDeadLetter) -> tuple[str, ...]:
         return (letter.message_id, letter.webhook_id)
 
-    def replay(self, letters: Sequence[WebhookDeadLetter]) -> tuple[list[str], list[str]]:
+    def replay(
+        self, letters: Sequence[WebhookDeadLetter], report: Callable[[str], None] = lambda _: None
+    ) -> tuple[list[str], list[str]]:
         """Re-publish each replayable letter signed afresh, then delete it: (the replayed
         message ids, a line per letter refused)."""
         if self._sink is None or self._read_secret is None:
@@ -138,7 +141,7 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
             except PublishFailed as exc:
                 refused.append(f"{letter.message_id}: not accepted by EventBridge ({exc})")
                 continue
-            self._replayed(letter)
+            self._replayed(letter, report)
             replayed.append(letter.message_id)
         return replayed, refused
 
@@ -333,7 +336,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         replay_help="re-publish dead letters, signed afresh",
     )
     args = parser.parse_args(argv)
-    return run_command(args, build(args), out, table=_table, show=_show)
+    return run_tool(
+        "webhook_dead_letters",
+        lambda: run_command(args, build(args), out, table=_table, show=_show),
+    )
 
 
 if __name__ == "__main__":

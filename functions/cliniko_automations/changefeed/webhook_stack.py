@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from cliniko_automations.common.operator_cli import run_tool
+
 from .events import WEBHOOKS_SOURCE
 from .subscribers import Subscriber, Subscribers, load_subscribers, logical_name
 
@@ -222,8 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("path", nargs="?", help="the subscribers file (default: webhooks.yaml)")
     args = parser.parse_args(argv)
-    print(json.dumps(render(load_subscribers(args.path)), indent=2))
-    return 0
+
+    def rendered() -> int:
+        print(json.dumps(render(load_subscribers(args.path)), indent=2))
+        return 0
+
+    return run_tool("webhook_stack", rendered)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ HIDE_SECONDS = 120
 
 class Letter(Protocol):
     @property
+    def message_id(self) -> str: ...
+
+    @property
     def receipt_handle(self) -> str: ...
 
     def public(self) -> dict[str, Any]: ...
@@ -99,8 +102,11 @@ class DeadLetterTool(Generic[L]):
     def _ids(self, letter: L) -> tuple[str, ...]:
         raise NotImplementedError
 
-    def replay(self, letters: Sequence[L]) -> tuple[list[str], list[str]]:
-        """(the replayed message ids, a line per letter refused)."""
+    def replay(
+        self, letters: Sequence[L], report: Callable[[str], None] = lambda _: None
+    ) -> tuple[list[str], list[str]]:
+        """(the replayed message ids, a line per letter refused); `report` is told each id as
+        its letter leaves the queue, so a replay cut short has said what it moved."""
         raise NotImplementedError
 
     def list_letters(self) -> list[L]:
@@ -120,10 +126,11 @@ class DeadLetterTool(Generic[L]):
         self._dlq.release()
         self._received = []
 
-    def _replayed(self, letter: L) -> None:
-        """The letter's replay was accepted: it leaves the queue."""
+    def _replayed(self, letter: L, report: Callable[[str], None]) -> None:
+        """The letter's replay was accepted: it leaves the queue, and `report` says so."""
         self._dlq.delete(letter.receipt_handle)
         self._received.remove(letter)
+        report(letter.message_id)
 
 
 def whole_number(value: Any) -> int | None:
@@ -191,9 +198,9 @@ def run_command(
                 file=sys.stderr,
             )
             return 0 if args.all else 1
-        replayed, refused = letters.replay(chosen)
-        for message_id in replayed:
-            print(f"replayed {message_id}", file=out)
+        _, refused = letters.replay(
+            chosen, lambda message_id: print(f"replayed {message_id}", file=out, flush=True)
+        )
         for line in refused:
             print(f"not replayed {line}", file=sys.stderr)
         return 1 if refused else 0

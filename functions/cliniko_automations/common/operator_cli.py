@@ -34,6 +34,8 @@ def environment_failure(error: BaseException) -> bool:
     from cliniko_automations.common.secrets import SecretUnavailable
     from cliniko_automations.common.settings import SettingsError
 
+    if isinstance(error, ValueError) and _raised_in(error, "botocore."):
+        return True  # botocore's own check of a setting: AWS_ENDPOINT_URL=localhost:4566
     return isinstance(
         error,
         httpx.HTTPError
@@ -45,6 +47,14 @@ def environment_failure(error: BaseException) -> bool:
         | SettingsError
         | ConfigError,
     )
+
+
+def _raised_in(error: BaseException, package: str) -> bool:
+    """Whether `error` was raised by code of `package` (its traceback's last frame)."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and str(frame.tb_frame.f_globals.get("__name__")).startswith(package)
 
 
 def stdout_closed() -> None:
@@ -62,6 +72,12 @@ def stdout_closed() -> None:
 
 def run_tool(prog: str, command: Callable[[], int]) -> int:
     """`command()`'s exit status; an environment failure is one line and EXIT_FAILED."""
+    for stream in (sys.stdout, sys.stderr):
+        # Text this system did not write (a dead letter's) may hold a lone surrogate, which
+        # UTF-8 cannot encode: shown escaped, not a UnicodeEncodeError halfway through a list.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         code = command()
         sys.stdout.flush()  # here, not at exit, where a closed pipe's error is printed

@@ -386,3 +386,21 @@ def every_message(sqs, queue_url: str) -> list[dict]:
         empty = 0 if batch else empty + 1
         messages += batch
     return messages
+
+
+def test_the_webhook_tools_say_an_environment_mistake_in_one_line(aws, tmp_path, capsys) -> None:
+    from cliniko_automations.changefeed import webhook_stack
+
+    webhooks = tmp_path / "webhooks.yaml"
+    webhooks.write_text("subscribers: []\n")
+    dlq = boto3.client("sqs").create_queue(QueueName="webhook-letters")["QueueUrl"]
+    assert main(["--dlq-url", dlq + "-typo", "--webhooks-file", str(webhooks), "list"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("webhook_dead_letters: QueueDoesNotExist")
+    missing = str(tmp_path / "missing.yaml")
+    assert main(["--dlq-url", dlq, "--webhooks-file", missing, "list"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"webhook_dead_letters: ConfigError: {missing}: cannot read the file")
+    assert webhook_stack.main([missing]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"webhook_stack: ConfigError: {missing}: cannot read the file")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from cliniko_automations.common.dead_letter_tool import run_command
 from cliniko_automations.common.person_keys import PersonKeys
 from cliniko_automations.intake.submission import (
@@ -138,6 +139,29 @@ def test_replay_one_then_all(stack: WorkerStack) -> None:
     assert stack.counts(stack.dead_letter_queue_url) == (0, 0)
 
 
+def test_a_replay_cut_short_has_said_what_it_moved(
+    stack: WorkerStack, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(stack)
+    sends = []
+
+    def throttle_the_second_send(**_: object) -> None:
+        sends.append(1)
+        if len(sends) == 2:
+            raise ClientError({"Error": {"Code": "ThrottlingException"}}, "SendMessage")
+
+    session = boto3.session.Session()  # the script's clients come from the default session
+    session.events.register("before-call.sqs.SendMessage", throttle_the_second_send)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    code, text = run("replay", "--all")
+    assert code == 1 and "ThrottlingException" in capsys.readouterr().err
+    # The one letter moved before the failure is named: it left the dead-letter queue.
+    (moved,) = [line.removeprefix("replayed ") for line in text.splitlines()]
+    assert len(stack.drain(stack.queue_url)) == 1
+    assert stack.counts(stack.dead_letter_queue_url) == (2, 0)
+    assert moved not in run("list", "--json")[1]
+
+
 # The store too: without it a letter whose body is gone reads "unknown", and replayed, the
 # worker would drop it and the letter, its last trace, would be deleted.
 @pytest.mark.parametrize("setting", ["SUBMISSION_QUEUE_URL", "SUBMISSION_TABLE"])
@@ -213,6 +237,28 @@ def test_no_region_is_one_line(stack: WorkerStack) -> None:
     env["AWS_CONFIG_FILE"] = os.devnull
     _, err = script("list", env=env).communicate(timeout=60)
     assert err.strip() == "dead_letters.py: NoRegionError: You must specify a region."
+
+
+def test_a_malformed_endpoint_setting_is_one_line(stack: WorkerStack) -> None:
+    listing = script("list", env={**os.environ, "AWS_ENDPOINT_URL": "localhost:4566"})
+    _, err = listing.communicate(timeout=60)
+    assert listing.returncode == 1
+    assert err.strip() == "dead_letters.py: ValueError: Invalid endpoint: localhost:4566"
+
+
+def test_a_letter_holding_a_lone_surrogate_is_listed_with_the_others(stack: WorkerStack) -> None:
+    # Valid JSON (an escaped lone surrogate) from anyone who can send to the queue: UTF-8
+    # cannot print it, and the listing stopped there with a traceback.
+    fill(stack)
+    stack.sqs.send_message(
+        QueueUrl=stack.dead_letter_queue_url,
+        MessageBody='{"submission_id": "\\ud800", "source": "x"}',
+    )
+    listing = script("list", env=dict(os.environ))
+    out, err = listing.communicate(timeout=60)
+    assert (listing.returncode, err) == (0, "")
+    assert "4 dead letter(s)" in out and "sub-1" in out and "sub-2" in out
+    assert "\\ud800" in out
 
 
 def test_a_reader_that_stops_reading_ends_it_quietly(stack: WorkerStack) -> None:
