@@ -80,6 +80,7 @@ def test_the_leak_search_finds_whole_values_only() -> None:
     found = values_found(json.dumps({"Body": json.dumps({"email": email.upper()})}))
     assert {email, email.lower()} <= set(found)
     assert values_found(f"sha256:9f{post_code}0c, id 1{post_code}2, {post_code}ab") == []
+    assert values_found(f"request 3f2a9c1e-{post_code}-4b1d-9e2f-0c4d5e6f7a8b") == []
 
 
 def dropped(logs: Any) -> list[tuple[str, str]]:

@@ -28,7 +28,7 @@ def test_a_slow_cliniko_is_given_up_on_when_the_time_left_runs_out(cliniko):
     started = time.monotonic()
     with pytest.raises(errors.ConnectionFailed):
         client.list_contacts()
-    assert time.monotonic() - started < 3.5
+    assert time.monotonic() - started < 3.9  # not the 4 s answer, nor four of them
     # The emulator still answers the request given up on: let it, before the next test.
     deadline = time.monotonic() + 10
     while not cliniko.control.requests() and time.monotonic() < deadline:

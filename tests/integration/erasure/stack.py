@@ -63,9 +63,15 @@ def personal_values(contact: dict[str, Any]) -> list[str]:
     return values
 
 
+# A uuid's 4-digit groups stand between hyphens: one uuid4 in 65,536 has "-2477-".
+UUID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}", re.I)
+
+
 def whole_values_in(text: str, values: list[str]) -> list[str]:
     """The values `text` holds as whole values, any case: not inside a longer run of letters
-    and digits, where a post code like "2477" occurs by chance (a hex hash, an id)."""
+    and digits, where a post code like "2477" occurs by chance (a hex hash, an id), nor in a
+    uuid (a request or submission id)."""
+    text = UUID.sub("<uuid>", text)
     return sorted(
         {
             value
