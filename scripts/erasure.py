@@ -82,21 +82,23 @@ def parser() -> argparse.ArgumentParser:
         "--all-matches", action="store_true", help="erase every contact with this email"
     )
     request.add_argument(
-        "--request-id", help="idempotency key; repeat it to retry or to read the stored outcome"
+        "--request-id",
+        type=request_id,
+        help="idempotency key; repeat it to retry or to read the stored outcome",
     )
 
     status = commands.add_parser("status", help="show a request's status and outcome")
-    status.add_argument("request_id")
+    status.add_argument("request_id", type=request_id)
 
     extend = commands.add_parser(
         "extend", help="extend the due date by two months (once, within the first month)"
     )
-    extend.add_argument("request_id")
+    extend.add_argument("request_id", type=request_id)
     extend.add_argument("--reason", required=True, help="why (recorded; no personal data)")
 
     verify = commands.add_parser("verify", help="check the audit trail's hash chain (local)")
     which = verify.add_mutually_exclusive_group(required=True)
-    which.add_argument("request_id", nargs="?")
+    which.add_argument("request_id", nargs="?", type=request_id)
     which.add_argument("--all", action="store_true", help="every request in the trail")
     verify.add_argument(
         "--receipt-head",
@@ -222,7 +224,11 @@ def run_remote(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     if args.command == "verify":
         raise SystemExit("erasure.py: verify reads the audit table: run it in local mode")
     if args.command == "status":
-        method, url, body = "GET", f"{base}/erasure-requests/{quote(args.request_id)}", None
+        method, url, body = (
+            "GET",
+            f"{base}/erasure-requests/{quote(args.request_id)}",
+            None,
+        )
     elif args.command == "extend":
         method = "POST"
         url = f"{base}/erasure-requests/{quote(args.request_id)}/extension"
@@ -292,7 +298,11 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
         words = ACTION_WORDS.get(contact["action"], contact["action"])
         line = f"  Contact {contact['contact_id']}: {words}"
         if contact.get("fields"):
-            verb = "fields that would be blanked" if body.get("dry_run") else "fields blanked"
+            verb = "fields blanked"
+        if body.get("dry_run"):
+            verb = "fields that would be blanked"
+        elif contact["action"] == "failed":  # perhaps none was: the outcome does not say
+            verb = "fields to blank"
             line += f"; {verb}: {', '.join(contact['fields'])}"
         if contact.get("error"):
             line += f"; error: {contact['error']}"
@@ -348,12 +358,37 @@ def exit_code(status: int, body: dict[str, Any]) -> int:
 CALLER_ID = re.compile(r"[A-Za-z0-9+=,.@_:/-]{1,256}")
 
 
+def request_id(text: str) -> str:
+    """A request id as the API takes one, so that one given here goes into a URL's path as
+    one segment, whatever else was typed or pasted."""
+    from cliniko_automations.erasure.models import REQUEST_ID_PATTERN
+
+    if not REQUEST_ID_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            "a request id is 1-128 letters, digits, '.', '_', ':' or '-', starting with a "
+            "letter or digit"
+        )
+    return text
+
+
 def caller_id(text: str) -> str:
     if not CALLER_ID.fullmatch(text):
         raise argparse.ArgumentTypeError(
             "give an IAM ARN or a user id (letters, digits and +=,.@_:/-, no spaces)"
         )
     return text
+
+
+def api_url_usable(text: str) -> bool:
+    """An http(s) URL with a host (and a port, if any, in range), in plain ASCII."""
+    if not (text.isascii() and text.isprintable()):
+        return False
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 (read to check it: urlsplit raises on a port out of range)
+    except ValueError:  # "http://[::1" or a port out of range
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -366,13 +401,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("--receipt-head is one request's: give its request id, not --all")
     if args.command == "request" and not (args.contact_id or args.email):
         parser().error("request needs --contact-id, --email or both")
-    if args.api_url is not None:
-        url = urlsplit(args.api_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            parser().error(
-                f"--api-url needs http(s):// and a host, as https://ID.execute-api.REGION."
-                f"amazonaws.com (not {args.api_url!r})"
-            )
+    if args.api_url is not None and not api_url_usable(args.api_url):
+        parser().error(
+            f"--api-url needs http(s):// and a host, as https://ID.execute-api.REGION."
+            f"amazonaws.com (not {args.api_url!r})"
+        )
     # A mistake of the environment is a clear line, not a traceback, for a person at a terminal.
     return run_tool("erasure.py", lambda: answer(args))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -55,6 +56,20 @@ def test_request_then_status_in_local_mode(erasure_stack, cli, capsys):
     assert "Request c-1: completed (erased)" in capsys.readouterr().out
     received = [i for i in erasure_stack.audit_items() if i["sk"] == "000#received"]
     assert received[0]["caller"].startswith("arn:aws:")  # the local AWS identity
+
+
+def test_a_contact_left_unfinished_is_not_said_to_be_blanked(erasure_stack, cli, capsys):
+    # A key whose user may read but not write: Cliniko refuses the scrub (403).
+    contact_id = erasure_stack.seed()
+    key = f"MS0xreadonly{secrets.token_hex(8)}-au1"
+    erasure_stack.cliniko.control.add_key(key, read_only=True)
+    boto3.client("secretsmanager").create_secret(Name="tests/cliniko/read-only", SecretString=key)
+    args = ["--cliniko-key-secret", "tests/cliniko/read-only", "request", "--contact-id"]
+    cli.main([*args, contact_id, "--reason", "t", "--request-id", "ro-1"])
+    out = capsys.readouterr().out
+    assert f"Contact {contact_id}: NOT finished; fields to blank: title, first_name" in out
+    assert "fields blanked" not in out
+    assert erasure_stack.contact(contact_id)["first_name"] == PERSONAL["first_name"]
 
 
 def test_dry_run_several_matches_and_json_output(erasure_stack, cli, capsys):
@@ -260,10 +275,20 @@ def test_argument_errors_exit_2(erasure_stack, cli, capsys):
     assert cli.main(["request", "--email", "not-an-address", "--reason", "t"]) == 2
     assert "invalid request" in capsys.readouterr().out
     assert "2 bad arguments" in cli.__doc__ and "malformed email" in cli.__doc__
-    # An empty request id is refused, not swapped for a new one (a retry must be a retry).
-    args = ["request", "--contact-id", "1", "--reason", "t", "--request-id", ""]
-    assert cli.main(args) == 2
-    assert "request_id" in capsys.readouterr().out
+    # An empty request id is refused, not swapped for a new one (a retry must be a retry);
+    # as is one the API could not take, in either mode (a path, a byte a terminal typed).
+    for given in ("", "x/../y", "r-\udcff"):
+        for command in (["request", "--contact-id", "1", "--reason", "t", "--request-id"], []):
+            with pytest.raises(SystemExit) as caught:
+                cli.main([*command, given] if command else ["status", given])
+            assert caught.value.code == 2
+            assert "a request id is 1-128 letters" in capsys.readouterr().err
+    remote = ["--region", "eu-west-1", "--api-url"]
+    for url in ("http://[::1", "https://x.example:99999", "https://x.exampl\udcff.com"):
+        with pytest.raises(SystemExit) as caught:
+            cli.main([*remote, url, "status", "x"])
+        assert caught.value.code == 2
+        assert "--api-url needs http(s):// and a host" in capsys.readouterr().err
     # A byte a non-UTF-8 terminal typed (Python's arguments carry it as a lone surrogate).
     assert cli.main(["request", "--contact-id", "1", "--reason", "ticket Jos\udce9"]) == 2
     assert "reason" in capsys.readouterr().out

@@ -33,7 +33,8 @@ ContactAction = Literal[
     "failed",
 ]
 
-REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# fullmatch: `$` would let a final newline through.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 CONTACT_ID_PATTERN = re.compile(r"^[1-9][0-9]{0,18}$")
 # Cliniko's ids are signed 64-bit integers: a larger one cannot name a contact, and Cliniko
 # answers its filter 400, not "no such contact".
@@ -121,7 +122,7 @@ def _text(value: Any) -> str:
 
 def _request_id(value: Any) -> str:
     text = _text(value)
-    if not REQUEST_ID_PATTERN.match(text):
+    if not REQUEST_ID_PATTERN.fullmatch(text):
         raise ValueError(
             "must be 1-128 characters: letters, digits, '.', '_', ':' or '-', "
             "starting with a letter or digit"

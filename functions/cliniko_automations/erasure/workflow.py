@@ -135,7 +135,7 @@ class Eraser:
         return outcome
 
     def status(self, request_id: str) -> Outcome:
-        if not REQUEST_ID_PATTERN.match(request_id):
+        if not REQUEST_ID_PATTERN.fullmatch(request_id):
             raise RequestNotFound(request_id)
         records = self._audit.records(request_id)
         if not records:
@@ -158,7 +158,9 @@ class Eraser:
         raise RequestInProgress(request_id)
 
     def _extend(self, request_id: str, reason: str, caller: str) -> Outcome:
-        records = self._audit.records(request_id) if REQUEST_ID_PATTERN.match(request_id) else []
+        records = (
+            self._audit.records(request_id) if REQUEST_ID_PATTERN.fullmatch(request_id) else []
+        )
         received = find_record(records, RECEIVED_SK)
         if received is None:
             raise RequestNotFound(request_id)

@@ -41,7 +41,7 @@ class PydanticRequest(BaseModel):
     @field_validator("request_id")
     @classmethod
     def _request_id(cls, value: str) -> str:
-        if not REQUEST_ID_PATTERN.match(value):
+        if not REQUEST_ID_PATTERN.fullmatch(value):
             raise ValueError("bad request id")
         return value
 
