@@ -16,8 +16,9 @@ it for a local run. AWS_ENDPOINT_URL points boto3 at moto. Dry run unless `--arc
 
 Prints rule names, counts and contact ids only.
 
-Exit status: 0 done, 1 the run failed or a mistake of the environment (no region or
-credentials, a table or setting missing, a bad CLEANUP_RULES_FILE: one line naming it),
+Exit status: 0 done, 1 the run failed (a rule stopped short: a key Cliniko refuses, a rule
+changed mid-run) or a mistake of the environment (no region or credentials, a table or
+setting missing, a bad CLEANUP_RULES_FILE: one line naming it),
 2 bad arguments (a rule name the rules file does not have), 3 refused (another run is going),
 130 interrupted, 141 output cut short by its reader (`| head`).
 """
@@ -40,6 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 BAR_WIDTH = 30
+# template.yaml's (Globals): the step's metrics need a namespace, and a local run's go to
+# stderr, so an environment set by hand without it is given the deployed one.
+METRICS_NAMESPACE = "ClinikoAutomations"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -127,6 +131,7 @@ class _LocalContext:
 
 
 def local_invoke(step_seconds: float = 900) -> Any:
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
     # The step's own output (JSON logs, metrics) goes to stderr: stdout is this tool's answer.
     # Its logger takes the stream it writes to when the module is imported.
     with contextlib.redirect_stdout(sys.stderr):
@@ -234,7 +239,10 @@ def progress_bar(done: int, total: int | None) -> str:
 def rule_status(progress: Any, ledger: Any, elapsed: float) -> dict[str, Any]:
     """Counts of one rule, its share done and an ETA from the rate measured so far."""
     remaining: int | None = None
-    if progress.phase == "done":
+    # Ended by an error (a key Cliniko refuses, a rule changed mid-run) before its last batch:
+    # how much was left is not known, and it is no 100 %.
+    stopped = progress.phase == "done" and progress.error is not None and not progress.exhausted
+    if progress.phase == "done" and not stopped:
         remaining = 0
     elif progress.created_by_intake:
         # Entries still to ask about: the batch in hand was asked about when it was found.
@@ -244,7 +252,7 @@ def rule_status(progress: Any, ledger: Any, elapsed: float) -> dict[str, Any]:
     eta = None if remaining is None or not rate else remaining / rate
     return {
         "rule": progress.rule,
-        "phase": progress.phase,
+        "phase": "stopped" if stopped else progress.phase,
         "asked": progress.asked,
         "total": total,
         "matched": progress.matched,
@@ -276,7 +284,7 @@ def print_status(runs: Any, ledger: Any, rule_set: str, run_id: str | None, as_j
     }
     if as_json:
         print(json.dumps(report, indent=2))
-        return EXIT_OK
+        return _verdict(rules)
     mode = "dry run" if state.dry_run else "archiving"
     print(f"run {state.run_id} ({mode}) {state.status}, started {state.started_at}, "
           f"{state.steps} steps")  # fmt: skip
@@ -287,7 +295,15 @@ def print_status(runs: Any, ledger: Any, rule_set: str, run_id: str | None, as_j
             f"{rule['phase']:<8} matched {rule['matched']} archived {rule['archived']} "
             f"failed {rule['failed']}{eta}" + (f" ({rule['error']})" if rule["error"] else "")
         )
-    return EXIT_OK
+    return _verdict(rules)
+
+
+def _verdict(rules: list[dict[str, Any]]) -> int:
+    """EXIT_FAILED when a rule stopped short: the run did not do what it was asked."""
+    stopped = [rule for rule in rules if rule["phase"] == "stopped"]
+    for rule in stopped:
+        print(f"cleanup.py: rule {rule['rule']} stopped: {rule['error']}", file=sys.stderr)
+    return EXIT_FAILED if stopped else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

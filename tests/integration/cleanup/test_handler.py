@@ -486,6 +486,22 @@ def test_the_cleanup_cli_plans_runs_and_shows_status_locally(deployed, cliniko):
     assert "Tess" not in shown.stdout + shown.stderr + planned.stdout
 
 
+def test_a_plan_whose_rule_stopped_on_a_refused_key_fails(deployed, cliniko, monkeypatch):
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId="tests/cliniko/test-clinic", SecretString="MS0xnosuchkey0123456789-au1"
+    )
+    # An environment set by hand, without the namespace Powertools' metrics need: the
+    # deployed one, not a traceback after the run.
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE")
+    planned = run_cli("plan", "--local")
+    assert planned.returncode == 1, planned.stderr
+    assert "Traceback" not in planned.stderr
+    # The rule asked nothing: no 100 % bar for it.
+    (line,) = [line for line in planned.stdout.splitlines() if "form-tests" in line]
+    assert "stopped" in line and "100.0%" not in line and "(cliniko_Unauthorized)" in line
+    assert "cleanup.py: rule form-tests stopped: cliniko_Unauthorized" in planned.stderr
+
+
 def test_the_cli_refuses_unknown_or_no_rule_names_before_starting(deployed, cliniko):
     assert run_cli("run", "--local", "--archive").returncode == 0  # an earlier run to mistake
     archived_before = archived(cliniko)
