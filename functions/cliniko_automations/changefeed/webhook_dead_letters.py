@@ -37,6 +37,7 @@ than losing one.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -62,7 +63,7 @@ from cliniko_automations.erasure.audit import DynamoAuditLog
 
 from .bus import EventBridgeSink
 from .core import PublishFailed
-from .events import WEBHOOKS_SOURCE, EventBuilder
+from .events import WEBHOOKS_SOURCE, EventBuilder, OutgoingEvent
 from .signing import signing_key
 from .subscribers import EVENT_TYPES, Subscribers, load_subscribers
 
@@ -88,6 +89,37 @@ class WebhookDeadLetter:
         return data
 
 
+class BusRoutes:
+    """The event patterns of a bus's enabled rules, read once: whether a replayed delivery
+    would reach any target there. A delivery no rule matches is accepted by EventBridge and
+    dropped (a wrong `--bus`, another stack's), and its letter would be deleted."""
+
+    def __init__(self, events: Any, bus: str) -> None:
+        pages = events.get_paginator("list_rules").paginate(EventBusName=bus)
+        self.bus = bus
+        self._patterns = [
+            json.loads(rule["EventPattern"])
+            for page in pages
+            for rule in page["Rules"]
+            if rule.get("State") == "ENABLED" and rule.get("EventPattern")
+        ]
+
+    def routes(self, event: OutgoingEvent) -> bool:
+        fields = {"source": event.source, "detail-type": event.detail_type, "detail": event.detail}
+        return any(_matches(pattern, fields) for pattern in self._patterns)
+
+
+def _matches(pattern: Any, value: Any) -> bool:
+    # The webhook stack's patterns are of exact values (event_pattern): a field's list holds
+    # the values it takes, a mapping goes into the event's. Any other filter (prefix,
+    # anything-but) is not read, and such a rule is taken as routing nothing.
+    if isinstance(pattern, dict):
+        return isinstance(value, Mapping) and all(
+            key in value and _matches(inner, value[key]) for key, inner in pattern.items()
+        )
+    return isinstance(pattern, list) and value in pattern
+
+
 class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
     def __init__(
         self,
@@ -96,6 +128,7 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
         dead_letter_queue_url: str,
         subscribers: Subscribers,
         sink: EventBridgeSink | None = None,
+        routes: BusRoutes | None = None,
         read_secret: Callable[[str], str] | None = None,
         erased_contacts: Callable[[], Collection[str]] | None = None,
         clock: Callable[[], float] = time.time,
@@ -105,6 +138,7 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
         self._erased: frozenset[str] | None = None  # read once, when a letter needs it
         self._subscribers = {s.name: s for s in subscribers.subscribers}
         self._sink = sink
+        self._routes = routes
         self._read_secret = read_secret
         self._clock = clock
 
@@ -136,6 +170,13 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
             event = builder.signed_delivery(
                 letter.subscriber, letter.detail_type, letter.webhook_id, letter.payload
             )
+            if self._routes is not None and not self._routes.routes(event):
+                refused.append(
+                    f"{letter.message_id}: no rule on bus {self._routes.bus} takes "
+                    f"{letter.subscriber}'s {letter.detail_type} deliveries (is it the bus the "
+                    "webhook stack was deployed on, and that stack up to date?); kept"
+                )
+                continue
             try:
                 self._sink.publish([event])
             except PublishFailed as exc:
@@ -316,6 +357,7 @@ def build(args: argparse.Namespace) -> WebhookDeadLetters:
         dead_letter_queue_url=dlq,
         subscribers=load_subscribers(args.webhooks_file),
         sink=EventBridgeSink(boto3.client("events"), bus) if bus else None,
+        routes=BusRoutes(boto3.client("events"), bus) if bus and args.command == "replay" else None,
         read_secret=read_secret,
         erased_contacts=DynamoAuditLog(audit_table).erased_contact_ids if audit_table else None,
     )

@@ -141,6 +141,21 @@ def test_a_replayed_dead_letter_arrives_signed_afresh_with_its_webhook_id(world)
     assert receivers["full-copy"].received == []  # only the letter replayed
 
 
+def test_a_replay_to_a_bus_no_rule_of_the_subscriber_is_on_keeps_the_letter(world, capsys) -> None:
+    # EventBridge accepts an event no rule matches, and drops it: the letter would be deleted
+    # for a delivery that goes nowhere. The default bus has no webhook rule.
+    cli, _, letters, receivers, stand_in, _, _ = world
+    code, out = cli("--bus", "default", "replay", letters["crm-sync"])
+    assert (code, out) == (1, "")
+    assert "no rule on bus default takes crm-sync's contact.created" in capsys.readouterr().err
+    assert stand_in.deliver_pending() == 0 and receivers["crm-sync"].received == []
+    code, out = cli("list")
+    assert code == 0 and "2 dead letter(s)" in out
+    # The right bus takes it.
+    assert cli("replay", letters["crm-sync"])[0] == 0
+    assert stand_in.deliver_pending() == 1
+
+
 def test_replaying_twice_is_safe(world) -> None:
     cli, _, letters, receivers, stand_in, _, _ = world
     assert cli("replay", letters["crm-sync"])[0] == 0
