@@ -298,12 +298,7 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
         words = ACTION_WORDS.get(contact["action"], contact["action"])
         line = f"  Contact {contact['contact_id']}: {words}"
         if contact.get("fields"):
-            verb = "fields blanked"
-        if body.get("dry_run"):
-            verb = "fields that would be blanked"
-        elif contact["action"] == "failed":  # perhaps none was: the outcome does not say
-            verb = "fields to blank"
-            line += f"; {verb}: {', '.join(contact['fields'])}"
+            line += f"; {_fields_verb(contact, body)}: {', '.join(contact['fields'])}"
         if contact.get("error"):
             line += f"; error: {contact['error']}"
         lines.append(line)
@@ -339,6 +334,14 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
         )
         lines += [f"  {problem}" for problem in check["problems"]]
     return lines
+
+
+def _fields_verb(contact: dict[str, Any], body: dict[str, Any]) -> str:
+    if body.get("dry_run"):
+        return "fields that would be blanked"
+    if contact["action"] == "failed":  # perhaps none was: the outcome does not say
+        return "fields to blank"
+    return "fields blanked"
 
 
 def exit_code(status: int, body: dict[str, Any]) -> int:

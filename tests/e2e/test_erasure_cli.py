@@ -46,7 +46,10 @@ def test_request_then_status_in_local_mode(erasure_stack, cli, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "Request c-1: completed (erased)" in out
-    assert f"Contact {contact_id}: scrubbed and archived" in out
+    assert (
+        f"Contact {contact_id}: scrubbed and archived, verified by reading it back; "
+        "fields blanked: title, first_name"
+    ) in out
     assert "Cliniko keeps an archived record" in out
     assert "deleted" not in out.lower()
     assert whole_values_in(out, personal_values(PERSONAL)) == []
@@ -97,6 +100,15 @@ def test_dry_run_several_matches_and_json_output(erasure_stack, cli, capsys):
     assert code == 0 and body["result"] == "dry_run"
     assert sorted(body["contact_ids"]) == ids
     assert not [e for e in erasure_stack.log()[before:] if e["method"] != "GET"]
+    # In words, what the real run would blank, contact by contact.
+    args = ["request", "--email", PERSONAL["email"], "--reason", "t", "--dry-run", "--all-matches"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert all(
+        f"Contact {contact_id}: would be scrubbed and archived; fields that would be blanked: "
+        "title, first_name" in out
+        for contact_id in ids
+    )
 
 
 def test_the_script_runs_as_a_program(erasure_stack):
