@@ -239,10 +239,11 @@ def progress_bar(done: int, total: int | None) -> str:
 def rule_status(progress: Any, ledger: Any, elapsed: float) -> dict[str, Any]:
     """Counts of one rule, its share done and an ETA from the rate measured so far."""
     remaining: int | None = None
-    # Ended by an error (a key Cliniko refuses, a rule changed mid-run) before its last batch:
-    # how much was left is not known, and it is no 100 %.
-    stopped = progress.phase == "done" and progress.error is not None and not progress.exhausted
-    if progress.phase == "done" and not stopped:
+    # Ended by an error (a key Cliniko refuses, a rule changed mid-run) before its work was
+    # done: neither a total nor an ETA, and no 100 %.
+    if progress.stopped:
+        pass
+    elif progress.phase == "done":
         remaining = 0
     elif progress.created_by_intake:
         # Entries still to ask about: the batch in hand was asked about when it was found.
@@ -252,7 +253,7 @@ def rule_status(progress: Any, ledger: Any, elapsed: float) -> dict[str, Any]:
     eta = None if remaining is None or not rate else remaining / rate
     return {
         "rule": progress.rule,
-        "phase": "stopped" if stopped else progress.phase,
+        "phase": "stopped" if progress.stopped else progress.phase,
         "asked": progress.asked,
         "total": total,
         "matched": progress.matched,
@@ -263,7 +264,11 @@ def rule_status(progress: Any, ledger: Any, elapsed: float) -> dict[str, Any]:
     }
 
 
-def print_status(runs: Any, ledger: Any, rule_set: str, run_id: str | None, as_json: bool) -> int:
+def print_status(
+    runs: Any, ledger: Any, rule_set: str, run_id: str | None, as_json: bool, final: bool = True
+) -> int:
+    """The run's report on stdout; EXIT_FAILED when a rule stopped short, which a `final`
+    report (not a refresh of --watch) also says on stderr."""
     run_id = run_id or runs.latest(rule_set)
     state = runs.load(run_id) if run_id else None
     if state is None:
@@ -284,7 +289,7 @@ def print_status(runs: Any, ledger: Any, rule_set: str, run_id: str | None, as_j
     }
     if as_json:
         print(json.dumps(report, indent=2))
-        return _verdict(rules)
+        return _verdict(rules, final)
     mode = "dry run" if state.dry_run else "archiving"
     print(f"run {state.run_id} ({mode}) {state.status}, started {state.started_at}, "
           f"{state.steps} steps")  # fmt: skip
@@ -295,13 +300,13 @@ def print_status(runs: Any, ledger: Any, rule_set: str, run_id: str | None, as_j
             f"{rule['phase']:<8} matched {rule['matched']} archived {rule['archived']} "
             f"failed {rule['failed']}{eta}" + (f" ({rule['error']})" if rule["error"] else "")
         )
-    return _verdict(rules)
+    return _verdict(rules, final)
 
 
-def _verdict(rules: list[dict[str, Any]]) -> int:
+def _verdict(rules: list[dict[str, Any]], final: bool) -> int:
     """EXIT_FAILED when a rule stopped short: the run did not do what it was asked."""
     stopped = [rule for rule in rules if rule["phase"] == "stopped"]
-    for rule in stopped:
+    for rule in stopped if final else []:
         print(f"cleanup.py: rule {rule['rule']} stopped: {rule['error']}", file=sys.stderr)
     return EXIT_FAILED if stopped else EXIT_OK
 
@@ -336,9 +341,10 @@ def command(args: argparse.Namespace) -> int:
         print(f"{ledger.activate_unmarked()} ledger entries made active")
         return EXIT_OK
     while True:
-        code = print_status(runs, ledger, rule_set, args.run_id, args.json)
         state = runs.load(args.run_id or runs.latest(rule_set) or "")
-        if not args.watch or state is None or state.status != "running":
+        last = not args.watch or state is None or state.status != "running"
+        code = print_status(runs, ledger, rule_set, args.run_id, args.json, final=last)
+        if last:
             # A run this command started and followed answers for its end; `status` for itself.
             started_here = args.command in ("plan", "run")
             return EXIT_FAILED if started_here and state and state.status == "failed" else code

@@ -61,6 +61,9 @@ class RuleProgress:
     failed: int = 0
     batches: int = 0
     error: str | None = None  # the kind of the last Cliniko error
+    # Ended before its work was done (a key or filter Cliniko refuses for good, the rule
+    # removed or changed mid-run): `error` says why.
+    stopped: bool = False
     failed_ids: list[str] = field(default_factory=list)
     # The rule as the run began with it (its JSON): the rules file may change while a run goes
     # on for hours, and a changed rule stops the run's work on it (`_advance`).
@@ -211,10 +214,10 @@ class CleanupStep:
         # A rule taken out of the file, or changed, since the run began stops here: an operator
         # who narrows a rule mid-run wants no more archived under what it said before.
         if rule is None:
-            progress.phase, progress.error = "done", "rule_removed"
+            progress.phase, progress.error, progress.stopped = "done", "rule_removed", True
             return
         if progress.definition is not None and rule.model_dump(mode="json") != progress.definition:
-            progress.phase, progress.error = "done", "rule_changed"
+            progress.phase, progress.error, progress.stopped = "done", "rule_changed", True
             return
         client = self._client_for_account(progress.account)
         filters = rule.filters(dt.datetime.fromisoformat(state.started_at))
@@ -241,7 +244,7 @@ class CleanupStep:
             if _access_refused(error):
                 self._on_access_refused(progress.account, error)
             progress.pending = []
-            progress.phase = "done"
+            progress.phase, progress.stopped = "done", True
 
     def _find(self, progress: RuleProgress, client: ContactsClient, filters: list[Filter]) -> None:
         if progress.created_by_intake:

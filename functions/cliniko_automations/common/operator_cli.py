@@ -50,11 +50,14 @@ def environment_failure(error: BaseException) -> bool:
 
 
 def _raised_in(error: BaseException, package: str) -> bool:
-    """Whether `error` was raised by code of `package` (its traceback's last frame)."""
+    """Whether `error` was raised within a call into `package` (a frame of its code on the
+    traceback: botocore parses an endpoint with urllib, whose frame is the last)."""
     frame = error.__traceback__
-    while frame is not None and frame.tb_next is not None:
+    while frame is not None:
+        if str(frame.tb_frame.f_globals.get("__name__")).startswith(package):
+            return True
         frame = frame.tb_next
-    return frame is not None and str(frame.tb_frame.f_globals.get("__name__")).startswith(package)
+    return False
 
 
 def stdout_closed() -> None:

@@ -390,15 +390,15 @@ def test_a_rule_changed_or_removed_mid_run_stops_there_and_the_others_go_on(worl
     while (result := world.step(state, narrowed, other))[0].next != "done":
         pass
     final = result[1]
-    assert [(p.rule, p.phase, p.error) for p in final.rules] == [
-        ("broad", "done", "rule_changed"),
-        ("other", "done", None),
+    assert [(p.rule, p.phase, p.error, p.stopped) for p in final.rules] == [
+        ("broad", "done", "rule_changed", True),
+        ("other", "done", None, False),
     ]
     assert set(staff) & world.archived() <= archived_before  # no staff contact since
     # Taken out of the file altogether: the same, by its own reason, not a failed step.
     state = world.start(rule("gone"), other)
     _, final = world.step(state, other)
-    assert final.rules[0].error == "rule_removed"
+    assert (final.rules[0].error, final.rules[0].stopped) == ("rule_removed", True)
     assert set(intake) <= world.archived()
 
 
@@ -474,6 +474,8 @@ def test_contacts_cliniko_refuses_are_reported_and_left_active(aws, cliniko):
     (progress,) = final.rules
     assert (progress.matched, progress.archived, progress.failed) == (3, 0, 3)
     assert progress.error == "cliniko_Forbidden" and sorted(progress.failed_ids) == sorted(ids)
+    # Refused on its last (only) batch, the rule stopped: not a rule that did its work.
+    assert progress.stopped
     # Still active: the next run tries them again.
     assert sorted(world.active()) == sorted(ids)
 

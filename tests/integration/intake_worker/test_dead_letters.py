@@ -239,11 +239,19 @@ def test_no_region_is_one_line(stack: WorkerStack) -> None:
     assert err.strip() == "dead_letters.py: NoRegionError: You must specify a region."
 
 
-def test_a_malformed_endpoint_setting_is_one_line(stack: WorkerStack) -> None:
-    listing = script("list", env={**os.environ, "AWS_ENDPOINT_URL": "localhost:4566"})
+@pytest.mark.parametrize(
+    ("endpoint", "said"),
+    [
+        ("localhost:4566", "Invalid endpoint: localhost:4566"),  # botocore's own check
+        ("http://localhost:99999", "Port out of range 0-65535"),  # urllib's, called by it
+        ("http://[::1", "Invalid IPv6 URL"),
+    ],
+)
+def test_a_malformed_endpoint_setting_is_one_line(stack: WorkerStack, endpoint, said) -> None:
+    listing = script("list", env={**os.environ, "AWS_ENDPOINT_URL": endpoint})
     _, err = listing.communicate(timeout=60)
     assert listing.returncode == 1
-    assert err.strip() == "dead_letters.py: ValueError: Invalid endpoint: localhost:4566"
+    assert err.strip() == f"dead_letters.py: ValueError: {said}"
 
 
 def test_a_letter_holding_a_lone_surrogate_is_listed_with_the_others(stack: WorkerStack) -> None:

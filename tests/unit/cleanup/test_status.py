@@ -33,3 +33,24 @@ def test_a_batch_in_hand_is_not_counted_twice_in_the_total() -> None:
     assert status["total"] == 300
     progress.pending = progress.pending[50:]
     assert cli.rule_status(progress, Ledger(), elapsed=60.0)["total"] == 300
+
+
+def test_a_stopped_rule_has_no_total_nor_eta_and_fails_the_report(capsys) -> None:
+    # Refused for good on its last batch (exhausted) or changed mid-run: it did not do its work.
+    progress = RuleProgress("test-submissions", "clinic", True, phase="done", exhausted=True)
+    progress.asked, progress.failed, progress.stopped = 3, 3, True
+    progress.error = "cliniko_Forbidden"
+    status = cli.rule_status(progress, Ledger(), elapsed=50.0)
+    assert (status["phase"], status["total"], status["eta_seconds"]) == ("stopped", None, None)
+    assert "100.0%" not in cli.progress_bar(status["asked"], status["total"])
+    # A refresh of --watch says nothing more on stderr; the final report says it once.
+    assert cli._verdict([status], final=False) == cli.EXIT_FAILED
+    assert capsys.readouterr().err == ""
+    assert cli._verdict([status], final=True) == cli.EXIT_FAILED
+    assert capsys.readouterr().err == (
+        "cleanup.py: rule test-submissions stopped: cliniko_Forbidden\n"
+    )
+    progress.stopped = False  # a rule that did its work, a contact of it refused
+    status = cli.rule_status(progress, Ledger(), elapsed=50.0)
+    assert (status["phase"], status["total"]) == ("done", 3)
+    assert cli._verdict([status], final=True) == cli.EXIT_OK
