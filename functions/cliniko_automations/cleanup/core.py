@@ -61,13 +61,21 @@ class RuleProgress:
     failed: int = 0
     batches: int = 0
     error: str | None = None  # the kind of the last Cliniko error
-    # Ended before its work was done (a key or filter Cliniko refuses for good, the rule
-    # removed or changed mid-run): `error` says why.
-    stopped: bool = False
     failed_ids: list[str] = field(default_factory=list)
     # The rule as the run began with it (its JSON): the rules file may change while a run goes
     # on for hours, and a changed rule stops the run's work on it (`_advance`).
     definition: dict[str, Any] | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """Ended before its work was done (a key or filter Cliniko refuses for good, the rule
+        removed or changed mid-run; `error` says why). Not a field of its own: a run stored
+        before this was asked reads the same."""
+        return self.phase == "done" and self.error is not None and not self.exhausted
+
+    def stop(self, error: str) -> None:
+        # Not exhausted: a rule stopped on its last batch did not get through it.
+        self.phase, self.error, self.exhausted, self.pending = "done", error, False, []
 
     @classmethod
     def start(cls, rule: CleanupRule) -> RuleProgress:
@@ -214,10 +222,10 @@ class CleanupStep:
         # A rule taken out of the file, or changed, since the run began stops here: an operator
         # who narrows a rule mid-run wants no more archived under what it said before.
         if rule is None:
-            progress.phase, progress.error, progress.stopped = "done", "rule_removed", True
+            progress.stop("rule_removed")
             return
         if progress.definition is not None and rule.model_dump(mode="json") != progress.definition:
-            progress.phase, progress.error, progress.stopped = "done", "rule_changed", True
+            progress.stop("rule_changed")
             return
         client = self._client_for_account(progress.account)
         filters = rule.filters(dt.datetime.fromisoformat(state.started_at))
@@ -236,15 +244,14 @@ class CleanupStep:
                     self._verify(state, progress, client, filters)
                 self._archive(state, progress, client)
         except cliniko_errors.ClinikoError as error:
-            progress.error = cliniko_errors.error_kind(error)
+            progress.error = kind = cliniko_errors.error_kind(error)
             if _transient(error):
                 raise _Refused(_wait_after(error, self._clock().timestamp())) from error
             # Refused for good (a filter Cliniko rejects, a key without access): this rule
             # stops with its error in the report; the other rules go on.
             if _access_refused(error):
                 self._on_access_refused(progress.account, error)
-            progress.pending = []
-            progress.phase, progress.stopped = "done", True
+            progress.stop(kind)
 
     def _find(self, progress: RuleProgress, client: ContactsClient, filters: list[Filter]) -> None:
         if progress.created_by_intake:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
-from cliniko_automations.cleanup.core import RuleProgress
+from cliniko_automations.cleanup.core import RuleProgress, RunState
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "cleanup.py"
 _spec = importlib.util.spec_from_file_location("cleanup_cli", SCRIPT)
@@ -36,10 +37,10 @@ def test_a_batch_in_hand_is_not_counted_twice_in_the_total() -> None:
 
 
 def test_a_stopped_rule_has_no_total_nor_eta_and_fails_the_report(capsys) -> None:
-    # Refused for good on its last batch (exhausted) or changed mid-run: it did not do its work.
-    progress = RuleProgress("test-submissions", "clinic", True, phase="done", exhausted=True)
-    progress.asked, progress.failed, progress.stopped = 3, 3, True
-    progress.error = "cliniko_Forbidden"
+    # Refused for good (on its last batch too) or changed mid-run: it did not do its work.
+    progress = RuleProgress("test-submissions", "clinic", True, phase="archive", exhausted=True)
+    progress.asked, progress.failed = 3, 3
+    progress.stop("cliniko_Forbidden")
     status = cli.rule_status(progress, Ledger(), elapsed=50.0)
     assert (status["phase"], status["total"], status["eta_seconds"]) == ("stopped", None, None)
     assert "100.0%" not in cli.progress_bar(status["asked"], status["total"])
@@ -50,7 +51,26 @@ def test_a_stopped_rule_has_no_total_nor_eta_and_fails_the_report(capsys) -> Non
     assert capsys.readouterr().err == (
         "cleanup.py: rule test-submissions stopped: cliniko_Forbidden\n"
     )
-    progress.stopped = False  # a rule that did its work, a contact of it refused
+    progress.exhausted = True  # a rule that did its work, a contact of it refused
     status = cli.rule_status(progress, Ledger(), elapsed=50.0)
     assert (status["phase"], status["total"]) == ("done", 3)
     assert cli._verdict([status], final=True) == cli.EXIT_OK
+
+
+def test_a_run_stored_before_stopped_was_asked_reads_the_same() -> None:
+    stored = {
+        "run_id": "r1",
+        "dry_run": False,
+        "started_at": "2026-12-03T00:00:00+00:00",
+        "rules": [
+            {"rule": "a", "account": "c", "created_by_intake": False, "phase": "done"},
+            {"rule": "b", "account": "c", "created_by_intake": False, "phase": "done"}
+            | {"error": "rule_changed"},
+        ],
+    }
+    state = RunState.from_dict(stored)
+    assert [progress.stopped for progress in state.rules] == [False, True]
+    # Nothing new is stored: code from before this reads what this stores.
+    assert set(RunState.from_dict(state.as_dict()).as_dict()["rules"][1]) == set(
+        dataclasses.asdict(RuleProgress("b", "c", False))
+    )
