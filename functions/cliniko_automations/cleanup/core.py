@@ -168,6 +168,16 @@ def _access_refused(error: cliniko_errors.ClinikoError) -> bool:
     return isinstance(error, cliniko_errors.Unauthorized | cliniko_errors.Forbidden)
 
 
+class AccountMisconfigured(Exception):
+    """An account's client cannot be made as deployed (its key secret missing, empty or
+    denied, a bad Cliniko setting): raised by `client_for_account`, it stops that account's
+    rules with `kind` as their error; the other accounts' rules go on."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(kind)
+
+
 class CleanupStep:
     def __init__(
         self,
@@ -227,7 +237,11 @@ class CleanupStep:
         if progress.definition is not None and rule.model_dump(mode="json") != progress.definition:
             progress.stop("rule_changed")
             return
-        client = self._client_for_account(progress.account)
+        try:
+            client = self._client_for_account(progress.account)
+        except AccountMisconfigured as error:
+            progress.stop(error.kind)
+            return
         filters = rule.filters(dt.datetime.fromisoformat(state.started_at))
         try:
             if progress.phase == "find":

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cliniko_automations.cleanup.config import CleanupRules, load_cleanup_rules, rules_path
-from cliniko_automations.cleanup.core import CleanupStep
+from cliniko_automations.cleanup.core import AccountMisconfigured, CleanupStep
 from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cleanup.settings import CleanupSettings
 from cliniko_automations.cleanup.telemetry import report_misconfigured
@@ -85,10 +85,15 @@ def cleanup_step(
         secret = accounts[account].api_key_secret
         try:
             return bulk_client(secret, cleanup.settings, time_left)
-        except (ConfigurationError, SecretMisconfigured) as error:
-            # The step fails (the run's failure alarm); this line says what to fix.
+        except ConfigurationError as error:
+            # A setting of every account's client: the step fails (the run's failure alarm).
             report_misconfigured(error, account, secret)
             raise
+        except SecretMisconfigured as error:
+            # This account's key: its rules stop, the other accounts' go on. The line (and its
+            # Misconfigured metric) says what to fix.
+            report_misconfigured(error, account, secret)
+            raise AccountMisconfigured(f"misconfigured_{type(error).__name__}") from error
 
     return CleanupStep(
         rules={rule.name: rule for rule in cleanup.rules.rules},

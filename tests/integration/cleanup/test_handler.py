@@ -20,7 +20,6 @@ from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common import aws
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
-from cliniko_automations.common.secrets import SecretOutsidePrefix
 from cliniko_automations.common.settings import SettingsError
 from local_run.state_machine import run_loop
 from local_run.template import ROOT
@@ -439,11 +438,14 @@ def test_a_key_on_the_wrong_shard_is_told_with_its_fix(deployed, cliniko, capsys
     assert wrong_shard not in "".join(logs.lines)
 
 
-def test_a_secret_outside_the_prefix_fails_the_step_with_its_fix(deployed, monkeypatch, capsys):
+def test_a_secret_outside_the_prefix_stops_the_rule_with_its_fix(deployed, monkeypatch, capsys):
     monkeypatch.setenv("SECRETS_PREFIX", "cliniko-automations/")
     started = begin()
-    with captured_logs("cleanup") as logs, pytest.raises(SecretOutsidePrefix):
-        invoke({"action": "step", "run_id": started["run_id"]})
+    with captured_logs("cleanup") as logs:
+        answer = invoke({"action": "step", "run_id": started["run_id"]})
+    assert answer["next"] == "done"  # for good: its rules stop, the other accounts' go on
+    (progress,) = deployed["runs"].load(started["run_id"]).rules
+    assert progress.stopped and progress.error == "misconfigured_SecretOutsidePrefix"
     (line,) = _errors(logs)
     assert line["reason"] == "secret_outside_prefix"
     assert "SecretsPrefix 'cliniko-automations/'" in line["message"]

@@ -1,0 +1,72 @@
+"""A cleanup of two Cliniko accounts, one of them misconfigured: the other's rules go on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import boto3
+import pytest
+from cliniko_automations.cleanup.runs import DynamoRuns
+from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
+from local_run.state_machine import run_loop
+
+from tests.integration.cleanup.tables import create_cleanup_tables
+from tests.integration.cleanup.test_handler import invoke
+from tests.integration.intake_worker.resources import USER_AGENT, captured_logs, put_secrets
+
+ACCOUNTS = """accounts:
+  main-clinic: {api_key_secret: tests/cliniko/main}
+  north-clinic: {api_key_secret: tests/cliniko/north}
+"""
+RULES = """rules:
+  - name: main-tests
+    account: main-clinic
+    where: [{field: email, op: like, value: "%@example.com"}]
+  - name: north-tests
+    account: north-clinic
+    where: [{field: email, op: like, value: "%@example.com"}]
+"""
+
+
+@pytest.fixture
+def two_accounts(aws, cliniko, tmp_path, monkeypatch):
+    """main-clinic's rule has 150 ledger contacts (two batches); north-clinic's key secret is
+    never created."""
+    ledger_table, runs_table = create_cleanup_tables()
+    (tmp_path / "accounts.yaml").write_text(ACCOUNTS)
+    (tmp_path / "rules.yaml").write_text(RULES)
+    for name, value in {
+        "LEDGER_TABLE": ledger_table,
+        "CLEANUP_RUNS_TABLE": runs_table,
+        "CLINIKO_USER_AGENT": USER_AGENT,
+        "CLINIKO_BASE_URL": cliniko.base_url_template,
+        "CLINIKO_ACCOUNTS_FILE": str(tmp_path / "accounts.yaml"),
+        "CLEANUP_RULES_FILE": str(tmp_path / "rules.yaml"),
+        "CLEANUP_DRY_RUN": "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+    put_secrets({"tests/cliniko/main": cliniko.api_key})
+    ids = cliniko.control.seed(150, fields={"email": "t@example.com"})
+    ledger = DynamoLedger(boto3.client("dynamodb"), ledger_table)
+    now = dt.datetime.now(dt.UTC).isoformat()
+    for contact_id in ids:
+        ledger.record(LedgerEntry(contact_id, "main-clinic", "test-json", "sub-1", now))
+    return ids
+
+
+def test_an_account_whose_key_secret_is_missing_stops_only_its_own_rules(two_accounts, cliniko):
+    with captured_logs("cleanup") as logs:
+        result = run_loop(invoke, {"dry_run": False}, sleep=lambda _: None)
+    # The run was not failed by the missing secret after main-clinic's first batch.
+    assert result.status == "finished"
+    assert sum(1 for c in cliniko.control.contacts() if c["archived_at"]) == len(two_accounts)
+    state = DynamoRuns(boto3.client("dynamodb"), os.environ["CLEANUP_RUNS_TABLE"]).load(
+        result.run_id
+    )
+    assert [(p.rule, p.stopped, p.error) for p in state.rules] == [
+        ("main-tests", False, None),
+        ("north-tests", True, "misconfigured_SecretMissing"),
+    ]
+    errors = [line for line in logs.lines if '"level":"ERROR"' in line]
+    assert len(errors) == 1 and "misconfigured secret 'tests/cliniko/north'" in errors[0]
