@@ -93,6 +93,10 @@ class ClinikoClient:
     `requests_per_minute` below the limit caps this caller: without a store, this process's
     pace; with one, every process of the caller named `caller` (default: its priority)
     together, on the key's shared budget (a `CallerCap`, per the sharing policy's period).
+
+    `cliniko_user` names the Cliniko user the key belongs to, when other keys (of other
+    accounts) are that user's too: Cliniko's limit is per user, so the clients of all of them
+    book on one budget. Left out, the key is its user's only one.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class ClinikoClient:
         on_pacing_fallback: Callable[[str], None] | None = None,
         caller: str | None = None,
         time_left: TimeLeft | None = None,
+        cliniko_user: str | None = None,
     ) -> None:
         self.shard = shard_for_key(api_key)
         self.user_agent = check_user_agent(user_agent)
@@ -125,6 +130,10 @@ class ClinikoClient:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise errors.ConfigurationError("timeout must be a positive number of seconds")
         self.key_id = key_fingerprint(api_key)  # safe to log; the key itself never is
+        # What the budget is booked under: the key's user when named, else the key.
+        budget_id = self.key_id
+        if cliniko_user is not None:
+            budget_id = key_fingerprint(f"user\0{cliniko_user}")
         self.priority = Priority(priority)
         budget: Budget
         if budget_store is not None:
@@ -140,7 +149,7 @@ class ClinikoClient:
                 raise errors.ConfigurationError(str(exc)) from exc
             budget = (
                 shared_store_budget(
-                    self.key_id,
+                    budget_id,
                     budget_store,
                     policy=sharing,
                     priority=self.priority,
@@ -149,7 +158,7 @@ class ClinikoClient:
                 )
                 if clock is None
                 else SharedBudget(
-                    self.key_id,
+                    budget_id,
                     budget_store,
                     policy=sharing,
                     priority=self.priority,
@@ -161,7 +170,7 @@ class ClinikoClient:
             )
         elif clock is None:
             # Clients of one key share the process's budget.
-            budget = shared_budget(api_key, requests_per_minute)
+            budget = shared_budget(budget_id, requests_per_minute)
         else:
             # An injected (test) clock cannot share time with it: such a client paces alone.
             budget = RateBudget(requests_per_minute, 60.0, clock=clock)

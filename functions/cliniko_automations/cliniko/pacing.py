@@ -136,10 +136,11 @@ def key_fingerprint(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
-def shared_budget(api_key: str, requests_per_minute: int) -> RateBudget:
-    """The process-wide budget of a key. Keyed by (key hash, budget) so a client asking for a
-    different budget (a test, a deliberately slower job) never changes another's pacing."""
-    slot = (key_fingerprint(api_key), requests_per_minute)
+def shared_budget(budget_id: str, requests_per_minute: int) -> RateBudget:
+    """The process-wide budget of a key (`budget_id`: its fingerprint, or its user's). Keyed
+    by (id, budget) so a client asking for a different budget (a test, a deliberately slower
+    job) never changes another's pacing."""
+    slot = (budget_id, requests_per_minute)
     with _shared_lock:
         budget = _shared.get(slot)
         if budget is None:

@@ -48,6 +48,9 @@ class Account:
     __pydantic_config__ = FORBID_EXTRA
 
     api_key_secret: SecretName
+    # The Cliniko user whose key it is, named when another account's key is that user's too:
+    # Cliniko allows 200 requests a minute per user, so such accounts book on one budget.
+    cliniko_user: Annotated[str, Limits(min_length=1, max_length=200)] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +79,13 @@ class ClinikoAccounts:
 
     def names(self) -> list[str]:
         return sorted(self.accounts)
+
+    def user_of_secret(self, secret_name: str) -> str | None:
+        """The `cliniko_user` of the account whose key is `secret_name`, if it names one."""
+        for account in self.accounts.values():
+            if account.api_key_secret == secret_name:
+                return account.cliniko_user
+        return None
 
     def key_secret(self, account: str) -> str | None:
         """The Secrets Manager name of `account`'s API key; None for an unknown account."""

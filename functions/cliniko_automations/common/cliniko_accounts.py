@@ -19,6 +19,7 @@ from cliniko_automations import cliniko
 from cliniko_automations.cliniko.shared_pacing import Priority, SharingPolicy
 from cliniko_automations.common import aws
 
+from .accounts import load_accounts
 from .cliniko_settings import ClinikoSettings, ClinikoVariables
 from .rate_limit_table import DynamoBudgetStore
 from .secrets import read_secret
@@ -53,6 +54,8 @@ def client_for_secret(
     caller's, read once with its other settings; `ClinikoVariables` are checked here
     (ConfigurationError naming the variable). `time_left`: the seconds this invocation still
     gives Cliniko's requests (ClinikoClient.finish_within), set on the client each call.
+    The key books on its user's budget when the accounts file names the account's
+    `cliniko_user` (common/accounts.py).
     """
     priority = Priority(priority)
     if isinstance(settings, ClinikoVariables):
@@ -90,6 +93,7 @@ def client_for_secret(
             on_pacing_fallback=_count_fallback,
             caller=caller,
             time_left=time_left,
+            cliniko_user=load_accounts().user_of_secret(secret_name),
         )
         _clients[slot] = (fingerprint, client)
         return client

@@ -91,6 +91,38 @@ def test_client_for_secret_books_on_the_table_the_function_names(
     assert client_for_secret("cliniko/a", priority="bulk", settings=settings).priority == "bulk"
 
 
+def test_accounts_of_one_cliniko_user_book_on_one_budget(
+    cliniko, table, monkeypatch, tmp_path
+) -> None:
+    # Cliniko allows 200 requests a minute per user: two accounts whose keys are one user's
+    # (named so in the accounts file) spend one budget; a third account's key its own.
+    (tmp_path / "accounts.yaml").write_text(
+        "accounts:\n"
+        "  main-clinic: {api_key_secret: cliniko/main, cliniko_user: practice-owner}\n"
+        "  north-clinic: {api_key_secret: cliniko/north, cliniko_user: practice-owner}\n"
+        "  south-clinic: {api_key_secret: cliniko/south}\n"
+    )
+    monkeypatch.setenv("CLINIKO_ACCOUNTS_FILE", str(tmp_path / "accounts.yaml"))
+    monkeypatch.setattr(cliniko_accounts, "_clients", {})
+    settings = ClinikoVariables(
+        user_agent=UA, base_url=cliniko.base_url_template, rate_limit_table=table
+    )
+    keys = {name: f"MS0x{name}key0000000000-au1" for name in ("north", "south")}
+    keys["main"] = cliniko.api_key
+    for name, key in keys.items():
+        if name != "main":
+            cliniko.control.add_key(key)
+        boto3.client("secretsmanager").create_secret(Name=f"cliniko/{name}", SecretString=key)
+
+    for name in keys:
+        client_for_secret(f"cliniko/{name}", settings=settings).list_contacts()
+
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    south = client_for_secret("cliniko/south", settings=settings).key_id
+    assert len(items) == 2 and south in {item["key_id"]["S"] for item in items}
+    assert "practice-owner" not in str(items)  # a hash of the name, as of a key
+
+
 def test_client_for_secret_caps_a_named_caller_on_the_shared_table(
     cliniko, table, monkeypatch
 ) -> None:

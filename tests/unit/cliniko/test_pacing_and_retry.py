@@ -81,10 +81,11 @@ def test_budget_is_thread_safe() -> None:
 
 def test_budget_is_shared_per_key_and_budget_and_keyed_by_hash() -> None:
     key = "MS0xshared0000000000-au3"
-    assert shared_budget(key, 200) is shared_budget(key, 200)
-    assert shared_budget(key, 200) is not shared_budget("MS0xother-au3", 200)
-    assert shared_budget(key, 200) is not shared_budget(key, 100)
-    assert key not in key_fingerprint(key)
+    key_id = key_fingerprint(key)
+    assert shared_budget(key_id, 200) is shared_budget(key_id, 200)
+    assert shared_budget(key_id, 200) is not shared_budget(key_fingerprint("MS0xother-au3"), 200)
+    assert shared_budget(key_id, 200) is not shared_budget(key_id, 100)
+    assert key not in key_id
     assert len(key_fingerprint(key)) == 16
 
 
