@@ -169,9 +169,9 @@ def _access_refused(error: cliniko_errors.ClinikoError) -> bool:
 
 
 class AccountMisconfigured(Exception):
-    """An account's client cannot be made as deployed (its key secret missing, empty or
-    denied, a bad Cliniko setting): raised by `client_for_account`, it stops that account's
-    rules with `kind` as their error; the other accounts' rules go on."""
+    """An account's client cannot be made as deployed (its key secret missing, empty, denied
+    or outside SecretsPrefix, the key malformed): raised by `client_for_account`, it stops
+    that account's rules with `kind` as their error; the other accounts' rules go on."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind

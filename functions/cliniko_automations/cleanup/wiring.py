@@ -85,14 +85,14 @@ def cleanup_step(
         secret = accounts[account].api_key_secret
         try:
             return bulk_client(secret, cleanup.settings, time_left)
-        except ConfigurationError as error:
-            # A setting of every account's client: the step fails (the run's failure alarm).
+        except (ConfigurationError, SecretMisconfigured) as error:
             report_misconfigured(error, account, secret)
-            raise
-        except SecretMisconfigured as error:
-            # This account's key: its rules stop, the other accounts' go on. The line (and its
-            # Misconfigured metric) says what to fix.
-            report_misconfigured(error, account, secret)
+            if isinstance(error, ConfigurationError) and error.setting != "api_key":
+                # A setting of every account's client: the step fails (the run's alarm).
+                raise
+            # This account's key (its secret missing, empty, denied or outside the prefix,
+            # or the key malformed): its rules stop, the other accounts' go on. The line
+            # (and its Misconfigured metric) says what to fix.
             raise AccountMisconfigured(f"misconfigured_{type(error).__name__}") from error
 
     return CleanupStep(

@@ -48,9 +48,10 @@ class Account:
     __pydantic_config__ = FORBID_EXTRA
 
     api_key_secret: SecretName
-    # The Cliniko user whose key it is, named when another account's key is that user's too:
-    # Cliniko allows 200 requests a minute per user, so such accounts book on one budget.
-    cliniko_user: Annotated[str, Limits(min_length=1, max_length=200)] | None = None
+    # A label for the Cliniko user whose key it is, given when another account's key is that
+    # user's too: Cliniko allows 200 requests a minute per user, so such accounts book on one
+    # budget. A label (owner-1), never a person's name: its hash is logged, as a key's is.
+    cliniko_user: Annotated[str, Limits(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

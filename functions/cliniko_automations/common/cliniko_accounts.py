@@ -21,6 +21,7 @@ from cliniko_automations.common import aws
 
 from .accounts import load_accounts
 from .cliniko_settings import ClinikoSettings, ClinikoVariables
+from .config_file import ConfigError
 from .rate_limit_table import DynamoBudgetStore
 from .secrets import read_secret
 
@@ -31,6 +32,17 @@ if TYPE_CHECKING:
 _clients: dict[tuple[str, Priority, int, str | None], tuple[str, ClinikoClient]] = {}
 _stores: dict[str, DynamoBudgetStore] = {}
 _lock = threading.Lock()
+
+
+def _cliniko_user(secret_name: str) -> str | None:
+    """The accounts file's `cliniko_user` of the account whose key is `secret_name`. A file
+    that cannot be read is not this call's to report: the functions that work per account
+    read it first and fail there; the erasure, which needs only its key, then books on the
+    key's own budget."""
+    try:
+        return load_accounts().user_of_secret(secret_name)
+    except ConfigError:
+        return None
 
 
 def client_for_secret(
@@ -93,7 +105,7 @@ def client_for_secret(
             on_pacing_fallback=_count_fallback,
             caller=caller,
             time_left=time_left,
-            cliniko_user=load_accounts().user_of_secret(secret_name),
+            cliniko_user=_cliniko_user(secret_name),
         )
         _clients[slot] = (fingerprint, client)
         return client

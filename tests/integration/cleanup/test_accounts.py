@@ -32,7 +32,7 @@ RULES = """rules:
 @pytest.fixture
 def two_accounts(aws, cliniko, tmp_path, monkeypatch):
     """main-clinic's rule has 150 ledger contacts (two batches); north-clinic's key secret is
-    never created."""
+    not created here."""
     ledger_table, runs_table = create_cleanup_tables()
     (tmp_path / "accounts.yaml").write_text(ACCOUNTS)
     (tmp_path / "rules.yaml").write_text(RULES)
@@ -55,7 +55,19 @@ def two_accounts(aws, cliniko, tmp_path, monkeypatch):
     return ids
 
 
-def test_an_account_whose_key_secret_is_missing_stops_only_its_own_rules(two_accounts, cliniko):
+@pytest.mark.parametrize(
+    ("north_key", "kind"),
+    [
+        (None, "misconfigured_SecretMissing"),
+        ('{"api_key": "MS0xpastedasjson-au1"}', "misconfigured_ConfigurationError"),
+    ],
+    ids=["missing", "malformed"],
+)
+def test_an_account_whose_key_is_unusable_stops_only_its_own_rules(
+    two_accounts, cliniko, north_key, kind
+):
+    if north_key is not None:
+        put_secrets({"tests/cliniko/north": north_key})
     with captured_logs("cleanup") as logs:
         result = run_loop(invoke, {"dry_run": False}, sleep=lambda _: None)
     # The run was not failed by the missing secret after main-clinic's first batch.
@@ -66,7 +78,7 @@ def test_an_account_whose_key_secret_is_missing_stops_only_its_own_rules(two_acc
     )
     assert [(p.rule, p.stopped, p.error) for p in state.rules] == [
         ("main-tests", False, None),
-        ("north-tests", True, "misconfigured_SecretMissing"),
+        ("north-tests", True, kind),
     ]
     errors = [line for line in logs.lines if '"level":"ERROR"' in line]
     assert len(errors) == 1 and "misconfigured secret 'tests/cliniko/north'" in errors[0]

@@ -33,6 +33,11 @@ def test_the_env_var_points_the_functions_at_another_file(tmp_path, monkeypatch)
         ("accounts:\n  a: {api_key_secret: 'no spaces'}\n", "accounts.a.api_key_secret: not a"),
         ("accounts:\n  a: {api_key: x}\n", "accounts.a.api_key: Extra inputs"),
         ("sources: {}\n", "accounts: Field required"),
+        # A label, never a person's name: its hash is logged as a key's is.
+        (
+            "accounts:\n  a: {api_key_secret: k, cliniko_user: Jane Smith}\n",
+            "accounts.a.cliniko_user: String should match pattern",
+        ),
         # One key is one account: under two names, the change feed publishes each change twice.
         (
             "accounts:\n  a: {api_key_secret: k}\n  b: {api_key_secret: k}\n",
