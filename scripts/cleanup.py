@@ -238,14 +238,12 @@ def progress_bar(done: int, total: int | None) -> str:
 
 def rule_status(progress: Any, ledger: Any, elapsed: float) -> dict[str, Any]:
     """Counts of one rule, its share done and an ETA from the rate measured so far."""
+    # Unknown for a rule that pages Cliniko itself, and for one ended by an error (a key
+    # Cliniko refuses, a rule changed mid-run) before its work was done: no total, no ETA.
     remaining: int | None = None
-    # Ended by an error (a key Cliniko refuses, a rule changed mid-run) before its work was
-    # done: neither a total nor an ETA, and no 100 %.
-    if progress.stopped:
-        pass
-    elif progress.phase == "done":
+    if progress.phase == "done" and not progress.stopped:
         remaining = 0
-    elif progress.created_by_intake:
+    elif progress.created_by_intake and not progress.stopped:
         # Entries still to ask about: the batch in hand was asked about when it was found.
         remaining = ledger.count_active(progress.account, progress.cursor)
     total = None if remaining is None else progress.asked + remaining

@@ -110,10 +110,11 @@ def converted_values(value: Any, written: Any, where: tuple[Any, ...] = ()) -> l
     same_number = type(value) is float and type(written) is int  # 1 for a float reads as 1.0
     if (type(value) is type(written) or same_number) and value == written:
         return []
-    shown = json.dumps(value) if isinstance(value, (bool, int, float, str)) else "a list"
-    if isinstance(value, dict):
-        shown = "a mapping"
+    shown = _SHOWN_AS.get(type(value)) or json.dumps(value, default=str)
     return [f"{_path(where) or 'the file'}: {written!r} is read as {shown}: write {shown} itself"]
+
+
+_SHOWN_AS: dict[type, str] = {dict: "a mapping", list: "a list"}
 
 
 def _path(where: Sequence[Any]) -> str:

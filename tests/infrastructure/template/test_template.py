@@ -110,9 +110,14 @@ def test_globals_runtime_architecture_logging_and_powertools():
     assert function["Architectures"] == ["arm64"]
     assert function["LoggingConfig"]["LogFormat"] == "JSON"
     assert function["Tracing"] == "Active"
-    assert function["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == (
-        "ClinikoAutomations"
-    )
+    namespace = function["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    assert namespace == "ClinikoAutomations"
+    # What `cleanup.py --local` gives a step run without one: the deployed namespace.
+    script = importlib.util.spec_from_file_location("cleanup_cli", ROOT / "scripts" / "cleanup.py")
+    assert script and script.loader
+    cleanup_cli = importlib.util.module_from_spec(script)
+    script.loader.exec_module(cleanup_cli)
+    assert namespace == cleanup_cli.METRICS_NAMESPACE
     assert function["CodeUri"] == "build/staged/"
     for name, spec in FUNCTIONS.items():
         service = spec.environment.get("POWERTOOLS_SERVICE_NAME")
