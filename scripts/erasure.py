@@ -7,12 +7,13 @@ Two modes, same core and same words:
           --idempotency-table, --submission-table, --pepper-secret, --cliniko-key-secret,
           --user-agent, --cliniko-base-url (or the env vars AUDIT_TABLE, IDEMPOTENCY_TABLE,
           SUBMISSION_TABLE, PEPPER_SECRET_NAME, CLINIKO_API_KEY_SECRET_NAME, CLINIKO_USER_AGENT,
-          CLINIKO_BASE_URL; the other CLINIKO_* settings from the environment as in the Lambda).
+          CLINIKO_BASE_URL; the other CLINIKO_* settings from the environment as in the Lambda;
+          the accounts searched are those of cliniko_accounts.yaml, or of CLINIKO_ACCOUNTS_FILE).
   remote  --api-url https://ID.execute-api.REGION.amazonaws.com calls the deployed HTTP API,
           signing each request with SigV4 (the routes use AWS_IAM authorisation).
 
-  erasure.py request --contact-id 123 --reason "GDPR art. 17, ticket 42" [--dry-run]
-  erasure.py request --email person@example.com --reason "..." [--all-matches]
+  erasure.py request --contact-id 123 [--account north-clinic] --reason "GDPR art. 17" [--dry-run]
+  erasure.py request --email person@example.com --reason "..." [--all-matches] [--account A]
   erasure.py status REQUEST_ID                 (due date, outcome and receipt)
   erasure.py extend REQUEST_ID --reason "..."  (due + 2 months; once, within the first month)
   erasure.py verify REQUEST_ID | --all         (local: recompute the audit trail's hash chain;
@@ -76,6 +77,11 @@ def parser() -> argparse.ArgumentParser:
     request = commands.add_parser("request", help="ask for an erasure (or a dry run)")
     request.add_argument("--contact-id", help="Cliniko contact id")
     request.add_argument("--email", help="email address (matched lower-cased, archived included)")
+    request.add_argument(
+        "--account",
+        help="the Cliniko account (a name of cliniko_accounts.yaml): an email is searched in "
+        "every account without it, a contact id is the default account's",
+    )
     request.add_argument("--reason", required=True, help="legal basis or ticket reference")
     request.add_argument("--dry-run", action="store_true", help="report only, change nothing")
     request.add_argument(
@@ -182,7 +188,10 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         )
     except SettingsError as error:
         raise SystemExit(f"erasure.py: bad settings: {error}") from None
-    eraser = build_eraser(settings)
+    try:
+        eraser = build_eraser(settings)
+    except SettingsError as error:
+        raise SystemExit(f"erasure.py: bad settings: {error}") from None
     try:
         if args.command == "status":
             return 200, as_data(eraser.status(args.request_id))
@@ -200,6 +209,7 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             "status": "open",
             "result": "awaiting_confirmation",
             "contact_ids": error.contact_ids,
+            "accounts": error.accounts,
             "message": str(error),
         }
     except (errors.RequestIdConflict, errors.RequestInProgress, errors.ExtensionRefused) as error:
@@ -269,6 +279,8 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
         body["contact_id"] = args.contact_id
     if args.email:
         body["email"] = args.email
+    if args.account is not None:
+        body["account"] = args.account
     return body
 
 
@@ -296,14 +308,15 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
         lines.append(f"Refused (HTTP {status}).")
     for contact in body.get("contacts", []):
         words = ACTION_WORDS.get(contact["action"], contact["action"])
-        line = f"  Contact {contact['contact_id']}: {words}"
+        account = f" in {contact['account']}" if contact.get("account") else ""
+        line = f"  Contact {contact['contact_id']}{account}: {words}"
         if contact.get("fields"):
             line += f"; {_fields_verb(contact, body)}: {', '.join(contact['fields'])}"
         if contact.get("error"):
             line += f"; error: {contact['error']}"
         lines.append(line)
     if status == 409 and body.get("contact_ids"):
-        lines.append(f"  Matching contact ids: {', '.join(body['contact_ids'])}")
+        lines.append(f"  Matching contact ids: {_ids_by_account(body)}")
     if body.get("message"):
         lines.append(body["message"])
     for field, problem in (body.get("errors") or {}).items():
@@ -334,6 +347,13 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
         )
         lines += [f"  {problem}" for problem in check["problems"]]
     return lines
+
+
+def _ids_by_account(body: dict[str, Any]) -> str:
+    accounts = {name: ids for name, ids in (body.get("accounts") or {}).items() if ids}
+    if not accounts:  # an answer from a deployment before the erasure covered accounts
+        return ", ".join(body["contact_ids"])
+    return "; ".join(f"{', '.join(ids)} in {name}" for name, ids in accounts.items())
 
 
 def _fields_verb(contact: dict[str, Any], body: dict[str, Any]) -> str:

@@ -102,6 +102,7 @@ OUTCOME_KEYS = {
     "due_extended",
     "finished_at",
     "contact_ids",
+    "accounts",
     "contacts",
     "purged",
     "message",
@@ -156,7 +157,15 @@ def test_erase_by_email_matches_lower_cased_and_archived_ones(erasure_stack):
     sent = erasure_stack.log()[before:]
     assert status == 200, body
     assert body["result"] == "erased" and body["contact_ids"] == [contact_id]
-    assert [e["method"] for e in sent] == ["GET", "PATCH", "POST", "GET"]
+    # A lookup in each account (north-clinic's on uk1 finds nobody), then the contact's three.
+    assert [(e["method"], e["key_shard"]) for e in sent] == [
+        ("GET", "au1"),
+        ("GET", "uk1"),
+        ("PATCH", "au1"),
+        ("POST", "au1"),
+        ("GET", "au1"),
+    ]
+    assert body["accounts"] == {"main-clinic": [contact_id], "north-clinic": []}
     assert_scrubbed_and_archived(erasure_stack, contact_id)
 
 
@@ -168,6 +177,10 @@ def test_several_matches_answer_409_with_ids_then_erase_all_when_confirmed(erasu
 
     assert status == 409, body
     assert sorted(body["contact_ids"]) == ids
+    assert {name: sorted(found) for name, found in body["accounts"].items()} == {
+        "main-clinic": ids,
+        "north-clinic": [],
+    }
     assert body["result"] == "awaiting_confirmation"
     text = json.dumps(body)
     assert whole_values_in(text, [*personal_values(PERSONAL), "Hortensia"]) == []
@@ -180,8 +193,8 @@ def test_several_matches_answer_409_with_ids_then_erase_all_when_confirmed(erasu
     assert status == 200, body
     assert sorted(body["contact_ids"]) == ids
     assert [c["action"] for c in body["contacts"]] == ["scrubbed_and_archived"] * 2
-    # one lookup shared by the matches, then update, archive, verify each: 3.5 per contact here
-    assert len(sent) == 1 + 3 * len(ids) <= 4 * len(ids)
+    # a lookup per account shared by the matches, then update, archive, verify each
+    assert len(sent) == 2 + 3 * len(ids) <= 4 * len(ids)
     for contact_id in ids:
         assert_scrubbed_and_archived(erasure_stack, contact_id)
 
@@ -250,7 +263,8 @@ def test_an_already_archived_contact_is_scrubbed_and_stays_archived(erasure_stac
     assert status == 200, body
     [contact] = body["contacts"]
     assert contact["action"] == "scrubbed_and_archived" and contact["archive"] is False
-    assert [e["method"] for e in sent] == ["GET", "PATCH", "GET"]  # no second archive
+    # the lookups (main-clinic's, north-clinic's), the scrub and the read back: no 2nd archive
+    assert [e["method"] for e in sent] == ["GET", "GET", "PATCH", "GET"]
     assert_scrubbed_and_archived(erasure_stack, contact_id)
     assert erasure_stack.contact(contact_id)["archived_at"] == archived_at
 

@@ -47,7 +47,7 @@ def test_request_then_status_in_local_mode(erasure_stack, cli, capsys):
     assert code == 0, out
     assert "Request c-1: completed (erased)" in out
     assert (
-        f"Contact {contact_id}: scrubbed and archived, verified by reading it back; "
+        f"Contact {contact_id} in main-clinic: scrubbed and archived, verified by reading it back; "
         "fields blanked: title, first_name"
     ) in out
     assert "Cliniko keeps an archived record" in out
@@ -61,16 +61,21 @@ def test_request_then_status_in_local_mode(erasure_stack, cli, capsys):
     assert received[0]["caller"].startswith("arn:aws:")  # the local AWS identity
 
 
-def test_a_contact_left_unfinished_is_not_said_to_be_blanked(erasure_stack, cli, capsys):
+def test_a_contact_left_unfinished_is_not_said_to_be_blanked(
+    erasure_stack, cli, capsys, monkeypatch, tmp_path
+):
     # A key whose user may read but not write: Cliniko refuses the scrub (403).
     contact_id = erasure_stack.seed()
     key = f"MS0xreadonly{secrets.token_hex(8)}-au1"
     erasure_stack.cliniko.control.add_key(key, read_only=True)
     boto3.client("secretsmanager").create_secret(Name="tests/cliniko/read-only", SecretString=key)
+    accounts = stack.write_accounts(tmp_path / "a.yaml", {"ro": "tests/cliniko/read-only"})
+    monkeypatch.setenv("CLINIKO_ACCOUNTS_FILE", str(accounts))
     args = ["--cliniko-key-secret", "tests/cliniko/read-only", "request", "--contact-id"]
     cli.main([*args, contact_id, "--reason", "t", "--request-id", "ro-1"])
     out = capsys.readouterr().out
-    assert f"Contact {contact_id}: NOT finished; fields to blank: title, first_name" in out
+    assert f"Contact {contact_id} in ro: NOT finished; fields to blank: title, first_name" in out
+    assert "Cliniko account ro: Cliniko refused the request (403)" in out
     assert "fields blanked" not in out
     assert erasure_stack.contact(contact_id)["first_name"] == PERSONAL["first_name"]
 
@@ -105,7 +110,8 @@ def test_dry_run_several_matches_and_json_output(erasure_stack, cli, capsys):
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert all(
-        f"Contact {contact_id}: would be scrubbed and archived; fields that would be blanked: "
+        f"Contact {contact_id} in main-clinic: would be scrubbed and archived; fields that "
+        "would be blanked: "
         "title, first_name" in out
         for contact_id in ids
     )

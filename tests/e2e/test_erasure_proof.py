@@ -57,7 +57,7 @@ def test_status_answers_with_due_date_and_receipt_and_verify_finds_a_changed_rec
     # Someone with write access to the table edits a record: verify says which, and fails.
     boto3.client("dynamodb").update_item(
         TableName=erasure_stack.table_name,
-        Key={"request_id": {"S": "proof-1"}, "sk": {"S": f"001#contact#{contact_id}"}},
+        Key={"request_id": {"S": "proof-1"}, "sk": {"S": f"001#contact#main-clinic#{contact_id}"}},
         UpdateExpression="SET verified = :f",
         ExpressionAttributeValues={":f": {"BOOL": False}},
     )
@@ -65,7 +65,7 @@ def test_status_answers_with_due_date_and_receipt_and_verify_finds_a_changed_rec
     assert code == 1
     assert "NOT INTACT" in out
     # #1 received, #2 lookup, #3 purge (the contact's stored submissions), #4 the contact.
-    assert f"record #4 (001#contact#{contact_id}) was changed" in out
+    assert f"record #4 (001#contact#main-clinic#{contact_id}) was changed" in out
     assert "Refused" not in out
 
     # A deleted record is found too, by the gap it leaves; --all checks every request.

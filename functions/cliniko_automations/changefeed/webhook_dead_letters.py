@@ -249,11 +249,12 @@ class WebhookLetterPurge:
 
     A letter for a subscriber opted in to contact fields holds the contact's name, email and
     phone until the queue's retention (14 days) ends, and a replay would send them again. An
-    erasure deletes those of its contacts (by `data.contact_id`); letters without fields (ids
-    and field names only) stay for the replay tool. A letter held by an operator's listing at
-    that moment (hidden for HIDE_SECONDS) is not seen, nor one past the first `max_read` (a
-    receiver down for days leaves thousands, and an erasure has 29 s): the replay tool never
-    sends those (it checks the erasure trail), and they expire with the queue.
+    erasure deletes those of its contacts (by `data.account` and `data.contact_id`); letters
+    without fields (ids and field names only) stay for the replay tool. A letter held by an
+    operator's listing at that moment (hidden for HIDE_SECONDS) is not seen, nor one past the
+    first `max_read` (a receiver down for days leaves thousands, and an erasure has 29 s): the
+    replay tool never sends those (it checks the erasure trail), and they expire with the
+    queue.
     """
 
     def __init__(self, sqs: Any, dead_letter_queue_url: str, *, max_read: int = 1000) -> None:
@@ -261,16 +262,18 @@ class WebhookLetterPurge:
         self._url = dead_letter_queue_url
         self._max_read = max_read
 
-    def purge(self, contact_ids: Collection[str]) -> int:
-        """Delete the letters carrying fields of `contact_ids`; how many were deleted."""
-        wanted = {str(contact_id) for contact_id in contact_ids}
+    def purge(self, contacts: Collection[tuple[str, str]]) -> int:
+        """Delete the letters carrying fields of `contacts`, (account, contact id) each: an id
+        names another contact in another account. How many were deleted."""
+        wanted = {(str(account), str(contact_id)) for account, contact_id in contacts}
         queue = DeadLetterQueue(self._sqs, self._url)
         deleted = 0
         try:
             for message in queue.receive_all(limit=self._max_read):
                 event, problem = _delivery_event(str(message.get("Body", "")))
                 data = event["detail"]["body"].get("data", {}) if event and not problem else {}
-                if "contact" in data and str(data.get("contact_id")) in wanted:
+                contact = (str(data.get("account")), str(data.get("contact_id")))
+                if "contact" in data and contact in wanted:
                     queue.delete(str(message["ReceiptHandle"]))
                     deleted += 1
         finally:

@@ -1,7 +1,7 @@
 """HTTP API for erasure requests (both routes behind AWS_IAM authorisation).
 
-POST /erasure-requests        body: {request_id, contact_id?, email?, reason, dry_run?,
-                                     erase_all_matches?}
+POST /erasure-requests        body: {request_id, contact_id?, email?, account?, reason,
+                                     dry_run?, erase_all_matches?}
 GET  /erasure-requests/{id}   status and outcome of a request (with its due date and receipt)
 POST /erasure-requests/{id}/extension   body: {reason}; due date + 2 months, within the first
 
@@ -80,6 +80,7 @@ def create_request() -> Response[str]:
             "result": outcome.result,
             "dry_run": outcome.dry_run,
             "contact_ids": outcome.contact_ids,
+            "accounts": sorted(outcome.accounts),
             "cliniko_requests": outcome.cliniko_requests,
         },
     )
@@ -136,6 +137,7 @@ def _several(error: SeveralMatches) -> Response[str]:
             "status": "open",
             "result": "awaiting_confirmation",
             "contact_ids": error.contact_ids,
+            "accounts": error.accounts,
             "message": str(error),
         },
     )

@@ -7,6 +7,9 @@ carry only ids), is deleted, and tombstones keep older submissions of theirs fro
 them back (see common/submission_store.py); and
 the webhook deliveries EventBridge gave up on that carry the fields of a matched contact
 (changefeed/webhook_dead_letters.py), when the webhook stack's queue is configured.
+
+The lookup searches each account of the request's scope (accounts.py); a contact is one
+account's, and is scrubbed, archived and verified through that account's client.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from cliniko_automations.common.person_keys import (
     text_of,
 )
 from cliniko_automations.common.plain_data import as_data, as_json
+from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.deadlines import iso
 from cliniko_automations.erasure.errors import AlreadyRecorded, RequestInProgress, SeveralMatches
 from cliniko_automations.erasure.models import (
@@ -36,7 +40,7 @@ from cliniko_automations.erasure.models import (
     Purged,
     Result,
 )
-from cliniko_automations.erasure.ports import ContactsClient, SubmissionStore, WebhookLetters
+from cliniko_automations.erasure.ports import SubmissionStore, WebhookLetters
 from cliniko_automations.erasure.scrub import (
     HONEST_NOTE,
     SCRUBBED_VALUES,
@@ -58,13 +62,26 @@ class _StoreFailed(Exception):
 
 
 @dataclass(frozen=True)
-class Tools:
-    """What every attempt works with: Cliniko, the submission store (None: not reached, as in
-    tests of Cliniko alone), the pepper for email hashes, the clock, `append(request_id,
-    sk, record)`, which chains a record into the trail (AlreadyRecorded if its key exists),
-    and the webhook dead letters (None: no webhook stack's queue configured)."""
+class Match:
+    """A contact the lookup found, in the account it was found in."""
 
-    client: ContactsClient
+    account: str
+    fields: dict[str, Any]
+
+    @property
+    def contact_id(self) -> str:
+        return str(self.fields["id"])
+
+
+@dataclass(frozen=True)
+class Tools:
+    """What every attempt works with: the Cliniko accounts, the submission store (None: not
+    reached, as in tests of Cliniko alone), the pepper for email hashes, the clock,
+    `append(request_id, sk, record)`, which chains a record into the trail (AlreadyRecorded if
+    its key exists), and the webhook dead letters (None: no webhook stack's queue
+    configured)."""
+
+    accounts: ErasureAccounts
     submissions: SubmissionStore | None
     pepper: str
     clock: Callable[[], datetime]
@@ -82,15 +99,18 @@ class Attempt:
         caller: str,
         received: Mapping[str, Any],
         number: int,
-        matched_before: Sequence[str] = (),
+        scope: Sequence[str],
+        matched_before: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.tools = tools
-        self.client = tools.client
         self.request = request
         self.caller = caller
         self.received = received
         self.number = number
-        self.matched_before = matched_before
+        # The accounts searched, in order, and the contact ids each matched.
+        self.scope = list(scope)
+        self.matched_before = matched_before or {}
+        self.by_account: dict[str, list[str]] = {}
         self.purged: list[Purged] = []
         # What to check when Cliniko refused the key or its user while erasing a contact.
         self.access_hint: str | None = None
@@ -109,18 +129,30 @@ class Attempt:
             received_at=self.received["received_at"],
             due_at=self.received["due_at"],
             due_extended=bool(self.received.get("due_extended")),
+            accounts=self.by_account,
             purged=self.purged,
             **values,
         )
 
     def execute(self) -> Outcome:
-        try:
-            matches = self.lookup()
-        except cliniko_errors.ClinikoError as error:
-            return self.fail(
-                cliniko_errors.error_kind(error), [], [], cliniko_errors.access_hint(error)
-            )
-        contact_ids = [str(contact_fields(m)["id"]) for m in matches]
+        matches: list[Match] = []
+        for account in self.scope:
+            try:
+                matches.extend(self.lookup(account))
+            except cliniko_errors.ClinikoError as error:
+                return self.fail(
+                    cliniko_errors.error_kind(error),
+                    [],
+                    [],
+                    account_hint(account, error),
+                    account=account,
+                )
+        contact_ids = [match.contact_id for match in matches]
+        self.by_account = {
+            account: [m.contact_id for m in matches if m.account == account]
+            for account in self.scope
+        }
+        # Across accounts too: one email in two clinics may still be two people.
         awaiting = len(matches) > 1 and not self.request.erase_all_matches
         found = "found" if matches else "no_record_found"
         if awaiting:
@@ -133,17 +165,18 @@ class Attempt:
                 "caller": self.caller,
                 "erase_all_matches": self.request.erase_all_matches,
                 "contact_ids": contact_ids,
+                "accounts": self.by_account,
                 "result": found,
             },
         )
         if awaiting:
-            raise SeveralMatches(self.request.request_id, contact_ids)
+            raise SeveralMatches(self.request.request_id, contact_ids, self.by_account)
         if not self.request.dry_run:
             # Before the scrub: a retry finds the contacts by email only while they still
             # have it, so a failed purge must stop the attempt before Cliniko changes.
             try:
-                self.purge([contact_fields(m) for m in matches])
-                self.purge_webhook_letters(contact_ids)
+                self.purge([m.fields for m in matches])
+                self.purge_webhook_letters(matches)
             except _StoreFailed as failed:
                 return self.fail(failed.kind, contact_ids, [])
         if not matches:
@@ -153,11 +186,12 @@ class Attempt:
                     result="no_record_found",
                     message=(
                         "No record was found: no Cliniko contact, archived ones included, "
-                        "matches the request. Nothing was changed."
+                        f"matches the request in {_accounts_text(self.scope)}. "
+                        "Nothing was changed."
                     ),
                 )
             )
-        results = [self.handle(contact_fields(match)) for match in matches]
+        results = [self.handle(match) for match in matches]
         failures = [r for r in results if r.action == "failed"]
         if failures:
             return self.fail("contact_failed", contact_ids, results, self.access_hint)
@@ -242,13 +276,13 @@ class Attempt:
             phones,
         )
 
-    def purge_webhook_letters(self, contact_ids: Sequence[str]) -> None:
+    def purge_webhook_letters(self, matches: Sequence[Match]) -> None:
         """Delete the undelivered webhooks that carry the erased contacts' fields."""
         letters = self.tools.webhook_letters
-        if letters is None or not contact_ids:
+        if letters is None or not matches:
             return
         try:
-            count = letters.purge(contact_ids)
+            count = letters.purge([(match.account, match.contact_id) for match in matches])
         except Exception as error:
             raise _StoreFailed(f"webhook_dead_letters_error:{type(error).__name__}") from error
         purged = Purged(store=WEBHOOK_DEAD_LETTERS, count=count)
@@ -258,7 +292,9 @@ class Attempt:
             {"record": "purge", "at": iso(self.tools.clock()), "purged": [as_data(purged)]},
         )
 
-    def lookup(self) -> list[Any]:
+    def lookup(self, account: str) -> list[Match]:
+        """The request's contacts in one account."""
+        client = self.tools.accounts.client(account)
         filters: list[Any] = [DateTimeFilter("archived_at").any()]
         if self.request.contact_id:
             filters.append(NumericFilter("id").eq([self.request.contact_id]))
@@ -266,10 +302,10 @@ class Attempt:
             filters.append(StringFilter("email").eq(self.request.email))
         if not self.request.dry_run:
             # The lookup, then a match's scrub, archive and read back: booked two at a time.
-            self.client.expect_requests(4)
-        matches = list(self.client.list_contacts(filters))
-        found = {str(contact_fields(m)["id"]) for m in matches}
-        unfinished = [i for i in self.matched_before if i not in found]
+            client.expect_requests(4)
+        matches = [contact_fields(contact) for contact in client.list_contacts(filters)]
+        found = {str(fields["id"]) for fields in matches}
+        unfinished = [i for i in self.matched_before.get(account, ()) if i not in found]
         if unfinished:
             # An earlier attempt matched these and may have scrubbed them (their email, which
             # the lookup finds them by, blanked) before it failed: found by id, and finished
@@ -277,19 +313,20 @@ class Attempt:
             # scrubbed, and is no longer this person's (staff changed it since).
             again = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq(unfinished)]
             matches.extend(
-                contact
-                for contact in self.client.list_contacts(again)
-                if not text_of(contact_fields(contact).get("email")).strip()
+                fields
+                for fields in map(contact_fields, client.list_contacts(again))
+                if not text_of(fields.get("email")).strip()
             )
-        return matches
+        return [Match(account, fields) for fields in matches]
 
-    def handle(self, fields: dict[str, Any]) -> ContactResult:
-        contact_id = str(fields["id"])
+    def handle(self, match: Match) -> ContactResult:
+        fields, contact_id, account = match.fields, match.contact_id, match.account
         changes = fields_to_scrub(fields)
         archive = not is_archived(fields)
         if self.request.dry_run:
             result = ContactResult(
                 contact_id=contact_id,
+                account=account,
                 action="would_scrub_and_archive" if changes or archive else "nothing_to_do",
                 fields=changes,
                 archive=archive,
@@ -298,16 +335,18 @@ class Attempt:
             # Already scrubbed and archived (an earlier request, or by hand): nothing to write.
             result = ContactResult(
                 contact_id=contact_id,
+                account=account,
                 action="already_scrubbed_and_archived",
                 verified=True,
             )
         else:
-            result = self.erase(contact_id, changes, archive)
+            result = self.erase(match, changes, archive)
         self.record(
-            f"contact#{contact_id}",
+            f"contact#{account}#{contact_id}",
             {
                 "record": "contact",
                 "at": iso(self.tools.clock()),
+                "account": account,
                 "contact_id": contact_id,
                 "action": result.action,
                 "fields": result.fields,
@@ -319,7 +358,9 @@ class Attempt:
         )
         return result
 
-    def erase(self, contact_id: str, changes: list[str], archive: bool) -> ContactResult:
+    def erase(self, match: Match, changes: list[str], archive: bool) -> ContactResult:
+        contact_id, account = match.contact_id, match.account
+        client = self.tools.accounts.client(account)
         try:
             if changes:
                 # The whole scrub body, not only the changed fields: one write leaves no
@@ -327,17 +368,18 @@ class Attempt:
                 # A contact already archived (by the cleanup, or staff) is likely reached by id
                 # only with a filter on archived_at (ClinikoClient._scope); one that is not
                 # is asked for as it always was.
-                self.client.update_contact(
+                client.update_contact(
                     contact_id, dict(SCRUBBED_VALUES), include_archived=not archive
                 )
             if archive:
-                self.client.archive_contact(contact_id)
+                client.archive_contact(contact_id)
             check = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq([contact_id])]
-            read_back = [contact_fields(c) for c in self.client.list_contacts(check)]
+            read_back = [contact_fields(c) for c in client.list_contacts(check)]
         except cliniko_errors.ClinikoError as error:
-            self.access_hint = self.access_hint or cliniko_errors.access_hint(error)
+            self.access_hint = self.access_hint or account_hint(account, error)
             return ContactResult(
                 contact_id=contact_id,
+                account=account,
                 action="failed",
                 fields=changes,
                 archive=archive,
@@ -347,6 +389,7 @@ class Attempt:
         verified = len(read_back) == 1 and is_erased(read_back[0])
         return ContactResult(
             contact_id=contact_id,
+            account=account,
             action="scrubbed_and_archived" if verified else "failed",
             fields=changes,
             archive=archive,
@@ -360,10 +403,19 @@ class Attempt:
         contact_ids: list[str],
         results: list[ContactResult],
         hint: str | None = None,
+        *,
+        account: str | None = None,
     ) -> Outcome:
+        """`account`: the one whose lookup failed, when one did."""
         self.record(
             "failed",
-            {"record": "failed", "at": iso(self.tools.clock()), "error": error, "hint": hint},
+            {
+                "record": "failed",
+                "at": iso(self.tools.clock()),
+                "error": error,
+                "hint": hint,
+                "account": account,
+            },
         )
         return self.outcome(
             status="failed",
@@ -393,6 +445,17 @@ class Attempt:
         except AlreadyRecorded:
             raise RequestInProgress(self.request.request_id) from None
         return outcome
+
+
+def account_hint(account: str, error: cliniko_errors.ClinikoError) -> str | None:
+    """What to check when Cliniko refused an account's key or its user, naming the account."""
+    hint = cliniko_errors.access_hint(error)
+    return f"Cliniko account {account}: {hint}" if hint else None
+
+
+def _accounts_text(accounts: Sequence[str]) -> str:
+    names = ", ".join(accounts)
+    return f"Cliniko account {names}" if len(accounts) == 1 else f"Cliniko accounts {names}"
 
 
 def failed_message(error: str, hint: str | None = None) -> str:

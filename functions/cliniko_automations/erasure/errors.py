@@ -19,12 +19,21 @@ class InvalidRequest(ErasureError):
 class SeveralMatches(ErasureError):
     """One email identifies several contacts and the request did not say to erase them all."""
 
-    def __init__(self, request_id: str, contact_ids: Sequence[str]) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        contact_ids: Sequence[str],
+        accounts: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.request_id = request_id
         self.contact_ids = list(contact_ids)
+        # The contact ids by account (an id names a contact of one account only).
+        self.accounts = {name: list(ids) for name, ids in (accounts or {}).items()}
+        where = ", ".join(f"{len(ids)} in {name}" for name, ids in self.accounts.items() if ids)
         super().__init__(
-            f"{len(self.contact_ids)} contacts match; nothing was changed. Send the same request "
-            "again with erase_all_matches set to erase all of them, or identify one by contact id."
+            f"{len(self.contact_ids)} contacts match{f' ({where})' if where else ''}; nothing "
+            "was changed. Send the same request again with erase_all_matches set to erase all "
+            "of them, or identify one by contact id (and account)."
         )
 
 

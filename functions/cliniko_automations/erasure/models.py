@@ -76,6 +76,9 @@ class ErasureRequest:
     # Caller-chosen id; the same id returns the same outcome.
     request_id: str
     contact_id: str | None = None
+    # The Cliniko account (a name of cliniko_accounts.yaml) to search; None: every account for
+    # an email, the default account for a contact id (erasure/accounts.py).
+    account: str | None = None
     email: str | None = dataclasses.field(default=None, repr=False)
     # Legal basis or ticket reference; no personal data.
     reason: str
@@ -143,6 +146,14 @@ def _contact_id(value: Any) -> str:
     return value.strip()
 
 
+def _account(value: Any) -> str:
+    # Checked against the deployment's accounts when the request is handled.
+    text = _text(value)
+    if not 1 <= len(text) <= 128 or not text.isprintable():
+        raise ValueError("must be the name of a Cliniko account of this deployment")
+    return text
+
+
 def _email(value: Any) -> str:
     # Cleaned as the intake cleans the emails it stores, so both hash the same address;
     # Cliniko's email filter compares against the lower-cased stored email.
@@ -169,18 +180,21 @@ def _flag(value: Any) -> bool:
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "request_id": _request_id,
     "contact_id": _contact_id,
+    "account": _account,
     "email": _email,
     "reason": check_reason,
     "dry_run": _flag,
     "erase_all_matches": _flag,
 }
-_OPTIONAL = frozenset({"contact_id", "email", "dry_run", "erase_all_matches"})
+_OPTIONAL = frozenset({"contact_id", "account", "email", "dry_run", "erase_all_matches"})
 
 
 @dataclasses.dataclass(kw_only=True)
 class ContactResult:
     contact_id: str
     action: ContactAction
+    # The Cliniko account the contact is in (None in results stored before accounts were).
+    account: str | None = None
     # Names of the personal fields changed (or to change).
     fields: list[str] = dataclasses.field(default_factory=list)
     # Archived by this request (or would be, in a dry run).
@@ -225,6 +239,8 @@ class Outcome:
     due_extended: bool = False
     finished_at: str | None = None
     contact_ids: list[str] = dataclasses.field(default_factory=list)
+    # Every account searched, with the contact ids matched there (an id is one account's).
+    accounts: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     contacts: list[ContactResult] = dataclasses.field(default_factory=list)
     purged: list[Purged] = dataclasses.field(default_factory=list)
     message: str

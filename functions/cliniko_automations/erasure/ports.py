@@ -1,6 +1,6 @@
 """What the erasure workflow needs from the world, as protocols: the adapters are audit.py,
 idempotency.py, common/submission_store.py, changefeed/webhook_dead_letters.py and the Cliniko
-client."""
+client (one per account, accounts.py)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ class SubmissionStore(Protocol):  # see common/submission_store.py
 
 
 class WebhookLetters(Protocol):  # see changefeed/webhook_dead_letters.py
-    def purge(self, contact_ids: Collection[str]) -> int:
-        """Delete the undelivered webhooks that carry these contacts' fields; how many."""
+    def purge(self, contacts: Collection[tuple[str, str]]) -> int:
+        """Delete the undelivered webhooks that carry these contacts' fields, each given as
+        (account, contact id); how many."""
         ...
 
 

@@ -7,11 +7,15 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common import aws
+from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret, time_left_after
+from cliniko_automations.common.config_file import ConfigError
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
+from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.idempotency import PowertoolsOnce
+from cliniko_automations.erasure.ports import ContactsClient
 from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
 from cliniko_automations.erasure.workflow import Eraser
 
@@ -38,30 +42,65 @@ def _webhook_letters(queue_arn: str | None) -> WebhookLetterPurge | None:
     return WebhookLetterPurge(aws.client("sqs"), url)
 
 
+def _accounts_file() -> ClinikoAccounts:
+    try:
+        return load_accounts()
+    except ConfigError as error:
+        raise SettingsError(f"erasure settings: the Cliniko accounts file: {error}") from None
+
+
+def _default_account(settings: ErasureSettings, accounts: ClinikoAccounts) -> str:
+    """The account whose key CLINIKO_API_KEY_SECRET_NAME (the stack parameter
+    ClinikoApiKeySecretName) names: the one a contact-id request naming none acts on."""
+    for name in accounts.names():
+        if accounts.key_secret(name) == settings.cliniko_api_key_secret_name:
+            return name
+    # Not searched otherwise: an erasure that passed over the key it was given would answer
+    # "no record found" for an account it never looked in.
+    raise SettingsError(
+        "erasure settings invalid: CLINIKO_API_KEY_SECRET_NAME (the stack parameter "
+        "ClinikoApiKeySecretName) names no account's api_key_secret in cliniko_accounts.yaml; "
+        "name the key of one of its accounts: " + ", ".join(accounts.names())
+    )
+
+
 def secrets_read(settings: ErasureSettings) -> list[str]:
-    """The secrets `build_eraser` reads: the account's API key and the pepper."""
-    return [settings.cliniko_api_key_secret_name, settings.pepper_secret_name]
+    """The secrets `build_eraser` reads: the pepper, the default account's API key, then the
+    other accounts' keys (read when a request searches them)."""
+    others = [
+        secret
+        for _where, secret in _accounts_file().secret_references()
+        if secret != settings.cliniko_api_key_secret_name
+    ]
+    return [settings.pepper_secret_name, settings.cliniko_api_key_secret_name, *others]
 
 
 def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None) -> Eraser:
     """`context`: the Lambda invocation's, which bounds how long an attempt holds its request
     id if it is cut short (None outside Lambda: idempotency.LOCAL_LEASE)."""
-    key_secret, pepper_secret = secrets_read(settings)
-    client = client_for_secret(
-        key_secret,
-        settings=settings.cliniko,
-        time_left=time_left_after(
-            lambda: context.get_remaining_time_in_millis() / 1000 if context else None,
-            RESERVE_SECONDS,
-        ),
+    accounts_file = _accounts_file()
+    time_left = time_left_after(
+        lambda: context.get_remaining_time_in_millis() / 1000 if context else None,
+        RESERVE_SECONDS,
     )
-    pepper = read_secret(pepper_secret)
+
+    def client(account: str) -> ContactsClient:
+        secret = accounts_file.accounts[account].api_key_secret
+        made: ContactsClient = client_for_secret(
+            secret, settings=settings.cliniko, time_left=time_left
+        )
+        return made
+
+    accounts = ErasureAccounts(
+        accounts_file.names(), client, default=_default_account(settings, accounts_file)
+    )
+    pepper = read_secret(settings.pepper_secret_name)
     dynamodb = aws.client("dynamodb")
     submissions = DynamoSubmissionStore(dynamodb, settings.submission_table)
     once = PowertoolsOnce(settings.idempotency_table, context=context, dynamodb=dynamodb)
     try:
         return Eraser(
-            client,
+            accounts,
             DynamoAuditLog(settings.audit_table),
             pepper,
             once=once,

@@ -1,7 +1,8 @@
 """The audit trail's layout: its sort keys and the hash chain that makes it tamper-evident.
 
 A request's records, by sort key: `000#received`, `000#extension` (at most once), then per
-attempt NNN `NNN#lookup`, `NNN#purge`, `NNN#purge-webhooks`, `NNN#contact#<id>`, `NNN#failed`,
+attempt NNN `NNN#lookup`, `NNN#purge`, `NNN#purge-webhooks`, `NNN#contact#<account>#<id>`
+(`NNN#contact#<id>` before the erasure covered several accounts), `NNN#failed`,
 and `999#outcome` once the request is done. An attempt that failed (Cliniko unreachable,
 verification failed) or that stopped for confirmation leaves the request open, and the same
 request id may be sent again: the next attempt gets the next number.
@@ -42,15 +43,27 @@ def attempt_of(sk: str) -> int | None:
     return int(head)
 
 
-def matched_before(records: Iterable[Mapping[str, Any]]) -> list[str]:
+def matched_before(
+    records: Iterable[Mapping[str, Any]], legacy_account: str | None
+) -> dict[str, list[str]]:
     """The contacts earlier attempts of a request matched and went on to erase (a lookup that
-    stopped for confirmation touched none): a retry finishes them even when its own lookup no
-    longer finds them, as the scrub blanked the email they were found by."""
-    found: dict[str, None] = {}
+    stopped for confirmation touched none), by account: a retry finishes them even when its
+    own lookup no longer finds them, as the scrub blanked the email they were found by.
+
+    A lookup recorded before the erasure covered several accounts holds ids only: they are
+    `legacy_account`'s (the default account, which alone was searched then), or, without one,
+    none is retried by id, since an id names another contact in another account."""
+    found: dict[str, dict[str, None]] = {}
     for record in sorted(records, key=lambda r: str(r["sk"])):
-        if record.get("record") == "lookup" and record.get("result") == "found":
-            found.update((str(contact_id), None) for contact_id in record.get("contact_ids") or [])
-    return list(found)
+        if record.get("record") != "lookup" or record.get("result") != "found":
+            continue
+        by_account = record.get("accounts")
+        if by_account is None:
+            by_account = {legacy_account: record.get("contact_ids")} if legacy_account else {}
+        for account, contact_ids in by_account.items():
+            ids = found.setdefault(str(account), {})
+            ids.update((str(contact_id), None) for contact_id in contact_ids or [])
+    return {account: list(ids) for account, ids in found.items()}
 
 
 def find_record(records: Iterable[Mapping[str, Any]], sk: str) -> dict[str, Any] | None:

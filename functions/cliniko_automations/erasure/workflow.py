@@ -7,9 +7,9 @@ RequestInProgress, the same id with another identity RequestIdConflict. The audi
 a keyed hash of the email, never a personal value, and it outlives the idempotency records,
 so an attempt checks the request against it too (see `_run`).
 
-This module knows nothing of API Gateway or DynamoDB: it takes a Cliniko client, an
-`AuditLog`, a `SubmissionStore` and a `OncePerRequest` (ports.py), so the API handler and the
-CLI share it.
+This module knows nothing of API Gateway or DynamoDB: it takes the Cliniko accounts
+(accounts.py: a client per account), an `AuditLog`, a `SubmissionStore` and a `OncePerRequest`
+(ports.py), so the API handler and the CLI share it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 from cliniko_automations.common.person_keys import email_hash
 from cliniko_automations.common.plain_data import from_data
+from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.attempt import Attempt, Tools, failed_message
 from cliniko_automations.erasure.deadlines import (
     EXTENSION_MONTHS,
@@ -55,7 +56,6 @@ from cliniko_automations.erasure.models import (
 )
 from cliniko_automations.erasure.ports import (
     AuditLog,
-    ContactsClient,
     OncePerRequest,
     SubmissionStore,
     WebhookLetters,
@@ -83,12 +83,17 @@ def request_identity(request: ErasureRequest, pepper: str) -> dict[str, Any]:
 
     erase_all_matches is left out on purpose: it is the confirmation a caller adds after a
     409, and it travels with the same request id. The email appears only as its keyed hash.
+    The account is in it only when the request names one, so that a request sent before the
+    erasure covered several accounts keeps its identity.
     """
-    return {
+    identity: dict[str, Any] = {
         "contact_id": request.contact_id,
         "email_hmac": email_hash(pepper, request.email) if request.email else None,
         "dry_run": request.dry_run,
     }
+    if request.account is not None:
+        identity["account"] = request.account
+    return identity
 
 
 def fingerprint(identity: Mapping[str, Any]) -> str:
@@ -99,7 +104,7 @@ def fingerprint(identity: Mapping[str, Any]) -> str:
 class Eraser:
     def __init__(
         self,
-        client: ContactsClient,
+        accounts: ErasureAccounts,
         audit: AuditLog,
         pepper: str,
         *,
@@ -111,25 +116,26 @@ class Eraser:
         if len(pepper) < 16:
             # A short pepper makes the email hash guessable by brute force.
             raise ValueError("the pepper must be at least 16 characters")
-        self._client = client
+        self._accounts = accounts
         self._audit = audit
         self._pepper = pepper
         self._once = once
         self._clock = clock
-        self._tools = Tools(client, submissions, pepper, clock, self._append, webhook_letters)
+        self._tools = Tools(accounts, submissions, pepper, clock, self._append, webhook_letters)
         # The latest (seq, hash) of each request's chain, as read or written by this call.
         self._heads: dict[str, tuple[int, str]] = {}
 
     # -- public ---------------------------------------------------------------------------
 
     def submit(self, request: ErasureRequest, caller: str) -> Outcome:
+        scope = self._accounts.searched(self._accounts.scope(request))
         identity = request_identity(request, self._pepper)
-        before = self._request_count()
+        before = self._accounts.request_count()
         outcome = self._once(
             {"request_id": request.request_id, **identity},
-            lambda: self._run(request, caller, identity),
+            lambda: self._run(request, caller, identity, scope),
         )
-        after = self._request_count()
+        after = self._accounts.request_count()
         if after is not None and before is not None:
             outcome.cliniko_requests = after - before
         return outcome
@@ -199,7 +205,13 @@ class Eraser:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _run(self, request: ErasureRequest, caller: str, identity: Mapping[str, Any]) -> Outcome:
+    def _run(
+        self,
+        request: ErasureRequest,
+        caller: str,
+        identity: Mapping[str, Any],
+        scope: Sequence[str],
+    ) -> Outcome:
         """One attempt, run by `OncePerRequest` when it holds no answer for the request."""
         records = self._audit.records(request.request_id)
         self._heads[request.request_id] = chain_head(records)
@@ -221,8 +233,8 @@ class Eraser:
         else:
             received = self._receive(request, caller, identity)
             attempt = 1
-        earlier = matched_before(records)
-        outcome = Attempt(self._tools, request, caller, received, attempt, earlier).execute()
+        earlier = matched_before(records, self._accounts.default)
+        outcome = Attempt(self._tools, request, caller, received, attempt, scope, earlier).execute()
         outcome.receipt = _receipt(outcome, *self._heads[request.request_id])
         return outcome
 
@@ -246,9 +258,6 @@ class Eraser:
             return linked
         raise RequestInProgress(request_id)
 
-    def _request_count(self) -> int | None:
-        return getattr(self._client, "request_count", None)
-
     def _receive(
         self, request: ErasureRequest, caller: str, identity: Mapping[str, Any]
     ) -> dict[str, Any]:
@@ -259,6 +268,7 @@ class Eraser:
             "due_at": end_of_day(due_date(now.date())),
             "caller": caller,
             "contact_id": request.contact_id,
+            "account": request.account,
             "email_hmac": identity["email_hmac"],
             "reason": request.reason,
             "dry_run": request.dry_run,
@@ -292,6 +302,7 @@ class Eraser:
         lookup = next((r for r in latest if r.get("record") == "lookup"), None)
         failed = next((r for r in latest if r.get("record") == "failed"), None)
         contact_ids = list(lookup.get("contact_ids", [])) if lookup else []
+        accounts = plain(lookup.get("accounts", {})) if lookup else {}
         status: Status
         result: Result
         if failed is not None:
@@ -299,7 +310,7 @@ class Eraser:
             message = failed_message(failed.get("error", "unknown"), failed.get("hint"))
         elif lookup is not None and lookup.get("result") == "awaiting_confirmation":
             status, result = "open", "awaiting_confirmation"
-            message = SeveralMatches(request_id, contact_ids).args[0]
+            message = SeveralMatches(request_id, contact_ids, accounts).args[0]
         else:
             status, result = "open", "in_progress"
             message = "The request was received and is not finished; nothing is confirmed yet."
@@ -310,6 +321,7 @@ class Eraser:
             dry_run=bool(received.get("dry_run")),
             received_at=received.get("received_at", ""),
             contact_ids=contact_ids,
+            accounts=accounts,
             contacts=contacts,
             purged=_purged(latest),
             message=message,

@@ -337,8 +337,13 @@ def test_secret_reads_are_scoped():
         # The intake API also reads the erasure pepper, to index stored submissions by it.
         others = [s["Resource"] for s in reads if s not in prefixed]
         assert others == ([{"Ref": "PepperSecret"}] if name == "IntakeApiFunction" else [])
+    # The erasure searches every account by email: its default key (ClinikoApiKeySecretName,
+    # which may lie outside the prefix) and every key under the prefix.
     (statement,) = secret_reads("ErasureApiFunction")
     assert {"Ref": "PepperSecret"} in statement["Resource"]
+    subs = [r["Fn::Sub"] for r in statement["Resource"] if "Fn::Sub" in r]
+    assert any(sub.endswith(":secret:${ClinikoApiKeySecretName}-??????") for sub in subs)
+    assert any(sub.endswith(":secret:${SecretsPrefix}*") for sub in subs)
 
 
 def test_a_stack_named_like_the_secrets_prefix_keeps_each_own_secret_to_its_readers():
@@ -353,10 +358,12 @@ def test_a_stack_named_like_the_secrets_prefix_keeps_each_own_secret_to_its_read
             "ChangeFeedFunction",
             "IntakeWorkerFunction",
             "CleanupFunction",
+            "ErasureApiFunction",
         )
     }
     assert denied == {
         "IntakeApiFunction": [hash_key],
+        "ErasureApiFunction": [hash_key],
         "ChangeFeedFunction": [pepper],
         "IntakeWorkerFunction": [[pepper, hash_key]],
         "CleanupFunction": [[pepper, hash_key]],

@@ -29,6 +29,8 @@ from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
 from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
 
 from tests.integration.changefeed.stack import (
+    ACCOUNT,
+    KEY_SECRET,
     SCHEDULED_EVENT,
     context,
     create_feed_stack,
@@ -51,6 +53,17 @@ subscribers:
 """
 PERSONAL = ("Zoë", "Ångström", "zoe@example.com")
 erasure_stack = erasure.erasure_stack  # the fixture
+
+
+@pytest.fixture
+def feed_erasure(world, erasure_stack, tmp_path, monkeypatch):
+    """The erasure of the feed's deployment: the feed's accounts file, whose one account's key
+    (the feed's) is the erasure's default, as ClinikoApiKeySecretName is deployed."""
+    monkeypatch.setenv("CLINIKO_ACCOUNTS_FILE", str(tmp_path / "cliniko_accounts.yaml"))
+    monkeypatch.setenv("CLINIKO_API_KEY_SECRET_NAME", KEY_SECRET)
+    return erasure_stack
+
+
 STALE = int(time.time()) - 3600  # signed an hour ago: every receiver refuses it now
 # Anyone who can send to the queue can send this: JSON deep enough to exhaust the recursion
 # limit of a parser without one, which must not stop a listing, a replay or an erasure.
@@ -274,7 +287,7 @@ class _DeleteFails:
 
 
 def test_an_erasure_deletes_the_letters_that_carry_its_contacts_fields(
-    world, erasure_stack, monkeypatch
+    world, feed_erasure, monkeypatch
 ) -> None:
     _, deliveries, letters, _, _, sqs, dlq = world
     # Another contact's delivery with fields, and something that is not a delivery at all.
@@ -282,6 +295,10 @@ def test_an_erasure_deletes_the_letters_that_carry_its_contacts_fields(
     other["detail"]["body"]["data"]["contact_id"] = "999999"
     other["detail"]["body"]["data"]["contact"]["id"] = "999999"
     kept = [letters["crm-sync"], dead_letter(sqs, dlq, json.dumps(other))]
+    # Another account's contact under the same id: another person, whose letter stays.
+    namesake = json.loads(json.dumps(deliveries["full-copy"]))
+    namesake["detail"]["body"]["data"]["account"] = "north-clinic"
+    kept.append(dead_letter(sqs, dlq, json.dumps(namesake)))
     kept.append(dead_letter(sqs, dlq, "not an event"))
     kept.append(dead_letter(sqs, dlq, DEEP_JSON))
     arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
@@ -299,7 +316,7 @@ def test_an_erasure_deletes_the_letters_that_carry_its_contacts_fields(
     assert remaining == set(kept)
     assert letters["full-copy"] not in remaining
     # The trail counts what went, a number only; the request's status shows it too.
-    (purge,) = [i for i in erasure_stack.audit_items() if i["sk"].endswith("#purge-webhooks")]
+    (purge,) = [i for i in feed_erasure.audit_items() if i["sk"].endswith("#purge-webhooks")]
     assert [(p["store"], p["count"], p["submission_ids"]) for p in purge["purged"]] == [
         ("webhook_dead_letters", 1, [])
     ]
@@ -325,7 +342,7 @@ def test_the_purge_reads_a_bounded_number_of_letters_and_releases_them(world) ->
             receives.append(len(answer.get("Messages", [])))
             return answer
 
-    deleted = WebhookLetterPurge(CountedSqs(), dlq, max_read=10).purge([contact_id])
+    deleted = WebhookLetterPurge(CountedSqs(), dlq, max_read=10).purge([(ACCOUNT, contact_id)])
 
     # It stopped once it had read ten (a receive brings up to ten), not at the 27th.
     assert sum(receives) >= 10 and sum(receives) - receives[-1] < 10
@@ -335,7 +352,7 @@ def test_the_purge_reads_a_bounded_number_of_letters_and_releases_them(world) ->
 
 
 def test_a_letter_an_erasure_missed_is_never_replayed(
-    world, erasure_stack, monkeypatch, capsys
+    world, feed_erasure, monkeypatch, capsys
 ) -> None:
     # The erasure ran without the webhook queue (or while EventBridge still retried, or while
     # a listing held the letter): full-copy's letter with Zoë's fields is still there.
@@ -361,7 +378,7 @@ def test_a_letter_an_erasure_missed_is_never_replayed(
 
 
 def test_an_unreachable_letter_queue_stops_the_erasure_before_cliniko_changes(
-    world, erasure_stack, monkeypatch
+    world, feed_erasure, monkeypatch
 ) -> None:
     _, _, letters, _, _, sqs, dlq = world
     arn = "arn:aws:sqs:eu-west-1:123456789012:no-such-webhook-letters"
@@ -375,7 +392,7 @@ def test_an_unreachable_letter_queue_stops_the_erasure_before_cliniko_changes(
     assert outcome.status == "failed"
     assert "webhook_dead_letters_error:" in outcome.message
     (contact_id,) = outcome.contact_ids
-    assert not erasure_stack.contact(contact_id)["archived_at"]
+    assert not feed_erasure.contact(contact_id)["archived_at"]
     # Once the queue is right, the same request id finishes the job.
     real = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
     monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", real["QueueArn"])

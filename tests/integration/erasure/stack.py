@@ -5,10 +5,12 @@ Imported by the erasure integration and end-to-end tests (pytest registers impor
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,6 +21,11 @@ from tests.integration.cleanup.tables import create_table
 from tests.integration.intake_worker.resources import create_submission_store
 
 PEPPER = "test-pepper-0123456789abcdef0123456789abcdef"
+# The accounts of the stack's cliniko_accounts.yaml, as the shipped file names them: main-clinic
+# (the default account, on shard au1) and north-clinic (on uk1: the emulator keeps each shard's
+# contacts apart, as two Cliniko accounts are).
+ACCOUNT = "main-clinic"
+OTHER_ACCOUNT = "north-clinic"
 USER_AGENT = "Erasure Tests (tests@example.com)"
 
 # A contact that fills every personal field, each value distinct so a leak is findable.
@@ -88,14 +95,17 @@ class ErasureStack:
     table_name: str
     pepper_secret: str
     key_secret: str
+    other_key: str
+    other_key_secret: str
     submission_table: str = "erasure-submission-store"
     idempotency_table: str = "erasure-idempotency"
     env: dict[str, str] = field(default_factory=dict)
 
-    def seed(self, **overrides: Any) -> str:
-        """Create a contact in the emulator through the real client; returns its id."""
+    def seed(self, account: str = ACCOUNT, **overrides: Any) -> str:
+        """Create a contact in `account` through the real client; returns its id."""
         body = {**PERSONAL, **overrides}
-        return str(self.cliniko.client().create_contact(body).id)
+        key = self.other_key if account == OTHER_ACCOUNT else None
+        return str(self.cliniko.client(api_key=key).create_contact(body).id)
 
     def log(self) -> list[dict[str, Any]]:
         return list(self.cliniko.control.requests())
@@ -113,9 +123,10 @@ class ErasureStack:
                 return items
             scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def contact(self, contact_id: str) -> dict[str, Any]:
+    def contact(self, contact_id: str, account: str = ACCOUNT) -> dict[str, Any]:
         """The emulator's stored contact (archived included), via its inspection API."""
-        for stored in self.cliniko.control.contacts(include_archived=True):
+        shard = "uk1" if account == OTHER_ACCOUNT else "au1"
+        for stored in self.cliniko.control.contacts(include_archived=True, shard=shard):
             if str(stored["id"]) == contact_id:
                 return stored
         raise KeyError(contact_id)
@@ -136,9 +147,16 @@ def make_audit_table(name: str) -> None:
     )
 
 
+def write_accounts(path: Path, accounts: dict[str, str]) -> Path:
+    """A cliniko_accounts.yaml of these accounts (name: key secret)."""
+    entries = {name: {"api_key_secret": secret} for name, secret in accounts.items()}
+    path.write_text(json.dumps({"accounts": entries}))
+    return path
+
+
 @pytest.fixture
 def erasure_stack(
-    aws: str, cliniko: Any, monkeypatch: pytest.MonkeyPatch
+    aws: str, cliniko: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[ErasureStack]:
     stack = ErasureStack(
         cliniko=cliniko,
@@ -147,19 +165,27 @@ def erasure_stack(
         # A fresh name per test: client_for_secret caches one client per secret name for the
         # life of the process (as a Lambda container does), and each test has its own key.
         key_secret=f"cliniko/erasure-key-{uuid.uuid4().hex[:12]}",
+        other_key=f"MS0xnorth{uuid.uuid4().hex[:16]}-uk1",
+        other_key_secret=f"cliniko/north-key-{uuid.uuid4().hex[:12]}",
     )
+    cliniko.control.add_key(stack.other_key)
     make_audit_table(stack.table_name)
     create_table("IdempotencyTable", stack.idempotency_table)
     create_submission_store(boto3.client("dynamodb"), stack.submission_table)
     secrets = boto3.client("secretsmanager")
     secrets.create_secret(Name=stack.pepper_secret, SecretString=PEPPER)
     secrets.create_secret(Name=stack.key_secret, SecretString=cliniko.api_key)
+    secrets.create_secret(Name=stack.other_key_secret, SecretString=stack.other_key)
+    accounts = {ACCOUNT: stack.key_secret, OTHER_ACCOUNT: stack.other_key_secret}
     stack.env = {
         "AUDIT_TABLE": stack.table_name,
         "IDEMPOTENCY_TABLE": stack.idempotency_table,
         "SUBMISSION_TABLE": stack.submission_table,
         "PEPPER_SECRET_NAME": stack.pepper_secret,
         "CLINIKO_API_KEY_SECRET_NAME": stack.key_secret,
+        "CLINIKO_ACCOUNTS_FILE": str(
+            write_accounts(tmp_path / "erasure_accounts.yaml", accounts)
+        ),
         "CLINIKO_USER_AGENT": USER_AGENT,
         "CLINIKO_BASE_URL": cliniko.base_url_template,
     }

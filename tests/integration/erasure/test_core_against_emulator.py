@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from cliniko_automations.common.plain_data import as_data
+from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.chain_check import verify_chain
 from cliniko_automations.erasure.errors import (
@@ -41,8 +42,9 @@ WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 def make_eraser(
     erasure_stack: stack.ErasureStack, client: Any = None, lease: Lease | None = None, **kw: Any
 ) -> Eraser:
+    client = client or erasure_stack.cliniko.client(user_agent=USER_AGENT)
     return Eraser(
-        client or erasure_stack.cliniko.client(user_agent=USER_AGENT),
+        ErasureAccounts([stack.ACCOUNT], lambda _account: client),
         DynamoAuditLog(erasure_stack.table_name),
         PEPPER,
         once=PowertoolsOnce(erasure_stack.idempotency_table, context=lease),
@@ -237,7 +239,12 @@ def test_records_are_append_only_and_carry_a_due_date(erasure_stack, eraser):
     eraser_at.submit(ask(request_id="dated", contact_id=contact_id), CALLER)
     stored = {i["sk"]: i for i in erasure_stack.audit_items(links=True)}
     items = {i["sk"]: i for i in erasure_stack.audit_items()}
-    assert set(items) == {"000#received", "001#lookup", f"001#contact#{contact_id}", "999#outcome"}
+    assert set(items) == {
+        "000#received",
+        "001#lookup",
+        f"001#contact#main-clinic#{contact_id}",
+        "999#outcome",
+    }
     # Each record claimed its place in the chain, in the same transaction.
     assert sorted(set(stored) - set(items)) == [f"link#{n:06d}" for n in range(1, 5)]
     received = items["000#received"]
@@ -245,7 +252,7 @@ def test_records_are_append_only_and_carry_a_due_date(erasure_stack, eraser):
     assert received["due_at"] == "2026-02-01T23:59:59Z"  # one calendar month, to its end
     assert received["caller"] == CALLER
     assert items["999#outcome"]["status"] == "completed"
-    assert items[f"001#contact#{contact_id}"]["fields"]
+    assert items[f"001#contact#main-clinic#{contact_id}"]["fields"]
     with pytest.raises(AlreadyRecorded):
         eraser._audit.append("dated", "999#outcome", {"status": "failed"})
 
@@ -366,7 +373,7 @@ def test_an_interrupted_request_reads_as_open_and_a_repeat_finishes_it(erasure_s
     assert sks == [
         "000#received",
         "001#lookup",
-        "002#contact#" + contact_id,
+        "002#contact#main-clinic#" + contact_id,
         "002#lookup",
         "999#outcome",
     ]

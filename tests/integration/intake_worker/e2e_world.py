@@ -158,4 +158,7 @@ def build_intake_path(cliniko: Any, monkeypatch: Any, tmp_path: Path) -> IntakeP
         PEPPER_SECRET_NAME=PEPPER_SECRET,
     )
     monkeypatch.delenv("MAX_BODY_BYTES", raising=False)
+    # As one deployed stack: the erasure's default account is main-clinic (the template's
+    # ClinikoApiKeySecretName), and it searches every account of the same file.
+    monkeypatch.setenv("CLINIKO_API_KEY_SECRET_NAME", accounts.key_secret("main-clinic") or "")
     return IntakePath(stack, cliniko)

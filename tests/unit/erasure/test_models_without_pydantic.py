@@ -155,7 +155,12 @@ STORED_BY_PYDANTIC = (
 
 
 def test_an_outcome_is_stored_as_the_pydantic_model_stored_it_and_reads_back():
-    assert as_json(OUTCOME, exclude=PER_CALL) == STORED_BY_PYDANTIC
+    # As pydantic stored it, plus what the erasure stores since it covers several accounts.
+    stored = json.loads(STORED_BY_PYDANTIC)
+    stored["accounts"] = {}
+    stored["contacts"][0]["account"] = None
+    assert json.loads(as_json(OUTCOME, exclude=PER_CALL)) == stored
+    # An outcome stored before then reads back with neither (no account named).
     read = from_data(Outcome, json.loads(STORED_BY_PYDANTIC))
     assert read == Outcome(
         **{**as_data(OUTCOME, PER_CALL), "contacts": OUTCOME.contacts, "purged": OUTCOME.purged}

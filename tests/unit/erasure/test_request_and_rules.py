@@ -254,7 +254,34 @@ def test_a_contact_s_phone_numbers_off_the_spec_are_no_phones_to_the_purge(phone
     # mappings and failed the erasure (a 500) on every retry.
     tools = Tools(None, None, "p" * 16, lambda: datetime.now(UTC), lambda *_: None)
     request = ErasureRequest.parse({"request_id": "r-1", "contact_id": "1", "reason": "x"})
-    attempt = Attempt(tools, request, "caller", {}, 1)
+    attempt = Attempt(tools, request, "caller", {}, 1, ["main-clinic"])
     contact = {"first_name": "Ann", "last_name": "Lee", "phone_numbers": phones}
     keys = attempt._keys("ann@example.org", contact)
     assert keys.email_hmac and keys.name_phone == ()
+
+
+@pytest.mark.parametrize(
+    ("account", "problem"),
+    [
+        (7, "must be a string"),
+        ("", "must be the name of a Cliniko account of this deployment"),
+        ("north\nclinic", "must be the name of a Cliniko account of this deployment"),
+        ("x" * 129, "must be the name of a Cliniko account of this deployment"),
+    ],
+)
+def test_an_account_is_a_name(account, problem):
+    with pytest.raises(InvalidRequest) as refused:
+        ErasureRequest.parse(
+            {"request_id": "r", "email": "a@b.co", "reason": "x", "account": account}
+        )
+    assert refused.value.problems == {"account": problem}
+
+
+def test_an_account_alone_names_nobody():
+    with pytest.raises(InvalidRequest) as refused:
+        ErasureRequest.parse({"request_id": "r", "reason": "x", "account": "north-clinic"})
+    assert refused.value.problems == {"body": "give contact_id, email or both"}
+    named = ErasureRequest.parse(
+        {"request_id": "r", "contact_id": "4", "reason": "x", "account": " north-clinic "}
+    )
+    assert named.account == "north-clinic"

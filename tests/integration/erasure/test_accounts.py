@@ -1,0 +1,212 @@
+"""An erasure across the Cliniko accounts of the stack's cliniko_accounts.yaml (main-clinic and
+north-clinic, stack.py), wired as the Lambda wires it (service.build_eraser)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import boto3
+import pytest
+from cliniko_automations.cliniko import ClinikoClient
+from cliniko_automations.common.secrets import SecretUnavailable
+from cliniko_automations.erasure.accounts import ErasureAccounts
+from cliniko_automations.erasure.errors import InvalidRequest, SeveralMatches
+from cliniko_automations.erasure.models import ErasureRequest
+from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME
+from cliniko_automations.erasure.service import build_eraser
+from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
+from cliniko_automations.erasure.trail import matched_before
+from cliniko_automations.erasure.workflow import Eraser
+
+from tests.integration.erasure import stack
+from tests.integration.erasure.stack import PERSONAL, USER_AGENT
+
+erasure_stack = stack.erasure_stack  # the fixture
+
+CALLER = "arn:aws:iam::123456789012:user/privacy-officer"
+EMAIL = PERSONAL["email"].lower()
+
+
+def eraser() -> Eraser:
+    return build_eraser(ErasureSettings.from_env())
+
+
+def ask(**values: Any) -> ErasureRequest:
+    return ErasureRequest.parse({"reason": "GDPR art. 17", **values})
+
+
+def test_an_email_is_searched_in_every_account_and_each_contact_erased_in_its_own(
+    erasure_stack,
+):
+    main = erasure_stack.seed("main-clinic")
+    north = erasure_stack.seed("north-clinic")
+    erase = eraser()
+
+    # One email in two clinics may be two people: confirmed first, as within one account.
+    with pytest.raises(SeveralMatches) as several:
+        erase.submit(ask(request_id="both", email=EMAIL), CALLER)
+    assert several.value.accounts == {"main-clinic": [main], "north-clinic": [north]}
+    assert "1 in main-clinic, 1 in north-clinic" in str(several.value)
+
+    outcome = erase.submit(ask(request_id="both", email=EMAIL, erase_all_matches=True), CALLER)
+
+    assert (outcome.status, outcome.result) == ("completed", "erased")
+    assert outcome.accounts == {"main-clinic": [main], "north-clinic": [north]}
+    assert [(c.account, c.contact_id, c.action) for c in outcome.contacts] == [
+        ("main-clinic", main, "scrubbed_and_archived"),
+        ("north-clinic", north, "scrubbed_and_archived"),
+    ]
+    for account, contact_id in (("main-clinic", main), ("north-clinic", north)):
+        stored = erasure_stack.contact(contact_id, account)
+        assert stored["archived_at"] and stored["first_name"] == PLACEHOLDER_FIRST_NAME
+    sks = {i["sk"] for i in erasure_stack.audit_items() if i["request_id"] == "both"}
+    assert {f"002#contact#main-clinic#{main}", f"002#contact#north-clinic#{north}"} <= sks
+    # A repeat answers from the record, the accounts included.
+    assert erase.status("both").accounts == outcome.accounts
+
+
+def test_a_person_in_one_account_is_erased_there_and_no_record_names_every_account(
+    erasure_stack,
+):
+    north = erasure_stack.seed("north-clinic")
+    other = erasure_stack.seed("main-clinic", email="someone.else@example.org")
+    erase = eraser()
+
+    outcome = erase.submit(ask(request_id="north-only", email=EMAIL), CALLER)
+
+    assert outcome.result == "erased"
+    assert outcome.accounts == {"main-clinic": [], "north-clinic": [north]}
+    assert erasure_stack.contact(north, "north-clinic")["archived_at"]
+    assert not erasure_stack.contact(other, "main-clinic")["archived_at"]
+
+    nobody = erase.submit(ask(request_id="nobody", email="nobody@example.org"), CALLER)
+    assert nobody.result == "no_record_found"
+    assert "in Cliniko accounts main-clinic, north-clinic" in nobody.message
+
+
+def test_a_contact_id_is_the_default_account_s_unless_the_request_names_another(erasure_stack):
+    main = erasure_stack.seed("main-clinic")
+    north = erasure_stack.seed("north-clinic")
+    erase = eraser()
+
+    # The default account is the one whose key ClinikoApiKeySecretName names: main-clinic.
+    # north-clinic's contact id there names nobody.
+    missed = erase.submit(ask(request_id="north-by-default", contact_id=north), CALLER)
+    assert missed.result == "no_record_found"
+    assert missed.accounts == {"main-clinic": []}
+    assert not erasure_stack.contact(north, "north-clinic")["archived_at"]
+
+    named = erase.submit(
+        ask(request_id="north-named", contact_id=north, account="north-clinic"), CALLER
+    )
+    assert named.result == "erased" and named.accounts == {"north-clinic": [north]}
+    assert erasure_stack.contact(north, "north-clinic")["archived_at"]
+    assert not erasure_stack.contact(main, "main-clinic")["archived_at"]
+
+
+def test_an_account_the_deployment_does_not_have_is_refused_without_echoing_it(erasure_stack):
+    with pytest.raises(InvalidRequest) as refused:
+        eraser().submit(ask(request_id="r", email=EMAIL, account="Grizelda's clinic"), CALLER)
+    assert refused.value.problems == {
+        "account": "is not an account of this deployment (its accounts: main-clinic, north-clinic)"
+    }
+    assert erasure_stack.audit_items() == []
+
+
+def test_a_contact_id_needs_an_account_when_there_is_no_default():
+    accounts = ErasureAccounts(["main-clinic", "north-clinic"], lambda _name: None)
+    with pytest.raises(InvalidRequest) as refused:
+        accounts.scope(ask(request_id="r", contact_id="12"))
+    assert "is required with contact_id" in refused.value.problems["account"]
+    # An email needs none; the only account is every contact id's.
+    assert accounts.scope(ask(request_id="r", email=EMAIL)) == ["main-clinic", "north-clinic"]
+    only = ErasureAccounts(["main-clinic"], lambda _name: None)
+    assert only.scope(ask(request_id="r", contact_id="12")) == ["main-clinic"]
+
+
+def test_a_retry_finishes_each_half_done_contact_in_its_own_account(erasure_stack):
+    # Both contacts scrubbed (their email blanked), neither archived: the retry finds each by
+    # id in the account it was matched in, not by the email it no longer has.
+    main = erasure_stack.seed("main-clinic")
+    north = erasure_stack.seed("north-clinic")
+    control = erasure_stack.cliniko.control
+    request = ask(request_id="half", email=EMAIL, erase_all_matches=True)
+    control.set_faults(fail_next=[503] * 40, methods=["POST"])
+    try:
+        failed = eraser().submit(request, CALLER)
+    finally:
+        control.clear_faults()
+    assert failed.status == "failed"
+    for account, contact_id in (("main-clinic", main), ("north-clinic", north)):
+        stored = erasure_stack.contact(contact_id, account)
+        assert stored["email"] in (None, "") and not stored["archived_at"]
+
+    retried = eraser().submit(request, CALLER)
+
+    assert (retried.status, retried.result) == ("completed", "erased")
+    assert retried.accounts == {"main-clinic": [main], "north-clinic": [north]}
+    assert erasure_stack.contact(main, "main-clinic")["archived_at"]
+    assert erasure_stack.contact(north, "north-clinic")["archived_at"]
+
+
+def test_a_refused_key_names_its_account(erasure_stack):
+    contact_id = erasure_stack.seed("main-clinic")
+    revoked = f"MS0xrevoked{secrets.token_hex(8)}-uk1"  # never registered: Cliniko answers 401
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=erasure_stack.other_key_secret, SecretString=revoked
+    )
+
+    outcome = eraser().submit(ask(request_id="refused", email=EMAIL), CALLER)
+
+    assert outcome.status == "failed"
+    assert "Cliniko account north-clinic: Cliniko refused the API key on shard uk1" in (
+        outcome.message
+    )
+    # Nothing changed anywhere: the lookup stops before the purge and the scrub.
+    assert not erasure_stack.contact(contact_id, "main-clinic")["archived_at"]
+
+
+def test_an_account_whose_key_cannot_be_read_fails_the_call_before_anything_is_recorded(
+    erasure_stack,
+):
+    boto3.client("secretsmanager").delete_secret(
+        SecretId=erasure_stack.other_key_secret, ForceDeleteWithoutRecovery=True
+    )
+    erase = eraser()
+    with pytest.raises(SecretUnavailable):
+        erase.submit(ask(request_id="no-key", email=EMAIL), CALLER)
+    assert erasure_stack.audit_items() == []
+    # A request for the default account's contact needs no other key.
+    contact_id = erasure_stack.seed("main-clinic")
+    assert erase.submit(ask(request_id="by-id", contact_id=contact_id), CALLER).result == "erased"
+
+
+def test_the_default_key_must_be_an_account_s(erasure_stack, monkeypatch):
+    monkeypatch.setenv("CLINIKO_API_KEY_SECRET_NAME", "cliniko/not-in-the-file")
+    with pytest.raises(SettingsError, match="names no account's api_key_secret"):
+        build_eraser(ErasureSettings.from_env())
+
+
+def test_two_names_of_one_key_are_searched_once(erasure_stack):
+    clients = {
+        name: ClinikoClient(
+            erasure_stack.cliniko.api_key,
+            USER_AGENT,
+            base_url=erasure_stack.cliniko.base_url_template,
+        )
+        for name in ("main-clinic", "main-clinic-again")
+    }
+    accounts = ErasureAccounts(list(clients), clients.__getitem__, default="main-clinic")
+    assert accounts.searched(["main-clinic", "main-clinic-again"]) == ["main-clinic"]
+    for client in clients.values():
+        client.close()
+
+
+def test_a_lookup_recorded_before_accounts_is_the_default_account_s():
+    legacy = [{"sk": "001#lookup", "record": "lookup", "result": "found", "contact_ids": ["7"]}]
+    assert matched_before(legacy, "main-clinic") == {"main-clinic": ["7"]}
+    # Without a default, an id alone names no contact: none is retried by id.
+    assert matched_before(legacy, None) == {}
+    keyed = [{**legacy[0], "accounts": {"north-clinic": ["7"], "main-clinic": []}}]
+    assert matched_before(keyed, "main-clinic") == {"north-clinic": ["7"], "main-clinic": []}
