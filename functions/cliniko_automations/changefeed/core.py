@@ -157,8 +157,12 @@ class ChangeFeed:
         lease_seconds: float,
         out_of_time: Callable[[], bool] = lambda: False,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        on_access_refused: Callable[[str, cliniko_errors.ClinikoError], None] = lambda *_: None,
     ) -> None:
         self._run_id = run_id
+        # (account, error): Cliniko refused the account's key or its user, which every later
+        # run meets alike until the deployment is fixed: tell the operator.
+        self._on_access_refused = on_access_refused
         self._lease_seconds = lease_seconds
         self._source_for_account = source_for_account
         self._store = store
@@ -265,6 +269,8 @@ class ChangeFeed:
                     after_id, read_from = self._resume(left_at, since)
         except cliniko_errors.ClinikoError as error:
             result.complete, result.error = False, cliniko_errors.error_kind(error)
+            if cliniko_errors.access_hint(error) is not None:
+                self._on_access_refused(account, error)
         except PublishFailed:
             result.complete, result.error = False, "publish_failed"
         except (SourceUnavailable, CorruptState) as error:

@@ -25,11 +25,18 @@ from cliniko_automations.changefeed.settings import FeedSettings
 from cliniko_automations.changefeed.signing import signing_key
 from cliniko_automations.changefeed.store import DynamoFeedStore
 from cliniko_automations.changefeed.subscribers import load_subscribers
+from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret, time_left_after
 from cliniko_automations.common.logs import function_logger
-from cliniko_automations.common.secrets import SecretUnavailable, prefetch_secrets, read_secret
+from cliniko_automations.common.misconfiguration import report_account_key
+from cliniko_automations.common.secrets import (
+    SecretMisconfigured,
+    SecretUnavailable,
+    prefetch_secrets,
+    read_secret,
+)
 
 logger = function_logger("changefeed")
 metrics = Metrics(service="changefeed")
@@ -70,6 +77,12 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     )
     margin_ms = settings.stop_margin_seconds * 1000
 
+    def misconfigured(account: str, error: Exception) -> None:
+        # One line naming the setting and the fix, and the Misconfigured metric (alarmed):
+        # the account's result alone says only what failed.
+        secret = configured.accounts[account].api_key_secret
+        report_account_key(error, account, secret, logger=logger, metrics=metrics)
+
     def source_for_account(account: str) -> ClinikoContactsSource:
         # The feed's one place that builds its Cliniko clients: bulk, so intake and erasure
         # are served first from the user's shared budget; capped at its own share (every feed
@@ -86,7 +99,12 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
                 ),
             )
         except SecretUnavailable as exc:
+            if isinstance(exc, SecretMisconfigured):
+                misconfigured(account, exc)
             raise SourceUnavailable(f"secret_{type(exc).__name__}") from None
+        except ConfigurationError as exc:  # the key malformed, or a Cliniko setting
+            misconfigured(account, exc)
+            raise
         return ClinikoContactsSource(client)
 
     feed = ChangeFeed(
@@ -104,6 +122,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         run_id=context.aws_request_id or str(uuid.uuid4()),
         lease_seconds=context.get_remaining_time_in_millis() / 1000,
         out_of_time=lambda: context.get_remaining_time_in_millis() < margin_ms,
+        on_access_refused=misconfigured,
     )
     results = feed.run(accounts)
     for result in results:

@@ -7,9 +7,8 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from cliniko_automations.cleanup.core import RunState
-from cliniko_automations.common.accounts import key_secret_setting
 from cliniko_automations.common.logs import function_logger
-from cliniko_automations.common.misconfiguration import diagnose, report
+from cliniko_automations.common.misconfiguration import report_account_key
 
 logger = function_logger("cleanup")
 metrics = Metrics(service="cleanup")
@@ -39,6 +38,4 @@ def report_step(state: RunState, before: Counts) -> None:
 
 
 def report_misconfigured(error: Exception, account: str, secret: str) -> None:
-    problem = diagnose(error, secret=secret, where=key_secret_setting(account))
-    if problem is not None:
-        report(problem, logger=logger, metrics=metrics, account=account)
+    report_account_key(error, account, secret, logger=logger, metrics=metrics)

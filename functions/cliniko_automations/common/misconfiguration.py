@@ -24,6 +24,7 @@ from cliniko_automations.cliniko.errors import (
     UserAgentRefused,
     access_hint,
 )
+from cliniko_automations.common.accounts import key_secret_setting
 from cliniko_automations.common.secrets import (
     SecretDenied,
     SecretEmpty,
@@ -141,6 +142,16 @@ def _secret_problem(error: SecretMisconfigured, where: str | None) -> Misconfigu
         fix = "put the value alone in the secret as text (SecretString)"
         return Misconfiguration(error.reason, setting, "the secret holds no text", fix)
     return Misconfiguration(error.reason, setting, str(error), "correct the secret")
+
+
+def report_account_key(
+    error: BaseException, account: str, secret: str, *, logger: Any, metrics: Any
+) -> None:
+    """`report` what `error` reveals of `account`'s Cliniko key (its secret `secret`, named in
+    cliniko_accounts.yaml), if it reveals a misconfiguration."""
+    problem = diagnose(error, secret=secret, where=key_secret_setting(account))
+    if problem is not None:
+        report(problem, logger=logger, metrics=metrics, account=account)
 
 
 def report(problem: Misconfiguration, *, logger: Any, metrics: Any, **extra: Any) -> None:

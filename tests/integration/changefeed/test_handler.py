@@ -18,7 +18,7 @@ from tests.integration.changefeed.stack import (
     create_feed_stack,
     feed_environment,
 )
-from tests.integration.intake_worker.resources import emf_metrics
+from tests.integration.intake_worker.resources import captured_logs, emf_metrics
 
 PAST = "2026-01-05T09:00:00Z"
 
@@ -271,11 +271,60 @@ def test_an_account_whose_key_secret_is_missing_fails_alone(stack, cliniko, tmp_
     run()
     cliniko.control.churn(2, kinds=["create"])
 
-    results = {a["account"]: a for a in run()["accounts"]}
+    with captured_logs("changefeed") as logs:
+        results = {a["account"]: a for a in run()["accounts"]}
 
     assert results["a-gone-clinic"]["complete"] is False
     assert results["a-gone-clinic"]["error"] == "secret_SecretMissing"
     assert results["test-clinic"]["complete"] is True and results["test-clinic"]["changes"] == 2
+    # What to fix, once, with the Misconfigured metric its alarm watches.
+    (line,) = [json.loads(line) for line in logs.lines if '"level":"ERROR"' in line]
+    assert line["message"].startswith(
+        "misconfigured secret 'tests/cliniko/no-such-secret' (cliniko_accounts.yaml "
+        "accounts.a-gone-clinic.api_key_secret): no such secret. Fix: create it"
+    )
+    assert (line["account"], line["reason"]) == ("a-gone-clinic", "secret_missing")
+
+
+@pytest.mark.parametrize(
+    ("key", "reason", "error"),
+    [
+        ("MS0xrevokedkey0123456789-au1", "cliniko_unauthorized", "cliniko_Unauthorized"),
+        (
+            '{"api_key": "MS0xpasted-au1"}',
+            "cliniko_api_key_malformed",
+            "cliniko_ConfigurationError",
+        ),
+    ],
+    ids=["refused", "malformed"],
+)
+def test_a_key_cliniko_refuses_or_a_malformed_one_says_what_to_fix(
+    stack, cliniko, tmp_path, monkeypatch, capsys, key, reason, error
+):
+    boto3.client("secretsmanager").create_secret(Name="tests/cliniko/other", SecretString=key)
+    accounts = tmp_path / "two_accounts.yaml"
+    accounts.write_text(
+        "accounts:\n"
+        "  other-clinic:\n    api_key_secret: tests/cliniko/other\n"
+        "  test-clinic:\n    api_key_secret: tests/cliniko/test-clinic\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("CLINIKO_ACCOUNTS_FILE", str(accounts))
+    capsys.readouterr()
+
+    with captured_logs("changefeed") as logs:
+        results = {a["account"]: a for a in run()["accounts"]}
+
+    assert (results["other-clinic"]["complete"], results["other-clinic"]["error"]) == (False, error)
+    assert results["test-clinic"]["complete"] is True
+    (line,) = [json.loads(line) for line in logs.lines if '"level":"ERROR"' in line]
+    assert line["message"].startswith(
+        "misconfigured secret 'tests/cliniko/other' (cliniko_accounts.yaml "
+        "accounts.other-clinic.api_key_secret)"
+    )
+    assert (line["account"], line["reason"]) == ("other-clinic", reason)
+    assert "MS0x" not in json.dumps(logs.lines)
+    assert emf_metrics(capsys.readouterr().out)["Misconfigured"] == 1
 
 
 def test_accounts_polled_side_by_side_each_publish_their_changes_once(
