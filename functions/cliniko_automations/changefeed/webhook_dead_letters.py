@@ -130,12 +130,13 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
         sink: EventBridgeSink | None = None,
         routes: BusRoutes | None = None,
         read_secret: Callable[[str], str] | None = None,
-        erased_contacts: Callable[[], Collection[str]] | None = None,
+        erased_contacts: Callable[[], Collection[tuple[str | None, str]]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(sqs, dead_letter_queue_url)
         self._erased_contacts = erased_contacts
-        self._erased: frozenset[str] | None = None  # read once, when a letter needs it
+        # (account, contact id), account None for any: read once, when a letter needs it.
+        self._erased: frozenset[tuple[str | None, str]] | None = None
         self._subscribers = {s.name: s for s in subscribers.subscribers}
         self._sink = sink
         self._routes = routes
@@ -239,7 +240,8 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
             )
         if self._erased is None:
             self._erased = frozenset(self._erased_contacts())
-        if str(data.get("contact_id")) in self._erased:
+        contact_id = str(data.get("contact_id"))
+        if {(account, contact_id), (None, contact_id)} & self._erased:
             return "its contact was erased: its fields are not sent again (the letter expires)"
         return ""
 
@@ -362,7 +364,7 @@ def build(args: argparse.Namespace) -> WebhookDeadLetters:
         sink=EventBridgeSink(boto3.client("events"), bus) if bus else None,
         routes=BusRoutes(boto3.client("events"), bus) if bus and args.command == "replay" else None,
         read_secret=read_secret,
-        erased_contacts=DynamoAuditLog(audit_table).erased_contact_ids if audit_table else None,
+        erased_contacts=DynamoAuditLog(audit_table).erased_contacts if audit_table else None,
     )
 
 

@@ -106,15 +106,21 @@ class DynamoAuditLog:
             if item["sk"] in SUMMARY_SKS:
                 yield item
 
-    def erased_contact_ids(self) -> set[str]:
-        """Every contact an erasure request (not a dry run) matched, done or still open: the
-        webhook replay sends none of their fields again."""
-        matched: dict[str, set[str]] = {}
+    def erased_contacts(self) -> set[tuple[str | None, str]]:
+        """Every contact an erasure request (not a dry run) matched, done or still open, as
+        (account, contact id): the webhook replay sends none of their fields again. A lookup
+        recorded before the erasure covered several accounts gives (None, id): that id in any
+        account."""
+        matched: dict[str, set[tuple[str | None, str]]] = {}
         dry_runs: set[str] = set()
-        for item in self._scan("request_id, sk, dry_run, contact_ids"):
+        for item in self._scan("request_id, sk, dry_run, contact_ids, #a"):
             if item["sk"].endswith(f"#{LOOKUP}"):
-                ids = matched.setdefault(item["request_id"], set())
-                ids.update(str(contact_id) for contact_id in item.get("contact_ids") or [])
+                contacts = matched.setdefault(item["request_id"], set())
+                by_account = item.get("accounts")
+                if by_account is None:
+                    by_account = {None: item.get("contact_ids")}
+                for account, ids in by_account.items():
+                    contacts.update((account, str(contact_id)) for contact_id in ids or [])
             if item.get("dry_run"):
                 dry_runs.add(item["request_id"])
         return {c for request, ids in matched.items() if request not in dry_runs for c in ids}
@@ -125,8 +131,13 @@ class DynamoAuditLog:
 
     def _scan(self, projection: str) -> Iterator[dict[str, Any]]:
         scan: dict[str, Any] = {"TableName": self._table_name, "ProjectionExpression": projection}
-        if "#s" in projection:
-            scan["ExpressionAttributeNames"] = {"#s": "status"}
+        # Attribute names DynamoDB reserves, or may: referred to by placeholder.
+        names = {"#s": "status", "#a": "accounts"}
+        used = {
+            placeholder: name for placeholder, name in names.items() if placeholder in projection
+        }
+        if used:
+            scan["ExpressionAttributeNames"] = used
         while True:
             page = self._client.scan(**scan)
             for item in page.get("Items", []):

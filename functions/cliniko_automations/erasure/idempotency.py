@@ -42,7 +42,11 @@ from cliniko_automations.erasure.models import Outcome
 # function still knows its requests), and the function's IAM policy is limited to keys that
 # start with it (template.yaml: dynamodb:LeadingKeys).
 KEY_PREFIX = "erasure-request"
-IDENTITY = "[contact_id, email_hmac, dry_run]"
+# The account only when the request names one: a request stored before requests could keeps
+# the payload hash it was stored with.
+IDENTITY = (
+    "account && [contact_id, email_hmac, dry_run, account] || [contact_id, email_hmac, dry_run]"
+)
 EXPIRES_AFTER = timedelta(days=30)
 # Longer than a CLI run is expected to take.
 LOCAL_LEASE = timedelta(minutes=2)

@@ -66,6 +66,19 @@ def matched_before(
     return {account: list(ids) for account, ids in found.items()}
 
 
+def filed_before_accounts(records: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether an earlier attempt matched contacts before the erasure covered several accounts
+    (its lookup keeps ids alone): such a request is retried as it was filed, in the default
+    account alone, so that the contacts it left half done are finished, not held up by a
+    confirmation for matches in accounts it never searched."""
+    return any(
+        record.get("record") == "lookup"
+        and record.get("result") == "found"
+        and record.get("accounts") is None
+        for record in records
+    )
+
+
 def find_record(records: Iterable[Mapping[str, Any]], sk: str) -> dict[str, Any] | None:
     return next((dict(r) for r in records if r["sk"] == sk), None)
 

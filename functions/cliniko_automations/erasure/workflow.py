@@ -69,6 +69,7 @@ from cliniko_automations.erasure.trail import (
     attempt_of,
     chain_head,
     chained,
+    filed_before_accounts,
     find_record,
     matched_before,
     plain,
@@ -234,6 +235,9 @@ class Eraser:
             received = self._receive(request, caller, identity)
             attempt = 1
         earlier = matched_before(records, self._accounts.default)
+        default = self._accounts.default
+        if default is not None and default in scope and filed_before_accounts(records):
+            scope = [default]
         outcome = Attempt(self._tools, request, caller, received, attempt, scope, earlier).execute()
         outcome.receipt = _receipt(outcome, *self._heads[request.request_id])
         return outcome

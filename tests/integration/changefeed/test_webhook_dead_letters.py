@@ -356,7 +356,12 @@ def test_a_letter_an_erasure_missed_is_never_replayed(
 ) -> None:
     # The erasure ran without the webhook queue (or while EventBridge still retried, or while
     # a listing held the letter): full-copy's letter with Zoë's fields is still there.
-    cli, _, letters, receivers, stand_in, _, _ = world
+    cli, deliveries, letters, receivers, stand_in, sqs, dlq = world
+    # Another account's contact under the same id: another person, not erased.
+    namesake = json.loads(json.dumps(deliveries["full-copy"]))
+    namesake["detail"]["body"]["data"]["account"] = "north-clinic"
+    namesake["detail"]["body"]["data"]["contact"]["first_name"] = "Someone"
+    namesake_letter = dead_letter(sqs, dlq, json.dumps(namesake))
     monkeypatch.delenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", raising=False)
     request = {"request_id": "r-missed", "email": "zoe@example.com", "reason": "GDPR art. 17"}
     outcome = build_eraser(ErasureSettings.from_env()).submit(
@@ -367,10 +372,12 @@ def test_a_letter_an_erasure_missed_is_never_replayed(
     code, out = cli("replay", "--all")  # the trail is the erasure's (AUDIT_TABLE)
 
     assert code == 1
-    assert out.count("replayed ") == 1  # crm-sync's, which carries ids only
+    # crm-sync's, which carries ids only, and the namesake's in the other account.
+    assert out.count("replayed ") == 2 and f"replayed {namesake_letter}" in out
     assert f"{letters['full-copy']}: its contact was erased" in capsys.readouterr().err
-    assert stand_in.deliver_pending() == 1
-    assert receivers["full-copy"].received == []
+    assert stand_in.deliver_pending() == 2
+    received = receivers["full-copy"].received
+    assert [json.loads(r.body)["data"]["account"] for r in received] == ["north-clinic"]
     # Without the trail, no letter carrying fields is sent at all.
     monkeypatch.delenv("AUDIT_TABLE")
     code, out = cli("replay", letters["full-copy"])

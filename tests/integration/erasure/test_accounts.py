@@ -7,20 +7,23 @@ import secrets
 from typing import Any
 
 import boto3
+import jmespath
 import pytest
 from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.common.secrets import SecretUnavailable
 from cliniko_automations.erasure.accounts import ErasureAccounts
-from cliniko_automations.erasure.errors import InvalidRequest, SeveralMatches
+from cliniko_automations.erasure.audit import DynamoAuditLog
+from cliniko_automations.erasure.errors import InvalidRequest, RequestIdConflict, SeveralMatches
+from cliniko_automations.erasure.idempotency import IDENTITY
 from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME
 from cliniko_automations.erasure.service import build_eraser
 from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
-from cliniko_automations.erasure.trail import matched_before
-from cliniko_automations.erasure.workflow import Eraser
+from cliniko_automations.erasure.trail import GENESIS_HASH, RECEIVED_SK, chained, matched_before
+from cliniko_automations.erasure.workflow import Eraser, fingerprint, request_identity
 
 from tests.integration.erasure import stack
-from tests.integration.erasure.stack import PERSONAL, USER_AGENT
+from tests.integration.erasure.stack import PEPPER, PERSONAL, USER_AGENT
 
 erasure_stack = stack.erasure_stack  # the fixture
 
@@ -210,3 +213,61 @@ def test_a_lookup_recorded_before_accounts_is_the_default_account_s():
     assert matched_before(legacy, None) == {}
     keyed = [{**legacy[0], "accounts": {"north-clinic": ["7"], "main-clinic": []}}]
     assert matched_before(keyed, "main-clinic") == {"north-clinic": ["7"], "main-clinic": []}
+
+
+def test_a_request_id_sent_again_for_another_account_is_a_conflict(erasure_stack):
+    contact_id = erasure_stack.seed("main-clinic")
+    erase = eraser()
+    done = erase.submit(ask(request_id="twice", contact_id=contact_id), CALLER)
+    assert done.result == "erased"
+    # Within the idempotency record's 30 days too: the same id in another account is another
+    # person, never the first one's stored outcome.
+    for account in ("north-clinic", "main-clinic"):
+        with pytest.raises(RequestIdConflict):
+            erase.submit(ask(request_id="twice", contact_id=contact_id, account=account), CALLER)
+    # A request naming no account is checked as before the erasure covered several.
+    without = request_identity(ask(request_id="r", contact_id="12"), PEPPER)
+    assert jmespath.search(IDENTITY, without) == ["12", None, False]
+
+
+def test_a_request_left_half_done_before_accounts_is_finished_in_the_default_account(
+    erasure_stack,
+):
+    # Filed and half done (scrubbed, not archived) when only the default account was
+    # searched: its lookup kept ids alone. The person is in north-clinic too, since.
+    main = erasure_stack.seed("main-clinic", email="")
+    north = erasure_stack.seed("north-clinic")
+    request = ask(request_id="before", email=EMAIL)
+    identity = request_identity(request, PEPPER)
+    audit = DynamoAuditLog(erasure_stack.table_name)
+    head = (0, GENESIS_HASH)
+    for sk, record in (
+        (
+            RECEIVED_SK,
+            {
+                "record": "received",
+                "received_at": "2026-12-01T10:00:00Z",
+                "due_at": "2027-01-01T23:59:59Z",
+                "caller": CALLER,
+                "email_hmac": identity["email_hmac"],
+                "reason": "GDPR art. 17",
+                "dry_run": False,
+                "erase_all_matches": False,
+                "fingerprint": fingerprint(identity),
+                "status": "open",
+            },
+        ),
+        ("001#lookup", {"record": "lookup", "result": "found", "contact_ids": [main]}),
+        ("001#failed", {"record": "failed", "error": "cliniko_ServerError"}),
+    ):
+        linked = chained("before", sk, record, head)
+        audit.append("before", sk, linked)
+        head = (head[0] + 1, linked["hash"])
+    assert DynamoAuditLog(erasure_stack.table_name).erased_contacts() == {(None, main)}
+
+    retried = eraser().submit(request, CALLER)
+
+    assert (retried.status, retried.result) == ("completed", "erased")
+    assert retried.accounts == {"main-clinic": [main]}
+    assert erasure_stack.contact(main, "main-clinic")["archived_at"]
+    assert not erasure_stack.contact(north, "north-clinic")["archived_at"]
