@@ -35,6 +35,8 @@ class ErasureAccounts:
         self.default = default if default is not None or len(names) > 1 else names[0]
         self._make_client = make_client
         self._clients: dict[str, ContactsClient] = {}
+        # A name whose key is another's: the name it is searched under (see `searched`).
+        self.same_as: dict[str, str] = {}
 
     def client(self, account: str) -> ContactsClient:
         if account not in self._clients:
@@ -66,18 +68,24 @@ class ErasureAccounts:
     def searched(self, scope: Sequence[str]) -> list[str]:
         """The accounts of `scope` to search, each client made now (before anything is
         recorded: a key secret that cannot be read fails the call as a dependency does). Two
-        names whose keys are one key are one Cliniko account, searched once, under the first:
-        searched twice, its every contact would match twice."""
+        names whose keys are one key are one Cliniko account, searched once, under the first
+        (searched twice, its every contact would match twice); the other is `same_as` it."""
         searched: list[str] = []
-        keys: set[str] = set()
+        by_key: dict[str, str] = {}
         for account in scope:
             key_id = getattr(self.client(account), "key_id", None)
-            if key_id is not None and key_id in keys:
+            if key_id is not None and key_id in by_key:
+                self.same_as[account] = by_key[key_id]
                 continue
             if key_id is not None:
-                keys.add(key_id)
+                by_key[key_id] = account
             searched.append(account)
         return searched
+
+    def names_of(self, account: str) -> list[str]:
+        """`account` and the names `same_as` it: the change feed publishes its contacts'
+        changes under each."""
+        return [account, *(alias for alias, name in self.same_as.items() if name == account)]
 
     def request_count(self) -> int | None:
         """Requests sent to Cliniko so far by the clients made (None when none counts)."""

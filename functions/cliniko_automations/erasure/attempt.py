@@ -149,8 +149,9 @@ class Attempt:
                 )
         contact_ids = [match.contact_id for match in matches]
         self.by_account = {
-            account: [m.contact_id for m in matches if m.account == account]
+            name: [m.contact_id for m in matches if m.account == account]
             for account in self.scope
+            for name in self.tools.accounts.names_of(account)
         }
         # Across accounts too: one email in two clinics may still be two people.
         awaiting = len(matches) > 1 and not self.request.erase_all_matches
@@ -282,7 +283,13 @@ class Attempt:
         if letters is None or not matches:
             return
         try:
-            count = letters.purge([(match.account, match.contact_id) for match in matches])
+            count = letters.purge(
+                [
+                    (name, match.contact_id)
+                    for match in matches
+                    for name in self.tools.accounts.names_of(match.account)
+                ]
+            )
         except Exception as error:
             raise _StoreFailed(f"webhook_dead_letters_error:{type(error).__name__}") from error
         purged = Purged(store=WEBHOOK_DEAD_LETTERS, count=count)

@@ -70,10 +70,12 @@ def filed_before_accounts(records: Iterable[Mapping[str, Any]]) -> bool:
     """Whether an earlier attempt matched contacts before the erasure covered several accounts
     (its lookup keeps ids alone): such a request is retried as it was filed, in the default
     account alone, so that the contacts it left half done are finished, not held up by a
-    confirmation for matches in accounts it never searched."""
+    confirmation for matches in accounts it never searched, and a confirmation erases no
+    contact its 409 did not list."""
     return any(
         record.get("record") == "lookup"
-        and record.get("result") == "found"
+        # One that stopped for confirmation too: confirmed, it erases what its 409 listed.
+        and record.get("result") in ("found", "awaiting_confirmation")
         and record.get("accounts") is None
         for record in records
     )

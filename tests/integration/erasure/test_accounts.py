@@ -191,7 +191,7 @@ def test_the_default_key_must_be_an_account_s(erasure_stack, monkeypatch):
         build_eraser(ErasureSettings.from_env())
 
 
-def test_two_names_of_one_key_are_searched_once(erasure_stack):
+def test_two_names_of_one_key_are_one_account(erasure_stack):
     clients = {
         name: ClinikoClient(
             erasure_stack.cliniko.api_key,
@@ -202,6 +202,7 @@ def test_two_names_of_one_key_are_searched_once(erasure_stack):
     }
     accounts = ErasureAccounts(list(clients), clients.__getitem__, default="main-clinic")
     assert accounts.searched(["main-clinic", "main-clinic-again"]) == ["main-clinic"]
+    assert accounts.names_of("main-clinic") == ["main-clinic", "main-clinic-again"]
     for client in clients.values():
         client.close()
 
@@ -230,39 +231,42 @@ def test_a_request_id_sent_again_for_another_account_is_a_conflict(erasure_stack
     assert jmespath.search(IDENTITY, without) == ["12", None, False]
 
 
+def file_before_accounts(erasure_stack, request: ErasureRequest, lookup: dict) -> None:
+    """The trail of `request` as the erasure wrote it when it searched the default account
+    alone: its lookup keeps ids alone; its first attempt ended there."""
+    identity = request_identity(request, PEPPER)
+    received = {
+        "record": "received",
+        "received_at": "2026-12-01T10:00:00Z",
+        "due_at": "2027-01-01T23:59:59Z",
+        "caller": CALLER,
+        "email_hmac": identity["email_hmac"],
+        "reason": "GDPR art. 17",
+        "dry_run": False,
+        "erase_all_matches": False,
+        "fingerprint": fingerprint(identity),
+        "status": "open",
+    }
+    audit = DynamoAuditLog(erasure_stack.table_name)
+    head = (0, GENESIS_HASH)
+    records = [(RECEIVED_SK, received), ("001#lookup", {"record": "lookup", **lookup})]
+    if lookup["result"] == "found":
+        records.append(("001#failed", {"record": "failed", "error": "cliniko_ServerError"}))
+    for sk, record in records:
+        linked = chained(request.request_id, sk, record, head)
+        audit.append(request.request_id, sk, linked)
+        head = (head[0] + 1, linked["hash"])
+
+
 def test_a_request_left_half_done_before_accounts_is_finished_in_the_default_account(
     erasure_stack,
 ):
-    # Filed and half done (scrubbed, not archived) when only the default account was
-    # searched: its lookup kept ids alone. The person is in north-clinic too, since.
+    # Half done (scrubbed, not archived) when only the default account was searched. The
+    # person is in north-clinic too, since.
     main = erasure_stack.seed("main-clinic", email="")
     north = erasure_stack.seed("north-clinic")
     request = ask(request_id="before", email=EMAIL)
-    identity = request_identity(request, PEPPER)
-    audit = DynamoAuditLog(erasure_stack.table_name)
-    head = (0, GENESIS_HASH)
-    for sk, record in (
-        (
-            RECEIVED_SK,
-            {
-                "record": "received",
-                "received_at": "2026-12-01T10:00:00Z",
-                "due_at": "2027-01-01T23:59:59Z",
-                "caller": CALLER,
-                "email_hmac": identity["email_hmac"],
-                "reason": "GDPR art. 17",
-                "dry_run": False,
-                "erase_all_matches": False,
-                "fingerprint": fingerprint(identity),
-                "status": "open",
-            },
-        ),
-        ("001#lookup", {"record": "lookup", "result": "found", "contact_ids": [main]}),
-        ("001#failed", {"record": "failed", "error": "cliniko_ServerError"}),
-    ):
-        linked = chained("before", sk, record, head)
-        audit.append("before", sk, linked)
-        head = (head[0] + 1, linked["hash"])
+    file_before_accounts(erasure_stack, request, {"result": "found", "contact_ids": [main]})
     assert DynamoAuditLog(erasure_stack.table_name).erased_contacts() == {(None, main)}
 
     retried = eraser().submit(request, CALLER)
@@ -271,3 +275,40 @@ def test_a_request_left_half_done_before_accounts_is_finished_in_the_default_acc
     assert retried.accounts == {"main-clinic": [main]}
     assert erasure_stack.contact(main, "main-clinic")["archived_at"]
     assert not erasure_stack.contact(north, "north-clinic")["archived_at"]
+
+
+def test_a_confirmation_of_a_request_filed_before_accounts_erases_what_its_409_listed(
+    erasure_stack,
+):
+    listed = sorted([erasure_stack.seed("main-clinic"), erasure_stack.seed("main-clinic")])
+    north = erasure_stack.seed("north-clinic")
+    request = ask(request_id="asked-before", email=EMAIL)
+    lookup = {"result": "awaiting_confirmation", "contact_ids": listed}
+    file_before_accounts(erasure_stack, request, lookup)
+
+    confirmed = eraser().submit(
+        ask(request_id="asked-before", email=EMAIL, erase_all_matches=True), CALLER
+    )
+
+    assert confirmed.result == "erased" and sorted(confirmed.contact_ids) == listed
+    assert not erasure_stack.contact(north, "north-clinic")["archived_at"]
+
+
+def test_two_names_of_one_key_are_searched_once_and_answered_for_both(erasure_stack):
+    # north-clinic's secret holds main-clinic's key: one Cliniko account under two names,
+    # whose changes the change feed publishes under each.
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=erasure_stack.other_key_secret, SecretString=erasure_stack.cliniko.api_key
+    )
+    contact_id = erasure_stack.seed("main-clinic")
+
+    outcome = eraser().submit(ask(request_id="one-key", email=EMAIL), CALLER)
+
+    assert outcome.result == "erased"
+    assert [(c.account, c.contact_id) for c in outcome.contacts] == [("main-clinic", contact_id)]
+    assert outcome.accounts == {"main-clinic": [contact_id], "north-clinic": [contact_id]}
+    # The webhook replay refuses the contact's letters under either name.
+    assert DynamoAuditLog(erasure_stack.table_name).erased_contacts() == {
+        ("main-clinic", contact_id),
+        ("north-clinic", contact_id),
+    }
