@@ -22,6 +22,9 @@ from cliniko_automations.erasure.workflow import Eraser
 if TYPE_CHECKING:
     from cliniko_automations.changefeed.webhook_dead_letters import WebhookLetterPurge
 
+# The name of the account whose key is ClinikoApiKeySecretName when cliniko_accounts.yaml
+# lists no account with that key.
+DEFAULT_ACCOUNT = "default"
 # Kept from Cliniko's requests for what follows their last answer: the attempt's audit records
 # and the answer (a failed outcome recorded, not API Gateway's timeout).
 RESERVE_SECONDS = 4.0
@@ -49,19 +52,25 @@ def _accounts_file() -> ClinikoAccounts:
         raise SettingsError(f"erasure settings: the Cliniko accounts file: {error}") from None
 
 
-def _default_account(settings: ErasureSettings, accounts: ClinikoAccounts) -> str:
-    """The account whose key CLINIKO_API_KEY_SECRET_NAME (the stack parameter
-    ClinikoApiKeySecretName) names: the one a contact-id request naming none acts on."""
-    for name in accounts.names():
-        if accounts.key_secret(name) == settings.cliniko_api_key_secret_name:
-            return name
-    # Not searched otherwise: an erasure that passed over the key it was given would answer
-    # "no record found" for an account it never looked in.
-    raise SettingsError(
-        "erasure settings invalid: CLINIKO_API_KEY_SECRET_NAME (the stack parameter "
-        "ClinikoApiKeySecretName) names no account's api_key_secret in cliniko_accounts.yaml; "
-        "name the key of one of its accounts: " + ", ".join(accounts.names())
-    )
+def _key_secrets(
+    settings: ErasureSettings, accounts: ClinikoAccounts
+) -> tuple[dict[str, str], str]:
+    """Each account's key secret by name, and the default account: the one whose key
+    CLINIKO_API_KEY_SECRET_NAME (the stack parameter ClinikoApiKeySecretName) names, which a
+    contact-id request naming none acts on.
+
+    A key the accounts file does not list (a deployment made when the erasure used that key
+    alone) is searched too, as the account DEFAULT_ACCOUNT: passed over, the erasure would
+    answer "no record found" for an account it never looked in."""
+    secrets = {name: accounts.accounts[name].api_key_secret for name in accounts.names()}
+    wanted = settings.cliniko_api_key_secret_name
+    default = next((name for name, secret in secrets.items() if secret == wanted), None)
+    if default is None:
+        default = DEFAULT_ACCOUNT
+        while default in secrets:  # the file's own account of that name holds another key
+            default += "-key"
+        secrets[default] = wanted
+    return secrets, default
 
 
 def secrets_read(settings: ErasureSettings) -> list[str]:
@@ -78,22 +87,19 @@ def secrets_read(settings: ErasureSettings) -> list[str]:
 def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None) -> Eraser:
     """`context`: the Lambda invocation's, which bounds how long an attempt holds its request
     id if it is cut short (None outside Lambda: idempotency.LOCAL_LEASE)."""
-    accounts_file = _accounts_file()
+    secrets, default = _key_secrets(settings, _accounts_file())
     time_left = time_left_after(
         lambda: context.get_remaining_time_in_millis() / 1000 if context else None,
         RESERVE_SECONDS,
     )
 
     def client(account: str) -> ContactsClient:
-        secret = accounts_file.accounts[account].api_key_secret
         made: ContactsClient = client_for_secret(
-            secret, settings=settings.cliniko, time_left=time_left
+            secrets[account], settings=settings.cliniko, time_left=time_left
         )
         return made
 
-    accounts = ErasureAccounts(
-        accounts_file.names(), client, default=_default_account(settings, accounts_file)
-    )
+    accounts = ErasureAccounts(list(secrets), client, default=default)
     pepper = read_secret(settings.pepper_secret_name)
     dynamodb = aws.client("dynamodb")
     submissions = DynamoSubmissionStore(dynamodb, settings.submission_table)

@@ -183,9 +183,7 @@ def erasure_stack(
         "SUBMISSION_TABLE": stack.submission_table,
         "PEPPER_SECRET_NAME": stack.pepper_secret,
         "CLINIKO_API_KEY_SECRET_NAME": stack.key_secret,
-        "CLINIKO_ACCOUNTS_FILE": str(
-            write_accounts(tmp_path / "erasure_accounts.yaml", accounts)
-        ),
+        "CLINIKO_ACCOUNTS_FILE": str(write_accounts(tmp_path / "erasure_accounts.yaml", accounts)),
         "CLINIKO_USER_AGENT": USER_AGENT,
         "CLINIKO_BASE_URL": cliniko.base_url_template,
     }

@@ -18,7 +18,7 @@ from cliniko_automations.erasure.idempotency import IDENTITY
 from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME
 from cliniko_automations.erasure.service import build_eraser
-from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
+from cliniko_automations.erasure.settings import ErasureSettings
 from cliniko_automations.erasure.trail import GENESIS_HASH, RECEIVED_SK, chained, matched_before
 from cliniko_automations.erasure.workflow import Eraser, fingerprint, request_identity
 
@@ -185,10 +185,22 @@ def test_an_account_whose_key_cannot_be_read_fails_the_call_before_anything_is_r
     assert erase.submit(ask(request_id="by-id", contact_id=contact_id), CALLER).result == "erased"
 
 
-def test_the_default_key_must_be_an_account_s(erasure_stack, monkeypatch):
-    monkeypatch.setenv("CLINIKO_API_KEY_SECRET_NAME", "cliniko/not-in-the-file")
-    with pytest.raises(SettingsError, match="names no account's api_key_secret"):
-        build_eraser(ErasureSettings.from_env())
+def test_a_default_key_no_account_lists_is_searched_as_the_default_account(
+    erasure_stack, monkeypatch
+):
+    # A stack deployed when the erasure used ClinikoApiKeySecretName's key alone, naming a
+    # secret cliniko_accounts.yaml does not list: that account is searched too, not passed over.
+    key = f"MS0xlegacy{secrets.token_hex(8)}-uk2"
+    erasure_stack.cliniko.control.add_key(key)
+    boto3.client("secretsmanager").create_secret(Name="cliniko/erasure-only", SecretString=key)
+    monkeypatch.setenv("CLINIKO_API_KEY_SECRET_NAME", "cliniko/erasure-only")
+    contact_id = str(erasure_stack.cliniko.client(api_key=key).create_contact(PERSONAL).id)
+    erase = eraser()
+
+    by_id = erase.submit(ask(request_id="by-id", contact_id=contact_id), CALLER)
+    assert by_id.result == "erased" and by_id.accounts == {"default": [contact_id]}
+    nobody = erase.submit(ask(request_id="by-email", email="nobody@example.org"), CALLER)
+    assert "in Cliniko accounts main-clinic, north-clinic, default." in nobody.message
 
 
 def test_two_names_of_one_key_are_one_account(erasure_stack):
