@@ -187,7 +187,7 @@ class Attempt:
                     result="no_record_found",
                     message=(
                         "No record was found: no Cliniko contact, archived ones included, "
-                        f"matches the request in {_accounts_text(self.scope)}. "
+                        f"matches the request in {_accounts_text(list(self.by_account))}. "
                         "Nothing was changed."
                     ),
                 )

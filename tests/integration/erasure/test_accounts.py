@@ -319,6 +319,8 @@ def test_two_names_of_one_key_are_searched_once_and_answered_for_both(erasure_st
     assert outcome.result == "erased"
     assert [(c.account, c.contact_id) for c in outcome.contacts] == [("main-clinic", contact_id)]
     assert outcome.accounts == {"main-clinic": [contact_id], "north-clinic": [contact_id]}
+    nobody = eraser().submit(ask(request_id="nobody", email="nobody@example.org"), CALLER)
+    assert "in Cliniko accounts main-clinic, north-clinic." in nobody.message
     # The webhook replay refuses the contact's letters under either name.
     assert DynamoAuditLog(erasure_stack.table_name).erased_contacts() == {
         ("main-clinic", contact_id),
