@@ -441,6 +441,7 @@ ERASURE_FIELDS = {
     "request_id": (st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,20}\Z"), TEXT),
     "contact_id": (st.sampled_from(["1", "123456789012345678", 42]), JSON_VALUES),
     "email": (st.sampled_from(["a+b@example.com", "X@Y.ZZ", "z%z@example.org"]), TEXT),
+    "account": (st.sampled_from(["main-clinic", "north-clinic", "no-such-clinic"]), JSON_VALUES),
     "reason": (st.sampled_from(["GDPR art. 17", "ticket PRIV-7"]), TEXT),
     "dry_run": (st.booleans(), JSON_SCALARS),
     "erase_all_matches": (st.booleans(), JSON_SCALARS),
