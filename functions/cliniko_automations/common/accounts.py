@@ -41,6 +41,9 @@ def _secret_name(value: str) -> str:
 
 
 SecretName = Annotated[str, Checked(_secret_name)]
+# An account's name goes into keys (the erasure trail's sort keys, the change feed's items),
+# log lines and answers: short, and plain.
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +64,12 @@ class ClinikoAccounts:
     accounts: Annotated[dict[str, Account], Limits(min_length=1)]
 
     def __post_init__(self) -> None:
+        misnamed = [name for name in self.accounts if not ACCOUNT_NAME.fullmatch(name)]
+        if misnamed:
+            raise ValueError(
+                f"account names {misnamed!r}: a name is 1-64 letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit"
+            )
         # One key is one Cliniko user of one account: under two names, the change feed would
         # publish each change twice (with two event ids) and the rate budget be kept twice.
         by_secret: dict[str, list[str]] = {}

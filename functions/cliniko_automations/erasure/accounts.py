@@ -5,6 +5,9 @@ searches each one. A contact id names a contact of one account only (ids are per
 in one clinic is another person in the next), so a request by contact id acts on the account
 it names, or on the deployment's default one (the account whose key the stack parameter
 ClinikoApiKeySecretName names), or on the only one.
+
+Two names whose keys are one key are one Cliniko account: it is searched once, under the
+first name, and answered under both (the change feed publishes its contacts under each).
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ from cliniko_automations.erasure.ports import ContactsClient
 
 class ErasureAccounts:
     """The accounts by name, each with a Cliniko client made on first use by `make_client`
-    (which may raise the adapters' errors: a key secret missing or malformed)."""
+    (which may raise the adapters' errors: a key secret missing or malformed).
+
+    `key_of(name)`: a fingerprint of the account's key (None when it cannot be read), which
+    tells the names of one Cliniko account; without it every name is an account of its own.
+    """
 
     def __init__(
         self,
@@ -26,17 +33,49 @@ class ErasureAccounts:
         make_client: Callable[[str], ContactsClient],
         *,
         default: str | None = None,
+        key_of: Callable[[str], str | None] = lambda _name: None,
     ) -> None:
         if not names:
             raise ValueError("an erasure needs at least one Cliniko account")
         if default is not None and default not in names:
             raise ValueError(f"the default account {default!r} is not one of {list(names)}")
         self.names = tuple(names)
-        self.default = default if default is not None or len(names) > 1 else names[0]
+        self._default = default if default is not None or len(names) > 1 else names[0]
         self._make_client = make_client
+        self._key_of = key_of
         self._clients: dict[str, ContactsClient] = {}
-        # A name whose key is another's: the name it is searched under (see `searched`).
-        self.same_as: dict[str, str] = {}
+        self._same_as: dict[str, str] | None = None
+
+    @property
+    def same_as(self) -> dict[str, str]:
+        """Each name whose key an earlier name has, mapped to that name (read once)."""
+        if self._same_as is None:
+            first: dict[str, str] = {}
+            self._same_as = {}
+            for name in self.names:
+                key = self._key_of(name)
+                if key is None:
+                    continue
+                if key in first:
+                    self._same_as[name] = first[key]
+                else:
+                    first[key] = name
+        return self._same_as
+
+    def searched_as(self, account: str) -> str:
+        """The name `account` is searched under."""
+        return self.same_as.get(account, account)
+
+    @property
+    def default(self) -> str | None:
+        """The account a contact-id request naming none acts on, by the name it is searched
+        under (None: such a request must name one)."""
+        return None if self._default is None else self.searched_as(self._default)
+
+    def names_of(self, account: str) -> list[str]:
+        """`account` and the names `same_as` it: the change feed publishes its contacts'
+        changes under each."""
+        return [account, *(alias for alias, name in self.same_as.items() if name == account)]
 
     def client(self, account: str) -> ContactsClient:
         if account not in self._clients:
@@ -44,18 +83,18 @@ class ErasureAccounts:
         return self._clients[account]
 
     def scope(self, request: ErasureRequest) -> list[str]:
-        """The accounts `request` searches: InvalidRequest (naming the accounts, never the
-        value sent) when it names an unknown account, or gives a contact id the deployment
-        cannot place in one account."""
+        """The accounts `request` searches, each once, by the name it is searched under:
+        InvalidRequest (naming the accounts, never the value sent) when it names an unknown
+        account, or gives a contact id the deployment cannot place in one account."""
         listed = ", ".join(self.names)
         if request.account is not None:
             if request.account not in self.names:
                 raise InvalidRequest(
                     {"account": f"is not an account of this deployment (its accounts: {listed})"}
                 )
-            return [request.account]
+            return [self.searched_as(request.account)]
         if request.contact_id is None:
-            return list(self.names)
+            return list(dict.fromkeys(self.searched_as(name) for name in self.names))
         if self.default is None:
             raise InvalidRequest(
                 {
@@ -65,27 +104,11 @@ class ErasureAccounts:
             )
         return [self.default]
 
-    def searched(self, scope: Sequence[str]) -> list[str]:
-        """The accounts of `scope` to search, each client made now (before anything is
-        recorded: a key secret that cannot be read fails the call as a dependency does). Two
-        names whose keys are one key are one Cliniko account, searched once, under the first
-        (searched twice, its every contact would match twice); the other is `same_as` it."""
-        searched: list[str] = []
-        by_key: dict[str, str] = {}
+    def open(self, scope: Sequence[str]) -> None:
+        """Make the clients of `scope` now, before anything is recorded: a key secret that
+        cannot be read fails the call as a dependency does."""
         for account in scope:
-            key_id = getattr(self.client(account), "key_id", None)
-            if key_id is not None and key_id in by_key:
-                self.same_as[account] = by_key[key_id]
-                continue
-            if key_id is not None:
-                by_key[key_id] = account
-            searched.append(account)
-        return searched
-
-    def names_of(self, account: str) -> list[str]:
-        """`account` and the names `same_as` it: the change feed publishes its contacts'
-        changes under each."""
-        return [account, *(alias for alias, name in self.same_as.items() if name == account)]
+            self.client(account)
 
     def request_count(self) -> int | None:
         """Requests sent to Cliniko so far by the clients made (None when none counts)."""

@@ -171,7 +171,10 @@ class Attempt:
             },
         )
         if awaiting:
-            raise SeveralMatches(self.request.request_id, contact_ids, self.by_account)
+            # Counted by the name each account is searched under: a name sharing its key
+            # lists the same contacts again.
+            searched = {account: self.by_account[account] for account in self.scope}
+            raise SeveralMatches(self.request.request_id, contact_ids, searched)
         if not self.request.dry_run:
             # Before the scrub: a retry finds the contacts by email only while they still
             # have it, so a failed purge must stop the attempt before Cliniko changes.

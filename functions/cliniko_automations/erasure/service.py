@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.cliniko.pacing import key_fingerprint
 from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret, time_left_after
@@ -99,7 +100,14 @@ def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None
         )
         return made
 
-    accounts = ErasureAccounts(list(secrets), client, default=default)
+    def key_of(account: str) -> str | None:
+        # The key as the client sends it (pasted keys carry a newline), by its fingerprint.
+        try:
+            return key_fingerprint(read_secret(secrets[account]).strip())
+        except SecretUnavailable:  # taken for an account of its own: a search of it fails
+            return None
+
+    accounts = ErasureAccounts(list(secrets), client, default=default, key_of=key_of)
     pepper = read_secret(settings.pepper_secret_name)
     dynamodb = aws.client("dynamodb")
     submissions = DynamoSubmissionStore(dynamodb, settings.submission_table)

@@ -129,7 +129,8 @@ class Eraser:
     # -- public ---------------------------------------------------------------------------
 
     def submit(self, request: ErasureRequest, caller: str) -> Outcome:
-        scope = self._accounts.searched(self._accounts.scope(request))
+        scope = self._accounts.scope(request)
+        self._accounts.open(scope)
         identity = request_identity(request, self._pepper)
         before = self._accounts.request_count()
         outcome = self._once(

@@ -9,7 +9,6 @@ from typing import Any
 import boto3
 import jmespath
 import pytest
-from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.common.secrets import SecretUnavailable
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.audit import DynamoAuditLog
@@ -23,7 +22,7 @@ from cliniko_automations.erasure.trail import GENESIS_HASH, RECEIVED_SK, chained
 from cliniko_automations.erasure.workflow import Eraser, fingerprint, request_identity
 
 from tests.integration.erasure import stack
-from tests.integration.erasure.stack import PEPPER, PERSONAL, USER_AGENT
+from tests.integration.erasure.stack import PEPPER, PERSONAL
 
 erasure_stack = stack.erasure_stack  # the fixture
 
@@ -203,20 +202,64 @@ def test_a_default_key_no_account_lists_is_searched_as_the_default_account(
     assert "in Cliniko accounts main-clinic, north-clinic, default." in nobody.message
 
 
-def test_two_names_of_one_key_are_one_account(erasure_stack):
-    clients = {
-        name: ClinikoClient(
-            erasure_stack.cliniko.api_key,
-            USER_AGENT,
-            base_url=erasure_stack.cliniko.base_url_template,
-        )
-        for name in ("main-clinic", "main-clinic-again")
+def north_holds_main_s_key(erasure_stack) -> None:
+    """north-clinic's secret holds main-clinic's key: one Cliniko account under two names,
+    whose changes the change feed publishes under each."""
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=erasure_stack.other_key_secret, SecretString=erasure_stack.cliniko.api_key
+    )
+
+
+@pytest.mark.parametrize(
+    "target", [{}, {"account": "north-clinic"}], ids=["the-default", "named-north"]
+)
+def test_a_name_sharing_the_key_is_answered_whichever_name_the_request_reaches(
+    erasure_stack, target
+):
+    north_holds_main_s_key(erasure_stack)
+    contact_id = erasure_stack.seed("main-clinic")
+    request = {**target, "contact_id": contact_id}
+
+    outcome = eraser().submit(ask(request_id="by-id", **request), CALLER)
+
+    assert outcome.result == "erased"
+    assert [(c.account, c.contact_id) for c in outcome.contacts] == [("main-clinic", contact_id)]
+    assert outcome.accounts == {"main-clinic": [contact_id], "north-clinic": [contact_id]}
+    assert DynamoAuditLog(erasure_stack.table_name).erased_contacts() == {
+        ("main-clinic", contact_id),
+        ("north-clinic", contact_id),
     }
-    accounts = ErasureAccounts(list(clients), clients.__getitem__, default="main-clinic")
-    assert accounts.searched(["main-clinic", "main-clinic-again"]) == ["main-clinic"]
-    assert accounts.names_of("main-clinic") == ["main-clinic", "main-clinic-again"]
-    for client in clients.values():
-        client.close()
+
+
+def test_several_matches_are_counted_once_when_two_names_share_the_key(erasure_stack):
+    north_holds_main_s_key(erasure_stack)
+    erasure_stack.seed("main-clinic")
+    erasure_stack.seed("main-clinic")
+    with pytest.raises(SeveralMatches) as several:
+        eraser().submit(ask(request_id="twice", email=EMAIL), CALLER)
+    assert str(several.value).startswith("2 contacts match (2 in main-clinic);")
+
+
+def test_a_request_filed_before_accounts_with_the_default_key_unlisted_is_finished(
+    erasure_stack, monkeypatch
+):
+    # ClinikoApiKeySecretName names a secret the file does not list that holds main-clinic's
+    # key: the account `default` is main-clinic, where the request left its contact half done.
+    boto3.client("secretsmanager").create_secret(
+        Name="cliniko/erasure-only", SecretString=erasure_stack.cliniko.api_key
+    )
+    monkeypatch.setenv("CLINIKO_API_KEY_SECRET_NAME", "cliniko/erasure-only")
+    main = erasure_stack.seed("main-clinic", email="")
+    north = erasure_stack.seed("north-clinic")
+    request = ask(request_id="before", email=EMAIL)
+    file_before_accounts(erasure_stack, request, {"result": "found", "contact_ids": [main]})
+
+    retried = eraser().submit(request, CALLER)
+
+    assert (retried.status, retried.result) == ("completed", "erased")
+    assert retried.accounts == {"main-clinic": [main], "default": [main]}
+    assert erasure_stack.contact(main, "main-clinic")["archived_at"]
+    assert not erasure_stack.contact(north, "north-clinic")["archived_at"]
 
 
 def test_a_lookup_recorded_before_accounts_is_the_default_account_s():
@@ -307,11 +350,7 @@ def test_a_confirmation_of_a_request_filed_before_accounts_erases_what_its_409_l
 
 
 def test_two_names_of_one_key_are_searched_once_and_answered_for_both(erasure_stack):
-    # north-clinic's secret holds main-clinic's key: one Cliniko account under two names,
-    # whose changes the change feed publishes under each.
-    boto3.client("secretsmanager").put_secret_value(
-        SecretId=erasure_stack.other_key_secret, SecretString=erasure_stack.cliniko.api_key
-    )
+    north_holds_main_s_key(erasure_stack)
     contact_id = erasure_stack.seed("main-clinic")
 
     outcome = eraser().submit(ask(request_id="one-key", email=EMAIL), CALLER)

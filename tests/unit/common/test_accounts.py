@@ -38,6 +38,12 @@ def test_the_env_var_points_the_functions_at_another_file(tmp_path, monkeypatch)
             "accounts:\n  a: {api_key_secret: k, cliniko_user: Jane Smith}\n",
             "accounts.a.cliniko_user: String should match pattern",
         ),
+        # A name goes into DynamoDB keys (at most 1,024 bytes), log lines and answers.
+        (
+            f"accounts:\n  {'n' * 65}: {{api_key_secret: k}}\n"
+            "  main clinic: {api_key_secret: j}\n",
+            f"account names ['{'n' * 65}', 'main clinic']: a name is 1-64 letters",
+        ),
         # One key is one account: under two names, the change feed publishes each change twice.
         (
             "accounts:\n  a: {api_key_secret: k}\n  b: {api_key_secret: k}\n",
