@@ -75,14 +75,11 @@ def _key_secrets(
 
 
 def secrets_read(settings: ErasureSettings) -> list[str]:
-    """The secrets `build_eraser` reads: the pepper, the default account's API key, then the
-    other accounts' keys (read when a request searches them)."""
-    others = [
-        secret
-        for _where, secret in _accounts_file().secret_references()
-        if secret != settings.cliniko_api_key_secret_name
-    ]
-    return [settings.pepper_secret_name, settings.cliniko_api_key_secret_name, *others]
+    """The secrets an erasure request reads: the pepper, the default account's API key, then
+    the other accounts' keys (each request compares them all: `ErasureAccounts.same_as`)."""
+    secrets, default = _key_secrets(settings, _accounts_file())
+    others = [secret for name, secret in secrets.items() if name != default]
+    return [settings.pepper_secret_name, secrets[default], *others]
 
 
 def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None) -> Eraser:
