@@ -19,9 +19,9 @@ from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from cliniko_automations.common.accounts import (
-    DEFAULT_SECRETS_PREFIX,
+    check_arguments,
     load_accounts,
-    secrets_outside,
+    require_secrets_within,
 )
 from cliniko_automations.common.config_file import (
     FORBID_EXTRA,
@@ -159,31 +159,20 @@ def load_subscribers(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse  # the command line's alone: the functions import this module at a cold start
-
-    parser = argparse.ArgumentParser(
+    args = check_arguments(
+        argv,
         prog="python -m cliniko_automations.changefeed.subscribers",
         description="Validate a webhook-subscribers file.",
+        default=DEFAULT_PATH.name,
+        accounts="the Cliniko accounts file",
+        secrets_prefix="the change feed may read no other signing secret, and one it cannot "
+        "read stops every poll",
     )
-    parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
-    parser.add_argument("path", nargs="?", help=f"the file (default: {DEFAULT_PATH.name})")
-    parser.add_argument(
-        "--accounts",
-        help="the Cliniko accounts file (default: $CLINIKO_ACCOUNTS_FILE, else the shipped one)",
-    )
-    parser.add_argument(
-        "--secrets-prefix",
-        default=DEFAULT_SECRETS_PREFIX,
-        help="the SecretsPrefix you deploy with: the change feed may read no other signing "
-        f"secret, and one it cannot read stops every poll (default: the template's, "
-        f"{DEFAULT_SECRETS_PREFIX})",
-    )
-    args = parser.parse_args(argv)
     try:
         loaded = load_subscribers(args.path, load_accounts(args.accounts).accounts)
-        outside = secrets_outside(loaded.secret_references(), args.secrets_prefix)
-        if outside:
-            raise ConfigError(subscribers_path(args.path), outside)
+        require_secrets_within(
+            subscribers_path(args.path), loaded.secret_references(), args.secrets_prefix
+        )
     except ConfigError as exc:
         return print_problems(exc, "configuration")
     print(f"{subscribers_path(args.path)}: {len(loaded.subscribers)} webhook subscribers: OK")

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter, StringFilter
-from cliniko_automations.common.accounts import load_accounts
+from cliniko_automations.common.accounts import check_arguments, load_accounts
 from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
 
 DEFAULT_PATH = Path(__file__).with_name("cleanup_rules.yaml")
@@ -151,19 +151,13 @@ def load_cleanup_rules(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse  # the command line's alone: the functions import this module at a cold start
-
-    parser = argparse.ArgumentParser(
+    args = check_arguments(
+        argv,
         prog="python -m cliniko_automations.cleanup.config",
         description="Validate a cleanup-rules file against the Cliniko accounts file.",
+        default=DEFAULT_PATH.name,
+        accounts="the Cliniko accounts file",
     )
-    parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
-    parser.add_argument("path", nargs="?", help=f"the file (default: {DEFAULT_PATH.name})")
-    parser.add_argument(
-        "--accounts",
-        help="the Cliniko accounts file (default: $CLINIKO_ACCOUNTS_FILE, else the shipped one)",
-    )
-    args = parser.parse_args(argv)
     try:
         accounts = load_accounts(args.accounts).accounts
         loaded = load_cleanup_rules(args.path, accounts)

@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from cliniko_automations.common.config_file import (
     FORBID_EXTRA,
@@ -26,6 +26,9 @@ from cliniko_automations.common.config_file import (
     load_config_file,
     print_problems,
 )
+
+if TYPE_CHECKING:
+    import argparse
 
 DEFAULT_PATH = Path(__file__).with_name("cliniko_accounts.yaml")
 FILE_NAME = DEFAULT_PATH.name
@@ -115,15 +118,50 @@ def key_secret_setting(account: str) -> str:
     return f"{FILE_NAME} accounts.{account}.api_key_secret"
 
 
-def secrets_outside(references: Iterable[tuple[str, str]], prefix: str) -> list[str]:
-    """One problem per (where, secret name) the functions could not read under `prefix`."""
-    return [
+def require_secrets_within(path: Path, references: Iterable[tuple[str, str]], prefix: str) -> None:
+    """Raise ConfigError, one problem per (where, secret name) in the file at `path` that the
+    functions could not read under `prefix`."""
+    outside = [
         f"{where}: secret {name!r} is outside SecretsPrefix {prefix!r}, so the functions may "
         f"not read it: name a secret that starts with {prefix!r}, or deploy with a "
         "SecretsPrefix the name starts with and check with --secrets-prefix set to it"
         for where, name in references
         if not name.startswith(prefix)
     ]
+    if outside:
+        raise ConfigError(path, outside)
+
+
+def check_arguments(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str,
+    default: str,
+    accounts: str | None = None,
+    secrets_prefix: str | None = None,
+) -> argparse.Namespace:
+    """The arguments of a configuration file's `--check` command: the file (`default` when
+    none is given); with `accounts`, an `--accounts` file named so; with `secrets_prefix`, the
+    `--secrets-prefix` every secret the file names must start with, which it explains."""
+    import argparse  # the command line's alone: the functions import this module at a cold start
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
+    parser.add_argument("path", nargs="?", help=f"the file (default: {default})")
+    if accounts is not None:
+        parser.add_argument(
+            "--accounts",
+            help=f"{accounts} (default: $CLINIKO_ACCOUNTS_FILE, else the shipped one)",
+        )
+    if secrets_prefix is not None:
+        parser.add_argument(
+            "--secrets-prefix",
+            default=DEFAULT_SECRETS_PREFIX,
+            help=f"the SecretsPrefix you deploy with: {secrets_prefix} (default: the "
+            f"template's, {DEFAULT_SECRETS_PREFIX})",
+        )
+    return parser.parse_args(argv)
 
 
 def accounts_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -138,26 +176,18 @@ def load_accounts(path: str | os.PathLike[str] | None = None) -> ClinikoAccounts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse  # the command line's alone: the functions import this module at a cold start
-
-    parser = argparse.ArgumentParser(
+    args = check_arguments(
+        argv,
         prog="python -m cliniko_automations.common.accounts",
         description="Validate a Cliniko accounts file.",
+        default=FILE_NAME,
+        secrets_prefix="every secret named must start with it",
     )
-    parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
-    parser.add_argument("path", nargs="?", help=f"the file (default: {FILE_NAME})")
-    parser.add_argument(
-        "--secrets-prefix",
-        default=DEFAULT_SECRETS_PREFIX,
-        help="the SecretsPrefix you deploy with: every secret named must start with it "
-        f"(default: the template's, {DEFAULT_SECRETS_PREFIX})",
-    )
-    args = parser.parse_args(argv)
     try:
         accounts = load_accounts(args.path)
-        outside = secrets_outside(accounts.secret_references(), args.secrets_prefix)
-        if outside:
-            raise ConfigError(accounts_path(args.path), outside)
+        require_secrets_within(
+            accounts_path(args.path), accounts.secret_references(), args.secrets_prefix
+        )
     except ConfigError as exc:
         return print_problems(exc, "Cliniko accounts file")
     print(f"{accounts_path(args.path)}: {len(accounts.accounts)} accounts: OK")

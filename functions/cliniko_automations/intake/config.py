@@ -23,11 +23,11 @@ from urllib.parse import urlsplit
 
 from cliniko_automations.cliniko import rules
 from cliniko_automations.common.accounts import (
-    DEFAULT_SECRETS_PREFIX,
     SecretName,
     accounts_path,
+    check_arguments,
     load_accounts,
-    secrets_outside,
+    require_secrets_within,
 )
 from cliniko_automations.common.config_file import (
     FORBID_EXTRA,
@@ -414,35 +414,24 @@ def load_form_sources(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse  # the command line's alone: the functions import this module at a cold start
-
-    parser = argparse.ArgumentParser(
+    args = check_arguments(
+        argv,
         prog="python -m cliniko_automations.intake.config",
         description="Validate a form-source configuration file.",
+        default=DEFAULT_PATH.name,
+        accounts="the Cliniko accounts file the sources name",
+        secrets_prefix="every secret named must start with it, as IAM lets intake read "
+        "nothing else",
     )
-    parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
-    parser.add_argument("path", nargs="?", help=f"the file (default: {DEFAULT_PATH.name})")
-    parser.add_argument(
-        "--secrets-prefix",
-        default=DEFAULT_SECRETS_PREFIX,
-        help="the SecretsPrefix you deploy with: every secret named must start with it, as IAM "
-        f"lets intake read nothing else (default: the template's, {DEFAULT_SECRETS_PREFIX})",
-    )
-    parser.add_argument(
-        "--accounts",
-        help="the Cliniko accounts file the sources name (default: $CLINIKO_ACCOUNTS_FILE, else"
-        " the shipped one)",
-    )
-    args = parser.parse_args(argv)
     try:
         accounts = load_accounts(args.accounts)
-        outside = secrets_outside(accounts.secret_references(), args.secrets_prefix)
-        if outside:
-            raise ConfigError(accounts_path(args.accounts), outside)
+        require_secrets_within(
+            accounts_path(args.accounts), accounts.secret_references(), args.secrets_prefix
+        )
         sources = load_form_sources(args.path, accounts.accounts)
-        outside = secrets_outside(sources.secret_references(), args.secrets_prefix)
-        if outside:
-            raise ConfigError(config_path(args.path), outside)
+        require_secrets_within(
+            config_path(args.path), sources.secret_references(), args.secrets_prefix
+        )
     except ConfigError as exc:
         return print_problems(exc, "form-source configuration")
     print(

@@ -7,10 +7,9 @@ from typing import get_args
 
 import pytest
 import yaml
-from cliniko_automations.common.accounts import load_accounts
+from cliniko_automations.common.accounts import DEFAULT_SECRETS_PREFIX, load_accounts
 from cliniko_automations.intake.config import (
     DEFAULT_PATH,
-    DEFAULT_SECRETS_PREFIX,
     DIRECT_TARGETS,
     ConfigError,
     Target,
