@@ -48,6 +48,7 @@ import boto3
 from cliniko_automations.common.dead_letter_tool import (
     DeadLetterTool,
     add_commands,
+    print_letter,
     print_table,
     run_command,
     string_attributes,
@@ -203,12 +204,7 @@ def _table(letters: Sequence[DeadLetter], out: TextIO) -> None:
 
 
 def _show(letter: DeadLetter, out: TextIO) -> None:
-    for name, value in letter.public().items():
-        if name == "fields":
-            value = ", ".join(value) or "-"
-        if name == "fix" and not value:
-            continue
-        print(f"{name + ':':<16}{value}", file=out)
+    print_letter(letter, out, omitted_when_empty="fix")
 
 
 def build(args: argparse.Namespace) -> DeadLetters:

@@ -51,6 +51,7 @@ from cliniko_automations.common.dead_letter_tool import (
     DeadLetterQueue,
     DeadLetterTool,
     add_commands,
+    print_letter,
     print_table,
     run_command,
     string_attributes,
@@ -341,12 +342,7 @@ def _table(letters: Sequence[WebhookDeadLetter], out: TextIO) -> None:
 
 
 def _show(letter: WebhookDeadLetter, out: TextIO) -> None:
-    for name, value in letter.public().items():
-        if name == "fields":
-            value = ", ".join(value) or "-"
-        if name == "problem" and not value:
-            continue
-        print(f"{name + ':':<14}{value}", file=out)
+    print_letter(letter, out, omitted_when_empty="problem")
 
 
 def build(args: argparse.Namespace) -> WebhookDeadLetters:

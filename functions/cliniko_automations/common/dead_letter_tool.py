@@ -216,3 +216,16 @@ def print_table(letters: Sequence[Letter], columns: Sequence[str], out: TextIO) 
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)), file=out
         )
+
+
+def print_letter(letter: Letter, out: TextIO, *, omitted_when_empty: str) -> None:
+    """The letter's public fields, a line each, the names aligned; `fields` (a list of field
+    names) on one line, and the field `omitted_when_empty` only when it has a value."""
+    shown = {
+        name: ", ".join(value) or "-" if name == "fields" else value
+        for name, value in letter.public().items()
+        if value or name != omitted_when_empty
+    }
+    width = max(map(len, shown)) + 2
+    for name, value in shown.items():
+        print(f"{name + ':':<{width}}{value}", file=out)
