@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cliniko_automations.common.dynamodb_batches import get_items
+from cliniko_automations.common.dynamodb_batches import get_items, write_items
 from cliniko_automations.common.person_keys import PersonKeys
 
 BODY_PREFIX = "submission#"
@@ -162,15 +162,22 @@ class DynamoSubmissionStore:
 
     # -- the erasure ------------------------------------------------------------------------
 
-    def tombstone(self, key: str, erased_at: datetime) -> None:
-        self._client.put_item(
-            TableName=self._table,
-            Item={
-                "id": {"S": TOMBSTONE_PREFIX + key},
-                "erased_at": {"S": erased_at.isoformat()},
-                "expiration": self._expires(TOMBSTONE_TTL_SECONDS),
-            },
-        )
+    def tombstone(self, keys: Collection[str], erased_at: datetime) -> None:
+        """Mark each of these person keys erased at `erased_at` (25 keys a request)."""
+        expiration = self._expires(TOMBSTONE_TTL_SECONDS)
+        puts = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "id": {"S": TOMBSTONE_PREFIX + key},
+                        "erased_at": {"S": erased_at.isoformat()},
+                        "expiration": expiration,
+                    }
+                }
+            }
+            for key in dict.fromkeys(keys)  # a batch may not name an item twice
+        ]
+        write_items(self._client, self._table, puts, sleep=self._sleep)
 
     def purge(self, email_hmac: str) -> list[str]:
         """Delete every body stored for this email hash; returns their submission ids."""
@@ -200,7 +207,6 @@ class DynamoSubmissionStore:
         attributes: str = "id",
     ) -> list[str]:
         """Delete the bodies the index holds under `value` that `reaches` takes; their ids."""
-        ids: list[str] = []
         pages = self._client.get_paginator("query").paginate(
             TableName=self._table,
             IndexName=index,
@@ -208,12 +214,15 @@ class DynamoSubmissionStore:
             ExpressionAttributeValues={":h": {"S": value}},
             ProjectionExpression=attributes,
         )
-        for page in pages:
-            for item in page.get("Items", []):
-                if reaches(item):
-                    self._client.delete_item(TableName=self._table, Key={"id": item["id"]})
-                    ids.append(item["id"]["S"].removeprefix(BODY_PREFIX))
-        return sorted(ids)
+        found = {
+            item["id"]["S"]: item["id"]
+            for page in pages
+            for item in page.get("Items", [])
+            if reaches(item)
+        }
+        deletes = [{"DeleteRequest": {"Key": {"id": key}}} for key in found.values()]
+        write_items(self._client, self._table, deletes, sleep=self._sleep)  # 25 a request
+        return sorted(key.removeprefix(BODY_PREFIX) for key in found)
 
 
 def _erased_at(tombstones: Sequence[dict[str, Any]]) -> datetime | None:

@@ -244,8 +244,7 @@ class Attempt:
         deleted: set[str] = set()
         try:  # the store's own errors: the core knows no boto
             # Tombstones first: a submission read after them is dropped, so none slips between.
-            for key in tombstones:
-                submissions.tombstone(key, now)
+            submissions.tombstone(tombstones, now)
             for digest in emails:
                 deleted.update(submissions.purge(digest))
             for name_hmac, name_phone in sorted(names.items()):

@@ -22,8 +22,8 @@ class AuditLog(Protocol):
 
 
 class SubmissionStore(Protocol):  # see common/submission_store.py
-    def tombstone(self, key: str, erased_at: datetime) -> None:
-        """Keep submissions for this email (or name and phone) key made before `erased_at`
+    def tombstone(self, keys: Collection[str], erased_at: datetime) -> None:
+        """Keep submissions for these email (or name and phone) keys made before `erased_at`
         from being processed."""
         ...
 

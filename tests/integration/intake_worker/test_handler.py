@@ -452,7 +452,7 @@ def test_a_tombstone_drops_only_submissions_made_before_the_erasure(
 ) -> None:
     made = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
     sub = dataclasses.replace(submission(), submitted_at=made)
-    stack.store().tombstone(EMAIL_HMAC, made + timedelta(minutes=erased_minutes_after_made))
+    stack.store().tombstone([EMAIL_HMAC], made + timedelta(minutes=erased_minutes_after_made))
     stack.enqueue(sub, email_hmac=EMAIL_HMAC)
     with captured_logs("intake") as logs:
         run_until_empty(stack)
@@ -475,7 +475,7 @@ def test_an_erasure_while_the_worker_holds_the_submission_stops_it_before_clinik
     hold = DynamoClaims.hold
 
     def erasure_then_hold(claims, key):
-        stack.store().tombstone(EMAIL_HMAC, datetime.now(UTC))
+        stack.store().tombstone([EMAIL_HMAC], datetime.now(UTC))
         return hold(claims, key)
 
     monkeypatch.setattr(DynamoClaims, "hold", erasure_then_hold)
