@@ -45,6 +45,8 @@ USER_AGENT_PATTERN = re.compile(r"^\s*[^()\s][^()]*\(\s*[^@\s()]+@[^@\s()]+\.[^@
 ROUTE = re.compile(r"^/(?P<shard>[^/]+)/v1/contacts(?:/(?P<id>[^/]+)(?P<archive>/archive)?)?/?$")
 CLINIKO_PREFIX = re.compile(r"^/[^/]+/v1(/|$)")
 MAX_PER_PAGE = 100
+# The contact route's updates: the seed documents PUT, today's docs PATCH (the same body).
+UPDATE_METHODS = ("PUT", "PATCH")
 DEFAULT_PER_PAGE = 50
 LOG_LIMIT = 10_000
 VIOLATION_LIMIT = 1_000
@@ -156,6 +158,8 @@ class Emulator:
             )
         self.archived_get = archived_get
         self.like_minds_case = False
+        self.update_methods = UPDATE_METHODS
+        self.unfilterable: frozenset[str] = frozenset()
         self._log: deque[dict[str, Any]] = deque(maxlen=log_limit)
         self._seq = 0
         self._counters: Counter[str] = Counter()
@@ -207,6 +211,8 @@ class Emulator:
         self.archived_get = self._defaults["archived_get"]
         self.store.subsecond = False
         self.like_minds_case = False
+        self.update_methods = UPDATE_METHODS
+        self.unfilterable = frozenset()
         self.strict = self._defaults["strict"]
         self.validate = self._defaults["validate"]
         self.faults.reset()
@@ -454,7 +460,10 @@ class Emulator:
             if method == "GET":
                 record = self._visible(shard, contact_id, query)
                 return Reply.json(200, render_contact(record, base_url))
-            if method in ("PUT", "PATCH"):
+            if method in UPDATE_METHODS and method not in self.update_methods:
+                # As a Cliniko whose router lacks the route: no such resource.
+                return Reply.json(404, {"message": "Not found"})
+            if method in UPDATE_METHODS:
                 fields = _write_body(headers, body)
                 if isinstance(fields, Reply):
                     return fields
@@ -494,6 +503,9 @@ class Emulator:
         if per_page > MAX_PER_PAGE:
             raise FilterError(f"per_page must be between 1 and {MAX_PER_PAGE}")
         filters = parse_filters(raw_filters, like_minds_case=self.like_minds_case)
+        for flt in filters:
+            if flt.field in self.unfilterable:
+                raise FilterError(f"{flt.field} is not filterable")
         sort = parse_sort(params.get("sort"), params.get("order"))
         contacts, total = self.store.query(
             shard, filters, sort, offset=(page - 1) * per_page, limit=per_page
@@ -701,10 +713,30 @@ class Emulator:
         for name, value in switches.items():
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false")
+        update_methods = data.get("update_methods", list(self.update_methods))
+        if (
+            not isinstance(update_methods, list)
+            or not update_methods
+            or not set(update_methods) <= set(UPDATE_METHODS)
+        ):
+            raise ValueError('update_methods must list "PUT", "PATCH" or both')
+        unfilterable = data.get("unfilterable", sorted(self.unfilterable))
+        if not isinstance(unfilterable, list) or not all(isinstance(f, str) for f in unfilterable):
+            raise ValueError("unfilterable must list field names")
         self.archived_get = archived_get
         self.store.subsecond = switches["subsecond_times"]
         self.like_minds_case = switches["like_minds_case"]
-        return Reply.json(200, {"archived_get": self.archived_get, **switches})
+        self.update_methods = tuple(m for m in UPDATE_METHODS if m in update_methods)
+        self.unfilterable = frozenset(unfilterable)
+        return Reply.json(
+            200,
+            {
+                "archived_get": self.archived_get,
+                **switches,
+                "update_methods": list(self.update_methods),
+                "unfilterable": sorted(self.unfilterable),
+            },
+        )
 
 
 CONTROL_ROUTES: dict[tuple[str, str], Callable[..., Reply]] = {

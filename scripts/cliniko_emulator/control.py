@@ -155,14 +155,21 @@ class EmulatorControl:
         archived_get: str | None = None,
         subsecond_times: bool | None = None,
         like_minds_case: bool | None = None,
+        update_methods: list[str] | None = None,
+        unfilterable: list[str] | None = None,
     ) -> dict[str, Any]:
         """archived_get: "visible" (default) or "hidden" (GET of an archived contact -> 404).
         subsecond_times: contacts' times keep their fractions (shown in whole seconds).
-        like_minds_case: the `~` and `~~` filters mind case (they ignore it by default)."""
+        like_minds_case: the `~` and `~~` filters mind case (they ignore it by default).
+        update_methods: which of PUT and PATCH update a contact (both by default; the other
+        answers 404, as a route that does not exist).
+        unfilterable: fields whose filters answer 400 "... is not filterable" (none)."""
         given = (
             ("archived_get", archived_get),
             ("subsecond_times", subsecond_times),
             ("like_minds_case", like_minds_case),
+            ("update_methods", update_methods),
+            ("unfilterable", unfilterable),
         )
         body = {k: v for k, v in given if v is not None}
         return self._call("POST", "behaviour", json=body)

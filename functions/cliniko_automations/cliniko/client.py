@@ -29,6 +29,7 @@ from cliniko_client.api.contacts import (
     delete_contact,
     get_contact,
     list_contacts,
+    replace_contact,
     update_contact,
 )
 from cliniko_client.models import (
@@ -200,8 +201,10 @@ class ClinikoClient:
         # Built now, not lazily on the first call, so two threads' first calls cannot race
         # to build two connection pools.
         self._api.get_httpx_client()
-        # Set once the legacy DELETE archived where POST .../archive was missing.
+        # Set once the legacy DELETE archived where POST .../archive was missing, and once
+        # the seed's PUT updated where PATCH was.
         self._archive_by_delete = False
+        self._update_by_put = False
 
     def __repr__(self) -> str:
         # Never the key: the generated client's own repr would print the auth token.
@@ -365,14 +368,30 @@ class ClinikoClient:
         *,
         include_archived: bool = False,
     ) -> Contact:
-        """PATCH: changes only the fields sent (`None` clears one). `include_archived` reaches
-        the contact if it is archived, too (`_scope`)."""
+        """Change only the fields sent (`None` clears one). `include_archived` reaches the
+        contact if it is archived, too (`_scope`).
+
+        `PATCH /contacts/{id}`, Cliniko's current route; when it answers 404 (or 405), the
+        seed's `PUT /contacts/{id}`, which takes the same partial body: the contacts page of
+        Cliniko's docs names only that one, so a Cliniko (or a stand-in) without PATCH updates
+        all the same, and a 404 from both is a contact that is not there. Once PUT has
+        updated where PATCH was missing, this client uses it."""
         contact_id = _check_id(contact_id)
         write = _write_body(body)
-        response = self._call(
-            update_contact.sync_detailed, contact_id, body=write, q=_scope(include_archived)
-        )
-        return _normalise(self._expect(response, 200, Contact, "PATCH /contacts/{id}"))
+        scope = _scope(include_archived)
+        if not self._update_by_put:
+            try:
+                response = self._call(update_contact.sync_detailed, contact_id, body=write, q=scope)
+                return _normalise(self._expect(response, 200, Contact, "PATCH /contacts/{id}"))
+            except errors.NotFound:
+                pass
+            except errors.UnexpectedResponse as exc:
+                if exc.status_code != HTTPStatus.METHOD_NOT_ALLOWED:
+                    raise
+        response = self._call(replace_contact.sync_detailed, contact_id, body=write, q=scope)
+        updated = _normalise(self._expect(response, 200, Contact, "PUT /contacts/{id}"))
+        self._update_by_put = True
+        return updated
 
     def archive_contact(self, contact_id: str) -> None:
         """Archive (Cliniko's only removal: the record, with its personal fields, remains).

@@ -452,7 +452,9 @@ class IntakeWorker:
         # of candidates, which made_by_create then sorts out).
         since = (window.started_at - foc.CLOCK_SKEW).replace(microsecond=0)
         filters: list[Any] = [DateTimeFilter("created_at").gt(since)]
-        for name in ("first_name", "last_name", "company_name"):
+        # Only fields the contacts page of Cliniko's docs lists as filterable: a Cliniko that
+        # answers another (company_name) with 400 would leave a made contact unfound.
+        for name in ("first_name", "last_name"):
             value = (getattr(draft, name) or "").strip()
             if value:
                 filters.append(StringFilter(name).eq(value))

@@ -308,6 +308,60 @@ def test_a_missing_archive_route_falls_back_to_the_legacy_delete(status) -> None
     ]
 
 
+def only_the_seeds_put(connection, request: bytes) -> None:
+    """A Cliniko as the contacts page of its docs describes it: PUT /contacts/{id} updates;
+    PATCH is not a method of the route (405)."""
+    if request.startswith(b"PUT "):
+        body = b'{"id": "%s", "first_name": "Ana", "created_at": "2026-12-03T00:00:00Z", '
+        body = (
+            body % ID.encode()
+        ) + b'"updated_at": "2026-12-03T00:00:00Z", "links": {"self": "x"}}'
+        answer(body, "Content-Type: application/json")(connection, request)
+    else:
+        answer(b'{"message": "Method not allowed"}', status="405 Method Not Allowed")(
+            connection, request
+        )
+
+
+def test_a_patch_refused_as_a_method_falls_back_to_the_seeds_put() -> None:
+    client, server = scripted_client(only_the_seeds_put)
+    try:
+        assert client.update_contact(ID, {"first_name": "Ana"}).first_name == "Ana"
+        client.update_contact(ID, {"first_name": "Ana"})
+    finally:
+        server.stop()
+    assert [r.split(b" ", 2)[:2] for r in server.requests] == [
+        [b"PATCH", f"/au1/v1/contacts/{ID}".encode()],
+        [b"PUT", f"/au1/v1/contacts/{ID}".encode()],
+        [b"PUT", f"/au1/v1/contacts/{ID}".encode()],
+    ]
+
+
+def test_a_cliniko_without_patch_updates_by_put_and_a_missing_contact_is_not_found(
+    cliniko,
+) -> None:
+    cliniko.control.set_behaviour(update_methods=["PUT"])
+    client = cliniko.client()
+    made = client.create_contact({"first_name": "Ana", "last_name": "Lima"})
+    cliniko.control.clear_requests()
+
+    assert client.update_contact(made.id, {"occupation": "Physio"}).occupation == "Physio"
+    assert client.update_contact(made.id, {"last_name": "Lima-Sousa"}).last_name == "Lima-Sousa"
+    with pytest.raises(errors.NotFound):
+        client.update_contact("1390712996921099999", {"occupation": "Physio"})
+
+    assert [r["method"] for r in cliniko.control.requests()] == ["PATCH", "PUT", "PUT", "PUT"]
+    kept = cliniko.control.contacts()[0]
+    assert (kept["first_name"], kept["occupation"]) == ("Ana", "Physio")  # a partial body
+
+
+def test_a_missing_contact_is_not_found_by_patch_then_put(cliniko) -> None:
+    client = cliniko.client()
+    with pytest.raises(errors.NotFound):
+        client.update_contact("1390712996921099999", {"occupation": "Physio"})
+    assert [r["method"] for r in cliniko.control.requests()] == ["PATCH", "PUT"]
+
+
 def test_an_archive_answered_200_with_a_body_is_archived() -> None:
     body = b'{"id": "1390712996921091568", "archived_at": "2026-12-03T00:00:00Z"}'
     client, server = scripted_client(answer(body, "Content-Type: application/json"))
