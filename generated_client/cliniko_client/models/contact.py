@@ -28,7 +28,6 @@ class Contact:
             documentation; accept both and keep it as a string, never as a float.
         created_at (datetime.datetime):
         updated_at (datetime.datetime):
-        links (ContactLinks):
         archived_at (datetime.datetime | None | Unset): When the contact was archived; null while it is not.
         deleted_at (datetime.datetime | None | Unset):
         title (None | str | Unset):
@@ -53,12 +52,12 @@ class Contact:
         type_code (None | TypeCode | Unset):
         type_ (ContactType | None | Unset):
         phone_numbers (list[PhoneNumber] | None | Unset):
+        links (ContactLinks | Unset):
     """
 
     id: int | str
     created_at: datetime.datetime
     updated_at: datetime.datetime
-    links: ContactLinks
     archived_at: datetime.datetime | None | Unset = UNSET
     deleted_at: datetime.datetime | None | Unset = UNSET
     title: None | str | Unset = UNSET
@@ -82,6 +81,7 @@ class Contact:
     type_code: None | TypeCode | Unset = UNSET
     type_: ContactType | None | Unset = UNSET
     phone_numbers: list[PhoneNumber] | None | Unset = UNSET
+    links: ContactLinks | Unset = UNSET
     additional_properties: dict[str, Any] = _dataclass_field(init=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,8 +91,6 @@ class Contact:
         created_at = self.created_at.isoformat()
 
         updated_at = self.updated_at.isoformat()
-
-        links = self.links.to_dict()
 
         archived_at: None | str | Unset
         if isinstance(self.archived_at, Unset):
@@ -248,6 +246,10 @@ class Contact:
         else:
             phone_numbers = self.phone_numbers
 
+        links: dict[str, Any] | Unset = UNSET
+        if not isinstance(self.links, Unset):
+            links = self.links.to_dict()
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -255,7 +257,6 @@ class Contact:
                 "id": id,
                 "created_at": created_at,
                 "updated_at": updated_at,
-                "links": links,
             }
         )
         if archived_at is not UNSET:
@@ -304,6 +305,8 @@ class Contact:
             field_dict["type"] = type_
         if phone_numbers is not UNSET:
             field_dict["phone_numbers"] = phone_numbers
+        if links is not UNSET:
+            field_dict["links"] = links
 
         return field_dict
 
@@ -322,8 +325,6 @@ class Contact:
         created_at = datetime.datetime.fromisoformat(d.pop("created_at"))
 
         updated_at = datetime.datetime.fromisoformat(d.pop("updated_at"))
-
-        links = ContactLinks.from_dict(d.pop("links"))
 
         def _parse_archived_at(data: object) -> datetime.datetime | None | Unset:
             if data is None:
@@ -585,11 +586,17 @@ class Contact:
 
         phone_numbers = _parse_phone_numbers(d.pop("phone_numbers", UNSET))
 
+        _links = d.pop("links", UNSET)
+        links: ContactLinks | Unset
+        if isinstance(_links, Unset):
+            links = UNSET
+        else:
+            links = ContactLinks.from_dict(_links)
+
         contact = cls(
             id=id,
             created_at=created_at,
             updated_at=updated_at,
-            links=links,
             archived_at=archived_at,
             deleted_at=deleted_at,
             title=title,
@@ -613,6 +620,7 @@ class Contact:
             type_code=type_code,
             type_=type_,
             phone_numbers=phone_numbers,
+            links=links,
         )
 
         contact.additional_properties = d

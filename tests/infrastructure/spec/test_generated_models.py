@@ -46,12 +46,21 @@ def test_get_example_parses() -> None:
     assert contact.type_ is ContactType.DOCTOR
     assert contact.type_code is TypeCode.DOCTOR
     assert contact.created_at.isoformat() == "2016-07-25T18:52:09+00:00"
+    assert not isinstance(contact.links, Unset)
     assert contact.links.self_ == "http://api.cliniko.com/v1/contacts/1"
     assert isinstance(contact.phone_numbers, list)
     assert [(p.number, p.phone_type) for p in contact.phone_numbers] == [
         ("0987654321", PhoneType.MOBILE),
         ("1234567890", PhoneType.HOME),
     ]
+
+
+def test_a_contact_without_its_own_link_parses() -> None:
+    # No code reads a contact's `links.self`: a Cliniko that left it out must lose nothing.
+    body = load_seed_example("get_response")
+    del body["links"]
+    contact = Contact.from_dict(body)
+    assert (contact.id, contact.links) == (1, UNSET)
 
 
 def test_create_example_parses() -> None:
