@@ -185,11 +185,24 @@ def test_tally_other_events_ignored_and_malformed_fields():
         tally.parse(delivery(b'{"eventType": "FORM_RESPONSE", "data": {"fields": [{}]}}', {}))
 
 
-def test_a_tally_response_that_names_no_event_type_is_a_response():
-    # Answered 200 and dropped, it was lost: Tally does not resend what got a 2xx.
-    body = json.loads(samples.tally_body())
-    del body["eventType"]
-    parsed = tally.parse(delivery(json.dumps(body).encode(), {}))
+@pytest.mark.parametrize("missing", [True, False], ids=["left_out", "null"])
+@pytest.mark.parametrize(
+    ("provider", "sample", "key"),
+    [
+        (tally, samples.tally_body, "eventType"),
+        (typeform, samples.typeform_body, "event_type"),
+        (webflow, samples.webflow_body, "triggerType"),
+    ],
+    ids=["tally", "typeform", "webflow"],
+)
+def test_a_response_that_names_no_event_type_is_a_response(provider, sample, key, missing):
+    # Answered 200 and dropped, it was lost: no provider resends what got a 2xx.
+    body = json.loads(sample())
+    if missing:
+        del body[key]
+    else:
+        body[key] = None
+    parsed = provider.parse(delivery(json.dumps(body).encode(), {}))
     assert not parsed.ignored
     assert parsed.answers
 

@@ -36,9 +36,9 @@ def verify(delivery: Delivery, secret: str, now: float) -> None:
 
 def parse(delivery: Delivery) -> Parsed:
     data = json_object(delivery.body)
-    # A delivery that names no event type is a response (as Webflow's without its
-    # triggerType): answered 200 and dropped, it would be lost, since Tally does not resend.
-    event_type = data.get("eventType", "FORM_RESPONSE")
+    # A delivery that names no event type (left out, or null) is a response, as Typeform's and
+    # Webflow's: answered 200 and dropped, it would be lost, since Tally does not resend.
+    event_type = data.get("eventType") or "FORM_RESPONSE"
     if event_type != "FORM_RESPONSE":
         # The event type is the sender's text: the log gets a fixed reason, not the text.
         return Parsed(answers={}, ignored="other_event")

@@ -38,7 +38,9 @@ def verify(delivery: Delivery, secret: str, now: float) -> None:
 
 def parse(delivery: Delivery) -> Parsed:
     data = json_object(delivery.body)
-    event_type = data.get("event_type")
+    # A delivery that names no event type (left out, or null) is a response, as Tally's and
+    # Webflow's: answered 200 and dropped, it would be lost.
+    event_type = data.get("event_type") or "form_response"
     if event_type != "form_response":
         # The event type is the sender's text: the log gets a fixed reason, not the text.
         return Parsed(

@@ -39,7 +39,7 @@ def verify(delivery: Delivery, secret: str, now: float) -> None:
 
 def parse(delivery: Delivery) -> Parsed:
     data = json_object(delivery.body)
-    trigger = data.get("triggerType", "form_submission")
+    trigger = data.get("triggerType") or "form_submission"
     if trigger != "form_submission":
         # The trigger type is the sender's text: the log gets a fixed reason, not the text.
         return Parsed(answers={}, ignored="other_event")
