@@ -92,8 +92,8 @@ def test_response_violations_are_recorded_and_strict_mode_answers_500(tmp_path: 
         spec_path()
         .read_text()
         .replace(
-            "required: [id, created_at, updated_at, links]",
-            "required: [id, created_at, updated_at, links, shoe_size]",
+            "required: [id, created_at, updated_at]",
+            "required: [id, created_at, updated_at, shoe_size]",
         )
     )
     assert "shoe_size" in broken
