@@ -14,6 +14,7 @@ import json
 import pytest
 from cliniko_automations.intake_worker.find_or_create import phone_digits, phones_match
 
+from tests.fixtures.apigw import form_post_event
 from tests.integration.intake_worker.e2e_world import (
     PROVIDER_SOURCES,
     IntakePath,
@@ -95,4 +96,27 @@ def test_signed_sample_becomes_exactly_one_contact(path: IntakePath, cliniko, pr
     assert path.work() == 1
     assert len(cliniko.control.contacts()) == 1
     assert path.stack.counts(path.stack.queue_url) == (0, 0)
+    assert path.stack.counts(path.stack.dead_letter_queue_url) == (0, 0)
+
+
+def test_a_senders_key_sent_again_with_other_details_is_another_submission(
+    path: IntakePath, cliniko
+) -> None:
+    # A partner script that sends one Idempotency-Key with every post (a constant, a counter
+    # reset by a restart): the second person was answered from the first's outcome, and lost.
+    def post(body: bytes) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Signature": samples.t_v1_signature(body),
+            "Idempotency-Key": "order-1",
+        }
+        accepted(path.post(form_post_event("partner-json", body, headers)))
+
+    post(samples.json_body())
+    post(samples.json_body(first_name="Bartholomew", last_name="Quist", email="b@example.net"))
+    post(samples.json_body())  # the first again: a redelivery
+
+    assert path.work() == 3
+    names = sorted(contact["last_name"] for contact in cliniko.control.contacts())
+    assert names == sorted([samples.LAST, "Quist"])
     assert path.stack.counts(path.stack.dead_letter_queue_url) == (0, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import typing
 from collections.abc import Mapping
@@ -97,6 +98,11 @@ class ContactDraft:
         values = {name: value for name, value in self._values().items() if value is not None}
         return _compact_json(values)
 
+    def digest(self) -> str:
+        """SHA-256 of `canonical_json`, in hex: what tells one submission's content from
+        another's."""
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
     @property
     def lookup_email(self) -> str | None:
         """The email as Cliniko's email filter compares it: lower-cased."""
@@ -146,7 +152,8 @@ class Submission:
     """One accepted submission, as queued.
 
     `submission_id` is our id, returned to the sender in the 202; `idempotency_key` is
-    '<source>:<provider submission id>' or '<source>:sha256:<content hash>'; `account` names
+    '<source>:<provider submission id>', '<source>:<sender's key>:<content hash>' or
+    '<source>:sha256:<content hash>' (intake_api/accept.py); `account` names
     the Cliniko account (its key's secret) to write; `submitted_at` is the provider's own
     submission time, when its payload has one; `first_received_at`, when the API first
     received this idempotency key.

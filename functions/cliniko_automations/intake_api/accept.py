@@ -14,7 +14,6 @@ to send the browser to, instead of a bare status it would show as a blank page.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import uuid
 from collections.abc import Callable, Mapping
@@ -52,6 +51,9 @@ DEFAULT_MAX_BODY_BYTES = 65536
 # that would not fit is refused as too large here, not answered 503 by the store on every
 # retry of its sender.
 MAX_STORED_BYTES = 300 * 1024
+# Providers whose submission id is the sender's own choice (a json source's Idempotency-Key,
+# an HTML form's nonce field), not one a form service makes for each response.
+SENDER_KEYED_PROVIDERS = frozenset({"json", "html"})
 TOKEN_HEADER = "x-intake-token"  # noqa: S105 (a header name, not a secret)
 TOKEN_QUERY = "token"  # noqa: S105 (a query parameter name)
 
@@ -216,7 +218,12 @@ def _accept(
     draft = validate_draft(map_answers(answers, source), source)
     submission = Submission(
         submission_id=str(uuid.uuid4()),
-        idempotency_key=idempotency_key(source.name, provider_submission_id, draft),
+        idempotency_key=idempotency_key(
+            source.name,
+            provider_submission_id,
+            draft,
+            sender_chosen=source.provider in SENDER_KEYED_PROVIDERS,
+        ),
         source=source.name,
         provider=source.provider,
         account=source.account,
@@ -234,16 +241,24 @@ def _accept(
     )
 
 
-def idempotency_key(source: str, provider_submission_id: str | None, draft: ContactDraft) -> str:
-    """`<source>:<provider id>`, or `<source>:sha256:<hash of the draft>` when there is none.
+def idempotency_key(
+    source: str, provider_submission_id: str | None, draft: ContactDraft, *, sender_chosen: bool
+) -> str:
+    """`<source>:<provider id>`; `<source>:<sender's key>:<hash of the draft>` when the sender
+    chose the id (`sender_chosen`: a json source's Idempotency-Key, an HTML form's nonce);
+    `<source>:sha256:<hash of the draft>` when there is none.
 
     The hash covers the normalised draft (not the raw body), so a redelivery, a double click
-    or a re-serialised payload with the same content all land on the same key.
+    or a re-serialised payload with the same content all land on the same key. A form service
+    makes one id per response; a sender's key may come again with other details (a constant,
+    a counter reset by a restart, a nonce on a cached page): taken for a redelivery, that
+    submission would be answered from the first one's outcome and never reach Cliniko.
     """
+    if provider_submission_id and sender_chosen:
+        return f"{source}:{provider_submission_id}:{draft.digest()}"
     if provider_submission_id:
         return f"{source}:{provider_submission_id}"
-    canonical = draft.canonical_json().encode("utf-8")
-    return f"{source}:sha256:{hashlib.sha256(canonical).hexdigest()}"
+    return f"{source}:sha256:{draft.digest()}"
 
 
 def _trusted_origin(request: IntakeRequest, html: HtmlOptions) -> str:

@@ -109,8 +109,9 @@ def test_content_hash_key_is_stable_and_content_sensitive():
 
 def test_idempotency_key_shapes():
     draft = ContactDraft(first_name="A")
-    assert idempotency_key("s", "42", draft) == "s:42"
-    assert len(idempotency_key("s", None, draft)) == len("s:sha256:") + 64
+    assert idempotency_key("s", "42", draft, sender_chosen=False) == "s:42"
+    assert idempotency_key("s", "42", draft, sender_chosen=True) == f"s:42:{draft.digest()}"
+    assert len(idempotency_key("s", None, draft, sender_chosen=True)) == len("s:sha256:") + 64
 
 
 def test_partial_typeform_is_ignored_without_a_submission():
@@ -330,7 +331,8 @@ FORM = f"name=Marguerite+Okonkwo-Lindqvist&email={EMAIL}&phone=0412987654&messag
 def test_html_accepted_with_success_redirect():
     outcome = accept(browser(FORM.encode() + b"&nonce=n-1"), services(html_sources()))
     assert isinstance(outcome, Accepted)
-    assert outcome.submission.idempotency_key == "website-contact-html:n-1"
+    draft = outcome.submission.draft
+    assert outcome.submission.idempotency_key == f"website-contact-html:n-1:{draft.digest()}"
     assert outcome.cors_origin == ORIGIN
     target = urlsplit(outcome.redirect_to)
     assert f"{target.scheme}://{target.netloc}{target.path}" == SUCCESS_URL

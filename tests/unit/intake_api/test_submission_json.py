@@ -35,7 +35,7 @@ AWKWARD = ContactDraft(
 def test_the_content_hash_is_the_one_the_pydantic_model_gave():
     # Computed with the pydantic ContactDraft (model_dump_json(exclude_none=True)) before it
     # became a dataclass: a provider's redelivery across that deploy keeps its key.
-    assert idempotency_key("s", None, AWKWARD) == (
+    assert idempotency_key("s", None, AWKWARD, sender_chosen=False) == (
         "s:sha256:f79197a219dd8e4e8da4b9412415b5097f7ecd8a7058f622b75bdc41d34a9ba0"
     )
 
