@@ -201,10 +201,9 @@ class ClinikoClient:
         # Built now, not lazily on the first call, so two threads' first calls cannot race
         # to build two connection pools.
         self._api.get_httpx_client()
-        # Set once the legacy DELETE archived where POST .../archive was missing, and once
-        # the seed's PUT updated where PATCH was.
-        self._archive_by_delete = False
-        self._update_by_put = False
+        # The works ("update", "archive") done by the route the seed names since Cliniko's
+        # current one was missing (`_by_route`).
+        self._seed_routes: set[str] = set()
 
     def __repr__(self) -> str:
         # Never the key: the generated client's own repr would print the auth token.
@@ -369,51 +368,59 @@ class ClinikoClient:
         include_archived: bool = False,
     ) -> Contact:
         """Change only the fields sent (`None` clears one). `include_archived` reaches the
-        contact if it is archived, too (`_scope`).
-
-        `PATCH /contacts/{id}`, Cliniko's current route; when it answers 404 (or 405), the
-        seed's `PUT /contacts/{id}`, which takes the same partial body: the contacts page of
-        Cliniko's docs names only that one, so a Cliniko (or a stand-in) without PATCH updates
-        all the same, and a 404 from both is a contact that is not there. Once PUT has
-        updated where PATCH was missing, this client uses it."""
+        contact if it is archived, too (`_scope`). `PATCH /contacts/{id}`, Cliniko's current
+        route, else the seed's `PUT /contacts/{id}`, which takes the same partial body
+        (`_by_route`)."""
         contact_id = _check_id(contact_id)
         write = _write_body(body)
         scope = _scope(include_archived)
-        if not self._update_by_put:
-            try:
-                response = self._call(update_contact.sync_detailed, contact_id, body=write, q=scope)
-                return _normalise(self._expect(response, 200, Contact, "PATCH /contacts/{id}"))
-            except errors.NotFound:
-                pass
-            except errors.UnexpectedResponse as exc:
-                if exc.status_code != HTTPStatus.METHOD_NOT_ALLOWED:
-                    raise
-        response = self._call(replace_contact.sync_detailed, contact_id, body=write, q=scope)
-        updated = _normalise(self._expect(response, 200, Contact, "PUT /contacts/{id}"))
-        self._update_by_put = True
-        return updated
+
+        def update(operation: Any, what: str) -> Contact:
+            response = self._call(operation, contact_id, body=write, q=scope)
+            return _normalise(self._expect(response, 200, Contact, what))
+
+        return self._by_route(
+            "update",
+            lambda: update(update_contact.sync_detailed, "PATCH /contacts/{id}"),
+            lambda: update(replace_contact.sync_detailed, "PUT /contacts/{id}"),
+        )
 
     def archive_contact(self, contact_id: str) -> None:
         """Archive (Cliniko's only removal: the record, with its personal fields, remains).
-
-        `POST /contacts/{id}/archive`, Cliniko's current route; when it answers 404 (or 405), the
-        legacy `DELETE /contacts/{id}`, which archives too: the contacts page of Cliniko's
-        docs still names only that one, so a Cliniko (or a stand-in) without the newer route
-        archives all the same, and a 404 from both is a contact that is not there. Once the
-        legacy route has archived where the current one was missing, this client uses it.
-        Any 2xx is archived: the docs say 204, and a body beside it changes nothing."""
+        `POST /contacts/{id}/archive`, Cliniko's current route, else the legacy
+        `DELETE /contacts/{id}`, which archives too (`_by_route`). Any 2xx is archived: the
+        docs say 204, and a body beside it changes nothing."""
         contact_id = _check_id(contact_id)
-        if not self._archive_by_delete:
+        self._by_route(
+            "archive",
+            lambda: self._archive_with(archive_contact.sync_detailed, contact_id),
+            lambda: self._archive_with(delete_contact.sync_detailed, contact_id),
+        )
+
+    def _by_route(self, work: str, current: Callable[[], T], seeds: Callable[[], T]) -> T:
+        """`current()`, by Cliniko's current route; where that answers 404 or 405, `seeds()`,
+        by the route the contacts page of Cliniko's docs (the seed) still names, which does
+        the same work: a Cliniko (or a stand-in) without the newer route works all the same.
+        Once the seed's route has worked where the current one was missing, this client uses
+        it for `work`. A 404 from the current route and a 404 or 405 from the seed's is a
+        contact that is not there (NotFound)."""
+        missing: errors.NotFound | None = None
+        if work not in self._seed_routes:
             try:
-                self._archive_with(archive_contact.sync_detailed, contact_id)
-                return
-            except errors.NotFound:
-                pass
+                return current()
+            except errors.NotFound as exc:
+                missing = exc
             except errors.UnexpectedResponse as exc:
                 if exc.status_code != HTTPStatus.METHOD_NOT_ALLOWED:
                     raise
-        self._archive_with(delete_contact.sync_detailed, contact_id)
-        self._archive_by_delete = True
+        try:
+            done = seeds()
+        except errors.UnexpectedResponse as exc:
+            if missing is not None and exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+                raise missing from None  # the current route is served and found no contact
+            raise
+        self._seed_routes.add(work)
+        return done
 
     def _archive_with(self, operation: Any, contact_id: str) -> None:
         try:

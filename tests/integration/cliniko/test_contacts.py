@@ -337,6 +337,34 @@ def test_a_patch_refused_as_a_method_falls_back_to_the_seeds_put() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("work", "methods"),
+    [
+        (lambda client: client.update_contact(ID, {"first_name": "Ana"}), [b"PATCH", b"PUT"]),
+        (lambda client: client.archive_contact(ID), [b"POST", b"DELETE"]),
+    ],
+    ids=["update", "archive"],
+)
+def test_a_contact_the_current_route_does_not_find_is_not_found_where_the_seeds_is_no_method(
+    work, methods
+) -> None:
+    def script(connection, request: bytes) -> None:
+        if request.startswith(methods[1] + b" "):
+            answer(b'{"message": "Method not allowed"}', status="405 Method Not Allowed")(
+                connection, request
+            )
+        else:
+            answer(b'{"message": "Not found"}', status="404 Not Found")(connection, request)
+
+    client, server = scripted_client(script)
+    try:
+        with pytest.raises(errors.NotFound):
+            work(client)
+    finally:
+        server.stop()
+    assert [r.split(b" ", 1)[0] for r in server.requests] == methods
+
+
 def test_a_cliniko_without_patch_updates_by_put_and_a_missing_contact_is_not_found(
     cliniko,
 ) -> None:
