@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -279,62 +280,61 @@ def scripted_client(script, clock: FakeClock | None = None) -> tuple[ClinikoClie
     return client, server
 
 
-def only_the_legacy_archive(status: bytes):
-    """A Cliniko as the contacts page of its docs describes it: DELETE /contacts/{id} archives;
-    POST /contacts/{id}/archive is not a route (answered `status`)."""
+def only_the_seeds_route(method: bytes, seeds_answer, other_status: str):
+    """A Cliniko as the contacts page of its docs describes it: requests by `method` (the
+    seed's route: PUT to update, DELETE to archive) get `seeds_answer`; any other is answered
+    `other_status` (404 or 405: the current route is not there)."""
 
     def script(connection, request: bytes) -> None:
-        if request.startswith(b"DELETE "):
-            answer(b"", status="204 No Content")(connection, request)
+        if request.startswith(method + b" "):
+            seeds_answer(connection, request)
         else:
-            answer(b'{"message": "Not found"}', status=status.decode())(connection, request)
+            answer(b'{"message": "Not found"}', status=other_status)(connection, request)
 
     return script
 
 
-@pytest.mark.parametrize("status", [b"404 Not Found", b"405 Method Not Allowed"])
-def test_a_missing_archive_route_falls_back_to_the_legacy_delete(status) -> None:
-    client, server = scripted_client(only_the_legacy_archive(status))
+CONTACT = json.dumps(
+    {
+        "id": ID,
+        "first_name": "Ana",
+        "created_at": "2026-12-03T00:00:00Z",
+        "updated_at": "2026-12-03T00:00:00Z",
+    }
+).encode()
+CONTACT_PATH = f"/au1/v1/contacts/{ID}".encode()
+
+
+@pytest.mark.parametrize("status", ["404 Not Found", "405 Method Not Allowed"])
+@pytest.mark.parametrize(
+    ("work", "current", "seeds", "seeds_answer"),
+    [
+        (
+            lambda client: client.update_contact(ID, {"first_name": "Ana"}),
+            [b"PATCH", CONTACT_PATH],
+            [b"PUT", CONTACT_PATH],
+            answer(CONTACT, "Content-Type: application/json"),
+        ),
+        (
+            lambda client: client.archive_contact(ID),
+            [b"POST", CONTACT_PATH + b"/archive"],
+            [b"DELETE", CONTACT_PATH],
+            answer(b"", status="204 No Content"),
+        ),
+    ],
+    ids=["update", "archive"],
+)
+def test_a_missing_current_route_falls_back_to_the_seeds(
+    work, current, seeds, seeds_answer, status
+) -> None:
+    client, server = scripted_client(only_the_seeds_route(seeds[0], seeds_answer, status))
     try:
-        client.archive_contact(ID)
-        client.archive_contact(ID)
+        work(client)
+        work(client)
     finally:
         server.stop()
-    # Archived, and the next archive goes by DELETE at once.
-    assert [r.split(b" ", 2)[:2] for r in server.requests] == [
-        [b"POST", f"/au1/v1/contacts/{ID}/archive".encode()],
-        [b"DELETE", f"/au1/v1/contacts/{ID}".encode()],
-        [b"DELETE", f"/au1/v1/contacts/{ID}".encode()],
-    ]
-
-
-def only_the_seeds_put(connection, request: bytes) -> None:
-    """A Cliniko as the contacts page of its docs describes it: PUT /contacts/{id} updates;
-    PATCH is not a method of the route (405)."""
-    if request.startswith(b"PUT "):
-        body = b'{"id": "%s", "first_name": "Ana", "created_at": "2026-12-03T00:00:00Z", '
-        body = (
-            body % ID.encode()
-        ) + b'"updated_at": "2026-12-03T00:00:00Z", "links": {"self": "x"}}'
-        answer(body, "Content-Type: application/json")(connection, request)
-    else:
-        answer(b'{"message": "Method not allowed"}', status="405 Method Not Allowed")(
-            connection, request
-        )
-
-
-def test_a_patch_refused_as_a_method_falls_back_to_the_seeds_put() -> None:
-    client, server = scripted_client(only_the_seeds_put)
-    try:
-        assert client.update_contact(ID, {"first_name": "Ana"}).first_name == "Ana"
-        client.update_contact(ID, {"first_name": "Ana"})
-    finally:
-        server.stop()
-    assert [r.split(b" ", 2)[:2] for r in server.requests] == [
-        [b"PATCH", f"/au1/v1/contacts/{ID}".encode()],
-        [b"PUT", f"/au1/v1/contacts/{ID}".encode()],
-        [b"PUT", f"/au1/v1/contacts/{ID}".encode()],
-    ]
+    # Done, and done the next time by the seed's route at once.
+    assert [r.split(b" ", 2)[:2] for r in server.requests] == [current, seeds, seeds]
 
 
 @pytest.mark.parametrize(
@@ -348,15 +348,8 @@ def test_a_patch_refused_as_a_method_falls_back_to_the_seeds_put() -> None:
 def test_a_contact_the_current_route_does_not_find_is_not_found_where_the_seeds_is_no_method(
     work, methods
 ) -> None:
-    def script(connection, request: bytes) -> None:
-        if request.startswith(methods[1] + b" "):
-            answer(b'{"message": "Method not allowed"}', status="405 Method Not Allowed")(
-                connection, request
-            )
-        else:
-            answer(b'{"message": "Not found"}', status="404 Not Found")(connection, request)
-
-    client, server = scripted_client(script)
+    no_method = answer(b'{"message": "Method not allowed"}', status="405 Method Not Allowed")
+    client, server = scripted_client(only_the_seeds_route(methods[1], no_method, "404 Not Found"))
     try:
         with pytest.raises(errors.NotFound):
             work(client)
