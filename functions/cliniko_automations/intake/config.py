@@ -186,7 +186,7 @@ class HtmlOptions:
     allowed_origins: Annotated[list[str], Limits(min_length=1), Checked(_origins)]
     honeypot_field: str | None = None
     # A hidden per-page nonce makes a resubmitted page recognisable as the same submission
-    # (with the same details: other details under one nonce are another submission).
+    # (for the same person: another person under one nonce is another submission).
     nonce_field: str | None = None
     captcha: Captcha | None = None
     # The first URL of each list is the default; a form may pick another listed one with the

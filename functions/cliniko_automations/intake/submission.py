@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 from cliniko_automations.cliniko import rules
-from cliniko_automations.common.person_keys import clean_email
+from cliniko_automations.common.person_keys import clean_email, fold_name, phone_digits
 from cliniko_automations.common.settings import parsed_setting
 
 PhoneType = Literal["Mobile", "Home", "Work", "Other", "Fax"]
@@ -102,6 +102,21 @@ class ContactDraft:
         """SHA-256 of `canonical_json`, in hex: what tells one submission's content from
         another's."""
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    def person_digest(self) -> str:
+        """SHA-256, in hex, of whom the draft names as the worker finds them: the lower-cased
+        email, else the folded first and last name with the phones' digits, else (nobody to
+        find) the whole content, `digest`. Fields that name nobody (notes, defaults, a
+        company) do not move it."""
+        if self.lookup_email:
+            material = f"email\x00{self.lookup_email}"
+        else:
+            phones = sorted({phone_digits(phone.number) for phone in self.phone_numbers} - {""})
+            first, last = fold_name(self.first_name), fold_name(self.last_name)
+            if not (first and last and phones):
+                return self.digest()
+            material = "\x00".join(("name", first, last, *phones))
+        return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
     @property
     def lookup_email(self) -> str | None:

@@ -244,18 +244,21 @@ def _accept(
 def idempotency_key(
     source: str, provider_submission_id: str | None, draft: ContactDraft, *, sender_chosen: bool
 ) -> str:
-    """`<source>:<provider id>`; `<source>:<sender's key>:<hash of the draft>` when the sender
-    chose the id (`sender_chosen`: a json source's Idempotency-Key, an HTML form's nonce);
-    `<source>:sha256:<hash of the draft>` when there is none.
+    """`<source>:<provider id>`; `<source>:<sender's key>:<hash of whom the draft names>` when
+    the sender chose the id (`sender_chosen`: a json source's Idempotency-Key, an HTML form's
+    nonce); `<source>:sha256:<hash of the draft>` when there is none.
 
-    The hash covers the normalised draft (not the raw body), so a redelivery, a double click
-    or a re-serialised payload with the same content all land on the same key. A form service
-    makes one id per response; a sender's key may come again with other details (a constant,
-    a counter reset by a restart, a nonce on a cached page): taken for a redelivery, that
-    submission would be answered from the first one's outcome and never reach Cliniko.
+    The content hash covers the normalised draft (not the raw body), so a redelivery, a double
+    click or a re-serialised payload with the same content all land on the same key. A form
+    service makes one id per response; a sender's key may come again for another person (a
+    constant, a counter reset by a restart, a nonce on a cached page): taken for a
+    redelivery, that person would be answered from the first one's outcome and never reach
+    Cliniko. Qualified by the person (`ContactDraft.person_digest`), not by every field, a
+    retry of the same person stays a redelivery when its other fields or the source's
+    mapping changed in between, and so stays dropped after that person's erasure.
     """
     if provider_submission_id and sender_chosen:
-        return f"{source}:{provider_submission_id}:{draft.digest()}"
+        return f"{source}:{provider_submission_id}:{draft.person_digest()}"
     if provider_submission_id:
         return f"{source}:{provider_submission_id}"
     return f"{source}:sha256:{draft.digest()}"

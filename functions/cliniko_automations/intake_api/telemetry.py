@@ -17,7 +17,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import Misconfiguration, report
 from cliniko_automations.intake.config import FormSource
-from cliniko_automations.intake_api.accept import Accepted, Dropped, Ignored
+from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake_api.accept import (
+    SENDER_KEYED_PROVIDERS,
+    Accepted,
+    Dropped,
+    Ignored,
+)
 from cliniko_automations.intake_api.errors import FieldsInvalid, IntakeError, ServiceUnavailable
 
 logger = function_logger("intake")
@@ -58,9 +64,16 @@ def report_accepted(outcome: Accepted) -> None:
             "outcome": "accepted",
             "submission_id": submission.submission_id,
             "fields": sorted(submission.draft.cliniko_fields()),
-            "keyed_by": "content" if ":sha256:" in submission.idempotency_key else "provider_id",
+            "keyed_by": _keyed_by(submission),
         },
     )
+
+
+def _keyed_by(submission: Submission) -> str:
+    """What the submission's idempotency key stands on (accept.idempotency_key)."""
+    if submission.idempotency_key.startswith(f"{submission.source}:sha256:"):
+        return "content"
+    return "sender_key" if submission.provider in SENDER_KEYED_PROVIDERS else "provider_id"
 
 
 def report_refused(exc: IntakeError, problem: Misconfiguration | None) -> None:

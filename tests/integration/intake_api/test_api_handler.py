@@ -137,7 +137,7 @@ def test_signed_delivery_is_queued_and_answered_202(intake, source, base64):
     assert body_of(answer) == {"submission_id": submission.submission_id}
     assert submission.source == source
     if source == "partner-json":  # the sender's own key, qualified by the content
-        assert submission.idempotency_key == f"{key}:{submission.draft.digest()}"
+        assert submission.idempotency_key == f"{key}:{submission.draft.person_digest()}"
     elif key:
         assert submission.idempotency_key == key
     else:
@@ -212,10 +212,32 @@ def test_accepted_log_and_metric(intake, capsys):
             "notes",
         ]
     )
+    assert record["keyed_by"] == "provider_id"  # Typeform's response token
     metrics = emf(capsys.readouterr().out)
     assert [m["name"] for m in metrics] == ["SubmissionAccepted"]
     assert metrics[0]["dimensions"] == {"service": "intake"}
     intake.messages()
+
+
+@pytest.mark.parametrize(
+    ("source", "idempotency_key", "keyed_by"),
+    [
+        ("partner-json", "order-1", "sender_key"),
+        ("partner-json", None, "content"),
+        ("insurer-formspree", None, "content"),
+    ],
+)
+def test_the_accepted_log_says_what_the_submission_is_keyed_by(
+    intake, source, idempotency_key, keyed_by
+):
+    make_body = PROVIDER_CASES[source][0]
+    body, headers = signed(source, make_body())
+    headers = {k: v for k, v in headers.items() if k != "Idempotency-Key"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    assert intake.post(source, body, headers)["statusCode"] == 202
+    (record,) = [r for r in intake.log_records() if r["message"] == "Submission accepted"]
+    assert record["keyed_by"] == keyed_by
 
 
 def emf(stdout: str) -> list[dict]:

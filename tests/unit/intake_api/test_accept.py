@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,7 +14,7 @@ from cliniko_automations.intake.config import (
     form_sources_of,
     load_form_sources,
 )
-from cliniko_automations.intake.submission import ContactDraft, Submission
+from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
 from cliniko_automations.intake_api.accept import (
     Accepted,
     Dropped,
@@ -110,8 +111,31 @@ def test_content_hash_key_is_stable_and_content_sensitive():
 def test_idempotency_key_shapes():
     draft = ContactDraft(first_name="A")
     assert idempotency_key("s", "42", draft, sender_chosen=False) == "s:42"
-    assert idempotency_key("s", "42", draft, sender_chosen=True) == f"s:42:{draft.digest()}"
+    assert idempotency_key("s", "42", draft, sender_chosen=True) == f"s:42:{draft.person_digest()}"
     assert len(idempotency_key("s", None, draft, sender_chosen=True)) == len("s:sha256:") + 64
+
+
+def test_a_senders_key_is_qualified_by_the_person_not_by_every_field():
+    ana = ContactDraft(first_name="Ana", last_name="Lima", email="Ana.Lima@example.com")
+
+    def key(draft: ContactDraft) -> str:
+        return idempotency_key("s", "order-1", draft, sender_chosen=True)
+
+    # The same person with other notes or a default the mapping added since: a redelivery.
+    again = dataclasses.replace(ana, email="ana.lima@example.com", notes="Sent at 10:02")
+    assert key(again) == key(ana)
+    # Another person under the same key: another submission.
+    assert key(dataclasses.replace(ana, email="bart@example.net")) != key(ana)
+    # Without an email, the name and phones name the person, as the worker's lookup does.
+    phone = PhoneNumber(number="0412 345 678", phone_type="Mobile")
+    by_name = ContactDraft(first_name="Ana", last_name="Lima", phone_numbers=(phone,))
+    spelled = dataclasses.replace(by_name, first_name="ANA ", occupation="Physio")
+    assert key(spelled) == key(by_name)
+    other = dataclasses.replace(phone, number="0499 999 999")
+    assert key(dataclasses.replace(by_name, phone_numbers=(other,))) != key(by_name)
+    # Nobody to find: the whole content.
+    company = ContactDraft(first_name="Accounts", company_name="Acme Health Fund")
+    assert key(company) == f"s:order-1:{company.digest()}"
 
 
 def test_partial_typeform_is_ignored_without_a_submission():
@@ -332,7 +356,7 @@ def test_html_accepted_with_success_redirect():
     outcome = accept(browser(FORM.encode() + b"&nonce=n-1"), services(html_sources()))
     assert isinstance(outcome, Accepted)
     draft = outcome.submission.draft
-    assert outcome.submission.idempotency_key == f"website-contact-html:n-1:{draft.digest()}"
+    assert outcome.submission.idempotency_key == f"website-contact-html:n-1:{draft.person_digest()}"
     assert outcome.cors_origin == ORIGIN
     target = urlsplit(outcome.redirect_to)
     assert f"{target.scheme}://{target.netloc}{target.path}" == SUCCESS_URL

@@ -3,7 +3,7 @@
 Body: a flat JSON object of answers keyed by the names the source maps (nested objects are
 compound answers). Signature: `X-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw
 body>")>` (Formspree's shape), 5-minute window. `Idempotency-Key` names the submission, with
-the content's hash beside it (a key sent again with other details is another submission,
+a hash of the person beside it (a key sent again for another person is another submission,
 accept.idempotency_key); without it the content hash does.
 """
 
