@@ -319,6 +319,12 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
         lines.append(f"  Matching contact ids: {_ids_by_account(body)}")
     if body.get("message"):
         lines.append(body["message"])
+    if status == 409 and body.get("contact_ids") and body.get("request_id"):
+        # The message names the API's field; here the same request is this command again.
+        lines.append(
+            "To erase all of them: the same command with --all-matches "
+            f"--request-id {body['request_id']}."
+        )
     for field, problem in (body.get("errors") or {}).items():
         lines.append(f"  {field}: {problem}")
     for purged in body.get("purged") or []:

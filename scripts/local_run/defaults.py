@@ -8,6 +8,7 @@ form-source file is the repository's own with the browser form pointed at the lo
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,15 @@ def cliniko_key(account: str, index: int) -> str:
     return f"MS0x{body}-{shard}"
 
 
-def parameter_overrides(site_origin: str) -> dict[str, Any]:
-    """Values for the template's parameters that have no default, or need a local one."""
-    return {"ClinikoUserAgent": USER_AGENT, "AllowedOrigins": site_origin}
+def parameter_overrides(site_origin: str, started_at: datetime) -> dict[str, Any]:
+    """Values for the template's parameters that have no default, or need a local one. The
+    change feed starts from the local run's start (`started_at`), not from its first fire:
+    the contacts posted before that fire are the ones a person wants to see it publish."""
+    return {
+        "ClinikoUserAgent": USER_AGENT,
+        "AllowedOrigins": site_origin,
+        "ChangeFeedBackfillFrom": started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 # Cloudflare's documented test token: what the Turnstile widget yields with a test site key.

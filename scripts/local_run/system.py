@@ -201,7 +201,10 @@ class LocalSystem:
         ).start()
         self._owned.append(self.site)
         self.parameters = self.app.parameters(
-            {**defaults.parameter_overrides(self.site.url), **self.parameter_overrides}
+            {
+                **defaults.parameter_overrides(self.site.url, datetime.now(UTC)),
+                **self.parameter_overrides,
+            }
         )
         provisioner = Provisioner(
             self.app,

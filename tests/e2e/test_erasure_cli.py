@@ -88,6 +88,12 @@ def test_dry_run_several_matches_and_json_output(erasure_stack, cli, capsys):
     out = capsys.readouterr().out
     assert code == 3 and "Matching contact ids" in out
     assert all(contact_id in out for contact_id in ids)
+    (hint,) = [line for line in out.splitlines() if "--all-matches" in line]
+    request_id = hint.rsplit("--request-id ", 1)[1].rstrip(".")
+    again = ["request", "--email", PERSONAL["email"], "--reason", "ticket 7", "--dry-run"]
+    code = cli.main([*again, "--all-matches", "--request-id", request_id])
+    out = capsys.readouterr().out
+    assert code == 0 and "completed (dry_run)" in out, out
 
     code = cli.main(
         [
