@@ -316,9 +316,13 @@ def _handler_for(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
                 self._message(500, "Internal Server Error")
                 return
             if gateway.cors:
-                # API Gateway replaces the function's CORS headers with its own.
+                # API Gateway replaces the function's CORS headers with its own, and says
+                # `Vary: Origin` once.
                 headers = [
-                    (k, v) for k, v in headers if not k.lower().startswith("access-control-")
+                    (k, v)
+                    for k, v in headers
+                    if not k.lower().startswith("access-control-")
+                    and (k.lower(), v) != ("vary", "Origin")
                 ]
                 headers.extend(gateway.cors_headers(origin).items())
             self._send(status, headers, payload)

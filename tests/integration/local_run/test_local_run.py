@@ -143,6 +143,10 @@ def test_cors_preflight_follows_the_templates_configuration(local_system):
     )
     assert ok.headers["access-control-allow-origin"] == allowed
     assert "POST" in ok.headers["access-control-allow-methods"]
+    posted = httpx.post(url, data={"name": "X Y"}, headers={"Origin": allowed})
+    assert posted.status_code == 303
+    assert posted.headers["access-control-allow-origin"] == allowed
+    assert posted.headers.get_list("vary") == ["Origin"]  # the function's and the gateway's: one
     refused = httpx.options(
         url,
         headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"},
