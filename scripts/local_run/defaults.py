@@ -8,11 +8,12 @@ form-source file is the repository's own with the browser form pointed at the lo
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+from cliniko_automations.changefeed.changes import iso
 
 STACK_NAME = "cliniko-automations-local"
 REGION = "eu-west-1"
@@ -41,7 +42,7 @@ def parameter_overrides(site_origin: str, started_at: datetime) -> dict[str, Any
     return {
         "ClinikoUserAgent": USER_AGENT,
         "AllowedOrigins": site_origin,
-        "ChangeFeedBackfillFrom": started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ChangeFeedBackfillFrom": iso(started_at),  # the feed's own form of a time
     }
 
 

@@ -167,7 +167,7 @@ class Submission:
     """One accepted submission, as queued.
 
     `submission_id` is our id, returned to the sender in the 202; `idempotency_key` is
-    '<source>:<provider submission id>', '<source>:<sender's key>:<content hash>' or
+    '<source>:<provider submission id>', '<source>:<sender's key>:<hash of the person>' or
     '<source>:sha256:<content hash>' (intake_api/accept.py); `account` names
     the Cliniko account (its key's secret) to write; `submitted_at` is the provider's own
     submission time, when its payload has one; `first_received_at`, when the API first
