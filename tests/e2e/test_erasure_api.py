@@ -6,13 +6,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+from cliniko_automations.common.identity_claims import claim_key
 from cliniko_automations.erasure import api_handler
 from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
+from cliniko_automations.intake_worker.store import DynamoClaims
 
 from tests.fixtures import apigw
 from tests.integration.erasure import stack
@@ -384,6 +388,50 @@ def test_cliniko_failure_is_a_502_and_the_request_can_be_retried(erasure_stack):
     status, body = post(erasure(request_id="retry-me", contact_id=contact_id))
     assert status == 200 and body["result"] == "erased"
     assert_scrubbed_and_archived(erasure_stack, contact_id)
+
+
+def hold_claim(erasure_stack, email: str, account: str = stack.ACCOUNT) -> Any:
+    """The intake worker's claim on a person, as it holds it while it looks them up and
+    creates their contact."""
+    claims = DynamoClaims(boto3.client("dynamodb"), erasure_stack.idempotency_table)
+    return claims.hold(claim_key(account, "email", email.lower()))
+
+
+def test_an_erasure_waits_for_the_create_in_flight_and_erases_what_it_made(erasure_stack):
+    """The worker has looked (no tombstone yet) and is creating the person's contact when the
+    request comes: the erasure looks them up only once that create is answered, and erases
+    the contact it made. Looked up earlier, the contact would be left with every detail."""
+    answers: list[tuple[int, dict[str, Any]]] = []
+    with hold_claim(erasure_stack, EMAIL, stack.OTHER_ACCOUNT):
+        before = len(erasure_stack.log())
+        erasing = threading.Thread(
+            target=lambda: answers.append(post(erasure(request_id="race", email=EMAIL)))
+        )
+        erasing.start()
+        time.sleep(0.8)
+        assert erasure_stack.log()[before:] == [], "looked up while a create was in flight"
+        contact_id = erasure_stack.seed(stack.OTHER_ACCOUNT)
+    erasing.join(timeout=30)
+
+    [(status, body)] = answers
+    assert status == 200 and body["result"] == "erased", body
+    assert body["contact_ids"] == [contact_id]
+    stored = erasure_stack.contact(contact_id, stack.OTHER_ACCOUNT)
+    assert stored["archived_at"] and not stored.get("email")
+
+
+def test_a_create_in_flight_throughout_fails_the_attempt_before_any_lookup(erasure_stack):
+    # The fence waits its 5 s for the claim, then gives up.
+    erasure_stack.seed()
+    before = len(erasure_stack.log())
+    with hold_claim(erasure_stack, EMAIL):
+        status, body = post(erasure(request_id="busy", email=EMAIL))
+    assert status == 502 and body["status"] == "failed", body
+    assert "submission_in_progress" in body["message"] and "send it again" in body["message"]
+    assert erasure_stack.log()[before:] == []
+
+    status, body = post(erasure(request_id="busy", email=EMAIL))
+    assert status == 200 and body["result"] == "erased", body
 
 
 def test_misconfiguration_is_a_503_that_names_no_value(erasure_stack, monkeypatch):

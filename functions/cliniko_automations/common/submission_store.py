@@ -14,7 +14,8 @@ Three kinds of item:
   email that has a first and last name and a phone), `expiration`.
 - `tombstone#<key>`: `erased_at`, the time of the latest erasure of that email (or that name
   and phone). A submission of that person made before it is dropped wherever it comes from
-  (a retry, a replay, a provider's redelivery). Hashes and times only.
+  (a retry, a replay, a provider's redelivery). Hashes and times only. An erasure writes
+  the request's email's first, fenced against the intake worker's claims (`fence`).
 - `first-seen#<sha256(idempotency key)>`: when the API first received a submission, for
   payloads without a submission time of their own: a redelivery days later is not new.
 
@@ -24,13 +25,17 @@ This module stores text and hashes; the intake parses bodies, the erasure never 
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from cliniko_automations.common.dynamodb_batches import get_items, write_items
+from cliniko_automations.common.identity_claims import claim_is_free, claim_item_key
 from cliniko_automations.common.person_keys import PersonKeys
 
 BODY_PREFIX = "submission#"
@@ -54,17 +59,29 @@ class StoredSubmission:
     keys: PersonKeys
 
 
+# Most claims one fence checks in a transaction (DynamoDB's limit is 100 items, its tombstone
+# is one of them).
+FENCE_CLAIMS = 90
+
+
 class DynamoSubmissionStore:
+    """`claims_table`: where the intake worker's identity claims live, which `fence` checks;
+    `fence_wait_seconds`: how long it waits for a held claim to end."""
+
     def __init__(
         self,
         client: Any,
         table: str,
         *,
+        claims_table: str | None = None,
+        fence_wait_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self._client = client
         self._table = table
+        self._claims_table = claims_table
+        self._fence_wait = fence_wait_seconds
         self._clock = clock
         self._sleep = sleep
 
@@ -164,20 +181,60 @@ class DynamoSubmissionStore:
 
     def tombstone(self, keys: Collection[str], erased_at: datetime) -> None:
         """Mark each of these person keys erased at `erased_at` (25 keys a request)."""
-        expiration = self._expires(TOMBSTONE_TTL_SECONDS)
         puts = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        "id": {"S": TOMBSTONE_PREFIX + key},
-                        "erased_at": {"S": erased_at.isoformat()},
-                        "expiration": expiration,
-                    }
-                }
-            }
+            {"PutRequest": {"Item": self._tombstone(key, erased_at)}}
             for key in dict.fromkeys(keys)  # a batch may not name an item twice
         ]
         write_items(self._client, self._table, puts, sleep=self._sleep)
+
+    def fence(self, key: str, erased_at: datetime, claims: Collection[str]) -> bool:
+        """Tombstone `key` in one transaction with the check that no intake worker holds any
+        of these identity claims (common/identity_claims.py), trying again while one does for
+        up to `fence_wait_seconds`: False if one still does."""
+        if self._claims_table is None:
+            raise ValueError("a fence needs the table of the identity claims")
+        wanted = list(dict.fromkeys(claims))
+        deadline = time.monotonic() + self._fence_wait
+        delay = 0.05
+        while not self._fenced(key, erased_at, wanted):
+            if time.monotonic() >= deadline:
+                return False
+            # Jitter, as the worker's own wait for a claim has.
+            self._sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - not security related
+            delay = min(delay * 2, 0.5)
+        return True
+
+    def _fenced(self, key: str, erased_at: datetime, claims: Sequence[str]) -> bool:
+        tombstone = {"Put": {"TableName": self._table, "Item": self._tombstone(key, erased_at)}}
+        # Each transaction writes the tombstone (the same item again) with its part of the
+        # claims: once every part has passed, each claim was free with the tombstone written.
+        for start in range(0, max(len(claims), 1), FENCE_CLAIMS):
+            free = claim_is_free(int(self._clock()))
+            checks = [
+                {
+                    "ConditionCheck": {
+                        "TableName": self._claims_table,
+                        "Key": claim_item_key(c),
+                        **free,
+                    }
+                }
+                for c in claims[start : start + FENCE_CLAIMS]
+            ]
+            try:
+                self._client.transact_write_items(TransactItems=[tombstone, *checks])
+            except ClientError as exc:
+                # A claim held, or being taken or given up at this very moment.
+                if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                    return False
+                raise
+        return True
+
+    def _tombstone(self, key: str, erased_at: datetime) -> dict[str, Any]:
+        return {
+            "id": {"S": TOMBSTONE_PREFIX + key},
+            "erased_at": {"S": erased_at.isoformat()},
+            "expiration": self._expires(TOMBSTONE_TTL_SECONDS),
+        }
 
     def purge(self, email_hmac: str) -> list[str]:
         """Delete every body stored for this email hash; returns their submission ids."""

@@ -22,9 +22,11 @@ from typing import Any
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
 from cliniko_automations.cliniko.rules import is_archived
+from cliniko_automations.common.identity_claims import claim_key
 from cliniko_automations.common.person_keys import (
     PersonKeys,
     contact_keys,
+    email_hash,
     phone_entries,
     text_of,
 )
@@ -51,6 +53,8 @@ from cliniko_automations.erasure.scrub import (
 from cliniko_automations.erasure.trail import LOOKUP, OUTCOME_SK, attempt_sk
 
 SUBMISSION_STORE = "submission_store"
+# The error of an attempt that found an intake worker busy with the person's email throughout.
+SUBMISSION_IN_PROGRESS = "submission_in_progress"
 WEBHOOK_DEAD_LETTERS = "webhook_dead_letters"
 
 
@@ -135,6 +139,12 @@ class Attempt:
         )
 
     def execute(self) -> Outcome:
+        if not self.request.dry_run:
+            try:
+                if not self.fence():
+                    return self.fail(SUBMISSION_IN_PROGRESS, [], [])
+            except _StoreFailed as failed:
+                return self.fail(failed.kind, [], [])
         matches: list[Match] = []
         for account in self.scope:
             try:
@@ -221,6 +231,26 @@ class Attempt:
                 message=message,
             )
         )
+
+    def fence(self) -> bool:
+        """Before the lookup, tombstone the request's email once no intake worker is creating
+        or updating a contact for it in an account searched (common/identity_claims.py): a
+        worker that looked before the purge's tombstones and created after the lookup would
+        otherwise bring the person back unseen. False when a worker's claim stayed held."""
+        submissions, email = self.tools.submissions, self.request.email
+        if submissions is None or not email:
+            return True
+        claims = [
+            claim_key(name, "email", email)
+            for account in self.scope
+            for name in self.tools.accounts.names_of(account)
+        ]
+        try:
+            return submissions.fence(
+                email_hash(self.tools.pepper, email), self.tools.clock(), claims
+            )
+        except Exception as error:
+            raise _StoreFailed(f"submission_store_error:{type(error).__name__}") from error
 
     def purge(self, contacts: Iterable[Mapping[str, Any]]) -> None:
         """Tombstone, then delete, every stored submission of the request's email and of the

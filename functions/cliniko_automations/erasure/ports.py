@@ -27,6 +27,11 @@ class SubmissionStore(Protocol):  # see common/submission_store.py
         from being processed."""
         ...
 
+    def fence(self, key: str, erased_at: datetime, claims: Collection[str]) -> bool:
+        """Tombstone `key` once no intake worker holds any of these identity claims, waiting
+        a few seconds for one that does: False when one still does."""
+        ...
+
     def purge(self, email_hmac: str) -> list[str]:
         """Delete every stored submission body for this email; their submission ids."""
         ...

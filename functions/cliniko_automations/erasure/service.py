@@ -107,7 +107,9 @@ def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None
     accounts = ErasureAccounts(list(secrets), client, default=default, key_of=key_of)
     pepper = read_secret(settings.pepper_secret_name)
     dynamodb = aws.client("dynamodb")
-    submissions = DynamoSubmissionStore(dynamodb, settings.submission_table)
+    submissions = DynamoSubmissionStore(
+        dynamodb, settings.submission_table, claims_table=settings.idempotency_table
+    )
     once = PowertoolsOnce(settings.idempotency_table, context=context, dynamodb=dynamodb)
     try:
         return Eraser(

@@ -35,7 +35,6 @@ still need these checks when it is missing.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +42,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from cliniko_automations.cliniko.rules import country_code_for, is_archived
+from cliniko_automations.common.identity_claims import claim_key
 from cliniko_automations.common.person_keys import (
     MAX_PREFIX_DIGITS,
     MIN_SUFFIX_DIGITS,
@@ -87,13 +87,11 @@ class Lookup:
         data; the account is part of it because two clinics may know the same person.
         """
         if self.kind is LookupKind.EMAIL:
-            material = f"{account}\x00email\x00{self.email}"
-        elif self.kind is LookupKind.NAME_PHONE:
-            first, last = fold_name(self.first_name), fold_name(self.last_name)
-            material = f"{account}\x00name\x00{first}\x00{last}"
-        else:
-            return None
-        return hashlib.sha256(material.encode()).hexdigest()
+            assert self.email is not None  # lookup_for sets what its kind looks up by
+            return claim_key(account, "email", self.email)
+        if self.kind is LookupKind.NAME_PHONE:
+            return claim_key(account, "name", fold_name(self.first_name), fold_name(self.last_name))
+        return None
 
 
 def lookup_for(draft: ContactDraft) -> Lookup:

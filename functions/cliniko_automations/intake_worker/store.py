@@ -6,7 +6,8 @@ records (`intake-worker#<md5>`):
 
 - `intake-claim#<sha256>`: a short lock on one person's identity (the hash of account and
   lower-cased email, or account and name) so concurrent workers look up and create one at a
-  time. A conditional put takes it; it expires by itself if its holder dies.
+  time, and an erasure waits for a create in flight (common/identity_claims.py). A
+  conditional put takes it; it expires by itself if its holder dies.
 - `intake-intent#<sha256(idempotency key)>`: written just before each create attempt (its
   start), stamped when the create's answer is lost, completed with the contact id just
   after; how a retry knows an earlier attempt may have created the contact, and when.
@@ -32,9 +33,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cliniko_automations.common.identity_claims import claim_is_free, claim_item_key
 from cliniko_automations.intake_worker.worker import ClaimBusy, Intent
 
-CLAIM_PREFIX = "intake-claim#"
 INTENT_PREFIX = "intake-intent#"
 FAILURE_PREFIX = "intake-failure#"
 # As long as SQS keeps a dead letter at most (14 days): a replay can still find both.
@@ -70,11 +71,11 @@ class DynamoClaims:
 
     @contextlib.contextmanager
     def hold(self, key: str) -> Iterator[None]:
-        item_id = {"S": CLAIM_PREFIX + key}
+        item_key = claim_item_key(key)
         token = secrets.token_hex(16)
         deadline = time.monotonic() + self._wait
         delay = 0.05
-        while not self._try_put(item_id, token):
+        while not self._try_put(item_key, token):
             if time.monotonic() >= deadline:
                 raise ClaimBusy()
             # Jitter so that a crowd of waiters does not retry in step.
@@ -86,7 +87,7 @@ class DynamoClaims:
             try:
                 self._client.delete_item(
                     TableName=self._table,
-                    Key={"id": item_id},
+                    Key=item_key,
                     ConditionExpression="#token = :token",
                     ExpressionAttributeNames={"#token": "token"},
                     ExpressionAttributeValues={":token": {"S": token}},
@@ -103,21 +104,17 @@ class DynamoClaims:
         ttl = self._ttl if remaining is None else min(self._ttl, math.ceil(remaining) + 1)
         return now + max(ttl, 1)
 
-    def _try_put(self, item_id: dict[str, str], token: str) -> bool:
+    def _try_put(self, item_key: dict[str, dict[str, str]], token: str) -> bool:
         now = int(self._clock())
         try:
             self._client.put_item(
                 TableName=self._table,
                 Item={
-                    "id": item_id,
+                    **item_key,
                     "token": {"S": token},
                     "expiration": {"N": str(self._expiry(now))},
                 },
-                # DynamoDB's TTL deletes lazily (within days), so an expired claim is free
-                # even while the item is still there.
-                ConditionExpression="attribute_not_exists(id) OR #exp < :now",
-                ExpressionAttributeNames={"#exp": "expiration"},
-                ExpressionAttributeValues={":now": {"N": str(now)}},
+                **claim_is_free(now),
             )
         except ClientError as exc:
             if _conditional_failed(exc):

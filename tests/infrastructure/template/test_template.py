@@ -402,12 +402,9 @@ def _table_actions(function: str, table: str) -> list[tuple[set[str], Any]]:
 
 def test_the_worker_reaches_the_idempotency_table_only_under_intake_keys():
     from cliniko_automations.erasure.idempotency import KEY_PREFIX as ERASURE_PREFIX
+    from cliniko_automations.common.identity_claims import CLAIM_PREFIX
     from cliniko_automations.intake_worker.runtime import IDEMPOTENCY_KEY_PREFIX
-    from cliniko_automations.intake_worker.store import (
-        CLAIM_PREFIX,
-        FAILURE_PREFIX,
-        INTENT_PREFIX,
-    )
+    from cliniko_automations.intake_worker.store import FAILURE_PREFIX, INTENT_PREFIX
 
     policies = RESOURCES["IntakeWorkerFunction"]["Properties"]["Policies"]
     assert not [p for p in policies if "DynamoDBCrudPolicy" in p]  # a grant of every action
@@ -438,6 +435,7 @@ def test_the_worker_only_adds_to_the_ledger_and_the_overdue_check_only_reads():
 
 
 def test_erasure_reaches_the_idempotency_table_only_under_its_key_prefix():
+    from cliniko_automations.common.identity_claims import CLAIM_PREFIX
     from cliniko_automations.erasure.idempotency import KEY_PREFIX
 
     table = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
@@ -446,13 +444,27 @@ def test_erasure_reaches_the_idempotency_table_only_under_its_key_prefix():
         for s in _policy_statements("ErasureApiFunction")
         if table == s["Resource"] or table in list(s["Resource"])
     ]
-    assert statements
-    for statement in statements:
-        # The intake worker's records (claims, intents, its own idempotency) stay out of reach.
-        leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-        assert leading == [f"{KEY_PREFIX}#*"]
-        assert not {a for a in statement["Action"] if not a.startswith("dynamodb:")}
-        assert not set(statement["Action"]) & {"dynamodb:Scan", "dynamodb:Query", "dynamodb:*"}
+    by_keys = {
+        tuple(s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]): s
+        for s in statements
+    }
+    # The intake worker's records (claims, intents, its own idempotency) stay out of reach,
+    # but for the check that no claim is held.
+    assert len(statements) == 2 and set(by_keys) == {(f"{KEY_PREFIX}#*",), (f"{CLAIM_PREFIX}*",)}
+    assert by_keys[(f"{CLAIM_PREFIX}*",)]["Action"] == "dynamodb:ConditionCheckItem"
+    actions = by_keys[(f"{KEY_PREFIX}#*",)]["Action"]
+    assert not {a for a in actions if not a.startswith("dynamodb:")}
+    assert not set(actions) & {"dynamodb:Scan", "dynamodb:Query", "dynamodb:*"}
+
+
+def test_erasure_writes_to_the_submission_store_one_by_one_only_tombstones():
+    from cliniko_automations.common.submission_store import TOMBSTONE_PREFIX
+
+    store = {"Fn::GetAtt": ["SubmissionStoreTable", "Arn"]}
+    [statement] = [s for s in _policy_statements("ErasureApiFunction") if s["Resource"] == store]
+    assert statement["Action"] == "dynamodb:PutItem"
+    leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert leading == [f"{TOMBSTONE_PREFIX}*"]
 
 
 def test_erasure_may_purge_the_submission_store_only_through_its_email_index():

@@ -1,14 +1,20 @@
 """The submission store's erasure side against moto: a person's tombstones and bodies go in
-batches (25 writes a request), however many there are."""
+batches (25 writes a request), however many there are; the tombstone an erasure writes before
+its lookup waits for the intake worker's claims on the person."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 
 import boto3
+from cliniko_automations.common.identity_claims import claim_item_key, claim_key
 from cliniko_automations.common.person_keys import PersonKeys
-from cliniko_automations.common.submission_store import DynamoSubmissionStore
+from cliniko_automations.common.submission_store import FENCE_CLAIMS, DynamoSubmissionStore
+from cliniko_automations.intake_worker.store import DynamoClaims
 
+from tests.integration.cleanup.tables import create_table
 from tests.integration.intake_worker.resources import create_submission_store
 
 ERASED_AT = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
@@ -33,3 +39,65 @@ def test_every_tombstone_and_every_body_of_a_person_goes_past_one_batch(aws) -> 
     assert store.erased_at(keys) == ERASED_AT
     assert store.erased_at(["key-00"]) == ERASED_AT
     assert store.erased_at(["never-erased"]) is None
+
+
+def fenced_store(dynamodb, *, wait: float = 0.3) -> DynamoSubmissionStore:
+    return DynamoSubmissionStore(
+        dynamodb,
+        create_submission_store(dynamodb, "store"),
+        claims_table=create_table("IdempotencyTable", "claims"),
+        fence_wait_seconds=wait,
+    )
+
+
+CLAIMS = [claim_key(account, "email", "ana@example.com") for account in ("main", "north")]
+
+
+def test_a_fence_tombstones_when_no_worker_holds_the_person(aws) -> None:
+    dynamodb = boto3.client("dynamodb")
+    store = fenced_store(dynamodb)
+    # Another person's claim, and one of this person's that expired (its holder died).
+    DynamoClaims(dynamodb, "claims").hold(claim_key("main", "email", "bo@example.com")).__enter__()
+    dynamodb.put_item(
+        TableName="claims",
+        Item={**claim_item_key(CLAIMS[1]), "token": {"S": "t"}, "expiration": {"N": "1"}},
+    )
+
+    assert store.fence("email-hmac", ERASED_AT, CLAIMS) is True
+    assert store.erased_at(["email-hmac"]) == ERASED_AT
+
+
+def test_a_fence_waits_for_a_held_claim_and_writes_nothing_while_it_is_held(aws) -> None:
+    dynamodb = boto3.client("dynamodb")
+    store = fenced_store(dynamodb, wait=0.3)
+    with DynamoClaims(dynamodb, "claims").hold(CLAIMS[1]):
+        started = time.monotonic()
+        assert store.fence("email-hmac", ERASED_AT, CLAIMS) is False
+        assert time.monotonic() - started >= 0.3
+        assert store.erased_at(["email-hmac"]) is None
+    # Let go: the next fence passes.
+    assert store.fence("email-hmac", ERASED_AT, CLAIMS) is True
+
+
+def test_a_fence_passes_once_the_worker_lets_go(aws) -> None:
+    dynamodb = boto3.client("dynamodb")
+    store = fenced_store(dynamodb, wait=10)
+    held = DynamoClaims(dynamodb, "claims").hold(CLAIMS[0])
+    held.__enter__()
+    threading.Timer(0.4, held.__exit__, (None, None, None)).start()
+
+    started = time.monotonic()
+    assert store.fence("email-hmac", ERASED_AT, CLAIMS) is True
+    assert 0.4 <= time.monotonic() - started < 10
+    assert store.erased_at(["email-hmac"]) == ERASED_AT
+
+
+def test_a_fence_checks_more_claims_than_one_transaction_holds(aws) -> None:
+    dynamodb = boto3.client("dynamodb")
+    store = fenced_store(dynamodb)
+    claims = [
+        claim_key(f"account-{n}", "email", "ana@example.com") for n in range(FENCE_CLAIMS + 5)
+    ]
+    with DynamoClaims(dynamodb, "claims").hold(claims[-1]):  # in the second transaction
+        assert store.fence("email-hmac", ERASED_AT, claims) is False
+    assert store.fence("email-hmac", ERASED_AT, claims) is True

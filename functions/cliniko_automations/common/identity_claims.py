@@ -1,0 +1,41 @@
+"""Identity claims: the intake worker's short lock on one person in one account, and the
+check an erasure makes against it.
+
+The worker holds a claim while it looks a person up, reads their tombstones once more and
+creates or updates their contact (intake_worker/store.DynamoClaims). An erasure writes the
+tombstone of the request's email in one transaction with a check that no worker holds that
+email's claim in any account it searches (`DynamoSubmissionStore.fence`), and only then looks
+the person up in Cliniko. Whichever comes first, no contact escapes: a worker that claims
+after the fence reads the tombstone and stops; one that held the claim before it has had its
+create answered before the fence could pass, so the erasure's lookup finds that contact.
+
+Claims live in the idempotency table (pk `id`, TTL `expiration`) as `intake-claim#<sha256>`:
+a hash of the account and the identity, no personal data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+CLAIM_PREFIX = "intake-claim#"
+
+
+def claim_key(account: str, *identity: str) -> str:
+    """The claim of one identity (`"email", email` or `"name", first, last`, as the worker
+    compares them) in one account: two clinics may know the same person."""
+    return hashlib.sha256("\x00".join((account, *identity)).encode()).hexdigest()
+
+
+def claim_item_key(key: str) -> dict[str, dict[str, str]]:
+    return {"id": {"S": CLAIM_PREFIX + key}}
+
+
+def claim_is_free(now: int) -> dict[str, Any]:
+    """The condition that no live claim is on the item: absent, or expired by `now` (epoch
+    seconds; DynamoDB's TTL deletes lazily, within days)."""
+    return {
+        "ConditionExpression": "attribute_not_exists(id) OR #exp < :now",
+        "ExpressionAttributeNames": {"#exp": "expiration"},
+        "ExpressionAttributeValues": {":now": {"N": str(now)}},
+    }
