@@ -401,8 +401,8 @@ def _table_actions(function: str, table: str) -> list[tuple[set[str], Any]]:
 
 
 def test_the_worker_reaches_the_idempotency_table_only_under_intake_keys():
-    from cliniko_automations.erasure.idempotency import KEY_PREFIX as ERASURE_PREFIX
     from cliniko_automations.common.identity_claims import CLAIM_PREFIX
+    from cliniko_automations.erasure.idempotency import KEY_PREFIX as ERASURE_PREFIX
     from cliniko_automations.intake_worker.runtime import IDEMPOTENCY_KEY_PREFIX
     from cliniko_automations.intake_worker.store import FAILURE_PREFIX, INTENT_PREFIX
 
