@@ -28,6 +28,19 @@ from .subscribers import Subscriber, Subscribers, load_subscribers, logical_name
 # Standard Webhooks' default tolerance: a delivery signed longer ago than this is refused by
 # the receiver, so AWS stops retrying then and the dead-letter queue keeps it for a replay.
 MAX_EVENT_AGE_SECONDS = 300
+# Connections and API destinations are named `webhook-<stack id>-<subscriber>`: EventBridge
+# allows 64 characters, which the stack's name (up to 128) and a subscriber's (up to 40) can
+# pass, so the stack is told by the first 8 hex digits of its id, unique in the account.
+NAME_PREFIX = "webhook-${StackId}-"
+
+
+def _stack_named(text: str) -> dict[str, Any]:
+    """`text` with `${StackId}` the first part of the stack's id (a UUID), for names that
+    cannot take the stack's whole name."""
+    uuid = {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
+    return {"Fn::Sub": [text, {"StackId": {"Fn::Select": [0, {"Fn::Split": ["-", uuid]}]}}]}
+
+
 # The headers a target copies from the event (the whole value must be a JSON path).
 HEADER_PATHS = {
     "webhook-id": "$.detail.webhook.id",
@@ -76,10 +89,11 @@ def render(subscribers: Subscribers) -> dict[str, Any]:
                                 {
                                     "Effect": "Allow",
                                     "Action": "events:InvokeApiDestination",
-                                    "Resource": {
-                                        "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:"
-                                        "${AWS::AccountId}:api-destination/${AWS::StackName}-*"
-                                    },
+                                    # IAM names a destination without its ARN's id.
+                                    "Resource": _stack_named(
+                                        "arn:${AWS::Partition}:events:${AWS::Region}:"
+                                        "${AWS::AccountId}:api-destination/" + NAME_PREFIX + "*"
+                                    ),
                                 }
                             ],
                         },
@@ -119,7 +133,7 @@ def render(subscribers: Subscribers) -> dict[str, Any]:
         resources[f"{name}Connection"] = {
             "Type": "AWS::Events::Connection",
             "Properties": {
-                "Name": {"Fn::Sub": f"${{AWS::StackName}}-{subscriber.name}"},
+                "Name": _stack_named(NAME_PREFIX + subscriber.name),
                 "Description": f"Auth for webhook subscriber {subscriber.name}.",
                 # The signature is the receiver's proof; the connection's key (a token from
                 # `auth_secret`, or a fixed sender name) is a second check it may make.
@@ -140,7 +154,7 @@ def render(subscribers: Subscribers) -> dict[str, Any]:
         resources[f"{name}Destination"] = {
             "Type": "AWS::Events::ApiDestination",
             "Properties": {
-                "Name": {"Fn::Sub": f"${{AWS::StackName}}-{subscriber.name}"},
+                "Name": _stack_named(NAME_PREFIX + subscriber.name),
                 "ConnectionArn": {"Fn::GetAtt": [f"{name}Connection", "Arn"]},
                 "HttpMethod": "POST",
                 "InvocationEndpoint": subscriber.url,
