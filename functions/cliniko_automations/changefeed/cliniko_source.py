@@ -4,8 +4,11 @@ through the project's typed client."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
+from cliniko_automations.cliniko.errors import UnexpectedResponse
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter
 from cliniko_automations.common.json_input import value_without_lone_surrogates
 
@@ -28,7 +31,11 @@ class ClinikoContactsSource:
             DateTimeFilter("archived_at").any(),
         ]
         listing = self._client.contacts_page(filters, sort=SORT, page=page)
-        return ContactsPage([_snapshot(c) for c in listing.contacts], listing.has_next)
+        snapshots = [_snapshot(c) for c in listing.contacts]
+        # The cursor moves to the page's newest second: on a page not in updated_at order
+        # (a Cliniko that ignored `sort`) that skips, for good, the changes still unlisted.
+        _in_order(snapshots, lambda c: c.updated_at.replace(microsecond=0), "updated_at")
+        return ContactsPage(snapshots, listing.has_next)
 
     def changed_in_second(self, second: dt.datetime, after_id: int) -> ContactsPage:
         start = second.replace(microsecond=0)
@@ -39,7 +46,18 @@ class ClinikoContactsSource:
             DateTimeFilter("archived_at").any(),
         ]
         listing = self._client.contacts_page(filters, sort="id", page=1)
-        return ContactsPage([_snapshot(c) for c in listing.contacts], listing.has_next)
+        snapshots = [_snapshot(c) for c in listing.contacts]
+        # The next request reads on from this page's highest id: only sound in id order.
+        _in_order(snapshots, lambda c: int(c.contact_id), "id")
+        return ContactsPage(snapshots, listing.has_next)
+
+
+def _in_order(
+    snapshots: list[ContactSnapshot], key: Callable[[ContactSnapshot], Any], column: str
+) -> None:
+    keys = [key(c) for c in snapshots]
+    if any(later < earlier for earlier, later in pairwise(keys)):
+        raise UnexpectedResponse(f"Cliniko's page of contacts is not sorted by {column}")
 
 
 def _snapshot(contact: Any) -> ContactSnapshot:

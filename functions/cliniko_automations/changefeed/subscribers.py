@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Container, Sequence
 from pathlib import Path
@@ -38,6 +39,15 @@ EventType = Literal["contact.created", "contact.updated", "contact.archived", "c
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
+# AWS::Events::ApiDestination InvocationEndpoint, as EventBridge's API reference gives it: a
+# URL it refuses (a fragment, a non-ASCII host, an IPv6 literal, over 2,048 characters) would
+# pass here and fail only at the webhook stack's deploy.
+_INVOCATION_ENDPOINT = re.compile(
+    r"((%[0-9A-Fa-f]{2}|[-()_.!~*';/?:@&=+$,A-Za-z0-9])+)([).!';/?:,])?"
+)
+MAX_URL_LENGTH = 2048
+
+
 def _https(value: str) -> str:
     # No whitespace, no control character and no CloudFormation syntax ({{resolve:...}}, ${...}):
     # the URL goes into the webhook stack's template as it is written here.
@@ -50,6 +60,14 @@ def _https(value: str) -> str:
         raise ValueError("must be an https URL with a valid port") from None
     if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
         raise ValueError("must be an https URL without credentials")
+    if len(value) > MAX_URL_LENGTH or not _INVOCATION_ENDPOINT.fullmatch(value):
+        raise ValueError(
+            f"must be at most {MAX_URL_LENGTH} characters of what an EventBridge API "
+            "destination takes: ASCII letters, digits, -._~!*'();:@&=+$,/? and %XX escapes "
+            "(no #fragment, no IPv6 literal; write an international host in its xn-- form)"
+        )
+    if parts.port == 0:
+        raise ValueError("must be an https URL with a valid port")
     return value
 
 
@@ -81,6 +99,14 @@ class Subscriber:
     include_fields: bool = False
     # API destination's InvocationRateLimitPerSecond.
     rate_per_second: Annotated[int, Limits(ge=1, le=300)] = 5
+
+    def __post_init__(self) -> None:
+        # Each is copied into the subscriber's rule pattern: a list repeated by mistake (or
+        # by the thousand) would only grow it towards EventBridge's size limit.
+        for field, values in (("events", self.events), ("accounts", self.accounts or [])):
+            repeated = sorted({value for value in values if values.count(value) > 1})
+            if repeated:
+                raise ValueError(f"{field} must not repeat: {', '.join(repeated)}")
 
     def wants(self, event_type: str, account: str) -> bool:
         return event_type in self.events and (self.accounts is None or account in self.accounts)

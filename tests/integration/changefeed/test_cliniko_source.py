@@ -16,6 +16,7 @@ from cliniko_automations.changefeed.changes import FieldHasher, classify
 from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
 from cliniko_automations.changefeed.events import webhook_body
 from cliniko_automations.changefeed.signing import sign, signing_key
+from cliniko_automations.cliniko import errors
 
 from tests.integration.changefeed.stack import (
     SCHEDULED_EVENT,
@@ -144,3 +145,51 @@ def test_a_text_with_half_an_emoji_is_read_with_the_broken_character_marked() ->
     (snapshot,) = read(body)
     assert snapshot.fields["notes"] == "Allergic \ufffd"
     sign(signing_key("whsec_" + "A" * 32), "msg_1", 1, webhook_body(snapshot.fields))
+
+
+# A page not in the order asked for (a Cliniko that ignored `sort`, answering in its default
+# created_at order) stops the poll: the cursor must not move past the changes still unlisted.
+
+
+def changed(contact_id: int, updated_at: str) -> dict[str, Any]:
+    return {**DOCUMENTED, "id": contact_id, "updated_at": updated_at}
+
+
+def test_a_page_not_in_updated_at_order_is_refused():
+    # Default order (created_at): the newest change first, an older one after it.
+    page = listed(
+        changed(1, "2016-10-29T08:00:50Z"), changed(2, "2016-10-29T08:00:20Z"), next_page=True
+    )
+    client, server = scripted_client(answering(page))
+    try:
+        with pytest.raises(errors.UnexpectedResponse):
+            ClinikoContactsSource(client).changed_since(SINCE, 1)
+    finally:
+        server.stop()
+
+
+def test_a_second_s_page_not_in_id_order_is_refused():
+    page = listed(
+        changed(9, "2016-10-29T08:00:20Z"), changed(3, "2016-10-29T08:00:20Z"), next_page=True
+    )
+    client, server = scripted_client(answering(page))
+    try:
+        with pytest.raises(errors.UnexpectedResponse):
+            ClinikoContactsSource(client).changed_in_second(
+                dt.datetime(2016, 10, 29, 8, 0, 20, tzinfo=dt.UTC), 0
+            )
+    finally:
+        server.stop()
+
+
+def test_a_page_in_order_with_fractions_shown_is_read():
+    page = listed(
+        changed(7, "2016-10-29T08:00:20.900Z"),
+        changed(3, "2016-10-29T08:00:20.950+00:00"),
+        changed(5, "2016-10-29T08:00:21Z"),
+    )
+    client, server = scripted_client(answering(page))
+    try:
+        assert len(ClinikoContactsSource(client).changed_since(SINCE, 1).contacts) == 3
+    finally:
+        server.stop()

@@ -147,7 +147,16 @@ def test_bad_signing_secrets_are_refused_without_quoting_them(secret):
         ({"url": "https://hooks.example.com/${AWS::AccountId}"}, "template"),
         ({"url": "https://hooks.example.com/a b"}, "spaces"),
         ({"url": "https://hooks.example.com:99999/"}, "port"),
+        ({"url": "https://hooks.example.com:0/"}, "port"),
+        # What EventBridge's InvocationEndpoint refuses (cfn-lint E3031): caught here, not
+        # at the webhook stack's deploy.
+        ({"url": "https://hooks.example.com/in#crm"}, "API destination"),
+        ({"url": "https://hööks.example.com/in"}, "API destination"),
+        ({"url": "https://[2001:db8::1]/in"}, "API destination"),
+        ({"url": "https://hooks.example.com/" + "a" * 2100}, "API destination"),
         ({"events": ["contact.deleted"]}, "events"),
+        ({"events": ["contact.created", "contact.updated", "contact.created"]}, "repeat"),
+        ({"accounts": ["main-clinic", "main-clinic"]}, "repeat"),
         ({"name": "Bad Name"}, "name"),
     ],
 )
