@@ -103,7 +103,11 @@ class Subscriber:
     def __post_init__(self) -> None:
         # Each is copied into the subscriber's rule pattern: a list repeated by mistake (or
         # by the thousand) would only grow it towards EventBridge's size limit.
-        for field, values in (("events", self.events), ("accounts", self.accounts or [])):
+        listed: tuple[tuple[str, list[str]], ...] = (
+            ("events", [str(event) for event in self.events]),
+            ("accounts", list(self.accounts or [])),
+        )
+        for field, values in listed:
             repeated = sorted({value for value in values if values.count(value) > 1})
             if repeated:
                 raise ValueError(f"{field} must not repeat: {', '.join(repeated)}")
