@@ -275,9 +275,11 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
         "dry_run": args.dry_run,
         "erase_all_matches": args.all_matches,
     }
-    if args.contact_id:
+    # An empty one is sent, and refused (422), not left out: `--contact-id "$ID" --email
+    # "$EMAIL"` with one variable unset would otherwise lose the cross-check the other gives.
+    if args.contact_id is not None:
         body["contact_id"] = args.contact_id
-    if args.email:
+    if args.email is not None:
         body["email"] = args.email
     if args.account is not None:
         body["account"] = args.account
@@ -428,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("verify takes a request id or --all, not both")
     if args.command == "verify" and args.all and args.receipt_head:
         parser().error("--receipt-head is one request's: give its request id, not --all")
-    if args.command == "request" and not (args.contact_id or args.email):
+    if args.command == "request" and args.contact_id is None and args.email is None:
         parser().error("request needs --contact-id, --email or both")
     if args.api_url is not None and not api_url_usable(args.api_url):
         parser().error(

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cliniko_automations.common.json_input import without_lone_surrogates
+
 
 def clean_email(email: str) -> str:
     """`email` without invisible format characters (Unicode category Cf) or surrounding space.
@@ -45,7 +47,9 @@ MAX_PREFIX_DIGITS = 3
 def text_of(value: object) -> str:
     """A value given as text, or "" for any other: a field of another JSON type (an answer off
     Cliniko's spec) holds no text to compare or key."""
-    return value if isinstance(value, str) else ""
+    # A lone surrogate (a JSON escape Cliniko's answer may carry) is no text UTF-8 can hold, so
+    # it could not be hashed: replaced as the intake's loader replaces it in what it stores.
+    return without_lone_surrogates(value) if isinstance(value, str) else ""
 
 
 def phone_entries(value: object) -> list[Mapping[str, Any]]:

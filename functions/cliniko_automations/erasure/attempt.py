@@ -360,7 +360,7 @@ class Attempt:
 
     def handle(self, match: Match) -> ContactResult:
         fields, contact_id, account = match.fields, match.contact_id, match.account
-        changes = fields_to_scrub(fields)
+        changes = fields_to_scrub(fields, absent_is_blank=False)
         archive = not is_archived(fields)
         if self.request.dry_run:
             result = ContactResult(

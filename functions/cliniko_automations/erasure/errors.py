@@ -52,9 +52,16 @@ class RequestInProgress(ErasureError):
 
 
 class RequestNotFound(ErasureError):
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, *, echo: bool = True) -> None:
+        # `echo=False`: what was asked for is no request id (a path segment the caller typed,
+        # perhaps an email pasted in the wrong place), so it is not repeated.
         self.request_id = request_id
-        super().__init__(f"no erasure request with id {request_id}")
+        super().__init__(
+            f"no erasure request with id {request_id}"
+            if echo
+            else "no erasure request with that id: a request id is 1-128 letters, digits, "
+            "'.', '_', ':' or '-'"
+        )
 
 
 class ExtensionRefused(ErasureError):

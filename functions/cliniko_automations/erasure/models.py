@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from cliniko_automations.cliniko.rules import EMAIL_PATTERN, MAX_LENGTH
-from cliniko_automations.common.json_input import LONE_SURROGATE
+from cliniko_automations.common.json_input import LONE_SURROGATE, REPLACEMENT_CHARACTER
 from cliniko_automations.common.person_keys import clean_email, without_format_characters
 from cliniko_automations.common.settings import parsed_setting
 from cliniko_automations.erasure.errors import InvalidRequest
@@ -158,6 +158,11 @@ def _email(value: Any) -> str:
     # Cleaned as the intake cleans the emails it stores, so both hash the same address;
     # Cliniko's email filter compares against the lower-cased stored email.
     email = clean_email(_text(value)).lower()
+    if REPLACEMENT_CHARACTER in email:
+        # Broken bytes, already replaced (a lone surrogate in the JSON body, a terminal that
+        # decodes with "replace"): no address anyone has, and searched for it would complete
+        # the request as "no record found" for the person it was meant for.
+        raise ValueError("must be valid text (it holds bytes that are not UTF-8)")
     if len(email) > MAX_LENGTH or not EMAIL_PATTERN.fullmatch(email):
         raise ValueError("must be an email address")
     return email

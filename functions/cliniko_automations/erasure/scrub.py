@@ -68,10 +68,19 @@ def _is_blank(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == ()
 
 
-def fields_to_scrub(fields: Mapping[str, Any]) -> list[str]:
-    """Names of the personal fields that still hold something other than the erased value."""
+def fields_to_scrub(fields: Mapping[str, Any], *, absent_is_blank: bool = True) -> list[str]:
+    """Names of the personal fields that still hold something other than the erased value.
+
+    `absent_is_blank=False`: a field the contact was read without counts as one to scrub. The
+    seed's GET /contacts items carry no doctor_type (its GET /contacts/:id does), so a list
+    item says nothing of it: deciding from one that nothing needs writing would leave it. (A
+    read back after the scrub, which sent null, the documented way to clear it, may take an
+    absent field as blank.)"""
     names = []
     for name, target in SCRUBBED_VALUES.items():
+        if name not in fields and not absent_is_blank:
+            names.append(name)
+            continue
         value = fields.get(name)
         if name == "first_name":
             if value not in (PLACEHOLDER_FIRST_NAME, "", None):

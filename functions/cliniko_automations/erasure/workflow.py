@@ -144,7 +144,7 @@ class Eraser:
 
     def status(self, request_id: str) -> Outcome:
         if not REQUEST_ID_PATTERN.fullmatch(request_id):
-            raise RequestNotFound(request_id)
+            raise RequestNotFound(request_id, echo=False)
         records = self._audit.records(request_id)
         if not records:
             raise RequestNotFound(request_id)
@@ -171,7 +171,7 @@ class Eraser:
         )
         received = find_record(records, RECEIVED_SK)
         if received is None:
-            raise RequestNotFound(request_id)
+            raise RequestNotFound(request_id, echo=bool(REQUEST_ID_PATTERN.fullmatch(request_id)))
         if received.get("dry_run"):
             raise ExtensionRefused(request_id, "a dry run erases nobody and is owed nothing")
         finished = find_record(records, OUTCOME_SK)

@@ -285,3 +285,13 @@ def test_an_account_alone_names_nobody():
         {"request_id": "r", "contact_id": "4", "reason": "x", "account": " north-clinic "}
     )
     assert named.account == "north-clinic"
+
+
+def test_a_field_the_contact_was_read_without_is_one_to_scrub_not_a_blank_one():
+    # The seed's GET /contacts item: no doctor_type, no country_code.
+    from cliniko_automations.erasure.scrub import fields_to_scrub
+
+    listed = {"id": "1", "first_name": "Erased", "archived_at": "2025-01-01T00:00:00Z"}
+    listed.update({name: "" for name in ("title", "last_name", "email", "notes")})
+    assert "doctor_type" in fields_to_scrub(listed, absent_is_blank=False)
+    assert "doctor_type" not in fields_to_scrub(listed)  # a read back after the scrub

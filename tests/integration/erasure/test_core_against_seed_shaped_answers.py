@@ -1,0 +1,75 @@
+"""The erasure core against a Cliniko that answers as the seed's examples do: list items without
+doctor_type (GET /contacts/:id has it), and a JSON escape (a lone surrogate) in a name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from cliniko_automations.common.submission_store import DynamoSubmissionStore
+from cliniko_automations.erasure.models import ErasureRequest
+
+from tests.integration.erasure import stack
+from tests.integration.erasure.test_core_against_emulator import CALLER, make_eraser
+
+erasure_stack = stack.erasure_stack  # the fixture
+
+
+class SeedShapedCliniko:
+    """One contact; list items leave out doctor_type and country_code, as the seed's GET
+    /contacts example does; writes as documented (null clears doctor_type)."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.contact = {"id": "1390712996921091568", "archived_at": None, **fields}
+        self.writes: list[str] = []
+
+    def expect_requests(self, count: int) -> None:
+        pass
+
+    def list_contacts(self, filters: Any = (), sort: Any = None) -> list[dict[str, Any]]:
+        item = {k: v for k, v in self.contact.items() if k not in ("doctor_type", "country_code")}
+        return [item]
+
+    def update_contact(self, contact_id: str, body: Any, *, include_archived: bool = False):
+        self.writes.append("update")
+        self.contact.update(body)
+        return self.contact
+
+    def archive_contact(self, contact_id: str) -> None:
+        self.writes.append("archive")
+        self.contact["archived_at"] = "2026-01-01T00:00:00Z"
+
+
+def ask(**values: Any) -> ErasureRequest:
+    return ErasureRequest.parse({"reason": "GDPR art. 17", **values})
+
+
+def test_a_doctor_type_a_list_item_does_not_show_is_still_cleared(erasure_stack):
+    # Archived, and blanked by hand except its doctor type (which the list does not show).
+    cliniko = SeedShapedCliniko(
+        first_name="Erased", email="", doctor_type="specialist", archived_at="2025-01-01T00:00:00Z"
+    )
+    outcome = make_eraser(erasure_stack, cliniko).submit(
+        ask(request_id="seed-dt", contact_id=cliniko.contact["id"]), CALLER
+    )
+    assert outcome.result == "erased"
+    assert cliniko.contact["doctor_type"] is None, (outcome.contacts, cliniko.writes)
+
+
+def test_a_lone_surrogate_in_a_name_from_cliniko_is_no_500(erasure_stack):
+    # json.loads turns the escape "\ud83d" in Cliniko's answer into a lone surrogate.
+    cliniko = SeedShapedCliniko(
+        first_name="Gri\ud83dzelda",
+        last_name="Thistlewaite",
+        email=stack.PERSONAL["email"],
+        phone_numbers=[{"number": "0491 570 156", "phone_type": "Mobile"}],
+    )
+    # With the submission store, as deployed: the purge keys the contact's name and phones.
+    store = DynamoSubmissionStore(
+        boto3.client("dynamodb"),
+        erasure_stack.submission_table,
+        claims_table=erasure_stack.idempotency_table,
+    )
+    eraser = make_eraser(erasure_stack, cliniko, submissions=store)
+    outcome = eraser.submit(ask(request_id="seed-sur", email=stack.PERSONAL["email"]), CALLER)
+    assert outcome.result == "erased", outcome
