@@ -282,6 +282,14 @@ class CleanupStep:
             listing = client.iter_contacts([*filters, *after], sort="id")
             # One page: stop reading before the client asks for the next one.
             matched = [c.id for c in itertools.islice(listing, BATCH)]
+            if any(int(b) <= int(a) for a, b in itertools.pairwise(matched)):
+                # The cursor is a keyset on id: a Cliniko that lists in another order (one that
+                # ignores `sort=id`: created_at, ties in any order) would have it skip contacts
+                # and end the rule as done. Stopped here instead, before this batch is archived.
+                raise cliniko_errors.UnexpectedResponse(
+                    "Cliniko did not list the contacts in id order (sort=id): this rule cannot "
+                    "page them by id"
+                )
             progress.asked += len(matched)
             found = matched
         progress.exhausted = len(found) < BATCH

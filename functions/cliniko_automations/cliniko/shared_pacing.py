@@ -69,6 +69,12 @@ BULK_TAT = "bulk_tat"
 BLOCKED_UNTIL = "blocked_until"
 CAP_PREFIX = "cap_"
 _ROUNDING = 1e-5  # seconds
+# Beyond a booking's ceiling (the furthest a process with a right clock books its schedule:
+# the burst and the longest queue, ~31 s; a caller's cap up to three of its slots), or beyond
+# now for `blocked_until` (a hold is at most 65 s): by this much, a value a clock gone wrong
+# wrote (a laptop's tool, a host whose clock jumped), read as absent and booked over. Trusted,
+# it would keep every process of the key from Cliniko until real time caught up with it.
+STALE_AHEAD_SECONDS = 120.0
 _CAP_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
@@ -337,12 +343,13 @@ class SharedBudget:
         except BudgetStoreUnavailable as exc:
             self._fall_back(now, str(exc))
             return None
-        self._seen = dict(answer.values)
+        before = _current(answer.values, now, bookings)
+        self._seen = dict(before)
         if answer.granted:
             for booking in bookings:
-                self._seen[booking.name] = max(answer.value(booking.name), now) + booking.cost
-            start = max(answer.value(TAT), now)
-            self._contended = answer.value(TAT) > max(now, self._booked_to + _ROUNDING)
+                self._seen[booking.name] = max(before.get(booking.name, 0.0), now) + booking.cost
+            start = max(before.get(TAT, 0.0), now)
+            self._contended = before.get(TAT, 0.0) > max(now, self._booked_to + _ROUNDING)
             self._booked_to = start + self._lease * policy.interval
             # Slot i may go when booking up to it would have fitted the burst: at once unless
             # the booking was queued.
@@ -403,11 +410,12 @@ class SharedBudget:
         """Seconds until the bookings fit the shared item as `values` has it; 0: they may.
         More than `allowance` when the caller would wait longer than that for its slot."""
         policy = self.policy
+        bookings = self._bookings(now, queue)
+        values = _current(values, now, bookings)
         blocked = values.get(BLOCKED_UNTIL, 0.0) - now
         if blocked > 0:
             # Everyone throttled resumes at the reset: spread them out.
             return blocked + self._rng.uniform(0.0, policy.resume_jitter)
-        bookings = self._bookings(now, queue)
         wait = max(max(values.get(b.name, 0.0), now) + b.cost - b.ceiling for b in bookings)
         if wait <= 0:
             return 0.0
@@ -445,6 +453,24 @@ class SharedBudget:
                 self._on_fallback(reason)
             except Exception:  # a metric must never stop a request
                 logger.exception("reporting the rate budget fallback failed")
+
+
+def stale_after(now: float, booking: Booking | None = None) -> float:
+    """Where a value of `booking`'s schedule (None: `blocked_until`) stops being one a right
+    clock wrote."""
+    return (now if booking is None else booking.ceiling) + STALE_AHEAD_SECONDS
+
+
+def _current(
+    values: Mapping[str, float], now: float, bookings: Sequence[Booking]
+) -> dict[str, float]:
+    """The shared item's values with the stale ones (`stale_after`) read as absent: the store
+    books over them, so they are no reason to wait."""
+    limits = {booking.name: stale_after(now, booking) for booking in bookings}
+    limit = stale_after(now)
+    return {
+        name: 0.0 if value > limits.get(name, limit) else value for name, value in values.items()
+    }
 
 
 _shared: dict[tuple[str, Priority, int, SharingPolicy, CallerCap | None], SharedBudget] = {}

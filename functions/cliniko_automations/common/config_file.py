@@ -217,10 +217,14 @@ def _parse_yaml(path: Path, text: str) -> Any:
         return yaml.load(text, Loader=fast)  # noqa: S506 - a safe loader
     except yaml.YAMLError:
         pass
+    except RecursionError:
+        raise ConfigError(path, ["nested too deeply to read"]) from None
     # A broken file: the pure-Python parser names the place (the C one can point past the end
     # of a line), so the build, `--check` and a cold start report the same line and column.
     try:
         return yaml.load(text, Loader=careful)  # noqa: S506 - a safe loader
+    except RecursionError:
+        raise ConfigError(path, ["nested too deeply to read"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

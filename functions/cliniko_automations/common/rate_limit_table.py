@@ -27,6 +27,7 @@ from cliniko_automations.cliniko.shared_pacing import (
     Booking,
     BudgetStoreUnavailable,
     StoreAnswer,
+    stale_after,
 )
 
 KEY_ATTRIBUTE = "key_id"
@@ -64,7 +65,9 @@ class DynamoBudgetStore:
             ahead = {b.name: self._likely_ahead(budget_id, b.name, now) for b in bookings}
         for _ in range(2):
             granted, values = self._try(budget_id, now, bookings, ahead)
-            actual = {b.name: values.get(b.name, 0.0) >= now for b in bookings}
+            actual = {
+                b.name: now <= values.get(b.name, 0.0) <= stale_after(now, b) for b in bookings
+            }
             with self._lock:
                 for booking in bookings:
                     value = values.get(booking.name, 0.0)
@@ -73,7 +76,8 @@ class DynamoBudgetStore:
                     # Ahead of now, and further than this process itself had booked it.
                     others = actual[booking.name] and value > mine + 1e-3
                     self._last[(budget_id, booking.name)] = (after, others)
-            if granted or actual == ahead or values.get(BLOCKED_UNTIL, 0.0) > now:
+            blocked = now < values.get(BLOCKED_UNTIL, 0.0) <= stale_after(now)
+            if granted or actual == ahead or blocked:
                 return StoreAnswer(granted, values)
             ahead = actual  # the wrong branch was guessed: once more with the right one
         return StoreAnswer(False, values)
@@ -91,10 +95,12 @@ class DynamoBudgetStore:
                 TableName=self._table,
                 Key={KEY_ATTRIBUTE: {"S": budget_id}},
                 UpdateExpression="SET #b = :until, #e = :expires",
-                ConditionExpression="attribute_not_exists(#b) OR #b < :until",
+                # A later block holds, unless a clock gone wrong wrote it (readers skip it).
+                ConditionExpression="attribute_not_exists(#b) OR #b < :until OR #b > :stale",
                 ExpressionAttributeNames={"#b": BLOCKED_UNTIL, "#e": "expires_at"},
                 ExpressionAttributeValues={
                     ":until": _number(until),
+                    ":stale": _number(stale_after(until)),
                     ":expires": {"N": str(int(until) + EXPIRES_AFTER)},
                 },
             )
@@ -108,15 +114,22 @@ class DynamoBudgetStore:
         self, budget_id: str, now: float, bookings: Sequence[Booking], ahead: Mapping[str, bool]
     ) -> tuple[bool, dict[str, float]]:
         names = {"#b": BLOCKED_UNTIL, "#e": "expires_at"}
-        values = {":now": _number(now), ":expires": {"N": str(int(now) + EXPIRES_AFTER)}}
-        conditions = ["(attribute_not_exists(#b) OR #b <= :now)"]
+        values = {
+            ":now": _number(now),
+            ":stale": _number(stale_after(now)),
+            ":expires": {"N": str(int(now) + EXPIRES_AFTER)},
+        }
+        conditions = ["(attribute_not_exists(#b) OR #b <= :now OR #b > :stale)"]
         updates = ["#e = :expires"]
         for index, booking in enumerate(bookings):
             name = f"#s{index}"
             names[name] = booking.name
             if not ahead[booking.name]:  # idle: the schedule restarts at now
                 values[f":v{index}"] = _number(now + booking.cost)
-                conditions.append(f"(attribute_not_exists({name}) OR {name} < :now)")
+                values[f":x{index}"] = _number(stale_after(now, booking))
+                conditions.append(
+                    f"(attribute_not_exists({name}) OR {name} < :now OR {name} > :x{index})"
+                )
                 updates.append(f"{name} = :v{index}")
             else:  # busy: the schedule moves on from where it is, up to its ceiling
                 values[f":c{index}"] = _number(booking.cost)

@@ -310,3 +310,56 @@ def test_a_capped_caller_stays_under_its_cap_across_processes(store) -> None:
     assert len(sends) >= 3 * cap.rate - 2  # the feed does get its share
     assert max(intake_waits) <= 2 * POLICY.interval  # intake is not held back by the feed
     assert float(_item(store)["cap_changefeed"]) > 0  # one more schedule on the key's item
+
+
+class Ahead(FakeClock):
+    """A process's clock `seconds` ahead of the others' (a laptop's tool on the deployed table,
+    a host whose clock jumped)."""
+
+    def __init__(self, base: FakeClock, seconds: float) -> None:
+        self.base, self.seconds = base, seconds
+
+    def time(self) -> float:
+        return self.base.time() + self.seconds
+
+    def monotonic(self) -> float:
+        return self.base.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        self.base.sleep(seconds)
+
+
+@pytest.mark.parametrize("what", ["booking", "429"])
+def test_a_process_whose_clock_ran_ahead_does_not_lock_the_others_out(store, what) -> None:
+    clock = FakeClock()
+    skewed = _process(store, Ahead(clock, 600.0), seed=1)  # ten minutes ahead
+    if what == "booking":
+        skewed.acquire()
+    else:
+        skewed.hold(30.0)  # a 429 it received
+    healthy = _process(store, clock, seed=2)
+    try:
+        waited = healthy.acquire(max_wait=75.0)  # the default RetryPolicy's wait
+    except BudgetExhausted as exc:
+        pytest.fail(f"every process of the key is locked out for {exc.wait:.0f}s")
+    assert waited < 75.0
+    if what == "429":
+        # A real 429 still holds every process, over the stale hold.
+        healthy.hold(12.0)
+        with pytest.raises(BudgetExhausted) as caught:
+            _process(store, clock, seed=3).acquire(max_wait=0.0)
+        assert 12.0 <= caught.value.wait <= 12.0 + POLICY.resume_jitter
+
+
+def test_a_slow_caller_cap_booked_minutes_ahead_is_still_honoured(store) -> None:
+    # One request a period (60 s here): its schedule is legitimately up to three slots ahead,
+    # further than any schedule of the key's own.
+    clock = FakeClock()
+    cap = CallerCap("cleanup", 1)
+    first = _process(store, clock, priority=Priority.BULK, cap=cap, seed=1)
+    second = _process(store, clock, priority=Priority.BULK, cap=cap, seed=2)
+    first.acquire()
+    first.acquire()  # the next slot, a period on
+    with pytest.raises(BudgetExhausted) as caught:
+        second.acquire(max_wait=0.0)
+    assert caught.value.wait >= POLICY.period

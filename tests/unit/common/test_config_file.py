@@ -127,3 +127,14 @@ def test_json_the_build_checked_is_built_without_validating_and_equals_the_valid
     target.write_text(json.dumps(stamped))
     with pytest.raises(ConfigError, match="not a Secrets Manager name"):
         load_accounts(path)
+
+
+def test_a_file_nested_too_deeply_is_a_clear_mistake_not_a_traceback(tmp_path, capsys):
+    from cliniko_automations.cleanup.config import main
+
+    path = tmp_path / "cleanup_rules.yaml"
+    path.write_text("rules:\n  " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    assert main(["--check", str(path)]) == 1
+    assert "nested too deeply" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_accounts(path)

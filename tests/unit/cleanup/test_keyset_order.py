@@ -1,0 +1,72 @@
+"""The cleanup step against a Cliniko that lists in its default order (created_at, ties in
+any order) whatever `sort` says: the keyset by id must not skip contacts and call the rule
+done."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from types import SimpleNamespace
+
+from cliniko_automations.cleanup.config import CleanupRule
+from cliniko_automations.cleanup.core import CleanupStep, RuleProgress, RunState
+
+BASE = 1390712996921091568
+
+
+class IgnoresSort:
+    """150 contacts, 40 created per second, ids rising with creation; listed by created_at
+    with ties newest id first, as a server that drops an unknown sort column may."""
+
+    def __init__(self) -> None:
+        self.contacts = [(BASE + i, i // 40) for i in range(150)]  # (id, created second)
+        self.archived: list[str] = []
+
+    def iter_contacts(self, filters=(), sort=None):
+        after = next((int(f.value) for f in filters if f.field == "id" and f.operator == ">"), 0)
+        live = [c for c in self.contacts if c[0] > after and str(c[0]) not in self.archived]
+        for cid, _ in sorted(live, key=lambda c: (c[1], -c[0])):
+            yield SimpleNamespace(id=str(cid))
+
+    def archive_contact(self, contact_id: str) -> None:
+        self.archived.append(contact_id)
+
+
+class Nothing:
+    def active_ids(self, account, after, limit):
+        return []
+
+    def mark_archived(self, ids, at):
+        pass
+
+    def save(self, state):
+        json.dumps(state.as_dict())
+
+    def record_ids(self, *args):
+        pass
+
+
+def test_a_cliniko_that_ignores_sort_by_id_never_ends_the_rule_as_done_with_contacts_skipped():
+    rule = CleanupRule(
+        name="all-test",
+        account="a",
+        created_by_intake=False,
+        where=[{"field": "email", "op": "like", "value": "%@example.com"}],
+    )
+    cliniko, store = IgnoresSort(), Nothing()
+    state = RunState(
+        run_id="r",
+        dry_run=False,
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        rules=[RuleProgress.start(rule)],
+    )
+    step = CleanupStep({rule.name: rule}, lambda _: cliniko, store, store)
+    for _ in range(10):
+        if step.run(state).next == "done":
+            break
+    progress = state.rules[0]
+    # Either every contact was archived, or the rule says it stopped short (never "done, 130").
+    assert len(set(cliniko.archived)) == 150 or progress.stopped, (
+        f"{len(set(cliniko.archived))} of 150 archived, rule {progress.phase}, "
+        f"error {progress.error}"
+    )
