@@ -451,8 +451,9 @@ class ClinikoClient:
             raise errors.ConnectionFailed(
                 f"talking to Cliniko failed ({type(exc).__name__})"
             ) from exc
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            # The generated models parse success bodies; a body off the spec lands here.
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            # The generated models parse success bodies; a body off the spec lands here (a
+            # JSON nested deeper than the parser goes, too).
             raise errors.UnexpectedResponse(
                 f"Cliniko's answer does not match the spec ({type(exc).__name__})"
             ) from exc

@@ -196,7 +196,7 @@ def _http_date(text: str | None) -> float | None:
 def _body_json(content: bytes) -> Any:
     try:
         return json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 

@@ -391,3 +391,23 @@ def test_an_archive_answered_200_with_a_body_is_archived() -> None:
     finally:
         server.stop()
     assert len(server.requests) == 1
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+DEEP_ANSWERS = {
+    "a page": (b'{"contacts": [{"id": 1, "notes": ' + DEEP + b"}], "total_entries": 1}", "200 OK"),
+    "an error": (b'{"message": ' + DEEP + b"}", "422 Unprocessable Entity"),
+}
+
+
+@pytest.mark.parametrize("kind", DEEP_ANSWERS)
+def test_an_answer_nested_deeper_than_json_can_read_is_an_error_of_cliniko_s(kind):
+    body, status = DEEP_ANSWERS[kind]
+    # Past the parser's recursion limit: a RecursionError out of a client is no ClinikoError,
+    # and each caller's handling of Cliniko's errors missed it.
+    client, server = scripted_client(answer(body, "Content-Type: application/json", status=status))
+    try:
+        with pytest.raises(errors.ClinikoError):
+            client.list_contacts([])
+    finally:
+        server.stop()
