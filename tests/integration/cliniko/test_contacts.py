@@ -395,7 +395,7 @@ def test_an_archive_answered_200_with_a_body_is_archived() -> None:
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 DEEP_ANSWERS = {
-    "a page": (b'{"contacts": [{"id": 1, "notes": ' + DEEP + b"}], "total_entries": 1}", "200 OK"),
+    "a page": (b'{"contacts": [{"id": 1, "notes": ' + DEEP + b'}], "total_entries": 1}', "200 OK"),
     "an error": (b'{"message": ' + DEEP + b"}", "422 Unprocessable Entity"),
 }
 
