@@ -7,7 +7,9 @@ tombstone of the request's email in one transaction with a check that no worker 
 email's claim in any account it searches (`DynamoSubmissionStore.fence`), and only then looks
 the person up in Cliniko. Whichever comes first, no contact escapes: a worker that claims
 after the fence reads the tombstone and stops; one that held the claim before it has had its
-create answered before the fence could pass, so the erasure's lookup finds that contact.
+create answered before the fence could pass, so the erasure's lookup finds that contact. A
+create whose answer was lost keeps the claim until Cliniko has surely settled it
+(`LOST_CREATE_SETTLES_SECONDS`).
 
 Claims live in the idempotency table (pk `id`, TTL `expiration`) as `intake-claim#<sha256>`:
 a hash of the account and the identity, no personal data.
@@ -19,6 +21,10 @@ import hashlib
 from typing import Any
 
 CLAIM_PREFIX = "intake-claim#"
+# Cliniko ends a request running over 30 s with a 504 (its API docs): a create whose answer
+# was lost is saved within that or never. The worker keeps its claim this long after the
+# loss, so an erasure of the person looks them up only once Cliniko has settled it.
+LOST_CREATE_SETTLES_SECONDS = 60.0
 
 
 def claim_key(account: str, *identity: str) -> str:

@@ -47,6 +47,28 @@ def _conditional_failed(exc: ClientError) -> bool:
     return code == "ConditionalCheckFailedException"
 
 
+def _in_a_transaction(exc: ClientError) -> bool:
+    """DynamoDB refused a write of the claim because a transaction includes that item right
+    now: an erasure's fence checking it (TransactWriteItems with a ConditionCheck), which it
+    does every 50-500 ms while the claim is held. botocore does not retry this."""
+    code: str | None = exc.response.get("Error", {}).get("Code")
+    return code == "TransactionConflictException"
+
+
+# A fence's transaction takes milliseconds: letting go of a claim is tried this many times.
+RELEASE_ATTEMPTS = 5
+
+
+@dataclass
+class _Held:
+    """`HeldClaim`: how long to keep the claim once the block ends (0: let go)."""
+
+    kept_for: float = 0.0
+
+    def keep_for(self, seconds: float) -> None:
+        self.kept_for = seconds
+
+
 class DynamoClaims:
     """`Claims` on DynamoDB: a conditional put with an owner token and an expiry."""
 
@@ -70,7 +92,7 @@ class DynamoClaims:
         self._sleep = sleep
 
     @contextlib.contextmanager
-    def hold(self, key: str) -> Iterator[None]:
+    def hold(self, key: str) -> Iterator[_Held]:
         item_key = claim_item_key(key)
         token = secrets.token_hex(16)
         deadline = time.monotonic() + self._wait
@@ -81,21 +103,44 @@ class DynamoClaims:
             # Jitter so that a crowd of waiters does not retry in step.
             self._sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - not security related
             delay = min(delay * 2, 0.5)
+        held = _Held()
         try:
-            yield
+            yield held
         finally:
+            self._end(item_key, token, held.kept_for)
+
+    def _end(self, item_key: dict[str, dict[str, str]], token: str, kept_for: float) -> None:
+        """Let go of the claim, or keep it `kept_for` seconds from now: only while it is still
+        this holder's (expired and taken by someone else meanwhile: theirs now, left alone)."""
+        names = {"#token": "token"}
+        values = {":token": {"S": token}}
+        for attempt in range(1, RELEASE_ATTEMPTS + 1):
             try:
-                self._client.delete_item(
-                    TableName=self._table,
-                    Key=item_key,
-                    ConditionExpression="#token = :token",
-                    ExpressionAttributeNames={"#token": "token"},
-                    ExpressionAttributeValues={":token": {"S": token}},
-                )
+                if kept_for > 0:
+                    until = math.ceil(self._clock() + kept_for)
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key=item_key,
+                        UpdateExpression="SET #exp = :until",
+                        ConditionExpression="#token = :token",
+                        ExpressionAttributeNames={**names, "#exp": "expiration"},
+                        ExpressionAttributeValues={**values, ":until": {"N": str(until)}},
+                    )
+                else:
+                    self._client.delete_item(
+                        TableName=self._table,
+                        Key=item_key,
+                        ConditionExpression="#token = :token",
+                        ExpressionAttributeNames=names,
+                        ExpressionAttributeValues=values,
+                    )
+                return
             except ClientError as exc:
-                # Expired and taken by someone else meanwhile: theirs now, leave it.
-                if not _conditional_failed(exc):
+                if _conditional_failed(exc):
+                    return
+                if not _in_a_transaction(exc) or attempt == RELEASE_ATTEMPTS:
                     raise
+            self._sleep(0.02 * attempt * random.uniform(0.5, 1.5))  # noqa: S311 - not security
 
     def _expiry(self, now: int) -> int:
         # A claim is worth nothing once its holder's invocation is over: it lasts until the
@@ -117,7 +162,8 @@ class DynamoClaims:
                 **claim_is_free(now),
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            # Held, or being checked by an erasure's fence at this very moment: wait.
+            if _conditional_failed(exc) or _in_a_transaction(exc):
                 return False
             raise
         return True

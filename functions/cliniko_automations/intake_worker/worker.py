@@ -39,6 +39,7 @@ import httpx
 
 from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, StringFilter
+from cliniko_automations.common.identity_claims import LOST_CREATE_SETTLES_SECONDS
 from cliniko_automations.common.ledger import LedgerEntry
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_worker import find_or_create as foc
@@ -117,8 +118,15 @@ class ContactsPort(Protocol):
     def update_contact(self, contact_id: str, body: Mapping[str, Any]) -> Any: ...
 
 
+class HeldClaim(Protocol):
+    def keep_for(self, seconds: float) -> None:
+        """At the end of the block, leave the claim held `seconds` more instead of letting go
+        (0: let go)."""
+        ...
+
+
 class Claims(Protocol):
-    def hold(self, key: str) -> contextlib.AbstractContextManager[None]:
+    def hold(self, key: str) -> contextlib.AbstractContextManager[HeldClaim]:
         """Hold the claim on `key` for the block; raise `ClaimBusy` if it cannot be had."""
         ...
 
@@ -232,12 +240,14 @@ class IntakeWorker:
         ledger: Ledger,
         parking: Parking,
         now: Callable[[], datetime] = _utcnow,
+        lost_create_settles_seconds: float = LOST_CREATE_SETTLES_SECONDS,
     ) -> None:
         self._claims = claims
         self._intents = intents
         self._ledger = ledger
         self._parking = parking
         self._now = now
+        self._lost_create_settles = lost_create_settles_seconds
 
     def process(
         self,
@@ -279,8 +289,10 @@ class IntakeWorker:
         draft = submission.draft
         lookup = foc.lookup_for(draft)
         claim_key = lookup.claim_key(submission.account)
-        hold = self._claims.hold(claim_key) if claim_key else contextlib.nullcontext()
-        with hold:
+        hold: contextlib.AbstractContextManager[HeldClaim | None] = (
+            self._claims.hold(claim_key) if claim_key else contextlib.nullcontext()
+        )
+        with hold as claim:
             intent = self._intents.get(submission.idempotency_key)
             if intent is not None and intent.contact_id is not None:
                 # An earlier attempt created the contact and recorded it, then failed before
@@ -291,7 +303,7 @@ class IntakeWorker:
             decision = self._decide(submission, lookup, cliniko, intent)
             if decision.action in ("create", "update") and erased():
                 raise Erased()
-            return self._apply(submission, lookup, decision, cliniko)
+            return self._apply(submission, lookup, decision, cliniko, claim)
 
     def _decide(
         self,
@@ -318,6 +330,7 @@ class IntakeWorker:
         lookup: foc.Lookup,
         decision: foc.Decision,
         cliniko: ContactsPort,
+        claim: HeldClaim | None,
     ) -> Outcome:
         sid = submission.submission_id
         if decision.action == "park":
@@ -347,7 +360,7 @@ class IntakeWorker:
                 contact_id=decision.contact_id,
                 fields=tuple(sorted(decision.changes)),
             )
-        return self._create(submission, lookup, decision, cliniko)
+        return self._create(submission, lookup, decision, cliniko, claim)
 
     def _create(
         self,
@@ -355,6 +368,7 @@ class IntakeWorker:
         lookup: foc.Lookup,
         decision: foc.Decision,
         cliniko: ContactsPort,
+        claim: HeldClaim | None,
     ) -> Outcome:
         started = self._now()
         self._intents.begin(submission.idempotency_key, started)
@@ -368,14 +382,19 @@ class IntakeWorker:
                 raise
             if not _maybe_made(error):
                 raise
-            # Cliniko may have saved it. Look before anyone creates again: now, and (the
-            # intent stays, with this attempt's window) on the retry.
+            # Cliniko may have saved it, or may yet. Look before anyone creates again: now,
+            # and (the intent stays, with this attempt's window) on the retry. Until it has
+            # settled, the person stays claimed (LOST_CREATE_SETTLES_SECONDS).
+            if claim is not None:
+                claim.keep_for(self._lost_create_settles)
             lost = self._now()
             self._intents.lost(submission.idempotency_key, lost)
             again = self._decide(submission, lookup, cliniko, Intent(started, lost))
             if again.action == "adopt":
                 assert again.contact_id is not None  # an adoption names its contact
                 self._record_created(submission, again.contact_id)
+                if claim is not None:
+                    claim.keep_for(0)  # saved, and found: nothing left to settle
                 return self._created(submission, again.contact_id, recovered=True)
             raise RetryLater("create_outcome_unknown") from None
         contact_id = str(_contact_dict(contact)["id"])

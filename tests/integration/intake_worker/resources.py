@@ -354,7 +354,10 @@ def worker_environment(
         CLINIKO_ACCOUNTS_FILE=str(config_path),
     )
     # Failed messages come back at once in tests; the deployed default backs off from 30 s.
+    # Time so compressed, a lost create has settled by then too (the default keeps its
+    # person claimed 60 s, past the first retry's backoff).
     env["RETRY_BASE_SECONDS"] = "0"
+    env["LOST_CREATE_SETTLES_SECONDS"] = "0"
     env.update(extra)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
