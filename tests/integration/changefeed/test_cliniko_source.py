@@ -155,29 +155,25 @@ def changed(contact_id: int, updated_at: str) -> dict[str, Any]:
     return {**DOCUMENTED, "id": contact_id, "updated_at": updated_at}
 
 
-def test_a_page_not_in_updated_at_order_is_refused():
-    # Default order (created_at): the newest change first, an older one after it.
-    page = listed(
-        changed(1, "2016-10-29T08:00:50Z"), changed(2, "2016-10-29T08:00:20Z"), next_page=True
-    )
-    client, server = scripted_client(answering(page))
-    try:
-        with pytest.raises(errors.UnexpectedResponse):
-            ClinikoContactsSource(client).changed_since(SINCE, 1)
-    finally:
-        server.stop()
+SECOND = dt.datetime(2016, 10, 29, 8, 0, 20, tzinfo=dt.UTC)
 
 
-def test_a_second_s_page_not_in_id_order_is_refused():
-    page = listed(
-        changed(9, "2016-10-29T08:00:20Z"), changed(3, "2016-10-29T08:00:20Z"), next_page=True
-    )
-    client, server = scripted_client(answering(page))
+@pytest.mark.parametrize(
+    ("read", "page"),
+    [
+        # Default order (created_at): the newest change first, an older one after it.
+        (lambda source: source.changed_since(SINCE, 1), [(1, "08:00:50"), (2, "08:00:20")]),
+        # One second's page, read on by id.
+        (lambda source: source.changed_in_second(SECOND, 0), [(9, "08:00:20"), (3, "08:00:20")]),
+    ],
+    ids=["by updated_at", "a second's by id"],
+)
+def test_a_page_not_in_the_order_asked_for_is_refused(read, page):
+    listing = listed(*(changed(i, f"2016-10-29T{at}Z") for i, at in page), next_page=True)
+    client, server = scripted_client(answering(listing))
     try:
         with pytest.raises(errors.UnexpectedResponse):
-            ClinikoContactsSource(client).changed_in_second(
-                dt.datetime(2016, 10, 29, 8, 0, 20, tzinfo=dt.UTC), 0
-            )
+            read(ClinikoContactsSource(client))
     finally:
         server.stop()
 
