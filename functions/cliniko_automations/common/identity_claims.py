@@ -18,6 +18,9 @@ a hash of the account and the identity, no personal data.
 from __future__ import annotations
 
 import hashlib
+import random
+import time
+from collections.abc import Callable
 from typing import Any
 
 CLAIM_PREFIX = "intake-claim#"
@@ -45,3 +48,17 @@ def claim_is_free(now: int) -> dict[str, Any]:
         "ExpressionAttributeNames": {"#exp": "expiration"},
         "ExpressionAttributeValues": {":now": {"N": str(now)}},
     }
+
+
+def waited_for(free: Callable[[], bool], seconds: float, sleep: Callable[[float], None]) -> bool:
+    """Ask `free()` until it answers True, for up to `seconds`: False if it never did. Pauses
+    from 50 ms doubling to 500 ms, with jitter so that a crowd of waiters does not retry in
+    step (the worker waiting to take a claim, an erasure waiting for every claim to end)."""
+    deadline = time.monotonic() + seconds
+    delay = 0.05
+    while not free():
+        if time.monotonic() >= deadline:
+            return False
+        sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - not security related
+        delay = min(delay * 2, 0.5)
+    return True

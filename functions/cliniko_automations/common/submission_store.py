@@ -25,7 +25,6 @@ This module stores text and hashes; the intake parses bodies, the erasure never 
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cliniko_automations.common.dynamodb_batches import get_items, write_items
-from cliniko_automations.common.identity_claims import claim_is_free, claim_item_key
+from cliniko_automations.common.identity_claims import claim_is_free, claim_item_key, waited_for
 from cliniko_automations.common.person_keys import PersonKeys
 
 BODY_PREFIX = "submission#"
@@ -194,15 +193,9 @@ class DynamoSubmissionStore:
         if self._claims_table is None:
             raise ValueError("a fence needs the table of the identity claims")
         wanted = list(dict.fromkeys(claims))
-        deadline = time.monotonic() + self._fence_wait
-        delay = 0.05
-        while not self._fenced(key, erased_at, wanted):
-            if time.monotonic() >= deadline:
-                return False
-            # Jitter, as the worker's own wait for a claim has.
-            self._sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - not security related
-            delay = min(delay * 2, 0.5)
-        return True
+        return waited_for(
+            lambda: self._fenced(key, erased_at, wanted), self._fence_wait, self._sleep
+        )
 
     def _fenced(self, key: str, erased_at: datetime, claims: Sequence[str]) -> bool:
         tombstone = {"Put": {"TableName": self._table, "Item": self._tombstone(key, erased_at)}}

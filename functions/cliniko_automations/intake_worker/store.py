@@ -33,7 +33,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from cliniko_automations.common.identity_claims import claim_is_free, claim_item_key
+from cliniko_automations.common.identity_claims import claim_is_free, claim_item_key, waited_for
 from cliniko_automations.intake_worker.worker import ClaimBusy, Intent
 
 INTENT_PREFIX = "intake-intent#"
@@ -95,14 +95,8 @@ class DynamoClaims:
     def hold(self, key: str) -> Iterator[_Held]:
         item_key = claim_item_key(key)
         token = secrets.token_hex(16)
-        deadline = time.monotonic() + self._wait
-        delay = 0.05
-        while not self._try_put(item_key, token):
-            if time.monotonic() >= deadline:
-                raise ClaimBusy()
-            # Jitter so that a crowd of waiters does not retry in step.
-            self._sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - not security related
-            delay = min(delay * 2, 0.5)
+        if not waited_for(lambda: self._try_put(item_key, token), self._wait, self._sleep):
+            raise ClaimBusy()
         held = _Held()
         try:
             yield held
