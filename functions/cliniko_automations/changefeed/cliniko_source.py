@@ -10,6 +10,7 @@ from typing import Any
 
 from cliniko_automations.cliniko.errors import UnexpectedResponse
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter
+from cliniko_automations.cliniko.rules import country_code_for
 from cliniko_automations.common.json_input import value_without_lone_surrogates
 
 from .changes import TRACKED_FIELDS, ContactSnapshot
@@ -70,8 +71,32 @@ def _snapshot(contact: Any) -> ContactSnapshot:
         # A text Cliniko holds with half an emoji (a lone surrogate, which its JSON can carry)
         # could never be encoded into an event or a signed webhook: every run failed on it,
         # and the account's feed stopped there.
-        fields={name: value_without_lone_surrogates(body.get(name)) for name in _FIELDS},
+        fields={
+            name: value_without_lone_surrogates(value)
+            for name in _FIELDS
+            if (value := _listed(body, name)) is not _UNKNOWN
+        },
     )
+
+
+_UNKNOWN = object()
+
+
+def _listed(body: dict[str, Any], name: str) -> Any:
+    """A tracked field's value as the listing shows it, or `_UNKNOWN` when it does not: a
+    field left out is not blank, and published as null it would tell subscribers a contact
+    has none (then it is hashed as null, as it always was, and left out of the contact's
+    fields). Cliniko's documented contacts carry `country`, the name, and no `country_code`
+    (nor, in a list, `doctor_type`): the code is read from the name, as the intake reads it,
+    so a change of country is named."""
+    if name in body:
+        return body[name]
+    if name == "country_code" and "country" in body:
+        country = body["country"]
+        if not isinstance(country, str) or not country.strip():
+            return None
+        return country_code_for(country) or _UNKNOWN
+    return _UNKNOWN
 
 
 def _archived_at(contact: Any) -> dt.datetime | None:

@@ -4,6 +4,7 @@ archived, where a listing ends, and the cursor it reports."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -98,6 +99,56 @@ def test_a_contact_first_seen_archived_by_delete_is_an_archive() -> None:
     assert change is not None
     assert (change.type, change.changed_fields) == ("contact.archived", ("archived_at",))
     assert change.with_fields()["contact"]["archived_at"] == "2016-10-29T08:00:00Z"
+
+
+# The documented contact carries `country` (its name) and no `country_code`, and the list's
+# no `doctor_type`: read as null, a country never changed and subscribers were told it had none.
+
+
+def test_a_change_of_country_in_a_documented_listing_is_named_and_sent() -> None:
+    assert "country_code" not in DOCUMENTED
+    moved = {**DOCUMENTED, "updated_at": "2016-10-29T08:00:00Z", "country": "Australia"}
+    before, after = read(listed(DOCUMENTED), listed(moved))
+    first = classify("main", before, None, HASHER.hashes(before))
+    assert first is not None
+    assert first.with_fields()["contact"]["country_code"] == "EE"
+    assert "country_code" in first.changed_fields
+    change = classify("main", after, first.state, HASHER.hashes(after))
+    assert change is not None
+    assert change.changed_fields == ("country_code",)
+    assert change.with_fields()["contact"]["country_code"] == "AU"
+
+
+@pytest.mark.parametrize(
+    ("shown", "published"),
+    [
+        ({"country": ""}, None),
+        ({"country": None}, None),
+        ({"country": "EE", "country_code": "EE"}, "EE"),
+        ({"country_code": "EE"}, "EE"),
+    ],
+    ids=["blank name", "null name", "code beside the name", "code alone"],
+)
+def test_a_country_is_published_as_the_listing_shows_it(shown, published) -> None:
+    contact = {k: v for k, v in DOCUMENTED.items() if k != "country"}
+    [snapshot] = read(listed({**contact, **shown}))
+    assert snapshot.fields["country_code"] == published
+
+
+def test_a_field_the_listing_leaves_out_is_not_published_as_blank() -> None:
+    # An unknown country name too: no code can be read from it.
+    contact = {**DOCUMENTED, "country": "Atlantis"}
+    assert "doctor_type" not in contact
+    [snapshot] = read(listed(contact))
+    change = classify("main", snapshot, None, HASHER.hashes(snapshot))
+    assert change is not None
+    published = change.with_fields()["contact"]
+    assert "doctor_type" not in published
+    assert "country_code" not in published
+    assert published["first_name"] == DOCUMENTED["first_name"]
+    # Hashed as null, as before: states recorded before this reading do not all change.
+    as_null = dataclasses.replace(snapshot, fields={"doctor_type": None})
+    assert HASHER.hashes(snapshot)["doctor_type"] == HASHER.hashes(as_null)["doctor_type"]
 
 
 @pytest.fixture
