@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
@@ -28,6 +30,14 @@ from cliniko_automations.common import aws
 from cliniko_automations.common.logs import register_secret
 
 SECRET_MAX_AGE = 300
+# A signing secret's values read past the cache when a delivery does not match the cached one
+# (`rotated_values`) are kept this long: one read serves every delivery meanwhile, and forged
+# deliveries cannot make more reads than one a period.
+ROTATION_RECHECK_SECONDS = 30
+# While a secret's current value is younger than this, its previous one is accepted too: a
+# provider's settings are changed after Secrets Manager, by hand. Bounded, so a secret rotated
+# because it leaked stops working soon after.
+ROTATION_GRACE_SECONDS = 900
 
 
 class SecretUnavailable(RuntimeError):
@@ -187,6 +197,54 @@ def _read(name: str) -> str:
         raise SecretEmpty(f"secret {name!r} is empty", name=name)
     register_secret(value)  # the logs' redacting filter blanks it from now on
     return value
+
+
+# Values read by `rotated_values`, by secret name: (when, on the monotonic clock; the values).
+_rotation_reads: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+
+def clear_secret_caches() -> None:
+    """Forget every value read (Powertools' cache and `rotated_values`')."""
+    parameters.clear_caches()
+    _rotation_reads.clear()
+
+
+def rotated_values(name: str, *, prefix: str | None = None) -> tuple[str, ...]:
+    """The values a sender may sign with when the cached value of secret `name` no longer
+    matches: it may have been rotated since the cache read it (up to `SECRET_MAX_AGE` ago), and
+    a form provider does not deliver again after a 401. Its current value read past the cache
+    and, while that is younger than `ROTATION_GRACE_SECONDS`, its previous one (`AWSPREVIOUS`).
+    Read at most once every `ROTATION_RECHECK_SECONDS` for each secret."""
+    check_secret_prefix(name, prefix)
+    now = time.monotonic()
+    read = _rotation_reads.get(name)
+    if read is not None and now - read[0] < ROTATION_RECHECK_SECONDS:
+        return read[1]
+    values = _read_rotation(name)
+    _rotation_reads[name] = (now, values)
+    return values
+
+
+def _read_rotation(name: str) -> tuple[str, ...]:
+    client = aws.client("secretsmanager", config=aws.FAIL_FAST)
+    try:
+        current = client.get_secret_value(SecretId=name)
+        values = [current.get("SecretString")]
+        created = current.get("CreatedDate")
+        age = (datetime.now(UTC) - created).total_seconds() if created else None
+        if age is not None and age < ROTATION_GRACE_SECONDS:
+            with contextlib.suppress(client.exceptions.ResourceNotFoundException):
+                # None yet: the secret was never rotated.
+                previous = client.get_secret_value(SecretId=name, VersionStage="AWSPREVIOUS")
+                values.append(previous.get("SecretString"))
+    except (BotoCoreError, ClientError) as exc:
+        raise SecretUnavailable(
+            f"secret {name!r} could not be read ({_named(exc)})", name=name
+        ) from exc
+    texts = tuple(v for v in values if isinstance(v, str) and v.strip())
+    for text in texts:
+        register_secret(text)
+    return texts
 
 
 def _named(cause: BaseException | None) -> str:

@@ -14,9 +14,10 @@ to send the browser to, instead of a bare status it would show as a blank page.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -74,6 +75,9 @@ class Services:
     verify_captcha: Callable[[Captcha, str, str | None, str | None], None]
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # The values a signing secret or token may hold besides the cached one, asked for when a
+    # delivery does not match it (`secrets.rotated_values`): just after a rotation.
+    rotated_secret: Callable[[str], Sequence[str]] = lambda name: ()
 
 
 @dataclass(frozen=True)
@@ -181,9 +185,10 @@ def _accept(
     delivery = Delivery(request.body, request.headers, request.query, content_type)
     now = services.clock()
     if source.signing_secret is not None and adapter.verify is not None:
-        adapter.verify(delivery, _secret(services, source.signing_secret), now.timestamp())
+        verify, at = adapter.verify, now.timestamp()
+        _authenticate(services, source.signing_secret, lambda secret: verify(delivery, secret, at))
     if source.token_secret is not None:
-        _check_token(delivery, _secret(services, source.token_secret))
+        _authenticate(services, source.token_secret, lambda secret: _check_token(delivery, secret))
 
     parsed = adapter.parse(delivery)
     if parsed.ignored is not None:
@@ -281,6 +286,24 @@ def _check_token(delivery: Delivery, expected: str) -> None:
         raise BadSignature("token missing (X-Intake-Token header or ?token=)")
     if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8")):
         raise BadSignature("token does not match")
+
+
+def _authenticate(services: Services, name: str, check: Callable[[str], None]) -> None:
+    """`check` the delivery with secret `name`; when it does not match, with the values the
+    secret may hold besides the cached one: a delivery signed just after a rotation is not
+    refused (a 401 is not delivered again), a forged one still is."""
+    try:
+        check(_secret(services, name))
+    except BadSignature as refused:
+        try:
+            others = services.rotated_secret(name)
+        except Exception as exc:  # as any failure to read a secret: the provider should retry
+            raise ServiceUnavailable("secrets", type(exc).__name__) from exc
+        for value in others:
+            with contextlib.suppress(BadSignature):
+                check(value)
+                return
+        raise refused
 
 
 def _secret(services: Services, name: str) -> str:

@@ -7,7 +7,7 @@ import functools
 
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.person_keys import PersonKeys, submission_keys
-from cliniko_automations.common.secrets import SecretUnavailable, read_secret
+from cliniko_automations.common.secrets import SecretUnavailable, read_secret, rotated_values
 from cliniko_automations.intake.config import FormSources, load_form_sources
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_api.accept import Accepted, Services
@@ -31,6 +31,7 @@ def services(settings: ApiSettings) -> Services:
     return Services(
         sources=form_sources(settings),
         read_secret=functools.partial(read_secret, prefix=settings.secrets_prefix),
+        rotated_secret=functools.partial(rotated_values, prefix=settings.secrets_prefix),
         verify_captcha=verify_captcha,
         max_body_bytes=settings.max_body_bytes,
     )

@@ -1,0 +1,89 @@
+"""A form's signing secret (or token) rotated: in Secrets Manager first, then in the provider's
+settings. A provider does not deliver again after a 401 (Typeform retries only 408, 423, 429
+and 503), so a delivery refused while a container's cached value was the other one was lost."""
+
+from __future__ import annotations
+
+import boto3
+from cliniko_automations.common import aws, secrets
+
+from tests.unit.intake_api import samples
+
+TYPEFORM_SECRET = "cliniko-automations/forms/referral-typeform/signing-secret"
+JOTFORM_TOKEN = "cliniko-automations/forms/intake-jotform/token"
+ROTATED = "whsec_rotated_fedcba9876543210"
+
+
+def typeform(intake, secret: str, response: str) -> int:
+    body = samples.typeform_body(response_token=response)
+    headers = {
+        "Content-Type": "application/json",
+        "Typeform-Signature": samples.typeform_signature(body, secret=secret),
+    }
+    return intake.post("referral-typeform", body, headers)["statusCode"]
+
+
+def jotform(intake, token: str) -> int:
+    body, content_type = samples.jotform_body()
+    answer = intake.post(
+        "intake-jotform", body, {"Content-Type": content_type}, base64=True, query={"token": token}
+    )
+    return answer["statusCode"]
+
+
+def rotate(name: str, value: str) -> None:
+    boto3.client("secretsmanager").put_secret_value(SecretId=name, SecretString=value)
+
+
+def test_a_delivery_signed_with_the_new_secret_is_accepted_by_a_warm_container(intake):
+    assert typeform(intake, samples.SECRET, "before") == 202  # the old secret is cached now
+    rotate(TYPEFORM_SECRET, ROTATED)
+    assert typeform(intake, ROTATED, "after") == 202
+    assert typeform(intake, ROTATED, "after, again") == 202
+    assert typeform(intake, "whsec_forged_0123456789abcdef", "forged") == 401
+
+
+def test_a_token_rotated_is_accepted_by_a_warm_container(intake):
+    assert jotform(intake, samples.TOKEN) == 202
+    rotate(JOTFORM_TOKEN, "jotform-token-rotated-0123456789")
+    assert jotform(intake, "jotform-token-rotated-0123456789") == 202
+
+
+def test_a_delivery_signed_with_the_old_secret_is_accepted_until_the_provider_is_changed(intake):
+    rotate(TYPEFORM_SECRET, ROTATED)  # a cold container: it reads the new secret
+    assert typeform(intake, samples.SECRET, "provider not changed yet") == 202
+    assert typeform(intake, ROTATED, "provider changed") == 202
+
+
+def test_the_old_secret_is_refused_once_the_rotation_is_past_its_grace(intake, monkeypatch):
+    monkeypatch.setattr(secrets, "ROTATION_GRACE_SECONDS", 0)
+    rotate(TYPEFORM_SECRET, ROTATED)
+    assert typeform(intake, samples.SECRET, "long after the rotation") == 401
+    assert typeform(intake, ROTATED, "signed as it should be") == 202
+
+
+def test_forged_deliveries_read_the_secret_past_the_cache_once_a_period(intake):
+    reads: list[str] = []
+
+    def read(params, **_) -> None:
+        reads.append(params.get("VersionStage", "AWSCURRENT"))
+
+    events = aws.client("secretsmanager", config=aws.FAIL_FAST).meta.events  # the functions'
+    events.register("before-parameter-build.secrets-manager.GetSecretValue", read)
+    try:
+        assert typeform(intake, "whsec_forged_0123456789abcdef", "forged") == 401
+        # The cache's read, then the current value past it and (it is new) the previous one.
+        assert reads == ["AWSCURRENT", "AWSCURRENT", "AWSPREVIOUS"]
+        for attempt in range(4):
+            assert typeform(intake, "whsec_forged_0123456789abcdef", f"forged {attempt}") == 401
+        assert len(reads) == 3
+    finally:
+        events.unregister("before-parameter-build.secrets-manager.GetSecretValue", read)
+
+
+def test_a_secret_that_cannot_be_read_again_asks_the_provider_to_retry(intake):
+    assert typeform(intake, samples.SECRET, "cached") == 202
+    boto3.client("secretsmanager").delete_secret(
+        SecretId=TYPEFORM_SECRET, ForceDeleteWithoutRecovery=True
+    )
+    assert typeform(intake, ROTATED, "signed with a secret that cannot be read") == 503
