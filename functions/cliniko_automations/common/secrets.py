@@ -205,7 +205,7 @@ _rotation_reads: dict[str, tuple[float, tuple[str, ...]]] = {}
 
 def clear_secret_caches() -> None:
     """Forget every value read (Powertools' cache and `rotated_values`')."""
-    parameters.clear_caches()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]  # Powertools: untyped
     _rotation_reads.clear()
 
 
