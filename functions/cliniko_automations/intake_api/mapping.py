@@ -80,8 +80,15 @@ def answer_ids_for(field: str, source: FormSource) -> list[str]:
     return ids
 
 
+# Titles typed in front of a name in one box ("Dr Jane Smith", as a GP signs a referral): the
+# contact's title, as a compound answer's prefix is, not its first name. Only before two more
+# words: "Dr Smith" may be a surname alone, or a first name.
+TYPED_TITLES = frozenset({"dr", "prof", "professor", "a/prof", "mr", "mrs", "ms", "miss", "mx"})
+
+
 def split_name(answer: Answer, mapped_elsewhere: frozenset[str] = frozenset()) -> dict[str, str]:
-    """A full name as first_name (first word) and last_name (the rest); compound answers
+    """A full name as first_name (first word) and last_name (the rest), a typed title before
+    them as the title; compound answers
     such as Jotform's {"prefix", "first", "middle", "last", "suffix"} keep their own parts,
     the middle name after the first ("Mary Jane"), the suffix after the last ("Watson Jr"):
     Cliniko has no field for either. A middle name or suffix in `mapped_elsewhere` (a rule of
@@ -101,11 +108,14 @@ def split_name(answer: Answer, mapped_elsewhere: frozenset[str] = frozenset()) -
         }
         return {name: value for name, value in parts.items() if value}
     words = as_text(answer).split()
+    title: dict[str, str] = {}
+    if len(words) > 2 and words[0].casefold().rstrip(".") in TYPED_TITLES:
+        title, words = {"title": words[0]}, words[1:]
     if not words:
         return {}
     if len(words) == 1:
-        return {"first_name": words[0]}
-    return {"first_name": words[0], "last_name": " ".join(words[1:])}
+        return {**title, "first_name": words[0]}
+    return {**title, "first_name": words[0], "last_name": " ".join(words[1:])}
 
 
 def render_notes(template: str, answers: Mapping[str, Answer], source: FormSource) -> str:

@@ -29,6 +29,13 @@ def source(fields, **extra) -> FormSource:
         ),
         ({"full": "Ana Lima"}, {"first_name": "Ana", "last_name": "Lima"}),
         ("", {}),
+        # A title typed before the name in one box, as a GP signs a referral.
+        ("Dr Jane Smith", {"title": "Dr", "first_name": "Jane", "last_name": "Smith"}),
+        ("DR. Jane van Dyke", {"title": "DR.", "first_name": "Jane", "last_name": "van Dyke"}),
+        ("A/Prof Ana Lima", {"title": "A/Prof", "first_name": "Ana", "last_name": "Lima"}),
+        # Before fewer than two words it may be a name: kept as typed.
+        ("Dr Smith", {"first_name": "Dr", "last_name": "Smith"}),
+        ("Drew Smith Jones", {"first_name": "Drew", "last_name": "Smith Jones"}),
         # Jotform's Full Name with its middle name and suffix shown: Cliniko has no field for
         # either, so each joins the name it belongs with.
         (
