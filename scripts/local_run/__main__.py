@@ -255,7 +255,11 @@ def shell(state: dict[str, Any], command: Sequence[str] = (), stdin: IO[Any] | N
     its prompt says so. With `command`, runs that instead of an interactive shell."""
     env = {**os.environ, **state["environment"], "LOCAL_RUN_API": state["api"]}
     if command:
-        return subprocess.call(list(command), env=env, stdin=stdin)
+        try:
+            return subprocess.call(list(command), env=env, stdin=stdin)
+        except OSError as error:  # as a shell says it: 127 not found, 126 not executable
+            print(f"local_run: {command[0]}: {error.strerror}", file=sys.stderr)
+            return 127 if isinstance(error, FileNotFoundError) else 126
     user_shell = os.environ.get("SHELL") or "/bin/sh"
     print(
         f"local_run: a subshell whose AWS tools (aws, sam, boto3) talk to the local run's moto"

@@ -60,7 +60,7 @@ from cliniko_automations.common.dead_letter_tool import (
 from cliniko_automations.common.json_input import load_json
 from cliniko_automations.common.operator_cli import run_tool
 from cliniko_automations.common.secrets import read_secret
-from cliniko_automations.erasure.audit import DynamoAuditLog
+from cliniko_automations.erasure.audit import DynamoAuditLog, NotAnAuditTable
 
 from .bus import EventBridgeSink
 from .core import PublishFailed
@@ -345,6 +345,19 @@ def _show(letter: WebhookDeadLetter, out: TextIO) -> None:
     print_letter(letter, out, omitted_when_empty="problem")
 
 
+def _erased_contacts(audit_table: str) -> Callable[[], Collection[tuple[str | None, str]]]:
+    """The trail's erased contacts; another table named (a wrong stack output) is one line."""
+    audit = DynamoAuditLog(audit_table)
+
+    def read() -> Collection[tuple[str | None, str]]:
+        try:
+            return audit.erased_contacts()
+        except NotAnAuditTable as error:
+            raise SystemExit(f"webhook_dead_letters: {error}") from None
+
+    return read
+
+
 def build(args: argparse.Namespace) -> WebhookDeadLetters:
     dlq = args.dlq_url or os.environ.get("WEBHOOK_DEAD_LETTER_QUEUE_URL")
     if not dlq:
@@ -360,7 +373,7 @@ def build(args: argparse.Namespace) -> WebhookDeadLetters:
         sink=EventBridgeSink(boto3.client("events"), bus) if bus else None,
         routes=BusRoutes(boto3.client("events"), bus) if bus and args.command == "replay" else None,
         read_secret=read_secret,
-        erased_contacts=DynamoAuditLog(audit_table).erased_contacts if audit_table else None,
+        erased_contacts=_erased_contacts(audit_table) if audit_table else None,
     )
 
 

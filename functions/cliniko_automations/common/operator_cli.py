@@ -81,6 +81,11 @@ def run_tool(prog: str, command: Callable[[], int]) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        # Set but empty (`export AWS_DEFAULT_REGION=$REGION` with REGION unset): botocore takes
+        # it for a region and builds https://sqs..amazonaws.com; unset, it says none is given.
+        if os.environ.get(name) == "":
+            del os.environ[name]
     try:
         code = command()
         sys.stdout.flush()  # here, not at exit, where a closed pipe's error is printed
