@@ -122,9 +122,22 @@ def compile_configuration(package: Path) -> None:
         compile_config_file(path, checked=path in checked)
 
 
+def check_parameter(name: str, value: str) -> None:
+    """Refuse a value the template's parameter would refuse at deploy (its AllowedPattern)."""
+    from local_run.template import load
+
+    pattern = load(TEMPLATE)["Parameters"][name].get("AllowedPattern")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise SystemExit(
+            f"build stopped: {name} {value!r} does not match {pattern} (template.yaml)"
+        )
+
+
 def stage(staged: Path = STAGED, secrets_prefix: str | None = None) -> Path:
     # The files in functions/ (not their staged copies): a mistake names the file to edit.
     deployed = PACKAGES[0][0].parent
+    if secrets_prefix is not None:
+        check_parameter("SecretsPrefix", secrets_prefix)
     check_configuration(deployed, secrets_prefix or template_parameter_default("SecretsPrefix"))
     if staged.exists():
         shutil.rmtree(staged)
