@@ -135,6 +135,9 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             if letter.body.startswith(GONE):
                 refused.append(f"{letter.message_id}: its body is {letter.body}; kept")
                 continue
+            # A new message, which its queue (and the dead-letter queue, should it fail again)
+            # keeps 14 days from now: its body must outlive it, as a parked one's does.
+            self._store.keep(letter.submission_id)
             self._sqs.send_message(
                 QueueUrl=self._queue,
                 MessageBody=letter.message,

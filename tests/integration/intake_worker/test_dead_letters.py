@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from cliniko_automations.common.dead_letter_tool import run_command
 from cliniko_automations.common.person_keys import PersonKeys
+from cliniko_automations.common.submission_store import DAY
 from cliniko_automations.intake.submission import (
     ContactDraft,
     PhoneNumber,
@@ -29,6 +30,7 @@ from tests.integration.intake_worker.resources import (
     create_worker_stack,
     load_dead_letters_script,
 )
+from tests.integration.intake_worker.test_handler import age_body, body_expires_in
 
 PERSONAL = ("Ana", "Lima", "ana.lima@example.com", "0412 345 678")
 
@@ -137,6 +139,16 @@ def test_replay_one_then_all(stack: WorkerStack) -> None:
     code, text = run("replay", "--all")
     assert code == 0 and text.count("replayed") == 2
     assert stack.counts(stack.dead_letter_queue_url) == (0, 0)
+
+
+def test_a_replayed_body_outlives_the_new_message(stack: WorkerStack) -> None:
+    # The replay is a new message, kept 14 days from now by the queue, and by the dead-letter
+    # queue if it fails again: a body stored 12 days ago expired under it, and that letter
+    # could never be replayed (its body gone), the submission lost.
+    ids = fill(stack)
+    age_body(stack, submission(2), days_left=4)
+    assert run("replay", ids["direct"])[0] == 0
+    assert body_expires_in(stack, submission(2)) > 15 * DAY
 
 
 def test_a_replay_cut_short_has_said_what_it_moved(
