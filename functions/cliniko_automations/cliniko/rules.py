@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from cliniko_automations.common.person_keys import without_format_characters
+from cliniko_automations.common.person_keys import TYPED_APOSTROPHES, without_format_characters
 
 MAX_LENGTH = 255
 # Every writable field, in the order openapi.yaml lists them.
@@ -132,10 +132,6 @@ def _alias_key(text: str) -> str:
     key = " ".join(text.casefold().replace(".", "").replace("&", " and ").split())
     key = key.removeprefix("the ")
     return "saint " + key[3:] if key.startswith("st ") else key
-
-
-# The apostrophes phones and word processors type for "'" ("Côte d’Ivoire").
-TYPED_APOSTROPHES = str.maketrans(dict.fromkeys("\u2018\u2019\u02bc\u2032", "'"))
 
 
 def country_code_for(value: str) -> str | None:

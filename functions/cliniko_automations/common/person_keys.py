@@ -20,9 +20,11 @@ def clean_email(email: str) -> str:
     an address is invisible to the person and to staff but makes another string: kept, the
     worker's lookup would miss the existing contact (and create a second one) and an
     erasure's hash would miss the stored submission. Every email the intake takes and every
-    email an erasure names goes through here, so both hash the same address.
+    email an erasure names goes through here, so both hash the same address. Composed (NFC)
+    too: an "é" sent as "e" and a combining accent (pasted text, some keyboards) is the address
+    staff typed with one character.
     """
-    return without_format_characters(email).strip()
+    return unicodedata.normalize("NFC", without_format_characters(email)).strip()
 
 
 def without_format_characters(text: str) -> str:
@@ -58,10 +60,17 @@ def phone_entries(value: object) -> list[Mapping[str, Any]]:
     return [p for p in value if isinstance(p, Mapping)] if isinstance(value, list) else []
 
 
+# The apostrophes keyboards type for "'" ("O’Brien" from a phone, "O'Brien" from staff's desk).
+APOSTROPHES = "'\u2018\u2019\u02bc\u2032"
+TYPED_APOSTROPHES = str.maketrans(dict.fromkeys(APOSTROPHES[1:], "'"))
+
+
 def fold_name(value: object) -> str:
-    """A name as the intake compares names: spaces collapsed, case folded (a value that is not
-    text, as an answer off Cliniko's spec may hold, is no name)."""
-    return " ".join(value.split()).casefold() if isinstance(value, str) else ""
+    """A name as the intake compares names: spaces collapsed, case folded, any apostrophe as
+    "'" (a value that is not text, as an answer off Cliniko's spec may hold, is no name)."""
+    if not isinstance(value, str):
+        return ""
+    return " ".join(value.translate(TYPED_APOSTROPHES).split()).casefold()
 
 
 def phone_digits(number: object) -> str:

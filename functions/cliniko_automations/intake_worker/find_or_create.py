@@ -44,6 +44,7 @@ from typing import Any, Literal
 from cliniko_automations.cliniko.rules import country_code_for, is_archived
 from cliniko_automations.common.identity_claims import claim_key
 from cliniko_automations.common.person_keys import (
+    APOSTROPHES,
     MAX_PREFIX_DIGITS,
     MIN_SUFFIX_DIGITS,
     fold_name,
@@ -62,6 +63,9 @@ CLOCK_SKEW = timedelta(minutes=2)
 # invocation), its window ends this long after it began: a Lambda invocation cannot run
 # longer, and a request it sent is answered (or abandoned by Cliniko) well within that.
 ATTEMPT_LIMIT = timedelta(minutes=15)
+
+
+_APOSTROPHE_AS_SPACE = str.maketrans(dict.fromkeys(APOSTROPHES, " "))
 
 
 class LookupKind(StrEnum):
@@ -119,8 +123,9 @@ def name_spellings(first: str, last: str) -> list[tuple[str, str]]:
 
 def spacing_free(name: str) -> str:
     """A name as a `~~` pattern that any spacing of its words meets ("Mary  Ann" and "Mary Ann"
-    are one name to `matches`, which decides; the filter only narrows)."""
-    return "%".join(name.split())
+    are one name to `matches`, which decides; the filter only narrows), and any apostrophe
+    ("O'Brien" as staff typed it, "O’Brien" as a phone did)."""
+    return "%".join(name.translate(_APOSTROPHE_AS_SPACE).split())
 
 
 def phones_match(left: str, right: str) -> bool:
@@ -241,6 +246,10 @@ def decide(
         contact = active[0]
         if lost_create is not None and made_by_create(draft, contact, lost_create):
             return Decision("adopt", contact_id=str(contact["id"]))
+        if policy == "overwrite" and named_otherwise(draft, contact):
+            # One address, two people (a reception's, a claims desk's, a family's): overwritten,
+            # one person's contact would become the other's. Staff decide.
+            return Decision("park", reason="name_differs", candidate_ids=(str(contact["id"]),))
         changes = plan_update(draft, contact, policy)
         if not changes:
             return Decision("unchanged", contact_id=str(contact["id"]))
@@ -250,6 +259,14 @@ def decide(
             "park", reason="archived_match", candidate_ids=tuple(str(c["id"]) for c in archived)
         )
     return Decision("create", changes=draft.cliniko_fields())
+
+
+def named_otherwise(draft: ContactDraft, contact: Contact) -> bool:
+    """Whether the contact found by the submission's email names someone else: a first and a
+    last name on both sides, and either one other (as names are compared)."""
+    ours = (fold_name(draft.first_name), fold_name(draft.last_name))
+    theirs = (fold_name(contact.get("first_name")), fold_name(contact.get("last_name")))
+    return all(ours) and all(theirs) and ours != theirs
 
 
 def decide_recovery(

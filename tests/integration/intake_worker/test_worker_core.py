@@ -7,6 +7,7 @@ import itertools
 import json
 import re
 import threading
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -151,6 +152,18 @@ def test_overwrite_policy_replaces_values(h: Harness) -> None:
     h.client.create_contact({"first_name": "Anabel", "email": "ana.lima@example.com"})
     assert h.process(submit(ANA, policy="overwrite")).action == "updated"
     assert h.contacts()[0]["first_name"] == "Ana"
+
+
+def test_overwrite_leaves_the_contact_of_someone_else_sharing_the_email(h: Harness) -> None:
+    staff = h.client.create_contact(
+        {"first_name": "Ruth", "last_name": "Ng", "email": "reception@harbour.example"}
+    )
+    omar = ContactDraft(first_name="Omar", last_name="Haddad", email="reception@harbour.example")
+    outcome = h.process(submit(omar, policy="overwrite"))
+    assert (outcome.action, outcome.reason) == ("parked", "name_differs")
+    assert h.parking.parked[-1][1:] == ("name_differs", (str(staff.id),))
+    [contact] = h.contacts()
+    assert (contact["first_name"], contact["last_name"]) == ("Ruth", "Ng")
 
 
 def test_the_lookup_and_its_create_are_booked_on_the_shared_budget_together(h: Harness) -> None:
@@ -429,6 +442,47 @@ def test_a_name_spaced_otherwise_finds_the_same_contact(h: Harness) -> None:
     assert first.action == "created"
     assert (again.action, again.contact_id) == ("unchanged", first.contact_id)
     assert len(h.contacts()) == 1
+
+
+@pytest.mark.parametrize("like_minds_case", [False, True], ids=["like-ignores-case", "minds"])
+@pytest.mark.parametrize(
+    ("typed", "staff_typed"),
+    [("O\u2019Brien", "O'Brien"), ("O'Brien", "O\u2019Brien")],
+    ids=["a phone's apostrophe", "staff's phone"],
+)
+def test_a_name_with_either_apostrophe_finds_the_same_contact(
+    h: Harness, typed, staff_typed, like_minds_case
+) -> None:
+    # iOS types "O’Brien" (U+2019), a desktop "O'Brien": one name to a person, two strings to
+    # Cliniko's `~~`, and without an email a second contact was made.
+    h.cliniko.control.set_behaviour(like_minds_case=like_minds_case)
+    phone = (PhoneNumber(number="0412 345 678"),)
+    existing = h.client.create_contact(
+        {
+            "first_name": "Sean",
+            "last_name": staff_typed,
+            "phone_numbers": [{"number": "0412 345 678", "phone_type": "Mobile"}],
+        }
+    )
+    outcome = h.process(
+        submit(ContactDraft(first_name="Sean", last_name=typed, phone_numbers=phone))
+    )
+    assert (outcome.action, outcome.contact_id) == ("unchanged", str(existing.id))
+    assert len(h.contacts()) == 1
+
+
+def test_an_email_sent_decomposed_finds_the_contact_typed_composed(h: Harness) -> None:
+    # "é" as "e" and a combining accent (pasted text, some keyboards): another string to
+    # Cliniko's `=`, and a second contact was made.
+    composed = unicodedata.normalize("NFC", "josé.silva@example.com")
+    existing = h.client.create_contact(
+        {"first_name": "José", "last_name": "Silva", "email": composed}
+    )
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    draft = ContactDraft(first_name="José", last_name="Silva", email=decomposed)
+    outcome = h.process(submit(draft))
+    assert (outcome.action, outcome.contact_id) == ("unchanged", str(existing.id))
 
 
 def test_a_contact_another_submission_made_between_attempts_is_not_adopted(h: Harness) -> None:

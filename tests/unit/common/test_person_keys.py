@@ -32,6 +32,19 @@ def test_an_address_keeps_every_visible_character():
     assert clean_email(typed) == "Ann.Lee+café@example.org"
 
 
+def test_an_address_sent_decomposed_is_the_one_typed_composed():
+    assert clean_email("jose\u0301@example.org") == "jos\u00e9@example.org"
+
+
+@pytest.mark.parametrize("apostrophe", ["\u2018", "\u2019", "\u02bc", "\u2032"])
+def test_a_name_with_a_typed_apostrophe_has_the_keys_of_the_name_with_a_straight_one(apostrophe):
+    # The worker finds "O'Brien" for "O’Brien": an erasure of one finds the other's submissions.
+    stored = submission_keys(PEPPER, None, "Sean", f"O{apostrophe}Brien", ["0412 345 678"])
+    probe = contact_keys(PEPPER, None, "Sean", "O'Brien", ["0412 345 678"])
+    assert stored.name_hmac == probe.name_hmac
+    assert set(stored.name_phone) & set(probe.name_phone)
+
+
 PHONES = [
     "+61 412 345 678",
     "0412 345 678",

@@ -251,6 +251,33 @@ def test_overwrite_replaces_differing_values_only() -> None:
     assert foc.plan_update(draft, existing, "overwrite") == {"first_name": "Ana"}
 
 
+@pytest.mark.parametrize(
+    ("theirs", "action"),
+    [
+        (("Ruth", "Ng"), "park"),  # a reception's, a claims desk's, a family's address
+        (("Omar", "Ng"), "park"),
+        (("OMAR", " haddad"), "update"),  # the same name, as staff typed it
+        (("Omar", ""), "update"),  # nothing to tell them apart by
+    ],
+)
+def test_overwrite_parks_a_contact_found_by_email_that_names_someone_else(theirs, action) -> None:
+    draft = ContactDraft(
+        email="reception@harbour.example",
+        first_name="Omar",
+        last_name="Haddad",
+        phone_numbers=(PhoneNumber(number="0412 345 678"),),
+    )
+    staff = contact(
+        "7", email="reception@harbour.example", first_name=theirs[0], last_name=theirs[1]
+    )
+    decision = foc.decide(draft, foc.lookup_for(draft), [staff], "overwrite")
+    assert decision.action == action
+    if action == "park":
+        assert (decision.reason, decision.candidate_ids) == ("name_differs", ("7",))
+    # Under fill_blanks nothing staff typed is replaced: the blanks are filled, as documented.
+    assert foc.decide(draft, foc.lookup_for(draft), [staff], "fill_blanks").action == "update"
+
+
 def test_create_only_leaves_a_match_alone() -> None:
     draft = ContactDraft(email="ana@example.com", first_name="Ana")
     decision = foc.decide(
