@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
@@ -229,22 +230,32 @@ def _read_rotation(name: str) -> tuple[str, ...]:
     client = aws.client("secretsmanager", config=aws.FAIL_FAST)
     try:
         current = client.get_secret_value(SecretId=name)
-        values = [current.get("SecretString")]
+        values = [_stored_text(current)]
         created = current.get("CreatedDate")
         age = (datetime.now(UTC) - created).total_seconds() if created else None
         if age is not None and age < ROTATION_GRACE_SECONDS:
             with contextlib.suppress(client.exceptions.ResourceNotFoundException):
                 # None yet: the secret was never rotated.
                 previous = client.get_secret_value(SecretId=name, VersionStage="AWSPREVIOUS")
-                values.append(previous.get("SecretString"))
+                values.append(_stored_text(previous))
     except (BotoCoreError, ClientError) as exc:
         raise SecretUnavailable(
             f"secret {name!r} could not be read ({_named(exc)})", name=name
         ) from exc
-    texts = tuple(v for v in values if isinstance(v, str) and v.strip())
+    texts = tuple(v for v in values if v is not None and v.strip())
     for text in texts:
         register_secret(text)
     return texts
+
+
+def _stored_text(answer: dict[str, Any]) -> str | None:
+    """A GetSecretValue answer's SecretString, or its SecretBinary as UTF-8 (as `_read` takes
+    a secret), None when it holds neither."""
+    value = answer.get("SecretString")
+    if value is None and isinstance(answer.get("SecretBinary"), bytes):
+        with contextlib.suppress(UnicodeDecodeError):
+            value = answer["SecretBinary"].decode("utf-8")
+    return value if isinstance(value, str) else None
 
 
 def _named(cause: BaseException | None) -> str:

@@ -49,6 +49,14 @@ def test_a_token_rotated_is_accepted_by_a_warm_container(intake):
     assert jotform(intake, "jotform-token-rotated-0123456789") == 202
 
 
+def test_a_secret_rotated_to_a_binary_value_is_read_as_its_text(intake):
+    assert typeform(intake, samples.SECRET, "before") == 202
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=TYPEFORM_SECRET, SecretBinary=ROTATED.encode()
+    )
+    assert typeform(intake, ROTATED, "after") == 202
+
+
 def test_a_delivery_signed_with_the_old_secret_is_accepted_until_the_provider_is_changed(intake):
     rotate(TYPEFORM_SECRET, ROTATED)  # a cold container: it reads the new secret
     assert typeform(intake, samples.SECRET, "provider not changed yet") == 202
