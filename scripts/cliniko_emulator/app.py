@@ -158,6 +158,7 @@ class Emulator:
             )
         self.archived_get = archived_get
         self.like_minds_case = False
+        self.seed_shapes = False
         self.update_methods = UPDATE_METHODS
         self.unfilterable: frozenset[str] = frozenset()
         self._log: deque[dict[str, Any]] = deque(maxlen=log_limit)
@@ -211,6 +212,7 @@ class Emulator:
         self.archived_get = self._defaults["archived_get"]
         self.store.subsecond = False
         self.like_minds_case = False
+        self.seed_shapes = False
         self.update_methods = UPDATE_METHODS
         self.unfilterable = frozenset()
         self.strict = self._defaults["strict"]
@@ -459,7 +461,9 @@ class Emulator:
                 return Reply(204)
             if method == "GET":
                 record = self._visible(shard, contact_id, query)
-                return Reply.json(200, render_contact(record, base_url))
+                return Reply.json(
+                    200, self._as_read(render_contact(record, base_url), listed=False)
+                )
             if method in UPDATE_METHODS and method not in self.update_methods:
                 # As a Cliniko whose router lacks the route: no such resource.
                 return Reply.json(404, {"message": "Not found"})
@@ -523,7 +527,10 @@ class Emulator:
         return Reply.json(
             200,
             {
-                "contacts": [render_contact(record, base_url) for record in contacts],
+                "contacts": [
+                    self._as_read(render_contact(record, base_url), listed=True)
+                    for record in contacts
+                ],
                 "total_entries": total,
                 "links": links,
             },
@@ -699,6 +706,16 @@ class Emulator:
         moment = datetime.now(UTC) if self.store.subsecond else now_utc()
         return moment + self.clock_offset
 
+    def _as_read(self, contact: dict[str, Any], *, listed: bool) -> dict[str, Any]:
+        """A contact as a read shows it: with `seed_shapes`, as the seed's examples do, its
+        country by name only, and in a list no doctor_type (its create and update answers
+        show both)."""
+        if self.seed_shapes:
+            contact.pop("country_code", None)
+            if listed:
+                contact.pop("doctor_type", None)
+        return contact
+
     def _c_set_behaviour(self, data, query) -> Reply:
         archived_get = data.get("archived_get", self.archived_get)
         if archived_get not in ("visible", "hidden"):
@@ -708,6 +725,7 @@ class Emulator:
             for name, current in (
                 ("subsecond_times", self.store.subsecond),
                 ("like_minds_case", self.like_minds_case),
+                ("seed_shapes", self.seed_shapes),
             )
         }
         for name, value in switches.items():
@@ -726,6 +744,7 @@ class Emulator:
         self.archived_get = archived_get
         self.store.subsecond = switches["subsecond_times"]
         self.like_minds_case = switches["like_minds_case"]
+        self.seed_shapes = switches["seed_shapes"]
         self.update_methods = tuple(m for m in UPDATE_METHODS if m in update_methods)
         self.unfilterable = frozenset(unfilterable)
         return Reply.json(

@@ -155,12 +155,15 @@ class EmulatorControl:
         archived_get: str | None = None,
         subsecond_times: bool | None = None,
         like_minds_case: bool | None = None,
+        seed_shapes: bool | None = None,
         update_methods: list[str] | None = None,
         unfilterable: list[str] | None = None,
     ) -> dict[str, Any]:
         """archived_get: "visible" (default) or "hidden" (GET of an archived contact -> 404).
         subsecond_times: contacts' times keep their fractions (shown in whole seconds).
         like_minds_case: the `~` and `~~` filters mind case (they ignore it by default).
+        seed_shapes: reads show a contact as the seed's examples do: no country_code (the
+        country by name), and in a list no doctor_type.
         update_methods: which of PUT and PATCH update a contact (both by default; the other
         answers 404, as a route that does not exist).
         unfilterable: fields whose filters answer 400 "... is not filterable" (none)."""
@@ -168,6 +171,7 @@ class EmulatorControl:
             ("archived_get", archived_get),
             ("subsecond_times", subsecond_times),
             ("like_minds_case", like_minds_case),
+            ("seed_shapes", seed_shapes),
             ("update_methods", update_methods),
             ("unfilterable", unfilterable),
         )

@@ -79,7 +79,10 @@ def fields_to_scrub(fields: Mapping[str, Any], *, absent_is_blank: bool = True) 
     names = []
     for name, target in SCRUBBED_VALUES.items():
         if name not in fields and not absent_is_blank:
-            names.append(name)
+            # The seed's contact carries `country` (the name) for country_code: a blank name
+            # is a blank code; a filled one is reported below.
+            if name != "country_code" or "country" not in fields:
+                names.append(name)
             continue
         value = fields.get(name)
         if name == "first_name":

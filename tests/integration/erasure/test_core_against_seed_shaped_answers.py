@@ -30,6 +30,10 @@ class SeedShapedCliniko:
         item = {k: v for k, v in self.contact.items() if k not in ("doctor_type", "country_code")}
         return [item]
 
+    def get_contact(self, contact_id: str, *, include_archived: bool = False) -> dict[str, Any]:
+        self.writes.append("get")
+        return {k: v for k, v in self.contact.items() if k != "country_code"}
+
     def update_contact(self, contact_id: str, body: Any, *, include_archived: bool = False):
         self.writes.append("update")
         self.contact.update(body)
