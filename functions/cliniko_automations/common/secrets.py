@@ -200,8 +200,9 @@ def _read(name: str) -> str:
     return value
 
 
-# Values read by `rotated_values`, by secret name: (when, on the monotonic clock; the values).
-_rotation_reads: dict[str, tuple[float, tuple[str, ...]]] = {}
+# Values read by `rotated_values`, by secret name: (when, on the monotonic clock; the values,
+# or the failure to read them).
+_rotation_reads: dict[str, tuple[float, tuple[str, ...] | SecretUnavailable]] = {}
 
 
 def clear_secret_caches() -> None:
@@ -220,8 +221,15 @@ def rotated_values(name: str, *, prefix: str | None = None) -> tuple[str, ...]:
     now = time.monotonic()
     read = _rotation_reads.get(name)
     if read is not None and now - read[0] < ROTATION_RECHECK_SECONDS:
+        if isinstance(read[1], SecretUnavailable):
+            # A failed read counts too: forged deliveries must not make one each.
+            raise read[1].with_traceback(None)
         return read[1]
-    values = _read_rotation(name)
+    try:
+        values = _read_rotation(name)
+    except SecretUnavailable as failed:
+        _rotation_reads[name] = (now, failed)
+        raise
     _rotation_reads[name] = (now, values)
     return values
 
@@ -239,8 +247,9 @@ def _read_rotation(name: str) -> tuple[str, ...]:
                 previous = client.get_secret_value(SecretId=name, VersionStage="AWSPREVIOUS")
                 values.append(_stored_text(previous))
     except (BotoCoreError, ClientError) as exc:
-        raise SecretUnavailable(
-            f"secret {name!r} could not be read ({_named(exc)})", name=name
+        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+        raise _PERMANENT.get(code or "", SecretUnavailable)(
+            f"secret {name!r} could not be read ({code or _named(exc)})", name=name
         ) from exc
     texts = tuple(v for v in values if v is not None and v.strip())
     for text in texts:

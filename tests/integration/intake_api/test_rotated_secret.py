@@ -95,3 +95,23 @@ def test_a_secret_that_cannot_be_read_again_asks_the_provider_to_retry(intake):
         SecretId=TYPEFORM_SECRET, ForceDeleteWithoutRecovery=True
     )
     assert typeform(intake, ROTATED, "signed with a secret that cannot be read") == 503
+
+
+def test_a_secret_that_cannot_be_read_again_is_asked_for_once_a_period(intake):
+    assert typeform(intake, samples.SECRET, "cached") == 202
+    boto3.client("secretsmanager").delete_secret(
+        SecretId=TYPEFORM_SECRET, ForceDeleteWithoutRecovery=True
+    )
+    reads: list[str] = []
+
+    def read(params, **_) -> None:
+        reads.append(params["SecretId"])
+
+    events = aws.client("secretsmanager", config=aws.FAIL_FAST).meta.events
+    events.register("before-parameter-build.secrets-manager.GetSecretValue", read)
+    try:
+        for attempt in range(4):
+            assert typeform(intake, "whsec_forged_0123456789abcdef", f"forged {attempt}") == 503
+    finally:
+        events.unregister("before-parameter-build.secrets-manager.GetSecretValue", read)
+    assert reads == [TYPEFORM_SECRET]
