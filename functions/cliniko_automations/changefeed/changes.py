@@ -15,6 +15,7 @@ and a change names the fields whose hashes moved. Classification:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -109,13 +110,23 @@ class FieldHasher:
         values = dict(snapshot.fields)
         values["archived_at"] = iso(snapshot.archived_at) if snapshot.archived_at else None
         return {
-            name: self._hash(snapshot.contact_id, name, values.get(name)) for name in TRACKED_FIELDS
+            **{
+                name: self._hash(snapshot.contact_id, name, values.get(name))
+                for name in TRACKED_FIELDS
+            },
+            COUNTRY_READ: self._hash(snapshot.contact_id, COUNTRY_READ, 1),
         }
 
     def _hash(self, contact_id: str, name: str, value: Any) -> str:
         canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
         message = f"{contact_id}\0{name}\0{canonical}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+
+
+# In the hashes of a state recorded since `country_code` is read from a listing's `country`
+# (2026-12-04): before, a documented listing (no country_code) had it hashed as null for every
+# contact, which says nothing of the country the contact had.
+COUNTRY_READ = "country_code_from_country"
 
 
 def _blank(value: Any) -> bool:
@@ -136,6 +147,11 @@ def classify(
     """
     updated_at = iso(snapshot.updated_at)
     archived = snapshot.archived_at is not None
+    if previous is not None and COUNTRY_READ not in previous.hashes and COUNTRY_READ in hashes:
+        # Recorded before: its country_code is unknown, not changed (else the overlap's listing
+        # of an unchanged contact was published again, naming country_code).
+        known = {"country_code": hashes["country_code"], COUNTRY_READ: hashes[COUNTRY_READ]}
+        previous = dataclasses.replace(previous, hashes={**previous.hashes, **known})
     if previous is not None:
         if previous.updated_at > updated_at:
             return None  # an older state than the one published (a late, stale listing)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from cliniko_automations.changefeed import handler
-from cliniko_automations.changefeed.changes import FieldHasher, classify
+from cliniko_automations.changefeed.changes import TRACKED_FIELDS, FieldHasher, classify
 from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
 from cliniko_automations.changefeed.events import webhook_body
 from cliniko_automations.changefeed.signing import sign, signing_key
@@ -240,3 +240,39 @@ def test_a_page_in_order_with_fractions_shown_is_read():
         assert len(ClinikoContactsSource(client).changed_since(SINCE, 1).contacts) == 3
     finally:
         server.stop()
+
+
+# States recorded before country_code was read from `country` hashed it as null for every
+# contact of a documented listing: unknown, not a change.
+
+
+def _as_the_release_before_read_it(snapshot):
+    # The release before's _snapshot: body.get(name) for every field; the documented contact has no
+    # country_code, so it was None.
+    return dataclasses.replace(snapshot, fields={**snapshot.fields, "country_code": None})
+
+
+def _hashed_before(snapshot):
+    # The release before's FieldHasher.hashes: one hash per tracked field, nothing else.
+    return {k: v for k, v in HASHER.hashes(snapshot).items() if k in TRACKED_FIELDS}
+
+
+def test_a_contact_listed_again_in_the_overlap_after_the_upgrade_is_not_published_again():
+    [snapshot] = read(listed(DOCUMENTED))
+    old = _as_the_release_before_read_it(snapshot)
+    before = classify("main", old, None, _hashed_before(old))
+    assert before is not None  # published by the release before, its state kept
+    # The first run after the deploy lists it again (the overlap): nothing changed in Cliniko.
+    again = classify("main", snapshot, before.state, HASHER.hashes(snapshot))
+    assert again is None, again.changed_fields
+
+
+def test_the_next_change_after_the_upgrade_names_only_what_changed():
+    [snapshot] = read(listed(DOCUMENTED))
+    old = _as_the_release_before_read_it(snapshot)
+    before = classify("main", old, None, _hashed_before(old))
+    renamed = {**DOCUMENTED, "updated_at": "2016-10-29T08:00:00Z", "first_name": "Renamed"}
+    [after] = read(listed(renamed))
+    change = classify("main", after, before.state, HASHER.hashes(after))
+    assert change is not None
+    assert change.changed_fields == ("first_name",)
