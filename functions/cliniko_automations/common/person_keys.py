@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +20,9 @@ def clean_email(email: str) -> str:
     an address is invisible to the person and to staff but makes another string: kept, the
     worker's lookup would miss the existing contact (and create a second one) and an
     erasure's hash would miss the stored submission. Every email the intake takes and every
-    email an erasure names goes through here, so both hash the same address. Composed (NFC)
-    too: an "é" sent as "e" and a combining accent (pasted text, some keyboards) is the address
-    staff typed with one character.
+    email an erasure names goes through here, so both hash the same address.
     """
-    return unicodedata.normalize("NFC", without_format_characters(email)).strip()
+    return without_format_characters(email).strip()
 
 
 def without_format_characters(text: str) -> str:
@@ -70,7 +68,13 @@ def fold_name(value: object) -> str:
     "'" (a value that is not text, as an answer off Cliniko's spec may hold, is no name)."""
     if not isinstance(value, str):
         return ""
-    return " ".join(value.translate(TYPED_APOSTROPHES).split()).casefold()
+    return _fold_as_typed(value.translate(TYPED_APOSTROPHES))
+
+
+def _fold_as_typed(value: object) -> str:
+    """`fold_name` with each apostrophe as typed: how names were keyed before the apostrophes
+    were folded (2026-12-04), which bodies and tombstones of then may still be kept under."""
+    return " ".join(value.split()).casefold() if isinstance(value, str) else ""
 
 
 def phone_digits(number: object) -> str:
@@ -113,7 +117,12 @@ def submission_keys(
     shorter one of a pair."""
     if email and clean_email(email):
         return PersonKeys(email_hash(pepper, email))
-    return _name_keys(pepper, first_name, last_name, phone_numbers, stored=True)
+    phones = list(phone_numbers)
+    keys = _name_keys(pepper, first_name, last_name, phones, stored=True)
+    # Also the keys of the name with its apostrophes as typed (the same keys for a name with
+    # none): a tombstone written under them before the apostrophes were folded is found.
+    as_typed = _name_keys(pepper, first_name, last_name, phones, stored=True, fold=_fold_as_typed)
+    return PersonKeys(None, keys.name_hmac, tuple(sorted({*keys.name_phone, *as_typed.name_phone})))
 
 
 def contact_keys(
@@ -134,6 +143,23 @@ def contact_keys(
     return PersonKeys(email_hmac, names.name_hmac, names.name_phone)
 
 
+def contact_keys_as_typed(
+    first_name: str | None,
+    last_name: str | None,
+    phone_numbers: Iterable[str | None],
+    *,
+    pepper: str,
+) -> PersonKeys:
+    """`contact_keys`' name keys with the name's apostrophes as typed: the bodies stored
+    before the apostrophes were folded are indexed under them (PersonKeys() for a name whose
+    keys these are not other than the folded ones)."""
+    names = _name_keys(
+        pepper, first_name, last_name, phone_numbers, stored=False, fold=_fold_as_typed
+    )
+    folded = _name_keys(pepper, first_name, last_name, phone_numbers, stored=False)
+    return PersonKeys() if names.name_hmac == folded.name_hmac else names
+
+
 def _name_keys(
     pepper: str,
     first_name: str | None,
@@ -141,8 +167,9 @@ def _name_keys(
     phone_numbers: Iterable[str | None],
     *,
     stored: bool,
+    fold: Callable[[object], str] = fold_name,
 ) -> PersonKeys:
-    first, last = fold_name(first_name), fold_name(last_name)
+    first, last = fold(first_name), fold(last_name)
     if not first or not last:
         return PersonKeys()
     keys: set[str] = set()

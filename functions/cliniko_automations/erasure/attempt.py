@@ -26,6 +26,7 @@ from cliniko_automations.common.identity_claims import claim_key
 from cliniko_automations.common.person_keys import (
     PersonKeys,
     contact_keys,
+    contact_keys_as_typed,
     email_hash,
     phone_entries,
     text_of,
@@ -259,8 +260,8 @@ class Attempt:
         submissions = self.tools.submissions
         if submissions is None:
             return
-        people = [self._keys(self.request.email, {})] + [
-            self._keys(contact.get("email"), contact) for contact in contacts
+        people = [*self._keys(self.request.email, {})] + [
+            keys for contact in contacts for keys in self._keys(contact.get("email"), contact)
         ]
         emails = sorted({k.email_hmac for k in people if k.email_hmac})
         names: dict[str, set[str]] = {}
@@ -294,19 +295,18 @@ class Attempt:
             },
         )
 
-    def _keys(self, email: Any, contact: Mapping[str, Any]) -> PersonKeys:
-        """The keys of one person's details, as Cliniko (or the request) gives them: values of
-        another type than text are no details."""
+    def _keys(self, email: Any, contact: Mapping[str, Any]) -> tuple[PersonKeys, ...]:
+        """The keys of one person's details, as Cliniko (or the request) gives them (values of
+        another type than text are no details), and those of their name with its apostrophes
+        as typed, which submissions stored before they were folded are kept under."""
 
         phones = [
             text_of(phone.get("number")) for phone in phone_entries(contact.get("phone_numbers"))
         ]
-        return contact_keys(
-            self.tools.pepper,
-            text_of(email),
-            text_of(contact.get("first_name")),
-            text_of(contact.get("last_name")),
-            phones,
+        first, last = text_of(contact.get("first_name")), text_of(contact.get("last_name"))
+        return (
+            contact_keys(self.tools.pepper, text_of(email), first, last, phones),
+            contact_keys_as_typed(first, last, phones, pepper=self.tools.pepper),
         )
 
     def purge_webhook_letters(self, matches: Sequence[Match]) -> None:

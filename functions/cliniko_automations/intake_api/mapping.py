@@ -8,7 +8,6 @@ same field, the first one with an answer wins (so a later rule can serve as a fa
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,9 +67,7 @@ def map_answers(answers: Mapping[str, Answer], source: FormSource) -> dict[str, 
 
 
 def one_line(text: str) -> str:
-    # Composed (NFC), as staff's keyboards type: a decomposed "é" ("e" + U+0301) is another
-    # string to Cliniko's filters, and the worker would miss the contact.
-    return unicodedata.normalize("NFC", LINE_BREAKS.sub(" ", text))
+    return LINE_BREAKS.sub(" ", text)
 
 
 def answer_ids_for(field: str, source: FormSource) -> list[str]:

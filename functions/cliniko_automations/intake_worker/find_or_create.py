@@ -35,6 +35,7 @@ still need these checks when it is missing.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -238,6 +239,12 @@ def decide(
     found = [c for c in candidates if matches(lookup, c)]
     active = [c for c in found if not is_archived(c)]
     archived = [c for c in found if is_archived(c)]
+    if len(active) > 1 and policy == "overwrite" and lookup.kind is LookupKind.EMAIL:
+        # Parked as name_differs, then given a contact of their own with the shared address by
+        # staff: the replay is that person's (else it could only be parked again).
+        alike = [c for c in active if named_alike(draft, c)]
+        if len(alike) == 1:
+            active = alike
     if len(active) > 1:
         return Decision(
             "park", reason="several_matches", candidate_ids=tuple(str(c["id"]) for c in active)
@@ -263,10 +270,28 @@ def decide(
 
 def named_otherwise(draft: ContactDraft, contact: Contact) -> bool:
     """Whether the contact found by the submission's email names someone else: a first and a
-    last name on both sides, and either one other (as names are compared)."""
-    ours = (fold_name(draft.first_name), fold_name(draft.last_name))
-    theirs = (fold_name(contact.get("first_name")), fold_name(contact.get("last_name")))
-    return all(ours) and all(theirs) and ours != theirs
+    last name on both sides, and another whole name. Split otherwise ("Mary Jane" "Watson" and
+    "Mary" "Jane Watson"), with the title in front (a contact made from "Dr Jane Smith" before
+    titles were read), or in another Unicode composition, it is the same name."""
+    ours, theirs = _whole_names(draft), _whole_names(contact)
+    return bool(ours) and bool(theirs) and ours.isdisjoint(theirs)
+
+
+def named_alike(draft: ContactDraft, contact: Contact) -> bool:
+    """Whether the contact carries the submission's whole name (as `named_otherwise` reads)."""
+    return not _whole_names(draft).isdisjoint(_whole_names(contact))
+
+
+def _whole_names(person: ContactDraft | Contact) -> set[str]:
+    """A person's name as "first last", and "title first last": empty without both names."""
+    get = person.get if isinstance(person, Mapping) else lambda name: getattr(person, name)
+    first, last = (
+        unicodedata.normalize("NFC", fold_name(get(n))) for n in ("first_name", "last_name")
+    )
+    if not (first and last):
+        return set()
+    title = unicodedata.normalize("NFC", fold_name(get("title")))
+    return {f"{first} {last}", f"{title} {first} {last}".strip()}
 
 
 def decide_recovery(

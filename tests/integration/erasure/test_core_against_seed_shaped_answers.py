@@ -3,9 +3,12 @@ doctor_type (GET /contacts/:id has it), and a JSON escape (a lone surrogate) in 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import boto3
+from cliniko_automations.common.person_keys import PersonKeys, submission_keys
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.erasure.models import ErasureRequest
 
@@ -77,3 +80,36 @@ def test_a_lone_surrogate_in_a_name_from_cliniko_is_no_500(erasure_stack):
     eraser = make_eraser(erasure_stack, cliniko, submissions=store)
     outcome = eraser.submit(ask(request_id="seed-sur", email=stack.PERSONAL["email"]), CALLER)
     assert outcome.result == "erased", outcome
+
+
+def keyed(material: str) -> str:
+    return hmac.new(stack.PEPPER.encode(), material.encode(), hashlib.sha256).hexdigest()
+
+
+def test_a_body_stored_before_apostrophes_were_folded_is_purged(erasure_stack):
+    # Stored (parked, dead-lettered) by the release before, which keyed a name with its
+    # apostrophe as typed: "O’Brien" from a phone. The keys are that release's, written out.
+    store = DynamoSubmissionStore(
+        boto3.client("dynamodb"),
+        erasure_stack.submission_table,
+        claims_table=erasure_stack.idempotency_table,
+    )
+    name, number = "sean\0o\u2019brien", "491570156"  # as phone_digits keys the number
+    store.put(
+        "sub-before",
+        '{"stored": "before the apostrophes were folded"}',
+        PersonKeys(None, keyed(f"name\0{name}"), (keyed(f"number\0{name}\0{number}"),)),
+    )
+    cliniko = SeedShapedCliniko(
+        first_name="Sean",
+        last_name="O\u2019Brien",
+        email="",
+        phone_numbers=[{"number": "0491 570 156", "phone_type": "Mobile"}],
+    )
+    eraser = make_eraser(erasure_stack, cliniko, submissions=store)
+    outcome = eraser.submit(ask(request_id="seed-apos", contact_id=cliniko.contact["id"]), CALLER)
+    assert outcome.result == "erased", outcome
+    assert store.get("sub-before") is None
+    # And its tombstone meets a submission stored from now on (keyed with "'" folded).
+    later = submission_keys(stack.PEPPER, None, "Sean", "O\u2019Brien", ["0491 570 156"])
+    assert store.erased_at(later.tombstone_keys) is not None

@@ -7,7 +7,6 @@ import itertools
 import json
 import re
 import threading
-import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -469,20 +468,6 @@ def test_a_name_with_either_apostrophe_finds_the_same_contact(
     )
     assert (outcome.action, outcome.contact_id) == ("unchanged", str(existing.id))
     assert len(h.contacts()) == 1
-
-
-def test_an_email_sent_decomposed_finds_the_contact_typed_composed(h: Harness) -> None:
-    # "é" as "e" and a combining accent (pasted text, some keyboards): another string to
-    # Cliniko's `=`, and a second contact was made.
-    composed = unicodedata.normalize("NFC", "josé.silva@example.com")
-    existing = h.client.create_contact(
-        {"first_name": "José", "last_name": "Silva", "email": composed}
-    )
-    decomposed = unicodedata.normalize("NFD", composed)
-    assert decomposed != composed
-    draft = ContactDraft(first_name="José", last_name="Silva", email=decomposed)
-    outcome = h.process(submit(draft))
-    assert (outcome.action, outcome.contact_id) == ("unchanged", str(existing.id))
 
 
 def test_a_contact_another_submission_made_between_attempts_is_not_adopted(h: Harness) -> None:

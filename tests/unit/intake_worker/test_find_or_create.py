@@ -258,11 +258,17 @@ def test_overwrite_replaces_differing_values_only() -> None:
         (("Omar", "Ng"), "park"),
         (("OMAR", " haddad"), "update"),  # the same name, as staff typed it
         (("Omar", ""), "update"),  # nothing to tell them apart by
+        # The same whole name split otherwise, or with the title typed in (a contact made from
+        # "Dr Omar Haddad" before titles were read); not with a word more.
+        (("Dr", "Omar Haddad"), "update"),
+        (("Omar Haddad", ""), "update"),
+        (("Omar", "Haddad Jr"), "park"),
     ],
 )
 def test_overwrite_parks_a_contact_found_by_email_that_names_someone_else(theirs, action) -> None:
     draft = ContactDraft(
         email="reception@harbour.example",
+        title="Dr",
         first_name="Omar",
         last_name="Haddad",
         phone_numbers=(PhoneNumber(number="0412 345 678"),),
@@ -276,6 +282,28 @@ def test_overwrite_parks_a_contact_found_by_email_that_names_someone_else(theirs
         assert (decision.reason, decision.candidate_ids) == ("name_differs", ("7",))
     # Under fill_blanks nothing staff typed is replaced: the blanks are filled, as documented.
     assert foc.decide(draft, foc.lookup_for(draft), [staff], "fill_blanks").action == "update"
+
+
+def test_overwrite_takes_a_name_in_another_unicode_composition_as_the_same() -> None:
+    draft = ContactDraft(email="zoe@example.com", first_name="Zo\u00eb", last_name="M\u00fcller")
+    staff = contact(
+        "7", email="zoe@example.com", first_name="Zoe\u0308", last_name="Mu\u0308ller", city="x"
+    )
+    assert foc.decide(draft, foc.lookup_for(draft), [staff], "overwrite").action == "update"
+
+
+def test_overwrite_updates_the_one_of_a_shared_address_that_carries_the_name() -> None:
+    # Parked as name_differs, then given a contact of their own with the shared address by
+    # staff: the replay updates that one (it could only be parked again).
+    draft = ContactDraft(
+        email="reception@harbour.example", first_name="Omar", last_name="Haddad", city="Hobart"
+    )
+    ruth = contact("7", email="reception@harbour.example", first_name="Ruth", last_name="Ng")
+    omar = contact("8", email="reception@harbour.example", first_name="Omar", last_name="Haddad")
+    decision = foc.decide(draft, foc.lookup_for(draft), [ruth, omar], "overwrite")
+    assert (decision.action, decision.contact_id) == ("update", "8")
+    # Other policies park two matches, as before.
+    assert foc.decide(draft, foc.lookup_for(draft), [ruth, omar], "fill_blanks").action == "park"
 
 
 def test_create_only_leaves_a_match_alone() -> None:
