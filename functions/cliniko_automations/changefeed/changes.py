@@ -117,6 +117,10 @@ class FieldHasher:
             COUNTRY_READ: self._hash(snapshot.contact_id, COUNTRY_READ, 1),
         }
 
+    def hashed_as_null(self, contact_id: str, name: str, digest: str | None) -> bool:
+        """Whether `digest` is this contact's hash of `name` holding null."""
+        return digest == self._hash(contact_id, name, None)
+
     def _hash(self, contact_id: str, name: str, value: Any) -> str:
         canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
         message = f"{contact_id}\0{name}\0{canonical}".encode()
@@ -138,6 +142,8 @@ def classify(
     snapshot: ContactSnapshot,
     previous: PublishedState | None,
     hashes: Mapping[str, str],
+    *,
+    hasher: FieldHasher | None = None,
 ) -> Change | None:
     """The change `snapshot` is since `previous`, or None when it was already published.
 
@@ -147,9 +153,18 @@ def classify(
     """
     updated_at = iso(snapshot.updated_at)
     archived = snapshot.archived_at is not None
-    if previous is not None and COUNTRY_READ not in previous.hashes and COUNTRY_READ in hashes:
-        # Recorded before: its country_code is unknown, not changed (else the overlap's listing
-        # of an unchanged contact was published again, naming country_code).
+    if (
+        previous is not None
+        and hasher is not None
+        and COUNTRY_READ not in previous.hashes
+        and COUNTRY_READ in hashes
+        and hasher.hashed_as_null(
+            snapshot.contact_id, "country_code", previous.hashes.get("country_code")
+        )
+    ):
+        # Recorded before, from a listing without country_code (hashed as null): the country is
+        # unknown, not changed (else the overlap's listing of an unchanged contact was published
+        # again, naming country_code). A code a listing showed was hashed as it was.
         known = {"country_code": hashes["country_code"], COUNTRY_READ: hashes[COUNTRY_READ]}
         previous = dataclasses.replace(previous, hashes={**previous.hashes, **known})
     if previous is not None:

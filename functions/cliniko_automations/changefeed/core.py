@@ -318,7 +318,11 @@ class ChangeFeed:
         changes: list[Change] = []
         for contact in latest.values():
             change = classify(
-                account, contact, published.get(contact.contact_id), self._hasher.hashes(contact)
+                account,
+                contact,
+                published.get(contact.contact_id),
+                self._hasher.hashes(contact),
+                hasher=self._hasher,
             )
             if change is None:
                 result.duplicates += 1

@@ -263,7 +263,7 @@ def test_a_contact_listed_again_in_the_overlap_after_the_upgrade_is_not_publishe
     before = classify("main", old, None, _hashed_before(old))
     assert before is not None  # published by the release before, its state kept
     # The first run after the deploy lists it again (the overlap): nothing changed in Cliniko.
-    again = classify("main", snapshot, before.state, HASHER.hashes(snapshot))
+    again = classify("main", snapshot, before.state, HASHER.hashes(snapshot), hasher=HASHER)
     assert again is None, again.changed_fields
 
 
@@ -273,6 +273,18 @@ def test_the_next_change_after_the_upgrade_names_only_what_changed():
     before = classify("main", old, None, _hashed_before(old))
     renamed = {**DOCUMENTED, "updated_at": "2016-10-29T08:00:00Z", "first_name": "Renamed"}
     [after] = read(listed(renamed))
-    change = classify("main", after, before.state, HASHER.hashes(after))
+    change = classify("main", after, before.state, HASHER.hashes(after), hasher=HASHER)
     assert change is not None
     assert change.changed_fields == ("first_name",)
+
+
+def test_a_country_a_listing_showed_before_the_upgrade_is_named_when_it_changes():
+    # A listing that carried country_code (the spec's example does) had it hashed as it was.
+    shown = {**DOCUMENTED, "country_code": "EE"}
+    [snapshot] = read(listed(shown))
+    before = classify("main", snapshot, None, _hashed_before(snapshot))
+    moved = {**shown, "updated_at": "2016-10-29T08:00:00Z", "country_code": "AU"}
+    [after] = read(listed(moved))
+    change = classify("main", after, before.state, HASHER.hashes(after), hasher=HASHER)
+    assert change is not None
+    assert change.changed_fields == ("country_code",)
