@@ -277,6 +277,13 @@ def _trusted_origin(request: IntakeRequest, html: HtmlOptions) -> str:
     for allowed in html.allowed_origins:
         if origin.lower() == allowed.lower():
             return allowed
+    if origin == "null":
+        # What a browser sends for a form posted from a page whose Referrer-Policy is
+        # no-referrer or same-origin (Fetch, "append a request Origin header"): the clinic's
+        # own page, refused, unless the log says why.
+        raise OriginNotAllowed(
+            "Origin null: the page's Referrer-Policy (no-referrer or same-origin) hides it"
+        )
     raise OriginNotAllowed()
 
 

@@ -7,9 +7,12 @@ cannot be reached is ours (ServiceUnavailable, so the browser is told to try aga
 
 from __future__ import annotations
 
+import json
+import time
 from functools import cache
 from typing import TYPE_CHECKING
 
+from cliniko_automations.common.secrets import SecretMisconfigured
 from cliniko_automations.common.tls import tls_context
 from cliniko_automations.intake.config import Captcha
 from cliniko_automations.intake_api.errors import CaptchaFailed, ServiceUnavailable
@@ -18,7 +21,16 @@ if TYPE_CHECKING:
     import httpx
 
 # siteverify answers in milliseconds; the browser is waiting and the function times out at 10 s.
+# The whole answer must arrive within it: httpx's read timeout bounds each read, so an answer
+# trickled a byte at a time would otherwise outlast the function (API Gateway's 500).
 TIMEOUT_SECONDS = 3.0
+# siteverify's answer is a few hundred bytes.
+MAX_ANSWER_BYTES = 65536
+# siteverify's `error-codes` (Turnstile and reCAPTCHA alike) that are not the token's fault:
+# our secret refused (every person is refused until an operator fixes it), or the service's
+# own trouble ("the request can be retried").
+SECRET_REFUSED = frozenset({"missing-input-secret", "invalid-input-secret"})
+SERVICE_TROUBLE = frozenset({"internal-error"})
 
 
 @cache
@@ -46,19 +58,36 @@ def verify_captcha(captcha: Captcha, secret: str, token: str | None, remote_ip: 
     client = _client()
     import httpx  # loaded by _client() already
 
+    deadline = time.monotonic() + TIMEOUT_SECONDS
     try:
-        answer = client.post(captcha.endpoint, data=form)
+        with client.stream("POST", captcha.endpoint, data=form) as answer:
+            if answer.status_code != 200:
+                raise ServiceUnavailable("captcha", f"HTTP {answer.status_code}")
+            content = b""
+            for chunk in answer.iter_bytes():
+                content += chunk
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailable("captcha", "ReadTimeout")
+                if len(content) > MAX_ANSWER_BYTES:
+                    raise ServiceUnavailable("captcha", "answer too large")
     except httpx.HTTPError as exc:
         raise ServiceUnavailable("captcha", type(exc).__name__) from None
-    if answer.status_code != 200:
-        raise ServiceUnavailable("captcha", f"HTTP {answer.status_code}")
     try:
-        result = answer.json()
-    except ValueError:
+        result = json.loads(content)
+    except (ValueError, RecursionError):
         raise ServiceUnavailable("captcha", "not JSON") from None
     if not isinstance(result, dict):
         raise ServiceUnavailable("captcha", "not a JSON object")
     if result.get("success") is not True:
+        listed = result.get("error-codes")
+        codes = {c for c in listed if isinstance(c, str)} if isinstance(listed, list) else set()
+        if codes & SECRET_REFUSED:
+            refused = SecretMisconfigured(
+                f"{captcha.provider} siteverify refused the secret", name=captcha.secret
+            )
+            raise ServiceUnavailable("captcha", "secret refused") from refused
+        if codes & SERVICE_TROUBLE:
+            raise ServiceUnavailable("captcha", "internal-error")
         raise CaptchaFailed("captcha token rejected")
     if captcha.min_score is not None:
         score = result.get("score")

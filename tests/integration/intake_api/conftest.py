@@ -61,6 +61,10 @@ def _captcha_server() -> Iterator[tuple[str, list[dict[str, list[str]]]]]:
                 self.end_headers()
                 return
             answer: dict[str, Any] = {"success": ok, "hostname": "www.example-clinic.com.au"}
+            if form.get("secret") != [samples.CAPTCHA_SECRET]:
+                answer["error-codes"] = ["invalid-input-secret"]
+            elif not ok:
+                answer["error-codes"] = ["invalid-input-response"]
             body = json.dumps(answer).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")

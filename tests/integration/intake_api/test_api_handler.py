@@ -678,3 +678,27 @@ def test_html_queue_outage_sends_the_browser_to_the_error_page(intake, monkeypat
     monkeypatch.setenv("SUBMISSION_QUEUE_URL", intake.queue_url + "-gone")
     page, query = location(browser_post(intake, FORM))
     assert (page, query) == (ERROR_URL, {"error": ["unavailable"]})
+
+
+def test_a_turnstile_secret_siteverify_refuses_is_told_to_the_operator(intake, capsys):
+    # Every person would be refused until the secret is fixed: not "your captcha failed",
+    # and the Misconfigured alarm, where a failed captcha was all the log said.
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId="cliniko-automations/forms/website-contact-html/turnstile-secret",
+        SecretString="not-the-turnstile-secret",
+    )
+    assert location(browser_post(intake, FORM)) == (ERROR_URL, {"error": ["unavailable"]})
+    (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
+    assert record["message"].startswith(
+        "misconfigured secret 'cliniko-automations/forms/website-contact-html/turnstile-secret'"
+    ), record
+    assert '"Misconfigured"' in capsys.readouterr().out
+    assert intake.messages() == []
+
+
+def test_origin_null_is_refused_and_the_log_says_why(intake):
+    # What a browser sends from a page served with Referrer-Policy no-referrer or same-origin.
+    answer = browser_post(intake, FORM, origin="null")
+    assert answer["statusCode"] == 403 and "Location" not in (answer.get("headers") or {})
+    (line,) = [r for r in intake.log_records() if r.get("outcome") == "rejected"]
+    assert "Referrer-Policy" in line.get("detail", ""), line

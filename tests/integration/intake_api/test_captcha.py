@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from cliniko_automations.common.secrets import SecretMisconfigured
 from cliniko_automations.intake.config import Captcha
 from cliniko_automations.intake_api.captcha import verify_captcha
 from cliniko_automations.intake_api.errors import CaptchaFailed, ServiceUnavailable
@@ -85,3 +87,58 @@ def test_unreachable_service_fails_closed():
     with pytest.raises(ServiceUnavailable) as caught:
         verify_captcha(recaptcha(f"http://127.0.0.1:{port}/x"), "secret", "token", None)
     assert caught.value.dependency == "captcha"
+
+
+@pytest.mark.parametrize(
+    ("codes", "refused"),
+    [
+        # Our secret refused: every person is refused until an operator fixes it.
+        (["invalid-input-secret"], SecretMisconfigured),
+        (["missing-input-secret", "invalid-input-response"], SecretMisconfigured),
+        # The service's own trouble, which its docs say may be retried.
+        (["internal-error"], None),
+    ],
+)
+def test_a_refusal_that_is_not_the_tokens_fault_is_no_failed_captcha(siteverify, codes, refused):
+    url, reply = siteverify
+    answer(reply, success=False, **{"error-codes": codes})
+    with pytest.raises(ServiceUnavailable) as caught:
+        verify_captcha(recaptcha(url), "secret", "token", None)
+    if refused is not None:  # told to the operator as a misconfigured secret
+        assert isinstance(caught.value.__cause__, refused)
+    answer(reply, success=False, **{"error-codes": ["timeout-or-duplicate", 7]})
+    with pytest.raises(CaptchaFailed):
+        verify_captcha(recaptcha(url), "secret", "token", None)
+
+
+def test_an_answer_trickled_past_the_timeout_fails_closed():
+    # Each byte within httpx's read timeout, the whole far past it: the function (10 s) would
+    # have been cut off waiting, and API Gateway answered its own error, not the error page.
+    class Trickling(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b'{"success": true,' + b" " * 40 + b"}"
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            for byte in body:
+                time.sleep(0.25)
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ServiceUnavailable) as caught:
+            verify_captcha(
+                recaptcha(f"http://127.0.0.1:{server.server_address[1]}/x"), "s", "t", None
+            )
+        assert caught.value.error_type == "ReadTimeout"
+    finally:
+        server.shutdown()
+        server.server_close()
