@@ -46,11 +46,13 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from cliniko_automations.common.http_transport import ReadWithin
 
 from . import errors
 from .pacing import SYSTEM_CLOCK, Budget, BudgetExhausted, Clock
@@ -343,7 +345,7 @@ class ClinikoTransport(httpx.BaseTransport):
             try:
                 response = self._inner.handle_request(request)
                 if left is not None:
-                    response.stream = _ReadWithin(response.stream, time.monotonic() + left, request)
+                    response.stream = ReadWithin(response.stream, time.monotonic() + left, request)
                 # Read the body here, not later in httpx's client: a connection lost halfway
                 # through a create's 201 must count as "sent, outcome unknown", and a GET's
                 # as retryable, like any other drop.
@@ -494,23 +496,3 @@ def _shrunk(timeout: Any, left: float) -> dict[str, float | None]:
         name: left if given.get(name) is None else min(given[name], left)
         for name in ("connect", "read", "write", "pool")
     }
-
-
-class _ReadWithin(httpx.SyncByteStream):
-    """An answer's body, cut off as a read timeout once `deadline` (time.monotonic) passes:
-    httpx's read timeout bounds each read, so a body trickled a byte at a time never ends."""
-
-    def __init__(self, stream: Any, deadline: float, request: httpx.Request) -> None:
-        self._stream, self._deadline, self._request = stream, deadline, request
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._stream:
-            if time.monotonic() > self._deadline:
-                raise httpx.ReadTimeout(
-                    "the answer was still arriving when the time left ran out",
-                    request=self._request,
-                )
-            yield chunk
-
-    def close(self) -> None:
-        self._stream.close()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import urllib3
@@ -188,3 +189,23 @@ def _refused_certificate(exc: BaseException) -> bool:
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
     return False
+
+
+class ReadWithin(httpx.SyncByteStream):
+    """An answer's body, cut off as a read timeout once `deadline` (time.monotonic) passes:
+    httpx's read timeout bounds each read, so a body trickled a byte at a time never ends."""
+
+    def __init__(self, stream: Any, deadline: float, request: httpx.Request) -> None:
+        self._stream, self._deadline, self._request = stream, deadline, request
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            if time.monotonic() > self._deadline:
+                raise httpx.ReadTimeout(
+                    "the answer was still arriving when the time left ran out",
+                    request=self._request,
+                )
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()

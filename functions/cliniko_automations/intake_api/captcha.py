@@ -58,16 +58,16 @@ def verify_captcha(captcha: Captcha, secret: str, token: str | None, remote_ip: 
     client = _client()
     import httpx  # loaded by _client() already
 
+    from cliniko_automations.common.http_transport import ReadWithin
+
     deadline = time.monotonic() + TIMEOUT_SECONDS
     try:
         with client.stream("POST", captcha.endpoint, data=form) as answer:
             if answer.status_code != 200:
                 raise ServiceUnavailable("captcha", f"HTTP {answer.status_code}")
             content = b""
-            for chunk in answer.iter_bytes():
+            for chunk in ReadWithin(answer.iter_bytes(), deadline, answer.request):
                 content += chunk
-                if time.monotonic() > deadline:
-                    raise ServiceUnavailable("captcha", "ReadTimeout")
                 if len(content) > MAX_ANSWER_BYTES:
                     raise ServiceUnavailable("captcha", "answer too large")
     except httpx.HTTPError as exc:
