@@ -17,7 +17,10 @@ reason it failed (a code) and the NAMES of the fields it carries, never their va
 
 A dead letter carries only a submission id (the claim check): the values are in the
 submission store. When that body is gone (an erasure deleted it, or it expired) the letter
-says `body: gone`, and a replay of it is dropped by the worker, creating nobody.
+says `body: gone`, and a replay of it is dropped by the worker, creating nobody. SQS
+delivers a message at least once: a second copy can fail while the first holds the
+submission, and land here after the first went in. Such a letter says `body: done at ...`,
+and `replay` removes it rather than sending it round again.
 
 Where the reason comes from: a permanent failure (Cliniko's 422, a malformed message) is
 sent here by the worker with a `failure_reason` message attribute. A message SQS's redrive
@@ -55,7 +58,7 @@ from cliniko_automations.common.dead_letter_tool import (
     whole_number,
 )
 from cliniko_automations.common.operator_cli import run_tool
-from cliniko_automations.common.submission_store import DynamoSubmissionStore
+from cliniko_automations.common.submission_store import DoneSubmission, DynamoSubmissionStore
 from cliniko_automations.intake.submission import QueuedSubmission, Submission, SubmissionInvalid
 from cliniko_automations.intake_worker.find_or_create import present_fields
 from cliniko_automations.intake_worker.store import DynamoFailures
@@ -89,6 +92,9 @@ class DeadLetter:
 
 # How a letter whose submission body is no longer stored reads in `body`.
 GONE = "gone"
+# How a letter reads whose submission another delivery of it finished (SQS delivers at least
+# once: a copy can fail while the other holds the submission, then the other goes in).
+DONE = "done"
 
 
 class DeadLetters(DeadLetterTool[DeadLetter]):
@@ -118,7 +124,8 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
     ) -> tuple[list[str], list[str]]:
         """Send each letter back to the submission queue, then delete it: (the replayed
         message ids, a line per letter refused). A letter whose body is gone is refused and
-        stays: the worker would drop its replay, and the letter is the last trace of it."""
+        stays: the worker would drop its replay, and the letter is the last trace of it. One
+        whose submission another delivery finished is removed, reported as such."""
         if not self._queue:
             raise SystemExit(
                 "replay needs the submission queue: --queue-url or SUBMISSION_QUEUE_URL"
@@ -132,6 +139,11 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             )
         replayed, refused = [], []
         for letter in letters:
+            if letter.body.startswith(DONE):
+                self._removed(
+                    letter, report, f"removed {letter.message_id}: its submission {letter.body}"
+                )
+                continue
             if letter.body.startswith(GONE):
                 refused.append(f"{letter.message_id}: its body is {letter.body}; kept")
                 continue
@@ -187,6 +199,8 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
         stored = self._store.get(queued.submission_id)
         if stored is None:
             return None, f"{GONE} (erased or expired): a replay would be dropped"
+        if isinstance(stored, DoneSubmission):
+            return None, f"{DONE} at {stored.done_at} by another delivery: nothing to replay"
         try:
             return Submission.from_json(stored.body), "stored"
         except SubmissionInvalid:

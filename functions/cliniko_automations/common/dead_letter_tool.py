@@ -105,8 +105,8 @@ class DeadLetterTool(Generic[L]):
     def replay(
         self, letters: Sequence[L], report: Callable[[str], None] = lambda _: None
     ) -> tuple[list[str], list[str]]:
-        """(the replayed message ids, a line per letter refused); `report` is told each id as
-        its letter leaves the queue, so a replay cut short has said what it moved."""
+        """(the replayed message ids, a line per letter refused); `report` is told a line as
+        each letter leaves the queue, so a replay cut short has said what it moved."""
         raise NotImplementedError
 
     def list_letters(self) -> list[L]:
@@ -128,9 +128,13 @@ class DeadLetterTool(Generic[L]):
 
     def _replayed(self, letter: L, report: Callable[[str], None]) -> None:
         """The letter's replay was accepted: it leaves the queue, and `report` says so."""
+        self._removed(letter, report, f"replayed {letter.message_id}")
+
+    def _removed(self, letter: L, report: Callable[[str], None], line: str) -> None:
+        """The letter leaves the queue, and `report` is told `line`."""
         self._dlq.delete(letter.receipt_handle)
         self._received.remove(letter)
-        report(letter.message_id)
+        report(line)
 
 
 def whole_number(value: Any) -> int | None:
@@ -198,9 +202,7 @@ def run_command(
                 file=sys.stderr,
             )
             return 0 if args.all else 1
-        _, refused = letters.replay(
-            chosen, lambda message_id: print(f"replayed {message_id}", file=out, flush=True)
-        )
+        _, refused = letters.replay(chosen, lambda line: print(line, file=out, flush=True))
         for line in refused:
             print(f"not replayed {line}", file=sys.stderr)
         return 1 if refused else 0

@@ -11,7 +11,10 @@ Three kinds of item:
 - `submission#<submission id>`: `body` (the Submission's JSON), `email_hmac` (index key;
   absent when the submission has no email), `name_hmac` (index key) and `name_phone` (its
   name-and-phone hashes, person_keys.submission_keys; both only on a submission without an
-  email that has a first and last name and a phone), `expiration`.
+  email that has a first and last name and a phone), `expiration`. Once the worker is done
+  with it, only `done_at` and `expiration` (`mark_done`): SQS delivers at least once, and a
+  second delivery of the id (one dead-lettered while the first held it, say) reads as done,
+  not as a body lost.
 - `tombstone#<key>`: `erased_at`, the time of the latest erasure of that email (or that name
   and phone). A submission of that person made before it is dropped wherever it comes from
   (a retry, a replay, a provider's redelivery). Hashes and times only. An erasure writes
@@ -56,6 +59,14 @@ class StoredSubmission:
     submission_id: str
     body: str
     keys: PersonKeys
+
+
+@dataclass(frozen=True)
+class DoneSubmission:
+    """A submission the worker finished: its values are gone, when it was done is kept."""
+
+    submission_id: str
+    done_at: str
 
 
 # Most claims one fence checks in a transaction (DynamoDB's limit is 100 items, its tombstone
@@ -121,7 +132,9 @@ class DynamoSubmissionStore:
 
     # -- the worker and the dead-letter tool ------------------------------------------------
 
-    def get(self, submission_id: str) -> StoredSubmission | None:
+    def get(self, submission_id: str) -> StoredSubmission | DoneSubmission | None:
+        """The body; `DoneSubmission` once the worker finished it; None when it is gone
+        (erased, expired, never stored)."""
         item = self._client.get_item(
             TableName=self._table,
             Key={"id": {"S": BODY_PREFIX + submission_id}},
@@ -130,6 +143,8 @@ class DynamoSubmissionStore:
         # DynamoDB's TTL deletes lazily (within days): an expired body counts as gone.
         if not item or int(item["expiration"]["N"]) < self._clock():
             return None
+        if "body" not in item:
+            return DoneSubmission(submission_id, item.get("done_at", {}).get("S", ""))
         name_phone = tuple(sorted(item.get("name_phone", {}).get("SS", ())))
         keys = PersonKeys(
             item.get("email_hmac", {}).get("S"),
@@ -156,6 +171,18 @@ class DynamoSubmissionStore:
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return
+
+    def mark_done(self, submission_id: str, done_at: datetime) -> None:
+        """The worker finished the submission: its values go now, not at the TTL, and what
+        stays says so for as long as a queue may still hold another delivery of its id."""
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                "id": {"S": BODY_PREFIX + submission_id},
+                "done_at": {"S": done_at.isoformat()},
+                "expiration": self._expires(BODY_TTL_SECONDS),
+            },
+        )
 
     def delete(self, submission_id: str) -> None:
         self._client.delete_item(

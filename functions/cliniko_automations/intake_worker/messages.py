@@ -1,17 +1,20 @@
 """From an SQS record to the submission to process, or the outcome that ends its message.
 
 The message is a claim check (the submission id); the body is loaded from the submission
-store. A submission whose body is gone (erased, or expired) or whose person was erased after
-making it (the tombstone) is dropped, not processed.
+store. A submission whose body is gone (erased, or expired), that another delivery of its id
+already finished, or whose person was erased after making it (the tombstone) is dropped, not
+processed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from cliniko_automations.common.submission_store import DoneSubmission
 from cliniko_automations.intake.submission import QueuedSubmission, Submission, SubmissionInvalid
 from cliniko_automations.intake_worker.retries import reject, retry
 from cliniko_automations.intake_worker.runtime import Runtime
@@ -53,6 +56,9 @@ def load_submission(rt: Runtime, record: SQSRecord) -> Loaded | dict[str, Any]:
     if stored is None:
         # Erased, or kept past the store's TTL: nothing left to process.
         return report_dropped(queued.submission_id, "submission_body_gone")
+    if isinstance(stored, DoneSubmission):
+        # SQS delivers at least once: another delivery of this id went in.
+        return report_dropped(queued.submission_id, "already_done")
     try:
         submission = Submission.from_json(stored.body)
     except SubmissionInvalid as exc:
@@ -79,6 +85,6 @@ def forget_body(rt: Runtime, submission: Submission) -> None:
     # Done with it: its values need not wait for the store's TTL. A failure here costs only
     # that wait, so it does not fail the message.
     try:
-        rt.store.delete(submission.submission_id)
+        rt.store.mark_done(submission.submission_id, datetime.now(UTC))
     except Exception as exc:
         logger.warning("stored body not deleted", extra={"error": type(exc).__name__})

@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cliniko_automations.common.submission_store import DAY
+from cliniko_automations.common.submission_store import DAY, StoredSubmission
 from cliniko_automations.intake.submission import (
     ContactDraft,
     PhoneNumber,
@@ -418,12 +418,46 @@ def test_a_parked_submission_stays_replayable(stack, cliniko, monkeypatch, repla
     assert stack.ledger_items() == []  # staff made it: never the intake's
 
 
-def test_a_handled_submission_leaves_no_body_behind(stack, cliniko) -> None:
+def test_a_handled_submission_leaves_no_values_behind(stack, cliniko) -> None:
     sub = submission()
     send(stack, sub)
     run_until_empty(stack)
     assert len(cliniko.control.contacts()) == 1
-    assert stack.store().get(sub.submission_id) is None
+    item = stack.dynamodb.get_item(
+        TableName=stack.submission_table, Key={"id": {"S": "submission#" + sub.submission_id}}
+    )["Item"]
+    assert set(item) == {"id", "done_at", "expiration"}  # when, not what
+
+
+def test_a_copy_dead_lettered_while_the_other_went_in_is_removed_not_replayed(
+    stack, cliniko, monkeypatch, capsys
+) -> None:
+    # SQS delivers at least once. One copy's receives all failed "in_progress" while the other
+    # held the submission, and SQS moved it to the dead-letter queue; then the other went in.
+    # The letter could not be replayed (its body gone), and the replay failed every time.
+    sub = submission()
+    send(stack, sub)
+    copy = stack.sqs.send_message(
+        QueueUrl=stack.dead_letter_queue_url, MessageBody=stack.queued_message(sub)
+    )["MessageId"]
+    run_until_empty(stack)
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.dead_letter_queue_url)
+    dead_letters = load_dead_letters_script()
+    out = io.StringIO()
+    assert dead_letters.main(["show", copy], out=out) == 0
+    assert "done at " in out.getvalue()
+    out = io.StringIO()
+    assert dead_letters.main(["replay", "--all"], out=out) == 0, capsys.readouterr().err
+    assert out.getvalue().startswith(f"removed {copy}: its submission done at ")
+    assert stack.counts(stack.dead_letter_queue_url) == (0, 0)
+    assert stack.counts(stack.queue_url) == (0, 0)  # nothing sent round again
+    # A copy still queued when the other went in is dropped as done.
+    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=stack.queued_message(sub))
+    with captured_logs("intake") as logs:
+        run_until_empty(stack)
+    [drop] = logs.json("submission dropped")
+    assert (drop["submission_id"], drop["reason"]) == (sub.submission_id, "already_done")
+    assert len(cliniko.control.contacts()) == 1
 
 
 def test_a_queued_id_whose_body_is_gone_is_dropped_with_metric(stack, cliniko, capsys) -> None:
@@ -461,7 +495,8 @@ def test_a_tombstone_drops_only_submissions_made_before_the_erasure(
     assert (emf_metrics(out).get("SubmissionDropped") == 1) is dropped
     drops = [(r["submission_id"], r["reason"]) for r in logs.json("submission dropped")]
     assert drops == ([(sub.submission_id, "erased")] if dropped else [])
-    assert stack.store().get(sub.submission_id) is None  # dropped or done: no body kept
+    # Dropped or done: no body kept.
+    assert not isinstance(stack.store().get(sub.submission_id), StoredSubmission)
 
 
 def test_an_erasure_while_the_worker_holds_the_submission_stops_it_before_cliniko(
