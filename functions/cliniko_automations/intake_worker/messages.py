@@ -87,4 +87,6 @@ def forget_body(rt: Runtime, submission: Submission) -> None:
     try:
         rt.store.mark_done(submission.submission_id, datetime.now(UTC))
     except Exception as exc:
-        logger.warning("stored body not deleted", extra={"error": type(exc).__name__})
+        logger.warning(
+            "stored body not replaced by its done time", extra={"error": type(exc).__name__}
+        )

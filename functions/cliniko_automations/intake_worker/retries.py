@@ -78,6 +78,11 @@ def retry(
         logger.warning(
             "could not book the failed attempt", extra={"error": type(book_exc).__name__}
         )
+    if submission is not None:
+        # Any failed attempt may be the one SQS's redrive moves to the dead-letter queue,
+        # which keeps it 14 days from when it was queued: a parked message replayed by hand
+        # late in its 14 days must not leave a letter whose body expires first.
+        keep_body(rt, submission.submission_id)
     logger.warning(
         "submission attempt failed",
         extra={"reason": reason, "receive_count": receives, "retry_in_seconds": retry_in},

@@ -194,6 +194,29 @@ def test_a_parked_or_dead_lettered_body_outlives_its_new_message(stack, cliniko,
     assert body_expires_in(stack, sub) > 15 * DAY
 
 
+def test_a_parked_replay_that_fails_into_the_dead_letter_queue_keeps_its_body(
+    stack, cliniko
+) -> None:
+    # Staff merge the duplicates on day 13 of the parked message's 14 and replay it by hand;
+    # Cliniko fails five times and SQS's redrive moves it to the dead-letter queue, which
+    # keeps it 14 days from the replay. Its body expired on day 16, and the letter, refused
+    # as "gone", could never be replayed: the submission lost, nobody erased.
+    client = cliniko.client()
+    client.create_contact({"first_name": "Ana", "email": "ana.lima@example.com"})
+    duplicate = client.create_contact({"first_name": "A.", "email": "ANA.LIMA@example.com"})
+    sub = submission()
+    send(stack, sub)
+    run_until_empty(stack)
+    client.archive_contact(str(duplicate.id))
+    age_body(stack, sub, days_left=3)
+    assert replay_parked(stack) == [sub.submission_id]
+    cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    for _ in range(MAX_RECEIVE_COUNT + 2):
+        poll_once(stack, worker_handler.lambda_handler, context())
+    assert stack.counts(stack.dead_letter_queue_url) == (1, 0)
+    assert body_expires_in(stack, sub) > 15 * DAY
+
+
 def test_malformed_message_is_dead_lettered_without_echoing_it(stack, capsys) -> None:
     stack.sqs.send_message(
         QueueUrl=stack.queue_url, MessageBody='{"submission_id": "x", "draft": "ana@example.com"}'
