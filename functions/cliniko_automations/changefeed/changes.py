@@ -48,14 +48,34 @@ class ContactSnapshot:
 
 
 @dataclass(frozen=True)
+class Unsent:
+    """A published change whose events EventBridge took only in part, and those still to send:
+    its bus event (`bus`) and its deliveries to `subscribers`. What they say, never a value."""
+
+    event_id: str
+    type: str
+    updated_at: str
+    changed_fields: tuple[str, ...]
+    first_seen: bool
+    bus: bool
+    subscribers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PublishedState:
-    """What the feed last published for a contact: no values, only hashes."""
+    """What the feed last published for a contact: no values, only hashes; and what of its
+    changes is still to send (`unsent`, oldest first), sent before any later change."""
 
     contact_id: str
     updated_at: str
     archived: bool
     hashes: Mapping[str, str]
     event_id: str
+    unsent: tuple[Unsent, ...] = ()
+
+    def same_state(self, snapshot: ContactSnapshot, hashes: Mapping[str, str]) -> bool:
+        """Whether `snapshot` (with these field hashes) is the very state recorded here."""
+        return self.updated_at == iso(snapshot.updated_at) and dict(self.hashes) == dict(hashes)
 
 
 @dataclass(frozen=True)
@@ -63,18 +83,25 @@ class Change:
     event_id: str
     type: str
     account: str
-    snapshot: ContactSnapshot
+    contact_id: str
+    updated_at: str
     changed_fields: tuple[str, ...]
     first_seen: bool
     state: PublishedState
+    # The values of the state the change reached, as listed; None for a change sent late
+    # after its contact changed again, whose values are gone: its deliveries carry the summary.
+    snapshot: ContactSnapshot | None = field(default=None, repr=False)
 
-    @property
-    def contact_id(self) -> str:
-        return self.snapshot.contact_id
-
-    @property
-    def updated_at(self) -> str:
-        return iso(self.snapshot.updated_at)
+    def unsent(self, *, bus: bool, subscribers: tuple[str, ...]) -> Unsent:
+        return Unsent(
+            self.event_id,
+            self.type,
+            self.updated_at,
+            self.changed_fields,
+            self.first_seen,
+            bus,
+            subscribers,
+        )
 
     def summary(self) -> dict[str, Any]:
         """The event's detail: ids, type, time and field names, no personal data."""
@@ -90,6 +117,8 @@ class Change:
 
     def with_fields(self) -> dict[str, Any]:
         """The summary plus the contact's fields, for subscribers an operator opted in."""
+        if self.snapshot is None:
+            raise ValueError("a change sent late has no values to send")
         contact = {name: self.snapshot.fields.get(name) for name in sorted(self.snapshot.fields)}
         contact["id"] = self.contact_id
         contact["created_at"] = iso(self.snapshot.created_at)
@@ -170,7 +199,7 @@ def classify(
     if previous is not None:
         if previous.updated_at > updated_at:
             return None  # an older state than the one published (a late, stale listing)
-        if previous.updated_at == updated_at and dict(previous.hashes) == dict(hashes):
+        if previous.same_state(snapshot, hashes):
             return None
     digest = hashlib.sha256(
         json.dumps(sorted(hashes.items()), separators=(",", ":")).encode()
@@ -211,4 +240,32 @@ def classify(
         else:
             kind = "contact.updated"
     state = PublishedState(snapshot.contact_id, updated_at, archived, dict(hashes), event_id)
-    return Change(event_id, kind, account, snapshot, changed, first_seen, state)
+    return Change(
+        event_id,
+        kind,
+        account,
+        snapshot.contact_id,
+        updated_at,
+        changed,
+        first_seen,
+        state,
+        snapshot,
+    )
+
+
+def unsent_change(
+    account: str, state: PublishedState, unsent: Unsent, snapshot: ContactSnapshot | None
+) -> Change:
+    """A change of `state.unsent`, to send what of it is left: with `snapshot`'s values only
+    when `snapshot` is the state that change reached (its contact unchanged since)."""
+    return Change(
+        unsent.event_id,
+        unsent.type,
+        account,
+        state.contact_id,
+        unsent.updated_at,
+        unsent.changed_fields,
+        unsent.first_seen,
+        state,
+        snapshot,
+    )

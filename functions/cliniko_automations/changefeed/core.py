@@ -11,7 +11,10 @@ dropped: the overlap and re-runs list contacts again), their events published, t
 recorded, and only then the cursor saved. A run that dies anywhere re-lists from the saved
 cursor and the recorded states drop what was already published; a crash between a publish
 and its record (milliseconds) re-publishes that batch with the same event ids, which
-subscribers dedupe on (`webhook-id`).
+subscribers dedupe on (`webhook-id`). A change EventBridge took only in part is recorded with
+what it refused (`PublishedState.unsent`), which the next run sends before the contact's next
+change; one it refused whole is not recorded, and is sent whole (or merged into the contact's
+next change, nobody having been told of it).
 
 A quiet minute costs one request: one page, holding only the overlap's contacts. Accounts are
 polled side by side (each under its own lease, cursor and key), so a run with several takes
@@ -21,6 +24,7 @@ Nothing here knows about Lambda, EventBridge or DynamoDB.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +33,16 @@ from typing import Protocol
 
 from cliniko_automations.cliniko import errors as cliniko_errors
 
-from .changes import Change, ContactSnapshot, FieldHasher, PublishedState, classify, iso
+from .changes import (
+    Change,
+    ContactSnapshot,
+    FieldHasher,
+    PublishedState,
+    Unsent,
+    classify,
+    iso,
+    unsent_change,
+)
 from .events import MAX_CALL_BYTES, EventBuilder, OutgoingEvent
 
 # EventBridge takes at most 10 entries a PutEvents call.
@@ -314,78 +327,144 @@ class ChangeFeed:
             known = latest.get(contact.contact_id)
             if known is None or contact.updated_at >= known.updated_at:
                 latest[contact.contact_id] = contact
+        result.duplicates += len(contacts) - len(latest)
         published = self._store.published(account, list(latest))
-        changes: list[Change] = []
+        publications: list[_Publication] = []
         for contact in latest.values():
-            change = classify(
-                account,
-                contact,
-                published.get(contact.contact_id),
-                self._hasher.hashes(contact),
-                hasher=self._hasher,
-            )
+            previous = published.get(contact.contact_id)
+            hashes = self._hasher.hashes(contact)
+            change = classify(account, contact, previous, hashes, hasher=self._hasher)
             if change is None:
                 result.duplicates += 1
-            else:
-                changes.append(change)
-        result.duplicates += len(contacts) - len(latest)
-        for batch in _batches([(c, self._builder.events_for(c)) for c in changes]):
+            publication = _Publication(previous, change)
+            if previous is not None:
+                # What earlier runs' changes left unsent goes first, with the contact's values
+                # only while it is still in the state that change reached (the recorded one).
+                same = previous.same_state(contact, hashes)
+                for unsent in previous.unsent:
+                    reached = same and unsent.event_id == previous.event_id
+                    late = unsent_change(account, previous, unsent, contact if reached else None)
+                    publication.add(late, self._builder.events_for(late, unsent), unsent)
+            if change is not None:
+                publication.add(change, self._builder.events_for(change))
+            if publication.parts:
+                publications.append(publication)
+        unrecorded = publications
+        for batch in _batches([part for p in publications for part in p.parts]):
+            events = [event for part in batch for event in part.events]
+            failed: PublishFailed | None = None
             try:
-                self._sink.publish([event for _, events in batch for event in events])
-            except PublishFailed as failed:
-                # The changes whose every event is on the bus are recorded all the same: the
-                # next run must not send them again.
-                self._record(account, _fully_accepted(batch, failed.accepted), result)
-                raise
-            self._record(account, batch, result)
+                if events:
+                    self._sink.publish(events)
+                accepted = frozenset(range(len(events)))
+            except PublishFailed as error:
+                failed, accepted = error, error.accepted
+            position = 0
+            for part in batch:
+                part.accepted = [position + n in accepted for n in range(len(part.events))]
+                position += len(part.events)
+            # Recorded once every part is sent; when a call fails, each contact it touched
+            # too (an event EventBridge took must not be sent again), then the run stops.
+            sent = [p for p in unrecorded if (p.touched() if failed else p.sent())]
+            unrecorded = [p for p in unrecorded if p not in sent]
+            self._record(account, sent, result)
+            if failed is not None:
+                raise failed
 
     def _record(
-        self,
-        account: str,
-        published: Sequence[tuple[Change, list[OutgoingEvent]]],
-        result: AccountResult,
+        self, account: str, publications: Sequence[_Publication], result: AccountResult
     ) -> None:
-        if not published:
-            return
-        self._store.record(account, [change.state for change, _ in published])
+        states = [s for s in (p.recorded() for p in publications) if s is not None]
+        if states:
+            self._store.record(account, states)
         published_at = self._clock()
-        for change, events in published:
+        for publication in publications:
+            result.events += sum(sum(part.accepted or ()) for part in publication.parts)
+            change = publication.moved_to()
+            if change is None or change.snapshot is None:
+                continue
             result.changes += 1
-            result.events += len(events)
             result.by_type[change.type] = result.by_type.get(change.type, 0) + 1
             result.lags.append((published_at - change.snapshot.updated_at).total_seconds())
 
 
-def _fully_accepted(
-    batch: Sequence[tuple[Change, list[OutgoingEvent]]], accepted: frozenset[int]
-) -> list[tuple[Change, list[OutgoingEvent]]]:
-    """The changes of a batch whose every event's position is in `accepted`."""
-    done, position = [], 0
-    for change, events in batch:
-        if all(position + n in accepted for n in range(len(events))):
-            done.append((change, events))
-        position += len(events)
-    return done
+@dataclass(eq=False)
+class _Part:
+    """One change's events, sent in one PutEvents call; `unsent`: the earlier run's part
+    of the change they complete (None: the contact's new change)."""
+
+    change: Change
+    events: list[OutgoingEvent]
+    unsent: Unsent | None
+    accepted: list[bool] | None = None  # per event, once the call was made
+
+    def refused(self) -> list[OutgoingEvent]:
+        accepted = self.accepted or [False] * len(self.events)
+        return [event for event, ok in zip(self.events, accepted, strict=True) if not ok]
 
 
-def _batches(
-    items: Sequence[tuple[Change, list[OutgoingEvent]]],
-) -> list[list[tuple[Change, list[OutgoingEvent]]]]:
-    """Changes packed into PutEvents calls of at most 10 entries and MAX_CALL_BYTES, never
-    splitting a change's events across calls (a change is recorded only once all its events
-    are on the bus)."""
-    batches: list[list[tuple[Change, list[OutgoingEvent]]]] = []
-    current: list[tuple[Change, list[OutgoingEvent]]] = []
+@dataclass(eq=False)
+class _Publication:
+    """One contact's events on a page: what its recorded state left unsent, then its new
+    change (if any)."""
+
+    previous: PublishedState | None
+    change: Change | None
+    parts: list[_Part] = field(default_factory=list)
+
+    def add(
+        self, change: Change, events: list[OutgoingEvent], unsent: Unsent | None = None
+    ) -> None:
+        self.parts.append(_Part(change, events, unsent))
+
+    def sent(self) -> bool:
+        return all(part.accepted is not None for part in self.parts)
+
+    def touched(self) -> bool:
+        return any(part.accepted is not None for part in self.parts)
+
+    def moved_to(self) -> Change | None:
+        """The new change, when EventBridge took any of its events (then it is recorded, and
+        what it took is never sent again); a change refused whole is sent whole next run."""
+        new = self.parts[-1] if self.parts and self.parts[-1].unsent is None else None
+        return new.change if new is not None and any(new.accepted or ()) else None
+
+    def recorded(self) -> PublishedState | None:
+        """The state to record: the new change's, or the previous one, with what is still
+        unsent; None when that is what is recorded already (or nothing was published)."""
+        moved = self.moved_to()
+        state = moved.state if moved is not None else self.previous
+        if state is None:
+            return None
+        unsent = []
+        for part in self.parts:
+            refused = part.refused()
+            if not refused or (part.unsent is None and moved is None):
+                continue
+            subscribers = tuple(e.subscriber for e in refused if e.subscriber is not None)
+            unsent.append(
+                part.change.unsent(bus=len(subscribers) < len(refused), subscribers=subscribers)
+            )
+        recorded = dataclasses.replace(state, unsent=tuple(unsent))
+        return None if recorded == self.previous else recorded
+
+
+def _batches(parts: Sequence[_Part]) -> list[list[_Part]]:
+    """Parts packed into PutEvents calls of at most 10 entries and MAX_CALL_BYTES, never
+    splitting a change's events across calls (a contact's change and what an earlier one left
+    unsent may go in two)."""
+    batches: list[list[_Part]] = []
+    current: list[_Part] = []
     entries = size = 0
-    for change, events in items:
-        if len(events) > MAX_ENTRIES:
+    for part in parts:
+        if len(part.events) > MAX_ENTRIES:
             raise ValueError("a change has more events than one PutEvents call takes")
-        weight = sum(event.size() for event in events)
-        if current and (entries + len(events) > MAX_ENTRIES or size + weight > MAX_CALL_BYTES):
+        weight = sum(event.size() for event in part.events)
+        if current and (entries + len(part.events) > MAX_ENTRIES or size + weight > MAX_CALL_BYTES):
             batches.append(current)
             current, entries, size = [], 0, 0
-        current.append((change, events))
-        entries += len(events)
+        current.append(part)
+        entries += len(part.events)
         size += weight
     if current:
         batches.append(current)

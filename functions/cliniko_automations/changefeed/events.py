@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .changes import Change
+from .changes import Change, Unsent
 from .signing import sign
 from .subscribers import Subscriber
 
@@ -38,6 +38,11 @@ class OutgoingEvent:
 
     def detail_json(self) -> str:
         return json.dumps(self.detail, separators=(",", ":"), sort_keys=True)
+
+    @property
+    def subscriber(self) -> str | None:
+        """The subscriber this event is a delivery to; None for the bus event."""
+        return str(self.detail["subscriber"]) if self.source == WEBHOOKS_SOURCE else None
 
     def size(self) -> int:
         """The entry's size as EventBridge counts it against a call's 256 KB."""
@@ -68,20 +73,31 @@ class EventBuilder:
         self._keys = dict(signing_keys)
         self._clock = clock
 
-    def events_for(self, change: Change) -> list[OutgoingEvent]:
-        bus = OutgoingEvent(CONTACTS_SOURCE, change.type, change.summary())
+    def events_for(self, change: Change, unsent: Unsent | None = None) -> list[OutgoingEvent]:
+        """The change's bus event and its deliveries; only those `unsent` names, when given
+        (a subscriber since removed, or no longer asking for the type, gets none)."""
         wanting = [s for s in self._subscribers if s.wants(change.type, change.account)]
-        events = [bus, *(self._delivery(s, change, s.include_fields) for s in wanting)]
+        if unsent is not None:
+            wanting = [s for s in wanting if s.name in unsent.subscribers]
+        bus = [OutgoingEvent(CONTACTS_SOURCE, change.type, change.summary())]
+        if unsent is not None and not unsent.bus:
+            bus = []
+        if change.snapshot is None:
+            # Sent late, after its contact changed again: its values are gone. Each delivery
+            # carries the summary, marked, and its receiver reads the contact itself.
+            return [*bus, *(self._delivery(s, change, False, "superseded") for s in wanting)]
+        events = [*bus, *(self._delivery(s, change, s.include_fields) for s in wanting)]
         if sum(event.size() for event in events) > MAX_CALL_BYTES:
-            # Fields too large for the one call a change goes out in (long notes): each
-            # delivery carries the summary, marked, and its receiver reads the contact itself.
-            events = [bus, *(self._delivery(s, change, False) for s in wanting)]
+            # Fields too large for the one call a change goes out in (long notes): as above.
+            events = [*bus, *(self._delivery(s, change, False, "too_large") for s in wanting)]
         return events
 
-    def _delivery(self, subscriber: Subscriber, change: Change, fields: bool) -> OutgoingEvent:
+    def _delivery(
+        self, subscriber: Subscriber, change: Change, fields: bool, omitted: str = ""
+    ) -> OutgoingEvent:
         data: dict[str, Any] = dict(change.with_fields() if fields else change.summary())
         if subscriber.include_fields and not fields:
-            data["fields_omitted"] = "too_large"
+            data["fields_omitted"] = omitted
         payload = {"type": change.type, "timestamp": change.updated_at, "data": data}
         return self.signed_delivery(subscriber.name, change.type, change.event_id, payload)
 

@@ -5,7 +5,9 @@ published state (updated_at, archived, field hashes; never values), expiring by 
                                          in_second, after_id, read_from (a busy second's
                                          reading by id, where a run left it: core.py)
     pk "lease#{account}"                 owner, until (one run per account at a time)
-    pk "contact#{account}#{contact_id}"  updated_at, archived, hashes, event_id, expires_at
+    pk "contact#{account}#{contact_id}"  updated_at, archived, hashes, event_id, expires_at,
+                                         unsent (a change's events still to send: ids, type,
+                                         time, field names and whom to; absent when none)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from cliniko_automations.common.dynamodb_batches import get_items, write_items
 
-from .changes import PublishedState, iso
+from .changes import PublishedState, Unsent, iso
 from .core import CorruptState, SecondPosition
 
 
@@ -164,23 +166,35 @@ class DynamoFeedStore:
 
     def record(self, account: str, states: Sequence[PublishedState]) -> None:
         expires = str(int(self._clock()) + self._state_seconds)
-        writes = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        "pk": {"S": f"contact#{account}#{state.contact_id}"},
-                        "contact_id": {"S": state.contact_id},
-                        "updated_at": {"S": state.updated_at},
-                        "archived": {"BOOL": state.archived},
-                        "hashes": {"M": {k: {"S": v} for k, v in state.hashes.items()}},
-                        "event_id": {"S": state.event_id},
-                        "expires_at": {"N": expires},
-                    }
-                }
-            }
-            for state in states
-        ]
+        writes = [{"PutRequest": {"Item": _item(account, state, expires)}} for state in states]
         write_items(self._db, self._table, writes, sleep=self._sleep)
+
+
+def _item(account: str, state: PublishedState, expires: str) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": {"S": f"contact#{account}#{state.contact_id}"},
+        "contact_id": {"S": state.contact_id},
+        "updated_at": {"S": state.updated_at},
+        "archived": {"BOOL": state.archived},
+        "hashes": {"M": {k: {"S": v} for k, v in state.hashes.items()}},
+        "event_id": {"S": state.event_id},
+        "expires_at": {"N": expires},
+    }
+    if state.unsent:
+        item["unsent"] = {"L": [{"M": _unsent_item(unsent)} for unsent in state.unsent]}
+    return item
+
+
+def _unsent_item(unsent: Unsent) -> dict[str, Any]:
+    return {
+        "event_id": {"S": unsent.event_id},
+        "type": {"S": unsent.type},
+        "updated_at": {"S": unsent.updated_at},
+        "changed_fields": {"L": [{"S": name} for name in unsent.changed_fields]},
+        "first_seen": {"BOOL": unsent.first_seen},
+        "bus": {"BOOL": unsent.bus},
+        "subscribers": {"L": [{"S": name} for name in unsent.subscribers]},
+    }
 
 
 def _state(item: dict[str, Any]) -> PublishedState:
@@ -191,9 +205,22 @@ def _state(item: dict[str, Any]) -> PublishedState:
             archived=item["archived"]["BOOL"],
             hashes={k: v["S"] for k, v in item["hashes"]["M"].items()},
             event_id=item["event_id"]["S"],
+            unsent=tuple(_unsent(entry["M"]) for entry in item.get("unsent", {"L": []})["L"]),
         )
     except (AttributeError, KeyError, TypeError):
         raise CorruptState("corrupt_state") from None
+
+
+def _unsent(entry: dict[str, Any]) -> Unsent:
+    return Unsent(
+        event_id=entry["event_id"]["S"],
+        type=entry["type"]["S"],
+        updated_at=entry["updated_at"]["S"],
+        changed_fields=tuple(name["S"] for name in entry["changed_fields"]["L"]),
+        first_seen=entry["first_seen"]["BOOL"],
+        bus=entry["bus"]["BOOL"],
+        subscribers=tuple(name["S"] for name in entry["subscribers"]["L"]),
+    )
 
 
 def _position(item: dict[str, Any]) -> SecondPosition | None:
