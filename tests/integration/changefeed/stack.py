@@ -5,15 +5,18 @@ tests read the bus through it, as any AWS subscriber would."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 from cliniko_automations.changefeed.events import CONTACTS_SOURCE, WEBHOOKS_SOURCE
+from cliniko_automations.common import aws
 
 from tests.fixtures.apigw import LambdaContext
 
@@ -153,3 +156,29 @@ def feed_environment(
     monkeypatch.delenv("BACKFILL_FROM", raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+
+
+@contextlib.contextmanager
+def eventbridge_refusing(refused: Callable[[dict[str, Any]], bool]) -> Iterator[None]:
+    """EventBridge answering every PutEvents entry `refused` picks out as throttled, attempt
+    after attempt, and taking the others (a botocore hook on the functions' events client: the
+    AWS boundary). Moto has routed each entry before its answer is rewritten."""
+    sent: list[list[dict[str, Any]]] = []
+
+    def remember(params: dict[str, Any], **_: Any) -> None:
+        sent.append(params["Entries"])
+
+    def refuse(parsed: dict[str, Any], **_: Any) -> None:
+        for n, entry in enumerate(sent[-1]):
+            if refused(entry):
+                parsed["Entries"][n] = {"ErrorCode": "ThrottlingException", "ErrorMessage": "-"}
+                parsed["FailedEntryCount"] = parsed.get("FailedEntryCount", 0) + 1
+
+    emitter = aws.client("events").meta.events
+    emitter.register("provide-client-params.events.PutEvents", remember, unique_id="remember")
+    emitter.register("after-call.events.PutEvents", refuse, unique_id="refuse")
+    try:
+        yield
+    finally:
+        emitter.unregister("provide-client-params.events.PutEvents", unique_id="remember")
+        emitter.unregister("after-call.events.PutEvents", unique_id="refuse")

@@ -29,6 +29,7 @@ from tests.integration.changefeed.stack import (
     SCHEDULED_EVENT,
     context,
     create_feed_stack,
+    eventbridge_refusing,
     feed_environment,
 )
 
@@ -274,26 +275,9 @@ def test_a_put_events_call_failing_in_part_records_the_changes_it_did_publish(st
         ]
     )
     refused = ids[6]
-    sent: list[list[dict]] = []
-
-    def remember(params, **_):
-        sent.append(params["Entries"])
-
-    def refuse_one(parsed, **_):
-        # EventBridge accepting all but one entry of the call (throttled), attempt after attempt.
-        for n, entry in enumerate(sent[-1]):
-            if f'"contact_id":"{refused}"' in entry["Detail"]:
-                parsed["Entries"][n] = {"ErrorCode": "ThrottlingException", "ErrorMessage": "-"}
-                parsed["FailedEntryCount"] = parsed.get("FailedEntryCount", 0) + 1
-
-    emitter = aws.client("events").meta.events
-    emitter.register("provide-client-params.events.PutEvents", remember, unique_id="remember")
-    emitter.register("after-call.events.PutEvents", refuse_one, unique_id="refuse")
-    try:
+    # EventBridge accepting all but one entry of the call.
+    with eventbridge_refusing(lambda entry: f'"contact_id":"{refused}"' in entry["Detail"]):
         first = run()
-    finally:
-        emitter.unregister("provide-client-params.events.PutEvents", unique_id="remember")
-        emitter.unregister("after-call.events.PutEvents", unique_id="refuse")
     assert (first["complete"], first["error"]) == (False, "publish_failed")
     second = run()
     assert second["complete"] and second["changes"] == 1

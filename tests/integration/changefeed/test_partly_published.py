@@ -8,12 +8,12 @@ from __future__ import annotations
 import boto3
 import pytest
 from cliniko_automations.changefeed import handler
-from cliniko_automations.common import aws
 
 from tests.integration.changefeed.stack import (
     SCHEDULED_EVENT,
     context,
     create_feed_stack,
+    eventbridge_refusing,
     feed_environment,
     new_webhook_secret,
 )
@@ -46,28 +46,12 @@ def run():
 
 
 def run_refusing(stack, source: str):
-    """A run in which EventBridge refuses every entry from `source` (throttled), attempt after
-    attempt, and takes the others. (Moto has routed the refused entries before the answer is
-    rewritten: they are taken off their queue.)"""
-    sent: list[list[dict]] = []
-
-    def remember(params, **_):
-        sent.append(params["Entries"])
-
-    def refuse(parsed, **_):
-        for n, entry in enumerate(sent[-1]):
-            if entry["Source"] == source:
-                parsed["Entries"][n] = {"ErrorCode": "ThrottlingException", "ErrorMessage": "-"}
-                parsed["FailedEntryCount"] = parsed.get("FailedEntryCount", 0) + 1
-
-    emitter = aws.client("events").meta.events
-    emitter.register("provide-client-params.events.PutEvents", remember, unique_id="remember")
-    emitter.register("after-call.events.PutEvents", refuse, unique_id="refuse")
+    """A run in which EventBridge refuses every entry from `source` and takes the others (the
+    refused ones, which moto routed all the same, are taken off their queue)."""
     try:
-        return run()
+        with eventbridge_refusing(lambda entry: entry["Source"] == source):
+            return run()
     finally:
-        emitter.unregister("provide-client-params.events.PutEvents", unique_id="remember")
-        emitter.unregister("after-call.events.PutEvents", unique_id="refuse")
         stack.drain(stack.webhook_queue_url if source == WEBHOOKS_SOURCE else None)
 
 
