@@ -329,27 +329,39 @@ class ChangeFeed:
                 latest[contact.contact_id] = contact
         result.duplicates += len(contacts) - len(latest)
         published = self._store.published(account, list(latest))
-        publications: list[_Publication] = []
+        owed: list[_Publication] = []
+        new: list[_Publication] = []
         for contact in latest.values():
             previous = published.get(contact.contact_id)
             hashes = self._hasher.hashes(contact)
             change = classify(account, contact, previous, hashes, hasher=self._hasher)
             if change is None:
                 result.duplicates += 1
-            publication = _Publication(previous, change)
-            if previous is not None:
-                # What earlier runs' changes left unsent goes first, with the contact's values
-                # only while it is still in the state that change reached (the recorded one).
+            if previous is not None and previous.unsent:
+                # What earlier runs' changes left unsent, with the contact's values only while
+                # it is still in the state that change reached (the recorded one).
+                publication = _Publication(previous)
                 same = previous.same_state(contact, hashes)
                 for unsent in previous.unsent:
                     reached = same and unsent.event_id == previous.event_id
                     late = unsent_change(account, previous, unsent, contact if reached else None)
                     publication.add(late, self._builder.events_for(late, unsent), unsent)
+                owed.append(publication)
+                # The new change goes only once all that is owed was taken (else the run
+                # stops first), so it is recorded over the state with nothing owed.
+                previous = dataclasses.replace(previous, unsent=())
             if change is not None:
+                publication = _Publication(previous)
                 publication.add(change, self._builder.events_for(change))
-            if publication.parts:
-                publications.append(publication)
-        unrecorded = publications
+                new.append(publication)
+        # What is owed first, in calls of its own: a change refused again must not reach its
+        # subscribers after the contact's next change, taken in the same call.
+        self._publish(account, owed, result)
+        self._publish(account, new, result)
+
+    def _publish(
+        self, account: str, publications: Sequence[_Publication], result: AccountResult
+    ) -> None:
         for batch in _batches([part for p in publications for part in p.parts]):
             events = [event for part in batch for event in part.events]
             failed: PublishFailed | None = None
@@ -363,11 +375,11 @@ class ChangeFeed:
             for part in batch:
                 part.accepted = [position + n in accepted for n in range(len(part.events))]
                 position += len(part.events)
-            # Recorded once every part is sent; when a call fails, each contact it touched
-            # too (an event EventBridge took must not be sent again), then the run stops.
-            sent = [p for p in unrecorded if (p.touched() if failed else p.sent())]
-            unrecorded = [p for p in unrecorded if p not in sent]
-            self._record(account, sent, result)
+            # Each contact the call touched is recorded at once (what EventBridge took must not
+            # be sent again, whatever the next call does); when it failed, the run stops.
+            touched = [p for p in publications if any(part in batch for part in p.parts)]
+            self._record(account, touched, result)
+            result.events += len(accepted)
             if failed is not None:
                 raise failed
 
@@ -379,7 +391,6 @@ class ChangeFeed:
             self._store.record(account, states)
         published_at = self._clock()
         for publication in publications:
-            result.events += sum(sum(part.accepted or ()) for part in publication.parts)
             change = publication.moved_to()
             if change is None or change.snapshot is None:
                 continue
@@ -405,23 +416,15 @@ class _Part:
 
 @dataclass(eq=False)
 class _Publication:
-    """One contact's events on a page: what its recorded state left unsent, then its new
-    change (if any)."""
+    """A contact's events on a page: what its recorded state left unsent, or its new change."""
 
     previous: PublishedState | None
-    change: Change | None
     parts: list[_Part] = field(default_factory=list)
 
     def add(
         self, change: Change, events: list[OutgoingEvent], unsent: Unsent | None = None
     ) -> None:
         self.parts.append(_Part(change, events, unsent))
-
-    def sent(self) -> bool:
-        return all(part.accepted is not None for part in self.parts)
-
-    def touched(self) -> bool:
-        return any(part.accepted is not None for part in self.parts)
 
     def moved_to(self) -> Change | None:
         """The new change, when EventBridge took any of its events (then it is recorded, and

@@ -127,22 +127,43 @@ def test_deliveries_refused_run_after_run_wait_in_order_for_one_that_takes_them(
     run_refusing(stack, WEBHOOKS_SOURCE)
     client.update_contact(contact.id, {"city": "Porto"})
     run_refusing(stack, WEBHOOKS_SOURCE)
-    told = stack.drain()
-    assert [(e["detail"]["type"], e["detail"]["changed_fields"]) for e in told] == [
-        ("contact.updated", ["city"]),
-        ("contact.updated", ["city"]),
-    ]
-    unsent = state_item(stack, contact.id)["unsent"]["L"]
-    assert [u["M"]["event_id"]["S"] for u in unsent] == [e["detail"]["event_id"] for e in told]
+    # The owed delivery refused again: the contact's next change waits for it.
+    (told,) = stack.drain()
+    assert (told["detail"]["type"], told["detail"]["changed_fields"]) == (
+        "contact.updated",
+        ["city"],
+    )
+    (unsent,) = state_item(stack, contact.id)["unsent"]["L"]
+    assert unsent["M"]["event_id"]["S"] == told["detail"]["event_id"]
 
-    assert run()["events"] == 2
+    assert run()["events"] == 3
+    (porto_event,) = stack.drain()
     lisbon, porto = deliveries(stack)
     assert [lisbon["webhook"]["id"], porto["webhook"]["id"]] == [
-        e["detail"]["event_id"] for e in told
+        told["detail"]["event_id"],
+        porto_event["detail"]["event_id"],
     ]
     assert lisbon["body"]["data"]["fields_omitted"] == "superseded"
     assert porto["body"]["data"]["contact"]["city"] == "Porto"
     assert "unsent" not in state_item(stack, contact.id)
+
+
+def test_an_owed_archive_refused_again_is_not_overtaken_by_the_unarchive(stack, cliniko, contact):
+    cliniko.client().archive_contact(contact.id)
+    assert run_refusing(stack, BUS_SOURCE)["error"] == "publish_failed"  # the delivery went
+    (owed,) = state_item(stack, contact.id)["unsent"]["L"]
+    refused = owed["M"]["event_id"]["S"]
+    cliniko.control.unarchive(contact.id)  # staff restore it before the next run
+
+    with eventbridge_refusing(lambda entry: f'"event_id":"{refused}"' in entry["Detail"]):
+        assert run()["error"] == "publish_failed"
+    # (Moto routed the refused entry all the same.) The unarchive did not go ahead of it.
+    assert [e for e in stack.drain() if e["detail"]["event_id"] != refused] == []
+    assert run()["error"] is None
+    assert bus(stack) == [
+        ("contact.archived", ["archived_at"]),
+        ("contact.unarchived", ["archived_at"]),
+    ]
 
 
 def test_only_what_was_refused_is_sent_again_with_its_values_while_they_hold(
