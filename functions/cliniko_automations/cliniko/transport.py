@@ -340,12 +340,16 @@ class ClinikoTransport(httpx.BaseTransport):
             with self._count_lock:
                 self._count += 1
             left = self._left(method, path)
+            deadline = None
             if left is not None:
+                # The whole answer, its headers and its body, within the time left.
+                deadline = time.monotonic() + left
                 request.extensions["timeout"] = _shrunk(request.extensions.get("timeout"), left)
+                request.extensions["deadline"] = deadline
             try:
                 response = self._inner.handle_request(request)
-                if left is not None:
-                    response.stream = ReadWithin(response.stream, time.monotonic() + left, request)
+                if deadline is not None:
+                    response.stream = ReadWithin(response.stream, deadline, request)
                 # Read the body here, not later in httpx's client: a connection lost halfway
                 # through a create's 201 must count as "sent, outcome unknown", and a GET's
                 # as retryable, like any other drop.

@@ -19,7 +19,10 @@ What the layer above relies on, and this transport keeps:
   a create that meets it is an unknown outcome, never sent twice.
 - httpx's per-request timeouts: connect bounds the connect and the TLS handshake, read bounds
   each read of the answer (urllib3 bounds the sending by the connect timeout). There is no
-  pool wait: a busy pool opens another connection.
+  pool wait: a busy pool opens another connection. A request's `deadline` extension
+  (time.monotonic) bounds the wait for its status line and headers as a whole, a read timeout
+  once passed: a read timeout alone never ends headers trickled a byte at a time. The body's
+  bound is the caller's (`ReadWithin`), as it is read.
 - The body is handed over as it arrives, undecoded: httpx decodes `Content-Encoding` itself,
   and ClinikoTransport can cut a trickled answer off.
 - A connection is kept for the next request only when its answer was read to the end, and
@@ -30,13 +33,18 @@ What the layer above relies on, and this transport keeps:
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ClosedPoolError,
     ConnectTimeoutError,
@@ -55,6 +63,59 @@ CHUNK_BYTES = 65_536
 KEEP_ALIVE_EXPIRY_SECONDS = 5.0
 
 
+# The deadline of the request this thread is sending, for its connection's answer.
+_answer_by = threading.local()
+
+
+class _HeadersWithin:
+    """A connection whose answer's status line and headers end by the request's deadline: the
+    socket is shut then, which ends the read that waits on it."""
+
+    sock: socket.socket | None
+
+    def getresponse(self) -> Any:
+        deadline = getattr(_answer_by, "deadline", None)
+        if deadline is None:
+            return super().getresponse()  # type: ignore[misc]
+        cut = threading.Event()
+
+        def cut_off() -> None:
+            cut.set()
+            sock = self.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off)
+        timer.daemon = True
+        timer.start()
+        try:
+            response = super().getresponse()  # type: ignore[misc]
+        finally:
+            timer.cancel()
+        if cut.is_set():
+            # http.client takes the end of the stream for the end of the headers: what it read
+            # before the cut is no whole answer.
+            raise TimeoutError("the answer's headers were still arriving at the deadline")
+        return response
+
+
+class _Connection(_HeadersWithin, HTTPConnection):
+    pass
+
+
+class _TlsConnection(_HeadersWithin, HTTPSConnection):
+    pass
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TlsPool(HTTPSConnectionPool):
+    ConnectionCls = _TlsConnection
+
+
 class Urllib3Transport(httpx.BaseTransport):
     """Sends httpx requests over urllib3, its TLS checked against `ssl_context`."""
 
@@ -67,6 +128,7 @@ class Urllib3Transport(httpx.BaseTransport):
         self._pools = urllib3.PoolManager(
             maxsize=KEEP_ALIVE_CONNECTIONS, block=False, ssl_context=ssl_context, retries=False
         )
+        self._pools.pool_classes_by_scheme = {"http": _Pool, "https": _TlsPool}
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout") or {}
@@ -78,6 +140,8 @@ class Urllib3Transport(httpx.BaseTransport):
         if time.monotonic() - self._last_answer_at > self._keep_alive_expiry:
             # Every kept connection has been idle since: close them, connect afresh.
             self._pools.clear()
+        deadline = request.extensions.get("deadline")
+        _answer_by.deadline = deadline
         try:
             pool = self._pools.connection_from_host(
                 url.raw_host.decode("ascii"), port=url.port, scheme=url.scheme
@@ -95,7 +159,14 @@ class Urllib3Transport(httpx.BaseTransport):
                 decode_content=False,
             )
         except (HTTPError, OSError, ValueError) as exc:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise httpx.ReadTimeout(
+                    "the answer's headers were still arriving when the time left ran out",
+                    request=request,
+                ) from exc
             raise _as_httpx(exc, request) from exc
+        finally:
+            _answer_by.deadline = None
         return httpx.Response(
             status_code=answer.status,
             # As bytes, as they came: http.client read them as Latin-1, and a value beyond

@@ -62,7 +62,9 @@ def verify_captcha(captcha: Captcha, secret: str, token: str | None, remote_ip: 
 
     deadline = time.monotonic() + TIMEOUT_SECONDS
     try:
-        with client.stream("POST", captcha.endpoint, data=form) as answer:
+        with client.stream(
+            "POST", captcha.endpoint, data=form, extensions={"deadline": deadline}
+        ) as answer:
             if answer.status_code != 200:
                 raise ServiceUnavailable("captcha", f"HTTP {answer.status_code}")
             content = b""

@@ -48,10 +48,11 @@ def test_a_client_kept_across_invocations_takes_each_one_s_time_left(cliniko):
     assert client.list_contacts() == []
 
 
-@pytest.fixture
-def trickling_server() -> Iterator[str]:
-    """An HTTP server on 127.0.0.1 that answers 200 and then sends its body a byte every
-    0.2 s: each read comes well inside any read timeout, the whole body in some 20 s."""
+@pytest.fixture(params=["body", "headers"])
+def trickling_server(request) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 that answers 200 and sends its body (or its status line and
+    headers) a byte every 0.2 s: each read comes well inside any read timeout, the whole answer
+    in some 20 s."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -65,11 +66,13 @@ def trickling_server() -> Iterator[str]:
             with conn:
                 conn.recv(65536)
                 body = b'{"contacts": [], "total_entries": 0, "links": {}}' + b" " * 50
-                conn.sendall(
+                head = (
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: %d\r\n\r\n" % len(body)
                 )
-                for byte in body:
+                fast, slow = (head, body) if request.param == "body" else (b"", head + body)
+                conn.sendall(fast)
+                for byte in slow:
                     if stop.is_set():
                         return
                     try:

@@ -182,6 +182,29 @@ def test_a_connection_idle_past_the_keep_alive_expiry_is_not_used_again(serve):
         assert server.connections == 2
 
 
+def test_headers_trickled_past_the_request_s_deadline_are_a_read_timeout(serve):
+    head = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"p" * 60 + b"\r\nContent-Length: 2\r\n\r\n{}"
+
+    def trickle(connection: socket.socket, request: bytes) -> None:
+        for byte in head:  # each byte well inside the read timeout, the whole in some 8 s
+            connection.sendall(bytes([byte]))
+            time.sleep(0.1)
+
+    server = serve(trickle)
+    url = f"http://127.0.0.1:{server.port}/v1/contacts"
+    with client(timeout=2.0) as http:
+        # What had come by the deadline (the status line, some headers) is no answer.
+        with pytest.raises(httpx.ReadTimeout, match="headers were still arriving"):
+            http.get(url, extensions={"deadline": time.monotonic() + 1.5})
+        # Without one, the answer comes whole, late; a deadline met leaves it as it was.
+        assert http.get(url).json() == {}
+        fast = serve(answer(b"{}"))
+        deadline = {"deadline": time.monotonic() + 30}
+        fast_url = f"http://127.0.0.1:{fast.port}/v1/contacts"
+        assert [http.get(fast_url, extensions=deadline).json() for _ in range(2)] == [{}, {}]
+        assert fast.connections == 1  # and its connection is kept
+
+
 def test_nothing_listening_is_a_connect_error():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -111,7 +111,8 @@ def test_a_refusal_that_is_not_the_tokens_fault_is_no_failed_captcha(siteverify,
         verify_captcha(recaptcha(url), "secret", "token", None)
 
 
-def test_an_answer_trickled_past_the_timeout_fails_closed():
+@pytest.mark.parametrize("trickled", ["body", "headers"])
+def test_an_answer_trickled_past_the_timeout_fails_closed(trickled):
     # Each byte within httpx's read timeout, the whole far past it: the function (10 s) would
     # have been cut off waiting, and API Gateway answered its own error, not the error page.
     class Trickling(BaseHTTPRequestHandler):
@@ -120,13 +121,20 @@ def test_an_answer_trickled_past_the_timeout_fails_closed():
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("content-length") or 0))
             body = b'{"success": true,' + b" " * 40 + b"}"
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            for byte in body:
+            head = b"HTTP/1.1 200 OK\r\nx-pad: %s\r\ncontent-length: %d\r\n\r\n" % (
+                b"p" * 40,
+                len(body),
+            )
+            fast, slow = (head, body) if trickled == "body" else (b"", head + body)
+            self.wfile.write(fast)
+            self.wfile.flush()
+            for byte in slow:
                 time.sleep(0.25)
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:  # given up on, as it should be
+                    return
 
         def log_message(self, *args) -> None:
             pass
@@ -134,11 +142,14 @@ def test_an_answer_trickled_past_the_timeout_fails_closed():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Trickling)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
+        started = time.monotonic()
         with pytest.raises(ServiceUnavailable) as caught:
             verify_captcha(
                 recaptcha(f"http://127.0.0.1:{server.server_address[1]}/x"), "s", "t", None
             )
         assert caught.value.error_type == "ReadTimeout"
+        # Given up at the 3 s deadline, not once the headers' 20 s were over.
+        assert time.monotonic() - started < 10
     finally:
         server.shutdown()
         server.server_close()
