@@ -65,6 +65,7 @@ KEEP_ALIVE_EXPIRY_SECONDS = 5.0
 
 # The deadline of the request this thread is sending, for its connection's answer.
 _answer_by = threading.local()
+_CUT_OFF = "the answer's headers were still arriving at the deadline"
 
 
 class _HeadersWithin:
@@ -91,12 +92,16 @@ class _HeadersWithin:
         timer.start()
         try:
             response = super().getresponse()  # type: ignore[misc]
+        except Exception as exc:
+            if cut.is_set():  # a read timeout, as urllib3 and httpx name it
+                raise TimeoutError(_CUT_OFF) from exc
+            raise
         finally:
             timer.cancel()
         if cut.is_set():
             # http.client takes the end of the stream for the end of the headers: what it read
             # before the cut is no whole answer.
-            raise TimeoutError("the answer's headers were still arriving at the deadline")
+            raise TimeoutError(_CUT_OFF)
         return response
 
 
@@ -140,8 +145,7 @@ class Urllib3Transport(httpx.BaseTransport):
         if time.monotonic() - self._last_answer_at > self._keep_alive_expiry:
             # Every kept connection has been idle since: close them, connect afresh.
             self._pools.clear()
-        deadline = request.extensions.get("deadline")
-        _answer_by.deadline = deadline
+        _answer_by.deadline = request.extensions.get("deadline")
         try:
             pool = self._pools.connection_from_host(
                 url.raw_host.decode("ascii"), port=url.port, scheme=url.scheme
@@ -159,11 +163,6 @@ class Urllib3Transport(httpx.BaseTransport):
                 decode_content=False,
             )
         except (HTTPError, OSError, ValueError) as exc:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise httpx.ReadTimeout(
-                    "the answer's headers were still arriving when the time left ran out",
-                    request=request,
-                ) from exc
             raise _as_httpx(exc, request) from exc
         finally:
             _answer_by.deadline = None
