@@ -78,11 +78,15 @@ class _HeadersWithin:
         deadline = getattr(_answer_by, "deadline", None)
         if deadline is None:
             return super().getresponse()  # type: ignore[misc]
-        cut = threading.Event()
+        # Taken once, by whichever comes first: the cut, or the end of the headers' wait. A
+        # timer past its check of `cancel()` still calls cut_off: it must not shut the socket
+        # of an answer taken as whole (its body is read on, the connection kept and reused).
+        first = threading.Lock()
+        sock = self.sock  # the answer's: a connection closed meanwhile may get another
 
         def cut_off() -> None:
-            cut.set()
-            sock = self.sock
+            if not first.acquire(blocking=False):
+                return
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
@@ -93,12 +97,12 @@ class _HeadersWithin:
         try:
             response = super().getresponse()  # type: ignore[misc]
         except Exception as exc:
-            if cut.is_set():  # a read timeout, as urllib3 and httpx name it
+            if not first.acquire(blocking=False):  # a read timeout, as urllib3 and httpx name it
                 raise TimeoutError(_CUT_OFF) from exc
             raise
         finally:
             timer.cancel()
-        if cut.is_set():
+        if not first.acquire(blocking=False):
             # http.client takes the end of the stream for the end of the headers: what it read
             # before the cut is no whole answer.
             raise TimeoutError(_CUT_OFF)

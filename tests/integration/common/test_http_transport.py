@@ -6,6 +6,7 @@ request goes out as httpx built it, and that a connection is reused only after a
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import socket
@@ -350,3 +351,117 @@ def test_an_answer_urllib3_cannot_parse_logs_no_url_at_debug(serve, caplog):
     assert response.json() == {}  # the answer is read all the same
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     assert "thistlewaite" not in logged.lower()
+
+
+class LateTimer(threading.Timer):
+    """threading.Timer as it runs when its thread loses the GIL right after its check of
+    `finished`: the request's thread gets its headers, cancels the timer (too late) and goes
+    on, and the timer's call comes after."""
+
+    def run(self) -> None:
+        self.finished.wait(self.interval)
+        if not self.finished.is_set():
+            self.finished.wait(2.0)  # descheduled; the request's thread runs meanwhile
+            time.sleep(0.1)
+            self.function(*self.args, **self.kwargs)
+        self.finished.set()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_cut_that_lost_the_race_to_the_headers_never_reaches_the_answer(
+    serve, authority, monkeypatch, tls
+):
+    body = b'{"id": "1", "first_name": "Grizelda"}'
+
+    def headers_at_the_deadline(connection: socket.socket, request: bytes) -> None:
+        time.sleep(0.3)  # the headers come as the deadline passes
+        connection.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n" % len(body))
+        connection.sendall(body)  # a TLS record of its own, on the wire before the late cut
+
+    server = serve(
+        headers_at_the_deadline, tls_server_context(authority, "localhost") if tls else None
+    )
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    url = f"{'https' if tls else 'http'}://localhost:{server.port}/v1/contacts"
+    monkeypatch.setattr(threading, "Timer", LateTimer)
+    with client(timeout=2.0, context=trusting) as http:
+        try:
+            with http.stream(
+                "POST", url, json={}, extensions={"deadline": time.monotonic() + 0.2}
+            ) as created:
+                time.sleep(0.3)  # the timer's late call comes as the body is still unread
+                content = created.read()
+        except httpx.ReadTimeout:
+            return  # cut at the headers
+        # Taken as whole, it is the answer sent (a late shutdown of a TLS socket had its body
+        # read as the raw ciphertext).
+        assert content == body
+
+
+def test_a_late_cut_never_reaches_the_next_request_on_the_kept_connection(serve, monkeypatch):
+    def slow(connection: socket.socket, request: bytes) -> None:
+        time.sleep(0.3)  # the first answer's headers as its deadline passes
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+    server = serve(slow)
+    url = f"http://127.0.0.1:{server.port}/v1/contacts"
+    monkeypatch.setattr(threading, "Timer", LateTimer)
+    with client(timeout=2.0) as http:
+        with contextlib.suppress(httpx.ReadTimeout):  # cut at the headers: as it may be
+            http.get(url, extensions={"deadline": time.monotonic() + 0.2})
+        # The next request, with no deadline of its own, on the connection kept.
+        assert http.post(url, json={}).json() == {}
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_connection_cut_at_the_deadline_is_not_used_again(serve, authority, tls):
+    answered: list[int] = []
+
+    def first_trickles(connection: socket.socket, request: bytes) -> None:
+        answered.append(1)
+        if len(answered) > 1:
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            return
+        for byte in b"HTTP/1.1 200 OK\r\nX-Pad: ppppppppppppppp\r\n":
+            connection.sendall(bytes([byte]))
+            time.sleep(0.05)
+
+    server = serve(first_trickles, tls_server_context(authority, "localhost") if tls else None)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    url = f"{'https' if tls else 'http'}://localhost:{server.port}/v1/contacts"
+    with client(timeout=2.0, context=trusting) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            http.get(url, extensions={"deadline": time.monotonic() + 0.5})
+        far = {"deadline": time.monotonic() + 30}
+        assert [http.get(url, extensions=far).json() for _ in range(3)] == [{}, {}, {}]
+    assert server.connections == 2
+
+
+def test_threads_sharing_a_transport_keep_their_own_deadlines_and_no_timer_outlives_a_request(
+    serve,
+):
+    server = serve(answer(b"{}"))
+    url = f"http://127.0.0.1:{server.port}/v1/contacts"
+    failures: list[BaseException] = []
+    with client() as http:
+
+        def poll(deadline_in: float | None) -> None:
+            try:
+                for _ in range(50):
+                    within = (
+                        {} if deadline_in is None else {"deadline": time.monotonic() + deadline_in}
+                    )
+                    assert http.get(url, extensions=within).json() == {}
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=poll, args=(d,)) for d in (600.0, None, 0.5, 600.0)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    time.sleep(0.2)
+    assert [t for t in threading.enumerate() if isinstance(t, threading.Timer)] == []
