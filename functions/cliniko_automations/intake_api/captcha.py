@@ -42,8 +42,9 @@ def _client() -> httpx.Client:
     from cliniko_automations.common.http_transport import Urllib3Transport
 
     return httpx.Client(
+        # With a transport given, httpx reads no proxy from the environment: every request
+        # goes through this one.
         transport=Urllib3Transport(tls_context()),
-        verify=tls_context(),  # for a proxy from the environment, which has its own transport
         timeout=TIMEOUT_SECONDS,
         follow_redirects=False,
     )
