@@ -454,8 +454,7 @@ class _Publication:
 
 def _batches(parts: Sequence[_Part]) -> list[list[_Part]]:
     """Parts packed into PutEvents calls of at most 10 entries and MAX_CALL_BYTES, never
-    splitting a change's events across calls (a contact's change and what an earlier one left
-    unsent may go in two)."""
+    splitting a change's events across calls."""
     batches: list[list[_Part]] = []
     current: list[_Part] = []
     entries = size = 0

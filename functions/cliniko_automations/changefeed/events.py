@@ -85,18 +85,20 @@ class EventBuilder:
         if change.snapshot is None:
             # Sent late, after its contact changed again: its values are gone. Each delivery
             # carries the summary, marked, and its receiver reads the contact itself.
-            return [*bus, *(self._delivery(s, change, False, "superseded") for s in wanting)]
-        events = [*bus, *(self._delivery(s, change, s.include_fields) for s in wanting)]
+            return [*bus, *(self._delivery(s, change, "superseded") for s in wanting)]
+        events = [*bus, *(self._delivery(s, change) for s in wanting)]
         if sum(event.size() for event in events) > MAX_CALL_BYTES:
             # Fields too large for the one call a change goes out in (long notes): as above.
-            events = [*bus, *(self._delivery(s, change, False, "too_large") for s in wanting)]
+            events = [*bus, *(self._delivery(s, change, "too_large") for s in wanting)]
         return events
 
     def _delivery(
-        self, subscriber: Subscriber, change: Change, fields: bool, omitted: str = ""
+        self, subscriber: Subscriber, change: Change, omitted: str | None = None
     ) -> OutgoingEvent:
+        """`omitted`: why an opted-in subscriber's delivery carries no fields (None: it does)."""
+        fields = subscriber.include_fields and omitted is None
         data: dict[str, Any] = dict(change.with_fields() if fields else change.summary())
-        if subscriber.include_fields and not fields:
+        if subscriber.include_fields and omitted is not None:
             data["fields_omitted"] = omitted
         payload = {"type": change.type, "timestamp": change.updated_at, "data": data}
         return self.signed_delivery(subscriber.name, change.type, change.event_id, payload)
