@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import itertools
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -62,9 +64,11 @@ class RuleProgress:
     batches: int = 0
     error: str | None = None  # the kind of the last Cliniko error
     failed_ids: list[str] = field(default_factory=list)
-    # The rule as the run began with it (its JSON): the rules file may change while a run goes
-    # on for hours, and a changed rule stops the run's work on it (`_advance`).
-    definition: dict[str, Any] | None = None
+    # The rule as the run began with it (`rule_fingerprint`: a hash, since a rule's values may
+    # be a person's email, which the runs table keeps 90 days out of an erasure's reach; a run
+    # stored before keeps the rule's JSON): the rules file may change while a run goes on for
+    # hours, and a changed rule stops the run's work on it (`_advance`).
+    definition: str | dict[str, Any] | None = None
 
     @property
     def stopped(self) -> bool:
@@ -80,8 +84,14 @@ class RuleProgress:
     @classmethod
     def start(cls, rule: CleanupRule) -> RuleProgress:
         return cls(
-            rule.name, rule.account, rule.created_by_intake, definition=rule.model_dump(mode="json")
+            rule.name, rule.account, rule.created_by_intake, definition=rule_fingerprint(rule)
         )
+
+
+def rule_fingerprint(rule: CleanupRule) -> str:
+    """SHA-256 of the rule's JSON: tells a changed rule without keeping its values."""
+    text = json.dumps(rule.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -234,7 +244,10 @@ class CleanupStep:
         if rule is None:
             progress.stop("rule_removed")
             return
-        if progress.definition is not None and rule.model_dump(mode="json") != progress.definition:
+        if progress.definition is not None and progress.definition not in (
+            rule_fingerprint(rule),
+            rule.model_dump(mode="json"),  # a run stored with the rule's JSON
+        ):
             progress.stop("rule_changed")
             return
         try:

@@ -4,6 +4,7 @@ contact archived exactly once, by the emulator's request log), and that rules ta
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -400,6 +401,27 @@ def test_a_rule_changed_or_removed_mid_run_stops_there_and_the_others_go_on(worl
     _, final = world.step(state, other)
     assert (final.rules[0].error, final.rules[0].stopped) == ("rule_removed", True)
     assert set(intake) <= world.archived()
+
+
+def test_a_run_stored_with_its_rules_json_goes_on_and_still_tells_a_changed_rule(world):
+    # Runs stored before the state kept a rule's fingerprint kept the rule itself (its values
+    # may be a person's email): they go on after the upgrade, and still stop on a change.
+    world.seed_matching(3)
+    same, changed = rule("same"), rule("changed")
+    stored = [
+        dataclasses.replace(RuleProgress.start(r), definition=r.model_dump(mode="json"))
+        for r in (same, changed)
+    ]
+    state = RunState(uuid.uuid4().hex, False, NOW.isoformat(), stored)
+    world.runs.create("cleanup_rules", state)
+
+    _, final = world.step(state, same, rule("changed", created_by_intake=False))
+
+    assert [(p.rule, p.error, p.stopped) for p in final.rules] == [
+        ("same", None, False),
+        ("changed", "rule_changed", True),
+    ]
+    assert final.rules[0].archived == 3
 
 
 def test_rules_take_turns_so_a_backlog_never_starves_the_others(world):
