@@ -33,7 +33,7 @@ import httpx
 from cliniko_automations.common.operator_cli import run_tool
 
 from . import defaults, demo
-from .system import FORM_SOURCES, STATE_DIR, LocalSystem, PortTaken, read_state
+from .system import FORM_SOURCES, STATE_DIR, LocalSystem, PortTaken, RunningHere, read_state
 
 # Marks a shell whose AWS tools talk to the local run's moto instead of AWS.
 PROMPT_MARK = "(local-run: AWS is moto) "
@@ -181,6 +181,14 @@ def serve(args: argparse.Namespace, state_dir: Path = STATE_DIR) -> int:
     except ConfigError as exc:
         print_problems(exc, "form-source configuration")
         print("cannot start: fix the file above, then run again", file=sys.stderr)
+        return 2
+    except RunningHere as exc:
+        print(
+            f"cannot start: {exc}. Stop it first (Ctrl-C in its terminal), or start the second"
+            " from another checkout: the commands here (status, fire, shell) find a run through"
+            " this checkout's .local-run/.",
+            file=sys.stderr,
+        )
         return 2
     except PortTaken as exc:
         print(

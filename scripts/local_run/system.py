@@ -65,6 +65,30 @@ def check_ports_free(ports: dict[str, tuple[int, str]]) -> None:
                 raise PortTaken(port, what, option) from None
 
 
+class RunningHere(RuntimeError):
+    """A local run of this checkout is up: a second one would take over its .local-run/."""
+
+    def __init__(self, api: str) -> None:
+        self.api = api
+        super().__init__(f"a local run of this checkout is up (its API at {api})")
+
+
+def check_no_run_here(state_dir: Path) -> None:
+    """Refuse a second local run in one checkout, whatever its ports: .local-run/ is where
+    `status`, `fire`, `events` and `shell` find the run, and its form-source copy is the one
+    the first run's functions were given; the second would overwrite both, and take the
+    first's state.json with it when it stops. A state file left by a run that died is no run."""
+    try:
+        api = json.loads((state_dir / "state.json").read_text())["api"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    try:
+        httpx.get(api, timeout=2)
+    except httpx.HTTPError:
+        return
+    raise RunningHere(api)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -171,6 +195,7 @@ class LocalSystem:
                 "the Cliniko emulator": (self.emulator_port, "--emulator-port"),
             }
         )
+        check_no_run_here(self.state_dir)
         # The file the person edits, checked before its local copy is written: a mistake is
         # reported (ConfigError) against it, not against .local-run/form_sources.yaml.
         load_form_sources(self.form_sources, load_accounts().accounts)

@@ -176,3 +176,21 @@ def test_shell_scopes_the_local_environment_to_a_marked_subshell(local_system, t
     code = shell(state, ["sh", "-c", 'echo "queue=$SUBMISSION_QUEUE_URL"'])
     assert code == 0
     assert f"queue={local_system.queue_url('SubmissionQueue')}" in capfd.readouterr().out
+
+
+def test_a_second_run_on_free_ports_in_one_checkout_leaves_the_first_alone(
+    local_system, aws, cliniko, capsys
+):
+    """The advice "0: any free one" followed in the same checkout: the second run must not take
+    over the first's .local-run/ (nor delete its state.json when it stops)."""
+    state_dir = local_system.state_dir
+    copy = state_dir / "form_sources.yaml"
+    state = state_dir / "state.json"
+    written = copy.read_text(), state.read_text()
+    code = main(
+        ["--once", "--port", "0", "--site-port", "0", "--emulator-port", "0"], state_dir=state_dir
+    )
+    assert code == 2
+    assert "local run of this checkout is up" in capsys.readouterr().err
+    assert (copy.read_text(), state.read_text()) == written
+    assert read_state(state_dir)["api"] == local_system.gateway.url
