@@ -191,7 +191,13 @@ class ClinikoClient:
             base_url=self.base_url,
             token=token,
             prefix=scheme,
-            headers={"Accept": "application/json", "User-Agent": self.user_agent},
+            # The encodings transport.py inflates (within its bound); httpx would ask for
+            # br and zstd too once their packages were installed.
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+                "User-Agent": self.user_agent,
+            },
             # Well inside a Lambda's own timeout: a stuck connect fails fast and is retried.
             timeout=httpx.Timeout(float(timeout), connect=min(CONNECT_TIMEOUT, float(timeout))),
             follow_redirects=False,

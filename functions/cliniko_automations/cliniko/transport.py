@@ -46,9 +46,10 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -79,6 +80,17 @@ BELIEVABLE_SKEW_SECONDS = 300.0
 # One further behind contradicts the 429, which says the window is spent now: a whole window.
 RECENT_RESET_SECONDS = 5.0
 NEXT_SECOND = 1.0
+# The longest answer read, as decoded: a page of 100 contacts is some 100 kB (a contact about
+# 800 bytes), and 8 MiB leaves room for long notes on every one of them. A longer answer (a
+# broken or hostile one, or a few hundred kB of gzip that inflate to gigabytes) is refused,
+# read no further: held whole, it would kill a 256 MB Lambda.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+# The encodings httpx asks for ("gzip, deflate"), inflated here with a bound on each step.
+_INFLATE_WBITS = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": zlib.MAX_WBITS,
+}
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 _ARCHIVE_PATH = re.compile(r"/contacts/[^/]+/archive/?$")
 _MESSAGE_LIMIT = 200
@@ -347,16 +359,16 @@ class ClinikoTransport(httpx.BaseTransport):
                 request.extensions["timeout"] = _shrunk(request.extensions.get("timeout"), left)
                 request.extensions["deadline"] = deadline
             try:
-                response = self._inner.handle_request(request)
+                answer = self._inner.handle_request(request)
                 if deadline is not None:
-                    response.stream = ReadWithin(response.stream, deadline, request)
+                    answer.stream = ReadWithin(answer.stream, deadline, request)
                 # Read the body here, not later in httpx's client: a connection lost halfway
                 # through a create's 201 must count as "sent, outcome unknown", and a GET's
                 # as retryable, like any other drop.
                 try:
-                    response.read()
+                    response = _read_bounded(answer, request, method, path)
                 finally:
-                    response.close()
+                    answer.close()
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection was made, so nothing reached Cliniko: safe for every method.
                 failures += 1
@@ -487,6 +499,59 @@ class ClinikoTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+
+
+def _read_bounded(
+    answer: httpx.Response, request: httpx.Request, method: str, path: str
+) -> httpx.Response:
+    """`answer` read and decoded, as a response httpx will not decode again, never more than
+    MAX_ANSWER_BYTES of it held (httpx's own read inflates each chunk whole and joins them all,
+    whatever their size). A success longer than that, or one that does not decode, is an
+    `UnexpectedResponse` with its status (a create's 2xx may still have made the contact); of
+    an error only its beginning is kept, which is all error_for_response reads."""
+    status = answer.status_code
+    coding = answer.headers.get("content-encoding", "identity").strip().lower()
+    inflate = zlib.decompressobj(_INFLATE_WBITS[coding]) if coding in _INFLATE_WBITS else None
+    body = bytearray()
+    problem = None
+    if inflate is None and coding not in ("", "identity"):
+        problem = "is in an encoding not asked for"
+    else:
+        try:
+            # Its stream, not iter_raw(): an answer a test's transport has read already is
+            # read again, as it came.
+            for raw in cast(Iterable[bytes], answer.stream):
+                while raw and len(body) <= MAX_ANSWER_BYTES:
+                    room = MAX_ANSWER_BYTES + 1 - len(body)
+                    if inflate is None:
+                        body += raw[:room]
+                        raw = b""
+                    else:
+                        body += inflate.decompress(raw, room)
+                        raw = inflate.unconsumed_tail
+                if len(body) > MAX_ANSWER_BYTES:
+                    break
+            else:
+                if inflate is not None:
+                    body += inflate.flush()
+        except zlib.error:
+            problem = f"does not decode as {coding}"
+        if len(body) > MAX_ANSWER_BYTES:
+            problem = f"is longer than {MAX_ANSWER_BYTES // 2**20} MiB; it was not read further"
+    if problem is not None:
+        if status < 400:
+            raise errors.UnexpectedResponse(
+                f"Cliniko's answer to {method} {path} {problem}", status_code=status
+            )
+        del body[MAX_ANSWER_BYTES:]
+    headers = [
+        (name, value)
+        for name, value in answer.headers.raw
+        if name.lower() not in (b"content-encoding", b"content-length")
+    ]
+    return httpx.Response(
+        status, headers=headers, content=bytes(body), request=request, extensions=answer.extensions
+    )
 
 
 def _unbounded() -> float | None:

@@ -170,6 +170,16 @@ class Urllib3Transport(httpx.BaseTransport):
             raise _as_httpx(exc, request) from exc
         finally:
             _answer_by.deadline = None
+        if answer.status < 200:
+            # http.client skips 100 Continue only: any other informational answer (103 Early
+            # Hints) it takes for the answer, and the real one would be left on the kept
+            # connection, read by the next request as its own. The connection goes with it.
+            answer.close()
+            answer.release_conn()
+            raise httpx.RemoteProtocolError(
+                f"an informational answer ({answer.status}) came where the answer was due",
+                request=request,
+            )
         return httpx.Response(
             status_code=answer.status,
             # As bytes, as they came: http.client read them as Latin-1, and a value beyond

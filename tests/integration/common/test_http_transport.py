@@ -169,6 +169,29 @@ def test_a_connection_is_reused_after_a_whole_answer_and_not_after_a_partial_one
         assert server.connections == 2
 
 
+def test_an_informational_answer_never_leaves_the_real_one_for_the_next_request(serve):
+    # 103 Early Hints, then the answer: http.client skips a 100 only and took any other 1xx
+    # for the answer, so the real one stayed on the kept connection and the next request on
+    # it read it as its own (and every answer after was one behind).
+    def early_hints_first(connection: socket.socket, request: bytes) -> None:
+        asked = request.split(b" ")[1]
+        if len(server.requests) == 1:
+            connection.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+            time.sleep(0.2)
+        answer(asked)(connection, request)
+
+    server = serve(early_hints_first)
+    url = f"http://127.0.0.1:{server.port}/v1/contacts/"
+    with client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.get(url + "111")
+        assert [http.get(url + asked).content for asked in ("222", "333")] == [
+            b"/v1/contacts/222",
+            b"/v1/contacts/333",
+        ]
+    assert server.connections == 2  # the one the 103 came on was not used again
+
+
 def test_a_connection_idle_past_the_keep_alive_expiry_is_not_used_again(serve):
     server = serve(answer())
     url = f"http://127.0.0.1:{server.port}/v1/contacts"

@@ -1,0 +1,116 @@
+"""An answer too long to hold is refused as it is read, never held whole: a Lambda of 256 MB
+would die of a body of hundreds of MB, or of a few hundred kB of gzip that inflate to them,
+where the worker, the erasure and the change feed each expect a typed error."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import tracemalloc
+import zlib
+
+import pytest
+from cliniko_automations.cliniko import errors
+from cliniko_automations.cliniko.transport import MAX_ANSWER_BYTES
+
+from tests.integration.cliniko.test_contacts import CONTACT, ID, scripted_client
+from tests.integration.common.test_http_transport import answer
+
+MB = 1 << 20
+
+
+def status_for(request: bytes) -> str:
+    """What Cliniko answers a success with: 201 for a create, 200 for the rest."""
+    return "201 Created" if request.startswith(b"POST") else "200 OK"
+
+
+def gzip_bomb(megabytes: int) -> bytes:
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = b" " * MB
+    return b"".join(squeeze.compress(chunk) for _ in range(megabytes)) + squeeze.flush()
+
+
+BOMB = gzip_bomb(256)  # some 250 kB sent, 256 MB once inflated
+
+
+def bomb(connection: socket.socket, request: bytes) -> None:
+    headers = ("Content-Type: application/json", "Content-Encoding: gzip")
+    answer(BOMB, *headers, status=status_for(request))(connection, request)
+
+
+def flood(connection: socket.socket, request: bytes) -> None:
+    head = f"HTTP/1.1 {status_for(request)}\r\nContent-Length: {256 * MB}\r\n\r\n"
+    connection.sendall(head.encode())
+    for _ in range(256):
+        connection.sendall(b" " * MB)
+
+
+def call(client, operation: str):
+    return {
+        "get": lambda: client.get_contact(ID),
+        "create": lambda: client.create_contact({"first_name": "Ana", "last_name": "Lima"}),
+        "list": lambda: client.list_contacts(),
+    }[operation]()
+
+
+@pytest.mark.parametrize("script", [bomb, flood], ids=["gzip-bomb", "plain-flood"])
+@pytest.mark.parametrize("operation", ["get", "create", "list"])
+def test_an_answer_too_long_to_hold_is_refused_as_it_is_read(script, operation):
+    client, server = scripted_client(script)
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.UnexpectedResponse) as caught:
+            call(client, operation)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        client.close()
+        server.stop()
+    assert peak < 4 * MAX_ANSWER_BYTES, f"{peak // MB} MB held reading one answer"
+    # A create's 2xx keeps its status: the contact may be made, so the worker looks it up.
+    assert caught.value.status_code == (201 if operation == "create" else 200)
+    assert len(server.requests) == 1  # nothing sent again: the answer came, it was refused
+
+
+def test_a_gzip_answer_within_the_bound_is_read_as_it_was_sent():
+    contact = {**json.loads(CONTACT), "notes": "n" * MB}
+    body = gzip.compress(json.dumps(contact).encode())
+    client, server = scripted_client(answer(body, "Content-Encoding: gzip"))
+    try:
+        got = client.get_contact(ID)
+    finally:
+        client.close()
+        server.stop()
+    assert (got.id, got.notes) == (ID, "n" * MB)
+    assert b"accept-encoding: gzip, deflate\r\n" in server.requests[0].lower()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [("br", b"\x1b\x00\x00"), ("gzip", b"not gzip at all")],
+    ids=["not-asked-for", "corrupt"],
+)
+def test_an_answer_that_does_not_decode_is_off_the_spec(encoding, body):
+    client, server = scripted_client(answer(body, f"Content-Encoding: {encoding}"))
+    try:
+        with pytest.raises(errors.UnexpectedResponse) as caught:
+            client.get_contact(ID)
+    finally:
+        client.close()
+        server.stop()
+    assert caught.value.status_code == 200
+
+
+def test_a_rate_limit_with_a_page_too_long_to_hold_is_still_a_rate_limit():
+    # A proxy's 429 page: only its beginning is read, and the header says all an error needs.
+    page = b"<html>" + b" " * (MAX_ANSWER_BYTES + MB) + b"</html>"
+    client, server = scripted_client(
+        answer(page, "X-RateLimit-Reset: 4102444800", status="429 Too Many Requests")
+    )
+    try:
+        with pytest.raises(errors.RateLimited):
+            client.create_contact({"first_name": "Ana", "last_name": "Lima"})
+    finally:
+        client.close()
+        server.stop()
