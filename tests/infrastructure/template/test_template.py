@@ -281,7 +281,7 @@ def test_pepper_is_generated_and_kept():
     pepper = RESOURCES["PepperSecret"]
     assert pepper["Type"] == "AWS::SecretsManager::Secret"
     assert "GenerateSecretString" in pepper["Properties"]
-    assert pepper["DeletionPolicy"] == "Retain"
+    assert pepper["DeletionPolicy"] == "RetainExceptOnCreate"
 
 
 def _policy_statements(function: str) -> list[dict[str, Any]]:
