@@ -288,6 +288,8 @@ def print_status(
     if as_json:
         print(json.dumps(report, indent=2))
         return _verdict(rules, final)
+    from cliniko_automations.common.printable import printable
+
     mode = "dry run" if state.dry_run else "archiving"
     print(f"run {state.run_id} ({mode}) {state.status}, started {state.started_at}, "
           f"{state.steps} steps")  # fmt: skip
@@ -296,16 +298,21 @@ def print_status(
         print(
             f"  {rule['rule']:<28} {progress_bar(rule['asked'], rule['total'])} "
             f"{rule['phase']:<8} matched {rule['matched']} archived {rule['archived']} "
-            f"failed {rule['failed']}{eta}" + (f" ({rule['error']})" if rule["error"] else "")
+            f"failed {rule['failed']}{eta}"
+            + (f" ({printable(rule['error'])})" if rule["error"] else "")
         )
     return _verdict(rules, final)
 
 
 def _verdict(rules: list[dict[str, Any]], final: bool) -> int:
     """EXIT_FAILED when a rule stopped short: the run did not do what it was asked."""
+    from cliniko_automations.common.printable import printable
+
     stopped = [rule for rule in rules if rule["phase"] == "stopped"]
     for rule in stopped if final else []:
-        print(f"cleanup.py: rule {rule['rule']} stopped: {rule['error']}", file=sys.stderr)
+        print(
+            f"cleanup.py: rule {rule['rule']} stopped: {printable(rule['error'])}", file=sys.stderr
+        )
     return EXIT_FAILED if stopped else EXIT_OK
 
 

@@ -299,6 +299,8 @@ ACTION_WORDS = {
 
 
 def render(status: int, body: dict[str, Any]) -> list[str]:
+    from cliniko_automations.common.printable import printable
+
     lines = []
     if "status" in body and "request_id" in body:
         lines.append(
@@ -354,7 +356,8 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
             f"records, head {check['chain_head']})"
         )
         lines += [f"  {problem}" for problem in check["problems"]]
-    return lines
+    # The answer quotes Cliniko (a refused scrub's field names): shown, never acted on.
+    return [printable(line) for line in lines]
 
 
 def _ids_by_account(body: dict[str, Any]) -> str:

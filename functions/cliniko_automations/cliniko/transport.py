@@ -54,6 +54,7 @@ from typing import Any, cast
 import httpx
 
 from cliniko_automations.common.http_transport import ReadWithin
+from cliniko_automations.common.printable import printable
 
 from . import errors
 from .pacing import SYSTEM_CLOCK, Budget, BudgetExhausted, Clock
@@ -226,7 +227,8 @@ def _short(text: str) -> str:
     )
     if words and cut_through_a_word:
         words.pop()
-    text = _EMAIL_LIKE.sub("<email>", " ".join(words))
+    # Escaped, as text an operator's terminal shows and SQS takes in a dead letter's reason.
+    text = printable(_EMAIL_LIKE.sub("<email>", " ".join(words)))
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
 

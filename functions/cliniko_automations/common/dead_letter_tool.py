@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TextIO, TypeVar
 
+from cliniko_automations.common.printable import printable
+
 # Long enough to list and replay a few thousand messages; released again when done.
 HIDE_SECONDS = 120
 
@@ -212,7 +214,7 @@ def run_command(
 
 def print_table(letters: Sequence[Letter], columns: Sequence[str], out: TextIO) -> None:
     """The letters' `columns`, aligned, a line each."""
-    rows = [tuple(columns)] + [tuple(str(getattr(d, c)) for c in columns) for d in letters]
+    rows = [tuple(columns)] + [tuple(printable(getattr(d, c)) for c in columns) for d in letters]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     for row in rows:
         print(
@@ -230,4 +232,4 @@ def print_letter(letter: Letter, out: TextIO, *, omitted_when_empty: str) -> Non
     }
     width = max(map(len, shown)) + 2
     for name, value in shown.items():
-        print(f"{name + ':':<{width}}{value}", file=out)
+        print(f"{name + ':':<{width}}{printable(value)}", file=out)

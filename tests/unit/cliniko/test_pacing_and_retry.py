@@ -270,6 +270,19 @@ def test_a_validation_failure_s_field_texts_carry_no_email() -> None:
     assert len(str(failed)) < 800
 
 
+def test_a_validation_failure_s_names_and_texts_carry_no_control_character() -> None:
+    # Kept in a dead letter's reason (SQS refuses ESC and BEL in an attribute), the audit
+    # trail and a cleanup run, and read out on an operator's terminal.
+    hostile = "\x1b]8;;http://evil.example/\x07x\x1b[2J\u202e"
+    failed = _error(422, {"message": f"Failed{hostile}", "errors": {hostile: f"bad{hostile}"}})
+    assert isinstance(failed, errors.ValidationFailed)
+    assert [name.isprintable() and text.isprintable() for name, text in failed.errors.items()] == [
+        True
+    ]
+    assert str(failed).isprintable()
+    assert "\\x1b[2J" in next(iter(failed.errors))
+
+
 def test_budget_refuses_a_wait_longer_than_allowed_and_records_nothing() -> None:
     clock = FakeClock()
     budget = RateBudget(2, 60.0, clock=clock)

@@ -1,0 +1,15 @@
+"""Text from outside shown as text: what Cliniko answered is kept in reasons, the audit trail
+and cleanup runs, and read out by the operators' tools."""
+
+from __future__ import annotations
+
+
+def printable(value: object) -> str:
+    """`value` as text a terminal shows and never acts on: a control character (an escape
+    sequence's ESC, a BEL, a carriage return, C1), an invisible format one (a right-to-left
+    override) or a lone surrogate becomes its backslash escape (`\\x1b`, `\\u202e`). Such
+    characters are also what SQS refuses in a message attribute."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

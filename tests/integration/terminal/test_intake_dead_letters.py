@@ -1,0 +1,75 @@
+"""scripts/dead_letters.py shows a Cliniko 422's field names: a misbehaving Cliniko (or one
+behind a hostile proxy) must not write terminal controls onto the operator's screen."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from cliniko_automations.intake_worker import handler as worker_handler
+
+from tests.integration.common.test_http_transport import ScriptedServer
+from tests.integration.intake_worker.resources import (
+    create_worker_stack,
+    load_dead_letters_script,
+    poll_once,
+    put_secrets,
+    worker_environment,
+    write_worker_config,
+)
+from tests.integration.intake_worker.test_handler import context, submission
+from tests.integration.terminal.hostile import (
+    assert_json_lines,
+    assert_printable,
+    cliniko_refusing_writes,
+)
+
+
+@pytest.fixture
+def stack(aws, monkeypatch, tmp_path):
+    server = ScriptedServer(cliniko_refusing_writes)
+    stack = create_worker_stack()
+    put_secrets({"tests/cliniko/test-clinic": "MS0xtestkey0000000000000000-au1"})
+    worker_environment(
+        monkeypatch,
+        stack,
+        f"http://127.0.0.1:{server.port}/{{shard}}/v1",
+        write_worker_config(tmp_path),
+    )
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.dead_letter_queue_url)
+    yield stack
+    server.stop()
+
+
+@pytest.mark.parametrize("command", [["list"], ["list", "--json"], ["show", "SUB"]])
+def test_a_cliniko_422s_field_names_reach_the_terminal_escaped(stack, command) -> None:
+    sub = submission()
+    stack.enqueue(sub)
+    poll_once(stack, worker_handler.lambda_handler, context())
+    [letter] = stack.receive(visibility=0, queue_url=stack.dead_letter_queue_url)
+    # Stored escaped (real SQS refuses ESC or BEL in an attribute), and printed so.
+    reason = letter["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert "\\x1b" in reason and reason.isprintable()
+    out = io.StringIO()
+    argv = [sub.submission_id if a == "SUB" else a for a in command]
+    assert load_dead_letters_script().main(argv, out=out) == 0
+    assert "cliniko_validation_failed" in out.getvalue()
+    assert_printable(out.getvalue())
+    if "--json" in command:
+        assert_json_lines(out.getvalue())
+
+
+def test_the_reason_stored_for_a_redriven_letter_is_escaped_too(stack, monkeypatch) -> None:
+    # When the worker's own send to the dead-letter queue fails, the queue's redrive moves the
+    # message there and the reason is read from the idempotency table (here the send fails
+    # on a queue that is not).
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.dead_letter_queue_url + "-missing")
+    sub = submission()
+    stack.enqueue(sub)
+    for _ in range(8):
+        poll_once(stack, worker_handler.lambda_handler, context(), visibility=0)
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.dead_letter_queue_url)
+    out = io.StringIO()
+    assert load_dead_letters_script().main(["show", sub.submission_id], out=out) == 0
+    assert "cliniko_validation_failed" in out.getvalue()
+    assert_printable(out.getvalue())
