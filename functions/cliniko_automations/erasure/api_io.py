@@ -16,6 +16,10 @@ from cliniko_automations.erasure.errors import InvalidRequest
 # Every dependency failure (settings, secrets, DynamoDB) answers 503 with this: the same
 # request id may be sent again once it passes.
 RETRY_AFTER_SECONDS = "30"
+# A request is a few hundred bytes (its longest field, an email, 255 characters). The HTTP
+# API lets 10 MB through: parsed whole, 10 MB of `{},` held over 500 MB, past the function's
+# 256 MB, and took seconds of CPU, so the size is checked first.
+MAX_BODY_BYTES = 16 * 1024
 
 
 class Unauthenticated(Exception):
@@ -38,7 +42,11 @@ def iam_caller(event: APIGatewayProxyEventV2) -> str:
 
 def request_body(event: APIGatewayProxyEventV2) -> Any:
     try:
-        return load_json(event.decoded_body or "")
+        body = event.decoded_body or ""
+        # Characters, not bytes: 4 times the limit at most, still far below what costs.
+        if len(body) > MAX_BODY_BYTES:
+            raise InvalidRequest({"body": f"must be at most {MAX_BODY_BYTES} bytes"})
+        return load_json(body)
     except (JsonRefused, UnicodeDecodeError, ValueError):
         raise InvalidRequest({"body": "must be a JSON object"}) from None
 
