@@ -1,9 +1,9 @@
 """Webhook subscribers: who gets which contact events, signed with which secret.
 
 One YAML file (``webhooks.yaml`` beside this module, or env ``WEBHOOKS_FILE``). The change
-feed reads it to sign each subscriber's deliveries; ``scripts/webhook_stack.py`` turns the same
-file into EventBridge rules with API destinations (delivery, retries and rate limits are
-AWS's).
+feed reads it to sign each subscriber's deliveries;
+``python -m cliniko_automations.changefeed.webhook_stack`` turns the same file into EventBridge
+rules with API destinations (delivery, retries and rate limits are AWS's).
 
     python -m cliniko_automations.changefeed.subscribers --check [path]
 """
