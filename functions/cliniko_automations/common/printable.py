@@ -7,8 +7,8 @@ from __future__ import annotations
 def printable(value: object) -> str:
     """`value` as text a terminal shows and never acts on: a control character (an escape
     sequence's ESC, a BEL, a carriage return, C1), an invisible format one (a right-to-left
-    override) or a lone surrogate becomes its backslash escape (`\\x1b`, `\\u202e`). Such
-    characters are also what SQS refuses in a message attribute."""
+    override) or a lone surrogate becomes its backslash escape (`\\x1b`, `\\u202e`). SQS refuses
+    C0 controls but tab and line ends, and surrogates, in a message attribute too."""
     text = str(value)
     if text.isprintable():
         return text
