@@ -191,11 +191,11 @@ class ClinikoClient:
             base_url=self.base_url,
             token=token,
             prefix=scheme,
-            # The encodings transport.py inflates (within its bound); httpx would ask for
-            # br and zstd too once their packages were installed.
+            # The encoding transport.py inflates (within its bound); httpx would ask for
+            # deflate, and br and zstd too once their packages were installed.
             headers={
                 "Accept": "application/json",
-                "Accept-Encoding": "gzip, deflate",
+                "Accept-Encoding": "gzip",
                 "User-Agent": self.user_agent,
             },
             # Well inside a Lambda's own timeout: a stuck connect fails fast and is retried.
