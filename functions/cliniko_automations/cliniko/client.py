@@ -10,6 +10,7 @@ kept as strings.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import math
@@ -540,6 +541,11 @@ def _normalise(contact: Contact) -> Contact:
         contact.id = str(value)
     elif not (isinstance(value, str) and _DIGITS.fullmatch(value)):
         raise errors.UnexpectedResponse("Cliniko sent a contact whose id is not an integer")
+    for mark in (contact.created_at, contact.updated_at, contact.archived_at, contact.deleted_at):
+        # A date-time carries its zone (RFC 3339); one without is off the spec, and compared
+        # with the feed's cursor or a create's window it raised a TypeError, not this.
+        if isinstance(mark, dt.datetime) and mark.utcoffset() is None:
+            raise errors.UnexpectedResponse("Cliniko sent a contact date-time without a zone")
     phones = contact.phone_numbers
     if isinstance(phones, list) and not all(isinstance(p, PhoneNumber) for p in phones):
         # The generated parser keeps the whole raw list when one entry is off the spec (a

@@ -1,0 +1,69 @@
+"""Contacts whose date-times Cliniko writes in another RFC 3339 form than the seed's `Z`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import boto3
+import pytest
+from cliniko_automations.changefeed.bus import EventBridgeSink
+from cliniko_automations.changefeed.changes import FieldHasher
+from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
+from cliniko_automations.changefeed.core import ChangeFeed
+from cliniko_automations.changefeed.events import EventBuilder
+
+from tests.integration.changefeed.test_cliniko_source import DOCUMENTED, answering, listed
+from tests.integration.changefeed.test_exactly_once import quiet_feed_store
+from tests.integration.cliniko.test_contacts import scripted_client
+
+NOW = dt.datetime(2016, 10, 29, 12, 0, tzinfo=dt.UTC)
+
+
+def poll(stamp: str, *, accounts=("a",)) -> list[dict]:
+    contact = {**DOCUMENTED, "created_at": stamp, "updated_at": stamp}
+    client, server = scripted_client(answering(listed(contact)))
+    try:
+        feed = ChangeFeed(
+            lambda account: ClinikoContactsSource(client),
+            quiet_feed_store(),
+            EventBridgeSink(boto3.client("events"), "quiet"),
+            FieldHasher(b"feed-hash-key-for-tests-only-32b"),
+            EventBuilder([], {}, clock=time.time),
+            overlap=dt.timedelta(seconds=5),
+            start_at=dt.datetime(2016, 10, 28, tzinfo=dt.UTC),
+            run_id="run",
+            lease_seconds=60,
+            clock=lambda: NOW,
+        )
+        return [r.as_dict() for r in feed.run(list(accounts))]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2016-10-28T23:43:31Z",
+        "2016-10-29T10:43:31+11:00",
+        "2016-10-28T18:43:31-05:00",
+        "2016-10-28T23:43:31.123Z",
+        "2016-10-28T23:43:31.123456Z",
+        "2016-10-28t23:43:31Z",
+    ],
+)
+def test_a_contact_stamped_in_any_rfc3339_form_is_published_and_moves_the_cursor(
+    aws, stamp
+) -> None:
+    [result] = poll(stamp)
+    assert result["error"] is None
+    assert result["changes"] == 1
+    assert result["cursor"] == "2016-10-28T23:43:31Z"
+
+
+def test_a_contact_stamped_without_a_zone_fails_its_account_not_the_run(aws) -> None:
+    # Off the spec (a date-time carries its offset): the account's poll should end with
+    # cliniko_UnexpectedResponse, as any other answer off the spec does, not raise a TypeError.
+    [result] = poll("2016-10-28T23:43:31")
+    assert result["complete"] is False
+    assert result["error"] == "cliniko_UnexpectedResponse"
