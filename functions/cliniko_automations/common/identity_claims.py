@@ -9,7 +9,10 @@ the person up in Cliniko. Whichever comes first, no contact escapes: a worker th
 after the fence reads the tombstone and stops; one that held the claim before it has had its
 create answered before the fence could pass, so the erasure's lookup finds that contact. A
 create whose answer was lost keeps the claim until Cliniko has surely settled it
-(`LOST_CREATE_SETTLES_SECONDS`).
+(`LOST_CREATE_SETTLES_SECONDS`). Once it has found the contacts, the erasure fences again on
+their own identities (`contact_claims`: an erasure by contact id names no email, and a worker
+may know the person by name and phone): a worker updating one of them has had its update
+answered before the scrub, which then overwrites it.
 
 Claims live in the idempotency table (pk `id`, TTL `expiration`) as `intake-claim#<sha256>`:
 a hash of the account and the identity, no personal data.
@@ -20,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from cliniko_automations.common.person_keys import clean_email, fold_name, text_of
 
 CLAIM_PREFIX = "intake-claim#"
 # Cliniko ends a request running over 30 s with a 504 (its API docs): a create whose answer
@@ -34,6 +39,27 @@ def claim_key(account: str, *identity: str) -> str:
     """The claim of one identity (`"email", email` or `"name", first, last`, as the worker
     compares them) in one account: two clinics may know the same person."""
     return hashlib.sha256("\x00".join((account, *identity)).encode()).hexdigest()
+
+
+def email_claim(account: str, email: object) -> str:
+    """The claim of an email in one account, the email compared as the worker compares it."""
+    return claim_key(account, "email", clean_email(text_of(email)).lower())
+
+
+def name_claim(account: str, first: object, last: object) -> str:
+    """The claim of a name in one account (the worker's identity without an email)."""
+    return claim_key(account, "name", fold_name(text_of(first)), fold_name(text_of(last)))
+
+
+def contact_claims(account: str, contact: Mapping[str, Any]) -> list[str]:
+    """The claims a worker holds while it updates this Cliniko contact in this account: its
+    email's, and its name's (a worker matching by name and phone)."""
+    claims = []
+    if clean_email(text_of(contact.get("email"))):
+        claims.append(email_claim(account, contact.get("email")))
+    if fold_name(contact.get("first_name")) and fold_name(contact.get("last_name")):
+        claims.append(name_claim(account, contact.get("first_name"), contact.get("last_name")))
+    return claims
 
 
 def claim_item_key(key: str) -> dict[str, dict[str, str]]:

@@ -14,7 +14,7 @@ account's, and is scrubbed, archived and verified through that account's client.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
 from cliniko_automations.cliniko.rules import is_archived
-from cliniko_automations.common.identity_claims import claim_key
+from cliniko_automations.common.identity_claims import contact_claims, email_claim
 from cliniko_automations.common.person_keys import (
     PersonKeys,
     contact_keys,
@@ -190,7 +190,8 @@ class Attempt:
             # Before the scrub: a retry finds the contacts by email only while they still
             # have it, so a failed purge must stop the attempt before Cliniko changes.
             try:
-                self.purge([m.fields for m in matches])
+                if not self.purge(matches):
+                    return self.fail(SUBMISSION_IN_PROGRESS, contact_ids, [])
                 self.purge_webhook_letters(matches)
             except _StoreFailed as failed:
                 return self.fail(failed.kind, contact_ids, [])
@@ -242,7 +243,7 @@ class Attempt:
         if submissions is None or not email:
             return True
         claims = [
-            claim_key(name, "email", email)
+            email_claim(name, email)
             for account in self.scope
             for name in self.tools.accounts.names_of(account)
         ]
@@ -253,13 +254,17 @@ class Attempt:
         except Exception as error:
             raise _StoreFailed(f"submission_store_error:{type(error).__name__}") from error
 
-    def purge(self, contacts: Iterable[Mapping[str, Any]]) -> None:
+    def purge(self, matches: Sequence[Match]) -> bool:
         """Tombstone, then delete, every stored submission of the request's email and of the
         matched contacts (their emails, and their names with one of their phones, the
-        worker's identity without an email): nothing this system keeps brings them back."""
+        worker's identity without an email): nothing this system keeps brings them back.
+        False when an intake worker kept holding a matched contact's identity after the
+        tombstones: it may be updating the contact, and an update landing after the scrub
+        would write the person back into the archived record."""
         submissions = self.tools.submissions
         if submissions is None:
-            return
+            return True
+        contacts = [m.fields for m in matches]
         people = [*self._keys(self.request.email, {})] + [
             keys for contact in contacts for keys in self._keys(contact.get("email"), contact)
         ]
@@ -270,12 +275,25 @@ class Attempt:
                 names.setdefault(keys.name_hmac, set()).update(keys.name_phone)
         tombstones = sorted({*emails, *(key for phones in names.values() for key in phones)})
         if not tombstones:
-            return
+            return True
         now = self.tools.clock()
         deleted: set[str] = set()
+        claims = [
+            claim
+            for match in matches
+            for name in self.tools.accounts.names_of(match.account)
+            for claim in contact_claims(name, match.fields)
+        ]
         try:  # the store's own errors: the core knows no boto
             # Tombstones first: a submission read after them is dropped, so none slips between.
             submissions.tombstone(tombstones, now)
+            # Then wait out a worker that read them before they were written: one holding a
+            # matched contact's identity has its update answered once it lets go, before the
+            # scrub; one that claims after this reads the tombstones and stops. (The fence
+            # before the lookup covers only the request's email: a request by contact id
+            # names none, and a worker may know the person by name and phone.)
+            if claims and not submissions.fence(tombstones[0], now, claims):
+                return False
             for digest in emails:
                 deleted.update(submissions.purge(digest))
             for name_hmac, name_phone in sorted(names.items()):
@@ -294,6 +312,7 @@ class Attempt:
                 "purged": [as_data(p) for p in self.purged],
             },
         )
+        return True
 
     def _keys(self, email: Any, contact: Mapping[str, Any]) -> tuple[PersonKeys, ...]:
         """The keys of one person's details, as Cliniko (or the request) gives them (values of

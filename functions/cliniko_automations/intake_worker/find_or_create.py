@@ -43,7 +43,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from cliniko_automations.cliniko.rules import country_code_for, is_archived
-from cliniko_automations.common.identity_claims import claim_key
+from cliniko_automations.common.identity_claims import email_claim, name_claim
 from cliniko_automations.common.person_keys import (
     APOSTROPHES,
     MAX_PREFIX_DIGITS,
@@ -93,9 +93,9 @@ class Lookup:
         """
         if self.kind is LookupKind.EMAIL:
             assert self.email is not None  # lookup_for sets what its kind looks up by
-            return claim_key(account, "email", self.email)
+            return email_claim(account, self.email)
         if self.kind is LookupKind.NAME_PHONE:
-            return claim_key(account, "name", fold_name(self.first_name), fold_name(self.last_name))
+            return name_claim(account, self.first_name, self.last_name)
         return None
 
 
