@@ -361,8 +361,16 @@ def test_a_stack_named_like_the_secrets_prefix_keeps_each_own_secret_to_its_read
             "ErasureApiFunction",
         )
     }
+    secret_arn = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
     assert denied == {
-        "IntakeApiFunction": [hash_key],
+        # ...and the public route's function, the Cliniko keys and webhook signing secrets.
+        "IntakeApiFunction": [
+            hash_key,
+            [
+                {"Fn::Sub": secret_arn + "${SecretsPrefix}accounts/*"},
+                {"Fn::Sub": secret_arn + "${SecretsPrefix}webhooks/*"},
+            ],
+        ],
         "ErasureApiFunction": [hash_key],
         "ChangeFeedFunction": [pepper],
         "IntakeWorkerFunction": [[pepper, hash_key]],

@@ -1,0 +1,97 @@
+"""What the internet-facing intake API's role lets it read, resolved as a stack deployed with
+the template's defaults: the form sources' secrets and the pepper, not what a compromise of
+the public route would take further (every clinic's Cliniko key, the webhook signing secrets)."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cliniko_automations.changefeed.subscribers import load_subscribers
+from cliniko_automations.common.accounts import load_accounts
+from cliniko_automations.intake.config import load_form_sources
+from local_run.template import Physical, Resolver, SamApp, load
+
+ROOT = Path(__file__).resolve().parents[3]
+TEMPLATE = load(ROOT / "template.yaml")
+REGION, ACCOUNT = "eu-west-1", "123456789012"
+
+
+def _resolver() -> Resolver:
+    physical = {}
+    for name, resource in TEMPLATE["Resources"].items():
+        if resource["Type"] == "AWS::SecretsManager::Secret":
+            secret = f"cliniko-automations/{name}"
+            ref = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{secret}-AbCdEf"
+        else:
+            ref = f"cliniko-automations-{name}"
+        attributes = {"Arn": f"arn:aws:service:{REGION}:{ACCOUNT}:{name}", "QueueName": name}
+        physical[name] = Physical(ref, attributes)
+    pseudo = {
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT,
+        "AWS::Partition": "aws",
+        "AWS::StackName": "cliniko-automations",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+    parameters = SamApp(TEMPLATE).parameters({"ClinikoUserAgent": "Acme (it@acme.example)"})
+    return Resolver(TEMPLATE, parameters, physical, pseudo)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def may_read(function: str, secret_name: str) -> bool:
+    """Whether `function`'s role allows GetSecretValue on the secret of this name."""
+    arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{secret_name}-AbCdEf"
+    resolver = _resolver()
+    policies = resolver.resolve(TEMPLATE["Resources"][function]["Properties"]["Policies"])
+    statements = [s for policy in policies for s in policy.get("Statement", [])]
+
+    def matches(statement: dict[str, Any]) -> bool:
+        actions = _listed(statement["Action"])
+        return any(fnmatchcase("secretsmanager:GetSecretValue", a) for a in actions) and any(
+            fnmatchcase(arn, pattern) for pattern in _listed(statement["Resource"])
+        )
+
+    denied = any(matches(s) for s in statements if s["Effect"] == "Deny")
+    return not denied and any(matches(s) for s in statements if s["Effect"] == "Allow")
+
+
+def test_the_intake_api_reads_its_form_sources_secrets():
+    # The check itself: what the intake API does read, it may.
+    names = [name for _where, name in load_form_sources().secret_references()]
+    assert names and all(may_read("IntakeApiFunction", name) for name in names)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [name for _where, name in load_accounts().secret_references()]
+    + [name for _where, name in load_subscribers().secret_references()],
+)
+def test_the_public_intake_api_cannot_read_cliniko_keys_or_webhook_signing_secrets(secret):
+    assert not may_read("IntakeApiFunction", secret), (
+        f"IntakeApiFunction, behind the public POST /forms/{{source}}, may read {secret}"
+    )
+
+
+def test_the_public_intake_api_cannot_overwrite_an_erasures_tombstones():
+    from cliniko_automations.common.submission_store import (
+        BODY_PREFIX,
+        FIRST_SEEN_PREFIX,
+        TOMBSTONE_PREFIX,
+    )
+
+    store = {"Fn::GetAtt": ["SubmissionStoreTable", "Arn"]}
+    policies = TEMPLATE["Resources"]["IntakeApiFunction"]["Properties"]["Policies"]
+    statements = [s for p in policies for s in p.get("Statement", []) if s["Resource"] == store]
+    (statement,) = statements
+    leading = (statement.get("Condition") or {}).get("ForAllValues:StringLike", {})
+    patterns = leading.get("dynamodb:LeadingKeys", ["*"])
+    # What it writes (a body, a first-seen time) it may; a tombstone#... put would un-erase.
+    written = (BODY_PREFIX, FIRST_SEEN_PREFIX)
+    assert all(any(fnmatchcase(p + "x", pat) for pat in patterns) for p in written)
+    assert not any(fnmatchcase(TOMBSTONE_PREFIX + "x", pat) for pat in patterns), patterns
