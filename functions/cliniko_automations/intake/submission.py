@@ -184,6 +184,9 @@ class Submission:
     draft: ContactDraft
     submitted_at: dt.datetime | None = None
     first_received_at: dt.datetime | None = None
+    # The draft's fields no answer of the person gave (a source's defaults, a notes template
+    # whose every answer was blank): under overwrite they still only fill blanks.
+    unanswered: tuple[str, ...] = ()
 
     @property
     def made_at(self) -> dt.datetime:
@@ -217,6 +220,13 @@ class Submission:
                 if values[name] is None:
                     problems.append((name, "must be an ISO 8601 time with its offset"))
         problems += _draft_problems(values)
+        unanswered = values.get("unanswered", [])
+        if not isinstance(unanswered, list) or not all(
+            isinstance(name, str) and name in rules.WRITABLE_FIELDS for name in unanswered
+        ):
+            problems.append(("unanswered", "must be a list of contact fields"))
+        else:
+            values["unanswered"] = tuple(unanswered)
         if problems:
             raise SubmissionInvalid(problems)
         return cls(**values)

@@ -41,7 +41,11 @@ from cliniko_automations.intake_api.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
-from cliniko_automations.intake_api.mapping import answer_ids_for, map_answers
+from cliniko_automations.intake_api.mapping import (
+    answer_ids_for,
+    map_answers,
+    unanswered_fields,
+)
 from cliniko_automations.intake_api.providers import ADAPTERS
 from cliniko_automations.intake_api.providers.base import Answer, Delivery, as_text, provider_id
 from cliniko_automations.intake_api.providers.forms import media_type
@@ -220,7 +224,8 @@ def _accept(
                 request.source_ip,
             )
 
-    draft = validate_draft(map_answers(answers, source), source)
+    fields = map_answers(answers, source)
+    draft = validate_draft(fields, source)
     submission = Submission(
         submission_id=str(uuid.uuid4()),
         idempotency_key=idempotency_key(
@@ -236,6 +241,7 @@ def _accept(
         update_policy=source.update_policy,
         draft=draft,
         submitted_at=parsed.submitted_at,
+        unanswered=unanswered_fields(fields, answers, source),
     )
     if len(submission.to_json().encode("utf-8")) > MAX_STORED_BYTES:
         raise BodyTooLarge(f"the submission's fields come to over {MAX_STORED_BYTES} bytes")

@@ -35,6 +35,12 @@ DERIVED_TARGETS = {
 
 
 def map_answers(answers: Mapping[str, Answer], source: FormSource) -> dict[str, Any]:
+    return _mapped(answers, source, source.defaults)
+
+
+def _mapped(
+    answers: Mapping[str, Answer], source: FormSource, defaults: Mapping[str, Any]
+) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     phones: list[dict[str, str]] = []
     for rule in source.fields:
@@ -56,7 +62,7 @@ def map_answers(answers: Mapping[str, Answer], source: FormSource) -> dict[str, 
         notes = render_notes(source.notes_template, answers, source)
         if notes:
             fields["notes"] = notes
-    for name, value in source.defaults.items():
+    for name, value in defaults.items():
         fields.setdefault(name, value)
     for name, value in fields.items():
         if isinstance(value, str) and name not in MULTI_LINE_FIELDS:
@@ -64,6 +70,20 @@ def map_answers(answers: Mapping[str, Answer], source: FormSource) -> dict[str, 
     for phone in phones:
         phone["number"] = one_line(phone["number"])
     return fields
+
+
+def unanswered_fields(
+    fields: Mapping[str, Any], answers: Mapping[str, Answer], source: FormSource
+) -> tuple[str, ...]:
+    """The fields of `map_answers`' body that no answer gave: a default, and the notes when
+    the template's every answer was blank (its own text alone). They are for the contacts the
+    form creates: an update, under any policy, only fills blanks with them."""
+    answered = _mapped(answers, source, {})
+    names = set(fields) - set(answered)
+    template = source.notes_template
+    if template is not None and fields.get("notes") == render_notes(template, {}, source):
+        names.add("notes")
+    return tuple(sorted(names))
 
 
 def one_line(text: str) -> str:

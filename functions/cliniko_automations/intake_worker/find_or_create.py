@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from cliniko_automations.cliniko.rules import country_code_for, is_archived
+from cliniko_automations.cliniko.rules import PHONE_TYPES, country_code_for, is_archived
 from cliniko_automations.common.identity_claims import email_claim, name_claim
 from cliniko_automations.common.person_keys import (
     APOSTROPHES,
@@ -229,6 +229,7 @@ def decide(
     policy: UpdatePolicy,
     *,
     lost_create: CreateWindow | None = None,
+    unanswered: Iterable[str] = (),
 ) -> Decision:
     """What to do, given the contacts Cliniko returned for the lookup.
 
@@ -257,7 +258,7 @@ def decide(
             # One address, two people (a reception's, a claims desk's, a family's): overwritten,
             # one person's contact would become the other's. Staff decide.
             return Decision("park", reason="name_differs", candidate_ids=(str(contact["id"]),))
-        changes = plan_update(draft, contact, policy)
+        changes = plan_update(draft, contact, policy, unanswered)
         if not changes:
             return Decision("unchanged", contact_id=str(contact["id"]))
         return Decision("update", contact_id=str(contact["id"]), changes=changes)
@@ -365,13 +366,22 @@ def _same(field_name: str, ours: Any, theirs: Any) -> bool:
     return same
 
 
-def plan_update(draft: ContactDraft, contact: Contact, policy: UpdatePolicy) -> dict[str, Any]:
+def plan_update(
+    draft: ContactDraft,
+    contact: Contact,
+    policy: UpdatePolicy,
+    unanswered: Iterable[str] = (),
+) -> dict[str, Any]:
     """The PATCH body a matched contact gets under the policy (empty: nothing to send).
 
     fill_blanks: only fields blank in Cliniko gain the submitted value; whatever staff typed
     stays, and a field the answer left out is left alone. overwrite: submitted values replace
-    differing ones, and ones the answer left out (a submitted phone list replaces Cliniko's, as
-    Cliniko's update does). create_only: never touches an existing contact.
+    differing ones, and ones the answer left out; the submitted phone numbers replace
+    Cliniko's of their kinds, and the others (a fax staff added) are sent again with them,
+    since Cliniko's update replaces the whole list. Fields the person did not answer
+    (`unanswered`: a source's defaults, a notes template whose every answer was blank) only
+    fill blanks under overwrite too: they are for the contacts a form creates.
+    create_only: never touches an existing contact.
     """
     if policy == "create_only":
         return {}
@@ -379,12 +389,29 @@ def plan_update(draft: ContactDraft, contact: Contact, policy: UpdatePolicy) -> 
     changes: dict[str, Any] = {}
     for name, value in ours.items():
         known, theirs = stored_value(contact, name)
-        if policy == "fill_blanks":
+        if policy == "fill_blanks" or name in unanswered:
             if known and _blank(theirs):
                 changes[name] = value
-        elif not known or not _same(name, value, theirs):
+            continue
+        if name == "phone_numbers" and known:
+            value = _with_other_kinds(value, theirs)
+        if not known or not _same(name, value, theirs):
             changes[name] = value
     return changes
+
+
+def _with_other_kinds(ours: Sequence[Mapping[str, Any]], theirs: Any) -> list[dict[str, Any]]:
+    """The submitted phone numbers, then Cliniko's of the kinds the submission gives none of."""
+    kinds = {phone.get("phone_type") for phone in ours}
+    kept = [
+        {"number": phone["number"], "phone_type": phone["phone_type"]}
+        for phone in phone_entries(theirs)
+        if phone.get("phone_type") in PHONE_TYPES
+        and phone.get("phone_type") not in kinds
+        and isinstance(phone.get("number"), str)
+        and phone["number"].strip()
+    ]
+    return [dict(phone) for phone in ours] + kept
 
 
 def present_fields(draft: ContactDraft) -> Sequence[str]:

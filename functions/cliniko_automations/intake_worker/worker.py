@@ -322,7 +322,14 @@ class IntakeWorker:
         # A lookup, then most often the create or update it decides: booked together.
         cliniko.expect_requests(2)
         candidates = self._candidates(cliniko, lookup)
-        return foc.decide(draft, lookup, candidates, submission.update_policy, lost_create=window)
+        return foc.decide(
+            draft,
+            lookup,
+            candidates,
+            submission.update_policy,
+            lost_create=window,
+            unanswered=submission.unanswered,
+        )
 
     def _apply(
         self,

@@ -264,3 +264,18 @@ def test_a_long_run_of_blanks_is_read_once():
     assert one_line(" " * 300_000 + "x") == " " * 300_000 + "x"
     assert one_line(" \n" * 150_000 + "x") == " x"
     assert time.monotonic() - started < 5
+
+
+def test_the_fields_no_answer_gave_are_named() -> None:
+    from cliniko_automations.intake_api.mapping import unanswered_fields
+
+    src = source(
+        [{"from": "n", "to": "full_name"}, {"from": "t", "to": "type_code"}],
+        defaults={"type_code": 2, "country_code": "AU"},
+        notes_template="Website enquiry: {m}",
+    )
+    answers = {"n": "Ana Lima", "m": ""}
+    fields = map_answers(answers, src)
+    assert unanswered_fields(fields, answers, src) == ("country_code", "notes", "type_code")
+    answers = {"n": "Ana Lima", "t": "1", "m": "Call me"}
+    assert unanswered_fields(map_answers(answers, src), answers, src) == ("country_code",)

@@ -396,3 +396,45 @@ def test_clock_skew_is_tolerated_on_both_sides() -> None:
 def test_present_fields_are_names_only() -> None:
     draft = ContactDraft(email="ana@example.com", phone_numbers=(PhoneNumber(number="1"),))
     assert foc.present_fields(draft) == ["email", "phone_numbers"]
+
+
+def test_overwrite_keeps_the_phone_numbers_of_other_kinds() -> None:
+    draft = ContactDraft(
+        email="ana@example.com",
+        first_name="Ana",
+        phone_numbers=(PhoneNumber(number="02 9999 9999", phone_type="Work"),),
+    )
+    staff = contact(
+        email="ana@example.com",
+        first_name="Ana",
+        phone_numbers=[
+            {"number": "02 9999 9999", "phone_type": "Work"},
+            {"number": "02 9999 0000", "phone_type": "Fax"},
+        ],
+    )
+    # The same work number sent again: nothing to change, the fax stays.
+    assert foc.plan_update(draft, staff, "overwrite") == {}
+    # Another work number replaces Cliniko's work number; the fax goes with it.
+    moved = ContactDraft(
+        email="ana@example.com",
+        first_name="Ana",
+        phone_numbers=(PhoneNumber(number="02 8888 8888", phone_type="Work"),),
+    )
+    assert foc.plan_update(moved, staff, "overwrite") == {
+        "phone_numbers": [
+            {"number": "02 8888 8888", "phone_type": "Work"},
+            {"number": "02 9999 0000", "phone_type": "Fax"},
+        ]
+    }
+
+
+def test_overwrite_only_fills_blanks_with_what_the_person_did_not_answer() -> None:
+    draft = ContactDraft(email="ana@example.com", first_name="Ana", type_code=2, notes="Form:")
+    staff = contact(email="ana@example.com", first_name="Ana", type_code=1, notes="Staff's")
+    unanswered = ("notes", "type_code")
+    assert foc.plan_update(draft, staff, "overwrite", unanswered) == {}
+    blank = contact(email="ana@example.com", first_name="Ana", type_code=None, notes="")
+    assert foc.plan_update(draft, blank, "overwrite", unanswered) == {
+        "type_code": 2,
+        "notes": "Form:",
+    }
