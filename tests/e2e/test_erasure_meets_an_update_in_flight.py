@@ -19,6 +19,7 @@ import pytest
 from tests.e2e.test_erasure_cli import load_cli
 from tests.e2e.test_erasure_reaches_submissions import answered_id, world  # noqa: F401
 from tests.fixtures.apigw import form_post_event
+from tests.fixtures.emulator import before_each_answer
 from tests.integration.erasure import stack as erasure
 from tests.integration.intake_worker.e2e_world import delivery
 from tests.unit.intake_api import samples
@@ -27,24 +28,21 @@ erasure_stack = erasure.erasure_stack  # the fixture
 
 
 def hold_the_workers_update(
-    emulator_app: Any, monkeypatch: Any
+    emulator: Any, monkeypatch: Any
 ) -> tuple[threading.Event, threading.Event]:
     """The first PATCH/PUT that is not the erasure's scrub waits at the emulator (before it
     takes effect) until `release` is set; `arrived` says it is waiting."""
     arrived, release = threading.Event(), threading.Event()
-    real = emulator_app._answer
     held: list[bytes] = []
 
-    def answer(method, match, shard, query, headers, body, entry, environ):
-        if method in ("PATCH", "PUT") and not held:
-            fields = json.loads(body or b"{}")
-            if fields.get("first_name") != "Erased":
-                held.append(body)
-                arrived.set()
-                release.wait(60)
-        return real(method, match, shard, query, headers, body, entry, environ)
+    def hold(method: str, body: bytes) -> None:
+        scrub = json.loads(body or b"{}").get("first_name") == "Erased"
+        if method in ("PATCH", "PUT") and not held and not scrub:
+            held.append(body)
+            arrived.set()
+            release.wait(60)
 
-    monkeypatch.setattr(emulator_app, "_answer", answer)
+    before_each_answer(emulator, monkeypatch, hold)
     return arrived, release
 
 
@@ -117,7 +115,7 @@ def test_an_update_in_flight_does_not_write_the_person_back_after_their_erasure(
     event = delivery("typeform") if submission == "typeform" else json_without_email()
     answered_id(path.post(event))
 
-    arrived, release = hold_the_workers_update(emulator.app, monkeypatch)
+    arrived, release = hold_the_workers_update(emulator, monkeypatch)
     errors: list[BaseException] = []
     worker = run_worker(path, errors)
     try:

@@ -119,7 +119,10 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         ),
         overlap=dt.timedelta(seconds=settings.overlap_seconds),
         start_at=settings.backfill_from,
-        run_id=context.aws_request_id or str(uuid.uuid4()),
+        # One per invocation, not Lambda's request id: every delivery of one asynchronous
+        # invocation (a retry, a duplicate from Lambda's queue) carries the same request id,
+        # and the lease admits its owner again.
+        run_id=f"{context.aws_request_id}/{uuid.uuid4().hex}",
         lease_seconds=context.get_remaining_time_in_millis() / 1000,
         out_of_time=lambda: context.get_remaining_time_in_millis() < margin_ms,
         on_access_refused=misconfigured,
