@@ -16,6 +16,7 @@ codes; the filter is for the line someone adds later without thinking.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -199,11 +200,18 @@ def _of_a_library(name: str) -> bool:
 def function_logger(service: str) -> Logger:
     """The Powertools logger of one function (`service` names it), set up as above."""
     configure_logging()
-    logger = Logger(service=service)
+    logger = Logger(service=service, json_serializer=_redacted_json)
     # The standard logger Powertools writes through (named after the service): its `filters`
     # are what the check below reads, which Powertools' Logger only exposes untyped.
     _add_filter(logging.getLogger(logger.name))
     return logger
+
+
+def _redacted_json(log: dict[str, Any]) -> str:
+    """A Powertools log line as JSON, every value redacted. The keys a logger carries from line
+    to line (`append_keys`, the correlation id) are the formatter's, not the record's: they
+    are added after every filter has run, so the filter never sees them."""
+    return json.dumps(redact_value(log), default=str, separators=(",", ":"), ensure_ascii=False)
 
 
 def _add_filter(target: logging.Logger | logging.Handler) -> None:

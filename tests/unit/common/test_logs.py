@@ -162,3 +162,25 @@ def test_documentation_addresses_are_kept_and_lookalikes_are_not():
     assert "it@acme.example" in redact("e.g. 'Acme Clinic (it@acme.example)'")
     assert "ada@example.example.org" not in redact("to ada@example.example.org")
     assert "ada@my.example.com" not in redact("to ada@my.example.com")
+
+
+def test_keys_appended_to_the_logger_and_the_correlation_id_are_redacted():
+    # Powertools adds them in its formatter, after the filters have run.
+    register_secret(SECRET)
+    logger = function_logger("tests-logs")
+    stream = io.StringIO()
+    handler = logger.registered_handler
+    previous = handler.setStream(stream)
+    try:
+        logger.append_keys(erasure_request_id="0412345678", who="ada+x@example.com", key=SECRET)
+        logger.set_correlation_id("ada+x@example.com")
+        logger.info("handled")
+    finally:
+        logger.remove_keys(["erasure_request_id", "who", "key"])
+        logger.set_correlation_id(None)
+        handler.setStream(previous)
+    text = stream.getvalue()
+    assert "ada+x@example.com" not in text and SECRET not in text and "0412345678" not in text
+    record = json.loads(text)
+    assert record["who"] == record["correlation_id"] == "[email]"
+    assert record["erasure_request_id"] == "[phone]" and record["key"] == "[secret]"
