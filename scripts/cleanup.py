@@ -192,6 +192,13 @@ def start_execution(payload: dict[str, Any]) -> tuple[int, str | None]:
         )
         return EXIT_FAILED, None
     started = _boto("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(payload))
+    if not started.get("executionArn"):  # an answer, but not Step Functions' (a web page)
+        print(
+            "cleanup.py: StartExecution answered without an execution: is AWS_ENDPOINT_URL "
+            "an AWS endpoint?",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED, None
     print(started["executionArn"])
     return EXIT_OK, started["executionArn"]
 

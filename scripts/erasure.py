@@ -250,6 +250,13 @@ def run_remote(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     credentials = session.get_credentials()
     if credentials is None or not session.region_name:
         raise SystemExit("erasure.py: remote mode needs AWS credentials and a region (--region)")
+    if not AWS_REGION.fullmatch(session.region_name):
+        # It goes into the signature's header: a pasted Unicode hyphen or a line end there is
+        # an encoding error or a quote of the whole header, not the region it is.
+        raise SystemExit(
+            f"erasure.py: {session.region_name!r} is not an AWS region name such as eu-west-1 "
+            "(--region, or AWS_REGION / AWS_DEFAULT_REGION)"
+        )
     headers = {"Content-Type": "application/json"} if body is not None else {}
     signed = AWSRequest(method=method, url=url, data=body, headers=headers)
     SigV4Auth(credentials.get_frozen_credentials(), "execute-api", session.region_name).add_auth(
@@ -390,6 +397,8 @@ def exit_code(status: int, body: dict[str, Any]) -> int:
 # An IAM ARN or a user id (IAM user names take `+=,.@_-`): one token, never free text, since
 # the trail is kept for years and a name typed here would be personal data in it.
 CALLER_ID = re.compile(r"[A-Za-z0-9+=,.@_:/-]{1,256}")
+# An AWS region's name: eu-west-1, us-gov-west-1 (fullmatch: `$` would let a line end through).
+AWS_REGION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def request_id(text: str) -> str:

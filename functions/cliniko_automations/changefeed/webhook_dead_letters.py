@@ -59,13 +59,13 @@ from cliniko_automations.common.dead_letter_tool import (
 )
 from cliniko_automations.common.json_input import load_json
 from cliniko_automations.common.operator_cli import run_tool
-from cliniko_automations.common.secrets import read_secret
+from cliniko_automations.common.secrets import SecretMisconfigured, read_secret
 from cliniko_automations.erasure.audit import DynamoAuditLog, NotAnAuditTable
 
 from .bus import EventBridgeSink
 from .core import PublishFailed
 from .events import WEBHOOKS_SOURCE, EventBuilder, OutgoingEvent
-from .signing import signing_key
+from .signing import BadSigningSecret, signing_key
 from .subscribers import EVENT_TYPES, Subscribers, load_subscribers
 
 
@@ -96,7 +96,12 @@ class BusRoutes:
     dropped (a wrong `--bus`, another stack's), and its letter would be deleted."""
 
     def __init__(self, events: Any, bus: str) -> None:
-        pages = events.get_paginator("list_rules").paginate(EventBusName=bus)
+        pages = list(events.get_paginator("list_rules").paginate(EventBusName=bus))
+        if any("Rules" not in page for page in pages):  # an answer, but not EventBridge's
+            raise SystemExit(
+                f"webhook_dead_letters: ListRules of bus {bus} answered without rules: is "
+                "AWS_ENDPOINT_URL an AWS endpoint?"
+            )
         self.bus = bus
         self._patterns = [
             json.loads(rule["EventPattern"])
@@ -164,7 +169,7 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
         subscribers = [self._subscribers[name] for name in names]
         builder = EventBuilder(
             subscribers,
-            {s.name: signing_key(self._read_secret(s.secret)) for s in subscribers},
+            {s.name: _signing_key(self._read_secret, s.secret) for s in subscribers},
             clock=self._clock,
         )
         replayed = []
@@ -282,6 +287,15 @@ class WebhookLetterPurge:
         finally:
             queue.release()
         return deleted
+
+
+def _signing_key(read_secret: Callable[[str], str], secret: str) -> bytes:
+    """The key of a subscriber's secret; one that is not a key is named, never quoted (an
+    operator's mistake, one line: README "Operating")."""
+    try:
+        return signing_key(read_secret(secret))
+    except BadSigningSecret as error:
+        raise SecretMisconfigured(f"secret {secret!r}: {error}", name=secret) from None
 
 
 def _delivery_event(body: str) -> tuple[dict[str, Any] | None, str]:

@@ -11,6 +11,7 @@ traceback. Anything else is a bug and keeps its traceback. Output cut short by i
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -18,6 +19,15 @@ EXIT_FAILED = 1
 # What a shell reports for a command killed by SIGINT, or by SIGPIPE (128 + the signal).
 EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141
+
+# What an HTTP client quotes of a header it refuses (http.client's "Invalid header value
+# b'...'", h11's "Illegal header value b'...'"): a line end in a credential (an env file with
+# CRLF line ends, sourced) puts the session token, or the Authorization, there. Withheld.
+_HEADER_VALUE = re.compile(r"(header value) b?(['\"]).*\2", re.DOTALL)
+HEADER_WITHHELD = (
+    r"\1 withheld: a credential (AWS_SESSION_TOKEN, AWS_ACCESS_KEY_ID, ...) or the region holds "
+    "a line end or another character an HTTP header cannot carry"
+)
 
 
 def environment_failure(error: BaseException) -> bool:
@@ -99,5 +109,6 @@ def run_tool(prog: str, command: Callable[[], int]) -> int:
     except Exception as error:
         if not environment_failure(error):
             raise
-        print(f"{prog}: {type(error).__name__}: {error}", file=sys.stderr)
+        said = _HEADER_VALUE.sub(HEADER_WITHHELD, str(error))
+        print(f"{prog}: {type(error).__name__}: {said}", file=sys.stderr)
         return EXIT_FAILED
