@@ -11,6 +11,10 @@ buffer), every record reaching the root logger at DEBUG (libraries included), an
 printed (metrics). The servers standing in for AWS and Cliniko log their own traffic; those
 loggers are the test's, not the functions', and are left out. A value counts as found whole,
 URL-encoded (quote, quote_plus) or lower-cased.
+
+What no pattern can redact (a name, notes, an address, a company), sent in every hostile way,
+through the change feed and from a Cliniko off the spec: test_no_leaks_hostile,
+test_no_leaks_changefeed and test_no_leaks_fake_cliniko, with leak_search's markers.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import io
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import yaml
@@ -47,7 +52,7 @@ __all__ = ["erasure_stack"]  # the fixture
 
 INTAKE_EMAIL = "marguerite.okonkwo+intake@example.org"
 ERASE_BY_EMAIL = "grizelda.second+erase@example.com"
-SERVICE_LOGGERS = ("intake", "erasure", "cleanup")
+SERVICE_LOGGERS = ("intake", "erasure", "cleanup", "changefeed")
 DEBUG_ENV = {"POWERTOOLS_LOG_LEVEL": "DEBUG", "LOG_LEVEL": "DEBUG", "AWS_LAMBDA_LOG_LEVEL": "DEBUG"}
 
 
@@ -90,6 +95,16 @@ def everything_at_debug() -> Iterator[tuple[Everything, io.StringIO]]:
             stream_handler.setStream(previous)
         for target, level in saved:
             target.setLevel(level)
+
+
+def captured_lines(handler: Everything, stdout: io.StringIO, printed: Any) -> list[str]:
+    """What everything_at_debug caught, and what capfd's readouterr() caught (`printed`)."""
+    return [
+        *handler.lines,
+        *stdout.getvalue().splitlines(),
+        *printed.out.splitlines(),
+        *printed.err.splitlines(),
+    ]
 
 
 def searched_forms(values: list[str]) -> set[str]:
@@ -161,12 +176,7 @@ def test_no_personal_value_or_secret_at_debug(
     assert cleaned.status == "finished", cleaned
     assert overdue["overdue"] == 0
 
-    lines = [
-        *handler.lines,
-        *stdout.getvalue().splitlines(),
-        *printed.out.splitlines(),
-        *printed.err.splitlines(),
-    ]
+    lines = captured_lines(handler, stdout, printed)
     assert any('"service":"erasure"' in line.replace(" ", "") for line in lines)
     values = [
         *SUBMITTED,

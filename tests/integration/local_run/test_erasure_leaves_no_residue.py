@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -52,14 +52,15 @@ def found_in(text: str) -> list[str]:
     return hits
 
 
-def residue() -> dict[str, list[str]]:
-    """Where the person is: a place (table and key, queue and message id) -> what was found."""
+def residue(found: Callable[[str], list[str]] = found_in) -> dict[str, list[str]]:
+    """Where the person is (or what `found` looks for, tests/e2e/leak_search.py's markers): a
+    place (table and key, queue and message id, secret) -> what was found."""
     places: dict[str, list[str]] = {}
     dynamodb = boto3.client("dynamodb")
     for table in dynamodb.list_tables()["TableNames"]:
         for page in dynamodb.get_paginator("scan").paginate(TableName=table):
             for item in page["Items"]:
-                if hits := found_in(json.dumps(item, ensure_ascii=False)):
+                if hits := found(json.dumps(item, ensure_ascii=False)):
                     places[f"{table} {json.dumps(item)[:80]}"] = hits
     sqs = boto3.client("sqs")
     for url in sqs.list_queues().get("QueueUrls", []):
@@ -72,12 +73,12 @@ def residue() -> dict[str, list[str]]:
                 MessageAttributeNames=["All"],
             )
             for message in answer.get("Messages", []):
-                if hits := found_in(json.dumps(message, ensure_ascii=False)):
+                if hits := found(json.dumps(message, ensure_ascii=False)):
                     places[f"{url.rsplit('/', 1)[-1]} {message['MessageId']}"] = hits
     secrets = boto3.client("secretsmanager")
     for secret in secrets.list_secrets()["SecretList"]:
         value = secrets.get_secret_value(SecretId=secret["ARN"]).get("SecretString", "")
-        if hits := found_in(value):
+        if hits := found(value):
             places[f"secret {secret['Name']}"] = hits
     return places
 
