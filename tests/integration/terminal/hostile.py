@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 from tests.integration.common.test_http_transport import answer
+
+SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
 
 # An OSC 8 hyperlink to elsewhere, a clear-screen, a right-to-left override, a C1 CSI.
 HOSTILE = "\x1b]8;;http://evil.example/\x07x\x1b]8;;\x07\x1b[2J\u202e\x9b31m"
@@ -17,6 +23,26 @@ UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 def assert_printable(text: str) -> None:
     found = sorted({f"U+{ord(c):04X}" for c in UNSAFE.findall(text)})
     assert not found, f"terminal controls reach the operator: {found}\n{text!r}"
+
+
+def run_tool(command: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """An operator tool run as the operator runs it, a process of its own: `command` is a
+    script's path or `-m module`, then its arguments."""
+    return subprocess.run(  # noqa: S603 (our own tools, fixed arguments)
+        [sys.executable, *command],
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_one_line_failure(result: subprocess.CompletedProcess[str]) -> None:
+    """A mistake of the environment: one line naming it, exit 1 (README "Operating")."""
+    assert result.returncode == 1, (result.args, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
 
 
 def assert_json_lines(text: str) -> None:

@@ -7,21 +7,12 @@ nothing secret is printed."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
+from tests.integration.terminal.hostile import SCRIPTS, assert_one_line_failure, run_tool
+
 TOKEN = "IQoJb3JpZ2luX2VjEXAMPLEsessionTOKENkeepSECRET"
-
-
-@pytest.fixture
-def api_url():
-    with socket.create_server(("127.0.0.1", 0)) as listening:  # connects; never answers
-        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
 
 
 def commands(api_url: str) -> list[list[str]]:
@@ -36,7 +27,7 @@ def commands(api_url: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("line_end", ["\r", "\n"])
-def test_a_session_token_with_a_line_end_is_never_printed(aws, api_url, line_end):
+def test_a_session_token_with_a_line_end_is_never_printed(aws, silent_api_url, line_end):
     env = {
         **os.environ,
         "AWS_SESSION_TOKEN": TOKEN + line_end,
@@ -44,16 +35,7 @@ def test_a_session_token_with_a_line_end_is_never_printed(aws, api_url, line_end
         "CLEANUP_RUNS_TABLE": "runs",
         "LEDGER_TABLE": "ledger",
     }
-    for command in commands(api_url):
-        result = subprocess.run(  # noqa: S603 (our own scripts, fixed arguments)
-            [sys.executable, *command],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 1, (command, result.stderr)
-        assert result.stderr.strip().count("\n") == 0, result.stderr
-        assert "Traceback" not in result.stderr
+    for command in commands(silent_api_url):
+        result = run_tool(command, env)
+        assert_one_line_failure(result)
         assert TOKEN not in result.stderr + result.stdout, (command, result.stderr)
