@@ -447,8 +447,7 @@ class Attempt:
                 )
             if archive:
                 client.archive_contact(contact_id)
-            check = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq([contact_id])]
-            read_back = [contact_fields(c) for c in client.list_contacts(check)]
+            read_back = _read_archived_or_not(client, contact_id)
         except cliniko_errors.NotFound as error:
             if not archive:
                 return self._failed(match, changes, archive, error)
@@ -473,9 +472,8 @@ class Attempt:
         self, match: Match, changes: list[str], error: cliniko_errors.ClinikoError
     ) -> ContactResult:
         client = self.tools.accounts.client(match.account)
-        check = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq([match.contact_id])]
         try:
-            now = [contact_fields(c) for c in client.list_contacts(check)]
+            now = _read_archived_or_not(client, match.contact_id)
         except cliniko_errors.ClinikoError as again:
             return self._failed(match, changes, True, again)
         if len(now) != 1 or not is_archived(now[0]):
@@ -551,6 +549,13 @@ class Attempt:
         except AlreadyRecorded:
             raise RequestInProgress(self.request.request_id) from None
         return outcome
+
+
+def _read_archived_or_not(client: Any, contact_id: str) -> list[dict[str, Any]]:
+    """The contact as a list filtered by id and `archived_at` shows it, which reaches it
+    archived or not (by id alone, a Cliniko may answer 404 for an archived one)."""
+    check = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq([contact_id])]
+    return [contact_fields(c) for c in client.list_contacts(check)]
 
 
 def account_hint(account: str, error: cliniko_errors.ClinikoError) -> str | None:
