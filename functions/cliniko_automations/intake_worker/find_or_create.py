@@ -36,7 +36,7 @@ still need these checks when it is missing.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -229,7 +229,7 @@ def decide(
     policy: UpdatePolicy,
     *,
     lost_create: CreateWindow | None = None,
-    unanswered: Iterable[str] = (),
+    unanswered: Collection[str] = (),
 ) -> Decision:
     """What to do, given the contacts Cliniko returned for the lookup.
 
@@ -370,7 +370,7 @@ def plan_update(
     draft: ContactDraft,
     contact: Contact,
     policy: UpdatePolicy,
-    unanswered: Iterable[str] = (),
+    unanswered: Collection[str] = (),
 ) -> dict[str, Any]:
     """The PATCH body a matched contact gets under the policy (empty: nothing to send).
 
