@@ -316,19 +316,27 @@ class ClinikoClient:
             )
 
     def contacts_page(
-        self, filters: Sequence[Filter] = (), sort: str | None = None, page: int = 1
+        self,
+        filters: Sequence[Filter] = (),
+        sort: str | None = None,
+        page: int = 1,
+        *,
+        per_page: int = PER_PAGE,
     ) -> ContactPage:
-        """One page (100) of the contacts matching all `filters`: for callers that move a
-        cursor between requests (the change feed) instead of following `links.next`."""
+        """One page (100, or `per_page`) of the contacts matching all `filters`: for callers
+        that move a cursor between requests (the change feed) instead of following
+        `links.next`."""
         queries = _queries(filters)
         if sort is not None and (not isinstance(sort, str) or not _SORT.fullmatch(sort)):
             raise ValueError("sort reads like 'created_at', 'last_name,created_at:desc'")
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
             raise ValueError("page is a whole number from 1")
+        if type(per_page) is not int or not 1 <= per_page <= PER_PAGE:
+            raise ValueError(f"per_page is a whole number from 1 to {PER_PAGE}")
         response = self._call(
             list_contacts.sync_detailed,
             page=page,
-            per_page=PER_PAGE,
+            per_page=per_page,
             sort=UNSET if sort is None else sort,
             q=queries if queries else UNSET,
         )

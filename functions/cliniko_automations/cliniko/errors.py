@@ -110,6 +110,11 @@ class UnexpectedResponse(ClinikoError):
     """A success status whose body does not match the spec, or a status the spec lacks."""
 
 
+class AnswerTooLong(UnexpectedResponse):
+    """A success longer than the client holds (`MAX_ANSWER_BYTES` once decoded): a page of
+    contacts whose notes (unbounded) are long, which a smaller page may bring within it."""
+
+
 class PaginationMismatch(ClinikoError):
     """A listing saw a different number of contacts than `total_entries` promised."""
 

@@ -513,6 +513,7 @@ def _read_bounded(
     inflate = zlib.decompressobj(_INFLATE_WBITS[coding]) if coding in _INFLATE_WBITS else None
     body = bytearray()
     problem = None
+    too_long = False
     if inflate is None and coding not in ("", "identity"):
         problem = "is in an encoding not asked for"
     else:
@@ -537,11 +538,11 @@ def _read_bounded(
             problem = f"does not decode as {coding}"
         if len(body) > MAX_ANSWER_BYTES:
             problem = f"is longer than {MAX_ANSWER_BYTES // 2**20} MiB; it was not read further"
+            too_long = True
     if problem is not None:
         if status < 400:
-            raise errors.UnexpectedResponse(
-                f"Cliniko's answer to {method} {path} {problem}", status_code=status
-            )
+            refused = errors.AnswerTooLong if too_long else errors.UnexpectedResponse
+            raise refused(f"Cliniko's answer to {method} {path} {problem}", status_code=status)
         del body[MAX_ANSWER_BYTES:]
     headers = [
         (name, value)
