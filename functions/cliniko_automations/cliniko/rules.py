@@ -54,11 +54,21 @@ DOCTOR_TYPES = ("general_practitioner", "specialist")
 TYPE_NAMES = {0: "Standard", 1: "Doctor", 2: "3rd Party Payer"}
 PHONE_TYPES = ("Fax", "Home", "Mobile", "Other", "Work")
 
-# Deliberately loose, like Cliniko's own check: something@something.tld, no spaces and no
-# control characters (which no Cliniko filter can carry either), and something after the
-# domain's last dot ("a@b.co." is refused, as the emulator refuses it). Always applied with
-# fullmatch: `$` would let a final newline through ("a@b.co\n").
+# Deliberately loose: something@something.tld, no spaces and no control characters (which no
+# Cliniko filter can carry either), and something after the domain's last dot ("a@b.co." is
+# refused). What an erasure request may name: a contact's email made before Cliniko's rule
+# below, or by staff, is still erasable. Always applied with fullmatch: `$` would let a final
+# newline through ("a@b.co\n").
 EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]+")
+# Cliniko's own check of a contact's email on create and update, as its API documentation
+# gives it (redguava/cliniko-api pull request #314, sections/contacts.md), in Ruby:
+# /\A[A-Z0-9!#$%&'\*+-\/=?^_`{\|}~]+@[A-Z0-9.-]+\.[A-Z]{2,63}\z/i (`+-\/` is the range
+# `+ , - . /`). ASCII only: an IDN domain, an accented local part, a quoted one, a TLD of one
+# letter or of digits get Cliniko's 422. Written without re.I, which would take "ſ" and "K"
+# (Kelvin) for letters. Always applied with fullmatch.
+CLINIKO_EMAIL_PATTERN = re.compile(
+    r"[A-Za-z0-9!#$%&'*+,\-./=?^_`{|}~]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,63}"
+)
 
 BLANK = "can’t be blank"
 INVALID = "is invalid"
@@ -185,7 +195,7 @@ def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dic
     if creating and "first_name" not in errors and not (first_name or "").strip():
         errors["first_name"] = BLANK
     email = fields.get("email")
-    if "email" not in errors and email and not EMAIL_PATTERN.fullmatch(email):
+    if "email" not in errors and email and not CLINIKO_EMAIL_PATTERN.fullmatch(email):
         errors["email"] = INVALID
     code = fields.get("country_code")
     if code not in (None, "") and (not isinstance(code, str) or country_name(code) is None):

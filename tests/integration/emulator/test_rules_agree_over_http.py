@@ -43,7 +43,7 @@ VALID_CONTACTS: list[dict[str, Any]] = [
     {"first_name": "é" * 255, "email": "a+tag@example.com"},
     {"first_name": "A", "notes": "x" * 5000, "title": "x" * 300, "preferred_name": "x" * 300},
     {"first_name": "A", "email": "", "last_name": None, "doctor_type": None, "type_code": 2},
-    {"first_name": "A", "doctor_type": "", "country_code": "NZ", "email": "a@b..c"},
+    {"first_name": "A", "doctor_type": "", "country_code": "NZ", "email": "a@b..co"},
 ]
 ENUM_FIELDS = ("country_code", "doctor_type", "type_code")
 
