@@ -9,7 +9,7 @@ from itertools import pairwise
 from typing import Any
 
 from cliniko_automations.cliniko.client import PER_PAGE
-from cliniko_automations.cliniko.errors import AnswerTooLong, UnexpectedResponse
+from cliniko_automations.cliniko.errors import UnexpectedResponse
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter
 from cliniko_automations.cliniko.rules import country_code_for
 from cliniko_automations.common.json_input import value_without_lone_surrogates
@@ -25,21 +25,20 @@ _FIELDS = tuple(name for name in TRACKED_FIELDS if name != "archived_at")
 class ClinikoContactsSource:
     def __init__(self, client: Any) -> None:
         self._client = client
-        # Halved, for the rest of the run, while a page is too long to hold: contacts' notes
-        # are unbounded, and a page of long ones, refused again by every run, stopped the
-        # account's feed for good. A single contact too long to hold still stops it.
+        # The page size, kept for the rest of the run: the client reads a page too long to
+        # hold smaller, from its first contact (contacts' notes are unbounded; a page of long
+        # ones, refused again by every run, stopped the account's feed for good), and says
+        # at what size. A single contact too long to hold still stops it (AnswerTooLong).
         self._per_page = PER_PAGE
 
     def _page(self, filters: list[Any], sort: str, page: int) -> Any:
-        while True:
-            try:
-                return self._client.contacts_page(
-                    filters, sort=sort, page=page, per_page=self._per_page
-                )
-            except AnswerTooLong:
-                if self._per_page == 1 or page != 1:
-                    raise
-                self._per_page //= 2
+        if page != 1:
+            # The feed reads by keyset, always the first page: a later one read smaller would
+            # start where it did but end sooner, and the next page number would skip.
+            raise ValueError("the change feed reads the first page of a keyset only")
+        listing = self._client.contacts_page(filters, sort=sort, page=1, per_page=self._per_page)
+        self._per_page = listing.per_page
+        return listing
 
     def changed_since(self, since: dt.datetime, page: int) -> ContactsPage:
         filters = [

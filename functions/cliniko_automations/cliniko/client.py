@@ -76,6 +76,10 @@ class ContactPage:
     contacts: list[Contact]
     total_entries: int
     has_next: bool
+    # Where it was read: page `page` of `per_page`, smaller than asked when the page asked for
+    # was too long to hold (`_listing`); a caller moving page numbers reads on at this size.
+    page: int = 1
+    per_page: int = PER_PAGE
 
 
 class ClinikoClient:
@@ -246,7 +250,8 @@ class ClinikoClient:
     def iter_contacts(
         self, filters: Sequence[Filter] = (), sort: str | None = None
     ) -> Iterator[Contact]:
-        """Every contact matching all `filters`, page after page (100 a page).
+        """Every contact matching all `filters`, page after page (100 a page; fewer, for the
+        rest of the listing, from a page too long to hold on: `_listing`).
 
         Pages are followed through `links.next` until it is absent. The next page's number is
         read from that link and asked for through the generated list operation with the same
@@ -262,28 +267,24 @@ class ClinikoClient:
         if sort is not None and (not isinstance(sort, str) or not _SORT.fullmatch(sort)):
             raise ValueError("sort reads like 'created_at', 'last_name,created_at:desc'")
         page = 1
+        per_page = PER_PAGE
         pages = 0
         first_total: int | None = None
         last_total = 0
         page_size = PER_PAGE
         seen: set[int | str] = set()
         while True:
-            response = self._call(
-                list_contacts.sync_detailed,
-                page=page,
-                per_page=PER_PAGE,
-                sort=UNSET if sort is None else sort,
-                q=queries if queries else UNSET,
-            )
-            listing = self._expect(response, 200, ContactList, "GET /contacts")
+            listing, contacts, page, size = self._listing(queries, sort, page, per_page)
             pages += 1
             last_total = _whole_count(listing.total_entries)
             if first_total is None:
                 first_total = last_total
-                # The pages Cliniko really serves: a server that pages by fewer than asked
-                # (its default is 50) is followed all the same.
-                page_size = min(PER_PAGE, max(1, len(listing.contacts)))
-            for contact in listing.contacts:
+            if pages == 1 or size != per_page:
+                # The pages Cliniko really serves, at each size asked: a server that pages by
+                # fewer than asked (its default is 50) is followed all the same.
+                page_size = min(size, max(1, len(listing.contacts)))
+                per_page = size
+            for contact in contacts:
                 contact = _normalise(contact)
                 if contact.id in seen:
                     continue  # a page boundary moved under us; never yield a contact twice
@@ -294,10 +295,12 @@ class ClinikoClient:
                 break
             if not listing.contacts:
                 raise errors.UnexpectedResponse("Cliniko sent an empty page with a next link")
-            if pages > math.ceil(max(first_total, last_total) / page_size) + 1:
+            # By page number, not by requests: pages of a smaller size go on from the page
+            # number that reaches the same contact (`_listing`), and links only move forward.
+            if page > math.ceil(max(first_total, last_total) / page_size) + 1:
                 raise errors.UnexpectedResponse(
-                    f"Cliniko kept sending next links after {pages} pages "
-                    f"for {max(first_total, last_total)} contacts"
+                    f"Cliniko kept sending next links after {pages} pages (page {page} of "
+                    f"{page_size}) for {max(first_total, last_total)} contacts"
                 )
             page = _next_page(next_link, page)
         if len(seen) != last_total:
@@ -325,7 +328,9 @@ class ClinikoClient:
     ) -> ContactPage:
         """One page (100, or `per_page`) of the contacts matching all `filters`: for callers
         that move a cursor between requests (the change feed) instead of following
-        `links.next`."""
+        `links.next`. A page too long to hold is read smaller, from its first contact
+        (`_listing`): the page's `page` and `per_page` say where, and the caller reads on at
+        that size."""
         queries = _queries(filters)
         if sort is not None and (not isinstance(sort, str) or not _SORT.fullmatch(sort)):
             raise ValueError("sort reads like 'created_at', 'last_name,created_at:desc'")
@@ -333,23 +338,54 @@ class ClinikoClient:
             raise ValueError("page is a whole number from 1")
         if type(per_page) is not int or not 1 <= per_page <= PER_PAGE:
             raise ValueError(f"per_page is a whole number from 1 to {PER_PAGE}")
-        response = self._call(
-            list_contacts.sync_detailed,
-            page=page,
-            per_page=per_page,
-            sort=UNSET if sort is None else sort,
-            q=queries if queries else UNSET,
-        )
-        listing = self._expect(response, 200, ContactList, "GET /contacts")
+        listing, contacts, page, per_page = self._listing(queries, sort, page, per_page)
         next_link = _next_link(listing)
         has_next = next_link is not None
         if next_link is not None:
             _next_page(next_link, page)  # a link elsewhere is refused, as iter_contacts does
         return ContactPage(
-            contacts=[_normalise(contact) for contact in listing.contacts],
+            contacts=[_normalise(contact) for contact in contacts],
             total_entries=_whole_count(listing.total_entries),
             has_next=has_next,
+            page=page,
+            per_page=per_page,
         )
+
+    def _listing(
+        self, queries: list[str], sort: str | None, page: int, per_page: int
+    ) -> tuple[ContactList, list[Contact], int, int]:
+        """Page `page` of `per_page` contacts: the listing, its contacts, and the page and size
+        it was read at.
+
+        Contacts' `notes` are unbounded: a page of long ones is an answer too long to hold
+        (`AnswerTooLong`), and it was refused again by every run of every caller (a cleanup
+        rule, an erasure's lookup, the change feed). So the same contacts are asked for in
+        pages half the size, down to one contact, from the same one on: page p of size s
+        starts at contact (p - 1) * s, which at size s // 2 is page 2p - 1 (an odd size
+        halved starts a page a little before it: the contacts before it, read already, are
+        left out). The caller reads on at the size returned. One contact too long to hold
+        still raises `AnswerTooLong`."""
+        offset = (page - 1) * per_page
+        while True:
+            try:
+                response = self._call(
+                    list_contacts.sync_detailed,
+                    page=page,
+                    per_page=per_page,
+                    sort=UNSET if sort is None else sort,
+                    q=queries if queries else UNSET,
+                )
+            except errors.AnswerTooLong:
+                if per_page == 1:
+                    raise
+                per_page //= 2
+                page = offset // per_page + 1
+                logger.warning(
+                    "a page of contacts was too long to hold; reading on %d a page", per_page
+                )
+                continue
+            listing = self._expect(response, 200, ContactList, "GET /contacts")
+            return listing, listing.contacts[offset - (page - 1) * per_page :], page, per_page
 
     def expect_requests(self, count: int) -> None:
         """The caller's next `count` requests are one piece of work (a lookup, then the

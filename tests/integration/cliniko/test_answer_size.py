@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import socket
 import tracemalloc
 import zlib
@@ -70,7 +71,15 @@ def test_an_answer_too_long_to_hold_is_refused_as_it_is_read(script, operation):
     assert peak < 4 * MAX_ANSWER_BYTES, f"{peak // MB} MB held reading one answer"
     # A create's 2xx keeps its status: the contact may be made, so the worker looks it up.
     assert caught.value.status_code == (201 if operation == "create" else 200)
-    assert len(server.requests) == 1  # nothing sent again: the answer came, it was refused
+    assert isinstance(caught.value, errors.AnswerTooLong)
+    if operation == "list":
+        # A page too long to hold is asked for again in halves, down to one contact, from the
+        # same one; one contact too long to hold is refused all the same.
+        sizes = [re.search(rb"per_page=(\d+)", r).group(1) for r in server.requests]
+        assert sizes == [b"100", b"50", b"25", b"12", b"6", b"3", b"1"]
+        assert all(b"?page=1&" in r.split(b"\r\n")[0] for r in server.requests)
+    else:
+        assert len(server.requests) == 1  # nothing sent again: the answer came, it was refused
 
 
 def test_a_gzip_answer_within_the_bound_is_read_as_it_was_sent():
