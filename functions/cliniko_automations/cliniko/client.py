@@ -283,7 +283,9 @@ class ClinikoClient:
                 # The pages Cliniko really serves, at each size asked: a server that pages by
                 # fewer than asked (its default is 50) is followed all the same.
                 page_size = min(size, max(1, len(listing.contacts)))
-                per_page = size
+                # Asked on at the size served: `_listing` halves a page too long to hold from
+                # its first contact, (page - 1) * per_page, only right at the size served.
+                per_page = page_size
             for contact in contacts:
                 contact = _normalise(contact)
                 if contact.id in seen:
