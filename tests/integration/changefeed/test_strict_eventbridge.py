@@ -20,16 +20,9 @@ from tests.integration.changefeed.stack import (
     feed_environment,
     new_webhook_secret,
 )
+from tests.integration.changefeed.test_partly_published import SUBSCRIBERS
 from tests.integration.common.test_http_transport import ScriptedServer
 
-SUBSCRIBERS = """\
-subscribers:
-  - name: crm-sync
-    url: https://hooks.example.com/cliniko
-    events: [contact.created, contact.updated, contact.archived, contact.unarchived]
-    secret: tests/webhooks/crm-sync
-    include_fields: true
-"""
 LIMIT = 256 * 1024
 
 
