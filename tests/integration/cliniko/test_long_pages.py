@@ -14,6 +14,7 @@ from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.filters import NumericFilter, StringFilter
 
 from tests.integration.cliniko.test_contacts import scripted_client
+from tests.integration.cliniko.test_pagination import _contact as contact_item
 from tests.integration.common.test_http_transport import answer
 
 LONG = "n" * 90_000  # 100 of them pass 8 MiB; 50 do not
@@ -141,14 +142,7 @@ def _smaller_pages(empty: bool):
 
 
 def _contact(number: int) -> dict[str, object]:
-    contact_id = 1390712996921090000 + number
-    return {
-        "id": str(contact_id),
-        "first_name": "A",
-        "created_at": "2026-12-01T00:00:00Z",
-        "updated_at": "2026-12-01T00:00:00Z",
-        "links": {"self": f"https://api.au1.cliniko.com/v1/contacts/{contact_id}"},
-    }
+    return contact_item(1390712996921090000 + number)
 
 
 @pytest.mark.parametrize("empty", [False, True], ids=["endless-next-links", "empty-page"])

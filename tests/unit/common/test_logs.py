@@ -3,10 +3,13 @@ the redacting filter blanking emails, phones and secrets from every part of a re
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import time
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -113,20 +116,27 @@ def test_short_secrets_are_not_searched_for():
     assert redact("abc") == "abc"
 
 
-def test_the_function_logger_redacts_messages_extras_and_exceptions():
-    register_secret(SECRET)
-    logger = function_logger("tests-logs")
+@contextlib.contextmanager
+def written_by(logger: Any) -> Iterator[io.StringIO]:
+    """What the function logger's handler writes meanwhile."""
     stream = io.StringIO()
     handler = logger.registered_handler
     previous = handler.setStream(stream)
     try:
+        yield stream
+    finally:
+        handler.setStream(previous)
+
+
+def test_the_function_logger_redacts_messages_extras_and_exceptions():
+    register_secret(SECRET)
+    logger = function_logger("tests-logs")
+    with written_by(logger) as stream:
         logger.info("looked up %s", "ada+x@example.com", extra={"detail": {"k": SECRET}})
         try:
             raise ValueError(f"bad key {SECRET} for 0412 987 654")
         except ValueError:
             logger.exception("failed")
-    finally:
-        handler.setStream(previous)
     text = stream.getvalue()
     assert "ada+x@example.com" not in text and SECRET not in text and "987 654" not in text
     first, second = (json.loads(line) for line in text.splitlines())
@@ -168,17 +178,14 @@ def test_keys_appended_to_the_logger_and_the_correlation_id_are_redacted():
     # Powertools adds them in its formatter, after the filters have run.
     register_secret(SECRET)
     logger = function_logger("tests-logs")
-    stream = io.StringIO()
-    handler = logger.registered_handler
-    previous = handler.setStream(stream)
     try:
-        logger.append_keys(erasure_request_id="0412345678", who="ada+x@example.com", key=SECRET)
-        logger.set_correlation_id("ada+x@example.com")
-        logger.info("handled")
+        with written_by(logger) as stream:
+            logger.append_keys(erasure_request_id="0412345678", who="ada+x@example.com", key=SECRET)
+            logger.set_correlation_id("ada+x@example.com")
+            logger.info("handled")
     finally:
         logger.remove_keys(["erasure_request_id", "who", "key"])
         logger.set_correlation_id(None)
-        handler.setStream(previous)
     text = stream.getvalue()
     assert "ada+x@example.com" not in text and SECRET not in text and "0412345678" not in text
     record = json.loads(text)
