@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 
 import boto3
 import pytest
+from cliniko_automations.erasure.trail import GENESIS_HASH, record_hash
 
 from tests.e2e.test_erasure_cli import load_cli
 from tests.integration.erasure import stack
@@ -177,3 +179,93 @@ def test_a_key_whose_user_may_not_edit_is_named(erasure_stack, cli, capsys):
     assert code == 1
     assert "cliniko_Forbidden" in out
     assert "may view, create, edit and archive contacts" in out
+
+
+def _erase(erasure_stack, cli, capsys, request_id: str, *, cliniko_fails: bool = False) -> None:
+    contact_id = erasure_stack.seed()
+    if cliniko_fails:
+        erasure_stack.cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    run(
+        cli,
+        capsys,
+        "request",
+        "--contact-id",
+        contact_id,
+        "--reason",
+        "t",
+        "--request-id",
+        request_id,
+    )
+    erasure_stack.cliniko.control.clear_faults()
+
+
+def _put(erasure_stack, item: dict) -> None:
+    boto3.resource("dynamodb").Table(erasure_stack.table_name).put_item(Item=item)
+
+
+def test_a_record_added_outside_the_chain_is_found(erasure_stack, cli, capsys):
+    # An open request (Cliniko failed): someone forges an extension at place 0, below the
+    # chain's first record. The status believes it; verify must not.
+    _erase(erasure_stack, cli, capsys, "open-1", cliniko_fails=True)
+    forged = {"request_id": "open-1", "sk": "000#extension", "record": "extension"}
+    _put(erasure_stack, {**forged, "due_at": "2099-12-31T23:59:59Z", "seq": 0, "hash": "x"})
+    code, out = run(cli, capsys, "verify", "open-1")
+    assert code == 1
+    assert "record 000#extension claims no place in the chain" in out
+
+
+def test_a_rewritten_trail_cannot_keep_the_receipt_s_head_in_a_decoy(erasure_stack, cli, capsys):
+    _erase(erasure_stack, cli, capsys, "done-1")
+    code, out = run(cli, capsys, "--json", "status", "done-1")
+    head = json.loads(out)["receipt"]["chain_head"]
+    # Every record rewritten and hashed again in order: only the receipt's head can tell,
+    # so it is kept in an item at place 0.
+    items = sorted(
+        (i for i in erasure_stack.audit_items() if i["request_id"] == "done-1"),
+        key=lambda i: int(i["seq"]),
+    )
+    previous = GENESIS_HASH
+    for item in items:
+        if item["sk"] == "000#received":
+            item["reason"] = "rewritten"
+        item["prev_hash"] = previous
+        content = {k: v for k, v in item.items() if k not in ("request_id", "sk", "hash")}
+        item["hash"] = previous = record_hash("done-1", item["sk"], content)
+        _put(erasure_stack, item)
+    code, out = run(cli, capsys, "verify", "done-1")
+    assert code == 0  # unkeyed hashes: without the receipt, a whole rewrite is consistent
+    _put(erasure_stack, {"request_id": "done-1", "sk": "000#note", "seq": 0, "hash": head})
+    code, out = run(cli, capsys, "verify", "done-1", "--receipt-head", head)
+    assert code == 1
+    assert "the receipt's chain head is in no record" in out
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"seq": "two"},
+        {"seq": Decimal("1e30")},
+        {"record": b"lookup"},
+        {"contact_ids": {"1", "2"}},
+    ],
+    ids=["seq-text", "seq-far-off", "binary", "string-set"],
+)
+def test_a_record_of_a_shape_the_trail_never_writes_is_reported_in_one_line(
+    erasure_stack, cli, capsys, change
+):
+    _erase(erasure_stack, cli, capsys, "m-1")
+    [lookup] = [i for i in erasure_stack.audit_items() if i["sk"] == "001#lookup"]
+    _put(erasure_stack, {**lookup, **change})
+    code, out = run(cli, capsys, "verify", "m-1")
+    assert code == 1
+    assert "NOT INTACT" in out and len(out.splitlines()) < 8
+
+
+@pytest.mark.parametrize("place", ["link#1000000", "link#\u00b2"])
+def test_a_claimed_place_far_off_or_not_a_number_is_reported_in_one_line(
+    erasure_stack, cli, capsys, place
+):
+    _erase(erasure_stack, cli, capsys, "big-1")
+    _put(erasure_stack, {"request_id": "big-1", "sk": place})
+    code, out = run(cli, capsys, "verify", "big-1")
+    assert code in (0, 1) and len(out.splitlines()) < 5

@@ -67,7 +67,7 @@ class DynamoAuditLog:
                 sk = item["sk"]["S"]
                 if not sk.startswith(LINK_PREFIX):
                     records.append(_values(item))
-                elif sk[len(LINK_PREFIX) :].isdigit():
+                elif sk[len(LINK_PREFIX) :].isdecimal():  # not isdigit: int() refuses "²"
                     places.append(int(sk[len(LINK_PREFIX) :]))
             if "LastEvaluatedKey" not in page:
                 return records, places

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from cliniko_automations.erasure.trail import (
     GENESIS_HASH,
     OUTCOME_SK,
-    chain_head,
     find_record,
     record_hash,
 )
@@ -48,31 +48,65 @@ def verify_chain(
         if "seq" not in record or "hash" not in record:
             problems.append(f"record {record.get('sk')} carries no chain hash")
             continue
-        seq = int(record["seq"])
+        seq = _place(record["seq"])
+        if seq is None:
+            # Not a place the trail writes (a text, 0 or less, a fraction): outside the walk
+            # below, such a record could hold any content, or a receipt's head, unchecked.
+            problems.append(f"record {record.get('sk')} claims no place in the chain")
+            continue
         if seq in by_seq:
             problems.append(f"records {by_seq[seq].get('sk')} and {record.get('sk')} share #{seq}")
         by_seq[seq] = record
     previous: str | None = GENESIS_HASH
-    for seq in range(1, max([*by_seq, *places], default=0) + 1):
-        linked = by_seq.get(seq)
-        if linked is None:
-            problems.append(f"record #{seq} is missing")
+    expected = 1
+    for seq in sorted(by_seq):
+        if seq > expected:
+            problems.append(_missing(expected, seq - 1))
             previous = None
-            continue
+        linked = by_seq[seq]
         sk = str(linked.get("sk"))
-        if record_hash(request_id, sk, linked) != linked["hash"]:
+        if _hash_of(request_id, sk, linked) != linked["hash"]:
             problems.append(f"record #{seq} ({sk}) was changed: its hash does not match")
         if previous is not None and linked.get("prev_hash") != previous:
             problems.append(f"record #{seq} ({sk}) does not follow record #{seq - 1}")
         previous = str(linked["hash"])
+        expected = seq + 1
+    last = max(places, default=0)
+    if last >= expected:
+        problems.append(_missing(expected, last))
     if receipt_head is not None and all(r.get("hash") != receipt_head for r in by_seq.values()):
         problems.append(
             "the receipt's chain head is in no record: records were removed or rewritten"
         )
     outcome = find_record(records, OUTCOME_SK)
-    if outcome is not None and by_seq and int(outcome.get("seq", 0)) != max(by_seq):
+    if outcome is not None and by_seq and _place(outcome.get("seq")) != max(by_seq):
         problems.append("records were added after the outcome")
-    _, head = chain_head(records)
+    head = str(by_seq[max(by_seq)]["hash"]) if by_seq else GENESIS_HASH
     return Verification(
         request_id=request_id, records=len(records), chain_head=head, problems=problems
     )
+
+
+def _place(value: Any) -> int | None:
+    """A record's `seq` as the trail writes it (a whole number from 1, a Decimal when read from
+    DynamoDB); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        return None
+    if isinstance(value, Decimal) and not (value.is_finite() and value == value.to_integral()):
+        return None
+    return int(value) if value >= 1 else None
+
+
+def _missing(first: int, last: int) -> str:
+    if first == last:
+        return f"record #{first} is missing"
+    return f"records #{first}-#{last} are missing"
+
+
+def _hash_of(request_id: str, sk: str, record: Mapping[str, Any]) -> str | None:
+    """The record's hash, or None when it holds a value the trail never writes (a binary, a
+    set): such a record was changed."""
+    try:
+        return record_hash(request_id, sk, record)
+    except (TypeError, ValueError):
+        return None

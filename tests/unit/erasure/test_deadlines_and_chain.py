@@ -147,3 +147,42 @@ def test_a_receipt_s_head_must_still_be_in_the_trail() -> None:
     assert verify_chain("r-1", records, receipt_head=head).problems == [
         "the receipt's chain head is in no record: records were removed or rewritten"
     ]
+
+
+@pytest.mark.parametrize("seq", [0, -3, "2", 1.5])
+def test_a_record_at_no_place_of_the_chain_is_reported_not_skipped(seq) -> None:
+    records = trail()
+    # Outside the walk from #1, it was never checked: an extension added at #0 went unseen.
+    records.append({"sk": "000#extension", "due_at": "2099", "seq": seq, "hash": "forged"})
+    assert verify_chain("r-1", records).problems == [
+        "record 000#extension claims no place in the chain"
+    ]
+
+
+def test_a_receipt_s_head_kept_at_place_0_of_a_rewritten_trail_is_no_proof() -> None:
+    head = trail()[-1]["hash"]
+    records = trail()
+    records[0]["reason"] = "rewritten"
+    rewritten = chain(
+        "r-1",
+        *({k: v for k, v in r.items() if k not in ("seq", "prev_hash", "hash")} for r in records),
+    )
+    rewritten.append({"sk": "000#note", "seq": 0, "hash": head})
+    problems = verify_chain("r-1", rewritten, places=[1, 2, 3], receipt_head=head).problems
+    assert "the receipt's chain head is in no record: records were removed or rewritten" in problems
+
+
+@pytest.mark.parametrize("value", [b"lookup", {"7"}])
+def test_a_value_the_trail_never_writes_is_a_changed_record(value) -> None:
+    records = trail()
+    records[1]["contact_ids"] = value
+    assert verify_chain("r-1", records).problems == [
+        "record #2 (001#lookup) was changed: its hash does not match"
+    ]
+
+
+def test_a_claim_far_past_the_chain_is_one_line() -> None:
+    records = trail()
+    assert verify_chain("r-1", records, places=[10**12]).problems == [
+        f"records #4-#{10**12} are missing"
+    ]
