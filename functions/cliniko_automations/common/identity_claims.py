@@ -15,7 +15,10 @@ may know the person by name and phone): a worker updating one of them has had it
 answered before the scrub, which then overwrites it.
 
 Claims live in the idempotency table (pk `id`, TTL `expiration`) as `intake-claim#<sha256>`:
-a hash of the account and the identity, no personal data.
+a hash of the account and the identity, unkeyed (the worker holds no pepper), so a reader of
+the table with a guessed email could confirm it. A claim is deleted when its worker lets go,
+and one left expired (a lost create's, a killed worker's) by the fence of an erasure of its
+person; the rest wait for DynamoDB's TTL.
 """
 
 from __future__ import annotations

@@ -53,11 +53,13 @@ def fenced_store(dynamodb, *, wait: float = 0.3) -> DynamoSubmissionStore:
 CLAIMS = [claim_key(account, "email", "ana@example.com") for account in ("main", "north")]
 
 
-def test_a_fence_tombstones_when_no_worker_holds_the_person(aws) -> None:
+def test_a_fence_tombstones_when_no_worker_holds_the_person_and_deletes_expired_claims(aws) -> None:
     dynamodb = boto3.client("dynamodb")
     store = fenced_store(dynamodb)
     # Another person's claim, and one of this person's that expired (its holder died).
-    DynamoClaims(dynamodb, "claims").hold(claim_key("main", "email", "bo@example.com")).__enter__()
+    others = claim_key("main", "email", "bo@example.com")
+    held = DynamoClaims(dynamodb, "claims").hold(others)
+    held.__enter__()
     dynamodb.put_item(
         TableName="claims",
         Item={**claim_item_key(CLAIMS[1]), "token": {"S": "t"}, "expiration": {"N": "1"}},
@@ -65,6 +67,11 @@ def test_a_fence_tombstones_when_no_worker_holds_the_person(aws) -> None:
 
     assert store.fence("email-hmac", ERASED_AT, CLAIMS) is True
     assert store.erased_at(["email-hmac"]) == ERASED_AT
+    # The expired claim's key is an unkeyed hash of the email: gone with the erasure, not left
+    # to DynamoDB's lazy TTL. The other person's claim is theirs.
+    left = {item["id"]["S"] for item in dynamodb.scan(TableName="claims")["Items"]}
+    assert left == {claim_item_key(others)["id"]["S"]}
+    held.__exit__(None, None, None)
 
 
 def test_a_fence_waits_for_a_held_claim_and_writes_nothing_while_it_is_held(aws) -> None:
