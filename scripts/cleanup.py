@@ -292,6 +292,10 @@ def print_status(
         "archived_ids": runs.contact_ids(state.run_id, "archived"),
         "matched_ids": runs.contact_ids(state.run_id, "matched") if state.dry_run else {},
     }
+    if state.dry_run:
+        # A contact several rules match is each one's match in a dry run, but a run archives
+        # it once (under the rule that reaches it first): the plan's figure is the distinct ids.
+        report["would_archive"] = len({i for ids in report["matched_ids"].values() for i in ids})
     if as_json:
         print(json.dumps(report, indent=2))
         return _verdict(rules, final)
@@ -308,6 +312,9 @@ def print_status(
             f"failed {rule['failed']}{eta}"
             + (f" ({printable(rule['error'])})" if rule["error"] else "")
         )
+    if state.dry_run:
+        print(f"  would archive {report['would_archive']} contacts (one that several rules "
+              "match is counted under each rule above)")  # fmt: skip
     return _verdict(rules, final)
 
 

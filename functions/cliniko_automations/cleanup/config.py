@@ -49,6 +49,14 @@ class TextCondition(_Model):
             raise ValueError("must not contain control characters (a tab, a line break)")
         return value
 
+    @model_validator(mode="after")
+    def _narrows(self) -> TextCondition:
+        # `%` alone matches every contact with the field set: on a rule with
+        # created_by_intake: false, every such contact of the account would be archived.
+        if self.op in ("like", "contains") and not self.value.strip("%"):
+            raise ValueError(f"{self.op} {self.value!r} matches every {self.field}: name a pattern")
+        return self
+
     def to_filter(self, now: dt.datetime) -> Filter:
         value = self.value.lower() if self.field == "email" else self.value
         field = StringFilter(self.field)
@@ -83,10 +91,12 @@ class AgeCondition(_Model):
     op: Literal["older_than_days"]
     value: int = Field(ge=1, le=36_500, strict=True)  # `true` is no number of days
 
-    def to_filter(self, now: dt.datetime) -> Filter:
+    def cutoff(self, now: dt.datetime) -> dt.datetime:
         # Whole seconds, the form Cliniko documents its date-time filters in.
-        cutoff = (now - dt.timedelta(days=self.value)).replace(microsecond=0)
-        return DateTimeFilter(self.field).lt(cutoff)
+        return (now - dt.timedelta(days=self.value)).replace(microsecond=0)
+
+    def to_filter(self, now: dt.datetime) -> Filter:
+        return DateTimeFilter(self.field).lt(self.cutoff(now))
 
 
 # Told apart by `field`, so a mistake is reported against the one kind of condition it is.
@@ -102,6 +112,17 @@ class CleanupRule(_Model):
 
     def filters(self, now: dt.datetime) -> list[Filter]:
         return [condition.to_filter(now) for condition in self.where]
+
+    def updated_before(self, now: dt.datetime) -> dt.datetime | None:
+        """The rule's `updated_at` cutoff (the earliest of several), None without one."""
+        return min(
+            (
+                condition.cutoff(now)
+                for condition in self.where
+                if isinstance(condition, AgeCondition) and condition.field == "updated_at"
+            ),
+            default=None,
+        )
 
 
 class CleanupRules(_Model):

@@ -41,6 +41,11 @@ BATCH = 100
 LISTED_FAILURES = 100
 # The wait asked for after a refusal that names no reset time (5xx, no connection).
 RETRY_WAIT_SECONDS = 30
+# How long a batch is archived on Cliniko's word that it matches: past it, what is left of the
+# batch is asked about again (one request). A batch archived at the bulk share beside a busy
+# intake takes minutes (each request may wait CLINIKO_MAX_WAIT_SECONDS), and a contact staff
+# changed meanwhile (no longer stale) must not be archived on what the rule saw before.
+RECHECK_SECONDS = 60
 
 Phase = Literal["find", "archive", "done"]
 
@@ -143,6 +148,8 @@ class ActiveLedger(Protocol):
     def active_ids(self, account: str, after: str | None, limit: int) -> list[str]: ...
 
     def mark_archived(self, contact_ids: Sequence[str], archived_at: str) -> None: ...
+
+    def last_submissions(self, contact_ids: Sequence[str]) -> dict[str, str]: ...
 
 
 class Checkpoints(Protocol):
@@ -255,10 +262,11 @@ class CleanupStep:
         except AccountMisconfigured as error:
             progress.stop(error.kind)
             return
-        filters = rule.filters(dt.datetime.fromisoformat(state.started_at))
+        started = dt.datetime.fromisoformat(state.started_at)
+        filters = rule.filters(started)
         try:
             if progress.phase == "find":
-                self._find(progress, client, filters)
+                self._find(progress, client, filters, rule.updated_before(started))
                 progress.batches += 1
                 if state.dry_run:
                     self._record(state, progress, "matched", progress.pending)
@@ -269,7 +277,7 @@ class CleanupStep:
             if progress.phase == "archive":
                 if verify:
                     self._verify(state, progress, client, filters)
-                self._archive(state, progress, client)
+                self._archive(state, progress, client, filters)
         except cliniko_errors.ClinikoError as error:
             progress.error = kind = cliniko_errors.error_kind(error)
             if _transient(error):
@@ -280,7 +288,13 @@ class CleanupStep:
                 self._on_access_refused(progress.account, error)
             progress.stop(kind)
 
-    def _find(self, progress: RuleProgress, client: ContactsClient, filters: list[Filter]) -> None:
+    def _find(
+        self,
+        progress: RuleProgress,
+        client: ContactsClient,
+        filters: list[Filter],
+        updated_before: dt.datetime | None = None,
+    ) -> None:
         if progress.created_by_intake:
             ids = self._ledger.active_ids(progress.account, progress.cursor, BATCH)
             matched = (
@@ -288,6 +302,15 @@ class CleanupStep:
                 if ids
                 else []
             )
+            if matched and updated_before is not None:
+                # A person who sent the form again and changed nothing left Cliniko's
+                # updated_at as it was: touched since the cutoff all the same (the ledger's).
+                sent = self._ledger.last_submissions(matched)
+                matched = [
+                    i
+                    for i in matched
+                    if i not in sent or dt.datetime.fromisoformat(sent[i]) < updated_before
+                ]
             progress.asked += len(ids)
             found = ids
         else:
@@ -333,17 +356,39 @@ class CleanupStep:
         progress.pending = rest
         if not rest:
             return
-        # Lists leave archived contacts out: what the rule still selects, active.
-        seen = {c.id for c in client.iter_contacts([*filters, NumericFilter("id").eq(rest)])}
         # Not seen: it no longer matches (changed meanwhile): left alone.
-        progress.pending = [i for i in rest if i in seen]
+        progress.pending = self._still_matching(client, filters, rest)
 
-    def _archive(self, state: RunState, progress: RuleProgress, client: ContactsClient) -> None:
+    @staticmethod
+    def _still_matching(
+        client: ContactsClient, filters: list[Filter], contact_ids: list[str]
+    ) -> list[str]:
+        """Those of `contact_ids` the rule selects now (lists leave archived contacts out)."""
+        seen = {c.id for c in client.iter_contacts([*filters, NumericFilter("id").eq(contact_ids)])}
+        return [i for i in contact_ids if i in seen]
+
+    def _archive(
+        self,
+        state: RunState,
+        progress: RuleProgress,
+        client: ContactsClient,
+        filters: list[Filter],
+    ) -> None:
         done: list[str] = []
+        checked = self._clock()
         try:
             for contact_id in list(progress.pending):
                 if self._out_of_time():
                     break
+                if (self._clock() - checked).total_seconds() > RECHECK_SECONDS:
+                    # What is left was found a while ago: a contact changed since (staff
+                    # edited it) and no longer matching is left alone, as `_verify` leaves it.
+                    rest = [i for i in progress.pending if i not in done]
+                    still = set(self._still_matching(client, filters, rest))
+                    progress.pending = [i for i in progress.pending if i in done or i in still]
+                    checked = self._clock()
+                if contact_id not in progress.pending:
+                    continue
                 try:
                     client.archive_contact(contact_id)
                 except cliniko_errors.NotFound:

@@ -6,6 +6,11 @@ written only if absent: the first entry for a contact names the submission that 
 for good; a later write (a recovered attempt recording its entry again, or any bug that
 would name another submission) leaves it as it is.
 
+An entry also keeps `last_submission_at`, when a later submission last met its contact and
+found nothing to change in it: a resubmission that changes nothing leaves
+Cliniko's `updated_at` as it was, and a cleanup rule on `updated_at` must not take that person
+for one nobody has touched.
+
 Each entry has a `state`: "active" when the intake writes it, "archived" once the cleanup has
 archived the contact. Active entries also carry `active_account` (their account), the key of
 the sparse index `ActiveByAccount`: an archived entry loses it and so leaves the index, and a
@@ -66,6 +71,39 @@ class DynamoLedger:
             # Already recorded: the first entry stays (see the module docstring).
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
+
+    def seen(self, contact_id: str, at: str) -> None:
+        """A submission met this contact at `at`. Only an entry the ledger holds keeps it: a
+        contact staff made is none of its business, and gets no entry."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"contact_id": {"S": contact_id}},
+                UpdateExpression="SET last_submission_at = :at",
+                ConditionExpression="attribute_exists(contact_id)",
+                ExpressionAttributeValues={":at": {"S": at}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    def last_submissions(self, contact_ids: Sequence[str]) -> dict[str, str]:
+        """When a submission last met each of `contact_ids` (at most 100), for those it met."""
+        found: dict[str, str] = {}
+        request: dict[str, Any] = {
+            self._table: {
+                "Keys": [{"contact_id": {"S": i}} for i in dict.fromkeys(contact_ids)],
+                "ProjectionExpression": "contact_id, last_submission_at",
+                "ConsistentRead": True,
+            }
+        }
+        while request and request.get(self._table, {}).get("Keys"):
+            answer = self._client.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(self._table, []):
+                if "last_submission_at" in item:
+                    found[item["contact_id"]["S"]] = item["last_submission_at"]["S"]
+            request = answer.get("UnprocessedKeys") or {}
+        return found
 
     def _active_query(self, account: str, after: str | None, **extra: str) -> dict[str, Any]:
         """A query of `account`'s active entries on the sparse index, after the id `after`."""

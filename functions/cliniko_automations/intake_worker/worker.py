@@ -170,6 +170,10 @@ class Ledger(Protocol):
         submission already holds for the contact is kept, never overwritten."""
         ...
 
+    def seen(self, contact_id: str, at: str) -> None:
+        """A submission met the contact at `at` (kept only if the ledger holds it)."""
+        ...
+
 
 class Parking(Protocol):
     def park(self, submission: Submission, reason: str, candidate_ids: Sequence[str]) -> None: ...
@@ -349,6 +353,9 @@ class IntakeWorker:
             self._record_created(submission, decision.contact_id)
             return self._created(submission, decision.contact_id, recovered=True)
         if decision.action == "unchanged":
+            assert decision.contact_id is not None
+            # Cliniko's updated_at stays as it was: the ledger says the person was here.
+            self._ledger.seen(decision.contact_id, self._now().isoformat())
             return Outcome("unchanged", sid, contact_id=decision.contact_id)
         if decision.action == "update":
             assert decision.contact_id is not None

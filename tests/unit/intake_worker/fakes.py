@@ -62,9 +62,14 @@ class MemoryIntents:
 class MemoryLedger:
     def __init__(self) -> None:
         self.entries: dict[str, LedgerEntry] = {}
+        self.seen_at: dict[str, str] = {}
 
     def record(self, entry: LedgerEntry) -> None:
         self.entries.setdefault(entry.contact_id, entry)
+
+    def seen(self, contact_id: str, at: str) -> None:
+        if contact_id in self.entries:
+            self.seen_at[contact_id] = at
 
 
 class MemoryParking:

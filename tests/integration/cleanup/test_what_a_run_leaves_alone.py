@@ -1,0 +1,206 @@
+"""What a cleanup run must leave alone: a contact its person met again through the form, one
+staff changed while its batch was being archived, and what a plan says against what the run
+then does."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+from cliniko_automations.cleanup.config import CleanupRule, load_cleanup_rules
+from cliniko_automations.cleanup.core import CleanupStep
+from cliniko_automations.intake.submission import ContactDraft, Submission
+from cliniko_automations.intake_worker.worker import IntakeWorker
+
+from tests.integration.cleanup.test_core_against_emulator import World, ago, rule
+from tests.unit.cleanup.test_status import cli
+from tests.unit.intake_worker.fakes import MemoryClaims, MemoryIntents, MemoryParking
+
+
+@pytest.fixture
+def world(aws, cliniko) -> World:
+    return World(cliniko)
+
+
+def shipped(name: str) -> CleanupRule:
+    """A rule of the shipped cleanup_rules.yaml, on the test's account."""
+    (found,) = load_cleanup_rules().selected([name])
+    return found.model_copy(update={"account": "clinic"})
+
+
+def submission(draft: ContactDraft) -> Submission:
+    return Submission(
+        submission_id="sub-today",
+        idempotency_key="test-json:today",
+        source="form",
+        provider="json",
+        account="clinic",
+        received_at=datetime.now(UTC),
+        update_policy="fill_blanks",
+        draft=draft,
+    )
+
+
+def test_a_person_who_sent_the_form_today_is_not_archived_as_stale(world):
+    # The intake made this contact four years ago (it is in the ledger); nobody changed it.
+    (old,) = world.seed(
+        {"first_name": "Ana", "last_name": "Lima", "email": "ana@clinic.example",
+         "created_at": ago(4 * 365), "updated_at": ago(4 * 365)}
+    )  # fmt: skip
+    # Today Ana sends the form again, with the details Cliniko already holds.
+    worker = IntakeWorker(
+        claims=MemoryClaims(),
+        intents=MemoryIntents(),
+        ledger=world.ledger,
+        parking=MemoryParking(),
+    )
+    draft = ContactDraft(first_name="Ana", last_name="Lima", email="ana@clinic.example")
+    outcome = worker.process(submission(draft), world.client)
+    assert (outcome.action, outcome.contact_id) == ("unchanged", old)
+
+    # Tonight's cleanup, shipped rule "Form contacts nobody has touched for three years".
+    stale = shipped("stale-form-contacts")
+    world.step(world.start(stale), stale)
+
+    assert world.archived() == set(), "archived a contact whose person sent the form today"
+
+
+def test_a_dry_run_writes_nothing_to_cliniko_and_plans_what_the_run_archives(world):
+    world.seed_matching(3)
+    world.seed({"first_name": "S", "email": "s@example.com", "created_at": ago(10)},
+               from_intake=False)  # fmt: skip
+    every = rule("every", created_by_intake=False)
+    world.cliniko.control.clear_requests()
+    dry = world.start(rule(), every, dry_run=True)
+    world.step(dry, rule(), every)
+    methods = Counter(r["method"] for r in world.cliniko.control.requests())
+    assert set(methods) == {"GET"}, methods
+    planned = world.runs.contact_ids(dry.run_id, "matched")
+
+    real = world.start(rule(), every)
+    world.step(real, rule(), every)
+    # A contact both rules match is each one's match in the plan, and archived once.
+    assert {i for ids in planned.values() for i in ids} == world.archived()
+    assert sum(p.archived for p in world.runs.load(real.run_id).rules) == len(world.archived())
+
+
+def test_the_age_boundary(world):
+    # Exactly 1095 days ago to the second: not older than 1095 days.
+    now = dt.datetime.fromisoformat(world.start(rule()).started_at)
+    exact = (now - dt.timedelta(days=1095)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    frac = (now - dt.timedelta(days=1095)).strftime("%Y-%m-%dT%H:%M:%S.400000Z")
+    offset = (
+        (now - dt.timedelta(days=1095))
+        .astimezone(dt.timezone(dt.timedelta(hours=10)))
+        .strftime("%Y-%m-%dT%H:%M:%S+10:00")
+    )
+    ids = world.seed(
+        {"first_name": "E", "updated_at": exact, "created_at": exact},
+        {"first_name": "F", "updated_at": frac, "created_at": exact},
+        {"first_name": "O", "updated_at": offset, "created_at": exact},
+    )
+    stale = shipped("stale-form-contacts")
+    state = world.start(stale)
+    state_started = dt.datetime.fromisoformat(state.started_at)
+    assert state_started == now
+    world.step(state, stale)
+    assert world.archived() == set(), ids
+
+
+class StaffEditDuringArchiving:
+    """The cleanup's client; while it archives its batch (a batch of 100 at the bulk share of
+    the budget takes 40 s at best, minutes beside a busy intake: each request may wait 60 s),
+    a member of staff edits a contact of the batch it has not reached yet."""
+
+    def __init__(self, inner, staff, contact_id: str) -> None:
+        self.inner, self.staff, self.contact_id = inner, staff, contact_id
+        self.edited = False
+
+    def iter_contacts(self, *args, **kwargs):
+        return self.inner.iter_contacts(*args, **kwargs)
+
+    def archive_contact(self, contact_id: str) -> None:
+        if not self.edited:
+            self.edited = True
+            self.staff.update_contact(self.contact_id, {"occupation": "GP, back in touch"})
+        self.inner.archive_contact(contact_id)
+
+
+def test_a_plan_then_a_run_rechecks_what_staff_changed_in_between(world):
+    first, edited = world.seed(
+        {"first_name": "A", "created_at": ago(2000), "updated_at": ago(2000)},
+        {"first_name": "B", "created_at": ago(2000), "updated_at": ago(2000)},
+    )
+    stale = shipped("stale-form-contacts")
+    dry = world.start(stale, dry_run=True)
+    world.step(dry, stale)
+    assert sorted(world.runs.contact_ids(dry.run_id, "matched")["stale-form-contacts"]) == sorted(
+        [first, edited]
+    )
+    world.cliniko.client().update_contact(edited, {"occupation": "GP"})
+    world.step(world.start(stale), stale)
+    assert world.archived() == {first}
+
+
+class SlowBudget(StaffEditDuringArchiving):
+    """As above, and every archive waits `seconds` on the shared budget (a busy intake)."""
+
+    def __init__(self, inner, staff, contact_id: str, seconds: float) -> None:
+        super().__init__(inner, staff, contact_id)
+        self.now = dt.datetime.now(dt.UTC)
+        self.seconds = seconds
+
+    def clock(self) -> dt.datetime:
+        return self.now
+
+    def archive_contact(self, contact_id: str) -> None:
+        self.now += dt.timedelta(seconds=self.seconds)
+        super().archive_contact(contact_id)
+
+
+def test_a_batch_archived_slowly_is_asked_about_again_before_its_later_contacts(world):
+    first, second, edited = world.seed(
+        *({"first_name": n, "created_at": ago(2000), "updated_at": ago(2000)} for n in "ABC")
+    )
+    stale = shipped("stale-form-contacts")
+    client = SlowBudget(world.client, world.cliniko.client(), edited, seconds=50)
+    state = world.start(stale)
+    CleanupStep(
+        rules={stale.name: stale},
+        client_for_account=lambda account: client,
+        ledger=world.ledger,
+        checkpoints=world.runs,
+        clock=client.clock,
+    ).run(world.runs.load(state.run_id))
+
+    assert world.archived() == {first, second}  # C, changed 100 s after it was found: left
+    assert edited in world.active()
+
+
+def test_the_plan_says_how_many_contacts_the_run_would_archive(world, capsys):
+    world.seed_matching(3)
+    every = rule("every", created_by_intake=False)
+    dry = world.start(rule(), every, dry_run=True)
+    world.step(dry, rule(), every)
+    cli.print_status(world.runs, world.ledger, "cleanup_rules", dry.run_id, as_json=False)
+    out = capsys.readouterr().out
+    assert "matched 3" in out  # each rule's own match ...
+    assert "would archive 3 contacts" in out  # ... and what a run would archive, once each
+
+
+def test_a_submission_meeting_a_contact_the_ledger_does_not_hold_adds_no_entry(world):
+    world.ledger.seen("12345", ago(0))
+    assert world.ledger.last_submissions(["12345"]) == {}
+    assert world.active() == []
+
+
+@pytest.mark.parametrize("value", ["%", "%%"])
+@pytest.mark.parametrize("op", ["like", "contains"])
+def test_a_text_condition_of_only_wildcards_is_refused(op, value):
+    with pytest.raises(ValueError, match="matches every email"):
+        CleanupRule.model_validate(
+            {"name": "oops", "account": "clinic", "created_by_intake": False,
+             "where": [{"field": "email", "op": op, "value": value}]}
+        )  # fmt: skip
