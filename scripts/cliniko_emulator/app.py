@@ -187,12 +187,23 @@ class Emulator:
                 self._read_only.add(key)
             else:
                 self._read_only.discard(key)
-            self.store.meta["keys"] = [
-                {"key": k, "user": self._users[k], "read_only": k in self._read_only}
-                for k in sorted(set(self._keys) - set(self._initial_keys))
-            ]
+            self._remember_keys()
         self.store.save()
         return shard
+
+    def revoke_key(self, key: str) -> None:
+        """Forgets a key, as archiving it in Cliniko does: 401 from then on."""
+        with self._lock:
+            self._keys.pop(key, None)
+            self._read_only.discard(key)
+            self._remember_keys()
+        self.store.save()
+
+    def _remember_keys(self) -> None:
+        self.store.meta["keys"] = [
+            {"key": k, "user": self._users[k], "read_only": k in self._read_only}
+            for k in sorted(set(self._keys) - set(self._initial_keys))
+        ]
 
     def reset(self) -> None:
         """Empties contacts, log, counters, violations; faults, rate limit, validation and
@@ -572,6 +583,10 @@ class Emulator:
         shard = self.add_key(data.get("key"), user=data.get("user"), read_only=read_only)
         return Reply.json(201, {"shard": shard})
 
+    def _c_revoke_key(self, data, query) -> Reply:
+        self.revoke_key(data.get("key"))
+        return Reply.json(200, {"ok": True})
+
     def _c_keys(self, data, query) -> Reply:
         with self._lock:
             shards = sorted(self._keys.values())
@@ -763,6 +778,7 @@ CONTROL_ROUTES: dict[tuple[str, str], Callable[..., Reply]] = {
     ("POST", "reset"): Emulator._c_reset,
     ("POST", "keys"): Emulator._c_add_key,
     ("GET", "keys"): Emulator._c_keys,
+    ("DELETE", "keys"): Emulator._c_revoke_key,
     ("POST", "seed"): Emulator._c_seed,
     ("GET", "requests"): Emulator._c_requests,
     ("DELETE", "requests"): Emulator._c_clear_requests,

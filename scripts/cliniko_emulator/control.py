@@ -47,6 +47,10 @@ class EmulatorControl:
             body["user"] = user
         return self._call("POST", "keys", json=body)["shard"]
 
+    def revoke_key(self, key: str) -> None:
+        """Forgets an API key, as archiving it in Cliniko does: 401 from then on."""
+        self._call("DELETE", "keys", json={"key": key})
+
     def seed(
         self,
         n: int = 0,

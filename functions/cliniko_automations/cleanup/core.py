@@ -219,29 +219,36 @@ class CleanupStep:
         state.steps += 1
         # A batch found by an earlier step may be partly archived already (a killed step).
         unverified = {p.rule for p in state.rules if p.phase == "archive"}
-        try:
-            while not state.done and not self._out_of_time():
-                progress = self._next_turn(state)
-                self._advance(state, progress, verify=progress.rule in unverified)
-                unverified.discard(progress.rule)
+        # Rules Cliniko refused for now in this step, with the wait it asked: they sit out the
+        # rest of the step, so one account's outage or 429 does not hold up the others' rules.
+        resting: dict[str, int] = {}
+        while not state.done and not self._out_of_time():
+            progress = self._next_turn(state, resting)
+            if progress is None:  # every rule left is refused for now
                 self._checkpoints.save(state)
-        except _Refused as refused:
+                return StepOutcome("wait", min(resting.values()))
+            try:
+                self._advance(state, progress, verify=progress.rule in unverified)
+            except _Refused as refused:
+                resting[progress.rule] = refused.seconds
+            else:
+                unverified.discard(progress.rule)
             self._checkpoints.save(state)
-            return StepOutcome("wait", refused.seconds)
         if state.done:
             state.status = "finished"
             self._checkpoints.save(state)
             return StepOutcome("done")
         return StepOutcome("step")
 
-    def _next_turn(self, state: RunState) -> RuleProgress:
+    def _next_turn(self, state: RunState, resting: Mapping[str, int]) -> RuleProgress | None:
         count = len(state.rules)
         for offset in range(count):
             index = (state.next_rule + offset) % count
-            if state.rules[index].phase != "done":
+            rule = state.rules[index]
+            if rule.phase != "done" and rule.rule not in resting:
                 state.next_rule = (index + 1) % count
-                return state.rules[index]
-        raise AssertionError("no rule left to advance")  # run() checks state.done first
+                return rule
+        return None
 
     def _advance(self, state: RunState, progress: RuleProgress, *, verify: bool) -> None:
         """One turn of a rule: find its next batch, then archive it (not in a dry run)."""

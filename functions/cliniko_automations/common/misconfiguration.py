@@ -26,6 +26,7 @@ from cliniko_automations.cliniko.errors import (
 )
 from cliniko_automations.common.accounts import key_secret_setting
 from cliniko_automations.common.secrets import (
+    SecretDeleted,
     SecretDenied,
     SecretEmpty,
     SecretMisconfigured,
@@ -132,6 +133,12 @@ def _secret_problem(error: SecretMisconfigured, where: str | None) -> Misconfigu
             f"{error.name} --secret-string file://value.txt), or correct the name"
         )
         return Misconfiguration(error.reason, setting, "no such secret", fix)
+    if isinstance(error, SecretDeleted):
+        fix = (
+            f"restore it (aws secretsmanager restore-secret --secret-id {error.name}) before "
+            "its recovery window ends, or name another secret"
+        )
+        return Misconfiguration(error.reason, setting, "the secret is scheduled for deletion", fix)
     if isinstance(error, SecretDenied):
         fix = (
             "the function's role may not read it: it must lie under SecretsPrefix, and a "

@@ -76,10 +76,19 @@ class SecretEmpty(SecretMisconfigured):
     reason = "secret_empty"
 
 
+class SecretDeleted(SecretMisconfigured):
+    """Deleted, within its recovery window: Secrets Manager answers InvalidRequestException
+    (not ResourceNotFoundException) until the window ends."""
+
+    reason = "secret_deleted"
+
+
 # Secrets Manager's error codes that no retry can change.
 _PERMANENT = {
     "ResourceNotFoundException": SecretMissing,
     "AccessDeniedException": SecretDenied,
+    # GetSecretValue's only InvalidRequestException: the secret is marked for deletion.
+    "InvalidRequestException": SecretDeleted,
 }
 
 
@@ -174,11 +183,20 @@ def read_secret(name: str, *, prefix: str | None = None) -> str:
     return _read(name)
 
 
-def _read(name: str) -> str:
+def reread_secret(name: str, *, prefix: str | None = None) -> str:
+    """`read_secret`, past the cache (which it refreshes): a value that was refused (a Cliniko
+    key archived once its successor was put in the secret) may have been rotated since."""
+    check_secret_prefix(name, prefix)
+    return _read(name, force_fetch=True)
+
+
+def _read(name: str, *, force_fetch: bool = False) -> str:
     _use_shared_session()
     try:
         # Powertools annotates this overload as str, but a SecretBinary comes back as bytes.
-        value: str | bytes = parameters.get_secret(name, max_age=SECRET_MAX_AGE)
+        value: str | bytes = parameters.get_secret(
+            name, max_age=SECRET_MAX_AGE, force_fetch=force_fetch
+        )
     except GetParameterError as exc:
         # Powertools re-raises inside its handler, so the AWS error is the context.
         cause = exc.__cause__ or exc.__context__

@@ -39,7 +39,19 @@ from cliniko_automations.intake_worker.retries import (
 )
 from cliniko_automations.intake_worker.runtime import Parked, key_secrets, runtime
 from cliniko_automations.intake_worker.telemetry import logger, metrics, report_outcome
-from cliniko_automations.intake_worker.worker import Erased, Misconfigured, Rejected, RetryLater
+from cliniko_automations.intake_worker.worker import (
+    ClinikoBusy,
+    Erased,
+    Misconfigured,
+    Rejected,
+    RetryLater,
+)
+
+# The accounts whose Cliniko failed this batch (5xx, 429, no answer in time): their other
+# records are handed back at once, with their backoff, so that one clinic's outage does not
+# spend the invocation every other clinic's records wait on (and, handed back unattempted
+# five times, dead-letter them).
+_stalled: set[str] = set()
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
@@ -53,6 +65,10 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     if not isinstance(loaded, Loaded):
         return loaded  # dropped or rejected: the message ends here
     submission = loaded.submission
+    if submission.account in _stalled:
+        failure = RetryLater("account_unavailable")
+        retry(rt, record, submission, failure)
+        raise failure
     remaining = rt.remaining_seconds()
     if remaining is not None and remaining < rt.settings.min_remaining_seconds:
         # Too little time left to finish this one (Cliniko's waits can take a while): hand
@@ -76,6 +92,8 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         retry(rt, record, submission, failure)
         raise failure from None
     except Exception as exc:
+        if isinstance(exc, ClinikoBusy):
+            _stalled.add(submission.account)
         retry(rt, record, submission, exc)
         raise
     report_outcome(outcome)
@@ -94,6 +112,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     # Lets Powertools expire an INPROGRESS record when this invocation would have timed
     # out, so a crashed attempt does not block its retry for the record's whole lifetime.
     rt.idempotency.register_lambda_context(context)
+    _stalled.clear()
     # One processor per invocation: it keeps per-batch state. A batch whose records all
     # failed is still answered with their ids, not an error: each failure was booked (reason,
     # backoff) and the function itself did not fail.

@@ -23,19 +23,26 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
+from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.cliniko.pacing import key_fingerprint
 from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
 from cliniko_automations.common.cliniko_accounts import client_for_secret, time_left_after
 from cliniko_automations.common.ledger import DynamoLedger
-from cliniko_automations.common.secrets import SecretMisconfigured
+from cliniko_automations.common.secrets import SecretMisconfigured, reread_secret
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_worker.parking import SqsParking
 from cliniko_automations.intake_worker.queues import SqsQueues
 from cliniko_automations.intake_worker.settings import WorkerSettings
 from cliniko_automations.intake_worker.store import DynamoClaims, DynamoFailures, DynamoIntents
-from cliniko_automations.intake_worker.worker import IntakeWorker, Misconfigured, Rejected
+from cliniko_automations.intake_worker.worker import (
+    IntakeWorker,
+    Misconfigured,
+    Rejected,
+    RetryLater,
+)
 
 # Powertools idempotency records are named after this, not after the Lambda function, so a
 # redeployed or renamed function still recognises submissions it already handled.
@@ -137,7 +144,16 @@ def _runtime(settings: WorkerSettings) -> Runtime:
             )
         except (ConfigurationError, SecretMisconfigured) as exc:
             raise Misconfigured("misconfigured", exc) from None
-        outcome = worker.process(submission, client, erased).as_dict()
+        try:
+            outcome = worker.process(submission, client, erased).as_dict()
+        except Misconfigured as exc:
+            if isinstance(exc.error, errors.Unauthorized | errors.Forbidden) and _rotated(
+                secret, settings.secrets_prefix, client.key_id
+            ):
+                # The key was refused, but the secret holds another one now (rotated within
+                # the cache's five minutes, the old key archived): the next delivery uses it.
+                raise RetryLater("cliniko_key_rotated") from None
+            raise
         if outcome["action"] == "parked":
             raise Parked(outcome)
         return outcome
@@ -150,6 +166,15 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         queues=SqsQueues(sqs, dead_letter_queue_url=settings.dead_letter_queue_url),
         store=DynamoSubmissionStore(dynamodb, settings.submission_table),
     )
+
+
+def _rotated(secret: str, prefix: str | None, key_id: str) -> bool:
+    """Whether `secret` holds another key than the one fingerprinted `key_id` (read past the
+    cache, which it refreshes)."""
+    try:
+        return key_fingerprint(reread_secret(secret, prefix=prefix).strip()) != key_id
+    except Exception:  # unreadable now: the refusal stands, told as it is
+        return False
 
 
 def runtime() -> Runtime:

@@ -143,6 +143,49 @@ def test_a_missing_secret(stack, capsys) -> None:
     )
 
 
+def test_a_secret_scheduled_for_deletion(stack, cliniko, capsys) -> None:
+    # `delete-secret` keeps it recoverable for 7 to 30 days, and Secrets Manager answers
+    # InvalidRequestException meanwhile: retried as a moment's outage before, with no fix.
+    put_secrets({SECRET: cliniko.api_key})
+    boto3.client("secretsmanager").delete_secret(SecretId=SECRET, RecoveryWindowInDays=7)
+    attributes, errors, metrics = attempt_once(stack, capsys)
+    assert_told_once(
+        attributes,
+        errors,
+        metrics,
+        reason="secret_deleted",
+        message=(
+            f"misconfigured secret '{SECRET}' ({WHERE}): the secret is scheduled for deletion. "
+            f"Fix: restore it (aws secretsmanager restore-secret --secret-id {SECRET}) before "
+            "its recovery window ends, or name another secret"
+        ),
+    )
+
+
+def test_a_key_rotated_within_the_cache_is_used_once_cliniko_refuses_the_old_one(
+    stack, cliniko, capsys
+) -> None:
+    # README "Secrets": the new key put in the secret, then the old one archived in Cliniko,
+    # within the five minutes a warm worker keeps the old one: a 401, but no misconfiguration.
+    put_secrets({SECRET: cliniko.api_key})
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
+    stack.enqueue(submission())
+    poll_once(stack, worker_handler.lambda_handler, context, visibility=0)
+    new_key = cliniko.api_key.rsplit("-", 1)[0] + "new-au1"
+    cliniko.control.add_key(new_key)
+    boto3.client("secretsmanager").put_secret_value(SecretId=SECRET, SecretString=new_key)
+    cliniko.control.revoke_key(cliniko.api_key)  # archived in Cliniko
+
+    stack.enqueue(submission())
+    _, failed = poll_once(stack, worker_handler.lambda_handler, context, visibility=0)
+    assert len(failed) == 1  # handed back to be tried again, not dead-lettered
+    assert stack.drain(stack.dead_letter_queue_url) == []
+    assert "Misconfigured" not in emf_metrics(capsys.readouterr().out)
+    poll_once(stack, worker_handler.lambda_handler, context, visibility=0)
+    assert stack.counts(stack.queue_url) == (0, 0)
+    assert cliniko.control.requests()[-1]["status"] < 300
+
+
 def test_a_secret_outside_the_prefix(stack, cliniko, monkeypatch, capsys) -> None:
     put_secrets({SECRET: cliniko.api_key})
     monkeypatch.setenv("SECRETS_PREFIX", "cliniko-automations/")
