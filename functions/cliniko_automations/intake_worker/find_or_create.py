@@ -266,6 +266,18 @@ def decide(
         return Decision(
             "park", reason="archived_match", candidate_ids=tuple(str(c["id"]) for c in archived)
         )
+    if lost_create is not None:
+        # Listed by the name, made in the window, changed since (its phone corrected while the
+        # message waited): perhaps this create's, no longer matched. Staff decide.
+        edited = [
+            c for c in candidates if not is_archived(c) and _edited_since_made_in(c, lost_create)
+        ]
+        if edited:
+            return Decision(
+                "park",
+                reason="ambiguous_recovery",
+                candidate_ids=tuple(str(c["id"]) for c in edited),
+            )
     return Decision("create", changes=draft.cliniko_fields())
 
 
@@ -300,14 +312,25 @@ def decide_recovery(
 ) -> Decision:
     """For an identity-less submission whose earlier attempt's create lost its answer: the
     contact that create provably made, else a create (the others are other people)."""
-    ours = [c for c in candidates if not is_archived(c) and made_by_create(draft, c, lost_create)]
+    active = [c for c in candidates if not is_archived(c)]
+    ours = [c for c in active if made_by_create(draft, c, lost_create)]
     if len(ours) == 1:
         return Decision("adopt", contact_id=str(ours[0]["id"]))
-    if len(ours) > 1:
+    if not ours:
+        # Created in the window and changed since (staff corrected it while the message
+        # waited out its visibility timeout): perhaps this create's, no longer provably.
+        # A create would make the person twice: staff decide.
+        ours = [c for c in active if _edited_since_made_in(c, lost_create)]
+    if ours:
         return Decision(
             "park", reason="ambiguous_recovery", candidate_ids=tuple(str(c["id"]) for c in ours)
         )
     return Decision("create", changes=draft.cliniko_fields())
+
+
+def _edited_since_made_in(contact: Contact, window: CreateWindow) -> bool:
+    created, updated = parse_time(contact.get("created_at")), parse_time(contact.get("updated_at"))
+    return created is not None and window.contains(created) and (updated or created) > created
 
 
 def stored_value(contact: Contact, name: str) -> tuple[bool, Any]:
