@@ -1,7 +1,9 @@
-"""A cleanup of two Cliniko accounts, one of them misconfigured: the other's rules go on."""
+"""A cleanup of two Cliniko accounts, one of them misconfigured or refusing for now: the
+other's rules go on."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 
@@ -9,6 +11,7 @@ import boto3
 import pytest
 from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
+from cliniko_emulator.app import injected_error
 from local_run.state_machine import run_loop
 
 from tests.integration.cleanup.tables import create_cleanup_tables
@@ -82,3 +85,50 @@ def test_an_account_whose_key_is_unusable_stops_only_its_own_rules(
     ]
     errors = [line for line in logs.lines if '"level":"ERROR"' in line]
     assert len(errors) == 1 and "misconfigured secret 'tests/cliniko/north'" in errors[0]
+
+
+class Enough(Exception):
+    """The state machine has waited long enough for the test to judge."""
+
+
+def test_a_rule_whose_cliniko_refuses_for_now_rests_while_the_others_go_on(
+    two_accounts, cliniko, monkeypatch
+):
+    north_key = cliniko.api_key.rsplit("-", 1)[0] + "north-au2"
+    cliniko.control.add_key(north_key)
+    put_secrets({"tests/cliniko/north": north_key})
+    ledger = DynamoLedger(boto3.client("dynamodb"), os.environ["LEDGER_TABLE"])
+    now = dt.datetime.now(dt.UTC).isoformat()
+    for contact_id in range(900001, 900011):
+        ledger.record(LedgerEntry(str(contact_id), "north-clinic", "test-json", "sub-2", now))
+    real = cliniko.server.app._answer
+
+    def answer(method, match, shard, *rest):
+        # north-clinic's Cliniko: 503 for as long as the test runs.
+        return injected_error(503) if shard == "au2" else real(method, match, shard, *rest)
+
+    monkeypatch.setattr(cliniko.server.app, "_answer", answer)
+    cliniko.allow_invalid_requests()
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        if len(waited) > 3:
+            raise Enough
+
+    archived_before_a_wait: list[int] = []
+
+    def archived() -> int:
+        return sum(1 for c in cliniko.control.contacts() if c["archived_at"])
+
+    with contextlib.suppress(Enough):
+        run_loop(
+            invoke,
+            {"dry_run": False},
+            sleep=sleep,
+            on_step=lambda _: None if waited else archived_before_a_wait.append(archived()),
+        )
+    # Before, north-clinic's 503 ended every step with a wait of 30 s, and main-clinic's rule,
+    # taking turns with it, archived one batch of 100 per wait.
+    assert archived_before_a_wait[-1] == len(two_accounts)
+    assert waited and waited[0] >= 1  # north-clinic's rule still waits as Cliniko asked
