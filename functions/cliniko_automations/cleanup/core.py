@@ -271,9 +271,10 @@ class CleanupStep:
             return
         started = dt.datetime.fromisoformat(state.started_at)
         filters = rule.filters(started)
+        updated_before = rule.updated_before(started)
         try:
             if progress.phase == "find":
-                self._find(progress, client, filters, rule.updated_before(started))
+                self._find(progress, client, filters, updated_before)
                 progress.batches += 1
                 if state.dry_run:
                     self._record(state, progress, "matched", progress.pending)
@@ -283,8 +284,8 @@ class CleanupStep:
                 self._checkpoints.save(state)  # the batch is known before any archive
             if progress.phase == "archive":
                 if verify:
-                    self._verify(state, progress, client, filters)
-                self._archive(state, progress, client, filters)
+                    self._verify(state, progress, client, filters, updated_before)
+                self._archive(state, progress, client, filters, updated_before)
         except cliniko_errors.ClinikoError as error:
             progress.error = kind = cliniko_errors.error_kind(error)
             if _transient(error):
@@ -309,15 +310,7 @@ class CleanupStep:
                 if ids
                 else []
             )
-            if matched and updated_before is not None:
-                # A person who sent the form again and changed nothing left Cliniko's
-                # updated_at as it was: touched since the cutoff all the same (the ledger's).
-                sent = self._ledger.last_submissions(matched)
-                matched = [
-                    i
-                    for i in matched
-                    if i not in sent or dt.datetime.fromisoformat(sent[i]) < updated_before
-                ]
+            matched = self._unmet_since(matched, updated_before)
             progress.asked += len(ids)
             found = ids
         else:
@@ -341,8 +334,26 @@ class CleanupStep:
         progress.pending = matched
         progress.matched += len(matched)
 
+    def _unmet_since(self, matched: list[str], updated_before: dt.datetime | None) -> list[str]:
+        """Those of the intake's `matched` that no submission met since `updated_before`: a
+        person who sent the form again and changed nothing left Cliniko's updated_at as it
+        was, touched since the cutoff all the same (the ledger's)."""
+        if not matched or updated_before is None:
+            return matched
+        sent = self._ledger.last_submissions(matched)
+        return [
+            i
+            for i in matched
+            if i not in sent or dt.datetime.fromisoformat(sent[i]) < updated_before
+        ]
+
     def _verify(
-        self, state: RunState, progress: RuleProgress, client: ContactsClient, filters: list[Filter]
+        self,
+        state: RunState,
+        progress: RuleProgress,
+        client: ContactsClient,
+        filters: list[Filter],
+        updated_before: dt.datetime | None = None,
     ) -> None:
         """Drop from the batch what an earlier, cut-off step archived (and count it)."""
         if not progress.pending:
@@ -364,15 +375,20 @@ class CleanupStep:
         if not rest:
             return
         # Not seen: it no longer matches (changed meanwhile): left alone.
-        progress.pending = self._still_matching(client, filters, rest)
+        progress.pending = self._still_matching(progress, client, filters, rest, updated_before)
 
-    @staticmethod
     def _still_matching(
-        client: ContactsClient, filters: list[Filter], contact_ids: list[str]
+        self,
+        progress: RuleProgress,
+        client: ContactsClient,
+        filters: list[Filter],
+        contact_ids: list[str],
+        updated_before: dt.datetime | None,
     ) -> list[str]:
         """Those of `contact_ids` the rule selects now (lists leave archived contacts out)."""
         seen = {c.id for c in client.iter_contacts([*filters, NumericFilter("id").eq(contact_ids)])}
-        return [i for i in contact_ids if i in seen]
+        still = [i for i in contact_ids if i in seen]
+        return self._unmet_since(still, updated_before) if progress.created_by_intake else still
 
     def _archive(
         self,
@@ -380,6 +396,7 @@ class CleanupStep:
         progress: RuleProgress,
         client: ContactsClient,
         filters: list[Filter],
+        updated_before: dt.datetime | None = None,
     ) -> None:
         done: list[str] = []
         checked = self._clock()
@@ -391,7 +408,9 @@ class CleanupStep:
                     # What is left was found a while ago: a contact changed since (staff
                     # edited it) and no longer matching is left alone, as `_verify` leaves it.
                     rest = [i for i in progress.pending if i not in done]
-                    still = set(self._still_matching(client, filters, rest))
+                    still = set(
+                        self._still_matching(progress, client, filters, rest, updated_before)
+                    )
                     progress.pending = [i for i in progress.pending if i in done or i in still]
                     checked = self._clock()
                 if contact_id not in progress.pending:

@@ -254,6 +254,11 @@ def decide(
         contact = active[0]
         if lost_create is not None and made_by_create(draft, contact, lost_create):
             return Decision("adopt", contact_id=str(contact["id"]))
+        if lost_create is not None and _edited_since_made_in(contact, lost_create):
+            # Perhaps this create's, corrected since: updated, it would never enter the ledger.
+            return Decision(
+                "park", reason="ambiguous_recovery", candidate_ids=(str(contact["id"]),)
+            )
         if policy == "overwrite" and named_otherwise(draft, contact):
             # One address, two people (a reception's, a claims desk's, a family's): overwritten,
             # one person's contact would become the other's. Staff decide.

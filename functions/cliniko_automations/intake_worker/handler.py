@@ -47,11 +47,11 @@ from cliniko_automations.intake_worker.worker import (
     RetryLater,
 )
 
-# The accounts whose Cliniko failed this batch (5xx, 429, no answer in time): their other
-# records are handed back at once, with their backoff, so that one clinic's outage does not
-# spend the invocation every other clinic's records wait on (and, handed back unattempted
-# five times, dead-letter them).
-_stalled: set[str] = set()
+# The accounts whose Cliniko failed this batch (5xx, 429, no answer in time), with a 429's
+# reset: their other records are handed back at once, with their backoff and not before that
+# reset, so that one clinic's outage does not spend the invocation every other clinic's
+# records wait on (and, handed back unattempted five times, dead-letter them).
+_stalled: dict[str, float | None] = {}
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
@@ -66,7 +66,8 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         return loaded  # dropped or rejected: the message ends here
     submission = loaded.submission
     if submission.account in _stalled:
-        failure = RetryLater("account_unavailable")
+        # A 429's reset holds for the account's other records too: sooner is refused again.
+        failure = RetryLater("account_unavailable", not_before=_stalled[submission.account])
         retry(rt, record, submission, failure)
         raise failure
     remaining = rt.remaining_seconds()
@@ -93,7 +94,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         raise failure from None
     except Exception as exc:
         if isinstance(exc, ClinikoBusy):
-            _stalled.add(submission.account)
+            _stalled[submission.account] = exc.not_before
         retry(rt, record, submission, exc)
         raise
     report_outcome(outcome)

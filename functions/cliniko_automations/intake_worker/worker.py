@@ -59,18 +59,18 @@ class SubmissionFailure(Exception):
 
 
 class RetryLater(SubmissionFailure):
-    """Transient: the queue should deliver the submission again (with backoff)."""
-
-
-class ClinikoBusy(RetryLater):
-    """Cliniko answered 429 or 5xx after the client's own bounded retries. `not_before`: a
-    429's X-RateLimit-Reset (UNIX time); a delivery before it would be refused again."""
-
-    throttled = True
+    """Transient: the queue should deliver the submission again (with backoff). `not_before`:
+    a 429's X-RateLimit-Reset (UNIX time); a delivery before it would be refused again."""
 
     def __init__(self, reason: str, *, not_before: float | None = None) -> None:
         super().__init__(reason)
         self.not_before = not_before
+
+
+class ClinikoBusy(RetryLater):
+    """Cliniko answered 429 or 5xx after the client's own bounded retries."""
+
+    throttled = True
 
 
 class Rejected(SubmissionFailure):

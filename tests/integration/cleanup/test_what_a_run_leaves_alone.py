@@ -204,3 +204,60 @@ def test_a_text_condition_of_only_wildcards_is_refused(op, value):
             {"name": "oops", "account": "clinic", "created_by_intake": False,
              "where": [{"field": "email", "op": op, "value": value}]}
         )  # fmt: skip
+
+
+class ResubmittedDuringArchiving:
+    """The cleanup's client, archiving slowly (50 s each, a busy intake's share); while it
+    archives the first contact, a person of the batch sends the form again with nothing new."""
+
+    def __init__(self, inner, resubmit) -> None:
+        self.inner, self.resubmit = inner, resubmit
+        self.now = dt.datetime.now(dt.UTC)
+        self.sent = False
+
+    def clock(self) -> dt.datetime:
+        return self.now
+
+    def iter_contacts(self, *args, **kwargs):
+        return self.inner.iter_contacts(*args, **kwargs)
+
+    def archive_contact(self, contact_id: str) -> None:
+        if not self.sent:
+            self.sent = True
+            self.resubmit()
+        self.now += dt.timedelta(seconds=50)
+        self.inner.archive_contact(contact_id)
+
+
+def test_a_person_who_sends_the_form_while_the_batch_is_archived_is_left(world):
+    first, second, cara = world.seed(
+        *(
+            {"first_name": n, "last_name": "Lima", "email": f"{n.lower()}@clinic.example",
+             "created_at": ago(4 * 365), "updated_at": ago(4 * 365)}
+            for n in ("Ana", "Bea", "Cara")
+        )
+    )  # fmt: skip
+    worker = IntakeWorker(
+        claims=MemoryClaims(), intents=MemoryIntents(), ledger=world.ledger, parking=MemoryParking()
+    )
+    draft = ContactDraft(first_name="Cara", last_name="Lima", email="cara@clinic.example")
+
+    def resubmit() -> None:
+        outcome = worker.process(submission(draft), world.client)
+        assert (outcome.action, outcome.contact_id) == ("unchanged", cara)
+
+    client = ResubmittedDuringArchiving(world.client, resubmit)
+    stale = shipped("stale-form-contacts")
+    state = world.start(stale)
+    CleanupStep(
+        rules={stale.name: stale},
+        client_for_account=lambda account: client,
+        ledger=world.ledger,
+        checkpoints=world.runs,
+        clock=client.clock,
+    ).run(world.runs.load(state.run_id))
+
+    # Asked about again 100 s after it was found (RECHECK_SECONDS), after Cara sent the form:
+    # the re-check counts the ledger's last submission as the find does. Before, it asked
+    # Cliniko alone, whose updated_at had not moved, and archived her.
+    assert world.archived() == {first, second}

@@ -545,3 +545,19 @@ def test_an_erasure_while_the_worker_holds_the_submission_stops_it_before_clinik
     assert drops == [(sub.submission_id, "erased")]
     assert stack.store().get(sub.submission_id) is None
     assert emf_metrics(capsys.readouterr().out).get("ContactCreated") is None
+
+
+def test_a_throttled_clinic_s_other_records_wait_for_the_reset_too(stack, cliniko, monkeypatch):
+    monkeypatch.setenv("RETRY_BASE_SECONDS", "1")
+    monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", "1")
+    cliniko.control.set_faults(throttle_window_s=120)
+    bea = dataclasses.replace(ANA, first_name="Bea", email="bea.lima@example.com")
+    send(stack, submission(ANA), submission(bea))
+    with captured_logs("intake") as logs:
+        _messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    assert len(failed) == 2
+    attempts = logs.json("submission attempt failed")
+    assert [a["reason"] for a in attempts] == ["cliniko_rate_limited", "account_unavailable"]
+    # Both wait out the reset (~120 s): the second, handed back untried with the backoff
+    # alone (1 s), came back before it, was refused again and spent a receive.
+    assert [a["retry_in_seconds"] >= 100 for a in attempts] == [True, True]

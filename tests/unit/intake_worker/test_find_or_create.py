@@ -438,3 +438,26 @@ def test_overwrite_only_fills_blanks_with_what_the_person_did_not_answer() -> No
         "type_code": 2,
         "notes": "Form:",
     }
+
+
+@pytest.mark.parametrize("policy", ["fill_blanks", "overwrite"])
+def test_a_lost_create_s_contact_corrected_since_is_parked_not_updated(policy) -> None:
+    draft = ContactDraft(
+        email="ana@example.com",
+        first_name="Ana",
+        last_name="Lima",
+        phone_numbers=(PhoneNumber(number="0412 345 678"),),
+    )
+    # Made 1 s into the window; reception corrected its phone while the message waited.
+    made = contact(
+        email="ana@example.com",
+        first_name="Ana",
+        last_name="Lima",
+        phone_numbers=[{"number": "0412 345 679", "phone_type": "Mobile"}],
+        created_at=(T0 + timedelta(seconds=1)).isoformat(),
+        updated_at=(T0 + timedelta(minutes=5)).isoformat(),
+    )
+    decision = foc.decide(draft, foc.lookup_for(draft), [made], policy, lost_create=LOST)
+    # Before: unchanged, or under overwrite the mistyped phone put back over the correction,
+    # and either way the contact this intake made never entered the ledger.
+    assert (decision.action, decision.reason) == ("park", "ambiguous_recovery")
