@@ -57,7 +57,9 @@ def _accounts(event: Any, configured: list[str]) -> list[str]:
     unknown = sorted(set(names) - set(configured))
     if unknown:
         raise ValueError(f"no account named {', '.join(unknown)}")
-    return names
+    # Each once: one run's polls share its lease, which admits its owner again, so an
+    # account named twice was polled twice at once and each change published twice.
+    return list(dict.fromkeys(names))
 
 
 # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: an event holds personal data.

@@ -34,7 +34,7 @@ class FeedSettings(EnvironmentSettings):
     # changed fields; and its updated_at, for dropping duplicates).
     state_days: int = bounded(400, ge=1, le=3650)
     # No new Cliniko request starts with less time than this left in the invocation.
-    stop_margin_seconds: float = bounded(15.0, ge=0)
+    stop_margin_seconds: float = bounded(35.0, ge=0)
     # The Cliniko client's settings (CLINIKO_USER_AGENT, ...), as given: checked when an
     # account's client is built, and a problem is reported as that account's error.
     cliniko: ClinikoVariables = dataclasses.field(default_factory=ClinikoVariables)

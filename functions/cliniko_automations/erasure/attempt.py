@@ -526,7 +526,7 @@ class Attempt:
             result="failed",
             contact_ids=contact_ids,
             contacts=results,
-            message=failed_message(error, hint),
+            message=failed_message(error, hint, account),
         )
 
     def finish(self, outcome: Outcome) -> Outcome:
@@ -569,7 +569,11 @@ def _accounts_text(accounts: Sequence[str]) -> str:
     return f"Cliniko account {names}" if len(accounts) == 1 else f"Cliniko accounts {names}"
 
 
-def failed_message(error: str, hint: str | None = None) -> str:
+def failed_message(error: str, hint: str | None = None, account: str | None = None) -> str:
+    """`account`: the one whose lookup failed, when one did (then no contact was changed in
+    any account: every lookup comes before the first change)."""
+    if account and not hint:
+        error = f"{error} searching Cliniko account {account}; no contact was changed"
     if hint:
         # Misconfiguration: sending the request again changes nothing until it is fixed.
         return (

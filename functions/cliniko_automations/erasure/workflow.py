@@ -312,7 +312,9 @@ class Eraser:
         result: Result
         if failed is not None:
             status, result = "failed", "failed"
-            message = failed_message(failed.get("error", "unknown"), failed.get("hint"))
+            message = failed_message(
+                failed.get("error", "unknown"), failed.get("hint"), failed.get("account")
+            )
         elif lookup is not None and lookup.get("result") == "awaiting_confirmation":
             status, result = "open", "awaiting_confirmation"
             message = SeveralMatches(request_id, contact_ids, accounts).args[0]

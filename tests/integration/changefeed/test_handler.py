@@ -18,6 +18,7 @@ from tests.integration.changefeed.stack import (
     create_feed_stack,
     feed_environment,
 )
+from tests.integration.cleanup.tables import TEMPLATE, create_table
 from tests.integration.intake_worker.resources import captured_logs, emf_metrics
 
 PAST = "2026-01-05T09:00:00Z"
@@ -169,6 +170,16 @@ def test_a_cliniko_clock_running_ahead_does_not_carry_the_cursor_past_later_chan
 def test_an_operator_may_poll_named_accounts_only(stack):
     assert run({"accounts": ["nope"]}) == {"error": "no account named nope"}
     assert [a["account"] for a in run({"accounts": ["test-clinic"]})["accounts"]] == ["test-clinic"]
+
+
+def test_an_account_named_twice_by_an_operator_is_polled_once(stack, cliniko):
+    run()
+    cliniko.control.churn(5, kinds=["create"])
+    answer = run({"accounts": ["test-clinic", "test-clinic"]})
+    # Before, both polls ran at once under the run's one lease, which admits its owner again:
+    # every change was published twice.
+    assert [a["account"] for a in answer["accounts"]] == ["test-clinic"]
+    assert len(details(stack)) == 5
 
 
 def test_a_run_while_another_polls_the_account_does_nothing(stack, cliniko):
@@ -355,3 +366,31 @@ def test_accounts_polled_side_by_side_each_publish_their_changes_once(
         (name, contact["id"]) for name in names for contact in cliniko.control.contacts()
     }
     assert [a["changes"] for a in again] == [0, 0, 0]
+
+
+def test_eight_accounts_of_one_cliniko_user_all_poll_under_the_deployed_cap(
+    stack, cliniko, tmp_path, monkeypatch
+):
+    # As deployed: the shared budget, the feed's cap of 20 requests a minute (one each 3 s)
+    # and template.yaml's wait limit. A quiet minute is one request an account, 8 of the 20;
+    # before, with a 10 s wait, the accounts whose turn came later gave up (cliniko_RateLimited).
+    variables = TEMPLATE.resources["ChangeFeedFunction"]["Properties"]["Environment"]["Variables"]
+    create_table("RateLimitTable", "rate-limit")
+    monkeypatch.setenv("CLINIKO_RATE_LIMIT_TABLE", "rate-limit")
+    monkeypatch.setenv("REQUESTS_PER_MINUTE", "20")
+    monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", str(variables["CLINIKO_MAX_WAIT_SECONDS"]))
+    secrets = boto3.client("secretsmanager")
+    lines = ["accounts:"]
+    for n in range(8):
+        key = cliniko.api_key.rsplit("-", 1)[0] + f"owner{n}-au1"
+        cliniko.control.add_key(key, user="owner-1")
+        secrets.create_secret(Name=f"tests/cliniko/owner-{n}", SecretString=key)
+        lines.append(f"  clinic-{n}:\n    api_key_secret: tests/cliniko/owner-{n}")
+        lines.append("    cliniko_user: owner-1")
+    accounts = tmp_path / "eight_accounts.yaml"
+    accounts.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setenv("CLINIKO_ACCOUNTS_FILE", str(accounts))
+
+    answer = run()["accounts"]
+
+    assert [a["error"] for a in answer] == [None] * 8

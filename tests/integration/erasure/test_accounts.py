@@ -20,6 +20,7 @@ from cliniko_automations.erasure.service import build_eraser
 from cliniko_automations.erasure.settings import ErasureSettings
 from cliniko_automations.erasure.trail import GENESIS_HASH, RECEIVED_SK, chained, matched_before
 from cliniko_automations.erasure.workflow import Eraser, fingerprint, request_identity
+from cliniko_emulator.app import injected_error
 
 from tests.integration.erasure import stack
 from tests.integration.erasure.stack import PEPPER, PERSONAL
@@ -167,6 +168,27 @@ def test_a_refused_key_names_its_account(erasure_stack):
     )
     # Nothing changed anywhere: the lookup stops before the purge and the scrub.
     assert not erasure_stack.contact(contact_id, "main-clinic")["archived_at"]
+
+
+def test_a_lookup_failing_in_one_account_names_that_account(erasure_stack, monkeypatch):
+    main = erasure_stack.seed("main-clinic")
+    erasure_stack.cliniko.allow_invalid_requests()
+    real = erasure_stack.cliniko.server.app._answer
+
+    def answer(method, *args):
+        # north-clinic's shard answers 503 for as long as the test runs.
+        return injected_error(503) if args[1] == "uk1" else real(method, *args)
+
+    monkeypatch.setattr(erasure_stack.cliniko.server.app, "_answer", answer)
+    erase = eraser()
+
+    outcome = erase.submit(ask(request_id="one-down", email=EMAIL), CALLER)
+
+    # Before, "did not finish (cliniko_ServerError)": no word of which clinic's Cliniko.
+    assert outcome.status == "failed"
+    assert "searching Cliniko account north-clinic; no contact was changed" in outcome.message
+    assert erase.status("one-down").message == outcome.message
+    assert erasure_stack.contact(main, "main-clinic")["archived_at"] is None
 
 
 def test_an_account_whose_key_cannot_be_read_fails_the_call_before_anything_is_recorded(
