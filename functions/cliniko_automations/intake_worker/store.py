@@ -34,6 +34,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cliniko_automations.common.identity_claims import claim_is_free, claim_item_key, waited_for
+from cliniko_automations.common.submission_store import BODY_TTL_SECONDS
 from cliniko_automations.intake_worker.worker import ClaimBusy, Intent
 
 INTENT_PREFIX = "intake-intent#"
@@ -220,6 +221,24 @@ class DynamoIntents:
 
     def abandon(self, idempotency_key: str) -> None:
         self._client.delete_item(TableName=self._table, Key={"id": _intent_id(idempotency_key)})
+
+    def keep(self, idempotency_key: str) -> None:
+        # As long as the parked submission's body (BODY_TTL_SECONDS from its parking); an
+        # intent already gone is not made again.
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": _intent_id(idempotency_key)},
+                UpdateExpression="SET #exp = :exp",
+                ConditionExpression="attribute_exists(id)",
+                ExpressionAttributeNames={"#exp": "expiration"},
+                ExpressionAttributeValues={
+                    ":exp": {"N": str(int(self._clock()) + BODY_TTL_SECONDS)}
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,11 @@ class Intents(Protocol):
         open for a retry to adopt a look-alike from."""
         ...
 
+    def keep(self, idempotency_key: str) -> None:
+        """The submission was parked for its window (`ambiguous_recovery`): the intent stays
+        as long as the parked message's replay may come, which it parks again, not creates."""
+        ...
+
 
 class Ledger(Protocol):
     def record(self, entry: LedgerEntry) -> None:
@@ -345,6 +350,9 @@ class IntakeWorker:
     ) -> Outcome:
         sid = submission.submission_id
         if decision.action == "park":
+            if decision.reason == "ambiguous_recovery":
+                # Expired, the window would be gone and the replay make the person twice.
+                self._intents.keep(submission.idempotency_key)
             self._parking.park(submission, decision.reason or "review", decision.candidate_ids)
             return Outcome("parked", sid, reason=decision.reason)
         # decide() names the contact for every action but park and create.

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (
     WORKER_TIMEOUT_MS,
     WorkerStack,
+    WorldClock,
     captured_logs,
     create_worker_stack,
     poll_once,
@@ -30,6 +31,7 @@ from tests.integration.intake_worker.resources import (
     worker_environment,
     write_worker_config,
 )
+from tests.integration.intake_worker.test_handler import replay_parked, run_until_empty
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -99,41 +101,6 @@ def test_killed_after_create_then_retried_makes_one_contact(stack, cliniko, draf
     assert outcome_logs[-1]["recovered"] is True
 
 
-@pytest.mark.parametrize(
-    ("draft", "correction"),
-    [
-        (
-            ContactDraft(
-                first_name="Ana",
-                last_name="Lima",
-                phone_numbers=(PhoneNumber(number="0412 345 678"),),
-            ),
-            {"phone_numbers": [{"number": "0412 345 679", "phone_type": "Mobile"}]},
-        ),
-        (
-            ContactDraft(first_name="Accounts", company_name="Acme Health Fund"),
-            {"company_name": "Acme Health Fund Pty Ltd"},
-        ),
-    ],
-    ids=["name-and-phone", "no-identity"],
-)
-def test_killed_after_create_then_corrected_by_staff_is_parked_not_made_twice(
-    stack, cliniko, draft, correction
-) -> None:
-    killed_after_create(stack, cliniko, draft)
-    [made] = cliniko.control.contacts()
-    # Reception corrects the new contact while the message waits out its visibility timeout
-    # (12 minutes): no longer provably the lost create's, and, without an email, not found as
-    # the same person either. Before, the retry made the person a second contact.
-    time.sleep(1.1)  # Cliniko's times are whole seconds
-    cliniko.client().update_contact(str(made["id"]), correction)
-
-    retried_until_done(stack)
-    assert [c["id"] for c in cliniko.control.contacts()] == [made["id"]]
-    [parked] = stack.drain(stack.parked_queue_url)
-    assert parked["MessageAttributes"]["reason"]["StringValue"] == "ambiguous_recovery"
-
-
 def retried_until_done(stack: WorkerStack) -> None:
     context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
     for _ in range(60):
@@ -170,3 +137,66 @@ def killed_after_create(stack: WorkerStack, cliniko, draft: ContactDraft) -> Non
     assert child.returncode == -signal.SIGKILL, child.stdout + child.stderr
     assert len(cliniko.control.contacts()) == 1
     assert stack.ledger_items() == []
+
+
+def parked_reasons(stack) -> list[str]:
+    parked = stack.drain(stack.parked_queue_url)
+    for message in parked:  # visible again for the operator's next replay
+        stack.sqs.change_message_visibility(
+            QueueUrl=stack.parked_queue_url,
+            ReceiptHandle=message["ReceiptHandle"],
+            VisibilityTimeout=0,
+        )
+    return [m["MessageAttributes"]["reason"]["StringValue"] for m in parked]
+
+
+@pytest.mark.parametrize(
+    ("draft", "correction"),
+    [
+        (
+            ContactDraft(
+                first_name="Ana",
+                last_name="Lima",
+                phone_numbers=(PhoneNumber(number="0412 345 678"),),
+            ),
+            {"phone_numbers": [{"number": "0412 345 679", "phone_type": "Mobile"}]},
+        ),
+        (
+            ContactDraft(first_name="Accounts", company_name="Acme Health Fund"),
+            {"company_name": "Acme Health Fund Pty Ltd"},
+        ),
+    ],
+    ids=["name-and-phone", "no-identity"],
+)
+def test_killed_after_create_then_corrected_by_staff_is_parked_and_never_made_twice(
+    stack, cliniko, monkeypatch, draft, correction
+):
+    clock = WorldClock(monkeypatch, stack, cliniko.control)
+    killed_after_create(stack, cliniko, draft)
+    [made] = cliniko.control.contacts()
+    # Reception corrects the new contact while the message waits out its visibility timeout
+    # (12 minutes): no longer provably the lost create's, and, without an email, not found as
+    # the same person either. Before, the retry made the person a second contact.
+    time.sleep(1.1)  # Cliniko's times are whole seconds
+    cliniko.client().update_contact(str(made["id"]), correction)
+    retried_until_done(stack)
+    assert [c["id"] for c in cliniko.control.contacts()] == [made["id"]]
+    assert parked_reasons(stack) == ["ambiguous_recovery"]
+
+    # Staff look at the listed contact and replay an hour later: parked again, as long as the
+    # lost create's intent lasts (nothing staff can do in Cliniko changes that).
+    clock.advance(timedelta(hours=1))
+    replay_parked(stack)
+    run_until_empty(stack)
+    assert parked_reasons(stack) == ["ambiguous_recovery"]
+
+    # Replayed again on day 14 of the re-parked message (within the parked queue's
+    # retention): the intent (14 days from the create) is gone. Before: a second contact,
+    # and the ledger names it, not the one the lost create made.
+    clock.advance(timedelta(days=14) - timedelta(minutes=1))
+    replay_parked(stack)
+    with captured_logs("intake") as logs:
+        run_until_empty(stack)
+    actions = [o["action"] for o in logs.json("submission processed")]
+    assert [c["id"] for c in cliniko.control.contacts()] == [made["id"]], actions
+    assert actions == ["parked"]

@@ -58,6 +58,9 @@ class MemoryIntents:
     def abandon(self, idempotency_key: str) -> None:
         self.items.pop(idempotency_key, None)
 
+    def keep(self, idempotency_key: str) -> None:
+        pass
+
 
 class MemoryLedger:
     def __init__(self) -> None:
