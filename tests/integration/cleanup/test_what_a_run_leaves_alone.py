@@ -109,25 +109,6 @@ def test_the_age_boundary(world):
     assert world.archived() == set(), ids
 
 
-class StaffEditDuringArchiving:
-    """The cleanup's client; while it archives its batch (a batch of 100 at the bulk share of
-    the budget takes 40 s at best, minutes beside a busy intake: each request may wait 60 s),
-    a member of staff edits a contact of the batch it has not reached yet."""
-
-    def __init__(self, inner, staff, contact_id: str) -> None:
-        self.inner, self.staff, self.contact_id = inner, staff, contact_id
-        self.edited = False
-
-    def iter_contacts(self, *args, **kwargs):
-        return self.inner.iter_contacts(*args, **kwargs)
-
-    def archive_contact(self, contact_id: str) -> None:
-        if not self.edited:
-            self.edited = True
-            self.staff.update_contact(self.contact_id, {"occupation": "GP, back in touch"})
-        self.inner.archive_contact(contact_id)
-
-
 def test_a_plan_then_a_run_rechecks_what_staff_changed_in_between(world):
     first, edited = world.seed(
         {"first_name": "A", "created_at": ago(2000), "updated_at": ago(2000)},
@@ -144,36 +125,53 @@ def test_a_plan_then_a_run_rechecks_what_staff_changed_in_between(world):
     assert world.archived() == {first}
 
 
-class SlowBudget(StaffEditDuringArchiving):
-    """As above, and every archive waits `seconds` on the shared budget (a busy intake)."""
+class SlowArchives:
+    """The cleanup's client archiving slowly: a batch of 100 at the bulk share of the budget
+    takes 40 s at best, minutes beside a busy intake (each request may wait 60 s). Each archive
+    here takes 50 s of the step's clock, and `meanwhile()` happens as the first one starts."""
 
-    def __init__(self, inner, staff, contact_id: str, seconds: float) -> None:
-        super().__init__(inner, staff, contact_id)
+    def __init__(self, inner, meanwhile) -> None:
+        self.inner, self.meanwhile = inner, meanwhile
         self.now = dt.datetime.now(dt.UTC)
-        self.seconds = seconds
+        self.started = False
 
     def clock(self) -> dt.datetime:
         return self.now
 
+    def iter_contacts(self, *args, **kwargs):
+        return self.inner.iter_contacts(*args, **kwargs)
+
     def archive_contact(self, contact_id: str) -> None:
-        self.now += dt.timedelta(seconds=self.seconds)
-        super().archive_contact(contact_id)
+        if not self.started:
+            self.started = True
+            self.meanwhile()
+        self.now += dt.timedelta(seconds=50)
+        self.inner.archive_contact(contact_id)
+
+
+def step_archiving_slowly(world, rule: CleanupRule, meanwhile) -> None:
+    """One step of a run of `rule`, its archives slow (SlowArchives)."""
+    client = SlowArchives(world.client, meanwhile)
+    CleanupStep(
+        rules={rule.name: rule},
+        client_for_account=lambda account: client,
+        ledger=world.ledger,
+        checkpoints=world.runs,
+        clock=client.clock,
+    ).run(world.runs.load(world.start(rule).run_id))
 
 
 def test_a_batch_archived_slowly_is_asked_about_again_before_its_later_contacts(world):
     first, second, edited = world.seed(
         *({"first_name": n, "created_at": ago(2000), "updated_at": ago(2000)} for n in "ABC")
     )
-    stale = shipped("stale-form-contacts")
-    client = SlowBudget(world.client, world.cliniko.client(), edited, seconds=50)
-    state = world.start(stale)
-    CleanupStep(
-        rules={stale.name: stale},
-        client_for_account=lambda account: client,
-        ledger=world.ledger,
-        checkpoints=world.runs,
-        clock=client.clock,
-    ).run(world.runs.load(state.run_id))
+    staff = world.cliniko.client()
+
+    step_archiving_slowly(
+        world,
+        shipped("stale-form-contacts"),
+        lambda: staff.update_contact(edited, {"occupation": "GP, back in touch"}),
+    )
 
     assert world.archived() == {first, second}  # C, changed 100 s after it was found: left
     assert edited in world.active()
@@ -206,29 +204,6 @@ def test_a_text_condition_of_only_wildcards_is_refused(op, value):
         )  # fmt: skip
 
 
-class ResubmittedDuringArchiving:
-    """The cleanup's client, archiving slowly (50 s each, a busy intake's share); while it
-    archives the first contact, a person of the batch sends the form again with nothing new."""
-
-    def __init__(self, inner, resubmit) -> None:
-        self.inner, self.resubmit = inner, resubmit
-        self.now = dt.datetime.now(dt.UTC)
-        self.sent = False
-
-    def clock(self) -> dt.datetime:
-        return self.now
-
-    def iter_contacts(self, *args, **kwargs):
-        return self.inner.iter_contacts(*args, **kwargs)
-
-    def archive_contact(self, contact_id: str) -> None:
-        if not self.sent:
-            self.sent = True
-            self.resubmit()
-        self.now += dt.timedelta(seconds=50)
-        self.inner.archive_contact(contact_id)
-
-
 def test_a_person_who_sends_the_form_while_the_batch_is_archived_is_left(world):
     first, second, cara = world.seed(
         *(
@@ -246,16 +221,7 @@ def test_a_person_who_sends_the_form_while_the_batch_is_archived_is_left(world):
         outcome = worker.process(submission(draft), world.client)
         assert (outcome.action, outcome.contact_id) == ("unchanged", cara)
 
-    client = ResubmittedDuringArchiving(world.client, resubmit)
-    stale = shipped("stale-form-contacts")
-    state = world.start(stale)
-    CleanupStep(
-        rules={stale.name: stale},
-        client_for_account=lambda account: client,
-        ledger=world.ledger,
-        checkpoints=world.runs,
-        clock=client.clock,
-    ).run(world.runs.load(state.run_id))
+    step_archiving_slowly(world, shipped("stale-form-contacts"), resubmit)
 
     # Asked about again 100 s after it was found (RECHECK_SECONDS), after Cara sent the form:
     # the re-check counts the ledger's last submission as the find does. Before, it asked
