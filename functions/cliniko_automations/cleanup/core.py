@@ -328,6 +328,8 @@ class CleanupStep:
                 )
             progress.asked += len(matched)
             found = matched
+            # An intake contact among them counts its last submission too (the ledger's).
+            matched = self._unmet_since(matched, updated_before)
         progress.exhausted = len(found) < BATCH
         if found:
             progress.cursor = found[-1]
@@ -388,7 +390,7 @@ class CleanupStep:
         """Those of `contact_ids` the rule selects now (lists leave archived contacts out)."""
         seen = {c.id for c in client.iter_contacts([*filters, NumericFilter("id").eq(contact_ids)])}
         still = [i for i in contact_ids if i in seen]
-        return self._unmet_since(still, updated_before) if progress.created_by_intake else still
+        return self._unmet_since(still, updated_before)
 
     def _archive(
         self,
