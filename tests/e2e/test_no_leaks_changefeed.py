@@ -7,7 +7,6 @@ secret holds any of them.
 
 from __future__ import annotations
 
-import boto3
 from cliniko_automations.changefeed import handler
 
 from tests.e2e.leak_search import leaks, stored_leaks
@@ -17,7 +16,7 @@ from tests.integration.changefeed.stack import (
     context,
     create_feed_stack,
     feed_environment,
-    new_webhook_secret,
+    subscribed,
 )
 
 SUBSCRIBERS = """\
@@ -45,11 +44,8 @@ def test_the_change_feed_logs_publishes_and_stores_no_name_notes_address_or_comp
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
     stack = create_feed_stack()
-    (tmp_path / "webhooks.yaml").write_text(SUBSCRIBERS, encoding="utf-8")
+    subscribed(tmp_path, SUBSCRIBERS, "crm-sync")
     feed_environment(monkeypatch, stack, cliniko, tmp_path)
-    boto3.client("secretsmanager").create_secret(
-        Name="tests/webhooks/crm-sync", SecretString=new_webhook_secret()
-    )
     client = cliniko.client()
     capfd.readouterr()
 

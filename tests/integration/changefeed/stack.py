@@ -52,6 +52,17 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
 
 
+def subscribed(directory: Path, subscribers: str, *names: str) -> dict[str, str]:
+    """Write `subscribers` as the webhooks file `feed_environment` then points at, and make
+    each named subscriber's signing secret (`tests/webhooks/<name>`): the secrets by name."""
+    (directory / "webhooks.yaml").write_text(subscribers, encoding="utf-8")
+    secrets = {name: new_webhook_secret() for name in names}
+    manager = boto3.client("secretsmanager")
+    for name, value in secrets.items():
+        manager.create_secret(Name=f"tests/webhooks/{name}", SecretString=value)
+    return secrets
+
+
 @dataclass
 class FeedStack:
     table: str

@@ -5,7 +5,6 @@ state that change reached."""
 
 from __future__ import annotations
 
-import boto3
 import pytest
 from cliniko_automations.changefeed import handler
 
@@ -15,7 +14,7 @@ from tests.integration.changefeed.stack import (
     create_feed_stack,
     eventbridge_refusing,
     feed_environment,
-    new_webhook_secret,
+    subscribed,
 )
 
 SUBSCRIBERS = """\
@@ -33,11 +32,8 @@ WEBHOOKS_SOURCE = "cliniko-automations.webhooks"
 @pytest.fixture
 def stack(aws, cliniko, tmp_path, monkeypatch):
     created = create_feed_stack()
-    (tmp_path / "webhooks.yaml").write_text(SUBSCRIBERS, encoding="utf-8")
+    subscribed(tmp_path, SUBSCRIBERS, "crm-sync")
     feed_environment(monkeypatch, created, cliniko, tmp_path)
-    boto3.client("secretsmanager").create_secret(
-        Name="tests/webhooks/crm-sync", SecretString=new_webhook_secret()
-    )
     return created
 
 

@@ -18,7 +18,7 @@ from tests.integration.changefeed.stack import (
     context,
     create_feed_stack,
     feed_environment,
-    new_webhook_secret,
+    subscribed,
 )
 from tests.integration.changefeed.test_partly_published import SUBSCRIBERS
 from tests.integration.common.test_http_transport import ScriptedServer
@@ -85,11 +85,8 @@ class StrictEventBridge:
 @pytest.fixture
 def bridge(aws, cliniko, tmp_path, monkeypatch):
     stack = create_feed_stack()
-    (tmp_path / "webhooks.yaml").write_text(SUBSCRIBERS, encoding="utf-8")
+    subscribed(tmp_path, SUBSCRIBERS, "crm-sync")
     feed_environment(monkeypatch, stack, cliniko, tmp_path)
-    boto3.client("secretsmanager").create_secret(
-        Name="tests/webhooks/crm-sync", SecretString=new_webhook_secret()
-    )
     strict = StrictEventBridge()
     events = boto3.client("events", endpoint_url=f"http://127.0.0.1:{strict.server.port}")
     real = aws_clients.client

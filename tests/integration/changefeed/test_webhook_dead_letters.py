@@ -22,7 +22,7 @@ from cliniko_automations.changefeed.webhook_dead_letters import (
     main,
 )
 from cliniko_automations.changefeed.webhook_stack import render
-from cliniko_automations.common.secrets import read_secret
+from cliniko_automations.common.secrets import clear_secret_caches, read_secret
 from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.service import build_eraser
 from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
@@ -443,3 +443,56 @@ def test_the_webhook_tools_say_an_environment_mistake_in_one_line(aws, tmp_path,
     assert webhook_stack.main([missing]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"webhook_stack: ConfigError: {missing}: cannot read the file")
+
+
+def replay_refused_in_one_line(cli, capsys) -> str:
+    """`replay --all` ending in one line, exit 1, as the tools say an operator's mistake
+    (README "Operating"), not a traceback: the line."""
+    capsys.readouterr()
+    try:
+        code = cli("replay", "--all")[0]
+        message = capsys.readouterr().err
+    except SystemExit as exit_:  # the tools' way to say a mistake in one line
+        code, message = 1, str(exit_.code)
+    assert code == 1
+    assert message.strip().count("\n") == 0
+    return message
+
+
+def test_a_malformed_subscriber_secret_is_one_line(world, capsys) -> None:
+    # Not `whsec_` + base64 (rotated by hand, `openssl rand` pasted without the prefix): before,
+    # a BadSigningSecret traceback.
+    cli, _, letters, _, _, _, _ = world
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId="tests/webhooks/crm-sync", SecretString="not a whsec secret"
+    )
+    clear_secret_caches()  # a new process reads the secret afresh
+
+    message = replay_refused_in_one_line(cli, capsys)
+
+    assert "tests/webhooks/crm-sync" in message and "whsec_" in message
+    assert "not a whsec secret" not in message  # never the value
+    # Nothing was replayed, and every letter is visible again at once.
+    assert len(cli("list", "--json")[1].splitlines()) == len(letters)
+
+
+def test_an_audit_table_that_is_not_the_trail_is_one_line(world, capsys, monkeypatch) -> None:
+    # AUDIT_TABLE of another table (the wrong stack output, e.g. LedgerTableName), as
+    # erasure.py says the same mistake.
+    cli, _, letters, _, _, _, _ = world  # a full-copy letter carries contact fields
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(
+        TableName="not-the-trail",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.put_item(TableName="not-the-trail", Item={"pk": {"S": "ledger#1"}})
+    monkeypatch.setenv("AUDIT_TABLE", "not-the-trail")
+
+    message = replay_refused_in_one_line(cli, capsys)
+
+    assert "is not an erasure audit table" in message
+    # Nothing was replayed, and every letter is visible again at once.
+    monkeypatch.setenv("AUDIT_TABLE", "replay-audit")
+    assert len(cli("list", "--json")[1].splitlines()) == len(letters)

@@ -18,6 +18,7 @@ from tests.integration.changefeed.stack import (
     create_feed_stack,
     feed_environment,
     new_webhook_secret,
+    subscribed,
 )
 
 SUBSCRIBERS = """\
@@ -37,12 +38,8 @@ subscribers:
 @pytest.fixture
 def world(aws, cliniko, tmp_path, monkeypatch):
     stack = create_feed_stack()
-    (tmp_path / "webhooks.yaml").write_text(SUBSCRIBERS, encoding="utf-8")
+    secrets = subscribed(tmp_path, SUBSCRIBERS, "crm-sync", "full-copy")
     feed_environment(monkeypatch, stack, cliniko, tmp_path)
-    secrets = {"crm-sync": new_webhook_secret(), "full-copy": new_webhook_secret()}
-    manager = boto3.client("secretsmanager")
-    for name, value in secrets.items():
-        manager.create_secret(Name=f"tests/webhooks/{name}", SecretString=value)
     receivers = {name: SignedWebhookReceiver(secret).start() for name, secret in secrets.items()}
     stand_in = ApiDestinationStandIn(
         render(load_subscribers(tmp_path / "webhooks.yaml")),
