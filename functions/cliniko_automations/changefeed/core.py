@@ -171,11 +171,16 @@ class ChangeFeed:
         out_of_time: Callable[[], bool] = lambda: False,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         on_access_refused: Callable[[str, cliniko_errors.ClinikoError], None] = lambda *_: None,
+        key_replaced: Callable[[str], bool] = lambda _account: False,
     ) -> None:
         self._run_id = run_id
         # (account, error): Cliniko refused the account's key or its user, which every later
         # run meets alike until the deployment is fixed: tell the operator.
         self._on_access_refused = on_access_refused
+        # (account): whether the refused key is no longer the one in its secret (rotated
+        # within the secrets' cache, the old key archived): the next run uses the new one, and
+        # nothing needs fixing.
+        self._key_replaced = key_replaced
         self._lease_seconds = lease_seconds
         self._source_for_account = source_for_account
         self._store = store
@@ -283,7 +288,10 @@ class ChangeFeed:
         except cliniko_errors.ClinikoError as error:
             result.complete, result.error = False, cliniko_errors.error_kind(error)
             if cliniko_errors.access_hint(error) is not None:
-                self._on_access_refused(account, error)
+                if self._key_replaced(account):
+                    result.error = "cliniko_key_rotated"
+                else:
+                    self._on_access_refused(account, error)
         except PublishFailed:
             result.complete, result.error = False, "publish_failed"
         except (SourceUnavailable, CorruptState) as error:

@@ -28,7 +28,11 @@ from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import load_accounts
-from cliniko_automations.common.cliniko_accounts import client_for_secret, time_left_after
+from cliniko_automations.common.cliniko_accounts import (
+    client_for_secret,
+    key_replaced,
+    time_left_after,
+)
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import report_account_key
 from cliniko_automations.common.secrets import (
@@ -78,6 +82,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         aws.client("dynamodb"), settings.feed_table, state_days=settings.state_days
     )
     margin_ms = settings.stop_margin_seconds * 1000
+    key_ids: dict[str, str] = {}  # the key each account's client was made with
 
     def misconfigured(account: str, error: Exception) -> None:
         # One line naming the setting and the fix, and the Misconfigured metric (alarmed):
@@ -107,6 +112,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         except ConfigurationError as exc:  # the key malformed, or a Cliniko setting
             misconfigured(account, exc)
             raise
+        key_ids[account] = client.key_id
         return ClinikoContactsSource(client)
 
     feed = ChangeFeed(
@@ -128,6 +134,9 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         lease_seconds=context.get_remaining_time_in_millis() / 1000,
         out_of_time=lambda: context.get_remaining_time_in_millis() < margin_ms,
         on_access_refused=misconfigured,
+        key_replaced=lambda account: key_replaced(
+            configured.accounts[account].api_key_secret, key_ids.get(account)
+        ),
     )
     results = feed.run(accounts)
     for result in results:

@@ -205,9 +205,13 @@ class CleanupStep:
         out_of_time: Callable[[], bool] = lambda: False,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         on_access_refused: Callable[[str, cliniko_errors.ClinikoError], None] = lambda *_: None,
+        key_replaced: Callable[[str], bool] = lambda _account: False,
     ) -> None:
         self._rules = rules
         self._on_access_refused = on_access_refused  # (account, error): tell the operator
+        # (account): whether the key Cliniko refused is no longer the one in its secret.
+        self._key_replaced = key_replaced
+        self._keys_kept: set[str] = set()  # accounts whose refused key is still their secret's
         self._client_for_account = client_for_account
         self._ledger = ledger
         self._checkpoints = checkpoints
@@ -287,6 +291,8 @@ class CleanupStep:
                     self._verify(state, progress, client, filters, updated_before)
                 self._archive(state, progress, client, filters, updated_before)
         except cliniko_errors.ClinikoError as error:
+            if _access_refused(error):
+                self._unless_key_replaced(progress.account)
             progress.error = kind = cliniko_errors.error_kind(error)
             if _transient(error):
                 raise _Refused(_wait_after(error, self._clock().timestamp())) from error
@@ -425,6 +431,7 @@ class CleanupStep:
                     if _transient(error):
                         raise
                     if _access_refused(error):
+                        self._unless_key_replaced(progress.account)
                         # Every other archive of the batch would be refused alike: they all
                         # count as failed, and the rule stops (`_advance` tells the fix once).
                         self._failed(progress, [i for i in progress.pending if i not in done])
@@ -440,6 +447,16 @@ class CleanupStep:
             progress.pending = [i for i in progress.pending if i not in archived]
         if not progress.pending:
             self._finish_batch(progress)
+
+    def _unless_key_replaced(self, account: str) -> None:
+        """Cliniko refused the account's key: when its secret holds another one now (rotated
+        within the secrets' cache, the old key archived), the rule rests a moment and its next
+        turn's client holds the new key, with nothing counted as failed and no alarm."""
+        if account in self._keys_kept:
+            return
+        if self._key_replaced(account):
+            raise _Refused(1)
+        self._keys_kept.add(account)
 
     @staticmethod
     def _failed(progress: RuleProgress, contact_ids: list[str]) -> None:

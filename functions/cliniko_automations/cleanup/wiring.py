@@ -16,7 +16,11 @@ from cliniko_automations.cleanup.telemetry import report_misconfigured
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
-from cliniko_automations.common.cliniko_accounts import client_for_secret, time_left_after
+from cliniko_automations.common.cliniko_accounts import (
+    client_for_secret,
+    key_replaced,
+    time_left_after,
+)
 from cliniko_automations.common.ledger import DynamoLedger
 from cliniko_automations.common.secrets import SecretMisconfigured
 
@@ -80,11 +84,12 @@ def cleanup_step(
 ) -> CleanupStep:
     accounts = cleanup.accounts.accounts
     time_left = time_left_after(remaining_seconds, RESERVE_SECONDS)
+    key_ids: dict[str, str] = {}  # the key each account's client was last made with
 
     def client_for_account(account: str) -> ClinikoClient:
         secret = accounts[account].api_key_secret
         try:
-            return bulk_client(secret, cleanup.settings, time_left)
+            client = bulk_client(secret, cleanup.settings, time_left)
         except (ConfigurationError, SecretMisconfigured) as error:
             report_misconfigured(error, account, secret)
             if isinstance(error, ConfigurationError) and error.setting != "api_key":
@@ -94,6 +99,8 @@ def cleanup_step(
             # or the key malformed): its rules stop, the other accounts' go on. The line
             # (and its Misconfigured metric) says what to fix.
             raise AccountMisconfigured(f"misconfigured_{type(error).__name__}") from error
+        key_ids[account] = client.key_id
+        return client
 
     return CleanupStep(
         rules={rule.name: rule for rule in cleanup.rules.rules},
@@ -103,5 +110,10 @@ def cleanup_step(
         out_of_time=out_of_time,
         on_access_refused=lambda account, error: report_misconfigured(
             error, account, accounts[account].api_key_secret
+        ),
+        key_replaced=lambda account: key_replaced(
+            accounts[account].api_key_secret,
+            key_ids.get(account),
+            secrets_prefix=cleanup.settings.secrets_prefix,
         ),
     )

@@ -4,6 +4,7 @@ caller's Cliniko settings (common/cliniko_settings.py; read with the function's 
 Clients are cached per secret name for the life of the container, so the connection pool and
 the key's rate budget are reused across invocations; the secret itself is re-read through its
 five-minute cache on every call, and a rotated key (or changed settings) gets a fresh client.
+`key_replaced` tells a key Cliniko refused because it was rotated within that cache.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from cliniko_automations import cliniko
+from cliniko_automations.cliniko.pacing import key_fingerprint
 from cliniko_automations.cliniko.shared_pacing import Priority, SharingPolicy
 from cliniko_automations.common import aws
 
@@ -23,7 +25,7 @@ from .accounts import load_accounts
 from .cliniko_settings import ClinikoSettings, ClinikoVariables
 from .config_file import ConfigError
 from .rate_limit_table import DynamoBudgetStore
-from .secrets import read_secret
+from .secrets import read_secret, reread_secret
 
 if TYPE_CHECKING:
     from cliniko_automations.cliniko import ClinikoClient
@@ -109,6 +111,23 @@ def client_for_secret(
         )
         _clients[slot] = (fingerprint, client)
         return client
+
+
+def key_replaced(
+    secret_name: str, key_id: str | None, *, secrets_prefix: str | None = None
+) -> bool:
+    """Whether secret `secret_name` now holds another key than the one fingerprinted `key_id`
+    (a client's `key_id`), read past the cache, which it refreshes: Cliniko refused a key whose
+    successor was put in the secret within the cache's five minutes and the old one archived
+    (README "Secrets"), and the next `client_for_secret` uses the new one. False when the
+    secret cannot be read now: the refusal stands, told as it is."""
+    if key_id is None:
+        return False
+    try:
+        current = reread_secret(secret_name, prefix=secrets_prefix).strip()
+    except Exception:
+        return False
+    return key_fingerprint(current) != key_id
 
 
 def time_left_after(

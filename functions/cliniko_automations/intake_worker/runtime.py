@@ -25,12 +25,15 @@ from aws_lambda_powertools.utilities.idempotency import (
 
 from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.errors import ConfigurationError
-from cliniko_automations.cliniko.pacing import key_fingerprint
 from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
-from cliniko_automations.common.cliniko_accounts import client_for_secret, time_left_after
+from cliniko_automations.common.cliniko_accounts import (
+    client_for_secret,
+    key_replaced,
+    time_left_after,
+)
 from cliniko_automations.common.ledger import DynamoLedger
-from cliniko_automations.common.secrets import SecretMisconfigured, reread_secret
+from cliniko_automations.common.secrets import SecretMisconfigured
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_worker.parking import SqsParking
@@ -147,8 +150,8 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         try:
             outcome = worker.process(submission, client, erased).as_dict()
         except Misconfigured as exc:
-            if isinstance(exc.error, errors.Unauthorized | errors.Forbidden) and _rotated(
-                secret, settings.secrets_prefix, client.key_id
+            if isinstance(exc.error, errors.Unauthorized | errors.Forbidden) and key_replaced(
+                secret, client.key_id, secrets_prefix=settings.secrets_prefix
             ):
                 # The key was refused, but the secret holds another one now (rotated within
                 # the cache's five minutes, the old key archived): the next delivery uses it.
@@ -166,15 +169,6 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         queues=SqsQueues(sqs, dead_letter_queue_url=settings.dead_letter_queue_url),
         store=DynamoSubmissionStore(dynamodb, settings.submission_table),
     )
-
-
-def _rotated(secret: str, prefix: str | None, key_id: str) -> bool:
-    """Whether `secret` holds another key than the one fingerprinted `key_id` (read past the
-    cache, which it refreshes)."""
-    try:
-        return key_fingerprint(reread_secret(secret, prefix=prefix).strip()) != key_id
-    except Exception:  # unreadable now: the refusal stands, told as it is
-        return False
 
 
 def runtime() -> Runtime:

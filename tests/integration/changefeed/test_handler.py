@@ -13,6 +13,7 @@ from cliniko_automations.changefeed import handler
 from cliniko_automations.common.settings import SettingsError
 
 from tests.integration.changefeed.stack import (
+    KEY_SECRET,
     SCHEDULED_EVENT,
     context,
     create_feed_stack,
@@ -336,6 +337,28 @@ def test_a_key_cliniko_refuses_or_a_malformed_one_says_what_to_fix(
     assert (line["account"], line["reason"]) == ("other-clinic", reason)
     assert "MS0x" not in json.dumps(logs.lines)
     assert emf_metrics(capsys.readouterr().out)["Misconfigured"] == 1
+
+
+def test_a_key_rotated_within_the_cache_is_used_by_the_next_run_without_an_alarm(
+    stack, cliniko, capsys
+):
+    # README "Secrets": the new key put in the secret, then the old one archived in Cliniko,
+    # within the five minutes a warm feed keeps the old one: a 401, but nothing to fix.
+    run()
+    cliniko.control.churn(3, kinds=["create"])
+    new_key = cliniko.api_key.rsplit("-", 1)[0] + "new-au1"
+    cliniko.control.add_key(new_key)
+    boto3.client("secretsmanager").put_secret_value(SecretId=KEY_SECRET, SecretString=new_key)
+    cliniko.control.revoke_key(cliniko.api_key)
+    capsys.readouterr()
+
+    with captured_logs("changefeed") as logs:
+        (account,) = run()["accounts"]
+    assert (account["complete"], account["error"]) == (False, "cliniko_key_rotated")
+    assert not [line for line in logs.lines if '"level":"ERROR"' in line]
+    assert "Misconfigured" not in emf_metrics(capsys.readouterr().out)
+    (account,) = run()["accounts"]
+    assert (account["complete"], account["changes"]) == (True, 3)
 
 
 def test_accounts_polled_side_by_side_each_publish_their_changes_once(

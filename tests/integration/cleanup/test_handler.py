@@ -25,6 +25,7 @@ from local_run.state_machine import run_loop
 from local_run.template import ROOT
 
 from tests.fixtures.apigw import LambdaContext
+from tests.fixtures.emulator import before_each_answer
 from tests.integration.cleanup.tables import create_cleanup_tables
 from tests.integration.intake_worker.resources import (
     USER_AGENT,
@@ -436,6 +437,52 @@ def test_a_key_on_the_wrong_shard_is_told_with_its_fix(deployed, cliniko, capsys
     assert line["reason"] == "cliniko_unauthorized"
     assert emf_metrics(capsys.readouterr().out)["Misconfigured"] == 1
     assert wrong_shard not in "".join(logs.lines)
+
+
+@pytest.mark.parametrize("refused", ["find", "archive"])
+def test_a_key_rotated_within_the_cache_is_used_by_the_next_step_without_an_alarm(
+    deployed, cliniko, monkeypatch, capsys, refused
+):
+    # README "Secrets": the new key put in the secret, then the old one archived in Cliniko,
+    # within the five minutes a warm cleanup keeps the old one: refused at the batch's find
+    # (the key cached by a dry run) or at its first archive.
+    new_key = cliniko.api_key.rsplit("-", 1)[0] + "new-au1"
+
+    def rotate() -> None:
+        cliniko.server.app.add_key(new_key)
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId="tests/cliniko/test-clinic", SecretString=new_key
+        )
+        cliniko.server.app.revoke_key(cliniko.api_key)
+
+    if refused == "find":
+        planned = begin(dry_run=True)
+        invoke({"action": "step", "run_id": planned["run_id"]})
+        rotate()
+    else:
+
+        rotated: list[str] = []
+
+        def rotate_at_the_first_archive(method: str, _body: bytes) -> None:
+            if method == "POST" and not rotated:
+                rotated.append(method)
+                rotate()
+
+        before_each_answer(cliniko.server, monkeypatch, rotate_at_the_first_archive)
+    monkeypatch.setenv("CLEANUP_DRY_RUN", "false")
+    started = begin(execution=EXECUTION + "-live", dry_run=False)
+    capsys.readouterr()
+
+    with captured_logs("cleanup") as logs:
+        answer = invoke({"action": "step", "run_id": started["run_id"]})
+    assert (answer["next"], answer["wait_seconds"]) == ("wait", 1)
+    assert _errors(logs) == []
+    assert "Misconfigured" not in emf_metrics(capsys.readouterr().out)
+    answer = invoke({"action": "step", "run_id": started["run_id"]})
+    assert answer["next"] == "done"
+    (progress,) = deployed["runs"].load(started["run_id"]).rules
+    assert (progress.archived, progress.failed, progress.error) == (1, 0, None)
+    assert archived(cliniko) == {deployed["test"]}
 
 
 def test_a_secret_outside_the_prefix_stops_the_rule_with_its_fix(deployed, monkeypatch, capsys):
