@@ -25,6 +25,8 @@ class ErasureAccounts:
 
     `key_of(name)`: a fingerprint of the account's key (None when it cannot be read), which
     tells the names of one Cliniko account; without it every name is an account of its own.
+    `key_replaced(name)`: whether the key Cliniko refused is no longer the one in the account's
+    secret (rotated within the secrets' cache, the old one archived).
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class ErasureAccounts:
         *,
         default: str | None = None,
         key_of: Callable[[str], str | None] = lambda _name: None,
+        key_replaced: Callable[[str], bool] = lambda _name: False,
     ) -> None:
         if not names:
             raise ValueError("an erasure needs at least one Cliniko account")
@@ -43,6 +46,7 @@ class ErasureAccounts:
         self._default = default if default is not None or len(names) > 1 else names[0]
         self._make_client = make_client
         self._key_of = key_of
+        self.key_replaced = key_replaced
         self._clients: dict[str, ContactsClient] = {}
         self._same_as: dict[str, str] | None = None
 

@@ -151,13 +151,8 @@ class Attempt:
             try:
                 matches.extend(self.lookup(account))
             except cliniko_errors.ClinikoError as error:
-                return self.fail(
-                    cliniko_errors.error_kind(error),
-                    [],
-                    [],
-                    account_hint(account, error),
-                    account=account,
-                )
+                kind, hint = self.refusal(account, error)
+                return self.fail(kind, [], [], hint, account=account)
         contact_ids = [match.contact_id for match in matches]
         self.by_account = {
             name: [m.contact_id for m in matches if m.account == account]
@@ -490,7 +485,8 @@ class Attempt:
     def _failed(
         self, match: Match, changes: list[str], archive: bool, error: cliniko_errors.ClinikoError
     ) -> ContactResult:
-        self.access_hint = self.access_hint or account_hint(match.account, error)
+        kind, hint = self.refusal(match.account, error)
+        self.access_hint = self.access_hint or hint
         return ContactResult(
             contact_id=match.contact_id,
             account=match.account,
@@ -498,8 +494,17 @@ class Attempt:
             fields=changes,
             archive=archive,
             verified=False,
-            error=cliniko_errors.error_kind(error),
+            error=kind,
         )
+
+    def refusal(self, account: str, error: cliniko_errors.ClinikoError) -> tuple[str, str | None]:
+        """The error's kind and, when Cliniko refused the account's key or its user, what to
+        fix. A key its secret no longer holds (rotated within the secrets' cache, the old one
+        archived) needs no fixing: sent again, the request uses the new one."""
+        hint = account_hint(account, error)
+        if hint is not None and self.tools.accounts.key_replaced(account):
+            return "cliniko_key_rotated", None
+        return cliniko_errors.error_kind(error), hint
 
     def fail(
         self,

@@ -9,7 +9,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cliniko_automations.cliniko.pacing import key_fingerprint
 from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
-from cliniko_automations.common.cliniko_accounts import client_for_secret, time_left_after
+from cliniko_automations.common.cliniko_accounts import (
+    client_for_secret,
+    key_replaced,
+    time_left_after,
+)
 from cliniko_automations.common.config_file import ConfigError
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
@@ -91,11 +95,13 @@ def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None
         RESERVE_SECONDS,
     )
 
+    key_ids: dict[str, str] = {}  # the key each account's client was made with
+
     def client(account: str) -> ContactsClient:
-        made: ContactsClient = client_for_secret(
-            secrets[account], settings=settings.cliniko, time_left=time_left
-        )
-        return made
+        made = client_for_secret(secrets[account], settings=settings.cliniko, time_left=time_left)
+        key_ids[account] = made.key_id
+        contacts: ContactsClient = made
+        return contacts
 
     def key_of(account: str) -> str | None:
         # The key as the client sends it (pasted keys carry a newline), by its fingerprint.
@@ -104,7 +110,13 @@ def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None
         except SecretUnavailable:  # taken for an account of its own: a search of it fails
             return None
 
-    accounts = ErasureAccounts(list(secrets), client, default=default, key_of=key_of)
+    accounts = ErasureAccounts(
+        list(secrets),
+        client,
+        default=default,
+        key_of=key_of,
+        key_replaced=lambda account: key_replaced(secrets[account], key_ids.get(account)),
+    )
     pepper = read_secret(settings.pepper_secret_name)
     dynamodb = aws.client("dynamodb")
     submissions = DynamoSubmissionStore(

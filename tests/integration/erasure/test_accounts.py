@@ -22,6 +22,7 @@ from cliniko_automations.erasure.trail import GENESIS_HASH, RECEIVED_SK, chained
 from cliniko_automations.erasure.workflow import Eraser, fingerprint, request_identity
 from cliniko_emulator.app import injected_error
 
+from tests.fixtures.emulator import before_each_answer
 from tests.integration.erasure import stack
 from tests.integration.erasure.stack import PEPPER, PERSONAL
 
@@ -168,6 +169,50 @@ def test_a_refused_key_names_its_account(erasure_stack):
     )
     # Nothing changed anywhere: the lookup stops before the purge and the scrub.
     assert not erasure_stack.contact(contact_id, "main-clinic")["archived_at"]
+
+
+@pytest.mark.parametrize("refused_at", ["lookup", "scrub"])
+def test_a_key_rotated_within_the_cache_needs_no_fixing_and_the_retry_uses_it(
+    erasure_stack, monkeypatch, refused_at
+):
+    # README "Secrets": the new key put in the secret, then the old one archived in Cliniko,
+    # within the five minutes a warm erasure function keeps the old one (here from a dry run).
+    contact_id = erasure_stack.seed("main-clinic")
+    cliniko = erasure_stack.cliniko
+    assert eraser().submit(ask(request_id="warm", email=EMAIL, dry_run=True), CALLER).status
+    new_key = cliniko.api_key.rsplit("-", 1)[0] + "new-au1"
+
+    def rotate() -> None:
+        cliniko.server.app.add_key(new_key)
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId=erasure_stack.key_secret, SecretString=new_key
+        )
+        cliniko.server.app.revoke_key(cliniko.api_key)
+
+    if refused_at == "lookup":
+        rotate()
+    else:
+        rotated: list[str] = []
+
+        def rotate_at_the_first_write(method: str, _body: bytes) -> None:
+            if method != "GET" and not rotated:
+                rotated.append(method)
+                rotate()
+
+        before_each_answer(cliniko.server, monkeypatch, rotate_at_the_first_write)
+
+    outcome = eraser().submit(ask(request_id="rotated", email=EMAIL), CALLER)
+
+    assert outcome.status == "failed"
+    if refused_at == "lookup":
+        assert "(cliniko_key_rotated searching Cliniko account main-clinic" in outcome.message
+    else:
+        assert [c.error for c in outcome.contacts] == ["cliniko_key_rotated"]
+    assert "send it again with the same request id to retry" in outcome.message
+    assert "refused" not in outcome.message and "will fail the same way" not in outcome.message
+    retried = eraser().submit(ask(request_id="rotated", email=EMAIL), CALLER)
+    assert (retried.status, retried.result) == ("completed", "erased")
+    assert erasure_stack.contact(contact_id, "main-clinic")["archived_at"]
 
 
 def test_a_lookup_failing_in_one_account_names_that_account(erasure_stack, monkeypatch):
