@@ -1,19 +1,27 @@
 #!/usr/bin/env python3
-"""List, show and replay the intake's dead letters (SubmissionDeadLetterQueue).
+"""List, show, replay and delete the intake's dead letters (SubmissionDeadLetterQueue), or
+with `--parked` its parked submissions (ParkedQueue).
 
-    python scripts/dead_letters.py list [--json]
-    python scripts/dead_letters.py show ID            # ID: SQS message id or submission id
-    python scripts/dead_letters.py replay ID | --all  # back to the submission queue
+    python scripts/dead_letters.py [--parked] list [--json]
+    python scripts/dead_letters.py [--parked] show ID
+    python scripts/dead_letters.py [--parked] replay ID | --all  # back to the submission queue
+    python scripts/dead_letters.py [--parked] delete ID          # removed, not replayed
+
+ID: the SQS message id or the submission id.
 
 Queue URLs and the tables come from arguments or the environment:
-`--dlq-url`/DEAD_LETTER_QUEUE_URL, `--queue-url`/SUBMISSION_QUEUE_URL,
+`--dlq-url`/DEAD_LETTER_QUEUE_URL (with `--parked`: `--dlq-url`/PARKED_QUEUE_URL, the
+ParkedQueueUrl output), `--queue-url`/SUBMISSION_QUEUE_URL,
 `--table`/IDEMPOTENCY_TABLE, `--submission-table`/SUBMISSION_TABLE. Against a deployed
 stack, take them from its outputs (or
 `aws cloudformation describe-stack-resource --logical-resource-id SubmissionDeadLetterQueue`);
 credentials and region as for the AWS CLI. AWS_ENDPOINT_URL points it at moto in tests.
 
 Nothing personal is printed: a dead letter shows its ids, source, times, attempts, the
-reason it failed (a code) and the NAMES of the fields it carries, never their values.
+reason it failed (a code) and the NAMES of the fields it carries, never their values. A
+parked submission shows the same, attempts aside, with its reason (the worker's `reason`
+attribute: several_matches, archived_match, name_differs, ambiguous_recovery ...) and its
+`candidates`, the ids of the Cliniko contacts it matched (record numbers, not personal data).
 
 A dead letter carries only a submission id (the claim check): the values are in the
 submission store. When that body is gone (an erasure deleted it, or it expired) the letter
@@ -31,7 +39,9 @@ table (`intake-failure#<message id>`), and this script reads it from there.
 Listing receives every message (hiding it briefly, so each is seen once) and then makes them
 visible again; replay sends the body to the submission queue and only then deletes the dead
 letter, so a crash in between duplicates a message (which the worker's idempotency absorbs)
-rather than losing one.
+rather than losing one. `delete` removes a letter without replaying it (a parked submission
+staff settled by hand, a letter whose body is gone); its stored body is left to expire, 16
+days after it was last parked or dead-lettered.
 
 Exit status: 0 done, 1 a letter not found or not replayed, or a mistake of the environment
 (no region or credentials, a queue or table that is not there: one line naming it), 2 bad
@@ -41,6 +51,7 @@ arguments, 130 interrupted, 141 output cut short by its reader (`| head`).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -90,6 +101,18 @@ class DeadLetter:
         return data
 
 
+@dataclass
+class ParkedSubmission(DeadLetter):
+    # The contacts the worker found (Cliniko's record numbers, not personal data).
+    candidates: list[str] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        data = super().public()
+        # A dead letter's alone: a submission is parked on its first look, and needs no fix.
+        del data["receive_count"], data["failed_at"], data["fix"]
+        return data
+
+
 # How a letter whose submission body is no longer stored reads in `body`.
 GONE = "gone"
 # How a letter reads whose submission another delivery of it finished (SQS delivers at least
@@ -98,6 +121,9 @@ DONE = "done"
 
 
 class DeadLetters(DeadLetterTool[DeadLetter]):
+    # The message attribute the worker writes a letter's reason in.
+    _reason_attribute = "failure_reason"
+
     def __init__(
         self,
         *,
@@ -163,7 +189,7 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
 
     def _describe(self, message: Mapping[str, Any]) -> DeadLetter:
         attributes = string_attributes(message)
-        reason = attributes.get("failure_reason")
+        reason = attributes.get(self._reason_attribute)
         receive_count = attributes.get("receive_count")
         failed_at = ""
         stored = self._failures.get(message["MessageId"]) if self._failures else None
@@ -173,7 +199,8 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             failed_at = stored.failed_at
         queued = _queued(message["Body"])
         submission, body = self._submission(queued)
-        return DeadLetter(
+        return self._letter(
+            attributes,
             message_id=message["MessageId"],
             submission_id=queued.submission_id if queued else "-",
             source=queued.source if queued else "-",
@@ -189,6 +216,9 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             receipt_handle=message["ReceiptHandle"],
             message=message["Body"],
         )
+
+    def _letter(self, attributes: Mapping[str, str], **values: Any) -> DeadLetter:
+        return DeadLetter(**values)
 
     def _submission(self, queued: QueuedSubmission | None) -> tuple[Submission | None, str]:
         """The letter's submission from the store, and the state of its body."""
@@ -207,6 +237,19 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             return None, "malformed"
 
 
+class ParkedSubmissions(DeadLetters):
+    """The parked queue (ParkedQueue): submissions the worker left for a person (several
+    contacts match, only an archived one ...), read and replayed as dead letters are. The
+    worker sends each with a `reason` and its `candidate_contact_ids`."""
+
+    noun = "parked submission"
+    _reason_attribute = "reason"
+
+    def _letter(self, attributes: Mapping[str, str], **values: Any) -> ParkedSubmission:
+        ids = attributes.get("candidate_contact_ids", "")
+        return ParkedSubmission(**values, candidates=[i for i in ids.split(",") if i])
+
+
 def _queued(message_body: str) -> QueuedSubmission | None:
     try:
         return QueuedSubmission.from_json(message_body)
@@ -214,10 +257,12 @@ def _queued(message_body: str) -> QueuedSubmission | None:
         return None
 
 
-def _table(letters: Sequence[DeadLetter], out: TextIO) -> None:
+def _table(letters: Sequence[DeadLetter], out: TextIO, *, parked: bool = False) -> None:
     columns = ("submission_id", "source", "received_at", "receive_count", "reason", "body")
+    if parked:
+        columns = ("submission_id", "source", "received_at", "reason", "candidates", "body")
     print_table(letters, columns, out)
-    print(f"{len(letters)} dead letter(s)", file=out)
+    print(f"{len(letters)} {ParkedSubmissions.noun if parked else DeadLetters.noun}(s)", file=out)
 
 
 def _show(letter: DeadLetter, out: TextIO) -> None:
@@ -225,12 +270,15 @@ def _show(letter: DeadLetter, out: TextIO) -> None:
 
 
 def build(args: argparse.Namespace) -> DeadLetters:
-    dlq = args.dlq_url or os.environ.get("DEAD_LETTER_QUEUE_URL")
+    setting = "PARKED_QUEUE_URL" if args.parked else "DEAD_LETTER_QUEUE_URL"
+    dlq = args.dlq_url or os.environ.get(setting)
     if not dlq:
-        raise SystemExit("no dead-letter queue: pass --dlq-url or set DEAD_LETTER_QUEUE_URL")
-    table = args.table or os.environ.get("IDEMPOTENCY_TABLE")
+        queue = "parked" if args.parked else "dead-letter"
+        raise SystemExit(f"no {queue} queue: pass --dlq-url or set {setting}")
+    # Failures are stored by the message id of a dead letter, never of a parked one.
+    table = None if args.parked else args.table or os.environ.get("IDEMPOTENCY_TABLE")
     submission_table = args.submission_table or os.environ.get("SUBMISSION_TABLE")
-    return DeadLetters(
+    return (ParkedSubmissions if args.parked else DeadLetters)(
         sqs=boto3.client("sqs"),
         dead_letter_queue_url=dlq,
         queue_url=args.queue_url or os.environ.get("SUBMISSION_QUEUE_URL"),
@@ -245,7 +293,15 @@ def build(args: argparse.Namespace) -> DeadLetters:
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dlq-url", help="dead-letter queue URL (env DEAD_LETTER_QUEUE_URL)")
+    parser.add_argument(
+        "--parked",
+        action="store_true",
+        help="the parked queue rather than the dead-letter queue (env PARKED_QUEUE_URL)",
+    )
+    parser.add_argument(
+        "--dlq-url",
+        help="dead-letter queue URL (env DEAD_LETTER_QUEUE_URL), or with --parked the parked one",
+    )
     parser.add_argument("--queue-url", help="submission queue URL (env SUBMISSION_QUEUE_URL)")
     parser.add_argument("--table", help="idempotency table, for reasons (env IDEMPOTENCY_TABLE)")
     parser.add_argument(
@@ -258,7 +314,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     )
     args = parser.parse_args(argv)
     return run_tool(
-        "dead_letters.py", lambda: run_command(args, build(args), out, table=_table, show=_show)
+        "dead_letters.py",
+        lambda: run_command(
+            args,
+            build(args),
+            out,
+            table=functools.partial(_table, parked=args.parked),
+            show=_show,
+        ),
     )
 
 

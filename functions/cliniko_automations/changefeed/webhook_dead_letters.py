@@ -3,6 +3,7 @@
     python -m cliniko_automations.changefeed.webhook_dead_letters list [--json]
     python -m cliniko_automations.changefeed.webhook_dead_letters show ID
     python -m cliniko_automations.changefeed.webhook_dead_letters replay ID | --all
+    python -m cliniko_automations.changefeed.webhook_dead_letters delete ID  # not replayed
 
 ID: the SQS message id, or a webhook-id (a change's id: its letters to every subscriber that
 took it). The queue, the bus and the subscribers

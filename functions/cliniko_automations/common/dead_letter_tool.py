@@ -1,10 +1,11 @@
 """What the operators' dead-letter tools share: reading an SQS dead-letter queue and their
-`list` / `show` / `replay` commands (scripts/dead_letters.py for the intake's submissions,
-changefeed/webhook_dead_letters.py for webhook deliveries).
+`list` / `show` / `replay` / `delete` commands (scripts/dead_letters.py for the intake's
+submissions, dead and parked, changefeed/webhook_dead_letters.py for webhook deliveries).
 
 Listing receives every message, hiding it for `HIDE_SECONDS` so each is seen once, and
 `release` makes those not replayed visible again; a tool deletes a letter only after its
-replay was accepted, so a crash in between duplicates a message rather than losing one.
+replay was accepted (so a crash in between duplicates a message rather than losing one), or
+on the operator's `delete`.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class DeadLetterTool(Generic[L]):
     rest released. A tool says how a message reads (`_describe`), their order (`_order`),
     the ids an operator may name one by (`_ids`), and how a replay goes (`replay`)."""
 
+    # What one message is called in what the tool prints.
+    noun = "dead letter"
+
     def __init__(self, sqs: Any, dead_letter_queue_url: str) -> None:
         self._dlq = DeadLetterQueue(sqs, dead_letter_queue_url)
         self._received: list[L] = []
@@ -127,6 +131,11 @@ class DeadLetterTool(Generic[L]):
         listing failed part-way included."""
         self._dlq.release()
         self._received = []
+
+    def delete(self, letters: Sequence[L], report: Callable[[str], None]) -> None:
+        """Remove the letters unreplayed (the operator settled them by other means)."""
+        for letter in letters:
+            self._removed(letter, report, f"deleted {letter.message_id}")
 
     def _replayed(self, letter: L, report: Callable[[str], None]) -> None:
         """The letter's replay was accepted: it leaves the queue, and `report` says so."""
@@ -166,6 +175,8 @@ def add_commands(parser: argparse.ArgumentParser, *, id_help: str, replay_help: 
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", help=id_help)
     which.add_argument("--all", action="store_true", help="every dead letter")
+    delete = commands.add_parser("delete", help="remove a dead letter without replaying it")
+    delete.add_argument("id", help=id_help)
 
 
 def run_command(
@@ -176,8 +187,13 @@ def run_command(
     table: Callable[[Sequence[L], TextIO], None],
     show: Callable[[L, TextIO], None],
 ) -> int:
-    """Carry out the parsed `list`, `show` or `replay`; release what was received, whatever
-    ends it (an error, a closed pipe, Ctrl-C: `finally` runs on KeyboardInterrupt too)."""
+    """Carry out the parsed `list`, `show`, `replay` or `delete`; release what was received,
+    whatever ends it (an error, a closed pipe, Ctrl-C: `finally` runs on KeyboardInterrupt
+    too)."""
+
+    def report(line: str) -> None:
+        print(line, file=out, flush=True)
+
     try:
         if args.command == "list":
             found = letters.list_letters()
@@ -187,24 +203,24 @@ def run_command(
             else:
                 table(found, out)
             return 0
+        every = getattr(args, "all", False)  # only `replay` takes --all
+        chosen = letters.list_letters() if every else letters.find(args.id)
+        if not chosen:
+            print(
+                "nothing to replay" if every else f"no {letters.noun} with id {args.id}",
+                file=sys.stderr,
+            )
+            return 0 if every else 1
         if args.command == "show":
-            found = letters.find(args.id)
-            if not found:
-                print(f"no dead letter with id {args.id}", file=sys.stderr)
-                return 1
-            for n, letter in enumerate(found):
+            for n, letter in enumerate(chosen):
                 if n:
                     print(file=out)
                 show(letter, out)
             return 0
-        chosen = letters.list_letters() if args.all else letters.find(args.id)
-        if not chosen:
-            print(
-                "nothing to replay" if args.all else f"no dead letter with id {args.id}",
-                file=sys.stderr,
-            )
-            return 0 if args.all else 1
-        _, refused = letters.replay(chosen, lambda line: print(line, file=out, flush=True))
+        if args.command == "delete":
+            letters.delete(chosen, report)
+            return 0
+        _, refused = letters.replay(chosen, report)
         for line in refused:
             print(f"not replayed {line}", file=sys.stderr)
         return 1 if refused else 0
@@ -214,7 +230,7 @@ def run_command(
 
 def print_table(letters: Sequence[Letter], columns: Sequence[str], out: TextIO) -> None:
     """The letters' `columns`, aligned, a line each."""
-    rows = [tuple(columns)] + [tuple(printable(getattr(d, c)) for c in columns) for d in letters]
+    rows = [tuple(columns)] + [tuple(_text(getattr(d, c)) for c in columns) for d in letters]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     for row in rows:
         print(
@@ -223,13 +239,21 @@ def print_table(letters: Sequence[Letter], columns: Sequence[str], out: TextIO) 
 
 
 def print_letter(letter: Letter, out: TextIO, *, omitted_when_empty: str) -> None:
-    """The letter's public fields, a line each, the names aligned; `fields` (a list of field
+    """The letter's public fields, a line each, the names aligned; a list (`fields`, field
     names) on one line, and the field `omitted_when_empty` only when it has a value."""
     shown = {
-        name: ", ".join(value) or "-" if name == "fields" else value
+        name: value
         for name, value in letter.public().items()
         if value or name != omitted_when_empty
     }
     width = max(map(len, shown)) + 2
     for name, value in shown.items():
-        print(f"{name + ':':<{width}}{printable(value)}", file=out)
+        print(f"{name + ':':<{width}}{_text(value)}", file=out)
+
+
+def _text(value: Any) -> str:
+    """A field as printed: a list (of field names, of contact ids) comma-separated, "-" when
+    empty."""
+    if isinstance(value, list):
+        return printable(", ".join(map(str, value)) or "-")
+    return printable(value)

@@ -229,6 +229,10 @@ def test_bogus_and_orphaned_letters_are_reported_and_kept(world) -> None:
     assert any("'left-us' is no longer in webhooks.yaml" in p for p in problems)
     assert sum(p.startswith("not JSON") for p in problems) == 2
     assert any(p.startswith("not a webhook delivery") for p in problems)
+    # The orphan's subscriber is not coming back: its letter is deleted, never replayed.
+    code, out = cli("delete", "msg_orphan")
+    assert code == 0 and out.startswith("deleted ")
+    assert "3 dead letter(s)" in cli("list")[1]
 
 
 def test_a_letter_for_an_account_its_subscriber_no_longer_takes_is_kept(world, tmp_path) -> None:

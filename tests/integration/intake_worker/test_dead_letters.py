@@ -1,8 +1,10 @@
-"""scripts/dead_letters.py against moto: list, show (no personal values), replay."""
+"""scripts/dead_letters.py against moto: list, show (no personal values), replay, delete; with
+`--parked`, the same on the parked queue, from a submission the worker parked."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -24,13 +26,17 @@ from cliniko_automations.intake.submission import (
 )
 from cliniko_automations.intake_worker.store import DynamoFailures, FailureRecord
 
+from tests.e2e.leak_search import leaks
 from tests.integration.intake_worker.resources import (
     DEAD_LETTERS_SCRIPT,
     WorkerStack,
     create_worker_stack,
     load_dead_letters_script,
+    put_secrets,
+    worker_environment,
+    write_worker_config,
 )
-from tests.integration.intake_worker.test_handler import age_body, body_expires_in
+from tests.integration.intake_worker.test_handler import age_body, body_expires_in, run_until_empty
 
 PERSONAL = ("Ana", "Lima", "ana.lima@example.com", "0412 345 678")
 
@@ -141,6 +147,16 @@ def test_replay_one_then_all(stack: WorkerStack) -> None:
     assert stack.counts(stack.dead_letter_queue_url) == (0, 0)
 
 
+def test_delete_removes_a_letter_without_replaying_it(stack: WorkerStack, capsys) -> None:
+    ids = fill(stack)
+    assert run("delete", "sub-2") == (0, f"deleted {ids['direct']}\n")
+    assert stack.counts(stack.dead_letter_queue_url) == (2, 0)
+    assert stack.counts(stack.queue_url) == (0, 0)
+    assert run("delete", "nope")[0] == 1
+    assert capsys.readouterr().err == "no dead letter with id nope\n"
+    assert stack.counts(stack.dead_letter_queue_url) == (2, 0)
+
+
 def test_a_replayed_body_outlives_the_new_message(stack: WorkerStack) -> None:
     # The replay is a new message, kept 14 days from now by the queue, and by the dead-letter
     # queue if it fails again: a body stored 12 days ago expired under it, and that letter
@@ -187,10 +203,15 @@ def test_replay_needs_the_submission_queue_and_store(
     assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
 
 
-def test_without_a_dead_letter_queue_it_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DEAD_LETTER_QUEUE_URL", raising=False)
-    with pytest.raises(SystemExit, match="DEAD_LETTER_QUEUE_URL"):
-        run("list")
+@pytest.mark.parametrize(
+    ("mode", "setting"), [([], "DEAD_LETTER_QUEUE_URL"), (["--parked"], "PARKED_QUEUE_URL")]
+)
+def test_without_a_dead_letter_queue_it_says_so(
+    monkeypatch: pytest.MonkeyPatch, mode, setting
+) -> None:
+    monkeypatch.delenv(setting, raising=False)
+    with pytest.raises(SystemExit, match=setting):
+        run(*mode, "list")
 
 
 def test_a_listing_that_fails_part_way_hides_nothing(stack: WorkerStack) -> None:
@@ -289,3 +310,84 @@ def test_a_reader_that_stops_reading_ends_it_quietly(stack: WorkerStack) -> None
     assert listing.wait(timeout=60) == 141
     assert err == ""
     assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
+
+
+# A person tests/e2e/leak_search.py finds wherever their values go (whole, encoded, any case).
+MARKED = ContactDraft(
+    first_name="Zephyrine",
+    last_name="Quillfeather",
+    email="zephyrine@qx7marker.example.com",
+    phone_numbers=(PhoneNumber(number="0412 345 678"),),
+)
+
+
+def leaked(*outputs: str) -> list[str]:
+    return leaks("printed", outputs) + [o for o in outputs if "0412 345 678" in o]
+
+
+def parked_submission(stack: WorkerStack, cliniko, n: int) -> tuple[Submission, list[str]]:
+    """A submission the worker parks (`several_matches`: two Cliniko contacts share its
+    email), and the ids of those contacts."""
+    client = cliniko.client()
+    made = [client.create_contact({"first_name": "Zephyrine", "email": MARKED.email}) for _ in "ab"]
+    sub = dataclasses.replace(submission(n), draft=MARKED)
+    stack.enqueue(sub)
+    run_until_empty(stack)
+    assert stack.counts(stack.parked_queue_url) == (1, 0)
+    return sub, [str(contact.id) for contact in made]
+
+
+@pytest.fixture
+def worker(stack: WorkerStack, cliniko, monkeypatch, tmp_path) -> WorkerStack:
+    """The stack, with the worker's environment and the Cliniko emulator."""
+    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
+    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    return stack
+
+
+def test_a_parked_submission_is_listed_shown_and_replayed_once_merged(worker, cliniko) -> None:
+    sub, candidates = parked_submission(worker, cliniko, 7)
+    code, listed = run("--parked", "list")
+    assert code == 0
+    assert sub.submission_id in listed and "several_matches" in listed
+    assert ", ".join(candidates) in listed and "1 parked submission(s)" in listed
+    code, rows = run("--parked", "list", "--json")
+    (row,) = map(json.loads, rows.splitlines())
+    assert (row["reason"], row["candidates"], row["body"]) == (
+        "several_matches",
+        candidates,
+        "stored",
+    )
+    assert "receive_count" not in row  # a dead letter's
+    code, shown = run("--parked", "show", sub.submission_id)
+    assert code == 0
+    assert f"candidates:    {', '.join(candidates)}" in shown.splitlines()
+    assert "email, first_name, last_name, phone_numbers" in shown
+    assert worker.counts(worker.parked_queue_url) == (1, 0)  # the listings hid nothing
+
+    # Staff merge the duplicates (Cliniko keeps one, archives the other), then replay.
+    cliniko.client().archive_contact(candidates[1])
+    age_body(worker, sub, days_left=2)
+    code, replayed = run("--parked", "replay", sub.submission_id)
+    assert (code, replayed) == (0, f"replayed {row['message_id']}\n")
+    assert worker.counts(worker.parked_queue_url) == (0, 0)
+    # A new message, kept 14 days by the submission queue: its body outlives it.
+    assert body_expires_in(worker, sub) > 15 * DAY
+    run_until_empty(worker)
+    assert worker.drain(worker.parked_queue_url) == []
+    active = cliniko.control.contacts(include_archived=False)
+    assert [(c["id"], c["last_name"]) for c in active] == [(candidates[0], "Quillfeather")]
+    assert leaked(listed, rows, shown, replayed) == []
+
+
+def test_a_parked_submission_settled_by_hand_is_deleted(worker, cliniko, capsys) -> None:
+    sub, _ = parked_submission(worker, cliniko, 8)
+    (row,) = map(json.loads, run("--parked", "list", "--json")[1].splitlines())
+    code, deleted = run("--parked", "delete", sub.submission_id)
+    assert (code, deleted) == (0, f"deleted {row['message_id']}\n")
+    assert worker.counts(worker.parked_queue_url) == (0, 0)
+    assert worker.counts(worker.queue_url) == (0, 0)  # not replayed
+    assert len(cliniko.control.contacts()) == 2  # nothing written
+    assert run("--parked", "delete", sub.submission_id) == (1, "")
+    assert capsys.readouterr().err == f"no parked submission with id {sub.submission_id}\n"
+    assert leaked(deleted) == []

@@ -1,15 +1,19 @@
 """scripts/dead_letters.py shows a Cliniko 422's field names: a misbehaving Cliniko (or one
-behind a hostile proxy) must not write terminal controls onto the operator's screen."""
+behind a hostile proxy) must not write terminal controls onto the operator's screen. With
+`--parked`, run as the operator runs it, it shows a parked submission's reason and candidate
+contacts, and no personal value."""
 
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 from cliniko_automations.intake_worker import handler as worker_handler
 
 from tests.integration.common.test_http_transport import ScriptedServer
 from tests.integration.intake_worker.resources import (
+    DEAD_LETTERS_SCRIPT,
     create_worker_stack,
     load_dead_letters_script,
     poll_once,
@@ -17,11 +21,13 @@ from tests.integration.intake_worker.resources import (
     worker_environment,
     write_worker_config,
 )
+from tests.integration.intake_worker.test_dead_letters import leaked, parked_submission
 from tests.integration.intake_worker.test_handler import context, submission
 from tests.integration.terminal.hostile import (
     assert_json_lines,
     assert_printable,
     cliniko_refusing_writes,
+    run_tool,
 )
 
 
@@ -73,3 +79,35 @@ def test_the_reason_stored_for_a_redriven_letter_is_escaped_too(stack, monkeypat
     assert load_dead_letters_script().main(["show", sub.submission_id], out=out) == 0
     assert "cliniko_validation_failed" in out.getvalue()
     assert_printable(out.getvalue())
+
+
+@pytest.fixture
+def parked(aws, cliniko, monkeypatch, tmp_path):
+    """A stack whose worker parked one submission (two Cliniko contacts share its email): the
+    stack, the submission and the contacts' ids."""
+    stack = create_worker_stack()
+    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
+    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    return stack, *parked_submission(stack, cliniko, 1)
+
+
+@pytest.mark.parametrize("command", [["list"], ["list", "--json"], ["show", "SUB"]])
+def test_a_parked_submission_reaches_the_terminal_without_personal_values(parked, command) -> None:
+    stack, sub, candidates = parked
+    argv = ["--parked", *(sub.submission_id if a == "SUB" else a for a in command)]
+    result = run_tool([str(DEAD_LETTERS_SCRIPT), *argv], os.environ)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "several_matches" in result.stdout and all(c in result.stdout for c in candidates)
+    assert_printable(result.stdout)
+    assert leaked(result.stdout) == []
+    if "--json" in command:
+        assert_json_lines(result.stdout)
+    assert stack.counts(stack.parked_queue_url) == (1, 0)
+
+
+def test_deleting_what_is_not_there_exits_1(parked) -> None:
+    stack, _, _ = parked
+    result = run_tool([str(DEAD_LETTERS_SCRIPT), "--parked", "delete", "nope"], os.environ)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "no parked submission with id nope\n"
+    assert stack.counts(stack.parked_queue_url) == (1, 0)
