@@ -171,10 +171,28 @@ def test_an_int_id_is_accepted_and_a_bad_one_refused_before_sending(cliniko) -> 
     (contact_id,) = cliniko.control.seed(1, seed=9)
     client = cliniko.client(clock=FakeClock())
     assert client.get_contact(int(contact_id)).id == contact_id  # type: ignore[arg-type]
-    for bad in ("", "12a", "../1", "1.5", None, True, 1.0):
+    for bad in ("", "12a", "../1", "1.5", None, True, 1.0, 0, -1):
         with pytest.raises(ValueError):
             client.get_contact(bad)  # type: ignore[arg-type]
     assert client.request_count == 1
+
+
+def test_an_archived_contact_is_reached_by_id_only_when_asked(cliniko) -> None:
+    # A Cliniko that hides archived contacts asked by id without a filter on archived_at.
+    cliniko.control.set_behaviour(archived_get="hidden")
+    (contact_id,) = cliniko.control.seed(1, archived=1, seed=12)
+    client = cliniko.client(clock=FakeClock())
+
+    with pytest.raises(errors.NotFound):
+        client.get_contact(contact_id)
+    assert client.get_contact(contact_id, include_archived=True).archived_at
+    updated = client.update_contact(contact_id, {"notes": ""}, include_archived=True)
+    assert updated.id == contact_id
+    assert [r["query"].get("q[]") for r in cliniko.control.requests()] == [
+        None,
+        ["archived_at:*"],
+        ["archived_at:*"],
+    ]
 
 
 def test_not_found(cliniko) -> None:

@@ -112,7 +112,8 @@ def test_a_count_that_changed_while_listing_is_logged_not_raised(cliniko, caplog
     with caplog.at_level(logging.WARNING, logger="cliniko_automations.cliniko"):
         rest = list(listing)
 
-    assert len({c.id for c in first_page + rest}) == 250  # nothing yielded twice
+    listed = [c.id for c in first_page + rest]
+    assert len(listed) == len(set(listed)) == 250  # nothing yielded twice
     assert "contacts changed while listing" in caplog.text
     assert "Arrival" not in caplog.text and "@" not in caplog.text
 
@@ -193,6 +194,26 @@ def test_a_phone_without_its_number_is_kept_blank_not_a_failure_of_every_caller(
     phones = listed.to_dict()["phone_numbers"]
     assert [p["number"] for p in phones] == ["", "0412 345 678", ""]
     assert phones[0]["normalized_number"] == "+61400111222"
+
+
+def test_a_next_link_back_to_the_same_page_is_refused_not_followed() -> None:
+    pages = iter([2, 2, None])  # a link to page 1 from page 1, twice, then none
+
+    def script(connection, request: bytes) -> None:
+        page = next(pages)
+        links = {"self": "https://api.au1.cliniko.com/v1/contacts?page=1"}
+        if page is not None:
+            links["next"] = "https://api.au1.cliniko.com/v1/contacts?page=1"
+        body = {"contacts": [_contact(1390712996921090001)], "total_entries": 1, "links": links}
+        answer(json.dumps(body).encode())(connection, request)
+
+    client, server = scripted_client(script)
+    try:
+        with pytest.raises(errors.UnexpectedResponse):
+            client.list_contacts()
+    finally:
+        server.stop()
+    assert len(server.requests) == 1
 
 
 @pytest.mark.parametrize("link", [2, True, ["https://api.au1.cliniko.com/v1/contacts?page=2"]])

@@ -89,6 +89,20 @@ def test_429_beyond_the_longest_wait_raises_at_once_with_the_reset(cliniko) -> N
     assert clock.sleeps == []
 
 
+def test_429_longer_than_the_longest_single_wait_raises_at_once(cliniko) -> None:
+    # Within the total wait (75 s) but past the longest single wait the policy accepts.
+    clock = FakeClock()
+    client = cliniko.client(clock=clock, retry_policy=RetryPolicy(max_rate_limit_wait=10.0))
+    cliniko.control.set_faults(throttle_window_s=30)
+
+    with pytest.raises(errors.RateLimited) as caught:
+        client.list_contacts()
+
+    assert caught.value.status_code == 429
+    assert clock.sleeps == []
+    assert _statuses(cliniko) == [429]
+
+
 def test_429_waits_are_bounded(cliniko) -> None:
     clock = FakeClock()
     client = cliniko.client(clock=clock, retry_policy=RetryPolicy(max_rate_limit_waits=2))

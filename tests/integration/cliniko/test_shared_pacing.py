@@ -205,6 +205,20 @@ def test_bulk_takes_only_what_interactive_callers_leave(store) -> None:
     assert BULK_TAT not in _item(store)
 
 
+def test_bulk_books_nothing_while_two_slots_are_booked_ahead(store) -> None:
+    # An intake submission's lookup and create: a cleanup does not book on top of them.
+    clock = FakeClock()
+    intake = _process(store, clock)
+    cleanup = _process(store, clock, priority=Priority.BULK)
+    intake.acquire()
+    intake.acquire()
+    booked = _item(store)[TAT]
+
+    with pytest.raises(BudgetExhausted):
+        cleanup.acquire(max_wait=0.0)
+    assert _item(store)[TAT] == booked
+
+
 def test_an_intake_request_during_a_cleanup_does_not_wait(store) -> None:
     clock = FakeClock()
     intake = _process(store, clock)
@@ -254,13 +268,25 @@ def test_throttled_processes_resume_at_different_moments(store) -> None:
     processes[0].hold(5.0)
 
     waits = []
-    for process in processes[1:]:
+    for process in processes:  # the one that met the 429 too
         with pytest.raises(BudgetExhausted) as caught:
             process.acquire(max_wait=0.0)
         waits.append(caught.value.wait)
 
-    assert all(5.0 <= wait <= 5.0 + POLICY.resume_jitter for wait in waits)
+    assert all(5.0 < wait <= 5.0 + POLICY.resume_jitter for wait in waits)
     assert len(set(waits)) == len(waits)
+
+
+def test_slots_booked_before_a_429_are_not_sent_into_the_spent_window(store) -> None:
+    clock = FakeClock()
+    budget = _process(store, clock)
+    budget.expect(2)
+    budget.acquire()  # the lookup; the create's slot is booked too
+    budget.hold(5.0)  # the lookup met a 429
+
+    with pytest.raises(BudgetExhausted) as caught:
+        budget.acquire(max_wait=0.0)
+    assert caught.value.wait >= 5.0
 
 
 def test_a_missing_table_falls_back_to_cautious_local_pacing_and_says_so(aws: str) -> None:

@@ -4,15 +4,17 @@ a bound of seconds against a wait of ten or more, not a measurement."""
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from cliniko_automations.cliniko import ClinikoClient, errors
+from cliniko_automations.cliniko import ClinikoClient, RetryPolicy, errors
 
 from tests.fixtures.emulator import USER_AGENT
+from tests.unit.cliniko.fake_clock import FakeClock
 
 
 def within(seconds: float):
@@ -40,6 +42,24 @@ def test_no_attempt_starts_with_less_than_a_second_left(cliniko):
     with pytest.raises(errors.OutOfTime):
         client.create_contact({"first_name": "Ana", "last_name": "Lima"})
     assert cliniko.control.requests() == []  # nothing was sent
+
+
+def test_no_backoff_starts_that_would_leave_less_than_a_second(cliniko):
+    # 1.2 s left and a 503: any backoff over 0.2 s would end with too little left for an
+    # attempt (and, on a real clock, past the Lambda's timeout): the error comes at once.
+    clock = FakeClock()
+    deadline = clock.monotonic() + 1.2
+    client = cliniko.client(
+        clock=clock,
+        rng=random.Random(1),
+        retry_policy=RetryPolicy(backoff_base=8.0),
+        time_left=lambda: deadline - clock.monotonic(),
+    )
+    cliniko.control.set_faults(fail_next=[503])
+    with pytest.raises(errors.ServerError):
+        client.list_contacts()
+    assert clock.sleeps == []
+    assert len(cliniko.control.requests()) == 1
 
 
 def test_a_client_kept_across_invocations_takes_each_one_s_time_left(cliniko):

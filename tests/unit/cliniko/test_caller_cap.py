@@ -146,6 +146,17 @@ def test_a_capped_process_without_the_store_paces_itself_at_most_at_its_cap() ->
     assert budget.in_fallback
 
 
+def test_a_failing_fallback_metric_never_stops_a_request() -> None:
+    def broken_metric(reason: str) -> None:
+        raise RuntimeError("CloudWatch is down too")
+
+    budget = SharedBudget(
+        KEY_ID, UnreachableStore(), policy=POLICY, clock=FakeClock(), on_fallback=broken_metric
+    )
+    assert budget.acquire() == 0.0
+    assert budget.in_fallback
+
+
 @pytest.mark.parametrize("name", ["", "Feed", "cap-feed", "x" * 41, "1feed"])
 def test_a_cap_needs_a_plain_name(name: str) -> None:
     with pytest.raises(ValueError):
