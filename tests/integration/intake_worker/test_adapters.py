@@ -69,6 +69,26 @@ def test_expired_claim_is_free_even_before_ttl_deletion(stack: WorkerStack) -> N
         pass
 
 
+def test_a_holder_that_outlived_its_claim_leaves_its_successor_s_alone(
+    stack: WorkerStack,
+) -> None:
+    now = [1_000_000.0]
+    claims = DynamoClaims(
+        stack.dynamodb,
+        stack.idempotency_table,
+        ttl_seconds=60,
+        wait_seconds=0,
+        clock=lambda: now[0],
+    )
+    slow = claims.hold("k")
+    slow.__enter__()  # a worker still busy when its claim expires
+    now[0] += 61
+    with claims.hold("k"):  # another worker takes the expired claim
+        slow.__exit__(None, None, None)  # the slow one lets go of its own claim only
+        with pytest.raises(ClaimBusy), claims.hold("k"):
+            pass
+
+
 def test_waiters_take_the_claim_one_at_a_time(stack: WorkerStack) -> None:
     claims = DynamoClaims(stack.dynamodb, stack.idempotency_table, wait_seconds=30)
     inside: list[int] = []

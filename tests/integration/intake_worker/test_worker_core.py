@@ -132,6 +132,15 @@ def test_new_email_creates_one_contact_with_the_mapped_fields(h: Harness) -> Non
     assert h.ledger.entries[outcome.contact_id].submission_id == outcome.submission_id
 
 
+def test_a_submission_that_changes_nothing_is_still_seen_in_the_ledger(h: Harness) -> None:
+    # Nothing written, so Cliniko's updated_at stays: the ledger is what tells the cleanup's
+    # age rules that the person sent the form again today.
+    made = h.process(submit(ANA))
+    again = h.process(submit(ANA))
+    assert (again.action, again.contact_id) == ("unchanged", made.contact_id)
+    assert list(h.ledger.seen_at) == [made.contact_id]
+
+
 def test_same_email_again_fills_blanks_only(h: Harness) -> None:
     existing = h.client.create_contact(
         {"first_name": "Anabel", "email": "ana.lima@example.com", "company_name": ""}
@@ -503,6 +512,23 @@ def test_the_same_fields_typed_long_after_a_crashed_attempt_are_not_adopted(h: H
     assert (outcome.action, outcome.contact_id, outcome.recovered) == (
         "unchanged",
         str(made.id),
+        False,
+    )
+    assert h.ledger.entries == {}
+
+
+def test_the_same_fields_typed_minutes_after_a_lost_create_are_not_adopted(h: Harness) -> None:
+    sub = submit(ANA)
+    h.cliniko.control.set_faults(fail_next=[500], methods=["POST"])
+    with pytest.raises(RetryLater):
+        h.process(sub)
+    # Ten minutes later, before the retry, staff type in exactly what the form said: after
+    # the attempt's window, which ended when the create's answer was lost.
+    staff_id = h.staff_create(ANA.cliniko_fields(), h.later(timedelta(minutes=10)))
+    outcome = h.process(sub)
+    assert (outcome.action, outcome.contact_id, outcome.recovered) == (
+        "unchanged",
+        staff_id,
         False,
     )
     assert h.ledger.entries == {}

@@ -57,6 +57,7 @@ def test_lookup_by_name_and_phone_without_email() -> None:
     [
         ContactDraft(first_name="Ana", last_name="Lima"),  # no phone
         ContactDraft(last_name="Lima", phone_numbers=(PhoneNumber(number="0412345678"),)),
+        ContactDraft(first_name="Ana", phone_numbers=(PhoneNumber(number="0412345678"),)),
         ContactDraft(company_name="Acme Health Fund"),
     ],
 )
@@ -83,6 +84,7 @@ def test_claim_key_is_a_hash_per_account_and_case_blind() -> None:
         ("0412 345 678", "0412 345 679", False),
         ("123", "0123", True),  # equal once the trunk zero goes
         ("5678", "61412345678", False),  # too short to match by suffix
+        ("345 678", "0412 345 678", False),  # a local tail is not the number
     ],
 )
 def test_phone_matching(left: str, right: str, same: bool) -> None:
@@ -105,7 +107,14 @@ def test_name_phone_match_needs_a_shared_number_and_folded_names() -> None:
         last_name="Lima",
         phone_numbers=[{"number": "0499 999 999", "phone_type": "Mobile"}],
     )
-    decision = foc.decide(draft, lookup, [same, other_phone], "fill_blanks")
+    # A family's shared home phone: the same first name and number, another last name.
+    other_name = contact(
+        "1003",
+        first_name="Ana",
+        last_name="Silva",
+        phone_numbers=[{"number": "0412 345 678", "phone_type": "Home"}],
+    )
+    decision = foc.decide(draft, lookup, [same, other_phone, other_name], "fill_blanks")
     assert decision.contact_id == "1001"
 
 
@@ -391,6 +400,14 @@ def test_clock_skew_is_tolerated_on_both_sides() -> None:
     assert not LOST.contains(T0 - timedelta(minutes=5))
     assert LOST.contains(T0 + timedelta(seconds=20 + 90))
     assert not LOST.contains(T0 + timedelta(minutes=5))
+
+
+def test_an_attempt_that_died_unnoted_spans_the_longest_invocation() -> None:
+    # No lost_at (the invocation was killed): Cliniko may have saved the create at any time
+    # up to the 15 minutes a Lambda invocation can last.
+    died = foc.CreateWindow(T0)
+    assert died.contains(T0 + timedelta(minutes=14))
+    assert not died.contains(T0 + timedelta(minutes=18))
 
 
 def test_present_fields_are_names_only() -> None:
