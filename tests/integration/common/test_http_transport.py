@@ -169,6 +169,24 @@ def test_a_connection_is_reused_after_a_whole_answer_and_not_after_a_partial_one
         assert server.connections == 2
 
 
+def test_a_connection_whose_answer_is_still_arriving_is_not_used_again(serve):
+    # Cut off before the rest of its body came (ClinikoTransport's deadline, an answer too
+    # large): on a kept connection, that rest would be read as the next request's answer.
+    def half_now_half_later(connection: socket.socket, request: bytes) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n"
+        connection.sendall(head + b"x" * 1000)
+        time.sleep(0.3)
+        connection.sendall(b"x" * 1000)
+
+    server = serve(half_now_half_later)
+    url = f"http://127.0.0.1:{server.port}/v1/contacts"
+    with client() as http:
+        with http.stream("GET", url) as partial:
+            next(partial.iter_raw())
+        assert http.get(url).content == b"x" * 2000
+        assert server.connections == 2
+
+
 def test_an_informational_answer_never_leaves_the_real_one_for_the_next_request(serve):
     # 103 Early Hints, then the answer: http.client skips a 100 only and took any other 1xx
     # for the answer, so the real one stayed on the kept connection and the next request on

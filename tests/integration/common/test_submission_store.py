@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 from cliniko_automations.common.identity_claims import claim_item_key, claim_key
 from cliniko_automations.common.person_keys import PersonKeys
-from cliniko_automations.common.submission_store import FENCE_CLAIMS, DynamoSubmissionStore
+from cliniko_automations.common.submission_store import (
+    FENCE_CLAIMS,
+    DynamoSubmissionStore,
+    StoredSubmission,
+)
 from cliniko_automations.intake_worker.store import DynamoClaims
 
 from tests.integration.cleanup.tables import create_table
@@ -39,6 +43,63 @@ def test_every_tombstone_and_every_body_of_a_person_goes_past_one_batch(aws) -> 
     assert store.erased_at(keys) == ERASED_AT
     assert store.erased_at(["key-00"]) == ERASED_AT
     assert store.erased_at(["never-erased"]) is None
+
+
+def test_a_person_erased_twice_was_last_erased_at_the_later_time(aws) -> None:
+    # Erased by name and phone, then again by email: a submission made between the two is
+    # older than the latest erasure, and dropped.
+    dynamodb = boto3.client("dynamodb")
+    store = DynamoSubmissionStore(dynamodb, create_submission_store(dynamodb, "store"))
+    store.tombstone(["name-phone-key"], ERASED_AT)
+    store.tombstone(["email-key"], ERASED_AT + timedelta(days=3))
+    assert store.erased_at(["email-key", "name-phone-key"]) == ERASED_AT + timedelta(days=3)
+    assert store.erased_at(["name-phone-key", "email-key"]) == ERASED_AT + timedelta(days=3)
+
+
+def test_a_redelivery_keeps_the_time_its_submission_was_first_received(aws) -> None:
+    # A payload without a time of its own is as old as its first receipt: delivered again
+    # after its person's erasure, it is older than the erasure, and dropped.
+    dynamodb = boto3.client("dynamodb")
+    store = DynamoSubmissionStore(dynamodb, create_submission_store(dynamodb, "store"))
+    later = ERASED_AT + timedelta(days=2)
+    assert store.first_received("partner-json:sha256:abc", ERASED_AT) == ERASED_AT
+    assert store.first_received("partner-json:sha256:abc", later) == ERASED_AT
+    assert store.first_received("partner-json:sha256:def", later) == later
+
+
+def test_a_body_outlives_the_fourteen_days_a_queue_keeps_its_id(aws) -> None:
+    # The parked and dead-letter queues keep a message 14 days: replayed on its last day, the
+    # id still finds its body (BODY_TTL_SECONDS); `keep` gives it that long again.
+    dynamodb = boto3.client("dynamodb")
+    now = [time.time()]
+    store = DynamoSubmissionStore(
+        dynamodb, create_submission_store(dynamodb, "store"), clock=lambda: now[0]
+    )
+    store.put("sub-1", "{}", PersonKeys(email_hmac="email-hmac"))
+    now[0] += 14 * 24 * 3600 + 3600
+    assert isinstance(store.get("sub-1"), StoredSubmission)
+    store.keep("sub-1")
+    now[0] += 14 * 24 * 3600 + 3600
+    assert isinstance(store.get("sub-1"), StoredSubmission)
+    now[0] += 3 * 24 * 3600
+    assert store.get("sub-1") is None
+
+
+def test_keep_leaves_a_body_that_is_gone_gone(aws) -> None:
+    # An id sent to a queue again after its person's erasure, or after its body expired (and
+    # waits for DynamoDB's lazy TTL), must not bring the body or an item back.
+    dynamodb = boto3.client("dynamodb")
+    now = [time.time()]
+    store = DynamoSubmissionStore(
+        dynamodb, create_submission_store(dynamodb, "store"), clock=lambda: now[0]
+    )
+    store.put("erased", "{}", PersonKeys(email_hmac="email-hmac"))
+    store.put("expired", "{}", PersonKeys(email_hmac="other-hmac"))
+    assert store.purge("email-hmac") == ["erased"]
+    now[0] += 17 * 24 * 3600
+    for submission_id in ("erased", "expired", "never-stored"):
+        store.keep(submission_id)
+        assert store.get(submission_id) is None
 
 
 def fenced_store(dynamodb, *, wait: float = 0.3) -> DynamoSubmissionStore:

@@ -4,8 +4,12 @@ and 503), so a delivery refused while a container's cached value was the other o
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta
+
 import boto3
-from cliniko_automations.common import aws, secrets
+from aws_lambda_powertools.utilities.parameters import base as powertools_parameters
+from cliniko_automations.common import aws, logs, secrets
 
 from tests.unit.intake_api import samples
 
@@ -43,6 +47,14 @@ def test_a_delivery_signed_with_the_new_secret_is_accepted_by_a_warm_container(i
     assert typeform(intake, "whsec_forged_0123456789abcdef", "forged") == 401
 
 
+def test_a_value_read_is_blanked_from_the_logs_from_then_on(intake):
+    # logs.py: the redacting filter blanks "every secret value this container has read".
+    fresh = f"whsec_{uuid.uuid4().hex}"
+    rotate(TYPEFORM_SECRET, fresh)  # a cold container: its one read is of this value
+    assert typeform(intake, fresh, "signed with the value read") == 202
+    assert logs.redact(f"secret={fresh}") == "secret=[secret]"
+
+
 def test_a_token_rotated_is_accepted_by_a_warm_container(intake):
     assert jotform(intake, samples.TOKEN) == 202
     rotate(JOTFORM_TOKEN, "jotform-token-rotated-0123456789")
@@ -67,6 +79,24 @@ def test_the_old_secret_is_refused_once_the_rotation_is_past_its_grace(intake, m
     monkeypatch.setattr(secrets, "ROTATION_GRACE_SECONDS", 0)
     rotate(TYPEFORM_SECRET, ROTATED)
     assert typeform(intake, samples.SECRET, "long after the rotation") == 401
+    assert typeform(intake, ROTATED, "signed as it should be") == 202
+
+
+def test_a_secret_rotated_because_it_leaked_stops_working_once_the_cache_ages(intake, monkeypatch):
+    # secrets.py: a rotated secret is picked up within SECRET_MAX_AGE (5 minutes) without a
+    # cold start; past the grace, the leaked value then signs nothing.
+    assert typeform(intake, samples.SECRET, "before") == 202  # a warm container caches it
+    monkeypatch.setattr(secrets, "ROTATION_GRACE_SECONDS", 0)
+    rotate(TYPEFORM_SECRET, ROTATED)
+    later = datetime.now() + timedelta(minutes=5, seconds=1)
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return later
+
+    monkeypatch.setattr(powertools_parameters, "datetime", Later)  # the cache's clock
+    assert typeform(intake, samples.SECRET, "signed with the leaked value") == 401
     assert typeform(intake, ROTATED, "signed as it should be") == 202
 
 

@@ -20,6 +20,7 @@ from cliniko_automations.intake_worker.store import (
 )
 from cliniko_automations.intake_worker.worker import ClaimBusy, Intent
 
+from tests.integration.common.test_dynamodb_batches import throttled
 from tests.integration.intake_worker.resources import WorkerStack, create_worker_stack
 
 
@@ -161,6 +162,22 @@ def test_ledger_is_keyed_by_contact_id_and_never_overwritten(stack: WorkerStack)
             "active_account": "test-clinic",
         }
     ]
+
+
+def test_when_a_submission_last_met_a_contact_is_read_through_throttling(
+    stack: WorkerStack,
+) -> None:
+    # A throttled table leaves keys unprocessed: each left out, a cleanup rule on updated_at
+    # would take a person who sent the form again today for one nobody has touched.
+    ledger = DynamoLedger(stack.dynamodb, stack.ledger_table)
+    for contact_id in ("41", "42"):
+        ledger.record(LedgerEntry(contact_id, "test-clinic", "test-json", "sub-1", "2026-11-23"))
+        ledger.seen(contact_id, "2026-12-04T09:00:00+00:00")
+    throttled(stack.dynamodb, "BatchGetItem", times=2)
+    assert ledger.last_submissions(["41", "42", "43"]) == {
+        "41": "2026-12-04T09:00:00+00:00",
+        "42": "2026-12-04T09:00:00+00:00",
+    }
 
 
 def test_parked_message_is_the_submission_id_with_a_reason(stack: WorkerStack) -> None:

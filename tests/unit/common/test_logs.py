@@ -89,6 +89,7 @@ def test_ids_dates_and_counts_are_kept(text, kept):
         "0412987654",
         "(02) 5550 1234",
         "0491-570-156",
+        "5550 1234",  # a landline without its area code: 8 digits, the fewest a phone has
     ],
 )
 def test_emails_and_phones_are_blanked(value):
@@ -109,6 +110,15 @@ def test_a_registered_secret_is_blanked_whole_and_url_encoded():
     for form in (SECRET, quote(SECRET, safe=""), quote_plus(SECRET), SECRET.lower()):
         assert SECRET.lower() not in redact(f"key={form}").lower()
         assert form not in redact(f"key={form}")
+
+
+def test_a_secret_with_spaces_is_blanked_in_either_url_encoding():
+    # A query string writes a space as %20 (httpx) or as + (a form body): a passphrase as a
+    # signing secret is blanked in both.
+    passphrase = "correct horse battery staple"
+    register_secret(passphrase)
+    for form in (quote(passphrase, safe=""), quote_plus(passphrase)):
+        assert redact(f"key={form}") == "key=[secret]"
 
 
 def test_short_secrets_are_not_searched_for():
@@ -144,6 +154,16 @@ def test_the_function_logger_redacts_messages_extras_and_exceptions():
     assert first["detail"] == {"k": "[secret]"}
     assert second["exception_name"] == "ValueError"
     assert "[secret]" in second["exception"]
+
+
+def test_a_records_extra_keys_are_redacted_for_the_runtimes_handler_too():
+    # A library's line reaches Lambda's own handler on the root logger, whose JSON format
+    # writes a record's extra keys, without the function logger's redacted JSON.
+    register_secret(SECRET)
+    record = logging.LogRecord("botocore.endpoint", logging.WARNING, __file__, 1, "sent", (), None)
+    record.detail = {"to": "ada+x@example.com", "key": SECRET}
+    assert logs.REDACTING_FILTER.filter(record)
+    assert record.detail == {"to": "[email]", "key": "[secret]"}
 
 
 def test_the_filter_is_added_once():

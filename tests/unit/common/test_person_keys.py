@@ -74,6 +74,19 @@ def test_a_submission_and_a_contact_share_a_key_exactly_when_the_worker_matches_
     assert shared is phones_match(phone_digits(ours), phone_digits(theirs))
 
 
+def test_a_number_shorter_than_eight_digits_is_not_taken_for_a_longer_ones_end() -> None:
+    # "123 4567" ends too many numbers: taken for "+61 123 4567", the worker would update a
+    # namesake's contact and an erasure reach the namesake's submissions. Eight digits may.
+    for short, long, same in [
+        ("123 4567", "+61 123 4567", False),
+        ("1234 5678", "+61 1234 5678", True),
+    ]:
+        stored = submission_keys(PEPPER, None, "Ana", "Lima", [short])
+        probe = contact_keys(PEPPER, None, "Ana", "Lima", [long])
+        assert bool(set(stored.name_phone) & set(probe.name_phone)) is same
+        assert phones_match(phone_digits(short), phone_digits(long)) is same
+
+
 def test_a_submission_with_an_email_is_stored_under_its_email_alone() -> None:
     # The worker knows it by its email: a namesake sharing a landline, with another email, is
     # someone else, whose erasure must not reach it.

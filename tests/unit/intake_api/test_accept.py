@@ -215,6 +215,16 @@ def test_secret_store_failure_is_a_503():
     assert (caught.value.dependency, caught.value.error_type) == ("secrets", "ConnectionError")
 
 
+def test_a_secret_that_reads_empty_is_a_503_not_a_key_anyone_can_sign_with():
+    body = samples.typeform_body()
+    forged = post(
+        "referral-typeform", body, typeform_signature=samples.typeform_signature(body, "")
+    )
+    with pytest.raises(ServiceUnavailable) as caught:
+        accept(forged, services(read_secret=lambda name: ""))
+    assert (caught.value.dependency, caught.value.error_type) == ("secrets", "empty secret")
+
+
 def test_webflow_replay_refused_by_the_core_clock():
     body = samples.webflow_body()
     headers = samples.webflow_headers(body)

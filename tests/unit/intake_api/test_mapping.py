@@ -148,6 +148,19 @@ def test_defaults_fill_only_what_is_missing_and_first_rule_wins():
     assert map_answers({"first": "Bea", "name": "Ana Lima"}, src)["first_name"] == "Bea"
 
 
+def test_the_first_rule_with_an_answer_fills_a_field_and_a_later_one_is_its_fallback():
+    src = source(
+        [
+            {"from": "n", "to": "first_name"},
+            {"from": "work_email", "to": "email"},
+            {"from": "home_email", "to": "email"},
+        ]
+    )
+    both = {"n": "A", "work_email": "ana@clinic.example", "home_email": "ana@home.example"}
+    assert map_answers(both, src)["email"] == "ana@clinic.example"
+    assert map_answers({**both, "work_email": " "}, src)["email"] == "ana@home.example"
+
+
 def test_notes_template():
     src = source(
         [{"from": "n", "to": "first_name"}],
@@ -255,6 +268,22 @@ def test_bad_email_shape():
 )
 def test_a_one_line_field_keeps_its_words_on_one_line(typed, kept):
     assert one_line(typed) == kept
+
+
+def test_mapped_answers_and_phones_go_on_one_line_and_the_notes_keep_theirs():
+    src = source(
+        [
+            {"from": "n", "to": "first_name"},
+            {"from": "a", "to": "address_1"},
+            {"from": "p", "to": "phone"},
+        ],
+        notes_template="{m}",
+    )
+    answers = {"n": "Ana", "a": "12 Main St\nApt 4", "p": "0412 987\r\n654", "m": "Knee\nSince May"}
+    mapped = map_answers(answers, src)
+    assert mapped["address_1"] == "12 Main St Apt 4"
+    assert mapped["phone_numbers"] == [{"number": "0412 987 654", "phone_type": "Mobile"}]
+    assert mapped["notes"] == "Knee\nSince May"
 
 
 def test_a_long_run_of_blanks_is_read_once():

@@ -11,6 +11,7 @@ import pytest
 from cliniko_automations.intake_api.errors import BadSignature, MalformedBody
 from cliniko_automations.intake_api.providers import (
     ADAPTERS,
+    base,
     formspree,
     html,
     jotform,
@@ -90,6 +91,14 @@ def test_typeform_partial_responses_are_ignored():
     body = samples.typeform_body(event_type="form_response_partial")
     parsed = typeform.parse(delivery(body, {}))
     assert parsed.ignored and parsed.answers == {}
+
+
+def test_typeform_events_of_another_type_are_ignored_even_with_answers():
+    # Only `form_response` is a submission: an event type Typeform adds later is acknowledged
+    # and dropped, never queued as a person's answers.
+    body = samples.typeform_body(event_type="form_response_updated")
+    parsed = typeform.parse(delivery(body, {}))
+    assert parsed.ignored == "other_event" and parsed.answers == {}
 
 
 def test_typeform_choices_and_fallback_to_event_id():
@@ -183,6 +192,15 @@ def test_tally_other_events_ignored_and_malformed_fields():
     assert tally.parse(delivery(b'{"eventType": "FORM_DELETED"}', {})).ignored
     with pytest.raises(MalformedBody):
         tally.parse(delivery(b'{"eventType": "FORM_RESPONSE", "data": {"fields": [{}]}}', {}))
+
+
+def test_webflow_other_triggers_are_ignored():
+    # A site webhook (signed with the same secret) sent here by mistake is acknowledged, not
+    # queued as a person's answers nor refused (Webflow retries what is not a 2xx).
+    body = json.loads(samples.webflow_body())
+    body["triggerType"] = "site_publish"
+    parsed = webflow.parse(delivery(json.dumps(body).encode(), {}))
+    assert parsed.ignored == "other_event" and parsed.answers == {}
 
 
 @pytest.mark.parametrize("missing", [True, False], ids=["left_out", "null"])
@@ -351,6 +369,61 @@ class TestTimestampedHmac:
         good = samples.t_v1_signature(body, at=NOW)
         stamp, v1 = good.split(",")
         adapter.verify(delivery(body, {header: f"{stamp},v1={'0' * 64},{v1}"}), SECRET, NOW)
+
+    def test_a_delivery_exactly_five_minutes_old_is_still_fresh(self, adapter, header, body):
+        # "Reject older than 5 minutes": 300 s is not older.
+        sent = int(NOW)
+        signed = delivery(body, {header: samples.t_v1_signature(body, at=sent)})
+        adapter.verify(signed, SECRET, sent + 300)
+        with pytest.raises(BadSignature, match="5-minute window"):
+            adapter.verify(signed, SECRET, sent + 301)
+
+
+def signed_deliveries(wrong: bool) -> list[tuple[object, Delivery]]:
+    """A delivery for each signing adapter, signed with SECRET (or, `wrong`, another)."""
+    secret = "another-secret" if wrong else SECRET
+    typeform_body, tally_body = samples.typeform_body(), samples.tally_body()
+    webflow_body, json_body = samples.webflow_body(), samples.json_body()
+    return [
+        (
+            typeform,
+            delivery(
+                typeform_body,
+                {"typeform-signature": samples.typeform_signature(typeform_body, secret)},
+            ),
+        ),
+        (
+            tally,
+            delivery(tally_body, {"tally-signature": samples.tally_signature(tally_body, secret)}),
+        ),
+        (webflow, delivery(webflow_body, samples.webflow_headers(webflow_body, secret, at=NOW))),
+        (
+            json_api,
+            delivery(json_body, {"x-signature": samples.t_v1_signature(json_body, secret, at=NOW)}),
+        ),
+    ]
+
+
+def test_signatures_are_compared_in_constant_time(monkeypatch):
+    # form-providers.md: "Compare signatures with a constant-time comparison" (`==` stops at
+    # the first byte that differs, which lets a forger find a signature byte by byte).
+    compared = []
+    constant_time = base.hmac.compare_digest
+
+    def spy(a, b):
+        compared.append(a)
+        return constant_time(a, b)
+
+    monkeypatch.setattr(base.hmac, "compare_digest", spy)
+    for wrong in (False, True):
+        for adapter, signed in signed_deliveries(wrong):
+            compared.clear()
+            if wrong:
+                with pytest.raises(BadSignature):
+                    adapter.verify(signed, SECRET, NOW)
+            else:
+                adapter.verify(signed, SECRET, NOW)
+            assert compared, adapter.__name__
 
 
 def test_formspree_parse_takes_submission_object_and_has_no_id():
