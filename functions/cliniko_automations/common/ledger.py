@@ -19,11 +19,14 @@ cleanup run only ever pages through the contacts that may still need archiving.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from cliniko_automations.common.dynamodb_batches import get_items
 
 ACTIVE_INDEX = "ActiveByAccount"
 ACTIVE = "active"
@@ -56,9 +59,12 @@ def ledger_item(entry: LedgerEntry) -> dict[str, Any]:
 
 
 class DynamoLedger:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(
+        self, client: Any, table: str, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._client = client
         self._table = table
+        self._sleep = sleep
 
     def record(self, entry: LedgerEntry) -> None:
         try:
@@ -88,22 +94,14 @@ class DynamoLedger:
                 raise
 
     def last_submissions(self, contact_ids: Sequence[str]) -> dict[str, str]:
-        """When a submission last met each of `contact_ids` (at most 100), for those it met."""
-        found: dict[str, str] = {}
-        request: dict[str, Any] = {
-            self._table: {
-                "Keys": [{"contact_id": {"S": i}} for i in dict.fromkeys(contact_ids)],
-                "ProjectionExpression": "contact_id, last_submission_at",
-                "ConsistentRead": True,
-            }
+        """When a submission last met each of `contact_ids`, for those it met (keys left
+        unprocessed are read again after a pause, a bounded number of times: dynamodb_batches)."""
+        keys = [{"contact_id": {"S": i}} for i in dict.fromkeys(contact_ids)]
+        return {
+            item["contact_id"]["S"]: item["last_submission_at"]["S"]
+            for item in get_items(self._client, self._table, keys, sleep=self._sleep)
+            if "last_submission_at" in item
         }
-        while request and request.get(self._table, {}).get("Keys"):
-            answer = self._client.batch_get_item(RequestItems=request)
-            for item in answer.get("Responses", {}).get(self._table, []):
-                if "last_submission_at" in item:
-                    found[item["contact_id"]["S"]] = item["last_submission_at"]["S"]
-            request = answer.get("UnprocessedKeys") or {}
-        return found
 
     def _active_query(self, account: str, after: str | None, **extra: str) -> dict[str, Any]:
         """A query of `account`'s active entries on the sparse index, after the id `after`."""

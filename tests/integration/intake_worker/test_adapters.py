@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cliniko_automations.common.aws import queue_url_for
+from cliniko_automations.common.dynamodb_batches import ATTEMPTS, LeftUnprocessed
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
 from cliniko_automations.intake.submission import ContactDraft, Submission
 from cliniko_automations.intake_worker.parking import SqsParking
@@ -178,6 +179,20 @@ def test_when_a_submission_last_met_a_contact_is_read_through_throttling(
         "41": "2026-12-04T09:00:00+00:00",
         "42": "2026-12-04T09:00:00+00:00",
     }
+
+
+def test_a_ledger_throttled_throughout_is_an_error_after_paused_attempts(
+    stack: WorkerStack,
+) -> None:
+    # As every batch read (common/dynamodb_batches.py): sent again after a growing pause, a
+    # bounded number of times, never in a tight loop for as long as the table is throttled.
+    pauses: list[float] = []
+    ledger = DynamoLedger(stack.dynamodb, stack.ledger_table, sleep=pauses.append)
+    ledger.record(LedgerEntry("41", "test-clinic", "test-json", "sub-1", "2026-11-23"))
+    throttled(stack.dynamodb, "BatchGetItem", times=ATTEMPTS)
+    with pytest.raises(LeftUnprocessed):
+        ledger.last_submissions(["41"])
+    assert len(pauses) == ATTEMPTS - 1 and pauses == sorted(pauses) and pauses[0] > 0
 
 
 def test_parked_message_is_the_submission_id_with_a_reason(stack: WorkerStack) -> None:
