@@ -18,7 +18,7 @@ import boto3
 import pytest
 from cliniko_automations.changefeed import cliniko_source, handler
 from cliniko_automations.changefeed.bus import EventBridgeSink
-from cliniko_automations.changefeed.changes import FieldHasher
+from cliniko_automations.changefeed.changes import FieldHasher, PublishedState
 from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
 from cliniko_automations.changefeed.core import ChangeFeed
 from cliniko_automations.changefeed.events import EventBuilder
@@ -300,6 +300,22 @@ def quiet_feed_store() -> DynamoFeedStore:
     return DynamoFeedStore(boto3.client("dynamodb"), "feed", state_days=400)
 
 
+def test_a_published_state_is_kept_for_state_days(aws):
+    # What lets the feed tell a contact's next change (its changed fields) from a first sight:
+    # kept STATE_DAYS (400), then left to the table's TTL.
+    quiet_feed_store()
+    now = 1_800_000_000
+    store = DynamoFeedStore(boto3.client("dynamodb"), "feed", state_days=400, clock=lambda: now)
+    state = PublishedState("7", "2026-01-05T09:00:00Z", False, {"city": "0f"}, "msg_1")
+    store.record("test-clinic", [state])
+
+    item = boto3.client("dynamodb").get_item(
+        TableName="feed", Key={"pk": {"S": "contact#test-clinic#7"}}
+    )["Item"]
+    assert int(item["expires_at"]["N"]) == now + 400 * 86400
+    assert store.published("test-clinic", ["7"]) == {"7": state}
+
+
 def poll_once(
     client: Any,
     store: DynamoFeedStore,
@@ -356,6 +372,23 @@ def test_a_second_busier_than_one_run_can_read_is_read_on_where_the_last_run_sto
     # Each change published once: the second run read on from the first one's last id.
     assert sum(r["changes"] for r in results) == len(made) + len(later) == 251
     assert results[-1]["cursor"] == iso(BASE_TIME + dt.timedelta(seconds=30))
+
+
+def test_quiet_polls_keep_a_busy_second_s_place_while_the_overlap_still_reaches_it(aws, cliniko):
+    # The busy second is the overlap's first (its last change exactly OVERLAP_SECONDS later):
+    # every poll still lists it, so its place must stay with the cursor, or each quiet minute
+    # reads its 450 from the first id again and, with time for 4 requests, never completes.
+    store = quiet_feed_store()
+    cliniko.control.churn(450, kinds=["create"], at=iso(BASE_TIME), seed=9)
+    cliniko.control.churn(1, kinds=["create"], at=iso(BASE_TIME + dt.timedelta(seconds=5)))
+    client = cliniko.client()
+    published = [poll_once(client, store, 4) for _ in range(3)]
+    assert sum(r["changes"] for r in published) == 451
+
+    quiet = [poll_once(client, store, 4) for _ in range(2)]
+
+    assert [(r["complete"], r["changes"]) for r in quiet] == [(True, 0)] * 2
+    assert [r["requests"] for r in quiet] == [3, 3]
 
 
 def test_quiet_polls_after_a_busy_second_do_not_read_it_all_again(aws, cliniko):

@@ -282,6 +282,33 @@ def test_what_a_verify_counted_is_not_counted_again_after_a_refusal(world):
     assert world.archive_requests() == Counter(dict.fromkeys(ids, 1))
 
 
+class ArchiveFindsOneGone:
+    """The client, but one contact is gone when its archive comes (removed since its batch
+    was found): Cliniko answers 404."""
+
+    def __init__(self, client, gone: str) -> None:
+        self.client, self.gone = client, gone
+
+    def iter_contacts(self, filters=(), sort=None):
+        return self.client.iter_contacts(filters, sort)
+
+    def archive_contact(self, contact_id):
+        if contact_id == self.gone:
+            raise cliniko_errors.NotFound("404 Not Found", status_code=404)
+        return self.client.archive_contact(contact_id)
+
+
+def test_a_contact_gone_before_its_archive_is_not_a_failure(world):
+    # Nothing is left to archive: no refusal to count, list or alarm on (CleanupFailed).
+    ids = world.seed_matching(3)
+    state = world.start(rule())
+    outcome, final = world.step(state, rule(), client=ArchiveFindsOneGone(world.client, ids[1]))
+    assert outcome.next == "done"
+    (progress,) = final.rules
+    assert (progress.failed, progress.failed_ids, progress.error) == (0, [], None)
+    assert world.archived() == {ids[0], ids[2]}
+
+
 def test_a_contact_two_rules_match_is_archived_and_counted_by_one(world):
     # The first rule's step is cut mid-batch; the second rule took what was left of it, and
     # the first rule's verify then counted those as its own too: reported under both.

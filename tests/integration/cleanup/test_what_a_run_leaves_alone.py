@@ -104,7 +104,10 @@ def test_the_age_boundary(world):
         {"first_name": "E", "updated_at": exact, "created_at": exact},
         {"first_name": "F", "updated_at": frac, "created_at": exact},
         {"first_name": "O", "updated_at": offset, "created_at": exact},
+        {"first_name": "S", "updated_at": ago(2000), "created_at": ago(2000)},
     )
+    # Untouched in Cliniko for longer, but its person's last submission was exactly then.
+    world.ledger.seen(ids[-1], (now - dt.timedelta(days=1095)).replace(microsecond=0).isoformat())
     stale = shipped("stale-form-contacts")
     state = world.start(stale)
     state_started = dt.datetime.fromisoformat(state.started_at)

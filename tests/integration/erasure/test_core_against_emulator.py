@@ -16,6 +16,7 @@ from cliniko_automations.erasure.chain_check import verify_chain
 from cliniko_automations.erasure.errors import (
     AlreadyRecorded,
     ChainMoved,
+    ExtensionRefused,
     RequestIdConflict,
     RequestInProgress,
     RequestNotFound,
@@ -305,6 +306,27 @@ def test_an_extension_sent_while_an_attempt_runs_keeps_the_chain_one_line(erasur
     assert finished.receipt is not None and finished.receipt.records == len(records)
 
 
+def test_an_extension_is_allowed_only_within_the_first_month(erasure_stack):
+    # Received 31 Jan: due 28 Feb (its end, UTC); extended, 28 Apr. Past that day, no extension.
+    contact_id = erasure_stack.seed()
+    erasure_stack.cliniko.control.set_faults(error_rate=1.0, statuses=[500])
+    received = datetime(2026, 1, 31, 9, tzinfo=UTC)
+    filed = make_eraser(erasure_stack, clock=lambda: received).submit(
+        ask(request_id="late", contact_id=contact_id), CALLER
+    )
+    erasure_stack.cliniko.control.clear_faults()
+    assert (filed.status, filed.due_at) == ("failed", "2026-02-28T23:59:59Z")
+
+    late = make_eraser(erasure_stack, clock=lambda: datetime(2026, 3, 1, tzinfo=UTC))
+    with pytest.raises(ExtensionRefused, match="only allowed within the first month"):
+        late.extend("late", "ticket PRIV-9", CALLER)
+    last_second = datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC)
+    extended = make_eraser(erasure_stack, clock=lambda: last_second).extend(
+        "late", "ticket PRIV-9", CALLER
+    )
+    assert (extended.due_at, extended.due_extended) == ("2026-04-28T23:59:59Z", True)
+
+
 def test_id_and_email_together_must_name_the_same_contact(erasure_stack, eraser):
     contact_id = erasure_stack.seed()
     outcome = eraser.submit(
@@ -337,6 +359,45 @@ class KilledBeforeWriting:
         raise Killed
 
     archive_contact = update_contact
+
+
+class ReadBackFindsNothing:
+    """The real client, except that once it has written to Cliniko its lists find nothing:
+    the read-back that verifies an erasure sees no contact."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._wrote = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def list_contacts(self, *args: Any, **kwargs: Any) -> Any:
+        found = self._client.list_contacts(*args, **kwargs)
+        return [] if self._wrote else found
+
+    def update_contact(self, *args: Any, **kwargs: Any) -> Any:
+        self._wrote = True
+        return self._client.update_contact(*args, **kwargs)
+
+    def archive_contact(self, *args: Any, **kwargs: Any) -> Any:
+        self._wrote = True
+        return self._client.archive_contact(*args, **kwargs)
+
+
+def test_a_contact_the_read_back_does_not_show_is_not_verified(erasure_stack):
+    contact_id = erasure_stack.seed()
+    client = ReadBackFindsNothing(erasure_stack.cliniko.client(user_agent=USER_AGENT))
+    outcome = make_eraser(erasure_stack, client).submit(
+        ask(request_id="unseen", contact_id=contact_id), CALLER
+    )
+    assert (outcome.status, outcome.result) == ("failed", "failed")
+    (contact,) = outcome.contacts
+    assert (contact.action, contact.verified, contact.error) == (
+        "failed",
+        False,
+        "verification_failed",
+    )
 
 
 def test_an_interrupted_request_reads_as_open_and_a_repeat_finishes_it(erasure_stack):
@@ -401,11 +462,15 @@ def test_the_trail_still_answers_once_the_idempotency_record_is_gone(erasure_sta
     # forget: a repeat gets the same outcome, another identity the same refusal.
     import boto3
 
+    table = boto3.resource("dynamodb").Table(erasure_stack.idempotency_table)
+
+    def expire_idempotency_records() -> None:
+        for item in table.scan()["Items"]:
+            table.delete_item(Key={"id": item["id"]})
+
     contact_id = erasure_stack.seed()
     first = eraser.submit(ask(request_id="kept", contact_id=contact_id), CALLER)
-    table = boto3.resource("dynamodb").Table(erasure_stack.idempotency_table)
-    for item in table.scan()["Items"]:
-        table.delete_item(Key={"id": item["id"]})
+    expire_idempotency_records()
     before = len(erasure_stack.log())
 
     again = eraser.submit(ask(request_id="kept", contact_id=contact_id), CALLER)
@@ -414,6 +479,8 @@ def test_the_trail_still_answers_once_the_idempotency_record_is_gone(erasure_sta
         first, exclude={"cliniko_requests"}
     )
     assert erasure_stack.log()[before:] == []
+    # The repeat wrote its idempotency record again: gone too, only the trail can refuse.
+    expire_idempotency_records()
     with pytest.raises(RequestIdConflict):
         eraser.submit(ask(request_id="kept", contact_id=contact_id, dry_run=True), CALLER)
 

@@ -113,3 +113,25 @@ def test_a_body_stored_before_apostrophes_were_folded_is_purged(erasure_stack):
     # And its tombstone meets a submission stored from now on (keyed with "'" folded).
     later = submission_keys(stack.PEPPER, None, "Sean", "O\u2019Brien", ["0491 570 156"])
     assert store.erased_at(later.tombstone_keys) is not None
+
+
+def test_a_dry_run_keeps_the_stored_submissions_and_tombstones_nobody(erasure_stack):
+    store = DynamoSubmissionStore(
+        boto3.client("dynamodb"),
+        erasure_stack.submission_table,
+        claims_table=erasure_stack.idempotency_table,
+    )
+    email, phones = stack.PERSONAL["email"].lower(), ["0491 570 156"]
+    keys = submission_keys(stack.PEPPER, email, "Grizelda", "Thistlewaite", phones)
+    store.put("sub-kept", '{"stored": "a submission of theirs"}', keys)
+    cliniko = SeedShapedCliniko(
+        first_name="Grizelda",
+        last_name="Thistlewaite",
+        email=email,
+        phone_numbers=[{"number": phones[0], "phone_type": "Mobile"}],
+    )
+    eraser = make_eraser(erasure_stack, cliniko, submissions=store)
+    outcome = eraser.submit(ask(request_id="seed-dry", email=email, dry_run=True), CALLER)
+    assert (outcome.result, outcome.purged, cliniko.writes) == ("dry_run", [], [])
+    assert store.get("sub-kept") is not None
+    assert store.erased_at(keys.tombstone_keys) is None

@@ -131,7 +131,14 @@ def test_a_subscriber_gets_only_the_types_and_accounts_it_asked_for():
 
 
 @pytest.mark.parametrize(
-    "secret", ["whsec_", "whsec_!!notbase64", "whsec_" + base64.b64encode(b"short").decode()]
+    "secret",
+    [
+        "whsec_",
+        "whsec_!!notbase64",
+        "whsec_" + base64.b64encode(b"short").decode(),
+        # Standard Webhooks' keys are 24 to 64 bytes: one byte short is refused.
+        "whsec_" + base64.b64encode(b"k" * 23).decode(),
+    ],
 )
 def test_bad_signing_secrets_are_refused_without_quoting_them(secret):
     with pytest.raises(BadSigningSecret) as raised:

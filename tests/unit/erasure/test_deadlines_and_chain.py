@@ -126,6 +126,18 @@ def test_a_record_rehashed_after_a_change_breaks_the_next_link() -> None:
     assert problems == ["record #2 (001#lookup) does not follow record #1"]
 
 
+def test_a_record_chained_on_after_the_outcome_is_found() -> None:
+    # Linked and hashed as the trail links them: only its place after the outcome tells.
+    records = chain(
+        "r-1",
+        {"sk": "000#received", "record": "received", "dry_run": False, "reason": "art. 17"},
+        {"sk": "001#lookup", "record": "lookup", "contact_ids": ["7"]},
+        {"sk": "999#outcome", "record": "outcome", "status": "completed"},
+        {"sk": "002#lookup", "record": "lookup", "contact_ids": ["8"]},
+    )
+    assert verify_chain("r-1", records).problems == ["records were added after the outcome"]
+
+
 def test_a_record_without_a_hash_is_reported() -> None:
     records = trail()
     del records[2]["hash"]
