@@ -249,11 +249,12 @@ def test_error_messages_are_short_and_carry_no_body_but_the_message() -> None:
 
 def test_a_megabyte_message_is_read_no_further_than_it_is_kept() -> None:
     # Masked whole first, a run without spaces took time quadratic in its length (a 60,000
-    # character message 12 s): the bound is against a hang, not a speed measurement.
+    # character message 12 s, so a megabyte's: most of an hour): the bound is against a hang,
+    # not a speed measurement.
     started = time.monotonic()
     for run in ("a" * 1_000_000, "%40" * 300_000, "1-" * 500_000):
         assert len(str(_error(404, {"message": run}))) < 400
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60
 
 
 def test_a_validation_failure_s_field_texts_carry_no_email() -> None:
