@@ -15,6 +15,7 @@ import boto3
 import pytest
 from cliniko_automations.changefeed import handler
 from cliniko_automations.changefeed.bus import EventBridgeSink
+from cliniko_automations.changefeed.core import PublishFailed
 from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.changefeed.webhook_dead_letters import (
     WebhookDeadLetters,
@@ -169,6 +170,26 @@ def test_a_replay_to_a_bus_no_rule_of_the_subscriber_is_on_keeps_the_letter(worl
     assert stand_in.deliver_pending() == 1
 
 
+def test_a_replay_while_the_subscriber_s_rule_is_disabled_keeps_the_letter(world, capsys) -> None:
+    # A disabled rule takes nothing: EventBridge would accept the event and drop it.
+    cli, _, letters, receivers, stand_in, _, _ = world
+    events, bus = boto3.client("events"), os.environ["EVENT_BUS_NAME"]
+    # Its rule, and the test stack's own that copies every delivery to a queue.
+    rules = [r["Name"] for r in events.list_rules(EventBusName=bus)["Rules"]]
+    taking = [name for name in rules if name != "local-FullCopyRule"]
+    for name in taking:
+        events.disable_rule(Name=name, EventBusName=bus)
+
+    code, out = cli("replay", letters["crm-sync"])
+
+    assert (code, out) == (1, "")
+    assert f"no rule on bus {bus} takes crm-sync's contact.created" in capsys.readouterr().err
+    for name in taking:
+        events.enable_rule(Name=name, EventBusName=bus)
+    assert cli("replay", letters["crm-sync"])[0] == 0  # kept: replayed once the rule is back
+    assert stand_in.deliver_pending() == 1 and len(receivers["crm-sync"].received) == 1
+
+
 def test_replaying_twice_is_safe(world) -> None:
     cli, _, letters, receivers, stand_in, _, _ = world
     assert cli("replay", letters["crm-sync"])[0] == 0
@@ -255,6 +276,41 @@ def test_a_letter_for_an_account_its_subscriber_no_longer_takes_is_kept(world, t
     assert problems["crm-sync"] == "subscriber 'crm-sync' no longer takes account 'test-clinic'"
 
 
+def test_a_letter_of_a_type_its_subscriber_no_longer_takes_is_kept(world, tmp_path) -> None:
+    # webhooks.yaml edited, the webhook stack not yet deployed again: its rule still routes it.
+    cli, _, letters, receivers, stand_in, _, _ = world
+    webhooks = tmp_path / "webhooks.yaml"
+    webhooks.write_text(
+        SUBSCRIBERS.replace("events: [contact.created]", "events: [contact.archived]", 1),
+        encoding="utf-8",
+    )
+
+    code, _ = cli("replay", letters["crm-sync"])
+
+    assert code == 1
+    assert stand_in.deliver_pending() == 0 and receivers["crm-sync"].received == []
+    listed = [json.loads(line) for line in cli("list", "--json")[1].splitlines()]
+    problems = {d["subscriber"]: d["problem"] for d in listed}
+    assert problems["crm-sync"] == "subscriber 'crm-sync' no longer takes contact.created"
+
+
+def test_a_letter_with_fields_for_a_subscriber_no_longer_opted_in_is_kept(
+    world, tmp_path, capsys
+) -> None:
+    cli, _, letters, receivers, stand_in, _, _ = world
+    webhooks = tmp_path / "webhooks.yaml"
+    webhooks.write_text(SUBSCRIBERS.replace("    include_fields: true\n", ""), encoding="utf-8")
+
+    code, _ = cli("replay", letters["full-copy"])
+
+    assert code == 1
+    assert stand_in.deliver_pending() == 0 and receivers["full-copy"].received == []
+    assert (
+        f"{letters['full-copy']}: carries contact fields, and subscriber 'full-copy' no longer "
+        "opts in to them"
+    ) in capsys.readouterr().err
+
+
 def test_a_crash_between_publish_and_delete_duplicates_rather_than_loses(world) -> None:
     cli, _, letters, receivers, stand_in, sqs, dlq = world
     letters_tool = WebhookDeadLetters(
@@ -275,6 +331,32 @@ def test_a_crash_between_publish_and_delete_duplicates_rather_than_loses(world) 
     assert first.verified and second.verified
     # The same webhook-id: the receiver drops the second as a duplicate.
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
+
+
+def test_a_delivery_eventbridge_refuses_keeps_its_letter(world, capsys) -> None:
+    cli, _, letters, _, _, sqs, dlq = world
+    letters_tool = WebhookDeadLetters(
+        sqs=sqs,
+        dead_letter_queue_url=dlq,
+        subscribers=load_subscribers(os.environ["WEBHOOKS_FILE"]),
+        sink=_Refuses(),
+        read_secret=read_secret,
+    )
+
+    replayed, refused = letters_tool.replay(letters_tool.find(letters["crm-sync"]))
+    letters_tool.release()
+
+    assert replayed == []
+    assert refused == [f"{letters['crm-sync']}: not accepted by EventBridge (1 events refused)"]
+    code, out = cli("list")
+    assert code == 0 and "2 dead letter(s)" in out  # kept, for the next replay
+
+
+class _Refuses:
+    """EventBridge's answer to every entry: refused (FailedEntryCount), after the retries."""
+
+    def publish(self, events) -> None:
+        raise PublishFailed(f"{len(events)} events refused")
 
 
 class _DeleteFails:
@@ -386,6 +468,54 @@ def test_a_letter_an_erasure_missed_is_never_replayed(
     monkeypatch.delenv("AUDIT_TABLE")
     code, out = cli("replay", letters["full-copy"])
     assert code == 1 and "give --audit-table" in capsys.readouterr().err
+
+
+def test_a_contact_a_lookup_from_before_accounts_matched_is_erased_in_any_account(
+    world, capsys
+) -> None:
+    # A lookup recorded before the erasure covered several accounts keeps ids alone.
+    cli, deliveries, letters, receivers, stand_in, _, _ = world
+    contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
+    boto3.client("dynamodb").put_item(
+        TableName="replay-audit",
+        Item={
+            "request_id": {"S": "r-legacy"},
+            "sk": {"S": "001#lookup"},
+            "record": {"S": "lookup"},
+            "result": {"S": "found"},
+            "contact_ids": {"L": [{"S": contact_id}]},
+        },
+    )
+
+    code, _ = cli("replay", letters["full-copy"])
+
+    assert code == 1
+    assert stand_in.deliver_pending() == 0 and receivers["full-copy"].received == []
+    assert f"{letters['full-copy']}: its contact was erased" in capsys.readouterr().err
+
+
+def test_a_letter_whose_contact_only_a_dry_run_matched_is_replayed(
+    world, feed_erasure, monkeypatch
+) -> None:
+    cli, _, letters, receivers, stand_in, _, _ = world
+    monkeypatch.delenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", raising=False)
+    request = {
+        "request_id": "r-dry",
+        "email": "zoe@example.com",
+        "reason": "GDPR art. 17",
+        "dry_run": True,
+    }
+    outcome = build_eraser(ErasureSettings.from_env()).submit(
+        ErasureRequest.parse(request), "arn:aws:iam::123456789012:user/dpo"
+    )
+    assert outcome.result == "dry_run" and outcome.contact_ids
+
+    code, out = cli("replay", letters["full-copy"])
+
+    assert code == 0 and out.startswith("replayed ")
+    assert stand_in.deliver_pending() == 1
+    (received,) = receivers["full-copy"].received
+    assert received.verified and json.loads(received.body)["data"]["contact"]["first_name"] == "Zoë"
 
 
 def test_an_unreachable_letter_queue_stops_the_erasure_before_cliniko_changes(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cliniko_automations.common import aws
 from cliniko_automations.common.plain_data import as_data
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.audit import DynamoAuditLog
@@ -160,6 +161,22 @@ def test_several_matches_need_confirmation_then_all_are_erased(erasure_stack, er
         assert erasure_stack.contact(contact_id)["archived_at"]
 
 
+def test_a_match_a_confirmation_stopped_at_is_no_earlier_attempt_s_to_finish(erasure_stack, eraser):
+    # Two matches: 409. Staff then blank one's email (not this person's after all). The
+    # request sent again finds one: that one is erased, the other, which no attempt touched,
+    # is not taken for a contact an earlier attempt scrubbed.
+    person, other = erasure_stack.seed(), erasure_stack.seed(first_name="Other")
+    with pytest.raises(SeveralMatches):
+        eraser.submit(ask(request_id="unconfirmed", email=EMAIL), CALLER)
+    erasure_stack.cliniko.client().update_contact(other, {"email": ""})
+
+    outcome = eraser.submit(ask(request_id="unconfirmed", email=EMAIL), CALLER)
+
+    assert (outcome.result, outcome.contact_ids) == ("erased", [person])
+    assert not erasure_stack.contact(other)["archived_at"]
+    assert erasure_stack.contact(other)["first_name"] == "Other"
+
+
 def test_a_cliniko_failure_leaves_the_request_open_for_a_retry(erasure_stack, eraser):
     contact_id = erasure_stack.seed()
     erasure_stack.cliniko.control.set_faults(error_rate=1.0, statuses=[500])
@@ -256,6 +273,35 @@ def test_records_are_append_only_and_carry_a_due_date(erasure_stack, eraser):
     assert items[f"001#contact#main-clinic#{contact_id}"]["fields"]
     with pytest.raises(AlreadyRecorded):
         eraser._audit.append("dated", "999#outcome", {"status": "failed"})
+
+
+class _OneItemPages:
+    """DynamoDB's client answering a query or a scan one item a page, as it does 1 MB at a
+    time: a trail past that is read on."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def query(self, **kwargs: Any) -> Any:
+        return self._client.query(Limit=1, **kwargs)
+
+    def scan(self, **kwargs: Any) -> Any:
+        return self._client.scan(Limit=1, **kwargs)
+
+
+def test_every_page_of_the_trail_is_read(erasure_stack):
+    log = DynamoAuditLog(erasure_stack.table_name)
+    for n in range(3):
+        log.append(f"paged-{n}", "000#received", {"record": "received", "dry_run": False})
+        lookup = {"record": "lookup", "result": "found", "accounts": {"main-clinic": [f"10{n}"]}}
+        log.append(f"paged-{n}", "001#lookup", lookup)
+
+    paged = DynamoAuditLog(erasure_stack.table_name, client=_OneItemPages(aws.client("dynamodb")))
+
+    assert [r["sk"] for r in paged.records("paged-1")] == ["000#received", "001#lookup"]
+    assert paged.request_ids() == ["paged-0", "paged-1", "paged-2"]
+    # The webhook replay refuses the letters of every contact the trail holds, not a page's.
+    assert paged.erased_contacts() == {("main-clinic", f"10{n}") for n in range(3)}
 
 
 def test_two_writers_cannot_link_to_the_same_head(erasure_stack, eraser):

@@ -85,6 +85,17 @@ def test_a_delivery_event_carries_a_body_and_headers_that_verify():
     assert detail["webhook"]["id"] == bus.detail["event_id"]
 
 
+def test_the_body_says_when_the_contact_changed_and_the_header_when_it_was_signed():
+    now = float(int(time.time()))
+    builder = EventBuilder(
+        subscribers().subscribers, {"crm-sync": signing_key(SECRET)}, lambda: now
+    )
+    detail = json.loads(builder.events_for(a_change())[1].detail_json())
+    assert detail["webhook"]["timestamp"] == str(int(now))
+    verified = Webhook(SECRET).verify(webhook_body(detail["body"]), headers(detail))
+    assert verified["timestamp"] == "2026-03-01T10:00:00Z"  # T0, the change's updated_at
+
+
 def test_a_tampered_body_or_an_old_timestamp_fails_verification():
     builder = EventBuilder(subscribers().subscribers, {"crm-sync": signing_key(SECRET)}, time.time)
     detail = json.loads(builder.events_for(a_change())[1].detail_json())
@@ -293,6 +304,8 @@ def test_the_webhook_dead_letter_queue_takes_eventbridge_writes():
     properties = stack["Resources"]["WebhookDeadLetterQueue"]["Properties"]
     assert properties["SqsManagedSseEnabled"] is True
     assert "KmsMasterKeyId" not in properties
+    # A receiver down for days: its deliveries wait 14 days (SQS's longest) for a replay.
+    assert properties["MessageRetentionPeriod"] == 14 * 24 * 3600
 
 
 def test_the_shipped_subscriber_file_is_valid():

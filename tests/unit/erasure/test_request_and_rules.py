@@ -154,6 +154,22 @@ def test_bad_requests_name_the_field_and_never_echo_the_value(body, field):
         assert value not in text
 
 
+def test_a_reason_may_be_200_characters_and_no_more():
+    body = {"request_id": "r-1", "contact_id": "1"}
+    assert ErasureRequest.parse({**body, "reason": "r" * 200}).reason == "r" * 200
+    with pytest.raises(InvalidRequest) as caught:
+        ErasureRequest.parse({**body, "reason": "r" * 201})
+    assert caught.value.problems == {"reason": "must be 1-200 characters"}
+
+
+def test_a_request_id_may_be_128_characters_and_no_more():
+    body = {"contact_id": "1", "reason": "GDPR"}
+    assert ErasureRequest.parse({**body, "request_id": "r" * 128}).request_id == "r" * 128
+    with pytest.raises(InvalidRequest) as caught:
+        ErasureRequest.parse({**body, "request_id": "r" * 129})
+    assert list(caught.value.problems) == ["request_id"]
+
+
 def test_the_largest_cliniko_id_is_a_contact_id():
     body = {"request_id": "r-1", "contact_id": str(2**63 - 1), "reason": "x"}
     assert ErasureRequest.parse(body).contact_id == "9223372036854775807"
