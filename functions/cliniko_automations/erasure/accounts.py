@@ -46,7 +46,8 @@ class ErasureAccounts:
         self._default = default if default is not None or len(names) > 1 else names[0]
         self._make_client = make_client
         self._key_of = key_of
-        self.key_replaced = key_replaced
+        self._key_replaced = key_replaced
+        self._replaced: dict[str, bool] = {}
         self._clients: dict[str, ContactsClient] = {}
         self._same_as: dict[str, str] | None = None
 
@@ -80,6 +81,13 @@ class ErasureAccounts:
         """`account` and the names `same_as` it: the change feed publishes its contacts'
         changes under each."""
         return [account, *(alias for alias, name in self.same_as.items() if name == account)]
+
+    def key_replaced(self, account: str) -> bool:
+        """`key_replaced(account)`, asked once: a request's client keeps its key, and every
+        contact a key without the permission is refused (403) would read the secret again."""
+        if account not in self._replaced:
+            self._replaced[account] = self._key_replaced(account)
+        return self._replaced[account]
 
     def client(self, account: str) -> ContactsClient:
         if account not in self._clients:

@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import jmespath
 import pytest
+from cliniko_automations.common import cliniko_accounts
 from cliniko_automations.common.secrets import SecretUnavailable
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.audit import DynamoAuditLog
@@ -213,6 +214,33 @@ def test_a_key_rotated_within_the_cache_needs_no_fixing_and_the_retry_uses_it(
     retried = eraser().submit(ask(request_id="rotated", email=EMAIL), CALLER)
     assert (retried.status, retried.result) == ("completed", "erased")
     assert erasure_stack.contact(contact_id, "main-clinic")["archived_at"]
+
+
+def test_a_key_without_the_permission_reads_its_secret_again_once_per_request(
+    erasure_stack, monkeypatch
+):
+    # A Cliniko user who may not edit contacts (403 on every write): no rotation, and one
+    # read past the cache tells that, however many contacts the key is refused for.
+    for _ in range(5):
+        erasure_stack.seed("main-clinic")
+    erasure_stack.cliniko.server.app.add_key(erasure_stack.cliniko.api_key, read_only=True)
+    rereads: list[str] = []
+    real = cliniko_accounts.reread_secret
+
+    def counted(name: str, **kwargs: Any) -> str:
+        rereads.append(name)
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(cliniko_accounts, "reread_secret", counted)
+
+    outcome = eraser().submit(
+        ask(request_id="ro", email=EMAIL, account="main-clinic", erase_all_matches=True), CALLER
+    )
+
+    assert outcome.status == "failed"
+    assert [c.error for c in outcome.contacts] == ["cliniko_Forbidden"] * 5
+    assert "lacks the permission" in outcome.message  # not taken for a rotation
+    assert rereads == [erasure_stack.key_secret]
 
 
 def test_a_lookup_failing_in_one_account_names_that_account(erasure_stack, monkeypatch):
