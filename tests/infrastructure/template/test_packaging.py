@@ -562,6 +562,23 @@ def test_staging_checks_the_configuration(tmp_path, capsys):
     assert "subscribers.0.name" in capsys.readouterr().err
 
 
+def test_staging_holds_every_file_to_the_secrets_prefix_deployed(tmp_path):
+    # A stack deployed with its own SecretsPrefix names every secret under it: the accounts,
+    # the form sources and the webhook subscribers are all checked against that prefix.
+    build = build_script()
+    package = tmp_path / "cliniko_automations"
+    for part in build.CHECKED_CONFIGURATION:
+        (package / part).parent.mkdir(parents=True, exist_ok=True)
+        text = (ROOT / "functions/cliniko_automations" / part).read_text()
+        (package / part).write_text(text.replace("cliniko-automations/", "clinic-b/"))
+    (package / "changefeed/webhooks.yaml").write_text(
+        "subscribers:\n"
+        "  - {name: crm-sync, url: 'https://hooks.example.com/in', events: [contact.created],\n"
+        "     secret: clinic-b/webhooks/crm-sync}\n"
+    )
+    build.check_configuration(tmp_path, "clinic-b/")
+
+
 def test_staging_names_the_form_sources_file_a_person_edits(tmp_path, monkeypatch, capsys):
     build = build_script()
     functions = tmp_path / "functions"

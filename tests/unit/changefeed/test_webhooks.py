@@ -139,6 +139,9 @@ def test_a_subscriber_gets_only_the_types_and_accounts_it_asked_for():
     listed = subscribers(accounts=["north"]).subscribers
     builder = EventBuilder(listed, {"crm-sync": signing_key(SECRET)}, time.time)
     assert len(builder.events_for(a_change())) == 1  # account main: the bus event only
+    (subscriber,) = subscribers().subscribers  # contact.created and contact.archived
+    assert subscriber.wants("contact.archived", "main")
+    assert not subscriber.wants("contact.updated", "main")
 
 
 @pytest.mark.parametrize(
@@ -166,12 +169,15 @@ def test_bad_signing_secrets_are_refused_without_quoting_them(secret):
         ({"url": "https://hooks.example.com/a b"}, "spaces"),
         ({"url": "https://hooks.example.com:99999/"}, "port"),
         ({"url": "https://hooks.example.com:0/"}, "port"),
+        ({"url": "https://crm:pw@hooks.example.com/in"}, "without credentials"),
         # What EventBridge's InvocationEndpoint refuses (cfn-lint E3031): caught here, not
         # at the webhook stack's deploy.
         ({"url": "https://hooks.example.com/in#crm"}, "API destination"),
         ({"url": "https://hööks.example.com/in"}, "API destination"),
         ({"url": "https://[2001:db8::1]/in"}, "API destination"),
         ({"url": "https://hooks.example.com/" + "a" * 2100}, "API destination"),
+        ({"url": "https://hooks.example.com/" + "a" * 2023}, "at most 2048 characters"),
+        ({"rate_per_second": 301}, "rate_per_second"),  # an API destination's most
         ({"events": ["contact.deleted"]}, "events"),
         ({"events": ["contact.created", "contact.updated", "contact.created"]}, "repeat"),
         ({"accounts": ["main-clinic", "main-clinic"]}, "repeat"),
@@ -258,6 +264,13 @@ def test_a_value_read_otherwise_than_written_is_refused(tmp_path, more, expected
     assert problem.startswith(expected), problem
 
 
+def test_a_subscriber_left_to_its_defaults():
+    # webhooks.yaml: every account, no contact fields, 5 deliveries a second.
+    (subscriber,) = subscribers().subscribers
+    assert (subscriber.accounts, subscriber.include_fields) == (None, False)
+    assert subscriber.rate_per_second == 5
+
+
 def test_a_signing_secret_outside_the_secrets_prefix_is_refused(tmp_path, capsys):
     # The feed reads every subscriber's secret at each poll, and IAM lets it read only under
     # SecretsPrefix: one outside would stop the feed for every account, deployed.
@@ -269,6 +282,15 @@ def test_a_signing_secret_outside_the_secrets_prefix_is_refused(tmp_path, capsys
         capsys.readouterr().err
     )
     assert command.main(["--check", str(path), "--secrets-prefix", "elsewhere/"]) == 0
+    # Every subscriber's, not the first one's alone.
+    second = "  - {name: crm-two, url: 'https://hooks.example.com/two', events: [contact.created],"
+    path.write_text(
+        webhooks_file(tmp_path).read_text() + second + " secret: elsewhere/webhooks/two}\n"
+    )
+    assert command.main(["--check", str(path)]) != 0
+    assert "subscribers.1.secret: secret 'elsewhere/webhooks/two' is outside" in (
+        capsys.readouterr().err
+    )
 
 
 def test_the_rendered_stack_delivers_by_api_destination_with_aws_retries():

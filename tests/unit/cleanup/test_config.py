@@ -73,9 +73,18 @@ def test_a_rule_becomes_anded_cliniko_filters():
             "rules.0.where.0.updated_at.value",
         ),
         ({"name": "Bad Name"}, "rules.0.name: String should match pattern"),
+        # `%` alone matches every contact with the field set.
+        (
+            {"where": [{"field": "email", "op": "contains", "value": "%%"}]},
+            "contains '%%' matches every email: name a pattern",
+        ),
         # A tab no filter can carry, and `true` for a number: refused here, not every run.
         (
             {"where": [{"field": "last_name", "op": "equals", "value": "a\tb"}]},
+            "rules.0.where.0.last_name.value: must not contain control characters",
+        ),
+        (
+            {"where": [{"field": "last_name", "op": "equals", "value": "a\x7fb"}]},
             "rules.0.where.0.last_name.value: must not contain control characters",
         ),
         (
@@ -100,6 +109,26 @@ def test_mistakes_are_reported_with_their_place(tmp_path, rule, expected):
     with pytest.raises(ConfigError) as caught:
         load_cleanup_rules(path)
     assert any(expected in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_a_rule_s_updated_at_cutoff_is_the_earliest_of_its_conditions():
+    # Its submissions since then keep an intake contact (the core's check against the ledger).
+    rules = CleanupRules.model_validate(
+        {
+            "rules": [
+                {
+                    "name": "r",
+                    "account": "a",
+                    "where": [
+                        {"field": "updated_at", "op": "older_than_days", "value": 30},
+                        {"field": "updated_at", "op": "older_than_days", "value": 90},
+                        {"field": "created_at", "op": "older_than_days", "value": 365},
+                    ],
+                }
+            ]
+        }
+    )
+    assert rules.rules[0].updated_before(NOW) == NOW - dt.timedelta(days=90)
 
 
 def test_names_are_unique_and_accounts_must_exist(tmp_path):

@@ -21,6 +21,8 @@ def test_the_compiled_json_holds_the_yaml_s_data(tmp_path):
     path.write_text(ACCOUNTS)
     target = compile_config_file(path)
     assert target == tmp_path / "cliniko_accounts.json"
+    # Unchecked unless the build says it validated the file: a loader validates it then.
+    assert json.loads(target.read_text())["checked"] is False
     assert json.loads(target.read_text())["data"] == {
         "accounts": {"other": {"api_key_secret": "cliniko-automations/other"}}
     }

@@ -134,3 +134,46 @@ def test_values_are_read_without_surrounding_space_and_blank_is_unset() -> None:
     assert settings.ledger_table == "l2"
     with pytest.raises(SettingsError, match="LEDGER_TABLE"):
         CleanupSettings.from_env(OWN[CleanupSettings] | {"LEDGER_TABLE": "  "})
+
+
+def test_the_defaults_the_template_leaves_unset() -> None:
+    # template.yaml sets none of these: the defaults are what is deployed.
+    worker = WorkerSettings.from_env(OWN[WorkerSettings])
+    # A completed submission is answered from its record for a day; a claim lasts 2 minutes
+    # at most; a retried message waits at most 15 minutes.
+    assert (worker.idempotency_ttl_seconds, worker.claim_ttl_seconds) == (86_400, 120)
+    assert worker.retry_max_seconds == 900
+    # README: the 5-second overlap re-reads the cursor's own second.
+    assert FeedSettings.from_env(OWN[FeedSettings]).overlap_seconds == 5
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "value"),
+    [
+        (WorkerSettings, "IDEMPOTENCY_TTL_SECONDS", "0"),  # every record expired at once
+        (WorkerSettings, "CLAIM_TTL_SECONDS", "0"),  # no claim would hold
+        (FeedSettings, "OVERLAP_SECONDS", "0"),  # a change committed late in its second lost
+        (FeedSettings, "REQUESTS_PER_MINUTE", "201"),  # more than the user's whole budget
+    ],
+)
+def test_a_value_outside_its_bound_is_refused(model, name, value) -> None:
+    with pytest.raises(SettingsError, match=name):
+        model.from_env(OWN[model] | {name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CLINIKO_BULK_SHARE", "0"),  # the cleanup would never be given a request
+        ("CLINIKO_BULK_SHARE", "1.01"),
+        ("CLINIKO_MAX_WAIT_SECONDS", "0"),
+        ("CLINIKO_MAX_WAIT_SECONDS", "901"),  # longer than any function may run
+    ],
+)
+def test_a_cliniko_number_outside_its_bound_is_refused(name, value) -> None:
+    settings = CleanupSettings.from_env(
+        OWN[CleanupSettings] | {"CLINIKO_USER_AGENT": UA, name: value}
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        settings.cliniko.checked()
+    assert caught.value.setting == name

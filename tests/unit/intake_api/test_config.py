@@ -125,6 +125,8 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
         ),
         ({"fields": [{"from": "e", "to": "email"}]}, "no field maps to first_name"),
         ({"fields": [{"from": "n", "to": "nickname"}]}, "sources.s.fields.0.to: Input should be"),
+        # Named as the file writes it: `from`, not the code's `from_`.
+        ({"fields": [{"from": "", "to": "full_name"}]}, "sources.s.fields.0.from: String should"),
         (
             {"fields": [{"from": "n", "to": "full_name", "phone_type": "Work"}]},
             "phone_type only applies to `to: phone`",
@@ -147,6 +149,31 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
             },
             "sources.s.fields.1.values.GP: 1.0 is read as 1: write 1 itself",
         ),
+        (
+            {
+                "fields": [
+                    {"from": "n", "to": "full_name"},
+                    {"from": "d", "to": "doctor_type", "values": {"GP": "gp"}},
+                ]
+            },
+            "doctor_type must be one of ['general_practitioner', 'specialist']",
+        ),
+        (
+            {
+                "fields": [
+                    {"from": "n", "to": "full_name"},
+                    {"from": "t", "to": "title", "values": {"Mister": 1}},
+                ]
+            },
+            "values['Mister']: must be text for `to: title`",
+        ),
+        (
+            {
+                "fields": [{"from": "n", "to": "full_name"}, {"from": "c", "to": "notes"}],
+                "notes_template": "Seen: {c}",
+            },
+            "notes_template and a field mapped to notes both set notes",
+        ),
         ({"required": ["email"]}, "required: 'email' is never mapped nor defaulted"),
         ({"required": ["shoe_size"]}, "required: 'shoe_size' is not a Cliniko contact field"),
         (
@@ -156,6 +183,7 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
         ({"defaults": {"type_code": 9}}, "defaults.type_code: is not included in the list"),
         ({"defaults": {"phone_numbers": []}}, "defaults: 'phone_numbers' cannot have a default"),
         ({"notes_template": "Hi {name"}, "notes_template: '{' is not a {field id} placeholder"),
+        ({"notes_template": "{a/b}"}, "notes_template: '{a/b}' is not a {field id} placeholder"),
         ({"update_policy": "sometimes"}, "sources.s.update_policy: Input should be"),
         ({"colour": "blue"}, "sources.s.colour: Extra inputs are not permitted"),
     ],
@@ -163,6 +191,17 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
 def test_mistakes_are_named_with_their_path(tmp_path, change, expected):
     problems = problems_of(tmp_path, minimal(**change))
     assert any(expected in problem for problem in problems), problems
+
+
+def test_a_source_left_to_its_defaults():
+    # form_sources.yaml: fill_blanks is the default policy; full_name gives both names.
+    source = form_sources_of(minimal(required=["first_name", "last_name"])).sources["s"]
+    assert source.update_policy == "fill_blanks"
+
+
+def test_a_file_without_sources_is_refused(tmp_path):
+    problems = problems_of(tmp_path, {"sources": {}})
+    assert problems == ["sources: Dictionary should have at least 1 item after validation, not 0"]
 
 
 def test_a_json_source_takes_a_token_instead_of_a_signing_secret():
@@ -178,6 +217,15 @@ def test_bad_names(tmp_path):
     problems = problems_of(tmp_path, data)
     assert "sources.Bad Name.name: a source name is the {source} in the URL" in problems[0]
     assert any("sources.s.signing_secret: not a Secrets Manager name" in p for p in problems)
+
+
+def test_a_source_name_is_its_key_of_at_most_64_characters(tmp_path):
+    source = minimal()["sources"]["s"]
+    assert list(form_sources_of({"sources": {"a" * 64: source}}).sources) == ["a" * 64]
+    problems = problems_of(tmp_path, {"sources": {"a" * 65: source}})
+    assert "a source name is the {source} in the URL: 1-64" in problems[0]
+    problems = problems_of(tmp_path, {"sources": {"s": {**source, "name": "other"}}})
+    assert problems == ["sources.s: name differs from its key"]
 
 
 def test_several_mistakes_in_one_source_are_all_listed(tmp_path):
@@ -219,11 +267,17 @@ def html_options(**change: object) -> dict:
             "browsers leave the default port out of Origin: write https://clinic.example",
         ),
         ({"allowed_origins": ["https://bücher.example"]}, "in its xn-- (punycode) form"),
+        ({"allowed_origins": ["https://clinic.example?a=1"]}, "an origin is scheme://host[:port]"),
+        ({"success_urls": ["https://clinic.example/thanks#top"]}, "must not have a #fragment"),
         # Taken out before mapping: a honeypot a rule maps drops whoever fills it in, a nonce
         # a rule maps loses its value into the submission's id.
         ({"honeypot_field": "name"}, "html.honeypot_field: 'name' is also a field the form"),
         ({"nonce_field": "name"}, "html.nonce_field: 'name' is also a field the form's data"),
         ({"nonce_field": "_success_url"}, "'_success_url' is an input the intake reads itself"),
+        (
+            {"honeypot_field": "cf-turnstile-response"},
+            "'cf-turnstile-response' is an input the intake reads itself",
+        ),
         (
             {"honeypot_field": "website", "nonce_field": "website"},
             "html.nonce_field: the same input as honeypot_field",
@@ -233,6 +287,31 @@ def html_options(**change: object) -> dict:
 def test_html_option_mistakes(tmp_path, change, expected):
     problems = problems_of(tmp_path, html_options(**change))
     assert any(expected in problem for problem in problems), problems
+
+
+def test_a_honeypot_the_notes_template_names_is_refused(tmp_path):
+    data = html_options(honeypot_field="website")
+    data["sources"]["s"]["notes_template"] = "Site: {website}"
+    problems = problems_of(tmp_path, data)
+    assert any("html.honeypot_field: 'website' is also a field" in p for p in problems), problems
+
+
+def test_a_whole_min_score_is_taken_as_written():
+    data = html_options(captcha={"provider": "recaptcha", "secret": "r", "min_score": 1})
+    source = form_sources_of(data).sources["s"]
+    assert source.html is not None and source.html.captcha is not None
+    assert source.html.captcha.min_score == 1
+
+
+def test_check_command_holds_the_captcha_secret_to_the_prefix(tmp_path, capsys):
+    # The intake API reads it for every submission of the form: one outside is never readable.
+    path = tmp_path / "captcha.yaml"
+    captcha = {"provider": "turnstile", "secret": "clinic/turnstile"}
+    path.write_text(yaml.safe_dump(html_options(captcha=captcha)))
+    assert main(["--check", str(path)]) == 1
+    assert "sources.s.html.captcha.secret: secret 'clinic/turnstile' is outside" in (
+        capsys.readouterr().err
+    )
 
 
 def test_html_allows_http_for_localhost_and_a_local_captcha_endpoint(tmp_path):
