@@ -460,7 +460,6 @@ def test_a_key_rotated_within_the_cache_is_used_by_the_next_step_without_an_alar
         invoke({"action": "step", "run_id": planned["run_id"]})
         rotate()
     else:
-
         rotated: list[str] = []
 
         def rotate_at_the_first_archive(method: str, _body: bytes) -> None:
