@@ -470,6 +470,16 @@ def test_an_unreachable_idempotency_table_is_a_503_and_the_same_id_goes_through_
     assert status == 200 and body["result"] == "erased"
 
 
+def test_an_event_not_from_the_http_api_is_refused_as_without_identity(erasure_stack):
+    # A direct invoke, or a schedule's event: not the API's AWS_IAM routes, so no identity.
+    before = len(erasure_stack.log())
+    for event in ({}, {"request_id": "direct", "contact_id": "1", "reason": "t"}):
+        response = api_handler.lambda_handler(event, LambdaContext())
+        assert response["statusCode"] == 403, response
+        assert json.loads(response["body"]) == {"message": api_handler.UNAUTHENTICATED}
+    assert erasure_stack.log()[before:] == [] and erasure_stack.audit_items() == []
+
+
 def test_an_unknown_route_is_a_404_not_a_500(erasure_stack):
     event = http_api_event("DELETE", "/erasure-requests/x", route_key="$default")
     response = api_handler.lambda_handler(event, LambdaContext())

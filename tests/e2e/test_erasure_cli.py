@@ -308,7 +308,8 @@ def test_argument_errors_exit_2(erasure_stack, cli, capsys):
             assert caught.value.code == 2
             assert "a request id is 1-128 letters" in capsys.readouterr().err
     remote = ["--region", "eu-west-1", "--api-url"]
-    for url in ("http://[::1", "https://x.example:99999", "https://x.exampl\udcff.com"):
+    # "https://" (a host variable left unset) has no host to send to.
+    for url in ("http://[::1", "https://x.example:99999", "https://x.exampl\udcff.com", "https://"):
         with pytest.raises(SystemExit) as caught:
             cli.main([*remote, url, "status", "x"])
         assert caught.value.code == 2

@@ -170,6 +170,8 @@ def test_a_cliniko_clock_running_ahead_does_not_carry_the_cursor_past_later_chan
 
 def test_an_operator_may_poll_named_accounts_only(stack):
     assert run({"accounts": ["nope"]}) == {"error": "no account named nope"}
+    # An empty list is a mistake, not a poll of nothing that reports success.
+    assert run({"accounts": []}) == {"error": "accounts must be a non-empty list of account names"}
     assert [a["account"] for a in run({"accounts": ["test-clinic"]})["accounts"]] == ["test-clinic"]
 
 
@@ -227,6 +229,11 @@ def test_minutes_behind_count_from_the_last_poll_that_reached_the_end(stack, cli
     def behind() -> float:
         return emf_metrics(capsys.readouterr().out)["FeedBehindMinutes"]
 
+    # An account no poll has ever taken to the end reads a day behind (the lag alarm), not 0.
+    cliniko.control.set_faults(fail_next=[500, 500, 500, 500])
+    run()
+    assert behind() == 1440
+    cliniko.control.clear_faults()
     run()
     assert behind() < 1
     two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import boto3
@@ -206,8 +207,46 @@ def test_a_retried_last_step_of_a_finished_run_is_done_again(deployed, cliniko):
     assert deployed["runs"].holder("cleanup_rules") is None
 
 
-def test_a_lock_left_by_a_dead_run_expires(deployed, monkeypatch):
+def test_a_retried_last_step_frees_only_its_own_run_s_lock(deployed):
+    runs = deployed["runs"]
     first = begin()
+    step = {"action": "step", "run_id": first["run_id"], "iterations": 0}
+    assert invoke(step)["next"] == "done"
+    # Its answer lost after the run was saved finished but before the lock was freed.
+    assert runs.acquire("cleanup_rules", first["run_id"], EXECUTION)
+    assert invoke(step)["next"] == "done"
+    assert runs.holder("cleanup_rules") is None
+    # Retried again once another run holds the lock: that run's lock stays its own, and a
+    # third start is still refused rather than run beside it.
+    second = begin(EXECUTION + "-2")
+    assert invoke(step)["next"] == "done"
+    assert runs.holder("cleanup_rules")["run_id"] == second["run_id"]
+    assert begin(EXECUTION + "-3")["next"] == "refused"
+
+
+def test_a_hand_back_goes_through_once_the_successor_s_lease_is_dead(deployed, monkeypatch):
+    started = begin()
+    invoke({"action": "begin", "execution": EXECUTION + "-live", "run_id": started["run_id"]})
+    # The successor died without renewing its lease, which ran out.
+    monkeypatch.setattr("cliniko_automations.cleanup.runs.LEASE_SECONDS", -1)
+    assert deployed["runs"].renew("cleanup_rules", started["run_id"])
+    hand_back = {"action": "release", "run_id": started["run_id"], "execution": EXECUTION}
+    assert invoke(hand_back)["next"] == "done"
+    assert deployed["runs"].load(started["run_id"]).status == "failed"
+
+
+def test_a_lock_left_by_a_dead_run_expires(deployed, monkeypatch):
+    started_at = time.time()
+    first = begin()
+    # README "Scheduled cleanup": a one-hour lease (longer than a step, at most 15 minutes,
+    # and a wait after a 429), and the run's report kept for 90 days.
+    lease_until = deployed["runs"].holder("cleanup_rules")["lease_until"]
+    assert started_at + 3600 - 1 <= lease_until <= time.time() + 3600
+    item = boto3.client("dynamodb").get_item(
+        TableName=os.environ["CLEANUP_RUNS_TABLE"],
+        Key={"pk": {"S": f"run#{first['run_id']}"}, "sk": {"S": "state"}},
+    )["Item"]
+    assert int(item["expiration"]["N"]) - int(started_at) in range(90 * 86400 - 1, 90 * 86400 + 5)
     assert begin(EXECUTION + "-2")["next"] == "refused"
     runs = deployed["runs"]
     holder = runs.holder("cleanup_rules")
@@ -523,6 +562,11 @@ def test_the_cleanup_cli_plans_runs_and_shows_status_locally(deployed, cliniko):
     assert (rule["rule"], rule["matched"], rule["archived"]) == ("form-tests", 1, 0)
     assert plan["matched_ids"] == {"form-tests": [deployed["test"]]}
     assert archived(cliniko) == set()
+    # `run` is a dry run too unless told --archive (README "Scheduled cleanup").
+    unarmed = run_cli("--json", "run", "--local")
+    assert unarmed.returncode == 0, unarmed.stderr
+    assert json.loads(unarmed.stdout)["dry_run"] is True
+    assert archived(cliniko) == set()
 
     ran = run_cli("run", "--local", "--archive")
     assert ran.returncode == 0, ran.stderr
@@ -563,6 +607,16 @@ def test_the_cli_refuses_unknown_or_no_rule_names_before_starting(deployed, clin
     assert empty.returncode == 2 and "names no rule" in empty.stderr
     assert deployed["runs"].latest("cleanup_rules") == runs_before
     assert archived(cliniko) == archived_before
+
+
+def test_a_local_run_while_another_run_holds_the_lock_exits_3(deployed, cliniko):
+    # README "Scheduled cleanup": a start refused while another run goes exits 3.
+    first = begin(dry_run=False)
+    refused = run_cli("run", "--local", "--archive")
+    assert refused.returncode == 3, refused.stderr
+    assert "another run of the rule set is going" in refused.stderr
+    assert deployed["runs"].holder("cleanup_rules")["run_id"] == first["run_id"]
+    assert archived(cliniko) == set()
 
 
 def test_the_cli_starts_no_execution_for_an_unknown_rule(deployed, monkeypatch):

@@ -306,6 +306,15 @@ def test_400_malformed_body_and_bad_base64(intake, capsys):
     assert intake.invoke(event)["statusCode"] == 400
 
 
+def test_400_for_an_event_that_is_not_an_http_api_request(intake, capsys):
+    # A direct invoke or another service's event: refused, nothing queued, never a 500.
+    answer = intake.invoke({"Records": [{"body": "{}"}]})
+    assert answer["statusCode"] == 400
+    assert "not an API Gateway HTTP API" in body_of(answer)["message"]
+    assert rejected_reason(capsys) == "not_an_http_event"
+    assert intake.messages() == []
+
+
 def test_404_unknown_source_and_unknown_route(intake, capsys):
     body, headers = typeform()
     answer = intake.post("jane.doe@example.org", body, headers)

@@ -20,10 +20,15 @@ EVENT_PRINTING = {
     "POWERTOOLS_LOG_LEVEL": "DEBUG",
 }
 MARKER = "zebedee.quixote@example.net"
+# A name: the logs' redaction blanks an email, not a name, so only the switches kept off keep
+# it out.
+NAME = "Zebedeequix"
 UNKNOWN_ROUTE = """
 from tests.fixtures.apigw import LambdaContext, http_api_event
 from cliniko_automations.{module} import {handler} as handler
-event = http_api_event("POST", "/nowhere", b'{{"email": "{marker}"}}', {{}})
+event = http_api_event(
+    "POST", "/nowhere", b'{{"email": "{marker}", "first_name": "{name}"}}', {{}}
+)
 answer = handler.lambda_handler(event, LambdaContext())
 assert answer["statusCode"] == 404, answer
 """
@@ -33,7 +38,7 @@ assert answer["statusCode"] == 404, answer
     ("module", "handler"), [("intake_api", "handler"), ("erasure", "api_handler")]
 )
 def test_no_powertools_switch_prints_an_event(module, handler):
-    script = UNKNOWN_ROUTE.format(module=module, handler=handler, marker=MARKER)
+    script = UNKNOWN_ROUTE.format(module=module, handler=handler, marker=MARKER, name=NAME)
     done = subprocess.run(  # noqa: S603 (fixed argv: this test's own script)
         [sys.executable, "-c", script],
         cwd=ROOT,
@@ -44,3 +49,4 @@ def test_no_powertools_switch_prints_an_event(module, handler):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert MARKER not in done.stdout + done.stderr
+    assert NAME not in done.stdout + done.stderr

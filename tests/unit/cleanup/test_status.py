@@ -74,3 +74,56 @@ def test_a_run_stored_before_stopped_was_asked_reads_the_same() -> None:
     assert set(RunState.from_dict(state.as_dict()).as_dict()["rules"][1]) == set(
         dataclasses.asdict(RuleProgress("b", "c", False))
     )
+
+
+class StepFunctions:
+    """Step Functions as cleanup.py reads an execution: `history` the Begin step's answers,
+    `status` the execution's."""
+
+    def __init__(self, history: list[dict], status: str) -> None:
+        self._history, self._status = history, status
+
+    def get_paginator(self, name: str) -> StepFunctions:
+        return self
+
+    def paginate(self, **_: str) -> list[dict]:
+        return [{"events": self._history}]
+
+    def describe_execution(self, **_: str) -> dict[str, str]:
+        return {"status": self._status}
+
+
+def test_an_execution_that_began_no_run_was_refused_or_failed(monkeypatch, capsys) -> None:
+    # README "Scheduled cleanup": a start refused while another run goes exits 3, not 0.
+    refused = {"taskSucceededEventDetails": {"output": '{"next": "refused", "running": "r0"}'}}
+    monkeypatch.setattr(cli, "_boto", lambda _: StepFunctions([refused], "SUCCEEDED"))
+    assert cli.run_of_execution("arn:x") == (cli.EXIT_REFUSED, None)
+    assert "refused" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "_boto", lambda _: StepFunctions([], "FAILED"))
+    assert cli.run_of_execution("arn:x") == (cli.EXIT_FAILED, None)
+    began = {"taskSucceededEventDetails": {"output": '{"Payload": {"run_id": "r1"}}'}}
+    monkeypatch.setattr(cli, "_boto", lambda _: StepFunctions([began], "RUNNING"))
+    assert cli.run_of_execution("arn:x") == (cli.EXIT_OK, "r1")
+
+
+class Runs:
+    """The runs table holding one run, `r1`, that the state machine gave up on."""
+
+    def latest(self, rule_set: str) -> str:
+        return "r1"
+
+    def load(self, run_id: str) -> RunState:
+        return RunState("r1", True, "2026-12-03T00:00:00+00:00", rules=[], status="failed")
+
+    def contact_ids(self, run_id: str, kind: str) -> dict[str, list[str]]:
+        return {}
+
+
+def test_a_followed_run_that_failed_exits_1(monkeypatch, capsys) -> None:
+    # README "Scheduled cleanup": a run that `plan` or `--follow` follows and that fails
+    # exits 1, though none of its rules stopped (its steps kept failing: released).
+    monkeypatch.setattr(cli, "start_execution", lambda payload: (cli.EXIT_OK, "arn:x"))
+    monkeypatch.setattr(cli, "run_of_execution", lambda arn: (cli.EXIT_OK, "r1"))
+    monkeypatch.setattr(cli, "_runs_and_ledger", lambda: (Runs(), Ledger(), "cleanup_rules"))
+    assert cli.command(cli.parser().parse_args(["plan"])) == cli.EXIT_FAILED
+    assert "failed" in capsys.readouterr().out

@@ -26,3 +26,22 @@ def test_an_empty_region_is_named_as_missing(variable, monkeypatch, capsys) -> N
     assert run_tool("dead_letters.py", command) == EXIT_FAILED
     (line,) = capsys.readouterr().err.splitlines()
     assert line == "dead_letters.py: NoRegionError: You must specify a region."
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys) -> None:
+    # README "Operating": Ctrl-C exits 130, as a shell reports SIGINT, with no traceback.
+    def command() -> int:
+        raise KeyboardInterrupt
+
+    assert run_tool("cleanup.py", command) == 130
+    assert capsys.readouterr().err == "cleanup.py: interrupted\n"
+
+
+def test_a_bug_keeps_its_traceback() -> None:
+    # Only a mistake of the environment is one line and exit 1: a bug of the tool's own is
+    # raised, so that it is seen and reported rather than taken for a setting to fix.
+    def command() -> int:
+        raise TypeError("a bug")
+
+    with pytest.raises(TypeError, match="a bug"):
+        run_tool("cleanup.py", command)
