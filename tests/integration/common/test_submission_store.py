@@ -67,14 +67,19 @@ def test_a_redelivery_keeps_the_time_its_submission_was_first_received(aws) -> N
     assert store.first_received("partner-json:sha256:def", later) == later
 
 
+def store_on_clock(now: list[float]) -> DynamoSubmissionStore:
+    """A new submission store whose clock reads `now[0]`."""
+    dynamodb = boto3.client("dynamodb")
+    return DynamoSubmissionStore(
+        dynamodb, create_submission_store(dynamodb, "store"), clock=lambda: now[0]
+    )
+
+
 def test_a_body_outlives_the_fourteen_days_a_queue_keeps_its_id(aws) -> None:
     # The parked and dead-letter queues keep a message 14 days: replayed on its last day, the
     # id still finds its body (BODY_TTL_SECONDS); `keep` gives it that long again.
-    dynamodb = boto3.client("dynamodb")
     now = [time.time()]
-    store = DynamoSubmissionStore(
-        dynamodb, create_submission_store(dynamodb, "store"), clock=lambda: now[0]
-    )
+    store = store_on_clock(now)
     store.put("sub-1", "{}", PersonKeys(email_hmac="email-hmac"))
     now[0] += 14 * 24 * 3600 + 3600
     assert isinstance(store.get("sub-1"), StoredSubmission)
@@ -88,11 +93,8 @@ def test_a_body_outlives_the_fourteen_days_a_queue_keeps_its_id(aws) -> None:
 def test_keep_leaves_a_body_that_is_gone_gone(aws) -> None:
     # An id sent to a queue again after its person's erasure, or after its body expired (and
     # waits for DynamoDB's lazy TTL), must not bring the body or an item back.
-    dynamodb = boto3.client("dynamodb")
     now = [time.time()]
-    store = DynamoSubmissionStore(
-        dynamodb, create_submission_store(dynamodb, "store"), clock=lambda: now[0]
-    )
+    store = store_on_clock(now)
     store.put("erased", "{}", PersonKeys(email_hmac="email-hmac"))
     store.put("expired", "{}", PersonKeys(email_hmac="other-hmac"))
     assert store.purge("email-hmac") == ["erased"]

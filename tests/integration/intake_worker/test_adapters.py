@@ -53,15 +53,20 @@ def test_claim_excludes_a_second_holder_until_released(stack: WorkerStack) -> No
         pass
 
 
-def test_expired_claim_is_free_even_before_ttl_deletion(stack: WorkerStack) -> None:
-    now = [1_000_000.0]
-    claims = DynamoClaims(
+def claims_of_a_minute(stack: WorkerStack, now: list[float]) -> DynamoClaims:
+    """Claims that last 60 s on the clock `now[0]`, taken without waiting."""
+    return DynamoClaims(
         stack.dynamodb,
         stack.idempotency_table,
         ttl_seconds=60,
         wait_seconds=0,
         clock=lambda: now[0],
     )
+
+
+def test_expired_claim_is_free_even_before_ttl_deletion(stack: WorkerStack) -> None:
+    now = [1_000_000.0]
+    claims = claims_of_a_minute(stack, now)
     holder = claims.hold("k")
     holder.__enter__()  # a worker that died holding the claim: never released
     with pytest.raises(ClaimBusy), claims.hold("k"):
@@ -75,13 +80,7 @@ def test_a_holder_that_outlived_its_claim_leaves_its_successor_s_alone(
     stack: WorkerStack,
 ) -> None:
     now = [1_000_000.0]
-    claims = DynamoClaims(
-        stack.dynamodb,
-        stack.idempotency_table,
-        ttl_seconds=60,
-        wait_seconds=0,
-        clock=lambda: now[0],
-    )
+    claims = claims_of_a_minute(stack, now)
     slow = claims.hold("k")
     slow.__enter__()  # a worker still busy when its claim expires
     now[0] += 61
