@@ -383,11 +383,10 @@ class CleanupStep:
         if not rest:
             return
         # Not seen: it no longer matches (changed meanwhile): left alone.
-        progress.pending = self._still_matching(progress, client, filters, rest, updated_before)
+        progress.pending = self._still_matching(client, filters, rest, updated_before)
 
     def _still_matching(
         self,
-        progress: RuleProgress,
         client: ContactsClient,
         filters: list[Filter],
         contact_ids: list[str],
@@ -416,9 +415,7 @@ class CleanupStep:
                     # What is left was found a while ago: a contact changed since (staff
                     # edited it) and no longer matching is left alone, as `_verify` leaves it.
                     rest = [i for i in progress.pending if i not in done]
-                    still = set(
-                        self._still_matching(progress, client, filters, rest, updated_before)
-                    )
+                    still = set(self._still_matching(client, filters, rest, updated_before))
                     progress.pending = [i for i in progress.pending if i in done or i in still]
                     checked = self._clock()
                 if contact_id not in progress.pending:

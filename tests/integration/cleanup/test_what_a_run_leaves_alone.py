@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from datetime import UTC, datetime
 
 import pytest
 from cliniko_automations.cleanup.config import CleanupRule, load_cleanup_rules
 from cliniko_automations.cleanup.core import CleanupStep
-from cliniko_automations.intake.submission import ContactDraft, Submission
+from cliniko_automations.intake.submission import ContactDraft
 from cliniko_automations.intake_worker.worker import IntakeWorker
 
 from tests.integration.cleanup.test_core_against_emulator import World, ago, rule
+from tests.integration.intake_worker.resources import json_submission
 from tests.unit.cleanup.test_status import cli
 from tests.unit.intake_worker.fakes import MemoryClaims, MemoryIntents, MemoryParking
 
@@ -28,19 +28,6 @@ def shipped(name: str) -> CleanupRule:
     """A rule of the shipped cleanup_rules.yaml, on the test's account."""
     (found,) = load_cleanup_rules().selected([name])
     return found.model_copy(update={"account": "clinic"})
-
-
-def submission(draft: ContactDraft) -> Submission:
-    return Submission(
-        submission_id="sub-today",
-        idempotency_key="test-json:today",
-        source="form",
-        provider="json",
-        account="clinic",
-        received_at=datetime.now(UTC),
-        update_policy="fill_blanks",
-        draft=draft,
-    )
 
 
 @pytest.mark.parametrize("scope", ["intake's contacts", "every contact"])
@@ -58,7 +45,7 @@ def test_a_person_who_sent_the_form_today_is_not_archived_as_stale(world, scope)
         parking=MemoryParking(),
     )
     draft = ContactDraft(first_name="Ana", last_name="Lima", email="ana@clinic.example")
-    outcome = worker.process(submission(draft), world.client)
+    outcome = worker.process(json_submission(draft, account="clinic"), world.client)
     assert (outcome.action, outcome.contact_id) == ("unchanged", old)
 
     # Tonight's cleanup: the shipped rule "Form contacts nobody has touched for three years",
@@ -225,7 +212,7 @@ def test_a_person_who_sends_the_form_while_the_batch_is_archived_is_left(world):
     draft = ContactDraft(first_name="Cara", last_name="Lima", email="cara@clinic.example")
 
     def resubmit() -> None:
-        outcome = worker.process(submission(draft), world.client)
+        outcome = worker.process(json_submission(draft, account="clinic"), world.client)
         assert (outcome.action, outcome.contact_id) == ("unchanged", cara)
 
     step_archiving_slowly(world, shipped("stale-form-contacts"), resubmit)

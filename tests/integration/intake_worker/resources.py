@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import json
 import logging
 import sys
@@ -29,7 +30,12 @@ from cliniko_automations.common.submission_store import (
     NAME_INDEX,
     DynamoSubmissionStore,
 )
-from cliniko_automations.intake.submission import QueuedSubmission, Submission
+from cliniko_automations.intake.submission import (
+    ContactDraft,
+    QueuedSubmission,
+    Submission,
+    UpdatePolicy,
+)
 
 MAX_RECEIVE_COUNT = 5
 # The worker function's timeout in template.yaml: test invocations get as long.
@@ -47,6 +53,31 @@ accounts:
   test-clinic:
     api_key_secret: tests/cliniko/test-clinic
 """
+
+
+_submission_numbers = itertools.count(1)
+
+
+def json_submission(
+    draft: ContactDraft,
+    *,
+    account: str = "test-clinic",
+    key: str | None = None,
+    policy: UpdatePolicy = "fill_blanks",
+) -> Submission:
+    """A submission of the test-json form source, numbered afresh: its id and, unless `key` is
+    given, its idempotency key are its own."""
+    n = next(_submission_numbers)
+    return Submission(
+        submission_id=f"sub-{n}",
+        idempotency_key=key or f"test-json:{n}",
+        source="test-json",
+        provider="json",
+        account=account,
+        received_at=datetime.now(UTC),
+        update_policy=policy,
+        draft=draft,
+    )
 
 
 @dataclass

@@ -4,9 +4,7 @@ answer, and the deployed backoff."""
 
 from __future__ import annotations
 
-import itertools
 import threading
-from datetime import UTC, datetime
 
 import pytest
 from cliniko_automations.intake.submission import ContactDraft, QueuedSubmission, Submission
@@ -16,6 +14,7 @@ from tests.fixtures.apigw import LambdaContext
 from tests.fixtures.emulator import before_each_answer
 from tests.integration.intake_worker.resources import (
     create_worker_stack,
+    json_submission,
     poll_once,
     put_secrets,
     worker_environment,
@@ -28,22 +27,11 @@ accounts:
   clinic-b:
     api_key_secret: tests/cliniko/clinic-b
 """
-_ids = itertools.count(1)
 
 
 def submission(account: str, first: str) -> Submission:
-    n = next(_ids)
-    return Submission(
-        submission_id=f"sub-{account}-{n}",
-        idempotency_key=f"test-json:{account}:{n}",
-        source="test-json",
-        provider="json",
-        account=account,
-        received_at=datetime.now(UTC),
-        draft=ContactDraft(
-            first_name=first, last_name="Lima", email=f"{first.lower()}@example.com"
-        ),
-    )
+    draft = ContactDraft(first_name=first, last_name="Lima", email=f"{first.lower()}@example.com")
+    return json_submission(draft, account=account)
 
 
 @pytest.fixture

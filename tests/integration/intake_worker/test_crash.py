@@ -11,11 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Submission
+from cliniko_automations.intake.submission import ContactDraft, PhoneNumber
 from cliniko_automations.intake_worker import handler as worker_handler
 
 from tests.fixtures.apigw import LambdaContext
@@ -25,6 +25,7 @@ from tests.integration.intake_worker.resources import (
     WorldClock,
     captured_logs,
     create_worker_stack,
+    json_submission,
     poll_once,
     put_secrets,
     sqs_event,
@@ -114,16 +115,7 @@ def retried_until_done(stack: WorkerStack) -> None:
 def killed_after_create(stack: WorkerStack, cliniko, draft: ContactDraft) -> None:
     """The worker's process killed as the create's answer is in: Cliniko has the contact, and
     nothing on our side says so but the create intent."""
-    sub = Submission(
-        submission_id="sub-crash",
-        idempotency_key="test-json:crash",
-        source="test-json",
-        provider="json",
-        account="test-clinic",
-        received_at=datetime.now(UTC),
-        draft=draft,
-    )
-    stack.enqueue(sub)
+    stack.enqueue(json_submission(draft))
     messages = stack.receive(visibility=0)
     child = subprocess.run(  # noqa: S603 - our own interpreter and code
         [sys.executable, "-c", CHILD],

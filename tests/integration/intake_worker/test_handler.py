@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import itertools
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +29,7 @@ from tests.integration.intake_worker.resources import (
     captured_logs,
     create_worker_stack,
     emf_metrics,
+    json_submission,
     load_dead_letters_script,
     poll_once,
     put_secrets,
@@ -38,8 +38,6 @@ from tests.integration.intake_worker.resources import (
     worker_environment,
     write_worker_config,
 )
-
-_ids = itertools.count(1)
 
 ANA = ContactDraft(
     first_name="Ana",
@@ -50,16 +48,7 @@ ANA = ContactDraft(
 
 
 def submission(draft: ContactDraft = ANA, key: str | None = None) -> Submission:
-    n = next(_ids)
-    return Submission(
-        submission_id=f"sub-{n}",
-        idempotency_key=key or f"test-json:{n}",
-        source="test-json",
-        provider="json",
-        account="test-clinic",
-        received_at=datetime.now(UTC),
-        draft=draft,
-    )
+    return json_submission(draft, key=key)
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ setting and the fix, and one `Misconfigured` count, the metric template.yaml ala
 from __future__ import annotations
 
 import io
-import itertools
 import json
-from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -23,6 +21,7 @@ from tests.integration.intake_worker.resources import (
     captured_logs,
     create_worker_stack,
     emf_metrics,
+    json_submission,
     load_dead_letters_script,
     poll_once,
     put_secrets,
@@ -32,19 +31,11 @@ from tests.integration.intake_worker.resources import (
 
 SECRET = "tests/cliniko/test-clinic"
 WHERE = "cliniko_accounts.yaml accounts.test-clinic.api_key_secret"
-_ids = itertools.count(1)
 
 
 def submission() -> Submission:
-    n = next(_ids)
-    return Submission(
-        submission_id=f"sub-m{n}",
-        idempotency_key=f"test-json:m{n}",
-        source="test-json",
-        provider="json",
-        account="test-clinic",
-        received_at=datetime.now(UTC),
-        draft=ContactDraft(first_name="Ana", last_name="Lima", email="ana.lima@example.com"),
+    return json_submission(
+        ContactDraft(first_name="Ana", last_name="Lima", email="ana.lima@example.com")
     )
 
 

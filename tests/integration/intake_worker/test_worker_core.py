@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import re
 import threading
@@ -20,6 +19,7 @@ from cliniko_automations.intake_worker.worker import (
     SubmissionFailure,
 )
 
+from tests.integration.intake_worker.resources import json_submission
 from tests.unit.cliniko.fake_clock import FakeClock
 from tests.unit.cliniko.memory_budget_store import MemoryBudgetStore
 from tests.unit.intake_worker.fakes import (
@@ -28,24 +28,6 @@ from tests.unit.intake_worker.fakes import (
     MemoryLedger,
     MemoryParking,
 )
-
-_ids = itertools.count(1)
-
-
-def submit(
-    draft: ContactDraft, *, policy: str = "fill_blanks", key: str | None = None
-) -> Submission:
-    n = next(_ids)
-    return Submission(
-        submission_id=f"sub-{n}",
-        idempotency_key=key or f"test-json:{n}",
-        source="test-json",
-        provider="json",
-        account="test-clinic",
-        received_at=datetime.now(UTC),
-        update_policy=policy,
-        draft=draft,
-    )
 
 
 class Harness:
@@ -117,7 +99,7 @@ ANA = ContactDraft(
 
 def test_new_email_creates_one_contact_with_the_mapped_fields(h: Harness) -> None:
     before = h.client.request_count
-    outcome = h.process(submit(ANA))
+    outcome = h.process(json_submission(ANA))
     assert outcome.action == "created" and not outcome.recovered
     [contact] = h.contacts()
     assert contact["id"] == outcome.contact_id
@@ -135,8 +117,8 @@ def test_new_email_creates_one_contact_with_the_mapped_fields(h: Harness) -> Non
 def test_a_submission_that_changes_nothing_is_still_seen_in_the_ledger(h: Harness) -> None:
     # Nothing written, so Cliniko's updated_at stays: the ledger is what tells the cleanup's
     # age rules that the person sent the form again today.
-    made = h.process(submit(ANA))
-    again = h.process(submit(ANA))
+    made = h.process(json_submission(ANA))
+    again = h.process(json_submission(ANA))
     assert (again.action, again.contact_id) == ("unchanged", made.contact_id)
     assert list(h.ledger.seen_at) == [made.contact_id]
 
@@ -145,7 +127,7 @@ def test_same_email_again_fills_blanks_only(h: Harness) -> None:
     existing = h.client.create_contact(
         {"first_name": "Anabel", "email": "ana.lima@example.com", "company_name": ""}
     )
-    outcome = h.process(submit(ANA))
+    outcome = h.process(json_submission(ANA))
     assert outcome.action == "updated"
     assert outcome.contact_id == str(existing.id)
     [contact] = h.contacts()
@@ -158,7 +140,7 @@ def test_same_email_again_fills_blanks_only(h: Harness) -> None:
 
 def test_overwrite_policy_replaces_values(h: Harness) -> None:
     h.client.create_contact({"first_name": "Anabel", "email": "ana.lima@example.com"})
-    assert h.process(submit(ANA, policy="overwrite")).action == "updated"
+    assert h.process(json_submission(ANA, policy="overwrite")).action == "updated"
     assert h.contacts()[0]["first_name"] == "Ana"
 
 
@@ -167,7 +149,7 @@ def test_overwrite_leaves_the_contact_of_someone_else_sharing_the_email(h: Harne
         {"first_name": "Ruth", "last_name": "Ng", "email": "reception@harbour.example"}
     )
     omar = ContactDraft(first_name="Omar", last_name="Haddad", email="reception@harbour.example")
-    outcome = h.process(submit(omar, policy="overwrite"))
+    outcome = h.process(json_submission(omar, policy="overwrite"))
     assert (outcome.action, outcome.reason) == ("parked", "name_differs")
     assert h.parking.parked[-1][1:] == ("name_differs", (str(staff.id),))
     [contact] = h.contacts()
@@ -178,7 +160,7 @@ def test_the_lookup_and_its_create_are_booked_on_the_shared_budget_together(h: H
     # A fake clock: the second slot cannot lapse however slow this machine is.
     store = MemoryBudgetStore()
     client = h.cliniko.client(clock=FakeClock(), budget_store=store)
-    outcome = h.worker.process(submit(ANA), client)
+    outcome = h.worker.process(json_submission(ANA), client)
     assert outcome.action == "created"
     assert client.request_count == 2
     assert client.rate_budget.store_calls == 1
@@ -187,9 +169,9 @@ def test_the_lookup_and_its_create_are_booked_on_the_shared_budget_together(h: H
 def test_create_only_and_nothing_to_fill_write_nothing(h: Harness) -> None:
     h.client.create_contact({"first_name": "Anabel", "email": "ana.lima@example.com"})
     writes = len(h.writes())
-    assert h.process(submit(ANA, policy="create_only")).action == "unchanged"
-    assert h.process(submit(ANA)).action == "updated"
-    assert h.process(submit(ANA)).action == "unchanged"  # nothing blank left
+    assert h.process(json_submission(ANA, policy="create_only")).action == "unchanged"
+    assert h.process(json_submission(ANA)).action == "updated"
+    assert h.process(json_submission(ANA)).action == "unchanged"  # nothing blank left
     assert len(h.writes()) == writes + 1
 
 
@@ -197,7 +179,7 @@ def test_several_matches_are_parked_and_nothing_is_written(h: Harness) -> None:
     one = h.client.create_contact({"first_name": "Ana", "email": "ana.lima@example.com"})
     two = h.client.create_contact({"first_name": "A.", "email": "ANA.LIMA@example.com"})
     writes = len(h.writes())
-    sub = submit(ANA)
+    sub = json_submission(ANA)
     outcome = h.process(sub)
     assert (outcome.action, outcome.reason) == ("parked", "several_matches")
     assert h.parking.parked == [(sub.submission_id, "several_matches", (str(one.id), str(two.id)))]
@@ -208,7 +190,7 @@ def test_several_matches_are_parked_and_nothing_is_written(h: Harness) -> None:
 def test_an_archived_match_is_parked_not_revived_nor_duplicated(h: Harness) -> None:
     old = h.client.create_contact({"first_name": "Ana", "email": "ana.lima@example.com"})
     h.client.archive_contact(str(old.id))
-    outcome = h.process(submit(ANA))
+    outcome = h.process(json_submission(ANA))
     assert (outcome.action, outcome.reason) == ("parked", "archived_match")
     assert len(h.contacts(include_archived=True)) == 1
 
@@ -231,7 +213,7 @@ class ArchivedBeforeTheUpdate:
 def test_a_match_gone_before_its_update_is_parked_not_retried_until_dead(h: Harness) -> None:
     h.cliniko.control.set_behaviour(archived_get="hidden")
     old = h.client.create_contact({"first_name": "Ana", "email": "ana.lima@example.com"})
-    sub = submit(ANA)
+    sub = json_submission(ANA)
     outcome = h.worker.process(sub, ArchivedBeforeTheUpdate(h.client))
     assert (outcome.action, outcome.reason) == ("parked", "match_not_found")
     assert h.parking.parked == [(sub.submission_id, "match_not_found", (str(old.id),))]
@@ -261,24 +243,24 @@ def test_without_email_name_and_phone_find_the_contact(h: Harness, stored, like_
         city="Hobart",
         phone_numbers=(PhoneNumber(number="0412 345 678"),),
     )
-    outcome = h.process(submit(draft))
+    outcome = h.process(json_submission(draft))
     assert (outcome.action, outcome.contact_id) == ("updated", str(existing.id))
     other_phone = dataclasses.replace(draft, phone_numbers=(PhoneNumber(number="0499 000 111"),))
-    assert h.process(submit(other_phone)).action == "created"
+    assert h.process(json_submission(other_phone)).action == "created"
     assert len(h.contacts()) == 2
 
 
 def test_cliniko_validation_failure_is_rejected_with_field_names_only(h: Harness) -> None:
     draft = ContactDraft(first_name="Ana", email="ana.lima@example")  # Cliniko says invalid
     with pytest.raises(Rejected) as caught:
-        h.process(submit(draft))
+        h.process(json_submission(draft))
     assert caught.value.reason == "cliniko_validation_failed:email"
     assert "ana" not in str(caught.value)
     assert h.contacts() == []
 
 
 def test_crash_after_create_is_recovered_by_email(h: Harness) -> None:
-    sub = submit(ANA)
+    sub = json_submission(ANA)
     # What an attempt that died right after Cliniko's create leaves behind: the intent
     # (without the contact id) and the contact. No ledger entry, no idempotency record.
     h.intents.begin(sub.idempotency_key, datetime.now(UTC) - timedelta(seconds=5))
@@ -302,7 +284,7 @@ def test_crash_after_create_is_recovered_without_identity(
     h.cliniko.control.set_behaviour(unfilterable=unfilterable)
     # Cliniko needs a first name; no last name and no phone leave nothing to look up by.
     draft = ContactDraft(first_name="Accounts", company_name="Acme Health Fund", type_code=2)
-    sub = submit(draft)
+    sub = json_submission(draft)
     h.intents.begin(sub.idempotency_key, datetime.now(UTC) - timedelta(seconds=5))
     made = h.client.create_contact(draft.cliniko_fields())
     outcome = h.process(sub)
@@ -317,12 +299,12 @@ def test_crash_after_create_is_recovered_without_identity(
     (since,) = [q for q in asked if q.startswith("created_at:")]
     assert re.fullmatch(r"created_at:>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", since), since
     # Without an intent, the same fields from another submission are another contact.
-    assert h.process(submit(draft)).action == "created"
+    assert h.process(json_submission(draft)).action == "created"
     assert len(h.contacts()) == 2
 
 
 def test_crash_after_recording_the_contact_id_creates_nothing(h: Harness) -> None:
-    sub = submit(ANA)
+    sub = json_submission(ANA)
     first = h.process(sub)
     posts = h.writes().count("POST")
     # The idempotency record was never saved; the same submission comes again.
@@ -338,7 +320,7 @@ def test_concurrent_same_email_creates_one_contact(h: Harness) -> None:
 
     def run() -> None:
         try:
-            results.append(h.process(submit(ANA)))
+            results.append(h.process(json_submission(ANA)))
         except Exception as exc:  # collected for the assertion below
             errors.append(exc)
 
@@ -355,7 +337,7 @@ def test_concurrent_same_email_creates_one_contact(h: Harness) -> None:
 def test_cliniko_server_errors_are_retryable(h: Harness) -> None:
     h.cliniko.control.set_faults(error_rate=1.0, statuses=[500])
     with pytest.raises(ClinikoBusy) as caught:
-        h.process(submit(ANA))
+        h.process(json_submission(ANA))
     assert caught.value.throttled
     h.cliniko.control.set_faults(error_rate=0.0)
     assert h.contacts() == []
@@ -367,7 +349,7 @@ STAFF_ANA = {"first_name": "Ana", "last_name": "Lima", "email": "ana.lima@exampl
 
 
 def test_a_contact_staff_made_after_a_lost_create_is_updated_not_adopted(h: Harness) -> None:
-    sub = submit(ANA)
+    sub = json_submission(ANA)
     # Attempt 1: Cliniko answers the create with a 500 without saving anything.
     h.cliniko.control.set_faults(fail_next=[500], methods=["POST"])
     with pytest.raises(RetryLater):
@@ -393,7 +375,7 @@ def test_a_contact_staff_made_after_a_refused_create_is_not_adopted(h: Harness) 
     # The attempt's window stayed open, and the retry adopted the identical contact a
     # receptionist typed in meanwhile as its own, into the ledger the cleanup trusts.
     draft = ContactDraft(first_name="Ana", last_name="Lima", email="ana.lima@example.com")
-    sub = submit(draft)
+    sub = json_submission(draft)
     h.cliniko.control.set_faults(fail_next=[429] * 4, methods=["POST"])
     with pytest.raises(SubmissionFailure):
         h.process(sub)
@@ -429,7 +411,7 @@ def test_a_create_answered_off_the_spec_is_looked_for_not_made_again(h: Harness,
     inner = transport._inner
     transport._inner = OffSpecCreateAnswer(inner)
     try:
-        outcome = h.process(submit(draft))
+        outcome = h.process(json_submission(draft))
     finally:
         transport._inner = inner
     assert (outcome.action, outcome.recovered) == ("created", True)
@@ -442,10 +424,10 @@ def test_a_name_spaced_otherwise_finds_the_same_contact(h: Harness) -> None:
     # lookup sent the name as typed, Cliniko never listed the contact, and a second was made.
     phone = (PhoneNumber(number="0412 345 678"),)
     first = h.process(
-        submit(ContactDraft(first_name="Mary  Ann", last_name="Lee", phone_numbers=phone))
+        json_submission(ContactDraft(first_name="Mary  Ann", last_name="Lee", phone_numbers=phone))
     )
     again = h.process(
-        submit(ContactDraft(first_name="Mary Ann", last_name=" Lee", phone_numbers=phone))
+        json_submission(ContactDraft(first_name="Mary Ann", last_name=" Lee", phone_numbers=phone))
     )
     assert first.action == "created"
     assert (again.action, again.contact_id) == ("unchanged", first.contact_id)
@@ -473,19 +455,19 @@ def test_a_name_with_either_apostrophe_finds_the_same_contact(
         }
     )
     outcome = h.process(
-        submit(ContactDraft(first_name="Sean", last_name=typed, phone_numbers=phone))
+        json_submission(ContactDraft(first_name="Sean", last_name=typed, phone_numbers=phone))
     )
     assert (outcome.action, outcome.contact_id) == ("unchanged", str(existing.id))
     assert len(h.contacts()) == 1
 
 
 def test_a_contact_another_submission_made_between_attempts_is_not_adopted(h: Harness) -> None:
-    first = submit(ANA)
+    first = json_submission(ANA)
     h.cliniko.control.set_faults(fail_next=[500], methods=["POST"])
     with pytest.raises(RetryLater):
         h.process(first)
     # Another submission of the same person, with other fields, creates the contact.
-    second = submit(ContactDraft(**STAFF_ANA, occupation="Physiotherapist"))
+    second = json_submission(ContactDraft(**STAFF_ANA, occupation="Physiotherapist"))
     made = h.process(second)
     assert made.action == "created"
     outcome = h.process(first)  # the first one's retry
@@ -503,7 +485,7 @@ def test_a_contact_another_submission_made_between_attempts_is_not_adopted(h: Ha
 
 
 def test_the_same_fields_typed_long_after_a_crashed_attempt_are_not_adopted(h: Harness) -> None:
-    sub = submit(ANA)
+    sub = json_submission(ANA)
     # An attempt a day ago was about to create, and died before Cliniko saw the request.
     h.intents.begin(sub.idempotency_key, datetime.now(UTC) - timedelta(days=1))
     # Today staff type in exactly what the form said.
@@ -518,7 +500,7 @@ def test_the_same_fields_typed_long_after_a_crashed_attempt_are_not_adopted(h: H
 
 
 def test_the_same_fields_typed_minutes_after_a_lost_create_are_not_adopted(h: Harness) -> None:
-    sub = submit(ANA)
+    sub = json_submission(ANA)
     h.cliniko.control.set_faults(fail_next=[500], methods=["POST"])
     with pytest.raises(RetryLater):
         h.process(sub)
@@ -535,7 +517,7 @@ def test_the_same_fields_typed_minutes_after_a_lost_create_are_not_adopted(h: Ha
 
 
 def test_a_retry_days_later_adopts_its_own_lost_create_not_the_first_attempts(h: Harness) -> None:
-    sub = submit(ANA)
+    sub = json_submission(ANA)
     h.cliniko.control.set_faults(fail_next=[500], methods=["POST"])
     with pytest.raises(RetryLater):
         h.process(sub)
@@ -562,7 +544,7 @@ def test_a_lost_create_of_another_person_with_the_same_name_is_not_adopted(h: Ha
         company_name="Lima Physio",
         phone_numbers=(PhoneNumber(number="0412 345 678"),),
     )
-    sub = submit(draft)
+    sub = json_submission(draft)
     h.cliniko.control.set_faults(fail_next=[500], methods=["POST"])
     with pytest.raises(RetryLater):
         h.process(sub)
