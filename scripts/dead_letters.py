@@ -307,10 +307,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser.add_argument(
         "--submission-table", help="submission store, for field names (env SUBMISSION_TABLE)"
     )
+    # Read ahead so that the subcommands' help names what `--parked` lists.
+    ahead = argparse.ArgumentParser(add_help=False)
+    ahead.add_argument("--parked", action="store_true")
+    parked = ahead.parse_known_args(argv)[0].parked
+    noun = ParkedSubmissions.noun if parked else DeadLetters.noun
     add_commands(
         parser,
         id_help="SQS message id or submission id",
-        replay_help="send dead letters back to the submission queue",
+        replay_help=f"send {noun}s back to the submission queue",
+        noun=noun,
     )
     args = parser.parse_args(argv)
     return run_tool(

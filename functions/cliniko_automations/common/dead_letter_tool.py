@@ -165,17 +165,24 @@ def string_attributes(message: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def add_commands(parser: argparse.ArgumentParser, *, id_help: str, replay_help: str) -> None:
+def add_commands(
+    parser: argparse.ArgumentParser,
+    *,
+    id_help: str,
+    replay_help: str,
+    noun: str = "dead letter",
+) -> None:
+    """The subcommands, their help naming what the queue holds (`noun`)."""
     commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="list dead letters")
+    listing = commands.add_parser("list", help=f"list the {noun}s")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    show = commands.add_parser("show", help="show one dead letter (no personal values)")
+    show = commands.add_parser("show", help=f"show one {noun} (no personal values)")
     show.add_argument("id", help=id_help)
     replay = commands.add_parser("replay", help=replay_help)
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", help=id_help)
-    which.add_argument("--all", action="store_true", help="every dead letter")
-    delete = commands.add_parser("delete", help="remove a dead letter without replaying it")
+    which.add_argument("--all", action="store_true", help=f"every {noun}")
+    delete = commands.add_parser("delete", help=f"remove a {noun} without replaying it")
     delete.add_argument("id", help=id_help)
 
 

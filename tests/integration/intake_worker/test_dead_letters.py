@@ -391,3 +391,18 @@ def test_a_parked_submission_settled_by_hand_is_deleted(worker, cliniko, capsys)
     assert run("--parked", "delete", sub.submission_id) == (1, "")
     assert capsys.readouterr().err == f"no parked submission with id {sub.submission_id}\n"
     assert leaked(deleted) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "said", "not_said"),
+    [
+        (["--help"], "list the dead letters", "parked submission"),
+        (["--parked", "--help"], "list the parked submissions", "dead letter"),
+        (["--parked", "replay", "--help"], "every parked submission", "dead letter"),
+    ],
+)
+def test_the_help_names_what_the_queue_holds(argv, said, not_said, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        dead_letters.main(argv)
+    helped = capsys.readouterr().out.split("positional arguments:")[1]  # past the description
+    assert exited.value.code == 0 and said in helped and not_said not in helped
