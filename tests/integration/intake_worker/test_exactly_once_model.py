@@ -24,15 +24,18 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+import secrets
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import boto3
 import pytest
 from cliniko_automations.cliniko import ClinikoClient, pacing
 from cliniko_automations.common.ledger import DynamoLedger
 from cliniko_automations.common.person_keys import fold_name
+from cliniko_automations.common.secrets import clear_secret_caches
 from cliniko_automations.common.submission_store import DoneSubmission, StoredSubmission
 from cliniko_automations.intake.submission import (
     ContactDraft,
@@ -239,8 +242,9 @@ def install_crash_points(monkeypatch: pytest.MonkeyPatch, armed: dict[str, str |
 
 class Clock:
     """The worker's and Cliniko's clocks, and this process's Cliniko pacing, moved together
-    (as resources.WorldClock), and never back: a new example starts an hour on, so a 429's
-    hold on the key's budget from an earlier example is long over."""
+    (as resources.WorldClock): each example starts at now. (Carried from one example to the
+    next, the offset would outgrow the real-time expiries Powertools and the stores write, and
+    expire a record the moment it was written.)"""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import time
@@ -258,6 +262,10 @@ class Clock:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
+
+    def start(self) -> None:
+        self.offset = timedelta(0)
+        self.control.set_clock(0)
 
     def advance(self, delta: timedelta) -> None:
         import time
@@ -310,14 +318,21 @@ class ExactlyOnce(RuleBasedStateMachine):
             CLAIM_WAIT_SECONDS="0",
             DEAD_LETTER_QUEUE_URL=self.stack.dead_letter_queue_url,
         )
+        # Keys of their own: this process's rate budgets are per key, so a 429's hold from an
+        # earlier example does not reach into this one, whose clock starts at now again.
         cliniko.control.reset()
-        cliniko.control.add_key(cliniko.api_key)
+        api_key = f"MS0xmodel{secrets.token_hex(12)}-au1"
+        self.staff_key = f"MS0xstaff{secrets.token_hex(12)}-au1"
+        for key in (api_key, self.staff_key):
+            cliniko.control.add_key(key)
         cliniko.control.set_rate_limit(None)
-        self.staff_key = cliniko.api_key.rsplit("-", 1)[0][:-4] + "staf-au1"
-        cliniko.control.add_key(self.staff_key)
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId="tests/cliniko/test-clinic", SecretString=api_key
+        )
+        clear_secret_caches()
         self.clock.stack = self.stack
         self.clock.control = cliniko.control
-        self.clock.advance(timedelta(hours=1))
+        self.clock.start()
         self.staff = cliniko.client(api_key=self.staff_key)
         self.staff_ids: set[str] = set()
         self.submissions: dict[str, tuple[Submission, Person]] = {}
