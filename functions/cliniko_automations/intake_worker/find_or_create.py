@@ -330,6 +330,18 @@ def decide_recovery(
         return Decision(
             "park", reason="ambiguous_recovery", candidate_ids=tuple(str(c["id"]) for c in ours)
         )
+    # Made in the window and archived since (reception archived the new contact while the
+    # message waited): perhaps this create's. Made again, it would undo their archive.
+    archived = [
+        c
+        for c in candidates
+        if is_archived(c)
+        and (made_by_create(draft, c, lost_create) or _edited_since_made_in(c, lost_create))
+    ]
+    if archived:
+        return Decision(
+            "park", reason="archived_match", candidate_ids=tuple(str(c["id"]) for c in archived)
+        )
     return Decision("create", changes=draft.cliniko_fields())
 
 

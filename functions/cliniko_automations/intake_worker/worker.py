@@ -492,7 +492,11 @@ class IntakeWorker:
         # Whole seconds, the form Cliniko documents its date-time filters in (one second more
         # of candidates, which made_by_create then sorts out).
         since = (window.started_at - foc.CLOCK_SKEW).replace(microsecond=0)
-        filters: list[Any] = [DateTimeFilter("created_at").gt(since)]
+        # Archived ones too: one this create made, archived since, is parked, not made again.
+        filters: list[Any] = [
+            DateTimeFilter("created_at").gt(since),
+            DateTimeFilter("archived_at").any(),
+        ]
         # Only fields the contacts page of Cliniko's docs lists as filterable: a Cliniko that
         # answers another (company_name) with 400 would leave a made contact unfound.
         for name in ("first_name", "last_name"):

@@ -561,3 +561,31 @@ def test_a_lost_create_of_another_person_with_the_same_name_is_not_adopted(h: Ha
     assert (outcome.action, outcome.contact_id) == ("unchanged", staff_id)
     assert h.contacts()[0]["company_name"] == "Other Practice"  # fill_blanks: staff's stays
     assert h.ledger.entries == {}
+
+
+@pytest.mark.parametrize(
+    "draft",
+    [
+        ContactDraft(first_name="Accounts", company_name="Acme Health Fund"),
+        ContactDraft(
+            first_name="Ana", last_name="Lima", phone_numbers=(PhoneNumber(number="0412 345 678"),)
+        ),
+        ANA,
+    ],
+    ids=["no-identity", "name-and-phone", "email"],
+)
+def test_a_lost_create_archived_by_staff_before_the_retry_is_not_made_again(
+    h: Harness, draft: ContactDraft
+) -> None:
+    sub = json_submission(draft)
+    # An attempt died right after Cliniko's create: the intent (no contact id) and the contact.
+    h.intents.begin(sub.idempotency_key, datetime.now(UTC) - timedelta(seconds=5))
+    made = h.client.create_contact(draft.cliniko_fields())
+    # Reception archives the new contact while the message waits out its visibility timeout.
+    # Without an identity, the retry's list of the window's contacts left archived ones out,
+    # and the person was made a second time, undoing the archive, in no ledger.
+    h.client.archive_contact(str(made.id))
+    outcome = h.process(sub)
+    assert (outcome.action, outcome.reason) == ("parked", "archived_match")
+    assert h.parking.parked[-1][2] == (str(made.id),)
+    assert [c["id"] for c in h.contacts(include_archived=True)] == [str(made.id)]
