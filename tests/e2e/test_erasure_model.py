@@ -44,7 +44,6 @@ from cliniko_automations.common.secrets import clear_secret_caches
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.chain_check import verify_chain
 from cliniko_automations.intake_worker import handler as worker_handler
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -57,6 +56,7 @@ from hypothesis.stateful import (
 from tests.e2e.test_erasure_api import erasure as erasure_body
 from tests.e2e.test_erasure_api import post
 from tests.fixtures.apigw import form_post_event
+from tests.fixtures.state_machines import state_machine_settings
 from tests.integration.erasure import stack as erasure
 from tests.integration.erasure.stack import make_audit_table, whole_values_in
 from tests.integration.intake_worker.e2e_world import build_intake_path
@@ -710,12 +710,7 @@ def world(erasure_stack, cliniko, monkeypatch, tmp_path, aws):
 def test_erasure_model(world):
     run_state_machine_as_test(
         ErasureModel,
-        settings=settings(
-            max_examples=20,
-            stateful_step_count=12,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-        ),
+        settings=state_machine_settings(examples=20, steps=12),
     )
     for line in sorted(STATS.items()):
         print("STATS", *line)

@@ -31,6 +31,17 @@ accounts:
 """
 # ChangeFeedFunction's timeout in template.yaml.
 TIMEOUT_MS = 120_000
+# What a bus event's detail (and a webhook's body, the contact's fields aside) holds, per the
+# README's event table.
+EVENT_DETAIL_KEYS = {
+    "event_id",
+    "type",
+    "account",
+    "contact_id",
+    "updated_at",
+    "changed_fields",
+    "first_seen",
+}
 SCHEDULED_EVENT = {
     "version": "0",
     "id": "0f7c4f5e-1a2b-4c3d-8e9f-001122334455",

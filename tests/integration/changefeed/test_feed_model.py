@@ -39,7 +39,6 @@ from cliniko_automations.changefeed.store import DynamoFeedStore
 from cliniko_automations.cliniko import ClinikoClient, pacing
 from cliniko_automations.common import aws, logs
 from cliniko_automations.common.secrets import clear_secret_caches
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -51,8 +50,10 @@ from hypothesis.stateful import (
 )
 from standardwebhooks import Webhook
 
+from tests.fixtures.state_machines import state_machine_settings
 from tests.integration.changefeed.stack import (
     ACCOUNT,
+    EVENT_DETAIL_KEYS,
     SCHEDULED_EVENT,
     context,
     create_feed_stack,
@@ -62,15 +63,6 @@ from tests.integration.changefeed.stack import (
 
 BASE = dt.datetime(2026, 1, 5, 9, 0, 0, 250_000, tzinfo=dt.UTC)
 OVERLAP = 5
-SUMMARY_KEYS = {
-    "event_id",
-    "type",
-    "account",
-    "contact_id",
-    "updated_at",
-    "changed_fields",
-    "first_seen",
-}
 TYPES = {"contact.created", "contact.updated", "contact.archived", "contact.unarchived"}
 CONTACT_KEYS = set(TRACKED_FIELDS) | {"id", "created_at", "updated_at"}
 # The fields the model writes; values from a small set, so a contact comes back to a state.
@@ -440,7 +432,7 @@ class FeedModel(RuleBasedStateMachine):
         hooks = self.stack.drain(self.stack.webhook_queue_url)
         for event in bus:
             detail = event["detail"]
-            assert set(detail) == SUMMARY_KEYS, detail
+            assert set(detail) == EVENT_DETAIL_KEYS, detail
             assert detail["type"] in TYPES and event["detail-type"] == detail["type"]
             assert detail["account"] == ACCOUNT and detail["contact_id"] in self.ids
             assert set(detail["changed_fields"]) <= set(TRACKED_FIELDS), detail
@@ -460,7 +452,7 @@ class FeedModel(RuleBasedStateMachine):
                 },
             )
             data = detail["body"]["data"]
-            assert set(data) - {"contact"} == SUMMARY_KEYS, data
+            assert set(data) - {"contact"} == EVENT_DETAIL_KEYS, data
             assert set(data["contact"]) <= CONTACT_KEYS, data["contact"]
         self.bus += bus
         self.hooks += hooks
@@ -617,20 +609,11 @@ def world(aws, cliniko, emulator, tmp_path, monkeypatch):
     cliniko.control.add_key(cliniko.api_key)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)  # a failure's shrinking takes minutes
 def test_the_change_feed_against_a_stateful_model(world, capsys):
     run_state_machine_as_test(
         FeedModel,
-        settings=settings(
-            # 25 in the default run ("quick"), the profile's own with --hypothesis-profile=long.
-            max_examples=25
-            if settings.get_current_profile_name() == "quick"
-            else settings.default.max_examples,
-            stateful_step_count=15,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            print_blob=True,
-        ),
+        settings=state_machine_settings(examples=25, steps=15),
     )
     with capsys.disabled():
         print("\nfeed model:", dict(sorted(TALLY.items())))

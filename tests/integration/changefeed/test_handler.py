@@ -13,6 +13,7 @@ from cliniko_automations.changefeed import handler
 from cliniko_automations.common.settings import SettingsError
 
 from tests.integration.changefeed.stack import (
+    EVENT_DETAIL_KEYS,
     KEY_SECRET,
     SCHEDULED_EVENT,
     context,
@@ -91,15 +92,7 @@ def test_each_kind_of_change_becomes_its_event_with_field_names_only(stack, clin
     assert by_contact[grace]["type"] == "contact.unarchived"
     assert by_contact[grace]["changed_fields"] == ["archived_at"]
     assert by_contact[created.id]["type"] == "contact.created"
-    assert set(by_contact[ada]) == {
-        "event_id",
-        "type",
-        "account",
-        "contact_id",
-        "updated_at",
-        "changed_fields",
-        "first_seen",
-    }
+    assert set(by_contact[ada]) == EVENT_DETAIL_KEYS
     client.archive_contact(ada)
     run()
     (archived,) = details(stack)

@@ -27,12 +27,12 @@ import itertools
 import secrets
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import boto3
 import pytest
-from cliniko_automations.cliniko import ClinikoClient, pacing
+from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.common.ledger import DynamoLedger
 from cliniko_automations.common.person_keys import fold_name
 from cliniko_automations.common.secrets import clear_secret_caches
@@ -44,10 +44,8 @@ from cliniko_automations.intake.submission import (
     Submission,
 )
 from cliniko_automations.intake_worker import handler as worker_handler
-from cliniko_automations.intake_worker import runtime
 from cliniko_automations.intake_worker.parking import SqsParking
 from cliniko_automations.intake_worker.store import DynamoIntents
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -59,9 +57,11 @@ from hypothesis.stateful import (
 )
 
 from tests.fixtures.apigw import LambdaContext
+from tests.fixtures.state_machines import state_machine_settings
 from tests.integration.intake_worker.resources import (
     _QUEUE_CALLS,
     WORKER_TIMEOUT_MS,
+    WorldClock,
     captured_logs,
     create_worker_stack,
     json_submission,
@@ -237,51 +237,6 @@ def install_crash_points(monkeypatch: pytest.MonkeyPatch, armed: dict[str, str |
     )
 
 
-# --- the world's clock --------------------------------------------------------------------
-
-
-class Clock:
-    """The worker's and Cliniko's clocks, and this process's Cliniko pacing, moved together
-    (as resources.WorldClock): each example starts at now. (Carried from one example to the
-    next, the offset would outgrow the real-time expiries Powertools and the stores write, and
-    expire a record the moment it was written.)"""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import time
-
-        self.offset = timedelta(0)
-        self.stack: Any = None
-        self.control: Any = None
-        monkeypatch.setattr(runtime, "now", self.now, raising=False)
-        monkeypatch.setattr(
-            pacing.SYSTEM_CLOCK,
-            "monotonic",
-            lambda: time.monotonic() + self.offset.total_seconds(),
-            raising=False,
-        )
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def start(self) -> None:
-        self.offset = timedelta(0)
-        self.control.set_clock(0)
-
-    def advance(self, delta: timedelta) -> None:
-        import time
-
-        self.offset += delta
-        self.control.set_clock(self.offset.total_seconds())
-        now = time.time() + self.offset.total_seconds()
-        table = self.stack.idempotency_table
-        dynamodb = self.stack.dynamodb
-        for page in dynamodb.get_paginator("scan").paginate(TableName=table):
-            for item in page["Items"]:
-                expiration = item.get("expiration", {}).get("N")
-                if expiration is not None and float(expiration) < now:
-                    dynamodb.delete_item(TableName=table, Key={"id": item["id"]})
-
-
 # --- the model ----------------------------------------------------------------------------
 
 _example_numbers = itertools.count(1)
@@ -292,7 +247,6 @@ class ExactlyOnce(RuleBasedStateMachine):
     cliniko: ClassVar[Any] = None
     monkeypatch: ClassVar[Any] = None
     tmp_path: ClassVar[Any] = None
-    clock: ClassVar[Any] = None
     logs: ClassVar[Any] = None
     # The crash point armed for the next delivery; where two_workers' first worker stops;
     # the last outcome the handler returned for each submission id.
@@ -330,9 +284,11 @@ class ExactlyOnce(RuleBasedStateMachine):
             SecretId="tests/cliniko/test-clinic", SecretString=api_key
         )
         clear_secret_caches()
-        self.clock.stack = self.stack
-        self.clock.control = cliniko.control
-        self.clock.start()
+        # A clock of each example's own, from now: an offset carried from one example to the
+        # next would outgrow the real-time expiries Powertools and the stores write, and
+        # expire a record the moment it was written.
+        cliniko.control.set_clock(0)
+        self.clock = WorldClock(self.monkeypatch, self.stack, cliniko.control)
         self.staff = cliniko.client(api_key=self.staff_key)
         self.staff_ids: set[str] = set()
         self.submissions: dict[str, tuple[Submission, Person]] = {}
@@ -791,21 +747,12 @@ def test_every_submission_ends_once(aws, cliniko, monkeypatch, tmp_path) -> None
     install_crash_points(monkeypatch, armed)
     install_gate(monkeypatch, ExactlyOnce.gate)
     install_outcomes(monkeypatch, ExactlyOnce.outcomes)
-    clock = Clock(monkeypatch)
     with captured_logs("intake") as logs:
         ExactlyOnce.cliniko = cliniko
         ExactlyOnce.monkeypatch = monkeypatch
         ExactlyOnce.tmp_path = tmp_path
-        ExactlyOnce.clock = clock
         ExactlyOnce.armed = armed
         ExactlyOnce.logs = logs
-        profile = settings.get_profile(settings.get_current_profile_name())
         run_state_machine_as_test(
-            ExactlyOnce,
-            settings=settings(
-                max_examples=min(profile.max_examples, 30) if profile.max_examples < 100 else 200,
-                stateful_step_count=15,
-                deadline=None,
-                suppress_health_check=list(HealthCheck),
-            ),
+            ExactlyOnce, settings=state_machine_settings(examples=25, steps=15)
         )
