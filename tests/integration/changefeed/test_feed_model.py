@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import logging
 import secrets
 import threading
 from collections import Counter
@@ -36,7 +35,7 @@ from cliniko_automations.changefeed import cliniko_source, handler
 from cliniko_automations.changefeed.changes import TRACKED_FIELDS
 from cliniko_automations.changefeed.core import ChangeFeed
 from cliniko_automations.changefeed.store import DynamoFeedStore
-from cliniko_automations.cliniko import ClinikoClient, pacing
+from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.common import aws, logs
 from cliniko_automations.common.secrets import clear_secret_caches
 from hypothesis import strategies as st
@@ -50,7 +49,12 @@ from hypothesis.stateful import (
 )
 from standardwebhooks import Webhook
 
-from tests.fixtures.state_machines import state_machine_settings
+from tests.fixtures.emulator import before_each_answer
+from tests.fixtures.state_machines import (
+    cliniko_waits_pass_at_once,
+    state_machine_settings,
+    tapped_logs,
+)
 from tests.integration.changefeed.stack import (
     ACCOUNT,
     EVENT_DETAIL_KEYS,
@@ -104,19 +108,6 @@ class Clock:
     @classmethod
     def feed(cls) -> dt.datetime:
         return cls.now + dt.timedelta(seconds=cls.skew)
-
-
-class LogTap(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = self.format(record)
-        except Exception:
-            text = str(record.msg)
-        self.lines.append(text + " " + json.dumps(record.__dict__, default=str))
 
 
 class FeedModel(RuleBasedStateMachine):
@@ -317,7 +308,8 @@ class FeedModel(RuleBasedStateMachine):
                 thread.start()
                 went_on.wait(5)
 
-        with _before_each_answer(self.emulator, second_run):
+        with pytest.MonkeyPatch.context() as scoped:
+            before_each_answer(self.emulator, scoped, second_run)
             try:
                 result = self._run()
             finally:
@@ -381,7 +373,8 @@ class FeedModel(RuleBasedStateMachine):
                 self.emulator.app.store.update("au1", cid, {field: text})
                 TALLY["a contact changed while a poll paged"] += 1
 
-        with _before_each_answer(self.emulator, edit):
+        with pytest.MonkeyPatch.context() as scoped:
+            before_each_answer(self.emulator, scoped, edit)
             self._poll()
 
     def poll_while_cliniko_fails(self, statuses: list[int]) -> None:
@@ -558,57 +551,24 @@ class _Key:
         self.api_key, self.base_url_template = api_key, template
 
 
-class _before_each_answer:
-    def __init__(self, emulator: Any, hook: Any) -> None:
-        self.app, self.hook = emulator.app, hook
-
-    def __enter__(self) -> None:
-        real = self.real = self.app._answer
-        hook = self.hook
-
-        def answer(method: str, *args: Any) -> Any:
-            hook(method, args[4])
-            return real(method, *args)
-
-        self.app._answer = answer
-
-    def __exit__(self, *exc: object) -> None:
-        self.app._answer = self.real
-
-
 @pytest.fixture
 def world(aws, cliniko, emulator, tmp_path, monkeypatch):
     # One virtual clock for Cliniko's stamps and the feed's clock; pages of 3.
     monkeypatch.setattr(emulator.app.store, "_clock", Clock.cliniko)
     monkeypatch.setattr(handler, "ChangeFeed", functools.partial(ChangeFeed, clock=Clock.feed))
     monkeypatch.setattr(cliniko_source, "PER_PAGE", PAGE)
-    # The Cliniko client's waits (429 resets, backoff) pass at once: its clock jumps instead.
-    slept = [0.0]
-    real_monotonic, real_time = pacing.SystemClock.monotonic, pacing.SystemClock.time
-    monkeypatch.setattr(pacing.SystemClock, "monotonic", lambda s: real_monotonic(s) + slept[0])
-    monkeypatch.setattr(pacing.SystemClock, "time", lambda s: real_time(s) + slept[0])
-    monkeypatch.setattr(
-        pacing.SystemClock, "sleep", lambda s, seconds: slept.__setitem__(0, slept[0] + seconds)
-    )
-    tap = LogTap()
-    loggers = [
-        logging.getLogger(),
-        *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict)),
-    ]
-    for logger in loggers:
-        logger.addHandler(tap)
-    FeedModel.world = {
-        "emulator": emulator,
-        "control": cliniko.control,
-        "mp": monkeypatch,
-        "moto": aws,
-        "tmp": tmp_path,
-        "n": 0,
-        "log": tap,
-    }
-    yield FeedModel.world
-    for logger in loggers:
-        logger.removeHandler(tap)
+    cliniko_waits_pass_at_once(monkeypatch)
+    with tapped_logs() as tap:
+        FeedModel.world = {
+            "emulator": emulator,
+            "control": cliniko.control,
+            "mp": monkeypatch,
+            "moto": aws,
+            "tmp": tmp_path,
+            "n": 0,
+            "log": tap,
+        }
+        yield FeedModel.world
     # The fixture's own key is gone after the examples' resets: register it back.
     cliniko.control.add_key(cliniko.api_key)
 

@@ -31,8 +31,6 @@ Invariants (README "Scheduled cleanup"):
 from __future__ import annotations
 
 import datetime as dt
-import json
-import logging
 import secrets
 import types
 from collections import Counter
@@ -46,7 +44,7 @@ from cliniko_automations.cleanup import actions, core, handler
 from cliniko_automations.cleanup.config import CleanupRules
 from cliniko_automations.cleanup.core import RECHECK_SECONDS
 from cliniko_automations.cleanup.runs import DynamoRuns
-from cliniko_automations.cliniko import ClinikoClient, pacing
+from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.common import logs
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
 from cliniko_automations.common.secrets import clear_secret_caches
@@ -61,7 +59,11 @@ from hypothesis.stateful import (
 )
 
 from tests.fixtures.apigw import LambdaContext
-from tests.fixtures.state_machines import state_machine_settings
+from tests.fixtures.state_machines import (
+    cliniko_waits_pass_at_once,
+    state_machine_settings,
+    tapped_logs,
+)
 from tests.integration.cleanup.tables import create_cleanup_tables
 from tests.integration.intake_worker.resources import (
     USER_AGENT,
@@ -117,19 +119,6 @@ VIRTUAL_DT = types.SimpleNamespace(
 
 def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class LogTap(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = self.format(record)
-        except Exception:
-            text = str(record.msg)
-        self.lines.append(text + " " + json.dumps(record.__dict__, default=str))
 
 
 class KilledContext(LambdaContext):
@@ -678,33 +667,18 @@ def world(aws, cliniko, emulator, tmp_path, monkeypatch):
     monkeypatch.setattr(actions, "dt", VIRTUAL_DT)
     monkeypatch.setattr(core, "dt", VIRTUAL_DT)
     monkeypatch.setattr(core, "BATCH", BATCH)
-    # The Cliniko client's waits (429 resets, backoff) pass at once: its clock jumps instead.
-    slept = [0.0]
-    real_monotonic, real_time = pacing.SystemClock.monotonic, pacing.SystemClock.time
-    monkeypatch.setattr(pacing.SystemClock, "monotonic", lambda s: real_monotonic(s) + slept[0])
-    monkeypatch.setattr(pacing.SystemClock, "time", lambda s: real_time(s) + slept[0])
-    monkeypatch.setattr(
-        pacing.SystemClock, "sleep", lambda s, seconds: slept.__setitem__(0, slept[0] + seconds)
-    )
-    tap = LogTap()
-    loggers = [
-        logging.getLogger(),
-        *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict)),
-    ]
-    for logger in loggers:
-        logger.addHandler(tap)
-    CleanupModel.world = {
-        "emulator": emulator,
-        "control": cliniko.control,
-        "mp": monkeypatch,
-        "moto": aws,
-        "tmp": tmp_path,
-        "n": 0,
-        "log": tap,
-    }
-    yield CleanupModel.world
-    for logger in loggers:
-        logger.removeHandler(tap)
+    cliniko_waits_pass_at_once(monkeypatch)
+    with tapped_logs() as tap:
+        CleanupModel.world = {
+            "emulator": emulator,
+            "control": cliniko.control,
+            "mp": monkeypatch,
+            "moto": aws,
+            "tmp": tmp_path,
+            "n": 0,
+            "log": tap,
+        }
+        yield CleanupModel.world
     cliniko.control.add_key(cliniko.api_key)
 
 
