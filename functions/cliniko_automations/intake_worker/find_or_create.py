@@ -316,7 +316,9 @@ def decide_recovery(
     draft: ContactDraft, candidates: Iterable[Contact], lost_create: CreateWindow
 ) -> Decision:
     """For an identity-less submission whose earlier attempt's create lost its answer: the
-    contact that create provably made, else a create (the others are other people)."""
+    contact that create provably made; parked where one made in its window was changed or
+    archived since (perhaps its, no longer provably); else a create (the others are other
+    people)."""
     active = [c for c in candidates if not is_archived(c)]
     ours = [c for c in active if made_by_create(draft, c, lost_create)]
     if len(ours) == 1:
