@@ -29,15 +29,13 @@ from collections import Counter
 from typing import Any, ClassVar
 
 import boto3
-import httpx
 import pytest
 from cliniko_automations.changefeed import cliniko_source, handler
 from cliniko_automations.changefeed.changes import TRACKED_FIELDS
 from cliniko_automations.changefeed.core import ChangeFeed
 from cliniko_automations.changefeed.store import DynamoFeedStore
 from cliniko_automations.cliniko import ClinikoClient
-from cliniko_automations.common import aws, logs
-from cliniko_automations.common.secrets import clear_secret_caches
+from cliniko_automations.common import aws
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -51,6 +49,7 @@ from standardwebhooks import Webhook
 
 from tests.fixtures.emulator import before_each_answer
 from tests.fixtures.state_machines import (
+    a_fresh_start,
     cliniko_waits_pass_at_once,
     state_machine_settings,
     tapped_logs,
@@ -117,12 +116,7 @@ class FeedModel(RuleBasedStateMachine):
         super().__init__()
         w = self.world
         self.emulator, self.control, self.monkeypatch = w["emulator"], w["control"], w["mp"]
-        httpx.post(f"{w['moto']}/moto-api/reset").raise_for_status()
-        clear_secret_caches()
-        # Each example's new key and secrets would join the logs' redaction pattern, which
-        # grew (and was compiled again) example after example: the process's secrets, anew.
-        self.monkeypatch.setattr(logs, "_secrets", set())
-        self.monkeypatch.setattr(logs, "_secret_pattern", None)
+        a_fresh_start(self.monkeypatch, w["moto"])
         self.control.reset()
         self.control.set_behaviour(subsecond_times=True)
         self.control.set_rate_limit(None)

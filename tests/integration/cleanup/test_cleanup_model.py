@@ -37,7 +37,6 @@ from collections import Counter
 from typing import Any, ClassVar
 
 import boto3
-import httpx
 import pytest
 import yaml
 from cliniko_automations.cleanup import actions, core, handler
@@ -45,9 +44,7 @@ from cliniko_automations.cleanup.config import CleanupRules
 from cliniko_automations.cleanup.core import RECHECK_SECONDS
 from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cliniko import ClinikoClient
-from cliniko_automations.common import logs
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
-from cliniko_automations.common.secrets import clear_secret_caches
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -60,6 +57,7 @@ from hypothesis.stateful import (
 
 from tests.fixtures.apigw import LambdaContext
 from tests.fixtures.state_machines import (
+    a_fresh_start,
     cliniko_waits_pass_at_once,
     state_machine_settings,
     tapped_logs,
@@ -146,10 +144,7 @@ class CleanupModel(RuleBasedStateMachine):
         super().__init__()
         w = self.world
         self.emulator, self.control, self.mp = w["emulator"], w["control"], w["mp"]
-        httpx.post(f"{w['moto']}/moto-api/reset").raise_for_status()
-        clear_secret_caches()
-        self.mp.setattr(logs, "_secrets", set())
-        self.mp.setattr(logs, "_secret_pattern", None)
+        a_fresh_start(self.mp, w["moto"])
         self.control.reset()
         self.control.set_rate_limit(None)
         self.api_key = f"MS0xtest{secrets.token_hex(12)}-au1"
