@@ -109,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--receipt-head",
         metavar="HASH",
+        type=chain_head,
         help="the chain head of the request's receipt: it must still be in the trail",
     )
     return cli
@@ -399,6 +400,18 @@ def exit_code(status: int, body: dict[str, Any]) -> int:
 CALLER_ID = re.compile(r"[A-Za-z0-9+=,.@_:/-]{1,256}")
 # An AWS region's name: eu-west-1, us-gov-west-1 (fullmatch: `$` would let a line end through).
 AWS_REGION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def chain_head(text: str) -> str:
+    """A receipt's chain head as the trail stores it (SHA-256, lower-case hex). One cut short or
+    mistyped when pasted is the operator's slip: refused here, not reported as a trail whose
+    records were removed or rewritten."""
+    head = text.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", head):
+        raise argparse.ArgumentTypeError(
+            "a receipt's chain head is 64 hexadecimal digits, as the receipt prints it"
+        )
+    return head
 
 
 def request_id(text: str) -> str:

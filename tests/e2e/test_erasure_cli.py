@@ -290,6 +290,25 @@ def test_verify_finds_a_trail_cut_short(erasure_stack, cli, capsys):
     assert caught.value.code == 2
 
 
+def test_a_receipt_head_mistyped_is_a_bad_argument_not_a_tampered_trail(erasure_stack, cli, capsys):
+    # A head cut short or mistyped when pasted from the receipt claimed "records were removed
+    # or rewritten" (exit 1): the operator's slip read as tampering with the trail.
+    contact_id = erasure_stack.seed()
+    assert cli.main(["--json", "request", "--contact-id", contact_id, "--reason", "t"]) == 0
+    receipt = json.loads(capsys.readouterr().out)["receipt"]
+    request_id, head = receipt["request_id"], receipt["chain_head"]
+    for mistyped in (head[:12], head + "0", head[:-1] + "g", f" {head}x"):
+        with pytest.raises(SystemExit) as caught:
+            cli.main(["verify", request_id, "--receipt-head", mistyped])
+        assert caught.value.code == 2
+        err = capsys.readouterr().err
+        assert "a receipt's chain head is 64 hexadecimal digits" in err
+        assert "NOT INTACT" not in err
+    # The same head in capitals, or with the spaces a copy picks up, is the receipt's.
+    assert cli.main(["verify", request_id, "--receipt-head", f" {head.upper()} "]) == 0
+    assert "audit trail intact" in capsys.readouterr().out
+
+
 def test_argument_errors_exit_2(erasure_stack, cli, capsys):
     with pytest.raises(SystemExit) as caught:
         cli.main(["--api-url", "example.com", "--region", "eu-west-1", "status", "x"])
