@@ -260,6 +260,17 @@ def test_verify_of_a_table_that_is_not_the_trail_is_one_line(erasure_stack, cli)
     )
 
 
+def test_an_idempotency_table_that_is_not_there_is_named(erasure_stack, cli, capsys):
+    # Powertools wraps DynamoDB's "Requested resource not found", which names no table.
+    contact_id = erasure_stack.seed()
+    request = ["request", "--contact-id", contact_id, "--reason", "t", "--dry-run"]
+    code = cli.main(["--idempotency-table", "idem-typo", *request])
+    assert code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("erasure.py: IdempotencyPersistenceLayerError: ")
+    assert line.endswith(" (table idem-typo)")
+
+
 def test_verify_finds_a_trail_cut_short(erasure_stack, cli, capsys):
     contact_id = erasure_stack.seed()
     assert cli.main(["--json", "request", "--contact-id", contact_id, "--reason", "t"]) == 0

@@ -110,5 +110,39 @@ def run_tool(prog: str, command: Callable[[], int]) -> int:
         if not environment_failure(error):
             raise
         said = _HEADER_VALUE.sub(HEADER_WITHHELD, str(error))
-        print(f"{prog}: {type(error).__name__}: {said}", file=sys.stderr)
+        print(f"{prog}: {type(error).__name__}: {said}{_resource_of(error)}", file=sys.stderr)
         return EXIT_FAILED
+
+
+# What AWS's answer leaves out: which of the tool's queues or tables it spoke of ("The
+# specified queue does not exist", "Requested resource not found"). Only these parameters of
+# the failed call are shown: the others (a key, a message body) may hold what is not ours to
+# print.
+_NAMED_PARAMETERS = {"QueueUrl": "queue", "TableName": "table"}
+
+
+def _resource_of(error: BaseException | None) -> str:
+    """` (queue URL)` or ` (table NAME)`: the resource AWS answered about (a ClientError, also
+    one a library wrapped in its own: Powertools' idempotency layer), as the tool passed it to
+    botocore (its `_make_api_call` frame), else nothing (an endpoint out of reach or malformed
+    is no fault of the queue's)."""
+    from botocore.exceptions import ClientError
+
+    from cliniko_automations.common.printable import printable
+
+    while error is not None:
+        frame = error.__traceback__ if isinstance(error, ClientError) else None
+        while frame is not None:
+            code = frame.tb_frame.f_code
+            if code.co_name == "_make_api_call" and str(
+                frame.tb_frame.f_globals.get("__name__")
+            ).startswith("botocore."):
+                params = frame.tb_frame.f_locals.get("api_params")
+                if isinstance(params, dict):
+                    for parameter, kind in _NAMED_PARAMETERS.items():
+                        if isinstance(params.get(parameter), str):
+                            return f" ({kind} {printable(params[parameter])})"
+                return ""
+            frame = frame.tb_next
+        error = error.__cause__ or error.__context__
+    return ""

@@ -578,6 +578,17 @@ def test_the_cleanup_cli_plans_runs_and_shows_status_locally(deployed, cliniko):
     assert "Tess" not in shown.stdout + shown.stderr + planned.stdout
 
 
+def test_a_table_that_is_not_there_is_one_line_naming_it(deployed, monkeypatch):
+    # Two tables, and AWS's answer names neither ("Requested resource not found").
+    monkeypatch.setenv("LEDGER_TABLE", "ledger-typo")
+    backfill = run_cli("backfill-ledger")
+    assert backfill.returncode == 1
+    assert backfill.stderr.splitlines() == [
+        "cleanup.py: ResourceNotFoundException: An error occurred (ResourceNotFoundException) "
+        "when calling the Scan operation: Requested resource not found (table ledger-typo)"
+    ]
+
+
 def test_a_plan_whose_rule_stopped_on_a_refused_key_fails(deployed, cliniko, monkeypatch):
     boto3.client("secretsmanager").put_secret_value(
         SecretId="tests/cliniko/test-clinic", SecretString="MS0xnosuchkey0123456789-au1"

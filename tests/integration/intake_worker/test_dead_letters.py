@@ -250,9 +250,12 @@ def test_environment_mistakes_are_one_line_and_exit_1(stack: WorkerStack, capsys
     assert run("--dlq-url", stack.dead_letter_queue_url + "-typo", "list")[0] == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("dead_letters.py: QueueDoesNotExist") and "does not exist" in line
+    # Named (README "Operating"): AWS's answer says only that some queue or table is missing.
+    assert line.endswith(f"(queue {stack.dead_letter_queue_url}-typo)")
     assert run("--submission-table", "no-such-table", "show", "sub-1")[0] == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("dead_letters.py: ResourceNotFoundException")
+    assert line.endswith("(table no-such-table)")
 
 
 def script(*argv: str, env: dict[str, str]) -> subprocess.Popen[str]:
