@@ -52,6 +52,14 @@ def _routed_stdout() -> _ThreadRoutedStream:
     return sys.stdout
 
 
+def _routed_stderr() -> _ThreadRoutedStream:
+    """The same for stderr, which Lambda sends to the function's log too (a Python warning a
+    library prints while the function runs)."""
+    if not isinstance(sys.stderr, _ThreadRoutedStream):
+        sys.stderr = _ThreadRoutedStream(sys.stderr)
+    return sys.stderr
+
+
 @dataclass
 class LambdaContext:
     """The context object Lambda passes to a handler (the attributes Powertools reads)."""
@@ -127,13 +135,16 @@ class FunctionRuntime:
             os.environ.clear()
             os.environ.update({k: v for k, v in saved.items() if not _function_variable(k)})
             os.environ.update(self.environment)
-            # Function output (JSON logs, EMF metrics) goes to the local run's log file.
-            stream = _routed_stdout()
-            stream.local.target = self.log
+            # Function output (JSON logs, EMF metrics, warnings) goes to the local run's log
+            # file.
+            streams = (_routed_stdout(), _routed_stderr())
+            for stream in streams:
+                stream.local.target = self.log
             try:
                 yield
             finally:
-                stream.local.target = None
+                for stream in streams:
+                    stream.local.target = None
                 os.environ.clear()
                 os.environ.update(saved)
                 self.log.flush()

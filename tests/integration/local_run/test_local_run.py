@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from urllib.parse import urlsplit
 
 import boto3
@@ -215,6 +216,23 @@ def test_fire_the_cleanup_state_machine_as_a_dry_run(local_system):
     report = json.loads(shown.stdout)
     assert report["run_id"] == answer["run_id"] and report["status"] == "finished"
     assert [r["rule"] for r in report["rules"]] == ["form-test-submissions", "stale-form-contacts"]
+
+
+def print_to_stderr(message, category, filename, lineno, file=None, line=None) -> None:
+    """What Python's own warnings.showwarning does: to the sys.stderr of the moment."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def test_what_a_function_writes_to_stderr_goes_to_its_log(local_system, capfd):
+    # As in Lambda, where stderr is the function's log too. A warning Powertools prints at a
+    # cleanup begin (no metrics to publish) landed amid the local run's banner instead.
+    with warnings.catch_warnings():
+        # Printed to sys.stderr as outside pytest (which records warnings instead).
+        warnings.simplefilter("always")
+        warnings.showwarning = print_to_stderr
+        assert local_system.fire("CleanupStateMachine")["status"] == "finished"
+    assert "No application metrics to publish" in local_system.log_text()
+    assert "No application metrics" not in capfd.readouterr().err
 
 
 def test_sample_page_embeds_the_form_snippet(local_system):
