@@ -238,7 +238,10 @@ def test_an_unreachable_api_is_one_clear_line(cli, capsys):
         ["--api-url", f"http://127.0.0.1:{port}", "--region", "eu-west-1", "status", "x"]
     )
     assert code == 1
-    assert capsys.readouterr().err.startswith("erasure.py: ConnectError")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("erasure.py: ConnectError")
+    # Named (README "Operating"): the error alone says "Connection refused", not to what.
+    assert line.endswith(f"(http://127.0.0.1:{port})")
 
 
 def test_verify_of_an_empty_trail_says_so_and_claims_nothing(erasure_stack, cli, capsys):

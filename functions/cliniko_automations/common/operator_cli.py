@@ -122,15 +122,24 @@ _NAMED_PARAMETERS = {"QueueUrl": "queue", "TableName": "table"}
 
 
 def _resource_of(error: BaseException | None) -> str:
-    """` (queue URL)` or ` (table NAME)`: the resource AWS answered about (a ClientError, also
-    one a library wrapped in its own: Powertools' idempotency layer), as the tool passed it to
-    botocore (its `_make_api_call` frame), else nothing (an endpoint out of reach or malformed
-    is no fault of the queue's)."""
+    """What the failure was about, where its own text does not say: ` (queue URL)` or
+    ` (table NAME)` for a resource AWS answered about (a ClientError, also one a library
+    wrapped in its own: Powertools' idempotency layer), as the tool passed it to botocore (its
+    `_make_api_call` frame); ` (http://HOST:PORT)` for a server httpx did not reach ("Connection
+    refused"): its origin only, as a path or query may carry a person's email. Else nothing."""
+    import httpx
     from botocore.exceptions import ClientError
 
     from cliniko_automations.common.printable import printable
 
     while error is not None:
+        if isinstance(error, httpx.RequestError):
+            try:
+                url = error.request.url
+            except RuntimeError:  # an error raised without its request
+                return ""
+            port = f":{url.port}" if url.port is not None else ""
+            return f" ({printable(url.scheme)}://{printable(url.host)}{port})"
         frame = error.__traceback__ if isinstance(error, ClientError) else None
         while frame is not None:
             code = frame.tb_frame.f_code
