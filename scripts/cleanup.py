@@ -361,7 +361,12 @@ def command(args: argparse.Namespace) -> int:
         args.watch = True
     runs, ledger, rule_set = _runs_and_ledger()
     if args.command == "backfill-ledger":
-        print(f"{ledger.activate_unmarked()} ledger entries made active")
+        from cliniko_automations.common.ledger import NotALedgerTable
+
+        try:
+            print(f"{ledger.activate_unmarked()} ledger entries made active")
+        except NotALedgerTable as error:
+            raise SystemExit(f"cleanup.py: {error}") from None
         return EXIT_OK
     while True:
         state = runs.load(args.run_id or runs.latest(rule_set) or "")

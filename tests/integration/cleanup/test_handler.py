@@ -592,6 +592,20 @@ def test_a_table_that_is_not_there_is_one_line_naming_it(deployed, monkeypatch):
     ]
 
 
+def test_a_backfill_of_a_table_that_is_not_the_ledger_is_one_line(deployed, cliniko, monkeypatch):
+    # Another output copied for LEDGER_TABLE: the runs table, which has items by now. The
+    # backfill stopped with a KeyError traceback on the first.
+    assert run_cli("plan", "--local").returncode == 0
+    runs_table = os.environ["CLEANUP_RUNS_TABLE"]
+    monkeypatch.setenv("LEDGER_TABLE", runs_table)
+    backfill = run_cli("backfill-ledger")
+    assert backfill.returncode == 1
+    assert backfill.stderr.splitlines() == [
+        f"cleanup.py: table {runs_table} is not the intake's ledger (it holds items without "
+        "contact_id and account)"
+    ]
+
+
 def test_a_plan_whose_rule_stopped_on_a_refused_key_fails(deployed, cliniko, monkeypatch):
     boto3.client("secretsmanager").put_secret_value(
         SecretId="tests/cliniko/test-clinic", SecretString="MS0xnosuchkey0123456789-au1"
