@@ -503,7 +503,17 @@ def read_state(state_dir: Path = STATE_DIR) -> dict[str, Any]:
     path = state_dir / "state.json"
     if not path.exists():
         raise SystemExit("no local run is up: start it with scripts/run-local")
-    return json.loads(path.read_text())
+    state: dict[str, Any] = json.loads(path.read_text())
+    # A run killed without its clean-up (kill -9) leaves its state file: no run, as
+    # check_no_run_here takes it, rather than its URLs and counts shown as a running one's.
+    try:
+        httpx.get(state["api"], timeout=2)
+    except httpx.HTTPError:
+        raise SystemExit(
+            f"no local run is up (the one whose API was {state['api']} stopped without "
+            "cleaning up): start it with scripts/run-local"
+        ) from None
+    return state
 
 
 os.environ.setdefault("AWS_DEFAULT_REGION", defaults.REGION)

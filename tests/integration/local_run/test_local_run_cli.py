@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 from urllib.parse import urlsplit
 
@@ -61,6 +62,23 @@ def test_a_reader_that_stops_reading_ends_it_quietly(local_system, monkeypatch):
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     for command in (["env"], ["status"]):
         assert main_as_tool(command, state_dir=local_system.state_dir) == 141
+
+
+def test_a_state_file_left_by_a_run_that_died_is_no_run(tmp_path):
+    # A run killed without its clean-up (kill -9, the OOM killer) leaves .local-run/state.json:
+    # `status` printed it as the running local run's, exit 0, and `shell` pointed at its dead
+    # (or orphaned) endpoints.
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        api = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    (tmp_path / "state.json").write_text(json.dumps({"api": api, "site": api, "moto": api}))
+    for command in (["status"], ["env"], ["events"], ["fire", "ChangeFeedFunction"]):
+        with pytest.raises(SystemExit) as ended:
+            main(command, state_dir=tmp_path)
+        assert ended.value.code == (
+            f"no local run is up (the one whose API was {api} stopped without cleaning up): "
+            "start it with scripts/run-local"
+        )
 
 
 def test_a_second_run_on_a_taken_port_leaves_the_first_alone(local_system, aws, cliniko, capsys):
