@@ -82,11 +82,17 @@ def check_no_run_here(state_dir: Path) -> None:
         api = json.loads((state_dir / "state.json").read_text())["api"]
     except (OSError, ValueError, KeyError, TypeError):
         return
+    if answers(api):
+        raise RunningHere(api)
+
+
+def answers(api: str) -> bool:
+    """Whether a local run's API is up at `api` (any answer, an error page included)."""
     try:
         httpx.get(api, timeout=2)
     except httpx.HTTPError:
-        return
-    raise RunningHere(api)
+        return False
+    return True
 
 
 def free_port() -> int:
@@ -506,13 +512,11 @@ def read_state(state_dir: Path = STATE_DIR) -> dict[str, Any]:
     state: dict[str, Any] = json.loads(path.read_text())
     # A run killed without its clean-up (kill -9) leaves its state file: no run, as
     # check_no_run_here takes it, rather than its URLs and counts shown as a running one's.
-    try:
-        httpx.get(state["api"], timeout=2)
-    except httpx.HTTPError:
+    if not answers(state["api"]):
         raise SystemExit(
             f"no local run is up (the one whose API was {state['api']} stopped without "
             "cleaning up): start it with scripts/run-local"
-        ) from None
+        )
     return state
 
 
