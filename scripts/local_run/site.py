@@ -227,7 +227,9 @@ def _handler_for(site: Site) -> type[BaseHTTPRequestHandler]:
                 try:
                     result = site.fire(name)
                 except KeyError:
-                    self._send(404, json.dumps({"message": f"no scheduled function {name}"}))
+                    known = ", ".join(site.status().get("schedules", []))
+                    message = f"no scheduled function {name}: fire one of {known}"
+                    self._send(404, json.dumps({"message": message}))
                     return
                 self._send(200, json.dumps({"function": name, "result": result}, default=str))
                 return

@@ -64,6 +64,14 @@ def test_a_reader_that_stops_reading_ends_it_quietly(local_system, monkeypatch):
         assert main_as_tool(command, state_dir=local_system.state_dir) == 141
 
 
+def test_fire_of_an_unknown_name_lists_the_scheduled_functions(local_system, capsys):
+    assert main(["fire", "Nope"], state_dir=local_system.state_dir) == 1
+    message = json.loads(capsys.readouterr().out)["message"]
+    assert "no scheduled function Nope" in message
+    for name in ("ErasureOverdueFunction", "ChangeFeedFunction", "CleanupStateMachine"):
+        assert name in message
+
+
 def test_a_state_file_left_by_a_run_that_died_is_no_run(tmp_path):
     # A run killed without its clean-up (kill -9, the OOM killer) leaves .local-run/state.json:
     # `status` printed it as the running local run's, exit 0, and `shell` pointed at its dead
