@@ -79,12 +79,19 @@ def _boto(service: str) -> Any:
 
 
 def _runs_and_ledger() -> tuple[Any, Any, str]:
+    from cliniko_automations.cleanup.config import rules_path
     from cliniko_automations.cleanup.runs import DynamoRuns
     from cliniko_automations.cleanup.settings import CleanupSettings
     from cliniko_automations.cleanup.wiring import rule_set_name
+    from cliniko_automations.common.config_file import ConfigError
     from cliniko_automations.common.ledger import DynamoLedger
 
     settings = CleanupSettings.from_env()
+    rules_file = rules_path(settings.cleanup_rules_file)
+    if not rules_file.is_file():
+        # Runs are found by their rules file's name: a path mistyped would find none and read
+        # as "no cleanup run yet".
+        raise ConfigError(rules_file, ["no such rules file (CLEANUP_RULES_FILE)"])
     dynamodb = _boto("dynamodb")
     return (
         DynamoRuns(dynamodb, settings.cleanup_runs_table),

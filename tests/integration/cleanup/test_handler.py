@@ -592,6 +592,18 @@ def test_a_table_that_is_not_there_is_one_line_naming_it(deployed, monkeypatch):
     ]
 
 
+def test_a_rules_file_that_is_not_there_is_one_line_naming_it(deployed, monkeypatch, tmp_path):
+    # Runs are found by the rules file's name: a path mistyped read "no cleanup run yet".
+    assert run_cli("plan", "--local").returncode == 0
+    missing = tmp_path / "cleanup_rulez.yaml"
+    monkeypatch.setenv("CLEANUP_RULES_FILE", str(missing))
+    shown = run_cli("status")
+    assert shown.returncode == 1
+    assert shown.stderr.splitlines() == [
+        f"cleanup.py: ConfigError: {missing}: no such rules file (CLEANUP_RULES_FILE)"
+    ]
+
+
 def test_a_backfill_of_a_table_that_is_not_the_ledger_is_one_line(deployed, cliniko, monkeypatch):
     # Another output copied for LEDGER_TABLE: the runs table, which has items by now. The
     # backfill stopped with a KeyError traceback on the first.
