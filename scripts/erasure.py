@@ -126,6 +126,7 @@ def run_verify(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     from cliniko_automations.common.plain_data import as_data
     from cliniko_automations.erasure.audit import DynamoAuditLog, NotAnAuditTable
     from cliniko_automations.erasure.chain_check import verify_chain
+    from cliniko_automations.erasure.errors import RequestNotFound
 
     audit = DynamoAuditLog(args.audit_table)
     try:
@@ -139,7 +140,7 @@ def run_verify(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     for request_id in ids:
         records, places = audit.records_and_places(request_id)
         if not records and not places and args.receipt_head is None:
-            return 404, {"message": f"no erasure request with id {request_id}"}
+            return 404, {"message": str(RequestNotFound(request_id))}
         check = verify_chain(request_id, records, places, args.receipt_head)
         results.append({**as_data(check), "intact": check.intact})
     # The exit status tells intact from not (see exit_code); the answer itself is complete.
@@ -230,6 +231,8 @@ def run_remote(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     import httpx
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
+    from cliniko_automations.common.printable import printable
+    from cliniko_automations.erasure.errors import NOT_FOUND_MESSAGE_START
 
     base = args.api_url.rstrip("/")
     if args.command == "verify":
@@ -272,6 +275,14 @@ def run_remote(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         payload = {"message": f"unexpected answer from the API (HTTP {response.status_code})"}
     if not isinstance(payload, dict):
         payload = {"message": f"unexpected answer from the API (HTTP {response.status_code})"}
+    message = str(payload.get("message", ""))[:80]
+    if response.status_code == 404 and not message.startswith(NOT_FOUND_MESSAGE_START):
+        # Not the erasure API's "no such request": no route there (a URL mistyped, another
+        # stage's or service's), which read as an unknown request id.
+        raise SystemExit(
+            f"erasure.py: no erasure API at {printable(base)} (HTTP 404 {printable(message)}): "
+            "--api-url is the stack's ApiUrl output"
+        )
     return response.status_code, payload
 
 

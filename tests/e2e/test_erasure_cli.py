@@ -244,6 +244,43 @@ def test_an_unreachable_api_is_one_clear_line(cli, capsys):
     assert line.endswith(f"(http://127.0.0.1:{port})")
 
 
+class _NoSuchRoute(BaseHTTPRequestHandler):
+    """API Gateway's answer on a path it has no route for (a stage or path mistyped)."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        payload = b'{"message":"Not Found"}'
+        self.send_response(404)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_an_api_url_with_no_erasure_api_behind_it_is_not_an_unknown_request(cli, capsys):
+    server = HTTPServer(("127.0.0.1", 0), _NoSuchRoute)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/prod"
+    remote = ["--api-url", url, "--region", "eu-west-1"]
+    try:
+        for command in (["status", "r-1"], ["request", "--contact-id", "42", "--reason", "x"]):
+            with pytest.raises(SystemExit) as caught:
+                cli.main([*remote, *command])
+            assert str(caught.value) == (
+                f"erasure.py: no erasure API at {url} (HTTP 404 Not Found): --api-url is the "
+                "stack's ApiUrl output"
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Refused" not in capsys.readouterr().out
+
+
 def test_verify_of_an_empty_trail_says_so_and_claims_nothing(erasure_stack, cli, capsys):
     assert cli.main(["verify", "--all"]) == 0
     assert capsys.readouterr().out.startswith("0 requests in the audit trail")

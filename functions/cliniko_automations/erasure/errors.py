@@ -51,15 +51,19 @@ class RequestInProgress(ErasureError):
         super().__init__(f"request {request_id} is being processed by another call; try again")
 
 
+# How the erasure API's 404 begins: another server's 404 (a mistyped API URL) says otherwise.
+NOT_FOUND_MESSAGE_START = "no erasure request with"
+
+
 class RequestNotFound(ErasureError):
     def __init__(self, request_id: str, *, echo: bool = True) -> None:
         # `echo=False`: what was asked for is no request id (a path segment the caller typed,
         # perhaps an email pasted in the wrong place), so it is not repeated.
         self.request_id = request_id
         super().__init__(
-            f"no erasure request with id {request_id}"
+            f"{NOT_FOUND_MESSAGE_START} id {request_id}"
             if echo
-            else "no erasure request with that id: a request id is 1-128 letters, digits, "
+            else f"{NOT_FOUND_MESSAGE_START} that id: a request id is 1-128 letters, digits, "
             "'.', '_', ':' or '-'"
         )
 
