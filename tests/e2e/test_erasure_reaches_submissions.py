@@ -20,6 +20,7 @@ from cliniko_automations.common.person_keys import contact_keys
 
 from tests.e2e.test_erasure_cli import load_cli
 from tests.fixtures.apigw import form_post_event
+from tests.fixtures.aws import every_message
 from tests.integration.erasure import stack as erasure
 from tests.integration.erasure.stack import PERSONAL as SEEDED
 from tests.integration.erasure.stack import personal_values, whole_values_in
@@ -39,25 +40,6 @@ EMAIL = samples.EMAIL
 def answered_id(answer: dict[str, Any]) -> str:
     assert answer["statusCode"] == 202, answer
     return json.loads(answer["body"])["submission_id"]
-
-
-def every_message(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """Every message in a queue, then visible again."""
-    messages, empty = [], 0
-    while empty < 2:
-        batch = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=60,
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        empty = 0 if batch else empty + 1
-        messages += batch
-    for message in messages:
-        sqs.change_message_visibility(
-            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-        )
-    return messages
 
 
 def every_item(table: str) -> list[dict[str, Any]]:
@@ -153,7 +135,7 @@ def test_an_erased_person_stays_erased_everywhere(world, erasure_stack, cliniko,
     # Zero personal values in any queue or table.
     queues = [stack.queue_url, stack.dead_letter_queue_url, stack.parked_queue_url]
     for queue_url in queues:
-        for message in every_message(stack.sqs, queue_url):
+        for message in every_message(stack.sqs, queue_url, MessageAttributeNames=["All"]):
             assert values_found(json.dumps(message)) == [], queue_url
     tables = [
         stack.idempotency_table,

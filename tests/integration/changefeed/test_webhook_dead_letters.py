@@ -29,6 +29,7 @@ from cliniko_automations.erasure.service import build_eraser
 from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
 from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
 
+from tests.fixtures.aws import every_message
 from tests.integration.changefeed.stack import (
     ACCOUNT,
     KEY_SECRET,
@@ -541,18 +542,6 @@ def test_a_malformed_queue_arn_is_a_settings_error(erasure_stack, monkeypatch) -
     monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", "https://sqs.example/queue")
     with pytest.raises(SettingsError, match="WEBHOOK_DEAD_LETTER_QUEUE_ARN"):
         build_eraser(ErasureSettings.from_env())
-
-
-def every_message(sqs, queue_url: str) -> list[dict]:
-    """Every message in the queue (each hidden briefly, so read once)."""
-    messages, empty = [], 0
-    while empty < 2:
-        batch = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
-        ).get("Messages", [])
-        empty = 0 if batch else empty + 1
-        messages += batch
-    return messages
 
 
 def test_the_webhook_tools_say_an_environment_mistake_in_one_line(aws, tmp_path, capsys) -> None:

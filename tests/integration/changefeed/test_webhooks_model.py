@@ -72,6 +72,7 @@ from local_run.webhooks import json_path
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from tests.fixtures.aws import every_message
 from tests.fixtures.state_machines import (
     a_fresh_start,
     cliniko_waits_pass_at_once,
@@ -639,7 +640,7 @@ class WebhooksModel(RuleBasedStateMachine):
         if command == "delete":
             code, _ = self._tool("delete", letter["message_id"])
             assert code == 0
-            after = {m["MessageId"] for m in _every_message(self.sqs, self.dlq)}
+            after = {m["MessageId"] for m in every_message(self.sqs, self.dlq)}
             assert letter["message_id"] not in after
             return
         if command == "replay-all":
@@ -660,7 +661,7 @@ class WebhooksModel(RuleBasedStateMachine):
             # all drops the duplicate.
             ids = {(d["webhook_id"], d["subscriber"]) for d in before.values()}
             assert (event["detail"]["webhook"]["id"], event["detail"]["subscriber"]) in ids
-        after = {m["MessageId"] for m in _every_message(self.sqs, self.dlq)}
+        after = {m["MessageId"] for m in every_message(self.sqs, self.dlq)}
         for message_id, d in before.items():
             # Refused letters are kept, and so is one no enabled rule routes.
             if d["problem"] or d["subscriber"] in self.disabled:
@@ -738,7 +739,7 @@ class WebhooksModel(RuleBasedStateMachine):
             TALLY["erased without the webhook queue"] += 1
             return
         # README "Erasure on request": every letter carrying its fields is deleted.
-        for message in _every_message(self.sqs, self.dlq):
+        for message in every_message(self.sqs, self.dlq):
             data = json.loads(message["Body"])["detail"]["body"]["data"]
             if str(data.get("contact_id")) == cid:
                 leaked = [v for v in self.personal[cid] if v in message["Body"]]
@@ -752,21 +753,6 @@ class WebhooksModel(RuleBasedStateMachine):
         text = "\n".join(self.log.lines + self.output)
         leaked = sorted(v for v in self.values if v in text)
         assert not leaked, leaked
-
-
-def _every_message(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    messages, empty = [], 0
-    while empty < 2:
-        batch = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
-        ).get("Messages", [])
-        empty = 0 if batch else empty + 1
-        messages += batch
-    for message in messages:
-        sqs.change_message_visibility(
-            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-        )
-    return messages
 
 
 @pytest.fixture
