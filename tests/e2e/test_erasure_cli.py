@@ -160,7 +160,21 @@ def test_missing_settings_and_targets_are_clear_errors(cli, capsys, monkeypatch)
 
 
 class _Recorder(BaseHTTPRequestHandler):
+    """Records each request and answers every one alike."""
+
     seen: list[dict] = []  # noqa: RUF012 (one server per test)
+    status = 200
+    payload = json.dumps(
+        {
+            "request_id": "remote-1",
+            "status": "completed",
+            "result": "no_record_found",
+            "dry_run": False,
+            "contacts": [],
+            "contact_ids": [],
+            "message": "No record was found.",
+        }
+    ).encode()
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -168,22 +182,11 @@ class _Recorder(BaseHTTPRequestHandler):
         type(self).seen.append(
             {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
         )
-        payload = json.dumps(
-            {
-                "request_id": "remote-1",
-                "status": "completed",
-                "result": "no_record_found",
-                "dry_run": False,
-                "contacts": [],
-                "contact_ids": [],
-                "message": "No record was found.",
-            }
-        ).encode()
-        self.send_response(200)
+        self.send_response(self.status)
         self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(payload)))
+        self.send_header("content-length", str(len(self.payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        self.wfile.write(self.payload)
 
     do_GET = do_POST = _answer
 
@@ -244,22 +247,12 @@ def test_an_unreachable_api_is_one_clear_line(cli, capsys):
     assert line.endswith(f"(http://127.0.0.1:{port})")
 
 
-class _NoSuchRoute(BaseHTTPRequestHandler):
+class _NoSuchRoute(_Recorder):
     """API Gateway's answer on a path it has no route for (a stage or path mistyped)."""
 
-    def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        payload = b'{"message":"Not Found"}'
-        self.send_response(404)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args) -> None:
-        pass
+    seen: list[dict] = []  # noqa: RUF012 (one server per test)
+    status = 404
+    payload = b'{"message":"Not Found"}'
 
 
 def test_an_api_url_with_no_erasure_api_behind_it_is_not_an_unknown_request(cli, capsys):
