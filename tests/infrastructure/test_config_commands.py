@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from cliniko_automations.intake.config import DEFAULT_PATH
 
 
@@ -29,3 +30,27 @@ def test_shipped_accounts_file_passes_the_check_command():
     )
     assert done.returncode == 0, done.stderr
     assert "2 accounts: OK" in done.stdout
+
+
+@pytest.mark.parametrize("under", ["accounts", "webhooks"])
+def test_a_form_secret_named_where_the_intake_api_is_denied_fails_the_check(tmp_path, under):
+    # template.yaml denies the public intake API every secret under SecretsPrefix + accounts/
+    # and webhooks/ (the Cliniko keys, the webhook signing secrets): a source's secret named
+    # there passed the check, and then every delivery to it failed once deployed.
+    named = f"cliniko-automations/{under}/main-clinic/tally-signing-secret"
+    sources = tmp_path / "form_sources.yaml"
+    sources.write_text(
+        DEFAULT_PATH.read_text(encoding="utf-8").replace(
+            "cliniko-automations/forms/gp-referral-tally/signing-secret", named
+        ),
+        encoding="utf-8",
+    )
+    done = subprocess.run(  # noqa: S603 (our own module, fixed arguments)
+        [sys.executable, "-m", "cliniko_automations.intake.config", "--check", str(sources)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout
+    assert "sources.gp-referral-tally.signing_secret" in done.stderr
+    assert f"cliniko-automations/{under}/" in done.stderr

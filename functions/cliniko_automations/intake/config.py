@@ -48,6 +48,10 @@ SIGNED_PROVIDERS = frozenset({"typeform", "tally", "webflow", "formspree", "json
 # Of those, the ones whose sender may carry a static token (X-Intake-Token) instead: tools
 # that cannot sign but can add a header to their webhook (Gravity Forms, WPForms) post JSON.
 TOKEN_INSTEAD_PROVIDERS = frozenset({"json"})
+# Under SecretsPrefix, where the Cliniko keys and the webhook signing secrets are named:
+# template.yaml denies the intake API, behind the public route, every secret under these, so a
+# source's secret named there could never be read (tests/infrastructure keeps them equal).
+INTAKE_DENIED_UNDER_PREFIX = ("accounts/", "webhooks/")
 
 # Where a mapped value can go: any writable Cliniko field but phone_numbers, plus two derived
 # targets: full_name is split into first_name/last_name; phone appends to phone_numbers.
@@ -414,6 +418,23 @@ def load_form_sources(
     return loaded
 
 
+def require_readable_by_intake(
+    path: Path, references: Sequence[tuple[str, str]], prefix: str
+) -> None:
+    """Raise ConfigError, one problem per (where, secret name) of a form source that the intake
+    API may not read although it is under `prefix` (INTAKE_DENIED_UNDER_PREFIX)."""
+    denied = [
+        f"{where}: secret {name!r} is under {prefix + under!r}, which the intake API may not "
+        f"read (the Cliniko keys and webhook signing secrets are named there): name it "
+        f"elsewhere under {prefix!r}, such as {prefix}forms/<source>/signing-secret"
+        for where, name in references
+        for under in INTAKE_DENIED_UNDER_PREFIX
+        if name.startswith(prefix + under)
+    ]
+    if denied:
+        raise ConfigError(path, denied)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = check_arguments(
         argv,
@@ -431,6 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         sources = load_form_sources(args.path, accounts.accounts)
         require_secrets_within(
+            config_path(args.path), sources.secret_references(), args.secrets_prefix
+        )
+        require_readable_by_intake(
             config_path(args.path), sources.secret_references(), args.secrets_prefix
         )
     except ConfigError as exc:

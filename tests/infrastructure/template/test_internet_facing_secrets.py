@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.common.accounts import load_accounts
-from cliniko_automations.intake.config import load_form_sources
+from cliniko_automations.intake.config import INTAKE_DENIED_UNDER_PREFIX, load_form_sources
 from local_run.template import Physical, Resolver, SamApp, load
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -95,3 +95,11 @@ def test_the_public_intake_api_cannot_overwrite_an_erasures_tombstones():
     written = (BODY_PREFIX, FIRST_SEEN_PREFIX)
     assert all(any(fnmatchcase(p + "x", pat) for pat in patterns) for p in written)
     assert not any(fnmatchcase(TOMBSTONE_PREFIX + "x", pat) for pat in patterns), patterns
+
+
+@pytest.mark.parametrize("under", INTAKE_DENIED_UNDER_PREFIX)
+def test_the_config_check_refuses_form_secrets_exactly_where_the_intake_api_is_denied(under):
+    # `intake.config --check` refuses a source's secret under these (a deployed intake API
+    # could not read it); the template must deny there, and only there.
+    assert not may_read("IntakeApiFunction", f"cliniko-automations/{under}any/secret")
+    assert may_read("IntakeApiFunction", f"cliniko-automations/forms/{under}secret")
