@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.intake.config import load_form_sources
 from local_run.template import load
@@ -43,3 +44,32 @@ def test_the_configuration_table_names_every_stack_parameter() -> None:
     table = README[README.index("Stack parameters (") : README.index("Form sources, field")]
     named = set(re.findall(r"`(\w+)`", table))
     assert set(load()["Parameters"]) <= named
+
+
+# What the operating CLIs read from the environment, each from its stack output.
+OPERATING_VARIABLES = {
+    "scripts/dead_letters.py": {
+        "SUBMISSION_QUEUE_URL": "SubmissionQueueUrl",
+        "DEAD_LETTER_QUEUE_URL": "SubmissionDeadLetterQueueUrl",
+        "PARKED_QUEUE_URL": "ParkedQueueUrl",  # --parked
+        "IDEMPOTENCY_TABLE": "IdempotencyTableName",
+        "SUBMISSION_TABLE": "SubmissionStoreTableName",
+    },
+    "scripts/cleanup.py": {
+        "CLEANUP_STATE_MACHINE_ARN": "CleanupStateMachineArn",
+        "CLEANUP_RUNS_TABLE": "CleanupRunsTableName",
+        "LEDGER_TABLE": "LedgerTableName",
+    },
+}
+
+
+@pytest.mark.parametrize("script", sorted(OPERATING_VARIABLES))
+def test_step_5_exports_every_output_the_operating_clis_read(script: str) -> None:
+    # Step 5 sets up the operating CLIs; it left out PARKED_QUEUE_URL, which
+    # `dead_letters.py --parked` (the parked submissions of "Operating") needs.
+    read = OPERATING_VARIABLES[script]
+    source = (ROOT / script).read_text(encoding="utf-8")
+    assert all(name in source for name in read), f"{script} no longer reads one of {read}"
+    step = README[README.index("### 5. The stack") : README.index("### 6. Connect")]
+    exported = dict(re.findall(r"^export (\w+)=\$\(output (\w+)\)", step, flags=re.MULTILINE))
+    assert {name: exported.get(name) for name in read} == read
