@@ -5,12 +5,14 @@ snippet calling a method that was gone, and four parameters missing from the tab
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.intake.config import load_form_sources
 from local_run.template import load
@@ -19,18 +21,36 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def test_the_snippet_that_lists_the_secrets_to_create_runs() -> None:
+def test_the_snippet_that_lists_the_secrets_to_create_runs(tmp_path: Path) -> None:
+    # With a webhook subscriber, as a clinic that uses the change feed's webhooks has: its
+    # secret is one to create too (the shipped webhooks.yaml lists none).
+    webhooks = tmp_path / "webhooks.yaml"
+    webhooks.write_text(
+        "subscribers:\n"
+        "  - name: crm-sync\n"
+        "    url: https://hooks.example.com/cliniko\n"
+        "    events: [contact.created]\n"
+        "    secret: cliniko-automations/webhooks/crm-sync/signing-secret\n",
+        encoding="utf-8",
+    )
     (snippet,) = re.findall(
         r'^python -c "(from cliniko_automations\.intake\.config.*?)"$',
         README,
         flags=re.MULTILINE | re.DOTALL,
     )
     listed = subprocess.run(  # noqa: S603 - README's own snippet
-        [sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "-c", snippet],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "WEBHOOKS_FILE": str(webhooks)},
     )
     assert listed.returncode == 0, listed.stderr
     wanted = [name for _, name in load_form_sources().secret_references()]
     wanted += [name for _, name in load_accounts().secret_references()]
+    wanted += [name for _, name in load_subscribers(webhooks).secret_references()]
+    assert "cliniko-automations/webhooks/crm-sync/signing-secret" in wanted
     assert listed.stdout.split() == wanted
 
 
