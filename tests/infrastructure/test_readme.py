@@ -93,3 +93,15 @@ def test_step_5_exports_every_output_the_operating_clis_read(script: str) -> Non
     step = README[README.index("### 5. The stack") : README.index("### 6. Connect")]
     exported = dict(re.findall(r"^export (\w+)=\$\(output (\w+)\)", step, flags=re.MULTILINE))
     assert {name: exported.get(name) for name in read} == read
+
+
+def test_tear_down_says_which_tables_go_and_which_are_kept() -> None:
+    # A clinic tearing down wants to know where its data ends up: step 8 named the idempotency
+    # table alone among the tables deleted, not the submission store (submissions' bodies).
+    step = README[README.index("### 8. Tear down") : README.index("## Configuration")]
+    deleted, kept = step.split("It **keeps**", 1)
+    resources = load()["Resources"]
+    tables = {n for n, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
+    retained = {n for n in tables if resources[n].get("DeletionPolicy", "Delete") != "Delete"}
+    assert set(re.findall(r"`(\w+Table)`", kept)) == retained
+    assert set(re.findall(r"`(\w+Table)`", deleted)) == tables - retained
