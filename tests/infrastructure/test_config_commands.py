@@ -54,3 +54,42 @@ def test_a_form_secret_named_where_the_intake_api_is_denied_fails_the_check(tmp_
     assert done.returncode == 1, done.stdout
     assert "sources.gp-referral-tally.signing_secret" in done.stderr
     assert f"cliniko-automations/{under}/" in done.stderr
+
+
+def _check(module: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (our own module, fixed arguments)
+        [sys.executable, "-m", module, "--check", *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_a_cliniko_key_named_where_the_intake_api_may_read_it_fails_the_checks(tmp_path):
+    # The public intake API is denied SecretsPrefix + accounts/ alone: a key named elsewhere
+    # under the prefix passed the checks, and that function could read it.
+    accounts = tmp_path / "cliniko_accounts.yaml"
+    accounts.write_text(
+        "accounts:\n  main-clinic: {api_key_secret: cliniko-automations/keys/main-clinic}\n",
+        encoding="utf-8",
+    )
+    for done in (
+        _check("cliniko_automations.common.accounts", str(accounts)),
+        _check("cliniko_automations.intake.config", "--accounts", str(accounts)),
+    ):
+        assert done.returncode == 1, done.stdout
+        assert "accounts.main-clinic.api_key_secret" in done.stderr
+        assert "'cliniko-automations/accounts/'" in done.stderr
+
+
+def test_a_webhook_secret_named_where_the_intake_api_may_read_it_fails_the_check(tmp_path):
+    webhooks = tmp_path / "webhooks.yaml"
+    webhooks.write_text(
+        "subscribers:\n  - name: crm-sync\n    url: https://hooks.example.com/cliniko\n"
+        "    events: [contact.created]\n    secret: cliniko-automations/crm-sync/secret\n",
+        encoding="utf-8",
+    )
+    done = _check("cliniko_automations.changefeed.subscribers", str(webhooks))
+    assert done.returncode == 1, done.stdout
+    assert "subscribers.0.secret" in done.stderr
+    assert "'cliniko-automations/webhooks/'" in done.stderr

@@ -20,8 +20,10 @@ from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from cliniko_automations.common.accounts import (
+    WEBHOOK_SECRETS_FOLDER,
     check_arguments,
     load_accounts,
+    require_secrets_in_folder,
     require_secrets_within,
 )
 from cliniko_automations.common.config_file import (
@@ -202,6 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         loaded = load_subscribers(args.path, load_accounts(args.accounts).accounts)
         require_secrets_within(
             subscribers_path(args.path), loaded.secret_references(), args.secrets_prefix
+        )
+        require_secrets_in_folder(
+            subscribers_path(args.path),
+            loaded.secret_references(),
+            args.secrets_prefix,
+            WEBHOOK_SECRETS_FOLDER,
         )
     except ConfigError as exc:
         return print_problems(exc, "configuration")

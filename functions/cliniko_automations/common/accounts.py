@@ -35,6 +35,11 @@ FILE_NAME = DEFAULT_PATH.name
 # template.yaml's default SecretsPrefix (a test keeps them equal): the functions may read only
 # secrets under the prefix deployed, so --check holds the files to it unless told another.
 DEFAULT_SECRETS_PREFIX = "cliniko-automations/"
+# Under SecretsPrefix, where the Cliniko keys and the webhook signing secrets are named:
+# template.yaml denies the intake API, behind the public route, every secret under these and
+# no other (tests/infrastructure keeps them equal), so --check holds the files to them.
+CLINIKO_KEYS_FOLDER = "accounts/"
+WEBHOOK_SECRETS_FOLDER = "webhooks/"
 
 
 def _secret_name(value: str) -> str:
@@ -132,6 +137,27 @@ def require_secrets_within(path: Path, references: Iterable[tuple[str, str]], pr
         raise ConfigError(path, outside)
 
 
+def require_secrets_in_folder(
+    path: Path, references: Iterable[tuple[str, str]], prefix: str, folder: str
+) -> None:
+    """Raise ConfigError, one problem per (where, secret name) in the file at `path` that is
+    not under `prefix` + `folder` (CLINIKO_KEYS_FOLDER, WEBHOOK_SECRETS_FOLDER): the public
+    intake API, denied those alone, could read it. An empty `prefix` (`--secrets-prefix ""`)
+    checks nothing, as in require_secrets_within: no deployment has one."""
+    if not prefix:
+        return
+    under = prefix + folder
+    elsewhere = [
+        f"{where}: secret {name!r} is not under {under!r}, the only names under "
+        f"{prefix!r} that the intake API, behind the public route, may not read: name it "
+        f"{under}..."
+        for where, name in references
+        if name.startswith(prefix) and not name.startswith(under)
+    ]
+    if elsewhere:
+        raise ConfigError(path, elsewhere)
+
+
 def check_arguments(
     argv: Sequence[str] | None,
     *,
@@ -187,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         accounts = load_accounts(args.path)
         require_secrets_within(
             accounts_path(args.path), accounts.secret_references(), args.secrets_prefix
+        )
+        require_secrets_in_folder(
+            accounts_path(args.path),
+            accounts.secret_references(),
+            args.secrets_prefix,
+            CLINIKO_KEYS_FOLDER,
         )
     except ConfigError as exc:
         return print_problems(exc, "Cliniko accounts file")

@@ -23,10 +23,13 @@ from urllib.parse import urlsplit
 
 from cliniko_automations.cliniko import rules
 from cliniko_automations.common.accounts import (
+    CLINIKO_KEYS_FOLDER,
+    WEBHOOK_SECRETS_FOLDER,
     SecretName,
     accounts_path,
     check_arguments,
     load_accounts,
+    require_secrets_in_folder,
     require_secrets_within,
 )
 from cliniko_automations.common.config_file import (
@@ -48,10 +51,9 @@ SIGNED_PROVIDERS = frozenset({"typeform", "tally", "webflow", "formspree", "json
 # Of those, the ones whose sender may carry a static token (X-Intake-Token) instead: tools
 # that cannot sign but can add a header to their webhook (Gravity Forms, WPForms) post JSON.
 TOKEN_INSTEAD_PROVIDERS = frozenset({"json"})
-# Under SecretsPrefix, where the Cliniko keys and the webhook signing secrets are named:
-# template.yaml denies the intake API, behind the public route, every secret under these, so a
-# source's secret named there could never be read (tests/infrastructure keeps them equal).
-INTAKE_DENIED_UNDER_PREFIX = ("accounts/", "webhooks/")
+# Under SecretsPrefix, where the Cliniko keys and the webhook signing secrets are named: the
+# intake API is denied them, so a source's secret named there could never be read.
+INTAKE_DENIED_UNDER_PREFIX = (CLINIKO_KEYS_FOLDER, WEBHOOK_SECRETS_FOLDER)
 
 # Where a mapped value can go: any writable Cliniko field but phone_numbers, plus two derived
 # targets: full_name is split into first_name/last_name; phone appends to phone_numbers.
@@ -422,7 +424,10 @@ def require_readable_by_intake(
     path: Path, references: Sequence[tuple[str, str]], prefix: str
 ) -> None:
     """Raise ConfigError, one problem per (where, secret name) of a form source that the intake
-    API may not read although it is under `prefix` (INTAKE_DENIED_UNDER_PREFIX)."""
+    API may not read although it is under `prefix` (INTAKE_DENIED_UNDER_PREFIX); nothing for
+    an empty one (`--secrets-prefix ""`), which no deployment has."""
+    if not prefix:
+        return
     denied = [
         f"{where}: secret {name!r} is under {prefix + under!r}, which the intake API may not "
         f"read (the Cliniko keys and webhook signing secrets are named there): name it "
@@ -449,6 +454,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         accounts = load_accounts(args.accounts)
         require_secrets_within(
             accounts_path(args.accounts), accounts.secret_references(), args.secrets_prefix
+        )
+        require_secrets_in_folder(
+            accounts_path(args.accounts),
+            accounts.secret_references(),
+            args.secrets_prefix,
+            CLINIKO_KEYS_FOLDER,
         )
         sources = load_form_sources(args.path, accounts.accounts)
         require_secrets_within(
