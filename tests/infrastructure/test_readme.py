@@ -105,3 +105,11 @@ def test_tear_down_says_which_tables_go_and_which_are_kept() -> None:
     retained = {n for n in tables if resources[n].get("DeletionPolicy", "Delete") != "Delete"}
     assert set(re.findall(r"`(\w+Table)`", kept)) == retained
     assert set(re.findall(r"`(\w+Table)`", deleted)) == tables - retained
+
+
+def test_the_set_up_makes_the_venv_before_it_first_activates_it() -> None:
+    # Followed in order from a fresh clone, step 3 activated .venv, which only step 4's
+    # scripts/bootstrap makes: "No such file or directory".
+    set_up = README[README.index("## Set up for your clinic") : README.index("## Configuration")]
+    first_use = set_up.index(". .venv/bin/activate")
+    assert "scripts/bootstrap" in set_up[:first_use]
