@@ -54,15 +54,20 @@ def test_the_state_machine_logs_to_a_vendedlogs_group():
     assert name.startswith("/aws/vendedlogs/"), name
 
 
-@pytest.mark.parametrize(
-    "name", ["ErasureAuditTable", "LedgerTable", "PepperSecret", "ChangeFeedHashKeySecret"]
-)
+@pytest.mark.parametrize("name", ["ErasureAuditTable", "LedgerTable", "PepperSecret"])
 def test_what_is_kept_past_the_stack_is_not_kept_from_a_rolled_back_first_deploy(name: str):
     # Retain keeps them on the rollback of the create that made them too: the named secrets
     # then make every retry of the first deploy fail ("already exists") until deleted by hand.
     resource = RESOURCES[name]
     assert resource["DeletionPolicy"] == "RetainExceptOnCreate"
     assert resource["UpdateReplacePolicy"] == "Retain"
+
+
+def test_the_change_feed_hash_key_goes_with_the_stack():
+    # The hashes it keys are in ChangeFeedTable, deleted with the stack: kept, the key would
+    # serve nothing and its name, the stack's, refuse a stack of that name deployed again.
+    assert "DeletionPolicy" not in RESOURCES["ChangeFeedTable"]
+    assert "DeletionPolicy" not in RESOURCES["ChangeFeedHashKeySecret"]
 
 
 VALID = ["rate(1 minute)", "rate(1 day)", "rate(2 hours)", "rate(12 days)", "cron(0 3 * * ? *)"]
