@@ -19,7 +19,7 @@ TEMPLATE = load(ROOT / "template.yaml")
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 
 
-def _resolver() -> Resolver:
+def _resolver(parameters: dict[str, str] | None = None) -> Resolver:
     physical = {}
     for name, resource in TEMPLATE["Resources"].items():
         if resource["Type"] == "AWS::SecretsManager::Secret":
@@ -36,18 +36,19 @@ def _resolver() -> Resolver:
         "AWS::StackName": "cliniko-automations",
         "AWS::URLSuffix": "amazonaws.com",
     }
-    parameters = SamApp(TEMPLATE).parameters({"ClinikoUserAgent": "Acme (it@acme.example)"})
-    return Resolver(TEMPLATE, parameters, physical, pseudo)
+    given = {"ClinikoUserAgent": "Acme (it@acme.example)", **(parameters or {})}
+    return Resolver(TEMPLATE, SamApp(TEMPLATE).parameters(given), physical, pseudo)
 
 
 def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def may_read(function: str, secret_name: str) -> bool:
-    """Whether `function`'s role allows GetSecretValue on the secret of this name."""
+def may_read(function: str, secret_name: str, parameters: dict[str, str] | None = None) -> bool:
+    """Whether `function`'s role allows GetSecretValue on the secret of this name, in a stack
+    deployed with these parameters (the template's defaults for the rest)."""
     arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{secret_name}-AbCdEf"
-    resolver = _resolver()
+    resolver = _resolver(parameters)
     policies = resolver.resolve(TEMPLATE["Resources"][function]["Properties"]["Policies"])
     statements = [s for policy in policies for s in policy.get("Statement", [])]
 
@@ -76,6 +77,14 @@ def test_the_public_intake_api_cannot_read_cliniko_keys_or_webhook_signing_secre
     assert not may_read("IntakeApiFunction", secret), (
         f"IntakeApiFunction, behind the public POST /forms/{{source}}, may read {secret}"
     )
+
+
+def test_the_public_intake_api_cannot_read_the_erasures_key_wherever_it_is_named():
+    # ClinikoApiKeySecretName is set per environment, and nothing holds it to accounts/.
+    elsewhere = {"ClinikoApiKeySecretName": "cliniko-automations/erasure/cliniko-key"}
+    assert may_read("ErasureApiFunction", elsewhere["ClinikoApiKeySecretName"], elsewhere)
+    assert not may_read("IntakeApiFunction", elsewhere["ClinikoApiKeySecretName"], elsewhere)
+    assert may_read("IntakeApiFunction", "cliniko-automations/erasure/other", elsewhere)
 
 
 def test_the_public_intake_api_cannot_overwrite_an_erasures_tombstones():

@@ -369,6 +369,7 @@ def test_a_stack_named_like_the_secrets_prefix_keeps_each_own_secret_to_its_read
             [
                 {"Fn::Sub": secret_arn + "${SecretsPrefix}accounts/*"},
                 {"Fn::Sub": secret_arn + "${SecretsPrefix}webhooks/*"},
+                {"Fn::Sub": secret_arn + "${ClinikoApiKeySecretName}-??????"},
             ],
         ],
         "ErasureApiFunction": [hash_key],
