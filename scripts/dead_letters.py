@@ -44,8 +44,8 @@ staff settled by hand, a letter whose body is gone); its stored body is left to 
 days after it was last parked or dead-lettered.
 
 Exit status: 0 done, 1 a letter not found or not replayed, or a mistake of the environment
-(no region or credentials, a queue or table that is not there: one line naming it), 2 bad
-arguments, 130 interrupted, 141 output cut short by its reader (`| head`).
+(no region or credentials, a queue or table that is not there or of another kind: one line
+naming it), 2 bad arguments, 130 interrupted, 141 output cut short by its reader (`| head`).
 """
 
 from __future__ import annotations
@@ -69,6 +69,16 @@ from cliniko_automations.common.dead_letter_tool import (
     whole_number,
 )
 from cliniko_automations.common.operator_cli import run_tool
+from cliniko_automations.common.stack_resources import (
+    DEAD_LETTER_QUEUE,
+    IDEMPOTENCY_TABLE,
+    PARKED_QUEUE,
+    SUBMISSION_QUEUE,
+    SUBMISSION_STORE,
+    check_queue,
+    check_redrive,
+    check_table,
+)
 from cliniko_automations.common.submission_store import DoneSubmission, DynamoSubmissionStore
 from cliniko_automations.intake.submission import QueuedSubmission, Submission, SubmissionInvalid
 from cliniko_automations.intake_worker.find_or_create import present_fields
@@ -278,16 +288,30 @@ def build(args: argparse.Namespace) -> DeadLetters:
     # Failures are stored by the message id of a dead letter, never of a parked one.
     table = None if args.parked else args.table or os.environ.get("IDEMPOTENCY_TABLE")
     submission_table = args.submission_table or os.environ.get("SUBMISSION_TABLE")
+    queue_url = args.queue_url or os.environ.get("SUBMISSION_QUEUE_URL")
+    sqs, dynamodb = boto3.client("sqs"), boto3.client("dynamodb")
+    # Each one of the kind it is taken for, before anything is read or written: an output
+    # copied for another read "0 dead letters" or "body gone", or replayed into the wrong queue.
+    dlq_setting = "--dlq-url" if args.dlq_url else setting
+    check_queue(sqs, dlq, PARKED_QUEUE if args.parked else DEAD_LETTER_QUEUE, dlq_setting)
+    if queue_url:
+        queue_setting = "--queue-url" if args.queue_url else "SUBMISSION_QUEUE_URL"
+        redrive = check_queue(sqs, queue_url, SUBMISSION_QUEUE, queue_setting)
+        if not args.parked:
+            check_redrive(sqs, redrive, dlq, f"{queue_setting} and {dlq_setting}")
+    if table:
+        check_table(
+            dynamodb, table, IDEMPOTENCY_TABLE, "--table" if args.table else "IDEMPOTENCY_TABLE"
+        )
+    if submission_table:
+        store_setting = "--submission-table" if args.submission_table else "SUBMISSION_TABLE"
+        check_table(dynamodb, submission_table, SUBMISSION_STORE, store_setting)
     return (ParkedSubmissions if args.parked else DeadLetters)(
-        sqs=boto3.client("sqs"),
+        sqs=sqs,
         dead_letter_queue_url=dlq,
-        queue_url=args.queue_url or os.environ.get("SUBMISSION_QUEUE_URL"),
-        failures=DynamoFailures(boto3.client("dynamodb"), table) if table else None,
-        store=(
-            DynamoSubmissionStore(boto3.client("dynamodb"), submission_table)
-            if submission_table
-            else None
-        ),
+        queue_url=queue_url,
+        failures=DynamoFailures(dynamodb, table) if table else None,
+        store=DynamoSubmissionStore(dynamodb, submission_table) if submission_table else None,
     )
 
 

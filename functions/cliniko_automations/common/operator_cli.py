@@ -2,10 +2,10 @@
 scripts/dead_letters.py) end when something goes wrong that is not a bug of theirs.
 
 A mistake of the environment (no region or credentials, an endpoint out of reach, a queue or
-table that is not there, a bad setting or configuration file, a secret that cannot be read)
-is one line on stderr naming it, exit 1: a person at a terminal needs the cause, not a
-traceback. Anything else is a bug and keeps its traceback. Output cut short by its reader
-(`| head -1`) ends quietly; Ctrl-C ends with one line and 130, as a shell reports SIGINT.
+table that is not there or of another kind, a bad setting or configuration file, a secret that
+cannot be read) is one line on stderr naming it, exit 1: a person at a terminal needs the
+cause, not a traceback. Anything else is a bug and keeps its traceback. Output cut short by its
+reader (`| head -1`) ends quietly; Ctrl-C ends with one line and 130, as a shell reports SIGINT.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import os
 import re
 import sys
 from collections.abc import Callable
+
+from cliniko_automations.common.stack_resources import WrongResource
 
 EXIT_FAILED = 1
 # What a shell reports for a command killed by SIGINT, or by SIGPIPE (128 + the signal).
@@ -106,6 +108,9 @@ def run_tool(prog: str, command: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except WrongResource as error:  # its own words name the setting and the table or queue
+        print(f"{prog}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as error:
         if not environment_failure(error):
             raise

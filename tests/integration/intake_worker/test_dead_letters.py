@@ -258,6 +258,71 @@ def test_environment_mistakes_are_one_line_and_exit_1(stack: WorkerStack, capsys
     assert line.endswith("(table no-such-table)")
 
 
+def table_items(stack: WorkerStack, table: str) -> list[dict]:
+    return stack.dynamodb.scan(TableName=table)["Items"]
+
+
+# Each table or queue setting given another of the stack's, as an operator copies the wrong
+# output: (mode, setting, the attribute of the stack it is given, what the line says it is not).
+# Before: IDEMPOTENCY_TABLE of the submission store (both keyed `id`) replayed with no reason
+# shown; SUBMISSION_TABLE of the idempotency table refused every letter as "body gone";
+# SUBMISSION_QUEUE_URL of the dead-letter queue "replayed" each letter into its own queue, of
+# the parked queue moved them there; DEAD_LETTER_QUEUE_URL of the parked or submission queue,
+# PARKED_QUEUE_URL of the dead-letter queue, replayed what the operator never asked to; the
+# ledger (keyed otherwise) was a ValidationException naming no setting.
+WRONG = [
+    ([], "IDEMPOTENCY_TABLE", "submission_table", "is not the idempotency table"),
+    ([], "IDEMPOTENCY_TABLE", "ledger_table", "is not the idempotency table"),
+    ([], "SUBMISSION_TABLE", "idempotency_table", "is not the submission store"),
+    ([], "SUBMISSION_TABLE", "ledger_table", "is not the submission store"),
+    ([], "SUBMISSION_QUEUE_URL", "dead_letter_queue_url", "is not the submission queue"),
+    ([], "SUBMISSION_QUEUE_URL", "parked_queue_url", "is not the submission queue"),
+    ([], "DEAD_LETTER_QUEUE_URL", "queue_url", "is not the submission dead-letter queue"),
+    ([], "DEAD_LETTER_QUEUE_URL", "parked_queue_url", "is not the submission dead-letter queue"),
+    (["--parked"], "PARKED_QUEUE_URL", "dead_letter_queue_url", "is not the parked queue"),
+    (["--parked"], "PARKED_QUEUE_URL", "queue_url", "is not the parked queue"),
+    (["--parked"], "SUBMISSION_TABLE", "idempotency_table", "is not the submission store"),
+]
+
+
+@pytest.mark.parametrize(("mode", "setting", "given", "said"), WRONG)
+def test_a_table_or_queue_of_another_kind_is_one_line_and_nothing_moves(
+    stack: WorkerStack, capsys, monkeypatch, mode, setting, given, said
+) -> None:
+    fill(stack)
+    stack.enqueue(submission(7))
+    stack.enqueue(submission(8), queue_url=stack.parked_queue_url)
+    monkeypatch.setenv("PARKED_QUEUE_URL", stack.parked_queue_url)
+    wrong = getattr(stack, given)
+    monkeypatch.setenv(setting, wrong)
+    queues = (stack.queue_url, stack.dead_letter_queue_url, stack.parked_queue_url)
+    tables = (stack.idempotency_table, stack.submission_table, stack.ledger_table)
+    before = [stack.counts(q) for q in queues], [table_items(stack, t) for t in tables]
+
+    for command in (["list"], ["replay", "--all"]):
+        assert run(*mode, *command)[0] == 1
+        (line,) = capsys.readouterr().err.splitlines()
+        kind = "queue" if setting.endswith("_URL") else "table"
+        assert line.startswith(f"dead_letters.py: {setting}: {kind} {wrong} {said} (")
+
+    assert ([stack.counts(q) for q in queues], [table_items(stack, t) for t in tables]) == before
+
+
+def test_a_submission_queue_of_another_stack_is_one_line(stack: WorkerStack, capsys) -> None:
+    # Both queues of their kind, but the dev stack's submission queue with the prod stack's
+    # dead letters: a replay would send them to the other stack's worker.
+    fill(stack)
+    other = create_worker_stack("other")
+    assert run("--queue-url", other.queue_url, "replay", "--all")[0] == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        "dead_letters.py: --queue-url and DEAD_LETTER_QUEUE_URL: the submission queue does not "
+        "redrive to this dead-letter queue"
+    )
+    assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
+    assert other.counts(other.queue_url) == (0, 0)
+
+
 def script(*argv: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(  # noqa: S603 - our own script
         [sys.executable, str(DEAD_LETTERS_SCRIPT), *argv],

@@ -1,0 +1,130 @@
+"""The operators' tools check that each table and queue they were given is of the kind they
+take, before they read or write it: an operator copies names from the stack's outputs into
+the environment (README "Set up for your clinic", step 5), and one output copied for another
+reads nothing, misleads ("0 dead letters", "body gone") or writes into the wrong table (the
+erasure's idempotency records into the submission store, where nothing ever reads or expires
+them as such; a cleanup run's lock into the change feed's table).
+
+A table is known by its key schema and its global secondary indexes, as template.yaml declares
+them (the test tests/unit/test_stack_resources.py holds the two together): deployed names are
+CloudFormation's, made up, so a name says nothing. The idempotency table and the submission
+store share their key (`id`); the store's indexes tell them apart. A queue is known by its
+place in the redrive: the submission queue sends its failures to the dead-letter queue (a
+RedrivePolicy), the dead-letter queue is that policy's target, the parked queue is neither.
+
+Only the tools call this (a DescribeTable, a GetQueueAttributes each), never a Lambda handler,
+whose tables and queues the template names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cliniko_automations.common.printable import printable
+
+
+class WrongResource(RuntimeError):
+    """A table or queue of another kind was named: one line naming the setting and the name."""
+
+
+@dataclass(frozen=True)
+class TableKind:
+    what: str  # as the tool says it: "the idempotency table"
+    output: str  # the stack output its name comes from
+    key: tuple[tuple[str, str], ...]  # (attribute, HASH | RANGE)
+    indexes: frozenset[str] = frozenset()
+
+
+IDEMPOTENCY_TABLE = TableKind("the idempotency table", "IdempotencyTableName", (("id", "HASH"),))
+SUBMISSION_STORE = TableKind(
+    "the submission store",
+    "SubmissionStoreTableName",
+    (("id", "HASH"),),
+    frozenset({"by-email-hmac", "by-name-hmac"}),
+)
+LEDGER_TABLE = TableKind(
+    "the intake's ledger",
+    "LedgerTableName",
+    (("contact_id", "HASH"),),
+    frozenset({"ActiveByAccount"}),
+)
+CLEANUP_RUNS_TABLE = TableKind(
+    "the cleanup runs table", "CleanupRunsTableName", (("pk", "HASH"), ("sk", "RANGE"))
+)
+AUDIT_TABLE = TableKind(
+    "an erasure audit table", "ErasureAuditTableName", (("request_id", "HASH"), ("sk", "RANGE"))
+)
+
+
+def check_table(dynamodb: Any, name: str, kind: TableKind, setting: str) -> None:
+    """Raise WrongResource unless table `name` (given as `setting`) is of `kind`. A table that
+    is not there is DynamoDB's ResourceNotFoundException, as before."""
+    table = dynamodb.describe_table(TableName=name)["Table"]
+    key = tuple((k["AttributeName"], k["KeyType"]) for k in table["KeySchema"])
+    indexes = frozenset(i["IndexName"] for i in table.get("GlobalSecondaryIndexes", []))
+    if key != kind.key or indexes != kind.indexes:
+        keyed = ", ".join(attribute for attribute, _ in key)
+        raise WrongResource(
+            f"{setting}: table {printable(name)} is not {kind.what} (keyed {printable(keyed)}"
+            + (f", indexes {printable(', '.join(sorted(indexes)))}" if indexes else "")
+            + f"): take it from the stack's {kind.output} output"
+        )
+
+
+@dataclass(frozen=True)
+class QueueKind:
+    what: str
+    output: str
+    redrives: bool  # it has a RedrivePolicy: failures move on to a dead-letter queue
+    redrive_target: bool  # another queue's RedrivePolicy names it
+
+
+SUBMISSION_QUEUE = QueueKind("the submission queue", "SubmissionQueueUrl", True, False)
+DEAD_LETTER_QUEUE = QueueKind(
+    "the submission dead-letter queue", "SubmissionDeadLetterQueueUrl", False, True
+)
+PARKED_QUEUE = QueueKind("the parked queue", "ParkedQueueUrl", False, False)
+# EventBridge's dead letters: no queue redrives to it (the rules' targets name it).
+WEBHOOK_DEAD_LETTER_QUEUE = QueueKind(
+    "the webhook dead-letter queue", "WebhookDeadLetterQueueUrl (webhook stack)", False, False
+)
+
+
+def check_queue(sqs: Any, url: str, kind: QueueKind, setting: str) -> dict[str, Any]:
+    """Raise WrongResource unless queue `url` (given as `setting`) has `kind`'s place in the
+    redrive; returns its RedrivePolicy ({} without one). A queue that is not there is SQS's
+    QueueDoesNotExist, as before."""
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"]).get(
+        "Attributes", {}
+    )
+    policy = json.loads(attributes["RedrivePolicy"]) if "RedrivePolicy" in attributes else {}
+    sources = sqs.list_dead_letter_source_queues(QueueUrl=url, MaxResults=1).get("queueUrls", [])
+    if bool(policy) != kind.redrives or bool(sources) != kind.redrive_target:
+        place = (
+            "it redrives to a dead-letter queue"
+            if policy
+            else "another queue redrives to it"
+            if sources
+            else "no queue redrives to it"
+        )
+        raise WrongResource(
+            f"{setting}: queue {printable(url)} is not {kind.what} ({place}): take it from the "
+            f"stack's {kind.output} output"
+        )
+    return policy
+
+
+def check_redrive(
+    sqs: Any, queue_policy: dict[str, Any], dead_letter_url: str, settings: str
+) -> None:
+    """The submission queue redrives to this dead-letter queue: not one of another stack."""
+    arn = sqs.get_queue_attributes(QueueUrl=dead_letter_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    if queue_policy.get("deadLetterTargetArn") != arn:
+        raise WrongResource(
+            f"{settings}: the submission queue does not redrive to this dead-letter queue "
+            "(another stack's?): take both from the same stack's outputs"
+        )
