@@ -22,7 +22,7 @@ Two modes, same core and same words:
 Exit status: 0 completed (verify: every request's trail intact, or a trail with no requests
 in it, which it says: "0 requests in the audit trail"), 1 failed or error (verify: a changed
 or missing record; a mistake of the environment such as no credentials, a table that is not
-there or not an audit table: one line naming it), 2 bad arguments (refused before anything
+there or of another kind: one line naming it), 2 bad arguments (refused before anything
 changed: a missing or malformed flag, an --api-url without http(s):// and a host, a request
 the core or the API refuses as invalid, such as a malformed email: HTTP 422), 3 needs
 attention (several matches, conflict, still open), 130 interrupted. A reader that stops
@@ -124,15 +124,13 @@ def run_verify(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     if not args.audit_table:
         raise SystemExit("erasure.py: verify needs --audit-table (or AUDIT_TABLE)")
     from cliniko_automations.common.plain_data import as_data
-    from cliniko_automations.erasure.audit import DynamoAuditLog, NotAnAuditTable
+    from cliniko_automations.erasure.audit import DynamoAuditLog
     from cliniko_automations.erasure.chain_check import verify_chain
     from cliniko_automations.erasure.errors import RequestNotFound
 
+    check_tables(args, ("--audit-table",))
     audit = DynamoAuditLog(args.audit_table)
-    try:
-        ids = audit.request_ids() if args.all else [args.request_id]
-    except NotAnAuditTable as error:
-        raise SystemExit(f"erasure.py: {error}") from None
+    ids = audit.request_ids() if args.all else [args.request_id]
     if not ids:
         # Not "intact": an empty trail is as likely a wrong --audit-table as a quiet month.
         return 200, {"verified": [], "requests": 0, "intact": None}
@@ -190,6 +188,7 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         )
     except SettingsError as error:
         raise SystemExit(f"erasure.py: bad settings: {error}") from None
+    check_tables(args, ("--audit-table", "--idempotency-table", "--submission-table"))
     try:
         eraser = build_eraser(settings)
     except SettingsError as error:
@@ -218,6 +217,24 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         return 409, {"request_id": error.request_id, "message": str(error)}
     except errors.RequestNotFound as error:
         return 404, {"message": str(error)}
+
+
+def check_tables(args: argparse.Namespace, flags: Sequence[str]) -> None:
+    """Each table of the kind its flag takes, before anything is read or written: another
+    stack output copied for one (the submission store for IDEMPOTENCY_TABLE, both keyed `id`)
+    was written to as if it were the right one, or failed the request after Cliniko changed."""
+    from cliniko_automations.common import aws, stack_resources
+
+    kinds = {
+        "--audit-table": ("AUDIT_TABLE", stack_resources.AUDIT_TABLE),
+        "--idempotency-table": ("IDEMPOTENCY_TABLE", stack_resources.IDEMPOTENCY_TABLE),
+        "--submission-table": ("SUBMISSION_TABLE", stack_resources.SUBMISSION_STORE),
+    }
+    dynamodb = aws.client("dynamodb")
+    for flag in flags:
+        variable, kind = kinds[flag]
+        name = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        stack_resources.check_table(dynamodb, name, kind, f"{flag} ({variable})")
 
 
 def local_caller() -> str:

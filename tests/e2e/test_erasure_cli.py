@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.integration.cleanup.tables import create_table
 from tests.integration.erasure import stack
 from tests.integration.erasure.stack import PERSONAL, personal_values, whole_values_in
 
@@ -282,25 +283,76 @@ def test_verify_of_an_empty_trail_says_so_and_claims_nothing(erasure_stack, cli,
     assert body["requests"] == 0 and body["intact"] is None
 
 
-def test_verify_of_a_table_that_is_not_the_trail_is_one_line(erasure_stack, cli):
+def test_verify_of_a_table_that_is_not_the_trail_is_one_line(erasure_stack, cli, capsys):
     contact_id = erasure_stack.seed()
     assert cli.main(["request", "--contact-id", contact_id, "--reason", "t", "--dry-run"]) == 0
+    capsys.readouterr()
     wrong = erasure_stack.env["IDEMPOTENCY_TABLE"]  # it has an item now, keyed otherwise
-    with pytest.raises(SystemExit) as caught:
-        cli.main(["--audit-table", wrong, "verify", "--all"])
-    assert caught.value.code == f"erasure.py: table {wrong} is not an erasure audit table " + (
-        "(it holds items without request_id and sk)"
-    )
+    assert cli.main(["--audit-table", wrong, "verify", "--all"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"erasure.py: --audit-table (AUDIT_TABLE): table {wrong} is not an erasure audit table "
+        "(keyed id): take it from the stack's ErasureAuditTableName output"
+    ]
+    # One keyed otherwise and empty read "0 requests in the audit trail", exit 0.
+    feed = create_table("ChangeFeedTable", "erasure-change-feed")
+    assert cli.main(["--audit-table", feed, "verify", "--all"]) == 1
+    assert f"table {feed} is not an erasure audit table (keyed pk)" in capsys.readouterr().err
+
+
+def table_items(*names: str) -> list[list[dict]]:
+    dynamodb = boto3.client("dynamodb")
+    return [dynamodb.scan(TableName=name)["Items"] for name in names]
+
+
+# Another of the stack's tables for each table setting. Before: IDEMPOTENCY_TABLE of the
+# submission store (both keyed `id`) erased, writing Powertools' records into the store;
+# SUBMISSION_TABLE of the idempotency table scrubbed the contact in Cliniko, wrote tombstones
+# into the idempotency table, then failed (the store's index missing) and left the request
+# open; of the ledger or the audit table, scrubbed the contact and then failed.
+WRONG_TABLES = [
+    ("--idempotency-table", "IDEMPOTENCY_TABLE", "submission_table", "the idempotency table"),
+    ("--idempotency-table", "IDEMPOTENCY_TABLE", "table_name", "the idempotency table"),
+    ("--submission-table", "SUBMISSION_TABLE", "idempotency_table", "the submission store"),
+    ("--submission-table", "SUBMISSION_TABLE", "ledger", "the submission store"),
+    ("--submission-table", "SUBMISSION_TABLE", "table_name", "the submission store"),
+    ("--audit-table", "AUDIT_TABLE", "submission_table", "an erasure audit table"),
+    ("--audit-table", "AUDIT_TABLE", "ledger", "an erasure audit table"),
+]
+
+
+@pytest.mark.parametrize(("flag", "variable", "given", "kind"), WRONG_TABLES)
+def test_a_table_of_another_kind_is_one_line_before_anything_changes(
+    erasure_stack, cli, capsys, monkeypatch, flag, variable, given, kind
+):
+    ledger = create_table("LedgerTable", "erasure-ledger")
+    contact_id = erasure_stack.seed()
+    assert cli.main(["request", "--contact-id", contact_id, "--reason", "t", "--dry-run"]) == 0
+    capsys.readouterr()
+    wrong = ledger if given == "ledger" else getattr(erasure_stack, given)
+    monkeypatch.setenv(variable, wrong)
+    tables = (erasure_stack.table_name, erasure_stack.idempotency_table)
+    before = table_items(*tables, erasure_stack.submission_table, ledger)
+    requests = len(erasure_stack.log())
+
+    request = ["request", "--contact-id", contact_id, "--reason", "t", "--request-id", "w-1"]
+    for argv in (request, ["--json", *request], [flag, wrong, *request]):
+        assert cli.main(argv) == 1
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"erasure.py: {flag} ({variable}): table {wrong} is not {kind} (")
+    assert table_items(*tables, erasure_stack.submission_table, ledger) == before
+    assert len(erasure_stack.log()) == requests  # Cliniko was not asked anything
+    assert not erasure_stack.contact(contact_id)["archived_at"]
 
 
 def test_an_idempotency_table_that_is_not_there_is_named(erasure_stack, cli, capsys):
-    # Powertools wraps DynamoDB's "Requested resource not found", which names no table.
+    # DynamoDB's "Requested resource not found" names no table: the line does. (Found by the
+    # check of each table's kind, before Powertools, which wraps the same answer, is reached.)
     contact_id = erasure_stack.seed()
     request = ["request", "--contact-id", contact_id, "--reason", "t", "--dry-run"]
     code = cli.main(["--idempotency-table", "idem-typo", *request])
     assert code == 1
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("erasure.py: IdempotencyPersistenceLayerError: ")
+    assert line.startswith("erasure.py: ResourceNotFoundException: ")
     assert line.endswith(" (table idem-typo)")
 
 
