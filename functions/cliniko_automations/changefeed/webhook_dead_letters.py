@@ -61,7 +61,13 @@ from cliniko_automations.common.dead_letter_tool import (
 from cliniko_automations.common.json_input import load_json
 from cliniko_automations.common.operator_cli import run_tool
 from cliniko_automations.common.secrets import SecretMisconfigured, read_secret
-from cliniko_automations.erasure.audit import DynamoAuditLog, NotAnAuditTable
+from cliniko_automations.common.stack_resources import (
+    AUDIT_TABLE,
+    WEBHOOK_DEAD_LETTER_QUEUE,
+    check_queue,
+    check_table,
+)
+from cliniko_automations.erasure.audit import DynamoAuditLog
 
 from .bus import EventBridgeSink
 from .core import PublishFailed
@@ -360,19 +366,6 @@ def _show(letter: WebhookDeadLetter, out: TextIO) -> None:
     print_letter(letter, out, omitted_when_empty="problem")
 
 
-def _erased_contacts(audit_table: str) -> Callable[[], Collection[tuple[str | None, str]]]:
-    """The trail's erased contacts; another table named (a wrong stack output) is one line."""
-    audit = DynamoAuditLog(audit_table)
-
-    def read() -> Collection[tuple[str | None, str]]:
-        try:
-            return audit.erased_contacts()
-        except NotAnAuditTable as error:
-            raise SystemExit(f"webhook_dead_letters: {error}") from None
-
-    return read
-
-
 def build(args: argparse.Namespace) -> WebhookDeadLetters:
     dlq = args.dlq_url or os.environ.get("WEBHOOK_DEAD_LETTER_QUEUE_URL")
     if not dlq:
@@ -381,14 +374,24 @@ def build(args: argparse.Namespace) -> WebhookDeadLetters:
         )
     audit_table = args.audit_table or os.environ.get("AUDIT_TABLE")
     bus = args.bus or os.environ.get("EVENT_BUS_NAME")
+    sqs = boto3.client("sqs")
+    # Of the kind each is taken for, before a letter is read: the intake's dead-letter or
+    # submission queue listed as webhook letters, hidden from its own readers meanwhile.
+    dlq_setting = "--dlq-url" if args.dlq_url else "WEBHOOK_DEAD_LETTER_QUEUE_URL"
+    check_queue(sqs, dlq, WEBHOOK_DEAD_LETTER_QUEUE, dlq_setting)
+    erased_contacts = None
+    if audit_table:
+        table_setting = "--audit-table" if args.audit_table else "AUDIT_TABLE"
+        check_table(boto3.client("dynamodb"), audit_table, AUDIT_TABLE, table_setting)
+        erased_contacts = DynamoAuditLog(audit_table).erased_contacts
     return WebhookDeadLetters(
-        sqs=boto3.client("sqs"),
+        sqs=sqs,
         dead_letter_queue_url=dlq,
         subscribers=load_subscribers(args.webhooks_file),
         sink=EventBridgeSink(boto3.client("events"), bus) if bus else None,
         routes=BusRoutes(boto3.client("events"), bus) if bus and args.command == "replay" else None,
         read_secret=read_secret,
-        erased_contacts=_erased_contacts(audit_table) if audit_table else None,
+        erased_contacts=erased_contacts,
     )
 
 

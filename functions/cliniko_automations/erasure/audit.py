@@ -37,10 +37,6 @@ def _values(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _DESERIALIZER.deserialize(value) for name, value in item.items()}
 
 
-class NotAnAuditTable(RuntimeError):
-    """The table holds items without the trail's keys: another table was named."""
-
-
 class DynamoAuditLog:
     def __init__(self, table_name: str, *, client: Any = None) -> None:
         self._client = client or aws.client("dynamodb")
@@ -141,12 +137,6 @@ class DynamoAuditLog:
         while True:
             page = self._client.scan(**scan)
             for item in page.get("Items", []):
-                # A table keyed otherwise answers the scan too, with items that lack our keys.
-                if "request_id" not in item or "sk" not in item:
-                    raise NotAnAuditTable(
-                        f"table {self._table_name} is not an erasure audit table "
-                        "(it holds items without request_id and sk)"
-                    )
                 yield _values(item)
             if "LastEvaluatedKey" not in page:
                 return

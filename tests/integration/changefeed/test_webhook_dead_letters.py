@@ -27,6 +27,7 @@ from cliniko_automations.common.secrets import clear_secret_caches, read_secret
 from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.service import build_eraser
 from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
+from cliniko_automations.intake.submission import ContactDraft
 from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
 
 from tests.fixtures.aws import every_message
@@ -40,6 +41,11 @@ from tests.integration.changefeed.stack import (
     new_webhook_secret,
 )
 from tests.integration.erasure import stack as erasure
+from tests.integration.intake_worker.resources import (
+    create_submission_store,
+    create_worker_stack,
+    json_submission,
+)
 
 SUBSCRIBERS = """\
 subscribers:
@@ -609,7 +615,48 @@ def test_an_audit_table_that_is_not_the_trail_is_one_line(world, capsys, monkeyp
 
     message = replay_refused_in_one_line(cli, capsys)
 
-    assert "is not an erasure audit table" in message
+    assert message.startswith(
+        "webhook_dead_letters: AUDIT_TABLE: table not-the-trail is not an erasure audit table "
+        "(keyed pk): take it from the stack's ErasureAuditTableName output"
+    )
     # Nothing was replayed, and every letter is visible again at once.
     monkeypatch.setenv("AUDIT_TABLE", "replay-audit")
     assert len(cli("list", "--json")[1].splitlines()) == len(letters)
+
+
+def test_an_empty_audit_table_of_another_kind_is_one_line(world, capsys, monkeypatch) -> None:
+    # The submission store (SubmissionStoreTableName copied for AUDIT_TABLE), empty: before, a
+    # scan of it found no erased contact, and every letter was replayed, a contact's fields
+    # whatever an erasure said.
+    cli, _, letters, _, _, _, _ = world
+    create_submission_store(boto3.client("dynamodb"), "intake-store")
+    monkeypatch.setenv("AUDIT_TABLE", "intake-store")
+
+    message = replay_refused_in_one_line(cli, capsys)
+
+    assert message.startswith(
+        "webhook_dead_letters: AUDIT_TABLE: table intake-store is not an erasure audit table"
+    )
+    monkeypatch.setenv("AUDIT_TABLE", "replay-audit")
+    assert len(cli("list", "--json")[1].splitlines()) == len(letters)
+
+
+def test_a_queue_of_the_intake_for_the_webhook_letters_is_one_line(aws, tmp_path, capsys) -> None:
+    # The main stack's SubmissionDeadLetterQueueUrl (or its submission queue) copied for the
+    # webhook stack's: before, `list` hid the intake's messages from their readers for two
+    # minutes and showed each as "not a webhook delivery".
+    intake = create_worker_stack("intake")
+    intake.enqueue(json_submission(ContactDraft(first_name="Ana")), queue_url=intake.queue_url)
+    webhooks = tmp_path / "webhooks.yaml"
+    webhooks.write_text("subscribers: []\n")
+    for queue, place in (
+        (intake.dead_letter_queue_url, "another queue redrives to it"),
+        (intake.queue_url, "it redrives to a dead-letter queue"),
+    ):
+        assert main(["--dlq-url", queue, "--webhooks-file", str(webhooks), "list"]) == 1
+        assert capsys.readouterr().err.splitlines() == [
+            f"webhook_dead_letters: --dlq-url: queue {queue} is not the webhook dead-letter "
+            f"queue ({place}): take it from the stack's WebhookDeadLetterQueueUrl (webhook "
+            "stack) output"
+        ]
+    assert intake.counts(intake.queue_url) == (1, 0)  # visible to the worker, as it was
