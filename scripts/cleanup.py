@@ -18,7 +18,7 @@ Prints rule names, counts and contact ids only.
 
 Exit status: 0 done, 1 the run failed (a rule stopped short: a key Cliniko refuses, a rule
 changed mid-run) or a mistake of the environment (no region or credentials, a table or
-setting missing, a bad CLEANUP_RULES_FILE: one line naming it),
+setting missing, a table of another kind, a bad CLEANUP_RULES_FILE: one line naming it),
 2 bad arguments (a rule name the rules file does not have), 3 refused (another run is going),
 130 interrupted, 141 output cut short by its reader (`| head`).
 """
@@ -85,6 +85,11 @@ def _runs_and_ledger() -> tuple[Any, Any, str]:
     from cliniko_automations.cleanup.wiring import rule_set_name
     from cliniko_automations.common.config_file import ConfigError
     from cliniko_automations.common.ledger import DynamoLedger
+    from cliniko_automations.common.stack_resources import (
+        CLEANUP_RUNS_TABLE,
+        LEDGER_TABLE,
+        check_table,
+    )
 
     settings = CleanupSettings.from_env()
     rules_file = rules_path(settings.cleanup_rules_file)
@@ -93,6 +98,11 @@ def _runs_and_ledger() -> tuple[Any, Any, str]:
         # as "no cleanup run yet".
         raise ConfigError(rules_file, ["no such rules file (CLEANUP_RULES_FILE)"])
     dynamodb = _boto("dynamodb")
+    # Each of its kind, before a run starts or a status is read: another output copied for
+    # one (the change feed's table, keyed `pk`, for CLEANUP_RUNS_TABLE) took a run's lock and
+    # checkpoints, and a ledger of another kind read "0 ledger entries made active".
+    check_table(dynamodb, settings.ledger_table, LEDGER_TABLE, "LEDGER_TABLE")
+    check_table(dynamodb, settings.cleanup_runs_table, CLEANUP_RUNS_TABLE, "CLEANUP_RUNS_TABLE")
     return (
         DynamoRuns(dynamodb, settings.cleanup_runs_table),
         DynamoLedger(dynamodb, settings.ledger_table),
@@ -166,6 +176,7 @@ def run_locally(payload: dict[str, Any], as_json: bool) -> int:
     from cliniko_automations.cleanup.wiring import cleanup_for
 
     cleanup_for(CleanupSettings.from_env())
+    runs, ledger, rule_set = _runs_and_ledger()
 
     def show(answer: dict[str, Any]) -> None:
         if not as_json:
@@ -184,7 +195,6 @@ def run_locally(payload: dict[str, Any], as_json: bool) -> int:
         print(f"cleanup.py: the run did not start: {problem}", file=sys.stderr)
         return EXIT_FAILED
     # This run's report only, never another (older) run's.
-    runs, ledger, rule_set = _runs_and_ledger()
     code = print_status(runs, ledger, rule_set, result.run_id, as_json)
     if result.status != "finished":
         problem = result.last.get("error", result.last.get("next"))
@@ -349,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def command(args: argparse.Namespace) -> int:
+    tables: tuple[Any, Any, str] | None = None
     if args.command in ("plan", "run"):
         dry_run = args.command == "plan" or not args.archive
         try:
@@ -358,22 +369,21 @@ def command(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         if args.local:
             return run_locally(payload, args.json)
+        # A plan is only its counts: follow it to the end, on tables checked before it starts
+        # (with a state machine to start: without, start_execution says which setting).
+        follow = args.command == "plan" or args.follow
+        if follow and os.environ.get("CLEANUP_STATE_MACHINE_ARN"):
+            tables = _runs_and_ledger()
         code, execution_arn = start_execution(payload)
-        # A plan is only its counts: follow it to the end.
-        if code or execution_arn is None or not (args.command == "plan" or args.follow):
+        if code or execution_arn is None or not follow:
             return code
         code, args.run_id = run_of_execution(execution_arn)
         if code:
             return code
         args.watch = True
-    runs, ledger, rule_set = _runs_and_ledger()
+    runs, ledger, rule_set = tables or _runs_and_ledger()
     if args.command == "backfill-ledger":
-        from cliniko_automations.common.ledger import NotALedgerTable
-
-        try:
-            print(f"{ledger.activate_unmarked()} ledger entries made active")
-        except NotALedgerTable as error:
-            raise SystemExit(f"cleanup.py: {error}") from None
+        print(f"{ledger.activate_unmarked()} ledger entries made active")
         return EXIT_OK
     while True:
         state = runs.load(args.run_id or runs.latest(rule_set) or "")

@@ -33,10 +33,6 @@ ACTIVE = "active"
 ARCHIVED = "archived"
 
 
-class NotALedgerTable(RuntimeError):
-    """The table holds items without the ledger's keys: another table was named."""
-
-
 @dataclass(frozen=True)
 class LedgerEntry:
     """What the intake created (the worker writes it, the cleanup reads it): ids and times
@@ -158,12 +154,6 @@ class DynamoLedger:
         )
         for page in pages:
             for item in page.get("Items", []):
-                if "contact_id" not in item or "account" not in item:
-                    # Another table named (a wrong stack output): nothing is written to it.
-                    raise NotALedgerTable(
-                        f"table {self._table} is not the intake's ledger (it holds items "
-                        "without contact_id and account)"
-                    )
                 try:
                     self._client.update_item(
                         TableName=self._table,

@@ -27,7 +27,7 @@ from local_run.template import ROOT
 
 from tests.fixtures.apigw import LambdaContext
 from tests.fixtures.emulator import before_each_answer
-from tests.integration.cleanup.tables import create_cleanup_tables
+from tests.integration.cleanup.tables import create_cleanup_tables, create_table
 from tests.integration.intake_worker.resources import (
     USER_AGENT,
     captured_logs,
@@ -586,10 +586,12 @@ def test_a_table_that_is_not_there_is_one_line_naming_it(deployed, monkeypatch):
     monkeypatch.setenv("LEDGER_TABLE", "ledger-typo")
     backfill = run_cli("backfill-ledger")
     assert backfill.returncode == 1
-    assert backfill.stderr.splitlines() == [
+    (line,) = backfill.stderr.splitlines()
+    assert line.startswith(
         "cleanup.py: ResourceNotFoundException: An error occurred (ResourceNotFoundException) "
-        "when calling the Scan operation: Requested resource not found (table ledger-typo)"
-    ]
+        "when calling the DescribeTable operation: Requested resource not found"
+    )
+    assert line.endswith(" (table ledger-typo)")
 
 
 def test_a_rules_file_that_is_not_there_is_one_line_naming_it(deployed, monkeypatch, tmp_path):
@@ -604,18 +606,50 @@ def test_a_rules_file_that_is_not_there_is_one_line_naming_it(deployed, monkeypa
     ]
 
 
-def test_a_backfill_of_a_table_that_is_not_the_ledger_is_one_line(deployed, cliniko, monkeypatch):
-    # Another output copied for LEDGER_TABLE: the runs table, which has items by now. The
-    # backfill stopped with a KeyError traceback on the first.
+def table_items(*names: str) -> list[list[dict]]:
+    dynamodb = boto3.client("dynamodb")
+    return [dynamodb.scan(TableName=name)["Items"] for name in names]
+
+
+# Another of the stack's tables for each table setting. Before: the change feed's table
+# (keyed `pk`) for CLEANUP_RUNS_TABLE took a local run's lock and checkpoints; for
+# LEDGER_TABLE, a local run began (its lock taken in the runs table) and then failed, and a
+# backfill read "0 ledger entries made active", exit 0; the runs table for LEDGER_TABLE was a
+# status as if all were well; the idempotency table (keyed `id`) for CLEANUP_RUNS_TABLE left
+# `run --local --archive` going past 5 minutes.
+@pytest.mark.parametrize(
+    ("setting", "given", "kind"),
+    [
+        ("LEDGER_TABLE", "runs", "the intake's ledger (keyed pk, sk)"),
+        ("LEDGER_TABLE", "feed", "the intake's ledger (keyed pk)"),
+        ("LEDGER_TABLE", "idempotency", "the intake's ledger (keyed id)"),
+        ("CLEANUP_RUNS_TABLE", "feed", "the cleanup runs table (keyed pk)"),
+        ("CLEANUP_RUNS_TABLE", "idempotency", "the cleanup runs table (keyed id)"),
+        ("CLEANUP_RUNS_TABLE", "ledger", "the cleanup runs table (keyed contact_id, indexes"),
+    ],
+)
+def test_a_table_of_another_kind_is_one_line_and_nothing_is_written(
+    deployed, cliniko, monkeypatch, setting, given, kind
+):
     assert run_cli("plan", "--local").returncode == 0
-    runs_table = os.environ["CLEANUP_RUNS_TABLE"]
-    monkeypatch.setenv("LEDGER_TABLE", runs_table)
-    backfill = run_cli("backfill-ledger")
-    assert backfill.returncode == 1
-    assert backfill.stderr.splitlines() == [
-        f"cleanup.py: table {runs_table} is not the intake's ledger (it holds items without "
-        "contact_id and account)"
-    ]
+    tables = {
+        "ledger": os.environ["LEDGER_TABLE"],
+        "runs": os.environ["CLEANUP_RUNS_TABLE"],
+        "feed": create_table("ChangeFeedTable", "cleanup-change-feed"),
+        "idempotency": create_table("IdempotencyTable", "cleanup-idempotency"),
+    }
+    monkeypatch.setenv(setting, tables[given])
+    before = table_items(*tables.values())
+
+    output = {"LEDGER_TABLE": "LedgerTableName", "CLEANUP_RUNS_TABLE": "CleanupRunsTableName"}
+    for command in (["status"], ["run", "--local", "--archive"], ["backfill-ledger"]):
+        ran = run_cli(*command)
+        assert ran.returncode == 1, command
+        (line,) = ran.stderr.splitlines()
+        assert line.startswith(f"cleanup.py: {setting}: table {tables[given]} is not {kind}")
+        assert line.endswith(f"take it from the stack's {output[setting]} output")
+    assert table_items(*tables.values()) == before
+    assert archived(cliniko) == set()
 
 
 def test_a_plan_whose_rule_stopped_on_a_refused_key_fails(deployed, cliniko, monkeypatch):
