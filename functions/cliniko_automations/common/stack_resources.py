@@ -6,7 +6,7 @@ erasure's idempotency records into the submission store, where nothing ever read
 them as such; a cleanup run's lock into the change feed's table).
 
 A table is known by its key schema and its global secondary indexes, as template.yaml declares
-them (the test tests/unit/test_stack_resources.py holds the two together): deployed names are
+them (tests/unit/common/test_stack_resources.py holds the two together): deployed names are
 CloudFormation's, made up, so a name says nothing. The idempotency table and the submission
 store share their key (`id`); the store's indexes tell them apart. A queue is known by its
 place in the redrive: the submission queue sends its failures to the dead-letter queue (a
