@@ -10,24 +10,23 @@ import pytest
 from cliniko_automations.intake.config import DEFAULT_PATH
 
 
-def test_shipped_file_passes_the_check_command():
-    done = subprocess.run(  # noqa: S603 (our own module, fixed arguments)
-        [sys.executable, "-m", "cliniko_automations.intake.config", "--check", str(DEFAULT_PATH)],
+def _check(module: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (our own module, fixed arguments)
+        [sys.executable, "-m", module, "--check", *arguments],
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_shipped_file_passes_the_check_command():
+    done = _check("cliniko_automations.intake.config", str(DEFAULT_PATH))
     assert done.returncode == 0, done.stderr
     assert "OK" in done.stdout
 
 
 def test_shipped_accounts_file_passes_the_check_command():
-    done = subprocess.run(
-        [sys.executable, "-m", "cliniko_automations.common.accounts", "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _check("cliniko_automations.common.accounts")
     assert done.returncode == 0, done.stderr
     assert "2 accounts: OK" in done.stdout
 
@@ -45,24 +44,10 @@ def test_a_form_secret_named_where_the_intake_api_is_denied_fails_the_check(tmp_
         ),
         encoding="utf-8",
     )
-    done = subprocess.run(  # noqa: S603 (our own module, fixed arguments)
-        [sys.executable, "-m", "cliniko_automations.intake.config", "--check", str(sources)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _check("cliniko_automations.intake.config", str(sources))
     assert done.returncode == 1, done.stdout
     assert "sources.gp-referral-tally.signing_secret" in done.stderr
     assert f"cliniko-automations/{under}/" in done.stderr
-
-
-def _check(module: str, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 (our own module, fixed arguments)
-        [sys.executable, "-m", module, "--check", *arguments],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 def test_a_cliniko_key_named_where_the_intake_api_may_read_it_fails_the_checks(tmp_path):
