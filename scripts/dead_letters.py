@@ -128,6 +128,9 @@ GONE = "gone"
 # How a letter reads whose submission another delivery of it finished (SQS delivers at least
 # once: a copy can fail while the other holds the submission, then the other goes in).
 DONE = "done"
+# How a letter reads whose message holds no submission id (anyone who can send to the queue;
+# a whole submission from before the store): the worker dead-letters it as malformed_message.
+NOT_QUEUED = "not a queued submission"
 
 
 class DeadLetters(DeadLetterTool[DeadLetter]):
@@ -183,6 +186,13 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             if letter.body.startswith(GONE):
                 refused.append(f"{letter.message_id}: its body is {letter.body}; kept")
                 continue
+            if letter.body == NOT_QUEUED:
+                # Sent back, the worker would dead-letter it again as malformed_message.
+                refused.append(
+                    f"{letter.message_id}: {NOT_QUEUED}, which no replay mends; kept "
+                    "(`delete` removes it)"
+                )
+                continue
             # A new message, which its queue (and the dead-letter queue, should it fail again)
             # keeps 14 days from now: its body must outlive it, as a parked one's does.
             self._store.keep(letter.submission_id)
@@ -233,7 +243,7 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
     def _submission(self, queued: QueuedSubmission | None) -> tuple[Submission | None, str]:
         """The letter's submission from the store, and the state of its body."""
         if queued is None:
-            return None, "not a queued submission"
+            return None, NOT_QUEUED
         if self._store is None:
             return None, "unknown (no --submission-table)"
         stored = self._store.get(queued.submission_id)

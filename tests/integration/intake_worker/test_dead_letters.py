@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from cliniko_automations.common.dead_letter_tool import run_command
 from cliniko_automations.common.person_keys import PersonKeys
 from cliniko_automations.common.submission_store import DAY
@@ -133,7 +133,7 @@ def test_show_names_fields_without_values(stack: WorkerStack) -> None:
     assert run("show", "nope")[0] == 1
 
 
-def test_replay_one_then_all(stack: WorkerStack) -> None:
+def test_replay_one_then_all(stack: WorkerStack, capsys) -> None:
     ids = fill(stack)
     code, text = run("replay", ids["direct"])
     assert code == 0 and ids["direct"] in text
@@ -143,8 +143,16 @@ def test_replay_one_then_all(stack: WorkerStack) -> None:
     assert stack.counts(stack.dead_letter_queue_url) == (2, 0)
 
     code, text = run("replay", "--all")
-    assert code == 0 and text.count("replayed") == 2
-    assert stack.counts(stack.dead_letter_queue_url) == (0, 0)
+    # The junk letter holds no submission: sent back, the worker would dead-letter it again.
+    assert code == 1 and text.count("replayed") == 1
+    assert [
+        QueuedSubmission.from_json(m["Body"]).submission_id for m in stack.drain(stack.queue_url)
+    ] == ["sub-1"]
+    (letter,) = stack.drain(stack.dead_letter_queue_url)
+    assert letter["MessageId"] == ids["junk"]
+    assert f"{ids['junk']}: not a queued submission, which no replay mends" in (
+        capsys.readouterr().err
+    )
 
 
 def test_delete_removes_a_letter_without_replaying_it(stack: WorkerStack, capsys) -> None:
@@ -214,14 +222,26 @@ def test_without_a_dead_letter_queue_it_says_so(
         run(*mode, "list")
 
 
-def test_a_listing_that_fails_part_way_hides_nothing(stack: WorkerStack) -> None:
-    """A wrong table fails the listing after SQS has handed over (and hidden) every letter:
-    they are visible again at once, not for the visibility timeout."""
+def test_a_listing_that_fails_part_way_hides_nothing(stack: WorkerStack, monkeypatch) -> None:
+    """DynamoDB failing (out of reach) after SQS has handed over (and hidden) the letters fails
+    the listing: they are visible again at once, not for the visibility timeout."""
     ids = fill(stack)
-    assert run("--submission-table", "no-such-table", "list")[0] == 1
+    reads = []
+
+    def out_of_reach_after_the_first_read(**_: object) -> None:
+        reads.append(1)
+        if len(reads) > 1:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+    session = boto3.session.Session()  # the script's clients come from the default session
+    session.events.register("before-call.dynamodb.GetItem", out_of_reach_after_the_first_read)
+    with monkeypatch.context() as patched:
+        patched.setattr(boto3, "DEFAULT_SESSION", session)
+        assert run("list")[0] == 1
+    assert len(reads) == 2  # part-way: a letter read, the next one's read failed
     assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
-    code, text = run("replay", "--all")
-    assert code == 0 and all(f"replayed {ids[kind]}" in text for kind in ("direct", "junk"))
+    code, text = run("replay", "--all")  # 1: the junk letter is kept, as no replay mends it
+    assert code == 1 and all(f"replayed {ids[kind]}" in text for kind in ("redriven", "direct"))
 
 
 def test_ctrl_c_while_listing_releases_what_was_received(stack: WorkerStack) -> None:
