@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cliniko_automations.changefeed.events import CONTACTS_SOURCE, WEBHOOKS_SOURCE
 from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.intake.config import load_form_sources
@@ -113,3 +114,12 @@ def test_the_set_up_makes_the_venv_before_it_first_activates_it() -> None:
     set_up = README[README.index("## Set up for your clinic") : README.index("## Configuration")]
     first_use = set_up.index(". .venv/bin/activate")
     assert "scripts/bootstrap" in set_up[:first_use]
+
+
+def test_the_change_feed_names_every_source_it_puts_on_the_bus() -> None:
+    # A bus subscriber's rule picks by source: the section named the contacts events alone,
+    # and a rule on `detail-type` alone also took the webhook deliveries (their detail-types
+    # are the same), whose bodies carry the contact's fields for a subscriber opted in.
+    section = README[README.index("## Contacts change feed") : README.index("## Architecture")]
+    for source in (CONTACTS_SOURCE, WEBHOOKS_SOURCE):
+        assert f"`{source}`" in section, source
