@@ -50,7 +50,9 @@ from standardwebhooks import Webhook
 from tests.fixtures.emulator import before_each_answer
 from tests.fixtures.state_machines import (
     a_fresh_start,
+    assert_none_printed,
     cliniko_waits_pass_at_once,
+    model_world,
     state_machine_settings,
     tapped_logs,
 )
@@ -553,15 +555,9 @@ def world(aws, cliniko, emulator, tmp_path, monkeypatch):
     monkeypatch.setattr(cliniko_source, "PER_PAGE", PAGE)
     cliniko_waits_pass_at_once(monkeypatch)
     with tapped_logs() as tap:
-        FeedModel.world = {
-            "emulator": emulator,
-            "control": cliniko.control,
-            "mp": monkeypatch,
-            "moto": aws,
-            "tmp": tmp_path,
-            "n": 0,
-            "log": tap,
-        }
+        FeedModel.world = model_world(
+            monkeypatch, aws, tmp_path, tap, emulator=emulator, control=cliniko.control
+        )
         yield FeedModel.world
     # The fixture's own key is gone after the examples' resets: register it back.
     cliniko.control.add_key(cliniko.api_key)
@@ -578,9 +574,7 @@ def test_the_change_feed_against_a_stateful_model(world, capsys):
     assert TALLY["contact states checked after a completed poll"] > 0
     assert TALLY["an overlapping invocation refused"] > 0
     # Logs printed to stdout by the functions' own handlers: no value there either.
-    printed = capsys.readouterr()
-    leaked = [v for v in _ALL_VALUES if v in printed.out + printed.err]
-    assert not leaked, leaked
+    assert_none_printed(capsys, _ALL_VALUES)
 
 
 _ALL_VALUES: set[str] = set()

@@ -75,7 +75,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from tests.fixtures.aws import every_message
 from tests.fixtures.state_machines import (
     a_fresh_start,
+    assert_none_printed,
     cliniko_waits_pass_at_once,
+    model_world,
     state_machine_settings,
     tapped_logs,
 )
@@ -762,15 +764,9 @@ def world(aws, cliniko, tmp_path, monkeypatch):
     cliniko_waits_pass_at_once(monkeypatch)
     receivers = Receivers()
     with tapped_logs() as tap:
-        WebhooksModel.world = {
-            "cliniko": cliniko,
-            "mp": monkeypatch,
-            "moto": aws,
-            "tmp": tmp_path,
-            "n": 0,
-            "log": tap,
-            "receivers": receivers,
-        }
+        WebhooksModel.world = model_world(
+            monkeypatch, aws, tmp_path, tap, cliniko=cliniko, receivers=receivers
+        )
         yield WebhooksModel.world
     receivers.stop()
 
@@ -794,9 +790,7 @@ def test_the_webhooks_against_a_stateful_model(world, capsys):
         "a subscriber whose secret was rotated",
     ):
         assert TALLY[f"replay tried: {case}"] > 0, case
-    printed = capsys.readouterr()
-    leaked = [v for v in _ALL_VALUES if v in printed.out + printed.err]
-    assert not leaked, leaked
+    assert_none_printed(capsys, _ALL_VALUES)
 
 
 _ALL_VALUES: set[str] = set()

@@ -58,7 +58,9 @@ from hypothesis.stateful import (
 from tests.fixtures.apigw import LambdaContext
 from tests.fixtures.state_machines import (
     a_fresh_start,
+    assert_none_printed,
     cliniko_waits_pass_at_once,
+    model_world,
     state_machine_settings,
     tapped_logs,
 )
@@ -664,15 +666,9 @@ def world(aws, cliniko, emulator, tmp_path, monkeypatch):
     monkeypatch.setattr(core, "BATCH", BATCH)
     cliniko_waits_pass_at_once(monkeypatch)
     with tapped_logs() as tap:
-        CleanupModel.world = {
-            "emulator": emulator,
-            "control": cliniko.control,
-            "mp": monkeypatch,
-            "moto": aws,
-            "tmp": tmp_path,
-            "n": 0,
-            "log": tap,
-        }
+        CleanupModel.world = model_world(
+            monkeypatch, aws, tmp_path, tap, emulator=emulator, control=cliniko.control
+        )
         yield CleanupModel.world
     cliniko.control.add_key(cliniko.api_key)
 
@@ -687,9 +683,7 @@ def test_the_cleanup_against_a_stateful_model(world, capsys):
         print("\ncleanup model:", dict(sorted(TALLY.items())))
     assert TALLY["archiving runs completed"] > 0
     assert TALLY["archives checked against their rule"] > 0
-    printed = capsys.readouterr()
-    leaked = [v for v in _ALL_VALUES if v in printed.out + printed.err]
-    assert not leaked, leaked
+    assert_none_printed(capsys, _ALL_VALUES)
 
 
 _ALL_VALUES: set[str] = set()
