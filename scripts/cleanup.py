@@ -320,7 +320,7 @@ def print_status(
     if as_json:
         print(json.dumps(report, indent=2))
         return _verdict(rules, final)
-    from cliniko_automations.common.printable import printable
+    from cliniko_automations.common.printable import counted, printable
 
     mode = "dry run" if state.dry_run else "archiving"
     print(f"run {state.run_id} ({mode}) {state.status}, started {state.started_at}, "
@@ -334,8 +334,8 @@ def print_status(
             + (f" ({printable(rule['error'])})" if rule["error"] else "")
         )
     if state.dry_run:
-        print(f"  would archive {report['would_archive']} contacts (one that several rules "
-              "match is counted under each rule above)")  # fmt: skip
+        print(f"  would archive {counted(report['would_archive'], 'contact')} (one that several "
+              "rules match is counted under each rule above)")  # fmt: skip
     return _verdict(rules, final)
 
 
@@ -383,7 +383,10 @@ def command(args: argparse.Namespace) -> int:
         args.watch = True
     runs, ledger, rule_set = tables or _runs_and_ledger()
     if args.command == "backfill-ledger":
-        print(f"{ledger.activate_unmarked()} ledger entries made active")
+        from cliniko_automations.common.printable import counted
+
+        made_active = ledger.activate_unmarked()
+        print(f"{counted(made_active, 'ledger entry', 'ledger entries')} made active")
         return EXIT_OK
     while True:
         state = runs.load(args.run_id or runs.latest(rule_set) or "")

@@ -31,6 +31,17 @@ def test_shipped_accounts_file_passes_the_check_command():
     assert "2 accounts: OK" in done.stdout
 
 
+def test_one_account_is_counted_as_one(tmp_path):
+    accounts = tmp_path / "cliniko_accounts.yaml"
+    accounts.write_text(
+        "accounts:\n  main-clinic: {api_key_secret: cliniko-automations/accounts/main-clinic}\n",
+        encoding="utf-8",
+    )
+    done = _check("cliniko_automations.common.accounts", str(accounts))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(": 1 account: OK\n"), done.stdout
+
+
 @pytest.mark.parametrize("under", ["accounts", "webhooks"])
 def test_a_form_secret_named_where_the_intake_api_is_denied_fails_the_check(tmp_path, under):
     # template.yaml denies the public intake API every secret under SecretsPrefix + accounts/

@@ -191,6 +191,8 @@ def load_subscribers(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cliniko_automations.common.printable import counted
+
     args = check_arguments(
         argv,
         prog="python -m cliniko_automations.changefeed.subscribers",
@@ -213,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ConfigError as exc:
         return print_problems(exc, "configuration")
-    print(f"{subscribers_path(args.path)}: {len(loaded.subscribers)} webhook subscribers: OK")
+    subscribers = counted(len(loaded.subscribers), "webhook subscriber")
+    print(f"{subscribers_path(args.path)}: {subscribers}: OK")
     return 0
 
 

@@ -172,6 +172,8 @@ def load_cleanup_rules(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cliniko_automations.common.printable import counted
+
     args = check_arguments(
         argv,
         prog="python -m cliniko_automations.cleanup.config",
@@ -184,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loaded = load_cleanup_rules(args.path, accounts)
     except ConfigError as exc:
         return print_problems(exc, "configuration")
-    print(f"{rules_path(args.path)}: {len(loaded.rules)} cleanup rules: OK")
+    print(f"{rules_path(args.path)}: {counted(len(loaded.rules), 'cleanup rule')}: OK")
     return 0
 
 

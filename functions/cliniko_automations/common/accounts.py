@@ -202,6 +202,8 @@ def load_accounts(path: str | os.PathLike[str] | None = None) -> ClinikoAccounts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cliniko_automations.common.printable import counted
+
     args = check_arguments(
         argv,
         prog="python -m cliniko_automations.common.accounts",
@@ -222,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ConfigError as exc:
         return print_problems(exc, "Cliniko accounts file")
-    print(f"{accounts_path(args.path)}: {len(accounts.accounts)} accounts: OK")
+    print(f"{accounts_path(args.path)}: {counted(len(accounts.accounts), 'account')}: OK")
     return 0
 
 

@@ -13,3 +13,9 @@ def printable(value: object) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 account`, `2 accounts`: an operator's line reads as English at one too. `plural`
+    where it is not `noun` and an s (`ledger entries`)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {plural or noun + 's'}"

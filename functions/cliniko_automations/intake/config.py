@@ -441,6 +441,8 @@ def require_readable_by_intake(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cliniko_automations.common.printable import counted
+
     args = check_arguments(
         argv,
         prog="python -m cliniko_automations.intake.config",
@@ -471,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return print_problems(exc, "form-source configuration")
     print(
-        f"{config_path(args.path)}: {len(sources.sources)} form sources, "
+        f"{config_path(args.path)}: {counted(len(sources.sources), 'form source')}, "
         f"accounts from {accounts_path(args.accounts)}: OK"
     )
     return 0

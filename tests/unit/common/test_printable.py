@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from cliniko_automations.common.dead_letter_tool import print_table
-from cliniko_automations.common.printable import printable
+from cliniko_automations.common.printable import counted, printable
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,14 @@ def test_a_dead_letter_stored_raw_is_listed_escaped() -> None:
     )
     assert "".join(out.getvalue().splitlines()).isprintable(), out.getvalue()
     assert "\\x1b[2J" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [(0, "0 ledger entries"), (1, "1 ledger entry"), (2, "2 ledger entries")],
+)
+def test_a_count_reads_as_english_at_one_too(count: int, shown: str) -> None:
+    assert counted(count, "ledger entry", "ledger entries") == shown
+    assert counted(count, "rule") == shown.replace("ledger entry", "rule").replace(
+        "ledger entries", "rules"
+    )
