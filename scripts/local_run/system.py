@@ -113,8 +113,12 @@ def wait_for(url: str, seconds: float = 30) -> None:
             time.sleep(0.1)
 
 
+MOTO_SERVER_TIED_TO_US = Path(__file__).with_name("moto_server_tied.py")
+
+
 class MotoServer:
-    """moto_server in its own process on 127.0.0.1."""
+    """moto_server in its own process on 127.0.0.1, stopped with this one (see
+    moto_server_tied.py)."""
 
     def __init__(self, port: int = 0) -> None:
         self.port = port or free_port()
@@ -125,8 +129,9 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoServer:
+        tied = [sys.executable, str(MOTO_SERVER_TIED_TO_US), str(os.getpid())]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [*tied, "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             # Out of the terminal's process group: Ctrl-C reaches the local run alone, which
