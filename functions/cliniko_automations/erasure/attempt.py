@@ -46,14 +46,20 @@ from cliniko_automations.erasure.models import (
 from cliniko_automations.erasure.ports import SubmissionStore, WebhookLetters
 from cliniko_automations.erasure.scrub import (
     HONEST_NOTE,
+    PLACEHOLDER_EMAIL,
     SCRUBBED_VALUES,
     contact_fields,
     fields_to_scrub,
     is_erased,
+    placeholder,
 )
 from cliniko_automations.erasure.trail import LOOKUP, OUTCOME_SK, attempt_sk
 
 SUBMISSION_STORE = "submission_store"
+# The most writes one contact's scrub takes: the whole scrub, then again with placeholders for
+# what Cliniko refused blank, then without what it refused whatever was sent (Rails names every
+# refused field at once; one more in case it does not).
+SCRUB_WRITES = 4
 # The error of an attempt that found an intake worker busy with the person's email throughout.
 SUBMISSION_IN_PROGRESS = "submission_in_progress"
 WEBHOOK_DEAD_LETTERS = "webhook_dead_letters"
@@ -362,13 +368,14 @@ class Attempt:
         if unfinished:
             # An earlier attempt matched these and may have scrubbed them (their email, which
             # the lookup finds them by, blanked) before it failed: found by id, and finished
-            # if scrubbed. One that still has an email other than the request's was never
-            # scrubbed, and is no longer this person's (staff changed it since).
+            # if scrubbed (its email blank, or the placeholder where Cliniko refused a blank).
+            # One that still has an email other than the request's was never scrubbed, and is
+            # no longer this person's (staff changed it since).
             again = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq(unfinished)]
             matches.extend(
                 fields
                 for fields in map(contact_fields, client.list_contacts(again))
-                if not text_of(fields.get("email")).strip()
+                if text_of(fields.get("email")).strip() in ("", PLACEHOLDER_EMAIL)
             )
         return [Match(account, fields) for fields in matches]
 
@@ -430,6 +437,7 @@ class Attempt:
     def erase(self, match: Match, changes: list[str], archive: bool) -> ContactResult:
         contact_id, account = match.contact_id, match.account
         client = self.tools.accounts.client(account)
+        refused: list[str] = []
         try:
             if changes:
                 # The whole scrub body, not only the changed fields: one write leaves no
@@ -437,10 +445,10 @@ class Attempt:
                 # A contact already archived (by the cleanup, or staff) is likely reached by id
                 # only with a filter on archived_at (ClinikoClient._scope); one that is not
                 # is asked for as it always was.
-                client.update_contact(
-                    contact_id, dict(SCRUBBED_VALUES), include_archived=not archive
-                )
+                refused = _scrub(client, contact_id, include_archived=not archive)
             if archive:
+                # Also when Cliniko refused a field: the rest of the person is gone, and the
+                # archive takes what remains out of its lists (the read back reports it).
                 client.archive_contact(contact_id)
             read_back = _read_archived_or_not(client, contact_id)
         except cliniko_errors.NotFound as error:
@@ -453,6 +461,11 @@ class Attempt:
         except cliniko_errors.ClinikoError as error:
             return self._failed(match, changes, archive, error)
         verified = len(read_back) == 1 and is_erased(read_back[0])
+        unverified = None
+        if not verified:
+            unverified = (
+                f"cliniko_refused: {', '.join(refused)}" if refused else "verification_failed"
+            )
         return ContactResult(
             contact_id=contact_id,
             account=account,
@@ -460,7 +473,7 @@ class Attempt:
             fields=changes,
             archive=archive,
             verified=verified,
-            error=None if verified else "verification_failed",
+            error=unverified,
         )
 
     def _archived_meanwhile(
@@ -554,6 +567,40 @@ class Attempt:
         except AlreadyRecorded:
             raise RequestInProgress(self.request.request_id) from None
         return outcome
+
+
+def _scrub(client: Any, contact_id: str, *, include_archived: bool) -> list[str]:
+    """Write the scrub; returns the fields Cliniko refused whatever was sent, left as they were.
+
+    Which fields Cliniko requires on an update is not documented, and one refused field
+    refuses the whole write, which left every personal value in place, request after request.
+    A field it refuses (blank) is sent again as its placeholder; one it refuses still, or with
+    no placeholder, is left out, so that every other value goes (the read back then finds it:
+    the contact is never reported erased)."""
+    body = dict(SCRUBBED_VALUES)
+    swapped: set[str] = set()
+    left_out: list[str] = []
+    for write in range(1, SCRUB_WRITES + 1):
+        try:
+            client.update_contact(contact_id, body, include_archived=include_archived)
+            return left_out
+        except cliniko_errors.ValidationFailed as error:
+            # A field given null names none refused (Cliniko's errors may hold one).
+            refused = sorted(
+                n for n, text in error.errors.items() if text is not None and n in body
+            )
+            if not refused or write == SCRUB_WRITES:
+                raise
+            for name in refused:
+                if name not in swapped and placeholder(name) not in (None, body[name]):
+                    body[name] = placeholder(name)
+                    swapped.add(name)
+                else:
+                    del body[name]
+                    left_out.append(name)
+            if not body:
+                raise
+    raise AssertionError("unreachable")  # the last write returns or raises
 
 
 def _read_archived_or_not(client: Any, contact_id: str) -> list[dict[str, Any]]:

@@ -45,14 +45,32 @@ SCRUBBED_VALUES: dict[str, Any] = {
     for field in dataclasses.fields(ContactWrite)
     if field.name != "additional_properties" and field.name not in KEPT_FIELDS
 }
+# What the scrub writes instead of a blank Cliniko refuses: which fields it requires on an
+# update is not documented (its one documented 422 is a blank first name), and a refused field
+# refuses the whole write. Like the first name's, these say what happened and identify nobody;
+# the email's is a reserved domain's (RFC 2606), in the shape Cliniko validates.
+PLACEHOLDER_EMAIL = "erased@example.invalid"
+
+
+def placeholder(name: str) -> str | None:
+    """The placeholder for a field Cliniko will not have blank, None when it has none (a
+    list, an enum: there is nothing neutral to put there)."""
+    if name == "email":
+        return PLACEHOLDER_EMAIL
+    if SCRUBBED_VALUES.get(name) == "":
+        return PLACEHOLDER_FIRST_NAME
+    return None
+
+
 # Read-only fields that still carry personal data: `country` follows country_code.
 DERIVED_PERSONAL_FIELDS = ("country",)
 PERSONAL_FIELDS = (*SCRUBBED_VALUES, *DERIVED_PERSONAL_FIELDS)
 
 HONEST_NOTE = (
     "Cliniko keeps an archived record of each contact (its API has no way to remove one); "
-    "that record now holds no personal data: every personal field is blank and the first name "
-    f"is the placeholder '{PLACEHOLDER_FIRST_NAME}'."
+    "that record now holds no personal data: every personal field is blank, and the first name "
+    f"(and any other field Cliniko will not have blank) a placeholder such as "
+    f"'{PLACEHOLDER_FIRST_NAME}'."
 )
 
 
@@ -88,7 +106,7 @@ def fields_to_scrub(fields: Mapping[str, Any], *, absent_is_blank: bool = True) 
         if name == "first_name":
             if value not in (PLACEHOLDER_FIRST_NAME, "", None):
                 names.append(name)
-        elif not _is_blank(value) and value != target:
+        elif not _is_blank(value) and value not in (target, placeholder(name)):
             names.append(name)
     # `country` is read-only and follows country_code; report it with its source field.
     if not _is_blank(fields.get("country")) and "country_code" not in names:

@@ -1,0 +1,132 @@
+"""The erasure core against a Cliniko that refuses some blanks in the scrub: which fields it
+requires on an update is not documented (its one documented 422 is a blank first_name), and a
+Rails validation refuses the whole write. Whatever it refuses, every other personal value still
+goes, and the answer never says "erased" while a value remains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cliniko_automations.cliniko.errors import ServerError, ValidationFailed
+from cliniko_automations.cliniko.rules import is_archived
+from cliniko_automations.erasure.models import ErasureRequest
+from cliniko_automations.erasure.scrub import SCRUBBED_VALUES
+
+from tests.integration.erasure import stack
+from tests.integration.erasure.test_core_against_emulator import CALLER, make_eraser
+
+erasure_stack = stack.erasure_stack  # the fixture
+
+BLANK = "can\u2019t be blank"
+
+
+class RequiringCliniko:
+    """One contact; an update blanking a field of `required` is refused whole (422, with a
+    null beside the message as Cliniko's errors may carry); `refused` fields are refused
+    whatever their value (a rule no placeholder meets)."""
+
+    def __init__(self, required: tuple[str, ...] = (), refused: tuple[str, ...] = ()) -> None:
+        self.contact: dict[str, Any] = {
+            "id": "1390712996921091568",
+            "archived_at": None,
+            **{k: v for k, v in stack.PERSONAL.items()},
+        }
+        self.required, self.refused = required, refused
+        self.writes: list[str] = []
+        self.archive_failures = 0
+
+    def expect_requests(self, count: int) -> None:
+        pass
+
+    def list_contacts(self, filters: Any = (), sort: Any = None) -> list[dict[str, Any]]:
+        # Found by its id, or by its email as Cliniko compares it (lower-cased).
+        wanted = [f.to_query() for f in filters if f.to_query().startswith("email:=")]
+        if any(q.removeprefix("email:=") != self.contact["email"].lower() for q in wanted):
+            return []
+        return [dict(self.contact)]
+
+    def get_contact(self, contact_id: str, *, include_archived: bool = False) -> dict[str, Any]:
+        return dict(self.contact)
+
+    def update_contact(self, contact_id: str, body: Any, *, include_archived: bool = False):
+        self.writes.append("update")
+        errors: dict[str, str | None] = {
+            name: BLANK for name in self.required if name in body and body[name] in ("", None)
+        }
+        errors.update({name: "is invalid" for name in self.refused if name in body})
+        if errors:
+            raise ValidationFailed("Validation Failed", {**errors, "title": None}, status_code=422)
+        self.contact.update(body)
+        return dict(self.contact)
+
+    def archive_contact(self, contact_id: str) -> None:
+        self.writes.append("archive")
+        if self.archive_failures:
+            self.archive_failures -= 1
+            raise ServerError("Cliniko failed POST /contacts/{id}/archive (502)", status_code=502)
+        self.contact["archived_at"] = "2026-01-01T00:00:00Z"
+
+
+def ask(**values: Any) -> ErasureRequest:
+    return ErasureRequest.parse({"reason": "GDPR art. 17", **values})
+
+
+def left_in(contact: dict[str, Any]) -> list[str]:
+    """The personal values the contact still holds (by field name)."""
+    return sorted(
+        name
+        for name in SCRUBBED_VALUES
+        if contact.get(name) not in ("", None, [])
+        and str(contact.get(name)) in str(stack.PERSONAL.get(name))
+    )
+
+
+@pytest.mark.parametrize(
+    "required",
+    [("last_name",), ("first_name", "last_name"), ("email",), ("last_name", "email")],
+    ids=["last_name", "both_names", "email", "last_name_and_email"],
+)
+def test_a_field_cliniko_will_not_have_blank_takes_a_placeholder(erasure_stack, required):
+    cliniko = RequiringCliniko(required=required)
+    eraser = make_eraser(erasure_stack, cliniko)
+
+    outcome = eraser.submit(ask(request_id="req-blank", email=stack.PERSONAL["email"]), CALLER)
+
+    assert outcome.result == "erased", (outcome.message, outcome.contacts)
+    assert left_in(cliniko.contact) == []
+    assert is_archived(cliniko.contact)
+    # Sent again (or another request for the person): done already, nothing written.
+    again = eraser.submit(ask(request_id="req-again", contact_id=cliniko.contact["id"]), CALLER)
+    assert again.contacts[0].action == "already_scrubbed_and_archived", again.contacts
+
+
+def test_a_field_refused_whatever_is_sent_leaves_the_rest_erased_and_is_reported(erasure_stack):
+    cliniko = RequiringCliniko(refused=("notes",))
+    eraser = make_eraser(erasure_stack, cliniko)
+
+    outcome = eraser.submit(ask(request_id="req-refused", email=stack.PERSONAL["email"]), CALLER)
+
+    assert (outcome.status, outcome.result) == ("failed", "failed")
+    [contact] = outcome.contacts
+    assert contact.action == "failed" and contact.verified is False
+    assert contact.error is not None and "notes" in contact.error
+    # Every other personal value is gone, and the contact is archived out of Cliniko's lists.
+    assert left_in(cliniko.contact) == ["notes"]
+    assert is_archived(cliniko.contact)
+
+
+def test_a_retry_finishes_a_contact_scrubbed_with_the_placeholder_email(erasure_stack):
+    # The scrub wrote the placeholder email, then the archive failed: the retry no longer
+    # finds the contact by the request's email, and must still finish it by its id.
+    cliniko = RequiringCliniko(required=("email",))
+    cliniko.archive_failures = 1
+    eraser = make_eraser(erasure_stack, cliniko)
+    request = ask(request_id="req-retry", email=stack.PERSONAL["email"])
+    assert eraser.submit(request, CALLER).status == "failed"
+
+    outcome = eraser.submit(request, CALLER)
+
+    assert outcome.result == "erased", (outcome.message, outcome.contacts)
+    assert outcome.contact_ids == [cliniko.contact["id"]]
+    assert left_in(cliniko.contact) == [] and is_archived(cliniko.contact)
