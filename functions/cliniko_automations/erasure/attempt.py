@@ -453,11 +453,16 @@ class Attempt:
             read_back = _read_archived_or_not(client, contact_id)
         except cliniko_errors.NotFound as error:
             if not archive:
-                return self._failed(match, changes, archive, error)
+                return self._archived_refused(match, changes, error)
             # Archived since the lookup (another request for the same person, the cleanup):
             # a Cliniko that reaches an archived contact by id only with an archived_at filter
             # answers 404. Read it as it is now, and finish it as an archived one.
             return self._archived_meanwhile(match, changes, error)
+        except cliniko_errors.ValidationFailed as error:
+            if not archive and changes:
+                # Refused for no field of the scrub (those _scrub works around): the record.
+                return self._archived_refused(match, changes, error)
+            return self._failed(match, changes, archive, error)
         except cliniko_errors.ClinikoError as error:
             return self._failed(match, changes, archive, error)
         verified = len(read_back) == 1 and is_erased(read_back[0])
@@ -494,6 +499,19 @@ class Attempt:
                 verified=True,
             )
         return self.erase(Match(match.account, now[0]), changes, archive=False)
+
+    def _archived_refused(
+        self, match: Match, changes: list[str], error: cliniko_errors.ClinikoError
+    ) -> ContactResult:
+        """Cliniko would not update a contact it holds archived, personal fields and all
+        (whether it does is not documented: a 404 or a 422 for the record). Sent again, the
+        request meets the same refusal: the answer says what staff can do instead of "retry"."""
+        self.access_hint = self.access_hint or (
+            f"Cliniko account {match.account} would not update archived contact "
+            f"{match.contact_id}, which still holds personal data: unarchive it in Cliniko, or "
+            "blank its personal fields there by hand."
+        )
+        return self._failed(match, changes, False, error)
 
     def _failed(
         self, match: Match, changes: list[str], archive: bool, error: cliniko_errors.ClinikoError

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cliniko_automations.cliniko.errors import ServerError, ValidationFailed
+from cliniko_automations.cliniko.errors import NotFound, ServerError, ValidationFailed
 from cliniko_automations.cliniko.rules import is_archived
 from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.scrub import SCRUBBED_VALUES
@@ -35,6 +35,8 @@ class RequiringCliniko:
         self.required, self.refused = required, refused
         self.writes: list[str] = []
         self.archive_failures = 0
+        # How an update of an archived contact is refused: None (it is not), or the error.
+        self.archived_update: Exception | None = None
 
     def expect_requests(self, count: int) -> None:
         pass
@@ -51,6 +53,8 @@ class RequiringCliniko:
 
     def update_contact(self, contact_id: str, body: Any, *, include_archived: bool = False):
         self.writes.append("update")
+        if self.contact["archived_at"] and self.archived_update is not None:
+            raise self.archived_update
         errors: dict[str, str | None] = {
             name: BLANK for name in self.required if name in body and body[name] in ("", None)
         }
@@ -130,3 +134,29 @@ def test_a_retry_finishes_a_contact_scrubbed_with_the_placeholder_email(erasure_
     assert outcome.result == "erased", (outcome.message, outcome.contacts)
     assert outcome.contact_ids == [cliniko.contact["id"]]
     assert left_in(cliniko.contact) == [] and is_archived(cliniko.contact)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        NotFound("Cliniko has no such resource: PATCH /contacts/{id} (404)", status_code=404),
+        ValidationFailed("Validation Failed", {"base": "is archived"}, status_code=422),
+    ],
+    ids=["404", "422"],
+)
+def test_an_archived_contact_cliniko_will_not_update_is_reported_with_what_to_do(
+    erasure_stack, refusal
+):
+    # Archived by staff or the cleanup before the request, details and all; whether Cliniko
+    # updates an archived contact is not documented. Sending the request again cannot help.
+    cliniko = RequiringCliniko()
+    cliniko.contact["archived_at"] = "2025-01-01T00:00:00Z"
+    cliniko.archived_update = refusal
+    eraser = make_eraser(erasure_stack, cliniko)
+
+    outcome = eraser.submit(ask(request_id="req-arch", email=stack.PERSONAL["email"]), CALLER)
+
+    assert (outcome.status, outcome.result) == ("failed", "failed")
+    assert outcome.contacts[0].action == "failed"
+    assert "archived" in outcome.message and "fail the same way" in outcome.message
+    assert "send it again with the same request id to retry" not in outcome.message
