@@ -467,9 +467,16 @@ class Attempt:
             return self._failed(match, changes, archive, error)
         verified = len(read_back) == 1 and is_erased(read_back[0])
         unverified = None
-        if not verified:
+        if refused and not verified:
+            unverified = f"cliniko_refused: {', '.join(refused)}"
+        elif not verified:
+            # Which fields the read back still finds (a field Cliniko answered 200 for and
+            # ignored), or none when it did not find the contact: names only, never values.
+            left = fields_to_scrub(read_back[0]) if len(read_back) == 1 else []
+            if len(read_back) == 1 and not is_archived(read_back[0]):
+                left.append("archived_at")
             unverified = (
-                f"cliniko_refused: {', '.join(refused)}" if refused else "verification_failed"
+                f"verification_failed: {', '.join(left)}" if left else "verification_failed"
             )
         return ContactResult(
             contact_id=contact_id,

@@ -33,6 +33,8 @@ class RequiringCliniko:
             **{k: v for k, v in stack.PERSONAL.items()},
         }
         self.required, self.refused = required, refused
+        # Fields an update answers 200 for and leaves as they were.
+        self.ignored: tuple[str, ...] = ()
         self.writes: list[str] = []
         self.archive_failures = 0
         # How an update of an archived contact is refused: None (it is not), or the error.
@@ -61,7 +63,7 @@ class RequiringCliniko:
         errors.update({name: "is invalid" for name in self.refused if name in body})
         if errors:
             raise ValidationFailed("Validation Failed", {**errors, "title": None}, status_code=422)
-        self.contact.update(body)
+        self.contact.update({k: v for k, v in body.items() if k not in self.ignored})
         return dict(self.contact)
 
     def archive_contact(self, contact_id: str) -> None:
@@ -160,3 +162,18 @@ def test_an_archived_contact_cliniko_will_not_update_is_reported_with_what_to_do
     assert outcome.contacts[0].action == "failed"
     assert "archived" in outcome.message and "fail the same way" in outcome.message
     assert "send it again with the same request id to retry" not in outcome.message
+
+
+def test_a_field_cliniko_ignores_is_named_by_the_read_back(erasure_stack):
+    # 200 to the scrub, the notes as they were: the staff who must blank them by hand are told
+    # which field, not only that the read back disagreed.
+    cliniko = RequiringCliniko()
+    cliniko.ignored = ("notes",)
+    eraser = make_eraser(erasure_stack, cliniko)
+
+    outcome = eraser.submit(ask(request_id="req-ignored", email=stack.PERSONAL["email"]), CALLER)
+
+    assert (outcome.status, outcome.result) == ("failed", "failed")
+    [contact] = outcome.contacts
+    assert (contact.action, contact.verified) == ("failed", False)
+    assert contact.error == "verification_failed: notes"
