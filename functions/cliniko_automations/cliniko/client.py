@@ -253,7 +253,9 @@ class ClinikoClient:
         """Every contact matching all `filters`, page after page (100 a page; fewer, for the
         rest of the listing, from a page too long to hold on: `_listing`).
 
-        Pages are followed through `links.next` until it is absent. The next page's number is
+        Pages are followed through `links.next` until it is absent, or until an empty page
+        once every contact `total_entries` counts was seen (a next link there names nothing
+        more; an empty page short of the count is refused). The next page's number is
         read from that link and asked for through the generated list operation with the same
         filters, so encoding and auth stay in one place and the key is never sent to a host a
         response body names. At the end the count seen is checked against `total_entries`:
@@ -296,6 +298,11 @@ class ClinikoClient:
             if next_link is None:
                 break
             if not listing.contacts:
+                if len(seen) == last_total:
+                    # Past the last contact by Cliniko's own count (none matched, or the page
+                    # after the last one): the link names nothing more. Refused, every lookup
+                    # that found nobody failed.
+                    break
                 raise errors.UnexpectedResponse("Cliniko sent an empty page with a next link")
             # By page number, not by requests: pages of a smaller size go on from the page
             # number that reaches the same contact (`_listing`), and links only move forward.

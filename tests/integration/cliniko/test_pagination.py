@@ -231,3 +231,30 @@ def test_a_next_link_that_is_not_a_link_is_an_answer_off_the_spec(link) -> None:
             client.contacts_page()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("listed", [0, 1], ids=["no-match", "after-the-last-contact"])
+def test_an_empty_page_with_a_next_link_ends_a_listing_its_count_says_is_complete(listed) -> None:
+    # Cliniko documents `links.next` as left out on the last page, but a next link on an
+    # empty page past the count (no match at all, or past the last one) names no contact
+    # more. Refused, every intake lookup of a new person failed into the dead-letter queue.
+    def script(connection, request: bytes) -> None:
+        page = int(parse_qs(urlsplit(request.split(b" ")[1].decode()).query)["page"][0])
+        contacts = [_contact(1390712996921090001)] if page <= listed else []
+        body = {
+            "contacts": contacts,
+            "total_entries": listed,
+            "links": {
+                "self": f"https://api.au1.cliniko.com/v1/contacts?page={page}",
+                "next": f"https://api.au1.cliniko.com/v1/contacts?page={page + 1}",
+            },
+        }
+        answer(json.dumps(body).encode())(connection, request)
+
+    client, server = scripted_client(script)
+    try:
+        contacts = client.list_contacts()
+    finally:
+        server.stop()
+    assert len(contacts) == listed
+    assert len(server.requests) == listed + 1  # the empty page ends it; nothing is asked after
