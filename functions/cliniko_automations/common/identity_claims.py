@@ -9,7 +9,9 @@ the person up in Cliniko. Whichever comes first, no contact escapes: a worker th
 after the fence reads the tombstone and stops; one that held the claim before it has had its
 create answered before the fence could pass, so the erasure's lookup finds that contact. A
 create whose answer was lost keeps the claim until Cliniko has surely settled it
-(`LOST_CREATE_SETTLES_SECONDS`). Once it has found the contacts, the erasure fences again on
+(`LOST_CREATE_SETTLES_SECONDS`), and an answered one a few seconds, in case Cliniko's lists
+show a new contact a moment after its create (`CREATED_SEARCH_SETTLES_SECONDS`). Once it has
+found the contacts, the erasure fences again on
 their own identities (`contact_claims`: an erasure by contact id names no email, and a worker
 may know the person by name and phone): a worker updating one of them has had its update
 answered before the scrub, which then overwrites it.
@@ -36,6 +38,11 @@ CLAIM_PREFIX = "intake-claim#"
 # was lost is saved within that or never. The worker keeps its claim this long after the
 # loss, so an erasure of the person looks them up only once Cliniko has settled it.
 LOST_CREATE_SETTLES_SECONDS = 60.0
+# Cliniko's docs do not say that a contact is listed (found by the `q[]` email or name filter)
+# as soon as its create has answered. The worker keeps its claim this long after a create, so
+# the person's next submission (which waits up to CLAIM_WAIT_SECONDS, 5 s, for the claim) and
+# an erasure's fence look them up only once a lagging search would list the new contact.
+CREATED_SEARCH_SETTLES_SECONDS = 3.0
 
 
 def claim_key(account: str, *identity: str) -> str:

@@ -121,6 +121,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         parking=SqsParking(sqs, settings.parked_queue_url),
         now=lambda: now(),  # looked up at each call, so tests can move the clock
         lost_create_settles_seconds=settings.lost_create_settles_seconds,
+        created_search_settles_seconds=settings.created_search_settles_seconds,
     )
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.idempotency_table, boto3_client=dynamodb

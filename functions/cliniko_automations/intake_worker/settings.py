@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 
 from cliniko_automations.common.cliniko_settings import ClinikoVariables
-from cliniko_automations.common.identity_claims import LOST_CREATE_SETTLES_SECONDS
+from cliniko_automations.common.identity_claims import (
+    CREATED_SEARCH_SETTLES_SECONDS,
+    LOST_CREATE_SETTLES_SECONDS,
+)
 from cliniko_automations.common.settings import EnvironmentSettings, SettingsError, bounded
 
 __all__ = ["SettingsError", "WorkerSettings"]
@@ -43,6 +46,10 @@ class WorkerSettings(EnvironmentSettings):
     # How long a person stays claimed after a create whose answer was lost (Cliniko settles
     # any request within 30 s).
     lost_create_settles_seconds: float = bounded(LOST_CREATE_SETTLES_SECONDS, ge=0)
+    # How long a person stays claimed after a create that answered (Cliniko's lists may show
+    # the new contact a moment later): below claim_wait_seconds, the person's next
+    # submission waits for it rather than retrying through the queue.
+    created_search_settles_seconds: float = bounded(CREATED_SEARCH_SETTLES_SECONDS, ge=0)
     # A record is not started with less time than this left in the invocation: the Cliniko
     # client may sleep up to CLINIKO_MAX_WAIT_SECONDS per request, so keep this above it.
     min_remaining_seconds: float = bounded(30.0, ge=0)

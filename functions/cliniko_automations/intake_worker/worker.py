@@ -10,7 +10,9 @@ about attempts that did not complete.
 Exactly-once, in the order things can go wrong:
 1. Two workers, same person (different submissions, or concurrent redeliveries): both take
    the claim for the person's identity (hash of account + lower-cased email, or account +
-   name); the second waits, then looks up after the first created, and finds the contact.
+   name); the second waits, then looks up after the first created, and finds the contact
+   (the first keeps the claim a few seconds after its create answered, in case Cliniko's
+   lists show a new contact a moment later: CREATED_SEARCH_SETTLES_SECONDS).
 2. A crash (or a timeout whose outcome is unknown) after Cliniko created the contact but
    before the idempotency record says so: before every create the worker writes a *create
    intent* keyed by the submission's idempotency key with that attempt's start, and notes
@@ -39,7 +41,10 @@ import httpx
 
 from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, StringFilter
-from cliniko_automations.common.identity_claims import LOST_CREATE_SETTLES_SECONDS
+from cliniko_automations.common.identity_claims import (
+    CREATED_SEARCH_SETTLES_SECONDS,
+    LOST_CREATE_SETTLES_SECONDS,
+)
 from cliniko_automations.common.ledger import LedgerEntry
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_worker import find_or_create as foc
@@ -250,6 +255,7 @@ class IntakeWorker:
         parking: Parking,
         now: Callable[[], datetime] = _utcnow,
         lost_create_settles_seconds: float = LOST_CREATE_SETTLES_SECONDS,
+        created_search_settles_seconds: float = CREATED_SEARCH_SETTLES_SECONDS,
     ) -> None:
         self._claims = claims
         self._intents = intents
@@ -257,6 +263,7 @@ class IntakeWorker:
         self._parking = parking
         self._now = now
         self._lost_create_settles = lost_create_settles_seconds
+        self._created_search_settles = created_search_settles_seconds
 
     def process(
         self,
@@ -420,6 +427,11 @@ class IntakeWorker:
                 return self._created(submission, again.contact_id, recovered=True)
             raise RetryLater("create_outcome_unknown") from None
         contact_id = str(_contact_dict(contact)["id"])
+        if claim is not None:
+            # Cliniko's docs do not promise that its lists show the contact at once: let go
+            # now, and the person's next submission could look them up, find nobody and make
+            # them twice (CREATED_SEARCH_SETTLES_SECONDS).
+            claim.keep_for(self._created_search_settles)
         self._record_created(submission, contact_id)
         return Outcome(
             "created",

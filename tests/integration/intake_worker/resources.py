@@ -386,9 +386,11 @@ def worker_environment(
     )
     # Failed messages come back at once in tests; the deployed default backs off from 30 s.
     # Time so compressed, a lost create has settled by then too (the default keeps its
-    # person claimed 60 s, past the first retry's backoff).
+    # person claimed 60 s, past the first retry's backoff); the emulator lists a contact as
+    # soon as its create answers, so nobody stays claimed after one (deployed: 3 s).
     env["RETRY_BASE_SECONDS"] = "0"
     env["LOST_CREATE_SETTLES_SECONDS"] = "0"
+    env["CREATED_SEARCH_SETTLES_SECONDS"] = "0"
     env.update(extra)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

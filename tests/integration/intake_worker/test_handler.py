@@ -563,3 +563,49 @@ def test_a_throttled_clinic_s_other_records_wait_for_the_reset_too(stack, clinik
     # Both wait out the reset (~120 s): the second, handed back untried with the backoff
     # alone (1 s), came back before it, was refused again and spent a receive.
     assert [a["retry_in_seconds"] >= 100 for a in attempts] == [True, True]
+
+
+def lagging_search(cliniko, monkeypatch, lag: float) -> None:
+    """A Cliniko whose lists show a new contact only `lag` seconds after its create answered
+    (a search read from a replica, or an index): the create itself, and GET by id, are at once.
+    Cliniko's docs say nothing either way."""
+    import json
+
+    made_at: dict[str, float] = {}
+    real = cliniko.server.app._answer
+
+    def answer(method, match, *args):
+        reply = real(method, match, *args)
+        if method == "POST" and reply.status == 201:
+            made_at[str(json.loads(reply.body)["id"])] = time.monotonic()
+        elif method == "GET" and match is not None and match["id"] is None and reply.status == 200:
+            page = json.loads(reply.body)
+            shown = [
+                c
+                for c in page["contacts"]
+                if time.monotonic() - made_at.get(str(c["id"]), -lag) >= lag
+            ]
+            page["total_entries"] -= len(page["contacts"]) - len(shown)
+            page["contacts"] = shown
+            reply.body = json.dumps(page).encode()
+        return reply
+
+    monkeypatch.setattr(cliniko.server.app, "_answer", answer)
+
+
+def test_the_person_s_next_submission_while_the_search_lags_finds_the_contact_made(
+    stack, cliniko, monkeypatch
+) -> None:
+    # As deployed: after a create, the person stays claimed while Cliniko's lists may not
+    # show the contact yet. Released at once, the person's second form (sent a moment after
+    # the first, another submission) looked them up, found nobody, and made them twice.
+    monkeypatch.delenv("CREATED_SEARCH_SETTLES_SECONDS", raising=False)
+    lagging_search(cliniko, monkeypatch, lag=2.0)
+    send(stack, submission())
+    poll_once(stack, worker_handler.lambda_handler, context())
+    again = dataclasses.replace(ANA, company_name="Harbour Physio")
+    send(stack, submission(again))
+    run_until_empty(stack)
+    [contact] = cliniko.control.contacts()
+    assert contact["company_name"] == "Harbour Physio"
+    assert len(stack.ledger_items()) == 1
