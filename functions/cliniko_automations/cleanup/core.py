@@ -46,6 +46,12 @@ RETRY_WAIT_SECONDS = 30
 # intake takes minutes (each request may wait CLINIKO_MAX_WAIT_SECONDS), and a contact staff
 # changed meanwhile (no longer stale) must not be archived on what the rule saw before.
 RECHECK_SECONDS = 60
+# How long a rule may meet only 5xx or no answer before it stops (its error in the report,
+# CleanupStoppedAlarm): Cliniko ends a query running over 30 s in 504, and a rule whose listing
+# always runs that long was waited on forever, its run holding the lock against every
+# scheduled run with nothing alarmed. An outage shorter than this is ridden out; after it, the
+# next scheduled run tries the rule's contacts again. 429s never count: Cliniko answered.
+FAILING_FOR_SECONDS = 6 * 3600
 
 Phase = Literal["find", "archive", "done"]
 
@@ -69,6 +75,9 @@ class RuleProgress:
     batches: int = 0
     error: str | None = None  # the kind of the last Cliniko error
     failed_ids: list[str] = field(default_factory=list)
+    # When the rule's turns began to meet only 5xx or no answer (ISO 8601; None while Cliniko
+    # answers): past FAILING_FOR_SECONDS of it, the rule stops.
+    failing_since: str | None = None
     # The rule as the run began with it (`rule_fingerprint`: a hash, since a rule's values may
     # be a person's email, which the runs table keeps 90 days out of an erasure's reach; a run
     # stored before keeps the rule's JSON): the rules file may change while a run goes on for
@@ -279,6 +288,7 @@ class CleanupStep:
         try:
             if progress.phase == "find":
                 self._find(progress, client, filters, updated_before)
+                progress.failing_since = None  # Cliniko answers again
                 progress.batches += 1
                 if state.dry_run:
                     self._record(state, progress, "matched", progress.pending)
@@ -290,17 +300,30 @@ class CleanupStep:
                 if verify:
                     self._verify(state, progress, client, filters, updated_before)
                 self._archive(state, progress, client, filters, updated_before)
+                progress.failing_since = None
         except cliniko_errors.ClinikoError as error:
             if _access_refused(error):
                 self._unless_key_replaced(progress.account)
             progress.error = kind = cliniko_errors.error_kind(error)
-            if _transient(error):
+            if _transient(error) and not self._failing_too_long(progress, error):
                 raise _Refused(_wait_after(error, self._clock().timestamp())) from error
             # Refused for good (a filter Cliniko rejects, a key without access): this rule
             # stops with its error in the report; the other rules go on.
             if _access_refused(error):
                 self._on_access_refused(progress.account, error)
             progress.stop(kind)
+
+    def _failing_too_long(self, progress: RuleProgress, error: cliniko_errors.ClinikoError) -> bool:
+        """Whether the rule has met only 5xx or no answer for FAILING_FOR_SECONDS (this one
+        included); a 429 neither counts nor ends the count."""
+        if isinstance(error, cliniko_errors.RateLimited):
+            return False
+        now = self._clock()
+        if progress.failing_since is None:
+            progress.failing_since = now.isoformat()
+            return False
+        since = dt.datetime.fromisoformat(progress.failing_since)
+        return (now - since).total_seconds() >= FAILING_FOR_SECONDS
 
     def _find(
         self,

@@ -549,3 +549,48 @@ def test_entries_from_before_the_ledger_had_states_are_backfilled_once(world):
     assert world.active() == [old]
     world.step(world.start(rule()), rule())
     assert world.archived() == {old}
+
+
+def test_a_rule_cliniko_fails_for_hours_stops_so_the_run_ends_and_alarms(aws, cliniko):
+    # Cliniko ends a query running over 30 s in 504: a rule whose listing always runs that long
+    # (a wide filter on a large account) met 504 at every step, and the run waited and stepped
+    # forever: holding the lock, it turned every scheduled run away, and nothing alarmed.
+    world = World(cliniko, retry_policy=RetryPolicy(max_attempts=1))
+    ids = world.seed_matching(3)
+    state = world.start(rule())
+    now = [NOW]
+
+    def step():
+        loaded = world.runs.load(state.run_id)
+        outcome = CleanupStep(
+            rules={"test-submissions": rule()},
+            client_for_account=lambda account: world.client,
+            ledger=world.ledger,
+            checkpoints=world.runs,
+            clock=lambda: now[0],
+        ).run(loaded)
+        return outcome, loaded.rules[0]
+
+    cliniko.control.set_faults(error_rate=1.0, statuses=[504], methods=["GET"])
+    outcome, progress = step()
+    assert outcome.next == "wait" and progress.error == "cliniko_ServerError"
+    # An outage of hours is ridden out, the rule kept.
+    now[0] += dt.timedelta(hours=5)
+    assert step()[0].next == "wait"
+    # A turn Cliniko answers starts the count again.
+    cliniko.control.clear_faults()
+    now[0] += dt.timedelta(minutes=1)
+    # (Cut after its find: the batch is left to archive.)
+    world.step(state, rule(), out_of_time=after_calls(1))
+    cliniko.control.set_faults(error_rate=1.0, statuses=[504], methods=["GET"])
+    now[0] += dt.timedelta(hours=5)
+    assert step()[0].next == "wait"
+    now[0] += dt.timedelta(hours=5, minutes=59)
+    assert step()[0].next == "wait"
+    # Failing past FAILING_FOR_SECONDS: the rule stops (CleanupStoppedAlarm), the run finishes
+    # and releases the lock; the next scheduled run tries the contacts again.
+    now[0] += dt.timedelta(minutes=2)
+    outcome, progress = step()
+    assert outcome.next == "done"
+    assert progress.stopped and progress.error == "cliniko_ServerError"
+    assert sorted(world.active()) == sorted(ids)
