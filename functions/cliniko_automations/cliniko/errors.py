@@ -100,7 +100,7 @@ class CreateOutcomeUnknown(ServerError):
     """A create was sent but no answer says whether Cliniko made the contact.
 
     Cliniko has no idempotency keys, so the runtime never re-sends a create that may have been
-    processed (a dropped connection or timeout after sending, a 502/503/504 gateway answer).
+    processed (a dropped connection or timeout after sending, a 5xx answer).
     Callers deduplicate first (search by email) before trying again. It is a ServerError so
     code that treats server trouble as transient still retries, through its dedupe path.
     """

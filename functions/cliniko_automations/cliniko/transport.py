@@ -12,10 +12,12 @@ gets, creates and updates all share one policy:
   believable. A bounded number of times; an announced wait
   longer than the policy allows is not waited at all: `RateLimited` at once. Either way the
   key's budget is held until the reset (shared_pacing.py: in every process of the key).
-- 502/503/504, timeouts, dropped connections: jittered exponential backoff for safe
-  operations only. Safe means idempotent: GET, PUT, PATCH (Cliniko's PATCH sets fields to
-  given values: sending it twice leaves the same contact), DELETE and POST .../archive
-  (archiving an archived contact changes nothing).
+- 500/502/503/504, timeouts, dropped connections: jittered exponential backoff for safe
+  operations only (Cliniko's 500 is "server trouble" like the others: a one-off one cost a
+  cleanup rule a 30 s rest and a submission a trip back through the queue). Safe means
+  idempotent: GET, PUT, PATCH (Cliniko's PATCH sets fields to given values: sending it twice
+  leaves the same contact), DELETE and POST .../archive (archiving an archived contact
+  changes nothing).
 - A create (`POST /contacts`) is never re-sent once it may have reached Cliniko (no
   idempotency keys there): a timeout, a dropped connection or a 5xx answer after sending
   raises `CreateOutcomeUnknown`, and the caller deduplicates before trying again. A create
@@ -61,7 +63,7 @@ from .pacing import SYSTEM_CLOCK, Budget, BudgetExhausted, Clock
 
 logger = logging.getLogger("cliniko_automations.cliniko")
 
-RETRYABLE_STATUSES = frozenset({502, 503, 504})
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 # No attempt or wait is started with less time left than this: it could only time out.
 MIN_ATTEMPT_SECONDS = 1.0
 # Seconds the caller still has (None: no bound).
@@ -109,7 +111,7 @@ class RetryPolicy:
     throttled request's `max_rate_limit_waits` re-sends.
     """
 
-    # Tries of a safe request on 502/503/504, timeouts and drops, the first one included.
+    # Tries of a safe request on 500/502/503/504, timeouts and drops, the first one included.
     max_attempts: int = 4
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
