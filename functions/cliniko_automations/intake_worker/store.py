@@ -112,7 +112,10 @@ class DynamoClaims:
         for attempt in range(1, RELEASE_ATTEMPTS + 1):
             try:
                 if kept_for > 0:
-                    until = math.ceil(self._clock() + kept_for)
+                    # Held while `expiration` >= the whole second now (`claim_is_free`): so
+                    # through floor(t) + 1, past t. Rounded up, it stayed held a second more,
+                    # up to 5 s for a keep of 3, all of a next submission's wait for it.
+                    until = math.floor(self._clock() + kept_for)
                     self._client.update_item(
                         TableName=self._table,
                         Key=item_key,

@@ -252,3 +252,23 @@ def test_queue_url_from_arn() -> None:
     for bad in ("arn:aws:sns:eu-west-1:123456789012:t", "arn:aws:sqs:eu-west-1::q", "q"):
         with pytest.raises(ValueError):
             queue_url_for(bad)
+
+
+@pytest.mark.parametrize("let_go_at", [1_000_000.01, 1_000_000.5, 1_000_000.99])
+def test_a_claim_kept_after_its_holder_lets_go_is_free_within_a_second_of_the_time_kept(
+    stack: WorkerStack, let_go_at: float
+) -> None:
+    # A create keeps the person claimed 3 s (CREATED_SEARCH_SETTLES_SECONDS) and their next
+    # submission waits 5 s for it: rounded up to the second, then compared with the waiter's
+    # second (truncated) and strictly, it stayed held up to 5 s, all of that wait.
+    now = [1_000_000.0]
+    claims = claims_of_a_minute(stack, now)
+    with claims.hold("k") as held:
+        now[0] = let_go_at
+        held.keep_for(3)
+    now[0] = let_go_at + 2.99
+    with pytest.raises(ClaimBusy), claims.hold("k"):  # kept at least the time asked
+        pass
+    now[0] = let_go_at + 4
+    with claims.hold("k"):
+        pass
