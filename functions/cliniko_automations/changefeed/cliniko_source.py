@@ -51,7 +51,7 @@ class ClinikoContactsSource:
         # The cursor moves to the page's newest second: on a page not in updated_at order
         # (a Cliniko that ignored `sort`) that skips, for good, the changes still unlisted.
         _in_order(snapshots, lambda c: c.updated_at.replace(microsecond=0), "updated_at")
-        return ContactsPage(snapshots, listing.has_next)
+        return ContactsPage(snapshots, listing.has_next, listing.total_entries)
 
     def changed_in_second(self, second: dt.datetime, after_id: int) -> ContactsPage:
         start = second.replace(microsecond=0)

@@ -66,6 +66,8 @@ class SecondPosition:
 class ContactsPage:
     contacts: Sequence[ContactSnapshot]
     has_next: bool
+    # How many contacts the request matched (Cliniko's total_entries); None when unknown.
+    total: int | None = None
 
 
 class ContactsSource(Protocol):
@@ -234,17 +236,40 @@ class ChangeFeed:
         kept = left_at
         after_id: int | None = None
         read_from = self._clock()  # replaced, with after_id, by _resume
+        # The fewest contacts the next request by updated_at may match, and the cursor and
+        # position to go back to if it matches fewer.
+        at_least: tuple[int, dt.datetime, SecondPosition | None] | None = None
         try:
             source = self._source_for_account(account)
             while True:
                 if self._out_of_time():
                     result.complete = False
                     break
+                before_page = (cursor, kept)
                 if after_id is None:
                     listing = source.changed_since(since, 1)
+                    result.requests += 1
+                    fewest, page_from, page_kept = at_least or (0, cursor, kept)
+                    at_least = None
+                    if listing.total is not None and listing.total < fewest:
+                        # The last page was not the earliest changes: a Cliniko that ignored
+                        # `sort` and answered in created_at order, with a page that happened
+                        # to look sorted. The changes the count misses lie before the cursor
+                        # that page moved: back to where it was, and the run stops (the
+                        # page's changes were recorded: read again, none is sent twice).
+                        cursor = page_from
+                        self._store.save_cursor(
+                            account,
+                            cursor,
+                            caught_up=False,
+                            position=self._in_overlap(page_kept, cursor),
+                        )
+                        raise cliniko_errors.UnexpectedResponse(
+                            "Cliniko's pages of contacts are not sorted by updated_at"
+                        )
                 else:
                     listing = source.changed_in_second(since, after_id)
-                result.requests += 1
+                    result.requests += 1
                 self._publish_page(account, listing.contacts, result)
                 if listing.contacts:
                     newest = max(c.updated_at for c in listing.contacts)
@@ -278,6 +303,15 @@ class ChangeFeed:
                 first = min(c.updated_at for c in listing.contacts)
                 if last > since and first.replace(microsecond=0) < last.replace(microsecond=0):
                     since = last
+                    if listing.total is not None:
+                        # Every contact the page did not show comes after its last, and a
+                        # change only moves a contact later: the next request, from the last
+                        # one's second, matches all those and the page's own from that second.
+                        earlier = sum(
+                            c.updated_at.replace(microsecond=0) < last.replace(microsecond=0)
+                            for c in listing.contacts
+                        )
+                        at_least = (listing.total - earlier, *before_page)
                 else:
                     since = max(since, last)
                     # A full page inside one second: read that whole second again, by id. Not
