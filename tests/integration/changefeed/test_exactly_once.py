@@ -321,6 +321,7 @@ def poll_once(
     store: DynamoFeedStore,
     requests: int = 1000,
     clock: Any = lambda: dt.datetime.now(dt.UTC),
+    start_at: dt.datetime = BASE_TIME - dt.timedelta(minutes=1),
 ) -> dict:
     """One run of the feed over test-clinic, with time for `requests` requests."""
     checks = iter(range(requests + 1))  # out of time at the look after the last request
@@ -331,7 +332,7 @@ def poll_once(
         FieldHasher(b"feed-hash-key-for-tests-only-32b"),
         EventBuilder([], {}, clock=time.time),
         overlap=dt.timedelta(seconds=5),
-        start_at=BASE_TIME - dt.timedelta(minutes=1),
+        start_at=start_at,
         run_id="run",
         lease_seconds=60,
         out_of_time=lambda: next(checks) >= requests,
