@@ -340,7 +340,7 @@ class Emulator:
                 for e in request_errors
             )
 
-        decision = self.faults.decide(method)
+        decision = self.faults.decide(method, path)
         if decision.latency_s:
             time.sleep(decision.latency_s)
         after_effect = decision.after_effect and not decision.is_throttle

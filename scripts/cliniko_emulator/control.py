@@ -102,6 +102,7 @@ class EmulatorControl:
         fail_next: Sequence[int | str] = (),
         seed: int | None = None,
         methods: Sequence[str] | None = None,
+        paths: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         body = {
             "error_rate": error_rate,
@@ -114,6 +115,7 @@ class EmulatorControl:
             "fail_next": list(fail_next),
             "seed": seed,
             "methods": list(methods) if methods is not None else None,
+            "paths": list(paths) if paths is not None else None,
         }
         return self._call("POST", "faults", json=body)
 

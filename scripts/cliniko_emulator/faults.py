@@ -33,6 +33,9 @@ class FaultSettings:
     fail_next: list[int | str] = field(default_factory=list)
     seed: int | None = None
     methods: list[str] | None = None  # only these methods get faults; None means all
+    # Only requests whose path ends with one of these get faults (one contact's archive, say);
+    # None means all.
+    paths: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,11 @@ class Faults:
                 )
         if settings.methods is not None:
             settings.methods = [str(m).upper() for m in settings.methods]
+        if settings.paths is not None and (
+            not isinstance(settings.paths, list)
+            or not all(isinstance(p, str) and p for p in settings.paths)
+        ):
+            raise ValueError("paths must list non-empty strings")
         with self._lock:
             self.settings = settings
             self._rng = random.Random(settings.seed)
@@ -107,11 +115,13 @@ class Faults:
             out["throttled_until"] = self._throttle_until or None
             return out
 
-    def decide(self, method: str) -> Decision:
+    def decide(self, method: str, path: str) -> Decision:
         with self._lock:
             settings = self.settings
             latency = settings.latency_ms / 1000.0
             if settings.methods is not None and method not in settings.methods:
+                return Decision(latency_s=latency)
+            if settings.paths is not None and not path.endswith(tuple(settings.paths)):
                 return Decision(latency_s=latency)
             if settings.fail_next:
                 item = settings.fail_next.pop(0)

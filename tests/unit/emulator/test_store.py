@@ -249,7 +249,7 @@ def test_faults_are_reproducible_with_a_seed() -> None:
     def run() -> list:
         faults = Faults()
         faults.configure({"error_rate": 0.3, "drop_rate": 0.1, "seed": 42})
-        return [faults.decide("GET") for _ in range(200)]
+        return [faults.decide("GET", "/au1/v1/contacts") for _ in range(200)]
 
     first, second = run(), run()
     assert first == second
@@ -262,11 +262,12 @@ def test_faults_are_reproducible_with_a_seed() -> None:
 def test_fail_next_methods_and_bad_settings() -> None:
     faults = Faults()
     faults.configure({"fail_next": [502, "drop", 429], "methods": ["post"]})
-    assert faults.decide("GET").is_fault is False
-    assert faults.decide("POST").status == 502
-    assert faults.decide("POST").drop is True
-    assert faults.decide("POST").throttle_reset is not None
-    assert faults.decide("POST").is_fault is False
+    contacts = "/au1/v1/contacts"
+    assert faults.decide("GET", contacts).is_fault is False
+    assert faults.decide("POST", contacts).status == 502
+    assert faults.decide("POST", contacts).drop is True
+    assert faults.decide("POST", contacts).throttle_reset is not None
+    assert faults.decide("POST", contacts).is_fault is False
     for bad in (
         {"error_rate": 2},
         {"after_effect_rate": -0.1},
@@ -274,6 +275,16 @@ def test_fail_next_methods_and_bad_settings() -> None:
         {"latency_ms": -1},
         {"bogus": 1},
         {"fail_next": [200]},
+        {"paths": "/archive"},
+        {"paths": [""]},
     ):
         with pytest.raises((ValueError, TypeError)):
             faults.configure(bad)
+
+
+def test_faults_limited_to_paths_leave_every_other_request_alone() -> None:
+    faults = Faults()
+    faults.configure({"error_rate": 1.0, "statuses": [500], "paths": ["/contacts/7/archive"]})
+    assert faults.decide("POST", "/au1/v1/contacts/7/archive").status == 500
+    assert faults.decide("POST", "/au1/v1/contacts/17/archive").is_fault is False
+    assert faults.decide("GET", "/au1/v1/contacts").is_fault is False
