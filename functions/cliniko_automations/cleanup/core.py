@@ -52,6 +52,11 @@ RECHECK_SECONDS = 60
 # scheduled run with nothing alarmed. An outage shorter than this is ridden out; after it, the
 # next scheduled run tries the rule's contacts again. 429s never count: Cliniko answered.
 FAILING_FOR_SECONDS = 6 * 3600
+# How many turns a contact's archive may meet 5xx or no answer while Cliniko answers the rule's
+# other requests before the contact counts as failed and the batch goes on without it: one
+# contact Cliniko cannot archive (its own data trips Cliniko up) held up its whole rule, every
+# run, until FAILING_FOR_SECONDS stopped it.
+ARCHIVE_FAULTS_BEFORE_FAILED = 3
 
 Phase = Literal["find", "archive", "done"]
 
@@ -78,6 +83,12 @@ class RuleProgress:
     # When the rule's turns began to meet only 5xx or no answer (ISO 8601; None while Cliniko
     # answers): past FAILING_FOR_SECONDS of it, the rule stops.
     failing_since: str | None = None
+    # Contacts of the batch whose archive met 5xx or no answer, with how many turns it did so
+    # while Cliniko answered another request of the turn (ARCHIVE_FAULTS_BEFORE_FAILED).
+    archive_faults: dict[str, int] = field(default_factory=dict)
+    # Whether a contact of the batch was archived: until one is, archives failing for each
+    # contact may be Cliniko refusing every write (a maintenance window), no contact's fault.
+    batch_archived: bool = False
     # The rule as the run began with it (`rule_fingerprint`: a hash, since a rule's values may
     # be a person's email, which the runs table keeps 90 days out of an erasure's reach; a run
     # stored before keeps the rule's JSON): the rules file may change while a run goes on for
@@ -94,6 +105,7 @@ class RuleProgress:
     def stop(self, error: str) -> None:
         # Not exhausted: a rule stopped on its last batch did not get through it.
         self.phase, self.error, self.exhausted, self.pending = "done", error, False, []
+        self.archive_faults, self.batch_archived = {}, False
 
     @classmethod
     def start(cls, rule: CleanupRule) -> RuleProgress:
@@ -430,17 +442,21 @@ class CleanupStep:
     ) -> None:
         done: list[str] = []
         checked = self._clock()
+        answered = False  # whether Cliniko answered a request of this turn: it is up
         try:
             for contact_id in list(progress.pending):
                 if self._out_of_time():
                     break
-                if (self._clock() - checked).total_seconds() > RECHECK_SECONDS:
+                recheck = (self._clock() - checked).total_seconds() > RECHECK_SECONDS
+                if recheck or (contact_id in progress.archive_faults and not answered):
                     # What is left was found a while ago: a contact changed since (staff
                     # edited it) and no longer matching is left alone, as `_verify` leaves it.
+                    # Asked too before a contact whose archive failed is tried again: its
+                    # answer tells that contact's trouble from Cliniko's.
                     rest = [i for i in progress.pending if i not in done]
                     still = set(self._still_matching(client, filters, rest, updated_before))
                     progress.pending = [i for i in progress.pending if i in done or i in still]
-                    checked = self._clock()
+                    checked, answered = self._clock(), True
                 if contact_id not in progress.pending:
                     continue
                 try:
@@ -448,6 +464,10 @@ class CleanupStep:
                 except cliniko_errors.NotFound:
                     pass  # removed since it was found: nothing left to archive
                 except cliniko_errors.ClinikoError as error:
+                    # Cliniko is up, and archives: the trouble is this contact's.
+                    blame = answered and (progress.batch_archived or bool(done))
+                    if self._archive_fault(progress, contact_id, error, blame):
+                        continue
                     if _transient(error):
                         raise
                     if _access_refused(error):
@@ -460,6 +480,7 @@ class CleanupStep:
                     progress.error = cliniko_errors.error_kind(error)
                     continue
                 done.append(contact_id)
+                answered = True
         finally:
             # Whatever happens next, what was archived is counted and leaves the ledger.
             self._archived(state, progress, done)
@@ -467,6 +488,31 @@ class CleanupStep:
             progress.pending = [i for i in progress.pending if i not in archived]
         if not progress.pending:
             self._finish_batch(progress)
+
+    def _archive_fault(
+        self,
+        progress: RuleProgress,
+        contact_id: str,
+        error: cliniko_errors.ClinikoError,
+        blame: bool,
+    ) -> bool:
+        """Whether the contact, its archive met 5xx or no answer again while Cliniko archived
+        others and answered the turn's other requests (`blame`), now counts as failed (and the
+        batch goes on without it). Otherwise a contact whose archive met such an error goes to
+        the end of the batch, so the next turn begins with the others; the caller rests the
+        rule as after any 5xx."""
+        if not isinstance(error, cliniko_errors.ServerError) or isinstance(
+            error, cliniko_errors.OutOfTime
+        ):
+            return False
+        faults = progress.archive_faults.get(contact_id, 0) + blame
+        if faults >= ARCHIVE_FAULTS_BEFORE_FAILED:
+            self._failed(progress, [contact_id])
+            progress.error = cliniko_errors.error_kind(error)
+            return True
+        progress.archive_faults[contact_id] = faults
+        progress.pending = [i for i in progress.pending if i != contact_id] + [contact_id]
+        return False
 
     def _unless_key_replaced(self, account: str) -> None:
         """Cliniko refused the account's key: when its secret holds another one now (rotated
@@ -486,6 +532,8 @@ class CleanupStep:
         progress.failed_ids.extend(contact_ids[: max(0, room)])
         failed = set(contact_ids)
         progress.pending = [i for i in progress.pending if i not in failed]
+        for contact_id in failed:
+            progress.archive_faults.pop(contact_id, None)
 
     def _archived(self, state: RunState, progress: RuleProgress, contact_ids: list[str]) -> None:
         if not contact_ids:
@@ -494,6 +542,9 @@ class CleanupStep:
         # (archived by a rule on every contact, it was asked about again on every run).
         self._ledger.mark_archived(contact_ids, self._clock().isoformat())
         progress.archived += len(contact_ids)
+        progress.batch_archived = True
+        for contact_id in contact_ids:
+            progress.archive_faults.pop(contact_id, None)
         # This rule's, from now on: left in another rule's batch (a cut-off step's), that
         # rule's verify found it archived and counted it too.
         archived = set(contact_ids)
@@ -512,5 +563,5 @@ class CleanupStep:
 
     @staticmethod
     def _finish_batch(progress: RuleProgress) -> None:
-        progress.pending = []
+        progress.pending, progress.archive_faults, progress.batch_archived = [], {}, False
         progress.phase = "done" if progress.exhausted else "find"

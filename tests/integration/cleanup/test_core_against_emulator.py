@@ -594,3 +594,52 @@ def test_a_rule_cliniko_fails_for_hours_stops_so_the_run_ends_and_alarms(aws, cl
     assert outcome.next == "done"
     assert progress.stopped and progress.error == "cliniko_ServerError"
     assert sorted(world.active()) == sorted(ids)
+
+
+@pytest.mark.parametrize(("position", "steps"), [(1, 3), (0, 4)], ids=["second", "first"])
+def test_a_contact_cliniko_never_archives_fails_alone_and_the_batch_goes_on(
+    aws, cliniko, position, steps
+):
+    # One contact whose archive always answers 500 (its own data trips Cliniko up) held up its
+    # whole batch and rule: every turn began with it, rested 30 s, and met it again, until the
+    # rule stopped after FAILING_FOR_SECONDS, every run, with the contacts after it never
+    # archived.
+    world = World(cliniko, retry_policy=RetryPolicy(max_attempts=1))
+    ids = world.seed_matching(5)
+    stuck = ids[position]
+    state = world.start(rule())
+    cliniko.control.set_faults(error_rate=1.0, statuses=[500], paths=[f"/contacts/{stuck}/archive"])
+
+    outcomes = [world.step(state, rule()) for _ in range(steps)]
+
+    assert [outcome.next for outcome, _ in outcomes] == ["wait"] * (steps - 1) + ["done"]
+    progress = outcomes[-1][1].rules[0]
+    assert (progress.archived, progress.failed, progress.failed_ids) == (4, 1, [stuck])
+    assert progress.error == "cliniko_ServerError" and not progress.stopped
+    assert world.archived() == set(ids) - {stuck}
+    # Tried again on each turn (blamed only once Cliniko had archived others), then let be.
+    assert world.archive_requests()[stuck] == steps
+    assert world.active() == [stuck]  # the next run tries it again
+
+
+@pytest.mark.parametrize("down", [["POST"], ["GET", "POST"]], ids=["writes", "everything"])
+def test_while_cliniko_fails_every_archive_no_contact_is_blamed(aws, cliniko, down):
+    # Archives that fail for everyone (an outage, or only writes refused in a maintenance
+    # window) are waited out: a contact counts as failed only when its archive fails while
+    # Cliniko archives the batch's others, and here none does until the outage ends.
+    world = World(cliniko, retry_policy=RetryPolicy(max_attempts=1))
+    ids = world.seed_matching(3)
+    state = world.start(rule())
+    # (Found before the outage: the batch is left to archive.)
+    world.step(state, rule(), out_of_time=after_calls(1))
+    cliniko.control.set_faults(error_rate=1.0, statuses=[503], methods=down)
+
+    for _ in range(15):  # every contact tried five times over
+        outcome, progress = world.step(state, rule())
+        assert outcome.next == "wait" and progress.rules[0].failed == 0
+
+    cliniko.control.clear_faults()
+    outcome, final = world.step(state, rule())
+    assert outcome.next == "done"
+    assert (final.rules[0].archived, final.rules[0].failed) == (3, 0)
+    assert world.archived() == set(ids)
