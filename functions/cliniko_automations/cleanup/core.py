@@ -484,6 +484,8 @@ class CleanupStep:
         finally:
             # Whatever happens next, what was archived is counted and leaves the ledger.
             self._archived(state, progress, done)
+            if done:  # Cliniko answered: a 5xx that ends this turn starts the count again
+                progress.failing_since = None
             archived = set(done)
             progress.pending = [i for i in progress.pending if i not in archived]
         if not progress.pending:

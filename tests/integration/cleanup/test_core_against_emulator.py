@@ -596,6 +596,40 @@ def test_a_rule_cliniko_fails_for_hours_stops_so_the_run_ends_and_alarms(aws, cl
     assert sorted(world.active()) == sorted(ids)
 
 
+def test_turns_that_archive_before_a_5xx_are_not_hours_of_failing(aws, cliniko):
+    # A Cliniko answering the odd archive 5xx: each turn archived some of the batch, then met
+    # one, and the 6 h count went on from the first, so a long batch beside a flaky Cliniko
+    # stopped its rule as though Cliniko had not answered for hours.
+    world = World(cliniko, retry_policy=RetryPolicy(max_attempts=1))
+    ids = world.seed_matching(8)
+    state = world.start(rule())
+    now = [NOW]
+
+    def step():
+        loaded = world.runs.load(state.run_id)
+        outcome = CleanupStep(
+            rules={"test-submissions": rule()},
+            client_for_account=lambda account: world.client,
+            ledger=world.ledger,
+            checkpoints=world.runs,
+            clock=lambda: now[0],
+        ).run(loaded)
+        return outcome, loaded.rules[0]
+
+    for failing in (ids[1], ids[3], ids[5]):  # each turn: one archived, then a 500
+        cliniko.control.set_faults(
+            error_rate=1.0, statuses=[500], paths=[f"/contacts/{failing}/archive"]
+        )
+        outcome, progress = step()
+        assert outcome.next == "wait" and not progress.stopped
+        now[0] += dt.timedelta(hours=4)
+
+    cliniko.control.clear_faults()
+    outcome, progress = step()
+    assert outcome.next == "done" and (progress.archived, progress.failed) == (8, 0)
+    assert world.archived() == set(ids)
+
+
 @pytest.mark.parametrize(("position", "steps"), [(1, 3), (0, 4)], ids=["second", "first"])
 def test_a_contact_cliniko_never_archives_fails_alone_and_the_batch_goes_on(
     aws, cliniko, position, steps
