@@ -140,8 +140,14 @@ class RunState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunState:
-        values = dict(data)
-        values["rules"] = [RuleProgress(**progress) for progress in data["rules"]]
+        # Fields this code does not know (a run stored by a later release, the stack rolled
+        # back under it) are left out, where they ended every step of the run in a TypeError.
+        known = {f.name for f in dataclasses.fields(RuleProgress)}
+        values = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        values["rules"] = [
+            RuleProgress(**{k: v for k, v in progress.items() if k in known})
+            for progress in data["rules"]
+        ]
         return cls(**values)
 
 

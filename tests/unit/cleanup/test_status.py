@@ -76,6 +76,16 @@ def test_a_run_stored_before_stopped_was_asked_reads_the_same() -> None:
     )
 
 
+def test_a_run_stored_by_a_later_release_still_loads() -> None:
+    # Rolled back under a running run: what the later release added is left out.
+    stored = RunState("r1", False, "2026-12-03T00:00:00+00:00", [RuleProgress("a", "c", False)])
+    data = stored.as_dict() | {"priority": 1}
+    data["rules"][0] |= {"contacts_skipped": ["1"], "archived": 7}
+    loaded = RunState.from_dict(data)
+    assert loaded.rules[0].archived == 7 and not hasattr(loaded.rules[0], "contacts_skipped")
+    assert loaded.run_id == "r1" and "priority" not in loaded.as_dict()
+
+
 class StepFunctions:
     """Step Functions as cleanup.py reads an execution: `history` the Begin step's answers,
     `status` the execution's."""
