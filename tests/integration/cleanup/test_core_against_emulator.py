@@ -68,6 +68,7 @@ class World:
         ledger_table, runs_table = create_cleanup_tables(f"t{uuid.uuid4().hex[:8]}")
         self.ledger = DynamoLedger(dynamodb, ledger_table)
         self.runs = DynamoRuns(dynamodb, runs_table)
+        self.clock = lambda: dt.datetime.now(dt.UTC)  # the steps' (a test may set it)
 
     def seed(self, *contacts: dict, from_intake: bool = True) -> list[str]:
         ids = self.cliniko.control.seed(contacts=list(contacts))
@@ -102,6 +103,7 @@ class World:
             ledger=self.ledger,
             checkpoints=self.runs,
             out_of_time=out_of_time,
+            clock=self.clock,
         ).run(loaded)
         return outcome, loaded
 
@@ -551,25 +553,28 @@ def test_entries_from_before_the_ledger_had_states_are_backfilled_once(world):
     assert world.archived() == {old}
 
 
+def on_a_clock(cliniko, contacts: int):
+    """A run of `rule()` over `contacts` matching contacts, its steps on the clock `now[0]`
+    (Cliniko's requests tried once): the world, the ids, the clock and `step() -> (outcome,
+    the rule's progress)`, which takes `World.step`'s options."""
+    world = World(cliniko, retry_policy=RetryPolicy(max_attempts=1))
+    ids = world.seed_matching(contacts)
+    state = world.start(rule())
+    now = [NOW]
+    world.clock = lambda: now[0]
+
+    def step(**options):
+        outcome, loaded = world.step(state, rule(), **options)
+        return outcome, loaded.rules[0]
+
+    return world, ids, now, step
+
+
 def test_a_rule_cliniko_fails_for_hours_stops_so_the_run_ends_and_alarms(aws, cliniko):
     # Cliniko ends a query running over 30 s in 504: a rule whose listing always runs that long
     # (a wide filter on a large account) met 504 at every step, and the run waited and stepped
     # forever: holding the lock, it turned every scheduled run away, and nothing alarmed.
-    world = World(cliniko, retry_policy=RetryPolicy(max_attempts=1))
-    ids = world.seed_matching(3)
-    state = world.start(rule())
-    now = [NOW]
-
-    def step():
-        loaded = world.runs.load(state.run_id)
-        outcome = CleanupStep(
-            rules={"test-submissions": rule()},
-            client_for_account=lambda account: world.client,
-            ledger=world.ledger,
-            checkpoints=world.runs,
-            clock=lambda: now[0],
-        ).run(loaded)
-        return outcome, loaded.rules[0]
+    world, ids, now, step = on_a_clock(cliniko, 3)
 
     cliniko.control.set_faults(error_rate=1.0, statuses=[504], methods=["GET"])
     outcome, progress = step()
@@ -581,7 +586,7 @@ def test_a_rule_cliniko_fails_for_hours_stops_so_the_run_ends_and_alarms(aws, cl
     cliniko.control.clear_faults()
     now[0] += dt.timedelta(minutes=1)
     # (Cut after its find: the batch is left to archive.)
-    world.step(state, rule(), out_of_time=after_calls(1))
+    step(out_of_time=after_calls(1))
     cliniko.control.set_faults(error_rate=1.0, statuses=[504], methods=["GET"])
     now[0] += dt.timedelta(hours=5)
     assert step()[0].next == "wait"
@@ -600,21 +605,7 @@ def test_turns_that_archive_before_a_5xx_are_not_hours_of_failing(aws, cliniko):
     # A Cliniko answering the odd archive 5xx: each turn archived some of the batch, then met
     # one, and the 6 h count went on from the first, so a long batch beside a flaky Cliniko
     # stopped its rule as though Cliniko had not answered for hours.
-    world = World(cliniko, retry_policy=RetryPolicy(max_attempts=1))
-    ids = world.seed_matching(8)
-    state = world.start(rule())
-    now = [NOW]
-
-    def step():
-        loaded = world.runs.load(state.run_id)
-        outcome = CleanupStep(
-            rules={"test-submissions": rule()},
-            client_for_account=lambda account: world.client,
-            ledger=world.ledger,
-            checkpoints=world.runs,
-            clock=lambda: now[0],
-        ).run(loaded)
-        return outcome, loaded.rules[0]
+    world, ids, now, step = on_a_clock(cliniko, 8)
 
     for failing in (ids[1], ids[3], ids[5]):  # each turn: one archived, then a 500
         cliniko.control.set_faults(
