@@ -56,6 +56,11 @@ from cliniko_automations.erasure.scrub import (
 from cliniko_automations.erasure.trail import LOOKUP, OUTCOME_SK, attempt_sk
 
 SUBMISSION_STORE = "submission_store"
+# How many of the purged submissions' ids the trail lists (the count is always complete). The
+# purge record, the outcome record and the stored answer are each one DynamoDB item, 400 KB at
+# most: some 11,000 ids (uuids) filled one, and a person's bodies number as many as senders
+# sent with their email while they were queued, parked or dead-lettered.
+LISTED_SUBMISSIONS = 1000
 # The most writes one contact's scrub takes: the whole scrub, then again with placeholders for
 # what Cliniko refused blank, then without what it refused whatever was sent (Rails names every
 # refused field at once; one more in case it does not).
@@ -301,9 +306,8 @@ class Attempt:
                 deleted.update(submissions.purge_person(name_hmac, name_phone))
         except Exception as error:
             raise _StoreFailed(f"submission_store_error:{type(error).__name__}") from error
-        self.purged = [
-            Purged(store=SUBMISSION_STORE, count=len(deleted), submission_ids=sorted(deleted))
-        ]
+        listed = sorted(deleted)[:LISTED_SUBMISSIONS]
+        self.purged = [Purged(store=SUBMISSION_STORE, count=len(deleted), submission_ids=listed)]
         self.record(
             "purge",
             {

@@ -221,7 +221,8 @@ class Purged:
 
     store: str
     count: int
-    # The submission store's ids; the webhook dead letters are counted only.
+    # The submission store's ids (the first LISTED_SUBMISSIONS of them, attempt.py); the
+    # webhook dead letters are counted only.
     submission_ids: list[str] = dataclasses.field(default_factory=list)
 
 
