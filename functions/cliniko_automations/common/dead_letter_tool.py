@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TextIO, TypeVar
 
@@ -20,6 +21,12 @@ from cliniko_automations.common.printable import printable
 
 # Long enough to list and replay a few thousand messages; released again when done.
 HIDE_SECONDS = 120
+# A listing receives for at most this long (half of HIDE_SECONDS): past HIDE_SECONDS the first
+# messages it hid are in view again while it still receives, to come back with new receipt
+# handles (SQS deletes a message by its newest handle alone, the others' deletes succeed and
+# leave it), and a queue too big to list within HIDE_SECONDS (some 10,000 letters at 100 ms a
+# receive) was received over and over without end. What is left is listed by the next run.
+LISTING_SECONDS = HIDE_SECONDS / 2
 
 
 class Letter(Protocol):
@@ -45,14 +52,22 @@ class DeadLetterQueue:
         self._sqs = sqs
         self.url = url
         self._held: dict[str, None] = {}  # receipt handles, in the order received
+        # False when the last listing stopped at LISTING_SECONDS with messages left unseen.
+        self.complete = True
 
     def receive_all(self, limit: int | None = None) -> list[Mapping[str, Any]]:
-        """Every message in the queue (or the first `limit` or so), each hidden for
+        """Every message in the queue (or the first `limit` or so, or those received within
+        LISTING_SECONDS: `complete` says whether that cut it short), each once, hidden for
         HIDE_SECONDS (and held for release)."""
-        received: list[Mapping[str, Any]] = []
+        received: dict[str, Mapping[str, Any]] = {}  # by message id: each once, newest handle
         empty_reads = 0
+        started = time.monotonic()
+        self.complete = True
         # SQS samples its servers on short polls: one empty answer is not proof of none left.
         while empty_reads < 3 and (limit is None or len(received) < limit):
+            if time.monotonic() - started >= LISTING_SECONDS:
+                self.complete = False
+                break
             answer = self._sqs.receive_message(
                 QueueUrl=self.url,
                 MaxNumberOfMessages=10,
@@ -64,8 +79,8 @@ class DeadLetterQueue:
             messages = answer.get("Messages", [])
             self._held.update(dict.fromkeys(m["ReceiptHandle"] for m in messages))
             empty_reads = 0 if messages else empty_reads + 1
-            received += messages
-        return received
+            received.update((m["MessageId"], m) for m in messages)
+        return list(received.values())
 
     def delete(self, receipt_handle: str) -> None:
         self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
@@ -121,6 +136,11 @@ class DeadLetterTool(Generic[L]):
             (self._describe(m) for m in self._dlq.receive_all()), key=self._order
         )
         return list(self._received)
+
+    @property
+    def complete(self) -> bool:
+        """False when the last listing stopped at LISTING_SECONDS with letters left unseen."""
+        return self._dlq.complete
 
     def find(self, identifier: str) -> list[L]:
         letters = self._received or self.list_letters()
@@ -204,6 +224,7 @@ def run_command(
     try:
         if args.command == "list":
             found = letters.list_letters()
+            _tell_if_cut(letters)
             if args.json:
                 for letter in found:
                     print(json.dumps(letter.public()), file=out)
@@ -212,6 +233,7 @@ def run_command(
             return 0
         every = getattr(args, "all", False)  # only `replay` takes --all
         chosen = letters.list_letters() if every else letters.find(args.id)
+        _tell_if_cut(letters)
         if not chosen:
             print(
                 "nothing to replay" if every else f"no {letters.noun} with id {args.id}",
@@ -233,6 +255,15 @@ def run_command(
         return 1 if refused else 0
     finally:
         letters.release()
+
+
+def _tell_if_cut(letters: DeadLetterTool[L]) -> None:
+    if not letters.complete:
+        print(
+            f"the listing stopped after {LISTING_SECONDS:.0f} s: the queue holds more "
+            f"{letters.noun}s than were listed, which the next run lists",
+            file=sys.stderr,
+        )
 
 
 def print_table(letters: Sequence[Letter], columns: Sequence[str], out: TextIO) -> None:

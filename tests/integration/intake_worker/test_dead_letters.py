@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from cliniko_automations.common import dead_letter_tool
 from cliniko_automations.common.dead_letter_tool import run_command
 from cliniko_automations.common.person_keys import PersonKeys
 from cliniko_automations.common.submission_store import DAY
@@ -120,6 +121,20 @@ def test_list_shows_ids_sources_attempts_and_reasons(stack: WorkerStack) -> None
     assert rows[ids["junk"]]["submission_id"] == "-"
     assert rows[ids["junk"]]["receive_count"] == 0
     # Listing hides nothing for good: all three are still there, visible.
+    assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
+
+
+def test_a_listing_cut_short_says_so(stack: WorkerStack, monkeypatch, capsys) -> None:
+    # A queue too big to receive within LISTING_SECONDS (common/dead_letter_tool.py): here no
+    # time at all, so nothing is listed, and the operator is told the queue holds more.
+    fill(stack)
+    monkeypatch.setattr(dead_letter_tool, "LISTING_SECONDS", 0)
+    code, _ = run("replay", "--all")
+    assert code == 0
+    assert capsys.readouterr().err == (
+        "the listing stopped after 0 s: the queue holds more dead letters than were listed, "
+        "which the next run lists\nnothing to replay\n"
+    )
     assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
 
 
