@@ -368,9 +368,12 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
     for field, problem in (body.get("errors") or {}).items():
         lines.append(f"  {field}: {problem}")
     for purged in body.get("purged") or []:
+        ids = purged["submission_ids"]
+        # The trail lists the first 1,000 ids of a purge (erasure/attempt.LISTED_SUBMISSIONS).
+        first = f"the first {len(ids)}: " if len(ids) < purged["count"] else ""
         lines.append(
             f"  Purged from {purged['store']}: {purged['count']} stored submission(s)"
-            + (f" ({', '.join(purged['submission_ids'])})" if purged["submission_ids"] else "")
+            + (f" ({first}{', '.join(ids)})" if ids else "")
         )
     if body.get("due_at"):
         lines.append(

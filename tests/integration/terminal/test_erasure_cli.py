@@ -62,3 +62,16 @@ def test_an_erasure_status_read_from_a_trail_stored_raw_is_shown_escaped() -> No
     lines = erasure.render(200, body)
     assert all(line.isprintable() for line in lines), lines
     assert "\\x1b[2J" in "".join(lines)
+
+
+def test_a_purge_listing_part_of_its_ids_says_they_are_the_first() -> None:
+    erasure = load_cli()
+    purged = [
+        {"store": "submission_store", "count": 11500, "submission_ids": ["s-1", "s-2"]},
+        {"store": "submission_store", "count": 2, "submission_ids": ["s-3", "s-4"]},
+    ]
+    lines = erasure.render(200, {"request_id": "r-1", "status": "completed", "purged": purged})
+    assert lines[1:] == [
+        "  Purged from submission_store: 11500 stored submission(s) (the first 2: s-1, s-2)",
+        "  Purged from submission_store: 2 stored submission(s) (s-3, s-4)",
+    ]
