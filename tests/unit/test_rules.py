@@ -87,6 +87,65 @@ def test_country_code_for_reads_the_names_people_type(typed, code):
     assert country_code_for(typed) == code
 
 
+# Gravity Forms' address field posts the country as the name its dropdown shows
+# (GF_Field_Address::get_default_countries): ISO's names without their parenthesised part,
+# or with "the" and the comma moved. Each was a 422, the whole submission lost.
+@pytest.mark.parametrize(
+    ("listed", "code"),
+    [
+        ("Cocos Islands", "CC"),
+        ("Congo, Democratic Republic of the", "CD"),
+        ("Falkland Islands", "FK"),
+        ("Holy See", "VA"),
+        ("Saint Martin", "MF"),
+        ("Sint Maarten", "SX"),
+        ("Syria Arab Republic", "SY"),
+        ("Tanzania, the United Republic of", "TZ"),
+        ("US Minor Outlying Islands", "UM"),
+        # and as people type them
+        ("Saint-Barthelemy", "BL"),
+        ("Sao Tomé and Príncipe", "ST"),
+        ("U.S. Virgin Islands", "VI"),
+        ("Pitcairn Islands", "PN"),
+        # WPForms' address field: ISO's comma as brackets
+        ("Congo (Democratic Republic of the)", "CD"),
+        ("Korea (Republic of)", "KR"),
+        ("Korea (Democratic People's Republic of)", "KP"),
+        ("Virgin Islands (British)", "VG"),
+        ("Virgin Islands (U.S.)", "VI"),
+        ("Micronesia (Federated States of)", "FM"),
+        ("Palestine (State of)", "PS"),
+        ("Vatican City State", "VA"),
+        ("Taiwan, Republic of China", "TW"),
+        ("Bonaire, Saint Eustatius and Saba", "BQ"),
+        ("Ireland (Republic of)", "IE"),
+        ("Eswatini (Kingdom of)", "SZ"),
+    ],
+)
+def test_country_code_for_reads_the_names_form_builders_list(listed, code):
+    assert country_code_for(listed) == code
+
+
+def test_loose_country_names_stay_unambiguous():
+    # Read without accents, hyphens, commas, brackets (or what is in them) and "the", no two
+    # countries' ISO names become one.
+    import pycountry
+
+    seen: dict[str, str] = {}
+    for country in pycountry.countries:
+        for attribute in ("name", "official_name", "common_name"):
+            if name := getattr(country, attribute, None):
+                for without_brackets in (False, True):
+                    key = rules.loose_country_key(name, without_brackets=without_brackets)
+                    assert seen.setdefault(key, country.alpha_2) == country.alpha_2, name
+
+
+@pytest.mark.parametrize("typed", ["Congo (Kinshasa)", "Korea (South)", "Guinea (Conakry)"])
+def test_what_is_in_brackets_of_a_typed_country_is_never_dropped(typed):
+    # "Congo (Kinshasa)" is the Democratic Republic: read as "Congo" it was the other one.
+    assert country_code_for(typed) is None
+
+
 @pytest.mark.parametrize("alias", sorted(rules.COUNTRY_ALIASES))
 def test_each_country_alias_is_one_iso_3166_does_not_know(alias):
     # The table stays small: a name pycountry reads needs no alias.

@@ -13,7 +13,9 @@ Cliniko's wording, including its U+2019 apostrophe.
 
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -133,6 +135,19 @@ COUNTRY_ALIASES = {
     "republic of ireland": "IE",
     "eire": "IE",
     "aotearoa": "NZ",
+    # Gravity Forms' address field lists these two as written (a typo, a shortening).
+    "syria arab republic": "SY",
+    "us minor outlying islands": "UM",
+    # As people write them.
+    "us virgin islands": "VI",
+    "pitcairn islands": "PN",
+    # WPForms' address field lists these as written.
+    "vatican city state": "VA",
+    "taiwan, republic of china": "TW",
+    "bonaire, saint eustatius and saba": "BQ",
+    "ireland (republic of)": "IE",
+    "north macedonia (republic of)": "MK",
+    "eswatini (kingdom of)": "SZ",
 }
 
 
@@ -167,7 +182,36 @@ def country_code_for(value: str) -> str | None:
             return pycountry.countries.lookup(name).alpha_2
         except LookupError:
             continue
-    return None
+    return _loose_country_codes().get(loose_country_key(text))
+
+
+def loose_country_key(name: str, *, without_brackets: bool = False) -> str:
+    """A country's name read loosely: without accents, hyphens, commas, dots, brackets or
+    "the" ("Congo (Democratic Republic of the)", WPForms', "Congo, Democratic Republic of the",
+    Gravity Forms', "congo democratic republic of" as ISO's "Congo, The Democratic Republic of
+    the"; "Sao Tome"). `without_brackets` drops what is in brackets too: ISO's
+    "Falkland Islands (Malvinas)" as the "Falkland Islands" form builders list. Only ISO's
+    names are read so: a typed "Congo (Kinshasa)" is not taken for Congo."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    text = "".join(char for char in decomposed if not unicodedata.combining(char))
+    if without_brackets:
+        text = re.sub(r"\([^()]*\)", " ", text)
+    words = re.sub(r"[(),.\-]", " ", text).split()
+    return " ".join(word for word in words if word != "the")
+
+
+@functools.cache
+def _loose_country_codes() -> dict[str, str]:
+    import pycountry
+
+    codes: dict[str, str] = {}
+    for country in pycountry.countries:
+        for attribute in ("name", "official_name", "common_name"):
+            if name := getattr(country, attribute, None):
+                for without_brackets in (False, True):
+                    key = loose_country_key(name, without_brackets=without_brackets)
+                    codes.setdefault(key, country.alpha_2)
+    return codes
 
 
 def is_archived(contact: Mapping[str, Any]) -> bool:
