@@ -199,6 +199,7 @@ def _accept(
         return Ignored(source.name, source.provider, parsed.ignored)
     answers = dict(parsed.answers)
     provider_submission_id = parsed.submission_id
+    captcha_token: Answer = None
     if browser is not None and source.html is not None:
         html = source.html
         browser.redirects = Redirects.pick(
@@ -216,16 +217,17 @@ def _accept(
                 browser.origin,
             )
         if html.captcha is not None:
-            token = answers.pop(html.captcha.token_field, None)
-            services.verify_captcha(
-                html.captcha,
-                _secret(services, html.captcha.secret),
-                _first(token),
-                request.source_ip,
-            )
+            captcha_token = answers.pop(html.captcha.token_field, None)
 
     fields = map_answers(answers, source)
     draft = validate_draft(fields, source)
+    if browser is not None and source.html is not None and source.html.captcha is not None:
+        # After the fields are found valid: siteverify takes a token once, and the person
+        # sent back to fix a field returns to the page still holding it (the back button).
+        captcha = source.html.captcha
+        services.verify_captcha(
+            captcha, _secret(services, captcha.secret), _first(captcha_token), request.source_ip
+        )
     submission = Submission(
         submission_id=str(uuid.uuid4()),
         idempotency_key=idempotency_key(

@@ -675,6 +675,16 @@ def test_html_validation_errors_go_to_the_error_page(intake):
     assert intake.messages() == []
 
 
+def test_html_validation_errors_leave_the_captcha_token_unspent(intake):
+    # Siteverify takes a token once. Spent on a submission refused for its fields, the token
+    # the page still holds when the person comes back to fix them (the back button restores
+    # it) is refused as used: they were sent to the captcha error until the widget refreshed.
+    page, query = location(browser_post(intake, "name=Ada+Lovelace&email=nope&website="))
+    assert (page, query) == (ERROR_URL, {"error": ["validation"], "fields": ["email"]})
+    assert intake.captcha.received == []
+    assert intake.messages() == []
+
+
 def test_html_origin_not_allowed_is_403(intake, capsys):
     answer = browser_post(intake, FORM, origin="https://evil.example")
     assert answer["statusCode"] == 403
