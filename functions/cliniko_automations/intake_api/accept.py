@@ -278,10 +278,15 @@ def idempotency_key(
 
 
 def _trusted_origin(request: IntakeRequest, html: HtmlOptions) -> str:
-    # Browsers send Origin with every POST; a request without one is not a browser form post.
     origin = (request.headers.get("origin") or "").strip()
     if not origin:
-        raise OriginNotAllowed("Origin header missing")
+        # Fetch has browsers send Origin with every POST, unless a privacy setting stops it
+        # (Firefox's network.http.sendOriginHeader=0); the page's address still comes as
+        # Referer, which no other page can make a browser send either (Django's CSRF check
+        # reads it the same way).
+        origin = _referer_origin(request.headers.get("referer") or "") or ""
+        if not origin:
+            raise OriginNotAllowed("Origin header missing")
     for allowed in html.allowed_origins:
         if origin.lower() == allowed.lower():
             return allowed
@@ -293,6 +298,17 @@ def _trusted_origin(request: IntakeRequest, html: HtmlOptions) -> str:
             "Origin null: the page's Referrer-Policy (no-referrer or same-origin) hides it"
         )
     raise OriginNotAllowed()
+
+
+def _referer_origin(referer: str) -> str | None:
+    """`scheme://host[:port]` of a Referer; None when it is no http(s) URL."""
+    try:
+        parts = urlsplit(referer.strip())
+    except ValueError:  # a malformed IPv6 host
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _check_token(delivery: Delivery, expected: str) -> None:

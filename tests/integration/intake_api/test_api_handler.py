@@ -589,10 +589,21 @@ FORM = (
 )
 
 
-def browser_post(intake, form: str, *, turnstile: str | None = "pass", origin: str = ORIGIN):
+def browser_post(
+    intake,
+    form: str,
+    *,
+    turnstile: str | None = "pass",
+    origin: str | None = ORIGIN,
+    referer: str | None = None,
+):
     if turnstile is not None:
         form += f"&cf-turnstile-response={turnstile}"
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": origin}
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if origin is not None:
+        headers["Origin"] = origin
+    if referer is not None:
+        headers["Referer"] = referer
     # HTTP APIs hand url-encoded bodies to Lambda base64-encoded.
     return intake.post(
         "website-contact-html", form.encode(), headers, base64=True, source_ip="198.51.100.7"
@@ -712,6 +723,26 @@ def test_a_turnstile_secret_siteverify_refuses_is_told_to_the_operator(intake, c
         "misconfigured secret 'cliniko-automations/forms/website-contact-html/turnstile-secret'"
     ), record
     assert '"Misconfigured"' in capsys.readouterr().out
+    assert intake.messages() == []
+
+
+def test_a_browser_that_sends_no_origin_is_known_by_its_referer(intake):
+    # Fetch has browsers send Origin with every POST, but a privacy setting can stop it
+    # (Firefox's network.http.sendOriginHeader=0): the page's address still comes as Referer,
+    # which no other page can forge either.
+    answer = browser_post(intake, FORM, origin=None, referer=f"{ORIGIN}/contact/?utm_source=x")
+    assert location(answer)[0] == SUCCESS_URL
+    assert len(intake.messages()) == 1
+
+
+@pytest.mark.parametrize(
+    "referer",
+    [None, "https://evil.example/contact/", f"{ORIGIN}.evil.example/", "not a url", "null"],
+)
+def test_without_origin_a_referer_from_elsewhere_is_refused(intake, referer, capsys):
+    answer = browser_post(intake, FORM, origin=None, referer=referer)
+    assert answer["statusCode"] == 403 and "Location" not in (answer.get("headers") or {})
+    assert rejected_reason(capsys) == "origin"
     assert intake.messages() == []
 
 
