@@ -29,14 +29,17 @@ from cliniko_automations.common.http_events import is_http_api_event, refusal
 from cliniko_automations.common.secrets import prefetch_secrets
 from cliniko_automations.intake_api import telemetry, wiring
 from cliniko_automations.intake_api.accept import Dropped, Ignored, accept
-from cliniko_automations.intake_api.errors import IntakeError
+from cliniko_automations.intake_api.errors import IntakeError, OriginNotAllowed
 from cliniko_automations.intake_api.http_request import intake_request
 from cliniko_automations.intake_api.misconfiguration import secret_misconfiguration
 from cliniko_automations.intake_api.responses import (
+    ORIGIN_REFUSED_PAGE,
     RETRY_AFTER_SECONDS,
     json_response,
+    page_response,
     redirect,
     unavailable,
+    wants_a_page,
 )
 from cliniko_automations.intake_api.settings import ApiSettings, SettingsError
 
@@ -71,6 +74,8 @@ def _refused(exc: IntakeError) -> Response[str]:
     telemetry.report_refused(exc, secret_misconfiguration(exc))
     if exc.redirect_to:
         return redirect(exc.redirect_to, exc.cors_origin)
+    if isinstance(exc, OriginNotAllowed) and wants_a_page(app.current_event.headers or {}):
+        return page_response(exc.status, ORIGIN_REFUSED_PAGE)
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if exc.status == 503 else {}
     return json_response(exc.status, exc.body(), headers)
 

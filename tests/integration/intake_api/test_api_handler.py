@@ -746,6 +746,27 @@ def test_without_origin_a_referer_from_elsewhere_is_refused(intake, referer, cap
     assert intake.messages() == []
 
 
+def test_a_browser_refused_for_its_origin_gets_a_page_a_person_can_read(intake):
+    # The clinic's own page with Referrer-Policy no-referrer posts Origin null: the person
+    # who pressed Send sees the answer, which was a line of JSON.
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Origin": "null",
+        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "Sec-Fetch-Mode": "navigate",
+    }
+    answer = intake.post("website-contact-html", FORM.encode(), headers, base64=True)
+    assert answer["statusCode"] == 403
+    assert answer["headers"]["Content-Type"].startswith("text/html")
+    assert "<h1>Your details were not sent</h1>" in answer["body"]
+    assert "Referrer-Policy" not in answer["body"]  # the why is for the clinic's log
+    # A page's script (fetch) still gets JSON.
+    script = {**headers, "Accept": "*/*", "Sec-Fetch-Mode": "cors"}
+    answer = intake.post("website-contact-html", FORM.encode(), script, base64=True)
+    assert json.loads(answer["body"])["message"] == "Origin not allowed"
+    assert intake.messages() == []
+
+
 def test_origin_null_is_refused_and_the_log_says_why(intake):
     # What a browser sends from a page served with Referrer-Policy no-referrer or same-origin.
     answer = browser_post(intake, FORM, origin="null")
