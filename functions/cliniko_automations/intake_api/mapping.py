@@ -53,7 +53,8 @@ def _mapped(
             for name, value in split_name(answer, _parts_mapped(rule.from_, source)).items():
                 fields.setdefault(name, value)
         elif rule.to == "phone":
-            phones.append({"number": text, "phone_type": rule.phone_type or "Mobile"})
+            for number in _phone_numbers(answer, text):
+                phones.append({"number": number, "phone_type": rule.phone_type or "Mobile"})
         else:
             fields.setdefault(rule.to, _convert(rule, text))
     if phones:
@@ -165,6 +166,14 @@ def _answer_for(rule: FieldRule, answers: Mapping[str, Answer]) -> Answer:
     if rule.part is None:
         return answer
     return answer.get(rule.part) if isinstance(answer, dict) else None
+
+
+def _phone_numbers(answer: Answer, text: str) -> list[str]:
+    """A phone answer's numbers: one per value when the key came several times (a browser
+    form with two inputs of that name), each once, not the values joined into one number."""
+    if not isinstance(answer, list):
+        return [text]
+    return list(dict.fromkeys(number for item in answer if (number := as_text(item))))
 
 
 def _convert(rule: FieldRule, text: str) -> Any:

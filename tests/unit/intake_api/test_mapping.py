@@ -114,6 +114,20 @@ def test_phones_types_and_compound_parts():
     assert (mapped["city"], mapped["post_code"]) == ("Perth", "6000")
 
 
+def test_a_phone_answered_several_times_is_several_numbers():
+    # A browser form with two inputs of one name (a mobile and a home phone both named
+    # "phone") posts the key twice: each is a number, not one "0412 555 019, 02 9876 5432".
+    rules_ = [{"from": "n", "to": "full_name"}, {"from": "phone", "to": "phone"}]
+    mapped = map_answers(
+        {"n": "A B", "phone": ["0412 555 019", "", "02 9876 5432", "0412 555 019"]},
+        source(rules_),
+    )
+    assert mapped["phone_numbers"] == [
+        {"number": "0412 555 019", "phone_type": "Mobile"},
+        {"number": "02 9876 5432", "phone_type": "Mobile"},
+    ]
+
+
 def test_type_code_doctor_type_values_and_names():
     rules_ = [
         {"from": "n", "to": "first_name"},
