@@ -12,6 +12,7 @@ from cliniko_automations.intake_api.errors import BadSignature, MalformedBody
 from cliniko_automations.intake_api.providers import (
     ADAPTERS,
     base,
+    forms,
     formspree,
     html,
     jotform,
@@ -541,6 +542,21 @@ def test_html_urlencoded_charsets(body, content_type, name):
 def test_html_urlencoded_in_no_charset_it_may_be_is_malformed(body, content_type):
     with pytest.raises(MalformedBody):
         html.parse(delivery(body, {}, content_type))
+
+
+@pytest.mark.parametrize("content_type", [URLENCODED, "multipart/form-data; boundary=B"])
+def test_a_form_of_too_many_fields_is_refused_saying_so(content_type):
+    count = forms.MAX_FIELDS + 1
+    if content_type == URLENCODED:
+        body = b"&".join(b"f%d=x" % i for i in range(count))
+    else:
+        part = b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n'
+        body = b"".join(part % i for i in range(count)) + b"--B--"
+    with pytest.raises(MalformedBody, match="too many form fields"):
+        html.parse(delivery(body, {}, content_type))
+    # At the limit, every field is read.
+    fewer = b"&".join(b"f%d=x" % i for i in range(forms.MAX_FIELDS))
+    assert len(html.parse(delivery(fewer, {}, URLENCODED)).answers) == forms.MAX_FIELDS
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,10 @@ def _urlencoded(body: bytes, charset: str | None) -> list[tuple[str, str]]:
     a text that is not UTF-8 was not written in UTF-8."""
     # A BOM is never a form's content: left in, it hid the first field (read as "\ufeffphone").
     body = body.removeprefix(codecs.BOM_UTF8)
+    # parse_qsl's own limit counts every "&" (empty pairs too); past it, its ValueError read
+    # as "not valid url-encoding", which sent the sender looking in the wrong place.
+    if body.count(b"&") + 1 > MAX_FIELDS:
+        raise MalformedBody(f"too many form fields (at most {MAX_FIELDS})")
     if charset is not None:
         return _urlencoded_in(body, charset_codec(charset, "form body"))
     try:
