@@ -120,3 +120,58 @@ def test_a_senders_key_sent_again_with_other_details_is_another_submission(
     names = sorted(contact["last_name"] for contact in cliniko.control.contacts())
     assert names == sorted([samples.LAST, "Quist"])
     assert path.stack.counts(path.stack.dead_letter_queue_url) == (0, 0)
+
+
+def test_a_name_pasted_with_invisible_characters_finds_the_contact_staff_typed(
+    path: IntakePath, cliniko
+) -> None:
+    # A zero-width space or a byte-order mark copied along with a name is invisible to the
+    # person and to staff, but kept it made another string to Cliniko's filters: a submission
+    # without an email made a second contact beside the one staff typed, and one whose email
+    # found the contact was parked as `name_differs` under `overwrite`.
+    client = cliniko.client()
+    client.create_contact(
+        {
+            "first_name": samples.FIRST,
+            "last_name": samples.LAST,
+            "phone_numbers": [{"number": "0412 987 654", "phone_type": "Mobile"}],
+        }
+    )
+    client.create_contact({"first_name": "Ada", "last_name": "Brindle", "email": "ada@example.net"})
+
+    body = samples.json_body(first_name=f"{samples.FIRST}\u200b", email=None)
+    headers = {"Content-Type": "application/json", "X-Signature": samples.t_v1_signature(body)}
+    accepted(path.post(form_post_event("partner-json", body, headers)))
+    body = samples.dumps(
+        {
+            "submission": {
+                "contact_name": "Ada Brindle\ufeff",
+                "email": "ada@example.net",
+                "insurer": "Blue Shield Health",
+            }
+        }
+    )
+    headers = {
+        "Content-Type": "application/json",
+        "Formspree-Signature": samples.t_v1_signature(body),
+    }
+    accepted(path.post(form_post_event("insurer-formspree", body, headers)))
+    assert path.work() == 2
+
+    staff, ada = sorted(cliniko.control.contacts(), key=lambda c: c["first_name"], reverse=True)
+    assert (staff["first_name"], staff["company_name"]) == (samples.FIRST, "Partner Physio")
+    assert (ada["last_name"], ada["company_name"]) == ("Brindle", "Blue Shield Health")
+    assert path.stack.counts(path.stack.parked_queue_url) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["\u200b", "\ufeff\u200e", "\u202e", "\u00ad\u2066\u2069"],
+)
+def test_a_name_of_invisible_characters_alone_is_no_name(path: IntakePath, typed) -> None:
+    # Taken as given, it made a contact whose name staff see as blank.
+    body = samples.json_body(first_name=typed, last_name=typed)
+    headers = {"Content-Type": "application/json", "X-Signature": samples.t_v1_signature(body)}
+    answer = path.post(form_post_event("partner-json", body, headers))
+    assert answer["statusCode"] == 422, answer
+    assert json.loads(answer["body"])["errors"] == {"first_name": "can’t be blank"}

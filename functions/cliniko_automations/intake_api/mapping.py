@@ -27,6 +27,22 @@ LINE_BREAKS = re.compile(
     r"(?<![ \t])[ \t]*[\t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]"
     r"[ \t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]*"
 )
+# Invisible characters a copy-paste carries into a one-line answer and that no spelling
+# needs: the soft hyphen, the zero-width space, the word joiner and invisible operators, the
+# byte-order mark, and the direction marks, embeddings, overrides and isolates. Kept, a name
+# pasted with one is another string to Cliniko's filters (a second contact beside the one
+# staff typed, for a submission without an email; `name_differs` under `overwrite`), an
+# override shows the name reversed, and a name of them alone was taken while staff saw a
+# blank. The joiners (ZWNJ, ZWJ) stay: Persian, Hindi and other scripts spell names with them.
+# A table for str.translate: no unicodedata, whose load costs the cold start.
+INVISIBLE_IN_ONE_LINE = dict.fromkeys(
+    [
+        *(0x00AD, 0x061C, 0x200B, 0x200E, 0x200F, 0xFEFF),
+        *range(0x202A, 0x202F),  # embeddings and overrides
+        *range(0x2060, 0x2065),  # word joiner, invisible operators
+        *range(0x2066, 0x206A),  # isolates
+    ]
+)
 # The Cliniko fields that a derived target fills.
 DERIVED_TARGETS = {
     "full_name": ("first_name", "last_name", "title"),
@@ -45,6 +61,8 @@ def _mapped(
     phones: list[dict[str, str]] = []
     for rule in source.fields:
         answer = _answer_for(rule, answers)
+        if rule.to not in MULTI_LINE_FIELDS:  # the notes keep what was typed
+            answer = _without_invisible(answer)
         # An email of invisible characters alone is no answer, like one of spaces.
         text = clean_email(as_text(answer)) if rule.to == "email" else as_text(answer)
         if not text:
@@ -174,6 +192,16 @@ def _phone_numbers(answer: Answer, text: str) -> list[str]:
     if not isinstance(answer, list):
         return [text]
     return list(dict.fromkeys(number for item in answer if (number := as_text(item))))
+
+
+def _without_invisible(answer: Answer) -> Answer:
+    if isinstance(answer, str):
+        return answer.translate(INVISIBLE_IN_ONE_LINE)
+    if isinstance(answer, list):
+        return [text.translate(INVISIBLE_IN_ONE_LINE) for text in answer]
+    if isinstance(answer, dict):
+        return {key: text.translate(INVISIBLE_IN_ONE_LINE) for key, text in answer.items()}
+    return answer
 
 
 def _convert(rule: FieldRule, text: str) -> Any:

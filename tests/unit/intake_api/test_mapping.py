@@ -218,6 +218,58 @@ def test_a_names_joiners_are_kept():
     assert mapped == {"first_name": "Mehr\u200cnaz", "last_name": "Kau\u200dr"}
 
 
+# What a paste carries into a one-line answer unseen and no spelling needs (the joiners stay).
+INVISIBLE_IN_ONE_LINE = [
+    "\u200b",
+    "\ufeff",
+    "\u00ad",
+    "\u2060",
+    "\u200e",
+    "\u200f",
+    "\u061c",
+    "\u202a",
+    "\u202e",
+    "\u2066",
+    "\u2069",
+]
+
+
+@pytest.mark.parametrize("invisible", INVISIBLE_IN_ONE_LINE)
+def test_invisible_characters_are_taken_out_of_one_line_answers(invisible):
+    src = source(
+        [
+            {"from": "n", "to": "full_name"},
+            {"from": "c", "to": "company_name"},
+            {"from": "p", "to": "phone"},
+            {"from": "a", "to": "address_1"},
+            {"from": "t", "to": "type_code", "values": {"Third party": 2}},
+            {"from": "j", "to": "full_name"},
+        ],
+        notes_template="{m}",
+    )
+    answers = {
+        "n": f"Ann{invisible} {invisible}Lee{invisible}",
+        "c": [f"Harbour{invisible}", "Medical"],
+        "p": f"0412{invisible}987654",
+        "a": {"line": f"{invisible}1 Main St"},
+        "t": f"Third{invisible} party",
+        "m": f"as typed{invisible}",
+    }
+    assert map_answers(answers, src) == {
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "company_name": "Harbour, Medical",
+        "phone_numbers": [{"number": "0412987654", "phone_type": "Mobile"}],
+        "address_1": "1 Main St",
+        "type_code": 2,
+        "notes": f"as typed{invisible}",  # the notes keep what was typed
+    }
+    # A name of them alone is no answer (then a later rule's, as for a blank one).
+    assert map_answers({"n": invisible * 3, "j": {"first": "Jo", "last": invisible}}, src) == {
+        "first_name": "Jo",
+    }
+
+
 def test_answer_ids_for_points_back_at_form_inputs():
     src = load_form_sources().sources["intake-jotform"]
     assert answer_ids_for("first_name", src) == ["q3_name"]
