@@ -175,3 +175,29 @@ def test_a_name_of_invisible_characters_alone_is_no_name(path: IntakePath, typed
     answer = path.post(form_post_event("partner-json", body, headers))
     assert answer["statusCode"] == 422, answer
     assert json.loads(answer["body"])["errors"] == {"first_name": "can’t be blank"}
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["k" * 201, "order-1\t2026-12-05", "c" * 255],
+    ids=["201 characters", "a tab", "Stripe's 255"],
+)
+def test_a_senders_long_or_unprintable_key_still_names_the_submission(
+    path: IntakePath, cliniko, key
+) -> None:
+    # Read as no key at all, it gave way to the content hash: the retry of a post whose other
+    # fields changed went through as another submission, which README says it is not.
+    def post(body: bytes) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Signature": samples.t_v1_signature(body),
+            "Idempotency-Key": key,
+        }
+        accepted(path.post(form_post_event("partner-json", body, headers)))
+
+    post(samples.json_body(company_name=None))
+    post(samples.json_body(company_name="Filled in by the retry"))
+    assert path.work() == 2
+
+    [contact] = cliniko.control.contacts()
+    assert contact["company_name"] == ""  # the retry was a redelivery: nothing changed

@@ -47,7 +47,7 @@ from cliniko_automations.intake_api.mapping import (
     unanswered_fields,
 )
 from cliniko_automations.intake_api.providers import ADAPTERS
-from cliniko_automations.intake_api.providers.base import Answer, Delivery, as_text, provider_id
+from cliniko_automations.intake_api.providers.base import Answer, Delivery, as_text, sender_key
 from cliniko_automations.intake_api.providers.forms import media_type
 from cliniko_automations.intake_api.validation import validate_draft
 
@@ -206,7 +206,7 @@ def _accept(
             html, answers.pop(SUCCESS_URL_FIELD, None), answers.pop(ERROR_URL_FIELD, None)
         )
         if html.nonce_field is not None:
-            provider_submission_id = provider_id(as_text(answers.pop(html.nonce_field, None)))
+            provider_submission_id = sender_key(as_text(answers.pop(html.nonce_field, None)))
         if html.honeypot_field is not None and as_text(answers.pop(html.honeypot_field, None)):
             dropped_id = str(uuid.uuid4())
             return Dropped(

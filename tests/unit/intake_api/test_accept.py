@@ -374,6 +374,18 @@ def test_html_accepted_with_success_redirect():
     assert outcome.submission.draft.notes == "Message from the website form: Hi"
 
 
+def test_html_a_long_nonce_still_names_the_submission():
+    # Read as no nonce, it gave way to the content hash, as a json source's long key did.
+    nonce = "n" * 256
+    first = accept(browser(FORM.encode() + f"&nonce={nonce}".encode()), services(html_sources()))
+    changed = FORM.replace("message=Hi", "message=Hello") + f"&nonce={nonce}"
+    again = accept(browser(changed.encode()), services(html_sources()))
+    assert isinstance(first, Accepted) and isinstance(again, Accepted)
+    assert first.submission.idempotency_key == again.submission.idempotency_key
+    digest = first.submission.draft.person_digest()
+    assert first.submission.idempotency_key.endswith(f":{digest}")  # keyed by the nonce
+
+
 def test_html_honeypot_drops_quietly():
     outcome = accept(browser(FORM.encode() + b"bot.example"), services(html_sources()))
     assert isinstance(outcome, Dropped)

@@ -441,6 +441,22 @@ def test_json_parse_takes_idempotency_key_header():
     assert json_api.parse(delivery(body, {})).submission_id is None
 
 
+@pytest.mark.parametrize("key", ["k" * 201, "order-1\t2026-12-05", "clé-🙂-" + "x" * 300])
+def test_json_parse_keeps_a_long_or_unprintable_key_as_its_hash(key):
+    body = samples.json_body()
+    first = json_api.parse(delivery(body, {"idempotency-key": key})).submission_id
+    again = json_api.parse(delivery(body, {"idempotency-key": f" {key} "})).submission_id
+    other = json_api.parse(delivery(body, {"idempotency-key": key + "2"})).submission_id
+    assert first is not None and first.startswith("sha256:") and len(first) == 71
+    assert first == again != other
+
+
+@pytest.mark.parametrize("key", ["", "   "])
+def test_json_parse_reads_a_blank_key_as_none(key):
+    parsed = json_api.parse(delivery(samples.json_body(), {"idempotency-key": key}))
+    assert parsed.submission_id is None
+
+
 # --- Jotform and HTML (no signature) ---------------------------------------------------------
 
 

@@ -174,6 +174,22 @@ def provider_id(value: Any) -> str | None:
     return text if 0 < len(text) <= 200 and text.isprintable() else None
 
 
+def sender_key(value: str | None) -> str | None:
+    """A sender's own key for its submission (a json source's `Idempotency-Key`) as an id.
+
+    A key longer than a provider id may be (Stripe takes 255 characters) or holding what one
+    may not (a script joining an order number and a date with a tab) still names the
+    submission: it is kept as its hash. Dropped for the content hash, it let the retry of a
+    post whose other fields had changed through as another submission."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    return (
+        provider_id(text)
+        or "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    )
+
+
 def provider_time(value: Any) -> datetime | None:
     """An ISO 8601 time with a zone (`2026-01-31T09:30:00Z`) as UTC, else None: a time we
     cannot read, or one without a zone, is ignored (the receive time stands in)."""

@@ -14,7 +14,7 @@ from cliniko_automations.intake_api.providers.base import (
     Parsed,
     json_object,
     normalise,
-    provider_id,
+    sender_key,
     verify_t_v1,
 )
 
@@ -29,5 +29,5 @@ def parse(delivery: Delivery) -> Parsed:
     data = json_object(delivery.body)
     return Parsed(
         answers={str(name): normalise(value) for name, value in data.items()},
-        submission_id=provider_id(delivery.header("idempotency-key")),
+        submission_id=sender_key(delivery.header("idempotency-key")),
     )
