@@ -136,6 +136,18 @@ def test_typeform_choices_whose_labels_are_not_a_list_are_read_not_a_503(labels,
     assert typeform.parse(delivery(body, {})).answers == {"m": expected}
 
 
+@pytest.mark.parametrize("answers", [{}, {"answers": None}, {"answers": []}])
+def test_a_typeform_response_with_no_answers_is_read_from_its_hidden_fields(answers):
+    # A form whose questions were all skipped, its person named by hidden fields (a link that
+    # prefills them): `answers` left out or null is no answer, as a null event type is a
+    # response; a 400 loses the submission, which Typeform does not deliver again.
+    response = {"token": "t-1", "hidden": {"email": EMAIL}, **answers}
+    body = json.dumps({"event_type": "form_response", "form_response": response}).encode()
+    parsed = typeform.parse(delivery(body, {}))
+    assert parsed.answers == {"email": EMAIL}
+    assert parsed.submission_id == "t-1"
+
+
 @pytest.mark.parametrize(
     ("value", "text"), [(3.0, "3"), (1e14, "100000000000000"), (1e308, "1e+308"), (2.5, "2.5")]
 )

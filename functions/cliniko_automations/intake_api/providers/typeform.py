@@ -53,7 +53,9 @@ def parse(delivery: Delivery) -> Parsed:
         raise MalformedBody("`form_response.hidden` is not an object")
     for name, value in hidden.items():
         answers[str(name)] = normalise(value)
-    for answer in list_at(response, "answers") if "answers" in response else []:
+    # `answers` left out or null (every question skipped, the person named by hidden fields)
+    # is no answer, as a null event type is a response.
+    for answer in list_at(response, "answers") if response.get("answers") is not None else []:
         if not isinstance(answer, dict) or not isinstance(answer.get("field"), dict):
             raise MalformedBody("an answer is not {type, field, value}")
         ref = answer["field"].get("ref") or answer["field"].get("id")
