@@ -49,7 +49,7 @@ from cliniko_automations.intake_api.mapping import (
 from cliniko_automations.intake_api.providers import ADAPTERS
 from cliniko_automations.intake_api.providers.base import Answer, Delivery, as_text, sender_key
 from cliniko_automations.intake_api.providers.forms import media_type
-from cliniko_automations.intake_api.validation import validate_draft
+from cliniko_automations.intake_api.validation import validate_draft, without_unmatched_choices
 
 DEFAULT_MAX_BODY_BYTES = 65536
 # The stored submission is one DynamoDB item, 400 KB at most with its attribute names: one
@@ -129,6 +129,8 @@ class Accepted:
     submission: Submission
     redirects: Redirects | None = None
     cors_origin: str | None = None
+    # Optional choice fields whose answer matched no choice, made without (their names).
+    left_out: tuple[str, ...] = ()
 
     @property
     def redirect_to(self) -> str | None:
@@ -220,6 +222,9 @@ def _accept(
             captcha_token = answers.pop(html.captcha.token_field, None)
 
     fields = map_answers(answers, source)
+    left_out: tuple[str, ...] = ()
+    if browser is None:
+        fields, left_out = without_unmatched_choices(fields, source)
     draft = validate_draft(fields, source)
     if browser is not None and source.html is not None and source.html.captcha is not None:
         # After the fields are found valid: siteverify takes a token once, and the person
@@ -243,7 +248,10 @@ def _accept(
         update_policy=source.update_policy,
         draft=draft,
         submitted_at=parsed.submitted_at,
-        unanswered=unanswered_fields(fields, answers, source),
+        # A default standing in for an answer left out is not the person's answer either.
+        unanswered=tuple(
+            sorted({*unanswered_fields(fields, answers, source), *set(left_out) & set(fields)})
+        ),
     )
     if len(submission.to_json().encode("utf-8")) > MAX_STORED_BYTES:
         raise BodyTooLarge(f"the submission's fields come to over {MAX_STORED_BYTES} bytes")
@@ -251,6 +259,7 @@ def _accept(
         submission,
         browser.redirects if browser else None,
         browser.origin if browser else None,
+        left_out,
     )
 
 

@@ -4,7 +4,8 @@ Thin on purpose: the route hands the request to the core (`accept.accept`), queu
 accepted (`wiring.py`), and every refusal is mapped to an answer once, by the exception
 handlers below (their log lines and metrics in `telemetry.py`):
 
-- 202 `{"submission_id": ...}` once SQS holds it (303 to the success page for a browser form);
+- 202 `{"submission_id": ...}` once SQS holds it (303 to the success page for a browser form),
+  with `"left_out": [field, ...]` when an optional choice's answer matched none of Cliniko's;
   200 for an authentic delivery that is not a submission (Typeform partial responses);
 - 400 malformed (an event that is not API Gateway's too: `common/http_events.py`),
   401 signature/token, 403 origin/captcha, 404 unknown source, 413 too large, 415 content type,
@@ -66,7 +67,10 @@ def post_form(source: str) -> Response[str]:
     telemetry.report_accepted(outcome)
     if outcome.redirect_to:
         return redirect(outcome.redirect_to, outcome.cors_origin)
-    return json_response(202, {"submission_id": outcome.submission.submission_id})
+    answer: dict[str, Any] = {"submission_id": outcome.submission.submission_id}
+    if outcome.left_out:  # a script's developer sees what its answers did not match
+        answer["left_out"] = list(outcome.left_out)
+    return json_response(202, answer)
 
 
 @app.exception_handler(IntakeError)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated

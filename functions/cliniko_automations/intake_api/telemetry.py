@@ -58,15 +58,17 @@ def report_dropped(outcome: Dropped) -> None:
 def report_accepted(outcome: Accepted) -> None:
     submission = outcome.submission
     metrics.add_metric(name="SubmissionAccepted", unit=MetricUnit.Count, value=1)
-    logger.info(
-        "Submission accepted",
-        extra={
-            "outcome": "accepted",
-            "submission_id": submission.submission_id,
-            "fields": sorted(submission.draft.cliniko_fields()),
-            "keyed_by": _keyed_by(submission),
-        },
-    )
+    extra: dict[str, Any] = {
+        "outcome": "accepted",
+        "submission_id": submission.submission_id,
+        "fields": sorted(submission.draft.cliniko_fields()),
+        "keyed_by": _keyed_by(submission),
+    }
+    if outcome.left_out:
+        # IntakeAnswersLeftOutAlarm: a label the source's `values` (or a country list) lacks.
+        metrics.add_metric(name="AnswersLeftOut", unit=MetricUnit.Count, value=1)
+        extra["left_out"] = list(outcome.left_out)
+    logger.info("Submission accepted", extra=extra)
 
 
 def _keyed_by(submission: Submission) -> str:

@@ -25,6 +25,32 @@ NUL = "\x00"
 CONTROL_CHARACTER = "must not contain control characters"
 
 
+# Fields whose answer must be one of Cliniko's choices (a country, a doctor type, a contact
+# type), read from a form's label through the source's `values` or by name.
+CHOICE_FIELDS = ("country_code", "doctor_type", "type_code")
+
+
+def without_unmatched_choices(
+    fields: Mapping[str, Any], source: FormSource
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """`fields` without the optional choice fields whose answer is none of Cliniko's choices
+    (a Typeform "Other", a label edited in the form builder, a country nobody lists), and
+    their names. For a provider's delivery: a 422 is never delivered again, and the referral
+    would be lost for a field the clinic did not require; a browser's person is shown the
+    field to correct instead. The source's default for such a field stands in for it."""
+    kept = dict(fields)
+    left_out = []
+    for name in CHOICE_FIELDS:
+        if name in kept and name not in source.required:
+            errors = rules.validate_contact_fields({name: kept[name]}, creating=False)
+            if errors.get(name) == rules.NOT_IN_LIST:
+                del kept[name]
+                left_out.append(name)
+                if name in source.defaults:  # what the source says when the form does not
+                    kept[name] = source.defaults[name]
+    return kept, tuple(left_out)
+
+
 def validate_draft(fields: Mapping[str, Any], source: FormSource) -> ContactDraft:
     errors = rules.validate_contact_fields(fields, creating=True)
     for name, value in fields.items():

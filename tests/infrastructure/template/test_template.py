@@ -503,6 +503,7 @@ ALARMED_METRICS = {
     ("ClinikoAutomations", "OverdueErasureRequests"),
     ("ClinikoAutomations", "Misconfigured"),
     ("ClinikoAutomations", "FeedBehindMinutes"),
+    ("ClinikoAutomations", "AnswersLeftOut"),
 }
 
 

@@ -364,17 +364,30 @@ def test_415_unsupported_content_type(intake, content_type, capsys):
 
 
 def test_422_per_field_messages(intake, capsys):
-    body, headers = typeform(samples.typeform_body(email="not-an-email", country="Atlantis"))
+    body, headers = typeform(samples.typeform_body(email="not-an-email", name=""))
     answer = intake.post("referral-typeform", body, headers)
     assert answer["statusCode"] == 422
     assert body_of(answer) == {
         "message": "Validation failed",
-        "errors": {"country_code": "is not included in the list", "email": "is invalid"},
+        "errors": {"email": "is invalid", "first_name": "can\u2019t be blank"},
     }
     assert rejected_reason(capsys) == "validation"
     (record,) = [r for r in intake.log_records() if r["message"] == "Submission refused"]
-    assert record["fields"] == ["country_code", "email"]
+    assert record["fields"] == ["email", "first_name"]
     assert intake.messages() == []
+
+
+def test_an_answer_matching_no_choice_is_left_out_named_in_the_log_and_counted(intake, capsys):
+    body, headers = typeform(samples.typeform_body(country="Atlantis"))
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 202 and body_of(answer)["left_out"] == ["country_code"]
+    (record,) = [r for r in intake.log_records() if r["message"] == "Submission accepted"]
+    assert record["left_out"] == ["country_code"] and "country_code" not in record["fields"]
+    printed = capsys.readouterr().out
+    assert "Atlantis" not in printed and "Atlantis" not in str(intake.log_records())
+    # IntakeAnswersLeftOutAlarm's metric.
+    assert [m["name"] for m in emf(printed)] == ["SubmissionAccepted", "AnswersLeftOut"]
+    assert len(intake.messages()) == 1
 
 
 def test_200_for_typeform_partial_nothing_queued(intake, capsys):

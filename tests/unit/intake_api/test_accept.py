@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -178,12 +179,72 @@ def test_content_type_parameters_and_case_are_tolerated():
 
 def test_422_names_fields():
     with pytest.raises(FieldsInvalid) as caught:
-        accept(signed_typeform(samples.typeform_body(email="nope", country="Atlantis")), services())
-    assert caught.value.errors == {
-        "country_code": "is not included in the list",
-        "email": "is invalid",
-    }
+        accept(signed_typeform(samples.typeform_body(email="nope", name="")), services())
+    assert caught.value.errors == {"first_name": "can\u2019t be blank", "email": "is invalid"}
     assert caught.value.redirect_to is None
+
+
+def typeform_answering(**answers: object) -> IntakeRequest:
+    """The sample Typeform delivery with these refs' answers replaced (a choice's as given)."""
+    body = json.loads(samples.typeform_body())
+    for answer in body["form_response"]["answers"]:
+        if answer["field"]["ref"] in answers:
+            answer[answer["type"]] = answers[answer["field"]["ref"]]
+    return signed_typeform(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    ("answers", "left_out"),
+    [
+        # A choice's "Other", typed by the person; a label edited in the form builder.
+        ({"referrer_role": {"other": "Physiotherapist"}}, ("doctor_type",)),
+        ({"referrer_role": {"label": "GP"}}, ("doctor_type",)),
+        ({"practice_country": "Atlantis"}, ("country_code",)),
+        (
+            {"practice_country": "Atlantis", "referrer_role": {"label": "GP"}},
+            ("country_code", "doctor_type"),
+        ),
+    ],
+)
+def test_a_providers_optional_choice_matching_no_choice_is_left_out_not_a_422(answers, left_out):
+    # Typeform, Tally and the others never deliver a 4xx again: a 422 for an answer the form
+    # offered (its "Other") lost the whole referral over a field the clinic did not require.
+    outcome = accept(typeform_answering(**answers), services())
+    assert isinstance(outcome, Accepted) and outcome.left_out == left_out
+    fields = outcome.submission.draft.cliniko_fields()
+    assert not set(left_out) & set(fields)
+    assert fields["email"] == EMAIL and fields["first_name"] == FIRST
+
+
+def test_a_required_choice_matching_no_choice_is_still_a_422():
+    data = yaml.safe_load(DEFAULT_PATH.read_text())
+    data["sources"]["referral-typeform"]["required"].append("doctor_type")
+    with pytest.raises(FieldsInvalid) as caught:
+        accept(typeform_answering(referrer_role={"label": "GP"}), services(form_sources_of(data)))
+    assert caught.value.errors == {"doctor_type": "is not included in the list"}
+
+
+def test_a_choice_left_out_takes_the_sources_default_as_no_answer():
+    data = yaml.safe_load(DEFAULT_PATH.read_text())
+    data["sources"]["referral-typeform"]["defaults"]["doctor_type"] = "specialist"
+    outcome = accept(
+        typeform_answering(referrer_role={"label": "GP"}), services(form_sources_of(data))
+    )
+    assert outcome.left_out == ("doctor_type",)
+    assert outcome.submission.draft.cliniko_fields()["doctor_type"] == "specialist"
+    # A default: it fills a blank of a contact found, never replaces what staff typed.
+    assert "doctor_type" in outcome.submission.unanswered
+
+
+def test_a_browsers_choice_matching_no_choice_is_a_422_the_person_can_correct():
+    data = yaml.safe_load(DEFAULT_PATH.read_text())
+    html = data["sources"]["website-contact-html"]
+    html["html"].pop("captcha")
+    html["fields"].append({"from": "country", "to": "country_code"})
+    with pytest.raises(FieldsInvalid) as caught:
+        accept(browser(FORM.encode() + b"&country=Atlantis"), services(form_sources_of(data)))
+    assert caught.value.errors == {"country_code": "is not included in the list"}
+    assert caught.value.redirect_to is not None
 
 
 @pytest.mark.parametrize(
