@@ -341,7 +341,7 @@ def _authenticate(services: Services, name: str, check: Callable[[str], None]) -
             raise ServiceUnavailable("secrets", type(exc).__name__) from exc
         for value in others:
             with contextlib.suppress(BadSignature):
-                check(value)
+                check(value.strip())
                 return
         raise refused
 
@@ -352,6 +352,10 @@ def _secret(services: Services, name: str) -> str:
     except Exception as exc:  # any failure to read a secret: the provider should retry
         # Chained: the handler tells an operator's mistake (a missing secret) from an outage.
         raise ServiceUnavailable("secrets", type(exc).__name__) from exc
+    # A secret stored from a file (`--secret-string file://...`) keeps the file's last line
+    # break, which no provider signs with: every delivery was refused 401. The Cliniko keys
+    # are read so too.
+    value = value.strip()
     if not value:
         raise ServiceUnavailable("secrets", "empty secret")
     return value

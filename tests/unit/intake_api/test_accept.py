@@ -286,6 +286,29 @@ def test_a_secret_that_reads_empty_is_a_503_not_a_key_anyone_can_sign_with():
     assert (caught.value.dependency, caught.value.error_type) == ("secrets", "empty secret")
 
 
+@pytest.mark.parametrize("stored", [SECRET + "\n", SECRET + "\r\n", " " + SECRET])
+@pytest.mark.parametrize("where", ["cached", "rotated"])
+def test_a_secret_stored_with_a_line_break_still_verifies(stored, where):
+    # `aws secretsmanager create-secret --secret-string file://secret.txt` keeps the file's
+    # last line break; Typeform signs with the secret as typed.
+    read = {**SECRETS, "cliniko-automations/forms/referral-typeform/signing-secret": stored}
+    if where == "cached":
+        outcome = accept(signed_typeform(), services(read_secret=read.__getitem__))
+    else:  # the cached value is an older one; the secret now holds the new one so
+        outcome = accept(
+            signed_typeform(),
+            services(read_secret=lambda name: "older", rotated_secret=lambda name: (stored,)),
+        )
+    assert isinstance(outcome, Accepted)
+    # A forged delivery is still refused.
+    body = samples.typeform_body()
+    forged = post(
+        "referral-typeform", body, typeform_signature=samples.typeform_signature(body, "x")
+    )
+    with pytest.raises(BadSignature):
+        accept(forged, services(read_secret=read.__getitem__, rotated_secret=lambda name: ()))
+
+
 def test_webflow_replay_refused_by_the_core_clock():
     body = samples.webflow_body()
     headers = samples.webflow_headers(body)
