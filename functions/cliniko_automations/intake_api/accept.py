@@ -183,7 +183,7 @@ def _accept(
     adapter = ADAPTERS[source.provider]
     if len(request.body) > services.max_body_bytes:
         raise BodyTooLarge(f"the limit is {services.max_body_bytes} bytes")
-    content_type = request.headers.get("content-type", "")
+    content_type = _once(request.headers.get("content-type", ""))
     if media_type(content_type) not in adapter.content_types:
         raise UnsupportedMediaType(
             f"{source.provider} sources take {' or '.join(sorted(adapter.content_types))}"
@@ -359,6 +359,14 @@ def _secret(services: Services, name: str) -> str:
     if not value:
         raise ServiceUnavailable("secrets", "empty secret")
     return value
+
+
+def _once(header: str) -> str:
+    """A header a sender set twice alike (a proxy adding its own Content-Type beside the
+    client's): API Gateway joins the two with a comma, and "application/json,application/json"
+    is no media type. Values that differ stay as sent, refused as they are."""
+    values = {value.strip().lower() for value in header.split(",")}
+    return header.split(",", 1)[0].strip() if len(values) == 1 else header
 
 
 def _first(answer: Answer) -> str | None:

@@ -177,6 +177,28 @@ def test_content_type_parameters_and_case_are_tolerated():
     assert isinstance(accept(request, services()), Accepted)
 
 
+@pytest.mark.parametrize(
+    ("content_type", "accepted"),
+    [
+        # Set twice alike (a proxy adding its own beside the client's), joined by API Gateway.
+        ("application/json,application/json", True),
+        ("application/json, Application/JSON", True),
+        ("application/json; charset=utf-8,application/json; charset=utf-8", True),
+        ("application/json,text/plain", False),
+    ],
+)
+def test_a_content_type_sent_twice_alike_is_read_once(content_type, accepted):
+    body = samples.typeform_body()
+    request = post(
+        "referral-typeform", body, content_type, typeform_signature=samples.typeform_signature(body)
+    )
+    if accepted:
+        assert isinstance(accept(request, services()), Accepted)
+    else:
+        with pytest.raises(UnsupportedMediaType):
+            accept(request, services())
+
+
 def test_422_names_fields():
     with pytest.raises(FieldsInvalid) as caught:
         accept(signed_typeform(samples.typeform_body(email="nope", name="")), services())
