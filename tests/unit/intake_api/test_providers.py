@@ -297,14 +297,17 @@ def test_webflow_replay_window_in_milliseconds(offset, ok):
             webflow.verify(signed, SECRET, NOW)
 
 
-def test_webflow_timestamp_in_seconds_is_stale():
-    # A sender using seconds instead of milliseconds looks like 1970: refused.
+def test_webflow_timestamp_in_seconds_is_refused_saying_so():
+    # A sender using seconds instead of milliseconds looks like 1970: refused, told why once
+    # its signature matched (no hint for a forged one).
     body = samples.webflow_body()
     seconds = str(int(NOW))
     signature = samples._hmac(SECRET, f"{seconds}:".encode() + body).hex()
     headers = {"x-webflow-timestamp": seconds, "x-webflow-signature": signature}
-    with pytest.raises(BadSignature):
+    with pytest.raises(BadSignature, match="in seconds; Webflow sends milliseconds"):
         webflow.verify(delivery(body, headers), SECRET, NOW)
+    with pytest.raises(BadSignature, match="signature does not match"):
+        webflow.verify(delivery(body, headers), "another secret", NOW)
 
 
 def test_webflow_takes_hex_in_upper_case():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from cliniko_automations.intake_api.errors import BadSignature
 from cliniko_automations.intake_api.providers.base import (
+    REPLAY_WINDOW_SECONDS,
     Delivery,
     Parsed,
     check_window,
@@ -34,6 +35,9 @@ def verify(delivery: Delivery, secret: str, now: float) -> None:
         raise BadSignature("x-webflow-timestamp is not milliseconds since the epoch")
     if not hex_matches(hex_hmac(secret, timestamp.encode("ascii") + b":" + delivery.body), given):
         raise BadSignature("signature does not match")
+    if abs(now - int(timestamp)) <= REPLAY_WINDOW_SECONDS:
+        # Signed, with the time in seconds: a sender imitating Webflow, told what to fix.
+        raise BadSignature("x-webflow-timestamp is in seconds; Webflow sends milliseconds")
     check_window(int(timestamp) / 1000, now)
 
 
