@@ -480,6 +480,18 @@ def test_html_accepted_with_success_redirect():
     assert outcome.submission.draft.notes == "Message from the website form: Hi"
 
 
+def test_html_an_email_confirmed_in_a_second_input_of_its_name_is_one_email():
+    # A "confirm your email" input named as the email's: the key comes twice, alike.
+    confirmed = FORM.replace(f"email={EMAIL}", f"email={EMAIL}&email={EMAIL}")
+    outcome = accept(browser(confirmed.encode()), services(html_sources()))
+    assert outcome.submission.draft.email == EMAIL
+    # Two different ones are still no email.
+    other = FORM.replace(f"email={EMAIL}", f"email={EMAIL}&email=other%40example.org")
+    with pytest.raises(FieldsInvalid) as caught:
+        accept(browser(other.encode()), services(html_sources()))
+    assert caught.value.errors == {"email": "is invalid"}
+
+
 def test_html_a_long_nonce_still_names_the_submission():
     # Read as no nonce, it gave way to the content hash, as a json source's long key did.
     nonce = "n" * 256
