@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import yaml
@@ -435,6 +435,21 @@ def test_a_json_source_with_a_token_takes_it_instead_of_a_signature(where):
     assert isinstance(outcome, Accepted)
     draft = outcome.submission.draft
     assert (draft.first_name, draft.last_name, draft.email) == (FIRST, LAST, EMAIL)
+
+
+def test_a_json_source_takes_the_form_format_gravity_forms_may_post():
+    # The Webhooks add-on's Request Format "FORM": the same flat answers, url-encoded.
+    body = urlencode({"id": "12", "form_id": "1", "1.3": FIRST, "1.6": LAST, "2": EMAIL}).encode()
+    headers = {"content-type": "application/x-www-form-urlencoded", "x-intake-token": GRAVITY_TOKEN}
+    outcome = accept(IntakeRequest("gravity", body, headers), gravity_services())
+    draft = outcome.submission.draft
+    assert (draft.first_name, draft.last_name, draft.email) == (FIRST, LAST, EMAIL)
+    # What neither format is, still refused.
+    with pytest.raises(UnsupportedMediaType):
+        accept(
+            IntakeRequest("gravity", body, {**headers, "content-type": "text/plain"}),
+            gravity_services(),
+        )
 
 
 @pytest.mark.parametrize("token", [None, "", GRAVITY_TOKEN + "x", GRAVITY_TOKEN[:-1], SECRET])
