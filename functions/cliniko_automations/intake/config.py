@@ -73,7 +73,10 @@ def _source_name(value: str) -> str:
 SourceName = Annotated[str, Checked(_source_name)]
 # A notes template names provider field ids in braces; {{ and }} are literal braces.
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-PLACEHOLDER_NAME = re.compile(r"^[A-Za-z0-9_.:\- ]{1,100}$")
+# A field id as providers name them: Webflow's are the form's field names ("How did you hear
+# about us?", "Date of birth (dd/mm/yyyy)"), a PHP form's checkboxes "interests[]". A double
+# quote is refused: `{"a": 1}` is JSON whose braces want doubling, not a field.
+PLACEHOLDER_NAME = re.compile(r'^(?=.*\S)[^"\x00-\x1f\x7f]{1,200}$')
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 

@@ -17,6 +17,7 @@ from cliniko_automations.intake.config import (
     load_form_sources,
     main,
 )
+from cliniko_automations.intake_api.mapping import map_answers
 
 PROVIDERS = {"typeform", "tally", "webflow", "formspree", "jotform", "html", "json"}
 
@@ -183,7 +184,11 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
         ({"defaults": {"type_code": 9}}, "defaults.type_code: is not included in the list"),
         ({"defaults": {"phone_numbers": []}}, "defaults: 'phone_numbers' cannot have a default"),
         ({"notes_template": "Hi {name"}, "notes_template: '{' is not a {field id} placeholder"),
-        ({"notes_template": "{a/b}"}, "notes_template: '{a/b}' is not a {field id} placeholder"),
+        (
+            {"notes_template": '{"a": 1}'},
+            "notes_template: '{\"a\": 1}' is not a {field id} placeholder",
+        ),
+        ({"notes_template": "{ }"}, "notes_template: '{ }' is not a {field id} placeholder"),
         ({"update_policy": "sometimes"}, "sources.s.update_policy: Input should be"),
         ({"colour": "blue"}, "sources.s.colour: Extra inputs are not permitted"),
     ],
@@ -191,6 +196,20 @@ def test_check_command_exits_non_zero_with_readable_lines(tmp_path, capsys):
 def test_mistakes_are_named_with_their_path(tmp_path, change, expected):
     problems = problems_of(tmp_path, minimal(**change))
     assert any(expected in problem for problem in problems), problems
+
+
+def test_a_notes_template_names_fields_as_providers_name_them():
+    # Webflow's field ids are the form's field names; a PHP form's checkboxes end in [].
+    template = "Heard of us: {How did you hear about us?}. {interests[]}; {Date of birth (d/m/y)}"
+    source = form_sources_of(minimal(notes_template=template)).sources["s"]
+    answers = {
+        "name": "Ann Lee",
+        "How did you hear about us?": "A friend",
+        "interests[]": ["Pilates", "Rehab"],
+        "Date of birth (d/m/y)": "01/02/1980",
+    }
+    notes = map_answers(answers, source)["notes"]
+    assert notes == "Heard of us: A friend. Pilates, Rehab; 01/02/1980"
 
 
 def test_a_source_left_to_its_defaults():
