@@ -13,6 +13,7 @@ flat answers, url-encoded (repeated keys for a checkbox's choices).
 from __future__ import annotations
 
 from cliniko_automations.intake_api.providers.base import (
+    Answer,
     Delivery,
     Parsed,
     json_object,
@@ -30,6 +31,7 @@ def verify(delivery: Delivery, secret: str, now: float) -> None:
 
 
 def parse(delivery: Delivery) -> Parsed:
+    answers: dict[str, Answer]
     if media_type(delivery.content_type) == URLENCODED:
         answers = dict(parse_form(delivery.body, delivery.content_type))
     else:
