@@ -38,6 +38,7 @@ from aws_lambda_powertools.utilities import parameters
 from cliniko_automations.erasure import api_handler as erasure_api
 from cliniko_automations.intake.config import DEFAULT_PATH, load_form_sources
 from cliniko_automations.intake.submission import Submission
+from cliniko_automations.intake_api.accept import DEFAULT_MAX_BODY_BYTES
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -49,7 +50,7 @@ SOURCES = load_form_sources(DEFAULT_PATH).sources
 # reach the sender as API Gateway's 500. Normal answers take milliseconds; a shared, loaded
 # test machine needs the headroom.
 HANDLER_BOUND_SECONDS = 10.0
-MAX_BODY_BYTES = 65536
+MAX_BODY_BYTES = DEFAULT_MAX_BODY_BYTES
 
 
 def _secret_for(source: str) -> str:

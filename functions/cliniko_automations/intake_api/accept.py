@@ -51,7 +51,10 @@ from cliniko_automations.intake_api.providers.base import Answer, Delivery, as_t
 from cliniko_automations.intake_api.providers.forms import media_type
 from cliniko_automations.intake_api.validation import validate_draft, without_unmatched_choices
 
-DEFAULT_MAX_BODY_BYTES = 65536
+# A Typeform delivery carries the form's whole definition beside the answers: a form of 40
+# questions and one 249-country dropdown came to 37 kB, and two such dropdowns passed 64 KiB,
+# the limit before, a 413 Typeform never delivers again.
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
 # The stored submission is one DynamoDB item, 400 KB at most with its attribute names: one
 # that would not fit is refused as too large here, not answered 503 by the store on every
 # retry of its sender.

@@ -166,6 +166,32 @@ def test_order_of_refusals():
         accept(signed_typeform(garbage), services())
 
 
+def test_a_typeform_delivery_carrying_a_long_form_definition_is_taken():
+    # Typeform sends the form's whole definition with each response: two 249-country
+    # dropdowns took a delivery near, three past, the 64 KiB limit of before (a 413, never delivered again).
+    body = json.loads(samples.typeform_body())
+    countries = [
+        {
+            "id": f"c{i:05d}abcdef",
+            "ref": f"{i:08d}-aaaa-bbbb-cccc-dddddddddddd",
+            "label": f"C{i}" * 9,
+        }
+        for i in range(249)
+    ]
+    body["form_response"]["definition"] = {
+        "id": "lT4Z3j",
+        "title": "Referral",
+        "fields": [
+            {"id": f"f{n}", "ref": f"r{n}", "type": "dropdown", "title": "Country"}
+            | {"properties": {"choices": countries}}
+            for n in range(3)
+        ],
+    }
+    raw = json.dumps(body).encode()
+    assert len(raw) > 64 * 1024
+    assert isinstance(accept(signed_typeform(raw), services()), Accepted)
+
+
 def test_content_type_parameters_and_case_are_tolerated():
     body = samples.typeform_body()
     request = post(
