@@ -168,7 +168,8 @@ def test_order_of_refusals():
 
 def test_a_typeform_delivery_carrying_a_long_form_definition_is_taken():
     # Typeform sends the form's whole definition with each response: two 249-country
-    # dropdowns took a delivery near, three past, the 64 KiB limit of before (a 413, never delivered again).
+    # dropdowns took a delivery near, three past, the 64 KiB limit of before (a 413, never
+    # delivered again).
     body = json.loads(samples.typeform_body())
     countries = [
         {
