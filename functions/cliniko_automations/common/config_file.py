@@ -211,8 +211,8 @@ def _parse_yaml(path: Path, text: str) -> Any:
     import yaml
 
     # The C parser when the artifact has it (PyYAML's wheels do): several times faster.
-    fast = _refusing_duplicates(yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    careful = _refusing_duplicates(yaml, yaml.SafeLoader)
+    fast = _strict_loader(yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    careful = _strict_loader(yaml, yaml.SafeLoader)
     try:
         return yaml.load(text, Loader=fast)  # noqa: S506 - a safe loader
     except yaml.YAMLError:
@@ -229,19 +229,58 @@ def _parse_yaml(path: Path, text: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None)
-        if isinstance(problem, str) and problem.startswith(DUPLICATE_KEY):
-            raise ConfigError(path, [f"{problem}{where}"]) from None
+        if getattr(exc, "context", None) == REFUSED and isinstance(problem, str):
+            raise ConfigError(path, [problem.replace("{where}", where)]) from None
         raise ConfigError(path, [f"not valid YAML{where}"]) from None
 
 
 DUPLICATE_KEY = "a key given twice"
+# The context of the loader's own refusals, whose problem names the mistake and its fix.
+REFUSED = "refused by the configuration loader"
+# What YAML 1.1 (PyYAML) reads as a boolean but YAML 1.2, JSON and people read as words.
+YAML_1_2_BOOLEANS = ("true", "false")
 
 
-def _refusing_duplicates(yaml: Any, base: type) -> type:
-    """`base` (a safe loader) refusing a mapping that names a key twice. YAML forbids it, but
-    PyYAML keeps the last: a rule's second `where:` silently replaced its first."""
+def _strict_loader(yaml: Any, base: type) -> type:
+    """`base` (a safe loader) refusing a mapping that names a key twice, and the plain values
+    that YAML 1.1, which PyYAML reads, takes for another type than YAML 1.2 (and everyone)
+    does. YAML forbids a key given twice, but PyYAML keeps the last: a rule's second `where:`
+    silently replaced its first. A `NO` (Norway), a `values:` label `Yes` or `Off` read as
+    true or false, a post code `0412` read as the octal 266, `older_than_days: 030` as 24, a
+    time `12:30` as 750: each was refused far from what was written, or taken as a number."""
+
+    def refuse(node: Any, read_as: str, instead: str) -> None:
+        raise yaml.constructor.ConstructorError(
+            REFUSED,
+            None,
+            f"{node.value!r}{{where}} is read by YAML as {read_as}: quote it "
+            f"({node.value!r}) for the text{instead}",
+            node.start_mark,
+        )
 
     class Loader(base):  # type: ignore[misc]
+        def construct_yaml_bool(self, node: Any) -> Any:
+            if node.value.lower() not in YAML_1_2_BOOLEANS:
+                read = super().construct_yaml_bool(node)
+                refuse(node, json.dumps(read), f", or write {json.dumps(read)}")
+            return super().construct_yaml_bool(node)
+
+        def construct_yaml_int(self, node: Any) -> Any:
+            read = super().construct_yaml_int(node)
+            digits = node.value.lstrip("+-").replace("_", "")
+            if ":" in digits:
+                refuse(node, f"the number {read} (base 60)", "")
+            if len(digits) > 1 and digits[0] == "0" and digits[1] not in "bxBX":
+                decimal = int(digits.lstrip("0") or "0")
+                refuse(node, f"the octal number {read}", f", or write {decimal} for the number")
+            return read
+
+        def construct_yaml_float(self, node: Any) -> Any:
+            read = super().construct_yaml_float(node)
+            if ":" in node.value:
+                refuse(node, f"the number {read} (base 60)", "")
+            return read
+
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen: set[Any] = set()
             for key_node, _ in node.value:
@@ -252,11 +291,18 @@ def _refusing_duplicates(yaml: Any, base: type) -> type:
                     continue  # the base loader refuses it, with its own message
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"{DUPLICATE_KEY} ({key!r})", key_node.start_mark
+                        REFUSED, None, f"{DUPLICATE_KEY} ({key!r}){{where}}", key_node.start_mark
                     )
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+    # PyYAML looks constructors up by tag in a table of functions, not by method name.
+    for tag, method in (
+        ("bool", Loader.construct_yaml_bool),
+        ("int", Loader.construct_yaml_int),
+        ("float", Loader.construct_yaml_float),
+    ):
+        Loader.add_constructor(f"tag:yaml.org,2002:{tag}", method)
     return Loader
 
 

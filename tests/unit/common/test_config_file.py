@@ -140,3 +140,50 @@ def test_a_file_nested_too_deeply_is_a_clear_mistake_not_a_traceback(tmp_path, c
     assert "nested too deeply" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="nested too deeply"):
         load_accounts(path)
+
+
+@pytest.mark.parametrize(
+    ("written", "line", "read_as", "fix"),
+    [
+        # A cleanup rule's `older_than_days: 030` was read as octal: 24 days, not 30.
+        ("rules:\n  - {name: r, where: [{value: 030}]}\n", 2, "the octal number 24", "write 30"),
+        # A `values:` label `Yes` (or `No`, `On`, `Off`) was read as true: refused as
+        # "values.1.[key]: Input should be a valid string", the word the author wrote gone.
+        ("values:\n  Yes: general_practitioner\n", 2, "true", "quote it ('Yes')"),
+        ("values:\n  'x': 1\n  Off: 0\n", 3, "false", "quote it ('Off')"),
+        # A country default `NO` (Norway) was false: "is not included in the list".
+        ("defaults: {country_code: NO}\n", 1, "false", "quote it ('NO')"),
+        ("defaults:\n  post_code: 0412\n", 2, "the octal number 266", "quote it ('0412')"),
+        # YAML 1.1 reads 12:30 as base 60: 750.
+        ("values: {'a': 12:30}\n", 1, "the number 750", "quote it ('12:30')"),
+    ],
+)
+def test_a_yaml_1_1_reading_is_refused_at_its_place_with_the_fix(
+    tmp_path, written, line, read_as, fix
+):
+    # YAML 1.2 (and JSON, and every other tool) reads these as the text they look like;
+    # PyYAML reads them as YAML 1.1 did. Refused at the build and by --check, never guessed.
+    path = tmp_path / "config.yaml"
+    path.write_text(written)
+    for read in (compile_config_file, read_config_data):
+        with pytest.raises(ConfigError) as caught:
+            read(path)
+        (problem,) = caught.value.problems
+        assert f"is read by YAML as {read_as}" in problem
+        assert f"at line {line}," in problem
+        assert fix in problem
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "flag: true\nother: false\nloud: TRUE\n",
+        "days: 30\nzero: 0\nnegative: -5\nhex: 0x1F\n",
+        "post_code: '0412'\ncountry: \"NO\"\nlabel: 'Yes'\ntime: '12:30'\n",
+        "plain: 08\nmore: 0800\nphone: 0412 345 678\n",  # text to YAML 1.1 as well
+    ],
+)
+def test_values_every_yaml_reads_alike_are_taken(tmp_path, written):
+    path = tmp_path / "config.yaml"
+    path.write_text(written)
+    assert read_config_data(path)
