@@ -308,18 +308,47 @@ def _strict_loader(yaml: Any, base: type) -> type:
 
 def readable(exc: ValidationError) -> list[str]:
     lines = []
-    for error in exc.errors(include_input=False, include_url=False):
+    for error in exc.errors(include_input=True, include_url=False):
         where = _path(error["loc"])
         # A dataclass says "Unexpected keyword argument" where a model says this.
         text = (
             "Extra inputs are not permitted"
             if error["type"] == "unexpected_keyword_argument"
-            else error["msg"]
+            else error["msg"] + _as_yaml_read(error["type"], error.get("input"))
         )
         # A model check reports several problems at once, one per line.
         for message in text.removeprefix("Value error, ").splitlines():
             lines.append(f"{where}: {message}" if where else message)
     return lines
+
+
+# pydantic's errors for a value of the wrong type (a string, a whole number, a choice).
+_TYPE_ERRORS = frozenset(
+    {"string_type", "int_type", "int_parsing", "bool_type", "bool_parsing", "literal_error"}
+    | {"float_type", "float_parsing", "enum", "list_type", "dict_type"}
+)
+
+
+def _as_yaml_read(error_type: str, value: Any) -> str:
+    """How YAML read a value of another type than the one expected, and the fix: "Input should
+    be a valid integer" alone does not tell the author of `'30'` that the quotes made it text,
+    nor the author of a key `1` or of `account:` left empty what YAML made of them."""
+    if error_type not in _TYPE_ERRORS:
+        return ""
+    if value is None:
+        return " (no value: YAML reads nothing, ~ and null as none)"
+    if error_type == "string_type" and isinstance(value, bool | int | float):
+        shown = json.dumps(value)
+        kind = "a boolean" if isinstance(value, bool) else "a number"
+        return f" (YAML reads {shown} as {kind}: quote it ({shown!r}))"
+    if error_type != "string_type" and isinstance(value, str):
+        try:
+            meant = json.loads(value)
+        except ValueError:
+            return ""
+        if isinstance(meant, bool | int | float):
+            return f" ({value!r} is text to YAML: write {value} without quotes)"
+    return ""
 
 
 def print_problems(error: ConfigError, what: str) -> int:

@@ -187,3 +187,73 @@ def test_values_every_yaml_reads_alike_are_taken(tmp_path, written):
     path = tmp_path / "config.yaml"
     path.write_text(written)
     assert read_config_data(path)
+
+
+@pytest.mark.parametrize(
+    ("where", "written", "expected"),
+    [
+        # Each was "Input should be a valid integer" (or string, or 0, 1 or 2) alone: the
+        # value looked right to its author, who was not told YAML read it as another type.
+        (
+            "rules:\n  - {name: r, account: main, where: [{field: created_at, "
+            "op: older_than_days, value: '30'}]}\n",
+            "rules.0.where.0.created_at.value: Input should be a valid integer",
+            "'30' is text to YAML: write 30 without quotes",
+        ),
+        (
+            "rules:\n  - {name: r, account: main, where: [{field: type_code, "
+            "op: equals, value: ['1']}]}\n",
+            "rules.0.where.0.type_code.value.0: Input should be 0, 1 or 2",
+            "'1' is text to YAML: write 1 without quotes",
+        ),
+        (
+            "rules:\n  - {name: r, account: main, where: [{field: occupation, "
+            "op: equals, value: 2000}]}\n",
+            "rules.0.where.0.occupation.value: Input should be a valid string",
+            "YAML reads 2000 as a number: quote it ('2000')",
+        ),
+        (
+            "rules:\n  - {name: r, account: main, where: [{field: occupation, "
+            "op: equals, value: false}]}\n",
+            "rules.0.where.0.occupation.value: Input should be a valid string",
+            "YAML reads false as a boolean: quote it ('false')",
+        ),
+        (
+            "rules:\n  - {name: r, account: ~, where: [{field: email, op: equals, value: a}]}\n",
+            "rules.0.account: Input should be a valid string",
+            "no value: YAML reads nothing, ~ and null as none",
+        ),
+        (
+            "rules:\n  - {name: r, account: main, where: }\n",
+            "rules.0.where: Input should be a valid list",
+            "no value: YAML reads nothing, ~ and null as none",
+        ),
+    ],
+)
+def test_a_value_of_another_type_than_expected_says_how_yaml_read_it(
+    tmp_path, where, written, expected
+):
+    from cliniko_automations.cleanup.config import load_cleanup_rules
+
+    path = tmp_path / "cleanup_rules.yaml"
+    path.write_text(where)
+    with pytest.raises(ConfigError) as caught:
+        load_cleanup_rules(path)
+    assert caught.value.problems == [f"{written} ({expected})"]
+
+
+def test_a_key_of_another_type_than_text_says_how_yaml_read_it(tmp_path):
+    from cliniko_automations.intake.config import load_form_sources
+
+    path = tmp_path / "form_sources.yaml"
+    path.write_text(
+        "sources:\n  s:\n    provider: html\n    account: a\n    fields:\n"
+        "      - {from: name, to: first_name}\n"
+        "      - {from: kind, to: type_code, values: {1: 1, 2: 2}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_form_sources(path)
+    assert (
+        "sources.s.fields.1.values.1.[key]: Input should be a valid string "
+        "(YAML reads 1 as a number: quote it ('1'))" in caught.value.problems
+    )
