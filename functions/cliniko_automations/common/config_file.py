@@ -329,6 +329,15 @@ _TYPE_ERRORS = frozenset(
 )
 
 
+def quote_for_text(value: Any) -> str | None:
+    """For a boolean or number where text is expected, how YAML read it and the fix."""
+    if not isinstance(value, bool | int | float):
+        return None
+    shown = json.dumps(value)
+    kind = "a boolean" if isinstance(value, bool) else "a number"
+    return f"YAML reads {shown} as {kind}: quote it ({shown!r})"
+
+
 def _as_yaml_read(error_type: str, value: Any) -> str:
     """How YAML read a value of another type than the one expected, and the fix: "Input should
     be a valid integer" alone does not tell the author of `'30'` that the quotes made it text,
@@ -337,10 +346,8 @@ def _as_yaml_read(error_type: str, value: Any) -> str:
         return ""
     if value is None:
         return " (no value: YAML reads nothing, ~ and null as none)"
-    if error_type == "string_type" and isinstance(value, bool | int | float):
-        shown = json.dumps(value)
-        kind = "a boolean" if isinstance(value, bool) else "a number"
-        return f" (YAML reads {shown} as {kind}: quote it ({shown!r}))"
+    if error_type == "string_type" and (fix := quote_for_text(value)):
+        return f" ({fix})"
     if error_type != "string_type" and isinstance(value, str):
         try:
             meant = json.loads(value)

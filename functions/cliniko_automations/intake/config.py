@@ -39,6 +39,7 @@ from cliniko_automations.common.config_file import (
     Limits,
     load_config_file,
     print_problems,
+    quote_for_text,
     validated,
 )
 from cliniko_automations.intake.submission import PhoneType, UpdatePolicy
@@ -370,9 +371,30 @@ def _default_problems(defaults: dict[str, Any]) -> list[str]:
         for name in defaults
         if name not in DIRECT_TARGETS
     ]
+    for name, value in defaults.items():
+        if value is None and name in DIRECT_TARGETS:
+            # A default that gives nothing, yet counted as the field `required` asks for.
+            problems.append(
+                f"defaults.{name}: no value (YAML reads nothing, ~ and null as none): "
+                "write one, or leave the key out"
+            )
     for name, message in rules.validate_contact_fields(defaults, creating=False).items():
-        problems.append(f"defaults.{name}: {message}")
+        problems.append(f"defaults.{name}: {message}{_default_fix(name, defaults[name])}")
     return problems
+
+
+def _default_fix(name: str, value: Any) -> str:
+    """What to write instead of a default Cliniko would refuse: its own words ("is not included
+    in the list") do not say what the list is, nor that YAML read `2000` as a number."""
+    if name == "country_code":
+        return ": write the country's ISO 3166 alpha-2 code, such as 'AU' or 'NO', in quotes"
+    if name == "type_code":
+        choices = [f"{code} ({label})" for code, label in rules.TYPE_NAMES.items()]
+        return f": write {', '.join(choices[:-1])} or {choices[-1]}, without quotes"
+    if name == "doctor_type":
+        return f": write {' or '.join(rules.DOCTOR_TYPES)}"
+    fix = quote_for_text(value)
+    return f": {fix}" if fix else ""
 
 
 def _template_problems(template: str | None) -> list[str]:

@@ -212,6 +212,49 @@ def test_a_notes_template_names_fields_as_providers_name_them():
     assert notes == "Heard of us: A friend. Pilates, Rehab; 01/02/1980"
 
 
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        # Each was Cliniko's word alone ("is not included in the list", "is invalid"): the
+        # author of a default `Norway`, `'1'` or `2000` was not told what to write instead.
+        (
+            "country_code: Norway",
+            "defaults.country_code: is not included in the list: write the country's ISO "
+            "3166 alpha-2 code, such as 'AU' or 'NO', in quotes",
+        ),
+        (
+            "type_code: '1'",
+            "defaults.type_code: is not included in the list: write 0 (Standard), 1 (Doctor) "
+            "or 2 (3rd Party Payer), without quotes",
+        ),
+        (
+            "doctor_type: GP",
+            "defaults.doctor_type: is not included in the list: write general_practitioner "
+            "or specialist",
+        ),
+        (
+            "post_code: 2000",
+            "defaults.post_code: is invalid: YAML reads 2000 as a number: quote it ('2000')",
+        ),
+        # A default left empty was taken as null: a default that gives nothing, and counted
+        # as the field `required` asks for, so every submission without it was a 422.
+        (
+            "company_name: ",
+            "defaults.company_name: no value (YAML reads nothing, ~ and null as none): "
+            "write one, or leave the key out",
+        ),
+    ],
+)
+def test_a_default_cliniko_would_refuse_says_what_to_write(tmp_path, written, expected):
+    text = (
+        "sources:\n  s:\n    provider: json\n    token_secret: forms/s/token\n"
+        "    account: main-clinic\n"
+        "    fields: [{from: n, to: full_name}]\n"
+        f"    defaults:\n      {written}\n"
+    )
+    assert problems_of(tmp_path, text) == [f"sources.s: {expected}"]
+
+
 def test_a_source_left_to_its_defaults():
     # form_sources.yaml: fill_blanks is the default policy; full_name gives both names.
     source = form_sources_of(minimal(required=["first_name", "last_name"])).sources["s"]
