@@ -180,6 +180,30 @@ def test_routes_and_auth():
     assert cors["AllowOrigins"] == {"Ref": "AllowedOrigins"}
 
 
+@pytest.mark.parametrize(
+    ("origin", "deploys"),
+    [
+        ("https://www.example-clinic.com.au", True),
+        ("https://clinic.example:8443", True),
+        ("http://localhost:3000", True),  # samconfig's dev value
+        ("http://127.0.0.1:8000", True),  # the local run's site
+        # A browser's Origin is scheme://host[:port], lower case: API Gateway's CORS compares
+        # the text, so each of these deployed and answered no page's preflight (the form's
+        # script calls failed in the browser, nowhere in the stack's logs).
+        ("https://www.example-clinic.com.au/", False),
+        ("https://www.example-clinic.com.au/contact", False),
+        ("www.example-clinic.com.au", False),
+        ("https://WWW.Example-Clinic.com.au", False),
+        ("http://www.example-clinic.com.au", False),  # as html.allowed_origins: https only
+    ],
+)
+def test_allowed_origins_deploy_only_as_a_browser_writes_an_origin(origin, deploys):
+    # CloudFormation holds each item of a CommaDelimitedList to AllowedPattern.
+    spec = PARAMETERS["AllowedOrigins"]
+    assert bool(re.fullmatch(spec["AllowedPattern"], origin)) is deploys
+    assert "scheme://host" in spec["ConstraintDescription"]
+
+
 def test_worker_event_source_and_queue_sizing():
     (source,) = APP.sqs_sources()
     assert source.function == "IntakeWorkerFunction"
