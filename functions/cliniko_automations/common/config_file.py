@@ -231,6 +231,10 @@ def _parse_yaml(path: Path, text: str) -> Any:
         problem = getattr(exc, "problem", None)
         if getattr(exc, "context", None) == REFUSED and isinstance(problem, str):
             raise ConfigError(path, [problem.replace("{where}", where)]) from None
+        if isinstance(problem, str) and "'\\t'" in problem:
+            # PyYAML's "found character '\t' that cannot start any token": editors show a tab
+            # as spaces, so the place alone did not tell what was wrong there.
+            raise ConfigError(path, [f"a tab{where}: YAML indents with spaces only"]) from None
         raise ConfigError(path, [f"not valid YAML{where}"]) from None
 
 

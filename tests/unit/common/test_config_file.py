@@ -257,3 +257,13 @@ def test_a_key_of_another_type_than_text_says_how_yaml_read_it(tmp_path):
         "sources.s.fields.1.values.1.[key]: Input should be a valid string "
         "(YAML reads 1 as a number: quote it ('1'))" in caught.value.problems
     )
+
+
+def test_a_tab_that_indents_is_named_as_one(tmp_path):
+    # It was "not valid YAML at line 3, column 1": an editor shows a tab as spaces.
+    path = tmp_path / "cliniko_accounts.yaml"
+    path.write_text("accounts:\n  main:\n\tapi_key_secret: cliniko-automations/accounts/main\n")
+    for read in (compile_config_file, read_config_data):
+        with pytest.raises(ConfigError) as caught:
+            read(path)
+        assert caught.value.problems == ["a tab at line 3, column 1: YAML indents with spaces only"]
