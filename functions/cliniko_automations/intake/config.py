@@ -234,8 +234,19 @@ class FormSource:
                     f"provider {self.provider} needs signing_secret (its sender signs with it) "
                     "or token_secret (a sender that cannot sign sends it as X-Intake-Token)"
                 )
+            elif self.signing_secret and self.token_secret:
+                # The intake checks each secret named: a sender would need to do both.
+                problems.append(
+                    f"provider {self.provider} takes signing_secret or token_secret, not both: "
+                    "a delivery would need the signature and the token"
+                )
         elif self.provider in SIGNED_PROVIDERS and not self.signing_secret:
             problems.append(f"provider {self.provider} signs its deliveries: set signing_secret")
+        elif self.provider in SIGNED_PROVIDERS and self.token_secret:
+            problems.append(
+                f"provider {self.provider} signs its deliveries and sends no token: "
+                "remove token_secret"
+            )
         if self.provider not in SIGNED_PROVIDERS and self.signing_secret:
             problems.append(f"provider {self.provider} signs nothing: remove signing_secret")
         if self.provider == "jotform" and not self.token_secret:

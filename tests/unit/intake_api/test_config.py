@@ -213,6 +213,27 @@ def test_a_notes_template_names_fields_as_providers_name_them():
 
 
 @pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # Both secrets were both required: a Gravity Forms sender (the token alone) or a
+        # script (the signature alone) was refused 401 at every delivery, which no provider
+        # sends again, while --check and the build said OK.
+        (
+            {"token_secret": "forms/s/token"},
+            "provider json takes signing_secret or token_secret, not both: a delivery would "
+            "need the signature and the token",
+        ),
+        (
+            {"provider": "typeform", "token_secret": "forms/s/token"},
+            "provider typeform signs its deliveries and sends no token: remove token_secret",
+        ),
+    ],
+)
+def test_a_source_names_the_one_secret_its_sender_proves_itself_with(tmp_path, change, expected):
+    assert problems_of(tmp_path, minimal(**change)) == [f"sources.s: {expected}"]
+
+
+@pytest.mark.parametrize(
     ("written", "expected"),
     [
         # Each was Cliniko's word alone ("is not included in the list", "is invalid"): the
