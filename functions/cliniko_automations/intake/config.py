@@ -146,6 +146,15 @@ class FieldRule:
                 )
             if self.to not in {"type_code", "doctor_type"} and not isinstance(value, str):
                 raise ValueError(f"values[{label!r}]: must be text for `to: {self.to}`")
+            # A translated label is Cliniko's value as it stands (a name is not read again).
+            if self.to != "country_code" or not isinstance(value, str):
+                continue
+            code = rules.country_code_for(value)
+            if code != value:
+                raise ValueError(
+                    f"values[{label!r}]: country_code must be an ISO 3166 alpha-2 code, "
+                    + (f"write {code!r}" if code else "such as 'NO'")
+                )
 
 
 CAPTCHA_VERIFY_URLS = {

@@ -212,6 +212,18 @@ def test_a_notes_template_names_fields_as_providers_name_them():
     assert notes == "Heard of us: A friend. Pilates, Rehab; 01/02/1980"
 
 
+def test_a_country_label_translates_to_a_code_cliniko_takes(tmp_path):
+    # `values: {Norge: Norway}` passed: the answer became "Norway", no code Cliniko has, so
+    # every such referral was left without its country (a 422 from a browser's form).
+    for target, fix in (("Norway", "write 'NO'"), ("no", "write 'NO'"), ("Narnia", "such as 'NO'")):
+        rule = {"from": "c", "to": "country_code", "values": {"UK": "GB", "Norge": target}}
+        problems = problems_of(tmp_path, minimal(fields=[{"from": "n", "to": "full_name"}, rule]))
+        assert problems == [
+            "sources.s.fields.1: values['Norge']: country_code must be an ISO 3166 alpha-2 "
+            f"code, {fix}"
+        ], target
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
