@@ -119,7 +119,17 @@ _SHOWN_AS: dict[type, str] = {dict: "a mapping", list: "a list"}
 
 def _path(where: Sequence[Any]) -> str:
     # A field named for a keyword (`from_`) is written as the keyword in the file.
-    return ".".join("from" if part == "from_" else str(part) for part in where)
+    return ".".join("from" if part == "from_" else _shown_key(part) for part in where)
+
+
+def _shown_key(part: Any) -> str:
+    """A key as the file wrote it, quoted when a character of it cannot be seen (a space at
+    its end, a no-break or zero-width space pasted along): `update_policy : Extra inputs are
+    not permitted` hid the one character that made it another key."""
+    text = str(part)
+    if isinstance(part, str) and not (text.isprintable() and text == text.strip()):
+        return repr(text)
+    return text
 
 
 def read_config_data(path: Path) -> Any:

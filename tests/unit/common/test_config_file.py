@@ -267,3 +267,21 @@ def test_a_tab_that_indents_is_named_as_one(tmp_path):
         with pytest.raises(ConfigError) as caught:
             read(path)
         assert caught.value.problems == ["a tab at line 3, column 1: YAML indents with spaces only"]
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ('"api_key_secret "', "'api_key_secret '"),  # quoted with a space
+        ("api_key_secret\u00a0", "'api_key_secret\\xa0'"),  # a no-break space pasted along
+        ("api_key\u200b_secret", "'api_key\\u200b_secret'"),  # a zero-width space
+    ],
+)
+def test_a_key_with_an_invisible_character_is_shown_with_it(tmp_path, key, shown):
+    # It read "accounts.main.api_key_secret : Extra inputs are not permitted" beside
+    # "api_key_secret: Field required": the one character that differed could not be seen.
+    path = tmp_path / "cliniko_accounts.yaml"
+    path.write_text(f"accounts:\n  main:\n    {key}: cliniko-automations/accounts/main\n")
+    with pytest.raises(ConfigError) as caught:
+        load_accounts(path)
+    assert f"accounts.main.{shown}: Extra inputs are not permitted" in caught.value.problems
