@@ -19,5 +19,9 @@ with contextlib.suppress(AttributeError, OSError):  # no prctl: not Linux
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 if os.getppid() != parent:  # the parent died before the tie was made
     sys.exit(0)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from local_run.moto_atomic import dynamodb_requests_one_at_a_time  # noqa: E402
+
+dynamodb_requests_one_at_a_time()
 sys.argv[0] = "moto_server"
 runpy.run_module("moto.server", run_name="__main__")
