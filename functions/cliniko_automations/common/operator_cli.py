@@ -5,11 +5,13 @@ A mistake of the environment (no region or credentials, an endpoint out of reach
 table that is not there or of another kind, a bad setting or configuration file, a secret that
 cannot be read) is one line on stderr naming it, exit 1: a person at a terminal needs the
 cause, not a traceback. Anything else is a bug and keeps its traceback. Output cut short by its
-reader (`| head -1`) ends quietly; Ctrl-C ends with one line and 130, as a shell reports SIGINT.
+reader (`| head -1`) ends quietly; output that cannot be written (a full disk) is one line and
+exit 1; Ctrl-C ends with one line and 130, as a shell reports SIGINT.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -21,6 +23,10 @@ EXIT_FAILED = 1
 # What a shell reports for a command killed by SIGINT, or by SIGPIPE (128 + the signal).
 EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141
+
+# A write to stdout that can never succeed: a full disk or quota (`> /dev/full`, `> out.txt`
+# on a full volume), a file grown past its limit, a terminal that went away (EIO).
+_OUTPUT_LOST = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
 # What an HTTP client quotes of a header it refuses (http.client's "Invalid header value
 # b'...'", h11's "Illegal header value b'...'"): a line end in a credential (an env file with
@@ -112,6 +118,12 @@ def run_tool(prog: str, command: Callable[[], int]) -> int:
         print(f"{prog}: {error}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as error:
+        # Not an `except OSError` of its own: botocore's timeouts are OSErrors too.
+        if isinstance(error, OSError) and error.errno in _OUTPUT_LOST:
+            # What stdout still buffers would fail again at exit, printing a traceback there.
+            stdout_closed()
+            print(f"{prog}: its output could not be written: {error.strerror}", file=sys.stderr)
+            return EXIT_FAILED
         if not environment_failure(error):
             raise
         said = _HEADER_VALUE.sub(HEADER_WITHHELD, str(error))

@@ -1,0 +1,36 @@
+"""An operating CLI whose stdout cannot take its output (`> /dev/full`, a file on a full disk):
+one line saying so and exit 1 (README "Operating"), not a traceback of OSError ENOSPC."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.intake_worker.resources import DEAD_LETTERS_SCRIPT, create_worker_stack
+
+
+@pytest.fixture
+def stack_env(aws) -> dict[str, str]:
+    stack = create_worker_stack()
+    return {**os.environ, **stack.env(DEAD_LETTER_QUEUE_URL=stack.dead_letter_queue_url)}
+
+
+@pytest.mark.parametrize("command", [["list"], ["--parked", "list"]])
+def test_a_full_disk_under_stdout_is_one_line_and_exit_1(stack_env, command) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(  # noqa: S603 (our own script)
+            [sys.executable, str(DEAD_LETTERS_SCRIPT), *command],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=stack_env,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        "dead_letters.py: its output could not be written: No space left on device\n"
+    )
