@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Container, Sequence
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from cliniko_automations.common.accounts import (
@@ -34,6 +34,9 @@ from cliniko_automations.common.config_file import (
     load_config_file,
     print_problems,
 )
+
+if TYPE_CHECKING:
+    import argparse
 
 DEFAULT_PATH = Path(__file__).with_name("webhooks.yaml")
 
@@ -191,7 +194,7 @@ def load_subscribers(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cliniko_automations.common.printable import counted
+    from cliniko_automations.common.operator_cli import run_tool
 
     args = check_arguments(
         argv,
@@ -202,6 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         secrets_prefix="the change feed may read no other signing secret, and one it cannot "
         "read stops every poll",
     )
+    # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
+    return run_tool("changefeed.subscribers", lambda: check(args))
+
+
+def check(args: argparse.Namespace) -> int:
+    from cliniko_automations.common.printable import counted
+
     try:
         loaded = load_subscribers(args.path, load_accounts(args.accounts).accounts)
         require_secrets_within(

@@ -15,13 +15,16 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter, StringFilter
 from cliniko_automations.common.accounts import check_arguments, load_accounts
 from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
+
+if TYPE_CHECKING:
+    import argparse
 
 DEFAULT_PATH = Path(__file__).with_name("cleanup_rules.yaml")
 
@@ -172,7 +175,7 @@ def load_cleanup_rules(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cliniko_automations.common.printable import counted
+    from cliniko_automations.common.operator_cli import run_tool
 
     args = check_arguments(
         argv,
@@ -181,6 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_PATH.name,
         accounts="the Cliniko accounts file",
     )
+    # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
+    return run_tool("cleanup.config", lambda: check(args))
+
+
+def check(args: argparse.Namespace) -> int:
+    from cliniko_automations.common.printable import counted
+
     try:
         accounts = load_accounts(args.accounts).accounts
         loaded = load_cleanup_rules(args.path, accounts)

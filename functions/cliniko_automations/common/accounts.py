@@ -202,7 +202,7 @@ def load_accounts(path: str | os.PathLike[str] | None = None) -> ClinikoAccounts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cliniko_automations.common.printable import counted
+    from cliniko_automations.common.operator_cli import run_tool
 
     args = check_arguments(
         argv,
@@ -211,6 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=FILE_NAME,
         secrets_prefix="every secret named must start with it",
     )
+    # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
+    return run_tool("common.accounts", lambda: check(args))
+
+
+def check(args: argparse.Namespace) -> int:
+    from cliniko_automations.common.printable import counted
+
     try:
         accounts = load_accounts(args.path)
         require_secrets_within(

@@ -60,6 +60,8 @@ INTAKE_DENIED_UNDER_PREFIX = (CLINIKO_KEYS_FOLDER, WEBHOOK_SECRETS_FOLDER)
 # targets: full_name is split into first_name/last_name; phone appends to phone_numbers.
 DIRECT_TARGETS = tuple(name for name in rules.WRITABLE_FIELD_NAMES if name != "phone_numbers")
 if TYPE_CHECKING:
+    import argparse
+
     Target = str
 else:  # a Literal built from the generated model, so pydantic names every allowed value
     Target = Literal[(*DIRECT_TARGETS, "full_name", "phone")]
@@ -486,7 +488,7 @@ def require_readable_by_intake(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cliniko_automations.common.printable import counted
+    from cliniko_automations.common.operator_cli import run_tool
 
     args = check_arguments(
         argv,
@@ -497,6 +499,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         secrets_prefix="every secret named must start with it, as IAM lets intake read "
         "nothing else",
     )
+    # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
+    return run_tool("intake.config", lambda: check(args))
+
+
+def check(args: argparse.Namespace) -> int:
+    from cliniko_automations.common.printable import counted
+
     try:
         accounts = load_accounts(args.accounts)
         require_secrets_within(

@@ -34,3 +34,41 @@ def test_a_full_disk_under_stdout_is_one_line_and_exit_1(stack_env, command) -> 
     assert result.stderr == (
         "dead_letters.py: its output could not be written: No space left on device\n"
     )
+
+
+CONFIG_CHECKS = [
+    "cliniko_automations.cleanup.config",
+    "cliniko_automations.intake.config",
+    "cliniko_automations.common.accounts",
+    "cliniko_automations.changefeed.subscribers",
+]
+
+
+@pytest.mark.parametrize("module", CONFIG_CHECKS)
+def test_a_config_check_on_a_full_disk_is_one_line_and_exit_1(module) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(  # noqa: S603 (our own module)
+            [sys.executable, "-m", module, "--check"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.endswith("its output could not be written: No space left on device\n")
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize("module", CONFIG_CHECKS)
+def test_a_config_check_whose_reader_stopped_reading_ends_quietly(module) -> None:
+    check = subprocess.Popen(  # noqa: S603 (our own module)
+        [sys.executable, "-m", module, "--check"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    check.stdout.close()  # as `| head -0` does, before the verdict is written
+    err = check.stderr.read()
+    assert (check.wait(timeout=120), err) == (141, "")
