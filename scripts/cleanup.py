@@ -25,6 +25,11 @@ setting missing, a table of another kind, a bad CLEANUP_RULES_FILE: one line nam
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line too
+    from cliniko_automations.common.operator_cli import interrupted_while_starting
+
+    interrupted_while_starting("cleanup.py")
+
 import argparse
 import contextlib
 import datetime as dt

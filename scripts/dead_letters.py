@@ -50,6 +50,11 @@ naming it), 2 bad arguments, 130 interrupted, 141 output cut short by its reader
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line too
+    from cliniko_automations.common.operator_cli import interrupted_while_starting
+
+    interrupted_while_starting("dead_letters.py")
+
 import argparse
 import functools
 import os

@@ -34,6 +34,11 @@ contact, and says so: Cliniko keeps an archived record with no personal data in 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line too
+    from cliniko_automations.common.operator_cli import interrupted_while_starting
+
+    interrupted_while_starting("erasure.py")
+
 import argparse
 import json
 import os

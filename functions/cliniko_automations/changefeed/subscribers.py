@@ -10,6 +10,11 @@ rules with API destinations (delivery, retries and rate limits are AWS's).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line too
+    from cliniko_automations.common.operator_cli import interrupted_while_starting
+
+    interrupted_while_starting("changefeed.subscribers")
+
 import dataclasses
 import os
 import re

@@ -37,6 +37,11 @@ than losing one.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line too
+    from cliniko_automations.common.operator_cli import interrupted_while_starting
+
+    interrupted_while_starting("webhook_dead_letters")
+
 import argparse
 import json
 import os

@@ -10,6 +10,11 @@ staff-made contacts are left alone unless a rule says ``created_by_intake: false
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line too
+    from cliniko_automations.common.operator_cli import interrupted_while_starting
+
+    interrupted_while_starting("cleanup.config")
+
 import datetime as dt
 import os
 import sys

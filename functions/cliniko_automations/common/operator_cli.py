@@ -11,13 +11,14 @@ exit 1; Ctrl-C ends with one line and 130, as a shell reports SIGINT.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
-
-from cliniko_automations.common.stack_resources import WrongResource
+from types import FrameType
 
 EXIT_FAILED = 1
 # What a shell reports for a command killed by SIGINT, or by SIGPIPE (128 + the signal).
@@ -91,8 +92,35 @@ def stdout_closed() -> None:
     os.close(devnull)
 
 
+def interrupted_while_starting(prog: str) -> None:
+    """Ctrl-C from here until `run_tool` begins ends the tool at once, with one line and
+    EXIT_INTERRUPTED: it falls while the tool imports its modules, where there is nothing to
+    undo yet, and a KeyboardInterrupt there would be a traceback from deep in importlib.
+    Called first thing by each tool's `__main__` (this module imports nothing heavy for it)."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # SIGINT ignored (a background job) or taken over: theirs to keep
+    signal.signal(signal.SIGINT, _StopWhileStarting(prog))
+
+
+class _StopWhileStarting:
+    """The SIGINT handler of `interrupted_while_starting` (a class, so `run_tool` knows it)."""
+
+    def __init__(self, prog: str) -> None:
+        self.line = f"{prog}: interrupted\n".encode(errors="backslashreplace")
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(OSError):  # stderr closed: the status says it
+            os.write(2, self.line)
+        os._exit(EXIT_INTERRUPTED)
+
+
 def run_tool(prog: str, command: Callable[[], int]) -> int:
     """`command()`'s exit status; an environment failure is one line and EXIT_FAILED."""
+    from cliniko_automations.common.stack_resources import WrongResource
+
+    if isinstance(signal.getsignal(signal.SIGINT), _StopWhileStarting):
+        # From here Ctrl-C is a KeyboardInterrupt: what the command began is undone (`finally`).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for stream in (sys.stdout, sys.stderr):
         # Text this system did not write (a dead letter's) may hold a lone surrogate, which
         # UTF-8 cannot encode: shown escaped, not a UnicodeEncodeError halfway through a list.

@@ -12,6 +12,11 @@ The file names secrets; it never holds one.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line too
+    from cliniko_automations.common.operator_cli import interrupted_while_starting
+
+    interrupted_while_starting("intake.config")
+
 import dataclasses
 import os
 import re
