@@ -303,7 +303,12 @@ def print_status(
     run_id = run_id or runs.latest(rule_set)
     state = runs.load(run_id) if run_id else None
     if state is None:
-        print("no cleanup run yet" if not run_id else f"no run {run_id}", file=sys.stderr)
+        from cliniko_automations.common.printable import printable
+
+        # The id as typed, escaped: one pasted from elsewhere may hide a control.
+        print(
+            "no cleanup run yet" if not run_id else f"no run {printable(run_id)}", file=sys.stderr
+        )
         return EXIT_FAILED
     started = dt.datetime.fromisoformat(state.started_at)
     elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()

@@ -236,7 +236,8 @@ def run_command(
         _tell_if_cut(letters)
         if not chosen:
             print(
-                "nothing to replay" if every else f"no {letters.noun} with id {args.id}",
+                # The id as typed, escaped: one pasted from a ticket may hide a control.
+                "nothing to replay" if every else f"no {letters.noun} with id {printable(args.id)}",
                 file=sys.stderr,
             )
             return 0 if every else 1
