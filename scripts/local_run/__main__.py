@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
 def main_as_tool(argv: list[str] | None = None, state_dir: Path = STATE_DIR) -> int:
     """`main`, ending as the operating CLIs end: quietly when its reader stops reading
     (`python -m local_run env | head`), in one line when the local run is out of reach."""
-    return run_tool("local_run", lambda: main(argv, state_dir))
+    return run_tool("local_run", lambda: main(argv, state_dir), aws_calls=False)
 
 
 if __name__ == "__main__":

@@ -211,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "read stops every poll",
     )
     # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
-    return run_tool("changefeed.subscribers", lambda: check(args))
+    return run_tool("changefeed.subscribers", lambda: check(args), aws_calls=False)
 
 
 def check(args: argparse.Namespace) -> int:

@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(render(load_subscribers(args.path)), indent=2))
         return 0
 
-    return run_tool("webhook_stack", rendered)
+    return run_tool("webhook_stack", rendered, aws_calls=False)
 
 
 if __name__ == "__main__":

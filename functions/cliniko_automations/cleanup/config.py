@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         accounts="the Cliniko accounts file",
     )
     # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
-    return run_tool("cleanup.config", lambda: check(args))
+    return run_tool("cleanup.config", lambda: check(args), aws_calls=False)
 
 
 def check(args: argparse.Namespace) -> int:

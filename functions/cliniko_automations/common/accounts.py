@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         secrets_prefix="every secret named must start with it",
     )
     # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
-    return run_tool("common.accounts", lambda: check(args))
+    return run_tool("common.accounts", lambda: check(args), aws_calls=False)
 
 
 def check(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 EXIT_FAILED = 1
@@ -114,8 +114,47 @@ class _StopWhileStarting:
         os._exit(EXIT_INTERRUPTED)
 
 
-def run_tool(prog: str, command: Callable[[], int]) -> int:
-    """`command()`'s exit status; an environment failure is one line and EXIT_FAILED."""
+# How long an operator waits on AWS for one call, at most: 5 s to connect, 10 s for an answer
+# (the tools' calls answer in tens of ms), three attempts. botocore's defaults are 60 s and
+# 60 s, five attempts: an endpoint that takes the connection and never answers (a stalled
+# proxy or port-forward, a wrong AWS_ENDPOINT_URL) held a tool silent for many minutes.
+AWS_CONNECT_SECONDS = 5
+AWS_ANSWER_SECONDS = 10
+AWS_ATTEMPTS = 3
+
+
+@contextlib.contextmanager
+def bounded_aws_waits() -> Iterator[None]:
+    """Within it, every AWS client this process makes (from boto3's default session, or the
+    shared one of `common.aws`) waits as above; a client's own configuration (FAIL_FAST)
+    still wins. The sessions' defaults are put back after (a test calling a tool's `main`)."""
+    import boto3
+    from botocore.config import Config
+
+    from cliniko_automations.common import aws
+
+    bounded = Config(
+        connect_timeout=AWS_CONNECT_SECONDS,
+        read_timeout=AWS_ANSWER_SECONDS,
+        retries={"mode": "standard", "max_attempts": AWS_ATTEMPTS},
+    )
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    # boto3 has no public setter: the botocore session under each has.
+    sessions = [boto3.DEFAULT_SESSION._session, aws.session()._session]
+    before = [session.get_default_client_config() for session in sessions]
+    for session in sessions:
+        session.set_default_client_config(bounded)
+    try:
+        yield
+    finally:
+        for session, config in zip(sessions, before, strict=True):
+            session.set_default_client_config(config)
+
+
+def run_tool(prog: str, command: Callable[[], int], *, aws_calls: bool = True) -> int:
+    """`command()`'s exit status; an environment failure is one line and EXIT_FAILED.
+    `aws_calls`: the command may call AWS, whose waits are bounded (`bounded_aws_waits`)."""
     from cliniko_automations.common.stack_resources import WrongResource
 
     if isinstance(signal.getsignal(signal.SIGINT), _StopWhileStarting):
@@ -133,7 +172,8 @@ def run_tool(prog: str, command: Callable[[], int]) -> int:
         if os.environ.get(name) == "":
             del os.environ[name]
     try:
-        code = command()
+        with bounded_aws_waits() if aws_calls else contextlib.nullcontext():
+            code = command()
         sys.stdout.flush()  # here, not at exit, where a closed pipe's error is printed
         return code
     except BrokenPipeError:

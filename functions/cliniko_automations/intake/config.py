@@ -505,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "nothing else",
     )
     # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
-    return run_tool("intake.config", lambda: check(args))
+    return run_tool("intake.config", lambda: check(args), aws_calls=False)
 
 
 def check(args: argparse.Namespace) -> int:
