@@ -33,6 +33,11 @@ TLS context reads root by root. The runtime's python3.13 is found by local_run.r
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line too
+    from cliniko_automations.common.operator_cli import interrupted_while_starting
+
+    interrupted_while_starting("build.py")
+
 import argparse
 import functools
 import gzip
@@ -434,6 +439,8 @@ def compile_pyc(directories: list[Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cliniko_automations.common.operator_cli import run_tool
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -453,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the SecretsPrefix you deploy with (default: template.yaml's default)",
     )
     args = parser.parse_args(argv)
+    # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs (and the checks).
+    return run_tool("build.py", lambda: build(args), aws_calls=False)
+
+
+def build(args: argparse.Namespace) -> int:
     if not args.no_stage:
         staged = stage(secrets_prefix=args.secrets_prefix)
         print(f"staged {staged.relative_to(ROOT)}")

@@ -152,9 +152,27 @@ def bounded_aws_waits() -> Iterator[None]:
             session.set_default_client_config(config)
 
 
+# Whether a `run_tool` is under way: a tool whose `main` another tool calls (scripts/build.py
+# runs each configuration file's check) leaves how the process ends to the outer one.
+_running = False
+
+
 def run_tool(prog: str, command: Callable[[], int], *, aws_calls: bool = True) -> int:
     """`command()`'s exit status; an environment failure is one line and EXIT_FAILED.
-    `aws_calls`: the command may call AWS, whose waits are bounded (`bounded_aws_waits`)."""
+    `aws_calls`: the command may call AWS, whose waits are bounded (`bounded_aws_waits`).
+    Within another `run_tool`, only `command()`: a closed pipe or Ctrl-C ends the outer tool
+    too, which a status of the inner one would have read as its own verdict ("invalid")."""
+    global _running
+    if _running:
+        return command()
+    _running = True
+    try:
+        return _run_outermost(prog, command, aws_calls)
+    finally:
+        _running = False
+
+
+def _run_outermost(prog: str, command: Callable[[], int], aws_calls: bool) -> int:
     from cliniko_automations.common.stack_resources import WrongResource
 
     if isinstance(signal.getsignal(signal.SIGINT), _StopWhileStarting):

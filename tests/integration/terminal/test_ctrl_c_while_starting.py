@@ -45,6 +45,7 @@ else:
         (str(SCRIPTS / "dead_letters.py"), "boto3", ["list"], "dead_letters.py"),
         (str(SCRIPTS / "erasure.py"), "uuid", ["status", "x"], "erasure.py"),
         (str(SCRIPTS / "cleanup.py"), "uuid", ["status"], "cleanup.py"),
+        (str(SCRIPTS / "build.py"), "gzip", ["--stage-only"], "build.py"),
         (
             "cliniko_automations.changefeed.webhook_dead_letters",
             "boto3",
