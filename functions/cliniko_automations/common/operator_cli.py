@@ -172,6 +172,38 @@ def run_tool(prog: str, command: Callable[[], int], *, aws_calls: bool = True) -
         _running = False
 
 
+class Ended(BaseException):  # as KeyboardInterrupt: no `except Exception` swallows it
+    """SIGTERM (`timeout`, `kill`, a service manager) or SIGHUP (the terminal closed), raised
+    where the tool is, as Ctrl-C is, so that what it began is undone (`finally`): killed
+    outright, a listing left every dead letter it had received hidden for HIDE_SECONDS."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_ended(signum: int, frame: FrameType | None) -> None:
+    raise Ended(signum)
+
+
+@contextlib.contextmanager
+def _ending_signals_raised() -> Iterator[None]:
+    """Within it, SIGTERM and SIGHUP raise `Ended`, where nobody else handles them."""
+    taken = []
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _raise_ended)
+                taken.append(signum)
+        except ValueError:  # not the main thread: signals are not ours to handle
+            break
+    try:
+        yield
+    finally:
+        for signum in taken:
+            signal.signal(signum, signal.SIG_DFL)
+
+
 def _run_outermost(prog: str, command: Callable[[], int], aws_calls: bool) -> int:
     from cliniko_automations.common.stack_resources import WrongResource
 
@@ -190,7 +222,10 @@ def _run_outermost(prog: str, command: Callable[[], int], aws_calls: bool) -> in
         if os.environ.get(name) == "":
             del os.environ[name]
     try:
-        with bounded_aws_waits() if aws_calls else contextlib.nullcontext():
+        with (
+            _ending_signals_raised(),
+            bounded_aws_waits() if aws_calls else contextlib.nullcontext(),
+        ):
             code = command()
         sys.stdout.flush()  # here, not at exit, where a closed pipe's error is printed
         return code
@@ -200,6 +235,10 @@ def _run_outermost(prog: str, command: Callable[[], int], aws_calls: bool) -> in
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Ended as ended:
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(f"{prog}: ended by {signal.Signals(ended.signum).name}", file=sys.stderr)
+        return 128 + ended.signum  # as a shell reports a command that signal killed
     except WrongResource as error:  # its own words name the setting and the table or queue
         print(f"{prog}: {error}", file=sys.stderr)
         return EXIT_FAILED
