@@ -207,6 +207,15 @@ def _ending_signals_raised() -> Iterator[None]:
 def _run_outermost(prog: str, command: Callable[[], int], aws_calls: bool) -> int:
     from cliniko_automations.common.stack_resources import WrongResource
 
+    if sys.stderr is None:
+        # Started with stderr closed (`2>&-`): print(file=None) writes to stdout, which mixed
+        # the tool's error lines into its output (a --json listing). Dropped; the status says.
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (the process's, to its end)
+    if sys.stdout is None:
+        # Started with stdout closed (`>&-`): refused before anything is done, as nobody could
+        # read what was done (an erasure's receipt); it was an AttributeError traceback.
+        print(f"{prog}: stdout is closed: send it to a file or to /dev/null", file=sys.stderr)
+        return EXIT_FAILED
     if isinstance(signal.getsignal(signal.SIGINT), _StopWhileStarting):
         # From here Ctrl-C is a KeyboardInterrupt: what the command began is undone (`finally`).
         signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -1,0 +1,69 @@
+"""A tool started with stdout or stderr closed (`>&-`, `2>&-`: a cron line, a supervisor).
+Python then has no sys.stdout (sys.stderr): print() to it is silently nothing, and print()
+to a missing stderr writes to stdout.
+
+- stdout closed: the tools stopped with an AttributeError traceback ('NoneType' object has no
+  attribute 'flush'), after doing their work (an erasure whose receipt nobody could read).
+  Refused before anything is done, one line, exit 1.
+- stderr closed: their error lines went to stdout, into the output a script reads (a --json
+  listing). Dropped; the exit status still says. (argparse's usage errors, printed before
+  the tool begins, still go there.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.intake_worker.resources import DEAD_LETTERS_SCRIPT, create_worker_stack
+
+
+def closing(fd: int):
+    def close_it() -> None:
+        os.close(fd)
+
+    return close_it
+
+
+@pytest.fixture
+def stack_env(aws) -> dict[str, str]:
+    stack = create_worker_stack()
+    return {**os.environ, **stack.env(DEAD_LETTER_QUEUE_URL=stack.dead_letter_queue_url)}
+
+
+@pytest.mark.parametrize(
+    ("command", "prog"),
+    [
+        ([str(DEAD_LETTERS_SCRIPT), "list"], "dead_letters.py"),
+        (["-m", "cliniko_automations.cleanup.config", "--check"], "cleanup.config"),
+    ],
+)
+def test_a_closed_stdout_is_refused_on_one_line(stack_env, command, prog) -> None:
+    result = subprocess.run(  # noqa: S603 (our own tools)
+        [sys.executable, *command],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=stack_env,
+        preexec_fn=closing(1),
+        timeout=120,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"{prog}: stdout is closed: send it to a file or to /dev/null\n",
+    )
+
+
+def test_with_stderr_closed_no_error_line_reaches_stdout(stack_env) -> None:
+    result = subprocess.run(  # noqa: S603 (our own script)
+        [sys.executable, str(DEAD_LETTERS_SCRIPT), "show", "nope"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=stack_env,
+        preexec_fn=closing(2),
+        timeout=120,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
