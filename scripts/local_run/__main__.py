@@ -15,6 +15,11 @@ eval "$(python -m local_run env)"   (the same in this shell, until you run the `
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line too
+    from cliniko_automations.common.operator_cli import interrupted_while_starting
+
+    interrupted_while_starting("local_run")
+
 import argparse
 import json
 import logging

@@ -14,6 +14,11 @@ minutes (a receiver refuses a signature older than that) and then dead-letters t
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line too
+    from cliniko_automations.common.operator_cli import interrupted_while_starting
+
+    interrupted_while_starting("webhook_stack")
+
 import argparse
 import json
 import sys

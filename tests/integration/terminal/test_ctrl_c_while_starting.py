@@ -46,6 +46,13 @@ else:
         (str(SCRIPTS / "erasure.py"), "uuid", ["status", "x"], "erasure.py"),
         (str(SCRIPTS / "cleanup.py"), "uuid", ["status"], "cleanup.py"),
         (str(SCRIPTS / "build.py"), "gzip", ["--stage-only"], "build.py"),
+        ("local_run", "httpx", ["status"], "local_run"),
+        (
+            "cliniko_automations.changefeed.webhook_stack",
+            "cliniko_automations.changefeed.subscribers",
+            [],
+            "webhook_stack",
+        ),
         (
             "cliniko_automations.changefeed.webhook_dead_letters",
             "boto3",
