@@ -375,7 +375,10 @@ def command(args: argparse.Namespace) -> int:
         try:
             payload = start_input(args.rules, dry_run)
         except BadRules as error:
-            print(f"cleanup.py: {error}", file=sys.stderr)
+            from cliniko_automations.common.printable import printable
+
+            # It quotes the names as typed: escaped, as a pasted one may hide a control.
+            print(f"cleanup.py: {printable(error)}", file=sys.stderr)
             return EXIT_USAGE
         if args.local:
             return run_locally(payload, args.json)

@@ -1,6 +1,7 @@
-"""An id the operator pastes (from a ticket, an email, a chat) may hide a control character or
-a right-to-left override: the tools that say they found nothing by that id echoed it raw, so
-it acted on the terminal (cleared it, reversed the line) or broke the one line in two."""
+"""An id (or a rule name) the operator pastes (from a ticket, an email, a chat) may hide a
+control character or a right-to-left override: the tools that say they found nothing by that
+name echoed it raw, so it acted on the terminal (cleared it, reversed the line) or broke the one
+line in two."""
 
 from __future__ import annotations
 
@@ -31,4 +32,12 @@ def test_a_cleanup_run_id_not_found_is_echoed_escaped_on_one_line(deployed) -> N
     assert result.returncode == 1, result.stderr
     assert_printable(result.stderr)
     assert result.stderr.startswith("no run \\x1b]8;;"), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_rule_name_not_found_is_echoed_escaped_on_one_line(deployed) -> None:  # noqa: F811
+    result = run_cli("plan", "--local", "--rules", PASTED_ID)
+    assert result.returncode == 2, result.stderr
+    assert_printable(result.stderr)
+    assert result.stderr.startswith("cleanup.py: no cleanup rule named \\x1b]8;;"), result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
