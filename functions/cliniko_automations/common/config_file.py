@@ -373,8 +373,11 @@ def _as_yaml_read(error_type: str, value: Any) -> str:
 
 
 def print_problems(error: ConfigError, what: str) -> int:
-    """A `--check` command's report of `error` on stderr; its exit status."""
-    print(f"{error.path}: invalid {what}", file=sys.stderr)
+    """A `--check` command's report of `error` on stderr; its exit status. The path as typed
+    and the problems (which quote the file) escaped: a control there acts on the terminal."""
+    from cliniko_automations.common.printable import printable
+
+    print(f"{printable(error.path)}: invalid {what}", file=sys.stderr)
     for problem in error.problems:
-        print(f"  - {problem}", file=sys.stderr)
+        print(f"  - {printable(problem)}", file=sys.stderr)
     return 1

@@ -205,6 +205,7 @@ def _ending_signals_raised() -> Iterator[None]:
 
 
 def _run_outermost(prog: str, command: Callable[[], int], aws_calls: bool) -> int:
+    from cliniko_automations.common.printable import printable
     from cliniko_automations.common.stack_resources import WrongResource
 
     if sys.stderr is None:
@@ -249,7 +250,7 @@ def _run_outermost(prog: str, command: Callable[[], int], aws_calls: bool) -> in
             print(f"{prog}: ended by {signal.Signals(ended.signum).name}", file=sys.stderr)
         return 128 + ended.signum  # as a shell reports a command that signal killed
     except WrongResource as error:  # its own words name the setting and the table or queue
-        print(f"{prog}: {error}", file=sys.stderr)
+        print(f"{prog}: {printable(error)}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as error:
         # Not an `except OSError` of its own: botocore's timeouts are OSErrors too.
@@ -260,7 +261,9 @@ def _run_outermost(prog: str, command: Callable[[], int], aws_calls: bool) -> in
             return EXIT_FAILED
         if not environment_failure(error):
             raise
-        said = _HEADER_VALUE.sub(HEADER_WITHHELD, str(error))
+        # Escaped: it quotes what came from outside (a file's path or contents, an endpoint's
+        # answer), where a control character would act on the terminal or break the line.
+        said = printable(_HEADER_VALUE.sub(HEADER_WITHHELD, str(error)))
         print(f"{prog}: {type(error).__name__}: {said}{_resource_of(error)}", file=sys.stderr)
         return EXIT_FAILED
 
