@@ -47,6 +47,16 @@ class SeedShapedCliniko:
         self.contact["archived_at"] = "2026-01-01T00:00:00Z"
 
 
+def grizelda(email: str, phone: str = "0491 570 156", first_name: str = "Grizelda"):
+    """The person as Cliniko's seed-shaped answers show her: a mobile, this email."""
+    return SeedShapedCliniko(
+        first_name=first_name,
+        last_name="Thistlewaite",
+        email=email,
+        phone_numbers=[{"number": phone, "phone_type": "Mobile"}],
+    )
+
+
 def ask(**values: Any) -> ErasureRequest:
     return ErasureRequest.parse({"reason": "GDPR art. 17", **values})
 
@@ -65,12 +75,7 @@ def test_a_doctor_type_a_list_item_does_not_show_is_still_cleared(erasure_stack)
 
 def test_a_lone_surrogate_in_a_name_from_cliniko_is_no_500(erasure_stack):
     # json.loads turns the escape "\ud83d" in Cliniko's answer into a lone surrogate.
-    cliniko = SeedShapedCliniko(
-        first_name="Gri\ud83dzelda",
-        last_name="Thistlewaite",
-        email=stack.PERSONAL["email"],
-        phone_numbers=[{"number": "0491 570 156", "phone_type": "Mobile"}],
-    )
+    cliniko = grizelda(stack.PERSONAL["email"], first_name="Gri\ud83dzelda")
     # With the submission store, as deployed: the purge keys the contact's name and phones.
     store = DynamoSubmissionStore(
         boto3.client("dynamodb"),
@@ -124,12 +129,7 @@ def test_a_dry_run_keeps_the_stored_submissions_and_tombstones_nobody(erasure_st
     email, phones = stack.PERSONAL["email"].lower(), ["0491 570 156"]
     keys = submission_keys(stack.PEPPER, email, "Grizelda", "Thistlewaite", phones)
     store.put("sub-kept", '{"stored": "a submission of theirs"}', keys)
-    cliniko = SeedShapedCliniko(
-        first_name="Grizelda",
-        last_name="Thistlewaite",
-        email=email,
-        phone_numbers=[{"number": phones[0], "phone_type": "Mobile"}],
-    )
+    cliniko = grizelda(email, phones[0])
     eraser = make_eraser(erasure_stack, cliniko, submissions=store)
     outcome = eraser.submit(ask(request_id="seed-dry", email=email, dry_run=True), CALLER)
     assert (outcome.result, outcome.purged, cliniko.writes) == ("dry_run", [], [])

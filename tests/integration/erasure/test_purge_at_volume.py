@@ -21,8 +21,8 @@ from cliniko_automations.erasure.attempt import LISTED_SUBMISSIONS
 from tests.integration.erasure import stack
 from tests.integration.erasure.test_core_against_seed_shaped_answers import (
     CALLER,
-    SeedShapedCliniko,
     ask,
+    grizelda,
     make_eraser,
 )
 
@@ -47,12 +47,7 @@ def test_a_person_with_more_stored_submissions_than_an_item_can_list_is_erased(e
         for _ in range(STORED - 1)
     ]
     write_items(dynamodb, table, copies, sleep=time.sleep)
-    cliniko = SeedShapedCliniko(
-        first_name="Grizelda",
-        last_name="Thistlewaite",
-        email=email,
-        phone_numbers=[{"number": phones[0], "phone_type": "Mobile"}],
-    )
+    cliniko = grizelda(email, phones[0])
     eraser = make_eraser(erasure_stack, cliniko, submissions=store)
 
     outcome = eraser.submit(ask(request_id="many-bodies", email=email), CALLER)

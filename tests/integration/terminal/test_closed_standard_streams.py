@@ -20,11 +20,17 @@ import pytest
 from tests.integration.intake_worker.resources import DEAD_LETTERS_SCRIPT, create_worker_stack
 
 
-def closing(fd: int):
-    def close_it() -> None:
-        os.close(fd)
-
-    return close_it
+def run_with_closed(fd: int, args: list[str], env: dict[str, str], **pipes: int):
+    """Run `python args` with file descriptor `fd` closed, as `>&-` or `2>&-` starts it."""
+    return subprocess.run(  # noqa: S603 (our own tools)
+        [sys.executable, *args],
+        text=True,
+        env=env,
+        preexec_fn=lambda: os.close(fd),
+        timeout=120,
+        check=False,
+        **pipes,
+    )
 
 
 @pytest.fixture
@@ -41,15 +47,7 @@ def stack_env(aws) -> dict[str, str]:
     ],
 )
 def test_a_closed_stdout_is_refused_on_one_line(stack_env, command, prog) -> None:
-    result = subprocess.run(  # noqa: S603 (our own tools)
-        [sys.executable, *command],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=stack_env,
-        preexec_fn=closing(1),
-        timeout=120,
-        check=False,
-    )
+    result = run_with_closed(1, command, stack_env, stderr=subprocess.PIPE)
     assert (result.returncode, result.stderr) == (
         1,
         f"{prog}: stdout is closed: send it to a file or to /dev/null\n",
@@ -57,13 +55,7 @@ def test_a_closed_stdout_is_refused_on_one_line(stack_env, command, prog) -> Non
 
 
 def test_with_stderr_closed_no_error_line_reaches_stdout(stack_env) -> None:
-    result = subprocess.run(  # noqa: S603 (our own script)
-        [sys.executable, str(DEAD_LETTERS_SCRIPT), "show", "nope"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=stack_env,
-        preexec_fn=closing(2),
-        timeout=120,
-        check=False,
+    result = run_with_closed(
+        2, [str(DEAD_LETTERS_SCRIPT), "show", "nope"], stack_env, stdout=subprocess.PIPE
     )
     assert (result.returncode, result.stdout) == (1, "")
