@@ -668,3 +668,28 @@ def test_while_cliniko_fails_every_archive_no_contact_is_blamed(aws, cliniko, do
     assert outcome.next == "done"
     assert (final.rules[0].archived, final.rules[0].failed) == (3, 0)
     assert world.archived() == set(ids)
+
+
+def test_two_contacts_cliniko_never_archives_at_a_batch_end_both_fail_alone(aws, cliniko):
+    # Once the rest of the batch is archived, the two fail by turns, and no turn archives
+    # another: as a write outage looks. Read as one (blaming neither), they held the rule up
+    # for FAILING_FOR_SECONDS, every run; a contact of the batch once archived, they are
+    # blamed, and both end counted as failed.
+    world = World(cliniko, retry_policy=RetryPolicy(max_attempts=1))
+    ids = world.seed_matching(5)
+    stuck = ids[3:]
+    state = world.start(rule())
+    cliniko.control.set_faults(
+        error_rate=1.0, statuses=[500], paths=[f"/contacts/{i}/archive" for i in stuck]
+    )
+
+    outcomes = [world.step(state, rule()) for _ in range(6)]
+
+    assert outcomes[-1][0].next == "done"
+    progress = outcomes[-1][1].rules[0]
+    assert (progress.archived, progress.failed, sorted(progress.failed_ids)) == (
+        3,
+        2,
+        sorted(stuck),
+    )
+    assert world.archived() == set(ids[:3])
