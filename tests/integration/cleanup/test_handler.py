@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from cliniko_automations.cleanup.runs import DynamoRuns
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common import aws
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
+from cliniko_automations.common.operator_cli import Ended
 from cliniko_automations.common.settings import SettingsError
 from local_run.state_machine import run_loop
 from local_run.template import ROOT
@@ -169,15 +171,20 @@ def test_a_hand_back_is_refused_when_another_execution_took_the_run_on(deployed)
     assert deployed["runs"].load(started["run_id"]).status == "running"
 
 
-def test_a_local_loop_stopped_by_hand_releases_its_run(deployed, cliniko):
+# Ctrl-C, and SIGTERM or SIGHUP as `cleanup.py --local` (run_tool) raises them.
+STOPPED_BY_HAND = [KeyboardInterrupt(), Ended(signal.SIGTERM), Ended(signal.SIGHUP)]
+
+
+@pytest.mark.parametrize("stop", STOPPED_BY_HAND, ids=["ctrl-c", "sigterm", "sighup"])
+def test_a_local_loop_stopped_by_hand_releases_its_run(deployed, cliniko, stop):
     # Ctrl-C during a local run: its lock would otherwise refuse every run of the rule set
-    # for an hour.
+    # for an hour. A `timeout` or a closed terminal kept it so.
     def interrupted(event):
         if event["action"] == "step":
-            raise KeyboardInterrupt
+            raise stop
         return invoke(event)
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(type(stop)):
         run_loop(interrupted)
     assert begin(dry_run=True)["next"] == "step"
 
@@ -378,7 +385,8 @@ def test_a_release_from_an_execution_that_no_longer_holds_the_run_changes_nothin
     assert deployed["runs"].load(started["run_id"]).status == "finished"
 
 
-def test_ctrl_c_during_a_continue_as_new_begin_releases_the_run(deployed):
+@pytest.mark.parametrize("stop", STOPPED_BY_HAND, ids=["ctrl-c", "sigterm", "sighup"])
+def test_ctrl_c_during_a_continue_as_new_begin_releases_the_run(deployed, stop):
     # The local loop's stop by hand names the run alone: the execution being begun may not
     # hold the lock yet, and a release naming it was refused, the lock held for an hour.
     begins = []
@@ -387,12 +395,12 @@ def test_ctrl_c_during_a_continue_as_new_begin_releases_the_run(deployed):
         if event["action"] == "begin":
             begins.append(event)
             if len(begins) == 2:
-                raise KeyboardInterrupt
+                raise stop
         if event["action"] == "step":  # as a step answers once its execution's share is done
             return {"run_id": event["run_id"], "iterations": 1, "next": "continue"}
         return invoke(event)
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(type(stop)):
         run_loop(invoke_until_ctrl_c)
 
     run_id = deployed["runs"].latest("cleanup_rules")
