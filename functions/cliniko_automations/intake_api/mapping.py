@@ -198,7 +198,9 @@ def _without_invisible(answer: Answer) -> Answer:
     if isinstance(answer, str):
         return answer.translate(INVISIBLE_IN_ONE_LINE)
     if isinstance(answer, list):
-        return [text.translate(INVISIBLE_IN_ONE_LINE) for text in answer]
+        # Each value once: a form whose "confirm your email" input has the email's name posts
+        # it twice, and "a@x.org, a@x.org" is no email. (The notes keep every value typed.)
+        return list(dict.fromkeys(text.translate(INVISIBLE_IN_ONE_LINE) for text in answer))
     if isinstance(answer, dict):
         return {key: text.translate(INVISIBLE_IN_ONE_LINE) for key, text in answer.items()}
     return answer

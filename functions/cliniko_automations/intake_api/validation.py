@@ -41,7 +41,8 @@ def without_unmatched_choices(
     kept = dict(fields)
     left_out = []
     for name in CHOICE_FIELDS:
-        if name in kept and name not in source.required:
+        # A required one is left out only when a default stands in for it, as for no answer.
+        if name in kept and (name not in source.required or name in source.defaults):
             errors = rules.validate_contact_fields({name: kept[name]}, creating=False)
             if errors.get(name) == rules.NOT_IN_LIST:
                 del kept[name]

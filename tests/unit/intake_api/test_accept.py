@@ -273,6 +273,18 @@ def test_a_required_choice_matching_no_choice_is_still_a_422():
     assert caught.value.errors == {"doctor_type": "is not included in the list"}
 
 
+def test_a_required_choice_with_a_default_is_left_out_as_no_answer_would_be():
+    data = yaml.safe_load(DEFAULT_PATH.read_text())
+    source = data["sources"]["referral-typeform"]
+    source["required"].append("doctor_type")
+    source["defaults"]["doctor_type"] = "specialist"
+    outcome = accept(
+        typeform_answering(referrer_role={"label": "GP"}), services(form_sources_of(data))
+    )
+    assert outcome.left_out == ("doctor_type",)
+    assert outcome.submission.draft.cliniko_fields()["doctor_type"] == "specialist"
+
+
 def test_a_choice_left_out_takes_the_sources_default_as_no_answer():
     data = yaml.safe_load(DEFAULT_PATH.read_text())
     data["sources"]["referral-typeform"]["defaults"]["doctor_type"] = "specialist"

@@ -184,6 +184,17 @@ def test_notes_template():
     assert mapped["notes"] == "From s (json): Knee; topics a, b. {ok}"
 
 
+def test_a_key_given_twice_alike_is_one_value_but_the_notes_keep_both():
+    src = source(
+        [{"from": "n", "to": "first_name"}, {"from": "e", "to": "email"}],
+        notes_template="Rows: {row}",
+    )
+    answers = {"n": "A", "e": ["a@example.org", "a@example.org"], "row": ["x", "x"]}
+    mapped = map_answers(answers, src)
+    assert mapped["email"] == "a@example.org"
+    assert mapped["notes"] == "Rows: x, x"  # what was typed
+
+
 def test_blank_answers_are_left_out():
     src = source(
         [

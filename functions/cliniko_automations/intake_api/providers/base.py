@@ -220,9 +220,7 @@ WHOLE_FLOAT_LIMIT = 1e15
 
 
 def as_text(value: Any) -> str:
-    """An answer as text: lists joined with ', ' (each value once: a form whose "confirm your
-    email" input has the email's name posts it twice, and "a@x.org, a@x.org" is no email),
-    compound answers with spaces."""
+    """An answer as text: lists joined with ', ', compound answers with spaces."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -232,7 +230,7 @@ def as_text(value: Any) -> str:
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, list):
-        return ", ".join(dict.fromkeys(text for item in value if (text := as_text(item))))
+        return ", ".join(text for item in value if (text := as_text(item)))
     if isinstance(value, dict):
         if as_text(value.get("full")):
             return as_text(value["full"])
