@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cliniko_automations.common.operator_cli import Ended
-
 # As in the definition's Retry of the Step and Begin states on States.ALL.
 STEP_RETRIES = 3
 BEGIN_RETRIES = 3
@@ -121,10 +119,10 @@ def run_loop(
                 continue
             result.status = "finished" if next_action == "done" else "stopped"
             return result
-    except (KeyboardInterrupt, Ended):
+    except KeyboardInterrupt:
         # Stopped by hand (Ctrl-C), or ended (a `timeout`'s SIGTERM, a closed terminal's
-        # SIGHUP, which `cleanup.py --local` raises as Ended: caught as KeyboardInterrupt
-        # alone, its run stayed locked): the run is released, as a failed execution releases
+        # SIGHUP, which `cleanup.py --local` raises as operator_cli.Ended, a KeyboardInterrupt):
+        # the run is released, as a failed execution releases
         # it, or its lock would turn every other run of the rule set away for an hour. Named by
         # its run alone: the operator stops the run, whichever execution (a continue-as-new's
         # begin may have been cut short) holds it.

@@ -172,10 +172,12 @@ def run_tool(prog: str, command: Callable[[], int], *, aws_calls: bool = True) -
         _running = False
 
 
-class Ended(BaseException):  # as KeyboardInterrupt: no `except Exception` swallows it
+class Ended(KeyboardInterrupt):
     """SIGTERM (`timeout`, `kill`, a service manager) or SIGHUP (the terminal closed), raised
     where the tool is, as Ctrl-C is, so that what it began is undone (`finally`): killed
-    outright, a listing left every dead letter it had received hidden for HIDE_SECONDS."""
+    outright, a listing left every dead letter it had received hidden for HIDE_SECONDS. A
+    KeyboardInterrupt, so that whatever undoes a Ctrl-C (`except KeyboardInterrupt`: the local
+    cleanup loop releasing its run) undoes it too; only its last line and status differ."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -242,13 +244,13 @@ def _run_outermost(prog: str, command: Callable[[], int], aws_calls: bool) -> in
     except BrokenPipeError:
         stdout_closed()
         return EXIT_PIPE_CLOSED
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Ended as ended:
+    except Ended as ended:  # before KeyboardInterrupt, which it is
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
             print(f"{prog}: ended by {signal.Signals(ended.signum).name}", file=sys.stderr)
         return 128 + ended.signum  # as a shell reports a command that signal killed
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except WrongResource as error:  # its own words name the setting and the table or queue
         print(f"{prog}: {printable(error)}", file=sys.stderr)
         return EXIT_FAILED
