@@ -138,10 +138,12 @@ class Subscribers:
         if repeated:
             raise ValueError(f"subscriber names must be unique: {', '.join(repeated)}")
         # The webhook stack names each subscriber's resources by its logical name: two names
-        # that give one (crm-1, crm1) would leave one subscriber without a rule.
+        # that give one (crm-1, crm1) would leave one subscriber without a rule. Compared
+        # without their hyphens, as README states the rule: crm and c-rm give CrmRule and
+        # CRmRule, ids told apart by case alone.
         by_logical: dict[str, list[str]] = {}
         for name in names:
-            by_logical.setdefault(logical_name(name), []).append(name)
+            by_logical.setdefault(name.replace("-", ""), []).append(name)
         clashes = sorted(" and ".join(n) for n in by_logical.values() if len(n) > 1)
         if clashes:
             raise ValueError(

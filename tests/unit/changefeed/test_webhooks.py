@@ -209,6 +209,13 @@ def test_names_that_name_one_stack_resource_are_refused():
         validated(DEFAULT_PATH, Subscribers, several("crm-1", "crm1", "other"))
 
 
+def test_names_that_differ_by_their_hyphens_alone_are_refused():
+    # crm and c-rm give CrmRule and CRmRule: README's rule, names differing by more than
+    # their hyphens, refuses them too, naming both.
+    with pytest.raises(ConfigError, match=r"differ by more than their hyphens.*: crm and c-rm$"):
+        validated(DEFAULT_PATH, Subscribers, several("crm", "c-rm", "other"))
+
+
 def test_a_change_s_event_and_deliveries_fit_one_put_events_call():
     nine = [f"hook-{n}" for n in range(9)]
     assert len(validated(DEFAULT_PATH, Subscribers, several(*nine)).subscribers) == 9
