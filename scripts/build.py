@@ -439,7 +439,7 @@ def compile_pyc(directories: list[Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cliniko_automations.common.operator_cli import run_tool
+    from cliniko_automations.common.operator_cli import parsed_arguments, run_tool
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         "--secrets-prefix",
         help="the SecretsPrefix you deploy with (default: template.yaml's default)",
     )
-    args = parser.parse_args(argv)
+    args = parsed_arguments("build.py", parser, argv)
     # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs (and the checks).
     return run_tool("build.py", lambda: build(args), aws_calls=False)
 

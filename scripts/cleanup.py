@@ -362,9 +362,9 @@ def _verdict(rules: list[dict[str, Any]], final: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cliniko_automations.common.operator_cli import run_tool
+    from cliniko_automations.common.operator_cli import parsed_arguments, run_tool
 
-    args = parser().parse_args(argv)
+    args = parsed_arguments("cleanup.py", parser(), argv)
     return run_tool("cleanup.py", lambda: command(args))
 
 

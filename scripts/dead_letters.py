@@ -73,7 +73,7 @@ from cliniko_automations.common.dead_letter_tool import (
     string_attributes,
     whole_number,
 )
-from cliniko_automations.common.operator_cli import run_tool
+from cliniko_automations.common.operator_cli import parsed_arguments, run_tool
 from cliniko_automations.common.stack_resources import (
     DEAD_LETTER_QUEUE,
     IDEMPOTENCY_TABLE,
@@ -357,7 +357,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         replay_help=f"send {noun}s back to the submission queue",
         noun=noun,
     )
-    args = parser.parse_args(argv)
+    args = parsed_arguments("dead_letters.py", parser, argv)
     return run_tool(
         "dead_letters.py",
         lambda: run_command(

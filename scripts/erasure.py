@@ -484,9 +484,9 @@ def api_url_usable(text: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cliniko_automations.common.operator_cli import run_tool
+    from cliniko_automations.common.operator_cli import parsed_arguments, run_tool
 
-    args = parser().parse_args(argv)
+    args = parsed_arguments("erasure.py", parser(), argv)
     if args.command == "verify" and args.all and args.request_id:
         parser().error("verify takes a request id or --all, not both")
     if args.command == "verify" and args.all and args.receipt_head:

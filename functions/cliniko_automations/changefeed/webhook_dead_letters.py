@@ -64,7 +64,7 @@ from cliniko_automations.common.dead_letter_tool import (
     whole_number,
 )
 from cliniko_automations.common.json_input import load_json
-from cliniko_automations.common.operator_cli import run_tool
+from cliniko_automations.common.operator_cli import parsed_arguments, run_tool
 from cliniko_automations.common.secrets import SecretMisconfigured, read_secret
 from cliniko_automations.common.stack_resources import (
     AUDIT_TABLE,
@@ -414,7 +414,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         id_help="SQS message id or webhook-id",
         replay_help="re-publish dead letters, signed afresh",
     )
-    args = parser.parse_args(argv)
+    args = parsed_arguments("webhook_dead_letters", parser, argv)
     return run_tool(
         "webhook_dead_letters",
         lambda: run_command(args, build(args), out, table=_table, show=_show),

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from cliniko_automations.common.operator_cli import run_tool
+from cliniko_automations.common.operator_cli import parsed_arguments, run_tool
 
 from .events import WEBHOOKS_SOURCE
 from .subscribers import Subscriber, Subscribers, load_subscribers, logical_name
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Render the webhook subscribers as a CloudFormation template (JSON).",
     )
     parser.add_argument("path", nargs="?", help="the subscribers file (default: webhooks.yaml)")
-    args = parser.parse_args(argv)
+    args = parsed_arguments("webhook_stack", parser, argv)
 
     def rendered() -> int:
         print(json.dumps(render(load_subscribers(args.path)), indent=2))

@@ -175,7 +175,10 @@ def check_arguments(
     """The arguments of a configuration file's `--check` command: the file (`default` when
     none is given); with `accounts`, an `--accounts` file named so; with `secrets_prefix`, the
     `--secrets-prefix` every secret the file names must start with, which it explains."""
-    import argparse  # the command line's alone: the functions import this module at a cold start
+    # The command line's alone: the functions import this module at a cold start.
+    import argparse
+
+    from cliniko_automations.common.operator_cli import parsed_arguments
 
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
@@ -192,7 +195,8 @@ def check_arguments(
             help=f"the SecretsPrefix you deploy with: {secrets_prefix} (default: the "
             f"template's, {DEFAULT_SECRETS_PREFIX})",
         )
-    return parser.parse_args(argv)
+    # Its tool's name as run_tool gives it (`changefeed.subscribers`).
+    return parsed_arguments(prog.removeprefix("python -m cliniko_automations."), parser, argv)
 
 
 def accounts_path(path: str | os.PathLike[str] | None = None) -> Path:

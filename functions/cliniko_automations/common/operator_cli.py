@@ -17,8 +17,12 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_FAILED = 1
 # What a shell reports for a command killed by SIGINT, or by SIGPIPE (128 + the signal).
@@ -152,6 +156,61 @@ def bounded_aws_waits() -> Iterator[None]:
             session.set_default_client_config(config)
 
 
+def parsed_arguments(
+    prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, its `--help` (or `--version`) ending as `run_tool` ends a
+    command whose output cannot be written: argparse drops the error of its write and exits 0,
+    so `--help > /dev/full` said nothing (exit 120 and Python's "Exception ignored" lines when
+    stdout is buffered, as it is unless PYTHONUNBUFFERED is set)."""
+    watched = _WatchedOutput(sys.stdout) if sys.stdout is not None else None
+    try:
+        # argparse writes to the sys.stdout of the moment (print_help's file=None).
+        with contextlib.redirect_stdout(watched):
+            return parser.parse_args(argv)
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise  # a usage error: argparse's line on stderr and 2
+        try:
+            if watched is not None:  # else closed (`>&-`): argparse wrote to stderr
+                if watched.error is not None:
+                    raise watched.error from None
+                watched.flush()
+        except BrokenPipeError:
+            stdout_closed()
+            raise SystemExit(EXIT_PIPE_CLOSED) from None
+        except OSError as error:
+            if error.errno not in _OUTPUT_LOST:
+                raise
+            raise SystemExit(_output_lost(prog, error)) from None
+        raise
+
+
+class _WatchedOutput:
+    """A stream passing writes on and keeping the first that failed (argparse drops it)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.error: OSError | None = None
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _output_lost(prog: str, error: OSError) -> int:
+    # What stdout still buffers would fail again at exit, printing a traceback there.
+    stdout_closed()
+    print(f"{prog}: its output could not be written: {error.strerror}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 # Whether a `run_tool` is under way: a tool whose `main` another tool calls (scripts/build.py
 # runs each configuration file's check) leaves how the process ends to the outer one.
 _running = False
@@ -257,10 +316,7 @@ def _run_outermost(prog: str, command: Callable[[], int], aws_calls: bool) -> in
     except Exception as error:
         # Not an `except OSError` of its own: botocore's timeouts are OSErrors too.
         if isinstance(error, OSError) and error.errno in _OUTPUT_LOST:
-            # What stdout still buffers would fail again at exit, printing a traceback there.
-            stdout_closed()
-            print(f"{prog}: its output could not be written: {error.strerror}", file=sys.stderr)
-            return EXIT_FAILED
+            return _output_lost(prog, error)
         if not environment_failure(error):
             raise
         # Escaped: it quotes what came from outside (a file's path or contents, an endpoint's

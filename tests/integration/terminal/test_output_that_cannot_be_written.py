@@ -72,3 +72,48 @@ def test_a_config_check_whose_reader_stopped_reading_ends_quietly(module) -> Non
     check.stdout.close()  # as `| head -0` does, before the verdict is written
     err = check.stderr.read()
     assert (check.wait(timeout=120), err) == (141, "")
+
+
+SCRIPTS = DEAD_LETTERS_SCRIPT.parent
+EVERY_TOOL = [
+    *([str(SCRIPTS / script)] for script in ("erasure.py", "cleanup.py", "dead_letters.py")),
+    [str(SCRIPTS / "build.py")],
+    ["-m", "cliniko_automations.changefeed.webhook_dead_letters"],
+    ["-m", "cliniko_automations.changefeed.webhook_stack"],
+    *(["-m", module] for module in CONFIG_CHECKS),
+]
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["unbuffered", "buffered"])
+@pytest.mark.parametrize("tool", EVERY_TOOL, ids=lambda tool: tool[-1].rsplit("/", 1)[-1])
+def test_help_on_a_full_disk_is_one_line_and_exit_1(tool, buffered) -> None:
+    # argparse drops its write's error: unbuffered (PYTHONUNBUFFERED=1) that was exit 0 and
+    # nothing said; buffered, exit 120 and Python's two "Exception ignored" lines.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(  # noqa: S603 (our own tools)
+            [sys.executable, *tool, "--help"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.endswith("its output could not be written: No space left on device\n")
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_help_read_whole_still_exits_0() -> None:
+    result = subprocess.run(  # noqa: S603 (our own script)
+        [sys.executable, str(SCRIPTS / "cleanup.py"), "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("usage: cleanup.py run")
