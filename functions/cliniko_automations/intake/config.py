@@ -405,8 +405,17 @@ def _default_problems(defaults: dict[str, Any]) -> list[str]:
                 f"defaults.{name}: no value (YAML reads nothing, ~ and null as none): "
                 "write one, or leave the key out"
             )
-    for name, message in rules.validate_contact_fields(defaults, creating=False).items():
+    refused = rules.validate_contact_fields(defaults, creating=False)
+    for name, message in refused.items():
         problems.append(f"defaults.{name}: {message}{_default_fix(name, defaults[name])}")
+    # Cliniko's docs give the code as ISO writes it (`AU`), as the intake sends a country read
+    # from an answer and `values` must give it: a lower-case default went to Cliniko as written.
+    code = defaults.get("country_code")
+    if "country_code" not in refused and isinstance(code, str) and code != code.upper():
+        problems.append(
+            f"defaults.country_code: {code!r} is not an ISO 3166 alpha-2 code as written: "
+            f"write {code.upper()!r}"
+        )
     return problems
 
 

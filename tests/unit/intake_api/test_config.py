@@ -255,6 +255,12 @@ def test_a_source_names_the_one_secret_its_sender_proves_itself_with(tmp_path, c
             "defaults.country_code: is not included in the list: write the country's ISO "
             "3166 alpha-2 code, such as 'AU' or 'NO', in quotes",
         ),
+        # validate_contact_fields reads the code without case; Cliniko's docs write it `AU`, as the
+        # intake sends a country read from an answer: a lower-case default went as written.
+        (
+            "country_code: au",
+            "defaults.country_code: 'au' is not an ISO 3166 alpha-2 code as written: write 'AU'",
+        ),
         (
             "type_code: '1'",
             "defaults.type_code: is not included in the list: write 0 (Standard), 1 (Doctor) "
