@@ -87,5 +87,5 @@ def test_a_webhook_secret_named_where_the_intake_api_may_read_it_fails_the_check
     )
     done = _check("cliniko_automations.changefeed.subscribers", str(webhooks))
     assert done.returncode == 1, done.stdout
-    assert "subscribers.0.secret" in done.stderr
+    assert "subscribers.0 (crm-sync).secret" in done.stderr
     assert "'cliniko-automations/webhooks/'" in done.stderr

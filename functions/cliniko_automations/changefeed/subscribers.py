@@ -37,6 +37,7 @@ from cliniko_automations.common.config_file import (
     ConfigError,
     Limits,
     load_config_file,
+    named_item,
     print_problems,
 )
 
@@ -162,7 +163,7 @@ class Subscribers:
         """(where in the file, secret name) for every secret the change feed reads: the signing
         secrets (an `auth_secret` is read by CloudFormation, at deploy time)."""
         return [
-            (f"subscribers.{index}.secret", subscriber.secret)
+            (f"subscribers.{named_item(index, subscriber.name)}.secret", subscriber.secret)
             for index, subscriber in enumerate(self.subscribers)
         ]
 
@@ -170,7 +171,8 @@ class Subscribers:
         """One problem per account a subscriber names that is not among `accounts` (its
         deliveries for it would never come)."""
         return [
-            f"subscribers.{index}.accounts: {account!r} is not in the Cliniko accounts file"
+            f"subscribers.{named_item(index, subscriber.name)}.accounts: {account!r} is not in "
+            "the Cliniko accounts file"
             for index, subscriber in enumerate(self.subscribers)
             for account in subscriber.accounts or ()
             if account not in accounts

@@ -26,7 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter, StringFilter
 from cliniko_automations.common.accounts import check_arguments, load_accounts
-from cliniko_automations.common.config_file import ConfigError, load_config_file, print_problems
+from cliniko_automations.common.config_file import (
+    ConfigError,
+    load_config_file,
+    named_item,
+    print_problems,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -146,7 +151,8 @@ class CleanupRules(_Model):
 
     def unknown_accounts(self, accounts: Mapping[str, object]) -> list[str]:
         return [
-            f"rules.{index}.account: {rule.account!r} is not in the Cliniko accounts file"
+            f"rules.{named_item(index, rule.name)}.account: {rule.account!r} is not in the "
+            "Cliniko accounts file"
             for index, rule in enumerate(self.rules)
             if rule.account not in accounts
         ]

@@ -75,51 +75,76 @@ def validated(path: Path, kind: type[Config], data: Any) -> Config:
     try:
         result = TypeAdapter(kind).validate_python(data)
     except ValidationError as exc:
-        raise ConfigError(path, readable(exc)) from None
+        raise ConfigError(path, readable(exc, data)) from None
     if dataclasses.is_dataclass(kind) and (problems := converted_values(result, data)):
         raise ConfigError(path, problems)
     return result
 
 
-def converted_values(value: Any, written: Any, where: tuple[Any, ...] = ()) -> list[str]:
+def converted_values(
+    value: Any, written: Any, where: tuple[Any, ...] = (), root: Any = None
+) -> list[str]:
     """One problem per value pydantic read as another type than the file wrote it (the text
     "false" as false, "0.5" as 0.5, 1.0 as 1, a !!set as a list). The build ships the data as
     written and a function builds its dataclasses from it unchecked (`from_data`), so such a
-    value would be read differently there than it was checked: "false" is true to Python."""
+    value would be read differently there than it was checked: "false" is true to Python.
+    `root`: the file's whole data, whose list items are named by their `name` (`_path`)."""
+    root = written if root is None else root
     if dataclasses.is_dataclass(value) and isinstance(written, dict):
         return [
             problem
             for field in dataclasses.fields(value)
             if field.name in written
             for problem in converted_values(
-                getattr(value, field.name), written[field.name], (*where, field.name)
+                getattr(value, field.name), written[field.name], (*where, field.name), root
             )
         ]
     if isinstance(value, list) and isinstance(written, list) and len(value) == len(written):
         return [
             problem
             for index, (item, as_written) in enumerate(zip(value, written, strict=True))
-            for problem in converted_values(item, as_written, (*where, index))
+            for problem in converted_values(item, as_written, (*where, index), root)
         ]
     if isinstance(value, dict) and isinstance(written, dict) and value.keys() == written.keys():
         return [
             problem
             for key, item in value.items()
-            for problem in converted_values(item, written[key], (*where, key))
+            for problem in converted_values(item, written[key], (*where, key), root)
         ]
     same_number = type(value) is float and type(written) is int  # 1 for a float reads as 1.0
     if (type(value) is type(written) or same_number) and value == written:
         return []
     shown = _SHOWN_AS.get(type(value)) or json.dumps(value, default=str)
-    return [f"{_path(where) or 'the file'}: {written!r} is read as {shown}: write {shown} itself"]
+    return [
+        f"{_path(where, root) or 'the file'}: {written!r} is read as {shown}: write {shown} itself"
+    ]
 
 
 _SHOWN_AS: dict[type, str] = {dict: "a mapping", list: "a list"}
 
 
-def _path(where: Sequence[Any]) -> str:
-    # A field named for a keyword (`from_`) is written as the keyword in the file.
-    return ".".join("from" if part == "from_" else _shown_key(part) for part in where)
+def _path(where: Sequence[Any], data: Any = None) -> str:
+    """`where` (pydantic's location of a mistake in `data`) as text: `rules.0 (stale).where.0`,
+    a list item that has a `name` told by it as well as by its place."""
+    parts = []
+    for part in where:
+        # A field named for a keyword (`from_`) is written as the keyword in the file.
+        key = "from" if part == "from_" else part
+        name = None
+        if isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data):
+            data = data[key]
+            name = data.get("name") if isinstance(data, dict) else None
+        else:
+            data = data.get(key) if isinstance(data, dict) else None
+        shown = _shown_key(key)
+        parts.append(named_item(shown, name) if isinstance(name, str) and name else shown)
+    return ".".join(parts)
+
+
+def named_item(index: object, name: str) -> str:
+    """A list item's place in a problem's location, with its name: an operator looks for the
+    rule or subscriber by name, not by counting from 0."""
+    return f"{index} ({_shown_key(name)})"
 
 
 def _shown_key(part: Any) -> str:
@@ -320,10 +345,11 @@ def _strict_loader(yaml: Any, base: type) -> type:
     return Loader
 
 
-def readable(exc: ValidationError) -> list[str]:
+def readable(exc: ValidationError, data: Any = None) -> list[str]:
+    """One line per mistake, placed in `data` (the file's, to name its list items by)."""
     lines = []
     for error in exc.errors(include_input=True, include_url=False):
-        where = _path(error["loc"])
+        where = _path(error["loc"], data)
         # A dataclass says "Unexpected keyword argument" where a model says this.
         text = (
             "Extra inputs are not permitted"

@@ -249,17 +249,24 @@ def test_a_subscriber_naming_an_account_not_in_the_accounts_file_is_refused(tmp_
     ("more", "expected"),
     [
         # An empty list would deliver nothing; leaving the key out means every account.
-        ("    accounts: []\n", "subscribers.0.accounts: List should have at least 1 item"),
+        (
+            "    accounts: []\n",
+            "subscribers.0 (crm-sync).accounts: List should have at least 1 item",
+        ),
         # Read as false here, but "false" is true to the feed that builds the file unchecked
         # from the build's JSON: the contact's fields would go out.
         (
             "    include_fields: 'false'\n",
-            "subscribers.0.include_fields: 'false' is read as false: write false itself",
+            "subscribers.0 (crm-sync).include_fields: 'false' is read as false: write false itself",
         ),
-        ("    rate_per_second: 5.0\n", "subscribers.0.rate_per_second: 5.0 is read as 5"),
+        (
+            "    rate_per_second: 5.0\n",
+            "subscribers.0 (crm-sync).rate_per_second: 5.0 is read as 5",
+        ),
         (
             "    accounts: !!set {main-clinic}\n",
-            "subscribers.0.accounts: {'main-clinic'} is read as a list: write a list itself",
+            "subscribers.0 (crm-sync).accounts: {'main-clinic'} is read as a list: "
+            "write a list itself",
         ),
     ],
 )
@@ -285,7 +292,7 @@ def test_a_signing_secret_outside_the_secrets_prefix_is_refused(tmp_path, capsys
 
     path = webhooks_file(tmp_path, under="elsewhere/")
     assert command.main(["--check", str(path)]) != 0
-    assert "subscribers.0.secret: secret 'elsewhere/webhooks/crm-sync' is outside" in (
+    assert "subscribers.0 (crm-sync).secret: secret 'elsewhere/webhooks/crm-sync' is outside" in (
         capsys.readouterr().err
     )
     assert command.main(["--check", str(path), "--secrets-prefix", "elsewhere/"]) == 0
@@ -295,7 +302,7 @@ def test_a_signing_secret_outside_the_secrets_prefix_is_refused(tmp_path, capsys
         webhooks_file(tmp_path).read_text() + second + " secret: elsewhere/webhooks/two}\n"
     )
     assert command.main(["--check", str(path)]) != 0
-    assert "subscribers.1.secret: secret 'elsewhere/webhooks/two' is outside" in (
+    assert "subscribers.1 (crm-two).secret: secret 'elsewhere/webhooks/two' is outside" in (
         capsys.readouterr().err
     )
 

@@ -62,17 +62,17 @@ def test_a_rule_becomes_anded_cliniko_filters():
 @pytest.mark.parametrize(
     ("rule", "expected"),
     [
-        ({"where": []}, "rules.0.where: List should have at least 1 item"),
+        ({"where": []}, "rules.0 (r).where: List should have at least 1 item"),
         ({"where": [{"field": "notes", "op": "contains", "value": "x"}]}, "Input tag 'notes'"),
         (
             {"where": [{"field": "email", "op": "older_than_days", "value": 3}]},
-            "rules.0.where.0.email.op: Input should be 'equals'",
+            "rules.0 (r).where.0.email.op: Input should be 'equals'",
         ),
         (
             {"where": [{"field": "updated_at", "op": "older_than_days", "value": 0}]},
-            "rules.0.where.0.updated_at.value",
+            "rules.0 (r).where.0.updated_at.value",
         ),
-        ({"name": "Bad Name"}, "rules.0.name: String should match pattern"),
+        ({"name": "Bad Name"}, "rules.0 (Bad Name).name: String should match pattern"),
         # `%` alone matches every contact with the field set.
         (
             {"where": [{"field": "email", "op": "contains", "value": "%%"}]},
@@ -81,21 +81,21 @@ def test_a_rule_becomes_anded_cliniko_filters():
         # A tab no filter can carry, and `true` for a number: refused here, not every run.
         (
             {"where": [{"field": "last_name", "op": "equals", "value": "a\tb"}]},
-            "rules.0.where.0.last_name.value: must not contain control characters",
+            "rules.0 (r).where.0.last_name.value: must not contain control characters",
         ),
         (
             {"where": [{"field": "last_name", "op": "equals", "value": "a\x7fb"}]},
-            "rules.0.where.0.last_name.value: must not contain control characters",
+            "rules.0 (r).where.0.last_name.value: must not contain control characters",
         ),
         (
             {"where": [{"field": "created_at", "op": "older_than_days", "value": True}]},
-            "rules.0.where.0.created_at.value: Input should be a valid integer",
+            "rules.0 (r).where.0.created_at.value: Input should be a valid integer",
         ),
         (
             {"where": [{"field": "type_code", "op": "equals", "value": [True]}]},
-            "rules.0.where.0.type_code.value: type codes are 0, 1 or 2",
+            "rules.0 (r).where.0.type_code.value: type codes are 0, 1 or 2",
         ),
-        ({"archive_everything": True}, "rules.0.archive_everything: Extra inputs"),
+        ({"archive_everything": True}, "rules.0 (r).archive_everything: Extra inputs"),
     ],
 )
 def test_mistakes_are_reported_with_their_place(tmp_path, rule, expected):
@@ -148,7 +148,7 @@ rules:
     with pytest.raises(ConfigError) as caught:
         load_cleanup_rules(path, {"main-clinic": object()})
     assert caught.value.problems == [
-        "rules.1.account: 'nowhere' is not in the Cliniko accounts file"
+        "rules.1 (other).account: 'nowhere' is not in the Cliniko accounts file"
     ]
 
 
@@ -178,6 +178,23 @@ def test_check_command(tmp_path, capsys):
     assert config.main(["--check", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "invalid configuration" in err
-    assert "rules.0.where" in err
+    assert "rules.0 (r).where" in err
     assert config.main(["--check", str(tmp_path / "missing.yaml")]) == 1
     assert "cannot read the file" in capsys.readouterr().err
+
+
+def test_a_mistake_in_a_rule_is_placed_by_the_rule_s_name_as_well(tmp_path):
+    # By its index alone (`rules.1.where.0`), the operator counted rules from 0 to find it.
+    text = """
+rules:
+  - {name: form-tests, account: main-clinic, where: [{field: email, op: like, value: "%@x.com"}]}
+  - name: stale-test
+    account: main-clinic
+    where: [{field: created_at, op: older_than_days, value: '30'}]
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_cleanup_rules(write(tmp_path, text))
+    assert caught.value.problems == [
+        "rules.1 (stale-test).where.0.created_at.value: Input should be a valid integer "
+        "('30' is text to YAML: write 30 without quotes)"
+    ]

@@ -197,35 +197,35 @@ def test_values_every_yaml_reads_alike_are_taken(tmp_path, written):
         (
             "rules:\n  - {name: r, account: main, where: [{field: created_at, "
             "op: older_than_days, value: '30'}]}\n",
-            "rules.0.where.0.created_at.value: Input should be a valid integer",
+            "rules.0 (r).where.0.created_at.value: Input should be a valid integer",
             "'30' is text to YAML: write 30 without quotes",
         ),
         (
             "rules:\n  - {name: r, account: main, where: [{field: type_code, "
             "op: equals, value: ['1']}]}\n",
-            "rules.0.where.0.type_code.value.0: Input should be 0, 1 or 2",
+            "rules.0 (r).where.0.type_code.value.0: Input should be 0, 1 or 2",
             "'1' is text to YAML: write 1 without quotes",
         ),
         (
             "rules:\n  - {name: r, account: main, where: [{field: occupation, "
             "op: equals, value: 2000}]}\n",
-            "rules.0.where.0.occupation.value: Input should be a valid string",
+            "rules.0 (r).where.0.occupation.value: Input should be a valid string",
             "YAML reads 2000 as a number: quote it ('2000')",
         ),
         (
             "rules:\n  - {name: r, account: main, where: [{field: occupation, "
             "op: equals, value: false}]}\n",
-            "rules.0.where.0.occupation.value: Input should be a valid string",
+            "rules.0 (r).where.0.occupation.value: Input should be a valid string",
             "YAML reads false as a boolean: quote it ('false')",
         ),
         (
             "rules:\n  - {name: r, account: ~, where: [{field: email, op: equals, value: a}]}\n",
-            "rules.0.account: Input should be a valid string",
+            "rules.0 (r).account: Input should be a valid string",
             "no value: YAML reads nothing, ~ and null as none",
         ),
         (
             "rules:\n  - {name: r, account: main, where: }\n",
-            "rules.0.where: Input should be a valid list",
+            "rules.0 (r).where: Input should be a valid list",
             "no value: YAML reads nothing, ~ and null as none",
         ),
     ],

@@ -443,3 +443,8 @@ def test_unreadable_and_non_yaml_files(tmp_path):
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_form_sources(binary)
     assert "must be a mapping" in problems_of(tmp_path, "- a list\n")[0]
+
+
+def test_a_list_item_without_a_name_is_placed_by_its_index(tmp_path):
+    problems = problems_of(tmp_path, minimal(fields=[{"from": "n", "to": "shoe_size"}]))
+    assert any(p.startswith("sources.s.fields.0.to: Input should be") for p in problems), problems
