@@ -59,6 +59,16 @@ FAILING_FOR_SECONDS = 6 * 3600
 ARCHIVE_FAULTS_BEFORE_FAILED = 3
 
 Phase = Literal["find", "archive", "done"]
+# RuleProgress's fields new on 2026-12-05, with their defaults: stored only when they differ.
+# A release before them, rolled back to under a running run, builds RuleProgress from every
+# stored field, and one it does not know failed each step, the release and `cleanup.py status`
+# in a TypeError, the run's lock held its hour; so only a rule part-way through archiving a
+# batch (batch_archived) or meeting 5xx fails so, not a dry run nor one between batches.
+ADDED_SINCE_LAST_RELEASE: dict[str, Any] = {
+    "failing_since": None,
+    "archive_faults": {},
+    "batch_archived": False,
+}
 
 
 @dataclass
@@ -136,7 +146,12 @@ class RunState:
         return all(progress.phase == "done" for progress in self.rules)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for progress in data["rules"]:
+            for name, default in ADDED_SINCE_LAST_RELEASE.items():
+                if progress[name] == default:
+                    del progress[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunState:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -71,9 +70,98 @@ def test_a_run_stored_before_stopped_was_asked_reads_the_same() -> None:
     state = RunState.from_dict(stored)
     assert [progress.stopped for progress in state.rules] == [False, True]
     # Nothing new is stored: code from before this reads what this stores.
-    assert set(RunState.from_dict(state.as_dict()).as_dict()["rules"][1]) == set(
-        dataclasses.asdict(RuleProgress("b", "c", False))
-    )
+    assert set(RunState.from_dict(state.as_dict()).as_dict()["rules"][1]) == FIELDS_BEFORE
+
+
+# RuleProgress's fields in the releases of 2026-12-04 (774e5fb) and early 2026-12-05 (608a678),
+# whose loader passes every stored field to RuleProgress(**...): one more is a TypeError there.
+FIELDS_BEFORE = {
+    *("rule", "account", "created_by_intake", "phase", "cursor", "pending", "exhausted"),
+    *("asked", "matched", "archived", "failed", "batches", "error", "failed_ids", "definition"),
+}
+# A run of release 774e5fb as it stored it (the runs table's `state`), two rules mid-batch, the
+# archives having met 502s: recorded from that release's cleanup step against moto and the
+# emulator.
+STORED_BY_774E5FB = {
+    "run_id": "c49605fe020f5f0598c3eb720cc5e17b",
+    "dry_run": False,
+    "started_at": "2026-12-05T08:12:20+00:00",
+    "rules": [
+        {
+            "rule": "form-tests",
+            "account": "test-clinic",
+            "created_by_intake": True,
+            "phase": "archive",
+            "cursor": "1390712996921112084",
+            "pending": ["1390712996921095324", "1390712996921099329", "1390712996921104036"],
+            "exhausted": True,
+            "asked": 5,
+            "matched": 3,
+            "archived": 0,
+            "failed": 0,
+            "batches": 1,
+            "error": "cliniko_ServerError",
+            "failed_ids": [],
+            "definition": "d105fcc6d32826d9d7c7b61df7e5317f873e90bb7c30f46058e6cf5bdef1e7fb",
+        },
+        {
+            "rule": "more-tests",
+            "account": "test-clinic",
+            "created_by_intake": True,
+            "phase": "archive",
+            "cursor": "1390712996921112084",
+            "pending": ["1390712996921111065", "1390712996921112084"],
+            "exhausted": True,
+            "asked": 5,
+            "matched": 2,
+            "archived": 0,
+            "failed": 0,
+            "batches": 1,
+            "error": "cliniko_ServerError",
+            "failed_ids": [],
+            "definition": "e3cf85a8d55cffab05df6bcb1c8e2e44d98892e3b3ee36a34502796dbccec748",
+        },
+    ],
+    "next_rule": 0,
+    "steps": 1,
+    "status": "running",
+}
+
+
+def test_a_run_stored_by_the_release_before_goes_on_where_it_was() -> None:
+    state = RunState.from_dict(STORED_BY_774E5FB)
+    first = state.rules[0]
+    assert (first.phase, first.pending[0], first.matched) == ("archive", "1390712996921095324", 3)
+    assert (first.failing_since, first.archive_faults, first.batch_archived) == (None, {}, False)
+
+
+def test_a_run_this_release_stores_loads_in_the_release_before() -> None:
+    # Rolled back under a running run (CloudFormation undoing a failed update, a redeploy of
+    # the previous release): every rule as stored must be one the release before can build.
+    state = RunState.from_dict(STORED_BY_774E5FB)
+    # Its first rule between batches (the first archived), its second done.
+    state.rules[0].phase, state.rules[0].pending, state.rules[0].archived = "find", [], 3
+    state.rules[1].phase, state.rules[1].pending, state.rules[1].archived = "done", [], 2
+    started = RunState("r2", False, "2026-12-05T09:00:00+00:00", [RuleProgress("a", "c", True)])
+    for stored in (state.as_dict(), started.as_dict()):
+        for progress in stored["rules"]:
+            assert set(progress) <= FIELDS_BEFORE
+    assert RunState.from_dict(state.as_dict()) == state
+
+
+def test_a_rule_meeting_server_errors_stores_what_it_needs() -> None:
+    # Its count of 5xx must survive the step: only then is a new field stored (README
+    # "Updating a stack deployed from an earlier release").
+    progress = RuleProgress("a", "c", True, phase="archive", pending=["1", "2"])
+    progress.failing_since, progress.archive_faults = "2026-12-05T09:00:00+00:00", {"1": 2}
+    progress.batch_archived = True
+    stored = RunState("r3", False, "2026-12-05T09:00:00+00:00", [progress]).as_dict()
+    assert set(stored["rules"][0]) - FIELDS_BEFORE == {
+        "failing_since",
+        "archive_faults",
+        "batch_archived",
+    }
+    assert RunState.from_dict(stored).rules[0] == progress
 
 
 def test_a_run_stored_by_a_later_release_still_loads() -> None:
