@@ -62,9 +62,9 @@ Phase = Literal["find", "archive", "done"]
 # RuleProgress's fields new on 2026-12-05, with their defaults: stored only when they differ.
 # A release before them, rolled back to under a running run, builds RuleProgress from every
 # stored field, and one it does not know failed each step, the release and `cleanup.py status`
-# in a TypeError, the run's lock held its hour; so only a rule part-way through archiving a
-# batch (batch_archived) or meeting 5xx fails so, not a dry run nor one between batches.
-ADDED_SINCE_LAST_RELEASE: dict[str, Any] = {
+# in a TypeError, the run's lock held its hour; so only a rule meeting 5xx or part-way through
+# archiving a batch (batch_archived) fails so, not one between batches (a dry run always is).
+STORED_ONLY_WHEN_SET: dict[str, Any] = {
     "failing_since": None,
     "archive_faults": {},
     "batch_archived": False,
@@ -148,7 +148,7 @@ class RunState:
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         for progress in data["rules"]:
-            for name, default in ADDED_SINCE_LAST_RELEASE.items():
+            for name, default in STORED_ONLY_WHEN_SET.items():
                 if progress[name] == default:
                     del progress[name]
         return data
