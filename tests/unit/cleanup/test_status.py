@@ -73,8 +73,9 @@ def test_a_run_stored_before_stopped_was_asked_reads_the_same() -> None:
     assert set(RunState.from_dict(state.as_dict()).as_dict()["rules"][1]) == FIELDS_BEFORE
 
 
-# RuleProgress's fields in the releases of 2026-12-04 (774e5fb) and early 2026-12-05 (608a678),
-# whose loader passes every stored field to RuleProgress(**...): one more is a TypeError there.
+# RuleProgress's fields in the release of 2026-12-04 (774e5fb; early 2026-12-05's, 608a678, knew
+# failing_since too), whose loader passes every stored field to RuleProgress(**...): one more
+# is a TypeError there.
 FIELDS_BEFORE = {
     *("rule", "account", "created_by_intake", "phase", "cursor", "pending", "exhausted"),
     *("asked", "matched", "archived", "failed", "batches", "error", "failed_ids", "definition"),
