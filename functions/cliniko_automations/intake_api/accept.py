@@ -43,6 +43,7 @@ from cliniko_automations.intake_api.errors import (
 )
 from cliniko_automations.intake_api.mapping import (
     answer_ids_for,
+    given_differently,
     map_answers,
     unanswered_fields,
 )
@@ -228,7 +229,7 @@ def _accept(
     left_out: tuple[str, ...] = ()
     if browser is None:
         fields, left_out = without_unmatched_choices(fields, source)
-    draft = validate_draft(fields, source)
+    draft = validate_draft(fields, source, given_differently(answers, source))
     if browser is not None and source.html is not None and source.html.captcha is not None:
         # After the fields are found valid: siteverify takes a token once, and the person
         # sent back to fix a field returns to the page still holding it (the back button).

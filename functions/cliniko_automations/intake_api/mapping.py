@@ -48,14 +48,37 @@ DERIVED_TARGETS = {
     "full_name": ("first_name", "last_name", "title"),
     "phone": ("phone_numbers",),
 }
+# The fields a person has one of, and those of them a full name fills. An answer given several
+# times with different values (two inputs named `email`, a checkbox group mapped to a name) is
+# refused for them: joined, "Ann, Bob" went to Cliniko as the first name, and "a@x.org,
+# b@y.org" was refused as an invalid email, which did not say why.
+ONE_VALUE_TARGETS = {
+    "first_name": ("first_name",),
+    "last_name": ("last_name",),
+    "preferred_first_name": ("preferred_first_name",),
+    "title": ("title",),
+    "email": ("email",),
+    "full_name": ("first_name", "last_name"),
+}
 
 
 def map_answers(answers: Mapping[str, Answer], source: FormSource) -> dict[str, Any]:
     return _mapped(answers, source, source.defaults)
 
 
+def given_differently(answers: Mapping[str, Answer], source: FormSource) -> tuple[str, ...]:
+    """The fields of `map_answers`' body that a person has one of (ONE_VALUE_TARGETS) and
+    that it fills from an answer given several times with different values."""
+    differing: set[str] = set()
+    _mapped(answers, source, {}, differing)
+    return tuple(sorted(differing))
+
+
 def _mapped(
-    answers: Mapping[str, Answer], source: FormSource, defaults: Mapping[str, Any]
+    answers: Mapping[str, Answer],
+    source: FormSource,
+    defaults: Mapping[str, Any],
+    differing: set[str] | None = None,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     phones: list[dict[str, str]] = []
@@ -67,6 +90,10 @@ def _mapped(
         text = clean_email(as_text(answer)) if rule.to == "email" else as_text(answer)
         if not text:
             continue
+        filled = ONE_VALUE_TARGETS.get(rule.to, ())
+        # Only the rule whose answer fills them (the first answered) can be the one to blame.
+        if differing is not None and filled and not any(name in fields for name in filled):
+            differing.update(filled if _differs(answer) else ())
         if rule.to == "full_name":
             for name, value in split_name(answer, _parts_mapped(rule.from_, source)).items():
                 fields.setdefault(name, value)
@@ -184,6 +211,11 @@ def _answer_for(rule: FieldRule, answers: Mapping[str, Answer]) -> Answer:
     if rule.part is None:
         return answer
     return answer.get(rule.part) if isinstance(answer, dict) else None
+
+
+def _differs(answer: Answer) -> bool:
+    """Whether an answer is several values that are not all alike."""
+    return isinstance(answer, list) and len({as_text(item) for item in answer} - {""}) > 1
 
 
 def _phone_numbers(answer: Answer, text: str) -> list[str]:

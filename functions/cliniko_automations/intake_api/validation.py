@@ -52,8 +52,16 @@ def without_unmatched_choices(
     return kept, tuple(left_out)
 
 
-def validate_draft(fields: Mapping[str, Any], source: FormSource) -> ContactDraft:
+# For a field of mapping.ONE_VALUE_TARGETS whose answer came several times, differently.
+GIVEN_DIFFERENTLY = "was given more than once, with different values: give one"
+
+
+def validate_draft(
+    fields: Mapping[str, Any], source: FormSource, given_differently: tuple[str, ...] = ()
+) -> ContactDraft:
     errors = rules.validate_contact_fields(fields, creating=True)
+    # Said for what it is: the values joined were refused as they stand (an email), or not.
+    errors.update(dict.fromkeys(given_differently, GIVEN_DIFFERENTLY))
     for name, value in fields.items():
         if name not in errors and _holds_control_characters(name, value):
             errors[name] = CONTROL_CHARACTER

@@ -36,6 +36,7 @@ from cliniko_automations.intake_api.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
+from cliniko_automations.intake_api.validation import GIVEN_DIFFERENTLY
 
 from tests.unit.intake_api import samples
 from tests.unit.intake_api.samples import EMAIL, ERROR_URL, FIRST, LAST, ORIGIN, SECRET, SUCCESS_URL
@@ -539,11 +540,22 @@ def test_html_an_email_confirmed_in_a_second_input_of_its_name_is_one_email():
     confirmed = FORM.replace(f"email={EMAIL}", f"email={EMAIL}&email={EMAIL}")
     outcome = accept(browser(confirmed.encode()), services(html_sources()))
     assert outcome.submission.draft.email == EMAIL
-    # Two different ones are still no email.
+    # Two different ones are no email, and the person is told why.
     other = FORM.replace(f"email={EMAIL}", f"email={EMAIL}&email=other%40example.org")
     with pytest.raises(FieldsInvalid) as caught:
         accept(browser(other.encode()), services(html_sources()))
-    assert caught.value.errors == {"email": "is invalid"}
+    assert caught.value.errors == {"email": GIVEN_DIFFERENTLY}
+
+
+def test_html_a_name_given_twice_differently_is_refused_not_joined():
+    # Joined, "Marguerite Okonkwo-Lindqvist, Ann Lee" made Cliniko's first name "Marguerite"
+    # and last name "Okonkwo-Lindqvist, Ann Lee".
+    twice = FORM.replace("&email=", "&name=Ann+Lee&email=")
+    with pytest.raises(FieldsInvalid) as caught:
+        accept(browser(twice.encode()), services(html_sources()))
+    assert caught.value.errors == {"first_name": GIVEN_DIFFERENTLY, "last_name": GIVEN_DIFFERENTLY}
+    target = parse_qs(urlsplit(caught.value.redirect_to).query)
+    assert target == {"error": ["validation"], "fields": ["name"]}
 
 
 def test_html_a_long_nonce_still_names_the_submission():

@@ -8,7 +8,13 @@ import pytest
 from cliniko_automations.cliniko import rules
 from cliniko_automations.intake.config import FormSource, form_sources_of, load_form_sources
 from cliniko_automations.intake_api.errors import FieldsInvalid
-from cliniko_automations.intake_api.mapping import answer_ids_for, map_answers, one_line, split_name
+from cliniko_automations.intake_api.mapping import (
+    answer_ids_for,
+    given_differently,
+    map_answers,
+    one_line,
+    split_name,
+)
 from cliniko_automations.intake_api.validation import validate_draft
 
 
@@ -193,6 +199,22 @@ def test_a_key_given_twice_alike_is_one_value_but_the_notes_keep_both():
     mapped = map_answers(answers, src)
     assert mapped["email"] == "a@example.org"
     assert mapped["notes"] == "Rows: x, x"  # what was typed
+
+
+def test_a_one_value_field_given_differently_is_named_where_its_answer_fills_it():
+    src = source(
+        [
+            {"from": "e", "to": "email"},
+            {"from": "e2", "to": "email"},  # a fallback, unused while "e" answers
+            {"from": "topics", "to": "occupation"},  # a checkbox group: several are fine
+            {"from": "n", "to": "full_name"},
+        ]
+    )
+    answers = {"e": "a@example.org", "e2": ["b@example.org", "c@example.org"], "topics": ["x", "y"]}
+    assert given_differently(answers, src) == ()
+    answers |= {"e": "", "n": ["Ann Lee", "Bo Ray"]}
+    assert given_differently(answers, src) == ("email", "first_name", "last_name")
+    assert given_differently({"n": ["Ann Lee", "Ann Lee"]}, src) == ()  # alike: one value
 
 
 def test_blank_answers_are_left_out():
