@@ -26,10 +26,9 @@ from urllib.parse import urlsplit
 
 from cliniko_automations.common.accounts import (
     WEBHOOK_SECRETS_FOLDER,
-    check_arguments,
     load_accounts,
-    require_secrets_in_folder,
     require_secrets_within,
+    run_check,
 )
 from cliniko_automations.common.config_file import (
     FORBID_EXTRA,
@@ -203,9 +202,8 @@ def load_subscribers(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cliniko_automations.common.operator_cli import run_tool
-
-    args = check_arguments(
+    return run_check(
+        check,
         argv,
         prog="python -m cliniko_automations.changefeed.subscribers",
         description="Validate a webhook-subscribers file.",
@@ -214,8 +212,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         secrets_prefix="the change feed may read no other signing secret, and one it cannot "
         "read stops every poll",
     )
-    # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
-    return run_tool("changefeed.subscribers", lambda: check(args), aws_calls=False)
 
 
 def check(args: argparse.Namespace) -> int:
@@ -224,9 +220,6 @@ def check(args: argparse.Namespace) -> int:
     try:
         loaded = load_subscribers(args.path, load_accounts(args.accounts).accounts)
         require_secrets_within(
-            subscribers_path(args.path), loaded.secret_references(), args.secrets_prefix
-        )
-        require_secrets_in_folder(
             subscribers_path(args.path),
             loaded.secret_references(),
             args.secrets_prefix,

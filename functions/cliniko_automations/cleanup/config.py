@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter, StringFilter
-from cliniko_automations.common.accounts import check_arguments, load_accounts
+from cliniko_automations.common.accounts import load_accounts, run_check
 from cliniko_automations.common.config_file import (
     ConfigError,
     load_config_file,
@@ -186,17 +186,14 @@ def load_cleanup_rules(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cliniko_automations.common.operator_cli import run_tool
-
-    args = check_arguments(
+    return run_check(
+        check,
         argv,
         prog="python -m cliniko_automations.cleanup.config",
         description="Validate a cleanup-rules file against the Cliniko accounts file.",
         default=DEFAULT_PATH.name,
         accounts="the Cliniko accounts file",
     )
-    # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
-    return run_tool("cleanup.config", lambda: check(args), aws_calls=False)
 
 
 def check(args: argparse.Namespace) -> int:

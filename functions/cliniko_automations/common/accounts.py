@@ -19,7 +19,7 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -128,9 +128,13 @@ def key_secret_setting(account: str) -> str:
     return f"{FILE_NAME} accounts.{account}.api_key_secret"
 
 
-def require_secrets_within(path: Path, references: Iterable[tuple[str, str]], prefix: str) -> None:
+def require_secrets_within(
+    path: Path, references: Iterable[tuple[str, str]], prefix: str, folder: str | None = None
+) -> None:
     """Raise ConfigError, one problem per (where, secret name) in the file at `path` that the
-    functions could not read under `prefix`."""
+    functions could not read under `prefix`; with `folder`, then one per such secret that is
+    not under `prefix` + `folder` (`require_secrets_in_folder`)."""
+    references = list(references)
     outside = [
         f"{where}: secret {name!r} is outside SecretsPrefix {prefix!r}, so the functions may "
         f"not read it: name a secret that starts with {prefix!r}, or deploy with a "
@@ -140,6 +144,8 @@ def require_secrets_within(path: Path, references: Iterable[tuple[str, str]], pr
     ]
     if outside:
         raise ConfigError(path, outside)
+    if folder is not None:
+        require_secrets_in_folder(path, references, prefix, folder)
 
 
 def require_secrets_in_folder(
@@ -163,7 +169,8 @@ def require_secrets_in_folder(
         raise ConfigError(path, elsewhere)
 
 
-def check_arguments(
+def run_check(
+    check: Callable[[argparse.Namespace], int],
     argv: Sequence[str] | None,
     *,
     prog: str,
@@ -171,14 +178,16 @@ def check_arguments(
     default: str,
     accounts: str | None = None,
     secrets_prefix: str | None = None,
-) -> argparse.Namespace:
-    """The arguments of a configuration file's `--check` command: the file (`default` when
-    none is given); with `accounts`, an `--accounts` file named so; with `secrets_prefix`, the
-    `--secrets-prefix` every secret the file names must start with, which it explains."""
+) -> int:
+    """A configuration file's `--check` command: `check` of its arguments, the file (`default`
+    when none is given); with `accounts`, an `--accounts` file named so; with
+    `secrets_prefix`, the `--secrets-prefix` every secret the file names must start with,
+    which it explains. `| head`, `> /dev/full` and Ctrl-C end it as they end the operating
+    CLIs."""
     # The command line's alone: the functions import this module at a cold start.
     import argparse
 
-    from cliniko_automations.common.operator_cli import parsed_arguments
+    from cliniko_automations.common.operator_cli import parsed_arguments, run_tool
 
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--check", action="store_true", required=True, help="validate and exit")
@@ -195,8 +204,9 @@ def check_arguments(
             help=f"the SecretsPrefix you deploy with: {secrets_prefix} (default: the "
             f"template's, {DEFAULT_SECRETS_PREFIX})",
         )
-    # Its tool's name as run_tool gives it (`changefeed.subscribers`).
-    return parsed_arguments(prog.removeprefix("python -m cliniko_automations."), parser, argv)
+    tool = prog.removeprefix("python -m cliniko_automations.")  # `changefeed.subscribers`
+    args = parsed_arguments(tool, parser, argv)
+    return run_tool(tool, lambda: check(args), aws_calls=False)
 
 
 def accounts_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -211,17 +221,14 @@ def load_accounts(path: str | os.PathLike[str] | None = None) -> ClinikoAccounts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cliniko_automations.common.operator_cli import run_tool
-
-    args = check_arguments(
+    return run_check(
+        check,
         argv,
         prog="python -m cliniko_automations.common.accounts",
         description="Validate a Cliniko accounts file.",
         default=FILE_NAME,
         secrets_prefix="every secret named must start with it",
     )
-    # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
-    return run_tool("common.accounts", lambda: check(args), aws_calls=False)
 
 
 def check(args: argparse.Namespace) -> int:
@@ -230,9 +237,6 @@ def check(args: argparse.Namespace) -> int:
     try:
         accounts = load_accounts(args.path)
         require_secrets_within(
-            accounts_path(args.path), accounts.secret_references(), args.secrets_prefix
-        )
-        require_secrets_in_folder(
             accounts_path(args.path),
             accounts.secret_references(),
             args.secrets_prefix,

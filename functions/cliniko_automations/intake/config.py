@@ -32,10 +32,9 @@ from cliniko_automations.common.accounts import (
     WEBHOOK_SECRETS_FOLDER,
     SecretName,
     accounts_path,
-    check_arguments,
     load_accounts,
-    require_secrets_in_folder,
     require_secrets_within,
+    run_check,
 )
 from cliniko_automations.common.config_file import (
     FORBID_EXTRA,
@@ -502,9 +501,8 @@ def require_readable_by_intake(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cliniko_automations.common.operator_cli import run_tool
-
-    args = check_arguments(
+    return run_check(
+        check,
         argv,
         prog="python -m cliniko_automations.intake.config",
         description="Validate a form-source configuration file.",
@@ -513,8 +511,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         secrets_prefix="every secret named must start with it, as IAM lets intake read "
         "nothing else",
     )
-    # `| head`, `> /dev/full` and Ctrl-C end as they end the operating CLIs.
-    return run_tool("intake.config", lambda: check(args), aws_calls=False)
 
 
 def check(args: argparse.Namespace) -> int:
@@ -523,9 +519,6 @@ def check(args: argparse.Namespace) -> int:
     try:
         accounts = load_accounts(args.accounts)
         require_secrets_within(
-            accounts_path(args.accounts), accounts.secret_references(), args.secrets_prefix
-        )
-        require_secrets_in_folder(
             accounts_path(args.accounts),
             accounts.secret_references(),
             args.secrets_prefix,
