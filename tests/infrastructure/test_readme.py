@@ -5,15 +5,20 @@ snippet calling a method that was gone, and four parameters missing from the tab
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import os
+import pkgutil
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cliniko_automations.changefeed.events import CONTACTS_SOURCE, WEBHOOKS_SOURCE
 from cliniko_automations.changefeed.subscribers import load_subscribers
+from cliniko_automations.changefeed.webhook_stack import render
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.intake.config import load_form_sources
 from local_run.template import load
@@ -123,3 +128,103 @@ def test_the_change_feed_names_every_source_it_puts_on_the_bus() -> None:
     section = README[README.index("## Contacts change feed") : README.index("## Architecture")]
     for source in (CONTACTS_SOURCE, WEBHOOKS_SOURCE):
         assert f"`{source}`" in section, source
+
+
+def _alarms(template: dict[str, Any]) -> set[str]:
+    resources = template["Resources"]
+    return {n for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_every_alarm_it_names_is_one_the_stacks_have(tmp_path: Path) -> None:
+    # An alarm's e-mail names its logical id (`<stack>-DeadLettersAlarm-...`): a README name
+    # that is no alarm's leaves the operator looking for a section that is not there.
+    webhooks = tmp_path / "webhooks.yaml"
+    webhooks.write_text(
+        "subscribers:\n"
+        "  - name: crm-sync\n"
+        "    url: https://hooks.example.com/cliniko\n"
+        "    events: [contact.created]\n"
+        "    secret: cliniko-automations/webhooks/crm-sync/signing-secret\n",
+        encoding="utf-8",
+    )
+    alarms = _alarms(load()) | _alarms(render(load_subscribers(webhooks)))
+    named = set(re.findall(r"`(\w+Alarm)`", README))
+    assert named, "README names no alarm"
+    assert named <= alarms, sorted(named - alarms)
+
+
+def test_operating_lists_every_alarm_of_the_stack() -> None:
+    # The Operating list named 9 of 25 alarms: an e-mail from IntakeUnavailableAlarm or
+    # PacingFallbackAlarm found no line saying what it meant. A function's errors and
+    # throttles alarms are named by their pattern, each function having one.
+    start = README.index("- **Alarms** (")
+    listed = README[start : README.index("- **Dead letters**", start)]
+    template = load()
+    functions = {
+        n for n, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"
+    }
+    unlisted = []
+    for alarm in sorted(_alarms(template)):
+        per_function = re.fullmatch(r"(\w+)(Errors|Throttles)Alarm", alarm)
+        by_pattern = (
+            per_function is not None
+            and f"{per_function[1]}Function" in functions
+            and f"`<Function>{per_function[2]}Alarm`" in listed
+        )
+        if not by_pattern and f"`{alarm}`" not in listed:
+            unlisted.append(alarm)
+    assert not unlisted
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        "scripts/erasure.py",
+        "scripts/cleanup.py",
+        "scripts/dead_letters.py",
+        "functions/cliniko_automations/changefeed/webhook_dead_letters.py",
+    ],
+)
+def test_every_variable_an_operating_cli_reads_is_named(tool: str) -> None:
+    # The erasure's local mode read CLINIKO_API_KEY_SECRET_NAME, CLINIKO_USER_AGENT and
+    # CLINIKO_BASE_URL from the environment, and the README listed them as "...".
+    source = (ROOT / tool).read_text(encoding="utf-8")
+    read = set(re.findall(r"os\.environ\.get\(\s*\"([A-Z][A-Z0-9_]+)\"", source))
+    assert read, f"{tool} reads no variable"
+    assert not {name for name in read if name not in README}
+
+
+def _variables_read() -> set[str]:
+    """Every environment variable the code reads: each settings field (`NAME`), the Cliniko
+    settings' own names, and every name the sources quote."""
+    import cliniko_automations
+    from cliniko_automations.common.cliniko_settings import ENV_NAMES
+    from cliniko_automations.common.settings import EnvironmentSettings
+
+    for module in pkgutil.walk_packages(cliniko_automations.__path__, "cliniko_automations."):
+        importlib.import_module(module.name)
+    pending, read = list(EnvironmentSettings.__subclasses__()), set(ENV_NAMES.values())
+    while pending:
+        settings = pending.pop()
+        pending += settings.__subclasses__()
+        read |= {field.name.upper() for field in dataclasses.fields(settings)}
+    for folder in ("functions", "scripts"):
+        for path in (ROOT / folder).rglob("*.py"):
+            read |= set(re.findall(r"\"([A-Z][A-Z0-9_]+)\"", path.read_text(encoding="utf-8")))
+    return read
+
+
+def test_every_variable_it_exports_or_sets_is_read() -> None:
+    # A variable set by hand that nothing reads (a renamed setting) changes nothing, silently.
+    exported = set(re.findall(r"^export ([A-Z][A-Z0-9_]+)=", README, flags=re.MULTILINE))
+    exported |= set(re.findall(r"`([A-Z][A-Z0-9_]+)=N? ?(?:scripts|python)", README))
+    assert {"SUBMISSION_QUEUE_URL", "EVENT_BUS_NAME", "TEST_WORKERS"} <= exported
+    shells = (ROOT / "scripts/test").read_text(encoding="utf-8")
+    shells += (ROOT / "scripts/bootstrap").read_text(encoding="utf-8")
+    boto3_reads = {"AWS_DEFAULT_REGION"}
+    unread = {
+        name
+        for name in exported - boto3_reads - _variables_read()
+        if f"${{{name}" not in shells and f"${name}" not in shells
+    }
+    assert not unread
