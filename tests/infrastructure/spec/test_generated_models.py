@@ -136,3 +136,26 @@ def test_write_model_round_trips_the_seed_request_and_sends_nulls() -> None:
     assert ContactWrite().to_dict() == {}
     write_fields = set(_hints(ContactWrite)) - {"additional_properties"}
     assert not write_fields & {"id", "created_at", "updated_at", "country", "type_", "links"}
+
+
+def test_values_cliniko_may_add_to_its_response_choices_are_kept_not_refused() -> None:
+    # The spec lists the documented choices (and the emulator is held to them), but a value
+    # Cliniko adds later must not make a contact unreadable: each choice is a nullable union,
+    # whose parser keeps a value it does not know as it came.
+    body = load_seed_example("get_response") | {
+        "doctor_type": "dentist",
+        "type_code": 3,
+        "type": "Referrer",
+        "phone_numbers": [{"number": "0400 000 000", "phone_type": "Pager"}],
+    }
+    contact = Contact.from_dict(body)
+    assert (contact.doctor_type, contact.type_code, contact.type_) == ("dentist", 3, "Referrer")
+    assert isinstance(contact.phone_numbers, list)
+    assert contact.phone_numbers[0].phone_type == "Pager"
+    written = contact.to_dict()  # as the change feed and an erasure's proof read a contact
+    assert {name: written[name] for name in ("doctor_type", "type_code", "type")} == {
+        "doctor_type": "dentist",
+        "type_code": 3,
+        "type": "Referrer",
+    }
+    assert written["phone_numbers"] == body["phone_numbers"]
