@@ -282,23 +282,31 @@ class WebhookLetterPurge:
         self._url = dead_letter_queue_url
         self._max_read = max_read
 
-    def purge(self, contacts: Collection[tuple[str, str]]) -> int:
+    def purge(
+        self,
+        contacts: Collection[tuple[str, str]],
+        *,
+        time_left: Callable[[], float | None] | None = None,
+    ) -> int:
         """Delete the letters carrying fields of `contacts`, (account, contact id) each: an id
-        names another contact in another account. How many were deleted."""
+        names another contact in another account. How many were deleted. Each letter is
+        read, judged and let go before the next batch (held all at once, a thousand letters
+        of 250 KB took 290 MB); none is received once `time_left` (seconds) is spent: the
+        letters not read are those past `max_read`."""
         wanted = {(str(account), str(contact_id)) for account, contact_id in contacts}
         queue = DeadLetterQueue(self._sqs, self._url)
-        deleted = 0
+        deleted: set[str] = set()
         try:
-            for message in queue.receive_all(limit=self._max_read):
+            for message in queue.receive_each(limit=self._max_read, time_left=time_left):
                 event, problem = _delivery_event(str(message.get("Body", "")))
                 data = event["detail"]["body"].get("data", {}) if event and not problem else {}
                 contact = (str(data.get("account")), str(data.get("contact_id")))
                 if "contact" in data and contact in wanted:
                     queue.delete(str(message["ReceiptHandle"]))
-                    deleted += 1
+                    deleted.add(str(message["MessageId"]))
         finally:
             queue.release()
-        return deleted
+        return len(deleted)
 
 
 def _signing_key(read_secret: Callable[[str], str], secret: str) -> bytes:

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, Protocol, TextIO, TypeVar
 
 from cliniko_automations.common.printable import printable
@@ -60,12 +60,31 @@ class DeadLetterQueue:
         LISTING_SECONDS: `complete` says whether that cut it short), each once, hidden for
         HIDE_SECONDS (and held for release)."""
         received: dict[str, Mapping[str, Any]] = {}  # by message id: each once, newest handle
+        for messages in self._receives(limit):
+            received.update((m["MessageId"], m) for m in messages)
+        return list(received.values())
+
+    def receive_each(
+        self, limit: int | None = None, time_left: Callable[[], float | None] | None = None
+    ) -> Iterator[Mapping[str, Any]]:
+        """The messages `receive_all` lists, each as it arrives, for a reader that keeps
+        none: a letter may be 256 KB, and a thousand held at once is more than a 256 MB
+        Lambda has. A message received again comes again, with its newest receipt handle.
+        `time_left` (seconds, None for no bound): no receive is made once it is spent."""
+        for messages in self._receives(limit, time_left):
+            yield from messages
+
+    def _receives(
+        self, limit: int | None, time_left: Callable[[], float | None] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        seen: set[str] = set()
         empty_reads = 0
         started = time.monotonic()
         self.complete = True
         # SQS samples its servers on short polls: one empty answer is not proof of none left.
-        while empty_reads < 3 and (limit is None or len(received) < limit):
-            if time.monotonic() - started >= LISTING_SECONDS:
+        while empty_reads < 3 and (limit is None or len(seen) < limit):
+            left = time_left() if time_left is not None else None
+            if time.monotonic() - started >= LISTING_SECONDS or (left is not None and left <= 0):
                 self.complete = False
                 break
             answer = self._sqs.receive_message(
@@ -79,8 +98,8 @@ class DeadLetterQueue:
             messages = answer.get("Messages", [])
             self._held.update(dict.fromkeys(m["ReceiptHandle"] for m in messages))
             empty_reads = 0 if messages else empty_reads + 1
-            received.update((m["MessageId"], m) for m in messages)
-        return list(received.values())
+            seen.update(m["MessageId"] for m in messages)
+            yield messages
 
     def delete(self, receipt_handle: str) -> None:
         self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)

@@ -32,6 +32,7 @@ from cliniko_automations.common.person_keys import (
     text_of,
 )
 from cliniko_automations.common.plain_data import as_data, as_json
+from cliniko_automations.common.submission_store import PurgeCut
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.deadlines import iso
 from cliniko_automations.erasure.errors import AlreadyRecorded, RequestInProgress, SeveralMatches
@@ -68,6 +69,8 @@ SCRUB_WRITES = 4
 # The error of an attempt that found an intake worker busy with the person's email throughout.
 SUBMISSION_IN_PROGRESS = "submission_in_progress"
 WEBHOOK_DEAD_LETTERS = "webhook_dead_letters"
+# The error of an attempt whose invocation ran out of time purging this system's stores.
+PURGE_UNFINISHED = "purge_unfinished"
 
 
 class _StoreFailed(Exception):
@@ -94,8 +97,8 @@ class Tools:
     """What every attempt works with: the Cliniko accounts, the submission store (None: not
     reached, as in tests of Cliniko alone), the pepper for email hashes, the clock,
     `append(request_id, sk, record)`, which chains a record into the trail (AlreadyRecorded if
-    its key exists), and the webhook dead letters (None: no webhook stack's queue
-    configured)."""
+    its key exists), the webhook dead letters (None: no webhook stack's queue
+    configured) and the time left."""
 
     accounts: ErasureAccounts
     submissions: SubmissionStore | None
@@ -103,6 +106,9 @@ class Tools:
     clock: Callable[[], datetime]
     append: Callable[[str, str, Mapping[str, Any]], Any]
     webhook_letters: WebhookLetters | None = None
+    # Seconds the invocation leaves (None: no bound), less what recording the outcome and
+    # answering take: this system's own stores stop there, as Cliniko's requests do.
+    time_left: Callable[[], float | None] = lambda: None
 
 
 class Attempt:
@@ -300,24 +306,37 @@ class Attempt:
             # names none, and a worker may know the person by name and phone.)
             if claims and not submissions.fence(tombstones[0], now, claims):
                 return False
+            time_left = self.tools.time_left
             for digest in emails:
-                deleted.update(submissions.purge(digest))
+                deleted.update(submissions.purge(digest, time_left=time_left))
             for name_hmac, name_phone in sorted(names.items()):
-                deleted.update(submissions.purge_person(name_hmac, name_phone))
+                deleted.update(submissions.purge_person(name_hmac, name_phone, time_left=time_left))
+        except PurgeCut as cut:
+            # Out of time before Cliniko changes (a flood left more bodies than one
+            # invocation deletes): the trail counts what went, and the same request id
+            # sent again goes on from what is left.
+            deleted.update(cut.deleted)
+            self._record_purge(now, tombstones, deleted, unfinished=True)
+            raise _StoreFailed(PURGE_UNFINISHED) from None
         except Exception as error:
             raise _StoreFailed(f"submission_store_error:{type(error).__name__}") from error
+        self._record_purge(now, tombstones, deleted)
+        return True
+
+    def _record_purge(
+        self, now: datetime, tombstones: Sequence[str], deleted: set[str], unfinished: bool = False
+    ) -> None:
         listed = sorted(deleted)[:LISTED_SUBMISSIONS]
         self.purged = [Purged(store=SUBMISSION_STORE, count=len(deleted), submission_ids=listed)]
-        self.record(
-            "purge",
-            {
-                "record": "purge",
-                "at": iso(now),
-                "tombstones": len(tombstones),
-                "purged": [as_data(p) for p in self.purged],
-            },
-        )
-        return True
+        record = {
+            "record": "purge",
+            "at": iso(now),
+            "tombstones": len(tombstones),
+            "purged": [as_data(p) for p in self.purged],
+        }
+        if unfinished:
+            record["unfinished"] = True
+        self.record("purge", record)
 
     def _keys(self, email: Any, contact: Mapping[str, Any]) -> tuple[PersonKeys, ...]:
         """The keys of one person's details, as Cliniko (or the request) gives them (values of
@@ -344,7 +363,8 @@ class Attempt:
                     (name, match.contact_id)
                     for match in matches
                     for name in self.tools.accounts.names_of(match.account)
-                ]
+                ],
+                time_left=self.tools.time_left,
             )
         except Exception as error:
             raise _StoreFailed(f"webhook_dead_letters_error:{type(error).__name__}") from error

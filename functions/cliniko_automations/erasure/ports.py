@@ -32,20 +32,34 @@ class SubmissionStore(Protocol):  # see common/submission_store.py
         a few seconds for one that does: False when one still does."""
         ...
 
-    def purge(self, email_hmac: str) -> list[str]:
-        """Delete every stored submission body for this email; their submission ids."""
+    def purge(
+        self, email_hmac: str, *, time_left: Callable[[], float | None] | None = None
+    ) -> list[str]:
+        """Delete every stored submission body for this email; their submission ids. Once
+        `time_left` (seconds) is spent, PurgeCut with those deleted so far."""
         ...
 
-    def purge_person(self, name_hmac: str, name_phone: Collection[str]) -> list[str]:
+    def purge_person(
+        self,
+        name_hmac: str,
+        name_phone: Collection[str],
+        *,
+        time_left: Callable[[], float | None] | None = None,
+    ) -> list[str]:
         """Delete every stored submission body for this name that shares one of these
-        name-and-phone keys; their submission ids."""
+        name-and-phone keys; their submission ids. `time_left` as for `purge`."""
         ...
 
 
 class WebhookLetters(Protocol):  # see changefeed/webhook_dead_letters.py
-    def purge(self, contacts: Collection[tuple[str, str]]) -> int:
+    def purge(
+        self,
+        contacts: Collection[tuple[str, str]],
+        *,
+        time_left: Callable[[], float | None] | None = None,
+    ) -> int:
         """Delete the undelivered webhooks that carry these contacts' fields, each given as
-        (account, contact id); how many."""
+        (account, contact id); how many. None is read once `time_left` (seconds) is spent."""
         ...
 
 

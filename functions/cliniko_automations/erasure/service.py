@@ -131,6 +131,7 @@ def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None
             once=once,
             submissions=submissions,
             webhook_letters=_webhook_letters(settings.webhook_dead_letter_queue_arn),
+            time_left=time_left,
         )
     except ValueError as error:  # a pepper too short to hide emails: the secret is unusable
         raise SecretUnavailable(f"secret {settings.pepper_secret_name!r}: {error}") from None

@@ -113,7 +113,10 @@ class Eraser:
         submissions: SubmissionStore | None = None,
         webhook_letters: WebhookLetters | None = None,
         clock: Callable[[], datetime] = utcnow,
+        time_left: Callable[[], float | None] = lambda: None,
     ) -> None:
+        """`time_left`: the seconds the invocation leaves for the work before recording the
+        outcome (None: no bound, the CLI): the purge of this system's stores stops there."""
         if len(pepper) < 16:
             # A short pepper makes the email hash guessable by brute force.
             raise ValueError("the pepper must be at least 16 characters")
@@ -122,7 +125,9 @@ class Eraser:
         self._pepper = pepper
         self._once = once
         self._clock = clock
-        self._tools = Tools(accounts, submissions, pepper, clock, self._append, webhook_letters)
+        self._tools = Tools(
+            accounts, submissions, pepper, clock, self._append, webhook_letters, time_left
+        )
         # The latest (seq, hash) of each request's chain, as read or written by this call.
         self._heads: dict[str, tuple[int, str]] = {}
 

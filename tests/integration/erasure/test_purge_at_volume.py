@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import boto3
-from cliniko_automations.common.dynamodb_batches import write_items
-from cliniko_automations.common.person_keys import submission_keys
-from cliniko_automations.common.submission_store import BODY_PREFIX, DynamoSubmissionStore
-from cliniko_automations.erasure.attempt import LISTED_SUBMISSIONS
+import pytest
+from cliniko_automations.common.dynamodb_batches import BATCH_WRITE, write_items
+from cliniko_automations.common.person_keys import PersonKeys, submission_keys
+from cliniko_automations.common.submission_store import (
+    BODY_PREFIX,
+    EMAIL_INDEX,
+    PURGE_PAGE,
+    DynamoSubmissionStore,
+    PurgeCut,
+)
+from cliniko_automations.erasure.attempt import LISTED_SUBMISSIONS, PURGE_UNFINISHED
 
 from tests.integration.erasure import stack
 from tests.integration.erasure.test_core_against_seed_shaped_answers import (
@@ -32,21 +40,57 @@ erasure_stack = stack.erasure_stack  # the fixture
 STORED = 11_500
 
 
-def test_a_person_with_more_stored_submissions_than_an_item_can_list_is_erased(erasure_stack):
+EMAIL, PHONES = stack.PERSONAL["email"].lower(), ["0491 570 156"]
+
+
+def store_bodies(erasure_stack: Any, count: int) -> tuple[DynamoSubmissionStore, PersonKeys]:
+    """`count` bodies of the person: one stored as the intake stores it, and copies of it
+    under other ids (one BatchWriteItem per 25, where a put each takes a minute on moto)."""
     dynamodb = boto3.client("dynamodb")
     table = erasure_stack.submission_table
     store = DynamoSubmissionStore(dynamodb, table, claims_table=erasure_stack.idempotency_table)
-    email, phones = stack.PERSONAL["email"].lower(), ["0491 570 156"]
-    keys = submission_keys(stack.PEPPER, email, "Grizelda", "Thistlewaite", phones)
-    # One body stored as the intake stores it, and copies of it under other ids (one
-    # BatchWriteItem per 25, where a put each takes a minute on moto).
+    keys = submission_keys(stack.PEPPER, EMAIL, "Grizelda", "Thistlewaite", PHONES)
     store.put("first", '{"stored": "a submission of theirs"}', keys)
     item = dynamodb.get_item(TableName=table, Key={"id": {"S": f"{BODY_PREFIX}first"}})["Item"]
     copies = [
         {"PutRequest": {"Item": {**item, "id": {"S": f"{BODY_PREFIX}{uuid.uuid4()}"}}}}
-        for _ in range(STORED - 1)
+        for _ in range(count - 1)
     ]
     write_items(dynamodb, table, copies, sleep=time.sleep)
+    return store, keys
+
+
+def still_stored(erasure_stack: Any, keys: PersonKeys) -> int:
+    pages = (
+        boto3.client("dynamodb")
+        .get_paginator("query")
+        .paginate(
+            TableName=erasure_stack.submission_table,
+            IndexName=EMAIL_INDEX,
+            KeyConditionExpression="email_hmac = :h",
+            ExpressionAttributeValues={":h": {"S": keys.email_hmac}},
+            Select="COUNT",
+        )
+    )
+    return sum(page["Count"] for page in pages)
+
+
+class Countdown:
+    """The time an invocation leaves, spent by reads instead of seconds: `plenty` reads of
+    an hour each, then none (a deadline the test sets in counts, on any machine)."""
+
+    def __init__(self, plenty: int) -> None:
+        self.reads = 0
+        self.plenty = plenty
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return 3600.0 if self.reads <= self.plenty else 0.0
+
+
+def test_a_person_with_more_stored_submissions_than_an_item_can_list_is_erased(erasure_stack):
+    store, keys = store_bodies(erasure_stack, STORED)
+    email, phones = EMAIL, PHONES
     cliniko = grizelda(email, phones[0])
     eraser = make_eraser(erasure_stack, cliniko, submissions=store)
 
@@ -61,3 +105,51 @@ def test_a_person_with_more_stored_submissions_than_an_item_can_list_is_erased(e
     # The trail says so too, and a repeat of the request is answered from what was stored.
     again = eraser.submit(ask(request_id="many-bodies", email=email), CALLER)
     assert (again.result, again.purged[0].count) == ("erased", STORED)
+
+
+def test_the_purge_deletes_a_page_at_a_time_and_stops_at_its_deadline(erasure_stack):
+    # More than one page of the index: the deadline falls in the second page.
+    stored = PURGE_PAGE + 200
+    store, keys = store_bodies(erasure_stack, stored)
+    batches = PURGE_PAGE // BATCH_WRITE + 3
+
+    with pytest.raises(PurgeCut) as cut:
+        store.purge(keys.email_hmac, time_left=Countdown(plenty=batches))
+
+    assert len(cut.value.deleted) == batches * BATCH_WRITE
+    assert still_stored(erasure_stack, keys) == stored - batches * BATCH_WRITE
+    # Given time, the next purge deletes what is left, and only that.
+    rest = store.purge(keys.email_hmac, time_left=Countdown(plenty=stored))
+    assert len(rest) == stored - batches * BATCH_WRITE
+    assert set(rest).isdisjoint(cut.value.deleted)
+    assert still_stored(erasure_stack, keys) == 0
+
+
+def test_an_erasure_out_of_time_purging_fails_retryably_before_cliniko_changes(erasure_stack):
+    # A flood left more bodies than one invocation deletes: the attempt stops at the time the
+    # invocation leaves (the erasure API's 29 s less its reserve), answered and recorded,
+    # where it ran into the Lambda's timeout (API Gateway's 500, no purge record).
+    stored = 300
+    store, keys = store_bodies(erasure_stack, stored)
+    cliniko = grizelda(EMAIL, PHONES[0])
+    request = ask(request_id="flooded", email=EMAIL)
+    countdown = Countdown(plenty=4)
+
+    cut = make_eraser(erasure_stack, cliniko, submissions=store, time_left=countdown).submit(
+        request, CALLER
+    )
+
+    assert (cut.status, cut.result) == ("failed", "failed")
+    assert PURGE_UNFINISHED in cut.message and "same request id" in cut.message
+    assert cliniko.writes == [] and cliniko.contact["email"] == EMAIL  # findable again
+    assert cut.purged[0].count == 4 * BATCH_WRITE
+    assert still_stored(erasure_stack, keys) == stored - 4 * BATCH_WRITE
+    purge = [i for i in erasure_stack.audit_items() if i.get("record") == "purge"]
+    assert [(p.get("unfinished"), len(p["purged"])) for p in purge] == [(True, 1)]
+
+    # The same request id, sent again, goes on from what is left and finishes.
+    done = make_eraser(erasure_stack, cliniko, submissions=store).submit(request, CALLER)
+
+    assert done.result == "erased", done.message
+    assert done.purged[0].count == stored - 4 * BATCH_WRITE
+    assert still_stored(erasure_stack, keys) == 0
