@@ -169,6 +169,7 @@ def _existing_stack():
         queue_arn=arn["Attributes"]["QueueArn"],
         dead_letter_queue_url=os.environ.get("DEAD_LETTER_QUEUE_URL", ""),
         parked_queue_url=os.environ["PARKED_QUEUE_URL"],
+        submission_table=os.environ["SUBMISSION_TABLE"],
         sqs=sqs,
         dynamodb=dynamodb,
     )
