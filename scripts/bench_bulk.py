@@ -94,7 +94,9 @@ STEP = textwrap.dedent(
 
     CLOCK, CLIENTS = ScaledClock(), {}
 
-    def bulk_client(secret_name, settings):
+    # time_left is in real seconds and this client's clock runs S times faster: the step's
+    # own stop margin (the scaled Context below) is what ends a step here.
+    def bulk_client(secret_name, settings, time_left=None):
         if secret_name not in CLIENTS:
             CLIENTS[secret_name] = ClinikoClient(
                 read_secret(secret_name, prefix=settings.secrets_prefix).strip(),
@@ -118,6 +120,9 @@ STEP = textwrap.dedent(
     answer = handler.lambda_handler(json.loads(sys.argv[1]), Context())
     with open(sys.argv[2], "w") as out:
         json.dump(answer, out)
+    # The step's own peak (VmHWM; ru_maxrss would carry the parent's across fork and exec).
+    with open(sys.argv[2] + ".rss", "w") as out:
+        out.write(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
     """
 )
 
@@ -365,6 +370,7 @@ def main() -> int:
         tally = RequestTally(control)
         kills = 0
         step_walls: list[float] = []
+        step_peaks_kib: list[int] = []  # each finished step's peak RSS (its Lambda's memory)
 
         def invoke(event: dict[str, Any]) -> Any:
             nonlocal kills
@@ -396,6 +402,10 @@ def main() -> int:
             finally:
                 tally.read()
             step_walls.append(time.perf_counter() - began)
+            rss_file = Path(f"{result_file}.rss")
+            if rss_file.exists():
+                step_peaks_kib.append(int(rss_file.read_text()))
+                rss_file.unlink()
             if process.returncode != 0 or not result_file.exists():
                 tail = errors.read_text()[-2000:]
                 raise RuntimeError(f"step failed ({process.returncode}):\n{tail}")
@@ -450,6 +460,7 @@ def main() -> int:
             "dynamodb": args.dynamodb,
             "ledger_page_seconds": round(ledger_page_seconds, 3),
             "mean_step_wall_seconds": round(sum(step_walls) / max(1, len(step_walls)), 2),
+            "step_peak_rss_mb_max": round(max(step_peaks_kib, default=0) / 1024, 1),
             "real_time_equivalent_hours": round(wall * scale / 3600, 2),
             "budget_bound_hours": round(tally.total * 60 / BUDGET_PER_MINUTE / 3600, 2),
         }
@@ -476,6 +487,7 @@ def main() -> int:
         ),
         ("requests per archived contact", figures["requests_per_archived_contact"]),
         ("wall time", f"{wall:,.0f} s"),
+        ("a step's peak memory (most of any)", f"{figures['step_peak_rss_mb_max']} MB of 256"),
         ("real-time equivalent (wall x S)", f"{figures['real_time_equivalent_hours']} h"),
         ("at full budget (requests / 200 a min)", f"{figures['budget_bound_hours']} h"),
     ]
