@@ -15,7 +15,7 @@ account's, and is scrubbed, archived and verified through that account's client.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -54,7 +54,7 @@ from cliniko_automations.erasure.scrub import (
     is_erased,
     placeholder,
 )
-from cliniko_automations.erasure.trail import LOOKUP, OUTCOME_SK, attempt_sk
+from cliniko_automations.erasure.trail import LOOKUP, OUTCOME_SK, attempt_of, attempt_sk
 
 SUBMISSION_STORE = "submission_store"
 # How many of the purged submissions' ids the trail lists (the count is always complete). The
@@ -123,7 +123,10 @@ class Attempt:
         number: int,
         scope: Sequence[str],
         matched_before: Mapping[str, Sequence[str]] | None = None,
+        purged_before: int = 0,
     ) -> None:
+        """`purged_before`: the stored bodies earlier attempts of the request deleted (one
+        out of time, one whose Cliniko part failed), which the outcome's count includes."""
         self.tools = tools
         self.request = request
         self.caller = caller
@@ -132,6 +135,7 @@ class Attempt:
         # The accounts searched, in order, and the contact ids each matched.
         self.scope = list(scope)
         self.matched_before = matched_before or {}
+        self.purged_before = purged_before
         self.by_account: dict[str, list[str]] = {}
         self.purged: list[Purged] = []
         # What to check when Cliniko refused the key or its user while erasing a contact.
@@ -326,17 +330,21 @@ class Attempt:
     def _record_purge(
         self, now: datetime, tombstones: Sequence[str], deleted: set[str], unfinished: bool = False
     ) -> None:
+        """The attempt's purge record counts what it deleted; the outcome, the request's whole
+        purge, earlier attempts' included."""
         listed = sorted(deleted)[:LISTED_SUBMISSIONS]
-        self.purged = [Purged(store=SUBMISSION_STORE, count=len(deleted), submission_ids=listed)]
+        own = Purged(store=SUBMISSION_STORE, count=len(deleted), submission_ids=listed)
         record = {
             "record": "purge",
             "at": iso(now),
             "tombstones": len(tombstones),
-            "purged": [as_data(p) for p in self.purged],
+            "purged": [as_data(own)],
         }
         if unfinished:
             record["unfinished"] = True
         self.record("purge", record)
+        whole = replace(own, count=own.count + self.purged_before)
+        self.purged = [whole]
 
     def _keys(self, email: Any, contact: Mapping[str, Any]) -> tuple[PersonKeys, ...]:
         """The keys of one person's details, as Cliniko (or the request) gives them (values of
@@ -657,6 +665,18 @@ def _read_archived_or_not(client: Any, contact_id: str) -> list[dict[str, Any]]:
     archived or not (by id alone, a Cliniko may answer 404 for an archived one)."""
     check = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq([contact_id])]
     return [contact_fields(c) for c in client.list_contacts(check)]
+
+
+def purged_before(records: Sequence[Mapping[str, Any]]) -> int:
+    """The stored bodies the attempts recorded in `records` deleted (each attempt's purge
+    record counts its own)."""
+    return sum(
+        int(purged.get("count", 0))
+        for record in records
+        if record.get("record") == "purge" and attempt_of(str(record.get("sk", ""))) is not None
+        for purged in record.get("purged", [])
+        if purged.get("store") == SUBMISSION_STORE
+    )
 
 
 def account_hint(account: str, error: cliniko_errors.ClinikoError) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any
 from cliniko_automations.common.person_keys import email_hash
 from cliniko_automations.common.plain_data import from_data
 from cliniko_automations.erasure.accounts import ErasureAccounts
-from cliniko_automations.erasure.attempt import Attempt, Tools, failed_message
+from cliniko_automations.erasure.attempt import Attempt, Tools, failed_message, purged_before
 from cliniko_automations.erasure.deadlines import (
     EXTENSION_MONTHS,
     add_months,
@@ -244,7 +244,9 @@ class Eraser:
         default = self._accounts.default
         if default is not None and default in scope and filed_before_accounts(records):
             scope = [default]
-        outcome = Attempt(self._tools, request, caller, received, attempt, scope, earlier).execute()
+        outcome = Attempt(
+            self._tools, request, caller, received, attempt, scope, earlier, purged_before(records)
+        ).execute()
         outcome.receipt = _receipt(outcome, *self._heads[request.request_id])
         return outcome
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.common.dynamodb_batches import BATCH_WRITE, write_items
 from cliniko_automations.common.person_keys import PersonKeys, submission_keys
 from cliniko_automations.common.submission_store import (
@@ -29,6 +30,7 @@ from cliniko_automations.erasure.attempt import LISTED_SUBMISSIONS, PURGE_UNFINI
 from tests.integration.erasure import stack
 from tests.integration.erasure.test_core_against_seed_shaped_answers import (
     CALLER,
+    SeedShapedCliniko,
     ask,
     grizelda,
     make_eraser,
@@ -151,5 +153,41 @@ def test_an_erasure_out_of_time_purging_fails_retryably_before_cliniko_changes(e
     done = make_eraser(erasure_stack, cliniko, submissions=store).submit(request, CALLER)
 
     assert done.result == "erased", done.message
-    assert done.purged[0].count == stored - 4 * BATCH_WRITE
+    assert done.purged[0].count == stored  # the request's whole purge, both attempts'
+    purge = [i for i in erasure_stack.audit_items() if i.get("record") == "purge"]
+    assert sorted(int(p["purged"][0]["count"]) for p in purge) == [
+        4 * BATCH_WRITE,
+        stored - 4 * BATCH_WRITE,
+    ]
     assert still_stored(erasure_stack, keys) == 0
+
+
+def test_a_retry_after_cliniko_refused_counts_the_bodies_the_first_attempt_purged(erasure_stack):
+    # The shared budget busy past the erasure API's 5 s wait: the scrub is refused after the
+    # purge. The retry finds nothing left to purge; its outcome still counts the request's.
+    stored = 60
+    store, _ = store_bodies(erasure_stack, stored)
+
+    class BusyOnce(SeedShapedCliniko):
+        refused = False
+
+        def update_contact(self, contact_id, body, *, include_archived=False):
+            if not self.refused:
+                self.refused = True
+                raise cliniko_errors.RateLimited("budget booked past the wait", reset_at=None)
+            return super().update_contact(contact_id, body, include_archived=include_archived)
+
+    cliniko = BusyOnce(
+        first_name="Grizelda",
+        last_name="Thistlewaite",
+        email=EMAIL,
+        phone_numbers=[{"number": PHONES[0], "phone_type": "Mobile"}],
+    )
+    request = ask(request_id="busy-budget", email=EMAIL)
+    first = make_eraser(erasure_stack, cliniko, submissions=store).submit(request, CALLER)
+    assert first.status == "failed" and first.purged[0].count == stored
+
+    done = make_eraser(erasure_stack, cliniko, submissions=store).submit(request, CALLER)
+
+    assert done.result == "erased", done.message
+    assert done.purged[0].count == stored  # was 0: the retry's own purge found none left
