@@ -9,6 +9,7 @@ deleted too unless parked (it waits on the parked queue for a person, replayed b
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -37,7 +38,7 @@ from cliniko_automations.intake_worker.retries import (
     reject,
     retry,
 )
-from cliniko_automations.intake_worker.runtime import Parked, key_secrets, runtime
+from cliniko_automations.intake_worker.runtime import Parked, Runtime, key_secrets, runtime
 from cliniko_automations.intake_worker.telemetry import logger, metrics, report_outcome
 from cliniko_automations.intake_worker.worker import (
     ClinikoBusy,
@@ -50,8 +51,43 @@ from cliniko_automations.intake_worker.worker import (
 # The accounts whose Cliniko failed this batch (5xx, 429, no answer in time), with a 429's
 # reset: their other records are handed back at once, with their backoff and not before that
 # reset, so that one clinic's outage does not spend the invocation every other clinic's
-# records wait on (and, handed back unattempted five times, dead-letter them).
+# records wait on (and, handed back unattempted five times, dead-letter them). A reset the
+# invocation has the time to wait out is waited out instead (`_wait_out`).
 _stalled: dict[str, float | None] = {}
+
+
+def _wait_out(rt: Runtime, not_before: float | None) -> bool:
+    """Sleep until a rate-limit hold's end (`not_before`, UNIX seconds) when the invocation
+    still has MIN_REMAINING_SECONDS for a record after it; whether it did.
+
+    Handed back instead, the record and the rest of its batch would fail at once, and so would
+    every batch the event source takes next while the hold lasts (with ReportBatchItemFailures
+    it does not slow its polling for failed records): each 429 would cost every message of a
+    backlog one of its five receives. Waiting here keeps the batches in hand and the backlog
+    unreceived in the queue. A hold without a known end (5xx, no answer) is not waited out.
+    """
+    remaining = rt.remaining_seconds()
+    if not_before is None or remaining is None:
+        return False
+    wait = not_before - time.time()
+    if wait > remaining - rt.settings.min_remaining_seconds:
+        return False
+    if wait > 0:
+        logger.info("waiting out Cliniko's rate-limit hold", extra={"wait_seconds": round(wait, 1)})
+        time.sleep(wait)
+    return True
+
+
+def _handle(rt: Runtime, loaded: Loaded) -> dict[str, Any]:
+    """The idempotent core, once more after waiting out a rate-limit hold that met the first
+    attempt (nothing of that attempt is kept: its idempotency record and its claim are
+    released as it fails, and a create Cliniko refused with a 429 made nothing)."""
+    try:
+        return rt.handle(submission=loaded.submission, erased=lambda: loaded.erased(rt))
+    except ClinikoBusy as busy:
+        if not _wait_out(rt, busy.not_before):
+            raise
+    return rt.handle(submission=loaded.submission, erased=lambda: loaded.erased(rt))
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
@@ -67,9 +103,12 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     submission = loaded.submission
     if submission.account in _stalled:
         # A 429's reset holds for the account's other records too: sooner is refused again.
-        failure = RetryLater("account_unavailable", not_before=_stalled[submission.account])
-        retry(rt, record, submission, failure)
-        raise failure
+        not_before = _stalled[submission.account]
+        if not _wait_out(rt, not_before):
+            failure = RetryLater("account_unavailable", not_before=not_before)
+            retry(rt, record, submission, failure)
+            raise failure
+        del _stalled[submission.account]
     remaining = rt.remaining_seconds()
     if remaining is not None and remaining < rt.settings.min_remaining_seconds:
         # Too little time left to finish this one (Cliniko's waits can take a while): hand
@@ -78,7 +117,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         retry(rt, record, submission, failure, backoff_base=0)
         raise failure
     try:
-        outcome: dict[str, Any] = rt.handle(submission=submission, erased=lambda: loaded.erased(rt))
+        outcome: dict[str, Any] = _handle(rt, loaded)
     except Parked as parked:
         outcome = parked.outcome
     except Erased:
