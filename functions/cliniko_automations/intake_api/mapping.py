@@ -231,8 +231,9 @@ def _without_invisible(answer: Answer) -> Answer:
         return answer.translate(INVISIBLE_IN_ONE_LINE)
     if isinstance(answer, list):
         # Each value once: a form whose "confirm your email" input has the email's name posts
-        # it twice, and "a@x.org, a@x.org" is no email. (The notes keep every value typed.)
-        return list(dict.fromkeys(text.translate(INVISIBLE_IN_ONE_LINE) for text in answer))
+        # it twice, and "a@x.org, a@x.org" is no email. Alike as `_differs` tells them, around
+        # spaces too (a space typed after one of them). (The notes keep every value typed.)
+        return list(dict.fromkeys(text.translate(INVISIBLE_IN_ONE_LINE).strip() for text in answer))
     if isinstance(answer, dict):
         return {key: text.translate(INVISIBLE_IN_ONE_LINE) for key, text in answer.items()}
     return answer

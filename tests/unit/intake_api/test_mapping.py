@@ -407,3 +407,13 @@ def test_the_fields_no_answer_gave_are_named() -> None:
     assert unanswered_fields(fields, answers, src) == ("country_code", "notes", "type_code")
     answers = {"n": "Ana Lima", "t": "1", "m": "Call me"}
     assert unanswered_fields(map_answers(answers, src), answers, src) == ("country_code",)
+
+
+def test_a_key_given_twice_alike_but_for_surrounding_space_is_one_value():
+    # Told alike (no 422), the two were still joined: "Ann, Ann" went to Cliniko as the first
+    # name, and "a@example.org, a@example.org" was refused as an invalid email.
+    src = source([{"from": "n", "to": "first_name"}, {"from": "e", "to": "email"}])
+    answers = {"n": ["Ann", "Ann "], "e": ["a@example.org", " a@example.org"]}
+    assert given_differently(answers, src) == ()
+    mapped = map_answers(answers, src)
+    assert (mapped["first_name"], mapped["email"]) == ("Ann", "a@example.org")
