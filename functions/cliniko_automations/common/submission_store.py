@@ -77,11 +77,14 @@ PURGE_PAGE = 1000
 
 
 class PurgeCut(Exception):
-    """A purge stopped at its deadline: `deleted` are gone, the rest is still stored."""
+    """A purge stopped part-way: `deleted` are gone, the rest is still stored. At its
+    deadline, or (`error`) as the store failed: the batch it failed on may be gone too."""
 
-    def __init__(self, deleted: list[str]) -> None:
-        super().__init__(f"{len(deleted)} deleted before the deadline")
+    def __init__(self, deleted: list[str], error: Exception | None = None) -> None:
+        stop = "the deadline" if error is None else f"a store error ({type(error).__name__})"
+        super().__init__(f"{len(deleted)} deleted before {stop}")
         self.deleted = deleted
+        self.error = error
 
 
 # Most claims one fence checks in a transaction (DynamoDB's limit is 100 items, its tombstone
@@ -317,17 +320,23 @@ class DynamoSubmissionStore:
             PaginationConfig={"PageSize": PURGE_PAGE},
         )
         deleted: list[str] = []
-        for page in pages:
-            found = {item["id"]["S"]: item["id"] for item in page.get("Items", []) if reaches(item)}
-            keys = list(found.values())
-            for start in range(0, len(keys), BATCH_WRITE):
-                left = time_left() if time_left is not None else None
-                if left is not None and left <= 0:
-                    raise PurgeCut(sorted(deleted))
-                batch = keys[start : start + BATCH_WRITE]
-                deletes = [{"DeleteRequest": {"Key": {"id": k}}} for k in batch]
-                write_items(self._client, self._table, deletes, sleep=self._sleep)
-                deleted += [k["S"].removeprefix(BODY_PREFIX) for k in batch]
+        try:
+            for page in pages:
+                found = {i["id"]["S"]: i["id"] for i in page.get("Items", []) if reaches(i)}
+                keys = list(found.values())
+                for start in range(0, len(keys), BATCH_WRITE):
+                    left = time_left() if time_left is not None else None
+                    if left is not None and left <= 0:
+                        raise PurgeCut(sorted(deleted))
+                    batch = keys[start : start + BATCH_WRITE]
+                    deletes = [{"DeleteRequest": {"Key": {"id": k}}} for k in batch]
+                    write_items(self._client, self._table, deletes, sleep=self._sleep)
+                    deleted += [k["S"].removeprefix(BODY_PREFIX) for k in batch]
+        except PurgeCut:
+            raise
+        except Exception as error:
+            # The pages deleted before are gone all the same: the trail counts them.
+            raise PurgeCut(sorted(deleted), error) from error
         return sorted(deleted)
 
 

@@ -319,8 +319,12 @@ class Attempt:
             # Out of time before Cliniko changes (a flood left more bodies than one
             # invocation deletes): the trail counts what went, and the same request id
             # sent again goes on from what is left.
+            # A store failing part-way the same: what it deleted is gone, and counted.
             deleted.update(cut.deleted)
             self._record_purge(now, tombstones, deleted, unfinished=True)
+            if cut.error is not None:
+                kind = f"submission_store_error:{type(cut.error).__name__}"
+                raise _StoreFailed(kind) from cut.error
             raise _StoreFailed(PURGE_UNFINISHED) from None
         except Exception as error:
             raise _StoreFailed(f"submission_store_error:{type(error).__name__}") from error

@@ -36,7 +36,7 @@ class SubmissionStore(Protocol):  # see common/submission_store.py
         self, email_hmac: str, *, time_left: Callable[[], float | None] | None = None
     ) -> list[str]:
         """Delete every stored submission body for this email; their submission ids. Once
-        `time_left` (seconds) is spent, PurgeCut with those deleted so far."""
+        `time_left` (seconds) is spent, or the store fails, PurgeCut with those deleted so far."""
         ...
 
     def purge_person(

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.common.dynamodb_batches import BATCH_WRITE, write_items
 from cliniko_automations.common.person_keys import PersonKeys, submission_keys
@@ -191,3 +192,46 @@ def test_a_retry_after_cliniko_refused_counts_the_bodies_the_first_attempt_purge
 
     assert done.result == "erased", done.message
     assert done.purged[0].count == stored  # was 0: the retry's own purge found none left
+
+
+class _FailingWrites:
+    """boto3's DynamoDB client whose BatchWriteItem fails after `good` calls (throttled past
+    its retries, a network gone): what the store meets, not the store changed."""
+
+    def __init__(self, client: Any, good: int) -> None:
+        self._client = client
+        self.good = good
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_write_item(self, **kwargs: Any) -> Any:
+        if self.good <= 0:
+            raise ClientError({"Error": {"Code": "InternalServerError"}}, "BatchWriteItem")
+        self.good -= 1
+        return self._client.batch_write_item(**kwargs)
+
+
+def test_a_purge_failing_part_way_still_counts_what_it_deleted(erasure_stack):
+    # The bodies deleted before the store failed are gone: unrecorded, the retry's outcome
+    # counted only the rest (the request's whole purge is what the outcome says).
+    stored = 300
+    store, keys = store_bodies(erasure_stack, stored)
+    failing = DynamoSubmissionStore(
+        _FailingWrites(boto3.client("dynamodb"), good=4),
+        erasure_stack.submission_table,
+        claims_table=erasure_stack.idempotency_table,
+    )
+    cliniko = grizelda(EMAIL, PHONES[0])
+    request = ask(request_id="store-failed", email=EMAIL)
+
+    first = make_eraser(erasure_stack, cliniko, submissions=failing).submit(request, CALLER)
+
+    assert first.status == "failed" and "submission_store_error" in first.message
+    assert cliniko.writes == []
+    gone = stored - still_stored(erasure_stack, keys)  # the tombstones' write took one call
+    assert gone == 3 * BATCH_WRITE
+    assert first.purged[0].count == gone
+    done = make_eraser(erasure_stack, cliniko, submissions=store).submit(request, CALLER)
+    assert done.result == "erased", done.message
+    assert done.purged[0].count == stored
