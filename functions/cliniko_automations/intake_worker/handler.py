@@ -32,6 +32,7 @@ from cliniko_automations.intake_worker.messages import (
     load_submission,
 )
 from cliniko_automations.intake_worker.retries import (
+    count_throttled,
     diagnose_misconfigured,
     keep_body,
     receive_count,
@@ -87,6 +88,8 @@ def _handle(rt: Runtime, loaded: Loaded) -> dict[str, Any]:
     except ClinikoBusy as busy:
         if not _wait_out(rt, busy.not_before):
             raise
+        # Counted as a hand-back counts it: waited out, a 429 still delays the batch.
+        count_throttled()
     return rt.handle(submission=loaded.submission, erased=lambda: loaded.erased(rt))
 
 

@@ -40,6 +40,12 @@ def receive_count(record: SQSRecord) -> int:
         return 1
 
 
+def count_throttled() -> None:
+    """One attempt Cliniko turned away (429, 5xx, no answer), handed back or waited out: the
+    dashboard and ClinikoThrottledAlarm read it."""
+    metrics.add_metric(name="ClinikoThrottled", unit=MetricUnit.Count, value=1)
+
+
 def retry(
     rt: Runtime,
     record: SQSRecord,
@@ -52,7 +58,7 @@ def retry(
     reason = getattr(exc, "reason", None) or f"unexpected_error:{type(exc).__name__}"
     receives = receive_count(record)
     if getattr(exc, "throttled", False):
-        metrics.add_metric(name="ClinikoThrottled", unit=MetricUnit.Count, value=1)
+        count_throttled()
     retry_in = None
     try:
         rt.failures.record(

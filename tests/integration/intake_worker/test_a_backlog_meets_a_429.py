@@ -23,6 +23,7 @@ from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (
     MAX_RECEIVE_COUNT,
     create_worker_stack,
+    emf_metrics,
     json_submission,
     poll_once,
     put_secrets,
@@ -83,3 +84,17 @@ def test_a_backlog_does_not_take_a_receive_for_each_429_window(backlog, cliniko)
     assert emails == sorted(s.draft.email for s in sent)
     # The first batch waited the window out; the others were received once, after it.
     assert set(receives.values()) == {1}
+
+
+def test_a_429_waited_out_is_still_counted_as_throttling(backlog, cliniko, capsys):
+    # ClinikoThrottledAlarm ("Cliniko kept answering 429 for 15 minutes") and the dashboard
+    # read this metric: a 429 waited out, not handed back, went uncounted, so an integration
+    # spending the user's budget all day delayed every batch without an alarm.
+    stack, _ = backlog
+    cliniko.control.set_faults(throttle_window_s=HOLD_SECONDS)
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=8_000)
+
+    messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
+
+    assert messages and failed == set()  # waited out, every record done
+    assert emf_metrics(capsys.readouterr().out).get("ClinikoThrottled", 0) >= 1
