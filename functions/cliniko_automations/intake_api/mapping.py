@@ -86,6 +86,10 @@ def _mapped(
         answer = _answer_for(rule, answers)
         if rule.to not in MULTI_LINE_FIELDS:  # the notes keep what was typed
             answer = _without_invisible(answer)
+        if rule.to == "email" and isinstance(answer, list):
+            # One mailbox typed twice in another case (a phone capitalising the first
+            # letter of one input), as Cliniko and the worker's lookup compare emails.
+            answer = _first_per_mailbox(answer)
         # An email of invisible characters alone is no answer, like one of spaces.
         text = clean_email(as_text(answer)) if rule.to == "email" else as_text(answer)
         if not text:
@@ -216,6 +220,14 @@ def _answer_for(rule: FieldRule, answers: Mapping[str, Answer]) -> Answer:
 def _differs(answer: Answer) -> bool:
     """Whether an answer is several values that are not all alike."""
     return isinstance(answer, list) and len({as_text(item) for item in answer} - {""}) > 1
+
+
+def _first_per_mailbox(emails: list[str]) -> list[str]:
+    """`emails` in order, each but the first of those alike but for case left out."""
+    first: dict[str, str] = {}
+    for email in emails:
+        first.setdefault(email.casefold(), email)
+    return list(first.values())
 
 
 def _phone_numbers(answer: Answer, text: str) -> list[str]:

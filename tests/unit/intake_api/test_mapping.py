@@ -217,6 +217,13 @@ def test_a_one_value_field_given_differently_is_named_where_its_answer_fills_it(
     assert given_differently({"n": ["Ann Lee", "Ann Lee"]}, src) == ()  # alike: one value
 
 
+def test_an_email_confirmed_in_another_case_is_one_email():
+    src = source([{"from": "n", "to": "first_name"}, {"from": "e", "to": "email"}])
+    answers = {"n": "Ann", "e": ["Ann@example.org", "ann@example.org"]}
+    assert given_differently(answers, src) == ()
+    assert map_answers(answers, src)["email"] == "Ann@example.org"  # the first, as typed
+
+
 def test_blank_answers_are_left_out():
     src = source(
         [
