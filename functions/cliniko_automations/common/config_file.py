@@ -25,7 +25,7 @@ import sys
 import typing
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from cliniko_automations.common.plain_data import from_data
 
@@ -137,8 +137,20 @@ def _path(where: Sequence[Any], data: Any = None) -> str:
         else:
             data = data.get(key) if isinstance(data, dict) else None
         shown = _shown_key(key)
-        parts.append(named_item(shown, name) if isinstance(name, str) and name else shown)
+        parts.append(named_item(shown, name) if _is_a_name(name) else shown)
     return ".".join(parts)
+
+
+def _is_a_name(name: Any) -> TypeGuard[str]:
+    # A rule's or subscriber's name as their patterns allow it (`a-z`, digits, `-`): a `name`
+    # key elsewhere (a mistyped condition) may hold a value, an email even, which the location
+    # would repeat.
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 64
+        and name.isascii()
+        and all(c.islower() or c.isdigit() or c == "-" for c in name)
+    )
 
 
 def named_item(index: object, name: str) -> str:

@@ -72,7 +72,7 @@ def test_a_rule_becomes_anded_cliniko_filters():
             {"where": [{"field": "updated_at", "op": "older_than_days", "value": 0}]},
             "rules.0 (r).where.0.updated_at.value",
         ),
-        ({"name": "Bad Name"}, "rules.0 (Bad Name).name: String should match pattern"),
+        ({"name": "Bad Name"}, "rules.0.name: String should match pattern"),
         # `%` alone matches every contact with the field set.
         (
             {"where": [{"field": "email", "op": "contains", "value": "%%"}]},
@@ -197,4 +197,19 @@ rules:
     assert caught.value.problems == [
         "rules.1 (stale-test).where.0.created_at.value: Input should be a valid integer "
         "('30' is text to YAML: write 30 without quotes)"
+    ]
+
+
+def test_a_name_key_that_is_no_name_does_not_place_a_mistake(tmp_path):
+    # A condition given a stray `name:` holding a value: the location must not repeat it.
+    text = """
+rules:
+  - name: form-tests
+    account: main-clinic
+    where: [{name: ann@example.org, field: email, op: like, value: "%@x.com"}]
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_cleanup_rules(write(tmp_path, text))
+    assert [p.split(":")[0] for p in caught.value.problems] == [
+        "rules.0 (form-tests).where.0.email.name"
     ]
