@@ -81,8 +81,10 @@ def _wait_out(rt: Runtime, not_before: float | None) -> bool:
 
 def _handle(rt: Runtime, loaded: Loaded) -> dict[str, Any]:
     """The idempotent core, once more after waiting out a rate-limit hold that met the first
-    attempt (nothing of that attempt is kept: its idempotency record and its claim are
-    released as it fails, and a create Cliniko refused with a 429 made nothing)."""
+    attempt. Safe as a retry through the queue is: the first attempt's idempotency record is
+    released as it fails, and a create Cliniko refused with a 429 made nothing. A claim kept on
+    purpose (after a create whose answer was lost, for its settling time) is kept: the second
+    attempt finds it busy and the record is handed back, as it would have been."""
     try:
         return rt.handle(submission=loaded.submission, erased=lambda: loaded.erased(rt))
     except ClinikoBusy as busy:
