@@ -82,6 +82,16 @@ CASES = (
         baseline="i4",
     ),
     Case(
+        "i4cf",
+        "4 intake processes (saturating) + cleanup + 2 change feeds (capped)",
+        (
+            Role("intake", 4, max_wait=WORKER_WAIT),
+            Role("cleanup", 1, max_wait=CLEANUP_WAIT),
+            Role("feed", 2, max_wait=CLEANUP_WAIT),
+        ),
+        baseline="i4",
+    ),
+    Case(
         "i2",
         "2 intake processes at 40 % of the budget, no cleanup",
         (Role("intake", 2, max_wait=WORKER_WAIT, per_minute=20),),
