@@ -30,6 +30,13 @@ Priorities: interactive callers (intake, erasure) book up to `depth` slots ahead
 ahead (what interactive callers leave), and at most `bulk_share` of the rate (their own second
 schedule, `bulk_tat`), so a cleanup never starves intake: an intake submission arriving during
 a cleanup finds at most two slots booked in front of it, and its two requests go at once.
+While interactive callers leave nothing (they had booked their burst when a bulk caller last
+saw the schedule: an intake backlog), bulk callers together still get `bulk_floor` of the rate:
+such a bulk booking queues on the schedule like an interactive one, behind the callers already
+queued, and books a third schedule, `floor_tat`, at `bulk_floor` of the rate. Without it a
+backlog of 1,000 submissions (10 minutes at the budget's pace) left the cleanup and the change
+feed nothing until it had drained. A floor slot is a slot of the one schedule like any other,
+so the limit holds as before; interactive callers get the rest, in the order they asked.
 
 A caller may also have its own cap (`CallerCap`: a name and requests per period, e.g. the
 change feed's 20 a minute): one more schedule on the same item, `cap_<name>`, booked with every
@@ -63,9 +70,11 @@ from .pacing import SYSTEM_CLOCK, BudgetExhausted, Clock, RateBudget
 
 logger = logging.getLogger("cliniko_automations.cliniko")
 
-# The shared item's schedules: all callers book on TAT; bulk callers on BULK_TAT too.
+# The shared item's schedules: all callers book on TAT; bulk callers on BULK_TAT too, and on
+# FLOOR_TAT when they queue behind interactive callers (their floor).
 TAT = "tat"
 BULK_TAT = "bulk_tat"
+FLOOR_TAT = "floor_tat"
 BLOCKED_UNTIL = "blocked_until"
 CAP_PREFIX = "cap_"
 _ROUNDING = 1e-5  # seconds
@@ -104,6 +113,9 @@ class SharingPolicy:
     late: int = 1
     # The most of the rate bulk callers may take, and only when interactive callers leave it.
     bulk_share: float = 0.8
+    # The least of the rate bulk callers get while they wait, even when interactive callers
+    # leave nothing (0: none; at most bulk_share).
+    bulk_floor: float = 0.1
     # Without the store: each process paces itself at this share of the limit.
     fallback_share: float = 0.25
     # Seconds before a process that fell back tries the store again.
@@ -126,6 +138,8 @@ class SharingPolicy:
             raise ValueError("the limit is too small for the policy's depth, late and safety")
         if not 0 < self.bulk_share <= 1 or not 0 < self.fallback_share <= 1:
             raise ValueError("bulk_share and fallback_share are shares in (0, 1]")
+        if not 0 <= self.bulk_floor <= self.bulk_share:
+            raise ValueError("bulk_floor is a share in [0, bulk_share]")
         if not self.longest_queue >= 0:
             raise ValueError("a sharing policy's longest_queue is seconds, 0 or more")
 
@@ -233,6 +247,7 @@ class SharedBudget:
         self._lease: int | None = None
         self._handed: deque[float] = deque(maxlen=self.policy.lease)  # when slots were taken
         self._seen: dict[str, float] = {}  # the shared item as this process last saw it
+        self._seen_at = float("-inf")  # ...and when
         self._booked_to = 0.0  # where this process's last booking left the schedule
         self._contended = False  # others booked ahead of now since this process last did
         self._not_before = float("-inf")  # wall time: the store said wait (or a 429 did)
@@ -328,15 +343,14 @@ class SharedBudget:
             # this process twice the share of each process booking one.
             leases = busy and self.priority is Priority.INTERACTIVE and not self._contended
             self._lease = policy.lease if leases else 1
-        queue = self._queue(allowance)
         # Other processes only ever move the schedules on: when what this process last saw
         # already refuses the booking, wait without asking (a round trip saved per lease).
-        wait = self._wait_for(now, self._seen, queue, allowance)
+        floor, queue, wait = self._plan(now, self._seen, self._seen_at, allowance)
         if wait > 0:
             if not queue or wait <= allowance:
                 self._not_before = now + wait
             return wait
-        bookings = self._bookings(now, queue)
+        bookings = self._bookings(now, queue, floor)
         try:
             self.store_calls += 1
             answer = self.store.book(self.budget_id, now, bookings)
@@ -345,6 +359,7 @@ class SharedBudget:
             return None
         before = _current(answer.values, now, bookings)
         self._seen = dict(before)
+        self._seen_at = now
         if answer.granted:
             for booking in bookings:
                 self._seen[booking.name] = max(before.get(booking.name, 0.0), now) + booking.cost
@@ -359,9 +374,11 @@ class SharedBudget:
             )
             self._lease = None
             return self._hand_out(now)
-        # Refused: the answer says until when (never 0: the booking did not fit).
+        # Refused: the answer says until when (never 0: the booking did not fit), and whether
+        # a bulk caller is to queue on its floor.
         self._contended = True
-        wait = max(self._wait_for(now, answer.values, queue, allowance), policy.interval / 10)
+        floor, queue, wait = self._plan(now, answer.values, now, allowance)
+        wait = max(wait, policy.interval / 10)
         if not queue or wait <= allowance:
             self._not_before = now + wait
         return wait
@@ -375,19 +392,66 @@ class SharedBudget:
         self._handed.append(now)
         return 0.0
 
-    def _queue(self, allowance: float) -> float:
-        """Seconds beyond the burst this booking may queue: only an interactive caller's
-        (a capped caller keeps to its cap's one slot ahead), and no longer than it waits."""
-        if self.priority is not Priority.INTERACTIVE or self.cap is not None:
-            return 0.0
-        return min(self.policy.longest_queue, allowance)
+    def _plan(
+        self, now: float, values: Mapping[str, float], seen_at: float, allowance: float
+    ) -> tuple[bool, float, float]:
+        """The booking to try as `values` (seen at `seen_at`) has the item: on the floor or
+        not, how far it may queue, and the seconds until it fits (0: now). A bulk caller on
+        its floor still takes what interactive callers leave when that comes first."""
+        queue = self._queue(allowance)
+        wait = self._wait_for(now, values, queue, allowance)
+        if wait <= 0 or not self._on_floor(values, seen_at):
+            return False, queue, wait
+        floor_queue = self._queue(allowance, floor=True)
+        floor_wait = self._wait_for(now, values, floor_queue, allowance, floor=True)
+        if floor_wait < wait:
+            return True, floor_queue, floor_wait
+        return False, queue, wait
 
-    def _bookings(self, now: float, queue: float) -> list[Booking]:
+    def _on_floor(self, values: Mapping[str, float], seen_at: float) -> bool:
+        """Whether a bulk caller books on its floor: interactive callers had booked their
+        burst (all but a slot) when it last saw the schedule, so they leave it nothing. Read
+        from what it saw, not asked again: a backlog lasts minutes, and the answer to a
+        booking refused says what to book instead."""
+        policy = self.policy
+        if self.priority is not Priority.BULK or policy.bulk_floor <= 0 or TAT not in values:
+            return False
+        booked = _current(values, seen_at, ()).get(TAT, 0.0)
+        return booked > seen_at + (policy.depth - 1) * policy.interval
+
+    def _queue(self, allowance: float, floor: bool = False) -> float:
+        """Seconds beyond the burst this booking may queue, no longer than it waits: an
+        interactive caller's (a capped one keeps to its cap's one slot ahead), and a bulk
+        caller's on its floor. A capped caller's floor slot goes at most a slot of its cap
+        (less one of the budget) after its booking, so its cap's bound holds as it did: each
+        of its sends within a slot of its cap's schedule of its own."""
+        policy = self.policy
+        if self.priority is Priority.INTERACTIVE:
+            return min(policy.longest_queue, allowance) if self.cap is None else 0.0
+        if not floor:
+            return 0.0
+        queue = min(policy.longest_queue, allowance)
+        if self.cap is not None:
+            queue = min(queue, policy.period / self.cap.rate - policy.interval)
+        return max(queue, 0.0)
+
+    def _bookings(self, now: float, queue: float, floor: bool = False) -> list[Booking]:
         policy = self.policy
         cost = (self._lease or 1) * policy.interval
         now += _ROUNDING  # ceilings: sums of floats (and the store's microseconds) may round up
         if self.priority is Priority.INTERACTIVE:
             bookings = [Booking(TAT, cost, now + policy.depth * policy.interval + queue)]
+        elif floor:
+            # Queued behind the interactive callers, as one of them (their ceiling), and at
+            # most `bulk_floor` of the rate (one slot ahead on its schedule) for every bulk
+            # caller together; within `bulk_share` too.
+            bulk_cost = cost / policy.bulk_share
+            floor_cost = cost / policy.bulk_floor
+            bookings = [
+                Booking(TAT, cost, now + policy.depth * policy.interval + queue),
+                Booking(BULK_TAT, bulk_cost, now + 2 * bulk_cost),
+                Booking(FLOOR_TAT, floor_cost, now + 2 * floor_cost),
+            ]
         else:
             # Bulk books only when at most one slot is booked ahead of now, one slot at a
             # time, so `depth - 2` interactive slots (a submission's lookup and create) always
@@ -405,12 +469,17 @@ class SharedBudget:
         return bookings
 
     def _wait_for(
-        self, now: float, values: Mapping[str, float], queue: float, allowance: float
+        self,
+        now: float,
+        values: Mapping[str, float],
+        queue: float,
+        allowance: float,
+        floor: bool = False,
     ) -> float:
         """Seconds until the bookings fit the shared item as `values` has it; 0: they may.
         More than `allowance` when the caller would wait longer than that for its slot."""
         policy = self.policy
-        bookings = self._bookings(now, queue)
+        bookings = self._bookings(now, queue, floor)
         values = _current(values, now, bookings)
         blocked = values.get(BLOCKED_UNTIL, 0.0) - now
         if blocked > 0:

@@ -88,11 +88,13 @@ def client_for_secret(
             if settings.max_wait_seconds is None
             else cliniko.RetryPolicy.within(settings.max_wait_seconds)
         )
-        sharing = (
-            SharingPolicy()
-            if settings.bulk_share is None
-            else SharingPolicy(bulk_share=settings.bulk_share)
+        # The floor is part of the bulk share: a share set below the default floor lowers it.
+        default = SharingPolicy()
+        share = default.bulk_share if settings.bulk_share is None else settings.bulk_share
+        floor = (
+            min(default.bulk_floor, share) if settings.bulk_floor is None else settings.bulk_floor
         )
+        sharing = SharingPolicy(bulk_share=share, bulk_floor=floor)
         # Through the package, which loads the client (and httpx) on first use: a function's
         # step that makes no client (the cleanup's begin) does not load them.
         client = cliniko.ClinikoClient(

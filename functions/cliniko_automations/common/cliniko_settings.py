@@ -6,7 +6,9 @@ a local run), `CLINIKO_MAX_WAIT_SECONDS` (optional: the most one Cliniko request
 rate limits and backoff, so a function with a short timeout gets a typed error instead of
 being killed mid-wait; default 75), `CLINIKO_RATE_LIMIT_TABLE` (the DynamoDB table of the
 key's budget shared by every function; unset, each process paces only itself) and
-`CLINIKO_BULK_SHARE` (the most of that budget a bulk caller may take; default 0.8).
+`CLINIKO_BULK_SHARE` (the most of that budget a bulk caller may take; default 0.8) and
+`CLINIKO_BULK_FLOOR` (the least of it bulk callers get while interactive callers take all they
+can, an intake backlog; default 0.1, at most the bulk share; 0: none).
 
 Two shapes, one set of rules: `ClinikoSettings` is checked when the function's settings are
 loaded (the erasure: a bad value fails every request alike); `ClinikoVariables` holds the
@@ -23,6 +25,7 @@ from typing import ClassVar, Self
 
 from cliniko_automations.cliniko.config import USER_AGENT_RULE_TEXT, check_user_agent
 from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.cliniko.shared_pacing import SharingPolicy
 from cliniko_automations.common.settings import SettingInvalid, parsed_setting
 
 # The environment variable of each Cliniko setting, by field.
@@ -32,11 +35,14 @@ ENV_NAMES = {
     "max_wait_seconds": "CLINIKO_MAX_WAIT_SECONDS",
     "rate_limit_table": "CLINIKO_RATE_LIMIT_TABLE",
     "bulk_share": "CLINIKO_BULK_SHARE",
+    "bulk_floor": "CLINIKO_BULK_FLOOR",
 }
+DEFAULT_BULK_SHARE = SharingPolicy().bulk_share
 # The bounds of the numeric ones, and what a value outside them is told.
 BOUNDS = {
     "max_wait_seconds": ({"gt": 0, "le": 900}, "a number of seconds above 0, at most 900"),
     "bulk_share": ({"gt": 0, "le": 1}, "a number above 0, at most 1"),
+    "bulk_floor": ({"ge": 0, "le": 1}, "a number from 0 to 1"),
 }
 
 
@@ -55,6 +61,9 @@ class ClinikoSettings:
     rate_limit_table: str | None = None
     # The most of the budget bulk callers (the cleanup) may take, when intake leaves it.
     bulk_share: float | None = None
+    # The least of it bulk callers (the cleanup, the change feed) get while intake takes all
+    # it can (a backlog).
+    bulk_floor: float | None = None
 
     @classmethod
     def from_variables(cls, given: dict[str, str]) -> Self:
@@ -80,6 +89,7 @@ class ClinikoVariables:
     max_wait_seconds: str | None = None
     rate_limit_table: str | None = None
     bulk_share: str | None = None
+    bulk_floor: str | None = None
 
     @classmethod
     def from_variables(cls, given: dict[str, str]) -> Self:
@@ -105,6 +115,9 @@ class ClinikoVariables:
                     values[name] = parsed_setting(given[name], float, limits)
                 except ValueError:
                     problems[name] = f"must be {meaning}"
+        floor, share = values.get("bulk_floor"), values.get("bulk_share", DEFAULT_BULK_SHARE)
+        if isinstance(floor, float) and isinstance(share, float) and floor > share:
+            problems["bulk_floor"] = "must be at most CLINIKO_BULK_SHARE (default 0.8)"
         unset = "user_agent" not in given
         if unset and len(problems) == 1:
             raise ConfigurationError(

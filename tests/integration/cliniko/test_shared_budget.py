@@ -150,6 +150,25 @@ def test_client_for_secret_caps_a_named_caller_on_the_shared_table(
     assert cleanup is not feed and cleanup.rate_budget.cap is None
 
 
+def test_the_bulk_share_and_floor_settings_reach_the_shared_budget(
+    cliniko, table, monkeypatch
+) -> None:
+    given = {"user_agent": UA, "base_url": cliniko.base_url_template, "rate_limit_table": table}
+    boto3.client("secretsmanager").create_secret(Name="cliniko/d", SecretString=cliniko.api_key)
+    monkeypatch.setattr(cliniko_accounts, "_clients", {})
+
+    default = client_for_secret("cliniko/d", priority="bulk", settings=ClinikoVariables(**given))
+    assert default.rate_budget.policy == SharingPolicy()
+    monkeypatch.setattr(cliniko_accounts, "_clients", {})
+    settings = ClinikoVariables(**given, bulk_share="0.5", bulk_floor="0.2")
+    policy = client_for_secret("cliniko/d", priority="bulk", settings=settings).rate_budget.policy
+    assert (policy.bulk_share, policy.bulk_floor) == (0.5, 0.2)
+    # A bulk share set below the default floor takes the floor down with it.
+    settings = ClinikoVariables(**given, bulk_share="0.05")
+    policy = client_for_secret("cliniko/d", priority="bulk", settings=settings).rate_budget.policy
+    assert (policy.bulk_share, policy.bulk_floor) == (0.05, 0.05)
+
+
 def test_an_unreachable_table_paces_locally_and_counts_a_metric(
     cliniko, table, monkeypatch, capsys
 ) -> None:

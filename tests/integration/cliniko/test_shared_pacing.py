@@ -15,6 +15,7 @@ import pytest
 from cliniko_automations.cliniko.pacing import BudgetExhausted
 from cliniko_automations.cliniko.shared_pacing import (
     BULK_TAT,
+    FLOOR_TAT,
     TAT,
     CallerCap,
     Priority,
@@ -24,6 +25,7 @@ from cliniko_automations.cliniko.shared_pacing import (
 from cliniko_automations.common.rate_limit_table import DynamoBudgetStore
 
 from tests.unit.cliniko.fake_clock import FakeClock
+from tests.unit.cliniko.virtual_time import VirtualClock, run_threads
 
 TABLE = "rate-limit"
 KEY_ID = "0123456789abcdef"
@@ -336,6 +338,40 @@ def test_a_capped_caller_stays_under_its_cap_across_processes(store) -> None:
     assert len(sends) >= 3 * cap.rate - 2  # the feed does get its share
     assert max(intake_waits) <= 2 * POLICY.interval  # intake is not held back by the feed
     assert float(_item(store)["cap_changefeed"]) > 0  # one more schedule on the key's item
+
+
+def test_bulk_gets_its_floor_on_the_table_while_intake_takes_all_it_can(store) -> None:
+    # An intake backlog: three processes sending flat out, each from its own thread, and a
+    # cleanup beside them; one conditional UpdateItem books the floor with the slot.
+    clock = VirtualClock()
+    intake = [_process(store, clock, seed=seed) for seed in range(3)]
+    cleanup = _process(store, clock, priority=Priority.BULK, seed=9)
+    end = clock.time() + 3 * POLICY.period
+    sends: dict[int, list[float]] = {id(budget): [] for budget in [*intake, cleanup]}
+
+    def send(budget: SharedBudget, max_wait: float) -> None:
+        while clock.time() < end:
+            try:
+                budget.acquire(max_wait=max_wait)
+            except BudgetExhausted:  # given up: the cleanup goes on at its next step
+                clock.sleep(1.0)
+                continue
+            sends[id(budget)].append(clock.time())
+            clock.sleep(0.05)  # the request itself
+
+    run_threads(
+        clock,
+        [lambda b=b: send(b, 25.0) for b in intake] + [lambda: send(cleanup, 60.0)],
+    )
+
+    # 9.6 in the three periods; more by a few: the floor's schedule lets a slot be booked
+    # one ahead, and the cleanup may take a slot or two before intake has booked its burst.
+    floor = 3 * POLICY.rate * POLICY.bulk_floor
+    assert floor - 2 <= len(sends[id(cleanup)]) <= floor + 5
+    every = sorted(t for times in sends.values() for t in times)
+    assert _most_in_any_window(every, POLICY.period) <= POLICY.limit - POLICY.safety
+    assert len(every) >= 3 * POLICY.rate * 0.95  # the rest is intake's, the budget used
+    assert float(_item(store)[FLOOR_TAT]) > 0
 
 
 class Ahead(FakeClock):

@@ -166,6 +166,8 @@ def test_a_value_outside_its_bound_is_refused(model, name, value) -> None:
     [
         ("CLINIKO_BULK_SHARE", "0"),  # the cleanup would never be given a request
         ("CLINIKO_BULK_SHARE", "1.01"),
+        ("CLINIKO_BULK_FLOOR", "-0.1"),
+        ("CLINIKO_BULK_FLOOR", "0.9"),  # above the bulk share (default 0.8) it is part of
         ("CLINIKO_MAX_WAIT_SECONDS", "0"),
         ("CLINIKO_MAX_WAIT_SECONDS", "901"),  # longer than any function may run
     ],
@@ -177,3 +179,14 @@ def test_a_cliniko_number_outside_its_bound_is_refused(name, value) -> None:
     with pytest.raises(ConfigurationError) as caught:
         settings.cliniko.checked()
     assert caught.value.setting == name
+
+
+def test_the_bulk_floor_is_checked_against_the_bulk_share_given() -> None:
+    env = OWN[CleanupSettings] | {"CLINIKO_USER_AGENT": UA, "CLINIKO_BULK_FLOOR": "0.3"}
+    settings = CleanupSettings.from_env(env | {"CLINIKO_BULK_SHARE": "0.2"})
+    with pytest.raises(ConfigurationError) as caught:
+        settings.cliniko.checked()
+    assert caught.value.setting == "CLINIKO_BULK_FLOOR"
+
+    checked = CleanupSettings.from_env(env | {"CLINIKO_BULK_SHARE": "0.5"}).cliniko.checked()
+    assert (checked.bulk_share, checked.bulk_floor) == (0.5, 0.3)
