@@ -22,6 +22,7 @@ process. Nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -221,6 +223,18 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
+    with local_servers() as (control, emulator):
+        key = "MS0xbenchkey000000000000000-au1"
+        control.add_key(key)
+        control.set_rate_limit(per_minute=None)  # Cliniko's pacing is not what is measured
+        return _bench(args, control, emulator, key)
+
+
+@contextlib.contextmanager
+def local_servers(**emulator_options: Any) -> Iterator[tuple[Any, Any]]:
+    """A moto server on 127.0.0.1 that AWS_ENDPOINT_URL names (bench credentials and region in
+    the environment) and the Cliniko emulator (`emulator_options` its own), as (control,
+    emulator), stopped as the block ends; their request logs silenced."""
     os.environ.update(
         {
             "AWS_DEFAULT_REGION": "eu-west-1",
@@ -239,17 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     moto.start()
     host, port = moto.get_host_and_port()
     os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
-    emulator = EmulatorServer(port=0).start()
+    emulator = EmulatorServer(port=0, **emulator_options).start()
     control = EmulatorControl(emulator.url)
     # The stand-in servers log each request they serve; those lines are not the figures.
     werkzeug_log = logging.getLogger("werkzeug")
     werkzeug_log.setLevel(logging.ERROR)
     werkzeug_log.handlers.clear()
-    key = "MS0xbenchkey000000000000000-au1"
-    control.add_key(key)
-    control.set_rate_limit(per_minute=None)  # Cliniko's pacing is not what is measured
     try:
-        return _bench(args, control, emulator, key)
+        yield control, emulator
     finally:
         control.close()
         emulator.stop()

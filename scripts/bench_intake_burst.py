@@ -41,7 +41,6 @@ import contextlib
 import fcntl
 import functools
 import json
-import logging
 import os
 import statistics
 import subprocess
@@ -351,37 +350,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    os.environ.update(
-        {
-            "AWS_DEFAULT_REGION": "eu-west-1",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "POWERTOOLS_METRICS_NAMESPACE": "ClinikoAutomationsBench",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-        }
-    )
-    os.environ.pop("AWS_PROFILE", None)
-    from cliniko_emulator import EmulatorControl, EmulatorServer
-    from moto.server import ThreadedMotoServer
+    from bench_intake import local_servers
 
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
-    emulator = EmulatorServer(
-        port=0, per_minute=LIMIT, time_scale=args.scale, log_limit=1_000_000
-    ).start()
-    control = EmulatorControl(emulator.url)
-    werkzeug_log = logging.getLogger("werkzeug")
-    werkzeug_log.setLevel(logging.ERROR)
-    werkzeug_log.handlers.clear()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return _run(args, control, emulator, Path(tmp))
-    finally:
-        control.close()
-        emulator.stop()
-        moto.stop()
+    emulator_options = {"per_minute": LIMIT, "time_scale": args.scale, "log_limit": 1_000_000}
+    with (
+        local_servers(**emulator_options) as (control, emulator),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        return _run(args, control, emulator, Path(tmp))
 
 
 def _run(args: argparse.Namespace, control: Any, emulator: Any, tmp: Path) -> dict[str, Any]:

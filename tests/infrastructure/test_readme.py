@@ -27,9 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def test_the_snippet_that_lists_the_secrets_to_create_runs(tmp_path: Path) -> None:
-    # With a webhook subscriber, as a clinic that uses the change feed's webhooks has: its
-    # secret is one to create too (the shipped webhooks.yaml lists none).
+def one_subscriber(tmp_path: Path) -> Path:
+    """A webhooks.yaml naming one subscriber (the shipped one names none)."""
     webhooks = tmp_path / "webhooks.yaml"
     webhooks.write_text(
         "subscribers:\n"
@@ -39,6 +38,13 @@ def test_the_snippet_that_lists_the_secrets_to_create_runs(tmp_path: Path) -> No
         "    secret: cliniko-automations/webhooks/crm-sync/signing-secret\n",
         encoding="utf-8",
     )
+    return webhooks
+
+
+def test_the_snippet_that_lists_the_secrets_to_create_runs(tmp_path: Path) -> None:
+    # With a webhook subscriber, as a clinic that uses the change feed's webhooks has: its
+    # secret is one to create too (the shipped webhooks.yaml lists none).
+    webhooks = one_subscriber(tmp_path)
     (snippet,) = re.findall(
         r'^python -c "(from cliniko_automations\.intake\.config.*?)"$',
         README,
@@ -138,15 +144,7 @@ def _alarms(template: dict[str, Any]) -> set[str]:
 def test_every_alarm_it_names_is_one_the_stacks_have(tmp_path: Path) -> None:
     # An alarm's e-mail names its logical id (`<stack>-DeadLettersAlarm-...`): a README name
     # that is no alarm's leaves the operator looking for a section that is not there.
-    webhooks = tmp_path / "webhooks.yaml"
-    webhooks.write_text(
-        "subscribers:\n"
-        "  - name: crm-sync\n"
-        "    url: https://hooks.example.com/cliniko\n"
-        "    events: [contact.created]\n"
-        "    secret: cliniko-automations/webhooks/crm-sync/signing-secret\n",
-        encoding="utf-8",
-    )
+    webhooks = one_subscriber(tmp_path)
     alarms = _alarms(load()) | _alarms(render(load_subscribers(webhooks)))
     named = set(re.findall(r"`(\w+Alarm)`", README))
     assert named, "README names no alarm"
