@@ -137,7 +137,11 @@ class Attempt:
         self.matched_before = matched_before or {}
         self.purged_before = purged_before
         self.by_account: dict[str, list[str]] = {}
-        self.purged: list[Purged] = []
+        # What an answer tells of the request's purge before this attempt's own: one failing
+        # before it reaches its purge (Cliniko down at the lookup) still tells what went.
+        self.purged: list[Purged] = (
+            [Purged(store=SUBMISSION_STORE, count=purged_before)] if purged_before else []
+        )
         # What to check when Cliniko refused the key or its user while erasing a contact.
         self.access_hint: str | None = None
 

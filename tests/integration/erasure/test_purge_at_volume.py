@@ -194,6 +194,42 @@ def test_a_retry_after_cliniko_refused_counts_the_bodies_the_first_attempt_purge
     assert done.purged[0].count == stored  # was 0: the retry's own purge found none left
 
 
+def test_a_retry_failing_before_its_purge_still_counts_the_bodies_purged_before(erasure_stack):
+    # The first attempt purges, then Cliniko refuses its scrub; the second fails at its lookup
+    # (Cliniko down), before it reaches the purge: its answer still tells what went.
+    stored = 30
+    store, _ = store_bodies(erasure_stack, stored)
+
+    class RefusesThenDown(SeedShapedCliniko):
+        updates_refused = 0
+        lists = 0
+
+        def list_contacts(self, filters: Any = (), sort: Any = None) -> list[dict[str, Any]]:
+            self.lists += 1
+            if self.updates_refused and self.lists > 1:
+                raise cliniko_errors.ServerError("Cliniko answered 503")
+            return super().list_contacts(filters, sort)
+
+        def update_contact(self, contact_id, body, *, include_archived=False):
+            self.updates_refused += 1
+            raise cliniko_errors.RateLimited("budget booked past the wait", reset_at=None)
+
+    cliniko = RefusesThenDown(
+        first_name="Grizelda",
+        last_name="Thistlewaite",
+        email=EMAIL,
+        phone_numbers=[{"number": PHONES[0], "phone_type": "Mobile"}],
+    )
+    request = ask(request_id="down-after-purge", email=EMAIL)
+    first = make_eraser(erasure_stack, cliniko, submissions=store).submit(request, CALLER)
+    assert first.status == "failed" and first.purged[0].count == stored
+
+    second = make_eraser(erasure_stack, cliniko, submissions=store).submit(request, CALLER)
+
+    assert second.status == "failed", second.message
+    assert [(p.store, p.count) for p in second.purged] == [("submission_store", stored)]
+
+
 class _FailingWrites:
     """boto3's DynamoDB client whose BatchWriteItem fails after `good` calls (throttled past
     its retries, a network gone): what the store meets, not the store changed."""
