@@ -117,7 +117,9 @@ class ClinikoVariables:
                     problems[name] = f"must be {meaning}"
         floor, share = values.get("bulk_floor"), values.get("bulk_share", DEFAULT_BULK_SHARE)
         if isinstance(floor, float) and isinstance(share, float) and floor > share:
-            problems["bulk_floor"] = "must be at most CLINIKO_BULK_SHARE (default 0.8)"
+            problems["bulk_floor"] = (
+                f"must be at most CLINIKO_BULK_SHARE (default {DEFAULT_BULK_SHARE})"
+            )
         unset = "user_agent" not in given
         if unset and len(problems) == 1:
             raise ConfigurationError(

@@ -47,9 +47,15 @@ class SeedShapedCliniko:
         self.contact["archived_at"] = "2026-01-01T00:00:00Z"
 
 
-def grizelda(email: str, phone: str = "0491 570 156", first_name: str = "Grizelda"):
-    """The person as Cliniko's seed-shaped answers show her: a mobile, this email."""
-    return SeedShapedCliniko(
+def grizelda(
+    email: str,
+    phone: str = "0491 570 156",
+    first_name: str = "Grizelda",
+    cliniko: type[SeedShapedCliniko] = SeedShapedCliniko,
+) -> Any:
+    """The person as Cliniko's seed-shaped answers show her: a mobile, this email; answered by
+    `cliniko` (a subclass that fails some of its requests)."""
+    return cliniko(
         first_name=first_name,
         last_name="Thistlewaite",
         email=email,

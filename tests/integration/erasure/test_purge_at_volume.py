@@ -178,12 +178,7 @@ def test_a_retry_after_cliniko_refused_counts_the_bodies_the_first_attempt_purge
                 raise cliniko_errors.RateLimited("budget booked past the wait", reset_at=None)
             return super().update_contact(contact_id, body, include_archived=include_archived)
 
-    cliniko = BusyOnce(
-        first_name="Grizelda",
-        last_name="Thistlewaite",
-        email=EMAIL,
-        phone_numbers=[{"number": PHONES[0], "phone_type": "Mobile"}],
-    )
+    cliniko = grizelda(EMAIL, PHONES[0], cliniko=BusyOnce)
     request = ask(request_id="busy-budget", email=EMAIL)
     first = make_eraser(erasure_stack, cliniko, submissions=store).submit(request, CALLER)
     assert first.status == "failed" and first.purged[0].count == stored
@@ -214,12 +209,7 @@ def test_a_retry_failing_before_its_purge_still_counts_the_bodies_purged_before(
             self.updates_refused += 1
             raise cliniko_errors.RateLimited("budget booked past the wait", reset_at=None)
 
-    cliniko = RefusesThenDown(
-        first_name="Grizelda",
-        last_name="Thistlewaite",
-        email=EMAIL,
-        phone_numbers=[{"number": PHONES[0], "phone_type": "Mobile"}],
-    )
+    cliniko = grizelda(EMAIL, PHONES[0], cliniko=RefusesThenDown)
     request = ask(request_id="down-after-purge", email=EMAIL)
     first = make_eraser(erasure_stack, cliniko, submissions=store).submit(request, CALLER)
     assert first.status == "failed" and first.purged[0].count == stored
