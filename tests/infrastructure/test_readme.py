@@ -92,6 +92,12 @@ OPERATING_VARIABLES = {
         "CLEANUP_RUNS_TABLE": "CleanupRunsTableName",
         "LEDGER_TABLE": "LedgerTableName",
     },
+    # Step 5 is the README's one list of these variables; the webhook dead letters' were listed
+    # apart, in the change feed section (the queue itself is the webhook stack's output).
+    "functions/cliniko_automations/changefeed/webhook_dead_letters.py": {
+        "EVENT_BUS_NAME": "ContactEventBusName",
+        "AUDIT_TABLE": "ErasureAuditTableName",
+    },
 }
 
 
@@ -108,9 +114,9 @@ def test_step_5_exports_every_output_the_operating_clis_read(script: str) -> Non
 
 
 def test_tear_down_says_which_tables_go_and_which_are_kept() -> None:
-    # A clinic tearing down wants to know where its data ends up: step 8 named the idempotency
+    # A clinic tearing down wants to know where its data ends up: the step named the idempotency
     # table alone among the tables deleted, not the submission store (submissions' bodies).
-    step = README[README.index("### 8. Tear down") : README.index("## Configuration")]
+    step = README[README.index("### 9. Tear down") : README.index("## Configuration")]
     deleted, kept = step.split("It **keeps**", 1)
     resources = load()["Resources"]
     tables = {n for n, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
