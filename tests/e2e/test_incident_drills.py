@@ -1,0 +1,337 @@
+"""Incident drills, as the on-call operator meets them (README "Operating"): each incident
+reproduced through the real handlers (the intake API, the worker on moto's SQS with its
+redrive after five receives, the Cliniko emulator over HTTP), then three checks. The alarm
+README names is fed: its metric is emitted under the namespace, name and exact dimension set
+the alarm in template.yaml selects (a metric published with one more dimension, or under
+another service, is another metric to CloudWatch and never fires it). The operator's step
+README gives is the one taken here, with the operating CLI it names. And taking it recovers
+every submission: one contact each, none lost, none made twice.
+
+Time is counted in attempts, not slept: the worker's backoff is 0 s here (deployed 30 s,
+doubling), and the 30-minute outage is the five receives it costs every submission caught in
+it (deployed 7.75 to 15.5 minutes of backoff between the first and the redrive).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from cliniko_automations.common.accounts import DEFAULT_PATH as ACCOUNTS_PATH
+from cliniko_automations.common.accounts import load_accounts
+from cliniko_automations.intake_worker import handler as worker_handler
+from local_run.template import load
+
+from tests.fixtures.apigw import LambdaContext
+from tests.fixtures.emulator import before_each_answer
+from tests.integration.intake_worker.e2e_world import IntakePath, build_intake_path, delivery
+from tests.integration.intake_worker.resources import (
+    MAX_RECEIVE_COUNT,
+    WORKER_TIMEOUT_MS,
+    WorldClock,
+    captured_logs,
+    load_dead_letters_script,
+    poll_once,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load(ROOT / "template.yaml")
+RESOURCES = TEMPLATE["Resources"]
+# The namespace every function publishes under (template.yaml Globals); the tests' own
+# processes publish under the one tests/conftest.py sets, read as it.
+DEPLOYED_NAMESPACE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"][
+    "POWERTOOLS_METRICS_NAMESPACE"
+]
+
+
+# --- what CloudWatch would see --------------------------------------------------------------
+
+
+def watched_metrics(alarm: str) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    """(metric name, dimension set) of each custom metric alarm `alarm` watches: its own, or
+    those its metric-math expression sums."""
+    props = RESOURCES[alarm]["Properties"]
+    stats = (
+        [q["MetricStat"]["Metric"] for q in props["Metrics"] if "MetricStat" in q]
+        if "Metrics" in props
+        else [props]
+    )
+    watched = set()
+    for metric in stats:
+        assert metric["Namespace"] == DEPLOYED_NAMESPACE, (alarm, metric["Namespace"])
+        dimensions = frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", []))
+        watched.add((metric["MetricName"], dimensions))
+    return watched
+
+
+def emitted_metrics(stdout: str) -> list[tuple[str, frozenset[tuple[str, str]], float]]:
+    """(name, dimension set, value) of every metric value the EMF lines in `stdout` carry, as
+    CloudWatch files them: by the whole dimension set each directive names."""
+    namespace = os.environ["POWERTOOLS_METRICS_NAMESPACE"]
+    found = []
+    for line in stdout.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == namespace
+            for dimension_set in directive["Dimensions"]:
+                dimensions = frozenset((name, blob[name]) for name in dimension_set)
+                for metric in directive["Metrics"]:
+                    value = blob[metric["Name"]]
+                    for one in value if isinstance(value, list) else [value]:
+                        found.append((metric["Name"], dimensions, float(one)))
+    return found
+
+
+def alarm_sum(alarm: str, stdout: str) -> float:
+    """What alarm `alarm` would sum of the metrics printed in `stdout`."""
+    watched = watched_metrics(alarm)
+    return sum(v for name, dims, v in emitted_metrics(stdout) if (name, dims) in watched)
+
+
+# --- the world ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def path(aws, cliniko, monkeypatch, tmp_path) -> IntakePath:
+    return build_intake_path(cliniko, monkeypatch, tmp_path)
+
+
+def context() -> LambdaContext:
+    return LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
+
+
+def submit(path: IntakePath, email: str) -> None:
+    answer = path.post(delivery("json", email=email))
+    # The sender is told its submission is in, whatever Cliniko is doing: the API never
+    # calls Cliniko, so an outage there is no reason for a provider to give up or resend.
+    assert answer["statusCode"] == 202, answer
+
+
+def work_until_quiet(path: IntakePath, rounds: int = 40) -> int:
+    """Poll as Lambda's event source would until the submission queue is empty (failed
+    records come back at once: the backoff is 0 here); the records handled."""
+    handled = 0
+    for _ in range(rounds):
+        messages, _failed = poll_once(path.stack, worker_handler.lambda_handler, context())
+        handled += len(messages)
+        if not messages and path.stack.counts(path.stack.queue_url) == (0, 0):
+            return handled
+    raise AssertionError("the submission queue never emptied")
+
+
+def dead_letters_cli(path: IntakePath, monkeypatch, *argv: str) -> tuple[int, str]:
+    """scripts/dead_letters.py as README "Operating" runs it, with the stack's outputs."""
+    for name, value in {
+        "DEAD_LETTER_QUEUE_URL": path.stack.dead_letter_queue_url,
+        "SUBMISSION_QUEUE_URL": path.stack.queue_url,
+        "IDEMPOTENCY_TABLE": path.stack.idempotency_table,
+        "SUBMISSION_TABLE": path.stack.submission_table,
+    }.items():
+        monkeypatch.setenv(name, value)
+    out = io.StringIO()
+    code = load_dead_letters_script().main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def contacts_by_email(cliniko: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for contact in cliniko.control.contacts():
+        counts[contact["email"]] = counts.get(contact["email"], 0) + 1
+    return counts
+
+
+# --- drills ---------------------------------------------------------------------------------
+
+
+def test_cliniko_down_for_half_an_hour_dead_letters_and_one_replay_recovers_each_once(
+    path, cliniko, monkeypatch, capsys
+) -> None:
+    clock = WorldClock(monkeypatch, path.stack, cliniko.control)
+    submit(path, "before@example.com")
+    work_until_quiet(path)
+    assert contacts_by_email(cliniko) == {"before@example.com": 1}
+    capsys.readouterr()
+
+    # The outage begins with the worst answer there is: Cliniko made the contact, then its
+    # gateway answered 502 (the create's answer lost); from then on nothing answers but 5xx,
+    # the worker's look-up for what its create made included, while the forms keep coming.
+    begun: list[bool] = []
+
+    def outage_from_here(method: str, _body: bytes) -> None:
+        if method == "POST" and not begun:
+            begun.append(True)
+            cliniko.server.app.faults.configure(
+                {"error_rate": 1.0, "statuses": [500, 502, 503, 504]}
+            )
+
+    before_each_answer(cliniko.server, monkeypatch, outage_from_here)
+    cliniko.control.set_faults(methods=["POST"], fail_next=[502], after_effect=True)
+    submit(path, "lost-answer@example.com")
+    poll_once(path.stack, worker_handler.lambda_handler, context())
+    assert contacts_by_email(cliniko)["lost-answer@example.com"] == 1
+    during = [f"during-{n}@example.com" for n in range(4)]
+    for email in during:
+        submit(path, email)
+    work_until_quiet(path)
+    out = capsys.readouterr().out
+
+    # Each submission spent its five receives and is a dead letter (DeadLettersAlarm, on the
+    # dead-letter queue's visible messages), with its reason.
+    code, listing = dead_letters_cli(path, monkeypatch, "list")
+    assert code == 0
+    assert listing.count("cliniko_server_error") + listing.count("account_unavailable") == 5, (
+        listing
+    )
+    assert path.stack.counts(path.stack.dead_letter_queue_url)[0] == 1 + len(during)
+    # ClinikoThrottledAlarm's metric, as it selects it (namespace, name, {service: intake}):
+    # every attempt Cliniko turned away.
+    assert alarm_sum("ClinikoThrottledAlarm", out) >= MAX_RECEIVE_COUNT
+    assert alarm_sum("MisconfigurationAlarm", out) == 0
+
+    # Half an hour on, Cliniko is back: README "Operating", replay once the cause is fixed.
+    clock.advance(timedelta(minutes=30))
+    cliniko.control.clear_faults()
+    code, said = dead_letters_cli(path, monkeypatch, "replay", "--all")
+    assert code == 0, said
+    work_until_quiet(path)
+    assert path.stack.counts(path.stack.dead_letter_queue_url) == (0, 0)
+    assert path.stack.counts(path.stack.parked_queue_url) == (0, 0)
+    # Nobody lost, nobody twice: not even the one whose create Cliniko made and never told.
+    assert contacts_by_email(cliniko) == {
+        "before@example.com": 1,
+        "lost-answer@example.com": 1,
+        **dict.fromkeys(during, 1),
+    }
+
+
+def test_a_revoked_key_rotated_in_secrets_manager_is_used_by_a_warm_worker_on_replay(
+    path, cliniko, monkeypatch, capsys
+) -> None:
+    # A warm worker: it has read (and cached) the key with a first submission.
+    submit(path, "warm@example.com")
+    work_until_quiet(path)
+    # 3 a.m.: someone archived the key's user's API key in Cliniko.
+    cliniko.control.revoke_key(cliniko.api_key)
+    capsys.readouterr()
+    submit(path, "refused@example.com")
+    work_until_quiet(path)
+    out = capsys.readouterr().out
+    # Dead-lettered at once (no retries that can only fail alike), MisconfigurationAlarm's
+    # metric as it selects it, and the letter says what to fix.
+    assert alarm_sum("MisconfigurationAlarm", out) == 1
+    code, shown = dead_letters_cli(path, monkeypatch, "list")
+    assert code == 0 and "cliniko_unauthorized" in shown, shown
+
+    # README "Secrets": a new key in Cliniko, put in the secret; then the replay, at once,
+    # with the warm worker still holding the old key in its five-minute cache.
+    new_key = cliniko.api_key.rsplit("-", 1)[0] + "rotated-au1"
+    cliniko.control.add_key(new_key)
+    # (This world's accounts all hold the one key, so each of their secrets is rotated.)
+    for _where, secret in load_accounts(ACCOUNTS_PATH).secret_references():
+        boto3.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=new_key)
+    code, said = dead_letters_cli(path, monkeypatch, "replay", "--all")
+    assert code == 0, said
+    with captured_logs("intake") as logs:
+        work_until_quiet(path)
+    out = capsys.readouterr().out
+    assert path.stack.counts(path.stack.dead_letter_queue_url) == (0, 0)
+    assert contacts_by_email(cliniko) == {"warm@example.com": 1, "refused@example.com": 1}
+    # The old key refused once more, read past the cache, then the new one: no second alarm
+    # for a fixed key, and no five-minute wait for the cache.
+    [retried] = logs.json("submission attempt failed")
+    assert retried["reason"] == "cliniko_key_rotated"
+    assert alarm_sum("MisconfigurationAlarm", out) == 0
+    assert cliniko.control.requests()[-1]["status"] < 300
+
+
+def test_a_deleted_key_secret_restored_as_the_dead_letter_says_and_replayed(
+    path, cliniko, monkeypatch, capsys
+) -> None:
+    secrets = boto3.client("secretsmanager")
+    [secret] = {
+        s
+        for where, s in load_accounts(ACCOUNTS_PATH).secret_references()
+        if "north-clinic" in where  # the partner-json source's account
+    }
+    secrets.delete_secret(SecretId=secret, RecoveryWindowInDays=7)
+    parameters.clear_caches()  # five minutes on: the cached key is gone with the cache
+    submit(path, "while-deleted@example.com")
+    work_until_quiet(path)
+    out = capsys.readouterr().out
+    assert alarm_sum("MisconfigurationAlarm", out) == 1
+    code, shown = dead_letters_cli(path, monkeypatch, "list")
+    assert code == 0 and "secret_deleted" in shown, shown
+    # The fix the letter carries is the command the operator runs.
+    [letter] = path.stack.drain(path.stack.dead_letter_queue_url)
+    fix = letter["MessageAttributes"]["fix"]["StringValue"]
+    assert f"aws secretsmanager restore-secret --secret-id {secret}" in fix
+    path.stack.sqs.change_message_visibility(
+        QueueUrl=path.stack.dead_letter_queue_url,
+        ReceiptHandle=letter["ReceiptHandle"],
+        VisibilityTimeout=0,
+    )
+
+    secrets.restore_secret(SecretId=secret)
+    code, said = dead_letters_cli(path, monkeypatch, "replay", "--all")
+    assert code == 0, said
+    work_until_quiet(path)
+    assert path.stack.counts(path.stack.dead_letter_queue_url) == (0, 0)
+    assert contacts_by_email(cliniko) == {"while-deleted@example.com": 1}
+
+
+def test_the_rate_limit_table_missing_alarms_as_deployed_and_its_return_is_used(
+    path, cliniko, monkeypatch, capsys
+) -> None:
+    from cliniko_automations.cliniko import pacing
+    from cliniko_automations.cliniko.shared_pacing import clear_shared_store_budgets
+    from cliniko_automations.common import cliniko_accounts
+    from local_run.template import SamApp
+
+    worker = SamApp(TEMPLATE).functions()["IntakeWorkerFunction"].environment
+    # The worker's service name as deployed: the alarm selects each function's by it.
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", worker["POWERTOOLS_SERVICE_NAME"])
+    monkeypatch.setenv("CLINIKO_RATE_LIMIT_TABLE", "drill-rate-limit")
+    clear_shared_store_budgets()
+    monkeypatch.setattr(cliniko_accounts, "_stores", {})
+    monkeypatch.setattr(cliniko_accounts, "_clients", {})
+    capsys.readouterr()
+
+    # The table deleted (or the policy lost): the submission still goes in, paced alone.
+    submit(path, "unpaced@example.com")
+    work_until_quiet(path)
+    out = capsys.readouterr().out
+    assert contacts_by_email(cliniko) == {"unpaced@example.com": 1}
+    assert alarm_sum("PacingFallbackAlarm", out) >= 1
+
+    # The operator recreates it (README: the table and the function's policy); the warm
+    # worker tries it again 30 s after it fell back and books on it from then on.
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="drill-rate-limit",
+        AttributeDefinitions=[{"AttributeName": "key_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "key_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ahead = 31.0
+    real_time, real_monotonic = pacing.SYSTEM_CLOCK.time, pacing.SYSTEM_CLOCK.monotonic
+    monkeypatch.setattr(pacing.SYSTEM_CLOCK, "time", lambda: real_time() + ahead, raising=False)
+    monkeypatch.setattr(
+        pacing.SYSTEM_CLOCK, "monotonic", lambda: real_monotonic() + ahead, raising=False
+    )
+    submit(path, "paced@example.com")
+    work_until_quiet(path)
+    out = capsys.readouterr().out
+    assert contacts_by_email(cliniko) == {"unpaced@example.com": 1, "paced@example.com": 1}
+    assert alarm_sum("PacingFallbackAlarm", out) == 0
+    assert dynamodb.scan(TableName="drill-rate-limit")["Count"] == 1
