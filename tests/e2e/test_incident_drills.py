@@ -335,3 +335,63 @@ def test_the_rate_limit_table_missing_alarms_as_deployed_and_its_return_is_used(
     assert contacts_by_email(cliniko) == {"unpaced@example.com": 1, "paced@example.com": 1}
     assert alarm_sum("PacingFallbackAlarm", out) == 0
     assert dynamodb.scan(TableName="drill-rate-limit")["Count"] == 1
+
+
+def test_429s_for_half_an_hour_with_the_reset_far_off_delay_and_a_replay_recovers(
+    path, cliniko, monkeypatch, capsys
+) -> None:
+    from cliniko_automations.cliniko import pacing
+
+    # Time for the key's budget moves as the test says (the queue's is played by making the
+    # handed-back messages visible at once): nothing sleeps.
+    ahead = [0.0]
+    real_time, real_monotonic = pacing.SYSTEM_CLOCK.time, pacing.SYSTEM_CLOCK.monotonic
+    monkeypatch.setattr(pacing.SYSTEM_CLOCK, "time", lambda: real_time() + ahead[0], raising=False)
+    monkeypatch.setattr(
+        pacing.SYSTEM_CLOCK, "monotonic", lambda: real_monotonic() + ahead[0], raising=False
+    )
+    # An invocation with too little time left to wait a 429 out in it (deployed: up to 90 s
+    # of such waits, the record then tried once more).
+    short = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=40_000)
+
+    def attempt_all() -> list[dict]:
+        messages, failed = poll_once(path.stack, worker_handler.lambda_handler, short)
+        for message in messages:
+            if message["MessageId"] in failed:  # the hold it was hidden for has passed
+                path.stack.sqs.change_message_visibility(
+                    QueueUrl=path.stack.queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=0,
+                )
+        ahead[0] += 66.0  # the budget's hold is over too
+        return messages
+
+    # Something else spends the user's window, and Cliniko's 429s name a reset 30 minutes off.
+    cliniko.control.set_faults(throttle_window_s=1800)
+    people = [f"throttled-{n}@example.com" for n in range(3)]
+    for email in people:
+        submit(path, email)
+    capsys.readouterr()
+    with captured_logs("intake") as logs:
+        for _ in range(3 * MAX_RECEIVE_COUNT):
+            if not attempt_all() and path.stack.counts(path.stack.queue_url) == (0, 0):
+                break
+    out = capsys.readouterr().out
+    # Every receive of every record met the 429s (its own, or its account's in the batch),
+    # and the message was hidden until the reset it named, not the 65 s the budget holds.
+    failed = logs.json("submission attempt failed")
+    assert {line["reason"] for line in failed} <= {"cliniko_rate_limited", "account_unavailable"}
+    assert min(line["retry_in_seconds"] for line in failed) >= 1700
+    assert path.stack.counts(path.stack.dead_letter_queue_url)[0] == len(people)
+    assert alarm_sum("ClinikoThrottledAlarm", out) >= MAX_RECEIVE_COUNT
+    # Each of Cliniko's 429s held the budget at most 65 s: one request a receive reached it.
+    throttled = [r for r in cliniko.control.requests() if r["status"] == 429]
+    assert len(throttled) == MAX_RECEIVE_COUNT
+
+    # The other integration stopped (README "Operating", Incidents), then the replay.
+    cliniko.control.clear_faults()
+    code, said = dead_letters_cli(path, monkeypatch, "replay", "--all")
+    assert code == 0, said
+    work_until_quiet(path)
+    assert path.stack.counts(path.stack.dead_letter_queue_url) == (0, 0)
+    assert contacts_by_email(cliniko) == dict.fromkeys(people, 1)
