@@ -395,3 +395,71 @@ def test_429s_for_half_an_hour_with_the_reset_far_off_delay_and_a_replay_recover
     work_until_quiet(path)
     assert path.stack.counts(path.stack.dead_letter_queue_url) == (0, 0)
     assert contacts_by_email(cliniko) == dict.fromkeys(people, 1)
+
+
+def alarm_max(alarm: str, stdout: str) -> float | None:
+    """The Maximum alarm `alarm` would read of the metrics printed in `stdout` (None: no data,
+    which ChangeFeedBehindAlarm treats as breaching)."""
+    watched = watched_metrics(alarm)
+    values = [v for name, dims, v in emitted_metrics(stdout) if (name, dims) in watched]
+    return max(values) if values else None
+
+
+def test_the_change_feed_behind_on_a_revoked_key_alarms_and_catches_up_once_rotated(
+    aws, cliniko, tmp_path, monkeypatch, capsys
+) -> None:
+    import datetime as dt
+
+    from cliniko_automations.changefeed import handler as feed_handler
+
+    from tests.integration.changefeed.stack import (
+        KEY_SECRET,
+        SCHEDULED_EVENT,
+        create_feed_stack,
+        feed_environment,
+    )
+    from tests.integration.changefeed.stack import context as feed_context
+
+    stack = create_feed_stack()
+    feed_environment(monkeypatch, stack, cliniko, tmp_path)
+    threshold = float(TEMPLATE["Parameters"]["ChangeFeedLagAlarmMinutes"]["Default"])
+
+    def run() -> tuple[dict, str]:
+        (account,) = feed_handler.lambda_handler(SCHEDULED_EVENT, feed_context())["accounts"]
+        return account, capsys.readouterr().out
+
+    run()  # caught up
+    # Two hours ago the key's user's API key was archived in Cliniko; changes kept coming.
+    cliniko.control.revoke_key(cliniko.api_key)
+    two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    stack.dynamodb.update_item(
+        TableName=stack.table,
+        Key={"pk": {"S": "cursor#test-clinic"}},
+        UpdateExpression="SET caught_up_at = :t",
+        ExpressionAttributeValues={":t": {"S": two_hours_ago.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+    )
+    new_key = cliniko.api_key.rsplit("-", 1)[0] + "rotated-au1"
+    cliniko.control.add_key(new_key)
+    cliniko.control.churn(4, kinds=["create"])
+    stack.drain()
+
+    account, out = run()
+    assert (account["complete"], account["error"]) == (False, "cliniko_Unauthorized")
+    # Both alarms README names are fed, as template.yaml selects them.
+    assert alarm_sum("ChangeFeedMisconfigurationAlarm", out) == 1
+    behind = alarm_max("ChangeFeedBehindAlarm", out)
+    assert behind is not None and behind > threshold
+
+    # The new key in the secret (README "Secrets"): the feed needs no replay, its cursor held.
+    boto3.client("secretsmanager").put_secret_value(SecretId=KEY_SECRET, SecretString=new_key)
+    # The next run still holds the old key (read again at the refusal, within its cache's
+    # five minutes): refused, it reads the secret past the cache and stops there, no alarm;
+    # the run after, a minute on, uses the new key.
+    account, out = run()
+    assert (account["complete"], account["error"]) == (False, "cliniko_key_rotated")
+    assert alarm_sum("ChangeFeedMisconfigurationAlarm", out) == 0
+    account, out = run()
+    assert account["complete"] and account["changes"] == 4
+    assert alarm_max("ChangeFeedBehindAlarm", out) < 1
+    published = [event["detail"]["contact_id"] for event in stack.drain()]
+    assert len(published) == len(set(published)) == 4
