@@ -31,6 +31,7 @@ from local_run.template import load
 
 from tests.fixtures.apigw import LambdaContext
 from tests.fixtures.emulator import before_each_answer
+from tests.integration.cleanup.test_handler import deployed  # noqa: F401 (a fixture)
 from tests.integration.intake_worker.e2e_world import IntakePath, build_intake_path, delivery
 from tests.integration.intake_worker.resources import (
     MAX_RECEIVE_COUNT,
@@ -463,3 +464,49 @@ def test_the_change_feed_behind_on_a_revoked_key_alarms_and_catches_up_once_rota
     assert alarm_max("ChangeFeedBehindAlarm", out) < 1
     published = [event["detail"]["contact_id"] for event in stack.drain()]
     assert len(published) == len(set(published)) == 4
+
+
+def test_a_cleanup_rule_stopped_on_a_revoked_key_alarms_and_a_new_run_archives_once(
+    deployed,  # noqa: F811 (the fixture imported above)
+    cliniko,
+    capsys,
+) -> None:
+    from cliniko_automations.cleanup import handler as cleanup_handler
+
+    from tests.integration.cleanup.test_handler import archived, begin, run_cli
+
+    def step(run_id: str) -> dict:
+        return cleanup_handler.lambda_handler(
+            {"action": "step", "run_id": run_id, "iterations": 0},
+            LambdaContext(function_name="CleanupFunction", timeout_ms=900_000),
+        )
+
+    # The nightly live run meets a key archived in Cliniko.
+    cliniko.control.revoke_key(cliniko.api_key)
+    capsys.readouterr()
+    started = begin(dry_run=False)
+    assert step(started["run_id"])["next"] == "done"  # the run finishes: no run alarm
+    out = capsys.readouterr().out
+    assert alarm_sum("CleanupStoppedAlarm", out) == 1
+    assert alarm_sum("CleanupMisconfigurationAlarm", out) == 1
+    # README "Operating": `cleanup.py status` shows the rule stopped and exits 1.
+    status = run_cli("status")
+    assert status.returncode == 1, status.stderr
+    assert "stopped" in status.stdout and "form-tests" in status.stdout
+
+    # The new key in the secret, then a new run (the next scheduled one does the same).
+    new_key = cliniko.api_key.rsplit("-", 1)[0] + "rotated-au1"
+    cliniko.control.add_key(new_key)
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId="tests/cliniko/test-clinic", SecretString=new_key
+    )
+    ran = run_cli("run", "--local", "--archive")
+    assert ran.returncode == 0, ran.stderr
+    assert archived(cliniko) == {deployed["test"]}
+    archives = [
+        r
+        for r in cliniko.control.requests()
+        if r["method"] == "POST" and r["path"].endswith("/archive")
+    ]
+    assert [r["status"] for r in archives] == [204]
+    assert run_cli("status").returncode == 0
