@@ -492,7 +492,7 @@ def test_a_cleanup_rule_stopped_on_a_revoked_key_alarms_and_a_new_run_archives_o
     # README "Operating": `cleanup.py status` shows the rule stopped and exits 1.
     status = run_cli("status")
     assert status.returncode == 1, status.stderr
-    assert "stopped" in status.stdout and "form-tests" in status.stdout
+    assert "cleanup.py: rule form-tests stopped: cliniko_Unauthorized" in status.stderr
 
     # The new key in the secret, then a new run (the next scheduled one does the same).
     new_key = cliniko.api_key.rsplit("-", 1)[0] + "rotated-au1"
