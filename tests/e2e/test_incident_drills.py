@@ -57,17 +57,18 @@ DEPLOYED_NAMESPACE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
 # --- what CloudWatch would see --------------------------------------------------------------
 
 
-def watched_metrics(alarm: str) -> set[tuple[str, frozenset[tuple[str, str]]]]:
-    """(metric name, dimension set) of each custom metric alarm `alarm` watches: its own, or
-    those its metric-math expression sums."""
+def alarm_metrics(alarm: str) -> list[dict]:
+    """The metrics alarm `alarm` watches: its own, or those its metric-math expression sums."""
     props = RESOURCES[alarm]["Properties"]
-    stats = (
-        [q["MetricStat"]["Metric"] for q in props["Metrics"] if "MetricStat" in q]
-        if "Metrics" in props
-        else [props]
-    )
+    if "Metrics" in props:
+        return [q["MetricStat"]["Metric"] for q in props["Metrics"] if "MetricStat" in q]
+    return [props]
+
+
+def watched_metrics(alarm: str) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    """(metric name, dimension set) of each custom metric alarm `alarm` watches."""
     watched = set()
-    for metric in stats:
+    for metric in alarm_metrics(alarm):
         assert metric["Namespace"] == DEPLOYED_NAMESPACE, (alarm, metric["Namespace"])
         dimensions = frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", []))
         watched.add((metric["MetricName"], dimensions))
@@ -510,3 +511,63 @@ def test_a_cleanup_rule_stopped_on_a_revoked_key_alarms_and_a_new_run_archives_o
     ]
     assert [r["status"] for r in archives] == [204]
     assert run_cli("status").returncode == 0
+
+
+def test_a_form_signing_secret_changed_in_the_provider_first_is_refused_until_it_is_put(
+    path, monkeypatch, capsys
+) -> None:
+    from cliniko_automations.common import secrets as secrets_module
+
+    from tests.fixtures.apigw import form_post_event
+    from tests.unit.intake_api import samples
+
+    secret = "cliniko-automations/forms/referral-typeform/signing-secret"
+    new = "whsec_provider_changed_first_0123"
+    ahead = [0.0]
+    real_monotonic = secrets_module.time.monotonic
+
+    class Clock:  # the secrets module's clock, moved as the test says: nothing sleeps
+        @staticmethod
+        def monotonic() -> float:
+            return real_monotonic() + ahead[0]
+
+    monkeypatch.setattr(secrets_module, "time", Clock)
+
+    def typeform(signed_with: str, response: str) -> dict:
+        body = samples.typeform_body(email=f"{response}@example.com", response_token=response)
+        headers = {
+            "Content-Type": "application/json",
+            "Typeform-Signature": samples.typeform_signature(body, secret=signed_with),
+        }
+        return path.post(form_post_event("referral-typeform", body, headers))
+
+    assert typeform(samples.SECRET, "before")["statusCode"] == 202  # a warm container
+    capsys.readouterr()
+    # The provider's settings changed first (README "Secrets" says the other way round).
+    refused = typeform(new, "refused")
+    out = capsys.readouterr().out
+    # What the sender sees: a 401 naming the problem; Typeform does not deliver it again.
+    assert refused["statusCode"] == 401
+    assert json.loads(refused["body"])["message"] == "Missing or invalid signature"
+    # What the operator sees: no alarm, the dashboard's rejections by reason (its SEARCH of
+    # SubmissionRejected by reason and service).
+    rejected = [
+        (name, dict(dims)) for name, dims, _ in emitted_metrics(out) if name == "SubmissionRejected"
+    ]
+    assert rejected == [("SubmissionRejected", {"service": "intake", "reason": "unauthenticated"})]
+    assert all(
+        alarm_sum(name, out) == 0
+        for name, resource in RESOURCES.items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        and all(m["Namespace"] == DEPLOYED_NAMESPACE for m in alarm_metrics(name))
+    )
+
+    # The fix: the provider's value put in the secret. A container that read the secret past
+    # its cache for the refused delivery keeps that read 30 s (forged deliveries cannot make
+    # more reads than that): within them it still refuses; after them, it takes the new value.
+    boto3.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=new)
+    assert typeform(new, "within-30-s")["statusCode"] == 401
+    ahead[0] += 31
+    assert typeform(new, "after")["statusCode"] == 202
+    queued = path.stack.drain(path.stack.queue_url)
+    assert len(queued) == 2  # "before" and "after": the refused ones never reached the intake
