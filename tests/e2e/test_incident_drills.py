@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -571,3 +572,97 @@ def test_a_form_signing_secret_changed_in_the_provider_first_is_refused_until_it
     assert typeform(new, "after")["statusCode"] == 202
     queued = path.stack.drain(path.stack.queue_url)
     assert len(queued) == 2  # "before" and "after": the refused ones never reached the intake
+
+
+WEBHOOK_SUBSCRIBER = """\
+subscribers:
+  - name: crm-sync
+    url: https://hooks.example.com/cliniko
+    events: [contact.created, contact.updated]
+    secret: tests/webhooks/crm-sync
+    include_fields: true
+"""
+
+
+def test_a_webhook_subscriber_down_for_a_day_gets_its_replay_after_newer_deliveries(
+    aws, cliniko, tmp_path, monkeypatch
+) -> None:
+    from cliniko_automations.changefeed import handler as feed_handler
+    from cliniko_automations.changefeed.subscribers import load_subscribers
+    from cliniko_automations.changefeed.webhook_dead_letters import main as letters_cli
+    from cliniko_automations.changefeed.webhook_stack import render
+    from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
+
+    from tests.integration.changefeed.stack import (
+        SCHEDULED_EVENT,
+        create_feed_stack,
+        feed_environment,
+        new_webhook_secret,
+    )
+    from tests.integration.changefeed.stack import context as feed_context
+    from tests.integration.changefeed.test_webhook_dead_letters import dead_letter
+    from tests.integration.erasure.stack import make_audit_table
+
+    stack = create_feed_stack()
+    webhooks = tmp_path / "webhooks.yaml"
+    webhooks.write_text(WEBHOOK_SUBSCRIBER, encoding="utf-8")
+    feed_environment(monkeypatch, stack, cliniko, tmp_path)
+    signing = new_webhook_secret()
+    boto3.client("secretsmanager").create_secret(
+        Name="tests/webhooks/crm-sync", SecretString=signing
+    )
+    receiver = SignedWebhookReceiver(signing).start()
+    try:
+        sqs = boto3.client("sqs")
+        stand_in = ApiDestinationStandIn(
+            render(load_subscribers(webhooks)),
+            boto3.client("events"),
+            sqs,
+            stack.bus,
+            {"crm-sync": receiver.url},
+        )
+        dlq = sqs.create_queue(QueueName="webhook-dead-letters")["QueueUrl"]
+        make_audit_table("drill-audit")
+
+        def feed() -> None:
+            feed_handler.lambda_handler(SCHEDULED_EVENT, feed_context())
+
+        feed()
+        # The receiver is down: yesterday's change ends, after EventBridge's 5 minutes of
+        # retries, in the webhook dead-letter queue (WebhookDeadLetterAlarm).
+        contact = cliniko.client().create_contact(
+            {"first_name": "Drill", "last_name": "Person", "email": "drill@example.com"}
+        )
+        feed()
+        for route in stand_in.routes:
+            sqs.purge_queue(QueueUrl=route.queue_url)
+        (yesterday,) = stack.drain(stack.webhook_queue_url)
+        yesterday["detail"]["webhook"]["timestamp"] = str(int(time.time()) - 86_400)
+        dead_letter(sqs, dlq, json.dumps(yesterday))
+        # It is back this morning, before anyone replays: today's change is delivered.
+        cliniko.control.set_clock(2)  # (a later second than yesterday's, without a sleep)
+        cliniko.client().update_contact(contact.id, {"city": "Newtown"})
+        feed()
+        assert stand_in.deliver_pending() == 1
+
+        # README: fix the receiver, then replay.
+        out = io.StringIO()
+        argv = ["--dlq-url", dlq, "--bus", stack.bus, "--webhooks-file", str(webhooks)]
+        assert letters_cli([*argv, "--audit-table", "drill-audit", "replay", "--all"], out) == 0
+        assert stand_in.deliver_pending() == 1
+        assert letters_cli([*argv, "list"], io.StringIO()) == 0
+        assert (
+            sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])[
+                "Attributes"
+            ]["ApproximateNumberOfMessages"]
+            == "0"
+        )
+
+        today, replayed = receiver.received
+        assert today.verified and replayed.verified  # signed afresh: within the tolerance
+        # The day-old change arrives last: a receiver keeps each contact's newest by the
+        # `updated_at` every body carries, not by arrival.
+        assert replayed.payload["data"]["updated_at"] < today.payload["data"]["updated_at"]
+        assert replayed.headers["webhook-id"] == yesterday["detail"]["webhook"]["id"]
+    finally:
+        receiver.stop()
