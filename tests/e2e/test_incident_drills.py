@@ -1,15 +1,17 @@
-"""Incident drills, as the on-call operator meets them (README "Operating"): each incident
-reproduced through the real handlers (the intake API, the worker on moto's SQS with its
-redrive after five receives, the Cliniko emulator over HTTP), then three checks. The alarm
-README names is fed: its metric is emitted under the namespace, name and exact dimension set
-the alarm in template.yaml selects (a metric published with one more dimension, or under
-another service, is another metric to CloudWatch and never fires it). The operator's step
-README gives is the one taken here, with the operating CLI it names. And taking it recovers
-every submission: one contact each, none lost, none made twice.
+"""Incident drills, as the on-call operator meets them (README "Operating", Incidents): each
+incident reproduced through the real handlers (the intake API, the worker on moto's SQS with
+its redrive after five receives, the change feed, the cleanup step, the webhook replay; the
+Cliniko emulator over HTTP), then three checks. The alarm README names is fed: its metric is
+emitted under the namespace, name and exact dimension set the alarm in template.yaml selects
+(a metric published with one more dimension, or under another service, is another metric to
+CloudWatch and never fires it). The operator's step README gives is the one taken here, with
+the operating CLI it names. And taking it recovers everything: one contact each, none lost,
+none made twice; every change published once; each contact archived once.
 
 Time is counted in attempts, not slept: the worker's backoff is 0 s here (deployed 30 s,
 doubling), and the 30-minute outage is the five receives it costs every submission caught in
-it (deployed 7.75 to 15.5 minutes of backoff between the first and the redrive).
+it (deployed 7.75 to 15.5 minutes of backoff between the first and the redrive); the budget's
+and the secrets' clocks are moved where a drill waits on them.
 """
 
 from __future__ import annotations
