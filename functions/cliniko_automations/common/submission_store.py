@@ -119,21 +119,42 @@ class DynamoSubmissionStore:
     # -- the intake API ---------------------------------------------------------------------
 
     def first_received(self, idempotency_key: str, now: datetime) -> datetime:
-        """When a submission with this idempotency key first arrived (`now` if never before)."""
+        """When a submission with this idempotency key first arrived (`now` if never before,
+        or only before its record expired)."""
         key = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()
-        answer = self._client.update_item(
-            TableName=self._table,
-            Key={"id": {"S": FIRST_SEEN_PREFIX + key}},
-            UpdateExpression="SET first_received_at = if_not_exists(first_received_at, :now), "
-            "#exp = :exp",
-            ExpressionAttributeNames={"#exp": "expiration"},
-            ExpressionAttributeValues={
-                ":now": {"S": now.isoformat()},
-                ":exp": self._expires(TOMBSTONE_TTL_SECONDS),
-            },
-            ReturnValues="ALL_NEW",
-        )
-        return datetime.fromisoformat(answer["Attributes"]["first_received_at"]["S"])
+        values = {
+            ":now": {"S": now.isoformat()},
+            ":exp": self._expires(TOMBSTONE_TTL_SECONDS),
+            ":clock": {"N": str(int(self._clock()))},
+        }
+        # DynamoDB's TTL deletes lazily (within days): a record past its expiry counts as gone,
+        # as a body does (`get`). Read from it, the same details sent again once it expired
+        # kept their first arrival's time: made before an erasure since, they were dropped.
+        for update, condition in (
+            (
+                "SET first_received_at = if_not_exists(first_received_at, :now), #exp = :exp",
+                "attribute_not_exists(#exp) OR #exp >= :clock",
+            ),
+            ("SET first_received_at = :now, #exp = :exp", "#exp < :clock"),
+        ):
+            try:
+                answer = self._client.update_item(
+                    TableName=self._table,
+                    Key={"id": {"S": FIRST_SEEN_PREFIX + key}},
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#exp": "expiration"},
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                continue
+            return datetime.fromisoformat(answer["Attributes"]["first_received_at"]["S"])
+        # Neither: another arrival renewed the expired record between the two (milliseconds
+        # ago); its time is this arrival's first.
+        return self.first_received(idempotency_key, now)
 
     def put(self, submission_id: str, body: str, keys: PersonKeys) -> None:
         item: dict[str, Any] = {

@@ -90,6 +90,26 @@ def test_a_body_outlives_the_fourteen_days_a_queue_keeps_its_id(aws) -> None:
     assert store.get("sub-1") is None
 
 
+def test_a_first_seen_record_past_its_expiry_is_gone_though_dynamodb_still_holds_it(aws) -> None:
+    # DynamoDB's TTL deletes lazily (within days), and moto never does: the same details sent
+    # again a day after their first-seen record expired (21 days after they last arrived) are
+    # a new submission, made now. Read from the expired item, they kept their first arrival's
+    # time: made before an erasure in between, a returning person was dropped as erased.
+    now = [ERASED_AT.timestamp() - 5 * 86400]
+    store = store_on_clock(now)
+    first = datetime.fromtimestamp(now[0], UTC)
+    assert store.first_received("form:sha256:abc", first) == first
+    now[0] += 20 * 86400  # inside the record's 21 days: a redelivery
+    assert store.first_received("form:sha256:abc", first + timedelta(days=20)) == first
+    now[0] += 21 * 86400 + 1  # 21 days and a second since it last arrived
+    again = datetime.fromtimestamp(now[0], UTC)
+    assert again > ERASED_AT
+    assert store.first_received("form:sha256:abc", again) == again
+    # And that new arrival's record lives its 21 days again.
+    now[0] += 86400
+    assert store.first_received("form:sha256:abc", again + timedelta(days=1)) == again
+
+
 def test_keep_leaves_a_body_that_is_gone_gone(aws) -> None:
     # An id sent to a queue again after its person's erasure, or after its body expired (and
     # waits for DynamoDB's lazy TTL), must not bring the body or an item back.
