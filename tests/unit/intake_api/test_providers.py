@@ -394,6 +394,22 @@ class TestTimestampedHmac:
         with pytest.raises(BadSignature, match="5-minute window"):
             adapter.verify(signed, SECRET, sent + 301)
 
+    def test_a_timestamp_in_milliseconds_is_refused_saying_so(self, adapter, header, body):
+        # JavaScript's Date.now() is in milliseconds (the README's Apps Script divides it):
+        # signed so, the delivery was told it was outside the 5-minute window, and its
+        # sender looked for a clock gone wrong. Told why once its signature matched only.
+        stamp = str(int(NOW * 1000))
+        signed = f"t={stamp},v1={samples._hmac(SECRET, f'{stamp}.'.encode() + body).hex()}"
+        with pytest.raises(BadSignature, match="t= is in milliseconds; it takes Unix seconds"):
+            adapter.verify(delivery(body, {header: signed}), SECRET, NOW)
+        with pytest.raises(BadSignature, match="signature does not match"):
+            adapter.verify(delivery(body, {header: signed}), "another secret", NOW)
+        # Milliseconds that are themselves stale are stale, whatever their unit.
+        stale = str(int((NOW - 301) * 1000))
+        signed = f"t={stale},v1={samples._hmac(SECRET, f'{stale}.'.encode() + body).hex()}"
+        with pytest.raises(BadSignature, match="5-minute window"):
+            adapter.verify(delivery(body, {header: signed}), SECRET, NOW)
+
 
 def signed_deliveries(wrong: bool) -> list[tuple[object, Delivery]]:
     """A delivery for each signing adapter, signed with SECRET (or, `wrong`, another)."""

@@ -134,6 +134,10 @@ def verify_t_v1(header: str | None, body: bytes, secret: str, now: float) -> Non
     # Check every candidate so timing does not depend on which one matched.
     if not any([hex_matches(expected, candidate) for candidate in signatures]):
         raise BadSignature("signature does not match")
+    if abs(now - int(timestamp) / 1000) <= REPLAY_WINDOW_SECONDS:
+        # Signed, with the time in milliseconds (JavaScript's Date.now()): told what to fix,
+        # not sent looking for a clock gone wrong.
+        raise BadSignature("t= is in milliseconds; it takes Unix seconds")
     check_window(int(timestamp), now)
 
 
