@@ -693,3 +693,51 @@ def test_two_contacts_cliniko_never_archives_at_a_batch_end_both_fail_alone(aws,
         sorted(stuck),
     )
     assert world.archived() == set(ids[:3])
+
+
+def stamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize(
+    "started",
+    [
+        # Sydney leaves daylight saving at 03:00 AEDT on 5 April 2026 (clocks back to 02:00):
+        # a run started at 09:00 AEST that morning, its cutoff a week back in AEDT.
+        dt.datetime(2026, 4, 4, 23, 0, tzinfo=dt.UTC),
+        # A leap day, and the last fraction of a second of a month.
+        dt.datetime(2028, 2, 29, 12, 0, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 31, 23, 59, 59, 600_000, tzinfo=dt.UTC),
+        # Started in the clinic's own zone: the same moment, the same cutoff.
+        dt.datetime(2026, 10, 4, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=11))),
+    ],
+    ids=["sydney-dst-ends", "leap-day", "month-end-fraction", "local-offset"],
+)
+def test_an_age_rule_counts_whole_days_of_24_hours_back_from_the_run_s_start(world, started):
+    # `older_than_days: 7` is 7 x 24 hours before the run began (whole seconds, UTC), whatever
+    # the calendar or a zone's clock change did in between: older is archived, the same
+    # second or later is not. A clinic's "a week" in local time may differ by the hour a
+    # daylight-saving change moved its clocks.
+    cutoff = (started - dt.timedelta(days=7)).replace(microsecond=0)
+    second = dt.timedelta(seconds=1)
+    older, at, newer = world.seed(
+        *(
+            {"first_name": "T", "email": f"t{n}@example.com", "created_at": stamp(moment)}
+            for n, moment in enumerate((cutoff - second, cutoff, cutoff + second))
+        )
+    )
+    rule_ = rule("week-old")
+    state = RunState(
+        run_id=uuid.uuid4().hex,
+        dry_run=False,
+        started_at=started.isoformat(),
+        rules=[RuleProgress.start(rule_)],
+    )
+    world.runs.create("cleanup_rules", state)
+
+    outcome, done = world.step(state, rule_)
+
+    assert outcome.next == "done"
+    assert (done.rules[0].matched, done.rules[0].archived) == (1, 1)
+    assert world.archived() == {older}
+    assert sorted(world.active()) == sorted([at, newer])
