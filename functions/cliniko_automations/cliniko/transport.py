@@ -40,6 +40,7 @@ string (filters hold emails), bodies or headers.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import email.utils
 import json
 import logging
@@ -202,7 +203,12 @@ def _http_date(text: str | None) -> float | None:
     if not text:
         return None
     try:
-        return email.utils.parsedate_to_datetime(text.strip()).timestamp()
+        moment = email.utils.parsedate_to_datetime(text.strip())
+        if moment.tzinfo is None:
+            # `-0000` (RFC 5322's UTC, source zone unknown) is read without a zone, which
+            # `.timestamp()` takes for this machine's local time: hours out off Lambda's UTC.
+            moment = moment.replace(tzinfo=dt.UTC)
+        return moment.timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
 

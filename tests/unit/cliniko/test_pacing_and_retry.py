@@ -186,6 +186,34 @@ def test_the_reset_is_read_against_the_answer_s_date_cliniko_s_clock() -> None:
         assert rate_limit_wait(headers, NOW) == (1.0, NOW + 1)
 
 
+@pytest.fixture
+def machine_in_sydney(monkeypatch):
+    """This process's local zone is Sydney's (a laptop running the operating CLIs)."""
+    monkeypatch.setenv("TZ", "Australia/Sydney")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_date_in_utc_written_minus_0000_is_utc_on_a_machine_in_any_zone(machine_in_sydney):
+    # RFC 5322 writes UTC as `-0000` too; Python reads it as a time without a zone, which
+    # `.timestamp()` took for the machine's local time: 11 hours out, not believed, and the
+    # reset read against this machine's clock, 5 s ahead: the window's end taken for past.
+    cliniko_now = int(NOW) - 5
+    for date in (
+        email.utils.formatdate(cliniko_now, usegmt=True),
+        email.utils.formatdate(cliniko_now).replace("+0000", "-0000"),
+    ):
+        headers = {"x-ratelimit-reset": str(cliniko_now + 2), "date": date}
+        assert rate_limit_wait(headers, NOW) == (2.0, NOW + 2)
+        headers = {
+            "retry-after": email.utils.formatdate(cliniko_now + 20).replace("+0000", "-0000")
+        }
+        headers["date"] = date
+        assert rate_limit_wait(headers, NOW) == (20.0, NOW + 20)
+
+
 def _error(status: int, body: object = None, headers: dict[str, str] | None = None):
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return error_for_response(
