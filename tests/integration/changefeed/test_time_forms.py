@@ -67,3 +67,40 @@ def test_a_contact_stamped_without_a_zone_fails_its_account_not_the_run(aws) -> 
     [result] = poll("2016-10-28T23:43:31")
     assert result["complete"] is False
     assert result["error"] == "cliniko_UnexpectedResponse"
+
+
+def test_contacts_stamped_in_a_zone_s_repeated_hour_are_read_in_the_order_of_their_moments(
+    aws,
+) -> None:
+    # Sydney's clocks go back from 03:00 to 02:00 on 5 April 2026: 02:45+11:00 comes before
+    # 02:15+10:00. Listed in updated_at order (by moment) their wall-clock times run backwards;
+    # read as text the page looked unsorted (the account failed), or the cursor went back.
+    stamps = [
+        "2026-04-05T02:45:00+11:00",  # 2026-04-04T15:45:00Z
+        "2026-04-05T02:15:00+10:00",  # 2026-04-04T16:15:00Z
+        "2026-04-05T02:30:00+10:00",  # 2026-04-04T16:30:00Z
+    ]
+    contacts = [
+        {**DOCUMENTED, "id": str(100 + n), "created_at": stamp, "updated_at": stamp}
+        for n, stamp in enumerate(stamps)
+    ]
+    client, server = scripted_client(answering(listed(*contacts)))
+    try:
+        feed = ChangeFeed(
+            lambda account: ClinikoContactsSource(client),
+            quiet_feed_store(),
+            EventBridgeSink(boto3.client("events"), "quiet"),
+            FieldHasher(b"feed-hash-key-for-tests-only-32b"),
+            EventBuilder([], {}, clock=time.time),
+            overlap=dt.timedelta(seconds=5),
+            start_at=dt.datetime(2026, 4, 4, 15, 0, tzinfo=dt.UTC),
+            run_id="run",
+            lease_seconds=60,
+            clock=lambda: dt.datetime(2026, 4, 4, 17, 0, tzinfo=dt.UTC),
+        )
+        [result] = [r.as_dict() for r in feed.run(["a"])]
+    finally:
+        server.stop()
+    assert result["error"] is None
+    assert result["changes"] == 3
+    assert result["cursor"] == "2026-04-04T16:30:00Z"
