@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from cliniko_automations.erasure.chain_check import verify_chain
@@ -75,6 +75,22 @@ def test_overdue_counts_only_requests_neither_completed_nor_dry_runs() -> None:
         received("not-yet", "2026-03-01T23:59:59Z"),
     ]
     assert overdue_request_ids(records, now) == ["failed", "open"]
+
+
+@pytest.mark.parametrize(
+    ("now", "overdue"),
+    [
+        (datetime(2028, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC), []),  # its day's last instant
+        (datetime(2028, 3, 1, tzinfo=UTC), ["r-1"]),
+        # The same instants on a clock in Sydney's zone: the due day ends in UTC, not there.
+        (datetime(2028, 3, 1, 10, 59, 59, tzinfo=timezone(timedelta(hours=11))), []),
+        (datetime(2028, 3, 1, 11, 0, 0, tzinfo=timezone(timedelta(hours=11))), ["r-1"]),
+    ],
+)
+def test_a_request_is_overdue_from_the_first_second_after_its_due_day(now, overdue) -> None:
+    # Received 29 January 2028: due 29 February (a leap day), to its end (UTC).
+    records = [received("r-1", end_of_day(due_date(date(2028, 1, 29))))]
+    assert overdue_request_ids(records, now) == overdue
 
 
 def chain(request_id: str, *contents: dict) -> list[dict]:
