@@ -322,9 +322,9 @@ class Contact:
 
         id = _parse_id(d.pop("id"))
 
-        created_at = datetime.datetime.fromisoformat(d.pop("created_at"))
+        created_at = datetime.datetime.fromisoformat(str.upper(d.pop("created_at")))
 
-        updated_at = datetime.datetime.fromisoformat(d.pop("updated_at"))
+        updated_at = datetime.datetime.fromisoformat(str.upper(d.pop("updated_at")))
 
         def _parse_archived_at(data: object) -> datetime.datetime | None | Unset:
             if data is None:
@@ -334,7 +334,7 @@ class Contact:
             try:
                 if not isinstance(data, str):
                     raise TypeError()
-                archived_at_type_0 = datetime.datetime.fromisoformat(data)
+                archived_at_type_0 = datetime.datetime.fromisoformat(str.upper(data))
 
                 return archived_at_type_0
             except (TypeError, ValueError, AttributeError, KeyError):
@@ -351,7 +351,7 @@ class Contact:
             try:
                 if not isinstance(data, str):
                     raise TypeError()
-                deleted_at_type_0 = datetime.datetime.fromisoformat(data)
+                deleted_at_type_0 = datetime.datetime.fromisoformat(str.upper(data))
 
                 return deleted_at_type_0
             except (TypeError, ValueError, AttributeError, KeyError):

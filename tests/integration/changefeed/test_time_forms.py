@@ -50,6 +50,10 @@ def poll(stamp: str, *, accounts=("a",)) -> list[dict]:
         "2016-10-28T23:43:31.123Z",
         "2016-10-28T23:43:31.123456Z",
         "2016-10-28t23:43:31Z",
+        # RFC 3339 (5.6) lets "T" and "Z" be written in lower case; Python's fromisoformat
+        # takes a lower-case "t" but not a "z": the account's every poll failed on it.
+        "2016-10-28t23:43:31z",
+        "2016-10-29T10:43:31.5+11:00",
     ],
 )
 def test_a_contact_stamped_in_any_rfc3339_form_is_published_and_moves_the_cursor(
