@@ -63,7 +63,8 @@ READ_ONLY_FIELDS: frozenset[str] = frozenset({"id", *TIMESTAMP_FIELDS, "country"
 COLUMN_FIELDS: frozenset[str] = (WRITABLE_FIELDS | READ_ONLY_FIELDS) - {"phone_numbers", "links"}
 
 # [contacts]: "may be the string value general_practitioner or specialist. To clear the value,
-# set it to null". [sheet]: "real data also shows `""`", so a blank is accepted too.
+# set it to null". [sheet]: "real data also shows `""`": in what Cliniko returns, which says
+# nothing of a write sending it, so a write's "" is refused (null clears).
 DOCTOR_TYPES = ("general_practitioner", "specialist")
 # [sheet]: "integer enum 0, 1, 2 | 0 Standard, 1 Doctor, 2 3rd Party Payer".
 TYPE_NAMES: dict[int, str] = {0: "Standard", 1: "Doctor", 2: "3rd Party Payer"}
@@ -150,7 +151,7 @@ def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dic
                 errors[name] = BLANK
     if "country_code" in fields and not _country_code_ok(fields["country_code"]):
         errors["country_code"] = NOT_IN_LIST
-    if "doctor_type" in fields and not _one_of(fields["doctor_type"], (None, "", *DOCTOR_TYPES)):
+    if "doctor_type" in fields and not _one_of(fields["doctor_type"], (None, *DOCTOR_TYPES)):
         errors["doctor_type"] = NOT_IN_LIST
     if "type_code" in fields and not _one_of(fields["type_code"], (None, *TYPE_NAMES)):
         errors["type_code"] = NOT_IN_LIST

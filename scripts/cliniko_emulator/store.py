@@ -94,8 +94,8 @@ def apply_write(record: dict[str, Any], body: Mapping[str, Any]) -> bool:
         code = body["country_code"]
         record["country_code"] = code.upper() if code else ""
     if "doctor_type" in body:
-        # "" and null both clear it; returned as null so the body stays within the spec.
-        record["doctor_type"] = body["doctor_type"] or None
+        # Validated: a documented value, or null to clear it.
+        record["doctor_type"] = body["doctor_type"]
     if "type_code" in body:
         record["type_code"] = body["type_code"]
     if "phone_numbers" in body:

@@ -13,6 +13,7 @@ from cliniko_automations.cliniko.rules import (
 )
 from cliniko_client.models.contact_write import ContactWrite
 from cliniko_client.models.doctor_type import DoctorType
+from cliniko_client.models.doctor_type_write import DoctorTypeWrite
 from cliniko_client.models.phone_type import PhoneType
 from cliniko_client.models.type_code import TypeCode
 
@@ -26,6 +27,7 @@ def test_the_written_out_lists_are_the_generated_models():
     assert generated == rules.WRITABLE_FIELD_NAMES
     assert tuple(kind.value for kind in DoctorType if kind.value) == rules.DOCTOR_TYPES
     assert "" in {kind.value for kind in DoctorType}
+    assert tuple(kind.value for kind in DoctorTypeWrite) == rules.DOCTOR_TYPES
     assert tuple(kind.value for kind in PhoneType) == rules.PHONE_TYPES
     assert rules.TYPE_NAMES.keys() == {kind.value for kind in TypeCode}
 
@@ -187,6 +189,14 @@ def test_errors_use_clinikos_messages():
         "type_code": NOT_IN_LIST,
         "phone_numbers": "phone_type " + NOT_IN_LIST,
     }
+
+
+def test_a_blank_doctor_type_is_no_value_to_write():
+    # Cliniko documents null to clear it; "" is only in what it returns (spec: DoctorTypeWrite).
+    assert validate_contact_fields({"doctor_type": ""}, creating=False) == {
+        "doctor_type": NOT_IN_LIST
+    }
+    assert validate_contact_fields({"doctor_type": None}, creating=False) == {}
 
 
 def test_an_update_need_not_carry_a_first_name():

@@ -51,7 +51,8 @@ STRING_FIELDS = WRITABLE_FIELDS - CODED_FIELDS
 # The free-text fields Cliniko does not cut at MAX_LENGTH (a test holds openapi.yaml to it).
 UNBOUNDED_STRING_FIELDS = frozenset({"title", "preferred_name", "notes"})
 LENGTH_LIMITED_FIELDS = STRING_FIELDS - UNBOUNDED_STRING_FIELDS
-# "" (clearing it) is allowed too; the choices a sender may name are these.
+# Cliniko documents these two and null to clear; "" only comes back in real data (the spec's
+# DoctorType), so a write sending it is refused like any other value (DoctorTypeWrite).
 DOCTOR_TYPES = ("general_practitioner", "specialist")
 TYPE_NAMES = {0: "Standard", 1: "Doctor", 2: "3rd Party Payer"}
 PHONE_TYPES = ("Fax", "Home", "Mobile", "Other", "Work")
@@ -245,7 +246,7 @@ def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dic
     if code not in (None, "") and (not isinstance(code, str) or country_name(code) is None):
         errors["country_code"] = NOT_IN_LIST
     doctor_type = fields.get("doctor_type")
-    if doctor_type is not None and not _is_one_of(doctor_type, ("", *DOCTOR_TYPES)):
+    if doctor_type is not None and not _is_one_of(doctor_type, DOCTOR_TYPES):
         errors["doctor_type"] = NOT_IN_LIST
     type_code = fields.get("type_code")
     if type_code is not None and not _is_one_of(type_code, tuple(TYPE_NAMES)):

@@ -74,8 +74,8 @@ def validate_draft(
     try:
         return ContactDraft.from_fields(fields)
     except DraftInvalid as exc:
-        # What the rules above allow but a draft cannot hold (a created contact's doctor_type
-        # cleared with ""); named by field, never by value.
+        # What the rules above allow but a draft cannot hold (phone_numbers given as null);
+        # named by field, never by value.
         raise FieldsInvalid(dict.fromkeys(exc.fields, rules.INVALID)) from None
 
 

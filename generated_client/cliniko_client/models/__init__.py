@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from .contact_type import ContactType
     from .contact_write import ContactWrite
     from .doctor_type import DoctorType
+    from .doctor_type_write import DoctorTypeWrite
     from .error_message import ErrorMessage
     from .phone_number import PhoneNumber
     from .phone_number_write import PhoneNumberWrite
@@ -27,6 +28,7 @@ __all__ = (
     "ContactType",
     "ContactWrite",
     "DoctorType",
+    "DoctorTypeWrite",
     "ErrorMessage",
     "PhoneNumber",
     "PhoneNumberWrite",
@@ -46,6 +48,7 @@ _MODULES = {
     "ContactType": ".contact_type",
     "ContactWrite": ".contact_write",
     "DoctorType": ".doctor_type",
+    "DoctorTypeWrite": ".doctor_type_write",
     "ErrorMessage": ".error_message",
     "PhoneNumber": ".phone_number",
     "PhoneNumberWrite": ".phone_number_write",

@@ -5,7 +5,7 @@ from dataclasses import dataclass as _dataclass
 from dataclasses import field as _dataclass_field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ..models.doctor_type import DoctorType
+from ..models.doctor_type_write import DoctorTypeWrite
 from ..models.type_code import TypeCode
 from ..types import UNSET, Unset
 
@@ -40,7 +40,7 @@ class ContactWrite:
             country_code (None | str | Unset): ISO 3166-1 alpha-2 code (`AU`): the only way to set the country; an
                 unassigned code gets a 422.
             notes (None | str | Unset):
-            doctor_type (DoctorType | None | Unset): Set null to clear.
+            doctor_type (DoctorTypeWrite | None | Unset): Set null to clear.
             type_code (None | TypeCode | Unset):
             phone_numbers (list[PhoneNumberWrite] | None | Unset): The whole list of phone numbers.
     """
@@ -61,7 +61,7 @@ class ContactWrite:
     post_code: None | str | Unset = UNSET
     country_code: None | str | Unset = UNSET
     notes: None | str | Unset = UNSET
-    doctor_type: DoctorType | None | Unset = UNSET
+    doctor_type: DoctorTypeWrite | None | Unset = UNSET
     type_code: None | TypeCode | Unset = UNSET
     phone_numbers: list[PhoneNumberWrite] | None | Unset = UNSET
     additional_properties: dict[str, Any] = _dataclass_field(init=False, default_factory=dict)
@@ -166,7 +166,7 @@ class ContactWrite:
         doctor_type: None | str | Unset
         if isinstance(self.doctor_type, Unset):
             doctor_type = UNSET
-        elif isinstance(self.doctor_type, DoctorType):
+        elif isinstance(self.doctor_type, DoctorTypeWrite):
             doctor_type = self.doctor_type.value
         else:
             doctor_type = self.doctor_type
@@ -385,7 +385,7 @@ class ContactWrite:
 
         notes = _parse_notes(d.pop("notes", UNSET))
 
-        def _parse_doctor_type(data: object) -> DoctorType | None | Unset:
+        def _parse_doctor_type(data: object) -> DoctorTypeWrite | None | Unset:
             if data is None:
                 return data
             if isinstance(data, Unset):
@@ -393,12 +393,12 @@ class ContactWrite:
             try:
                 if not isinstance(data, str):
                     raise TypeError()
-                doctor_type_type_0 = DoctorType(data)
+                doctor_type_type_0 = DoctorTypeWrite(data)
 
                 return doctor_type_type_0
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
-            return cast(DoctorType | None | Unset, data)
+            return cast(DoctorTypeWrite | None | Unset, data)
 
         doctor_type = _parse_doctor_type(d.pop("doctor_type", UNSET))
 

@@ -13,6 +13,7 @@ from cliniko_client.models import (
     ContactType,
     ContactWrite,
     DoctorType,
+    DoctorTypeWrite,
     PhoneNumber,
     PhoneNumberWrite,
     PhoneType,
@@ -119,9 +120,10 @@ def test_doctor_type_values() -> None:
 
 
 def test_doctor_type_is_typed_as_optional_nullable_enum() -> None:
-    expected = {DoctorType, type(None), Unset}
-    assert _members(_hints(Contact)["doctor_type"]) == expected
-    assert _members(_hints(ContactWrite)["doctor_type"]) == expected
+    assert _members(_hints(Contact)["doctor_type"]) == {DoctorType, type(None), Unset}
+    # A write names one of the documented values or null: no BLANK member to send.
+    assert _members(_hints(ContactWrite)["doctor_type"]) == {DoctorTypeWrite, type(None), Unset}
+    assert {kind.value for kind in DoctorTypeWrite} == {"general_practitioner", "specialist"}
 
 
 def test_id_is_typed_int_or_str() -> None:

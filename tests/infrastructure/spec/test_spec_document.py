@@ -164,6 +164,9 @@ def test_write_schema_matches_the_shared_field_rules(spec) -> None:
     assert schemas["ContactType"]["enum"] == list(rules.TYPE_NAMES.values())
     # Documented values plus the blank that real data holds (see DoctorType's description).
     assert schemas["DoctorType"]["enum"] == [*rules.DOCTOR_TYPES, ""]
+    # Writes take the documented values only (null clears).
+    assert schemas["DoctorTypeWrite"]["enum"] == list(rules.DOCTOR_TYPES)
+    assert write["doctor_type"]["anyOf"][0] == {"$ref": "#/components/schemas/DoctorTypeWrite"}
     assert schemas["PhoneNumberWrite"]["required"] == ["number", "phone_type"]
     assert set(schemas["PhoneNumberWrite"]["properties"]) == {"number", "phone_type"}
 

@@ -29,6 +29,8 @@ INVALID_CONTACTS: list[dict[str, Any]] = [
     {"first_name": "A", "country_code": "XX"},
     {"first_name": "A", "country_code": "AUS"},
     {"first_name": "A", "doctor_type": "surgeon"},
+    # Cliniko documents null, not "", to clear it.
+    {"first_name": "A", "doctor_type": ""},
     {"first_name": "A", "type_code": 7},
     {"first_name": "", "email": "a@b", "city": "x" * 256, "country_code": "ZZ", "type_code": 3},
 ]
@@ -43,7 +45,7 @@ VALID_CONTACTS: list[dict[str, Any]] = [
     {"first_name": "é" * 255, "email": "a+tag@example.com"},
     {"first_name": "A", "notes": "x" * 5000, "title": "x" * 300, "preferred_name": "x" * 300},
     {"first_name": "A", "email": "", "last_name": None, "doctor_type": None, "type_code": 2},
-    {"first_name": "A", "doctor_type": "", "country_code": "NZ", "email": "a@b..co"},
+    {"first_name": "A", "doctor_type": None, "country_code": "NZ", "email": "a@b..co"},
 ]
 ENUM_FIELDS = ("country_code", "doctor_type", "type_code")
 

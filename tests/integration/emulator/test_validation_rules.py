@@ -24,6 +24,8 @@ import pytest
             {"first_name": "A", "doctor_type": "surgeon"},
             {"doctor_type": "is not included in the list"},
         ),
+        # Cliniko documents null, not "", to clear it; "" is only in what it returns.
+        ({"first_name": "A", "doctor_type": ""}, {"doctor_type": "is not included in the list"}),
         ({"first_name": "A", "type_code": 7}, {"type_code": "is not included in the list"}),
         (
             {"first_name": "A", "phone_numbers": [{"number": "1", "phone_type": "Pager"}]},

@@ -176,3 +176,4 @@ def test_the_emulator_and_openapi_yaml_name_the_same_fields(spec_schemas: dict[s
     assert spec_schemas["TypeCode"]["enum"] == sorted(contact_rules.TYPE_NAMES)
     assert spec_schemas["ContactType"]["enum"] == list(contact_rules.TYPE_NAMES.values())
     assert spec_schemas["DoctorType"]["enum"] == [*contact_rules.DOCTOR_TYPES, ""]
+    assert spec_schemas["DoctorTypeWrite"]["enum"] == list(contact_rules.DOCTOR_TYPES)

@@ -98,7 +98,7 @@ def test_update_is_partial_and_moves_updated_at_only_on_change() -> None:
     assert changed["updated_at"] == clock.now and changed["first_name"] == "A"
     assert changed["last_name"] == "" and changed["email"] == "b@x.io"
     assert changed["phone_numbers"] == [{"number": "1", "phone_type": "Home"}]
-    cleared = store.update("au1", record["id"], {"phone_numbers": None, "doctor_type": ""})
+    cleared = store.update("au1", record["id"], {"phone_numbers": None, "doctor_type": None})
     assert cleared["phone_numbers"] == [] and cleared["doctor_type"] is None
 
 
