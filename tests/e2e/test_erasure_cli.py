@@ -434,6 +434,13 @@ def test_argument_errors_exit_2(erasure_stack, cli, capsys):
     assert "reason" in capsys.readouterr().out
     assert cli.main(["extend", "r-none", "--reason", "Jos\udce9"]) == 2
     assert "reason" in capsys.readouterr().out
+    # Past int64's maximum no Cliniko id can be: said with the bound, not a traceback or a
+    # contact not found (a 20-digit id, a 19-digit one past 9223372036854775807).
+    for contact_id in (str(2**63), "9" * 19, "1" * 20):
+        assert cli.main(["request", "--contact-id", contact_id, "--reason", "t"]) == 2
+        assert "contact_id: must be a Cliniko contact id (digits, 1 to 9223372036854775807)" in (
+            capsys.readouterr().out
+        )
     assert erasure_stack.audit_items() == []
     # Who asks is one token: a name typed here would stay in the audit trail for years.
     with pytest.raises(SystemExit) as caught:

@@ -64,6 +64,8 @@ logger = logging.getLogger("cliniko_automations.cliniko")
 PER_PAGE = 100  # Cliniko's maximum: 1,000 contacts cost 10 requests.
 CONNECT_TIMEOUT = 3.0
 _DIGITS = re.compile(r"[0-9]+")
+# int64's maximum: Cliniko's ids are 64-bit integers.
+MAX_ID = 2**63 - 1
 _SORT = re.compile(r"[a-z_]+(?::(?:asc|desc))?(?:,[a-z_]+(?::(?:asc|desc))?)*")
 
 T = TypeVar("T")
@@ -572,12 +574,20 @@ def _next_page(link: str, current: int) -> int:
 
 def _check_id(contact_id: object) -> str:
     # Ids are 64-bit integers; as strings they never meet a float. An int is accepted and
-    # turned into its string; anything else is a caller's mistake, refused before sending.
+    # turned into its string; anything else is a caller's mistake, refused before sending,
+    # as is a number past int64's maximum, which no Cliniko id can be (the spec's pattern).
     if isinstance(contact_id, int) and not isinstance(contact_id, bool) and contact_id > 0:
-        return str(contact_id)
-    if isinstance(contact_id, str) and _DIGITS.fullmatch(contact_id):
+        contact_id = str(contact_id)
+    if isinstance(contact_id, str) and _is_int64_digits(contact_id):
         return contact_id
-    raise ValueError("a contact id is a string of digits, e.g. '1390712996921091568'")
+    raise ValueError(
+        "a contact id is a string of digits up to 9223372036854775807, e.g. '1390712996921091568'"
+    )
+
+
+def _is_int64_digits(text: str) -> bool:
+    # The length first: int() of thousands of digits is slow, and refused past 4,300.
+    return len(text) <= 19 and bool(_DIGITS.fullmatch(text)) and int(text) <= MAX_ID
 
 
 def _scope(include_archived: bool) -> list[str] | Unset:

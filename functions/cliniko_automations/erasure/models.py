@@ -149,7 +149,8 @@ def _contact_id(value: Any) -> str:
         or not CONTACT_ID_PATTERN.match(value.strip())
         or int(value) > MAX_CONTACT_ID
     ):
-        raise ValueError("must be a Cliniko contact id (digits)")
+        # Said whole: an id one digit too long is digits too, and "(digits)" alone puzzled.
+        raise ValueError(f"must be a Cliniko contact id (digits, 1 to {MAX_CONTACT_ID})")
     return value.strip()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import random
+import re
 
 import pytest
 from openapi_core import OpenAPI
@@ -158,9 +160,27 @@ def test_requests_without_basic_auth_fail_validation(openapi) -> None:
 
 
 def test_ids_in_paths_are_decimal(openapi) -> None:
-    openapi.validate_request(MockRequest(HOST, "get", f"/v1/contacts/{'9' * 19}", headers=AUTH))
-    with pytest.raises(OpenAPIError):
-        openapi.validate_request(MockRequest(HOST, "get", "/v1/contacts/1.5", headers=AUTH))
+    for good in ("1", str(2**63 - 1), "0" + "9" * 18):
+        openapi.validate_request(MockRequest(HOST, "get", f"/v1/contacts/{good}", headers=AUTH))
+    # Past int64's maximum (nineteen digits reach 9999999999999999999) no Cliniko id can be.
+    for bad in ("1.5", str(2**63), "9" * 19, "1" * 20):
+        with pytest.raises(OpenAPIError):
+            openapi.validate_request(MockRequest(HOST, "get", f"/v1/contacts/{bad}", headers=AUTH))
+
+
+def test_the_id_pattern_stops_at_int64s_maximum(spec) -> None:
+    # The pattern spells out 9223372036854775807 digit by digit; held here to the number.
+    digits = spec["components"]["schemas"]["ContactIdDigits"]["pattern"]
+    shared = spec["components"]["parameters"]["ContactId"]["schema"]
+    assert shared == {"$ref": "#/components/schemas/ContactIdDigits"}
+    limit = 2**63 - 1
+    edges = [0, 1, 10**18 - 1, 10**18, limit - 1, limit, limit + 1, 10**19 - 1, 10**19]
+    rng = random.Random(63)
+    samples = edges + [rng.randrange(10**19) for _ in range(2000)]
+    samples += [limit + rng.randrange(-(10**k), 10**k) for k in range(1, 19) for _ in range(50)]
+    for number in samples:
+        assert bool(re.search(digits, str(number))) is (number <= limit), number
+    assert re.search(digits, str(limit).zfill(19)) and not re.search(digits, "-1")
 
 
 def test_todays_contacts_validate(schema_validator) -> None:
@@ -182,6 +202,8 @@ def test_todays_contacts_validate(schema_validator) -> None:
         ("Contact", {"id": 1.5}),
         ("Contact", {"id": "12a"}),
         ("Contact", {"id": None}),
+        ("Contact", {"id": str(2**63)}),
+        ("Contact", {"id": 2**63}),
         ("Contact", {"doctor_type": "surgeon"}),
         ("Contact", {"type_code": 3}),
         ("Contact", {"created_at": "yesterday"}),

@@ -171,7 +171,9 @@ def test_an_int_id_is_accepted_and_a_bad_one_refused_before_sending(cliniko) -> 
     (contact_id,) = cliniko.control.seed(1, seed=9)
     client = cliniko.client(clock=FakeClock())
     assert client.get_contact(int(contact_id)).id == contact_id  # type: ignore[arg-type]
-    for bad in ("", "12a", "../1", "1.5", None, True, 1.0, 0, -1):
+    # Past int64's maximum no Cliniko id can be (the spec's ContactIdDigits).
+    too_big = ("9223372036854775808", "9" * 19, "1" * 20, 2**63)
+    for bad in ("", "12a", "../1", "1.5", None, True, 1.0, 0, -1, *too_big):
         with pytest.raises(ValueError):
             client.get_contact(bad)  # type: ignore[arg-type]
     assert client.request_count == 1
@@ -202,6 +204,8 @@ def test_not_found(cliniko) -> None:
     assert caught.value.status_code == 404
     with pytest.raises(errors.NotFound):
         client.archive_contact("1390712996921091568")
+    with pytest.raises(errors.NotFound):  # the largest id there can be is still asked for
+        client.get_contact(str(2**63 - 1))
 
 
 def test_validation_failed_carries_each_field_message(cliniko) -> None:

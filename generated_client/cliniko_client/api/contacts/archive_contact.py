@@ -93,7 +93,7 @@ def sync_detailed(
     contacts.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -126,7 +126,7 @@ def sync(
     contacts.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -154,7 +154,7 @@ async def asyncio_detailed(
     contacts.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -185,7 +185,7 @@ async def asyncio(
     contacts.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

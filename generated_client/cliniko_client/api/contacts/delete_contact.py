@@ -109,7 +109,7 @@ def sync_detailed(
     first, then archive.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
 
     Raises:
@@ -147,7 +147,7 @@ def sync(
     first, then archive.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
 
     Raises:
@@ -180,7 +180,7 @@ async def asyncio_detailed(
     first, then archive.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
 
     Raises:
@@ -216,7 +216,7 @@ async def asyncio(
     first, then archive.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
 
     Raises:

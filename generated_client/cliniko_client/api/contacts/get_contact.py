@@ -112,7 +112,7 @@ def sync_detailed(
     with `archived_at` set, or 404. Callers handle both.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
 
     Raises:
@@ -147,7 +147,7 @@ def sync(
     with `archived_at` set, or 404. Callers handle both.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
 
     Raises:
@@ -177,7 +177,7 @@ async def asyncio_detailed(
     with `archived_at` set, or 404. Callers handle both.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
 
     Raises:
@@ -210,7 +210,7 @@ async def asyncio(
     with `archived_at` set, or 404. Callers handle both.
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
 
     Raises:

@@ -127,7 +127,7 @@ def sync_detailed(
     when sent, likely replaces the whole list (unverified).
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
         body (ContactWrite): The body of a create or an update: only writable fields, all optional
             (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
@@ -168,7 +168,7 @@ def sync(
     when sent, likely replaces the whole list (unverified).
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
         body (ContactWrite): The body of a create or an update: only writable fields, all optional
             (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
@@ -204,7 +204,7 @@ async def asyncio_detailed(
     when sent, likely replaces the whole list (unverified).
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
         body (ContactWrite): The body of a create or an update: only writable fields, all optional
             (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
@@ -243,7 +243,7 @@ async def asyncio(
     when sent, likely replaces the whole list (unverified).
 
     Args:
-        id (str):
+        id (str): A 64-bit id in decimal, at most 9223372036854775807 (int64's maximum).
         q (list[str] | Unset):
         body (ContactWrite): The body of a create or an update: only writable fields, all optional
             (an update changes only what it sends; `null` clears a field). Cliniko ignores read-only
