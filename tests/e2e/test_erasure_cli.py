@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -246,6 +247,35 @@ def test_an_unreachable_api_is_one_clear_line(cli, capsys):
     assert line.startswith("erasure.py: ConnectError")
     # Named (README "Operating"): the error alone says "Connection refused", not to what.
     assert line.endswith(f"(http://127.0.0.1:{port})")
+
+
+def test_a_silent_api_is_one_clear_line_once_its_wait_is_over(cli, capsys, monkeypatch):
+    # Takes the connection and never answers: a stalled proxy, a host that is no API Gateway.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        monkeypatch.setattr(cli, "API_ANSWER_SECONDS", 0.5)  # 35 s as shipped
+        remote = ["--api-url", f"http://127.0.0.1:{port}", "--region", "eu-west-1"]
+        for command in (["status", "r-1"], ["request", "--contact-id", "42", "--reason", "x"]):
+            started = time.monotonic()
+            assert cli.main([*remote, *command]) == 1
+            assert time.monotonic() - started < 5
+            (line,) = capsys.readouterr().err.splitlines()
+            assert line.startswith("erasure.py: ReadTimeout")
+            assert line.endswith(f"(http://127.0.0.1:{port})")
+
+
+def test_the_remote_wait_ends_soon_after_api_gateway_has_answered(cli):
+    # API Gateway ends an HTTP API integration at 30 s and answers then (503), the function
+    # itself stops at 29 s: waiting much past 30 s is waiting on something that is no API.
+    from local_run.template import load
+
+    template = load(Path(__file__).resolve().parents[2] / "template.yaml")
+    function_timeout = template["Resources"]["ErasureApiFunction"]["Properties"]["Timeout"]
+    assert function_timeout < 30
+    assert 30 < cli.API_ANSWER_SECONDS <= 40
+    assert cli.API_CONNECT_SECONDS <= 5
 
 
 class _NoSuchRoute(_Recorder):
