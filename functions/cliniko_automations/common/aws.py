@@ -22,6 +22,7 @@ from functools import cache
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.client import BaseClient
 from botocore.config import Config
 
@@ -32,8 +33,16 @@ FAIL_FAST = Config(
 
 
 @cache
+def botocore_session() -> botocore.session.Session:
+    """The botocore session under `session()`, made here because a boto3 session does not
+    expose its own: the operating CLIs set its default client configuration through it
+    (`operator_cli.bounded_aws_waits`)."""
+    return botocore.session.get_session()
+
+
+@cache
 def session() -> boto3.session.Session:
-    return boto3.session.Session()
+    return boto3.session.Session(botocore_session=botocore_session())
 
 
 def client(service: str, config: Config | None = None) -> BaseClient:

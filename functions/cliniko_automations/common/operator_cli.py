@@ -131,8 +131,14 @@ AWS_ATTEMPTS = 3
 def bounded_aws_waits() -> Iterator[None]:
     """Within it, every AWS client this process makes (from boto3's default session, or the
     shared one of `common.aws`) waits as above; a client's own configuration (FAIL_FAST)
-    still wins. The sessions' defaults are put back after (a test calling a tool's `main`)."""
+    still wins. What it changed is put back after (a test calling a tool's `main`).
+
+    Through botocore sessions it holds, with botocore's public `set_default_client_config`:
+    boto3 offers no public way to the one under a boto3 session it made. So boto3's default
+    session is made here, on one of them, and taken away after; a default session someone
+    else made first (a test's, carrying its own event hooks) is theirs and left as it is."""
     import boto3
+    import botocore.session
     from botocore.config import Config
 
     from cliniko_automations.common import aws
@@ -142,18 +148,20 @@ def bounded_aws_waits() -> Iterator[None]:
         read_timeout=AWS_ANSWER_SECONDS,
         retries={"mode": "standard", "max_attempts": AWS_ATTEMPTS},
     )
-    if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session()
-    # boto3 has no public setter: the botocore session under each has.
-    sessions = [boto3.DEFAULT_SESSION._session, aws.session()._session]
-    before = [session.get_default_client_config() for session in sessions]
-    for session in sessions:
-        session.set_default_client_config(bounded)
+    shared = aws.botocore_session()
+    before = shared.get_default_client_config()
+    shared.set_default_client_config(bounded)
+    made_default = boto3.DEFAULT_SESSION is None
+    if made_default:
+        default = botocore.session.get_session()
+        default.set_default_client_config(bounded)
+        boto3.setup_default_session(botocore_session=default)
     try:
         yield
     finally:
-        for session, config in zip(sessions, before, strict=True):
-            session.set_default_client_config(config)
+        shared.set_default_client_config(before)
+        if made_default:
+            boto3.DEFAULT_SESSION = None
 
 
 def parsed_arguments(
