@@ -27,8 +27,10 @@ from botocore.client import BaseClient
 from botocore.config import Config
 
 # Two attempts of at most 1 s to connect and 2 s to answer: a healthy call takes tens of ms.
+# total_max_attempts: botocore's `max_attempts` counts the retries after the first call, so
+# max_attempts 2 made three (a stalled service held a call 6 s of the intake API's 10).
 FAIL_FAST = Config(
-    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2}
+    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}
 )
 
 

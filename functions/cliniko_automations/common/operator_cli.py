@@ -146,7 +146,8 @@ def bounded_aws_waits() -> Iterator[None]:
     bounded = Config(
         connect_timeout=AWS_CONNECT_SECONDS,
         read_timeout=AWS_ANSWER_SECONDS,
-        retries={"mode": "standard", "max_attempts": AWS_ATTEMPTS},
+        # Attempts, the first one included (botocore's `max_attempts` would add one).
+        retries={"mode": "standard", "total_max_attempts": AWS_ATTEMPTS},
     )
     shared = aws.botocore_session()
     before = shared.get_default_client_config()

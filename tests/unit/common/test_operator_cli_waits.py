@@ -30,14 +30,14 @@ def waits(client) -> tuple:
     return (config.connect_timeout, config.read_timeout, config.retries)
 
 
-# What a client given the bound itself resolves to (botocore reads max_attempts its own way).
+# What a client given the bound itself resolves to.
 BOUNDED = waits(
     boto3.session.Session(region_name="eu-west-1").client(
         "sqs",
         config=Config(
             connect_timeout=AWS_CONNECT_SECONDS,
             read_timeout=AWS_ANSWER_SECONDS,
-            retries={"mode": "standard", "max_attempts": AWS_ATTEMPTS},
+            retries={"mode": "standard", "total_max_attempts": AWS_ATTEMPTS},
         ),
     )
 )
@@ -66,6 +66,13 @@ def test_every_client_a_tool_makes_waits_within_the_bound() -> None:
     assert waits(made["default"]) == waits(made["resource"]) == waits(made["shared"]) == BOUNDED
     assert waits(made["fail_fast"]) == FAIL_FAST
     assert BOUNDED[:2] == (5, 10) and FAIL_FAST[:2] == (1, 2)
+
+
+def test_the_attempts_are_as_many_as_said() -> None:
+    # Counting the first: botocore's `max_attempts` counts only the retries after it, and
+    # max_attempts 3 made four attempts (README "Operating" says three), FAIL_FAST's 2 three.
+    assert BOUNDED[2] == {"mode": "standard", "total_max_attempts": AWS_ATTEMPTS}
+    assert FAIL_FAST[2] == {"mode": "standard", "total_max_attempts": 2}
 
 
 def test_what_a_tool_changed_is_put_back() -> None:
