@@ -294,13 +294,26 @@ def run_remote(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     SigV4Auth(credentials.get_frozen_credentials(), "execute-api", session.region_name).add_auth(
         signed
     )
-    response = httpx.request(
-        method,
-        url,
-        content=body,
-        headers=dict(signed.headers.items()),
-        timeout=httpx.Timeout(API_ANSWER_SECONDS, connect=API_CONNECT_SECONDS),
-    )
+    try:
+        response = httpx.request(
+            method,
+            url,
+            content=body,
+            headers=dict(signed.headers.items()),
+            timeout=httpx.Timeout(API_ANSWER_SECONDS, connect=API_CONNECT_SECONDS),
+        )
+    except httpx.RequestError as error:
+        if args.command != "request":
+            raise
+        # The request may be under way without its answer: the id it was sent under (made up
+        # here when none was given) is what `status` and a safe second send need, and was
+        # printed nowhere else.
+        request_id = json.loads(body)["request_id"]
+        raise type(error)(
+            f"{error}; request {request_id}: `status {request_id}` tells where it got to, "
+            f"`--request-id {request_id}` sends it again",
+            request=error.request,
+        ) from error
     try:
         payload = response.json()
     except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -264,6 +265,26 @@ def test_a_silent_api_is_one_clear_line_once_its_wait_is_over(cli, capsys, monke
             (line,) = capsys.readouterr().err.splitlines()
             assert line.startswith("erasure.py: ReadTimeout")
             assert line.endswith(f"(http://127.0.0.1:{port})")
+            if command[0] == "request":
+                # The id it went under, made up here: the one way to ask what became of it.
+                (made_up,) = re.findall(r"request (cli-[0-9a-f-]{36}):", line)
+                assert f"`status {made_up}`" in line and f"`--request-id {made_up}`" in line
+            else:
+                assert "--request-id" not in line
+
+
+def test_a_request_sent_unanswered_names_the_request_id_it_was_given(cli, capsys):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    remote = ["--api-url", f"http://127.0.0.1:{port}", "--region", "eu-west-1"]
+    command = ["request", "--email", "a@example.com", "--reason", "x", "--request-id", "r-7"]
+    assert cli.main([*remote, *command]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("erasure.py: ConnectError")
+    assert "request r-7: `status r-7` tells where it got to, `--request-id r-7`" in line
+    assert "a@example.com" not in line
+    assert line.endswith(f"(http://127.0.0.1:{port})")
 
 
 def test_the_remote_wait_ends_soon_after_api_gateway_has_answered(cli):
