@@ -166,6 +166,35 @@ def test_a_name_pasted_with_invisible_characters_finds_the_contact_staff_typed(
 
 @pytest.mark.parametrize(
     "typed",
+    ["٠٤١٢ ٩٨٧ ٦٥٤", "۰۴۱۲ ۹۸۷ ۶۵۴", "０４１２ ９８７ ６５４", "+６１ ４１２ ９８７ ６５４"],
+    ids=["Arabic-Indic", "Persian", "full-width", "full-width international"],
+)
+def test_a_phone_typed_in_another_scripts_digits_finds_the_contact_staff_typed(
+    path: IntakePath, cliniko, typed
+) -> None:
+    # A phone's Arabic or Persian keyboard, a Japanese IME: the same number as staff's "0412
+    # 987 654", but compared digit by digit as typed it was another, and a submission without
+    # an email made the person a second contact.
+    client = cliniko.client()
+    staff_typed = {"number": "0412 987 654", "phone_type": "Mobile"}
+    client.create_contact(
+        {"first_name": "Ana", "last_name": "Lima", "phone_numbers": [staff_typed]}
+    )
+
+    body = samples.json_body(first_name="Ana", last_name="Lima", email=None, mobile=typed)
+    headers = {"Content-Type": "application/json", "X-Signature": samples.t_v1_signature(body)}
+    accepted(path.post(form_post_event("partner-json", body, headers)))
+    assert path.work() == 1
+
+    [contact] = cliniko.control.contacts()
+    assert contact["company_name"] == "Partner Physio"  # the submission's, on staff's contact
+    # fill_blanks: the number staff typed stays as they typed it.
+    assert [p["number"] for p in contact["phone_numbers"]] == [staff_typed["number"]]
+    assert path.stack.counts(path.stack.parked_queue_url) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "typed",
     ["\u200b", "\ufeff\u200e", "\u202e", "\u00ad\u2066\u2069"],
 )
 def test_a_name_of_invisible_characters_alone_is_no_name(path: IntakePath, typed) -> None:

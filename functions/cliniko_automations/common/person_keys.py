@@ -79,8 +79,29 @@ def _fold_as_typed(value: object) -> str:
 
 def phone_digits(number: object) -> str:
     """A phone number reduced to comparable digits: no punctuation, no international prefix,
-    no national trunk zero (a value that is not text is no number)."""
-    digits = re.sub(r"\D", "", number) if isinstance(number, str) else ""
+    no national trunk zero (a value that is not text is no number). Digits of any script are
+    read as the ASCII ones they are: a phone's Arabic keyboard types "٠٤١٢", a Japanese IME
+    "０４１２", and kept as typed they were another number than the "0412" staff typed, so a
+    submission without an email made that person a second contact."""
+    digits = _digits_of(number)
+    if not digits.isascii():
+        digits = "".join(str(unicodedata.decimal(digit)) for digit in digits)
+    return _without_prefixes(digits)
+
+
+def _digits_as_typed(number: object) -> str:
+    """`phone_digits` with each digit in its own script: how numbers were keyed before other
+    scripts' digits were read as ASCII (2026-12-05), which bodies and tombstones of then may
+    still be kept under."""
+    return _without_prefixes(_digits_of(number))
+
+
+def _digits_of(number: object) -> str:
+    # `\D` is every character but a Unicode decimal digit, of whatever script.
+    return re.sub(r"\D", "", number) if isinstance(number, str) else ""
+
+
+def _without_prefixes(digits: str) -> str:
     if digits.startswith("00"):
         digits = digits[2:]
     return digits.lstrip("0")
@@ -172,8 +193,12 @@ def _name_keys(
     first, last = fold(first_name), fold(last_name)
     if not first or not last:
         return PersonKeys()
+    numbers = list(phone_numbers)
     keys: set[str] = set()
-    for digits in {phone_digits(number) for number in phone_numbers}:
+    # With each number's digits as typed too (the same for ASCII ones): what a body or a
+    # tombstone of before other scripts' digits were read as ASCII is keyed under.
+    as_typed = {_digits_as_typed(number) for number in numbers}
+    for digits in {phone_digits(number) for number in numbers} | as_typed:
         if not digits:
             continue
         keys.add(_keyed(pepper, f"number\0{first}\0{last}\0{digits}"))

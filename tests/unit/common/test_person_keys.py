@@ -4,6 +4,8 @@ for the same person, other for anyone else."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import sys
 import unicodedata
 
@@ -72,6 +74,33 @@ def test_a_submission_and_a_contact_share_a_key_exactly_when_the_worker_matches_
     assert stored.name_hmac == probe.name_hmac
     shared = bool(set(stored.name_phone) & set(probe.name_phone))
     assert shared is phones_match(phone_digits(ours), phone_digits(theirs))
+
+
+@pytest.mark.parametrize(
+    "typed", ["٠٤١٢ ٣٤٥ ٦٧٨", "۰۴۱۲ ۳۴۵ ۶۷۸", "０４１２ ３４５ ６７８", "+６１ ४१२ ३४५ ६७८"]
+)
+def test_a_number_in_another_scripts_digits_has_the_keys_of_the_ascii_one(typed: str) -> None:
+    # The worker finds staff's "+61 412 345 678" for it: an erasure of that contact finds the
+    # submission, and one of a contact made with it before (keyed as typed) finds that too.
+    assert phones_match(phone_digits(typed), phone_digits("+61 412 345 678"))
+    stored = submission_keys(PEPPER, None, "Ana", "Lima", [typed])
+    for theirs in ("+61 412 345 678", "0412 345 678", typed):
+        probe = contact_keys(PEPPER, None, "Ana", "Lima", [theirs])
+        assert set(stored.name_phone) & set(probe.name_phone), theirs
+    other = contact_keys(PEPPER, None, "Ana", "Lima", ["0412 345 679"])
+    assert not set(stored.name_phone) & set(other.name_phone)
+
+
+def test_a_number_in_another_scripts_digits_keeps_the_keys_it_had_as_typed() -> None:
+    # Bodies and tombstones of before 2026-12-05 are indexed under the digits as typed (the
+    # HMAC of "number", the folded name and the digits, NUL-separated): an erasure still
+    # finds them, and a submission still meets such a tombstone.
+    typed = "０４１２ ３４５ ６７８"
+    before = hmac.new(
+        PEPPER.encode(), "number\0ana\0lima\0０４１２３４５６７８".encode(), hashlib.sha256
+    ).hexdigest()
+    assert before in submission_keys(PEPPER, None, "Ana", "Lima", [typed]).name_phone
+    assert before in contact_keys(PEPPER, None, "Ana", "Lima", [typed]).name_phone
 
 
 def test_a_number_shorter_than_eight_digits_is_not_taken_for_a_longer_ones_end() -> None:
