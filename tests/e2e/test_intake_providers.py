@@ -195,7 +195,15 @@ def test_a_phone_typed_in_another_scripts_digits_finds_the_contact_staff_typed(
 
 @pytest.mark.parametrize(
     "typed",
-    ["\u200b", "\ufeff\u200e", "\u202e", "\u00ad\u2066\u2069"],
+    [
+        "\u200b",
+        "\ufeff\u200e",
+        "\u202e",
+        "\u00ad\u2066\u2069",
+        "\u3164",  # the Hangul filler, a letter that shows nothing
+        "\u206a\u180e",
+        "\U000e0041\U000e006e\U000e006e",  # "Ann" in tag characters, which show nothing
+    ],
 )
 def test_a_name_of_invisible_characters_alone_is_no_name(path: IntakePath, typed) -> None:
     # Taken as given, it made a contact whose name staff see as blank.

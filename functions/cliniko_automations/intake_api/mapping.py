@@ -34,13 +34,25 @@ LINE_BREAKS = re.compile(
 # staff typed, for a submission without an email; `name_differs` under `overwrite`), an
 # override shows the name reversed, and a name of them alone was taken while staff saw a
 # blank. The joiners (ZWNJ, ZWJ) stay: Persian, Hindi and other scripts spell names with them.
+# So do the format characters that show (Arabic and Kaithi number signs, the Syriac
+# abbreviation mark) and those that spell hieroglyphs. The rest of Unicode's invisible format
+# characters go too, and the Hangul fillers, letters that show nothing: kept, "Ana" with one
+# was another person, and a name of them alone one staff saw blank. A tag sequence's flag (of
+# Scotland) is then a black flag, in a name or a company.
 # A table for str.translate: no unicodedata, whose load costs the cold start.
 INVISIBLE_IN_ONE_LINE = dict.fromkeys(
     [
-        *(0x00AD, 0x061C, 0x200B, 0x200E, 0x200F, 0xFEFF),
+        *(0x00AD, 0x034F, 0x061C, 0x180E, 0x200B, 0x200E, 0x200F, 0xFEFF),
         *range(0x202A, 0x202F),  # embeddings and overrides
         *range(0x2060, 0x2065),  # word joiner, invisible operators
         *range(0x2066, 0x206A),  # isolates
+        *range(0x206A, 0x2070),  # deprecated shaping and digit-shape controls
+        *(0x115F, 0x1160, 0x3164, 0xFFA0),  # Hangul fillers
+        *range(0xFFF9, 0xFFFC),  # interlinear annotation
+        *range(0x1BCA0, 0x1BCA4),  # shorthand format controls
+        *range(0x1D173, 0x1D17B),  # musical beam, tie, slur and phrase controls
+        0xE0001,  # language tag
+        *range(0xE0020, 0xE0080),  # tags
     ]
 )
 # The Cliniko fields that a derived target fills.
