@@ -129,6 +129,17 @@ def spacing_free(name: str) -> str:
     return "%".join(name.translate(_APOSTROPHE_AS_SPACE).split())
 
 
+# What a `~~` pattern may read as other than itself: `%`, Cliniko's wildcard, and `_` and `\`,
+# an SQL LIKE's wildcard and escape (its docs do not say what `~~` is). A name holding one is
+# asked for with `=` instead: a typed "%" made the lookup a listing of every contact of the
+# clinic, a page of the shared budget per hundred contacts, from one post of a public form.
+LIKE_PATTERN_CHARACTERS = frozenset("%_\\")
+
+
+def holds_pattern_characters(name: str) -> bool:
+    return not LIKE_PATTERN_CHARACTERS.isdisjoint(name)
+
+
 def phones_match(left: str, right: str) -> bool:
     if not left or not right:
         return False

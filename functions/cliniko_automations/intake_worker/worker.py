@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import httpx
 
 from cliniko_automations.cliniko import errors
-from cliniko_automations.cliniko.filters import DateTimeFilter, StringFilter
+from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, StringFilter
 from cliniko_automations.common.identity_claims import (
     CREATED_SEARCH_SETTLES_SECONDS,
     LOST_CREATE_SETTLES_SECONDS,
@@ -487,8 +487,8 @@ class IntakeWorker:
         found: dict[str, dict[str, Any]] = {}
         for first, last in foc.name_spellings(lookup.first_name, lookup.last_name):
             filters = [
-                StringFilter("first_name").like(foc.spacing_free(first)),
-                StringFilter("last_name").like(foc.spacing_free(last)),
+                _name_filter("first_name", first),
+                _name_filter("last_name", last),
                 include_archived,
             ]
             listed = [_contact_dict(c) for c in cliniko.list_contacts(filters)]
@@ -516,3 +516,11 @@ class IntakeWorker:
             if value:
                 filters.append(StringFilter(name).eq(value))
         return [_contact_dict(c) for c in cliniko.list_contacts(filters)]
+
+
+def _name_filter(field: str, name: str) -> Filter:
+    """`~~` for the name in any spacing of its words and with either apostrophe; `=` for it
+    as typed when it holds what `~~` may read as a wildcard (foc.holds_pattern_characters)."""
+    if foc.holds_pattern_characters(name):
+        return StringFilter(field).eq(name)
+    return StringFilter(field).like(foc.spacing_free(name))

@@ -250,6 +250,37 @@ def test_without_email_name_and_phone_find_the_contact(h: Harness, stored, like_
     assert len(h.contacts()) == 2
 
 
+# With the spellings a new person is asked for in (as typed, Title Case, lower, UPPER).
+@pytest.mark.parametrize(
+    ("typed", "spellings"),
+    [(("%", "%"), 1), (("A%", "%"), 2), (("Ana", "_"), 3), (("Ana", "Lima\\"), 3)],
+)
+def test_a_name_typed_with_a_wildcard_asks_cliniko_for_that_name_alone(
+    h: Harness, typed, spellings
+) -> None:
+    # "%" in `~~` is Cliniko's wildcard: asked for "first_name ~~ %", the lookup listed every
+    # contact of the clinic, a page of the shared budget per hundred of them, for one post of
+    # a public form (the insurer's Formspree form takes a name and a phone without an email).
+    h.cliniko.control.seed(450, seed=7)
+    draft = ContactDraft(
+        first_name=typed[0], last_name=typed[1], phone_numbers=(PhoneNumber(number="0412 345 678"),)
+    )
+    before = len(h.cliniko.control.requests())
+    assert h.process(json_submission(draft)).action == "created"
+    lookups = [r for r in h.cliniko.control.requests()[before:] if r["method"] == "GET"]
+    assert len(lookups) == spellings
+    asked = [q for r in lookups for q in r["query"].get("q[]", [])]
+    for field, name in zip(("first_name", "last_name"), typed, strict=True):
+        if set(name) & set("%_\\"):  # asked for as typed, never as a pattern
+            assert f"{field}:={name}" in asked
+            assert not [q for q in asked if q.startswith(f"{field}:~~")]
+
+    # The same person again finds the contact their first post made.
+    again = dataclasses.replace(draft, city="Hobart")
+    assert h.process(json_submission(again)).action == "updated"
+    assert len(h.contacts()) == 451
+
+
 def test_cliniko_validation_failure_is_rejected_with_field_names_only(h: Harness) -> None:
     draft = ContactDraft(first_name="Ana", email="ana.lima@example")  # Cliniko says invalid
     with pytest.raises(Rejected) as caught:
