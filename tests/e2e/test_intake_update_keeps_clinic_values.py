@@ -110,3 +110,27 @@ def test_a_blank_answer_does_not_replace_staff_notes_with_the_templates_text(
     assert path.work() == 1
     [contact] = cliniko.control.contacts()
     assert contact["notes"] == "Prefers email. Referred 3 patients in 2025."
+
+
+def test_a_name_sent_in_another_unicode_composition_keeps_the_one_staff_typed(
+    path, cliniko
+) -> None:
+    # "José Núñez" from a keyboard is composed (NFC); pasted from some apps or typed on some
+    # keyboards it is "e" and a combining accent (NFD). The same name to a person, but
+    # overwritten, staff's contact held the NFD bytes, which their search for the "José" they
+    # type (and the next submission's lookup without an email) does not find.
+    staff = {**STAFF, "first_name": "Jos\u00e9", "last_name": "N\u00fa\u00f1ez"}
+    cliniko.control.seed(contacts=[staff])
+    cliniko.control.clear_requests()
+    post_formspree(
+        path,
+        {
+            "contact_name": "Jose\u0301 Nu\u0301n\u0303ez",
+            "email": staff["email"],
+            "phone": "02 9999 9999",
+            "insurer": "Blue Shield Health",
+        },
+    )
+    [contact] = cliniko.control.contacts()
+    assert (contact["first_name"], contact["last_name"]) == ("Jos\u00e9", "N\u00fa\u00f1ez")
+    assert [r["method"] for r in cliniko.control.requests()] == ["GET"]  # nothing to write

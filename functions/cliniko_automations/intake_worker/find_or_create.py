@@ -408,15 +408,23 @@ def _same_phones(ours: Sequence[Mapping[str, Any]], theirs: Any) -> bool:
 
 def _same(field_name: str, ours: Any, theirs: Any) -> bool:
     """Whether a submitted value and a stored one are the same, as Cliniko stores values
-    (emails and country codes in any case, phones by their digits, blanks as "")."""
+    (emails and country codes in any case, phones by their digits, blanks as "", text in any
+    Unicode composition)."""
     if field_name == "phone_numbers":
         return _same_phones(ours, theirs)
     if field_name in ("email", "country_code"):
         return text_of(ours).strip().lower() == text_of(theirs).strip().lower()
     if isinstance(ours, str) and isinstance(theirs, str):
-        return ours.strip() == theirs.strip()
+        # In one Unicode composition ("é" or "e" and a combining accent), as a person reads
+        # them: overwritten with the other, staff's contact held bytes their search for what
+        # they type does not find, for no visible change.
+        return _composed(ours.strip()) == _composed(theirs.strip())
     same: bool = ours == theirs
     return same
+
+
+def _composed(text: str) -> str:
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def plan_update(
