@@ -159,6 +159,12 @@ def answer_ids_for(field: str, source: FormSource) -> list[str]:
         produces = DERIVED_TARGETS.get(rule.to, (rule.to,))
         if field in produces and rule.from_ not in ids:
             ids.append(rule.from_)
+    if field == "notes" and source.notes_template is not None:
+        # The template's answers (a textarea holding a NUL): "notes" is no input of the form.
+        for match in PLACEHOLDER.finditer(source.notes_template):
+            name = match.group(1)
+            if name and name not in NOTES_BUILTINS and name not in ids:
+                ids.append(name)
     return ids
 
 
@@ -198,6 +204,10 @@ def split_name(answer: Answer, mapped_elsewhere: frozenset[str] = frozenset()) -
     if len(words) == 1:
         return {**title, "first_name": words[0]}
     return {**title, "first_name": words[0], "last_name": " ".join(words[1:])}
+
+
+# The placeholders of a notes template that name no answer.
+NOTES_BUILTINS = frozenset({"_source", "_provider"})
 
 
 def render_notes(template: str, answers: Mapping[str, Answer], source: FormSource) -> str:

@@ -699,6 +699,14 @@ def test_html_validation_errors_go_to_the_error_page(intake):
     assert intake.messages() == []
 
 
+def test_html_notes_refused_point_the_error_page_at_the_forms_message(intake):
+    # A NUL in the textarea the notes template reads: "notes" is no input of the form.
+    form = "name=Ada+Lovelace&email=ada%40example.org&message=Call%00me&website="
+    page, query = location(browser_post(intake, form))
+    assert (page, query) == (ERROR_URL, {"error": ["validation"], "fields": ["message"]})
+    assert intake.messages() == []
+
+
 def test_html_validation_errors_leave_the_captcha_token_unspent(intake):
     # Siteverify takes a token once. Spent on a submission refused for its fields, the token
     # the page still holds when the person comes back to fix them (the back button restores
