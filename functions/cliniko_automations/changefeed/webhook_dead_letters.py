@@ -72,6 +72,7 @@ from cliniko_automations.common.stack_resources import (
     check_queue,
     check_table,
 )
+from cliniko_automations.common.submission_store import PurgeCut
 from cliniko_automations.erasure.audit import DynamoAuditLog
 
 from .bus import EventBridgeSink
@@ -292,7 +293,10 @@ class WebhookLetterPurge:
         names another contact in another account. How many were deleted. Each letter is
         read, judged and let go before the next batch (held all at once, a thousand letters
         of 250 KB took 290 MB); none is received once `time_left` (seconds) is spent: the
-        letters not read are those past `max_read`."""
+        letters not read are those past `max_read`. Stopped by `time_left` (or by the
+        listing's own bound) with letters left unread, PurgeCut with the ids deleted so far:
+        the letters past the cut may carry the contacts' fields too, and the erasure's trail
+        must not read as a whole purge."""
         wanted = {(str(account), str(contact_id)) for account, contact_id in contacts}
         queue = DeadLetterQueue(self._sqs, self._url)
         deleted: set[str] = set()
@@ -306,6 +310,8 @@ class WebhookLetterPurge:
                     deleted.add(str(message["MessageId"]))
         finally:
             queue.release()
+        if not queue.complete:
+            raise PurgeCut(sorted(deleted))
         return len(deleted)
 
 

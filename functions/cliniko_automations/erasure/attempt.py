@@ -382,14 +382,27 @@ class Attempt:
                 ],
                 time_left=self.tools.time_left,
             )
+        except PurgeCut as cut:
+            # Out of time with letters unread, as the submissions' purge can be: the trail
+            # says the purge is unfinished, and the attempt stops before Cliniko changes
+            # (the contacts' ids, which the letters are found by, stay findable by email).
+            self._record_webhook_purge(len(cut.deleted), unfinished=True)
+            raise _StoreFailed(PURGE_UNFINISHED) from None
         except Exception as error:
             raise _StoreFailed(f"webhook_dead_letters_error:{type(error).__name__}") from error
+        self._record_webhook_purge(count)
+
+    def _record_webhook_purge(self, count: int, unfinished: bool = False) -> None:
         purged = Purged(store=WEBHOOK_DEAD_LETTERS, count=count)
         self.purged = [*self.purged, purged]
-        self.record(
-            "purge-webhooks",
-            {"record": "purge", "at": iso(self.tools.clock()), "purged": [as_data(purged)]},
-        )
+        record: dict[str, Any] = {
+            "record": "purge",
+            "at": iso(self.tools.clock()),
+            "purged": [as_data(purged)],
+        }
+        if unfinished:
+            record["unfinished"] = True
+        self.record("purge-webhooks", record)
 
     def lookup(self, account: str) -> list[Match]:
         """The request's contacts in one account."""

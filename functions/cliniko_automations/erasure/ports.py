@@ -59,7 +59,8 @@ class WebhookLetters(Protocol):  # see changefeed/webhook_dead_letters.py
         time_left: Callable[[], float | None] | None = None,
     ) -> int:
         """Delete the undelivered webhooks that carry these contacts' fields, each given as
-        (account, contact id); how many. None is read once `time_left` (seconds) is spent."""
+        (account, contact id); how many. None is read once `time_left` (seconds) is spent:
+        then PurgeCut with the ids of those deleted so far, when letters were left unread."""
         ...
 
 

@@ -26,9 +26,14 @@ from cliniko_automations.changefeed.webhook_dead_letters import (
 )
 from cliniko_automations.changefeed.webhook_stack import render
 from cliniko_automations.common.secrets import clear_secret_caches, read_secret
+from cliniko_automations.common.submission_store import PurgeCut
+from cliniko_automations.erasure.accounts import ErasureAccounts
+from cliniko_automations.erasure.audit import DynamoAuditLog
+from cliniko_automations.erasure.idempotency import PowertoolsOnce
 from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.service import build_eraser
 from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
+from cliniko_automations.erasure.workflow import Eraser
 from cliniko_automations.intake.submission import ContactDraft
 from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
 
@@ -495,13 +500,66 @@ def test_the_purge_makes_no_receive_once_the_erasure_s_time_is_spent(world) -> N
     counted = _CountedSqs(sqs)
     reads = iter([5.0, 5.0])  # two receives' worth, then none
 
-    deleted = WebhookLetterPurge(counted, dlq).purge(
-        [(ACCOUNT, contact_id)], time_left=lambda: next(reads, 0.0)
-    )
+    with pytest.raises(PurgeCut) as cut:  # the erasure's trail says it is unfinished
+        WebhookLetterPurge(counted, dlq).purge(
+            [(ACCOUNT, contact_id)], time_left=lambda: next(reads, 0.0)
+        )
+    deleted = len(cut.value.deleted)
 
     assert len(counted.receives) == 2  # of the five the 42 letters take
     assert deleted <= 1  # full-copy's letter, if it was among the first 20
     assert len(every_message(sqs, dlq)) == 42 - deleted  # the rest visible again at once
+
+
+def test_an_erasure_out_of_time_reading_the_letters_is_unfinished_in_its_trail(
+    world, feed_erasure
+) -> None:
+    # The submissions' purge spent the invocation's time: the letters' purge reads one receive
+    # of ten, and the person's letter is past it. Before, its record read as a whole purge
+    # (count 0, no mark), and the attempt went on to Cliniko with the letter still queued.
+    _, deliveries, _, _, _, sqs, dlq = world
+    sqs.purge_queue(QueueUrl=dlq)
+    for n in range(20):
+        dead_letter(sqs, dlq, json.dumps({"not": "a delivery", "n": n}))
+    theirs = dead_letter(sqs, dlq, json.dumps(deliveries["full-copy"]))
+    contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
+    reads = iter([5.0])  # one receive's worth, then none
+
+    client = feed_erasure.cliniko.client(user_agent=erasure.USER_AGENT)
+
+    def eraser(time_left):  # the feed's account, as the erasure API builds it
+        return Eraser(
+            ErasureAccounts([ACCOUNT], lambda _account: client),
+            DynamoAuditLog(feed_erasure.table_name),
+            erasure.PEPPER,
+            once=PowertoolsOnce(feed_erasure.idempotency_table),
+            webhook_letters=WebhookLetterPurge(sqs, dlq),
+            time_left=time_left,
+        )
+
+    request = ErasureRequest.parse(
+        {"request_id": "r-letters-cut", "email": "zoe@example.com", "reason": "GDPR art. 17"}
+    )
+    caller = "arn:aws:iam::123456789012:user/dpo"
+
+    cut = eraser(lambda: next(reads, 0.0)).submit(request, caller)
+
+    assert (cut.status, cut.result) == ("failed", "failed")
+    assert "purge_unfinished" in cut.message and "same request id" in cut.message
+    (purge,) = [i for i in feed_erasure.audit_items() if i["sk"].endswith("#purge-webhooks")]
+    assert purge.get("unfinished") is True
+    assert [(p["store"], p["count"]) for p in purge["purged"]] == [("webhook_dead_letters", 0)]
+    assert theirs in {m["MessageId"] for m in every_message(sqs, dlq)}
+    assert not feed_erasure.contact(contact_id)["archived_at"]  # findable again by its email
+
+    # The same request id, given time, reads on, deletes their letter and finishes.
+    done = eraser(lambda: None).submit(request, caller)
+
+    assert done.result == "erased", done.message
+    assert {p.store: p.count for p in done.purged}["webhook_dead_letters"] == 1
+    assert theirs not in {m["MessageId"] for m in every_message(sqs, dlq)}
+    purges = [i for i in feed_erasure.audit_items() if i["sk"].endswith("#purge-webhooks")]
+    assert sorted(bool(p.get("unfinished")) for p in purges) == [False, True]
 
 
 def test_a_letter_an_erasure_missed_is_never_replayed(
