@@ -13,6 +13,8 @@ event-source consumers, LogLevel=DEBUG) with the webhook stack's dead-letter que
 - is published by the change feed to the bus, and its webhook, with their fields, ends in the
   webhook dead-letter queue (EventBridge's part played: the delivery it gave up on, as it puts
   it there);
+- posts the sample HTML form (no nonce: its key is the content's hash), and is refused twice
+  (a forged signature, a body that is no JSON);
 - is listed by a cleanup dry run whose rule names their email.
 
 Then the erasure API erases them by email (erase_all_matches), and every DynamoDB item, every
@@ -21,12 +23,15 @@ message of every queue (dead letters and parked included), every secret, and eve
 own loggers left out) is searched for each personal value: as typed, lower-cased, URL-encoded,
 JSON-escaped (once and twice: a JSON body stored in a JSON string). The local stand-ins for
 EventBridge (the bus tap and the API destination's queue) are AWS's, not this system's: what
-they hold is the honest limit "events already published".
+they hold is the honest limit "events already published". Nor do the intake's identity
+claims (unkeyed hashes of the email and name) outlive the erasure; the HTML post's first-seen
+record does, by design, and the test pins where (README "Erasure on request").
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import logging
@@ -40,6 +45,13 @@ import httpx
 import pytest
 import yaml
 from cliniko_automations.common.identity_claims import email_claim, name_claim
+from cliniko_automations.common.submission_store import FIRST_SEEN_PREFIX
+from cliniko_automations.intake.config import load_form_sources
+from cliniko_automations.intake_api.accept import idempotency_key
+from cliniko_automations.intake_api.mapping import given_differently, map_answers
+from cliniko_automations.intake_api.providers import ADAPTERS
+from cliniko_automations.intake_api.providers.base import Delivery
+from cliniko_automations.intake_api.validation import validate_draft
 from cliniko_emulator import EmulatorControl
 from local_run import contact_events, defaults, demo
 from local_run.consumers import sqs_event
@@ -253,6 +265,24 @@ def html_form(system: LocalSystem) -> demo.Delivery:
     return demo.Delivery(sample.label, sample.source, urlencode(fields).encode(), sample.headers)
 
 
+def guessed_first_seen(system: LocalSystem, form: demo.Delivery) -> str:
+    """The first-seen record's key of a form post without a nonce, as anyone who knows what
+    the person sent (and the form's mapping, in the repository) computes it: the hash of its
+    idempotency key, `<source>:sha256:<hash of the draft>`, is keyed by nothing."""
+    source = load_form_sources(system.form_sources_file).sources[form.source]
+    content_type = form.headers["Content-Type"]
+    answers = dict(
+        ADAPTERS[source.provider].parse(Delivery(form.body, {}, {}, content_type)).answers
+    )
+    assert source.html is not None and source.html.captcha is not None
+    for field in (source.html.honeypot_field, source.html.captcha.token_field):
+        answers.pop(field, None)
+    fields = map_answers(answers, source)
+    draft = validate_draft(fields, source, given_differently(answers, source))
+    key = idempotency_key(source.name, None, draft, sender_chosen=False)
+    return FIRST_SEEN_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
 def queued(system: LocalSystem, url: str) -> int:
     attributes = system.sqs().get_queue_attributes(
         QueueUrl=url,
@@ -351,7 +381,8 @@ def test_an_erasure_leaves_the_person_in_no_store_this_system_owns(
     drain(system)
     send(system, webflow(secret_of(system, "website-webflow")))
     drain(system)
-    posted = send(system, html_form(system))  # a browser's post: its answer a redirect
+    form = html_form(system)
+    posted = send(system, form)  # a browser's post: its answer a redirect
     assert "problem" not in posted.headers.get("location", ""), posted.headers
     drain(system)
     # Refused, a clear 4xx to its sender: a forged signature, and a body that is no JSON.
@@ -464,6 +495,13 @@ def test_an_erasure_leaves_the_person_in_no_store_this_system_owns(
     }
     kept = [place for place in stored_texts() if any(c in place[1] for c in claims)]
     assert kept == [], kept
+    # What stays by design (README "Erasure on request"): the form post's first-seen time,
+    # which dates a late redelivery as made before the erasure, under an unkeyed hash of its
+    # content: whoever knows all the person sent can still confirm that they sent it.
+    first_seen = guessed_first_seen(system, form)
+    assert [t for t, text in stored_texts() if f'"{first_seen}"' in text] == [
+        "cliniko-automations-local-SubmissionStoreTable"
+    ]
     # What the change feed publishes next of their contacts is the scrub: nothing of them.
     for route in events.stand_in.routes:
         sqs.purge_queue(QueueUrl=route.queue_url)
