@@ -124,9 +124,11 @@ class Attempt:
         scope: Sequence[str],
         matched_before: Mapping[str, Sequence[str]] | None = None,
         purged_before: int = 0,
+        letters_before: int = 0,
     ) -> None:
         """`purged_before`: the stored bodies earlier attempts of the request deleted (one
-        out of time, one whose Cliniko part failed), which the outcome's count includes."""
+        out of time, one whose Cliniko part failed), which the outcome's count includes;
+        `letters_before` the same of the webhook dead letters."""
         self.tools = tools
         self.request = request
         self.caller = caller
@@ -136,12 +138,18 @@ class Attempt:
         self.scope = list(scope)
         self.matched_before = matched_before or {}
         self.purged_before = purged_before
+        self.letters_before = letters_before
         self.by_account: dict[str, list[str]] = {}
         # What an answer tells of the request's purge before this attempt's own: one failing
         # before it reaches its purge (Cliniko down at the lookup) still tells what went.
-        self.purged: list[Purged] = (
-            [Purged(store=SUBMISSION_STORE, count=purged_before)] if purged_before else []
-        )
+        self.purged: list[Purged] = [
+            Purged(store=store, count=count)
+            for store, count in (
+                (SUBMISSION_STORE, purged_before),
+                (WEBHOOK_DEAD_LETTERS, letters_before),
+            )
+            if count
+        ]
         # What to check when Cliniko refused the key or its user while erasing a contact.
         self.access_hint: str | None = None
 
@@ -352,7 +360,7 @@ class Attempt:
             record["unfinished"] = True
         self.record("purge", record)
         whole = replace(own, count=own.count + self.purged_before)
-        self.purged = [whole]
+        self.purged = [whole, *(p for p in self.purged if p.store != SUBMISSION_STORE)]
 
     def _keys(self, email: Any, contact: Mapping[str, Any]) -> tuple[PersonKeys, ...]:
         """The keys of one person's details, as Cliniko (or the request) gives them (values of
@@ -393,8 +401,11 @@ class Attempt:
         self._record_webhook_purge(count)
 
     def _record_webhook_purge(self, count: int, unfinished: bool = False) -> None:
+        """The attempt's record counts the letters it deleted; the outcome, the request's
+        (a retry after Cliniko refused the scrub finds none left, and said 0)."""
         purged = Purged(store=WEBHOOK_DEAD_LETTERS, count=count)
-        self.purged = [*self.purged, purged]
+        whole = replace(purged, count=count + self.letters_before)
+        self.purged = [*(p for p in self.purged if p.store != WEBHOOK_DEAD_LETTERS), whole]
         record: dict[str, Any] = {
             "record": "purge",
             "at": iso(self.tools.clock()),
@@ -688,15 +699,15 @@ def _read_archived_or_not(client: Any, contact_id: str) -> list[dict[str, Any]]:
     return [contact_fields(c) for c in client.list_contacts(check)]
 
 
-def purged_before(records: Sequence[Mapping[str, Any]]) -> int:
-    """The stored bodies the attempts recorded in `records` deleted (each attempt's purge
-    record counts its own)."""
+def purged_before(records: Sequence[Mapping[str, Any]], store: str = SUBMISSION_STORE) -> int:
+    """What the attempts recorded in `records` deleted of `store` (the stored bodies, or the
+    webhook dead letters): each attempt's purge record counts its own."""
     return sum(
         int(purged.get("count", 0))
         for record in records
         if record.get("record") == "purge" and attempt_of(str(record.get("sk", ""))) is not None
         for purged in record.get("purged", [])
-        if purged.get("store") == SUBMISSION_STORE
+        if purged.get("store") == store
     )
 
 

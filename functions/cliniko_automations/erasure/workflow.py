@@ -24,7 +24,13 @@ from typing import Any
 from cliniko_automations.common.person_keys import email_hash
 from cliniko_automations.common.plain_data import from_data
 from cliniko_automations.erasure.accounts import ErasureAccounts
-from cliniko_automations.erasure.attempt import Attempt, Tools, failed_message, purged_before
+from cliniko_automations.erasure.attempt import (
+    WEBHOOK_DEAD_LETTERS,
+    Attempt,
+    Tools,
+    failed_message,
+    purged_before,
+)
 from cliniko_automations.erasure.deadlines import (
     EXTENSION_MONTHS,
     add_months,
@@ -245,7 +251,15 @@ class Eraser:
         if default is not None and default in scope and filed_before_accounts(records):
             scope = [default]
         outcome = Attempt(
-            self._tools, request, caller, received, attempt, scope, earlier, purged_before(records)
+            self._tools,
+            request,
+            caller,
+            received,
+            attempt,
+            scope,
+            earlier,
+            purged_before(records),
+            purged_before(records, WEBHOOK_DEAD_LETTERS),
         ).execute()
         outcome.receipt = _receipt(outcome, *self._heads[request.request_id])
         return outcome

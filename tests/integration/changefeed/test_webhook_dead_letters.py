@@ -562,6 +562,44 @@ def test_an_erasure_out_of_time_reading_the_letters_is_unfinished_in_its_trail(
     assert sorted(bool(p.get("unfinished")) for p in purges) == [False, True]
 
 
+def test_a_retry_after_cliniko_refused_counts_the_letters_the_first_attempt_purged(
+    world, feed_erasure, monkeypatch
+) -> None:
+    # The first attempt deletes full-copy's letter, then Cliniko refuses the scrub; the retry
+    # finds no letter left. Its answer, the request's, still tells the letter went (it said
+    # 0, where the stored bodies' count already took in earlier attempts').
+    _, _, letters, _, _, sqs, dlq = world
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
+    monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", arn["QueueArn"])
+    request = ErasureRequest.parse(
+        {"request_id": "r-letters-retry", "email": "zoe@example.com", "reason": "GDPR art. 17"}
+    )
+    caller = "arn:aws:iam::123456789012:user/dpo"
+    feed_erasure.cliniko.control.set_faults(
+        error_rate=1.0, statuses=[500], methods=["PATCH", "PUT"]
+    )
+
+    first = build_eraser(ErasureSettings.from_env()).submit(request, caller)
+
+    assert first.status == "failed", first.message
+    assert {p.store: p.count for p in first.purged}["webhook_dead_letters"] == 1
+    assert letters["full-copy"] not in {m["MessageId"] for m in every_message(sqs, dlq)}
+    feed_erasure.cliniko.control.clear_faults()
+
+    done = build_eraser(ErasureSettings.from_env()).submit(request, caller)
+
+    assert done.result == "erased", done.message
+    assert {p.store: p.count for p in done.purged}["webhook_dead_letters"] == 1
+    assert {p.store: p.count for p in feed_erasure_status(done)}["webhook_dead_letters"] == 1
+    # Each attempt's own record counts its own: 1, then 0.
+    purges = [i for i in feed_erasure.audit_items() if i["sk"].endswith("#purge-webhooks")]
+    assert sorted(int(p["purged"][0]["count"]) for p in purges) == [0, 1]
+
+
+def feed_erasure_status(outcome):
+    return build_eraser(ErasureSettings.from_env()).status(outcome.request_id).purged
+
+
 def test_a_letter_an_erasure_missed_is_never_replayed(
     world, feed_erasure, monkeypatch, capsys
 ) -> None:
