@@ -392,8 +392,8 @@ class Attempt:
             )
         except PurgeCut as cut:
             # Out of time with letters unread, as the submissions' purge can be: the trail
-            # says the purge is unfinished, and the attempt stops before Cliniko changes
-            # (the contacts' ids, which the letters are found by, stay findable by email).
+            # says the purge is unfinished, and the attempt stops before Cliniko changes, so
+            # the same request id sent again still finds the contacts by their email.
             self._record_webhook_purge(len(cut.deleted), unfinished=True)
             raise _StoreFailed(PURGE_UNFINISHED) from None
         except Exception as error:
