@@ -1,1 +1,7 @@
 """Serverless automations for Cliniko third-party contacts."""
+
+from cliniko_automations.common.import_collector import pause_for_import
+
+# First, before a handler's imports: inside a Lambda, no collections until its import ends
+# (common/import_collector.py says why; each handler module ends with `import_finished`).
+pause_for_import()

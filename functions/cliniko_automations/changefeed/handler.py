@@ -33,6 +33,7 @@ from cliniko_automations.common.cliniko_accounts import (
     key_replaced,
     time_left_after,
 )
+from cliniko_automations.common.import_collector import import_finished
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import report_account_key
 from cliniko_automations.common.secrets import (
@@ -175,3 +176,6 @@ def _secrets_read() -> list[str]:
 
 # Their reads start now, during Lambda's init, and overlap the first poll's work.
 prefetch_secrets(_secrets_read)
+
+# Last: the import is over (common/import_collector.py).
+import_finished()

@@ -25,6 +25,7 @@ from cliniko_automations.cleanup.events import Begin, Release, parse_event
 from cliniko_automations.cleanup.settings import CleanupSettings
 from cliniko_automations.cleanup.telemetry import logger, metrics
 from cliniko_automations.cleanup.wiring import cleanup_for
+from cliniko_automations.common.import_collector import import_finished
 
 
 # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: an event holds personal data.
@@ -42,3 +43,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         logger.warning("cleanup invocation refused", extra={"problem": str(error)})
         return {"error": str(error), "next": "invalid"}
     return actions.step(action, cleanup, context)
+
+
+# Last: the import is over (common/import_collector.py).
+import_finished()

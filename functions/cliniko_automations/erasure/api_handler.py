@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.cliniko.errors import ConfigurationError
 from cliniko_automations.common.http_events import is_http_api_event, refusal
+from cliniko_automations.common.import_collector import import_finished
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.plain_data import as_data
 from cliniko_automations.common.secrets import SecretUnavailable, prefetch_secrets
@@ -208,3 +209,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 # The key's and the pepper's reads start now, during Lambda's init, and overlap the first call.
 prefetch_secrets(lambda: secrets_read(ErasureSettings.from_env()))
+
+# Last: the import is over (common/import_collector.py).
+import_finished()

@@ -12,6 +12,7 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.common.import_collector import import_finished
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.deadlines import overdue_request_ids, utcnow
@@ -31,3 +32,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # Request ids are ours (no personal data): listing them tells the on-call where to look.
     logger.info("overdue erasure requests", extra={"count": len(overdue), "request_ids": overdue})
     return {"overdue": len(overdue), "request_ids": overdue}
+
+
+# Last: the import is over (common/import_collector.py).
+import_finished()

@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cliniko_automations.common.config_file import ConfigError
 from cliniko_automations.common.http_events import is_http_api_event, refusal
+from cliniko_automations.common.import_collector import import_finished
 from cliniko_automations.common.secrets import prefetch_secrets
 from cliniko_automations.intake_api import telemetry, wiring
 from cliniko_automations.intake_api.accept import Dropped, Ignored, accept
@@ -116,3 +117,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 # The pepper's read starts now, during Lambda's init, and overlaps the first call's work.
 prefetch_secrets(lambda: [ApiSettings.from_env().pepper_secret_name])
+
+# Last: the import is over (common/import_collector.py).
+import_finished()

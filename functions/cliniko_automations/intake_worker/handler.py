@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.common.import_collector import import_finished
 from cliniko_automations.common.secrets import prefetch_secrets
 from cliniko_automations.intake_worker.messages import (
     Loaded,
@@ -169,3 +170,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
 
 # The API keys' reads start now, during Lambda's init, and overlap the first call's work.
 prefetch_secrets(key_secrets)
+
+# Last: the import is over (common/import_collector.py).
+import_finished()
