@@ -110,6 +110,7 @@ class ContactEvents:
                     "webhook-id": received.headers.get("webhook-id"),
                     "verified": received.verified,
                     "type": (received.payload or {}).get("type"),
+                    "erased": ((received.payload or {}).get("data") or {}).get("erased"),
                     "problem": received.problem,
                 }
                 for received in self.receiver.received[-KEPT:]

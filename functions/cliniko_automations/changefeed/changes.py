@@ -11,6 +11,9 @@ and a change names the fields whose hashes moved. Classification:
                       a contact; its API cannot)
 - contact.updated     anything else; a contact first seen after it was created lists every
                       field with a value as changed, with `first_seen` true
+
+Each kind says too whether the contact is in the state an erasure leaves (`erased`, by the
+erasure's own test of it, erasure/scrub.py): its receivers are to delete what they hold of it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cliniko_automations.cliniko.rules import WRITABLE_FIELD_NAMES
+from cliniko_automations.erasure.scrub import is_scrubbed
 
 # The fields whose changes are named: every field a client may write (the spec's
 # `ContactWrite`) and the archive. Derived ones (`country`, `type`) follow these.
@@ -59,6 +63,9 @@ class Unsent:
     first_seen: bool
     bus: bool
     subscribers: tuple[str, ...]
+    # Whether the change reached the erased state: a delivery sent late, without the values,
+    # must still tell its receiver to delete its copy.
+    erased: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,9 @@ class Change:
     changed_fields: tuple[str, ...]
     first_seen: bool
     state: PublishedState
+    # The contact holds what an erasure writes (every personal field blank or a placeholder):
+    # a flag, no value, so it goes to every subscriber, opted in to fields or not.
+    erased: bool
     # The values of the state the change reached, as listed; None for a change sent late
     # after its contact changed again, whose values are gone: its deliveries carry the summary.
     snapshot: ContactSnapshot | None = field(default=None, repr=False)
@@ -101,10 +111,12 @@ class Change:
             self.first_seen,
             bus,
             subscribers,
+            self.erased,
         )
 
     def summary(self) -> dict[str, Any]:
-        """The event's detail: ids, type, time and field names, no personal data."""
+        """The event's detail: ids, type, time, field names and the erasure mark, no personal
+        data."""
         return {
             "event_id": self.event_id,
             "type": self.type,
@@ -113,6 +125,7 @@ class Change:
             "updated_at": self.updated_at,
             "changed_fields": list(self.changed_fields),
             "first_seen": self.first_seen,
+            "erased": self.erased,
         }
 
     def with_fields(self) -> dict[str, Any]:
@@ -249,6 +262,7 @@ def classify(
         changed,
         first_seen,
         state,
+        is_scrubbed(snapshot.fields),
         snapshot,
     )
 
@@ -267,5 +281,6 @@ def unsent_change(
         unsent.changed_fields,
         unsent.first_seen,
         state,
+        unsent.erased,
         snapshot,
     )

@@ -193,6 +193,7 @@ def _unsent_item(unsent: Unsent) -> dict[str, Any]:
         "updated_at": {"S": unsent.updated_at},
         "changed_fields": {"L": [{"S": name} for name in unsent.changed_fields]},
         "first_seen": {"BOOL": unsent.first_seen},
+        "erased": {"BOOL": unsent.erased},
         "bus": {"BOOL": unsent.bus},
         "subscribers": {"L": [{"S": name} for name in unsent.subscribers]},
     }
@@ -224,6 +225,8 @@ def _unsent(entry: dict[str, Any]) -> Unsent:
         first_seen=entry["first_seen"]["BOOL"],
         bus=entry["bus"]["BOOL"],
         subscribers=tuple(name["S"] for name in entry["subscribers"]["L"]),
+        # Owed by a version that did not mark erasures: sent unmarked, as it was first.
+        erased=entry.get("erased", {"BOOL": False})["BOOL"],
     )
 
 

@@ -114,5 +114,13 @@ def fields_to_scrub(fields: Mapping[str, Any], *, absent_is_blank: bool = True) 
     return names
 
 
+def is_scrubbed(fields: Mapping[str, Any]) -> bool:
+    """Whether a contact holds what the scrub writes, archived yet or not: the placeholder
+    first name, and every other personal field blank or its placeholder. The change feed marks
+    its events `erased` by this. The placeholder name is asked for, not taken as blank when
+    absent: a contact read without its name has not thereby been erased."""
+    return fields.get("first_name") == PLACEHOLDER_FIRST_NAME and not fields_to_scrub(fields)
+
+
 def is_erased(fields: Mapping[str, Any]) -> bool:
     return not fields_to_scrub(fields) and is_archived(fields)

@@ -41,6 +41,7 @@ EVENT_DETAIL_KEYS = {
     "updated_at",
     "changed_fields",
     "first_seen",
+    "erased",
 }
 SCHEDULED_EVENT = {
     "version": "0",

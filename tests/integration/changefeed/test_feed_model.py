@@ -13,7 +13,7 @@ Invariants (README "Contacts change feed"):
   are different states; the one repeat allowed is a batch EventBridge took as the run died
   (the same event ids);
 - events carry only `{"event_id", "type", "account", "contact_id", "updated_at",
-  "changed_fields", "first_seen"}`, of the right type, and webhooks are signed;
+  "changed_fields", "first_seen", "erased"}`, of the right type, and webhooks are signed;
 - the cursor never moves back; a poll refused the lease publishes nothing;
 - no contact value in any log line.
 """
@@ -429,6 +429,8 @@ class FeedModel(RuleBasedStateMachine):
             assert detail["type"] in TYPES and event["detail-type"] == detail["type"]
             assert detail["account"] == ACCOUNT and detail["contact_id"] in self.ids
             assert set(detail["changed_fields"]) <= set(TRACKED_FIELDS), detail
+            # The model's contacts all keep a name of their own: none is in the erased state.
+            assert detail["erased"] is False, detail
         wh = Webhook(self.webhook_secret)
         for event in hooks:
             detail = event["detail"]

@@ -306,6 +306,8 @@ def test_fire_the_change_feed_shows_events_on_the_bus_and_signed_webhooks(local_
     assert {e["detail-type"] for e in seen["bus"]} == {"contact.created"}
     assert len(seen["webhooks"]) == created
     assert all(w["verified"] for w in seen["webhooks"]), seen["webhooks"]
+    # Nobody was erased: no event tells a receiver to delete what it holds.
+    assert {e["erased"] for e in seen["bus"]} == {w["erased"] for w in seen["webhooks"]} == {False}
     # The bus shows ids and field names; nothing of the people the demo submitted.
     names = {c["email"] for c in contacts(local_system)}
     assert not [n for n in names if n and n in json.dumps(seen)]

@@ -106,3 +106,45 @@ def test_the_summary_carries_no_values_and_fields_only_on_request():
 def test_a_short_hash_key_is_refused():
     with pytest.raises(ValueError, match="16 bytes"):
         FieldHasher(b"short")
+
+
+def scrubbed(**fields):
+    """A contact as an erasure leaves it, as a listing shows it (no doctor_type: the
+    documented list leaves it out)."""
+    values = {name: None for name in ("title", "last_name", "email", "notes", "country_code")}
+    return {**values, "first_name": "Erased", "phone_numbers": [], **fields}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        scrubbed(),
+        # The placeholders the scrub writes where Cliniko refuses a blank.
+        scrubbed(email="erased@example.invalid", last_name="Erased"),
+        scrubbed(title="", notes=""),
+    ],
+)
+def test_a_contact_holding_only_what_an_erasure_writes_is_marked_erased(fields):
+    archived = change(ContactSnapshot("7", T0, T1, T1, fields))
+    scrub_alone = change(ContactSnapshot("7", T0, T1, None, fields))
+    assert (archived.type, archived.erased) == ("contact.archived", True)
+    assert (scrub_alone.type, scrub_alone.erased) == ("contact.updated", True)
+    assert archived.summary()["erased"] is True
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"first_name": "Ada", "email": "ada@example.com"},
+        {"first_name": "Ada"},  # blank but for a name of its own
+        scrubbed(city="Uppsala"),  # filled in again since
+        scrubbed(phone_numbers=[{"number": "0491 570 156", "phone_type": "Mobile"}]),
+        scrubbed(first_name="Ada"),
+        # Read without its name (a sparse listing): nothing says an erasure wrote it.
+        {"email": None},
+    ],
+)
+def test_a_contact_holding_anything_else_is_not_marked_erased(fields):
+    archived = change(ContactSnapshot("7", T0, T1, T1, fields))
+    assert (archived.type, archived.erased) == ("contact.archived", False)
+    assert archived.summary()["erased"] is False

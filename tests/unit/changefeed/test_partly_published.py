@@ -244,6 +244,7 @@ def test_one_call_taking_some_changes_whole_some_in_part_and_refusing_some(world
     [
         lambda u: u.update(changed_fields={"L": [{"N": "1"}]}),
         lambda u: u.update(first_seen={"S": "true"}),
+        lambda u: u.update(erased={"S": "true"}),
         lambda u: u.pop("type"),
         lambda u: u.update(subscribers={"SS": ["crm-sync"]}),
         lambda u: u.update(bus={"NULL": True}),
@@ -270,7 +271,9 @@ def test_an_unsent_entry_edited_by_hand_is_corrupt_state(edit):
         "event_id": {"S": "msg_1"},
         "unsent": {"L": [{"M": unsent}]},
     }
+    # Recorded by a version that did not mark erasures: read, and sent unmarked.
     assert _state(item).unsent[0].subscribers == ("crm-sync",)
+    assert _state(item).unsent[0].erased is False
     edit(unsent)
     with pytest.raises(CorruptState):
         _state(item)
