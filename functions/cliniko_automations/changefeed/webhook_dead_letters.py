@@ -13,8 +13,9 @@ ContactEventBusName output), `--webhooks-file`/WEBHOOKS_FILE (default: the deplo
 webhooks.yaml), `--audit-table`/AUDIT_TABLE (the main stack's ErasureAuditTableName output:
 a letter carrying contact fields is replayed only once the erasure trail shows its contact
 was not erased, since an erasure running while EventBridge still retried a delivery, or while
-a listing held its letter, cannot have deleted it). Credentials and region as for the AWS
-CLI; AWS_ENDPOINT_URL points it at moto.
+a listing held its letter, cannot have deleted it; the erasure's own event, marked `erased`
+and holding only what the erasure wrote, is replayed all the same). Credentials and region as
+for the AWS CLI; AWS_ENDPOINT_URL points it at moto.
 
 A dead letter is the event as EventBridge sent it (its `detail` holds the subscriber, the
 Standard Webhooks headers and the body), with EventBridge's ERROR_CODE, RETRY_ATTEMPTS,
@@ -74,6 +75,7 @@ from cliniko_automations.common.stack_resources import (
 )
 from cliniko_automations.common.submission_store import PurgeCut
 from cliniko_automations.erasure.audit import DynamoAuditLog
+from cliniko_automations.erasure.scrub import is_scrubbed
 
 from .bus import EventBridgeSink
 from .core import PublishFailed
@@ -252,6 +254,11 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
             return ""
         if not subscriber.include_fields:
             return f"carries contact fields, and subscriber {name!r} no longer opts in to them"
+        contact = data["contact"]
+        if data.get("erased") is True and isinstance(contact, Mapping) and is_scrubbed(contact):
+            # An erasure's own notice: its fields hold only what the erasure wrote, and it is
+            # what tells the receiver to delete its copy (refused as erased, it never did).
+            return ""
         if self._erased_contacts is None:
             return (
                 "carries contact fields: give --audit-table (the main stack's "

@@ -7,6 +7,10 @@ signature."""
 
 from __future__ import annotations
 
+import io
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,6 +18,7 @@ import pytest
 from cliniko_automations.changefeed import handler
 from cliniko_automations.changefeed.events import WEBHOOKS_SOURCE
 from cliniko_automations.changefeed.subscribers import load_subscribers
+from cliniko_automations.changefeed.webhook_dead_letters import main as dead_letters
 from cliniko_automations.changefeed.webhook_stack import render
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.audit import DynamoAuditLog
@@ -22,6 +27,7 @@ from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.workflow import Eraser
 from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
 
+from tests.fixtures.aws import every_message
 from tests.integration.changefeed.stack import (
     ACCOUNT,
     EVENT_DETAIL_KEYS,
@@ -213,3 +219,50 @@ def test_a_delivery_sent_late_without_the_contact_s_values_still_says_erased(wor
         ("full-copy", contact_id, "contact.archived", True),
         ("full-copy", contact_id, "contact.unarchived", False),
     ]
+
+
+def test_the_erasure_s_delivery_dead_lettered_is_replayed_to_a_receiver_holding_fields(
+    world, erasure_stack, capsys
+):
+    # full-copy holds the contact's details and was down when the erasure's event went out:
+    # its letter carries only what the erasure wrote, and the notice to delete, so the replay
+    # must send it (a letter with a value of an erased contact it keeps: the trail says so).
+    stack, _, stand_in, webhooks = world
+    contact_id = erasure_stack.seed()
+    run()
+    published(world)
+    assert erase(erasure_stack, contact_id) == "completed"
+    stack.drain(stack.webhook_queue_url)
+    run()
+    for route in stand_in.routes:  # what AWS never managed to deliver
+        boto3.client("sqs").purge_queue(QueueUrl=route.queue_url)
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName="webhook-dead-letters")["QueueUrl"]
+    for event in stack.drain(stack.webhook_queue_url):
+        event["detail"]["webhook"]["timestamp"] = str(int(time.time()) - 3600)
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(event))
+        if "contact" in event["detail"]["body"]["data"]:
+            # The same letter with a value back in it: the mark alone lets nothing through.
+            event["detail"]["body"]["data"]["contact"]["last_name"] = PERSONAL["last_name"]
+            event["detail"]["webhook"]["id"] = "msg_doctored"
+            sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(event))
+    stack.drain()
+
+    code, out = replay(stack.bus, dlq, webhooks, erasure_stack.table_name)
+
+    refused = capsys.readouterr().err
+    assert code == 1 and out.count("replayed ") == 2, out
+    assert refused.count("not replayed") == 1 and "its contact was erased" in refused, refused
+    (kept,) = every_message(sqs, dlq)
+    assert json.loads(kept["Body"])["detail"]["webhook"]["id"] == "msg_doctored"
+    assert published(world) == [
+        ("crm-sync", contact_id, "contact.archived", True),
+        ("full-copy", contact_id, "contact.archived", True),
+    ]
+
+
+def replay(bus: str, dlq: str, webhooks: Path, audit_table: str) -> tuple[int, str]:
+    out = io.StringIO()
+    args = ["--dlq-url", dlq, "--bus", bus, "--webhooks-file", str(webhooks)]
+    code = dead_letters([*args, "--audit-table", audit_table, "replay", "--all"], out)
+    return code, out.getvalue()
