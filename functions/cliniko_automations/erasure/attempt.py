@@ -71,6 +71,14 @@ SUBMISSION_IN_PROGRESS = "submission_in_progress"
 WEBHOOK_DEAD_LETTERS = "webhook_dead_letters"
 # The error of an attempt whose invocation ran out of time purging this system's stores.
 PURGE_UNFINISHED = "purge_unfinished"
+# The webhook letters' purge stops with this much of the invocation left, for Cliniko's lookup,
+# scrub, archive and read-back after it.
+LETTERS_LEAVE_SECONDS = 10.0
+# A letters' purge that began with at least this much time of its own and was still cut had
+# an invocation's worth: the same request id sent again would read the same first letters
+# again and get no further, so the erasure goes on without the rest. One that began with less
+# (the submissions' purge took the time) fails the attempt: sent again, it finds those gone.
+LETTERS_FAIR_SECONDS = 10.0
 
 
 class _StoreFailed(Exception):
@@ -381,6 +389,13 @@ class Attempt:
         letters = self.tools.webhook_letters
         if letters is None or not matches:
             return
+        invocation_left = self.tools.time_left
+
+        def own_time_left() -> float | None:
+            left = invocation_left()
+            return None if left is None else left - LETTERS_LEAVE_SECONDS
+
+        given = own_time_left()
         try:
             count = letters.purge(
                 [
@@ -388,14 +403,19 @@ class Attempt:
                     for match in matches
                     for name in self.tools.accounts.names_of(match.account)
                 ],
-                time_left=self.tools.time_left,
+                time_left=own_time_left,
             )
         except PurgeCut as cut:
-            # Out of time with letters unread, as the submissions' purge can be: the trail
-            # says the purge is unfinished, and the attempt stops before Cliniko changes, so
-            # the same request id sent again still finds the contacts by their email.
+            # Out of time with letters unread: the trail says the purge is unfinished.
             self._record_webhook_purge(len(cut.deleted), unfinished=True)
-            raise _StoreFailed(PURGE_UNFINISHED) from None
+            if given is not None and given < LETTERS_FAIR_SECONDS:
+                # The submissions' purge took the time: the attempt stops before Cliniko
+                # changes, and the same request id sent again (the bodies gone) gives the
+                # letters theirs, still finding the contacts by their email.
+                raise _StoreFailed(PURGE_UNFINISHED) from None
+            # More letters than an invocation reads: those past the cut expire with the queue
+            # and are never replayed (their contact is erased), as those past max_read.
+            return
         except Exception as error:
             raise _StoreFailed(f"webhook_dead_letters_error:{type(error).__name__}") from error
         self._record_webhook_purge(count)

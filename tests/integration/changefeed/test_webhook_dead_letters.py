@@ -28,6 +28,7 @@ from cliniko_automations.changefeed.webhook_stack import render
 from cliniko_automations.common.secrets import clear_secret_caches, read_secret
 from cliniko_automations.common.submission_store import PurgeCut
 from cliniko_automations.erasure.accounts import ErasureAccounts
+from cliniko_automations.erasure.attempt import LETTERS_LEAVE_SECONDS
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.idempotency import PowertoolsOnce
 from cliniko_automations.erasure.models import ErasureRequest
@@ -514,16 +515,16 @@ def test_the_purge_makes_no_receive_once_the_erasure_s_time_is_spent(world) -> N
 def test_an_erasure_out_of_time_reading_the_letters_is_unfinished_in_its_trail(
     world, feed_erasure
 ) -> None:
-    # The submissions' purge spent the invocation's time: the letters' purge reads one receive
-    # of ten, and the person's letter is past it. Before, its record read as a whole purge
-    # (count 0, no mark), and the attempt went on to Cliniko with the letter still queued.
+    # The submissions' purge spent the invocation's time: 5 s are left, less than the letters'
+    # purge leaves Cliniko, and the person's letter is not reached. Before, its record read as
+    # a whole purge (count 0, no mark), and the attempt went on to Cliniko with the letter
+    # still queued.
     _, deliveries, _, _, _, sqs, dlq = world
     sqs.purge_queue(QueueUrl=dlq)
     for n in range(20):
         dead_letter(sqs, dlq, json.dumps({"not": "a delivery", "n": n}))
     theirs = dead_letter(sqs, dlq, json.dumps(deliveries["full-copy"]))
     contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
-    reads = iter([5.0])  # one receive's worth, then none
 
     client = feed_erasure.cliniko.client(user_agent=erasure.USER_AGENT)
 
@@ -542,7 +543,7 @@ def test_an_erasure_out_of_time_reading_the_letters_is_unfinished_in_its_trail(
     )
     caller = "arn:aws:iam::123456789012:user/dpo"
 
-    cut = eraser(lambda: next(reads, 0.0)).submit(request, caller)
+    cut = eraser(lambda: 5.0).submit(request, caller)
 
     assert (cut.status, cut.result) == ("failed", "failed")
     assert "purge_unfinished" in cut.message and "same request id" in cut.message
@@ -560,6 +561,45 @@ def test_an_erasure_out_of_time_reading_the_letters_is_unfinished_in_its_trail(
     assert theirs not in {m["MessageId"] for m in every_message(sqs, dlq)}
     purges = [i for i in feed_erasure.audit_items() if i["sk"].endswith("#purge-webhooks")]
     assert sorted(bool(p.get("unfinished")) for p in purges) == [False, True]
+
+
+def test_an_erasure_given_its_time_and_cut_by_the_letters_alone_goes_on_to_cliniko(
+    world, feed_erasure
+) -> None:
+    # More letters than an invocation reads: the same request id sent again would read the
+    # same first letters again (those it let go are visible at once) and never reach the
+    # person's. The attempt that had its time records the purge unfinished and erases; the
+    # letter past the cut expires with the queue, never replayed (its contact is erased).
+    _, deliveries, _, _, _, sqs, dlq = world
+    sqs.purge_queue(QueueUrl=dlq)
+    for n in range(40):
+        dead_letter(sqs, dlq, json.dumps({"not": "a delivery", "n": n}))
+    theirs = dead_letter(sqs, dlq, json.dumps(deliveries["full-copy"]))
+    contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
+    receives = []
+    sqs.meta.events.register("before-call.sqs.ReceiveMessage", lambda **_: receives.append(1))
+    client = feed_erasure.cliniko.client(user_agent=erasure.USER_AGENT)
+    eraser = Eraser(
+        ErasureAccounts([ACCOUNT], lambda _account: client),
+        DynamoAuditLog(feed_erasure.table_name),
+        erasure.PEPPER,
+        once=PowertoolsOnce(feed_erasure.idempotency_table),
+        webhook_letters=WebhookLetterPurge(sqs, dlq),
+        # 30 s, and after two receives of letters only what Cliniko's part is left.
+        time_left=lambda: 30.0 if len(receives) < 2 else LETTERS_LEAVE_SECONDS,
+    )
+    request = ErasureRequest.parse(
+        {"request_id": "r-letters-many", "email": "zoe@example.com", "reason": "GDPR art. 17"}
+    )
+
+    done = eraser.submit(request, "arn:aws:iam::123456789012:user/dpo")
+
+    assert done.result == "erased", done.message
+    assert len(receives) == 2
+    (purge,) = [i for i in feed_erasure.audit_items() if i["sk"].endswith("#purge-webhooks")]
+    assert purge.get("unfinished") is True
+    assert theirs in {m["MessageId"] for m in every_message(sqs, dlq)}
+    assert feed_erasure.contact(contact_id)["archived_at"]
 
 
 def test_a_retry_after_cliniko_refused_counts_the_letters_the_first_attempt_purged(
