@@ -32,8 +32,8 @@ emulator.
 `--check timed|instructions` ends with every ratio over its target (1.15x for the intake API,
 1.3x for the others) and exits 1 when there is one: `timed`, the medians' ratios (import + first
 call, and the whole process); `instructions`, the counted ones (the import, the import and
-first call, and the whole process), which also adds the counted round. A benchmark's verdict, not a test of the default
-suite: the timed ratios move with this machine's load.
+first call, and the whole process), which also adds the counted round. A benchmark's
+verdict, not a test of the default suite: the timed ratios move with this machine's load.
 `--against DIR` times another build of the functions in the same rounds (DIR: its function
 folder, `.aws-sam/build-<arch>/IntakeApiFunction` of an earlier commit's build, kept aside):
 each round runs every handler from both, in alternating order, each after a baseline run of

@@ -303,7 +303,7 @@ class WebhookLetterPurge:
         letters not read are those past `max_read`. Stopped by `time_left` (or by the
         listing's own bound) with letters left unread, PurgeCut with the ids deleted so far:
         the letters past the cut may carry the contacts' fields too, and the erasure's trail
-        must not read as a whole purge."""
+        must not read as a whole purge. SQS failing part-way: PurgeCut with its `error`."""
         wanted = {(str(account), str(contact_id)) for account, contact_id in contacts}
         queue = DeadLetterQueue(self._sqs, self._url)
         deleted: set[str] = set()
@@ -315,6 +315,9 @@ class WebhookLetterPurge:
                 if "contact" in data and contact in wanted:
                     queue.delete(str(message["ReceiptHandle"]))
                     deleted.add(str(message["MessageId"]))
+        except Exception as error:
+            # SQS failing part-way: those deleted are gone, and the trail counts them.
+            raise PurgeCut(sorted(deleted), error) from error
         finally:
             queue.release()
         if not queue.complete:

@@ -406,8 +406,12 @@ class Attempt:
                 time_left=own_time_left,
             )
         except PurgeCut as cut:
-            # Out of time with letters unread: the trail says the purge is unfinished.
+            # Out of time with letters unread (or SQS failing part-way): the trail says the
+            # purge is unfinished, and counts what went.
             self._record_webhook_purge(len(cut.deleted), unfinished=True)
+            if cut.error is not None:
+                kind = f"webhook_dead_letters_error:{type(cut.error).__name__}"
+                raise _StoreFailed(kind) from cut.error
             if given is not None and given < LETTERS_FAIR_SECONDS:
                 # The submissions' purge took the time: the attempt stops before Cliniko
                 # changes, and the same request id sent again (the bodies gone) gives the

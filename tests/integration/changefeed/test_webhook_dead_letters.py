@@ -15,6 +15,7 @@ import weakref
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from cliniko_automations.changefeed import handler
 from cliniko_automations.changefeed.bus import EventBridgeSink
 from cliniko_automations.changefeed.core import PublishFailed
@@ -600,6 +601,48 @@ def test_an_erasure_given_its_time_and_cut_by_the_letters_alone_goes_on_to_clini
     assert purge.get("unfinished") is True
     assert theirs in {m["MessageId"] for m in every_message(sqs, dlq)}
     assert feed_erasure.contact(contact_id)["archived_at"]
+
+
+def test_sqs_failing_part_way_through_the_letters_leaves_their_count_in_the_trail(
+    world, feed_erasure
+) -> None:
+    # The person's letter is deleted, then SQS fails on the next receive: the attempt fails
+    # before Cliniko changes, and the trail counts the letter that went (it counted none,
+    # so the request's answer said no letter was purged).
+    _, deliveries, _, _, _, sqs, dlq = world
+    sqs.purge_queue(QueueUrl=dlq)
+    theirs = dead_letter(sqs, dlq, json.dumps(deliveries["full-copy"]))
+    for n in range(20):
+        dead_letter(sqs, dlq, json.dumps({"not": "a delivery", "n": n}))
+    deletes = []
+
+    def fail_once_one_is_deleted(**_):
+        if deletes:
+            raise EndpointConnectionError(endpoint_url=dlq)
+
+    sqs.meta.events.register("before-call.sqs.DeleteMessage", lambda **_: deletes.append(1))
+    sqs.meta.events.register("before-call.sqs.ReceiveMessage", fail_once_one_is_deleted)
+    client = feed_erasure.cliniko.client(user_agent=erasure.USER_AGENT)
+    eraser = Eraser(
+        ErasureAccounts([ACCOUNT], lambda _account: client),
+        DynamoAuditLog(feed_erasure.table_name),
+        erasure.PEPPER,
+        once=PowertoolsOnce(feed_erasure.idempotency_table),
+        webhook_letters=WebhookLetterPurge(sqs, dlq),
+    )
+    request = ErasureRequest.parse(
+        {"request_id": "r-letters-sqs", "email": "zoe@example.com", "reason": "GDPR art. 17"}
+    )
+
+    failed = eraser.submit(request, "arn:aws:iam::123456789012:user/dpo")
+
+    assert failed.status == "failed"
+    assert "webhook_dead_letters_error:EndpointConnectionError" in failed.message
+    sqs.meta.events.unregister("before-call.sqs.ReceiveMessage", fail_once_one_is_deleted)
+    assert theirs not in {m["MessageId"] for m in every_message(sqs, dlq)}
+    (purge,) = [i for i in feed_erasure.audit_items() if i["sk"].endswith("#purge-webhooks")]
+    assert purge.get("unfinished") is True
+    assert [(p["store"], p["count"]) for p in purge["purged"]] == [("webhook_dead_letters", 1)]
 
 
 def test_a_retry_after_cliniko_refused_counts_the_letters_the_first_attempt_purged(
