@@ -513,6 +513,20 @@ def test_the_purge_makes_no_receive_once_the_erasure_s_time_is_spent(world) -> N
     assert len(every_message(sqs, dlq)) == 42 - deleted  # the rest visible again at once
 
 
+def letters_eraser(feed_erasure, sqs, dlq, time_left=lambda: None) -> Eraser:
+    """The feed's account's eraser, as the erasure API builds it, purging the letters of `dlq`
+    within `time_left` (seconds, None for no bound)."""
+    client = feed_erasure.cliniko.client(user_agent=erasure.USER_AGENT)
+    return Eraser(
+        ErasureAccounts([ACCOUNT], lambda _account: client),
+        DynamoAuditLog(feed_erasure.table_name),
+        erasure.PEPPER,
+        once=PowertoolsOnce(feed_erasure.idempotency_table),
+        webhook_letters=WebhookLetterPurge(sqs, dlq),
+        time_left=time_left,
+    )
+
+
 def test_an_erasure_out_of_time_reading_the_letters_is_unfinished_in_its_trail(
     world, feed_erasure
 ) -> None:
@@ -527,24 +541,12 @@ def test_an_erasure_out_of_time_reading_the_letters_is_unfinished_in_its_trail(
     theirs = dead_letter(sqs, dlq, json.dumps(deliveries["full-copy"]))
     contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
 
-    client = feed_erasure.cliniko.client(user_agent=erasure.USER_AGENT)
-
-    def eraser(time_left):  # the feed's account, as the erasure API builds it
-        return Eraser(
-            ErasureAccounts([ACCOUNT], lambda _account: client),
-            DynamoAuditLog(feed_erasure.table_name),
-            erasure.PEPPER,
-            once=PowertoolsOnce(feed_erasure.idempotency_table),
-            webhook_letters=WebhookLetterPurge(sqs, dlq),
-            time_left=time_left,
-        )
-
     request = ErasureRequest.parse(
         {"request_id": "r-letters-cut", "email": "zoe@example.com", "reason": "GDPR art. 17"}
     )
     caller = "arn:aws:iam::123456789012:user/dpo"
 
-    cut = eraser(lambda: 5.0).submit(request, caller)
+    cut = letters_eraser(feed_erasure, sqs, dlq, lambda: 5.0).submit(request, caller)
 
     assert (cut.status, cut.result) == ("failed", "failed")
     assert "purge_unfinished" in cut.message and "same request id" in cut.message
@@ -555,7 +557,7 @@ def test_an_erasure_out_of_time_reading_the_letters_is_unfinished_in_its_trail(
     assert not feed_erasure.contact(contact_id)["archived_at"]  # findable again by its email
 
     # The same request id, given time, reads on, deletes their letter and finishes.
-    done = eraser(lambda: None).submit(request, caller)
+    done = letters_eraser(feed_erasure, sqs, dlq).submit(request, caller)
 
     assert done.result == "erased", done.message
     assert {p.store: p.count for p in done.purged}["webhook_dead_letters"] == 1
@@ -579,15 +581,9 @@ def test_an_erasure_given_its_time_and_cut_by_the_letters_alone_goes_on_to_clini
     contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
     receives = []
     sqs.meta.events.register("before-call.sqs.ReceiveMessage", lambda **_: receives.append(1))
-    client = feed_erasure.cliniko.client(user_agent=erasure.USER_AGENT)
-    eraser = Eraser(
-        ErasureAccounts([ACCOUNT], lambda _account: client),
-        DynamoAuditLog(feed_erasure.table_name),
-        erasure.PEPPER,
-        once=PowertoolsOnce(feed_erasure.idempotency_table),
-        webhook_letters=WebhookLetterPurge(sqs, dlq),
-        # 30 s, and after two receives of letters only what Cliniko's part is left.
-        time_left=lambda: 30.0 if len(receives) < 2 else LETTERS_LEAVE_SECONDS,
+    # 30 s, and after two receives of letters only what Cliniko's part is left.
+    eraser = letters_eraser(
+        feed_erasure, sqs, dlq, lambda: 30.0 if len(receives) < 2 else LETTERS_LEAVE_SECONDS
     )
     request = ErasureRequest.parse(
         {"request_id": "r-letters-many", "email": "zoe@example.com", "reason": "GDPR art. 17"}
@@ -622,14 +618,7 @@ def test_sqs_failing_part_way_through_the_letters_leaves_their_count_in_the_trai
 
     sqs.meta.events.register("before-call.sqs.DeleteMessage", lambda **_: deletes.append(1))
     sqs.meta.events.register("before-call.sqs.ReceiveMessage", fail_once_one_is_deleted)
-    client = feed_erasure.cliniko.client(user_agent=erasure.USER_AGENT)
-    eraser = Eraser(
-        ErasureAccounts([ACCOUNT], lambda _account: client),
-        DynamoAuditLog(feed_erasure.table_name),
-        erasure.PEPPER,
-        once=PowertoolsOnce(feed_erasure.idempotency_table),
-        webhook_letters=WebhookLetterPurge(sqs, dlq),
-    )
+    eraser = letters_eraser(feed_erasure, sqs, dlq)
     request = ErasureRequest.parse(
         {"request_id": "r-letters-sqs", "email": "zoe@example.com", "reason": "GDPR art. 17"}
     )
