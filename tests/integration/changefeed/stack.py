@@ -182,6 +182,32 @@ def feed_environment(
 
 
 @contextlib.contextmanager
+def delivering(
+    stack: FeedStack, directory: Path, secrets: dict[str, str]
+) -> Iterator[tuple[dict[str, Any], Any]]:
+    """A receiver checking signatures for each subscriber of `secrets` (as `subscribed` wrote
+    them to `directory`'s webhooks.yaml), and the stand-in for the API destinations that
+    EventBridge would call with the bus's events."""
+    from cliniko_automations.changefeed.subscribers import load_subscribers
+    from cliniko_automations.changefeed.webhook_stack import render
+    from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
+
+    receivers = {name: SignedWebhookReceiver(secret).start() for name, secret in secrets.items()}
+    try:
+        stand_in = ApiDestinationStandIn(
+            render(load_subscribers(directory / "webhooks.yaml")),
+            boto3.client("events"),
+            boto3.client("sqs"),
+            stack.bus,
+            {name: receiver.url for name, receiver in receivers.items()},
+        )
+        yield receivers, stand_in
+    finally:
+        for receiver in receivers.values():
+            receiver.stop()
+
+
+@contextlib.contextmanager
 def eventbridge_refusing(refused: Callable[[dict[str, Any]], bool]) -> Iterator[None]:
     """EventBridge answering every PutEvents entry `refused` picks out as throttled, attempt
     after attempt, and taking the others (a botocore hook on the functions' events client: the

@@ -17,15 +17,12 @@ import boto3
 import pytest
 from cliniko_automations.changefeed import handler
 from cliniko_automations.changefeed.events import WEBHOOKS_SOURCE
-from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.changefeed.webhook_dead_letters import main as dead_letters
-from cliniko_automations.changefeed.webhook_stack import render
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.idempotency import PowertoolsOnce
 from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.workflow import Eraser
-from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
 
 from tests.fixtures.aws import every_message
 from tests.integration.changefeed.stack import (
@@ -34,6 +31,7 @@ from tests.integration.changefeed.stack import (
     SCHEDULED_EVENT,
     context,
     create_feed_stack,
+    delivering,
     eventbridge_refusing,
     feed_environment,
     subscribed,
@@ -67,18 +65,9 @@ def world(aws, cliniko, erasure_stack, tmp_path, monkeypatch):
     stack = create_feed_stack()
     secrets = subscribed(tmp_path, SUBSCRIBERS, "crm-sync", "full-copy")
     feed_environment(monkeypatch, stack, cliniko, tmp_path)
-    receivers = {name: SignedWebhookReceiver(secret).start() for name, secret in secrets.items()}
-    stand_in = ApiDestinationStandIn(
-        render(load_subscribers(tmp_path / "webhooks.yaml")),
-        boto3.client("events"),
-        boto3.client("sqs"),
-        stack.bus,
-        {name: receiver.url for name, receiver in receivers.items()},
-    )
-    run()  # the feed's first run: from now on
-    yield stack, receivers, stand_in, tmp_path / "webhooks.yaml"
-    for receiver in receivers.values():
-        receiver.stop()
+    with delivering(stack, tmp_path, secrets) as (receivers, stand_in):
+        run()  # the feed's first run: from now on
+        yield stack, receivers, stand_in, tmp_path / "webhooks.yaml"
 
 
 def run() -> dict[str, Any]:

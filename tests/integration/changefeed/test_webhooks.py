@@ -4,18 +4,16 @@ the Standard Webhooks reference library verifies it."""
 
 from __future__ import annotations
 
-import boto3
 import pytest
 from cliniko_automations.changefeed import handler
-from cliniko_automations.changefeed.subscribers import load_subscribers
-from cliniko_automations.changefeed.webhook_stack import render
 from cliniko_automations.common import aws
-from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
+from local_run.webhooks import SignedWebhookReceiver
 
 from tests.integration.changefeed.stack import (
     SCHEDULED_EVENT,
     context,
     create_feed_stack,
+    delivering,
     feed_environment,
     new_webhook_secret,
     subscribed,
@@ -40,17 +38,8 @@ def world(aws, cliniko, tmp_path, monkeypatch):
     stack = create_feed_stack()
     secrets = subscribed(tmp_path, SUBSCRIBERS, "crm-sync", "full-copy")
     feed_environment(monkeypatch, stack, cliniko, tmp_path)
-    receivers = {name: SignedWebhookReceiver(secret).start() for name, secret in secrets.items()}
-    stand_in = ApiDestinationStandIn(
-        render(load_subscribers(tmp_path / "webhooks.yaml")),
-        boto3.client("events"),
-        boto3.client("sqs"),
-        stack.bus,
-        {name: receiver.url for name, receiver in receivers.items()},
-    )
-    yield stack, receivers, stand_in
-    for receiver in receivers.values():
-        receiver.stop()
+    with delivering(stack, tmp_path, secrets) as (receivers, stand_in):
+        yield stack, receivers, stand_in
 
 
 def run():
