@@ -24,8 +24,13 @@ def timed(first: float, process: float) -> dict[str, float]:
     return {"ratio_import_and_first_call": first, "ratio_process": process}
 
 
-def counted(imported: float, process: float) -> dict[str, float]:
-    return {"ratio_import": imported, "ratio_process": process}
+def counted(imported: float, process: float, served: float = 1.0) -> dict[str, float]:
+    # `served`: the import and first call without the interpreter's teardown.
+    return {
+        "ratio_import": imported,
+        "ratio_import_and_first_call": served,
+        "ratio_process": process,
+    }
 
 
 def test_the_intake_api_is_held_to_its_lower_target(bench: ModuleType) -> None:
@@ -45,8 +50,9 @@ def test_every_ratio_over_its_target_is_named_and_one_at_it_is_not(bench: Module
     figures = {
         "instructions": {
             "ErasureApiFunction": counted(1.31, 1.4),
-            "CleanupFunction": counted(1.3, 1.3),
+            "CleanupFunction": counted(1.3, 1.3, served=1.3),
             "IntakeApiFunction": counted(1.0, 1.16),
+            "IntakeWorkerFunction": counted(1.1, 1.2, served=1.31),
         }
     }
 
@@ -54,6 +60,7 @@ def test_every_ratio_over_its_target_is_named_and_one_at_it_is_not(bench: Module
         "ErasureApiFunction import, instructions 1.31x > 1.30x",
         "ErasureApiFunction process, instructions 1.40x > 1.30x",
         "IntakeApiFunction process, instructions 1.16x > 1.15x",
+        "IntakeWorkerFunction import + first call, instructions 1.31x > 1.30x",
     ]
 
 

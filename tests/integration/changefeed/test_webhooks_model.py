@@ -224,6 +224,10 @@ class WebhooksModel(RuleBasedStateMachine):
         self.personal: dict[str, list[str]] = {}  # contact id -> its values
         self.values: set[str] = set()
         self.erased: dict[str, int] = {}  # contact id -> step of its erasure
+        # The webhook ids of the erasures' own notices: the feed's changes of a contact the
+        # erasure left (`erased: true`, its fields only what the erasure wrote), which the
+        # replay sends (README: the receiver holding the contact is told to delete it).
+        self.erasure_notices: set[str] = set()
         self.changed_at: dict[str, int] = dict.fromkeys(NAMES, -1)  # types/fields narrowed
         self.rotated_at: dict[str, int] = dict.fromkeys(NAMES, -1)
         self.removed: set[str] = set()
@@ -349,6 +353,9 @@ class WebhooksModel(RuleBasedStateMachine):
             if cid in self.erased:
                 # Published after the erasure: by a replay, or by the feed from Cliniko's
                 # contact as the erasure left it.
+                if kind == "feed":  # a replay sends a letter of before as it was
+                    assert data.get("erased") is True, (kind, sorted(data))
+                    self.erasure_notices.add(detail["webhook"]["id"])
                 leaked = [v for v in self.personal[cid] if v in json.dumps(data)]
                 assert not leaked, f"the {kind} published an erased contact's values: {leaked}"
             TALLY[f"published by the {kind}"] += 1
@@ -689,16 +696,20 @@ class WebhooksModel(RuleBasedStateMachine):
             return "type no longer taken"
         if fields and not config["include_fields"]:
             return "fields no longer taken"
-        if fields and self.contact_of.get(letter["webhook_id"]) in self.erased:
+        if fields and self._erased_fields(letter):
             return "contact erased"
         return ""
+
+    def _erased_fields(self, letter: dict[str, Any]) -> bool:
+        """Whether the letter carries an erased contact's fields from before its erasure."""
+        erased = self.contact_of.get(letter["webhook_id"]) in self.erased
+        return erased and letter["webhook_id"] not in self.erasure_notices
 
     def _tally_replayed(self, chosen: list[dict[str, Any]]) -> None:
         """What the replay tries, as the run's figures show it: the cases it must refuse."""
         for d in chosen:
             name, fields = d["subscriber"], any(f.startswith("contact.") for f in d["fields"])
             config = self.config.get(name)
-            cid = self.contact_of.get(d["webhook_id"])
             cases = {
                 "a removed subscriber's letter": config is None,
                 "a type its subscriber no longer takes": config is not None
@@ -706,7 +717,8 @@ class WebhooksModel(RuleBasedStateMachine):
                 "fields to a subscriber opted out since": fields
                 and config is not None
                 and not config["include_fields"],
-                "an erased contact's fields": fields and cid in self.erased,
+                "an erased contact's fields": fields and self._erased_fields(d),
+                "an erasure's own notice": fields and d["webhook_id"] in self.erasure_notices,
                 "a letter its disabled rule would drop": name in self.disabled,
                 "a subscriber whose secret was rotated": self.rotated_at[name] >= 0,
             }
