@@ -325,7 +325,20 @@ def poll_once(
 ) -> dict:
     """One run of the feed over test-clinic, with time for `requests` requests."""
     checks = iter(range(requests + 1))  # out of time at the look after the last request
-    feed = ChangeFeed(
+    feed = quiet_feed(client, store, start_at, clock, out_of_time=lambda: next(checks) >= requests)
+    return feed.poll("test-clinic").as_dict()
+
+
+def quiet_feed(
+    client: Any,
+    store: DynamoFeedStore,
+    start_at: dt.datetime,
+    clock: Any,
+    out_of_time: Any = lambda: False,
+) -> ChangeFeed:
+    """A feed of `client`'s contacts from `start_at` on `clock`, publishing to a bus with no
+    rule (quiet_feed_store's)."""
+    return ChangeFeed(
         lambda account: ClinikoContactsSource(client),
         store,
         EventBridgeSink(boto3.client("events"), "quiet"),
@@ -335,10 +348,9 @@ def poll_once(
         start_at=start_at,
         run_id="run",
         lease_seconds=60,
-        out_of_time=lambda: next(checks) >= requests,
+        out_of_time=out_of_time,
         clock=clock,
     )
-    return feed.poll("test-clinic").as_dict()
 
 
 @pytest.mark.parametrize(

@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
-import boto3
 import pytest
-from cliniko_automations.changefeed.bus import EventBridgeSink
-from cliniko_automations.changefeed.changes import FieldHasher
-from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
-from cliniko_automations.changefeed.core import ChangeFeed
-from cliniko_automations.changefeed.events import EventBuilder
 
 from tests.integration.changefeed.test_cliniko_source import DOCUMENTED, answering, listed
-from tests.integration.changefeed.test_exactly_once import quiet_feed_store
+from tests.integration.changefeed.test_exactly_once import quiet_feed, quiet_feed_store
 from tests.integration.cliniko.test_contacts import scripted_client
 
 NOW = dt.datetime(2016, 10, 29, 12, 0, tzinfo=dt.UTC)
-
-
-def quiet_feed(client, start_at: dt.datetime, now: dt.datetime) -> ChangeFeed:
-    """A feed of `client`'s contacts from `start_at`, on a clock reading `now`, publishing to
-    a bus nobody reads."""
-    return ChangeFeed(
-        lambda account: ClinikoContactsSource(client),
-        quiet_feed_store(),
-        EventBridgeSink(boto3.client("events"), "quiet"),
-        FieldHasher(b"feed-hash-key-for-tests-only-32b"),
-        EventBuilder([], {}, clock=time.time),
-        overlap=dt.timedelta(seconds=5),
-        start_at=start_at,
-        run_id="run",
-        lease_seconds=60,
-        clock=lambda: now,
-    )
 
 
 def poll(stamp: str, *, accounts=("a",)) -> list[dict]:
     contact = {**DOCUMENTED, "created_at": stamp, "updated_at": stamp}
     client, server = scripted_client(answering(listed(contact)))
     try:
-        feed = quiet_feed(client, dt.datetime(2016, 10, 28, tzinfo=dt.UTC), NOW)
+        feed = quiet_feed(
+            client, quiet_feed_store(), dt.datetime(2016, 10, 28, tzinfo=dt.UTC), lambda: NOW
+        )
         return [r.as_dict() for r in feed.run(list(accounts))]
     finally:
         server.stop()
@@ -98,8 +76,9 @@ def test_contacts_stamped_in_a_zone_s_repeated_hour_are_read_in_the_order_of_the
     try:
         feed = quiet_feed(
             client,
+            quiet_feed_store(),
             dt.datetime(2026, 4, 4, 15, 0, tzinfo=dt.UTC),
-            dt.datetime(2026, 4, 4, 17, 0, tzinfo=dt.UTC),
+            lambda: dt.datetime(2026, 4, 4, 17, 0, tzinfo=dt.UTC),
         )
         [result] = [r.as_dict() for r in feed.run(["a"])]
     finally:
