@@ -413,13 +413,13 @@ def alarm_max(alarm: str, stdout: str) -> float | None:
 def test_the_change_feed_behind_on_a_revoked_key_alarms_and_catches_up_once_rotated(
     aws, cliniko, tmp_path, monkeypatch, capsys
 ) -> None:
-    import datetime as dt
 
     from cliniko_automations.changefeed import handler as feed_handler
 
     from tests.integration.changefeed.stack import (
         KEY_SECRET,
         SCHEDULED_EVENT,
+        caught_up_hours_ago,
         create_feed_stack,
         feed_environment,
     )
@@ -436,13 +436,7 @@ def test_the_change_feed_behind_on_a_revoked_key_alarms_and_catches_up_once_rota
     run()  # caught up
     # Two hours ago the key's user's API key was archived in Cliniko; changes kept coming.
     cliniko.control.revoke_key(cliniko.api_key)
-    two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
-    stack.dynamodb.update_item(
-        TableName=stack.table,
-        Key={"pk": {"S": "cursor#test-clinic"}},
-        UpdateExpression="SET caught_up_at = :t",
-        ExpressionAttributeValues={":t": {"S": two_hours_ago.strftime("%Y-%m-%dT%H:%M:%SZ")}},
-    )
+    caught_up_hours_ago(stack, 2)
     new_key = cliniko.api_key.rsplit("-", 1)[0] + "rotated-au1"
     cliniko.control.add_key(new_key)
     cliniko.control.churn(4, kinds=["create"])

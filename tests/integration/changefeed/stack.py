@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import json
 import time
 import uuid
@@ -153,6 +154,17 @@ def create_feed_stack() -> FeedStack:
         queues[name] = url
     secrets.create_secret(Name=HASH_KEY_SECRET, SecretString=uuid.uuid4().hex * 2)
     return FeedStack(table, bus, queues["tap"], queues["webhooks"], sqs, dynamodb)
+
+
+def caught_up_hours_ago(stack: FeedStack, hours: float, account: str = "test-clinic") -> None:
+    """Set the account's cursor as caught up `hours` ago: a feed that has been behind since."""
+    moment = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+    stack.dynamodb.update_item(
+        TableName=stack.table,
+        Key={"pk": {"S": f"cursor#{account}"}},
+        UpdateExpression="SET caught_up_at = :t",
+        ExpressionAttributeValues={":t": {"S": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+    )
 
 
 def feed_environment(

@@ -3,7 +3,6 @@ the emulator over HTTP, and the function's environment as template.yaml sets it.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 
@@ -16,6 +15,7 @@ from tests.integration.changefeed.stack import (
     EVENT_DETAIL_KEYS,
     KEY_SECRET,
     SCHEDULED_EVENT,
+    caught_up_hours_ago,
     context,
     create_feed_stack,
     feed_environment,
@@ -229,13 +229,7 @@ def test_minutes_behind_count_from_the_last_poll_that_reached_the_end(stack, cli
     cliniko.control.clear_faults()
     run()
     assert behind() < 1
-    two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
-    stack.dynamodb.update_item(
-        TableName=stack.table,
-        Key={"pk": {"S": "cursor#test-clinic"}},
-        UpdateExpression="SET caught_up_at = :t",
-        ExpressionAttributeValues={":t": {"S": two_hours_ago.strftime("%Y-%m-%dT%H:%M:%SZ")}},
-    )
+    caught_up_hours_ago(stack, 2)
     cliniko.control.set_faults(fail_next=[500, 500, 500, 500])
     run()  # never reached the end: still two hours behind
     assert 119 < behind() < 121
