@@ -25,7 +25,6 @@ from typing import ClassVar, Self
 
 from cliniko_automations.cliniko.config import USER_AGENT_RULE_TEXT, check_user_agent
 from cliniko_automations.cliniko.errors import ConfigurationError
-from cliniko_automations.cliniko.shared_pacing import SharingPolicy
 from cliniko_automations.common.settings import SettingInvalid, parsed_setting
 
 # The environment variable of each Cliniko setting, by field.
@@ -37,7 +36,6 @@ ENV_NAMES = {
     "bulk_share": "CLINIKO_BULK_SHARE",
     "bulk_floor": "CLINIKO_BULK_FLOOR",
 }
-DEFAULT_BULK_SHARE = SharingPolicy().bulk_share
 # The bounds of the numeric ones, and what a value outside them is told.
 BOUNDS = {
     "max_wait_seconds": ({"gt": 0, "le": 900}, "a number of seconds above 0, at most 900"),
@@ -115,11 +113,15 @@ class ClinikoVariables:
                     values[name] = parsed_setting(given[name], float, limits)
                 except ValueError:
                     problems[name] = f"must be {meaning}"
-        floor, share = values.get("bulk_floor"), values.get("bulk_share", DEFAULT_BULK_SHARE)
-        if isinstance(floor, float) and isinstance(share, float) and floor > share:
-            problems["bulk_floor"] = (
-                f"must be at most CLINIKO_BULK_SHARE (default {DEFAULT_BULK_SHARE})"
-            )
+        floor = values.get("bulk_floor")
+        if isinstance(floor, float):
+            # Here, not at import: the overdue check reads these settings and never paces.
+            from cliniko_automations.cliniko.shared_pacing import SharingPolicy
+
+            default = SharingPolicy().bulk_share
+            share = values.get("bulk_share", default)
+            if isinstance(share, float) and floor > share:
+                problems["bulk_floor"] = f"must be at most CLINIKO_BULK_SHARE (default {default})"
         unset = "user_agent" not in given
         if unset and len(problems) == 1:
             raise ConfigurationError(

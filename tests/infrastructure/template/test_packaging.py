@@ -168,6 +168,8 @@ NOT_AT_IMPORT = {
         "cliniko_client",
         "pydantic",
         "cliniko_automations.erasure.chain_check",
+        # It reads the Cliniko settings and calls no Cliniko: no pacing.
+        "cliniko_automations.cliniko.shared_pacing",
     ),
 }
 
