@@ -2,9 +2,10 @@
 
 As Lambda's event source mapping does: up to BatchSize messages per invocation; on success
 the batch is deleted; with ReportBatchItemFailures only the reported messages stay (they come
-back after the queue's visibility timeout, and after maxReceiveCount the queue's redrive
-policy moves them to the dead-letter queue); a function error, or a malformed failure report,
-leaves the whole batch for redelivery.
+back when their visibility ends: the worker's backoff where it set one, else the queue's
+visibility timeout; after maxReceiveCount the queue's redrive policy moves them to the
+dead-letter queue); a function error, or a malformed failure report, leaves the whole batch for
+redelivery.
 """
 
 from __future__ import annotations
