@@ -75,6 +75,7 @@ from cliniko_automations.common.stack_resources import (
 )
 from cliniko_automations.common.submission_store import PurgeCut
 from cliniko_automations.erasure.audit import DynamoAuditLog
+from cliniko_automations.erasure.ports import LettersPurged
 from cliniko_automations.erasure.scrub import is_scrubbed
 
 from .bus import EventBridgeSink
@@ -254,10 +255,8 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
             return ""
         if not subscriber.include_fields:
             return f"carries contact fields, and subscriber {name!r} no longer opts in to them"
-        contact = data["contact"]
-        if data.get("erased") is True and isinstance(contact, Mapping) and is_scrubbed(contact):
-            # An erasure's own notice: its fields hold only what the erasure wrote, and it is
-            # what tells the receiver to delete its copy (refused as erased, it never did).
+        if is_erasure_notice(data):
+            # Refused as erased, the receiver holding the contact's fields never deletes them.
             return ""
         if self._erased_contacts is None:
             return (
@@ -272,17 +271,27 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
         return ""
 
 
+def is_erasure_notice(data: Mapping[str, Any]) -> bool:
+    """Whether a delivery's `data` is an erasure's own notice: marked `erased`, its fields
+    holding only what the erasure wrote. It carries nothing personal, and it is what tells its
+    receiver to delete the contact's copy: the replay sends it, and an erasure's purge keeps
+    it (a second erasure of the person, Cliniko unchanged, publishes no new one)."""
+    contact = data.get("contact")
+    return data.get("erased") is True and isinstance(contact, Mapping) and is_scrubbed(contact)
+
+
 class WebhookLetterPurge:
     """What an erasure deletes here: the letters that carry the fields of a contact it erases.
 
     A letter for a subscriber opted in to contact fields holds the contact's name, email and
     phone until the queue's retention (14 days) ends, and a replay would send them again. An
-    erasure deletes those of its contacts (by `data.account` and `data.contact_id`); letters
-    without fields (ids and field names only) stay for the replay tool. A letter held by an
-    operator's listing at that moment (hidden for HIDE_SECONDS) is not seen, nor one past the
-    first `max_read` (a receiver down for days leaves thousands, and an erasure has 29 s): the
-    replay tool never sends those (it checks the erasure trail), and they expire with the
-    queue.
+    erasure deletes those of its contacts (by `data.account` and `data.contact_id`), but for
+    the erasure notices among them (`is_erasure_notice`), which an earlier erasure of the
+    person published; letters without fields (ids and field names only) stay for the replay
+    tool. A letter held by an operator's listing at that moment (hidden for HIDE_SECONDS) is
+    not seen, nor one past the first `max_read` (a receiver down for days leaves thousands,
+    and an erasure has 29 s): the replay tool never sends those (it checks the erasure
+    trail), and they expire with the queue.
     """
 
     def __init__(self, sqs: Any, dead_letter_queue_url: str, *, max_read: int = 1000) -> None:
@@ -295,9 +304,10 @@ class WebhookLetterPurge:
         contacts: Collection[tuple[str, str]],
         *,
         time_left: Callable[[], float | None] | None = None,
-    ) -> int:
+    ) -> LettersPurged:
         """Delete the letters carrying fields of `contacts`, (account, contact id) each: an id
-        names another contact in another account. How many were deleted. Each letter is
+        names another contact in another account. How many were deleted, and how many of
+        their letters were erasure notices, kept. Each letter is
         read, judged and let go before the next batch (held all at once, a thousand letters
         of 250 KB took 290 MB); none is received once `time_left` (seconds) is spent: the
         letters not read are those past `max_read`. Stopped by `time_left` (or by the
@@ -307,22 +317,27 @@ class WebhookLetterPurge:
         wanted = {(str(account), str(contact_id)) for account, contact_id in contacts}
         queue = DeadLetterQueue(self._sqs, self._url)
         deleted: set[str] = set()
+        kept = 0
         try:
             for message in queue.receive_each(limit=self._max_read, time_left=time_left):
                 event, problem = _delivery_event(str(message.get("Body", "")))
                 data = event["detail"]["body"].get("data", {}) if event and not problem else {}
                 contact = (str(data.get("account")), str(data.get("contact_id")))
-                if "contact" in data and contact in wanted:
-                    queue.delete(str(message["ReceiptHandle"]))
-                    deleted.add(str(message["MessageId"]))
+                if "contact" not in data or contact not in wanted:
+                    continue
+                if is_erasure_notice(data):
+                    kept += 1
+                    continue
+                queue.delete(str(message["ReceiptHandle"]))
+                deleted.add(str(message["MessageId"]))
         except Exception as error:
             # SQS failing part-way: those deleted are gone, and the trail counts them.
-            raise PurgeCut(sorted(deleted), error) from error
+            raise PurgeCut(sorted(deleted), error, kept=kept) from error
         finally:
             queue.release()
         if not queue.complete:
-            raise PurgeCut(sorted(deleted))
-        return len(deleted)
+            raise PurgeCut(sorted(deleted), kept=kept)
+        return LettersPurged(deleted=len(deleted), notices_kept=kept)
 
 
 def _signing_key(read_secret: Callable[[str], str], secret: str) -> bytes:

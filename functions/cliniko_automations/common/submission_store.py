@@ -78,13 +78,16 @@ PURGE_PAGE = 1000
 
 class PurgeCut(Exception):
     """A purge stopped part-way: `deleted` are gone, the rest is still stored. At its
-    deadline, or (`error`) as the store failed: the batch it failed on may be gone too."""
+    deadline, or (`error`) as the store failed: the batch it failed on may be gone too.
+    `kept`: what it read and kept on purpose before it stopped (the webhook letters' erasure
+    notices)."""
 
-    def __init__(self, deleted: list[str], error: Exception | None = None) -> None:
+    def __init__(self, deleted: list[str], error: Exception | None = None, kept: int = 0) -> None:
         stop = "the deadline" if error is None else f"a store error ({type(error).__name__})"
         super().__init__(f"{len(deleted)} deleted before {stop}")
         self.deleted = deleted
         self.error = error
+        self.kept = kept
 
 
 # Most claims one fence checks in a transaction (DynamoDB's limit is 100 items, its tombstone

@@ -397,7 +397,7 @@ class Attempt:
 
         given = own_time_left()
         try:
-            count = letters.purge(
+            done = letters.purge(
                 [
                     (name, match.contact_id)
                     for match in matches
@@ -408,7 +408,7 @@ class Attempt:
         except PurgeCut as cut:
             # Out of time with letters unread (or SQS failing part-way): the trail says the
             # purge is unfinished, and counts what went.
-            self._record_webhook_purge(len(cut.deleted), unfinished=True)
+            self._record_webhook_purge(len(cut.deleted), cut.kept, unfinished=True)
             if cut.error is not None:
                 kind = f"webhook_dead_letters_error:{type(cut.error).__name__}"
                 raise _StoreFailed(kind) from cut.error
@@ -422,11 +422,13 @@ class Attempt:
             return
         except Exception as error:
             raise _StoreFailed(f"webhook_dead_letters_error:{type(error).__name__}") from error
-        self._record_webhook_purge(count)
+        self._record_webhook_purge(done.deleted, done.notices_kept)
 
-    def _record_webhook_purge(self, count: int, unfinished: bool = False) -> None:
-        """The attempt's record counts the letters it deleted; the outcome, the request's
-        (a retry after Cliniko refused the scrub finds none left, and said 0)."""
+    def _record_webhook_purge(self, count: int, kept: int, unfinished: bool = False) -> None:
+        """The attempt's record counts the letters it deleted, and the erasure notices it kept
+        (an earlier erasure's, which a receiver that was down still needs); the outcome, the
+        request's deletions (a retry after Cliniko refused the scrub finds none left, and said
+        0)."""
         purged = Purged(store=WEBHOOK_DEAD_LETTERS, count=count)
         whole = replace(purged, count=count + self.letters_before)
         self.purged = [*(p for p in self.purged if p.store != WEBHOOK_DEAD_LETTERS), whole]
@@ -434,6 +436,7 @@ class Attempt:
             "record": "purge",
             "at": iso(self.tools.clock()),
             "purged": [as_data(purged)],
+            "notices_kept": kept,
         }
         if unfinished:
             record["unfinished"] = True

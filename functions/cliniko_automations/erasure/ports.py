@@ -5,6 +5,7 @@ client (one per account, accounts.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -51,16 +52,27 @@ class SubmissionStore(Protocol):  # see common/submission_store.py
         ...
 
 
+@dataclass(frozen=True)
+class LettersPurged:
+    """What a purge of the webhook dead letters did: how many it deleted, and how many of the
+    contacts' letters it kept as erasure notices (fields holding only what an erasure wrote,
+    and what tells a receiver to delete its copy)."""
+
+    deleted: int
+    notices_kept: int = 0
+
+
 class WebhookLetters(Protocol):  # see changefeed/webhook_dead_letters.py
     def purge(
         self,
         contacts: Collection[tuple[str, str]],
         *,
         time_left: Callable[[], float | None] | None = None,
-    ) -> int:
+    ) -> LettersPurged:
         """Delete the undelivered webhooks that carry these contacts' fields, each given as
-        (account, contact id); how many. None is read once `time_left` (seconds) is spent:
-        then PurgeCut with the ids of those deleted so far, when letters were left unread."""
+        (account, contact id), but for erasure notices. None is read once `time_left`
+        (seconds) is spent: then PurgeCut with the ids of those deleted so far (and `kept`,
+        the notices kept), when letters were left unread."""
         ...
 
 

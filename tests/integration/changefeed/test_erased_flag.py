@@ -18,16 +18,19 @@ import pytest
 from cliniko_automations.changefeed import handler
 from cliniko_automations.changefeed.events import WEBHOOKS_SOURCE
 from cliniko_automations.changefeed.webhook_dead_letters import main as dead_letters
+from cliniko_automations.erasure import api_handler
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.idempotency import PowertoolsOnce
 from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.workflow import Eraser
 
+from tests.fixtures import apigw
 from tests.fixtures.aws import every_message
 from tests.integration.changefeed.stack import (
     ACCOUNT,
     EVENT_DETAIL_KEYS,
+    KEY_SECRET,
     SCHEDULED_EVENT,
     context,
     create_feed_stack,
@@ -37,7 +40,13 @@ from tests.integration.changefeed.stack import (
     subscribed,
 )
 from tests.integration.erasure import stack as erasure
-from tests.integration.erasure.stack import PEPPER, PERSONAL, USER_AGENT
+from tests.integration.erasure.stack import (
+    PEPPER,
+    PERSONAL,
+    USER_AGENT,
+    personal_values,
+    whole_values_in,
+)
 
 erasure_stack = erasure.erasure_stack  # the fixture
 
@@ -255,3 +264,117 @@ def replay(bus: str, dlq: str, webhooks: Path, audit_table: str) -> tuple[int, s
     args = ["--dlq-url", dlq, "--bus", bus, "--webhooks-file", str(webhooks)]
     code = dead_letters([*args, "--audit-table", audit_table, "replay", "--all"], out)
     return code, out.getvalue()
+
+
+@pytest.fixture
+def letters_queue(world, erasure_stack, monkeypatch) -> str:
+    """The webhook stack's dead-letter queue as the erasure API is deployed with it
+    (`WEBHOOK_DEAD_LETTER_QUEUE_ARN`), the feed's account the erasure's default (its key is
+    ClinikoApiKeySecretName, as deployed)."""
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName="webhook-dead-letters")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
+    monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", arn["QueueArn"])
+    monkeypatch.setenv("CLINIKO_API_KEY_SECRET_NAME", KEY_SECRET)
+    return dlq
+
+
+def erase_through_the_api(request_id: str, contact_id: str) -> dict[str, Any]:
+    """POST /erasure-requests to the erasure API's handler, as API Gateway passes a signed
+    call on: the answer's body (200 expected)."""
+    body = {"request_id": request_id, "contact_id": contact_id, "reason": "GDPR art. 17"}
+    event = apigw.http_api_event(
+        "POST",
+        "/erasure-requests",
+        json.dumps(body).encode(),
+        {"content-type": "application/json"},
+    )
+    event["requestContext"]["authorizer"] = {
+        "iam": {"userArn": CALLER, "accountId": "123456789012"}
+    }
+    context = apigw.LambdaContext(function_name="ErasureApiFunction", timeout_ms=29_000)
+    response = api_handler.lambda_handler(event, context)
+    assert response["statusCode"] == 200, response["body"]
+    answer: dict[str, Any] = json.loads(response["body"])
+    return answer
+
+
+def undelivered(world) -> list[dict[str, Any]]:
+    """The webhook deliveries of the last run, none of them delivered (EventBridge's events,
+    one per subscriber)."""
+    stack, _, stand_in, _ = world
+    for route in stand_in.routes:  # what AWS never managed to deliver (SQS purges a
+        stack.drain(route.queue_url)  # queue once a minute: read away instead)
+    events = stack.drain(stack.webhook_queue_url)
+    stack.drain()
+    return events
+
+
+def given_up(dlq: str, event: dict[str, Any]) -> str:
+    """`event` put on `dlq` as EventBridge puts a delivery it gave up on (signed an hour
+    ago): its message id."""
+    event = json.loads(json.dumps(event))
+    event["detail"]["webhook"]["timestamp"] = str(int(time.time()) - 3600)
+    sent = boto3.client("sqs").send_message(QueueUrl=dlq, MessageBody=json.dumps(event))
+    return str(sent["MessageId"])
+
+
+def carrying_fields(events: list[dict[str, Any]]) -> dict[str, Any]:
+    (event,) = [e for e in events if "contact" in e["detail"]["body"]["data"]]
+    return event
+
+
+def test_a_second_erasure_keeps_the_first_one_s_notice_for_a_receiver_that_was_down(
+    world, erasure_stack, letters_queue
+):
+    # Both receivers were down when the erasure's event went out, and full-copy's delivery of
+    # the contact's creation, retried by EventBridge until then, landed after the erasure's
+    # purge. The officer erases the person again for that letter. The contact is erased and
+    # archived already: Cliniko does not change, the feed publishes nothing more, and the
+    # first erasure's notice is all that can still tell the receivers to delete their copies.
+    # Before, the second purge deleted full-copy's notice with the letters carrying the person.
+    stack, _, _, webhooks = world
+    contact_id = erasure_stack.seed()
+    run()
+    late = carrying_fields(undelivered(world))
+    assert late["detail"]["body"]["data"]["contact"]["last_name"] == PERSONAL["last_name"]
+
+    first = erase_through_the_api("r-first", contact_id)
+    assert first["result"] == "erased", first
+    run()
+    notices = undelivered(world)
+    assert sorted(e["detail"]["body"]["data"]["erased"] for e in notices) == [True, True]
+    kept = {given_up(letters_queue, event) for event in notices}
+    carrying = [given_up(letters_queue, late)]
+    # The notice with a value of the person put back: the mark alone keeps nothing.
+    doctored = json.loads(json.dumps(carrying_fields(notices)))
+    doctored["detail"]["body"]["data"]["contact"]["last_name"] = PERSONAL["last_name"]
+    doctored["detail"]["webhook"]["id"] = "msg_doctored"
+    carrying.append(given_up(letters_queue, doctored))
+
+    second = erase_through_the_api("r-second", contact_id)
+
+    assert second["result"] == "erased", second
+    assert [c["action"] for c in second["contacts"]] == ["already_scrubbed_and_archived"]
+    assert {p["store"]: p["count"] for p in second["purged"]} == {"webhook_dead_letters": 2}
+    remaining = {m["MessageId"] for m in every_message(boto3.client("sqs"), letters_queue)}
+    assert remaining == kept, (remaining, kept, carrying)
+    # The trail says what the purge kept, a count only.
+    (purge,) = [
+        item
+        for item in erasure_stack.audit_items()
+        if item["request_id"] == "r-second" and item["sk"].endswith("#purge-webhooks")
+    ]
+    assert [(p["store"], p["count"]) for p in purge["purged"]] == [("webhook_dead_letters", 2)]
+    assert purge["notices_kept"] == 1
+    assert whole_values_in(json.dumps(purge, default=str), personal_values(PERSONAL)) == []
+    run()
+    assert published(world) == []  # nothing changed in Cliniko: no new notice
+
+    code, out = replay(stack.bus, letters_queue, webhooks, erasure_stack.table_name)
+
+    assert code == 0 and out.count("replayed ") == 2, out
+    assert published(world) == [
+        ("crm-sync", contact_id, "contact.archived", True),
+        ("full-copy", contact_id, "contact.archived", True),
+    ]
