@@ -207,20 +207,27 @@ class DynamoIntents:
         )
 
     def lost(self, idempotency_key: str, lost_at: datetime) -> None:
-        self._client.update_item(
-            TableName=self._table,
-            Key={"id": _intent_id(idempotency_key)},
-            UpdateExpression="SET lost_at = :t",
-            ExpressionAttributeValues={":t": {"S": lost_at.isoformat()}},
-        )
+        self._stamp(idempotency_key, "lost_at", lost_at.isoformat())
 
     def complete(self, idempotency_key: str, contact_id: str) -> None:
-        self._client.update_item(
-            TableName=self._table,
-            Key={"id": _intent_id(idempotency_key)},
-            UpdateExpression="SET contact_id = :c",
-            ExpressionAttributeValues={":c": {"S": contact_id}},
-        )
+        self._stamp(idempotency_key, "contact_id", contact_id)
+
+    def _stamp(self, idempotency_key: str, name: str, value: str) -> None:
+        # Only on an intent that is there: one gone since this attempt read it (abandoned by
+        # another attempt, or taken by DynamoDB's TTL) is not made again by the update, which
+        # would make it without `expiration` (kept for ever) and without `started_at`.
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": _intent_id(idempotency_key)},
+                UpdateExpression="SET #name = :value",
+                ConditionExpression="attribute_exists(id)",
+                ExpressionAttributeNames={"#name": name},
+                ExpressionAttributeValues={":value": {"S": value}},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
 
     def abandon(self, idempotency_key: str) -> None:
         self._client.delete_item(TableName=self._table, Key={"id": _intent_id(idempotency_key)})

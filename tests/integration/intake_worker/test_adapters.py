@@ -135,6 +135,28 @@ def test_intent_holds_the_latest_attempts_window_and_records_the_contact(
     assert "src:1" not in json.dumps(item)  # stored under a hash
 
 
+def test_an_intent_gone_before_its_answer_is_not_made_again_without_an_expiry(
+    stack: WorkerStack,
+) -> None:
+    """The intent read at an attempt's start may be gone by its end: abandoned by another
+    attempt, or deleted by DynamoDB's TTL (it is read while past its expiry, until then).
+    Recording the loss or the contact on it must not make a new item: an UpdateItem makes
+    one without `expiration`, which the table would keep for ever, and without `started_at`,
+    which every later read of the intent failed on (KeyError)."""
+    intents = DynamoIntents(stack.dynamodb, stack.idempotency_table)
+    started = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    intents.begin("src:1", started)
+    intents.abandon("src:1")
+    intents.lost("src:1", started + timedelta(seconds=20))
+    intents.complete("src:1", "123")
+    assert stack.dynamodb.scan(TableName=stack.idempotency_table)["Items"] == []
+    assert intents.get("src:1") is None
+    # An intent that is there is still stamped and completed (the test above, at its end).
+    intents.begin("src:2", started)
+    intents.complete("src:2", "124")
+    assert intents.get("src:2") == Intent(started, None, "124")
+
+
 def test_failure_reason_by_message_id(stack: WorkerStack) -> None:
     failures = DynamoFailures(stack.dynamodb, stack.idempotency_table)
     record = FailureRecord("m-1", "cliniko_rate_limited", "sub-1", "test-json", 3, "2026-11-23")
