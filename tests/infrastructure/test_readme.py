@@ -232,3 +232,32 @@ def test_every_variable_it_exports_or_sets_is_read() -> None:
         if f"${{{name}" not in shells and f"${name}" not in shells
     }
     assert not unread
+
+
+def test_what_is_kept_names_every_table_and_queue_and_their_expiry() -> None:
+    # A clinic's second year: the table is where a reader looks for how long each store keeps
+    # what it holds; a store added without a row, or an expiry changed in the template alone,
+    # leaves it wrong.
+    section = README[README.index("| store | holds | how long | why |") :]
+    table = section[: section.index("\n\n")]
+    named = set(re.findall(r"`(\w+)`", table))
+    resources = load()["Resources"]
+    stores = {
+        name
+        for name, resource in resources.items()
+        if resource["Type"] in ("AWS::DynamoDB::Table", "AWS::SQS::Queue")
+    }
+    assert stores <= named, stores - named
+    rows = {row.split("|")[1].strip(): row for row in table.splitlines()[2:]}
+    for name in stores:
+        (row,) = [r for first, r in rows.items() if f"`{name}`" in first]
+        ttl = resources[name]["Properties"].get("TimeToLiveSpecification")
+        if ttl:
+            assert f"TTL `{ttl['AttributeName']}`" in row, name
+        elif resources[name]["Type"] == "AWS::DynamoDB::Table":
+            assert "for good (no TTL" in row, name
+        else:
+            days = resources[name]["Properties"]["MessageRetentionPeriod"] // 86400
+            assert f"| {days} days" in row, name
+    assert "`LogRetentionInDays` (365)" in table
+    assert load()["Parameters"]["LogRetentionInDays"]["Default"] == 365

@@ -891,3 +891,32 @@ def test_the_change_feed_publishes_to_its_bus_and_alarms_when_behind():
     assert alarm["Threshold"] == {"Ref": "ChangeFeedLagAlarmMinutes"}
     # A feed that stops running reports nothing: that is the worst way of falling behind.
     assert alarm["TreatMissingData"] == "breaching"
+
+
+def test_every_log_group_expires_and_every_function_and_the_state_machine_log_to_one():
+    # A function without LoggingConfig.LogGroup writes to the /aws/lambda/<name> group Lambda
+    # creates itself, with no retention: kept for ever, and deleted with no stack.
+    groups = {n for n, r in RESOURCES.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    for name in groups:
+        assert RESOURCES[name]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+    logged = {
+        RESOURCES[name]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for name in FUNCTIONS
+    }
+    (destination,) = RESOURCES["CleanupStateMachine"]["Properties"]["Logging"]["Destinations"]
+    logged.add(destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0])
+    logged.add(
+        RESOURCES["HttpApi"]["Properties"]["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0]
+    )
+    assert logged == groups
+    assert len(groups) == len(FUNCTIONS) + 2
+
+
+def test_a_queued_id_always_finds_its_body():
+    # The submission store keeps a body 16 days from its last queueing: every queue that holds
+    # ids keeps a message less long (the webhook stack's queue holds deliveries, not ids).
+    from cliniko_automations.common.submission_store import BODY_TTL_SECONDS
+
+    queues = {n: r for n, r in RESOURCES.items() if r["Type"] == "AWS::SQS::Queue"}
+    assert set(queues) == {"SubmissionQueue", "SubmissionDeadLetterQueue", "ParkedQueue"}
+    for queue in queues.values():
+        assert queue["Properties"]["MessageRetentionPeriod"] < BODY_TTL_SECONDS
