@@ -144,7 +144,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         raise
     report_outcome(outcome)
     if outcome.get("action") == "parked":
-        keep_body(rt, submission.submission_id)
+        keep_body(rt, submission)
     else:
         forget_body(rt, submission)
     return outcome

@@ -88,20 +88,26 @@ def retry(
         # Any failed attempt may be the one SQS's redrive moves to the dead-letter queue,
         # which keeps it 14 days from when it was queued: a parked message replayed by hand
         # late in its 14 days must not leave a letter whose body expires first.
-        keep_body(rt, submission.submission_id)
+        keep_body(rt, submission)
     logger.warning(
         "submission attempt failed",
         extra={"reason": reason, "receive_count": receives, "retry_in_seconds": retry_in},
     )
 
 
-def keep_body(rt: Runtime, submission_id: str) -> None:
+def keep_body(rt: Runtime, submission: Submission) -> None:
     # Sent to the parked or dead-letter queue again, for 14 more days: its replay must find
-    # the body. A failure here shortens that wait only, so it does not fail the message.
+    # the body, and the intent of a create whose answer was lost (none: nothing is made), the
+    # only record of when Cliniko may have made the contact. A failure here shortens that
+    # wait only, so it does not fail the message.
     try:
-        rt.store.keep(submission_id)
+        rt.store.keep(submission.submission_id)
     except Exception as exc:
         logger.warning("stored body's expiry not extended", extra={"error": type(exc).__name__})
+    try:
+        rt.intents.keep(submission.idempotency_key)
+    except Exception as exc:
+        logger.warning("create intent's expiry not extended", extra={"error": type(exc).__name__})
 
 
 def _dead_letter(
@@ -121,7 +127,7 @@ def _dead_letter(
     }
     message_id = rt.queues.dead_letter(record.event_source_arn, record.body, attributes)
     if submission is not None:
-        keep_body(rt, submission.submission_id)
+        keep_body(rt, submission)
     # The letter is sent and carries its reason: the failure record only adds its time, so a
     # failure to write it must not send the message round again (a second dead letter).
     try:

@@ -60,6 +60,7 @@ class Runtime:
     failures: DynamoFailures
     queues: SqsQueues
     store: DynamoSubmissionStore
+    intents: DynamoIntents
 
     def remaining_seconds(self) -> float | None:
         """Time left in the invocation (None outside Lambda)."""
@@ -108,6 +109,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         expires_after_seconds=settings.idempotency_ttl_seconds,
         response_hook=_mark_replayed,
     )
+    intents = DynamoIntents(dynamodb, settings.idempotency_table)
     worker = IntakeWorker(
         claims=DynamoClaims(
             dynamodb,
@@ -116,7 +118,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
             wait_seconds=settings.claim_wait_seconds,
             remaining_seconds=lambda: remaining_seconds(config),
         ),
-        intents=DynamoIntents(dynamodb, settings.idempotency_table),
+        intents=intents,
         ledger=DynamoLedger(dynamodb, settings.ledger_table),
         parking=SqsParking(sqs, settings.parked_queue_url),
         now=lambda: now(),  # looked up at each call, so tests can move the clock
@@ -169,6 +171,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         failures=DynamoFailures(dynamodb, settings.idempotency_table),
         queues=SqsQueues(sqs, dead_letter_queue_url=settings.dead_letter_queue_url),
         store=DynamoSubmissionStore(dynamodb, settings.submission_table),
+        intents=intents,
     )
 
 

@@ -39,7 +39,9 @@ from cliniko_automations.intake_worker.worker import ClaimBusy, Intent
 
 INTENT_PREFIX = "intake-intent#"
 FAILURE_PREFIX = "intake-failure#"
-# As long as SQS keeps a dead letter at most (14 days): a replay can still find both.
+# As long as SQS keeps a dead letter at most (14 days): a replay can still find both. An
+# intent's expiry then moves with its submission's body, to 16 days from each failed attempt
+# or parking (retries.keep_body): a letter replayed late that fails again is kept 14 days more.
 LONG_TTL_SECONDS = 14 * 24 * 3600
 
 

@@ -207,6 +207,28 @@ def test_a_parked_replay_that_fails_into_the_dead_letter_queue_keeps_its_body(
     assert body_expires_in(stack, sub) > 15 * DAY
 
 
+def intent_expires_in(stack) -> float:
+    """Seconds until the one create intent in the idempotency table expires."""
+    items = stack.dynamodb.scan(TableName=stack.idempotency_table)["Items"]
+    (intent,) = [i for i in items if i["id"]["S"].startswith("intake-intent#")]
+    return int(intent["expiration"]["N"]) - time.time()
+
+
+def test_a_lost_create_s_intent_lasts_as_long_as_the_body_of_its_letter(stack, cliniko) -> None:
+    # Cliniko saved the create but its answer was lost, and Cliniko then fails the look for it:
+    # the attempt fails, and each failure keeps the body 16 days for the dead letter it may
+    # become (a parked message replayed on day 13 that fails five times waits until day 27).
+    # The intent, the only record of the create's window, was kept 14 days from its create:
+    # a replay after that looked for no contact made in it, and a submission without an
+    # email or a name and phone to look the person up by was made a second time.
+    sub = submission(ContactDraft(first_name="Ana"))
+    cliniko.control.set_faults(fail_next=["drop_after"], error_rate=1.0, statuses=[500])
+    send(stack, sub)
+    _messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    assert len(failed) == 1 and len(cliniko.control.contacts()) == 1
+    assert intent_expires_in(stack) >= body_expires_in(stack, sub) - 1 > 15 * DAY
+
+
 def test_malformed_message_is_dead_lettered_without_echoing_it(stack, capsys) -> None:
     stack.sqs.send_message(
         QueueUrl=stack.queue_url, MessageBody='{"submission_id": "x", "draft": "ana@example.com"}'

@@ -62,7 +62,7 @@ WINDOWS = {
     },
     "IdempotencyTable": {
         "intake-claim": 120,  # the worker's CLAIM_TTL_SECONDS, at most
-        "intake-intent": BODY_TTL_SECONDS,  # 14 days, 16 once its submission is parked
+        "intake-intent": BODY_TTL_SECONDS,  # 14 days, 16 from a failed attempt or parking
         "intake-failure": LONG_TTL_SECONDS,  # 14 days
         "intake-worker": DAY,  # Powertools' record of a submission done (IDEMPOTENCY_TTL)
         "erasure-request": int(EXPIRES_AFTER.total_seconds()),  # 30 days
