@@ -23,8 +23,9 @@ because arm64 wheels cannot load here.
 FUNCTION.prof each (read them with `python -m pstats` or snakeviz) and FUNCTION.txt, the
 top of the cumulative list. `--instructions` adds one round, not counted in the timings, whose
 cold starts run under valgrind's callgrind: each function's instructions executed (the import
-alone; the import and first call, the process ended without the interpreter's teardown, which
-no Lambda caller waits for; and the whole process) and their ratios to the baseline's. The
+alone; the import and first call, counted until its answer is written, without the
+interpreter's teardown, which no Lambda caller waits for; and the whole process, the same
+one) and their ratios to the baseline's. The
 count moves little with the machine's load (1-3 % for the functions that read secrets on
 threads, whose interleaving it changes), so it tells a lever's effect where the timings' noise
 (up to 0.25x between runs here) would hide it; it leaves out time spent waiting on moto and the
@@ -488,13 +489,20 @@ class FromArtifact:
 
 class Counted:
     """Measures a cold start by the instructions it executes, as valgrind's callgrind counts
-    them: the whole process, a second process that only imports the handler, and a third that
-    ends once its first call has answered, without the interpreter's teardown (what a caller
-    waits for: Lambda keeps the process for the next event). Unlike time, the count moves
-    little with the machine's load: the same code and inputs give the same figure to within a
-    few percent (the hash seed is fixed; the interleaving of threads is not), so a reference
-    handler is counted once per run, not before every function. It counts this process's work
-    only, not the time spent waiting for moto or the emulator."""
+    them: the whole process, its count dumped once the first call's answer is written (the
+    runner calls `getsid` then, a marker nothing else calls: `--dump-before=getsid`), so the one
+    process gives both the import and first call without the interpreter's teardown (what a
+    caller waits for: Lambda keeps the process for the next event) and the whole; and a second
+    process that only imports the handler. Not a third process for the first call: the event
+    would be handled a second time, and a second delivery of a submission or of an erasure
+    request is answered from what the first left (the worker's done record, the request's
+    stored answer), counting a replay's work for the first call's. Unlike time, the
+    count moves little with the machine's load: the same code and inputs give the same figure
+    to within a few percent (the hash seed is fixed; the interleaving of threads is not), so a
+    reference handler is counted once per run, not before every function. It counts this
+    process's work only, not the time spent waiting for moto or the emulator."""
+
+    MARKER = "getsid"
 
     def __init__(self, python: str, endpoint: str) -> None:
         if shutil.which("valgrind") is None:
@@ -507,25 +515,19 @@ class Counted:
             return self.references[spec.logical_id]
         out = self.count(artifact, spec, event, environment)
         imported = self.count(artifact, spec, event, environment, import_only=True)
-        served = self.count(artifact, spec, event, environment, skip_teardown=True)
         out["import_instructions"] = imported["instructions"]
-        out["served_instructions"] = served["instructions"]
         if spec.logical_id in REFERENCE_IDS:
             self.references[spec.logical_id] = out
         return out
 
-    def count(
-        self,
-        artifact,
-        spec,
-        event,
-        environment,
-        *,
-        import_only: bool = False,
-        skip_teardown: bool = False,
-    ) -> dict:
+    def count(self, artifact, spec, event, environment, *, import_only: bool = False) -> dict:
+        """The process's instructions; invoked (not `import_only`), those until its answer
+        was written too (`served_instructions`)."""
         with tempfile.TemporaryDirectory() as tmp:
             counts = Path(tmp) / "callgrind.out"
+            wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}"]
+            if not import_only:
+                wrapper.insert(2, f"--dump-before={self.MARKER}")
             out = run_cold(
                 self.python,
                 artifact,
@@ -534,14 +536,31 @@ class Counted:
                 {**environment, "PYTHONHASHSEED": "0"},
                 self.endpoint,
                 import_only=import_only,
-                skip_teardown=skip_teardown,
-                wrapper=("valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}"),
+                wrapper=tuple(wrapper),
             )
             if "error" in out:
                 raise RuntimeError(f"{spec.logical_id} failed:\n{out['error']}")
-            (total,) = re.findall(r"^totals: (\d+)$", counts.read_text(), flags=re.MULTILINE)
-        out["instructions"] = int(total)
+            dumped = sorted(counts.parent.glob(f"{counts.name}.*"))
+            rest = total_instructions(counts)
+            if import_only:
+                out["instructions"] = rest
+                return out
+            # One dump, at the marker: none, and the answer was never written; more, and
+            # something else called it (the split would be wrong).
+            if [path.name for path in dumped] != [f"{counts.name}.1"]:
+                raise RuntimeError(
+                    f"{spec.logical_id}: {len(dumped)} counts dumped at {self.MARKER}, not 1"
+                )
+            served = total_instructions(dumped[0])
+        out["served_instructions"] = served
+        out["instructions"] = served + rest
         return out
+
+
+def total_instructions(counts: Path) -> int:
+    """The instructions of a callgrind output file (one part of a process's)."""
+    (total,) = re.findall(r"^totals: (\d+)$", counts.read_text(), flags=re.MULTILINE)
+    return int(total)
 
 
 def run(
