@@ -33,14 +33,12 @@ def run_cold(
     *,
     profile: Path | None = None,
     import_only: bool = False,
-    skip_teardown: bool = False,
     wrapper: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The runner's result: the handler's return value (or `error`), import and first-call
     times, the module's file, and any module loaded from outside the artifact. With `profile`,
     cProfile's statistics of the import and the first call are written there; with
-    `import_only`, the handler is imported and not invoked; with `skip_teardown`, the process
-    ends without the interpreter's teardown once its result is written. `wrapper` is a command the
+    `import_only`, the handler is imported and not invoked. `wrapper` is a command the
     interpreter runs under (valgrind, for the benchmark's instruction counts)."""
     env = {
         "PATH": os.environ["PATH"],
@@ -69,7 +67,6 @@ def run_cold(
                     "timeout": spec.timeout,
                     "profile": str(profile) if profile else None,
                     "import_only": import_only,
-                    "skip_teardown": skip_teardown,
                 }
             ),
             env=env,

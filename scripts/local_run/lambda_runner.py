@@ -11,12 +11,9 @@ imports must come from the artifact or the standard library. The spec (JSON on s
 With "profile", the import and the first invocation run under cProfile and its statistics are
 written there (the cold-start benchmark's --profile: where a cold start's time goes). With
 "import_only", the handler is imported and not invoked (the benchmark's --instructions counts
-such a process to tell the import's share from the first call's). With "skip_teardown", the
-process ends at once when the result is written (`os._exit`), without the interpreter's
-teardown, which no Lambda caller waits for: the runtime keeps the process for the next event.
-Once the result is written the runner calls `os.getsid(0)`, a marker for the benchmark's
-instruction count (callgrind dumps its count there: the import and first call, then the
-teardown, from one process).
+such a process to tell the import's share from the first call's). Once the result is written
+the runner calls `os.getsid(0)`, a marker for the benchmark's instruction count (callgrind
+dumps its count there: the import and first call, then the teardown, from one process).
 
 Writes to result_file: the handler's return value, import and first-invocation times, the
 process's peak memory, the top-level packages loaded, and any module loaded from outside the
@@ -124,8 +121,6 @@ def finish(out: dict, profiler, spec: dict) -> int:
     # (callgrind's --dump-before=getsid), the import and first call apart from the teardown.
     # Nothing else in a cold start calls getsid.
     os.getsid(0)
-    if spec.get("skip_teardown"):
-        os._exit(0)
     return 0
 
 
