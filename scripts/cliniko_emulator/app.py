@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import threading
 import time
@@ -33,7 +34,6 @@ from .store import (
     NotFound,
     ValidationFailed,
     format_datetime,
-    now_utc,
     parse_stored_datetime,
     render_contact,
 )
@@ -137,8 +137,12 @@ class Emulator:
         # Moved forward by `POST clock` so a test can replay a message "days later": the
         # contacts' timestamps then follow the same clock as the code under test.
         self.clock_offset = timedelta(0)
+        # How far Cliniko's own clock is from this machine's (either way): its contacts'
+        # timestamps, its answers' `Date` and its `X-RateLimit-Reset` all follow it, so a
+        # test can put the code under test and Cliniko's clock apart.
+        self.clock_skew = timedelta(0)
         self.store = ContactStore(state_file, clock=self._now)
-        self.limiter = RateLimiter(per_minute, time_scale)
+        self.limiter = RateLimiter(per_minute, time_scale, clock=self.unix_time)
         self._default_rate = (per_minute, time_scale)
         self.faults = Faults()
         self.validator = validation.SpecValidator(validation.Path(spec_path) if spec_path else None)
@@ -230,6 +234,7 @@ class Emulator:
         self.validate = self._defaults["validate"]
         self.faults.reset()
         self.clock_offset = timedelta(0)
+        self.clock_skew = timedelta(0)
         self.limiter.configure(*self._default_rate)
         self.store.reset()
 
@@ -384,7 +389,9 @@ class Emulator:
             raise DropConnection()
         if decision.throttle_reset:
             entry["fault"] = "throttle"
-            return self._throttled(decision.throttle_reset)
+            # The injected throttle's reset is on real time; Cliniko states it on its clock.
+            skew = self.clock_skew.total_seconds()
+            return self._throttled(decision.throttle_reset + math.ceil(skew))
         entry["fault"] = f"error {decision.status}{suffix}"
         return injected_error(decision.status)
 
@@ -619,13 +626,23 @@ class Emulator:
         return Reply.json(201, {"count": len(created), "ids": [c["id"] for c in created]})
 
     def _c_clock(self, data, query) -> Reply:
-        return Reply.json(200, {"offset_seconds": self.clock_offset.total_seconds()})
+        return Reply.json(
+            200,
+            {
+                "offset_seconds": self.clock_offset.total_seconds(),
+                "skew_seconds": self.clock_skew.total_seconds(),
+            },
+        )
 
     def _c_set_clock(self, data, query) -> Reply:
-        offset = data.get("offset_seconds", 0)
+        offset = data.get("offset_seconds", self.clock_offset.total_seconds())
         if isinstance(offset, bool) or not isinstance(offset, int | float) or offset < 0:
             raise ValueError("offset_seconds must be a number >= 0")
+        skew = data.get("skew_seconds", self.clock_skew.total_seconds())
+        if isinstance(skew, bool) or not isinstance(skew, int | float) or not math.isfinite(skew):
+            raise ValueError("skew_seconds must be a number (negative: Cliniko's clock behind)")
         self.clock_offset = timedelta(seconds=offset)
+        self.clock_skew = timedelta(seconds=skew)
         return self._c_clock(data, query)
 
     def _c_requests(self, data, query) -> Reply:
@@ -718,8 +735,14 @@ class Emulator:
         return Reply.json(200, {"strict": self.strict, "enabled": self.validate})
 
     def _now(self) -> datetime:
-        moment = datetime.now(UTC) if self.store.subsecond else now_utc()
+        moment = datetime.now(UTC) + self.clock_skew
+        if not self.store.subsecond:
+            moment = moment.replace(microsecond=0)
         return moment + self.clock_offset
+
+    def unix_time(self) -> float:
+        """Cliniko's clock (this machine's, moved by `clock_skew`): its `Date`, its resets."""
+        return time.time() + self.clock_skew.total_seconds()
 
     def _as_read(self, contact: dict[str, Any], *, listed: bool) -> dict[str, Any]:
         """A contact as a read shows it: with `seed_shapes`, as the seed's examples do, its

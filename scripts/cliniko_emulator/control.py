@@ -131,6 +131,11 @@ class EmulatorControl:
             "offset_seconds"
         ]
 
+    def set_skew(self, skew_seconds: float) -> float:
+        """Puts Cliniko's clock this far from this machine's (negative: behind): its contacts'
+        timestamps, its `Date` headers and its `X-RateLimit-Reset` all follow it."""
+        return self._call("POST", "clock", json={"skew_seconds": skew_seconds})["skew_seconds"]
+
     def set_rate_limit(self, per_minute: int | None = 200, time_scale: float = 1) -> dict:
         """per_minute 0 or None disables the limit; time_scale 60 makes a minute one second."""
         return self._call(

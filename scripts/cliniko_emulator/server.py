@@ -31,6 +31,12 @@ class _Handler(BaseHTTPRequestHandler):
     # client's delayed ACK add ~40 ms to every keep-alive answer.
     disable_nagle_algorithm = True
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The `Date` of every answer, on Cliniko's clock (the app's, which a test may skew).
+        if timestamp is None:
+            timestamp = self.server.app.unix_time()  # type: ignore[attr-defined]
+        return super().date_time_string(timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:
         if getattr(self.server, "verbose", False):
             super().log_message(format, *args)
