@@ -51,7 +51,9 @@ class ClinikoContactsSource:
         # The cursor moves to the page's newest second: on a page not in updated_at order
         # (a Cliniko that ignored `sort`) that skips, for good, the changes still unlisted.
         _in_order(snapshots, lambda c: c.updated_at.replace(microsecond=0), "updated_at")
-        return ContactsPage(snapshots, listing.has_next, listing.total_entries)
+        return ContactsPage(
+            snapshots, listing.has_next, listing.total_entries, _offset(listing.clock_offset)
+        )
 
     def changed_in_second(self, second: dt.datetime, after_id: int) -> ContactsPage:
         start = second.replace(microsecond=0)
@@ -65,7 +67,11 @@ class ClinikoContactsSource:
         snapshots = [_snapshot(c) for c in listing.contacts]
         # The next request reads on from this page's highest id: only sound in id order.
         _in_order(snapshots, lambda c: int(c.contact_id), "id")
-        return ContactsPage(snapshots, listing.has_next)
+        return ContactsPage(snapshots, listing.has_next, clock_offset=_offset(listing.clock_offset))
+
+
+def _offset(seconds: float | None) -> dt.timedelta | None:
+    return None if seconds is None else dt.timedelta(seconds=seconds)
 
 
 def _in_order(

@@ -55,7 +55,8 @@ MAX_PARALLEL_ACCOUNTS = 8
 @dataclass(frozen=True)
 class SecondPosition:
     """How far a run read a busy second by id before its time ran out: the second, the last id
-    read in it, and when its reading from the first id began."""
+    read in it, and when its reading from the first id began (on Cliniko's clock, as the
+    second is, when its answers told it)."""
 
     second: dt.datetime
     after_id: int
@@ -68,6 +69,9 @@ class ContactsPage:
     has_next: bool
     # How many contacts the request matched (Cliniko's total_entries); None when unknown.
     total: int | None = None
+    # Cliniko's clock less this run's when it answered (its `Date`: whole seconds, so never
+    # more than it was); None when unknown or not believed.
+    clock_offset: dt.timedelta | None = None
 
 
 class ContactsSource(Protocol):
@@ -134,14 +138,17 @@ class AccountResult:
     duplicates: int = 0
     requests: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
-    # Seconds from each published change's updated_at to its publication.
+    # Seconds from each published change's updated_at to its publication, both on Cliniko's
+    # clock (`clock_offset`, when its answers told it), never below 0.
     lags: list[float] = field(default_factory=list, repr=False)
     complete: bool = True
     error: str | None = None
     cursor: str | None = None
+    # Cliniko's clock less this run's, from the run's first listing (ContactsPage).
+    clock_offset: dt.timedelta | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, object]:
-        summary = {k: v for k, v in self.__dict__.items() if k != "lags"}
+        summary = {k: v for k, v in self.__dict__.items() if k not in ("lags", "clock_offset")}
         summary["max_lag_seconds"] = round(max(self.lags), 3) if self.lags else None
         return summary
 
@@ -224,6 +231,9 @@ class ChangeFeed:
         except CorruptState as error:
             result.complete, result.error = False, str(error)
             return result
+        # A first run from now, not from a backfill date: "now" on Cliniko's clock, which
+        # stamps the changes, once its first answer tells it (`_on_clinikos_clock`).
+        from_now = cursor is None and self._start_at is None
         if cursor is None:
             # First run: from now (no history), or from the configured backfill date. Saved at
             # once: if this run fails, the next starts here, not from its own "now".
@@ -267,6 +277,24 @@ class ChangeFeed:
                         raise cliniko_errors.UnexpectedResponse(
                             "Cliniko's pages of contacts are not sorted by updated_at"
                         )
+                    if result.clock_offset is None:
+                        result.clock_offset = listing.clock_offset
+                    if from_now:
+                        from_now = False
+                        start = _on_clinikos_clock(cursor, listing.clock_offset)
+                        if start < cursor:
+                            cursor = start
+                            self._store.save_cursor(
+                                account,
+                                cursor,
+                                caught_up=False,
+                                position=self._in_overlap(kept, cursor),
+                            )
+                            if cursor < since:
+                                # Cliniko's clock further behind than the overlap: what it
+                                # stamped since this run began is not all on that page.
+                                since = cursor - self._overlap
+                                continue
                 else:
                     listing = source.changed_in_second(since, after_id)
                     result.requests += 1
@@ -318,7 +346,7 @@ class ChangeFeed:
                     # on from the page's highest id: Cliniko shows whole seconds but may keep
                     # fractions, so that page was the second's earliest changes, not its
                     # lowest ids (the ones read again are dropped as duplicates).
-                    after_id, read_from = self._resume(left_at, since)
+                    after_id, read_from = self._resume(left_at, since, result.clock_offset)
         except cliniko_errors.ClinikoError as error:
             result.complete, result.error = False, cliniko_errors.error_kind(error)
             if cliniko_errors.access_hint(error) is not None:
@@ -342,14 +370,20 @@ class ChangeFeed:
         return None
 
     def _resume(
-        self, left_at: SecondPosition | None, second: dt.datetime
+        self,
+        left_at: SecondPosition | None,
+        second: dt.datetime,
+        clock_offset: dt.timedelta | None,
     ) -> tuple[int, dt.datetime]:
         """Where to read a busy second by id from: its first id, or where an earlier run's time
         ran out. A second holding more than one run can read was read from its first id by
         every run, and the feed never got past it. The earlier run's ids are not read again
         only when its reading began more than the overlap after the second: every change
         stamped in it was committed by then (the overlap's own premise), so none hides among
-        the ids already read."""
+        the ids already read. When the reading begins is taken on Cliniko's clock
+        (`clock_offset`), as the second is: on ours, a minute ahead of Cliniko's, every reading
+        looked a minute late, and the next run read on past ids a change still being committed
+        in that second may have taken."""
         second = second.replace(microsecond=0)
         if (
             left_at is not None
@@ -357,7 +391,7 @@ class ChangeFeed:
             and left_at.read_from - second > self._overlap
         ):
             return left_at.after_id, left_at.read_from
-        return 0, self._clock()
+        return 0, self._clock() + (clock_offset or dt.timedelta(0))
 
     def _publish_page(
         self, account: str, contacts: Sequence[ContactSnapshot], result: AccountResult
@@ -431,14 +465,17 @@ class ChangeFeed:
         states = [s for s in (p.recorded() for p in publications) if s is not None]
         if states:
             self._store.record(account, states)
-        published_at = self._clock()
+        # On Cliniko's clock, as updated_at is: with its clock behind this one's the lag read
+        # on ours was overstated by the difference, and ahead, it went below 0.
+        published_at = self._clock() + (result.clock_offset or dt.timedelta(0))
         for publication in publications:
             change = publication.moved_to()
             if change is None or change.snapshot is None:
                 continue
             result.changes += 1
             result.by_type[change.type] = result.by_type.get(change.type, 0) + 1
-            result.lags.append((published_at - change.snapshot.updated_at).total_seconds())
+            lag = (published_at - change.snapshot.updated_at).total_seconds()
+            result.lags.append(max(0.0, lag))
 
 
 @dataclass(eq=False)
@@ -513,6 +550,17 @@ def _batches(parts: Sequence[_Part]) -> list[list[_Part]]:
     if current:
         batches.append(current)
     return batches
+
+
+def _on_clinikos_clock(start: dt.datetime, clock_offset: dt.timedelta | None) -> dt.datetime:
+    """A first run's start (this run's "now"), moved back to Cliniko's clock when that runs
+    behind (`clock_offset`), to the whole second. Cliniko stamps the changes: a start on a
+    clock ahead of its own by more than the overlap missed, for good, every change it stamped
+    in between (each run lists from the cursor on). One ahead of ours is left alone: what it
+    stamps from now on is later than our "now" anyway."""
+    if clock_offset is None or clock_offset >= dt.timedelta(0):
+        return start
+    return (start + clock_offset).replace(microsecond=0)
 
 
 def lag_percentiles(lags: Sequence[float]) -> Mapping[str, float]:

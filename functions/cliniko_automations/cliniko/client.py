@@ -57,7 +57,7 @@ from .shared_pacing import (
     SharingPolicy,
     shared_store_budget,
 )
-from .transport import ClinikoTransport, RetryPolicy, TimeLeft
+from .transport import ClinikoTransport, RetryPolicy, TimeLeft, served_at
 
 logger = logging.getLogger("cliniko_automations.cliniko")
 
@@ -82,6 +82,9 @@ class ContactPage:
     # was too long to hold (`_listing`); a caller moving page numbers reads on at this size.
     page: int = 1
     per_page: int = PER_PAGE
+    # Cliniko's clock less this machine's when it answered, in seconds (its `Date`, in whole
+    # seconds, so never more than it was); None when its `Date` was missing or not believed.
+    clock_offset: float | None = None
 
 
 class ClinikoClient:
@@ -193,6 +196,7 @@ class ClinikoClient:
         )
         self.rate_budget = budget
         self._transport = transport
+        self._clock = clock or SYSTEM_CLOCK
         scheme, token = basic_auth_header(api_key).split(" ", 1)
         self._api = AuthenticatedClient(
             base_url=self.base_url,
@@ -278,7 +282,7 @@ class ClinikoClient:
         page_size = PER_PAGE
         seen: set[int | str] = set()
         while True:
-            listing, contacts, page, size = self._listing(queries, sort, page, per_page)
+            listing, contacts, page, size, _ = self._listing(queries, sort, page, per_page)
             pages += 1
             last_total = _whole_count(listing.total_entries)
             if first_total is None:
@@ -349,7 +353,7 @@ class ClinikoClient:
             raise ValueError("page is a whole number from 1")
         if type(per_page) is not int or not 1 <= per_page <= PER_PAGE:
             raise ValueError(f"per_page is a whole number from 1 to {PER_PAGE}")
-        listing, contacts, page, per_page = self._listing(queries, sort, page, per_page)
+        listing, contacts, page, per_page, offset = self._listing(queries, sort, page, per_page)
         next_link = _next_link(listing)
         has_next = next_link is not None
         if next_link is not None:
@@ -360,13 +364,14 @@ class ClinikoClient:
             has_next=has_next,
             page=page,
             per_page=per_page,
+            clock_offset=offset,
         )
 
     def _listing(
         self, queries: list[str], sort: str | None, page: int, per_page: int
-    ) -> tuple[ContactList, list[Contact], int, int]:
-        """Page `page` of `per_page` contacts: the listing, its contacts, and the page and size
-        it was read at.
+    ) -> tuple[ContactList, list[Contact], int, int, float | None]:
+        """Page `page` of `per_page` contacts: the listing, its contacts, the page and size
+        it was read at, and Cliniko's clock offset (`ContactPage.clock_offset`).
 
         Contacts' `notes` are unbounded: a page of long ones is an answer too long to hold
         (`AnswerTooLong`), and it was refused again by every run of every caller (a cleanup
@@ -395,8 +400,11 @@ class ClinikoClient:
                     "a page of contacts was too long to hold; reading on %d a page", per_page
                 )
                 continue
+            now = self._clock.time()
+            served = served_at(response.headers, now)
             listing = self._expect(response, 200, ContactList, "GET /contacts")
-            return listing, listing.contacts[offset - (page - 1) * per_page :], page, per_page
+            contacts = listing.contacts[offset - (page - 1) * per_page :]
+            return listing, contacts, page, per_page, None if served is None else served - now
 
     def expect_requests(self, count: int) -> None:
         """The caller's next `count` requests are one piece of work (a lookup, then the

@@ -171,8 +171,8 @@ def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float, floa
     present the longer wait wins, so the retry does not meet another 429.
     """
     # Cliniko's "now": whole seconds, so waiting until the reset from it is never too short.
-    server_now = _http_date(headers.get("date"))
-    if server_now is None or abs(server_now - now) > BELIEVABLE_SKEW_SECONDS:
+    server_now = served_at(headers, now)
+    if server_now is None:
         server_now = now
     waits: list[float] = []
     raw_reset = headers.get("x-ratelimit-reset")
@@ -197,6 +197,17 @@ def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float, floa
     ]
     wait = max(waits) if waits else UNKNOWN_RESET_SECONDS
     return wait, now + wait
+
+
+def served_at(headers: Mapping[str, str], now: float) -> float | None:
+    """Cliniko's clock when it answered (its `Date`, UNIX seconds, whole ones: never later
+    than it was), or None when the answer has none or one further than
+    BELIEVABLE_SKEW_SECONDS from this machine's clock `now` (a proxy's, or a clock gone
+    wrong), as a 429's reset is read."""
+    moment = _http_date(headers.get("date"))
+    if moment is None or abs(moment - now) > BELIEVABLE_SKEW_SECONDS:
+        return None
+    return moment
 
 
 def _http_date(text: str | None) -> float | None:

@@ -387,6 +387,30 @@ def test_a_second_busier_than_one_run_can_read_is_read_on_where_the_last_run_sto
     assert results[-1]["cursor"] == iso(BASE_TIME + dt.timedelta(seconds=30))
 
 
+def test_a_busy_second_read_within_the_overlap_by_clinikos_clock_is_read_again_from_its_first_id(
+    aws, cliniko
+):
+    # Whether a run's reading of a busy second began more than the overlap after it compares
+    # that reading's start with Cliniko's stamp. Taken on our clock, a minute ahead of
+    # Cliniko's, every reading looked a minute late, and the next run read on from the last
+    # id read: past the ids a change still being committed in that second may have taken.
+    cliniko.control.set_skew(-60)
+    second = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=-60 + 1)).replace(microsecond=0)
+    store = quiet_feed_store()
+    cliniko.control.churn(250, kinds=["create"], at=iso(second), seed=7)
+    client = cliniko.client()
+    start_at = second - dt.timedelta(minutes=1)
+    assert not poll_once(client, store, 4, start_at=start_at)["complete"]
+    cliniko.control.clear_requests()
+
+    poll_once(client, store, 4, start_at=start_at)
+
+    by_id = [
+        r["query"]["q[]"] for r in cliniko.control.requests() if r["query"].get("sort") == ["id"]
+    ]
+    assert by_id and "id:>0" in by_id[0]
+
+
 def test_quiet_polls_keep_a_busy_second_s_place_while_the_overlap_still_reaches_it(aws, cliniko):
     # The busy second is the overlap's first (its last change exactly OVERLAP_SECONDS later):
     # every poll still lists it, so its place must stay with the cursor, or each quiet minute

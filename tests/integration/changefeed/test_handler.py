@@ -161,6 +161,42 @@ def test_a_cliniko_clock_running_ahead_does_not_carry_the_cursor_past_later_chan
     assert published == [str(ahead.id), str(back.id)]  # each once, none lost
 
 
+def test_a_first_run_starts_from_now_on_clinikos_clock_when_it_runs_behind(stack, cliniko):
+    # Cliniko stamps the changes: a first cursor on this machine's "now", a minute ahead of
+    # Cliniko's, left every change Cliniko stamped in that minute before the cursor for good.
+    cliniko.control.set_skew(-60)
+    (first,) = run()["accounts"]
+    assert (first["changes"], first["complete"]) == (0, True)
+    made = cliniko.client().create_contact({"first_name": "Behind", "last_name": "X"})
+    (second,) = run()["accounts"]
+    assert [d["contact_id"] for d in details(stack)] == [str(made.id)]
+    assert second["changes"] == 1
+
+
+def test_a_first_run_with_clinikos_clock_behind_lists_again_from_clinikos_now(stack, cliniko):
+    # What Cliniko stamped within the overlap of its own "now" when the first run began is
+    # what that run publishes with the clocks together (the overlap's reading): so it does
+    # with Cliniko's clock a minute behind, in one more request.
+    cliniko.control.set_skew(-60)
+    made = cliniko.client().create_contact({"first_name": "Just", "last_name": "Before"})
+    (first,) = run()["accounts"]
+    assert (first["changes"], first["requests"]) == (1, 2)
+    assert [d["contact_id"] for d in details(stack)] == [str(made.id)]
+
+
+@pytest.mark.parametrize("skew", [-30, 30])
+def test_lag_is_read_on_clinikos_clock(stack, cliniko, capsys, skew):
+    # Read on this machine's clock it was 30 s too long with Cliniko's behind, and below 0
+    # (a nonsense p50 on the dashboard) with it ahead.
+    cliniko.control.set_skew(skew)
+    run()
+    cliniko.control.churn(5, kinds=["create"])
+    answer = run()["accounts"][0]
+    assert answer["changes"] == 5
+    assert 0 <= answer["max_lag_seconds"] < 15
+    assert emf_metrics(capsys.readouterr().out)["ChangeLagSeconds"] >= 0
+
+
 def test_an_operator_may_poll_named_accounts_only(stack):
     assert run({"accounts": ["nope"]}) == {"error": "no account named nope"}
     # An empty list is a mistake, not a poll of nothing that reports success.
