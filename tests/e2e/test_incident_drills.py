@@ -382,11 +382,14 @@ def test_429s_for_half_an_hour_with_the_reset_far_off_delay_and_a_replay_recover
             if not attempt_all() and path.stack.counts(path.stack.queue_url) == (0, 0):
                 break
     out = capsys.readouterr().out
-    # Every receive of every record met the 429s (its own, or its account's in the batch),
-    # and the message was hidden until the reset it named, not the 65 s the budget holds.
+    # Every receive of every record met the 429s (its own, or its account's in the batch).
+    # The first ones were hidden the 65 s the budget holds, not until the reset 30 minutes
+    # off they named: Cliniko's window is a minute (the later ones' backoff is longer).
     failed = logs.json("submission attempt failed")
     assert {line["reason"] for line in failed} <= {"cliniko_rate_limited", "account_unavailable"}
-    assert min(line["retry_in_seconds"] for line in failed) >= 1700
+    assert [60 <= line["retry_in_seconds"] <= 66 for line in failed[: len(people)]] == [True] * len(
+        people
+    )
     assert path.stack.counts(path.stack.dead_letter_queue_url)[0] == len(people)
     assert alarm_sum("ClinikoThrottledAlarm", out) >= MAX_RECEIVE_COUNT
     # Each of Cliniko's 429s held the budget at most 65 s: one request a receive reached it.

@@ -8,10 +8,11 @@ gets, creates and updates all share one policy:
   shared_pacing.py across processes).
 - 429: Cliniko did not process the request, so any request (a create too) is sent again
   once the window resets: `X-RateLimit-Reset` (UNIX seconds), or `Retry-After` when present
-  (the longer of the two when both are); a whole window (a minute) when neither says anything
-  believable. A bounded number of times; an announced wait
-  longer than the policy allows is not waited at all: `RateLimited` at once. Either way the
-  key's budget is held until the reset (shared_pacing.py: in every process of the key).
+  (the longer of the two when both are, 65 s at most: Cliniko's window is a minute); a whole
+  window (a minute) when neither says anything believable. A bounded number of times; an
+  announced wait longer than the policy allows is not waited at all: `RateLimited` at once.
+  Either way the key's budget is held until the reset (shared_pacing.py: in every process of
+  the key).
 - 500/502/503/504, timeouts, dropped connections: jittered exponential backoff for safe
   operations only (Cliniko's 500 is "server trouble" like the others: a one-off one cost a
   cleanup rule a 30 s rest and a submission a trip back through the queue). Safe means
@@ -69,7 +70,8 @@ RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 MIN_ATTEMPT_SECONDS = 1.0
 # Seconds the caller still has (None: no bound).
 TimeLeft = Callable[[], float | None]
-# Cliniko's window is a minute: no 429 holds the key's budget longer than this.
+# Cliniko's window is a minute: no 429 holds the key's budget longer than this, nor is any
+# reset further off believed (`rate_limit_wait`): one is a clock or a header gone wrong.
 LONGEST_HOLD_SECONDS = 65.0
 # A 429 that says nothing believable of its reset (no header, an unreadable one, or one further
 # off than a window could be: milliseconds read as seconds, a clock gone wrong) is taken to
@@ -161,7 +163,16 @@ def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float, floa
     """From a 429's headers: (seconds to wait, when that is as UNIX time on this machine's
     clock `now`); the next second for a reset at or just behind Cliniko's "now"; a whole
     window (UNKNOWN_RESET_SECONDS) when they tell nothing believable (a reset long past
-    included).
+    included); never more than LONGEST_HOLD_SECONDS. Every wait on a 429 comes from here: the
+    budget's hold, the request's own wait, and `RateLimited.reset_at` (the worker's message
+    hidden on its queue, the cleanup's wait between steps).
+
+    Cliniko's window is a minute, so a reset further off than that is Cliniko's clock and
+    ours apart (its `Date` missing or further than BELIEVABLE_SKEW_SECONDS: the reset read
+    against our clock), or a stand-in's header: believed, a clock 10 minutes ahead hid every
+    submission of the clinic 10 minutes a receive, and kept the cleanup waiting as long, for
+    a window that had reset within the minute. Capped, a reset that is real after all costs
+    one more 429, which holds the budget again.
 
     `X-RateLimit-Reset` is Cliniko's documented header (UNIX seconds, UTC), a moment on
     Cliniko's clock: it is read against the answer's `Date` (Cliniko's clock too), not this
@@ -195,7 +206,7 @@ def rate_limit_wait(headers: Mapping[str, str], now: float) -> tuple[float, floa
         for w in waits
         if math.isfinite(w) and -RECENT_RESET_SECONDS <= w <= LONGEST_BELIEVABLE_RESET_SECONDS
     ]
-    wait = max(waits) if waits else UNKNOWN_RESET_SECONDS
+    wait = min(max(waits), LONGEST_HOLD_SECONDS) if waits else UNKNOWN_RESET_SECONDS
     return wait, now + wait
 
 

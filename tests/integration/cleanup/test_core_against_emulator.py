@@ -491,6 +491,22 @@ def test_rate_limited_keeps_the_rule_and_asks_for_a_wait(aws, cliniko):
     assert final.rules[0].archived == 3
 
 
+def test_a_reset_further_than_a_window_is_waited_a_window_at_most(aws, cliniko):
+    # Cliniko's clock 10 minutes ahead of this machine's (its Date not believed): its reset
+    # reads 10 minutes away, and the run waited that long for a window that had reset
+    # within the minute. It waits what the key's budget holds: 65 s at most.
+    world = World(cliniko, retry_policy=RetryPolicy.within(0.5))
+    world.seed_matching(3)
+    state = world.start(rule())
+    cliniko.control.set_skew(600)
+    cliniko.control.set_faults(fail_next=[429], methods=["POST"])
+
+    outcome, after = world.step(state, rule())
+
+    assert after.rules[0].error == "cliniko_RateLimited"
+    assert outcome.next == "wait" and 60 <= outcome.wait_seconds <= 66
+
+
 def test_rules_beyond_the_ledger_page_cliniko_by_id(world):
     # More than one batch (100), fewer than 200 requests: the test never waits for a new minute.
     staff = world.seed_matching(130, from_intake=False)

@@ -314,18 +314,40 @@ def test_failed_attempt_backs_off_by_receive_count(stack, cliniko, monkeypatch) 
 
 
 def test_a_429_hides_the_submission_until_the_rate_limit_resets(stack, cliniko, monkeypatch):
-    # Cliniko says when its window resets (X-RateLimit-Reset, ~120 s away here); the worker
+    # Cliniko says when its window resets (X-RateLimit-Reset, ~60 s away here); the worker
     # gives up waiting after 1 s, and the queue must not deliver it again before the reset.
     monkeypatch.setenv("RETRY_BASE_SECONDS", "1")
     monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", "1")
-    cliniko.control.set_faults(throttle_window_s=120)
+    monkeypatch.setenv("MIN_REMAINING_SECONDS", "100")  # handed back, not waited out
+    cliniko.control.set_faults(throttle_window_s=60)
     send(stack, submission())
     with captured_logs("intake") as logs:
         _messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
     assert len(failed) == 1
     [attempt] = logs.json("submission attempt failed")
     assert attempt["reason"] == "cliniko_rate_limited"
-    assert attempt["retry_in_seconds"] >= 100
+    assert attempt["retry_in_seconds"] >= 55
+
+
+def test_a_reset_further_than_a_window_hides_the_submission_a_window_at_most(
+    stack, cliniko, monkeypatch
+):
+    # Cliniko's clock 10 minutes ahead of this machine's: its Date is not believed (further
+    # than 5 minutes), so its reset reads 10 minutes away on our clock, while its window, a
+    # minute, resets within one. Believed, every receive hid the clinic's submissions
+    # 10 minutes; the budget's own hold is 65 s at most, and so is this wait.
+    monkeypatch.setenv("RETRY_BASE_SECONDS", "1")
+    monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", "1")
+    monkeypatch.setenv("MIN_REMAINING_SECONDS", "100")  # handed back, not waited out
+    cliniko.control.set_skew(600)
+    cliniko.control.set_faults(fail_next=[429])
+    send(stack, submission())
+    with captured_logs("intake") as logs:
+        _messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    assert len(failed) == 1
+    [attempt] = logs.json("submission attempt failed")
+    assert attempt["reason"] == "cliniko_rate_limited"
+    assert 60 <= attempt["retry_in_seconds"] <= 66
 
 
 def test_unknown_create_outcome_is_resolved_by_looking_again(stack, cliniko, monkeypatch) -> None:
@@ -574,7 +596,8 @@ def test_an_erasure_while_the_worker_holds_the_submission_stops_it_before_clinik
 def test_a_throttled_clinic_s_other_records_wait_for_the_reset_too(stack, cliniko, monkeypatch):
     monkeypatch.setenv("RETRY_BASE_SECONDS", "1")
     monkeypatch.setenv("CLINIKO_MAX_WAIT_SECONDS", "1")
-    cliniko.control.set_faults(throttle_window_s=120)
+    monkeypatch.setenv("MIN_REMAINING_SECONDS", "100")  # handed back, not waited out
+    cliniko.control.set_faults(throttle_window_s=60)
     bea = dataclasses.replace(ANA, first_name="Bea", email="bea.lima@example.com")
     send(stack, submission(ANA), submission(bea))
     with captured_logs("intake") as logs:
@@ -582,9 +605,9 @@ def test_a_throttled_clinic_s_other_records_wait_for_the_reset_too(stack, clinik
     assert len(failed) == 2
     attempts = logs.json("submission attempt failed")
     assert [a["reason"] for a in attempts] == ["cliniko_rate_limited", "account_unavailable"]
-    # Both wait out the reset (~120 s): the second, handed back untried with the backoff
+    # Both wait out the reset (~60 s): the second, handed back untried with the backoff
     # alone (1 s), came back before it, was refused again and spent a receive.
-    assert [a["retry_in_seconds"] >= 100 for a in attempts] == [True, True]
+    assert [a["retry_in_seconds"] >= 55 for a in attempts] == [True, True]
 
 
 def lagging_search(cliniko, monkeypatch, lag: float) -> None:
