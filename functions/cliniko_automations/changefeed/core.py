@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cliniko_automations.cliniko import errors as cliniko_errors
+from cliniko_automations.cliniko.transport import BELIEVABLE_SKEW_SECONDS
 
 from .changes import (
     Change,
@@ -50,6 +51,9 @@ MAX_ENTRIES = 10
 SECOND = dt.timedelta(seconds=1)
 # Accounts polled at once: inside boto3's default pool of 10 connections per client.
 MAX_PARALLEL_ACCOUNTS = 8
+# How far Cliniko's clock may be behind ours and still be believed (its answers' `Date`): a
+# first run that ends before any answer told it leaves the next run this far back.
+BELIEVED_SKEW = dt.timedelta(seconds=BELIEVABLE_SKEW_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,8 @@ class ChangeFeed:
         from_now = cursor is None and self._start_at is None
         if cursor is None:
             # First run: from now (no history), or from the configured backfill date. Saved at
-            # once: if this run fails, the next starts here, not from its own "now".
+            # once: if this run fails, the next starts here (or before: see the end of the
+            # run), not from its own "now".
             cursor = self._start_at or self._clock().replace(microsecond=0)
             self._store.save_cursor(account, cursor, caught_up=False)
         since = cursor - self._overlap
@@ -358,6 +363,13 @@ class ChangeFeed:
             result.complete, result.error = False, "publish_failed"
         except (SourceUnavailable, CorruptState) as error:
             result.complete, result.error = False, str(error)
+        if from_now:
+            # A first run from now that no answer reached (Cliniko failing, the key's secret
+            # missing): the next starts from the cursor saved, and nothing will move it to
+            # Cliniko's clock. As far back as that clock may be believed behind ours: a few
+            # minutes before the feed's start may be published, none after it is missed.
+            cursor -= BELIEVED_SKEW
+            self._store.save_cursor(account, cursor, caught_up=False)
         result.cursor = iso(cursor)
         return result
 

@@ -184,6 +184,18 @@ def test_a_first_run_with_clinikos_clock_behind_lists_again_from_clinikos_now(st
     assert [d["contact_id"] for d in details(stack)] == [str(made.id)]
 
 
+def test_a_failed_first_run_with_clinikos_clock_behind_misses_nothing_after_it(stack, cliniko):
+    # No answer told Cliniko's clock: started from our "now", a minute ahead of Cliniko's,
+    # the next run missed what Cliniko stamped in that minute after the failed first run.
+    cliniko.control.set_skew(-60)
+    cliniko.control.set_faults(fail_next=[500, 500, 500, 500])
+    assert run()["accounts"][0]["error"] == "cliniko_ServerError"
+    cliniko.control.clear_faults()
+    made = cliniko.client().create_contact({"first_name": "After", "last_name": "Failed"})
+    assert run()["accounts"][0]["changes"] == 1
+    assert [d["contact_id"] for d in details(stack)] == [str(made.id)]
+
+
 @pytest.mark.parametrize("skew", [-30, 30])
 def test_lag_is_read_on_clinikos_clock(stack, cliniko, capsys, skew):
     # Read on this machine's clock it was 30 s too long with Cliniko's behind, and below 0
