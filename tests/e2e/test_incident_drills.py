@@ -1,10 +1,12 @@
 """Incident drills, as the on-call operator meets them (README "Operating", Incidents): each
 incident reproduced through the real handlers (the intake API, the worker on moto's SQS with
 its redrive after five receives, the change feed, the cleanup step, the webhook replay; the
-Cliniko emulator over HTTP), then three checks. The alarm README names is fed: its metric is
-emitted under the namespace, name and exact dimension set the alarm in template.yaml selects
-(a metric published with one more dimension, or under another service, is another metric to
-CloudWatch and never fires it). The operator's step README gives is the one taken here, with
+Cliniko emulator over HTTP), then three checks.
+The alarm README names is fed: its metric is emitted under the namespace, name and exact
+dimension set the alarm in template.yaml selects (a metric published with one more dimension,
+or under another service, is another metric to CloudWatch and never fires it); where an
+alarm's periods, statistic or missing-data rule decide whether it fires, `alarm_fires`
+evaluates them on the drill's clock. The operator's step README gives is the one taken here, with
 the operating CLI it names. And taking it recovers everything: one contact each, none lost,
 none made twice; every change published once; each contact archived once.
 
@@ -102,6 +104,51 @@ def alarm_sum(alarm: str, stdout: str) -> float:
     """What alarm `alarm` would sum of the metrics printed in `stdout`."""
     watched = watched_metrics(alarm)
     return sum(v for name, dims, v in emitted_metrics(stdout) if (name, dims) in watched)
+
+
+STATISTICS = {"Sum": sum, "Maximum": max, "Minimum": min}
+COMPARISONS = {
+    "GreaterThanThreshold": lambda value, threshold: value > threshold,
+    "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
+}
+
+
+def alarm_fires(alarm: str, emitted: list[tuple[float, str]], now: float) -> bool:
+    """Whether single-metric alarm `alarm` is in ALARM at `now` (seconds on the drill's clock),
+    given `emitted`: (when, stdout) of each invocation. As CloudWatch evaluates it: the
+    datapoints of the metric it selects, in its periods, by its statistic; its last
+    EvaluationPeriods whole periods, DatapointsToAlarm of them breaching; a period without
+    data as TreatMissingData says (notBreaching, breaching, or, for ignore, left out, the
+    state kept when all are: then the latest evaluation with data decides)."""
+    props = RESOURCES[alarm]["Properties"]
+    (watched,) = watched_metrics(alarm)
+    period, periods = props["Period"], props["EvaluationPeriods"]
+    needed = props.get("DatapointsToAlarm", periods)
+    statistic, breaches = STATISTICS[props["Statistic"]], COMPARISONS[props["ComparisonOperator"]]
+    missing = props["TreatMissingData"]
+    assert missing in ("notBreaching", "breaching", "ignore"), missing
+    values: dict[int, list[float]] = {}
+    for when, out in emitted:
+        for name, dims, value in emitted_metrics(out):
+            if (name, dims) == watched:
+                values.setdefault(int(when // period), []).append(value)
+
+    def verdict(last: int) -> bool | None:
+        window = range(last - periods + 1, last + 1)
+        datapoints = [
+            breaches(statistic(values[p]), props["Threshold"])
+            if p in values
+            else {"notBreaching": False, "breaching": True}.get(missing)
+            for p in window
+        ]
+        present = [d for d in datapoints if d is not None]
+        return sum(present) >= needed if present else None
+
+    state = False
+    for last in range(int(min(w for w, _ in emitted) // period), int(now // period)):
+        decided = verdict(last)
+        state = state if decided is None else decided
+    return state
 
 
 # --- the world ------------------------------------------------------------------------------
@@ -218,6 +265,63 @@ def test_cliniko_down_for_half_an_hour_dead_letters_and_one_replay_recovers_each
         "lost-answer@example.com": 1,
         **dict.fromkeys(during, 1),
     }
+
+
+def test_cliniko_down_in_quiet_hours_alarms_on_one_submission_and_a_blip_does_not(
+    path, cliniko, monkeypatch, capsys
+) -> None:
+    import dataclasses
+
+    from cliniko_automations.intake_worker.settings import WorkerSettings
+
+    # The deployed backoff (30 s, doubling; here 0 s): each attempt's metrics are filed at
+    # the time it would be made, on the drill's clock, in seconds.
+    (base,) = [
+        f.default for f in dataclasses.fields(WorkerSettings) if f.name == "retry_base_seconds"
+    ]
+    outage = {"error_rate": 1.0, "statuses": [500, 502, 503, 504]}
+
+    def attempt() -> str:
+        capsys.readouterr()
+        poll_once(path.stack, worker_handler.lambda_handler, context())
+        return capsys.readouterr().out
+
+    # A blip: one attempt handed back, the next (30 s on) answered. Nobody is paged.
+    cliniko.server.app.faults.configure(outage)
+    submit(path, "blip@example.com")
+    handed_back = attempt()
+    cliniko.control.clear_faults()
+    answered = attempt()
+    assert contacts_by_email(cliniko) == {"blip@example.com": 1}
+    assert not alarm_fires("ClinikoThrottledAlarm", [(0, handed_back), (base, answered)], 3600)
+
+    # 3 a.m., Cliniko down, and one form comes in all night: its five attempts, then the
+    # dead-letter queue (DeadLettersAlarm). ClinikoThrottledAlarm says why, wherever its
+    # period starts and however the backoff's jitter (each less up to half) falls.
+    cliniko.server.app.faults.configure(outage)
+    submit(path, "night@example.com")
+    attempts = [attempt() for _ in range(MAX_RECEIVE_COUNT)]
+    work_until_quiet(path)
+    assert path.stack.counts(path.stack.dead_letter_queue_url)[0] == 1
+    period = RESOURCES["ClinikoThrottledAlarm"]["Properties"]["Period"]
+    for jitter in (0.5, 1.0):
+        waits = [jitter * base * 2**n for n in range(MAX_RECEIVE_COUNT - 1)]
+        for start in range(0, period, 30):
+            times = [start + sum(waits[:n]) for n in range(MAX_RECEIVE_COUNT)]
+            emitted = list(zip(times, attempts, strict=True))
+            ends = range(int(times[0] // period) + 1, int(times[-1] // period) + 2)
+            assert any(alarm_fires("ClinikoThrottledAlarm", emitted, e * period) for e in ends), (
+                jitter,
+                start,
+            )
+
+    # Cliniko back: the replay README gives, and the alarm's metric is quiet.
+    cliniko.control.clear_faults()
+    code, said = dead_letters_cli(path, monkeypatch, "replay", "--all")
+    assert code == 0, said
+    replayed = attempt()
+    assert alarm_sum("ClinikoThrottledAlarm", replayed) == 0
+    assert contacts_by_email(cliniko) == {"blip@example.com": 1, "night@example.com": 1}
 
 
 def test_a_revoked_key_rotated_in_secrets_manager_is_used_by_a_warm_worker_on_replay(
