@@ -617,7 +617,7 @@ def test_a_cleanup_rule_stopped_on_a_revoked_key_alarms_and_a_new_run_archives_o
     assert run_cli("status").returncode == 0
 
 
-def test_a_form_signing_secret_changed_in_the_provider_first_is_refused_until_it_is_put(
+def test_a_form_signing_secret_changed_in_the_provider_first_alarms_and_is_refused_until_put(
     path, monkeypatch, capsys
 ) -> None:
     from cliniko_automations.common import secrets as secrets_module
@@ -636,43 +636,61 @@ def test_a_form_signing_secret_changed_in_the_provider_first_is_refused_until_it
             return real_monotonic() + ahead[0]
 
     monkeypatch.setattr(secrets_module, "time", Clock)
+    # The drill's own clock, in seconds, for FormSignatureRefusedAlarm's hours: each delivery's
+    # metrics are filed at the time it is sent.
+    hour = 3600.0
+    emitted: list[tuple[float, str]] = []
 
-    def typeform(signed_with: str, response: str) -> dict:
+    def typeform(signed_with: str, response: str, at: float) -> dict:
         body = samples.typeform_body(email=f"{response}@example.com", response_token=response)
         headers = {
             "Content-Type": "application/json",
             "Typeform-Signature": samples.typeform_signature(body, secret=signed_with),
         }
-        return path.post(form_post_event("referral-typeform", body, headers))
+        capsys.readouterr()
+        answer = path.post(form_post_event("referral-typeform", body, headers))
+        emitted.append((at, capsys.readouterr().out))
+        return answer
 
-    assert typeform(samples.SECRET, "before")["statusCode"] == 202  # a warm container
-    capsys.readouterr()
+    assert typeform(samples.SECRET, "before", 0.2 * hour)["statusCode"] == 202  # warm
     # The provider's settings changed first (README "Secrets" says the other way round).
-    refused = typeform(new, "refused")
-    out = capsys.readouterr().out
+    refused = typeform(new, "refused", 1.5 * hour)
+    out = emitted[-1][1]
     # What the sender sees: a 401 naming the problem; Typeform does not deliver it again.
     assert refused["statusCode"] == 401
     assert json.loads(refused["body"])["message"] == "Missing or invalid signature"
-    # What the operator sees: no alarm, the dashboard's rejections by reason (its SEARCH of
-    # SubmissionRejected by reason and service).
     rejected = [
         (name, dict(dims)) for name, dims, _ in emitted_metrics(out) if name == "SubmissionRejected"
     ]
     assert rejected == [("SubmissionRejected", {"service": "intake", "reason": "unauthenticated"})]
+    # One refused delivery is what a forged post to the public route looks like: no alarm,
+    # FormSignatureRefusedAlarm's included, for as long as nothing else is refused.
     assert all(
         alarm_sum(name, out) == 0
         for name, resource in RESOURCES.items()
         if resource["Type"] == "AWS::CloudWatch::Alarm"
+        and name != "FormSignatureRefusedAlarm"
         and all(m["Namespace"] == DEPLOYED_NAMESPACE for m in alarm_metrics(name))
     )
+    assert not alarm_fires("FormSignatureRefusedAlarm", emitted, 2 * hour)
+    # A quiet clinic: the next real delivery comes two hours later, refused alike. Its hour is
+    # the second in six in which every delivery was refused: the on-call is paged.
+    assert typeform(new, "refused-again", 3.4 * hour)["statusCode"] == 401
+    assert alarm_fires("FormSignatureRefusedAlarm", emitted, 4 * hour)
 
-    # The fix: the provider's value put in the secret. A container that read the secret past
-    # its cache for the refused delivery keeps that read 30 s (forged deliveries cannot make
-    # more reads than that): within them it still refuses; after them, it takes the new value.
+    # The fix (README "Operating", Incidents): the provider's value put in the secret. A
+    # container that read the secret past its cache for the refused delivery keeps that read
+    # 30 s (forged deliveries cannot make more reads than that): within them it still
+    # refuses; after them, it takes the new value.
     boto3.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=new)
-    assert typeform(new, "within-30-s")["statusCode"] == 401
+    assert typeform(new, "within-30-s", 4.1 * hour)["statusCode"] == 401
     ahead[0] += 31
-    assert typeform(new, "after")["statusCode"] == 202
+    assert typeform(new, "after", 4.2 * hour)["statusCode"] == 202
+    # A forged post in the same hour as a delivery that matched never counts: five hours on,
+    # the fix's hour (two refused, one matched) is no second refused hour beside the one
+    # before it within the alarm's six, and the alarm is quiet.
+    assert typeform("whsec_forged", "forged", 4.3 * hour)["statusCode"] == 401
+    assert not alarm_fires("FormSignatureRefusedAlarm", emitted, 9 * hour)
     queued = path.stack.drain(path.stack.queue_url)
     assert len(queued) == 2  # "before" and "after": the refused ones never reached the intake
 

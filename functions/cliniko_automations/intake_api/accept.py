@@ -86,6 +86,10 @@ class Services:
     # The values a signing secret or token may hold besides the cached one, asked for when a
     # delivery does not match it (`secrets.rotated_values`): just after a rotation.
     rotated_secret: Callable[[str], Sequence[str]] = lambda name: ()
+    # Told whether each delivery checked against a source's secret matched it (True) or was
+    # refused (False): FormSignatureRefusedAlarm tells a secret that no longer matches the
+    # provider's (every delivery refused) from a forged post now and then.
+    signature_checked: Callable[[bool], None] = lambda matched: None
 
 
 @dataclass(frozen=True)
@@ -346,8 +350,11 @@ def _authenticate(services: Services, name: str, check: Callable[[str], None]) -
         for value in others:
             with contextlib.suppress(BadSignature):
                 check(value.strip())
+                services.signature_checked(True)
                 return
+        services.signature_checked(False)
         raise refused
+    services.signature_checked(True)
 
 
 def _secret(services: Services, name: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from cliniko_automations.common.logs import function_logger
 from cliniko_automations.common.misconfiguration import Misconfiguration, report
@@ -121,3 +121,20 @@ def count_rejected(reason: str) -> None:
     # One outcome per invocation, so the dimension only ever applies to this metric.
     metrics.add_dimension(name="reason", value=reason)
     metrics.add_metric(name="SubmissionRejected", unit=MetricUnit.Count, value=1)
+
+
+def count_signature_checked(matched: bool) -> None:
+    """`SignatureRefused`, 1 for a delivery refused by its source's signing secret or token, 0
+    for one that matched it: FormSignatureRefusedAlarm reads its Minimum, 1 only for an hour in
+    which every delivery checked was refused (a secret that no longer matches the provider's),
+    never for an hour with one forged post among deliveries that matched."""
+    # A metric of its own, dimensioned by service alone: a refusal's `reason` dimension, added
+    # for SubmissionRejected, would make it another metric to CloudWatch than a match's.
+    with single_metric(
+        name="SignatureRefused",
+        unit=MetricUnit.Count,
+        value=0 if matched else 1,
+        namespace=metrics.namespace,
+        default_dimensions={"service": metrics.service},
+    ):
+        pass

@@ -15,6 +15,7 @@ from cliniko_automations.intake_api.captcha import verify_captcha
 from cliniko_automations.intake_api.errors import ServiceUnavailable
 from cliniko_automations.intake_api.queue import SubmissionQueue
 from cliniko_automations.intake_api.settings import ApiSettings
+from cliniko_automations.intake_api.telemetry import count_signature_checked
 
 
 @functools.lru_cache(maxsize=8)
@@ -34,6 +35,7 @@ def services(settings: ApiSettings) -> Services:
         rotated_secret=functools.partial(rotated_values, prefix=settings.secrets_prefix),
         verify_captcha=verify_captcha,
         max_body_bytes=settings.max_body_bytes,
+        signature_checked=count_signature_checked,
     )
 
 

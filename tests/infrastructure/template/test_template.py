@@ -521,6 +521,7 @@ def test_erasure_may_purge_the_submission_store_only_through_its_email_index():
 
 
 ALARMED_METRICS = {
+    ("ClinikoAutomations", "SignatureRefused"),
     ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
     ("AWS/Lambda", "Errors"),
     ("AWS/Lambda", "Throttles"),

@@ -214,8 +214,11 @@ def test_accepted_log_and_metric(intake, capsys):
     )
     assert record["keyed_by"] == "provider_id"  # Typeform's response token
     metrics = emf(capsys.readouterr().out)
-    assert [m["name"] for m in metrics] == ["SubmissionAccepted"]
-    assert metrics[0]["dimensions"] == {"service": "intake"}
+    # The signature matched (0: FormSignatureRefusedAlarm's hour holds one that matched).
+    assert [(m["name"], m["dimensions"], signature_value(m)) for m in metrics] == [
+        ("SignatureRefused", {"service": "intake"}, 0),
+        ("SubmissionAccepted", {"service": "intake"}, 1),
+    ]
     intake.messages()
 
 
@@ -255,10 +258,24 @@ def emf(stdout: str) -> list[dict]:
     return found
 
 
+def signature_value(metric: dict) -> float:
+    value = metric["value"]
+    (one,) = value if isinstance(value, list) else [value]
+    return float(one)
+
+
 def rejected_reason(capsys) -> str:
     metrics = emf(capsys.readouterr().out)
-    assert [m["name"] for m in metrics] == ["SubmissionRejected"]
-    return metrics[0]["dimensions"]["reason"]
+    checked = [m for m in metrics if m["name"] == "SignatureRefused"]
+    refused = [m for m in metrics if m["name"] != "SignatureRefused"]
+    assert [m["name"] for m in refused] == ["SubmissionRejected"]
+    reason = refused[0]["dimensions"]["reason"]
+    # A delivery refused by its source's secret counts 1 for FormSignatureRefusedAlarm, under
+    # the service alone (not the refusal's reason); one refused after its secret matched, 0.
+    assert all(m["dimensions"] == {"service": "intake"} for m in checked)
+    values = [signature_value(m) for m in checked]
+    assert values == [1.0] if reason == "unauthenticated" else values in ([], [0.0])
+    return reason
 
 
 # --- every refusal ---------------------------------------------------------------------------
@@ -386,7 +403,11 @@ def test_an_answer_matching_no_choice_is_left_out_named_in_the_log_and_counted(i
     printed = capsys.readouterr().out
     assert "Atlantis" not in printed and "Atlantis" not in str(intake.log_records())
     # IntakeAnswersLeftOutAlarm's metric.
-    assert [m["name"] for m in emf(printed)] == ["SubmissionAccepted", "AnswersLeftOut"]
+    assert [m["name"] for m in emf(printed)] == [
+        "SignatureRefused",
+        "SubmissionAccepted",
+        "AnswersLeftOut",
+    ]
     assert len(intake.messages()) == 1
 
 
@@ -395,7 +416,10 @@ def test_200_for_typeform_partial_nothing_queued(intake, capsys):
     answer = intake.post("referral-typeform", body, headers)
     assert answer["statusCode"] == 200
     assert intake.messages() == []
-    assert emf(capsys.readouterr().out) == []
+    # Nothing counted but the signature that matched (an authentic delivery: no alarm's hour
+    # of refusals only).
+    [checked] = emf(capsys.readouterr().out)
+    assert (checked["name"], signature_value(checked)) == ("SignatureRefused", 0)
 
 
 def test_503_when_sqs_refuses(intake, monkeypatch, capsys):

@@ -371,6 +371,28 @@ def test_a_secret_stored_with_a_line_break_still_verifies(stored, where):
         accept(forged, services(read_secret=read.__getitem__, rotated_secret=lambda name: ()))
 
 
+def test_each_delivery_checked_against_a_secret_is_told_matched_or_refused():
+    # FormSignatureRefusedAlarm's count: a match (by the cached value or one read past the
+    # cache after a rotation) is True, a refusal False; a source without a secret, nothing.
+    told: list[bool] = []
+    accept(signed_typeform(), services(signature_checked=told.append))
+    accept(
+        signed_typeform(),
+        services(
+            read_secret=lambda name: "older",
+            rotated_secret=lambda name: (SECRET,),
+            signature_checked=told.append,
+        ),
+    )
+    body = samples.typeform_body()
+    forged = post(
+        "referral-typeform", body, typeform_signature=samples.typeform_signature(body, "x")
+    )
+    with pytest.raises(BadSignature):
+        accept(forged, services(signature_checked=told.append))
+    assert told == [True, True, False]
+
+
 def test_webflow_replay_refused_by_the_core_clock():
     body = samples.webflow_body()
     headers = samples.webflow_headers(body)
