@@ -129,6 +129,9 @@ def render(subscribers: Subscribers) -> dict[str, Any]:
                 "ComparisonOperator": "GreaterThanThreshold",
                 "TreatMissingData": "notBreaching",
                 "AlarmActions": [{"Ref": "AlarmTopicArn"}],
+                # The queue emptied (the letters replayed or deleted): told as the main
+                # stack's dead-letter alarms tell it.
+                "OKActions": [{"Ref": "AlarmTopicArn"}],
             },
         },
     }

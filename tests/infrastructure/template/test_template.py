@@ -921,3 +921,26 @@ def test_a_queued_id_always_finds_its_body():
     assert set(queues) == {"SubmissionQueue", "SubmissionDeadLetterQueue", "ParkedQueue"}
     for queue in queues.values():
         assert queue["Properties"]["MessageRetentionPeriod"] < BODY_TTL_SECONDS
+
+
+def test_an_alarm_on_a_level_also_says_when_it_is_back_to_nothing():
+    """An alarm on a level that stays until someone clears it (a queue's visible messages,
+    requests overdue, the feed's minutes behind: a Maximum) tells the on-call when it is back,
+    to the topic it alarms to: the operator who replayed the parked or webhook letters learns
+    the queue is empty as the one who replayed the dead letters does. An alarm on events
+    (function errors, a run that failed) says nothing more once they stop."""
+    from cliniko_automations.changefeed.subscribers import Subscribers
+    from cliniko_automations.changefeed.webhook_stack import render
+
+    webhook_stack = render(Subscribers(subscribers=[]))["Resources"]
+    alarms = {
+        name: resource["Properties"]
+        for name, resource in {**RESOURCES, **webhook_stack}.items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    levels = {name for name, alarm in alarms.items() if alarm.get("Statistic") == "Maximum"}
+    assert {"DeadLettersAlarm", "ParkedSubmissionsAlarm", "WebhookDeadLetterAlarm"} <= levels
+    for name in levels:
+        assert alarms[name].get("OKActions") == alarms[name]["AlarmActions"], name
+    for name, alarm in alarms.items():  # one topic either way, wherever OK is told
+        assert alarm.get("OKActions", alarm["AlarmActions"]) == alarm["AlarmActions"], name
