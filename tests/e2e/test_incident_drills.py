@@ -1,7 +1,7 @@
 """Incident drills, as the on-call operator meets them (README "Operating", Incidents): each
 incident reproduced through the real handlers (the intake API, the worker on moto's SQS with
-its redrive after five receives, the change feed, the cleanup step, the webhook replay; the
-Cliniko emulator over HTTP), then three checks.
+its redrive after five receives, the change feed, the cleanup step, the webhook replay, the
+erasure API and its daily overdue check; the Cliniko emulator over HTTP), then three checks.
 The alarm README names is fed: its metric is emitted under the namespace, name and exact
 dimension set the alarm in template.yaml selects (a metric published with one more dimension,
 or under another service, is another metric to CloudWatch and never fires it); where an
@@ -37,6 +37,7 @@ from local_run.template import load
 from tests.fixtures.apigw import LambdaContext
 from tests.fixtures.emulator import before_each_answer
 from tests.integration.cleanup.test_handler import deployed  # noqa: F401 (a fixture)
+from tests.integration.erasure.stack import erasure_stack  # noqa: F401 (a fixture)
 from tests.integration.intake_worker.e2e_world import IntakePath, build_intake_path, delivery
 from tests.integration.intake_worker.resources import (
     MAX_RECEIVE_COUNT,
@@ -787,3 +788,184 @@ def test_a_webhook_subscriber_down_for_a_day_gets_its_replay_after_newer_deliver
         assert replayed.headers["webhook-id"] == yesterday["detail"]["webhook"]["id"]
     finally:
         receiver.stop()
+
+
+# --- the erasure API's incidents ------------------------------------------------------------
+
+ERASURE_REQUEST = "r-drill-1"
+CLINIKO_OUTAGE = {"error_rate": 1.0, "statuses": [500, 502, 503, 504]}
+
+
+def erase(email: str) -> tuple[int, dict]:
+    """The request as the privacy officer sends it (scripts/erasure.py's POST), by its id."""
+    from tests.e2e.test_erasure_api import erasure, post
+
+    return post(erasure(request_id=ERASURE_REQUEST, email=email))
+
+
+def erasure_cli(*argv: str, capsys) -> tuple[int, str]:
+    """scripts/erasure.py in local mode, as README "Erasure on request" runs it."""
+    from tests.e2e.test_erasure_cli import load_cli
+
+    capsys.readouterr()
+    code = load_cli().main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def overdue_check(monkeypatch, capsys, at) -> tuple[dict, str]:
+    """The daily ErasureOverdueFunction, run at `at` (its clock moved: nothing sleeps)."""
+    from cliniko_automations.erasure import overdue_handler
+
+    monkeypatch.setattr(overdue_handler, "utcnow", lambda: at)
+    capsys.readouterr()
+    result = overdue_handler.lambda_handler(
+        {}, LambdaContext(function_name="ErasureOverdueFunction")
+    )
+    return result, capsys.readouterr().out
+
+
+def archives_of(stack, contact_id: str) -> list[int]:
+    return [
+        r["status"]
+        for r in stack.log()
+        if r["method"] in ("POST", "DELETE")
+        and r["path"]
+        .rstrip("/")
+        .endswith((f"/contacts/{contact_id}/archive", f"/contacts/{contact_id}"))
+    ]
+
+
+def assert_erased_once_and_the_trail_verifies(stack, contact_id, answer, capsys) -> None:
+    from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME
+
+    status, body = answer
+    assert status == 200 and body["status"] == "completed", body
+    stored = stack.contact(contact_id)
+    assert stored["archived_at"] and stored["first_name"] == PLACEHOLDER_FIRST_NAME
+    archived = [s for s in archives_of(stack, contact_id) if s < 300]
+    assert len(archived) == 1, archived  # archived once, whatever was tried before
+    head = body["receipt"]["chain_head"]
+    code, said = erasure_cli("verify", ERASURE_REQUEST, "--receipt-head", head, capsys=capsys)
+    assert code == 0, said
+
+
+@pytest.mark.parametrize("trouble", ["down", "429"])
+def test_cliniko_failing_an_erasure_is_told_to_its_caller_and_alarms_once_it_is_overdue(
+    erasure_stack,  # noqa: F811 (the fixture imported above)
+    cliniko,
+    monkeypatch,
+    capsys,
+    trouble,
+) -> None:
+    from datetime import datetime
+
+    from cliniko_automations.cliniko import pacing
+
+    from tests.integration.erasure.stack import PERSONAL
+
+    # The key's budget's clock, moved as the drill says: nothing sleeps.
+    ahead = [0.0]
+    real_time, real_monotonic = pacing.SYSTEM_CLOCK.time, pacing.SYSTEM_CLOCK.monotonic
+    monkeypatch.setattr(pacing.SYSTEM_CLOCK, "time", lambda: real_time() + ahead[0], raising=False)
+    monkeypatch.setattr(
+        pacing.SYSTEM_CLOCK, "monotonic", lambda: real_monotonic() + ahead[0], raising=False
+    )
+    contact_id = erasure_stack.seed()
+    if trouble == "down":
+        cliniko.server.app.faults.configure(CLINIKO_OUTAGE)
+    else:  # something else spends the user's 200 a minute; the resets half an hour off
+        cliniko.control.set_faults(throttle_window_s=1800)
+    capsys.readouterr()
+    status, body = erase(PERSONAL["email"])
+    out = capsys.readouterr().out
+    # The caller is told, at once: failed, nothing changed in Cliniko, send it again by its id.
+    assert status == 502 and body["status"] == "failed", body
+    assert "send it again with the same request id" in body["message"]
+    assert erasure_stack.contact(contact_id)["first_name"] == PERSONAL["first_name"]
+    # An answer, not an outage of the erasure API: no alarm for it.
+    assert alarm_sum("ErasureUnavailableAlarm", out) == 0
+
+    # Left so: the daily check after its due date feeds OverdueErasuresAlarm, as it selects
+    # it, and names the request; `erasure.py status ID` says where it got to.
+    due = datetime.fromisoformat(body["due_at"].replace("Z", "+00:00"))
+    result, out = overdue_check(monkeypatch, capsys, due + timedelta(hours=1))
+    assert result["request_ids"] == [ERASURE_REQUEST]
+    threshold = RESOURCES["OverdueErasuresAlarm"]["Properties"]["Threshold"]
+    assert alarm_max("OverdueErasuresAlarm", out) > threshold
+    code, said = erasure_cli("status", ERASURE_REQUEST, capsys=capsys)
+    assert code == 3 and "failed" in said, said  # 3: needs attention (still open)
+
+    # README: once Cliniko answers, the same request id again; the next check is quiet.
+    cliniko.control.clear_faults()
+    ahead[0] += 66.0  # a 429 holds the key's budget 65 s at most
+    answer = erase(PERSONAL["email"])
+    assert_erased_once_and_the_trail_verifies(erasure_stack, contact_id, answer, capsys)
+    result, out = overdue_check(monkeypatch, capsys, due + timedelta(days=1, hours=1))
+    assert result["overdue"] == 0 and alarm_max("OverdueErasuresAlarm", out) == 0
+
+
+def test_an_erasure_on_a_revoked_key_names_it_and_the_new_key_finishes_it(
+    erasure_stack,  # noqa: F811 (the fixture imported above)
+    cliniko,
+    capsys,
+) -> None:
+    from tests.integration.erasure.stack import PERSONAL
+
+    contact_id = erasure_stack.seed()
+    cliniko.control.revoke_key(cliniko.api_key)
+    status, body = erase(PERSONAL["email"])
+    assert status == 502 and body["status"] == "failed", body
+    assert "cliniko_Unauthorized" in body["message"] and "revoked" in body["message"]
+    # README "Secrets": the user's new key in the secret, then the same request id, at once.
+    new_key = cliniko.api_key.rsplit("-", 1)[0] + "rotated-au1"
+    cliniko.control.add_key(new_key)
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=erasure_stack.key_secret, SecretString=new_key
+    )
+    # The warm function still holds the old key (its five-minute cache): refused once more,
+    # it reads the secret past the cache and finds the new key, nothing left to fix.
+    status, body = erase(PERSONAL["email"])
+    assert status == 502 and "cliniko_key_rotated" in body["message"], body
+    assert "revoked" not in body["message"]
+    # Sent again, as that answer says: done, with the new key.
+    answer = erase(PERSONAL["email"])
+    assert_erased_once_and_the_trail_verifies(erasure_stack, contact_id, answer, capsys)
+
+
+def test_the_audit_table_refusing_an_erasure_alarms_and_the_same_request_id_finishes_it(
+    erasure_stack,  # noqa: F811 (the fixture imported above)
+    monkeypatch,
+    capsys,
+) -> None:
+    from tests.integration.erasure.stack import PERSONAL
+
+    contact_id = erasure_stack.seed()
+    monkeypatch.setenv("AUDIT_TABLE", "no-such-table")  # as an AccessDenied would
+    capsys.readouterr()
+    status, body = erase(PERSONAL["email"])
+    out = capsys.readouterr().out
+    assert status == 503, body
+    assert body["message"].endswith("send the same request again later")
+    # Answered, not raised: ErasureApiErrorsAlarm (Lambda's Errors) never sees it, so the
+    # 503 is counted where ErasureUnavailableAlarm selects it.
+    assert alarm_sum("ErasureUnavailableAlarm", out) == 1
+    assert erasure_stack.contact(contact_id)["archived_at"] is None
+
+    # The table (or the function's policy) back, then the same request id.
+    monkeypatch.setenv("AUDIT_TABLE", erasure_stack.table_name)
+    answer = erase(PERSONAL["email"])
+    assert_erased_once_and_the_trail_verifies(erasure_stack, contact_id, answer, capsys)
+
+
+def test_an_erasure_api_missing_a_setting_alarms_as_an_unavailable_one_does(
+    erasure_stack,  # noqa: F811 (the fixture imported above)
+    monkeypatch,
+    capsys,
+) -> None:
+    from tests.integration.erasure.stack import PERSONAL
+
+    monkeypatch.delenv("PEPPER_SECRET_NAME")  # a deployment that lost a variable
+    capsys.readouterr()
+    status, body = erase(PERSONAL["email"])
+    assert (status, body["message"]) == (503, "erasure is not configured"), body
+    assert alarm_sum("ErasureUnavailableAlarm", capsys.readouterr().out) == 1

@@ -160,6 +160,7 @@ def _not_found(error: RequestNotFound) -> Response[str]:
 def _misconfigured(error: Exception) -> Response[str]:
     # These messages name variables and secrets, never their values.
     logger.error("erasure function misconfigured", extra={"problem": str(error)})
+    _refused("misconfigured")  # ErasureUnavailableAlarm: answered, so no Lambda error
     return unavailable("erasure is not configured")
 
 
@@ -176,6 +177,7 @@ def _aws_failed(
         "erasure request failed: an AWS dependency failed",
         extra={"error": type(error).__name__, "code": code},
     )
+    _refused("unavailable")  # ErasureUnavailableAlarm: answered, so no Lambda error
     return unavailable("erasure is temporarily unavailable; send the same request again later")
 
 
@@ -189,6 +191,7 @@ def _service_error(error: ServiceError) -> Response[str]:
 def _unexpected(error: Exception) -> Response[str]:
     # Log the type only: some exception texts (boto3, httpx) quote request data.
     logger.error("erasure request failed unexpectedly", extra={"error": type(error).__name__})
+    _refused("internal")  # ErasureUnavailableAlarm: answered, so no Lambda error
     return json_answer(
         HTTPStatus.INTERNAL_SERVER_ERROR,
         {"message": "internal error; the request can be retried with the same request id"},

@@ -522,6 +522,7 @@ def test_erasure_may_purge_the_submission_store_only_through_its_email_index():
 
 ALARMED_METRICS = {
     ("ClinikoAutomations", "SignatureRefused"),
+    ("ClinikoAutomations", "ErasureRequestRefused"),
     ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
     ("AWS/Lambda", "Errors"),
     ("AWS/Lambda", "Throttles"),
