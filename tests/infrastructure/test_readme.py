@@ -261,3 +261,11 @@ def test_what_is_kept_names_every_table_and_queue_and_their_expiry() -> None:
             assert f"| {days} days" in row, name
     assert "`LogRetentionInDays` (365)" in table
     assert load()["Parameters"]["LogRetentionInDays"]["Default"] == 365
+
+
+def test_the_cost_estimate_counts_the_template_s_alarms() -> None:
+    # README's monthly cost prices the template's alarms by their number: it said 23 when
+    # the same release added FormSignatureRefusedAlarm and ErasureUnavailableAlarm (25).
+    (counted,) = re.findall(r"(\d+) alarms \(more metrics where they sum several\)", README)
+    alarms = [r for r in load()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert int(counted) == len(alarms)
