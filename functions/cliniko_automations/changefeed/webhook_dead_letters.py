@@ -317,7 +317,9 @@ class WebhookLetterPurge:
         wanted = {(str(account), str(contact_id)) for account, contact_id in contacts}
         queue = DeadLetterQueue(self._sqs, self._url)
         deleted: set[str] = set()
-        kept = 0
+        # By id, as `deleted`: SQS delivers at least once, and a receive may bring a notice
+        # again (counted once a receive, the trail's `notices_kept` said 2 for one).
+        kept: set[str] = set()
         try:
             for message in queue.receive_each(limit=self._max_read, time_left=time_left):
                 event, problem = _delivery_event(str(message.get("Body", "")))
@@ -326,18 +328,18 @@ class WebhookLetterPurge:
                 if "contact" not in data or contact not in wanted:
                     continue
                 if is_erasure_notice(data):
-                    kept += 1
+                    kept.add(str(message["MessageId"]))
                     continue
                 queue.delete(str(message["ReceiptHandle"]))
                 deleted.add(str(message["MessageId"]))
         except Exception as error:
             # SQS failing part-way: those deleted are gone, and the trail counts them.
-            raise PurgeCut(sorted(deleted), error, kept=kept) from error
+            raise PurgeCut(sorted(deleted), error, kept=len(kept)) from error
         finally:
             queue.release()
         if not queue.complete:
-            raise PurgeCut(sorted(deleted), kept=kept)
-        return LettersPurged(deleted=len(deleted), notices_kept=kept)
+            raise PurgeCut(sorted(deleted), kept=len(kept))
+        return LettersPurged(deleted=len(deleted), notices_kept=len(kept))
 
 
 def _signing_key(read_secret: Callable[[str], str], secret: str) -> bytes:

@@ -468,6 +468,43 @@ class _Body(str):
     """A letter's body that a test can tell is still held (a weak reference to it)."""
 
 
+def test_a_notice_sqs_delivers_twice_is_counted_kept_once(world) -> None:
+    # SQS delivers at least once: a receive may bring a letter a receive before it brought.
+    # The purge counted the letters it deleted by id, and the notices it kept once a receive:
+    # the erasure trail's `notices_kept` said 2 for the one notice there.
+    from cliniko_automations.erasure.scrub import PERSONAL_FIELDS, PLACEHOLDER_FIRST_NAME
+
+    _, deliveries, _, _, _, sqs, dlq = world
+    data = deliveries["full-copy"]["detail"]["body"]["data"]
+    notice = json.loads(json.dumps(deliveries["full-copy"]))
+    notice["detail"]["webhook"]["id"] = "msg_erasure_notice"
+    blank = dict.fromkeys(PERSONAL_FIELDS, None)
+    notice["detail"]["body"]["data"]["contact"].update(blank, first_name=PLACEHOLDER_FIRST_NAME)
+    notice["detail"]["body"]["data"]["erased"] = True
+    dead_letter(sqs, dlq, json.dumps(notice))
+
+    class AtLeastOnceSqs:  # boto3's client; its first answer with the notice comes twice
+        def __init__(self):
+            self.again = None
+
+        def __getattr__(self, name):
+            return getattr(sqs, name)
+
+        def receive_message(self, **kwargs):
+            if self.again is not None:
+                answer, self.again = self.again, None
+                return answer
+            answer = sqs.receive_message(**kwargs)
+            bodies = [m["Body"] for m in answer.get("Messages", [])]
+            if any("msg_erasure_notice" in body for body in bodies):
+                self.again = answer
+            return answer
+
+    done = WebhookLetterPurge(AtLeastOnceSqs(), dlq).purge([(ACCOUNT, data["contact_id"])])
+
+    assert (done.deleted, done.notices_kept) == (1, 1)  # full-copy's letter; the notice kept
+
+
 def test_the_purge_holds_one_receive_of_letters_at_a_time(world) -> None:
     # Letters as long as EventBridge lets an event be (a delivery with long notes, some
     # 250 KB): the thousand an erasure reads, held at once, took 290 MB of its 256 MB.
