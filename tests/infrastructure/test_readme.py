@@ -269,3 +269,18 @@ def test_the_cost_estimate_counts_the_template_s_alarms() -> None:
     (counted,) = re.findall(r"(\d+) alarms \(more metrics where they sum several\)", README)
     alarms = [r for r in load()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     assert int(counted) == len(alarms)
+
+
+def test_the_rate_limit_note_says_when_the_throttle_alarm_fires() -> None:
+    # It said "alarms after 15 minutes", the alarm of three 5-minute periods in a row this
+    # release replaced with 3 attempts within one 15-minute period.
+    props = load()["Resources"]["ClinikoThrottledAlarm"]["Properties"]
+    attempts = int(props["Threshold"]) + 1  # GreaterThanThreshold
+    minutes = props["Period"] * props["EvaluationPeriods"] // 60
+    start = README.index("- **Cliniko's rate limit**")
+    note = " ".join(README[start : README.index("\n- **", start + 1)].split())
+    assert props["ComparisonOperator"] == "GreaterThanThreshold"
+    assert (
+        f"`ClinikoThrottledAlarm` fires once {attempts} attempts are turned away within "
+        f"{minutes} minutes" in note
+    )
