@@ -928,8 +928,10 @@ def test_an_alarm_on_a_level_also_says_when_it_is_back_to_nothing():
     """An alarm on a level that stays until someone clears it (a queue's visible messages,
     requests overdue, the feed's minutes behind: a Maximum) tells the on-call when it is back,
     to the topic it alarms to: the operator who replayed the parked or webhook letters learns
-    the queue is empty as the one who replayed the dead letters does. An alarm on events
-    (function errors, a run that failed) says nothing more once they stop."""
+    the queue is empty as the one who replayed the dead letters does. Of the alarms on events,
+    those on a stack that cannot serve (unavailable, misconfigured) say so too; those on
+    function errors or a run that failed say nothing more once they stop. Wherever OK is told,
+    it goes to the alarm's own topic."""
     from cliniko_automations.changefeed.subscribers import Subscribers
     from cliniko_automations.changefeed.webhook_stack import render
 
