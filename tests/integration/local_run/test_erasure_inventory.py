@@ -291,6 +291,36 @@ def queued(system: LocalSystem, url: str) -> int:
     return sum(int(count) for count in attributes.values())
 
 
+def dead_letter_one(system: LocalSystem, control: EmulatorControl, delivery: Any) -> None:
+    """Send `delivery` while Cliniko answers 500 to everything, until SQS redrives it: each
+    receive as the event source makes it, each wait for its visibility skipped."""
+    sqs = system.sqs()
+    for consumer in system.consumers:
+        consumer.stop()
+    control.set_faults(error_rate=1.0, statuses=[500])
+    send(system, delivery)
+    queue = system.queue_url("SubmissionQueue")
+    (worker,) = [c for c in system.consumers if c.queue_url == queue]
+    dead = system.queue_url("SubmissionDeadLetterQueue")
+    for _ in range(10):
+        batch = sqs.receive_message(
+            QueueUrl=queue,
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not batch and queued(system, dead):
+            break
+        if batch:
+            worker.function.invoke(sqs_event(batch, worker.queue_arn, worker.region))
+        for message in batch:
+            sqs.change_message_visibility(
+                QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    control.clear_faults()
+    assert queued(system, dead) == 1
+
+
 def messages_of(url: str) -> list[dict[str, Any]]:
     """Every message of a queue, read without being taken: each hidden until all are read,
     then visible again at once."""
@@ -403,30 +433,9 @@ def test_an_erasure_leaves_the_person_in_no_store_this_system_owns(
     assert queued(system, system.queue_url("ParkedQueue")) == 1
 
     # Dead-lettered: Cliniko answers 500 to everything until SQS redrives the message.
-    for consumer in system.consumers:
-        consumer.stop()
-    control.set_faults(error_rate=1.0, statuses=[500])
-    send(system, demo.json_delivery(json_secret, {**PERSON, "occupation": "Cartographer"}))
-    queue = system.queue_url("SubmissionQueue")
-    (worker,) = [c for c in system.consumers if c.queue_url == queue]
-    dead = system.queue_url("SubmissionDeadLetterQueue")
-    for _ in range(10):  # as the event source polls, each wait for the visibility skipped
-        batch = sqs.receive_message(
-            QueueUrl=queue,
-            MaxNumberOfMessages=10,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        if not batch and queued(system, dead):
-            break
-        if batch:
-            worker.function.invoke(sqs_event(batch, worker.queue_arn, worker.region))
-        for message in batch:
-            sqs.change_message_visibility(
-                QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    control.clear_faults()
-    assert queued(system, dead) == 1
+    dead_letter_one(
+        system, control, demo.json_delivery(json_secret, {**PERSON, "occupation": "Cartographer"})
+    )
 
     # The change feed publishes their contacts; EventBridge gives up on the webhook.
     events = system.contact_events  # type: ignore[attr-defined]

@@ -41,6 +41,7 @@ from tests.integration.local_run.test_erasure_inventory import (
     EMAIL,
     LAST,
     PERSON,
+    dead_letter_one,
     html_form,
     queued,
     secret_of,
@@ -97,36 +98,6 @@ def system(aws, cliniko, tmp_path, monkeypatch) -> Iterator[LocalSystem]:
         yield local
     finally:
         local.stop()
-
-
-def dead_letter_one(system: LocalSystem, control: EmulatorControl, delivery: Any) -> None:
-    """Send `delivery` while Cliniko answers 500 to everything, until SQS redrives it: each
-    receive as the event source makes it, each wait for its visibility skipped."""
-    sqs = system.sqs()
-    for consumer in system.consumers:
-        consumer.stop()
-    control.set_faults(error_rate=1.0, statuses=[500])
-    send(system, delivery)
-    queue = system.queue_url("SubmissionQueue")
-    (worker,) = [c for c in system.consumers if c.queue_url == queue]
-    dead = system.queue_url("SubmissionDeadLetterQueue")
-    for _ in range(10):
-        batch = sqs.receive_message(
-            QueueUrl=queue,
-            MaxNumberOfMessages=10,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        if not batch and queued(system, dead):
-            break
-        if batch:
-            worker.function.invoke(sqs_event(batch, worker.queue_arn, worker.region))
-        for message in batch:
-            sqs.change_message_visibility(
-                QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    control.clear_faults()
-    assert queued(system, dead) == 1
 
 
 def replay_dead_letters(system: LocalSystem, monkeypatch) -> None:
