@@ -207,6 +207,20 @@ def contacts_by_email(cliniko: Any) -> dict[str, int]:
 # --- drills ---------------------------------------------------------------------------------
 
 
+def budget_clock_moved(monkeypatch, by: float = 0.0) -> list[float]:
+    """The key's budget's clock (`pacing.SYSTEM_CLOCK`) moved as a drill says, so nothing
+    sleeps: ahead of the real one by the list's one value, which the drill raises."""
+    from cliniko_automations.cliniko import pacing
+
+    ahead = [by]
+    real_time, real_monotonic = pacing.SYSTEM_CLOCK.time, pacing.SYSTEM_CLOCK.monotonic
+    monkeypatch.setattr(pacing.SYSTEM_CLOCK, "time", lambda: real_time() + ahead[0], raising=False)
+    monkeypatch.setattr(
+        pacing.SYSTEM_CLOCK, "monotonic", lambda: real_monotonic() + ahead[0], raising=False
+    )
+    return ahead
+
+
 def test_cliniko_down_for_half_an_hour_dead_letters_and_one_replay_recovers_each_once(
     path, cliniko, monkeypatch, capsys
 ) -> None:
@@ -403,7 +417,6 @@ def test_a_deleted_key_secret_restored_as_the_dead_letter_says_and_replayed(
 def test_the_rate_limit_table_missing_alarms_as_deployed_and_its_return_is_used(
     path, cliniko, monkeypatch, capsys
 ) -> None:
-    from cliniko_automations.cliniko import pacing
     from cliniko_automations.cliniko.shared_pacing import clear_shared_store_budgets
     from cliniko_automations.common import cliniko_accounts
     from local_run.template import SamApp
@@ -433,12 +446,7 @@ def test_the_rate_limit_table_missing_alarms_as_deployed_and_its_return_is_used(
         KeySchema=[{"AttributeName": "key_id", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    ahead = 31.0
-    real_time, real_monotonic = pacing.SYSTEM_CLOCK.time, pacing.SYSTEM_CLOCK.monotonic
-    monkeypatch.setattr(pacing.SYSTEM_CLOCK, "time", lambda: real_time() + ahead, raising=False)
-    monkeypatch.setattr(
-        pacing.SYSTEM_CLOCK, "monotonic", lambda: real_monotonic() + ahead, raising=False
-    )
+    budget_clock_moved(monkeypatch, by=31.0)
     submit(path, "paced@example.com")
     work_until_quiet(path)
     out = capsys.readouterr().out
@@ -450,16 +458,10 @@ def test_the_rate_limit_table_missing_alarms_as_deployed_and_its_return_is_used(
 def test_429s_for_half_an_hour_with_the_reset_far_off_delay_and_a_replay_recovers(
     path, cliniko, monkeypatch, capsys
 ) -> None:
-    from cliniko_automations.cliniko import pacing
 
     # Time for the key's budget moves as the test says (the queue's is played by making the
     # handed-back messages visible at once): nothing sleeps.
-    ahead = [0.0]
-    real_time, real_monotonic = pacing.SYSTEM_CLOCK.time, pacing.SYSTEM_CLOCK.monotonic
-    monkeypatch.setattr(pacing.SYSTEM_CLOCK, "time", lambda: real_time() + ahead[0], raising=False)
-    monkeypatch.setattr(
-        pacing.SYSTEM_CLOCK, "monotonic", lambda: real_monotonic() + ahead[0], raising=False
-    )
+    ahead = budget_clock_moved(monkeypatch)
     # An invocation with too little time left to wait a 429 out in it (deployed: up to 90 s
     # of such waits, the record then tried once more).
     short = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=40_000)
@@ -859,17 +861,10 @@ def test_cliniko_failing_an_erasure_is_told_to_its_caller_and_alarms_once_it_is_
 ) -> None:
     from datetime import datetime
 
-    from cliniko_automations.cliniko import pacing
-
     from tests.integration.erasure.stack import PERSONAL
 
     # The key's budget's clock, moved as the drill says: nothing sleeps.
-    ahead = [0.0]
-    real_time, real_monotonic = pacing.SYSTEM_CLOCK.time, pacing.SYSTEM_CLOCK.monotonic
-    monkeypatch.setattr(pacing.SYSTEM_CLOCK, "time", lambda: real_time() + ahead[0], raising=False)
-    monkeypatch.setattr(
-        pacing.SYSTEM_CLOCK, "monotonic", lambda: real_monotonic() + ahead[0], raising=False
-    )
+    ahead = budget_clock_moved(monkeypatch)
     contact_id = erasure_stack.seed()
     if trouble == "down":
         cliniko.server.app.faults.configure(CLINIKO_OUTAGE)
