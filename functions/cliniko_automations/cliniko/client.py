@@ -254,7 +254,11 @@ class ClinikoClient:
     # -- contacts ------------------------------------------------------------------------
 
     def iter_contacts(
-        self, filters: Sequence[Filter] = (), sort: str | None = None
+        self,
+        filters: Sequence[Filter] = (),
+        sort: str | None = None,
+        *,
+        on_clock_offset: Callable[[float | None], None] | None = None,
     ) -> Iterator[Contact]:
         """Every contact matching all `filters`, page after page (100 a page; fewer, for the
         rest of the listing, from a page too long to hold on: `_listing`).
@@ -270,6 +274,8 @@ class ClinikoClient:
         contacts were added or archived meanwhile, which offset pages cannot show
         consistently: that is logged, not raised (narrow filters and `updated_at` cursors are
         how callers stay exact).
+
+        `on_clock_offset` hears each page's Cliniko clock offset (`ContactPage.clock_offset`).
         """
         queries = _queries(filters)
         if sort is not None and (not isinstance(sort, str) or not _SORT.fullmatch(sort)):
@@ -282,7 +288,9 @@ class ClinikoClient:
         page_size = PER_PAGE
         seen: set[int | str] = set()
         while True:
-            listing, contacts, page, size, _ = self._listing(queries, sort, page, per_page)
+            listing, contacts, page, size, offset = self._listing(queries, sort, page, per_page)
+            if on_clock_offset is not None:
+                on_clock_offset(offset)
             pages += 1
             last_total = _whole_count(listing.total_entries)
             if first_total is None:
@@ -416,6 +424,21 @@ class ClinikoClient:
         self, filters: Sequence[Filter] = (), sort: str | None = None
     ) -> list[Contact]:
         return list(self.iter_contacts(filters, sort))
+
+    def list_contacts_and_clock(
+        self, filters: Sequence[Filter] = (), sort: str | None = None
+    ) -> tuple[list[Contact], float | None]:
+        """`list_contacts`, and Cliniko's clock less this machine's as the listing's answers
+        told it (`ContactPage.clock_offset`, the first page's that did): for a caller that
+        compares the contacts' timestamps, stamped by Cliniko's clock, with times of its own."""
+        offsets: list[float] = []
+
+        def heard(offset: float | None) -> None:
+            if offset is not None:
+                offsets.append(offset)
+
+        contacts = list(self.iter_contacts(filters, sort, on_clock_offset=heard))
+        return contacts, offsets[0] if offsets else None
 
     def get_contact(self, contact_id: str, *, include_archived: bool = False) -> Contact:
         """The contact; `include_archived` reaches it if it is archived, too (`_scope`)."""

@@ -23,7 +23,8 @@ Adopting a contact as the result of this submission's own lost create (the creat
 Cliniko but its answer did not reach us) needs proof, because anything adopted is recorded
 as made by the intake (the ledger the cleanup trusts) and gets none of the submission's
 fields written: Cliniko's `created_at` must fall inside that create attempt's window (from
-just before the request to when its answer was lost, a clock-skew margin either side), and
+just before the request to when its answer was lost, put on Cliniko's clock when the lookup's
+answer tells it, a clock-skew margin either side), and
 every field the create sent must be on the contact as sent (compared as Cliniko stores them).
 A contact that fails either test was made by someone else (staff, another submission) and is
 treated as any existing contact: the source's update policy, outcome "updated", no ledger.
@@ -43,6 +44,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from cliniko_automations.cliniko.rules import PHONE_TYPES, country_code_for, is_archived
+from cliniko_automations.cliniko.transport import BELIEVABLE_SKEW_SECONDS
 from cliniko_automations.common.identity_claims import email_claim, name_claim
 from cliniko_automations.common.person_keys import (
     APOSTROPHES,
@@ -58,8 +60,14 @@ from cliniko_automations.intake.submission import ContactDraft, UpdatePolicy
 Contact = Mapping[str, Any]
 
 # Cliniko's clock and ours are not the same clock: a create attempt's window is widened by
-# this much on both sides.
+# this much on both sides. The window is put on Cliniko's clock when the lookup's answer
+# tells it (`CreateWindow.on_clinikos_clock`); this margin is for when it does not, and for
+# the whole seconds of Cliniko's `Date` and the request's time on the wire when it does.
 CLOCK_SKEW = timedelta(minutes=2)
+# How far apart a `Date` may put Cliniko's clock from ours and still be believed
+# (transport.served_at): a listing by `created_at` asks this much earlier, so that the
+# contact a create made is listed while Cliniko's clock runs that far behind ours.
+BELIEVED_SKEW = timedelta(seconds=BELIEVABLE_SKEW_SECONDS)
 # When an attempt died without noting when its create's answer was lost (a crash, a killed
 # invocation), its window ends this long after it began: a Lambda invocation cannot run
 # longer, and a request it sent is answered (or abandoned by Cliniko) well within that.
@@ -202,6 +210,16 @@ class CreateWindow:
     def contains(self, moment: datetime) -> bool:
         end = self.lost_at or self.started_at + ATTEMPT_LIMIT
         return self.started_at - CLOCK_SKEW <= moment <= end + CLOCK_SKEW
+
+    def on_clinikos_clock(self, clock_offset: timedelta | None) -> CreateWindow:
+        """The same window on Cliniko's clock, `clock_offset` ahead of ours (negative: behind;
+        None: unknown, left on ours), as Cliniko's `created_at` for the create reads."""
+        if not clock_offset:
+            return self
+        return CreateWindow(
+            self.started_at + clock_offset,
+            None if self.lost_at is None else self.lost_at + clock_offset,
+        )
 
 
 def made_by_create(draft: ContactDraft, contact: Contact, window: CreateWindow) -> bool:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -114,7 +114,9 @@ class ContactsPort(Protocol):
 
     def expect_requests(self, count: int) -> None: ...
 
-    def list_contacts(self, filters: Sequence[Any] = (), sort: str | None = None) -> list[Any]: ...
+    def list_contacts_and_clock(
+        self, filters: Sequence[Any] = (), sort: str | None = None
+    ) -> tuple[list[Any], float | None]: ...
 
     def get_contact(self, contact_id: str) -> Any: ...
 
@@ -334,10 +336,15 @@ class IntakeWorker:
             if window is None:
                 return foc.Decision("create", changes=draft.cliniko_fields())
             cliniko.expect_requests(2)  # the recent contacts, then most often the create
-            return foc.decide_recovery(draft, self._recent(cliniko, draft, window), window)
+            recent, offset = self._recent(cliniko, draft, window)
+            return foc.decide_recovery(draft, recent, window.on_clinikos_clock(offset))
         # A lookup, then most often the create or update it decides: booked together.
         cliniko.expect_requests(2)
-        candidates = self._candidates(cliniko, lookup)
+        candidates, offset = self._candidates(cliniko, lookup)
+        if window is not None:
+            # Cliniko stamps `created_at` by its clock, minutes from ours at times: the window
+            # (taken by ours) goes where its clock put the create, as the lookup's answer told.
+            window = window.on_clinikos_clock(offset)
         return foc.decide(
             draft,
             lookup,
@@ -470,7 +477,10 @@ class IntakeWorker:
         )
 
     @staticmethod
-    def _candidates(cliniko: ContactsPort, lookup: foc.Lookup) -> list[dict[str, Any]]:
+    def _candidates(
+        cliniko: ContactsPort, lookup: foc.Lookup
+    ) -> tuple[list[dict[str, Any]], timedelta | None]:
+        """The contacts the lookup lists, and Cliniko's clock offset as the answers told it."""
         # Archived contacts are included on purpose: a match that is archived is parked,
         # not silently duplicated (see find_or_create).
         include_archived = DateTimeFilter("archived_at").any()
@@ -478,32 +488,39 @@ class IntakeWorker:
         if lookup.kind is foc.LookupKind.EMAIL:
             assert lookup.email is not None
             filters = [StringFilter("email").eq(lookup.email), include_archived]
-            return [_contact_dict(c) for c in cliniko.list_contacts(filters)]
+            listed, offset = cliniko.list_contacts_and_clock(filters)
+            return [_contact_dict(c) for c in listed], _offset(offset)
         assert lookup.first_name is not None and lookup.last_name is not None
         # `~~` without a `%` is the whole name (`=` minds case, and "ana lima" is the contact
         # "Ana Lima"); a `%` in a name only widens the list, and foc.matches decides. Whether
         # Cliniko's `~~` minds case is not documented: the name as typed first, then as staff
         # most often type it, until one finds the contact (a new contact costs them all).
         found: dict[str, dict[str, Any]] = {}
+        clock_offset: float | None = None
         for first, last in foc.name_spellings(lookup.first_name, lookup.last_name):
             filters = [
                 _name_filter("first_name", first),
                 _name_filter("last_name", last),
                 include_archived,
             ]
-            listed = [_contact_dict(c) for c in cliniko.list_contacts(filters)]
+            answered, offset = cliniko.list_contacts_and_clock(filters)
+            clock_offset = offset if clock_offset is None else clock_offset
+            listed = [_contact_dict(c) for c in answered]
             found.update((str(c["id"]), c) for c in listed)
             if any(foc.matches(lookup, c) for c in listed):
                 break
-        return list(found.values())
+        return list(found.values()), _offset(clock_offset)
 
     @staticmethod
     def _recent(
         cliniko: ContactsPort, draft: Any, window: foc.CreateWindow
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], timedelta | None]:
+        """The contacts created since the window began, and Cliniko's clock offset as the
+        answers told it."""
         # Whole seconds, the form Cliniko documents its date-time filters in (one second more
-        # of candidates, which made_by_create then sorts out).
-        since = (window.started_at - foc.CLOCK_SKEW).replace(microsecond=0)
+        # of candidates, which made_by_create then sorts out). Cliniko's clock is known only
+        # from the answer: asked from as far behind ours as it is believed to run.
+        since = (window.started_at - foc.CLOCK_SKEW - foc.BELIEVED_SKEW).replace(microsecond=0)
         # Archived ones too: one this create made, archived since, is parked, not made again.
         filters: list[Any] = [
             DateTimeFilter("created_at").gt(since),
@@ -515,7 +532,12 @@ class IntakeWorker:
             value = (getattr(draft, name) or "").strip()
             if value:
                 filters.append(StringFilter(name).eq(value))
-        return [_contact_dict(c) for c in cliniko.list_contacts(filters)]
+        listed, offset = cliniko.list_contacts_and_clock(filters)
+        return [_contact_dict(c) for c in listed], _offset(offset)
+
+
+def _offset(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
 
 
 def _name_filter(field: str, name: str) -> Filter:

@@ -620,3 +620,34 @@ def test_a_lost_create_archived_by_staff_before_the_retry_is_not_made_again(
     assert (outcome.action, outcome.reason) == ("parked", "archived_match")
     assert h.parking.parked[-1][2] == (str(made.id),)
     assert [c["id"] for c in h.contacts(include_archived=True)] == [str(made.id)]
+
+
+@pytest.mark.parametrize("skew_minutes", [3, 0, -3], ids=["ahead", "together", "behind"])
+@pytest.mark.parametrize(
+    "draft",
+    [
+        ContactDraft(first_name="Accounts", company_name="Acme Health Fund"),
+        ContactDraft(
+            first_name="Ana", last_name="Lima", phone_numbers=(PhoneNumber(number="0412 345 678"),)
+        ),
+        ANA,
+    ],
+    ids=["no-identity", "name-and-phone", "email"],
+)
+def test_a_lost_create_is_adopted_with_clinikos_clock_minutes_from_ours(
+    h: Harness, draft: ContactDraft, skew_minutes: int
+) -> None:
+    # Cliniko stamps `created_at` by its clock, the create's window is taken by ours: with the
+    # clocks further apart than the window's margin (2 minutes), the lost create's contact
+    # was "updated" (one contact still), in no ledger, and no `created_by_intake` rule saw it.
+    h.cliniko.control.set_skew(skew_minutes * 60)
+    sub = json_submission(draft)
+    h.cliniko.control.set_faults(fail_next=["drop_after"], methods=["POST"])
+    outcome = h.process(sub)
+    [contact] = h.contacts()
+    assert (outcome.action, outcome.contact_id, outcome.recovered) == (
+        "created",
+        contact["id"],
+        True,
+    )
+    assert h.ledger.entries[contact["id"]].submission_id == sub.submission_id
