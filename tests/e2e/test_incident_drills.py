@@ -899,7 +899,7 @@ def test_cliniko_failing_an_erasure_is_told_to_its_caller_and_alarms_once_it_is_
     assert result["overdue"] == 0 and alarm_max("OverdueErasuresAlarm", out) == 0
 
 
-def test_an_erasure_on_a_revoked_key_names_it_and_the_new_key_finishes_it(
+def test_an_erasure_on_a_revoked_key_names_it_alarms_and_the_new_key_finishes_it(
     erasure_stack,  # noqa: F811 (the fixture imported above)
     cliniko,
     capsys,
@@ -908,9 +908,20 @@ def test_an_erasure_on_a_revoked_key_names_it_and_the_new_key_finishes_it(
 
     contact_id = erasure_stack.seed()
     cliniko.control.revoke_key(cliniko.api_key)
-    status, body = erase(PERSONAL["email"])
+    capsys.readouterr()
+    with captured_logs("erasure") as logs:
+        status, body = erase(PERSONAL["email"])
+    out = capsys.readouterr().out
     assert status == 502 and body["status"] == "failed", body
     assert "cliniko_Unauthorized" in body["message"] and "revoked" in body["message"]
+    # The key breaks the account's intake too: alarmed the same day, as the intake's, the
+    # cleanup's and the change feed's refusals are, not a month later as an overdue request.
+    assert alarm_sum("ErasureMisconfigurationAlarm", out) == 1
+    assert alarm_sum("ErasureUnavailableAlarm", out) == 0
+    # Its line names the secret and the fix, never the key.
+    told = [line for line in logs.lines if "misconfigured secret" in line]
+    assert told and all(erasure_stack.key_secret in line and "Fix: " in line for line in told)
+    assert not [line for line in logs.lines if cliniko.api_key in line]
     # README "Secrets": the user's new key in the secret, then the same request id, at once.
     new_key = cliniko.api_key.rsplit("-", 1)[0] + "rotated-au1"
     cliniko.control.add_key(new_key)
@@ -922,6 +933,8 @@ def test_an_erasure_on_a_revoked_key_names_it_and_the_new_key_finishes_it(
     status, body = erase(PERSONAL["email"])
     assert status == 502 and "cliniko_key_rotated" in body["message"], body
     assert "revoked" not in body["message"]
+    # Nothing left to fix: no alarm for it.
+    assert alarm_sum("ErasureMisconfigurationAlarm", capsys.readouterr().out) == 0
     # Sent again, as that answer says: done, with the new key.
     answer = erase(PERSONAL["email"])
     assert_erased_once_and_the_trail_verifies(erasure_stack, contact_id, answer, capsys)

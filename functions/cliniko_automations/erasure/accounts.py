@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from cliniko_automations.cliniko.errors import ClinikoError
 from cliniko_automations.erasure.errors import InvalidRequest
 from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.ports import ContactsClient
@@ -27,6 +28,8 @@ class ErasureAccounts:
     tells the names of one Cliniko account; without it every name is an account of its own.
     `key_replaced(name)`: whether the key Cliniko refused is no longer the one in the account's
     secret (rotated within the secrets' cache, the old one archived).
+    `on_key_refused(name, error)`: hears, once a request per account, that Cliniko refused
+    the key in the account's secret or its user (the deployment's to fix: `key_refused`).
     """
 
     def __init__(
@@ -37,6 +40,7 @@ class ErasureAccounts:
         default: str | None = None,
         key_of: Callable[[str], str | None] = lambda _name: None,
         key_replaced: Callable[[str], bool] = lambda _name: False,
+        on_key_refused: Callable[[str, ClinikoError], None] = lambda _name, _error: None,
     ) -> None:
         if not names:
             raise ValueError("an erasure needs at least one Cliniko account")
@@ -48,6 +52,8 @@ class ErasureAccounts:
         self._key_of = key_of
         self._key_replaced = key_replaced
         self._replaced: dict[str, bool] = {}
+        self._on_key_refused = on_key_refused
+        self._refused: set[str] = set()
         self._clients: dict[str, ContactsClient] = {}
         self._same_as: dict[str, str] | None = None
 
@@ -88,6 +94,13 @@ class ErasureAccounts:
         if account not in self._replaced:
             self._replaced[account] = self._key_replaced(account)
         return self._replaced[account]
+
+    def key_refused(self, account: str, error: ClinikoError) -> None:
+        """Cliniko refused the key in `account`'s secret, or its user (not a key rotated since:
+        `key_replaced`): told once a request, however many of its contacts it was refused for."""
+        if account not in self._refused:
+            self._refused.add(account)
+            self._on_key_refused(account, error)
 
     def client(self, account: str) -> ContactsClient:
         if account not in self._clients:

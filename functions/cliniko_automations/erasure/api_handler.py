@@ -24,10 +24,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cliniko_automations.cliniko.errors import ConfigurationError
+from cliniko_automations.cliniko.errors import ClinikoError, ConfigurationError
 from cliniko_automations.common.http_events import is_http_api_event, refusal
 from cliniko_automations.common.import_collector import import_finished
 from cliniko_automations.common.logs import function_logger
+from cliniko_automations.common.misconfiguration import report_account_key
 from cliniko_automations.common.plain_data import as_data
 from cliniko_automations.common.secrets import SecretUnavailable, prefetch_secrets
 from cliniko_automations.erasure.api_io import (
@@ -60,7 +61,14 @@ UNAUTHENTICATED = "a SigV4-signed IAM caller is required"
 
 
 def _eraser() -> Eraser:
-    return build_eraser(ErasureSettings.from_env(), app.lambda_context)
+    return build_eraser(ErasureSettings.from_env(), app.lambda_context, on_key_refused=_key_refused)
+
+
+def _key_refused(account: str, secret: str, error: ClinikoError) -> None:
+    # The caller is answered 502 naming the key, but the same key stops the account's intake:
+    # the on-call hears of it the same day (ErasureMisconfigurationAlarm), as from the intake,
+    # the cleanup and the change feed, not a month on when the request falls overdue.
+    report_account_key(error, account, secret, logger=logger, metrics=metrics)
 
 
 def _outcome_response(outcome: Outcome) -> Response[str]:

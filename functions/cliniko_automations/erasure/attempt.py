@@ -633,6 +633,8 @@ class Attempt:
         hint = account_hint(account, error)
         if hint is not None and self.tools.accounts.key_replaced(account):
             return "cliniko_key_rotated", None
+        if hint is not None:
+            self.tools.accounts.key_refused(account, error)
         return cliniko_errors.error_kind(error), hint
 
     def fail(

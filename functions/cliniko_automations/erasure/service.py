@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.cliniko.errors import ClinikoError
 from cliniko_automations.cliniko.pacing import key_fingerprint
 from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import ClinikoAccounts, load_accounts
@@ -86,9 +88,16 @@ def secrets_read(settings: ErasureSettings) -> list[str]:
     return [settings.pepper_secret_name, secrets[default], *others]
 
 
-def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None) -> Eraser:
+def build_eraser(
+    settings: ErasureSettings,
+    context: LambdaContext | None = None,
+    *,
+    on_key_refused: Callable[[str, str, ClinikoError], None] | None = None,
+) -> Eraser:
     """`context`: the Lambda invocation's, which bounds how long an attempt holds its request
-    id if it is cut short (None outside Lambda: idempotency.LOCAL_LEASE)."""
+    id if it is cut short (None outside Lambda: idempotency.LOCAL_LEASE). `on_key_refused`
+    hears (account, its key's secret, Cliniko's refusal) once a request per account whose key
+    or user Cliniko refused (`ErasureAccounts.key_refused`)."""
     secrets, default = _key_secrets(settings, _accounts_file())
     time_left = time_left_after(
         lambda: context.get_remaining_time_in_millis() / 1000 if context else None,
@@ -116,6 +125,9 @@ def build_eraser(settings: ErasureSettings, context: LambdaContext | None = None
         default=default,
         key_of=key_of,
         key_replaced=lambda account: key_replaced(secrets[account], key_ids.get(account)),
+        on_key_refused=lambda account, error: (
+            on_key_refused(account, secrets[account], error) if on_key_refused else None
+        ),
     )
     pepper = read_secret(settings.pepper_secret_name)
     dynamodb = aws.client("dynamodb")

@@ -243,6 +243,27 @@ def test_a_key_without_the_permission_reads_its_secret_again_once_per_request(
     assert rereads == [erasure_stack.key_secret]
 
 
+def test_a_key_refused_for_every_contact_is_told_to_the_operator_once_per_request(
+    erasure_stack,
+):
+    # The API reports what it hears as one Misconfigured count (ErasureMisconfigurationAlarm):
+    # once per account and request, not once per contact its user may not write.
+    for _ in range(5):
+        erasure_stack.seed("main-clinic")
+    erasure_stack.cliniko.server.app.add_key(erasure_stack.cliniko.api_key, read_only=True)
+    heard: list[tuple[str, str, str]] = []
+
+    def key_refused(account: str, secret: str, error: Exception) -> None:
+        heard.append((account, secret, type(error).__name__))
+
+    outcome = build_eraser(ErasureSettings.from_env(), on_key_refused=key_refused).submit(
+        ask(request_id="ro", email=EMAIL, account="main-clinic", erase_all_matches=True), CALLER
+    )
+
+    assert [c.error for c in outcome.contacts] == ["cliniko_Forbidden"] * 5
+    assert heard == [("main-clinic", erasure_stack.key_secret, "Forbidden")]
+
+
 def test_a_lookup_failing_in_one_account_names_that_account(erasure_stack, monkeypatch):
     main = erasure_stack.seed("main-clinic")
     erasure_stack.cliniko.allow_invalid_requests()
