@@ -594,7 +594,8 @@ def test_a_lost_create_of_another_person_with_the_same_name_is_not_adopted(h: Ha
     assert h.ledger.entries == {}
 
 
-@pytest.mark.parametrize(
+# A draft of each lookup the worker makes: none (recent contacts), name and phone, email.
+ONE_OF_EACH_LOOKUP = pytest.mark.parametrize(
     "draft",
     [
         ContactDraft(first_name="Accounts", company_name="Acme Health Fund"),
@@ -605,6 +606,9 @@ def test_a_lost_create_of_another_person_with_the_same_name_is_not_adopted(h: Ha
     ],
     ids=["no-identity", "name-and-phone", "email"],
 )
+
+
+@ONE_OF_EACH_LOOKUP
 def test_a_lost_create_archived_by_staff_before_the_retry_is_not_made_again(
     h: Harness, draft: ContactDraft
 ) -> None:
@@ -623,17 +627,7 @@ def test_a_lost_create_archived_by_staff_before_the_retry_is_not_made_again(
 
 
 @pytest.mark.parametrize("skew_minutes", [3, 0, -3], ids=["ahead", "together", "behind"])
-@pytest.mark.parametrize(
-    "draft",
-    [
-        ContactDraft(first_name="Accounts", company_name="Acme Health Fund"),
-        ContactDraft(
-            first_name="Ana", last_name="Lima", phone_numbers=(PhoneNumber(number="0412 345 678"),)
-        ),
-        ANA,
-    ],
-    ids=["no-identity", "name-and-phone", "email"],
-)
+@ONE_OF_EACH_LOOKUP
 def test_a_lost_create_is_adopted_with_clinikos_clock_minutes_from_ours(
     h: Harness, draft: ContactDraft, skew_minutes: int
 ) -> None:
