@@ -155,6 +155,12 @@ def dead_letter(sqs, queue_url: str, body: str) -> str:
     )["MessageId"]
 
 
+def dead_letter_others(sqs, queue_url: str, count: int) -> None:
+    """`count` letters that are no delivery of anyone's, for a purge to read past."""
+    for n in range(count):
+        dead_letter(sqs, queue_url, json.dumps({"not": "a delivery", "n": n}))
+
+
 def test_a_replayed_dead_letter_arrives_signed_afresh_with_its_webhook_id(world) -> None:
     cli, deliveries, letters, receivers, stand_in, _, _ = world
     webhook_id = deliveries["crm-sync"]["detail"]["webhook"]["id"]
@@ -424,8 +430,7 @@ def test_an_erasure_deletes_the_letters_that_carry_its_contacts_fields(
 def test_the_purge_reads_a_bounded_number_of_letters_and_releases_them(world) -> None:
     _, deliveries, _, _, _, sqs, dlq = world
     contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
-    for n in range(25):
-        dead_letter(sqs, dlq, json.dumps({"not": "a delivery", "n": n}))
+    dead_letter_others(sqs, dlq, 25)
 
     receives = []
 
@@ -510,8 +515,7 @@ def test_the_purge_holds_one_receive_of_letters_at_a_time(world) -> None:
     # 250 KB): the thousand an erasure reads, held at once, took 290 MB of its 256 MB.
     _, deliveries, _, _, _, sqs, dlq = world
     contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
-    for n in range(40):
-        dead_letter(sqs, dlq, json.dumps({"not": "a delivery", "n": n}))
+    dead_letter_others(sqs, dlq, 40)
     bodies: list[weakref.ref[_Body]] = []
     held: list[int] = []  # at each receive, the bodies of earlier receives still alive
 
@@ -535,8 +539,7 @@ def test_the_purge_holds_one_receive_of_letters_at_a_time(world) -> None:
 def test_the_purge_makes_no_receive_once_the_erasure_s_time_is_spent(world) -> None:
     _, deliveries, _, _, _, sqs, dlq = world
     contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
-    for n in range(40):
-        dead_letter(sqs, dlq, json.dumps({"not": "a delivery", "n": n}))
+    dead_letter_others(sqs, dlq, 40)
     counted = _CountedSqs(sqs)
     reads = iter([5.0, 5.0])  # two receives' worth, then none
 
@@ -574,8 +577,7 @@ def test_an_erasure_out_of_time_reading_the_letters_is_unfinished_in_its_trail(
     # still queued.
     _, deliveries, _, _, _, sqs, dlq = world
     sqs.purge_queue(QueueUrl=dlq)
-    for n in range(20):
-        dead_letter(sqs, dlq, json.dumps({"not": "a delivery", "n": n}))
+    dead_letter_others(sqs, dlq, 20)
     theirs = dead_letter(sqs, dlq, json.dumps(deliveries["full-copy"]))
     contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
 
@@ -613,8 +615,7 @@ def test_an_erasure_given_its_time_and_cut_by_the_letters_alone_goes_on_to_clini
     # letter past the cut expires with the queue, never replayed (its contact is erased).
     _, deliveries, _, _, _, sqs, dlq = world
     sqs.purge_queue(QueueUrl=dlq)
-    for n in range(40):
-        dead_letter(sqs, dlq, json.dumps({"not": "a delivery", "n": n}))
+    dead_letter_others(sqs, dlq, 40)
     theirs = dead_letter(sqs, dlq, json.dumps(deliveries["full-copy"]))
     contact_id = deliveries["full-copy"]["detail"]["body"]["data"]["contact_id"]
     receives = []
@@ -646,8 +647,7 @@ def test_sqs_failing_part_way_through_the_letters_leaves_their_count_in_the_trai
     _, deliveries, _, _, _, sqs, dlq = world
     sqs.purge_queue(QueueUrl=dlq)
     theirs = dead_letter(sqs, dlq, json.dumps(deliveries["full-copy"]))
-    for n in range(20):
-        dead_letter(sqs, dlq, json.dumps({"not": "a delivery", "n": n}))
+    dead_letter_others(sqs, dlq, 20)
     deletes = []
 
     def fail_once_one_is_deleted(**_):

@@ -14,6 +14,7 @@ from cliniko_automations.intake.submission import ContactDraft, PhoneNumber, Sub
 from cliniko_automations.intake_worker.worker import (
     ClinikoBusy,
     IntakeWorker,
+    Outcome,
     Rejected,
     RetryLater,
     SubmissionFailure,
@@ -547,6 +548,18 @@ def test_the_same_fields_typed_minutes_after_a_lost_create_are_not_adopted(h: Ha
     assert h.ledger.entries == {}
 
 
+def adopted(h: Harness, sub: Submission, outcome: Outcome) -> None:
+    """The submission's lost create was adopted: the one contact, reported as created by it
+    (recovered), and in the ledger under the submission."""
+    [contact] = h.contacts()
+    assert (outcome.action, outcome.contact_id, outcome.recovered) == (
+        "created",
+        contact["id"],
+        True,
+    )
+    assert h.ledger.entries[contact["id"]].submission_id == sub.submission_id
+
+
 def test_a_retry_days_later_adopts_its_own_lost_create_not_the_first_attempts(h: Harness) -> None:
     sub = json_submission(ANA)
     h.cliniko.control.set_faults(fail_next=[500], methods=["POST"])
@@ -557,14 +570,8 @@ def test_a_retry_days_later_adopts_its_own_lost_create_not_the_first_attempts(h:
     h.later(timedelta(days=3))
     h.cliniko.control.set_faults(fail_next=["drop_after"], methods=["POST"])
     outcome = h.process(sub)
-    [contact] = h.contacts()
-    assert (outcome.action, outcome.contact_id, outcome.recovered) == (
-        "created",
-        contact["id"],
-        True,
-    )
+    adopted(h, sub, outcome)
     assert outcome.fields == tuple(sorted(ANA.cliniko_fields()))
-    assert h.ledger.entries[contact["id"]].submission_id == sub.submission_id
 
 
 def test_a_lost_create_of_another_person_with_the_same_name_is_not_adopted(h: Harness) -> None:
@@ -637,11 +644,4 @@ def test_a_lost_create_is_adopted_with_clinikos_clock_minutes_from_ours(
     h.cliniko.control.set_skew(skew_minutes * 60)
     sub = json_submission(draft)
     h.cliniko.control.set_faults(fail_next=["drop_after"], methods=["POST"])
-    outcome = h.process(sub)
-    [contact] = h.contacts()
-    assert (outcome.action, outcome.contact_id, outcome.recovered) == (
-        "created",
-        contact["id"],
-        True,
-    )
-    assert h.ledger.entries[contact["id"]].submission_id == sub.submission_id
+    adopted(h, sub, h.process(sub))
