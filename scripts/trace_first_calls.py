@@ -7,13 +7,21 @@ on which thread (the caller's path is the main thread; reads started during init
 `secret-prefetch`, the change feed's accounts on `poll_N`). Times are this machine's, against
 moto and the emulator: the calls and their order are the figure, not the milliseconds.
 
-    python scripts/trace_first_calls.py [--no-build] [--json]
+Each thread's line also gives the time it spent inside its calls (a call made inside another,
+the rate-limit booking inside a Cliniko request, counted once), the median over `--runs`
+cold starts: on the main thread, what the first call waits on its round trips, botocore's own
+work around each call included. A function's import plus that time is what its import and
+first call would take if none of its own code ran in between, so it bounds its timed ratio
+from below.
+
+    python scripts/trace_first_calls.py [--no-build] [--runs N] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,13 +60,36 @@ class Traced:
         return out
 
 
-def summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """The calls, and how many AWS calls + Cliniko requests each thread made."""
-    by_thread: dict[str, str] = {}
-    for thread in sorted({c["thread"] for c in calls}, key=lambda t: (t != "MainThread", t)):
+def inside_calls_ms(calls: list[dict[str, Any]]) -> float:
+    """The time covered by `calls` (one thread's), a call within another counted once."""
+    covered, end = 0.0, float("-inf")
+    for start, stop in sorted((c["at_ms"], c["at_ms"] + c["ms"]) for c in calls):
+        if stop <= end:
+            continue
+        covered += stop - max(start, end)
+        end = stop
+    return round(covered, 1)
+
+
+def threads(calls: list[dict[str, Any]]) -> list[str]:
+    """The threads that made `calls`, the main thread first."""
+    return sorted({c["thread"] for c in calls}, key=lambda t: (t != "MainThread", t))
+
+
+def summary(runs: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """The first run's calls; each thread's AWS calls + Cliniko requests in it, and the median
+    over `runs` of the time the thread spent inside its calls."""
+    calls = runs[0]
+    by_thread: dict[str, dict[str, Any]] = {}
+    for thread in threads(calls):
         mine = [c for c in calls if c["thread"] == thread]
         aws = sum(c["kind"] == "aws" for c in mine)
-        by_thread[thread] = f"{aws} + {len(mine) - aws}"
+        inside = [inside_calls_ms([c for c in run if c["thread"] == thread]) for run in runs]
+        by_thread[thread] = {
+            "aws_calls": aws,
+            "cliniko_requests": len(mine) - aws,
+            "inside_calls_ms": statistics.median(inside),
+        }
     return {"by_thread": by_thread, "calls": calls}
 
 
@@ -66,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-build", action="store_true", help="use the built artifact as is")
     parser.add_argument("--json", action="store_true", help="print every call as JSON")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="cold starts per handler (the times: their median)"
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.runs <= bench.SEEDED - 2:
+        parser.error(f"--runs: 1 to {bench.SEEDED - 2} (one real erasure per run)")
     if not args.no_build:
         subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "build.py"), "--arch", bench.HOST_ARCH],
@@ -79,17 +115,31 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             artifact = bench.build_dir(bench.HOST_ARCH) / "IntakeApiFunction"
             references = bench.reference_artifacts(artifact, Path(tmp))
-            measure = Traced(python, stack.moto.url, Path(tmp))
-            results = bench.one_round(measure, artifact, stack, references, stack.seeded[0])
+            runs: dict[str, list[list[dict[str, Any]]]] = {}
+            for index in range(args.runs):
+                measure = Traced(python, stack.moto.url, Path(tmp) / str(index))
+                (Path(tmp) / str(index)).mkdir()
+                results = bench.one_round(measure, artifact, stack, references, stack.seeded[index])
+                for function, out in results.items():
+                    runs.setdefault(function, []).append(out["calls"])
     finally:
         stack.stop()
-    traced = {function: summary(out["calls"]) for function, out in results.items()}
+    traced = {function: summary(calls) for function, calls in runs.items()}
     if args.json:
         print(json.dumps(traced, indent=2))
         return 0
-    print("first calls: AWS calls + Cliniko requests, by thread, then each call")
+    print(
+        "first calls: AWS calls + Cliniko requests and the time inside them"
+        f" (median of {args.runs}), by thread, then each call (the first run's)"
+    )
     for function, figures in traced.items():
-        print(f"{function}: " + ", ".join(f"{t} {n}" for t, n in figures["by_thread"].items()))
+        print(
+            f"{function}: "
+            + ", ".join(
+                f"{t} {n['aws_calls']} + {n['cliniko_requests']} in {n['inside_calls_ms']} ms"
+                for t, n in figures["by_thread"].items()
+            )
+        )
         for call in sorted(figures["calls"], key=lambda c: c["at_ms"]):
             print(
                 f"  {call['at_ms']:8.1f} ms  {call['ms']:6.1f} ms  {call['thread']:<16} "

@@ -71,3 +71,41 @@ def test_the_timed_check_does_not_read_the_counts(bench: ModuleType) -> None:
     }
 
     assert bench.over_target(figures, "timed") == []
+
+
+@pytest.fixture(scope="module")
+def trace() -> ModuleType:
+    path = ROOT / "scripts" / "trace_first_calls.py"
+    spec = importlib.util.spec_from_file_location("trace_first_calls_script", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def call(at_ms: float, ms: float, thread: str = "MainThread", kind: str = "aws") -> dict:
+    return {"at_ms": at_ms, "ms": ms, "thread": thread, "kind": kind}
+
+
+def test_time_inside_calls_counts_a_call_within_another_once(trace: ModuleType) -> None:
+    # A Cliniko request (100-115) holding its rate-limit booking (101-108), a gap, then two
+    # calls that overlap (120-125, 123-130): 15 + 10 ms, not 15 + 7 + 5 + 7.
+    calls = [call(120, 5), call(100, 15, kind="cliniko"), call(123, 7), call(101, 7)]
+    assert trace.inside_calls_ms(calls) == 25.0
+    assert trace.inside_calls_ms([]) == 0.0
+
+
+def test_the_trace_summary_is_per_thread_with_the_median_over_runs(trace: ModuleType) -> None:
+    runs = [
+        [call(0, 10), call(12, 4, kind="cliniko"), call(0, 30, thread="secret-prefetch")],
+        [call(0, 20), call(25, 4, kind="cliniko"), call(0, 31, thread="secret-prefetch")],
+        [call(0, 12), call(20, 4, kind="cliniko"), call(0, 29, thread="secret-prefetch")],
+    ]
+    by_thread = trace.summary(runs)["by_thread"]
+    assert list(by_thread) == ["MainThread", "secret-prefetch"]
+    assert by_thread["MainThread"] == {
+        "aws_calls": 1,
+        "cliniko_requests": 1,
+        "inside_calls_ms": 16.0,
+    }
+    assert by_thread["secret-prefetch"]["inside_calls_ms"] == 30.0
