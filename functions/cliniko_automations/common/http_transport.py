@@ -28,7 +28,8 @@ What the layer above relies on, and this transport keeps:
 - A connection is kept for the next request only when its answer was read to the end, and
   not past httpx's keep-alive expiry (5 s idle): a server or a NAT may have dropped it
   meanwhile (a Lambda frozen between invocations), and a create sent on a dead connection is
-  an unknown outcome.
+  an unknown outcome. Idle by either clock: a frozen guest's monotonic clock may not have
+  moved while the wall clock went on an hour (Firecracker does not promise which).
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ class Urllib3Transport(httpx.BaseTransport):
     ) -> None:
         self.ssl_context = ssl_context
         self._keep_alive_expiry = keep_alive_expiry
-        self._last_answer_at = time.monotonic()
+        self._last_answer_at = self._last_answer_wall = 0.0
+        self._answered()
         self._pools = urllib3.PoolManager(
             maxsize=KEEP_ALIVE_CONNECTIONS, block=False, ssl_context=ssl_context, retries=False
         )
@@ -146,7 +148,7 @@ class Urllib3Transport(httpx.BaseTransport):
             headers.add(name.decode("latin-1"), value.decode("latin-1"))
         body = request.read()
         url = request.url
-        if time.monotonic() - self._last_answer_at > self._keep_alive_expiry:
+        if self._idle_seconds() > self._keep_alive_expiry:
             # Every kept connection has been idle since: close them, connect afresh.
             self._pools.clear()
         _answer_by.deadline = request.extensions.get("deadline")
@@ -198,7 +200,14 @@ class Urllib3Transport(httpx.BaseTransport):
         )
 
     def _answered(self) -> None:
-        self._last_answer_at = time.monotonic()
+        self._last_answer_at, self._last_answer_wall = time.monotonic(), time.time()
+
+    def _idle_seconds(self) -> float:
+        """Since the last answer was read, by whichever clock says longer: the monotonic
+        clock of a Lambda thawed after an hour may count only the time it ran."""
+        return max(
+            time.monotonic() - self._last_answer_at, abs(time.time() - self._last_answer_wall)
+        )
 
     def close(self) -> None:
         self._pools.clear()

@@ -224,6 +224,46 @@ def test_a_connection_idle_past_the_keep_alive_expiry_is_not_used_again(serve):
         assert server.connections == 2
 
 
+class ThawedClocks:
+    """`time` as the transport reads it in a Lambda thawed after an hour's freeze, whose
+    monotonic clock did not run meanwhile (Firecracker does not promise it does)."""
+
+    def __init__(self) -> None:
+        self.frozen_for = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time() + self.frozen_for
+
+
+def test_a_connection_kept_over_a_freeze_is_not_used_again_whichever_clock_ran(serve, monkeypatch):
+    # The server (or a NAT) forgot the connection during the freeze without a FIN the
+    # pool could see: the next request on it is read as closed, never answered. A create
+    # sent on it would be an unknown outcome (the worker's lost create) for nothing.
+    answered: set[socket.socket] = set()
+
+    def forgotten_after_the_first_answer(connection: socket.socket, request: bytes) -> None:
+        if connection in answered:
+            connection.shutdown(socket.SHUT_RDWR)
+            return
+        answered.add(connection)
+        answer()(connection, request)
+
+    server = serve(forgotten_after_the_first_answer)
+    url = f"http://127.0.0.1:{server.port}/v1/contacts"
+    clocks = ThawedClocks()
+    monkeypatch.setattr(http_transport, "time", clocks)
+    with client() as http:
+        http.get(url)
+        clocks.frozen_for = 3600.0
+        http.post(url, json={})
+    assert server.connections == 2
+    assert [request.split(b" ")[0] for request in server.requests] == [b"GET", b"POST"]
+    assert len(answered) == 2
+
+
 def test_headers_trickled_past_the_request_s_deadline_are_a_read_timeout(serve):
     head = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"p" * 60 + b"\r\nContent-Length: 2\r\n\r\n{}"
 
