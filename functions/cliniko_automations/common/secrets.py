@@ -218,9 +218,11 @@ def _read(name: str, *, force_fetch: bool = False) -> str:
     return value
 
 
-# Values read by `rotated_values`, by secret name: (when, on the monotonic clock; the values,
-# or the failure to read them).
-_rotation_reads: dict[str, tuple[float, tuple[str, ...] | SecretUnavailable]] = {}
+# Values read by `rotated_values`, by secret name: (when, on the monotonic clock and on the
+# wall clock; the values, or the failure to read them). Both clocks: a Lambda thawed after an
+# hour may find its monotonic clock moved only by the time it ran (Firecracker does not
+# promise either way), and a read from before the freeze must not stand for one after it.
+_rotation_reads: dict[str, tuple[float, float, tuple[str, ...] | SecretUnavailable]] = {}
 
 
 def clear_secret_caches() -> None:
@@ -236,19 +238,23 @@ def rotated_values(name: str, *, prefix: str | None = None) -> tuple[str, ...]:
     and, while that is younger than `ROTATION_GRACE_SECONDS`, its previous one (`AWSPREVIOUS`).
     Read at most once every `ROTATION_RECHECK_SECONDS` for each secret."""
     check_secret_prefix(name, prefix)
-    now = time.monotonic()
+    now, wall = time.monotonic(), time.time()
     read = _rotation_reads.get(name)
-    if read is not None and now - read[0] < ROTATION_RECHECK_SECONDS:
-        if isinstance(read[1], SecretUnavailable):
+    if (
+        read is not None
+        and now - read[0] < ROTATION_RECHECK_SECONDS
+        and 0 <= wall - read[1] < ROTATION_RECHECK_SECONDS
+    ):
+        if isinstance(read[2], SecretUnavailable):
             # A failed read counts too: forged deliveries must not make one each.
-            raise read[1].with_traceback(None)
-        return read[1]
+            raise read[2].with_traceback(None)
+        return read[2]
     try:
         values = _read_rotation(name)
     except SecretUnavailable as failed:
-        _rotation_reads[name] = (now, failed)
+        _rotation_reads[name] = (now, wall, failed)
         raise
-    _rotation_reads[name] = (now, values)
+    _rotation_reads[name] = (now, wall, values)
     return values
 
 

@@ -4,6 +4,7 @@ and 503), so a delivery refused while a container's cached value was the other o
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -98,6 +99,41 @@ def test_a_secret_rotated_because_it_leaked_stops_working_once_the_cache_ages(in
     monkeypatch.setattr(powertools_parameters, "datetime", Later)  # the cache's clock
     assert typeform(intake, samples.SECRET, "signed with the leaked value") == 401
     assert typeform(intake, ROTATED, "signed as it should be") == 202
+
+
+class Thawed:
+    """`time` as secrets.py reads it in a Lambda thawed after an hour's freeze, whose monotonic
+    clock did not run meanwhile (Firecracker does not promise it does)."""
+
+    @staticmethod
+    def monotonic() -> float:
+        return time.monotonic()
+
+    @staticmethod
+    def time() -> float:
+        return time.time() + 3600
+
+
+def test_values_read_past_the_cache_before_a_freeze_are_not_used_after_it(intake, monkeypatch):
+    assert typeform(intake, samples.SECRET, "before") == 202  # cached
+    rotate(TYPEFORM_SECRET, ROTATED)
+    # Read past the cache: the new value and, new as it is, the previous one.
+    assert typeform(intake, ROTATED, "after the rotation") == 202
+    # Frozen for an hour, during which the secret is rotated again: the first value is two
+    # rotations and an hour old, past any grace.
+    rotate(TYPEFORM_SECRET, "whsec_rotated_again_0123456789")
+    later = datetime.now() + timedelta(hours=1)
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return later.astimezone(tz) if tz else later
+
+    monkeypatch.setattr(powertools_parameters, "datetime", Later)  # the cache's clock
+    monkeypatch.setattr(secrets, "time", Thawed)
+    assert typeform(intake, "whsec_rotated_again_0123456789", "after the thaw") == 202
+    assert typeform(intake, samples.SECRET, "signed with the value of two rotations ago") == 401
+    assert typeform(intake, ROTATED, "signed with the previous value") == 202
 
 
 def test_forged_deliveries_read_the_secret_past_the_cache_once_a_period(intake):
