@@ -32,6 +32,7 @@ from cliniko_automations.common.cliniko_accounts import (
     key_replaced,
     time_left_after,
 )
+from cliniko_automations.common.idempotency_records import RetriesRecognised
 from cliniko_automations.common.ledger import DynamoLedger
 from cliniko_automations.common.secrets import SecretMisconfigured
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
@@ -126,7 +127,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
         created_search_settles_seconds=settings.created_search_settles_seconds,
     )
     persistence = DynamoDBPersistenceLayer(
-        table_name=settings.idempotency_table, boto3_client=dynamodb
+        table_name=settings.idempotency_table, boto3_client=RetriesRecognised(dynamodb)
     )
 
     @idempotent_function(  # type: ignore[untyped-decorator]  # Powertools: it returns Any

@@ -151,6 +151,7 @@ class DynamoClaims:
 
     def _try_put(self, item_key: dict[str, dict[str, str]], token: str) -> bool:
         now = int(self._clock())
+        free = claim_is_free(now)
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -159,7 +160,16 @@ class DynamoClaims:
                     "token": {"S": token},
                     "expiration": {"N": str(self._expiry(now))},
                 },
-                **claim_is_free(now),
+                # Or already this holder's: botocore retries a put whose answer was lost (a
+                # timeout), and the retry meets the claim its first attempt took. Refused, the
+                # holder waited `wait_seconds` for itself, gave up (ClaimBusy), and the claim
+                # stayed held by nobody until its expiry.
+                ConditionExpression=f"{free['ConditionExpression']} OR #token = :token",
+                ExpressionAttributeNames={**free["ExpressionAttributeNames"], "#token": "token"},
+                ExpressionAttributeValues={
+                    **free["ExpressionAttributeValues"],
+                    ":token": {"S": token},
+                },
             )
         except ClientError as exc:
             # Held, or being checked by an erasure's fence at this very moment: wait.

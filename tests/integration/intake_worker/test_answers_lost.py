@@ -1,0 +1,103 @@
+"""The worker's AWS writes whose answer is lost (tests/fixtures/lost_answers.py): botocore
+retries, and the retry meets the write its first attempt made."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cliniko_automations.common import aws as aws_clients
+from cliniko_automations.common.identity_claims import CLAIM_PREFIX
+from cliniko_automations.common.submission_store import BODY_PREFIX
+from cliniko_automations.intake.submission import ContactDraft
+from cliniko_automations.intake_worker import handler as worker_handler
+from cliniko_automations.intake_worker.runtime import IDEMPOTENCY_KEY_PREFIX
+from cliniko_automations.intake_worker.store import INTENT_PREFIX, DynamoClaims
+
+from tests.fixtures.apigw import LambdaContext
+from tests.fixtures.lost_answers import answers_lost
+from tests.integration.intake_worker.resources import (
+    WORKER_TIMEOUT_MS,
+    WorkerStack,
+    create_worker_stack,
+    json_submission,
+    poll_once,
+    put_secrets,
+    worker_environment,
+    write_worker_config,
+)
+
+ANA = ContactDraft(first_name="Ana", last_name="Lima", email="ana.lima@example.com")
+
+
+@pytest.fixture
+def stack(aws: str) -> WorkerStack:
+    return create_worker_stack()
+
+
+def item_id_starts(prefix: str) -> Callable[[dict[str, Any]], bool]:
+    """The requests that write an item (or name a key) whose `id` starts with `prefix`."""
+
+    def matching(body: dict[str, Any]) -> bool:
+        item = body.get("Item") or body.get("Key") or {}
+        return str(item.get("id", {}).get("S", "")).startswith(prefix)
+
+    return matching
+
+
+def test_a_claim_whose_answer_was_lost_is_the_retry_s_own(stack: WorkerStack) -> None:
+    # The retry met the claim its first attempt took: it waited its 5 s for itself, gave up
+    # (ClaimBusy), and the claim stayed held by nobody until its expiry (up to 120 s).
+    claims = DynamoClaims(stack.dynamodb, stack.idempotency_table, wait_seconds=5)
+    with answers_lost(stack.dynamodb, "PutItem", matching=item_id_starts(CLAIM_PREFIX)) as lost:
+        started = time.monotonic()
+        with claims.hold("k1"):
+            took = time.monotonic() - started
+    assert (lost.lost, len(lost.sent)) == (1, 2)
+    assert took < 1
+    with DynamoClaims(stack.dynamodb, stack.idempotency_table, wait_seconds=0).hold("k1"):
+        pass  # let go: free at once
+
+
+# --- the handler: each write of a submission's way through the worker loses its answer once
+
+
+def on_table(name_part: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda body: name_part in body.get("TableName", "")
+
+
+# The claim is kept a moment after a create (CREATED_SEARCH_SETTLES_SECONDS), let go at once
+# when that is 0.
+WORKER_WRITES = {
+    "the claim taken": ("PutItem", item_id_starts(CLAIM_PREFIX)),
+    "the claim let go": ("DeleteItem", item_id_starts(CLAIM_PREFIX)),
+    "the claim kept": ("UpdateItem", item_id_starts(CLAIM_PREFIX)),
+    "the idempotency record begun": ("PutItem", item_id_starts(IDEMPOTENCY_KEY_PREFIX)),
+    "the idempotency record completed": ("UpdateItem", item_id_starts(IDEMPOTENCY_KEY_PREFIX)),
+    "the create intent begun": ("UpdateItem", item_id_starts(INTENT_PREFIX)),
+    "the ledger entry": ("PutItem", on_table("ledger")),
+    "the body marked done": ("PutItem", item_id_starts(BODY_PREFIX)),
+}
+
+
+@pytest.mark.parametrize("write", WORKER_WRITES)
+def test_a_write_of_the_worker_whose_answer_was_lost_costs_no_receive(
+    write: str, aws: str, cliniko: Any, monkeypatch: Any, tmp_path: Any
+) -> None:
+    stack = create_worker_stack()
+    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
+    kept = {"CREATED_SEARCH_SETTLES_SECONDS": "3"} if write == "the claim kept" else {}
+    worker_environment(
+        monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path), **kept
+    )
+    operation, matching = WORKER_WRITES[write]
+    stack.enqueue(json_submission(ANA))
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
+    with answers_lost(aws_clients.client("dynamodb"), operation, matching=matching) as lost:
+        messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
+    assert lost.lost == 1 and len(lost.sent) == 2  # the write and botocore's retry
+    assert (len(messages), failed) == (1, set())
+    assert len(cliniko.control.contacts()) == 1 and len(stack.ledger_items()) == 1
+    assert stack.counts(stack.queue_url) == (0, 0)
