@@ -34,6 +34,8 @@ from aws_lambda_powertools.utilities.idempotency.serialization.custom_dict impor
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cliniko_automations.common import aws
+from cliniko_automations.common.idempotency_records import RetriesRecognised
 from cliniko_automations.common.plain_data import as_data, from_data
 from cliniko_automations.erasure.errors import RequestIdConflict, RequestInProgress
 from cliniko_automations.erasure.models import Outcome
@@ -98,7 +100,10 @@ class PowertoolsOnce:
         self._run = idempotent_function(
             data_keyword_argument="identity",
             persistence_store=DynamoDBPersistenceLayer(
-                table_name=table_name, boto3_client=dynamodb
+                table_name=table_name,
+                boto3_client=RetriesRecognised(
+                    dynamodb if dynamodb is not None else aws.client("dynamodb")
+                ),
             ),
             config=config,
             output_serializer=CustomDictSerializer(
