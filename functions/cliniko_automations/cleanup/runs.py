@@ -124,11 +124,20 @@ class DynamoRuns:
     # -- runs ----------------------------------------------------------------------------
 
     def create(self, rule_set: str, state: RunState) -> bool:
-        """Write a new run; False, writing nothing, when a run with its id exists already."""
+        """Write a new run and name it the rule set's latest; False, leaving the run as it is,
+        when a run with its id exists already.
+
+        Its id is its execution's (actions.run_id_of), and the caller holds the rule set's
+        lock for it: a run already there is this execution's own, written by an earlier
+        attempt, and no run of the rule set has begun since. It is named the latest all the
+        same: that attempt may have stopped before naming it, or botocore's retry of a put
+        whose answer was lost met the run the put had written (`status` then showed the run
+        before, or no run)."""
         try:
             self._put_state(state, rule_set)
+            new = True
         except self._client.exceptions.ConditionalCheckFailedException:
-            return False
+            new = False
         self._client.put_item(
             TableName=self._table,
             Item={
@@ -137,7 +146,7 @@ class DynamoRuns:
                 "run_id": {"S": state.run_id},
             },
         )
-        return True
+        return new
 
     def save(self, state: RunState) -> None:
         self._client.update_item(

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 from cliniko_automations.common import aws as aws_clients
 from cliniko_automations.common.identity_claims import CLAIM_PREFIX
-from cliniko_automations.common.submission_store import BODY_PREFIX
+from cliniko_automations.common.person_keys import PersonKeys
+from cliniko_automations.common.submission_store import BODY_PREFIX, FIRST_SEEN_PREFIX
 from cliniko_automations.intake.submission import ContactDraft
+from cliniko_automations.intake_api.errors import ServiceUnavailable
+from cliniko_automations.intake_api.queue import SubmissionQueue
 from cliniko_automations.intake_worker import handler as worker_handler
 from cliniko_automations.intake_worker.runtime import IDEMPOTENCY_KEY_PREFIX
 from cliniko_automations.intake_worker.store import INTENT_PREFIX, DynamoClaims
@@ -99,5 +102,58 @@ def test_a_write_of_the_worker_whose_answer_was_lost_costs_no_receive(
         messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
     assert lost.lost == 1 and len(lost.sent) == 2  # the write and botocore's retry
     assert (len(messages), failed) == (1, set())
+    assert len(cliniko.control.contacts()) == 1 and len(stack.ledger_items()) == 1
+    assert stack.counts(stack.queue_url) == (0, 0)
+
+
+# --- the intake API's send (intake_api/queue.py, on FAIL_FAST clients: two attempts each)
+
+API_WRITES = {
+    "the first-seen time": ("dynamodb", "UpdateItem", item_id_starts(FIRST_SEEN_PREFIX)),
+    "the body": ("dynamodb", "PutItem", item_id_starts(BODY_PREFIX)),
+    "the queued id": ("sqs", "SendMessage", lambda body: True),
+}
+
+
+@pytest.mark.parametrize("write", API_WRITES)
+def test_a_write_of_the_intake_api_whose_answer_was_lost_accepts_one_contact(
+    write: str, aws: str, cliniko: Any, monkeypatch: Any, tmp_path: Any
+) -> None:
+    # The queued id sent again is a second message of the same submission: the worker finds
+    # its body marked done by the first and drops it ("already_done").
+    stack = create_worker_stack()
+    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
+    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    service, operation, matching = API_WRITES[write]
+    queue = SubmissionQueue(stack.queue_url, stack.submission_table)
+    client = aws_clients.client(service, config=aws_clients.FAIL_FAST)
+    with answers_lost(client, operation, matching=matching) as lost:
+        queue.send(json_submission(ANA), PersonKeys("hmac-of-ana"))
+    assert lost.lost == 1 and len(lost.sent) == 2
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
+    messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
+    assert (len(messages), failed) == (2 if write == "the queued id" else 1, set())
+    assert len(cliniko.control.contacts()) == 1 and len(stack.ledger_items()) == 1
+    assert stack.counts(stack.queue_url) == (0, 0)
+
+
+def test_a_send_whose_both_answers_were_lost_is_a_503_and_its_redelivery_one_contact(
+    aws: str, cliniko: Any, monkeypatch: Any, tmp_path: Any
+) -> None:
+    # Both attempts reached SQS: the provider was answered 503 for a submission queued twice,
+    # and delivers it again (the same submission: the same id and key). Three messages, one
+    # contact, no failure.
+    stack = create_worker_stack()
+    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
+    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    queue = SubmissionQueue(stack.queue_url, stack.submission_table)
+    submission = json_submission(ANA)
+    sqs = aws_clients.client("sqs", config=aws_clients.FAIL_FAST)
+    with answers_lost(sqs, "SendMessage", times=2), pytest.raises(ServiceUnavailable):
+        queue.send(submission, PersonKeys("hmac-of-ana"))
+    queue.send(submission, PersonKeys("hmac-of-ana"))
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
+    messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
+    assert (len(messages), failed) == (3, set())
     assert len(cliniko.control.contacts()) == 1 and len(stack.ledger_items()) == 1
     assert stack.counts(stack.queue_url) == (0, 0)
