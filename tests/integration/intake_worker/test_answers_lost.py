@@ -67,6 +67,12 @@ def test_a_claim_whose_answer_was_lost_is_the_retry_s_own(stack: WorkerStack) ->
 # --- the handler: each write of a submission's way through the worker loses its answer once
 
 
+def begun(prefix: str) -> Callable[[dict[str, Any]], bool]:
+    """The intent's begin (not its stamps, which update the same item)."""
+    its_item = item_id_starts(prefix)
+    return lambda body: its_item(body) and "started_at" in body.get("UpdateExpression", "")
+
+
 def on_table(name_part: str) -> Callable[[dict[str, Any]], bool]:
     return lambda body: name_part in body.get("TableName", "")
 
@@ -79,7 +85,7 @@ WORKER_WRITES = {
     "the claim kept": ("UpdateItem", item_id_starts(CLAIM_PREFIX)),
     "the idempotency record begun": ("PutItem", item_id_starts(IDEMPOTENCY_KEY_PREFIX)),
     "the idempotency record completed": ("UpdateItem", item_id_starts(IDEMPOTENCY_KEY_PREFIX)),
-    "the create intent begun": ("UpdateItem", item_id_starts(INTENT_PREFIX)),
+    "the create intent begun": ("UpdateItem", begun(INTENT_PREFIX)),
     "the ledger entry": ("PutItem", on_table("ledger")),
     "the body marked done": ("PutItem", item_id_starts(BODY_PREFIX)),
 }
