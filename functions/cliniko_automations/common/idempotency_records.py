@@ -8,7 +8,7 @@ request again, and the retry meets the record its first attempt wrote. Refused, 
 reads it as another attempt in progress (IdempotencyAlreadyInProgressError), and the record
 stays in progress until its lease ends (the invocation's end) with nobody in it: the intake
 worker handed its message back as `in_progress` and met the record again on each receive
-within that lease (3 of its 5 receives and some 3.5 minutes at the deployed backoff); the
+within that lease (3 or 4 of its 5 receives, 2 to 4 minutes at the 30 s backoff); the
 erasure API answered the request 409 until its 29 s lease ended.
 
 `RetriesRecognised` wraps the DynamoDB client Powertools is given: each record put carries a
