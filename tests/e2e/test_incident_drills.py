@@ -631,12 +631,16 @@ def test_a_form_signing_secret_changed_in_the_provider_first_alarms_and_is_refus
     secret = "cliniko-automations/forms/referral-typeform/signing-secret"
     new = "whsec_provider_changed_first_0123"
     ahead = [0.0]
-    real_monotonic = secrets_module.time.monotonic
+    real_monotonic, real_time = secrets_module.time.monotonic, secrets_module.time.time
 
-    class Clock:  # the secrets module's clock, moved as the test says: nothing sleeps
+    class Clock:  # the secrets module's clocks, moved as the test says: nothing sleeps
         @staticmethod
         def monotonic() -> float:
             return real_monotonic() + ahead[0]
+
+        @staticmethod
+        def time() -> float:
+            return real_time() + ahead[0]
 
     monkeypatch.setattr(secrets_module, "time", Clock)
     # The drill's own clock, in seconds, for FormSignatureRefusedAlarm's hours: each delivery's
