@@ -1,0 +1,273 @@
+"""What the operator sees is what the functions emit. Every metric the dashboard's widgets read
+is emitted by some function of the local run (the template's environment, its namespace and
+service names) under exactly the namespace, name and dimension set the widget names: to
+CloudWatch a metric published with one dimension more or less, or under another service, is
+another metric, and the widget shows an empty graph. And each widget or alarm reads a metric
+by a statistic that means something for it: the Sum of a count, the Maximum of a level (the
+Sum of a level adds up the same backlog once per datapoint).
+
+The alarms' metrics are emitted as each alarm selects them in the incident drills
+(tests/e2e/test_incident_drills.py) and the intake API's tests; here only their statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from cliniko_emulator import EmulatorControl
+from local_run import demo
+from local_run.__main__ import run_demo
+from local_run.template import ROOT, load
+
+TEMPLATE = load(ROOT / "template.yaml")
+RESOURCES = TEMPLATE["Resources"]
+DEPLOYED_NAMESPACE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"][
+    "POWERTOOLS_METRICS_NAMESPACE"
+]
+
+# What one datapoint of each metric a widget or an alarm reads is, which decides the
+# statistics that mean something for it. A count (one per event, or the events of one step)
+# is read by its Sum. A level (a queue's depth, the requests overdue, the minutes behind, the
+# rules still in progress, sampled at each run or step) by its Maximum: its Sum adds the same
+# backlog once per datapoint. A distribution (a duration, a lag per change) by a percentile,
+# its Maximum or its Average. An indicator (1 for a delivery refused, 0 for one matched) by its
+# Minimum, 1 only when every datapoint was 1 (FormSignatureRefusedAlarm).
+STATISTICS = {
+    "count": {"Sum"},
+    "level": {"Maximum"},
+    "distribution": {"p50", "p90", "p95", "p99", "Average", "Maximum"},
+    "indicator": {"Minimum", "Maximum", "Average"},
+}
+KINDS = {
+    # intake API (intake_api/telemetry.py) and worker (intake_worker/telemetry.py, retries.py)
+    "SubmissionAccepted": "count",
+    "SubmissionRejected": "count",
+    "AnswersLeftOut": "count",
+    "SignatureRefused": "indicator",
+    "ContactCreated": "count",
+    "ContactUpdated": "count",
+    "SubmissionParked": "count",
+    "SubmissionDropped": "count",
+    "ClinikoThrottled": "count",
+    # every Cliniko caller (common/misconfiguration.py, common/cliniko_accounts.py)
+    "Misconfigured": "count",
+    "ClinikoPacingFallback": "count",
+    # erasure (erasure/api_handler.py, erasure/overdue_handler.py: the requests overdue today)
+    "ErasureRequestRefused": "count",
+    "OverdueErasureRequests": "level",
+    # cleanup (cleanup/telemetry.py: per step, the contacts it matched, archived and failed,
+    # the rules it stopped, and the rules not yet done after it)
+    "CleanupMatched": "count",
+    "CleanupArchived": "count",
+    "CleanupFailed": "count",
+    "CleanupStopped": "count",
+    "CleanupIncomplete": "level",
+    # change feed (changefeed/handler.py: per account and run; the lag one value per change)
+    "ChangesSeen": "count",
+    "EventsPublished": "count",
+    "DuplicatesDropped": "count",
+    "FeedRequests": "count",
+    "ChangeLagSeconds": "distribution",
+    "FeedBehindMinutes": "level",
+    # AWS's own
+    "ApproximateNumberOfMessagesVisible": "level",
+    "ApproximateAgeOfOldestMessage": "level",
+    "Errors": "count",
+    "Throttles": "count",
+    "Duration": "distribution",
+    "Count": "count",
+    "4xx": "count",
+    "5xx": "count",
+    "ExecutionsFailed": "count",
+}
+
+SEARCH = re.compile(r"""SEARCH\('\{([^}]*)\}\s+MetricName="([^"]+)"',\s*'([^']+)'""")
+
+
+def widget_rows(rows: list[list[Any]]) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+    """Each row of a widget's `metrics` as CloudWatch reads it: "." is the row above's item in
+    that place; a leading "..." is the row above's items, the last ones replaced by those
+    given. The options (a trailing object) stay the row's own."""
+    above: list[Any] = []
+    for row in rows:
+        options = row[-1] if row and isinstance(row[-1], dict) else {}
+        items = [item for item in row if not isinstance(item, dict)]
+        if items and items[0] == "...":
+            given = items[1:]
+            items = above[: len(above) - len(given)] + given
+        else:
+            items = [above[i] if item == "." else item for i, item in enumerate(items)]
+        if items:
+            above = items
+        yield items, options
+
+
+def dashboard_reads(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every metric a widget plots: namespace, name, dimensions (name -> value; value None for
+    a SEARCH's schema, which takes any value) and statistic."""
+    reads = []
+    for widget in body["widgets"]:
+        props = widget["properties"]
+        for items, options in widget_rows(props["metrics"]):
+            read: dict[str, Any] = {"widget": props["title"]}
+            if "expression" in options:
+                # A SEARCH's schema names the namespace and the exact set of dimension names.
+                (schema, name, stat) = SEARCH.match(options["expression"]).groups()  # type: ignore[union-attr]
+                namespace, *dimension_names = [part.strip() for part in schema.split(",")]
+                read |= {
+                    "namespace": namespace,
+                    "name": name,
+                    "dimensions": dict.fromkeys(dimension_names),
+                    "stat": stat,
+                }
+            else:
+                namespace, name, *pairs = items
+                read |= {
+                    "namespace": namespace,
+                    "name": name,
+                    "dimensions": dict(zip(pairs[::2], pairs[1::2], strict=True)),
+                    "stat": options.get("stat", props.get("stat")),
+                }
+            reads.append(read)
+    return reads
+
+
+def alarm_reads() -> list[dict[str, Any]]:
+    reads = []
+    for alarm, resource in RESOURCES.items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = resource["Properties"]
+        queries = [q["MetricStat"] for q in props.get("Metrics", []) if "MetricStat" in q]
+        for query in queries or [{"Metric": props, "Stat": props["Statistic"]}]:
+            metric = query["Metric"]
+            reads.append(
+                {
+                    "alarm": alarm,
+                    "namespace": metric["Namespace"],
+                    "name": metric["MetricName"],
+                    "stat": query["Stat"],
+                }
+            )
+    return reads
+
+
+def emitted(log: str, session_namespace: str) -> dict[tuple[str, str, frozenset], set[str]]:
+    """(namespace, name, dimensions) -> units, of every metric the EMF lines in `log` carry, as
+    CloudWatch files them: by each whole dimension set a directive names."""
+    found: dict[tuple[str, str, frozenset], set[str]] = {}
+    for line in log.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            namespace = directive["Namespace"]
+            # A handler module imported by an earlier test of this session kept the session's
+            # namespace (tests/conftest.py); the local run's functions run with the template's.
+            if namespace == session_namespace:
+                namespace = DEPLOYED_NAMESPACE
+            for dimension_set in directive["Dimensions"]:
+                dimensions = frozenset((name, blob[name]) for name in dimension_set)
+                for metric in directive["Metrics"]:
+                    key = (namespace, metric["Name"], dimensions)
+                    found.setdefault(key, set()).add(metric.get("Unit", "None"))
+    return found
+
+
+def wait_for_metric(system: Any, name: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while f'"{name}"' not in system.log_text():
+        assert time.monotonic() < deadline, f"no {name} within {seconds} s"
+        time.sleep(0.2)
+
+
+def operate(system: Any) -> None:
+    """A day of the stack's life, each widget's event at least once."""
+    from cliniko_automations.intake.config import load_form_sources
+
+    account = load_form_sources(system.form_sources_file).sources["partner-json"].account
+    secret = system.secrets["cliniko-automations/forms/partner-json/signing-secret"]
+    # Accepted and created, from every provider; the same person with more to say, an update.
+    assert run_demo(system) == 0
+    more = json.loads(demo.json_delivery(secret).body) | {"occupation": "Mathematician"}
+    assert demo.send(system.gateway.url, demo.json_delivery(secret, more)).status_code == 202
+    # Two contacts in the account carry the address: parked for a person to decide.
+    shard = system.account_keys[account].rsplit("-")[-1]  # the key names its shard
+    grace = {"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
+    with EmulatorControl(system.emulator_url) as control:
+        control.seed(contacts=[grace, grace], shard=shard)
+    assert demo.send(system.gateway.url, demo.json_delivery(secret, grace)).status_code == 202
+    # A delivery whose signature does not match: rejected, by reason.
+    forged = demo.json_delivery("not-the-secret")
+    assert demo.send(system.gateway.url, forged).status_code == 401
+    assert system.drain(60)
+    # The scheduled functions.
+    system.fire("ChangeFeedFunction")
+    system.fire("CleanupStateMachine")
+    system.fire("ErasureOverdueFunction")
+    # Cliniko down: the attempt is handed back and counted.
+    with EmulatorControl(system.emulator_url) as control:
+        control.set_faults(error_rate=1.0, statuses=[503])
+        ada = {"first_name": "Ada", "last_name": "Byron", "email": "ada.byron@example.com"}
+        assert demo.send(system.gateway.url, demo.json_delivery(secret, ada)).status_code == 202
+        wait_for_metric(system, "ClinikoThrottled")
+        control.clear_faults()
+    # Every key revoked: each Cliniko caller reports the deployment misconfigured.
+    with EmulatorControl(system.emulator_url) as control:
+        for key in system.account_keys.values():
+            control.revoke_key(key)
+    before = system.log_text().count('"Misconfigured"')
+    mary = {"first_name": "Mary", "last_name": "Shelley", "email": "mary.shelley@example.com"}
+    assert demo.send(system.gateway.url, demo.json_delivery(secret, mary)).status_code == 202
+    deadline = time.monotonic() + 60
+    while system.log_text().count('"Misconfigured"') == before:
+        assert time.monotonic() < deadline, "the worker reported no misconfiguration"
+        time.sleep(0.2)
+    system.fire("CleanupStateMachine")
+
+
+def test_every_widget_reads_a_metric_a_function_emits_by_a_statistic_that_fits(local_system):
+    body = json.loads(
+        local_system.resolver.resolve(RESOURCES["Dashboard"]["Properties"]["DashboardBody"])
+    )
+    reads = dashboard_reads(body)
+    operate(local_system)
+    published = emitted(local_system.log_text(), os.environ["POWERTOOLS_METRICS_NAMESPACE"])
+
+    ours = [r for r in reads if r["namespace"] == DEPLOYED_NAMESPACE]
+    assert ours
+    missing = []
+    for read in ours:
+        wanted = read["dimensions"]
+        if not any(
+            namespace == read["namespace"]
+            and name == read["name"]
+            and {k for k, _ in dimensions} == set(wanted)
+            and all(v is None or (k, v) in dimensions for k, v in wanted.items())
+            for namespace, name, dimensions in published
+        ):
+            missing.append(read)
+    emitted_names = sorted((name, sorted(dimensions)) for namespace, name, dimensions in published)
+    assert not missing, (
+        f"widgets read metrics no function emits: {missing}; emitted {emitted_names}"
+    )
+
+    units: dict[str, set[str]] = {}
+    for (_, name, _), found in published.items():
+        units.setdefault(name, set()).update(found)
+    assert {name: u for name, u in units.items() if len(u) > 1} == {}
+
+    misread = [r for r in reads if r["stat"] not in STATISTICS[KINDS[r["name"]]]]
+    assert not misread, misread
+
+
+def test_every_alarm_reads_its_metric_by_a_statistic_that_fits():
+    reads = alarm_reads()
+    assert reads
+    misread = [r for r in reads if r["stat"] not in STATISTICS[KINDS[r["name"]]]]
+    assert not misread, misread
