@@ -151,8 +151,7 @@ def _report(result: AccountResult, caught_up_at: dt.datetime | None) -> None:
     metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=result.events)
     metrics.add_metric(name="DuplicatesDropped", unit=MetricUnit.Count, value=result.duplicates)
     metrics.add_metric(name="FeedRequests", unit=MetricUnit.Count, value=result.requests)
-    step = max(1, len(result.lags) // LAG_SAMPLES)
-    for lag in sorted(result.lags)[::step][:LAG_SAMPLES]:
+    for lag in lag_sample(result.lags):
         metrics.add_metric(name="ChangeLagSeconds", unit=MetricUnit.Seconds, value=lag)
     # Minutes since this account's changes were last all published: the lag alarm's metric
     # (in minutes, so the alarm's threshold is the ChangeFeedLagAlarmMinutes parameter).
@@ -160,6 +159,18 @@ def _report(result: AccountResult, caught_up_at: dt.datetime | None) -> None:
         (dt.datetime.now(dt.UTC) - caught_up_at).total_seconds() / 60 if caught_up_at else 1440.0
     )
     metrics.add_metric(name="FeedBehindMinutes", unit=MetricUnit.Count, value=max(0.0, behind))
+
+
+def lag_sample(lags: list[float], size: int = LAG_SAMPLES) -> list[float]:
+    """At most `size` of `lags`, spread evenly over them in order, the shortest and the longest
+    included: the dashboard's p50 and p95 are read from what is published. (Every step-th of
+    them cut to the first `size` was the shortest `size` whenever their count was not a
+    multiple of `size`, so the changes that waited longest went unseen.)"""
+    ordered = sorted(lags)
+    if len(ordered) <= size:
+        return ordered
+    last = len(ordered) - 1
+    return [ordered[round(i * last / (size - 1))] for i in range(size)]
 
 
 def _secrets_read() -> list[str]:

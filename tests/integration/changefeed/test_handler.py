@@ -196,6 +196,37 @@ def test_a_failed_first_run_with_clinikos_clock_behind_misses_nothing_after_it(s
     assert [d["contact_id"] for d in details(stack)] == [str(made.id)]
 
 
+def published_lags(stdout: str) -> list[float]:
+    """Every ChangeLagSeconds value the EMF lines in `stdout` carry."""
+    values: list[float] = []
+    for line in stdout.splitlines():
+        if line.startswith("{") and '"ChangeLagSeconds"' in line:
+            lag = json.loads(line)["ChangeLagSeconds"]
+            values += lag if isinstance(lag, list) else [lag]
+    return values
+
+
+def test_a_busy_runs_lag_sample_spans_its_lags_to_the_longest(stack, cliniko, capsys):
+    # CloudWatch takes at most 100 values of a metric in one record: a run with more changes
+    # publishes a sample, and the dashboard's p50 and p95 are read from it. Every other lag of
+    # 150 is a step of 1, so the sample was the shortest 100: the 50 changes waiting longest
+    # were never published, and a busy feed's p95 showed its quick changes only.
+    run()
+    cliniko.control.churn(50, kinds=["create"])
+    time.sleep(2.2)  # these 50 wait 2 s longer than the 100 after them
+    cliniko.control.churn(100, kinds=["create"])
+    capsys.readouterr()
+    (account,) = run()["accounts"]
+    assert account["changes"] == 150
+    lags = published_lags(capsys.readouterr().out)
+    assert len(lags) == 100
+    assert max(lags) == pytest.approx(account["max_lag_seconds"], abs=0.001)
+    # Spread over the whole run: a third of the changes waited 2 s longer, a third of the
+    # sample did too (give or take the one that straddles).
+    longest = [lag for lag in lags if lag > min(lags) + 1.5]
+    assert 32 <= len(longest) <= 35, sorted(lags)
+
+
 @pytest.mark.parametrize("skew", [-30, 30])
 def test_lag_is_read_on_clinikos_clock(stack, cliniko, capsys, skew):
     # Read on this machine's clock it was 30 s too long with Cliniko's behind, and below 0
