@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from cliniko_automations.intake.submission import QueuedSubmission
 from cliniko_emulator import EmulatorControl
 from local_run import demo
 from local_run.__main__ import run_demo
@@ -195,7 +196,12 @@ def operate(system: Any) -> None:
     # Accepted and created, from every provider; the same person with more to say, an update.
     assert run_demo(system) == 0
     more = json.loads(demo.json_delivery(secret).body) | {"occupation": "Mathematician"}
-    assert demo.send(system.gateway.url, demo.json_delivery(secret, more)).status_code == 202
+    answer = demo.send(system.gateway.url, demo.json_delivery(secret, more))
+    assert answer.status_code == 202
+    assert system.drain(60)
+    # SQS delivers at least once: a second copy of a submission that went in is dropped.
+    copy = QueuedSubmission(answer.json()["submission_id"], "partner-json").to_json()
+    system.sqs().send_message(QueueUrl=system.queue_url("SubmissionQueue"), MessageBody=copy)
     # Two contacts in the account carry the address: parked for a person to decide.
     shard = system.account_keys[account].rsplit("-")[-1]  # the key names its shard
     grace = {"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
