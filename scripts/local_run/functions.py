@@ -46,10 +46,43 @@ class _ThreadRoutedStream:
         return getattr(self._target(), name)
 
 
+_THREADS_ROUTED = False
+
+
 def _routed_stdout() -> _ThreadRoutedStream:
     if not isinstance(sys.stdout, _ThreadRoutedStream):
         sys.stdout = _ThreadRoutedStream(sys.stdout)
+    _threads_write_where_their_starter_does()
     return sys.stdout
+
+
+def _threads_write_where_their_starter_does() -> None:
+    """A thread a function starts (the change feed polls its accounts in a pool of its own)
+    writes to that function's log, as every thread of a Lambda process writes to its log:
+    routed by the starting thread's target, a refused key's "misconfigured ..." line and its
+    Misconfigured metric went to the terminal, not to the log. Threads the local run starts
+    itself (gateway, consumers) start with none and keep writing to the real streams."""
+    global _THREADS_ROUTED
+    if _THREADS_ROUTED:
+        return
+    _THREADS_ROUTED = True
+    start = threading.Thread.start
+
+    def start_routed(thread: threading.Thread) -> None:
+        streams = [s for s in (sys.stdout, sys.stderr) if isinstance(s, _ThreadRoutedStream)]
+        targets = [(s, getattr(s.local, "target", None)) for s in streams]
+        if any(target is not None for _, target in targets):
+            run = thread.run
+
+            def run_routed() -> None:
+                for stream, target in targets:
+                    stream.local.target = target
+                run()
+
+            thread.run = run_routed  # type: ignore[method-assign]
+        start(thread)
+
+    threading.Thread.start = start_routed  # type: ignore[method-assign]
 
 
 def _routed_stderr() -> _ThreadRoutedStream:

@@ -235,6 +235,26 @@ def test_what_a_function_writes_to_stderr_goes_to_its_log(local_system, capfd):
     assert "No application metrics" not in capfd.readouterr().err
 
 
+def test_what_a_functions_own_threads_write_goes_to_its_log(local_system, capfd):
+    # As in Lambda, where every thread of the process writes to its log. The change feed polls
+    # its accounts in threads of its own: each refused key's Misconfigured metric (and its
+    # "misconfigured ..." line) went to the terminal, and the local run's log had none.
+    with EmulatorControl(local_system.emulator_url) as control:
+        for key in local_system.account_keys.values():
+            control.revoke_key(key)
+    answer = local_system.fire("ChangeFeedFunction")
+    assert len(answer["accounts"]) == 2  # polled in two threads
+    assert {a["error"] for a in answer["accounts"]} == {"cliniko_Unauthorized"}
+    printed = [json.loads(line) for line in local_system.log_text().splitlines()]
+    reported = [m["setting"] for m in printed if m.get("Misconfigured") == [1.0]]
+    assert sorted(reported) == [
+        f"secret 'cliniko-automations/accounts/{a}/api-key' "
+        f"(cliniko_accounts.yaml accounts.{a}.api_key_secret)"
+        for a in ("main-clinic", "north-clinic")
+    ]
+    assert "Misconfigured" not in capfd.readouterr().out
+
+
 def test_sample_page_embeds_the_form_snippet(local_system):
     page = httpx.get(f"{local_system.site.url}/").text
     action = f"{local_system.gateway.url}/forms/{defaults.HTML_SOURCE}"
