@@ -234,6 +234,7 @@ def operate(system: Any) -> None:
     while system.log_text().count('"Misconfigured"') == before:
         assert time.monotonic() < deadline, "the worker reported no misconfiguration"
         time.sleep(0.2)
+    system.fire("ChangeFeedFunction")
     system.fire("CleanupStateMachine")
 
 
