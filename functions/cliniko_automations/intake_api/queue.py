@@ -9,7 +9,6 @@ provider delivers again (nothing is half-accepted: a stored body nobody queued e
 from __future__ import annotations
 
 import dataclasses
-from functools import cache
 
 from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,12 +22,11 @@ from cliniko_automations.intake_api.errors import ServiceUnavailable
 
 # Fail fast: a provider is waiting (Tally gives 10 s), the function's timeout is 10 s, and a
 # Lambda timeout would reach the sender as API Gateway's 500. A 503 makes the provider retry.
-@cache
+# Not cached here: `aws.client` keeps the process's one client for each.
 def _sqs() -> BaseClient:
     return aws.client("sqs", config=aws.FAIL_FAST)
 
 
-@cache
 def _dynamodb() -> BaseClient:
     return aws.client("dynamodb", config=aws.FAIL_FAST)
 
