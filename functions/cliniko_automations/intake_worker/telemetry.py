@@ -12,9 +12,12 @@ from cliniko_automations.common.logs import function_logger
 logger = function_logger("intake")
 metrics = Metrics(service="intake")
 
+# Every outcome of a submission processed has its count, so the dashboard's outcomes add up
+# to the submissions accepted (less those still queued, dropped or dead-lettered).
 METRIC_FOR_ACTION = {
     "created": "ContactCreated",
     "updated": "ContactUpdated",
+    "unchanged": "ContactUnchanged",
     "parked": "SubmissionParked",
 }
 

@@ -62,6 +62,7 @@ KINDS = {
     "SignatureRefused": "indicator",
     "ContactCreated": "count",
     "ContactUpdated": "count",
+    "ContactUnchanged": "count",
     "SubmissionParked": "count",
     "SubmissionDropped": "count",
     "ClinikoThrottled": "count",
@@ -69,6 +70,8 @@ KINDS = {
     "Misconfigured": "count",
     "ClinikoPacingFallback": "count",
     # erasure (erasure/api_handler.py, erasure/overdue_handler.py: the requests overdue today)
+    "ErasureCompleted": "count",
+    "ErasureFailed": "count",
     "ErasureRequestRefused": "count",
     "OverdueErasureRequests": "level",
     # cleanup (cleanup/telemetry.py: per step, the contacts it matched, archived and failed,
@@ -210,6 +213,9 @@ def operate(system: Any) -> None:
     answer = demo.send(system.gateway.url, demo.json_delivery(secret, more))
     assert answer.status_code == 202
     assert system.drain(60)
+    # The same again, nothing new to say: unchanged.
+    assert demo.send(system.gateway.url, demo.json_delivery(secret, more)).status_code == 202
+    assert system.drain(60)
     # SQS delivers at least once: a second copy of a submission that went in is dropped.
     copy = QueuedSubmission(answer.json()["submission_id"], "partner-json").to_json()
     system.sqs().send_message(QueueUrl=system.queue_url("SubmissionQueue"), MessageBody=copy)
@@ -223,6 +229,9 @@ def operate(system: Any) -> None:
     forged = demo.json_delivery("not-the-secret")
     assert demo.send(system.gateway.url, forged).status_code == 401
     assert system.drain(60)
+    # An erasure request refused (no person named), then one carried out.
+    assert erasure_request(system, "dashboard-invalid", email="") == 422
+    assert erasure_request(system, "dashboard-erased") == 200
     # The scheduled functions.
     system.fire("ChangeFeedFunction")
     system.fire("CleanupStateMachine")
@@ -233,6 +242,8 @@ def operate(system: Any) -> None:
         ada = {"first_name": "Ada", "last_name": "Byron", "email": "ada.byron@example.com"}
         assert demo.send(system.gateway.url, demo.json_delivery(secret, ada)).status_code == 202
         wait_for_metric(system, "ClinikoThrottled")
+        # An erasure meeting it fails, to be sent again with its request id.
+        assert erasure_request(system, "dashboard-failed", email="ada.byron@example.com") == 502
         control.clear_faults()
     # Every key revoked: each Cliniko caller reports the deployment misconfigured.
     with EmulatorControl(system.emulator_url) as control:
@@ -249,11 +260,9 @@ def operate(system: Any) -> None:
     system.fire("CleanupStateMachine")
 
 
-def erasure_request(system: Any, request_id: str) -> int:
+def erasure_request(system: Any, request_id: str, email: str = "ada.lovelace@example.com") -> int:
     url = f"{system.gateway.url}/erasure-requests"
-    body = json.dumps(
-        {"request_id": request_id, "email": "ada.lovelace@example.com", "reason": "drill"}
-    ).encode()
+    body = json.dumps({"request_id": request_id, "email": email, "reason": "drill"}).encode()
     return httpx.post(url, content=body, headers=signed("POST", url, body), timeout=60).status_code
 
 
