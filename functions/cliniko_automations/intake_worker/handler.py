@@ -54,30 +54,71 @@ from cliniko_automations.intake_worker.worker import (
 # reset: their other records are handed back at once, with their backoff and not before that
 # reset, so that one clinic's outage does not spend the invocation every other clinic's
 # records wait on (and, handed back unattempted five times, dead-letter them). A reset the
-# invocation has the time to wait out is waited out instead (`_wait_out`).
+# invocation has the time to wait out is waited out instead (`_wait_out`), after the batch's
+# other records (`_HoldsWaitLast`).
 _stalled: dict[str, float | None] = {}
 
 
+class _HeldBack(Exception):
+    """A record of an account under a 429's hold the invocation can wait out, met in the
+    batch's first round: it is tried in the second, once the other records are done."""
+
+
+def _can_wait_out(rt: Runtime, not_before: float | None) -> bool:
+    """Whether a rate-limit hold's end (`not_before`, UNIX seconds) leaves the invocation its
+    MIN_REMAINING_SECONDS for a record after it. A hold without a known end (5xx, no answer)
+    is not waited out."""
+    remaining = rt.remaining_seconds()
+    if not_before is None or remaining is None:
+        return False
+    return not_before - time.time() <= remaining - rt.settings.min_remaining_seconds
+
+
 def _wait_out(rt: Runtime, not_before: float | None) -> bool:
-    """Sleep until a rate-limit hold's end (`not_before`, UNIX seconds) when the invocation
-    still has MIN_REMAINING_SECONDS for a record after it; whether it did.
+    """Sleep until a rate-limit hold's end when the invocation has the time (`_can_wait_out`);
+    whether it did.
 
     Handed back instead, the record and the rest of its batch would fail at once, and so would
     every batch the event source takes next while the hold lasts (with ReportBatchItemFailures
     it does not slow its polling for failed records): each 429 would cost every message of a
     backlog one of its five receives. Waiting here keeps the batches in hand and the backlog
-    unreceived in the queue. A hold without a known end (5xx, no answer) is not waited out.
+    unreceived in the queue.
     """
-    remaining = rt.remaining_seconds()
-    if not_before is None or remaining is None:
+    if not _can_wait_out(rt, not_before):
         return False
+    assert not_before is not None  # _can_wait_out says so
     wait = not_before - time.time()
-    if wait > remaining - rt.settings.min_remaining_seconds:
-        return False
     if wait > 0:
         logger.info("waiting out Cliniko's rate-limit hold", extra={"wait_seconds": round(wait, 1)})
         time.sleep(wait)
     return True
+
+
+class _HoldsWaitLast(BatchProcessor):
+    """Powertools' SQS batch processor, in two rounds. The first takes the records in order
+    but sets aside (`_HeldBack`) those of an account under a 429's hold the invocation can
+    wait out; the second takes them, waiting each hold out. Waited out where it was met, the
+    hold (65 s at most deployed) held every record behind it, other clinics' too: another
+    clinic's trickle waited on each window this clinic's user spent elsewhere. The hold's
+    records still wait within the invocation, so the backlog stays unreceived
+    (`_wait_out`), and the other records' work shortens the wait."""
+
+    first_round = False
+
+    def process(self) -> list[tuple[Any, ...]]:
+        self._held_back: list[dict[str, Any]] = []
+        _HoldsWaitLast.first_round = True
+        try:
+            results = [self._process_record(record) for record in self.records]
+        finally:
+            _HoldsWaitLast.first_round = False
+        return results + [self._process_record(record) for record in self._held_back]
+
+    def failure_handler(self, record: Any, exception: Any) -> Any:
+        if isinstance(exception[1], _HeldBack):
+            self._held_back.append(record.raw_event)
+            return ("held_back", str(exception[1]), record)
+        return super().failure_handler(record, exception)
 
 
 def _handle(rt: Runtime, loaded: Loaded) -> dict[str, Any]:
@@ -89,6 +130,11 @@ def _handle(rt: Runtime, loaded: Loaded) -> dict[str, Any]:
     try:
         return rt.handle(submission=loaded.submission, erased=lambda: loaded.erased(rt))
     except ClinikoBusy as busy:
+        if _HoldsWaitLast.first_round and _can_wait_out(rt, busy.not_before):
+            # Waited out after the batch's other records, with the account's others in it.
+            _stalled[loaded.submission.account] = busy.not_before
+            count_throttled()
+            raise _HeldBack("rate_limit_hold") from None
         if not _wait_out(rt, busy.not_before):
             raise
         # Counted as a hand-back counts it: waited out, a 429 still delays the batch.
@@ -110,6 +156,8 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     if submission.account in _stalled:
         # A 429's reset holds for the account's other records too: sooner is refused again.
         not_before = _stalled[submission.account]
+        if _HoldsWaitLast.first_round and _can_wait_out(rt, not_before):
+            raise _HeldBack("rate_limit_hold")
         if not _wait_out(rt, not_before):
             failure = RetryLater("account_unavailable", not_before=not_before)
             retry(rt, record, submission, failure)
@@ -137,6 +185,8 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         failure = RetryLater("in_progress")
         retry(rt, record, submission, failure)
         raise failure from None
+    except _HeldBack:
+        raise  # tried again in the batch's second round: nothing to book
     except Exception as exc:
         if isinstance(exc, ClinikoBusy):
             _stalled[submission.account] = exc.not_before
@@ -162,7 +212,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     # One processor per invocation: it keeps per-batch state. A batch whose records all
     # failed is still answered with their ids, not an error: each failure was booked (reason,
     # backoff) and the function itself did not fail.
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    processor = _HoldsWaitLast(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

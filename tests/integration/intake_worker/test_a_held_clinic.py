@@ -1,0 +1,118 @@
+"""One clinic's 429 must not hold another clinic's submissions in the same batch: the worker
+through its SQS handler, two accounts on two shards of the emulator, and clinic A's Cliniko
+window spent by something outside the shared budget (another integration on A's user).
+
+A's reset is further off than one request may wait (CLINIKO_MAX_WAIT_SECONDS) and near enough
+for the invocation to wait it out, so the worker waits it out rather than hand A's records
+back (test_a_backlog_meets_a_429.py says why). Before, it waited at A's record, and clinic B's
+records behind it in the batch waited too: deployed, up to 65 s for a 429, and a batch took
+every record of both clinics, so B's trickle waited on each window A's user spent. Now A's
+records wait at the end of the batch, B's done first."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cliniko_automations.intake.submission import ContactDraft, Submission
+from cliniko_automations.intake_worker import handler as worker_handler
+
+from tests.fixtures.apigw import LambdaContext
+from tests.integration.intake_worker.resources import (
+    create_worker_stack,
+    emf_metrics,
+    json_submission,
+    poll_once,
+    put_secrets,
+    worker_environment,
+)
+
+ACCOUNTS = """\
+accounts:
+  clinic-a:
+    api_key_secret: tests/cliniko/clinic-a
+  clinic-b:
+    api_key_secret: tests/cliniko/clinic-b
+"""
+# Longer than one request may wait (1 s here, 25 s deployed), shorter than the invocation has
+# to spare (8 s less 1 s kept to start a record; 120 s less 30 s deployed).
+HOLD_SECONDS = 3.0
+
+
+def submission(account: str, first: str) -> Submission:
+    draft = ContactDraft(first_name=first, last_name="Lima", email=f"{first.lower()}@example.com")
+    return json_submission(draft, account=account)
+
+
+def throttle_shard(server: Any, monkeypatch: pytest.MonkeyPatch, shard: str, seconds: float):
+    """Every request to `shard` answered 429 until `seconds` from now, with that reset: its
+    user's window spent elsewhere. Returns when the hold ends (UNIX time)."""
+    ends = time.time() + seconds
+    app = server.app
+    real = app._answer
+
+    def answer(method: str, *args: Any) -> Any:
+        if args[1] == shard and time.time() < ends:  # (match, shard, query, headers, ...)
+            return app._throttled(int(ends) + 1)
+        return real(method, *args)
+
+    monkeypatch.setattr(app, "_answer", answer)
+    return int(ends) + 1
+
+
+@pytest.fixture
+def two_clinics(aws, cliniko, monkeypatch, tmp_path):
+    key_a = cliniko.api_key.rsplit("-", 1)[0] + "a-au2"
+    cliniko.control.add_key(key_a)
+    stack = create_worker_stack()
+    put_secrets({"tests/cliniko/clinic-a": key_a, "tests/cliniko/clinic-b": cliniko.api_key})
+    accounts = tmp_path / "cliniko_accounts.yaml"
+    accounts.write_text(ACCOUNTS, encoding="utf-8")
+    worker_environment(
+        monkeypatch,
+        stack,
+        cliniko.base_url_template,
+        accounts,
+        CLINIKO_MAX_WAIT_SECONDS="1",
+        MIN_REMAINING_SECONDS="1",
+        RESERVE_SECONDS="0.4",
+    )
+    return stack
+
+
+def created_at(cliniko, shard: str) -> dict[str, float]:
+    """Each contact created on `shard`: its first name and when Cliniko answered its create."""
+    return {
+        c["first_name"]: datetime.fromisoformat(c["created_at"]).astimezone(UTC).timestamp()
+        for c in cliniko.control.contacts(shard=shard)
+    }
+
+
+def test_another_clinic_s_records_are_not_held_by_a_429_waited_out(
+    two_clinics, cliniko, monkeypatch, capsys
+):
+    stack = two_clinics
+    # A's record first, as a queue in arrival order hands them: A's bulk import began first.
+    sent = [submission("clinic-a", "Ana"), submission("clinic-a", "Aldo")]
+    sent += [submission("clinic-b", name) for name in ("Bea", "Bruno", "Bia")]
+    for each in sent:
+        stack.enqueue(each)
+    hold_ends = throttle_shard(cliniko.server, monkeypatch, "au2", HOLD_SECONDS)
+    started = time.time()
+
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=8_000)
+    messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
+
+    assert len(messages) == len(sent) and failed == set()  # every record done, none handed back
+    clinic_b = created_at(cliniko, "au1")
+    assert sorted(clinic_b) == ["Bea", "Bia", "Bruno"]
+    # Before, B's three were created after A's hold, 3 s in; now within a second, before it.
+    assert max(clinic_b.values()) - started < 1.5
+    # A keeps its guarantees: waited out in this invocation (no receive spent), each made once,
+    # not before its reset, and the 429 still counted for ClinikoThrottledAlarm.
+    clinic_a = created_at(cliniko, "au2")
+    assert sorted(clinic_a) == ["Aldo", "Ana"]
+    assert min(clinic_a.values()) >= hold_ends - 1  # Cliniko stamps whole seconds
+    assert emf_metrics(capsys.readouterr().out).get("ClinikoThrottled", 0) >= 1
