@@ -55,8 +55,12 @@ from cliniko_automations.intake_worker.worker import (
 # reset, so that one clinic's outage does not spend the invocation every other clinic's
 # records wait on (and, handed back unattempted five times, dead-letter them). A reset the
 # invocation has the time to wait out is waited out instead (`_wait_out`), after the batch's
-# other records (`_HoldsWaitLast`).
+# other records (`_OtherClinicsFirst`).
 _stalled: dict[str, float | None] = {}
+# The time each account's records have taken this batch, in Cliniko mostly: once one account's
+# have taken a record's allowance (MIN_REMAINING_SECONDS), its other records wait until the
+# other accounts' are done (`_OtherClinicsFirst`).
+_taken: dict[str, float] = {}
 
 
 class _HeldBack(Exception):
@@ -94,24 +98,27 @@ def _wait_out(rt: Runtime, not_before: float | None) -> bool:
     return True
 
 
-class _HoldsWaitLast(BatchProcessor):
+class _OtherClinicsFirst(BatchProcessor):
     """Powertools' SQS batch processor, in two rounds. The first takes the records in order
-    but sets aside (`_HeldBack`) those of an account under a 429's hold the invocation can
-    wait out; the second takes them, waiting each hold out. Waited out where it was met, the
-    hold (65 s at most deployed) held every record behind it, other clinics' too: another
-    clinic's trickle waited on each window this clinic's user spent elsewhere. The hold's
-    records still wait within the invocation, so the backlog stays unreceived
-    (`_wait_out`), and the other records' work shortens the wait."""
+    but sets aside (`_HeldBack`) those of an account in trouble: under a 429's hold the
+    invocation can wait out, or whose records have taken a record's allowance of it
+    (MIN_REMAINING_SECONDS: its Cliniko answers slowly). The second takes them in order,
+    waiting each hold out, handing back what it has no time for. Taken where they were met,
+    the hold (65 s at most deployed) held every record behind it, other clinics' too, and a
+    slow clinic's records spent the invocation and other clinics' records were handed back
+    untried (`invocation_deadline`, a receive each). The held records still wait within the
+    invocation, so a backlog stays unreceived (`_wait_out`), and the other records' work
+    shortens the wait."""
 
     first_round = False
 
     def process(self) -> list[tuple[Any, ...]]:
         self._held_back: list[dict[str, Any]] = []
-        _HoldsWaitLast.first_round = True
+        _OtherClinicsFirst.first_round = True
         try:
             results = [self._process_record(record) for record in self.records]
         finally:
-            _HoldsWaitLast.first_round = False
+            _OtherClinicsFirst.first_round = False
         return results + [self._process_record(record) for record in self._held_back]
 
     def failure_handler(self, record: Any, exception: Any) -> Any:
@@ -130,7 +137,7 @@ def _handle(rt: Runtime, loaded: Loaded) -> dict[str, Any]:
     try:
         return rt.handle(submission=loaded.submission, erased=lambda: loaded.erased(rt))
     except ClinikoBusy as busy:
-        if _HoldsWaitLast.first_round and _can_wait_out(rt, busy.not_before):
+        if _OtherClinicsFirst.first_round and _can_wait_out(rt, busy.not_before):
             # Waited out after the batch's other records, with the account's others in it.
             _stalled[loaded.submission.account] = busy.not_before
             count_throttled()
@@ -156,13 +163,18 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     if submission.account in _stalled:
         # A 429's reset holds for the account's other records too: sooner is refused again.
         not_before = _stalled[submission.account]
-        if _HoldsWaitLast.first_round and _can_wait_out(rt, not_before):
+        if _OtherClinicsFirst.first_round and _can_wait_out(rt, not_before):
             raise _HeldBack("rate_limit_hold")
         if not _wait_out(rt, not_before):
             failure = RetryLater("account_unavailable", not_before=not_before)
             retry(rt, record, submission, failure)
             raise failure
         del _stalled[submission.account]
+    if (
+        _OtherClinicsFirst.first_round
+        and _taken.get(submission.account, 0.0) >= rt.settings.min_remaining_seconds
+    ):
+        raise _HeldBack("slow_account")
     remaining = rt.remaining_seconds()
     if remaining is not None and remaining < rt.settings.min_remaining_seconds:
         # Too little time left to finish this one (Cliniko's waits can take a while): hand
@@ -170,6 +182,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         failure = RetryLater("invocation_deadline")
         retry(rt, record, submission, failure, backoff_base=0)
         raise failure
+    began = time.monotonic()
     try:
         outcome: dict[str, Any] = _handle(rt, loaded)
     except Parked as parked:
@@ -192,6 +205,10 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
             _stalled[submission.account] = exc.not_before
         retry(rt, record, submission, exc)
         raise
+    finally:
+        _taken[submission.account] = _taken.get(submission.account, 0.0) + (
+            time.monotonic() - began
+        )
     report_outcome(outcome)
     if outcome.get("action") == "parked":
         keep_body(rt, submission)
@@ -209,10 +226,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     # out, so a crashed attempt does not block its retry for the record's whole lifetime.
     rt.idempotency.register_lambda_context(context)
     _stalled.clear()
+    _taken.clear()
     # One processor per invocation: it keeps per-batch state. A batch whose records all
     # failed is still answered with their ids, not an error: each failure was booked (reason,
     # backoff) and the function itself did not fail.
-    processor = _HoldsWaitLast(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    processor = _OtherClinicsFirst(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

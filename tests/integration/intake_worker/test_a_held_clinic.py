@@ -20,6 +20,7 @@ from cliniko_automations.intake.submission import ContactDraft, Submission
 from cliniko_automations.intake_worker import handler as worker_handler
 
 from tests.fixtures.apigw import LambdaContext
+from tests.fixtures.emulator import before_each_answer
 from tests.integration.intake_worker.resources import (
     create_worker_stack,
     emf_metrics,
@@ -116,3 +117,37 @@ def test_another_clinic_s_records_are_not_held_by_a_429_waited_out(
     assert sorted(clinic_a) == ["Aldo", "Ana"]
     assert min(clinic_a.values()) >= hold_ends - 1  # Cliniko stamps whole seconds
     assert emf_metrics(capsys.readouterr().out).get("ClinikoThrottled", 0) >= 1
+
+
+def test_another_clinic_s_records_are_not_handed_back_for_a_slow_clinic(
+    two_clinics, cliniko, monkeypatch
+):
+    # A's Cliniko answers, but each answer takes most of what a request may wait (0.9 of 1 s
+    # here; deployed, 20 s of 25): four of A's records took the invocation, and B's record
+    # behind them was handed back untried (`invocation_deadline`, one of its five receives),
+    # batch after batch while A's import lasted.
+    stack = two_clinics
+    sent = [submission("clinic-a", name) for name in ("Ana", "Aldo", "Alba", "Aida")]
+    sent.append(submission("clinic-b", "Bea"))
+    message_ids = [stack.enqueue(each) for each in sent]
+    before_each_answer(cliniko.server, monkeypatch, lambda *_: time.sleep(0.9), shard="au2")
+    started = time.time()
+
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=8_000)
+    _messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
+
+    assert message_ids[-1] not in failed
+    assert list(created_at(cliniko, "au1")) == ["Bea"]
+    # Once A's records had taken a record's time (MIN_REMAINING_SECONDS), B's went next.
+    assert created_at(cliniko, "au1")["Bea"] - started < 3
+    # A pays for its own Cliniko: what the invocation had no time for is handed back
+    # untried, the rest made once each.
+    made = created_at(cliniko, "au2")
+    assert failed <= set(message_ids[:-1])
+    assert len(made) + len(failed) == 4
+    assert set(made) | {sent[message_ids.index(m)].draft.first_name for m in failed} == {
+        "Ana",
+        "Aldo",
+        "Alba",
+        "Aida",
+    }
