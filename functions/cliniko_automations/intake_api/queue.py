@@ -62,6 +62,11 @@ class SubmissionQueue:
             answer = client.send_message(
                 QueueUrl=self.queue_url,
                 MessageBody=QueuedSubmission.of(submission).to_json(),
+                # The clinic as the tenant of an SQS fair queue (a standard queue whose
+                # messages carry a group id): while one clinic's backlog (an import) drains
+                # at its Cliniko budget's pace, SQS hands out the other clinics' submissions
+                # first, instead of after the whole backlog. Unordered, unlike a FIFO group.
+                MessageGroupId=submission.account,
                 # Ids only, so dead letters can be listed without opening their bodies.
                 MessageAttributes={
                     "submission_id": {

@@ -113,7 +113,10 @@ class IntakeWorld:
         found = []
         while True:
             answer = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["MessageGroupId"],
             )
             batch = answer.get("Messages", [])
             if not batch:

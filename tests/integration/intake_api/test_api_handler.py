@@ -60,6 +60,8 @@ def only_submission(intake) -> Submission:
     submission = intake.stored(messages[0])
     assert attributes["submission_id"]["StringValue"] == submission.submission_id
     assert attributes["source"]["StringValue"] == submission.source
+    # Its clinic is its tenant in the fair queue: another clinic's backlog does not hold it.
+    assert messages[0]["Attributes"]["MessageGroupId"] == submission.account
     return submission
 
 
