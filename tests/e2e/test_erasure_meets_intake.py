@@ -103,7 +103,7 @@ def conflict(operation: str) -> ClientError:
 def conflicting_once(monkeypatch: Any, method: str) -> list[str]:
     """The worker's DynamoDB client answers its first write of a claim by `method` with a
     transaction conflict; the claims it did so for."""
-    dynamodb = aws.client("dynamodb")
+    dynamodb = aws.client("dynamodb", config=aws.FAIL_FAST)
     real = getattr(dynamodb, method)
     conflicts: list[str] = []
 

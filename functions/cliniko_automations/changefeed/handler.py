@@ -80,7 +80,9 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         return {"error": str(error)}
     subscribers = load_subscribers(settings.webhooks_file).subscribers
     store = DynamoFeedStore(
-        aws.client("dynamodb"), settings.feed_table, state_days=settings.state_days
+        aws.client("dynamodb", config=aws.FAIL_FAST),
+        settings.feed_table,
+        state_days=settings.state_days,
     )
     margin_ms = settings.stop_margin_seconds * 1000
     key_ids: dict[str, str] = {}  # the key each account's client was made with
@@ -119,7 +121,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     feed = ChangeFeed(
         source_for_account=source_for_account,
         store=store,
-        sink=EventBridgeSink(aws.client("events"), settings.event_bus_name),
+        sink=EventBridgeSink(aws.client("events", config=aws.FAIL_FAST), settings.event_bus_name),
         hasher=FieldHasher(read_secret(settings.hash_key_secret_name).encode()),
         builder=EventBuilder(
             subscribers,

@@ -102,7 +102,9 @@ class PowertoolsOnce:
             persistence_store=DynamoDBPersistenceLayer(
                 table_name=table_name,
                 boto3_client=RetriesRecognised(
-                    dynamodb if dynamodb is not None else aws.client("dynamodb")
+                    dynamodb
+                    if dynamodb is not None
+                    else aws.client("dynamodb", config=aws.FAIL_FAST)
                 ),
             ),
             config=config,

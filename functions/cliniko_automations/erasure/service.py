@@ -49,7 +49,7 @@ def _webhook_letters(queue_arn: str | None) -> WebhookLetterPurge | None:
     # Imported here: only a deployment with webhooks pays for the dead-letter tool's modules.
     from cliniko_automations.changefeed.webhook_dead_letters import WebhookLetterPurge
 
-    return WebhookLetterPurge(aws.client("sqs"), url)
+    return WebhookLetterPurge(aws.client("sqs", config=aws.FAIL_FAST), url)
 
 
 def _accounts_file() -> ClinikoAccounts:
@@ -130,7 +130,10 @@ def build_eraser(
         ),
     )
     pepper = read_secret(settings.pepper_secret_name)
-    dynamodb = aws.client("dynamodb")
+    # FAIL_FAST, as the rate budget's table is (the same client): a stalled table is the
+    # caller's 503 "send again" within the function's 29 s, where botocore's defaults (60 s
+    # for an answer, 4 attempts) ran into the timeout and API Gateway's own 500.
+    dynamodb = aws.client("dynamodb", config=aws.FAIL_FAST)
     submissions = DynamoSubmissionStore(
         dynamodb, settings.submission_table, claims_table=settings.idempotency_table
     )
@@ -138,7 +141,7 @@ def build_eraser(
     try:
         return Eraser(
             accounts,
-            DynamoAuditLog(settings.audit_table),
+            DynamoAuditLog(settings.audit_table, client=dynamodb),
             pepper,
             once=once,
             submissions=submissions,

@@ -102,8 +102,11 @@ def accounts(path: str | None) -> ClinikoAccounts:
 
 @functools.lru_cache(maxsize=4)
 def _runtime(settings: WorkerSettings) -> Runtime:
-    dynamodb = aws.client("dynamodb")
-    sqs = aws.ClientOnFirstUse("sqs")
+    # FAIL_FAST: a stalled table or queue is the record's own failure (handed back, the
+    # batch going on) within the invocation, where one call on botocore's defaults waited up
+    # to 240 s, past the 120 s timeout that then failed the whole batch.
+    dynamodb = aws.client("dynamodb", config=aws.FAIL_FAST)
+    sqs = aws.ClientOnFirstUse("sqs", aws.FAIL_FAST)
     config = IdempotencyConfig(
         event_key_jmespath="idempotency_key",
         raise_on_no_idempotency_key=True,

@@ -235,7 +235,7 @@ def eventbridge_refusing(refused: Callable[[dict[str, Any]], bool]) -> Iterator[
                 parsed["Entries"][n] = {"ErrorCode": "ThrottlingException", "ErrorMessage": "-"}
                 parsed["FailedEntryCount"] = parsed.get("FailedEntryCount", 0) + 1
 
-    emitter = aws.client("events").meta.events
+    emitter = aws.client("events", config=aws.FAIL_FAST).meta.events
     emitter.register("provide-client-params.events.PutEvents", remember, unique_id="remember")
     emitter.register("after-call.events.PutEvents", refuse, unique_id="refuse")
     try:

@@ -42,7 +42,9 @@ def test_a_run_whose_write_lost_its_answer_publishes_each_change_once(
     run()
     cliniko.control.churn(12, kinds=["create"])
     service, operation, matching = FEED_WRITES[write]
-    with answers_lost(aws.client(service), operation, matching=matching) as lost:
+    with answers_lost(
+        aws.client(service, config=aws.FAIL_FAST), operation, matching=matching
+    ) as lost:
         (account,) = run()["accounts"]
     assert lost.lost == 1 and len(lost.sent) >= 2
     assert (account["changes"], account["complete"]) == (12, True)

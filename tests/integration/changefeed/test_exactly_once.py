@@ -97,7 +97,7 @@ def kill_at_put_events(number: int, *, after: bool = False):
 
     stage = "after-call" if after else "before-call"
     # The process's one EventBridge client (common.aws), which the feed publishes through.
-    emitter = aws.client("events").meta.events
+    emitter = aws.client("events", config=aws.FAIL_FAST).meta.events
     emitter.register(f"{stage}.events.PutEvents", hook, unique_id="kill")
     return lambda: emitter.unregister(f"{stage}.events.PutEvents", unique_id="kill")
 

@@ -387,7 +387,7 @@ class FeedModel(RuleBasedStateMachine):
         took it and before the feed recorded it (README: that batch is published again, same
         ids). Its lease is left held, as a dead Lambda leaves it."""
         calls = {"n": 0}
-        emitter = aws.client("events").meta.events
+        emitter = aws.client("events", config=aws.FAIL_FAST).meta.events
 
         def kill(params: dict[str, Any] | None = None, **_: Any) -> None:
             calls["n"] += 1

@@ -107,7 +107,7 @@ def test_put_events_calls_stay_within_eventbridge_s_256_kb(world, cliniko):
             )
         )
 
-    emitter = aws.client("events").meta.events
+    emitter = aws.client("events", config=aws.FAIL_FAST).meta.events
     emitter.register("provide-client-params.events.PutEvents", measure, unique_id="measure")
     try:
         result = run()

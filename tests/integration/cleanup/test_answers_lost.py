@@ -44,7 +44,9 @@ CLEANUP_WRITES = {
 @pytest.mark.parametrize("write", CLEANUP_WRITES)
 def test_a_run_whose_write_lost_its_answer_ends_as_it_would_have(write, deployed, cliniko):  # noqa: F811
     operation, matching = CLEANUP_WRITES[write]
-    with answers_lost(aws.client("dynamodb"), operation, matching=matching) as lost:
+    with answers_lost(
+        aws.client("dynamodb", config=aws.FAIL_FAST), operation, matching=matching
+    ) as lost:
         started = begin(dry_run=False)
         assert started["next"] == "step"
         step = {"action": "step", "run_id": started["run_id"], "iterations": 0}

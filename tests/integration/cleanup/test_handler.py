@@ -319,7 +319,10 @@ def test_a_begin_retried_after_its_answer_was_lost_goes_on_with_its_run(deployed
 def test_a_begin_that_cannot_write_its_run_frees_the_lock(deployed):
     # The run's state is written after the lock is taken; a throttled write failed the
     # execution with the lock held by a run that did not exist: no start for an hour.
-    emitter, event = aws.client("dynamodb").meta.events, "before-parameter-build.dynamodb.PutItem"
+    emitter, event = (
+        aws.client("dynamodb", config=aws.FAIL_FAST).meta.events,
+        "before-parameter-build.dynamodb.PutItem",
+    )
 
     def throttle_the_run_state(params, **_: object) -> None:
         if params.get("Item", {}).get("sk", {}).get("S") == "state":

@@ -30,12 +30,13 @@ PHONE = "0491 570 156"
 
 def eraser_of(erasure_stack: stack.ErasureStack) -> Eraser:
     client = erasure_stack.cliniko.client(user_agent=USER_AGENT)
+    dynamodb = aws.client("dynamodb", config=aws.FAIL_FAST)
     return Eraser(
         ErasureAccounts([stack.ACCOUNT], lambda _account: client),
-        DynamoAuditLog(erasure_stack.table_name),
+        # As the erasure service makes them: on its one DynamoDB client.
+        DynamoAuditLog(erasure_stack.table_name, client=dynamodb),
         PEPPER,
-        # As the erasure service makes it: on the shared client.
-        once=PowertoolsOnce(erasure_stack.idempotency_table, dynamodb=aws.client("dynamodb")),
+        once=PowertoolsOnce(erasure_stack.idempotency_table, dynamodb=dynamodb),
     )
 
 
@@ -51,7 +52,7 @@ def test_a_request_whose_idempotency_record_lost_its_answer_is_erased(erasure_st
     # The retry met the record its first attempt wrote: "in progress" (a 409) for the
     # request's own first call, and for every repeat until the record's lease ran out.
     contact_id = erasure_stack.seed()
-    dynamodb = aws.client("dynamodb")
+    dynamodb = aws.client("dynamodb", config=aws.FAIL_FAST)
     with answers_lost(dynamodb, "PutItem", matching=the_request_s_record) as lost:
         outcome = eraser_of(erasure_stack).submit(
             ask(request_id="r-lost", contact_id=contact_id), CALLER
@@ -66,7 +67,9 @@ def test_a_trail_write_whose_answer_was_lost_is_retried_with_its_token(erasure_s
     # botocore fills the token once per call and sends the same one on its retries. A token
     # of each attempt's own would have met the records the first wrote: AlreadyRecorded.
     contact_id = erasure_stack.seed()
-    with answers_lost(aws.client("dynamodb"), "TransactWriteItems", times=1) as lost:
+    with answers_lost(
+        aws.client("dynamodb", config=aws.FAIL_FAST), "TransactWriteItems", times=1
+    ) as lost:
         outcome = eraser_of(erasure_stack).submit(
             ask(request_id="r-trail", contact_id=contact_id), CALLER
         )
@@ -104,7 +107,7 @@ def test_an_erasure_by_email_whose_write_lost_its_answer_erases_and_purges(
     # The fence's transaction carries its token as the trail's do; the tombstones are puts
     # and the purge deletes: each the same again.
     request_id = "r-" + write.replace(" ", "-")
-    dynamodb = aws.client("dynamodb")
+    dynamodb = aws.client("dynamodb", config=aws.FAIL_FAST)
     store = DynamoSubmissionStore(
         dynamodb, erasure_stack.submission_table, claims_table=erasure_stack.idempotency_table
     )

@@ -104,7 +104,9 @@ def test_a_write_of_the_worker_whose_answer_was_lost_costs_no_receive(
     operation, matching = WORKER_WRITES[write]
     stack.enqueue(json_submission(ANA))
     context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
-    with answers_lost(aws_clients.client("dynamodb"), operation, matching=matching) as lost:
+    with answers_lost(
+        aws_clients.client("dynamodb", config=aws_clients.FAIL_FAST), operation, matching=matching
+    ) as lost:
         messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
     assert lost.lost == 1 and len(lost.sent) == 2  # the write and botocore's retry
     assert (len(messages), failed) == (1, set())
