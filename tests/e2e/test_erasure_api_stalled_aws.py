@@ -8,40 +8,22 @@ sending the request again."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cliniko_automations.common import aws
 from cliniko_automations.erasure import api_handler
 from local_run.template import SamApp
 
 from tests.e2e.test_erasure_api import erasure, http_api_event
 from tests.fixtures import apigw
-from tests.fixtures.aws import stalled_endpoint
+from tests.fixtures.aws import finished_within, stalled_services
 from tests.integration.erasure import stack
 
 erasure_stack = stack.erasure_stack  # the fixture
 
 ERASURE_TIMEOUT_SECONDS = SamApp.load().resources["ErasureApiFunction"]["Properties"]["Timeout"]
-
-
-@contextlib.contextmanager
-def stalled_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """DynamoDB at an address that takes every connection and never answers, for the
-    clients made within (the process's clients are forgotten on the way in and out, so they
-    are made again as a Lambda would make them, against the endpoint of the moment)."""
-    with stalled_endpoint() as url, monkeypatch.context() as patched:
-        patched.setenv("AWS_ENDPOINT_URL_DYNAMODB", url)
-        aws._client.cache_clear()
-        try:
-            yield
-        finally:
-            aws._client.cache_clear()
 
 
 def post_within_timeout(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
@@ -51,15 +33,13 @@ def post_within_timeout(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | No
         function_name="ErasureApiFunction", timeout_ms=ERASURE_TIMEOUT_SECONDS * 1000
     )
     event = http_api_event("POST", "/erasure-requests", body=body)
-    answers: list[dict[str, Any]] = []
-    call = threading.Thread(
-        target=lambda: answers.append(api_handler.lambda_handler(event, context)), daemon=True
+    ended = finished_within(
+        ERASURE_TIMEOUT_SECONDS, lambda: api_handler.lambda_handler(event, context)
     )
-    call.start()
-    call.join(timeout=ERASURE_TIMEOUT_SECONDS)
-    if not answers:
+    if ended is None:
         return None
-    return answers[0]["statusCode"], json.loads(answers[0]["body"])
+    assert ended.error is None
+    return ended.value["statusCode"], json.loads(ended.value["body"])
 
 
 def refusals(capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -76,7 +56,7 @@ def test_a_stalled_dynamodb_is_a_503_within_the_timeout_and_the_same_id_goes_thr
     contact_id = erasure_stack.seed()
     before = len(erasure_stack.log())
 
-    with stalled_dynamodb(monkeypatch):
+    with stalled_services(monkeypatch, "DYNAMODB"):
         started = time.monotonic()
         answer = post_within_timeout(erasure(request_id="stalled", contact_id=contact_id))
         waited = time.monotonic() - started

@@ -10,10 +10,12 @@ A client that a function needs only off its usual path (the worker's SQS client,
 dead letters and parking) is made on its first use (`ClientOnFirstUse`): another client costs
 some 24 million instructions, 1.7 % of a minimal handler's cold start.
 
-botocore's defaults wait 60 s to connect and 60 s for an answer, and retry: longer than the
-intake API's whole 10 s Lambda timeout, which API Gateway turns into a 500 that providers do
-not retry. A client someone is waiting on is made with `FAIL_FAST`, so a stalled service
-becomes the caller's own error (a 503 the sender retries, a fallback) in a few seconds.
+botocore's defaults wait 60 s to connect and 60 s for an answer, and retry (3 attempts,
+DynamoDB 4): one call to a stalled service held a function up to 240 s, past every function's
+timeout but the cleanup's (the intake API's 10 s and the erasure API's 29 s end in API
+Gateway's own 500, which nobody is told to send again). Every function's client is made with
+`FAIL_FAST`, so a stalled service becomes the function's own error within its invocation in a
+few seconds: a 503 the sender retries, a fallback, a record handed back, a run's error.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ import botocore.session
 from botocore.client import BaseClient
 from botocore.config import Config
 
-# Two attempts of at most 1 s to connect and 2 s to answer: a healthy call takes tens of ms.
+# Two attempts of at most 1 s to connect and 2 s to answer: a healthy call takes tens of ms,
+# a Scan page of 1 MB or a batch write of 25 items well under 2 s. An answer slower than that
+# is asked for again: every write the functions make bears it (README, "Limits and honest
+# notes": an AWS write whose answer is lost).
 # total_max_attempts: botocore's `max_attempts` counts the retries after the first call, so
 # max_attempts 2 made three (a stalled service held a call 6 s of the intake API's 10).
 FAIL_FAST = Config(

@@ -6,11 +6,14 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from cliniko_automations.erasure import overdue_handler
 from cliniko_automations.erasure.audit import DynamoAuditLog
 from cliniko_automations.erasure.deadlines import due_date, end_of_day, iso
+from local_run.template import SamApp
 
 from tests.fixtures.apigw import LambdaContext
+from tests.fixtures.aws import finished_within, stalled_services
 from tests.integration.erasure.stack import make_audit_table
 
 TABLE = "erasure-audit-overdue"
@@ -89,3 +92,21 @@ def test_open_and_failed_requests_past_due_are_counted(audit, capsys):
 
     assert result == {"overdue": 2, "request_ids": ["failed-late", "open-late"]}
     assert published(capsys.readouterr().out) == [2]
+
+
+OVERDUE_TIMEOUT_SECONDS = SamApp.load().resources["ErasureOverdueFunction"]["Properties"]["Timeout"]
+
+
+def test_a_stalled_audit_table_is_the_run_s_own_error_within_its_timeout(audit, monkeypatch):
+    # A run that ends in its own error, not killed by Lambda at the timeout (on botocore's
+    # defaults a Scan page waited up to 240 s): its line says what failed.
+    receive(audit, "open-late", days_ago=33)
+    context = LambdaContext(
+        function_name="ErasureOverdueFunction", timeout_ms=OVERDUE_TIMEOUT_SECONDS * 1000
+    )
+    with stalled_services(monkeypatch, "DYNAMODB"):
+        ended = finished_within(
+            OVERDUE_TIMEOUT_SECONDS, lambda: overdue_handler.lambda_handler({}, context)
+        )
+    assert ended is not None, f"still scanning after the {OVERDUE_TIMEOUT_SECONDS} s timeout"
+    assert isinstance(ended.error, ReadTimeoutError)
