@@ -42,8 +42,9 @@ class Cleanup:
 
 def cleanup_for(settings: CleanupSettings) -> Cleanup:
     accounts = load_accounts(settings.cliniko_accounts_file)
-    # FAIL_FAST: a stalled table fails the step in seconds, not after up to 240 s of one
-    # call on botocore's defaults, more than the 90 s a step keeps after its last work starts.
+    # FAIL_FAST: a stalled table fails the step in seconds, where one call on botocore's
+    # defaults waited up to 240 s, past the RESERVE_SECONDS a step may have left for its
+    # checkpoint after Cliniko's last answer.
     dynamodb = aws.client("dynamodb", config=aws.FAIL_FAST)
     return Cleanup(
         settings=settings,
