@@ -10,14 +10,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    path = ROOT / "scripts" / "bench_cold_start.py"
-    spec = importlib.util.spec_from_file_location("bench_cold_start_script", path)
+def script(name: str) -> ModuleType:
+    """scripts/`name`.py, loaded as a module of its own."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return script("bench_cold_start")
 
 
 def timed(first: float, process: float) -> dict[str, float]:
@@ -75,12 +79,7 @@ def test_the_timed_check_does_not_read_the_counts(bench: ModuleType) -> None:
 
 @pytest.fixture(scope="module")
 def trace() -> ModuleType:
-    path = ROOT / "scripts" / "trace_first_calls.py"
-    spec = importlib.util.spec_from_file_location("trace_first_calls_script", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("trace_first_calls")
 
 
 def call(at_ms: float, ms: float, thread: str = "MainThread", kind: str = "aws") -> dict:

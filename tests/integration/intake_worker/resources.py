@@ -361,6 +361,33 @@ def put_secrets(secrets: Mapping[str, str]) -> None:
         client.create_secret(Name=name, SecretString=value)
 
 
+TWO_CLINICS = """\
+accounts:
+  clinic-a:
+    api_key_secret: tests/cliniko/clinic-a
+  clinic-b:
+    api_key_secret: tests/cliniko/clinic-b
+"""
+
+
+def two_clinics_stack(cliniko: Any, tmp_path: Path) -> tuple[WorkerStack, Path]:
+    """A worker stack and an accounts file of two clinics on two shards of the emulator:
+    clinic-a on au2 (a key of its own), clinic-b on the emulator's key."""
+    key_a = cliniko.api_key.rsplit("-", 1)[0] + "a-au2"
+    cliniko.control.add_key(key_a)
+    stack = create_worker_stack()
+    put_secrets({"tests/cliniko/clinic-a": key_a, "tests/cliniko/clinic-b": cliniko.api_key})
+    accounts = tmp_path / "cliniko_accounts.yaml"
+    accounts.write_text(TWO_CLINICS, encoding="utf-8")
+    return stack, accounts
+
+
+def clinic_submission(account: str, first: str) -> Submission:
+    """A submission of `first` Lima to clinic `account`."""
+    draft = ContactDraft(first_name=first, last_name="Lima", email=f"{first.lower()}@example.com")
+    return json_submission(draft, account=account)
+
+
 def write_worker_config(directory: Path) -> Path:
     path = directory / "cliniko_accounts.yaml"
     path.write_text(WORKER_CONFIG, encoding="utf-8")

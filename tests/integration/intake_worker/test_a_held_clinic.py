@@ -16,35 +16,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from cliniko_automations.intake.submission import ContactDraft, Submission
 from cliniko_automations.intake_worker import handler as worker_handler
 
 from tests.fixtures.apigw import LambdaContext
 from tests.fixtures.emulator import before_each_answer
 from tests.integration.intake_worker.resources import (
-    create_worker_stack,
+    clinic_submission,
     emf_metrics,
-    json_submission,
     poll_once,
-    put_secrets,
+    two_clinics_stack,
     worker_environment,
 )
 
-ACCOUNTS = """\
-accounts:
-  clinic-a:
-    api_key_secret: tests/cliniko/clinic-a
-  clinic-b:
-    api_key_secret: tests/cliniko/clinic-b
-"""
 # Longer than one request may wait (1 s here, 25 s deployed), shorter than the invocation has
 # to spare (8 s less 1 s kept to start a record; 120 s less 30 s deployed).
 HOLD_SECONDS = 3.0
-
-
-def submission(account: str, first: str) -> Submission:
-    draft = ContactDraft(first_name=first, last_name="Lima", email=f"{first.lower()}@example.com")
-    return json_submission(draft, account=account)
 
 
 def throttle_shard(server: Any, monkeypatch: pytest.MonkeyPatch, shard: str, seconds: float):
@@ -65,12 +51,7 @@ def throttle_shard(server: Any, monkeypatch: pytest.MonkeyPatch, shard: str, sec
 
 @pytest.fixture
 def two_clinics(aws, cliniko, monkeypatch, tmp_path):
-    key_a = cliniko.api_key.rsplit("-", 1)[0] + "a-au2"
-    cliniko.control.add_key(key_a)
-    stack = create_worker_stack()
-    put_secrets({"tests/cliniko/clinic-a": key_a, "tests/cliniko/clinic-b": cliniko.api_key})
-    accounts = tmp_path / "cliniko_accounts.yaml"
-    accounts.write_text(ACCOUNTS, encoding="utf-8")
+    stack, accounts = two_clinics_stack(cliniko, tmp_path)
     worker_environment(
         monkeypatch,
         stack,
@@ -96,8 +77,8 @@ def test_another_clinic_s_records_are_not_held_by_a_429_waited_out(
 ):
     stack = two_clinics
     # A's record first, as a queue in arrival order hands them: A's bulk import began first.
-    sent = [submission("clinic-a", "Ana"), submission("clinic-a", "Aldo")]
-    sent += [submission("clinic-b", name) for name in ("Bea", "Bruno", "Bia")]
+    sent = [clinic_submission("clinic-a", "Ana"), clinic_submission("clinic-a", "Aldo")]
+    sent += [clinic_submission("clinic-b", name) for name in ("Bea", "Bruno", "Bia")]
     for each in sent:
         stack.enqueue(each)
     hold_ends = throttle_shard(cliniko.server, monkeypatch, "au2", HOLD_SECONDS)
@@ -127,8 +108,8 @@ def test_another_clinic_s_records_are_not_handed_back_for_a_slow_clinic(
     # behind them was handed back untried (`invocation_deadline`, one of its five receives),
     # batch after batch while A's import lasted.
     stack = two_clinics
-    sent = [submission("clinic-a", name) for name in ("Ana", "Aldo", "Alba", "Aida")]
-    sent.append(submission("clinic-b", "Bea"))
+    sent = [clinic_submission("clinic-a", name) for name in ("Ana", "Aldo", "Alba", "Aida")]
+    sent.append(clinic_submission("clinic-b", "Bea"))
     message_ids = [stack.enqueue(each) for each in sent]
     before_each_answer(cliniko.server, monkeypatch, lambda *_: time.sleep(0.9), shard="au2")
     started = time.time()

@@ -7,41 +7,22 @@ from __future__ import annotations
 import threading
 
 import pytest
-from cliniko_automations.intake.submission import ContactDraft, QueuedSubmission, Submission
+from cliniko_automations.intake.submission import QueuedSubmission
 from cliniko_automations.intake_worker import handler as worker_handler
 
 from tests.fixtures.apigw import LambdaContext
 from tests.fixtures.emulator import before_each_answer
 from tests.integration.intake_worker.resources import (
-    create_worker_stack,
-    json_submission,
+    clinic_submission,
     poll_once,
-    put_secrets,
+    two_clinics_stack,
     worker_environment,
 )
-
-ACCOUNTS = """\
-accounts:
-  clinic-a:
-    api_key_secret: tests/cliniko/clinic-a
-  clinic-b:
-    api_key_secret: tests/cliniko/clinic-b
-"""
-
-
-def submission(account: str, first: str) -> Submission:
-    draft = ContactDraft(first_name=first, last_name="Lima", email=f"{first.lower()}@example.com")
-    return json_submission(draft, account=account)
 
 
 @pytest.fixture
 def clinic_a_stalled(aws, cliniko, monkeypatch, tmp_path):
-    key_a = cliniko.api_key.rsplit("-", 1)[0] + "a-au2"
-    cliniko.control.add_key(key_a)
-    stack = create_worker_stack()
-    put_secrets({"tests/cliniko/clinic-a": key_a, "tests/cliniko/clinic-b": cliniko.api_key})
-    accounts = tmp_path / "cliniko_accounts.yaml"
-    accounts.write_text(ACCOUNTS, encoding="utf-8")
+    stack, accounts = two_clinics_stack(cliniko, tmp_path)
     # The deployed timings scaled down 24 times (a 120 s timeout, 30 s kept to start a record,
     # 10 s reserved), with the deployed backoff: a failed attempt hidden 30 s, then longer.
     worker_environment(
@@ -64,8 +45,8 @@ def test_a_stalled_clinic_does_not_dead_letter_another_clinic_s_submission(
 ):
     stack = clinic_a_stalled
     for n in range(5):
-        stack.enqueue(submission("clinic-a", f"Ana{n}"))
-    sent_b = submission("clinic-b", "Bea")
+        stack.enqueue(clinic_submission("clinic-a", f"Ana{n}"))
+    sent_b = clinic_submission("clinic-b", "Bea")
     stack.enqueue(sent_b)
     for _ in range(6):  # past the five receives after which SQS dead-letters a message
         context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=5_000)
