@@ -201,12 +201,17 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
             # A new message, which its queue (and the dead-letter queue, should it fail again)
             # keeps 14 days from now: its body must outlive it, as a parked one's does.
             self._store.keep(letter.submission_id)
+            # Its clinic as its tenant on the fair queue, as the intake API sent it: without a
+            # group, each replayed letter was a tenant of its own, and a replay of one clinic's
+            # hundreds went out ahead of every other clinic's submissions.
+            group = {"MessageGroupId": letter.account} if letter.account != "-" else {}
             self._sqs.send_message(
                 QueueUrl=self._queue,
                 MessageBody=letter.message,
                 MessageAttributes={
                     "replayed_from": {"DataType": "String", "StringValue": letter.message_id}
                 },
+                **group,
             )
             self._replayed(letter, report)
             replayed.append(letter.message_id)

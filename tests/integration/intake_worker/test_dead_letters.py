@@ -155,6 +155,8 @@ def test_replay_one_then_all(stack: WorkerStack, capsys) -> None:
     [replayed] = stack.drain(stack.queue_url)
     assert QueuedSubmission.from_json(replayed["Body"]).submission_id == "sub-2"
     assert replayed["MessageAttributes"]["replayed_from"]["StringValue"] == ids["direct"]
+    # Its clinic's message group, as the intake API sends it (the fair queue's tenant).
+    assert replayed["Attributes"]["MessageGroupId"] == "test-clinic"
     assert stack.counts(stack.dead_letter_queue_url) == (2, 0)
 
     code, text = run("replay", "--all")
