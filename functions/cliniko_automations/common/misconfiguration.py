@@ -31,6 +31,7 @@ from cliniko_automations.common.secrets import (
     SecretEmpty,
     SecretMisconfigured,
     SecretMissing,
+    SecretNotPlainText,
     SecretOutsidePrefix,
 )
 
@@ -145,10 +146,20 @@ def _secret_problem(error: SecretMisconfigured, where: str | None) -> Misconfigu
             "secret encrypted with your own KMS key needs that key to allow the function"
         )
         return Misconfiguration(error.reason, setting, "access denied", fix)
+    if isinstance(error, SecretNotPlainText):
+        fix = (
+            "store the value alone as plain text: in the console, Edit the secret's value on "
+            "its Plaintext tab (the Key/value tab stores a JSON object); with the CLI, "
+            f"aws secretsmanager put-secret-value --secret-id {error.name} --secret-string "
+            "file://value.txt holding the value without quotes"
+        )
+        return Misconfiguration(error.reason, setting, f"the secret holds {error.holds}", fix)
     if isinstance(error, SecretEmpty):
         fix = "put the value alone in the secret as text (SecretString)"
         return Misconfiguration(error.reason, setting, "the secret holds no text", fix)
-    return Misconfiguration(error.reason, setting, str(error), "correct the secret")
+    # The message names the secret, which `setting` names already.
+    problem = str(error).removeprefix(f"secret {error.name!r}: ")
+    return Misconfiguration(error.reason, setting, problem, "correct the secret")
 
 
 def report_account_key(

@@ -7,13 +7,15 @@ A cold start can start its first call's reads during Lambda's init (`prefetch_se
 round trip then overlaps the rest of the import instead of adding to the first call.
 
 Failures an operator must fix (the secret does not exist, the function may not read it, it lies
-outside `SECRETS_PREFIX`, it is empty) have their own classes: retrying cannot help. Anything
+outside `SECRETS_PREFIX`, it is empty, it holds a JSON object or a quoted string rather than
+the value alone) have their own classes: retrying cannot help. Anything
 else (throttling, a network error) stays a plain `SecretUnavailable`, worth retrying.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -74,6 +76,18 @@ class SecretOutsidePrefix(SecretMisconfigured):
 
 class SecretEmpty(SecretMisconfigured):
     reason = "secret_empty"
+
+
+class SecretNotPlainText(SecretMisconfigured):
+    """A JSON object (the console's "Key/value" tab, its default, stores the pairs typed so) or
+    a quoted string where every secret read here is the value alone: taken as written, a
+    signing secret refused every delivery 401 and a Cliniko key was sent with its braces."""
+
+    reason = "secret_not_plain_text"
+
+    def __init__(self, message: str, *, name: str, holds: str) -> None:
+        super().__init__(message, name=name)
+        self.holds = holds  # what it holds instead, e.g. "a JSON object": never the value
 
 
 class SecretDeleted(SecretMisconfigured):
@@ -215,7 +229,37 @@ def _read(name: str, *, force_fetch: bool = False) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SecretEmpty(f"secret {name!r} is empty", name=name)
     register_secret(value)  # the logs' redacting filter blanks it from now on
+    _refuse_wrapped(name, value)
     return value
+
+
+def _wrapped(value: str) -> tuple[str, list[str]] | None:
+    """What wraps `value` when it is not the value alone: ("a JSON object", its string
+    members) or ("a quoted string", [the text inside]); None for a plain value. No secret the
+    functions read is either: a Cliniko key, a provider's signing secret, a token, a captcha
+    secret, a `whsec_` secret, the stack's own two (letters and digits)."""
+    text = value.strip()
+    if len(text) < 2 or (text[0], text[-1]) not in (("{", "}"), ('"', '"')):
+        return None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):  # braces or quotes that are part of the value
+        return None
+    if isinstance(parsed, dict):
+        return "a JSON object", [v for v in parsed.values() if isinstance(v, str)]
+    if isinstance(parsed, str):
+        return "a quoted string", [parsed]
+    return None
+
+
+def _refuse_wrapped(name: str, value: str) -> None:
+    wrapped = _wrapped(value)
+    if wrapped is None:
+        return
+    holds, inside = wrapped
+    for text in inside:  # the value meant, which the operator will store next: never logged
+        register_secret(text)
+    raise SecretNotPlainText(f"secret {name!r} holds {holds}", name=name, holds=holds)
 
 
 # Values read by `rotated_values`, by secret name: (when, on the monotonic clock and on the
@@ -278,7 +322,11 @@ def _read_rotation(name: str) -> tuple[str, ...]:
     texts = tuple(v for v in values if v is not None and v.strip())
     for text in texts:
         register_secret(text)
-    return texts
+    current = values[0]
+    if current is not None and current.strip():
+        _refuse_wrapped(name, current)  # as `_read` refuses it
+    # A previous value so stored is passed over: the current one replaced it.
+    return tuple(text for text in texts if _wrapped(text) is None)
 
 
 def _stored_text(answer: dict[str, Any]) -> str | None:

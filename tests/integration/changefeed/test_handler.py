@@ -373,13 +373,14 @@ def test_an_account_whose_key_secret_is_missing_fails_alone(stack, cliniko, tmp_
     ("key", "reason", "error"),
     [
         ("MS0xrevokedkey0123456789-au1", "cliniko_unauthorized", "cliniko_Unauthorized"),
+        ("MS0xpasted with a space-au1", "cliniko_api_key_malformed", "cliniko_ConfigurationError"),
         (
             '{"api_key": "MS0xpasted-au1"}',
-            "cliniko_api_key_malformed",
-            "cliniko_ConfigurationError",
+            "secret_not_plain_text",
+            "secret_SecretNotPlainText",
         ),
     ],
-    ids=["refused", "malformed"],
+    ids=["refused", "malformed", "console-key-value"],
 )
 def test_a_key_cliniko_refuses_or_a_malformed_one_says_what_to_fix(
     stack, cliniko, tmp_path, monkeypatch, capsys, key, reason, error

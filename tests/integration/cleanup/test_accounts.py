@@ -62,9 +62,10 @@ def two_accounts(aws, cliniko, tmp_path, monkeypatch):
     ("north_key", "kind"),
     [
         (None, "misconfigured_SecretMissing"),
-        ('{"api_key": "MS0xpastedasjson-au1"}', "misconfigured_ConfigurationError"),
+        ("MS0xpasted with a space-au1", "misconfigured_ConfigurationError"),
+        ('{"api_key": "MS0xpastedasjson-au1"}', "misconfigured_SecretNotPlainText"),
     ],
-    ids=["missing", "malformed"],
+    ids=["missing", "malformed", "console-key-value"],
 )
 def test_an_account_whose_key_is_unusable_stops_only_its_own_rules(
     two_accounts, cliniko, north_key, kind

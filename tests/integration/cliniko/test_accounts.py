@@ -18,11 +18,14 @@ from cliniko_automations.common.cliniko_settings import ClinikoVariables
 from cliniko_automations.common.secrets import (
     SecretEmpty,
     SecretMissing,
+    SecretNotPlainText,
     SecretOutsidePrefix,
     SecretUnavailable,
     _use_shared_session,
+    clear_secret_caches,
     prefetch_secrets,
     read_secret,
+    rotated_values,
 )
 
 UA = "Tests (tests@example.com)"
@@ -89,6 +92,35 @@ def test_missing_or_unusable_secrets_are_clear_errors(secrets) -> None:
         read_secret("blank")
     with pytest.raises(SecretUnavailable):
         read_secret("")
+
+
+def test_a_secret_stored_as_json_or_quoted_is_refused_naming_it_never_its_value(
+    secrets,
+) -> None:
+    # The console's Key/value tab (its default) stores {"<key>":"<value>"}; a value copied
+    # from a JSON file or a message keeps its quotes. No secret read here is either.
+    secrets.create_secret(Name="kv", SecretString='{"api_key":"MS0xkey-au1"}')
+    with pytest.raises(SecretNotPlainText) as refused:
+        read_secret("kv")
+    assert str(refused.value) == "secret 'kv' holds a JSON object"
+    assert refused.value.reason == "secret_not_plain_text"
+    secrets.create_secret(Name="quoted", SecretString='"MS0xkey-au1"\n')
+    with pytest.raises(SecretNotPlainText, match=r"^secret 'quoted' holds a quoted string$"):
+        read_secret("quoted")
+    # Braces, quotes or digits that do not wrap a JSON object or string are the value itself.
+    for n, value in enumerate(["{not-json}", '"half', "31415926535", '{"open":1', "[1]"]):
+        secrets.create_secret(Name=f"plain-{n}", SecretString=value)
+        assert read_secret(f"plain-{n}") == value
+
+
+def test_a_rotation_past_a_json_value_matches_the_new_value_alone(secrets) -> None:
+    secrets.create_secret(Name="signing", SecretString='{"signing_secret":"first-value"}')
+    with pytest.raises(SecretNotPlainText):
+        rotated_values("signing")
+    clear_secret_caches()
+    secrets.put_secret_value(SecretId="signing", SecretString="first-value\n")
+    # The previous version (AWSPREVIOUS, within the grace) is passed over, not matched.
+    assert rotated_values("signing") == ("first-value\n",)
 
 
 def test_a_secret_outside_the_prefix_is_refused_before_asking(secrets, monkeypatch) -> None:

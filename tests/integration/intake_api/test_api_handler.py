@@ -459,6 +459,45 @@ def test_503_and_the_fix_when_a_signing_secret_is_missing(intake, capsys):
     ]
 
 
+@pytest.mark.parametrize(
+    "stored",
+    [
+        # The console's "Key/value" tab (its default) stores a JSON object of the pairs typed.
+        f'{{"signing_secret":"{SECRET}"}}',
+        # Pasted with the quotes of the file or message it came from.
+        f'"{SECRET}"\n',
+    ],
+    ids=["console-key-value", "quoted"],
+)
+def test_503_and_the_fix_when_a_signing_secret_is_not_stored_as_plain_text(intake, capsys, stored):
+    # Before: the secret was taken as written and every delivery refused 401, which a provider
+    # does not deliver again; FormSignatureRefusedAlarm sent the operator to the provider's
+    # settings. Now the provider is answered 503 (it delivers again once the secret is fixed)
+    # and the operator is told which secret and how to store it.
+    name = "cliniko-automations/forms/referral-typeform/signing-secret"
+    manager = boto3.client("secretsmanager")
+    # Created so (a value put over a good one is matched by its previous one for a while).
+    manager.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    manager.create_secret(Name=name, SecretString=stored)
+    body, headers = typeform()
+    answer = intake.post("referral-typeform", body, headers)
+    assert answer["statusCode"] == 503
+    assert intake.messages() == []
+    (record,) = [r for r in intake.log_records() if r["level"] == "ERROR"]
+    assert record["message"].startswith(
+        f"misconfigured secret '{name}' (form_sources.yaml "
+        "sources.referral-typeform.signing_secret): the secret holds "
+    )
+    assert "Fix: store the value alone as plain text" in record["message"]
+    assert record["reason"] == "secret_not_plain_text"
+    metrics = emf(capsys.readouterr().out)
+    assert [m for m in metrics if m["name"] == "Misconfigured"] == [
+        {"name": "Misconfigured", "value": [1.0], "dimensions": {"service": "intake"}}
+    ]
+    # Not counted as a refused signature: the provider's settings are not what to fix.
+    assert [m for m in metrics if m["name"] == "SignatureRefused"] == []
+
+
 def test_503_and_the_fix_when_a_secret_is_outside_the_prefix(intake, monkeypatch, capsys):
     monkeypatch.setenv("SECRETS_PREFIX", "clinic-secrets/")
     body, headers = typeform()
