@@ -22,7 +22,7 @@ from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
 from cliniko_automations.changefeed.core import AccountResult, ChangeFeed, SourceUnavailable
 from cliniko_automations.changefeed.events import EventBuilder
 from cliniko_automations.changefeed.settings import FeedSettings
-from cliniko_automations.changefeed.signing import signing_key
+from cliniko_automations.changefeed.signing import key_in_secret
 from cliniko_automations.changefeed.store import DynamoFeedStore
 from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.cliniko.errors import ConfigurationError
@@ -35,7 +35,7 @@ from cliniko_automations.common.cliniko_accounts import (
 )
 from cliniko_automations.common.import_collector import import_finished
 from cliniko_automations.common.logs import function_logger
-from cliniko_automations.common.misconfiguration import report_account_key
+from cliniko_automations.common.misconfiguration import diagnose, report, report_account_key
 from cliniko_automations.common.secrets import (
     SecretMisconfigured,
     SecretUnavailable,
@@ -78,7 +78,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     except ValueError as error:
         logger.warning("change feed invocation refused", extra={"problem": str(error)})
         return {"error": str(error)}
-    subscribers = load_subscribers(settings.webhooks_file).subscribers
+    subscribers = load_subscribers(settings.webhooks_file)
     store = DynamoFeedStore(
         aws.client("dynamodb", config=aws.FAIL_FAST),
         settings.feed_table,
@@ -118,16 +118,28 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         key_ids[account] = client.key_id
         return ClinikoContactsSource(client)
 
+    try:
+        hasher = _hasher(settings.hash_key_secret_name)
+        keys = {s.name: key_in_secret(read_secret, s.secret) for s in subscribers.subscribers}
+    except SecretMisconfigured as error:
+        # Every subscriber's deliveries wait, none is published without its signature: no
+        # account is polled, so the cursors stay and the changes made meanwhile are published
+        # once the secret is fixed. One line naming it and the fix, and the Misconfigured
+        # count its alarm watches, instead of a traceback every minute.
+        where = {name: w for w, name in subscribers.secret_references()}.get(error.name or "")
+        problem = diagnose(
+            error,
+            where=f"webhooks.yaml {where}" if where else "the stack's ChangeFeedHashKeySecret",
+        )
+        if problem is not None:
+            report(problem, logger=logger, metrics=metrics)
+        return {"error": error.reason, "secret": error.name}
     feed = ChangeFeed(
         source_for_account=source_for_account,
         store=store,
         sink=EventBridgeSink(aws.client("events", config=aws.FAIL_FAST), settings.event_bus_name),
-        hasher=FieldHasher(read_secret(settings.hash_key_secret_name).encode()),
-        builder=EventBuilder(
-            subscribers,
-            {s.name: signing_key(read_secret(s.secret)) for s in subscribers},
-            clock=time.time,
-        ),
+        hasher=hasher,
+        builder=EventBuilder(subscribers.subscribers, keys, clock=time.time),
         overlap=dt.timedelta(seconds=settings.overlap_seconds),
         start_at=settings.backfill_from,
         # One per invocation, not Lambda's request id: every delivery of one asynchronous
@@ -145,6 +157,15 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     for result in results:
         _report(result, store.caught_up_at(result.account))
     return {"accounts": [result.as_dict() for result in results]}
+
+
+def _hasher(secret: str) -> FieldHasher:
+    """The field hasher keyed by the stack's hash-key secret `secret`; a value too short to be
+    a key is named as a secret to fix, as an unreadable one is."""
+    try:
+        return FieldHasher(read_secret(secret).encode())
+    except ValueError as error:
+        raise SecretMisconfigured(f"secret {secret!r}: {error}", name=secret) from None
 
 
 def _report(result: AccountResult, caught_up_at: dt.datetime | None) -> None:

@@ -13,6 +13,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Callable
+
+from cliniko_automations.common.secrets import SecretMisconfigured
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 MIN_KEY_BYTES = 24
@@ -33,6 +36,15 @@ def signing_key(secret: str) -> bytes:
     if len(key) < MIN_KEY_BYTES:
         raise BadSigningSecret(f"a webhook secret's key must have at least {MIN_KEY_BYTES} bytes")
     return key
+
+
+def key_in_secret(read_secret: Callable[[str], str], secret: str) -> bytes:
+    """The key of a subscriber's secret `secret`; a value that is no such key is an operator's
+    mistake, named (never quoted) as a secret to fix, as a missing secret is."""
+    try:
+        return signing_key(read_secret(secret))
+    except BadSigningSecret as error:
+        raise SecretMisconfigured(f"secret {secret!r}: {error}", name=secret) from None
 
 
 def sign(key: bytes, message_id: str, timestamp: int, body: str) -> str:

@@ -66,7 +66,7 @@ from cliniko_automations.common.dead_letter_tool import (
 )
 from cliniko_automations.common.json_input import load_json
 from cliniko_automations.common.operator_cli import parsed_arguments, run_tool
-from cliniko_automations.common.secrets import SecretMisconfigured, read_secret
+from cliniko_automations.common.secrets import read_secret
 from cliniko_automations.common.stack_resources import (
     AUDIT_TABLE,
     WEBHOOK_DEAD_LETTER_QUEUE,
@@ -81,7 +81,7 @@ from cliniko_automations.erasure.scrub import is_scrubbed
 from .bus import EventBridgeSink
 from .core import PublishFailed
 from .events import WEBHOOKS_SOURCE, EventBuilder, OutgoingEvent
-from .signing import BadSigningSecret, signing_key
+from .signing import key_in_secret
 from .subscribers import EVENT_TYPES, Subscribers, load_subscribers
 
 
@@ -185,7 +185,7 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
         subscribers = [self._subscribers[name] for name in names]
         builder = EventBuilder(
             subscribers,
-            {s.name: _signing_key(self._read_secret, s.secret) for s in subscribers},
+            {s.name: key_in_secret(self._read_secret, s.secret) for s in subscribers},
             clock=self._clock,
         )
         replayed = []
@@ -340,15 +340,6 @@ class WebhookLetterPurge:
         if not queue.complete:
             raise PurgeCut(sorted(deleted), kept=len(kept))
         return LettersPurged(deleted=len(deleted), notices_kept=len(kept))
-
-
-def _signing_key(read_secret: Callable[[str], str], secret: str) -> bytes:
-    """The key of a subscriber's secret; one that is not a key is named, never quoted (an
-    operator's mistake, one line: README "Operating")."""
-    try:
-        return signing_key(read_secret(secret))
-    except BadSigningSecret as error:
-        raise SecretMisconfigured(f"secret {secret!r}: {error}", name=secret) from None
 
 
 def _delivery_event(body: str) -> tuple[dict[str, Any] | None, str]:

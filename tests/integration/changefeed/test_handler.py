@@ -9,16 +9,19 @@ import time
 import boto3
 import pytest
 from cliniko_automations.changefeed import handler
+from cliniko_automations.common.secrets import clear_secret_caches
 from cliniko_automations.common.settings import SettingsError
 
 from tests.integration.changefeed.stack import (
     EVENT_DETAIL_KEYS,
+    HASH_KEY_SECRET,
     KEY_SECRET,
     SCHEDULED_EVENT,
     caught_up_hours_ago,
     context,
     create_feed_stack,
     feed_environment,
+    subscribed,
 )
 from tests.integration.cleanup.tables import TEMPLATE, create_table
 from tests.integration.intake_worker.resources import captured_logs, emf_metrics
@@ -367,6 +370,90 @@ def test_an_account_whose_key_secret_is_missing_fails_alone(stack, cliniko, tmp_
         "accounts.a-gone-clinic.api_key_secret): no such secret. Fix: create it"
     )
     assert (line["account"], line["reason"]) == ("a-gone-clinic", "secret_missing")
+
+
+CRM_SUBSCRIBER = """\
+subscribers:
+  - name: crm-sync
+    url: https://crm.example.com/hooks
+    events: [contact.created]
+    secret: tests/webhooks/crm-sync
+"""
+
+
+@pytest.mark.parametrize(
+    ("stored", "reason", "problem"),
+    [
+        (None, "secret_missing", "no such secret. Fix: create it"),
+        (
+            '{"secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}',
+            "secret_not_plain_text",
+            "the secret holds a JSON object. Fix: store the value alone",
+        ),
+        (
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw-not-base64!",
+            "secret_misconfigured",
+            "a webhook secret is 'whsec_' followed by base64",
+        ),
+    ],
+    ids=["missing", "console-key-value", "not-whsec"],
+)
+def test_a_subscriber_s_unusable_secret_is_told_once_and_its_changes_wait_for_the_fix(
+    stack, cliniko, tmp_path, capsys, stored, reason, problem
+):
+    # Before: the run raised (a traceback; for a value that was no key, not even the
+    # secret's name) and no Misconfigured count. Now one line names the secret, where
+    # webhooks.yaml names it and the fix; no account is polled, so every cursor stays and
+    # the changes made meanwhile are published, to every subscriber, once the secret is fixed.
+    good = subscribed(tmp_path, CRM_SUBSCRIBER, "crm-sync")["crm-sync"]
+    run()
+    manager = boto3.client("secretsmanager")
+    name = "tests/webhooks/crm-sync"
+    manager.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    if stored is not None:
+        manager.create_secret(Name=name, SecretString=stored)
+    clear_secret_caches()  # the five minutes a warm process keeps a value have passed
+    cliniko.control.churn(2, kinds=["create"])
+    asked = len(cliniko.control.requests())
+    capsys.readouterr()
+
+    with captured_logs("changefeed") as logs:
+        answer = run()
+
+    assert answer == {"error": reason, "secret": name}
+    assert len(cliniko.control.requests()) == asked  # no account polled
+    (line,) = [json.loads(line) for line in logs.lines if '"level":"ERROR"' in line]
+    assert line["message"].startswith(
+        f"misconfigured secret '{name}' (webhooks.yaml subscribers.0 (crm-sync).secret): {problem}"
+    )
+    assert line["reason"] == reason
+    assert "Traceback" not in json.dumps(logs.lines)
+    if stored is not None:
+        assert stored not in json.dumps(logs.lines)
+    assert emf_metrics(capsys.readouterr().out)["Misconfigured"] == 1
+    assert details(stack) == []
+
+    clear_secret_caches()
+    manager.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    manager.create_secret(Name=name, SecretString=good)
+    (account,) = run()["accounts"]
+    assert account["changes"] == 2
+    assert [d["type"] for d in details(stack)] == ["contact.created"] * 2
+
+
+def test_a_hash_key_too_short_to_be_one_is_told_as_the_stack_s_secret(stack, cliniko, capsys):
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=HASH_KEY_SECRET, SecretString="short-key"
+    )
+    with captured_logs("changefeed") as logs:
+        answer = run()
+    assert answer == {"error": "secret_misconfigured", "secret": HASH_KEY_SECRET}
+    (line,) = [json.loads(line) for line in logs.lines if '"level":"ERROR"' in line]
+    assert line["message"] == (
+        f"misconfigured secret '{HASH_KEY_SECRET}' (the stack's ChangeFeedHashKeySecret): "
+        "the field-hash key must have at least 16 bytes. Fix: correct the secret"
+    )
+    assert emf_metrics(capsys.readouterr().out)["Misconfigured"] == 1
 
 
 @pytest.mark.parametrize(
