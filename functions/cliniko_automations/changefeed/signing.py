@@ -15,6 +15,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
+from cliniko_automations.common.secret_text import trimmed
 from cliniko_automations.common.secrets import SecretMisconfigured
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
@@ -26,7 +27,7 @@ class BadSigningSecret(ValueError):
 
 
 def signing_key(secret: str) -> bytes:
-    text = secret.strip()
+    text = trimmed(secret)
     if text.startswith(SECRET_PREFIX):
         text = text[len(SECRET_PREFIX) :]
     try:

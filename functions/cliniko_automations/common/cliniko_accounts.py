@@ -25,6 +25,7 @@ from .accounts import load_accounts
 from .cliniko_settings import ClinikoSettings, ClinikoVariables
 from .config_file import ConfigError
 from .rate_limit_table import DynamoBudgetStore
+from .secret_text import trimmed
 from .secrets import read_secret, reread_secret
 
 if TYPE_CHECKING:
@@ -74,8 +75,9 @@ def client_for_secret(
     priority = Priority(priority)
     if isinstance(settings, ClinikoVariables):
         settings = settings.checked()
-    # Pasted keys often carry a trailing newline; the key itself never has whitespace.
-    api_key = read_secret(secret_name, prefix=secrets_prefix).strip()
+    # Pasted keys often carry a trailing newline (or a file's byte-order mark); the key itself
+    # never has whitespace or an invisible character.
+    api_key = trimmed(read_secret(secret_name, prefix=secrets_prefix))
     fingerprint = hashlib.sha256("\0".join((api_key, settings.fingerprint())).encode()).hexdigest()
     slot = (secret_name, priority, requests_per_minute, caller)
     with _lock:
@@ -126,7 +128,7 @@ def key_replaced(
     if key_id is None:
         return False
     try:
-        current = reread_secret(secret_name, prefix=secrets_prefix).strip()
+        current = trimmed(reread_secret(secret_name, prefix=secrets_prefix))
     except Exception:
         return False
     return key_fingerprint(current) != key_id

@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.common import aws
 from cliniko_automations.common.logs import register_secret
+from cliniko_automations.common.secret_text import trimmed
 
 SECRET_MAX_AGE = 300
 # A signing secret's values read past the cache when a delivery does not match the cached one
@@ -226,9 +227,11 @@ def _read(name: str, *, force_fetch: bool = False) -> str:
             value = value.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SecretEmpty(f"secret {name!r} is binary, not text", name=name) from exc
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not trimmed(value):
         raise SecretEmpty(f"secret {name!r} is empty", name=name)
-    register_secret(value)  # the logs' redacting filter blanks it from now on
+    # The logs' redacting filter blanks it from now on, as stored and as used.
+    register_secret(value)
+    register_secret(trimmed(value))
     _refuse_wrapped(name, value)
     return value
 
@@ -238,7 +241,7 @@ def _wrapped(value: str) -> tuple[str, list[str]] | None:
     members) or ("a quoted string", [the text inside]); None for a plain value. No secret the
     functions read is either: a Cliniko key, a provider's signing secret, a token, a captcha
     secret, a `whsec_` secret, the stack's own two (letters and digits)."""
-    text = value.strip()
+    text = trimmed(value)
     if len(text) < 2 or (text[0], text[-1]) not in (("{", "}"), ('"', '"')):
         return None
     try:
@@ -319,11 +322,12 @@ def _read_rotation(name: str) -> tuple[str, ...]:
         raise _PERMANENT.get(code or "", SecretUnavailable)(
             f"secret {name!r} could not be read ({code or _named(exc)})", name=name
         ) from exc
-    texts = tuple(v for v in values if v is not None and v.strip())
+    texts = tuple(v for v in values if v is not None and trimmed(v))
     for text in texts:
         register_secret(text)
+        register_secret(trimmed(text))
     current = values[0]
-    if current is not None and current.strip():
+    if current is not None and trimmed(current):
         _refuse_wrapped(name, current)  # as `_read` refuses it
     # A previous value so stored is passed over: the current one replaced it.
     return tuple(text for text in texts if _wrapped(text) is None)

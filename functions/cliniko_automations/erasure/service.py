@@ -17,6 +17,7 @@ from cliniko_automations.common.cliniko_accounts import (
     time_left_after,
 )
 from cliniko_automations.common.config_file import ConfigError
+from cliniko_automations.common.secret_text import trimmed
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.erasure.accounts import ErasureAccounts
@@ -115,7 +116,7 @@ def build_eraser(
     def key_of(account: str) -> str | None:
         # The key as the client sends it (pasted keys carry a newline), by its fingerprint.
         try:
-            return key_fingerprint(read_secret(secrets[account]).strip())
+            return key_fingerprint(trimmed(read_secret(secrets[account])))
         except SecretUnavailable:  # taken for an account of its own: a search of it fails
             return None
 

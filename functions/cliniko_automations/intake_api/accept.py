@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from cliniko_automations.common.secret_text import trimmed
 from cliniko_automations.intake.config import (
     ERROR_URL_FIELD,
     SUCCESS_URL_FIELD,
@@ -349,7 +350,7 @@ def _authenticate(services: Services, name: str, check: Callable[[str], None]) -
             raise ServiceUnavailable("secrets", type(exc).__name__) from exc
         for value in others:
             with contextlib.suppress(BadSignature):
-                check(value.strip())
+                check(trimmed(value))
                 services.signature_checked(True)
                 return
         services.signature_checked(False)
@@ -364,9 +365,9 @@ def _secret(services: Services, name: str) -> str:
         # Chained: the handler tells an operator's mistake (a missing secret) from an outage.
         raise ServiceUnavailable("secrets", type(exc).__name__) from exc
     # A secret stored from a file (`--secret-string file://...`) keeps the file's last line
-    # break, which no provider signs with: every delivery was refused 401. The Cliniko keys
-    # are read so too.
-    value = value.strip()
+    # break (and its byte-order mark), which no provider signs with: every delivery was
+    # refused 401. The Cliniko keys are read so too.
+    value = trimmed(value)
     if not value:
         raise ServiceUnavailable("secrets", "empty secret")
     return value

@@ -237,6 +237,16 @@ def test_client_for_secret_talks_to_cliniko_with_the_stored_key(
     assert cliniko.control.requests()[-1]["user_agent"] == UA
 
 
+def test_a_key_stored_from_a_file_with_a_byte_order_mark_is_the_key(
+    secrets, cliniko, account_env
+) -> None:
+    # Notepad's "UTF-8 with BOM", or a zero-width space copied from a page: before, refused as
+    # a malformed key (non-ASCII) though the key itself was whole.
+    secrets.create_secret(Name="cliniko/bom", SecretString=f"\ufeff{cliniko.api_key}\u200b\r\n")
+    client = client_for_secret("cliniko/bom", settings=account_env)
+    assert client.list_contacts() == []
+
+
 def test_a_rotated_key_gets_a_new_client(secrets, cliniko, account_env) -> None:
     secrets.create_secret(Name="cliniko/rotating", SecretString=cliniko.api_key)
     first = client_for_secret("cliniko/rotating", settings=account_env)

@@ -462,6 +462,28 @@ def test_503_and_the_fix_when_a_signing_secret_is_missing(intake, capsys):
 @pytest.mark.parametrize(
     "stored",
     [
+        # Saved by Notepad as "UTF-8 with BOM", stored with --secret-string file://secret.txt.
+        f"\ufeff{SECRET}\r\n",
+        # Copied from a web page or a chat message that put a zero-width space after it.
+        f"{SECRET}\u200b",
+    ],
+    ids=["byte-order-mark", "zero-width-space"],
+)
+def test_a_signing_secret_pasted_with_invisible_characters_around_it_still_matches(intake, stored):
+    # Before: the invisible character was part of the key every delivery was checked with,
+    # and each was refused 401 (lost: a provider does not deliver again after a 401).
+    name = "cliniko-automations/forms/referral-typeform/signing-secret"
+    manager = boto3.client("secretsmanager")
+    manager.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    manager.create_secret(Name=name, SecretString=stored)
+    body, headers = typeform()
+    assert intake.post("referral-typeform", body, headers)["statusCode"] == 202
+    assert only_submission(intake).source == "referral-typeform"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
         # The console's "Key/value" tab (its default) stores a JSON object of the pairs typed.
         f'{{"signing_secret":"{SECRET}"}}',
         # Pasted with the quotes of the file or message it came from.

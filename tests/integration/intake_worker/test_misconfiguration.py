@@ -153,6 +153,27 @@ def test_a_secret_scheduled_for_deletion(stack, cliniko, capsys) -> None:
     )
 
 
+def test_a_key_stored_with_the_console_s_key_value_tab(stack, cliniko, capsys) -> None:
+    # {"<key>":"<value>"}: told as what it is, before any request, the key never quoted.
+    put_secrets({SECRET: json.dumps({"api_key": cliniko.api_key})})
+    attributes, errors, metrics = attempt_once(stack, capsys)
+    assert_told_once(
+        attributes,
+        errors,
+        metrics,
+        reason="secret_not_plain_text",
+        message=(
+            f"misconfigured secret '{SECRET}' ({WHERE}): the secret holds a JSON object. Fix: "
+            "store the value alone as plain text: in the console, Edit the secret's value on "
+            "its Plaintext tab (the Key/value tab stores a JSON object); with the CLI, aws "
+            f"secretsmanager put-secret-value --secret-id {SECRET} --secret-string "
+            "file://value.txt holding the value without quotes"
+        ),
+    )
+    assert cliniko.control.requests() == []
+    assert cliniko.api_key not in json.dumps([attributes, errors])
+
+
 def test_a_key_rotated_within_the_cache_is_used_once_cliniko_refuses_the_old_one(
     stack, cliniko, capsys
 ) -> None:
