@@ -242,7 +242,12 @@ def _wrapped(value: str) -> tuple[str, list[str]] | None:
     functions read is either: a Cliniko key, a provider's signing secret, a token, a captcha
     secret, a `whsec_` secret, the stack's own two (letters and digits)."""
     text = trimmed(value)
-    if len(text) < 2 or (text[0], text[-1]) not in (("{", "}"), ('"', '"')):
+    if len(text) < 2:
+        return None
+    if text[0] == text[-1] == "'" and "'" not in text[1:-1]:
+        # cmd.exe quotes with double quotes only: --secret-string 'KEY' stores the quotes.
+        return "a quoted string", [text[1:-1]]
+    if (text[0], text[-1]) not in (("{", "}"), ('"', '"')):
         return None
     try:
         parsed = json.loads(text)

@@ -107,8 +107,12 @@ def test_a_secret_stored_as_json_or_quoted_is_refused_naming_it_never_its_value(
     secrets.create_secret(Name="quoted", SecretString='"MS0xkey-au1"\n')
     with pytest.raises(SecretNotPlainText, match=r"^secret 'quoted' holds a quoted string$"):
         read_secret("quoted")
+    # Windows' cmd.exe keeps single quotes: --secret-string 'KEY' stores them.
+    secrets.create_secret(Name="single-quoted", SecretString="'MS0xkey-au1'")
+    with pytest.raises(SecretNotPlainText, match="holds a quoted string"):
+        read_secret("single-quoted")
     # Braces, quotes or digits that do not wrap a JSON object or string are the value itself.
-    for n, value in enumerate(["{not-json}", '"half', "31415926535", '{"open":1', "[1]"]):
+    for n, value in enumerate(["{not-json}", '"half', "31415926535", '{"open":1', "[1]", "'it's'"]):
         secrets.create_secret(Name=f"plain-{n}", SecretString=value)
         assert read_secret(f"plain-{n}") == value
 

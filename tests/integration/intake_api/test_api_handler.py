@@ -488,8 +488,10 @@ def test_a_signing_secret_pasted_with_invisible_characters_around_it_still_match
         f'{{"signing_secret":"{SECRET}"}}',
         # Pasted with the quotes of the file or message it came from.
         f'"{SECRET}"\n',
+        # --secret-string 'VALUE' in Windows' cmd.exe, which quotes with double quotes only.
+        f"'{SECRET}'",
     ],
-    ids=["console-key-value", "quoted"],
+    ids=["console-key-value", "quoted", "single-quoted"],
 )
 def test_503_and_the_fix_when_a_signing_secret_is_not_stored_as_plain_text(intake, capsys, stored):
     # Before: the secret was taken as written and every delivery refused 401, which a provider
