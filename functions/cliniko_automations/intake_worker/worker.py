@@ -41,6 +41,7 @@ import httpx
 
 from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, StringFilter
+from cliniko_automations.cliniko.rules import is_archived
 from cliniko_automations.common.identity_claims import (
     CREATED_SEARCH_SETTLES_SECONDS,
     LOST_CREATE_SETTLES_SECONDS,
@@ -382,7 +383,7 @@ class IntakeWorker:
         if decision.action == "update":
             assert decision.contact_id is not None
             try:
-                cliniko.update_contact(decision.contact_id, dict(decision.changes))
+                updated = cliniko.update_contact(decision.contact_id, dict(decision.changes))
             except errors.NotFound:
                 # Listed a moment ago, not there to update now: archived since (Cliniko's own
                 # route hides an archived contact), or listed without the mark that says so.
@@ -390,6 +391,12 @@ class IntakeWorker:
                 # retries would only meet the same 404 until the dead-letter queue.
                 self._parking.park(submission, "match_not_found", (decision.contact_id,))
                 return Outcome("parked", sid, reason="match_not_found")
+            if is_archived(_contact_dict(updated)):
+                # Archived between the lookup and the update (the cleanup's rule, staff), by a
+                # Cliniko that updates an archived contact: the details went into a record staff
+                # no longer see. Reported `updated`, nobody would learn the person is back.
+                self._parking.park(submission, "archived_match", (decision.contact_id,))
+                return Outcome("parked", sid, reason="archived_match")
             return Outcome(
                 "updated",
                 sid,
