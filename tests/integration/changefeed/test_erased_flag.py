@@ -7,6 +7,7 @@ signature."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import time
@@ -18,6 +19,7 @@ import pytest
 from cliniko_automations.changefeed import handler
 from cliniko_automations.changefeed.events import WEBHOOKS_SOURCE
 from cliniko_automations.changefeed.webhook_dead_letters import main as dead_letters
+from cliniko_automations.common import aws
 from cliniko_automations.erasure import api_handler
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.audit import DynamoAuditLog
@@ -378,3 +380,50 @@ def test_a_second_erasure_keeps_the_first_one_s_notice_for_a_receiver_that_was_d
         ("crm-sync", contact_id, "contact.archived", True),
         ("full-copy", contact_id, "contact.archived", True),
     ]
+
+
+def test_a_run_that_listed_the_person_before_their_erasure_publishes_them_after_its_answer(
+    world, erasure_stack
+):
+    # The run lists the new contact; the erasure runs and answers while the run is between
+    # that listing and its PutEvents (a botocore hook on the feed's events client: the AWS
+    # boundary). What the run publishes then carries the person's values, to a subscriber
+    # opted in to them, after the erasure's answer: nothing the erasure does reaches a run in
+    # flight (README "Erasure on request", the gaps). The next run's erasure event follows,
+    # its `updated_at` no earlier (Cliniko's whole seconds: here, as when the erasure follows a
+    # change within the second, the same), so a receiver keeping each contact's newest, an
+    # erasure winning a tie (README "Signed webhooks"), ends holding none of the person.
+    contact_id = erasure_stack.seed()
+    erased: list[str] = []
+
+    def erase_first(**_: Any) -> None:
+        if not erased:
+            erased.append(erase(erasure_stack, contact_id))
+
+    emitter = aws.client("events", config=aws.FAIL_FAST).meta.events
+    emitter.register("provide-client-params.events.PutEvents", erase_first, unique_id="erase")
+    try:
+        run()
+    finally:
+        emitter.unregister("provide-client-params.events.PutEvents", unique_id="erase")
+    assert erased == ["completed"]
+    _, receivers, stand_in, _ = world
+    stand_in.deliver_pending()
+    [late] = receivers["full-copy"].received
+    receivers["full-copy"].received.clear()
+    assert late.payload["type"] == "contact.created" and not late.payload["data"]["erased"]
+    values = whole_values_in(json.dumps(late.payload), personal_values(PERSONAL))
+    assert PERSONAL["last_name"] in values, values  # published after the erasure's answer
+    published(world)
+
+    run()
+
+    stand_in.deliver_pending()
+    [notice] = receivers["full-copy"].received
+    assert notice.payload["data"]["erased"], notice.payload
+    assert when(notice.payload) >= when(late.payload), (notice.payload, late.payload)
+    assert published(world) == everywhere(contact_id, "contact.archived", True)
+
+
+def when(payload: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.fromisoformat(payload["data"]["updated_at"].replace("Z", "+00:00"))
