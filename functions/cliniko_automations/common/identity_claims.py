@@ -10,7 +10,9 @@ after the fence reads the tombstone and stops; one that held the claim before it
 create answered before the fence could pass, so the erasure's lookup finds that contact. A
 create whose answer was lost keeps the claim until Cliniko has surely settled it
 (`LOST_CREATE_SETTLES_SECONDS`), and an answered one a few seconds, in case Cliniko's lists
-show a new contact a moment after its create (`CREATED_SEARCH_SETTLES_SECONDS`). Once it has
+show a new contact a moment after its create (`CREATED_SEARCH_SETTLES_SECONDS`). A worker with
+an email that also has the person's name and phone holds the name's claim too while it writes
+(find_or_create.Lookup.writing_claim_key): a worker without the email knows them by it. Once it has
 found the contacts, the erasure fences again on
 their own identities (`contact_claims`: an erasure by contact id names no email, and a worker
 may know the person by name and phone): a worker updating one of them has had its update

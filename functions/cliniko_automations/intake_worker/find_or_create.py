@@ -106,15 +106,33 @@ class Lookup:
             return name_claim(account, self.first_name, self.last_name)
         return None
 
+    def writing_claim_key(self, account: str) -> str | None:
+        """The claim an email's worker also takes while it creates or updates the contact,
+        when the submission names a first and last name and a phone: the name's, which a
+        submission of the same person without an email holds while it looks them up by name
+        and phone. Claimed by the email alone, that one looked while the contact was being
+        made, found nobody, and made the person twice; worked one after the other, it finds
+        and updates the contact. Taken after the email's, never before: a worker holding a
+        name's claim alone takes no other, so no two workers wait on each other."""
+        if self.kind is LookupKind.EMAIL and self.first_name and self.last_name and self.phones:
+            return name_claim(account, self.first_name, self.last_name)
+        return None
+
 
 def lookup_for(draft: ContactDraft) -> Lookup:
     email = draft.lookup_email
-    if email:
-        return Lookup(LookupKind.EMAIL, email=email)
     first = (draft.first_name or "").strip()
     last = (draft.last_name or "").strip()
     phones = tuple(p for p in (phone_digits(n.number) for n in draft.phone_numbers) if p)
-    if first and last and phones:
+    named = bool(first and last and phones)
+    if email:
+        if named:
+            # Looked up by the email alone: the name and phones are for `writing_claim_key`.
+            return Lookup(
+                LookupKind.EMAIL, email=email, first_name=first, last_name=last, phones=phones
+            )
+        return Lookup(LookupKind.EMAIL, email=email)
+    if named:
         return Lookup(LookupKind.NAME_PHONE, first_name=first, last_name=last, phones=phones)
     return Lookup(LookupKind.NONE)
 

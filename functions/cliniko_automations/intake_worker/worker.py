@@ -12,7 +12,9 @@ Exactly-once, in the order things can go wrong:
    the claim for the person's identity (hash of account + lower-cased email, or account +
    name); the second waits, then looks up after the first created, and finds the contact
    (the first keeps the claim a few seconds after its create answered, in case Cliniko's
-   lists show a new contact a moment later: CREATED_SEARCH_SETTLES_SECONDS).
+   lists show a new contact a moment later: CREATED_SEARCH_SETTLES_SECONDS). One with the
+   email and one without (known by name and phone) meet on the name's claim, which the first
+   takes too while it creates or updates.
 2. A crash (or a timeout whose outcome is unknown) after Cliniko created the contact but
    before the idempotency record says so: before every create the worker writes a *create
    intent* keyed by the submission's idempotency key with that attempt's start, and notes
@@ -320,9 +322,16 @@ class IntakeWorker:
                 self._record_created(submission, intent.contact_id)
                 return self._created(submission, intent.contact_id, recovered=True, replayed=True)
             decision = self._decide(submission, lookup, cliniko, intent)
-            if decision.action in ("create", "update") and erased():
-                raise Erased()
-            return self._apply(submission, lookup, decision, cliniko, claim)
+            writing = lookup.writing_claim_key(submission.account)
+            also: contextlib.AbstractContextManager[HeldClaim | None] = (
+                self._claims.hold(writing)
+                if writing and decision.action in ("create", "update")
+                else contextlib.nullcontext()
+            )
+            with also as name_claim:
+                if decision.action in ("create", "update") and erased():
+                    raise Erased()
+                return self._apply(submission, lookup, decision, cliniko, claim, name_claim)
 
     def _decide(
         self,
@@ -362,6 +371,7 @@ class IntakeWorker:
         decision: foc.Decision,
         cliniko: ContactsPort,
         claim: HeldClaim | None,
+        name_claim: HeldClaim | None = None,
     ) -> Outcome:
         sid = submission.submission_id
         if decision.action == "park":
@@ -403,7 +413,7 @@ class IntakeWorker:
                 contact_id=decision.contact_id,
                 fields=tuple(sorted(decision.changes)),
             )
-        return self._create(submission, lookup, decision, cliniko, claim)
+        return self._create(submission, lookup, decision, cliniko, claim, name_claim)
 
     def _create(
         self,
@@ -412,7 +422,12 @@ class IntakeWorker:
         decision: foc.Decision,
         cliniko: ContactsPort,
         claim: HeldClaim | None,
+        name_claim: HeldClaim | None = None,
     ) -> Outcome:
+        """`name_claim`: the name's claim an email's worker holds while it writes
+        (`Lookup.writing_claim_key`), kept with `claim` while a lost create settles; let go
+        at once after an answered one (kept the 3 s of Cliniko's lists too, every namesake's
+        create waited on it)."""
         started = self._now()
         self._intents.begin(submission.idempotency_key, started)
         try:
@@ -428,16 +443,18 @@ class IntakeWorker:
             # Cliniko may have saved it, or may yet. Look before anyone creates again: now,
             # and (the intent stays, with this attempt's window) on the retry. Until it has
             # settled, the person stays claimed (LOST_CREATE_SETTLES_SECONDS).
-            if claim is not None:
-                claim.keep_for(self._lost_create_settles)
+            for held in (claim, name_claim):
+                if held is not None:
+                    held.keep_for(self._lost_create_settles)
             lost = self._now()
             self._intents.lost(submission.idempotency_key, lost)
             again = self._decide(submission, lookup, cliniko, Intent(started, lost))
             if again.action == "adopt":
                 assert again.contact_id is not None  # an adoption names its contact
                 self._record_created(submission, again.contact_id)
-                if claim is not None:
-                    claim.keep_for(0)  # saved, and found: nothing left to settle
+                for held in (claim, name_claim):
+                    if held is not None:
+                        held.keep_for(0)  # saved, and found: nothing left to settle
                 return self._created(submission, again.contact_id, recovered=True)
             raise RetryLater("create_outcome_unknown") from None
         contact_id = str(_contact_dict(contact)["id"])

@@ -76,6 +76,31 @@ def test_claim_key_is_a_hash_per_account_and_case_blind() -> None:
     assert "ana" not in one and len(one) == 64
 
 
+def test_an_email_s_worker_writes_under_the_claim_its_person_without_email_is_looked_up_by() -> (
+    None
+):
+    mobile = (PhoneNumber(number="+61 412 345 678"),)
+    with_email = foc.lookup_for(
+        ContactDraft(
+            first_name="Ana", last_name="Lima", email="ana@example.com", phone_numbers=mobile
+        )
+    )
+    without = foc.lookup_for(
+        ContactDraft(
+            first_name="ana", last_name="LIMA", phone_numbers=(PhoneNumber(number="0412 345 678"),)
+        )
+    )
+    assert with_email.kind is foc.LookupKind.EMAIL and without.kind is foc.LookupKind.NAME_PHONE
+    assert with_email.writing_claim_key("north") == without.claim_key("north")
+    assert with_email.writing_claim_key("south") != without.claim_key("north")
+    # No phone: no submission without an email could find the contact by its name.
+    no_phone = foc.lookup_for(
+        ContactDraft(first_name="Ana", last_name="Lima", email="ana@example.com")
+    )
+    assert no_phone.writing_claim_key("north") is None
+    assert without.writing_claim_key("north") is None  # a name's worker holds that claim alone
+
+
 @pytest.mark.parametrize(
     ("left", "right", "same"),
     [
