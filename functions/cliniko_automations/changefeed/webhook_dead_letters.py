@@ -157,7 +157,8 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
     ) -> None:
         super().__init__(sqs, dead_letter_queue_url)
         self._erased_contacts = erased_contacts
-        # (account, contact id), account None for any: read once, when a letter needs it.
+        # (account, contact id), account None for any: read once a letter needs it, and again
+        # just before each letter carrying contact fields is replayed.
         self._erased: frozenset[tuple[str | None, str]] | None = None
         self._subscribers = {s.name: s for s in subscribers.subscribers}
         self._sink = sink
@@ -190,6 +191,20 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
         )
         replayed = []
         for letter in replayable:
+            data = letter.payload.get("data", {})
+            if (
+                self._erased_contacts is not None
+                and "contact" in data
+                and not is_erasure_notice(data)
+            ):
+                # Judged as it was read, up to a minute ago, and the replay holds it hidden: an
+                # erasure answering since matched its contact, and its purge did not see it.
+                # So the trail is read again (a scan) for each letter that carries fields.
+                account = str(data.get("account", "-"))
+                problem = self._erased_refusal(account, str(data.get("contact_id")), fresh=True)
+                if problem:
+                    refused.append(f"{letter.message_id}: {problem}")
+                    continue
             event = builder.signed_delivery(
                 letter.subscriber, letter.detail_type, letter.webhook_id, letter.payload
             )
@@ -263,9 +278,14 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
                 "carries contact fields: give --audit-table (the main stack's "
                 "ErasureAuditTableName) to check its contact was not erased"
             )
-        if self._erased is None:
+        return self._erased_refusal(account, str(data.get("contact_id")))
+
+    def _erased_refusal(self, account: str, contact_id: str, *, fresh: bool = False) -> str:
+        """Refused when an erasure matched the contact, by the trail as read for an earlier
+        letter, or, `fresh`, as read now (a scan of the trail)."""
+        assert self._erased_contacts is not None  # checked by the caller
+        if self._erased is None or fresh:
             self._erased = frozenset(self._erased_contacts())
-        contact_id = str(data.get("contact_id"))
         if {(account, contact_id), (None, contact_id)} & self._erased:
             return "its contact was erased: its fields are not sent again (the letter expires)"
         return ""

@@ -427,3 +427,47 @@ def test_a_run_that_listed_the_person_before_their_erasure_publishes_them_after_
 
 def when(payload: dict[str, Any]) -> dt.datetime:
     return dt.datetime.fromisoformat(payload["data"]["updated_at"].replace("Z", "+00:00"))
+
+
+def test_a_letter_whose_contact_is_erased_while_the_replay_runs_is_not_sent(
+    world, erasure_stack, letters_queue, capsys
+):
+    # Both receivers were down: each contact's creation is a dead letter for each. The operator
+    # replays them all; the replay has read (and hidden) every letter, and an erasure of one
+    # contact runs and answers while the replay sends the first letter: the erasure's purge
+    # cannot see the letters the replay holds, so only the replay can keep the erased
+    # contact's fields from its receiver. Before, it judged each letter once, as it read it.
+    stack, _, _, webhooks = world
+    ids = [erasure_stack.seed(), erasure_stack.seed(email="other.person@example.com")]
+    run()
+    for event in undelivered(world):
+        given_up(letters_queue, event)
+    answered: list[str] = []
+
+    def erase_the_other_one(params: dict[str, Any], **_: Any) -> None:
+        if not answered:
+            first = json.loads(params["Entries"][0]["Detail"])["body"]["data"]["contact_id"]
+            (other,) = [i for i in ids if i != first]
+            answered.append(other)
+            assert erase_through_the_api("r-during-replay", other)["result"] == "erased"
+
+    events = boto3.DEFAULT_SESSION.events if boto3.DEFAULT_SESSION else None
+    assert events is not None
+    events.register("provide-client-params.events.PutEvents", erase_the_other_one, "erase")
+    try:
+        code, out = replay(stack.bus, letters_queue, webhooks, erasure_stack.table_name)
+    finally:
+        events.unregister("provide-client-params.events.PutEvents", unique_id="erase")
+
+    [erased] = answered
+    refused = capsys.readouterr().err
+    assert code == 1 and out.count("replayed ") == 3, (out, refused)
+    assert refused.count("its contact was erased") == 1, refused
+    world[2].deliver_pending()
+    received = [
+        (name, r.payload["data"]["contact_id"], "contact" in r.payload["data"])
+        for name, receiver in world[1].items()
+        for r in receiver.received
+    ]
+    assert ("full-copy", erased, True) not in received, received
+    assert ("crm-sync", erased, False) in received, received
