@@ -226,6 +226,18 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         }
     except (errors.RequestIdConflict, errors.RequestInProgress, errors.ExtensionRefused) as error:
         return 409, {"request_id": error.request_id, "message": str(error)}
+    except errors.OverHourlyLimit as error:
+        # As the API answers it (api_handler._over_hourly_limit): the local mode is bound by
+        # the same ceiling (ERASURE_HOURLY_LIMIT, the stack parameter's value by default 10).
+        return 429, {
+            "request_id": error.request_id,
+            "status": "open",
+            "reason": "erasure_hourly_limit",
+            "limit": error.limit,
+            "used": error.used,
+            "would_erase": error.wanted,
+            "message": str(error),
+        }
     except errors.RequestNotFound as error:
         return 404, {"message": str(error)}
 
@@ -449,7 +461,7 @@ def exit_code(status: int, body: dict[str, Any]) -> int:
         return EXIT_USAGE
     if status == 200 and body.get("status") == "completed":
         return EXIT_OK
-    if status in (200, 404, 409):
+    if status in (200, 404, 409, 429):  # 429: the hourly ceiling; the same id goes later
         return EXIT_ATTENTION
     return EXIT_FAILED
 

@@ -42,6 +42,7 @@ from cliniko_automations.erasure.api_io import (
 from cliniko_automations.erasure.errors import (
     ExtensionRefused,
     InvalidRequest,
+    OverHourlyLimit,
     RequestIdConflict,
     RequestInProgress,
     RequestNotFound,
@@ -150,6 +151,28 @@ def _several(error: SeveralMatches) -> Response[str]:
             "message": str(error),
         },
     )
+
+
+@app.exception_handler(OverHourlyLimit)  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated
+def _over_hourly_limit(error: OverHourlyLimit) -> Response[str]:
+    # ErasureHourlyLimitAlarm: a script looping over the wrong list, or a leaked credential,
+    # is stopped at the ceiling and the on-call told within minutes, not at the month's end.
+    logger.warning(
+        "erasure refused: the stack's hourly ceiling",
+        extra={"limit": error.limit, "used": error.used, "contacts": error.wanted},
+    )
+    _refused("hourly_limit")
+    body = {
+        "request_id": error.request_id,
+        "status": "open",
+        "reason": "erasure_hourly_limit",
+        "limit": error.limit,
+        "used": error.used,
+        "would_erase": error.wanted,
+        "message": str(error),
+    }
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return json_answer(HTTPStatus.TOO_MANY_REQUESTS, body, headers)
 
 
 @app.exception_handler([RequestIdConflict, RequestInProgress, ExtensionRefused])  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated

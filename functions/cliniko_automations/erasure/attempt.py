@@ -35,7 +35,12 @@ from cliniko_automations.common.plain_data import as_data, as_json
 from cliniko_automations.common.submission_store import PurgeCut
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.deadlines import iso
-from cliniko_automations.erasure.errors import AlreadyRecorded, RequestInProgress, SeveralMatches
+from cliniko_automations.erasure.errors import (
+    AlreadyRecorded,
+    OverHourlyLimit,
+    RequestInProgress,
+    SeveralMatches,
+)
 from cliniko_automations.erasure.models import (
     PER_CALL,
     ContactResult,
@@ -44,7 +49,7 @@ from cliniko_automations.erasure.models import (
     Purged,
     Result,
 )
-from cliniko_automations.erasure.ports import SubmissionStore, WebhookLetters
+from cliniko_automations.erasure.ports import ErasureCeiling, SubmissionStore, WebhookLetters
 from cliniko_automations.erasure.scrub import (
     HONEST_NOTE,
     PLACEHOLDER_EMAIL,
@@ -69,6 +74,8 @@ SCRUB_WRITES = 4
 # The error of an attempt that found an intake worker busy with the person's email throughout.
 SUBMISSION_IN_PROGRESS = "submission_in_progress"
 WEBHOOK_DEAD_LETTERS = "webhook_dead_letters"
+# The lookup's result when the stack's hourly ceiling refused the attempt (ceiling.py).
+OVER_HOURLY_LIMIT = "over_hourly_limit"
 # The error of an attempt whose invocation ran out of time purging this system's stores.
 PURGE_UNFINISHED = "purge_unfinished"
 # The webhook letters' purge stops with this much of the invocation left, for Cliniko's lookup,
@@ -117,6 +124,9 @@ class Tools:
     # Seconds the invocation leaves (None: no bound), less what recording the outcome and
     # answering take: this system's own stores stop there, as Cliniko's requests do.
     time_left: Callable[[], float | None] = lambda: None
+    # The stack's ceiling on contacts erased per rolling hour (None: none, as in tests of
+    # Cliniko alone).
+    ceiling: ErasureCeiling | None = None
 
 
 class Attempt:
@@ -181,6 +191,9 @@ class Attempt:
         )
 
     def execute(self) -> Outcome:
+        if not self.request.dry_run and self.tools.ceiling:
+            # A full hour refuses before the tombstones and the lookup (admit, below, counts).
+            self.tools.ceiling.check_room(self.request.request_id, self.tools.clock())
         if not self.request.dry_run:
             try:
                 if not self.fence():
@@ -205,6 +218,15 @@ class Attempt:
         found = "found" if matches else "no_record_found"
         if awaiting:
             found = "awaiting_confirmation"
+        refused: OverHourlyLimit | None = None
+        if matches and not awaiting and not self.request.dry_run and self.tools.ceiling:
+            # After the lookup, so the count is the contacts about to be scrubbed (a wide
+            # erase_all_matches counts them all); before anything this system or Cliniko keeps
+            # changes, so a refused attempt leaves everything as it found it.
+            try:
+                self.tools.ceiling.admit(self.request.request_id, len(matches), self.tools.clock())
+            except OverHourlyLimit as error:
+                refused, found = error, OVER_HOURLY_LIMIT
         self.record(
             LOOKUP,
             {
@@ -217,6 +239,10 @@ class Attempt:
                 "result": found,
             },
         )
+        if refused is not None:
+            # Raised out of the idempotent attempt, as SeveralMatches is: no outcome stored,
+            # so the same request id is sent again later, not a duplicate.
+            raise refused
         if awaiting:
             # Counted by the name each account is searched under: a name sharing its key
             # lists the same contacts again.

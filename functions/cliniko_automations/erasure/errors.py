@@ -81,3 +81,29 @@ class AlreadyRecorded(Exception):
 class ChainMoved(Exception):
     """Another writer took the chain's next place since this one read its head (an extension
     sent while an attempt runs): read the head again and link to it."""
+
+
+class OverHourlyLimit(ErasureError):
+    """The attempt would erase more contacts than the stack's ceiling leaves in the last hour
+    (ceiling.py). Nothing changed; the request stays open and its id may be sent again."""
+
+    def __init__(
+        self, request_id: str, limit: int, used: int, wanted: int, retry_after: int | None
+    ) -> None:
+        self.request_id = request_id
+        self.limit = limit
+        self.used = used
+        self.wanted = wanted
+        # Seconds until the hour has room; None when this request alone is over the ceiling.
+        self.retry_after = retry_after
+        when = (
+            f"send the same request id again in {retry_after} s"
+            if retry_after is not None
+            else "it can never fit: raise the stack parameter ErasureHourlyLimit, then send "
+            "the same request id again"
+        )
+        super().__init__(
+            f"request {request_id} would erase {wanted} contact(s), and {used} of the stack's "
+            f"ceiling of {limit} per hour (ErasureHourlyLimit) are used; nothing was changed: "
+            f"{when}."
+        )

@@ -1,6 +1,6 @@
 """What the erasure workflow needs from the world, as protocols: the adapters are audit.py,
-idempotency.py, common/submission_store.py, changefeed/webhook_dead_letters.py and the Cliniko
-client (one per account, accounts.py)."""
+idempotency.py, ceiling.py, common/submission_store.py, changefeed/webhook_dead_letters.py and
+the Cliniko client (one per account, accounts.py)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,17 @@ class ContactsClient(Protocol):  # the part of ClinikoClient the core uses
         self, contact_id: str, body: Mapping[str, Any], *, include_archived: bool = False
     ) -> Any: ...
     def archive_contact(self, contact_id: str) -> None: ...
+
+
+class ErasureCeiling(Protocol):  # see ceiling.py
+    def admit(self, request_id: str, contacts: int, now: datetime) -> None:
+        """Count `contacts` about to be erased by `request_id` against the stack's rolling
+        hour, or raise OverHourlyLimit, counting nothing."""
+        ...
+
+    def check_room(self, request_id: str, now: datetime) -> None:
+        """Raise OverHourlyLimit when the hour has no room for one more contact."""
+        ...
 
 
 class OncePerRequest(Protocol):  # see idempotency.py

@@ -22,6 +22,7 @@ from cliniko_automations.common.secrets import SecretUnavailable, read_secret
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.audit import DynamoAuditLog
+from cliniko_automations.erasure.ceiling import DynamoHourlyCeiling
 from cliniko_automations.erasure.idempotency import PowertoolsOnce
 from cliniko_automations.erasure.ports import ContactsClient
 from cliniko_automations.erasure.settings import ErasureSettings, SettingsError
@@ -148,6 +149,9 @@ def build_eraser(
             submissions=submissions,
             webhook_letters=_webhook_letters(settings.webhook_dead_letter_queue_arn),
             time_left=time_left,
+            ceiling=DynamoHourlyCeiling(
+                settings.idempotency_table, settings.erasure_hourly_limit, dynamodb=dynamodb
+            ),
         )
     except ValueError as error:  # a pepper too short to hide emails: the secret is unusable
         raise SecretUnavailable(f"secret {settings.pepper_secret_name!r}: {error}") from None

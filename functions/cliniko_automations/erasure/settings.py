@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from cliniko_automations.common.cliniko_settings import ClinikoSettings
-from cliniko_automations.common.settings import EnvironmentSettings, SettingsError
+from cliniko_automations.common.settings import EnvironmentSettings, SettingsError, bounded
 
 __all__ = ["AuditSettings", "ErasureSettings", "SettingsError"]
 
@@ -40,3 +40,6 @@ class ErasureSettings(AuditSettings):
     # The webhook stack's dead-letter queue (its ARN), when webhooks are deployed: an erasure
     # deletes the undelivered webhooks there that carry the fields of a contact it erases.
     webhook_dead_letter_queue_arn: str | None = None
+    # Contacts the stack erases per rolling hour at most (ceiling.py; the stack parameter
+    # ErasureHourlyLimit); 0: no ceiling.
+    erasure_hourly_limit: int = bounded(10, ge=0)

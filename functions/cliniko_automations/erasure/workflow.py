@@ -25,6 +25,7 @@ from cliniko_automations.common.person_keys import email_hash
 from cliniko_automations.common.plain_data import from_data
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.attempt import (
+    OVER_HOURLY_LIMIT,
     WEBHOOK_DEAD_LETTERS,
     Attempt,
     Tools,
@@ -62,6 +63,7 @@ from cliniko_automations.erasure.models import (
 )
 from cliniko_automations.erasure.ports import (
     AuditLog,
+    ErasureCeiling,
     OncePerRequest,
     SubmissionStore,
     WebhookLetters,
@@ -120,9 +122,11 @@ class Eraser:
         webhook_letters: WebhookLetters | None = None,
         clock: Callable[[], datetime] = utcnow,
         time_left: Callable[[], float | None] = lambda: None,
+        ceiling: ErasureCeiling | None = None,
     ) -> None:
         """`time_left`: the seconds the invocation leaves for the work before recording the
-        outcome (None: no bound, the CLI): the purge of this system's stores stops there."""
+        outcome (None: no bound, the CLI): the purge of this system's stores stops there.
+        `ceiling`: the stack's contacts erased per rolling hour (ceiling.py; None: none)."""
         if len(pepper) < 16:
             # A short pepper makes the email hash guessable by brute force.
             raise ValueError("the pepper must be at least 16 characters")
@@ -132,7 +136,14 @@ class Eraser:
         self._once = once
         self._clock = clock
         self._tools = Tools(
-            accounts, submissions, pepper, clock, self._append, webhook_letters, time_left
+            accounts,
+            submissions,
+            pepper,
+            clock,
+            self._append,
+            webhook_letters,
+            time_left,
+            ceiling,
         )
         # The latest (seq, hash) of each request's chain, as read or written by this call.
         self._heads: dict[str, tuple[int, str]] = {}
@@ -339,6 +350,12 @@ class Eraser:
         elif lookup is not None and lookup.get("result") == "awaiting_confirmation":
             status, result = "open", "awaiting_confirmation"
             message = SeveralMatches(request_id, contact_ids, accounts).args[0]
+        elif lookup is not None and lookup.get("result") == OVER_HOURLY_LIMIT:
+            status, result = "open", "in_progress"
+            message = (
+                "The stack's hourly ceiling on erasures (ErasureHourlyLimit) refused the last "
+                "attempt before anything changed; send the same request id again later."
+            )
         else:
             status, result = "open", "in_progress"
             message = "The request was received and is not finished; nothing is confirmed yet."

@@ -249,6 +249,27 @@ def test_schedules():
     assert environment["CLEANUP_DRY_RUN"] == {"Ref": "CleanupDryRun"}
 
 
+def test_the_erasure_ceiling_is_the_parameter_its_item_is_the_erasure_s_and_alarmed():
+    from cliniko_automations.erasure.ceiling import CEILING_KEY
+    from cliniko_automations.erasure.settings import ErasureSettings
+
+    parameter = TEMPLATE["Parameters"]["ErasureHourlyLimit"]
+    default = [f for f in dataclasses.fields(ErasureSettings) if f.name == "erasure_hourly_limit"]
+    assert parameter["Default"] == default[0].default == 10  # the local CLI's default too
+    environment = FUNCTIONS["ErasureApiFunction"].environment
+    assert environment["ERASURE_HOURLY_LIMIT"] == {"Ref": "ErasureHourlyLimit"}
+    # Its item lives where the function's own idempotency records may be written, no wider.
+    [statement] = [
+        s for s in _policy_statements("ErasureApiFunction") if s["Sid"] == "AnswerEachRequestOnce"
+    ]
+    [leading] = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert re.fullmatch(leading.replace("*", ".*"), CEILING_KEY)
+    alarm = RESOURCES["ErasureHourlyLimitAlarm"]["Properties"]
+    assert alarm["MetricName"] == "ErasureRequestRefused"
+    assert {"Name": "reason", "Value": "hourly_limit"} in alarm["Dimensions"]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+
+
 @pytest.mark.parametrize("name", ["SubmissionQueue", "SubmissionDeadLetterQueue", "ParkedQueue"])
 def test_queues_are_encrypted(name: str):
     props = RESOURCES[name]["Properties"]

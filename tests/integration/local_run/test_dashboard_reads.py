@@ -260,10 +260,25 @@ def operate(system: Any) -> None:
     system.fire("CleanupStateMachine")
 
 
-def erasure_request(system: Any, request_id: str, email: str = "ada.lovelace@example.com") -> int:
+def erasure_request(
+    system: Any, request_id: str, email: str = "ada.lovelace@example.com", **more: Any
+) -> int:
     url = f"{system.gateway.url}/erasure-requests"
-    body = json.dumps({"request_id": request_id, "email": email, "reason": "drill"}).encode()
+    fields = {"request_id": request_id, "email": email, "reason": "drill", **more}
+    body = json.dumps(fields).encode()
     return httpx.post(url, content=body, headers=signed("POST", url, body), timeout=60).status_code
+
+
+@contextlib.contextmanager
+def setting(system: Any, function: str, variable: str, value: str) -> Iterator[None]:
+    """`function` run with one of its settings changed, as a deployment with another value."""
+    environment = system.functions[function].environment
+    previous = environment[variable]
+    environment[variable] = value
+    try:
+        yield
+    finally:
+        environment[variable] = previous
 
 
 @contextlib.contextmanager
@@ -282,6 +297,18 @@ def incidents(system: Any) -> None:
     secret = system.secrets["cliniko-automations/forms/partner-json/signing-secret"]
     api = system.gateway.url
     assert run_demo(system) == 0  # contacts in both accounts, for the cleanup's rules
+    from cliniko_automations.intake.config import load_form_sources
+
+    # Two contacts share an address and the stack erases one an hour: erasing both is refused
+    # before either changes (ErasureHourlyLimitAlarm).
+    account = load_form_sources(system.form_sources_file).sources["partner-json"].account
+    shard = system.account_keys[account].rsplit("-")[-1]  # the key names its shard
+    hedy = {"first_name": "Hedy", "last_name": "Lamarr", "email": "hedy@example.com"}
+    with EmulatorControl(system.emulator_url) as control:
+        control.seed(contacts=[hedy, hedy], shard=shard)
+    with setting(system, "ErasureApiFunction", "ERASURE_HOURLY_LIMIT", "1"):
+        refused = erasure_request(system, "drill-wide", hedy["email"], erase_all_matches=True)
+        assert refused == 429
     # A delivery checked and matched, one refused (FormSignatureRefusedAlarm's 0 and 1); an
     # answer that is none of Cliniko's choices (IntakeAnswersLeftOutAlarm).
     atlantis = json.loads(demo.json_delivery(secret).body) | {"country": "Atlantis"}
