@@ -69,6 +69,8 @@ rules:
     account: bench-clinic
     where:
       - {field: email, op: like, value: "%@bulk-test.example.com"}
+    # A first run over a planned backlog: past the default 500 a run of this rule would stop.
+    max_archives_per_run: 1000000
 """
 ACCOUNTS = f"""\
 accounts:

@@ -122,6 +122,16 @@ class CleanupRule(_Model):
     description: str = ""
     created_by_intake: bool = True
     where: Annotated[list[Condition], Field(min_length=1)]
+    # The most contacts one run archives under this rule (None: core.MAX_ARCHIVES_PER_RUN):
+    # past it the rule stops, `archive_limit`, before archiving the batch that would pass it.
+    max_archives_per_run: int | None = Field(default=None, ge=1, le=10_000_000, strict=True)
+
+    def as_json(self) -> dict[str, Any]:
+        """The rule as JSON, as a run keeps its fingerprint: `max_archives_per_run` only when
+        set, so a rule written before that key had the same fingerprint and a run begun by
+        the release before it goes on."""
+        exclude = {"max_archives_per_run"} if self.max_archives_per_run is None else set()
+        return self.model_dump(mode="json", exclude=exclude)
 
     def filters(self, now: dt.datetime) -> list[Filter]:
         return [condition.to_filter(now) for condition in self.where]

@@ -58,6 +58,15 @@ FAILING_FOR_SECONDS = 6 * 3600
 # run, until FAILING_FOR_SECONDS stopped it.
 ARCHIVE_FAULTS_BEFORE_FAILED = 3
 
+# The most contacts one run archives under a rule that sets no `max_archives_per_run`. A rule
+# edited too broadly (a date typo, a `not_equals`) with CleanupDryRun off archived every contact
+# it selected at Cliniko's pace, some 12,000 an hour, with no alarm (CleanupFailed counts
+# refusals only); archives are undone one contact at a time in Cliniko. A clinic's daily run
+# archives tens; a first run over a backlog, read in its dry run first, sets its own maximum.
+MAX_ARCHIVES_PER_RUN = 500
+# The error of a rule stopped by its maximum (CleanupStoppedAlarm).
+ARCHIVE_LIMIT = "archive_limit"
+
 Phase = Literal["find", "archive", "done"]
 # RuleProgress's fields new on 2026-12-05, with their defaults: stored only when they differ.
 # A release before them, rolled back to under a running run, builds RuleProgress from every
@@ -126,7 +135,7 @@ class RuleProgress:
 
 def rule_fingerprint(rule: CleanupRule) -> str:
     """SHA-256 of the rule's JSON: tells a changed rule without keeping its values."""
-    text = json.dumps(rule.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(rule.as_json(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -306,7 +315,10 @@ class CleanupStep:
             return
         if progress.definition is not None and progress.definition not in (
             rule_fingerprint(rule),
-            rule.model_dump(mode="json"),  # a run stored with the rule's JSON
+            # A run stored with the rule's JSON (before fingerprints; before the rules had
+            # max_archives_per_run, which `as_json` leaves out when unset).
+            rule.as_json(),
+            rule.model_dump(mode="json"),
         ):
             progress.stop("rule_changed")
             return
@@ -326,6 +338,12 @@ class CleanupStep:
                 if state.dry_run:
                     self._record(state, progress, "matched", progress.pending)
                     self._finish_batch(progress)
+                    return
+                limit = rule.max_archives_per_run or MAX_ARCHIVES_PER_RUN
+                if progress.archived + len(progress.pending) > limit:
+                    # Before any of the batch is archived: the run archives at most `limit`
+                    # under this rule, and the stop is alarmed (CleanupStoppedAlarm).
+                    progress.stop(ARCHIVE_LIMIT)
                     return
                 progress.phase = "archive"
                 self._checkpoints.save(state)  # the batch is known before any archive
