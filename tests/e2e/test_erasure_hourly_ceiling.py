@@ -23,7 +23,7 @@ from cliniko_automations.erasure.errors import OverHourlyLimit
 from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME
 
 from tests.e2e.test_erasure_api import LambdaContext, erasure, get, http_api_event, writes
-from tests.e2e.test_incident_drills import alarm_fires, alarm_sum
+from tests.e2e.test_incident_drills import RESOURCES, alarm_fires, alarm_sum
 from tests.integration.erasure import stack
 
 erasure_stack = stack.erasure_stack  # the fixture
@@ -207,3 +207,27 @@ def test_the_local_cli_is_bound_by_the_same_ceiling_and_says_so(erasure_stack, m
     assert "1 of the stack's ceiling of 1 per hour (ErasureHourlyLimit) are used" in out
     assert "send the same request id again in" in out
     assert not scrubbed(erasure_stack, second)
+
+
+def test_each_request_counts_the_contacts_it_scrubbed_for_the_day_s_alarm(
+    erasure_stack, monkeypatch, capsys
+):
+    # A caller pacing itself under the hourly ceiling is never refused: the day's count of
+    # contacts erased (ContactsErasedAlarm, threshold ErasureHourlyLimit) tells of it.
+    shared = "twins@example.com"
+    twins = [erasure_stack.seed(email=shared, first_name=f"T{i}") for i in range(2)]
+    single = erasure_stack.seed()
+    capsys.readouterr()
+
+    post(erasure(request_id="dry", contact_id=single, dry_run=True))
+    post(erasure(request_id="nobody", email="nobody@example.com"))
+    post(erasure(request_id="twins", email=shared, erase_all_matches=True))
+    post(erasure(request_id="twins", email=shared, erase_all_matches=True))  # stored outcome
+    post(erasure(request_id="single", contact_id=single))
+    out = capsys.readouterr().out
+
+    assert all(scrubbed(erasure_stack, c) for c in [*twins, single])
+    # 2 + 1 scrubbed; the dry run, nobody found and the stored answer count 0.
+    assert alarm_sum("ContactsErasedAlarm", out) == 3
+    threshold = RESOURCES["ContactsErasedAlarm"]["Properties"]["Threshold"]
+    assert threshold == {"Ref": "ErasureHourlyLimit"}

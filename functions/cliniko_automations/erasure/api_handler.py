@@ -95,6 +95,15 @@ def create_request() -> Response[str]:
         },
     )
     metrics.add_metric(name=f"Erasure{outcome.status.title()}", unit=MetricUnit.Count, value=1)
+    # ContactsErasedAlarm: a caller that stays under the hourly ceiling (one erasure every few
+    # minutes) is never refused; the day's count tells of it. A stored outcome answered again
+    # made no Cliniko request and erased nobody now.
+    erased = (
+        sum(1 for contact in outcome.contacts if contact.action == "scrubbed_and_archived")
+        if outcome.cliniko_requests and not outcome.dry_run
+        else 0
+    )
+    metrics.add_metric(name="ContactsErased", unit=MetricUnit.Count, value=erased)
     return _outcome_response(outcome)
 
 

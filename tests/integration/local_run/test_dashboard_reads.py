@@ -73,6 +73,7 @@ KINDS = {
     "ErasureCompleted": "count",
     "ErasureFailed": "count",
     "ErasureRequestRefused": "count",
+    "ContactsErased": "count",  # contacts scrubbed by each request handled (0: none now)
     "OverdueErasureRequests": "level",
     # cleanup (cleanup/telemetry.py: per step, the contacts it matched, archived and failed,
     # the rules it stopped, and the rules not yet done after it)
