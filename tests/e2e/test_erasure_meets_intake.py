@@ -18,6 +18,7 @@ import boto3
 from botocore.exceptions import ClientError
 from cliniko_automations.common import aws
 from cliniko_automations.common.identity_claims import CLAIM_PREFIX, LOST_CREATE_SETTLES_SECONDS
+from cliniko_automations.intake_worker import runtime as worker_runtime
 
 from tests.e2e.test_erasure_cli import load_cli
 from tests.e2e.test_erasure_reaches_submissions import answered_id, world  # noqa: F401
@@ -108,6 +109,10 @@ def conflict(operation: str) -> ClientError:
 def conflicting_once(monkeypatch: Any, method: str) -> list[str]:
     """The worker's DynamoDB client answers its first write of a claim by `method` with a
     transaction conflict; the claims it did so for."""
+    # The worker's wiring is cached by its settings, with the client it was made with: a test
+    # before this one that had the process's clients made anew (stalled_services) left it
+    # holding another client than the one patched here, and no conflict was ever raised.
+    worker_runtime._runtime.cache_clear()
     dynamodb = aws.client("dynamodb", config=aws.FAIL_FAST)
     real = getattr(dynamodb, method)
     conflicts: list[str] = []
