@@ -32,7 +32,8 @@ from aws_lambda_powertools.utilities import parameters
 from cliniko_automations.common.accounts import DEFAULT_PATH as ACCOUNTS_PATH
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.intake_worker import handler as worker_handler
-from local_run.template import load
+from local_run import defaults
+from local_run.template import Resolver, load
 
 from tests.fixtures.apigw import LambdaContext
 from tests.fixtures.emulator import before_each_answer
@@ -58,6 +59,10 @@ RESOURCES = TEMPLATE["Resources"]
 DEPLOYED_NAMESPACE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"][
     "POWERTOOLS_METRICS_NAMESPACE"
 ]
+# The same, one per stack, for the local run's stack.
+LOCAL_RUN_NAMESPACE = Resolver(TEMPLATE, {}, {}, {"AWS::StackName": defaults.STACK_NAME}).resolve(
+    DEPLOYED_NAMESPACE
+)
 
 
 # --- what CloudWatch would see --------------------------------------------------------------
@@ -86,7 +91,7 @@ def emitted_metrics(stdout: str) -> list[tuple[str, frozenset[tuple[str, str]], 
     CloudWatch files them: by the whole dimension set each directive names."""
     # The tests' namespace, or the template's: a handler module a local run of this process
     # imported first (tests/integration/local_run) keeps the namespace the template gave it.
-    namespaces = {os.environ["POWERTOOLS_METRICS_NAMESPACE"], DEPLOYED_NAMESPACE}
+    namespaces = {os.environ["POWERTOOLS_METRICS_NAMESPACE"], LOCAL_RUN_NAMESPACE}
     found = []
     for line in stdout.splitlines():
         if not line.startswith("{") or '"_aws"' not in line:

@@ -111,13 +111,14 @@ def test_globals_runtime_architecture_logging_and_powertools():
     assert function["LoggingConfig"]["LogFormat"] == "JSON"
     assert function["Tracing"] == "Active"
     namespace = function["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
-    assert namespace == "ClinikoAutomations"
-    # What `cleanup.py --local` gives a step run without one: the deployed namespace.
+    # One namespace per stack (test_two_stacks_in_one_account_and_region_...).
+    assert namespace == {"Fn::Sub": "ClinikoAutomations/${AWS::StackName}"}
+    # What `cleanup.py --local` gives a step run without one: the deployed namespaces' root.
     script = importlib.util.spec_from_file_location("cleanup_cli", ROOT / "scripts" / "cleanup.py")
     assert script and script.loader
     cleanup_cli = importlib.util.module_from_spec(script)
     script.loader.exec_module(cleanup_cli)
-    assert namespace == cleanup_cli.METRICS_NAMESPACE
+    assert namespace["Fn::Sub"].startswith(cleanup_cli.METRICS_NAMESPACE + "/")
     assert function["CodeUri"] == "build/staged/"
     for name, spec in FUNCTIONS.items():
         service = spec.environment.get("POWERTOOLS_SERVICE_NAME")
@@ -541,16 +542,18 @@ def test_erasure_may_purge_the_submission_store_only_through_its_email_index():
     ]
 
 
+# The stack's own namespace, as the alarms and the functions' environment write it.
+OWN = json.dumps({"Fn::Sub": "ClinikoAutomations/${AWS::StackName}"})
 ALARMED_METRICS = {
-    ("ClinikoAutomations", "SignatureRefused"),
-    ("ClinikoAutomations", "ErasureRequestRefused"),
-    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
-    ("AWS/Lambda", "Errors"),
-    ("AWS/Lambda", "Throttles"),
-    ("ClinikoAutomations", "OverdueErasureRequests"),
-    ("ClinikoAutomations", "Misconfigured"),
-    ("ClinikoAutomations", "FeedBehindMinutes"),
-    ("ClinikoAutomations", "AnswersLeftOut"),
+    (OWN, "SignatureRefused"),
+    (OWN, "ErasureRequestRefused"),
+    ('"AWS/SQS"', "ApproximateNumberOfMessagesVisible"),
+    ('"AWS/Lambda"', "Errors"),
+    ('"AWS/Lambda"', "Throttles"),
+    (OWN, "OverdueErasureRequests"),
+    (OWN, "Misconfigured"),
+    (OWN, "FeedBehindMinutes"),
+    (OWN, "AnswersLeftOut"),
 }
 
 
@@ -565,7 +568,9 @@ def alarmed_metrics(alarm: dict) -> list[dict]:
 def test_alarms_notify_the_encrypted_topic():
     alarms = {n: r for n, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
     metrics = {
-        (m["Namespace"], m["MetricName"]) for a in alarms.values() for m in alarmed_metrics(a)
+        (json.dumps(m["Namespace"]), m["MetricName"])
+        for a in alarms.values()
+        for m in alarmed_metrics(a)
     }
     assert metrics >= ALARMED_METRICS
     for alarm in alarms.values():
@@ -659,9 +664,83 @@ def test_dashboard_body_is_json_naming_the_stacks_resources():
                 continue
             # "." repeats the row above's value (CloudWatch's dashboard shorthand).
             namespace = namespace if entry[0] == "." else entry[0]
-            if namespace == "ClinikoAutomations":
+            if namespace == "ClinikoAutomations/s":
                 metrics.add(entry[1])
     assert {"SubmissionAccepted", "ContactCreated", "OverdueErasureRequests"} <= metrics
+
+
+def _resolver_of_stack(stack: str):
+    """The template as CloudFormation resolves it for a stack named `stack` in account
+    123456789012, eu-west-1: each resource's physical name and ARN carry the stack's name, as
+    CloudFormation's generated names do."""
+    from local_run.template import Physical, Resolver
+
+    physical = {
+        name: Physical(
+            f"{stack}-{name}-X1",
+            {"Arn": f"arn:{stack}-{name}-X1", "QueueName": f"{stack}-{name}-X1"},
+        )
+        for name in RESOURCES
+    }
+    return Resolver(
+        TEMPLATE,
+        APP.parameters({"ClinikoUserAgent": "Clinic (it@example.com)"}),
+        physical,
+        {
+            "AWS::Region": "eu-west-1",
+            "AWS::StackName": stack,
+            "AWS::AccountId": "123456789012",
+            "AWS::Partition": "aws",
+        },
+    )
+
+
+def _dashboard_namespaces(body: dict[str, Any]) -> set[str]:
+    """The namespace of every metric a widget plots: a row's first item ("." repeats the row
+    above's), or the namespace a SEARCH's schema names (quoted when it holds a "/" or "-")."""
+    namespaces = set()
+    for widget in body["widgets"]:
+        for row in widget["properties"]["metrics"]:
+            if isinstance(row[0], dict):
+                schema = re.search(r"\{([^}]*)\}", row[0]["expression"])
+                assert schema, row
+                namespaces.add(schema.group(1).split(",")[0].strip().strip('"'))
+            elif row[0] not in (".", "..."):
+                namespaces.add(row[0])
+    return namespaces
+
+
+def test_two_stacks_in_one_account_and_region_publish_and_read_only_their_own_metrics():
+    # Production and staging (or two clinics) deployed side by side: each stack's functions
+    # publish the same metric names with the same `service` dimensions, so only the namespace
+    # tells one stack's from the other's. Under a shared one, staging's misconfiguration or
+    # refused deliveries summed into production's alarms (and paged its on-call) and its
+    # dashboard, and either stack's quiet hours were filled by the other's.
+    published: dict[str, str] = {}
+    for stack in ("cliniko-automations", "cliniko-automations-dev"):
+        resolver = _resolver_of_stack(stack)
+        published[stack] = resolver.resolve(
+            TEMPLATE["Globals"]["Function"]["Environment"]["Variables"][
+                "POWERTOOLS_METRICS_NAMESPACE"
+            ]
+        )
+        read = set()
+        for name, alarm in RESOURCES.items():
+            if alarm["Type"] != "AWS::CloudWatch::Alarm":
+                continue
+            for metric in alarmed_metrics(alarm):
+                namespace = resolver.resolve(metric["Namespace"])
+                if namespace.startswith("AWS/"):
+                    # AWS's own metrics: told apart by a dimension naming this stack's resource.
+                    values = [resolver.resolve(d["Value"]) for d in metric["Dimensions"]]
+                    assert any(stack in value for value in values), (name, values)
+                else:
+                    read.add(namespace)
+        (dashboard,) = [r for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+        body = json.loads(resolver.resolve(dashboard["Properties"]["DashboardBody"]))
+        read |= {n for n in _dashboard_namespaces(body) if not n.startswith("AWS/")}
+        assert read == {published[stack]}, stack
+    assert len(set(published.values())) == 2, published
 
 
 SETTINGS = {

@@ -10,17 +10,21 @@ from tests.integration.cleanup.test_handler import begin, deployed, invoke  # no
 from tests.integration.intake_worker.resources import emf_metrics
 
 TEMPLATE = load(ROOT / "template.yaml")
+# The stack's own namespace, as the template writes it for the functions and the alarms.
+NAMESPACE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"][
+    "POWERTOOLS_METRICS_NAMESPACE"
+]
 
 
 def _cleanup_alarmed_metrics() -> set[str]:
-    """The ClinikoAutomations metrics an alarm of the template watches for service cleanup."""
+    """The stack's own metrics an alarm of the template watches for service cleanup."""
     names = set()
     for resource in TEMPLATE["Resources"].values():
         props = resource["Properties"]
         if resource["Type"] != "AWS::CloudWatch::Alarm" or "MetricName" not in props:
             continue
         dimensions = {d["Name"]: d["Value"] for d in props.get("Dimensions", [])}
-        if props["Namespace"] == "ClinikoAutomations" and dimensions == {"service": "cleanup"}:
+        if props["Namespace"] == NAMESPACE and dimensions == {"service": "cleanup"}:
             names.add(props["MetricName"])
     return names
 

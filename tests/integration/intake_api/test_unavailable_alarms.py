@@ -12,6 +12,10 @@ from local_run.template import ROOT, load
 from tests.integration.intake_api.test_api_handler import emf, typeform
 
 TEMPLATE = load(ROOT / "template.yaml")
+# The stack's own namespace, as the template writes it for the functions and the alarms.
+NAMESPACE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"][
+    "POWERTOOLS_METRICS_NAMESPACE"
+]
 
 
 def _watched(metric: dict) -> bool:
@@ -26,7 +30,7 @@ def _watched(metric: dict) -> bool:
         for alarmed in watched:
             dimensions = {d["Name"]: d["Value"] for d in alarmed.get("Dimensions", [])}
             if (
-                alarmed.get("Namespace") == "ClinikoAutomations"
+                alarmed.get("Namespace") == NAMESPACE
                 and alarmed.get("MetricName") == metric["name"]
                 and dimensions == metric["dimensions"]
             ):

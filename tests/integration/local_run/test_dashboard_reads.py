@@ -29,17 +29,19 @@ from cliniko_automations.cliniko import shared_pacing
 from cliniko_automations.common import cliniko_accounts
 from cliniko_automations.intake.submission import QueuedSubmission
 from cliniko_emulator import EmulatorControl
-from local_run import demo
+from local_run import defaults, demo
 from local_run.__main__ import run_demo
-from local_run.template import ROOT, load
+from local_run.template import ROOT, Resolver, load
 
 from tests.integration.local_run.test_local_run import signed
 
 TEMPLATE = load(ROOT / "template.yaml")
 RESOURCES = TEMPLATE["Resources"]
-DEPLOYED_NAMESPACE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"][
-    "POWERTOOLS_METRICS_NAMESPACE"
-]
+# The stack's own namespace (one per stack), as the local run's stack is named.
+NAMED_BY_STACK = Resolver(TEMPLATE, {}, {}, {"AWS::StackName": defaults.STACK_NAME})
+DEPLOYED_NAMESPACE = NAMED_BY_STACK.resolve(
+    TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+)
 
 # What one datapoint of each metric a widget or an alarm reads is, which decides the
 # statistics that mean something for it. A count (one per event, or the events of one step)
@@ -133,7 +135,10 @@ def dashboard_reads(body: dict[str, Any]) -> list[dict[str, Any]]:
             if "expression" in options:
                 # A SEARCH's schema names the namespace and the exact set of dimension names.
                 (schema, name, stat) = SEARCH.match(options["expression"]).groups()  # type: ignore[union-attr]
-                namespace, *dimension_names = [part.strip() for part in schema.split(",")]
+                # (The namespace in double quotes: it holds a "/" and the stack's "-".)
+                namespace, *dimension_names = [
+                    part.strip().strip('"') for part in schema.split(",")
+                ]
                 read |= {
                     "namespace": namespace,
                     "name": name,
@@ -164,7 +169,7 @@ def alarm_reads() -> list[dict[str, Any]]:
             reads.append(
                 {
                     "alarm": alarm,
-                    "namespace": metric["Namespace"],
+                    "namespace": NAMED_BY_STACK.resolve(metric["Namespace"]),
                     "name": metric["MetricName"],
                     "dimensions": {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])},
                     "stat": query["Stat"],

@@ -273,7 +273,7 @@ def test_operating_clis_work_on_the_local_run(local_system):
     # The cleanup's local steps publish metrics: without the template's namespace (the tests
     # set one of their own) `cleanup.py plan --local` failed in a local_run shell.
     assert local_system.operator_environment()["POWERTOOLS_METRICS_NAMESPACE"] == (
-        "ClinikoAutomations"
+        "ClinikoAutomations/cliniko-automations-local"
     )
     for name in ("DEAD_LETTER_QUEUE_URL", "SUBMISSION_QUEUE_URL", "IDEMPOTENCY_TABLE"):
         assert env[name].startswith(("http://127.0.0.1", "cliniko-automations-local-")), name
