@@ -99,10 +99,12 @@ class WebhookDeadLetter:
     problem: str
     receipt_handle: str = field(repr=False)
     payload: Any = field(repr=False)
+    # The bus of the rule that gave up on it (EventBridge's RULE_ARN; None when not told).
+    rule_bus: str | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["receipt_handle"], data["payload"]
+        del data["receipt_handle"], data["payload"], data["rule_bus"]
         return data
 
 
@@ -215,6 +217,16 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
                     "webhook stack was deployed on, and that stack up to date?); kept"
                 )
                 continue
+            # Two stacks in one account whose webhooks.yaml name the same subscriber: the
+            # other stack's bus routes the letter too, to the other stack's receiver.
+            bus = _bus_name(self._routes.bus) if self._routes is not None else None
+            if bus is not None and letter.rule_bus is not None and letter.rule_bus != bus:
+                refused.append(
+                    f"{letter.message_id}: dead-lettered by a rule of bus {letter.rule_bus}, "
+                    f"not {bus}: another stack's letter (give --dlq-url and --bus from one "
+                    "stack's outputs); kept"
+                )
+                continue
             try:
                 self._sink.publish([event])
             except PublishFailed as exc:
@@ -247,6 +259,7 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
             problem=problem,
             receipt_handle=str(message.get("ReceiptHandle", "")),
             payload=payload,
+            rule_bus=_rule_bus(attributes.get("RULE_ARN")),
         )
 
     def _refusal(self, name: str, event_type: str, payload: Mapping[str, Any]) -> str:
@@ -389,6 +402,20 @@ def _delivery_event(body: str) -> tuple[dict[str, Any] | None, str]:
     ):
         return None, "malformed webhook delivery (subscriber, webhook id, type or body missing)"
     return event, ""
+
+
+def _rule_bus(rule_arn: str | None) -> str | None:
+    """The bus of a rule's ARN: `...:rule/<bus>/<name>`, `...:rule/<name>` on the default
+    bus (a rule's name holds no "/"); None for no ARN."""
+    if not rule_arn or ":rule/" not in rule_arn:
+        return None
+    resource = rule_arn.split(":rule/", 1)[1]
+    return resource.rpartition("/")[0] or "default"
+
+
+def _bus_name(bus: str) -> str:
+    """A bus given by name or by ARN (`...:event-bus/<name>`), as --bus takes either."""
+    return bus.split(":event-bus/", 1)[1] if ":event-bus/" in bus else bus
 
 
 def _field_names(payload: Any) -> list[str]:

@@ -138,7 +138,12 @@ def world(aws, cliniko, tmp_path, monkeypatch):
         receiver.stop()
 
 
-def dead_letter(sqs, queue_url: str, body: str) -> str:
+# A rule of the test stack's bus (create_feed_stack's), as EventBridge names one on a bus
+# other than the default: rule/<bus>/<rule>.
+RULE_ARN = "arn:aws:events:eu-west-1:123456789012:rule/stack-contacts/webhook-crm-sync"
+
+
+def dead_letter(sqs, queue_url: str, body: str, rule_arn: str = RULE_ARN) -> str:
     """What EventBridge puts on a rule target's dead-letter queue."""
     text = lambda value: {"DataType": "String", "StringValue": value}  # noqa: E731
     return sqs.send_message(
@@ -149,7 +154,7 @@ def dead_letter(sqs, queue_url: str, body: str) -> str:
             "ERROR_MESSAGE": text("Zoë's receiver said: 503 for zoe@example.com"),
             "EXHAUSTED_RETRY_CONDITION": text("MaximumEventAgeInSeconds"),
             "RETRY_ATTEMPTS": text("7"),
-            "RULE_ARN": text("arn:aws:events:eu-west-1:123456789012:rule/crm-sync"),
+            "RULE_ARN": text(rule_arn),
             "TARGET_ARN": text("arn:aws:events:eu-west-1:123456789012:api-destination/x"),
         },
     )["MessageId"]
@@ -189,6 +194,32 @@ def test_a_replay_to_a_bus_no_rule_of_the_subscriber_is_on_keeps_the_letter(worl
     assert code == 0 and "2 dead letter(s)" in out
     # The right bus takes it.
     assert cli("replay", letters["crm-sync"])[0] == 0
+    assert stand_in.deliver_pending() == 1
+
+
+def test_a_replay_to_another_stack_s_bus_keeps_the_letter(world, capsys) -> None:
+    # Two stacks in one account and region (production and staging, or two clinics), each
+    # with its webhook stack, whose webhooks.yaml name the same subscribers: the operator's
+    # shell holds production's WEBHOOK_DEAD_LETTER_QUEUE_URL and staging's EVENT_BUS_NAME.
+    # Staging's bus has a rule for crm-sync, so the route check passes, and production's
+    # contact went to staging's receiver. The letter names the rule that gave up on it, and
+    # so its bus: replayed only there.
+    cli, deliveries, _, receivers, stand_in, sqs, dlq = world
+    production = "arn:aws:events:eu-west-1:123456789012:rule/cliniko-automations-contacts/x"
+    letter = dead_letter(sqs, dlq, json.dumps(deliveries["full-copy"]), production)
+
+    code, out = cli("replay", letter)
+
+    assert (code, out) == (1, "")
+    err = capsys.readouterr().err
+    assert "dead-lettered by a rule of bus cliniko-automations-contacts, not stack-contacts" in err
+    assert stand_in.deliver_pending() == 0 and receivers["full-copy"].received == []
+    assert letter in {m["MessageId"] for m in every_message(sqs, dlq)}  # kept
+    # Given its own stack's bus by ARN, as --bus takes one too, the same check lets it go.
+    bus_arn = "arn:aws:events:eu-west-1:123456789012:event-bus/stack-contacts"
+    assert cli("--bus", bus_arn, "replay", letter)[0] == 1  # still another stack's
+    own = dead_letter(sqs, dlq, json.dumps(deliveries["crm-sync"]))
+    assert cli("--bus", bus_arn, "replay", own)[0] == 0
     assert stand_in.deliver_pending() == 1
 
 

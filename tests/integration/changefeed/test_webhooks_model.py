@@ -504,8 +504,11 @@ class WebhooksModel(RuleBasedStateMachine):
                 "ERROR_MESSAGE": text(f"receiver said: {quoted}"),
                 "EXHAUSTED_RETRY_CONDITION": text("MaximumEventAgeInSeconds"),
                 "RETRY_ATTEMPTS": text(str(attempts)),
+                # The subscriber's rule on the stack's bus (rule/<bus>/<rule>), as
+                # EventBridge names it: the replay sends the letter to that bus only.
                 "RULE_ARN": text(
-                    f"arn:aws:events:eu-west-1:123456789012:rule/{event['detail']['subscriber']}"
+                    f"arn:aws:events:eu-west-1:123456789012:rule/{self.stack.bus}/"
+                    f"rule-{event['detail']['subscriber']}"
                 ),
                 "TARGET_ARN": text("arn:aws:events:eu-west-1:123456789012:api-destination/x"),
             },
