@@ -47,8 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 BAR_WIDTH = 30
-# template.yaml's (Globals): the step's metrics need a namespace, and a local run's go to
-# stderr, so an environment set by hand without it is given the deployed one.
+# The root of template.yaml's (Globals; ClinikoAutomations/<stack> deployed): the step's
+# metrics need a namespace, and a local run's go to stderr, so an environment set by hand
+# without one is given this.
 METRICS_NAMESPACE = "ClinikoAutomations"
 
 
