@@ -156,12 +156,14 @@ class Stack:
         self.sources = sources = load_form_sources()
         for _where, secret in load_accounts().secret_references():
             provisioner.put_secret(secret, API_KEY)
-        provisioner.put_secret(parameters["ClinikoApiKeySecretName"], API_KEY)
         provisioner.put_secret(sources.sources["partner-json"].signing_secret, JSON_SECRET)
         self.environments = {
             name: {k: str(v) for k, v in provisioner.resolver.resolve(spec.environment).items()}
             for name, spec in self.app.functions().items()
         }
+        # The erasure's default key, as the stack resolves ClinikoApiKeySecretName.
+        erasure_key = self.environments["ErasureApiFunction"]["CLINIKO_API_KEY_SECRET_NAME"]
+        provisioner.put_secret(erasure_key, API_KEY)
         local = {
             "endpoint_url": self.moto.url,
             "region_name": defaults.REGION,

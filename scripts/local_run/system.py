@@ -337,6 +337,8 @@ class LocalSystem:
             control.add_key(key)
             self.account_keys[account] = key
             key_secrets[settings.api_key_secret] = key
+        # The erasure's default key, as the stack resolves ClinikoApiKeySecretName (empty: the
+        # main-clinic key under SecretsPrefix, which the accounts file names already).
         erasure_key_secret = self.parameters.get("ClinikoApiKeySecretName")
         if erasure_key_secret and erasure_key_secret not in key_secrets:
             key = defaults.cliniko_key("erasure", 0)

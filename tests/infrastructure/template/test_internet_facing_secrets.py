@@ -112,3 +112,41 @@ def test_the_config_check_refuses_form_secrets_exactly_where_the_intake_api_is_d
     # could not read it); the template must deny there, and only there.
     assert not may_read("IntakeApiFunction", f"cliniko-automations/{under}any/secret")
     assert may_read("IntakeApiFunction", f"cliniko-automations/forms/{under}secret")
+
+
+# A second stack beside the first in one account and region (staging beside production, a
+# second clinic), with its own SecretsPrefix (README "Set up for your clinic", step 3) and the
+# template's defaults otherwise.
+SECOND_STACK = {"SecretsPrefix": "cliniko-automations-dev/"}
+FIRST_STACKS_SECRETS = sorted(
+    {
+        name
+        for references in (load_accounts(), load_form_sources(), load_subscribers())
+        for _where, name in references.secret_references()
+    }
+)
+WITH_POLICIES = sorted(
+    name
+    for name, resource in TEMPLATE["Resources"].items()
+    if resource["Type"] == "AWS::Serverless::Function" and "Policies" in resource["Properties"]
+)
+
+
+@pytest.mark.parametrize("function", WITH_POLICIES)
+def test_a_second_stack_with_its_own_prefix_reads_none_of_the_first_stack_s_secrets(function):
+    # ClinikoApiKeySecretName's default named the first prefix's main-clinic key: the second
+    # stack's erasure may read it, acts on that account when a request by contact id names
+    # none, and searches it too (as account `default`) for every request by email.
+    assert all(name.startswith("cliniko-automations/") for name in FIRST_STACKS_SECRETS)
+    readable = [name for name in FIRST_STACKS_SECRETS if may_read(function, name, SECOND_STACK)]
+    assert readable == []
+
+
+def test_a_second_stack_s_erasure_defaults_to_the_key_under_its_own_prefix():
+    environment = TEMPLATE["Resources"]["ErasureApiFunction"]["Properties"]["Environment"]
+    key = _resolver(SECOND_STACK).resolve(environment)["Variables"]["CLINIKO_API_KEY_SECRET_NAME"]
+    assert key == "cliniko-automations-dev/accounts/main-clinic/api-key"
+    assert may_read("ErasureApiFunction", key, SECOND_STACK)
+    # As the first stack, deployed with the template's prefix, had it.
+    first = _resolver().resolve(environment)["Variables"]["CLINIKO_API_KEY_SECRET_NAME"]
+    assert first == "cliniko-automations/accounts/main-clinic/api-key"

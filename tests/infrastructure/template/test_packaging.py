@@ -268,7 +268,9 @@ def stack(aws, cliniko, tmp_path):
     physical = provisioner.provision()
     sources = load_form_sources()
     secrets = {name: cliniko.api_key for _where, name in load_accounts().secret_references()}
-    secrets[parameters["ClinikoApiKeySecretName"]] = cliniko.api_key
+    # The erasure's default key, as the stack resolves ClinikoApiKeySecretName.
+    erasure = provisioner.resolver.resolve(APP.functions()["ErasureApiFunction"].environment)
+    secrets[erasure["CLINIKO_API_KEY_SECRET_NAME"]] = cliniko.api_key
     json_secret = sources.sources["partner-json"].signing_secret
     secrets[json_secret] = "smoke-signing-secret"
     for name, value in secrets.items():

@@ -374,6 +374,25 @@ def secret_reads(function: str, effect: str = "Allow") -> list[dict[str, Any]]:
     ]
 
 
+# The erasure's default key: ClinikoApiKeySecretName, or when empty (its default) the key
+# under the stack's own prefix (test_internet_facing_secrets.py, a second stack's).
+SECRET_ARN = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+ERASURE_KEY_ARN = {
+    "Fn::Sub": [
+        SECRET_ARN + "${Key}-??????",
+        {
+            "Key": {
+                "Fn::If": [
+                    "HasClinikoApiKeySecretName",
+                    {"Ref": "ClinikoApiKeySecretName"},
+                    {"Fn::Sub": "${SecretsPrefix}accounts/main-clinic/api-key"},
+                ]
+            }
+        },
+    ]
+}
+
+
 def test_secret_reads_are_scoped():
     for name in ("IntakeApiFunction", "IntakeWorkerFunction"):
         reads = secret_reads(name)
@@ -387,9 +406,9 @@ def test_secret_reads_are_scoped():
     # which may lie outside the prefix) and every key under the prefix.
     (statement,) = secret_reads("ErasureApiFunction")
     assert {"Ref": "PepperSecret"} in statement["Resource"]
+    assert ERASURE_KEY_ARN in statement["Resource"]
     subs = [r["Fn::Sub"] for r in statement["Resource"] if "Fn::Sub" in r]
-    assert any(sub.endswith(":secret:${ClinikoApiKeySecretName}-??????") for sub in subs)
-    assert any(sub.endswith(":secret:${SecretsPrefix}*") for sub in subs)
+    assert any(sub == f"{SECRET_ARN}${{SecretsPrefix}}*" for sub in subs)
 
 
 def test_a_stack_named_like_the_secrets_prefix_keeps_each_own_secret_to_its_readers():
@@ -415,7 +434,7 @@ def test_a_stack_named_like_the_secrets_prefix_keeps_each_own_secret_to_its_read
             [
                 {"Fn::Sub": secret_arn + "${SecretsPrefix}accounts/*"},
                 {"Fn::Sub": secret_arn + "${SecretsPrefix}webhooks/*"},
-                {"Fn::Sub": secret_arn + "${ClinikoApiKeySecretName}-??????"},
+                ERASURE_KEY_ARN,
             ],
         ],
         "ErasureApiFunction": [hash_key],
