@@ -231,3 +231,26 @@ def test_each_request_counts_the_contacts_it_scrubbed_for_the_day_s_alarm(
     assert alarm_sum("ContactsErasedAlarm", out) == 3
     threshold = RESOURCES["ContactsErasedAlarm"]["Properties"]["Threshold"]
     assert threshold == {"Ref": "ErasureHourlyLimit"}
+
+
+def test_an_erasure_reads_the_ceiling_once_and_a_write_since_is_read_again(aws):
+    stack.create_table("IdempotencyTable", "ceiling-idempotency")
+    dynamodb = boto3.client("dynamodb")
+    reads: list[str] = []
+    dynamodb.meta.events.register("before-call.dynamodb.GetItem", lambda **_: reads.append("get"))
+    ceiling = DynamoHourlyCeiling("ceiling-idempotency", 2, dynamodb=dynamodb)
+    now = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+    room = ceiling.check_room("a", now)
+    ceiling.admit("a", 1, now, room)
+    assert reads == ["get"]  # admit wrote over check_room's read
+
+    # Another erasure takes the last room between this one's check and its admission: the
+    # version condition refuses the write over the stale read, and the item is read again.
+    room = ceiling.check_room("b", now)
+    DynamoHourlyCeiling("ceiling-idempotency", 2, dynamodb=boto3.client("dynamodb")).admit(
+        "c", 1, now
+    )
+    with pytest.raises(OverHourlyLimit) as refused:
+        ceiling.admit("b", 1, now, room)
+    assert (refused.value.used, reads) == (2, ["get"] * 3)

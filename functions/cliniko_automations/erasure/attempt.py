@@ -191,9 +191,10 @@ class Attempt:
         )
 
     def execute(self) -> Outcome:
+        room = None
         if not self.request.dry_run and self.tools.ceiling:
             # A full hour refuses before the tombstones and the lookup (admit, below, counts).
-            self.tools.ceiling.check_room(self.request.request_id, self.tools.clock())
+            room = self.tools.ceiling.check_room(self.request.request_id, self.tools.clock())
         if not self.request.dry_run:
             try:
                 if not self.fence():
@@ -224,7 +225,9 @@ class Attempt:
             # erase_all_matches counts them all); before anything this system or Cliniko keeps
             # changes, so a refused attempt leaves everything as it found it.
             try:
-                self.tools.ceiling.admit(self.request.request_id, len(matches), self.tools.clock())
+                self.tools.ceiling.admit(
+                    self.request.request_id, len(matches), self.tools.clock(), room
+                )
             except OverHourlyLimit as error:
                 refused, found = error, OVER_HOURLY_LIMIT
         self.record(

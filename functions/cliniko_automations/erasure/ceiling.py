@@ -20,7 +20,7 @@ erasures at once cannot both take the last room.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,6 +44,16 @@ class Admitted:
     contacts: int
 
 
+@dataclass(frozen=True)
+class HourRead:
+    """The item as `check_room` read it: `admit`'s first attempt writes over this read (its
+    version condition refuses the write if another erasure wrote since, and it reads again),
+    so an erasure reads the item once, not twice, on its way."""
+
+    version: int
+    admitted: tuple[Admitted, ...]
+
+
 class DynamoHourlyCeiling:
     """The `ErasureCeiling` port (ports.py) on the idempotency table."""
 
@@ -53,15 +63,22 @@ class DynamoHourlyCeiling:
         self.limit = limit
         self._dynamodb = dynamodb
 
-    def admit(self, request_id: str, contacts: int, now: datetime) -> None:
+    def admit(
+        self, request_id: str, contacts: int, now: datetime, read: HourRead | None = None
+    ) -> None:
         """Count `contacts` about to be erased by `request_id`, or raise OverHourlyLimit
         (nothing counted). An attempt of a request already admitted within the hour (a retry
-        after a failure) counts only the contacts beyond those it was admitted for."""
+        after a failure) counts only the contacts beyond those it was admitted for. `read`:
+        `check_room`'s, taken as the item's state for the first try."""
         if self.limit <= 0 or contacts <= 0:
             return
         at = int(now.timestamp())
         for _ in range(REREADS):
-            version, admitted = self._read(at)
+            if read is None:
+                version, admitted = self._read(at)
+            else:
+                version, admitted = read.version, _within_hour(read.admitted, at)
+                read = None
             before = sum(a.contacts for a in admitted if a.request_id == request_id)
             wanted = max(0, contacts - before)
             if wanted == 0:
@@ -75,21 +92,24 @@ class DynamoHourlyCeiling:
                 return
         raise RequestInProgress(request_id)
 
-    def check_room(self, request_id: str, now: datetime) -> None:
+    def check_room(self, request_id: str, now: datetime) -> HourRead | None:
         """Raise OverHourlyLimit when the hour has no room left for one more contact (and
         `request_id` was not admitted within it): a loop past the ceiling stops before its
-        tombstones and Cliniko's lookup, so it spends none of the clinic's budget either."""
+        tombstones and Cliniko's lookup, so it spends none of the clinic's budget either.
+        Returns what it read, for `admit` (None: the ceiling is off)."""
         if self.limit <= 0:
-            return
-        _, admitted = self._read(int(now.timestamp()))
+            return None
+        at = int(now.timestamp())
+        version, admitted = self._read(at)
+        read = HourRead(version, tuple(admitted))
         if any(a.request_id == request_id for a in admitted):
-            return
+            return read
         used = sum(a.contacts for a in admitted)
         if used >= self.limit:
-            at = int(now.timestamp())
             raise OverHourlyLimit(
                 request_id, self.limit, used, 1, _retry_after(admitted, 1, self, at)
             )
+        return read
 
     def _read(self, at: int) -> tuple[int, list[Admitted]]:
         item = self._dynamodb.get_item(
@@ -98,7 +118,7 @@ class DynamoHourlyCeiling:
         if item is None:
             return 0, []
         admitted = [_admitted(entry["M"]) for entry in item.get("admitted", {}).get("L", [])]
-        return int(item["version"]["N"]), [a for a in admitted if a.at > at - WINDOW_SECONDS]
+        return int(item["version"]["N"]), _within_hour(admitted, at)
 
     def _write(self, version: int, admitted: list[Admitted], at: int) -> bool:
         condition: dict[str, Any] = (
@@ -137,6 +157,10 @@ class DynamoHourlyCeiling:
                 return False
             raise
         return True
+
+
+def _within_hour(admitted: Iterable[Admitted], at: int) -> list[Admitted]:
+    return [a for a in admitted if a.at > at - WINDOW_SECONDS]
 
 
 def _admitted(entry: Mapping[str, Any]) -> Admitted:

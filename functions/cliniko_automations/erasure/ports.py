@@ -87,13 +87,14 @@ class ContactsClient(Protocol):  # the part of ClinikoClient the core uses
 
 
 class ErasureCeiling(Protocol):  # see ceiling.py
-    def admit(self, request_id: str, contacts: int, now: datetime) -> None:
+    def admit(self, request_id: str, contacts: int, now: datetime, read: Any = None) -> None:
         """Count `contacts` about to be erased by `request_id` against the stack's rolling
-        hour, or raise OverHourlyLimit, counting nothing."""
+        hour, or raise OverHourlyLimit, counting nothing. `read`: what `check_room` returned."""
         ...
 
-    def check_room(self, request_id: str, now: datetime) -> None:
-        """Raise OverHourlyLimit when the hour has no room for one more contact."""
+    def check_room(self, request_id: str, now: datetime) -> Any:
+        """Raise OverHourlyLimit when the hour has no room for one more contact; what it
+        read, for `admit`."""
         ...
 
 
