@@ -161,6 +161,10 @@ class Stack:
             name: {k: str(v) for k, v in provisioner.resolver.resolve(spec.environment).items()}
             for name, spec in self.app.functions().items()
         }
+        # One real erasure a round: at the template's ErasureHourlyLimit the stack's ceiling
+        # refused the eleventh (429); room for every seeded contact keeps its two round trips
+        # in each cold start measured.
+        self.environments["ErasureApiFunction"]["ERASURE_HOURLY_LIMIT"] = str(SEEDED)
         # The erasure's default key, as the stack resolves ClinikoApiKeySecretName.
         erasure_key = self.environments["ErasureApiFunction"]["CLINIKO_API_KEY_SECRET_NAME"]
         provisioner.put_secret(erasure_key, API_KEY)
