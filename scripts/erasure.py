@@ -229,15 +229,7 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     except errors.OverHourlyLimit as error:
         # As the API answers it (api_handler._over_hourly_limit): the local mode is bound by
         # the same ceiling (ERASURE_HOURLY_LIMIT, the stack parameter's value by default 10).
-        return 429, {
-            "request_id": error.request_id,
-            "status": "open",
-            "reason": "erasure_hourly_limit",
-            "limit": error.limit,
-            "used": error.used,
-            "would_erase": error.wanted,
-            "message": str(error),
-        }
+        return 429, error.answer()
     except errors.RequestNotFound as error:
         return 404, {"message": str(error)}
 

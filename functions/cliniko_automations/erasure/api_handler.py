@@ -171,17 +171,8 @@ def _over_hourly_limit(error: OverHourlyLimit) -> Response[str]:
         extra={"limit": error.limit, "used": error.used, "contacts": error.wanted},
     )
     _refused("hourly_limit")
-    body = {
-        "request_id": error.request_id,
-        "status": "open",
-        "reason": "erasure_hourly_limit",
-        "limit": error.limit,
-        "used": error.used,
-        "would_erase": error.wanted,
-        "message": str(error),
-    }
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    return json_answer(HTTPStatus.TOO_MANY_REQUESTS, body, headers)
+    return json_answer(HTTPStatus.TOO_MANY_REQUESTS, error.answer(), headers)
 
 
 @app.exception_handler([RequestIdConflict, RequestInProgress, ExtensionRefused])  # type: ignore[untyped-decorator]  # Powertools: exception_handler is unannotated

@@ -107,3 +107,15 @@ class OverHourlyLimit(ErasureError):
             f"ceiling of {limit} per hour (ErasureHourlyLimit) are used; nothing was changed: "
             f"{when}."
         )
+
+    def answer(self) -> dict[str, object]:
+        """The refusal's body, as the API and the CLI's local mode give it."""
+        return {
+            "request_id": self.request_id,
+            "status": "open",
+            "reason": "erasure_hourly_limit",
+            "limit": self.limit,
+            "used": self.used,
+            "would_erase": self.wanted,
+            "message": str(self),
+        }
