@@ -423,6 +423,17 @@ def worker_environment(
         monkeypatch.setenv(name, value)
 
 
+def one_clinic_stack(cliniko: Any, monkeypatch: Any, tmp_path: Path, **extra: str) -> WorkerStack:
+    """A worker stack of the one clinic (test-clinic, on the emulator's key), the worker's
+    environment pointed at it (`extra`: settings of the test's own)."""
+    stack = create_worker_stack()
+    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
+    worker_environment(
+        monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path), **extra
+    )
+    return stack
+
+
 def emf_metrics(stdout: str) -> dict[str, float]:
     """Sum of each metric in the EMF lines Powertools Metrics printed."""
     totals: dict[str, float] = {}

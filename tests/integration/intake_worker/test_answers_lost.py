@@ -26,10 +26,8 @@ from tests.integration.intake_worker.resources import (
     WorkerStack,
     create_worker_stack,
     json_submission,
+    one_clinic_stack,
     poll_once,
-    put_secrets,
-    worker_environment,
-    write_worker_config,
 )
 
 ANA = ContactDraft(first_name="Ana", last_name="Lima", email="ana.lima@example.com")
@@ -95,12 +93,8 @@ WORKER_WRITES = {
 def test_a_write_of_the_worker_whose_answer_was_lost_costs_no_receive(
     write: str, aws: str, cliniko: Any, monkeypatch: Any, tmp_path: Any
 ) -> None:
-    stack = create_worker_stack()
-    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
     kept = {"CREATED_SEARCH_SETTLES_SECONDS": "3"} if write == "the claim kept" else {}
-    worker_environment(
-        monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path), **kept
-    )
+    stack = one_clinic_stack(cliniko, monkeypatch, tmp_path, **kept)
     operation, matching = WORKER_WRITES[write]
     stack.enqueue(json_submission(ANA))
     context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
@@ -129,9 +123,7 @@ def test_a_write_of_the_intake_api_whose_answer_was_lost_accepts_one_contact(
 ) -> None:
     # The queued id sent again is a second message of the same submission: the worker finds
     # its body marked done by the first and drops it ("already_done").
-    stack = create_worker_stack()
-    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
-    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    stack = one_clinic_stack(cliniko, monkeypatch, tmp_path)
     service, operation, matching = API_WRITES[write]
     queue = SubmissionQueue(stack.queue_url, stack.submission_table)
     client = aws_clients.client(service, config=aws_clients.FAIL_FAST)
@@ -151,9 +143,7 @@ def test_a_send_whose_both_answers_were_lost_is_a_503_and_its_redelivery_one_con
     # Both attempts reached SQS: the provider was answered 503 for a submission queued twice,
     # and delivers it again (the same submission: the same id and key). Three messages, one
     # contact, no failure.
-    stack = create_worker_stack()
-    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
-    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    stack = one_clinic_stack(cliniko, monkeypatch, tmp_path)
     queue = SubmissionQueue(stack.queue_url, stack.submission_table)
     submission = json_submission(ANA)
     sqs = aws_clients.client("sqs", config=aws_clients.FAIL_FAST)

@@ -27,16 +27,13 @@ from tests.integration.intake_worker.resources import (
     WorkerStack,
     WorldClock,
     captured_logs,
-    create_worker_stack,
     emf_metrics,
     json_submission,
     load_dead_letters_script,
+    one_clinic_stack,
     poll_once,
-    put_secrets,
     sqs_event,
     stored_submission,
-    worker_environment,
-    write_worker_config,
 )
 
 ANA = ContactDraft(
@@ -53,9 +50,7 @@ def submission(draft: ContactDraft = ANA, key: str | None = None) -> Submission:
 
 @pytest.fixture
 def stack(aws, cliniko, monkeypatch, tmp_path) -> WorkerStack:
-    stack = create_worker_stack()
-    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
-    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    stack = one_clinic_stack(cliniko, monkeypatch, tmp_path)
     return stack
 
 

@@ -17,12 +17,9 @@ from local_run.template import SamApp
 from tests.fixtures.apigw import LambdaContext
 from tests.fixtures.aws import finished_within, stalled_services
 from tests.integration.intake_worker.resources import (
-    create_worker_stack,
     json_submission,
-    put_secrets,
+    one_clinic_stack,
     sqs_event,
-    worker_environment,
-    write_worker_config,
 )
 
 WORKER = SamApp.load().resources["IntakeWorkerFunction"]["Properties"]
@@ -37,9 +34,7 @@ def test_records_against_stalled_aws_are_handed_back_within_their_share_of_the_t
     aws: str, cliniko: Any, monkeypatch: Any, tmp_path: Any
 ) -> None:
     # DynamoDB and SQS both stalled, as when a NAT forgets every connection of the function.
-    stack = create_worker_stack()
-    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
-    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    stack = one_clinic_stack(cliniko, monkeypatch, tmp_path)
     for n in range(RECORDS):
         draft = ContactDraft(first_name="Ana", last_name=f"Lima{n}", email=f"ana{n}@example.com")
         stack.enqueue(json_submission(draft))

@@ -12,13 +12,10 @@ from cliniko_automations.intake_worker import handler as worker_handler
 from tests.fixtures.apigw import LambdaContext
 from tests.integration.intake_worker.resources import (
     captured_logs,
-    create_worker_stack,
     emf_metrics,
     json_submission,
+    one_clinic_stack,
     poll_once,
-    put_secrets,
-    worker_environment,
-    write_worker_config,
 )
 
 
@@ -29,9 +26,7 @@ def submission(first: str) -> Submission:
 
 @pytest.fixture
 def stack(aws, cliniko, monkeypatch, tmp_path):
-    stack = create_worker_stack()
-    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
-    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    stack = one_clinic_stack(cliniko, monkeypatch, tmp_path)
     return stack
 
 

@@ -16,6 +16,7 @@ from tests.integration.intake_worker.resources import (
     DEAD_LETTERS_SCRIPT,
     create_worker_stack,
     load_dead_letters_script,
+    one_clinic_stack,
     poll_once,
     put_secrets,
     worker_environment,
@@ -85,9 +86,7 @@ def test_the_reason_stored_for_a_redriven_letter_is_escaped_too(stack, monkeypat
 def parked(aws, cliniko, monkeypatch, tmp_path):
     """A stack whose worker parked one submission (two Cliniko contacts share its email): the
     stack, the submission and the contacts' ids."""
-    stack = create_worker_stack()
-    put_secrets({"tests/cliniko/test-clinic": cliniko.api_key})
-    worker_environment(monkeypatch, stack, cliniko.base_url_template, write_worker_config(tmp_path))
+    stack = one_clinic_stack(cliniko, monkeypatch, tmp_path)
     return stack, *parked_submission(stack, cliniko, 1)
 
 
