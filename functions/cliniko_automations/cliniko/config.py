@@ -35,6 +35,10 @@ USER_AGENT_RULE_TEXT = (
 )
 # Keys are printable ASCII; anything else is a copy-paste accident (a newline in a secret).
 _KEY_FORBIDDEN = re.compile(r"[^\x21-\x7e]")
+# Cliniko's keys are under 100 characters. A secret holding far more is a paste accident (a whole
+# file, a key pasted twice), and sent it becomes a header Cliniko answers with 431, which reads as
+# an outage rather than a secret to fix.
+API_KEY_MAX_LENGTH = 500
 
 
 def shard_for_key(api_key: str) -> str:
@@ -62,6 +66,12 @@ def check_api_key(api_key: object) -> None:
     if _KEY_FORBIDDEN.search(api_key):
         raise ConfigurationError(
             "the Cliniko API key contains whitespace, control or non-ASCII characters; "
+            "check the secret holds the key alone",
+            setting="api_key",
+        )
+    if len(api_key) > API_KEY_MAX_LENGTH:
+        raise ConfigurationError(
+            f"the Cliniko API key is {len(api_key)} characters long, and Cliniko's are under 100; "
             "check the secret holds the key alone",
             setting="api_key",
         )

@@ -461,13 +461,14 @@ def test_a_hash_key_too_short_to_be_one_is_told_as_the_stack_s_secret(stack, cli
     [
         ("MS0xrevokedkey0123456789-au1", "cliniko_unauthorized", "cliniko_Unauthorized"),
         ("MS0xpasted with a space-au1", "cliniko_api_key_malformed", "cliniko_ConfigurationError"),
+        ("MS0x" + "k" * 60_000 + "-au1", "cliniko_api_key_malformed", "cliniko_ConfigurationError"),
         (
             '{"api_key": "MS0xpasted-au1"}',
             "secret_not_plain_text",
             "secret_SecretNotPlainText",
         ),
     ],
-    ids=["refused", "malformed", "console-key-value"],
+    ids=["refused", "malformed", "60-kb-paste", "console-key-value"],
 )
 def test_a_key_cliniko_refuses_or_a_malformed_one_says_what_to_fix(
     stack, cliniko, tmp_path, monkeypatch, capsys, key, reason, error

@@ -69,6 +69,14 @@ def test_errors_never_quote_the_key() -> None:
     assert "notashard" not in str(caught.value)
 
 
+def test_a_key_far_longer_than_clinikos_is_refused_without_quoting_it() -> None:
+    ClinikoClient("MS0x" + "k" * 492 + "-au1", UA)  # 500 characters: taken
+    with pytest.raises(ConfigurationError) as caught:
+        ClinikoClient("MS0x" + "k" * 60_000 + "-au1", UA)
+    assert "60008 characters long" in str(caught.value)
+    assert "kkkk" not in str(caught.value)
+
+
 def test_key_must_be_a_non_empty_string() -> None:
     with pytest.raises(ConfigurationError):
         ClinikoClient(None, UA)  # type: ignore[arg-type]
