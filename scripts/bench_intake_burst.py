@@ -325,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--first-429-after", type=float, default=2.0, help="scaled minutes before the first"
     )
+    parser.add_argument(
+        "--hourly-ceiling",
+        type=int,
+        default=0,
+        help="each source's hourly ceiling (the template's IntakeSourceHourlyCeiling); 0: none",
+    )
     parser.add_argument("--out", type=Path, help="also write the figures there, as JSON")
     parser.add_argument("--no-bulk", action="store_true", help="no cleanup and no change feed")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -378,6 +384,9 @@ def _run(args: argparse.Namespace, control: Any, emulator: Any, tmp: Path) -> di
     os.environ["DEAD_LETTER_QUEUE_URL"] = stack.dead_letter_queue_url
     os.environ["SUBMISSION_QUEUE_URL"] = stack.queue_url
     os.environ["CLINIKO_RATE_LIMIT_TABLE"] = RATE_TABLE
+    # The import's source sets `hourly_ceiling: 0` (README "Form intake"); --hourly-ceiling
+    # puts every source under one, as a flood meets it.
+    os.environ["SOURCE_HOURLY_CEILING"] = str(args.hourly_ceiling)
     boto3.client("dynamodb").create_table(
         TableName=RATE_TABLE,
         AttributeDefinitions=[{"AttributeName": "key_id", "AttributeType": "S"}],

@@ -21,6 +21,8 @@ Three kinds of item:
   the request's email's first, fenced against the intake worker's claims (`fence`).
 - `first-seen#<sha256(idempotency key)>`: when the API first received a submission, for
   payloads without a submission time of their own: a redelivery days later is not new.
+- `source-hour#<source>#<UTC hour>`: `queued`, how many of that source's submissions the API
+  sent to the worker in that hour (its hourly ceiling, `admit_to_hour`). A count only.
 
 This module stores text and hashes; the intake parses bodies, the erasure never reads them.
 """
@@ -43,6 +45,7 @@ from cliniko_automations.common.person_keys import PersonKeys
 BODY_PREFIX = "submission#"
 TOMBSTONE_PREFIX = "tombstone#"
 FIRST_SEEN_PREFIX = "first-seen#"
+SOURCE_HOUR_PREFIX = "source-hour#"
 EMAIL_INDEX = "by-email-hmac"
 NAME_INDEX = "by-name-hmac"
 DAY = 24 * 3600
@@ -162,6 +165,32 @@ class DynamoSubmissionStore:
         if races <= 0:
             return now
         return self.first_received(idempotency_key, now, races=races - 1)
+
+    def admit_to_hour(self, source: str, hour: datetime, ceiling: int) -> bool:
+        """Count one more of `source`'s submissions into `hour` (UTC) unless `ceiling` are
+        counted there already: True when it was counted (the worker may have it), False when
+        the hour is full (it is held back instead). One conditional write, so API processes
+        at once never count past the ceiling. A write whose answer is lost and is sent again
+        counts twice: the hour holds one less, never one more."""
+        key = f"{SOURCE_HOUR_PREFIX}{source}#{hour.strftime('%Y-%m-%dT%H')}"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": key}},
+                UpdateExpression="ADD queued :one SET #exp = if_not_exists(#exp, :exp)",
+                ConditionExpression="attribute_not_exists(queued) OR queued < :ceiling",
+                ExpressionAttributeNames={"#exp": "expiration"},
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":ceiling": {"N": str(ceiling)},
+                    ":exp": self._expires(2 * DAY),
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def put(self, submission_id: str, body: str, keys: PersonKeys) -> None:
         item: dict[str, Any] = {

@@ -239,6 +239,10 @@ class FormSource:
     notes_template: str | None = None
     required: list[str] = dataclasses.field(default_factory=list)
     update_policy: UpdatePolicy = "fill_blanks"
+    # How many of this source's submissions the worker is sent in an hour (UTC) before the
+    # rest are held on the parked queue for staff; 0: none. Unset: the stack's
+    # IntakeSourceHourlyCeiling (an import through a json source may want more).
+    hourly_ceiling: Annotated[int, Limits(ge=0)] | None = None
     html: HtmlOptions | None = None
 
     def __post_init__(self) -> None:

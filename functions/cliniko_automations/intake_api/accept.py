@@ -61,6 +61,12 @@ DEFAULT_MAX_BODY_BYTES = 256 * 1024
 # that would not fit is refused as too large here, not answered 503 by the store on every
 # retry of its sender.
 MAX_STORED_BYTES = 300 * 1024
+# A source's submissions sent to the worker in an hour before the rest are held for staff
+# (the template's IntakeSourceHourlyCeiling, a source's own `hourly_ceiling`): a busy
+# clinic's form takes a few dozen an hour, a provider's redelivery after its outage a few
+# hundred at once; the worker makes some 95 contacts a minute at most.
+DEFAULT_SOURCE_HOURLY_CEILING = 300
+HELD_OVER_CEILING = "source_hourly_ceiling"
 # Providers whose submission id is the sender's own choice (a json source's Idempotency-Key,
 # an HTML form's nonce field), not one a form service makes for each response.
 SENDER_KEYED_PROVIDERS = frozenset({"json", "html"})
@@ -140,6 +146,9 @@ class Accepted:
     cors_origin: str | None = None
     # Optional choice fields whose answer matched no choice, made without (their names).
     left_out: tuple[str, ...] = ()
+    # Why it was held for staff instead of sent to the worker (its source's hourly ceiling),
+    # once queued; None when the worker has it.
+    held: str | None = None
 
     @property
     def redirect_to(self) -> str | None:

@@ -5,7 +5,9 @@ accepted (`wiring.py`), and every refusal is mapped to an answer once, by the ex
 handlers below (their log lines and metrics in `telemetry.py`):
 
 - 202 `{"submission_id": ...}` once SQS holds it (303 to the success page for a browser form),
-  with `"left_out": [field, ...]` when an optional choice's answer matched none of Cliniko's;
+  with `"left_out": [field, ...]` when an optional choice's answer matched none of Cliniko's,
+  `"held": "source_hourly_ceiling"` when its source's hourly ceiling was reached and it waits
+  on the parked queue for staff;
   200 for an authentic delivery that is not a submission (Typeform partial responses);
 - 400 malformed (an event that is not API Gateway's too: `common/http_events.py`),
   401 signature/token, 403 origin/captcha, 404 unknown source, 413 too large, 415 content type,
@@ -64,13 +66,16 @@ def post_form(source: str) -> Response[str]:
         # Answered exactly as an accepted submission so a bot learns nothing.
         telemetry.report_dropped(outcome)
         return redirect(outcome.redirect_to, outcome.cors_origin)
-    wiring.queue_accepted(outcome, settings)
+    outcome = wiring.queue_accepted(outcome, settings)
     telemetry.report_accepted(outcome)
     if outcome.redirect_to:
+        # Held or not, the person's details are kept: the page thanks them either way.
         return redirect(outcome.redirect_to, outcome.cors_origin)
     answer: dict[str, Any] = {"submission_id": outcome.submission.submission_id}
     if outcome.left_out:  # a script's developer sees what its answers did not match
         answer["left_out"] = list(outcome.left_out)
+    if outcome.held:  # kept for staff, not sent to Cliniko: a sender need not send it again
+        answer["held"] = outcome.held
     return json_response(202, answer)
 
 

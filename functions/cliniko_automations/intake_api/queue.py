@@ -38,18 +38,24 @@ class SubmissionQueue:
         submission_table: str,
         client: BaseClient | None = None,
         dynamodb: BaseClient | None = None,
+        parked_queue_url: str | None = None,
     ) -> None:
         self.queue_url = queue_url
+        self.parked_queue_url = parked_queue_url
         self._table = submission_table
         self._client = client
         self._dynamodb = dynamodb
 
-    def send(self, submission: Submission, keys: PersonKeys) -> str:
+    def send(self, submission: Submission, keys: PersonKeys, *, held: str | None = None) -> str:
         """Store the body, queue its id; returns SQS's message id.
 
         `keys` are the keyed hashes of the submission's email, name and phones
         (common/person_keys), the store's indexes: an erasure finds this body by them.
+        `held`: the reason it goes to `parked_queue_url` instead, as the worker parks one
+        (`intake_worker/parking.py`'s attributes), for staff to replay or delete.
         """
+        if held and self.parked_queue_url is None:
+            raise ValueError("a held submission needs the parked queue")
         store = DynamoSubmissionStore(self._dynamodb or _dynamodb(), self._table)
         try:
             first = store.first_received(submission.idempotency_key, submission.received_at)
@@ -58,9 +64,10 @@ class SubmissionQueue:
         except (BotoCoreError, ClientError) as exc:
             raise ServiceUnavailable("submission_store", type(exc).__name__) from None
         client = self._client or _sqs()
+        attributes = {"reason": held} if held else {}
         try:
             answer = client.send_message(
-                QueueUrl=self.queue_url,
+                QueueUrl=self.parked_queue_url if held else self.queue_url,
                 MessageBody=QueuedSubmission.of(submission).to_json(),
                 # The clinic as the tenant of an SQS fair queue (a standard queue whose
                 # messages carry a group id): while one clinic's backlog (an import) drains
@@ -69,11 +76,13 @@ class SubmissionQueue:
                 MessageGroupId=submission.account,
                 # Ids only, so dead letters can be listed without opening their bodies.
                 MessageAttributes={
-                    "submission_id": {
-                        "DataType": "String",
-                        "StringValue": submission.submission_id,
-                    },
-                    "source": {"DataType": "String", "StringValue": submission.source},
+                    name: {"DataType": "String", "StringValue": value}
+                    for name, value in {
+                        **attributes,
+                        "submission_id": submission.submission_id,
+                        "source": submission.source,
+                    }.items()
+                    if value  # SQS refuses an empty attribute
                 },
             )
         except (BotoCoreError, ClientError) as exc:

@@ -68,6 +68,10 @@ def report_accepted(outcome: Accepted) -> None:
         # IntakeAnswersLeftOutAlarm: a label the source's `values` (or a country list) lacks.
         metrics.add_metric(name="AnswersLeftOut", unit=MetricUnit.Count, value=1)
         extra["left_out"] = list(outcome.left_out)
+    if outcome.held:
+        # IntakeHourlyCeilingAlarm: a flood, or a burst of real ones to replay by hand.
+        metrics.add_metric(name="SubmissionHeld", unit=MetricUnit.Count, value=1)
+        extra["held"] = outcome.held
     logger.info("Submission accepted", extra=extra)
 
 

@@ -573,6 +573,7 @@ ALARMED_METRICS = {
     (OWN, "Misconfigured"),
     (OWN, "FeedBehindMinutes"),
     (OWN, "AnswersLeftOut"),
+    (OWN, "SubmissionHeld"),
 }
 
 

@@ -11,7 +11,12 @@ import pytest
 from cliniko_automations.common import aws as aws_clients
 from cliniko_automations.common.identity_claims import CLAIM_PREFIX
 from cliniko_automations.common.person_keys import PersonKeys
-from cliniko_automations.common.submission_store import BODY_PREFIX, FIRST_SEEN_PREFIX
+from cliniko_automations.common.submission_store import (
+    BODY_PREFIX,
+    FIRST_SEEN_PREFIX,
+    SOURCE_HOUR_PREFIX,
+    DynamoSubmissionStore,
+)
 from cliniko_automations.intake.submission import ContactDraft
 from cliniko_automations.intake_api.errors import ServiceUnavailable
 from cliniko_automations.intake_api.queue import SubmissionQueue
@@ -155,3 +160,38 @@ def test_a_send_whose_both_answers_were_lost_is_a_503_and_its_redelivery_one_con
     assert (len(messages), failed) == (3, set())
     assert len(cliniko.control.contacts()) == 1 and len(stack.ledger_items()) == 1
     assert stack.counts(stack.queue_url) == (0, 0)
+
+
+def test_a_held_submission_sent_twice_to_the_parked_queue_replays_as_one_contact(
+    aws: str, cliniko: Any, monkeypatch: Any, tmp_path: Any
+) -> None:
+    # Held past its source's hourly ceiling, its parked message's answer lost: two messages
+    # of one submission wait for staff, and replayed both, the second is dropped.
+    stack = one_clinic_stack(cliniko, monkeypatch, tmp_path)
+    queue = SubmissionQueue(
+        stack.queue_url, stack.submission_table, parked_queue_url=stack.parked_queue_url
+    )
+    sqs = aws_clients.client("sqs", config=aws_clients.FAIL_FAST)
+    with answers_lost(sqs, "SendMessage") as lost:
+        queue.send(json_submission(ANA), PersonKeys("hmac-of-ana"), held="source_hourly_ceiling")
+    assert lost.lost == 1 and stack.counts(stack.parked_queue_url) == (2, 0)
+    for message in stack.drain(stack.parked_queue_url):
+        stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=message["Body"])
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=WORKER_TIMEOUT_MS)
+    messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
+    assert (len(messages), failed) == (2, set())
+    assert len(cliniko.control.contacts()) == 1
+
+
+def test_the_hourly_count_whose_answer_was_lost_counts_twice_never_past_the_ceiling(
+    aws: str, cliniko: Any, monkeypatch: Any, tmp_path: Any
+) -> None:
+    stack = one_clinic_stack(cliniko, monkeypatch, tmp_path)
+    dynamodb = aws_clients.client("dynamodb", config=aws_clients.FAIL_FAST)
+    store = DynamoSubmissionStore(dynamodb, stack.submission_table)
+    hour = json_submission(ANA).received_at
+    with answers_lost(dynamodb, "UpdateItem", matching=item_id_starts(SOURCE_HOUR_PREFIX)) as lost:
+        assert store.admit_to_hour("test-json", hour, 3)
+    assert lost.lost == 1 and len(lost.sent) == 2
+    # The retry counted it again: the hour has room for one more, not two.
+    assert [store.admit_to_hour("test-json", hour, 3) for _ in range(2)] == [True, False]

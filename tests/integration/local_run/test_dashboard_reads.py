@@ -61,6 +61,7 @@ KINDS = {
     "SubmissionAccepted": "count",
     "SubmissionRejected": "count",
     "AnswersLeftOut": "count",
+    "SubmissionHeld": "count",
     "SignatureRefused": "indicator",
     "ContactCreated": "count",
     "ContactUpdated": "count",
@@ -320,6 +321,11 @@ def incidents(system: Any) -> None:
     atlantis = json.loads(demo.json_delivery(secret).body) | {"country": "Atlantis"}
     assert demo.send(api, demo.json_delivery(secret, atlantis)).status_code == 202
     assert demo.send(api, demo.json_delivery("not-the-secret")).status_code == 401
+    # A source past its hourly ceiling: the second is held (IntakeHourlyCeilingAlarm).
+    with setting(system, "IntakeApiFunction", "SOURCE_HOURLY_CEILING", "1"):
+        for n in range(2):
+            person = {"first_name": "Flood", "last_name": f"Bot{n}", "email": f"bot{n}@example.com"}
+            assert demo.send(api, demo.json_delivery(secret, person)).status_code == 202
     assert system.drain(60)
     # Cliniko down: the attempt is handed back (ClinikoThrottledAlarm).
     with EmulatorControl(system.emulator_url) as control:

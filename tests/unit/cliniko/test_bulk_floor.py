@@ -216,3 +216,64 @@ def test_a_bulk_caller_on_its_floor_takes_what_intake_leaves_when_that_comes_fir
 def test_a_floor_is_a_share_no_larger_than_the_bulk_share(floor: float) -> None:
     with pytest.raises(ValueError):
         SharingPolicy(bulk_floor=floor)
+
+
+ERASURE_WAIT = 5.0  # the erasure API's CLINIKO_MAX_WAIT_SECONDS
+ERASURE_REQUESTS = 6  # a lookup per account, the scrub, the archive, the read-back
+
+
+def test_an_erasure_beside_a_floods_drain_waits_its_turn_within_its_limit() -> None:
+    """A flood's backlog drains with the worker's two batches flat out (MaximumConcurrency 2),
+    the cleanup and the feed at their floor: an erasure arriving meanwhile books first come,
+    first served, behind what the two batches booked ahead, and is never refused for want of
+    a slot (its 5 s limit, past which the request ends "failed")."""
+    clock, store = VirtualClock(), MemoryBudgetStore()
+    intake = _intake(2)
+    bulk = [Role(Priority.BULK, BULK_WAIT), Role(Priority.BULK, BULK_WAIT, cap=FEED)]
+    end = clock.time() + 3 * POLICY.period
+    waits: list[float] = []
+    refused: list[int] = []
+
+    def sender(seed: int, role: Role) -> None:
+        budget = SharedBudget(
+            KEY_ID,
+            store,
+            priority=role.priority,
+            cap=role.cap,
+            clock=clock,
+            rng=random.Random(seed),
+        )
+        while clock.time() < end:
+            try:
+                budget.acquire(max_wait=role.max_wait)
+            except BudgetExhausted:
+                role.gave_up += 1
+                clock.sleep(1.0)
+                continue
+            role.sends.append(clock.time())
+            clock.sleep(REQUEST_SECONDS)
+
+    def erasures() -> None:
+        budget = SharedBudget(
+            KEY_ID, store, priority=Priority.INTERACTIVE, clock=clock, rng=random.Random(99)
+        )
+        clock.sleep(20.0)  # the drain is under way
+        while clock.time() < end - 30:
+            for _ in range(ERASURE_REQUESTS):
+                asked = clock.time()
+                try:
+                    budget.acquire(max_wait=ERASURE_WAIT)
+                except BudgetExhausted:
+                    refused.append(1)
+                    break
+                waits.append(clock.time() - asked)
+                clock.sleep(REQUEST_SECONDS)
+            clock.sleep(15.0)
+
+    roles = [*intake, *bulk]
+    run_threads(clock, [lambda i=i, r=r: sender(i, r) for i, r in enumerate(roles)] + [erasures])
+    # Measured: 42 requests (7 erasures), waits 0.84 s (median), 1.15 s at most; intake 160
+    # a minute, the cleanup and the feed 20 between them.
+    assert refused == [] and len(waits) >= 6 * ERASURE_REQUESTS
+    assert max(waits) < ERASURE_WAIT / 2
+    assert [role.gave_up for role in roles] == [0] * 4

@@ -1,0 +1,135 @@
+"""A flood of valid-looking posts against one source, end to end: the intake API handler, moto's
+queues and store, the worker handler, the Cliniko emulator over HTTP.
+
+A plain HTML form's URL is in its page, a webhook's URL can leak: a bot posting well-formed
+people (the honeypot left empty, no captcha configured) had each made a contact in Cliniko,
+some 95 a minute on the user's budget for as long as the backlog it queued lasted. Past its
+source's hourly ceiling a submission is held instead: 202 (303 to the thank-you page), its body
+kept, its id on the parked queue with the reason `source_hourly_ceiling`, counted, and
+replayable by `dead_letters.py --parked replay` like any parked submission.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import yaml
+from cliniko_automations.common.submission_store import DynamoSubmissionStore
+
+from tests.integration.intake_worker.e2e_world import IntakePath, build_intake_path, delivery
+from tests.integration.intake_worker.resources import load_dead_letters_script
+
+dead_letters = load_dead_letters_script()
+
+
+@pytest.fixture
+def path(aws, cliniko, monkeypatch, tmp_path) -> IntakePath:
+    built = build_intake_path(cliniko, monkeypatch, tmp_path)
+    monkeypatch.setenv("SOURCE_HOURLY_CEILING", "5")
+    return built
+
+
+def html_post(n: int) -> dict:
+    return delivery("html", email=f"bot.person{n}@example.org")
+
+
+def metric_values(stdout: str, name: str) -> list[float]:
+    values = []
+    for line in stdout.splitlines():
+        if line.startswith("{") and "_aws" in line:
+            blob = json.loads(line)
+            names = [m["Name"] for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]]
+            if name in names:
+                values.append(blob[name])
+    return values
+
+
+def test_a_flood_past_the_hourly_ceiling_is_held_not_made_contacts(path, cliniko, capsys):
+    answers = [path.post(html_post(n)) for n in range(12)]
+    # Every post is thanked (the person's details are kept either way): a bot learns nothing.
+    assert {a["statusCode"] for a in answers} == {303}
+    assert all("/contact/thanks?submission_id=" in a["headers"]["Location"] for a in answers)
+    assert path.stack.counts(path.stack.queue_url) == (5, 0)
+    assert path.stack.counts(path.stack.parked_queue_url) == (7, 0)
+    assert metric_values(capsys.readouterr().out, "SubmissionHeld") == [[1.0]] * 7
+
+    path.work()
+    assert len(cliniko.control.contacts()) == 5  # before: 12, one per post
+    # Another source has an hour of its own.
+    typeform = path.post(delivery("typeform", email="real.referral@example.org"))
+    assert typeform["statusCode"] == 202 and "held" not in json.loads(typeform["body"])
+    path.work()
+    assert len(cliniko.control.contacts()) == 6
+
+    # Staff look at what was held, and replay it: nothing was lost.
+    out = io.StringIO()
+    assert dead_letters.main(["--parked", "list", "--json"], out=out) == 0
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["reason"], r["body"]) for r in rows] == [("source_hourly_ceiling", "stored")] * 7
+    assert dead_letters.main(["--parked", "replay", "--all"], out=io.StringIO()) == 0
+    path.work()
+    assert len(cliniko.control.contacts()) == 13
+    assert path.stack.counts(path.stack.parked_queue_url) == (0, 0)
+
+
+def test_a_signed_source_answers_held_and_a_sources_own_ceiling_overrides(
+    path, cliniko, monkeypatch, tmp_path
+):
+    config = tmp_path / "form_sources.yaml"
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["sources"]["referral-typeform"]["hourly_ceiling"] = 2
+    data["sources"]["partner-json"]["hourly_ceiling"] = 0  # an import's source: none
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    answers = [path.post(delivery("typeform", email=f"tf{n}@example.org")) for n in range(3)]
+    bodies = [json.loads(a["body"]) for a in answers]
+    assert [a["statusCode"] for a in answers] == [202] * 3
+    assert [b.get("held") for b in bodies] == [None, None, "source_hourly_ceiling"]
+    assert all(b["submission_id"] for b in bodies)
+    imports = [path.post(delivery("json", email=f"row{n}@example.org")) for n in range(8)]
+    assert [json.loads(a["body"]).get("held") for a in imports] == [None] * 8
+    assert path.stack.counts(path.stack.queue_url) == (10, 0)
+    assert path.stack.counts(path.stack.parked_queue_url) == (1, 0)
+
+
+def test_the_ceiling_counts_each_hour_apart_and_never_past_it(aws, monkeypatch):
+    from datetime import UTC, datetime
+
+    import boto3
+
+    from tests.integration.intake_worker.resources import create_submission_store
+
+    dynamodb = boto3.client("dynamodb")
+    create_submission_store(dynamodb, "ceiling-store")
+    store = DynamoSubmissionStore(dynamodb, "ceiling-store")
+    ten, eleven = datetime(2026, 12, 5, 10, 59, tzinfo=UTC), datetime(2026, 12, 5, 11, tzinfo=UTC)
+    assert [store.admit_to_hour("web", ten, 2) for _ in range(4)] == [True, True, False, False]
+    assert store.admit_to_hour("other", ten, 2)
+    assert store.admit_to_hour("web", eleven, 2)
+    item = dynamodb.get_item(
+        TableName="ceiling-store", Key={"id": {"S": "source-hour#web#2026-12-05T10"}}
+    )
+    assert item["Item"]["queued"] == {"N": "2"}  # the refused ones are not counted
+
+
+def test_one_signed_delivery_replayed_is_one_contact_and_one_lookup_and_create(
+    path, cliniko, monkeypatch
+):
+    """A leaked webhook URL and one captured delivery: the signature holds for each copy
+    (Typeform signs the body, with no time), so every copy is accepted and queued; each is the
+    same response token, so the worker answers every copy after the first from its
+    idempotency record, sending Cliniko nothing (within its day: after it, a lookup each)."""
+    monkeypatch.setenv("SOURCE_HOURLY_CEILING", "0")  # without it: every copy goes to the worker
+    replay = delivery("typeform", email="captured@example.org")
+    answers = [path.post(replay) for _ in range(40)]
+    assert {a["statusCode"] for a in answers} == {202}
+    assert len({json.loads(a["body"])["submission_id"] for a in answers}) == 40
+    cliniko.control.clear_requests()
+    assert path.work() == 40
+    assert path.stack.counts(path.stack.queue_url) == (0, 0)
+    assert [(r["method"], r["status"]) for r in cliniko.control.requests()] == [
+        ("GET", 200),
+        ("POST", 201),
+    ]
+    assert len(cliniko.control.contacts()) == 1
