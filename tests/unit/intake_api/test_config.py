@@ -300,6 +300,15 @@ def test_a_source_left_to_its_defaults():
     assert source.update_policy == "fill_blanks"
 
 
+def test_a_sources_hourly_ceiling_is_a_whole_number_not_below_zero(tmp_path):
+    assert form_sources_of(minimal()).sources["s"].hourly_ceiling is None  # the stack's
+    assert form_sources_of(minimal(hourly_ceiling=0)).sources["s"].hourly_ceiling == 0
+    (negative,) = problems_of(tmp_path, minimal(hourly_ceiling=-1))
+    assert negative.startswith("sources.s.hourly_ceiling: ")
+    (quoted,) = problems_of(tmp_path, minimal(hourly_ceiling="500"))
+    assert quoted.startswith("sources.s.hourly_ceiling: ")
+
+
 def test_a_file_without_sources_is_refused(tmp_path):
     problems = problems_of(tmp_path, {"sources": {}})
     assert problems == ["sources: Dictionary should have at least 1 item after validation, not 0"]
