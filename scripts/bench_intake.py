@@ -196,7 +196,7 @@ def run_child(kind: str, argument: str) -> dict[str, Any]:
 # --- the parent: servers, stack, workload, figures -------------------------------------------
 
 
-class _Env:
+class RealEnvironment:
     """The two monkeypatch methods the test helpers use, on the real environment."""
 
     def setenv(self, name: str, value: str) -> None:
@@ -275,7 +275,7 @@ def _bench(args: argparse.Namespace, control: Any, emulator: Any, key: str) -> i
 
     cliniko = SimpleNamespace(api_key=key, base_url_template=emulator.base_url_template)
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_intake_path(cliniko, _Env(), Path(tmp))
+        path = build_intake_path(cliniko, RealEnvironment(), Path(tmp))
         # One key per clinic, as deployed: each has its own 200-a-minute budget.
         secrets = boto3.client("secretsmanager")
         accounts = load_accounts(os.environ["CLINIKO_ACCOUNTS_FILE"])

@@ -252,16 +252,6 @@ def child_result(log: Path) -> dict[str, Any]:
 # --- the parent: servers, stack, deliveries, figures ------------------------------------------
 
 
-class _Env:
-    """The two monkeypatch methods the test helpers use, on the real environment."""
-
-    def setenv(self, name: str, value: str) -> None:
-        os.environ[name] = value
-
-    def delenv(self, name: str, raising: bool = True) -> None:
-        os.environ.pop(name, None)
-
-
 def deliveries(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The HTTP API events of the three scenarios, interleaved as they would arrive, and the
     mobile each person's last row gave (the CSV's second rows carry another)."""
@@ -368,6 +358,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, control: Any, emulator: Any, tmp: Path) -> dict[str, Any]:
     import boto3
+    from bench_intake import RealEnvironment
     from cliniko_automations.intake_api import handler as api_handler
 
     from tests.fixtures.apigw import LambdaContext
@@ -377,7 +368,9 @@ def _run(args: argparse.Namespace, control: Any, emulator: Any, tmp: Path) -> di
     key = "MS0xburstkey0000000000000000-au1"
     control.add_key(key)
     path = build_intake_path(
-        SimpleNamespace(api_key=key, base_url_template=emulator.base_url_template), _Env(), tmp
+        SimpleNamespace(api_key=key, base_url_template=emulator.base_url_template),
+        RealEnvironment(),
+        tmp,
     )
     stack = path.stack
     os.environ.update(scaled_environment(scale))
