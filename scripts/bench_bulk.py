@@ -241,12 +241,9 @@ class Dynalite:
             raise SystemExit(f"dynalite exited with {code}:\n{log}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        from local_run.system import stop_process
+
+        stop_process(self.process)
 
 
 def seed_ledger(dynamodb: Any, table: str, ids: list[str]) -> None:
