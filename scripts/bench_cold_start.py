@@ -682,17 +682,7 @@ def one_round(
     assert out["result"]["statusCode"] == 200, out["result"]
     results["ErasureApiFunction"] = out
 
-    scheduled = {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": defaults.ACCOUNT_ID,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "region": defaults.REGION,
-        "resources": [],
-        "detail": {},
-    }
+    scheduled = defaults.scheduled_event()
     results["ErasureOverdueFunction"] = run(
         measure, artifact, stack, "ErasureOverdueFunction", scheduled, references
     )

@@ -8,6 +8,8 @@ form-source file is the repository's own with the browser form pointed at the lo
 from __future__ import annotations
 
 import hashlib
+import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,22 @@ ACCOUNT_ID = "123456789012"  # moto's default account
 USER_AGENT = "Cliniko automations local run (local-run@example.com)"
 # The html source that the sample page posts to.
 HTML_SOURCE = "website-contact-html"
+
+
+def scheduled_event(rule: str | None = None) -> dict[str, Any]:
+    """The event a scheduled EventBridge rule named `rule` (None: unnamed) sends its target
+    now, in the local account and region."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{rule}"] if rule else [],
+        "detail": {},
+    }
 
 
 def secret_value(name: str) -> str:

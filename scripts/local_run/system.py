@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -417,21 +416,8 @@ class LocalSystem:
                 start_input = json.loads(schedule.input) if schedule.input else {}
                 return self.run_state_machine(schedule.function, start_input)
             if name in (schedule.function, schedule.name):
-                now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 rule = f"{defaults.STACK_NAME}-{schedule.function}{schedule.name}"
-                event = {
-                    "version": "0",
-                    "id": str(uuid.uuid4()),
-                    "detail-type": "Scheduled Event",
-                    "source": "aws.events",
-                    "account": defaults.ACCOUNT_ID,
-                    "time": now,
-                    "region": defaults.REGION,
-                    "resources": [
-                        f"arn:aws:events:{defaults.REGION}:{defaults.ACCOUNT_ID}:rule/{rule}"
-                    ],
-                    "detail": {},
-                }
+                event = defaults.scheduled_event(rule)
                 return self.functions[schedule.function].invoke(event)
         raise KeyError(name)
 

@@ -451,17 +451,7 @@ def test_every_handler_imports_and_runs_from_the_artifact(built, runtime_python,
     assert json.loads(answer["body"])["request_id"] == request_id
 
     # Overdue check (scheduled): nothing is overdue yet.
-    scheduled = {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": defaults.ACCOUNT_ID,
-        "time": "2026-11-23T00:00:00Z",
-        "region": "eu-west-1",
-        "resources": [],
-        "detail": {},
-    }
+    scheduled = defaults.scheduled_event()
     answer = invoke(runtime_python, artifact, stack, "ErasureOverdueFunction", scheduled)
     invoked.add("ErasureOverdueFunction")
     assert answer["overdue"] == 0
