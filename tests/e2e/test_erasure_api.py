@@ -15,12 +15,18 @@ import boto3
 import pytest
 from cliniko_automations.common.identity_claims import claim_key
 from cliniko_automations.erasure import api_handler
-from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
+from cliniko_automations.erasure.scrub import SCRUBBED_VALUES
 from cliniko_automations.intake_worker.store import DynamoClaims
 
 from tests.fixtures import apigw
 from tests.integration.erasure import stack
-from tests.integration.erasure.stack import PEPPER, PERSONAL, personal_values, whole_values_in
+from tests.integration.erasure.stack import (
+    PEPPER,
+    PERSONAL,
+    assert_scrubbed_and_archived,
+    personal_values,
+    whole_values_in,
+)
 
 erasure_stack = stack.erasure_stack  # the fixture
 
@@ -113,16 +119,6 @@ OUTCOME_KEYS = {
     "cliniko_requests",
     "receipt",
 }
-
-
-def assert_scrubbed_and_archived(erasure_stack, contact_id: str) -> None:
-    stored = erasure_stack.contact(contact_id)
-    assert stored["archived_at"]
-    assert stored["first_name"] == PLACEHOLDER_FIRST_NAME
-    for name in SCRUBBED_VALUES:
-        if name != "first_name":
-            assert stored.get(name) in ("", None, []), name
-    assert not stored.get("country")
 
 
 def test_erase_by_id(erasure_stack):

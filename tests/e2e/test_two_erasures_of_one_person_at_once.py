@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_erasure_api import EMAIL, assert_scrubbed_and_archived, erasure, post
+from tests.e2e.test_erasure_api import EMAIL, erasure, post
 from tests.fixtures.emulator import before_each_answer
 from tests.integration.erasure import stack
+from tests.integration.erasure.stack import assert_scrubbed_and_archived
 
 erasure_stack = stack.erasure_stack  # the fixture
 

@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 from cliniko_automations.erasure.audit import LINK_PREFIX
+from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME, SCRUBBED_VALUES
 
 from tests.integration.cleanup.tables import create_table
 from tests.integration.intake_worker.resources import create_submission_store
@@ -130,6 +131,18 @@ class ErasureStack:
             if str(stored["id"]) == contact_id:
                 return stored
         raise KeyError(contact_id)
+
+
+def assert_scrubbed_and_archived(erasure_stack: ErasureStack, contact_id: str) -> None:
+    """The contact is archived with every personal field blank (its first name the
+    placeholder Cliniko requires)."""
+    stored = erasure_stack.contact(contact_id)
+    assert stored["archived_at"]
+    assert stored["first_name"] == PLACEHOLDER_FIRST_NAME
+    for name in SCRUBBED_VALUES:
+        if name != "first_name":
+            assert stored.get(name) in ("", None, []), name
+    assert not stored.get("country")
 
 
 def make_audit_table(name: str) -> None:
