@@ -162,21 +162,11 @@ def run_process(
 
     logging.disable(logging.WARNING)
 
-    import boto3
     from cliniko_automations.cliniko import ClinikoClient, RetryPolicy, errors
     from cliniko_automations.cliniko.filters import StringFilter
-    from cliniko_automations.common.aws import FAIL_FAST
     from cliniko_automations.common.rate_limit_table import DynamoBudgetStore
 
-    dynamodb = boto3.client(
-        "dynamodb",
-        endpoint_url=moto,
-        region_name="eu-west-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",  # noqa: S106 - moto's fake credentials
-        config=FAIL_FAST,
-    )
-    inner = DynamoBudgetStore(dynamodb, TABLE)
+    inner = DynamoBudgetStore(moto_dynamodb(moto), TABLE)
     store = TimedStore(inner)
     client = ClinikoClient(
         key,
@@ -353,24 +343,27 @@ def run_case(
     }
 
 
+def moto_dynamodb(moto: str) -> Any:
+    """A DynamoDB client of the moto server at `moto`, failing fast as the functions' do."""
+    import boto3
+    from cliniko_automations.common.aws import FAIL_FAST
+
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=moto,
+        region_name="eu-west-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",  # noqa: S106 - moto's fake credentials
+        config=FAIL_FAST,
+    )
+
+
 def store_round_trip_ms(moto: str, calls: int = 200) -> dict[str, float]:
     """One process booking on an idle table: the milliseconds of one UpdateItem (moto)."""
-    import boto3
     from cliniko_automations.cliniko.shared_pacing import TAT, Booking
-    from cliniko_automations.common.aws import FAIL_FAST
     from cliniko_automations.common.rate_limit_table import DynamoBudgetStore
 
-    store = DynamoBudgetStore(
-        boto3.client(
-            "dynamodb",
-            endpoint_url=moto,
-            region_name="eu-west-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",  # noqa: S106 - moto's fake credentials
-            config=FAIL_FAST,
-        ),
-        TABLE,
-    )
+    store = DynamoBudgetStore(moto_dynamodb(moto), TABLE)
     timings = []
     for _ in range(calls):
         now = time.time()
@@ -447,7 +440,6 @@ def main() -> None:
 
     import logging
 
-    import boto3
     from cliniko_emulator import EmulatorControl, EmulatorServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto_server's access log
@@ -457,13 +449,7 @@ def main() -> None:
     moto_server.start()
     host, port = moto_server._server.server_address  # moto exposes no accessor
     moto = f"http://{host}:{port}"
-    boto3.client(
-        "dynamodb",
-        endpoint_url=moto,
-        region_name="eu-west-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",  # noqa: S106 - moto's fake credentials
-    ).create_table(
+    moto_dynamodb(moto).create_table(
         TableName=TABLE,
         AttributeDefinitions=[{"AttributeName": "key_id", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "key_id", "KeyType": "HASH"}],
