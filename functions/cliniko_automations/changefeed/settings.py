@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from cliniko_automations.cliniko.pacing import CLINIKO_REQUESTS_PER_MINUTE
 from cliniko_automations.common.cliniko_settings import ClinikoVariables
 from cliniko_automations.common.settings import EnvironmentSettings, SettingsError, bounded
 
@@ -29,7 +30,7 @@ class FeedSettings(EnvironmentSettings):
     backfill_from: dt.datetime | None = None
     # The feed's own share of the Cliniko user's 200 requests a minute: a cap for all the
     # feed's processes together on the shared budget (or this process's pace without it).
-    requests_per_minute: int = bounded(20, ge=1, le=200)
+    requests_per_minute: int = bounded(20, ge=1, le=CLINIKO_REQUESTS_PER_MINUTE)
     # How long a contact's last published state is kept (its field hashes, for naming
     # changed fields; and its updated_at, for dropping duplicates).
     state_days: int = bounded(400, ge=1, le=3650)

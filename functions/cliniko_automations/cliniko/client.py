@@ -48,7 +48,15 @@ from cliniko_automations.common.tls import tls_context
 from . import errors, rules
 from .config import basic_auth_header, check_user_agent, resolve_base_url, shard_for_key
 from .filters import DateTimeFilter, Filter
-from .pacing import SYSTEM_CLOCK, Budget, Clock, RateBudget, key_fingerprint, shared_budget
+from .pacing import (
+    CLINIKO_REQUESTS_PER_MINUTE,
+    SYSTEM_CLOCK,
+    Budget,
+    Clock,
+    RateBudget,
+    key_fingerprint,
+    shared_budget,
+)
 from .shared_pacing import (
     BudgetStore,
     CallerCap,
@@ -116,7 +124,7 @@ class ClinikoClient:
         user_agent: str,
         *,
         base_url: str | None = None,
-        requests_per_minute: int = 200,
+        requests_per_minute: int = CLINIKO_REQUESTS_PER_MINUTE,
         timeout: float = 10.0,
         retry_policy: RetryPolicy | None = None,
         clock: Clock | None = None,

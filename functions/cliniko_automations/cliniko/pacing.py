@@ -49,6 +49,8 @@ class SystemClock:
 
 SYSTEM_CLOCK = SystemClock()
 WINDOW_MARGIN = 1.0
+# Cliniko's limit: this many requests a minute per user, across every key of that user.
+CLINIKO_REQUESTS_PER_MINUTE = 200
 
 
 class Budget(Protocol):

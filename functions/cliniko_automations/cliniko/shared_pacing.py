@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from .pacing import SYSTEM_CLOCK, BudgetExhausted, Clock, RateBudget
+from .pacing import CLINIKO_REQUESTS_PER_MINUTE, SYSTEM_CLOCK, BudgetExhausted, Clock, RateBudget
 
 logger = logging.getLogger("cliniko_automations.cliniko")
 
@@ -98,7 +98,7 @@ class Priority(StrEnum):
 class SharingPolicy:
     """How a key's budget is shared. The defaults are Cliniko's window (200 per 60 s)."""
 
-    limit: int = 200
+    limit: int = CLINIKO_REQUESTS_PER_MINUTE
     period: float = 60.0
     # Requests of Cliniko's limit never booked: clock differences and network jitter.
     safety: int = 2

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from cliniko_automations import cliniko
-from cliniko_automations.cliniko.pacing import key_fingerprint
+from cliniko_automations.cliniko.pacing import CLINIKO_REQUESTS_PER_MINUTE, key_fingerprint
 from cliniko_automations.cliniko.shared_pacing import Priority, SharingPolicy
 from cliniko_automations.common import aws
 
@@ -53,7 +53,7 @@ def client_for_secret(
     *,
     secrets_prefix: str | None = None,
     priority: Priority | str = Priority.INTERACTIVE,
-    requests_per_minute: int = 200,
+    requests_per_minute: int = CLINIKO_REQUESTS_PER_MINUTE,
     caller: str | None = None,
     settings: ClinikoSettings | ClinikoVariables,
     time_left: TimeLeft | None = None,
