@@ -356,7 +356,7 @@ class ChangeFeed:
             result.complete, result.error = False, cliniko_errors.error_kind(error)
             if cliniko_errors.access_hint(error) is not None:
                 if self._key_replaced(account):
-                    result.error = "cliniko_key_rotated"
+                    result.error = cliniko_errors.KEY_ROTATED
                 else:
                     self._on_access_refused(account, error)
         except PublishFailed:

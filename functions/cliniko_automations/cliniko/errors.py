@@ -150,6 +150,11 @@ def access_hint(error: ClinikoError) -> str | None:
     return None
 
 
+# The kind of a refusal of a key its secret no longer holds (rotated within the secrets' cache,
+# common.cliniko_accounts.key_replaced): nothing to fix, sent again it uses the new key.
+KEY_ROTATED = "cliniko_key_rotated"
+
+
 def error_kind(error: ClinikoError) -> str:
     """What went wrong, safe to log and store: the class name (and for a 422 the field names)
     only, since Cliniko's messages may quote values."""

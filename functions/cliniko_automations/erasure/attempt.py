@@ -661,7 +661,7 @@ class Attempt:
         archived) needs no fixing: sent again, the request uses the new one."""
         hint = account_hint(account, error)
         if hint is not None and self.tools.accounts.key_replaced(account):
-            return "cliniko_key_rotated", None
+            return cliniko_errors.KEY_ROTATED, None
         if hint is not None:
             self.tools.accounts.key_refused(account, error)
         return cliniko_errors.error_kind(error), hint

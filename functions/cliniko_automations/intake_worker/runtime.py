@@ -162,7 +162,7 @@ def _runtime(settings: WorkerSettings) -> Runtime:
             ):
                 # The key was refused, but the secret holds another one now (rotated within
                 # the cache's five minutes, the old key archived): the next delivery uses it.
-                raise RetryLater("cliniko_key_rotated") from None
+                raise RetryLater(errors.KEY_ROTATED) from None
             raise
         if outcome["action"] == "parked":
             raise Parked(outcome)
