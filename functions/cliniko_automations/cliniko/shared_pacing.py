@@ -85,6 +85,9 @@ _ROUNDING = 1e-5  # seconds
 # it would keep every process of the key from Cliniko until real time caught up with it.
 STALE_AHEAD_SECONDS = 120.0
 _CAP_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# Why a process paces itself alone: its log line's and the ClinikoPacingFallback metric's reason
+# (template.yaml's alarms name it).
+FALLBACK_REASON = "rate_budget_store_unavailable"
 
 
 class Priority(StrEnum):
@@ -515,7 +518,7 @@ class SharedBudget:
             self.fallback_limit,
             self.policy.period,
             self.policy.store_retry_after,
-            extra={"reason": "rate_budget_store_unavailable", "key_id": self.budget_id},
+            extra={"reason": FALLBACK_REASON, "key_id": self.budget_id},
         )
         if self._on_fallback is not None:
             try:

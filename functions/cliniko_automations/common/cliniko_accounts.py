@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from cliniko_automations import cliniko
 from cliniko_automations.cliniko.pacing import CLINIKO_REQUESTS_PER_MINUTE, key_fingerprint
-from cliniko_automations.cliniko.shared_pacing import Priority, SharingPolicy
+from cliniko_automations.cliniko.shared_pacing import FALLBACK_REASON, Priority, SharingPolicy
 from cliniko_automations.common import aws
 
 from .accounts import load_accounts
@@ -165,4 +165,4 @@ def _store(table: str | None) -> DynamoBudgetStore | None:
 def _count_fallback(reason: str) -> None:
     """A metric for the alarm-worthy moment the shared budget could not be reached."""
     with single_metric(name="ClinikoPacingFallback", unit=MetricUnit.Count, value=1) as metric:
-        metric.add_dimension(name="reason", value="rate_budget_store_unavailable")
+        metric.add_dimension(name="reason", value=FALLBACK_REASON)
