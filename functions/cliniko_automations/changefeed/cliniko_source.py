@@ -8,7 +8,7 @@ from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
-from cliniko_automations.cliniko.client import PER_PAGE
+from cliniko_automations.cliniko.config import PER_PAGE
 from cliniko_automations.cliniko.errors import UnexpectedResponse
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter
 from cliniko_automations.cliniko.rules import country_code_for

@@ -33,10 +33,11 @@ from typing import Any, Literal, Protocol
 
 from cliniko_automations.cleanup.config import CleanupRule
 from cliniko_automations.cliniko import errors as cliniko_errors
+from cliniko_automations.cliniko.config import PER_PAGE
 from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter
 
 # Cliniko's largest page; also how many ledger ids go into one `id:=` filter.
-BATCH = 100
+BATCH = PER_PAGE
 # How many failed contact ids a rule's progress keeps (the count is always complete).
 LISTED_FAILURES = 100
 # The wait asked for after a refusal that names no reset time (5xx, no connection).

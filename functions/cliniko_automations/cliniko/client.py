@@ -46,7 +46,13 @@ from cliniko_automations.common.http_transport import Urllib3Transport
 from cliniko_automations.common.tls import tls_context
 
 from . import errors, rules
-from .config import basic_auth_header, check_user_agent, resolve_base_url, shard_for_key
+from .config import (
+    PER_PAGE,
+    basic_auth_header,
+    check_user_agent,
+    resolve_base_url,
+    shard_for_key,
+)
 from .filters import DateTimeFilter, Filter
 from .pacing import (
     CLINIKO_REQUESTS_PER_MINUTE,
@@ -69,7 +75,6 @@ from .transport import ClinikoTransport, RetryPolicy, TimeLeft, served_at
 
 logger = logging.getLogger("cliniko_automations.cliniko")
 
-PER_PAGE = 100  # Cliniko's maximum: 1,000 contacts cost 10 requests.
 CONNECT_TIMEOUT = 3.0
 _DIGITS = re.compile(r"[0-9]+")
 # int64's maximum: Cliniko's ids are 64-bit integers.

@@ -14,6 +14,7 @@ from .errors import ConfigurationError
 
 DEFAULT_BASE_URL = "https://api.{shard}.cliniko.com/v1"
 DEFAULT_SHARD = "au1"
+PER_PAGE = 100  # Cliniko's largest page: 1,000 contacts cost 10 requests.
 
 # New shards appear over time (au5, us1), so the suffix is checked by shape, not by a list.
 SHARD_PATTERN = re.compile(r"[a-z]{2}[0-9]{1,2}")
