@@ -8,14 +8,13 @@ form-source file is the repository's own with the browser form pointed at the lo
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from cliniko_automations.changefeed.changes import iso
+from cliniko_automations.common.timestamps import iso
 
 STACK_NAME = "cliniko-automations-local"
 REGION = "eu-west-1"
@@ -34,7 +33,7 @@ def scheduled_event(rule: str | None = None) -> dict[str, Any]:
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": ACCOUNT_ID,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "time": iso(datetime.now(UTC)),
         "region": REGION,
         "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{rule}"] if rule else [],
         "detail": {},

@@ -28,16 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cliniko_automations.cliniko.rules import WRITABLE_FIELD_NAMES
+from cliniko_automations.common.timestamps import iso
 from cliniko_automations.erasure.scrub import is_scrubbed
 
 # The fields whose changes are named: every field a client may write (the spec's
 # `ContactWrite`) and the archive. Derived ones (`country`, `type`) follow these.
 TRACKED_FIELDS = (*WRITABLE_FIELD_NAMES, "archived_at")
-
-
-def iso(moment: dt.datetime) -> str:
-    """Cliniko's shape, `2018-02-12T17:58:18Z` (whole seconds, UTC)."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Protocol
 
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.transport import BELIEVABLE_SKEW_SECONDS
+from cliniko_automations.common.timestamps import iso
 
 from .changes import (
     Change,
@@ -41,7 +42,6 @@ from .changes import (
     PublishedState,
     Unsent,
     classify,
-    iso,
     unsent_change,
 )
 from .events import MAX_CALL_BYTES, EventBuilder, OutgoingEvent

@@ -20,8 +20,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cliniko_automations.common.dynamodb_batches import get_items, write_items
+from cliniko_automations.common.timestamps import iso
 
-from .changes import PublishedState, Unsent, iso
+from .changes import PublishedState, Unsent
 from .core import CorruptState, SecondPosition
 from .subscribers import EVENT_TYPES
 

@@ -33,8 +33,8 @@ from cliniko_automations.common.person_keys import (
 )
 from cliniko_automations.common.plain_data import as_data, as_json
 from cliniko_automations.common.submission_store import PurgeCut
+from cliniko_automations.common.timestamps import iso
 from cliniko_automations.erasure.accounts import ErasureAccounts
-from cliniko_automations.erasure.deadlines import iso
 from cliniko_automations.erasure.errors import (
     AlreadyRecorded,
     OverHourlyLimit,

@@ -12,14 +12,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from cliniko_automations.common.timestamps import iso
 from cliniko_automations.erasure.trail import EXTENSION_SK, OUTCOME_SK, RECEIVED_SK
 
 DUE_MONTHS = 1
 EXTENSION_MONTHS = 2
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def utcnow() -> datetime:

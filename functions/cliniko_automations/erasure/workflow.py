@@ -23,6 +23,7 @@ from typing import Any
 
 from cliniko_automations.common.person_keys import email_hash
 from cliniko_automations.common.plain_data import from_data
+from cliniko_automations.common.timestamps import iso
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.attempt import (
     OVER_HOURLY_LIMIT,
@@ -37,7 +38,6 @@ from cliniko_automations.erasure.deadlines import (
     add_months,
     due_date,
     end_of_day,
-    iso,
     utcnow,
 )
 from cliniko_automations.erasure.errors import (

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ReadTimeoutError
+from cliniko_automations.common.timestamps import iso
 from cliniko_automations.erasure import overdue_handler
 from cliniko_automations.erasure.audit import DynamoAuditLog
-from cliniko_automations.erasure.deadlines import due_date, end_of_day, iso
+from cliniko_automations.erasure.deadlines import due_date, end_of_day
 from local_run.template import SamApp
 
 from tests.fixtures.apigw import LambdaContext
