@@ -215,6 +215,14 @@ def _loose_country_codes() -> dict[str, str]:
     return codes
 
 
+def contact_fields(contact: Any) -> dict[str, Any]:
+    """A contact as a JSON-shaped dict (the generated model's to_dict, or a plain mapping)."""
+    if isinstance(contact, Mapping):
+        return dict(contact)
+    fields: dict[str, Any] = contact.to_dict()
+    return fields
+
+
 def is_archived(contact: Mapping[str, Any]) -> bool:
     """Whether a contact (its fields as Cliniko sent them) is archived: `archived_at` set, or
     `deleted_at`, the only mark the contacts page of Cliniko's docs shows (its legacy DELETE

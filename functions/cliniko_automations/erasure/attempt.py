@@ -21,7 +21,7 @@ from typing import Any
 
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
-from cliniko_automations.cliniko.rules import is_archived
+from cliniko_automations.cliniko.rules import contact_fields, is_archived
 from cliniko_automations.common.identity_claims import contact_claims, email_claim
 from cliniko_automations.common.person_keys import (
     PersonKeys,
@@ -54,7 +54,6 @@ from cliniko_automations.erasure.scrub import (
     HONEST_NOTE,
     PLACEHOLDER_EMAIL,
     SCRUBBED_VALUES,
-    contact_fields,
     fields_to_scrub,
     is_erased,
     placeholder,

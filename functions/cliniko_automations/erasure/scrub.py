@@ -74,14 +74,6 @@ HONEST_NOTE = (
 )
 
 
-def contact_fields(contact: Any) -> dict[str, Any]:
-    """A contact as a JSON-shaped dict (the generated model's to_dict, or a plain mapping)."""
-    if isinstance(contact, Mapping):
-        return dict(contact)
-    fields: dict[str, Any] = contact.to_dict()
-    return fields
-
-
 def _is_blank(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == ()
 

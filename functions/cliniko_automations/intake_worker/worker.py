@@ -43,7 +43,7 @@ import httpx
 
 from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, StringFilter
-from cliniko_automations.cliniko.rules import is_archived
+from cliniko_automations.cliniko.rules import contact_fields, is_archived
 from cliniko_automations.common.identity_claims import (
     CREATED_SEARCH_SETTLES_SECONDS,
     LOST_CREATE_SETTLES_SECONDS,
@@ -215,13 +215,6 @@ class Outcome:
         data = asdict(self)
         data["fields"] = list(self.fields)
         return data
-
-
-def _contact_dict(contact: Any) -> dict[str, Any]:
-    if isinstance(contact, Mapping):
-        return dict(contact)
-    fields: dict[str, Any] = contact.to_dict()
-    return fields
 
 
 def _refused(error: Exception) -> bool:
@@ -401,7 +394,7 @@ class IntakeWorker:
                 # retries would only meet the same 404 until the dead-letter queue.
                 self._parking.park(submission, "match_not_found", (decision.contact_id,))
                 return Outcome("parked", sid, reason="match_not_found")
-            if is_archived(_contact_dict(updated)):
+            if is_archived(contact_fields(updated)):
                 # Archived between the lookup and the update (the cleanup's rule, staff), by a
                 # Cliniko that updates an archived contact: the details went into a record staff
                 # no longer see. Reported `updated`, nobody would learn the person is back.
@@ -457,7 +450,7 @@ class IntakeWorker:
                         held.keep_for(0)  # saved, and found: nothing left to settle
                 return self._created(submission, again.contact_id, recovered=True)
             raise RetryLater("create_outcome_unknown") from None
-        contact_id = str(_contact_dict(contact)["id"])
+        contact_id = str(contact_fields(contact)["id"])
         if claim is not None:
             # Cliniko's docs do not promise that its lists show the contact at once: let go
             # now, and the person's next submission could look them up, find nobody and make
@@ -513,7 +506,7 @@ class IntakeWorker:
             assert lookup.email is not None
             filters = [StringFilter("email").eq(lookup.email), include_archived]
             listed, offset = cliniko.list_contacts_and_clock(filters)
-            return [_contact_dict(c) for c in listed], _offset(offset)
+            return [contact_fields(c) for c in listed], _offset(offset)
         assert lookup.first_name is not None and lookup.last_name is not None
         # `~~` without a `%` is the whole name (`=` minds case, and "ana lima" is the contact
         # "Ana Lima"); a `%` in a name only widens the list, and foc.matches decides. Whether
@@ -529,7 +522,7 @@ class IntakeWorker:
             ]
             answered, offset = cliniko.list_contacts_and_clock(filters)
             clock_offset = offset if clock_offset is None else clock_offset
-            listed = [_contact_dict(c) for c in answered]
+            listed = [contact_fields(c) for c in answered]
             found.update((str(c["id"]), c) for c in listed)
             if any(foc.matches(lookup, c) for c in listed):
                 break
@@ -557,7 +550,7 @@ class IntakeWorker:
             if value:
                 filters.append(StringFilter(name).eq(value))
         listed, offset = cliniko.list_contacts_and_clock(filters)
-        return [_contact_dict(c) for c in listed], _offset(offset)
+        return [contact_fields(c) for c in listed], _offset(offset)
 
 
 def _offset(seconds: float | None) -> timedelta | None:
