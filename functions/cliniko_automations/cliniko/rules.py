@@ -223,6 +223,11 @@ def contact_fields(contact: Any) -> dict[str, Any]:
     return fields
 
 
+def is_blank(value: Any) -> bool:
+    """Whether a field's value is blank as Cliniko gives it: null, an empty string or list."""
+    return value is None or value == "" or value == [] or value == ()
+
+
 def is_archived(contact: Mapping[str, Any]) -> bool:
     """Whether a contact (its fields as Cliniko sent them) is archived: `archived_at` set, or
     `deleted_at`, the only mark the contacts page of Cliniko's docs shows (its legacy DELETE

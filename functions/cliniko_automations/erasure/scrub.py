@@ -13,7 +13,7 @@ from typing import Any
 
 from cliniko_client.models.contact_write import ContactWrite
 
-from cliniko_automations.cliniko.rules import is_archived
+from cliniko_automations.cliniko.rules import is_archived, is_blank
 
 # Cliniko insists on a first name (a contact without one fails validation), so the scrubbed
 # contact keeps this neutral placeholder: it says what happened and identifies nobody.
@@ -74,10 +74,6 @@ HONEST_NOTE = (
 )
 
 
-def _is_blank(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == ()
-
-
 def fields_to_scrub(fields: Mapping[str, Any], *, absent_is_blank: bool = True) -> list[str]:
     """Names of the personal fields that still hold something other than the erased value.
 
@@ -98,10 +94,10 @@ def fields_to_scrub(fields: Mapping[str, Any], *, absent_is_blank: bool = True) 
         if name == "first_name":
             if value not in (PLACEHOLDER_FIRST_NAME, "", None):
                 names.append(name)
-        elif not _is_blank(value) and value not in (target, placeholder(name)):
+        elif not is_blank(value) and value not in (target, placeholder(name)):
             names.append(name)
     # `country` is read-only and follows country_code; report it with its source field.
-    if not _is_blank(fields.get("country")) and "country_code" not in names:
+    if not is_blank(fields.get("country")) and "country_code" not in names:
         names.append("country_code")
     return names
 

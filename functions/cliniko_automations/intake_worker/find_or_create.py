@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from cliniko_automations.cliniko.rules import PHONE_TYPES, country_code_for, is_archived
+from cliniko_automations.cliniko.rules import PHONE_TYPES, country_code_for, is_archived, is_blank
 from cliniko_automations.cliniko.transport import BELIEVABLE_SKEW_SECONDS
 from cliniko_automations.common.identity_claims import email_claim, name_claim
 from cliniko_automations.common.person_keys import (
@@ -408,15 +408,11 @@ def stored_value(contact: Contact, name: str) -> tuple[bool, Any]:
         return True, contact[name]
     if name == "country_code" and "country" in contact:
         country = contact["country"]
-        if _blank(country) or not isinstance(country, str):
+        if is_blank(country) or not isinstance(country, str):
             return True, None
         # A name no code is known for stays as it is: not blank, and never equal to a code.
         return True, country_code_for(country) or country
     return False, None
-
-
-def _blank(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == ()
 
 
 def _same_phones(ours: Sequence[Mapping[str, Any]], theirs: Any) -> bool:
@@ -487,7 +483,7 @@ def plan_update(
     for name, value in ours.items():
         known, theirs = stored_value(contact, name)
         if policy == "fill_blanks" or name in unanswered:
-            if known and _blank(theirs):
+            if known and is_blank(theirs):
                 changes[name] = value
             continue
         if name == "phone_numbers" and known:
