@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from cliniko_automations.changefeed import handler
 from cliniko_automations.changefeed.events import CONTACTS_SOURCE, WEBHOOKS_SOURCE
 from cliniko_automations.common import aws
 
@@ -59,6 +60,11 @@ SCHEDULED_EVENT = {
 
 def context(timeout_ms: int = TIMEOUT_MS) -> LambdaContext:
     return LambdaContext(function_name="ChangeFeedFunction", timeout_ms=timeout_ms)
+
+
+def run_feed() -> dict[str, Any]:
+    """One scheduled invocation of the change feed: its (first) account's result."""
+    return handler.lambda_handler(SCHEDULED_EVENT, context())["accounts"][0]
 
 
 def new_webhook_secret() -> str:

@@ -4,13 +4,11 @@ an account's feed for good."""
 from __future__ import annotations
 
 import pytest
-from cliniko_automations.changefeed import handler
 
 from tests.integration.changefeed.stack import (
-    SCHEDULED_EVENT,
-    context,
     create_feed_stack,
     feed_environment,
+    run_feed,
 )
 
 PAST = "2026-01-05T09:00:00Z"
@@ -22,10 +20,6 @@ def stack(aws, cliniko, tmp_path, monkeypatch):
     created = create_feed_stack()
     feed_environment(monkeypatch, created, cliniko, tmp_path, BACKFILL_FROM="2026-01-05T08:59:00Z")
     return created
-
-
-def run():
-    return handler.lambda_handler(SCHEDULED_EVENT, context())["accounts"][0]
 
 
 def test_a_page_of_contacts_with_long_notes_does_not_stop_the_feed(stack, cliniko):
@@ -45,7 +39,7 @@ def test_a_page_of_contacts_with_long_notes_does_not_stop_the_feed(stack, clinik
     (later,) = cliniko.control.seed(
         contacts=[{"first_name": "Later", "created_at": LATER, "updated_at": LATER}]
     )
-    result = run()
+    result = run_feed()
     assert result["complete"] and result["error"] is None, result
     published = {e["detail"]["contact_id"] for e in stack.drain()}
     assert str(later) in published, "the later change is never published"
@@ -64,6 +58,6 @@ def test_one_contact_too_long_to_hold_stops_its_account_s_feed_and_says_why(stac
             }
         ]
     )
-    results = [run() for _ in range(2)]
+    results = [run_feed() for _ in range(2)]
     assert [r["error"] for r in results] == ["cliniko_AnswerTooLong"] * 2
     assert results[-1]["cursor"] == "2026-01-05T08:59:00Z"

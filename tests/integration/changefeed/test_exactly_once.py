@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
-from cliniko_automations.changefeed import cliniko_source, handler
+from cliniko_automations.changefeed import cliniko_source
 from cliniko_automations.changefeed.bus import EventBridgeSink
 from cliniko_automations.changefeed.changes import FieldHasher, PublishedState
 from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
@@ -26,11 +26,10 @@ from cliniko_automations.changefeed.store import DynamoFeedStore
 from cliniko_automations.common import aws
 
 from tests.integration.changefeed.stack import (
-    SCHEDULED_EVENT,
-    context,
     create_feed_stack,
     eventbridge_refusing,
     feed_environment,
+    run_feed,
 )
 
 KIND_TO_TYPE = {
@@ -66,16 +65,12 @@ def iso(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run():
-    return handler.lambda_handler(SCHEDULED_EVENT, context())["accounts"][0]
-
-
 def catch_up() -> dict:
     """Runs until one reaches the end, as the schedule would (a slow machine may stop a run
     at its time limit: the next continues from its cursor). The runs' counts, summed."""
     total = {"changes": 0, "duplicates": 0, "runs": 0}
     for _ in range(10):
-        result = run()
+        result = run_feed()
         assert result["error"] is None, result
         total["changes"] += result["changes"]
         total["duplicates"] += result["duplicates"]
@@ -176,7 +171,7 @@ def test_a_run_killed_mid_page_and_rerun_still_publishes_each_change_once(stack,
     undo = kill_at_put_events(13)  # inside the second page of 100
     try:
         with pytest.raises(Killed):
-            run()
+            run_feed()
     finally:
         undo()
     first_part = stack.drain()
@@ -197,7 +192,7 @@ def test_a_kill_between_a_publish_and_its_record_repeats_only_that_batch_same_id
     undo = kill_at_put_events(4, after=True)
     try:
         with pytest.raises(Killed):
-            run()
+            run_feed()
     finally:
         undo()
     events = stack.drain()
@@ -235,7 +230,7 @@ def test_a_second_holding_more_than_a_page_loses_no_contact_changed_while_read(
         return read_by_id(self, second, after_id)
 
     monkeypatch.setattr(cliniko_source.ClinikoContactsSource, "changed_in_second", edit_then_read)
-    run()
+    run_feed()
     details = [e["detail"] for e in stack.drain()]
     assert edited == [ids[0]]
     assert {d["contact_id"] for d in details} == set(ids)
@@ -261,7 +256,7 @@ def test_a_crowded_second_is_read_whole_when_cliniko_keeps_fractions_of_seconds(
     listed = cliniko.client().contacts_page(sort="updated_at,id").contacts
     assert [c.id for c in listed[:2]] == ids[:-3:-1]  # shown in one second, latest id first
 
-    run()
+    run_feed()
     published = {e["detail"]["contact_id"] for e in stack.drain()}
     assert published == set(ids)
     assert catch_up()["changes"] == 0 and stack.drain() == []
@@ -277,9 +272,9 @@ def test_a_put_events_call_failing_in_part_records_the_changes_it_did_publish(st
     refused = ids[6]
     # EventBridge accepting all but one entry of the call.
     with eventbridge_refusing(lambda entry: f'"contact_id":"{refused}"' in entry["Detail"]):
-        first = run()
+        first = run_feed()
     assert (first["complete"], first["error"]) == (False, "publish_failed")
-    second = run()
+    second = run_feed()
     assert second["complete"] and second["changes"] == 1
     counts = Counter(e["detail"]["contact_id"] for e in stack.drain())
     # Each change the first run got onto the bus is there once: none sent again.

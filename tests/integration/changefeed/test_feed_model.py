@@ -59,10 +59,9 @@ from tests.fixtures.state_machines import (
 from tests.integration.changefeed.stack import (
     ACCOUNT,
     EVENT_DETAIL_KEYS,
-    SCHEDULED_EVENT,
-    context,
     create_feed_stack,
     feed_environment,
+    run_feed,
     subscribed,
 )
 
@@ -270,9 +269,6 @@ class FeedModel(RuleBasedStateMachine):
 
     # -- the feed's side ---------------------------------------------------------------------
 
-    def _run(self) -> dict[str, Any]:
-        return handler.lambda_handler(SCHEDULED_EVENT, context())["accounts"][0]
-
     def _states(self) -> dict[str, tuple]:
         return {cid: self._state(self._record(cid)) for cid in self.ids}
 
@@ -299,7 +295,7 @@ class FeedModel(RuleBasedStateMachine):
             if started:
                 went_on.set()
             elif self.polls_run % 3 == 0:
-                thread = threading.Thread(target=lambda: (other.append(self._run()), went_on.set()))
+                thread = threading.Thread(target=lambda: (other.append(run_feed()), went_on.set()))
                 started.append(thread)
                 thread.start()
                 went_on.wait(5)
@@ -307,7 +303,7 @@ class FeedModel(RuleBasedStateMachine):
         with pytest.MonkeyPatch.context() as scoped:
             before_each_answer(self.emulator, scoped, second_run)
             try:
-                result = self._run()
+                result = run_feed()
             finally:
                 for thread in started:
                     thread.join(60)

@@ -6,14 +6,12 @@ state that change reached."""
 from __future__ import annotations
 
 import pytest
-from cliniko_automations.changefeed import handler
 
 from tests.integration.changefeed.stack import (
-    SCHEDULED_EVENT,
-    context,
     create_feed_stack,
     eventbridge_refusing,
     feed_environment,
+    run_feed,
     subscribed,
 )
 
@@ -37,16 +35,12 @@ def stack(aws, cliniko, tmp_path, monkeypatch):
     return created
 
 
-def run():
-    return handler.lambda_handler(SCHEDULED_EVENT, context())["accounts"][0]
-
-
 def run_refusing(stack, source: str):
     """A run in which EventBridge refuses every entry from `source` and takes the others (the
     refused ones, which moto routed all the same, are taken off their queue)."""
     try:
         with eventbridge_refusing(lambda entry: entry["Source"] == source):
-            return run()
+            return run_feed()
     finally:
         stack.drain(stack.webhook_queue_url if source == WEBHOOKS_SOURCE else None)
 
@@ -66,9 +60,9 @@ def state_item(stack, contact_id):
 @pytest.fixture
 def contact(stack, cliniko):
     """A contact whose creation every subscriber has had."""
-    run()
+    run_feed()
     made = cliniko.client().create_contact({"first_name": "Ada", "last_name": "Lovelace"})
-    run()
+    run_feed()
     assert [kind for kind, _ in bus(stack)] == ["contact.created"]
     assert len(deliveries(stack)) == 1
     return made
@@ -83,7 +77,7 @@ def test_an_archive_taken_by_the_bus_alone_then_undone_reaches_everyone_in_order
     assert deliveries(stack) == []
     cliniko.control.unarchive(contact.id)  # staff restore it before the next run
 
-    assert run()["error"] is None
+    assert run_feed()["error"] is None
     # The bus is told it is back, measured from the archive it was told of.
     assert bus(stack) == [("contact.unarchived", ["archived_at"])]
     late, unarchived = deliveries(stack)
@@ -97,7 +91,7 @@ def test_an_archive_taken_by_the_bus_alone_then_undone_reaches_everyone_in_order
     assert "contact" not in late["body"]["data"]
     assert unarchived["body"]["data"]["contact"]["first_name"] == "Ada"
     assert "unsent" not in state_item(stack, contact.id)
-    assert run()["changes"] == 0 and bus(stack) == [] and deliveries(stack) == []
+    assert run_feed()["changes"] == 0 and bus(stack) == [] and deliveries(stack) == []
 
 
 def test_a_field_changed_and_changed_back_is_named_both_times(stack, cliniko, contact):
@@ -107,7 +101,7 @@ def test_a_field_changed_and_changed_back_is_named_both_times(stack, cliniko, co
     assert bus(stack) == [("contact.updated", ["first_name"])]
     client.update_contact(contact.id, {"first_name": "Ada"})
 
-    assert run()["error"] is None
+    assert run_feed()["error"] is None
     assert bus(stack) == [("contact.updated", ["first_name"])]
     assert [d["body"]["data"]["changed_fields"] for d in deliveries(stack)] == [
         ["first_name"],
@@ -132,7 +126,7 @@ def test_deliveries_refused_run_after_run_wait_in_order_for_one_that_takes_them(
     (unsent,) = state_item(stack, contact.id)["unsent"]["L"]
     assert unsent["M"]["event_id"]["S"] == told["detail"]["event_id"]
 
-    assert run()["events"] == 3
+    assert run_feed()["events"] == 3
     (porto_event,) = stack.drain()
     lisbon, porto = deliveries(stack)
     assert [lisbon["webhook"]["id"], porto["webhook"]["id"]] == [
@@ -152,10 +146,10 @@ def test_an_owed_archive_refused_again_is_not_overtaken_by_the_unarchive(stack, 
     cliniko.control.unarchive(contact.id)  # staff restore it before the next run
 
     with eventbridge_refusing(lambda entry: f'"event_id":"{refused}"' in entry["Detail"]):
-        assert run()["error"] == "publish_failed"
+        assert run_feed()["error"] == "publish_failed"
     # (Moto routed the refused entry all the same.) The unarchive did not go ahead of it.
     assert [e for e in stack.drain() if e["detail"]["event_id"] != refused] == []
-    assert run()["error"] is None
+    assert run_feed()["error"] is None
     assert bus(stack) == [
         ("contact.archived", ["archived_at"]),
         ("contact.unarchived", ["archived_at"]),
@@ -173,7 +167,7 @@ def test_only_what_was_refused_is_sent_again_with_its_values_while_they_hold(
     assert unsent["M"]["bus"] == {"BOOL": False}
     assert "London" not in str(state_item(stack, contact.id))  # names, never values
 
-    second = run()
+    second = run_feed()
     assert (second["error"], second["changes"], second["events"]) == (None, 0, 1)
     assert stack.drain() == []  # the bus event is not sent twice
     (delivery,) = deliveries(stack)
@@ -188,7 +182,7 @@ def test_a_bus_event_refused_while_the_delivery_went_is_sent_alone(stack, clinik
     (delivered,) = deliveries(stack)
     assert stack.drain() == []
 
-    assert run()["events"] == 1
+    assert run_feed()["events"] == 1
     (event,) = stack.drain()
     assert (event["detail"]["type"], event["detail"]["changed_fields"]) == (
         "contact.updated",
@@ -206,7 +200,7 @@ def test_a_delivery_owed_to_a_subscriber_since_removed_is_dropped(
     stack.drain()
     (tmp_path / "webhooks.yaml").write_text("subscribers: []\n", encoding="utf-8")
 
-    assert run()["events"] == 0
+    assert run_feed()["events"] == 0
     assert stack.drain() == [] and deliveries(stack) == []
     assert "unsent" not in state_item(stack, contact.id)
 
@@ -217,4 +211,4 @@ def test_an_unreadable_unsent_entry_fails_the_account_by_name(stack, cliniko, co
     item = state_item(stack, contact.id)
     del item["unsent"]["L"][0]["M"]["subscribers"]
     stack.dynamodb.put_item(TableName=stack.table, Item=item)
-    assert (run()["error"]) == "corrupt_state"
+    assert (run_feed()["error"]) == "corrupt_state"

@@ -10,14 +10,12 @@ import uuid
 
 import boto3
 import pytest
-from cliniko_automations.changefeed import handler
 from cliniko_automations.common import aws as aws_clients
 
 from tests.integration.changefeed.stack import (
-    SCHEDULED_EVENT,
-    context,
     create_feed_stack,
     feed_environment,
+    run_feed,
     subscribed,
 )
 from tests.integration.changefeed.test_partly_published import SUBSCRIBERS
@@ -99,12 +97,8 @@ def bridge(aws, cliniko, tmp_path, monkeypatch):
     strict.server.stop()
 
 
-def run():
-    return handler.lambda_handler(SCHEDULED_EVENT, context())["accounts"][0]
-
-
 def test_a_contact_whose_fields_pass_256_kb_is_published_without_them(bridge, cliniko):
-    run()
+    run_feed()
     client = cliniko.client()
     huge = client.create_contact(
         {
@@ -115,7 +109,7 @@ def test_a_contact_whose_fields_pass_256_kb_is_published_without_them(bridge, cl
         }
     )
     later = client.create_contact({"first_name": "Later"})
-    result = run()
+    result = run_feed()
     assert result["complete"], result
     assert not bridge.refusals
     bodies = {
@@ -127,18 +121,18 @@ def test_a_contact_whose_fields_pass_256_kb_is_published_without_them(bridge, cl
     assert bodies[later.id]["body"]["data"]["contact"]["first_name"] == "Later"
     # Just under: a contact whose delivery is some 240 kB (non-ASCII, escaped as \\uXXXX).
     client.create_contact({"first_name": "Near", "notes": "é" * 40_000})
-    result = run()
+    result = run_feed()
     assert result["complete"] and not bridge.refusals, (result, bridge.refusals)
     assert max(bridge.calls) <= LIMIT
 
 
 def test_ten_changes_together_over_256_kb_go_in_several_calls(bridge, cliniko):
-    run()
+    run_feed()
     client = cliniko.client()
     made = [
         client.create_contact({"first_name": f"C{n}", "notes": "n" * 60_000}) for n in range(10)
     ]
-    result = run()
+    result = run_feed()
     assert result["complete"] and result["changes"] == 10, result
     assert not bridge.refusals and len(bridge.calls) >= 3
     assert {d["body"]["data"]["contact_id"] for d in bridge.published() if "body" in d} == {
@@ -147,14 +141,14 @@ def test_ten_changes_together_over_256_kb_go_in_several_calls(bridge, cliniko):
 
 
 def test_entries_refused_are_retried_and_the_cursor_waits_for_them(bridge, cliniko):
-    run()
+    run_feed()
     client = cliniko.client()
     made = [client.create_contact({"first_name": f"C{n}"}) for n in range(6)]
     refused_id = made[3].id
 
     # Two attempts throttled, then taken: inside the same run.
     bridge.refuse = lambda e, attempt: "ThrottlingException" if attempt <= 2 else None
-    result = run()
+    result = run_feed()
     assert result["complete"] and result["changes"] == 6, result
     ids = [(e["Source"], e["Detail"]) for e in bridge.accepted]
     assert len(ids) == len(set(ids)) == 12
@@ -171,21 +165,21 @@ def test_entries_refused_are_retried_and_the_cursor_waits_for_them(bridge, clini
         return None
 
     bridge.refuse = refuse
-    first = run()
+    first = run_feed()
     assert not first["complete"] and first["error"] == "publish_failed", first
     bridge.refuse = lambda e, attempt: None
-    second = run()
+    second = run_feed()
     assert second["complete"], second
     deliveries = [d["body"]["data"]["contact_id"] for d in bridge.published() if "body" in d]
     assert sorted(deliveries) == sorted(c.id for c in made), deliveries
     assert len([d for d in bridge.published() if "body" not in d]) == 6
     later = client.create_contact({"first_name": "Later"})
-    assert run()["complete"]
+    assert run_feed()["complete"]
     assert later.id in [d["body"]["data"]["contact_id"] for d in bridge.published() if "body" in d]
 
 
 def test_state_items_stay_small_for_huge_contacts(bridge, cliniko):
-    run()
+    run_feed()
     client = cliniko.client()
     client.create_contact(
         {
@@ -196,6 +190,6 @@ def test_state_items_stay_small_for_huge_contacts(bridge, cliniko):
             ],
         }
     )
-    assert run()["complete"]
+    assert run_feed()["complete"]
     items = boto3.client("dynamodb").scan(TableName="changefeed-test")["Items"]
     assert max(len(json.dumps(i)) for i in items) < 10_000

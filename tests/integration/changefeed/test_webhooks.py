@@ -5,17 +5,15 @@ the Standard Webhooks reference library verifies it."""
 from __future__ import annotations
 
 import pytest
-from cliniko_automations.changefeed import handler
 from cliniko_automations.common import aws
 from local_run.webhooks import SignedWebhookReceiver
 
 from tests.integration.changefeed.stack import (
-    SCHEDULED_EVENT,
-    context,
     create_feed_stack,
     delivering,
     feed_environment,
     new_webhook_secret,
+    run_feed,
     subscribed,
 )
 
@@ -42,16 +40,12 @@ def world(aws, cliniko, tmp_path, monkeypatch):
         yield stack, receivers, stand_in
 
 
-def run():
-    return handler.lambda_handler(SCHEDULED_EVENT, context())["accounts"][0]
-
-
 def test_a_signed_webhook_is_received_and_verified(world, cliniko):
     _, receivers, stand_in = world
-    run()
+    run_feed()
     client = cliniko.client()
     created = client.create_contact({"first_name": "Zoë", "last_name": "Ångström"})
-    assert run()["events"] == 3  # the bus event, and one delivery per subscriber
+    assert run_feed()["events"] == 3  # the bus event, and one delivery per subscriber
     assert stand_in.deliver_pending() == 2
 
     (crm,) = receivers["crm-sync"].received
@@ -66,7 +60,7 @@ def test_a_signed_webhook_is_received_and_verified(world, cliniko):
 
     client.update_contact(created.id, {"city": "Uppsala"})  # neither subscriber wants updates
     client.archive_contact(created.id)
-    run()
+    run_feed()
     stand_in.deliver_pending()
     assert [r.payload["type"] for r in receivers["crm-sync"].received] == [
         "contact.created",
@@ -80,9 +74,9 @@ def test_a_receiver_with_another_secret_refuses_the_delivery(world, cliniko):
     impostor = SignedWebhookReceiver(new_webhook_secret()).start()
     try:
         stand_in.routes[0].url = impostor.url
-        run()
+        run_feed()
         cliniko.client().create_contact({"first_name": "Alan", "last_name": "Turing"})
-        run()
+        run_feed()
         stand_in.deliver_pending()
         (refused,) = impostor.received
         assert not refused.verified and refused.problem == "No matching signature found"
@@ -92,7 +86,7 @@ def test_a_receiver_with_another_secret_refuses_the_delivery(world, cliniko):
 
 
 def test_put_events_calls_stay_within_eventbridge_s_256_kb(world, cliniko):
-    run()
+    run_feed()
     client = cliniko.client()
     for n in range(3):  # about 100 KB of fields each, for the subscriber that takes them
         client.create_contact({"first_name": f"Long{n}", "notes": "n" * 100_000})
@@ -110,7 +104,7 @@ def test_put_events_calls_stay_within_eventbridge_s_256_kb(world, cliniko):
     emitter = aws.client("events", config=aws.FAIL_FAST).meta.events
     emitter.register("provide-client-params.events.PutEvents", measure, unique_id="measure")
     try:
-        result = run()
+        result = run_feed()
     finally:
         emitter.unregister("provide-client-params.events.PutEvents", unique_id="measure")
     assert result["complete"] and result["changes"] == 3
