@@ -25,7 +25,7 @@ from cliniko_automations.cliniko.shared_pacing import (
 from cliniko_automations.common.rate_limit_table import DynamoBudgetStore
 
 from tests.unit.cliniko.fake_clock import FakeClock
-from tests.unit.cliniko.virtual_time import VirtualClock, run_threads
+from tests.unit.cliniko.virtual_time import VirtualClock, most_in_any_window, run_threads
 
 TABLE = "rate-limit"
 KEY_ID = "0123456789abcdef"
@@ -62,11 +62,6 @@ def _process(store, clock, *, priority=Priority.INTERACTIVE, policy=POLICY, seed
 def _item(store) -> dict:
     item = store._client.get_item(TableName=TABLE, Key={"key_id": {"S": KEY_ID}}).get("Item", {})
     return {name: value.get("N", value.get("S")) for name, value in item.items()}
-
-
-def _most_in_any_window(sends: list[float], period: float) -> int:
-    sends = sorted(sends)
-    return max(sum(1 for t in sends[i:] if t < start + period) for i, start in enumerate(sends))
 
 
 def test_policy_books_under_the_limit_with_room_for_its_burst_and_jitter() -> None:
@@ -142,7 +137,7 @@ def test_processes_sharing_a_key_never_pass_the_limit_in_any_window(store) -> No
         sends.append(clock.time())
         clock.advance(0.05)  # the request itself
 
-    assert _most_in_any_window(sends, POLICY.period) <= POLICY.limit - POLICY.safety
+    assert most_in_any_window(sends, POLICY.period) <= POLICY.limit - POLICY.safety
     # ...and the budget is used: 120 requests take about 120 / rate periods, not more.
     assert sends[-1] - sends[0] < (120 / POLICY.rate + 0.5) * POLICY.period
 
@@ -334,7 +329,7 @@ def test_a_capped_caller_stays_under_its_cap_across_processes(store) -> None:
             intake_waits += [intake.acquire(), intake.acquire()]
         clock.advance(2.0)
 
-    assert _most_in_any_window(sends, POLICY.period) <= cap.rate + 2
+    assert most_in_any_window(sends, POLICY.period) <= cap.rate + 2
     assert len(sends) >= 3 * cap.rate - 2  # the feed does get its share
     assert max(intake_waits) <= 2 * POLICY.interval  # intake is not held back by the feed
     assert float(_item(store)["cap_changefeed"]) > 0  # one more schedule on the key's item
@@ -369,7 +364,7 @@ def test_bulk_gets_its_floor_on_the_table_while_intake_takes_all_it_can(store) -
     floor = 3 * POLICY.rate * POLICY.bulk_floor
     assert floor - 2 <= len(sends[id(cleanup)]) <= floor + 5
     every = sorted(t for times in sends.values() for t in times)
-    assert _most_in_any_window(every, POLICY.period) <= POLICY.limit - POLICY.safety
+    assert most_in_any_window(every, POLICY.period) <= POLICY.limit - POLICY.safety
     assert len(every) >= 3 * POLICY.rate * 0.95  # the rest is intake's, the budget used
     assert float(_item(store)[FLOOR_TAT]) > 0
 

@@ -26,7 +26,7 @@ from cliniko_automations.cliniko.shared_pacing import (
 
 from tests.unit.cliniko.fake_clock import FakeClock
 from tests.unit.cliniko.memory_budget_store import MemoryBudgetStore
-from tests.unit.cliniko.virtual_time import VirtualClock, run_threads
+from tests.unit.cliniko.virtual_time import VirtualClock, most_in_any_window, run_threads
 
 KEY_ID = "0123456789abcdef"
 POLICY = SharingPolicy()  # Cliniko's: 200 a minute, bulk_floor 0.1
@@ -84,11 +84,6 @@ def _per_minute(sends: list[float], start: float) -> list[int]:
     return [sum(1 for t in sends if start + m * 60 <= t < start + (m + 1) * 60) for m in range(4)]
 
 
-def _most_in_any_window(sends: list[float], period: float) -> int:
-    sends = sorted(sends)
-    return max(sum(1 for t in sends[i:] if t < start + period) for i, start in enumerate(sends))
-
-
 def test_a_cleanup_gets_its_floor_while_intake_sends_flat_out() -> None:
     intake = _intake(4)
     cleanup = Role(Priority.BULK, BULK_WAIT)
@@ -103,7 +98,7 @@ def test_a_cleanup_gets_its_floor_while_intake_sends_flat_out() -> None:
     )
     # Still one schedule: never past Cliniko's limit less its safety, the budget all used.
     every = sorted([t for role in intake for t in role.sends] + cleanup.sends)
-    assert _most_in_any_window(every, POLICY.period) <= POLICY.limit - POLICY.safety
+    assert most_in_any_window(every, POLICY.period) <= POLICY.limit - POLICY.safety
     assert len(every) >= MINUTES * POLICY.rate * 0.98
     # Intake gets the rest, served in turn: even shares, nobody gives up.
     sent = [len(role.sends) for role in intake]
@@ -135,7 +130,7 @@ def test_a_capped_feed_gets_its_polls_and_keeps_to_its_cap_beside_a_backlog() ->
     polls = sorted(t for feed in feeds for t in feed.sends)
     # The feed's cap holds as documented (its cap + 2 in any 60 s) although its floor slots
     # go a little after they were booked; and it polls every minute of the backlog.
-    assert _most_in_any_window(polls, POLICY.period) <= FEED.rate + 2
+    assert most_in_any_window(polls, POLICY.period) <= FEED.rate + 2
     assert all(n >= 5 for n in _per_minute(polls, start)), _per_minute(polls, start)
     # The cleanup and the feed share the one floor; the limit holds for everything.
     bulk = sorted(polls + cleanup.sends)
@@ -143,7 +138,7 @@ def test_a_capped_feed_gets_its_polls_and_keeps_to_its_cap_beside_a_backlog() ->
     assert all(floor - 2 <= n <= floor + 2 for n in _per_minute(bulk, start))
     assert len(cleanup.sends) >= MINUTES * 5
     every = sorted(bulk + [t for role in intake for t in role.sends])
-    assert _most_in_any_window(every, POLICY.period) <= POLICY.limit - POLICY.safety
+    assert most_in_any_window(every, POLICY.period) <= POLICY.limit - POLICY.safety
 
 
 def test_the_floor_leaves_an_interactive_caller_its_turn_in_order() -> None:

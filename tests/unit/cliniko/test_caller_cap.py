@@ -22,6 +22,7 @@ from cliniko_automations.cliniko.shared_pacing import (
 
 from tests.unit.cliniko.fake_clock import FakeClock
 from tests.unit.cliniko.memory_budget_store import MemoryBudgetStore
+from tests.unit.cliniko.virtual_time import most_in_any_window
 
 KEY_ID = "0123456789abcdef"
 POLICY = SharingPolicy()  # Cliniko's: 200 a minute
@@ -38,11 +39,6 @@ def _process(store, clock, *, priority=Priority.BULK, cap=FEED, seed=0) -> Share
         clock=clock,
         rng=random.Random(seed),
     )
-
-
-def _most_in_any_window(sends: list[float], period: float) -> int:
-    sends = sorted(sends)
-    return max(sum(1 for t in sends[i:] if t < start + period) for i, start in enumerate(sends))
 
 
 def _run(processes: list[SharedBudget], clock: FakeClock, minutes: float) -> list[float]:
@@ -73,7 +69,7 @@ def test_three_feed_processes_together_stay_under_the_cap() -> None:
     sends = _run(feeds, clock, minutes=5)
 
     # The documented slack: one slot booked ahead, and a span starting inside a slot.
-    assert _most_in_any_window(sends, POLICY.period) <= FEED.rate + 2
+    assert most_in_any_window(sends, POLICY.period) <= FEED.rate + 2
     # ...and the feed does get its share: about 20 a minute over the five minutes.
     assert len(sends) >= 5 * FEED.rate - 2
     assert {f"cap_{FEED.name}"} <= set(store.items[KEY_ID])
@@ -87,7 +83,7 @@ def test_without_the_cap_three_bulk_processes_take_the_bulk_share() -> None:
 
     sends = _run(feeds, clock, minutes=2)
 
-    assert _most_in_any_window(sends, POLICY.period) > 5 * FEED.rate
+    assert most_in_any_window(sends, POLICY.period) > 5 * FEED.rate
 
 
 def test_an_interactive_caller_is_served_promptly_beside_capped_feeds() -> None:
@@ -113,7 +109,7 @@ def test_an_interactive_caller_is_served_promptly_beside_capped_feeds() -> None:
 
     assert len(waits) >= 2 * 25
     assert max(waits) <= 2 * POLICY.interval  # never behind more than a slot or two
-    assert _most_in_any_window(sends, POLICY.period) <= FEED.rate + 2
+    assert most_in_any_window(sends, POLICY.period) <= FEED.rate + 2
 
 
 def test_caps_of_different_callers_are_separate_schedules() -> None:

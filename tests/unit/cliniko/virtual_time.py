@@ -75,3 +75,9 @@ def run_threads(clock: VirtualClock, bodies: Sequence[Callable[[], None]]) -> No
         if thread.is_alive():
             raise RuntimeError("a simulated process never finished")
     clock._enter()
+
+
+def most_in_any_window(sends: list[float], period: float) -> int:
+    """The most of `sends` (times) that any `period` seconds hold."""
+    sends = sorted(sends)
+    return max(sum(1 for t in sends[i:] if t < start + period) for i, start in enumerate(sends))
