@@ -5,22 +5,18 @@ line in two."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.integration.cleanup.test_handler import deployed, run_cli  # noqa: F401 (fixture)
-from tests.integration.intake_worker.resources import DEAD_LETTERS_SCRIPT, create_worker_stack
+from tests.integration.intake_worker.resources import DEAD_LETTERS_SCRIPT
 from tests.integration.terminal.hostile import HOSTILE, assert_printable, run_tool
 
 PASTED_ID = f"{HOSTILE}\nsecond line"
 
 
 @pytest.mark.parametrize("command", [["show"], ["delete"], ["--parked", "show"]])
-def test_a_dead_letter_id_not_found_is_echoed_escaped_on_one_line(aws, command) -> None:
-    stack = create_worker_stack()
-    env = {**os.environ, **stack.env(DEAD_LETTER_QUEUE_URL=stack.dead_letter_queue_url)}
-    result = run_tool([str(DEAD_LETTERS_SCRIPT), *command, PASTED_ID], env)
+def test_a_dead_letter_id_not_found_is_echoed_escaped_on_one_line(stack_env, command) -> None:
+    result = run_tool([str(DEAD_LETTERS_SCRIPT), *command, PASTED_ID], stack_env)
     assert result.returncode == 1, result.stderr
     assert_printable(result.stderr)
     assert result.stderr.count("\n") == 1, result.stderr

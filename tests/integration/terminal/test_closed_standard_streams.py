@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from tests.integration.intake_worker.resources import DEAD_LETTERS_SCRIPT, create_worker_stack
+from tests.integration.intake_worker.resources import DEAD_LETTERS_SCRIPT
 
 
 def run_with_closed(fd: int, args: list[str], env: dict[str, str], **pipes: int):
@@ -31,12 +31,6 @@ def run_with_closed(fd: int, args: list[str], env: dict[str, str], **pipes: int)
         check=False,
         **pipes,
     )
-
-
-@pytest.fixture
-def stack_env(aws) -> dict[str, str]:
-    stack = create_worker_stack()
-    return {**os.environ, **stack.env(DEAD_LETTER_QUEUE_URL=stack.dead_letter_queue_url)}
 
 
 @pytest.mark.parametrize(

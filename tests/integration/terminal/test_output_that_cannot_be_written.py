@@ -9,13 +9,7 @@ import sys
 
 import pytest
 
-from tests.integration.intake_worker.resources import DEAD_LETTERS_SCRIPT, create_worker_stack
-
-
-@pytest.fixture
-def stack_env(aws) -> dict[str, str]:
-    stack = create_worker_stack()
-    return {**os.environ, **stack.env(DEAD_LETTER_QUEUE_URL=stack.dead_letter_queue_url)}
+from tests.integration.intake_worker.resources import DEAD_LETTERS_SCRIPT
 
 
 @pytest.mark.parametrize("command", [["list"], ["--parked", "list"]])
