@@ -4,8 +4,9 @@ moto evaluates no IAM policy, so a permission missing from a function's role wou
 in AWS. The packaging smoke test traces every AWS call a handler makes
 (local_run/call_tracer.py); this matches each one against the function's policy statements,
 resolved against the moto stack: the action (IAM wildcards) and the resource's ARN, built
-from the table, index, queue, secret or event bus the call named. Conditions (such as
-`dynamodb:LeadingKeys`) are not evaluated: the template tests pin those.
+from the table, index, queue, secret or event bus the call named; a statement that denies it
+refuses it whatever another allows, as IAM does. Conditions (such as `dynamodb:LeadingKeys`)
+are not evaluated: the template tests pin those.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def _sam_template(resolver: Resolver, name: str, arguments: Mapping[str, Any]) -
 
 
 def role_statements(resolver: Resolver, function: str) -> list[dict[str, Any]]:
-    """The Allow statements of `function`'s policies, resolved against the stack (a policy
-    under a false `Fn::If` drops out)."""
+    """The statements of `function`'s policies (Allow and Deny), resolved against the stack (a
+    policy under a false `Fn::If` drops out)."""
     resource = resolver.template["Resources"][function]
     statements: list[dict[str, Any]] = []
     for policy in resolver.resolve(resource["Properties"].get("Policies", [])):
@@ -52,7 +53,7 @@ def role_statements(resolver: Resolver, function: str) -> list[dict[str, Any]]:
                 statements.extend(value)
             else:
                 statements.append(_sam_template(resolver, name, value))
-    return [s for s in statements if s.get("Effect", "Allow") == "Allow"]
+    return statements
 
 
 def _call_arn(resolver: Resolver, service: str, named: str | None) -> str | None:
@@ -79,7 +80,14 @@ def _call_arn(resolver: Resolver, service: str, named: str | None) -> str | None
     raise AssertionError(f"the call check cannot name the resource of a {service} call")
 
 
-def _allows(statement: Mapping[str, Any], action: str, arn: str | None) -> bool:
+def allows(statements: Iterable[Mapping[str, Any]], action: str, arn: str | None) -> bool:
+    """Whether `statements` let `action` on `arn`: one allows it and none denies it (a call
+    that named no resource is refused by no Deny: which resource it reached is not known)."""
+    matching = [s.get("Effect", "Allow") for s in statements if _matches(s, action, arn)]
+    return "Allow" in matching and (arn is None or "Deny" not in matching)
+
+
+def _matches(statement: Mapping[str, Any], action: str, arn: str | None) -> bool:
     if not any(fnmatchcase(action.lower(), a.lower()) for a in _listed(statement["Action"])):
         return False
     if arn is None:  # the call named no resource the tracer records: the action must do
@@ -90,14 +98,15 @@ def _allows(statement: Mapping[str, Any], action: str, arn: str | None) -> bool:
 def calls_not_allowed(
     resolver: Resolver, function: str, calls: Iterable[Mapping[str, Any]]
 ) -> list[str]:
-    """Each traced AWS call of `function` that no statement of its role allows."""
+    """Each traced AWS call of `function` that its role does not allow (no statement allows
+    it, or one denies it)."""
     statements = role_statements(resolver, function)
     refused = []
     for call in calls:
         if call["kind"] != "aws":
             continue
         for action, arn in _authorised(resolver, call["what"], call["resource"]):
-            if not any(_allows(statement, action, arn) for statement in statements):
+            if not allows(statements, action, arn):
                 refused.append(f"{action} on {arn}")
     return sorted(set(refused))
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.intake.config import INTAKE_DENIED_UNDER_PREFIX, load_form_sources
 from local_run.template import Physical, Resolver, SamApp, load
+
+from .iam_calls import allows, role_statements
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = load(ROOT / "template.yaml")
@@ -40,26 +41,12 @@ def _resolver(parameters: dict[str, str] | None = None) -> Resolver:
     return Resolver(TEMPLATE, SamApp(TEMPLATE).parameters(given), physical, pseudo)
 
 
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def may_read(function: str, secret_name: str, parameters: dict[str, str] | None = None) -> bool:
     """Whether `function`'s role allows GetSecretValue on the secret of this name, in a stack
     deployed with these parameters (the template's defaults for the rest)."""
     arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{secret_name}-AbCdEf"
-    resolver = _resolver(parameters)
-    policies = resolver.resolve(TEMPLATE["Resources"][function]["Properties"]["Policies"])
-    statements = [s for policy in policies for s in policy.get("Statement", [])]
-
-    def matches(statement: dict[str, Any]) -> bool:
-        actions = _listed(statement["Action"])
-        return any(fnmatchcase("secretsmanager:GetSecretValue", a) for a in actions) and any(
-            fnmatchcase(arn, pattern) for pattern in _listed(statement["Resource"])
-        )
-
-    denied = any(matches(s) for s in statements if s["Effect"] == "Deny")
-    return not denied and any(matches(s) for s in statements if s["Effect"] == "Allow")
+    statements = role_statements(_resolver(parameters), function)
+    return allows(statements, "secretsmanager:GetSecretValue", arn)
 
 
 def test_the_intake_api_reads_its_form_sources_secrets():

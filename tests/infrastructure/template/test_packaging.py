@@ -511,6 +511,16 @@ def test_the_call_check_refuses_what_a_role_does_not_allow(stack):
     index_query = calls[2:3]
     assert calls_not_allowed(resolver, "CleanupFunction", index_query) == []
     assert calls_not_allowed(resolver, "IntakeWorkerFunction", index_query) != []
+    # A Deny wins over an Allow: the intake API may read secrets under the prefix (its form
+    # sources'), not a Cliniko key there.
+    key = {"kind": "aws", "what": "secretsmanager.GetSecretValue"}
+    form = {**key, "resource": "cliniko-automations/forms/referral/signing-secret"}
+    cliniko_key = {**key, "resource": "cliniko-automations/accounts/main-clinic/api-key"}
+    assert calls_not_allowed(resolver, "IntakeApiFunction", [form]) == []
+    assert calls_not_allowed(resolver, "IntakeApiFunction", [cliniko_key]) == [
+        f"secretsmanager:GetSecretValue on arn:aws:secretsmanager:{region}:{account}:secret:"
+        "cliniko-automations/accounts/main-clinic/api-key-AbCdEf"
+    ]
 
 
 def test_base64_body_reaches_the_api_handler_from_the_artifact(built, runtime_python, stack):
