@@ -65,6 +65,8 @@ def test_typeform_good_signature_and_parse():
         {"typeform-signature": samples.typeform_signature(samples.typeform_body(), "other")},
         # Right digest, wrong scheme prefix.
         {"typeform-signature": samples.tally_signature(samples.typeform_body())},
+        # Bytes that are no UTF-8, as the runtime may hand them on: a forgery, not a 500.
+        {"typeform-signature": "sha256=\udc80" + samples.typeform_signature(b"x")[8:]},
     ],
 )
 def test_typeform_bad_signatures(headers):
@@ -310,6 +312,22 @@ def test_webflow_timestamp_in_seconds_is_refused_saying_so():
         webflow.verify(delivery(body, headers), "another secret", NOW)
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    ["soon", "{ms}.0", "-{ms}", "\u0661\u0667\u0660\u0660"],
+    ids=["word", "fraction", "minus-sign", "arabic-indic-digits"],
+)
+def test_webflow_timestamp_that_is_no_whole_number_is_refused(stamp):
+    # Signed over the text as sent, so the signature matches: refused (401) as no
+    # milliseconds, a sender's mistake it can read, never a 500 its sender retries.
+    body = samples.webflow_body()
+    stamp = stamp.format(ms=int(NOW * 1000))
+    signature = samples._hmac(SECRET, f"{stamp}:".encode() + body).hex()
+    headers = {"x-webflow-timestamp": stamp, "x-webflow-signature": signature}
+    with pytest.raises(BadSignature, match="not milliseconds since the epoch"):
+        webflow.verify(delivery(body, headers), SECRET, NOW)
+
+
 def test_webflow_takes_hex_in_upper_case():
     body = samples.webflow_body()
     headers = samples.webflow_headers(body, at=NOW)
@@ -372,6 +390,22 @@ class TestTimestampedHmac:
         headers = {} if value is None else {header: value}
         with pytest.raises(BadSignature):
             adapter.verify(delivery(body, headers), SECRET, NOW)
+
+    @pytest.mark.parametrize(
+        "stamp",
+        ["{now}.5", "{now}e0", "+{now}", "\u0661\u0667\u0660\u0660"],
+        ids=["fraction", "exponent", "plus-sign", "arabic-indic-digits"],
+    )
+    def test_a_signed_timestamp_that_is_no_whole_number_of_seconds_is_refused(
+        self, adapter, header, body, stamp
+    ):
+        # A script that signs `Date.now() / 1000` unrounded signs a fraction: its signature
+        # matches, and the delivery is refused as not t=<unix> (a 401 its sender can read),
+        # never read as a number some other way (a 500, retried for days).
+        stamp = stamp.format(now=int(NOW))
+        signed = f"t={stamp},v1={samples._hmac(SECRET, f'{stamp}.'.encode() + body).hex()}"
+        with pytest.raises(BadSignature, match="t=<unix>"):
+            adapter.verify(delivery(body, {header: signed}), SECRET, NOW)
 
     def test_hex_in_upper_case(self, adapter, header, body):
         # .NET's Convert.ToHexString and Java's printHexBinary write upper case.
@@ -472,7 +506,9 @@ def test_json_parse_takes_idempotency_key_header():
     assert json_api.parse(delivery(body, {})).submission_id is None
 
 
-@pytest.mark.parametrize("key", ["k" * 201, "order-1\t2026-12-05", "clé-🙂-" + "x" * 300])
+@pytest.mark.parametrize(
+    "key", ["k" * 201, "order-1\t2026-12-05", "clé-🙂-" + "x" * 300, "order-\udc80-77"]
+)
 def test_json_parse_keeps_a_long_or_unprintable_key_as_its_hash(key):
     body = samples.json_body()
     first = json_api.parse(delivery(body, {"idempotency-key": key})).submission_id
