@@ -316,3 +316,18 @@ def test_a_field_the_contact_was_read_without_is_one_to_scrub_not_a_blank_one():
     listed.update({name: "" for name in ("title", "last_name", "email", "notes")})
     assert "doctor_type" in fields_to_scrub(listed, absent_is_blank=False)
     assert "doctor_type" not in fields_to_scrub(listed)  # a read back after the scrub
+
+
+@pytest.mark.parametrize(("country", "left"), [("", []), ("Australia", ["country_code"])])
+def test_a_listed_contact_s_country_name_stands_for_its_code_and_for_nothing_else(country, left):
+    # The seed's GET /contacts item carries `country` (the name) in place of country_code, and
+    # still no doctor_type: the name tells the code's state, and says nothing of doctor_type,
+    # which an erasure must still write (or read by id) rather than take as blank.
+    from cliniko_automations.erasure.scrub import fields_to_scrub
+
+    listed = {"id": "1", "first_name": "Erased", "archived_at": "2025-01-01T00:00:00Z"}
+    listed.update({name: "" for name in ("title", "last_name", "email", "notes")})
+    listed["country"] = country
+    to_scrub = fields_to_scrub(listed, absent_is_blank=False)
+    assert "doctor_type" in to_scrub
+    assert [name for name in to_scrub if name.startswith("country")] == left
