@@ -13,6 +13,7 @@ from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.pacing import (
     BudgetExhausted,
     RateBudget,
+    SystemClock,
     key_fingerprint,
     shared_budget,
 )
@@ -27,6 +28,20 @@ from cliniko_automations.cliniko.transport import (
 from tests.unit.cliniko.fake_clock import FakeClock
 
 NOW = 1_700_000_000.0
+
+
+def test_the_system_clock_sleeps_as_long_as_asked_and_tells_the_time() -> None:
+    # Every other test paces on a fake clock; a deployed function paces on this one. A wait it
+    # skipped (a short one, or all of them) would send a key's requests back to back into
+    # Cliniko's 429s with every test still passing.
+    clock = SystemClock()
+    start = time.monotonic()
+    clock.sleep(0.2)
+    assert time.monotonic() - start >= 0.2
+    clock.sleep(-1.0)  # a wait already over (a reset just past): no sleep, no error
+    assert abs(clock.time() - time.time()) < 5.0
+    before = time.monotonic()
+    assert before <= clock.monotonic() < before + 5.0
 
 
 def test_budget_lets_a_burst_through_then_waits_for_the_oldest_to_age_out() -> None:
