@@ -152,12 +152,21 @@ def test_a_subscriber_gets_only_the_types_and_accounts_it_asked_for():
         "whsec_" + base64.b64encode(b"short").decode(),
         # Standard Webhooks' keys are 24 to 64 bytes: one byte short is refused.
         "whsec_" + base64.b64encode(b"k" * 23).decode(),
+        # URL-safe base64 (`secrets.token_urlsafe`): read leniently, its `-` and `_` dropped,
+        # it decodes to another key than the subscriber holds, and every delivery fails there.
+        "whsec_" + base64.urlsafe_b64encode(b"\xfb\xff\xbf" + b"k" * 29).decode(),
     ],
 )
 def test_bad_signing_secrets_are_refused_without_quoting_them(secret):
     with pytest.raises(BadSigningSecret) as raised:
         signing_key(secret)
     assert secret[6:] not in str(raised.value) or secret == "whsec_"
+
+
+def test_a_secret_of_the_shortest_key_the_standard_allows_is_taken():
+    # README: "`whsec_` + base64 of at least 24 bytes": an operator's key of exactly 24 works.
+    key = bytes(range(24))
+    assert signing_key("whsec_" + base64.b64encode(key).decode()) == key
 
 
 @pytest.mark.parametrize(
