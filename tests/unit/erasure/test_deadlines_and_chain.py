@@ -133,6 +133,26 @@ def test_a_missing_record_is_found() -> None:
     assert "record #2 is missing" in problems
 
 
+def test_a_missing_first_record_is_named() -> None:
+    # The receipt (its reason, whether it was a dry run) gone: named as missing, not only as
+    # a link that does not follow.
+    problems = verify_chain("r-1", trail()[1:]).problems
+    assert "record #1 is missing" in problems
+
+
+def test_a_record_added_at_the_place_of_another_is_found() -> None:
+    # A forged lookup linked and hashed as the trail links them, at the place the real one
+    # holds: the walk follows one of the two, so only their shared place tells.
+    records = trail()
+    forged = {"record": "lookup", "contact_ids": ["8"], "seq": 2}
+    forged["prev_hash"] = records[0]["hash"]
+    forged["hash"] = record_hash("r-1", "001#a-lookup", forged)
+    records.insert(1, {**forged, "sk": "001#a-lookup"})
+    result = verify_chain("r-1", records)
+    assert not result.intact
+    assert "records 001#a-lookup and 001#lookup share #2" in result.problems
+
+
 def test_a_record_rehashed_after_a_change_breaks_the_next_link() -> None:
     records = trail()
     records[0]["reason"] = "something else"
