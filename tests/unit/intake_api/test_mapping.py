@@ -398,6 +398,32 @@ def test_every_rejected_field_is_named_with_clinikos_message():
     assert caught.value.body()["message"] == "Validation failed"
 
 
+@pytest.mark.parametrize(
+    ("fields", "refused"),
+    [
+        ({"notes": "first line\nsecond line\ttabbed"}, {}),  # a note's lines are its own
+        ({"notes": "a note\x00with a NUL"}, {"notes": "must not contain control characters"}),
+        ({"last_name": "B\x7f"}, {"last_name": "must not contain control characters"}),
+        (
+            {"phone_numbers": [{"number": "0400\x00000", "phone_type": "Mobile"}]},
+            {"phone_numbers": "must not contain control characters"},
+        ),
+        ({"phone_numbers": [{"number": "0400 000 000", "phone_type": "Mobile"}]}, {}),
+        # What Cliniko's rules allow but a draft cannot hold: named, not a 500.
+        ({"phone_numbers": None}, {"phone_numbers": rules.INVALID}),
+    ],
+)
+def test_what_no_database_or_filter_can_hold_is_a_422_naming_the_field(fields, refused):
+    src = source([{"from": "n", "to": "full_name"}])
+    fields = {"first_name": "A", "last_name": "B", **fields}
+    if not refused:
+        assert validate_draft(fields, src).first_name == "A"
+        return
+    with pytest.raises(FieldsInvalid) as caught:
+        validate_draft(fields, src)
+    assert caught.value.errors == refused
+
+
 def test_bad_email_shape():
     src = source([{"from": "n", "to": "full_name"}])
     with pytest.raises(FieldsInvalid) as caught:
