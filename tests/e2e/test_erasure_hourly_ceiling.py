@@ -19,7 +19,7 @@ import boto3
 import pytest
 from cliniko_automations.erasure import api_handler
 from cliniko_automations.erasure.ceiling import DynamoHourlyCeiling
-from cliniko_automations.erasure.errors import OverHourlyLimit
+from cliniko_automations.erasure.errors import OverHourlyLimit, RequestInProgress
 from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME
 
 from tests.e2e.test_erasure_api import LambdaContext, erasure, get, http_api_event, writes
@@ -65,6 +65,16 @@ def test_a_loop_of_erasures_stops_at_the_ceiling_with_429_and_the_alarm(
     assert alarm_sum("ErasureHourlyLimitAlarm", out) == 3
     assert alarm_fires("ErasureHourlyLimitAlarm", [(0.0, out)], 300.0)
     assert alarm_sum("ErasureUnavailableAlarm", out) == 0
+
+
+def test_a_stack_whose_ceiling_is_0_has_none(erasure_stack, monkeypatch):
+    # ErasureHourlyLimit 0 (the template's MinValue) turns the ceiling off: read as a ceiling
+    # of nothing, every erasure of such a stack would be refused 429.
+    monkeypatch.setenv("ERASURE_HOURLY_LIMIT", "0")
+    ids = [erasure_stack.seed(email=f"off{i}@example.com") for i in range(3)]
+    answers = [post(erasure(request_id=f"off-{i}", contact_id=c))[0] for i, c in enumerate(ids)]
+    assert answers == [200, 200, 200]
+    assert all(scrubbed(erasure_stack, c) for c in ids)
 
 
 def test_a_refused_request_stays_open_and_goes_through_later_with_the_same_id(
@@ -254,3 +264,27 @@ def test_an_erasure_reads_the_ceiling_once_and_a_write_since_is_read_again(aws):
     with pytest.raises(OverHourlyLimit) as refused:
         ceiling.admit("b", 1, now, room)
     assert (refused.value.used, reads) == (2, ["get"] * 3)
+
+
+def test_an_erasure_that_loses_every_reread_is_told_to_retry_not_let_through_uncounted(aws):
+    # Each time this erasure reads the hour, another erasure writes it before this one can:
+    # past its rereads it is answered "in progress, try again" (409), and nothing of it is
+    # counted; let through, it would scrub with no room taken, unbounded by the ceiling.
+    stack.create_table("IdempotencyTable", "ceiling-idempotency")
+    now = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    others = DynamoHourlyCeiling("ceiling-idempotency", 100, dynamodb=boto3.client("dynamodb"))
+    written: list[str] = []
+
+    def another_erasure_writes(**_):
+        written.append(f"other-{len(written)}")
+        others.admit(written[-1], 1, now)
+
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.meta.events.register("after-call.dynamodb.GetItem", another_erasure_writes)
+    ceiling = DynamoHourlyCeiling("ceiling-idempotency", 100, dynamodb=dynamodb)
+
+    with pytest.raises(RequestInProgress):
+        ceiling.admit("unlucky", 1, now)
+    room = others.check_room("later", now)
+    assert room is not None
+    assert sorted(a.request_id for a in room.admitted) == sorted(written)
