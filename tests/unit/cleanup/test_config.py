@@ -59,6 +59,29 @@ def test_a_rule_becomes_anded_cliniko_filters():
     )
 
 
+def test_a_rule_of_exact_values_becomes_exact_filters_spaces_and_all():
+    # The ops no shipped rule uses: each must still reach Cliniko as its own filter, and a
+    # value's spaces are the value's (only control characters are refused).
+    rules = CleanupRules.model_validate(
+        {
+            "rules": [
+                {
+                    "name": "exact",
+                    "account": "a",
+                    "where": [
+                        {"field": "company_name", "op": "equals", "value": "Test Clinic Pty"},
+                        {"field": "email", "op": "not_equals", "value": "Keep@Example.com"},
+                    ],
+                }
+            ]
+        }
+    )
+    assert [str(f) for f in rules.rules[0].filters(NOW)] == [
+        "company_name:=Test Clinic Pty",
+        "email:!=keep@example.com",
+    ]
+
+
 @pytest.mark.parametrize(
     ("rule", "expected"),
     [
