@@ -30,6 +30,18 @@ from tests.unit.cliniko.fake_clock import FakeClock
 NOW = 1_700_000_000.0
 
 
+def test_a_wait_of_under_a_second_is_still_waited() -> None:
+    # The window's last half second is as spent as its first: sent early, the fourth request
+    # of a budget of three a minute meets Cliniko's 429.
+    clock = FakeClock()
+    budget = RateBudget(3, 60.0, clock=clock)
+    for _ in range(3):
+        budget.acquire()
+    clock.advance(59.5)
+    assert budget.acquire() == pytest.approx(0.5)
+    assert clock.sleeps == [pytest.approx(0.5)]
+
+
 def test_the_system_clock_sleeps_as_long_as_asked_and_tells_the_time() -> None:
     # Every other test paces on a fake clock; a deployed function paces on this one. A wait it
     # skipped (a short one, or all of them) would send a key's requests back to back into
