@@ -62,6 +62,27 @@ def test_no_backoff_starts_that_would_leave_less_than_a_second(cliniko):
     assert len(cliniko.control.requests()) == 1
 
 
+def test_no_pacing_wait_starts_that_would_leave_less_than_a_second(cliniko):
+    # The key's next slot is 2.5 s off with 3 s left: waited for, the request would find 0.5 s
+    # and send nothing anyway. Said at once, as a throttle, with nothing slept.
+    clock = FakeClock()
+    deadline = clock.monotonic() + 600.0
+    client = cliniko.client(
+        clock=clock, requests_per_minute=2, time_left=lambda: deadline - clock.monotonic()
+    )
+    client.list_contacts()
+    client.list_contacts()
+    clock.advance(57.5)
+    deadline = clock.monotonic() + 3.0
+
+    with pytest.raises(errors.RateLimited) as caught:
+        client.list_contacts()
+
+    assert caught.value.status_code is None  # our own budget said no; Cliniko never saw it
+    assert clock.sleeps == []
+    assert len(cliniko.control.requests()) == 2
+
+
 def test_a_client_kept_across_invocations_takes_each_one_s_time_left(cliniko):
     client = cliniko.client(time_left=lambda: 0.5)
     client.finish_within(None)
