@@ -77,6 +77,15 @@ def test_a_dry_run_writes_nothing_to_cliniko_and_plans_what_the_run_archives(wor
     assert sum(p.archived for p in world.runs.load(real.run_id).rules) == len(world.archived())
 
 
+def test_a_rule_with_no_updated_at_cutoff_archives_a_contact_whose_person_wrote_today(world):
+    # The test-submissions rule asks the created date only: a person's submission today meets
+    # no cutoff of it (only an updated_at one), and is no reason to keep or to fail the run.
+    ids = world.seed_matching(2)
+    world.ledger.seen(ids[0], dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat())
+    world.step(world.start(rule()), rule())
+    assert world.archived() == set(ids)
+
+
 def test_the_age_boundary(world):
     # Exactly 1095 days ago to the second: not older than 1095 days.
     now = dt.datetime.fromisoformat(world.start(rule()).started_at)
