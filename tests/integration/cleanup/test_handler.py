@@ -118,6 +118,19 @@ def test_a_scheduled_run_is_a_dry_run_unless_configured(deployed, cliniko, capsy
         assert value not in output
 
 
+def test_a_dry_run_asked_for_on_a_stack_configured_to_archive_archives_nothing(
+    deployed, cliniko, monkeypatch
+):
+    # The operator's planning run (`"dry_run": true`) on a stack whose schedule archives: the
+    # event's choice wins over the stack's, or the plan would be the archiving it was to plan.
+    monkeypatch.setenv("CLEANUP_DRY_RUN", "false")
+    started = begin(dry_run=True)
+    assert started["dry_run"] is True
+    answer = invoke({"action": "step", "run_id": started["run_id"], "iterations": 0})
+    assert (answer["matched"], answer["archived"]) == (1, 0)
+    assert archived(cliniko) == set()
+
+
 def test_the_local_loop_runs_a_configured_live_run_to_the_end(deployed, cliniko, monkeypatch):
     monkeypatch.setenv("CLEANUP_DRY_RUN", "false")
     result = run_loop(invoke)
