@@ -192,6 +192,17 @@ def test_a_500_every_time_escapes_after_the_bounded_attempts(cliniko) -> None:
     assert _statuses(cliniko) == [500, 500, 500]
 
 
+def test_a_refusal_of_a_safe_request_is_asked_once(cliniko) -> None:
+    # A 404 (a contact gone) says the same however often it is asked: asked again, it would
+    # only spend the key's budget and the backoff's seconds before the same error.
+    clock = FakeClock()
+    client = cliniko.client(clock=clock)
+    with pytest.raises(errors.NotFound):
+        client.get_contact("999999")
+    assert _statuses(cliniko) == [404]
+    assert clock.sleeps == []
+
+
 def test_a_dropped_connection_on_get_is_retried(cliniko) -> None:
     cliniko.control.seed(2, seed=3)
     client = cliniko.client(clock=FakeClock())
