@@ -13,7 +13,7 @@ from cliniko_automations.cleanup.core import CleanupStep
 from cliniko_automations.intake.submission import ContactDraft
 from cliniko_automations.intake_worker.worker import IntakeWorker
 
-from tests.integration.cleanup.test_core_against_emulator import World, ago, rule
+from tests.integration.cleanup.test_core_against_emulator import World, after_calls, ago, rule
 from tests.integration.intake_worker.resources import json_submission
 from tests.unit.cleanup.test_status import cli
 from tests.unit.intake_worker.fakes import MemoryClaims, MemoryIntents, MemoryParking
@@ -125,6 +125,23 @@ def test_a_plan_then_a_run_rechecks_what_staff_changed_in_between(world):
     )
     world.cliniko.client().update_contact(edited, {"occupation": "GP"})
     world.step(world.start(stale), stale)
+    assert world.archived() == {first}
+
+
+def test_a_contact_staff_changed_while_its_batch_waited_for_the_next_step_is_left(world):
+    # The step found the batch and its time ran out before archiving it: the next step, maybe
+    # minutes later, asks Cliniko again, and a contact staff touched meanwhile is no longer
+    # stale.
+    first, edited = world.seed(
+        {"first_name": "A", "created_at": ago(2000), "updated_at": ago(2000)},
+        {"first_name": "B", "created_at": ago(2000), "updated_at": ago(2000)},
+    )
+    stale = shipped("stale-form-contacts")
+    state = world.start(stale)
+    outcome, _ = world.step(state, stale, out_of_time=after_calls(1))
+    assert outcome.next == "step" and world.archived() == set()
+    world.cliniko.client().update_contact(edited, {"occupation": "GP"})
+    world.step(state, stale)
     assert world.archived() == {first}
 
 
