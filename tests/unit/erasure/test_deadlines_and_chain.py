@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from cliniko_automations.erasure.chain_check import verify_chain
@@ -234,3 +235,38 @@ def test_a_claim_far_past_the_chain_is_one_line() -> None:
     assert verify_chain("r-1", records, places=[10**12]).problems == [
         f"records #4-#{10**12} are missing"
     ]
+
+
+# A trail as DynamoDB hands back one an earlier release wrote (numbers as Decimal), with the
+# hashes that release stored. A receipt handed to a person must still verify years later, so
+# the hash's form is a contract: SHA-256 of the record's JSON, keys sorted, no spaces, UTF-8
+# unescaped, request id and sort key included, its own hash and empty values left out (README,
+# "Erasure on request"). Any change to it fails here, not on every trail already written.
+GOLDEN_TRAIL = [
+    {
+        "sk": "000#received",
+        "record": "received",
+        "at": "2026-03-01T09:00:00Z",
+        "reason": "GDPR art. 17, Zoë's request",
+        "seq": Decimal(1),
+        "prev_hash": "0" * 64,
+        "hash": "cbfb98a611b2a56a4afc7d84f06b12ace7200f1d3fe9914db98a95ae5955ce8a",
+    },
+    {
+        "sk": "999#outcome",
+        "record": "outcome",
+        "contact_ids": ["1390712996921095324"],
+        "status": "completed",
+        "seq": Decimal(2),
+        "prev_hash": "cbfb98a611b2a56a4afc7d84f06b12ace7200f1d3fe9914db98a95ae5955ce8a",
+        "hash": "b567cb45dfae16bc567dab5dd7edc8e383857d31b77481a66c853ba2d60cc25e",
+    },
+]
+
+
+def test_a_trail_an_earlier_release_wrote_still_verifies() -> None:
+    result = verify_chain("golden-1", GOLDEN_TRAIL, places=[1, 2])
+    assert result.intact and result.problems == []
+    assert result.chain_head == GOLDEN_TRAIL[-1]["hash"]
+    for record in GOLDEN_TRAIL:
+        assert record_hash("golden-1", record["sk"], record) == record["hash"]
