@@ -105,7 +105,9 @@ class _HeadersWithin:
             timer.cancel()
         if not first.acquire(blocking=False):
             # http.client takes the end of the stream for the end of the headers: what it read
-            # before the cut is no whole answer.
+            # before the cut is no whole answer. Closed here: its file over the socket keeps the
+            # socket open when urllib3 closes the connection, until a garbage collection.
+            response.close()
             raise TimeoutError(_CUT_OFF)
         return response
 

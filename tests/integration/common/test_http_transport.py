@@ -7,8 +7,10 @@ request goes out as httpx built it, and that a connection is reused only after a
 from __future__ import annotations
 
 import contextlib
+import gc
 import gzip
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -285,6 +287,49 @@ def test_headers_trickled_past_the_request_s_deadline_are_a_read_timeout(serve):
         fast_url = f"http://127.0.0.1:{fast.port}/v1/contacts"
         assert [http.get(fast_url, extensions=deadline).json() for _ in range(2)] == [{}, {}]
         assert fast.connections == 1  # and its connection is kept
+
+
+def _held_by_this_process(port: int) -> bool:
+    """Whether a file descriptor of this process is the TCP socket whose local port is `port`
+    (Linux: the socket's inode in /proc/net/tcp among /proc/self/fd's links)."""
+    links = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            links.add(os.readlink(f"/proc/self/fd/{fd}"))
+    with open("/proc/net/tcp", encoding="ascii") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local_port, inode = int(fields[1].rpartition(":")[2], 16), fields[9]
+            if local_port == port and f"socket:[{inode}]" in links:
+                return True
+    return False
+
+
+def test_an_answer_cut_off_at_its_deadline_leaves_its_socket_closed(serve):
+    # The file http.client reads the answer through holds the socket open past urllib3's
+    # close of the connection: a descriptor a warm Lambda keeps until a garbage collection.
+    client_ports: list[int] = []
+    release = threading.Event()
+
+    def part_of_a_head(connection: socket.socket, request: bytes) -> None:
+        client_ports.append(connection.getpeername()[1])
+        connection.sendall(b"HTTP/1.1 200 OK\r\nX-Pad: ppp\r\n")
+        release.wait(10)
+
+    server = serve(part_of_a_head)
+    gc.disable()  # closed by the transport, not by a collection that happens to run
+    try:
+        with client(timeout=5.0) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                http.get(
+                    f"http://127.0.0.1:{server.port}/v1/contacts",
+                    extensions={"deadline": time.monotonic() + 0.5},
+                )
+            assert len(client_ports) == 1
+            assert not _held_by_this_process(client_ports[0])
+    finally:
+        gc.enable()
+        release.set()
 
 
 def test_nothing_listening_is_a_connect_error():
