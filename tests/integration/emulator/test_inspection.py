@@ -162,10 +162,13 @@ def test_command_line_server(tmp_path: Path) -> None:
             headers={"User-Agent": USER_AGENT},
         )
         assert response.status_code == 201
-        assert EmulatorControl(started["url"]).health()
+        with EmulatorControl(started["url"]) as control:
+            assert control.health()
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+        assert process.stdout is not None
+        process.stdout.close()
 
 
 def test_command_line_refuses_bad_faults() -> None:
