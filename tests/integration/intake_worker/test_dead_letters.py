@@ -412,6 +412,7 @@ def test_a_reader_that_stops_reading_ends_it_quietly(stack: WorkerStack) -> None
     listing = script("list", "--json", env=dict(os.environ))
     listing.stdout.close()  # as `| head -1` does once it has its line
     err = listing.stderr.read()
+    listing.stderr.close()
     assert listing.wait(timeout=60) == 141
     assert err == ""
     assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
