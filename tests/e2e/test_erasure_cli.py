@@ -512,5 +512,6 @@ def test_a_reader_that_stops_reading_gets_the_verdict_quietly(erasure_stack, cli
     )
     verify.stdout.close()  # as `| head -1` does once it has its line
     err = verify.stderr.read()
+    verify.stderr.close()
     assert verify.wait(timeout=120) == 0  # intact, whoever stopped reading
     assert err == ""

@@ -21,6 +21,7 @@ def test_a_build_whose_reader_stopped_reading_ends_quietly() -> None:
     )
     build.stdout.close()  # as `| head -0` does, before the first check's verdict
     err = build.stderr.read()
+    build.stderr.close()
     assert (build.wait(timeout=120), err) == (141, "")
 
 

@@ -65,6 +65,7 @@ def test_a_config_check_whose_reader_stopped_reading_ends_quietly(module) -> Non
     )
     check.stdout.close()  # as `| head -0` does, before the verdict is written
     err = check.stderr.read()
+    check.stderr.close()
     assert (check.wait(timeout=120), err) == (141, "")
 
 
