@@ -397,9 +397,10 @@ def drain(system: LocalSystem) -> None:
 
 @pytest.mark.slow
 def test_an_erasure_leaves_the_person_in_no_store_this_system_owns(
-    system, every_log_line, cliniko
+    system, every_log_line, cliniko, request
 ) -> None:
     control = EmulatorControl(system.emulator_url)
+    request.addfinalizer(control.close)
     sqs = system.sqs()
     json_secret = secret_of(system, "partner-json")
 

@@ -54,3 +54,4 @@ def test_moto_server_stops_when_the_local_run_is_killed():
     finally:
         run.kill()
         run.wait()
+        run.stdout.close()

@@ -166,10 +166,11 @@ def expiry_faults(
 
 @pytest.mark.slow
 def test_every_item_written_expires_within_its_window_but_what_is_kept_on_purpose(
-    system, cliniko, monkeypatch
+    system, cliniko, monkeypatch, request
 ) -> None:
     started = int(time.time())
     control = EmulatorControl(system.emulator_url)
+    request.addfinalizer(control.close)
     json_secret = secret_of(system, "partner-json")
 
     # Created (north-clinic's json, twice: a duplicate; main-clinic's Typeform), updated
