@@ -60,6 +60,7 @@ WINDOWS = {
         "submission": BODY_TTL_SECONDS,  # 16 days
         "tombstone": TOMBSTONE_TTL_SECONDS,  # 21 days
         "first-seen": TOMBSTONE_TTL_SECONDS,
+        "source-hour": 2 * DAY,  # a form source's count for its hourly ceiling
     },
     "IdempotencyTable": {
         "intake-claim": 120,  # the worker's CLAIM_TTL_SECONDS, at most
