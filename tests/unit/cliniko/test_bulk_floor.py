@@ -11,6 +11,7 @@ test_budget_queue.py.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -46,10 +47,15 @@ class Role:
     gave_up: int = 0
 
 
-def _run(roles: list[Role], policy: SharingPolicy = POLICY, minutes: float = MINUTES) -> None:
+def _run(
+    roles: list[Role],
+    policy: SharingPolicy = POLICY,
+    minutes: float = MINUTES,
+    beside: Callable[[VirtualClock, MemoryBudgetStore, float], None] | None = None,
+) -> None:
     """Every role's process sends as fast as its budget lets it; one that gives up a request
     (its wait limit) tries again a second later, as the worker's next batch or the cleanup's
-    next step does."""
+    next step does. `beside(clock, store, end)`: one more process on its own thread."""
     clock, store = VirtualClock(), MemoryBudgetStore()
     end = clock.time() + minutes * policy.period
 
@@ -73,7 +79,9 @@ def _run(roles: list[Role], policy: SharingPolicy = POLICY, minutes: float = MIN
             role.sends.append(clock.time())
             clock.sleep(REQUEST_SECONDS)
 
-    run_threads(clock, [lambda i=i, r=r: sender(i, r) for i, r in enumerate(roles)])
+    senders = [lambda i=i, r=r: sender(i, r) for i, r in enumerate(roles)]
+    extra = [] if beside is None else [lambda: beside(clock, store, end)]
+    run_threads(clock, senders + extra)
 
 
 def _intake(count: int) -> list[Role]:
@@ -222,33 +230,12 @@ def test_an_erasure_beside_a_floods_drain_waits_its_turn_within_its_limit() -> N
     the cleanup and the feed at their floor: an erasure arriving meanwhile books first come,
     first served, behind what the two batches booked ahead, and is never refused for want of
     a slot (its 5 s limit, past which the request ends "failed")."""
-    clock, store = VirtualClock(), MemoryBudgetStore()
     intake = _intake(2)
     bulk = [Role(Priority.BULK, BULK_WAIT), Role(Priority.BULK, BULK_WAIT, cap=FEED)]
-    end = clock.time() + 3 * POLICY.period
     waits: list[float] = []
     refused: list[int] = []
 
-    def sender(seed: int, role: Role) -> None:
-        budget = SharedBudget(
-            KEY_ID,
-            store,
-            priority=role.priority,
-            cap=role.cap,
-            clock=clock,
-            rng=random.Random(seed),
-        )
-        while clock.time() < end:
-            try:
-                budget.acquire(max_wait=role.max_wait)
-            except BudgetExhausted:
-                role.gave_up += 1
-                clock.sleep(1.0)
-                continue
-            role.sends.append(clock.time())
-            clock.sleep(REQUEST_SECONDS)
-
-    def erasures() -> None:
+    def erasures(clock: VirtualClock, store: MemoryBudgetStore, end: float) -> None:
         budget = SharedBudget(
             KEY_ID, store, priority=Priority.INTERACTIVE, clock=clock, rng=random.Random(99)
         )
@@ -266,7 +253,7 @@ def test_an_erasure_beside_a_floods_drain_waits_its_turn_within_its_limit() -> N
             clock.sleep(15.0)
 
     roles = [*intake, *bulk]
-    run_threads(clock, [lambda i=i, r=r: sender(i, r) for i, r in enumerate(roles)] + [erasures])
+    _run(roles, minutes=3, beside=erasures)
     # Measured: 42 requests (7 erasures), waits 0.84 s (median), 1.15 s at most; intake 160
     # a minute, the cleanup and the feed 20 between them.
     assert refused == [] and len(waits) >= 6 * ERASURE_REQUESTS
