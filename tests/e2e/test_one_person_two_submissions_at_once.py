@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_erasure_meets_an_update_in_flight import run_worker
 from tests.e2e.test_erasure_reaches_submissions import answered_id, world  # noqa: F401
 from tests.fixtures.apigw import form_post_event
 from tests.fixtures.emulator import before_each_answer
@@ -79,15 +80,7 @@ def test_a_person_sent_with_and_without_their_email_is_one_contact(
 
     before_each_answer(emulator, monkeypatch, hold_the_first_create)
     errors: list[BaseException] = []
-
-    def first_worker() -> None:
-        try:
-            path.work(rounds=1)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=first_worker, name="intake-worker-1")
-    thread.start()
+    thread = run_worker(path, errors)
     try:
         for _ in range(300):  # the first worker is holding its create
             if creates:

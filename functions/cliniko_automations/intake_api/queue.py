@@ -17,6 +17,7 @@ from cliniko_automations.common import aws
 from cliniko_automations.common.person_keys import PersonKeys
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.submission import QueuedSubmission, Submission
+from cliniko_automations.intake_api.accept import HELD_OVER_CEILING
 from cliniko_automations.intake_api.errors import ServiceUnavailable
 
 
@@ -46,18 +47,32 @@ class SubmissionQueue:
         self._client = client
         self._dynamodb = dynamodb
 
-    def send(self, submission: Submission, keys: PersonKeys, *, held: str | None = None) -> str:
-        """Store the body, queue its id; returns SQS's message id.
+    def send(
+        self, submission: Submission, keys: PersonKeys, *, hourly_ceiling: int = 0
+    ) -> str | None:
+        """Store the body, queue its id; returns why it was held instead, None when the
+        worker has it.
 
         `keys` are the keyed hashes of the submission's email, name and phones
         (common/person_keys), the store's indexes: an erasure finds this body by them.
-        `held`: the reason it goes to `parked_queue_url` instead, as the worker parks one
-        (`intake_worker/parking.py`'s attributes), for staff to replay or delete.
+        `hourly_ceiling`: how many of its source's submissions the worker is sent in a UTC
+        hour (0: no ceiling; none without `parked_queue_url`). Past it the submission is held:
+        its id goes to the parked queue, as the worker parks one (`intake_worker/parking.py`'s
+        attributes), for staff to replay or delete. A flood of valid-looking posts (a form's
+        URL is in its page, a webhook's may leak) is held there rather than made a contact
+        each in Cliniko, the user's budget spent on them for hours after.
         """
-        if held and self.parked_queue_url is None:
-            raise ValueError("a held submission needs the parked queue")
         store = DynamoSubmissionStore(self._dynamodb or _dynamodb(), self._table)
+        held = None
         try:
+            if (
+                hourly_ceiling
+                and self.parked_queue_url is not None
+                and not store.admit_to_hour(
+                    submission.source, submission.received_at, hourly_ceiling
+                )
+            ):
+                held = HELD_OVER_CEILING
             first = store.first_received(submission.idempotency_key, submission.received_at)
             submission = dataclasses.replace(submission, first_received_at=first)
             store.put(submission.submission_id, submission.to_json(), keys)
@@ -66,7 +81,7 @@ class SubmissionQueue:
         client = self._client or _sqs()
         attributes = {"reason": held} if held else {}
         try:
-            answer = client.send_message(
+            client.send_message(
                 QueueUrl=self.parked_queue_url if held else self.queue_url,
                 MessageBody=QueuedSubmission.of(submission).to_json(),
                 # The clinic as the tenant of an SQS fair queue (a standard queue whose
@@ -87,5 +102,4 @@ class SubmissionQueue:
             )
         except (BotoCoreError, ClientError) as exc:
             raise ServiceUnavailable("queue", type(exc).__name__) from None
-        message_id: str = answer["MessageId"]
-        return message_id
+        return held

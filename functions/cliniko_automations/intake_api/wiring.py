@@ -6,16 +6,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from cliniko_automations.common import aws
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.person_keys import PersonKeys, submission_keys
 from cliniko_automations.common.secrets import SecretUnavailable, read_secret, rotated_values
-from cliniko_automations.common.submission_store import DynamoSubmissionStore
 from cliniko_automations.intake.config import FormSources, load_form_sources
 from cliniko_automations.intake.submission import Submission
-from cliniko_automations.intake_api.accept import HELD_OVER_CEILING, Accepted, Services
+from cliniko_automations.intake_api.accept import Accepted, Services
 from cliniko_automations.intake_api.captcha import verify_captcha
 from cliniko_automations.intake_api.errors import ServiceUnavailable
 from cliniko_automations.intake_api.queue import SubmissionQueue
@@ -47,41 +43,24 @@ def services(settings: ApiSettings) -> Services:
 def queue_accepted(outcome: Accepted, settings: ApiSettings) -> Accepted:
     """Body into the store, id onto the queue (the parked queue, held, once its source's
     hourly ceiling is reached); a failure sends a browser to the error page."""
+    submission = outcome.submission
+    ceiling = form_sources(settings).sources[submission.source].hourly_ceiling
     try:
-        held = None if _admitted(outcome, settings) else HELD_OVER_CEILING
-        SubmissionQueue(
+        held = SubmissionQueue(
             settings.submission_queue_url,
             settings.submission_table,
             parked_queue_url=settings.parked_queue_url,
-        ).send(outcome.submission, _person_keys(outcome.submission, settings), held=held)
+        ).send(
+            submission,
+            _person_keys(submission, settings),
+            hourly_ceiling=settings.source_hourly_ceiling if ceiling is None else ceiling,
+        )
         return dataclasses.replace(outcome, held=held)
     except ServiceUnavailable as exc:
         if outcome.redirects is not None:
             exc.redirect_to = outcome.redirects.error_url_for(exc.reason)
             exc.cors_origin = outcome.cors_origin
         raise
-
-
-def _admitted(outcome: Accepted, settings: ApiSettings) -> bool:
-    """Whether the submission is within its source's hourly ceiling (counted into it if so).
-
-    A flood of valid-looking posts (a form's URL is in its page, a webhook's may leak) is
-    held past the ceiling, each body kept and its id on the parked queue, rather than made
-    a contact each in Cliniko, the user's budget spent on them for hours after."""
-    submission = outcome.submission
-    source = form_sources(settings).sources[submission.source]
-    ceiling = settings.source_hourly_ceiling
-    if source.hourly_ceiling is not None:
-        ceiling = source.hourly_ceiling
-    if not ceiling or settings.parked_queue_url is None:
-        return True
-    store = DynamoSubmissionStore(
-        aws.client("dynamodb", config=aws.FAIL_FAST), settings.submission_table
-    )
-    try:
-        return store.admit_to_hour(source.name, submission.received_at, ceiling)
-    except (BotoCoreError, ClientError) as exc:
-        raise ServiceUnavailable("submission_store", type(exc).__name__) from None
 
 
 def _person_keys(submission: Submission, settings: ApiSettings) -> PersonKeys:

@@ -171,9 +171,14 @@ def test_a_held_submission_sent_twice_to_the_parked_queue_replays_as_one_contact
     queue = SubmissionQueue(
         stack.queue_url, stack.submission_table, parked_queue_url=stack.parked_queue_url
     )
+    submission = json_submission(ANA)
+    dynamodb = aws_clients.client("dynamodb", config=aws_clients.FAIL_FAST)
+    store = DynamoSubmissionStore(dynamodb, stack.submission_table)
+    assert store.admit_to_hour(submission.source, submission.received_at, 1)  # the hour full
     sqs = aws_clients.client("sqs", config=aws_clients.FAIL_FAST)
     with answers_lost(sqs, "SendMessage") as lost:
-        queue.send(json_submission(ANA), PersonKeys("hmac-of-ana"), held="source_hourly_ceiling")
+        held = queue.send(submission, PersonKeys("hmac-of-ana"), hourly_ceiling=1)
+    assert held == "source_hourly_ceiling"
     assert lost.lost == 1 and stack.counts(stack.parked_queue_url) == (2, 0)
     for message in stack.drain(stack.parked_queue_url):
         stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=message["Body"])
