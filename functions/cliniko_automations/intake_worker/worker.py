@@ -314,6 +314,13 @@ class IntakeWorker:
                 # replay): finish its bookkeeping, create nothing, count nothing again.
                 self._record_created(submission, intent.contact_id)
                 return self._created(submission, intent.contact_id, recovered=True, replayed=True)
+            if intent is not None and intent.lost_at is not None:
+                settled = self._settled(intent.lost_at)
+                if self._now() < settled:
+                    # Cliniko may still be saving that create: looked for now, it is not listed
+                    # yet, and a create made the person twice. A claim keeps a person with an
+                    # identity until then; one with none has no claim to wait on.
+                    raise RetryLater("lost_create_settling", not_before=settled.timestamp())
             decision = self._decide(submission, lookup, cliniko, intent)
             writing = lookup.writing_claim_key(submission.account)
             also: contextlib.AbstractContextManager[HeldClaim | None] = (
@@ -449,7 +456,10 @@ class IntakeWorker:
                     if held is not None:
                         held.keep_for(0)  # saved, and found: nothing left to settle
                 return self._created(submission, again.contact_id, recovered=True)
-            raise RetryLater("create_outcome_unknown") from None
+            # Not delivered again before Cliniko has surely settled it (see `_process`).
+            raise RetryLater(
+                "create_outcome_unknown", not_before=self._settled(lost).timestamp()
+            ) from None
         contact_id = str(contact_fields(contact)["id"])
         if claim is not None:
             # Cliniko's docs do not promise that its lists show the contact at once: let go
@@ -463,6 +473,10 @@ class IntakeWorker:
             contact_id=contact_id,
             fields=tuple(sorted(decision.changes)),
         )
+
+    def _settled(self, lost_at: datetime) -> datetime:
+        """When a create whose answer was lost at `lost_at` is saved by Cliniko or never."""
+        return lost_at + timedelta(seconds=self._lost_create_settles)
 
     def _record_created(self, submission: Submission, contact_id: str) -> None:
         # Ledger first: if we die between the two writes, the intent still lacks the id and
