@@ -67,7 +67,7 @@ DERIVED_TARGETS = {
 ONE_VALUE_TARGETS = {
     "first_name": ("first_name",),
     "last_name": ("last_name",),
-    "preferred_first_name": ("preferred_first_name",),
+    "preferred_name": ("preferred_name",),
     "title": ("title",),
     "email": ("email",),
     "full_name": ("first_name", "last_name"),

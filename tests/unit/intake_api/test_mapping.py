@@ -219,6 +219,18 @@ def test_a_one_value_field_given_differently_is_named_where_its_answer_fills_it(
     assert given_differently({"n": ["Ann Lee", "Ann Lee"]}, src) == ()  # alike: one value
 
 
+def test_a_preferred_name_given_differently_is_named_not_joined():
+    # A person has one preferred name: joined, two inputs of that name made Cliniko's
+    # "Ann, Bob". The table of such fields named it "preferred_first_name", no Cliniko field.
+    src = source([{"from": "n", "to": "first_name"}, {"from": "p", "to": "preferred_name"}])
+    answers = {"n": "Ann", "p": ["Annie", "Bob"]}
+    assert given_differently(answers, src) == ("preferred_name",)
+    with pytest.raises(FieldsInvalid) as caught:
+        validate_draft(map_answers(answers, src), src, given_differently(answers, src))
+    assert list(caught.value.errors) == ["preferred_name"]
+    assert given_differently({"n": "Ann", "p": ["Annie", "Annie"]}, src) == ()
+
+
 def test_an_email_confirmed_in_another_case_is_one_email():
     src = source([{"from": "n", "to": "first_name"}, {"from": "e", "to": "email"}])
     answers = {"n": "Ann", "e": ["Ann@example.org", "ann@example.org"]}
