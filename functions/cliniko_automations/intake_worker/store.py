@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cliniko_automations.common.identity_claims import claim_is_free, claim_item_key, waited_for
 from cliniko_automations.common.submission_store import BODY_TTL_SECONDS
@@ -103,8 +103,14 @@ class DynamoClaims:
         held = _Held()
         try:
             yield held
-        finally:
-            self._end(item_key, token, held.kept_for)
+        except BaseException:
+            # The block's own failure says what becomes of the submission (a dead letter with
+            # its fix, a retry not before a time): a release that fails too must not take its
+            # place. The claim then ends at its expiry, as a dead holder's does.
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self._end(item_key, token, held.kept_for)
+            raise
+        self._end(item_key, token, held.kept_for)
 
     def _end(self, item_key: dict[str, dict[str, str]], token: str, kept_for: float) -> None:
         """Let go of the claim, or keep it `kept_for` seconds from now: only while it is still

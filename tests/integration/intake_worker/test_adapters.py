@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 from cliniko_automations.common.aws import queue_url_for
 from cliniko_automations.common.dynamodb_batches import ATTEMPTS, LeftUnprocessed
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
@@ -19,7 +20,7 @@ from cliniko_automations.intake_worker.store import (
     DynamoIntents,
     FailureRecord,
 )
-from cliniko_automations.intake_worker.worker import ClaimBusy, Intent
+from cliniko_automations.intake_worker.worker import ClaimBusy, Intent, Misconfigured
 
 from tests.integration.common.test_dynamodb_batches import throttled
 from tests.integration.intake_worker.resources import WorkerStack, create_worker_stack
@@ -51,6 +52,33 @@ def test_claim_excludes_a_second_holder_until_released(stack: WorkerStack) -> No
             pass
     with claims.hold("k1"):  # released
         pass
+
+
+@pytest.mark.parametrize("kept_for", [0, 60], ids=["let_go", "kept"])
+def test_a_claim_not_let_go_leaves_the_blocks_own_failure_to_be_seen(
+    stack: WorkerStack, kept_for: float
+) -> None:
+    # Cliniko refused the key while the claim was held (Misconfigured: dead-lettered with its
+    # fix), then DynamoDB throttled the claim's release (a delete, or the update that keeps
+    # it). The release's error replaced the block's, and the submission went round the queue
+    # as an unexpected error: no fix, no Misconfigured alarm (and a Rejected's 422, a
+    # RetryLater's time not to come back before, lost alike). A claim not let go ends at its
+    # expiry by itself.
+    claims = DynamoClaims(stack.dynamodb, stack.idempotency_table, wait_seconds=0)
+
+    def throttle(**_: object) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException"}}, "ReleaseClaim")
+
+    events = stack.dynamodb.meta.events
+    for operation in ("DeleteItem", "UpdateItem"):
+        events.register(f"before-call.dynamodb.{operation}", throttle)
+    try:
+        with pytest.raises(Misconfigured), claims.hold("k") as held:
+            held.keep_for(kept_for)
+            raise Misconfigured("cliniko_unauthorized", RuntimeError("401"))
+    finally:
+        for operation in ("DeleteItem", "UpdateItem"):
+            events.unregister(f"before-call.dynamodb.{operation}", throttle)
 
 
 def claims_of_a_minute(stack: WorkerStack, now: list[float]) -> DynamoClaims:
