@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -26,7 +26,9 @@ from cliniko_automations.common.plain_data import from_data
 from cliniko_automations.common.timestamps import iso
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.attempt import (
+    LISTED_SUBMISSIONS,
     OVER_HOURLY_LIMIT,
+    SUBMISSION_STORE,
     WEBHOOK_DEAD_LETTERS,
     Attempt,
     Tools,
@@ -368,7 +370,7 @@ class Eraser:
             contact_ids=contact_ids,
             accounts=accounts,
             contacts=contacts,
-            purged=_purged(latest),
+            purged=_purged(records),
             message=message,
             **_due(records),
         )
@@ -383,12 +385,31 @@ def _due(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"due_at": received.get("due_at", ""), "due_extended": False}
 
 
-def _purged(records: Iterable[Mapping[str, Any]]) -> list[Purged]:
+def _purged(records: Sequence[Mapping[str, Any]]) -> list[Purged]:
+    """What the request's attempts purged so far, by store, as an attempt's answer counts it:
+    the last attempt alone may have purged nothing (it failed at its lookup, or the hourly
+    ceiling refused it) after an earlier one deleted the person's bodies and letters."""
+    listed = sorted(
+        {
+            str(submission_id)
+            for record in records
+            if record.get("record") == "purge" and attempt_of(str(record.get("sk", ""))) is not None
+            for purged in record.get("purged", [])
+            if purged.get("store") == SUBMISSION_STORE
+            for submission_id in purged.get("submission_ids", [])
+        }
+    )[:LISTED_SUBMISSIONS]
+    counts = {
+        store: purged_before(records, store) for store in (SUBMISSION_STORE, WEBHOOK_DEAD_LETTERS)
+    }
     return [
-        from_data(Purged, plain(p))
-        for record in records
-        if record.get("record") == "purge"
-        for p in record.get("purged", [])
+        Purged(
+            store=store,
+            count=count,
+            submission_ids=listed if store == SUBMISSION_STORE else [],
+        )
+        for store, count in counts.items()
+        if count
     ]
 
 

@@ -218,6 +218,10 @@ def test_a_retry_failing_before_its_purge_still_counts_the_bodies_purged_before(
 
     assert second.status == "failed", second.message
     assert [(p.store, p.count) for p in second.purged] == [("submission_store", stored)]
+    # The request's status says so too: it was read from the last attempt's records alone,
+    # and that attempt, failing before its purge, has none (the status said nothing went).
+    status = make_eraser(erasure_stack, cliniko, submissions=store).status(request.request_id)
+    assert [(p.store, p.count) for p in status.purged] == [("submission_store", stored)]
 
 
 class _FailingWrites:
