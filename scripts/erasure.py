@@ -368,6 +368,13 @@ ACTION_WORDS = {
 
 def render(status: int, body: dict[str, Any]) -> list[str]:
     from cliniko_automations.common.printable import printable
+    from cliniko_automations.erasure.attempt import SUBMISSION_STORE, WEBHOOK_DEAD_LETTERS
+
+    # What each store an erasure purges held: the webhook letters are deliveries, not bodies.
+    purged_words = {
+        SUBMISSION_STORE: "stored submission(s)",
+        WEBHOOK_DEAD_LETTERS: "undelivered webhook(s)",
+    }
 
     lines = []
     if "status" in body and "request_id" in body:
@@ -403,8 +410,9 @@ def render(status: int, body: dict[str, Any]) -> list[str]:
         ids = purged["submission_ids"]
         # The trail lists the first 1,000 ids of a purge (erasure/attempt.LISTED_SUBMISSIONS).
         first = f"the first {len(ids)}: " if len(ids) < purged["count"] else ""
+        what = purged_words.get(purged["store"], "item(s)")
         lines.append(
-            f"  Purged from {purged['store']}: {purged['count']} stored submission(s)"
+            f"  Purged from {purged['store']}: {purged['count']} {what}"
             + (f" ({first}{', '.join(ids)})" if ids else "")
         )
     if body.get("due_at"):

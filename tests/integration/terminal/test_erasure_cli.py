@@ -75,3 +75,18 @@ def test_a_purge_listing_part_of_its_ids_says_they_are_the_first() -> None:
         "  Purged from submission_store: 11500 stored submission(s) (the first 2: s-1, s-2)",
         "  Purged from submission_store: 2 stored submission(s) (s-3, s-4)",
     ]
+
+
+def test_a_purge_of_webhook_letters_says_what_went() -> None:
+    # The webhook stack's dead letters are deliveries, counted only: they were called
+    # "stored submission(s)", which the intake's store holds and the letters' queue does not.
+    erasure = load_cli()
+    purged = [
+        {"store": "submission_store", "count": 1, "submission_ids": ["s-1"]},
+        {"store": "webhook_dead_letters", "count": 2, "submission_ids": []},
+    ]
+    lines = erasure.render(200, {"request_id": "r-1", "status": "completed", "purged": purged})
+    assert lines[1:] == [
+        "  Purged from submission_store: 1 stored submission(s) (s-1)",
+        "  Purged from webhook_dead_letters: 2 undelivered webhook(s)",
+    ]
