@@ -8,7 +8,9 @@ Two modes, same core and same words:
           --user-agent, --cliniko-base-url (or the env vars AUDIT_TABLE, IDEMPOTENCY_TABLE,
           SUBMISSION_TABLE, PEPPER_SECRET_NAME, CLINIKO_API_KEY_SECRET_NAME, CLINIKO_USER_AGENT,
           CLINIKO_BASE_URL; the other CLINIKO_* settings from the environment as in the Lambda;
-          the accounts searched are those of cliniko_accounts.yaml, or of CLINIKO_ACCOUNTS_FILE).
+          the accounts searched are those of cliniko_accounts.yaml, or of CLINIKO_ACCOUNTS_FILE),
+          and with a webhook stack its dead-letter queue, whose letters carrying the erased
+          contacts' fields a request deletes: --webhook-dlq-url (WEBHOOK_DEAD_LETTER_QUEUE_URL).
   remote  --api-url https://ID.execute-api.REGION.amazonaws.com calls the deployed HTTP API,
           signing each request with SigV4 (the routes use AWS_IAM authorisation).
 
@@ -40,6 +42,7 @@ if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line
     interrupted_while_starting("erasure.py")
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -76,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
     )
     where.add_argument("--user-agent", default=os.environ.get("CLINIKO_USER_AGENT"))
     where.add_argument("--cliniko-base-url", default=os.environ.get("CLINIKO_BASE_URL"))
+    where.add_argument(
+        "--webhook-dlq-url",
+        default=os.environ.get("WEBHOOK_DEAD_LETTER_QUEUE_URL"),
+        help="the webhook stack's WebhookDeadLetterQueueUrl (local mode): a request deletes "
+        "the undelivered webhooks there that carry its contacts' fields",
+    )
     where.add_argument(
         "--caller",
         type=caller_id,
@@ -200,6 +209,11 @@ def run_local(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     except SettingsError as error:
         raise SystemExit(f"erasure.py: bad settings: {error}") from None
     check_tables(args, ("--audit-table", "--idempotency-table", "--submission-table"))
+    if args.command == "request" and args.webhook_dlq_url:
+        # The deployed function's setting is the queue's ARN; an operator holds its URL.
+        settings = dataclasses.replace(
+            settings, webhook_dead_letter_queue_arn=webhook_letters_arn(args.webhook_dlq_url)
+        )
     try:
         eraser = build_eraser(settings)
     except SettingsError as error:
@@ -250,6 +264,19 @@ def check_tables(args: argparse.Namespace, flags: Sequence[str]) -> None:
         variable, kind = kinds[flag]
         name = getattr(args, flag.removeprefix("--").replace("-", "_"))
         stack_resources.check_table(dynamodb, name, kind, f"{flag} ({variable})")
+
+
+def webhook_letters_arn(url: str) -> str:
+    """The ARN of the webhook stack's dead-letter queue at `url`, once it is that queue: the
+    intake's dead-letter queue given for it would have a request delete letters there."""
+    from cliniko_automations.common import aws, stack_resources
+
+    sqs = aws.client("sqs")
+    setting = "--webhook-dlq-url (WEBHOOK_DEAD_LETTER_QUEUE_URL)"
+    stack_resources.check_queue(sqs, url, stack_resources.WEBHOOK_DEAD_LETTER_QUEUE, setting)
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    arn: str = attributes["Attributes"]["QueueArn"]
+    return arn
 
 
 def local_caller() -> str:

@@ -39,6 +39,7 @@ from cliniko_automations.erasure.workflow import Eraser
 from cliniko_automations.intake.submission import ContactDraft
 from local_run.webhooks import ApiDestinationStandIn, SignedWebhookReceiver
 
+from tests.e2e.test_erasure_cli import load_cli as load_erasure_cli
 from tests.fixtures.aws import every_message
 from tests.integration.changefeed.stack import (
     ACCOUNT,
@@ -735,6 +736,48 @@ def test_a_retry_after_cliniko_refused_counts_the_letters_the_first_attempt_purg
     # Each attempt's own record counts its own: 1, then 0.
     purges = [i for i in feed_erasure.audit_items() if i["sk"].endswith("#purge-webhooks")]
     assert sorted(int(p["purged"][0]["count"]) for p in purges) == [0, 1]
+
+
+def test_the_erasure_cli_in_local_mode_reaches_the_letters_of_the_operators_environment(
+    world, feed_erasure, monkeypatch, capsys
+) -> None:
+    # An operator's environment on a stack (README, "The stack's outputs"): the webhook
+    # stack's queue is WEBHOOK_DEAD_LETTER_QUEUE_URL, for the replay tool. The local mode
+    # read only the Lambda's WEBHOOK_DEAD_LETTER_QUEUE_ARN, which no operator sets, and erased
+    # the person with full-copy's letter, their fields in it, left in the queue.
+    _, _, letters, _, _, sqs, dlq = world
+    monkeypatch.delenv("WEBHOOK_DEAD_LETTER_QUEUE_ARN", raising=False)
+    monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_URL", dlq)
+    request = ["request", "--email", "zoe@example.com", "--reason", "GDPR art. 17"]
+
+    code = load_erasure_cli().main([*request, "--request-id", "r-cli-letters"])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Purged from webhook_dead_letters: 1 undelivered webhook(s)" in out
+    remaining = {m["MessageId"] for m in every_message(sqs, dlq)}
+    assert remaining == {letters["crm-sync"]}
+
+
+def test_the_erasure_cli_refuses_a_queue_that_is_not_the_webhook_dead_letter_queue(
+    world, feed_erasure, monkeypatch, capsys
+) -> None:
+    # The intake's dead-letter queue copied for it (another stack output): refused before
+    # anything changed, naming the setting, as every table the local mode takes is.
+    sqs = world[5]
+    submissions = sqs.create_queue(QueueName="submissions-dlq")["QueueUrl"]
+    source_arn = sqs.get_queue_attributes(QueueUrl=submissions, AttributeNames=["QueueArn"])
+    policy = {"deadLetterTargetArn": source_arn["Attributes"]["QueueArn"], "maxReceiveCount": 5}
+    sqs.create_queue(QueueName="submissions", Attributes={"RedrivePolicy": json.dumps(policy)})
+    monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_URL", submissions)
+    request = ["request", "--email", "zoe@example.com", "--reason", "GDPR art. 17"]
+
+    code = load_erasure_cli().main([*request, "--request-id", "r-cli-wrong-queue"])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "WEBHOOK_DEAD_LETTER_QUEUE_URL" in err and "webhook dead-letter queue" in err
+    assert not [i for i in feed_erasure.audit_items() if i["request_id"] == "r-cli-wrong-queue"]
 
 
 def feed_erasure_status(outcome):
