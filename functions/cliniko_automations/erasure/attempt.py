@@ -142,10 +142,13 @@ class Attempt:
         matched_before: Mapping[str, Sequence[str]] | None = None,
         purged_before: int = 0,
         letters_before: int = 0,
+        shown_before: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """`purged_before`: the stored bodies earlier attempts of the request deleted (one
         out of time, one whose Cliniko part failed), which the outcome's count includes;
-        `letters_before` the same of the webhook dead letters."""
+        `letters_before` the same of the webhook dead letters; `shown_before` the contacts
+        an earlier attempt's 409 listed, by account (trail.shown_before; None: none stopped
+        for confirmation)."""
         self.tools = tools
         self.request = request
         self.caller = caller
@@ -156,6 +159,7 @@ class Attempt:
         self.matched_before = matched_before or {}
         self.purged_before = purged_before
         self.letters_before = letters_before
+        self.shown_before = shown_before
         self.by_account: dict[str, list[str]] = {}
         # What an answer tells of the request's purge before this attempt's own: one failing
         # before it reaches its purge (Cliniko down at the lookup) still tells what went.
@@ -215,6 +219,12 @@ class Attempt:
         }
         # Across accounts too: one email in two clinics may still be two people.
         awaiting = len(matches) > 1 and not self.request.erase_all_matches
+        if len(matches) > 1 and self.request.erase_all_matches and self.shown_before is not None:
+            # A confirmation confirms the 409 its caller read: a contact that took the email
+            # since (someone else, perhaps) is listed in a 409 of its own, not erased unseen.
+            awaiting = any(
+                m.contact_id not in self.shown_before.get(m.account, ()) for m in matches
+            )
         found = "found" if matches else "no_record_found"
         if awaiting:
             found = "awaiting_confirmation"

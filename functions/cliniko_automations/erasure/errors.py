@@ -17,7 +17,8 @@ class InvalidRequest(ErasureError):
 
 
 class SeveralMatches(ErasureError):
-    """One email identifies several contacts and the request did not say to erase them all."""
+    """One email identifies several contacts and the request did not say to erase them all
+    (or its confirmation did not: a contact its 409 did not list matches too)."""
 
     def __init__(
         self,

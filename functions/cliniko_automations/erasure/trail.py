@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -44,18 +44,21 @@ def attempt_of(sk: str) -> int | None:
 
 
 def matched_before(
-    records: Iterable[Mapping[str, Any]], legacy_account: str | None
+    records: Iterable[Mapping[str, Any]],
+    legacy_account: str | None,
+    results: Collection[str] = ("found",),
 ) -> dict[str, list[str]]:
     """The contacts earlier attempts of a request matched and went on to erase (a lookup that
     stopped for confirmation touched none), by account: a retry finishes them even when its
     own lookup no longer finds them, as the scrub blanked the email they were found by.
+    `results`: the lookups' results counted (`shown_before` counts those that stopped too).
 
     A lookup recorded before the erasure covered several accounts holds ids only: they are
     `legacy_account`'s (the default account, which alone was searched then), or, without one,
     none is retried by id, since an id names another contact in another account."""
     found: dict[str, dict[str, None]] = {}
     for record in sorted(records, key=lambda r: str(r["sk"])):
-        if record.get("record") != "lookup" or record.get("result") != "found":
+        if record.get("record") != "lookup" or record.get("result") not in results:
             continue
         by_account = record.get("accounts")
         if by_account is None:
@@ -64,6 +67,21 @@ def matched_before(
             ids = found.setdefault(str(account), {})
             ids.update((str(contact_id), None) for contact_id in contact_ids or [])
     return {account: list(ids) for account, ids in found.items()}
+
+
+def shown_before(
+    records: Iterable[Mapping[str, Any]], legacy_account: str | None
+) -> dict[str, list[str]] | None:
+    """The contacts a request's caller was shown, by account, when an earlier attempt stopped
+    for confirmation (a 409 listing them): a confirmation (`erase_all_matches`) erases those,
+    and a match it did not list (the email taken by someone since) is asked about again. None
+    when no attempt stopped so (a request confirmed as it was first sent)."""
+    records = list(records)
+    if not any(
+        r.get("record") == "lookup" and r.get("result") == "awaiting_confirmation" for r in records
+    ):
+        return None
+    return matched_before(records, legacy_account, ("found", "awaiting_confirmation"))
 
 
 def filed_before_accounts(records: Iterable[Mapping[str, Any]]) -> bool:

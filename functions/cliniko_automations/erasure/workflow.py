@@ -83,6 +83,7 @@ from cliniko_automations.erasure.trail import (
     find_record,
     matched_before,
     plain,
+    shown_before,
 )
 
 # How many times a write reads the chain's head again when another writer took its place.
@@ -273,6 +274,7 @@ class Eraser:
             earlier,
             purged_before(records),
             purged_before(records, WEBHOOK_DEAD_LETTERS),
+            shown_before(records, self._accounts.default),
         ).execute()
         outcome.receipt = _receipt(outcome, *self._heads[request.request_id])
         return outcome

@@ -155,6 +155,31 @@ def test_several_matches_need_confirmation_then_all_are_erased(erasure_stack, er
         assert erasure_stack.contact(contact_id)["archived_at"]
 
 
+def test_a_confirmation_erases_no_contact_its_409_did_not_list(erasure_stack, eraser):
+    # Two matches: 409. Before the caller confirms, a third contact takes the email (the
+    # family's shared address, typed in by staff or a form): one email may be two people,
+    # which is what the 409 asks the caller to rule out. The confirmation erased all three,
+    # the third unseen; it is answered 409 again, listing all three, and nothing is written.
+    listed = [erasure_stack.seed(), erasure_stack.seed(first_name="Other")]
+    with pytest.raises(SeveralMatches):
+        eraser.submit(ask(request_id="grown", email=EMAIL), CALLER)
+    unseen = erasure_stack.seed(first_name="Newcomer")
+    confirmed = ask(request_id="grown", email=EMAIL, erase_all_matches=True)
+    before = len(erasure_stack.log())
+
+    with pytest.raises(SeveralMatches) as caught:
+        eraser.submit(confirmed, CALLER)
+
+    assert sorted(caught.value.contact_ids) == sorted([*listed, unseen])
+    assert not [e for e in erasure_stack.log()[before:] if e["method"] in WRITES]
+    assert erasure_stack.contact(unseen)["first_name"] == "Newcomer"
+    assert eraser.status("grown").result == "awaiting_confirmation"
+    # Confirmed once the caller has seen all three: all three go.
+    outcome = eraser.submit(confirmed, CALLER)
+    assert outcome.result == "erased"
+    assert sorted(outcome.contact_ids) == sorted([*listed, unseen])
+
+
 def test_a_match_a_confirmation_stopped_at_is_no_earlier_attempt_s_to_finish(erasure_stack, eraser):
     # Two matches: 409. Staff then blank one's email (not this person's after all). The
     # request sent again finds one: that one is erased, the other, which no attempt touched,
