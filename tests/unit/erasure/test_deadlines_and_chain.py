@@ -198,10 +198,12 @@ def test_a_receipt_s_head_must_still_be_in_the_trail() -> None:
     ]
 
 
-@pytest.mark.parametrize("seq", [0, -3, "2", 1.5])
+@pytest.mark.parametrize("seq", [0, -3, "2", 1.5, Decimal("2.5"), Decimal("Infinity")], ids=str)
 def test_a_record_at_no_place_of_the_chain_is_reported_not_skipped(seq) -> None:
     records = trail()
     # Outside the walk from #1, it was never checked: an extension added at #0 went unseen.
+    # A fraction as DynamoDB reads it back (Decimal 2.5), read as 2, took the place of the
+    # real #2 in that walk: the real record was no longer checked at all.
     records.append({"sk": "000#extension", "due_at": "2099", "seq": seq, "hash": "forged"})
     assert verify_chain("r-1", records).problems == [
         "record 000#extension claims no place in the chain"
