@@ -359,6 +359,30 @@ def test_pacing_beyond_the_wait_budget_sends_nothing(cliniko) -> None:
     assert _statuses(cliniko) == [200, 200]
 
 
+def test_the_pacing_wait_after_a_429_is_bounded_by_what_is_left_of_the_wait_budget(
+    cliniko,
+) -> None:
+    # Two sends a minute: the request waits 20 s for its slot, meets a 429 (a reset a second
+    # off, within the budget), and then the key's window has no room for 40 s more. 20 + 40
+    # is past its 50 s: nothing more is slept or sent, where bounding that wait by the whole
+    # budget, not what is left of it, slept 60 s of a 50 s budget and sent again.
+    clock = FakeClock()
+    client = cliniko.client(
+        clock=clock, requests_per_minute=2, retry_policy=RetryPolicy(max_total_wait=50.0)
+    )
+    client.list_contacts()
+    clock.advance(40)
+    client.list_contacts()
+    cliniko.control.set_faults(fail_next=[429])
+
+    with pytest.raises(errors.RateLimited) as caught:
+        client.list_contacts()
+
+    assert caught.value.status_code is None  # our own budget said no to the re-send
+    assert clock.sleeps == [pytest.approx(20.0)]
+    assert _statuses(cliniko) == [200, 200, 429]
+
+
 def test_backoff_stops_when_the_wait_budget_is_spent(cliniko) -> None:
     clock = FakeClock()
     client = cliniko.client(

@@ -83,6 +83,29 @@ def test_no_pacing_wait_starts_that_would_leave_less_than_a_second(cliniko):
     assert len(cliniko.control.requests()) == 2
 
 
+def test_the_pacing_wait_after_a_429_is_bounded_by_the_time_left(cliniko):
+    # 45 s left: 20 s waited for the key's slot, a 429 whose reset a second off fits the
+    # 25 s left, and then no slot for 40 s more. Slept, the invocation would end mid-wait
+    # (OutOfTime at best, on a real clock a Lambda killed): said at once, nothing slept.
+    clock = FakeClock()
+    deadline = clock.monotonic() + 600.0
+    client = cliniko.client(
+        clock=clock, requests_per_minute=2, time_left=lambda: deadline - clock.monotonic()
+    )
+    client.list_contacts()
+    clock.advance(40)
+    client.list_contacts()
+    deadline = clock.monotonic() + 45.0
+    cliniko.control.set_faults(fail_next=[429])
+
+    with pytest.raises(errors.RateLimited) as caught:
+        client.list_contacts()
+
+    assert caught.value.status_code is None  # our own budget said no to the re-send
+    assert clock.sleeps == [pytest.approx(20.0)]
+    assert len(cliniko.control.requests()) == 3
+
+
 def test_a_client_kept_across_invocations_takes_each_one_s_time_left(cliniko):
     client = cliniko.client(time_left=lambda: 0.5)
     client.finish_within(None)
