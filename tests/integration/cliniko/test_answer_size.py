@@ -4,6 +4,7 @@ where the worker, the erasure and the change feed each expect a typed error."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import re
@@ -16,7 +17,7 @@ from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.transport import MAX_ANSWER_BYTES
 
 from tests.integration.cliniko.test_contacts import CONTACT, ID, scripted_client
-from tests.integration.common.test_http_transport import answer
+from tests.integration.common.test_http_transport import _held_by_this_process, answer
 
 MB = 1 << 20
 
@@ -80,6 +81,31 @@ def test_an_answer_too_long_to_hold_is_refused_as_it_is_read(script, operation):
         assert all(b"?page=1&" in r.split(b"\r\n")[0] for r in server.requests)
     else:
         assert len(server.requests) == 1  # nothing sent again: the answer came, it was refused
+
+
+def test_an_answer_refused_as_too_long_leaves_its_socket_closed():
+    # Read no further, the rest of the answer is still on the wire: the connection can only
+    # be closed, and by the transport. Left to whatever frees the answer, its socket stayed
+    # open for as long as the error was held (a caller deciding what to do, a log line's
+    # traceback, a listing halving its page: one socket more for each half).
+    ports: list[int] = []
+
+    def flood_from(connection: socket.socket, request: bytes) -> None:
+        ports.append(connection.getpeername()[1])
+        flood(connection, request)
+
+    client, server = scripted_client(flood_from)
+    gc.disable()  # closed by the transport, not by a collection that happens to run
+    try:
+        with pytest.raises(errors.AnswerTooLong) as caught:
+            client.get_contact(ID)
+        assert caught.value.status_code == 200  # the error is held while the socket is looked for
+        assert len(ports) == 1
+        assert not _held_by_this_process(ports[0])
+    finally:
+        gc.enable()
+        client.close()
+        server.stop()
 
 
 def test_a_gzip_answer_within_the_bound_is_read_as_it_was_sent():

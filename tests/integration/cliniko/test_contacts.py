@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cliniko_automations.cliniko import ClinikoClient, Contact, ContactWrite, errors
 from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
+from cliniko_automations.common import http_transport
 from cliniko_client.models import PhoneNumberWrite, PhoneType
 
 from tests.integration.common.test_http_transport import ScriptedServer, answer
@@ -433,3 +435,34 @@ def test_an_answer_nested_deeper_than_json_can_read_is_an_error_of_cliniko_s(kin
             client.list_contacts([])
     finally:
         server.stop()
+
+
+class SteppingClocks:
+    """`time` as the transport reads it, moved on by hand: a warm process's requests some
+    seconds apart, without waiting for them."""
+
+    def __init__(self) -> None:
+        self.passed = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.passed
+
+    def time(self) -> float:
+        return time.time() + self.passed
+
+
+def test_a_connection_whose_answer_was_read_is_kept_for_the_next_request(monkeypatch):
+    # Each answer read whole puts its connection back, and its time is when the keep-alive
+    # expiry (5 s idle) counts from: requests 4 s apart go out on one connection, however
+    # long ago the client was made.
+    clocks = SteppingClocks()
+    monkeypatch.setattr(http_transport, "time", clocks)
+    client, server = scripted_client(answer(CONTACT, "Content-Type: application/json"))
+    try:
+        for _ in range(3):
+            clocks.passed += 4.0
+            assert client.get_contact(ID).id == ID
+    finally:
+        client.close()
+        server.stop()
+    assert (len(server.requests), server.connections) == (3, 1)
