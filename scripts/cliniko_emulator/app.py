@@ -163,6 +163,9 @@ class Emulator:
         self.archived_get = archived_get
         self.like_minds_case = False
         self.seed_shapes = False
+        # Whether answers carry `Date` (an HTTP server with a clock sends one; a proxy in
+        # front of Cliniko may not pass it on).
+        self.date_header = True
         self.update_methods = UPDATE_METHODS
         self.unfilterable: frozenset[str] = frozenset()
         self._log: deque[dict[str, Any]] = deque(maxlen=log_limit)
@@ -228,6 +231,7 @@ class Emulator:
         self.store.subsecond = False
         self.like_minds_case = False
         self.seed_shapes = False
+        self.date_header = True
         self.update_methods = UPDATE_METHODS
         self.unfilterable = frozenset()
         self.strict = self._defaults["strict"]
@@ -764,6 +768,7 @@ class Emulator:
                 ("subsecond_times", self.store.subsecond),
                 ("like_minds_case", self.like_minds_case),
                 ("seed_shapes", self.seed_shapes),
+                ("date_header", self.date_header),
             )
         }
         for name, value in switches.items():
@@ -783,6 +788,7 @@ class Emulator:
         self.store.subsecond = switches["subsecond_times"]
         self.like_minds_case = switches["like_minds_case"]
         self.seed_shapes = switches["seed_shapes"]
+        self.date_header = switches["date_header"]
         self.update_methods = tuple(m for m in UPDATE_METHODS if m in update_methods)
         self.unfilterable = frozenset(unfilterable)
         return Reply.json(

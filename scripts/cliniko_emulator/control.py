@@ -167,6 +167,7 @@ class EmulatorControl:
         subsecond_times: bool | None = None,
         like_minds_case: bool | None = None,
         seed_shapes: bool | None = None,
+        date_header: bool | None = None,
         update_methods: list[str] | None = None,
         unfilterable: list[str] | None = None,
     ) -> dict[str, Any]:
@@ -175,6 +176,8 @@ class EmulatorControl:
         like_minds_case: the `~` and `~~` filters mind case (they ignore it by default).
         seed_shapes: reads show a contact as the seed's examples do: no country_code (the
         country by name), and in a list no doctor_type.
+        date_header: answers carry `Date` (true by default; false: as a proxy in front of
+        Cliniko that drops it might pass them on).
         update_methods: which of PUT and PATCH update a contact (both by default; the other
         answers 404, as a route that does not exist).
         unfilterable: fields whose filters answer 400 "... is not filterable" (none)."""
@@ -183,6 +186,7 @@ class EmulatorControl:
             ("subsecond_times", subsecond_times),
             ("like_minds_case", like_minds_case),
             ("seed_shapes", seed_shapes),
+            ("date_header", date_header),
             ("update_methods", update_methods),
             ("unfilterable", unfilterable),
         )

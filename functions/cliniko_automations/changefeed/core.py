@@ -569,8 +569,12 @@ def _on_clinikos_clock(start: dt.datetime, clock_offset: dt.timedelta | None) ->
     behind (`clock_offset`), to the whole second. Cliniko stamps the changes: a start on a
     clock ahead of its own by more than the overlap missed, for good, every change it stamped
     in between (each run lists from the cursor on). One ahead of ours is left alone: what it
-    stamps from now on is later than our "now" anyway."""
-    if clock_offset is None or clock_offset >= dt.timedelta(0):
+    stamps from now on is later than our "now" anyway. An answer that tells nothing of
+    Cliniko's clock (no `Date`, or one not believed) is as good as no answer: as far back as
+    that clock may be believed behind ours, as a first run no answer reached."""
+    if clock_offset is None:
+        return start - BELIEVED_SKEW
+    if clock_offset >= dt.timedelta(0):
         return start
     return (start + clock_offset).replace(microsecond=0)
 

@@ -199,6 +199,20 @@ def test_a_failed_first_run_with_clinikos_clock_behind_misses_nothing_after_it(s
     assert [d["contact_id"] for d in details(stack)] == [str(made.id)]
 
 
+def test_a_first_run_told_nothing_of_clinikos_clock_misses_nothing_after_it(stack, cliniko):
+    # Its answers without `Date` (a proxy in front of Cliniko that drops it), the first run
+    # knows Cliniko's clock no better than one no answer reached. Started on our "now", a
+    # minute ahead of Cliniko's, it missed for good what Cliniko stamped in that minute.
+    cliniko.control.set_skew(-60)
+    cliniko.control.set_behaviour(date_header=False)
+    (first,) = run()["accounts"]
+    assert (first["complete"], first["error"]) == (True, None)
+    made = cliniko.client().create_contact({"first_name": "Date", "last_name": "Dropped"})
+    (second,) = run()["accounts"]
+    assert second["changes"] == 1
+    assert [d["contact_id"] for d in details(stack)] == [str(made.id)]
+
+
 def published_lags(stdout: str) -> list[float]:
     """Every ChangeLagSeconds value the EMF lines in `stdout` carry."""
     values: list[float] = []
