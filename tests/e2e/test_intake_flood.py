@@ -11,15 +11,20 @@ replayable by `dead_letters.py --parked replay` like any parked submission.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
+from botocore.exceptions import ClientError, ReadTimeoutError
+from cliniko_automations.common import aws as aws_clients
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 
 from tests.integration.intake_worker.e2e_world import IntakePath, build_intake_path, delivery
-from tests.integration.intake_worker.resources import load_dead_letters_script
+from tests.integration.intake_worker.resources import captured_logs, load_dead_letters_script
 
 dead_letters = load_dead_letters_script()
 
@@ -111,6 +116,104 @@ def test_the_ceiling_counts_each_hour_apart_and_never_past_it(aws, monkeypatch):
         TableName="ceiling-store", Key={"id": {"S": "source-hour#web#2026-12-05T10"}}
     )
     assert item["Item"]["queued"] == {"N": "2"}  # the refused ones are not counted
+    store.leave_hour("web", ten)  # one that did not reach the worker after all
+    assert [store.admit_to_hour("web", ten, 2) for _ in range(2)] == [True, False]
+    # Never below nothing: a count given back to an hour with none makes no debt.
+    twelve = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    store.leave_hour("web", twelve)
+    assert [store.admit_to_hour("web", twelve, 1) for _ in range(2)] == [True, False]
+
+
+NOT_ACCEPTED = "Submission not accepted: a dependency failed"
+
+
+@contextlib.contextmanager
+def refused(service: str, operation: str, *, then: str | None = None) -> Iterator[list[str]]:
+    """AWS answering the intake API's `service` client's `operation` with a 500 (a hiccup),
+    and, with `then`, that service's next call after each refusal too: the operations refused,
+    in order. A botocore hook: the AWS boundary."""
+    names: list[str] = []
+    owed: list[str] = []
+
+    def refuse(model: Any, **_: Any) -> None:
+        names.append(model.name)
+        raise ClientError({"Error": {"Code": "InternalServerError"}}, model.name)
+
+    def first(model: Any, **kwargs: Any) -> None:
+        if then is not None:
+            owed.append(then)
+        refuse(model, **kwargs)
+
+    def after(model: Any, **kwargs: Any) -> None:
+        if owed:
+            owed.pop()
+            refuse(model, **kwargs)
+
+    hooks = [(service, f"before-call.{service}.{operation}", first)]
+    if then is not None:
+        hooks.append((then, f"before-call.{then}", after))
+    for name, event, hook in hooks:
+        aws_clients.client(name, config=aws_clients.FAIL_FAST).meta.events.register(event, hook)
+    try:
+        yield names
+    finally:
+        for name, event, hook in hooks:
+            client = aws_clients.client(name, config=aws_clients.FAIL_FAST)
+            client.meta.events.unregister(event, hook)
+
+
+@pytest.mark.parametrize(
+    ("service", "operation"), [("sqs", "SendMessage"), ("dynamodb", "PutItem")]
+)
+def test_a_submission_answered_503_gives_its_hourly_count_back(path, service, operation):
+    # The store or the queue failed three deliveries after they were counted: answered 503,
+    # the provider delivers them again. Counted each time, they spent three of the hour's
+    # five, and two of the provider's five real referrals were held.
+    posts = [delivery("typeform", email=f"referral{n}@example.org") for n in range(5)]
+    with captured_logs("intake") as logs, refused(service, operation) as names:
+        assert [path.post(post)["statusCode"] for post in posts[:3]] == [503] * 3
+    assert names == [operation] * 3
+    answers = [path.post(post) for post in posts]
+    assert [a["statusCode"] for a in answers] == [202] * 5
+    assert [json.loads(a["body"]).get("held") for a in answers] == [None] * 5
+    assert path.stack.counts(path.stack.queue_url) == (5, 0)
+    assert path.stack.counts(path.stack.parked_queue_url) == (0, 0)
+    assert [line["hour_count"] for line in logs.json(NOT_ACCEPTED)] == ["given_back"] * 3
+
+
+def test_a_count_that_cannot_be_given_back_leaves_the_503_as_it_was(path):
+    # The queue refuses, and so does the store asked for the count back: the sender is still
+    # answered 503 (delivered again), never a 500, and the log says the count was kept.
+    post = delivery("typeform", email="referral@example.org")
+    with captured_logs("intake") as logs, refused("sqs", "SendMessage", then="dynamodb") as names:
+        answer = path.post(post)
+    assert names == ["SendMessage", "UpdateItem"]
+    assert answer["statusCode"] == 503
+    (failed,) = logs.json(NOT_ACCEPTED)
+    assert (failed["dependency"], failed["hour_count"]) == ("queue", "kept")
+
+
+def test_a_store_that_does_not_answer_is_not_asked_for_the_count_back(path):
+    # A store that timed out may be stalled: asked again, it could hold the function past its
+    # 10 s, and API Gateway's 500 (which providers do not retry) would replace the 503.
+    dynamodb = aws_clients.client("dynamodb", config=aws_clients.FAIL_FAST)
+    calls: list[str] = []
+
+    def stalled_at_the_body(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+        if model.name == "PutItem":
+            raise ReadTimeoutError(endpoint_url="https://dynamodb.eu-west-1.amazonaws.com")
+
+    dynamodb.meta.events.register("before-call.dynamodb", stalled_at_the_body)
+    try:
+        with captured_logs("intake") as logs:
+            answer = path.post(delivery("typeform", email="referral@example.org"))
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb", stalled_at_the_body)
+    assert answer["statusCode"] == 503
+    assert calls == ["UpdateItem", "UpdateItem", "PutItem"]  # counted, first seen, the body
+    (failed,) = logs.json(NOT_ACCEPTED)
+    assert (failed["dependency"], failed["hour_count"]) == ("submission_store", "kept")
 
 
 def test_one_signed_delivery_replayed_is_one_contact_and_one_lookup_and_create(

@@ -172,11 +172,10 @@ class DynamoSubmissionStore:
         the hour is full (it is held back instead). One conditional write, so API processes
         at once never count past the ceiling. A write whose answer is lost and is sent again
         counts twice: the hour holds one less, never one more."""
-        key = f"{SOURCE_HOUR_PREFIX}{source}#{hour.strftime('%Y-%m-%dT%H')}"
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"id": {"S": key}},
+                Key=_hour_key(source, hour),
                 UpdateExpression="ADD queued :one SET #exp = if_not_exists(#exp, :exp)",
                 ConditionExpression="attribute_not_exists(queued) OR queued < :ceiling",
                 ExpressionAttributeNames={"#exp": "expiration"},
@@ -191,6 +190,22 @@ class DynamoSubmissionStore:
                 raise
             return False
         return True
+
+    def leave_hour(self, source: str, hour: datetime) -> None:
+        """Take back one count `admit_to_hour` made in `hour` for a submission that did not
+        reach the worker after all (the store or the queue failed it: its sender delivers it
+        again, and is counted then). Never below nothing."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_hour_key(source, hour),
+                UpdateExpression="ADD queued :less",
+                ConditionExpression="queued > :none",
+                ExpressionAttributeValues={":less": {"N": "-1"}, ":none": {"N": "0"}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
 
     def put(self, submission_id: str, body: str, keys: PersonKeys) -> None:
         item: dict[str, Any] = {
@@ -395,6 +410,10 @@ class DynamoSubmissionStore:
             # The pages deleted before are gone all the same: the trail counts them.
             raise PurgeCut(sorted(deleted), error) from error
         return sorted(deleted)
+
+
+def _hour_key(source: str, hour: datetime) -> dict[str, dict[str, str]]:
+    return {"id": {"S": f"{SOURCE_HOUR_PREFIX}{source}#{hour.strftime('%Y-%m-%dT%H')}"}}
 
 
 def _erased_at(tombstones: Sequence[dict[str, Any]]) -> datetime | None:

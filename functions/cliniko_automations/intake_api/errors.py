@@ -79,3 +79,5 @@ class ServiceUnavailable(IntakeError):
         # Both are logged; neither reaches the caller.
         self.dependency = dependency
         self.error_type = error_type
+        # Of a submission its source's hourly ceiling counted: "given_back" or "kept".
+        self.hour_count: str | None = None

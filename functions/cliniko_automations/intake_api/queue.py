@@ -8,6 +8,7 @@ provider delivers again (nothing is half-accepted: a stored body nobody queued e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 from botocore.client import BaseClient
@@ -64,20 +65,25 @@ class SubmissionQueue:
         """
         store = DynamoSubmissionStore(self._dynamodb or _dynamodb(), self._table)
         held = None
+        counted = False
         try:
-            if (
-                hourly_ceiling
-                and self.parked_queue_url is not None
-                and not store.admit_to_hour(
+            if hourly_ceiling and self.parked_queue_url is not None:
+                counted = store.admit_to_hour(
                     submission.source, submission.received_at, hourly_ceiling
                 )
-            ):
-                held = HELD_OVER_CEILING
+                held = None if counted else HELD_OVER_CEILING
             first = store.first_received(submission.idempotency_key, submission.received_at)
             submission = dataclasses.replace(submission, first_received_at=first)
             store.put(submission.submission_id, submission.to_json(), keys)
-        except (BotoCoreError, ClientError) as exc:
-            raise ServiceUnavailable("submission_store", type(exc).__name__) from None
+        except ClientError as exc:
+            raise _not_queued("submission_store", exc, store, submission, counted) from None
+        except BotoCoreError as exc:
+            # No answer (a timeout, no connection): asked again, a stalled store could hold
+            # the function past its timeout, API Gateway's 500 in place of the 503. The
+            # hour's count stays.
+            raise _not_queued(
+                "submission_store", exc, store, submission, counted, ask_store=False
+            ) from None
         client = self._client or _sqs()
         attributes = {"reason": held} if held else {}
         try:
@@ -101,5 +107,29 @@ class SubmissionQueue:
                 },
             )
         except (BotoCoreError, ClientError) as exc:
-            raise ServiceUnavailable("queue", type(exc).__name__) from None
+            raise _not_queued("queue", exc, store, submission, counted) from None
         return held
+
+
+def _not_queued(
+    dependency: str,
+    exc: Exception,
+    store: DynamoSubmissionStore,
+    submission: Submission,
+    counted: bool,
+    *,
+    ask_store: bool = True,
+) -> ServiceUnavailable:
+    """The 503 of a submission the worker was not sent. Counted into its source's hour, the
+    count is given back (the store still answering, `ask_store`): its sender delivers it again
+    and it is counted then. Kept, a provider's retries after an AWS hiccup each spent the
+    source's hour. Best effort: a count not given back changes nothing of the 503."""
+    error = ServiceUnavailable(dependency, type(exc).__name__)
+    if not counted:
+        return error
+    error.hour_count = "kept"
+    if ask_store:
+        with contextlib.suppress(BotoCoreError, ClientError):
+            store.leave_hour(submission.source, submission.received_at)
+            error.hour_count = "given_back"
+    return error

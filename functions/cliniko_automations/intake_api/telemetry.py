@@ -93,6 +93,8 @@ def report_refused(exc: IntakeError, problem: Misconfiguration | None) -> None:
         report(problem, logger=logger, metrics=metrics, **extra)
     elif isinstance(exc, ServiceUnavailable):
         extra |= {"dependency": exc.dependency, "error_type": exc.error_type}
+        if exc.hour_count is not None:
+            extra["hour_count"] = exc.hour_count
         logger.error("Submission not accepted: a dependency failed", extra=extra)
     else:
         logger.info("Submission refused", extra=extra)
