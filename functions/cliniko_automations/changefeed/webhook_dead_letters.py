@@ -14,8 +14,10 @@ webhooks.yaml), `--audit-table`/AUDIT_TABLE (the main stack's ErasureAuditTableN
 a letter carrying contact fields is replayed only once the erasure trail shows its contact
 was not erased, since an erasure running while EventBridge still retried a delivery, or while
 a listing held its letter, cannot have deleted it; the erasure's own event, marked `erased`
-and holding only what the erasure wrote, is replayed all the same). Credentials and region as
-for the AWS CLI; AWS_ENDPOINT_URL points it at moto.
+and holding only what the erasure wrote, is replayed all the same). A letter carrying contact
+fields to a subscriber no longer opted in to them is replayed as the feed sends that subscriber
+now, the change's summary (the `erased` mark with it), its contact left out: no trail needed.
+Credentials and region as for the AWS CLI; AWS_ENDPOINT_URL points it at moto.
 
 A dead letter is the event as EventBridge sent it (its `detail` holds the subscriber, the
 Standard Webhooks headers and the body), with EventBridge's ERROR_CODE, RETRY_ATTEMPTS,
@@ -95,12 +97,16 @@ class WebhookDeadLetter:
     attempts: int
     age_seconds: int
     fields: list[str]
-    # Why it cannot be replayed as it is ("" when it can).
+    # Why it cannot be replayed ("" when it can).
     problem: str
     receipt_handle: str = field(repr=False)
+    # The body the replay sends: the letter's, less what its subscriber no longer takes.
     payload: Any = field(repr=False)
     # The bus of the rule that gave up on it (EventBridge's RULE_ARN; None when not told).
     rule_bus: str | None = field(default=None, repr=False)
+    # The body's fields the replay leaves out, as the feed sends that subscriber now: the
+    # contact's, when it no longer opts in to them.
+    replay_drops: list[str] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
@@ -245,8 +251,11 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
         detail = event.get("detail", {}) if event else {}
         subscriber = str(detail.get("subscriber", "-")) if event else "-"
         payload = detail.get("body") if event else None
+        sent = payload
         if event and payload is not None and not problem:
             problem = self._refusal(subscriber, str(event["detail-type"]), payload)
+            if not problem and not self._subscribers[subscriber].include_fields:
+                sent = _without_fields(payload)
         return WebhookDeadLetter(
             message_id=str(message.get("MessageId", "-")),
             webhook_id=str(detail["webhook"]["id"]) if event else "-",
@@ -258,8 +267,9 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
             fields=_field_names(payload),
             problem=problem,
             receipt_handle=str(message.get("ReceiptHandle", "")),
-            payload=payload,
+            payload=sent,
             rule_bus=_rule_bus(attributes.get("RULE_ARN")),
+            replay_drops=sorted(set(_field_names(payload)) - set(_field_names(sent))),
         )
 
     def _refusal(self, name: str, event_type: str, payload: Mapping[str, Any]) -> str:
@@ -279,10 +289,10 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
             # contacts from a receiver that no longer serves it.
             return f"subscriber {name!r} no longer takes account {account!r}"
         data = payload.get("data", {})
-        if "contact" not in data:
+        if "contact" not in data or not subscriber.include_fields:
+            # Without fields (the replay leaves them out for a subscriber no longer opted in,
+            # as the feed does): ids alone, whatever an erasure matched.
             return ""
-        if not subscriber.include_fields:
-            return f"carries contact fields, and subscriber {name!r} no longer opts in to them"
         if is_erasure_notice(data):
             # Refused as erased, the receiver holding the contact's fields never deletes them.
             return ""
@@ -404,6 +414,17 @@ def _delivery_event(body: str) -> tuple[dict[str, Any] | None, str]:
     return event, ""
 
 
+def _without_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A delivery's body as the feed sends it to a subscriber not opted in to contact fields:
+    the change's summary (`Change.summary`), without the contact nor why it was omitted."""
+    data = {
+        name: value
+        for name, value in payload.get("data", {}).items()
+        if name not in ("contact", "fields_omitted")
+    }
+    return {**payload, "data": data}
+
+
 def _rule_bus(rule_arn: str | None) -> str | None:
     """The bus of a rule's ARN: `...:rule/<bus>/<name>`, `...:rule/<name>` on the default
     bus (a rule's name holds no "/"); None for no ARN."""
@@ -443,7 +464,9 @@ def _table(letters: Sequence[WebhookDeadLetter], out: TextIO) -> None:
     )
     print_table(letters, columns, out)
     refused = sum(1 for d in letters if d.problem)
-    print(f"{len(letters)} dead letter(s), {refused} not replayable", file=out)
+    dropping = sum(1 for d in letters if d.replay_drops)
+    without = f", {dropping} replayed without contact fields" if dropping else ""
+    print(f"{len(letters)} dead letter(s), {refused} not replayable{without}", file=out)
 
 
 def _show(letter: WebhookDeadLetter, out: TextIO) -> None:

@@ -261,6 +261,39 @@ def test_the_erasure_s_delivery_dead_lettered_is_replayed_to_a_receiver_holding_
     ]
 
 
+def test_an_erasure_notice_reaches_a_receiver_no_longer_opted_in_to_fields(world, erasure_stack):
+    # full-copy got the person's fields, was down when the erasure's notice went out, and was
+    # then taken off contact fields. The notice goes as the feed sends it that subscriber now:
+    # the summary, `erased: true`, no contact. Before, the replay refused it (its fields no
+    # longer opted in to) and the receiver was never told to delete what it holds.
+    stack, receivers, stand_in, webhooks = world
+    contact_id = erasure_stack.seed()
+    run()
+    published(world)
+    stack.drain(stack.webhook_queue_url)  # the creation's deliveries, delivered
+    assert erase(erasure_stack, contact_id) == "completed"
+    run()
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName="webhook-dead-letters")["QueueUrl"]
+    for event in undelivered(world):
+        given_up(dlq, event)
+    webhooks.write_text(
+        webhooks.read_text(encoding="utf-8").replace("    include_fields: true\n", ""),
+        encoding="utf-8",
+    )
+
+    code, out = replay(stack.bus, dlq, webhooks, erasure_stack.table_name)
+
+    assert code == 0 and out.count("replayed ") == 2, out
+    assert every_message(sqs, dlq) == []
+    stand_in.deliver_pending()
+    (notice,) = receivers["full-copy"].received
+    assert notice.verified, notice.problem
+    assert notice.payload["type"] == "contact.archived" and notice.payload["data"]["erased"]
+    assert "contact" not in notice.payload["data"]
+    assert [r.payload for r in receivers["crm-sync"].received] == [notice.payload]
+
+
 def replay(bus: str, dlq: str, webhooks: Path, audit_table: str) -> tuple[int, str]:
     out = io.StringIO()
     args = ["--dlq-url", dlq, "--bus", bus, "--webhooks-file", str(webhooks)]

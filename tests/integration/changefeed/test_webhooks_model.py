@@ -27,8 +27,10 @@ Invariants (README "Signed webhooks", "Replaying webhook dead letters", "Erasure
 - a (subscriber, webhook-id) a receiver accepted is never accepted again (no crash is modelled,
   so the README's one duplicate does not arise);
 - the listing marks as not replayable exactly the letters webhooks.yaml and the erasures now
-  forbid, and a letter the tool cannot deliver (refused, or no enabled rule routes it) stays
-  in the queue; a replay keeps the letter's webhook-id;
+  forbid (a letter carrying contact fields to a subscriber no longer opted in to them is
+  replayable: it goes without them, an erased contact's and an erasure's notice alike), a
+  letter the tool cannot deliver (refused, or no enabled rule routes it) stays in the queue,
+  and one it may deliver is gone once replayed; a replay keeps the letter's webhook-id;
 - once a contact is erased, no letter carrying its values is left, and no replay publishes or
   delivers them;
 - no contact value in a log line or in the tool's output (stdout and stderr).
@@ -677,11 +679,15 @@ class WebhooksModel(RuleBasedStateMachine):
             ids = {(d["webhook_id"], d["subscriber"]) for d in before.values()}
             assert (event["detail"]["webhook"]["id"], event["detail"]["subscriber"]) in ids
         after = {m["MessageId"] for m in every_message(self.sqs, self.dlq)}
+        chosen_ids = {d["message_id"] for d in chosen}
         for message_id, d in before.items():
             # Refused letters are kept, and so is one no enabled rule routes.
             if d["problem"] or d["subscriber"] in self.disabled:
                 assert message_id in after, d
                 TALLY["a letter kept"] += 1
+            elif message_id in chosen_ids:
+                # The rest it sends (one with fields to a subscriber opted out since, without).
+                assert message_id not in after, d
         seen = self.seen_got
         self._deliver(dict.fromkeys(NAMES, "ok"), five_minutes_pass=False)
         for entry in self.receivers.got[seen:]:
@@ -699,7 +705,7 @@ class WebhooksModel(RuleBasedStateMachine):
         if letter["detail_type"] not in config["events"]:
             return "type no longer taken"
         if fields and not config["include_fields"]:
-            return "fields no longer taken"
+            return ""  # replayed as the feed sends it now: without them
         if fields and self._erased_fields(letter):
             return "contact erased"
         return ""
@@ -723,6 +729,10 @@ class WebhooksModel(RuleBasedStateMachine):
                 and not config["include_fields"],
                 "an erased contact's fields": fields and self._erased_fields(d),
                 "an erasure's own notice": fields and d["webhook_id"] in self.erasure_notices,
+                "an erasure's notice to a subscriber opted out of fields since": fields
+                and d["webhook_id"] in self.erasure_notices
+                and config is not None
+                and not config["include_fields"],
                 "a letter its disabled rule would drop": name in self.disabled,
                 "a subscriber whose secret was rotated": self.rotated_at[name] >= 0,
             }
