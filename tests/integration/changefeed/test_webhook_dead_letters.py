@@ -372,6 +372,27 @@ def test_a_letter_with_fields_for_a_subscriber_no_longer_opted_in_goes_without_t
     assert "1 dead letter(s), 0 not replayable" in cli("list")[1]  # crm-sync's
 
 
+def test_a_letter_without_fields_for_one_opted_in_then_goes_as_the_summary(world, tmp_path) -> None:
+    # Sent to full-copy without the values (superseded), then full-copy opted out: what the
+    # feed sends it now is the summary, with no word of fields it no longer takes.
+    cli, deliveries, _, receivers, stand_in, sqs, dlq = world
+    late = json.loads(json.dumps(deliveries["full-copy"]))
+    del late["detail"]["body"]["data"]["contact"]
+    late["detail"]["body"]["data"]["fields_omitted"] = "superseded"
+    late["detail"]["webhook"]["id"] = "msg_late"
+    letter = dead_letter(sqs, dlq, json.dumps(late))
+    webhooks = tmp_path / "webhooks.yaml"
+    webhooks.write_text(SUBSCRIBERS.replace("    include_fields: true\n", ""), encoding="utf-8")
+
+    code, out = cli("replay", letter)
+
+    assert code == 0 and out.startswith(f"replayed {letter}")
+    assert stand_in.deliver_pending() == 1
+    (received,) = receivers["full-copy"].received
+    assert received.verified and received.headers["webhook-id"] == "msg_late"
+    assert received.payload["data"] == deliveries["crm-sync"]["detail"]["body"]["data"]
+
+
 def test_a_crash_between_publish_and_delete_duplicates_rather_than_loses(world) -> None:
     cli, _, letters, receivers, stand_in, sqs, dlq = world
     letters_tool = WebhookDeadLetters(
