@@ -209,8 +209,9 @@ def run_locally(payload: dict[str, Any], as_json: bool) -> int:
     return code
 
 
-def start_execution(payload: dict[str, Any]) -> tuple[int, str | None]:
-    """(exit status, the execution's ARN)."""
+def start_execution(payload: dict[str, Any], follow: bool = False) -> tuple[int, str | None]:
+    """(exit status, the execution's ARN). The ARN is the answer on stdout, but for a run
+    `follow`ed to its report, which is the answer then (one JSON document with --json)."""
     arn = os.environ.get("CLEANUP_STATE_MACHINE_ARN")
     if not arn:
         print(
@@ -226,7 +227,7 @@ def start_execution(payload: dict[str, Any]) -> tuple[int, str | None]:
             file=sys.stderr,
         )
         return EXIT_FAILED, None
-    print(started["executionArn"])
+    print(started["executionArn"], file=sys.stderr if follow else sys.stdout)
     return EXIT_OK, started["executionArn"]
 
 
@@ -388,7 +389,7 @@ def command(args: argparse.Namespace) -> int:
         follow = args.command == "plan" or args.follow
         if follow and os.environ.get("CLEANUP_STATE_MACHINE_ARN"):
             tables = _runs_and_ledger()
-        code, execution_arn = start_execution(payload)
+        code, execution_arn = start_execution(payload, follow)
         if code or execution_arn is None or not follow:
             return code
         code, args.run_id = run_of_execution(execution_arn)
@@ -402,13 +403,15 @@ def command(args: argparse.Namespace) -> int:
         made_active = ledger.activate_unmarked()
         print(f"{counted(made_active, 'ledger entry', 'ledger entries')} made active")
         return EXIT_OK
+    started_here = args.command in ("plan", "run")
     while True:
         state = runs.load(args.run_id or runs.latest(rule_set) or "")
         last = not args.watch or state is None or state.status != "running"
-        code = print_status(runs, ledger, rule_set, args.run_id, args.json, final=last)
+        # A run started here answers with its last report alone in JSON, as with --local.
+        if last or not (args.json and started_here):
+            code = print_status(runs, ledger, rule_set, args.run_id, args.json, final=last)
         if last:
             # A run this command started and followed answers for its end; `status` for itself.
-            started_here = args.command in ("plan", "run")
             return EXIT_FAILED if started_here and state and state.status == "failed" else code
         time.sleep(10)
 

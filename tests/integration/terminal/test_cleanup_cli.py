@@ -1,15 +1,23 @@
 """scripts/cleanup.py prints a stopped rule's error, the kind of Cliniko's refusal (a 422's
-field names), as the runs table keeps it."""
+field names), as the runs table keeps it; and a plan followed on a stack answers in JSON as a
+local one does."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
+import os
+from pathlib import Path
 
+import boto3
 import pytest
+from cliniko_automations.cleanup.core import RuleProgress, RunState
 
 from tests.integration.cleanup.test_handler import deployed, run_cli  # noqa: F401 (fixture)
 from tests.integration.common.test_http_transport import ScriptedServer
 from tests.integration.terminal.hostile import assert_printable, cliniko_refusing_everything
+from tests.unit.cleanup.test_status import cli
 
 
 @pytest.fixture
@@ -34,3 +42,53 @@ def test_the_stopped_rule_line_on_stderr_has_no_terminal_controls(hostile_clinik
     planned = run_cli("plan", "--local")
     (line,) = [line for line in planned.stderr.splitlines() if "stopped:" in line]
     assert_printable(line)
+
+
+class StartedExecution:
+    """Step Functions as cleanup.py starts and follows a plan on a stack: the execution began
+    run `run_id` (its Begin step's answer in the history) and is running."""
+
+    arn = "arn:aws:states:ap-southeast-2:123456789012:execution:cleanup:plan-1"
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+
+    def start_execution(self, **_: str) -> dict[str, str]:
+        return {"executionArn": self.arn}
+
+    def get_paginator(self, name: str) -> StartedExecution:
+        return self
+
+    def paginate(self, **_: str) -> list[dict]:
+        output = json.dumps({"Payload": {"run_id": self._run_id, "next": "step"}})
+        return [{"events": [{"taskSucceededEventDetails": {"output": output}}]}]
+
+    def describe_execution(self, **_: str) -> dict[str, str]:
+        return {"status": "RUNNING"}
+
+
+def test_a_plan_followed_on_a_stack_answers_one_json_report(
+    deployed,  # noqa: F811
+    monkeypatch,
+    capsys,
+):
+    # `--json plan` on a stack (a Step Functions execution, followed until the run ends) is one
+    # JSON report on stdout, as `--json plan --local` is: stdout held the execution's ARN and
+    # then a report per 10 s refresh, which no JSON reader takes.
+    sfn = StartedExecution("plan-1")
+    clients = {"stepfunctions": sfn}
+    monkeypatch.setattr(cli, "_boto", lambda service: clients.get(service) or boto3.client(service))
+    monkeypatch.setenv("CLEANUP_STATE_MACHINE_ARN", "arn:aws:states:::stateMachine:cleanup")
+    progress = RuleProgress("form-tests", "test-clinic", True, phase="done")
+    state = RunState("plan-1", True, dt.datetime.now(dt.UTC).isoformat(), [progress])
+    deployed["runs"].create(Path(os.environ["CLEANUP_RULES_FILE"]).stem, state)
+
+    def the_run_ends(_: float) -> None:  # the watch's 10 s pause: the step finished it
+        deployed["runs"].save(dataclasses.replace(state, status="finished", steps=2))
+
+    monkeypatch.setattr(cli.time, "sleep", the_run_ends)
+    assert cli.main(["--json", "plan"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert (report["run_id"], report["status"], report["dry_run"]) == ("plan-1", "finished", True)
+    assert sfn.arn in captured.err
