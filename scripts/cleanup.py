@@ -239,6 +239,10 @@ def run_of_execution(execution_arn: str, wait_seconds: float = 120) -> tuple[int
     sfn = _boto("stepfunctions")
     deadline = time.monotonic() + wait_seconds
     while True:
+        # Its status before its history, which is whole once it has ended: read the other way
+        # round, an execution that began its run and ended between the two reads (a small
+        # plan takes a second or two) was taken for a refusal.
+        described = sfn.describe_execution(executionArn=execution_arn)
         pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
         for page in pages:
             for event in page["events"]:
@@ -248,7 +252,6 @@ def run_of_execution(execution_arn: str, wait_seconds: float = 120) -> tuple[int
                     answer = answer.get("Payload", answer)
                     if answer.get("run_id"):
                         return EXIT_OK, str(answer["run_id"])
-        described = sfn.describe_execution(executionArn=execution_arn)
         if described["status"] == "SUCCEEDED":
             print("refused: another run of the rule set is going", file=sys.stderr)
             return EXIT_REFUSED, None

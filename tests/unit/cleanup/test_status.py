@@ -226,3 +226,36 @@ def test_a_followed_run_that_failed_exits_1(monkeypatch, capsys) -> None:
     monkeypatch.setattr(cli, "_runs_and_ledger", lambda: (Runs(), Ledger(), "cleanup_rules"))
     assert cli.command(cli.parser().parse_args(["plan"])) == cli.EXIT_FAILED
     assert "failed" in capsys.readouterr().out
+
+
+class EndingExecution(StepFunctions):
+    """An execution that begins its run and ends (SUCCEEDED) right after the first thing
+    cleanup.py asks of it: a plan of a few contacts takes a second or two."""
+
+    def __init__(self, history: list[dict]) -> None:
+        super().__init__([], "RUNNING")
+        self._ended = (history, "SUCCEEDED")
+        self._asked = 0
+
+    def _ask(self) -> None:
+        self._asked += 1
+        if self._asked == 2:
+            self._history, self._status = self._ended
+
+    def paginate(self, **_: str) -> list[dict]:
+        self._ask()
+        return super().paginate()
+
+    def describe_execution(self, **_: str) -> dict[str, str]:
+        self._ask()
+        return super().describe_execution()
+
+
+def test_a_run_that_ends_between_two_reads_is_its_run_not_a_refusal(monkeypatch, capsys) -> None:
+    # The history read before the run began, the status after the execution ended: the run
+    # was taken for a refusal ("another run of the rule set is going", exit 3), its report
+    # never shown. Ended, the execution's history is whole, and names the run it began.
+    began = {"taskSucceededEventDetails": {"output": '{"Payload": {"run_id": "r1"}}'}}
+    monkeypatch.setattr(cli, "_boto", lambda _: EndingExecution([began]))
+    assert cli.run_of_execution("arn:x") == (cli.EXIT_OK, "r1")
+    assert capsys.readouterr().err == ""
