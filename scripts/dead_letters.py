@@ -65,6 +65,7 @@ from typing import Any, TextIO
 
 import boto3
 from cliniko_automations.common.dead_letter_tool import (
+    NO_ID,
     DeadLetterTool,
     add_commands,
     print_letter,
@@ -232,7 +233,7 @@ class DeadLetters(DeadLetterTool[DeadLetter]):
         return self._letter(
             attributes,
             message_id=message["MessageId"],
-            submission_id=queued.submission_id if queued else "-",
+            submission_id=queued.submission_id if queued else NO_ID,
             source=queued.source if queued else "-",
             provider=submission.provider if submission else "-",
             account=submission.account if submission else "-",

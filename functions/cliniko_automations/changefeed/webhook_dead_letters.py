@@ -57,6 +57,7 @@ from typing import Any, TextIO
 import boto3
 
 from cliniko_automations.common.dead_letter_tool import (
+    NO_ID,
     DeadLetterQueue,
     DeadLetterTool,
     add_commands,
@@ -257,8 +258,8 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
             if not problem and not self._subscribers[subscriber].include_fields:
                 sent = _without_fields(payload)
         return WebhookDeadLetter(
-            message_id=str(message.get("MessageId", "-")),
-            webhook_id=str(detail["webhook"]["id"]) if event else "-",
+            message_id=str(message.get("MessageId", NO_ID)),
+            webhook_id=str(detail["webhook"]["id"]) if event else NO_ID,
             subscriber=subscriber,
             detail_type=str(event.get("detail-type", "-")) if event else "-",
             error_code=attributes.get("ERROR_CODE") or "-",

@@ -27,6 +27,9 @@ HIDE_SECONDS = 120
 # leave it), and a queue too big to list within HIDE_SECONDS (some 10,000 letters at 100 ms a
 # receive) was received over and over without end. What is left is listed by the next run.
 LISTING_SECONDS = HIDE_SECONDS / 2
+# How a listing shows an id a letter does not have (a message holding no submission, a
+# webhook letter that is no delivery): no letter's id.
+NO_ID = "-"
 
 
 class Letter(Protocol):
@@ -162,6 +165,10 @@ class DeadLetterTool(Generic[L]):
         return self._dlq.complete
 
     def find(self, identifier: str) -> list[L]:
+        if identifier == NO_ID:
+            # Copied from a listing, it named every letter lacking that id at once (a whole
+            # submission from an older release among them), and `delete -` deleted them all.
+            return []
         letters = self._received or self.list_letters()
         return [d for d in letters if identifier in self._ids(d)]
 
