@@ -27,6 +27,8 @@ HIDE_SECONDS = 120
 # leave it), and a queue too big to list within HIDE_SECONDS (some 10,000 letters at 100 ms a
 # receive) was received over and over without end. What is left is listed by the next run.
 LISTING_SECONDS = HIDE_SECONDS / 2
+# How many times a release asks SQS to show a message again that SQS failed to.
+RELEASE_ATTEMPTS = 3
 # How a listing shows an id a letter does not have (a message holding no submission, a
 # webhook letter that is no delivery): no letter's id.
 NO_ID = "-"
@@ -113,15 +115,31 @@ class DeadLetterQueue:
         handles = list(self._held)
         for start in range(0, len(handles), 10):
             chunk = handles[start : start + 10]
-            self._sqs.change_message_visibility_batch(
+            self._show_again(chunk)
+            for handle in chunk:
+                del self._held[handle]
+
+    def _show_again(self, handles: list[str]) -> None:
+        # The batch answers 200 with the entries it failed: those SQS failed on its side
+        # (SenderFault false) stay hidden until HIDE_SECONDS, and a `replay --all` right after
+        # a listing said "nothing to replay", so they are asked again. One SQS refuses (a
+        # handle whose message is back in view, or deleted) is not hidden either way.
+        for attempt in range(RELEASE_ATTEMPTS):
+            answer = self._sqs.change_message_visibility_batch(
                 QueueUrl=self.url,
                 Entries=[
                     {"Id": str(n), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-                    for n, handle in enumerate(chunk)
+                    for n, handle in enumerate(handles)
                 ],
             )
-            for handle in chunk:
-                del self._held[handle]
+            handles = [
+                handles[int(failure["Id"])]
+                for failure in answer.get("Failed", [])
+                if not failure.get("SenderFault")
+            ]
+            if not handles:
+                return
+            time.sleep(0.1 * 2**attempt)
 
 
 class DeadLetterTool(Generic[L]):

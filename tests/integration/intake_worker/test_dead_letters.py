@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError
 from cliniko_automations.common import dead_letter_tool
 from cliniko_automations.common.dead_letter_tool import run_command
@@ -196,6 +197,33 @@ def test_the_listings_dash_names_no_letter(stack: WorkerStack, capsys) -> None:
     assert stack.counts(stack.dead_letter_queue_url) == (4, 0)
     assert run("delete", ids["junk"]) == (0, f"deleted {ids['junk']}\n")
     assert [m["MessageId"] for m in stack.drain(stack.dead_letter_queue_url)].count(older) == 1
+
+
+def test_a_release_sqs_failed_in_part_is_asked_again(
+    stack: WorkerStack, monkeypatch, capsys
+) -> None:
+    # ChangeMessageVisibilityBatch answers 200 with entries SQS failed on its side
+    # (SenderFault false): taken as done, those letters stayed hidden for HIDE_SECONDS, and
+    # a `replay --all` right after the listing said "nothing to replay".
+    fill(stack)
+    failed_once = []
+
+    def fail_every_entry_once(params: dict, **_: object) -> tuple[object, dict] | None:
+        if failed_once:
+            return None
+        failed_once.append(1)
+        failures = [
+            {"Id": entry["Id"], "SenderFault": False, "Code": "InternalError"}
+            for entry in json.loads(params["body"])["Entries"]
+        ]
+        return AWSResponse(params["url"], 200, {}, None), {"Successful": [], "Failed": failures}
+
+    session = boto3.session.Session()  # the script's clients come from the default session
+    session.events.register("before-call.sqs.ChangeMessageVisibilityBatch", fail_every_entry_once)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    assert run("list")[0] == 0
+    assert failed_once
+    assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
 
 
 def test_a_replayed_body_outlives_the_new_message(stack: WorkerStack) -> None:
