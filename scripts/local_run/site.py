@@ -231,6 +231,13 @@ def _handler_for(site: Site) -> type[BaseHTTPRequestHandler]:
                     message = f"no scheduled function {name}: fire one of {known}"
                     self._send(404, json.dumps({"message": message}))
                     return
+                except Exception as error:
+                    # The function failed, as a Lambda invocation does: its error's kind (its
+                    # message may quote a value), where the connection was dropped, a traceback
+                    # in the local run's terminal and `fire` told "Server disconnected".
+                    failed = {"function": name, "error": type(error).__name__}
+                    self._send(500, json.dumps(failed), "application/json")
+                    return
                 self._send(200, json.dumps({"function": name, "result": result}, default=str))
                 return
             self._send(404, json.dumps({"message": "Not Found"}), "application/json")

@@ -10,6 +10,7 @@ import socket
 import subprocess
 from urllib.parse import urlsplit
 
+import boto3
 import httpx
 import pytest
 from cliniko_automations.common.config_file import ConfigError
@@ -220,3 +221,18 @@ def test_a_second_run_on_free_ports_in_one_checkout_leaves_the_first_alone(
     assert "local run of this checkout is up" in capsys.readouterr().err
     assert (copy.read_text(), state.read_text()) == written
     assert read_state(state_dir)["api"] == local_system.gateway.url
+
+
+def test_fire_of_a_function_that_fails_says_so(local_system, capsys):
+    # A scheduled function that raised (its table gone; a cleanup whose steps kept failing)
+    # dropped the connection, a traceback in the local run's terminal: `fire` said
+    # "RemoteProtocolError: Server disconnected without sending a response".
+    audit_table = local_system.physical["ErasureAuditTable"].ref
+    boto3.client("dynamodb").delete_table(TableName=audit_table)
+    code = main_as_tool(["fire", "ErasureOverdueFunction"], state_dir=local_system.state_dir)
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    assert json.loads(captured.out) == {
+        "function": "ErasureOverdueFunction",
+        "error": "ResourceNotFoundException",
+    }
