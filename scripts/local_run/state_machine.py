@@ -56,7 +56,17 @@ def run_loop(
     result = LoopResult(status="refused", run_id=None)
     execution = execution_arn()
     result.executions.append(execution)
-    answer = _begin(invoke, {"action": "begin", "execution": execution, **start}, sleep)
+    try:
+        answer = _begin(invoke, {"action": "begin", "execution": execution, **start}, sleep)
+    except KeyboardInterrupt:
+        # Stopped by hand while the begin ran or paused to be repeated: it may have taken its
+        # run, which its execution names, and the lock; left, every start was refused for an
+        # hour. A begin that took neither (refused) has no run to release. Imported here: the
+        # step's modules are imported by the caller, with their logs pointed where it chose.
+        from cliniko_automations.cleanup.actions import run_id_of
+
+        invoke({"action": "release", "run_id": run_id_of(execution), "execution": execution})
+        raise
     result.last = answer
     if answer.get("next") != "step":
         # As the definition: "refused" ends the execution quietly, anything else fails it.

@@ -202,6 +202,23 @@ def test_a_local_loop_stopped_by_hand_releases_its_run(deployed, cliniko, stop):
     assert begin(dry_run=True)["next"] == "step"
 
 
+@pytest.mark.parametrize("stop", STOPPED_BY_HAND, ids=["ctrl-c", "sigterm", "sighup"])
+def test_a_local_loop_stopped_as_its_begin_answers_releases_its_run(deployed, cliniko, stop):
+    # Stopped once the begin had taken the run and its lock but before its answer came back
+    # (the handler flushing its metrics): nothing released them, every start refused for an
+    # hour, and the run read "running".
+    def interrupted(event):
+        answer = invoke(event)
+        if event["action"] == "begin":
+            raise stop
+        return answer
+
+    with pytest.raises(type(stop)):
+        run_loop(interrupted)
+    assert deployed["runs"].load(deployed["runs"].latest("cleanup_rules")).status == "failed"
+    assert begin(dry_run=True)["next"] == "step"
+
+
 def test_a_second_start_while_a_run_holds_the_lock_is_refused(deployed, cliniko):
     first = begin(dry_run=False)
     second = begin(EXECUTION + "-2", dry_run=False)
