@@ -21,6 +21,7 @@ from cliniko_automations.intake_worker import handler as worker_handler
 from tests.fixtures.apigw import LambdaContext
 from tests.fixtures.emulator import before_each_answer
 from tests.integration.intake_worker.resources import (
+    captured_logs,
     clinic_submission,
     emf_metrics,
     poll_once,
@@ -72,6 +73,13 @@ def created_at(cliniko, shard: str) -> dict[str, float]:
     }
 
 
+def processed_in_order(logs: Any, sent: list[Any]) -> list[str]:
+    """The first names of the submissions the worker logged as processed, in its order (the
+    order of its work, which a busy machine's clock cannot blur)."""
+    names = {each.submission_id: each.draft.first_name for each in sent}
+    return [names[line["correlation_id"]] for line in logs.json("submission processed")]
+
+
 def test_another_clinic_s_records_are_not_held_by_a_429_waited_out(
     two_clinics, cliniko, monkeypatch, capsys
 ):
@@ -81,23 +89,27 @@ def test_another_clinic_s_records_are_not_held_by_a_429_waited_out(
     sent += [clinic_submission("clinic-b", name) for name in ("Bea", "Bruno", "Bia")]
     for each in sent:
         stack.enqueue(each)
+    # B's records must not take a record's allowance of the invocation between them, or B
+    # would be set aside as a slow clinic: 4 s, which no busy machine spends on three creates.
+    monkeypatch.setenv("MIN_REMAINING_SECONDS", "4")
     hold_ends = throttle_shard(cliniko.server, monkeypatch, "au2", HOLD_SECONDS)
-    started = time.time()
 
-    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=8_000)
-    messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
+    context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=30_000)
+    with captured_logs("intake") as logs:
+        messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
 
     assert len(messages) == len(sent) and failed == set()  # every record done, none handed back
+    out = capsys.readouterr().out
     clinic_b = created_at(cliniko, "au1")
     assert sorted(clinic_b) == ["Bea", "Bia", "Bruno"]
-    # Before, B's three were created after A's hold, 3 s in; now within a second, before it.
-    assert max(clinic_b.values()) - started < 1.5
+    # Before, B's three were made after A's hold was waited out; now before it, in order.
+    assert processed_in_order(logs, sent) == ["Bea", "Bruno", "Bia", "Ana", "Aldo"]
     # A keeps its guarantees: waited out in this invocation (no receive spent), each made once,
     # not before its reset, and the 429 still counted for ClinikoThrottledAlarm.
     clinic_a = created_at(cliniko, "au2")
     assert sorted(clinic_a) == ["Aldo", "Ana"]
     assert min(clinic_a.values()) >= hold_ends - 1  # Cliniko stamps whole seconds
-    assert emf_metrics(capsys.readouterr().out).get("ClinikoThrottled", 0) >= 1
+    assert emf_metrics(out).get("ClinikoThrottled", 0) >= 1
 
 
 def test_another_clinic_s_records_are_not_handed_back_for_a_slow_clinic(
@@ -112,15 +124,16 @@ def test_another_clinic_s_records_are_not_handed_back_for_a_slow_clinic(
     sent.append(clinic_submission("clinic-b", "Bea"))
     message_ids = [stack.enqueue(each) for each in sent]
     before_each_answer(cliniko.server, monkeypatch, lambda *_: time.sleep(0.9), shard="au2")
-    started = time.time()
 
     context = LambdaContext(function_name="IntakeWorkerFunction", timeout_ms=8_000)
-    _messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
+    with captured_logs("intake") as logs:
+        _messages, failed = poll_once(stack, worker_handler.lambda_handler, context)
 
     assert message_ids[-1] not in failed
     assert list(created_at(cliniko, "au1")) == ["Bea"]
-    # Once A's records had taken a record's time (MIN_REMAINING_SECONDS), B's went next.
-    assert created_at(cliniko, "au1")["Bea"] - started < 3
+    # Once A's records had taken a record's time (MIN_REMAINING_SECONDS), B's went next:
+    # some of A's came after it (made, or handed back), where it used to wait behind all four.
+    assert processed_in_order(logs, sent)[-1] != "Bea" or failed
     # A pays for its own Cliniko: what the invocation had no time for is handed back
     # untried, the rest made once each.
     made = created_at(cliniko, "au2")

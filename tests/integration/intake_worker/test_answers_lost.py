@@ -62,7 +62,7 @@ def test_a_claim_whose_answer_was_lost_is_the_retry_s_own(stack: WorkerStack) ->
         with claims.hold("k1"):
             took = time.monotonic() - started
     assert (lost.lost, len(lost.sent)) == (1, 2)
-    assert took < 1
+    assert took < 4  # not its own 5 s wait for itself
     with DynamoClaims(stack.dynamodb, stack.idempotency_table, wait_seconds=0).hold("k1"):
         pass  # let go: free at once
 
