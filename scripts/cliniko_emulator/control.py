@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 
+@functools.cache
+def plain_http_tls_context() -> ssl.SSLContext:
+    """The TLS context for httpx clients of local plain-http servers (the emulator, moto),
+    made once: httpx makes one for every client, reading the whole CA bundle (about 70 ms of
+    CPU) even when no handshake will use it, and the tests make clients by the thousand."""
+    return httpx.create_ssl_context()
+
+
 class EmulatorControl:
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=f"{self.url}/_emulator", timeout=timeout)
+        self._http = httpx.Client(
+            base_url=f"{self.url}/_emulator", timeout=timeout, verify=plain_http_tls_context()
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 from cliniko_automations.cliniko import ClinikoClient
 from cliniko_automations.common.secrets import clear_secret_caches
@@ -56,6 +55,7 @@ from hypothesis.stateful import (
 from tests.e2e.test_erasure_api import erasure as erasure_body
 from tests.e2e.test_erasure_api import post
 from tests.fixtures.apigw import form_post_event
+from tests.fixtures.aws import reset_moto
 from tests.fixtures.state_machines import state_machine_settings
 from tests.integration.erasure import stack as erasure
 from tests.integration.erasure.stack import make_audit_table, whole_values_in
@@ -148,7 +148,7 @@ class World:
     keys: dict[str, str] = field(default_factory=dict)
 
     def rebuild(self) -> None:
-        httpx.post(f"{self.moto}/moto-api/reset").raise_for_status()
+        reset_moto(self.moto)
         clear_secret_caches()
         worker_handler._stalled.clear()
         control = self.cliniko.control

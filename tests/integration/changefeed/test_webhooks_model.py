@@ -62,6 +62,7 @@ from cliniko_automations.common.secrets import clear_secret_caches
 from cliniko_automations.erasure.models import ErasureRequest
 from cliniko_automations.erasure.service import build_eraser
 from cliniko_automations.erasure.settings import ErasureSettings
+from cliniko_emulator.control import plain_http_tls_context
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -158,7 +159,7 @@ class Receivers:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.client = httpx.Client()  # one for every attempt: a client each costs 50 ms
+        self.client = httpx.Client(verify=plain_http_tls_context())  # one for every attempt
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, name: str) -> str:

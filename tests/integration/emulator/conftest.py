@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from cliniko_emulator.control import plain_http_tls_context
 
 from tests.fixtures.emulator import USER_AGENT
 
@@ -18,5 +19,6 @@ def http(cliniko) -> Iterator[httpx.Client]:
         auth=(cliniko.api_key, ""),
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         timeout=10,
+        verify=plain_http_tls_context(),
     ) as client:
         yield client
