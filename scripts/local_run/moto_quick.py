@@ -24,6 +24,13 @@ import moto.sqs.models
 from moto.core.utils import unix_time as moto_unix_time
 from moto.sqs.models import SQSBackend
 
+_list_of_moto_modules = moto.backends.list_of_moto_modules
+
+
+@functools.cache
+def _moto_modules_read_once() -> tuple[str, ...]:
+    return tuple(_list_of_moto_modules())
+
 
 def _unix_time(dt: Any = None) -> float:
     return time.time() if dt is None else moto_unix_time(dt)
@@ -40,12 +47,7 @@ def _within_retention(self: Any, queue_name: str, message: Any) -> bool:
 
 def moto_answers_quickly() -> None:
     """Patch moto (once per process, idempotent) as the module's docstring says."""
-    modules = moto.backends.list_of_moto_modules
-    if not getattr(modules, "read_once", False):
-        listed = functools.cache(lambda: tuple(modules()))
-        read_once: Any = lambda: listed()  # noqa: E731 (a callable to mark)
-        read_once.read_once = True
-        moto.backends.list_of_moto_modules = read_once
+    moto.backends.list_of_moto_modules = _moto_modules_read_once
     moto.sqs.models.unix_time = _unix_time
     moto.sqs.models.unix_time_millis = _unix_time_millis
     SQSBackend.is_message_valid_based_on_retention_period = _within_retention  # type: ignore[method-assign]
