@@ -30,7 +30,7 @@ from tests.integration.intake_worker.resources import (
 )
 
 # Longer than one request may wait (1 s here, 25 s deployed), shorter than the invocation has
-# to spare (8 s less 1 s kept to start a record; 120 s less 30 s deployed).
+# to spare (30 s less 4 s kept to start a record; 120 s less 30 s deployed).
 HOLD_SECONDS = 3.0
 
 
