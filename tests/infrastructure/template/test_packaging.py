@@ -113,6 +113,24 @@ def test_code_is_compiled_for_python313_with_unchecked_hashes(built):
         assert flags == 0b01, compiled  # hash-based, source never checked
 
 
+def test_each_artifact_gets_the_pyc_of_its_own_sources(tmp_path, runtime_python):
+    # The build compiles once and copies the .pyc into artifacts whose sources are the same
+    # bytes; one whose sources differ is compiled on its own. The .pyc are unchecked: Python
+    # runs them whatever the source says, so each artifact's answer tells which one it got.
+    artifacts = {"a": "1", "same": "1", "different": "2"}
+    for name, value in artifacts.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "answer.py").write_text(f"VALUE = {value}\n")
+    build_script().compile_pyc([tmp_path / name for name in artifacts])
+    for name in artifacts:
+        (tmp_path / name / "answer.py").write_text("VALUE = 'the source, read again'\n")
+    code = "import answer; print(answer.VALUE)"
+    got = {
+        name: run_in_artifact(runtime_python, tmp_path / name, code).strip() for name in artifacts
+    }
+    assert got == artifacts
+
+
 def test_artifact_holds_code_and_config_but_no_tests(built):
     directory = code_dir(built["arm64"])
     assert (directory / "cliniko_automations" / "intake" / "form_sources.yaml").exists()
