@@ -20,10 +20,14 @@ with contextlib.suppress(AttributeError, OSError):  # no prctl: not Linux
 if os.getppid() != parent:  # the parent died before the tie was made
     sys.exit(0)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from local_run.moto_atomic import dynamodb_requests_one_at_a_time  # noqa: E402
+from local_run.moto_atomic import (  # noqa: E402
+    dynamodb_requests_one_at_a_time,
+    dynamodb_transaction_tokens_honoured,
+)
 from local_run.moto_quick import moto_answers_quickly  # noqa: E402
 
 dynamodb_requests_one_at_a_time()
+dynamodb_transaction_tokens_honoured()
 moto_answers_quickly()
 sys.argv[0] = "moto_server"
 runpy.run_module("moto.server", run_name="__main__")

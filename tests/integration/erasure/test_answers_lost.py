@@ -63,7 +63,7 @@ def test_a_request_whose_idempotency_record_lost_its_answer_is_erased(erasure_st
 
 def test_a_trail_write_whose_answer_was_lost_is_retried_with_its_token(erasure_stack) -> None:
     # DynamoDB answers a TransactWriteItems sent again with the same ClientRequestToken (within
-    # 10 minutes) from the first instead of applying it again (the helper does so for moto):
+    # 10 minutes) from the first instead of applying it again (so does the tests' moto):
     # botocore fills the token once per call and sends the same one on its retries. A token
     # of each attempt's own would have met the records the first wrote: AlreadyRecorded.
     contact_id = erasure_stack.seed()
