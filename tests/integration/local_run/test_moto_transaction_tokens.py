@@ -10,19 +10,16 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.fixtures.aws import reset_moto
+from tests.integration.cleanup.tables import create_table
+
 TABLE = "tokens"
 
 
 @pytest.fixture
 def dynamodb(aws: str) -> Any:
-    client = boto3.client("dynamodb")
-    client.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return client
+    create_table("IdempotencyTable", TABLE)  # keyed by `id`
+    return boto3.client("dynamodb")
 
 
 def put_new(item_id: str, value: str) -> dict[str, Any]:
@@ -80,16 +77,8 @@ def test_a_cancelled_transaction_leaves_its_token_free(dynamodb: Any) -> None:
 
 
 def test_a_reset_forgets_the_tokens(aws: str, dynamodb: Any) -> None:
-    from tests.fixtures.aws import reset_moto
-
     dynamodb.transact_write_items(TransactItems=[put_new("a", "first")], ClientRequestToken="t")
     reset_moto(aws)
-    fresh = boto3.client("dynamodb")
-    fresh.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    fresh.transact_write_items(TransactItems=[put_new("a", "again")], ClientRequestToken="t")
-    assert value_of(fresh, "a") == "again"
+    create_table("IdempotencyTable", TABLE)
+    dynamodb.transact_write_items(TransactItems=[put_new("a", "again")], ClientRequestToken="t")
+    assert value_of(dynamodb, "a") == "again"
