@@ -373,8 +373,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_tool("cleanup.py", lambda: command(args))
 
 
+def execution_ended(execution_arn: str) -> str | None:
+    """The status of an execution that is no longer running (None while it runs)."""
+    status = str(_boto("stepfunctions").describe_execution(executionArn=execution_arn)["status"])
+    return None if status == "RUNNING" else status
+
+
 def command(args: argparse.Namespace) -> int:
     tables: tuple[Any, Any, str] | None = None
+    execution_arn: str | None = None
     if args.command in ("plan", "run"):
         dry_run = args.command == "plan" or not args.archive
         try:
@@ -408,11 +415,22 @@ def command(args: argparse.Namespace) -> int:
         return EXIT_OK
     started_here = args.command in ("plan", "run")
     while True:
+        # The execution before its run: one that has ended wrote its run's last state first.
+        ended = execution_ended(execution_arn) if execution_arn else None
         state = runs.load(args.run_id or runs.latest(rule_set) or "")
-        last = not args.watch or state is None or state.status != "running"
+        last = not args.watch or state is None or state.status != "running" or bool(ended)
         # A run started here answers with its last report alone in JSON, as with --local.
         if last or not (args.json and started_here):
             code = print_status(runs, ledger, rule_set, args.run_id, args.json, final=last)
+        if last and state and state.status == "running":
+            # Stopped from the console, or past its time: nothing will finish the run.
+            print(
+                f"cleanup.py: the execution ended ({ended}) while its run {state.run_id} was "
+                "still running: nothing will finish it, and another run of the rule set is "
+                "refused until its lock's lease ends (within the hour)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
         if last:
             # A run this command started and followed answers for its end; `status` for itself.
             return EXIT_FAILED if started_here and state and state.status == "failed" else code

@@ -52,6 +52,7 @@ class StartedExecution:
 
     def __init__(self, run_id: str) -> None:
         self._run_id = run_id
+        self.status = "RUNNING"
 
     def start_execution(self, **_: str) -> dict[str, str]:
         return {"executionArn": self.arn}
@@ -64,7 +65,7 @@ class StartedExecution:
         return [{"events": [{"taskSucceededEventDetails": {"output": output}}]}]
 
     def describe_execution(self, **_: str) -> dict[str, str]:
-        return {"status": "RUNNING"}
+        return {"status": self.status}
 
 
 def test_a_plan_followed_on_a_stack_answers_one_json_report(
@@ -92,3 +93,32 @@ def test_a_plan_followed_on_a_stack_answers_one_json_report(
     report = json.loads(captured.out)
     assert (report["run_id"], report["status"], report["dry_run"]) == ("plan-1", "finished", True)
     assert sfn.arn in captured.err
+
+
+def test_a_followed_run_whose_execution_was_stopped_ends_with_a_failure(
+    deployed,  # noqa: F811
+    monkeypatch,
+    capsys,
+):
+    # An execution stopped from the console (or past its time) finishes nothing: its run stays
+    # "running" in the table, and `plan` (or `run --follow`) waited for it for ever.
+    sfn = StartedExecution("plan-2")
+    clients = {"stepfunctions": sfn}
+    monkeypatch.setattr(cli, "_boto", lambda service: clients.get(service) or boto3.client(service))
+    monkeypatch.setenv("CLEANUP_STATE_MACHINE_ARN", "arn:aws:states:::stateMachine:cleanup")
+    progress = RuleProgress("form-tests", "test-clinic", True, phase="matching")
+    state = RunState("plan-2", True, dt.datetime.now(dt.UTC).isoformat(), [progress])
+    deployed["runs"].create(Path(os.environ["CLEANUP_RULES_FILE"]).stem, state)
+    pauses: list[float] = []
+
+    def the_execution_is_stopped(seconds: float) -> None:
+        pauses.append(seconds)
+        assert len(pauses) < 3, "still following a run whose execution ended"
+        sfn.status = "ABORTED"
+
+    monkeypatch.setattr(cli.time, "sleep", the_execution_is_stopped)
+    assert cli.main(["plan"]) == 1
+    captured = capsys.readouterr()
+    assert "the execution ended (ABORTED) while its run plan-2 was still running" in captured.err
+    assert "plan-2" in captured.out and "running" in captured.out  # its last report
+    assert len(pauses) == 1

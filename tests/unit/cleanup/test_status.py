@@ -223,6 +223,7 @@ def test_a_followed_run_that_failed_exits_1(monkeypatch, capsys) -> None:
     # exits 1, though none of its rules stopped (its steps kept failing: released).
     monkeypatch.setattr(cli, "start_execution", lambda payload, follow: (cli.EXIT_OK, "arn:x"))
     monkeypatch.setattr(cli, "run_of_execution", lambda arn: (cli.EXIT_OK, "r1"))
+    monkeypatch.setattr(cli, "_boto", lambda _: StepFunctions([], "FAILED"))
     monkeypatch.setattr(cli, "_runs_and_ledger", lambda: (Runs(), Ledger(), "cleanup_rules"))
     assert cli.command(cli.parser().parse_args(["plan"])) == cli.EXIT_FAILED
     assert "failed" in capsys.readouterr().out
