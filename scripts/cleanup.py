@@ -192,7 +192,11 @@ def run_locally(payload: dict[str, Any], as_json: bool) -> int:
                 file=sys.stderr,
             )
 
-    result = run_loop(invoke, payload, on_step=show)
+    def retrying(seconds: float) -> None:
+        # What failed is in the step's own log above.
+        print(f"  step failed: trying it again in {seconds:.0f} s", file=sys.stderr)
+
+    result = run_loop(invoke, payload, on_step=show, on_retry=retrying)
     if result.status == "refused":
         print("refused: another run of the rule set is going", file=sys.stderr)
         return EXIT_REFUSED

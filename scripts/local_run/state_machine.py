@@ -5,8 +5,9 @@ the state machine's definition: it is the few lines of control flow that definit
     begin -> (refused: stop) -> step -> step ... -> done
                                   "wait": sleep wait_seconds, then step
                                   "continue": begin again with the run's id (continue-as-new)
-    a step that raises is retried (the definition's Retry on States.ALL); past that, the run is
-    released ("release") and the error raised (the definition's Catch -> Release -> Fail)
+    a step that raises is retried after a pause, 60 s and then twice as long (the definition's
+    Retry on States.ALL); past that, the run is released ("release") and the error raised
+    (the definition's Catch -> Release -> Fail)
     a begin that raises is retried as well, after a pause (the definition's Retry of Begin);
     past that, a continue-as-new's begin hands the run back (BeginFailed -> HandBack)
 
@@ -24,6 +25,7 @@ from typing import Any
 
 # As in the definition's Retry of the Step and Begin states on States.ALL.
 STEP_RETRIES = 3
+STEP_RETRY_SECONDS = 60
 BEGIN_RETRIES = 3
 BEGIN_RETRY_SECONDS = 10
 
@@ -50,8 +52,11 @@ def run_loop(
     *,
     sleep: Callable[[float], None] = time.sleep,
     step_retries: int = STEP_RETRIES,
+    step_retry_seconds: float = STEP_RETRY_SECONDS,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    on_retry: Callable[[float], None] | None = None,
 ) -> LoopResult:
+    """`on_retry(seconds)` is told of each pause before a failed step is repeated."""
     start = {"dry_run": None, "rules": None, "run_id": None, **(start_input or {})}
     result = LoopResult(status="refused", run_id=None)
     execution = execution_arn()
@@ -93,6 +98,12 @@ def run_loop(
                     invoke({"action": "release", "run_id": run_id, "execution": execution})
                     result.status = "stopped"
                     raise
+                # A step resumes from its checkpoint; repeated at once, a hiccup of a few
+                # seconds (a throttled table) spent every retry and stopped the run.
+                pause = step_retry_seconds * 2 ** (failures - 1)
+                if on_retry is not None:
+                    on_retry(pause)
+                sleep(pause)
                 continue
             failures = 0
             result.steps += 1

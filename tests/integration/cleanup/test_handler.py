@@ -155,6 +155,41 @@ def test_the_local_loop_repeats_a_begin_that_failed(deployed, cliniko, monkeypat
     assert archived(cliniko) == {deployed["test"]}
 
 
+def test_the_local_loop_repeats_a_failed_step_after_the_definition_s_pauses(
+    deployed, cliniko, monkeypatch
+):
+    # As the definition's Retry of Step (60 s, twice as long each time): repeated at once, a
+    # table throttled for a few seconds spent the three retries and stopped the run.
+    monkeypatch.setenv("CLEANUP_DRY_RUN", "false")
+    failures, pauses, told = ["throttled", "throttled"], [], []
+
+    def throttled_twice(event):
+        if event["action"] == "step" and failures:
+            raise RuntimeError(failures.pop())
+        return invoke(event)
+
+    result = run_loop(throttled_twice, sleep=pauses.append, on_retry=told.append)
+    assert result.status == "finished" and result.failed_steps == 2
+    assert pauses == told == [60, 120]
+    assert archived(cliniko) == {deployed["test"]}
+
+
+def test_a_step_failing_past_its_retries_releases_the_run(deployed, cliniko):
+    pauses: list[float] = []
+
+    def always_failing(event):
+        if event["action"] == "step":
+            raise RuntimeError("broken")
+        return invoke(event)
+
+    with pytest.raises(RuntimeError):
+        run_loop(always_failing, sleep=pauses.append)
+    assert pauses == [60, 120, 240]
+    run_id = deployed["runs"].latest("cleanup_rules")
+    assert deployed["runs"].load(run_id).status == "failed"
+    assert begin(dry_run=True)["next"] == "step"
+
+
 def test_a_continue_as_new_whose_begin_keeps_failing_hands_the_run_back(deployed):
     # The successor's begin failed through its retries: the run stayed running, its lock
     # held by the execution that handed it over, every start refused for an hour.
