@@ -45,7 +45,8 @@ class EventBridgeSink:
             outcomes = list(zip(pending, answer["Entries"], strict=True))
             pending = [sent for sent, outcome in outcomes if outcome.get("ErrorCode")]
             codes = {outcome["ErrorCode"] for _, outcome in outcomes if outcome.get("ErrorCode")}
-            self._sleep(0.1 * 2**attempt)
+            if attempt < _ATTEMPTS - 1:  # no pause after the last: nothing follows it
+                self._sleep(0.1 * 2**attempt)
         if pending:
             left = {position for position, _ in pending}
             raise PublishFailed(
