@@ -405,7 +405,9 @@ class LocalSystem:
         """Start a state machine's run and drive its loop to the end (local_run.state_machine:
         the loop the definition encodes, in this process; not Step Functions)."""
         spec = self.app.state_machines()[logical_id]
-        result = run_loop(self.functions[spec.function].invoke, start_input)
+        # Its caller waits for the answer (`fire` gives it 120 s), which the definition's
+        # pauses before a failed step's retries (60 s and more) would outlast: tried at once.
+        result = run_loop(self.functions[spec.function].invoke, start_input, step_retry_seconds=0)
         return dataclasses.asdict(result)
 
     def fire(self, name: str) -> Any:
