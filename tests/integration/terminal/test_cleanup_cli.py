@@ -68,6 +68,21 @@ class StartedExecution:
         return {"status": self.status}
 
 
+def a_started_plan(
+    stack: dict, monkeypatch: pytest.MonkeyPatch, run_id: str, phase: str
+) -> tuple[StartedExecution, RunState]:
+    """A plan's execution on `stack` (the `deployed` fixture; Step Functions stood in for),
+    and the run it began, in the runs table with its rule at `phase`."""
+    sfn = StartedExecution(run_id)
+    clients = {"stepfunctions": sfn}
+    monkeypatch.setattr(cli, "_boto", lambda service: clients.get(service) or boto3.client(service))
+    monkeypatch.setenv("CLEANUP_STATE_MACHINE_ARN", "arn:aws:states:::stateMachine:cleanup")
+    progress = RuleProgress("form-tests", "test-clinic", True, phase=phase)
+    state = RunState(run_id, True, dt.datetime.now(dt.UTC).isoformat(), [progress])
+    stack["runs"].create(Path(os.environ["CLEANUP_RULES_FILE"]).stem, state)
+    return sfn, state
+
+
 def test_a_plan_followed_on_a_stack_answers_one_json_report(
     deployed,  # noqa: F811
     monkeypatch,
@@ -76,13 +91,7 @@ def test_a_plan_followed_on_a_stack_answers_one_json_report(
     # `--json plan` on a stack (a Step Functions execution, followed until the run ends) is one
     # JSON report on stdout, as `--json plan --local` is: stdout held the execution's ARN and
     # then a report per 10 s refresh, which no JSON reader takes.
-    sfn = StartedExecution("plan-1")
-    clients = {"stepfunctions": sfn}
-    monkeypatch.setattr(cli, "_boto", lambda service: clients.get(service) or boto3.client(service))
-    monkeypatch.setenv("CLEANUP_STATE_MACHINE_ARN", "arn:aws:states:::stateMachine:cleanup")
-    progress = RuleProgress("form-tests", "test-clinic", True, phase="done")
-    state = RunState("plan-1", True, dt.datetime.now(dt.UTC).isoformat(), [progress])
-    deployed["runs"].create(Path(os.environ["CLEANUP_RULES_FILE"]).stem, state)
+    sfn, state = a_started_plan(deployed, monkeypatch, "plan-1", phase="done")
 
     def the_run_ends(_: float) -> None:  # the watch's 10 s pause: the step finished it
         deployed["runs"].save(dataclasses.replace(state, status="finished", steps=2))
@@ -102,13 +111,7 @@ def test_a_followed_run_whose_execution_was_stopped_ends_with_a_failure(
 ):
     # An execution stopped from the console (or past its time) finishes nothing: its run stays
     # "running" in the table, and `plan` (or `run --follow`) waited for it for ever.
-    sfn = StartedExecution("plan-2")
-    clients = {"stepfunctions": sfn}
-    monkeypatch.setattr(cli, "_boto", lambda service: clients.get(service) or boto3.client(service))
-    monkeypatch.setenv("CLEANUP_STATE_MACHINE_ARN", "arn:aws:states:::stateMachine:cleanup")
-    progress = RuleProgress("form-tests", "test-clinic", True, phase="matching")
-    state = RunState("plan-2", True, dt.datetime.now(dt.UTC).isoformat(), [progress])
-    deployed["runs"].create(Path(os.environ["CLEANUP_RULES_FILE"]).stem, state)
+    sfn, _ = a_started_plan(deployed, monkeypatch, "plan-2", phase="matching")
     pauses: list[float] = []
 
     def the_execution_is_stopped(seconds: float) -> None:
