@@ -102,11 +102,23 @@ def scaled_sharing(scale: float) -> Any:
     )
 
 
+# The process that started this one (a child's): gone, it writes no stop file.
+_PARENT = os.getppid()
+
+
+def stop_asked(stop_file: str) -> bool:
+    """Whether a child is to stop: the parent asked, or died (a test's timeout killed it;
+    its children, left running, polled its dead servers for over an hour)."""
+    return os.path.exists(stop_file) or os.getppid() != _PARENT
+
+
 def ready_then_wait(stop_file: str, name: str) -> None:
     """Tell the parent this child is ready (imports done, clients built) and wait for its go:
     the drain is timed from when all start together."""
     Path(f"{stop_file}.ready-{name}").write_text("ready")
     while not os.path.exists(f"{stop_file}.go"):
+        if stop_asked(stop_file):
+            sys.exit(1)
         time.sleep(0.02)
 
 
@@ -146,7 +158,7 @@ def child_worker(index: int, scale: float, stop_file: str, lock_file: str) -> di
     ready_then_wait(stop_file, f"worker{index}")
     batches: list[dict[str, Any]] = []
     receives: dict[str, int] = {}
-    while not os.path.exists(stop_file):
+    while not stop_asked(stop_file):
         asked = time.monotonic()
         with queue_lock(lock_file):
             messages = sqs.receive_message(
@@ -216,7 +228,7 @@ def child_bulk(kind: str, scale: float, stop_file: str, key: str, ids: list[str]
     outcomes: Counter[str] = Counter()
     n = 0
     ready_then_wait(stop_file, kind)
-    while not os.path.exists(stop_file):
+    while not stop_asked(stop_file):
         try:
             if kind == "cleanup":
                 client.archive_contact(ids[n % len(ids)])
