@@ -17,7 +17,7 @@ because arm64 wheels cannot load here.
 
     python scripts/bench_cold_start.py [--runs 7] [--no-build] [--json] [--profile DIR]
                                        [--instructions] [--against DIR]
-                                       [--out results/cold_start.json]
+                                       [--out FILE]
 
 `--profile DIR` adds one round, not counted, whose cold starts run under cProfile: DIR gets
 FUNCTION.prof each (read them with `python -m pstats` or snakeviz) and FUNCTION.txt, the
@@ -787,9 +787,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="cold starts per handler")
     parser.add_argument("--no-build", action="store_true", help="use the existing builds")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "results" / "cold_start.json", help="figures as JSON"
-    )
+    # No default: a run written over results/ by default replaced a committed record with a
+    # profiling round's figures, twice.
+    parser.add_argument("--out", type=Path, help="also write the figures there, as JSON")
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="add a profiled round, its profiles in DIR"
     )
@@ -880,8 +880,9 @@ def main(argv: list[str] | None = None) -> int:
             "artifact": str(args.against),
             "cold_start": {function: summarise(outs) for function, outs in against.items()},
         }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
