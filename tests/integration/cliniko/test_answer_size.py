@@ -17,7 +17,7 @@ from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.transport import MAX_ANSWER_BYTES
 
 from tests.integration.cliniko.test_contacts import CONTACT, ID, scripted_client
-from tests.integration.common.test_http_transport import _held_by_this_process, answer
+from tests.integration.common.test_http_transport import _held_by_this_process, answer, client_end
 
 MB = 1 << 20
 
@@ -88,10 +88,10 @@ def test_an_answer_refused_as_too_long_leaves_its_socket_closed():
     # be closed, and by the transport. Left to whatever frees the answer, its socket stayed
     # open for as long as the error was held (a caller deciding what to do, a log line's
     # traceback, a listing halving its page: one socket more for each half).
-    ports: list[int] = []
+    ports: list[tuple[int, int]] = []
 
     def flood_from(connection: socket.socket, request: bytes) -> None:
-        ports.append(connection.getpeername()[1])
+        ports.append(client_end(connection))
         flood(connection, request)
 
     client, server = scripted_client(flood_from)

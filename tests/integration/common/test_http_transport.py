@@ -289,9 +289,16 @@ def test_headers_trickled_past_the_request_s_deadline_are_a_read_timeout(serve):
         assert fast.connections == 1  # and its connection is kept
 
 
-def _held_by_this_process(port: int) -> bool:
-    """Whether a file descriptor of this process is the TCP socket whose local port is `port`
-    (Linux: the socket's inode in /proc/net/tcp among /proc/self/fd's links)."""
+def client_end(connection: socket.socket) -> tuple[int, int]:
+    """The (local, remote) ports of the client's side of a connection a server accepted."""
+    return connection.getpeername()[1], connection.getsockname()[1]
+
+
+def _held_by_this_process(ports: tuple[int, int]) -> bool:
+    """Whether a file descriptor of this process is the TCP socket with these (local, remote)
+    ports (Linux: the socket's inode in /proc/net/tcp among /proc/self/fd's links). Both
+    ends: Linux gives one local port to connections to different servers, and the process
+    may hold another with the same local port (seen once in a full run)."""
     links = set()
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
@@ -299,8 +306,8 @@ def _held_by_this_process(port: int) -> bool:
     with open("/proc/net/tcp", encoding="ascii") as table:
         for line in table.readlines()[1:]:
             fields = line.split()
-            local_port, inode = int(fields[1].rpartition(":")[2], 16), fields[9]
-            if local_port == port and f"socket:[{inode}]" in links:
+            local, remote = (int(f.rpartition(":")[2], 16) for f in fields[1:3])
+            if (local, remote) == ports and f"socket:[{fields[9]}]" in links:
                 return True
     return False
 
@@ -308,11 +315,11 @@ def _held_by_this_process(port: int) -> bool:
 def test_an_answer_cut_off_at_its_deadline_leaves_its_socket_closed(serve):
     # The file http.client reads the answer through holds the socket open past urllib3's
     # close of the connection: a descriptor a warm Lambda keeps until a garbage collection.
-    client_ports: list[int] = []
+    client_ports: list[tuple[int, int]] = []
     release = threading.Event()
 
     def part_of_a_head(connection: socket.socket, request: bytes) -> None:
-        client_ports.append(connection.getpeername()[1])
+        client_ports.append(client_end(connection))
         connection.sendall(b"HTTP/1.1 200 OK\r\nX-Pad: ppp\r\n")
         release.wait(10)
 
