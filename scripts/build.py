@@ -12,6 +12,8 @@
 then runs `sam build` (SAM CLI from .venv-sam, made by scripts/bootstrap) and compiles every
 module of the built artifact for python3.13 with unchecked-hash invalidation: Lambda's file
 system is read-only, so without shipped `.pyc` files every cold start compiles everything again.
+The methods `dataclasses` writes for each class are compiled then too, by the same python3.13
+(scripts/record_dataclass_code.py; cliniko_automations/common/dataclass_code.py says why).
 
     python scripts/build.py              stage, sam build, compile
     python scripts/build.py --stage-only stage only
@@ -415,18 +417,44 @@ def function_artifacts(arch: str = DEPLOYED_ARCH) -> list[Path]:
 
 
 def compile_pyc(directories: list[Path]) -> None:
-    """Each artifact's .pyc. Compiled once and copied where another artifact's sources are the
-    same bytes (sam build writes one copy of the shared code per function): compileall takes
-    about 3 s of CPU a directory, six functions and two architectures in the tests' build."""
+    """Each artifact's .pyc, and its dataclasses' code where it holds the functions' package.
+    Made once and copied where another artifact's sources are the same bytes (sam build writes
+    one copy of the shared code per function): compileall takes about 3 s of CPU a directory,
+    six functions and two architectures in the tests' build."""
     compiled: list[Path] = []
     for directory in directories:
         twin = next((done for done in compiled if same_sources(done, directory)), None)
         if twin is None:
             _compileall(directory)
+            if (directory / DATACLASS_CODE).with_suffix(".py").exists():
+                _record_dataclass_code(directory)
             compiled.append(directory)
             continue
         for cache in twin.rglob("__pycache__"):
             shutil.copytree(cache, directory / cache.relative_to(twin), dirs_exist_ok=True)
+        if (twin / DATACLASS_CODE).exists():
+            shutil.copyfile(twin / DATACLASS_CODE, directory / DATACLASS_CODE)
+
+
+# Where the functions' artifact keeps its dataclasses' code, compiled with its .pyc
+# (cliniko_automations/common/dataclass_code.py).
+DATACLASS_CODE = Path("cliniko_automations/common/dataclass_code.marshal")
+
+
+def _record_dataclass_code(directory: Path) -> None:
+    environment = {k: v for k, v in sam_environment().items() if not k.startswith("AWS_")}
+    subprocess.run(
+        [
+            runtime_python(),
+            "-S",
+            "-B",
+            str(ROOT / "scripts" / "record_dataclass_code.py"),
+            str(directory),
+        ],
+        env={**environment, "PYTHONPATH": str(directory)},
+        check=True,
+        timeout=600,
+    )
 
 
 def same_sources(one: Path, other: Path) -> bool:

@@ -16,8 +16,9 @@ the runner calls `os.getsid(0)`, a marker for the benchmark's instruction count 
 dumps its count there: the import and first call, then the teardown, from one process).
 
 Writes to result_file: the handler's return value, import and first-invocation times, the
-process's peak memory, the top-level packages loaded, and any module loaded from outside the
-artifact and the standard library (there should be none).
+process's peak memory, the top-level packages loaded, any module loaded from outside the
+artifact and the standard library (there should be none), and how many dataclass sources were
+compiled in the process rather than shipped compiled (none, on a handler's first call).
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def finish(out: dict, profiler, spec: dict) -> int:
         if not any(real.startswith(root + os.sep) for root in artifact + stdlib):
             outside.append(f"{name}: {real}")
     out["outside_modules"] = outside
+    # Dataclass sources compiled in this process, not shipped compiled by the build.
+    shipped_code = sys.modules.get("cliniko_automations.common.dataclass_code")
+    out["dataclass_sources_compiled"] = getattr(shipped_code, "compiled_here", None)
     out["packages"] = sorted({name.partition(".")[0] for name in sys.modules})
     out["max_rss_kib"] = peak_memory_kib()
     with open(spec["result_file"], "w") as handle:
