@@ -45,11 +45,14 @@ import functools
 import gzip
 import json
 import os
+import platform
 import re
 import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -416,6 +419,11 @@ def function_artifacts(arch: str = DEPLOYED_ARCH) -> list[Path]:
     )
 
 
+# Where the functions' artifact keeps its dataclasses' code, compiled with its .pyc
+# (cliniko_automations/common/dataclass_code.py).
+DATACLASS_CODE = Path("cliniko_automations/common/dataclass_code.marshal")
+
+
 def compile_pyc(directories: list[Path]) -> None:
     """Each artifact's .pyc, and its dataclasses' code where it holds the functions' package.
     Made once and copied where another artifact's sources are the same bytes (sam build writes
@@ -436,25 +444,91 @@ def compile_pyc(directories: list[Path]) -> None:
             shutil.copyfile(twin / DATACLASS_CODE, directory / DATACLASS_CODE)
 
 
-# Where the functions' artifact keeps its dataclasses' code, compiled with its .pyc
-# (cliniko_automations/common/dataclass_code.py).
-DATACLASS_CODE = Path("cliniko_automations/common/dataclass_code.marshal")
-
-
 def _record_dataclass_code(directory: Path) -> None:
     environment = {k: v for k, v in sam_environment().items() if not k.startswith("AWS_")}
-    subprocess.run(
-        [
-            runtime_python(),
-            "-S",
-            "-B",
-            str(ROOT / "scripts" / "record_dataclass_code.py"),
-            str(directory),
-        ],
-        env={**environment, "PYTHONPATH": str(directory)},
-        check=True,
-        timeout=600,
+    with tempfile.TemporaryDirectory() as tmp:
+        # First on the path, this machine's build of what the artifact has native code for
+        # another architecture's: pydantic's modules import (the cleanup's cold start makes
+        # their dataclasses), their Python the same as the artifact's at the same version.
+        host_copies = host_builds_of(foreign_native_distributions(directory), Path(tmp))
+        subprocess.run(
+            [
+                runtime_python(),
+                "-S",
+                "-B",
+                str(ROOT / "scripts" / "record_dataclass_code.py"),
+                str(directory),
+            ],
+            env={**environment, "PYTHONPATH": os.pathsep.join([*host_copies, str(directory)])},
+            check=True,
+            timeout=600,
+        )
+
+
+# ELF e_machine of the architectures Lambda runs.
+ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
+
+
+def foreign_native_distributions(directory: Path) -> list[str]:
+    """The distributions in `directory` whose native code this machine cannot load."""
+    here = platform.machine()
+    found = []
+    for info in sorted(directory.glob("*.dist-info")):
+        for line in (info / "RECORD").read_text().splitlines():
+            path = directory / line.split(",")[0]
+            if path.suffix == ".so" and path.is_file():
+                machine = int.from_bytes(path.read_bytes()[18:20], "little")
+                if ELF_MACHINES.get(machine, here) != here:
+                    found.append(normalise(info.name.partition("-")[0]))
+                    break
+    return found
+
+
+def host_builds_of(distributions: list[str], into: Path) -> list[str]:
+    """This machine's wheels of `distributions` at the versions and hashes the lock pins,
+    unpacked in `into` (its path as a list; none when there is nothing to fetch, or pip
+    cannot: the recording then leaves their modules out, as before)."""
+    if not distributions:
+        return []
+    from local_run.runtime_python import VERSION
+
+    lock = RUNTIME_LOCK.read_text()
+    requirements = into / "requirements.txt"
+    requirements.write_text(
+        "\n".join(
+            match.group(0)
+            for match in re.finditer(r"^([A-Za-z0-9._-]+)==\S+(?: \\\n\s+--hash=\S+)*", lock, re.M)
+            if normalise(match.group(1)) in distributions
+        )
+        + "\n"
     )
+    python_tag = VERSION.replace(".", "")
+    fetched = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--require-hashes",
+            "--only-binary=:all:",
+            f"--platform=manylinux2014_{platform.machine()}",
+            f"--python-version={VERSION}",
+            "--implementation=cp",
+            f"--abi=cp{python_tag}",
+            f"--dest={into / 'wheels'}",
+            f"--requirement={requirements}",
+        ],
+        check=False,
+    )
+    if fetched.returncode != 0:
+        print(f"dataclass code: no {platform.machine()} wheel of {', '.join(distributions)}")
+        return []
+    for wheel in (into / "wheels").glob("*.whl"):
+        with zipfile.ZipFile(wheel) as unpacked:
+            unpacked.extractall(into / "site")
+    return [str(into / "site")]
 
 
 def same_sources(one: Path, other: Path) -> bool:

@@ -8,8 +8,9 @@ Imports each module of the artifact whose source mentions a dataclass (never a `
 with `dataclasses`' compiles recorded (cliniko_automations/common/dataclass_code.py says why),
 and writes what was compiled where that module reads it. Outside a Lambda our modules do
 nothing on import. A module that cannot be imported here is left out, and its dataclasses are
-compiled at their cold start as before: a library's optional extra, or native code built for
-another architecture than this machine's (pydantic_core in an arm64 artifact).
+compiled at their cold start as before: a library's optional extra. (Native code built for
+another architecture than this machine's, pydantic_core in an arm64 artifact, is put first on
+the path as this machine's build of it: scripts/build.py.)
 """
 
 from __future__ import annotations
@@ -39,11 +40,9 @@ def modules_making_dataclasses(artifact: str) -> list[str]:
 
 
 def main(artifact: str) -> int:
-    shipped = os.path.join(artifact, "cliniko_automations", "common", "dataclass_code.marshal")
-    if os.path.exists(shipped):
-        os.remove(shipped)  # an earlier build's: the package would start using it
     from cliniko_automations.common import dataclass_code
 
+    # Over an earlier build's shipped code, which the package's import may have put in place.
     sources: dict[str, bytes] = {}
     stop = dataclass_code.record_sources(sources)
     failed = []
@@ -54,7 +53,7 @@ def main(artifact: str) -> int:
         except Exception as error:  # left out, compiled at its cold start
             failed.append(f"{module} ({type(error).__name__})")
     stop()
-    dataclass_code.write_shipped(sources, shipped)
+    dataclass_code.write_shipped(sources)
     print(
         f"dataclass code: {len(sources)} sources from {len(modules) - len(failed)} modules;"
         f" {len(failed)} modules not importable here"

@@ -3,7 +3,7 @@
 `@dataclass` writes the source of a class's methods (`__init__`, `__repr__`, `__eq__`, a
 frozen class's `__setattr__`...) and compiles it as the class is made: in python3.13 about 3.8
 million instructions a class (counted with callgrind), four fifths of it `compile`. A cold start
-makes 35-70 dataclasses (ours, the generated client's, Powertools'), about a tenth of a
+makes 35-72 dataclasses (ours, the generated client's, Powertools'), about a tenth of a
 minimal handler's whole cold start, where a module's own code comes compiled in its `.pyc`.
 
 So the build (`scripts/build.py`, with `scripts/record_dataclass_code.py`) imports, in the
@@ -42,14 +42,15 @@ def compiled(source: str) -> Any:
 def exec_shipped(source: Any, globals: Any = None, locals: Any = None, /, **options: Any) -> None:
     """`exec`, for `dataclasses`: the code shipped for `source` when there is some."""
     global compiled_here
-    code = _shipped.get(source) if type(source) is str else None
-    if code is None:
-        if type(source) is str:
+    if type(source) is str:
+        code = _shipped.get(source)
+        if code is None:
             compiled_here += 1
-            source = compiled(source)
-    elif type(code) is bytes:
-        code = _shipped[source] = marshal.loads(code)  # noqa: S302 - the artifact's own file
-    builtins.exec(code if code is not None else source, globals, locals, **options)  # noqa: S102
+            code = compiled(source)
+        elif type(code) is bytes:
+            code = _shipped[source] = marshal.loads(code)  # noqa: S302 - the artifact's own file
+        source = code
+    builtins.exec(source, globals, locals, **options)  # noqa: S102
 
 
 def use_shipped_code(path: str = SHIPPED) -> bool:
@@ -71,7 +72,7 @@ def use_shipped_code(path: str = SHIPPED) -> bool:
 
 def record_sources(into: dict[str, bytes]) -> Callable[[], None]:
     """Keep, in `into`, the code of every source `dataclasses` compiles from now on (the
-    build's recording); returns what stops it."""
+    build's recording, over any `exec` already there); returns what stops it."""
 
     def exec_recording(
         source: Any, globals: Any = None, locals: Any = None, /, **options: Any
@@ -82,8 +83,11 @@ def record_sources(into: dict[str, bytes]) -> Callable[[], None]:
             source = code
         builtins.exec(source, globals, locals, **options)  # noqa: S102
 
+    def stop() -> None:
+        vars(dataclasses).pop("exec", None)
+
     dataclasses.exec = exec_recording  # type: ignore[attr-defined]
-    return lambda: vars(dataclasses).pop("exec", None) and None
+    return stop
 
 
 def write_shipped(sources: Mapping[str, bytes], path: str = SHIPPED) -> None:
