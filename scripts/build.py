@@ -447,9 +447,9 @@ def compile_pyc(directories: list[Path]) -> None:
 def _record_dataclass_code(directory: Path) -> None:
     environment = {k: v for k, v in sam_environment().items() if not k.startswith("AWS_")}
     with tempfile.TemporaryDirectory() as tmp:
-        # First on the path, this machine's build of what the artifact has native code for
-        # another architecture's: pydantic's modules import (the cleanup's cold start makes
-        # their dataclasses), their Python the same as the artifact's at the same version.
+        # First on the path: this machine's build of each distribution whose native code in
+        # the artifact is another architecture's (pydantic-core in an arm64 artifact), the same
+        # Python at the same version, so that pydantic's modules import and are recorded.
         host_copies = host_builds_of(foreign_native_distributions(directory), Path(tmp))
         subprocess.run(
             [
