@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cliniko_automations.common.printable import counted
+
 from .core import PublishFailed
 from .events import OutgoingEvent
 
@@ -50,6 +52,7 @@ class EventBridgeSink:
         if pending:
             left = {position for position, _ in pending}
             raise PublishFailed(
-                f"{len(pending)} events not accepted by EventBridge ({', '.join(sorted(codes))})",
+                f"{counted(len(pending), 'event')} not accepted by EventBridge"
+                f" ({', '.join(sorted(codes))})",
                 accepted=frozenset(range(len(events))) - left,
             )

@@ -28,6 +28,6 @@ def test_an_entry_refused_on_every_attempt_fails_after_the_last_without_a_pause_
     with pytest.raises(PublishFailed) as failed:
         sink.publish([TAKEN, REFUSED])
     assert failed.value.accepted == frozenset({0})
-    assert "1 events not accepted by EventBridge (InvalidArgument)" in str(failed.value)
+    assert "1 event not accepted by EventBridge (InvalidArgument)" in str(failed.value)
     assert sent == [2, 1, 1, 1]  # the refused entry alone, once it has been refused
     assert pauses == [0.1, 0.2, 0.4]  # between attempts; none once the last has failed
