@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .template import UnknownSchedule
+
 # What a clinic pastes into its website (README shows the same). Each field has its own label;
 # required ones carry `required` (announced by screen readers) and a visible marker.
 # `website` is the honeypot: hidden from people, filled in by bots; a filled one is answered like
@@ -226,7 +228,7 @@ def _handler_for(site: Site) -> type[BaseHTTPRequestHandler]:
                 name = path[len(prefix) :]
                 try:
                     result = site.fire(name)
-                except KeyError:
+                except UnknownSchedule:
                     known = ", ".join(site.status().get("schedules", []))
                     message = f"no scheduled function {name}: fire one of {known}"
                     self._send(404, json.dumps({"message": message}))

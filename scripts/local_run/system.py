@@ -35,7 +35,7 @@ from .gateway import Gateway
 from .resources import Provisioner
 from .site import Site
 from .state_machine import run_loop
-from .template import ROOT, TEMPLATE_PATH, SamApp, ScheduleSource
+from .template import ROOT, TEMPLATE_PATH, SamApp, ScheduleSource, UnknownSchedule
 
 STATE_DIR = ROOT / ".local-run"
 FORM_SOURCES = ROOT / "functions" / "cliniko_automations" / "intake" / "form_sources.yaml"
@@ -421,7 +421,7 @@ class LocalSystem:
                 rule = f"{defaults.STACK_NAME}-{schedule.function}{schedule.name}"
                 event = defaults.scheduled_event(rule)
                 return self.functions[schedule.function].invoke(event)
-        raise KeyError(name)
+        raise UnknownSchedule(name)
 
     def events(self) -> dict[str, Any]:
         """The contact events the local tap saw on the bus, and the signed webhooks the local

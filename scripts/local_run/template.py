@@ -230,6 +230,11 @@ class SqsSource:
     maximum_concurrency: int | None
 
 
+class UnknownSchedule(KeyError):
+    """No schedule of the template targets or is named what was asked for: its own exception,
+    so that a KeyError raised inside a fired function is reported as that function's failure."""
+
+
 @dataclass
 class ScheduleSource:
     function: str  # the target: a function, or a state machine (see `state_machine`)

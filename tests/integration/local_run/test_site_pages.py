@@ -1,9 +1,11 @@
 """The sample website's pages as HTML: the problem page reads `error` and `fields` through
-whitelists, so nothing from its address reaches the page as markup."""
+whitelists, so nothing from its address reaches the page as markup. And its console's fire."""
 
 from __future__ import annotations
 
-from local_run.site import FORM_SNIPPET, form_page, problem_page
+import httpx
+from local_run.site import FORM_SNIPPET, Site, form_page, problem_page
+from local_run.template import UnknownSchedule
 
 
 def test_the_problem_page_names_the_fields_by_their_labels():
@@ -38,3 +40,23 @@ def test_the_pages_fit_a_phone_and_mark_required_fields():
         assert f'<label for="contact-{name}">{label} <span aria-hidden="true">*</span>' in page
         assert f'id="contact-{name}" name="{name}"' in page
     assert FORM_SNIPPET.count(" required>") == 2
+
+
+def test_firing_tells_an_unknown_schedule_from_a_function_failing_with_a_key_error():
+    # The console's fire goes to the local run's `fire`: an unknown name is a 404 naming the
+    # schedules, and a KeyError the fired function raises is its failure (500), not a 404.
+    def fire(name: str) -> object:
+        if name == "Failing":
+            raise KeyError("SOME_SETTING")
+        raise UnknownSchedule(name)
+
+    site = Site(lambda: "", fire, lambda: {"schedules": ["Failing"]}).start()
+    try:
+        unknown = httpx.post(f"{site.url}/_local/schedules/Nope")
+        failing = httpx.post(f"{site.url}/_local/schedules/Failing")
+    finally:
+        site.stop()
+    assert unknown.status_code == 404
+    assert unknown.json() == {"message": "no scheduled function Nope: fire one of Failing"}
+    assert failing.status_code == 500
+    assert failing.json() == {"function": "Failing", "error": "KeyError"}
