@@ -79,9 +79,8 @@ from local_run.runtime_python import find_runtime_python  # noqa: E402
 from local_run.system import MotoServer  # noqa: E402
 from local_run.template import FunctionSpec, SamApp  # noqa: E402
 
-from build import RUNTIME_LOCK, build_dir, compile_pyc  # noqa: E402
+from build import HOST_ARCH, RUNTIME_LOCK, build_dir, compile_pyc  # noqa: E402
 
-HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
 USER_AGENT = "Cold start bench (bench@example.com)"
 API_KEY = "MS0xbenchkey000000000000000-au1"
 JSON_SECRET = "bench-signing-secret"  # noqa: S105 - a made-up local value

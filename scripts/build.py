@@ -61,6 +61,21 @@ STAGED = ROOT / "build" / "staged"
 SAM_DIR = ROOT / ".aws-sam"
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 TEMPLATE = ROOT / "template.yaml"
+# This machine, and what an ELF file is built for, by the names Lambda gives architectures.
+HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
+ELF_ARCHES = {62: "x86_64", 183: "arm64"}  # the header's e_machine
+
+
+def elf_arch(path: Path) -> str | None:
+    """What the ELF file at `path` runs on ("other" for an architecture Lambda has not), or
+    None when it is no ELF file."""
+    with path.open("rb") as elf:
+        header = elf.read(20)
+    if header[:4] != b"\x7fELF":
+        return None
+    return ELF_ARCHES.get(int.from_bytes(header[18:20], "little"), "other")
+
+
 # What template.yaml deploys; --arch x86_64 builds the same artifact for this machine so the
 # packaging smoke test can import it (an aarch64 pydantic-core cannot load on x86_64).
 DEPLOYED_ARCH = "arm64"
@@ -465,22 +480,15 @@ def _record_dataclass_code(directory: Path) -> None:
         )
 
 
-# ELF e_machine of the architectures Lambda runs.
-ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
-
-
 def foreign_native_distributions(directory: Path) -> list[str]:
     """The distributions in `directory` whose native code this machine cannot load."""
-    here = platform.machine()
     found = []
     for info in sorted(directory.glob("*.dist-info")):
         for line in (info / "RECORD").read_text().splitlines():
             path = directory / line.split(",")[0]
-            if path.suffix == ".so" and path.is_file():
-                machine = int.from_bytes(path.read_bytes()[18:20], "little")
-                if ELF_MACHINES.get(machine, here) != here:
-                    found.append(normalise(info.name.partition("-")[0]))
-                    break
+            if path.suffix == ".so" and path.is_file() and elf_arch(path) not in (HOST_ARCH, None):
+                found.append(normalise(info.name.partition("-")[0]))
+                break
     return found
 
 

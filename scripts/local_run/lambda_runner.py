@@ -18,7 +18,8 @@ dumps its count there: the import and first call, then the teardown, from one pr
 Writes to result_file: the handler's return value, import and first-invocation times, the
 process's peak memory, the top-level packages loaded, any module loaded from outside the
 artifact and the standard library (there should be none), and how many dataclass sources were
-compiled in the process rather than shipped compiled (none, on a handler's first call).
+compiled in the process rather than shipped compiled (none, on a handler's first call; None
+when the shipped code was not in use).
 """
 
 from __future__ import annotations
@@ -114,9 +115,16 @@ def finish(out: dict, profiler, spec: dict) -> int:
         if not any(real.startswith(root + os.sep) for root in artifact + stdlib):
             outside.append(f"{name}: {real}")
     out["outside_modules"] = outside
-    # Dataclass sources compiled in this process, not shipped compiled by the build.
+    # Dataclass sources compiled in this process, not shipped compiled by the build (None when
+    # the shipped code is not in use at all).
     shipped_code = sys.modules.get("cliniko_automations.common.dataclass_code")
-    out["dataclass_sources_compiled"] = getattr(shipped_code, "compiled_here", None)
+    dataclasses = sys.modules.get("dataclasses")
+    in_use = (
+        shipped_code is not None
+        and dataclasses is not None
+        and vars(dataclasses).get("exec") is shipped_code.exec_shipped
+    )
+    out["dataclass_sources_compiled"] = shipped_code.compiled_here if in_use else None
     out["packages"] = sorted({name.partition(".")[0] for name in sys.modules})
     out["max_rss_kib"] = peak_memory_kib()
     with open(spec["result_file"], "w") as handle:

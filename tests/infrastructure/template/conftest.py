@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,6 @@ from local_run.runtime_python import RuntimePythonMissing, find_runtime_python
 ROOT = Path(__file__).resolve().parents[3]
 SAM_VENV = ROOT / ".venv-sam"
 CHECKOV_VENV = ROOT / ".venv-checkov"
-HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
 
 
 @functools.cache
@@ -29,6 +27,9 @@ def build_script() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+HOST_ARCH = build_script().HOST_ARCH
 
 
 def tool(venv: Path, name: str) -> Path:
