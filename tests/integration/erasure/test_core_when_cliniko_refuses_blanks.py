@@ -35,6 +35,8 @@ class RequiringCliniko:
         self.required, self.refused = required, refused
         # Fields an update answers 200 for and leaves as they were.
         self.ignored: tuple[str, ...] = ()
+        # Fields a list leaves out (the seed's items carry no doctor_type; its by-id read does).
+        self.unlisted: tuple[str, ...] = ()
         self.writes: list[str] = []
         self.archive_failures = 0
         # How an update of an archived contact is refused: None (it is not), or the error.
@@ -48,7 +50,7 @@ class RequiringCliniko:
         wanted = [f.to_query() for f in filters if f.to_query().startswith("email:=")]
         if any(q.removeprefix("email:=") != self.contact["email"].lower() for q in wanted):
             return []
-        return [dict(self.contact)]
+        return [{k: v for k, v in self.contact.items() if k not in self.unlisted}]
 
     def get_contact(self, contact_id: str, *, include_archived: bool = False) -> dict[str, Any]:
         return dict(self.contact)
@@ -120,6 +122,26 @@ def test_a_field_refused_whatever_is_sent_leaves_the_rest_erased_and_is_reported
     # Every other personal value is gone, and the contact is archived out of Cliniko's lists.
     assert left_in(cliniko.contact) == ["notes"]
     assert is_archived(cliniko.contact)
+
+
+@pytest.mark.parametrize("kept", ["specialist", None], ids=["holding_a_value", "blank"])
+def test_a_refused_field_the_list_does_not_show_is_read_by_id(erasure_stack, kept):
+    # A Doctor contact whose doctor_type Cliniko will not have cleared, in the seed's shapes:
+    # the read back (a list) shows no doctor_type, which is no doctor_type seen blank.
+    cliniko = RequiringCliniko(refused=("doctor_type",))
+    cliniko.contact["doctor_type"] = kept
+    cliniko.unlisted = ("doctor_type",)
+    eraser = make_eraser(erasure_stack, cliniko)
+
+    outcome = eraser.submit(ask(request_id="req-unlisted", email=stack.PERSONAL["email"]), CALLER)
+
+    [contact] = outcome.contacts
+    assert is_archived(cliniko.contact) and cliniko.contact["doctor_type"] == kept
+    if kept:
+        assert (outcome.result, contact.action, contact.verified) == ("failed", "failed", False)
+        assert contact.error == "cliniko_refused: doctor_type"
+    else:  # blank before the scrub: nothing of the person is left
+        assert (outcome.result, contact.action) == ("erased", "scrubbed_and_archived")
 
 
 def test_a_retry_finishes_a_contact_scrubbed_with_the_placeholder_email(erasure_stack):
