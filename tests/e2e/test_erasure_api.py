@@ -169,6 +169,28 @@ def test_erase_by_email_matches_lower_cased_and_archived_ones(erasure_stack):
     assert_scrubbed_and_archived(erasure_stack, contact_id)
 
 
+@pytest.mark.parametrize(
+    ("held", "sent"),
+    [
+        ("anna@xn--bcher-kva.de", "anna@bücher.de"),
+        ("anna@example.com", "ａｎｎａ@ｅｘａｍｐｌｅ.ｃｏｍ"),
+    ],
+    ids=["international_domain", "full_width"],
+)
+def test_an_address_typed_in_another_form_finds_the_contact_cliniko_holds(
+    erasure_stack, held, sent
+):
+    # Cliniko holds ASCII addresses only: searched as typed, the person stayed in Cliniko and
+    # the request completed as "no record found".
+    contact_id = erasure_stack.seed(email=held)
+
+    status, body = post(erasure(request_id="other-form", email=sent))
+
+    assert status == 200, body
+    assert body["result"] == "erased" and body["contact_ids"] == [contact_id]
+    assert_scrubbed_and_archived(erasure_stack, contact_id)
+
+
 def test_several_matches_answer_409_with_ids_then_erase_all_when_confirmed(erasure_stack):
     ids = sorted([erasure_stack.seed(), erasure_stack.seed(first_name="Hortensia")])
     before = len(erasure_stack.log())

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from cliniko_automations.cliniko.rules import EMAIL_PATTERN, MAX_LENGTH
+from cliniko_automations.cliniko.rules import CLINIKO_EMAIL_PATTERN, EMAIL_PATTERN, MAX_LENGTH
 from cliniko_automations.common.json_input import LONE_SURROGATE, REPLACEMENT_CHARACTER
 from cliniko_automations.common.person_keys import clean_email, without_format_characters
 from cliniko_automations.common.settings import parsed_setting
@@ -173,7 +173,30 @@ def _email(value: Any) -> str:
         raise ValueError("must be valid text (it holds bytes that are not UTF-8)")
     if len(email) > MAX_LENGTH or not EMAIL_PATTERN.fullmatch(email):
         raise ValueError("must be an email address")
-    return email
+    return as_cliniko_holds(email)
+
+
+def as_cliniko_holds(email: str) -> str:
+    """`email` in the one form a Cliniko contact can hold it, where it is not in that form.
+
+    Cliniko takes ASCII addresses only (rules.CLINIKO_EMAIL_PATTERN), and the intake refuses
+    others: an international domain is held in its `xn--` form (IDNA 2008, as registries
+    and mail servers write it) and full-width letters as the letters they are (NFKC).
+    Searched as typed, `anna@bücher.de` found no contact and the request completed as "no
+    record found" with the person still in Cliniko. An address no such form makes one Cliniko
+    takes (an accented local part) is kept as typed: a contact staff entered before Cliniko
+    checked addresses may hold it."""
+    if CLINIKO_EMAIL_PATTERN.fullmatch(email):
+        return email
+    import idna  # here alone: an address in another form is rare, and idna's tables large
+
+    local, _, domain = unicodedata.normalize("NFKC", email).rpartition("@")
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return email
+    held = f"{local}@{ascii_domain}".lower()
+    return held if CLINIKO_EMAIL_PATTERN.fullmatch(held) else email
 
 
 def _flag(value: Any) -> bool:

@@ -120,6 +120,24 @@ def test_a_request_is_normalised():
 
 
 @pytest.mark.parametrize(
+    ("sent", "searched"),
+    [
+        ("anna@bücher.de", "anna@xn--bcher-kva.de"),
+        ("Anna@Straße.de", "anna@xn--strae-oqa.de"),  # IDNA 2008: ß is kept, not "ss"
+        ("ａｎｎａ@ｅｘａｍｐｌｅ.ｃｏｍ", "anna@example.com"),  # full-width, as an IME types
+        ("anna@xn--bcher-kva.de", "anna@xn--bcher-kva.de"),
+        # No form Cliniko takes: searched as typed (a contact entered before it checked).
+        ("jäne@example.de", "jäne@example.de"),
+        ("jane@ex_ample.com", "jane@ex_ample.com"),
+        ("jane@exämple.123", "jane@exämple.123"),
+    ],
+)
+def test_an_email_is_searched_in_the_form_cliniko_holds(sent, searched):
+    request = ErasureRequest.parse({"request_id": "r-1", "email": sent, "reason": "x"})
+    assert request.email == searched
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"request_id": "r-1", "reason": "x"}, "body"),
