@@ -36,6 +36,9 @@ ContactAction = Literal[
 # fullmatch: `$` would let a final newline through.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 CONTACT_ID_PATTERN = re.compile(r"^[1-9][0-9]{0,18}$")
+# A request id of digits and separators alone, which may be a phone number (fullmatch).
+NUMBER_ONLY_ID = re.compile(r"[0-9.:-]+")
+MAX_PHONE_DIGITS = 15  # E.164's longest number
 # Cliniko's ids are signed 64-bit integers: a larger one cannot name a contact, and Cliniko
 # answers its filter 400, not "no such contact".
 MAX_CONTACT_ID = 2**63 - 1
@@ -65,9 +68,13 @@ def check_reason(value: Any) -> str:
     sent = _text(value)
     if len(sent) > MAX_REASON_AS_SENT:
         raise ValueError("must be 1-200 characters")
-    text = unicodedata.normalize("NFKC", without_format_characters(sent)).strip()
+    # One line: its line breaks and tabs are spaces, as the intake's fields' are.
+    text = " ".join(unicodedata.normalize("NFKC", without_format_characters(sent)).split())
     if not 1 <= len(text) <= 200:
         raise ValueError("must be 1-200 characters")
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        # A NUL or a terminal escape, hashed into the trail for good, and printed by its tools.
+        raise ValueError("must be text without control characters")
     if "@" in text or _looks_like_a_phone_number(text):
         raise ValueError(
             "must not contain personal data such as an email or a phone number; "
@@ -101,7 +108,9 @@ class ErasureRequest:
         problems: dict[str, str] = {}
         values: dict[str, Any] = {}
         for name, check in _CHECKS.items():
-            if data.get(name) is None and name in _OPTIONAL:
+            if name in _OPTIONAL and (
+                name not in data or (data[name] is None and name not in _FLAGS)
+            ):
                 continue
             try:
                 values[name] = check(data.get(name))
@@ -136,6 +145,17 @@ def _request_id(value: Any) -> str:
         raise ValueError(
             "must be 1-128 characters: letters, digits, '.', '_', ':' or '-', "
             "starting with a letter or digit"
+        )
+    if (
+        NUMBER_ONLY_ID.fullmatch(text)
+        and sum(char.isdigit() for char in text) <= MAX_PHONE_DIGITS
+        and _looks_like_a_phone_number(text)
+    ):
+        # Kept in the trail and the receipt for good, as a reason is. Only an id of digits
+        # alone is asked: a uuid's groups joined by '-' are long runs of digits too.
+        raise ValueError(
+            "must not be a phone number (it is kept for good); "
+            "use a ticket reference with a letter in it, such as r-42"
         )
     return text
 
@@ -222,7 +242,9 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "dry_run": _flag,
     "erase_all_matches": _flag,
 }
-_OPTIONAL = frozenset({"contact_id", "account", "email", "dry_run", "erase_all_matches"})
+_FLAGS = frozenset({"dry_run", "erase_all_matches"})
+# Null is left out but for the flags: a null dry_run is no "false" to erase for real on.
+_OPTIONAL = frozenset({"contact_id", "account", "email", *_FLAGS})
 
 
 @dataclasses.dataclass(kw_only=True)

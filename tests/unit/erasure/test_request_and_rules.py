@@ -161,6 +161,17 @@ def test_an_email_is_searched_in_the_form_cliniko_holds(sent, searched):
         # an unknown key is the caller's text: counted under "body", never echoed
         ({"request_id": "r-1", "contact_id": "1", "reason": "x", "extra": 1}, "body"),
         ({"request_id": "r-1", "contact_id": "1", "reason": "x", "dry_run": "maybe"}, "dry_run"),
+        # null is no "false": a caller's unset dry run is not taken as a real erasure
+        ({"request_id": "r-1", "contact_id": "1", "reason": "x", "dry_run": None}, "dry_run"),
+        (
+            {"request_id": "r-1", "email": "a@b.co", "reason": "x", "erase_all_matches": None},
+            ("erase_all_matches"),
+        ),
+        # kept in the trail for good, as a reason is: a phone number, or a NUL, is refused
+        ({"request_id": "0400123456", "contact_id": "1", "reason": "x"}, "request_id"),
+        ({"request_id": "0400-123-456", "contact_id": "1", "reason": "x"}, "request_id"),
+        ({"request_id": "r-1", "contact_id": "1", "reason": "GDPR\x00art. 17"}, "reason"),
+        ({"request_id": "r-1", "contact_id": "1", "reason": "GDPR \x1b[2J"}, "reason"),
     ],
 )
 def test_bad_requests_name_the_field_and_never_echo_the_value(body, field):
@@ -170,6 +181,27 @@ def test_bad_requests_name_the_field_and_never_echo_the_value(body, field):
     text = str(caught.value)
     for value in ("not-an-email", "ada@example.com", "0400 123 456", "maybe"):
         assert value not in text
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    [
+        "r-42",
+        "123e4567-e89b-12d3-a456-426614174000",  # a uuid: its digits joined by '-' are no phone
+        "31415926-5358-9793-2384-626433832795",  # nor are a uuid's of digits alone (32 of them)
+        "2026-12-06",  # an ISO date
+        "9" * 21,  # longer than any phone number
+        "1234567",  # a short ticket number
+    ],
+)
+def test_a_request_id_that_is_no_phone_number_is_taken(request_id):
+    body = {"request_id": request_id, "contact_id": "1", "reason": "x"}
+    assert ErasureRequest.parse(body).request_id == request_id
+
+
+def test_a_reason_is_one_line():
+    body = {"request_id": "r-1", "contact_id": "1", "reason": " GDPR\n art. 17\t(ticket r-42) "}
+    assert ErasureRequest.parse(body).reason == "GDPR art. 17 (ticket r-42)"
 
 
 def test_a_reason_may_be_200_characters_and_no_more():
