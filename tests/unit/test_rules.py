@@ -53,6 +53,9 @@ def test_country_code_for_accepts_codes_and_names():
     assert country_code_for("&") is None
     assert country_code_for(" & ") is None
     assert country_code_for("AND") == "AD"
+    # Longer than any country's name is none, not a costly read ("the" is left out of names).
+    assert country_code_for("the " * 47 + "Australia") == "AU"
+    assert country_code_for("the " * 48 + "Australia") is None
 
 
 @pytest.mark.parametrize(

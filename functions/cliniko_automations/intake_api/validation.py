@@ -54,12 +54,21 @@ def without_unmatched_choices(
 
 # For a field of mapping.ONE_VALUE_TARGETS whose answer came several times, differently.
 GIVEN_DIFFERENTLY = "was given more than once, with different values: give one"
+# More numbers than anyone has. Each is kept as up to five keyed hashes with the stored
+# submission (the worker's lookup without an email, an erasure's purge), all in one DynamoDB
+# item of 400 KB at most: some 1,300 numbers overfilled it, and the store's refusal was
+# answered 503 on every one of the sender's retries.
+MAX_PHONE_NUMBERS = 20
+TOO_MANY_NUMBERS = f"is too long (maximum is {MAX_PHONE_NUMBERS} numbers)"
 
 
 def validate_draft(
     fields: Mapping[str, Any], source: FormSource, given_differently: tuple[str, ...] = ()
 ) -> ContactDraft:
     errors = rules.validate_contact_fields(fields, creating=True)
+    phones = fields.get("phone_numbers")
+    if isinstance(phones, list) and len(phones) > MAX_PHONE_NUMBERS:
+        errors.setdefault("phone_numbers", TOO_MANY_NUMBERS)
     # Said for what it is: the values joined were refused as they stand (an email), or not.
     errors.update(dict.fromkeys(given_differently, GIVEN_DIFFERENTLY))
     for name, value in fields.items():

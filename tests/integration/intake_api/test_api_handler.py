@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 from cliniko_automations.common import aws
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_api import wiring
+from cliniko_automations.intake_api.validation import MAX_PHONE_NUMBERS, TOO_MANY_NUMBERS
 
 from tests.fixtures.apigw import form_post_event, http_api_event
 from tests.unit.intake_api import samples
@@ -366,6 +367,25 @@ def test_413_not_503_for_a_submission_the_store_could_not_hold(intake, monkeypat
     answer = intake.post("partner-json", *signed("partner-json", body))
     assert answer["statusCode"] == 413, answer
     assert rejected_reason(capsys) == "too_large"
+    assert intake.messages() == []
+
+
+def test_the_most_phone_numbers_with_the_largest_submission_fit_the_store(intake, capsys):
+    # Without an email, each number is kept as keyed hashes beside the body (the worker's
+    # lookup by name and phone, an erasure's purge): past DynamoDB's 400 KB item, 600 numbers
+    # were a 503 on every retry of the sender.
+    phones = [f"+61 4{n:08d}" for n in range(MAX_PHONE_NUMBERS)]
+    person = {"first_name": "Ana", "last_name": "Lopez", "mobile": phones}
+    body = json.dumps({**person, "notes": "x" * 250_000}).encode()
+    answer = intake.post("partner-json", *signed("partner-json", body))
+    assert answer["statusCode"] == 202, answer
+    assert len(intake.messages()) == 1
+
+    many = [f"+61 4{n:08d}" for n in range(600)]
+    body = json.dumps({**person, "mobile": many, "notes": "x" * 250_000}).encode()
+    answer = intake.post("partner-json", *signed("partner-json", body))
+    assert answer["statusCode"] == 422, answer
+    assert body_of(answer)["errors"] == {"phone_numbers": TOO_MANY_NUMBERS}
     assert intake.messages() == []
 
 

@@ -17,7 +17,11 @@ from cliniko_automations.intake_api.mapping import (
     one_line,
     split_name,
 )
-from cliniko_automations.intake_api.validation import validate_draft
+from cliniko_automations.intake_api.validation import (
+    MAX_PHONE_NUMBERS,
+    TOO_MANY_NUMBERS,
+    validate_draft,
+)
 
 
 def source(fields, **extra) -> FormSource:
@@ -380,6 +384,18 @@ def test_valid_draft():
     src = source([{"from": "n", "to": "full_name"}], required=["last_name"])
     draft = validate_draft({"first_name": "A", "last_name": "B", "type_code": 1}, src)
     assert (draft.first_name, draft.type_code) == ("A", 1)
+
+
+def test_more_phone_numbers_than_anyone_has_are_a_422():
+    # Each number is kept as keyed hashes in the stored submission's one DynamoDB item: some
+    # 1,300 overfilled it, and the store's refusal was a 503 on every retry of the sender.
+    src = source([{"from": "n", "to": "full_name"}, {"from": "p", "to": "phone"}])
+    answers = {"n": "Ana Lopez", "p": [f"+61 4{n:08d}" for n in range(MAX_PHONE_NUMBERS + 1)]}
+    with pytest.raises(FieldsInvalid) as caught:
+        validate_draft(map_answers(answers, src), src)
+    assert caught.value.errors == {"phone_numbers": TOO_MANY_NUMBERS}
+    answers["p"] = answers["p"][:MAX_PHONE_NUMBERS]
+    assert len(validate_draft(map_answers(answers, src), src).phone_numbers) == MAX_PHONE_NUMBERS
 
 
 def test_every_rejected_field_is_named_with_clinikos_message():
