@@ -37,7 +37,11 @@ class OutgoingEvent:
     detail: Mapping[str, Any]
 
     def detail_json(self) -> str:
-        return json.dumps(self.detail, separators=(",", ":"), sort_keys=True)
+        """The detail as put: serialised as the body is (`webhook_body`), so `detail.body`
+        is the signed text itself within it. Escaped to ASCII, a "ë" in the body put as
+        `\u00eb` would reach a receiver so if EventBridge passes the subtree on as put, and
+        fail its signature."""
+        return json.dumps(self.detail, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
     @property
     def subscriber(self) -> str | None:
