@@ -67,7 +67,7 @@ class EventBuilder:
     def __init__(
         self,
         subscribers: Sequence[Subscriber],
-        signing_keys: Mapping[str, bytes],
+        signing_keys: Mapping[str, Sequence[bytes]],
         clock: Callable[[], float],
     ) -> None:
         missing = [s.name for s in subscribers if s.name not in signing_keys]

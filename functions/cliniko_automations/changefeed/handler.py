@@ -22,7 +22,7 @@ from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
 from cliniko_automations.changefeed.core import AccountResult, ChangeFeed, SourceUnavailable
 from cliniko_automations.changefeed.events import EventBuilder
 from cliniko_automations.changefeed.settings import FeedSettings
-from cliniko_automations.changefeed.signing import key_in_secret
+from cliniko_automations.changefeed.signing import keys_in_secret
 from cliniko_automations.changefeed.store import DynamoFeedStore
 from cliniko_automations.changefeed.subscribers import load_subscribers
 from cliniko_automations.cliniko.errors import ConfigurationError
@@ -120,7 +120,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
 
     try:
         hasher = _hasher(settings.hash_key_secret_name)
-        keys = {s.name: key_in_secret(read_secret, s.secret) for s in subscribers.subscribers}
+        keys = {s.name: keys_in_secret(read_secret, s.secret) for s in subscribers.subscribers}
     except SecretMisconfigured as error:
         # Every subscriber's deliveries wait, none is published without its signature: no
         # account is polled, so the cursors stay and the changes made meanwhile are published

@@ -84,7 +84,7 @@ from cliniko_automations.erasure.scrub import is_scrubbed
 from .bus import EventBridgeSink
 from .core import PublishFailed
 from .events import WEBHOOKS_SOURCE, EventBuilder, OutgoingEvent
-from .signing import key_in_secret
+from .signing import keys_in_secret
 from .subscribers import EVENT_TYPES, Subscribers, load_subscribers
 
 
@@ -195,7 +195,7 @@ class WebhookDeadLetters(DeadLetterTool[WebhookDeadLetter]):
         subscribers = [self._subscribers[name] for name in names]
         builder = EventBuilder(
             subscribers,
-            {s.name: key_in_secret(self._read_secret, s.secret) for s in subscribers},
+            {s.name: keys_in_secret(self._read_secret, s.secret) for s in subscribers},
             clock=self._clock,
         )
         replayed = []

@@ -16,7 +16,7 @@ from cliniko_automations.changefeed import handler
 from cliniko_automations.changefeed.changes import TRACKED_FIELDS, FieldHasher, classify
 from cliniko_automations.changefeed.cliniko_source import ClinikoContactsSource
 from cliniko_automations.changefeed.events import webhook_body
-from cliniko_automations.changefeed.signing import sign, signing_key
+from cliniko_automations.changefeed.signing import sign, signing_keys
 from cliniko_automations.cliniko import errors
 
 from tests.integration.changefeed.stack import (
@@ -195,7 +195,7 @@ def test_a_text_with_half_an_emoji_is_read_with_the_broken_character_marked() ->
     )
     (snapshot,) = read(body)
     assert snapshot.fields["notes"] == "Allergic \ufffd"
-    sign(signing_key("whsec_" + "A" * 32), "msg_1", 1, webhook_body(snapshot.fields))
+    sign(signing_keys("whsec_" + "A" * 32), "msg_1", 1, webhook_body(snapshot.fields))
 
 
 # A page not in the order asked for (a Cliniko that ignored `sort`, answering in its default

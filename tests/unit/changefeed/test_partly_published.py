@@ -16,7 +16,7 @@ from cliniko_automations.changefeed.core import (
     PublishFailed,
 )
 from cliniko_automations.changefeed.events import CONTACTS_SOURCE, EventBuilder
-from cliniko_automations.changefeed.signing import signing_key
+from cliniko_automations.changefeed.signing import signing_keys
 from cliniko_automations.changefeed.store import _state
 from cliniko_automations.changefeed.subscribers import DEFAULT_PATH, Subscribers
 from cliniko_automations.common.config_file import validated
@@ -124,7 +124,7 @@ def feed(source, store, sink):
         store,
         sink,
         FieldHasher(b"k" * 32),
-        EventBuilder(subs, {"crm-sync": signing_key(SECRET)}, clock=lambda: 1_700_000_000.0),
+        EventBuilder(subs, {"crm-sync": signing_keys(SECRET)}, clock=lambda: 1_700_000_000.0),
         overlap=dt.timedelta(seconds=5),
         start_at=T0 - dt.timedelta(minutes=1),
         run_id="run",

@@ -17,7 +17,12 @@ from cliniko_automations.changefeed.events import (
     EventBuilder,
     webhook_body,
 )
-from cliniko_automations.changefeed.signing import BadSigningSecret, sign, signing_key
+from cliniko_automations.changefeed.signing import (
+    BadSigningSecret,
+    sign,
+    signing_key,
+    signing_keys,
+)
 from cliniko_automations.changefeed.subscribers import DEFAULT_PATH, Subscribers, load_subscribers
 from cliniko_automations.changefeed.webhook_stack import render
 from cliniko_automations.common.config_file import ConfigError, validated
@@ -64,14 +69,14 @@ def headers(detail):
 def test_the_reference_library_verifies_our_signature():
     now = int(time.time())
     body = '{"type":"contact.created"}'
-    signature = sign(signing_key(SECRET), "msg_1", now, body)
+    signature = sign(signing_keys(SECRET), "msg_1", now, body)
     assert Webhook(SECRET).verify(
         body, {"webhook-id": "msg_1", "webhook-timestamp": str(now), "webhook-signature": signature}
     ) == {"type": "contact.created"}
 
 
 def test_a_delivery_event_carries_a_body_and_headers_that_verify():
-    builder = EventBuilder(subscribers().subscribers, {"crm-sync": signing_key(SECRET)}, time.time)
+    builder = EventBuilder(subscribers().subscribers, {"crm-sync": signing_keys(SECRET)}, time.time)
     bus, delivery = builder.events_for(a_change())
     assert delivery.source == WEBHOOKS_SOURCE and delivery.detail_type == "contact.created"
     detail = json.loads(delivery.detail_json())
@@ -88,7 +93,7 @@ def test_a_delivery_event_carries_a_body_and_headers_that_verify():
 def test_the_body_says_when_the_contact_changed_and_the_header_when_it_was_signed():
     now = float(int(time.time()))
     builder = EventBuilder(
-        subscribers().subscribers, {"crm-sync": signing_key(SECRET)}, lambda: now
+        subscribers().subscribers, {"crm-sync": signing_keys(SECRET)}, lambda: now
     )
     detail = json.loads(builder.events_for(a_change())[1].detail_json())
     assert detail["webhook"]["timestamp"] == str(int(now))
@@ -97,13 +102,13 @@ def test_the_body_says_when_the_contact_changed_and_the_header_when_it_was_signe
 
 
 def test_a_tampered_body_or_an_old_timestamp_fails_verification():
-    builder = EventBuilder(subscribers().subscribers, {"crm-sync": signing_key(SECRET)}, time.time)
+    builder = EventBuilder(subscribers().subscribers, {"crm-sync": signing_keys(SECRET)}, time.time)
     detail = json.loads(builder.events_for(a_change())[1].detail_json())
     body = webhook_body(detail["body"])
     with pytest.raises(WebhookVerificationError):
         Webhook(SECRET).verify(body.replace("17", "18"), headers(detail))
     stale = EventBuilder(
-        subscribers().subscribers, {"crm-sync": signing_key(SECRET)}, lambda: time.time() - 600
+        subscribers().subscribers, {"crm-sync": signing_keys(SECRET)}, lambda: time.time() - 600
     )
     old = json.loads(stale.events_for(a_change())[1].detail_json())
     with pytest.raises(WebhookVerificationError, match="too old"):
@@ -112,7 +117,7 @@ def test_a_tampered_body_or_an_old_timestamp_fails_verification():
 
 def test_fields_are_in_the_body_only_for_a_subscriber_opted_in():
     opted = subscribers(include_fields=True).subscribers
-    builder = EventBuilder(opted, {"crm-sync": signing_key(SECRET)}, time.time)
+    builder = EventBuilder(opted, {"crm-sync": signing_keys(SECRET)}, time.time)
     bus, delivery = builder.events_for(a_change())
     detail = json.loads(delivery.detail_json())
     verified = Webhook(SECRET).verify(webhook_body(detail["body"]), headers(detail))
@@ -126,7 +131,7 @@ def test_fields_are_in_the_body_only_for_a_subscriber_opted_in():
 @pytest.mark.parametrize("notes", ["n" * 260_000, "長" * 90_000])
 def test_fields_too_large_for_one_put_events_call_are_left_out_and_said_so(notes):
     opted = subscribers(include_fields=True).subscribers
-    builder = EventBuilder(opted, {"crm-sync": signing_key(SECRET)}, time.time)
+    builder = EventBuilder(opted, {"crm-sync": signing_keys(SECRET)}, time.time)
     events = builder.events_for(a_change(notes=notes))
     assert sum(event.size() for event in events) <= MAX_CALL_BYTES
     detail = json.loads(events[1].detail_json())
@@ -140,7 +145,7 @@ def test_fields_too_large_for_one_put_events_call_are_left_out_and_said_so(notes
 
 def test_a_subscriber_gets_only_the_types_and_accounts_it_asked_for():
     listed = subscribers(accounts=["north"]).subscribers
-    builder = EventBuilder(listed, {"crm-sync": signing_key(SECRET)}, time.time)
+    builder = EventBuilder(listed, {"crm-sync": signing_keys(SECRET)}, time.time)
     assert len(builder.events_for(a_change())) == 1  # account main: the bus event only
     (subscriber,) = subscribers().subscribers  # contact.created and contact.archived
     assert subscriber.wants("contact.archived", "main")
@@ -164,6 +169,31 @@ def test_bad_signing_secrets_are_refused_without_quoting_them(secret):
     with pytest.raises(BadSigningSecret) as raised:
         signing_key(secret)
     assert secret[6:] not in str(raised.value) or secret == "whsec_"
+
+
+def test_while_a_secret_is_rotated_a_delivery_verifies_with_either_key():
+    new = "whsec_" + base64.b64encode(b"fedcba9876543210fedcba9876543210").decode()
+    rotating = f"{new} {SECRET}\n"  # the new key first; a paste's line break
+    builder = EventBuilder(
+        subscribers().subscribers, {"crm-sync": signing_keys(rotating)}, time.time
+    )
+    detail = json.loads(builder.events_for(a_change())[1].detail_json())
+    body = webhook_body(detail["body"])
+    assert detail["webhook"]["signature"].count("v1,") == 2
+    # The reference library, with the receiver's old secret, then with its new one.
+    assert Webhook(SECRET).verify(body, headers(detail))["data"]["contact_id"] == "17"
+    assert Webhook(new).verify(body, headers(detail))["data"]["contact_id"] == "17"
+    # The rotation done: the old key no longer verifies.
+    builder = EventBuilder(subscribers().subscribers, {"crm-sync": signing_keys(new)}, time.time)
+    detail = json.loads(builder.events_for(a_change())[1].detail_json())
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(webhook_body(detail["body"]), headers(detail))
+
+
+@pytest.mark.parametrize("secret", ["", "  ", f"{SECRET} {SECRET} {SECRET}", f"{SECRET} whsec_!!"])
+def test_a_secret_of_no_key_more_than_two_or_a_bad_one_is_refused(secret):
+    with pytest.raises(BadSigningSecret):
+        signing_keys(secret)
 
 
 def test_a_secret_of_the_shortest_key_the_standard_allows_is_taken():
