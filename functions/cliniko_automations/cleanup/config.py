@@ -65,8 +65,9 @@ class TextCondition(_Model):
     @model_validator(mode="after")
     def _narrows(self) -> TextCondition:
         # `%` alone matches every contact with the field set: on a rule with
-        # created_by_intake: false, every such contact of the account would be archived.
-        if self.op in ("like", "contains") and not self.value.strip("%"):
+        # created_by_intake: false, every such contact of the account would be archived. So
+        # may `_`, one character to a SQL LIKE, which Cliniko's `~`/`~~` may well be.
+        if self.op in ("like", "contains") and not self.value.strip("%_"):
             raise ValueError(f"{self.op} {self.value!r} matches every {self.field}: name a pattern")
         return self
 

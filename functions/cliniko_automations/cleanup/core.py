@@ -227,6 +227,22 @@ def _wait_after(error: cliniko_errors.ClinikoError, now: float) -> int:
     return RETRY_WAIT_SECONDS
 
 
+def _within(ids: list[str], listing: Iterator[Any]) -> list[str]:
+    """The ids of `listing`, a list of the contacts `ids` names. A Cliniko that ignored the
+    id filter lists others, which a rule on the intake's contacts must never archive (staff
+    made them): the rule stops at the first, before reading the account's every page."""
+    asked = set(ids)
+    listed = []
+    for contact in listing:
+        if contact.id not in asked:
+            raise cliniko_errors.UnexpectedResponse(
+                "Cliniko listed contacts outside the ids asked for (q[]=id:=): this rule "
+                "cannot tell the intake's contacts from others"
+            )
+        listed.append(contact.id)
+    return listed
+
+
 def _transient(error: cliniko_errors.ClinikoError) -> bool:
     return isinstance(error, cliniko_errors.RateLimited | cliniko_errors.ServerError)
 
@@ -387,7 +403,7 @@ class CleanupStep:
         if progress.created_by_intake:
             ids = self._ledger.active_ids(progress.account, progress.cursor, BATCH)
             matched = (
-                [c.id for c in client.iter_contacts([*filters, NumericFilter("id").eq(ids)])]
+                _within(ids, client.iter_contacts([*filters, NumericFilter("id").eq(ids)]))
                 if ids
                 else []
             )

@@ -311,6 +311,36 @@ def test_a_contact_gone_before_its_archive_is_not_a_failure(world):
     assert world.archived() == {ids[0], ids[2]}
 
 
+class IgnoresTheIdFilter:
+    """The client against a Cliniko (or a proxy) that drops `q[]=id:=...`, honouring the rest."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def iter_contacts(self, filters=(), sort=None):
+        kept = [f for f in filters if f.to_query().split(":", 1)[0] != "id"]
+        return self.client.iter_contacts(kept, sort)
+
+    def archive_contact(self, contact_id):
+        return self.client.archive_contact(contact_id)
+
+
+def test_a_rule_on_the_intake_s_contacts_never_archives_one_it_did_not_ask_about(world):
+    # The rule asks Cliniko about the ledger's ids: a listing that holds another contact (the
+    # id filter ignored) stops the rule; archived, staff's own contacts would have gone.
+    world.seed_matching(2)
+    world.seed(
+        {"first_name": "S", "email": "staff@example.com", "created_at": ago(30)}, from_intake=False
+    )
+    state = world.start(rule())
+
+    _, final = world.step(state, rule(), client=IgnoresTheIdFilter(world.client))
+
+    (progress,) = final.rules
+    assert world.archived() == set()
+    assert progress.stopped and progress.error == "cliniko_UnexpectedResponse", progress
+
+
 def test_a_contact_two_rules_match_is_archived_and_counted_by_one(world):
     # The first rule's step is cut mid-batch; the second rule took what was left of it, and
     # the first rule's verify then counted those as its own too: reported under both.

@@ -101,6 +101,15 @@ def test_a_rule_of_exact_values_becomes_exact_filters_spaces_and_all():
             {"where": [{"field": "email", "op": "contains", "value": "%%"}]},
             "contains '%%' matches every email: name a pattern",
         ),
+        # So may `_`, any one character to a SQL LIKE.
+        (
+            {"where": [{"field": "email", "op": "contains", "value": "_"}]},
+            "contains '_' matches every email: name a pattern",
+        ),
+        (
+            {"where": [{"field": "last_name", "op": "like", "value": "%_%"}]},
+            "like '%_%' matches every last_name: name a pattern",
+        ),
         # A tab no filter can carry, and `true` for a number: refused here, not every run.
         (
             {"where": [{"field": "last_name", "op": "equals", "value": "a\tb"}]},
