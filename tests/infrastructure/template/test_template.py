@@ -224,6 +224,17 @@ def test_worker_event_source_and_queue_sizing():
     assert 0 in allowed and min(allowed - {0}) >= source.maximum_concurrency
 
 
+def test_the_log_level_never_drops_the_metrics_lines():
+    # Lambda filters application log lines by ApplicationLogLevel and takes a line without a
+    # level as INFO: Powertools' metrics (CloudWatch embedded metric format) are such lines.
+    # Above INFO, no custom metric would exist, and every alarm on one would be quiet.
+    logging_config = TEMPLATE["Globals"]["Function"]["LoggingConfig"]
+    assert logging_config["ApplicationLogLevel"] == {"Ref": "LogLevel"}
+    levels = {"DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40, "FATAL": 50}
+    allowed = TEMPLATE["Parameters"]["LogLevel"]["AllowedValues"]
+    assert allowed and all(levels[value] <= levels["INFO"] for value in allowed)
+
+
 def test_schedules():
     schedules = {s.function: s.expression for s in APP.schedules()}
     # The cleanup's schedule starts its state machine, not the step function.
