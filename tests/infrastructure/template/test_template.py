@@ -404,22 +404,43 @@ ERASURE_KEY_ARN = {
 }
 
 
+def prefixed_reads(function: str) -> list[str]:
+    """The folders under SecretsPrefix a function may read secrets of ("" for all of it)."""
+    subs = [
+        resource["Fn::Sub"]
+        for statement in secret_reads(function)
+        for resource in (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str)
+    ]
+    head = f"{SECRET_ARN}${{SecretsPrefix}}"
+    return sorted(sub.removeprefix(head).removesuffix("*") for sub in subs if sub.startswith(head))
+
+
 def test_secret_reads_are_scoped():
-    for name in ("IntakeApiFunction", "IntakeWorkerFunction"):
-        reads = secret_reads(name)
-        prefixed = [s for s in reads if "Fn::Sub" in str(s["Resource"])]
-        (statement,) = prefixed
-        assert "${SecretsPrefix}*" in statement["Resource"]["Fn::Sub"]
-        # The intake API also reads the erasure pepper, to index stored submissions by it.
-        others = [s["Resource"] for s in reads if s not in prefixed]
-        assert others == ([{"Ref": "PepperSecret"}] if name == "IntakeApiFunction" else [])
+    # The public intake API reads the form sources' secrets anywhere under the prefix (and is
+    # denied the Cliniko keys and webhook secrets); every other function only the folders
+    # the build holds what it reads to (accounts/, webhooks/): never a form's signing secret,
+    # token or captcha key.
+    assert prefixed_reads("IntakeApiFunction") == [""]
+    assert prefixed_reads("IntakeWorkerFunction") == ["accounts/"]
+    assert prefixed_reads("CleanupFunction") == ["accounts/"]
+    assert prefixed_reads("ChangeFeedFunction") == ["accounts/", "webhooks/"]
+    assert prefixed_reads("ErasureApiFunction") == ["accounts/"]
+    # The intake API also reads the erasure pepper, to index stored submissions by it.
+    (api,) = [s for s in secret_reads("IntakeApiFunction") if "Fn::Sub" not in str(s)]
+    assert api["Resource"] == {"Ref": "PepperSecret"}
+    assert [s["Resource"] for s in secret_reads("IntakeWorkerFunction")] == [
+        {"Fn::Sub": f"{SECRET_ARN}${{SecretsPrefix}}accounts/*"}
+    ]
     # The erasure searches every account by email: its default key (ClinikoApiKeySecretName,
-    # which may lie outside the prefix) and every key under the prefix.
+    # which may lie outside the prefix) and every account's key.
     (statement,) = secret_reads("ErasureApiFunction")
     assert {"Ref": "PepperSecret"} in statement["Resource"]
     assert ERASURE_KEY_ARN in statement["Resource"]
-    subs = [r["Fn::Sub"] for r in statement["Resource"] if "Fn::Sub" in r]
-    assert any(sub == f"{SECRET_ARN}${{SecretsPrefix}}*" for sub in subs)
 
 
 def test_a_stack_named_like_the_secrets_prefix_keeps_each_own_secret_to_its_readers():
