@@ -573,24 +573,48 @@ def test_erasure_writes_to_the_submission_store_one_by_one_only_tombstones():
     from cliniko_automations.common.submission_store import TOMBSTONE_PREFIX
 
     store = {"Fn::GetAtt": ["SubmissionStoreTable", "Arn"]}
-    [statement] = [s for s in _policy_statements("ErasureApiFunction") if s["Resource"] == store]
-    assert statement["Action"] == "dynamodb:PutItem"
-    leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    [one_by_one] = [
+        s
+        for s in _policy_statements("ErasureApiFunction")
+        if s["Resource"] == store and s["Action"] != "dynamodb:BatchWriteItem"
+    ]
+    assert one_by_one["Action"] == "dynamodb:PutItem"
+    leading = one_by_one["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
     assert leading == [f"{TOMBSTONE_PREFIX}*"]
 
 
-def test_erasure_may_purge_the_submission_store_only_through_its_email_index():
+def test_erasure_may_purge_the_submission_store_only_through_its_indexes_and_only_its_items():
+    from cliniko_automations.common.submission_store import BODY_PREFIX, TOMBSTONE_PREFIX
+
     store = {"Fn::GetAtt": ["SubmissionStoreTable", "Arn"]}
-    [statement] = [
-        s
-        for s in _policy_statements("ErasureApiFunction")
-        if isinstance(s["Resource"], list) and store in s["Resource"]
-    ]
-    assert set(statement["Action"]) == {"dynamodb:Query", "dynamodb:BatchWriteItem"}
-    assert statement["Resource"][1:] == [
+    statements = _policy_statements("ErasureApiFunction")
+    [find] = [s for s in statements if s["Action"] == "dynamodb:Query" and s["Resource"] != store]
+    assert find["Resource"] == [
         {"Fn::Sub": "${SubmissionStoreTable.Arn}/index/by-email-hmac"},
         {"Fn::Sub": "${SubmissionStoreTable.Arn}/index/by-name-hmac"},
     ]
+    # Bodies and tombstones: never the intake's first-seen times or hourly counts.
+    [purge] = [s for s in statements if s["Action"] == "dynamodb:BatchWriteItem"]
+    assert purge["Resource"] == store
+    leading = purge["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert leading == [f"{BODY_PREFIX}*", f"{TOMBSTONE_PREFIX}*"]
+
+
+def test_the_worker_writes_bodies_only_never_a_tombstone():
+    # A tombstone keeps an erased person from coming back: the worker reads them, and may
+    # replace, delete or keep longer only submissions' bodies.
+    from cliniko_automations.common.submission_store import BODY_PREFIX
+
+    store = {"Fn::GetAtt": ["SubmissionStoreTable", "Arn"]}
+    on_store = [s for s in _policy_statements("IntakeWorkerFunction") if s["Resource"] == store]
+    writes = {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"}
+    for statement in on_store:
+        actions = statement["Action"]
+        actions = {actions} if isinstance(actions, str) else set(actions)
+        if actions & writes:
+            leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+            assert leading == [f"{BODY_PREFIX}*"], statement
+    assert {a for s in on_store for a in s["Action"]} >= writes
 
 
 # The stack's own namespace, as the alarms and the functions' environment write it.
