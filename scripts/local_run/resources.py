@@ -31,6 +31,8 @@ NOT_PROVISIONED = {
     "AWS::CloudWatch::Dashboard",
     "AWS::Serverless::HttpApi",
     "AWS::Serverless::Function",
+    # The queue's consumer is local_run's own poller (template.SamApp.sqs_sources reads it).
+    "AWS::Lambda::EventSourceMapping",
     # Driven by local_run.state_machine's loop, not by a Step Functions emulation.
     "AWS::Serverless::StateMachine",
 }

@@ -344,27 +344,29 @@ class SamApp:
         return routes
 
     def sqs_sources(self) -> list[SqsSource]:
-        sources = []
+        """The queues' event source mappings (`AWS::Lambda::EventSourceMapping`: a function's
+        SQS event would have SAM grant receive and delete on every queue of the account)."""
         for name, spec in self.functions().items():
-            for event in spec.events.values():
-                if event.get("Type") != "SQS":
-                    continue
-                props = event["Properties"]
-                queue = props["Queue"]
-                if not (isinstance(queue, dict) and "Fn::GetAtt" in queue):
-                    raise TemplateError(f"{name}: SQS Queue must be !GetAtt <Queue>.Arn")
-                sources.append(
-                    SqsSource(
-                        function=name,
-                        queue=queue["Fn::GetAtt"][0],
-                        batch_size=int(props.get("BatchSize", 10)),
-                        report_batch_item_failures="ReportBatchItemFailures"
-                        in props.get("FunctionResponseTypes", []),
-                        maximum_concurrency=props.get("ScalingConfig", {}).get(
-                            "MaximumConcurrency"
-                        ),
-                    )
+            if any(event.get("Type") == "SQS" for event in spec.events.values()):
+                raise TemplateError(f"{name}: declare its queue as an EventSourceMapping")
+        sources = []
+        for name, resource in self.of_type("AWS::Lambda::EventSourceMapping").items():
+            props = resource["Properties"]
+            queue, function = props["EventSourceArn"], props["FunctionName"]
+            if not (isinstance(queue, dict) and "Fn::GetAtt" in queue):
+                raise TemplateError(f"{name}: EventSourceArn must be !GetAtt <Queue>.Arn")
+            if not (isinstance(function, dict) and "Ref" in function):
+                raise TemplateError(f"{name}: FunctionName must be !Ref <Function>")
+            sources.append(
+                SqsSource(
+                    function=function["Ref"],
+                    queue=queue["Fn::GetAtt"][0],
+                    batch_size=int(props.get("BatchSize", 10)),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in props.get("FunctionResponseTypes", []),
+                    maximum_concurrency=props.get("ScalingConfig", {}).get("MaximumConcurrency"),
                 )
+            )
         return sources
 
     def schedules(self) -> list[ScheduleSource]:

@@ -359,8 +359,9 @@ def test_no_wildcard_actions_or_resources(name: str):
         assert resources != "*", statement
 
 
-def test_the_worker_may_back_off_and_keep_bodies_beyond_what_its_event_source_grants():
-    # Lambda's SQS event source grants receive, delete and the queue's attributes only: the
+def test_the_worker_may_poll_its_queue_back_off_and_keep_bodies():
+    # The event source mapping polls with the worker's role (SAM grants nothing for a mapping
+    # of its own): receive, delete and the queue's attributes, on this queue alone; the
     # worker's backoff (a failed attempt's, a 429's reset) changes the message's visibility.
     granted = {
         (action, json.dumps(statement["Resource"], sort_keys=True))
@@ -371,7 +372,13 @@ def test_the_worker_may_back_off_and_keep_bodies_beyond_what_its_event_source_gr
     }
     queue = json.dumps({"Fn::GetAtt": ["SubmissionQueue", "Arn"]})
     store = json.dumps({"Fn::GetAtt": ["SubmissionStoreTable", "Arn"]})
-    assert ("sqs:ChangeMessageVisibility", queue) in granted
+    for action in (
+        "ReceiveMessage",
+        "DeleteMessage",
+        "GetQueueAttributes",
+        "ChangeMessageVisibility",
+    ):
+        assert (f"sqs:{action}", queue) in granted
     # A parked or dead-lettered body's expiry is moved on (its replay must find it).
     assert ("dynamodb:UpdateItem", store) in granted
 

@@ -69,3 +69,53 @@ def test_checkov_passes_with_justified_skips_only():
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
             declared.add((skip["id"], f"{resource['Type']}.{name}"))
     assert {(c["check_id"], c["resource"]) for c in skipped} == declared
+
+
+# SAM's own transform, offline: each role's managed policies as SAM names them.
+MANAGED_POLICIES = """
+import json, sys
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+class ManagedPolicies:
+    def load(self):
+        return self
+    def get(self, name, default=None):
+        return "arn:aws:iam::aws:policy/" + name
+    __getitem__ = get
+
+template = yaml_parse(open("template.yaml").read())
+template["Globals"]["Function"]["CodeUri"] = "s3://bucket/key"
+transformed = transform(template, {}, ManagedPolicies())
+print(json.dumps({
+    name: resource["Properties"].get("ManagedPolicyArns", [])
+    for name, resource in transformed["Resources"].items()
+    if resource["Type"] == "AWS::IAM::Role"
+}))
+"""
+
+
+def test_no_role_gets_a_managed_policy_on_every_resource_of_a_kind():
+    # An SQS event of a function has SAM attach AWSLambdaSQSQueueExecutionRole, whose receive
+    # and delete are on every queue of the account (the dead letters and the webhook stack's
+    # letters, contacts' fields in them): the worker's queue is an event source mapping of its
+    # own, with the worker's grants on that queue alone. Logs and traces are what is left.
+    env = {**tool_env(), "AWS_DEFAULT_REGION": "eu-west-1"}
+    result = subprocess.run(  # noqa: S603 - the SAM venv's Python, our own script
+        [str(tool(SAM_VENV, "python")), "-c", MANAGED_POLICIES],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    managed = json.loads(result.stdout)
+    assert "IntakeWorkerFunctionRole" in managed
+    allowed = {
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    }
+    assert {role: set(arns) - allowed for role, arns in managed.items()} == {
+        role: set() for role in managed
+    }
