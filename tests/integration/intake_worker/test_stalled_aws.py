@@ -22,9 +22,9 @@ from tests.integration.intake_worker.resources import (
     sqs_event,
 )
 
-WORKER = SamApp.load().resources["IntakeWorkerFunction"]["Properties"]
-WORKER_TIMEOUT_SECONDS = WORKER["Timeout"]
-BATCH_SIZE = WORKER["Events"]["Submissions"]["Properties"]["BatchSize"]
+APP = SamApp.load()
+WORKER_TIMEOUT_SECONDS = APP.resources["IntakeWorkerFunction"]["Properties"]["Timeout"]
+(BATCH_SIZE,) = [s.batch_size for s in APP.sqs_sources() if s.function == "IntakeWorkerFunction"]
 # Records of the batch sent (a full batch stalled took 80 s of the 120: 8 s a record, its read
 # of the store and its failure's booking, two attempts of 2 s each).
 RECORDS = 2
