@@ -26,7 +26,7 @@ from werkzeug.datastructures import Headers
 
 from . import validation
 from .faults import Faults
-from .filters import FilterError, parse_filters, parse_sort
+from .filters import FilterError, parse_filter, parse_filters, parse_sort
 from .ratelimit import DEFAULT_PER_MINUTE, RateLimiter
 from .store import (
     CHURN_KINDS,
@@ -168,6 +168,8 @@ class Emulator:
         self.date_header = True
         self.update_methods = UPDATE_METHODS
         self.unfilterable: frozenset[str] = frozenset()
+        # Seconds before a new contact shows in lists (Cliniko's docs do not promise at once).
+        self.list_lag = 0.0
         self._log: deque[dict[str, Any]] = deque(maxlen=log_limit)
         self._seq = 0
         self._counters: Counter[str] = Counter()
@@ -234,6 +236,7 @@ class Emulator:
         self.date_header = True
         self.update_methods = UPDATE_METHODS
         self.unfilterable = frozenset()
+        self.list_lag = 0.0
         self.strict = self._defaults["strict"]
         self.validate = self._defaults["validate"]
         self.faults.reset()
@@ -532,6 +535,12 @@ class Emulator:
         for flt in filters:
             if flt.field in self.unfilterable:
                 raise FilterError(f"{flt.field} is not filterable")
+        if self.list_lag:
+            # Made within the lag: not listed yet (an index catching up), read by id all the same.
+            shown_before = (self._now() - timedelta(seconds=self.list_lag)).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            )
+            filters.append(parse_filter(f"created_at:<{shown_before}"))
         sort = parse_sort(params.get("sort"), params.get("order"))
         contacts, total = self.store.query(
             shard, filters, sort, offset=(page - 1) * per_page, limit=per_page
@@ -784,6 +793,9 @@ class Emulator:
         unfilterable = data.get("unfilterable", sorted(self.unfilterable))
         if not isinstance(unfilterable, list) or not all(isinstance(f, str) for f in unfilterable):
             raise ValueError("unfilterable must list field names")
+        list_lag = data.get("list_lag_seconds", self.list_lag)
+        if isinstance(list_lag, bool) or not isinstance(list_lag, int | float) or list_lag < 0:
+            raise ValueError("list_lag_seconds must be a number of seconds, 0 or more")
         self.archived_get = archived_get
         self.store.subsecond = switches["subsecond_times"]
         self.like_minds_case = switches["like_minds_case"]
@@ -791,6 +803,7 @@ class Emulator:
         self.date_header = switches["date_header"]
         self.update_methods = tuple(m for m in UPDATE_METHODS if m in update_methods)
         self.unfilterable = frozenset(unfilterable)
+        self.list_lag = float(list_lag)
         return Reply.json(
             200,
             {
@@ -798,6 +811,7 @@ class Emulator:
                 **switches,
                 "update_methods": list(self.update_methods),
                 "unfilterable": sorted(self.unfilterable),
+                "list_lag_seconds": self.list_lag,
             },
         )
 

@@ -182,6 +182,7 @@ class EmulatorControl:
         date_header: bool | None = None,
         update_methods: list[str] | None = None,
         unfilterable: list[str] | None = None,
+        list_lag_seconds: float | None = None,
     ) -> dict[str, Any]:
         """archived_get: "visible" (default) or "hidden" (GET of an archived contact -> 404).
         subsecond_times: contacts' times keep their fractions (shown in whole seconds).
@@ -192,7 +193,9 @@ class EmulatorControl:
         Cliniko that drops it might pass them on).
         update_methods: which of PUT and PATCH update a contact (both by default; the other
         answers 404, as a route that does not exist).
-        unfilterable: fields whose filters answer 400 "... is not filterable" (none)."""
+        unfilterable: fields whose filters answer 400 "... is not filterable" (none).
+        list_lag_seconds: a new contact shows in lists only this long after its create (0; to
+        the whole second), as Cliniko's docs do not promise it at once; by id at once."""
         given = (
             ("archived_get", archived_get),
             ("subsecond_times", subsecond_times),
@@ -201,6 +204,7 @@ class EmulatorControl:
             ("date_header", date_header),
             ("update_methods", update_methods),
             ("unfilterable", unfilterable),
+            ("list_lag_seconds", list_lag_seconds),
         )
         body = {k: v for k, v in given if v is not None}
         return self._call("POST", "behaviour", json=body)

@@ -425,9 +425,11 @@ class IntakeWorker:
         name_claim: HeldClaim | None = None,
     ) -> Outcome:
         """`name_claim`: the name's claim an email's worker holds while it writes
-        (`Lookup.writing_claim_key`), kept with `claim` while a lost create settles; let go
-        at once after an answered one (kept the 3 s of Cliniko's lists too, every namesake's
-        create waited on it)."""
+        (`Lookup.writing_claim_key`), kept with `claim` while a lost create settles, and the
+        3 s of Cliniko's lists after an answered one: a submission of the same person without
+        an email, known by name and phone, waits for it and then finds the contact (let go
+        at once, it looked within the lists' lag, found nobody and made the person twice). A
+        namesake's create waits those seconds too."""
         started = self._now()
         self._intents.begin(submission.idempotency_key, started)
         try:
@@ -461,11 +463,12 @@ class IntakeWorker:
                 "create_outcome_unknown", not_before=self._settled(lost).timestamp()
             ) from None
         contact_id = str(contact_fields(contact)["id"])
-        if claim is not None:
-            # Cliniko's docs do not promise that its lists show the contact at once: let go
-            # now, and the person's next submission could look them up, find nobody and make
-            # them twice (CREATED_SEARCH_SETTLES_SECONDS).
-            claim.keep_for(self._created_search_settles)
+        for held in (claim, name_claim):
+            if held is not None:
+                # Cliniko's docs do not promise that its lists show the contact at once: let
+                # go now, and the person's next submission could look them up, find nobody and
+                # make them twice (CREATED_SEARCH_SETTLES_SECONDS).
+                held.keep_for(self._created_search_settles)
         self._record_created(submission, contact_id)
         return Outcome(
             "created",
