@@ -22,6 +22,7 @@ Nothing here knows about Lambda, Step Functions or DynamoDB.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -328,7 +329,7 @@ class CleanupStep:
         # A rule taken out of the file, or changed, since the run began stops here: an operator
         # who narrows a rule mid-run wants no more archived under what it said before.
         if rule is None:
-            progress.stop("rule_removed")
+            self._stop_counting_cut_archives(state, progress, "rule_removed")
             return
         if progress.definition is not None and progress.definition not in (
             rule_fingerprint(rule),
@@ -337,7 +338,7 @@ class CleanupStep:
             rule.as_json(),
             rule.model_dump(mode="json"),
         ):
-            progress.stop("rule_changed")
+            self._stop_counting_cut_archives(state, progress, "rule_changed")
             return
         try:
             client = self._client_for_account(progress.account)
@@ -455,26 +456,44 @@ class CleanupStep:
         updated_before: dt.datetime | None = None,
     ) -> None:
         """Drop from the batch what an earlier, cut-off step archived (and count it)."""
+        self._count_cut_archives(state, progress, client)
         if not progress.pending:
             return
-        # Archived ones first, by id alone: archiving moves updated_at, so a rule on it would
-        # no longer see the contacts it archived itself.
+        # Not seen: it no longer matches (changed meanwhile): left alone.
+        progress.pending = self._still_matching(client, filters, progress.pending, updated_before)
+
+    def _count_cut_archives(
+        self, state: RunState, progress: RuleProgress, client: ContactsClient
+    ) -> None:
+        """Count, and drop from the batch, what an earlier, cut-off step archived of it."""
+        if not progress.pending:
+            return
+        # By id alone: archiving moves updated_at, so a rule on it would no longer see the
+        # contacts it archived itself.
         archived = {
             c.id
             for c in client.iter_contacts(
                 [NumericFilter("id").eq(progress.pending), DateTimeFilter("archived_at").present()]
             )
         }
-        done = [i for i in progress.pending if i in archived]
-        rest = [i for i in progress.pending if i not in archived]
-        # Counted and out of the batch together: a refusal of the query below would otherwise
-        # save the count with the batch unchanged, and the next step count them again.
-        self._archived(state, progress, done)
-        progress.pending = rest
-        if not rest:
-            return
-        # Not seen: it no longer matches (changed meanwhile): left alone.
-        progress.pending = self._still_matching(client, filters, rest, updated_before)
+        # Counted and out of the batch together: a refusal of a query after this would
+        # otherwise save the count with the batch unchanged, and the next step count them again.
+        self._archived(state, progress, [i for i in progress.pending if i in archived])
+        progress.pending = [i for i in progress.pending if i not in archived]
+
+    def _stop_counting_cut_archives(
+        self, state: RunState, progress: RuleProgress, error: str
+    ) -> None:
+        """Stop the rule (removed or changed mid-run), first counting what a cut-off step
+        archived of its batch: dropped uncounted, the run's report left out archives it made
+        (which an operator undoing a rule edited too broadly reads), and their ledger entries
+        stayed active, asked about on every run. Cliniko failing that one request, the stop
+        goes ahead all the same."""
+        if progress.phase == "archive" and progress.pending:
+            with contextlib.suppress(cliniko_errors.ClinikoError, AccountMisconfigured):
+                client = self._client_for_account(progress.account)
+                self._count_cut_archives(state, progress, client)
+        progress.stop(error)
 
     def _still_matching(
         self,

@@ -462,6 +462,32 @@ def test_a_rule_changed_or_removed_mid_run_stops_there_and_the_others_go_on(worl
     assert set(intake) <= world.archived()
 
 
+@pytest.mark.parametrize("edit", ["changed", "removed"])
+def test_a_rule_stopped_mid_batch_counts_what_a_cut_step_archived_of_it(world, edit):
+    # A step dies after two archives reached Cliniko, before its checkpoint; the operator then
+    # edits the rule. Dropped uncounted, those two were missing from the run's report (what an
+    # undo reads) and stayed active in the ledger, asked about on every run.
+    ids = world.seed_matching(5)
+    original = rule()
+    state = world.start(original)
+    with pytest.raises(Killed):  # the batch is found and checkpointed, then the step dies
+        world.step(state, original, out_of_time=after_calls(1, Killed()))
+    for contact_id in ids[:2]:  # two archives that reached Cliniko before it died
+        world.client.archive_contact(contact_id)
+    narrowed = rule(where=[{"field": "email", "op": "like", "value": "%@example.org"}])
+
+    _, final = world.step(state, *([narrowed] if edit == "changed" else []))
+
+    (progress,) = final.rules
+    assert (progress.error, progress.stopped) == (f"rule_{edit}", True)
+    assert progress.archived == 2
+    assert sorted(world.runs.contact_ids(state.run_id, "archived")[progress.rule]) == sorted(
+        ids[:2]
+    )
+    assert set(ids[:2]).isdisjoint(world.active()) and set(ids[2:]) <= set(world.active())
+    assert world.archived() == set(ids[:2])  # nothing more under what the rule said before
+
+
 def test_a_run_stored_with_its_rules_json_goes_on_and_still_tells_a_changed_rule(world):
     # Runs stored before the state kept a rule's fingerprint kept the rule itself (its values
     # may be a person's email): they go on after the upgrade, and still stop on a change.
