@@ -298,6 +298,7 @@ def rule_status(progress: Any, ledger: Any, elapsed: float) -> dict[str, Any]:
         "total": total,
         "matched": progress.matched,
         "archived": progress.archived,
+        "gone": progress.gone,
         "failed": progress.failed,
         "error": progress.error,
         "eta_seconds": None if eta is None else round(eta),
@@ -330,6 +331,8 @@ def print_status(
         "steps": state.steps,
         "rules": rules,
         "archived_ids": runs.contact_ids(state.run_id, "archived"),
+        # Found, then gone before their archive (staff archived them meanwhile): not the run's.
+        "gone_ids": runs.contact_ids(state.run_id, "gone"),
         "matched_ids": runs.contact_ids(state.run_id, "matched") if state.dry_run else {},
     }
     if state.dry_run:
@@ -349,7 +352,8 @@ def print_status(
         print(
             f"  {rule['rule']:<28} {progress_bar(rule['asked'], rule['total'])} "
             f"{rule['phase']:<8} matched {rule['matched']} archived {rule['archived']} "
-            f"failed {rule['failed']}{eta}"
+            + (f"gone {rule['gone']} " if rule["gone"] else "")
+            + f"failed {rule['failed']}{eta}"
             + (f" ({printable(rule['error'])})" if rule["error"] else "")
         )
     if state.dry_run:

@@ -79,6 +79,8 @@ STORED_ONLY_WHEN_SET: dict[str, Any] = {
     "failing_since": None,
     "archive_faults": {},
     "batch_archived": False,
+    # New on 2026-12-06.
+    "gone": 0,
 }
 
 
@@ -97,6 +99,9 @@ class RuleProgress:
     asked: int = 0  # ledger ids asked about, or contacts listed
     matched: int = 0
     archived: int = 0
+    # Found, then gone before its archive (Cliniko answered 404: archived by staff meanwhile,
+    # or deleted): not this run's archive, and out of the ledger's active set all the same.
+    gone: int = 0
     failed: int = 0
     batches: int = 0
     error: str | None = None  # the kind of the last Cliniko error
@@ -516,6 +521,7 @@ class CleanupStep:
         updated_before: dt.datetime | None = None,
     ) -> None:
         done: list[str] = []
+        gone: list[str] = []
         checked = self._clock()
         answered = False  # whether Cliniko answered a request of this turn: it is up
         try:
@@ -528,16 +534,21 @@ class CleanupStep:
                     # edited it) and no longer matching is left alone, as `_verify` leaves it.
                     # Asked too before a contact whose archive failed is tried again: its
                     # answer tells that contact's trouble from Cliniko's.
-                    rest = [i for i in progress.pending if i not in done]
+                    rest = [i for i in progress.pending if i not in done and i not in gone]
                     still = set(self._still_matching(client, filters, rest, updated_before))
-                    progress.pending = [i for i in progress.pending if i in done or i in still]
+                    progress.pending = [
+                        i for i in progress.pending if i in done or i in gone or i in still
+                    ]
                     checked, answered = self._clock(), True
                 if contact_id not in progress.pending:
                     continue
                 try:
                     client.archive_contact(contact_id)
                 except cliniko_errors.NotFound:
-                    pass  # removed since it was found: nothing left to archive
+                    # Gone since it was found (archived by staff, deleted): nothing to archive.
+                    gone.append(contact_id)
+                    answered = True
+                    continue
                 except cliniko_errors.ClinikoError as error:
                     # Cliniko is up, and archives: the trouble is this contact's.
                     blame = answered and (progress.batch_archived or bool(done))
@@ -549,7 +560,10 @@ class CleanupStep:
                         self._unless_key_replaced(progress.account)
                         # Every other archive of the batch would be refused alike: they all
                         # count as failed, and the rule stops (`_advance` tells the fix once).
-                        self._failed(progress, [i for i in progress.pending if i not in done])
+                        self._failed(
+                            progress,
+                            [i for i in progress.pending if i not in done and i not in gone],
+                        )
                         raise
                     self._failed(progress, [contact_id])
                     progress.error = cliniko_errors.error_kind(error)
@@ -559,10 +573,11 @@ class CleanupStep:
         finally:
             # Whatever happens next, what was archived is counted and leaves the ledger.
             self._archived(state, progress, done)
-            if done:  # Cliniko answered: a 5xx that ends this turn starts the count again
+            self._gone(state, progress, gone)
+            if done or gone:  # Cliniko answered: a 5xx that ends this turn starts the count again
                 progress.failing_since = None
-            archived = set(done)
-            progress.pending = [i for i in progress.pending if i not in archived]
+            handled = {*done, *gone}
+            progress.pending = [i for i in progress.pending if i not in handled]
         if not progress.pending:
             self._finish_batch(progress)
 
@@ -629,6 +644,18 @@ class CleanupStep:
             if other is not progress:
                 other.pending = [i for i in other.pending if i not in archived]
         self._record(state, progress, "archived", contact_ids)
+
+    def _gone(self, state: RunState, progress: RuleProgress, contact_ids: list[str]) -> None:
+        """Counted and listed apart from the run's archives (an undo of the run's must not
+        unarchive what staff archived), and out of the ledger's active set: Cliniko no longer
+        lists it, and it was asked about on every run."""
+        if not contact_ids:
+            return
+        self._ledger.mark_archived(contact_ids, self._clock().isoformat())
+        progress.gone += len(contact_ids)
+        for contact_id in contact_ids:
+            progress.archive_faults.pop(contact_id, None)
+        self._record(state, progress, "gone", contact_ids)
 
     def _record(
         self, state: RunState, progress: RuleProgress, kind: str, contact_ids: list[str]

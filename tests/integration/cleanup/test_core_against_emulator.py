@@ -300,15 +300,23 @@ class ArchiveFindsOneGone:
         return self.client.archive_contact(contact_id)
 
 
-def test_a_contact_gone_before_its_archive_is_not_a_failure(world):
-    # Nothing is left to archive: no refusal to count, list or alarm on (CleanupFailed).
+def test_a_contact_gone_before_its_archive_is_not_a_failure_nor_the_run_s_archive(world):
+    # Nothing is left to archive: no refusal to count, list or alarm on (CleanupFailed). Nor
+    # is it this run's archive (staff archived it, or it was deleted): counted and listed as
+    # gone, where an undo of the run's archives would not unarchive it, and out of the
+    # ledger's active set, which Cliniko's lists would never take it out of.
     ids = world.seed_matching(3)
     state = world.start(rule())
     outcome, final = world.step(state, rule(), client=ArchiveFindsOneGone(world.client, ids[1]))
     assert outcome.next == "done"
     (progress,) = final.rules
     assert (progress.failed, progress.failed_ids, progress.error) == (0, [], None)
-    assert world.archived() == {ids[0], ids[2]}
+    assert (progress.archived, progress.gone) == (2, 1)
+    assert world.runs.contact_ids(state.run_id, "gone") == {progress.rule: [ids[1]]}
+    assert sorted(world.runs.contact_ids(state.run_id, "archived")[progress.rule]) == sorted(
+        [ids[0], ids[2]]
+    )
+    assert world.archived() == {ids[0], ids[2]} and world.active() == []
 
 
 class IgnoresTheIdFilter:
