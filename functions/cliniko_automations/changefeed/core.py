@@ -241,9 +241,13 @@ class ChangeFeed:
         if cursor is None:
             # First run: from now (no history), or from the configured backfill date. Saved at
             # once: if this run fails, the next starts here (or before: see the end of the
-            # run), not from its own "now".
+            # run), not from its own "now". From now, saved as far back as Cliniko's clock
+            # may be believed behind ours until its first answer tells that clock: saved as
+            # our now, a run killed before that answer (a crash, a timeout) left the next to
+            # start after what Cliniko, behind us, stamped meanwhile.
             cursor = self._start_at or self._clock().replace(microsecond=0)
-            self._store.save_cursor(account, cursor, caught_up=False)
+            saved = cursor - BELIEVED_SKEW if from_now else cursor
+            self._store.save_cursor(account, saved, caught_up=False)
         since = cursor - self._overlap
         left_at = self._store.position(account)
         # Inside a second that holds more than a page: the last id read there, and when its

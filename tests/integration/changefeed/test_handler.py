@@ -8,7 +8,7 @@ import time
 
 import boto3
 import pytest
-from cliniko_automations.changefeed import handler
+from cliniko_automations.changefeed import cliniko_source, handler
 from cliniko_automations.common.secrets import clear_secret_caches
 from cliniko_automations.common.settings import SettingsError
 
@@ -195,6 +195,32 @@ def test_a_failed_first_run_with_clinikos_clock_behind_misses_nothing_after_it(s
     assert run()["accounts"][0]["error"] == "cliniko_ServerError"
     cliniko.control.clear_faults()
     made = cliniko.client().create_contact({"first_name": "After", "last_name": "Failed"})
+    assert run()["accounts"][0]["changes"] == 1
+    assert [d["contact_id"] for d in details(stack)] == [str(made.id)]
+
+
+class Killed(BaseException):
+    """The invocation dying (a crash, its timeout): nothing after it runs."""
+
+
+def test_a_first_run_killed_before_clinikos_first_answer_misses_nothing_after_it(
+    stack, cliniko, monkeypatch
+):
+    # The first cursor was saved on our "now" before any answer told Cliniko's clock, and
+    # moved back only after one (or at the end of the run): killed in between, the next runs
+    # started a minute after what Cliniko, that far behind, stamped meanwhile.
+    cliniko.control.set_skew(-60)
+    listing = cliniko_source.ClinikoContactsSource.changed_since
+
+    def dying(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(cliniko_source.ClinikoContactsSource, "changed_since", dying)
+    with pytest.raises(Killed):
+        run()
+    monkeypatch.setattr(cliniko_source.ClinikoContactsSource, "changed_since", listing)
+    stack.expire_lease()
+    made = cliniko.client().create_contact({"first_name": "After", "last_name": "Killed"})
     assert run()["accounts"][0]["changes"] == 1
     assert [d["contact_id"] for d in details(stack)] == [str(made.id)]
 
