@@ -630,32 +630,34 @@ class CleanupStep:
     def _archived(self, state: RunState, progress: RuleProgress, contact_ids: list[str]) -> None:
         if not contact_ids:
             return
-        # Whichever rule archived it: a contact the intake made leaves the ledger's active set
-        # (archived by a rule on every contact, it was asked about again on every run).
-        self._ledger.mark_archived(contact_ids, self._clock().isoformat())
         progress.archived += len(contact_ids)
         progress.batch_archived = True
+        self._settled(state, progress, "archived", contact_ids)
+
+    def _gone(self, state: RunState, progress: RuleProgress, contact_ids: list[str]) -> None:
+        """Counted and listed apart from the run's archives: an undo of the run's must not
+        unarchive what staff archived."""
+        if not contact_ids:
+            return
+        progress.gone += len(contact_ids)
+        self._settled(state, progress, "gone", contact_ids)
+
+    def _settled(
+        self, state: RunState, progress: RuleProgress, kind: str, contact_ids: list[str]
+    ) -> None:
+        """Contacts no longer active in Cliniko, archived by this rule or gone before."""
+        # Whichever rule archived it: a contact the intake made leaves the ledger's active set
+        # (Cliniko's lists no longer show it, and it was asked about again on every run).
+        self._ledger.mark_archived(contact_ids, self._clock().isoformat())
         for contact_id in contact_ids:
             progress.archive_faults.pop(contact_id, None)
         # This rule's, from now on: left in another rule's batch (a cut-off step's), that
         # rule's verify found it archived and counted it too.
-        archived = set(contact_ids)
+        settled = set(contact_ids)
         for other in state.rules:
             if other is not progress:
-                other.pending = [i for i in other.pending if i not in archived]
-        self._record(state, progress, "archived", contact_ids)
-
-    def _gone(self, state: RunState, progress: RuleProgress, contact_ids: list[str]) -> None:
-        """Counted and listed apart from the run's archives (an undo of the run's must not
-        unarchive what staff archived), and out of the ledger's active set: Cliniko no longer
-        lists it, and it was asked about on every run."""
-        if not contact_ids:
-            return
-        self._ledger.mark_archived(contact_ids, self._clock().isoformat())
-        progress.gone += len(contact_ids)
-        for contact_id in contact_ids:
-            progress.archive_faults.pop(contact_id, None)
-        self._record(state, progress, "gone", contact_ids)
+                other.pending = [i for i in other.pending if i not in settled]
+        self._record(state, progress, kind, contact_ids)
 
     def _record(
         self, state: RunState, progress: RuleProgress, kind: str, contact_ids: list[str]
