@@ -45,6 +45,9 @@ class ContactSnapshot:
     updated_at: dt.datetime
     archived_at: dt.datetime | None
     fields: Mapping[str, Any] = field(repr=False)
+    # Whether the listing showed `archived_at` or `deleted_at` at all: one that left both out
+    # says nothing of whether the contact is archived.
+    archive_shown: bool = True
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,20 @@ def classify(
         known = {"country_code": hashes["country_code"], COUNTRY_READ: hashes[COUNTRY_READ]}
         previous = dataclasses.replace(previous, hashes={**previous.hashes, **known})
     if previous is not None:
+        # A field the listing left out is unknown, not changed: the state recorded says what
+        # it holds. Hashed as null, a listing without it published a change nobody made (an
+        # "unarchived" for a listing without archived_at), and the next listing with it
+        # published it back.
+        unknown = {
+            name for name in TRACKED_FIELDS if name != "archived_at" and name not in snapshot.fields
+        }
+        if not snapshot.archive_shown:
+            unknown.add("archived_at")
+            archived = previous.archived
+        hashes = {
+            **hashes,
+            **{name: previous.hashes[name] for name in unknown if name in previous.hashes},
+        }
         if previous.updated_at > updated_at:
             return None  # an older state than the one published (a late, stale listing)
         if previous.same_state(snapshot, hashes):

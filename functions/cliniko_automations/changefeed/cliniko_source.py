@@ -89,6 +89,7 @@ def _snapshot(contact: Any) -> ContactSnapshot:
         created_at=contact.created_at,
         updated_at=contact.updated_at,
         archived_at=_archived_at(contact),
+        archive_shown="archived_at" in body or "deleted_at" in body,
         # A text Cliniko holds with half an emoji (a lone surrogate, which its JSON can carry)
         # could never be encoded into an event or a signed webhook: every run failed on it,
         # and the account's feed stopped there.

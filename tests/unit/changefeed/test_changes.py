@@ -14,6 +14,7 @@ from cliniko_automations.changefeed.changes import (
 
 T0 = dt.datetime(2026, 3, 1, 10, 0, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)
+T2 = T1 + dt.timedelta(minutes=5)
 HASHER = FieldHasher(b"k" * 32)
 
 
@@ -68,13 +69,42 @@ def test_a_second_change_in_the_same_second_is_not_a_duplicate():
 def test_a_state_come_back_within_its_second_has_an_id_of_its_own():
     # A, B, A in one second: the third is a change (back to A), not the first A again, which
     # a subscriber deduping on the id would drop, believing the contact still B.
-    first = change(snapshot(updated_at=T1))
+    first = change(snapshot(updated_at=T1, occupation=None))
     second = change(snapshot(updated_at=T1, occupation="Engineer"), first.state)
-    back = change(snapshot(updated_at=T1), second.state)
+    back = change(snapshot(updated_at=T1, occupation=None), second.state)
     assert back is not None
     assert len({first.event_id, second.event_id, back.event_id}) == 3
     # A retry of a change, from the same last published state, repeats its id.
-    assert change(snapshot(updated_at=T1), second.state).event_id == back.event_id
+    assert change(snapshot(updated_at=T1, occupation=None), second.state).event_id == back.event_id
+
+
+def test_a_field_a_listing_leaves_out_is_unknown_not_changed():
+    # One state of the contact (one updated_at), listed whole, then without its email or
+    # phones, then whole again: nothing changed in Cliniko, and nothing is published.
+    whole = change(snapshot(updated_at=T1, occupation="Engineer"))
+    without = snapshot(updated_at=T1)  # no occupation shown
+    assert change(without, whole.state) is None
+    assert change(snapshot(updated_at=T1, occupation="Engineer"), whole.state) is None
+    # A change the listing does show is published, naming that field alone.
+    later = change(snapshot(updated_at=T2, email="ada@new.example"), whole.state)
+    assert later.changed_fields == ("email",)
+    assert later.state.hashes["occupation"] == whole.state.hashes["occupation"]
+
+
+def test_a_listing_without_archived_at_says_nothing_of_the_archive():
+    archived = change(snapshot(updated_at=T1, archived_at=T1))
+    assert archived.type == "contact.archived"
+    silent = ContactSnapshot(
+        "1390712996921091568",
+        T0,
+        T1,
+        None,
+        {"first_name": "Ada", "email": "ada@example.com"},
+        archive_shown=False,
+    )
+    assert change(silent, archived.state) is None  # not "unarchived"
+    # Shown as null, it is an unarchive.
+    assert change(snapshot(updated_at=T2), archived.state).type == "contact.unarchived"
 
 
 def test_an_older_state_than_the_published_one_is_dropped():
