@@ -249,6 +249,14 @@ class ChangeFeed:
             saved = cursor - BELIEVED_SKEW if from_now else cursor
             self._store.save_cursor(account, saved, caught_up=False)
         since = cursor - self._overlap
+        # The furthest a cursor saved by this run may go: a second the run read less than the
+        # overlap ago and then went past (its next page from a later second) may still take a
+        # change being committed, which the next run's overlap must read (`_read_past`).
+        ceiling: dt.datetime | None = None
+
+        def capped(moved: dt.datetime) -> dt.datetime:
+            return moved if ceiling is None else min(moved, ceiling)
+
         left_at = self._store.position(account)
         # Inside a second that holds more than a page: the last id read there, and when its
         # reading began; kept with the cursor while the overlap still reads that second.
@@ -265,6 +273,7 @@ class ChangeFeed:
                     result.complete = False
                     break
                 before_page = (cursor, kept)
+                asked_at = self._clock()
                 if after_id is None:
                     listing = source.changed_since(since, 1)
                     result.requests += 1
@@ -307,6 +316,8 @@ class ChangeFeed:
                 else:
                     listing = source.changed_in_second(since, after_id)
                     result.requests += 1
+                # When the page was read, on Cliniko's clock, which stamps the changes.
+                read_at = asked_at + (result.clock_offset or dt.timedelta(0))
                 self._publish_page(account, listing.contacts, result)
                 if listing.contacts:
                     newest = max(c.updated_at for c in listing.contacts)
@@ -322,9 +333,14 @@ class ChangeFeed:
                         # That second is read: on from the next one. Its position stays, read
                         # to its last id: the next polls' overlap reads the second again, and
                         # resumed from its first id every quiet poll re-read all of it.
-                        since, after_id = since.replace(microsecond=0) + SECOND, None
+                        second = since.replace(microsecond=0)
+                        ceiling = self._read_past(ceiling, second, second + SECOND, read_at)
+                        since, after_id = second + SECOND, None
                     self._store.save_cursor(
-                        account, cursor, caught_up=False, position=self._in_overlap(kept, cursor)
+                        account,
+                        capped(cursor),
+                        caught_up=False,
+                        position=self._in_overlap(kept, capped(cursor)),
                     )
                     continue
                 # An empty page ends the listing too, with or without a next link: nothing
@@ -332,13 +348,17 @@ class ChangeFeed:
                 # while something follows it).
                 caught_up = not listing.has_next or not listing.contacts
                 self._store.save_cursor(
-                    account, cursor, caught_up=caught_up, position=self._in_overlap(kept, cursor)
+                    account,
+                    capped(cursor),
+                    caught_up=caught_up,
+                    position=self._in_overlap(kept, capped(cursor)),
                 )
                 if caught_up:
                     break
                 last = max(c.updated_at for c in listing.contacts)
                 first = min(c.updated_at for c in listing.contacts)
                 if last > since and first.replace(microsecond=0) < last.replace(microsecond=0):
+                    ceiling = self._read_past(ceiling, since, last, read_at)
                     since = last
                     if listing.total is not None:
                         # Every contact the page did not show comes after its last, and a
@@ -374,8 +394,30 @@ class ChangeFeed:
             # minutes before the feed's start may be published, none after it is missed.
             cursor -= BELIEVED_SKEW
             self._store.save_cursor(account, cursor, caught_up=False)
-        result.cursor = iso(cursor)
+        result.cursor = iso(capped(cursor))
         return result
+
+    def _read_past(
+        self,
+        ceiling: dt.datetime | None,
+        since: dt.datetime,
+        until: dt.datetime,
+        read_at: dt.datetime,
+    ) -> dt.datetime | None:
+        """The run's ceiling once it goes on from `until`, having read the seconds from
+        `since` at `read_at`: a change stamped in one of them may be committed up to the
+        overlap after it (the overlap's own premise), and one read less than that ago may
+        take one still. The next run's overlap reads it again from the earliest such second.
+        Without, a change committed a moment after its second was read was lost for good once
+        the run read on past later seconds: only the next run's start had the overlap."""
+        fresh = max(
+            since.replace(microsecond=0),
+            (read_at - self._overlap).replace(microsecond=0) + SECOND,
+        )
+        if fresh >= until.replace(microsecond=0):
+            return ceiling
+        bound = fresh + self._overlap
+        return bound if ceiling is None else min(ceiling, bound)
 
     def _in_overlap(
         self, kept: SecondPosition | None, cursor: dt.datetime
