@@ -13,9 +13,14 @@ from .conftest import CHECKOV_VENV, ROOT, SAM_VENV, tool, tool_env
 pytestmark = pytest.mark.sam
 
 
-def run(command: list[str]) -> subprocess.CompletedProcess[str]:
+def run(command: list[str], **environment: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own tools, fixed arguments
-        command, cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=240
+        command,
+        cwd=ROOT,
+        env={**tool_env(), **environment},
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
 
 
@@ -100,14 +105,8 @@ def test_no_role_gets_a_managed_policy_on_every_resource_of_a_kind():
     # and delete are on every queue of the account (the dead letters and the webhook stack's
     # letters, contacts' fields in them): the worker's queue is an event source mapping of its
     # own, with the worker's grants on that queue alone. Logs and traces are what is left.
-    env = {**tool_env(), "AWS_DEFAULT_REGION": "eu-west-1"}
-    result = subprocess.run(  # noqa: S603 - the SAM venv's Python, our own script
-        [str(tool(SAM_VENV, "python")), "-c", MANAGED_POLICIES],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    result = run(
+        [str(tool(SAM_VENV, "python")), "-c", MANAGED_POLICIES], AWS_DEFAULT_REGION="eu-west-1"
     )
     assert result.returncode == 0, result.stderr
     managed = json.loads(result.stdout)
