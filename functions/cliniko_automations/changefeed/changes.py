@@ -178,6 +178,24 @@ def _blank(value: Any) -> bool:
     return value in (None, "", [], {})
 
 
+def known_hashes(
+    snapshot: ContactSnapshot, previous: PublishedState, hashes: Mapping[str, str]
+) -> dict[str, str]:
+    """`hashes` of `snapshot`, a field the listing left out taking the hash `previous`
+    recorded: unknown, not changed. Hashed as null, a listing without a field published a
+    change nobody made (an "unarchived" for one without archived_at or deleted_at), and the
+    next listing with it published it back."""
+    unknown = [
+        name for name in TRACKED_FIELDS if name != "archived_at" and name not in snapshot.fields
+    ]
+    if not snapshot.archive_shown:
+        unknown.append("archived_at")
+    return {
+        **hashes,
+        **{name: previous.hashes[name] for name in unknown if name in previous.hashes},
+    }
+
+
 def classify(
     account: str,
     snapshot: ContactSnapshot,
@@ -209,20 +227,9 @@ def classify(
         known = {"country_code": hashes["country_code"], COUNTRY_READ: hashes[COUNTRY_READ]}
         previous = dataclasses.replace(previous, hashes={**previous.hashes, **known})
     if previous is not None:
-        # A field the listing left out is unknown, not changed: the state recorded says what
-        # it holds. Hashed as null, a listing without it published a change nobody made (an
-        # "unarchived" for a listing without archived_at), and the next listing with it
-        # published it back.
-        unknown = {
-            name for name in TRACKED_FIELDS if name != "archived_at" and name not in snapshot.fields
-        }
+        hashes = known_hashes(snapshot, previous, hashes)
         if not snapshot.archive_shown:
-            unknown.add("archived_at")
             archived = previous.archived
-        hashes = {
-            **hashes,
-            **{name: previous.hashes[name] for name in unknown if name in previous.hashes},
-        }
         if previous.updated_at > updated_at:
             return None  # an older state than the one published (a late, stale listing)
         if previous.same_state(snapshot, hashes):

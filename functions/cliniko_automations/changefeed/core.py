@@ -42,6 +42,7 @@ from .changes import (
     PublishedState,
     Unsent,
     classify,
+    known_hashes,
     unsent_change,
 )
 from .events import MAX_CALL_BYTES, EventBuilder, OutgoingEvent
@@ -475,7 +476,7 @@ class ChangeFeed:
                 # What earlier runs' changes left unsent, with the contact's values only while
                 # it is still in the state that change reached (the recorded one).
                 publication = _Publication(previous)
-                same = previous.same_state(contact, hashes)
+                same = previous.same_state(contact, known_hashes(contact, previous, hashes))
                 for unsent in previous.unsent:
                     reached = same and unsent.event_id == previous.event_id
                     late = unsent_change(account, previous, unsent, contact if reached else None)

@@ -212,3 +212,23 @@ def test_an_unreadable_unsent_entry_fails_the_account_by_name(stack, cliniko, co
     del item["unsent"]["L"][0]["M"]["subscribers"]
     stack.dynamodb.put_item(TableName=stack.table, Item=item)
     assert (run_feed()["error"]) == "corrupt_state"
+
+
+def test_an_owed_delivery_keeps_its_values_when_the_next_listing_leaves_a_field_out(
+    stack, cliniko, contact
+):
+    # The contact is still in the state its change reached: a listing that leaves a field out
+    # (the seed's shapes: no doctor_type in a list, the country by name) tells nothing
+    # changed, so the owed delivery goes with the contact's values, not as superseded.
+    changes = {"city": "Lisbon", "country_code": "AU", "doctor_type": "specialist"}
+    cliniko.client().update_contact(contact.id, changes)
+    assert run_refusing(stack, WEBHOOKS_SOURCE)["error"] == "publish_failed"
+    assert bus(stack) == [("contact.updated", ["city", "country_code", "doctor_type"])]
+    cliniko.control.set_behaviour(seed_shapes=True)
+
+    assert run_feed()["error"] is None
+    assert bus(stack) == []  # nothing changed in Cliniko
+    (late,) = deliveries(stack)
+    assert "fields_omitted" not in late["body"]["data"]
+    assert late["body"]["data"]["contact"]["city"] == "Lisbon"
+    assert "unsent" not in state_item(stack, contact.id)
