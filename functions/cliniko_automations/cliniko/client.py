@@ -653,6 +653,11 @@ def _normalise(contact: Contact) -> Contact:
         # with the feed's cursor or a create's window it raised a TypeError, not this.
         if isinstance(mark, dt.datetime) and mark.utcoffset() is None:
             raise errors.UnexpectedResponse("Cliniko sent a contact date-time without a zone")
+        # The generated parser keeps a mark it cannot read (a leap second's `:60`) as its raw
+        # text: an archive mark that is no date-time read as "not archived" to the change
+        # feed and as archived to the rules, and the feed published an unarchive nobody made.
+        if mark is not None and not isinstance(mark, dt.datetime | Unset):
+            raise errors.UnexpectedResponse("Cliniko sent a contact date-time it cannot read")
     phones = contact.phone_numbers
     if isinstance(phones, list) and not all(isinstance(p, PhoneNumber) for p in phones):
         # The generated parser keeps the whole raw list when one entry is off the spec (a
