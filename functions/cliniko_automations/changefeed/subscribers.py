@@ -16,6 +16,7 @@ if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line
     interrupted_while_starting("changefeed.subscribers")
 
 import dataclasses
+import ipaddress
 import os
 import re
 import sys
@@ -78,7 +79,39 @@ def _https(value: str) -> str:
         )
     if parts.port == 0:
         raise ValueError("must be an https URL with a valid port")
+    if not value.startswith("https://") or "@" in parts.netloc:
+        raise ValueError("must be an https URL without credentials, its scheme in lower case")
+    if problem := _unreachable_host(parts.hostname):
+        raise ValueError(problem)
     return value
+
+
+# Names no public DNS answers: `localhost` (RFC 6761), mDNS's `local`, ICANN's private `internal`.
+_PRIVATE_DOMAINS = ("localhost", "local", "internal")
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _unreachable_host(host: str) -> str | None:
+    """Why EventBridge could not deliver to `host`, or None. Its connections are public: a
+    private, loopback or link-local address (the instance metadata's 169.254.169.254 among
+    them) or a name only a local resolver knows sends every delivery, the contact's fields
+    with them, to the dead-letter queue."""
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        return None if address.is_global else "must be a public address, not a private one"
+    labels = host.split(".")
+    if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        return "must have a host name of letters, digits and hyphens (or a public IPv4 address)"
+    if len(labels) < 2 or labels[-1].isdigit() or labels[-1].startswith("0x"):
+        # One label, or a number where the top-level domain goes: an address in another
+        # form (2130706433, 0x7f000001 and 0177.0.0.1 are all 127.0.0.1 to a resolver).
+        return "must have a public host name (name.tld) or a public IPv4 address"
+    if labels[-1] in _PRIVATE_DOMAINS:
+        return f"must have a public host name, not one under .{labels[-1]}"
+    return None
 
 
 SecretName = Annotated[str, Limits(pattern=r"^[A-Za-z0-9/_+=.@-]+$")]
@@ -150,6 +183,19 @@ class Subscribers:
                 "subscriber names must differ by more than their hyphens (they name the "
                 f"webhook stack's resources): {'; '.join(clashes)}"
             )
+        # A signing secret is what lets a receiver trust a delivery: one receiver holding
+        # another's could forge the other's deliveries. An `auth_secret` goes out in clear in
+        # every delivery's header, so a signing secret named there would hand it over.
+        signing = [subscriber.secret for subscriber in self.subscribers]
+        shared = sorted({secret for secret in signing if signing.count(secret) > 1})
+        if shared:
+            raise ValueError(f"each subscriber needs a signing secret of its own: {shared[0]!r}")
+        sent = sorted({s.name for s in self.subscribers if s.auth_secret in signing})
+        if sent:
+            raise ValueError(
+                f"an auth_secret is sent to the receiver, so it must not be a signing secret: "
+                f"{', '.join(sent)}"
+            )
         for event_type in EVENT_TYPES:
             wanting = [s.name for s in self.subscribers if event_type in s.events]
             if len(wanting) > MAX_SUBSCRIBERS_PER_EVENT:
@@ -165,6 +211,27 @@ class Subscribers:
             (f"subscribers.{named_item(index, subscriber.name)}.secret", subscriber.secret)
             for index, subscriber in enumerate(self.subscribers)
         ]
+
+    def sent_secret_problems(self, prefix: str, key_secrets: Container[str]) -> list[str]:
+        """One problem per `auth_secret` that may hold what no receiver should get: it goes to
+        the receiver in clear in every delivery, so it must be none of `key_secrets` (the
+        accounts' Cliniko API keys) and, under `prefix`, sit in the webhooks' folder, where no
+        other function's secret is (the signing secrets are told apart by name above)."""
+        under = prefix + WEBHOOK_SECRETS_FOLDER
+        problems = []
+        for index, subscriber in enumerate(self.subscribers):
+            name = subscriber.auth_secret
+            where = f"subscribers.{named_item(index, subscriber.name)}.auth_secret"
+            if name is None:
+                continue
+            if name in key_secrets:
+                problems.append(f"{where}: {name!r} is a Cliniko API key's secret")
+            elif prefix and name.startswith(prefix) and not name.startswith(under):
+                problems.append(
+                    f"{where}: {name!r} is sent to the receiver in every delivery: name a "
+                    f"secret under {under!r}, where no other function's secret is"
+                )
+        return problems
 
     def unknown_accounts(self, accounts: Container[str]) -> list[str]:
         """One problem per account a subscriber names that is not among `accounts` (its
@@ -218,13 +285,17 @@ def check(args: argparse.Namespace) -> int:
     from cliniko_automations.common.printable import counted
 
     try:
-        loaded = load_subscribers(args.path, load_accounts(args.accounts).accounts)
+        accounts = load_accounts(args.accounts)
+        loaded = load_subscribers(args.path, accounts.accounts)
         require_secrets_within(
             subscribers_path(args.path),
             loaded.secret_references(),
             args.secrets_prefix,
             WEBHOOK_SECRETS_FOLDER,
         )
+        keys = {name for _where, name in accounts.secret_references()}
+        if problems := loaded.sent_secret_problems(args.secrets_prefix, keys):
+            raise ConfigError(subscribers_path(args.path), problems)
     except ConfigError as exc:
         return print_problems(exc, "configuration")
     subscribers = counted(len(loaded.subscribers), "webhook subscriber")

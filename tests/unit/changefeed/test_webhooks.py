@@ -219,6 +219,22 @@ def test_a_secret_of_the_shortest_key_the_standard_allows_is_taken():
         ({"url": "https://[2001:db8::1]/in"}, "API destination"),
         ({"url": "https://hooks.example.com/" + "a" * 2100}, "API destination"),
         ({"url": "https://hooks.example.com/" + "a" * 2023}, "at most 2048 characters"),
+        # EventBridge's connections are public: an address only this network reaches (the
+        # instance metadata's among them, in any of the forms a resolver reads) or a name only
+        # a local resolver knows would send every delivery to the dead-letter queue.
+        ({"url": "https://169.254.169.254/latest"}, "public address"),
+        ({"url": "https://10.0.0.5:8443/in"}, "public address"),
+        ({"url": "https://127.0.0.1/in"}, "public address"),
+        ({"url": "https://2130706433/in"}, "public host name"),
+        ({"url": "https://0x7f000001/in"}, "public host name"),
+        ({"url": "https://0177.0.0.1/in"}, "public host name"),
+        ({"url": "https://localhost/in"}, "public host name"),
+        ({"url": "https://hooks.localhost/in"}, "not one under .localhost"),
+        ({"url": "https://crm.internal/in"}, "not one under .internal"),
+        ({"url": "https://hooks_example.com/in"}, "letters, digits and hyphens"),
+        ({"url": "https://-bad..host/in"}, "letters, digits and hyphens"),
+        ({"url": "https://@hooks.example.com/in"}, "without credentials"),
+        ({"url": "HTTPS://hooks.example.com/in"}, "lower case"),
         ({"rate_per_second": 301}, "rate_per_second"),  # an API destination's most
         ({"events": ["contact.deleted"]}, "events"),
         ({"events": ["contact.created", "contact.updated", "contact.created"]}, "repeat"),
@@ -229,6 +245,47 @@ def test_a_secret_of_the_shortest_key_the_standard_allows_is_taken():
 def test_subscriber_mistakes_are_refused(change, problem):
     with pytest.raises(ConfigError, match=problem):
         subscribers(**change)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://52.94.76.10/in", "https://hooks.example.com:8443/in?to=crm", "https://x.io"]
+)
+def test_a_public_address_or_host_name_is_taken(url):
+    assert subscribers(url=url).subscribers[0].url == url
+
+
+def test_each_subscriber_signs_with_its_own_secret():
+    # Two receivers holding one secret could each forge deliveries to the other.
+    shared = several("crm", "billing")
+    shared["subscribers"][1]["secret"] = shared["subscribers"][0]["secret"]
+    with pytest.raises(ConfigError, match="a signing secret of its own"):
+        validated(DEFAULT_PATH, Subscribers, shared)
+
+
+def test_an_auth_secret_that_is_a_signing_secret_is_refused():
+    # The auth token travels in clear in every delivery's header.
+    sent = several("crm", "billing")
+    sent["subscribers"][1]["auth_secret"] = sent["subscribers"][0]["secret"]
+    with pytest.raises(ConfigError, match="must not be a signing secret: billing"):
+        validated(DEFAULT_PATH, Subscribers, sent)
+
+
+def test_an_auth_secret_that_may_hold_another_function_s_secret_is_refused(tmp_path, capsys):
+    from cliniko_automations.changefeed import subscribers as command
+    from cliniko_automations.common.accounts import load_accounts
+
+    key = load_accounts().secret_references()[0][1]
+    for auth, problem in [
+        (key, "is a Cliniko API key's secret"),
+        ("cliniko-automations/forms/crm/token", "is sent to the receiver in every delivery"),
+    ]:
+        path = webhooks_file(tmp_path, more=f"    auth_secret: {auth}\n")
+        assert command.main(["--check", str(path)]) != 0
+        assert f"subscribers.0 (crm-sync).auth_secret: {auth!r} {problem}" in (
+            capsys.readouterr().err
+        )
+    path = webhooks_file(tmp_path, more="    auth_secret: cliniko-automations/webhooks/crm-tk\n")
+    assert command.main(["--check", str(path)]) == 0
 
 
 def several(*names, events=("contact.created",)):
