@@ -502,7 +502,7 @@ class ChangeFeed:
             failed: PublishFailed | None = None
             try:
                 if events:
-                    self._sink.publish(events)
+                    self._sink.publish(self._builder.signed_now(events))
                 accepted = frozenset(range(len(events)))
             except PublishFailed as error:
                 failed, accepted = error, error.accepted

@@ -107,6 +107,23 @@ class EventBuilder:
         payload = {"type": change.type, "timestamp": change.updated_at, "data": data}
         return self.signed_delivery(subscriber.name, change.type, change.event_id, payload)
 
+    def signed_now(self, events: Sequence[OutgoingEvent]) -> list[OutgoingEvent]:
+        """`events` with each delivery signed again at this moment, as it is put: a page's
+        changes are built before its first call, and a delivery put seconds after its
+        signature would reach the end of EventBridge's retries older than a receiver's
+        tolerance (Standard Webhooks' 5 minutes, which the retries span)."""
+        return [
+            self.signed_delivery(
+                str(event.detail["subscriber"]),
+                event.detail_type,
+                str(event.detail["webhook"]["id"]),
+                event.detail["body"],
+            )
+            if event.source == WEBHOOKS_SOURCE
+            else event
+            for event in events
+        ]
+
     def signed_delivery(
         self, subscriber: str, event_type: str, message_id: str, payload: Mapping[str, Any]
     ) -> OutgoingEvent:

@@ -103,7 +103,7 @@ def event_id(event):
     )
 
 
-def feed(source, store, sink):
+def feed(source, store, sink, signing_clock=lambda: 1_700_000_000.0):
     subs = validated(
         DEFAULT_PATH,
         Subscribers,
@@ -124,7 +124,7 @@ def feed(source, store, sink):
         store,
         sink,
         FieldHasher(b"k" * 32),
-        EventBuilder(subs, {"crm-sync": signing_keys(SECRET)}, clock=lambda: 1_700_000_000.0),
+        EventBuilder(subs, {"crm-sync": signing_keys(SECRET)}, clock=signing_clock),
         overlap=dt.timedelta(seconds=5),
         start_at=T0 - dt.timedelta(minutes=1),
         run_id="run",
@@ -280,3 +280,26 @@ def test_an_unsent_entry_edited_by_hand_is_corrupt_state(edit):
     for odd in ({"M": {}}, {"L": [{"S": "x"}]}, {"L": ["x"]}, {"NULL": True}):
         with pytest.raises(CorruptState):
             _state({**item, "unsent": odd})
+
+
+def test_a_delivery_is_signed_as_it_is_put_not_as_its_page_was_built():
+    """A page's changes are built before its first call; its last calls go out seconds later
+    (a minute here). Signed at the build, their deliveries would reach the end of
+    EventBridge's 5 minutes of retries older than a receiver's 5 minutes of tolerance."""
+    now = [1_700_000_000.0]
+    source, store = Source(), Store()
+
+    class SlowSink(Sink):
+        def publish(self, events):
+            signed = {
+                int(e.detail["webhook"]["timestamp"]) for e in events if e.source != CONTACTS_SOURCE
+            }
+            assert signed == {int(now[0])}, "a delivery signed before its call"
+            super().publish(events)
+            now[0] += 60
+
+    sink = SlowSink()
+    for n in range(12):  # 24 entries: three calls
+        source.put(f"c{n}", T0 + dt.timedelta(seconds=1))
+    result = feed(source, store, sink, signing_clock=lambda: now[0]).poll("main")
+    assert (result.error, sink.calls, len(sink.taken)) == (None, 3, 24)
