@@ -215,6 +215,24 @@ def test_a_bulk_caller_on_its_floor_takes_what_intake_leaves_when_that_comes_fir
     assert store.items[KEY_ID][FLOOR_TAT] == now + 2 * floor_slot  # no floor slot spent
 
 
+def test_submissions_arriving_together_are_no_backlog_and_get_no_floor_slot_in_front() -> None:
+    # Two submissions at once book the burst (a lookup and a create each) for a second: the
+    # cleanup waits that second out and books after them, as when intake leaves room. Read
+    # as a backlog, its floor slot queued in front of the next submissions (at half of the
+    # budget, intake's 95th percentile wait went from 1.1 s to 2.6 s).
+    clock, store = FakeClock(), MemoryBudgetStore()
+    now = clock.time()
+    store.items[KEY_ID] = {TAT: now + POLICY.depth * POLICY.interval}
+    cleanup = SharedBudget(
+        KEY_ID, store, policy=POLICY, priority=Priority.BULK, clock=clock, rng=random.Random(4)
+    )
+
+    waited = cleanup.acquire(max_wait=BULK_WAIT)
+
+    assert FLOOR_TAT not in store.items[KEY_ID]
+    assert (POLICY.depth - 1) * POLICY.interval <= waited <= (POLICY.depth + 1) * POLICY.interval
+
+
 @pytest.mark.parametrize("floor", [-0.1, 0.81])
 def test_a_floor_is_a_share_no_larger_than_the_bulk_share(floor: float) -> None:
     with pytest.raises(ValueError):

@@ -136,10 +136,10 @@ class UnreachableStore:
 def test_a_capped_process_without_the_store_paces_itself_at_most_at_its_cap() -> None:
     budget = _process(UnreachableStore(), FakeClock(), cap=CallerCap("changefeed", 5))
     assert budget.acquire() == 0.0
+    assert budget.in_fallback
     with pytest.raises(BudgetExhausted):
         budget.acquire(max_wait=11.0)  # not the fallback's 50 a minute: the cap's 5
     assert budget.acquire() == pytest.approx(12.0)  # evenly spaced: one every 60/5 s
-    assert budget.in_fallback
 
 
 def test_a_failing_fallback_metric_never_stops_a_request() -> None:
