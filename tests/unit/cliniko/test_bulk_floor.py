@@ -233,6 +233,56 @@ def test_submissions_arriving_together_are_no_backlog_and_get_no_floor_slot_in_f
     assert (POLICY.depth - 1) * POLICY.interval <= waited <= (POLICY.depth + 1) * POLICY.interval
 
 
+def _submission_waits(policy: SharingPolicy, seed: int) -> list[float]:
+    """How long each submission took, arrival to its create: the worker's two processes
+    taking submissions that arrive at random at half of the budget (a lookup and a create
+    each, booked together), for five simulated minutes beside a cleanup archiving flat out."""
+    clock, store = VirtualClock(), MemoryBudgetStore()
+    end = clock.time() + 5 * policy.period
+    rng, arrivals, t = random.Random(seed), [], clock.time()
+    while (t := t + rng.expovariate(0.5 * policy.rate / 2 / policy.period)) < end:
+        arrivals.append(t)
+    waits: list[float] = []
+
+    def worker(n: int) -> None:
+        budget = SharedBudget(KEY_ID, store, policy=policy, clock=clock, rng=random.Random(n))
+        while arrivals:
+            if arrivals[0] > clock.time():
+                clock.sleep(arrivals[0] - clock.time())
+                continue
+            arrived = arrivals.pop(0)
+            budget.expect(2)
+            for _ in range(2):
+                budget.acquire(max_wait=WORKER_WAIT)
+                clock.sleep(REQUEST_SECONDS)
+            waits.append(clock.time() - arrived)
+
+    def cleanup() -> None:
+        budget = SharedBudget(
+            KEY_ID, store, policy=policy, priority=Priority.BULK, clock=clock, rng=random.Random(9)
+        )
+        while clock.time() < end:
+            budget.acquire(max_wait=BULK_WAIT)
+            clock.sleep(REQUEST_SECONDS)
+
+    run_threads(clock, [lambda: worker(1), lambda: worker(2), cleanup])
+    return sorted(waits)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_submissions_arriving_at_random_do_not_wait_for_floor_slots(seed: int) -> None:
+    # Intake leaves half of the budget: no backlog, so the floor must cost it nothing. Booked
+    # whenever two submissions had come together, floor slots went in front of the next
+    # ones: the 95th percentile wait 1.4 to 1.55 times that with no floor at all (now 1.0 to
+    # 1.2 times).
+    def p95(waits: list[float]) -> float:
+        return waits[int(len(waits) * 0.95)]
+
+    with_floor = _submission_waits(POLICY, seed)
+    without = _submission_waits(SharingPolicy(bulk_floor=0.0), seed)
+    assert p95(with_floor) <= 1.25 * p95(without), (p95(with_floor), p95(without))
+
+
 @pytest.mark.parametrize("floor", [-0.1, 0.81])
 def test_a_floor_is_a_share_no_larger_than_the_bulk_share(floor: float) -> None:
     with pytest.raises(ValueError):
