@@ -1,8 +1,8 @@
 """Cliniko's documented rules for a contact's writable fields, in one place.
 
 The fields and choices are openapi.yaml's, written out rather than read from the generated
-models at import: loading attrs and four model modules cost the intake API 69 million
-instructions (5 % of a minimal handler's cold start) for a list of names. Tests hold every
+models at import: loading four model modules (attrs classes then) cost the intake API 69
+million instructions (5 % of a minimal handler's cold start) for a list of names. Tests hold every
 list below to the generated `ContactWrite`, `DoctorType`, `PhoneType` and `TypeCode` and to
 openapi.yaml, so a spec change not made here too fails CI.
 

@@ -115,7 +115,7 @@ class ClinikoVariables:
                     problems[name] = f"must be {meaning}"
         floor = values.get("bulk_floor")
         if isinstance(floor, float):
-            # Here, not at import: the overdue check reads these settings and never paces.
+            # Here, not at import: the overdue check imports this module and never paces.
             from cliniko_automations.cliniko.shared_pacing import SharingPolicy
 
             default = SharingPolicy().bulk_share

@@ -1,6 +1,7 @@
 """What the operators' dead-letter tools share: reading an SQS dead-letter queue and their
 `list` / `show` / `replay` / `delete` commands (scripts/dead_letters.py for the intake's
-submissions, dead and parked, changefeed/webhook_dead_letters.py for webhook deliveries).
+submissions, dead and parked, changefeed/webhook_dead_letters.py for webhook deliveries, whose
+queue the erasure reads through it too, to delete the letters carrying an erased contact).
 
 Listing receives every message, hiding it for `HIDE_SECONDS` so each is seen once, and
 `release` makes those not replayed visible again; a tool deletes a letter only after its

@@ -1,5 +1,6 @@
 """How the operators' command-line tools (scripts/erasure.py, scripts/cleanup.py,
-scripts/dead_letters.py) end when something goes wrong that is not a bug of theirs.
+scripts/dead_letters.py, the webhook tools, the configuration files' `--check`) end when
+something goes wrong that is not a bug of theirs.
 
 A mistake of the environment (no region or credentials, an endpoint out of reach, a queue or
 table that is not there or of another kind, a bad setting or configuration file, a secret that

@@ -1,9 +1,10 @@
 """The shared Cliniko rate budget in DynamoDB: the `BudgetStore` of cliniko/shared_pacing.py.
 
 One item per Cliniko key, keyed by the key's fingerprint (a hash; the key is never stored):
-`tat`, `bulk_tat` and a capped caller's `cap_<name>` (how far each schedule is booked, UNIX
-seconds; the adapter books any schedule name it is given), `blocked_until` (a 429's reset) and
-`expires_at` (TTL: a key unused for a day leaves no item behind).
+`tat`, `bulk_tat`, `floor_tat` (bulk callers on their floor) and a capped caller's
+`cap_<name>` (how far each schedule is booked, UNIX seconds; the adapter books any schedule
+name it is given), `blocked_until` (a 429's reset) and `expires_at` (TTL: a key unused for a
+day leaves no item behind).
 
 A booking is one conditional UpdateItem. DynamoDB cannot compute max(tat, now) in an update,
 so the adapter guesses the branch from the last booking of the key: "idle" (the schedule is

@@ -3,8 +3,8 @@ nested Cliniko settings from their `CLINIKO_*` variables (common/cliniko_setting
 
 A function's settings are a frozen dataclass deriving from `EnvironmentSettings`; a bound on
 a number is the field's metadata (`bounded`). They are read and checked here, without
-pydantic: every function reads its settings on its first event, and the intake API would
-otherwise import pydantic for six strings and a number.
+pydantic: every function reads its settings at each event, and the intake API would
+otherwise import pydantic for a few strings and numbers.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ keyed hashes (HMAC with the erasure pepper, common/person_keys) of its email, or
 of its name, so an erasure finds and deletes exactly that person's bodies with a query each,
 and a queued id whose body is gone is dropped.
 
-Three kinds of item:
+Four kinds of item:
 - `submission#<submission id>`: `body` (the Submission's JSON), `email_hmac` (index key;
   absent when the submission has no email), `name_hmac` (index key) and `name_phone` (its
   name-and-phone hashes, person_keys.submission_keys; both only on a submission without an

@@ -1,4 +1,4 @@
-"""Erasure settings: one validated model per function, read from the environment once.
+"""Erasure settings: one validated model per function, read from the environment at each event.
 
 The Cliniko client's settings (`CLINIKO_*`, common/cliniko_settings.ClinikoSettings) are
 nested in the erasure's, checked at load with the others (a bad value fails every request

@@ -6,7 +6,8 @@ parsed before it is authenticated:
 
     source known (404) -> [html: origin allowed (403)] -> size (413) -> content type (415)
     -> signature / token (401) -> payload shape (400) -> non-submission events acknowledged
-    -> [html: honeypot (dropped quietly), captcha (403)] -> mapping + Cliniko's rules (422)
+    -> [html: honeypot (dropped quietly)] -> mapping + Cliniko's rules (422)
+    -> [html: captcha (403)]
 
 Once a browser form's origin is trusted, every refusal carries the (allow-listed) error page
 to send the browser to, instead of a bare status it would show as a blank page.

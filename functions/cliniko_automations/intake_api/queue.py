@@ -1,7 +1,8 @@
 """The submission queue (SQS): the only place the API side touches it.
 
-Claim check: the body goes to the submission store (with the keyed hash of its email, for
-erasure), the queue gets the submission id and source only. A submission is accepted once
+Claim check: the body goes to the submission store (with the keyed hashes of its email, or
+of its name and phones, for erasure), the queue gets the submission id and source only; past
+the source's hourly ceiling, the parked queue gets them instead. A submission is accepted once
 SendMessage returns; if the store or SQS cannot take it, the caller answers 503 so the
 provider delivers again (nothing is half-accepted: a stored body nobody queued expires).
 """

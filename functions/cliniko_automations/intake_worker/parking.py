@@ -1,10 +1,11 @@
 """The parked queue's SQS adapter (`PARKED_QUEUE_URL`): the worker's `Parking` port.
 
 Parked are the submissions a person must look at (several contacts match, or only an
-archived one: the decision is find_or_create's). The body is the queued submission (its id
-and source: the values stay in the submission store), so once the duplicates are sorted out
-it can be sent back to the main queue as is; the attributes say why (a reason code and
-candidate contact ids, no personal data).
+archived one: the decision is find_or_create's). The intake API parks too, on its own: a
+submission past its source's hourly ceiling (intake_api/queue.py). The body is the queued
+submission (its id and source: the values stay in the submission store), so once the
+duplicates are sorted out it can be sent back to the main queue as is; the attributes say why
+(a reason code and candidate contact ids, no personal data).
 """
 
 from __future__ import annotations
