@@ -33,6 +33,7 @@ from cliniko_automations.common.secrets import (
     SecretMissing,
     SecretNotPlainText,
     SecretOutsidePrefix,
+    SecretUndecryptable,
 )
 
 METRIC = "Misconfigured"
@@ -140,6 +141,14 @@ def _secret_problem(error: SecretMisconfigured, where: str | None) -> Misconfigu
             "its recovery window ends, or name another secret"
         )
         return Misconfiguration(error.reason, setting, "the secret is scheduled for deletion", fix)
+    if isinstance(error, SecretUndecryptable):
+        fix = (
+            "its KMS key will not decrypt it: enable the key (aws kms enable-key --key-id "
+            "KEY), or cancel its deletion (aws kms cancel-key-deletion --key-id KEY), KEY "
+            f"being the KmsKeyId that aws secretsmanager describe-secret --secret-id {error.name} "
+            "shows"
+        )
+        return Misconfiguration(error.reason, setting, "the secret cannot be decrypted", fix)
     if isinstance(error, SecretDenied):
         fix = (
             "the function's role may not read it: it must lie under SecretsPrefix, and a "

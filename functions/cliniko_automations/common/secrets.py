@@ -98,12 +98,22 @@ class SecretDeleted(SecretMisconfigured):
     reason = "secret_deleted"
 
 
+class SecretUndecryptable(SecretMisconfigured):
+    """Its KMS key will not decrypt it (disabled, or scheduled for deletion: Secrets Manager
+    answers DecryptionFailure) until someone acts: retried as a moment's outage, the change
+    feed failed every minute with a stack trace, and the worker handed its submissions back
+    with no fix to make."""
+
+    reason = "secret_not_decryptable"
+
+
 # Secrets Manager's error codes that no retry can change.
 _PERMANENT = {
     "ResourceNotFoundException": SecretMissing,
     "AccessDeniedException": SecretDenied,
     # GetSecretValue's only InvalidRequestException: the secret is marked for deletion.
     "InvalidRequestException": SecretDeleted,
+    "DecryptionFailure": SecretUndecryptable,
 }
 
 

@@ -11,6 +11,8 @@ import json
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import ClientError
 from cliniko_automations.intake.submission import ContactDraft, Submission
 from cliniko_automations.intake_worker import handler as worker_handler
 
@@ -149,6 +151,39 @@ def test_a_secret_scheduled_for_deletion(stack, cliniko, capsys) -> None:
             f"misconfigured secret '{SECRET}' ({WHERE}): the secret is scheduled for deletion. "
             f"Fix: restore it (aws secretsmanager restore-secret --secret-id {SECRET}) before "
             "its recovery window ends, or name another secret"
+        ),
+    )
+
+
+def test_a_secret_its_kms_key_will_not_decrypt(stack, cliniko, monkeypatch, capsys) -> None:
+    # Its KMS key disabled or scheduled for deletion: Secrets Manager answers DecryptionFailure
+    # until someone acts. Retried as a moment's outage before, with no fix to make.
+    put_secrets({SECRET: cliniko.api_key})
+    read = parameters.get_secret
+
+    def undecryptable(name: str, **kwargs):
+        if name != SECRET:
+            return read(name, **kwargs)
+        try:
+            raise ClientError(
+                {"Error": {"Code": "DecryptionFailure", "Message": "cannot decrypt"}},
+                "GetSecretValue",
+            )
+        except ClientError as exc:  # as Powertools raises it: the AWS error its context
+            raise GetParameterError(str(exc)) from exc
+
+    monkeypatch.setattr(parameters, "get_secret", undecryptable)
+    attributes, errors, metrics = attempt_once(stack, capsys)
+    assert_told_once(
+        attributes,
+        errors,
+        metrics,
+        reason="secret_not_decryptable",
+        message=(
+            f"misconfigured secret '{SECRET}' ({WHERE}): the secret cannot be decrypted. Fix: "
+            "its KMS key will not decrypt it: enable the key (aws kms enable-key --key-id KEY), "
+            "or cancel its deletion (aws kms cancel-key-deletion --key-id KEY), KEY being the "
+            f"KmsKeyId that aws secretsmanager describe-secret --secret-id {SECRET} shows"
         ),
     )
 
