@@ -79,6 +79,26 @@ def test_a_flood_past_the_hourly_ceiling_is_held_not_made_contacts(path, cliniko
     assert path.stack.counts(path.stack.parked_queue_url) == (0, 0)
 
 
+def test_copies_of_one_delivery_count_once_and_a_copy_of_a_held_one_is_held(path, cliniko):
+    # A provider's retries, or a captured signed delivery sent again: the worker makes one
+    # contact of them all. Counted each, five copies filled the hour and held the real
+    # referral after them for staff.
+    captured = delivery("typeform", email="captured@example.org")
+    copies = [json.loads(path.post(captured)["body"]) for _ in range(5)]
+    assert [c.get("held") for c in copies] == [None] * 5
+    real = [
+        json.loads(path.post(delivery("typeform", email=f"r{n}@example.org"))["body"])
+        for n in range(5)
+    ]
+    assert [r.get("held") for r in real] == [None] * 4 + ["source_hourly_ceiling"]
+    # The held one sent again is held again, not counted, and not handed to the worker.
+    again = json.loads(path.post(delivery("typeform", email="r4@example.org"))["body"])
+    assert again.get("held") == "source_hourly_ceiling"
+    path.work()
+    assert len(cliniko.control.contacts()) == 5  # the captured one once, four referrals
+    assert path.stack.counts(path.stack.parked_queue_url) == (2, 0)
+
+
 def test_a_signed_source_answers_held_and_a_sources_own_ceiling_overrides(
     path, cliniko, monkeypatch, tmp_path
 ):

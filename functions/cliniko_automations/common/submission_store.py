@@ -20,7 +20,8 @@ Four kinds of item:
   (a retry, a replay, a provider's redelivery). Hashes and times only. An erasure writes
   the request's email's first, fenced against the intake worker's claims (`fence`).
 - `first-seen#<sha256(idempotency key)>`: when the API first received a submission, for
-  payloads without a submission time of their own: a redelivery days later is not new.
+  payloads without a submission time of their own: a redelivery days later is not new; and
+  `held` once the API held it past its source's hourly ceiling, so a copy is held too.
 - `source-hour#<source>#<UTC hour>`: `queued`, how many of that source's submissions the API
   sent to the worker in that hour (its hourly ceiling, `admit_to_hour`). A count only.
 
@@ -55,6 +56,14 @@ BODY_TTL_SECONDS = 16 * DAY
 # Tombstones and first-seen times outlive every queued copy and a provider's retries (Typeform
 # retries for hours, Tally for a day) with a week's margin.
 TOMBSTONE_TTL_SECONDS = 21 * DAY
+
+
+@dataclass(frozen=True)
+class FirstSeen:
+    """When a submission's idempotency key first arrived, and whether the API held it then."""
+
+    at: datetime
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,10 +133,10 @@ class DynamoSubmissionStore:
 
     # -- the intake API ---------------------------------------------------------------------
 
-    def first_received(self, idempotency_key: str, now: datetime, *, races: int = 3) -> datetime:
+    def first_received(self, idempotency_key: str, now: datetime, *, races: int = 3) -> FirstSeen:
         """When a submission with this idempotency key first arrived (`now` if never before,
-        or only before its record expired)."""
-        key = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()
+        or only before its record expired), and whether it was held then (`mark_held`)."""
+        key = _first_seen_key(idempotency_key)
         values = {
             ":now": {"S": now.isoformat()},
             ":exp": self._expires(TOMBSTONE_TTL_SECONDS),
@@ -157,14 +166,28 @@ class DynamoSubmissionStore:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
                 continue
-            return datetime.fromisoformat(answer["Attributes"]["first_received_at"]["S"])
+            attributes = answer["Attributes"]
+            return FirstSeen(
+                datetime.fromisoformat(attributes["first_received_at"]["S"]),
+                held=attributes.get("held", {}).get("BOOL", False),
+            )
         # Neither: another arrival renewed the expired record between the two (milliseconds
         # ago); its time is this arrival's first. (Bounded: in DynamoDB an `expiration` of
         # another type than a number, which nothing writes, fails both conditions for ever;
         # moto answers such a comparison 500, so no test here can make one.)
         if races <= 0:
-            return now
+            return FirstSeen(now)
         return self.first_received(idempotency_key, now, races=races - 1)
+
+    def mark_held(self, idempotency_key: str) -> None:
+        """The submission first received under this key was held past its source's hourly
+        ceiling: a copy of it (a provider's retry, a resent capture) is held too, uncounted."""
+        self._client.update_item(
+            TableName=self._table,
+            Key={"id": {"S": FIRST_SEEN_PREFIX + _first_seen_key(idempotency_key)}},
+            UpdateExpression="SET held = :held",
+            ExpressionAttributeValues={":held": {"BOOL": True}},
+        )
 
     def admit_to_hour(self, source: str, hour: datetime, ceiling: int) -> bool:
         """Count one more of `source`'s submissions into `hour` (UTC) unless `ceiling` are
@@ -419,3 +442,7 @@ def _hour_key(source: str, hour: datetime) -> dict[str, dict[str, str]]:
 def _erased_at(tombstones: Sequence[dict[str, Any]]) -> datetime | None:
     times = [datetime.fromisoformat(item["erased_at"]["S"]) for item in tombstones]
     return max(times, default=None)
+
+
+def _first_seen_key(idempotency_key: str) -> str:
+    return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()

@@ -68,13 +68,22 @@ class SubmissionQueue:
         held = None
         counted = False
         try:
-            if hourly_ceiling and self.parked_queue_url is not None:
-                counted = store.admit_to_hour(
-                    submission.source, submission.received_at, hourly_ceiling
-                )
-                held = None if counted else HELD_OVER_CEILING
             first = store.first_received(submission.idempotency_key, submission.received_at)
-            submission = dataclasses.replace(submission, first_received_at=first)
+            submission = dataclasses.replace(submission, first_received_at=first.at)
+            if hourly_ceiling and self.parked_queue_url is not None:
+                if first.at < submission.received_at:
+                    # A copy of a submission already taken (a provider's retry, a captured
+                    # delivery sent again): the worker makes one contact of them all, so it
+                    # is not counted again (copies of one delivery filled the hour and held
+                    # every real referral after them), and held where the first was held.
+                    held = HELD_OVER_CEILING if first.held else None
+                else:
+                    counted = store.admit_to_hour(
+                        submission.source, submission.received_at, hourly_ceiling
+                    )
+                    if not counted:
+                        held = HELD_OVER_CEILING
+                        store.mark_held(submission.idempotency_key)
             store.put(submission.submission_id, submission.to_json(), keys)
         except ClientError as exc:
             raise _not_queued("submission_store", exc, store, submission, counted) from None

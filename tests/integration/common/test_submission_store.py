@@ -62,9 +62,9 @@ def test_a_redelivery_keeps_the_time_its_submission_was_first_received(aws) -> N
     dynamodb = boto3.client("dynamodb")
     store = DynamoSubmissionStore(dynamodb, create_submission_store(dynamodb, "store"))
     later = ERASED_AT + timedelta(days=2)
-    assert store.first_received("partner-json:sha256:abc", ERASED_AT) == ERASED_AT
-    assert store.first_received("partner-json:sha256:abc", later) == ERASED_AT
-    assert store.first_received("partner-json:sha256:def", later) == later
+    assert store.first_received("partner-json:sha256:abc", ERASED_AT).at == ERASED_AT
+    assert store.first_received("partner-json:sha256:abc", later).at == ERASED_AT
+    assert store.first_received("partner-json:sha256:def", later).at == later
 
 
 def store_on_clock(now: list[float]) -> DynamoSubmissionStore:
@@ -98,16 +98,16 @@ def test_a_first_seen_record_past_its_expiry_is_gone_though_dynamodb_still_holds
     now = [ERASED_AT.timestamp() - 5 * 86400]
     store = store_on_clock(now)
     first = datetime.fromtimestamp(now[0], UTC)
-    assert store.first_received("form:sha256:abc", first) == first
+    assert store.first_received("form:sha256:abc", first).at == first
     now[0] += 20 * 86400  # inside the record's 21 days: a redelivery
-    assert store.first_received("form:sha256:abc", first + timedelta(days=20)) == first
+    assert store.first_received("form:sha256:abc", first + timedelta(days=20)).at == first
     now[0] += 21 * 86400 + 1  # 21 days and a second since it last arrived
     again = datetime.fromtimestamp(now[0], UTC)
     assert again > ERASED_AT
-    assert store.first_received("form:sha256:abc", again) == again
+    assert store.first_received("form:sha256:abc", again).at == again
     # And that new arrival's record lives its 21 days again.
     now[0] += 86400
-    assert store.first_received("form:sha256:abc", again + timedelta(days=1)) == again
+    assert store.first_received("form:sha256:abc", again + timedelta(days=1)).at == again
 
 
 def test_keep_leaves_a_body_that_is_gone_gone(aws) -> None:
