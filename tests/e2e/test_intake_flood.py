@@ -15,15 +15,22 @@ import contextlib
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import yaml
 from botocore.exceptions import ClientError, ReadTimeoutError
 from cliniko_automations.common import aws as aws_clients
+from cliniko_automations.common.person_keys import email_hash
 from cliniko_automations.common.submission_store import DynamoSubmissionStore
 
-from tests.integration.intake_worker.e2e_world import IntakePath, build_intake_path, delivery
+from tests.integration.intake_worker.e2e_world import (
+    PEPPER,
+    IntakePath,
+    build_intake_path,
+    delivery,
+)
 from tests.integration.intake_worker.resources import captured_logs, load_dead_letters_script
 
 dead_letters = load_dead_letters_script()
@@ -97,6 +104,21 @@ def test_copies_of_one_delivery_count_once_and_a_copy_of_a_held_one_is_held(path
     path.work()
     assert len(cliniko.control.contacts()) == 5  # the captured one once, four referrals
     assert path.stack.counts(path.stack.parked_queue_url) == (2, 0)
+
+
+def test_a_held_submission_of_a_person_erased_since_it_was_made_is_not_kept(path, cliniko):
+    # A provider's redelivery, days later, of a submission made before its person's erasure:
+    # the worker drops such a one unstored, but held past the ceiling, the erased person's
+    # body waited 16 days on the parked queue for staff.
+    erased = "erased.person@example.org"
+    path.stack.store().tombstone([email_hash(PEPPER, erased)], datetime.now(UTC))
+    for n in range(5):  # the hour's five
+        path.post(delivery("typeform", email=f"r{n}@example.org"))
+    answer = json.loads(path.post(delivery("typeform", email=erased))["body"])
+
+    assert answer["held"] == "source_hourly_ceiling"  # answered as any held one
+    assert path.stack.store().get(answer["submission_id"]) is None
+    assert path.stack.counts(path.stack.parked_queue_url) == (0, 0)
 
 
 def test_a_signed_source_answers_held_and_a_sources_own_ceiling_overrides(

@@ -84,6 +84,12 @@ class SubmissionQueue:
                     if not counted:
                         held = HELD_OVER_CEILING
                         store.mark_held(submission.idempotency_key)
+            if held and _made_before_its_erasure(store, submission, keys):
+                # Made before its person was erased (a provider's redelivery days later): the
+                # worker drops such a one unstored at once, but held, the erased person's
+                # body waited 16 days for staff. Answered as held all the same: the answer
+                # tells a sender nothing of an erasure.
+                return held
             store.put(submission.submission_id, submission.to_json(), keys)
         except ClientError as exc:
             raise _not_queued("submission_store", exc, store, submission, counted) from None
@@ -119,6 +125,14 @@ class SubmissionQueue:
         except (BotoCoreError, ClientError) as exc:
             raise _not_queued("queue", exc, store, submission, counted) from None
         return held
+
+
+def _made_before_its_erasure(
+    store: DynamoSubmissionStore, submission: Submission, keys: PersonKeys
+) -> bool:
+    """As the worker tells a submission to drop (intake_worker/messages.py `Loaded.erased`)."""
+    erased_at = store.erased_at(keys.tombstone_keys)
+    return erased_at is not None and submission.made_at <= erased_at
 
 
 def _not_queued(
