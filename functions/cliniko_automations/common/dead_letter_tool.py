@@ -307,7 +307,8 @@ def _tell_if_cut(letters: DeadLetterTool[L]) -> None:
     if not letters.complete:
         print(
             f"the listing stopped after {LISTING_SECONDS:.0f} s: the queue holds more "
-            f"{letters.noun}s than were listed, which the next run lists",
+            f"{letters.noun}s than were listed; a run lists from the front of the queue, so "
+            "settle those listed (replay or delete them) and run again for the rest",
             file=sys.stderr,
         )
 

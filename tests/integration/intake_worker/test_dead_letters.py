@@ -133,8 +133,9 @@ def test_a_listing_cut_short_says_so(stack: WorkerStack, monkeypatch, capsys) ->
     code, _ = run("replay", "--all")
     assert code == 0
     assert capsys.readouterr().err == (
-        "the listing stopped after 0 s: the queue holds more dead letters than were listed, "
-        "which the next run lists\nnothing to replay\n"
+        "the listing stopped after 0 s: the queue holds more dead letters than were listed; "
+        "a run lists from the front of the queue, so settle those listed (replay or delete "
+        "them) and run again for the rest\nnothing to replay\n"
     )
     assert stack.counts(stack.dead_letter_queue_url) == (3, 0)
 
