@@ -8,7 +8,13 @@ import functools
 
 from cliniko_automations.common.accounts import load_accounts
 from cliniko_automations.common.person_keys import PersonKeys, submission_keys
-from cliniko_automations.common.secrets import SecretUnavailable, read_secret, rotated_values
+from cliniko_automations.common.secret_text import trimmed
+from cliniko_automations.common.secrets import (
+    SecretNotPlainText,
+    SecretUnavailable,
+    read_secret,
+    rotated_values,
+)
 from cliniko_automations.intake.config import FormSources, load_form_sources
 from cliniko_automations.intake.submission import Submission
 from cliniko_automations.intake_api.accept import Accepted, Services
@@ -29,10 +35,23 @@ def form_sources(settings: ApiSettings) -> FormSources:
     return load_sources(settings.form_sources_file, settings.cliniko_accounts_file)
 
 
+def read_form_secret(name: str, *, prefix: str | None = None) -> str:
+    """A form source's signing secret or token: one value. Two separated by white space (a
+    webhook secret's `whsec_NEW whsec_OLD` while it is rotated) were taken as one key, and
+    every delivery was refused 401, which a provider does not deliver again; refused as not
+    plain text, the provider is answered 503 and the operator told the fix."""
+    value = read_secret(name, prefix=prefix)
+    if any(character.isspace() for character in trimmed(value)):
+        raise SecretNotPlainText(
+            f"secret {name!r} holds two values", name=name, holds="values separated by spaces"
+        )
+    return value
+
+
 def services(settings: ApiSettings) -> Services:
     return Services(
         sources=form_sources(settings),
-        read_secret=functools.partial(read_secret, prefix=settings.secrets_prefix),
+        read_secret=functools.partial(read_form_secret, prefix=settings.secrets_prefix),
         rotated_secret=functools.partial(rotated_values, prefix=settings.secrets_prefix),
         verify_captcha=verify_captcha,
         max_body_bytes=settings.max_body_bytes,

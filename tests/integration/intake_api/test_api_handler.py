@@ -510,8 +510,11 @@ def test_a_signing_secret_pasted_with_invisible_characters_around_it_still_match
         f'"{SECRET}"\n',
         # --secret-string 'VALUE' in Windows' cmd.exe, which quotes with double quotes only.
         f"'{SECRET}'",
+        # A new value before the old one, as a webhook's signing secret holds them while it
+        # is rotated: taken as one key, every delivery was refused 401.
+        f"{SECRET}-new {SECRET}",
     ],
-    ids=["console-key-value", "quoted", "single-quoted"],
+    ids=["console-key-value", "quoted", "single-quoted", "two-values"],
 )
 def test_503_and_the_fix_when_a_signing_secret_is_not_stored_as_plain_text(intake, capsys, stored):
     # Before: the secret was taken as written and every delivery refused 401, which a provider
