@@ -316,6 +316,13 @@ class DynamoSubmissionStore:
         found = get_items(self._client, self._table, wanted, sleep=self._sleep)
         return _erased_at(found)
 
+    def erased_since(self, keys: Sequence[str], made_at: datetime) -> bool:
+        """Whether the person of these keys was erased after a submission of theirs was made
+        at `made_at`: such a one is dropped wherever it comes from (a retry, a replay, a
+        provider's redelivery days later)."""
+        erased_at = self.erased_at(keys)
+        return erased_at is not None and made_at <= erased_at
+
     # -- the erasure ------------------------------------------------------------------------
 
     def tombstone(self, keys: Collection[str], erased_at: datetime) -> None:

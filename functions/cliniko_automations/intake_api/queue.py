@@ -84,7 +84,7 @@ class SubmissionQueue:
                     if not counted:
                         held = HELD_OVER_CEILING
                         store.mark_held(submission.idempotency_key)
-            if held and _made_before_its_erasure(store, submission, keys):
+            if held and store.erased_since(keys.tombstone_keys, submission.made_at):
                 # Made before its person was erased (a provider's redelivery days later): the
                 # worker drops such a one unstored at once, but held, the erased person's
                 # body waited 16 days for staff. Answered as held all the same: the answer
@@ -125,14 +125,6 @@ class SubmissionQueue:
         except (BotoCoreError, ClientError) as exc:
             raise _not_queued("queue", exc, store, submission, counted) from None
         return held
-
-
-def _made_before_its_erasure(
-    store: DynamoSubmissionStore, submission: Submission, keys: PersonKeys
-) -> bool:
-    """As the worker tells a submission to drop (intake_worker/messages.py `Loaded.erased`)."""
-    erased_at = store.erased_at(keys.tombstone_keys)
-    return erased_at is not None and submission.made_at <= erased_at
 
 
 def _not_queued(

@@ -34,8 +34,7 @@ class Loaded:
 
     def erased(self, rt: Runtime) -> bool:
         """Whether its person was erased after it was made."""
-        erased_at = rt.store.erased_at(self.tombstone_keys)
-        return erased_at is not None and self.submission.made_at <= erased_at
+        return rt.store.erased_since(self.tombstone_keys, self.submission.made_at)
 
 
 def load_submission(rt: Runtime, record: SQSRecord) -> Loaded | dict[str, Any]:
