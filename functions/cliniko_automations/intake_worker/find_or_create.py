@@ -334,12 +334,23 @@ def decide(
 
 
 def named_otherwise(draft: ContactDraft, contact: Contact) -> bool:
-    """Whether the contact found by the submission's email names someone else: a first and a
-    last name on both sides, and another whole name. Split otherwise ("Mary Jane" "Watson" and
-    "Mary" "Jane Watson"), with the title in front (a contact made from "Dr Jane Smith" before
-    titles were read), or in another Unicode composition, it is the same name."""
+    """Whether the contact found by the submission's email names someone else. With a first
+    and a last name on both sides: another whole name. Split otherwise ("Mary Jane" "Watson"
+    and "Mary" "Jane Watson"), with the title in front (a contact made from "Dr Jane Smith"
+    before titles were read), or in another Unicode composition, it is the same name.
+
+    With one name missing on either side: a name none of whose words the other's holds all of.
+    "Omar" and "Omar Haddad" may be one person; "Mallory" and "Jane Smith" are not, nor
+    "Reception" and "Omar Haddad". Read as "nothing to tell them apart by", a one-word name
+    let anyone who knew a contact's address rename it and replace its phones. Without any
+    name on a side there is nothing to compare."""
     ours, theirs = _whole_names(draft), _whole_names(contact)
-    return bool(ours) and bool(theirs) and ours.isdisjoint(theirs)
+    if ours and theirs:
+        return ours.isdisjoint(theirs)
+    our_words, their_words = _name_words(draft), _name_words(contact)
+    if not (our_words and their_words):
+        return False
+    return not (our_words <= their_words or their_words <= our_words)
 
 
 def named_alike(draft: ContactDraft, contact: Contact) -> bool:
@@ -349,14 +360,21 @@ def named_alike(draft: ContactDraft, contact: Contact) -> bool:
 
 def _whole_names(person: ContactDraft | Contact) -> set[str]:
     """A person's name as "first last", and "title first last": empty without both names."""
-    get = person.get if isinstance(person, Mapping) else lambda name: getattr(person, name)
-    first, last = (
-        unicodedata.normalize("NFC", fold_name(get(n))) for n in ("first_name", "last_name")
-    )
+    first, last = (_folded(person, name) for name in ("first_name", "last_name"))
     if not (first and last):
         return set()
-    title = unicodedata.normalize("NFC", fold_name(get("title")))
+    title = _folded(person, "title")
     return {f"{first} {last}", f"{title} {first} {last}".strip()}
+
+
+def _name_words(person: ContactDraft | Contact) -> frozenset[str]:
+    """The words of a person's first and last names, folded as `_whole_names` reads them."""
+    return frozenset(f"{_folded(person, 'first_name')} {_folded(person, 'last_name')}".split())
+
+
+def _folded(person: ContactDraft | Contact, name: str) -> str:
+    value = person.get(name) if isinstance(person, Mapping) else getattr(person, name)
+    return unicodedata.normalize("NFC", fold_name(value))
 
 
 def decide_recovery(

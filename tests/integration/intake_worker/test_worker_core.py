@@ -141,9 +141,24 @@ def test_same_email_again_fills_blanks_only(h: Harness) -> None:
 
 
 def test_overwrite_policy_replaces_values(h: Harness) -> None:
-    h.client.create_contact({"first_name": "Anabel", "email": "ana.lima@example.com"})
+    h.client.create_contact(
+        {"first_name": "Ana", "email": "ana.lima@example.com", "company_name": "Old Physio"}
+    )
     assert h.process(json_submission(ANA, policy="overwrite")).action == "updated"
-    assert h.contacts()[0]["first_name"] == "Ana"
+    [contact] = h.contacts()
+    assert (contact["company_name"], contact["last_name"]) == ("Lima Physio", "Lima")
+
+
+def test_overwrite_leaves_a_contact_under_a_one_word_name_that_is_not_the_submissions(
+    h: Harness,
+) -> None:
+    # "Anabel" is none of "Ana Lima"'s words: renamed, a contact found by its address would
+    # become whoever wrote from it (a full name that differs is parked the same way).
+    staff = h.client.create_contact({"first_name": "Anabel", "email": "ana.lima@example.com"})
+    outcome = h.process(json_submission(ANA, policy="overwrite"))
+    assert (outcome.action, outcome.reason) == ("parked", "name_differs")
+    assert h.parking.parked[-1][1:] == ("name_differs", (str(staff.id),))
+    assert h.contacts()[0]["first_name"] == "Anabel"
 
 
 def test_overwrite_leaves_the_contact_of_someone_else_sharing_the_email(h: Harness) -> None:

@@ -306,6 +306,11 @@ def test_overwrite_leaves_a_value_alone_that_differs_in_unicode_composition_only
         (("Dr", "Omar Haddad"), "update"),
         (("Omar Haddad", ""), "update"),
         (("Omar", "Haddad Jr"), "park"),
+        # A one-word name that is none of the submission's words: a contact staff keep under
+        # the desk's name is not renamed after whoever writes from its address.
+        (("Reception", ""), "park"),
+        (("", "Ng"), "park"),
+        (("", "Haddad"), "update"),
     ],
 )
 def test_overwrite_parks_a_contact_found_by_email_that_names_someone_else(theirs, action) -> None:
@@ -325,6 +330,35 @@ def test_overwrite_parks_a_contact_found_by_email_that_names_someone_else(theirs
         assert (decision.reason, decision.candidate_ids) == ("name_differs", ("7",))
     # Under fill_blanks nothing staff typed is replaced: the blanks are filled, as documented.
     assert foc.decide(draft, foc.lookup_for(draft), [staff], "fill_blanks").action == "update"
+
+
+@pytest.mark.parametrize(
+    ("ours", "action"),
+    [
+        # One word that is not the contact's name: anyone who knew the address could rename
+        # the contact and replace its phones with a one-word answer (a full name is parked).
+        (("Mallory", None), "park"),
+        ((None, "Mallory"), "park"),
+        (("Jane", None), "update"),  # what there is of the name agrees
+        (("Smith", None), "update"),
+        (("JANE", None), "update"),
+        ((None, None), "update"),  # no name to compare
+    ],
+)
+def test_overwrite_parks_a_one_word_name_that_is_not_the_contacts(ours, action) -> None:
+    draft = ContactDraft(
+        email="jane@acme.example",
+        first_name=ours[0],
+        last_name=ours[1],
+        company_name="Evil Pty",
+        phone_numbers=(PhoneNumber(number="0400 666 666"),),
+    )
+    jane = contact("7", email="jane@acme.example", first_name="Jane", last_name="Smith")
+    decision = foc.decide(draft, foc.lookup_for(draft), [jane], "overwrite")
+    assert decision.action == action
+    if action == "park":
+        assert (decision.reason, decision.candidate_ids) == ("name_differs", ("7",))
+        assert not decision.changes
 
 
 def test_overwrite_takes_a_name_in_another_unicode_composition_as_the_same() -> None:
