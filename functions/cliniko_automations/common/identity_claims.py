@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cliniko_automations.common.person_keys import clean_email, fold_name, text_of
+from cliniko_automations.common.person_keys import clean_email, compared_email, fold_name, text_of
 
 CLAIM_PREFIX = "intake-claim#"
 # Cliniko ends a request running over 30 s with a 504 (its API docs): a create whose answer
@@ -55,7 +55,7 @@ def claim_key(account: str, *identity: str) -> str:
 
 def email_claim(account: str, email: object) -> str:
     """The claim of an email in one account, the email compared as the worker compares it."""
-    return claim_key(account, "email", clean_email(text_of(email)).lower())
+    return claim_key(account, "email", compared_email(email))
 
 
 def name_claim(account: str, first: object, last: object) -> str:

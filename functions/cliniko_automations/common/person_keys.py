@@ -52,6 +52,12 @@ def text_of(value: object) -> str:
     return without_lone_surrogates(value) if isinstance(value, str) else ""
 
 
+def compared_email(value: object) -> str:
+    """An email as the intake and the erasure compare one: cleaned, lower-cased (Cliniko's
+    email filter compares the lower-cased stored email); "" for a value that is no text."""
+    return clean_email(text_of(value)).lower()
+
+
 def phone_entries(value: object) -> list[Mapping[str, Any]]:
     """A contact's phone numbers as Cliniko lists them; a value off the spec (an object, an
     entry that is not one) holds none."""

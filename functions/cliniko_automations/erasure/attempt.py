@@ -14,7 +14,7 @@ account's, and is scrubbed, archived and verified through that account's client.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from cliniko_automations.cliniko.rules import contact_fields, is_archived
 from cliniko_automations.common.identity_claims import contact_claims, email_claim
 from cliniko_automations.common.person_keys import (
     PersonKeys,
+    compared_email,
     contact_keys,
     contact_keys_as_typed,
     email_hash,
@@ -491,7 +492,9 @@ class Attempt:
         if not self.request.dry_run:
             # The lookup, then a match's scrub, archive and read back: booked two at a time.
             client.expect_requests(4)
-        matches = [contact_fields(contact) for contact in client.list_contacts(filters)]
+        matches = [
+            self._asked_for(contact_fields(contact)) for contact in client.list_contacts(filters)
+        ]
         found = {str(fields["id"]) for fields in matches}
         unfinished = [i for i in self.matched_before.get(account, ()) if i not in found]
         if unfinished:
@@ -504,9 +507,26 @@ class Attempt:
             matches.extend(
                 fields
                 for fields in map(contact_fields, client.list_contacts(again))
-                if text_of(fields.get("email")).strip() in ("", PLACEHOLDER_EMAIL)
+                if _listed_as_asked(fields, unfinished)
+                and text_of(fields.get("email")).strip() in ("", PLACEHOLDER_EMAIL)
             )
         return [Match(account, fields) for fields in matches]
+
+    def _asked_for(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """`fields`, a contact the lookup listed, when it is one the request names: its id the
+        request's contact id, its email the request's email. Cliniko's filters decide whom the
+        erasure scrubs, and a Cliniko (or a proxy) that dropped one listed other people, who
+        were scrubbed, archived and reported erased; such a listing fails the attempt before
+        anything is changed."""
+        if self.request.contact_id and str(fields.get("id")) != self.request.contact_id:
+            raise cliniko_errors.UnexpectedResponse(
+                "Cliniko listed a contact other than the id asked for (q[]=id:=)"
+            )
+        if self.request.email and compared_email(fields.get("email")) != self.request.email:
+            raise cliniko_errors.UnexpectedResponse(
+                "Cliniko listed a contact whose email is not the one asked for (q[]=email:=)"
+            )
+        return fields
 
     def handle(self, match: Match) -> ContactResult:
         fields, contact_id, account = match.fields, match.contact_id, match.account
@@ -790,7 +810,17 @@ def _read_archived_or_not(client: Any, contact_id: str) -> list[dict[str, Any]]:
     """The contact as a list filtered by id and `archived_at` shows it, which reaches it
     archived or not (by id alone, a Cliniko may answer 404 for an archived one)."""
     check = [DateTimeFilter("archived_at").any(), NumericFilter("id").eq([contact_id])]
-    return [contact_fields(c) for c in client.list_contacts(check)]
+    listed = [contact_fields(c) for c in client.list_contacts(check)]
+    if not all(_listed_as_asked(fields, [contact_id]) for fields in listed):
+        # Another contact, read as this one, could verify an erasure that did not happen.
+        raise cliniko_errors.UnexpectedResponse(
+            "Cliniko listed a contact other than the id asked for (q[]=id:=)"
+        )
+    return listed
+
+
+def _listed_as_asked(fields: Mapping[str, Any], ids: Collection[str]) -> bool:
+    return str(fields.get("id")) in ids
 
 
 def purged_before(records: Sequence[Mapping[str, Any]], store: str = SUBMISSION_STORE) -> int:

@@ -50,6 +50,7 @@ from cliniko_automations.common.person_keys import (
     APOSTROPHES,
     MAX_PREFIX_DIGITS,
     MIN_SUFFIX_DIGITS,
+    compared_email,
     fold_name,
     phone_digits,
     phone_entries,
@@ -198,7 +199,7 @@ def matches(lookup: Lookup, contact: Contact) -> bool:
     already compares lower-cased, names are compared folded, phones digit-wise).
     """
     if lookup.kind is LookupKind.EMAIL:
-        return text_of(contact.get("email")).strip().lower() == lookup.email
+        return compared_email(contact.get("email")) == lookup.email
     if lookup.kind is LookupKind.NAME_PHONE:
         if fold_name(contact.get("first_name")) != fold_name(lookup.first_name):
             return False

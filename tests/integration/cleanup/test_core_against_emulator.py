@@ -19,6 +19,7 @@ from cliniko_automations.cliniko import RetryPolicy
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.common.ledger import DynamoLedger, LedgerEntry
 
+from tests.fixtures.dropped_filters import DropsFilters
 from tests.integration.cleanup.tables import create_cleanup_tables
 
 NOW = dt.datetime.now(dt.UTC)
@@ -319,20 +320,6 @@ def test_a_contact_gone_before_its_archive_is_not_a_failure_nor_the_run_s_archiv
     assert world.archived() == {ids[0], ids[2]} and world.active() == []
 
 
-class IgnoresTheIdFilter:
-    """The client against a Cliniko (or a proxy) that drops `q[]=id:=...`, honouring the rest."""
-
-    def __init__(self, client) -> None:
-        self.client = client
-
-    def iter_contacts(self, filters=(), sort=None):
-        kept = [f for f in filters if f.to_query().split(":", 1)[0] != "id"]
-        return self.client.iter_contacts(kept, sort)
-
-    def archive_contact(self, contact_id):
-        return self.client.archive_contact(contact_id)
-
-
 def test_a_rule_on_the_intake_s_contacts_never_archives_one_it_did_not_ask_about(world):
     # The rule asks Cliniko about the ledger's ids: a listing that holds another contact (the
     # id filter ignored) stops the rule; archived, staff's own contacts would have gone.
@@ -342,7 +329,7 @@ def test_a_rule_on_the_intake_s_contacts_never_archives_one_it_did_not_ask_about
     )
     state = world.start(rule())
 
-    _, final = world.step(state, rule(), client=IgnoresTheIdFilter(world.client))
+    _, final = world.step(state, rule(), client=DropsFilters(world.client, "id"))
 
     (progress,) = final.rules
     assert world.archived() == set()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cliniko_automations.cliniko.filters import NumericFilter
 from cliniko_automations.common import aws
 from cliniko_automations.common.plain_data import as_data
 from cliniko_automations.erasure.accounts import ErasureAccounts
@@ -29,6 +30,7 @@ from cliniko_automations.erasure.scrub import PLACEHOLDER_FIRST_NAME
 from cliniko_automations.erasure.trail import chain_head, chained
 from cliniko_automations.erasure.workflow import Eraser
 
+from tests.fixtures.dropped_filters import DropsFilters
 from tests.integration.erasure import stack
 from tests.integration.erasure.stack import PEPPER, USER_AGENT, assert_scrubbed_and_archived
 from tests.unit.cliniko.fake_clock import FakeClock
@@ -401,6 +403,68 @@ def test_id_and_email_together_must_name_the_same_contact(erasure_stack, eraser)
     assert not erasure_stack.contact(contact_id)["archived_at"]
     outcome = eraser.submit(ask(request_id="both-ok", contact_id=contact_id, email=EMAIL), CALLER)
     assert outcome.result == "erased" and outcome.contact_ids == [contact_id]
+
+
+@pytest.mark.parametrize(
+    ("dropped", "request_values"),
+    [
+        ("email", {"email": "nobody.here@example.com"}),
+        ("id", {"contact_id": "1234567890123456789"}),
+    ],
+)
+def test_a_listing_of_contacts_the_request_does_not_name_changes_nobody(
+    erasure_stack, dropped, request_values
+):
+    # A Cliniko (or a proxy) that drops the filter lists every contact: erased on its word,
+    # someone else was scrubbed, archived and reported erased.
+    other = erasure_stack.seed(email="somebody.else@clinic.example")
+    client = DropsFilters(erasure_stack.cliniko.client(user_agent=USER_AGENT), dropped)
+    outcome = make_eraser(erasure_stack, client).submit(
+        ask(request_id=f"dropped-{dropped}", **request_values), CALLER
+    )
+    assert (outcome.status, outcome.result) == ("failed", "failed")
+    assert "cliniko_UnexpectedResponse" in outcome.message
+    stored = erasure_stack.contact(other)
+    assert (stored["email"], stored["archived_at"]) == ("somebody.else@clinic.example", None)
+
+
+class AnswersAnIdWithAnother:
+    """The real client, except that a listing by id lists `other` instead: a Cliniko (or a
+    proxy's cache) answering with the wrong contact."""
+
+    def __init__(self, client: Any, other: str) -> None:
+        self._client = client
+        self._other = other
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def list_contacts(self, filters: Any = (), *args: Any, **kwargs: Any) -> Any:
+        swapped = [
+            NumericFilter("id").eq([self._other]) if f.to_query().startswith("id:") else f
+            for f in filters
+        ]
+        return self._client.list_contacts(swapped, *args, **kwargs)
+
+
+def test_a_read_back_listing_another_contact_does_not_verify_the_erasure(erasure_stack):
+    # Read back by id, another contact erased before must not stand in for this one.
+    erased_before = erasure_stack.seed(email="erased.before@example.com")
+    erasure_stack.cliniko.client(user_agent=USER_AGENT).archive_contact(erased_before)
+    make_eraser(erasure_stack).submit(
+        ask(request_id="before", email="erased.before@example.com"), CALLER
+    )
+    contact_id = erasure_stack.seed()
+    client = AnswersAnIdWithAnother(
+        erasure_stack.cliniko.client(user_agent=USER_AGENT), erased_before
+    )
+    outcome = make_eraser(erasure_stack, client).submit(
+        ask(request_id="read-back-swapped", email=EMAIL), CALLER
+    )
+    assert outcome.contact_ids == [contact_id]
+    assert (outcome.status, outcome.result) == ("failed", "failed")
+    (contact,) = outcome.contacts
+    assert (contact.action, contact.verified) == ("failed", False)
 
 
 class Killed(BaseException):
