@@ -17,6 +17,7 @@ if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line
 
 import datetime as dt
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -82,6 +83,28 @@ class TextCondition(_Model):
         }[self.op]
         return make(value)
 
+    def admits(self, contact: Mapping[str, Any], now: dt.datetime) -> bool:
+        """Whether a contact Cliniko listed for this condition may be one it selects. Read
+        leniently (any case, `_` as any one character, surrounding space): it is there to
+        catch a filter Cliniko dropped, not to second-guess how Cliniko reads one."""
+        if self.field not in contact:
+            return True  # a field the listing leaves out cannot disprove it
+        value = contact[self.field]
+        if self.op == "not_equals":
+            return not isinstance(value, str) or value.strip() != self.value.strip()
+        if not isinstance(value, str):
+            return False
+        pattern = {"equals": self.value, "contains": f"%{self.value}%", "like": self.value}
+        return _like(pattern[self.op]).fullmatch(value.strip()) is not None
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    """`pattern` as Cliniko's `~~` may read it at its widest: `%` any text, `_` any character,
+    letters in any case."""
+    wildcards = {"%": ".*", "_": "."}
+    parts = (wildcards.get(char) or re.escape(char) for char in pattern.strip())
+    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+
 
 class TypeCondition(_Model):
     field: Literal["type_code"]
@@ -99,6 +122,11 @@ class TypeCondition(_Model):
     def to_filter(self, now: dt.datetime) -> Filter:
         return NumericFilter("type_code").eq(self.value)
 
+    def admits(self, contact: Mapping[str, Any], now: dt.datetime) -> bool:
+        """As `TextCondition.admits`: a type code none of the rule's is one Cliniko should
+        not have listed."""
+        return "type_code" not in contact or contact["type_code"] in self.value
+
 
 class AgeCondition(_Model):
     field: TimeField
@@ -111,6 +139,18 @@ class AgeCondition(_Model):
 
     def to_filter(self, now: dt.datetime) -> Filter:
         return DateTimeFilter(self.field).lt(self.cutoff(now))
+
+    def admits(self, contact: Mapping[str, Any], now: dt.datetime) -> bool:
+        """As `TextCondition.admits`: a contact stamped at or after the cutoff is one Cliniko
+        should not have listed (a stamp that is not an ISO time cannot disprove it)."""
+        stamp = contact.get(self.field)
+        try:
+            at = dt.datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+        except ValueError:
+            return True
+        if at is None or at.tzinfo is None:
+            return True
+        return at < self.cutoff(now)
 
 
 # Told apart by `field`, so a mistake is reported against the one kind of condition it is.
@@ -136,6 +176,11 @@ class CleanupRule(_Model):
 
     def filters(self, now: dt.datetime) -> list[Filter]:
         return [condition.to_filter(now) for condition in self.where]
+
+    def admits(self, contact: Mapping[str, Any], now: dt.datetime) -> bool:
+        """Whether a contact Cliniko listed for `filters(now)` meets every condition as this
+        process reads them (leniently: see `TextCondition.admits`)."""
+        return all(condition.admits(contact, now) for condition in self.where)
 
     def updated_before(self, now: dt.datetime) -> dt.datetime | None:
         """The rule's `updated_at` cutoff (the earliest of several), None without one."""

@@ -36,6 +36,7 @@ from cliniko_automations.cleanup.config import CleanupRule
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.config import PER_PAGE
 from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter
+from cliniko_automations.cliniko.rules import contact_fields
 
 # Cliniko's largest page; also how many ledger ids go into one `id:=` filter.
 BATCH = PER_PAGE
@@ -233,6 +234,30 @@ def _wait_after(error: cliniko_errors.ClinikoError, now: float) -> int:
     return RETRY_WAIT_SECONDS
 
 
+@dataclass(frozen=True)
+class RuleQuery:
+    """What a rule selects as its run began: Cliniko's filters, the `updated_at` cutoff the
+    intake's ledger is read against, and the same conditions read by this process."""
+
+    filters: list[Filter]
+    updated_before: dt.datetime | None
+    admits: Callable[[Any], bool]
+
+
+def _selected(query: RuleQuery, listing: Iterator[Any]) -> Iterator[Any]:
+    """`listing`, a listing for the rule's filters: stopped at the first contact the rule's
+    conditions leave out. Cliniko's filters decide what the cleanup archives, and a Cliniko
+    (or a proxy) that dropped one listed contacts no rule selects (every intake contact for
+    an email pattern, staff's own for `created_by_intake: false`), which were archived."""
+    for contact in listing:
+        if not query.admits(contact):
+            raise cliniko_errors.UnexpectedResponse(
+                "Cliniko listed a contact the rule's conditions leave out (its q[] filters "
+                "dropped or read otherwise): this rule cannot tell what it selects"
+            )
+        yield contact
+
+
 def _within(ids: list[str], listing: Iterator[Any]) -> list[str]:
     """The ids of `listing`, a list of the contacts `ids` names. A Cliniko that ignored the
     id filter lists others, which a rule on the intake's contacts must never archive (staff
@@ -351,11 +376,14 @@ class CleanupStep:
             progress.stop(error.kind)
             return
         started = dt.datetime.fromisoformat(state.started_at)
-        filters = rule.filters(started)
-        updated_before = rule.updated_before(started)
+        query = RuleQuery(
+            rule.filters(started),
+            rule.updated_before(started),
+            lambda contact: rule.admits(contact_fields(contact), started),
+        )
         try:
             if progress.phase == "find":
-                self._find(progress, client, filters, updated_before)
+                self._find(progress, client, query)
                 progress.failing_since = None  # Cliniko answers again
                 progress.batches += 1
                 if state.dry_run:
@@ -372,8 +400,8 @@ class CleanupStep:
                 self._checkpoints.save(state)  # the batch is known before any archive
             if progress.phase == "archive":
                 if verify:
-                    self._verify(state, progress, client, filters, updated_before)
-                self._archive(state, progress, client, filters, updated_before)
+                    self._verify(state, progress, client, query)
+                self._archive(state, progress, client, query)
                 progress.failing_since = None
         except cliniko_errors.ClinikoError as error:
             if _access_refused(error):
@@ -403,13 +431,16 @@ class CleanupStep:
         self,
         progress: RuleProgress,
         client: ContactsClient,
-        filters: list[Filter],
-        updated_before: dt.datetime | None = None,
+        query: RuleQuery,
     ) -> None:
+        filters, updated_before = query.filters, query.updated_before
         if progress.created_by_intake:
             ids = self._ledger.active_ids(progress.account, progress.cursor, BATCH)
             matched = (
-                _within(ids, client.iter_contacts([*filters, NumericFilter("id").eq(ids)]))
+                _within(
+                    ids,
+                    _selected(query, client.iter_contacts([*filters, NumericFilter("id").eq(ids)])),
+                )
                 if ids
                 else []
             )
@@ -418,7 +449,7 @@ class CleanupStep:
             found = ids
         else:
             after = [NumericFilter("id").gt(progress.cursor)] if progress.cursor else []
-            listing = client.iter_contacts([*filters, *after], sort="id")
+            listing = _selected(query, client.iter_contacts([*filters, *after], sort="id"))
             # One page: stop reading before the client asks for the next one.
             matched = [c.id for c in itertools.islice(listing, BATCH)]
             if any(int(b) <= int(a) for a, b in itertools.pairwise(matched)):
@@ -457,15 +488,14 @@ class CleanupStep:
         state: RunState,
         progress: RuleProgress,
         client: ContactsClient,
-        filters: list[Filter],
-        updated_before: dt.datetime | None = None,
+        query: RuleQuery,
     ) -> None:
         """Drop from the batch what an earlier, cut-off step archived (and count it)."""
         self._count_cut_archives(state, progress, client)
         if not progress.pending:
             return
         # Not seen: it no longer matches (changed meanwhile): left alone.
-        progress.pending = self._still_matching(client, filters, progress.pending, updated_before)
+        progress.pending = self._still_matching(client, query, progress.pending)
 
     def _count_cut_archives(
         self, state: RunState, progress: RuleProgress, client: ContactsClient
@@ -503,22 +533,21 @@ class CleanupStep:
     def _still_matching(
         self,
         client: ContactsClient,
-        filters: list[Filter],
+        query: RuleQuery,
         contact_ids: list[str],
-        updated_before: dt.datetime | None,
     ) -> list[str]:
         """Those of `contact_ids` the rule selects now (lists leave archived contacts out)."""
-        seen = {c.id for c in client.iter_contacts([*filters, NumericFilter("id").eq(contact_ids)])}
+        listing = client.iter_contacts([*query.filters, NumericFilter("id").eq(contact_ids)])
+        seen = {c.id for c in _selected(query, listing)}
         still = [i for i in contact_ids if i in seen]
-        return self._unmet_since(still, updated_before)
+        return self._unmet_since(still, query.updated_before)
 
     def _archive(
         self,
         state: RunState,
         progress: RuleProgress,
         client: ContactsClient,
-        filters: list[Filter],
-        updated_before: dt.datetime | None = None,
+        query: RuleQuery,
     ) -> None:
         done: list[str] = []
         gone: list[str] = []
@@ -535,7 +564,7 @@ class CleanupStep:
                     # Asked too before a contact whose archive failed is tried again: its
                     # answer tells that contact's trouble from Cliniko's.
                     rest = [i for i in progress.pending if i not in done and i not in gone]
-                    still = set(self._still_matching(client, filters, rest, updated_before))
+                    still = set(self._still_matching(client, query, rest))
                     progress.pending = [
                         i for i in progress.pending if i in done or i in gone or i in still
                     ]

@@ -336,6 +336,34 @@ def test_a_rule_on_the_intake_s_contacts_never_archives_one_it_did_not_ask_about
     assert progress.stopped and progress.error == "cliniko_UnexpectedResponse", progress
 
 
+@pytest.mark.parametrize(
+    ("dropped", "from_intake"),
+    [("email", True), ("email", False), ("created_at", True), ("created_at", False)],
+)
+def test_a_rule_whose_filter_cliniko_drops_archives_nothing_it_does_not_select(
+    world, dropped, from_intake
+):
+    # A Cliniko (or a proxy) that drops one of the rule's filters lists contacts the rule does
+    # not select: on an email pattern, every intake contact; with created_by_intake: false,
+    # staff's own. The rule stops at the first, before its batch is archived.
+    world.seed_matching(2, from_intake=from_intake)
+    (outside,) = world.seed(
+        {"first_name": "P", "email": "p@clinic-patient.org", "created_at": ago(30)}
+        if dropped == "email"
+        else {"first_name": "N", "email": "new@example.com", "created_at": ago(1)},
+        from_intake=from_intake,
+    )
+    chosen = rule(created_by_intake=from_intake)
+    state = world.start(chosen)
+
+    _, final = world.step(state, chosen, client=DropsFilters(world.client, dropped))
+
+    (progress,) = final.rules
+    assert outside not in world.archived()
+    assert world.archived() == set()
+    assert progress.stopped and progress.error == "cliniko_UnexpectedResponse", progress
+
+
 def test_a_contact_two_rules_match_is_archived_and_counted_by_one(world):
     # The first rule's step is cut mid-batch; the second rule took what was left of it, and
     # the first rule's verify then counted those as its own too: reported under both.

@@ -245,3 +245,40 @@ rules:
     assert [p.split(":")[0] for p in caught.value.problems] == [
         "rules.0 (form-tests).where.0.email.name"
     ]
+
+
+def _text(field: str, op: str, value: object) -> dict[str, object]:
+    return {"field": field, "op": op, "value": value}
+
+
+EXAMPLE_EMAILS = _text("email", "like", "%@example.com")
+A_WEEK_OLD = _text("created_at", "older_than_days", 7)
+
+
+@pytest.mark.parametrize(
+    ("condition", "contact", "admitted"),
+    [
+        # Read leniently: what Cliniko may read as a match is not taken for a dropped filter.
+        (EXAMPLE_EMAILS, {"email": "T@EXAMPLE.com"}, True),
+        (_text("email", "like", "test_%@x.org"), {"email": "test-1@x.org"}, True),
+        (EXAMPLE_EMAILS, {"email": "p@clinic.org"}, False),
+        (EXAMPLE_EMAILS, {"email": None}, False),
+        (EXAMPLE_EMAILS, {}, True),  # a field the listing leaves out
+        (_text("last_name", "equals", "Test"), {"last_name": "test "}, True),
+        (_text("last_name", "equals", "Test"), {"last_name": "Tester"}, False),
+        (_text("company_name", "contains", "QA"), {"company_name": "Acme qa"}, True),
+        (_text("company_name", "contains", "QA"), {"company_name": "Acme"}, False),
+        (_text("occupation", "not_equals", "GP"), {"occupation": None}, True),
+        (_text("occupation", "not_equals", "GP"), {"occupation": "GP"}, False),
+        (_text("type_code", "equals", [0, 2]), {"type_code": 1}, False),
+        (_text("type_code", "equals", [0, 2]), {"type_code": 2}, True),
+        (A_WEEK_OLD, {"created_at": "2026-11-22T12:00:00Z"}, True),
+        (A_WEEK_OLD, {"created_at": "2026-11-29T12:00:00Z"}, False),
+        (_text("updated_at", "older_than_days", 7), {"updated_at": "soon"}, True),
+    ],
+)
+def test_a_rule_tells_a_contact_its_filters_would_not_have_listed(condition, contact, admitted):
+    rule = config.CleanupRule.model_validate(
+        {"name": "r", "account": "clinic", "where": [condition]}
+    )
+    assert rule.admits(contact, NOW) is admitted

@@ -26,7 +26,8 @@ class IgnoresSort:
         after = next((int(f.value) for f in filters if f.field == "id" and f.operator == ">"), 0)
         live = [c for c in self.contacts if c[0] > after and str(c[0]) not in self.archived]
         for cid, _ in sorted(live, key=lambda c: (c[1], -c[0])):
-            yield SimpleNamespace(id=str(cid))
+            # What the cleanup reads of a listed contact: its id, and its fields (to_dict).
+            yield SimpleNamespace(id=str(cid), to_dict=lambda cid=cid: {"id": str(cid)})
 
     def archive_contact(self, contact_id: str) -> None:
         self.archived.append(contact_id)
