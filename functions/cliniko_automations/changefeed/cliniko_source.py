@@ -51,6 +51,7 @@ class ClinikoContactsSource:
         # The cursor moves to the page's newest second: on a page not in updated_at order
         # (a Cliniko that ignored `sort`) that skips, for good, the changes still unlisted.
         _in_order(snapshots, lambda c: c.updated_at.replace(microsecond=0), "updated_at")
+        _as_asked(snapshots, lambda c: c.updated_at >= since.replace(microsecond=0), "updated_at")
         return ContactsPage(
             snapshots, listing.has_next, listing.total_entries, _offset(listing.clock_offset)
         )
@@ -65,8 +66,13 @@ class ClinikoContactsSource:
         ]
         listing = self._page(filters, "id", 1)
         snapshots = [_snapshot(c) for c in listing.contacts]
-        # The next request reads on from this page's highest id: only sound in id order.
+        # The next request reads on from this page's highest id: only sound in id order, and
+        # on a page of that second after that id (a Cliniko that dropped `id:>` listed the
+        # second's first page again and again: the feed read it until each run's time ran out,
+        # and never went past it).
         _in_order(snapshots, lambda c: int(c.contact_id), "id")
+        _as_asked(snapshots, lambda c: int(c.contact_id) > after_id, "id")
+        _as_asked(snapshots, lambda c: start <= c.updated_at < start + SECOND, "updated_at")
         return ContactsPage(snapshots, listing.has_next, clock_offset=_offset(listing.clock_offset))
 
 
@@ -80,6 +86,13 @@ def _in_order(
     keys = [key(c) for c in snapshots]
     if any(later < earlier for earlier, later in pairwise(keys)):
         raise UnexpectedResponse(f"Cliniko's page of contacts is not sorted by {column}")
+
+
+def _as_asked(
+    snapshots: list[ContactSnapshot], asked: Callable[[ContactSnapshot], bool], field: str
+) -> None:
+    if not all(asked(c) for c in snapshots):
+        raise UnexpectedResponse(f"Cliniko listed contacts outside the {field} filter asked for")
 
 
 def _snapshot(contact: Any) -> ContactSnapshot:

@@ -25,6 +25,7 @@ from cliniko_automations.changefeed.events import EventBuilder
 from cliniko_automations.changefeed.store import DynamoFeedStore
 from cliniko_automations.common import aws
 
+from tests.fixtures.dropped_filters import DropsFilters
 from tests.integration.changefeed.stack import (
     create_feed_stack,
     eventbridge_refusing,
@@ -380,6 +381,21 @@ def test_a_second_busier_than_one_run_can_read_is_read_on_where_the_last_run_sto
     # Each change published once: the second run read on from the first one's last id.
     assert sum(r["changes"] for r in results) == len(made) + len(later) == 251
     assert results[-1]["cursor"] == iso(BASE_TIME + dt.timedelta(seconds=30))
+
+
+def test_a_busy_second_listed_without_its_id_filter_stops_the_run_and_not_its_time(aws, cliniko):
+    # A Cliniko (or a proxy) that drops `id:>` lists the second's first page for every read
+    # on: the feed read it until the run's time was gone, said nothing was wrong, and every
+    # later run did the same, nothing after that second published again.
+    store = quiet_feed_store()
+    cliniko.control.churn(150, kinds=["create"], at=iso(BASE_TIME), seed=7)
+    client = DropsFilters(cliniko.client(), "id")
+
+    result = poll_once(client, store, 50)
+
+    assert (result["complete"], result["error"]) == (False, "cliniko_UnexpectedResponse")
+    # The first page, then the one that lists it again: refused at once, not read to the end.
+    assert len(cliniko.control.requests()) <= 3
 
 
 def test_a_busy_second_read_within_the_overlap_by_clinikos_clock_is_read_again_from_its_first_id(
