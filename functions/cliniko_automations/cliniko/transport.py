@@ -62,6 +62,7 @@ from cliniko_automations.common.printable import printable
 
 from . import errors
 from .pacing import SYSTEM_CLOCK, Budget, BudgetExhausted, Clock
+from .rules import WRITABLE_FIELDS
 
 logger = logging.getLogger("cliniko_automations.cliniko")
 
@@ -99,6 +100,10 @@ _ARCHIVE_PATH = re.compile(r"/contacts/[^/]+/archive/?$")
 _MESSAGE_LIMIT = 200
 # Cliniko's contacts have 19 writable fields: a 422 naming more is not telling anything more.
 _MAX_FIELD_ERRORS = 25
+# A 422's field names, as a contact's fields (nested: "phone_numbers.number",
+# "phone_numbers[0].number") or Rails' "base" for the whole record.
+_FIELD_ERROR_KEY = re.compile(r"([a-z_]+)(?:[.\[][a-z0-9_.\[\]]{0,60})?")
+_FIELD_ERROR_ROOTS = WRITABLE_FIELDS | {"base"}
 # From where a run of such characters starts only, so the scan is linear (logs.EMAIL).
 _EMAIL_LIKE = re.compile(r"(?<![^\s@'\"])[^\s@'\"]+@[^\s@'\"]+")
 
@@ -309,7 +314,7 @@ def error_for_response(
             for name, text in list(raw.items())[:_MAX_FIELD_ERRORS]:
                 if isinstance(text, list):  # tolerated: some APIs send lists of messages
                     text = "; ".join(str(item) for item in text[:_MAX_FIELD_ERRORS])
-                field_errors[_short(str(name))] = None if text is None else _short(str(text))
+                field_errors[_field_name(name)] = None if text is None else _short(str(text))
         title = message if isinstance(message, str) and message.strip() else "Validation Failed"
         return errors.ValidationFailed(_short(title), field_errors, status_code=422)
     if status == 429:
@@ -323,6 +328,15 @@ def error_for_response(
     return errors.UnexpectedResponse(
         f"Cliniko answered {where} with an unexpected status {status}", status_code=status
     )
+
+
+def _field_name(name: object) -> str:
+    """A 422's key for a refused field, as the errors name it in logs, dead letters and the
+    erasure's trail: a field of the contact's, or "other". The keys are free text to whoever
+    answers, and one that keyed its errors by a value ("Zebedee Quigglesworth": "is already a
+    patient") put the value in every line that names the refused fields."""
+    match = _FIELD_ERROR_KEY.fullmatch(name) if isinstance(name, str) else None
+    return name if match and match.group(1) in _FIELD_ERROR_ROOTS else "other"
 
 
 class ClinikoTransport(httpx.BaseTransport):

@@ -349,7 +349,29 @@ def test_a_validation_failure_s_names_and_texts_carry_no_control_character() -> 
         True
     ]
     assert str(failed).isprintable()
-    assert "\\x1b[2J" in next(iter(failed.errors))
+    assert "\\x1b[2J" in next(iter(failed.errors.values()))
+    assert list(failed.errors) == ["other"]  # no field of a contact's
+
+
+def test_a_validation_failure_names_only_a_contact_s_fields() -> None:
+    # The keys are free text to whoever answers: keyed by a value, they put it in every log
+    # line, dead letter and trail record that names the fields refused.
+    failed = _error(
+        422,
+        {
+            "errors": {
+                "Zebedee Quigglesworth": "is already a patient",
+                "email": "is invalid",
+                "phone_numbers[0].number": "is invalid",
+                "base": "contact is locked",
+                "zebedee_quigglesworth": "is taken",
+            }
+        },
+    )
+    assert isinstance(failed, errors.ValidationFailed)
+    assert set(failed.errors) == {"other", "email", "phone_numbers[0].number", "base"}
+    kind = errors.error_kind(failed)
+    assert "ebedee" not in kind and kind.startswith("cliniko_ValidationFailed: ")
 
 
 def test_budget_refuses_a_wait_longer_than_allowed_and_records_nothing() -> None:
