@@ -35,7 +35,7 @@ from typing import Any, Literal, Protocol
 from cliniko_automations.cleanup.config import CleanupRule
 from cliniko_automations.cliniko import errors as cliniko_errors
 from cliniko_automations.cliniko.config import PER_PAGE
-from cliniko_automations.cliniko.filters import DateTimeFilter, Filter, NumericFilter
+from cliniko_automations.cliniko.filters import KEYSET_SORT, DateTimeFilter, Filter, NumericFilter
 from cliniko_automations.cliniko.rules import contact_fields
 
 # Cliniko's largest page; also how many ledger ids go into one `id:=` filter.
@@ -449,7 +449,7 @@ class CleanupStep:
             found = ids
         else:
             after = [NumericFilter("id").gt(progress.cursor)] if progress.cursor else []
-            listing = _selected(query, client.iter_contacts([*filters, *after], sort="id"))
+            listing = _selected(query, client.iter_contacts([*filters, *after], sort=KEYSET_SORT))
             # One page: stop reading before the client asks for the next one.
             matched = [c.id for c in itertools.islice(listing, BATCH)]
             if any(int(b) <= int(a) for a, b in itertools.pairwise(matched)):

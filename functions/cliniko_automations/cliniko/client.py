@@ -18,6 +18,7 @@ import random
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from http import HTTPStatus
+from itertools import pairwise
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -53,7 +54,7 @@ from .config import (
     resolve_base_url,
     shard_for_key,
 )
-from .filters import DateTimeFilter, Filter
+from .filters import KEYSET_SORT, DateTimeFilter, Filter, NumericFilter
 from .pacing import (
     CLINIKO_REQUESTS_PER_MINUTE,
     SYSTEM_CLOCK,
@@ -288,11 +289,17 @@ class ClinikoClient:
         consistently: that is logged, not raised (narrow filters and `updated_at` cursors are
         how callers stay exact).
 
+        With `sort="id"` the pages after the first are read by id instead (`_by_id`), which a
+        contact leaving the listing meanwhile cannot shift.
+
         `on_clock_offset` hears each page's Cliniko clock offset (`ContactPage.clock_offset`).
         """
         queries = _queries(filters)
         if sort is not None and (not isinstance(sort, str) or not _SORT.fullmatch(sort)):
             raise ValueError("sort reads like 'created_at', 'last_name,created_at:desc'")
+        if sort == KEYSET_SORT:
+            yield from self._by_id(filters, on_clock_offset)
+            return
         page = 1
         per_page = PER_PAGE
         pages = 0
@@ -353,6 +360,40 @@ class ClinikoClient:
                 first_total,
                 last_total,
             )
+
+    def _by_id(
+        self, filters: Sequence[Filter], on_clock_offset: Callable[[float | None], None] | None
+    ) -> Iterator[Contact]:
+        """`iter_contacts(filters, sort="id")`: page 1 in id order, then each next page from
+        the last id read (`id:>LAST`, page 1 again). Offset pages shift when a contact leaves
+        the listing between two of them (its email corrected, another erasure's scrub): each
+        later one moves a place up, the first of the next page is never listed, and the
+        count comes out right. A page read on from must be in id order, and after the id it
+        was asked from (`UnexpectedResponse`: a Cliniko that ignored `sort=id` or `id:>`)."""
+        after: int | None = None
+        per_page = PER_PAGE
+        while True:
+            keyset = [*filters] if after is None else [*filters, NumericFilter("id").gt(after)]
+            listing, contacts, _, per_page, offset = self._listing(
+                _queries(keyset), KEYSET_SORT, 1, per_page
+            )
+            if on_clock_offset is not None:
+                on_clock_offset(offset)
+            page = [_normalise(contact) for contact in contacts]
+            more = _next_link(listing) is not None and bool(page)
+            ids = [int(contact.id) for contact in page]
+            if (more or after is not None) and any(
+                later <= earlier
+                for earlier, later in pairwise([-1 if after is None else after, *ids])
+            ):
+                raise errors.UnexpectedResponse(
+                    "Cliniko did not list the contacts in id order from the id asked for "
+                    "(sort=id, q[]=id:>): they cannot be read on by id"
+                )
+            yield from page
+            if not more:
+                return
+            after = ids[-1]
 
     def contacts_page(
         self,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 __all__ = [
+    "KEYSET_SORT",
     "BooleanFilter",
     "DateFilter",
     "DateTimeFilter",
@@ -27,6 +28,10 @@ __all__ = [
     "NumericFilter",
     "StringFilter",
 ]
+
+# The sort under which a listing reads on by id, which a contact leaving the listing meanwhile
+# cannot shift as it shifts offset pages (`ClinikoClient.iter_contacts`).
+KEYSET_SORT = "id"
 
 _FIELD = re.compile(r"[a-z][a-z0-9_]*")
 _INTEGER = re.compile(r"-?[0-9]+")

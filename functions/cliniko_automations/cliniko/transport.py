@@ -336,7 +336,7 @@ def _field_name(name: object) -> str:
     answers, and one that keyed its errors by a value ("Zebedee Quigglesworth": "is already a
     patient") put the value in every line that names the refused fields."""
     match = _FIELD_ERROR_KEY.fullmatch(name) if isinstance(name, str) else None
-    return name if match and match.group(1) in _FIELD_ERROR_ROOTS else "other"
+    return match.group(0) if match and match.group(1) in _FIELD_ERROR_ROOTS else "other"
 
 
 class ClinikoTransport(httpx.BaseTransport):

@@ -20,7 +20,12 @@ from datetime import datetime
 from typing import Any
 
 from cliniko_automations.cliniko import errors as cliniko_errors
-from cliniko_automations.cliniko.filters import DateTimeFilter, NumericFilter, StringFilter
+from cliniko_automations.cliniko.filters import (
+    KEYSET_SORT,
+    DateTimeFilter,
+    NumericFilter,
+    StringFilter,
+)
 from cliniko_automations.cliniko.rules import contact_fields, is_archived
 from cliniko_automations.common.identity_claims import contact_claims, email_claim
 from cliniko_automations.common.person_keys import (
@@ -492,9 +497,11 @@ class Attempt:
         if not self.request.dry_run:
             # The lookup, then a match's scrub, archive and read back: booked two at a time.
             client.expect_requests(4)
-        matches = [
-            self._asked_for(contact_fields(contact)) for contact in client.list_contacts(filters)
-        ]
+        # Read on by id past a first page: by offset, a match leaving the listing meanwhile
+        # (staff correcting an email, another erasure's scrub) hid the first of the next page,
+        # whom the erasure then reported erased while Cliniko still held them.
+        listed = client.list_contacts(filters, sort=KEYSET_SORT)
+        matches = [self._asked_for(contact_fields(contact)) for contact in listed]
         found = {str(fields["id"]) for fields in matches}
         unfinished = [i for i in self.matched_before.get(account, ()) if i not in found]
         if unfinished:

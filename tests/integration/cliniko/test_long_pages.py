@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cliniko_automations.cliniko import errors
-from cliniko_automations.cliniko.filters import NumericFilter, StringFilter
+from cliniko_automations.cliniko.filters import KEYSET_SORT, NumericFilter, StringFilter
 
 from tests.integration.cliniko.test_contacts import scripted_client
 from tests.integration.cliniko.test_pagination import _contact as contact_item
@@ -46,7 +46,7 @@ def test_a_first_page_too_long_is_read_in_halves_to_the_end(cliniko):
     ids = seed(cliniko, [LONG] * 130)
     client = cliniko.client()
 
-    listed = [c.id for c in client.list_contacts(sort="id")]
+    listed = [c.id for c in client.list_contacts()]
 
     assert listed == ids
     # Refused at 100; the rest of the listing at 50.
@@ -57,7 +57,7 @@ def test_a_later_page_too_long_goes_on_from_its_first_contact(cliniko):
     ids = seed(cliniko, ["short"] * 100 + [LONG] * 100 + ["short"] * 10)
     client = cliniko.client()
 
-    listed = [c.id for c in client.list_contacts(sort="id")]
+    listed = [c.id for c in client.list_contacts()]
 
     assert listed == ids
     # Page 2 of 100 starts at contact 100: page 3 of 50.
@@ -69,11 +69,24 @@ def test_an_odd_size_halved_skips_what_was_read_and_reads_on_at_the_smaller_size
     ids = seed(cliniko, ["short"] * 25 + ["m" * 400_000] * 25)
     client = cliniko.client()
 
-    listed = [c.id for c in client.list_contacts(sort="id")]
+    listed = [c.id for c in client.list_contacts()]
 
     assert listed == ids
     # Page 2 of 25 starts at contact 25; page 3 of 12 starts at 24, read already.
     assert listings(cliniko) == [(1, 100), (1, 50), (1, 25), (2, 25), (3, 12), (4, 12), (5, 12)]
+
+
+def test_a_listing_by_id_reads_a_page_too_long_in_halves_from_the_last_id(cliniko):
+    ids = seed(cliniko, ["short"] * 100 + [LONG] * 100 + ["short"] * 10)
+    client = cliniko.client()
+
+    listed = [c.id for c in client.list_contacts(sort=KEYSET_SORT)]
+
+    assert listed == ids
+    # Each page is the first one, from the last id read; the one too long is read at 50.
+    assert listings(cliniko) == [(1, 100), (1, 100), (1, 50), (1, 50), (1, 50)]
+    after = [r["query"].get("q[]") for r in cliniko.control.requests() if r["method"] == "GET"]
+    assert after == [None, *([[f"id:>{ids[99]}"]] * 2), [f"id:>{ids[149]}"], [f"id:>{ids[199]}"]]
 
 
 def test_contacts_page_says_where_a_page_read_smaller_ends(cliniko):

@@ -8,8 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cliniko_automations.cliniko import errors
-from cliniko_automations.cliniko.filters import DateTimeFilter, StringFilter
+from cliniko_automations.cliniko.filters import KEYSET_SORT, DateTimeFilter, StringFilter
 
+from tests.integration.changefeed.test_cliniko_source import DOCUMENTED, answering
 from tests.integration.cliniko.test_contacts import scripted_client
 from tests.integration.common.test_http_transport import answer
 from tests.unit.cliniko.fake_clock import FakeClock
@@ -70,6 +71,63 @@ def test_filters_and_sort_are_sent_on_every_page(cliniko) -> None:
     for get in gets:
         assert get["query"]["q[]"] == ["last_name:=Same"]
         assert get["query"]["sort"] == ["created_at:desc"]
+
+
+@pytest.mark.parametrize(("sort", "missed"), [(None, 1), (KEYSET_SORT, 0)])
+def test_a_listing_by_id_misses_no_contact_when_one_leaves_it_between_pages(
+    cliniko, sort, missed
+) -> None:
+    # 150 contacts of one email; after the first page, one of them takes another address (staff
+    # correct it, an erasure scrubs it). By offset every later contact moves a place up, and
+    # the next page starts one past the first it has not shown: listed never, counted right.
+    email = "sam.person@example.org"
+    ids = cliniko.control.seed(150, fields={"email": email})
+    cliniko.control.seed(3, fields={"email": "someone.else@example.org"})
+    client = cliniko.client(clock=FakeClock())
+    listing = client.iter_contacts([StringFilter("email").eq(email)], sort)
+
+    first_page = [next(listing).id for _ in range(100)]
+    client.update_contact(first_page[49], {"email": "sam.work@example.org"})
+    listed = {*first_page, *(c.id for c in listing)}
+
+    holding = set(ids) - {first_page[49]}
+    assert len(holding - listed) == missed
+    if sort == KEYSET_SORT:
+        later = _list_gets(cliniko)[-1]["query"]
+        assert later["page"] == ["1"] and later["sort"] == ["id"]
+        assert later["q[]"] == [f"email:={email}", f"id:>{max(first_page, key=int)}"]
+
+
+def _page_of_ids(ids: list[int], more: bool) -> bytes:
+    links = {"self": "https://api.au1.cliniko.com/v1/contacts?page=1"}
+    if more:
+        links["next"] = "https://api.au1.cliniko.com/v1/contacts?page=2"
+    contacts = [{**DOCUMENTED, "id": str(i)} for i in ids]
+    return json.dumps({"contacts": contacts, "total_entries": 200, "links": links}).encode()
+
+
+@pytest.mark.parametrize(
+    "pages",
+    [
+        [_page_of_ids([5, 3], True)],  # sort=id ignored: read on from 3, 4 would be skipped
+        [_page_of_ids([3, 5], True), _page_of_ids([3, 5], True)],  # id:> ignored
+    ],
+)
+def test_a_listing_by_id_refuses_pages_it_cannot_read_on_from(pages) -> None:
+    client, server = scripted_client(answering(*pages))
+    try:
+        with pytest.raises(errors.UnexpectedResponse):
+            list(client.iter_contacts(sort=KEYSET_SORT))
+    finally:
+        server.stop()
+
+
+def test_a_listing_by_id_of_one_page_takes_it_in_any_order() -> None:
+    client, server = scripted_client(answering(_page_of_ids([5, 3], False)))
+    try:
+        assert [c.id for c in client.iter_contacts(sort=KEYSET_SORT)] == ["5", "3"]
+    finally:
+        server.stop()
 
 
 def test_archived_contacts_only_when_asked(cliniko) -> None:
