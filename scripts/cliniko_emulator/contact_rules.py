@@ -88,9 +88,8 @@ TOO_LONG = f"is too long (maximum is {MAX_LENGTH} characters)"
 def country_name(country_code: str) -> str | None:
     """The ISO 3166-1 name [contacts] of an alpha-2 code, or None when it is not assigned.
 
-    Case: not documented. Lower-case codes are accepted and stored upper-case, as production
-    (`cliniko/rules.py` `country_name`) assumes; the spec's write schema is stricter
-    (`^[A-Z]{2}$`), which is why the schemathesis run skips negative-data rejection.
+    Either case is read here; a write takes only capitals (`_country_code_ok`), as the spec's
+    write schema (`^[A-Z]{2}$`) and production (`cliniko/rules.py` `is_country_code`) do.
     """
     if len(country_code) != 2 or not country_code.isascii() or not country_code.isalpha():
         return None
@@ -178,10 +177,11 @@ def _string_problem(name: str, value: Any) -> str | None:
 
 
 def _country_code_ok(code: Any) -> bool:
-    # [sheet]: nullable; a blank clears it like null does (production's reading too).
-    if code is None or code == "":
+    # [sheet]: nullable (null clears it); "ISO 3166-1 alpha-2 (`AU`)", as openapi.yaml's write
+    # schema reads it (`^[A-Z]{2}$`): not "" and not "au" (production's reading too).
+    if code is None:
         return True
-    return isinstance(code, str) and country_name(code) is not None
+    return isinstance(code, str) and code == code.upper() and country_name(code) is not None
 
 
 def _one_of(value: Any, allowed: tuple[Any, ...]) -> bool:

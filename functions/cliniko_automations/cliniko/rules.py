@@ -79,6 +79,13 @@ NOT_IN_LIST = "is not included in the list"
 TOO_LONG = f"is too long (maximum is {MAX_LENGTH} characters)"
 
 
+def is_country_code(value: object) -> bool:
+    """Whether `value` is a country's code as the spec's write schema takes one: an assigned
+    ISO 3166-1 alpha-2 code in capitals (`^[A-Z]{2}$`), not "" and not "au", which Cliniko's
+    docs do not say it takes (null clears the country)."""
+    return isinstance(value, str) and value == value.upper() and country_name(value) is not None
+
+
 def country_name(country_code: str) -> str | None:
     """The ISO 3166-1 name of an alpha-2 code, or None when the code is not assigned."""
     # isascii: pycountry folds case, and U+212A KELVIN SIGN folds to "k" ("\u212aE" as Kenya).
@@ -261,7 +268,7 @@ def validate_contact_fields(fields: Mapping[str, Any], *, creating: bool) -> dic
     if "email" not in errors and email and not CLINIKO_EMAIL_PATTERN.fullmatch(email):
         errors["email"] = INVALID
     code = fields.get("country_code")
-    if code not in (None, "") and (not isinstance(code, str) or country_name(code) is None):
+    if code is not None and not is_country_code(code):
         errors["country_code"] = NOT_IN_LIST
     doctor_type = fields.get("doctor_type")
     if doctor_type is not None and not _is_one_of(doctor_type, DOCTOR_TYPES):

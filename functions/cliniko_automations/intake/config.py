@@ -410,15 +410,14 @@ def _default_problems(defaults: dict[str, Any]) -> list[str]:
             )
     refused = rules.validate_contact_fields(defaults, creating=False)
     for name, message in refused.items():
-        problems.append(f"defaults.{name}: {message}{_default_fix(name, defaults[name])}")
-    # Cliniko's docs give the code as ISO writes it (`AU`), as the intake sends a country read
-    # from an answer and `values` must give it: a lower-case default went to Cliniko as written.
-    code = defaults.get("country_code")
-    if "country_code" not in refused and isinstance(code, str) and code != code.upper():
-        problems.append(
-            f"defaults.country_code: {code!r} is not an ISO 3166 alpha-2 code as written: "
-            f"write {code.upper()!r}"
-        )
+        code = defaults[name]
+        if name == "country_code" and isinstance(code, str) and rules.is_country_code(code.upper()):
+            # Cliniko's docs give the code as ISO writes it (`AU`), as the intake sends a
+            # country read from an answer and `values` must give it.
+            message = f"{code!r} is not an ISO 3166 alpha-2 code as written: write {code.upper()!r}"
+            problems.append(f"defaults.country_code: {message}")
+            continue
+        problems.append(f"defaults.{name}: {message}{_default_fix(name, code)}")
     return problems
 
 

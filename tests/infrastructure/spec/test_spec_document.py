@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cliniko_automations.cliniko import rules
@@ -159,6 +160,12 @@ def test_write_schema_matches_the_shared_field_rules(spec) -> None:
     assert limited == rules.LENGTH_LIMITED_FIELDS
     assert not any("maxLength" in write[name] for name in rules.UNBOUNDED_STRING_FIELDS)
     assert write["country_code"]["pattern"] == "^[A-Z]{2}$"
+    # What the intake sends is what the spec takes: a code the pattern refuses ("", "au") went
+    # to Cliniko, which the spec says refuses it (an unassigned "XX" the pattern cannot tell).
+    pattern = re.compile(write["country_code"]["pattern"])
+    for code in ["", "AU", "au", "Au", "NZ", "XX", "AUS", "A", " AU", "É1"]:
+        assert not rules.is_country_code(code) or pattern.search(code), code
+        assert rules.is_country_code(code) == (bool(pattern.search(code)) and code != "XX"), code
     assert set(schemas["PhoneType"]["enum"]) == set(rules.PHONE_TYPES)
     assert schemas["TypeCode"]["enum"] == sorted(rules.TYPE_NAMES)
     assert schemas["ContactType"]["enum"] == list(rules.TYPE_NAMES.values())

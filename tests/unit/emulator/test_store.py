@@ -35,7 +35,7 @@ class Clock:
 
 def test_create_fills_blanks_and_derives_fields() -> None:
     store = ContactStore()
-    record = store.create("au1", {"first_name": "A", "country_code": "nz", "type_code": 2})
+    record = store.create("au1", {"first_name": "A", "country_code": "NZ", "type_code": 2})
     out = render_contact(record, "http://x/au1/v1")
     assert len(out["id"]) == 19 and out["id"].isdigit()
     assert out["country_code"] == "NZ" and out["country"] == "New Zealand"
