@@ -81,9 +81,12 @@ from cliniko_automations.common.stack_resources import (
     PARKED_QUEUE,
     SUBMISSION_QUEUE,
     SUBMISSION_STORE,
+    check_one_stack,
     check_queue,
     check_redrive,
     check_table,
+    queue_stack,
+    table_stack,
 )
 from cliniko_automations.common.submission_store import DoneSubmission, DynamoSubmissionStore
 from cliniko_automations.intake.submission import QueuedSubmission, Submission, SubmissionInvalid
@@ -327,6 +330,16 @@ def build(args: argparse.Namespace) -> DeadLetters:
     if submission_table:
         store_setting = "--submission-table" if args.submission_table else "SUBMISSION_TABLE"
         check_table(dynamodb, submission_table, SUBMISSION_STORE, store_setting)
+    # And all of one stack: the parked queue, unlike the dead-letter queue, is tied to the
+    # submission queue by no redrive, and a replay into another stack's lost the submission.
+    stacks = {dlq_setting: queue_stack(sqs, dlq)}
+    if queue_url:
+        stacks[queue_setting] = queue_stack(sqs, queue_url)
+    if table:
+        stacks["--table" if args.table else "IDEMPOTENCY_TABLE"] = table_stack(dynamodb, table)
+    if submission_table:
+        stacks[store_setting] = table_stack(dynamodb, submission_table)
+    check_one_stack(stacks)
     return (ParkedSubmissions if args.parked else DeadLetters)(
         sqs=sqs,
         dead_letter_queue_url=dlq,

@@ -73,8 +73,11 @@ from cliniko_automations.common.secrets import read_secret
 from cliniko_automations.common.stack_resources import (
     AUDIT_TABLE,
     WEBHOOK_DEAD_LETTER_QUEUE,
+    bus_stack,
+    check_one_stack,
     check_queue,
     check_table,
+    table_stack,
 )
 from cliniko_automations.common.submission_store import PurgeCut
 from cliniko_automations.erasure.audit import DynamoAuditLog
@@ -490,7 +493,18 @@ def build(args: argparse.Namespace) -> WebhookDeadLetters:
     erased_contacts = None
     if audit_table:
         table_setting = "--audit-table" if args.audit_table else "AUDIT_TABLE"
-        check_table(boto3.client("dynamodb"), audit_table, AUDIT_TABLE, table_setting)
+        dynamodb = boto3.client("dynamodb")
+        check_table(dynamodb, audit_table, AUDIT_TABLE, table_setting)
+        if bus:
+            # The trail that says whose fields are never sent again is the one of the stack
+            # whose bus carries them: another stack's let an erased person's letter go out.
+            bus_setting = "--bus" if args.bus else "EVENT_BUS_NAME"
+            check_one_stack(
+                {
+                    table_setting: table_stack(dynamodb, audit_table),
+                    bus_setting: bus_stack(boto3.client("events"), bus),
+                }
+            )
         erased_contacts = DynamoAuditLog(audit_table).erased_contacts
     return WebhookDeadLetters(
         sqs=sqs,

@@ -107,6 +107,15 @@ class DeadLetterQueue:
             seen.update(m["MessageId"] for m in messages)
             yield messages
 
+    def held_elsewhere(self) -> int:
+        """About how many messages of the queue are hidden but not by this reader: received by
+        another (a colleague's run, one killed within HIDE_SECONDS, an erasure's purge)."""
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        ).get("Attributes", {})
+        hidden = whole_number(attributes.get("ApproximateNumberOfMessagesNotVisible")) or 0
+        return max(0, hidden - len(self._held))
+
     def delete(self, receipt_handle: str) -> None:
         self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
         self._held.pop(receipt_handle, None)
@@ -182,6 +191,10 @@ class DeadLetterTool(Generic[L]):
     def complete(self) -> bool:
         """False when the last listing stopped at LISTING_SECONDS with letters left unseen."""
         return self._dlq.complete
+
+    def held_elsewhere(self) -> int:
+        """About how many letters another reader holds hidden (`DeadLetterQueue.held_elsewhere`)."""
+        return self._dlq.held_elsewhere()
 
     def find(self, identifier: str) -> list[L]:
         if identifier == NO_ID:
@@ -270,6 +283,7 @@ def run_command(
         if args.command == "list":
             found = letters.list_letters()
             _tell_if_cut(letters)
+            _tell_if_held(letters)
             if args.json:
                 for letter in found:
                     print(json.dumps(letter.public()), file=out)
@@ -279,19 +293,30 @@ def run_command(
         every = getattr(args, "all", False)  # only `replay` takes --all
         chosen = letters.list_letters() if every else letters.find(args.id)
         _tell_if_cut(letters)
+        held = 0 if chosen else _tell_if_held(letters)
         if not chosen:
             print(
                 # The id as typed, escaped: one pasted from a ticket may hide a control.
                 "nothing to replay" if every else f"no {letters.noun} with id {printable(args.id)}",
                 file=sys.stderr,
             )
-            return 0 if every else 1
+            return 0 if every and not held else 1
         if args.command == "show":
             for n, letter in enumerate(chosen):
                 if n:
                     print(file=out)
                 show(letter, out)
             return 0
+        if args.command == "delete" and len(chosen) > 1:
+            # A webhook-id names a change's letter to every subscriber, a submission id its
+            # every copy: pasted to drop one subscriber's letter, it deleted the others' too.
+            ids = ", ".join(letter.message_id for letter in chosen)
+            print(
+                f"{printable(args.id)} names {len(chosen)} {letters.noun}s ({ids}): delete each "
+                "by its message id",
+                file=sys.stderr,
+            )
+            return 1
         if args.command == "delete":
             letters.delete(chosen, report)
             return 0
@@ -301,6 +326,20 @@ def run_command(
         return 1 if refused else 0
     finally:
         letters.release()
+
+
+def _tell_if_held(letters: DeadLetterTool[L]) -> int:
+    """Say so when letters are hidden by another reader (a listing then misses them, and a
+    replay finds "nothing"); how many."""
+    held = letters.held_elsewhere()
+    if held:
+        print(
+            f"about {held} more {letters.noun}(s) are hidden by another reader (a colleague's "
+            f"run, one stopped within the last {HIDE_SECONDS // 60} minutes, an erasure's "
+            f"purge): run again within {HIDE_SECONDS // 60} minutes to see them",
+            file=sys.stderr,
+        )
+    return held
 
 
 def _tell_if_cut(letters: DeadLetterTool[L]) -> None:

@@ -12,8 +12,10 @@ store share their key (`id`); the store's indexes tell them apart. A queue is kn
 place in the redrive: the submission queue sends its failures to the dead-letter queue (a
 RedrivePolicy), the dead-letter queue is that policy's target, the parked queue is neither.
 
-Only the tools call this (a DescribeTable, a GetQueueAttributes each), never a Lambda handler,
-whose tables and queues the template names.
+The tools given several check too that all come from one stack (`check_one_stack`, by the
+tag CloudFormation puts on each). Only the tools call this (a DescribeTable, a
+GetQueueAttributes, a read of its tags each), never a Lambda handler, whose tables and queues
+the template names.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from cliniko_automations.common.printable import printable
 
@@ -128,3 +132,60 @@ def check_redrive(
             f"{settings}: the submission queue does not redrive to this dead-letter queue "
             "(another stack's?): take both from the same stack's outputs"
         )
+
+
+# The tag CloudFormation puts on every resource of a stack that takes tags.
+STACK_TAG = "aws:cloudformation:stack-id"
+
+
+def check_one_stack(stacks: dict[str, str | None]) -> None:
+    """Raise WrongResource when two of the resources given (by setting: the stack id its
+    `STACK_TAG` names, None where untold) come from different stacks. Each may be of its kind
+    and still another stack's (dev and prod in one account): its queues and tables agree on
+    their kinds, and a parked submission replayed into the other stack's submission queue was
+    dropped there, its body in this stack's store (the submission lost); the other stack's
+    erasure trail let an erased person's webhook go out again. A resource without the tag (a
+    local run, a stack made otherwise) cannot be told, and is not."""
+    told = {setting: stack for setting, stack in stacks.items() if stack}
+    if len(set(told.values())) > 1:
+        named = ", ".join(
+            f"{setting} of {printable(_stack_name(stack))}" for setting, stack in told.items()
+        )
+        raise WrongResource(
+            f"{named}: not one stack's: take them all from the same stack's outputs"
+        )
+
+
+def _stack_name(stack_id: str) -> str:
+    # arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/UUID
+    parts = stack_id.split("/")
+    return parts[1] if len(parts) >= 3 else stack_id
+
+
+def queue_stack(sqs: Any, url: str) -> str | None:
+    """The stack queue `url` belongs to (None: untold, or its tags not readable)."""
+    try:
+        stack = sqs.list_queue_tags(QueueUrl=url).get("Tags", {}).get(STACK_TAG)
+    except ClientError:
+        return None
+    return stack if isinstance(stack, str) else None
+
+
+def table_stack(dynamodb: Any, name: str) -> str | None:
+    """The stack table `name` belongs to (None: untold, or its tags not readable)."""
+    try:
+        arn = dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
+        tags = dynamodb.list_tags_of_resource(ResourceArn=arn).get("Tags", [])
+    except ClientError:
+        return None
+    return next((tag["Value"] for tag in tags if tag.get("Key") == STACK_TAG), None)
+
+
+def bus_stack(events: Any, name: str) -> str | None:
+    """The stack event bus `name` belongs to (None: untold, or its tags not readable)."""
+    try:
+        arn = events.describe_event_bus(Name=name)["Arn"]
+        tags = events.list_tags_for_resource(ResourceARN=arn).get("Tags", [])
+    except ClientError:
+        return None
+    return next((tag["Value"] for tag in tags if tag.get("Key") == STACK_TAG), None)

@@ -27,6 +27,7 @@ from cliniko_automations.changefeed.webhook_dead_letters import (
 )
 from cliniko_automations.changefeed.webhook_stack import render
 from cliniko_automations.common.secrets import clear_secret_caches, read_secret
+from cliniko_automations.common.stack_resources import STACK_TAG
 from cliniko_automations.common.submission_store import PurgeCut
 from cliniko_automations.erasure.accounts import ErasureAccounts
 from cliniko_automations.erasure.attempt import LETTERS_LEAVE_SECONDS
@@ -266,6 +267,22 @@ def test_a_webhook_id_names_the_changes_letters_to_every_subscriber(world) -> No
     for receiver in receivers.values():
         (received,) = receiver.received
         assert received.verified and received.headers["webhook-id"] == webhook_id
+
+
+def test_a_webhook_id_deletes_no_letter_when_it_names_several(world, capsys) -> None:
+    # Pasted from the listing to drop one subscriber's letter, it deleted the change's letter
+    # to every subscriber: those receivers never got the change.
+    cli, deliveries, letters, _, _, _, _ = world
+    webhook_id = deliveries["crm-sync"]["detail"]["webhook"]["id"]
+
+    assert cli("delete", webhook_id)[0] == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{webhook_id} names 2 dead letters (")
+    assert line.endswith("): delete each by its message id")
+    assert len(cli("list", "--json")[1].splitlines()) == 2
+    assert cli("delete", letters["crm-sync"]) == (0, f"deleted {letters['crm-sync']}\n")
+    assert len(cli("list", "--json")[1].splitlines()) == 1
 
 
 def test_list_and_show_name_fields_and_never_print_values(world) -> None:
@@ -1001,6 +1018,39 @@ def test_an_audit_table_that_is_not_the_trail_is_one_line(world, capsys, monkeyp
     )
     # Nothing was replayed, and every letter is visible again at once.
     monkeypatch.setenv("AUDIT_TABLE", "replay-audit")
+    assert len(cli("list", "--json")[1].splitlines()) == len(letters)
+
+
+def _tag_with_stack(arn: str, stack: str) -> None:
+    """As CloudFormation tags each resource of stack `stack`."""
+    tag = {
+        "Key": STACK_TAG,
+        "Value": f"arn:aws:cloudformation:eu-west-1:123456789012:stack/{stack}/1",
+    }
+    if ":events:" in arn:
+        boto3.client("events").tag_resource(ResourceARN=arn, Tags=[tag])
+    else:
+        ddb = boto3.client("dynamodb")
+        ddb.untag_resource(ResourceArn=arn, TagKeys=[STACK_TAG])  # moto adds a second
+        ddb.tag_resource(ResourceArn=arn, Tags=[tag])
+
+
+def test_an_audit_table_of_another_stack_than_the_bus_is_one_line(world, capsys, monkeypatch):
+    # Both of their kinds, but dev's trail with prod's bus: the trail knows nothing of prod's
+    # erasures, and an erased person's letter went out again, their fields in it.
+    cli, _, letters, _, _, _, _ = world
+    events, ddb = boto3.client("events"), boto3.client("dynamodb")
+    _tag_with_stack(events.describe_event_bus(Name=os.environ["EVENT_BUS_NAME"])["Arn"], "prod")
+    _tag_with_stack(ddb.describe_table(TableName="replay-audit")["Table"]["TableArn"], "dev")
+
+    message = replay_refused_in_one_line(cli, capsys)
+
+    assert message.strip() == (
+        "webhook_dead_letters: AUDIT_TABLE of dev, --bus of prod: not one stack's: take them "
+        "all from the same stack's outputs"
+    )
+    # Nothing was replayed; one stack's two, the letters are read again.
+    _tag_with_stack(ddb.describe_table(TableName="replay-audit")["Table"]["TableArn"], "prod")
     assert len(cli("list", "--json")[1].splitlines()) == len(letters)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 from cliniko_automations.common.person_keys import PersonKeys
+from cliniko_automations.common.stack_resources import STACK_TAG
 from cliniko_automations.common.submission_store import (
     EMAIL_INDEX,
     NAME_INDEX,
@@ -342,6 +343,15 @@ def create_worker_stack(prefix: str = "intake") -> WorkerStack:
         "Attributes"
     ]["QueueArn"]
     parked_url = sqs.create_queue(QueueName=f"{prefix}-parked")["QueueUrl"]
+    # As CloudFormation tags a stack's every resource: the tools check they are one stack's.
+    stack = {STACK_TAG: f"arn:aws:cloudformation:eu-west-1:123456789012:stack/{prefix}/1"}
+    for url in (dlq_url, queue_url, parked_url):
+        sqs.tag_queue(QueueUrl=url, Tags=stack)
+    for table in (idempotency, ledger, submissions):
+        arn = dynamodb.describe_table(TableName=table)["Table"]["TableArn"]
+        dynamodb.tag_resource(
+            ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in stack.items()]
+        )
     return WorkerStack(
         idempotency_table=idempotency,
         ledger_table=ledger,

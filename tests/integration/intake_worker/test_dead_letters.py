@@ -405,6 +405,45 @@ def test_a_submission_queue_of_another_stack_is_one_line(stack: WorkerStack, cap
     assert other.counts(other.queue_url) == (0, 0)
 
 
+@pytest.mark.parametrize("setting", ["SUBMISSION_QUEUE_URL", "SUBMISSION_TABLE"])
+def test_a_parked_replay_into_another_stack_is_one_line(
+    stack: WorkerStack, monkeypatch, capsys, setting
+) -> None:
+    # Each of its kind, but the dev stack's with the prod stack's parked queue: replayed into
+    # the other stack's submission queue, a submission was dropped there (its body in this
+    # stack's store) and its letter deleted here, the submission lost.
+    stack.enqueue(submission(8), queue_url=stack.parked_queue_url)
+    other = create_worker_stack("other")
+    monkeypatch.setenv("PARKED_QUEUE_URL", stack.parked_queue_url)
+    monkeypatch.setenv(
+        setting, other.queue_url if setting == "SUBMISSION_QUEUE_URL" else other.submission_table
+    )
+    assert run("--parked", "replay", "--all")[0] == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "not one stack's: take them all from the same stack's outputs" in line
+    assert "PARKED_QUEUE_URL of intake" in line and f"{setting} of other" in line
+    assert stack.counts(stack.parked_queue_url) == (1, 0)
+    assert other.counts(other.queue_url) == (0, 0)
+
+
+def test_letters_another_reader_holds_are_told_not_taken_for_none(stack: WorkerStack, capsys):
+    # Hidden by a run killed mid-replay (or a colleague's still running): a run right after it
+    # said "nothing to replay" and exited 0, and `list` "0 dead letter(s)", the queue full.
+    fill(stack)
+    stack.sqs.receive_message(
+        QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=120
+    )
+    capsys.readouterr()
+
+    assert run("replay", "--all")[0] == 1
+    held, nothing = capsys.readouterr().err.splitlines()
+    assert held.startswith("about 3 more dead letter(s) are hidden by another reader")
+    assert nothing == "nothing to replay"
+    code, listed = run("list")
+    assert code == 0 and "0 dead letter(s)" in listed
+    assert "about 3 more" in capsys.readouterr().err
+
+
 def script(*argv: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(  # noqa: S603 - our own script
         [sys.executable, str(DEAD_LETTERS_SCRIPT), *argv],
