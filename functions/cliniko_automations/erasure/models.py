@@ -193,7 +193,22 @@ def _email(value: Any) -> str:
         raise ValueError("must be valid text (it holds bytes that are not UTF-8)")
     if len(email) > MAX_LENGTH or not EMAIL_PATTERN.fullmatch(email):
         raise ValueError("must be an email address")
+    if not ADDRESS_SPECIALS.isdisjoint(email):
+        # An address copied with its wrapping (`mailto:`, `<...>`, a list's comma): searched as
+        # typed it found no contact, and the request completed as "no record found" with the
+        # person still in Cliniko, which holds no such address (its check and the intake's
+        # refuse these characters). A contact whose address holds one is erased by its id.
+        raise ValueError(
+            "must be an email address alone, without `mailto:`, `<>`, commas or other "
+            "characters an address does not hold (a contact whose address holds them: "
+            "send its contact_id)"
+        )
     return as_cliniko_holds(email)
+
+
+# The characters RFC 5322 keeps out of an address but in quotes (which neither Cliniko nor
+# the intake takes): what a copied address carries around it.
+ADDRESS_SPECIALS = frozenset('()<>[]:;,\\"')
 
 
 def as_cliniko_holds(email: str) -> str:

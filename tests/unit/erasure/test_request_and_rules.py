@@ -146,6 +146,13 @@ def test_an_email_is_searched_in_the_form_cliniko_holds(sent, searched):
         ({"request_id": "r-1", "contact_id": "abc", "reason": "x"}, "contact_id"),
         ({"request_id": "r-1", "contact_id": True, "reason": "x"}, "contact_id"),
         ({"request_id": "r-1", "email": "not-an-email", "reason": "x"}, "email"),
+        # An address copied with its wrapping: as typed it found nobody, and the request
+        # completed as "no record found" with the person still in Cliniko.
+        ({"request_id": "r-1", "email": "mailto:anna@example.org", "reason": "x"}, "email"),
+        ({"request_id": "r-1", "email": "<anna@example.org>", "reason": "x"}, "email"),
+        ({"request_id": "r-1", "email": "anna@example.org,", "reason": "x"}, "email"),
+        ({"request_id": "r-1", "email": "anna@example.org;", "reason": "x"}, "email"),
+        ({"request_id": "r-1", "email": '"anna"@example.org', "reason": "x"}, "email"),
         # no Cliniko filter can carry a control character: refused here, not a failed lookup
         ({"request_id": "r-1", "email": "a\u0001b@example.com", "reason": "x"}, "email"),
         ({"request_id": "r-1", "email": "ab@example.com\u007f", "reason": "x"}, "email"),
