@@ -164,9 +164,11 @@ class Stack:
         # refused the eleventh (429); room for every seeded contact keeps its two round trips
         # in each cold start measured.
         self.environments["ErasureApiFunction"]["ERASURE_HOURLY_LIMIT"] = str(SEEDED)
-        # The erasure's default key, as the stack resolves ClinikoApiKeySecretName.
+        # The erasure's default key, when ClinikoApiKeySecretName names one (empty: the
+        # accounts file's main-clinic, whose key is put with the file's).
         erasure_key = self.environments["ErasureApiFunction"]["CLINIKO_API_KEY_SECRET_NAME"]
-        provisioner.put_secret(erasure_key, API_KEY)
+        if erasure_key:
+            provisioner.put_secret(erasure_key, API_KEY)
         local = {
             "endpoint_url": self.moto.url,
             "region_name": defaults.REGION,

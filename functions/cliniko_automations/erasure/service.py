@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 # The name of the account whose key is ClinikoApiKeySecretName when cliniko_accounts.yaml
 # lists no account with that key.
 DEFAULT_ACCOUNT = "default"
+# The account a request by contact id naming none acts on when ClinikoApiKeySecretName is
+# empty (the shipped accounts file's one account); without one so named, the first by name.
+MAIN_ACCOUNT = "main-clinic"
 # Kept from Cliniko's requests for what follows their last answer: the attempt's audit records
 # and the answer (a failed outcome recorded, not API Gateway's timeout).
 RESERVE_SECONDS = 4.0
@@ -66,13 +69,19 @@ def _key_secrets(
 ) -> tuple[dict[str, str], str]:
     """Each account's key secret by name, and the default account: the one whose key
     CLINIKO_API_KEY_SECRET_NAME (the stack parameter ClinikoApiKeySecretName) names, which a
-    contact-id request naming none acts on.
+    contact-id request naming none acts on; with none named, MAIN_ACCOUNT or the first by name.
 
     A key the accounts file does not list (a deployment made when the erasure used that key
     alone) is searched too, as the account DEFAULT_ACCOUNT: passed over, the erasure would
     answer "no record found" for an account it never looked in."""
     secrets = {name: accounts.accounts[name].api_key_secret for name in accounts.names()}
     wanted = settings.cliniko_api_key_secret_name
+    if not wanted:
+        # No key named for it: an account of the file. Named as the shipped file's account's
+        # key, a file whose account a clinic renamed had every request search an account
+        # whose secret was never made, and fail (503) for good.
+        names = list(secrets)
+        return secrets, MAIN_ACCOUNT if MAIN_ACCOUNT in secrets else names[0]
     default = next((name for name, secret in secrets.items() if secret == wanted), None)
     if default is None:
         default = DEFAULT_ACCOUNT

@@ -35,7 +35,9 @@ class ErasureSettings(AuditSettings):
     # The intake's claim-check store: an erasure deletes the person's submission bodies there
     # and leaves a tombstone against older submissions of theirs.
     submission_table: str
-    cliniko_api_key_secret_name: str
+    # Empty (the stack parameter ClinikoApiKeySecretName left empty): the accounts file's
+    # `main-clinic`, or its first account by name (service._key_secrets).
+    cliniko_api_key_secret_name: str = ""
     cliniko: ClinikoSettings
     # The webhook stack's dead-letter queue (its ARN), when webhooks are deployed: an erasure
     # deletes the undelivered webhooks there that carry the fields of a contact it erases.

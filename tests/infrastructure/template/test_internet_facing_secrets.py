@@ -138,11 +138,14 @@ def test_a_second_stack_with_its_own_prefix_reads_none_of_the_first_stack_s_secr
     assert readable == []
 
 
-def test_a_second_stack_s_erasure_defaults_to_the_key_under_its_own_prefix():
+def test_a_second_stack_s_erasure_defaults_to_an_account_of_its_own_file():
+    # Left empty, the parameter names no key: the erasure takes the accounts file's
+    # main-clinic (or first account), whose key the build holds under the stack's own prefix.
+    # Named as main-clinic's key under the prefix, a file whose account was renamed had every
+    # request search an account whose secret was never made, and fail.
     environment = TEMPLATE["Resources"]["ErasureApiFunction"]["Properties"]["Environment"]
-    key = _resolver(SECOND_STACK).resolve(environment)["Variables"]["CLINIKO_API_KEY_SECRET_NAME"]
-    assert key == "cliniko-automations-dev/accounts/main-clinic/api-key"
+    for stack in (SECOND_STACK, None):
+        resolver = _resolver(stack) if stack else _resolver()
+        assert resolver.resolve(environment)["Variables"]["CLINIKO_API_KEY_SECRET_NAME"] == ""
+    key = "cliniko-automations-dev/accounts/main-clinic/api-key"
     assert may_read("ErasureApiFunction", key, SECOND_STACK)
-    # As the first stack, deployed with the template's prefix, had it.
-    first = _resolver().resolve(environment)["Variables"]["CLINIKO_API_KEY_SECRET_NAME"]
-    assert first == "cliniko-automations/accounts/main-clinic/api-key"

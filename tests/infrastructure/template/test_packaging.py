@@ -290,9 +290,11 @@ def stack(aws, cliniko, tmp_path):
     physical = provisioner.provision()
     sources = load_form_sources()
     secrets = {name: cliniko.api_key for _where, name in load_accounts().secret_references()}
-    # The erasure's default key, as the stack resolves ClinikoApiKeySecretName.
+    # The erasure's default key, when ClinikoApiKeySecretName names one (empty: the accounts
+    # file's main-clinic, among the secrets above).
     erasure = provisioner.resolver.resolve(APP.functions()["ErasureApiFunction"].environment)
-    secrets[erasure["CLINIKO_API_KEY_SECRET_NAME"]] = cliniko.api_key
+    if erasure["CLINIKO_API_KEY_SECRET_NAME"]:
+        secrets[erasure["CLINIKO_API_KEY_SECRET_NAME"]] = cliniko.api_key
     json_secret = sources.sources["partner-json"].signing_secret
     secrets[json_secret] = "smoke-signing-secret"
     for name, value in secrets.items():

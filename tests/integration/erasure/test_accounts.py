@@ -318,6 +318,36 @@ def test_a_default_key_no_account_lists_is_searched_as_the_default_account(
     assert "in Cliniko accounts main-clinic, north-clinic, default." in nobody.message
 
 
+@pytest.mark.parametrize(
+    ("accounts", "default"),
+    [
+        ({"main-clinic": "key", "north-clinic": "other"}, "main-clinic"),
+        # main-clinic renamed to the clinic's own name: the first account by name.
+        ({"north-clinic": "other", "harbour-physio": "key"}, "harbour-physio"),
+    ],
+)
+def test_with_no_default_key_named_the_default_account_is_one_of_the_file(
+    erasure_stack, monkeypatch, tmp_path, accounts, default
+):
+    # ClinikoApiKeySecretName left empty once named main-clinic's key under the prefix: with
+    # that account renamed, every request searched an account whose secret was never made,
+    # and failed (503) for good.
+    secret = {"key": erasure_stack.key_secret, "other": erasure_stack.other_key_secret}
+    named = {name: secret[which] for name, which in accounts.items()}
+    monkeypatch.setenv(
+        "CLINIKO_ACCOUNTS_FILE", str(stack.write_accounts(tmp_path / "renamed.yaml", named))
+    )
+    monkeypatch.setenv("CLINIKO_API_KEY_SECRET_NAME", "")
+    contact_id = erasure_stack.seed()
+    erase = eraser()
+
+    by_id = erase.submit(ask(request_id="by-id", contact_id=contact_id), CALLER)
+    assert by_id.result == "erased" and by_id.accounts == {default: [contact_id]}
+    nobody = erase.submit(ask(request_id="by-email", email="nobody@example.org"), CALLER)
+    assert nobody.result == "no_record_found"
+    assert f"in Cliniko accounts {', '.join(sorted(accounts))}." in nobody.message
+
+
 def north_holds_main_s_key(erasure_stack) -> None:
     """north-clinic's secret holds main-clinic's key: one Cliniko account under two names,
     whose changes the change feed publishes under each."""
