@@ -51,7 +51,8 @@ class ClinikoContactsSource:
         # The cursor moves to the page's newest second: on a page not in updated_at order
         # (a Cliniko that ignored `sort`) that skips, for good, the changes still unlisted.
         _in_order(snapshots, lambda c: c.updated_at.replace(microsecond=0), "updated_at")
-        _as_asked(snapshots, lambda c: c.updated_at >= since.replace(microsecond=0), "updated_at")
+        floor = since.replace(microsecond=0) - SECOND  # a stamp shown rounded, not cut
+        _as_asked(snapshots, lambda c: c.updated_at >= floor, "updated_at")
         return ContactsPage(
             snapshots, listing.has_next, listing.total_entries, _offset(listing.clock_offset)
         )
@@ -72,7 +73,11 @@ class ClinikoContactsSource:
         # and never went past it).
         _in_order(snapshots, lambda c: int(c.contact_id), "id")
         _as_asked(snapshots, lambda c: int(c.contact_id) > after_id, "id")
-        _as_asked(snapshots, lambda c: start <= c.updated_at < start + SECOND, "updated_at")
+        # A second either side: a Cliniko that shows its stamps rounded, not cut, is not
+        # taken for one that dropped a filter.
+        _as_asked(
+            snapshots, lambda c: start - SECOND <= c.updated_at < start + 2 * SECOND, "updated_at"
+        )
         return ContactsPage(snapshots, listing.has_next, clock_offset=_offset(listing.clock_offset))
 
 

@@ -91,19 +91,35 @@ class TextCondition(_Model):
             return True  # a field the listing leaves out cannot disprove it
         value = contact[self.field]
         if self.op == "not_equals":
-            return not isinstance(value, str) or value.strip() != self.value.strip()
+            # Only the very value refused is one Cliniko's `!=` could not have listed (the
+            # email as sent, lower-cased): "Test " is not "Test".
+            sent = self.value.lower() if self.field == "email" else self.value
+            return (
+                not isinstance(value, str)
+                or (value.lower() if self.field == "email" else value) != sent
+            )
         if not isinstance(value, str):
             return False
         pattern = {"equals": self.value, "contains": f"%{self.value}%", "like": self.value}
-        return _like(pattern[self.op]).fullmatch(value.strip()) is not None
+        return any(reading.fullmatch(value.strip()) for reading in _like_readings(pattern[self.op]))
 
 
-def _like(pattern: str) -> re.Pattern[str]:
-    """`pattern` as Cliniko's `~~` may read it at its widest: `%` any text, `_` any character,
-    letters in any case."""
+def _like_readings(pattern: str) -> tuple[re.Pattern[str], ...]:
+    """`pattern` as Cliniko's `~~` may read it, at its widest: `%` any text, `_` any character,
+    letters in any case, and a backslash either itself or, as a SQL LIKE reads it, making the
+    character after it plain."""
     wildcards = {"%": ".*", "_": "."}
-    parts = (wildcards.get(char) or re.escape(char) for char in pattern.strip())
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+    text = pattern.strip()
+    plain = "".join(wildcards.get(char) or re.escape(char) for char in text)
+    escaped: list[str] = []
+    chars = iter(text)
+    for char in chars:
+        if char == "\\":
+            escaped.append(re.escape(next(chars, "\\")))
+        else:
+            escaped.append(wildcards.get(char) or re.escape(char))
+    flags = re.IGNORECASE | re.DOTALL
+    return re.compile(plain, flags), re.compile("".join(escaped), flags)
 
 
 class TypeCondition(_Model):
@@ -150,7 +166,9 @@ class AgeCondition(_Model):
             return True
         if at is None or at.tzinfo is None:
             return True
-        return at < self.cutoff(now)
+        # A second's grace: a Cliniko that shows its stamps rounded, not cut, may show one
+        # its filter took as before the cutoff at the cutoff's second.
+        return at < self.cutoff(now) + dt.timedelta(seconds=1)
 
 
 # Told apart by `field`, so a mistake is reported against the one kind of condition it is.

@@ -380,7 +380,21 @@ class ClinikoClient:
             if on_clock_offset is not None:
                 on_clock_offset(offset)
             page = [_normalise(contact) for contact in contacts]
-            more = _next_link(listing) is not None and bool(page)
+            # Each request counts what is left from the id it asks from: an empty page with
+            # more to come, or a last page short of that count, is an answer off the spec
+            # (`iter_contacts` refuses both too), not the listing's end.
+            left = _whole_count(listing.total_entries)
+            linked = _next_link(listing) is not None
+            if not page and linked and left:
+                raise errors.UnexpectedResponse("Cliniko sent an empty page with a next link")
+            if not linked and len(page) < left:
+                raise errors.PaginationMismatch(
+                    f"listing contacts by id saw {len(page)} on the last page, but Cliniko "
+                    f"counted {left} from there",
+                    seen=len(page),
+                    total_entries=left,
+                )
+            more = linked and bool(page)
             ids = [int(contact.id) for contact in page]
             if (more or after is not None) and any(
                 later <= earlier

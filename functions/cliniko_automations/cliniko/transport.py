@@ -332,11 +332,13 @@ def error_for_response(
 
 def _field_name(name: object) -> str:
     """A 422's key for a refused field, as the errors name it in logs, dead letters and the
-    erasure's trail: a field of the contact's, or "other". The keys are free text to whoever
+    erasure's trail: the contact's field it names ("phone_numbers" for
+    "phone_numbers[0].number"), or "other". The keys are free text to whoever
     answers, and one that keyed its errors by a value ("Zebedee Quigglesworth": "is already a
     patient") put the value in every line that names the refused fields."""
     match = _FIELD_ERROR_KEY.fullmatch(name) if isinstance(name, str) else None
-    return match.group(0) if match and match.group(1) in _FIELD_ERROR_ROOTS else "other"
+    # The field alone: what follows it ("phone_numbers.0412345678") is free text too.
+    return match.group(1) if match and match.group(1) in _FIELD_ERROR_ROOTS else "other"
 
 
 class ClinikoTransport(httpx.BaseTransport):

@@ -193,11 +193,12 @@ def _email(value: Any) -> str:
         raise ValueError("must be valid text (it holds bytes that are not UTF-8)")
     if len(email) > MAX_LENGTH or not EMAIL_PATTERN.fullmatch(email):
         raise ValueError("must be an email address")
-    if not ADDRESS_SPECIALS.isdisjoint(email):
+    if not ADDRESS_SPECIALS.isdisjoint(email) and not CLINIKO_EMAIL_PATTERN.fullmatch(email):
         # An address copied with its wrapping (`mailto:`, `<...>`, a list's comma): searched as
         # typed it found no contact, and the request completed as "no record found" with the
         # person still in Cliniko, which holds no such address (its check and the intake's
-        # refuse these characters). A contact whose address holds one is erased by its id.
+        # refuse it; a comma before the `@` they take). A contact whose address holds one is
+        # erased by its id.
         raise ValueError(
             "must be an email address alone, without `mailto:`, `<>`, commas or other "
             "characters an address does not hold (a contact whose address holds them: "

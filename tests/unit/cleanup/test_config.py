@@ -270,6 +270,12 @@ A_WEEK_OLD = _text("created_at", "older_than_days", 7)
         (_text("company_name", "contains", "QA"), {"company_name": "Acme"}, False),
         (_text("occupation", "not_equals", "GP"), {"occupation": None}, True),
         (_text("occupation", "not_equals", "GP"), {"occupation": "GP"}, False),
+        (_text("last_name", "not_equals", "Test"), {"last_name": "Test "}, True),  # not "Test"
+        (_text("email", "not_equals", "A@x.org"), {"email": "a@X.org"}, False),  # sent lower
+        # A backslash as itself, or making the next character plain (a SQL LIKE's escape).
+        (_text("email", "like", "test\\_%"), {"email": "test_1@x.org"}, True),
+        (_text("email", "like", "test\\_%"), {"email": "test\\x@x.org"}, True),
+        (_text("email", "like", "test\\_%"), {"email": "testa1@x.org"}, False),
         (_text("type_code", "equals", [0, 2]), {"type_code": 1}, False),
         (_text("type_code", "equals", [0, 2]), {"type_code": 2}, True),
         (A_WEEK_OLD, {"created_at": "2026-11-22T12:00:00Z"}, True),

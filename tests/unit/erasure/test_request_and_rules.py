@@ -130,6 +130,8 @@ def test_a_request_is_normalised():
         ("jäne@example.de", "jäne@example.de"),
         ("jane@ex_ample.com", "jane@ex_ample.com"),
         ("jane@exämple.123", "jane@exämple.123"),
+        # A comma before the `@` is one Cliniko's check and the intake's take.
+        ("jane,doe@example.com", "jane,doe@example.com"),
     ],
 )
 def test_an_email_is_searched_in_the_form_cliniko_holds(sent, searched):
