@@ -22,6 +22,9 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyPersistenceLayerError,
+)
 
 from cliniko_automations.cliniko import errors
 from cliniko_automations.cliniko.errors import ConfigurationError
@@ -46,6 +49,7 @@ from cliniko_automations.intake_worker.worker import (
     Misconfigured,
     Rejected,
     RetryLater,
+    SubmissionFailure,
 )
 
 # Powertools idempotency records are named after this, not after the Lambda function, so a
@@ -168,10 +172,25 @@ def _runtime(settings: WorkerSettings) -> Runtime:
             raise Parked(outcome)
         return outcome
 
+    def handle_decided(*, submission: Submission, erased: Callable[[], bool]) -> dict[str, Any]:
+        """`handle`, its attempt's own outcome kept when Powertools then failed to release
+        the record: a parked, refused or erased submission, or one to retry not before a
+        time, went on as a plain failure (`IdempotencyPersistenceLayerError`), parked twice,
+        sent to Cliniko again instead of the dead-letter queue, or retried into a 429. The
+        record then stays in progress until its lease ends, as a killed attempt's does."""
+        try:
+            answer: dict[str, Any] = handle(submission=submission, erased=erased)
+        except IdempotencyPersistenceLayerError as error:
+            attempt = error.__cause__.__context__ if error.__cause__ else None
+            if isinstance(attempt, Parked | SubmissionFailure):
+                raise attempt from None
+            raise
+        return answer
+
     return Runtime(
         settings=settings,
         idempotency=config,
-        handle=handle,
+        handle=handle_decided,
         failures=DynamoFailures(dynamodb, settings.idempotency_table),
         queues=SqsQueues(sqs, dead_letter_queue_url=settings.dead_letter_queue_url),
         store=DynamoSubmissionStore(dynamodb, settings.submission_table),

@@ -3,12 +3,16 @@ Cliniko emulator over HTTP, and Lambda's poller emulated (receive, invoke, delet
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.exceptions import ClientError
+from cliniko_automations.common import aws as aws_clients
 from cliniko_automations.common.identity_claims import CLAIM_PREFIX
 from cliniko_automations.common.submission_store import DAY, StoredSubmission
 from cliniko_automations.intake.submission import (
@@ -21,6 +25,7 @@ from cliniko_automations.intake_worker import handler as worker_handler
 from cliniko_automations.intake_worker.store import DynamoClaims
 
 from tests.fixtures.apigw import LambdaContext
+from tests.fixtures.aws import every_message
 from tests.integration.intake_worker.resources import (
     MAX_RECEIVE_COUNT,
     WORKER_TIMEOUT_MS,
@@ -649,3 +654,54 @@ def test_the_person_s_next_submission_while_the_search_lags_finds_the_contact_ma
     [contact] = cliniko.control.contacts()
     assert contact["company_name"] == "Harbour Physio"
     assert len(stack.ledger_items()) == 1
+
+
+@contextlib.contextmanager
+def record_release_refused() -> Iterator[list[str]]:
+    """DynamoDB answering the worker's first delete of a Powertools record (the release of a
+    failed attempt's) with a 500, as a hiccup does: the operations refused. A botocore hook on
+    the worker's client: the AWS boundary."""
+    refused: list[str] = []
+
+    def refuse(params: dict, **_: object) -> None:
+        key = params.get("Key", {}).get("id", {}).get("S", "")
+        if not refused and key.startswith("intake-worker#"):
+            refused.append(key)
+            raise ClientError({"Error": {"Code": "InternalServerError"}}, "DeleteItem")
+
+    client = aws_clients.client("dynamodb", config=aws_clients.FAIL_FAST)
+    client.meta.events.register("before-parameter-build.dynamodb.DeleteItem", refuse)
+    try:
+        yield refused
+    finally:
+        client.meta.events.unregister("before-parameter-build.dynamodb.DeleteItem", refuse)
+
+
+def test_a_parked_submission_is_parked_once_when_its_record_cannot_be_released(
+    stack, cliniko
+) -> None:
+    # Powertools answers a failed release with IdempotencyPersistenceLayerError in place of
+    # the attempt's own outcome: the parked submission was handed back as a failure too, and
+    # parked a second time on its next delivery.
+    for first_name in ("Ana", "Ana L"):
+        cliniko.client().create_contact({"first_name": first_name, "email": ANA.email})
+    send(stack, submission())
+    with record_release_refused() as refused:
+        messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    assert refused and len(messages) == 1 and failed == set()
+    assert stack.counts(stack.parked_queue_url) == (1, 0)
+    assert stack.counts(stack.queue_url) == (0, 0)
+
+
+def test_a_refused_submission_is_dead_lettered_when_its_record_cannot_be_released(
+    stack, cliniko
+) -> None:
+    # Cliniko's 422, then the release refused: it was booked as unexpected_error and sent to
+    # Cliniko again on each delivery, not dead-lettered with its reason.
+    send(stack, submission(dataclasses.replace(ANA, email="ana@example")))
+    with record_release_refused() as refused:
+        messages, failed = poll_once(stack, worker_handler.lambda_handler, context())
+    assert refused and len(messages) == 1 and failed == set()
+    [letter] = every_message(stack.sqs, stack.dead_letter_queue_url, MessageAttributeNames=["All"])
+    reason = letter["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert reason.startswith("cliniko_validation_failed")
