@@ -318,27 +318,23 @@ def build(args: argparse.Namespace) -> DeadLetters:
     # copied for another read "0 dead letters" or "body gone", or replayed into the wrong queue.
     dlq_setting = "--dlq-url" if args.dlq_url else setting
     check_queue(sqs, dlq, PARKED_QUEUE if args.parked else DEAD_LETTER_QUEUE, dlq_setting)
+    # And all of one stack: the parked queue, unlike the dead-letter queue, is tied to the
+    # submission queue by no redrive, and a replay into another stack's lost the submission.
+    stacks = {dlq_setting: queue_stack(sqs, dlq)}
     if queue_url:
         queue_setting = "--queue-url" if args.queue_url else "SUBMISSION_QUEUE_URL"
         redrive = check_queue(sqs, queue_url, SUBMISSION_QUEUE, queue_setting)
         if not args.parked:
             check_redrive(sqs, redrive, dlq, f"{queue_setting} and {dlq_setting}")
-    if table:
-        check_table(
-            dynamodb, table, IDEMPOTENCY_TABLE, "--table" if args.table else "IDEMPOTENCY_TABLE"
-        )
-    if submission_table:
-        store_setting = "--submission-table" if args.submission_table else "SUBMISSION_TABLE"
-        check_table(dynamodb, submission_table, SUBMISSION_STORE, store_setting)
-    # And all of one stack: the parked queue, unlike the dead-letter queue, is tied to the
-    # submission queue by no redrive, and a replay into another stack's lost the submission.
-    stacks = {dlq_setting: queue_stack(sqs, dlq)}
-    if queue_url:
         stacks[queue_setting] = queue_stack(sqs, queue_url)
     if table:
-        stacks["--table" if args.table else "IDEMPOTENCY_TABLE"] = table_stack(dynamodb, table)
+        table_setting = "--table" if args.table else "IDEMPOTENCY_TABLE"
+        arn = check_table(dynamodb, table, IDEMPOTENCY_TABLE, table_setting)
+        stacks[table_setting] = table_stack(dynamodb, arn)
     if submission_table:
-        stacks[store_setting] = table_stack(dynamodb, submission_table)
+        store_setting = "--submission-table" if args.submission_table else "SUBMISSION_TABLE"
+        arn = check_table(dynamodb, submission_table, SUBMISSION_STORE, store_setting)
+        stacks[store_setting] = table_stack(dynamodb, arn)
     check_one_stack(stacks)
     return (ParkedSubmissions if args.parked else DeadLetters)(
         sqs=sqs,

@@ -494,14 +494,14 @@ def build(args: argparse.Namespace) -> WebhookDeadLetters:
     if audit_table:
         table_setting = "--audit-table" if args.audit_table else "AUDIT_TABLE"
         dynamodb = boto3.client("dynamodb")
-        check_table(dynamodb, audit_table, AUDIT_TABLE, table_setting)
+        trail_arn = check_table(dynamodb, audit_table, AUDIT_TABLE, table_setting)
         if bus:
             # The trail that says whose fields are never sent again is the one of the stack
             # whose bus carries them: another stack's let an erased person's letter go out.
             bus_setting = "--bus" if args.bus else "EVENT_BUS_NAME"
             check_one_stack(
                 {
-                    table_setting: table_stack(dynamodb, audit_table),
+                    table_setting: table_stack(dynamodb, trail_arn),
                     bus_setting: bus_stack(boto3.client("events"), bus),
                 }
             )

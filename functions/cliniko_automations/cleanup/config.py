@@ -16,6 +16,7 @@ if __name__ == "__main__":  # first: Ctrl-C during the imports below is one line
     interrupted_while_starting("cleanup.config")
 
 import datetime as dt
+import functools
 import os
 import re
 import sys
@@ -104,6 +105,7 @@ class TextCondition(_Model):
         return any(reading.fullmatch(value.strip()) for reading in _like_readings(pattern[self.op]))
 
 
+@functools.lru_cache(maxsize=64)  # a rule's few patterns, read for every contact listed
 def _like_readings(pattern: str) -> tuple[re.Pattern[str], ...]:
     """`pattern` as Cliniko's `~~` may read it, at its widest: `%` any text, `_` any character,
     letters in any case, and a backslash either itself or, as a SQL LIKE reads it, making the

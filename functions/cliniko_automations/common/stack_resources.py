@@ -62,9 +62,9 @@ AUDIT_TABLE = TableKind(
 )
 
 
-def check_table(dynamodb: Any, name: str, kind: TableKind, setting: str) -> None:
-    """Raise WrongResource unless table `name` (given as `setting`) is of `kind`. A table that
-    is not there is DynamoDB's ResourceNotFoundException, as before."""
+def check_table(dynamodb: Any, name: str, kind: TableKind, setting: str) -> str:
+    """Raise WrongResource unless table `name` (given as `setting`) is of `kind`; its ARN (for
+    `table_stack`). A table that is not there is DynamoDB's ResourceNotFoundException."""
     table = dynamodb.describe_table(TableName=name)["Table"]
     key = tuple((k["AttributeName"], k["KeyType"]) for k in table["KeySchema"])
     indexes = frozenset(i["IndexName"] for i in table.get("GlobalSecondaryIndexes", []))
@@ -75,6 +75,8 @@ def check_table(dynamodb: Any, name: str, kind: TableKind, setting: str) -> None
             + (f", indexes {printable(', '.join(sorted(indexes)))}" if indexes else "")
             + f"): take it from the stack's {kind.output} output"
         )
+    arn: str = table["TableArn"]
+    return arn
 
 
 @dataclass(frozen=True)
@@ -171,21 +173,24 @@ def queue_stack(sqs: Any, url: str) -> str | None:
     return stack if isinstance(stack, str) else None
 
 
-def table_stack(dynamodb: Any, name: str) -> str | None:
-    """The stack table `name` belongs to (None: untold, or its tags not readable)."""
+def table_stack(dynamodb: Any, arn: str) -> str | None:
+    """The stack the table of `arn` (`check_table`'s) belongs to (None: untold, or its tags
+    not readable)."""
     try:
-        arn = dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
-        tags = dynamodb.list_tags_of_resource(ResourceArn=arn).get("Tags", [])
+        return _stack_of(dynamodb.list_tags_of_resource(ResourceArn=arn).get("Tags", []))
     except ClientError:
         return None
-    return next((tag["Value"] for tag in tags if tag.get("Key") == STACK_TAG), None)
 
 
 def bus_stack(events: Any, name: str) -> str | None:
     """The stack event bus `name` belongs to (None: untold, or its tags not readable)."""
     try:
         arn = events.describe_event_bus(Name=name)["Arn"]
-        tags = events.list_tags_for_resource(ResourceARN=arn).get("Tags", [])
+        return _stack_of(events.list_tags_for_resource(ResourceARN=arn).get("Tags", []))
     except ClientError:
         return None
+
+
+def _stack_of(tags: list[dict[str, str]]) -> str | None:
+    """`STACK_TAG`'s value among tags listed as DynamoDB and EventBridge list them."""
     return next((tag["Value"] for tag in tags if tag.get("Key") == STACK_TAG), None)
