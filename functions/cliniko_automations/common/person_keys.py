@@ -69,18 +69,54 @@ APOSTROPHES = "'\u2018\u2019\u02bc\u2032"
 TYPED_APOSTROPHES = str.maketrans(dict.fromkeys(APOSTROPHES[1:], "'"))
 
 
+# Turkish spells "I" lower-cased as "ı" and "i" upper-cased as "İ"; casefold, which is not
+# Turkish, makes "IŞIK" "işik" and "İlker" "i̇lker" (an "i" and a combining dot).
+TURKISH_I = str.maketrans({"ı": "i"})
+
+
 def fold_name(value: object) -> str:
-    """A name as the intake compares names: spaces collapsed, case folded, any apostrophe as
-    "'" (a value that is not text, as an answer off Cliniko's spec may hold, is no name)."""
+    """A name as the intake compares and keys names: in its compatibility form, without
+    invisible format characters, spaces collapsed, case folded, any apostrophe as "'" (a
+    value that is not text, as an answer off Cliniko's spec may hold, is no name).
+
+    One person's name reaches here in several spellings of the same letters: "José" composed
+    from a desk or as "e" and an accent from some phones, "Ｊｏｈｎ" in full width from an
+    IME, a zero-width space staff pasted with it, "IŞIK" typed in capitals for "Işık". Folded
+    apart, the worker's match missed staff's contact and made a second one, and an erasure
+    read from staff's contact missed the stored submission its keys were made from (reported
+    erased, the body kept, a replay making the person again)."""
     if not isinstance(value, str):
         return ""
-    return _fold_as_typed(value.translate(TYPED_APOSTROPHES))
+    if value.isascii():
+        return _fold_before_unicode(value)
+    compatible = without_format_characters(unicodedata.normalize("NFKC", value))
+    # Again after casefold, which may leave a letter and its accent apart ("İ" → "i̇").
+    folded = unicodedata.normalize("NFKC", _fold_before_unicode(compatible))
+    return folded.replace("i\u0307", "i").translate(TURKISH_I)
+
+
+def _fold_before_unicode(value: object) -> str:
+    """`fold_name` without its compatibility form, format characters and Turkish "i": how
+    names were keyed before those were folded (2026-12-06), which bodies and tombstones of
+    then may still be kept under."""
+    return _fold_as_typed(value.translate(TYPED_APOSTROPHES)) if isinstance(value, str) else ""
 
 
 def _fold_as_typed(value: object) -> str:
-    """`fold_name` with each apostrophe as typed: how names were keyed before the apostrophes
-    were folded (2026-12-04), which bodies and tombstones of then may still be kept under."""
+    """`_fold_before_unicode` with each apostrophe as typed: how names were keyed before the
+    apostrophes were folded (2026-12-04), which bodies and tombstones of then may still be
+    kept under."""
     return " ".join(value.split()).casefold() if isinstance(value, str) else ""
+
+
+# The folds names were keyed by before `fold_name`, newest first.
+EARLIER_FOLDS: tuple[Callable[[object], str], ...] = (_fold_before_unicode, _fold_as_typed)
+
+
+def composed(text: str) -> str:
+    """`text` with each letter and its accents composed (NFC), the form most keyboards type
+    and Cliniko's filters compare as typed."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def phone_digits(number: object) -> str:
@@ -146,10 +182,16 @@ def submission_keys(
         return PersonKeys(email_hash(pepper, email))
     phones = list(phone_numbers)
     keys = _name_keys(pepper, first_name, last_name, phones, stored=True)
-    # Also the keys of the name with its apostrophes as typed (the same keys for a name with
-    # none): a tombstone written under them before the apostrophes were folded is found.
-    as_typed = _name_keys(pepper, first_name, last_name, phones, stored=True, fold=_fold_as_typed)
-    return PersonKeys(None, keys.name_hmac, tuple(sorted({*keys.name_phone, *as_typed.name_phone})))
+    # Also the keys of the name as it was folded before (the same keys for most names): a
+    # tombstone written under them then is found.
+    earlier = (
+        key
+        for fold in EARLIER_FOLDS
+        for key in _name_keys(
+            pepper, first_name, last_name, phones, stored=True, fold=fold
+        ).name_phone
+    )
+    return PersonKeys(None, keys.name_hmac, tuple(sorted({*keys.name_phone, *earlier})))
 
 
 def contact_keys(
@@ -170,21 +212,25 @@ def contact_keys(
     return PersonKeys(email_hmac, names.name_hmac, names.name_phone)
 
 
-def contact_keys_as_typed(
+def earlier_contact_keys(
     first_name: str | None,
     last_name: str | None,
     phone_numbers: Iterable[str | None],
     *,
     pepper: str,
-) -> PersonKeys:
-    """`contact_keys`' name keys with the name's apostrophes as typed: the bodies stored
-    before the apostrophes were folded are indexed under them (PersonKeys() for a name whose
-    keys these are not other than the folded ones)."""
-    names = _name_keys(
-        pepper, first_name, last_name, phone_numbers, stored=False, fold=_fold_as_typed
-    )
-    folded = _name_keys(pepper, first_name, last_name, phone_numbers, stored=False)
-    return PersonKeys() if names.name_hmac == folded.name_hmac else names
+) -> tuple[PersonKeys, ...]:
+    """`contact_keys`' name keys with the name folded as it was before (EARLIER_FOLDS): the
+    bodies stored then are indexed under them. Only the folds whose keys differ from the
+    current one's and from each other's (none for most names)."""
+    phones = list(phone_numbers)
+    seen = {_name_keys(pepper, first_name, last_name, phones, stored=False).name_hmac}
+    found = []
+    for fold in EARLIER_FOLDS:
+        keys = _name_keys(pepper, first_name, last_name, phones, stored=False, fold=fold)
+        if keys.name_hmac not in seen:
+            seen.add(keys.name_hmac)
+            found.append(keys)
+    return tuple(found)
 
 
 def _name_keys(

@@ -32,7 +32,7 @@ from cliniko_automations.common.person_keys import (
     PersonKeys,
     compared_email,
     contact_keys,
-    contact_keys_as_typed,
+    earlier_contact_keys,
     email_hash,
     phone_entries,
     text_of,
@@ -416,8 +416,8 @@ class Attempt:
 
     def _keys(self, email: Any, contact: Mapping[str, Any]) -> tuple[PersonKeys, ...]:
         """The keys of one person's details, as Cliniko (or the request) gives them (values of
-        another type than text are no details), and those of their name with its apostrophes
-        as typed, which submissions stored before they were folded are kept under."""
+        another type than text are no details), and those of their name as it was folded
+        before, which submissions stored then are kept under."""
 
         phones = [
             text_of(phone.get("number")) for phone in phone_entries(contact.get("phone_numbers"))
@@ -425,7 +425,7 @@ class Attempt:
         first, last = text_of(contact.get("first_name")), text_of(contact.get("last_name"))
         return (
             contact_keys(self.tools.pepper, text_of(email), first, last, phones),
-            contact_keys_as_typed(first, last, phones, pepper=self.tools.pepper),
+            *earlier_contact_keys(first, last, phones, pepper=self.tools.pepper),
         )
 
     def purge_webhook_letters(self, matches: Sequence[Match]) -> None:

@@ -217,7 +217,8 @@ def as_cliniko_holds(email: str) -> str:
 
     Cliniko takes ASCII addresses only (rules.CLINIKO_EMAIL_PATTERN), and the intake refuses
     others: an international domain is held in its `xn--` form (IDNA 2008, as registries
-    and mail servers write it) and full-width letters as the letters they are (NFKC).
+    and mail servers write it), full-width letters as the letters they are (NFKC) and a
+    Turkish capital "İ" as "i".
     Searched as typed, `anna@bücher.de` found no contact and the request completed as "no
     record found" with the person still in Cliniko. An address no such form makes one Cliniko
     takes (an accented local part) is kept as typed: a contact staff entered before Cliniko
@@ -226,7 +227,10 @@ def as_cliniko_holds(email: str) -> str:
         return email
     import idna  # here alone: an address in another form is rare, and idna's tables large
 
-    local, _, domain = unicodedata.normalize("NFKC", email).rpartition("@")
+    # An "İ" lower-cased is "i" and a combining dot, which no ASCII address holds: typed in
+    # Turkish capitals, "İLKER@…" is "ilker@…".
+    compatible = unicodedata.normalize("NFKC", email).replace("i\u0307", "i")
+    local, _, domain = compatible.rpartition("@")
     try:
         ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError):

@@ -51,6 +51,7 @@ from cliniko_automations.common.person_keys import (
     MAX_PREFIX_DIGITS,
     MIN_SUFFIX_DIGITS,
     compared_email,
+    composed,
     fold_name,
     phone_digits,
     phone_entries,
@@ -140,13 +141,20 @@ def lookup_for(draft: ContactDraft) -> Lookup:
 
 def name_spellings(first: str, last: str) -> list[tuple[str, str]]:
     """The name as typed, then as staff most often type one (Title Case, lower, UPPER): the
-    spellings a lookup that minds case must try in turn."""
+    spellings a lookup that minds case must try in turn. Last, a name with accents as letters
+    and combining accents: the intake composes what it takes (2026-12-06), and the contacts
+    it made before from a phone's decomposed "José" hold it so, which Cliniko's filters
+    compare by code point."""
     spellings: list[tuple[str, str]] = []
-    for spell in (str, str.title, str.lower, str.upper):
+    for spell in (str, str.title, str.lower, str.upper, _decomposed):
         spelled = (spell(first), spell(last))
         if spelled not in spellings:
             spellings.append(spelled)
     return spellings
+
+
+def _decomposed(text: str) -> str:
+    return text if text.isascii() else unicodedata.normalize("NFD", text)
 
 
 def spacing_free(name: str) -> str:
@@ -375,7 +383,7 @@ def _name_words(person: ContactDraft | Contact) -> frozenset[str]:
 
 def _folded(person: ContactDraft | Contact, name: str) -> str:
     value = person.get(name) if isinstance(person, Mapping) else getattr(person, name)
-    return unicodedata.normalize("NFC", fold_name(value))
+    return fold_name(value)
 
 
 def decide_recovery(
@@ -469,13 +477,9 @@ def _same(field_name: str, ours: Any, theirs: Any) -> bool:
         # In one Unicode composition ("é" or "e" and a combining accent), as a person reads
         # them: overwritten with the other, staff's contact held bytes their search for what
         # they type does not find, for no visible change.
-        return _composed(ours.strip()) == _composed(theirs.strip())
+        return composed(ours.strip()) == composed(theirs.strip())
     same: bool = ours == theirs
     return same
-
-
-def _composed(text: str) -> str:
-    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def plan_update(

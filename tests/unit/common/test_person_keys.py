@@ -14,6 +14,8 @@ from cliniko_automations.common.person_keys import (
     PersonKeys,
     clean_email,
     contact_keys,
+    earlier_contact_keys,
+    fold_name,
     submission_keys,
 )
 from cliniko_automations.intake_worker.find_or_create import phone_digits, phones_match
@@ -41,6 +43,54 @@ def test_a_name_with_a_typed_apostrophe_has_the_keys_of_the_name_with_a_straight
     probe = contact_keys(PEPPER, None, "Sean", "O'Brien", ["0412 345 678"])
     assert stored.name_hmac == probe.name_hmac
     assert set(stored.name_phone) & set(probe.name_phone)
+
+
+# One person's name as a form and as staff spell it: composed or as a letter and its accent,
+# full width from an IME, with a zero-width space pasted in, Turkish in capitals.
+SPELLINGS = [
+    ("José", "Núñez", unicodedata.normalize("NFD", "José"), unicodedata.normalize("NFD", "Núñez")),
+    ("John", "Smith", "Ｊｏｈｎ", "Ｓｍｉｔｈ"),
+    ("Ana", "Lima\u200b", "Ana", "Lima"),
+    ("Ayşe", "IŞIK", "Ayşe", "Işık"),
+    ("İLKER", "Demir", "ilker", "Demir"),
+]
+
+
+@pytest.mark.parametrize(("staff_first", "staff_last", "form_first", "form_last"), SPELLINGS)
+def test_one_name_in_two_spellings_of_its_letters_has_one_set_of_keys(
+    staff_first: str, staff_last: str, form_first: str, form_last: str
+) -> None:
+    # The worker matches staff's contact to the form's submission, and an erasure read from
+    # staff's contact finds the submission: its body is purged, and a replay of it is dropped.
+    assert fold_name(staff_first) == fold_name(form_first)
+    assert fold_name(staff_last) == fold_name(form_last)
+    stored = submission_keys(PEPPER, None, form_first, form_last, ["+61 412 987 654"])
+    probe = contact_keys(PEPPER, None, staff_first, staff_last, ["0412 987 654"])
+    assert stored.name_hmac == probe.name_hmac
+    assert set(stored.name_phone) & set(probe.name_phone)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"), [("Ana", "Ama"), ("Müller", "Muller"), ("Lee", "Li"), ("Işık", "Ilık")]
+)
+def test_two_names_stay_two_names(one: str, other: str) -> None:
+    assert fold_name(one) != fold_name(other)
+
+
+def test_a_name_keeps_the_keys_it_had_before_its_letters_were_folded() -> None:
+    # Bodies and tombstones of before 2026-12-06 are keyed by the name as typed, case folded:
+    # a submission still meets such a tombstone, and an erasure of a contact spelt so still
+    # finds such a body.
+    last = unicodedata.normalize("NFD", "Núñez")
+    before = hmac.new(
+        PEPPER.encode(),
+        f"number\x00josé\x00{last.casefold()}\x00412987654".encode(),
+        hashlib.sha256,
+    ).hexdigest()
+    assert before in submission_keys(PEPPER, None, "José", last, ["0412 987 654"]).name_phone
+    [earlier] = earlier_contact_keys("José", last, ["0412 987 654"], pepper=PEPPER)
+    assert before in earlier.name_phone
+    assert earlier_contact_keys("Ana", "Lima", ["0412 987 654"], pepper=PEPPER) == ()
 
 
 PHONES = [
