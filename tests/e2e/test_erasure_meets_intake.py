@@ -17,7 +17,12 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 from cliniko_automations.common import aws
-from cliniko_automations.common.identity_claims import CLAIM_PREFIX, LOST_CREATE_SETTLES_SECONDS
+from cliniko_automations.common.identity_claims import (
+    CLAIM_PREFIX,
+    LOST_CREATE_SETTLES_SECONDS,
+    claim_item_key,
+    name_claim,
+)
 from cliniko_automations.intake_worker import runtime as worker_runtime
 
 from tests.e2e.test_erasure_cli import load_cli
@@ -94,6 +99,54 @@ def test_a_create_whose_answer_was_lost_keeps_the_person_from_an_erasure_until_i
     assert code == 0 and "erased" in out, out
     [stored] = cliniko.control.contacts(include_archived=True)
     assert str(stored["id"]) == str(made.id) and stored["archived_at"] and not stored["email"]
+
+
+def test_an_erasure_by_contact_id_waits_for_a_worker_holding_the_contacts_name(
+    world,  # noqa: F811
+    erasure_stack,
+    cliniko,
+    capsys,
+):
+    # A request by contact id names no email to fence before the lookup: the purge's fence,
+    # on the claims of the contact found, is what keeps a worker's update of it (matched by
+    # name and phone) from landing after the scrub and writing the person back.
+    path = world
+    contact_id = erasure_stack.seed(
+        first_name="Ada",
+        last_name="Lovelace",
+        email="",
+        phone_numbers=[{"number": "0412 987 654", "phone_type": "Mobile"}],
+    )
+    held = claim_item_key(name_claim(erasure.ACCOUNT, "Ada", "Lovelace"))
+    boto3.client("dynamodb").put_item(
+        TableName=path.stack.idempotency_table,
+        Item={**held, "expiration": {"N": str(int(time.time()) + 600)}},
+    )
+    before = erasure_stack.contact(contact_id)
+    sent_before = len(cliniko.control.requests())
+    capsys.readouterr()
+    code = load_cli().main(
+        [
+            *("request", "--contact-id", contact_id),
+            *("--reason", "GDPR art. 17, ticket 32", "--request-id", "erase-while-held"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code != 0 and "submission_in_progress" in out, out
+    assert erasure_stack.contact(contact_id) == before
+    sent = cliniko.control.requests()[sent_before:]
+    assert sent and all(request["method"] == "GET" for request in sent), sent
+
+    # Let go: the same request id erases them.
+    boto3.client("dynamodb").delete_item(TableName=path.stack.idempotency_table, Key=held)
+    code = load_cli().main(
+        [
+            *("request", "--contact-id", contact_id),
+            *("--reason", "GDPR art. 17, ticket 32", "--request-id", "erase-while-held"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "erased" in out, out
 
 
 def conflict(operation: str) -> ClientError:

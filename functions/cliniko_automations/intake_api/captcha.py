@@ -94,7 +94,9 @@ def verify_captcha(captcha: Captcha, secret: str, token: str | None, remote_ip: 
         raise CaptchaFailed("captcha token rejected")
     if captcha.min_score is not None:
         score = result.get("score")
-        if not isinstance(score, int | float) or score < captcha.min_score:
+        if isinstance(score, bool) or not isinstance(score, int | float):
+            raise CaptchaFailed("captcha score missing")
+        if score < captcha.min_score:
             raise CaptchaFailed("captcha score too low")
     if captcha.action is not None and result.get("action") != captcha.action:
         raise CaptchaFailed("captcha action does not match")

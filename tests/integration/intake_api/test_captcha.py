@@ -72,6 +72,16 @@ def test_v3_score_and_action(siteverify):
         verify_captcha(recaptcha(url, action="signup"), "secret", "token", None)
 
 
+@pytest.mark.parametrize("score", [None, "0.9", True], ids=["left-out", "as-text", "a-boolean"])
+def test_a_score_that_is_no_number_fails_a_minimum(siteverify, score):
+    # A v2 secret answers no score, a v3 threshold asks one: the minimum is not met.
+    url, reply = siteverify
+    answer(reply, success=True, **({} if score is None else {"score": score}))
+    with pytest.raises(CaptchaFailed, match="score"):
+        verify_captcha(recaptcha(url, min_score=0.5), "secret", "token", None)
+    verify_captcha(recaptcha(url), "secret", "token", None)
+
+
 @pytest.mark.parametrize(("status", "body"), [(500, b"{}"), (200, b"<html>"), (200, b"[true]")])
 def test_service_trouble_fails_closed(siteverify, status, body):
     url, reply = siteverify

@@ -65,6 +65,21 @@ def test_budget_lets_a_burst_through_then_waits_for_the_oldest_to_age_out() -> N
     assert clock.sleeps == [pytest.approx(50.0)]
 
 
+def test_a_hold_longer_than_the_full_windows_wait_is_waited_out_whole() -> None:
+    # A 429 while the window is full: the send waits for Cliniko's reset, not only for the
+    # oldest send to age out (sent then, it met another 429).
+    clock = FakeClock()
+    budget = RateBudget(2, 60.0, clock=clock)
+    budget.acquire()
+    budget.acquire()
+    budget.hold(120)
+    assert budget.acquire() == pytest.approx(120.0)
+    # And a hold shorter than the full window's wait waits for the window.
+    assert budget.acquire() == 0.0
+    budget.hold(5)
+    assert budget.acquire() == pytest.approx(60.0)
+
+
 def test_budget_never_allows_more_than_the_limit_in_any_window() -> None:
     clock = FakeClock()
     budget = RateBudget(200, 60.0, clock=clock)

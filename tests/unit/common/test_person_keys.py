@@ -91,6 +91,13 @@ def test_a_name_keeps_the_keys_it_had_before_its_letters_were_folded() -> None:
     [earlier] = earlier_contact_keys("José", last, ["0412 987 654"], pepper=PEPPER)
     assert before in earlier.name_phone
     assert earlier_contact_keys("Ana", "Lima", ["0412 987 654"], pepper=PEPPER) == ()
+    # And of before 2026-12-04, with the apostrophes as typed.
+    typed = hmac.new(
+        PEPPER.encode(), "number\x00mary\x00o’brien\x00412987654".encode(), hashlib.sha256
+    ).hexdigest()
+    assert typed in submission_keys(PEPPER, None, "Mary", "O’Brien", ["0412 987 654"]).name_phone
+    [as_typed] = earlier_contact_keys("Mary", "O’Brien", ["0412 987 654"], pepper=PEPPER)
+    assert typed in as_typed.name_phone
 
 
 PHONES = [

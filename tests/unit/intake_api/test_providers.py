@@ -492,6 +492,26 @@ def test_signatures_are_compared_in_constant_time(monkeypatch):
             assert compared, adapter.__name__
 
 
+def near_misses(signature: str) -> list[str]:
+    """A signature with its last digit changed, and its first half alone."""
+    body = signature.rstrip("=")
+    last = body[-1]
+    changed = body[:-1] + ("0" if last != "0" else "1") + signature[len(body) :]
+    return [changed, signature[: len(signature) // 2]]
+
+
+def test_a_signature_that_differs_only_at_its_end_or_stops_halfway_is_refused():
+    # Every byte of a signature is compared: one right but for its last digit, or its first
+    # half alone, is a forgery's guess.
+    for adapter, signed in signed_deliveries(wrong=False):
+        adapter.verify(signed, SECRET, NOW)
+        [header] = [name for name in signed.headers if name.endswith("signature")]
+        for guess in near_misses(signed.headers[header]):
+            forged = delivery(signed.body, {**signed.headers, header: guess})
+            with pytest.raises(BadSignature):
+                adapter.verify(forged, SECRET, NOW)
+
+
 def test_formspree_parse_takes_submission_object_and_has_no_id():
     parsed = formspree.parse(delivery(samples.formspree_body(), {}))
     assert parsed.submission_id is None

@@ -144,6 +144,28 @@ def test_name_phone_match_needs_a_shared_number_and_folded_names() -> None:
     assert decision.contact_id == "1001"
 
 
+def test_a_namesake_is_matched_by_any_one_of_its_numbers_and_never_by_none() -> None:
+    draft = ContactDraft(
+        first_name="ana", last_name="LIMA", phone_numbers=(PhoneNumber(number="0412 345 678"),)
+    )
+    lookup = foc.lookup_for(draft)
+    # Staff's contact with a home number beside the mobile the form gave: the same person.
+    two_numbers = contact(
+        first_name="Ana",
+        last_name="Lima",
+        phone_numbers=[
+            {"number": "0499 999 999", "phone_type": "Home"},
+            {"number": "+61412345678", "phone_type": "Mobile"},
+        ],
+    )
+    assert foc.matches(lookup, two_numbers)
+    assert foc.decide(draft, lookup, [two_numbers], "fill_blanks").contact_id == "1001"
+    # A namesake without a number is someone else: updated, their record would be the form's.
+    no_number = contact("1002", first_name="Ana", last_name="Lima", phone_numbers=[])
+    assert not foc.matches(lookup, no_number)
+    assert foc.decide(draft, lookup, [no_number], "fill_blanks").action == "create"
+
+
 def test_no_match_creates_with_the_draft_fields() -> None:
     draft = ContactDraft(email="ana@example.com", first_name="Ana")
     decision = foc.decide(draft, foc.lookup_for(draft), [], "fill_blanks")
@@ -195,6 +217,19 @@ def test_several_matches_park_with_ids_and_no_personal_reason() -> None:
     assert decision.reason == "several_matches"
     assert decision.candidate_ids == ("1", "2")
     assert not decision.changes
+
+
+def test_several_sharing_an_address_park_with_every_ones_id_when_two_carry_the_name() -> None:
+    # Staff are shown every contact the address found, not only the namesakes.
+    draft = ContactDraft(email="ana@example.com", first_name="Ana", last_name="Lima")
+    found = [
+        contact("1", email="ana@example.com", first_name="Ana", last_name="Lima"),
+        contact("2", email="ana@example.com", first_name="Ana", last_name="Lima"),
+        contact("3", email="ana@example.com", first_name="Reception", last_name="Desk"),
+    ]
+    decision = foc.decide(draft, foc.lookup_for(draft), found, "overwrite")
+    assert (decision.action, decision.reason) == ("park", "several_matches")
+    assert decision.candidate_ids == ("1", "2", "3")
 
 
 @pytest.mark.parametrize("mark", ["archived_at", "deleted_at"])
@@ -449,6 +484,35 @@ def test_a_match_in_the_window_without_our_fields_is_not_adopted() -> None:
         ],
     )
     assert foc.made_by_create(draft, ours, LOST)
+
+
+def test_a_contact_in_the_window_with_more_numbers_or_another_kind_is_not_our_create() -> None:
+    # Ours would hold the one number we sent, of the kind we sent: one with staff's landline
+    # beside it, or with our number as a Home phone, is staff's, and adopted it would enter
+    # the ledger the cleanup trusts as the intake's.
+    draft = ContactDraft(
+        email="ana@example.com",
+        first_name="Ana",
+        phone_numbers=(PhoneNumber(number="0412 345 678", phone_type="Mobile"),),
+    )
+    ours = contact(
+        email="ana@example.com",
+        first_name="Ana",
+        created_at="2026-11-23T12:00:05Z",
+        phone_numbers=[{"number": "0412 345 678", "phone_type": "Mobile"}],
+    )
+    assert foc.made_by_create(draft, ours, LOST)
+    more = dict(
+        ours,
+        phone_numbers=[*ours["phone_numbers"], {"number": "(03) 9812 3456", "phone_type": "Home"}],
+    )
+    other_kind = dict(ours, phone_numbers=[{"number": "0412 345 678", "phone_type": "Home"}])
+    for staffs in (more, other_kind):
+        assert not foc.made_by_create(draft, staffs, LOST)
+        decision = foc.decide(
+            draft, foc.lookup_for(draft), [staffs], "fill_blanks", lost_create=LOST
+        )
+        assert decision.action != "adopt"
 
 
 def test_recovery_without_identity_compares_fields_in_the_window() -> None:
