@@ -124,17 +124,25 @@ def phone_digits(number: object) -> str:
     no national trunk zero (a value that is not text is no number). Digits of any script are
     read as the ASCII ones they are: a phone's Arabic keyboard types "٠٤١٢", a Japanese IME
     "０４１２", and kept as typed they were another number than the "0412" staff typed, so a
-    submission without an email made that person a second contact."""
-    digits = _digits_of(number)
+    submission without an email made that person a second contact. An extension dialled
+    after the number ("ext. 12", "x12", "#12") is left out: a practice's number with one is
+    the line staff typed without it, and its digits joined to the number made another one
+    (a second contact for a submission without an email)."""
+    digits = _digits_of(EXTENSION.sub("", number) if isinstance(number, str) else number)
     if not digits.isascii():
         digits = "".join(str(unicodedata.decimal(digit)) for digit in digits)
     return _without_prefixes(digits)
 
 
+# After a digit: "ext", "extension", "x" or "#", then the extension's digits, to the end.
+EXTENSION = re.compile(r"(?<=\d)[\s.,;:]*(?:ext(?:ension)?|x|#)[\s.:]*\d+\s*$", re.IGNORECASE)
+
+
 def _digits_as_typed(number: object) -> str:
-    """`phone_digits` with each digit in its own script: how numbers were keyed before other
-    scripts' digits were read as ASCII (2026-12-05), which bodies and tombstones of then may
-    still be kept under."""
+    """`phone_digits` with each digit in its own script and an extension's digits kept: how
+    numbers were keyed before other scripts' digits were read as ASCII (2026-12-05) and
+    extensions left out (2026-12-06), which bodies and tombstones of then may still be kept
+    under."""
     return _without_prefixes(_digits_of(number))
 
 

@@ -116,6 +116,7 @@ PHONES = [
     "61412345678",
     "1 61412345678",
     "+64 21 555 0199",
+    "(02) 1234 5678 ext. 12",
 ]
 
 
@@ -158,6 +159,22 @@ def test_a_number_in_another_scripts_digits_keeps_the_keys_it_had_as_typed() -> 
     ).hexdigest()
     assert before in submission_keys(PEPPER, None, "Ana", "Lima", [typed]).name_phone
     assert before in contact_keys(PEPPER, None, "Ana", "Lima", [typed]).name_phone
+
+
+@pytest.mark.parametrize(
+    "typed", ["(02) 9876 5432 ext. 12", "(02) 9876 5432 x12", "(02) 9876 5432, Extension: 12"]
+)
+def test_a_number_with_an_extension_is_the_line_without_it(typed: str) -> None:
+    # A practice's number with the doctor's extension is the line staff typed without it.
+    assert phone_digits(typed) == phone_digits("(02) 9876 5432")
+    stored = submission_keys(PEPPER, None, "Ana", "Lima", [typed])
+    probe = contact_keys(PEPPER, None, "Ana", "Lima", ["+61 2 9876 5432"])
+    assert set(stored.name_phone) & set(probe.name_phone)
+    # Keyed before 2026-12-06 with the extension's digits, as typed: still found.
+    before = contact_keys(PEPPER, None, "Ana", "Lima", ["02 9876 5432 12"])
+    assert set(stored.name_phone) & set(before.name_phone)
+    # Another line is another number.
+    assert phone_digits("(02) 9876 5433 ext. 12") != phone_digits(typed)
 
 
 def test_a_number_shorter_than_eight_digits_is_not_taken_for_a_longer_ones_end() -> None:
