@@ -152,8 +152,7 @@ def _digits_of(number: object) -> str:
 
 
 def _without_prefixes(digits: str) -> str:
-    if digits.startswith("00"):
-        digits = digits[2:]
+    # Every leading zero: a national trunk "0" and an international "00" alike.
     return digits.lstrip("0")
 
 
