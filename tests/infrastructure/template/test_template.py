@@ -1108,13 +1108,15 @@ def test_a_queued_id_always_finds_its_body():
 
 
 def test_an_alarm_on_a_level_also_says_when_it_is_back_to_nothing():
-    """An alarm on a level that stays until someone clears it (a queue's visible messages,
-    requests overdue, the feed's minutes behind: a Maximum) tells the on-call when it is back,
-    to the topic it alarms to: the operator who replayed the parked or webhook letters learns
-    the queue is empty as the one who replayed the dead letters does. Of the alarms on events,
-    those on a stack that cannot serve (unavailable, misconfigured) say so too; those on
-    function errors or a run that failed say nothing more once they stop. Wherever OK is told,
-    it goes to the alarm's own topic."""
+    """An alarm on a level that stays until someone clears it (a queue's visible messages or
+    its oldest message's age, requests overdue, the feed's minutes behind: a Maximum) tells
+    the on-call when it is back, to the topic it alarms to: the operator who replayed the
+    parked or webhook letters learns the queue is empty as the one who replayed the dead
+    letters does. An alarm on events that only a request or a run brings (a 503, a
+    misconfiguration met by a submission, an erasure or a daily cleanup, a failed erasure)
+    says nothing once they stop: a quiet hour with nobody sending is no fix, and its OK
+    would say the stack is back while the key is still revoked. The change feed's, which
+    polls every minute, may."""
     from cliniko_automations.changefeed.subscribers import Subscribers
     from cliniko_automations.changefeed.webhook_stack import render
 
@@ -1125,8 +1127,23 @@ def test_an_alarm_on_a_level_also_says_when_it_is_back_to_nothing():
         if resource["Type"] == "AWS::CloudWatch::Alarm"
     }
     levels = {name for name, alarm in alarms.items() if alarm.get("Statistic") == "Maximum"}
-    assert {"DeadLettersAlarm", "ParkedSubmissionsAlarm", "WebhookDeadLetterAlarm"} <= levels
+    assert {
+        "DeadLettersAlarm",
+        "ParkedSubmissionsAlarm",
+        "WebhookDeadLetterAlarm",
+        "SubmissionQueueStalledAlarm",
+    } <= levels
     for name in levels:
         assert alarms[name].get("OKActions") == alarms[name]["AlarmActions"], name
+    on_requests = {
+        "MisconfigurationAlarm",
+        "CleanupMisconfigurationAlarm",
+        "ErasureMisconfigurationAlarm",
+        "IntakeUnavailableAlarm",
+        "ErasureUnavailableAlarm",
+        "ErasureFailedAlarm",
+    }
+    for name in on_requests:
+        assert "OKActions" not in alarms[name], name
     for name, alarm in alarms.items():  # one topic either way, wherever OK is told
         assert alarm.get("OKActions", alarm["AlarmActions"]) == alarm["AlarmActions"], name
