@@ -1109,7 +1109,8 @@ def test_a_queued_id_always_finds_its_body():
 
 def test_an_alarm_on_a_level_also_says_when_it_is_back_to_nothing():
     """An alarm on a level that stays until someone clears it (a queue's visible messages or
-    its oldest message's age, requests overdue, the feed's minutes behind: a Maximum) tells
+    its oldest message's age, requests overdue, the feed's minutes behind, a cleanup's rules
+    left to finish: a Maximum) tells
     the on-call when it is back, to the topic it alarms to: the operator who replayed the
     parked or webhook letters learns the queue is empty as the one who replayed the dead
     letters does. An alarm on events that only a request or a run brings (a 503, a
@@ -1132,6 +1133,7 @@ def test_an_alarm_on_a_level_also_says_when_it_is_back_to_nothing():
         "ParkedSubmissionsAlarm",
         "WebhookDeadLetterAlarm",
         "SubmissionQueueStalledAlarm",
+        "CleanupStuckAlarm",
     } <= levels
     for name in levels:
         assert alarms[name].get("OKActions") == alarms[name]["AlarmActions"], name
