@@ -87,7 +87,7 @@ def fold_name(value: object) -> str:
     erased, the body kept, a replay making the person again)."""
     if not isinstance(value, str):
         return ""
-    if value.isascii():
+    if value.isascii() or not stream_safe(value):
         return _fold_before_unicode(value)
     compatible = without_format_characters(unicodedata.normalize("NFKC", value))
     # Again after casefold, which may leave a letter and its accent apart ("İ" → "i̇").
@@ -115,8 +115,29 @@ EARLIER_FOLDS: tuple[Callable[[object], str], ...] = (_fold_before_unicode, _fol
 
 def composed(text: str) -> str:
     """`text` with each letter and its accents composed (NFC), the form most keyboards type
-    and Cliniko's filters compare as typed."""
-    return text if text.isascii() else unicodedata.normalize("NFC", text)
+    and Cliniko's filters compare as typed (as sent where it is not `stream_safe`)."""
+    return text if text.isascii() or not stream_safe(text) else unicodedata.normalize("NFC", text)
+
+
+# Unicode's stream-safe text format (UAX #15): at most 30 combining marks in a row, more than
+# any writing system puts on one letter. Normalising a longer run takes time growing with the
+# square of its length (CPython orders each run by insertion): a form field or a Cliniko name
+# of 100,000 accents took 10 s, and a hostile sender could send one a request.
+MAX_COMBINING_RUN = 30
+
+
+def stream_safe(text: str) -> bool:
+    """Whether no run of combining marks in `text` is longer than MAX_COMBINING_RUN: text
+    that is not is left as it came, not normalised."""
+    run = 0
+    for char in text:
+        if unicodedata.combining(char):
+            run += 1
+            if run > MAX_COMBINING_RUN:
+                return False
+        else:
+            run = 0
+    return True
 
 
 def phone_digits(number: object) -> str:

@@ -55,6 +55,7 @@ from cliniko_automations.common.person_keys import (
     fold_name,
     phone_digits,
     phone_entries,
+    stream_safe,
     text_of,
 )
 from cliniko_automations.intake.submission import ContactDraft, UpdatePolicy
@@ -154,7 +155,7 @@ def name_spellings(first: str, last: str) -> list[tuple[str, str]]:
 
 
 def _decomposed(text: str) -> str:
-    return text if text.isascii() else unicodedata.normalize("NFD", text)
+    return text if text.isascii() or not stream_safe(text) else unicodedata.normalize("NFD", text)
 
 
 def spacing_free(name: str) -> str:

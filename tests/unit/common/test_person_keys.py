@@ -13,6 +13,7 @@ import pytest
 from cliniko_automations.common.person_keys import (
     PersonKeys,
     clean_email,
+    composed,
     contact_keys,
     earlier_contact_keys,
     fold_name,
@@ -98,6 +99,17 @@ def test_a_name_keeps_the_keys_it_had_before_its_letters_were_folded() -> None:
     assert typed in submission_keys(PEPPER, None, "Mary", "O’Brien", ["0412 987 654"]).name_phone
     [as_typed] = earlier_contact_keys("Mary", "O’Brien", ["0412 987 654"], pepper=PEPPER)
     assert typed in as_typed.name_phone
+
+
+def test_text_with_more_combining_marks_in_a_row_than_any_letter_carries_is_left_as_it_came():
+    # Normalising a run of them takes time growing with its square (100,000 took 10 s): a
+    # hostile form field or Cliniko name is compared and keyed as it came, not normalised.
+    for marks, normalised in ((30, True), (31, False)):
+        text = "Jose" + "\u0301" * marks
+        assert (composed(text) != text) is normalised
+        assert (fold_name(text) != text.casefold()) is normalised
+    zalgo = "Ana" + "\u0316\u0301" * 50_000
+    assert composed(zalgo) == zalgo and fold_name(zalgo) == zalgo.casefold()
 
 
 PHONES = [
