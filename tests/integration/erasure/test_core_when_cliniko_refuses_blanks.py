@@ -41,6 +41,9 @@ class RequiringCliniko:
         self.archive_failures = 0
         # How an update of an archived contact is refused: None (it is not), or the error.
         self.archived_update: Exception | None = None
+        # Whether a 422 names only the first field it refuses (in name order), as a Cliniko
+        # that stops at its first failed check would, not every one at once.
+        self.one_error_at_a_time = False
 
     def expect_requests(self, count: int) -> None:
         pass
@@ -63,6 +66,8 @@ class RequiringCliniko:
             name: BLANK for name in self.required if name in body and body[name] in ("", None)
         }
         errors.update({name: "is invalid" for name in self.refused if name in body})
+        if errors and self.one_error_at_a_time:
+            errors = {min(errors): errors[min(errors)]}
         if errors:
             raise ValidationFailed("Validation Failed", {**errors, "title": None}, status_code=422)
         self.contact.update({k: v for k, v in body.items() if k not in self.ignored})
@@ -120,6 +125,23 @@ def test_a_field_refused_whatever_is_sent_leaves_the_rest_erased_and_is_reported
     assert contact.action == "failed" and contact.verified is False
     assert contact.error is not None and "notes" in contact.error
     # Every other personal value is gone, and the contact is archived out of Cliniko's lists.
+    assert left_in(cliniko.contact) == ["notes"]
+    assert is_archived(cliniko.contact)
+
+
+def test_a_cliniko_naming_one_refused_field_a_time_is_met_field_by_field(erasure_stack):
+    # A blank last name refused, then the notes whatever is sent, each told in its own 422:
+    # the scrub's fourth write is the one that takes every other value away.
+    cliniko = RequiringCliniko(required=("last_name",), refused=("notes",))
+    cliniko.one_error_at_a_time = True
+    eraser = make_eraser(erasure_stack, cliniko)
+
+    outcome = eraser.submit(ask(request_id="req-one-a-time", email=stack.PERSONAL["email"]), CALLER)
+
+    assert cliniko.writes == ["update"] * 4 + ["archive"]
+    [contact] = outcome.contacts
+    assert (outcome.status, contact.action) == ("failed", "failed")
+    assert contact.error is not None and "notes" in contact.error
     assert left_in(cliniko.contact) == ["notes"]
     assert is_archived(cliniko.contact)
 

@@ -107,6 +107,25 @@ def test_a_listing_without_archived_at_says_nothing_of_the_archive():
     assert change(snapshot(updated_at=T2), archived.state).type == "contact.unarchived"
 
 
+def test_a_change_listed_without_archived_at_keeps_the_contact_archived():
+    # Staff changed an archived contact's email, and a listing that leaves out the archive
+    # shows it: an update of the email, the contact still archived (read as active, every
+    # subscriber was told "unarchived", and the next full listing "archived" again).
+    archived = change(snapshot(updated_at=T1, archived_at=T1))
+    readdressed = ContactSnapshot(
+        "1390712996921091568",
+        T0,
+        T2,
+        None,
+        {"first_name": "Ada", "email": "ada@new.example"},
+        archive_shown=False,
+    )
+    updated = change(readdressed, archived.state)
+    assert updated.type == "contact.updated"
+    assert updated.changed_fields == ("email",)
+    assert updated.state.archived is True
+
+
 def test_an_older_state_than_the_published_one_is_dropped():
     published = change(snapshot(updated_at=T1)).state
     assert change(snapshot(updated_at=T0, occupation="x"), published) is None
@@ -136,6 +155,9 @@ def test_the_summary_carries_no_values_and_fields_only_on_request():
 def test_a_short_hash_key_is_refused():
     with pytest.raises(ValueError, match="16 bytes"):
         FieldHasher(b"short")
+    with pytest.raises(ValueError, match="16 bytes"):
+        FieldHasher(b"k" * 15)
+    FieldHasher(b"k" * 16)
 
 
 def scrubbed(**fields):

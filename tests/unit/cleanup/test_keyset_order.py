@@ -71,3 +71,39 @@ def test_a_cliniko_that_ignores_sort_by_id_never_ends_the_rule_as_done_with_cont
         f"{len(set(cliniko.archived))} of 150 archived, rule {progress.phase}, "
         f"error {progress.error}"
     )
+
+
+class RepeatsAnId(IgnoresSort):
+    """Lists by id, as asked, but its page names one contact twice."""
+
+    def iter_contacts(self, filters=(), sort=None):
+        after = next((int(f.value) for f in filters if f.field == "id" and f.operator == ">"), 0)
+        live = sorted(
+            c[0] for c in self.contacts if c[0] > after and str(c[0]) not in self.archived
+        )
+        for cid in [*live[:3], live[2], *live[3:]]:
+            yield SimpleNamespace(id=str(cid), to_dict=lambda cid=cid: {"id": str(cid)})
+
+
+def test_a_listing_that_names_a_contact_twice_stops_the_rule_before_its_batch_is_archived():
+    # Read as in order, the contact was archived, and counted, twice.
+    rule = CleanupRule(
+        name="all-test",
+        account="a",
+        created_by_intake=False,
+        where=[{"field": "email", "op": "like", "value": "%@example.com"}],
+    )
+    cliniko, store = RepeatsAnId(), Nothing()
+    state = RunState(
+        run_id="r",
+        dry_run=False,
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        rules=[RuleProgress.start(rule)],
+    )
+    step = CleanupStep({rule.name: rule}, lambda _: cliniko, store, store)
+    for _ in range(10):
+        if step.run(state).next == "done":
+            break
+    progress = state.rules[0]
+    assert progress.stopped and "UnexpectedResponse" in str(progress.error), progress.error
+    assert cliniko.archived == [] and progress.archived == 0

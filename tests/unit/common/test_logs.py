@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +27,8 @@ SECRET = "sk_live_Zq81-secret+/value=="
 
 
 @pytest.mark.parametrize(
-    "name", ["httpx", "httpcore", "botocore", "boto3", "urllib3", "s3transfer"]
+    "name",
+    ["httpx", "httpcore", "botocore", "boto3", "urllib3", "s3transfer", "aws_lambda_powertools"],
 )
 def test_library_loggers_stay_at_warning_when_the_root_logger_is_at_debug(name):
     root = logging.getLogger()
@@ -74,6 +76,7 @@ def test_library_child_loggers_set_louder_beforehand_are_pinned_and_filtered():
         ("received 2026-11-23T10:00:00+00:00", "2026-11-23T10:00:00+00:00"),
         ("retrying in 0.25s (attempt 2 of 4)", "retrying in 0.25s (attempt 2 of 4)"),
         ("trace 1-5759e988-bd862e3fe1be46a994272793", "1-5759e988-bd862e3fe1be46a994272793"),
+        ("due 2026-11-23 today", "2026-11-23"),
     ],
 )
 def test_ids_dates_and_counts_are_kept(text, kept):
@@ -213,3 +216,65 @@ def test_keys_appended_to_the_logger_and_the_correlation_id_are_redacted():
     record = json.loads(text)
     assert record["who"] == record["correlation_id"] == "[email]"
     assert record["erasure_request_id"] == "[phone]" and record["key"] == "[secret]"
+
+
+@contextlib.contextmanager
+def handler_on(name: str) -> Iterator[io.StringIO]:
+    """What a plain handler on logger `name` (`""`: the root, as Lambda's runtime puts its
+    own there; a library's, as `boto3.set_stream_logger` does) writes meanwhile, once the
+    logging set-up has run."""
+    target = logging.getLogger(name)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    target.addHandler(handler)
+    try:
+        configure_logging()
+        yield stream
+    finally:
+        target.removeHandler(handler)
+
+
+@pytest.mark.parametrize("holder", ["", "boto3"], ids=["the-runtimes-root", "a-librarys-own"])
+def test_a_handler_added_before_the_set_up_writes_redacted_lines(holder):
+    register_secret(SECRET)
+    with handler_on(holder) as stream:
+        logging.getLogger("boto3.resources").warning("key %s for ada+x@example.com", SECRET)
+        logging.getLogger("a_plain_module").warning("to 0412 987 654")
+    text = stream.getvalue()
+    assert "key [secret] for [email]" in text
+    assert SECRET not in text and "ada+x" not in text and "987 654" not in text
+
+
+def test_an_exception_leaves_the_record_only_as_redacted_text():
+    # A formatter that builds its text from exc_info (Lambda's JSON one writes errorMessage and
+    # stackTrace from it) would print the original message: the filter takes exc_info away.
+    register_secret(SECRET)
+    try:
+        raise ValueError(f"bad key {SECRET} for ada+x@example.com")
+    except ValueError:
+        info = sys.exc_info()
+    record = logging.LogRecord("botocore.endpoint", logging.ERROR, __file__, 1, "failed", (), info)
+    assert logs.REDACTING_FILTER.filter(record)
+    assert record.exc_info is None
+    assert "[secret]" in record.exc_text and "[email]" in record.exc_text
+    assert SECRET not in repr(vars(record)) and "ada+x" not in repr(vars(record))
+    assert "[secret]" in logging.Formatter().format(record)
+
+
+def test_relayed_exception_text_and_stack_text_are_redacted():
+    # A QueueHandler relays a record with its exception already text, and no exc_info.
+    register_secret(SECRET)
+    record = logging.LogRecord("botocore.endpoint", logging.ERROR, __file__, 1, "failed", (), None)
+    record.exc_text = f"ValueError: bad key {SECRET}"
+    record.stack_info = "Stack (most recent call last): to ada+x@example.com"
+    assert logs.REDACTING_FILTER.filter(record)
+    assert record.exc_text == "ValueError: bad key [secret]"
+    assert record.stack_info == "Stack (most recent call last): to [email]"
+
+
+def test_emails_and_phones_used_as_keys_are_redacted():
+    logger = function_logger("tests-logs")
+    with written_by(logger) as stream:
+        logger.info("counts", extra={"by_email": {"ada+x@example.com": 2}})
+    assert json.loads(stream.getvalue())["by_email"] == {"[email]": 2}
+    assert logs.redact_value({"0412 987 654": 1}) == {"[phone]": 1}
