@@ -90,18 +90,25 @@ def held_back(path: Any, cliniko: Any, first: str, last: str, key: str, **fields
     return submission_id
 
 
+def found_alone(world: Any, cliniko: Any, name: tuple[str, ...], key: str) -> str:
+    """The contact a submission of `name` (no email) was found as, left unchanged, and the
+    only active one."""
+    post(world, *name, key=key)
+    with captured_logs("intake") as logs:
+        world.work()
+    [processed] = logs.json("submission processed")
+    assert processed["action"] == "unchanged", processed
+    assert [c["id"] for c in active(cliniko)] == [processed["contact_id"]]
+    return str(processed["contact_id"])
+
+
 def test_a_name_sent_as_letters_and_accents_is_created_composed_and_finds_staffs_contact(
     world, erasure_stack, cliniko
 ):
     # Cliniko's name filter compares code points: the decomposed name listed nobody, and the
     # submission made a second José Núñez beside staff's.
     staffs = seed_staffs(erasure_stack, *COMPOSED)
-    post(world, *DECOMPOSED, key="decomposed-beside-staffs")
-    with captured_logs("intake") as logs:
-        world.work()
-    [processed] = logs.json("submission processed")
-    assert (processed["action"], processed["contact_id"]) == ("unchanged", staffs)
-    assert [c["id"] for c in active(cliniko)] == [staffs]
+    assert found_alone(world, cliniko, DECOMPOSED, "decomposed-beside-staffs") == staffs
 
     post(world, *DECOMPOSED, key="decomposed-alone", email="jose@example.org")
     world.work()
@@ -113,12 +120,7 @@ def test_a_contact_made_decomposed_before_is_still_found(world, erasure_stack, c
     # Before the intake composed names, a phone's decomposed "José" went to Cliniko so: the
     # lookup asks for that spelling too, last, once the composed ones list nobody.
     made_before = seed_staffs(erasure_stack, *DECOMPOSED)
-    post(world, *COMPOSED, key="composed-beside-decomposed")
-    with captured_logs("intake") as logs:
-        world.work()
-    [processed] = logs.json("submission processed")
-    assert (processed["action"], processed["contact_id"]) == ("unchanged", made_before)
-    assert [c["id"] for c in active(cliniko)] == [made_before]
+    assert found_alone(world, cliniko, COMPOSED, "composed-beside-decomposed") == made_before
 
 
 @pytest.mark.parametrize("spelling", sorted(SPELLINGS))
