@@ -87,7 +87,7 @@ def fold_name(value: object) -> str:
     erased, the body kept, a replay making the person again)."""
     if not isinstance(value, str):
         return ""
-    if value.isascii() or not stream_safe(value):
+    if not normalisable(value):
         return _fold_before_unicode(value)
     compatible = without_format_characters(unicodedata.normalize("NFKC", value))
     # Again after casefold, which may leave a letter and its accent apart ("İ" → "i̇").
@@ -109,35 +109,62 @@ def _fold_as_typed(value: object) -> str:
     return " ".join(value.split()).casefold() if isinstance(value, str) else ""
 
 
-# The folds names were keyed by before `fold_name`, newest first.
-EARLIER_FOLDS: tuple[Callable[[object], str], ...] = (_fold_before_unicode, _fold_as_typed)
+def _fold_before_unicode_decomposed(value: object) -> str:
+    return _fold_before_unicode(decomposed(value) if isinstance(value, str) else value)
+
+
+def _fold_as_typed_decomposed(value: object) -> str:
+    return _fold_as_typed(decomposed(value) if isinstance(value, str) else value)
+
+
+# The folds names were keyed by before `fold_name`, newest first, each also of the name
+# decomposed: before the intake composed answers (2026-12-06), it stored, and the worker
+# wrote to Cliniko, a phone's "José" as "e" and an accent, and the erasure's tombstones of
+# such a contact were keyed so. Composed since, a provider's redelivery of that submission
+# keys the same name otherwise: unmet, the tombstones let the erased person be made again.
+EARLIER_FOLDS: tuple[Callable[[object], str], ...] = (
+    _fold_before_unicode,
+    _fold_before_unicode_decomposed,
+    _fold_as_typed,
+    _fold_as_typed_decomposed,
+)
+
+
+# Normalising takes time growing with the square of a run of combining marks (CPython orders
+# each run by insertion; a character may decompose into several, U+0F73 into two): a form
+# field of 40,000 of them took 14 s, past the intake's timeout, one request from a hostile
+# sender. A longer text than this, longer than any field Cliniko keeps whole (255), is
+# compared and keyed as it came; 500 such characters take 3 ms.
+MAX_NORMALISED_LENGTH = 500
+
+
+def normalisable(text: str) -> bool:
+    """Whether `text` is normalised before it is compared, keyed or sent: not ASCII (which
+    every form leaves as it is), and at most MAX_NORMALISED_LENGTH characters."""
+    return not text.isascii() and len(text) <= MAX_NORMALISED_LENGTH
 
 
 def composed(text: str) -> str:
     """`text` with each letter and its accents composed (NFC), the form most keyboards type
-    and Cliniko's filters compare as typed (as sent where it is not `stream_safe`)."""
-    return text if text.isascii() or not stream_safe(text) else unicodedata.normalize("NFC", text)
+    and Cliniko's filters compare as typed. Only text holding combining marks or Hangul's
+    conjoining letters is composed: NFC also maps a CJK compatibility ideograph (U+F929) to
+    its unified one (U+6717), which a Japanese or Korean name may be written with on purpose."""
+    if not normalisable(text) or not any(_composes(char) for char in text):
+        return text
+    return unicodedata.normalize("NFC", text)
 
 
-# Unicode's stream-safe text format (UAX #15): at most 30 combining marks in a row, more than
-# any writing system puts on one letter. Normalising a longer run takes time growing with the
-# square of its length (CPython orders each run by insertion): a form field or a Cliniko name
-# of 100,000 accents took 10 s, and a hostile sender could send one a request.
-MAX_COMBINING_RUN = 30
+def _composes(char: str) -> bool:
+    return bool(unicodedata.combining(char)) or "\u1100" <= char <= "\u11ff"
 
 
-def stream_safe(text: str) -> bool:
-    """Whether no run of combining marks in `text` is longer than MAX_COMBINING_RUN: text
-    that is not is left as it came, not normalised."""
-    run = 0
-    for char in text:
-        if unicodedata.combining(char):
-            run += 1
-            if run > MAX_COMBINING_RUN:
-                return False
-        else:
-            run = 0
-    return True
+def decomposed(text: str) -> str:
+    """`text` with its letters and accents apart (NFD), where that is other than `text` by a
+    combining mark (Hangul's syllables, which NFD takes apart into letters, are kept)."""
+    if not normalisable(text):
+        return text
+    apart = unicodedata.normalize("NFD", text)
+    return apart if any(unicodedata.combining(char) for char in apart) else text
 
 
 def phone_digits(number: object) -> str:

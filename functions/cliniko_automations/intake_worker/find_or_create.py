@@ -36,7 +36,6 @@ still need these checks when it is missing.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -52,10 +51,10 @@ from cliniko_automations.common.person_keys import (
     MIN_SUFFIX_DIGITS,
     compared_email,
     composed,
+    decomposed,
     fold_name,
     phone_digits,
     phone_entries,
-    stream_safe,
     text_of,
 )
 from cliniko_automations.intake.submission import ContactDraft, UpdatePolicy
@@ -147,15 +146,11 @@ def name_spellings(first: str, last: str) -> list[tuple[str, str]]:
     it made before from a phone's decomposed "José" hold it so, which Cliniko's filters
     compare by code point."""
     spellings: list[tuple[str, str]] = []
-    for spell in (str, str.title, str.lower, str.upper, _decomposed):
+    for spell in (str, str.title, str.lower, str.upper, decomposed):
         spelled = (spell(first), spell(last))
         if spelled not in spellings:
             spellings.append(spelled)
     return spellings
-
-
-def _decomposed(text: str) -> str:
-    return text if text.isascii() or not stream_safe(text) else unicodedata.normalize("NFD", text)
 
 
 def spacing_free(name: str) -> str:

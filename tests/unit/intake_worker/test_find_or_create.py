@@ -117,6 +117,13 @@ def test_phone_matching(left: str, right: str, same: bool) -> None:
     assert foc.phones_match(foc.phone_digits(left), foc.phone_digits(right)) is same
 
 
+def test_a_name_with_accents_is_also_looked_up_decomposed_and_no_other_is() -> None:
+    assert foc.name_spellings("José", "Núñez")[-1] == ("Jose\u0301", "Nu\u0301n\u0303ez")
+    assert len(foc.name_spellings("José", "Núñez")) == 4  # as typed, lower, UPPER, apart
+    assert foc.name_spellings("민준", "김") == [("민준", "김")]
+    assert len(foc.name_spellings("Ana", "LIMA")) == 4  # as typed, Title, lower, UPPER
+
+
 def test_name_phone_match_needs_a_shared_number_and_folded_names() -> None:
     draft = ContactDraft(
         first_name="ana", last_name="LIMA", phone_numbers=(PhoneNumber(number="0412 345 678"),)
