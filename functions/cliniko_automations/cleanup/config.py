@@ -94,11 +94,11 @@ class TextCondition(_Model):
         if self.op == "not_equals":
             # Only the very value refused is one Cliniko's `!=` could not have listed (the
             # email as sent, lower-cased): "Test " is not "Test".
-            sent = self.value.lower() if self.field == "email" else self.value
-            return (
-                not isinstance(value, str)
-                or (value.lower() if self.field == "email" else value) != sent
-            )
+            if not isinstance(value, str):
+                return True
+            if self.field == "email":
+                return value.lower() != self.value.lower()
+            return value != self.value
         if not isinstance(value, str):
             return False
         pattern = {"equals": self.value, "contains": f"%{self.value}%", "like": self.value}
